@@ -1,0 +1,130 @@
+"""The optimizer's problem and answer, as plain values.
+
+They mirror docs/plan-dump-format.md field for field, so an instance and its plan
+can be written out and checked without this code. Slots are indexed from 0; slot t
+covers [start + t*slot_seconds, start + (t+1)*slot_seconds); a job started in slot
+s with duration d occupies slots s..s+d-1.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+RESOURCES = ("cpu", "memory_bytes", "gpu")
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Slot(Frozen):
+    spoke: str
+    start_slot: int
+
+
+class SpokeCapacity(Frozen):
+    """What is left for Caspian on one spoke, per slot of the horizon."""
+
+    name: str
+    zone: str
+    cpu: tuple[float, ...]
+    memory_bytes: tuple[float, ...]
+    gpu: tuple[float, ...]
+
+    def resource(self, name: str) -> tuple[float, ...]:
+        return getattr(self, name)
+
+
+class Job(Frozen):
+    id: str
+    cpu: float = Field(ge=0)
+    memory_bytes: float = Field(ge=0)
+    gpu: float = Field(ge=0)
+    duration_slots: int = Field(ge=1)
+    release_slot: int = 0
+    deadline_slot: int
+    allowed_spokes: tuple[str, ...]
+    energy_kwh_per_slot: dict[str, float]
+    fixed: Slot | None = None
+    previous: Slot | None = None
+
+    def demand(self, name: str) -> float:
+        return getattr(self, name)
+
+
+class Weights(Frozen):
+    lateness_g_per_slot: float = Field(default=100_000.0, ge=0)
+    move_g: float = Field(default=5.0, ge=0)
+
+
+class Instance(Frozen):
+    """One planning problem.
+
+    Intensity arrays may be longer than `slots`: a job may start in the last slot of
+    the horizon and run past it, and its carbon is still counted. Capacity is only
+    constrained inside the horizon.
+    """
+
+    start: datetime
+    slot_seconds: int = Field(gt=0)
+    slots: int = Field(gt=0)
+    spokes: tuple[SpokeCapacity, ...]
+    intensity_g_per_kwh: dict[str, tuple[float, ...]]
+    jobs: tuple[Job, ...]
+    weights: Weights = Weights()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Instance:
+        names = {spoke.name for spoke in self.spokes}
+        for spoke in self.spokes:
+            for resource in RESOURCES:
+                if len(spoke.resource(resource)) != self.slots:
+                    raise ValueError(f"spoke {spoke.name}: {resource} needs {self.slots} values")
+            if len(self.intensity_g_per_kwh.get(spoke.zone, ())) < self.slots:
+                raise ValueError(f"zone {spoke.zone}: intensity must cover {self.slots} slots")
+        for job in self.jobs:
+            unknown = set(job.allowed_spokes) - names
+            if unknown:
+                raise ValueError(f"job {job.id}: unknown spokes {sorted(unknown)}")
+        return self
+
+    def spoke(self, name: str) -> SpokeCapacity:
+        return next(spoke for spoke in self.spokes if spoke.name == name)
+
+
+class Assignment(Frozen):
+    id: str
+    spoke: str
+    start_slot: int
+    carbon_g: float
+    late_slots: int = 0
+
+
+class NotPlaced(Frozen):
+    id: str
+    reason: str
+
+
+class Plan(Frozen):
+    """The optimizer's answer; `solver_status` never claims more than was proven."""
+
+    assignments: tuple[Assignment, ...]
+    not_placed: tuple[NotPlaced, ...]
+    carbon_g: float
+    objective: float
+    solver_status: str
+    bound: float | None = None
+    method: str
+
+    def assignment(self, job_id: str) -> Assignment | None:
+        return next((a for a in self.assignments if a.id == job_id), None)
+
+
+class SolverSettings(Frozen):
+    """Which MILP solver PuLP drives, and how long it may take."""
+
+    name: str = "highs"
+    time_limit_s: float = Field(default=20.0, gt=0)
+    gap_rel: float = Field(default=1e-4, ge=0)

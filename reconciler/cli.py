@@ -1,0 +1,221 @@
+"""The `caspian` command. Thin: parse options, call the shell, print, set the exit code.
+
+Exit codes: 0 done; 1 nothing done (bad configuration, git failure); 3 done, but
+some job could not be planned (an invalid AppWrapper, or no place for it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from reconciler import crd, ledger, messages, reconciling, templates
+from reconciler.fleet import FleetConfigError, load_fleet
+from reconciler.gitrepo import FleetRepo, GitError, Identity, create_bare_repo, redact
+from reconciler.quantities import format_time, timestamp
+
+EXIT_ERROR = 1
+EXIT_PARTIAL = 3
+
+
+def _now(value: str | None) -> datetime:
+    return timestamp(value) if value else datetime.now(UTC)
+
+
+def _author() -> Identity:
+    return Identity(
+        name=os.environ.get("CASPIAN_GIT_AUTHOR_NAME", Identity().name),
+        email=os.environ.get("CASPIAN_GIT_AUTHOR_EMAIL", Identity().email),
+    )
+
+
+repo_option = click.option(
+    "--repo", "url", required=True, help="Fleet repo: a path to a bare repo or any git URL."
+)
+branch_option = click.option("--branch", default="main", show_default=True)
+now_option = click.option(
+    "--now", "now_text", metavar="RFC3339", help="Plan as if it were this time (default: now)."
+)
+cache_option = click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where Caspian keeps its bare mirror (default: ~/.cache/caspian/repos/...).",
+)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log what each step does.")
+def main(verbose: bool) -> None:
+    """Caspian: carbon-aware placement of batch Jobs across Kubernetes clusters, through git."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--bare", is_flag=True, help="Make DIRECTORY a bare git repo holding the template.")
+def init(directory: Path, bare: bool) -> None:
+    """Create a fleet repo in DIRECTORY from the template (3 spokes, example jobs)."""
+    if directory.exists() and any(directory.iterdir()):
+        raise click.ClickException(f"{directory} is not empty: choose a new directory")
+    files = templates.template_files()
+    if bare:
+        commit = create_bare_repo(
+            directory, files=files, message="Start a Caspian fleet repo", author=_author()
+        )
+        click.echo(f"bare fleet repo at {directory} (main at {commit[:12]})")
+        click.echo(f"next: caspian reconcile --repo {directory} --once")
+        return
+    templates.write_tree(directory, files)
+    click.echo(f"fleet repo files written to {directory}")
+    click.echo("next: git init, commit, push to your server, then caspian reconcile --repo URL --once")
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path, exists=True), default=".")
+def validate(path: Path) -> None:
+    """Check a fleet repo work tree (or one file in it): one `file:field: reason` line
+    per problem, exit 1 if there is any."""
+    root = path if path.is_dir() else _fleet_root(path)
+    files = templates.read_tree(root)
+    only = path.relative_to(root).as_posix() if path.is_file() else None
+    try:
+        fleet = load_fleet(files, appwrapper_schema=crd.check_appwrapper)
+        reconciling.fetch_forecasts(fleet, now=datetime.now(UTC))
+        ledger.parse(files.get(ledger.LEDGER_PATH))
+    except FleetConfigError as error:
+        for problem in error.problems:
+            click.echo(problem.line())
+        sys.exit(EXIT_ERROR)
+    except ledger.LedgerError as error:
+        click.echo(str(error))
+        sys.exit(EXIT_ERROR)
+    problems = [p for p in fleet.problems if only is None or p.file.split("#")[0] == only]
+    for problem in problems:
+        click.echo(problem.line())
+    if problems:
+        sys.exit(EXIT_ERROR)
+    click.echo(f"ok: {len(fleet.spokes)} spokes, {len(fleet.jobs)} jobs", err=True)
+
+
+def _fleet_root(path: Path) -> Path:
+    for parent in path.resolve().parents:
+        if (parent / "caspian.yaml").exists():
+            return parent
+    raise click.ClickException(f"{path}: no caspian.yaml above it: is this a fleet repo?")
+
+
+@main.command()
+@repo_option
+@branch_option
+@now_option
+@cache_option
+def plan(url: str, branch: str, now_text: str | None, cache_dir: Path | None) -> None:
+    """Show what a reconcile would change now; commit nothing."""
+    outcome = _run(lambda repo: reconciling.plan(repo, now=_now(now_text)), url, branch, cache_dir)
+    if not outcome.changes:
+        click.echo(f"no change: {redact(url)} is up to date at {outcome.input_commit[:12]}")
+    else:
+        click.echo(f"would commit on {outcome.input_commit[:12]}:")
+        for path, change in outcome.changes.items():
+            click.echo(f"  {change:8} {path}")
+        click.echo("")
+        click.echo(outcome.message)
+    sys.exit(EXIT_PARTIAL if outcome.partial else 0)
+
+
+@main.command()
+@repo_option
+@branch_option
+@now_option
+@cache_option
+@click.option("--once", is_flag=True, help="Reconcile one time and exit.")
+def reconcile(
+    url: str, branch: str, now_text: str | None, cache_dir: Path | None, once: bool
+) -> None:
+    """Decide, render, commit and push the placement (one commit, or none if unchanged)."""
+    if not once:
+        raise click.UsageError("reconcile runs one time: pass --once (use `caspian watch` to loop)")
+    author = _author()
+    outcome = _run(
+        lambda repo: reconciling.reconcile_once(repo, now=_now(now_text), author=author),
+        url,
+        branch,
+        cache_dir,
+    )
+    _report(outcome)
+    sys.exit(EXIT_PARTIAL if outcome.partial else 0)
+
+
+def _run(action, url: str, branch: str, cache_dir: Path | None):  # noqa: ANN001, ANN202
+    try:
+        return action(FleetRepo(url, branch=branch, cache_dir=cache_dir))
+    except FleetConfigError as error:
+        click.echo("cannot plan: fix these files (nothing was committed)", err=True)
+        for problem in error.problems:
+            click.echo(f"  {problem.line()}", err=True)
+    except (GitError, ledger.LedgerError) as error:
+        click.echo(f"error: {error}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+def _report(outcome: reconciling.Outcome) -> None:
+    decision = outcome.decision
+    click.echo(messages.placement_table(decision.ledger))
+    click.echo("")
+    estimated, baseline, saved = messages.savings(decision.ledger)
+    if saved is not None:
+        click.echo(
+            f"carbon: {estimated:,.0f} gCO2 planned vs {baseline:,.0f} gCO2 for qos "
+            f"(earliest start, carbon-blind): {saved:.1%} less"
+        )
+    click.echo(f"solver: {decision.plan.solver_status} ({decision.plan.method})")
+    for entry in decision.ledger.entries:
+        if entry.phase in (ledger.Phase.INVALID, ledger.Phase.PENDING):
+            click.echo(f"{entry.phase.value.lower()}: {entry.id}: {entry.reason}", err=True)
+    if outcome.commit:
+        click.echo(f"committed {outcome.commit[:12]} on {outcome.input_commit[:12]} and pushed")
+    else:
+        click.echo(f"no change at {outcome.input_commit[:12]}: nothing committed")
+
+
+@main.command()
+@now_option
+def demo(now_text: str | None) -> None:
+    """One reconcile of the template fleet in a temporary directory: no network,
+    no cluster, no keys."""
+    now = _now(now_text)
+    with tempfile.TemporaryDirectory(prefix="caspian-demo-") as tmp:
+        remote = Path(tmp) / "fleet.git"
+        files = templates.template_files()
+        jobs = sum(1 for name in files if name.startswith("jobs/"))
+        spokes = sum(1 for name in files if name.startswith("spokes/"))
+        create_bare_repo(
+            remote,
+            files=files,
+            message=f"Add fleet: {spokes} spokes, {jobs} AppWrappers",
+            author=Identity(name="Fleet Admin", email="admin@example.invalid"),
+        )
+        click.echo(f"fleet repo: {remote} (bare, from repo-template: {spokes} spokes, {jobs} jobs)")
+        click.echo(f"reconcile at {format_time(now)}; carbon: embedded 2023 data, same hour\n")
+        repo = FleetRepo(str(remote), cache_dir=Path(tmp) / "mirror.git")
+        outcome = reconciling.reconcile_once(repo, now=now, author=_author())
+        _report(outcome)
+        again = reconciling.reconcile_once(repo, now=now, author=_author())
+        click.echo(
+            "second reconcile: "
+            + ("no change, no commit" if again.commit is None else f"committed {again.commit}")
+        )
+        if outcome.commit:
+            click.echo("\n$ git log --stat -1\n" + repo.show(outcome.commit))
+    if outcome.partial:
+        sys.exit(EXIT_PARTIAL)

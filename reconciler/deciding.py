@@ -1,0 +1,359 @@
+"""decide: what should run where and when. Pure: no clock, no environment, no I/O.
+
+Inputs are the fleet (one commit), the previous ledger, what each spoke has free,
+the intensity forecasts and `now`; the output is a `Decision` holding the new
+ledger. The same inputs give the same Decision.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict
+
+from carbon import IntensitySeries
+from optimizer import baselines
+from optimizer.model import Instance, Job, Plan, Slot, SpokeCapacity
+from optimizer.solving import optimize
+from reconciler.fleet import Fleet, JobRequest, Problem
+from reconciler.ledger import ACTIVE, Entry, Ledger, Phase
+
+
+class SpokeState(BaseModel):
+    """What a spoke can give Caspian now, and whether it answered at all."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    up: bool = True
+    cpu: float
+    memory_bytes: float
+    gpu: float
+    source: str = "declared"
+
+
+class Window(BaseModel):
+    """The planning horizon: `slots` slots from `start`; forecasts must cover
+    `covered_slots` so that a job started in the last slot is priced to its end."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start: datetime
+    slot_seconds: int
+    slots: int
+    covered_slots: int
+
+    def time_of(self, slot: int) -> datetime:
+        return self.start + timedelta(seconds=slot * self.slot_seconds)
+
+    def slot_of(self, moment: datetime) -> int:
+        return math.floor((moment - self.start).total_seconds() / self.slot_seconds)
+
+    def slots_in(self, span: timedelta) -> int:
+        return max(1, math.ceil(span.total_seconds() / self.slot_seconds))
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    now: datetime
+    window: Window
+    ledger: Ledger
+    jobs: dict[str, JobRequest]
+    held: tuple[str, ...]  # ids kept as committed because their file is broken
+    plan: Plan
+    qos: Plan
+    problems: tuple[Problem, ...]
+    spokes: tuple[str, ...]
+    carbon_sources: dict[str, str]
+
+
+def window(fleet: Fleet, *, now: datetime) -> Window:
+    spec = fleet.policy.spec
+    slot = spec.slot_seconds
+    start = datetime.fromtimestamp(now.timestamp() // slot * slot, tz=now.tzinfo)
+    longest = max((job.duration for job in fleet.jobs), default=spec.slot)
+    slots = spec.horizon_slots
+    return Window(
+        start=start,
+        slot_seconds=slot,
+        slots=slots,
+        covered_slots=slots + max(1, math.ceil(longest.total_seconds() / slot)),
+    )
+
+
+def zones(fleet: Fleet) -> dict[str, str]:
+    """Zone of every spoke; spokes in one zone share its series."""
+    return {spoke.name: spoke.spec.carbon.zone for spoke in fleet.spokes}
+
+
+def decide(
+    *,
+    fleet: Fleet,
+    ledger: Ledger,
+    spokes: Mapping[str, SpokeState],
+    forecasts: Mapping[str, IntensitySeries],
+    now: datetime,
+) -> Decision:
+    horizon = window(fleet, now=now)
+    previous = ledger.by_id()
+    broken_files = {_file(problem.file) for problem in fleet.problems}
+    valid = {job.id: job for job in fleet.jobs}
+
+    kept, held = _entries_without_valid_job(ledger, valid, broken_files, now=now)
+    opt_jobs = []
+    for job in fleet.jobs:
+        prev = _same_job(previous.get(job.id), job, spokes)
+        opt_jobs.append(_optimizer_job(job, prev, fleet=fleet, spokes=spokes, horizon=horizon,
+                                       now=now))
+    opt_jobs.extend(_held_as_fixed(held, horizon))
+
+    instance = Instance(
+        start=horizon.start,
+        slot_seconds=horizon.slot_seconds,
+        slots=horizon.slots,
+        spokes=tuple(_capacity(spokes[s.name], s.spec.carbon.zone, horizon) for s in fleet.spokes),
+        intensity_g_per_kwh={zone: forecasts[zone].values for zone in set(zones(fleet).values())},
+        jobs=tuple(opt_jobs),
+        weights=fleet.policy.spec.weights.for_optimizer(),
+    )
+    plan = optimize(instance, settings=fleet.policy.spec.solver.for_optimizer())
+    qos = baselines.qos(instance)
+
+    entries = list(kept) + list(held)
+    for job in fleet.jobs:
+        prev = _same_job(previous.get(job.id), job, spokes)
+        entries.append(_entry(job, prev, plan=plan, qos=qos, horizon=horizon, fleet=fleet,
+                              now=now))
+    entries.extend(_invalid_entries(fleet.problems))
+    return Decision(
+        now=now,
+        window=horizon,
+        ledger=Ledger(entries=tuple(sorted(entries, key=lambda e: e.id))),
+        jobs=valid,
+        held=tuple(sorted(entry.id for entry in held)),
+        plan=plan,
+        qos=qos,
+        problems=fleet.problems,
+        spokes=tuple(spoke.name for spoke in fleet.spokes),
+        carbon_sources={
+            zone: forecasts[zone].provenance.describe() for zone in sorted(set(zones(fleet).values()))
+        },
+    )
+
+
+def _file(source: str) -> str:
+    return source.split("#", 1)[0]
+
+
+def _entries_without_valid_job(
+    ledger: Ledger, valid: Mapping[str, JobRequest], broken_files: set[str], *, now: datetime
+) -> tuple[list[Entry], list[Entry]]:
+    """Entries whose AppWrapper is gone or broken: (kept or cancelled, held as committed).
+
+    A job whose file is broken keeps its committed placement: a typo must not kill
+    a running job. A job whose file is gone is cancelled.
+    """
+    kept, held = [], []
+    for entry in ledger.entries:
+        if entry.id in valid or entry.phase == Phase.INVALID:
+            continue
+        if entry.phase in ACTIVE and _file(entry.source) in broken_files:
+            held.append(entry)
+        elif entry.phase == Phase.CANCELLED:
+            kept.append(entry)
+        else:
+            where = f" (was {entry.phase.value} on {entry.spoke})" if entry.spoke else ""
+            kept.append(
+                entry.model_copy(
+                    update={
+                        "phase": Phase.CANCELLED,
+                        "reason": f"AppWrapper removed from jobs/ at {_iso(now)}{where}",
+                    }
+                )
+            )
+    return kept, held
+
+
+def _same_job(prev: Entry | None, job: JobRequest, spokes: Mapping[str, SpokeState]) -> Entry | None:
+    """The previous entry if it is about this very job (same template, spoke still there)."""
+    if prev is None or prev.template_hash != job.template_hash:
+        return None
+    if prev.phase in ACTIVE and prev.spoke not in spokes:
+        return None
+    return prev
+
+
+def effective_deadline(job: JobRequest, *, first_seen: datetime, fleet: Fleet) -> datetime:
+    """The earlier of the absolute deadline and first-seen + complete-within; with
+    neither, first-seen + the policy's default."""
+    candidates = []
+    if job.deadline is not None:
+        candidates.append(job.deadline)
+    if job.complete_within is not None:
+        candidates.append(first_seen + job.complete_within)
+    if not candidates:
+        candidates.append(first_seen + fleet.policy.spec.defaults.complete_within)
+    return min(candidates)
+
+
+def _is_fixed(prev: Entry | None, *, now: datetime) -> bool:
+    if prev is None or prev.planned_start is None:
+        return False
+    return prev.phase == Phase.DISPATCHED or (
+        prev.phase == Phase.PLANNED and prev.planned_start <= now
+    )
+
+
+def _optimizer_job(
+    job: JobRequest,
+    prev: Entry | None,
+    *,
+    fleet: Fleet,
+    spokes: Mapping[str, SpokeState],
+    horizon: Window,
+    now: datetime,
+) -> Job:
+    first_seen = prev.first_seen if prev and prev.first_seen else now
+    deadline = effective_deadline(job, first_seen=first_seen, fleet=fleet)
+    slot_hours = horizon.slot_seconds / 3600
+    energy = {}
+    for spoke in fleet.spokes:
+        watts = job.power_watts or spoke.it_watts(
+            cpu=job.cpu, memory_bytes=job.memory_bytes, gpu=job.gpu
+        )
+        energy[spoke.name] = watts * spoke.spec.power.pue * slot_hours / 1000
+    fixed = previous = None
+    if _is_fixed(prev, now=now):
+        fixed = Slot(spoke=prev.spoke, start_slot=horizon.slot_of(prev.planned_start))
+    elif prev is not None and prev.phase == Phase.PLANNED and prev.planned_start is not None:
+        previous = Slot(spoke=prev.spoke, start_slot=horizon.slot_of(prev.planned_start))
+    release = 0
+    if job.not_before is not None:
+        release = max(0, math.ceil((job.not_before - horizon.start).total_seconds()
+                                   / horizon.slot_seconds))
+    return Job(
+        id=job.id,
+        cpu=job.cpu,
+        memory_bytes=job.memory_bytes,
+        gpu=job.gpu,
+        duration_slots=horizon.slots_in(job.duration),
+        release_slot=release,
+        deadline_slot=horizon.slot_of(deadline),
+        allowed_spokes=tuple(s for s in job.allowed_spokes if spokes[s].up),
+        energy_kwh_per_slot=energy,
+        fixed=fixed,
+        previous=previous,
+    )
+
+
+def _held_as_fixed(held: list[Entry], horizon: Window) -> list[Job]:
+    """Held jobs keep their capacity so that nothing else is planned on top of them."""
+    jobs = []
+    for entry in held:
+        start = horizon.slot_of(entry.planned_start)
+        end = horizon.slot_of(entry.planned_end) if entry.planned_end else start + 1
+        jobs.append(
+            Job(
+                id=entry.id,
+                cpu=entry.cpu or 0.0,
+                memory_bytes=entry.memory_bytes or 0.0,
+                gpu=entry.gpu or 0.0,
+                duration_slots=max(1, end - start),
+                deadline_slot=end,
+                allowed_spokes=(entry.spoke,),
+                energy_kwh_per_slot={entry.spoke: 0.0},
+                fixed=Slot(spoke=entry.spoke, start_slot=start),
+            )
+        )
+    return jobs
+
+
+def _capacity(state: SpokeState, zone: str, horizon: Window) -> SpokeCapacity:
+    scale = 1.0 if state.up else 0.0
+    return SpokeCapacity(
+        name=state.name,
+        zone=zone,
+        cpu=(state.cpu * scale,) * horizon.slots,
+        memory_bytes=(state.memory_bytes * scale,) * horizon.slots,
+        gpu=(state.gpu * scale,) * horizon.slots,
+    )
+
+
+def _entry(
+    job: JobRequest,
+    prev: Entry | None,
+    *,
+    plan: Plan,
+    qos: Plan,
+    horizon: Window,
+    fleet: Fleet,
+    now: datetime,
+) -> Entry:
+    first_seen = prev.first_seen if prev and prev.first_seen else now
+    common = {
+        "id": job.id,
+        "source": job.source,
+        "job_name": job.job_name,
+        "template_hash": job.template_hash,
+        "deadline": effective_deadline(job, first_seen=first_seen, fleet=fleet),
+        "first_seen": first_seen,
+        "cpu": job.cpu,
+        "memory_bytes": job.memory_bytes,
+        "gpu": job.gpu,
+    }
+    assignment = plan.assignment(job.id)
+    if assignment is None:
+        reason = next(n.reason for n in plan.not_placed if n.id == job.id)
+        return Entry(phase=Phase.PENDING, reason=reason, **common)
+    start = horizon.time_of(assignment.start_slot)
+    fixed = _is_fixed(prev, now=now)
+    if fixed:
+        start = prev.planned_start
+    unchanged = (
+        prev is not None
+        and prev.phase in ACTIVE
+        and (prev.spoke, prev.planned_start) == (assignment.spoke, start)
+    )
+    estimated = (
+        prev.estimated_grams
+        if unchanged and prev.estimated_grams is not None
+        else round(assignment.carbon_g, 1)
+    )
+    qos_assignment = qos.assignment(job.id)
+    qos_grams = prev.qos_grams if prev is not None and prev.qos_grams is not None else (
+        round(qos_assignment.carbon_g, 1) if qos_assignment else None
+    )
+    late = prev.late if fixed else assignment.late_slots > 0
+    return Entry(
+        phase=Phase.DISPATCHED if fixed or start <= now else Phase.PLANNED,
+        spoke=assignment.spoke,
+        planned_start=start,
+        planned_end=start + job.duration,
+        estimated_grams=estimated,
+        qos_grams=qos_grams,
+        late=late,
+        reason="will finish after its deadline: no earlier capacity" if late else "",
+        **common,
+    )
+
+
+def _invalid_entries(problems: tuple[Problem, ...]) -> list[Entry]:
+    by_file: dict[str, list[Problem]] = {}
+    for problem in problems:
+        by_file.setdefault(problem.file, []).append(problem)
+    return [
+        Entry(
+            id=file,
+            source=file,
+            phase=Phase.INVALID,
+            reason="; ".join(f"{p.field}: {p.reason}" for p in items),
+        )
+        for file, items in sorted(by_file.items())
+    ]
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

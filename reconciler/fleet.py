@@ -1,0 +1,544 @@
+"""The fleet repo as typed values: policy, spokes and the jobs people asked for.
+
+`load_fleet` is pure: it takes the repo's files as {path: bytes} (read from one
+commit by the git adapter) and returns a `Fleet`. A broken AppWrapper becomes a
+`Problem` for that file alone; a broken caspian.yaml or spoke file raises
+`FleetConfigError`, because nothing can be planned without them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+from pathlib import PurePosixPath
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from carbon import CarbonSourceConfig
+from optimizer.model import SolverSettings, Weights
+from reconciler import quantities
+
+API_VERSION = "caspian.dev/v1alpha1"
+APPWRAPPER_API = "workload.codeflare.dev/v1beta2"
+ANNOTATION = "caspian.dev/"
+POLICY_FILE = "caspian.yaml"
+SPOKES_DIR = "spokes/"
+JOBS_DIR = "jobs/"
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+Duration = Annotated[timedelta, BeforeValidator(lambda v: quantities.duration(v))]
+Quantity = Annotated[float, BeforeValidator(lambda v: quantities.quantity(v))]
+
+
+def _dns_label(value: str) -> str:
+    if len(value) > 63 or not DNS_LABEL.match(value):
+        raise ValueError(
+            f"{value!r} is not a DNS label (lower-case letters, digits and '-', at most 63)"
+        )
+    return value
+
+
+DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+
+
+class Problem(BaseModel):
+    """One thing wrong with one file, said so that the user can fix it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    file: str
+    field: str
+    reason: str
+
+    def line(self) -> str:
+        return f"{self.file}:{self.field}: {self.reason}"
+
+
+class FleetConfigError(Exception):
+    """caspian.yaml or a spoke file is unusable: the reconcile stops, commits nothing."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(p.line() for p in self.problems))
+
+
+class Spec(BaseModel):
+    """camelCase in YAML (as in Kubernetes), snake_case in Python; unknown keys are errors."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
+    )
+
+
+# --- caspian.yaml ---------------------------------------------------------------
+
+
+class JobDefaults(Spec):
+    duration: Duration = timedelta(hours=1)
+    complete_within: Duration = timedelta(hours=24)
+    power_watts: float | None = Field(default=None, gt=0)
+
+
+class PolicyWeights(Spec):
+    lateness_grams_per_slot: float = Field(default=100_000.0, ge=0)
+    move_grams: float = Field(default=5.0, ge=0)
+
+    def for_optimizer(self) -> Weights:
+        return Weights(lateness_g_per_slot=self.lateness_grams_per_slot, move_g=self.move_grams)
+
+
+class SolverSpec(Spec):
+    name: str = "highs"
+    time_limit: Duration = timedelta(seconds=20)
+    gap_rel: float = Field(default=1e-4, ge=0)
+
+    def for_optimizer(self) -> SolverSettings:
+        return SolverSettings(
+            name=self.name, time_limit_s=self.time_limit.total_seconds(), gap_rel=self.gap_rel
+        )
+
+
+class PolicySpec(Spec):
+    slot: Duration = timedelta(minutes=15)
+    horizon: Duration = timedelta(hours=24)
+    namespace: DnsLabel = "default"
+    defaults: JobDefaults = JobDefaults()
+    weights: PolicyWeights = PolicyWeights()
+    solver: SolverSpec = SolverSpec()
+
+    @field_validator("slot")
+    @classmethod
+    def _whole_minutes(cls, value: timedelta) -> timedelta:
+        seconds = value.total_seconds()
+        if seconds < 60 or seconds % 60 or 3600 % seconds and seconds % 3600:
+            raise ValueError("slot must be whole minutes that divide an hour, or whole hours")
+        return value
+
+    @property
+    def slot_seconds(self) -> int:
+        return int(self.slot.total_seconds())
+
+    @property
+    def horizon_slots(self) -> int:
+        return max(1, math.ceil(self.horizon.total_seconds() / self.slot_seconds))
+
+
+class Policy(Spec):
+    api_version: Literal["caspian.dev/v1alpha1"]
+    kind: Literal["Policy"]
+    spec: PolicySpec = PolicySpec()
+
+
+# --- spokes/<spoke>.yaml --------------------------------------------------------
+
+
+class Capacity(Spec):
+    cpu: Quantity = Field(ge=0)
+    memory: Quantity = Field(ge=0)
+    gpu: Quantity = Field(default=0.0, ge=0, alias="nvidia.com/gpu")
+
+
+class PowerModel(Spec):
+    """Average power draw of a job's share of a node, before the facility's PUE."""
+
+    watts_per_core: float = Field(default=10.0, ge=0)
+    watts_per_gpu: float = Field(default=300.0, ge=0)
+    watts_per_gib: float = Field(default=0.4, ge=0)
+    pue: float = Field(default=1.2, ge=1.0)
+
+
+class SpokeSpec(Spec):
+    carbon: CarbonSourceConfig
+    capacity: Capacity
+    power: PowerModel = PowerModel()
+    kube_context: str | None = None
+
+
+class SpokeMeta(Spec):
+    name: DnsLabel
+    labels: dict[str, str] = {}
+
+
+class Spoke(Spec):
+    api_version: Literal["caspian.dev/v1alpha1"]
+    kind: Literal["Spoke"]
+    metadata: SpokeMeta
+    spec: SpokeSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    def it_watts(self, *, cpu: float, memory_bytes: float, gpu: float) -> float:
+        power = self.spec.power
+        return (
+            cpu * power.watts_per_core
+            + gpu * power.watts_per_gpu
+            + memory_bytes / 2**30 * power.watts_per_gib
+        )
+
+
+# --- jobs/**.yaml ---------------------------------------------------------------
+
+
+class JobRequest(BaseModel):
+    """One AppWrapper, read and checked: what to run and what the user asked of it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str  # namespace/name
+    name: str
+    namespace: str
+    source: str
+    job_template: dict[str, Any]  # the wrapped batch/v1 Job, as written
+    template_hash: str
+    cpu: float
+    memory_bytes: float
+    gpu: float
+    duration: timedelta
+    deadline: datetime | None = None
+    complete_within: timedelta | None = None
+    not_before: datetime | None = None
+    power_watts: float | None = None
+    allowed_spokes: tuple[str, ...]
+
+    @property
+    def job_name(self) -> str:
+        """The rendered Job's name: a Job's template is immutable, so an edited
+        template must become a Job with a new name."""
+        return f"{self.name[:54].rstrip('-')}-{self.template_hash}"
+
+
+class Fleet(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    policy: Policy
+    spokes: tuple[Spoke, ...]
+    jobs: tuple[JobRequest, ...]
+    problems: tuple[Problem, ...]
+
+    def spoke(self, name: str) -> Spoke:
+        return next(spoke for spoke in self.spokes if spoke.name == name)
+
+
+# --- loading ----------------------------------------------------------------------
+
+SchemaCheck = Callable[[Mapping[str, Any]], list[tuple[str, str]]]
+
+
+def load_fleet(files: Mapping[str, bytes], *, appwrapper_schema: SchemaCheck) -> Fleet:
+    """Read policy, spokes and AppWrappers from a snapshot of the repo."""
+    policy = _load_policy(files)
+    spokes = _load_spokes(files)
+    jobs: list[JobRequest] = []
+    problems: list[Problem] = []
+    seen: dict[str, str] = {}
+    for path in sorted(p for p in files if _is_job_file(p)):
+        for job_or_problems in _load_job_file(
+            path, files[path], policy=policy, spokes=spokes, check=appwrapper_schema
+        ):
+            if isinstance(job_or_problems, JobRequest):
+                job = job_or_problems
+                if job.id in seen:
+                    problems.append(
+                        Problem(
+                            file=path,
+                            field="metadata.name",
+                            reason=f"{job.id} is already defined in {seen[job.id]}; "
+                            "give one of them another name",
+                        )
+                    )
+                    continue
+                seen[job.id] = path
+                jobs.append(job)
+            else:
+                problems.extend(job_or_problems)
+    return Fleet(policy=policy, spokes=spokes, jobs=tuple(jobs), problems=tuple(problems))
+
+
+def _is_job_file(path: str) -> bool:
+    return path.startswith(JOBS_DIR) and path.endswith((".yaml", ".yml"))
+
+
+def _load_policy(files: Mapping[str, bytes]) -> Policy:
+    if POLICY_FILE not in files:
+        raise FleetConfigError(
+            [Problem(file=POLICY_FILE, field="-", reason="missing: run `caspian init` or add it")]
+        )
+    doc, error = _one_document(files[POLICY_FILE])
+    if error:
+        raise FleetConfigError([Problem(file=POLICY_FILE, field="-", reason=error)])
+    try:
+        return Policy.model_validate(doc)
+    except ValidationError as invalid:
+        raise FleetConfigError(_problems(POLICY_FILE, invalid)) from None
+
+
+def _load_spokes(files: Mapping[str, bytes]) -> tuple[Spoke, ...]:
+    spokes: list[Spoke] = []
+    problems: list[Problem] = []
+    for path in sorted(p for p in files if p.startswith(SPOKES_DIR) and p.endswith(".yaml")):
+        doc, error = _one_document(files[path])
+        if error:
+            problems.append(Problem(file=path, field="-", reason=error))
+            continue
+        try:
+            spoke = Spoke.model_validate(doc)
+        except ValidationError as invalid:
+            problems.extend(_problems(path, invalid))
+            continue
+        stem = PurePosixPath(path).stem
+        if spoke.name != stem:
+            problems.append(
+                Problem(
+                    file=path,
+                    field="metadata.name",
+                    reason=f"{spoke.name!r} must match the file name; rename one to the other",
+                )
+            )
+            continue
+        spokes.append(spoke)
+    if problems:
+        raise FleetConfigError(problems)
+    if not spokes:
+        raise FleetConfigError(
+            [Problem(file=SPOKES_DIR, field="-", reason="no spokes: add spokes/<name>.yaml")]
+        )
+    return tuple(spokes)
+
+
+def _one_document(raw: bytes) -> tuple[Any, str | None]:
+    try:
+        docs = [d for d in yaml.safe_load_all(raw) if d is not None]
+    except yaml.YAMLError as error:
+        return None, f"not valid YAML: {_yaml_error(error)}"
+    if len(docs) != 1:
+        return None, f"expected one YAML document, found {len(docs)}"
+    return docs[0], None
+
+
+def _yaml_error(error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error)
+    if mark is not None:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return str(problem)
+
+
+def _problems(path: str, invalid: ValidationError, *, prefix: str = "") -> list[Problem]:
+    result = []
+    for error in invalid.errors():
+        field = prefix + _dotted(error["loc"])
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown field: check its spelling"
+        elif error["type"] == "missing":
+            message = "required field is missing"
+        elif error["type"] == "literal_error":
+            message = f"{message}, found {error['input']!r}"
+        result.append(Problem(file=path, field=field or "-", reason=message))
+    return result
+
+
+def _dotted(loc: Iterable[int | str]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + str(part)
+    return text
+
+
+def _load_job_file(
+    path: str,
+    raw: bytes,
+    *,
+    policy: Policy,
+    spokes: tuple[Spoke, ...],
+    check: SchemaCheck,
+) -> list[JobRequest | list[Problem]]:
+    try:
+        docs = [d for d in yaml.safe_load_all(raw) if d is not None]
+    except yaml.YAMLError as error:
+        return [[Problem(file=path, field="-", reason=f"not valid YAML: {_yaml_error(error)}")]]
+    label = (lambda i: f"{path}#{i}") if len(docs) > 1 else (lambda i: path)
+    return [
+        _job_from_doc(doc, source=label(index), policy=policy, spokes=spokes, check=check)
+        for index, doc in enumerate(docs)
+    ]
+
+
+def _job_from_doc(
+    doc: Any,
+    *,
+    source: str,
+    policy: Policy,
+    spokes: tuple[Spoke, ...],
+    check: SchemaCheck,
+) -> JobRequest | list[Problem]:
+    def problem(field: str, reason: str) -> list[Problem]:
+        return [Problem(file=source, field=field, reason=reason)]
+
+    if not isinstance(doc, dict):
+        return problem("-", "expected a mapping (an AppWrapper object)")
+    if doc.get("apiVersion") != APPWRAPPER_API or doc.get("kind") != "AppWrapper":
+        found = f"{doc.get('apiVersion')}/{doc.get('kind')}"
+        return problem("kind", f"expected {APPWRAPPER_API} AppWrapper, found {found}")
+    schema_errors = check(doc)
+    if schema_errors:
+        return [Problem(file=source, field=f, reason=r) for f, r in schema_errors]
+    metadata = doc.get("metadata") or {}
+    name = metadata.get("name")
+    if not isinstance(name, str) or len(name) > 63 or not DNS_LABEL.match(name):
+        return problem("metadata.name", "required: a DNS label (lower-case, digits, '-')")
+    namespace = metadata.get("namespace") or policy.spec.namespace
+    if not isinstance(namespace, str) or not DNS_LABEL.match(namespace):
+        return problem("metadata.namespace", f"{namespace!r} is not a valid namespace")
+    components = doc["spec"]["components"]
+    if len(components) != 1:
+        return problem(
+            "spec.components",
+            f"Caspian places AppWrappers that wrap exactly one batch/v1 Job; found "
+            f"{len(components)} components: split them into one AppWrapper each",
+        )
+    template = components[0]["template"]
+    field = "spec.components[0].template"
+    if template.get("apiVersion") != "batch/v1" or template.get("kind") != "Job":
+        found = f"{template.get('apiVersion')}/{template.get('kind')}"
+        return problem(field, f"expected a batch/v1 Job, found {found}")
+    job_spec = template.get("spec")
+    if not isinstance(job_spec, dict):
+        return problem(f"{field}.spec", "required: the Job's spec")
+    if "ttlSecondsAfterFinished" in job_spec:
+        return problem(
+            f"{field}.spec.ttlSecondsAfterFinished",
+            "remove it: Argo CD would re-create a Job that deletes itself; "
+            "Caspian removes finished Jobs from rendered/ instead",
+        )
+    try:
+        cpu, memory, gpu = _requests(job_spec)
+    except ValueError as error:
+        return problem(f"{field}.spec.template.spec", str(error))
+    annotations = metadata.get("annotations") or {}
+    try:
+        hints = _hints(annotations, policy=policy, spokes=spokes)
+    except _HintError as error:
+        return problem(f"metadata.annotations.{error.key}", error.reason)
+    return JobRequest(
+        id=f"{namespace}/{name}",
+        name=name,
+        namespace=namespace,
+        source=source,
+        job_template=template,
+        template_hash=template_hash(template),
+        cpu=cpu,
+        memory_bytes=memory,
+        gpu=gpu,
+        **hints,
+    )
+
+
+def template_hash(template: Mapping[str, Any]) -> str:
+    canonical = json.dumps(template, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:8]
+
+
+def _requests(job_spec: Mapping[str, Any]) -> tuple[float, float, float]:
+    """cpu, memory bytes and GPUs of all pods that run at once: the pod's effective
+    request (max of the sum of containers and the largest init container) times the
+    Job's parallelism."""
+    pod = (job_spec.get("template") or {}).get("spec") or {}
+    containers = pod.get("containers") or []
+    if not containers:
+        raise ValueError("the pod template needs at least one container")
+    parallelism = job_spec.get("parallelism", 1)
+    completions = job_spec.get("completions")
+    if isinstance(completions, int) and completions > 0:
+        parallelism = min(parallelism, completions)
+
+    def need(container: Mapping[str, Any], key: str) -> float:
+        resources = container.get("resources") or {}
+        value = (resources.get("requests") or {}).get(key)
+        if value is None:  # Kubernetes defaults a request to its limit
+            value = (resources.get("limits") or {}).get(key)
+        return 0.0 if value is None else quantities.quantity(value)
+
+    totals = []
+    for key in ("cpu", "memory", "nvidia.com/gpu"):
+        running = sum(need(c, key) for c in containers)
+        init = max((need(c, key) for c in pod.get("initContainers") or []), default=0.0)
+        totals.append(max(running, init) * parallelism)
+    return totals[0], totals[1], totals[2]
+
+
+class _HintError(Exception):
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+
+
+def _hints(
+    annotations: Mapping[str, str], *, policy: Policy, spokes: tuple[Spoke, ...]
+) -> dict[str, Any]:
+    known = {
+        "deadline",
+        "complete-within",
+        "duration",
+        "not-before",
+        "power-watts",
+        "spokes",
+    }
+    for key in annotations:
+        if key.startswith(ANNOTATION) and key.removeprefix(ANNOTATION) not in known:
+            raise _HintError(key, f"unknown Caspian annotation; known: {', '.join(sorted(known))}")
+
+    def parse(key: str, convert: Callable[[str], Any]) -> Any:
+        raw = annotations.get(ANNOTATION + key)
+        if raw is None:
+            return None
+        try:
+            return convert(str(raw))
+        except ValueError as error:
+            raise _HintError(ANNOTATION + key, str(error)) from None
+
+    def watts(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{text!r} must be a positive number of watts")
+        return value
+
+    names = [spoke.name for spoke in spokes]
+
+    def spoke_list(text: str) -> tuple[str, ...]:
+        chosen = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
+        unknown = [s for s in chosen if s not in names]
+        if unknown or not chosen:
+            raise ValueError(
+                f"unknown spoke(s) {', '.join(unknown) or '(none)'}; known: {', '.join(names)}"
+            )
+        return chosen
+
+    return {
+        "deadline": parse("deadline", quantities.timestamp),
+        "complete_within": parse("complete-within", quantities.duration),
+        "not_before": parse("not-before", quantities.timestamp),
+        "duration": parse("duration", quantities.duration) or policy.spec.defaults.duration,
+        "power_watts": parse("power-watts", watts) or policy.spec.defaults.power_watts,
+        "allowed_spokes": parse("spokes", spoke_list) or tuple(names),
+    }

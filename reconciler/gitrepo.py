@@ -1,0 +1,240 @@
+"""Git I/O: the only module that imports pygit2.
+
+Caspian keeps a bare mirror of the fleet repo in a cache directory, reads the
+files of one commit straight from the object database (no work tree), writes its
+commit on top of exactly that commit, and pushes it. A push the remote refuses,
+whether libgit2 raises or only reports it per ref, becomes `PushRejectedError`;
+the caller then fetches and decides again. Nothing is ever force-pushed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pygit2
+from pydantic import BaseModel, ConfigDict
+from pygit2.enums import DiffStatsFormat, FileMode
+
+READ_PREFIXES = ("caspian.yaml", "spokes/", "jobs/", "status/", "rendered/")
+MAX_CREDENTIAL_ATTEMPTS = 3
+
+
+class GitError(Exception):
+    pass
+
+
+class PushRejectedError(GitError):
+    """The remote did not take the commit (it moved, or a hook or protection refused)."""
+
+
+class Identity(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str = "caspian-bot"
+    email: str = "caspian-bot@users.noreply.invalid"
+
+
+class Snapshot(BaseModel):
+    """The files of one commit of the fleet repo."""
+
+    model_config = ConfigDict(frozen=True)
+
+    commit: str
+    files: dict[str, bytes]
+
+
+def redact(url: str) -> str:
+    """A URL safe to print: no user, password or token."""
+    return re.sub(r"(?<=://)[^/@]+@", "", url)
+
+
+def default_cache_dir(url: str) -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "caspian" / "repos" / (hashlib.sha256(url.encode()).hexdigest()[:16] + ".git")
+
+
+class _Callbacks(pygit2.RemoteCallbacks):
+    """Credentials from the environment (never from git), bounded so a wrong key
+    cannot loop; per-ref refusals turned into errors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts = 0
+        self.refused: list[str] = []
+
+    def credentials(
+        self, url: str, username_from_url: str | None, allowed_types: int
+    ) -> pygit2.credentials.Keypair | pygit2.credentials.UserPass:
+        self.attempts += 1
+        if self.attempts > MAX_CREDENTIAL_ATTEMPTS:
+            raise GitError(f"authentication to {redact(url)} failed {MAX_CREDENTIAL_ATTEMPTS} times")
+        token = os.environ.get("CASPIAN_GIT_TOKEN")
+        if token and allowed_types & pygit2.enums.CredentialType.USERPASS_PLAINTEXT:
+            return pygit2.UserPass(os.environ.get("CASPIAN_GIT_USERNAME", "git"), token)
+        if allowed_types & pygit2.enums.CredentialType.SSH_KEY:
+            return pygit2.KeypairFromAgent(username_from_url or "git")
+        raise GitError(
+            f"{redact(url)} asks for credentials: set CASPIAN_GIT_TOKEN (HTTPS) or load an "
+            "SSH key into ssh-agent"
+        )
+
+    def push_update_reference(self, refname: str, message: str | None) -> None:
+        if message is not None:
+            self.refused.append(f"{refname}: {message}")
+
+
+class FleetRepo:
+    def __init__(self, url: str, *, branch: str = "main", cache_dir: Path | None = None) -> None:
+        self.url = url
+        self.branch = branch
+        self.path = cache_dir or default_cache_dir(url)
+        if (self.path / "HEAD").exists():
+            self.repo = pygit2.Repository(str(self.path))
+        else:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.repo = pygit2.init_repository(str(self.path), bare=True)
+        if "origin" in self.repo.remotes.names():
+            self.repo.remotes.set_url("origin", url)
+        else:
+            self.repo.remotes.create("origin", url, "+refs/heads/*:refs/remotes/origin/*")
+
+    def fetch(self) -> Snapshot:
+        """Fetch the remote and read the fleet files at the tip of its branch."""
+        try:
+            self.repo.remotes["origin"].fetch(callbacks=_Callbacks())
+        except (pygit2.GitError, OSError) as error:
+            raise GitError(f"cannot fetch {redact(self.url)}: {redact(str(error))}") from None
+        ref = self.repo.references.get(f"refs/remotes/origin/{self.branch}")
+        if ref is None:
+            raise GitError(
+                f"{redact(self.url)} has no branch {self.branch!r}: push a fleet repo to it "
+                "first (`caspian init DIR` makes one)"
+            )
+        commit = self.repo[ref.target].peel(pygit2.Commit)
+        return Snapshot(commit=str(commit.id), files=_read_tree(self.repo, commit.tree))
+
+    def commit(
+        self,
+        *,
+        parent: str,
+        files: Mapping[str, bytes],
+        owned: tuple[str, ...],
+        message: str,
+        author: Identity,
+        now: datetime,
+    ) -> str | None:
+        """Replace everything under the `owned` prefixes of `parent` with `files`.
+        Returns the new commit id, or None when the tree would not change."""
+        parent_commit = self.repo[parent].peel(pygit2.Commit)
+        index = pygit2.Index()
+        index.read_tree(parent_commit.tree)
+        for entry in list(index):
+            if entry.path.startswith(owned) and entry.path not in files:
+                index.remove(entry.path)
+        for path, data in sorted(files.items()):
+            index.add(pygit2.IndexEntry(path, self.repo.create_blob(data), FileMode.BLOB))
+        tree = index.write_tree(self.repo)
+        if tree == parent_commit.tree.id:
+            return None
+        when = int(now.timestamp())
+        signature = pygit2.Signature(author.name, author.email, when, 0)
+        commit_id = self.repo.create_commit(
+            None, signature, signature, message, tree, [parent_commit.id]
+        )
+        return str(commit_id)
+
+    def push(self, commit: str) -> None:
+        """Fast-forward the remote branch to `commit`, or raise PushRejectedError."""
+        self._refuse_checked_out_branch()
+        local = f"refs/caspian/push/{self.branch}"
+        self.repo.references.create(local, pygit2.Oid(hex=commit), force=True)
+        callbacks = _Callbacks()
+        try:
+            self.repo.remotes["origin"].push([f"{local}:refs/heads/{self.branch}"],
+                                             callbacks=callbacks)
+        except pygit2.GitError as error:
+            text = redact(str(error))
+            if "non-fast-forward" in text or "rejected" in text or "fetch first" in text:
+                raise PushRejectedError(f"push to {redact(self.url)} rejected: {text}") from None
+            raise GitError(f"cannot push to {redact(self.url)}: {text}") from None
+        if callbacks.refused:
+            raise PushRejectedError(
+                f"{redact(self.url)} refused the push: {'; '.join(callbacks.refused)}"
+            )
+        self.repo.references.create(
+            f"refs/remotes/origin/{self.branch}", pygit2.Oid(hex=commit), force=True
+        )
+
+    def _refuse_checked_out_branch(self) -> None:
+        """A push into a non-bare repo's checked-out branch would leave its work tree
+        silently behind (git refuses it too): ask for a bare repo instead."""
+        path = Path(self.url.removeprefix("file://"))
+        if not path.is_dir():
+            return
+        try:
+            target = pygit2.Repository(str(path))
+        except pygit2.GitError:
+            return
+        if not target.is_bare and not target.head_is_unborn and (
+            target.head.shorthand == self.branch
+        ):
+            raise GitError(
+                f"{path} is a work tree with {self.branch!r} checked out: point --repo at a "
+                "bare repository or a server (git clone --bare), as you would for git push"
+            )
+
+    def show(self, commit: str) -> str:
+        """Like `git log --stat -1 COMMIT`."""
+        c = self.repo[commit].peel(pygit2.Commit)
+        when = datetime.fromtimestamp(c.author.time, UTC).strftime("%a %b %d %H:%M:%S %Y +0000")
+        diff = self.repo.diff(c.parents[0], c) if c.parents else c.tree.diff_to_tree(swap=True)
+        stats = diff.stats.format(DiffStatsFormat.FULL, 80)
+        body = "\n".join(("    " + line).rstrip() for line in c.message.rstrip().splitlines())
+        return (
+            f"commit {c.id}\nAuthor: {c.author.name} <{c.author.email}>\nDate:   {when}\n\n"
+            f"{body}\n\n{stats}"
+        )
+
+    def log(self, *, limit: int = 20) -> list[tuple[str, str]]:
+        """(commit id, subject) from the remote branch tip backwards."""
+        ref = self.repo.references.get(f"refs/remotes/origin/{self.branch}")
+        if ref is None:
+            return []
+        result = []
+        for commit in self.repo.walk(ref.target, pygit2.enums.SortMode.TOPOLOGICAL):
+            result.append((str(commit.id), commit.message.splitlines()[0]))
+            if len(result) >= limit:
+                break
+        return result
+
+
+def _read_tree(repo: pygit2.Repository, tree: pygit2.Tree, prefix: str = "") -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    for entry in tree:
+        path = prefix + entry.name
+        if entry.type_str == "tree":
+            if (path + "/").startswith(READ_PREFIXES) or any(
+                p.startswith(path + "/") for p in READ_PREFIXES
+            ):
+                files.update(_read_tree(repo, repo[entry.id], path + "/"))
+        elif entry.type_str == "blob" and path.startswith(READ_PREFIXES):
+            files[path] = repo[entry.id].data
+    return files
+
+
+def create_bare_repo(
+    path: Path, *, files: Mapping[str, bytes], message: str, author: Identity, branch: str = "main"
+) -> str:
+    """A new bare repository at `path` whose `branch` holds `files` in one commit."""
+    repo = pygit2.init_repository(str(path), bare=True, initial_head=branch)
+    index = pygit2.Index()
+    for name, data in sorted(files.items()):
+        index.add(pygit2.IndexEntry(name, repo.create_blob(data), FileMode.BLOB))
+    tree = index.write_tree(repo)
+    signature = pygit2.Signature(author.name, author.email)
+    return str(repo.create_commit(f"refs/heads/{branch}", signature, signature, message, tree, []))

@@ -1,0 +1,83 @@
+"""status/placements.yaml: Caspian's record of every job it knows, one entry each.
+
+It is both output and input: the next reconcile reads it back to know when a job
+was first seen, where it was planned (stickiness), and which jobs were already
+dispatched (fixed). Values that do not change are copied, never recomputed, so an
+unchanged fleet renders a byte-identical ledger.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
+
+LEDGER_PATH = "status/placements.yaml"
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"  # valid, not placed (yet): see reason
+    PLANNED = "Planned"  # spoke and start chosen; rendered suspended
+    DISPATCHED = "Dispatched"  # start reached; rendered with suspend: false
+    INVALID = "Invalid"  # the AppWrapper file has a problem: see reason
+    CANCELLED = "Cancelled"  # the AppWrapper left jobs/
+
+
+ACTIVE = (Phase.PLANNED, Phase.DISPATCHED)
+
+
+class Entry(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
+    )
+
+    id: str
+    source: str
+    phase: Phase
+    spoke: str | None = None
+    job_name: str | None = None
+    template_hash: str | None = None
+    planned_start: datetime | None = None
+    planned_end: datetime | None = None
+    deadline: datetime | None = None
+    first_seen: datetime | None = None
+    cpu: float | None = None
+    memory_bytes: float | None = None
+    gpu: float | None = None
+    estimated_grams: float | None = None
+    qos_grams: float | None = None
+    late: bool = False
+    reason: str = ""
+
+
+class Ledger(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel)
+
+    api_version: Literal["caspian.dev/v1alpha1"] = "caspian.dev/v1alpha1"
+    kind: Literal["PlacementLedger"] = "PlacementLedger"
+    entries: tuple[Entry, ...] = ()
+
+    def by_id(self) -> dict[str, Entry]:
+        return {entry.id: entry for entry in self.entries}
+
+
+class LedgerError(Exception):
+    pass
+
+
+def parse(raw: bytes | None) -> Ledger:
+    """The ledger from a commit; an absent one is empty. A ledger that does not parse
+    was edited by hand: refusing is safer than forgetting what was dispatched."""
+    if raw is None:
+        return Ledger()
+    try:
+        return Ledger.model_validate(yaml.safe_load(raw) or {})
+    except (yaml.YAMLError, ValidationError) as error:
+        raise LedgerError(
+            f"{LEDGER_PATH}: does not parse ({str(error).splitlines()[0]}). It is owned by "
+            f"Caspian: revert the hand edit (git log -p -- {LEDGER_PATH}) and reconcile again"
+        ) from None

@@ -1,0 +1,170 @@
+"""What a reviewer reads: the placement table and the commit message. Pure."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterable
+
+from reconciler.deciding import Decision
+from reconciler.ledger import ACTIVE, Entry, Ledger, Phase
+from reconciler.quantities import format_time
+
+
+def savings(ledger: Ledger) -> tuple[float, float, float | None]:
+    """(estimated g, qos baseline g, fraction saved) over placed jobs with both figures."""
+    pairs = [
+        (e.estimated_grams, e.qos_grams)
+        for e in ledger.entries
+        if e.phase in ACTIVE and e.estimated_grams is not None and e.qos_grams is not None
+    ]
+    estimated = sum(p[0] for p in pairs)
+    baseline = sum(p[1] for p in pairs)
+    return estimated, baseline, (1 - estimated / baseline) if baseline > 0 else None
+
+
+def placement_table(ledger: Ledger) -> str:
+    header = ("job", "spoke", "phase", "planned start (UTC)", "est. gCO2", "qos gCO2", "")
+    rows = [
+        (
+            e.id,
+            e.spoke or "",
+            e.phase.value,
+            format_time(e.planned_start)[:16].replace("T", " ") if e.planned_start else "",
+            _grams(e.estimated_grams),
+            _grams(e.qos_grams),
+            "LATE" if e.late else "",
+        )
+        for e in ledger.entries
+        if e.phase in (*ACTIVE, Phase.PENDING)
+    ]
+    return _markdown_table(header, rows)
+
+
+def subject(old: Ledger, decision: Decision) -> str:
+    changes = _changes(old, decision.ledger)
+    parts = []
+    placed = changes["placed"] + changes["moved"]
+    if placed:
+        per_spoke = Counter(e.spoke for e in placed)
+        spread = ", ".join(f"{spoke} {n}" for spoke, n in sorted(per_spoke.items()))
+        parts.append(f"place: {_jobs(len(placed))} ({spread})")
+    for kind, verb in (
+        ("dispatched", "dispatch"),
+        ("cancelled", "cancel"),
+        ("invalid", "invalid"),
+        ("pending", "pending"),
+    ):
+        if changes[kind]:
+            parts.append(f"{verb}: {_jobs(len(changes[kind]))}")
+    text = "; ".join(parts) or "update placement records"
+    _, _, saved = savings(decision.ledger)
+    if saved is not None:
+        text += f", {-saved:+.0%} CO2 vs qos"
+    return text
+
+
+def commit_message(*, old: Ledger, decision: Decision, input_commit: str) -> str:
+    ledger = decision.ledger
+    counts = Counter(e.phase for e in ledger.entries)
+    estimated, baseline, saved = savings(ledger)
+    lines = [subject(old, decision), ""]
+    summary = ", ".join(f"{counts[p]} {p.value.lower()}" for p in Phase if counts[p])
+    lines.append(f"Jobs: {summary}.")
+    if saved is not None:
+        lines.append(
+            f"Estimated {estimated:,.0f} gCO2 against {baseline:,.0f} gCO2 for the carbon-blind "
+            f"qos baseline ({saved:.0%} less)."
+        )
+    lines += ["", placement_table(ledger)]
+    moves = list(_describe_changes(old, ledger))
+    if moves:
+        lines += ["", "Changes:", *moves]
+    invalid = [e for e in ledger.entries if e.phase == Phase.INVALID]
+    if invalid:
+        lines += ["", "Problems (these files were skipped; every other job was planned):"]
+        lines += [f"- {e.source}: {e.reason}" for e in invalid]
+    pending = [e for e in ledger.entries if e.phase == Phase.PENDING]
+    if pending:
+        lines += ["", "Not placed:"] + [f"- {e.id}: {e.reason}" for e in pending]
+    plan = decision.plan
+    bound = f", bound {plan.bound:,.1f}" if plan.bound is not None else ""
+    lines += [
+        "",
+        f"Solver: {plan.solver_status} via {plan.method}; objective {plan.objective:,.1f}{bound}.",
+        "",
+        f"Caspian-Input: {input_commit}",
+    ]
+    lines += [f"Caspian-Carbon-Source: {zone}={source}"
+              for zone, source in decision.carbon_sources.items()]
+    lines.append(f"Caspian-Plan-Id: {plan_id(ledger)}")
+    return "\n".join(lines) + "\n"
+
+
+def plan_id(ledger: Ledger) -> str:
+    """A short name for a plan: the hash of where and when every job runs."""
+    key = "\n".join(
+        f"{e.id} {e.phase.value} {e.spoke} {e.planned_start}" for e in ledger.entries
+    )
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def _changes(old: Ledger, new: Ledger) -> dict[str, list[Entry]]:
+    before = old.by_id()
+    changes: dict[str, list[Entry]] = {
+        k: [] for k in ("placed", "moved", "dispatched", "cancelled", "invalid", "pending")
+    }
+    for entry in new.entries:
+        prev = before.get(entry.id)
+        same = prev is not None and prev.phase == entry.phase
+        if entry.phase == Phase.PLANNED:
+            if prev is None or prev.phase != Phase.PLANNED or prev.job_name != entry.job_name:
+                changes["placed"].append(entry)
+            elif (prev.spoke, prev.planned_start) != (entry.spoke, entry.planned_start):
+                changes["moved"].append(entry)
+        elif entry.phase == Phase.DISPATCHED and not (same and prev.job_name == entry.job_name):
+            changes["dispatched"].append(entry)
+        elif entry.phase == Phase.CANCELLED and not same:
+            changes["cancelled"].append(entry)
+        elif entry.phase == Phase.INVALID and not (same and prev.reason == entry.reason):
+            changes["invalid"].append(entry)
+        elif entry.phase == Phase.PENDING and not (same and prev.reason == entry.reason):
+            changes["pending"].append(entry)
+    return changes
+
+
+def _describe_changes(old: Ledger, new: Ledger) -> Iterable[str]:
+    before = old.by_id()
+    changes = _changes(old, new)
+    for entry in changes["moved"]:
+        prev = before[entry.id]
+        yield (
+            f"- moved {entry.id}: {prev.spoke} {_hhmm(prev)} -> {entry.spoke} {_hhmm(entry)} "
+            f"(est. {_grams(prev.estimated_grams)} -> {_grams(entry.estimated_grams)} gCO2)"
+        )
+    for entry in changes["dispatched"]:
+        yield f"- dispatched {entry.id} on {entry.spoke} (suspend: false)"
+    for entry in changes["cancelled"]:
+        yield f"- cancelled {entry.id}: {entry.reason}"
+
+
+def _hhmm(entry: Entry) -> str:
+    return format_time(entry.planned_start)[:16].replace("T", " ") if entry.planned_start else "?"
+
+
+def _grams(value: float | None) -> str:
+    return "" if value is None else f"{value:,.0f}"
+
+
+def _jobs(count: int) -> str:
+    return f"{count} job" + ("" if count == 1 else "s")
+
+
+def _markdown_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    separator = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(header), separator, *(line(row) for row in rows)])

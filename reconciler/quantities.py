@@ -1,0 +1,80 @@
+"""Parsing the value formats users write: Kubernetes quantities, durations, times."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+_SUFFIXES = {
+    "": 1.0,
+    "m": 1e-3,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+    "Ki": 2.0**10,
+    "Mi": 2.0**20,
+    "Gi": 2.0**30,
+    "Ti": 2.0**40,
+    "Pi": 2.0**50,
+    "Ei": 2.0**60,
+}
+_QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)([a-zA-Z]*)$")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(d|h|m|s)")
+_DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def quantity(value: str | int | float) -> float:
+    """A Kubernetes resource quantity ("500m", "16Gi", 2) as a plain number."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a quantity")
+    if isinstance(value, int | float):
+        return float(value)
+    match = _QUANTITY.match(value.strip())
+    if not match or match.group(2) not in _SUFFIXES:
+        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 500m, 4, 16Gi)")
+    return float(match.group(1)) * _SUFFIXES[match.group(2)]
+
+
+def duration(value: str) -> timedelta:
+    """A duration like "90m", "1h30m", "2d", "45s"."""
+    text = str(value).strip()
+    if not text or _DURATION.sub("", text):
+        raise ValueError(f"{value!r} is not a duration (e.g. 45m, 2h, 1h30m, 3d)")
+    seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION.findall(text))
+    if seconds <= 0:
+        raise ValueError(f"{value!r} must be longer than zero")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts) or "0s"
+
+
+def timestamp(value: str | datetime) -> datetime:
+    """An RFC 3339 time with an explicit offset, as UTC."""
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        text = str(value).strip()
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not an RFC 3339 time (e.g. 2026-11-22T18:00:00Z)"
+            ) from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{value!r} has no time zone: add Z or an offset like +01:00")
+    return moment.astimezone(UTC)
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,156 @@
+"""One reconcile: read desired, observe, decide, render, commit and push.
+
+The imperative shell around the pure `decide` and `render`. A push refused because
+the remote moved is answered by starting over on the new tip, a bounded number
+of times: Caspian's commit is always built on the exact commit it read.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict
+
+from carbon import IntensitySeries, source_for
+from carbon.embedded import UnknownZoneError
+from reconciler import crd, deciding, ledger, messages
+from reconciler.deciding import Decision
+from reconciler.fleet import Fleet, FleetConfigError, Problem, load_fleet
+from reconciler.gitrepo import FleetRepo, Identity, PushRejectedError, Snapshot
+from reconciler.ledger import Phase
+from reconciler.observing import DeclaredCapacity, Observer
+from reconciler.rendering import OWNED_PREFIXES, render
+
+log = logging.getLogger("caspian.reconcile")
+
+
+class Outcome(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    input_commit: str
+    decision: Decision
+    files: dict[str, bytes]  # everything Caspian owns, as it should be
+    changes: dict[str, str]  # path -> added | modified | deleted
+    message: str
+    commit: str | None = None  # the placement commit, None when nothing changed
+    push_attempts: int = 0
+
+    @property
+    def partial(self) -> bool:
+        """Some job could not be planned: an invalid AppWrapper or no place for it."""
+        return any(e.phase in (Phase.INVALID, Phase.PENDING) for e in self.decision.ledger.entries)
+
+
+def plan(
+    repo: FleetRepo, *, now: datetime, observer: Observer | None = None
+) -> Outcome:
+    """What a reconcile would commit now, without committing."""
+    return _decide_on(repo.fetch(), now=now, observer=observer or DeclaredCapacity())
+
+
+def reconcile_once(
+    repo: FleetRepo,
+    *,
+    now: datetime,
+    author: Identity,
+    observer: Observer | None = None,
+    attempts: int = 4,
+    backoff_s: float = 0.5,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Outcome:
+    for attempt in range(1, attempts + 1):
+        outcome = _decide_on(repo.fetch(), now=now, observer=observer or DeclaredCapacity())
+        if not outcome.changes:
+            log.info("no change at %s: nothing to commit", outcome.input_commit[:12])
+            return outcome
+        commit = repo.commit(
+            parent=outcome.input_commit,
+            files=outcome.files,
+            owned=OWNED_PREFIXES,
+            message=outcome.message,
+            author=author,
+            now=now,
+        )
+        if commit is None:
+            return outcome
+        try:
+            repo.push(commit)
+        except PushRejectedError as rejected:
+            if attempt == attempts:
+                raise
+            delay = backoff_s * 2 ** (attempt - 1)
+            log.warning("%s; deciding again on the new tip in %.1fs", rejected, delay)
+            sleep(delay)
+            continue
+        log.info("pushed %s: %s", commit[:12], outcome.message.splitlines()[0])
+        return outcome.model_copy(update={"commit": commit, "push_attempts": attempt})
+    raise AssertionError("unreachable")
+
+
+def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outcome:
+    now = now.astimezone(UTC)
+    fleet = load_fleet(snapshot.files, appwrapper_schema=crd.check_appwrapper)
+    for problem in fleet.problems:
+        log.warning("skipping %s", problem.line())
+    previous = ledger.parse(snapshot.files.get(ledger.LEDGER_PATH))
+    decision = deciding.decide(
+        fleet=fleet,
+        ledger=previous,
+        spokes=observer.observe(fleet),
+        forecasts=fetch_forecasts(fleet, now=now),
+        now=now,
+    )
+    files = render(decision, previous=snapshot.files)
+    changes = diff(snapshot.files, files)
+    message = messages.commit_message(
+        old=previous, decision=decision, input_commit=snapshot.commit
+    )
+    return Outcome(
+        input_commit=snapshot.commit,
+        decision=decision,
+        files=files,
+        changes=changes,
+        message=message,
+    )
+
+
+def fetch_forecasts(fleet: Fleet, *, now: datetime) -> dict[str, IntensitySeries]:
+    """One series per zone over the planning window (spokes sharing a zone share the
+    first one's source)."""
+    horizon = deciding.window(fleet, now=now)
+    series: dict[str, IntensitySeries] = {}
+    for spoke in fleet.spokes:
+        config = spoke.spec.carbon
+        if config.zone in series:
+            continue
+        try:
+            provider = source_for(config)
+        except (UnknownZoneError, ValueError) as error:
+            raise FleetConfigError(
+                [Problem(file=f"spokes/{spoke.name}.yaml", field="spec.carbon", reason=str(error))]
+            ) from None
+        series[config.zone] = provider.series(
+            start=horizon.start,
+            slot_seconds=horizon.slot_seconds,
+            slots=horizon.covered_slots,
+            now=now,
+        )
+    return series
+
+
+def diff(before: Mapping[str, bytes], after: Mapping[str, bytes]) -> dict[str, str]:
+    """Changes to Caspian's own files only."""
+    changes = {}
+    for path in sorted(set(before) | set(after)):
+        if not path.startswith(OWNED_PREFIXES):
+            continue
+        if path not in after:
+            changes[path] = "deleted"
+        elif path not in before:
+            changes[path] = "added"
+        elif before[path] != after[path]:
+            changes[path] = "modified"
+    return changes

@@ -1,0 +1,138 @@
+"""render: a Decision as the files Caspian owns. Pure: the same Decision gives
+byte-identical files, so an unchanged fleet produces no commit.
+
+- rendered/<spoke>/kustomization.yaml for every spoke (Argo CD needs the path to
+  exist even when the queue is empty),
+- rendered/<spoke>/<namespace>.<job>.yaml for every Planned (suspended) and
+  Dispatched (running) job,
+- status/placements.yaml, the ledger.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from reconciler.deciding import Decision
+from reconciler.fleet import JobRequest
+from reconciler.ledger import ACTIVE, LEDGER_PATH, Entry, Ledger, Phase
+from reconciler.quantities import format_time
+
+RENDERED = "rendered/"
+OWNED_PREFIXES = (RENDERED, "status/")
+MANAGED_BY = "caspian"
+HEADER = "# Owned by Caspian: rewritten at every reconcile, do not edit by hand.\n"
+
+
+def render(decision: Decision, *, previous: Mapping[str, bytes]) -> dict[str, bytes]:
+    """All files under rendered/ and status/ for this decision. `previous` holds the
+    files of the input commit, from which jobs held by a broken AppWrapper are copied
+    unchanged."""
+    files: dict[str, bytes] = {}
+    listed: dict[str, list[str]] = {spoke: [] for spoke in decision.spokes}
+    for entry in decision.ledger.entries:
+        if entry.phase not in ACTIVE or entry.spoke not in listed:
+            continue
+        path = job_path(entry)
+        if entry.id in decision.held:
+            if path not in previous:
+                continue
+            files[path] = previous[path]
+        else:
+            files[path] = HEADER.encode() + dump(job_manifest(decision.jobs[entry.id], entry))
+        listed[entry.spoke].append(path.rsplit("/", 1)[1])
+    for spoke, names in listed.items():
+        files[f"{RENDERED}{spoke}/kustomization.yaml"] = HEADER.encode() + dump(
+            kustomization(sorted(names))
+        )
+    files[LEDGER_PATH] = render_ledger(decision.ledger)
+    return files
+
+
+def job_path(entry: Entry) -> str:
+    namespace = entry.id.split("/", 1)[0]
+    return f"{RENDERED}{entry.spoke}/{namespace}.{entry.job_name}.yaml"
+
+
+def kustomization(resources: list[str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": resources,
+    }
+
+
+def job_manifest(job: JobRequest, entry: Entry) -> dict[str, Any]:
+    """The wrapped Job as the spoke will run it: named by its template hash,
+    labelled as Caspian's, annotated with the placement, suspended until its start."""
+    template = copy.deepcopy(job.job_template)
+    metadata = template.get("metadata") or {}
+    labels = {
+        **(metadata.get("labels") or {}),
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "caspian.dev/appwrapper": job.name,
+        "caspian.dev/template-hash": job.template_hash,
+    }
+    annotations = {
+        **(metadata.get("annotations") or {}),
+        "caspian.dev/source": job.source,
+        "caspian.dev/spoke": entry.spoke,
+        "caspian.dev/planned-start": format_time(entry.planned_start),
+        "caspian.dev/planned-end": format_time(entry.planned_end),
+        "caspian.dev/deadline": format_time(entry.deadline),
+        "caspian.dev/estimated-gco2": f"{entry.estimated_grams:.1f}",
+    }
+    if entry.qos_grams is not None:
+        annotations["caspian.dev/qos-gco2"] = f"{entry.qos_grams:.1f}"
+    spec = dict(template["spec"])
+    pod = dict(spec.get("template") or {})
+    pod_metadata = dict(pod.get("metadata") or {})
+    # Pods carry the label too, so a spoke observer can tell Caspian's pods apart.
+    pod_metadata["labels"] = {
+        **(pod_metadata.get("labels") or {}),
+        "caspian.dev/appwrapper": job.name,
+    }
+    pod["metadata"] = pod_metadata
+    spec["template"] = pod
+    spec["suspend"] = entry.phase != Phase.DISPATCHED
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": entry.job_name,
+            "namespace": job.namespace,
+            "labels": labels,
+            "annotations": annotations,
+        },
+        "spec": spec,
+    }
+
+
+def render_ledger(ledger: Ledger) -> bytes:
+    document = ledger.model_dump(mode="json", by_alias=True, exclude_defaults=False)
+    document["entries"] = [
+        {key: value for key, value in entry.items() if value not in (None, "")}
+        for entry in document["entries"]
+    ]
+    return HEADER.encode() + dump(document)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style, no anchors: output people can diff and review."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def dump(document: Mapping[str, Any]) -> bytes:
+    return yaml.dump(
+        document,
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=100,
+    ).encode()
