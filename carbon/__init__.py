@@ -1,18 +1,10 @@
 """Grid carbon intensity: one interface, several sources.
 
-Everything the planner needs from here is `IntensitySeries` (a zone's intensity
-over a window at the slot length) and `source_for(config)`, which turns a spoke's
-`carbon:` block into a provider.
+The planner needs `IntensitySeries` (a zone's intensity over a window at the slot
+length) and `CarbonSourceConfig` (a spoke's `carbon:` block); the imperative shell
+turns the latter into a provider with `carbon.providers.source_for`.
 """
 
-from carbon.providers import CarbonProvider, CarbonSourceConfig, ConstantProvider, source_for
-from carbon.series import IntensitySeries, Provenance
+from carbon.series import CarbonSourceConfig, IntensitySeries, Provenance
 
-__all__ = [
-    "CarbonProvider",
-    "CarbonSourceConfig",
-    "ConstantProvider",
-    "IntensitySeries",
-    "Provenance",
-    "source_for",
-]
+__all__ = ["CarbonSourceConfig", "IntensitySeries", "Provenance"]

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, Protocol
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Protocol
 
 from carbon.embedded import EmbeddedProvider
-from carbon.series import IntensitySeries, Provenance
+from carbon.series import CarbonSourceConfig, IntensitySeries, Provenance
 
 
 class CarbonProvider(Protocol):
@@ -19,17 +17,6 @@ class CarbonProvider(Protocol):
     def series(
         self, *, start: datetime, slot_seconds: int, slots: int, now: datetime
     ) -> IntensitySeries: ...
-
-
-class CarbonSourceConfig(BaseModel):
-    """The `carbon:` block of spokes/<spoke>.yaml."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    provider: Literal["embedded", "constant"] = "embedded"
-    zone: str
-    signal: Literal["lifecycle", "direct"] = "lifecycle"
-    value: float | None = Field(default=None, ge=0, description="gCO2eq/kWh for 'constant'")
 
 
 class ConstantProvider:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SeriesKind = Literal["forecast", "actual", "replay", "constant"]
 
@@ -31,6 +31,17 @@ class Provenance(BaseModel):
         if self.note:
             text += f": {self.note}"
         return text
+
+
+class CarbonSourceConfig(BaseModel):
+    """The `carbon:` block of spokes/<spoke>.yaml."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    provider: Literal["embedded", "constant"] = "embedded"
+    zone: str
+    signal: Literal["lifecycle", "direct"] = "lifecycle"
+    value: float | None = Field(default=None, ge=0, description="gCO2eq/kWh for 'constant'")
 
 
 class IntensitySeries(BaseModel):

@@ -11,6 +11,10 @@ import numpy as np
 
 from optimizer.model import RESOURCES, Instance, Job
 
+# Among choices of equal carbon, start earlier: a thousandth of a gram per slot
+# of delay breaks ties the same way on every solver and machine.
+TIE_BREAK_G_PER_SLOT = 1e-3
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -69,7 +73,9 @@ def candidates(instance: Instance, job: Job) -> list[Candidate]:
             end = min(start + job.duration_slots, len(series))
             carbon = float(series[start:end].sum() * energy)
             late = late_slots(job, start)
-            cost = carbon + late * instance.weights.lateness_g_per_slot
+            cost = (
+                carbon + late * instance.weights.lateness_g_per_slot + start * TIE_BREAK_G_PER_SLOT
+            )
             if job.previous is not None and (spoke, start) != (
                 job.previous.spoke,
                 job.previous.start_slot,

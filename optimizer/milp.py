@@ -12,6 +12,7 @@ Rows that can never bind (all candidates together fit) are left out.
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -49,10 +50,10 @@ def solve(
     objective: list[tuple[pulp.LpVariable, float]] = []
     for j_index, (job_id, job_options) in enumerate(sorted(options.items())):
         x[job_id] = [
-            pulp.LpVariable(f"x_{j_index}_{k}", cat=pulp.LpBinary)
+            problem.add_variable(f"x_{j_index}_{k}", 0, 1, cat=pulp.LpBinary)
             for k in range(len(job_options))
         ]
-        defer[job_id] = pulp.LpVariable(f"d_{j_index}", cat=pulp.LpBinary)
+        defer[job_id] = problem.add_variable(f"d_{j_index}", 0, 1, cat=pulp.LpBinary)
         objective.extend(zip(x[job_id], (c.cost for c in job_options), strict=True))
         objective.append((defer[job_id], defer_cost(instance, jobs[job_id])))
         terms = [(var, 1.0) for var in x[job_id]] + [(defer[job_id], 1.0)]
@@ -74,15 +75,15 @@ def solve(
         choices = {}
         for job_id, job_options in options.items():
             taken = [c for c, var in zip(job_options, x[job_id], strict=True) if _one(var)]
-            choices[job_id] = Slot(spoke=taken[0].spoke, start_slot=taken[0].start_slot) if (
-                taken
-            ) else None
+            choices[job_id] = (
+                Slot(spoke=taken[0].spoke, start_slot=taken[0].start_slot) if (taken) else None
+            )
     return MilpResult(
         choices=choices,
         status=status,
         bound=bound,
         variables=len(problem.variables()),
-        constraints=len(problem.constraints),
+        constraints=problem.numConstraints(),
     )
 
 
@@ -122,10 +123,17 @@ def _capacity_rows(
 
 def _solver(settings: SolverSettings) -> pulp.LpSolver:
     name = SOLVER_NAMES.get(settings.name, settings.name)
+    options = {"msg": False, "timeLimit": settings.time_limit_s, "gapRel": settings.gap_rel}
+    if name == "PULP_CBC_CMD":
+        # A CBC on PATH is newer than the one bundled with PuLP (deprecated there).
+        system_cbc = pulp.getSolver("COIN_CMD", **options)
+        if system_cbc.available():
+            return system_cbc
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return pulp.getSolver(name, **options)
     try:
-        solver = pulp.getSolver(
-            name, msg=False, timeLimit=settings.time_limit_s, gapRel=settings.gap_rel
-        )
+        solver = pulp.getSolver(name, **options)
     except pulp.PulpSolverError as error:
         raise SolverUnavailableError(f"solver {settings.name!r}: {error}") from error
     if not solver.available():
@@ -137,7 +145,9 @@ class SolverUnavailableError(RuntimeError):
     pass
 
 
-def _read_status(problem: pulp.LpProblem, settings: SolverSettings) -> tuple[str, float | None, bool]:
+def _read_status(
+    problem: pulp.LpProblem, settings: SolverSettings
+) -> tuple[str, float | None, bool]:
     """The solver's own word on what it proved: (status, dual bound, has a solution)."""
     highs = getattr(problem, "solverModel", None)
     if highs is not None and hasattr(highs, "getModelStatus"):

@@ -128,3 +128,7 @@ class SolverSettings(Frozen):
     name: str = "highs"
     time_limit_s: float = Field(default=20.0, gt=0)
     gap_rel: float = Field(default=1e-4, ge=0)
+
+
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from optimizer.candidates import carbon_of, defer_cost, late_slots, why_unplaceable
+from optimizer.candidates import (
+    TIE_BREAK_G_PER_SLOT,
+    carbon_of,
+    defer_cost,
+    late_slots,
+    why_unplaceable,
+)
 from optimizer.model import Assignment, Instance, NotPlaced, Plan, Slot
 
 NO_CAPACITY = "deferred: no capacity left inside the planning horizon"
@@ -47,6 +53,8 @@ def build_plan(
         )
         carbon += grams
         objective += grams + late * instance.weights.lateness_g_per_slot
+        if job.fixed is None:
+            objective += slot.start_slot * TIE_BREAK_G_PER_SLOT
         if job.fixed is None and job.previous is not None and slot != job.previous:
             objective += instance.weights.move_g
     return Plan(

@@ -77,7 +77,9 @@ def init(directory: Path, bare: bool) -> None:
         return
     templates.write_tree(directory, files)
     click.echo(f"fleet repo files written to {directory}")
-    click.echo("next: git init, commit, push to your server, then caspian reconcile --repo URL --once")
+    click.echo(
+        "next: git init, commit, push to your server, then caspian reconcile --repo URL --once"
+    )
 
 
 @main.command()

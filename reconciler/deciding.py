@@ -9,65 +9,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import datetime, timedelta
-
-from pydantic import BaseModel, ConfigDict
+from datetime import datetime
 
 from carbon import IntensitySeries
 from optimizer import baselines
 from optimizer.model import Instance, Job, Plan, Slot, SpokeCapacity
 from optimizer.solving import optimize
+from reconciler.decisions import Decision, SpokeState, Window
 from reconciler.fleet import Fleet, JobRequest, Problem
 from reconciler.ledger import ACTIVE, Entry, Ledger, Phase
-
-
-class SpokeState(BaseModel):
-    """What a spoke can give Caspian now, and whether it answered at all."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    up: bool = True
-    cpu: float
-    memory_bytes: float
-    gpu: float
-    source: str = "declared"
-
-
-class Window(BaseModel):
-    """The planning horizon: `slots` slots from `start`; forecasts must cover
-    `covered_slots` so that a job started in the last slot is priced to its end."""
-
-    model_config = ConfigDict(frozen=True)
-
-    start: datetime
-    slot_seconds: int
-    slots: int
-    covered_slots: int
-
-    def time_of(self, slot: int) -> datetime:
-        return self.start + timedelta(seconds=slot * self.slot_seconds)
-
-    def slot_of(self, moment: datetime) -> int:
-        return math.floor((moment - self.start).total_seconds() / self.slot_seconds)
-
-    def slots_in(self, span: timedelta) -> int:
-        return max(1, math.ceil(span.total_seconds() / self.slot_seconds))
-
-
-class Decision(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    now: datetime
-    window: Window
-    ledger: Ledger
-    jobs: dict[str, JobRequest]
-    held: tuple[str, ...]  # ids kept as committed because their file is broken
-    plan: Plan
-    qos: Plan
-    problems: tuple[Problem, ...]
-    spokes: tuple[str, ...]
-    carbon_sources: dict[str, str]
 
 
 def window(fleet: Fleet, *, now: datetime) -> Window:
@@ -106,8 +56,9 @@ def decide(
     opt_jobs = []
     for job in fleet.jobs:
         prev = _same_job(previous.get(job.id), job, spokes)
-        opt_jobs.append(_optimizer_job(job, prev, fleet=fleet, spokes=spokes, horizon=horizon,
-                                       now=now))
+        opt_jobs.append(
+            _optimizer_job(job, prev, fleet=fleet, spokes=spokes, horizon=horizon, now=now)
+        )
     opt_jobs.extend(_held_as_fixed(held, horizon))
 
     instance = Instance(
@@ -125,8 +76,7 @@ def decide(
     entries = list(kept) + list(held)
     for job in fleet.jobs:
         prev = _same_job(previous.get(job.id), job, spokes)
-        entries.append(_entry(job, prev, plan=plan, qos=qos, horizon=horizon, fleet=fleet,
-                              now=now))
+        entries.append(_entry(job, prev, plan=plan, qos=qos, horizon=horizon, fleet=fleet, now=now))
     entries.extend(_invalid_entries(fleet.problems))
     return Decision(
         now=now,
@@ -139,7 +89,8 @@ def decide(
         problems=fleet.problems,
         spokes=tuple(spoke.name for spoke in fleet.spokes),
         carbon_sources={
-            zone: forecasts[zone].provenance.describe() for zone in sorted(set(zones(fleet).values()))
+            zone: forecasts[zone].provenance.describe()
+            for zone in sorted(set(zones(fleet).values()))
         },
     )
 
@@ -177,7 +128,9 @@ def _entries_without_valid_job(
     return kept, held
 
 
-def _same_job(prev: Entry | None, job: JobRequest, spokes: Mapping[str, SpokeState]) -> Entry | None:
+def _same_job(
+    prev: Entry | None, job: JobRequest, spokes: Mapping[str, SpokeState]
+) -> Entry | None:
     """The previous entry if it is about this very job (same template, spoke still there)."""
     if prev is None or prev.template_hash != job.template_hash:
         return None
@@ -232,8 +185,9 @@ def _optimizer_job(
         previous = Slot(spoke=prev.spoke, start_slot=horizon.slot_of(prev.planned_start))
     release = 0
     if job.not_before is not None:
-        release = max(0, math.ceil((job.not_before - horizon.start).total_seconds()
-                                   / horizon.slot_seconds))
+        release = max(
+            0, math.ceil((job.not_before - horizon.start).total_seconds() / horizon.slot_seconds)
+        )
     return Job(
         id=job.id,
         cpu=job.cpu,
@@ -323,8 +277,10 @@ def _entry(
         else round(assignment.carbon_g, 1)
     )
     qos_assignment = qos.assignment(job.id)
-    qos_grams = prev.qos_grams if prev is not None and prev.qos_grams is not None else (
-        round(qos_assignment.carbon_g, 1) if qos_assignment else None
+    qos_grams = (
+        prev.qos_grams
+        if prev is not None and prev.qos_grams is not None
+        else (round(qos_assignment.carbon_g, 1) if qos_assignment else None)
     )
     late = prev.late if fixed else assignment.late_slots > 0
     return Entry(

@@ -14,7 +14,6 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -125,7 +124,7 @@ class PolicySpec(Spec):
     @classmethod
     def _whole_minutes(cls, value: timedelta) -> timedelta:
         seconds = value.total_seconds()
-        if seconds < 60 or seconds % 60 or 3600 % seconds and seconds % 3600:
+        if seconds < 60 or seconds % 60 or (3600 % seconds and seconds % 3600):
             raise ValueError("slot must be whole minutes that divide an hour, or whole hours")
         return value
 
@@ -302,7 +301,7 @@ def _load_spokes(files: Mapping[str, bytes]) -> tuple[Spoke, ...]:
         except ValidationError as invalid:
             problems.extend(_problems(path, invalid))
             continue
-        stem = PurePosixPath(path).stem
+        stem = path.rsplit("/", 1)[-1].removesuffix(".yaml")
         if spoke.name != stem:
             problems.append(
                 Problem(

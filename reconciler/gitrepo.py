@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pygit2
 from pydantic import BaseModel, ConfigDict
-from pygit2.enums import DiffStatsFormat, FileMode
+from pygit2.enums import FileMode
 
 READ_PREFIXES = ("caspian.yaml", "spokes/", "jobs/", "status/", "rendered/")
 MAX_CREDENTIAL_ATTEMPTS = 3
@@ -72,7 +72,9 @@ class _Callbacks(pygit2.RemoteCallbacks):
     ) -> pygit2.credentials.Keypair | pygit2.credentials.UserPass:
         self.attempts += 1
         if self.attempts > MAX_CREDENTIAL_ATTEMPTS:
-            raise GitError(f"authentication to {redact(url)} failed {MAX_CREDENTIAL_ATTEMPTS} times")
+            raise GitError(
+                f"authentication to {redact(url)} failed {MAX_CREDENTIAL_ATTEMPTS} times"
+            )
         token = os.environ.get("CASPIAN_GIT_TOKEN")
         if token and allowed_types & pygit2.enums.CredentialType.USERPASS_PLAINTEXT:
             return pygit2.UserPass(os.environ.get("CASPIAN_GIT_USERNAME", "git"), token)
@@ -155,12 +157,13 @@ class FleetRepo:
         self.repo.references.create(local, pygit2.Oid(hex=commit), force=True)
         callbacks = _Callbacks()
         try:
-            self.repo.remotes["origin"].push([f"{local}:refs/heads/{self.branch}"],
-                                             callbacks=callbacks)
+            self.repo.remotes["origin"].push(
+                [f"{local}:refs/heads/{self.branch}"], callbacks=callbacks
+            )
         except pygit2.GitError as error:
             text = redact(str(error))
-            if "non-fast-forward" in text or "rejected" in text or "fetch first" in text:
-                raise PushRejectedError(f"push to {redact(self.url)} rejected: {text}") from None
+            if self._remote_moved_from(self.repo[commit].peel(pygit2.Commit).parent_ids[0]):
+                raise PushRejectedError(f"{redact(self.url)} moved on: {text}") from None
             raise GitError(f"cannot push to {redact(self.url)}: {text}") from None
         if callbacks.refused:
             raise PushRejectedError(
@@ -169,6 +172,16 @@ class FleetRepo:
         self.repo.references.create(
             f"refs/remotes/origin/{self.branch}", pygit2.Oid(hex=commit), force=True
         )
+
+    def _remote_moved_from(self, parent: pygit2.Oid) -> bool:
+        """Whether the remote branch is no longer at `parent` (libgit2's words for a
+        non-fast-forward vary by transport, so ask the remote instead)."""
+        try:
+            self.repo.remotes["origin"].fetch(callbacks=_Callbacks())
+        except pygit2.GitError:
+            return False
+        ref = self.repo.references.get(f"refs/remotes/origin/{self.branch}")
+        return ref is not None and ref.target != parent
 
     def _refuse_checked_out_branch(self) -> None:
         """A push into a non-bare repo's checked-out branch would leave its work tree
@@ -180,8 +193,10 @@ class FleetRepo:
             target = pygit2.Repository(str(path))
         except pygit2.GitError:
             return
-        if not target.is_bare and not target.head_is_unborn and (
-            target.head.shorthand == self.branch
+        if (
+            not target.is_bare
+            and not target.head_is_unborn
+            and (target.head.shorthand == self.branch)
         ):
             raise GitError(
                 f"{path} is a work tree with {self.branch!r} checked out: point --repo at a "
@@ -193,7 +208,7 @@ class FleetRepo:
         c = self.repo[commit].peel(pygit2.Commit)
         when = datetime.fromtimestamp(c.author.time, UTC).strftime("%a %b %d %H:%M:%S %Y +0000")
         diff = self.repo.diff(c.parents[0], c) if c.parents else c.tree.diff_to_tree(swap=True)
-        stats = diff.stats.format(DiffStatsFormat.FULL, 80)
+        stats = _stat(diff)
         body = "\n".join(("    " + line).rstrip() for line in c.message.rstrip().splitlines())
         return (
             f"commit {c.id}\nAuthor: {c.author.name} <{c.author.email}>\nDate:   {when}\n\n"
@@ -211,6 +226,34 @@ class FleetRepo:
             if len(result) >= limit:
                 break
         return result
+
+
+def _stat(diff: pygit2.Diff, *, width: int = 100) -> str:
+    """`git diff --stat` output (libgit2's own formatter draws '-' bars for files
+    with no deletions)."""
+    rows = []
+    for patch in diff:
+        _, added, deleted = patch.line_stats
+        rows.append((patch.delta.new_file.path or patch.delta.old_file.path, added, deleted))
+    if not rows:
+        return " 0 files changed\n"
+    name_width = max(len(r[0]) for r in rows)
+    most = max(a + d for _, a, d in rows) or 1
+    bar_width = max(20, width - name_width - 10)
+    lines = []
+    for path, added, deleted in rows:
+        scale = min(1.0, bar_width / most)
+        plus = "+" * (max(1, round(added * scale)) if added else 0)
+        minus = "-" * (max(1, round(deleted * scale)) if deleted else 0)
+        lines.append(f" {path.ljust(name_width)} | {added + deleted:4} {plus}{minus}")
+    added = sum(r[1] for r in rows)
+    deleted = sum(r[2] for r in rows)
+    summary = f" {len(rows)} file{'s' if len(rows) != 1 else ''} changed"
+    if added:
+        summary += f", {added} insertion{'s' if added != 1 else ''}(+)"
+    if deleted:
+        summary += f", {deleted} deletion{'s' if deleted != 1 else ''}(-)"
+    return "\n".join([*lines, summary]) + "\n"
 
 
 def _read_tree(repo: pygit2.Repository, tree: pygit2.Tree, prefix: str = "") -> dict[str, bytes]:

@@ -6,7 +6,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterable
 
-from reconciler.deciding import Decision
+from reconciler.decisions import Decision
 from reconciler.ledger import ACTIVE, Entry, Ledger, Phase
 from reconciler.quantities import format_time
 
@@ -24,7 +24,7 @@ def savings(ledger: Ledger) -> tuple[float, float, float | None]:
 
 
 def placement_table(ledger: Ledger) -> str:
-    header = ("job", "spoke", "phase", "planned start (UTC)", "est. gCO2", "qos gCO2", "")
+    header = ("job", "spoke", "phase", "planned start (UTC)", "est. gCO2", "qos gCO2", "note")
     rows = [
         (
             e.id,
@@ -95,17 +95,17 @@ def commit_message(*, old: Ledger, decision: Decision, input_commit: str) -> str
         "",
         f"Caspian-Input: {input_commit}",
     ]
-    lines += [f"Caspian-Carbon-Source: {zone}={source}"
-              for zone, source in decision.carbon_sources.items()]
+    lines += [
+        f"Caspian-Carbon-Source: {zone}={source}"
+        for zone, source in decision.carbon_sources.items()
+    ]
     lines.append(f"Caspian-Plan-Id: {plan_id(ledger)}")
     return "\n".join(lines) + "\n"
 
 
 def plan_id(ledger: Ledger) -> str:
     """A short name for a plan: the hash of where and when every job runs."""
-    key = "\n".join(
-        f"{e.id} {e.phase.value} {e.spoke} {e.planned_start}" for e in ledger.entries
-    )
+    key = "\n".join(f"{e.id} {e.phase.value} {e.spoke} {e.planned_start}" for e in ledger.entries)
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from reconciler.deciding import SpokeState
+from reconciler.decisions import SpokeState
 from reconciler.fleet import Fleet
 
 

@@ -45,7 +45,7 @@ def duration(value: str) -> timedelta:
         raise ValueError(f"{value!r} is not a duration (e.g. 45m, 2h, 1h30m, 3d)")
     seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION.findall(text))
     if seconds <= 0:
-        raise ValueError(f"{value!r} must be longer than zero")
+        raise ValueError(f"{value!r} must be longer than zero (e.g. 45m, 2h)")
     return timedelta(seconds=seconds)
 
 

@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from carbon import IntensitySeries, source_for
+from carbon import IntensitySeries
 from carbon.embedded import UnknownZoneError
+from carbon.providers import source_for
 from reconciler import crd, deciding, ledger, messages
-from reconciler.deciding import Decision
+from reconciler.decisions import Decision
 from reconciler.fleet import Fleet, FleetConfigError, Problem, load_fleet
 from reconciler.gitrepo import FleetRepo, Identity, PushRejectedError, Snapshot
 from reconciler.ledger import Phase
@@ -44,9 +45,7 @@ class Outcome(BaseModel):
         return any(e.phase in (Phase.INVALID, Phase.PENDING) for e in self.decision.ledger.entries)
 
 
-def plan(
-    repo: FleetRepo, *, now: datetime, observer: Observer | None = None
-) -> Outcome:
+def plan(repo: FleetRepo, *, now: datetime, observer: Observer | None = None) -> Outcome:
     """What a reconcile would commit now, without committing."""
     return _decide_on(repo.fetch(), now=now, observer=observer or DeclaredCapacity())
 
@@ -105,9 +104,7 @@ def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outc
     )
     files = render(decision, previous=snapshot.files)
     changes = diff(snapshot.files, files)
-    message = messages.commit_message(
-        old=previous, decision=decision, input_commit=snapshot.commit
-    )
+    message = messages.commit_message(old=previous, decision=decision, input_commit=snapshot.commit)
     return Outcome(
         input_commit=snapshot.commit,
         decision=decision,

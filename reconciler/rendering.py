@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from reconciler.deciding import Decision
+from reconciler.decisions import Decision
 from reconciler.fleet import JobRequest
 from reconciler.ledger import ACTIVE, LEDGER_PATH, Entry, Ledger, Phase
 from reconciler.quantities import format_time
@@ -87,17 +87,21 @@ def job_manifest(job: JobRequest, entry: Entry) -> dict[str, Any]:
     }
     if entry.qos_grams is not None:
         annotations["caspian.dev/qos-gco2"] = f"{entry.qos_grams:.1f}"
-    spec = dict(template["spec"])
-    pod = dict(spec.get("template") or {})
+    pod = template["spec"].get("template") or {}
     pod_metadata = dict(pod.get("metadata") or {})
     # Pods carry the label too, so a spoke observer can tell Caspian's pods apart.
     pod_metadata["labels"] = {
         **(pod_metadata.get("labels") or {}),
         "caspian.dev/appwrapper": job.name,
     }
-    pod["metadata"] = pod_metadata
-    spec["template"] = pod
-    spec["suspend"] = entry.phase != Phase.DISPATCHED
+    spec = {
+        "suspend": entry.phase != Phase.DISPATCHED,
+        **{key: value for key, value in template["spec"].items() if key != "suspend"},
+        "template": {
+            "metadata": pod_metadata,
+            **{key: value for key, value in pod.items() if key != "metadata"},
+        },
+    }
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -114,10 +118,17 @@ def job_manifest(job: JobRequest, entry: Entry) -> dict[str, Any]:
 def render_ledger(ledger: Ledger) -> bytes:
     document = ledger.model_dump(mode="json", by_alias=True, exclude_defaults=False)
     document["entries"] = [
-        {key: value for key, value in entry.items() if value not in (None, "")}
+        {key: _whole(value) for key, value in entry.items() if value not in (None, "")}
         for entry in document["entries"]
     ]
     return HEADER.encode() + dump(document)
+
+
+def _whole(value: Any) -> Any:
+    """16.0 -> 16: resource figures read like the quantities people wrote."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 class _Dumper(yaml.SafeDumper):

@@ -1,0 +1,61 @@
+"""The values `decide` produces and `render` and the commit message consume."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict
+
+from optimizer.model import Plan
+from reconciler.fleet import JobRequest, Problem
+from reconciler.ledger import Ledger
+
+
+class SpokeState(BaseModel):
+    """What a spoke can give Caspian now, and whether it answered at all."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    up: bool = True
+    cpu: float
+    memory_bytes: float
+    gpu: float
+    source: str = "declared"
+
+
+class Window(BaseModel):
+    """The planning horizon: `slots` slots from `start`; forecasts must cover
+    `covered_slots` so that a job started in the last slot is priced to its end."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start: datetime
+    slot_seconds: int
+    slots: int
+    covered_slots: int
+
+    def time_of(self, slot: int) -> datetime:
+        return self.start + timedelta(seconds=slot * self.slot_seconds)
+
+    def slot_of(self, moment: datetime) -> int:
+        return math.floor((moment - self.start).total_seconds() / self.slot_seconds)
+
+    def slots_in(self, span: timedelta) -> int:
+        return max(1, math.ceil(span.total_seconds() / self.slot_seconds))
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    now: datetime
+    window: Window
+    ledger: Ledger
+    jobs: dict[str, JobRequest]
+    held: tuple[str, ...]  # ids kept as committed because their file is broken
+    plan: Plan
+    qos: Plan
+    problems: tuple[Problem, ...]
+    spokes: tuple[str, ...]
+    carbon_sources: dict[str, str]

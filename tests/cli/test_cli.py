@@ -1,0 +1,163 @@
+"""The `caspian` command as a user runs it: exit codes and what it prints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from reconciler.cli import EXIT_ERROR, EXIT_PARTIAL, main
+from tests import gitutil
+from tests.fleet.helpers import appwrapper
+
+AT = ["--now", "2026-11-22T02:00:00Z"]
+
+
+@pytest.fixture
+def run(tmp_path: Path):
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(
+            main, [str(a) for a in args], env={"XDG_CACHE_HOME": str(tmp_path / "cache")}
+        )
+
+    return invoke
+
+
+def test_init_writes_the_template_and_it_validates(run, tmp_path) -> None:
+    target = tmp_path / "fleet"
+    assert run("init", target).exit_code == 0
+    assert (target / "caspian.yaml").exists() and len(list((target / "jobs").iterdir())) == 10
+    result = run("validate", target)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""  # the ok line goes to stderr
+
+
+def test_init_refuses_a_directory_that_is_not_empty(run, tmp_path) -> None:
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "x").write_text("x")
+    result = run("init", tmp_path / "busy")
+    assert result.exit_code != 0 and "not empty" in result.output
+
+
+def test_validate_prints_one_line_per_problem_and_exits_1(run, tmp_path) -> None:
+    target = tmp_path / "fleet"
+    run("init", target)
+    (target / "jobs" / "bad.yaml").write_text(
+        appwrapper("bad", annotations={"caspian.dev/not-before": "soon", "caspian.dev/spokes": "x"})
+    )
+    (target / "jobs" / "worse.yaml").write_text("kind: [")
+    result = run("validate", target)
+    assert result.exit_code == EXIT_ERROR
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("jobs/bad.yaml:metadata.annotations.caspian.dev/")
+    assert lines[1].startswith("jobs/worse.yaml:-: not valid YAML")
+    only = run("validate", target / "jobs" / "worse.yaml")
+    assert only.output.strip().splitlines() == [lines[1]]
+
+
+def test_validate_reports_a_broken_spoke(run, tmp_path) -> None:
+    target = tmp_path / "fleet"
+    run("init", target)
+    (target / "spokes" / "paris.yaml").write_text(
+        (target / "spokes" / "paris.yaml").read_text().replace("cpu:", "cpus:")
+    )
+    result = run("validate", target)
+    assert result.exit_code == EXIT_ERROR
+    assert (
+        "spokes/paris.yaml:spec.capacity.cpus: unknown field: check its spelling" in result.output
+    )
+
+
+def test_reconcile_commits_once_then_finds_nothing_to_do(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    assert run("init", "--bare", remote).exit_code == 0
+    first = run("reconcile", "--repo", remote, "--once", *AT)
+    assert first.exit_code == 0, first.output
+    assert "committed " in first.output and "% less" in first.output
+    head = gitutil.head(remote)
+    second = run("reconcile", "--repo", remote, "--once", *AT)
+    assert second.exit_code == 0
+    assert "no change" in second.output
+    assert gitutil.head(remote) == head
+
+
+def test_reconcile_says_partial_with_exit_3(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    gitutil.user_commit(remote, {"jobs/bad.yaml": b"kind: ["})
+    result = run("reconcile", "--repo", remote, "--once", *AT)
+    assert result.exit_code == EXIT_PARTIAL
+    assert "invalid: jobs/bad.yaml: -: not valid YAML" in result.output
+
+
+def test_a_broken_policy_exits_1_and_commits_nothing(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    gitutil.user_commit(
+        remote,
+        {"caspian.yaml": b"apiVersion: caspian.dev/v1alpha1\nkind: Policy\nspec: {horizon: 0h}\n"},
+    )
+    head = gitutil.head(remote)
+    result = run("reconcile", "--repo", remote, "--once", *AT)
+    assert result.exit_code == EXIT_ERROR
+    assert (
+        "caspian.yaml:spec.horizon:" in result.output and "nothing was committed" in result.output
+    )
+    assert gitutil.head(remote) == head
+
+
+def test_plan_lists_changes_and_commits_nothing(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    head = gitutil.head(remote)
+    result = run("plan", "--repo", remote, *AT)
+    assert result.exit_code == 0, result.output
+    assert "added    status/placements.yaml" in result.output
+    assert gitutil.head(remote) == head
+
+
+def test_reconcile_needs_once(run, tmp_path) -> None:
+    result = run("reconcile", "--repo", tmp_path)
+    assert result.exit_code == 2 and "--once" in result.output
+
+
+def test_reconcile_refuses_a_work_tree_with_the_branch_checked_out(run, tmp_path) -> None:
+    import pygit2
+
+    work = tmp_path / "work"
+    run("init", work)
+    repo = pygit2.init_repository(str(work), initial_head="main")
+    index = repo.index
+    index.add_all()
+    index.write()
+    who = pygit2.Signature("u", "u@example.invalid")
+    repo.create_commit("HEAD", who, who, "init", index.write_tree(), [])
+    result = run("reconcile", "--repo", work, "--once", *AT)
+    assert result.exit_code == EXIT_ERROR
+    assert "bare repository" in result.output
+
+
+def test_an_unreachable_remote_is_a_clear_error(run, tmp_path) -> None:
+    result = run("reconcile", "--repo", "git://127.0.0.1:9/nowhere.git", "--once", *AT)
+    assert result.exit_code == EXIT_ERROR
+    assert result.output.startswith("error: cannot fetch git://127.0.0.1:9/nowhere.git")
+
+
+def test_credentials_in_a_url_never_reach_the_output(run) -> None:
+    result = run("reconcile", "--repo", "http://bob:s3cr3t-token@127.0.0.1:9/x.git", "--once", *AT)
+    assert result.exit_code == EXIT_ERROR
+    assert "s3cr3t" not in result.output and "bob" not in result.output
+
+
+def test_demo_shows_table_savings_and_the_commit(run) -> None:
+    result = run("demo", *AT)
+    assert result.exit_code == 0, result.output
+    assert "| job " in result.output
+    assert "% less" in result.output
+    assert "second reconcile: no change, no commit" in result.output
+    assert "$ git log --stat -1" in result.output
+    assert "status/placements.yaml" in result.output

@@ -1,0 +1,209 @@
+"""Reading a fleet repo: what valid files give, and what each kind of mistake says."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import yaml
+
+from reconciler import crd, quantities
+from reconciler.fleet import FleetConfigError
+from reconciler.templates import template_files
+from tests.fleet.helpers import appwrapper, appwrapper_doc, fleet_with
+
+SPOKE_HEAD = "apiVersion: caspian.dev/v1alpha1\nkind: Spoke\n"
+
+
+def problems_of(fleet) -> list[str]:
+    return [p.line() for p in fleet.problems]
+
+
+def test_the_template_fleet_loads_cleanly() -> None:
+    fleet = fleet_with()
+    assert [s.name for s in fleet.spokes] == ["california", "frankfurt", "paris"]
+    assert len(fleet.jobs) == 10
+    assert fleet.problems == ()
+
+
+def test_every_template_appwrapper_validates_against_the_real_crd() -> None:
+    for path, raw in template_files().items():
+        if path.startswith("jobs/"):
+            assert crd.check_appwrapper(yaml.safe_load(raw)) == [], path
+
+
+def test_resources_are_pod_requests_times_parallelism() -> None:
+    job = {j.name: j for j in fleet_with().jobs}["render-frames"]
+    assert (job.cpu, job.memory_bytes, job.gpu) == (16.0, 8 * 4 * 2**30, 0.0)
+
+
+def test_a_limit_stands_in_for_a_missing_request_and_init_containers_count() -> None:
+    text = appwrapper(
+        pod_spec={
+            "initContainers": [
+                {"name": "fetch", "image": "busybox", "resources": {"requests": {"cpu": "6"}}}
+            ]
+        },
+        resources={"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"nvidia.com/gpu": "1"}},
+    )
+    job = {j.name: j for j in fleet_with(jobs__extra=text).jobs}["extra"]
+    assert (job.cpu, job.gpu) == (6.0, 1.0)
+
+
+def test_hints_come_from_caspian_annotations() -> None:
+    job = {j.name: j for j in fleet_with().jobs}["backfill-eu"]
+    assert job.duration == timedelta(hours=6)
+    assert job.complete_within == timedelta(hours=48)
+    assert job.allowed_spokes == ("paris", "frankfurt")
+    assert job.namespace == "batch"  # the policy's default
+
+
+def test_a_namespace_in_the_appwrapper_wins() -> None:
+    job = {j.name: j for j in fleet_with().jobs}["video-transcode"]
+    assert job.id == "media/video-transcode"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("kind: AppWrapper\nspec: [unclosed\n", "jobs/extra.yaml:-: not valid YAML: "),
+        (
+            appwrapper().replace("components:", "components: 3\n  old:", 1),
+            "jobs/extra.yaml:spec.components: 3 is not of type 'array'",
+        ),
+        (
+            appwrapper(annotations={"caspian.dev/deadline": "tomorrow"}),
+            "jobs/extra.yaml:metadata.annotations.caspian.dev/deadline: 'tomorrow' is not an "
+            "RFC 3339 time",
+        ),
+        (
+            appwrapper(annotations={"caspian.dev/deadline": "2026-12-01T10:00:00"}),
+            "jobs/extra.yaml:metadata.annotations.caspian.dev/deadline: '2026-12-01T10:00:00' "
+            "has no time zone",
+        ),
+        (
+            appwrapper(annotations={"caspian.dev/spokes": "paris,tokyo"}),
+            "jobs/extra.yaml:metadata.annotations.caspian.dev/spokes: unknown spoke(s) tokyo",
+        ),
+        (
+            appwrapper(annotations={"caspian.dev/dedline": "2026-12-01T10:00:00Z"}),
+            "jobs/extra.yaml:metadata.annotations.caspian.dev/dedline: unknown Caspian annotation",
+        ),
+        (
+            appwrapper(annotations={"caspian.dev/power-watts": "-5"}),
+            "jobs/extra.yaml:metadata.annotations.caspian.dev/power-watts: '-5' must be a positive",
+        ),
+        (
+            appwrapper(job_spec={"ttlSecondsAfterFinished": 60}),
+            "jobs/extra.yaml:spec.components[0].template.spec.ttlSecondsAfterFinished: remove it",
+        ),
+        (
+            appwrapper().replace("kind: Job", "kind: Deployment"),
+            "jobs/extra.yaml:spec.components[0].template: expected a batch/v1 Job, found "
+            "batch/v1/Deployment",
+        ),
+        (
+            appwrapper(resources={"requests": {"cpu": "two"}}),
+            "jobs/extra.yaml:spec.components[0].template.spec.template.spec: 'two' is not a "
+            "Kubernetes quantity",
+        ),
+        (
+            appwrapper(name="Bad_Name"),
+            "jobs/extra.yaml:metadata.name: required: a DNS label",
+        ),
+        (
+            appwrapper().replace("apiVersion: workload.codeflare.dev/v1beta2", "apiVersion: v1"),
+            "jobs/extra.yaml:kind: expected workload.codeflare.dev/v1beta2 AppWrapper",
+        ),
+    ],
+)
+def test_a_bad_appwrapper_is_one_problem_naming_file_field_and_fix(
+    text: str, expected: str
+) -> None:
+    fleet = fleet_with(jobs__extra=text)
+    lines = problems_of(fleet)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(expected), lines[0]
+    assert len(fleet.jobs) == 10  # every valid job is still there
+
+
+def test_two_components_are_refused_with_the_way_out() -> None:
+    doc = appwrapper_doc()
+    doc["spec"]["components"] *= 2
+    fleet = fleet_with(jobs__extra=yaml.safe_dump(doc))
+    assert "split them into one AppWrapper each" in problems_of(fleet)[0]
+
+
+def test_a_bad_document_in_a_multi_document_file_is_named_by_index() -> None:
+    fleet = fleet_with(
+        jobs__extra=appwrapper("one")
+        + "---\n"
+        + appwrapper("two", annotations={"caspian.dev/duration": "soon"})
+    )
+    assert [j.name for j in fleet.jobs if j.name in ("one", "two")] == ["one"]
+    assert problems_of(fleet)[0].startswith("jobs/extra.yaml#1:metadata.annotations")
+
+
+def test_the_same_name_twice_keeps_the_first_and_names_both_files() -> None:
+    fleet = fleet_with(jobs__zz_copy=appwrapper("etl-daily"))
+    assert problems_of(fleet) == [
+        "jobs/zz-copy.yaml:metadata.name: batch/etl-daily is already defined in "
+        "jobs/etl-daily.yaml; give one of them another name"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        (
+            {"caspian": "apiVersion: caspian.dev/v1alpha1\nkind: Policy\nspec: {slott: 15m}\n"},
+            "caspian.yaml:spec.slott: unknown field: check its spelling",
+        ),
+        (
+            {"caspian": "apiVersion: caspian.dev/v1alpha1\nkind: Policy\nspec: {slot: 7m}\n"},
+            "caspian.yaml:spec.slot: Value error, slot must be whole minutes that divide an hour",
+        ),
+        (
+            {"caspian": "apiVersion: caspian.dev/v1alpha1\nkind: Policy\nspec: {horizon: soon}\n"},
+            "caspian.yaml:spec.horizon: Value error, 'soon' is not a duration",
+        ),
+        ({"caspian": "apiVersion: [\n"}, "caspian.yaml:-: not valid YAML"),
+        ({"caspian": None}, "caspian.yaml:-: missing"),
+        (
+            {
+                "spokes__paris": SPOKE_HEAD + "metadata: {name: lyon}\n"
+                "spec: {carbon: {zone: FR}, capacity: {cpu: 4, memory: 1Gi}}\n"
+            },
+            "spokes/paris.yaml:metadata.name: 'lyon' must match the file name",
+        ),
+        (
+            {"spokes__paris": SPOKE_HEAD + "metadata: {name: paris}\nspec: {carbon: {zone: FR}}\n"},
+            "spokes/paris.yaml:spec.capacity: required field is missing",
+        ),
+    ],
+)
+def test_a_bad_policy_or_spoke_stops_everything_with_a_clear_line(changes, expected) -> None:
+    with pytest.raises(FleetConfigError) as raised:
+        fleet_with(**changes)
+    assert raised.value.problems[0].line().startswith(expected), raised.value.problems[0].line()
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("500m", 0.5), ("4", 4.0), ("16Gi", 16 * 2**30), ("1.5G", 1.5e9), ("2e3", 2000.0), (3, 3.0)],
+)
+def test_kubernetes_quantities(text, value) -> None:
+    assert quantities.quantity(text) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "minutes"), [("45m", 45), ("1h30m", 90), ("2d", 2880), ("90s", 1.5)]
+)
+def test_durations(text, minutes) -> None:
+    assert quantities.duration(text) == timedelta(minutes=minutes)
+
+
+@pytest.mark.parametrize("text", ["", "1x", "h", "0m", "1h 30"])
+def test_bad_durations_say_what_a_good_one_looks_like(text) -> None:
+    with pytest.raises(ValueError, match=r"e\.g\. 45m"):
+        quantities.duration(text)

@@ -1,0 +1,67 @@
+"""Acting as a user on a bare fleet repo, with pygit2 directly (not through Caspian)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pygit2
+import yaml
+
+
+def user_commit(
+    remote: Path, changes: dict[str, bytes | None], message: str = "user change"
+) -> str:
+    """Commit on top of main in the bare repo, as a push from a user would land."""
+    repo = pygit2.Repository(str(remote))
+    parent = repo.references["refs/heads/main"].peel(pygit2.Commit)
+    index = pygit2.Index()
+    index.read_tree(parent.tree)
+    for path, data in changes.items():
+        if data is None:
+            index.remove(path)
+        else:
+            index.add(pygit2.IndexEntry(path, repo.create_blob(data), pygit2.enums.FileMode.BLOB))
+    tree = index.write_tree(repo)
+    who = pygit2.Signature("Fleet User", "user@example.invalid")
+    return str(repo.create_commit("refs/heads/main", who, who, message, tree, [parent.id]))
+
+
+def head(remote: Path) -> str:
+    return str(pygit2.Repository(str(remote)).references["refs/heads/main"].target)
+
+
+def history(remote: Path) -> list[str]:
+    repo = pygit2.Repository(str(remote))
+    return [str(c.id) for c in repo.walk(repo.references["refs/heads/main"].target)]
+
+
+def read(remote: Path, path: str, commit: str | None = None) -> bytes:
+    repo = pygit2.Repository(str(remote))
+    tree = repo[commit or head(remote)].peel(pygit2.Commit).tree
+    return repo[tree[path].id].data
+
+
+def files(remote: Path, prefix: str = "") -> list[str]:
+    repo = pygit2.Repository(str(remote))
+    tree = repo[head(remote)].peel(pygit2.Commit).tree
+    found = []
+
+    def walk(t: pygit2.Tree, base: str) -> None:
+        for entry in t:
+            if entry.type_str == "tree":
+                walk(repo[entry.id], base + entry.name + "/")
+            elif (base + entry.name).startswith(prefix):
+                found.append(base + entry.name)
+
+    walk(tree, "")
+    return sorted(found)
+
+
+def ledger(remote: Path) -> dict[str, dict]:
+    doc = yaml.safe_load(read(remote, "status/placements.yaml"))
+    return {entry["id"]: entry for entry in doc["entries"]}
+
+
+def message(remote: Path, commit: str | None = None) -> str:
+    repo = pygit2.Repository(str(remote))
+    return repo[commit or head(remote)].peel(pygit2.Commit).message

@@ -1,0 +1,88 @@
+"""Small instances for the optimizer tests."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+from optimizer.model import Instance, Job, Slot, SpokeCapacity, Weights
+
+START = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def spoke(name: str, zone: str, *, slots: int, cpu: float = 8, mem: float = 64e9, gpu: float = 2):
+    return SpokeCapacity(
+        name=name, zone=zone, cpu=(cpu,) * slots, memory_bytes=(mem,) * slots, gpu=(gpu,) * slots
+    )
+
+
+def job(
+    job_id: str,
+    *,
+    spokes=("a", "b"),
+    cpu=2.0,
+    gpu=0.0,
+    duration=2,
+    release=0,
+    deadline=100,
+    energy=1.0,
+    fixed: Slot | None = None,
+    previous: Slot | None = None,
+) -> Job:
+    return Job(
+        id=job_id,
+        cpu=cpu,
+        memory_bytes=1e9,
+        gpu=gpu,
+        duration_slots=duration,
+        release_slot=release,
+        deadline_slot=deadline,
+        allowed_spokes=tuple(spokes),
+        energy_kwh_per_slot=dict.fromkeys(spokes, energy),
+        fixed=fixed,
+        previous=previous,
+    )
+
+
+def random_instance(seed: int, *, jobs: int = 3, slots: int = 5) -> Instance:
+    rng = random.Random(seed)
+    spokes = (
+        spoke("a", "ZA", slots=slots, cpu=rng.choice([4, 6, 8]), gpu=rng.choice([0, 1, 2])),
+        spoke("b", "ZB", slots=slots, cpu=rng.choice([4, 8]), gpu=rng.choice([1, 2])),
+    )
+    intensity = {
+        zone: tuple(round(rng.uniform(20, 500), 1) for _ in range(slots + 4))
+        for zone in ("ZA", "ZB")
+    }
+    job_list = []
+    for index in range(jobs):
+        allowed = rng.choice([("a",), ("b",), ("a", "b"), ("a", "b")])
+        duration = rng.randint(1, 3)
+        release = rng.randint(0, 2)
+        job_list.append(
+            Job(
+                id=f"j{index}",
+                cpu=rng.choice([1, 2, 4, 6]),
+                memory_bytes=1e9,
+                gpu=rng.choice([0, 0, 1, 2]),
+                duration_slots=duration,
+                release_slot=release,
+                deadline_slot=release + duration + rng.randint(0, 3),
+                allowed_spokes=allowed,
+                energy_kwh_per_slot={s: round(rng.uniform(0.1, 3), 3) for s in allowed},
+                previous=(
+                    Slot(spoke=allowed[0], start_slot=rng.randint(0, slots - 1))
+                    if rng.random() < 0.3
+                    else None
+                ),
+            )
+        )
+    return Instance(
+        start=START,
+        slot_seconds=900,
+        slots=slots,
+        spokes=spokes,
+        intensity_g_per_kwh=intensity,
+        jobs=tuple(job_list),
+        weights=Weights(lateness_g_per_slot=1000.0, move_g=5.0),
+    )

@@ -1,0 +1,111 @@
+"""What the optimizer does in the situations a fleet meets: full spokes, impossible
+deadlines, running work, re-planning, a missing solver."""
+
+from __future__ import annotations
+
+import pytest
+
+from optimizer import baselines
+from optimizer.model import Instance, Slot, SolverSettings, Weights
+from optimizer.plans import NO_CAPACITY
+from optimizer.solving import optimize
+from tests.conftest import assert_valid_plan
+from tests.optimizer.instances import START, job, spoke
+
+SETTINGS = SolverSettings(gap_rel=0.0)
+
+
+def make(jobs, *, slots=6, intensity=None, weights=None, **capacity) -> Instance:
+    return Instance(
+        start=START,
+        slot_seconds=900,
+        slots=slots,
+        spokes=(
+            spoke("a", "ZA", slots=slots, **capacity),
+            spoke("b", "ZB", slots=slots, **capacity),
+        ),
+        intensity_g_per_kwh=intensity
+        or {"ZA": (100.0,) * (slots + 4), "ZB": (200.0,) * (slots + 4)},
+        jobs=tuple(jobs),
+        weights=weights or Weights(),
+    )
+
+
+def test_each_job_takes_the_cleanest_slot_that_meets_its_deadline() -> None:
+    intensity = {"ZA": (300, 300, 50, 50, 300, 300, 300, 300), "ZB": (250,) * 8}
+    instance = make([job("j", duration=2, deadline=6)], slots=4, intensity=intensity)
+    plan = optimize(instance, settings=SETTINGS)
+    assert [(a.spoke, a.start_slot) for a in plan.assignments] == [("a", 2)]
+    assert plan.carbon_g == pytest.approx(100.0)
+    assert plan.solver_status == "optimal"
+
+
+def test_a_job_that_cannot_fit_anywhere_is_reported_with_the_reason() -> None:
+    instance = make([job("big", gpu=4)], gpu=2)
+    plan = optimize(instance, settings=SETTINGS)
+    assert plan.assignments == ()
+    assert plan.not_placed[0].reason.startswith("no allowed spoke is large enough: gpu 4")
+
+
+def test_when_capacity_runs_out_a_job_is_deferred_not_overbooked() -> None:
+    jobs = [job(f"j{i}", spokes=("a",), gpu=2, duration=3, deadline=3) for i in range(3)]
+    instance = make(jobs, slots=6, gpu=2)
+    plan = optimize(instance, settings=SETTINGS)
+    assert_valid_plan(instance, plan)
+    assert len(plan.assignments) == 2
+    assert [n.reason for n in plan.not_placed] == [NO_CAPACITY]
+
+
+def test_an_impossible_deadline_makes_the_job_late_not_dropped() -> None:
+    jobs = [job(f"j{i}", spokes=("a",), gpu=2, duration=3, deadline=3) for i in range(2)]
+    plan = optimize(make(jobs, slots=6, gpu=2), settings=SETTINGS)
+    assert sorted(a.late_slots for a in plan.assignments) == [0, 3]
+
+
+def test_fixed_work_holds_its_capacity_and_its_place() -> None:
+    running = job("running", spokes=("a",), gpu=2, duration=4, fixed=Slot(spoke="a", start_slot=-1))
+    new = job("new", spokes=("a",), gpu=1, duration=1)
+    instance = make([running, new], gpu=2)
+    plan = optimize(instance, settings=SETTINGS)
+    assert_valid_plan(instance, plan)
+    assert plan.assignment("running").start_slot == -1
+    assert plan.assignment("new").start_slot >= 3
+
+
+def test_a_planned_job_stays_put_unless_moving_saves_more_than_the_move_penalty() -> None:
+    intensity = {"ZA": (100.0, 99.0, 100.0, 100.0, 100, 100), "ZB": (500.0,) * 6}
+    previous = Slot(spoke="a", start_slot=0)
+    stay = optimize(
+        make(
+            [job("j", duration=1, previous=previous)],
+            slots=2,
+            intensity=intensity,
+            weights=Weights(move_g=5.0),
+        ),
+        settings=SETTINGS,
+    )
+    move = optimize(
+        make(
+            [job("j", duration=1, previous=previous)],
+            slots=2,
+            intensity=intensity,
+            weights=Weights(move_g=0.5),
+        ),
+        settings=SETTINGS,
+    )
+    assert stay.assignment("j").start_slot == 0
+    assert move.assignment("j").start_slot == 1
+
+
+def test_a_missing_solver_falls_back_to_greedy_and_says_so() -> None:
+    instance = make([job("j1"), job("j2")])
+    plan = optimize(instance, settings=SolverSettings(name="NO_SUCH_SOLVER"))
+    assert plan.solver_status.startswith("greedy_fallback (")
+    assert "NO_SUCH_SOLVER" in plan.solver_status
+    assert plan.objective == baselines.greedy(instance).objective
+
+
+def test_qos_starts_everything_as_early_as_possible() -> None:
+    intensity = {"ZA": (900, 10, 10, 10, 10, 10, 10, 10), "ZB": (900,) * 8}
+    instance = make([job("j", release=1, duration=1)], slots=4, intensity=intensity)
+    assert baselines.qos(instance).assignment("j").start_slot == 1

@@ -1,0 +1,239 @@
+"""A reconcile against a real bare repo: what it commits, and what it never does."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reconciler.fleet import FleetConfigError
+from reconciler.gitrepo import FleetRepo
+from reconciler.ledger import LedgerError
+from reconciler.reconciling import plan, reconcile_once
+from tests import gitutil
+from tests.conftest import BOT, NOW
+from tests.fleet.helpers import appwrapper
+
+
+def reconcile(repo: FleetRepo, *, at=NOW):
+    return reconcile_once(repo, now=at, author=BOT, sleep=lambda _: None)
+
+
+def test_first_reconcile_commits_one_placement_on_top_of_the_input(fleet_repo, remote) -> None:
+    before = gitutil.head(remote)
+    outcome = reconcile(fleet_repo)
+    assert outcome.commit == gitutil.head(remote)
+    assert gitutil.history(remote)[1] == before
+    rendered = gitutil.files(remote, "rendered/")
+    assert {p.split("/")[1] for p in rendered} == {"california", "frankfurt", "paris"}
+    assert sum(p.endswith("kustomization.yaml") for p in rendered) == 3
+    assert len(rendered) == 3 + 10
+    ledger = gitutil.ledger(remote)
+    assert {e["phase"] for e in ledger.values()} <= {"Planned", "Dispatched"}
+    assert len(ledger) == 10
+
+
+def test_reconciling_again_commits_nothing(fleet_repo, remote) -> None:
+    reconcile(fleet_repo)
+    head = gitutil.head(remote)
+    again = reconcile(fleet_repo)
+    assert again.commit is None and again.changes == {}
+    later_same_slot = reconcile(fleet_repo, at=NOW + timedelta(minutes=14))
+    assert later_same_slot.commit is None
+    assert gitutil.head(remote) == head
+
+
+def test_a_new_mirror_of_the_same_remote_also_commits_nothing(fleet_repo, remote, tmp_path) -> None:
+    reconcile(fleet_repo)
+    fresh = FleetRepo(str(remote), cache_dir=tmp_path / "other-mirror.git")
+    assert reconcile(fresh).commit is None
+
+
+def test_the_commit_message_carries_table_savings_and_trailers(fleet_repo, remote) -> None:
+    outcome = reconcile(fleet_repo)
+    text = gitutil.message(remote)
+    subject = text.splitlines()[0]
+    assert subject.startswith("place: ")
+    assert "CO2 vs qos" in subject
+    assert "| job " in text and "| est. gCO2 |" in text and "| qos gCO2 |" in text
+    assert f"Caspian-Input: {outcome.input_commit}" in text
+    assert "Caspian-Carbon-Source: FR=embedded:electricitymaps-2023" in text
+    assert "Caspian-Plan-Id: " in text
+    trailers = text.rstrip().split("\n\n")[-1].splitlines()
+    assert all(line.startswith("Caspian-") for line in trailers)
+
+
+def test_jobs_are_suspended_until_their_start_then_dispatched(fleet_repo, remote) -> None:
+    reconcile(fleet_repo)
+    ledger = gitutil.ledger(remote)
+    waiting = sorted(
+        (e for e in ledger.values() if e["phase"] == "Planned"), key=lambda e: e["plannedStart"]
+    )[0]
+    path = f"rendered/{waiting['spoke']}/{waiting['id'].split('/')[0]}.{waiting['jobName']}.yaml"
+    assert yaml.safe_load(gitutil.read(remote, path))["spec"]["suspend"] is True
+
+    start = yaml.safe_load(gitutil.read(remote, path))["metadata"]["annotations"][
+        "caspian.dev/planned-start"
+    ]
+    from reconciler.quantities import timestamp
+
+    outcome = reconcile(fleet_repo, at=timestamp(start) + timedelta(minutes=1))
+    assert outcome.commit is not None
+    assert yaml.safe_load(gitutil.read(remote, path))["spec"]["suspend"] is False
+    assert gitutil.ledger(remote)[waiting["id"]]["phase"] == "Dispatched"
+    assert "dispatch: " in gitutil.message(remote).splitlines()[0]
+
+
+def test_dispatched_jobs_never_move(fleet_repo, remote) -> None:
+    reconcile(fleet_repo)
+    dispatched = {k: v for k, v in gitutil.ledger(remote).items() if v["phase"] == "Dispatched"}
+    assert dispatched
+    # Make every spoke's carbon flat: nothing left to gain, but also nothing may move.
+    for hours in (1, 5, 13):
+        reconcile(fleet_repo, at=NOW + timedelta(hours=hours))
+        after = gitutil.ledger(remote)
+        for job_id, entry in dispatched.items():
+            assert (after[job_id]["spoke"], after[job_id]["plannedStart"]) == (
+                entry["spoke"],
+                entry["plannedStart"],
+            )
+
+
+def test_deleting_an_appwrapper_cancels_its_job(fleet_repo, remote) -> None:
+    reconcile(fleet_repo)
+    entry = gitutil.ledger(remote)["batch/train-resnet"]
+    gitutil.user_commit(remote, {"jobs/train-resnet.yaml": None}, "drop train-resnet")
+    outcome = reconcile(fleet_repo)
+    assert outcome.commit is not None
+    assert not any(entry["jobName"] in p for p in gitutil.files(remote, "rendered/"))
+    cancelled = gitutil.ledger(remote)["batch/train-resnet"]
+    assert cancelled["phase"] == "Cancelled"
+    assert cancelled["reason"].startswith("AppWrapper removed from jobs/")
+    assert "cancel: 1 job" in gitutil.message(remote).splitlines()[0]
+    assert reconcile(fleet_repo).commit is None
+
+
+def test_an_edited_template_becomes_a_job_with_a_new_name(fleet_repo, remote) -> None:
+    reconcile(fleet_repo)
+    old = gitutil.ledger(remote)["batch/etl-daily"]["jobName"]
+    text = gitutil.read(remote, "jobs/etl-daily.yaml").replace(
+        b"python:3.12-slim", b"python:3.13-slim"
+    )
+    gitutil.user_commit(remote, {"jobs/etl-daily.yaml": text})
+    reconcile(fleet_repo)
+    new = gitutil.ledger(remote)["batch/etl-daily"]["jobName"]
+    assert new != old and new.startswith("etl-daily-")
+    rendered = gitutil.files(remote, "rendered/")
+    assert not any(old in p for p in rendered) and any(new in p for p in rendered)
+
+
+def test_a_bad_appwrapper_is_reported_and_every_other_job_placed(fleet_repo, remote) -> None:
+    bad = appwrapper("broken", annotations={"caspian.dev/deadline": "next tuesday"})
+    gitutil.user_commit(remote, {"jobs/broken.yaml": bad.encode(), "jobs/garbage.yaml": b"{{{"})
+    outcome = reconcile(fleet_repo)
+    assert outcome.partial
+    ledger = gitutil.ledger(remote)
+    assert ledger["jobs/broken.yaml"]["phase"] == "Invalid"
+    assert "metadata.annotations.caspian.dev/deadline" in ledger["jobs/broken.yaml"]["reason"]
+    assert ledger["jobs/garbage.yaml"]["phase"] == "Invalid"
+    placed = [e for e in ledger.values() if e["phase"] in ("Planned", "Dispatched")]
+    assert len(placed) == 10
+    text = gitutil.message(remote)
+    assert "- jobs/broken.yaml: metadata.annotations.caspian.dev/deadline: 'next tuesday'" in text
+    assert "invalid: 2 jobs" in text.splitlines()[0]
+
+
+def test_breaking_a_placed_jobs_file_keeps_its_committed_job(fleet_repo, remote) -> None:
+    reconcile(fleet_repo)
+    entry = gitutil.ledger(remote)["batch/climate-sim"]
+    path = f"rendered/{entry['spoke']}/batch.{entry['jobName']}.yaml"
+    committed = gitutil.read(remote, path)
+    gitutil.user_commit(remote, {"jobs/climate-sim.yaml": b"apiVersion: [oops\n"})
+    reconcile(fleet_repo, at=NOW + timedelta(hours=1))
+    assert gitutil.read(remote, path) == committed
+    ledger = gitutil.ledger(remote)
+    assert ledger["batch/climate-sim"]["phase"] == entry["phase"]
+    assert ledger["jobs/climate-sim.yaml"]["phase"] == "Invalid"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"caspian.yaml": b"apiVersion: caspian.dev/v1alpha1\nkind: Policy\nspec: {slot: 7m}\n"},
+        {"spokes/paris.yaml": b"not: [valid"},
+        {"spokes/tokyo.yaml": b"apiVersion: caspian.dev/v1alpha1\nkind: Spoke\n"},
+    ],
+)
+def test_a_broken_policy_or_spoke_commits_nothing(fleet_repo, remote, change) -> None:
+    reconcile(fleet_repo)
+    gitutil.user_commit(remote, change)
+    head = gitutil.head(remote)
+    with pytest.raises(FleetConfigError):
+        reconcile(fleet_repo, at=NOW + timedelta(hours=2))
+    assert gitutil.head(remote) == head
+
+
+def test_an_unknown_carbon_zone_is_a_spoke_problem(fleet_repo, remote) -> None:
+    text = gitutil.read(remote, "spokes/paris.yaml").replace(b"zone: FR", b"zone: MARS")
+    gitutil.user_commit(remote, {"spokes/paris.yaml": text})
+    with pytest.raises(FleetConfigError) as raised:
+        reconcile(fleet_repo)
+    assert raised.value.problems[0].line().startswith("spokes/paris.yaml:spec.carbon: zone 'MARS'")
+
+
+def test_a_hand_edited_ledger_stops_the_reconcile(fleet_repo, remote) -> None:
+    reconcile(fleet_repo)
+    gitutil.user_commit(remote, {"status/placements.yaml": b"entries: [{id: x, phase: Whatever}]"})
+    head = gitutil.head(remote)
+    with pytest.raises(LedgerError, match="revert the hand edit"):
+        reconcile(fleet_repo)
+    assert gitutil.head(remote) == head
+
+
+def test_plan_shows_the_change_and_commits_nothing(fleet_repo, remote) -> None:
+    head = gitutil.head(remote)
+    outcome = plan(fleet_repo, now=NOW)
+    assert "status/placements.yaml" in outcome.changes
+    assert outcome.commit is None
+    assert gitutil.head(remote) == head
+
+
+class RacingRepo(FleetRepo):
+    """Lets a user push between Caspian's fetch and its push, `races` times."""
+
+    def __init__(self, *args, remote: Path, races: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.remote = remote
+        self.races = races
+        self.user_commits: list[str] = []
+
+    def push(self, commit: str) -> None:
+        if self.races:
+            self.races -= 1
+            n = len(self.user_commits)
+            self.user_commits.append(
+                gitutil.user_commit(remote=self.remote, changes={f"docs/note-{n}.md": b"hi\n"})
+            )
+        super().push(commit)
+
+
+def test_a_push_race_is_won_by_deciding_again_on_the_new_tip(remote, tmp_path) -> None:
+    repo = RacingRepo(str(remote), cache_dir=tmp_path / "m.git", remote=remote, races=2)
+    outcome = reconcile(repo)
+    assert outcome.push_attempts == 3
+    history = gitutil.history(remote)
+    assert history[0] == outcome.commit
+    assert all(commit in history for commit in repo.user_commits)
+    assert outcome.input_commit == repo.user_commits[-1]
+    assert len(gitutil.ledger(remote)) == 10
+
+
+def test_a_push_race_lost_too_often_gives_up_without_forcing(remote, tmp_path) -> None:
+    from reconciler.gitrepo import PushRejectedError
+
+    repo = RacingRepo(str(remote), cache_dir=tmp_path / "m.git", remote=remote, races=10)
+    with pytest.raises(PushRejectedError):
+        reconcile_once(repo, now=NOW, author=BOT, attempts=3, sleep=lambda _: None)
+    assert gitutil.head(remote) == repo.user_commits[-1]

@@ -1,0 +1,112 @@
+"""The boundaries of DESIGN.md, held by a test instead of by reviewers:
+the pure core imports no outside system and reads no clock or environment, and
+each outside library is imported by its one adapter module."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("reconciler", "optimizer", "carbon")
+PURE = (
+    "reconciler/fleet.py",
+    "reconciler/deciding.py",
+    "reconciler/rendering.py",
+    "reconciler/messages.py",
+    "reconciler/ledger.py",
+    "reconciler/quantities.py",
+    "optimizer/model.py",
+    "optimizer/candidates.py",
+    "optimizer/plans.py",
+    "optimizer/baselines.py",
+    "optimizer/dump.py",
+    "carbon/series.py",
+)
+OUTSIDE = {
+    "pygit2": {"reconciler/gitrepo.py"},
+    "kubernetes": set(),
+    "watchfiles": set(),
+    "prometheus_client": set(),
+    "httpx": set(),
+    "requests": set(),
+    "urllib": set(),
+    "http": set(),
+    "socket": set(),
+    "pulp": {"optimizer/milp.py"},
+    "highspy": set(),
+    "click": {"reconciler/cli.py"},
+}
+IMPURE_CALLS = {("datetime", "now"), ("datetime", "utcnow"), ("time", "time"), ("os", "getenv")}
+IMPURE_MODULES = {"os", "time", "subprocess", "random", "tempfile", "pathlib"}
+
+
+def modules() -> list[Path]:
+    return sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py"))
+
+
+def imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("library", sorted(OUTSIDE))
+def test_each_outside_library_has_one_adapter(library: str) -> None:
+    users = {p.relative_to(ROOT).as_posix() for p in modules() if library in imports(p)}
+    assert users <= OUTSIDE[library], f"{library} imported by {sorted(users - OUTSIDE[library])}"
+
+
+def transitive_imports(rel: str, seen: set[str] | None = None) -> set[str]:
+    """Third-party and stdlib roots reachable from `rel` through our own modules."""
+    seen = seen if seen is not None else set()
+    if rel in seen:
+        return set()
+    seen.add(rel)
+    result = set()
+    tree = ast.parse((ROOT / rel).read_text())
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        for name in names:
+            root = name.split(".")[0]
+            if root in PACKAGES:
+                candidate = ROOT / (name.replace(".", "/") + ".py")
+                package = ROOT / name.replace(".", "/") / "__init__.py"
+                target = candidate if candidate.exists() else package if package.exists() else None
+                if target is not None:
+                    result |= transitive_imports(target.relative_to(ROOT).as_posix(), seen)
+            else:
+                result.add(root)
+    return result
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_the_pure_core_reaches_no_outside_system(module: str) -> None:
+    reached = transitive_imports(module)
+    forbidden = (set(OUTSIDE) - {"pulp"}) | IMPURE_MODULES
+    if module != "reconciler/deciding.py":
+        forbidden.add("pulp")
+    assert not reached & forbidden, f"{module} reaches {sorted(reached & forbidden)}"
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_the_pure_core_reads_no_clock_or_environment(module: str) -> None:
+    for node in ast.walk(ast.parse((ROOT / module).read_text())):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = node.func.value
+            name = owner.id if isinstance(owner, ast.Name) else getattr(owner, "attr", "")
+            assert (name, node.func.attr) not in IMPURE_CALLS, (
+                f"{module}: {name}.{node.func.attr}()"
+            )
+        if isinstance(node, ast.Name) and node.id == "open":
+            pytest.fail(f"{module} opens files")
