@@ -3,8 +3,9 @@
 Caspian keeps a bare mirror of the fleet repo in a cache directory, reads the
 files of one commit straight from the object database (no work tree), writes its
 commit on top of exactly that commit, and pushes it. A push the remote refuses,
-whether libgit2 raises or only reports it per ref, becomes `PushRejectedError`;
-the caller then fetches and decides again. Nothing is ever force-pushed.
+whether libgit2 raises or only reports it per ref, becomes an error: when the
+remote moved the caller fetches and decides again; when a hook or protection
+refused, it stops. Nothing is ever force-pushed.
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ class GitError(Exception):
 
 
 class PushRejectedError(GitError):
-    """The remote did not take the commit (it moved, or a hook or protection refused)."""
+    """The remote refused the commit (a hook, a protected branch): retrying won't help."""
+
+
+class RemoteMovedError(GitError):
+    """Someone pushed since Caspian fetched: decide again on the new tip."""
 
 
 class Identity(BaseModel):
@@ -151,7 +156,8 @@ class FleetRepo:
         return str(commit_id)
 
     def push(self, commit: str) -> None:
-        """Fast-forward the remote branch to `commit`, or raise PushRejectedError."""
+        """Fast-forward the remote branch to `commit`; RemoteMovedError when it moved
+        meanwhile, PushRejectedError when the server refused."""
         self._refuse_checked_out_branch()
         local = f"refs/caspian/push/{self.branch}"
         self.repo.references.create(local, pygit2.Oid(hex=commit), force=True)
@@ -163,7 +169,7 @@ class FleetRepo:
         except pygit2.GitError as error:
             text = redact(str(error))
             if self._remote_moved_from(self.repo[commit].peel(pygit2.Commit).parent_ids[0]):
-                raise PushRejectedError(f"{redact(self.url)} moved on: {text}") from None
+                raise RemoteMovedError(f"{redact(self.url)} moved on: {text}") from None
             raise GitError(f"cannot push to {redact(self.url)}: {text}") from None
         if callbacks.refused:
             raise PushRejectedError(

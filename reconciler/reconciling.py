@@ -20,7 +20,7 @@ from carbon.providers import source_for
 from reconciler import crd, deciding, ledger, messages
 from reconciler.decisions import Decision
 from reconciler.fleet import Fleet, FleetConfigError, Problem, load_fleet
-from reconciler.gitrepo import FleetRepo, Identity, PushRejectedError, Snapshot
+from reconciler.gitrepo import FleetRepo, Identity, RemoteMovedError, Snapshot
 from reconciler.ledger import Phase
 from reconciler.observing import DeclaredCapacity, Observer
 from reconciler.rendering import OWNED_PREFIXES, render
@@ -77,11 +77,11 @@ def reconcile_once(
             return outcome
         try:
             repo.push(commit)
-        except PushRejectedError as rejected:
+        except RemoteMovedError as moved:
             if attempt == attempts:
                 raise
             delay = backoff_s * 2 ** (attempt - 1)
-            log.warning("%s; deciding again on the new tip in %.1fs", rejected, delay)
+            log.warning("%s; deciding again on the new tip in %.1fs", moved, delay)
             sleep(delay)
             continue
         log.info("pushed %s: %s", commit[:12], outcome.message.splitlines()[0])

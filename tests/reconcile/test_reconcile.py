@@ -231,9 +231,9 @@ def test_a_push_race_is_won_by_deciding_again_on_the_new_tip(remote, tmp_path) -
 
 
 def test_a_push_race_lost_too_often_gives_up_without_forcing(remote, tmp_path) -> None:
-    from reconciler.gitrepo import PushRejectedError
+    from reconciler.gitrepo import RemoteMovedError
 
     repo = RacingRepo(str(remote), cache_dir=tmp_path / "m.git", remote=remote, races=10)
-    with pytest.raises(PushRejectedError):
+    with pytest.raises(RemoteMovedError):
         reconcile_once(repo, now=NOW, author=BOT, attempts=3, sleep=lambda _: None)
     assert gitutil.head(remote) == repo.user_commits[-1]
