@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from optimizer import baselines, milp
 from optimizer.candidates import candidates
-from optimizer.model import RESOURCES, Instance, Plan, SolverSettings
+from optimizer.model import Instance, Plan, SolverSettings
 from optimizer.plans import build_plan, unplaceable_jobs
 
 
@@ -45,6 +45,3 @@ def optimize(instance: Instance, *, settings: SolverSettings) -> Plan:
 
 def _fallback(floor: Plan, why: str) -> Plan:
     return floor.model_copy(update={"solver_status": f"greedy_fallback ({why})"})
-
-
-__all__ = ["RESOURCES", "optimize"]
