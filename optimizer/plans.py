@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from optimizer.candidates import (
+from optimizer.costs import (
     TIE_BREAK_G_PER_SLOT,
     carbon_of,
     defer_cost,
     late_slots,
-    why_unplaceable,
 )
 from optimizer.model import Assignment, Instance, NotPlaced, Plan, Slot
 
@@ -66,11 +65,3 @@ def build_plan(
         bound=bound,
         method=method,
     )
-
-
-def unplaceable_jobs(instance: Instance, has_candidates: Mapping[str, bool]) -> dict[str, str]:
-    return {
-        job.id: why_unplaceable(instance, job)
-        for job in instance.jobs
-        if job.fixed is None and not has_candidates[job.id]
-    }

@@ -1,47 +1,222 @@
-"""The optimizer's front door: greedy first, then the MILP, and the better of the two.
+"""The optimizer's front door: anytime, always returning the best valid plan found.
 
-The MILP is the improver, greedy the floor: whatever the solver does (time limit,
-no solution, not installed), a valid plan comes back and its status says which
-method made it and what was proven.
+1. Greedy in deadline order, in least-slack order, and earliest-start (which
+   meets every deadline that can be met by starting early): the best is a valid
+   plan at once. The previous reconcile's plan, repaired, competes (warm start).
+2. Column generation gives a proven lower bound and capacity prices within part
+   of the budget, and a price-guided plan.
+3. Reduced-cost fixing drops every column that cannot be in a better plan. If
+   what is left is small, one MILP over it, warm-started (HiGHS through highspy
+   by default, or any solver PuLP drives); otherwise large neighbourhood search:
+   small MILPs over a few dozen jobs at a time.
+
+`solver_status` says what was proven: "optimal" only when the plan is within
+`gap_rel` of a proven bound; otherwise the remaining gap to that bound.
 """
 
 from __future__ import annotations
 
-from optimizer import baselines, milp
-from optimizer.candidates import candidates
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from optimizer import columns as cols
+from optimizer import heuristics, lagrange, lns, mip
+from optimizer.costs import why_unplaceable
+from optimizer.highs import HighsBackend
 from optimizer.model import Instance, Plan, SolverSettings
-from optimizer.plans import build_plan, unplaceable_jobs
+from optimizer.plans import build_plan
+from optimizer.pulp_backend import PulpBackend, SolverUnavailableError
+
+# Up to this many columns after exact fixing, an exact MILP; beyond, LNS.
+EXACT_AFTER_FIXING = 40_000
+
+
+@dataclass
+class Stats:
+    columns: int = 0
+    variables: int = 0
+    constraints: int = 0
+    build_s: float = 0.0
+    first_plan_s: float = 0.0
+    solve_s: float = 0.0
+    dual_rounds: int = 0
+    dual_bound: float | None = None
+    lns_improvements: int = 0
+    steps: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    plan: Plan
+    stats: Stats
+
+
+def backend_for(name: str) -> mip.Backend:
+    return HighsBackend() if name == "highs" else PulpBackend(name)
 
 
 def optimize(instance: Instance, *, settings: SolverSettings) -> Plan:
-    floor = baselines.greedy(instance)
-    movable = [job for job in instance.jobs if job.fixed is None]
-    options = {job.id: candidates(instance, job) for job in movable}
-    placeable = {job_id: opts for job_id, opts in options.items() if opts}
-    if not placeable:
-        return floor.model_copy(update={"solver_status": "optimal (nothing to choose)"})
-    residual = {
-        spoke: [list(row) for row in matrix]
-        for spoke, matrix in baselines.residual_capacity(instance).items()
-    }
-    try:
-        result = milp.solve(instance, options=placeable, residual=residual, settings=settings)
-    except milp.SolverUnavailableError as error:
-        return _fallback(floor, str(error))
-    if result.choices is None:
-        return _fallback(floor, f"{settings.name}: {result.status}")
-    plan = build_plan(
-        instance,
-        choices=result.choices,
-        unplaceable=unplaceable_jobs(instance, {job_id: bool(o) for job_id, o in options.items()}),
-        solver_status=result.status,
-        method=f"milp:{settings.name}",
-        bound=result.bound,
+    return solve(instance, settings=settings).plan
+
+
+def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
+    started = time.monotonic()
+    deadline = started + settings.time_limit_s
+    stats = Stats()
+    columns, without = cols.build(instance)
+    unplaceable = {job.id: why_unplaceable(instance, job) for job in without}
+    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    stats.columns = columns.size
+    stats.build_s = time.monotonic() - started
+
+    def finish(choice: np.ndarray | None, status: str, method: str, bound: float | None) -> Outcome:
+        plan = build_plan(
+            instance,
+            choices=columns.slots_of(choice),
+            unplaceable=unplaceable,
+            solver_status=status,
+            method=method,
+        )
+        if bound is not None and choice is not None:
+            # The plan also counts the carbon of fixed jobs, a constant the model
+            # leaves out: move the bound by the same constant.
+            offset = plan.objective - heuristics.objective(columns, choice)
+            plan = plan.model_copy(update={"bound": bound + offset})
+        stats.solve_s = time.monotonic() - started - stats.build_s
+        return Outcome(plan=plan, stats=stats)
+
+    if not columns.jobs:
+        return finish(None, "optimal (nothing to choose)", "none", None)
+
+    first = heuristics.greedy(columns, free)
+    stats.first_plan_s = time.monotonic() - started  # a valid plan exists from here on
+    best = _first_plan(
+        columns, free, first, deadline=min(deadline, started + 0.2 * settings.time_limit_s)
     )
-    if plan.objective <= floor.objective + 1e-6:
-        return plan
-    return _fallback(floor, f"{settings.name} returned a worse plan ({result.status})")
+    backend = backend_for(settings.name)
+
+    dual = lagrange.solve(
+        columns,
+        free,
+        upper=lambda: heuristics.objective(columns, best),
+        deadline=min(deadline, started + 0.35 * settings.time_limit_s),
+        seed_columns=best[best >= 0],
+        target_gap=settings.gap_rel / 2,
+    )
+    stats.dual_rounds, stats.dual_bound = dual.rounds, dual.bound
+    priced = dual.reduced  # ranks each job's columns as well as the priced cost does
+    best = _alternate(
+        columns,
+        free,
+        best,
+        priced=priced,
+        deadline=min(deadline, time.monotonic() + 0.15 * settings.time_limit_s),
+    )
+    value = heuristics.objective(columns, best)
+    bound = min(dual.bound, value)
+    if _gap(value, bound) <= settings.gap_rel:
+        return finish(best, "optimal", "column generation", bound)
+
+    keep = np.union1d(np.flatnonzero(dual.reduced <= value - dual.bound + 1e-9), best[best >= 0])
+    try:
+        if keep.size <= EXACT_AFTER_FIXING:
+            model = mip.build(columns, free, keep, start=best)
+            stats.variables, stats.constraints = model.variables, model.constraints
+            result = backend.solve(
+                model, time_limit=deadline - time.monotonic(), gap_rel=settings.gap_rel
+            )
+            best = _better(columns, best, result.choice)
+            value = heuristics.objective(columns, best)
+            if result.bound is not None:
+                # Every plan better than the incumbent is inside the fixed model,
+                # so its bound (capped by the incumbent) bounds the whole problem.
+                bound = max(bound, min(result.bound, value))
+            return finish(
+                best,
+                _status(result, value, bound, settings, deadline),
+                f"column generation + {backend.name}",
+                bound,
+            )
+        best, stats.lns_improvements = lns.search(
+            columns, free, best, backend=backend, deadline=deadline, score=priced
+        )
+    except SolverUnavailableError as error:
+        gap = _gap(value, bound)
+        return finish(best, f"heuristic ({error}; gap {gap:.2%})", "column generation", bound)
+    value = heuristics.objective(columns, best)
+    gap = _gap(value, bound)
+    word = "optimal" if gap <= settings.gap_rel else f"time_limit (gap {gap:.2%})"
+    return finish(best, word, f"column generation + {backend.name} LNS", bound)
 
 
-def _fallback(floor: Plan, why: str) -> Plan:
-    return floor.model_copy(update={"solver_status": f"greedy_fallback ({why})"})
+def _alternate(
+    columns: cols.Columns,
+    free: np.ndarray,
+    choice: np.ndarray,
+    *,
+    priced: np.ndarray,
+    deadline: float,
+) -> np.ndarray:
+    """Local search on priced costs, then on true costs, in turns: the prices push
+    jobs out of contested slots (which single moves on true costs never do), the
+    true costs then take up the room that freed."""
+    best, current = choice, choice
+    for _ in range(8):
+        if time.monotonic() >= deadline:
+            break
+        current = heuristics.improve(columns, free, current, deadline=deadline, score=priced)
+        current = heuristics.improve(columns, free, current, deadline=deadline)
+        if heuristics.objective(columns, current) >= heuristics.objective(columns, best) - 1e-9:
+            break
+        best = current
+    return best
+
+
+def _first_plan(
+    columns: cols.Columns, free: np.ndarray, greedy: np.ndarray, *, deadline: float
+) -> np.ndarray:
+    """The best of the quick constructions, each polished by local search. The
+    earliest-start plan meets every deadline that can be met by starting early,
+    so polishing it keeps that while cutting carbon."""
+    best = greedy
+    for other in (heuristics.tight_first(columns, free), heuristics.qos(columns, free)):
+        best = _better(columns, best, heuristics.improve(columns, free, other, deadline=deadline))
+    previous = {
+        job.id: (job.previous.spoke, job.previous.start_slot)
+        for job in columns.jobs
+        if job.previous is not None
+    }
+    if previous:
+        kept = heuristics.complete(columns, free, heuristics.from_slots(columns, free, previous))
+        best = _better(columns, best, kept)
+    return best
+
+
+def _better(columns: cols.Columns, a: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    if b is None:
+        return a
+    return b if heuristics.objective(columns, b) < heuristics.objective(columns, a) - 1e-9 else a
+
+
+def _status(
+    result: mip.Result,
+    value: float,
+    bound: float | None,
+    settings: SolverSettings,
+    deadline: float,
+) -> str:
+    if result.optimal:
+        return "optimal"
+    if bound is None or not np.isfinite(bound):
+        return f"{result.status.split(' (')[0]} (no bound proven)"
+    gap = _gap(value, bound)
+    if gap <= settings.gap_rel:
+        return "optimal"
+    limit = "time_limit" if time.monotonic() >= deadline - 0.1 else "feasible"
+    return f"{limit} (gap {gap:.2%})"
+
+
+def _gap(value: float, bound: float) -> float:
+    return max(0.0, value - bound) / max(abs(value), 1e-9)

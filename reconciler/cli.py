@@ -190,6 +190,64 @@ def _report(outcome: reconciling.Outcome) -> None:
         click.echo(f"no change at {outcome.input_commit[:12]}: nothing committed")
 
 
+@main.group()
+def bench() -> None:
+    """Benchmarks that print JSON."""
+
+
+@bench.command("optimizer")
+@click.option("--jobs", type=click.IntRange(1), required=True)
+@click.option("--spokes", type=click.IntRange(1), required=True)
+@click.option("--slots", type=click.IntRange(1), default=96, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--time-limit", type=click.FloatRange(0.1), default=30.0, show_default=True)
+@click.option("--solver", default="highs", show_default=True)
+@click.option(
+    "--lp-time-limit",
+    type=click.FloatRange(1),
+    default=600.0,
+    show_default=True,
+    help="Budget for the LP bound, computed after the plan.",
+)
+@click.option(
+    "--dump",
+    "dump_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write instance.json and plan.json here (docs/plan-dump-format.md).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on one line.")
+def bench_optimizer(
+    jobs: int,
+    spokes: int,
+    slots: int,
+    seed: int,
+    time_limit: float,
+    solver: str,
+    lp_time_limit: float,
+    dump_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Solve one generated instance and print what it took and how good it is."""
+    from optimizer import bench as optimizer_bench
+
+    result = optimizer_bench.run(
+        jobs=jobs,
+        spokes=spokes,
+        slots=slots,
+        seed=seed,
+        time_limit=time_limit,
+        solver=solver,
+        lp_time_limit=lp_time_limit,
+        dump_dir=dump_dir,
+    )
+    if as_json:
+        click.echo(optimizer_bench.dumps(result))
+    else:
+        import json
+
+        click.echo(json.dumps(result, indent=2))
+
+
 @main.command()
 @now_option
 def demo(now_text: str | None) -> None:

@@ -1,0 +1,192 @@
+"""Fast placement without a solver, on `Columns` and `Residual`.
+
+A solution is one column index per job (-1: deferred). `construct` places jobs one
+at a time, in a given order, at the best column by a given score among those that
+fit what is left; `improve` then moves single jobs to cheaper places while
+capacity allows. Greedy, qos and the price-guided construction of the Lagrangian
+loop are all `construct` with a different order and score.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from optimizer.capacity import Residual
+from optimizer.columns import Columns
+
+DEFERRED = -1
+
+
+def feasible(columns: Columns, residual: Residual, job: int) -> np.ndarray:
+    """Bool per column of `job`: does it fit what is left?"""
+    part = columns.of_job(job)
+    cs, ct = columns.cs[part], columns.ct[part]
+    duration = int(columns.duration[job])
+    demand = columns.demand[job]
+    mask = np.zeros(cs.size, dtype=bool)
+    for spoke in np.unique(cs):
+        here = cs == spoke
+        mask[here] = residual.fits(int(spoke), duration, demand)[ct[here]]
+    return mask
+
+
+def construct(
+    columns: Columns, free: np.ndarray, *, order: np.ndarray, score: np.ndarray
+) -> np.ndarray:
+    """Place jobs in `order`, each at its lowest-`score` column that fits."""
+    residual = Residual(free)
+    choice = np.full(len(columns.jobs), DEFERRED, dtype=np.int64)
+    for job in order:
+        part = columns.of_job(int(job))
+        ok = feasible(columns, residual, int(job))
+        if not ok.any():
+            continue
+        local = np.where(ok, score[part], np.inf)
+        k = part.start + int(np.argmin(local))
+        choice[job] = k
+        residual.take(
+            int(columns.cs[k]), int(columns.ct[k]), int(columns.duration[job]), columns.demand[job]
+        )
+    return choice
+
+
+def greedy(columns: Columns, free: np.ndarray) -> np.ndarray:
+    """Deadline order; each job takes its cheapest fitting column."""
+    order = sorted(
+        range(len(columns.jobs)),
+        key=lambda i: (
+            columns.jobs[i].deadline_slot,
+            columns.jobs[i].release_slot,
+            columns.jobs[i].id,
+        ),
+    )
+    return construct(columns, free, order=np.array(order, dtype=np.int64), score=columns.cost)
+
+
+def tight_first(columns: Columns, free: np.ndarray, score: np.ndarray | None = None) -> np.ndarray:
+    """Least slack first, larger first among equals: jobs with no room to move get
+    capacity before flexible ones take the clean hours."""
+    slack = [
+        (
+            job.deadline_slot - max(job.release_slot, 0) - job.duration_slots,
+            -float(columns.demand[i].sum()),
+            job.id,
+        )
+        for i, job in enumerate(columns.jobs)
+    ]
+    order = np.array(sorted(range(len(slack)), key=slack.__getitem__), dtype=np.int64)
+    return construct(columns, free, order=order, score=columns.cost if score is None else score)
+
+
+def qos(columns: Columns, free: np.ndarray) -> np.ndarray:
+    """Arrival order (release, then name); each job starts as early as it fits,
+    carbon-blind."""
+    order = sorted(
+        range(len(columns.jobs)), key=lambda i: (columns.jobs[i].release_slot, columns.jobs[i].id)
+    )
+    earliest = columns.ct.astype(float) * len(columns.spokes) + columns.cs
+    return construct(columns, free, order=np.array(order, dtype=np.int64), score=earliest)
+
+
+def usage(columns: Columns, choice: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """(spokes, resources, slots) taken by the placed jobs of `choice`."""
+    spokes, resources, slots = shape
+    delta = np.zeros((spokes, resources, slots + 1))
+    placed = np.flatnonzero(choice >= 0)
+    k = choice[placed]
+    for r in range(resources):
+        np.add.at(delta, (columns.cs[k], r, columns.ct[k]), columns.demand[placed, r])
+        np.add.at(delta, (columns.cs[k], r, columns.end[k]), -columns.demand[placed, r])
+    return np.cumsum(delta, axis=2)[:, :, :slots]
+
+
+def objective(columns: Columns, choice: np.ndarray) -> float:
+    placed = choice >= 0
+    return float(columns.cost[choice[placed]].sum() + columns.defer[~placed].sum())
+
+
+def improve(
+    columns: Columns,
+    free: np.ndarray,
+    choice: np.ndarray,
+    *,
+    deadline: float,
+    score: np.ndarray | None = None,
+) -> np.ndarray:
+    """Move one job at a time to its lowest-`score` fitting column (the cost by
+    default) until no move helps or `deadline` (time.monotonic()) passes."""
+    score = columns.cost if score is None else score
+    defer = columns.defer if score is columns.cost else np.full(len(columns.jobs), np.inf)
+    choice = choice.copy()
+    residual = Residual(free - usage(columns, choice, free.shape))
+    changed = True
+    while changed and time.monotonic() < deadline:
+        changed = False
+        current = np.where(choice >= 0, score[np.maximum(choice, 0)], defer)
+        for job in np.argsort(-current, kind="stable"):
+            if time.monotonic() >= deadline:
+                break
+            job = int(job)
+            k = int(choice[job])
+            duration = int(columns.duration[job])
+            demand = columns.demand[job]
+            if k >= 0:
+                residual.give_back(int(columns.cs[k]), int(columns.ct[k]), duration, demand)
+            part = columns.of_job(job)
+            ok = feasible(columns, residual, job)
+            best = part.start + int(np.argmin(np.where(ok, score[part], np.inf)))
+            now = score[k] if k >= 0 else defer[job]
+            if ok.any() and score[best] < now - 1e-9:
+                k = best
+                changed = True
+            if k >= 0:
+                residual.take(int(columns.cs[k]), int(columns.ct[k]), duration, demand)
+            choice[job] = k
+    return choice
+
+
+def from_slots(
+    columns: Columns, free: np.ndarray, wanted: dict[str, tuple[str, int]]
+) -> np.ndarray:
+    """A solution that keeps each job's wanted (spoke, start) where it still fits
+    (in deadline order), the rest deferred: a warm start from the previous plan."""
+    spoke_index = {name: i for i, name in enumerate(columns.spokes)}
+    residual = Residual(free)
+    choice = np.full(len(columns.jobs), DEFERRED, dtype=np.int64)
+    order = sorted(range(len(columns.jobs)), key=lambda i: columns.jobs[i].deadline_slot)
+    for job in order:
+        target = wanted.get(columns.jobs[job].id)
+        if target is None or target[0] not in spoke_index:
+            continue
+        part = columns.of_job(job)
+        hit = np.flatnonzero(
+            (columns.cs[part] == spoke_index[target[0]]) & (columns.ct[part] == target[1])
+        )
+        if hit.size == 0:
+            continue
+        k = part.start + int(hit[0])
+        duration = int(columns.duration[job])
+        if residual.fits_at(int(columns.cs[k]), int(columns.ct[k]), duration, columns.demand[job]):
+            residual.take(int(columns.cs[k]), int(columns.ct[k]), duration, columns.demand[job])
+            choice[job] = k
+    return choice
+
+
+def complete(columns: Columns, free: np.ndarray, choice: np.ndarray) -> np.ndarray:
+    """Place the deferred jobs of `choice` greedily into what is left."""
+    residual = Residual(free - usage(columns, choice, free.shape))
+    choice = choice.copy()
+    order = sorted(np.flatnonzero(choice < 0), key=lambda i: columns.jobs[i].deadline_slot)
+    for job in order:
+        part = columns.of_job(int(job))
+        ok = feasible(columns, residual, int(job))
+        if not ok.any():
+            continue
+        k = part.start + int(np.argmin(np.where(ok, columns.cost[part], np.inf)))
+        choice[job] = k
+        residual.take(
+            int(columns.cs[k]), int(columns.ct[k]), int(columns.duration[job]), columns.demand[job]
+        )
+    return choice

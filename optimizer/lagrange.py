@@ -1,0 +1,134 @@
+"""A proven lower bound, and capacity prices, by column generation.
+
+With a price λ[s, r, t] >= 0 on each unit of capacity, every job independently
+takes its cheapest column at cost + price of the capacity it uses (or defers).
+For any λ, the sum of those minima minus λ·capacity is a lower bound on every
+plan's objective (the Lagrangian bound). Its best value is the LP bound of the
+time-indexed model, because each job's subproblem is integral.
+
+The prices come from the LP relaxation over a growing set of columns (the
+restricted master, solved by HiGHS): its capacity duals are λ; every column of
+the full model is priced with them in a few vector operations; columns with a
+negative reduced cost join the master; repeat. When none is left, the master's
+optimum is the LP bound of the full model and the Lagrangian bound meets it.
+
+The bound is also what makes reduced-cost fixing exact: a column whose reduced
+cost exceeds (incumbent - bound) cannot be part of any better plan.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from optimizer import mip
+from optimizer.columns import Columns
+from optimizer.highs import relaxation
+
+
+@dataclass
+class Dual:
+    bound: float  # best proven lower bound on the objective
+    prices: np.ndarray  # (spokes, resources, slots), in scaled units
+    reduced: np.ndarray  # reduced cost of every column at `prices`
+    reduced_defer: np.ndarray  # reduced cost of deferring each job
+    rounds: int
+    lp_optimal: bool  # no column was left to add: `bound` is the full LP bound
+    master: np.ndarray  # the columns the LP ended with (nearly all it needs)
+    weight: np.ndarray  # each column's value in the last LP solution (0 outside it)
+
+
+class Pricing:
+    """Pre-computed gathers so that pricing every column is a few vector operations."""
+
+    def __init__(self, columns: Columns, free: np.ndarray) -> None:
+        self.columns = columns
+        demand, self.free = mip.scaled(columns, free)
+        self.shape = free.shape
+        _spokes, resources, slots = free.shape
+        self.active = [r for r in range(resources) if (demand[:, r] > 0).any()]
+        base = columns.cs.astype(np.int64) * resources * (slots + 1)
+        self.starts = {r: base + r * (slots + 1) + columns.ct for r in self.active}
+        self.ends = {r: base + r * (slots + 1) + columns.end for r in self.active}
+        self.col_demand = {r: demand[columns.cj, r] for r in self.active}
+        self.heads = columns.first[:-1]
+
+    def evaluate(self, prices: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """(Lagrangian bound, priced cost of every column, each job's minimum)."""
+        spokes, resources, slots = self.shape
+        cumulative = np.zeros((spokes, resources, slots + 1))
+        np.cumsum(prices, axis=2, out=cumulative[:, :, 1:])
+        flat = cumulative.ravel()
+        priced = self.columns.cost.copy()
+        for r in self.active:
+            priced += self.col_demand[r] * (flat[self.ends[r]] - flat[self.starts[r]])
+        job_min = np.minimum(np.minimum.reduceat(priced, self.heads), self.columns.defer)
+        return float(job_min.sum() - (prices * self.free).sum()), priced, job_min
+
+
+def solve(
+    columns: Columns,
+    free: np.ndarray,
+    *,
+    upper: Callable[[], float],
+    deadline: float,
+    seed_columns: np.ndarray,
+    initial_per_job: int = 8,
+    added_per_job: int = 4,
+    target_gap: float = 1e-4,
+) -> Dual:
+    """Column generation until the LP is solved, the gap to `upper()` is below
+    `target_gap`, or `deadline` (time.monotonic()) passes."""
+    pricing = Pricing(columns, free)
+    jobs = len(columns.jobs)
+    in_master = np.zeros(columns.size, dtype=bool)
+    ranked = np.lexsort((columns.cost, columns.cj))
+    rank = np.arange(columns.size) - columns.first[columns.cj[ranked]]
+    in_master[ranked[rank < initial_per_job]] = True
+    in_master[seed_columns] = True
+
+    best_bound, best_prices = -np.inf, np.zeros(free.shape)
+    weight = np.zeros(columns.size)
+    rounds, lp_optimal = 0, False
+    while time.monotonic() < deadline:
+        rounds += 1
+        # Rebuilt each round: HiGHS solves it from scratch (with presolve) faster
+        # than it re-solves a grown model from the old basis.
+        master = mip.build(columns, free, np.flatnonzero(in_master))
+        status, _, duals, values = relaxation(master, time_limit=deadline - time.monotonic())
+        # Interior point without crossover says "unknown" when it converged; any
+        # prices >= 0 still give a valid bound, so only a failure stops the loop.
+        if status not in ("optimal", "unknown"):
+            break
+        prices = master.prices(duals, free.shape)
+        weight = np.zeros(columns.size)
+        weight[master.keep] = values[: master.keep.size]
+        bound, priced, _ = pricing.evaluate(prices)
+        if bound > best_bound:
+            best_bound, best_prices = bound, prices
+        incumbent = upper()
+        if incumbent - best_bound <= target_gap * max(1.0, abs(incumbent)):
+            break
+        reduced = priced - duals[:jobs][columns.cj]
+        entering = np.flatnonzero(~in_master & (reduced < -1e-7 * max(1.0, abs(incumbent))))
+        if entering.size == 0:
+            lp_optimal = True
+            break
+        order = entering[np.lexsort((reduced[entering], columns.cj[entering]))]
+        position = np.arange(order.size)
+        first_of_job = np.searchsorted(columns.cj[order], columns.cj[order], side="left")
+        in_master[order[position - first_of_job < added_per_job]] = True
+    bound, priced, job_min = pricing.evaluate(best_prices)
+    return Dual(
+        bound=bound,
+        prices=best_prices,
+        reduced=priced - job_min[columns.cj],
+        reduced_defer=columns.defer - job_min,
+        rounds=rounds,
+        lp_optimal=lp_optimal,
+        master=np.flatnonzero(in_master),
+        weight=weight,
+    )

@@ -1,0 +1,96 @@
+"""Large neighbourhood search: free a few dozen jobs, solve their placement exactly
+with a small MILP around everyone else, keep it if the plan got cheaper.
+
+A whole-fleet MILP at a thousand jobs is too large to improve on a good plan in
+seconds; a hundred jobs with their best few dozen columns each is not. The
+neighbourhoods are jobs that run close in time (they compete for the same
+capacity), always including the late and the deferred.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from optimizer import heuristics, mip
+from optimizer.columns import Columns
+
+
+def search(
+    columns: Columns,
+    free: np.ndarray,
+    choice: np.ndarray,
+    *,
+    backend: mip.Backend,
+    deadline: float,
+    score: np.ndarray | None = None,
+    size: int = 80,
+    per_job: int = 24,
+    seed: int = 0,
+) -> tuple[np.ndarray, int]:
+    """Improve `choice` until `deadline` (time.monotonic()); returns it and the
+    number of neighbourhoods that improved it. `score` ranks each job's columns
+    (priced costs, if the caller has prices; the plain cost otherwise)."""
+    rng = np.random.default_rng(seed)
+    score = columns.cost if score is None else score
+    ranked = np.lexsort((score, columns.cj))
+    rank = np.arange(columns.size) - columns.first[columns.cj[ranked]]
+    shortlist = ranked[rank < per_job]
+    value = heuristics.objective(columns, choice)
+    jobs = len(columns.jobs)
+    improved = 0
+    while time.monotonic() < deadline - 0.05:
+        chosen = _neighbourhood(columns, choice, rng=rng, size=min(size, jobs))
+        others = choice.copy()
+        others[chosen] = -1
+        room = free - heuristics.usage(columns, others, free.shape)
+        current = choice[chosen]
+        in_chosen = np.zeros(jobs, dtype=bool)
+        in_chosen[chosen] = True
+        keep = np.union1d(shortlist[in_chosen[columns.cj[shortlist]]], current[current >= 0])
+        sub, original = columns.subset(chosen, keep)
+        start = np.array(
+            [np.flatnonzero(original == k)[0] if k >= 0 else -1 for k in current], dtype=np.int64
+        )
+        model = mip.build(sub, room, np.arange(sub.size), start=start)
+        result = backend.solve(
+            model, time_limit=min(3.0, deadline - time.monotonic()), gap_rel=1e-4
+        )
+        if result.choice is None:
+            continue
+        candidate = choice.copy()
+        candidate[chosen] = np.where(result.choice >= 0, original[np.maximum(result.choice, 0)], -1)
+        new_value = heuristics.objective(columns, candidate)
+        if new_value < value - 1e-6:
+            choice, value = candidate, new_value
+            improved += 1
+    return choice, improved
+
+
+def _neighbourhood(
+    columns: Columns, choice: np.ndarray, *, rng: np.random.Generator, size: int
+) -> np.ndarray:
+    """Jobs running around a random slot, plus every late or deferred job."""
+    jobs = len(columns.jobs)
+    placed = choice >= 0
+    k = np.maximum(choice, 0)
+    start = np.where(placed, columns.ct[k], -1)
+    end = np.where(placed, columns.ct[k] + columns.duration, -1)
+    late = placed & (end > np.array([job.deadline_slot for job in columns.jobs]))
+    urgent = np.flatnonzero(late | ~placed)
+    centre = int(rng.integers(0, columns.slots))
+    width = int(rng.integers(4, 17))
+    near = np.flatnonzero(placed & (start < centre + width) & (end > centre - width))
+    near = np.setdiff1d(near, urgent)
+    if urgent.size >= size:
+        return np.sort(rng.choice(urgent, size=size, replace=False))
+    room = size - urgent.size
+    if near.size > room:
+        near = rng.choice(near, size=room, replace=False)
+    elif near.size < room:
+        rest = np.setdiff1d(np.arange(jobs), np.concatenate([near, urgent]))
+        near = np.concatenate(
+            [near, rng.choice(rest, size=min(room - near.size, rest.size), replace=False)]
+        )
+    return np.sort(np.concatenate([urgent, near]).astype(np.int64))
