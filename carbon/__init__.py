@@ -2,7 +2,7 @@
 
 The planner needs `IntensitySeries` (a zone's intensity over a window at the slot
 length) and `CarbonSourceConfig` (a spoke's `carbon:` block); the imperative shell
-turns the latter into a provider with `carbon.providers.source_for`.
+turns the latter into a source with `carbon.sources.source_for`.
 """
 
 from carbon.series import CarbonSourceConfig, IntensitySeries, Provenance

@@ -118,6 +118,7 @@ class EmbeddedProvider:
                 kind="replay",
                 signal=self.signal,
                 fetched_at=now,
+                origin="embedded",
                 note="same hour of 2023",
             ),
         )

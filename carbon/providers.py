@@ -1,12 +1,11 @@
-"""The provider interface, the configuration a spoke gives, and the factory."""
+"""The provider interface, and the constant source."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Protocol
 
-from carbon.embedded import EmbeddedProvider
-from carbon.series import CarbonSourceConfig, IntensitySeries, Provenance
+from carbon.series import IntensitySeries, Provenance
 
 
 class CarbonProvider(Protocol):
@@ -22,9 +21,10 @@ class CarbonProvider(Protocol):
 class ConstantProvider:
     """A flat intensity: for what-if runs and for zones without data."""
 
-    def __init__(self, *, zone: str, value: float) -> None:
+    def __init__(self, *, zone: str, value: float, note: str = "") -> None:
         self.zone = zone
         self.value = value
+        self.note = note
 
     def series(
         self, *, start: datetime, slot_seconds: int, slots: int, now: datetime
@@ -35,14 +35,11 @@ class ConstantProvider:
             slot_seconds=slot_seconds,
             values=(self.value,) * slots,
             provenance=Provenance(
-                provider="constant", kind="constant", signal="configured", fetched_at=now
+                provider="constant",
+                kind="constant",
+                signal="configured",
+                fetched_at=now,
+                origin="configured",
+                note=self.note,
             ),
         )
-
-
-def source_for(config: CarbonSourceConfig) -> CarbonProvider:
-    if config.provider == "constant":
-        if config.value is None:
-            raise ValueError("carbon.value: the constant provider needs a value in gCO2eq/kWh")
-        return ConstantProvider(zone=config.zone, value=config.value)
-    return EmbeddedProvider(zone=config.zone, signal=config.signal)

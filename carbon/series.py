@@ -8,8 +8,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
 
-SeriesKind = Literal["forecast", "actual", "replay", "constant"]
+SeriesKind = Literal[
+    "forecast", "forecast+seasonal-naive", "seasonal-naive", "actual", "replay", "constant"
+]
+Origin = Literal["live", "cache", "fallback", "embedded", "configured"]
 
 
 class Provenance(BaseModel):
@@ -22,12 +26,13 @@ class Provenance(BaseModel):
     signal: str
     fetched_at: datetime
     stale: bool = False
+    origin: Origin = "live"
     note: str = ""
 
     def describe(self) -> str:
         text = f"{self.provider} ({self.signal}, {self.kind})"
         if self.stale:
-            text += " STALE"
+            text += f" STALE ({self.origin})"
         if self.note:
             text += f": {self.note}"
         return text
@@ -36,12 +41,24 @@ class Provenance(BaseModel):
 class CarbonSourceConfig(BaseModel):
     """The `carbon:` block of spokes/<spoke>.yaml."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
+    )
 
-    provider: Literal["embedded", "constant"] = "embedded"
+    provider: Literal[
+        "embedded", "constant", "electricitymaps", "ukci", "watttime", "carbonaware"
+    ] = "embedded"
     zone: str
     signal: Literal["lifecycle", "direct"] = "lifecycle"
     value: float | None = Field(default=None, ge=0, description="gCO2eq/kWh for 'constant'")
+    region: str | None = Field(
+        default=None,
+        description="WattTime region, UK region id, or Carbon Aware SDK location",
+    )
+    base_url: str | None = None
+    fallback_zone: str | None = Field(
+        default=None, description="zone of the embedded dataset to fall back to"
+    )
 
 
 class IntensitySeries(BaseModel):

@@ -8,16 +8,19 @@ of times: Caspian's commit is always built on the exact commit it read.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
 from carbon import IntensitySeries
 from carbon.embedded import UnknownZoneError
-from carbon.providers import source_for
-from reconciler import crd, deciding, ledger, messages
+from carbon.providers import CarbonProvider
+from carbon.sources import source_for
+from reconciler import crd, deciding, ledger, messages, metrics
 from reconciler.decisions import Decision
 from reconciler.fleet import Fleet, FleetConfigError, Problem, load_fleet
 from reconciler.gitrepo import FleetRepo, Identity, RemoteMovedError, Snapshot
@@ -114,28 +117,46 @@ def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outc
     )
 
 
-def fetch_forecasts(fleet: Fleet, *, now: datetime) -> dict[str, IntensitySeries]:
-    """One series per zone over the planning window (spokes sharing a zone share the
-    first one's source)."""
-    horizon = deciding.window(fleet, now=now)
-    series: dict[str, IntensitySeries] = {}
+def carbon_sources(fleet: Fleet) -> dict[str, CarbonProvider]:
+    """One source per zone (spokes sharing a zone share the first one's), built
+    from the spoke files and the environment; a bad `carbon:` block is a spoke
+    problem."""
+    sources: dict[str, CarbonProvider] = {}
     for spoke in fleet.spokes:
         config = spoke.spec.carbon
-        if config.zone in series:
+        if config.zone in sources:
             continue
         try:
-            provider = source_for(config)
+            sources[config.zone] = source_for(config, env=os.environ, cache_dir=carbon_cache())
         except (UnknownZoneError, ValueError) as error:
             raise FleetConfigError(
                 [Problem(file=f"spokes/{spoke.name}.yaml", field="spec.carbon", reason=str(error))]
             ) from None
-        series[config.zone] = provider.series(
+    return sources
+
+
+def carbon_cache() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "caspian" / "carbon"
+
+
+def fetch_forecasts(fleet: Fleet, *, now: datetime) -> dict[str, IntensitySeries]:
+    """Every zone's intensity over the planning window. Live failures fall back
+    (cache, then the embedded dataset) inside the source and never raise here."""
+    horizon = deciding.window(fleet, now=now)
+    forecasts = {}
+    for zone, source in carbon_sources(fleet).items():
+        series = source.series(
             start=horizon.start,
             slot_seconds=horizon.slot_seconds,
             slots=horizon.covered_slots,
             now=now,
         )
-    return series
+        if series.provenance.stale:
+            log.warning("carbon data for %s is stale: %s", zone, series.provenance.describe())
+        metrics.record_carbon(zone, series)
+        forecasts[zone] = series
+    return forecasts
 
 
 def diff(before: Mapping[str, bytes], after: Mapping[str, bytes]) -> dict[str, str]:

@@ -37,3 +37,11 @@ def fleet_repo(tmp_path: Path, remote: Path) -> FleetRepo:
 def assert_valid_plan(instance: Instance, plan: Plan) -> None:
     problems = planchecker.check(dump.instance_document(instance), dump.plan_document(plan))
     assert problems == [], problems
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch) -> None:
+    """Mirrors and carbon caches go to a temporary directory, never the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    for name in ("ELECTRICITYMAPS_TOKEN", "WATTTIME_USERNAME", "WATTTIME_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)

@@ -13,8 +13,8 @@ from importlib import resources
 import pytest
 
 from carbon import CarbonSourceConfig, embedded
-from carbon.providers import source_for
 from carbon.series import step_means
+from carbon.sources import source_for
 
 DATA = resources.files("carbon") / "data"
 NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
@@ -74,7 +74,7 @@ def test_series_replays_the_csv_values_for_that_hour() -> None:
 
 def test_lifecycle_is_the_default_signal() -> None:
     rows = raw_rows("FR")
-    series = source_for(CarbonSourceConfig(zone="FR")).series(
+    series = source_for(CarbonSourceConfig(zone="FR"), env={}).series(
         start=datetime(2026, 1, 1, tzinfo=UTC), slot_seconds=3600, slots=1, now=NOW
     )
     assert series.values[0] == float(rows[0]["Carbon Intensity gCO₂eq/kWh (LCA)"])

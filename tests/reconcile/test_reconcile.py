@@ -237,3 +237,20 @@ def test_a_push_race_lost_too_often_gives_up_without_forcing(remote, tmp_path) -
     with pytest.raises(RemoteMovedError):
         reconcile_once(repo, now=NOW, author=BOT, attempts=3, sleep=lambda _: None)
     assert gitutil.head(remote) == repo.user_commits[-1]
+
+
+def test_a_failing_carbon_provider_never_stops_the_reconcile(fleet_repo, remote, monkeypatch):
+    """A spoke on a live provider that is down: placed on the labelled fallback,
+    and the commit's trailers say so."""
+    monkeypatch.setenv("CASPIAN_ELECTRICITYMAPS_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("ELECTRICITYMAPS_TOKEN", "secret-token-that-must-not-leak")
+    text = gitutil.read(remote, "spokes/frankfurt.yaml").replace(
+        b"provider: embedded", b"provider: electricitymaps"
+    )
+    gitutil.user_commit(remote, {"spokes/frankfurt.yaml": text})
+    outcome = reconcile(fleet_repo)
+    assert outcome.commit is not None
+    message = gitutil.message(remote)
+    assert "Caspian-Carbon-Source: DE=embedded:electricitymaps-2023" in message
+    assert "STALE (fallback)" in message and "electricitymaps failed" in message
+    assert "secret-token-that-must-not-leak" not in message

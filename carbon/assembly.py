@@ -1,0 +1,60 @@
+"""A full horizon from whatever a provider gave: its forecast first, then the same
+time one and two days earlier (seasonal-naive), then interpolation; and how many
+slots each step had to fill."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict
+
+from carbon.points import Point, fill, resample
+
+DAY = timedelta(days=1)
+
+
+class Coverage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    forecast: int
+    seasonal: int
+    interpolated: int
+
+    def describe(self) -> str:
+        parts = [f"{self.forecast} forecast"]
+        if self.seasonal:
+            parts.append(f"{self.seasonal} seasonal-naive")
+        if self.interpolated:
+            parts.append(f"{self.interpolated} interpolated")
+        return " + ".join(parts) + " slots"
+
+
+def assemble(
+    *,
+    forecast: Sequence[Point],
+    history: Sequence[Point],
+    start: datetime,
+    slot_seconds: int,
+    slots: int,
+) -> tuple[list[float], Coverage]:
+    """Raises ValueError when the points cover nothing the horizon can use."""
+    ahead, _ = resample(forecast, start=start, slot_seconds=slot_seconds, slots=slots)
+    known = [*history, *forecast]
+    day_before, _ = resample(known, start=start - DAY, slot_seconds=slot_seconds, slots=slots)
+    two_before, _ = resample(known, start=start - 2 * DAY, slot_seconds=slot_seconds, slots=slots)
+    merged: list[float | None] = []
+    seasonal = 0
+    for now, one, two in zip(ahead, day_before, two_before, strict=True):
+        if now is not None:
+            merged.append(now)
+        elif one is not None or two is not None:
+            merged.append(one if one is not None else two)
+            seasonal += 1
+        else:
+            merged.append(None)
+    holes = sum(1 for v in merged if v is None)
+    values = fill(merged)
+    return values, Coverage(
+        forecast=slots - seasonal - holes, seasonal=seasonal, interpolated=holes
+    )

@@ -1,0 +1,35 @@
+"""What every live provider client returns, and the helpers their parsers share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from carbon.http import ProviderError
+from carbon.points import Point
+
+
+class LiveClient(Protocol):
+    name: str
+    signal: str
+
+    def fetch(self, *, now: datetime) -> tuple[list[Point], list[Point]]:
+        """(forecast points, recent history points); raises ProviderError."""
+        ...
+
+
+def parse_time(text: Any) -> datetime:
+    """RFC 3339 in any offset (or a trailing Z) as UTC."""
+    moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def parsed(url: str, body: Any, parse: Callable[[Any], list[Point]]) -> list[Point]:
+    """Run a parser over a JSON body; any surprise in its shape is a ProviderError."""
+    try:
+        return parse(body)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+        raise ProviderError(f"{url}: unexpected answer shape ({error!r:.80})", retry=True) from None

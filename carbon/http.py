@@ -1,0 +1,92 @@
+"""HTTP for the carbon providers: the only module that talks to the network.
+
+Every call has a timeout, a bounded number of attempts with exponential backoff,
+honours 429 Retry-After (capped), and turns every failure into one
+`ProviderError` whose message never carries a credential.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from typing import Any
+
+MAX_RETRY_AFTER_S = 30.0
+
+
+class ProviderError(Exception):
+    """A provider did not give usable data. `retry` says whether trying later may help."""
+
+    def __init__(self, message: str, *, retry: bool) -> None:
+        super().__init__(message)
+        self.retry = retry
+
+
+def get_json(
+    url: str,
+    *,
+    params: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 10.0,
+    attempts: int = 3,
+    backoff: float = 0.5,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Any:
+    full = url + ("?" + urllib.parse.urlencode(params) if params else "")
+    shown = url  # never the query (it may hold a token) nor the headers
+    last: ProviderError | None = None
+    for attempt in range(attempts):
+        if attempt:
+            sleep(_delay(last, backoff * 2 ** (attempt - 1)))
+        request = urllib.request.Request(full, headers=dict(headers or {}))
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                body = response.read()
+        except urllib.error.HTTPError as error:
+            last = _http_error(shown, error)
+            if not last.retry:
+                raise last from None
+            continue
+        except (TimeoutError, urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            last = ProviderError(f"{shown}: no answer ({reason})", retry=True)
+            continue
+        try:
+            return json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            last = ProviderError(f"{shown}: the answer is not JSON ({len(body)} bytes)", retry=True)
+    assert last is not None
+    raise last
+
+
+class _RetryAfter(ProviderError):
+    def __init__(self, message: str, *, after: float) -> None:
+        super().__init__(message, retry=True)
+        self.after = after
+
+
+def _http_error(url: str, error: urllib.error.HTTPError) -> ProviderError:
+    if error.code in (401, 403):
+        return ProviderError(
+            f"{url}: HTTP {error.code}: check the provider's credentials", retry=False
+        )
+    if error.code == 429:
+        header = error.headers.get("Retry-After", "1") if error.headers else "1"
+        try:
+            after = float(header)
+        except ValueError:
+            after = 1.0
+        return _RetryAfter(f"{url}: HTTP 429: rate limited", after=after)
+    if error.code >= 500:
+        return ProviderError(f"{url}: HTTP {error.code}: the provider failed", retry=True)
+    return ProviderError(f"{url}: HTTP {error.code}", retry=False)
+
+
+def _delay(last: ProviderError | None, default: float) -> float:
+    if isinstance(last, _RetryAfter):
+        return min(max(last.after, 0.0), MAX_RETRY_AFTER_S)
+    return default

@@ -1,0 +1,135 @@
+"""A live provider behind the planner's one interface, with the fallback chain
+live -> cache -> embedded dataset. Whatever happens, `series` returns a full
+horizon and its provenance says where it came from and whether it is stale."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from carbon.assembly import assemble
+from carbon.cache import Cache
+from carbon.clients import LiveClient
+from carbon.http import ProviderError
+from carbon.points import Point, sane
+from carbon.providers import CarbonProvider
+from carbon.series import IntensitySeries, Provenance
+
+
+class LiveSource:
+    def __init__(
+        self,
+        *,
+        client: LiveClient,
+        zone: str,
+        cache: Cache,
+        fallback: CarbonProvider,
+        fresh_for: timedelta = timedelta(minutes=10),
+    ) -> None:
+        self.client = client
+        self.zone = zone
+        self.cache = cache
+        self.fallback = fallback
+        self.fresh_for = fresh_for
+        self.key = f"{client.name}-{zone}-{client.signal}"
+
+    def series(
+        self, *, start: datetime, slot_seconds: int, slots: int, now: datetime
+    ) -> IntensitySeries:
+        cached = self.cache.load(self.key)
+        if cached is not None and now - cached[0] < self.fresh_for:
+            return self._build(
+                cached[1],
+                cached[2],
+                start,
+                slot_seconds,
+                slots,
+                now,
+                origin="cache",
+                fetched_at=cached[0],
+                stale=False,
+                why="",
+            )
+        try:
+            forecast, history = self.client.fetch(now=now)
+            forecast, history = sane(forecast), sane(history)
+            if not forecast and not history:
+                raise ProviderError(f"{self.client.name}: no usable values", retry=True)
+            self.cache.save(self.key, fetched_at=now, forecast=forecast, history=history)
+            return self._build(
+                forecast,
+                history,
+                start,
+                slot_seconds,
+                slots,
+                now,
+                origin="live",
+                fetched_at=now,
+                stale=False,
+                why="",
+            )
+        except (ProviderError, ValueError) as error:
+            why = str(error)
+        if cached is not None:
+            try:
+                return self._build(
+                    cached[1],
+                    cached[2],
+                    start,
+                    slot_seconds,
+                    slots,
+                    now,
+                    origin="cache",
+                    fetched_at=cached[0],
+                    stale=True,
+                    why=f"{why}; cache from {cached[0].isoformat()}",
+                )
+            except ValueError:
+                pass
+        series = self.fallback.series(start=start, slot_seconds=slot_seconds, slots=slots, now=now)
+        note = f"{self.client.name} failed ({why}); {series.provenance.provider}"
+        if series.provenance.note:
+            note += f": {series.provenance.note}"
+        return series.model_copy(
+            update={
+                "provenance": series.provenance.model_copy(
+                    update={"stale": True, "origin": "fallback", "note": note}
+                )
+            }
+        )
+
+    def _build(
+        self,
+        forecast: list[Point],
+        history: list[Point],
+        start: datetime,
+        slot_seconds: int,
+        slots: int,
+        now: datetime,
+        *,
+        origin: str,
+        fetched_at: datetime,
+        stale: bool,
+        why: str,
+    ) -> IntensitySeries:
+        values, coverage = assemble(
+            forecast=forecast, history=history, start=start, slot_seconds=slot_seconds, slots=slots
+        )
+        kind = "forecast" if coverage.forecast == slots else "forecast+seasonal-naive"
+        if not forecast:
+            kind = "seasonal-naive"
+        note = coverage.describe() + (f"; {why}" if why else "")
+        return IntensitySeries(
+            zone=self.zone,
+            start=start,
+            slot_seconds=slot_seconds,
+            values=tuple(values),
+            provenance=Provenance(
+                provider=self.client.name,
+                kind=kind,
+                signal=self.client.signal,
+                fetched_at=fetched_at,
+                stale=stale,
+                origin=origin,
+                note=note,
+            ),
+        )

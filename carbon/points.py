@@ -1,0 +1,76 @@
+"""Provider data as points with a span, resampled onto planning slots.
+
+Providers answer at 5-minute (WattTime), 30-minute (UK) or hourly (Electricity
+Maps) resolution, sometimes with holes. `resample` gives each slot the
+time-weighted mean of what covers it and reports the slots nothing covered.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Point(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    start: datetime
+    seconds: int
+    value: float  # gCO2eq/kWh
+
+    @property
+    def end(self) -> datetime:
+        return self.start + timedelta(seconds=self.seconds)
+
+
+def sane(points: Iterable[Point], *, ceiling: float = 3000.0) -> list[Point]:
+    """Drop values no grid produces (negative, not finite, or above `ceiling`)."""
+    return [p for p in points if math.isfinite(p.value) and 0 <= p.value <= ceiling]
+
+
+def resample(
+    points: Sequence[Point], *, start: datetime, slot_seconds: int, slots: int
+) -> tuple[list[float | None], int]:
+    """Per slot, the time-weighted mean of the points covering it (None where none
+    does), and how many slots are at least partly uncovered."""
+    origin = start.timestamp()
+    totals = [0.0] * slots
+    covered = [0.0] * slots
+    for point in points:
+        a, b = point.start.timestamp(), point.end.timestamp()
+        first = max(0, math.floor((a - origin) / slot_seconds))
+        last = min(slots, math.ceil((b - origin) / slot_seconds))
+        for slot in range(first, last):
+            lo = max(a, origin + slot * slot_seconds)
+            hi = min(b, origin + (slot + 1) * slot_seconds)
+            if hi > lo:
+                totals[slot] += point.value * (hi - lo)
+                covered[slot] += hi - lo
+    values: list[float | None] = [
+        totals[i] / covered[i] if covered[i] > 0 else None for i in range(slots)
+    ]
+    partial = sum(1 for c in covered if c < slot_seconds - 1e-6)
+    return values, partial
+
+
+def fill(values: Sequence[float | None]) -> list[float]:
+    """Holes filled by linear interpolation between neighbours (held at the ends)."""
+    known = [i for i, v in enumerate(values) if v is not None]
+    if not known:
+        raise ValueError("no value to fill from")
+    result = []
+    for i, value in enumerate(values):
+        if value is not None:
+            result.append(float(value))
+            continue
+        left = max((k for k in known if k < i), default=None)
+        right = min((k for k in known if k > i), default=None)
+        if left is None or right is None:
+            result.append(float(values[right if left is None else left]))  # type: ignore[arg-type]
+        else:
+            share = (i - left) / (right - left)
+            result.append(float(values[left]) * (1 - share) + float(values[right]) * share)  # type: ignore[arg-type]
+    return result

@@ -1,0 +1,269 @@
+"""Each live provider against a local server answering in its documented shape,
+and every failure ending in a labelled fallback, never in an exception."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from carbon import CarbonSourceConfig, embedded
+from carbon.http import ProviderError, get_json
+from carbon.sources import source_for
+from tests.fakehttp import Reply, serve
+
+NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+
+
+def hourly(start: datetime, values: list[float], key: str = "carbonIntensity") -> list[dict]:
+    return [
+        {key: v, "datetime": (start + i * HOUR).isoformat().replace("+00:00", "Z")}
+        for i, v in enumerate(values)
+    ]
+
+
+def source(provider: str, url: str, tmp_path, **extra):
+    config = CarbonSourceConfig(
+        provider=provider, zone=extra.pop("zone", "DE"), baseUrl=url, **extra
+    )
+    env = {
+        "ELECTRICITYMAPS_TOKEN": "em-secret-token-123",
+        "WATTTIME_USERNAME": "wt-user",
+        "WATTTIME_PASSWORD": "wt-pass-456",
+    }
+    return source_for(config, env=env, cache_dir=tmp_path / "cache")
+
+
+def series(src, *, slots=8, slot=3600, now=NOW):
+    return src.series(start=now, slot_seconds=slot, slots=slots, now=now)
+
+
+def test_electricitymaps_forecast_becomes_the_series(tmp_path) -> None:
+    with serve() as api:
+        api.route(
+            "/v3/carbon-intensity/forecast",
+            Reply(body={"zone": "DE", "forecast": hourly(NOW, [100, 200, 300, 400])}),
+        )
+        api.route(
+            "/v3/carbon-intensity/history",
+            Reply(body={"zone": "DE", "history": hourly(NOW - 24 * HOUR, [50] * 24)}),
+        )
+        result = series(source("electricitymaps", api.url, tmp_path), slots=8, slot=1800)
+        asked = api.requests_to("/v3/carbon-intensity/forecast")[0]
+    assert result.values[:8] == (100, 100, 200, 200, 300, 300, 400, 400)
+    assert result.provenance.origin == "live" and not result.provenance.stale
+    assert asked.headers["auth-token"] == "em-secret-token-123"
+    assert asked.query == {"zone": ["DE"], "emissionFactorType": ["lifecycle"]}
+
+
+def test_past_the_forecast_the_day_before_fills_in(tmp_path) -> None:
+    with serve() as api:
+        api.route(
+            "/v3/carbon-intensity/forecast", Reply(body={"forecast": hourly(NOW, [100, 100])})
+        )
+        api.route(
+            "/v3/carbon-intensity/history",
+            Reply(body={"history": hourly(NOW - 24 * HOUR, list(range(24)))}),
+        )
+        result = series(source("electricitymaps", api.url, tmp_path), slots=5)
+    assert result.values == (100, 100, 2, 3, 4)
+    assert result.provenance.kind == "forecast+seasonal-naive"
+    assert "2 forecast + 3 seasonal-naive slots" in result.provenance.note
+
+
+def test_missing_hours_absurd_values_and_other_time_zones(tmp_path) -> None:
+    local = [  # +01:00 offsets, one hour missing, one negative and one absurd value
+        {"carbonIntensity": 100, "datetime": "2026-11-22T03:00:00+01:00"},
+        {"carbonIntensity": -5, "datetime": "2026-11-22T04:00:00+01:00"},
+        {"carbonIntensity": 99999, "datetime": "2026-11-22T05:00:00+01:00"},
+        {"carbonIntensity": 160, "datetime": "2026-11-22T07:00:00+01:00"},
+    ]
+    with serve() as api:
+        api.route("/v3/carbon-intensity/forecast", Reply(body={"forecast": local}))
+        api.route("/v3/carbon-intensity/history", Reply(body={"history": []}))
+        result = series(source("electricitymaps", api.url, tmp_path), slots=5)
+    assert result.values == (100, 115, 130, 145, 160)
+    assert "3 interpolated" in result.provenance.note
+
+
+@pytest.mark.parametrize(
+    ("reply", "requests"),
+    [
+        (Reply(status=401, body={"error": "bad token"}), 1),  # final: no retry
+        (Reply(status=500, body={}), 3),
+        (Reply(body=b'{"zone": "DE", "history": [{"carbonIn'), 3),  # truncated JSON
+        (Reply(body={"unexpected": True}), 1),  # valid JSON, wrong shape: not retried
+    ],
+)
+def test_a_failing_provider_falls_back_to_the_dataset_labelled(tmp_path, reply, requests) -> None:
+    with serve() as api:
+        api.route("/v3/", reply)
+        result = series(source("electricitymaps", api.url, tmp_path), slots=3)
+        made = len(api.seen)
+    expected = embedded.EmbeddedProvider(zone="DE").series(
+        start=NOW, slot_seconds=3600, slots=3, now=NOW
+    )
+    assert result.values == expected.values
+    assert result.provenance.stale and result.provenance.origin == "fallback"
+    assert "electricitymaps failed" in result.provenance.note
+    assert "em-secret-token-123" not in result.provenance.note
+    assert made == requests
+
+
+def test_a_server_that_never_answers_times_out_into_the_fallback(tmp_path) -> None:
+    with serve() as api:
+        api.route("/v3/", Reply(body={}, delay=3.0))
+        src = source("electricitymaps", api.url, tmp_path)
+        src.client.timeout = 0.2
+        started = time.monotonic()
+        result = series(src, slots=2)
+        took = time.monotonic() - started
+    assert result.provenance.origin == "fallback" and "no answer" in result.provenance.note
+    assert took < 3.0  # three attempts of 0.2 s plus backoff, not three of 3 s
+
+
+def test_429_waits_as_long_as_retry_after_says() -> None:
+    slept = []
+    with serve() as api:
+        api.route("/x", Reply(status=429, headers={"Retry-After": "7"}), Reply(body={"ok": 1}))
+        assert get_json(api.url + "/x", sleep=slept.append) == {"ok": 1}
+    assert slept == [7.0]
+
+
+def test_a_live_answer_is_cached_and_the_cache_outlives_an_outage(tmp_path) -> None:
+    with serve() as api:
+        api.route("/v3/carbon-intensity/forecast", Reply(body={"forecast": hourly(NOW, [42] * 6)}))
+        api.route("/v3/carbon-intensity/history", Reply(body={"history": []}))
+        src = source("electricitymaps", api.url, tmp_path)
+        first = series(src, slots=3)
+        again = series(src, slots=3, now=NOW + timedelta(minutes=5))  # fresh: no request
+        assert len(api.seen) == 2
+        url = api.url
+    assert first.provenance.origin == "live" and again.provenance.origin == "cache"
+    outage = source("electricitymaps", url, tmp_path)  # the server is gone now
+    outage.client.timeout = 0.2
+    later = series(outage, slots=3, now=NOW + timedelta(hours=1))
+    assert later.values == (42, 42, 42)
+    assert later.provenance.stale and later.provenance.origin == "cache"
+
+
+def test_uk_national_half_hours_average_into_hourly_slots(tmp_path) -> None:
+    data = [
+        {
+            "from": (NOW + i * HOUR / 2).strftime("%Y-%m-%dT%H:%MZ"),
+            "to": (NOW + (i + 1) * HOUR / 2).strftime("%Y-%m-%dT%H:%MZ"),
+            "intensity": {"forecast": 100 + 10 * i, "actual": None, "index": "moderate"},
+        }
+        for i in range(4)
+    ]
+    with serve() as api:
+        api.route("/intensity/2026-11-22T02:00Z/fw48h", Reply(body={"data": data}))
+        api.route("/intensity/2026-11-22T02:00Z/pt24h", Reply(body={"data": []}))
+        result = series(source("ukci", api.url, tmp_path, zone="GB"), slots=2)
+    assert result.values == (105, 125)
+
+
+def test_uk_regional_reads_its_own_region(tmp_path) -> None:
+    data = [
+        {
+            "from": "2026-11-22T02:00Z",
+            "to": "2026-11-22T02:30Z",
+            "regions": [
+                {"regionid": 1, "shortname": "North Scotland", "intensity": {"forecast": 10}},
+                {"regionid": 13, "shortname": "London", "intensity": {"forecast": 250}},
+            ],
+        }
+    ]
+    with serve() as api:
+        api.route("/regional/intensity/", Reply(body={"data": data}))
+        result = series(
+            source("ukci", api.url, tmp_path, zone="GB-London", region="13"), slots=1, slot=1800
+        )
+    assert result.values == (250,)
+
+
+def test_watttime_logs_in_then_converts_moer_to_grams(tmp_path) -> None:
+    points = [
+        {"point_time": (NOW + i * timedelta(minutes=5)).isoformat(), "value": 1000.0}
+        for i in range(12)
+    ]
+    with serve() as api:
+        api.route("/login", Reply(body={"token": "wt-token-789"}))
+        api.route(
+            "/v3/forecast",
+            Reply(
+                body={
+                    "data": points,
+                    "meta": {"units": "lbs_co2_per_mwh", "data_point_period_seconds": 300},
+                }
+            ),
+        )
+        api.route("/v3/historical", Reply(body={"data": [], "meta": {}}))
+        result = series(source("watttime", api.url, tmp_path, zone="CAISO_NORTH"), slots=1)
+        login = api.requests_to("/login")[0]
+        forecast = api.requests_to("/v3/forecast")[0]
+    assert result.values[0] == pytest.approx(453.59237)
+    assert login.headers["authorization"].startswith("Basic ")
+    assert forecast.headers["authorization"] == "Bearer wt-token-789"
+    assert forecast.query["signal_type"] == ["co2_moer"]
+
+
+def test_carbon_aware_sdk_forecast_data(tmp_path) -> None:
+    body = [
+        {
+            "location": "westus",
+            "forecastData": [
+                {
+                    "location": "westus",
+                    "timestamp": (NOW + i * HOUR).isoformat(),
+                    "duration": 60,
+                    "value": 200 + i,
+                }
+                for i in range(3)
+            ],
+        }
+    ]
+    with serve() as api:
+        api.route("/emissions/forecasts/current", Reply(body=body))
+        api.route(
+            "/emissions/bylocations",
+            Reply(
+                body=[
+                    {
+                        "location": "westus",
+                        "time": (NOW - HOUR).isoformat(),
+                        "rating": 180.0,
+                        "duration": "01:00:00",
+                    }
+                ]
+            ),
+        )
+        result = series(source("carbonaware", api.url, tmp_path, zone="westus"), slots=3)
+    assert result.values == (200, 201, 202)
+
+
+def test_a_missing_key_is_reported_without_a_request(tmp_path) -> None:
+    config = CarbonSourceConfig(provider="electricitymaps", zone="FR", baseUrl="http://127.0.0.1:9")
+    result = source_for(config, env={}, cache_dir=None).series(
+        start=NOW, slot_seconds=3600, slots=2, now=NOW
+    )
+    assert "set ELECTRICITYMAPS_TOKEN" in result.provenance.note
+
+
+def test_a_zone_outside_the_dataset_falls_back_to_a_labelled_flat_value(tmp_path) -> None:
+    config = CarbonSourceConfig(provider="ukci", zone="GB-Mars", baseUrl="http://127.0.0.1:9")
+    src = source_for(config, env={}, cache_dir=None)
+    src.client.timeout = 0.2
+    result = src.series(start=NOW, slot_seconds=3600, slots=2, now=NOW)
+    assert result.values == (300.0, 300.0)
+    assert "set carbon.fallbackZone" in result.provenance.note
+
+
+def test_errors_never_carry_the_query_string() -> None:
+    with serve() as api:
+        api.route("/secret", Reply(status=403))
+        with pytest.raises(ProviderError) as raised:
+            get_json(api.url + "/secret", params={"token": "abc-123"})
+    assert "abc-123" not in str(raised.value) and "credentials" in str(raised.value)

@@ -1,0 +1,95 @@
+"""A real HTTP server on 127.0.0.1 that answers scripted responses per path, and
+records what it was asked."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: Any = None  # JSON-encoded unless bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+@dataclass
+class Seen:
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # names in lower case
+
+
+class Server:
+    def __init__(self) -> None:
+        self.routes: dict[str, list[Reply] | Callable[[Seen], Reply]] = {}
+        self.seen: list[Seen] = []
+        self.url = ""
+
+    def route(self, prefix: str, *replies: Reply) -> None:
+        """Answer paths starting with `prefix` with these replies in turn (the last repeats)."""
+        self.routes[prefix] = list(replies)
+
+    def requests_to(self, prefix: str) -> list[Seen]:
+        return [s for s in self.seen if s.path.startswith(prefix)]
+
+
+@contextmanager
+def serve() -> Iterator[Server]:
+    state = Server()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            parsed = urlparse(self.path)
+            seen = Seen(
+                parsed.path,
+                parse_qs(parsed.query),
+                {k.lower(): v for k, v in self.headers.items()},
+            )
+            state.seen.append(seen)
+            match = max(
+                (p for p in state.routes if parsed.path.startswith(p)), key=len, default=None
+            )
+            if match is None:
+                self.send_error(404)
+                return
+            replies = state.routes[match]
+            reply = (
+                replies(seen)
+                if callable(replies)
+                else (replies.pop(0) if len(replies) > 1 else replies[0])
+            )
+            time.sleep(reply.delay)
+            body = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+            try:
+                self.send_response(reply.status)
+                for key, value in reply.headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()

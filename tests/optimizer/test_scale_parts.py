@@ -1,0 +1,155 @@
+"""The parts that make the optimizer fast, each held to what it promises."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from optimizer import columns as cols
+from optimizer import dump, heuristics, lns
+from optimizer.capacity import Residual
+from optimizer.generator import generate
+from optimizer.highs import HighsBackend
+from optimizer.model import Slot, SolverSettings
+from optimizer.solving import solve
+from reconciler.cli import main
+from tests import planchecker
+from tests.conftest import assert_valid_plan
+
+
+@pytest.mark.parametrize("duration", [1, 2, 3, 5, 8, 13, 31, 40])
+def test_window_minimum_matches_brute_force(duration: int) -> None:
+    rng = np.random.default_rng(duration)
+    free = rng.uniform(0, 10, size=(2, 3, 37))
+    residual = Residual(free)
+    got = residual.window_min(1, duration)
+    want = np.array([[free[1, r, t : t + duration].min() for t in range(37)] for r in range(3)])
+    assert np.allclose(got, want)
+
+
+def test_taking_and_giving_back_capacity_round_trips() -> None:
+    free = np.full((1, 3, 10), 4.0)
+    residual = Residual(free)
+    demand = np.array([3.0, 1.0, 0.0])
+    residual.take(0, 2, 4, demand)
+    assert not residual.fits(0, 2, demand)[1:6].any() and residual.fits(0, 2, demand)[6]
+    residual.give_back(0, 2, 4, demand)
+    assert np.array_equal(residual.free, free) and residual.fits(0, 10, demand)[0]
+
+
+def test_the_generator_is_deterministic_and_its_deadlines_can_be_met() -> None:
+    first = generate(jobs=120, spokes=4, seed=7)
+    assert first == generate(jobs=120, spokes=4, seed=7)
+    assert first != generate(jobs=120, spokes=4, seed=8)
+    columns, without = cols.build(first)
+    free = cols.capacity_array(first) - cols.fixed_usage(first)
+    earliest = heuristics.qos(columns, free)
+    assert without == []
+    assert (earliest >= 0).all()
+    late = [
+        i
+        for i, k in enumerate(earliest)
+        if columns.ct[k] + columns.duration[i] > columns.jobs[i].deadline_slot
+    ]
+    assert late == []
+
+
+def test_lns_never_makes_a_plan_worse_and_keeps_it_valid() -> None:
+    instance = generate(jobs=150, spokes=4, seed=3)
+    columns, _ = cols.build(instance)
+    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    start = heuristics.qos(columns, free)
+    better, _ = lns.search(
+        columns, free, start, backend=HighsBackend(), deadline=time.monotonic() + 3, size=40
+    )
+    assert heuristics.objective(columns, better) <= heuristics.objective(columns, start)
+    used = heuristics.usage(columns, better, free.shape)
+    assert (used <= free + 1e-6).all()
+
+
+def test_a_solved_generated_instance_passes_the_independent_checker(tmp_path) -> None:
+    instance = generate(jobs=80, spokes=3, seed=5)
+    plan = solve(instance, settings=SolverSettings(time_limit_s=3)).plan
+    assert_valid_plan(instance, plan)
+    assert plan.bound is not None and plan.bound <= plan.objective + 1e-6
+    documents = (dump.instance_document(instance), dump.plan_document(plan))
+    assert planchecker.check(*json.loads(json.dumps(documents))) == []
+
+
+def test_the_previous_plan_is_a_warm_start() -> None:
+    instance = generate(jobs=60, spokes=3, seed=2)
+    first = solve(instance, settings=SolverSettings(time_limit_s=5)).plan
+    placed = {a.id: Slot(spoke=a.spoke, start_slot=a.start_slot) for a in first.assignments}
+    again = instance.model_copy(
+        update={
+            "jobs": tuple(
+                job.model_copy(update={"previous": placed.get(job.id)})
+                if job.fixed is None
+                else job
+                for job in instance.jobs
+            )
+        }
+    )
+    second = solve(again, settings=SolverSettings(time_limit_s=0.5)).plan
+    moved = [
+        a.id
+        for a in second.assignments
+        if placed.get(a.id) != Slot(spoke=a.spoke, start_slot=a.start_slot)
+    ]
+    assert second.objective <= first.objective + 1e-6
+    assert moved == []
+
+
+def test_bench_prints_one_json_object_with_every_field(tmp_path) -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            "optimizer",
+            "--jobs",
+            "40",
+            "--spokes",
+            "3",
+            "--seed",
+            "1",
+            "--time-limit",
+            "2",
+            "--lp-time-limit",
+            "30",
+            "--dump",
+            str(tmp_path),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in (
+        "jobs",
+        "spokes",
+        "slots",
+        "variables",
+        "constraints",
+        "build_s",
+        "solve_s",
+        "total_s",
+        "peak_rss_mb",
+        "objective",
+        "carbon_g",
+        "lp_bound",
+        "gap_vs_lp",
+        "solver_status",
+        "greedy_carbon_g",
+        "qos_carbon_g",
+        "late_jobs",
+        "capacity_violations",
+    ):
+        assert key in report, key
+    assert report["capacity_violations"] == 0
+    assert report["lp_bound"] is None or report["lp_bound"] <= report["objective"] + 1e-6
+    instance = json.loads((tmp_path / "instance.json").read_text())
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert planchecker.check(instance, plan) == []
