@@ -19,6 +19,7 @@ import click
 from reconciler import crd, ledger, messages, reconciling, templates
 from reconciler.fleet import FleetConfigError, load_fleet
 from reconciler.gitrepo import FleetRepo, GitError, Identity, create_bare_repo, redact
+from reconciler.observing import DeclaredCapacity, Observer
 from reconciler.quantities import format_time, timestamp
 
 EXIT_ERROR = 1
@@ -43,6 +44,30 @@ branch_option = click.option("--branch", default="main", show_default=True)
 now_option = click.option(
     "--now", "now_text", metavar="RFC3339", help="Plan as if it were this time (default: now)."
 )
+observer_option = click.option(
+    "--observer",
+    type=click.Choice(["declared", "kube"]),
+    default="declared",
+    show_default=True,
+    help="Spoke capacity and Job status: as declared in spokes/, or from each spoke's API "
+    "server (its kubeContext) with declared capacity for spokes without one.",
+)
+kubeconfig_option = click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False),
+    envvar="KUBECONFIG",
+    help="Kubeconfig holding the spokes' contexts (default: $KUBECONFIG, ~/.kube/config).",
+)
+
+
+def _observer(kind: str, kubeconfig: str | None) -> Observer:
+    if kind == "kube":
+        from reconciler.kube import KubeObserver
+
+        return KubeObserver(kubeconfig=kubeconfig)
+    return DeclaredCapacity()
+
+
 cache_option = click.option(
     "--cache-dir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -122,9 +147,24 @@ def _fleet_root(path: Path) -> Path:
 @branch_option
 @now_option
 @cache_option
-def plan(url: str, branch: str, now_text: str | None, cache_dir: Path | None) -> None:
+@observer_option
+@kubeconfig_option
+def plan(
+    url: str,
+    branch: str,
+    now_text: str | None,
+    cache_dir: Path | None,
+    observer: str,
+    kubeconfig: str | None,
+) -> None:
     """Show what a reconcile would change now; commit nothing."""
-    outcome = _run(lambda repo: reconciling.plan(repo, now=_now(now_text)), url, branch, cache_dir)
+    watcher = _observer(observer, kubeconfig)
+    outcome = _run(
+        lambda repo: reconciling.plan(repo, now=_now(now_text), observer=watcher),
+        url,
+        branch,
+        cache_dir,
+    )
     if not outcome.changes:
         click.echo(f"no change: {redact(url)} is up to date at {outcome.input_commit[:12]}")
     else:
@@ -141,16 +181,26 @@ def plan(url: str, branch: str, now_text: str | None, cache_dir: Path | None) ->
 @branch_option
 @now_option
 @cache_option
+@observer_option
+@kubeconfig_option
 @click.option("--once", is_flag=True, help="Reconcile one time and exit.")
 def reconcile(
-    url: str, branch: str, now_text: str | None, cache_dir: Path | None, once: bool
+    url: str,
+    branch: str,
+    now_text: str | None,
+    cache_dir: Path | None,
+    observer: str,
+    kubeconfig: str | None,
+    once: bool,
 ) -> None:
     """Decide, render, commit and push the placement (one commit, or none if unchanged)."""
     if not once:
         raise click.UsageError("reconcile runs one time: pass --once (use `caspian watch` to loop)")
     author = _author()
     outcome = _run(
-        lambda repo: reconciling.reconcile_once(repo, now=_now(now_text), author=author),
+        lambda repo: reconciling.reconcile_once(
+            repo, now=_now(now_text), author=author, observer=_observer(observer, kubeconfig)
+        ),
         url,
         branch,
         cache_dir,

@@ -17,7 +17,7 @@ from optimizer.model import Instance, Job, Plan, Slot, SpokeCapacity
 from optimizer.solving import optimize
 from reconciler.decisions import Decision, SpokeState, Window
 from reconciler.fleet import Fleet, JobRequest, Problem
-from reconciler.ledger import ACTIVE, Entry, Ledger, Phase
+from reconciler.ledger import ACTIVE, FINISHED, FIXED, Entry, Ledger, Phase
 
 
 def window(fleet: Fleet, *, now: datetime) -> Window:
@@ -53,9 +53,16 @@ def decide(
     valid = {job.id: job for job in fleet.jobs}
 
     kept, held = _entries_without_valid_job(ledger, valid, broken_files, now=now)
+    finished = {
+        job.id: phase
+        for job in fleet.jobs
+        if (phase := _finished(_same_job(previous.get(job.id), job, spokes), spokes))
+    }
     opt_jobs = []
     for job in fleet.jobs:
         prev = _same_job(previous.get(job.id), job, spokes)
+        if job.id in finished:
+            continue
         opt_jobs.append(
             _optimizer_job(job, prev, fleet=fleet, spokes=spokes, horizon=horizon, now=now)
         )
@@ -76,7 +83,22 @@ def decide(
     entries = list(kept) + list(held)
     for job in fleet.jobs:
         prev = _same_job(previous.get(job.id), job, spokes)
-        entries.append(_entry(job, prev, plan=plan, qos=qos, horizon=horizon, fleet=fleet, now=now))
+        if job.id in finished:
+            entries.append(prev.model_copy(update={"phase": finished[job.id]}))
+            continue
+        seen = spokes[prev.spoke].jobs if prev is not None and prev.spoke in spokes else {}
+        entries.append(
+            _entry(
+                job,
+                prev,
+                plan=plan,
+                qos=qos,
+                horizon=horizon,
+                fleet=fleet,
+                now=now,
+                spokes_seen=seen,
+            )
+        )
     entries.extend(_invalid_entries(fleet.problems))
     return Decision(
         now=now,
@@ -152,12 +174,23 @@ def effective_deadline(job: JobRequest, *, first_seen: datetime, fleet: Fleet) -
     return min(candidates)
 
 
+def _finished(prev: Entry | None, spokes: Mapping[str, SpokeState]) -> Phase | None:
+    """Succeeded or Failed, as recorded or as the job's spoke now reports it."""
+    if prev is None:
+        return None
+    if prev.phase in FINISHED:
+        return prev.phase
+    if prev.phase in FIXED and prev.spoke in spokes:
+        seen = spokes[prev.spoke].jobs.get(prev.job_name or "")
+        if seen in (Phase.SUCCEEDED.value, Phase.FAILED.value):
+            return Phase(seen)
+    return None
+
+
 def _is_fixed(prev: Entry | None, *, now: datetime) -> bool:
     if prev is None or prev.planned_start is None:
         return False
-    return prev.phase == Phase.DISPATCHED or (
-        prev.phase == Phase.PLANNED and prev.planned_start <= now
-    )
+    return prev.phase in FIXED or (prev.phase == Phase.PLANNED and prev.planned_start <= now)
 
 
 def _optimizer_job(
@@ -245,6 +278,7 @@ def _entry(
     horizon: Window,
     fleet: Fleet,
     now: datetime,
+    spokes_seen: Mapping[str, str],
 ) -> Entry:
     first_seen = prev.first_seen if prev and prev.first_seen else now
     common = {
@@ -283,8 +317,11 @@ def _entry(
         else (round(qos_assignment.carbon_g, 1) if qos_assignment else None)
     )
     late = prev.late if fixed else assignment.late_slots > 0
+    phase = Phase.DISPATCHED if fixed or start <= now else Phase.PLANNED
+    if fixed and Phase.RUNNING in (prev.phase, spokes_seen.get(prev.job_name or "")):
+        phase = Phase.RUNNING
     return Entry(
-        phase=Phase.DISPATCHED if fixed or start <= now else Phase.PLANNED,
+        phase=phase,
         spoke=assignment.spoke,
         planned_start=start,
         planned_end=start + job.duration,

@@ -23,6 +23,8 @@ class SpokeState(BaseModel):
     memory_bytes: float
     gpu: float
     source: str = "declared"
+    reason: str = ""  # why the spoke is down
+    jobs: dict[str, str] = {}  # Caspian's Jobs seen there: name -> Running|Succeeded|Failed
 
 
 class Window(BaseModel):

@@ -23,11 +23,18 @@ class Phase(StrEnum):
     PENDING = "Pending"  # valid, not placed (yet): see reason
     PLANNED = "Planned"  # spoke and start chosen; rendered suspended
     DISPATCHED = "Dispatched"  # start reached; rendered with suspend: false
+    RUNNING = "Running"  # its spoke reports the Job active
+    SUCCEEDED = "Succeeded"  # its spoke reports the Job complete
+    FAILED = "Failed"  # its spoke reports the Job failed
     INVALID = "Invalid"  # the AppWrapper file has a problem: see reason
     CANCELLED = "Cancelled"  # the AppWrapper left jobs/
 
 
-ACTIVE = (Phase.PLANNED, Phase.DISPATCHED)
+# Rendered into rendered/<spoke>/ (finished ones until a retention period ends).
+ACTIVE = (Phase.PLANNED, Phase.DISPATCHED, Phase.RUNNING, Phase.SUCCEEDED, Phase.FAILED)
+# Hold their spoke and start: never re-planned.
+FIXED = (Phase.DISPATCHED, Phase.RUNNING)
+FINISHED = (Phase.SUCCEEDED, Phase.FAILED)
 
 
 class Entry(BaseModel):

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from reconciler.decisions import Decision
-from reconciler.ledger import ACTIVE, Entry, Ledger, Phase
+from reconciler.ledger import ACTIVE, FINISHED, Entry, Ledger, Phase
 from reconciler.quantities import format_time
 
 
@@ -50,6 +50,7 @@ def subject(old: Ledger, decision: Decision) -> str:
         spread = ", ".join(f"{spoke} {n}" for spoke, n in sorted(per_spoke.items()))
         parts.append(f"place: {_jobs(len(placed))} ({spread})")
     for kind, verb in (
+        ("finished", "finished"),
         ("dispatched", "dispatch"),
         ("cancelled", "cancel"),
         ("invalid", "invalid"),
@@ -112,7 +113,8 @@ def plan_id(ledger: Ledger) -> str:
 def _changes(old: Ledger, new: Ledger) -> dict[str, list[Entry]]:
     before = old.by_id()
     changes: dict[str, list[Entry]] = {
-        k: [] for k in ("placed", "moved", "dispatched", "cancelled", "invalid", "pending")
+        k: []
+        for k in ("placed", "moved", "dispatched", "finished", "cancelled", "invalid", "pending")
     }
     for entry in new.entries:
         prev = before.get(entry.id)
@@ -124,6 +126,8 @@ def _changes(old: Ledger, new: Ledger) -> dict[str, list[Entry]]:
                 changes["moved"].append(entry)
         elif entry.phase == Phase.DISPATCHED and not (same and prev.job_name == entry.job_name):
             changes["dispatched"].append(entry)
+        elif entry.phase in FINISHED and not same:
+            changes["finished"].append(entry)
         elif entry.phase == Phase.CANCELLED and not same:
             changes["cancelled"].append(entry)
         elif entry.phase == Phase.INVALID and not (same and prev.reason == entry.reason):
@@ -144,6 +148,8 @@ def _describe_changes(old: Ledger, new: Ledger) -> Iterable[str]:
         )
     for entry in changes["dispatched"]:
         yield f"- dispatched {entry.id} on {entry.spoke} (suspend: false)"
+    for entry in changes["finished"]:
+        yield f"- {entry.id} {entry.phase.value.lower()} on {entry.spoke}"
     for entry in changes["cancelled"]:
         yield f"- cancelled {entry.id}: {entry.reason}"
 

@@ -29,3 +29,8 @@ def record_carbon(zone: str, series: IntensitySeries) -> None:
     GRID_INTENSITY.labels(zone=zone).set(series.values[0])
     if series.provenance.stale:
         CARBON_FALLBACKS.labels(zone=zone, origin=series.provenance.origin).inc()
+
+
+SPOKE_UP = Gauge(
+    "caspian_spoke_up", "1 when the spoke's API server answered the last observation", ["spoke"]
+)

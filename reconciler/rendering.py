@@ -4,7 +4,8 @@ byte-identical files, so an unchanged fleet produces no commit.
 - rendered/<spoke>/kustomization.yaml for every spoke (Argo CD needs the path to
   exist even when the queue is empty),
 - rendered/<spoke>/<namespace>.<job>.yaml for every Planned (suspended) and
-  Dispatched (running) job,
+  Dispatched, Running or finished job,
+- rendered/<spoke>/namespaces.yaml with the namespaces those Jobs use,
 - status/placements.yaml, the ledger.
 """
 
@@ -45,6 +46,12 @@ def render(decision: Decision, *, previous: Mapping[str, bytes]) -> dict[str, by
             files[path] = HEADER.encode() + dump(job_manifest(decision.jobs[entry.id], entry))
         listed[entry.spoke].append(path.rsplit("/", 1)[1])
     for spoke, names in listed.items():
+        used = sorted({name.split(".", 1)[0] for name in names})
+        if used:
+            files[f"{RENDERED}{spoke}/namespaces.yaml"] = HEADER.encode() + b"---\n".join(
+                dump(namespace(name)) for name in used
+            )
+            names = [*names, "namespaces.yaml"]
         files[f"{RENDERED}{spoke}/kustomization.yaml"] = HEADER.encode() + dump(
             kustomization(sorted(names))
         )
@@ -62,6 +69,20 @@ def kustomization(resources: list[str]) -> dict[str, Any]:
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "resources": resources,
+    }
+
+
+def namespace(name: str) -> dict[str, Any]:
+    """The namespaces a spoke's Jobs need. Never pruned: emptying a queue must not
+    delete a namespace that holds other things."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": name,
+            "labels": {"app.kubernetes.io/managed-by": MANAGED_BY},
+            "annotations": {"argocd.argoproj.io/sync-options": "Prune=false"},
+        },
     }
 
 
@@ -95,7 +116,7 @@ def job_manifest(job: JobRequest, entry: Entry) -> dict[str, Any]:
         "caspian.dev/appwrapper": job.name,
     }
     spec = {
-        "suspend": entry.phase != Phase.DISPATCHED,
+        "suspend": entry.phase == Phase.PLANNED,
         **{key: value for key, value in template["spec"].items() if key != "suspend"},
         "template": {
             "metadata": pod_metadata,

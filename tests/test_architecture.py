@@ -35,7 +35,8 @@ PURE = (
 )
 OUTSIDE = {
     "pygit2": {"reconciler/gitrepo.py"},
-    "kubernetes": set(),
+    "kubernetes": {"reconciler/kube.py"},
+    "urllib3": {"reconciler/kube.py"},
     "watchfiles": set(),
     "prometheus_client": {"reconciler/metrics.py"},
     "httpx": set(),

@@ -38,9 +38,9 @@ def test_every_job_validates_strictly_against_kubernetes_schemas(rendered_tree) 
     for path in jobs:
         if path.name == "kustomization.yaml":
             continue
-        document = yaml.safe_load(path.read_text())
-        kubernetes_validate.validate(document, version, strict=True)
-        checked += 1
+        for document in yaml.safe_load_all(path.read_text()):
+            kubernetes_validate.validate(document, version, strict=True)
+            checked += document["kind"] == "Job"
     assert checked == 10
 
 
@@ -61,7 +61,13 @@ def test_every_spoke_directory_builds_with_kubectl_kustomize(rendered_tree) -> N
             [KUBECTL, "kustomize", str(directory)], capture_output=True, text=True, check=True
         )
         documents = [d for d in yaml.safe_load_all(built.stdout) if d]
-        assert all(d["kind"] == "Job" and d["apiVersion"] == "batch/v1" for d in documents)
-        total += len(documents)
+        assert {(d["apiVersion"], d["kind"]) for d in documents} <= {
+            ("batch/v1", "Job"),
+            ("v1", "Namespace"),
+        }
+        jobs = [d for d in documents if d["kind"] == "Job"]
+        namespaces = {d["metadata"]["name"] for d in documents if d["kind"] == "Namespace"}
+        assert {job["metadata"]["namespace"] for job in jobs} <= namespaces
+        total += len(jobs)
     assert total == 10
     assert len(spoke_dirs(rendered_tree)) == 3

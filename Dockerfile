@@ -1,0 +1,14 @@
+# Caspian's image: the CLI, run by deploy/ as `caspian reconcile --once` on a schedule.
+# No secret is baked in: git and carbon credentials and the spokes' kubeconfig are
+# mounted from Secrets at run time (deploy/caspian.yaml).
+FROM python:3.11-slim
+WORKDIR /opt/caspian
+COPY pyproject.toml constraints.txt README.md ./
+COPY reconciler reconciler
+COPY optimizer optimizer
+COPY carbon carbon
+COPY repo-template repo-template
+RUN pip install --no-cache-dir -c constraints.txt -e . \
+    && useradd --uid 65532 --home-dir /home/caspian --create-home caspian
+USER 65532:65532
+ENTRYPOINT ["caspian"]

@@ -1,0 +1,162 @@
+"""What each spoke really has free, and how Caspian's Jobs there are doing, from
+its API server: the only module that imports `kubernetes`.
+
+Free capacity = allocatable of nodes that are Ready, schedulable and carry no
+NoSchedule/NoExecute taint Caspian's Jobs would not tolerate, minus the requests
+of running or pending pods placed on those nodes that Caspian does not own (its
+own Jobs are already in the plan). A spoke whose API does not answer in time is
+reported down: it gets no new work, and its running Jobs keep their place.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+from urllib3.exceptions import HTTPError
+
+from reconciler import metrics
+from reconciler.decisions import SpokeState
+from reconciler.fleet import Fleet, Spoke
+from reconciler.quantities import quantity
+from reconciler.rendering import MANAGED_BY
+
+log = logging.getLogger("caspian.kube")
+
+OWNED_POD_LABEL = "caspian.dev/appwrapper"
+RESOURCES = {"cpu": "cpu", "memory": "memory", "gpu": "nvidia.com/gpu"}
+
+
+class KubeObserver:
+    def __init__(
+        self,
+        *,
+        kubeconfig: str | None = None,
+        timeout_s: float = 5.0,
+        tolerated_taints: Iterable[str] = ("nvidia.com/gpu",),
+    ) -> None:
+        self.kubeconfig = kubeconfig
+        self.timeout = timeout_s
+        self.tolerated = set(tolerated_taints)
+
+    def observe(self, fleet: Fleet) -> dict[str, SpokeState]:
+        return {spoke.name: self._spoke(spoke) for spoke in fleet.spokes}
+
+    def _spoke(self, spoke: Spoke) -> SpokeState:
+        context = spoke.spec.kube_context
+        if not context:  # no cluster to ask: trust the declaration
+            declared = spoke.spec.capacity
+            return SpokeState(
+                name=spoke.name,
+                cpu=declared.cpu,
+                memory_bytes=declared.memory,
+                gpu=declared.gpu,
+                source="declared",
+            )
+        try:
+            api = config.new_client_from_config(
+                config_file=self.kubeconfig, context=context, persist_config=False
+            )
+            core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
+            nodes = core.list_node(_request_timeout=self.timeout).items
+            pods = core.list_pod_for_all_namespaces(
+                field_selector="status.phase!=Succeeded,status.phase!=Failed",
+                _request_timeout=self.timeout,
+            ).items
+            jobs = batch.list_job_for_all_namespaces(
+                label_selector=f"app.kubernetes.io/managed-by={MANAGED_BY}",
+                _request_timeout=self.timeout,
+            ).items
+        except (ApiException, HTTPError, OSError, config.ConfigException) as error:
+            reason = _reason(error)
+            log.warning("spoke %s (context %s) is down: %s", spoke.name, context, reason)
+            metrics.SPOKE_UP.labels(spoke=spoke.name).set(0)
+            return SpokeState(
+                name=spoke.name,
+                up=False,
+                cpu=0,
+                memory_bytes=0,
+                gpu=0,
+                source=f"kube:{context}",
+                reason=reason,
+            )
+        metrics.SPOKE_UP.labels(spoke=spoke.name).set(1)
+        free = free_capacity(nodes, pods, tolerated=self.tolerated)
+        return SpokeState(
+            name=spoke.name,
+            cpu=free["cpu"],
+            memory_bytes=free["memory"],
+            gpu=free["gpu"],
+            source=f"kube:{context}",
+            jobs={job.metadata.name: job_phase(job.status) for job in jobs},
+        )
+
+
+def usable(node: Any, *, tolerated: set[str]) -> bool:
+    if node.spec is not None and node.spec.unschedulable:
+        return False
+    for taint in (node.spec.taints or []) if node.spec is not None else []:
+        if taint.effect in ("NoSchedule", "NoExecute") and taint.key not in tolerated:
+            return False
+    conditions = (node.status.conditions or []) if node.status is not None else []
+    return any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+
+def free_capacity(nodes: list[Any], pods: list[Any], *, tolerated: set[str]) -> dict[str, float]:
+    counted = {node.metadata.name for node in nodes if usable(node, tolerated=tolerated)}
+    free = dict.fromkeys(RESOURCES, 0.0)
+    for node in nodes:
+        if node.metadata.name in counted:
+            allocatable = node.status.allocatable or {}
+            for ours, theirs in RESOURCES.items():
+                free[ours] += quantity(allocatable.get(theirs, 0))
+    for pod in pods:
+        labels = pod.metadata.labels or {}
+        if OWNED_POD_LABEL in labels or pod.spec is None or pod.spec.node_name not in counted:
+            continue
+        if pod.status is not None and pod.status.phase in ("Succeeded", "Failed"):
+            continue
+        for ours, need in pod_requests(pod.spec).items():
+            free[ours] -= need
+    return {key: max(0.0, value) for key, value in free.items()}
+
+
+def pod_requests(spec: Any) -> dict[str, float]:
+    """Effective requests: the larger of the containers' sum and the largest init
+    container (limits stand in for missing requests)."""
+
+    def need(container: Any, name: str) -> float:
+        resources = container.resources
+        if resources is None:
+            return 0.0
+        value = (resources.requests or {}).get(name)
+        if value is None:
+            value = (resources.limits or {}).get(name)
+        return 0.0 if value is None else quantity(value)
+
+    result = {}
+    for ours, theirs in RESOURCES.items():
+        running = sum(need(c, theirs) for c in spec.containers or [])
+        init = max((need(c, theirs) for c in spec.init_containers or []), default=0.0)
+        result[ours] = max(running, init)
+    return result
+
+
+def job_phase(status: Any) -> str:
+    """A Job's status as Caspian's lifecycle: Succeeded, Failed or Running."""
+    for condition in (status.conditions or []) if status is not None else []:
+        if condition.status == "True" and condition.type == "Complete":
+            return "Succeeded"
+        if condition.status == "True" and condition.type == "Failed":
+            return "Failed"
+    return "Running"
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, ApiException):
+        return f"HTTP {error.status} {error.reason}"
+    text = str(error)
+    return text if len(text) < 160 else text[:157] + "..."

@@ -1,0 +1,227 @@
+"""What users apply to clusters, checked without a cluster: Argo CD manifests
+against the real CRD schemas (strictly: a misspelled field fails), core kinds with
+kubernetes-validate, kustomize builds, kind configs, and the scripts."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMAS = ROOT / "tests" / "schemas" / "argocd"
+CRDS = {
+    "Application": "application-crd.yaml",
+    "ApplicationSet": "applicationset-crd.yaml",
+    "AppProject": "appproject-crd.yaml",
+}
+KUBECTL = shutil.which("kubectl")
+
+
+def strict(schema: Any) -> Any:
+    """The CRD schemas allow unknown fields; a check that catches typos must not."""
+    if isinstance(schema, dict):
+        result = {key: strict(value) for key, value in schema.items()}
+        if (
+            "properties" in schema
+            and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            result["additionalProperties"] = False
+        return result
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    return schema
+
+
+@cache
+def validator(kind: str) -> jsonschema.Draft7Validator:
+    crd = yaml.load((SCHEMAS / CRDS[kind]).read_text(), Loader=yaml.CSafeLoader)
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1")
+    schema = strict(version["schema"]["openAPIV3Schema"])
+    # metadata is checked by the API server, not by the CRD
+    schema["properties"]["metadata"] = {"type": "object"}
+    return jsonschema.Draft7Validator(schema)
+
+
+def documents(*paths: Path) -> list[dict[str, Any]]:
+    return [d for path in paths for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def argocd_documents() -> list[dict[str, Any]]:
+    return [
+        d
+        for d in documents(*sorted((ROOT / "argocd").glob("*.yaml")))
+        if d.get("apiVersion") == "argoproj.io/v1alpha1"
+    ]
+
+
+def errors(document: dict[str, Any]) -> list[str]:
+    return [
+        f"{list(e.absolute_path)}: {e.message}"
+        for e in validator(document["kind"]).iter_errors(document)
+    ]
+
+
+def test_argocd_manifests_validate_strictly_against_the_real_crds() -> None:
+    kinds = []
+    for document in argocd_documents():
+        assert errors(document) == [], document["metadata"]["name"]
+        kinds.append(document["kind"])
+    assert sorted(kinds) == ["AppProject", "Application", "ApplicationSet"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "path", "typo"),
+    [
+        ("ApplicationSet", ["spec", "template", "spec", "syncPolicy", "automated"], "prnue"),
+        ("ApplicationSet", ["spec", "generators", 0, "git"], "directory"),
+        ("AppProject", ["spec"], "namespaceResourceWhitelst"),
+        ("Application", ["spec", "syncPolicy"], "automatd"),
+    ],
+)
+def test_a_misspelled_field_fails_the_check(kind, path, typo) -> None:
+    document = copy.deepcopy(next(d for d in argocd_documents() if d["kind"] == kind))
+    target = document
+    for key in path:
+        target = target[key]
+    target[typo] = True
+    assert errors(document), f"{typo} passed"
+
+
+def test_the_applicationset_makes_one_application_per_spoke_directory() -> None:
+    appset = next(d for d in argocd_documents() if d["kind"] == "ApplicationSet")
+    generator = appset["spec"]["generators"][0]["git"]
+    spec = appset["spec"]["template"]["spec"]
+    assert generator["directories"] == [{"path": "rendered/*"}]
+    assert spec["destination"]["name"] == "{{.path.basename}}"
+    assert spec["source"]["path"] == "{{.path.path}}"
+    assert spec["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True, "allowEmpty": True}
+    assert "CreateNamespace=true" in spec["syncPolicy"]["syncOptions"]
+
+
+def test_the_project_admits_jobs_and_namespaces_only() -> None:
+    project = next(d for d in argocd_documents() if d["kind"] == "AppProject")["spec"]
+    assert project["namespaceResourceWhitelist"] == [{"group": "batch", "kind": "Job"}]
+    assert project["clusterResourceWhitelist"] == [{"group": "", "kind": "Namespace"}]
+
+
+def test_core_kinds_validate_strictly() -> None:
+    version = kubernetes_validate.latest_version()
+    paths = [
+        ROOT / "argocd" / "cluster-secret.template.yaml",
+        *sorted((ROOT / "deploy").glob("*.yaml")),
+    ]
+    kinds = set()
+    for document in documents(*paths):
+        if document["kind"] == "Kustomization":
+            continue
+        kubernetes_validate.validate(document, version, strict=True)
+        kinds.add(document["kind"])
+    assert {"Secret", "CronJob", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"} <= kinds
+
+
+def test_the_observer_role_only_lists() -> None:
+    role = next(
+        d for d in documents(ROOT / "deploy" / "spoke-rbac.yaml") if d["kind"] == "ClusterRole"
+    )
+    assert {verb for rule in role["rules"] for verb in rule["verbs"]} == {"list"}
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
+@pytest.mark.parametrize("directory", ["argocd", "deploy"])
+def test_kustomize_builds(directory) -> None:
+    built = subprocess.run(
+        [KUBECTL, "kustomize", str(ROOT / directory)], capture_output=True, text=True, check=True
+    )
+    assert list(yaml.safe_load_all(built.stdout))
+
+
+KIND_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["kind", "apiVersion"],
+    "properties": {
+        "kind": {"const": "Cluster"},
+        "apiVersion": {"const": "kind.x-k8s.io/v1alpha4"},
+        "name": {"type": "string"},
+        "featureGates": {"type": "object"},
+        "runtimeConfig": {"type": "object"},
+        "networking": {"type": "object"},
+        "kubeadmConfigPatches": {"type": "array"},
+        "kubeadmConfigPatchesJSON6902": {"type": "array"},
+        "containerdConfigPatches": {"type": "array"},
+        "containerdConfigPatchesJSON6902": {"type": "array"},
+        "nodes": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["role"],
+                "properties": {
+                    "role": {"enum": ["control-plane", "worker"]},
+                    "image": {"type": "string"},
+                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "extraMounts": {"type": "array"},
+                    "kubeadmConfigPatches": {"type": "array"},
+                    "kubeadmConfigPatchesJSON6902": {"type": "array"},
+                    "extraPortMappings": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["containerPort"],
+                            "properties": {
+                                "containerPort": {"type": "integer"},
+                                "hostPort": {"type": "integer"},
+                                "listenAddress": {"type": "string"},
+                                "protocol": {"enum": ["TCP", "UDP", "SCTP"]},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+@pytest.mark.parametrize("name", ["hub.yaml", "spoke.yaml"])
+def test_kind_configs_use_only_v1alpha4_fields(name) -> None:
+    jsonschema.validate(yaml.safe_load((ROOT / "kind" / name).read_text()), KIND_SCHEMA)
+
+
+def test_the_scripts_are_shellcheck_clean() -> None:
+    shellcheck = shutil.which("shellcheck") or str(Path(os.sys.executable).parent / "shellcheck")
+    result = subprocess.run(
+        [shellcheck, *map(str, sorted((ROOT / "kind").glob("*.sh")))],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize(("script", "missing"), [("up.sh", "docker"), ("down.sh", "kind")])
+def test_the_scripts_name_a_missing_prerequisite(tmp_path, script, missing) -> None:
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in ("dirname", "cat", "sed", "grep", "head"):
+        if found := shutil.which(tool):
+            (tools / tool).symlink_to(found)
+    result = subprocess.run(
+        ["/bin/bash", str(ROOT / "kind" / script)],
+        capture_output=True,
+        text=True,
+        env={"PATH": str(tools)},
+    )
+    assert result.returncode == 1
+    assert f"'{missing}' is not installed" in result.stderr

@@ -1,0 +1,212 @@
+"""The observer, through the real `kubernetes` client, against a local server that
+answers the API paths it calls with real-shaped objects and failures."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reconciler.kube import KubeObserver
+from tests.fakehttp import Reply, serve
+from tests.fleet.helpers import fleet_with
+
+GI = 2**30
+
+
+def node(name, *, cpu="16", memory="64Gi", gpu=None, ready=True, cordoned=False, taint=None):
+    allocatable = {"cpu": cpu, "memory": memory, "pods": "110"}
+    if gpu:
+        allocatable["nvidia.com/gpu"] = gpu
+    spec = {"unschedulable": True} if cordoned else {}
+    if taint:
+        spec["taints"] = [{"key": taint, "effect": "NoSchedule"}]
+    return {
+        "metadata": {"name": name},
+        "spec": spec,
+        "status": {
+            "allocatable": allocatable,
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
+
+
+def pod(name, node_name, phase, *, cpu="2", memory="4Gi", gpu=None, ours=False, init_cpu=None):
+    requests = {"cpu": cpu, "memory": memory}
+    limits = {"nvidia.com/gpu": gpu} if gpu else None
+    spec = {
+        "nodeName": node_name,
+        "containers": [
+            {"name": "c", "image": "x", "resources": {"requests": requests, "limits": limits}}
+        ],
+    }
+    if init_cpu:
+        spec["initContainers"] = [
+            {"name": "i", "image": "x", "resources": {"requests": {"cpu": init_cpu}}}
+        ]
+    labels = {"caspian.dev/appwrapper": name} if ours else {"app": name}
+    return {
+        "metadata": {"name": name, "namespace": "default", "labels": labels},
+        "spec": spec,
+        "status": {"phase": phase},
+    }
+
+
+def job(name, *, condition=None):
+    status = {"active": 0 if condition else 1}
+    if condition:
+        status["conditions"] = [{"type": condition, "status": "True"}]
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "batch",
+            "labels": {"app.kubernetes.io/managed-by": "caspian"},
+        },
+        "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}},
+        "status": status,
+    }
+
+
+def listing(kind, items):
+    return {"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "1"}, "items": items}
+
+
+def kubeconfig(tmp_path: Path, urls: dict[str, str]) -> str:
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": n, "cluster": {"server": u}} for n, u in urls.items()],
+        "users": [{"name": "caspian", "user": {"token": "kube-token-not-for-logs"}}],
+        "contexts": [
+            {"name": f"kind-{n}", "context": {"cluster": n, "user": "caspian"}} for n in urls
+        ],
+        "current-context": f"kind-{next(iter(urls))}",
+    }
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(doc))
+    return str(path)
+
+
+def healthy(api) -> None:
+    api.route(
+        "/api/v1/nodes",
+        Reply(
+            body=listing(
+                "NodeList",
+                [
+                    node("ready-1", cpu="16", memory="64Gi"),
+                    node("ready-gpu", cpu="32", memory="128Gi", gpu="4", taint="nvidia.com/gpu"),
+                    node("not-ready", ready=False),
+                    node("cordoned", cordoned=True),
+                    node("tainted", taint="dedicated"),
+                ],
+            )
+        ),
+    )
+    api.route(
+        "/api/v1/pods",
+        Reply(
+            body=listing(
+                "PodList",
+                [
+                    pod("web", "ready-1", "Running", cpu="2", memory="4Gi"),
+                    pod(
+                        "starting",
+                        "ready-gpu",
+                        "Pending",
+                        cpu="4",
+                        memory="8Gi",
+                        gpu="1",
+                        init_cpu="6",
+                    ),
+                    pod("elsewhere", "cordoned", "Running", cpu="8"),
+                    pod("unscheduled", None, "Pending", cpu="8"),
+                    pod("ours", "ready-1", "Running", cpu="4", ours=True),
+                    pod("done", "ready-1", "Succeeded", cpu="4"),
+                    pod("lost", "ready-1", "Unknown", cpu="1"),
+                ],
+            )
+        ),
+    )
+    api.route(
+        "/apis/batch/v1/jobs",
+        Reply(
+            body=listing(
+                "JobList",
+                [
+                    job("train-1a2b3c4d"),
+                    job("etl-5e6f7a8b", condition="Complete"),
+                    job("broken-0c1d2e3f", condition="Failed"),
+                ],
+            )
+        ),
+    )
+
+
+def observe(tmp_path, urls, **kwargs):
+    fleet = fleet_with()
+    spec_of = {s.name: s for s in fleet.spokes}
+    context = {"paris": "kind-paris"}
+    spokes = tuple(
+        s.model_copy(
+            update={"spec": s.spec.model_copy(update={"kube_context": context.get(s.name)})}
+        )
+        for s in fleet.spokes
+    )
+    fleet = fleet.model_copy(update={"spokes": spokes})
+    assert spec_of
+    return KubeObserver(kubeconfig=kubeconfig(tmp_path, urls), **kwargs).observe(fleet)
+
+
+def test_free_capacity_counts_usable_nodes_minus_pods_caspian_does_not_own(tmp_path) -> None:
+    with serve() as api:
+        healthy(api)
+        state = observe(tmp_path, {"paris": api.url})["paris"]
+        pods_asked = api.requests_to("/api/v1/pods")[0]
+        jobs_asked = api.requests_to("/apis/batch/v1/jobs")[0]
+    # ready-1 and ready-gpu only; minus web (2), starting (max(4, init 6)) and lost (1)
+    assert state.up and state.source == "kube:kind-paris"
+    assert state.cpu == 16 + 32 - 2 - 6 - 1
+    assert state.memory_bytes == (64 + 128 - 4 - 8 - 4) * GI
+    assert state.gpu == 4 - 1
+    assert state.jobs == {
+        "train-1a2b3c4d": "Running",
+        "etl-5e6f7a8b": "Succeeded",
+        "broken-0c1d2e3f": "Failed",
+    }
+    assert pods_asked.query["fieldSelector"] == ["status.phase!=Succeeded,status.phase!=Failed"]
+    assert jobs_asked.query["labelSelector"] == ["app.kubernetes.io/managed-by=caspian"]
+    assert pods_asked.headers["authorization"] == "Bearer kube-token-not-for-logs"
+
+
+def test_spokes_without_a_context_keep_their_declared_capacity(tmp_path) -> None:
+    with serve() as api:
+        healthy(api)
+        states = observe(tmp_path, {"paris": api.url})
+    assert states["frankfurt"].source == "declared" and states["frankfurt"].cpu == 64
+
+
+@pytest.mark.parametrize("status", [403, 500])
+def test_an_api_error_marks_the_spoke_down(tmp_path, status) -> None:
+    with serve() as api:
+        api.route("/api/", Reply(status=status, body={"kind": "Status", "code": status}))
+        state = observe(tmp_path, {"paris": api.url})["paris"]
+    assert not state.up and state.cpu == 0
+    assert state.reason.startswith(f"HTTP {status}")
+    assert "kube-token-not-for-logs" not in state.reason
+
+
+def test_a_server_that_never_answers_is_down_within_the_timeout(tmp_path) -> None:
+    with serve() as api:
+        api.route("/api/", Reply(body={}, delay=5.0))
+        started = time.monotonic()
+        state = observe(tmp_path, {"paris": api.url}, timeout_s=0.3)["paris"]
+        took = time.monotonic() - started
+    assert not state.up and took < 4.0
+
+
+def test_an_unknown_context_is_a_down_spoke_not_a_crash(tmp_path) -> None:
+    state = observe(tmp_path, {"lyon": "http://127.0.0.1:9"})["paris"]
+    assert not state.up and "kind-paris" in state.reason

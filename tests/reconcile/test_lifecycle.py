@@ -1,0 +1,79 @@
+"""What `decide` does with what spokes report: jobs run, finish, and spokes go down."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from reconciler import crd, deciding, ledger, reconciling
+from reconciler.fleet import load_fleet
+from reconciler.observing import DeclaredCapacity
+from reconciler.rendering import render
+from reconciler.templates import template_files
+from tests.conftest import NOW
+
+
+def step(files, *, now, states=None):
+    fleet = load_fleet(files, appwrapper_schema=crd.check_appwrapper)
+    observed = DeclaredCapacity().observe(fleet)
+    for name, change in (states or {}).items():
+        observed[name] = observed[name].model_copy(update=change)
+    decision = deciding.decide(
+        fleet=fleet,
+        ledger=ledger.parse(files.get(ledger.LEDGER_PATH)),
+        spokes=observed,
+        forecasts=reconciling.fetch_forecasts(fleet, now=now),
+        now=now,
+    )
+    return decision, {**files, **render(decision, previous=files)}
+
+
+def entries(decision):
+    return decision.ledger.by_id()
+
+
+def test_reported_job_status_moves_the_ledger_and_frees_capacity() -> None:
+    decision, files = step(template_files(), now=NOW)
+    dispatched = [e for e in entries(decision).values() if e.phase == "Dispatched"]
+    running, done = dispatched[0], dispatched[1]
+    reports = {running.job_name: "Running", done.job_name: "Succeeded"}
+    later, _ = step(
+        files, now=NOW + timedelta(minutes=20), states={running.spoke: {"jobs": reports}}
+    )
+    after = entries(later)
+    assert after[running.id].phase == "Running"
+    assert after[running.id].planned_start == running.planned_start
+    assert after[done.id].phase == "Succeeded"
+    assert done.id not in {a.id for a in later.plan.assignments}  # holds no capacity
+
+
+def test_a_down_spoke_gets_no_new_work_but_keeps_what_runs_there() -> None:
+    decision, files = step(template_files(), now=NOW)
+    on_paris = {e.id: e for e in entries(decision).values() if e.spoke == "paris"}
+    later, _ = step(
+        files,
+        now=NOW + timedelta(minutes=20),
+        states={"paris": {"up": False, "cpu": 0, "memory_bytes": 0, "gpu": 0}},
+    )
+    after = entries(later)
+    for job_id, before in on_paris.items():
+        if before.phase == "Dispatched":
+            assert after[job_id].spoke == "paris"
+        else:
+            assert after[job_id].spoke != "paris", job_id
+    assert all(e.spoke != "paris" for e in after.values() if e.phase == "Planned")
+
+
+def test_a_finished_job_stays_finished_and_is_rendered_unsuspended() -> None:
+    import yaml
+
+    decision, files = step(template_files(), now=NOW)
+    first = next(e for e in entries(decision).values() if e.phase == "Dispatched")
+    _, files = step(
+        files,
+        now=NOW + timedelta(minutes=20),
+        states={first.spoke: {"jobs": {first.job_name: "Failed"}}},
+    )
+    again, files = step(files, now=NOW + timedelta(hours=2))  # the spoke no longer reports it
+    assert entries(again)[first.id].phase == "Failed"
+    path = f"rendered/{first.spoke}/batch.{first.job_name}.yaml"
+    assert yaml.safe_load(files[path])["spec"]["suspend"] is False
