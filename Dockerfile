@@ -1,4 +1,4 @@
-# Caspian's image: the CLI, run by deploy/ as `caspian reconcile --once` on a schedule.
+# Caspian's image: the CLI; deploy/ runs `caspian watch` with it.
 # No secret is baked in: git and carbon credentials and the spokes' kubeconfig are
 # mounted from Secrets at run time (deploy/caspian.yaml).
 FROM python:3.11-slim

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Removes what kind/up.sh made: the reconcile loop, the git daemon, the clusters,
+# Removes what kind/up.sh made: caspian watch, the git daemon, the clusters,
 # and the local state (the fleet repo included, unless KEEP_FLEET=1).
 set -euo pipefail
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A local Caspian fleet: a hub with Argo CD and three spokes on kind, the fleet repo
-# served to Argo CD from this machine, and Caspian reconciling it every minute.
+# served to Argo CD from this machine, and `caspian watch` reconciling it.
 # Undo with kind/down.sh.
 set -euo pipefail
 
@@ -73,12 +73,10 @@ for manifest in appproject.yaml applicationset.yaml; do
     kubectl --context kind-hub apply -f -
 done
 
-echo "==> first reconcile, then one a minute (log: $state/caspian.log)"
-reconcile=("$caspian" reconcile --repo "$state/git/fleet.git" --once --observer kube)
-"${reconcile[@]}" || true
+echo "==> caspian watch (log: $state/caspian.log; metrics: http://127.0.0.1:8080/metrics)"
 if ! { [ -f "$state/caspian.pid" ] && kill -0 "$(cat "$state/caspian.pid")" 2>/dev/null; }; then
-  nohup bash -c 'while :; do sleep 60; "$@" || true; done' _ "${reconcile[@]}" \
-    >>"$state/caspian.log" 2>&1 &
+  nohup "$caspian" watch --repo "$state/git/fleet.git" --observer kube \
+    --listen 127.0.0.1:8080 --interval 30 >>"$state/caspian.log" 2>&1 &
   echo $! >"$state/caspian.pid"
 fi
 

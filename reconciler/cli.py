@@ -241,6 +241,123 @@ def _report(outcome: reconciling.Outcome) -> None:
         click.echo(f"no change at {outcome.input_commit[:12]}: nothing committed")
 
 
+@main.command()
+@repo_option
+@branch_option
+@cache_option
+@observer_option
+@kubeconfig_option
+@click.option(
+    "--interval",
+    type=click.FloatRange(1),
+    default=60.0,
+    show_default=True,
+    help="Seconds between fetches (also woken at slot boundaries and by pushes).",
+)
+@click.option(
+    "--debounce",
+    type=click.FloatRange(0),
+    default=1.0,
+    show_default=True,
+    help="Seconds to wait after a push for more pushes before reconciling.",
+)
+@click.option(
+    "--listen",
+    default="127.0.0.1:8080",
+    show_default=True,
+    help="Address of /metrics, /healthz and POST /webhook.",
+)
+@click.option(
+    "--propose",
+    metavar="BRANCH",
+    help="Pull-request mode: push placements to BRANCH, not to the main branch.",
+)
+@click.option(
+    "--pr-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="With --propose: write the pull request's title and body here.",
+)
+@click.option(
+    "--forge",
+    type=click.Choice(["github", "gitea"]),
+    help="With --propose: open or update the pull request there (token in CASPIAN_FORGE_TOKEN).",
+)
+@click.option("--forge-url", help="The forge's API root, e.g. https://api.github.com.")
+@click.option("--forge-repo", metavar="OWNER/NAME")
+def watch(
+    url: str,
+    branch: str,
+    cache_dir: Path | None,
+    observer: str,
+    kubeconfig: str | None,
+    interval: float,
+    debounce: float,
+    listen: str,
+    propose: str | None,
+    pr_file: Path | None,
+    forge: str | None,
+    forge_url: str | None,
+    forge_repo: str | None,
+) -> None:
+    """Reconcile continuously: on pushes (webhook, or a local repo's refs), on a
+    timer, and at every slot boundary. SIGTERM finishes the current reconcile."""
+    import signal
+    import threading
+
+    from reconciler import serving
+    from reconciler.forge import Forge
+    from reconciler.watching import Watcher, WatchSettings
+
+    if propose == branch:
+        raise click.UsageError("--propose must name a branch other than the main one")
+    remote_forge = None
+    if forge:
+        token = os.environ.get("CASPIAN_FORGE_TOKEN")
+        if not (propose and forge_url and forge_repo and token):
+            raise click.UsageError(
+                "--forge needs --propose, --forge-url, --forge-repo and CASPIAN_FORGE_TOKEN"
+            )
+        remote_forge = Forge(kind=forge, url=forge_url, repo=forge_repo, token=token)
+    host, _, port = listen.rpartition(":")
+    try:
+        repo = FleetRepo(url, branch=branch, cache_dir=cache_dir)
+    except GitError as error:
+        raise click.ClickException(str(error)) from None
+    watcher = Watcher(
+        repo,
+        author=_author(),
+        observer=_observer(observer, kubeconfig),
+        settings=WatchSettings(
+            interval_s=interval,
+            debounce_s=debounce,
+            propose=propose,
+            pr_file=pr_file,
+            forge=remote_forge,
+        ),
+    )
+    server = serving.serve(
+        watcher,
+        host=host or "127.0.0.1",
+        port=int(port),
+        secret=os.environ.get("CASPIAN_WEBHOOK_SECRET"),
+    )
+    stop_refs = threading.Event()
+    if Path(url).is_dir():
+        from reconciler.localwatch import watch_refs
+
+        watch_refs(Path(url), on_change=watcher.trigger, stop=stop_refs)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: watcher.stop())
+    click.echo(
+        f"watching {redact(url)} ({branch}); http://{host}:{server.server_port}/metrics", err=True
+    )
+    try:
+        watcher.run()
+    finally:
+        stop_refs.set()
+        server.shutdown()
+
+
 @main.group()
 def carbon() -> None:
     """Grid carbon intensity: what the planner would see, and what fallback data costs."""
@@ -390,6 +507,24 @@ def bench_optimizer(
         import json
 
         click.echo(json.dumps(result, indent=2))
+
+
+@bench.command("loop")
+@click.option("--jobs", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--rounds", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--noop-jobs", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_loop(jobs: int, rounds: int, noop_jobs: int, as_json: bool) -> None:
+    """Push-to-placement latency with `watch` running, and the cost of a no-op."""
+    import json
+
+    from reconciler import benchloop
+
+    result = {
+        "latency": benchloop.latency(jobs=jobs, rounds=rounds),
+        "noop": benchloop.noop(jobs=noop_jobs, repeats=5),
+    }
+    click.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
 
 
 @main.command()

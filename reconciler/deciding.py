@@ -110,6 +110,7 @@ def decide(
         qos=qos,
         problems=fleet.problems,
         spokes=tuple(spoke.name for spoke in fleet.spokes),
+        retention=fleet.policy.spec.retention,
         carbon_sources={
             zone: forecasts[zone].provenance.describe()
             for zone in sorted(set(zones(fleet).values()))

@@ -61,3 +61,4 @@ class Decision(BaseModel):
     problems: tuple[Problem, ...]
     spokes: tuple[str, ...]
     carbon_sources: dict[str, str]
+    retention: timedelta = timedelta(hours=24)

@@ -119,6 +119,7 @@ class PolicySpec(Spec):
     defaults: JobDefaults = JobDefaults()
     weights: PolicyWeights = PolicyWeights()
     solver: SolverSpec = SolverSpec()
+    retention: Duration = timedelta(hours=24)  # finished Jobs stay in rendered/ this long
 
     @field_validator("slot")
     @classmethod

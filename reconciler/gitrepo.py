@@ -155,29 +155,56 @@ class FleetRepo:
         )
         return str(commit_id)
 
-    def push(self, commit: str) -> None:
-        """Fast-forward the remote branch to `commit`; RemoteMovedError when it moved
-        meanwhile, PushRejectedError when the server refused."""
-        self._refuse_checked_out_branch()
-        local = f"refs/caspian/push/{self.branch}"
+    def fetch_tip(self) -> str:
+        """Fetch, and return the remote branch's commit without reading its files."""
+        try:
+            self.repo.remotes["origin"].fetch(callbacks=_Callbacks())
+        except (pygit2.GitError, OSError) as error:
+            raise GitError(f"cannot fetch {redact(self.url)}: {redact(str(error))}") from None
+        ref = self.repo.references.get(f"refs/remotes/origin/{self.branch}")
+        if ref is None:
+            raise GitError(f"{redact(self.url)} has no branch {self.branch!r}")
+        return str(ref.target)
+
+    def remote_tree(self, branch: str) -> str | None:
+        """The tree of a remote branch as last fetched, or None if it has none."""
+        ref = self.repo.references.get(f"refs/remotes/origin/{branch}")
+        return None if ref is None else str(self.repo[ref.target].peel(pygit2.Commit).tree.id)
+
+    def tree_of(self, commit: str) -> str:
+        return str(self.repo[commit].peel(pygit2.Commit).tree.id)
+
+    def push(self, commit: str, *, branch: str | None = None) -> None:
+        """Fast-forward the remote `branch` (default: the main branch) to `commit`;
+        RemoteMovedError when it moved meanwhile, PushRejectedError when the server
+        refused. Only a proposal branch, never the main one, is force-pushed."""
+        branch = branch or self.branch
+        force = "+" if branch != self.branch else ""
+        if not force:
+            self._refuse_checked_out_branch()
+        local = f"refs/caspian/push/{branch}"
         self.repo.references.create(local, pygit2.Oid(hex=commit), force=True)
         callbacks = _Callbacks()
         try:
             self.repo.remotes["origin"].push(
-                [f"{local}:refs/heads/{self.branch}"], callbacks=callbacks
+                [f"{force}{local}:refs/heads/{branch}"], callbacks=callbacks
             )
         except pygit2.GitError as error:
-            text = redact(str(error))
-            if self._remote_moved_from(self.repo[commit].peel(pygit2.Commit).parent_ids[0]):
-                raise RemoteMovedError(f"{redact(self.url)} moved on: {text}") from None
-            raise GitError(f"cannot push to {redact(self.url)}: {text}") from None
+            self._raise_refusal(commit, redact(str(error)))
         if callbacks.refused:
-            raise PushRejectedError(
-                f"{redact(self.url)} refused the push: {'; '.join(callbacks.refused)}"
-            )
+            self._raise_refusal(commit, "; ".join(callbacks.refused))
         self.repo.references.create(
-            f"refs/remotes/origin/{self.branch}", pygit2.Oid(hex=commit), force=True
+            f"refs/remotes/origin/{branch}", pygit2.Oid(hex=commit), force=True
         )
+
+    def _raise_refusal(self, commit: str, text: str) -> None:
+        """A push did not land: because someone pushed first (decide again), or
+        because the server refused (final). libgit2's words for the first vary by
+        transport, so ask the remote where its branch is now."""
+        parent = self.repo[commit].peel(pygit2.Commit).parent_ids[0]
+        if self._remote_moved_from(parent):
+            raise RemoteMovedError(f"{redact(self.url)} moved on: {text}")
+        raise PushRejectedError(f"{redact(self.url)} refused the push: {text}")
 
     def _remote_moved_from(self, parent: pygit2.Oid) -> bool:
         """Whether the remote branch is no longer at `parent` (libgit2's words for a
@@ -287,3 +314,27 @@ def create_bare_repo(
     tree = index.write_tree(repo)
     signature = pygit2.Signature(author.name, author.email)
     return str(repo.create_commit(f"refs/heads/{branch}", signature, signature, message, tree, []))
+
+
+def commit_to_bare(
+    path: Path, *, files: Mapping[str, bytes], message: str, author: Identity, branch: str = "main"
+) -> str:
+    """Add or replace `files` on `branch` of the bare repo at `path`, as a user's
+    push would land (used by the benchmarks)."""
+    repo = pygit2.Repository(str(path))
+    parent = repo.references[f"refs/heads/{branch}"].peel(pygit2.Commit)
+    index = pygit2.Index()
+    index.read_tree(parent.tree)
+    for name, data in sorted(files.items()):
+        index.add(pygit2.IndexEntry(name, repo.create_blob(data), FileMode.BLOB))
+    signature = pygit2.Signature(author.name, author.email)
+    return str(
+        repo.create_commit(
+            f"refs/heads/{branch}",
+            signature,
+            signature,
+            message,
+            index.write_tree(repo),
+            [parent.id],
+        )
+    )

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from carbon import IntensitySeries
 
@@ -34,3 +34,31 @@ def record_carbon(zone: str, series: IntensitySeries) -> None:
 SPOKE_UP = Gauge(
     "caspian_spoke_up", "1 when the spoke's API server answered the last observation", ["spoke"]
 )
+RECONCILES = Counter("caspian_reconcile_total", "Reconciles by result", ["result"])
+RECONCILE_SECONDS = Histogram(
+    "caspian_reconcile_duration_seconds",
+    "Wall time of a reconcile, fetch to push",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+)
+SOLVE_SECONDS = Histogram(
+    "caspian_solve_duration_seconds",
+    "Wall time of decide (the optimizer included)",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+)
+JOBS = Gauge("caspian_jobs", "Jobs in the ledger by phase", ["phase"])
+PLANNED_GRAMS = Gauge("caspian_planned_emissions_grams", "Estimated gCO2 of placed jobs")
+BASELINE_GRAMS = Gauge("caspian_baseline_emissions_grams", "gCO2 of the same jobs under qos")
+PUSH_RETRIES = Counter("caspian_push_retries_total", "Pushes repeated because the remote moved")
+COMMITS = Counter("caspian_commits_total", "Placement commits pushed", ["branch"])
+
+
+def record_ledger(phases: dict[str, int], *, planned: float, baseline: float) -> None:
+    for phase, count in phases.items():
+        JOBS.labels(phase=phase).set(count)
+    PLANNED_GRAMS.set(planned)
+    BASELINE_GRAMS.set(baseline)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The /metrics body and its content type."""
+    return generate_latest(), CONTENT_TYPE_LATEST

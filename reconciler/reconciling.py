@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,13 +84,51 @@ def reconcile_once(
         except RemoteMovedError as moved:
             if attempt == attempts:
                 raise
+            metrics.PUSH_RETRIES.inc()
             delay = backoff_s * 2 ** (attempt - 1)
             log.warning("%s; deciding again on the new tip in %.1fs", moved, delay)
             sleep(delay)
             continue
         log.info("pushed %s: %s", commit[:12], outcome.message.splitlines()[0])
+        metrics.COMMITS.labels(branch=repo.branch).inc()
         return outcome.model_copy(update={"commit": commit, "push_attempts": attempt})
     raise AssertionError("unreachable")
+
+
+def propose_once(
+    repo: FleetRepo,
+    *,
+    branch: str,
+    now: datetime,
+    author: Identity,
+    observer: Observer | None = None,
+) -> Outcome:
+    """Like reconcile_once, but the placement commit goes to the proposal `branch`
+    (built on the main branch's tip) for review as a pull request. Pushed only when
+    its tree differs from the branch's, so re-running changes nothing."""
+    outcome = _decide_on(repo.fetch(), now=now, observer=observer or DeclaredCapacity())
+    if not outcome.changes:
+        return outcome
+    commit = repo.commit(
+        parent=outcome.input_commit,
+        files=outcome.files,
+        owned=OWNED_PREFIXES,
+        message=outcome.message,
+        author=author,
+        now=now,
+    )
+    if commit is None or repo.remote_tree(branch) == repo.tree_of(commit):
+        return outcome
+    repo.push(commit, branch=branch)
+    metrics.COMMITS.labels(branch=branch).inc()
+    return outcome.model_copy(update={"commit": commit, "push_attempts": 1})
+
+
+def pull_request(outcome: Outcome) -> tuple[str, str]:
+    """Title and markdown body of the pull request for a proposal."""
+    subject, _, body = outcome.message.partition("\n\n")
+    text, _, trailers = body.rstrip().rpartition("\n\n")
+    return subject, f"{text}\n\n```\n{trailers}\n```\n"
 
 
 def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outcome:
@@ -98,12 +137,16 @@ def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outc
     for problem in fleet.problems:
         log.warning("skipping %s", problem.line())
     previous = ledger.parse(snapshot.files.get(ledger.LEDGER_PATH))
-    decision = deciding.decide(
-        fleet=fleet,
-        ledger=previous,
-        spokes=observer.observe(fleet),
-        forecasts=fetch_forecasts(fleet, now=now),
-        now=now,
+    spokes, forecasts = observer.observe(fleet), fetch_forecasts(fleet, now=now)
+    with metrics.SOLVE_SECONDS.time():
+        decision = deciding.decide(
+            fleet=fleet, ledger=previous, spokes=spokes, forecasts=forecasts, now=now
+        )
+    estimated, baseline, _ = messages.savings(decision.ledger)
+    metrics.record_ledger(
+        dict(Counter(e.phase.value for e in decision.ledger.entries)),
+        planned=estimated,
+        baseline=baseline,
     )
     files = render(decision, previous=snapshot.files)
     changes = diff(snapshot.files, files)

@@ -1,0 +1,161 @@
+"""`caspian bench loop`: how long from a push of a new AppWrapper to its placement
+commit on the remote, with the watch loop running; and what a no-op costs."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reconciler import ledger, templates
+from reconciler.gitrepo import FleetRepo, Identity, commit_to_bare, create_bare_repo
+from reconciler.localwatch import watch_refs
+from reconciler.observing import DeclaredCapacity
+from reconciler.watching import Watcher, WatchSettings
+
+USER = Identity(name="Bench User", email="bench@example.invalid")
+
+
+def appwrapper(name: str, *, cpu: int) -> bytes:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "workload.codeflare.dev/v1beta2",
+            "kind": "AppWrapper",
+            "metadata": {
+                "name": name,
+                "annotations": {
+                    "caspian.dev/duration": "45m",
+                    "caspian.dev/complete-within": "20h",
+                },
+            },
+            "spec": {
+                "components": [
+                    {
+                        "template": {
+                            "apiVersion": "batch/v1",
+                            "kind": "Job",
+                            "spec": {
+                                "template": {
+                                    "spec": {
+                                        "restartPolicy": "Never",
+                                        "containers": [
+                                            {
+                                                "name": "main",
+                                                "image": "python:3.12-slim",
+                                                "resources": {
+                                                    "requests": {
+                                                        "cpu": str(cpu),
+                                                        "memory": f"{cpu}Gi",
+                                                    }
+                                                },
+                                            }
+                                        ],
+                                    }
+                                }
+                            },
+                        }
+                    }
+                ]
+            },
+        },
+        sort_keys=False,
+    ).encode()
+
+
+def fleet(jobs: int) -> dict[str, bytes]:
+    files = {k: v for k, v in templates.template_files().items() if not k.startswith("jobs/")}
+    for i in range(jobs):
+        files[f"jobs/bench-{i:04d}.yaml"] = appwrapper(f"bench-{i:04d}", cpu=1 + i % 4)
+    return files
+
+
+def placed(name: str, mirror: FleetRepo) -> bool:
+    """Whether the remote's ledger has placed the AppWrapper `name` (any namespace)."""
+    snapshot = mirror.fetch()
+    entries = ledger.parse(snapshot.files.get(ledger.LEDGER_PATH)).entries
+    return any(
+        e.id.rsplit("/", 1)[-1] == name
+        and e.phase not in (ledger.Phase.PENDING, ledger.Phase.INVALID)
+        for e in entries
+    )
+
+
+def latency(*, jobs: int, rounds: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="caspian-bench-") as tmp:
+        remote = Path(tmp) / "fleet.git"
+        create_bare_repo(remote, files=fleet(jobs), message="bench fleet", author=USER)
+        watcher = Watcher(
+            FleetRepo(str(remote), cache_dir=Path(tmp) / "m.git"),
+            author=Identity(),
+            observer=DeclaredCapacity(),
+            settings=WatchSettings(interval_s=60, debounce_s=0.2),
+        )
+        stop = threading.Event()
+        watch_refs(remote, on_change=watcher.trigger, stop=stop)
+        runner = threading.Thread(target=watcher.run, daemon=True)
+        runner.start()
+        probe = FleetRepo(str(remote), cache_dir=Path(tmp) / "probe.git")
+        while watcher.status.result == "starting":
+            time.sleep(0.05)
+        results = []
+        for r in range(rounds):
+            name = f"pushed-{r:03d}"
+            started = time.monotonic()
+            commit_to_bare(
+                remote,
+                files={f"jobs/{name}.yaml": appwrapper(name, cpu=2)},
+                message=f"add {name}",
+                author=USER,
+            )
+            while not placed(name, probe):
+                if time.monotonic() - started > 120:
+                    break
+                time.sleep(0.05)
+            results.append(time.monotonic() - started)
+        watcher.stop()
+        stop.set()
+        runner.join(timeout=120)
+    return {
+        "jobs": jobs,
+        "rounds": rounds,
+        "push_to_placement_s": [round(x, 3) for x in results],
+        "p50_s": round(statistics.median(results), 3),
+        "p90_s": round(sorted(results)[max(0, int(0.9 * len(results)) - 1)], 3),
+        "max_s": round(max(results), 3),
+    }
+
+
+def noop(*, jobs: int, repeats: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="caspian-bench-") as tmp:
+        remote = Path(tmp) / "fleet.git"
+        create_bare_repo(remote, files=fleet(jobs), message="bench fleet", author=USER)
+        watcher = Watcher(
+            FleetRepo(str(remote), cache_dir=Path(tmp) / "m.git"),
+            author=Identity(),
+            observer=DeclaredCapacity(),
+            settings=WatchSettings(),
+        )
+        started = time.monotonic()
+        first = watcher.reconcile()
+        first_s = time.monotonic() - started
+        before = FleetRepo(str(remote), cache_dir=Path(tmp) / "p.git").fetch_tip()
+        costs = []
+        for _ in range(repeats):
+            started = time.monotonic()
+            status = watcher.reconcile()
+            costs.append(time.monotonic() - started)
+            assert status.commit is None
+        after = FleetRepo(str(remote), cache_dir=Path(tmp) / "p.git").fetch_tip()
+    return {
+        "jobs": jobs,
+        "first_reconcile_s": round(first_s, 3),
+        "first_result": first.result,
+        "noop_s": [round(x, 4) for x in costs],
+        "noop_p50_s": round(statistics.median(costs), 4),
+        "noop_committed": before != after,
+    }

@@ -1,0 +1,78 @@
+"""The HTTP side of `caspian watch`: /metrics, /healthz and a push webhook
+(GitHub and Gitea payloads, optionally signed with a shared secret)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from reconciler import metrics
+from reconciler.watching import Watcher
+
+MAX_BODY = 5 * 2**20
+
+
+def serve(watcher: Watcher, *, host: str, port: int, secret: str | None) -> ThreadingHTTPServer:
+    """Start serving in a daemon thread; `.shutdown()` the result to stop."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/metrics":
+                body, content_type = metrics.exposition()
+                self._reply(200, body, content_type)
+            elif self.path == "/healthz":
+                status = watcher.status
+                code = 503 if status.result in ("error", "invalid") else 200
+                self._reply(code, status.model_dump_json().encode(), "application/json")
+            else:
+                self._reply(404, b"not found\n")
+
+        def do_POST(self) -> None:
+            if self.path != "/webhook":
+                self._reply(404, b"not found\n")
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                self._reply(413, b"too large\n")
+                return
+            body = self.rfile.read(length)
+            if secret is not None and not _signed(body, self.headers, secret):
+                self._reply(401, b"bad signature\n")
+                return
+            try:
+                payload: Any = json.loads(body or b"{}")
+            except json.JSONDecodeError:
+                self._reply(400, b"not JSON\n")
+                return
+            ref = payload.get("ref") if isinstance(payload, dict) else None
+            if ref is not None and ref != f"refs/heads/{watcher.repo.branch}":
+                self._reply(202, b"ignored: another branch\n")
+                return
+            watcher.trigger(f"webhook ({ref or 'no ref'})")
+            self._reply(202, b"queued\n")
+
+        def _reply(self, code: int, body: bytes, content_type: str = "text/plain") -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _signed(body: bytes, headers: Any, secret: str) -> bool:
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    github = headers.get("X-Hub-Signature-256", "")
+    gitea = headers.get("X-Gitea-Signature", "")
+    return hmac.compare_digest(github, f"sha256={expected}") or hmac.compare_digest(gitea, expected)

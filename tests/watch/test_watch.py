@@ -1,0 +1,328 @@
+"""`caspian watch` against real git over the network: users push while it runs."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+
+import pygit2
+import pytest
+import yaml
+
+from reconciler.gitrepo import FleetRepo
+from reconciler.observing import DeclaredCapacity
+from reconciler.serving import serve
+from reconciler.watching import Watcher, WatchSettings
+from tests import gitutil
+from tests.conftest import BOT, NOW
+from tests.fleet.helpers import appwrapper
+from tests.gitdaemon import GIT, free_port, git_daemon
+
+pytestmark = pytest.mark.skipif(GIT is None, reason="git is not installed")
+
+
+def run_git(*args: str, cwd: Path) -> str:
+    env = {
+        "GIT_AUTHOR_NAME": "u",
+        "GIT_AUTHOR_EMAIL": "u@example.invalid",
+        "GIT_COMMITTER_NAME": "u",
+        "GIT_COMMITTER_EMAIL": "u@example.invalid",
+        "HOME": str(cwd),
+        "PATH": "/usr/bin:/bin",
+    }
+    return subprocess.run(
+        [GIT, *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def user_push(clone: Path, files: dict[str, str], message: str) -> str:
+    """Commit in a user's clone and push, pulling first if the remote moved."""
+    for path, text in files.items():
+        (clone / path).parent.mkdir(parents=True, exist_ok=True)
+        (clone / path).write_text(text)
+    run_git("add", "-A", cwd=clone)
+    run_git("commit", "-q", "-m", message, cwd=clone)
+    for _ in range(20):
+        try:
+            run_git("push", "-q", "origin", "HEAD:main", cwd=clone)
+            return run_git("rev-parse", "HEAD", cwd=clone).strip()
+        except subprocess.CalledProcessError:
+            run_git("pull", "-q", "--rebase", "origin", "main", cwd=clone)
+    raise AssertionError("could not push")
+
+
+def wait_for(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return True
+        except KeyError:  # nothing placed yet
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def watcher_for(url: str, tmp_path: Path, **settings) -> Watcher:
+    clock_start = time.monotonic()
+    return Watcher(
+        FleetRepo(url, cache_dir=tmp_path / "mirror.git"),
+        author=BOT,
+        observer=DeclaredCapacity(),
+        settings=WatchSettings(**{"interval_s": 0.3, "debounce_s": 0.1, **settings}),
+        clock=lambda: NOW + timedelta(seconds=time.monotonic() - clock_start),
+    )
+
+
+def test_pushes_while_watching_are_all_kept_and_each_job_placed_once(remote, tmp_path) -> None:
+    with git_daemon(remote.parent) as base:
+        url = base + remote.name
+        clone = tmp_path / "user"
+        run_git("clone", "-q", url, str(clone), cwd=tmp_path)
+        watcher = watcher_for(url, tmp_path)
+        thread = threading.Thread(target=watcher.run, daemon=True)
+        thread.start()
+        other = tmp_path / "other"
+        run_git("clone", "-q", url, str(other), cwd=tmp_path)
+        pushed, noise = [], []
+
+        def chatter() -> None:  # unrelated commits racing Caspian's pushes
+            for i in range(6):
+                noise.append(user_push(other, {f"docs/note-{i}.md": f"{i}\n"}, f"note {i}"))
+                time.sleep(0.15)
+
+        racer = threading.Thread(target=chatter)
+        racer.start()
+        for i in range(4):
+            pushed.append(
+                user_push(
+                    clone, {f"jobs/extra-{i}.yaml": appwrapper(f"extra-{i}")}, f"add extra-{i}"
+                )
+            )
+            time.sleep(0.2)
+        racer.join()
+        assert wait_for(lambda: all(f"batch/extra-{i}" in gitutil.ledger(remote) for i in range(4)))
+        assert wait_for(lambda: watcher.status.result.startswith(("unchanged", "skipped")))
+        watcher.stop()
+        thread.join(timeout=30)
+    history = gitutil.history(remote)
+    assert all(commit in history for commit in pushed + noise)
+    ledger = gitutil.ledger(remote)
+    assert len(ledger) == 14
+    rendered = [p for p in gitutil.files(remote, "rendered/") if "/batch." in p or "/media." in p]
+    names = [p.rsplit("/", 1)[1] for p in rendered]
+    assert len(names) == len(set(names)) == 14  # each job in exactly one spoke
+    _no_job_dispatched_twice(remote)
+
+
+def _no_job_dispatched_twice(remote: Path) -> None:
+    """Along history, once a job is Dispatched its spoke and start never change."""
+    repo = pygit2.Repository(str(remote))
+    fixed: dict[str, tuple[str, str]] = {}
+    for commit in reversed(
+        list(
+            repo.walk(repo.references["refs/heads/main"].target, pygit2.enums.SortMode.TOPOLOGICAL)
+        )
+    ):
+        try:
+            raw = repo[commit.tree["status/placements.yaml"].id].data
+        except KeyError:
+            continue
+        for entry in yaml.safe_load(raw)["entries"]:
+            if entry.get("phase") == "Dispatched":
+                place = (entry["spoke"], entry["plannedStart"])
+                assert fixed.setdefault(entry["id"], place) == place, entry["id"]
+
+
+def test_a_webhook_wakes_it_at_once(remote, tmp_path) -> None:
+    watcher = watcher_for(str(remote), tmp_path, interval_s=60.0)
+    server = serve(watcher, host="127.0.0.1", port=0, secret="hook-secret")
+    thread = threading.Thread(target=watcher.run, daemon=True)
+    thread.start()
+    try:
+        assert wait_for(lambda: watcher.status.result.startswith("committed"))
+        gitutil.user_commit(remote, {"jobs/late.yaml": appwrapper("late").encode()})
+        body = json.dumps({"ref": "refs/heads/main"}).encode()
+        url = f"http://127.0.0.1:{server.server_port}/webhook"
+        assert _post(url, body, "sha256=bad") == 401
+        assert (
+            _post(
+                url,
+                json.dumps({"ref": "refs/heads/other"}).encode(),
+                _sign(json.dumps({"ref": "refs/heads/other"}).encode()),
+            )
+            == 202
+        )
+        started = time.monotonic()
+        assert _post(url, body, _sign(body)) == 202
+        assert wait_for(lambda: "batch/late" in gitutil.ledger(remote), timeout=10)
+        assert time.monotonic() - started < 10
+        health = urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/healthz")
+        assert json.loads(health.read())["result"] != "error"
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/metrics").read()
+        assert b'caspian_reconcile_total{result="committed"}' in metrics
+        assert b"caspian_planned_emissions_grams" in metrics
+    finally:
+        watcher.stop()
+        thread.join(timeout=30)
+        server.shutdown()
+
+
+def _sign(body: bytes) -> str:
+    return "sha256=" + hmac.new(b"hook-secret", body, hashlib.sha256).hexdigest()
+
+
+def _post(url: str, body: bytes, signature: str) -> int:
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"X-Hub-Signature-256": signature}
+    )
+    try:
+        return urllib.request.urlopen(request).status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_an_unchanged_tip_in_the_same_slot_is_skipped(remote, tmp_path) -> None:
+    watcher = watcher_for(str(remote), tmp_path)
+    assert watcher.reconcile().result.startswith("committed")
+    assert watcher.reconcile().result == "skipped"
+    gitutil.user_commit(remote, {"docs/readme.md": b"hello\n"})
+    assert watcher.reconcile().result.startswith("unchanged")
+
+
+def test_sigterm_finishes_and_exits_cleanly(remote, tmp_path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "caspian"),
+            "watch",
+            "--repo",
+            str(remote),
+            "--cache-dir",
+            str(tmp_path / "m.git"),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--interval",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={"XDG_CACHE_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    try:
+
+        def healthy() -> bool:
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
+                return json.loads(body)["result"].startswith("committed")
+            except (OSError, ValueError):
+                return False
+
+        assert wait_for(healthy, timeout=60)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+class PullRequests:
+    """A forge stand-in for GitHub's pulls API."""
+
+    def __init__(self) -> None:
+        self.pulls: list[dict] = []
+        self.posts = 0
+        self.patches = 0
+
+    def __call__(self, seen, method, body):
+        if method == "GET":
+            return 200, [p for p in self.pulls if p["state"] == "open"]
+        if method == "POST":
+            self.posts += 1
+            pull = {
+                "number": len(self.pulls) + 1,
+                "state": "open",
+                **body,
+                "head": {"ref": body["head"]},
+            }
+            self.pulls.append(pull)
+            return 201, pull
+        self.patches += 1
+        number = int(seen.path.rsplit("/", 1)[1])
+        self.pulls[number - 1].update(body)
+        return 200, self.pulls[number - 1]
+
+
+def test_proposals_open_one_pull_request_and_a_merged_plan_commits_nothing(remote, tmp_path):
+    from reconciler.forge import Forge
+    from tests.fakeforge import serve_forge
+
+    api = PullRequests()
+    with serve_forge(api) as forge_url:
+        forge = Forge(kind="github", url=forge_url, repo="fleet/jobs", token="forge-token")
+        watcher = watcher_for(
+            str(remote),
+            tmp_path,
+            propose="caspian/placement",
+            pr_file=tmp_path / "pr.md",
+            forge=forge,
+        )
+        main_before = gitutil.head(remote)
+        assert watcher.reconcile().result.startswith("committed")
+        assert gitutil.head(remote) == main_before  # main untouched
+        watcher._seen = None
+        watcher.reconcile()  # the same proposal again: no push, no new pull request
+        assert api.posts == 1 and len(api.pulls) == 1
+        assert (tmp_path / "pr.md").read_text().startswith("# place: ")
+        # the team merges the pull request (fast-forward)
+        repo = pygit2.Repository(str(remote))
+        proposal = repo.references["refs/heads/caspian/placement"].target
+        repo.references["refs/heads/main"].set_target(proposal)
+        watcher._seen = None
+        assert watcher.reconcile().result.startswith("unchanged")
+        assert gitutil.head(remote) == str(proposal)
+        assert api.posts == 1
+
+
+def test_finished_jobs_leave_rendered_after_the_retention(remote, tmp_path) -> None:
+    from reconciler.templates import template_files
+    from tests.reconcile.test_lifecycle import entries, step
+
+    decision, files = step(template_files(), now=NOW)
+    done = next(e for e in entries(decision).values() if e.phase == "Dispatched")
+    _, files = step(
+        files,
+        now=NOW + timedelta(minutes=20),
+        states={done.spoke: {"jobs": {done.job_name: "Succeeded"}}},
+    )
+    path = f"rendered/{done.spoke}/batch.{done.job_name}.yaml"
+    assert path in files
+    later, _ = step(files, now=done.planned_end + timedelta(hours=25))
+    assert path not in render_paths(later)
+    assert entries(later)[done.id].phase == "Succeeded"  # the ledger keeps the record
+
+
+def render_paths(decision) -> set[str]:
+    from reconciler.rendering import render
+
+    return set(render(decision, previous={}))
+
+
+def test_the_loop_benchmark_measures_latency_and_a_free_noop() -> None:
+    from reconciler import benchloop
+
+    latency = benchloop.latency(jobs=12, rounds=2)
+    assert len(latency["push_to_placement_s"]) == 2 and latency["max_s"] < 60
+    noop = benchloop.noop(jobs=15, repeats=2)
+    assert noop["first_result"].startswith("committed") and noop["noop_committed"] is False
+    assert noop["noop_p50_s"] < 1.0
