@@ -36,50 +36,24 @@ class LiveSource:
         self, *, start: datetime, slot_seconds: int, slots: int, now: datetime
     ) -> IntensitySeries:
         cached = self.cache.load(self.key)
+        window = (start, slot_seconds, slots)
         if cached is not None and now - cached[0] < self.fresh_for:
-            return self._build(
-                cached[1],
-                cached[2],
-                start,
-                slot_seconds,
-                slots,
-                now,
-                origin="cache",
-                fetched_at=cached[0],
-                stale=False,
-                why="",
-            )
+            return self._build(cached, window, origin="cache", stale=False, why="")
         try:
             forecast, history = self.client.fetch(now=now)
             forecast, history = sane(forecast), sane(history)
             if not forecast and not history:
                 raise ProviderError(f"{self.client.name}: no usable values", retry=True)
             self.cache.save(self.key, fetched_at=now, forecast=forecast, history=history)
-            return self._build(
-                forecast,
-                history,
-                start,
-                slot_seconds,
-                slots,
-                now,
-                origin="live",
-                fetched_at=now,
-                stale=False,
-                why="",
-            )
+            return self._build((now, forecast, history), window, origin="live", stale=False, why="")
         except (ProviderError, ValueError) as error:
             why = str(error)
         if cached is not None:
             try:
                 return self._build(
-                    cached[1],
-                    cached[2],
-                    start,
-                    slot_seconds,
-                    slots,
-                    now,
+                    cached,
+                    window,
                     origin="cache",
-                    fetched_at=cached[0],
                     stale=True,
                     why=f"{why}; cache from {cached[0].isoformat()}",
                 )
@@ -99,18 +73,15 @@ class LiveSource:
 
     def _build(
         self,
-        forecast: list[Point],
-        history: list[Point],
-        start: datetime,
-        slot_seconds: int,
-        slots: int,
-        now: datetime,
+        data: tuple[datetime, list[Point], list[Point]],
+        window: tuple[datetime, int, int],
         *,
         origin: str,
-        fetched_at: datetime,
         stale: bool,
         why: str,
     ) -> IntensitySeries:
+        fetched_at, forecast, history = data
+        start, slot_seconds, slots = window
         values, coverage = assemble(
             forecast=forecast, history=history, start=start, slot_seconds=slot_seconds, slots=slots
         )

@@ -451,6 +451,112 @@ def carbon_backtest(zone: str, days: int, start_day: int, signal: str, as_json: 
     )
 
 
+@main.command()
+@click.option(
+    "--scenario", type=click.Choice(["caspian-4"]), default="caspian-4", show_default=True
+)
+@click.option(
+    "--start",
+    "start_day",
+    default="2023-03-01",
+    show_default=True,
+    help="First day of the replay, in 2023 (the embedded data).",
+)
+@click.option("--days", type=click.IntRange(1, 60), default=7, show_default=True)
+@click.option(
+    "--policy",
+    "chosen",
+    multiple=True,
+    type=click.Choice(["caspian", "qos", "greedy", "round-robin", "clairvoyant"]),
+    help="Repeat to choose; all five by default.",
+)
+@click.option(
+    "--forecast",
+    default="seasonal-naive",
+    show_default=True,
+    help="perfect, seasonal-naive or noisy:PCT (what caspian plans on).",
+)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option(
+    "--time-limit",
+    type=click.FloatRange(0.05),
+    default=0.5,
+    show_default=True,
+    help="Optimizer budget per re-plan, seconds.",
+)
+@click.option("--json", "as_json", is_flag=True)
+def simulate(
+    scenario: str,
+    start_day: str,
+    days: int,
+    chosen: tuple[str, ...],
+    forecast: str,
+    seed: int,
+    time_limit: float,
+    as_json: bool,
+) -> None:
+    """Replay a workload on the 2023 grid data and compare placement policies on
+    the same arrivals: carbon, deadlines met, waiting, decide time."""
+    import json
+
+    from optimizer import simulation
+
+    names = chosen or ("qos", "greedy", "round-robin", "caspian", "clairvoyant")
+    setup = simulation.SCENARIOS[scenario]
+    start = simulation.parse_start(start_day)
+    steps = days * 96 + 2 * 96
+    results = []
+    for name in names:
+        with click.progressbar(
+            length=steps,
+            label=f"{name:12}",
+            file=sys.stderr,
+            hidden=as_json or not sys.stderr.isatty(),
+        ) as bar:
+            results.append(
+                simulation.run(
+                    setup,
+                    policy=name,
+                    start=start,
+                    days=days,
+                    forecast=forecast,
+                    seed=seed,
+                    time_limit=time_limit,
+                    progress=bar.update,
+                )
+            )
+    results = simulation.compare(results)
+    summary = [r.model_dump(exclude={"starts"}) for r in results]
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "scenario": scenario,
+                    "start": start_day,
+                    "days": days,
+                    "forecast": forecast,
+                    "seed": seed,
+                    "policies": summary,
+                }
+            )
+        )
+        return
+    click.echo(f"{scenario}, {days} days from {start_day}, {forecast} forecasts, seed {seed}")
+    for r in results:
+        saved = "" if r.saved_vs_qos is None else f"{r.saved_vs_qos:6.1%}"
+        share = (
+            ""
+            if r.share_of_clairvoyant_savings is None
+            else (f"{r.share_of_clairvoyant_savings:6.1%}")
+        )
+        click.echo(
+            f"{r.policy:12} {r.kg_co2:9.1f} kg  saved {saved:>7}  of-limit {share:>7}  "
+            f"met {r.deadlines_met:6.1%}  end/deadline {r.mean_completion_over_deadline:.2f}  "
+            f"p95 wait {r.p95_wait_hours:4.1f} h  decide {r.mean_decide_s:.2f}/"
+            f"{r.max_decide_s:.2f} s"
+        )
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks that print JSON."""

@@ -112,17 +112,7 @@ class FleetRepo:
 
     def fetch(self) -> Snapshot:
         """Fetch the remote and read the fleet files at the tip of its branch."""
-        try:
-            self.repo.remotes["origin"].fetch(callbacks=_Callbacks())
-        except (pygit2.GitError, OSError) as error:
-            raise GitError(f"cannot fetch {redact(self.url)}: {redact(str(error))}") from None
-        ref = self.repo.references.get(f"refs/remotes/origin/{self.branch}")
-        if ref is None:
-            raise GitError(
-                f"{redact(self.url)} has no branch {self.branch!r}: push a fleet repo to it "
-                "first (`caspian init DIR` makes one)"
-            )
-        commit = self.repo[ref.target].peel(pygit2.Commit)
+        commit = self.repo[self.fetch_tip()].peel(pygit2.Commit)
         return Snapshot(commit=str(commit.id), files=_read_tree(self.repo, commit.tree))
 
     def commit(
@@ -163,7 +153,10 @@ class FleetRepo:
             raise GitError(f"cannot fetch {redact(self.url)}: {redact(str(error))}") from None
         ref = self.repo.references.get(f"refs/remotes/origin/{self.branch}")
         if ref is None:
-            raise GitError(f"{redact(self.url)} has no branch {self.branch!r}")
+            raise GitError(
+                f"{redact(self.url)} has no branch {self.branch!r}: push a fleet repo to it "
+                "first (`caspian init DIR` makes one)"
+            )
         return str(ref.target)
 
     def remote_tree(self, branch: str) -> str | None:

@@ -69,14 +69,7 @@ def reconcile_once(
         if not outcome.changes:
             log.info("no change at %s: nothing to commit", outcome.input_commit[:12])
             return outcome
-        commit = repo.commit(
-            parent=outcome.input_commit,
-            files=outcome.files,
-            owned=OWNED_PREFIXES,
-            message=outcome.message,
-            author=author,
-            now=now,
-        )
+        commit = _commit(repo, outcome, author=author, now=now)
         if commit is None:
             return outcome
         try:
@@ -109,7 +102,17 @@ def propose_once(
     outcome = _decide_on(repo.fetch(), now=now, observer=observer or DeclaredCapacity())
     if not outcome.changes:
         return outcome
-    commit = repo.commit(
+    commit = _commit(repo, outcome, author=author, now=now)
+    if commit is None or repo.remote_tree(branch) == repo.tree_of(commit):
+        return outcome
+    repo.push(commit, branch=branch)
+    metrics.COMMITS.labels(branch=branch).inc()
+    return outcome.model_copy(update={"commit": commit, "push_attempts": 1})
+
+
+def _commit(repo: FleetRepo, outcome: Outcome, *, author: Identity, now: datetime) -> str | None:
+    """The placement commit on exactly the commit that was read (None: no change)."""
+    return repo.commit(
         parent=outcome.input_commit,
         files=outcome.files,
         owned=OWNED_PREFIXES,
@@ -117,11 +120,6 @@ def propose_once(
         author=author,
         now=now,
     )
-    if commit is None or repo.remote_tree(branch) == repo.tree_of(commit):
-        return outcome
-    repo.push(commit, branch=branch)
-    metrics.COMMITS.labels(branch=branch).inc()
-    return outcome.model_copy(update={"commit": commit, "push_attempts": 1})
 
 
 def pull_request(outcome: Outcome) -> tuple[str, str]:
