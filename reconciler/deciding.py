@@ -53,19 +53,15 @@ def decide(
     valid = {job.id: job for job in fleet.jobs}
 
     kept, held = _entries_without_valid_job(ledger, valid, broken_files, now=now)
+    prevs = {job.id: _same_job(previous.get(job.id), job, spokes) for job in fleet.jobs}
     finished = {
-        job.id: phase
-        for job in fleet.jobs
-        if (phase := _finished(_same_job(previous.get(job.id), job, spokes), spokes))
+        job_id: phase for job_id, prev in prevs.items() if (phase := _finished(prev, spokes))
     }
-    opt_jobs = []
-    for job in fleet.jobs:
-        prev = _same_job(previous.get(job.id), job, spokes)
-        if job.id in finished:
-            continue
-        opt_jobs.append(
-            _optimizer_job(job, prev, fleet=fleet, spokes=spokes, horizon=horizon, now=now)
-        )
+    opt_jobs = [
+        _optimizer_job(job, prevs[job.id], fleet=fleet, spokes=spokes, horizon=horizon, now=now)
+        for job in fleet.jobs
+        if job.id not in finished
+    ]
     opt_jobs.extend(_held_as_fixed(held, horizon))
 
     instance = Instance(
@@ -82,7 +78,7 @@ def decide(
 
     entries = list(kept) + list(held)
     for job in fleet.jobs:
-        prev = _same_job(previous.get(job.id), job, spokes)
+        prev = prevs[job.id]
         if job.id in finished:
             entries.append(prev.model_copy(update={"phase": finished[job.id]}))
             continue
