@@ -90,7 +90,10 @@ def solve(
     in_master[ranked[rank < initial_per_job]] = True
     in_master[seed_columns] = True
 
-    best_bound, best_prices = -np.inf, np.zeros(free.shape)
+    # No prices at all is already a valid bound (every job at its cheapest column):
+    # a first master with few columns can have wild duals that do worse.
+    best_prices = np.zeros(free.shape)
+    best_bound, _, _ = pricing.evaluate(best_prices)
     weight = np.zeros(columns.size)
     rounds, lp_optimal = 0, False
     while time.monotonic() < deadline:
