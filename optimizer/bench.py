@@ -80,6 +80,8 @@ def run(
         "gap_vs_dual_bound": None if plan.bound is None else round(gap(plan.bound), 5),
         "lagrangian_bound_after_lp": None if lp_value is None else round(lp_value, 2),
         "solver_status": plan.solver_status,
+        "dual_rounds": stats.dual_rounds,
+        "lns_improvements": stats.lns_improvements,
         "method": plan.method,
         "greedy_carbon_g": round(greedy.carbon_g, 2),
         "greedy_objective": round(greedy.objective, 2),

@@ -65,7 +65,7 @@ def greedy(columns: Columns, free: np.ndarray) -> np.ndarray:
     return construct(columns, free, order=np.array(order, dtype=np.int64), score=columns.cost)
 
 
-def tight_first(columns: Columns, free: np.ndarray, score: np.ndarray | None = None) -> np.ndarray:
+def tight_first(columns: Columns, free: np.ndarray) -> np.ndarray:
     """Least slack first, larger first among equals: jobs with no room to move get
     capacity before flexible ones take the clean hours."""
     slack = [
@@ -77,7 +77,7 @@ def tight_first(columns: Columns, free: np.ndarray, score: np.ndarray | None = N
         for i, job in enumerate(columns.jobs)
     ]
     order = np.array(sorted(range(len(slack)), key=slack.__getitem__), dtype=np.int64)
-    return construct(columns, free, order=order, score=columns.cost if score is None else score)
+    return construct(columns, free, order=order, score=columns.cost)
 
 
 def qos(columns: Columns, free: np.ndarray) -> np.ndarray:

@@ -85,17 +85,11 @@ def _word(status: str) -> str:
 
 def relaxation(model: Model, *, time_limit: float) -> tuple[str, float, np.ndarray, np.ndarray]:
     """The LP relaxation by interior point without crossover (this LP is too
-    degenerate for simplex at fleet scale): (status, objective, row duals, column
-    values). The
+    degenerate for simplex at fleet scale): (status, objective, row duals). The
     duals need not be exact: any prices >= 0 give a valid Lagrangian bound."""
     options = {"time_limit": float(max(time_limit, 0.01)), "solver": "ipm", "run_crossover": "off"}
     h = _load(model, integer=False, options=options)
     h.run()
     status = _word(h.modelStatusToString(h.getModelStatus()))
-    solution = h.getSolution()
-    return (
-        status,
-        float(h.getInfo().objective_function_value),
-        np.asarray(solution.row_dual),
-        np.asarray(solution.col_value),
-    )
+    row_duals = np.asarray(h.getSolution().row_dual)
+    return status, float(h.getInfo().objective_function_value), row_duals

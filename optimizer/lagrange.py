@@ -34,11 +34,8 @@ class Dual:
     bound: float  # best proven lower bound on the objective
     prices: np.ndarray  # (spokes, resources, slots), in scaled units
     reduced: np.ndarray  # reduced cost of every column at `prices`
-    reduced_defer: np.ndarray  # reduced cost of deferring each job
     rounds: int
     lp_optimal: bool  # no column was left to add: `bound` is the full LP bound
-    master: np.ndarray  # the columns the LP ended with (nearly all it needs)
-    weight: np.ndarray  # each column's value in the last LP solution (0 outside it)
 
 
 class Pricing:
@@ -94,21 +91,18 @@ def solve(
     # a first master with few columns can have wild duals that do worse.
     best_prices = np.zeros(free.shape)
     best_bound, _, _ = pricing.evaluate(best_prices)
-    weight = np.zeros(columns.size)
     rounds, lp_optimal = 0, False
     while time.monotonic() < deadline:
         rounds += 1
         # Rebuilt each round: HiGHS solves it from scratch (with presolve) faster
         # than it re-solves a grown model from the old basis.
         master = mip.build(columns, free, np.flatnonzero(in_master))
-        status, _, duals, values = relaxation(master, time_limit=deadline - time.monotonic())
+        status, _, duals = relaxation(master, time_limit=deadline - time.monotonic())
         # Interior point without crossover says "unknown" when it converged; any
         # prices >= 0 still give a valid bound, so only a failure stops the loop.
         if status not in ("optimal", "unknown"):
             break
         prices = master.prices(duals, free.shape)
-        weight = np.zeros(columns.size)
-        weight[master.keep] = values[: master.keep.size]
         bound, priced, _ = pricing.evaluate(prices)
         if bound > best_bound:
             best_bound, best_prices = bound, prices
@@ -129,9 +123,6 @@ def solve(
         bound=bound,
         prices=best_prices,
         reduced=priced - job_min[columns.cj],
-        reduced_defer=columns.defer - job_min,
         rounds=rounds,
         lp_optimal=lp_optimal,
-        master=np.flatnonzero(in_master),
-        weight=weight,
     )

@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -44,7 +44,6 @@ class Stats:
     dual_rounds: int = 0
     dual_bound: float | None = None
     lns_improvements: int = 0
-    steps: list[str] = field(default_factory=list)
 
 
 @dataclass

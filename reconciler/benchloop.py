@@ -85,15 +85,23 @@ def placed(name: str, mirror: FleetRepo) -> bool:
     )
 
 
+def watched_fleet(tmp: str, *, jobs: int, settings: WatchSettings) -> tuple[Path, Watcher]:
+    """A bare fleet repo of `jobs` AppWrappers in `tmp`, and a watcher on it."""
+    remote = Path(tmp) / "fleet.git"
+    create_bare_repo(remote, files=fleet(jobs), message="bench fleet", author=USER)
+    watcher = Watcher(
+        FleetRepo(str(remote), cache_dir=Path(tmp) / "m.git"),
+        author=Identity(),
+        observer=DeclaredCapacity(),
+        settings=settings,
+    )
+    return remote, watcher
+
+
 def latency(*, jobs: int, rounds: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="caspian-bench-") as tmp:
-        remote = Path(tmp) / "fleet.git"
-        create_bare_repo(remote, files=fleet(jobs), message="bench fleet", author=USER)
-        watcher = Watcher(
-            FleetRepo(str(remote), cache_dir=Path(tmp) / "m.git"),
-            author=Identity(),
-            observer=DeclaredCapacity(),
-            settings=WatchSettings(interval_s=60, debounce_s=0.2),
+        remote, watcher = watched_fleet(
+            tmp, jobs=jobs, settings=WatchSettings(interval_s=60, debounce_s=0.2)
         )
         stop = threading.Event()
         watch_refs(remote, on_change=watcher.trigger, stop=stop)
@@ -132,14 +140,7 @@ def latency(*, jobs: int, rounds: int) -> dict[str, Any]:
 
 def noop(*, jobs: int, repeats: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="caspian-bench-") as tmp:
-        remote = Path(tmp) / "fleet.git"
-        create_bare_repo(remote, files=fleet(jobs), message="bench fleet", author=USER)
-        watcher = Watcher(
-            FleetRepo(str(remote), cache_dir=Path(tmp) / "m.git"),
-            author=Identity(),
-            observer=DeclaredCapacity(),
-            settings=WatchSettings(),
-        )
+        remote, watcher = watched_fleet(tmp, jobs=jobs, settings=WatchSettings())
         started = time.monotonic()
         first = watcher.reconcile()
         first_s = time.monotonic() - started
