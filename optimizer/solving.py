@@ -3,8 +3,9 @@
 1. Greedy in deadline order, in least-slack order, and earliest-start (which
    meets every deadline that can be met by starting early): the best is a valid
    plan at once. The previous reconcile's plan, repaired, competes (warm start).
-2. Column generation gives a proven lower bound and capacity prices within part
-   of the budget, and a price-guided plan.
+2. Column generation (HiGHS, whatever MILP solver is chosen) gives a proven
+   lower bound and capacity prices within part of the budget; local search then
+   alternates between priced and true costs.
 3. Reduced-cost fixing drops every column that cannot be in a better plan. If
    what is left is small, one MILP over it, warm-started (HiGHS through highspy
    by default, or any solver PuLP drives); otherwise large neighbourhood search:

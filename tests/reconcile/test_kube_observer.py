@@ -147,7 +147,6 @@ def healthy(api) -> None:
 
 def observe(tmp_path, urls, **kwargs):
     fleet = fleet_with()
-    spec_of = {s.name: s for s in fleet.spokes}
     context = {"paris": "kind-paris"}
     spokes = tuple(
         s.model_copy(
@@ -156,7 +155,6 @@ def observe(tmp_path, urls, **kwargs):
         for s in fleet.spokes
     )
     fleet = fleet.model_copy(update={"spokes": spokes})
-    assert spec_of
     return KubeObserver(kubeconfig=kubeconfig(tmp_path, urls), **kwargs).observe(fleet)
 
 

@@ -91,7 +91,7 @@ def test_dispatched_jobs_never_move(fleet_repo, remote) -> None:
     reconcile(fleet_repo)
     dispatched = {k: v for k, v in gitutil.ledger(remote).items() if v["phase"] == "Dispatched"}
     assert dispatched
-    # Make every spoke's carbon flat: nothing left to gain, but also nothing may move.
+    # Later reconciles see other forecasts and re-plan: dispatched jobs must not move.
     for hours in (1, 5, 13):
         reconcile(fleet_repo, at=NOW + timedelta(hours=hours))
         after = gitutil.ledger(remote)
