@@ -1,8 +1,10 @@
 """The yardsticks every plan is compared with, as Plans.
 
 - `greedy`: deadline order; each job takes its cheapest fitting (spoke, start).
-- `qos`: arrival order; each job takes its earliest start, carbon-blind
-  (CASPIAN's baseline).
+- `qos`: arrival order; each job takes its earliest start, carbon-blind, on the
+  spoke with the most room among equals (CASPIAN's baseline).
+- `round_robin`: arrival order; spokes in turn, each job at its earliest start
+  on its turn's spoke (or anywhere, if that spoke has no room in the horizon).
 """
 
 from __future__ import annotations
@@ -39,3 +41,7 @@ def greedy(instance: Instance) -> Plan:
 
 def qos(instance: Instance) -> Plan:
     return _as_plan(instance, "qos", heuristics.qos)
+
+
+def round_robin(instance: Instance) -> Plan:
+    return _as_plan(instance, "round-robin", heuristics.round_robin)

@@ -16,7 +16,7 @@ from typing import Any
 from optimizer import baselines, dump, lagrange, verify
 from optimizer import columns as cols
 from optimizer.generator import generate
-from optimizer.heuristics import objective, qos
+from optimizer.heuristics import earliest, objective
 from optimizer.model import SolverSettings
 from optimizer.solving import solve
 
@@ -39,7 +39,7 @@ def run(
     greedy, baseline = baselines.greedy(instance), baselines.qos(instance)
 
     lp_started = time.monotonic()
-    lp_value, lp_exact = _lp_bound(instance, limit=lp_time_limit)
+    lp_value, lp_exact = lp_bound(instance, limit=lp_time_limit)
     lp_seconds = time.monotonic() - lp_started
     if lp_value is not None:
         # The model leaves out the carbon of work already running (a constant);
@@ -93,14 +93,16 @@ def run(
     }
 
 
-def _lp_bound(instance: Any, *, limit: float) -> tuple[float | None, bool]:
+def lp_bound(
+    instance: Any, *, limit: float, late_starts: bool = True
+) -> tuple[float | None, bool]:
     """The LP relaxation's optimum of the whole model by column generation, and
     whether it converged (else the best Lagrangian bound reached in `limit`)."""
-    columns, _ = cols.build(instance)
+    columns, _ = cols.build(instance, late_for=None if late_starts else frozenset[str]())
     if not columns.jobs:
         return None, False
     free = cols.capacity_array(instance) - cols.fixed_usage(instance)
-    start = qos(columns, free)
+    start = earliest(columns, free)
     dual = lagrange.solve(
         columns,
         free,

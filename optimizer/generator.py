@@ -183,7 +183,7 @@ def _meetable(
     free: np.ndarray,
 ) -> list[tuple[int, int]]:
     """Deadlines some plan meets: the reference plan starts every job as early as
-    it fits, in arrival order (exactly what the qos baseline does), and no deadline
+    it fits, in arrival order (as heuristics.earliest does), and no deadline
     falls before the reference completion. Without this, crowded early slots force
     lateness in every integer plan while the LP relaxation splits jobs to dodge it."""
     residual = Residual(free)

@@ -80,14 +80,70 @@ def tight_first(columns: Columns, free: np.ndarray) -> np.ndarray:
     return construct(columns, free, order=order, score=columns.cost)
 
 
-def qos(columns: Columns, free: np.ndarray) -> np.ndarray:
+def earliest(columns: Columns, free: np.ndarray) -> np.ndarray:
     """Arrival order (release, then name); each job starts as early as it fits,
-    carbon-blind."""
+    on the first spoke where it can (a reference plan: it meets every deadline
+    that starting early in arrival order can meet)."""
     order = sorted(
         range(len(columns.jobs)), key=lambda i: (columns.jobs[i].release_slot, columns.jobs[i].id)
     )
-    earliest = columns.ct.astype(float) * len(columns.spokes) + columns.cs
-    return construct(columns, free, order=np.array(order, dtype=np.int64), score=earliest)
+    score = columns.ct.astype(float) * len(columns.spokes) + columns.cs
+    return construct(columns, free, order=np.array(order, dtype=np.int64), score=score)
+
+
+def qos(columns: Columns, free: np.ndarray) -> np.ndarray:
+    """Arrival order (release, then name); each job starts as early as it fits,
+    carbon-blind. Among the spokes where it can start that early, it goes where the
+    most room is left for it then, as a load-balancing dispatcher would, rather
+    than piling work onto whichever spoke happens to be listed first."""
+    order = sorted(
+        range(len(columns.jobs)), key=lambda i: (columns.jobs[i].release_slot, columns.jobs[i].id)
+    )
+    residual = Residual(free)
+    size = np.maximum(free.max(axis=2), 1e-9)  # (spokes, resources)
+    choice = np.full(len(columns.jobs), DEFERRED, dtype=np.int64)
+    for job in order:
+        part = columns.of_job(job)
+        ok = feasible(columns, residual, job)
+        if not ok.any():
+            continue
+        ct = columns.ct[part]
+        first = ok & (ct == ct[ok].min())
+        demand, duration = columns.demand[job], int(columns.duration[job])
+        asked = demand > 0 if (demand > 0).any() else np.ones_like(demand, dtype=bool)
+        best, best_room = -1, -np.inf
+        for local in np.flatnonzero(first):  # spokes in listing order: ties go to the first
+            spoke, start = int(columns.cs[part][local]), int(ct[local])
+            left = residual.window_min(spoke, duration)[:, start] - demand
+            room = float((left / size[spoke])[asked].min())
+            if room > best_room + 1e-12:
+                best, best_room = part.start + int(local), room
+        choice[job] = best
+        residual.take(int(columns.cs[best]), int(columns.ct[best]), duration, demand)
+    return choice
+
+
+def round_robin(columns: Columns, free: np.ndarray) -> np.ndarray:
+    """Arrival order; spokes in turn, each job at its earliest fitting start on its
+    turn's spoke, or its earliest anywhere if that spoke has no room."""
+    order = sorted(
+        range(len(columns.jobs)), key=lambda i: (columns.jobs[i].release_slot, columns.jobs[i].id)
+    )
+    residual = Residual(free)
+    choice = np.full(len(columns.jobs), DEFERRED, dtype=np.int64)
+    for turn, job in enumerate(order):
+        part = columns.of_job(job)
+        ok = feasible(columns, residual, job)
+        preferred = ok & (columns.cs[part] == turn % len(columns.spokes))
+        pick = preferred if preferred.any() else ok
+        if not pick.any():
+            continue
+        k = part.start + int(np.argmin(np.where(pick, columns.ct[part], np.iinfo(np.int32).max)))
+        choice[job] = k
+        residual.take(
+            int(columns.cs[k]), int(columns.ct[k]), int(columns.duration[job]), columns.demand[job]
+        )
+    return choice
 
 
 def usage(columns: Columns, choice: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:

@@ -128,6 +128,9 @@ class SolverSettings(Frozen):
     name: str = "highs"
     time_limit_s: float = Field(default=20.0, gt=0)
     gap_rel: float = Field(default=1e-4, ge=0)
+    # False: only starts that meet each job's deadline (the simulation's
+    # clairvoyant plan, where every arrival is known and lateness is not an option).
+    late_starts: bool = True
 
 
 def iso(moment: datetime) -> str:

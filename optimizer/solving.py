@@ -65,9 +65,10 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
     started = time.monotonic()
     deadline = started + settings.time_limit_s
     stats = Stats()
-    columns, without = cols.build(instance)
-    unplaceable = {job.id: why_unplaceable(instance, job) for job in without}
     free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    late_for = None if settings.late_starts else frozenset[str]()
+    columns, without = cols.build(instance, late_for=late_for)
+    unplaceable = {job.id: why_unplaceable(instance, job) for job in without}
     stats.columns = columns.size
     stats.build_s = time.monotonic() - started
 
@@ -181,7 +182,7 @@ def _first_plan(
     earliest-start plan meets every deadline that can be met by starting early,
     so polishing it keeps that while cutting carbon."""
     best = greedy
-    for other in (heuristics.tight_first(columns, free), heuristics.qos(columns, free)):
+    for other in (heuristics.tight_first(columns, free), heuristics.earliest(columns, free)):
         best = _better(columns, best, heuristics.improve(columns, free, other, deadline=deadline))
     previous = {
         job.id: (job.previous.spoke, job.previous.start_slot)

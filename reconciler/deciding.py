@@ -8,16 +8,24 @@ ledger. The same inputs give the same Decision.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from carbon import IntensitySeries
 from optimizer import baselines
-from optimizer.model import Instance, Job, Plan, Slot, SpokeCapacity
+from optimizer.model import Instance, Job, Plan, Slot, SolverSettings, SpokeCapacity
 from optimizer.solving import optimize
 from reconciler.decisions import Decision, SpokeState, Window
 from reconciler.fleet import Fleet, JobRequest, Problem
 from reconciler.ledger import ACTIVE, FINISHED, FIXED, Entry, Ledger, Phase
+
+# What turns an optimizer instance into a plan: the optimizer itself, or a
+# baseline when `caspian simulate` replays another policy through the same loop.
+Planner = Callable[[Instance, SolverSettings], Plan]
+
+
+def optimize_plan(instance: Instance, settings: SolverSettings) -> Plan:
+    return optimize(instance, settings=settings)
 
 
 def window(fleet: Fleet, *, now: datetime) -> Window:
@@ -46,6 +54,7 @@ def decide(
     spokes: Mapping[str, SpokeState],
     forecasts: Mapping[str, IntensitySeries],
     now: datetime,
+    planner: Planner = optimize_plan,
 ) -> Decision:
     horizon = window(fleet, now=now)
     previous = ledger.by_id()
@@ -73,7 +82,7 @@ def decide(
         jobs=tuple(opt_jobs),
         weights=fleet.policy.spec.weights.for_optimizer(),
     )
-    plan = optimize(instance, settings=fleet.policy.spec.solver.for_optimizer())
+    plan = planner(instance, fleet.policy.spec.solver.for_optimizer())
     qos = baselines.qos(instance)
 
     entries = list(kept) + list(held)

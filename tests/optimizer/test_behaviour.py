@@ -113,3 +113,18 @@ def test_qos_starts_everything_as_early_as_possible() -> None:
     intensity = {"ZA": (900, 10, 10, 10, 10, 10, 10, 10), "ZB": (900,) * 8}
     instance = make([job("j", release=1, duration=1)], slots=4, intensity=intensity)
     assert baselines.qos(instance).assignment("j").start_slot == 1
+
+
+def test_qos_spreads_equally_early_jobs_like_a_load_balancing_dispatcher() -> None:
+    """Both spokes can start every job at once: qos alternates between them by room
+    left, instead of piling work onto the first spoke listed (here the clean one)."""
+    jobs = [job(f"j{i}", cpu=2.0, duration=2) for i in range(4)]
+    plan = baselines.qos(make(jobs, slots=4, cpu=8))
+    assert {a.start_slot for a in plan.assignments} == {0}
+    assert sorted(a.spoke for a in plan.assignments) == ["a", "a", "b", "b"]
+
+
+def test_round_robin_takes_spokes_in_turn() -> None:
+    jobs = [job(f"j{i}", cpu=2.0, duration=2) for i in range(4)]
+    plan = baselines.round_robin(make(jobs, slots=4, cpu=8))
+    assert [plan.assignment(f"j{i}").spoke for i in range(4)] == ["a", "b", "a", "b"]

@@ -47,7 +47,7 @@ def test_the_generator_is_deterministic_and_its_deadlines_can_be_met() -> None:
     assert first != generate(jobs=120, spokes=4, seed=8)
     columns, without = cols.build(first)
     free = cols.capacity_array(first) - cols.fixed_usage(first)
-    earliest = heuristics.qos(columns, free)
+    earliest = heuristics.earliest(columns, free)
     assert without == []
     assert (earliest >= 0).all()
     late = [

@@ -1,0 +1,238 @@
+"""The replay: the loop's own decide on the same arrivals for every policy, honest
+accounting, the clairvoyant as a limit, and a user's own fleet."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from reconciler import scenarios, simulating
+from reconciler.cli import main
+from reconciler.templates import TEMPLATE_DIR
+
+SCENARIO = scenarios.SCENARIOS["caspian-4"]
+START = datetime(2023, 6, 1, tzinfo=UTC)
+
+
+def setup_of(days: int, seed: int) -> scenarios.Setup:
+    return scenarios.scenario_setup(SCENARIO, start=START, days=days, seed=seed, time_limit=0.3)
+
+
+def test_arrivals_are_seeded_and_sized_for_the_utilisation() -> None:
+    week = setup_of(7, 3)
+    assert week == setup_of(7, 3)
+    assert week.arrivals != setup_of(7, 4).arrivals
+    per_hour = len(week.arrivals) / (7 * 24)
+    assert abs(per_hour - SCENARIO.arrivals_per_hour) < 1.0
+    for arrival in week.arrivals:
+        job = arrival.job
+        assert 1 <= job.gpu <= 5
+        assert timedelta(hours=1) <= job.duration <= timedelta(hours=4)
+        assert job.deadline == arrival.at + 3 * job.duration
+
+
+Day = tuple[scenarios.Setup, dict[str, simulating.PolicyResult]]
+
+
+@pytest.fixture(scope="module")
+def day() -> Day:
+    setup = setup_of(1, 2)
+    results = simulating.compare(
+        [
+            simulating.run(
+                setup,
+                policy=policy,
+                start=START,
+                days=1,
+                forecast="seasonal-naive",
+                seed=2,
+                clairvoyant_limit=10,
+            )
+            for policy in simulating.POLICIES
+        ]
+    )
+    return setup, {r.policy: r for r in results}
+
+
+def test_no_policy_overbooks_a_spoke_or_starts_a_job_before_it_arrives(day: Day) -> None:
+    setup, results = day
+    arrivals = {a.job.id: a for a in setup.arrivals}
+    gpus = {spoke.name: spoke.spec.capacity.gpu for spoke in setup.spokes}
+    for result in results.values():
+        assert result.finished == result.jobs == len(arrivals)
+        used: dict[tuple[str, datetime], float] = defaultdict(float)
+        for job_id, placement in result.placements.items():
+            arrival = arrivals[job_id]
+            assert placement.start >= arrival.at, (result.policy, job_id)
+            moment = placement.start
+            while moment < placement.start + arrival.job.duration:
+                used[(placement.spoke, moment)] += arrival.job.gpu
+                moment += timedelta(minutes=15)
+        assert max(used[key] - gpus[key[0]] for key in used) <= 1e-9, result.policy
+
+
+def test_the_loop_dispatches_between_replans(day: Day) -> None:
+    """Re-plans are hourly; the standing plan starts jobs at quarter hours in between."""
+    _setup, results = day
+    minutes = {p.start.minute for p in results["caspian"].placements.values()}
+    assert minutes - {0}
+
+
+def test_caspian_saves_against_qos_and_the_clairvoyant_bounds_everyone(day: Day) -> None:
+    _setup, results = day
+    ours, qos, limit = results["caspian"], results["qos"], results["clairvoyant"]
+    assert ours.deadlines_met == 1.0 and qos.deadlines_met == 1.0
+    assert ours.saved_vs_qos is not None and ours.saved_vs_qos > 0.2
+    assert limit.lp_bound_kg is not None
+    for result in results.values():
+        if result.deadlines_met == 1.0:
+            assert result.kg_co2 >= limit.lp_bound_kg - 1e-6, result.policy
+    assert limit.kg_co2 <= min(r.kg_co2 for r in results.values()) * 1.02
+    assert ours.share_of_clairvoyant_savings is not None
+    assert 0.5 < ours.share_of_clairvoyant_savings <= 1.05
+
+
+def test_carbon_is_recomputed_from_the_actual_intensities(day: Day) -> None:
+    setup, results = day
+    grid = simulating.Intensities(
+        set(setup.zones.values()), start=START, slot_seconds=900, slots=4 * 96
+    )
+    arrivals = {a.job.id: a.job for a in setup.arrivals}
+    grams = 0.0
+    for job_id, placement in results["qos"].placements.items():
+        job = arrivals[job_id]
+        slots = int(job.duration / timedelta(minutes=15))
+        values = grid.actual(setup.zones[placement.spoke], at=placement.start, slots=slots)
+        grams += values.sum() * job.power_watts * 1.2 * 0.25 / 1000
+    assert results["qos"].kg_co2 == pytest.approx(grams / 1000)
+
+
+def test_seasonal_naive_sees_yesterday_not_today() -> None:
+    grid = simulating.Intensities({"DE"}, start=START, slot_seconds=900, slots=200)
+    rng = simulating.np.random.default_rng(0)
+    seen = grid.forecast("DE", at=START, slots=96, kind="seasonal-naive", rng=rng)
+    yesterday = grid.actual("DE", at=START - timedelta(days=1), slots=96)
+    assert list(seen.values) == pytest.approx(list(yesterday))
+    assert list(seen.values) != pytest.approx(list(grid.actual("DE", at=START, slots=96)))
+
+
+def test_simulate_prints_every_figure_as_json_and_averages_runs() -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "simulate",
+            "--days",
+            "1",
+            "--policy",
+            "qos",
+            "--policy",
+            "round-robin",
+            "--seed",
+            "1",
+            "--seed",
+            "2",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [run["seed"] for run in report["runs"]] == [1, 2]
+    for policy in report["policies"]:
+        for key in (
+            "kg_co2",
+            "saved_vs_qos",
+            "deadlines_met",
+            "mean_completion_over_deadline",
+            "p95_wait_hours",
+            "mean_decide_s",
+            "max_decide_s",
+        ):
+            assert key in policy
+    rr = next(p for p in report["policies"] if p["policy"] == "round-robin")
+    runs = [
+        next(p for p in run["policies"] if p["policy"] == "round-robin") for run in report["runs"]
+    ]
+    assert rr["kg_co2"] == pytest.approx((runs[0]["kg_co2"] + runs[1]["kg_co2"]) / 2)
+
+
+def test_plot_draws_the_curves_and_every_placed_job(tmp_path: Path) -> None:
+    svg = tmp_path / "week.svg"
+    result = CliRunner().invoke(
+        main, ["simulate", "--days", "1", "--policy", "qos", "--plot", str(svg), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    root = ET.parse(svg).getroot()
+    ns = "{http://www.w3.org/2000/svg}"
+    assert len(root.findall(f"{ns}polyline")) == 4  # one curve per zone
+    jobs = json.loads(result.stdout)["runs"][0]["jobs"]
+    bars = [r for r in root.findall(f"{ns}rect") if r.get("height") == "6"]
+    assert len(bars) == jobs
+
+
+def fleet_copy(tmp_path: Path) -> Path:
+    root = tmp_path / "fleet"
+    shutil.copytree(TEMPLATE_DIR, root)
+    return root
+
+
+def test_a_fleet_repo_replays_its_own_appwrappers_from_a_trace(tmp_path: Path) -> None:
+    root = fleet_copy(tmp_path)
+    (root / "trace.csv").write_text(
+        "arrival_hours,job\n0,batch/etl-daily\n2.5,batch/etl-daily\n30,batch/etl-daily\n"
+    )
+    result = CliRunner().invoke(
+        main,
+        [
+            "simulate",
+            "--fleet",
+            str(root),
+            "--days",
+            "1",
+            "--policy",
+            "qos",
+            "--policy",
+            "caspian",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    run = json.loads(result.stdout)["runs"][0]
+    assert run["jobs"] == 2  # the third arrives after the replay's day
+    assert all(p["finished"] == 2 for p in run["policies"])
+
+
+def test_without_a_trace_every_appwrapper_arrives_once(tmp_path: Path) -> None:
+    root = fleet_copy(tmp_path)
+    result = CliRunner().invoke(
+        main, ["simulate", "--fleet", str(root), "--days", "1", "--policy", "qos", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["runs"][0]["jobs"] == len(
+        list((root / "jobs").rglob("*.yaml"))
+    )
+
+
+def test_a_bad_trace_names_the_file_line_field_and_fix(tmp_path: Path) -> None:
+    root = fleet_copy(tmp_path)
+    (root / "trace.csv").write_text("arrival_hours,job\nsoon,batch/etl-daily\n1,default/nope\n")
+    result = CliRunner().invoke(main, ["simulate", "--fleet", str(root), "--days", "1"])
+    assert result.exit_code == 1
+    assert "trace.csv:2: arrival_hours: 'soon' is not a number" in result.output
+    assert "trace.csv:3: job: 'default/nope' is no valid AppWrapper in jobs/" in result.output
+
+
+def test_a_zone_outside_the_dataset_asks_for_a_fallback_zone(tmp_path: Path) -> None:
+    root = fleet_copy(tmp_path)
+    spoke = root / "spokes" / "paris.yaml"
+    spoke.write_text(spoke.read_text().replace("zone: FR", "zone: XX-NOWHERE"))
+    result = CliRunner().invoke(main, ["simulate", "--fleet", str(root), "--days", "1"])
+    assert result.exit_code == 1
+    assert "spokes/paris.yaml: spec.carbon.zone: 'XX-NOWHERE'" in result.output
+    assert "fallbackZone" in result.output
