@@ -83,11 +83,19 @@ def _word(status: str) -> str:
     return status.lower().replace(" ", "_")
 
 
-def relaxation(model: Model, *, time_limit: float) -> tuple[str, float, np.ndarray, np.ndarray]:
-    """The LP relaxation by interior point without crossover (this LP is too
-    degenerate for simplex at fleet scale): (status, objective, row duals). The
-    duals need not be exact: any prices >= 0 give a valid Lagrangian bound."""
-    options = {"time_limit": float(max(time_limit, 0.01)), "solver": "ipm", "run_crossover": "off"}
+def relaxation(
+    model: Model, *, time_limit: float, crossover: bool = False
+) -> tuple[str, float, np.ndarray]:
+    """The LP relaxation by interior point (this LP is too degenerate for simplex
+    at fleet scale): (status, objective, row duals). Without crossover the duals
+    are approximate, which is fine for prices (any prices >= 0 give a valid
+    Lagrangian bound) but not to prove that no column is missing; with it, they
+    are exact."""
+    options = {
+        "time_limit": float(max(time_limit, 0.01)),
+        "solver": "ipm",
+        "run_crossover": "on" if crossover else "off",
+    }
     h = _load(model, integer=False, options=options)
     h.run()
     status = _word(h.modelStatusToString(h.getModelStatus()))

@@ -91,13 +91,15 @@ def solve(
     # a first master with few columns can have wild duals that do worse.
     best_prices = np.zeros(free.shape)
     best_bound, _, _ = pricing.evaluate(best_prices)
-    rounds, lp_optimal = 0, False
+    rounds, lp_optimal, exact = 0, False, False
     while time.monotonic() < deadline:
         rounds += 1
         # Rebuilt each round: HiGHS solves it from scratch (with presolve) faster
         # than it re-solves a grown model from the old basis.
         master = mip.build(columns, free, np.flatnonzero(in_master))
-        status, _, duals = relaxation(master, time_limit=deadline - time.monotonic())
+        status, value, duals = relaxation(
+            master, time_limit=deadline - time.monotonic(), crossover=exact
+        )
         # Interior point without crossover says "unknown" when it converged; any
         # prices >= 0 still give a valid bound, so only a failure stops the loop.
         if status not in ("optimal", "unknown"):
@@ -112,8 +114,13 @@ def solve(
         reduced = priced - duals[:jobs][columns.cj]
         entering = np.flatnonzero(~in_master & (reduced < -1e-7 * max(1.0, abs(incumbent))))
         if entering.size == 0:
-            lp_optimal = True
-            break
+            # Nothing prices out: the master's LP is the full LP, provided the
+            # duals were exact. Inexact ones show as a bound below the master's
+            # optimum; then solve the master once more with exact duals.
+            if exact or bound >= value - 1e-6 * max(1.0, abs(value)):
+                lp_optimal = True
+                break
+            exact = True
         order = entering[np.lexsort((reduced[entering], columns.cj[entering]))]
         position = np.arange(order.size)
         first_of_job = np.searchsorted(columns.cj[order], columns.cj[order], side="left")
