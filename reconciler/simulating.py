@@ -71,6 +71,7 @@ class PolicyResult(BaseModel):
     mean_decide_s: float
     max_decide_s: float
     lp_bound_kg: float | None = None  # clairvoyant only: no plan meeting deadlines emits less
+    lp_bound_saved_vs_qos: float | None = None  # the most any policy could save
     placements: dict[str, Placement] = {}
 
 
@@ -406,6 +407,8 @@ def compare(results: list[PolicyResult]) -> list[PolicyResult]:
         update: dict[str, float | None] = {}
         if qos is not None and qos.kg_co2 > 0:
             update["saved_vs_qos"] = 1 - r.kg_co2 / qos.kg_co2
+            if r.lp_bound_kg is not None:
+                update["lp_bound_saved_vs_qos"] = 1 - r.lp_bound_kg / qos.kg_co2
             if limit is not None and qos.kg_co2 > limit.kg_co2:
                 update["share_of_clairvoyant_savings"] = (qos.kg_co2 - r.kg_co2) / (
                     qos.kg_co2 - limit.kg_co2
