@@ -98,7 +98,7 @@ def lp_bound(
 ) -> tuple[float | None, bool]:
     """The LP relaxation's optimum of the whole model by column generation, and
     whether it converged (else the best Lagrangian bound reached in `limit`)."""
-    columns, _ = cols.build(instance, late_for=None if late_starts else frozenset[str]())
+    columns, _ = cols.build(instance, late_starts=late_starts)
     if not columns.jobs:
         return None, False
     free = cols.capacity_array(instance) - cols.fixed_usage(instance)

@@ -7,7 +7,6 @@ columns; fixed jobs are folded into the residual capacity.
 
 from __future__ import annotations
 
-from collections.abc import Container
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,14 +99,11 @@ def fixed_usage(instance: Instance) -> np.ndarray:
     return usage
 
 
-def build(
-    instance: Instance, *, late_for: Container[str] | None = None
-) -> tuple[Columns, list[Job]]:
+def build(instance: Instance, *, late_starts: bool = True) -> tuple[Columns, list[Job]]:
     """The columns of every movable job, and the movable jobs that have none.
 
-    Starts that finish after the deadline are columns too (paid for by the
-    lateness weight) for the jobs in `late_for`, or for every job when it is None;
-    the other jobs only get the starts that meet their deadline."""
+    With `late_starts`, starts that finish after the deadline are columns too,
+    paid for by the lateness weight; without, only starts that meet it."""
     spoke_names = tuple(spoke.name for spoke in instance.spokes)
     spoke_index = {name: i for i, name in enumerate(spoke_names)}
     capacity = capacity_array(instance)
@@ -127,9 +123,7 @@ def build(
         if job.fixed is not None:
             continue
         need = np.array([job.demand(r) for r in RESOURCES])
-        last = slots
-        if late_for is not None and job.id not in late_for:
-            last = min(slots, job.deadline_slot - job.duration_slots + 1)
+        last = slots if late_starts else min(slots, job.deadline_slot - job.duration_slots + 1)
         starts = np.arange(max(job.release_slot, 0), max(last, 0), dtype=np.int32)
         pieces = []
         for name in job.allowed_spokes:

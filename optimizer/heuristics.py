@@ -80,15 +80,20 @@ def tight_first(columns: Columns, free: np.ndarray) -> np.ndarray:
     return construct(columns, free, order=order, score=columns.cost)
 
 
+def _arrival_order(columns: Columns) -> np.ndarray:
+    """Job indices by release slot, then name: the order jobs reach a dispatcher."""
+    order = sorted(
+        range(len(columns.jobs)), key=lambda i: (columns.jobs[i].release_slot, columns.jobs[i].id)
+    )
+    return np.array(order, dtype=np.int64)
+
+
 def earliest(columns: Columns, free: np.ndarray) -> np.ndarray:
     """Arrival order (release, then name); each job starts as early as it fits,
     on the first spoke where it can (a reference plan: it meets every deadline
     that starting early in arrival order can meet)."""
-    order = sorted(
-        range(len(columns.jobs)), key=lambda i: (columns.jobs[i].release_slot, columns.jobs[i].id)
-    )
     score = columns.ct.astype(float) * len(columns.spokes) + columns.cs
-    return construct(columns, free, order=np.array(order, dtype=np.int64), score=score)
+    return construct(columns, free, order=_arrival_order(columns), score=score)
 
 
 def qos(columns: Columns, free: np.ndarray) -> np.ndarray:
@@ -96,13 +101,10 @@ def qos(columns: Columns, free: np.ndarray) -> np.ndarray:
     carbon-blind. Among the spokes where it can start that early, it goes where the
     most room is left for it then, as a load-balancing dispatcher would, rather
     than piling work onto whichever spoke happens to be listed first."""
-    order = sorted(
-        range(len(columns.jobs)), key=lambda i: (columns.jobs[i].release_slot, columns.jobs[i].id)
-    )
     residual = Residual(free)
     size = np.maximum(free.max(axis=2), 1e-9)  # (spokes, resources)
     choice = np.full(len(columns.jobs), DEFERRED, dtype=np.int64)
-    for job in order:
+    for job in _arrival_order(columns).tolist():
         part = columns.of_job(job)
         ok = feasible(columns, residual, job)
         if not ok.any():
@@ -126,12 +128,9 @@ def qos(columns: Columns, free: np.ndarray) -> np.ndarray:
 def round_robin(columns: Columns, free: np.ndarray) -> np.ndarray:
     """Arrival order; spokes in turn, each job at its earliest fitting start on its
     turn's spoke, or its earliest anywhere if that spoke has no room."""
-    order = sorted(
-        range(len(columns.jobs)), key=lambda i: (columns.jobs[i].release_slot, columns.jobs[i].id)
-    )
     residual = Residual(free)
     choice = np.full(len(columns.jobs), DEFERRED, dtype=np.int64)
-    for turn, job in enumerate(order):
+    for turn, job in enumerate(_arrival_order(columns).tolist()):
         part = columns.of_job(job)
         ok = feasible(columns, residual, job)
         preferred = ok & (columns.cs[part] == turn % len(columns.spokes))

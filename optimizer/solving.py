@@ -66,8 +66,7 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
     deadline = started + settings.time_limit_s
     stats = Stats()
     free = cols.capacity_array(instance) - cols.fixed_usage(instance)
-    late_for = None if settings.late_starts else frozenset[str]()
-    columns, without = cols.build(instance, late_for=late_for)
+    columns, without = cols.build(instance, late_starts=settings.late_starts)
     unplaceable = {job.id: why_unplaceable(instance, job) for job in without}
     stats.columns = columns.size
     stats.build_s = time.monotonic() - started

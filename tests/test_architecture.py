@@ -18,6 +18,7 @@ PURE = (
     "reconciler/messages.py",
     "reconciler/ledger.py",
     "reconciler/quantities.py",
+    "reconciler/plotting.py",
     "optimizer/model.py",
     "optimizer/costs.py",
     "optimizer/columns.py",
