@@ -547,6 +547,8 @@ def simulate(
 ) -> None:
     """Replay the loop on the 2023 grid data and compare placement policies on the
     same arrivals: carbon, deadlines met, waiting, decide time."""
+    if problem := simulating.check_forecast(forecast):
+        raise click.BadParameter(problem, param_hint="--forecast")
     names = chosen or simulating.POLICIES
     starts = [_day_of_2023(text) for text in (start_days or ("2023-03-01",))]
     runs = []

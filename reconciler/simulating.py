@@ -84,18 +84,10 @@ class Intensities:
         self.slot_seconds = slot_seconds
         self.per_day = 86400 // slot_seconds
         first = embedded.hour_of_2023(self.origin)
-        hours = math.ceil((slots + self.per_day) * slot_seconds / 3600) + 1
-        per_hour = max(1, 3600 // slot_seconds)
+        # Each slot takes the hour it starts in (any slot length, hourly data).
+        hour_of_slot = first + np.arange(slots + self.per_day) * slot_seconds // 3600
         self.values = {
-            zone: np.repeat(
-                np.array(
-                    [
-                        embedded.hourly(zone, "lifecycle")[(first + h) % embedded.HOURS_2023]
-                        for h in range(hours)
-                    ]
-                ),
-                per_hour,
-            )
+            zone: np.asarray(embedded.hourly(zone, "lifecycle"))[hour_of_slot % embedded.HOURS_2023]
             for zone in zones
         }
 
@@ -121,7 +113,7 @@ class Intensities:
             actual = self.actual(zone, at=at, slots=slots)
             values = np.maximum(0.0, actual * (1 + rng.normal(0, spread, size=actual.size)))
         else:
-            raise ValueError(f"unknown forecast {kind!r}: perfect, seasonal-naive or noisy:PCT")
+            raise ValueError(check_forecast(kind))
         return IntensitySeries(
             zone=zone,
             start=at,
@@ -131,6 +123,19 @@ class Intensities:
                 provider="simulate", kind="forecast", signal="lifecycle", fetched_at=at
             ),
         )
+
+
+def check_forecast(kind: str) -> str:
+    """ "" if `kind` is a forecast the replay knows, else what is wrong with it."""
+    if kind in ("perfect", "seasonal-naive"):
+        return ""
+    if kind.startswith("noisy:"):
+        try:
+            if float(kind.split(":", 1)[1].rstrip("%")) >= 0:
+                return ""
+        except ValueError:
+            pass
+    return f"unknown forecast {kind!r}: perfect, seasonal-naive or noisy:PCT (e.g. noisy:10%)"
 
 
 def run(

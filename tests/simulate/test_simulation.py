@@ -236,3 +236,22 @@ def test_a_zone_outside_the_dataset_asks_for_a_fallback_zone(tmp_path: Path) -> 
     assert result.exit_code == 1
     assert "spokes/paris.yaml: spec.carbon.zone: 'XX-NOWHERE'" in result.output
     assert "fallbackZone" in result.output
+
+
+def test_an_unknown_forecast_is_refused_before_anything_runs() -> None:
+    result = CliRunner().invoke(main, ["simulate", "--days", "1", "--forecast", "tomorrow"])
+    assert result.exit_code == 2
+    assert "unknown forecast 'tomorrow'" in result.output
+
+
+def test_noisy_forecasts_are_seeded() -> None:
+    grid = simulating.Intensities({"FR"}, start=START, slot_seconds=900, slots=200)
+
+    def seen(seed: int) -> tuple[float, ...]:
+        rng = simulating.np.random.default_rng(seed)
+        return grid.forecast("FR", at=START, slots=96, kind="noisy:20%", rng=rng).values
+
+    actual = grid.actual("FR", at=START, slots=96)
+    assert seen(1) == seen(1) != seen(2)
+    assert seen(1) != pytest.approx(tuple(actual))
+    assert sum(seen(1)) == pytest.approx(float(actual.sum()), rel=0.1)
