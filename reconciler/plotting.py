@@ -70,9 +70,12 @@ def svg(
             )
             for lane, jobs in enumerate(lanes):
                 for begin, length in jobs:
+                    if begin >= start + span:  # started in the replay's tail
+                        continue
+                    end = min(x(begin + length), WIDTH - RIGHT)
                     parts.append(
                         f'<rect x="{x(begin):.1f}" y="{y + lane * LANE}" '
-                        f'width="{max(0.6, x(begin + length) - x(begin)):.1f}" '
+                        f'width="{max(0.6, end - x(begin)):.1f}" '
                         f'height="{LANE - 1}" fill="{colour[zone]}"/>'
                     )
             y += height + 4

@@ -171,9 +171,13 @@ def test_plot_draws_the_curves_and_every_placed_job(tmp_path: Path) -> None:
     root = ET.parse(svg).getroot()
     ns = "{http://www.w3.org/2000/svg}"
     assert len(root.findall(f"{ns}polyline")) == 4  # one curve per zone
-    jobs = json.loads(result.stdout)["runs"][0]["jobs"]
     bars = [r for r in root.findall(f"{ns}rect") if r.get("height") == "6"]
-    assert len(bars) == jobs
+    start = datetime(2023, 3, 1, tzinfo=UTC)  # the default --start
+    setup = scenarios.scenario_setup(SCENARIO, start=start, days=1, seed=1, time_limit=0.5)
+    qos = simulating.run(setup, policy="qos", start=start, days=1, forecast="perfect", seed=1)
+    in_span = [p for p in qos.placements.values() if p.start < start + timedelta(days=1)]
+    assert len(bars) == len(in_span) > 100
+    assert max(float(r.get("x")) + float(r.get("width")) for r in bars) <= 1180.01
 
 
 def fleet_copy(tmp_path: Path) -> Path:
