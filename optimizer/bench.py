@@ -93,9 +93,7 @@ def run(
     }
 
 
-def lp_bound(
-    instance: Any, *, limit: float, late_starts: bool = True
-) -> tuple[float | None, bool]:
+def lp_bound(instance: Any, *, limit: float, late_starts: bool = True) -> tuple[float | None, bool]:
     """The LP relaxation's optimum of the whole model by column generation, and
     whether it converged (else the best Lagrangian bound reached in `limit`)."""
     columns, _ = cols.build(instance, late_starts=late_starts)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from optimizer import explain as explanations
 from reconciler import (
     crd,
     ledger,
@@ -217,6 +218,77 @@ def reconcile(
     )
     _report(outcome)
     sys.exit(EXIT_PARTIAL if outcome.partial else 0)
+
+
+@main.command()
+@click.argument("job")
+@repo_option
+@branch_option
+@now_option
+@cache_option
+@observer_option
+@kubeconfig_option
+def explain(
+    job: str,
+    url: str,
+    branch: str,
+    now_text: str | None,
+    cache_dir: Path | None,
+    observer: str,
+    kubeconfig: str | None,
+) -> None:
+    """Why JOB (namespace/name, name, or its file) goes where it goes: its place,
+    deadline and carbon against qos, and its cheapest alternatives, each with
+    whether it had room. Decides as `plan` does; commits nothing."""
+    watcher = _observer(observer, kubeconfig)
+    outcome = _run(
+        lambda repo: reconciling.plan(repo, now=_now(now_text), observer=watcher),
+        url,
+        branch,
+        cache_dir,
+    )
+    decision = outcome.decision
+    matches = [
+        e
+        for e in decision.ledger.entries
+        if job in (e.id, e.id.split("/")[-1], e.source, e.source.split("#")[0])
+    ]
+    if len(matches) != 1:
+        known = ", ".join(e.id for e in decision.ledger.entries) or "none"
+        what = "matches several jobs" if matches else "is no job in the ledger"
+        raise click.ClickException(f"{job!r} {what}; jobs: {known}")
+    entry = matches[0]
+    click.echo(f"{entry.id} ({entry.source}): {entry.phase.value}")
+    if entry.spoke and entry.planned_start:
+        click.echo(
+            f"  on {entry.spoke} from {format_time(entry.planned_start)}"
+            + (f" to {format_time(entry.planned_end)}" if entry.planned_end else "")
+        )
+    if entry.deadline:
+        click.echo(f"  deadline {format_time(entry.deadline)}" + (" (late)" if entry.late else ""))
+    if entry.estimated_grams is not None and entry.qos_grams:
+        click.echo(
+            f"  {entry.estimated_grams:,.1f} gCO2 planned vs {entry.qos_grams:,.1f} gCO2 for qos "
+            f"({1 - entry.estimated_grams / entry.qos_grams:.0%} less)"
+        )
+    if entry.reason:
+        click.echo(f"  {entry.reason}")
+    choices = explanations.options(decision.instance, decision.plan, entry.id)
+    if not choices:
+        if entry.phase.value in ("Dispatched", "Running"):
+            click.echo("  started: its place is fixed and no longer re-planned")
+        return
+    window = decision.window
+    sources = ", ".join(sorted(set(decision.carbon_sources.values())))
+    click.echo(f"its cheapest places, on forecasts from {sources}:")
+    for option in choices:
+        notes = ["chosen" if option.chosen else ("free" if option.room else "taken by other jobs")]
+        if option.late_slots:
+            notes.append(f"{option.late_slots} slots late")
+        click.echo(
+            f"  {option.spoke:16} {format_time(window.time_of(option.start_slot))}  "
+            f"{option.carbon_g:10,.1f} gCO2  {', '.join(notes)}"
+        )
 
 
 def _run(action, url: str, branch: str, cache_dir: Path | None):  # noqa: ANN001, ANN202

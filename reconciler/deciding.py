@@ -111,6 +111,7 @@ def decide(
         ledger=Ledger(entries=tuple(sorted(entries, key=lambda e: e.id))),
         jobs=valid,
         held=tuple(sorted(entry.id for entry in held)),
+        instance=instance,
         plan=plan,
         qos=qos,
         problems=fleet.problems,

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
-from optimizer.model import Plan
+from optimizer.model import Instance, Plan
 from reconciler.fleet import JobRequest, Problem
 from reconciler.ledger import Ledger
 
@@ -56,6 +56,7 @@ class Decision(BaseModel):
     ledger: Ledger
     jobs: dict[str, JobRequest]
     held: tuple[str, ...]  # ids kept as committed because their file is broken
+    instance: Instance  # what the optimizer was asked (for `caspian explain`)
     plan: Plan
     qos: Plan
     problems: tuple[Problem, ...]

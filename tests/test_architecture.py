@@ -29,6 +29,7 @@ PURE = (
     "optimizer/plans.py",
     "optimizer/baselines.py",
     "optimizer/dump.py",
+    "optimizer/explain.py",
     "carbon/series.py",
     "carbon/points.py",
     "carbon/assembly.py",

@@ -161,3 +161,26 @@ def test_demo_shows_table_savings_and_the_commit(run) -> None:
     assert "second reconcile: no change, no commit" in result.output
     assert "$ git log --stat -1" in result.output
     assert "status/placements.yaml" in result.output
+
+
+def test_explain_shows_the_place_and_the_cleaner_places_that_were_taken(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    head = gitutil.head(remote)
+    result = run("explain", "etl-daily", "--repo", remote, *AT)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "batch/etl-daily (jobs/etl-daily.yaml): Planned"
+    chosen = [line for line in lines if line.endswith("chosen")]
+    assert len(chosen) == 1 and chosen[0].split()[0] in lines[1]
+    assert any(line.endswith("taken by other jobs") for line in lines)
+    assert gitutil.head(remote) == head  # explain commits nothing
+
+
+def test_explain_lists_the_jobs_when_it_finds_none(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    result = run("explain", "no-such-job", "--repo", remote, *AT)
+    assert result.exit_code == EXIT_ERROR
+    assert "'no-such-job' is no job in the ledger" in result.output
+    assert "batch/etl-daily" in result.output

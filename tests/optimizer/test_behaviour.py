@@ -128,3 +128,18 @@ def test_round_robin_takes_spokes_in_turn() -> None:
     jobs = [job(f"j{i}", cpu=2.0, duration=2) for i in range(4)]
     plan = baselines.round_robin(make(jobs, slots=4, cpu=8))
     assert [plan.assignment(f"j{i}").spoke for i in range(4)] == ["a", "b", "a", "b"]
+
+
+def test_explain_names_the_cleaner_place_another_job_holds() -> None:
+    """Spoke a is cleaner but fits one job at a time: the job left on b sees a
+    listed as cleaner and taken, and its own place as chosen."""
+    from optimizer.explain import options
+
+    jobs = [job("j0", cpu=8.0, duration=2, deadline=2), job("j1", cpu=8.0, duration=2, deadline=2)]
+    instance = make(jobs, slots=2, cpu=8)
+    plan = optimize(instance, settings=SETTINGS)
+    on_b = next(a.id for a in plan.assignments if a.spoke == "b")
+    found = options(instance, plan, on_b)
+    assert found[0].chosen and found[0].spoke == "b"
+    cleaner = next(o for o in found if o.spoke == "a")
+    assert cleaner.carbon_g < found[0].carbon_g and not cleaner.room
