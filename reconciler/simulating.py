@@ -33,6 +33,7 @@ from reconciler.deciding import Planner, decide, optimize_plan, window
 from reconciler.decisions import SpokeState
 from reconciler.fleet import Fleet, JobRequest
 from reconciler.ledger import FINISHED, FIXED, Entry, Ledger, Phase
+from reconciler.observing import DeclaredCapacity
 from reconciler.scenarios import Arrival, Setup
 
 POLICIES = ("qos", "greedy", "round-robin", "caspian", "clairvoyant")
@@ -249,16 +250,10 @@ def _observe(
         job = present[job_id].job
         done = placement.start + job.duration <= now
         seen[placement.spoke][job.job_name] = "Succeeded" if done else "Running"
+    declared = DeclaredCapacity().observe(setup.fleet(()))
     return {
-        spoke.name: SpokeState(
-            name=spoke.name,
-            cpu=spoke.spec.capacity.cpu,
-            memory_bytes=spoke.spec.capacity.memory,
-            gpu=spoke.spec.capacity.gpu,
-            source="simulated",
-            jobs=seen[spoke.name],
-        )
-        for spoke in setup.spokes
+        name: state.model_copy(update={"source": "simulated", "jobs": seen[name]})
+        for name, state in declared.items()
     }
 
 
