@@ -259,3 +259,12 @@ def test_noisy_forecasts_are_seeded() -> None:
     assert seen(1) == seen(1) != seen(2)
     assert seen(1) != pytest.approx(tuple(actual))
     assert sum(seen(1)) == pytest.approx(float(actual.sum()), rel=0.1)
+
+
+def test_a_broken_policy_stops_the_replay_and_names_the_field(tmp_path: Path) -> None:
+    root = fleet_copy(tmp_path)
+    policy = root / "caspian.yaml"
+    policy.write_text(policy.read_text().replace("slot: 15m", "slot: soon"))
+    result = CliRunner().invoke(main, ["simulate", "--fleet", str(root), "--days", "1"])
+    assert result.exit_code == 1
+    assert "caspian.yaml:spec.slot:" in result.output
