@@ -36,15 +36,12 @@ def options(instance: Instance, plan: Plan, job_id: str, *, limit: int = 6) -> l
     others = {a.id: (a.spoke, a.start_slot) for a in plan.assignments if a.id != job_id}
     choice = heuristics.from_slots(columns, free, others)
     room = Residual(free - heuristics.usage(columns, choice, free.shape))
+    fits = heuristics.feasible(columns, room, index)
     part = columns.of_job(index)
-    demand, duration = columns.demand[index], int(columns.duration[index])
-    fits = np.zeros(part.stop - part.start, dtype=bool)
-    for spoke in np.unique(columns.cs[part]):
-        here = columns.cs[part] == spoke
-        fits[here] = room.fits(int(spoke), duration, demand)[columns.ct[part][here]]
+    carbon, ct, cs = columns.carbon[part], columns.ct[part], columns.cs[part]
+    duration = int(columns.duration[index])
     mine = plan.assignment(job_id)
     deadline = columns.jobs[index].deadline_slot
-    carbon, ct, cs = columns.carbon[part], columns.ct[part], columns.cs[part]
     on_time = ct + duration <= deadline
     pool = np.flatnonzero(on_time) if on_time.any() else np.arange(ct.size)
     ranked = pool[np.lexsort((ct[pool], carbon[pool]))]

@@ -16,7 +16,7 @@ from optimizer import baselines
 from optimizer.model import Instance, Job, Plan, Slot, SolverSettings, SpokeCapacity
 from optimizer.solving import optimize
 from reconciler.decisions import Decision, SpokeState, Window
-from reconciler.fleet import Fleet, JobRequest, Problem
+from reconciler.fleet import Fleet, JobRequest, Problem, Spoke
 from reconciler.ledger import ACTIVE, FINISHED, FIXED, Entry, Ledger, Phase
 
 # What turns an optimizer instance into a plan: the optimizer itself, or a
@@ -211,13 +211,10 @@ def _optimizer_job(
 ) -> Job:
     first_seen = prev.first_seen if prev and prev.first_seen else now
     deadline = effective_deadline(job, first_seen=first_seen, fleet=fleet)
-    slot_hours = horizon.slot_seconds / 3600
-    energy = {}
-    for spoke in fleet.spokes:
-        watts = job.power_watts or spoke.it_watts(
-            cpu=job.cpu, memory_bytes=job.memory_bytes, gpu=job.gpu
-        )
-        energy[spoke.name] = watts * spoke.spec.power.pue * slot_hours / 1000
+    energy = {
+        spoke.name: kwh_per_slot(job, spoke=spoke, slot_seconds=horizon.slot_seconds)
+        for spoke in fleet.spokes
+    }
     fixed = previous = None
     if _is_fixed(prev, now=now):
         fixed = Slot(spoke=prev.spoke, start_slot=horizon.slot_of(prev.planned_start))
@@ -241,6 +238,15 @@ def _optimizer_job(
         fixed=fixed,
         previous=previous,
     )
+
+
+def kwh_per_slot(job: JobRequest, *, spoke: Spoke, slot_seconds: int) -> float:
+    """Facility energy of one slot of `job` on `spoke`: its declared power, or the
+    spoke's power model of its requests, times the spoke's PUE."""
+    watts = job.power_watts or spoke.it_watts(
+        cpu=job.cpu, memory_bytes=job.memory_bytes, gpu=job.gpu
+    )
+    return watts * spoke.spec.power.pue * slot_seconds / 3600 / 1000
 
 
 def _held_as_fixed(held: list[Entry], horizon: Window) -> list[Job]:

@@ -8,7 +8,6 @@ Every replayed job is a `JobRequest`, the very value `decide` gets from a commit
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import math
 from collections.abc import Mapping
@@ -28,6 +27,7 @@ from reconciler.fleet import (
     Spoke,
     SpokeMeta,
     SpokeSpec,
+    template_hash,
 )
 
 TRACE_FILE = "trace.csv"
@@ -123,7 +123,7 @@ def scenario_setup(
                         namespace="sim",
                         source=f"jobs/{name}.yaml",
                         job_template=template,
-                        template_hash=_hash(template),
+                        template_hash=template_hash(template),
                         cpu=8.0 * gpus,
                         memory_bytes=64 * GIB * gpus,
                         gpu=float(gpus),
@@ -166,10 +166,6 @@ def _policy(time_limit: float, base: PolicySpec | None = None) -> Policy:
         kind="Policy",
         spec=spec.model_copy(update={"solver": solver}),
     )
-
-
-def _hash(template: Mapping[str, object]) -> str:
-    return hashlib.sha256(repr(sorted(template.items())).encode()).hexdigest()[:8]
 
 
 # --- a user's fleet ------------------------------------------------------------------

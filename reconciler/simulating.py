@@ -29,9 +29,8 @@ from carbon.forecasting import seasonal_naive
 from optimizer import baselines, bench
 from optimizer.model import Instance, Job, Plan, SolverSettings, SpokeCapacity
 from optimizer.solving import optimize
-from reconciler.deciding import Planner, decide, optimize_plan, window
+from reconciler.deciding import Planner, decide, kwh_per_slot, optimize_plan, window
 from reconciler.decisions import SpokeState
-from reconciler.fleet import Fleet, JobRequest
 from reconciler.ledger import FINISHED, FIXED, Entry, Ledger, Phase
 from reconciler.observing import DeclaredCapacity
 from reconciler.scenarios import Arrival, Setup
@@ -127,7 +126,7 @@ class Intensities:
 
 
 def check_forecast(kind: str) -> str:
-    """ "" if `kind` is a forecast the replay knows, else what is wrong with it."""
+    """What is wrong with forecast `kind`, or an empty string if the replay knows it."""
     if kind in ("perfect", "seasonal-naive"):
         return ""
     if kind.startswith("noisy:"):
@@ -297,7 +296,6 @@ def _clairvoyant(
 
 def _whole_replay(setup: Setup, grid: Intensities, *, start: datetime, steps: int) -> Instance:
     slot = setup.policy.spec.slot_seconds
-    fleet = setup.fleet(())
     longest = max((a.job.duration for a in setup.arrivals), default=timedelta(hours=1))
     covered = steps + math.ceil(longest.total_seconds() / slot)
 
@@ -318,7 +316,7 @@ def _whole_replay(setup: Setup, grid: Intensities, *, start: datetime, steps: in
                 deadline_slot=slot_of(job.deadline) if job.deadline else steps,
                 allowed_spokes=job.allowed_spokes,
                 energy_kwh_per_slot={
-                    spoke.name: _kwh_per_slot(job, fleet=fleet, spoke=spoke.name)
+                    spoke.name: kwh_per_slot(job, spoke=spoke, slot_seconds=slot)
                     for spoke in setup.spokes
                 },
             )
@@ -345,15 +343,6 @@ def _whole_replay(setup: Setup, grid: Intensities, *, start: datetime, steps: in
     )
 
 
-def _kwh_per_slot(job: JobRequest, *, fleet: Fleet, spoke: str) -> float:
-    """As `decide` prices it: the job's power (or the spoke's model of it) x PUE."""
-    model = fleet.spoke(spoke)
-    watts = job.power_watts or model.it_watts(
-        cpu=job.cpu, memory_bytes=job.memory_bytes, gpu=job.gpu
-    )
-    return watts * model.spec.power.pue * fleet.policy.spec.slot_seconds / 3600 / 1000
-
-
 def _score(
     setup: Setup,
     grid: Intensities,
@@ -364,7 +353,7 @@ def _score(
     bound: float | None,
 ) -> PolicyResult:
     """Carbon on the actual intensities; deadlines and waits from the placements."""
-    fleet = setup.fleet(())
+    spokes = {spoke.name: spoke for spoke in setup.spokes}
     slot = setup.policy.spec.slot_seconds
     grams, met, ratios, waits = 0.0, 0, [], []
     for arrival in setup.arrivals:
@@ -375,7 +364,8 @@ def _score(
         slots = max(1, math.ceil(job.duration.total_seconds() / slot))
         zone = setup.zones[placement.spoke]
         intensity = grid.actual(zone, at=placement.start, slots=slots)
-        grams += float(intensity.sum()) * _kwh_per_slot(job, fleet=fleet, spoke=placement.spoke)
+        spoke = spokes[placement.spoke]
+        grams += float(intensity.sum()) * kwh_per_slot(job, spoke=spoke, slot_seconds=slot)
         end = placement.start + job.duration
         deadline = job.deadline or end
         met += end <= deadline
@@ -425,8 +415,8 @@ def mean_over_runs(runs: list[list[dict[str, object]]]) -> list[dict[str, object
     merged = []
     for index, first in enumerate(runs[0]):
         row: dict[str, object] = {"policy": first["policy"], "runs": len(runs)}
-        for key, value in first.items():
-            if key == "policy" or not isinstance(value, int | float):
+        for key in first:
+            if key == "policy":
                 continue
             values = [run[index][key] for run in runs]
             if any(v is None for v in values):
@@ -435,8 +425,5 @@ def mean_over_runs(runs: list[list[dict[str, object]]]) -> list[dict[str, object
                 row[key] = max(values)  # type: ignore[type-var]
             else:
                 row[key] = statistics.fmean(values)  # type: ignore[arg-type]
-        for key, value in first.items():
-            if value is None and key not in row:
-                row[key] = None
         merged.append(row)
     return merged
