@@ -578,7 +578,7 @@ def carbon_backtest(zone: str, days: int, start_day: int, signal: str, as_json: 
 @click.option(
     "--time-limit",
     type=click.FloatRange(0.05),
-    default=0.5,
+    default=1.0,
     show_default=True,
     help="Optimizer budget per re-plan, seconds.",
 )

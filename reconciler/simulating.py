@@ -94,6 +94,11 @@ class Intensities:
     def index(self, moment: datetime) -> int:
         return int((moment - self.origin).total_seconds() // self.slot_seconds)
 
+    def _left_in_hour(self, at: datetime) -> int:
+        """Slots from `at` to the end of its hour (the data's own resolution)."""
+        seconds_into_hour = (at.minute * 60 + at.second) % 3600
+        return max(1, -(-(3600 - seconds_into_hour) // self.slot_seconds))
+
     def actual(self, zone: str, *, at: datetime, slots: int) -> np.ndarray:
         first = self.index(at)
         return self.values[zone][first : first + slots]
@@ -101,19 +106,23 @@ class Intensities:
     def forecast(
         self, zone: str, *, at: datetime, slots: int, kind: str, rng: np.random.Generator
     ) -> IntensitySeries:
-        """What the planner sees at `at`, as a carbon source would hand it over."""
+        """What the planner sees at `at`, as a carbon source would hand it over: the
+        current hour as measured (providers publish it while it runs), the rest as
+        forecast by `kind`."""
+        actual = self.actual(zone, at=at, slots=slots)
         if kind == "perfect":
-            values = self.actual(zone, at=at, slots=slots)
+            values = actual.copy()
         elif kind == "seasonal-naive":
             first = self.index(at)
             history = self.values[zone][first - self.per_day : first]
             values = np.array(seasonal_naive(history, period=self.per_day, steps=slots))
         elif kind.startswith("noisy:"):
             spread = float(kind.split(":", 1)[1].rstrip("%")) / 100
-            actual = self.actual(zone, at=at, slots=slots)
             values = np.maximum(0.0, actual * (1 + rng.normal(0, spread, size=actual.size)))
         else:
             raise ValueError(check_forecast(kind))
+        measured = self._left_in_hour(at)
+        values[:measured] = actual[:measured]
         return IntensitySeries(
             zone=zone,
             start=at,

@@ -73,6 +73,21 @@ def test_past_the_forecast_the_day_before_fills_in(tmp_path) -> None:
     assert "2 forecast + 3 seasonal-naive slots" in result.provenance.note
 
 
+def test_without_forecast_the_measured_current_hour_comes_before_the_day_before(
+    tmp_path,
+) -> None:
+    with serve() as api:
+        api.route("/v3/carbon-intensity/forecast", Reply(status=403, body={"error": "plan"}))
+        api.route(
+            "/v3/carbon-intensity/history",  # 25 hours: the last one is the hour now running
+            Reply(body={"history": hourly(NOW - 24 * HOUR, [*range(24), 500])}),
+        )
+        result = series(source("electricitymaps", api.url, tmp_path), slots=6, slot=1800)
+    assert result.values == (500, 500, 1, 1, 2, 2)
+    assert result.provenance.kind == "seasonal-naive"
+    assert "0 forecast + 2 measured + 4 seasonal-naive slots" in result.provenance.note
+
+
 def test_missing_hours_absurd_values_and_other_time_zones(tmp_path) -> None:
     local = [  # +01:00 offsets, one hour missing, one negative and one absurd value
         {"carbonIntensity": 100, "datetime": "2026-11-22T03:00:00+01:00"},

@@ -114,13 +114,19 @@ def test_carbon_is_recomputed_from_the_actual_intensities(day: Day) -> None:
     assert results["qos"].kg_co2 == pytest.approx(grams / 1000)
 
 
-def test_seasonal_naive_sees_yesterday_not_today() -> None:
+@pytest.mark.parametrize(("minute", "measured"), [(0, 4), (15, 3), (45, 1)])
+def test_seasonal_naive_sees_the_hour_now_running_and_yesterday_after_it(
+    minute: int, measured: int
+) -> None:
     grid = simulating.Intensities({"DE"}, start=START, slot_seconds=900, slots=200)
     rng = simulating.np.random.default_rng(0)
-    seen = grid.forecast("DE", at=START, slots=96, kind="seasonal-naive", rng=rng)
-    yesterday = grid.actual("DE", at=START - timedelta(days=1), slots=96)
-    assert list(seen.values) == pytest.approx(list(yesterday))
-    assert list(seen.values) != pytest.approx(list(grid.actual("DE", at=START, slots=96)))
+    at = START + timedelta(hours=5, minutes=minute)
+    seen = list(grid.forecast("DE", at=at, slots=96, kind="seasonal-naive", rng=rng).values)
+    today = list(grid.actual("DE", at=at, slots=96))
+    yesterday = list(grid.actual("DE", at=at - timedelta(days=1), slots=96))
+    assert seen[:measured] == pytest.approx(today[:measured])
+    assert seen[measured:] == pytest.approx(yesterday[measured:])
+    assert seen[measured:] != pytest.approx(today[measured:])
 
 
 def test_simulate_prints_every_figure_as_json_and_averages_runs() -> None:
