@@ -42,8 +42,23 @@ class ElectricityMaps:
         except ProviderError as error:
             if error.retry:
                 raise
-            forecast = []  # plans without forecast access: history and seasonal-naive
+            # Plans without forecast access: the hour now running (`latest`), then
+            # history for seasonal-naive.
+            forecast = []
+            history = _with_latest(history, self._latest())
         return forecast, history
+
+    def _latest(self) -> list[Point]:
+        try:
+            url, body = self._get("latest")
+            return parsed(url, body, lambda b: _points([b]))
+        except ProviderError:
+            return []  # an extra: history alone still gives a horizon
+
+
+def _with_latest(history: list[Point], latest: list[Point]) -> list[Point]:
+    known = {p.start for p in history}
+    return [*history, *(p for p in latest if p.start not in known)]
 
 
 def _points(entries: list[dict[str, Any]]) -> list[Point]:

@@ -73,19 +73,31 @@ def test_past_the_forecast_the_day_before_fills_in(tmp_path) -> None:
     assert "2 forecast + 3 seasonal-naive slots" in result.provenance.note
 
 
-def test_without_forecast_the_measured_current_hour_comes_before_the_day_before(
-    tmp_path,
+LATEST = {"zone": "DE", **hourly(NOW, [500])[0], "isEstimated": True}
+
+
+@pytest.mark.parametrize(
+    ("latest", "values", "note"),
+    [
+        (Reply(body=LATEST), (500, 500, 1, 1, 2, 2), "0 forecast + 2 measured + 4 seasonal"),
+        (Reply(status=404, body={}), (0, 0, 1, 1, 2, 2), "0 forecast + 6 seasonal"),
+        (Reply(body={"zone": "DE"}), (0, 0, 1, 1, 2, 2), "0 forecast + 6 seasonal"),
+    ],
+)
+def test_without_forecast_the_hour_now_running_comes_before_the_day_before(
+    tmp_path, latest, values, note
 ) -> None:
     with serve() as api:
         api.route("/v3/carbon-intensity/forecast", Reply(status=403, body={"error": "plan"}))
         api.route(
-            "/v3/carbon-intensity/history",  # 25 hours: the last one is the hour now running
-            Reply(body={"history": hourly(NOW - 24 * HOUR, [*range(24), 500])}),
+            "/v3/carbon-intensity/history",
+            Reply(body={"history": hourly(NOW - 24 * HOUR, list(range(24)))}),
         )
+        api.route("/v3/carbon-intensity/latest", latest)
         result = series(source("electricitymaps", api.url, tmp_path), slots=6, slot=1800)
-    assert result.values == (500, 500, 1, 1, 2, 2)
+    assert result.values == values
     assert result.provenance.kind == "seasonal-naive"
-    assert "0 forecast + 2 measured + 4 seasonal-naive slots" in result.provenance.note
+    assert note in result.provenance.note
 
 
 def test_missing_hours_absurd_values_and_other_time_zones(tmp_path) -> None:
