@@ -107,7 +107,7 @@ class Intensities:
         self, zone: str, *, at: datetime, slots: int, kind: str, rng: np.random.Generator
     ) -> IntensitySeries:
         """What the planner sees at `at`, as a carbon source would hand it over: the
-        current hour as measured (providers publish it while it runs), the rest as
+        current hour as measured (a provider's latest value), the rest as
         forecast by `kind`."""
         actual = self.actual(zone, at=at, slots=slots)
         if kind == "perfect":
