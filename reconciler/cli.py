@@ -572,7 +572,8 @@ def carbon_backtest(zone: str, days: int, start_day: int, signal: str, as_json: 
     "--forecast",
     default="seasonal-naive",
     show_default=True,
-    help="perfect, seasonal-naive or noisy:PCT (what the planners see).",
+    help="perfect, seasonal-naive or noisy:PCT: what the planners see after the hour now "
+    "running (which they see as measured).",
 )
 @click.option("--seed", "seeds", type=int, multiple=True, help="Repeat for several. Default 1.")
 @click.option(
