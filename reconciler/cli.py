@@ -169,13 +169,7 @@ def plan(
     kubeconfig: str | None,
 ) -> None:
     """Show what a reconcile would change now; commit nothing."""
-    watcher = _observer(observer, kubeconfig)
-    outcome = _run(
-        lambda repo: reconciling.plan(repo, now=_now(now_text), observer=watcher),
-        url,
-        branch,
-        cache_dir,
-    )
+    outcome = _plan(url, branch, now_text, cache_dir, observer, kubeconfig)
     if not outcome.changes:
         click.echo(f"no change: {redact(url)} is up to date at {outcome.input_commit[:12]}")
     else:
@@ -240,13 +234,7 @@ def explain(
     """Why JOB (namespace/name, name, or its file) goes where it goes: its place,
     deadline and carbon against qos, and its cheapest alternatives, each with
     whether it had room. Decides as `plan` does; commits nothing."""
-    watcher = _observer(observer, kubeconfig)
-    outcome = _run(
-        lambda repo: reconciling.plan(repo, now=_now(now_text), observer=watcher),
-        url,
-        branch,
-        cache_dir,
-    )
+    outcome = _plan(url, branch, now_text, cache_dir, observer, kubeconfig)
     decision = outcome.decision
     matches = [
         e
@@ -275,7 +263,7 @@ def explain(
         click.echo(f"  {entry.reason}")
     choices = explanations.options(decision.instance, decision.plan, entry.id)
     if not choices:
-        if entry.phase.value in ("Dispatched", "Running"):
+        if entry.phase in ledger.FIXED:
             click.echo("  started: its place is fixed and no longer re-planned")
         return
     window = decision.window
@@ -289,6 +277,24 @@ def explain(
             f"  {option.spoke:16} {format_time(window.time_of(option.start_slot))}  "
             f"{option.carbon_g:10,.1f} gCO2  {', '.join(notes)}"
         )
+
+
+def _plan(
+    url: str,
+    branch: str,
+    now_text: str | None,
+    cache_dir: Path | None,
+    observer: str,
+    kubeconfig: str | None,
+) -> reconciling.Outcome:
+    """A reconcile's decision and changes, without committing (`plan`, `explain`)."""
+    watcher = _observer(observer, kubeconfig)
+    return _run(
+        lambda repo: reconciling.plan(repo, now=_now(now_text), observer=watcher),
+        url,
+        branch,
+        cache_dir,
+    )
 
 
 def _run(action, url: str, branch: str, cache_dir: Path | None):  # noqa: ANN001, ANN202
