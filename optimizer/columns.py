@@ -2,7 +2,8 @@
 
 Column k means "job cj[k] starts on spoke cs[k] in slot ct[k]"; columns are
 grouped by job (job i owns k in [first[i], first[i+1])). Only movable jobs have
-columns; fixed jobs are folded into the residual capacity.
+columns; fixed jobs are folded into the residual capacity, and a start is a
+column only where the job fits in what they leave for its whole run.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from optimizer.capacity import Residual
 from optimizer.costs import TIE_BREAK_G_PER_SLOT, defer_cost
 from optimizer.model import RESOURCES, Instance, Job, Slot
 
@@ -106,8 +108,10 @@ def build(instance: Instance, *, late_starts: bool = True) -> tuple[Columns, lis
     paid for by the lateness weight; without, only starts that meet it."""
     spoke_names = tuple(spoke.name for spoke in instance.spokes)
     spoke_index = {name: i for i, name in enumerate(spoke_names)}
-    capacity = capacity_array(instance)
-    peak = capacity.max(axis=2)  # (spokes, resources)
+    # A start that does not fit next to the fixed work in some slot of its run
+    # is in no integer plan; left in, the LP relaxation runs a fraction of it
+    # there and its bound stops meaning anything.
+    room = Residual(capacity_array(instance) - fixed_usage(instance))
     cumulative = {
         zone: np.concatenate([[0.0], np.cumsum(np.asarray(values, dtype=float))])
         for zone, values in instance.intensity_g_per_kwh.items()
@@ -128,20 +132,21 @@ def build(instance: Instance, *, late_starts: bool = True) -> tuple[Columns, lis
         pieces = []
         for name in job.allowed_spokes:
             s = spoke_index[name]
-            if starts.size == 0 or (need > peak[s] + 1e-9).any():
+            fitting = starts[room.fits(s, job.duration_slots, need)[starts]]
+            if fitting.size == 0:
                 continue
             series = cumulative[zone_of[s]]
-            stop = np.minimum(starts + job.duration_slots, len(series) - 1)
-            carbon = (series[stop] - series[starts]) * job.energy_kwh_per_slot[name]
-            late = np.maximum(0, starts + job.duration_slots - job.deadline_slot)
-            cost = carbon + late * weights.lateness_g_per_slot + starts * TIE_BREAK_G_PER_SLOT
+            stop = np.minimum(fitting + job.duration_slots, len(series) - 1)
+            carbon = (series[stop] - series[fitting]) * job.energy_kwh_per_slot[name]
+            late = np.maximum(0, fitting + job.duration_slots - job.deadline_slot)
+            cost = carbon + late * weights.lateness_g_per_slot + fitting * TIE_BREAK_G_PER_SLOT
             if job.previous is not None:
                 cost = cost + np.where(
-                    (name == job.previous.spoke) & (starts == job.previous.start_slot),
+                    (name == job.previous.spoke) & (fitting == job.previous.start_slot),
                     0.0,
                     weights.move_g,
                 )
-            pieces.append((np.full(starts.size, s, dtype=np.int32), starts, carbon, cost))
+            pieces.append((np.full(fitting.size, s, dtype=np.int32), fitting, carbon, cost))
         if not pieces:
             without.append(job)
             continue

@@ -46,4 +46,6 @@ def why_unplaceable(instance: Instance, job: Job) -> str:
             parts.append(f"{name} {need:g} > largest allowed spoke's {best:g}")
     if parts:
         return "no allowed spoke is large enough: " + "; ".join(parts)
-    return "no allowed spoke is up"
+    if not job.allowed_spokes:
+        return "no allowed spoke is up"
+    return "work already running holds its allowed spokes for the whole planning horizon"

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from optimizer import baselines
+from optimizer import baselines, bench
+from optimizer import columns as cols
 from optimizer.model import Instance, Slot, SolverSettings, Weights
 from optimizer.plans import NO_CAPACITY
 from optimizer.solving import optimize
@@ -70,6 +71,31 @@ def test_fixed_work_holds_its_capacity_and_its_place() -> None:
     assert_valid_plan(instance, plan)
     assert plan.assignment("running").start_slot == -1
     assert plan.assignment("new").start_slot >= 3
+
+
+def test_a_start_where_the_job_cannot_fit_beside_running_work_is_not_even_in_the_bound() -> None:
+    # Spoke a is cleaner but running work leaves 2 GPUs free only from slot 3;
+    # a 2-GPU job that must finish by slot 3 can only go to b. Left in, the
+    # LP relaxation ran half of it on a and its bound was 150 g instead of 400 g.
+    running = job("running", spokes=("a",), gpu=1, duration=4, fixed=Slot(spoke="a", start_slot=-1))
+    urgent = job("urgent", spokes=("a", "b"), gpu=2, duration=2, deadline=3)
+    instance = make([running, urgent], gpu=2)
+    columns, _ = cols.build(instance)
+    assert sorted({columns.spokes[s] for s in columns.cs}) == ["a", "b"]
+    assert columns.ct[columns.cs == 0].min() == 3
+    plan = optimize(instance, settings=SETTINGS)
+    assert (plan.assignment("urgent").spoke, plan.assignment("urgent").late_slots) == ("b", 0)
+    bound, _ = bench.lp_bound(instance, limit=30)
+    assert bound == pytest.approx(400.0, abs=0.01)
+
+
+def test_a_job_that_running_work_crowds_out_of_the_whole_horizon_says_so() -> None:
+    running = job("running", spokes=("a",), gpu=1, duration=9, fixed=Slot(spoke="a", start_slot=-1))
+    crowded = job("crowded", spokes=("a",), gpu=2, duration=1)
+    plan = optimize(make([running, crowded], gpu=2), settings=SETTINGS)
+    assert [n.reason for n in plan.not_placed] == [
+        "work already running holds its allowed spokes for the whole planning horizon"
+    ]
 
 
 def test_a_planned_job_stays_put_unless_moving_saves_more_than_the_move_penalty() -> None:
