@@ -2,8 +2,8 @@
 
 A sparse table of minima per (spoke, resource) answers "what is the least free
 capacity in slots [t, t+d)" for every t at once in O(slots), so testing all the
-starts of a job costs a few array operations. Placing or removing a job rebuilds
-only that spoke's table.
+starts of a job costs a few array operations. Placing or removing a job marks
+only that spoke's table for rebuilding.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ class Residual:
         self.free = free.astype(float, copy=True)
         self.slots = free.shape[2]
         self.levels = max(1, int(self.slots).bit_length())
-        self.tables = [self._table(s) for s in range(free.shape[0])]
+        # Rebuilt on the next query, not on every change: a move often releases
+        # and takes several jobs on one spoke before it asks anything.
+        self.tables: list[np.ndarray | None] = [None] * free.shape[0]
 
     def _table(self, spoke: int) -> np.ndarray:
         # table[k, r, t] = min(free[r, t : t + 2**k]); slots past the horizon are
@@ -35,7 +37,10 @@ class Residual:
     def window_min(self, spoke: int, duration: int) -> np.ndarray:
         """(resources, slots): least free capacity over [t, t+duration) for each t."""
         k = min(int(duration).bit_length() - 1, self.levels)
-        table = self.tables[spoke][k]
+        tables = self.tables[spoke]
+        if tables is None:
+            tables = self.tables[spoke] = self._table(spoke)
+        table = tables[k]
         span = 1 << k
         return np.minimum(
             table[:, : self.slots], table[:, duration - span : duration - span + self.slots]
@@ -59,4 +64,4 @@ class Residual:
         first, last = max(start, 0), min(start + duration, self.slots)
         if first < last:
             self.free[spoke, :, first:last] += delta[:, None]
-            self.tables[spoke] = self._table(spoke)
+            self.tables[spoke] = None

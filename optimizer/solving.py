@@ -3,9 +3,11 @@
 1. Greedy in deadline order, in least-slack order, and earliest-start (which
    meets every deadline that can be met by starting early): the best is a valid
    plan at once. The previous reconcile's plan, repaired, competes (warm start).
+   Make-room moves (a big job into a clean slot, the jobs there placed again)
+   polish it.
 2. Column generation (HiGHS, whatever MILP solver is chosen) gives a proven
    lower bound and capacity prices within part of the budget; local search then
-   alternates between priced and true costs.
+   alternates between priced and true costs, with make-room moves.
 3. Reduced-cost fixing drops every column that cannot be in a better plan. If
    what is left is small, one MILP over it, warm-started (HiGHS through highspy
    by default, or any solver PuLP drives); otherwise large neighbourhood search:
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from optimizer import columns as cols
-from optimizer import heuristics, lagrange, lns, mip
+from optimizer import ejection, heuristics, lagrange, lns, mip
 from optimizer.costs import why_unplaceable
 from optimizer.highs import HighsBackend
 from optimizer.model import Instance, Plan, SolverSettings
@@ -168,6 +170,7 @@ def _alternate(
             break
         current = heuristics.improve(columns, free, current, deadline=deadline, score=priced)
         current = heuristics.improve(columns, free, current, deadline=deadline)
+        current = ejection.make_room(columns, free, current, deadline=deadline)
         if heuristics.objective(columns, current) >= heuristics.objective(columns, best) - 1e-9:
             break
         best = current
@@ -191,7 +194,7 @@ def _first_plan(
     if previous:
         kept = heuristics.complete(columns, free, heuristics.from_slots(columns, free, previous))
         best = _better(columns, best, kept)
-    return best
+    return ejection.make_room(columns, free, best, deadline=deadline)
 
 
 def _better(columns: cols.Columns, a: np.ndarray, b: np.ndarray | None) -> np.ndarray:

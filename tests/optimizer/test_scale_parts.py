@@ -10,15 +10,16 @@ import pytest
 from click.testing import CliRunner
 
 from optimizer import columns as cols
-from optimizer import dump, heuristics, lns
+from optimizer import dump, ejection, heuristics, lns
 from optimizer.capacity import Residual
 from optimizer.generator import generate
 from optimizer.highs import HighsBackend
-from optimizer.model import Slot, SolverSettings
+from optimizer.model import Instance, Slot, SolverSettings
 from optimizer.solving import solve
 from reconciler.cli import main
 from tests import planchecker
 from tests.conftest import assert_valid_plan
+from tests.optimizer.instances import START, job, spoke
 
 
 @pytest.mark.parametrize("duration", [1, 2, 3, 5, 8, 13, 31, 40])
@@ -68,6 +69,50 @@ def test_lns_never_makes_a_plan_worse_and_keeps_it_valid() -> None:
     )
     assert heuristics.objective(columns, better) <= heuristics.objective(columns, start)
     used = heuristics.usage(columns, better, free.shape)
+    assert (used <= free + 1e-6).all()
+
+
+def test_make_room_moves_a_big_job_in_where_single_moves_cannot() -> None:
+    # Spoke a is clean in slots 0-1, where two small jobs fill it; the big job
+    # sits on b. No single move helps: the big job does not fit in a's clean
+    # slots and is better on b than in a's later ones, and either small job
+    # loses by leaving. Together they gain 920 g.
+    intensity = {"ZA": (50.0, 50.0, 320.0, 320.0) + (400.0,) * 6, "ZB": (300.0,) * 10}
+    small = [job(f"small{i}", spokes=("a",), cpu=2, duration=2, energy=1.0) for i in range(2)]
+    big = job("big", spokes=("a", "b"), cpu=4, duration=2, energy=4.0)
+    instance = Instance(
+        start=START,
+        slot_seconds=900,
+        slots=6,
+        spokes=(spoke("a", "ZA", slots=6, cpu=4), spoke("b", "ZB", slots=6, cpu=4)),
+        intensity_g_per_kwh=intensity,
+        jobs=(*small, big),
+    )
+    columns, _ = cols.build(instance)
+    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    start = heuristics.from_slots(
+        columns, free, {"small0": ("a", 0), "small1": ("a", 0), "big": ("b", 0)}
+    )
+    assert (heuristics.improve(columns, free, start, deadline=time.monotonic() + 5) == start).all()
+    moved = ejection.make_room(columns, free, start, deadline=time.monotonic() + 5)
+    assert columns.slots_of(moved) == {
+        "small0": Slot(spoke="a", start_slot=2),
+        "small1": Slot(spoke="a", start_slot=2),
+        "big": Slot(spoke="a", start_slot=0),
+    }
+    gain = heuristics.objective(columns, start) - heuristics.objective(columns, moved)
+    assert gain == pytest.approx(920.0, abs=0.1)
+
+
+@pytest.mark.parametrize("seed", [2, 3, 7])
+def test_make_room_never_makes_a_plan_worse_and_keeps_it_valid(seed: int) -> None:
+    instance = generate(jobs=120, spokes=3, seed=seed)
+    columns, _ = cols.build(instance)
+    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    start = heuristics.greedy(columns, free)
+    moved = ejection.make_room(columns, free, start, deadline=time.monotonic() + 3)
+    assert heuristics.objective(columns, moved) < heuristics.objective(columns, start)
+    used = heuristics.usage(columns, moved, free.shape)
     assert (used <= free + 1e-6).all()
 
 

@@ -1,0 +1,152 @@
+"""Make-room moves: the plan changes that moving one job at a time never finds.
+
+A big job whose clean slot on a spoke is taken by several smaller ones cannot
+move there by itself, and none of the smaller ones gains by moving alone. The
+move here puts the big job at one of its cheaper columns anyway: of the jobs it
+overlaps on that spoke it lifts out, until it fits, those that emit least per
+unit of room they hold, and places them again, largest first, each at its
+cheapest column that still fits. It is kept only when the whole plan got
+cheaper; otherwise everything goes back as it was.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from optimizer.capacity import Residual
+from optimizer.columns import Columns
+from optimizer.heuristics import DEFERRED, feasible, usage
+
+
+def make_room(
+    columns: Columns,
+    free: np.ndarray,
+    choice: np.ndarray,
+    *,
+    deadline: float,
+    tries_per_job: int = 10,
+) -> np.ndarray:
+    """Improve `choice` by make-room moves until none helps or `deadline`
+    (time.monotonic()) passes. Jobs that stand to gain most are tried first."""
+    choice = choice.copy()
+    residual = Residual(free - usage(columns, choice, free.shape))
+    share = columns.demand / np.maximum(free.max(axis=(0, 2)), 1e-9)  # (jobs, resources)
+    size = share.max(axis=1)
+    cheapest = np.minimum.reduceat(columns.cost, columns.first[:-1].astype(np.intp))
+    changed = True
+    while changed and time.monotonic() < deadline:
+        changed = False
+        current = _costs(columns, choice)
+        for job in np.argsort(-(current - cheapest), kind="stable").tolist():
+            if time.monotonic() >= deadline or current[job] - cheapest[job] <= 1e-9:
+                break
+            for k in _candidates(columns, job, below=current[job], count=tries_per_job):
+                gain = _try(columns, residual, choice, job=job, column=int(k), size=size)
+                if gain > 1e-9:
+                    changed = True
+                    current = _costs(columns, choice)
+                    break
+    return choice
+
+
+def _candidates(columns: Columns, job: int, *, below: float, count: int) -> list[int]:
+    """Up to `count` of the job's columns cheaper than `below`, cheapest first,
+    at least half a run apart on each spoke: neighbouring starts overlap the same
+    jobs, so when one fails to make room the next usually fails too."""
+    part = columns.of_job(job)
+    better = part.start + np.flatnonzero(columns.cost[part] < below - 1e-9)
+    apart = max(1, int(columns.duration[job]) // 2)
+    chosen: list[int] = []
+    for k in better[np.argsort(columns.cost[better], kind="stable")].tolist():
+        if all(
+            columns.cs[c] != columns.cs[k] or abs(int(columns.ct[c]) - int(columns.ct[k])) >= apart
+            for c in chosen
+        ):
+            chosen.append(k)
+            if len(chosen) == count:
+                break
+    return chosen
+
+
+def _costs(columns: Columns, choice: np.ndarray) -> np.ndarray:
+    return np.where(choice >= 0, columns.cost[np.maximum(choice, 0)], columns.defer)
+
+
+def _try(
+    columns: Columns,
+    residual: Residual,
+    choice: np.ndarray,
+    *,
+    job: int,
+    column: int,
+    size: np.ndarray,
+) -> float:
+    """Put `job` at `column`, re-place what it overlaps; keep it and return the
+    gain if the plan got cheaper, else undo everything and return 0."""
+    spoke, first, last = int(columns.cs[column]), int(columns.ct[column]), int(columns.end[column])
+    duration, demand = int(columns.duration[job]), columns.demand[job]
+    placed = np.flatnonzero(choice >= 0)
+    at = choice[placed]
+    overlap = (columns.cs[at] == spoke) & (columns.ct[at] < last) & (columns.end[at] > first)
+    # Lift the jobs that emit least per unit of room they hold first, and only
+    # as many as it takes: those lose least by going elsewhere.
+    others = [int(b) for b in placed[overlap] if b != job]
+    density = {b: columns.cost[choice[b]] / (size[b] * columns.duration[b] + 1e-12) for b in others}
+    before = {job: int(choice[job])}
+    _release(columns, residual, job, before[job])
+    choice[job] = DEFERRED
+    for b in sorted(others, key=density.__getitem__):
+        if residual.fits_at(spoke, first, duration, demand):
+            break
+        before[b] = int(choice[b])
+        _release(columns, residual, b, before[b])
+        choice[b] = DEFERRED
+    lifted = [b for b in before if b != job]
+    old = float(sum(_cost_of(columns, b, k) for b, k in before.items()))
+    if not residual.fits_at(spoke, first, duration, demand):
+        _restore(columns, residual, choice, before)
+        return 0.0
+    _occupy(columns, residual, job, column)
+    choice[job] = column
+    for b in sorted(lifted, key=lambda b: -size[b]):
+        part = columns.of_job(b)
+        ok = feasible(columns, residual, b)
+        if ok.any():
+            k = part.start + int(np.argmin(np.where(ok, columns.cost[part], np.inf)))
+            _occupy(columns, residual, b, k)
+            choice[b] = k
+    new = float(sum(_cost_of(columns, b, int(choice[b])) for b in before))
+    if new < old - 1e-9:
+        return old - new
+    _restore(columns, residual, choice, before)
+    return 0.0
+
+
+def _restore(
+    columns: Columns, residual: Residual, choice: np.ndarray, before: dict[int, int]
+) -> None:
+    for b in before:
+        _release(columns, residual, b, int(choice[b]))
+    for b, k in before.items():
+        _occupy(columns, residual, b, k)
+        choice[b] = k
+
+
+def _cost_of(columns: Columns, job: int, k: int) -> float:
+    return float(columns.cost[k]) if k >= 0 else float(columns.defer[job])
+
+
+def _occupy(columns: Columns, residual: Residual, job: int, k: int) -> None:
+    if k >= 0:
+        residual.take(
+            int(columns.cs[k]), int(columns.ct[k]), int(columns.duration[job]), columns.demand[job]
+        )
+
+
+def _release(columns: Columns, residual: Residual, job: int, k: int) -> None:
+    if k >= 0:
+        residual.give_back(
+            int(columns.cs[k]), int(columns.ct[k]), int(columns.duration[job]), columns.demand[job]
+        )
