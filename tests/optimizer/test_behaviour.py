@@ -76,7 +76,7 @@ def test_fixed_work_holds_its_capacity_and_its_place() -> None:
 def test_a_start_where_the_job_cannot_fit_beside_running_work_is_not_even_in_the_bound() -> None:
     # Spoke a is cleaner but running work leaves 2 GPUs free only from slot 3;
     # a 2-GPU job that must finish by slot 3 can only go to b. Left in, the
-    # LP relaxation ran half of it on a and its bound was 150 g instead of 400 g.
+    # LP relaxation ran half of it on a and its bound was 300 g instead of 400 g.
     running = job("running", spokes=("a",), gpu=1, duration=4, fixed=Slot(spoke="a", start_slot=-1))
     urgent = job("urgent", spokes=("a", "b"), gpu=2, duration=2, deadline=3)
     instance = make([running, urgent], gpu=2)
