@@ -114,7 +114,7 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
         free,
         best,
         priced=priced,
-        deadline=min(deadline, time.monotonic() + 0.15 * settings.time_limit_s),
+        deadline=deadline,
     )
     value = heuristics.objective(columns, best)
     bound = min(dual.bound, value)
@@ -163,13 +163,13 @@ def _alternate(
     priced: np.ndarray,
     deadline: float,
 ) -> np.ndarray:
-    """Local search on priced costs, then on true costs, in turns: the prices push
-    jobs out of contested slots (which single moves on true costs never do), the
-    true costs then take up the room that freed."""
+    """Local search on priced costs, then on true costs, then make-room moves, in
+    turns until a turn gains nothing or `deadline` passes: the prices push jobs
+    out of contested slots (which single moves on true costs never do), the true
+    costs then take up the room that freed. What is left of the budget after it
+    stalls goes to the MILP or LNS, which beat it only given time."""
     best, current = choice, choice
-    for _ in range(8):
-        if time.monotonic() >= deadline:
-            break
+    while time.monotonic() < deadline:
         current = heuristics.improve(columns, free, current, deadline=deadline, score=priced)
         current = heuristics.improve(columns, free, current, deadline=deadline)
         current = ejection.make_room(columns, free, current, deadline=deadline)
