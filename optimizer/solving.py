@@ -121,6 +121,11 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
     if _gap(value, bound) <= settings.gap_rel:
         return finish(best, "optimal", "column generation", bound)
 
+    if deadline - time.monotonic() < 0.05 * settings.time_limit_s:
+        # Local search used the budget: building a MILP now would only overrun it.
+        gap = _gap(value, bound)
+        return finish(best, f"time_limit (gap {gap:.2%})", "column generation", bound)
+
     keep = np.union1d(np.flatnonzero(dual.reduced <= value - dual.bound + 1e-9), best[best >= 0])
     try:
         if keep.size <= EXACT_AFTER_FIXING:
