@@ -126,7 +126,9 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
     if deadline - time.monotonic() < 0.05 * settings.time_limit_s:
         # Local search used the budget: building a MILP now would only overrun it.
         gap = _gap(value, bound)
-        return finish(best, f"time_limit (gap {gap:.2%})", "column generation", bound)
+        return finish(
+            best, f"time_limit (gap {gap:.2%})", "column generation + local search", bound
+        )
 
     keep = np.union1d(np.flatnonzero(dual.reduced <= value - dual.bound + 1e-9), best[best >= 0])
     try:
