@@ -7,9 +7,10 @@
    polish it.
 2. Column generation (HiGHS, whatever MILP solver is chosen) gives a proven
    lower bound and capacity prices within part of the budget; local search then
-   alternates between priced and true costs, with make-room moves.
-3. Reduced-cost fixing drops every column that cannot be in a better plan. If
-   what is left is small, one MILP over it, warm-started (HiGHS through highspy
+   alternates between priced and true costs, with make-room moves, until a turn
+   gains nothing (or the budget is spent: its plan is then the answer).
+3. With what is left, reduced-cost fixing drops every column that cannot be in a
+   better plan. If what is left is small, one MILP over it, warm-started (HiGHS through highspy
    by default, or any solver PuLP drives); otherwise large neighbourhood search:
    small MILPs over a few dozen jobs at a time.
 
