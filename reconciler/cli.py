@@ -169,7 +169,14 @@ def plan(
     kubeconfig: str | None,
 ) -> None:
     """Show what a reconcile would change now; commit nothing."""
-    outcome = _plan(url, branch, now_text, cache_dir, observer, kubeconfig)
+    outcome = _plan(
+        url,
+        branch=branch,
+        now_text=now_text,
+        cache_dir=cache_dir,
+        observer=observer,
+        kubeconfig=kubeconfig,
+    )
     if not outcome.changes:
         click.echo(f"no change: {redact(url)} is up to date at {outcome.input_commit[:12]}")
     else:
@@ -234,7 +241,14 @@ def explain(
     """Why JOB (namespace/name, name, or its file) goes where it goes: its place,
     deadline and carbon against qos, and its cheapest alternatives, each with
     whether it had room. Decides as `plan` does; commits nothing."""
-    outcome = _plan(url, branch, now_text, cache_dir, observer, kubeconfig)
+    outcome = _plan(
+        url,
+        branch=branch,
+        now_text=now_text,
+        cache_dir=cache_dir,
+        observer=observer,
+        kubeconfig=kubeconfig,
+    )
     decision = outcome.decision
     matches = [
         e
@@ -281,6 +295,7 @@ def explain(
 
 def _plan(
     url: str,
+    *,
     branch: str,
     now_text: str | None,
     cache_dir: Path | None,
