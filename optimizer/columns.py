@@ -65,6 +65,12 @@ class Columns:
         )
         return sub, keep
 
+    def cheapest(self, score: np.ndarray, *, per_job: int) -> np.ndarray:
+        """Each job's `per_job` columns of lowest `score` (one per column)."""
+        ranked = np.lexsort((score, self.cj))
+        rank = np.arange(self.size) - self.first[self.cj[ranked]]
+        return np.sort(ranked[rank < per_job])
+
     def slots_of(self, choice: np.ndarray | None) -> dict[str, Slot | None]:
         """A solution (one column per job, -1 deferred) as job id -> (spoke, start)."""
         if choice is None:

@@ -85,9 +85,9 @@ def _word(status: str) -> str:
 
 def relaxation(
     model: Model, *, time_limit: float, crossover: bool = False
-) -> tuple[str, float, np.ndarray]:
+) -> tuple[str, float, np.ndarray, np.ndarray]:
     """The LP relaxation by interior point (this LP is too degenerate for simplex
-    at fleet scale): (status, objective, row duals). Without crossover the duals
+    at fleet scale): (status, objective, row duals, column values). Without crossover the duals
     are approximate, which is fine for prices (any prices >= 0 give a valid
     Lagrangian bound) but not to prove that no column is missing; with it, they
     are exact."""
@@ -99,5 +99,6 @@ def relaxation(
     h = _load(model, integer=False, options=options)
     h.run()
     status = _word(h.modelStatusToString(h.getModelStatus()))
-    row_duals = np.asarray(h.getSolution().row_dual)
-    return status, float(h.getInfo().objective_function_value), row_duals
+    solution = h.getSolution()
+    objective = float(h.getInfo().objective_function_value)
+    return status, objective, np.asarray(solution.row_dual), np.asarray(solution.col_value)

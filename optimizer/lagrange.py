@@ -28,6 +28,10 @@ from optimizer import mip
 from optimizer.columns import Columns
 from optimizer.highs import relaxation
 
+# Interior point without crossover leaves every column a sliver above zero: a
+# column is in the LP's support when it runs at least this share of its job.
+SUPPORT_SHARE = 0.01
+
 
 @dataclass
 class Dual:
@@ -36,6 +40,7 @@ class Dual:
     reduced: np.ndarray  # reduced cost of every column at `prices`
     rounds: int
     lp_optimal: bool  # no column was left to add: `bound` is the full LP bound
+    support: np.ndarray  # columns the last master's LP solution runs a real share of
 
 
 class Pricing:
@@ -82,9 +87,7 @@ def solve(
     pricing = Pricing(columns, free)
     jobs = len(columns.jobs)
     in_master = np.zeros(columns.size, dtype=bool)
-    ranked = np.lexsort((columns.cost, columns.cj))
-    rank = np.arange(columns.size) - columns.first[columns.cj[ranked]]
-    in_master[ranked[rank < initial_per_job]] = True
+    in_master[columns.cheapest(columns.cost, per_job=initial_per_job)] = True
     in_master[seed_columns] = True
 
     # No prices at all is already a valid bound (every job at its cheapest column):
@@ -92,12 +95,13 @@ def solve(
     best_prices = np.zeros(free.shape)
     best_bound, _, _ = pricing.evaluate(best_prices)
     rounds, lp_optimal, exact = 0, False, False
+    support = np.zeros(0, dtype=np.int64)
     while time.monotonic() < deadline:
         rounds += 1
         # Rebuilt each round: HiGHS solves it from scratch (with presolve) faster
         # than it re-solves a grown model from the old basis.
         master = mip.build(columns, free, np.flatnonzero(in_master))
-        status, value, duals = relaxation(
+        status, value, duals, values = relaxation(
             master, time_limit=deadline - time.monotonic(), crossover=exact
         )
         # Interior point without crossover says "unknown" when it converged; any
@@ -105,6 +109,7 @@ def solve(
         if status not in ("optimal", "unknown"):
             break
         prices = master.prices(duals, free.shape)
+        support = master.keep[values[: master.keep.size] > SUPPORT_SHARE]
         bound, priced, _ = pricing.evaluate(prices)
         if bound > best_bound:
             best_bound, best_prices = bound, prices
@@ -132,4 +137,5 @@ def solve(
         reduced=priced - job_min[columns.cj],
         rounds=rounds,
         lp_optimal=lp_optimal,
+        support=support,
     )

@@ -34,9 +34,7 @@ def search(
     (priced costs, if the caller has prices; the plain cost otherwise)."""
     rng = np.random.default_rng(seed)
     score = columns.cost if score is None else score
-    ranked = np.lexsort((score, columns.cj))
-    rank = np.arange(columns.size) - columns.first[columns.cj[ranked]]
-    shortlist = ranked[rank < per_job]
+    shortlist = columns.cheapest(score, per_job=per_job)
     value = heuristics.objective(columns, choice)
     jobs = len(columns.jobs)
     improved = 0

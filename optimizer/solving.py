@@ -8,7 +8,10 @@
 2. Column generation (HiGHS, whatever MILP solver is chosen) gives a proven
    lower bound and capacity prices within part of the budget; local search then
    alternates between priced and true costs, with make-room moves, until a turn
-   gains nothing (or the budget is spent: its plan is then the answer).
+   gains nothing or half the budget is gone. A small MILP over the columns the
+   LP relaxation uses (price-and-branch) moves many jobs at once; local search
+   takes up from its plan until it stalls (or the budget is spent: its plan is
+   then the answer).
 3. With the time left, reduced-cost fixing drops every column that cannot be in
    a better plan. If few columns remain, one MILP over them, warm-started (HiGHS
    through highspy by default, or any solver PuLP drives); otherwise large
@@ -117,8 +120,21 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
         free,
         best,
         priced=priced,
-        deadline=deadline,
+        deadline=min(deadline, started + 0.5 * settings.time_limit_s),
     )
+    try:
+        polished = price_and_branch(
+            columns,
+            free,
+            best,
+            dual=dual,
+            backend=backend,
+            time_limit=min(0.25 * settings.time_limit_s, deadline - time.monotonic()),
+        )
+    except SolverUnavailableError:
+        polished = best  # the MILP step below says so in the plan's status
+    if polished is not best:
+        best = _alternate(columns, free, polished, priced=priced, deadline=deadline)
     value = heuristics.objective(columns, best)
     bound = min(dual.bound, value)
     if _gap(value, bound) <= settings.gap_rel:
@@ -187,6 +203,30 @@ def _alternate(
             break
         best = current
     return best
+
+
+def price_and_branch(
+    columns: cols.Columns,
+    free: np.ndarray,
+    best: np.ndarray,
+    *,
+    dual: lagrange.Dual,
+    backend: mip.Backend,
+    time_limit: float,
+) -> np.ndarray:
+    """One MILP over the columns the LP relaxation runs, each job's three of least
+    reduced cost and the incumbent's (its warm start); returns the better plan,
+    `best` itself if it is no better. A few thousand columns: HiGHS solves it in
+    a second or two at 200 jobs, and it moves several jobs at once into the
+    places the LP packs them, which local search finds only one job at a time."""
+    if dual.support.size == 0:
+        return best
+    keep = np.union1d(
+        np.union1d(dual.support, columns.cheapest(dual.reduced, per_job=3)), best[best >= 0]
+    )
+    model = mip.build(columns, free, keep, start=best)
+    result = backend.solve(model, time_limit=time_limit, gap_rel=1e-4)
+    return _better(columns, best, result.choice)
 
 
 def _first_plan(

@@ -10,12 +10,12 @@ import pytest
 from click.testing import CliRunner
 
 from optimizer import columns as cols
-from optimizer import dump, ejection, heuristics, lns
+from optimizer import dump, ejection, heuristics, lagrange, lns
 from optimizer.capacity import Residual
 from optimizer.generator import generate
 from optimizer.highs import HighsBackend
 from optimizer.model import Instance, Slot, SolverSettings
-from optimizer.solving import solve
+from optimizer.solving import price_and_branch, solve
 from reconciler.cli import main
 from tests import planchecker
 from tests.conftest import assert_valid_plan
@@ -114,6 +114,35 @@ def test_make_room_improves_a_greedy_plan_and_keeps_it_valid(seed: int) -> None:
     assert heuristics.objective(columns, moved) < heuristics.objective(columns, start)
     used = heuristics.usage(columns, moved, free.shape)
     assert (used <= free + 1e-6).all()
+
+
+@pytest.mark.parametrize("seed", [3, 4, 6])
+def test_price_and_branch_improves_on_a_local_optimum_and_keeps_it_valid(seed: int) -> None:
+    instance = generate(jobs=120, spokes=3, seed=seed)
+    columns, _ = cols.build(instance)
+    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    start = heuristics.improve(
+        columns, free, heuristics.greedy(columns, free), deadline=time.monotonic() + 5
+    )
+    start = ejection.make_room(columns, free, start, deadline=time.monotonic() + 5)
+    dual = lagrange.solve(
+        columns,
+        free,
+        upper=lambda: heuristics.objective(columns, start),
+        deadline=time.monotonic() + 20,
+        seed_columns=start[start >= 0],
+        target_gap=0.0,
+    )
+    assert dual.lp_optimal and dual.support.size > 0
+    better = price_and_branch(
+        columns, free, start, dual=dual, backend=HighsBackend(), time_limit=10
+    )
+    assert heuristics.objective(columns, better) < heuristics.objective(columns, start)
+    assert heuristics.objective(columns, better) >= dual.bound - 1e-6
+    used = heuristics.usage(columns, better, free.shape)
+    assert (used <= free + 1e-6).all()
+    placed = better[better >= 0]
+    assert (columns.cj[placed] == np.flatnonzero(better >= 0)).all()
 
 
 def test_a_solved_generated_instance_passes_the_independent_checker(tmp_path) -> None:
