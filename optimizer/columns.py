@@ -107,17 +107,22 @@ def fixed_usage(instance: Instance) -> np.ndarray:
     return usage
 
 
-def build(instance: Instance, *, late_starts: bool = True) -> tuple[Columns, list[Job]]:
+def build(
+    instance: Instance, *, late_starts: bool = True, beside_running: bool = True
+) -> tuple[Columns, list[Job]]:
     """The columns of every movable job, and the movable jobs that have none.
 
     With `late_starts`, starts that finish after the deadline are columns too,
-    paid for by the lateness weight; without, only starts that meet it."""
+    paid for by the lateness weight; without, only starts that meet it. With
+    `beside_running`, only starts where the job fits beside the fixed work;
+    without, every start where it fits an empty spoke (to explain a plan)."""
     spoke_names = tuple(spoke.name for spoke in instance.spokes)
     spoke_index = {name: i for i, name in enumerate(spoke_names)}
     # A start that does not fit next to the fixed work in some slot of its run
     # is in no integer plan; left in, the LP relaxation runs a fraction of it
     # there and its bound stops meaning anything.
-    room = Residual(capacity_array(instance) - fixed_usage(instance))
+    capacity = capacity_array(instance)
+    room = Residual(capacity - fixed_usage(instance) if beside_running else capacity)
     cumulative = {
         zone: np.concatenate([[0.0], np.cumsum(np.asarray(values, dtype=float))])
         for zone, values in instance.intensity_g_per_kwh.items()

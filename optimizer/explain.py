@@ -20,15 +20,17 @@ class Option(Frozen):
     carbon_g: float
     late_slots: int
     chosen: bool
-    room: bool  # fits next to the plan's other jobs
+    room: bool  # fits next to the plan's other jobs and the work already running
 
 
 def options(instance: Instance, plan: Plan, job_id: str, *, limit: int = 6) -> list[Option]:
     """The chosen place first, then the job's `limit` lowest-carbon places that meet its
     deadline (all places, if none does): each spoke's best start first, then the
     next best overall. Empty for a job that is fixed (started before this
-    decision) or has no place at all."""
-    columns, _ = cols.build(instance)
+    decision) or fits no allowed spoke at all."""
+    # Starts that running work blocks are options too: "why not there?" is
+    # answered with "taken", not by leaving the place out.
+    columns, _ = cols.build(instance, beside_running=False)
     index = next((i for i, job in enumerate(columns.jobs) if job.id == job_id), None)
     if index is None:
         return []

@@ -169,3 +169,19 @@ def test_explain_names_the_cleaner_place_another_job_holds() -> None:
     assert found[0].chosen and found[0].spoke == "b"
     cleaner = next(o for o in found if o.spoke == "a")
     assert cleaner.carbon_g < found[0].carbon_g and not cleaner.room
+
+
+def test_explain_lists_the_cleaner_start_that_running_work_blocks() -> None:
+    """The plan cannot use spoke a before slot 3 (running work), so the job goes
+    to b; asked why, explain names a's earlier start as cleaner and taken."""
+    from optimizer.explain import options
+
+    running = job("running", spokes=("a",), gpu=1, duration=4, fixed=Slot(spoke="a", start_slot=-1))
+    urgent = job("urgent", spokes=("a", "b"), gpu=2, duration=2, deadline=3)
+    instance = make([running, urgent], gpu=2)
+    plan = optimize(instance, settings=SETTINGS)
+    found = options(instance, plan, "urgent")
+    assert (found[0].spoke, found[0].chosen) == ("b", True)
+    blocked = next(o for o in found if o.spoke == "a")
+    assert blocked.start_slot < 3 and not blocked.room
+    assert blocked.carbon_g < found[0].carbon_g
