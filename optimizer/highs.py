@@ -3,13 +3,16 @@ importing it): the model goes in as arrays in one call, with a warm start."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import highspy
 import numpy as np
 
 from optimizer.mip import Model, Result
+from optimizer.relaxation import Relaxation
 
 
-def _load(model: Model, *, integer: bool, options: dict[str, object]) -> highspy.Highs:
+def _load(model: Model | Relaxation, *, integer: bool, options: dict[str, object]) -> highspy.Highs:
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     for name, value in options.items():
@@ -18,8 +21,8 @@ def _load(model: Model, *, integer: bool, options: dict[str, object]) -> highspy
     lp.num_col_ = model.variables
     lp.num_row_ = model.constraints
     lp.col_cost_ = model.cost
-    lp.col_lower_ = np.zeros(model.variables)
-    lp.col_upper_ = np.ones(model.variables)
+    lp.col_lower_ = np.where(np.isinf(model.col_lower), -highspy.kHighsInf, model.col_lower)
+    lp.col_upper_ = np.where(np.isinf(model.col_upper), highspy.kHighsInf, model.col_upper)
     lp.row_lower_ = np.where(np.isinf(model.row_lower), -highspy.kHighsInf, model.row_lower)
     lp.row_upper_ = model.row_upper
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
@@ -83,22 +86,32 @@ def _word(status: str) -> str:
     return status.lower().replace(" ", "_")
 
 
-def relaxation(
-    model: Model, *, time_limit: float, crossover: bool = False
-) -> tuple[str, float, np.ndarray, np.ndarray]:
-    """The LP relaxation by interior point (this LP is too degenerate for simplex
-    at fleet scale): (status, objective, row duals, column values). Without crossover the duals
-    are approximate, which is fine for prices (any prices >= 0 give a valid
-    Lagrangian bound) but not to prove that no column is missing; with it, they
-    are exact."""
+@dataclass(frozen=True)
+class LpSolution:
+    status: str
+    objective: float
+    row_dual: np.ndarray
+    col_dual: np.ndarray
+    col_value: np.ndarray
+
+
+def relaxation(lp: Relaxation, *, time_limit: float, crossover: bool = False) -> LpSolution:
+    """The LP by interior point (this LP is too degenerate for simplex at fleet
+    scale). Without crossover the duals are approximate, which is fine for
+    prices (any prices >= 0 give a valid Lagrangian bound) but not to prove that
+    no column is missing; with it, they are exact."""
     options = {
         "time_limit": float(max(time_limit, 0.01)),
         "solver": "ipm",
         "run_crossover": "on" if crossover else "off",
     }
-    h = _load(model, integer=False, options=options)
+    h = _load(lp, integer=False, options=options)
     h.run()
-    status = _word(h.modelStatusToString(h.getModelStatus()))
     solution = h.getSolution()
-    objective = float(h.getInfo().objective_function_value)
-    return status, objective, np.asarray(solution.row_dual), np.asarray(solution.col_value)
+    return LpSolution(
+        status=_word(h.modelStatusToString(h.getModelStatus())),
+        objective=float(h.getInfo().objective_function_value),
+        row_dual=np.asarray(solution.row_dual),
+        col_dual=np.asarray(solution.col_dual),
+        col_value=np.asarray(solution.col_value),
+    )

@@ -7,10 +7,11 @@ plan's objective (the Lagrangian bound). Its best value is the LP bound of the
 time-indexed model, because each job's subproblem is integral.
 
 The prices come from the LP relaxation over a growing set of columns (the
-restricted master, solved by HiGHS): its capacity duals are λ; every column of
-the full model is priced with them in a few vector operations; columns with a
-negative reduced cost join the master; repeat. When none is left, the master's
-optimum is the LP bound of the full model and the Lagrangian bound meets it.
+restricted master, in the flow form of `relaxation.py`, solved by HiGHS): its
+capacity prices are λ; every column of the full model is priced with them in a
+few vector operations; columns with a negative reduced cost join the master;
+repeat. When none is left, the master's optimum is the LP bound of the full
+model and the Lagrangian bound meets it.
 
 The bound is also what makes reduced-cost fixing exact: a column whose reduced
 cost exceeds (incumbent - bound) cannot be part of any better plan.
@@ -24,9 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optimizer import mip
+from optimizer import mip, relaxation
 from optimizer.columns import Columns
-from optimizer.highs import relaxation
+from optimizer.highs import relaxation as solve_lp
 
 # Interior point without crossover leaves every column a sliver above zero: a
 # column is in the LP's support when it runs at least this share of its job.
@@ -100,16 +101,15 @@ def solve(
         rounds += 1
         # Rebuilt each round: HiGHS solves it from scratch (with presolve) faster
         # than it re-solves a grown model from the old basis.
-        master = mip.build(columns, free, np.flatnonzero(in_master))
-        status, value, duals, values = relaxation(
-            master, time_limit=deadline - time.monotonic(), crossover=exact
-        )
+        master = relaxation.build(columns, free, np.flatnonzero(in_master))
+        lp = solve_lp(master, time_limit=deadline - time.monotonic(), crossover=exact)
         # Interior point without crossover says "unknown" when it converged; any
         # prices >= 0 still give a valid bound, so only a failure stops the loop.
-        if status not in ("optimal", "unknown"):
+        if lp.status not in ("optimal", "unknown"):
             break
-        prices = master.prices(duals, free.shape)
-        support = master.keep[values[: master.keep.size] > SUPPORT_SHARE]
+        value, duals = lp.objective, lp.row_dual
+        prices = master.prices(lp.col_dual, free.shape)
+        support = master.support(lp.col_value, share=SUPPORT_SHARE)
         bound, priced, _ = pricing.evaluate(prices)
         if bound > best_bound:
             best_bound, best_prices = bound, prices

@@ -28,7 +28,6 @@ class Model:
     row_index: np.ndarray
     value: np.ndarray
     start: np.ndarray | None  # a feasible 0/1 vector to warm-start from
-    row_keys: np.ndarray  # (spoke*resources + resource)*slots + slot of each capacity row
 
     @property
     def variables(self) -> int:
@@ -38,13 +37,13 @@ class Model:
     def constraints(self) -> int:
         return len(self.row_lower)
 
-    def prices(self, row_duals: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-        """Capacity prices λ >= 0 per (spoke, resource, slot) from the LP's row
-        duals; rows left out of the model (they cannot bind) are priced 0."""
-        prices = np.zeros(int(np.prod(shape)))
-        jobs = len(self.columns.jobs)
-        prices[self.row_keys] = np.maximum(0.0, -row_duals[jobs:])
-        return prices.reshape(shape)
+    @property
+    def col_lower(self) -> np.ndarray:
+        return np.zeros(self.variables)
+
+    @property
+    def col_upper(self) -> np.ndarray:
+        return np.ones(self.variables)
 
     def choice(self, values: np.ndarray) -> np.ndarray:
         """Model values back to one column index per job (-1: deferred)."""
@@ -74,7 +73,7 @@ def build(
 ) -> Model:
     """The model over the columns in `keep` (sorted indices); `start` is a choice
     per job whose placed columns must all be kept."""
-    _spokes, resources, slots = free.shape
+    slots = free.shape[2]
     jobs = len(columns.jobs)
     keep = np.unique(keep).astype(np.int64)
     demand, free_scaled = scaled(columns, free)
@@ -92,24 +91,14 @@ def build(
     cap_cols, cap_keys, cap_vals, cap_jobs = capacity_entries(columns, keep, demand, slots)
     row_lower = [np.ones(jobs)]
     row_upper = [np.ones(jobs)]
-    binding = np.zeros(0, dtype=np.int64)
     if cap_cols.size:
-        col, key, val, job = cap_cols, cap_keys, cap_vals, cap_jobs
-        # A row can bind only if the jobs that may run there could overfill it;
-        # each job counts once, whichever of its columns covers the slot.
-        pair = np.unique(job * free_scaled.size + key)
-        pair_key = pair % free_scaled.size
-        pair_job = pair // free_scaled.size
-        rows_at = np.unique(pair_key)
-        worst = np.zeros(free_scaled.size)
-        np.add.at(worst, pair_key, _demand_of(demand, pair_job, pair_key, resources, slots))
-        binding = rows_at[worst[rows_at] > free_scaled[rows_at] + 1e-9]
+        binding = binding_keys(demand, free_scaled, cap_keys, cap_jobs, slots=slots)
         position = np.full(free_scaled.size, -1, dtype=np.int64)
         position[binding] = jobs + np.arange(binding.size)
-        on = position[key] >= 0
-        entry_col.append(col[on])
-        entry_row.append(position[key[on]])
-        entry_val.append(val[on])
+        on = position[cap_keys] >= 0
+        entry_col.append(cap_cols[on])
+        entry_row.append(position[cap_keys[on]])
+        entry_val.append(cap_vals[on])
         row_lower.append(np.full(binding.size, -np.inf))
         row_upper.append(free_scaled[binding])
 
@@ -139,7 +128,6 @@ def build(
         row_index=row[order].astype(np.int64),
         value=val[order],
         start=start_vector,
-        row_keys=binding,
     )
 
 
@@ -180,6 +168,22 @@ def capacity_entries(
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, np.zeros(0), empty
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(4))  # type: ignore[return-value]
+
+
+def binding_keys(
+    demand: np.ndarray, free_scaled: np.ndarray, key: np.ndarray, job: np.ndarray, *, slots: int
+) -> np.ndarray:
+    """The capacity rows (keys as in `capacity_entries`) that can bind: those the
+    jobs able to run there could overfill, each job counted once, whichever of
+    its columns covers the slot. The others need no row at all."""
+    resources = demand.shape[1]
+    pair = np.unique(job * free_scaled.size + key)
+    pair_key = pair % free_scaled.size
+    pair_job = pair // free_scaled.size
+    rows_at = np.unique(pair_key)
+    worst = np.zeros(free_scaled.size)
+    np.add.at(worst, pair_key, _demand_of(demand, pair_job, pair_key, resources, slots))
+    return rows_at[worst[rows_at] > free_scaled[rows_at] + 1e-9]
 
 
 def _demand_of(

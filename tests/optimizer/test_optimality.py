@@ -8,9 +8,11 @@ import itertools
 import numpy as np
 import pytest
 
-from optimizer import baselines, heuristics, lagrange, mip
+from optimizer import baselines, heuristics, lagrange, mip, relaxation
 from optimizer import columns as cols
-from optimizer.highs import HighsBackend
+from optimizer.generator import generate
+from optimizer.highs import HighsBackend, lp_bound
+from optimizer.highs import relaxation as solve_lp
 from optimizer.model import Instance, SolverSettings
 from optimizer.pulp_backend import PulpBackend
 from optimizer.solving import optimize
@@ -144,8 +146,6 @@ def test_reduced_cost_fixing_never_cuts_off_the_optimum(seed: int) -> None:
 
 
 def test_column_generation_reaches_the_lp_bound_of_the_whole_model() -> None:
-    from optimizer.highs import lp_bound
-
     instance = random_instance(3, jobs=6, slots=8)
     columns, _ = cols.build(instance)
     free = cols.capacity_array(instance) - cols.fixed_usage(instance)
@@ -166,3 +166,20 @@ def test_column_generation_reaches_the_lp_bound_of_the_whole_model() -> None:
     assert dual.lp_optimal or dual.bound >= upper - 1e-6
     assert dual.bound <= lp + 1e-5 * abs(lp)
     assert dual.bound >= lp - 1e-3 * abs(lp)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_flow_form_lp_has_the_optimum_and_prices_of_the_usual_one(seed: int) -> None:
+    instance = generate(jobs=40, spokes=3, seed=seed)
+    columns, _ = cols.build(instance)
+    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    everything = np.arange(columns.size)
+    usual, status = lp_bound(mip.build(columns, free, everything), time_limit=60)
+    flow = relaxation.build(columns, free, everything)
+    assert flow.value.size < mip.build(columns, free, everything).value.size
+    lp = solve_lp(flow, time_limit=60, crossover=True)
+    assert status == "optimal" and lp.status == "optimal"
+    assert lp.objective == pytest.approx(usual, rel=1e-6)
+    # With every column in the LP, its prices make the Lagrangian bound the LP bound.
+    bound, _, _ = lagrange.Pricing(columns, free).evaluate(flow.prices(lp.col_dual, free.shape))
+    assert bound == pytest.approx(usual, rel=1e-6)
