@@ -32,6 +32,7 @@ from optimizer.highs import relaxation as solve_lp
 # Interior point without crossover leaves every column a sliver above zero: a
 # column is in the LP's support when it runs at least this share of its job.
 SUPPORT_SHARE = 0.01
+CAP_QUANTILES = (0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)
 
 
 @dataclass
@@ -113,6 +114,9 @@ def solve(
         bound, priced, _ = pricing.evaluate(prices)
         if bound > best_bound:
             best_bound, best_prices = bound, prices
+        best_bound, best_prices = capped(
+            pricing, prices, best_bound=best_bound, best_prices=best_prices
+        )
         incumbent = upper()
         if incumbent - best_bound <= target_gap * max(1.0, abs(incumbent)):
             break
@@ -139,3 +143,21 @@ def solve(
         lp_optimal=lp_optimal,
         support=support,
     )
+
+
+def capped(
+    pricing: Pricing, prices: np.ndarray, *, best_bound: float, best_prices: np.ndarray
+) -> tuple[float, np.ndarray]:
+    """The better of (best_bound, best_prices) and `prices` capped at one of a few
+    of their own quantiles. While the master holds few columns, a job with no
+    other column there prices its slots near the cost of deferring it: such
+    prices are exact for the master but give a Lagrangian bound far below zero.
+    Capped, they are still >= 0, so the bound stays valid, and it is far better
+    (1000 jobs, seed 1: 189 thousand instead of 75 after two rounds)."""
+    positive = prices[prices > 0]
+    for share in CAP_QUANTILES if positive.size else ():
+        candidate = np.minimum(prices, np.quantile(positive, share))
+        bound = pricing.evaluate(candidate)[0]
+        if bound > best_bound:
+            best_bound, best_prices = bound, candidate
+    return best_bound, best_prices

@@ -13,9 +13,10 @@
    takes up from its plan until it stalls (or the budget is spent: its plan is
    then the answer).
 3. With the time left, reduced-cost fixing drops every column that cannot be in
-   a better plan. If few columns remain, one MILP over them, warm-started (HiGHS
-   through highspy by default, or any solver PuLP drives); otherwise large
-   neighbourhood search: small MILPs over a few dozen jobs at a time.
+   a better plan. If few columns remain for the time left, one MILP over them,
+   warm-started (HiGHS through highspy by default, or any solver PuLP drives);
+   otherwise large neighbourhood search: small MILPs over a few dozen jobs at a
+   time.
 
 `solver_status` says what was proven: "optimal" only when the plan is within
 `gap_rel` of a proven bound; otherwise the remaining gap to that bound.

@@ -183,3 +183,24 @@ def test_the_flow_form_lp_has_the_optimum_and_prices_of_the_usual_one(seed: int)
     # With every column in the LP, its prices make the Lagrangian bound the LP bound.
     bound, _, _ = lagrange.Pricing(columns, free).evaluate(flow.prices(lp.col_dual, free.shape))
     assert bound == pytest.approx(usual, rel=1e-6)
+
+
+def test_capped_prices_from_a_poor_master_bound_better_and_stay_valid() -> None:
+    instance = generate(jobs=40, spokes=3, seed=0)
+    columns, _ = cols.build(instance)
+    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    start = heuristics.greedy(columns, free)
+    # Two columns a job: the master's duals price slots near the cost of deferring.
+    keep = np.union1d(columns.cheapest(columns.cost, per_job=2), start[start >= 0])
+    master = relaxation.build(columns, free, keep)
+    raw = master.prices(solve_lp(master, time_limit=60).col_dual, free.shape)
+    pricing = lagrange.Pricing(columns, free)
+    raw_bound = pricing.evaluate(raw)[0]
+    unpriced = pricing.evaluate(np.zeros(free.shape))[0]
+
+    bound, prices = lagrange.capped(pricing, raw, best_bound=raw_bound, best_prices=raw)
+
+    lp, _ = lp_bound(mip.build(columns, free, np.arange(columns.size)), time_limit=60)
+    assert raw_bound < 0 < unpriced < bound <= lp + 1e-6 * abs(lp)
+    assert (prices >= 0).all() and (prices <= raw).all()
+    assert pricing.evaluate(prices)[0] == pytest.approx(bound)
