@@ -18,8 +18,8 @@ def _load(model: Model | Relaxation, *, integer: bool, options: dict[str, object
     for name, value in options.items():
         h.setOptionValue(name, value)
     lp = highspy.HighsLp()
-    lp.num_col_ = model.variables
-    lp.num_row_ = model.constraints
+    lp.num_col_ = len(model.cost)
+    lp.num_row_ = len(model.row_lower)
     lp.col_cost_ = model.cost
     lp.col_lower_ = np.where(np.isinf(model.col_lower), -highspy.kHighsInf, model.col_lower)
     lp.col_upper_ = np.where(np.isinf(model.col_upper), highspy.kHighsInf, model.col_upper)
@@ -30,7 +30,7 @@ def _load(model: Model | Relaxation, *, integer: bool, options: dict[str, object
     lp.a_matrix_.index_ = model.row_index
     lp.a_matrix_.value_ = model.value
     if integer:
-        lp.integrality_ = [highspy.HighsVarType.kInteger] * model.variables
+        lp.integrality_ = [highspy.HighsVarType.kInteger] * len(model.cost)
     h.passModel(lp)
     return h
 

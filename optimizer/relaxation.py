@@ -43,14 +43,6 @@ class Relaxation:
     chains: np.ndarray  # spoke*resources + resource of each usage chain
 
     @property
-    def variables(self) -> int:
-        return len(self.cost)
-
-    @property
-    def constraints(self) -> int:
-        return len(self.row_lower)
-
-    @property
     def first_usage(self) -> int:
         return len(self.keep) + self.jobs
 
