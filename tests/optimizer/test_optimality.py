@@ -174,9 +174,10 @@ def test_the_flow_form_lp_has_the_optimum_and_prices_of_the_usual_one(seed: int)
     columns, _ = cols.build(instance)
     free = cols.capacity_array(instance) - cols.fixed_usage(instance)
     everything = np.arange(columns.size)
-    usual, status = lp_bound(mip.build(columns, free, everything), time_limit=60)
+    model = mip.build(columns, free, everything)
+    usual, status = lp_bound(model, time_limit=60)
     flow = relaxation.build(columns, free, everything)
-    assert flow.value.size < mip.build(columns, free, everything).value.size
+    assert flow.value.size < model.value.size
     lp = solve_lp(flow, time_limit=60, crossover=True)
     assert status == "optimal" and lp.status == "optimal"
     assert lp.objective == pytest.approx(usual, rel=1e-6)
