@@ -43,6 +43,7 @@ class Dual:
     rounds: int
     lp_optimal: bool  # no column was left to add: `bound` is the full LP bound
     support: np.ndarray  # columns the last master's LP solution runs a real share of
+    shares: np.ndarray  # the share of its job each of them runs
 
 
 class Pricing:
@@ -97,7 +98,7 @@ def solve(
     best_prices = np.zeros(free.shape)
     best_bound, _, _ = pricing.evaluate(best_prices)
     rounds, lp_optimal, exact = 0, False, False
-    support = np.zeros(0, dtype=np.int64)
+    support, shares = np.zeros(0, dtype=np.int64), np.zeros(0)
     while time.monotonic() < deadline:
         rounds += 1
         # Rebuilt each round: HiGHS solves it from scratch (with presolve) faster
@@ -110,7 +111,7 @@ def solve(
             break
         value, duals = lp.objective, lp.row_dual
         prices = master.prices(lp.col_dual, free.shape)
-        support = master.support(lp.col_value, share=SUPPORT_SHARE)
+        support, shares = master.support(lp.col_value, share=SUPPORT_SHARE)
         bound, priced, _ = pricing.evaluate(prices)
         if bound > best_bound:
             best_bound, best_prices = bound, prices
@@ -142,6 +143,7 @@ def solve(
         rounds=rounds,
         lp_optimal=lp_optimal,
         support=support,
+        shares=shares,
     )
 
 

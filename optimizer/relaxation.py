@@ -55,9 +55,12 @@ class Relaxation:
         prices[self.chains] = np.maximum(0.0, -usage_duals)
         return prices.reshape(shape)
 
-    def support(self, values: np.ndarray, *, share: float) -> np.ndarray:
-        """The columns that run at least `share` of their job in `values`."""
-        return self.keep[values[: len(self.keep)] > share]
+    def support(self, values: np.ndarray, *, share: float) -> tuple[np.ndarray, np.ndarray]:
+        """The columns that run at least `share` of their job in `values`, and
+        the share each runs."""
+        ours = values[: len(self.keep)]
+        on = ours > share
+        return self.keep[on], ours[on]
 
 
 def build(columns: Columns, free: np.ndarray, keep: np.ndarray) -> Relaxation:

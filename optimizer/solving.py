@@ -6,9 +6,10 @@
    Make-room moves (a big job into a clean slot, the jobs there placed again)
    polish it.
 2. Column generation (HiGHS, whatever MILP solver is chosen) gives a proven
-   lower bound and capacity prices within part of the budget; local search then
-   alternates between priced and true costs, with make-room moves, until a turn
-   gains nothing or half the budget is gone. A small MILP over the columns the
+   lower bound and capacity prices within part of the budget. Its LP solution,
+   rounded (the jobs it runs whole first), competes with the incumbent; local
+   search then alternates between priced and true costs, with make-room moves,
+   until a turn gains nothing or half the budget is gone. A small MILP over the columns the
    LP relaxation uses (price-and-branch) moves many jobs at once; local search
    takes up from its plan until it stalls (or the budget is spent: its plan is
    then the answer).
@@ -16,7 +17,7 @@
    a better plan. If few columns remain for the time left, one MILP over them,
    warm-started (HiGHS through highspy by default, or any solver PuLP drives);
    otherwise large neighbourhood search: small MILPs over a few dozen jobs at a
-   time.
+   time, in time windows across spokes and on one spoke.
 
 `solver_status` says what was proven: "optimal" only when the plan is within
 `gap_rel` of a proven bound; otherwise the remaining gap to that bound.
@@ -121,6 +122,13 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
     )
     stats.dual_rounds, stats.dual_bound = dual.rounds, dual.bound
     priced = dual.reduced  # ranks each job's columns as well as the priced cost does
+    best = _from_relaxation(
+        columns,
+        free,
+        best,
+        dual=dual,
+        deadline=min(deadline, time.monotonic() + 0.15 * settings.time_limit_s),
+    )
     best = _alternate(
         columns,
         free,
@@ -186,6 +194,25 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
     gap = _gap(value, bound)
     word = "optimal" if gap <= settings.gap_rel else f"time_limit (gap {gap:.2%})"
     return finish(best, word, f"column generation + {backend.name} LNS", bound)
+
+
+def _from_relaxation(
+    columns: cols.Columns,
+    free: np.ndarray,
+    best: np.ndarray,
+    *,
+    dual: lagrange.Dual,
+    deadline: float,
+) -> np.ndarray:
+    """The LP relaxation's solution rounded and improved by single moves, if
+    better than `best` (make-room moves are left to `_alternate`: they cost
+    more than the rest of it, and polishing a start that stays worse wastes them)."""
+    if dual.support.size == 0:
+        return best
+    start = heuristics.rounded(
+        columns, free, support=dual.support, shares=dual.shares, reduced=dual.reduced
+    )
+    return _better(columns, best, heuristics.improve(columns, free, start, deadline=deadline))
 
 
 def _alternate(

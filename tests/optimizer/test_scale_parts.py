@@ -145,6 +145,75 @@ def test_price_and_branch_improves_on_a_local_optimum_and_keeps_it_valid(seed: i
     assert (columns.cj[placed] == np.flatnonzero(better >= 0)).all()
 
 
+def _converged_dual(columns: cols.Columns, free: np.ndarray) -> lagrange.Dual:
+    start = heuristics.greedy(columns, free)
+    dual = lagrange.solve(
+        columns,
+        free,
+        upper=lambda: heuristics.objective(columns, start),
+        deadline=time.monotonic() + 20,
+        seed_columns=start[start >= 0],
+        target_gap=0.0,
+    )
+    assert dual.lp_optimal
+    return dual
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_rounding_the_lp_keeps_the_jobs_it_runs_whole_and_is_valid(seed: int) -> None:
+    instance = generate(jobs=120, spokes=3, seed=seed)
+    columns, _ = cols.build(instance)
+    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    dual = _converged_dual(columns, free)
+    plan = heuristics.rounded(
+        columns, free, support=dual.support, shares=dual.shares, reduced=dual.reduced
+    )
+    whole = dual.support[dual.shares > 1 - heuristics.SHARE_WHOLE]
+    assert whole.size > 0 and (plan[columns.cj[whole]] == whole).all()
+    assert (heuristics.usage(columns, plan, free.shape) <= free + 1e-6).all()
+    placed = np.flatnonzero(plan >= 0)
+    assert (columns.cj[plan[placed]] == placed).all()
+
+
+def test_rounding_an_uncontested_lp_gives_its_optimum() -> None:
+    instance = generate(jobs=120, spokes=3, seed=1, utilisation=0.05)
+    columns, _ = cols.build(instance)
+    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    dual = _converged_dual(columns, free)
+    plan = heuristics.rounded(
+        columns, free, support=dual.support, shares=dual.shares, reduced=dual.reduced
+    )
+    assert heuristics.objective(columns, plan) == pytest.approx(dual.bound, rel=1e-6)
+
+
+def test_a_spoke_neighbourhood_holds_the_jobs_there_and_those_that_would_go_there() -> None:
+    instance = generate(jobs=150, spokes=4, seed=3)
+    columns, _ = cols.build(instance)
+    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    plan = heuristics.greedy(columns, free)
+    shortlist = columns.cheapest(columns.cost, per_job=24)
+    rng = np.random.default_rng(0)
+    for where, (first, last) in [(0, (0, 20)), (1, (0, 60)), (3, (30, 50)), (2, (10, 14))]:
+        chosen = lns._on_spoke(
+            columns, plan, shortlist, spoke=where, window=(first, last), rng=rng, size=500
+        )
+        placed = np.flatnonzero(plan >= 0)
+        k = plan[placed]
+        on = (columns.cs[k] == where) & (columns.ct[k] < last) & (columns.end[k] > first)
+        there = set(placed[on].tolist())
+        wish = (
+            (columns.cs[shortlist] == where)
+            & (columns.ct[shortlist] < last)
+            & (columns.end[shortlist] > first)
+        )
+        would = set(columns.cj[shortlist[wish]].tolist())
+        assert there and set(chosen.tolist()) == there | would
+        fewer = lns._on_spoke(
+            columns, plan, shortlist, spoke=where, window=(first, last), rng=rng, size=5
+        )
+        assert fewer.size == 5 and set(fewer.tolist()) <= there | would
+
+
 def test_a_solved_generated_instance_passes_the_independent_checker(tmp_path) -> None:
     instance = generate(jobs=80, spokes=3, seed=5)
     plan = solve(instance, settings=SolverSettings(time_limit_s=3)).plan
