@@ -15,7 +15,12 @@ from optimizer.capacity import Residual
 from optimizer.generator import generate
 from optimizer.highs import HighsBackend
 from optimizer.model import Instance, Slot, SolverSettings
-from optimizer.solving import price_and_branch, solve
+from optimizer.solving import (
+    BRANCH_ANYWAY,
+    BRANCH_COLUMNS_PER_SECOND,
+    price_and_branch,
+    solve,
+)
 from reconciler.cli import main
 from tests import planchecker
 from tests.conftest import assert_valid_plan
@@ -143,6 +148,28 @@ def test_price_and_branch_improves_on_a_local_optimum_and_keeps_it_valid(seed: i
     assert (used <= free + 1e-6).all()
     placed = better[better >= 0]
     assert (columns.cj[placed] == np.flatnonzero(better >= 0)).all()
+
+
+def test_price_and_branch_leaves_a_milp_too_large_for_its_time_alone() -> None:
+    instance = generate(jobs=120, spokes=3, seed=3)
+    columns, _ = cols.build(instance)
+    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    start = heuristics.greedy(columns, free)
+    everything = lagrange.Dual(
+        bound=0.0,
+        prices=np.zeros(free.shape),
+        reduced=columns.cost.copy(),
+        rounds=1,
+        lp_optimal=False,
+        support=np.arange(columns.size),
+        shares=np.full(columns.size, 0.5),
+    )
+    assert columns.size > max(BRANCH_ANYWAY, BRANCH_COLUMNS_PER_SECOND * 1.0)
+    began = time.monotonic()
+    same = price_and_branch(
+        columns, free, start, dual=everything, backend=HighsBackend(), time_limit=1.0
+    )
+    assert same is start and time.monotonic() - began < 0.5
 
 
 def _converged_dual(columns: cols.Columns, free: np.ndarray) -> lagrange.Dual:
