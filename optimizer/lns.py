@@ -9,8 +9,8 @@ spoke around a slot with the jobs elsewhere that would rather run there then
 (they can trade places). The size follows the solver: it grows while HiGHS
 proves the sub-MILPs optimal quickly and shrinks when it runs out of time, so
 the search neither idles on tiny neighbourhoods nor stalls on huge ones. (At
-1000 jobs a fixed 80 made 2-3 sub-MILPs of 2 s each in the 7 s left to it;
-adaptive, 10-20.)
+200 jobs, seed 1, a fixed 80 jobs made two sub-MILPs in the 2.4 s left to LNS,
+one of them 2.15 s; adaptive, six.)
 """
 
 from __future__ import annotations
