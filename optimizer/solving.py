@@ -9,10 +9,10 @@
    lower bound and capacity prices within part of the budget. Its LP solution,
    rounded (the jobs it runs whole first), competes with the incumbent; local
    search then alternates between priced and true costs, with make-room moves,
-   until a turn gains nothing or half the budget is gone. A small MILP over the columns the
-   LP relaxation uses (price-and-branch) moves many jobs at once; local search
-   takes up from its plan until it stalls (or the budget is spent: its plan is
-   then the answer).
+   until a turn gains nothing or half the budget is gone. A small MILP over the
+   columns the LP relaxation uses (price-and-branch, where it is small enough
+   for its time) moves many jobs at once; local search takes up from its plan
+   until it stalls (or the budget is spent: its plan is then the answer).
 3. With the time left, reduced-cost fixing drops every column that cannot be in
    a better plan. If few columns remain for the time left, one MILP over them,
    warm-started (HiGHS through highspy by default, or any solver PuLP drives);
