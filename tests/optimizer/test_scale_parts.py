@@ -121,15 +121,8 @@ def test_make_room_improves_a_greedy_plan_and_keeps_it_valid(seed: int) -> None:
     assert (used <= free + 1e-6).all()
 
 
-@pytest.mark.parametrize("seed", [3, 4, 6])
-def test_price_and_branch_improves_on_a_local_optimum_and_keeps_it_valid(seed: int) -> None:
-    instance = generate(jobs=120, spokes=3, seed=seed)
-    columns, _ = cols.build(instance)
-    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
-    start = heuristics.improve(
-        columns, free, heuristics.greedy(columns, free), deadline=time.monotonic() + 5
-    )
-    start = ejection.make_room(columns, free, start, deadline=time.monotonic() + 5)
+def _converged_dual(columns: cols.Columns, free: np.ndarray, start: np.ndarray) -> lagrange.Dual:
+    """The LP relaxation solved to the end by column generation, from `start`."""
     dual = lagrange.solve(
         columns,
         free,
@@ -139,6 +132,19 @@ def test_price_and_branch_improves_on_a_local_optimum_and_keeps_it_valid(seed: i
         target_gap=0.0,
     )
     assert dual.lp_optimal and dual.support.size > 0
+    return dual
+
+
+@pytest.mark.parametrize("seed", [3, 4, 6])
+def test_price_and_branch_improves_on_a_local_optimum_and_keeps_it_valid(seed: int) -> None:
+    instance = generate(jobs=120, spokes=3, seed=seed)
+    columns, _ = cols.build(instance)
+    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    start = heuristics.improve(
+        columns, free, heuristics.greedy(columns, free), deadline=time.monotonic() + 5
+    )
+    start = ejection.make_room(columns, free, start, deadline=time.monotonic() + 5)
+    dual = _converged_dual(columns, free, start)
     better = price_and_branch(
         columns, free, start, dual=dual, backend=HighsBackend(), time_limit=10
     )
@@ -172,26 +178,12 @@ def test_price_and_branch_leaves_a_milp_too_large_for_its_time_alone() -> None:
     assert same is start and time.monotonic() - began < 0.5
 
 
-def _converged_dual(columns: cols.Columns, free: np.ndarray) -> lagrange.Dual:
-    start = heuristics.greedy(columns, free)
-    dual = lagrange.solve(
-        columns,
-        free,
-        upper=lambda: heuristics.objective(columns, start),
-        deadline=time.monotonic() + 20,
-        seed_columns=start[start >= 0],
-        target_gap=0.0,
-    )
-    assert dual.lp_optimal
-    return dual
-
-
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_rounding_the_lp_keeps_the_jobs_it_runs_whole_and_is_valid(seed: int) -> None:
     instance = generate(jobs=120, spokes=3, seed=seed)
     columns, _ = cols.build(instance)
     free = cols.capacity_array(instance) - cols.fixed_usage(instance)
-    dual = _converged_dual(columns, free)
+    dual = _converged_dual(columns, free, heuristics.greedy(columns, free))
     plan = heuristics.rounded(
         columns, free, support=dual.support, shares=dual.shares, reduced=dual.reduced
     )
@@ -206,7 +198,7 @@ def test_rounding_an_uncontested_lp_gives_its_optimum() -> None:
     instance = generate(jobs=120, spokes=3, seed=1, utilisation=0.05)
     columns, _ = cols.build(instance)
     free = cols.capacity_array(instance) - cols.fixed_usage(instance)
-    dual = _converged_dual(columns, free)
+    dual = _converged_dual(columns, free, heuristics.greedy(columns, free))
     plan = heuristics.rounded(
         columns, free, support=dual.support, shares=dual.shares, reduced=dual.reduced
     )
