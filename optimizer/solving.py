@@ -17,7 +17,7 @@
    a better plan. If few columns remain for the time left, one MILP over them,
    warm-started (HiGHS through highspy by default, or any solver PuLP drives);
    otherwise large neighbourhood search: small MILPs over a few dozen jobs at a
-   time, in time windows across spokes and on one spoke.
+   time, the jobs far from their best place by the prices and those in their way.
 
 `solver_status` says what was proven: "optimal" only when the plan is within
 `gap_rel` of a proven bound; otherwise the remaining gap to that bound.

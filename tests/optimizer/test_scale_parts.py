@@ -219,32 +219,39 @@ def test_rounding_an_uncontested_lp_gives_its_optimum() -> None:
     assert heuristics.objective(columns, plan) == pytest.approx(dual.bound, rel=1e-6)
 
 
-def test_a_spoke_neighbourhood_holds_the_jobs_there_and_those_that_would_go_there() -> None:
+def test_a_neighbourhood_holds_jobs_off_their_best_and_the_jobs_in_their_way() -> None:
     instance = generate(jobs=150, spokes=4, seed=3)
     columns, _ = cols.build(instance)
     free = cols.capacity_array(instance) - cols.fixed_usage(instance)
     plan = heuristics.greedy(columns, free)
-    shortlist = columns.cheapest(columns.cost, per_job=24)
+    cost = columns.cost
+    cheapest = np.minimum.reduceat(cost, columns.first[:-1])
+    off = cost[plan] > cheapest + 1e-9
+    assert (plan >= 0).all() and off.any()
     rng = np.random.default_rng(0)
-    for where, (first, last) in [(0, (0, 20)), (1, (0, 60)), (3, (30, 50)), (2, (10, 14))]:
-        chosen = lns._on_spoke(
-            columns, plan, shortlist, spoke=where, window=(first, last), rng=rng, size=500
-        )
-        placed = np.flatnonzero(plan >= 0)
-        k = plan[placed]
-        on = (columns.cs[k] == where) & (columns.ct[k] < last) & (columns.end[k] > first)
-        there = set(placed[on].tolist())
-        wish = (
-            (columns.cs[shortlist] == where)
-            & (columns.ct[shortlist] < last)
-            & (columns.end[shortlist] > first)
-        )
-        would = set(columns.cj[shortlist[wish]].tolist())
-        assert there and set(chosen.tolist()) == there | would
-        fewer = lns._on_spoke(
-            columns, plan, shortlist, spoke=where, window=(first, last), rng=rng, size=5
-        )
-        assert fewer.size == 5 and set(fewer.tolist()) <= there | would
+    for size in (5, 30, 80):
+        chosen = lns._off_their_best(columns, plan, reduced=cost, rng=rng, size=size)
+        assert 0 < chosen.size <= size and off[chosen].any()
+        best_places = [
+            columns.of_job(int(j)).start + np.argsort(cost[columns.of_job(int(j))])[:3]
+            for j in chosen[off[chosen]]
+        ]
+        places = np.concatenate(best_places)
+        for held in chosen[~off[chosen]]:
+            k = plan[held]
+            in_way = (
+                (columns.cs[places] == columns.cs[k])
+                & (columns.ct[places] < columns.end[k])
+                & (columns.end[places] > columns.ct[k])
+            )
+            assert in_way.any(), f"job {held} is at its best and in no chosen job's way"
+    at_best = np.array(
+        [
+            columns.of_job(i).start + int(np.argmin(cost[columns.of_job(i)]))
+            for i in range(len(columns.jobs))
+        ]
+    )
+    assert lns._off_their_best(columns, at_best, reduced=cost, rng=rng, size=30).size == 0
 
 
 def test_a_solved_generated_instance_passes_the_independent_checker(tmp_path) -> None:
