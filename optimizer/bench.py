@@ -3,6 +3,11 @@
 Wall times are monotonic-clock seconds; `peak_rss_mb` is the process's peak
 resident memory when the plan is returned (before the LP bound, which is
 computed afterwards and not counted in `total_s`).
+
+With `exact_time_limit`, the returned plan is then handed to the MILP solver
+over the whole model (less the columns the LP's reduced costs rule out) for
+that long: how much better a plan it finds, and the lower bound it proves,
+say how far the plan is from the optimum rather than from the LP bound.
 """
 
 from __future__ import annotations
@@ -10,15 +15,18 @@ from __future__ import annotations
 import json
 import resource
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optimizer import baselines, dump, lagrange, verify
+import numpy as np
+
+from optimizer import baselines, dump, lagrange, mip, verify
 from optimizer import columns as cols
 from optimizer.generator import generate
-from optimizer.heuristics import earliest, objective
-from optimizer.model import SolverSettings
-from optimizer.solving import solve
+from optimizer.heuristics import earliest, from_slots, objective
+from optimizer.model import Instance, Plan, SolverSettings
+from optimizer.solving import backend_for, solve
 
 
 def run(
@@ -30,6 +38,7 @@ def run(
     time_limit: float,
     solver: str = "highs",
     lp_time_limit: float = 600.0,
+    exact_time_limit: float = 0.0,
     dump_dir: Path | None = None,
 ) -> dict[str, Any]:
     instance = generate(jobs=jobs, spokes=spokes, slots=slots, seed=seed)
@@ -39,13 +48,19 @@ def run(
     greedy, baseline = baselines.greedy(instance), baselines.qos(instance)
 
     lp_started = time.monotonic()
-    lp_value, lp_exact = lp_bound(instance, limit=lp_time_limit)
+    lp = _relaxation(instance, limit=lp_time_limit)
     lp_seconds = time.monotonic() - lp_started
-    if lp_value is not None:
-        # The model leaves out the carbon of work already running (a constant);
-        # the plan's objective counts it.
-        fixed = {job.id for job in instance.jobs if job.fixed is not None}
-        lp_value += sum(a.carbon_g for a in plan.assignments if a.id in fixed)
+    # The model leaves out the carbon of work already running (a constant);
+    # the plan's objective counts it.
+    fixed = {job.id for job in instance.jobs if job.fixed is not None}
+    offset = sum(a.carbon_g for a in plan.assignments if a.id in fixed)
+    lp_value = None if lp is None else lp.dual.bound + offset
+    lp_exact = lp is not None and lp.dual.lp_optimal
+    exact = (
+        _exactly(lp, plan, solver=solver, limit=exact_time_limit)
+        if lp is not None and exact_time_limit > 0
+        else None
+    )
 
     if dump_dir is not None:
         dump_dir.mkdir(parents=True, exist_ok=True)
@@ -90,15 +105,23 @@ def run(
         "late_jobs": verify.late_jobs(plan),
         "not_placed": len(plan.not_placed),
         "capacity_violations": len(verify.violations(instance, plan)),
+        **_exact_fields(exact, offset=offset, lp=lp_value if lp_exact else None),
     }
 
 
-def lp_bound(instance: Any, *, limit: float, late_starts: bool = True) -> tuple[float | None, bool]:
-    """The LP relaxation's optimum of the whole model by column generation, and
-    whether it converged (else the best Lagrangian bound reached in `limit`)."""
+@dataclass(frozen=True)
+class _Relaxation:
+    columns: cols.Columns
+    free: np.ndarray
+    dual: lagrange.Dual
+
+
+def _relaxation(
+    instance: Instance, *, limit: float, late_starts: bool = True
+) -> _Relaxation | None:
     columns, _ = cols.build(instance, late_starts=late_starts)
     if not columns.jobs:
-        return None, False
+        return None
     free = cols.capacity_array(instance) - cols.fixed_usage(instance)
     start = earliest(columns, free)
     dual = lagrange.solve(
@@ -109,7 +132,64 @@ def lp_bound(instance: Any, *, limit: float, late_starts: bool = True) -> tuple[
         seed_columns=start[start >= 0],
         target_gap=0.0,
     )
-    return dual.bound, dual.lp_optimal
+    return _Relaxation(columns=columns, free=free, dual=dual)
+
+
+def lp_bound(instance: Any, *, limit: float, late_starts: bool = True) -> tuple[float | None, bool]:
+    """The LP relaxation's optimum of the whole model by column generation, and
+    whether it converged (else the best Lagrangian bound reached in `limit`)."""
+    lp = _relaxation(instance, limit=limit, late_starts=late_starts)
+    return (None, False) if lp is None else (lp.dual.bound, lp.dual.lp_optimal)
+
+
+@dataclass(frozen=True)
+class _Exact:
+    objective: float  # of the model, without the carbon of running work
+    bound: float
+    status: str
+    seconds: float
+
+
+def _exactly(lp: _Relaxation, plan: Plan, *, solver: str, limit: float) -> _Exact:
+    """The MILP over every column that could be in a plan better than `plan`
+    (reduced cost at most the gap between it and the bound: valid for any
+    prices >= 0), warm-started from `plan`, for `limit` seconds."""
+    columns, free, dual = lp.columns, lp.free, lp.dual
+    wanted = {
+        a.id: (a.spoke, a.start_slot)
+        for a in plan.assignments
+        if a.spoke is not None and a.start_slot is not None
+    }
+    start = from_slots(columns, free, wanted)
+    value = objective(columns, start)
+    keep = np.union1d(np.flatnonzero(dual.reduced <= value - dual.bound + 1e-9), start[start >= 0])
+    began = time.monotonic()
+    result = backend_for(solver).solve(
+        mip.build(columns, free, keep, start=start), time_limit=limit, gap_rel=1e-6
+    )
+    seconds = time.monotonic() - began
+    found = value if result.choice is None else min(value, objective(columns, result.choice))
+    # Every plan better than `plan` is inside the model, so its bound, capped by
+    # the best plan found, bounds the whole problem.
+    bound = dual.bound if result.bound is None else max(dual.bound, min(result.bound, found))
+    return _Exact(objective=found, bound=bound, status=result.status, seconds=seconds)
+
+
+def _exact_fields(exact: _Exact | None, *, offset: float, lp: float | None) -> dict[str, Any]:
+    if exact is None:
+        return {}
+
+    def above_lp(value: float) -> float | None:
+        return None if lp is None else round((value + offset - lp) / max(abs(lp), 1e-9), 5)
+
+    return {
+        "exact_objective": round(exact.objective + offset, 2),
+        "exact_bound": round(exact.bound + offset, 2),
+        "exact_gap_vs_lp": above_lp(exact.objective),
+        "exact_bound_vs_lp": above_lp(exact.bound),
+        "exact_status": exact.status,
+        "exact_s": round(exact.seconds, 1),
+    }
 
 
 def dumps(result: dict[str, Any]) -> str:

@@ -819,6 +819,14 @@ def bench() -> None:
     help="Budget for the LP bound, computed after the plan.",
 )
 @click.option(
+    "--exact-time-limit",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="After the LP bound, give the plan to the MILP solver over the whole model "
+    "for this long: the better plan and the bound it proves (exact_* fields).",
+)
+@click.option(
     "--dump",
     "dump_dir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -833,6 +841,7 @@ def bench_optimizer(
     time_limit: float,
     solver: str,
     lp_time_limit: float,
+    exact_time_limit: float,
     dump_dir: Path | None,
     as_json: bool,
 ) -> None:
@@ -847,6 +856,7 @@ def bench_optimizer(
         time_limit=time_limit,
         solver=solver,
         lp_time_limit=lp_time_limit,
+        exact_time_limit=exact_time_limit,
         dump_dir=dump_dir,
     )
     if as_json:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from optimizer import bench, dump, ejection, heuristics, lagrange, lns, mip
 from optimizer import columns as cols
-from optimizer import dump, ejection, heuristics, lagrange, lns, mip
 from optimizer.capacity import Residual
 from optimizer.generator import generate
 from optimizer.highs import HighsBackend
@@ -336,3 +336,28 @@ def test_bench_prints_one_json_object_with_every_field(tmp_path) -> None:
     instance = json.loads((tmp_path / "instance.json").read_text())
     plan = json.loads((tmp_path / "plan.json").read_text())
     assert planchecker.check(instance, plan) == []
+
+
+def test_bench_exact_polish_ends_at_the_optimum_of_the_whole_model() -> None:
+    # A budget short enough that the optimizer's own plan is not optimal.
+    report = bench.run(
+        jobs=40, spokes=2, slots=96, seed=4, time_limit=0.1, lp_time_limit=30, exact_time_limit=60
+    )
+    instance = generate(jobs=40, spokes=2, seed=4)
+    columns, _ = cols.build(instance)
+    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    whole = HighsBackend().solve(
+        mip.build(columns, free, np.arange(columns.size)), time_limit=60, gap_rel=1e-6
+    )
+    assert whole.optimal and whole.choice is not None
+    lp_of_model, converged = bench.lp_bound(instance, limit=30)
+    assert converged and lp_of_model is not None
+    running = report["lp_bound"] - lp_of_model  # carbon of the work already running
+    optimum = heuristics.objective(columns, whole.choice) + running
+    assert report["exact_status"] == "optimal"
+    assert report["exact_objective"] == pytest.approx(optimum, abs=0.02)
+    assert report["exact_bound"] == pytest.approx(optimum, abs=0.02)
+    assert report["lp_bound"] <= report["exact_bound"] + 1e-6
+    assert report["exact_objective"] <= report["objective"] + 1e-6
+    expected = (report["exact_objective"] - report["lp_bound"]) / report["lp_bound"]
+    assert report["exact_gap_vs_lp"] == pytest.approx(expected, abs=1e-4)
