@@ -135,7 +135,9 @@ def _relaxation(
     return _Relaxation(columns=columns, free=free, dual=dual)
 
 
-def lp_bound(instance: Any, *, limit: float, late_starts: bool = True) -> tuple[float | None, bool]:
+def lp_bound(
+    instance: Instance, *, limit: float, late_starts: bool = True
+) -> tuple[float | None, bool]:
     """The LP relaxation's optimum of the whole model by column generation, and
     whether it converged (else the best Lagrangian bound reached in `limit`)."""
     lp = _relaxation(instance, limit=limit, late_starts=late_starts)
