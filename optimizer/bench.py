@@ -153,9 +153,8 @@ class _Exact:
 
 
 def _exactly(lp: _Relaxation, plan: Plan, *, solver: str, limit: float) -> _Exact:
-    """The MILP over every column that could be in a plan better than `plan`
-    (reduced cost at most the gap between it and the bound: valid for any
-    prices >= 0), warm-started from `plan`, for `limit` seconds."""
+    """The MILP over every column that could be in a plan better than `plan`,
+    warm-started from `plan`, for `limit` seconds."""
     columns, free, dual = lp.columns, lp.free, lp.dual
     wanted = {
         a.id: (a.spoke, a.start_slot)
@@ -164,7 +163,7 @@ def _exactly(lp: _Relaxation, plan: Plan, *, solver: str, limit: float) -> _Exac
     }
     start = from_slots(columns, free, wanted)
     value = objective(columns, start)
-    keep = np.union1d(np.flatnonzero(dual.reduced <= value - dual.bound + 1e-9), start[start >= 0])
+    keep = dual.open_columns(value=value, choice=start)
     began = time.monotonic()
     result = backend_for(solver).solve(
         mip.build(columns, free, keep, start=start), time_limit=limit, gap_rel=1e-6

@@ -45,6 +45,17 @@ class Dual:
     support: np.ndarray  # columns the last master's LP solution runs a real share of
     shares: np.ndarray  # the share of its job each of them runs
 
+    def open_columns(self, *, value: float, choice: np.ndarray) -> np.ndarray:
+        """The columns that can be part of a plan cheaper than `value` (the
+        objective of `choice`), with those `choice` uses. A plan costs at least
+        the bound plus the reduced costs of its columns, so a column whose
+        reduced cost exceeds value - bound is in none: true for any prices >= 0,
+        converged or not."""
+        cheaper = np.flatnonzero(self.reduced <= value - self.bound + 1e-9)
+        # `choice`'s own columns pass the test in exact arithmetic; rounding must
+        # not drop one, since a MILP warm-started from `choice` needs them all.
+        return np.union1d(cheaper, choice[choice >= 0])
+
 
 class Pricing:
     """Pre-computed gathers so that pricing every column is a few vector operations."""

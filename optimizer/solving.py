@@ -169,7 +169,7 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
             best, f"time_limit (gap {gap:.2%})", "column generation + local search", bound
         )
 
-    keep = np.union1d(np.flatnonzero(dual.reduced <= value - dual.bound + 1e-9), best[best >= 0])
+    keep = dual.open_columns(value=value, choice=best)
     try:
         left = deadline - time.monotonic()
         if keep.size <= min(EXACT_AFTER_FIXING, EXACT_COLUMNS_PER_SECOND * left):
