@@ -13,6 +13,12 @@ few vector operations; columns with a negative reduced cost join the master;
 repeat. When none is left, the master's optimum is the LP bound of the full
 model and the Lagrangian bound meets it.
 
+At 1000 jobs a master round takes seconds, and the few rounds that fit in the
+optimizer's budget leave the bound far below the LP's. Subgradient ascent then
+takes over: each step prices every column once, moves each price by how far the
+columns the jobs would pick overrun (or underuse) that capacity, and costs
+milliseconds where a master round costs seconds.
+
 The bound is also what makes reduced-cost fixing exact: a column whose reduced
 cost exceeds (incumbent - bound) cannot be part of any better plan.
 """
@@ -33,6 +39,11 @@ from optimizer.highs import relaxation as solve_lp
 # column is in the LP's support when it runs at least this share of its job.
 SUPPORT_SHARE = 0.01
 CAP_QUANTILES = (0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)
+# Column generation took 8-21 rounds to solve the LP at 200 and 1000 jobs: once a
+# round takes more than this share of its time, it will not get there in time.
+ROUNDS_NEEDED = 5
+# Subgradient ascent halves its step after this many steps without a better bound.
+PATIENCE = 20
 
 
 @dataclass
@@ -84,6 +95,24 @@ class Pricing:
         job_min = np.minimum(np.minimum.reduceat(priced, self.heads), self.columns.defer)
         return float(job_min.sum() - (prices * self.free).sum()), priced, job_min
 
+    def overrun(self, priced: np.ndarray, job_min: np.ndarray) -> np.ndarray:
+        """(spokes, resources, slots): what the jobs use, each on its cheapest
+        priced column (none where deferring is cheaper), less the free capacity.
+        A subgradient of the Lagrangian bound at the prices behind `priced`."""
+        columns = self.columns
+        spokes, resources, slots = self.shape
+        at_min = np.flatnonzero(priced <= job_min[columns.cj])
+        first = at_min[np.r_[True, columns.cj[at_min][1:] != columns.cj[at_min][:-1]]]
+        picked = first[priced[first] < columns.defer[columns.cj[first]]]
+        size = spokes * resources * (slots + 1)
+        delta = np.zeros(size)
+        for r in self.active:
+            amount = self.col_demand[r][picked]
+            delta += np.bincount(self.starts[r][picked], amount, minlength=size)
+            delta -= np.bincount(self.ends[r][picked], amount, minlength=size)
+        used = np.cumsum(delta.reshape(spokes, resources, slots + 1), axis=2)[:, :, :slots]
+        return used - self.free
+
 
 def solve(
     columns: Columns,
@@ -97,7 +126,9 @@ def solve(
     target_gap: float = 1e-4,
 ) -> Dual:
     """Column generation until the LP is solved, the gap to `upper()` is below
-    `target_gap`, or `deadline` (time.monotonic()) passes."""
+    `target_gap`, or `deadline` (time.monotonic()) passes. When a round takes
+    too long for enough rounds to fit before `deadline`, subgradient ascent
+    takes the prices on from the best found."""
     pricing = Pricing(columns, free)
     jobs = len(columns.jobs)
     in_master = np.zeros(columns.size, dtype=bool)
@@ -110,7 +141,9 @@ def solve(
     best_bound, _, _ = pricing.evaluate(best_prices)
     rounds, lp_optimal, exact = 0, False, False
     support, shares = np.zeros(0, dtype=np.int64), np.zeros(0)
-    while time.monotonic() < deadline:
+    done = False
+    began = time.monotonic()
+    while (now := time.monotonic()) < deadline:
         rounds += 1
         # Rebuilt each round: HiGHS solves it from scratch (with presolve) faster
         # than it re-solves a grown model from the old basis.
@@ -131,6 +164,7 @@ def solve(
         )
         incumbent = upper()
         if incumbent - best_bound <= target_gap * max(1.0, abs(incumbent)):
+            done = True
             break
         reduced = priced - duals[:jobs][columns.cj]
         entering = np.flatnonzero(~in_master & (reduced < -1e-7 * max(1.0, abs(incumbent))))
@@ -139,13 +173,19 @@ def solve(
             # duals were exact. Inexact ones show as a bound below the master's
             # optimum; then solve the master once more with exact duals.
             if exact or bound >= value - 1e-6 * max(1.0, abs(value)):
-                lp_optimal = True
+                lp_optimal = done = True
                 break
             exact = True
         order = entering[np.lexsort((reduced[entering], columns.cj[entering]))]
         position = np.arange(order.size)
         first_of_job = np.searchsorted(columns.cj[order], columns.cj[order], side="left")
         in_master[order[position - first_of_job < added_per_job]] = True
+        if time.monotonic() - now > (deadline - began) / ROUNDS_NEEDED:
+            break
+    if not done:
+        best_bound, best_prices = ascend(
+            pricing, best_prices, bound=best_bound, upper=upper(), deadline=deadline
+        )
     bound, priced, job_min = pricing.evaluate(best_prices)
     return Dual(
         bound=bound,
@@ -156,6 +196,32 @@ def solve(
         support=support,
         shares=shares,
     )
+
+
+def ascend(
+    pricing: Pricing, prices: np.ndarray, *, bound: float, upper: float, deadline: float
+) -> tuple[float, np.ndarray]:
+    """Subgradient ascent on the Lagrangian bound from `prices` (whose bound is
+    `bound`) until `deadline`, with Polyak's step toward `upper`; the best
+    (bound, prices) seen. A price at zero cannot fall, so its slope is cut at
+    zero; when no slope is left, the prices are optimal."""
+    best_bound, best_prices = bound, prices
+    step, stalled = 1.0, 0
+    while time.monotonic() < deadline:
+        value, priced, job_min = pricing.evaluate(prices)
+        if value > best_bound:
+            best_bound, best_prices, stalled = value, prices, 0
+        else:
+            stalled += 1
+            if stalled >= PATIENCE:
+                step, stalled = step / 2, 0
+        slope = pricing.overrun(priced, job_min)
+        slope[(prices <= 0) & (slope < 0)] = 0.0
+        norm = float((slope * slope).sum())
+        if norm == 0.0 or value >= upper:
+            break
+        prices = np.maximum(0.0, prices + step * (upper - value) / norm * slope)
+    return best_bound, best_prices
 
 
 def capped(

@@ -6,7 +6,8 @@
    Make-room moves (a big job into a clean slot, the jobs there placed again)
    polish it.
 2. Column generation (HiGHS, whatever MILP solver is chosen) gives a proven
-   lower bound and capacity prices within part of the budget. Its LP solution,
+   lower bound and capacity prices within part of the budget; where its rounds
+   are too slow for that (1000 jobs and more), subgradient ascent finishes them. Its LP solution,
    rounded (the jobs it runs whole first), competes with the incumbent; local
    search then alternates between priced and true costs, with make-room moves,
    until a turn gains nothing or half the budget is gone. A small MILP over the

@@ -4,6 +4,7 @@ from the instance alone, on tiny instances; and every path agrees."""
 from __future__ import annotations
 
 import itertools
+import time
 
 import numpy as np
 import pytest
@@ -205,3 +206,72 @@ def test_capped_prices_from_a_poor_master_bound_better_and_stay_valid() -> None:
     assert raw_bound < 0 < unpriced < bound <= lp + 1e-6 * abs(lp)
     assert (prices >= 0).all() and (prices <= raw).all()
     assert pricing.evaluate(prices)[0] == pytest.approx(bound)
+
+
+def test_overrun_is_a_supergradient_of_the_lagrangian_bound() -> None:
+    # The bound is concave in the prices; ascent moves along `overrun`, which is
+    # only right if no other prices lie above the plane it spans.
+    instance = generate(jobs=40, spokes=3, seed=1)
+    columns, _ = cols.build(instance)
+    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    pricing = lagrange.Pricing(columns, free)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        here = rng.exponential(50.0, size=free.shape) * (rng.random(free.shape) < 0.3)
+        there = rng.exponential(50.0, size=free.shape) * (rng.random(free.shape) < 0.3)
+        bound, priced, job_min = pricing.evaluate(here)
+        slope = pricing.overrun(priced, job_min)
+        assert pricing.evaluate(there)[0] <= bound + (slope * (there - here)).sum() + 1e-6
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_subgradient_ascent_from_no_prices_reaches_the_lp_bound(seed: int) -> None:
+    instance = generate(jobs=40, spokes=3, seed=seed)
+    columns, _ = cols.build(instance)
+    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    pricing = lagrange.Pricing(columns, free)
+    unpriced = pricing.evaluate(np.zeros(free.shape))[0]
+    upper = heuristics.objective(columns, heuristics.greedy(columns, free))
+    lp, _ = lp_bound(mip.build(columns, free, np.arange(columns.size)), time_limit=60)
+
+    bound, prices = lagrange.ascend(
+        pricing, np.zeros(free.shape), bound=unpriced, upper=upper, deadline=_in(1.0)
+    )
+
+    assert unpriced < lp - 1e-3 * abs(lp)  # there is a way to climb
+    assert lp - 1e-3 * abs(lp) <= bound <= lp + 1e-6 * abs(lp)
+    assert (prices >= 0).all() and pricing.evaluate(prices)[0] == pytest.approx(bound)
+
+
+def test_column_generation_hands_slow_rounds_over_to_ascent(monkeypatch) -> None:
+    instance = generate(jobs=40, spokes=3, seed=0)
+    columns, _ = cols.build(instance)
+    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    upper = heuristics.objective(columns, heuristics.greedy(columns, free))
+    lp, _ = lp_bound(mip.build(columns, free, np.arange(columns.size)), time_limit=60)
+
+    def dual(deadline: float) -> lagrange.Dual:
+        return lagrange.solve(
+            columns,
+            free,
+            upper=lambda: upper,
+            deadline=deadline,
+            seed_columns=np.zeros(0, dtype=np.int64),
+            initial_per_job=1,
+            target_gap=0.0,
+        )
+
+    # Every round counts as too slow: one round of column generation, then ascent.
+    monkeypatch.setattr(lagrange, "ROUNDS_NEEDED", 1e12)
+    handed_over = dual(_in(1.0))
+    monkeypatch.setattr(lagrange, "ROUNDS_NEEDED", 5)
+    one_round = dual(_in(1e-9) + 1e-3)  # the deadline passes during round one
+
+    assert handed_over.rounds == one_round.rounds == 1
+    assert not handed_over.lp_optimal
+    assert one_round.bound < lp - 1e-2 * abs(lp)
+    assert lp - 1e-3 * abs(lp) <= handed_over.bound <= lp + 1e-6 * abs(lp)
+
+
+def _in(seconds: float) -> float:
+    return time.monotonic() + seconds
