@@ -53,8 +53,11 @@ class Dual:
     reduced: np.ndarray  # reduced cost of every column at `prices`
     rounds: int
     lp_optimal: bool  # no column was left to add: `bound` is the full LP bound
-    support: np.ndarray  # columns the last master's LP solution runs a real share of
+    support: np.ndarray  # columns the LP solution (or its estimate) runs a real share of
     shares: np.ndarray  # the share of its job each of them runs
+    # True when the prices (and the support, an average of the columns the jobs
+    # picked) come from subgradient ascent rather than a converged master LP.
+    ascended: bool = False
 
     def open_columns(self, *, value: float, choice: np.ndarray) -> np.ndarray:
         """The columns that can be part of a plan cheaper than `value` (the
@@ -95,15 +98,18 @@ class Pricing:
         job_min = np.minimum(np.minimum.reduceat(priced, self.heads), self.columns.defer)
         return float(job_min.sum() - (prices * self.free).sum()), priced, job_min
 
-    def overrun(self, priced: np.ndarray, job_min: np.ndarray) -> np.ndarray:
-        """(spokes, resources, slots): what the jobs use, each on its cheapest
-        priced column (none where deferring is cheaper), less the free capacity.
-        A subgradient of the Lagrangian bound at the prices behind `priced`."""
-        columns = self.columns
+    def picks(self, priced: np.ndarray, job_min: np.ndarray) -> np.ndarray:
+        """Each job's cheapest column by `priced`, none where deferring is cheaper."""
+        cj = self.columns.cj
+        at_min = np.flatnonzero(priced <= job_min[cj])
+        first = at_min[np.r_[True, cj[at_min][1:] != cj[at_min][:-1]]]
+        return first[priced[first] < self.columns.defer[cj[first]]]
+
+    def overrun(self, picked: np.ndarray) -> np.ndarray:
+        """(spokes, resources, slots): what the columns `picked` use, less the
+        free capacity. With each job's pick at some prices, a subgradient of the
+        Lagrangian bound there."""
         spokes, resources, slots = self.shape
-        at_min = np.flatnonzero(priced <= job_min[columns.cj])
-        first = at_min[np.r_[True, columns.cj[at_min][1:] != columns.cj[at_min][:-1]]]
-        picked = first[priced[first] < columns.defer[columns.cj[first]]]
         size = spokes * resources * (slots + 1)
         delta = np.zeros(size)
         for r in self.active:
@@ -182,10 +188,14 @@ def solve(
         in_master[order[position - first_of_job < added_per_job]] = True
         if time.monotonic() - now > (deadline - began) / ROUNDS_NEEDED:
             break
-    if not done:
-        best_bound, best_prices = ascend(
+    ascended = False
+    if not done and time.monotonic() < deadline:
+        ascended = True
+        best_bound, best_prices, picks = ascend(
             pricing, best_prices, bound=best_bound, upper=upper(), deadline=deadline
         )
+        support = np.flatnonzero(picks > SUPPORT_SHARE)
+        shares = picks[support]
     bound, priced, job_min = pricing.evaluate(best_prices)
     return Dual(
         bound=bound,
@@ -195,18 +205,23 @@ def solve(
         lp_optimal=lp_optimal,
         support=support,
         shares=shares,
+        ascended=ascended,
     )
 
 
 def ascend(
     pricing: Pricing, prices: np.ndarray, *, bound: float, upper: float, deadline: float
-) -> tuple[float, np.ndarray]:
+) -> tuple[float, np.ndarray, np.ndarray]:
     """Subgradient ascent on the Lagrangian bound from `prices` (whose bound is
-    `bound`) until `deadline`, with Polyak's step toward `upper`; the best
-    (bound, prices) seen. A price at zero cannot fall, so its slope is cut at
-    zero; when no slope is left, the prices are optimal."""
+    `bound`) until `deadline`, with Polyak's step toward `upper`: the best
+    (bound, prices) seen, and the share of the steps in the second half of the
+    time in which each column was its job's pick, an estimate of the LP's
+    solution. A price at zero cannot fall, so its slope is cut at zero; when no
+    slope is left, the prices are optimal."""
     best_bound, best_prices = bound, prices
     step, stalled = 1.0, 0
+    halfway = time.monotonic() + 0.5 * (deadline - time.monotonic())
+    picks, counted = np.zeros(pricing.columns.size), 0
     while time.monotonic() < deadline:
         value, priced, job_min = pricing.evaluate(prices)
         if value > best_bound:
@@ -215,13 +230,17 @@ def ascend(
             stalled += 1
             if stalled >= PATIENCE:
                 step, stalled = step / 2, 0
-        slope = pricing.overrun(priced, job_min)
+        picked = pricing.picks(priced, job_min)
+        if time.monotonic() >= halfway or counted == 0:
+            picks[picked] += 1.0
+            counted += 1
+        slope = pricing.overrun(picked)
         slope[(prices <= 0) & (slope < 0)] = 0.0
         norm = float((slope * slope).sum())
         if norm == 0.0 or value >= upper:
             break
         prices = np.maximum(0.0, prices + step * (upper - value) / norm * slope)
-    return best_bound, best_prices
+    return best_bound, best_prices, picks / max(counted, 1)
 
 
 def capped(

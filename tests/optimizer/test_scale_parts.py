@@ -18,6 +18,7 @@ from optimizer.model import Instance, Slot, SolverSettings
 from optimizer.solving import (
     BRANCH_ANYWAY,
     BRANCH_COLUMNS_PER_SECOND,
+    _from_relaxation,
     price_and_branch,
     solve,
 )
@@ -206,6 +207,39 @@ def test_rounding_the_lp_keeps_the_jobs_it_runs_whole_and_is_valid(seed: int) ->
     assert (heuristics.usage(columns, plan, free.shape) <= free + 1e-6).all()
     placed = np.flatnonzero(plan >= 0)
     assert (columns.cj[plan[placed]] == placed).all()
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_a_rounded_lp_that_leaves_jobs_late_is_repaired_only_when_asked(seed: int) -> None:
+    # Ascent's LP estimate rounds like this at 1000 jobs; the optimizer asks for
+    # the repair then. Without it the rounded plan loses to the greedy one.
+    instance = generate(jobs=80, spokes=3, seed=seed)
+    columns, _ = cols.build(instance)
+    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    start = heuristics.greedy(columns, free)
+    dual = _converged_dual(columns, free, start)
+    rounded = heuristics.rounded(
+        columns, free, support=dual.support, shares=dual.shares, reduced=dual.reduced
+    )
+
+    def from_relaxation(*, repair: bool) -> np.ndarray:
+        return _from_relaxation(
+            columns, free, start, dual=dual, repair=repair, deadline=time.monotonic() + 10
+        )
+
+    plain, repaired = from_relaxation(repair=False), from_relaxation(repair=True)
+
+    assert _late_or_unplaced(columns, rounded) > 0
+    assert plain is start
+    assert heuristics.objective(columns, repaired) < heuristics.objective(columns, start)
+    assert _late_or_unplaced(columns, repaired) == 0
+    assert (heuristics.usage(columns, repaired, free.shape) <= free + 1e-6).all()
+
+
+def _late_or_unplaced(columns: cols.Columns, choice: np.ndarray) -> int:
+    deadline = np.array([job.deadline_slot for job in columns.jobs])
+    ends = np.where(choice >= 0, columns.ct[choice] + columns.duration, np.iinfo(np.int32).max)
+    return int((ends > deadline).sum())
 
 
 def test_rounding_an_uncontested_lp_gives_its_optimum() -> None:
