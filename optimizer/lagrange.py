@@ -39,7 +39,7 @@ from optimizer.highs import relaxation as solve_lp
 # column is in the LP's support when it runs at least this share of its job.
 SUPPORT_SHARE = 0.01
 CAP_QUANTILES = (0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)
-# Column generation took 8-21 rounds to solve the LP at 200 and 1000 jobs: once a
+# Column generation took 8-22 rounds to solve the LP at 200 and 1000 jobs: once a
 # round takes more than this share of its time, it will not get there in time.
 ROUNDS_NEEDED = 5
 # Subgradient ascent halves its step after this many steps without a better bound.

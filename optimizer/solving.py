@@ -17,8 +17,9 @@
    jobs), subgradient ascent finishes the prices, and the columns the jobs pick
    along the way stand in for the LP solution. Rounded, they leave a few jobs
    late; make-room moves repair that until 70% of the budget. At 1000 x 10,
-   seeds 1-3, this ended 3.7/4.6/2.7% above the LP bound, where the greedy
-   plans polished by the same moves ended 3.9-4.8/7.8-9.6/2.6-3.0% (two runs).
+   seeds 1-3, four runs of this ended 3.0-4.5/4.6-5.8/2.7-3.0% above the LP
+   bound; four runs of the greedy plans polished by the same moves ended
+   3.9-4.8/7.8-9.6/2.6-4.1%.
 3. With the time left, reduced-cost fixing drops every column that cannot be in
    a better plan. If few columns remain for the time left, one MILP over them,
    warm-started (HiGHS through highspy by default, or any solver PuLP drives);
