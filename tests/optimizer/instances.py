@@ -5,6 +5,10 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime
 
+import numpy as np
+
+from optimizer import columns as cols
+from optimizer.generator import generate
 from optimizer.model import Instance, Job, Slot, SpokeCapacity, Weights
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
@@ -86,3 +90,10 @@ def random_instance(seed: int, *, jobs: int = 3, slots: int = 5) -> Instance:
         jobs=tuple(job_list),
         weights=Weights(lateness_g_per_slot=1000.0, move_g=5.0),
     )
+
+
+def generated(*, jobs: int, spokes: int, seed: int) -> tuple[cols.Columns, np.ndarray]:
+    """A benchmark instance's columns, and the capacity its running work leaves."""
+    instance = generate(jobs=jobs, spokes=spokes, seed=seed)
+    columns, _ = cols.build(instance)
+    return columns, cols.capacity_array(instance) - cols.fixed_usage(instance)

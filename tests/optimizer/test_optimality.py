@@ -18,7 +18,7 @@ from optimizer.model import Instance, SolverSettings
 from optimizer.pulp_backend import PulpBackend
 from optimizer.solving import optimize
 from tests.conftest import assert_valid_plan
-from tests.optimizer.instances import random_instance
+from tests.optimizer.instances import generated, random_instance
 
 EXACT = SolverSettings(name="highs", time_limit_s=30, gap_rel=0.0)
 TIE = 1e-3
@@ -211,9 +211,7 @@ def test_capped_prices_from_a_poor_master_bound_better_and_stay_valid() -> None:
 def test_overrun_is_a_supergradient_of_the_lagrangian_bound() -> None:
     # The bound is concave in the prices; ascent moves along `overrun`, which is
     # only right if no other prices lie above the plane it spans.
-    instance = generate(jobs=40, spokes=3, seed=1)
-    columns, _ = cols.build(instance)
-    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    columns, free = generated(jobs=40, spokes=3, seed=1)
     pricing = lagrange.Pricing(columns, free)
     rng = np.random.default_rng(0)
     for _ in range(20):
@@ -226,9 +224,7 @@ def test_overrun_is_a_supergradient_of_the_lagrangian_bound() -> None:
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_subgradient_ascent_from_no_prices_reaches_the_lp_bound(seed: int) -> None:
-    instance = generate(jobs=40, spokes=3, seed=seed)
-    columns, _ = cols.build(instance)
-    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    columns, free = generated(jobs=40, spokes=3, seed=seed)
     pricing = lagrange.Pricing(columns, free)
     unpriced = pricing.evaluate(np.zeros(free.shape))[0]
     upper = heuristics.objective(columns, heuristics.greedy(columns, free))
@@ -244,9 +240,7 @@ def test_subgradient_ascent_from_no_prices_reaches_the_lp_bound(seed: int) -> No
 
 
 def test_column_generation_hands_slow_rounds_over_to_ascent(monkeypatch) -> None:
-    instance = generate(jobs=40, spokes=3, seed=0)
-    columns, _ = cols.build(instance)
-    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    columns, free = generated(jobs=40, spokes=3, seed=0)
     upper = heuristics.objective(columns, heuristics.greedy(columns, free))
     lp, _ = lp_bound(mip.build(columns, free, np.arange(columns.size)), time_limit=60)
 

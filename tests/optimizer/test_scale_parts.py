@@ -25,7 +25,7 @@ from optimizer.solving import (
 from reconciler.cli import main
 from tests import planchecker
 from tests.conftest import assert_valid_plan
-from tests.optimizer.instances import START, job, spoke
+from tests.optimizer.instances import START, generated, job, spoke
 
 
 @pytest.mark.parametrize("duration", [1, 2, 3, 5, 8, 13, 31, 40])
@@ -213,9 +213,7 @@ def test_rounding_the_lp_keeps_the_jobs_it_runs_whole_and_is_valid(seed: int) ->
 def test_a_rounded_lp_that_leaves_jobs_late_is_repaired_only_when_asked(seed: int) -> None:
     # Ascent's LP estimate rounds like this at 1000 jobs; the optimizer asks for
     # the repair then. Without it the rounded plan loses to the greedy one.
-    instance = generate(jobs=80, spokes=3, seed=seed)
-    columns, _ = cols.build(instance)
-    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    columns, free = generated(jobs=80, spokes=3, seed=seed)
     start = heuristics.greedy(columns, free)
     dual = _converged_dual(columns, free, start)
     rounded = heuristics.rounded(
