@@ -156,11 +156,7 @@ def _exactly(lp: _Relaxation, plan: Plan, *, solver: str, limit: float) -> _Exac
     """The MILP over every column that could be in a plan better than `plan`,
     warm-started from `plan`, for `limit` seconds."""
     columns, free, dual = lp.columns, lp.free, lp.dual
-    wanted = {
-        a.id: (a.spoke, a.start_slot)
-        for a in plan.assignments
-        if a.spoke is not None and a.start_slot is not None
-    }
+    wanted = {a.id: (a.spoke, a.start_slot) for a in plan.assignments}
     start = from_slots(columns, free, wanted)
     value = objective(columns, start)
     keep = dual.open_columns(value=value, choice=start)

@@ -93,7 +93,8 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
     started = time.monotonic()
     # The last hundredth is for turning the answer into a Plan: without it the
     # benchmarks ended 5-80 ms past their limit.
-    deadline = started + 0.99 * settings.time_limit_s
+    budget = settings.time_limit_s
+    deadline = started + 0.99 * budget
     stats = Stats()
     free = cols.capacity_array(instance) - cols.fixed_usage(instance)
     columns, without = cols.build(instance, late_starts=settings.late_starts)
@@ -122,22 +123,19 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
 
     first = heuristics.greedy(columns, free)
     stats.first_plan_s = time.monotonic() - started  # a valid plan exists from here on
-    best = _first_plan(
-        columns, free, first, deadline=min(deadline, started + 0.1 * settings.time_limit_s)
-    )
+    best = _first_plan(columns, free, first, deadline=min(deadline, started + 0.1 * budget))
     backend = backend_for(settings.name)
 
     dual = lagrange.solve(
         columns,
         free,
         upper=lambda: heuristics.objective(columns, best),
-        deadline=min(deadline, started + 0.35 * settings.time_limit_s),
+        deadline=min(deadline, started + 0.35 * budget),
         seed_columns=best[best >= 0],
         target_gap=settings.gap_rel / 2,
     )
     stats.dual_rounds, stats.dual_bound = dual.rounds, dual.bound
     priced = dual.reduced  # ranks each job's columns as well as the priced cost does
-    budget = settings.time_limit_s
     # Ascent's estimate of the LP solution rounds to a plan with a few jobs late
     # or unplaced. Make-room moves repair them over seconds, and the plan that
     # comes out beats the one grown from the greedy plans (module docstring).
@@ -154,7 +152,7 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
             best,
             dual=dual,
             backend=backend,
-            time_limit=min(0.25 * settings.time_limit_s, deadline - time.monotonic()),
+            time_limit=min(0.25 * budget, deadline - time.monotonic()),
         )
     except SolverUnavailableError:
         polished = best  # the MILP step below says so in the plan's status
@@ -165,7 +163,7 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
     if _gap(value, bound) <= settings.gap_rel:
         return finish(best, "optimal", "column generation", bound)
 
-    if deadline - time.monotonic() < 0.05 * settings.time_limit_s:
+    if deadline - time.monotonic() < 0.05 * budget:
         # Local search used the budget: building a MILP now would only overrun it.
         gap = _gap(value, bound)
         return finish(
