@@ -17,7 +17,7 @@ import numpy as np
 
 from optimizer.capacity import Residual
 from optimizer.columns import Columns
-from optimizer.heuristics import DEFERRED, feasible, usage
+from optimizer.heuristics import DEFERRED, feasible, occupy, release, usage
 
 
 def make_room(
@@ -101,20 +101,20 @@ def _try(
     others = [int(b) for b in placed[overlap] if b != job]
     density = {b: columns.cost[choice[b]] / (size[b] * columns.duration[b] + 1e-12) for b in others}
     before = {job: int(choice[job])}
-    _release(columns, residual, job, before[job])
+    release(columns, residual, job, before[job])
     choice[job] = DEFERRED
     for b in sorted(others, key=density.__getitem__):
         if residual.fits_at(spoke, first, duration, demand):
             break
         before[b] = int(choice[b])
-        _release(columns, residual, b, before[b])
+        release(columns, residual, b, before[b])
         choice[b] = DEFERRED
     lifted = [b for b in before if b != job]
     old = float(sum(_cost_of(columns, b, k) for b, k in before.items()))
     if not residual.fits_at(spoke, first, duration, demand):
         _restore(columns, residual, choice, before)
         return 0.0
-    _occupy(columns, residual, job, column)
+    occupy(columns, residual, job, column)
     choice[job] = column
     # Each lifted job costs at least its cheapest column wherever it lands: once
     # what is placed plus those minima reaches the old cost, the move has failed
@@ -130,7 +130,7 @@ def _try(
         ok = feasible(columns, residual, b)
         if ok.any():
             k = part.start + int(np.argmin(np.where(ok, columns.cost[part], np.inf)))
-            _occupy(columns, residual, b, k)
+            occupy(columns, residual, b, k)
             choice[b] = k
         new += _cost_of(columns, b, int(choice[b]))
     else:
@@ -144,25 +144,11 @@ def _restore(
     columns: Columns, residual: Residual, choice: np.ndarray, before: dict[int, int]
 ) -> None:
     for b in before:
-        _release(columns, residual, b, int(choice[b]))
+        release(columns, residual, b, int(choice[b]))
     for b, k in before.items():
-        _occupy(columns, residual, b, k)
+        occupy(columns, residual, b, k)
         choice[b] = k
 
 
 def _cost_of(columns: Columns, job: int, k: int) -> float:
     return float(columns.cost[k]) if k >= 0 else float(columns.defer[job])
-
-
-def _occupy(columns: Columns, residual: Residual, job: int, k: int) -> None:
-    if k >= 0:
-        residual.take(
-            int(columns.cs[k]), int(columns.ct[k]), int(columns.duration[job]), columns.demand[job]
-        )
-
-
-def _release(columns: Columns, residual: Residual, job: int, k: int) -> None:
-    if k >= 0:
-        residual.give_back(
-            int(columns.cs[k]), int(columns.ct[k]), int(columns.duration[job]), columns.demand[job]
-        )

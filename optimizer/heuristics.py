@@ -34,6 +34,22 @@ def feasible(columns: Columns, residual: Residual, job: int) -> np.ndarray:
     return mask
 
 
+def occupy(columns: Columns, residual: Residual, job: int, k: int) -> None:
+    """`job` takes the room its column `k` runs in (nothing when deferred)."""
+    if k >= 0:
+        residual.take(
+            int(columns.cs[k]), int(columns.ct[k]), int(columns.duration[job]), columns.demand[job]
+        )
+
+
+def release(columns: Columns, residual: Residual, job: int, k: int) -> None:
+    """`job` gives back the room its column `k` ran in (nothing when deferred)."""
+    if k >= 0:
+        residual.give_back(
+            int(columns.cs[k]), int(columns.ct[k]), int(columns.duration[job]), columns.demand[job]
+        )
+
+
 def construct(
     columns: Columns, free: np.ndarray, *, order: np.ndarray, score: np.ndarray
 ) -> np.ndarray:
@@ -48,9 +64,7 @@ def construct(
         local = np.where(ok, score[part], np.inf)
         k = part.start + int(np.argmin(local))
         choice[job] = k
-        residual.take(
-            int(columns.cs[k]), int(columns.ct[k]), int(columns.duration[job]), columns.demand[job]
-        )
+        occupy(columns, residual, int(job), k)
     return choice
 
 
@@ -148,7 +162,7 @@ def qos(columns: Columns, free: np.ndarray) -> np.ndarray:
             if room > best_room + 1e-12:
                 best, best_room = part.start + int(local), room
         choice[job] = best
-        residual.take(int(columns.cs[best]), int(columns.ct[best]), duration, demand)
+        occupy(columns, residual, job, best)
     return choice
 
 
@@ -166,9 +180,7 @@ def round_robin(columns: Columns, free: np.ndarray) -> np.ndarray:
             continue
         k = part.start + int(np.argmin(np.where(pick, columns.ct[part], np.iinfo(np.int32).max)))
         choice[job] = k
-        residual.take(
-            int(columns.cs[k]), int(columns.ct[k]), int(columns.duration[job]), columns.demand[job]
-        )
+        occupy(columns, residual, int(job), k)
     return choice
 
 
@@ -212,10 +224,7 @@ def improve(
                 break
             job = int(job)
             k = int(choice[job])
-            duration = int(columns.duration[job])
-            demand = columns.demand[job]
-            if k >= 0:
-                residual.give_back(int(columns.cs[k]), int(columns.ct[k]), duration, demand)
+            release(columns, residual, job, k)
             part = columns.of_job(job)
             ok = feasible(columns, residual, job)
             best = part.start + int(np.argmin(np.where(ok, score[part], np.inf)))
@@ -223,8 +232,7 @@ def improve(
             if ok.any() and score[best] < now - 1e-9:
                 k = best
                 changed = True
-            if k >= 0:
-                residual.take(int(columns.cs[k]), int(columns.ct[k]), duration, demand)
+            occupy(columns, residual, job, k)
             choice[job] = k
     return choice
 
@@ -249,9 +257,10 @@ def from_slots(
         if hit.size == 0:
             continue
         k = part.start + int(hit[0])
-        duration = int(columns.duration[job])
-        if residual.fits_at(int(columns.cs[k]), int(columns.ct[k]), duration, columns.demand[job]):
-            residual.take(int(columns.cs[k]), int(columns.ct[k]), duration, columns.demand[job])
+        if residual.fits_at(
+            int(columns.cs[k]), int(columns.ct[k]), int(columns.duration[job]), columns.demand[job]
+        ):
+            occupy(columns, residual, job, k)
             choice[job] = k
     return choice
 
@@ -268,7 +277,5 @@ def complete(columns: Columns, free: np.ndarray, choice: np.ndarray) -> np.ndarr
             continue
         k = part.start + int(np.argmin(np.where(ok, columns.cost[part], np.inf)))
         choice[job] = k
-        residual.take(
-            int(columns.cs[k]), int(columns.ct[k]), int(columns.duration[job]), columns.demand[job]
-        )
+        occupy(columns, residual, int(job), k)
     return choice
