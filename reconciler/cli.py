@@ -6,14 +6,18 @@ some job could not be planned (an invalid AppWrapper, or no place for it).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import os
 import sys
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -48,41 +52,85 @@ def _author() -> Identity:
     )
 
 
-repo_option = click.option(
-    "--repo", "url", required=True, help="Fleet repo: a path to a bare repo or any git URL."
+@dataclass(frozen=True)
+class Target:
+    """The fleet repo a command works on, and where it learns the spokes' state."""
+
+    url: str
+    branch: str
+    cache_dir: Path | None
+    observer_kind: str  # "declared" or "kube"
+    kubeconfig: str | None
+
+    def repo(self) -> FleetRepo:
+        return FleetRepo(self.url, branch=self.branch, cache_dir=self.cache_dir)
+
+    def observer(self) -> Observer:
+        if self.observer_kind == "kube":
+            from reconciler.kube import KubeObserver
+
+            return KubeObserver(kubeconfig=self.kubeconfig)
+        return DeclaredCapacity()
+
+
+_TARGET_OPTIONS = (
+    click.option(
+        "--repo", "url", required=True, help="Fleet repo: a path to a bare repo or any git URL."
+    ),
+    click.option("--branch", default="main", show_default=True),
+    click.option(
+        "--cache-dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        help="Where Caspian keeps its bare mirror (default: ~/.cache/caspian/repos/...).",
+    ),
+    click.option(
+        "--observer",
+        type=click.Choice(["declared", "kube"]),
+        default="declared",
+        show_default=True,
+        help="Spoke capacity and Job status: as declared in spokes/, or from each spoke's API "
+        "server (its kubeContext) with declared capacity for spokes without one.",
+    ),
+    click.option(
+        "--kubeconfig",
+        type=click.Path(dir_okay=False),
+        envvar="KUBECONFIG",
+        help="Kubeconfig holding the spokes' contexts (default: $KUBECONFIG, ~/.kube/config).",
+    ),
 )
-branch_option = click.option("--branch", default="main", show_default=True)
+
+
+def target_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options naming the fleet repo and the observer, handed to `command` as
+    one `target`: plan, reconcile, explain and watch take the same five."""
+
+    @functools.wraps(command)
+    def with_target(
+        *args: Any,
+        url: str,
+        branch: str,
+        cache_dir: Path | None,
+        observer: str,
+        kubeconfig: str | None,
+        **rest: Any,
+    ) -> None:
+        target = Target(
+            url=url,
+            branch=branch,
+            cache_dir=cache_dir,
+            observer_kind=observer,
+            kubeconfig=kubeconfig,
+        )
+        command(*args, target=target, **rest)
+
+    # click lists options in the order of their decorators, outermost first.
+    for option in reversed(_TARGET_OPTIONS):
+        with_target = option(with_target)
+    return with_target
+
+
 now_option = click.option(
     "--now", "now_text", metavar="RFC3339", help="Plan as if it were this time (default: now)."
-)
-observer_option = click.option(
-    "--observer",
-    type=click.Choice(["declared", "kube"]),
-    default="declared",
-    show_default=True,
-    help="Spoke capacity and Job status: as declared in spokes/, or from each spoke's API "
-    "server (its kubeContext) with declared capacity for spokes without one.",
-)
-kubeconfig_option = click.option(
-    "--kubeconfig",
-    type=click.Path(dir_okay=False),
-    envvar="KUBECONFIG",
-    help="Kubeconfig holding the spokes' contexts (default: $KUBECONFIG, ~/.kube/config).",
-)
-
-
-def _observer(kind: str, kubeconfig: str | None) -> Observer:
-    if kind == "kube":
-        from reconciler.kube import KubeObserver
-
-        return KubeObserver(kubeconfig=kubeconfig)
-    return DeclaredCapacity()
-
-
-cache_option = click.option(
-    "--cache-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Where Caspian keeps its bare mirror (default: ~/.cache/caspian/repos/...).",
 )
 
 
@@ -154,31 +202,13 @@ def _fleet_root(path: Path) -> Path:
 
 
 @main.command()
-@repo_option
-@branch_option
+@target_options
 @now_option
-@cache_option
-@observer_option
-@kubeconfig_option
-def plan(
-    url: str,
-    branch: str,
-    now_text: str | None,
-    cache_dir: Path | None,
-    observer: str,
-    kubeconfig: str | None,
-) -> None:
+def plan(target: Target, now_text: str | None) -> None:
     """Show what a reconcile would change now; commit nothing."""
-    outcome = _plan(
-        url,
-        branch=branch,
-        now_text=now_text,
-        cache_dir=cache_dir,
-        observer=observer,
-        kubeconfig=kubeconfig,
-    )
+    outcome = _plan(target, now_text=now_text)
     if not outcome.changes:
-        click.echo(f"no change: {redact(url)} is up to date at {outcome.input_commit[:12]}")
+        click.echo(f"no change: {redact(target.url)} is up to date at {outcome.input_commit[:12]}")
     else:
         click.echo(f"would commit on {outcome.input_commit[:12]}:")
         for path, change in outcome.changes.items():
@@ -189,33 +219,20 @@ def plan(
 
 
 @main.command()
-@repo_option
-@branch_option
+@target_options
 @now_option
-@cache_option
-@observer_option
-@kubeconfig_option
 @click.option("--once", is_flag=True, help="Reconcile one time and exit.")
-def reconcile(
-    url: str,
-    branch: str,
-    now_text: str | None,
-    cache_dir: Path | None,
-    observer: str,
-    kubeconfig: str | None,
-    once: bool,
-) -> None:
+def reconcile(target: Target, now_text: str | None, once: bool) -> None:
     """Decide, render, commit and push the placement (one commit, or none if unchanged)."""
     if not once:
         raise click.UsageError("reconcile runs one time: pass --once (use `caspian watch` to loop)")
     author = _author()
+    observer = target.observer()
     outcome = _run(
         lambda repo: reconciling.reconcile_once(
-            repo, now=_now(now_text), author=author, observer=_observer(observer, kubeconfig)
+            repo, now=_now(now_text), author=author, observer=observer
         ),
-        url,
-        branch,
-        cache_dir,
+        target,
     )
     _report(outcome)
     sys.exit(EXIT_PARTIAL if outcome.partial else 0)
@@ -223,32 +240,13 @@ def reconcile(
 
 @main.command()
 @click.argument("job")
-@repo_option
-@branch_option
+@target_options
 @now_option
-@cache_option
-@observer_option
-@kubeconfig_option
-def explain(
-    job: str,
-    url: str,
-    branch: str,
-    now_text: str | None,
-    cache_dir: Path | None,
-    observer: str,
-    kubeconfig: str | None,
-) -> None:
+def explain(job: str, target: Target, now_text: str | None) -> None:
     """Why JOB (namespace/name, name, or its file) goes where it goes: its place,
     deadline and carbon against qos, and its cheapest alternatives, each with
     whether it had room. Decides as `plan` does; commits nothing."""
-    outcome = _plan(
-        url,
-        branch=branch,
-        now_text=now_text,
-        cache_dir=cache_dir,
-        observer=observer,
-        kubeconfig=kubeconfig,
-    )
+    outcome = _plan(target, now_text=now_text)
     decision = outcome.decision
     matches = [
         e
@@ -293,28 +291,15 @@ def explain(
         )
 
 
-def _plan(
-    url: str,
-    *,
-    branch: str,
-    now_text: str | None,
-    cache_dir: Path | None,
-    observer: str,
-    kubeconfig: str | None,
-) -> reconciling.Outcome:
+def _plan(target: Target, *, now_text: str | None) -> reconciling.Outcome:
     """A reconcile's decision and changes, without committing (`plan`, `explain`)."""
-    watcher = _observer(observer, kubeconfig)
-    return _run(
-        lambda repo: reconciling.plan(repo, now=_now(now_text), observer=watcher),
-        url,
-        branch,
-        cache_dir,
-    )
+    observer = target.observer()
+    return _run(lambda repo: reconciling.plan(repo, now=_now(now_text), observer=observer), target)
 
 
-def _run(action, url: str, branch: str, cache_dir: Path | None):  # noqa: ANN001, ANN202
+def _run(action, target: Target):  # noqa: ANN001, ANN202
     try:
-        return action(FleetRepo(url, branch=branch, cache_dir=cache_dir))
+        return action(target.repo())
     except FleetConfigError as error:
         click.echo("cannot plan: fix these files (nothing was committed)", err=True)
         for problem in error.problems:
@@ -345,11 +330,7 @@ def _report(outcome: reconciling.Outcome) -> None:
 
 
 @main.command()
-@repo_option
-@branch_option
-@cache_option
-@observer_option
-@kubeconfig_option
+@target_options
 @click.option(
     "--interval",
     type=click.FloatRange(1),
@@ -388,11 +369,7 @@ def _report(outcome: reconciling.Outcome) -> None:
 @click.option("--forge-url", help="The forge's API root, e.g. https://api.github.com.")
 @click.option("--forge-repo", metavar="OWNER/NAME")
 def watch(
-    url: str,
-    branch: str,
-    cache_dir: Path | None,
-    observer: str,
-    kubeconfig: str | None,
+    target: Target,
     interval: float,
     debounce: float,
     listen: str,
@@ -411,7 +388,7 @@ def watch(
     from reconciler.forge import Forge
     from reconciler.watching import Watcher, WatchSettings
 
-    if propose == branch:
+    if propose == target.branch:
         raise click.UsageError("--propose must name a branch other than the main one")
     remote_forge = None
     if forge:
@@ -423,13 +400,13 @@ def watch(
         remote_forge = Forge(kind=forge, url=forge_url, repo=forge_repo, token=token)
     host, _, port = listen.rpartition(":")
     try:
-        repo = FleetRepo(url, branch=branch, cache_dir=cache_dir)
+        repo = target.repo()
     except GitError as error:
         raise click.ClickException(str(error)) from None
     watcher = Watcher(
         repo,
         author=_author(),
-        observer=_observer(observer, kubeconfig),
+        observer=target.observer(),
         settings=WatchSettings(
             interval_s=interval,
             debounce_s=debounce,
@@ -445,14 +422,16 @@ def watch(
         secret=os.environ.get("CASPIAN_WEBHOOK_SECRET"),
     )
     stop_refs = threading.Event()
-    if Path(url).is_dir():
+    if Path(target.url).is_dir():
         from reconciler.localwatch import watch_refs
 
-        watch_refs(Path(url), on_change=watcher.trigger, stop=stop_refs)
+        watch_refs(Path(target.url), on_change=watcher.trigger, stop=stop_refs)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: watcher.stop())
     click.echo(
-        f"watching {redact(url)} ({branch}); http://{host}:{server.server_port}/metrics", err=True
+        f"watching {redact(target.url)} ({target.branch}); "
+        f"http://{host}:{server.server_port}/metrics",
+        err=True,
     )
     try:
         watcher.run()
