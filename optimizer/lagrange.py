@@ -182,10 +182,7 @@ def solve(
                 lp_optimal = done = True
                 break
             exact = True
-        order = entering[np.lexsort((reduced[entering], columns.cj[entering]))]
-        position = np.arange(order.size)
-        first_of_job = np.searchsorted(columns.cj[order], columns.cj[order], side="left")
-        in_master[order[position - first_of_job < added_per_job]] = True
+        in_master[most_negative(columns, entering, reduced, per_job=added_per_job)] = True
         if time.monotonic() - now > (deadline - began) / ROUNDS_NEEDED:
             break
     ascended = False
@@ -207,6 +204,17 @@ def solve(
         shares=shares,
         ascended=ascended,
     )
+
+
+def most_negative(
+    columns: Columns, entering: np.ndarray, reduced: np.ndarray, *, per_job: int
+) -> np.ndarray:
+    """Of the columns `entering`, each job's `per_job` of least `reduced` cost:
+    what joins the master in a round."""
+    order = entering[np.lexsort((reduced[entering], columns.cj[entering]))]
+    position = np.arange(order.size)
+    first_of_job = np.searchsorted(columns.cj[order], columns.cj[order], side="left")
+    return order[position - first_of_job < per_job]
 
 
 def ascend(

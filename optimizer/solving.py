@@ -7,8 +7,12 @@
    polish it for a tenth of the budget.
 2. Column generation (HiGHS, whatever MILP solver is chosen) gives a proven
    lower bound and capacity prices within part of the budget. Its LP solution,
-   rounded (the jobs it runs whole first), competes with the incumbent; local
-   search then alternates between priced and true costs, with make-room moves,
+   rounded (the jobs it runs whole first), competes with the incumbent; where
+   column generation solved the LP, so do two dives (`diving`: jobs placed a
+   batch at a time, the LP solved again around them), within 30% of the
+   budget. At 50 x 3, seeds 1-12, the median went from 1.3% to 0.7% above the
+   LP bound with them; at 200 x 5 they won on some seeds, lost on others, and
+   left the median where it was (4.5%). Local search then alternates between priced and true costs, with make-room moves,
    until a turn gains nothing or half the budget is gone. A small MILP over the
    columns the LP relaxation uses (price-and-branch, where it is small enough
    for its time) moves many jobs at once; local search takes up from its plan
@@ -38,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from optimizer import columns as cols
-from optimizer import ejection, heuristics, lagrange, lns, mip
+from optimizer import diving, ejection, heuristics, lagrange, lns, mip
 from optimizer.costs import why_unplaceable
 from optimizer.highs import HighsBackend
 from optimizer.model import Instance, Plan, SolverSettings
@@ -143,6 +147,8 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
     best = _from_relaxation(
         columns, free, best, dual=dual, repair=dual.ascended, deadline=min(deadline, until)
     )
+    if dual.lp_optimal:
+        best = _dived(columns, free, best, dual=dual, deadline=time.monotonic() + 0.3 * budget)
     until = time.monotonic() + 0.15 * budget if dual.ascended else started + 0.5 * budget
     best = _alternate(columns, free, best, priced=priced, deadline=min(deadline, until))
     try:
@@ -227,6 +233,26 @@ def _from_relaxation(
     if repair:
         start = ejection.make_room(columns, free, start, deadline=deadline)
     return _better(columns, best, start)
+
+
+def _dived(
+    columns: cols.Columns,
+    free: np.ndarray,
+    best: np.ndarray,
+    *,
+    dual: lagrange.Dual,
+    deadline: float,
+) -> np.ndarray:
+    """The better of `best` and the plans of the two dives (`diving`), each
+    polished by single and make-room moves, within `deadline`."""
+    for whole_first in (True, False):
+        if time.monotonic() >= deadline:
+            break
+        plan = diving.dive(columns, free, dual=dual, whole_first=whole_first, deadline=deadline)
+        plan = heuristics.improve(columns, free, plan, deadline=deadline)
+        plan = ejection.make_room(columns, free, plan, deadline=deadline)
+        best = _better(columns, best, plan)
+    return best
 
 
 def _alternate(
