@@ -63,6 +63,7 @@ def dive(
         if left.size == 0:
             break
         sub, original = columns.subset(left, np.flatnonzero(fits))
+        known = in_master.sum()
         master, values = _lp(
             sub, room, in_master=in_master, original=original, rounds=rounds, deadline=deadline
         )
@@ -80,8 +81,8 @@ def dive(
             chosen = fractional[np.argsort(-size[left[fractional]], kind="stable")[:count]]
         else:
             chosen = np.flatnonzero(whole)
-        if chosen.size == 0:
-            break
+        if chosen.size == 0 and in_master.sum() == known:
+            break  # nothing to place and no new column: the LP will not change
         residual = Residual(room)
         for local in chosen[np.argsort(-share[chosen], kind="stable")].tolist():
             job, k = int(left[local]), int(original[top[local]])
@@ -142,6 +143,8 @@ def _largest_share(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per job of `sub`: the column (an index of `sub`) the LP runs most of it
     at, and that share."""
+    if keep.size == 0:  # an LP that defers every job: nothing to place yet
+        return np.full(len(sub.jobs), -1, dtype=np.int64), np.zeros(len(sub.jobs))
     order = np.lexsort((-values, sub.cj[keep]))
     jobs = sub.cj[keep[order]]
     first = order[np.r_[True, jobs[1:] != jobs[:-1]]]

@@ -12,8 +12,9 @@
    batch at a time, the LP solved again around them), within 30% of the
    budget. At 50 x 3, seeds 1-12, the median went from 1.3% to 0.7% above the
    LP bound with them; at 200 x 5 they won on some seeds, lost on others, and
-   left the median where it was (4.5%). Local search then alternates between priced and true costs, with make-room moves,
-   until a turn gains nothing or half the budget is gone. A small MILP over the
+   left the median where it was (4.5%). Local search then alternates between
+   priced and true costs, with make-room moves, until a turn gains nothing or
+   half the budget is gone. A small MILP over the
    columns the LP relaxation uses (price-and-branch, where it is small enough
    for its time) moves many jobs at once; local search takes up from its plan
    until it stalls (or the budget is spent: its plan is then the answer).

@@ -279,6 +279,25 @@ def test_a_dive_ends_near_the_lp_where_one_rounding_of_it_does_not(
     assert (columns.cj[dived] == np.arange(len(columns.jobs))).all()  # every job placed
 
 
+def test_a_dive_whose_lp_has_no_column_for_the_jobs_left_goes_on() -> None:
+    # With one round of column generation a step and a fifth of the jobs placed
+    # at a time, every column the master held for the jobs left stops fitting
+    # here: the LP defers them all, and the next step has the columns it priced.
+    columns, free = generated(jobs=50, spokes=3, seed=1)
+    dual = _converged_dual(columns, free, heuristics.greedy(columns, free))
+    plan = diving.dive(
+        columns,
+        free,
+        dual=dual,
+        whole_first=True,
+        deadline=time.monotonic() + 60,
+        batch=0.2,
+        rounds=1,
+    )
+    assert (heuristics.usage(columns, plan, free.shape) <= free + 1e-6).all()
+    assert (columns.cj[plan] == np.arange(len(columns.jobs))).all()
+
+
 def test_a_dive_out_of_time_places_the_rest_greedily() -> None:
     columns, free = generated(jobs=50, spokes=3, seed=2)
     dual = _converged_dual(columns, free, heuristics.greedy(columns, free))
