@@ -38,7 +38,7 @@ def dive(
     dual: lagrange.Dual,
     whole_first: bool,
     deadline: float,
-    batch: float = 0.1,
+    batch: float = 0.2,
     rounds: int = 2,
 ) -> np.ndarray:
     """A plan (one column per job, -1 deferred) grown from the LP, starting from

@@ -10,11 +10,11 @@
    rounded (the jobs it runs whole first), competes with the incumbent; where
    column generation solved the LP, so do two dives (`diving`: jobs placed a
    batch at a time, the LP solved again around them), within 30% of the
-   budget. At 50 x 3, seeds 1-12, the median went from 1.3% to 0.7% above the
-   LP bound with them; at 200 x 5 they won on some seeds, lost on others, and
-   left the median where it was (4.5%). Local search then alternates between
-   priced and true costs, with make-room moves, until a turn gains nothing or
-   half the budget is gone. A small MILP over the
+   budget. With them, seeds 1-12 of 50 x 3 went from a median of 1.3% above
+   the LP bound to 0.8%, and of 200 x 5 from 4.5% to 3.8% (9 seeds better, 3
+   worse by up to a point; seed 2 from 16.5% to 7.7-7.9%, two runs). Local
+   search then alternates between priced and true costs, with make-room moves,
+   until a turn gains nothing or half the budget is gone. A small MILP over the
    columns the LP relaxation uses (price-and-branch, where it is small enough
    for its time) moves many jobs at once; local search takes up from its plan
    until it stalls (or the budget is spent: its plan is then the answer).
