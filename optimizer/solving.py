@@ -149,7 +149,8 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
         columns, free, best, dual=dual, repair=dual.ascended, deadline=min(deadline, until)
     )
     if dual.lp_optimal:
-        best = _dived(columns, free, best, dual=dual, deadline=time.monotonic() + 0.3 * budget)
+        until = time.monotonic() + 0.3 * budget
+        best = _dived(columns, free, best, dual=dual, deadline=min(deadline, until))
     until = time.monotonic() + 0.15 * budget if dual.ascended else started + 0.5 * budget
     best = _alternate(columns, free, best, priced=priced, deadline=min(deadline, until))
     try:

@@ -255,10 +255,10 @@ def test_rounding_an_uncontested_lp_gives_its_optimum() -> None:
 def test_a_dive_ends_near_the_lp_where_one_rounding_of_it_does_not(
     seed: int, whole_first: bool
 ) -> None:
-    # On these two the LP time-shares the clean spoke among fractions of jobs:
-    # rounded once, a sixth of the LP bound is lost; placed a batch at a time
-    # with the LP solved again in between, under a hundredth. Each order of the
-    # dive does it on one of them and not on the other.
+    # On these two the LP time-shares the clean spoke among fractions of jobs.
+    # Rounded once and polished, the plan ends 15-19% above the LP bound; placed
+    # a batch at a time with the LP solved again in between, under 1%. Each
+    # order of the dive gets there on one of them and not on the other.
     columns, free = generated(jobs=50, spokes=3, seed=seed)
     dual = _converged_dual(columns, free, heuristics.greedy(columns, free))
     rounded = heuristics.rounded(
