@@ -27,9 +27,6 @@ from optimizer.capacity import Residual
 from optimizer.columns import Columns
 from optimizer.highs import relaxation as solve_lp
 
-# A job the LP runs this close to entirely at one column counts as whole.
-WHOLE = 1 - lagrange.SUPPORT_SHARE
-
 
 def dive(
     columns: Columns,
@@ -44,7 +41,7 @@ def dive(
     """A plan (one column per job, -1 deferred) grown from the LP, starting from
     the columns `dual` holds. Each step places a `batch` share of the jobs left
     (every job the LP runs whole as well, with `whole_first`) and gives the LP
-    `rounds` of column generation. Past `deadline` (time.monotonic()), the jobs
+    `rounds` (at least 1) of column generation. Past `deadline` (time.monotonic()), the jobs
     left are placed greedily."""
     jobs = len(columns.jobs)
     choice = np.full(jobs, heuristics.DEFERRED, dtype=np.int64)
@@ -70,7 +67,7 @@ def dive(
         if values is None:
             break
         top, share = _largest_share(sub, master.keep, values)
-        whole = share >= WHOLE
+        whole = share > 1 - heuristics.SHARE_WHOLE
         # A job with no column in the master yet (the LP defers it) waits a step.
         fractional = np.flatnonzero(~whole & (top >= 0))
         count = max(1, int(batch * left.size))

@@ -12,7 +12,7 @@
    batch at a time, the LP solved again around them), within 30% of the
    budget. With them, seeds 1-12 of 50 x 3 went from a median of 1.3% above
    the LP bound to 0.8%, and of 200 x 5 from 4.5% to 3.8% (9 seeds better, 3
-   worse by up to a point; seed 2 from 16.5% to 7.7-7.9%, two runs). Local
+   worse by up to a point; seed 2 from 16.5% to 7.7-7.9%, three runs). Local
    search then alternates between priced and true costs, with make-room moves,
    until a turn gains nothing or half the budget is gone. A small MILP over the
    columns the LP relaxation uses (price-and-branch, where it is small enough
