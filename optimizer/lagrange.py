@@ -126,6 +126,7 @@ def solve(
     *,
     upper: Callable[[], float],
     deadline: float,
+    ascend_until: float | None = None,
     seed_columns: np.ndarray,
     initial_per_job: int = 8,
     added_per_job: int = 4,
@@ -134,7 +135,8 @@ def solve(
     """Column generation until the LP is solved, the gap to `upper()` is below
     `target_gap`, or `deadline` (time.monotonic()) passes. When a round takes
     too long for enough rounds to fit before `deadline`, subgradient ascent
-    takes the prices on from the best found."""
+    takes the prices on from the best found, until `ascend_until` (`deadline`
+    by default)."""
     pricing = Pricing(columns, free)
     jobs = len(columns.jobs)
     in_master = np.zeros(columns.size, dtype=bool)
@@ -186,10 +188,11 @@ def solve(
         if time.monotonic() - now > (deadline - began) / ROUNDS_NEEDED:
             break
     ascended = False
-    if not done and time.monotonic() < deadline:
+    ascend_until = deadline if ascend_until is None else ascend_until
+    if not done and time.monotonic() < ascend_until:
         ascended = True
         best_bound, best_prices, picks = ascend(
-            pricing, best_prices, bound=best_bound, upper=upper(), deadline=deadline
+            pricing, best_prices, bound=best_bound, upper=upper(), deadline=ascend_until
         )
         support = np.flatnonzero(picks > SUPPORT_SHARE)
         shares = picks[support]
