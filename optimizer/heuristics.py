@@ -124,16 +124,17 @@ def rounded(
     # Ranks are what `construct` compares: LP columns by share, above all others.
     score = reduced - reduced.min() + 1.0
     score[support] = -shares
-    first = np.zeros(len(columns.jobs), dtype=bool)  # missed its deadline in a pass
-    best = None
-    for _ in range(passes):
-        choice = construct(columns, free, order=np.lexsort((-size, ~whole, ~first)), score=score)
-        if best is None or objective(columns, choice) < objective(columns, best):
-            best = choice
+    went_late = np.zeros(len(columns.jobs), dtype=bool)  # in some pass so far
+    choice = best = construct(columns, free, order=np.lexsort((-size, ~whole)), score=score)
+    for _ in range(passes - 1):
         missed = late_or_unplaced(columns, choice)
-        if not (missed & ~first).any():
+        if not (missed & ~went_late).any():
             break  # the next pass would be the same
-        first |= missed
+        went_late |= missed
+        order = np.lexsort((-size, ~whole, ~went_late))
+        choice = construct(columns, free, order=order, score=score)
+        if objective(columns, choice) < objective(columns, best):
+            best = choice
     return best
 
 
