@@ -237,8 +237,8 @@ def test_rounding_again_with_the_late_jobs_first_meets_every_deadline(seed: int)
 
 @pytest.mark.parametrize("seed", [0, 3])
 def test_a_rounded_lp_gets_make_room_moves_only_when_asked(seed: int) -> None:
-    # Ascent's LP estimate at 1000 jobs rounds to a plan that make-room moves
-    # improve by a few percent; with a solved LP they are left to local search.
+    # Where ascent stands in for the LP (1000 jobs), make-room moves polish the
+    # rounded plan at once; with a solved LP they are left to local search.
     columns, free = generated(jobs=80, spokes=3, seed=seed)
     start = heuristics.greedy(columns, free)
     dual = _converged_dual(columns, free, start)
