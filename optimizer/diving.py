@@ -50,8 +50,7 @@ def dive(
     in_master = np.zeros(columns.size, dtype=bool)
     in_master[dual.support] = True
     in_master[columns.cheapest(dual.reduced, per_job=3)] = True
-    size = (columns.demand / np.maximum(free.max(axis=(0, 2)), 1e-9)).max(axis=1)
-    size = size * columns.duration
+    size = heuristics.width(columns, free) * columns.duration
     while not done.all() and time.monotonic() < deadline:
         room = free - heuristics.usage(columns, choice, free.shape)
         fits = _fitting(columns, Residual(room), np.flatnonzero(~done)) & ~banned

@@ -17,7 +17,7 @@ import numpy as np
 
 from optimizer.capacity import Residual
 from optimizer.columns import Columns
-from optimizer.heuristics import DEFERRED, feasible, occupy, release, usage
+from optimizer.heuristics import DEFERRED, feasible, occupy, release, usage, width
 
 
 def make_room(
@@ -32,8 +32,7 @@ def make_room(
     (time.monotonic()) passes. Jobs that stand to gain most are tried first."""
     choice = choice.copy()
     residual = Residual(free - usage(columns, choice, free.shape))
-    share = columns.demand / np.maximum(free.max(axis=(0, 2)), 1e-9)  # (jobs, resources)
-    size = share.max(axis=1)
+    size = width(columns, free)
     # The least each job can cost: at its cheapest column, or deferred.
     cheapest = np.minimum(
         np.minimum.reduceat(columns.cost, columns.first[:-1].astype(np.intp)), columns.defer

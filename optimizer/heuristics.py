@@ -119,8 +119,7 @@ def rounded(
     pass is the answer."""
     whole = np.zeros(len(columns.jobs), dtype=bool)
     whole[columns.cj[support[shares > 1 - SHARE_WHOLE]]] = True
-    share = columns.demand / np.maximum(free.max(axis=(0, 2)), 1e-9)
-    size = share.max(axis=1) * columns.duration
+    size = width(columns, free) * columns.duration
     # Ranks are what `construct` compares: LP columns by share, above all others.
     score = reduced - reduced.min() + 1.0
     score[support] = -shares
@@ -136,6 +135,12 @@ def rounded(
         if objective(columns, choice) < objective(columns, best):
             best = choice
     return best
+
+
+def width(columns: Columns, free: np.ndarray) -> np.ndarray:
+    """Per job: the largest share it takes of any resource, against the most
+    of that resource a spoke has in a slot."""
+    return (columns.demand / np.maximum(free.max(axis=(0, 2)), 1e-9)).max(axis=1)
 
 
 def late_or_unplaced(columns: Columns, choice: np.ndarray) -> np.ndarray:

@@ -148,9 +148,9 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
     )
     stats.dual_rounds, stats.dual_bound = dual.rounds, dual.bound
     priced = dual.reduced  # ranks each job's columns as well as the priced cost does
-    # Ascent's estimate of the LP solution rounds to a plan with a few jobs late
-    # or unplaced. Make-room moves repair them over seconds, and the plan that
-    # comes out beats the one grown from the greedy plans (module docstring).
+    # Ascent's estimate of the LP solution, rounded, gets make-room moves until
+    # 70% of the budget (module docstring). With a solved LP the dives compete
+    # instead, and make-room moves come in local search.
     until = started + 0.7 * budget if dual.ascended else time.monotonic() + 0.15 * budget
     best = _from_relaxation(
         columns, free, best, dual=dual, repair=dual.ascended, deadline=min(deadline, until)
