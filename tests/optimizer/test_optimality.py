@@ -259,7 +259,7 @@ def test_column_generation_hands_slow_rounds_over_to_ascent(monkeypatch) -> None
     monkeypatch.setattr(lagrange, "ROUNDS_NEEDED", 1e12)
     handed_over = dual(_in(1.0))
     monkeypatch.setattr(
-        lagrange, "ascend", lambda pricing, prices, *, bound, **_: (bound, prices, np.zeros(0))
+        lagrange, "ascend", lambda pricing, prices, *, bound, **_: (bound, prices, [])
     )
     one_round = dual(_in(1.0))
 
@@ -269,8 +269,31 @@ def test_column_generation_hands_slow_rounds_over_to_ascent(monkeypatch) -> None
     assert lp - 1e-3 * abs(lp) <= handed_over.bound <= lp + 1e-6 * abs(lp)
     # The columns the jobs picked over the ascent's second half, as shares of
     # each job: an estimate of the LP's solution that rounding can start from.
-    per_job = np.bincount(columns.cj[handed_over.support], handed_over.shares)
-    assert (per_job <= 1 + 1e-9).all() and per_job.sum() > 0.9 * len(columns.jobs)
+    # The others (all steps, then each part of them) are estimates of the same kind.
+    assert len(handed_over.others) == 1 + lagrange.PARTS
+    for support, shares in ((handed_over.support, handed_over.shares), *handed_over.others):
+        per_job = np.bincount(columns.cj[support], shares, minlength=len(columns.jobs))
+        assert (per_job <= 1 + 1e-9).all() and per_job.sum() > 0.9 * len(columns.jobs)
+
+
+def test_ascents_estimates_are_the_shares_of_the_steps_each_column_was_picked() -> None:
+    # Twelve steps over four columns: the first six pick columns 0 and 2, the
+    # last six 1 and 3.
+    history = [np.array([0, 2])] * 6 + [np.array([1, 3])] * 6
+
+    found = lagrange.estimates(history, size=4)
+
+    def as_dict(estimate: tuple[np.ndarray, np.ndarray]) -> dict[int, float]:
+        support, shares = estimate
+        return dict(zip(support.tolist(), shares.tolist(), strict=True))
+
+    assert lagrange.PARTS == 6
+    assert [as_dict(e) for e in found] == [
+        {1: 1.0, 3: 1.0},  # the second half
+        {0: 0.5, 1: 0.5, 2: 0.5, 3: 0.5},  # every step
+        *[{0: 1.0, 2: 1.0}] * 3,  # the parts, first to last
+        *[{1: 1.0, 3: 1.0}] * 3,
+    ]
 
 
 def _in(seconds: float) -> float:

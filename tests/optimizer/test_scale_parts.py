@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -245,7 +246,13 @@ def test_a_rounded_lp_gets_make_room_moves_only_when_asked(seed: int) -> None:
 
     def from_relaxation(*, repair: bool) -> np.ndarray:
         return _from_relaxation(
-            columns, free, start, dual=dual, repair=repair, deadline=time.monotonic() + 10
+            columns,
+            free,
+            start,
+            dual=dual,
+            repair=repair,
+            choose_until=time.monotonic() + 10,
+            deadline=time.monotonic() + 10,
         )
 
     plain, repaired = from_relaxation(repair=False), from_relaxation(repair=True)
@@ -254,6 +261,38 @@ def test_a_rounded_lp_gets_make_room_moves_only_when_asked(seed: int) -> None:
     assert heuristics.objective(columns, repaired) < heuristics.objective(columns, plain)
     assert not heuristics.late_or_unplaced(columns, repaired).any()
     assert (heuristics.usage(columns, repaired, free.shape) <= free + 1e-6).all()
+
+
+def test_the_cheapest_rounding_of_ascents_estimates_goes_on_while_there_is_time() -> None:
+    # Ascent leaves several estimates of the LP solution, and which rounds best
+    # is luck. Here the first is each job at its dearest column, the other the
+    # LP's solution: the plan follows the other when there is time to round it.
+    columns, free = generated(jobs=80, spokes=3, seed=0)
+    start = heuristics.greedy(columns, free)
+    lp = _converged_dual(columns, free, start)
+    dearest = columns.first[:-1] + np.array(
+        [np.argmax(columns.cost[columns.of_job(i)]) for i in range(len(columns.jobs))]
+    )
+    dual = dataclasses.replace(
+        lp, support=dearest, shares=np.ones(dearest.size), others=((lp.support, lp.shares),)
+    )
+
+    def from_relaxation(estimates: lagrange.Dual, *, choose_for: float) -> float:
+        plan = _from_relaxation(
+            columns,
+            free,
+            start,
+            dual=estimates,
+            repair=False,
+            choose_until=time.monotonic() + choose_for,
+            deadline=time.monotonic() + 10,
+        )
+        assert (heuristics.usage(columns, plan, free.shape) <= free + 1e-6).all()
+        return heuristics.objective(columns, plan)
+
+    lp_alone = from_relaxation(lp, choose_for=10)
+    assert from_relaxation(dual, choose_for=10) == pytest.approx(lp_alone)
+    assert from_relaxation(dual, choose_for=-1) > lp_alone + 1.0  # no time: the first only
 
 
 def test_rounding_an_uncontested_lp_gives_its_optimum() -> None:
