@@ -15,36 +15,51 @@ class Residual:
     def __init__(self, free: np.ndarray) -> None:
         """`free` is (spokes, resources, slots) capacity still available."""
         self.free = free.astype(float, copy=True)
-        self.slots = free.shape[2]
+        spokes, resources, self.slots = free.shape
         self.levels = max(1, int(self.slots).bit_length())
+        # tables[s, k, r, t] = min(free[s, r, t : t + 2**k]); slots past the
+        # horizon are unconstrained (+inf): capacity is only modelled inside it.
+        width = self.slots + (1 << self.levels)
+        self.tables = np.full((spokes, self.levels + 1, resources, width), np.inf)
         # Rebuilt on the next query, not on every change: a move often releases
         # and takes several jobs on one spoke before it asks anything.
-        self.tables: list[np.ndarray | None] = [None] * free.shape[0]
+        self.stale = np.ones(spokes, dtype=bool)
 
-    def _table(self, spoke: int) -> np.ndarray:
-        # table[k, r, t] = min(free[r, t : t + 2**k]); slots past the horizon are
-        # unconstrained (+inf): capacity is only modelled inside it.
-        width = self.slots + (1 << self.levels)
-        table = np.full((self.levels + 1, self.free.shape[1], width), np.inf)
+    def _rebuild(self, spoke: int) -> None:
+        table = self.tables[spoke]
+        width = table.shape[2]
         table[0, :, : self.slots] = self.free[spoke]
         for k in range(1, self.levels + 1):
             half = 1 << (k - 1)
-            table[k, :, : width - half] = np.minimum(
-                table[k - 1, :, : width - half], table[k - 1, :, half:]
+            np.minimum(
+                table[k - 1, :, : width - half],
+                table[k - 1, :, half:],
+                out=table[k, :, : width - half],
             )
-        return table
+        self.stale[spoke] = False
+
+    def _spans(self, duration: int) -> tuple[int, int]:
+        """The level whose spans, one at t and one ending at t + duration, cover
+        [t, t + duration) between them, and the offset of the second."""
+        k = min(int(duration).bit_length() - 1, self.levels)
+        return k, duration - (1 << k)
 
     def window_min(self, spoke: int, duration: int) -> np.ndarray:
         """(resources, slots): least free capacity over [t, t+duration) for each t."""
-        k = min(int(duration).bit_length() - 1, self.levels)
-        tables = self.tables[spoke]
-        if tables is None:
-            tables = self.tables[spoke] = self._table(spoke)
-        table = tables[k]
-        span = 1 << k
-        return np.minimum(
-            table[:, : self.slots], table[:, duration - span : duration - span + self.slots]
-        )
+        if self.stale[spoke]:
+            self._rebuild(spoke)
+        k, offset = self._spans(duration)
+        table = self.tables[spoke, k]
+        return np.minimum(table[:, : self.slots], table[:, offset : offset + self.slots])
+
+    def room(self, duration: int) -> np.ndarray:
+        """(spokes, resources, slots): `window_min` of every spoke at once, what
+        testing all of a job's columns needs."""
+        for spoke in np.flatnonzero(self.stale).tolist():
+            self._rebuild(spoke)
+        k, offset = self._spans(duration)
+        tables = self.tables[:, k]
+        return np.minimum(tables[:, :, : self.slots], tables[:, :, offset : offset + self.slots])
 
     def fits(self, spoke: int, duration: int, demand: np.ndarray) -> np.ndarray:
         """(slots,) bool: the job fits when started in each slot."""
@@ -64,4 +79,4 @@ class Residual:
         first, last = max(start, 0), min(start + duration, self.slots)
         if first < last:
             self.free[spoke, :, first:last] += delta[:, None]
-            self.tables[spoke] = None
+            self.stale[spoke] = True

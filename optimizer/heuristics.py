@@ -24,14 +24,8 @@ SHARE_WHOLE = 0.01
 def feasible(columns: Columns, residual: Residual, job: int) -> np.ndarray:
     """Bool per column of `job`: does it fit what is left?"""
     part = columns.of_job(job)
-    cs, ct = columns.cs[part], columns.ct[part]
-    duration = int(columns.duration[job])
-    demand = columns.demand[job]
-    mask = np.zeros(cs.size, dtype=bool)
-    for spoke in np.unique(cs):
-        here = cs == spoke
-        mask[here] = residual.fits(int(spoke), duration, demand)[ct[here]]
-    return mask
+    room = residual.room(int(columns.duration[job]))
+    return (room[columns.cs[part], :, columns.ct[part]] >= columns.demand[job] - 1e-9).all(axis=1)
 
 
 def occupy(columns: Columns, residual: Residual, job: int, k: int) -> None:
