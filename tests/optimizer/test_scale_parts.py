@@ -37,6 +37,7 @@ def test_window_minimum_matches_brute_force(duration: int) -> None:
     got = residual.window_min(1, duration)
     want = np.array([[free[1, r, t : t + duration].min() for t in range(37)] for r in range(3)])
     assert np.allclose(got, want)
+    assert np.allclose(residual.room(duration)[1], want)  # every spoke's at once
 
 
 def test_taking_and_giving_back_capacity_round_trips() -> None:
