@@ -20,13 +20,13 @@
    until it stalls (or the budget is spent: its plan is then the answer).
    Where column generation's rounds are too slow to converge in time (1000
    jobs), subgradient ascent finishes the prices until half the budget, and the
-   columns the jobs pick along the way stand in for the LP solution. Rounded
-   (the jobs a pass leaves late going first in the next), then polished by
-   make-room moves until 70% of the budget. At 1000 x 10, seeds 1-6, four runs
-   of this (three with column generation given half the budget too) ended
-   2.7-3.3/5.1-5.5/2.1-2.7/1.8-2.3/3.3-3.6/3.5-4.2% above the LP bound; the
-   rounding in one pass with the ascent until 35% of the budget, in three runs
-   beside them, 3.5-4.7/3.3-8.7/2.1-4.2/2.3-3.1/5.1-5.4/3.6-5.0%.
+   columns the jobs pick along the way give eight estimates of the LP solution
+   (`lagrange.estimates`). Each is rounded (the jobs a pass leaves late going
+   first in the next) until 62% of the budget; the cheapest rounding is
+   polished by make-room moves until 70%. At 1000 x 10, seeds 1-6, three runs
+   of this ended 2.6-3.2/3.7-4.5/2.1-2.9/1.8-1.9/2.5-3.6/3.2-3.6% above the LP
+   bound; four runs with the one estimate of the second half of the ascent,
+   2.7-3.3/5.1-5.5/2.1-2.7/1.8-2.3/3.3-3.6/3.5-4.2%.
 3. With the time left, reduced-cost fixing drops every column that cannot be in
    a better plan. If few columns remain for the time left, one MILP over them,
    warm-started (HiGHS through highspy by default, or any solver PuLP drives);
