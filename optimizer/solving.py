@@ -69,7 +69,7 @@ BRANCH_ANYWAY = 2_000
 BRANCH_COLUMNS_PER_SECOND = 500
 
 # Ascent's estimates of the LP solution are rounded, one after another, until
-# this share of the budget has gone (at 1000 x 10, all eight took 3-5 s), and
+# this share of the budget has gone (at 1000 x 10 all eight take about 2 s), and
 # the cheapest rounding is polished until 70%.
 ROUND_ESTIMATES_UNTIL = 0.62
 
