@@ -237,6 +237,36 @@ def test_rounding_again_with_the_late_jobs_first_meets_every_deadline(seed: int)
     assert (columns.cj[again] == np.arange(len(columns.jobs))).all()  # every job placed
 
 
+def test_a_job_whose_lp_columns_are_taken_goes_where_its_true_cost_also_says() -> None:
+    # Prices that call each job's dearest columns its cheapest: by them alone the
+    # jobs the rounding cannot put at their LP columns go to their dearest.
+    columns, free = generated(jobs=80, spokes=3, seed=3)
+    dual = _converged_dual(columns, free, heuristics.greedy(columns, free))
+    misleading = -0.5 * columns.cost
+
+    def rounded(**true_share: float) -> np.ndarray:
+        plan = heuristics.rounded(
+            columns,
+            free,
+            support=dual.support,
+            shares=dual.shares,
+            reduced=misleading,
+            **true_share,
+        )
+        assert (heuristics.usage(columns, plan, free.shape) <= free + 1e-6).all()
+        return plan
+
+    by_prices, mixed = rounded(true_share=0.0), rounded()
+
+    off_the_lp = ~np.isin(mixed, dual.support)
+    assert off_the_lp.sum() >= 3  # jobs that found their LP columns taken
+    # Those jobs cost less together; the prices alone even make some of them late.
+    assert columns.cost[mixed[off_the_lp]].sum() < columns.cost[by_prices[off_the_lp]].sum()
+    assert heuristics.late_or_unplaced(columns, by_prices).sum() > 0
+    assert not heuristics.late_or_unplaced(columns, mixed).any()
+    assert heuristics.objective(columns, mixed) < heuristics.objective(columns, by_prices)
+
+
 @pytest.mark.parametrize("seed", [0, 3])
 def test_a_rounded_lp_gets_make_room_moves_only_when_asked(seed: int) -> None:
     # Where ascent stands in for the LP (1000 jobs), make-room moves polish the
