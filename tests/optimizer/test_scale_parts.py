@@ -239,19 +239,20 @@ def test_rounding_again_with_the_late_jobs_first_meets_every_deadline(seed: int)
 
 def test_a_job_whose_lp_columns_are_taken_goes_where_its_true_cost_also_says() -> None:
     # Prices that call each job's dearest columns its cheapest: by them alone the
-    # jobs the rounding cannot put at their LP columns go to their dearest.
+    # jobs the rounding cannot put at their LP columns go to the dearest that fit.
+    # The rounding is called as the optimizer calls it, with the default mix.
     columns, free = generated(jobs=80, spokes=3, seed=3)
     dual = _converged_dual(columns, free, heuristics.greedy(columns, free))
     misleading = -0.5 * columns.cost
 
-    def rounded(**true_share: float) -> np.ndarray:
+    def rounded(**options: float) -> np.ndarray:
         plan = heuristics.rounded(
             columns,
             free,
             support=dual.support,
             shares=dual.shares,
             reduced=misleading,
-            **true_share,
+            **options,
         )
         assert (heuristics.usage(columns, plan, free.shape) <= free + 1e-6).all()
         return plan
