@@ -266,9 +266,10 @@ def estimates(history: list[np.ndarray], *, size: int) -> list[tuple[np.ndarray,
     of all steps, then of each of `PARTS` runs of them, first to last.
 
     Which one rounds to the best plan is luck. At 1000 x 10, seeds 1-6, one
-    ascent each, the second half's estimate rounded and improved by single
-    moves was 3.70/6.93/3.03/2.35/4.31/3.64% above the LP bound; the cheapest
-    rounding of all eight estimates, so improved, 3.59/4.81/2.31/1.54/3.49/3.64%.
+    ascent each, the second half's estimate rounded (with the fallback of
+    then, by reduced cost alone) and improved by single moves was
+    3.70/6.93/3.03/2.35/4.31/3.64% above the LP bound; the cheapest rounding of
+    all eight estimates, so improved, 3.59/4.81/2.31/1.54/3.49/3.64%.
     So the optimizer rounds them all when it has the time."""
     steps = len(history)
     spans = [(steps // 2, steps), (0, steps)]

@@ -23,9 +23,10 @@
    columns the jobs pick along the way give eight estimates of the LP solution
    (`lagrange.estimates`). Each is rounded (the jobs a pass leaves late going
    first in the next) until 62% of the budget; the cheapest rounding is
-   polished by make-room moves until 70%. At 1000 x 10, seeds 1-6, three runs
-   of this ended 2.6-3.2/3.7-4.5/2.1-2.9/1.8-1.9/2.5-3.6/3.2-3.6% above the LP
-   bound; four runs with the one estimate of the second half of the ascent,
+   polished by make-room moves until 70%. At 1000 x 10, seeds 1-6, four runs
+   of this ended 2.5-2.9/3.8-4.7/2.1-2.5/1.5-1.7/2.6-3.5/3.2-3.4% above the LP
+   bound; four runs with the one estimate of the second half of the ascent
+   (and the rounding's fallback by reduced cost alone),
    2.7-3.3/5.1-5.5/2.1-2.7/1.8-2.3/3.3-3.6/3.5-4.2%.
 3. With the time left, reduced-cost fixing drops every column that cannot be in
    a better plan. If few columns remain for the time left, one MILP over them,
