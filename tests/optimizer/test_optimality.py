@@ -12,7 +12,7 @@ import pytest
 from optimizer import baselines, heuristics, lagrange, mip, relaxation
 from optimizer import columns as cols
 from optimizer.generator import generate
-from optimizer.highs import HighsBackend, lp_bound
+from optimizer.highs import HighsBackend, LpSolution, lp_bound
 from optimizer.highs import relaxation as solve_lp
 from optimizer.model import Instance, SolverSettings
 from optimizer.pulp_backend import PulpBackend
@@ -274,6 +274,50 @@ def test_column_generation_hands_slow_rounds_over_to_ascent(monkeypatch) -> None
     for support, shares in ((handed_over.support, handed_over.shares), *handed_over.others):
         per_job = np.bincount(columns.cj[support], shares, minlength=len(columns.jobs))
         assert (per_job <= 1 + 1e-9).all() and per_job.sum() > 0.9 * len(columns.jobs)
+
+
+def test_rounds_get_a_share_of_the_time_and_ascent_starts_from_no_prices(monkeypatch) -> None:
+    columns, free = generated(jobs=40, spokes=3, seed=0)
+    upper = heuristics.objective(columns, heuristics.greedy(columns, free))
+    lp, _ = lp_bound(mip.build(columns, free, np.arange(columns.size)), time_limit=60)
+    unpriced = lagrange.Pricing(columns, free).evaluate(np.zeros(free.shape))[0]
+    limits: list[float] = []
+    starts: list[np.ndarray] = []
+
+    def two_rounds_then_cut(master, *, time_limit: float, crossover: bool) -> LpSolution:
+        # Two real rounds; the third answers as HiGHS does when its limit cuts it.
+        limits.append(time_limit)
+        if len(limits) <= 2:
+            return solve_lp(master, time_limit=time_limit, crossover=crossover)
+        nothing = np.zeros(0)
+        return LpSolution("time_limit", float("nan"), nothing, nothing, nothing)
+
+    def ascend(pricing, prices, **kwargs):
+        starts.append(prices.copy())
+        return real_ascend(pricing, prices, **kwargs)
+
+    real_ascend = lagrange.ascend
+    monkeypatch.setattr(lagrange, "solve_lp", two_rounds_then_cut)
+    monkeypatch.setattr(lagrange, "ascend", ascend)
+    began = time.monotonic()
+    dual = lagrange.solve(
+        columns,
+        free,
+        upper=lambda: upper,
+        deadline=began + 2.0,
+        ascend_until=began + 3.0,
+        seed_columns=np.zeros(0, dtype=np.int64),
+        initial_per_job=1,
+        target_gap=0.0,
+    )
+
+    assert len(limits) == 3 and max(limits) <= 2.0 / lagrange.ROUNDS_NEEDED
+    assert dual.ascended and not dual.lp_optimal
+    # Two rounds priced capacity (their bound beat no prices at all), yet ascent
+    # started from none: a master far from converged steers it wrong.
+    assert len(starts) == 1 and not starts[0].any()
+    assert lp - 1e-3 * abs(lp) <= dual.bound <= lp + 1e-6 * abs(lp)
+    assert unpriced < lp - 1e-3 * abs(lp)
 
 
 def test_ascents_estimates_are_the_shares_of_the_steps_each_column_was_picked() -> None:
