@@ -19,15 +19,15 @@
    for its time) moves many jobs at once; local search takes up from its plan
    until it stalls (or the budget is spent: its plan is then the answer).
    Where column generation's rounds are too slow to converge in time (1000
-   jobs), subgradient ascent finishes the prices until half the budget, and the
-   columns the jobs pick along the way give eight estimates of the LP solution
-   (`lagrange.estimates`). Each is rounded (the jobs a pass leaves late going
-   first in the next) until 62% of the budget; the cheapest rounding is
-   polished by make-room moves until 70%. At 1000 x 10, seeds 1-6, four runs
-   of this ended 2.5-2.9/3.8-4.7/2.1-2.5/1.5-1.7/2.6-3.5/3.2-3.4% above the LP
-   bound; four runs with the one estimate of the second half of the ascent
-   (and the rounding's fallback by reduced cost alone),
-   2.7-3.3/5.1-5.5/2.1-2.7/1.8-2.3/3.3-3.6/3.5-4.2%.
+   jobs), subgradient ascent gives the prices instead, from none, until half
+   the budget, and the columns the jobs pick along the way give eight
+   estimates of the LP solution (`lagrange.estimates`). Each is rounded (the
+   jobs a pass leaves late going first in the next) until 62% of the budget;
+   the cheapest rounding is polished by make-room moves until 70%. At 1000 x
+   10, seeds 1-6, three runs of this ended 2.05-2.55/3.93-4.39/1.51-1.80/
+   1.47-2.17/2.11-2.51/2.82-3.40% above the LP bound; two runs with ascent
+   from the prices of the master, 2.32-2.37/3.74-3.84/2.25-2.79/1.69-1.76/
+   3.16-3.32/2.86-3.91%.
 3. With the time left, reduced-cost fixing drops every column that cannot be in
    a better plan. If few columns remain for the time left, one MILP over them,
    warm-started (HiGHS through highspy by default, or any solver PuLP drives);
