@@ -255,7 +255,8 @@ def test_column_generation_hands_slow_rounds_over_to_ascent(monkeypatch) -> None
             target_gap=0.0,
         )
 
-    # Every round counts as too slow: one round of column generation, then ascent.
+    # Every round counts as too slow (its time limit is all but nil): one round
+    # of column generation, then ascent.
     monkeypatch.setattr(lagrange, "ROUNDS_NEEDED", 1e12)
     handed_over = dual(_in(1.0))
     monkeypatch.setattr(
@@ -313,8 +314,8 @@ def test_rounds_get_a_share_of_the_time_and_ascent_starts_from_no_prices(monkeyp
 
     assert len(limits) == 3 and max(limits) <= 2.0 / lagrange.ROUNDS_NEEDED
     assert dual.ascended and not dual.lp_optimal
-    # Two rounds priced capacity (their bound beat no prices at all), yet ascent
-    # started from none: a master far from converged steers it wrong.
+    # Two real rounds priced capacity, yet ascent started from no prices: a
+    # master far from converged steers it wrong.
     assert len(starts) == 1 and not starts[0].any()
     assert lp - 1e-3 * abs(lp) <= dual.bound <= lp + 1e-6 * abs(lp)
     assert unpriced < lp - 1e-3 * abs(lp)
