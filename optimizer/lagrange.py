@@ -152,13 +152,14 @@ def solve(
 
     # No prices at all is already a valid bound (every job at its cheapest column):
     # a first master with few columns can have wild duals that do worse.
-    best_prices = np.zeros(free.shape)
-    best_bound, _, _ = pricing.evaluate(best_prices)
+    unpriced, _, _ = pricing.evaluate(np.zeros(free.shape))
+    best_bound, best_prices = unpriced, np.zeros(free.shape)
     rounds, lp_optimal, exact = 0, False, False
     support, shares = np.zeros(0, dtype=np.int64), np.zeros(0)
     others: list[tuple[np.ndarray, np.ndarray]] = []
     done = False
     began = time.monotonic()
+    per_round = (deadline - began) / ROUNDS_NEEDED
     while (now := time.monotonic()) < deadline:
         rounds += 1
         # Rebuilt each round: HiGHS solves it from scratch (with presolve) faster
@@ -168,8 +169,9 @@ def solve(
         # will not converge in it (the rounds grow as the master does). At
         # 5000 x 20 the first round's LP took 12 s; cut at 5 s, it leaves the
         # rest to ascent.
-        limit = min(deadline - time.monotonic(), (deadline - began) / ROUNDS_NEEDED)
-        lp = solve_lp(master, time_limit=limit, crossover=exact)
+        lp = solve_lp(
+            master, time_limit=min(deadline - time.monotonic(), per_round), crossover=exact
+        )
         # Interior point without crossover says "unknown" when it converged; any
         # prices >= 0 still give a valid bound, so only a failure or the limit
         # stops the loop.
@@ -199,7 +201,7 @@ def solve(
                 break
             exact = True
         in_master[most_negative(columns, entering, reduced, per_job=added_per_job)] = True
-        if time.monotonic() - now > (deadline - began) / ROUNDS_NEEDED:
+        if time.monotonic() - now > per_round:
             break
     ascended = False
     ascend_until = deadline if ascend_until is None else ascend_until
@@ -211,9 +213,8 @@ def solve(
         # 2.52-2.57% above the LP bound in three runs, 2.79-2.88% in two from
         # the master's prices.
         ascended = True
-        start = np.zeros(free.shape)
         bound, prices, history = ascend(
-            pricing, start, bound=pricing.evaluate(start)[0], upper=upper(), deadline=ascend_until
+            pricing, np.zeros(free.shape), bound=unpriced, upper=upper(), deadline=ascend_until
         )
         if bound > best_bound:
             best_bound, best_prices = bound, prices
