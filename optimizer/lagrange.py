@@ -78,7 +78,12 @@ class Dual:
 
 
 class Pricing:
-    """Pre-computed gathers so that pricing every column is a few vector operations."""
+    """Pre-computed gathers so that pricing every column is a few vector operations.
+
+    Many columns share a window (spoke, start, end): 712 thousand columns have
+    26 thousand windows at 1000 x 10. Each step prices the windows once and
+    gathers their prices into the columns, one gather per resource instead of
+    two: evaluating took 6.7 ms instead of 10.8 ms there."""
 
     def __init__(self, columns: Columns, free: np.ndarray) -> None:
         self.columns = columns
@@ -86,28 +91,40 @@ class Pricing:
         self.shape = free.shape
         _spokes, resources, slots = free.shape
         self.active = [r for r in range(resources) if (demand[:, r] > 0).any()]
-        base = columns.cs.astype(np.int64) * resources * (slots + 1)
-        self.starts = {r: base + r * (slots + 1) + columns.ct for r in self.active}
-        self.ends = {r: base + r * (slots + 1) + columns.end for r in self.active}
+        key = (columns.cs.astype(np.int64) * (slots + 1) + columns.ct) * (slots + 1) + columns.end
+        windows, window_of = np.unique(key, return_inverse=True)
+        # int64, not int32: numpy gathers with an index of its own pointer size
+        # several times faster.
+        self.window_of = window_of.astype(np.int64)
+        row = windows // (slots + 1) ** 2 * resources * (slots + 1)
+        start, end = windows // (slots + 1) % (slots + 1), windows % (slots + 1)
+        # Where each window starts and ends in the flattened prefix sums of prices.
+        self.window_starts = {r: row + r * (slots + 1) + start for r in self.active}
+        self.window_ends = {r: row + r * (slots + 1) + end for r in self.active}
         self.col_demand = {r: demand[columns.cj, r] for r in self.active}
         self.heads = columns.first[:-1]
+        self.per_job = np.diff(columns.first)
 
     def evaluate(self, prices: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         """(Lagrangian bound, priced cost of every column, each job's minimum)."""
         spokes, resources, slots = self.shape
         cumulative = np.zeros((spokes, resources, slots + 1))
         np.cumsum(prices, axis=2, out=cumulative[:, :, 1:])
-        flat = cumulative.ravel()
         priced = self.columns.cost.copy()
+        flat = cumulative.ravel()
         for r in self.active:
-            priced += self.col_demand[r] * (flat[self.ends[r]] - flat[self.starts[r]])
+            window_price = flat[self.window_ends[r]] - flat[self.window_starts[r]]
+            # In place: a fresh array of this size costs as much as the arithmetic.
+            term = window_price[self.window_of]
+            term *= self.col_demand[r]
+            priced += term
         job_min = np.minimum(np.minimum.reduceat(priced, self.heads), self.columns.defer)
         return float(job_min.sum() - (prices * self.free).sum()), priced, job_min
 
     def picks(self, priced: np.ndarray, job_min: np.ndarray) -> np.ndarray:
         """Each job's cheapest column by `priced`, none where deferring is cheaper."""
         cj = self.columns.cj
-        at_min = np.flatnonzero(priced <= job_min[cj])
+        at_min = np.flatnonzero(priced <= np.repeat(job_min, self.per_job))
         first = at_min[np.r_[True, cj[at_min][1:] != cj[at_min][:-1]]]
         return first[priced[first] < self.columns.defer[cj[first]]]
 
@@ -116,12 +133,15 @@ class Pricing:
         free capacity. With each job's pick at some prices, a subgradient of the
         Lagrangian bound there."""
         spokes, resources, slots = self.shape
+        columns = self.columns
         size = spokes * resources * (slots + 1)
+        base = columns.cs[picked].astype(np.int64) * resources * (slots + 1)
         delta = np.zeros(size)
         for r in self.active:
             amount = self.col_demand[r][picked]
-            delta += np.bincount(self.starts[r][picked], amount, minlength=size)
-            delta -= np.bincount(self.ends[r][picked], amount, minlength=size)
+            row = base + r * (slots + 1)
+            delta += np.bincount(row + columns.ct[picked], amount, minlength=size)
+            delta -= np.bincount(row + columns.end[picked], amount, minlength=size)
         used = np.cumsum(delta.reshape(spokes, resources, slots + 1), axis=2)[:, :, :slots]
         return used - self.free
 
