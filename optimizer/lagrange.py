@@ -42,8 +42,12 @@ CAP_QUANTILES = (0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)
 # Column generation took 8-22 rounds to solve the LP at 200 and 1000 jobs: once a
 # round takes more than this share of its time, it will not get there in time.
 ROUNDS_NEEDED = 5
-# Subgradient ascent halves its step after this many steps without a better bound.
+# Subgradient ascent halves its step after this many steps without a better
+# bound: slowly while it climbs to the bound, fast while it settles the picks
+# that estimate the LP solution, in the first share of its time (`ascend`).
 PATIENCE = 20
+SETTLE_PATIENCE = 5
+SETTLE_SHARE = 0.5
 # Ascent's steps are also cut in this many runs of equal length, each giving
 # an estimate of the LP solution of its own.
 PARTS = 6
@@ -269,31 +273,70 @@ def ascend(
     pricing: Pricing, prices: np.ndarray, *, bound: float, upper: float, deadline: float
 ) -> tuple[float, np.ndarray, list[np.ndarray]]:
     """Subgradient ascent on the Lagrangian bound from `prices` (whose bound is
-    `bound`) until `deadline`, with Polyak's step toward `upper`: the best
-    (bound, prices) seen, and the columns the jobs picked at each step, from
-    whose shares `estimates` makes estimates of the LP's solution. A price at
-    zero cannot fall, so its slope is cut at zero; when no slope is left, the
-    prices are optimal."""
+    `bound`) until `deadline`: the best (bound, prices) seen, and the columns
+    the jobs picked at each step of its first part, from whose shares
+    `estimates` makes estimates of the LP's solution.
+
+    The two parts want different steps. The picks round to better plans when
+    the step shrinks fast (`SETTLE_PATIENCE`), but the prices then settle short
+    of the LP bound (0.4-2.3% below it at 1000 x 10, seeds 1, 2 and 5). So the
+    first `SETTLE_SHARE` of the time settles; the rest climbs from the best
+    prices so far with a step that shrinks slowly (`PATIENCE`), and only its
+    bound is kept. Through the whole optimizer at 1000 x 10, seeds 1-6, the
+    mean over the seeds was 2.04% and 2.08% above the LP bound in two runs,
+    2.61% and 2.66% with one ascent at `PATIENCE`."""
+    settle_until = time.monotonic() + SETTLE_SHARE * (deadline - time.monotonic())
+    history: list[np.ndarray] = []
+    bound, prices = _climb(
+        pricing,
+        prices,
+        bound=bound,
+        upper=upper,
+        deadline=settle_until,
+        patience=SETTLE_PATIENCE,
+        history=history,
+    )
+    bound, prices = _climb(
+        pricing, prices, bound=bound, upper=upper, deadline=deadline, patience=PATIENCE
+    )
+    return bound, prices, history
+
+
+def _climb(
+    pricing: Pricing,
+    prices: np.ndarray,
+    *,
+    bound: float,
+    upper: float,
+    deadline: float,
+    patience: int,
+    history: list[np.ndarray] | None = None,
+) -> tuple[float, np.ndarray]:
+    """Subgradient steps from `prices` until `deadline`, with Polyak's step
+    toward `upper`, halved after `patience` steps without a better bound: the
+    best (bound, prices) seen. The columns picked at each step go to `history`.
+    A price at zero cannot fall, so its slope is cut at zero; when no slope is
+    left, the prices are optimal."""
     best_bound, best_prices = bound, prices
     step, stalled = 1.0, 0
-    history: list[np.ndarray] = []
     while time.monotonic() < deadline:
         value, priced, job_min = pricing.evaluate(prices)
         if value > best_bound:
             best_bound, best_prices, stalled = value, prices, 0
         else:
             stalled += 1
-            if stalled >= PATIENCE:
+            if stalled >= patience:
                 step, stalled = step / 2, 0
         picked = pricing.picks(priced, job_min)
-        history.append(picked)
+        if history is not None:
+            history.append(picked)
         slope = pricing.overrun(picked)
         slope[(prices <= 0) & (slope < 0)] = 0.0
         norm = float((slope * slope).sum())
         if norm == 0.0 or value >= upper:
             break
         prices = np.maximum(0.0, prices + step * (upper - value) / norm * slope)
-    return best_bound, best_prices, history
+    return best_bound, best_prices
 
 
 def estimates(history: list[np.ndarray], *, size: int) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -239,6 +239,44 @@ def test_subgradient_ascent_from_no_prices_reaches_the_lp_bound(seed: int) -> No
     assert (prices >= 0).all() and pricing.evaluate(prices)[0] == pytest.approx(bound)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ascent_settles_the_picks_it_keeps_then_climbs_to_the_lp_bound(
+    seed: int, monkeypatch
+) -> None:
+    columns, free = generated(jobs=40, spokes=3, seed=seed)
+    pricing = lagrange.Pricing(columns, free)
+    unpriced = pricing.evaluate(np.zeros(free.shape))[0]
+    upper = heuristics.objective(columns, heuristics.greedy(columns, free))
+    lp, _ = lp_bound(mip.build(columns, free, np.arange(columns.size)), time_limit=60)
+    steps = 0
+    real_evaluate = pricing.evaluate
+
+    def evaluate(prices: np.ndarray):
+        nonlocal steps
+        steps += 1
+        return real_evaluate(prices)
+
+    def ascend() -> tuple[float, list[np.ndarray]]:
+        bound, _, history = lagrange.ascend(
+            pricing, np.zeros(free.shape), bound=unpriced, upper=upper, deadline=_in(1.0)
+        )
+        return bound, history
+
+    monkeypatch.setattr(pricing, "evaluate", evaluate)
+    bound, history = ascend()
+    climbed = steps - len(history)
+    monkeypatch.setattr(lagrange, "SETTLE_SHARE", 1.0)
+    settled_only, _ = ascend()
+
+    # Halving its step fast, ascent stalls short of the bound; the picks it
+    # made by then are the ones kept, and their step has shrunk to nothing.
+    assert settled_only < lp - 5e-4 * abs(lp)
+    assert all(np.array_equal(picked, history[-1]) for picked in history[-20:])
+    # The climb after it is not kept in the history, and reaches the bound.
+    assert climbed > 100
+    assert lp - 2e-4 * abs(lp) <= bound <= lp + 1e-6 * abs(lp)
+
+
 def test_column_generation_hands_slow_rounds_over_to_ascent(monkeypatch) -> None:
     columns, free = generated(jobs=40, spokes=3, seed=0)
     upper = heuristics.objective(columns, heuristics.greedy(columns, free))
