@@ -20,14 +20,15 @@
    until it stalls (or the budget is spent: its plan is then the answer).
    Where column generation's rounds are too slow to converge in time (1000
    jobs), subgradient ascent gives the prices instead, from none, until half
-   the budget, and the columns the jobs pick along the way give eight
-   estimates of the LP solution (`lagrange.estimates`). Each is rounded (the
-   jobs a pass leaves late going first in the next) until 62% of the budget;
-   the cheapest rounding is polished by make-room moves until 70%. At 1000 x
-   10, seeds 1-6, three runs of this ended 2.05-2.55/3.93-4.39/1.51-1.80/
-   1.47-2.17/2.11-2.51/2.82-3.40% above the LP bound; two runs with ascent
-   from the prices of the master, 2.32-2.37/3.74-3.84/2.25-2.79/1.69-1.76/
-   3.16-3.32/2.86-3.91%.
+   the budget, and the columns the jobs pick while it settles (the first half
+   of that, `lagrange.ascend`) give eight estimates of the LP solution
+   (`lagrange.estimates`). Each is rounded (the jobs a pass leaves late going
+   first in the next) until 62% of the budget; the cheapest rounding is
+   polished by make-room moves until 70%. At 1000 x 10, seeds 1-6, four runs
+   of this ended 1.51-2.17/2.63-3.52/1.32-1.95/1.33-1.55/1.13-1.68/
+   3.14-3.33% above the LP bound; two runs with picks kept from one ascent
+   whose step shrank slowly throughout, 2.12-2.28/4.36-4.53/2.17-2.21/
+   1.15-1.34/2.37-2.51/2.86-3.76%.
 3. With the time left, reduced-cost fixing drops every column that cannot be in
    a better plan. If few columns remain for the time left, one MILP over them,
    warm-started (HiGHS through highspy by default, or any solver PuLP drives);
