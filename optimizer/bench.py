@@ -189,5 +189,43 @@ def _exact_fields(exact: _Exact | None, *, offset: float, lp: float | None) -> d
     }
 
 
+# What stays the same across the runs of one size, and what a summary leaves out.
+_SIZE = ("jobs", "spokes", "slots", "time_limit_s", "solver")
+_NOT_SUMMED = {"seed", *_SIZE}
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Runs of one size (several seeds, each perhaps several times) in one object:
+    every run, then for each number the median over the seeds (of each seed's
+    median over its runs) and the highest value of any run. The targets are put
+    that way: quality as a median of seeds, time and memory as limits. A number
+    some run lacks (an LP bound not reached) has no median and no highest."""
+    by_seed: dict[int, list[dict[str, Any]]] = {}
+    for run in runs:
+        by_seed.setdefault(run["seed"], []).append(run)
+    keys = [key for key in runs[0] if key not in _NOT_SUMMED and _numeric(runs[0][key])]
+    median: dict[str, float | None] = {}
+    highest: dict[str, float | None] = {}
+    for key in keys:
+        if not all(_numeric(run.get(key)) for run in runs):
+            median[key] = highest[key] = None
+            continue
+        per_seed = [float(np.median([run[key] for run in group])) for group in by_seed.values()]
+        median[key] = round(float(np.median(per_seed)), 5)
+        highest[key] = max(run[key] for run in runs)
+    return {
+        **{key: runs[0][key] for key in _SIZE},
+        "seeds": sorted(by_seed),
+        "runs_per_seed": max(len(group) for group in by_seed.values()),
+        "median": median,
+        "max": highest,
+        "runs": runs,
+    }
+
+
+def _numeric(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def dumps(result: dict[str, Any]) -> str:
     return json.dumps(result, sort_keys=False)

@@ -787,7 +787,23 @@ def bench() -> None:
 @click.option("--jobs", type=click.IntRange(1), required=True)
 @click.option("--spokes", type=click.IntRange(1), required=True)
 @click.option("--slots", type=click.IntRange(1), default=96, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--seed",
+    "seeds",
+    type=int,
+    multiple=True,
+    default=(0,),
+    show_default=True,
+    help="Repeat for several instances: the JSON then holds every run and each "
+    "figure's median over the seeds and its highest value.",
+)
+@click.option(
+    "--repeat",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Runs per seed; a seed's median over its runs goes into the median.",
+)
 @click.option("--time-limit", type=click.FloatRange(0.1), default=30.0, show_default=True)
 @click.option("--solver", default="highs", show_default=True)
 @click.option(
@@ -816,7 +832,8 @@ def bench_optimizer(
     jobs: int,
     spokes: int,
     slots: int,
-    seed: int,
+    seeds: tuple[int, ...],
+    repeat: int,
     time_limit: float,
     solver: str,
     lp_time_limit: float,
@@ -824,20 +841,27 @@ def bench_optimizer(
     dump_dir: Path | None,
     as_json: bool,
 ) -> None:
-    """Solve one generated instance and print what it took and how good it is."""
+    """Solve generated instances, one after another, and print what each took and
+    how good its plan is."""
     from optimizer import bench as optimizer_bench
 
-    result = optimizer_bench.run(
-        jobs=jobs,
-        spokes=spokes,
-        slots=slots,
-        seed=seed,
-        time_limit=time_limit,
-        solver=solver,
-        lp_time_limit=lp_time_limit,
-        exact_time_limit=exact_time_limit,
-        dump_dir=dump_dir,
-    )
+    order = [(seed, n) for seed in dict.fromkeys(seeds) for n in range(1, repeat + 1)]
+    runs = [
+        optimizer_bench.run(
+            jobs=jobs,
+            spokes=spokes,
+            slots=slots,
+            seed=seed,
+            time_limit=time_limit,
+            solver=solver,
+            lp_time_limit=lp_time_limit,
+            exact_time_limit=exact_time_limit,
+            # One directory per run where there are several.
+            dump_dir=dump_dir / f"seed-{seed}-run-{n}" if dump_dir and len(order) > 1 else dump_dir,
+        )
+        for seed, n in order
+    ]
+    result = runs[0] if len(runs) == 1 else optimizer_bench.summary(runs)
     if as_json:
         click.echo(optimizer_bench.dumps(result))
     else:

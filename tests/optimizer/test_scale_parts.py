@@ -512,6 +512,43 @@ def test_bench_prints_one_json_object_with_every_field(tmp_path) -> None:
     assert planchecker.check(instance, plan) == []
 
 
+def test_bench_over_several_seeds_prints_every_run_and_the_median_of_the_seeds(
+    tmp_path,
+) -> None:
+    args = ["bench", "optimizer", "--jobs", "20", "--spokes", "2", "--time-limit", "0.2"]
+    seeds = ["--seed", "1", "--seed", "2", "--seed", "3", "--repeat", "2"]
+    result = CliRunner().invoke(
+        main, [*args, *seeds, "--lp-time-limit", "10", "--dump", str(tmp_path), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["seeds"] == [1, 2, 3] and report["runs_per_seed"] == 2
+    assert [run["seed"] for run in report["runs"]] == [1, 1, 2, 2, 3, 3]
+    gaps = [run["gap_vs_lp"] for run in report["runs"]]
+    per_seed = sorted((gaps[i] + gaps[i + 1]) / 2 for i in (0, 2, 4))  # a median of two
+    assert report["median"]["gap_vs_lp"] == pytest.approx(per_seed[1], abs=1e-5)
+    assert report["max"]["total_s"] == max(run["total_s"] for run in report["runs"])
+    assert report["max"]["capacity_violations"] == 0
+    for seed in (1, 2, 3):
+        for n in (1, 2):
+            run_dir = tmp_path / f"seed-{seed}-run-{n}"
+            instance = json.loads((run_dir / "instance.json").read_text())
+            plan = json.loads((run_dir / "plan.json").read_text())
+            assert planchecker.check(instance, plan) == []
+
+
+def test_bench_summary_leaves_out_a_figure_some_run_lacks() -> None:
+    runs = [
+        {"jobs": 5, "spokes": 1, "slots": 4, "time_limit_s": 1.0, "solver": "highs",
+         "seed": seed, "total_s": total, "lp_bound": bound, "solver_status": "optimal"}
+        for seed, total, bound in [(1, 0.5, 10.0), (2, 0.9, None), (3, 0.7, 12.0)]
+    ]  # fmt: skip
+    report = bench.summary(runs)
+    assert report["median"] == {"total_s": 0.7, "lp_bound": None}
+    assert report["max"] == {"total_s": 0.9, "lp_bound": None}
+    assert report["jobs"] == 5 and report["runs"] == runs
+
+
 def test_bench_exact_polish_ends_at_the_optimum_of_the_whole_model() -> None:
     # A budget short enough that the optimizer's own plan is not optimal.
     report = bench.run(
