@@ -203,7 +203,11 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     by_seed: dict[int, list[dict[str, Any]]] = {}
     for run in runs:
         by_seed.setdefault(run["seed"], []).append(run)
-    keys = [key for key in runs[0] if key not in _NOT_SUMMED and _numeric(runs[0][key])]
+    keys = [
+        key
+        for key in runs[0]
+        if key not in _NOT_SUMMED and any(_numeric(run.get(key)) for run in runs)
+    ]
     median: dict[str, float | None] = {}
     highest: dict[str, float | None] = {}
     for key in keys:
