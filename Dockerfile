@@ -2,6 +2,10 @@
 # No secret is baked in: git and carbon credentials and the spokes' kubeconfig are
 # mounted from Secrets at run time (deploy/caspian.yaml).
 FROM python:3.11-slim
+# ssh-keygen and gpg sign placement commits when a signing key is configured.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends openssh-client gnupg \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/caspian
 COPY pyproject.toml constraints.txt README.md ./
 COPY reconciler reconciler

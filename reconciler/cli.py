@@ -29,6 +29,7 @@ from reconciler import (
     plotting,
     reconciling,
     scenarios,
+    signing,
     simulating,
     templates,
 )
@@ -46,9 +47,20 @@ def _now(value: str | None) -> datetime:
 
 
 def _author() -> Identity:
+    """The bot identity, and its signing key, from the environment. A key that
+    cannot sign stops the command here, before anything is decided."""
+    try:
+        key = signing.from_settings(
+            os.environ.get("CASPIAN_SIGNING_KEY"), os.environ.get("CASPIAN_SIGNING_FORMAT")
+        )
+        if key is not None:
+            signing.sign("caspian: can this key sign?\n", key=key)
+    except signing.SigningError as error:
+        raise click.ClickException(str(error)) from None
     return Identity(
         name=os.environ.get("CASPIAN_GIT_AUTHOR_NAME", Identity().name),
         email=os.environ.get("CASPIAN_GIT_AUTHOR_EMAIL", Identity().email),
+        signing=key,
     )
 
 

@@ -21,6 +21,8 @@ import pygit2
 from pydantic import BaseModel, ConfigDict
 from pygit2.enums import FileMode
 
+from reconciler.signing import SigningError, SigningKey, sign
+
 READ_PREFIXES = ("caspian.yaml", "spokes/", "jobs/", "status/", "rendered/")
 MAX_CREDENTIAL_ATTEMPTS = 3
 
@@ -38,10 +40,13 @@ class RemoteMovedError(GitError):
 
 
 class Identity(BaseModel):
+    """Who Caspian's commits are by, and the key that signs them (unsigned: None)."""
+
     model_config = ConfigDict(frozen=True)
 
     name: str = "caspian-bot"
     email: str = "caspian-bot@users.noreply.invalid"
+    signing: SigningKey | None = None
 
 
 class Snapshot(BaseModel):
@@ -140,10 +145,9 @@ class FleetRepo:
             return None
         when = int(now.timestamp())
         signature = pygit2.Signature(author.name, author.email, when, 0)
-        commit_id = self.repo.create_commit(
-            None, signature, signature, message, tree, [parent_commit.id]
+        return _create_commit(
+            self.repo, None, signature, message, tree, [parent_commit.id], key=author.signing
         )
-        return str(commit_id)
 
     def fetch_tip(self) -> str:
         """Fetch, and return the remote branch's commit without reading its files."""
@@ -282,6 +286,30 @@ def _stat(diff: pygit2.Diff, *, width: int = 100) -> str:
     return "\n".join([*lines, summary]) + "\n"
 
 
+def _create_commit(
+    repo: pygit2.Repository,
+    ref: str | None,
+    signature: pygit2.Signature,
+    message: str,
+    tree: pygit2.Oid,
+    parents: list[pygit2.Oid],
+    *,
+    key: SigningKey | None,
+) -> str:
+    """A commit by `signature`, signed with `key` when there is one; `ref`, when
+    given, is moved to it."""
+    if key is None:
+        return str(repo.create_commit(ref, signature, signature, message, tree, parents))
+    payload = repo.create_commit_string(signature, signature, message, tree, parents)
+    try:
+        commit = repo.create_commit_with_signature(payload, sign(payload, key=key))
+    except SigningError as error:
+        raise GitError(f"cannot sign the commit: {error}") from None
+    if ref is not None:
+        repo.references.create(ref, commit, force=True)
+    return str(commit)
+
+
 def _read_tree(repo: pygit2.Repository, tree: pygit2.Tree, prefix: str = "") -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     for entry in tree:
@@ -306,7 +334,9 @@ def create_bare_repo(
         index.add(pygit2.IndexEntry(name, repo.create_blob(data), FileMode.BLOB))
     tree = index.write_tree(repo)
     signature = pygit2.Signature(author.name, author.email)
-    return str(repo.create_commit(f"refs/heads/{branch}", signature, signature, message, tree, []))
+    return _create_commit(
+        repo, f"refs/heads/{branch}", signature, message, tree, [], key=author.signing
+    )
 
 
 def commit_to_bare(
