@@ -117,6 +117,7 @@ def decide(
         problems=fleet.problems,
         spokes=tuple(spoke.name for spoke in fleet.spokes),
         retention=fleet.policy.spec.retention,
+        history_url=fleet.policy.spec.history_url,
         carbon_sources={
             zone: forecasts[zone].provenance.describe()
             for zone in sorted(set(zones(fleet).values()))

@@ -63,3 +63,4 @@ class Decision(BaseModel):
     spokes: tuple[str, ...]
     carbon_sources: dict[str, str]
     retention: timedelta = timedelta(hours=24)
+    history_url: str | None = None  # the policy's historyUrl, {path} still in it

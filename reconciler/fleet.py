@@ -120,6 +120,26 @@ class PolicySpec(Spec):
     weights: PolicyWeights = PolicyWeights()
     solver: SolverSpec = SolverSpec()
     retention: Duration = timedelta(hours=24)  # finished Jobs stay in rendered/ this long
+    # The forge's page of one file's commits, {path} standing for the file: each
+    # rendered Job then links there from Argo CD's UI. A commit cannot name
+    # itself, but the newest commits of a rendered Job's file are the ones
+    # that placed and dispatched it.
+    history_url: str | None = None
+
+    @field_validator("history_url")
+    @classmethod
+    def _one_path_placeholder(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        example = "e.g. https://git.example.com/OWNER/REPO/commits/main/{path}"
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(f"historyUrl must be an http(s) URL ({example})")
+        rest = value.replace("{path}", "", 1)
+        if "{path}" not in value or "{" in rest or "}" in rest:
+            raise ValueError(
+                f"historyUrl must hold {{path}} once, where the file's path goes ({example})"
+            )
+        return value
 
     @field_validator("slot")
     @classmethod

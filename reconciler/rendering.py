@@ -26,6 +26,8 @@ RENDERED = "rendered/"
 OWNED_PREFIXES = (RENDERED, "status/")
 MANAGED_BY = "caspian"
 HEADER = "# Owned by Caspian: rewritten at every reconcile, do not edit by hand.\n"
+# Argo CD shows an annotation with this prefix as a link on the resource.
+ARGOCD_LINK = "link.argocd.argoproj.io/placement-history"
 
 
 def render(decision: Decision, *, previous: Mapping[str, bytes]) -> dict[str, bytes]:
@@ -45,7 +47,10 @@ def render(decision: Decision, *, previous: Mapping[str, bytes]) -> dict[str, by
                 continue
             files[path] = previous[path]
         else:
-            files[path] = HEADER.encode() + dump(job_manifest(decision.jobs[entry.id], entry))
+            manifest = job_manifest(
+                decision.jobs[entry.id], entry, history=history_link(decision.history_url, path)
+            )
+            files[path] = HEADER.encode() + dump(manifest)
         listed[entry.spoke].append(path.rsplit("/", 1)[1])
     for spoke, names in listed.items():
         used = sorted({name.split(".", 1)[0] for name in names})
@@ -88,9 +93,16 @@ def namespace(name: str) -> dict[str, Any]:
     }
 
 
-def job_manifest(job: JobRequest, entry: Entry) -> dict[str, Any]:
+def history_link(template: str | None, path: str) -> str | None:
+    """The policy's historyUrl for the rendered file at `path`."""
+    return None if template is None else template.replace("{path}", path)
+
+
+def job_manifest(job: JobRequest, entry: Entry, *, history: str | None = None) -> dict[str, Any]:
     """The wrapped Job as the spoke will run it: named by its template hash,
-    labelled as Caspian's, annotated with the placement, suspended until its start."""
+    labelled as Caspian's, annotated with the placement, suspended until its start.
+    With `history`, Argo CD's UI shows a link to it on the Job (the commits of its
+    file, newest first: the placement commit among them)."""
     template = copy.deepcopy(job.job_template)
     metadata = template.get("metadata") or {}
     labels = {
@@ -110,6 +122,8 @@ def job_manifest(job: JobRequest, entry: Entry) -> dict[str, Any]:
     }
     if entry.qos_grams is not None:
         annotations["caspian.dev/qos-gco2"] = f"{entry.qos_grams:.1f}"
+    if history is not None:
+        annotations[ARGOCD_LINK] = history
     pod = template["spec"].get("template") or {}
     pod_metadata = dict(pod.get("metadata") or {})
     # Pods carry the label too, so a spoke observer can tell Caspian's pods apart.

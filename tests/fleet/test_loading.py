@@ -13,6 +13,7 @@ from reconciler.templates import template_files
 from tests.fleet.helpers import appwrapper, appwrapper_doc, fleet_with
 
 SPOKE_HEAD = "apiVersion: caspian.dev/v1alpha1\nkind: Spoke\n"
+POLICY_HEAD = "apiVersion: caspian.dev/v1alpha1\nkind: Policy\n"
 
 
 def problems_of(fleet) -> list[str]:
@@ -166,6 +167,14 @@ def test_the_same_name_twice_keeps_the_first_and_names_both_files() -> None:
         (
             {"caspian": "apiVersion: caspian.dev/v1alpha1\nkind: Policy\nspec: {horizon: soon}\n"},
             "caspian.yaml:spec.horizon: Value error, 'soon' is not a duration",
+        ),
+        (
+            {"caspian": POLICY_HEAD + "spec: {historyUrl: 'https://git.example/f/commits/main'}\n"},
+            "caspian.yaml:spec.historyUrl: Value error, historyUrl must hold {path} once",
+        ),
+        (
+            {"caspian": POLICY_HEAD + "spec: {historyUrl: 'git.example/{path}'}\n"},
+            "caspian.yaml:spec.historyUrl: Value error, historyUrl must be an http(s) URL",
         ),
         ({"caspian": "apiVersion: [\n"}, "caspian.yaml:-: not valid YAML"),
         ({"caspian": None}, "caspian.yaml:-: missing"),
