@@ -48,6 +48,10 @@ ROUNDS_NEEDED = 5
 PATIENCE = 20
 SETTLE_PATIENCE = 5
 SETTLE_SHARE = 0.5
+# Where column generation solved the LP, ascent settles this many steps at most
+# (200 x 5 took 1,600-2,700 in the time it had): a small fleet's reconcile
+# should not wait on it.
+SETTLE_STEPS = 2000
 # Ascent's steps are also cut in this many runs of equal length, each giving
 # an estimate of the LP solution of its own.
 PARTS = 6
@@ -130,6 +134,8 @@ class Pricing:
         """Each job's cheapest column by `priced`, none where deferring is cheaper."""
         cj = self.columns.cj
         at_min = np.flatnonzero(priced <= np.repeat(job_min, self.per_job))
+        if at_min.size == 0:  # prices so high that every job would rather wait
+            return at_min
         first = at_min[np.r_[True, cj[at_min][1:] != cj[at_min][:-1]]]
         return first[priced[first] < self.columns.defer[cj[first]]]
 
@@ -158,6 +164,7 @@ def solve(
     upper: Callable[[], float],
     deadline: float,
     ascend_until: float | None = None,
+    settle_until: float | None = None,
     seed_columns: np.ndarray,
     initial_per_job: int = 8,
     added_per_job: int = 4,
@@ -168,7 +175,12 @@ def solve(
     too long for enough rounds to fit before `deadline` (or is cut at that
     share of the time), subgradient ascent takes over from no prices, until
     `ascend_until` (`deadline` by default). The prices returned are the best
-    found by either."""
+    found by either.
+
+    Where column generation solved the LP with time to spare, ascent still
+    settles from no prices until `settle_until`, for its estimates of the LP
+    solution alone (`others`, beside the LP's own): they round to better plans
+    than the LP's solution does (`ascend`)."""
     pricing = Pricing(columns, free)
     jobs = len(columns.jobs)
     in_master = np.zeros(columns.size, dtype=bool)
@@ -230,6 +242,9 @@ def solve(
             break
     ascended = False
     ascend_until = deadline if ascend_until is None else ascend_until
+    if lp_optimal and settle_until is not None and time.monotonic() < settle_until:
+        history = settle(pricing, bound=unpriced, upper=upper(), deadline=settle_until)
+        others = estimates(history, size=columns.size)
     if not done and time.monotonic() < ascend_until:
         # Ascent starts from no prices at all, not from the master's: the
         # duals of a master far from converged steer the early steps wrong,
@@ -303,6 +318,25 @@ def ascend(
     return bound, prices, history
 
 
+def settle(pricing: Pricing, *, bound: float, upper: float, deadline: float) -> list[np.ndarray]:
+    """The columns the jobs pick at each step of ascent from no prices (whose
+    bound is `bound`) with a fast-shrinking step, for `SETTLE_STEPS` steps or
+    until `deadline`: what `estimates` reads, where the LP's prices are known
+    already."""
+    history: list[np.ndarray] = []
+    _climb(
+        pricing,
+        np.zeros(pricing.shape),
+        bound=bound,
+        upper=upper,
+        deadline=deadline,
+        patience=SETTLE_PATIENCE,
+        history=history,
+        max_steps=SETTLE_STEPS,
+    )
+    return history
+
+
 def _climb(
     pricing: Pricing,
     prices: np.ndarray,
@@ -312,6 +346,7 @@ def _climb(
     deadline: float,
     patience: int,
     history: list[np.ndarray] | None = None,
+    max_steps: int | None = None,
 ) -> tuple[float, np.ndarray]:
     """Subgradient steps from `prices` until `deadline`, with Polyak's step
     toward `upper`, halved after `patience` steps without a better bound: the
@@ -319,8 +354,9 @@ def _climb(
     A price at zero cannot fall, so its slope is cut at zero; when no slope is
     left, the prices are optimal."""
     best_bound, best_prices = bound, prices
-    step, stalled = 1.0, 0
-    while time.monotonic() < deadline:
+    step, stalled, taken = 1.0, 0, 0
+    while time.monotonic() < deadline and (max_steps is None or taken < max_steps):
+        taken += 1
         value, priced, job_min = pricing.evaluate(prices)
         if value > best_bound:
             best_bound, best_prices, stalled = value, prices, 0
