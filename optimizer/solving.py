@@ -149,10 +149,13 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
         # (one run each). Column generation keeps its 35%, so where it solves
         # the LP (50 and 200 jobs) the steps after it start when they did.
         ascend_until=min(deadline, started + 0.5 * budget),
-        # Where column generation solves the LP (50 and 200 jobs), ascent
-        # settles after it, for estimates to round; ending at 40% leaves the
-        # roundings time at 50 x 3, where ending at half cut them short.
-        settle_until=min(deadline, started + 0.4 * budget),
+        # Where column generation solves the LP, ascent settles after it, for
+        # estimates to round; ending at 40% leaves the roundings their time.
+        # Not where the whole model is small enough for the exact MILP (50 x 3,
+        # the simulation's decisions): there the time does more in the MILP.
+        settle_until=(
+            min(deadline, started + 0.4 * budget) if columns.size > EXACT_AFTER_FIXING else None
+        ),
         seed_columns=best[best >= 0],
         target_gap=settings.gap_rel / 2,
     )
@@ -174,11 +177,12 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
         choose_until=min(deadline, started + ROUND_ESTIMATES_UNTIL * budget),
         deadline=min(deadline, until),
     )
-    if dual.lp_optimal and best is incumbent:
-        # No rounding beat the first plan: dives, which solve the LP again
-        # around the jobs they place, try instead. At 50 x 3, seed 2, one run in
-        # three ended near 1.2% above the LP bound without them, 0.4-0.7% with.
-        until = time.monotonic() + 0.15 * budget
+    if dual.lp_optimal and (best is incumbent or not dual.others):
+        # Dives solve the LP again around the jobs they place: where ascent did
+        # not settle, and where no rounding beat the first plan. After settling,
+        # 15% of the budget: at 200 x 5 the dives after every rounding left
+        # price-and-branch too little time.
+        until = time.monotonic() + (0.15 if dual.others else 0.3) * budget
         best = _dived(columns, free, best, dual=dual, deadline=min(deadline, until))
     until = time.monotonic() + 0.15 * budget if dual.ascended else started + 0.5 * budget
     best = _alternate(columns, free, best, priced=priced, deadline=min(deadline, until))
