@@ -49,8 +49,8 @@ PATIENCE = 20
 SETTLE_PATIENCE = 5
 SETTLE_SHARE = 0.5
 # Where column generation solved the LP, ascent settles this many steps at most
-# (200 x 5 took 1,600-2,700 in the time it had): a small fleet's reconcile
-# should not wait on it.
+# (200 x 5 took 1,600-2,700 in the time it had), so that a long time limit
+# does not go to settling alone.
 SETTLE_STEPS = 2000
 # Ascent's steps are also cut in this many runs of equal length, each giving
 # an estimate of the LP solution of its own.

@@ -8,15 +8,19 @@
 2. Column generation (HiGHS, whatever MILP solver is chosen) gives a proven
    lower bound and capacity prices within part of the budget. Where it is too
    slow to converge in time (1000 jobs), subgradient ascent gives the prices
-   instead, from none, until half the budget. Either way, ascent with a
+   instead, from none, until half the budget. Ascent with a
    fast-shrinking step settles the columns the jobs pick (`lagrange.settle`,
    or the first half of `lagrange.ascend`), and their shares over its steps
    give eight estimates of the LP solution (`lagrange.estimates`): where
-   column generation solved the LP, for up to 2,000 steps after it, until 40%
-   of the budget. Each estimate (and the LP's own solution) is rounded (the
-   jobs a pass leaves late going first in the next) until 62% of the budget;
+   column generation solved the LP but the model is too large for one exact
+   MILP (200 jobs), for up to 2,000 steps after it, until 40% of the budget.
+   Each estimate (and the LP's own solution) is rounded (the jobs a pass
+   leaves late going first in the next) until 62% of the budget;
    the cheapest rounding is polished by single and make-room moves, for a
-   fifth of the budget after settling, until 70% of it after ascent. The LP's
+   fifth of the budget after settling, until 70% of it after ascent. Where
+   ascent did not settle (50 jobs), or no rounding beats the first plan, two
+   dives (`diving`: jobs placed a batch at a time, the LP solved again around
+   them) try too. The LP's
    own solution rounds badly where it time-shares a clean spoke among
    fractions of jobs; ascent's settled picks are nearly whole, and round to
    better plans. At 1000 x 10, seeds 1-6, four runs of this ended
@@ -163,9 +167,9 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
     priced = dual.reduced  # ranks each job's columns as well as the priced cost does
     # The cheapest rounding of the estimates of the LP solution gets make-room
     # moves (a rounding can leave a job late, which only they repair): until
-    # 70% of the budget after ascent, for a fifth of it after settling. At 200
-    # x 5, polishing until 70% there too left price-and-branch and the local
-    # search after it less time, and the plans were worse.
+    # 70% of the budget after ascent, for a fifth of it otherwise. At 200 x 5,
+    # polishing until 70% after settling too left price-and-branch and the
+    # local search after it less time, and the plans were worse.
     until = started + 0.7 * budget if dual.ascended else time.monotonic() + 0.2 * budget
     incumbent = best
     best = _from_relaxation(
