@@ -338,6 +338,20 @@ def test_rounding_an_uncontested_lp_gives_its_optimum() -> None:
     assert heuristics.objective(columns, plan) == pytest.approx(dual.bound, rel=1e-6)
 
 
+def test_a_model_the_exact_milp_can_take_does_not_settle(monkeypatch) -> None:
+    # 50 x 3 has about 11 thousand columns: its time does more in the exact
+    # MILP than in settling (the 7-day simulation read 692 kg with settling
+    # everywhere, 686-688 kg without).
+    def settle(*_args: object, **_kwargs: object) -> list[np.ndarray]:
+        raise AssertionError("settled on a small model")
+
+    monkeypatch.setattr(lagrange, "settle", settle)
+    instance = generate(jobs=50, spokes=3, seed=2)
+    outcome = solve(instance, settings=SolverSettings(time_limit_s=4.0))
+    assert outcome.stats.columns < 20_000
+    assert_valid_plan(instance, outcome.plan)
+
+
 @pytest.mark.parametrize(("jobs", "seed"), [(50, 2), (100, 1)])
 def test_settled_ascent_rounds_near_the_lp_where_the_lps_own_solution_does_not(
     jobs: int, seed: int
