@@ -8,22 +8,21 @@
 2. Column generation (HiGHS, whatever MILP solver is chosen) gives a proven
    lower bound and capacity prices within part of the budget. Where it is too
    slow to converge in time (1000 jobs), subgradient ascent gives the prices
-   instead, from none, until half the budget. Ascent with a
-   fast-shrinking step settles the columns the jobs pick (`lagrange.settle`,
-   or the first half of `lagrange.ascend`), and their shares over its steps
-   give eight estimates of the LP solution (`lagrange.estimates`): where
-   column generation solved the LP but the model is too large for one exact
-   MILP (200 jobs), for up to 2,000 steps after it, until 40% of the budget.
-   Each estimate (and the LP's own solution) is rounded (the jobs a pass
-   leaves late going first in the next) until 62% of the budget;
-   the cheapest rounding is polished by single and make-room moves, for a
-   fifth of the budget after settling, until 70% of it after ascent. Where
+   instead, from none, until half the budget. Ascent with a fast-shrinking
+   step settles the columns the jobs pick (`lagrange.settle`, or the first
+   half of `lagrange.ascend`), and their shares over its steps give eight
+   estimates of the LP solution (`lagrange.estimates`): where column
+   generation solved the LP but the model is too large for one exact MILP
+   (200 jobs), for up to 2,000 steps after it, until 40% of the budget. Each
+   estimate (and the LP's own solution) is rounded (the jobs a pass leaves
+   late going first in the next) until 62% of the budget; the cheapest
+   rounding is polished by single and make-room moves, for a fifth of the
+   budget after settling, until 70% of it after ascent. The LP's own solution
+   rounds badly where it time-shares a clean spoke among fractions of jobs;
+   ascent's settled picks are nearly whole, and round to better plans. Where
    ascent did not settle (50 jobs), or no rounding beats the first plan, two
    dives (`diving`: jobs placed a batch at a time, the LP solved again around
-   them) try too. The LP's
-   own solution rounds badly where it time-shares a clean spoke among
-   fractions of jobs; ascent's settled picks are nearly whole, and round to
-   better plans. At 1000 x 10, seeds 1-6, four runs of this ended
+   them) try too. At 1000 x 10, seeds 1-6, four runs of this ended
    1.51-2.17/2.63-3.52/1.32-1.95/1.33-1.55/1.13-1.68/3.14-3.33% above the LP
    bound. Local search then alternates between priced and true costs, with
    make-room moves, until a turn gains nothing. A small MILP over the columns
