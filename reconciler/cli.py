@@ -175,7 +175,8 @@ def init(directory: Path, bare: bool) -> None:
     templates.write_tree(directory, files)
     click.echo(f"fleet repo files written to {directory}")
     click.echo(
-        "next: git init, commit, push to your server, then caspian reconcile --repo URL --once"
+        "next: git init -b main, commit, push to your server, "
+        "then caspian reconcile --repo URL --once (--branch for another branch)"
     )
 
 

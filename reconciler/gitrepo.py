@@ -157,11 +157,22 @@ class FleetRepo:
             raise GitError(f"cannot fetch {redact(self.url)}: {redact(str(error))}") from None
         ref = self.repo.references.get(f"refs/remotes/origin/{self.branch}")
         if ref is None:
-            raise GitError(
-                f"{redact(self.url)} has no branch {self.branch!r}: push a fleet repo to it "
-                "first (`caspian init DIR` makes one)"
-            )
+            raise GitError(self._no_branch())
         return str(ref.target)
+
+    def _no_branch(self) -> str:
+        prefix = "refs/remotes/origin/"
+        branches = sorted(
+            name[len(prefix) :]
+            for name in self.repo.references
+            if name.startswith(prefix) and name != f"{prefix}HEAD"
+        )
+        where = f"{redact(self.url)} has no branch {self.branch!r}"
+        if not branches:
+            return f"{where}: push a fleet repo to it first (`caspian init DIR` makes one)"
+        # A fresh `git init` names its branch after the user's git config, often
+        # "master", so the likeliest fix is the option, not a new push.
+        return f"{where} (it has: {', '.join(branches)}): pass --branch with one of them"
 
     def remote_tree(self, branch: str) -> str | None:
         """The tree of a remote branch as last fetched, or None if it has none."""

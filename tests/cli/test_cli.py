@@ -120,6 +120,33 @@ def test_plan_lists_changes_and_commits_nothing(run, tmp_path) -> None:
     assert gitutil.head(remote) == head
 
 
+def test_a_remote_without_the_branch_names_the_branches_it_has(run, tmp_path) -> None:
+    import pygit2
+
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    repo = pygit2.Repository(str(remote))
+    # As a fresh `git init` with git's old default pushes it: the fleet on "master".
+    repo.references.create("refs/heads/master", repo.references["refs/heads/main"].target)
+    repo.references.delete("refs/heads/main")
+    result = run("plan", "--repo", remote, *AT)
+    assert result.exit_code == EXIT_ERROR
+    assert "has no branch 'main' (it has: master): pass --branch" in result.output
+    result = run("plan", "--repo", remote, "--branch", "master", *AT)
+    assert result.exit_code == 0, result.output
+    assert "added    status/placements.yaml" in result.output
+
+
+def test_an_empty_remote_is_told_to_push_a_fleet_first(run, tmp_path) -> None:
+    import pygit2
+
+    remote = tmp_path / "empty.git"
+    pygit2.init_repository(str(remote), bare=True)
+    result = run("plan", "--repo", remote, *AT)
+    assert result.exit_code == EXIT_ERROR
+    assert "has no branch 'main': push a fleet repo to it first" in result.output
+
+
 def test_reconcile_needs_once(run, tmp_path) -> None:
     result = run("reconcile", "--repo", tmp_path)
     assert result.exit_code == 2 and "--once" in result.output
