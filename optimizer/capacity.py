@@ -41,7 +41,10 @@ class Residual:
     def _spans(self, duration: int) -> tuple[int, int]:
         """The level whose spans, one at t and one ending at t + duration, cover
         [t, t + duration) between them, and the offset of the second."""
-        k = min(int(duration).bit_length() - 1, self.levels)
+        # Past the horizon everything fits, so a run longer than the horizon
+        # asks only for the slots inside it: [t, t + slots) covers them all.
+        duration = min(int(duration), self.slots)
+        k = min(duration.bit_length() - 1, self.levels)
         return k, duration - (1 << k)
 
     def window_min(self, spoke: int, duration: int) -> np.ndarray:

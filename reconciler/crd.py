@@ -1,10 +1,15 @@
-"""Checking AppWrappers against the real CRD's OpenAPI schema (packaged copy, see
-reconciler/schemas/NOTICE.md), so a file Caspian accepts is one the AppWrapper
-API server accepts too."""
+"""Checking AppWrappers against the real CRD's OpenAPI schema, and the Job each
+wraps against Kubernetes' own batch/v1 Job schema (packaged copies, see
+reconciler/schemas/NOTICE.md), so a file Caspian accepts is one the API servers
+accept too. The CRD leaves the wrapped template open (any fields), so without
+the second check a Job with `parallelism: two` would pass here and fail at
+Argo CD's sync."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -13,6 +18,8 @@ import jsonschema
 import yaml
 
 CRD_FILE = "workload.codeflare.dev_appwrappers.yaml"
+JOB_FILE = "job-batch-v1.json"
+OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 
 
 @cache
@@ -25,12 +32,48 @@ def appwrapper_schema(version: str = "v1beta2") -> dict[str, Any]:
     raise LookupError(f"the AppWrapper CRD has no version {version}")
 
 
+@dataclass(frozen=True)
+class _Validators:
+    appwrapper: jsonschema.Draft7Validator
+    metadata: jsonschema.Draft202012Validator
+    job: jsonschema.Draft202012Validator
+
+
+@cache
+def _validators() -> _Validators:
+    job = json.loads((resources.files("reconciler") / "schemas" / JOB_FILE).read_text())
+    # The CRD says only that metadata is an object (the API server checks it as
+    # ObjectMeta for every kind); the Job schema holds ObjectMeta's definition.
+    meta = {"$defs": job["$defs"], "$ref": "#/$defs/" + OBJECT_META}
+    return _Validators(
+        appwrapper=jsonschema.Draft7Validator(appwrapper_schema()),
+        metadata=jsonschema.Draft202012Validator(meta),
+        job=jsonschema.Draft202012Validator(job),
+    )
+
+
 def check_appwrapper(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(field, reason) for every way `doc` breaks the CRD schema; empty if none."""
-    validator = jsonschema.Draft7Validator(appwrapper_schema())
+    """(field, reason) for every way `doc` breaks the CRD schema (its metadata
+    ObjectMeta's), or a batch/v1 Job it wraps breaks the Job schema; empty if
+    none."""
+    check = _validators()
+    problems = _problems(check.appwrapper, doc, prefix="")
+    problems += _problems(check.metadata, doc.get("metadata") or {}, prefix="metadata")
+    if problems:
+        return problems
+    for index, component in enumerate(doc["spec"]["components"]):
+        template = component["template"]
+        if template.get("apiVersion") == "batch/v1" and template.get("kind") == "Job":
+            problems += _problems(check.job, template, prefix=f"spec.components[{index}].template")
+    return problems
+
+
+def _problems(
+    validator: jsonschema.protocols.Validator, doc: Mapping[str, Any], *, prefix: str
+) -> list[tuple[str, str]]:
     problems = []
     for error in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.path))):
-        field = ""
+        field = prefix
         for part in error.absolute_path:
             field += f"[{part}]" if isinstance(part, int) else ("." if field else "") + part
         problems.append((field or "-", error.message))

@@ -18,6 +18,7 @@ from optimizer.solving import optimize
 from reconciler.decisions import Decision, SpokeState, Window
 from reconciler.fleet import Fleet, JobRequest, Problem, Spoke
 from reconciler.ledger import ACTIVE, FINISHED, FIXED, Entry, Ledger, Phase
+from reconciler.quantities import format_duration, format_time
 
 # What turns an optimizer instance into a plan: the optimizer itself, or a
 # baseline when `caspian simulate` replays another policy through the same loop.
@@ -331,6 +332,9 @@ def _entry(
         else (round(qos_assignment.carbon_g, 1) if qos_assignment else None)
     )
     late = prev.late if fixed else assignment.late_slots > 0
+    reason = ""
+    if late:
+        reason = _late_reason(job, deadline=common["deadline"], now=now)
     phase = Phase.DISPATCHED if fixed or start <= now else Phase.PLANNED
     if fixed and Phase.RUNNING in (prev.phase, spokes_seen.get(prev.job_name or "")):
         phase = Phase.RUNNING
@@ -342,8 +346,22 @@ def _entry(
         estimated_grams=estimated,
         qos_grams=qos_grams,
         late=late,
-        reason="will finish after its deadline: no earlier capacity" if late else "",
+        reason=reason,
         **common,
+    )
+
+
+def _late_reason(job: JobRequest, *, deadline: datetime, now: datetime) -> str:
+    """Why a job ends after its deadline: capacity, or a deadline that no start
+    could meet (the fix is then in its file, not in the fleet)."""
+    earliest_end = max(now, job.not_before or now) + job.duration
+    if earliest_end <= deadline:
+        return "will finish after its deadline: no earlier capacity"
+    return (
+        f"will finish after its deadline: it runs {format_duration(job.duration)}, so it "
+        f"ends {format_time(earliest_end)} at the earliest, after its deadline "
+        f"{format_time(deadline)}: give it a later caspian.dev/deadline (or complete-within) "
+        "or a shorter caspian.dev/duration"
     )
 
 

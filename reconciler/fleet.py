@@ -453,8 +453,8 @@ def _job_from_doc(
         )
     try:
         cpu, memory, gpu = _requests(job_spec)
-    except ValueError as error:
-        return problem(f"{field}.spec.template.spec", str(error))
+    except _FieldError as error:
+        return problem(f"{field}.spec.{error.field}", error.reason)
     annotations = metadata.get("annotations") or {}
     try:
         hints = _hints(annotations, policy=policy, spokes=spokes)
@@ -479,30 +479,64 @@ def template_hash(template: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:8]
 
 
+class _FieldError(Exception):
+    """A bad value at `field`, a path relative to the object being read."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+
+
 def _requests(job_spec: Mapping[str, Any]) -> tuple[float, float, float]:
     """cpu, memory bytes and GPUs of all pods that run at once: the pod's effective
     request (max of the sum of containers and the largest init container) times the
-    Job's parallelism."""
+    Job's parallelism. A bad value raises _FieldError with its path under the
+    Job's spec."""
     pod = (job_spec.get("template") or {}).get("spec") or {}
     containers = pod.get("containers") or []
     if not containers:
-        raise ValueError("the pod template needs at least one container")
-    parallelism = job_spec.get("parallelism", 1)
+        raise _FieldError("template.spec.containers", "the pod template needs a container")
+    for key in ("parallelism", "completions"):
+        value = job_spec.get(key)
+        if value is not None and value < 0:
+            raise _FieldError(key, f"{value} is negative: Kubernetes requires 0 or more")
+    parallelism = job_spec.get("parallelism")
+    parallelism = 1 if parallelism is None else parallelism
     completions = job_spec.get("completions")
-    if isinstance(completions, int) and completions > 0:
+    if completions:
         parallelism = min(parallelism, completions)
 
-    def need(container: Mapping[str, Any], key: str) -> float:
+    def need(kind: str, index: int, container: Mapping[str, Any], key: str) -> float:
         resources = container.get("resources") or {}
-        value = (resources.get("requests") or {}).get(key)
+        part, value = "requests", (resources.get("requests") or {}).get(key)
         if value is None:  # Kubernetes defaults a request to its limit
-            value = (resources.get("limits") or {}).get(key)
-        return 0.0 if value is None else quantities.quantity(value)
+            part, value = "limits", (resources.get("limits") or {}).get(key)
+        if value is None:
+            return 0.0
+        # As the API server writes it: a key with dots in brackets.
+        field = f"template.spec.{kind}[{index}].resources.{part}[{key}]"
+        try:
+            amount = quantities.quantity(value)
+        except ValueError as error:
+            raise _FieldError(field, str(error)) from None
+        if amount < 0:
+            raise _FieldError(field, f"{value!r} is negative: Kubernetes requires 0 or more")
+        return amount
 
+    for kind in ("containers", "initContainers"):
+        for index, container in enumerate(pod.get(kind) or []):
+            if not isinstance(container, dict):
+                raise _FieldError(f"template.spec.{kind}[{index}]", "expected a container")
     totals = []
     for key in ("cpu", "memory", "nvidia.com/gpu"):
-        running = sum(need(c, key) for c in containers)
-        init = max((need(c, key) for c in pod.get("initContainers") or []), default=0.0)
+        running = sum(need("containers", i, c, key) for i, c in enumerate(containers))
+        init = max(
+            (
+                need("initContainers", i, c, key)
+                for i, c in enumerate(pod.get("initContainers") or [])
+            ),
+            default=0.0,
+        )
         totals.append(max(running, init) * parallelism)
     return totals[0], totals[1], totals[2]
 

@@ -28,10 +28,10 @@ _DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
 def quantity(value: str | int | float) -> float:
     """A Kubernetes resource quantity ("500m", "16Gi", 2) as a plain number."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a quantity")
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
+    if not isinstance(value, str):  # YAML can hand over a list, a mapping, null
+        raise ValueError(f"{value!r} is not a quantity: write a number or a string like 16Gi")
     match = _QUANTITY.match(value.strip())
     if not match or match.group(2) not in _SUFFIXES:
         raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 500m, 4, 16Gi)")

@@ -105,8 +105,33 @@ def test_a_namespace_in_the_appwrapper_wins() -> None:
         ),
         (
             appwrapper(resources={"requests": {"cpu": "two"}}),
-            "jobs/extra.yaml:spec.components[0].template.spec.template.spec: 'two' is not a "
-            "Kubernetes quantity",
+            "jobs/extra.yaml:spec.components[0].template.spec.template.spec.containers[0]"
+            ".resources.requests[cpu]: 'two' is not a Kubernetes quantity",
+        ),
+        (
+            appwrapper(resources={"limits": {"nvidia.com/gpu": "-1"}}),
+            "jobs/extra.yaml:spec.components[0].template.spec.template.spec.containers[0]"
+            ".resources.limits[nvidia.com/gpu]: '-1' is negative",
+        ),
+        # The CRD leaves the wrapped Job open; Kubernetes' Job schema is not.
+        (
+            appwrapper(job_spec={"parallelism": "two"}),
+            "jobs/extra.yaml:spec.components[0].template.spec.parallelism: 'two' is not of "
+            "type 'integer'",
+        ),
+        (
+            appwrapper(pod_spec={"initContainers": {"name": "setup"}}),
+            "jobs/extra.yaml:spec.components[0].template.spec.template.spec.initContainers: "
+            "{'name': 'setup'} is not of type 'array'",
+        ),
+        (
+            appwrapper(annotations={"caspian.dev/power-watts": 300}),
+            "jobs/extra.yaml:metadata.annotations.caspian.dev/power-watts: 300 is not of type "
+            "'string'",
+        ),
+        (
+            appwrapper(job_spec={"completions": -2}),
+            "jobs/extra.yaml:spec.components[0].template.spec.completions: -2 is negative",
         ),
         (
             appwrapper(name="Bad_Name"),
@@ -126,6 +151,15 @@ def test_a_bad_appwrapper_is_one_problem_naming_file_field_and_fix(
     assert len(lines) == 1, lines
     assert lines[0].startswith(expected), lines[0]
     assert len(fleet.jobs) == 10  # every valid job is still there
+
+
+def test_a_job_without_parallelism_runs_one_pod_and_none_with_zero() -> None:
+    one = {
+        j.name: j for j in fleet_with(jobs__extra=appwrapper(job_spec={"parallelism": None})).jobs
+    }
+    none = {j.name: j for j in fleet_with(jobs__extra=appwrapper(job_spec={"parallelism": 0})).jobs}
+    assert one["extra"].cpu > 0
+    assert none["extra"].cpu == 0
 
 
 def test_two_components_are_refused_with_the_way_out() -> None:
@@ -188,6 +222,14 @@ def test_the_same_name_twice_keeps_the_first_and_names_both_files() -> None:
         (
             {"spokes__paris": SPOKE_HEAD + "metadata: {name: paris}\nspec: {carbon: {zone: FR}}\n"},
             "spokes/paris.yaml:spec.capacity: required field is missing",
+        ),
+        (
+            {
+                "spokes__paris": SPOKE_HEAD + "metadata: {name: paris}\n"
+                "spec: {carbon: {zone: FR}, capacity: {cpu: [32], memory: 1Gi}}\n"
+            },
+            "spokes/paris.yaml:spec.capacity.cpu: Value error, [32] is not a quantity: write a "
+            "number or a string like 16Gi",
         ),
     ],
 )

@@ -10,6 +10,7 @@ from reconciler.observing import DeclaredCapacity
 from reconciler.rendering import render
 from reconciler.templates import template_files
 from tests.conftest import NOW
+from tests.fleet.helpers import appwrapper
 
 
 def step(files, *, now, states=None):
@@ -77,3 +78,33 @@ def test_a_finished_job_stays_finished_and_is_rendered_unsuspended() -> None:
     assert entries(again)[first.id].phase == "Failed"
     path = f"rendered/{first.spoke}/batch.{first.job_name}.yaml"
     assert yaml.safe_load(files[path])["spec"]["suspend"] is False
+
+
+def test_a_job_longer_than_the_horizon_is_placed_and_its_deadline_blamed() -> None:
+    files = template_files()
+    # Three days against the policy's 24 h to complete: no start meets it.
+    files["jobs/long.yaml"] = appwrapper(
+        "long", annotations={"caspian.dev/duration": "3d"}
+    ).encode()
+    decision, _ = step(files, now=NOW)
+    long = entries(decision)["batch/long"]
+    assert long.phase == "Dispatched" and long.late
+    assert long.planned_end - long.planned_start == timedelta(days=3)
+    assert "it runs 3d, so it ends" in long.reason
+    assert "give it a later caspian.dev/deadline" in long.reason
+
+
+def test_a_job_late_for_want_of_room_says_so() -> None:
+    files = template_files()
+    # 60 CPUs for 2 h, due in 3 h: two spokes have room for one each in time,
+    # the third (32 CPUs) for none. Room, not the deadline, is what they lack.
+    for index in range(4):
+        files[f"jobs/wide-{index}.yaml"] = appwrapper(
+            f"wide-{index}",
+            annotations={"caspian.dev/duration": "2h", "caspian.dev/complete-within": "3h"},
+            resources={"requests": {"cpu": "60", "memory": "1Gi"}},
+        ).encode()
+    decision, _ = step(files, now=NOW)
+    late = [e for e in entries(decision).values() if e.late]
+    assert {e.id for e in late} <= {f"batch/wide-{i}" for i in range(4)} and len(late) >= 2
+    assert all(e.reason == "will finish after its deadline: no earlier capacity" for e in late)
