@@ -258,3 +258,35 @@ def test_durations(text, minutes) -> None:
 def test_bad_durations_say_what_a_good_one_looks_like(text) -> None:
     with pytest.raises(ValueError, match=r"e\.g\. 45m"):
         quantities.duration(text)
+
+
+def _paths(node, prefix=()):
+    yield prefix
+    if isinstance(node, dict):
+        for key, child in node.items():
+            yield from _paths(child, (*prefix, key))
+    elif isinstance(node, list):
+        for index, child in enumerate(node):
+            yield from _paths(child, (*prefix, index))
+
+
+@pytest.mark.parametrize("path", ["jobs/train-resnet.yaml", "spokes/paris.yaml"])
+@pytest.mark.parametrize("value", [None, [1], -1])
+def test_no_value_anywhere_in_a_file_makes_loading_crash(path: str, value) -> None:
+    """Each field of a template file in turn set to a value of the wrong shape:
+    the file loads, or is problem lines (a spoke: the whole fleet refused with
+    them), never an exception. Lists and nulls at odd places once crashed it."""
+    original = yaml.safe_load(template_files()[path])
+    for where in list(_paths(original))[1:]:
+        doc = yaml.safe_load(template_files()[path])
+        node = doc
+        for key in where[:-1]:
+            node = node[key]
+        node[where[-1]] = value
+        change = {
+            path.removesuffix(".yaml").replace("/", "__").replace("-", "_"): yaml.safe_dump(doc)
+        }
+        try:
+            fleet_with(**change)
+        except FleetConfigError as error:
+            assert error.problems, where
