@@ -43,7 +43,12 @@ EXIT_PARTIAL = 3
 
 
 def _now(value: str | None) -> datetime:
-    return timestamp(value) if value else datetime.now(UTC)
+    if not value:
+        return datetime.now(UTC)
+    try:
+        return timestamp(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="'--now'") from None
 
 
 def _author() -> Identity:
@@ -486,7 +491,10 @@ def carbon_forecast(
     from reconciler.quantities import duration
 
     now = _now(now_text)
-    slot_seconds = int(duration(slot).total_seconds())
+    try:
+        slot_seconds = int(duration(slot).total_seconds())
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="'--slot'") from None
     start = datetime.fromtimestamp(now.timestamp() // slot_seconds * slot_seconds, tz=UTC)
     try:
         config = CarbonSourceConfig(provider=provider, zone=zone, region=region)

@@ -211,3 +211,23 @@ def test_explain_lists_the_jobs_when_it_finds_none(run, tmp_path) -> None:
     assert result.exit_code == EXIT_ERROR
     assert "'no-such-job' is no job in the ledger" in result.output
     assert "batch/etl-daily" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--now", "yesterday"], "Invalid value for '--now': 'yesterday' is not an RFC 3339 time"),
+        (
+            ["--now", "2026-11-22T02:00:00"],
+            "Invalid value for '--now': '2026-11-22T02:00:00' has no",
+        ),
+    ],
+)
+def test_a_bad_option_value_is_a_usage_error_not_a_traceback(run, tmp_path, args, expected) -> None:
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    result = run("plan", "--repo", remote, *args)
+    assert result.exit_code == 2 and expected in result.output, result.output
+    forecast = run("carbon", "forecast", "--zone", "FR", "--slot", "soon")
+    assert forecast.exit_code == 2
+    assert "Invalid value for '--slot': 'soon' is not a duration" in forecast.output
