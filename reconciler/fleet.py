@@ -24,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -112,6 +113,10 @@ class SolverSpec(Spec):
         )
 
 
+# 30 days of 15-minute slots.
+MAX_SLOTS = 2880
+
+
 class PolicySpec(Spec):
     slot: Duration = timedelta(minutes=15)
     horizon: Duration = timedelta(hours=24)
@@ -147,6 +152,22 @@ class PolicySpec(Spec):
         seconds = value.total_seconds()
         if seconds < 60 or seconds % 60 or (3600 % seconds and seconds % 3600):
             raise ValueError("slot must be whole minutes that divide an hour, or whole hours")
+        return value
+
+    @field_validator("horizon")
+    @classmethod
+    def _not_too_many_slots(cls, value: timedelta, info: ValidationInfo) -> timedelta:
+        slot = info.data.get("slot")
+        if slot is None:  # the slot was wrong itself, and says so
+            return value
+        slots = math.ceil(value.total_seconds() / slot.total_seconds())
+        if slots > MAX_SLOTS:
+            # The model grows with the slots: 10 jobs over 1000 days of 15-minute
+            # slots took 17 s and 0.9 GB to plan.
+            raise ValueError(
+                f"horizon / slot gives {slots} slots, more than {MAX_SLOTS}: shorten the "
+                "horizon or lengthen the slot (forecasts reach a few days ahead at most)"
+            )
         return value
 
     @property

@@ -210,6 +210,11 @@ def test_the_same_name_twice_keeps_the_first_and_names_both_files() -> None:
             {"caspian": POLICY_HEAD + "spec: {historyUrl: 'git.example/{path}'}\n"},
             "caspian.yaml:spec.historyUrl: Value error, historyUrl must be an http(s) URL",
         ),
+        (
+            {"caspian": POLICY_HEAD + "spec: {slot: 1m, horizon: 3d}\n"},
+            "caspian.yaml:spec.horizon: Value error, horizon / slot gives 4320 slots, more than "
+            "2880: shorten the horizon or lengthen the slot",
+        ),
         ({"caspian": "apiVersion: [\n"}, "caspian.yaml:-: not valid YAML"),
         ({"caspian": None}, "caspian.yaml:-: missing"),
         (
