@@ -35,7 +35,14 @@ def serve(watcher: Watcher, *, host: str, port: int, secret: str | None) -> Thre
             if self.path != "/webhook":
                 self._reply(404, b"not found\n")
                 return
-            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if length < 0:
+                # A negative length would read until the sender hangs up.
+                self._reply(400, b"bad Content-Length\n")
+                return
             if length > MAX_BODY:
                 self._reply(413, b"too large\n")
                 return
@@ -45,7 +52,7 @@ def serve(watcher: Watcher, *, host: str, port: int, secret: str | None) -> Thre
                 return
             try:
                 payload: Any = json.loads(body or b"{}")
-            except json.JSONDecodeError:
+            except ValueError:  # not JSON, or not even text
                 self._reply(400, b"not JSON\n")
                 return
             ref = payload.get("ref") if isinstance(payload, dict) else None

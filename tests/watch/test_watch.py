@@ -326,3 +326,31 @@ def test_the_loop_benchmark_measures_latency_and_a_free_noop() -> None:
     noop = benchloop.noop(jobs=15, repeats=2)
     assert noop["first_result"].startswith("committed") and noop["noop_committed"] is False
     assert noop["noop_p50_s"] < 1.0
+
+
+@pytest.mark.parametrize(
+    ("request_head", "body", "status"),
+    [
+        ("Content-Length: abc", b"", b"400"),
+        ("Content-Length: -5", b"", b"400"),
+        ("Content-Length: 4", b"\x80abc", b"400"),  # not UTF-8 text
+        ("Content-Length: 99999999", b"", b"413"),
+        ("Content-Length: 2", b"[]", b"202"),  # JSON, but no ref: a wake-up all the same
+    ],
+)
+def test_a_malformed_webhook_gets_an_answer_not_a_dead_thread(
+    tmp_path, request_head, body, status
+) -> None:
+    import socket
+
+    watcher = watcher_for("/nonexistent.git", tmp_path)  # never run: only triggered
+    server = serve(watcher, host="127.0.0.1", port=0, secret=None)
+    try:
+        with socket.create_connection(("127.0.0.1", server.server_port), timeout=5) as sock:
+            sock.sendall(
+                f"POST /webhook HTTP/1.1\r\nHost: x\r\n{request_head}\r\n\r\n".encode() + body
+            )
+            reply = sock.recv(200)
+        assert reply.split(b" ")[1] == status, reply
+    finally:
+        server.shutdown()
