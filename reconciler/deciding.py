@@ -354,14 +354,18 @@ def _entry(
 def _late_reason(job: JobRequest, *, deadline: datetime, now: datetime) -> str:
     """Why a job ends after its deadline: capacity, or a deadline that no start
     could meet (the fix is then in its file, not in the fleet)."""
-    earliest_end = max(now, job.not_before or now) + job.duration
-    if earliest_end <= deadline:
+    start = max(now, job.not_before or now)
+    if start + job.duration <= deadline:
         return "will finish after its deadline: no earlier capacity"
+    waits = job.not_before is not None and job.not_before > now
     return (
-        f"will finish after its deadline: it runs {format_duration(job.duration)}, so it "
-        f"ends {format_time(earliest_end)} at the earliest, after its deadline "
-        f"{format_time(deadline)}: give it a later caspian.dev/deadline (or complete-within) "
-        "or a shorter caspian.dev/duration"
+        f"will finish after its deadline: it runs {format_duration(job.duration)}"
+        + (f" from its caspian.dev/not-before {format_time(start)}" if waits else "")
+        + f", so it ends {format_time(start + job.duration)} at the earliest, after its "
+        f"deadline {format_time(deadline)}: give it a later caspian.dev/deadline (or "
+        "complete-within)"
+        + (", an earlier not-before" if waits else "")
+        + " or a shorter caspian.dev/duration"
     )
 
 

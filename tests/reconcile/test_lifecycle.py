@@ -108,3 +108,17 @@ def test_a_job_late_for_want_of_room_says_so() -> None:
     late = [e for e in entries(decision).values() if e.late]
     assert {e.id for e in late} <= {f"batch/wide-{i}" for i in range(4)} and len(late) >= 2
     assert all(e.reason == "will finish after its deadline: no earlier capacity" for e in late)
+
+
+def test_a_not_before_past_the_deadline_is_named_in_the_reason() -> None:
+    files = template_files()
+    hints = {
+        "caspian.dev/not-before": "2026-11-22T10:00:00Z",
+        "caspian.dev/deadline": "2026-11-22T05:00:00Z",
+    }
+    files["jobs/waits.yaml"] = appwrapper("waits", annotations=hints).encode()
+    decision, _ = step(files, now=NOW)
+    waits = entries(decision)["batch/waits"]
+    assert waits.late and waits.planned_start.isoformat().startswith("2026-11-22T10:00")
+    assert "from its caspian.dev/not-before 2026-11-22T10:00:00Z" in waits.reason
+    assert "an earlier not-before" in waits.reason
