@@ -341,6 +341,8 @@ def _report(outcome: reconciling.Outcome) -> None:
     for entry in decision.ledger.entries:
         if entry.phase in (ledger.Phase.INVALID, ledger.Phase.PENDING):
             click.echo(f"{entry.phase.value.lower()}: {entry.id}: {entry.reason}", err=True)
+        elif entry.late and entry.phase in ledger.UNFINISHED:
+            click.echo(f"late: {entry.id}: {entry.reason}", err=True)
     if outcome.commit:
         click.echo(f"committed {outcome.commit[:12]} on {outcome.input_commit[:12]} and pushed")
     else:

@@ -333,7 +333,11 @@ def _entry(
     )
     late = prev.late if fixed else assignment.late_slots > 0
     reason = ""
-    if late:
+    if fixed and prev is not None:
+        # A job that has started keeps the reason of when it was placed: "now"
+        # no longer tells when it could have ended.
+        reason = prev.reason
+    elif late:
         reason = _late_reason(job, deadline=common["deadline"], now=now)
     phase = Phase.DISPATCHED if fixed or start <= now else Phase.PLANNED
     if fixed and Phase.RUNNING in (prev.phase, spokes_seen.get(prev.job_name or "")):

@@ -35,6 +35,8 @@ ACTIVE = (Phase.PLANNED, Phase.DISPATCHED, Phase.RUNNING, Phase.SUCCEEDED, Phase
 # Hold their spoke and start: never re-planned.
 FIXED = (Phase.DISPATCHED, Phase.RUNNING)
 FINISHED = (Phase.SUCCEEDED, Phase.FAILED)
+# Placed and not finished: where lateness still matters.
+UNFINISHED = (Phase.PLANNED, Phase.DISPATCHED, Phase.RUNNING)
 
 
 class Entry(BaseModel):

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from reconciler.decisions import Decision
-from reconciler.ledger import ACTIVE, FINISHED, Entry, Ledger, Phase
+from reconciler.ledger import ACTIVE, FINISHED, UNFINISHED, Entry, Ledger, Phase
 from reconciler.quantities import format_time
 
 
@@ -88,6 +88,9 @@ def commit_message(*, old: Ledger, decision: Decision, input_commit: str) -> str
     pending = [e for e in ledger.entries if e.phase == Phase.PENDING]
     if pending:
         lines += ["", "Not placed:"] + [f"- {e.id}: {e.reason}" for e in pending]
+    late = [e for e in ledger.entries if e.late and e.phase in UNFINISHED]
+    if late:
+        lines += ["", "Late:"] + [f"- {e.id}: {e.reason}" for e in late]
     plan = decision.plan
     bound = f", bound {plan.bound:,.1f}" if plan.bound is not None else ""
     lines += [

@@ -231,3 +231,14 @@ def test_a_bad_option_value_is_a_usage_error_not_a_traceback(run, tmp_path, args
     forecast = run("carbon", "forecast", "--zone", "FR", "--slot", "soon")
     assert forecast.exit_code == 2
     assert "Invalid value for '--slot': 'soon' is not a duration" in forecast.output
+
+
+def test_reconcile_names_a_late_job_and_why(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    job = appwrapper("long", annotations={"caspian.dev/duration": "3d"})
+    gitutil.user_commit(remote, {"jobs/long.yaml": job.encode()})
+    result = run("reconcile", "--repo", remote, "--once", *AT)
+    assert result.exit_code == 0, result.output
+    assert "late: batch/long: will finish after its deadline: it runs 3d" in result.output
+    assert "Late:\n- batch/long: will finish after its deadline" in gitutil.message(remote)

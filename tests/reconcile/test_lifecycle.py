@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from reconciler import crd, deciding, ledger, reconciling
+from reconciler import crd, deciding, ledger, messages, reconciling
 from reconciler.fleet import load_fleet
 from reconciler.observing import DeclaredCapacity
 from reconciler.rendering import render
@@ -86,12 +86,17 @@ def test_a_job_longer_than_the_horizon_is_placed_and_its_deadline_blamed() -> No
     files["jobs/long.yaml"] = appwrapper(
         "long", annotations={"caspian.dev/duration": "3d"}
     ).encode()
-    decision, _ = step(files, now=NOW)
+    decision, placed = step(files, now=NOW)
     long = entries(decision)["batch/long"]
     assert long.phase == "Dispatched" and long.late
     assert long.planned_end - long.planned_start == timedelta(days=3)
     assert "it runs 3d, so it ends" in long.reason
     assert "give it a later caspian.dev/deadline" in long.reason
+    message = messages.commit_message(old=ledger.Ledger(), decision=decision, input_commit="0")
+    assert f"Late:\n- batch/long: {long.reason}\n" in message
+    # Running, it keeps the reason it was placed with, not one from a later "now".
+    later, _ = step(placed, now=NOW + timedelta(hours=1))
+    assert entries(later)["batch/long"].reason == long.reason
 
 
 def test_a_job_late_for_want_of_room_says_so() -> None:
