@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError
@@ -57,9 +58,7 @@ class KubeObserver:
                 source="declared",
             )
         try:
-            api = config.new_client_from_config(
-                config_file=self.kubeconfig, context=context, persist_config=False
-            )
+            api = _client(self.kubeconfig, context=context)
             core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
             nodes = core.list_node(_request_timeout=self.timeout).items
             pods = core.list_pod_for_all_namespaces(
@@ -70,7 +69,7 @@ class KubeObserver:
                 label_selector=f"app.kubernetes.io/managed-by={MANAGED_BY}",
                 _request_timeout=self.timeout,
             ).items
-        except (ApiException, HTTPError, OSError, config.ConfigException) as error:
+        except (ApiException, HTTPError, OSError, config.ConfigException, KubeconfigError) as error:
             reason = _reason(error)
             log.warning("spoke %s (context %s) is down: %s", spoke.name, context, reason)
             metrics.SPOKE_UP.labels(spoke=spoke.name).set(0)
@@ -93,6 +92,27 @@ class KubeObserver:
             source=f"kube:{context}",
             jobs={job.metadata.name: job_phase(job.status) for job in jobs},
         )
+
+
+class KubeconfigError(Exception):
+    """The kubeconfig could not be read (not its contexts: ConfigException says those)."""
+
+
+def _client(kubeconfig: str | None, *, context: str) -> client.ApiClient:
+    try:
+        return config.new_client_from_config(
+            config_file=kubeconfig, context=context, persist_config=False
+        )
+    except yaml.YAMLError as error:
+        # Not the parser's own words: they quote the line, which can hold a token.
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise KubeconfigError(f"the kubeconfig is not valid YAML{where}") from None
+    except (TypeError, AttributeError, KeyError, ValueError):
+        # The client's loader indexes into whatever the file holds.
+        raise KubeconfigError(
+            "the kubeconfig is not shaped like one (lists of clusters, contexts, users)"
+        ) from None
 
 
 def usable(node: Any, *, tolerated: set[str]) -> bool:

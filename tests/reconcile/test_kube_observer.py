@@ -208,3 +208,27 @@ def test_a_server_that_never_answers_is_down_within_the_timeout(tmp_path) -> Non
 def test_an_unknown_context_is_a_down_spoke_not_a_crash(tmp_path) -> None:
     state = observe(tmp_path, {"lyon": "http://127.0.0.1:9"})["paris"]
     assert not state.up and "kind-paris" in state.reason
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        # The parser's own message would quote this line, token and all.
+        (
+            "users: [{name: u, user: {token: kube-token-not-for-logs}}]\n bad: [\n",
+            "the kubeconfig is not valid YAML at line 2",
+        ),
+        ("[1]\n", "the kubeconfig is not shaped like one"),
+        ("apiVersion: v1\nkind: Config\ncontexts: 5\n", "the kubeconfig is not shaped like one"),
+    ],
+)
+def test_a_garbled_kubeconfig_is_a_down_spoke_not_a_crash(tmp_path, caplog, text, reason) -> None:
+    path = tmp_path / "garbled"
+    path.write_text(text)
+    fleet = fleet_with()
+    paris = next(s for s in fleet.spokes if s.name == "paris")
+    state = KubeObserver(kubeconfig=str(path)).observe(
+        fleet.model_copy(update={"spokes": (paris,)})
+    )["paris"]
+    assert not state.up and state.reason.startswith(reason), state.reason
+    assert "kube-token-not-for-logs" not in state.reason + caplog.text
