@@ -93,18 +93,17 @@ def decide(
             entries.append(prev.model_copy(update={"phase": finished[job.id]}))
             continue
         seen = spokes[prev.spoke].jobs if prev is not None and prev.spoke in spokes else {}
-        entries.append(
-            _entry(
-                job,
-                prev,
-                plan=plan,
-                qos=qos,
-                horizon=horizon,
-                fleet=fleet,
-                now=now,
-                spokes_seen=seen,
-            )
+        entry = _entry(
+            job,
+            prev,
+            plan=plan,
+            qos=qos,
+            horizon=horizon,
+            fleet=fleet,
+            now=now,
+            spokes_seen=seen,
         )
+        entries.append(_blame_down_spokes(entry, job, spokes))
     entries.extend(_invalid_entries(fleet.problems))
     return Decision(
         now=now,
@@ -353,6 +352,17 @@ def _entry(
         reason=reason,
         **common,
     )
+
+
+def _blame_down_spokes(entry: Entry, job: JobRequest, spokes: Mapping[str, SpokeState]) -> Entry:
+    """A job left unplaced because every spoke it may use is down says so: the
+    optimizer sees a down spoke only as one with no room, and would blame the
+    job's size."""
+    allowed = [spokes[name] for name in job.allowed_spokes if name in spokes]
+    if entry.phase != Phase.PENDING or not allowed or any(s.up for s in allowed):
+        return entry
+    down = "; ".join(f"{s.name} ({s.reason or 'down'})" for s in allowed)
+    return entry.model_copy(update={"reason": f"every spoke it may use is down: {down}"})
 
 
 def _late_reason(job: JobRequest, *, deadline: datetime, now: datetime) -> str:

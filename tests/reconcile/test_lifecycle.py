@@ -127,3 +127,15 @@ def test_a_not_before_past_the_deadline_is_named_in_the_reason() -> None:
     assert waits.late and waits.planned_start.isoformat().startswith("2026-11-22T10:00")
     assert "from its caspian.dev/not-before 2026-11-22T10:00:00Z" in waits.reason
     assert "an earlier not-before" in waits.reason
+
+
+def test_with_every_spoke_down_new_jobs_wait_and_say_which_spokes_are_down() -> None:
+    down = {"up": False, "cpu": 0, "memory_bytes": 0, "gpu": 0, "reason": "HTTP 503 Unavailable"}
+    decision, _ = step(
+        template_files(), now=NOW, states={s: down for s in ("california", "frankfurt", "paris")}
+    )
+    pending = [e for e in entries(decision).values() if e.phase == "Pending"]
+    assert len(pending) == 10
+    for entry in pending:
+        assert entry.reason.startswith("every spoke it may use is down: "), entry.reason
+        assert "paris (HTTP 503 Unavailable)" in entry.reason
