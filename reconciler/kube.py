@@ -17,7 +17,8 @@ from typing import Any
 import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
-from urllib3.exceptions import HTTPError
+from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError
+from urllib3.util.retry import Retry
 
 from reconciler import metrics
 from reconciler.decisions import SpokeState
@@ -99,9 +100,17 @@ class KubeconfigError(Exception):
 
 
 def _client(kubeconfig: str | None, *, context: str) -> client.ApiClient:
+    settings = client.Configuration()
+    # urllib3 would try a read that timed out three more times: a spoke that
+    # hangs then held the loop for four timeouts. One retry is for a dropped
+    # connection only.
+    settings.retries = Retry(total=1, read=0)
     try:
         return config.new_client_from_config(
-            config_file=kubeconfig, context=context, persist_config=False
+            config_file=kubeconfig,
+            context=context,
+            persist_config=False,
+            client_configuration=settings,
         )
     except yaml.YAMLError as error:
         # Not the parser's own words: they quote the line, which can hold a token.
@@ -178,5 +187,9 @@ def job_phase(status: Any) -> str:
 def _reason(error: Exception) -> str:
     if isinstance(error, ApiException):
         return f"HTTP {error.status} {error.reason}"
+    if isinstance(error, MaxRetryError):
+        if isinstance(error.reason, ReadTimeoutError):
+            return f"no answer in time from {error.url}"
+        error = error.reason or error
     text = str(error)
     return text if len(text) < 160 else text[:157] + "..."
