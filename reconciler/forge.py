@@ -25,6 +25,7 @@ class Forge(BaseModel):
     url: str  # API root: https://api.github.com, or https://gitea.example/api/v1
     repo: str  # owner/name
     token: str
+    timeout_s: float = 15.0
 
     def open_or_update(self, *, head: str, base: str, title: str, body: str) -> tuple[str, int]:
         """("opened" | "updated" | "unchanged", PR number)."""
@@ -33,8 +34,8 @@ class Forge(BaseModel):
             created = self._call(
                 "POST", "/pulls", {"title": title, "head": head, "base": base, "body": body}
             )
-            return "opened", int(created["number"])
-        number = int(existing["number"])
+            return "opened", _number(created, f"POST {self._endpoint('/pulls')}")
+        number = _number(existing, f"GET {self._endpoint('/pulls')}")
         if existing.get("title") == title and (existing.get("body") or "") == body:
             return "unchanged", number
         self._call("PATCH", f"/pulls/{number}", {"title": title, "body": body})
@@ -46,13 +47,27 @@ class Forge(BaseModel):
         if self.kind == "github":
             query["head"] = f"{owner}:{head}"
         pulls = self._call("GET", "/pulls?" + urllib.parse.urlencode(query), None)
+        if not isinstance(pulls, list):
+            raise ForgeError(
+                f"GET {self._endpoint('/pulls')}: the forge answered {_shape(pulls)}, "
+                "not a list of pull requests"
+            )
+        odd = next((p for p in pulls if not isinstance(p, dict)), None)
+        if odd is not None:
+            raise ForgeError(
+                f"GET {self._endpoint('/pulls')}: the forge's list holds {_shape(odd)}, "
+                "not a pull request"
+            )
         for pull in pulls:
-            if (pull.get("head") or {}).get("ref") == head:
+            if isinstance(pull.get("head"), dict) and pull["head"].get("ref") == head:
                 return pull
         return None
 
+    def _endpoint(self, path: str) -> str:
+        return f"{self.url.rstrip('/')}/repos/{self.repo}{path}"
+
     def _call(self, method: str, path: str, payload: dict[str, Any] | None) -> Any:
-        url = f"{self.url.rstrip('/')}/repos/{self.repo}{path}"
+        url = self._endpoint(path)
         scheme = "Bearer" if self.kind == "github" else "token"
         request = urllib.request.Request(
             url,
@@ -64,10 +79,35 @@ class Forge(BaseModel):
                 "Content-Type": "application/json",
             },
         )
+        where = f"{method} {url.split('?')[0]}"
         try:
-            with urllib.request.urlopen(request, timeout=15) as response:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as error:
-            raise ForgeError(f"{method} {url.split('?')[0]}: HTTP {error.code}") from None
-        except (urllib.error.URLError, OSError, json.JSONDecodeError) as error:
-            raise ForgeError(f"{method} {url.split('?')[0]}: {error}") from None
+            # The forge's own message says what to fix ("head" branch missing,
+            # no permission...); its body never holds the token.
+            raise ForgeError(f"{where}: HTTP {error.code}{_message(error)}") from None
+        except (urllib.error.URLError, OSError) as error:
+            raise ForgeError(f"{where}: {error}") from None
+        except ValueError:  # not JSON, or not even text
+            raise ForgeError(f"{where}: the answer is not JSON") from None
+
+
+def _message(error: urllib.error.HTTPError) -> str:
+    try:
+        text = json.loads(error.read() or b"null").get("message")
+    except (ValueError, AttributeError, OSError):
+        return ""
+    return f" ({text[:200]})" if isinstance(text, str) and text else ""
+
+
+def _number(pull: Any, where: str) -> int:
+    number = pull.get("number") if isinstance(pull, dict) else None
+    if not isinstance(number, int) or isinstance(number, bool):
+        raise ForgeError(f"{where}: the forge answered {_shape(pull)} without a PR number")
+    return number
+
+
+def _shape(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    return "null" if value is None else names.get(type(value), "a number")

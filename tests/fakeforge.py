@@ -1,4 +1,5 @@
-"""A forge API stand-in on 127.0.0.1 (GitHub's /repos/{owner}/{repo}/pulls)."""
+"""A forge API stand-in on 127.0.0.1 (GitHub's /repos/{owner}/{repo}/pulls). A
+handler answers (status, JSON value), or (status, bytes) for a raw body."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def serve_forge(handler: Any) -> Iterator[str]:
                 status, reply = 401, {"message": "Bad credentials"}
             else:
                 status, reply = handler(self, method, body)
-            data = json.dumps(reply).encode()
+            data = reply if isinstance(reply, bytes) else json.dumps(reply).encode()
             self.send_response(status)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()

@@ -132,7 +132,7 @@ def test_a_not_before_past_the_deadline_is_named_in_the_reason() -> None:
 def test_with_every_spoke_down_new_jobs_wait_and_say_which_spokes_are_down() -> None:
     down = {"up": False, "cpu": 0, "memory_bytes": 0, "gpu": 0, "reason": "HTTP 503 Unavailable"}
     decision, _ = step(
-        template_files(), now=NOW, states={s: down for s in ("california", "frankfurt", "paris")}
+        template_files(), now=NOW, states=dict.fromkeys(("california", "frankfurt", "paris"), down)
     )
     pending = [e for e in entries(decision).values() if e.phase == "Pending"]
     assert len(pending) == 10

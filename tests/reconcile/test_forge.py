@@ -1,0 +1,98 @@
+"""Opening the placement pull request against a forge's API on 127.0.0.1: what
+it does with good answers, errors, slowness and garbage."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from reconciler.forge import Forge, ForgeError
+from tests.fakeforge import serve_forge
+
+TOKEN = "forge-token"
+
+
+def forge(url: str, **kwargs) -> Forge:
+    return Forge(kind="github", url=url, repo="fleet/jobs", token=TOKEN, **kwargs)
+
+
+def open_pr(url: str, **kwargs) -> tuple[str, int]:
+    return forge(url, **kwargs).open_or_update(
+        head="caspian/placement", base="main", title="place: 3 jobs", body="table"
+    )
+
+
+def test_it_opens_one_then_updates_it_then_leaves_it() -> None:
+    pulls: list[dict] = []
+
+    def handler(request, method, body):
+        if method == "GET":
+            assert "head=fleet%3Acaspian%2Fplacement" in request.path
+            return 200, pulls
+        if method == "POST":
+            pulls.append({"number": 7, **body, "head": {"ref": body["head"]}})
+            return 201, pulls[-1]
+        pulls[0].update(body)
+        return 200, pulls[0]
+
+    with serve_forge(handler) as url:
+        assert open_pr(url) == ("opened", 7)
+        assert open_pr(url) == ("unchanged", 7)
+        assert forge(url).open_or_update(
+            head="caspian/placement", base="main", title="place: 4 jobs", body="table"
+        ) == ("updated", 7)
+    assert pulls[0]["title"] == "place: 4 jobs"
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ((422, {"message": "Validation Failed: head does not exist"}), "HTTP 422 (Validation"),
+        ((500, b"<html>oops</html>"), "HTTP 500"),
+        ((200, b"\x80 not json"), "the answer is not JSON"),
+        ((200, {"message": "moved"}), "the forge answered an object, not a list of pull"),
+        ((200, [1, 2]), "the forge's list holds a number, not a pull request"),
+    ],
+)
+def test_an_error_or_garbage_is_a_forge_error_that_names_the_call(reply, expected) -> None:
+    with (
+        serve_forge(lambda request, method, body: reply) as url,
+        pytest.raises(ForgeError) as raised,
+    ):
+        open_pr(url)
+    assert str(raised.value).startswith("GET http://127.0.0.1:")
+    assert expected in str(raised.value)
+
+
+def test_a_created_pull_without_a_number_is_a_forge_error() -> None:
+    def handler(request, method, body):
+        return (200, []) if method == "GET" else (201, {"title": body["title"]})
+
+    with serve_forge(handler) as url, pytest.raises(ForgeError, match="without a PR number"):
+        open_pr(url)
+
+
+def test_bad_credentials_say_so_without_the_token() -> None:
+    wrong = Forge(kind="github", url="", repo="fleet/jobs", token="wrong-secret")
+    with (
+        serve_forge(lambda request, method, body: (200, [])) as url,
+        pytest.raises(ForgeError) as raised,
+    ):
+        wrong.model_copy(update={"url": url}).open_or_update(
+            head="h", base="main", title="t", body="b"
+        )
+    assert "HTTP 401 (Bad credentials)" in str(raised.value)
+    assert "wrong-secret" not in str(raised.value)
+
+
+def test_a_forge_that_never_answers_times_out() -> None:
+    def handler(request, method, body):
+        time.sleep(2)
+        return 200, []
+
+    with serve_forge(handler) as url:
+        started = time.monotonic()
+        with pytest.raises(ForgeError, match="timed out"):
+            open_pr(url, timeout_s=0.3)
+        assert time.monotonic() - started < 1.5
