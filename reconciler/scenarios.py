@@ -206,10 +206,15 @@ def fleet_setup(
     end = days * 24.0
     arrivals = []
     for count, (hours, job_id) in enumerate(rows):
-        if not 0 <= hours < end:
+        if hours >= end:  # a trace longer than the replay: its first days only
             continue
         arrivals.append(
             _submission(by_id[job_id], count=count, at=start + timedelta(hours=hours), fleet=fleet)
+        )
+    if rows and not arrivals:
+        raise SimulationInputError(
+            f"{trace_name}: no submission falls in the {days} day(s) replayed (arrival_hours "
+            f"0 to {end:g}): lengthen --days or move the arrivals"
         )
     return Setup(
         name=trace_name,
@@ -237,6 +242,11 @@ def _trace_rows(trace: bytes, name: str, jobs: Mapping[str, JobRequest]) -> list
         except (TypeError, ValueError):
             problems.append(
                 f"{name}:{line}: arrival_hours: {row['arrival_hours']!r} is not a number"
+            )
+            continue
+        if hours < 0:
+            problems.append(
+                f"{name}:{line}: arrival_hours: {hours:g} is before the replay starts (hour 0)"
             )
             continue
         if row["job"] not in jobs:

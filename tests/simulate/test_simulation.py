@@ -238,6 +238,18 @@ def test_a_bad_trace_names_the_file_line_field_and_fix(tmp_path: Path) -> None:
     assert "trace.csv:3: job: 'default/nope' is no valid AppWrapper in jobs/" in result.output
 
 
+def test_a_trace_outside_the_replay_is_refused_not_replayed_empty(tmp_path: Path) -> None:
+    root = fleet_copy(tmp_path)
+    (root / "trace.csv").write_text("arrival_hours,job\n-2,batch/etl-daily\n")
+    result = CliRunner().invoke(main, ["simulate", "--fleet", str(root), "--days", "1"])
+    assert result.exit_code == 1
+    assert "trace.csv:2: arrival_hours: -2 is before the replay starts" in result.output
+    (root / "trace.csv").write_text("arrival_hours,job\n30,batch/etl-daily\n")
+    result = CliRunner().invoke(main, ["simulate", "--fleet", str(root), "--days", "1"])
+    assert result.exit_code == 1
+    assert "no submission falls in the 1 day(s) replayed" in result.output
+
+
 def test_a_zone_outside_the_dataset_asks_for_a_fallback_zone(tmp_path: Path) -> None:
     root = fleet_copy(tmp_path)
     spoke = root / "spokes" / "paris.yaml"
