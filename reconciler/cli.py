@@ -271,10 +271,12 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
         for e in decision.ledger.entries
         if job in (e.id, e.id.split("/")[-1], e.source, e.source.split("#")[0])
     ]
-    if len(matches) != 1:
+    if len(matches) > 1:
+        several = ", ".join(e.id for e in matches)
+        raise click.ClickException(f"{job!r} matches several jobs ({several}): name one")
+    if not matches:
         known = ", ".join(e.id for e in decision.ledger.entries) or "none"
-        what = "matches several jobs" if matches else "is no job in the ledger"
-        raise click.ClickException(f"{job!r} {what}; jobs: {known}")
+        raise click.ClickException(f"{job!r} is no job in the ledger; jobs: {known}")
     entry = matches[0]
     click.echo(f"{entry.id} ({entry.source}): {entry.phase.value}")
     if entry.spoke and entry.planned_start:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from reconciler.cli import EXIT_ERROR, EXIT_PARTIAL, main
 from tests import gitutil
-from tests.fleet.helpers import appwrapper
+from tests.fleet.helpers import appwrapper, appwrapper_doc
 
 AT = ["--now", "2026-11-22T02:00:00Z"]
 
@@ -211,6 +212,18 @@ def test_explain_lists_the_jobs_when_it_finds_none(run, tmp_path) -> None:
     assert result.exit_code == EXIT_ERROR
     assert "'no-such-job' is no job in the ledger" in result.output
     assert "batch/etl-daily" in result.output
+
+
+def test_explain_names_the_jobs_an_ambiguous_name_matches(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    twin = appwrapper_doc("etl-daily")
+    twin["metadata"]["namespace"] = "media"
+    gitutil.user_commit(remote, {"jobs/etl-media.yaml": yaml.safe_dump(twin).encode()})
+    result = run("explain", "etl-daily", "--repo", remote, *AT)
+    assert result.exit_code == EXIT_ERROR
+    assert "matches several jobs (batch/etl-daily, media/etl-daily): name one" in result.output
+    assert run("explain", "media/etl-daily", "--repo", remote, *AT).exit_code == 0
 
 
 @pytest.mark.parametrize(
