@@ -58,6 +58,11 @@ class Snapshot(BaseModel):
     files: dict[str, bytes]
 
 
+def _is_local(url: str) -> bool:
+    """A path, not a URL ("scheme://...") or an scp-like "user@host:path"."""
+    return "://" not in url and not re.match(r"^[\w.-]+@[\w.-]+:", url)
+
+
 def redact(url: str) -> str:
     """A URL safe to print: no user, password or token."""
     return re.sub(r"(?<=://)[^/@]+@", "", url)
@@ -154,7 +159,11 @@ class FleetRepo:
         try:
             self.repo.remotes["origin"].fetch(callbacks=_Callbacks())
         except (pygit2.GitError, OSError) as error:
-            raise GitError(f"cannot fetch {redact(self.url)}: {redact(str(error))}") from None
+            why = redact(str(error))
+            if _is_local(self.url) and not Path(self.url).exists():
+                # libgit2 says "unsupported URL protocol" for a path that is not there.
+                why = "no such directory (give the path of a bare repo, or a git URL)"
+            raise GitError(f"cannot fetch {redact(self.url)}: {why}") from None
         ref = self.repo.references.get(f"refs/remotes/origin/{self.branch}")
         if ref is None:
             raise GitError(self._no_branch())

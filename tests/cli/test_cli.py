@@ -175,6 +175,12 @@ def test_an_unreachable_remote_is_a_clear_error(run, tmp_path) -> None:
     assert result.output.startswith("error: cannot fetch git://127.0.0.1:9/nowhere.git")
 
 
+def test_a_path_that_is_not_there_says_so(run, tmp_path) -> None:
+    result = run("plan", "--repo", tmp_path / "no-such.git", *AT)
+    assert result.exit_code == EXIT_ERROR
+    assert "no-such.git: no such directory (give the path of a bare repo" in result.output
+
+
 def test_credentials_in_a_url_never_reach_the_output(run) -> None:
     result = run("reconcile", "--repo", "http://bob:s3cr3t-token@127.0.0.1:9/x.git", "--once", *AT)
     assert result.exit_code == EXIT_ERROR
