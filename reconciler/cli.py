@@ -371,7 +371,8 @@ def _report(outcome: reconciling.Outcome) -> None:
     "--listen",
     default="127.0.0.1:8080",
     show_default=True,
-    help="Address of /metrics, /healthz and POST /webhook.",
+    callback=lambda ctx, param, value: _listen_address(value),
+    help="HOST:PORT of /metrics, /healthz and POST /webhook ([::1]:PORT for IPv6).",
 )
 @click.option(
     "--propose",
@@ -394,7 +395,7 @@ def watch(
     target: Target,
     interval: float,
     debounce: float,
-    listen: str,
+    listen: tuple[str, int],
     propose: str | None,
     pr_file: Path | None,
     forge: str | None,
@@ -420,7 +421,7 @@ def watch(
                 "--forge needs --propose, --forge-url, --forge-repo and CASPIAN_FORGE_TOKEN"
             )
         remote_forge = Forge(kind=forge, url=forge_url, repo=forge_repo, token=token)
-    host, _, port = listen.rpartition(":")
+    host, port = listen
     try:
         repo = target.repo()
     except GitError as error:
@@ -437,12 +438,12 @@ def watch(
             forge=remote_forge,
         ),
     )
-    server = serving.serve(
-        watcher,
-        host=host or "127.0.0.1",
-        port=int(port),
-        secret=os.environ.get("CASPIAN_WEBHOOK_SECRET"),
-    )
+    try:
+        server = serving.serve(
+            watcher, host=host, port=port, secret=os.environ.get("CASPIAN_WEBHOOK_SECRET")
+        )
+    except OSError as error:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {error.strerror}") from None
     stop_refs = threading.Event()
     if Path(target.url).is_dir():
         from reconciler.localwatch import watch_refs
@@ -452,7 +453,7 @@ def watch(
         signal.signal(signum, lambda *_: watcher.stop())
     click.echo(
         f"watching {redact(target.url)} ({target.branch}); "
-        f"http://{host}:{server.server_port}/metrics",
+        f"http://{f'[{host}]' if ':' in host else host}:{server.server_port}/metrics",
         err=True,
     )
     try:
@@ -460,6 +461,18 @@ def watch(
     finally:
         stop_refs.set()
         server.shutdown()
+
+
+def _listen_address(text: str) -> tuple[str, int]:
+    """HOST:PORT, [IPV6]:PORT or :PORT (loopback) as (host, port)."""
+    host, _, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]") if host.startswith("[") else host
+    if not port.isdigit() or int(port) > 65535 or (":" in host and not text.startswith("[")):
+        raise click.BadParameter(
+            f"{text!r}: give HOST:PORT, e.g. 127.0.0.1:8080, 0.0.0.0:8080 or [::1]:8080",
+            param_hint="'--listen'",
+        )
+    return host or "127.0.0.1", int(port)
 
 
 @main.group()

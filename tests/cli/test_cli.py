@@ -261,3 +261,19 @@ def test_reconcile_names_a_late_job_and_why(run, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert "late: batch/long: will finish after its deadline: it runs 3d" in result.output
     assert "Late:\n- batch/long: will finish after its deadline" in gitutil.message(remote)
+
+
+@pytest.mark.parametrize("listen", ["abc", "127.0.0.1:http", "127.0.0.1:99999", "::1:8080"])
+def test_a_bad_listen_address_is_a_usage_error(run, tmp_path, listen) -> None:
+    result = run("watch", "--repo", tmp_path / "x.git", "--listen", listen)
+    assert result.exit_code == 2
+    assert f"Invalid value for '--listen': {listen!r}: give HOST:PORT" in result.output
+
+
+def test_an_address_it_cannot_bind_is_a_clear_error(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    # 192.0.2.0/24 is for documentation: no interface here has it.
+    result = run("watch", "--repo", remote, "--listen", "192.0.2.7:8080")
+    assert result.exit_code == EXIT_ERROR
+    assert "cannot listen on 192.0.2.7:8080:" in result.output

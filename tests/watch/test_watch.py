@@ -354,3 +354,20 @@ def test_a_malformed_webhook_gets_an_answer_not_a_dead_thread(
         assert reply.split(b" ")[1] == status, reply
     finally:
         server.shutdown()
+
+
+def test_it_serves_on_ipv6_loopback_too(tmp_path) -> None:
+    import socket
+
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    watcher = watcher_for("/nonexistent.git", tmp_path)
+    try:
+        server = serve(watcher, host="::1", port=0, secret=None)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    try:
+        reply = urllib.request.urlopen(f"http://[::1]:{server.server_port}/metrics", timeout=5)
+        assert reply.status == 200
+    finally:
+        server.shutdown()
