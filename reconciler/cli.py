@@ -167,7 +167,8 @@ def main(verbose: bool) -> None:
 @click.option("--bare", is_flag=True, help="Make DIRECTORY a bare git repo holding the template.")
 def init(directory: Path, bare: bool) -> None:
     """Create a fleet repo in DIRECTORY from the template (3 spokes, example jobs)."""
-    if directory.exists() and any(directory.iterdir()):
+    _writable_directory(directory, hint="DIRECTORY", make=True)
+    if any(directory.iterdir()):
         raise click.ClickException(f"{directory} is not empty: choose a new directory")
     files = templates.template_files()
     if bare:
@@ -463,6 +464,35 @@ def watch(
         server.shutdown()
 
 
+def _writable_directory(path: Path, *, hint: str, make: bool = False) -> None:
+    """`path` (made first, with `make`) is a directory this process can write in."""
+    try:
+        if path.exists() and not path.is_dir():
+            raise NotADirectoryError(0, "a file is there, not a directory")
+        if make:
+            path.mkdir(parents=True, exist_ok=True)
+        if not path.is_dir() or not os.access(path, os.W_OK):
+            raise NotADirectoryError(0, "not a directory this user can write in")
+    except OSError as error:
+        raise click.BadParameter(
+            f"cannot write in {path}: {error.strerror}", param_hint=hint
+        ) from None
+
+
+def _writable_file(path: Path, *, hint: str) -> None:
+    """`path` can be written: tried now, before the work whose result goes there."""
+    existed = path.exists()
+    try:
+        with path.open("a"):
+            pass
+    except OSError as error:
+        raise click.BadParameter(
+            f"cannot write {path}: {error.strerror}", param_hint=hint
+        ) from None
+    if not existed:
+        path.unlink()
+
+
 def _listen_address(text: str) -> tuple[str, int]:
     """HOST:PORT, [IPV6]:PORT or :PORT (loopback) as (host, port)."""
     host, _, port = text.rpartition(":")
@@ -660,6 +690,8 @@ def simulate(
     same arrivals: carbon, deadlines met, waiting, decide time."""
     if problem := simulating.check_forecast(forecast):
         raise click.BadParameter(problem, param_hint="--forecast")
+    if plot is not None:
+        _writable_file(plot, hint="--plot")  # before minutes of replay, not after
     names = chosen or simulating.POLICIES
     starts = [_day_of_2023(text) for text in (start_days or ("2023-03-01",))]
     runs = []
@@ -824,7 +856,7 @@ def bench() -> None:
 @bench.command("optimizer")
 @click.option("--jobs", type=click.IntRange(1), required=True)
 @click.option("--spokes", type=click.IntRange(1), required=True)
-@click.option("--slots", type=click.IntRange(1), default=96, show_default=True)
+@click.option("--slots", type=click.IntRange(2), default=96, show_default=True)
 @click.option(
     "--seed",
     "seeds",
@@ -883,6 +915,8 @@ def bench_optimizer(
     how good its plan is."""
     from optimizer import bench as optimizer_bench
 
+    if dump_dir is not None:
+        _writable_directory(dump_dir, hint="--dump", make=True)
     order = [(seed, n) for seed in dict.fromkeys(seeds) for n in range(1, repeat + 1)]
     runs = [
         optimizer_bench.run(

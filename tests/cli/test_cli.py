@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -277,3 +278,20 @@ def test_an_address_it_cannot_bind_is_a_clear_error(run, tmp_path) -> None:
     result = run("watch", "--repo", remote, "--listen", "192.0.2.7:8080")
     assert result.exit_code == EXIT_ERROR
     assert "cannot listen on 192.0.2.7:8080:" in result.output
+
+
+def test_paths_it_cannot_write_are_usage_errors_before_any_work(run, tmp_path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    result = run("init", a_file)
+    assert result.exit_code == 2 and "a file is there, not a directory" in result.output
+    result = run("init", a_file / "below")
+    assert result.exit_code == 2 and "cannot write in" in result.output
+    result = run(
+        "bench", "optimizer", "--jobs", "3", "--spokes", "2", "--dump", a_file / "x", "--json"
+    )
+    assert result.exit_code == 2 and "Invalid value for --dump: cannot write in" in result.output
+    started = time.monotonic()
+    result = run("simulate", "--days", "1", "--plot", tmp_path / "no-dir" / "plot.svg")
+    assert result.exit_code == 2 and "Invalid value for --plot: cannot write" in result.output
+    assert time.monotonic() - started < 5  # refused before the replay, not after it
