@@ -3,7 +3,7 @@
 `reconciler/schemas/job-batch-v1.json` is made from the schemas that the
 kubernetes-validate package (version pinned in constraints.txt) ships: the Job
 object with every definition it reaches inlined under `$defs`, and the
-descriptions left out (they are four fifths of the size and no check reads
+descriptions left out (they are three quarters of the size and no check reads
 them). This test remakes it and compares; after a version bump, run
 `python -m tests.schemas.test_job_schema_copy` to write the new copy.
 """
