@@ -463,6 +463,14 @@ def _job_from_doc(
     if template.get("apiVersion") != "batch/v1" or template.get("kind") != "Job":
         found = f"{template.get('apiVersion')}/{template.get('kind')}"
         return problem(field, f"expected a batch/v1 Job, found {found}")
+    inner = (template.get("metadata") or {}).get("namespace")
+    if inner and inner != namespace:
+        # The AppWrapper controller's webhook refuses this too.
+        return problem(
+            f"{field}.metadata.namespace",
+            f"{inner!r} is not the AppWrapper's namespace {namespace!r}: an AppWrapper "
+            "cannot create objects in another namespace; remove it, or move the AppWrapper",
+        )
     job_spec = template.get("spec")
     if not isinstance(job_spec, dict):
         return problem(f"{field}.spec", "required: the Job's spec")

@@ -134,6 +134,11 @@ def test_a_namespace_in_the_appwrapper_wins() -> None:
             "jobs/extra.yaml:spec.components[0].template.spec.completions: -2 is negative",
         ),
         (
+            appwrapper().replace("kind: Job", "kind: Job\n      metadata: {namespace: other}"),
+            "jobs/extra.yaml:spec.components[0].template.metadata.namespace: 'other' is not the "
+            "AppWrapper's namespace 'batch'",
+        ),
+        (
             appwrapper(name="Bad_Name"),
             "jobs/extra.yaml:metadata.name: required: a DNS label",
         ),
