@@ -359,13 +359,13 @@ def test_a_malformed_webhook_gets_an_answer_not_a_dead_thread(
 def test_it_serves_on_ipv6_loopback_too(tmp_path) -> None:
     import socket
 
-    if not socket.has_ipv6:
-        pytest.skip("no IPv6 here")
-    watcher = watcher_for("/nonexistent.git", tmp_path)
     try:
-        server = serve(watcher, host="::1", port=0, secret=None)
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
     except OSError:
         pytest.skip("no IPv6 loopback here")
+    watcher = watcher_for("/nonexistent.git", tmp_path)
+    server = serve(watcher, host="::1", port=0, secret=None)
     try:
         reply = urllib.request.urlopen(f"http://[::1]:{server.server_port}/metrics", timeout=5)
         assert reply.status == 200
