@@ -45,7 +45,7 @@ OUTSIDE = {
     "requests": set(),
     "urllib": {"carbon/http.py", "reconciler/forge.py"},
     "http": {"reconciler/serving.py"},
-    "socket": set(),
+    "socket": {"reconciler/serving.py"},  # the address family of the server it runs
     "pulp": {"optimizer/pulp_backend.py"},
     "highspy": {"optimizer/highs.py"},
     "click": {"reconciler/cli.py"},
