@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import yaml
@@ -29,6 +30,7 @@ from reconciler.rendering import MANAGED_BY
 log = logging.getLogger("caspian.kube")
 
 OWNED_POD_LABEL = "caspian.dev/appwrapper"
+MAX_PARALLEL = 16
 RESOURCES = {"cpu": "cpu", "memory": "memory", "gpu": "nvidia.com/gpu"}
 
 
@@ -45,7 +47,11 @@ class KubeObserver:
         self.tolerated = set(tolerated_taints)
 
     def observe(self, fleet: Fleet) -> dict[str, SpokeState]:
-        return {spoke.name: self._spoke(spoke) for spoke in fleet.spokes}
+        # All spokes at once: asked one after another, each hung spoke added its
+        # timeout to every reconcile. Each has its own ApiClient.
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(fleet.spokes) or 1)) as pool:
+            states = list(pool.map(self._spoke, fleet.spokes))
+        return {state.name: state for state in states}
 
     def _spoke(self, spoke: Spoke) -> SpokeState:
         context = spoke.spec.kube_context

@@ -208,6 +208,25 @@ def test_a_server_that_never_answers_is_down_within_the_timeout(tmp_path) -> Non
     assert state.reason == "no answer in time from /api/v1/nodes"
 
 
+def test_hung_spokes_are_waited_for_together_not_one_after_another(tmp_path) -> None:
+    fleet = fleet_with()
+    spokes = tuple(
+        s.model_copy(update={"spec": s.spec.model_copy(update={"kube_context": f"kind-{s.name}"})})
+        for s in fleet.spokes
+    )
+    with serve() as api:
+        api.route("/api/", Reply(body={}, delay=5.0))
+        config = kubeconfig(tmp_path, {s.name: api.url for s in spokes})
+        started = time.monotonic()
+        states = KubeObserver(kubeconfig=config, timeout_s=1.0).observe(
+            fleet.model_copy(update={"spokes": spokes})
+        )
+        took = time.monotonic() - started
+    assert sorted(states) == ["california", "frankfurt", "paris"]
+    assert not any(state.up for state in states.values())
+    assert took < 2.5  # three timeouts of 1 s at once; one after another took 3 s and more
+
+
 def test_an_unknown_context_is_a_down_spoke_not_a_crash(tmp_path) -> None:
     state = observe(tmp_path, {"lyon": "http://127.0.0.1:9"})["paris"]
     assert not state.up and "kind-paris" in state.reason
