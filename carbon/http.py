@@ -53,7 +53,13 @@ def get_json(
             continue
         except (TimeoutError, urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
-            last = ProviderError(f"{shown}: no answer ({reason})", retry=True)
+            # A server that let a whole timeout pass is not asked again at once:
+            # three attempts held a reconcile for half a minute per request, and
+            # the cache and the dataset stand in anyway.
+            timed_out = isinstance(reason, TimeoutError)
+            last = ProviderError(f"{shown}: no answer ({reason})", retry=not timed_out)
+            if timed_out:
+                raise last from None
             continue
         try:
             return json.loads(body)

@@ -12,6 +12,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -181,23 +182,31 @@ def carbon_cache() -> Path:
     return base / "caspian" / "carbon"
 
 
-def fetch_forecasts(fleet: Fleet, *, now: datetime) -> dict[str, IntensitySeries]:
-    """Every zone's intensity over the planning window. Live failures fall back
-    (cache, then the embedded dataset) inside the source and never raise here."""
+def fetch_forecasts(
+    fleet: Fleet, *, now: datetime, sources: Mapping[str, CarbonProvider] | None = None
+) -> dict[str, IntensitySeries]:
+    """Every zone's intensity over the planning window, from `sources` (by default
+    the fleet's own). Live failures fall back (cache, then the embedded dataset)
+    inside the source and never raise here."""
     horizon = deciding.window(fleet, now=now)
-    forecasts = {}
-    for zone, source in carbon_sources(fleet).items():
-        series = source.series(
+    sources = carbon_sources(fleet) if sources is None else sources
+
+    def fetch(source: CarbonProvider) -> IntensitySeries:
+        return source.series(
             start=horizon.start,
             slot_seconds=horizon.slot_seconds,
             slots=horizon.covered_slots,
             now=now,
         )
+
+    # All zones at once: a provider that hangs costs one timeout, not one per zone.
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(sources)))) as pool:
+        fetched = dict(zip(sources, pool.map(fetch, sources.values()), strict=True))
+    for zone, series in fetched.items():
         if series.provenance.stale:
             log.warning("carbon data for %s is stale: %s", zone, series.provenance.describe())
         metrics.record_carbon(zone, series)
-        forecasts[zone] = series
-    return forecasts
+    return fetched
 
 
 def diff(before: Mapping[str, bytes], after: Mapping[str, bytes]) -> dict[str, str]:
