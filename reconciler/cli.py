@@ -197,7 +197,7 @@ def validate(path: Path) -> None:
     try:
         fleet = load_fleet(files, appwrapper_schema=crd.check_appwrapper)
         reconciling.carbon_sources(fleet)
-        ledger.parse(files.get(ledger.LEDGER_PATH))
+        reconciling.previous_ledger(files)
     except FleetConfigError as error:
         for problem in error.problems:
             click.echo(problem.line())

@@ -28,7 +28,7 @@ from reconciler.fleet import Fleet, FleetConfigError, Problem, load_fleet
 from reconciler.gitrepo import FleetRepo, Identity, RemoteMovedError, Snapshot
 from reconciler.ledger import Phase
 from reconciler.observing import DeclaredCapacity, Observer
-from reconciler.rendering import OWNED_PREFIXES, render
+from reconciler.rendering import OWNED_PREFIXES, RENDERED, SPOKE_FILES, render
 
 log = logging.getLogger("caspian.reconcile")
 
@@ -135,7 +135,7 @@ def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outc
     fleet = load_fleet(snapshot.files, appwrapper_schema=crd.check_appwrapper)
     for problem in fleet.problems:
         log.warning("skipping %s", problem.line())
-    previous = ledger.parse(snapshot.files.get(ledger.LEDGER_PATH))
+    previous = previous_ledger(snapshot.files)
     spokes, forecasts = observer.observe(fleet), fetch_forecasts(fleet, now=now)
     with metrics.SOLVE_SECONDS.time():
         decision = deciding.decide(
@@ -180,6 +180,26 @@ def carbon_sources(fleet: Fleet) -> dict[str, CarbonProvider]:
 def carbon_cache() -> Path:
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "caspian" / "carbon"
+
+
+def previous_ledger(files: Mapping[str, bytes]) -> ledger.Ledger:
+    """The ledger of a commit. Missing while rendered/ still holds Jobs, it was
+    deleted by hand: planning afresh could suspend Jobs that already run (a
+    re-planned start renders `suspend: true`), so refuse, as for a hand edit."""
+    raw = files.get(ledger.LEDGER_PATH)
+    jobs = [
+        path
+        for path in files
+        if path.startswith(RENDERED) and path.rsplit("/", 1)[-1] not in SPOKE_FILES
+    ]
+    if raw is None and jobs:
+        raise ledger.LedgerError(
+            f"{ledger.LEDGER_PATH} is missing while rendered/ holds {len(jobs)} Jobs: without "
+            "it Caspian cannot tell which of them were dispatched. Restore it "
+            f"(git log -- {ledger.LEDGER_PATH}; git checkout COMMIT -- {ledger.LEDGER_PATH}) "
+            "and reconcile again"
+        )
+    return ledger.parse(raw)
 
 
 def fetch_forecasts(

@@ -23,6 +23,8 @@ from reconciler.ledger import ACTIVE, FINISHED, LEDGER_PATH, Entry, Ledger, Phas
 from reconciler.quantities import format_time
 
 RENDERED = "rendered/"
+# Written into every rendered/<spoke>/ beside the Jobs.
+SPOKE_FILES = ("kustomization.yaml", "namespaces.yaml")
 OWNED_PREFIXES = (RENDERED, "status/")
 MANAGED_BY = "caspian"
 HEADER = "# Owned by Caspian: rewritten at every reconcile, do not edit by hand.\n"

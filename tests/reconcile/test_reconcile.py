@@ -193,6 +193,19 @@ def test_a_hand_edited_ledger_stops_the_reconcile(fleet_repo, remote) -> None:
     assert gitutil.head(remote) == head
 
 
+def test_a_deleted_ledger_stops_the_reconcile_until_it_is_restored(fleet_repo, remote) -> None:
+    reconcile(fleet_repo)
+    kept = gitutil.read(remote, "status/placements.yaml")
+    gitutil.user_commit(remote, {"status/placements.yaml": None})
+    head = gitutil.head(remote)
+    # Planned afresh, a running Job could be rendered suspended again.
+    with pytest.raises(LedgerError, match="is missing while rendered/ holds 10 Jobs"):
+        reconcile(fleet_repo)
+    assert gitutil.head(remote) == head
+    gitutil.user_commit(remote, {"status/placements.yaml": kept})
+    assert reconcile(fleet_repo).commit is None  # restored: nothing to change
+
+
 def test_plan_shows_the_change_and_commits_nothing(fleet_repo, remote) -> None:
     head = gitutil.head(remote)
     outcome = plan(fleet_repo, now=NOW)
