@@ -72,7 +72,8 @@ def decide(
         for job in fleet.jobs
         if job.id not in finished
     ]
-    opt_jobs.extend(_held_as_fixed(held, horizon))
+    # A held job on a spoke that has left the fleet holds no capacity anywhere.
+    opt_jobs.extend(_held_as_fixed([e for e in held if e.spoke in spokes], horizon))
 
     instance = Instance(
         start=horizon.start,

@@ -139,3 +139,17 @@ def test_with_every_spoke_down_new_jobs_wait_and_say_which_spokes_are_down() -> 
     for entry in pending:
         assert entry.reason.startswith("every spoke it may use is down: "), entry.reason
         assert "paris (HTTP 503 Unavailable)" in entry.reason
+
+
+def test_a_spoke_leaving_the_fleet_moves_its_jobs_and_holds_none() -> None:
+    decision, files = step(template_files(), now=NOW)
+    on_paris = [e.id for e in entries(decision).values() if e.spoke == "paris"]
+    files = {k: v for k, v in files.items() if k != "spokes/paris.yaml"}
+    # backfill-eu names paris among its spokes: its file is now broken, and the
+    # job is held as committed, on a spoke that is no longer there (this crashed).
+    later, _ = step(files, now=NOW + timedelta(minutes=30))
+    after = entries(later)
+    assert after["batch/backfill-eu"].spoke == "paris"
+    assert [p.file for p in later.problems] == ["jobs/backfill-eu.yaml"]
+    moved = [job_id for job_id in on_paris if job_id != "batch/backfill-eu"]
+    assert moved and all(after[job_id].spoke in ("california", "frankfurt") for job_id in moved)
