@@ -190,7 +190,9 @@ def previous_ledger(files: Mapping[str, bytes]) -> ledger.Ledger:
     jobs = [
         path
         for path in files
-        if path.startswith(RENDERED) and path.rsplit("/", 1)[-1] not in SPOKE_FILES
+        if path.startswith(RENDERED)
+        and path.endswith(".yaml")
+        and path.rsplit("/", 1)[-1] not in SPOKE_FILES
     ]
     if raw is None and jobs:
         raise ledger.LedgerError(
