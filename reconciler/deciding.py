@@ -136,7 +136,7 @@ def _entries_without_valid_job(
     """Entries whose AppWrapper is gone or broken: (kept or cancelled, held as committed).
 
     A job whose file is broken keeps its committed placement: a typo must not kill
-    a running job. A job whose file is gone is cancelled.
+    a running job. A job whose file is gone is cancelled, unless it had finished.
     """
     kept, held = [], []
     for entry in ledger.entries:
@@ -144,7 +144,9 @@ def _entries_without_valid_job(
             continue
         if entry.phase in ACTIVE and _file(entry.source) in broken_files:
             held.append(entry)
-        elif entry.phase == Phase.CANCELLED:
+        elif entry.phase == Phase.CANCELLED or entry.phase in FINISHED:
+            # Removing the file of a job that has finished is tidying up, not
+            # cancelling: the record says how it ended.
             kept.append(entry)
         else:
             where = f" (was {entry.phase.value} on {entry.spoke})" if entry.spoke else ""

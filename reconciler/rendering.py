@@ -43,6 +43,8 @@ def render(decision: Decision, *, previous: Mapping[str, bytes]) -> dict[str, by
             continue
         if entry.phase in FINISHED and entry.planned_end + decision.retention <= decision.now:
             continue  # retention over: Argo CD prunes the Job; the ledger keeps the record
+        if entry.id not in decision.jobs and entry.id not in decision.held:
+            continue  # finished, and its AppWrapper removed: its Job goes with it
         path = job_path(entry)
         if entry.id in decision.held:
             if path not in previous:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import yaml
+
 from reconciler import crd, deciding, ledger, messages, reconciling
 from reconciler.fleet import load_fleet
 from reconciler.observing import DeclaredCapacity
@@ -65,8 +67,6 @@ def test_a_down_spoke_gets_no_new_work_but_keeps_what_runs_there() -> None:
 
 
 def test_a_finished_job_stays_finished_and_is_rendered_unsuspended() -> None:
-    import yaml
-
     decision, files = step(template_files(), now=NOW)
     first = next(e for e in entries(decision).values() if e.phase == "Dispatched")
     _, files = step(
@@ -153,3 +153,16 @@ def test_a_spoke_leaving_the_fleet_moves_its_jobs_and_holds_none() -> None:
     assert [p.file for p in later.problems] == ["jobs/backfill-eu.yaml"]
     moved = [job_id for job_id in on_paris if job_id != "batch/backfill-eu"]
     assert moved and all(after[job_id].spoke in ("california", "frankfurt") for job_id in moved)
+
+
+def test_removing_a_finished_jobs_file_keeps_how_it_ended() -> None:
+    decision, files = step(template_files(), now=NOW)
+    done = next(e for e in entries(decision).values() if e.phase == "Dispatched")
+    reports = {done.spoke: {"jobs": {done.job_name: "Succeeded"}}}
+    _, files = step(files, now=NOW + timedelta(minutes=20), states=reports)
+    files.pop(done.source)  # tidying jobs/ after the run
+    later, rendered = step(files, now=NOW + timedelta(minutes=40))
+    after = entries(later)[done.id]
+    assert after.phase == "Succeeded" and after.reason == ""  # not "Cancelled"
+    kustomization = yaml.safe_load(rendered[f"rendered/{done.spoke}/kustomization.yaml"])
+    assert not any(done.job_name in name for name in kustomization["resources"])
