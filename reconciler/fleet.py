@@ -487,8 +487,8 @@ def _job_from_doc(
     annotations = metadata.get("annotations") or {}
     try:
         hints = _hints(annotations, policy=policy, spokes=spokes)
-    except _HintError as error:
-        return problem(f"metadata.annotations.{error.key}", error.reason)
+    except _FieldError as error:
+        return problem(f"metadata.annotations.{error.field}", error.reason)
     return JobRequest(
         id=f"{namespace}/{name}",
         name=name,
@@ -570,12 +570,6 @@ def _requests(job_spec: Mapping[str, Any]) -> tuple[float, float, float]:
     return totals[0], totals[1], totals[2]
 
 
-class _HintError(Exception):
-    def __init__(self, key: str, reason: str) -> None:
-        self.key = key
-        self.reason = reason
-
-
 def _hints(
     annotations: Mapping[str, str], *, policy: Policy, spokes: tuple[Spoke, ...]
 ) -> dict[str, Any]:
@@ -589,7 +583,7 @@ def _hints(
     }
     for key in annotations:
         if key.startswith(ANNOTATION) and key.removeprefix(ANNOTATION) not in known:
-            raise _HintError(key, f"unknown Caspian annotation; known: {', '.join(sorted(known))}")
+            raise _FieldError(key, f"unknown Caspian annotation; known: {', '.join(sorted(known))}")
 
     def parse(key: str, convert: Callable[[str], Any]) -> Any:
         raw = annotations.get(ANNOTATION + key)
@@ -598,7 +592,7 @@ def _hints(
         try:
             return convert(str(raw))
         except ValueError as error:
-            raise _HintError(ANNOTATION + key, str(error)) from None
+            raise _FieldError(ANNOTATION + key, str(error)) from None
 
     def watts(text: str) -> float:
         value = float(text)

@@ -24,7 +24,7 @@ from reconciler.quantities import format_time
 
 RENDERED = "rendered/"
 # Written into every rendered/<spoke>/ beside the Jobs.
-SPOKE_FILES = ("kustomization.yaml", "namespaces.yaml")
+KUSTOMIZATION, NAMESPACES = SPOKE_FILES = ("kustomization.yaml", "namespaces.yaml")
 OWNED_PREFIXES = (RENDERED, "status/")
 MANAGED_BY = "caspian"
 HEADER = "# Owned by Caspian: rewritten at every reconcile, do not edit by hand.\n"
@@ -59,11 +59,11 @@ def render(decision: Decision, *, previous: Mapping[str, bytes]) -> dict[str, by
     for spoke, names in listed.items():
         used = sorted({name.split(".", 1)[0] for name in names})
         if used:
-            files[f"{RENDERED}{spoke}/namespaces.yaml"] = HEADER.encode() + b"---\n".join(
+            files[f"{RENDERED}{spoke}/{NAMESPACES}"] = HEADER.encode() + b"---\n".join(
                 dump(namespace(name)) for name in used
             )
-            names = [*names, "namespaces.yaml"]
-        files[f"{RENDERED}{spoke}/kustomization.yaml"] = HEADER.encode() + dump(
+            names = [*names, NAMESPACES]
+        files[f"{RENDERED}{spoke}/{KUSTOMIZATION}"] = HEADER.encode() + dump(
             kustomization(sorted(names))
         )
     files[LEDGER_PATH] = render_ledger(decision.ledger)
