@@ -167,7 +167,7 @@ def main(verbose: bool) -> None:
 @click.option("--bare", is_flag=True, help="Make DIRECTORY a bare git repo holding the template.")
 def init(directory: Path, bare: bool) -> None:
     """Create a fleet repo in DIRECTORY from the template (3 spokes, example jobs)."""
-    _writable_directory(directory, hint="DIRECTORY", make=True)
+    _writable_directory(directory, hint="'DIRECTORY'", make=True)
     if any(directory.iterdir()):
         raise click.ClickException(f"{directory} is not empty: choose a new directory")
     files = templates.template_files()
@@ -691,7 +691,7 @@ def simulate(
     if problem := simulating.check_forecast(forecast):
         raise click.BadParameter(problem, param_hint="--forecast")
     if plot is not None:
-        _writable_file(plot, hint="--plot")  # before minutes of replay, not after
+        _writable_file(plot, hint="'--plot'")  # before minutes of replay, not after
     names = chosen or simulating.POLICIES
     starts = [_day_of_2023(text) for text in (start_days or ("2023-03-01",))]
     runs = []
@@ -916,7 +916,7 @@ def bench_optimizer(
     from optimizer import bench as optimizer_bench
 
     if dump_dir is not None:
-        _writable_directory(dump_dir, hint="--dump", make=True)
+        _writable_directory(dump_dir, hint="'--dump'", make=True)
     order = [(seed, n) for seed in dict.fromkeys(seeds) for n in range(1, repeat + 1)]
     runs = [
         optimizer_bench.run(

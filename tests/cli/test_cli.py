@@ -290,8 +290,8 @@ def test_paths_it_cannot_write_are_usage_errors_before_any_work(run, tmp_path) -
     result = run(
         "bench", "optimizer", "--jobs", "3", "--spokes", "2", "--dump", a_file / "x", "--json"
     )
-    assert result.exit_code == 2 and "Invalid value for --dump: cannot write in" in result.output
+    assert result.exit_code == 2 and "Invalid value for '--dump': cannot write in" in result.output
     started = time.monotonic()
     result = run("simulate", "--days", "1", "--plot", tmp_path / "no-dir" / "plot.svg")
-    assert result.exit_code == 2 and "Invalid value for --plot: cannot write" in result.output
+    assert result.exit_code == 2 and "Invalid value for '--plot': cannot write" in result.output
     assert time.monotonic() - started < 5  # refused before the replay, not after it
