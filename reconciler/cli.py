@@ -956,6 +956,26 @@ def bench_loop(jobs: int, rounds: int, noop_jobs: int, as_json: bool) -> None:
     click.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
 
 
+@bench.command("ledger")
+@click.option(
+    "--records",
+    "counts",
+    type=click.IntRange(1),
+    multiple=True,
+    default=(1000, 10000),
+    show_default=True,
+)
+@click.option("--repeat", type=click.IntRange(1), default=3, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_ledger(counts: tuple[int, ...], repeat: int, as_json: bool) -> None:
+    """Writing and reading back a ledger of so many records: medians, with libyaml
+    and with PyYAML's own code."""
+    from reconciler import benchledger
+
+    result = [benchledger.measure(count=count, repeats=repeat) for count in counts]
+    click.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
+
+
 @main.command()
 @now_option
 def demo(now_text: str | None) -> None:

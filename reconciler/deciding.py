@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from carbon import IntensitySeries
 from optimizer import baselines
@@ -62,7 +62,9 @@ def decide(
     broken_files = {_file(problem.file) for problem in fleet.problems}
     valid = {job.id: job for job in fleet.jobs}
 
-    kept, held = _entries_without_valid_job(ledger, valid, broken_files, now=now)
+    kept, held = _entries_without_valid_job(
+        ledger, valid, broken_files, now=now, keep_for=fleet.policy.spec.ledger_retention
+    )
     prevs = {job.id: _same_job(previous.get(job.id), job, spokes) for job in fleet.jobs}
     finished = {
         job_id: phase for job_id, prev in prevs.items() if (phase := _finished(prev, spokes))
@@ -91,7 +93,8 @@ def decide(
     for job in fleet.jobs:
         prev = prevs[job.id]
         if job.id in finished:
-            entries.append(prev.model_copy(update={"phase": finished[job.id]}))
+            # Its file may be back after a removal: the record is live again.
+            entries.append(prev.model_copy(update={"phase": finished[job.id], "removed_at": None}))
             continue
         seen = spokes[prev.spoke].jobs if prev is not None and prev.spoke in spokes else {}
         entry = _entry(
@@ -131,12 +134,19 @@ def _file(source: str) -> str:
 
 
 def _entries_without_valid_job(
-    ledger: Ledger, valid: Mapping[str, JobRequest], broken_files: set[str], *, now: datetime
+    ledger: Ledger,
+    valid: Mapping[str, JobRequest],
+    broken_files: set[str],
+    *,
+    now: datetime,
+    keep_for: timedelta,
 ) -> tuple[list[Entry], list[Entry]]:
     """Entries whose AppWrapper is gone or broken: (kept or cancelled, held as committed).
 
     A job whose file is broken keeps its committed placement: a typo must not kill
-    a running job. A job whose file is gone is cancelled, unless it had finished.
+    a running job. A job whose file is gone is cancelled, unless it had finished,
+    and its record is forgotten `keep_for` after the file went. Only such records
+    go: forgetting one whose AppWrapper is still in jobs/ would run it again.
     """
     kept, held = [], []
     for entry in ledger.entries:
@@ -144,10 +154,15 @@ def _entries_without_valid_job(
             continue
         if entry.phase in ACTIVE and _file(entry.source) in broken_files:
             held.append(entry)
-        elif entry.phase == Phase.CANCELLED or entry.phase in FINISHED:
+            continue
+        if entry.removed_at is not None and entry.removed_at + keep_for <= now:
+            continue
+        # A record from before removals were stamped counts from now.
+        removed_at = entry.removed_at or now
+        if entry.phase == Phase.CANCELLED or entry.phase in FINISHED:
             # Removing the file of a job that has finished is tidying up, not
             # cancelling: the record says how it ended.
-            kept.append(entry)
+            kept.append(entry.model_copy(update={"removed_at": removed_at}))
         else:
             where = f" (was {entry.phase.value} on {entry.spoke})" if entry.spoke else ""
             kept.append(
@@ -155,6 +170,7 @@ def _entries_without_valid_job(
                     update={
                         "phase": Phase.CANCELLED,
                         "reason": f"AppWrapper removed from jobs/ at {_iso(now)}{where}",
+                        "removed_at": now,
                     }
                 )
             )

@@ -125,6 +125,10 @@ class PolicySpec(Spec):
     weights: PolicyWeights = PolicyWeights()
     solver: SolverSpec = SolverSpec()
     retention: Duration = timedelta(hours=24)  # finished Jobs stay in rendered/ this long
+    # A record whose AppWrapper has left jobs/ stays in the ledger this long:
+    # without an end the ledger, read and rewritten every reconcile, grows with
+    # every job ever placed. git history keeps what is forgotten.
+    ledger_retention: Duration = timedelta(days=7)
     # The forge's page of one file's commits, {path} standing for the file: each
     # rendered Job then links there from Argo CD's UI. A commit cannot name
     # itself, but the newest commits of a rendered Job's file are the ones

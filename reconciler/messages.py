@@ -55,6 +55,7 @@ def subject(old: Ledger, decision: Decision) -> str:
         ("cancelled", "cancel"),
         ("invalid", "invalid"),
         ("pending", "pending"),
+        ("forgotten", "forget"),
     ):
         if changes[kind]:
             parts.append(f"{verb}: {_jobs(len(changes[kind]))}")
@@ -117,7 +118,16 @@ def _changes(old: Ledger, new: Ledger) -> dict[str, list[Entry]]:
     before = old.by_id()
     changes: dict[str, list[Entry]] = {
         k: []
-        for k in ("placed", "moved", "dispatched", "finished", "cancelled", "invalid", "pending")
+        for k in (
+            "placed",
+            "moved",
+            "dispatched",
+            "finished",
+            "cancelled",
+            "invalid",
+            "pending",
+            "forgotten",
+        )
     }
     for entry in new.entries:
         prev = before.get(entry.id)
@@ -137,6 +147,14 @@ def _changes(old: Ledger, new: Ledger) -> dict[str, list[Entry]]:
             changes["invalid"].append(entry)
         elif entry.phase == Phase.PENDING and not (same and prev.reason == entry.reason):
             changes["pending"].append(entry)
+    # An invalid file's entry goes when the file is mended: only the records of
+    # removed jobs are forgotten.
+    after = new.by_id()
+    changes["forgotten"] = [
+        e
+        for e in old.entries
+        if e.id not in after and (e.phase in FINISHED or e.phase == Phase.CANCELLED)
+    ]
     return changes
 
 
@@ -155,6 +173,11 @@ def _describe_changes(old: Ledger, new: Ledger) -> Iterable[str]:
         yield f"- {entry.id} {entry.phase.value.lower()} on {entry.spoke}"
     for entry in changes["cancelled"]:
         yield f"- cancelled {entry.id}: {entry.reason}"
+    for entry in changes["forgotten"]:
+        yield (
+            f"- forgot {entry.id} ({entry.phase.value}; AppWrapper removed "
+            f"{format_time(entry.removed_at) if entry.removed_at else 'before records were dated'})"
+        )
 
 
 def _hhmm(entry: Entry) -> str:

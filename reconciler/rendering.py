@@ -156,13 +156,13 @@ def job_manifest(job: JobRequest, entry: Entry, *, history: str | None = None) -
     }
 
 
-def render_ledger(ledger: Ledger) -> bytes:
+def render_ledger(ledger: Ledger, *, dumper: type | None = None) -> bytes:
     document = ledger.model_dump(mode="json", by_alias=True, exclude_defaults=False)
     document["entries"] = [
         {key: _whole(value) for key, value in entry.items() if value not in (None, "")}
         for entry in document["entries"]
     ]
-    return HEADER.encode() + dump(document)
+    return HEADER.encode() + dump(document, dumper=dumper)
 
 
 def _whole(value: Any) -> Any:
@@ -172,17 +172,30 @@ def _whole(value: Any) -> Any:
     return value
 
 
-class _Dumper(yaml.SafeDumper):
-    """Block style, no anchors: output people can diff and review."""
+# libyaml's emitter writes the same bytes as PyYAML's own (a test checks this),
+# two to three times faster: the ledger is rewritten at every reconcile.
+_SafeDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class NoAliases:
+    """No anchors: output people can diff and review."""
 
     def ignore_aliases(self, data: Any) -> bool:
         return True
 
 
-def dump(document: Mapping[str, Any]) -> bytes:
+class _Dumper(NoAliases, _SafeDumper):
+    pass
+
+
+class PyYamlDumper(NoAliases, yaml.SafeDumper):
+    """PyYAML's own emitter, to compare with libyaml's."""
+
+
+def dump(document: Mapping[str, Any], *, dumper: type | None = None) -> bytes:
     return yaml.dump(
         document,
-        Dumper=_Dumper,
+        Dumper=dumper or _Dumper,
         sort_keys=False,
         default_flow_style=False,
         allow_unicode=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -295,3 +296,14 @@ def test_paths_it_cannot_write_are_usage_errors_before_any_work(run, tmp_path) -
     result = run("simulate", "--days", "1", "--plot", tmp_path / "no-dir" / "plot.svg")
     assert result.exit_code == 2 and "Invalid value for '--plot': cannot write" in result.output
     assert time.monotonic() - started < 5  # refused before the replay, not after it
+
+
+def test_bench_ledger_prints_json_medians_for_each_yaml_engine(run) -> None:
+    result = run("bench", "ledger", "--records", "30", "--records", "60", "--repeat", "1", "--json")
+    assert result.exit_code == 0, result.output
+    runs = json.loads(result.stdout)
+    assert [r["records"] for r in runs] == [30, 60]
+    assert runs[1]["bytes"] > runs[0]["bytes"] > 0
+    engines = ("pyyaml", "libyaml") if yaml.__with_libyaml__ else ("pyyaml",)
+    for engine in engines:
+        assert runs[0][engine]["total_s"] > 0

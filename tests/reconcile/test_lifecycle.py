@@ -166,3 +166,73 @@ def test_removing_a_finished_jobs_file_keeps_how_it_ended() -> None:
     assert after.phase == "Succeeded" and after.reason == ""  # not "Cancelled"
     kustomization = yaml.safe_load(rendered[f"rendered/{done.spoke}/kustomization.yaml"])
     assert not any(done.job_name in name for name in kustomization["resources"])
+
+
+def _with_policy(files, **spec):
+    policy = yaml.safe_load(files["caspian.yaml"])
+    policy["spec"].update(spec)
+    return {**files, "caspian.yaml": yaml.safe_dump(policy).encode()}
+
+
+def test_a_removed_jobs_record_is_forgotten_once_ledger_retention_is_over() -> None:
+    first, files = step(_with_policy(template_files(), ledgerRetention="2d"), now=NOW)
+    gone = next(e for e in entries(first).values() if e.phase == "Planned")
+    files.pop(gone.source)
+    removed_at = NOW + timedelta(hours=1)
+    cancelled, files = step(files, now=removed_at)
+    assert entries(cancelled)[gone.id].phase == "Cancelled"
+    assert entries(cancelled)[gone.id].removed_at == removed_at
+    before_end, files = step(files, now=removed_at + timedelta(days=2, minutes=-15))
+    assert entries(before_end)[gone.id].removed_at == removed_at  # kept, not re-stamped
+    old = ledger.parse(files[ledger.LEDGER_PATH])
+    after, files = step(files, now=removed_at + timedelta(days=2))
+    assert gone.id not in entries(after)
+    assert "forget: 1 job" in messages.subject(old, after)
+    body = messages.commit_message(old=old, decision=after, input_commit="0" * 40)
+    assert f"- forgot {gone.id} (Cancelled; AppWrapper removed" in body
+    again, _ = step(files, now=removed_at + timedelta(days=3))
+    assert gone.id not in entries(again)  # forgotten for good, not cancelled anew
+
+
+def test_a_finished_job_whose_appwrapper_stays_is_never_forgotten() -> None:
+    # Forgetting its record would plan and run it again.
+    decision, files = step(_with_policy(template_files(), ledgerRetention="1h"), now=NOW)
+    done = next(e for e in entries(decision).values() if e.phase == "Dispatched")
+    reports = {done.spoke: {"jobs": {done.job_name: "Succeeded"}}}
+    _, files = step(files, now=NOW + timedelta(minutes=20), states=reports)
+    later, _ = step(files, now=NOW + timedelta(days=30))
+    assert entries(later)[done.id].phase == "Succeeded"
+
+
+def test_a_record_from_before_removals_were_dated_is_dated_then_kept() -> None:
+    first, files = step(_with_policy(template_files(), ledgerRetention="1h"), now=NOW)
+    gone = next(e for e in entries(first).values() if e.phase == "Planned")
+    files.pop(gone.source)
+    _, files = step(files, now=NOW + timedelta(minutes=15))
+    undated = yaml.safe_load(files[ledger.LEDGER_PATH])
+    for entry in undated["entries"]:
+        entry.pop("removedAt", None)
+    files[ledger.LEDGER_PATH] = yaml.safe_dump(undated).encode()
+    later = NOW + timedelta(days=5)
+    dated, files = step(files, now=later)
+    assert entries(dated)[gone.id].removed_at == later
+    forgotten, _ = step(files, now=later + timedelta(hours=1))
+    assert gone.id not in entries(forgotten)
+
+
+def test_a_finished_jobs_file_put_back_makes_its_record_live_again() -> None:
+    decision, files = step(_with_policy(template_files(), ledgerRetention="1h"), now=NOW)
+    done = next(e for e in entries(decision).values() if e.phase == "Dispatched")
+    reports = {done.spoke: {"jobs": {done.job_name: "Succeeded"}}}
+    _, files = step(files, now=NOW + timedelta(minutes=20), states=reports)
+    source = files.pop(done.source)
+    tidied, files = step(files, now=NOW + timedelta(minutes=40))
+    assert entries(tidied)[done.id].removed_at is not None
+    back, files = step({**files, done.source: source}, now=NOW + timedelta(minutes=55))
+    assert entries(back)[done.id].removed_at is None
+    files.pop(done.source)
+    removed_again = NOW + timedelta(hours=3)
+    again, _ = step(files, now=removed_again)
+    # Counted from this removal, not the first: still there.
+    assert entries(again)[done.id].phase == "Succeeded"
+    assert entries(again)[done.id].removed_at == removed_again
