@@ -332,7 +332,7 @@ def _run(action, target: Target):  # noqa: ANN001, ANN202
 
 def _report(outcome: reconciling.Outcome) -> None:
     decision = outcome.decision
-    click.echo(messages.placement_table(decision.ledger))
+    click.echo(messages.placement_table(decision))
     click.echo("")
     estimated, baseline, saved = messages.savings(decision.ledger)
     if saved is not None:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from optimizer.model import Instance, Plan
 from reconciler.fleet import JobRequest, Problem
-from reconciler.ledger import Ledger
+from reconciler.ledger import FINISHED, Entry, Ledger
 
 
 class SpokeState(BaseModel):
@@ -64,3 +64,12 @@ class Decision(BaseModel):
     carbon_sources: dict[str, str]
     retention: timedelta = timedelta(hours=24)
     history_url: str | None = None  # the policy's historyUrl, {path} still in it
+
+    def retired(self, entry: Entry) -> bool:
+        """A finished job past retention: its Job has left rendered/, and its
+        record stays in the ledger only."""
+        return (
+            entry.phase in FINISHED
+            and entry.planned_end is not None
+            and entry.planned_end + self.retention <= self.now
+        )

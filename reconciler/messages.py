@@ -23,7 +23,9 @@ def savings(ledger: Ledger) -> tuple[float, float, float | None]:
     return estimated, baseline, (1 - estimated / baseline) if baseline > 0 else None
 
 
-def placement_table(ledger: Ledger) -> str:
+def placement_table(decision: Decision) -> str:
+    """Jobs waiting, placed, running, or finished and still in rendered/: a job
+    finished long ago is history, and would lengthen every commit message."""
     header = ("job", "spoke", "phase", "planned start (UTC)", "est. gCO2", "qos gCO2", "note")
     rows = [
         (
@@ -35,8 +37,8 @@ def placement_table(ledger: Ledger) -> str:
             _grams(e.qos_grams),
             "LATE" if e.late else "",
         )
-        for e in ledger.entries
-        if e.phase in (*ACTIVE, Phase.PENDING)
+        for e in decision.ledger.entries
+        if e.phase in (*ACTIVE, Phase.PENDING) and not decision.retired(e)
     ]
     return _markdown_table(header, rows)
 
@@ -78,7 +80,7 @@ def commit_message(*, old: Ledger, decision: Decision, input_commit: str) -> str
             f"Estimated {estimated:,.0f} gCO2 against {baseline:,.0f} gCO2 for the carbon-blind "
             f"qos baseline ({saved:.0%} less)."
         )
-    lines += ["", placement_table(ledger)]
+    lines += ["", placement_table(decision)]
     moves = list(_describe_changes(old, ledger))
     if moves:
         lines += ["", "Changes:", *moves]

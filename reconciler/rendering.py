@@ -19,7 +19,7 @@ import yaml
 
 from reconciler.decisions import Decision
 from reconciler.fleet import JobRequest
-from reconciler.ledger import ACTIVE, FINISHED, LEDGER_PATH, Entry, Ledger, Phase
+from reconciler.ledger import ACTIVE, LEDGER_PATH, Entry, Ledger, Phase
 from reconciler.quantities import format_time
 
 RENDERED = "rendered/"
@@ -41,8 +41,8 @@ def render(decision: Decision, *, previous: Mapping[str, bytes]) -> dict[str, by
     for entry in decision.ledger.entries:
         if entry.phase not in ACTIVE or entry.spoke not in listed:
             continue
-        if entry.phase in FINISHED and entry.planned_end + decision.retention <= decision.now:
-            continue  # retention over: Argo CD prunes the Job; the ledger keeps the record
+        if decision.retired(entry):
+            continue  # Argo CD prunes the Job; the ledger keeps the record
         if entry.id not in decision.jobs and entry.id not in decision.held:
             continue  # finished, and its AppWrapper removed: its Job goes with it
         path = job_path(entry)

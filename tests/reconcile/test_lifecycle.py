@@ -236,3 +236,14 @@ def test_a_finished_jobs_file_put_back_makes_its_record_live_again() -> None:
     # Counted from this removal, not the first: still there.
     assert entries(again)[done.id].phase == "Succeeded"
     assert entries(again)[done.id].removed_at == removed_again
+
+
+def test_the_placement_table_leaves_out_jobs_finished_past_retention() -> None:
+    decision, files = step(template_files(), now=NOW)
+    done = next(e for e in entries(decision).values() if e.phase == "Dispatched")
+    reports = {done.spoke: {"jobs": {done.job_name: "Succeeded"}}}
+    just_done, files = step(files, now=NOW + timedelta(minutes=20), states=reports)
+    assert f"| {done.id} " in messages.placement_table(just_done)
+    long_done, _ = step(files, now=done.planned_end + timedelta(hours=24))
+    assert entries(long_done)[done.id].phase == "Succeeded"  # the ledger keeps it
+    assert f"| {done.id} " not in messages.placement_table(long_done)
