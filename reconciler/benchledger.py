@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from reconciler import ledger, rendering
+from reconciler import ledger, rendering, yamlio
 from reconciler.ledger import Entry, Ledger, Phase
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
@@ -53,11 +53,11 @@ def measure(*, count: int, repeats: int) -> dict[str, Any]:
     document = records(count)
     engines: dict[str, tuple[type | None, type | None]] = {
         "pyyaml": (
-            rendering.PyYamlDumper,
+            yamlio.PyYamlDumper,
             yaml.SafeLoader,
         )
     }
-    if yaml.__with_libyaml__:
+    if yamlio.FAST:
         engines["libyaml"] = (None, None)  # what the reconciler uses
     result: dict[str, Any] = {"records": count}
     for name, (dumper, loader) in engines.items():

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -31,7 +30,7 @@ from pydantic.alias_generators import to_camel
 
 from carbon import CarbonSourceConfig
 from optimizer.model import SolverSettings, Weights
-from reconciler import quantities
+from reconciler import quantities, yamlio
 
 API_VERSION = "caspian.dev/v1alpha1"
 APPWRAPPER_API = "workload.codeflare.dev/v1beta2"
@@ -369,15 +368,15 @@ def _load_spokes(files: Mapping[str, bytes]) -> tuple[Spoke, ...]:
 
 def _one_document(raw: bytes) -> tuple[Any, str | None]:
     try:
-        docs = [d for d in yaml.safe_load_all(raw) if d is not None]
-    except yaml.YAMLError as error:
+        docs = yamlio.load_all(raw)
+    except yamlio.YAMLError as error:
         return None, f"not valid YAML: {_yaml_error(error)}"
     if len(docs) != 1:
         return None, f"expected one YAML document, found {len(docs)}"
     return docs[0], None
 
 
-def _yaml_error(error: yaml.YAMLError) -> str:
+def _yaml_error(error: yamlio.YAMLError) -> str:
     mark = getattr(error, "problem_mark", None)
     problem = getattr(error, "problem", None) or str(error)
     if mark is not None:
@@ -419,8 +418,8 @@ def _load_job_file(
     check: SchemaCheck,
 ) -> list[JobRequest | list[Problem]]:
     try:
-        docs = [d for d in yaml.safe_load_all(raw) if d is not None]
-    except yaml.YAMLError as error:
+        docs = yamlio.load_all(raw)
+    except yamlio.YAMLError as error:
         return [[Problem(file=path, field="-", reason=f"not valid YAML: {_yaml_error(error)}")]]
     label = (lambda i: f"{path}#{i}") if len(docs) > 1 else (lambda i: path)
     return [

@@ -12,14 +12,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
+from reconciler import yamlio
+
 LEDGER_PATH = "status/placements.yaml"
-# Every reconcile reads the ledger back; libyaml's parser (where PyYAML was built
-# with it) reads it about five times faster. Both build the same values.
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class Phase(StrEnum):
@@ -90,8 +88,8 @@ def parse(raw: bytes | None, *, loader: type | None = None) -> Ledger:
     if raw is None:
         return Ledger()
     try:
-        return Ledger.model_validate(yaml.load(raw, Loader=loader or _Loader) or {})
-    except (yaml.YAMLError, ValidationError) as error:
+        return Ledger.model_validate(yamlio.load(raw, loader=loader) or {})
+    except (yamlio.YAMLError, ValidationError) as error:
         raise LedgerError(
             f"{LEDGER_PATH}: does not parse ({str(error).splitlines()[0]}). It is owned by "
             f"Caspian: revert the hand edit (git log -p -- {LEDGER_PATH}) and reconcile again"

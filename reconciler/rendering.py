@@ -15,12 +15,11 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
 from reconciler.decisions import Decision
 from reconciler.fleet import JobRequest
 from reconciler.ledger import ACTIVE, LEDGER_PATH, Entry, Ledger, Phase
 from reconciler.quantities import format_time
+from reconciler.yamlio import dump
 
 RENDERED = "rendered/"
 # Written into every rendered/<spoke>/ beside the Jobs.
@@ -170,34 +169,3 @@ def _whole(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
-
-
-# libyaml's emitter writes the same bytes as PyYAML's own (a test checks this),
-# two to three times faster: the ledger is rewritten at every reconcile.
-_SafeDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-
-
-class NoAliases:
-    """No anchors: output people can diff and review."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-
-class _Dumper(NoAliases, _SafeDumper):
-    pass
-
-
-class PyYamlDumper(NoAliases, yaml.SafeDumper):
-    """PyYAML's own emitter, to compare with libyaml's."""
-
-
-def dump(document: Mapping[str, Any], *, dumper: type | None = None) -> bytes:
-    return yaml.dump(
-        document,
-        Dumper=dumper or _Dumper,
-        sort_keys=False,
-        default_flow_style=False,
-        allow_unicode=True,
-        width=100,
-    ).encode()

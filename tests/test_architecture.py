@@ -19,6 +19,7 @@ PURE = (
     "reconciler/ledger.py",
     "reconciler/quantities.py",
     "reconciler/plotting.py",
+    "reconciler/yamlio.py",
     "optimizer/model.py",
     "optimizer/costs.py",
     "optimizer/columns.py",

@@ -1,5 +1,6 @@
 """libyaml writes and reads Caspian's files exactly as PyYAML's own code does, so
-the files are the same bytes on a machine whose PyYAML was built without it."""
+the files are the same bytes on a machine whose PyYAML was built without it, and
+a broken file gets PyYAML's own message."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ from datetime import timedelta
 import pytest
 import yaml
 
-from reconciler import ledger, rendering
+from reconciler import crd, ledger, rendering, yamlio
+from reconciler.fleet import load_fleet
 from reconciler.ledger import Entry, Ledger, Phase
+from reconciler.templates import template_files
 from tests.conftest import NOW
 from tests.rendering.scenario import decide_and_render
 
 pytestmark = pytest.mark.skipif(
-    not yaml.__with_libyaml__, reason="this PyYAML has no libyaml: its own code is used"
+    not yamlio.FAST, reason="this PyYAML has no libyaml: its own code is used"
 )
 
 # Strings that the two emitters could quote, fold or escape differently.
@@ -60,7 +63,7 @@ def awkward_ledger() -> Ledger:
 def test_libyaml_writes_the_same_bytes_as_pyyaml(monkeypatch) -> None:
     _, rendered, _ = decide_and_render(NOW)
     files = {**rendered, "awkward.yaml": rendering.render_ledger(awkward_ledger())}
-    monkeypatch.setattr(rendering, "_Dumper", rendering.PyYamlDumper)
+    monkeypatch.setattr(yamlio, "_Dumper", yamlio.PyYamlDumper)
     _, by_pyyaml, _ = decide_and_render(NOW)
     by_pyyaml["awkward.yaml"] = rendering.render_ledger(awkward_ledger())
     assert files == by_pyyaml
@@ -69,3 +72,26 @@ def test_libyaml_writes_the_same_bytes_as_pyyaml(monkeypatch) -> None:
 def test_libyaml_reads_the_ledger_as_pyyaml_does() -> None:
     raw = rendering.render_ledger(awkward_ledger())
     assert ledger.parse(raw) == ledger.parse(raw, loader=yaml.SafeLoader) == awkward_ledger()
+
+
+def test_libyaml_reads_the_template_fleet_as_pyyaml_does() -> None:
+    yaml_files = {n: raw for n, raw in template_files().items() if n.endswith(".yaml")}
+    assert len(yaml_files) > 10
+    for name, raw in yaml_files.items():
+        assert yamlio.load_all(raw) == yamlio.load_all(raw, loader=yaml.SafeLoader), name
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b"spec:\n\t- a\n", "found character '\\t' that cannot start any token (line 2, column 1)"),
+        (b"a: *nope\n", "found undefined alias 'nope' (line 1, column 4)"),
+        (b"a: b: c\n", "mapping values are not allowed here (line 1, column 5)"),
+    ],
+)
+def test_a_broken_file_gets_pyyamls_own_message(text, message) -> None:
+    fleet = load_fleet(
+        {**template_files(), "jobs/broken.yaml": text}, appwrapper_schema=crd.check_appwrapper
+    )
+    (problem,) = [p for p in fleet.problems if p.file == "jobs/broken.yaml"]
+    assert problem.reason == f"not valid YAML: {message}"
