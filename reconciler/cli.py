@@ -346,6 +346,8 @@ def _report(outcome: reconciling.Outcome) -> None:
             click.echo(f"{entry.phase.value.lower()}: {entry.id}: {entry.reason}", err=True)
         elif entry.late and entry.phase in ledger.UNFINISHED:
             click.echo(f"late: {entry.id}: {entry.reason}", err=True)
+    for line in messages.draining(decision):
+        click.echo(f"unschedulable: {line}")
     if outcome.commit:
         click.echo(f"committed {outcome.commit[:12]} on {outcome.input_commit[:12]} and pushed")
     else:

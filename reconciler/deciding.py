@@ -62,6 +62,7 @@ def decide(
     broken_files = {_file(problem.file) for problem in fleet.problems}
     valid = {job.id: job for job in fleet.jobs}
 
+    closed = closed_spokes(fleet, spokes)
     kept, held = _entries_without_valid_job(
         ledger, valid, broken_files, now=now, keep_for=fleet.policy.spec.ledger_retention
     )
@@ -70,7 +71,7 @@ def decide(
         job_id: phase for job_id, prev in prevs.items() if (phase := _finished(prev, spokes))
     }
     opt_jobs = [
-        _optimizer_job(job, prevs[job.id], fleet=fleet, spokes=spokes, horizon=horizon, now=now)
+        _optimizer_job(job, prevs[job.id], fleet=fleet, closed=closed, horizon=horizon, now=now)
         for job in fleet.jobs
         if job.id not in finished
     ]
@@ -107,7 +108,7 @@ def decide(
             now=now,
             spokes_seen=seen,
         )
-        entries.append(_blame_down_spokes(entry, job, spokes))
+        entries.append(_blame_closed_spokes(entry, job, closed))
     entries.extend(_invalid_entries(fleet.problems))
     return Decision(
         now=now,
@@ -121,6 +122,7 @@ def decide(
         problems=fleet.problems,
         spokes=tuple(spoke.name for spoke in fleet.spokes),
         retention=fleet.policy.spec.retention,
+        unschedulable=tuple(s.name for s in fleet.spokes if s.spec.unschedulable),
         history_url=fleet.policy.spec.history_url,
         carbon_sources={
             zone: forecasts[zone].provenance.describe()
@@ -225,7 +227,7 @@ def _optimizer_job(
     prev: Entry | None,
     *,
     fleet: Fleet,
-    spokes: Mapping[str, SpokeState],
+    closed: Mapping[str, str],
     horizon: Window,
     now: datetime,
 ) -> Job:
@@ -253,7 +255,9 @@ def _optimizer_job(
         duration_slots=horizon.slots_in(job.duration),
         release_slot=release,
         deadline_slot=horizon.slot_of(deadline),
-        allowed_spokes=tuple(s for s in job.allowed_spokes if spokes[s].up),
+        # A fixed job keeps its place on a closed spoke: fixed jobs are not
+        # held to their allowed spokes.
+        allowed_spokes=tuple(s for s in job.allowed_spokes if s not in closed),
         energy_kwh_per_slot=energy,
         fixed=fixed,
         previous=previous,
@@ -373,15 +377,27 @@ def _entry(
     )
 
 
-def _blame_down_spokes(entry: Entry, job: JobRequest, spokes: Mapping[str, SpokeState]) -> Entry:
-    """A job left unplaced because every spoke it may use is down says so: the
-    optimizer sees a down spoke only as one with no room, and would blame the
-    job's size."""
-    allowed = [spokes[name] for name in job.allowed_spokes if name in spokes]
-    if entry.phase != Phase.PENDING or not allowed or any(s.up for s in allowed):
+def closed_spokes(fleet: Fleet, spokes: Mapping[str, SpokeState]) -> dict[str, str]:
+    """The spokes that take no new work, each with why: down, or unschedulable."""
+    closed = {}
+    for spoke in fleet.spokes:
+        state = spokes[spoke.name]
+        if not state.up:
+            closed[spoke.name] = f"down: {state.reason}" if state.reason else "down"
+        elif spoke.spec.unschedulable:
+            closed[spoke.name] = f"unschedulable in spokes/{spoke.name}.yaml"
+    return closed
+
+
+def _blame_closed_spokes(entry: Entry, job: JobRequest, closed: Mapping[str, str]) -> Entry:
+    """A job left unplaced because every spoke it may use is down or unschedulable
+    says so: the optimizer sees such a spoke only as one with no room, and would
+    blame the job's size."""
+    allowed = list(job.allowed_spokes)
+    if entry.phase != Phase.PENDING or not allowed or any(s not in closed for s in allowed):
         return entry
-    down = "; ".join(f"{s.name} ({s.reason or 'down'})" for s in allowed)
-    return entry.model_copy(update={"reason": f"every spoke it may use is down: {down}"})
+    why = "; ".join(f"{name} ({closed[name]})" for name in allowed)
+    return entry.model_copy(update={"reason": f"no spoke it may use takes new work: {why}"})
 
 
 def _late_reason(job: JobRequest, *, deadline: datetime, now: datetime) -> str:

@@ -63,6 +63,7 @@ class Decision(BaseModel):
     spokes: tuple[str, ...]
     carbon_sources: dict[str, str]
     retention: timedelta = timedelta(hours=24)
+    unschedulable: tuple[str, ...] = ()  # spokes that take no new work by their file
     history_url: str | None = None  # the policy's historyUrl, {path} still in it
 
     def retired(self, entry: Entry) -> bool:

@@ -211,6 +211,10 @@ class SpokeSpec(Spec):
     capacity: Capacity
     power: PowerModel = PowerModel()
     kube_context: str | None = None
+    # No new work, as `kubectl cordon` marks a node: what was dispatched there
+    # runs to its end, planned work moves, and the spoke can then be removed
+    # without Argo CD pruning a running Job.
+    unschedulable: bool = False
 
 
 class SpokeMeta(Spec):

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from reconciler.decisions import Decision
-from reconciler.ledger import ACTIVE, FINISHED, UNFINISHED, Entry, Ledger, Phase
+from reconciler.ledger import ACTIVE, FINISHED, FIXED, UNFINISHED, Entry, Ledger, Phase
 from reconciler.quantities import format_time
 
 
@@ -94,6 +94,9 @@ def commit_message(*, old: Ledger, decision: Decision, input_commit: str) -> str
     late = [e for e in ledger.entries if e.late and e.phase in UNFINISHED]
     if late:
         lines += ["", "Late:"] + [f"- {e.id}: {e.reason}" for e in late]
+    if decision.unschedulable:
+        lines += ["", "Unschedulable (no new work):"]
+        lines += [f"- {line}" for line in draining(decision)]
     plan = decision.plan
     bound = f", bound {plan.bound:,.1f}" if plan.bound is not None else ""
     lines += [
@@ -108,6 +111,20 @@ def commit_message(*, old: Ledger, decision: Decision, input_commit: str) -> str
     ]
     lines.append(f"Caspian-Plan-Id: {plan_id(ledger)}")
     return "\n".join(lines) + "\n"
+
+
+def draining(decision: Decision) -> list[str]:
+    """Each unschedulable spoke and what still runs there: its file can go once
+    nothing does, and Argo CD then prunes nothing that runs."""
+    lines = []
+    for spoke in decision.unschedulable:
+        left = sum(1 for e in decision.ledger.entries if e.spoke == spoke and e.phase in FIXED)
+        lines.append(
+            f"{spoke}: {_jobs(left)} dispatched or running there; its file can go once they finish"
+            if left
+            else f"{spoke}: nothing dispatched or running there; spokes/{spoke}.yaml can go"
+        )
+    return lines
 
 
 def plan_id(ledger: Ledger) -> str:

@@ -137,8 +137,8 @@ def test_with_every_spoke_down_new_jobs_wait_and_say_which_spokes_are_down() -> 
     pending = [e for e in entries(decision).values() if e.phase == "Pending"]
     assert len(pending) == 10
     for entry in pending:
-        assert entry.reason.startswith("every spoke it may use is down: "), entry.reason
-        assert "paris (HTTP 503 Unavailable)" in entry.reason
+        assert entry.reason.startswith("no spoke it may use takes new work: "), entry.reason
+        assert "paris (down: HTTP 503 Unavailable)" in entry.reason
 
 
 def test_a_spoke_leaving_the_fleet_moves_its_jobs_and_holds_none() -> None:
@@ -247,3 +247,47 @@ def test_the_placement_table_leaves_out_jobs_finished_past_retention() -> None:
     long_done, _ = step(files, now=done.planned_end + timedelta(hours=24))
     assert entries(long_done)[done.id].phase == "Succeeded"  # the ledger keeps it
     assert f"| {done.id} " not in messages.placement_table(long_done)
+
+
+def _unschedulable(files, spoke):
+    doc = yaml.safe_load(files[f"spokes/{spoke}.yaml"])
+    doc["spec"]["unschedulable"] = True
+    return {**files, f"spokes/{spoke}.yaml": yaml.safe_dump(doc).encode()}
+
+
+def test_an_unschedulable_spoke_keeps_what_was_dispatched_and_gets_no_new_work() -> None:
+    decision, files = step(template_files(), now=NOW)
+    on_paris = {e.id: e for e in entries(decision).values() if e.spoke == "paris"}
+    dispatched = {i for i, e in on_paris.items() if e.phase == "Dispatched"}
+    planned = {i for i, e in on_paris.items() if e.phase == "Planned"}
+    assert dispatched and planned  # the template puts both there
+    cordoned, files = step(_unschedulable(files, "paris"), now=NOW + timedelta(minutes=5))
+    after = entries(cordoned)
+    for job_id in dispatched:  # runs on to its end: nothing for Argo CD to prune
+        assert (after[job_id].spoke, after[job_id].phase) == ("paris", "Dispatched")
+        assert after[job_id].job_name in str(files["rendered/paris/kustomization.yaml"])
+    # The planned ones moved, and nothing new went there.
+    assert {e.id for e in after.values() if e.spoke == "paris"} == dispatched
+    message = messages.commit_message(old=decision.ledger, decision=cordoned, input_commit="0" * 40)
+    assert f"- paris: {len(dispatched)} job" in message
+    assert "its file can go once they finish" in message
+
+
+def test_a_drained_spoke_says_its_file_can_go() -> None:
+    decision, _ = step(_unschedulable(template_files(), "paris"), now=NOW)
+    assert not any(e.spoke == "paris" for e in entries(decision).values())
+    assert messages.draining(decision) == [
+        "paris: nothing dispatched or running there; spokes/paris.yaml can go"
+    ]
+
+
+def test_a_job_only_unschedulable_spokes_may_take_waits_and_says_why() -> None:
+    files = _unschedulable(_unschedulable(template_files(), "paris"), "frankfurt")
+    decision, _ = step(files, now=NOW)
+    backfill = entries(decision)["batch/backfill-eu"]  # caspian.dev/spokes: paris,frankfurt
+    assert backfill.phase == "Pending"
+    assert backfill.reason == (
+        "no spoke it may use takes new work: paris (unschedulable in spokes/paris.yaml); "
+        "frankfurt (unschedulable in spokes/frankfurt.yaml)"
+    )
+    assert {e.spoke for e in entries(decision).values() if e.spoke} == {"california"}
