@@ -691,7 +691,7 @@ def simulate(
     """Replay the loop on the 2023 grid data and compare placement policies on the
     same arrivals: carbon, deadlines met, waiting, decide time."""
     if problem := simulating.check_forecast(forecast):
-        raise click.BadParameter(problem, param_hint="--forecast")
+        raise click.BadParameter(problem, param_hint="'--forecast'")
     if plot is not None:
         _writable_file(plot, hint="'--plot'")  # before minutes of replay, not after
     names = chosen or simulating.POLICIES
@@ -766,10 +766,10 @@ def _day_of_2023(text: str) -> datetime:
         day = datetime.fromisoformat(text).replace(tzinfo=UTC)
     except ValueError:
         raise click.BadParameter(
-            f"{text!r}: give a date like 2023-03-01", param_hint="--start"
+            f"{text!r}: give a date like 2023-03-01", param_hint="'--start'"
         ) from None
     if day.year != 2023:
-        raise click.BadParameter(f"{text}: the embedded data is 2023", param_hint="--start")
+        raise click.BadParameter(f"{text}: the embedded data is 2023", param_hint="'--start'")
     return day
 
 

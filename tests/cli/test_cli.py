@@ -307,3 +307,16 @@ def test_bench_ledger_prints_json_medians_for_each_yaml_engine(run) -> None:
     engines = ("pyyaml", "libyaml") if yaml.__with_libyaml__ else ("pyyaml",)
     for engine in engines:
         assert runs[0][engine]["total_s"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--start", "2022-01-01"], "Invalid value for '--start': 2022-01-01: the embedded data"),
+        (["--start", "march"], "Invalid value for '--start': 'march': give a date like"),
+        (["--forecast", "bogus"], "Invalid value for '--forecast': unknown forecast 'bogus'"),
+    ],
+)
+def test_simulate_names_a_bad_option_as_click_does(run, args, expected) -> None:
+    result = run("simulate", *args)
+    assert result.exit_code == 2 and expected in result.output, result.output
