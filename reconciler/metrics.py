@@ -46,15 +46,20 @@ SOLVE_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
 JOBS = Gauge("caspian_jobs", "Jobs in the ledger by phase", ["phase"])
+LATE_JOBS = Gauge(
+    "caspian_jobs_late", "Placed jobs not yet finished that are planned to end after their deadline"
+)
 PLANNED_GRAMS = Gauge("caspian_planned_emissions_grams", "Estimated gCO2 of placed jobs")
 BASELINE_GRAMS = Gauge("caspian_baseline_emissions_grams", "gCO2 of the same jobs under qos")
 PUSH_RETRIES = Counter("caspian_push_retries_total", "Pushes repeated because the remote moved")
 COMMITS = Counter("caspian_commits_total", "Placement commits pushed", ["branch"])
 
 
-def record_ledger(phases: dict[str, int], *, planned: float, baseline: float) -> None:
+def record_ledger(phases: dict[str, int], *, late: int, planned: float, baseline: float) -> None:
+    """`phases` names every phase, 0 included: a gauge keeps its last value until set."""
     for phase, count in phases.items():
         JOBS.labels(phase=phase).set(count)
+    LATE_JOBS.set(late)
     PLANNED_GRAMS.set(planned)
     BASELINE_GRAMS.set(baseline)
 

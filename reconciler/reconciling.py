@@ -26,7 +26,7 @@ from reconciler import crd, deciding, ledger, messages, metrics
 from reconciler.decisions import Decision
 from reconciler.fleet import Fleet, FleetConfigError, Problem, load_fleet
 from reconciler.gitrepo import FleetRepo, Identity, RemoteMovedError, Snapshot
-from reconciler.ledger import Phase
+from reconciler.ledger import UNFINISHED, Phase
 from reconciler.observing import DeclaredCapacity, Observer
 from reconciler.rendering import OWNED_PREFIXES, RENDERED, SPOKE_FILES, render
 
@@ -142,8 +142,11 @@ def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outc
             fleet=fleet, ledger=previous, spokes=spokes, forecasts=forecasts, now=now
         )
     estimated, baseline, _ = messages.savings(decision.ledger)
+    phases = Counter(e.phase for e in decision.ledger.entries)
     metrics.record_ledger(
-        dict(Counter(e.phase.value for e in decision.ledger.entries)),
+        # Every phase, so that one that emptied reads 0 rather than its last count.
+        {phase.value: phases[phase] for phase in Phase},
+        late=sum(1 for e in decision.ledger.entries if e.late and e.phase in UNFINISHED),
         planned=estimated,
         baseline=baseline,
     )

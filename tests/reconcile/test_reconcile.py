@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prometheus_client import REGISTRY
 
 from reconciler.fleet import FleetConfigError
 from reconciler.gitrepo import FleetRepo
@@ -268,3 +269,19 @@ def test_a_failing_carbon_provider_never_stops_the_reconcile(fleet_repo, remote,
     assert "Caspian-Carbon-Source: DE=embedded:electricitymaps-2023" in message
     assert "STALE (fallback)" in message and "electricitymaps failed" in message
     assert "secret-token-that-must-not-leak" not in message
+
+
+def test_job_gauges_fall_to_zero_when_a_phase_empties(fleet_repo, remote) -> None:
+    gauge = lambda phase: REGISTRY.get_sample_value("caspian_jobs", {"phase": phase})  # noqa: E731
+    huge = appwrapper("huge", resources={"requests": {"cpu": "5000"}})
+    deadline = (NOW + timedelta(minutes=30)).isoformat()
+    tardy = appwrapper("tardy", annotations={"caspian.dev/deadline": deadline})
+    added = {"jobs/huge.yaml": huge.encode(), "jobs/tardy.yaml": tardy.encode()}
+    gitutil.user_commit(remote, added, "add a job no spoke fits and one that cannot be on time")
+    reconcile(fleet_repo)
+    assert gauge("Pending") == 1 and gauge("Cancelled") == 0
+    assert REGISTRY.get_sample_value("caspian_jobs_late") == 1
+    gitutil.user_commit(remote, dict.fromkeys(added), "drop them")
+    reconcile(fleet_repo)
+    assert gauge("Pending") == 0 and gauge("Cancelled") == 2
+    assert REGISTRY.get_sample_value("caspian_jobs_late") == 0
