@@ -51,6 +51,8 @@ class KubeObserver:
         # timeout to every reconcile. Each has its own ApiClient.
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(fleet.spokes) or 1)) as pool:
             states = list(pool.map(self._spoke, fleet.spokes))
+        asked = {spoke.name for spoke in fleet.spokes if spoke.spec.kube_context}
+        metrics.keep_only(metrics.SPOKE_UP, "spoke", asked)
         return {state.name: state for state in states}
 
     def _spoke(self, spoke: Spoke) -> SpokeState:

@@ -24,6 +24,19 @@ GRID_INTENSITY = Gauge(
 )
 
 
+def keep_only(gauge: Gauge, label: str, values: set[str]) -> None:
+    """Drop the gauge's series for every other value of `label`: a spoke or zone
+    gone from the fleet must not read as down (or stale) until the process ends."""
+    present = {
+        sample.labels[label]
+        for family in gauge.collect()
+        for sample in family.samples
+        if label in sample.labels
+    }
+    for value in present - values:
+        gauge.remove(value)
+
+
 def record_carbon(zone: str, series: IntensitySeries) -> None:
     CARBON_STALE.labels(zone=zone).set(1 if series.provenance.stale else 0)
     GRID_INTENSITY.labels(zone=zone).set(series.values[0])

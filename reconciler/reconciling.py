@@ -231,6 +231,8 @@ def fetch_forecasts(
         if series.provenance.stale:
             log.warning("carbon data for %s is stale: %s", zone, series.provenance.describe())
         metrics.record_carbon(zone, series)
+    for gauge in (metrics.GRID_INTENSITY, metrics.CARBON_STALE):
+        metrics.keep_only(gauge, "zone", set(fetched))
     return fetched
 
 

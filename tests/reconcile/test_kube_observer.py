@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prometheus_client import REGISTRY
 
 from reconciler.kube import KubeObserver
 from tests.fakehttp import Reply, serve
@@ -254,3 +255,19 @@ def test_a_garbled_kubeconfig_is_a_down_spoke_not_a_crash(tmp_path, caplog, text
     )["paris"]
     assert not state.up and state.reason.startswith(reason), state.reason
     assert "kube-token-not-for-logs" not in state.reason + caplog.text
+
+
+def test_a_spoke_that_left_the_fleet_leaves_the_up_gauge(tmp_path) -> None:
+    up = lambda spoke: REGISTRY.get_sample_value("caspian_spoke_up", {"spoke": spoke})  # noqa: E731
+    with serve() as api:
+        api.route("/api/", Reply(status=503, body={"kind": "Status", "code": 503}))
+        observe(tmp_path, {"paris": api.url})
+    assert up("paris") == 0  # down, and alerting
+    fleet = fleet_with()
+    without_paris = fleet.model_copy(
+        update={"spokes": tuple(s for s in fleet.spokes if s.name != "paris")}
+    )
+    KubeObserver(kubeconfig=kubeconfig(tmp_path, {"lyon": "http://127.0.0.1:9"})).observe(
+        without_paris
+    )
+    assert up("paris") is None  # gone, not down for ever

@@ -12,10 +12,10 @@ from prometheus_client import REGISTRY
 from reconciler.fleet import FleetConfigError
 from reconciler.gitrepo import FleetRepo
 from reconciler.ledger import LedgerError
-from reconciler.reconciling import plan, reconcile_once
+from reconciler.reconciling import fetch_forecasts, plan, reconcile_once
 from tests import gitutil
 from tests.conftest import BOT, NOW
-from tests.fleet.helpers import appwrapper
+from tests.fleet.helpers import appwrapper, fleet_with
 
 
 def reconcile(repo: FleetRepo, *, at=NOW):
@@ -285,3 +285,17 @@ def test_job_gauges_fall_to_zero_when_a_phase_empties(fleet_repo, remote) -> Non
     reconcile(fleet_repo)
     assert gauge("Pending") == 0 and gauge("Cancelled") == 2
     assert REGISTRY.get_sample_value("caspian_jobs_late") == 0
+
+
+def test_a_zone_no_spoke_uses_any_more_leaves_the_carbon_gauges() -> None:
+    fleet = fleet_with()
+    zones = {s.spec.carbon.zone for s in fleet.spokes}
+    fetch_forecasts(fleet, now=NOW)
+    paris = next(s for s in fleet.spokes if s.name == "paris")
+    gone = paris.spec.carbon.zone
+    assert REGISTRY.get_sample_value("caspian_grid_carbon_intensity", {"zone": gone}) > 0
+    rest = fleet.model_copy(update={"spokes": tuple(s for s in fleet.spokes if s is not paris)})
+    assert gone not in {s.spec.carbon.zone for s in rest.spokes} and len(zones) > 1
+    fetch_forecasts(rest, now=NOW)
+    for gauge in ("caspian_grid_carbon_intensity", "caspian_carbon_data_stale"):
+        assert REGISTRY.get_sample_value(gauge, {"zone": gone}) is None
