@@ -205,7 +205,11 @@ def validate(path: Path) -> None:
     except ledger.LedgerError as error:
         click.echo(str(error))
         sys.exit(EXIT_ERROR)
-    problems = [p for p in fleet.problems if only is None or p.file.split("#")[0] == only]
+    problems = [
+        p
+        for p in [*fleet.problems, *reconciling.hand_edits(files)]
+        if only is None or p.file.split("#")[0] == only
+    ]
     for problem in problems:
         click.echo(problem.line())
     if problems:

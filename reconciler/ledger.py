@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
-from reconciler import yamlio
+from reconciler import owned, yamlio
 
 LEDGER_PATH = "status/placements.yaml"
 
@@ -87,6 +87,12 @@ def parse(raw: bytes | None, *, loader: type | None = None) -> Ledger:
     was edited by hand: refusing is safer than forgetting what was dispatched."""
     if raw is None:
         return Ledger()
+    if owned.edited(raw):
+        raise LedgerError(
+            f"{LEDGER_PATH}: edited by hand (it no longer matches the digest Caspian wrote). "
+            f"It is owned by Caspian: revert the hand edit (git log -p -- {LEDGER_PATH}) and "
+            "reconcile again"
+        )
     try:
         return Ledger.model_validate(yamlio.load(raw, loader=loader) or {})
     except (yamlio.YAMLError, ValidationError) as error:

@@ -68,7 +68,9 @@ def subject(old: Ledger, decision: Decision) -> str:
     return text
 
 
-def commit_message(*, old: Ledger, decision: Decision, input_commit: str) -> str:
+def commit_message(
+    *, old: Ledger, decision: Decision, input_commit: str, reverted: Iterable[str] = ()
+) -> str:
     ledger = decision.ledger
     counts = Counter(e.phase for e in ledger.entries)
     estimated, baseline, saved = savings(ledger)
@@ -94,6 +96,10 @@ def commit_message(*, old: Ledger, decision: Decision, input_commit: str) -> str
     late = [e for e in ledger.entries if e.late and e.phase in UNFINISHED]
     if late:
         lines += ["", "Late:"] + [f"- {e.id}: {e.reason}" for e in late]
+    reverted = list(reverted)
+    if reverted:
+        lines += ["", "Hand edits reverted (Caspian owns rendered/; change jobs/ instead):"]
+        lines += [f"- {path}" for path in reverted]
     if decision.unschedulable:
         lines += ["", "Unschedulable (no new work):"]
         lines += [f"- {line}" for line in draining(decision)]

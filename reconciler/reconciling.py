@@ -22,13 +22,14 @@ from carbon import IntensitySeries
 from carbon.embedded import UnknownZoneError
 from carbon.providers import CarbonProvider
 from carbon.sources import source_for
-from reconciler import crd, deciding, ledger, messages, metrics
+from reconciler import crd, deciding, ledger, messages, metrics, owned
 from reconciler.decisions import Decision
 from reconciler.fleet import Fleet, FleetConfigError, Problem, load_fleet
 from reconciler.gitrepo import FleetRepo, Identity, RemoteMovedError, Snapshot
 from reconciler.ledger import UNFINISHED, Phase
 from reconciler.observing import DeclaredCapacity, Observer
-from reconciler.rendering import OWNED_PREFIXES, RENDERED, SPOKE_FILES, render
+from reconciler.owned import OWNED_PREFIXES
+from reconciler.rendering import RENDERED, SPOKE_FILES, render
 
 log = logging.getLogger("caspian.reconcile")
 
@@ -136,6 +137,9 @@ def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outc
     for problem in fleet.problems:
         log.warning("skipping %s", problem.line())
     previous = previous_ledger(snapshot.files)
+    reverted = hand_edits(snapshot.files)
+    for problem in reverted:
+        log.warning("reverting %s", problem.line())
     spokes, forecasts = observer.observe(fleet), fetch_forecasts(fleet, now=now)
     with metrics.SOLVE_SECONDS.time():
         decision = deciding.decide(
@@ -152,7 +156,12 @@ def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outc
     )
     files = render(decision, previous=snapshot.files)
     changes = diff(snapshot.files, files)
-    message = messages.commit_message(old=previous, decision=decision, input_commit=snapshot.commit)
+    message = messages.commit_message(
+        old=previous,
+        decision=decision,
+        input_commit=snapshot.commit,
+        reverted=[problem.file for problem in reverted],
+    )
     return Outcome(
         input_commit=snapshot.commit,
         decision=decision,
@@ -205,6 +214,22 @@ def previous_ledger(files: Mapping[str, bytes]) -> ledger.Ledger:
             "and reconcile again"
         )
     return ledger.parse(raw)
+
+
+def hand_edits(files: Mapping[str, bytes]) -> list[Problem]:
+    """Manifests under rendered/ not as Caspian wrote them. The ledger is checked
+    where it is read (`ledger.parse`), since a hand-edited one stops the reconcile."""
+    return [
+        Problem(
+            file=path,
+            field="-",
+            reason=f"{why}: Caspian owns rendered/ and rewrites it at every reconcile; make "
+            f"the change in jobs/, spokes/ or caspian.yaml and revert this file "
+            f"(git checkout -- {path})",
+        )
+        for path, raw in sorted(files.items())
+        if path.startswith(RENDERED) and (why := owned.hand_edit(raw))
+    ]
 
 
 def fetch_forecasts(

@@ -18,15 +18,14 @@ from typing import Any
 from reconciler.decisions import Decision
 from reconciler.fleet import JobRequest
 from reconciler.ledger import ACTIVE, LEDGER_PATH, Entry, Ledger, Phase
+from reconciler.owned import seal
 from reconciler.quantities import format_time
 from reconciler.yamlio import dump
 
 RENDERED = "rendered/"
 # Written into every rendered/<spoke>/ beside the Jobs.
 KUSTOMIZATION, NAMESPACES = SPOKE_FILES = ("kustomization.yaml", "namespaces.yaml")
-OWNED_PREFIXES = (RENDERED, "status/")
 MANAGED_BY = "caspian"
-HEADER = "# Owned by Caspian: rewritten at every reconcile, do not edit by hand.\n"
 # Argo CD shows an annotation with this prefix as a link on the resource.
 ARGOCD_LINK = "link.argocd.argoproj.io/placement-history"
 
@@ -53,18 +52,16 @@ def render(decision: Decision, *, previous: Mapping[str, bytes]) -> dict[str, by
             manifest = job_manifest(
                 decision.jobs[entry.id], entry, history=history_link(decision.history_url, path)
             )
-            files[path] = HEADER.encode() + dump(manifest)
+            files[path] = seal(dump(manifest))
         listed[entry.spoke].append(path.rsplit("/", 1)[1])
     for spoke, names in listed.items():
         used = sorted({name.split(".", 1)[0] for name in names})
         if used:
-            files[f"{RENDERED}{spoke}/{NAMESPACES}"] = HEADER.encode() + b"---\n".join(
-                dump(namespace(name)) for name in used
+            files[f"{RENDERED}{spoke}/{NAMESPACES}"] = seal(
+                b"---\n".join(dump(namespace(name)) for name in used)
             )
             names = [*names, NAMESPACES]
-        files[f"{RENDERED}{spoke}/{KUSTOMIZATION}"] = HEADER.encode() + dump(
-            kustomization(sorted(names))
-        )
+        files[f"{RENDERED}{spoke}/{KUSTOMIZATION}"] = seal(dump(kustomization(sorted(names))))
     files[LEDGER_PATH] = render_ledger(decision.ledger)
     return files
 
@@ -161,7 +158,7 @@ def render_ledger(ledger: Ledger, *, dumper: type | None = None) -> bytes:
         {key: _whole(value) for key, value in entry.items() if value not in (None, "")}
         for entry in document["entries"]
     ]
-    return HEADER.encode() + dump(document, dumper=dumper)
+    return seal(dump(document, dumper=dumper))
 
 
 def _whole(value: Any) -> Any:

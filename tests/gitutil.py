@@ -65,3 +65,10 @@ def ledger(remote: Path) -> dict[str, dict]:
 def message(remote: Path, commit: str | None = None) -> str:
     repo = pygit2.Repository(str(remote))
     return repo[commit or head(remote)].peel(pygit2.Commit).message
+
+
+def checkout(remote: Path, target: Path) -> None:
+    """Main's files written out as a work tree (without .git), as a clone has them."""
+    for path in files(remote):
+        (target / path).parent.mkdir(parents=True, exist_ok=True)
+        (target / path).write_bytes(read(remote, path))

@@ -62,6 +62,31 @@ def test_validate_prints_one_line_per_problem_and_exits_1(run, tmp_path) -> None
     assert only.output.strip().splitlines() == [lines[1]]
 
 
+def test_validate_names_rendered_files_edited_or_added_by_hand(run, tmp_path) -> None:
+    target, remote = tmp_path / "fleet", tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    assert run("reconcile", "--once", "--repo", remote, *AT).exit_code == 0
+    gitutil.checkout(remote, target)
+    assert run("validate", target).exit_code == 0
+    job = next(
+        p for p in (target / "rendered").rglob("batch.*.yaml") if "suspend: true" in p.read_text()
+    )
+    job.write_text(job.read_text().replace("suspend: true", "suspend: false"))
+    (target / "rendered" / "paris" / "extra.yaml").write_text("kind: Job\n")
+    result = run("validate", target)
+    assert result.exit_code == EXIT_ERROR
+    lines = sorted(result.output.strip().splitlines())
+    edited = job.relative_to(target).as_posix()
+    assert lines == [
+        f"{edited}:-: edited by hand (it no longer matches the digest Caspian wrote): Caspian "
+        "owns rendered/ and rewrites it at every reconcile; make the change in jobs/, spokes/ "
+        f"or caspian.yaml and revert this file (git checkout -- {edited})",
+        "rendered/paris/extra.yaml:-: Caspian did not write it (it lacks Caspian's header): "
+        "Caspian owns rendered/ and rewrites it at every reconcile; make the change in jobs/, "
+        "spokes/ or caspian.yaml and revert this file (git checkout -- rendered/paris/extra.yaml)",
+    ]
+
+
 def test_validate_reports_a_broken_spoke(run, tmp_path) -> None:
     target = tmp_path / "fleet"
     run("init", target)

@@ -194,6 +194,39 @@ def test_a_hand_edited_ledger_stops_the_reconcile(fleet_repo, remote) -> None:
     assert gitutil.head(remote) == head
 
 
+def test_a_ledger_edited_by_hand_that_still_parses_stops_the_reconcile(fleet_repo, remote) -> None:
+    reconcile(fleet_repo)
+    text = gitutil.read(remote, "status/placements.yaml")
+    # Marking a job done by hand would keep it from ever running.
+    edited = text.replace(b"phase: Planned", b"phase: Succeeded", 1)
+    assert edited != text
+    gitutil.user_commit(remote, {"status/placements.yaml": edited})
+    head = gitutil.head(remote)
+    with pytest.raises(LedgerError, match=r"edited by hand .*revert the hand edit"):
+        reconcile(fleet_repo)
+    assert gitutil.head(remote) == head
+    gitutil.user_commit(remote, {"status/placements.yaml": text})
+    assert reconcile(fleet_repo).commit is None
+
+
+def test_a_manifest_edited_by_hand_is_reverted_and_the_commit_says_so(fleet_repo, remote) -> None:
+    reconcile(fleet_repo)
+    path = next(p for p in gitutil.files(remote, "rendered/paris/") if "batch." in p)
+    written = gitutil.read(remote, path)
+    stray = "rendered/paris/batch.by-hand.yaml"
+    edits = {path: written.replace(b"suspend: true", b"suspend: false"), stray: b"kind: Job\n"}
+    gitutil.user_commit(remote, edits, "run it now")
+    outcome = reconcile(fleet_repo)
+    assert outcome.commit is not None
+    assert gitutil.read(remote, path) == written
+    assert stray not in gitutil.files(remote, "rendered/")
+    message = gitutil.message(remote)
+    assert (
+        f"Hand edits reverted (Caspian owns rendered/; change jobs/ instead):\n- {path}" in message
+    )
+    assert f"- {stray}" in message
+
+
 def test_a_deleted_ledger_stops_the_reconcile_until_it_is_restored(fleet_repo, remote) -> None:
     reconcile(fleet_repo)
     kept = gitutil.read(remote, "status/placements.yaml")
