@@ -62,7 +62,7 @@ def decide(
     broken_files = {_file(problem.file) for problem in fleet.problems}
     valid = {job.id: job for job in fleet.jobs}
 
-    closed = closed_spokes(fleet, spokes)
+    closed = _closed_spokes(fleet, spokes)
     kept, held = _entries_without_valid_job(
         ledger, valid, broken_files, now=now, keep_for=fleet.policy.spec.ledger_retention
     )
@@ -377,7 +377,7 @@ def _entry(
     )
 
 
-def closed_spokes(fleet: Fleet, spokes: Mapping[str, SpokeState]) -> dict[str, str]:
+def _closed_spokes(fleet: Fleet, spokes: Mapping[str, SpokeState]) -> dict[str, str]:
     """The spokes that take no new work, each with why: down, or unschedulable."""
     closed = {}
     for spoke in fleet.spokes:

@@ -199,10 +199,9 @@ def _describe_changes(old: Ledger, new: Ledger) -> Iterable[str]:
     for entry in changes["cancelled"]:
         yield f"- cancelled {entry.id}: {entry.reason}"
     for entry in changes["forgotten"]:
-        yield (
-            f"- forgot {entry.id} ({entry.phase.value}; AppWrapper removed "
-            f"{format_time(entry.removed_at) if entry.removed_at else 'before records were dated'})"
-        )
+        when = entry.removed_at
+        removed = f"; AppWrapper removed {format_time(when)}" if when else ""
+        yield f"- forgot {entry.id} ({entry.phase.value}{removed})"
 
 
 def _hhmm(entry: Entry) -> str:
