@@ -25,7 +25,7 @@ def seal(body: bytes) -> bytes:
 
 def hand_edit(raw: bytes) -> str | None:
     """Why `raw` is not as Caspian wrote it, or None."""
-    if not raw.startswith(HEADER.encode()):
+    if not raw.replace(b"\r\n", b"\n").startswith(HEADER.encode()):
         return "Caspian did not write it (it lacks Caspian's header)"
     if edited(raw):
         return "edited by hand (it no longer matches the digest Caspian wrote)"
@@ -34,7 +34,9 @@ def hand_edit(raw: bytes) -> str | None:
 
 def edited(raw: bytes) -> bool:
     """True where `raw` has Caspian's header and digest and the rest does not
-    match it. A header without a digest is from before digests were written."""
+    match it. A header without a digest is from before digests were written.
+    A checkout with CRLF line ends (git's autocrlf on Windows) is no edit."""
+    raw = raw.replace(b"\r\n", b"\n")
     if not raw.startswith(HEADER.encode()):
         return False
     rest = raw[len(HEADER.encode()) :]

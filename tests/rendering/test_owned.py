@@ -34,3 +34,10 @@ def test_a_file_without_the_header_was_not_written_by_caspian() -> None:
 def test_a_header_from_before_digests_passes() -> None:
     legacy = owned.HEADER.encode() + b"entries: []\n"
     assert owned.hand_edit(legacy) is None and not owned.edited(legacy)
+
+
+def test_a_checkout_with_crlf_line_ends_is_no_hand_edit() -> None:
+    sealed = owned.seal(b"spec:\n  suspend: true\n")
+    windows = sealed.replace(b"\n", b"\r\n")
+    assert owned.hand_edit(windows) is None and not owned.edited(windows)
+    assert owned.edited(windows.replace(b"true", b"false"))
