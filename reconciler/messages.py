@@ -100,6 +100,9 @@ def commit_message(
     if reverted:
         lines += ["", "Hand edits reverted (Caspian owns rendered/; change jobs/ instead):"]
         lines += [f"- {path}" for path in reverted]
+    removed = list(_removed_spokes(old, decision))
+    if removed:
+        lines += ["", "Spokes removed from the fleet:", *removed]
     if decision.unschedulable:
         lines += ["", "Unschedulable (no new work):"]
         lines += [f"- {line}" for line in draining(decision)]
@@ -131,6 +134,20 @@ def draining(decision: Decision) -> list[str]:
             else f"{spoke}: nothing dispatched or running there; spokes/{spoke}.yaml can go"
         )
     return lines
+
+
+def _removed_spokes(old: Ledger, decision: Decision) -> Iterable[str]:
+    """Spokes whose file went while work had started there: Argo CD prunes those
+    Jobs with the spoke's directory, which a reviewer should see said."""
+    started = Counter(
+        e.spoke for e in old.entries if e.phase in FIXED and e.spoke not in decision.spokes
+    )
+    for spoke, count in sorted(started.items()):
+        yield (
+            f"- {spoke}: {_jobs(count)} dispatched or running there stopped with it (Argo CD "
+            "prunes rendered/" + spoke + "/) and placed again; to let work finish first, set "
+            "spec.unschedulable: true and remove the file once it is empty"
+        )
 
 
 def plan_id(ledger: Ledger) -> str:

@@ -8,6 +8,7 @@ import yaml
 
 from reconciler import crd, deciding, ledger, messages, reconciling
 from reconciler.fleet import load_fleet
+from reconciler.ledger import FIXED
 from reconciler.observing import DeclaredCapacity
 from reconciler.rendering import render
 from reconciler.templates import template_files
@@ -153,6 +154,10 @@ def test_a_spoke_leaving_the_fleet_moves_its_jobs_and_holds_none() -> None:
     assert [p.file for p in later.problems] == ["jobs/backfill-eu.yaml"]
     moved = [job_id for job_id in on_paris if job_id != "batch/backfill-eu"]
     assert moved and all(after[job_id].spoke in ("california", "frankfurt") for job_id in moved)
+    started = sum(1 for e in entries(decision).values() if e.spoke == "paris" and e.phase in FIXED)
+    message = messages.commit_message(old=decision.ledger, decision=later, input_commit="0" * 40)
+    removed = f"Spokes removed from the fleet:\n- paris: {started} jobs dispatched or running"
+    assert started and removed in message
 
 
 def test_removing_a_finished_jobs_file_keeps_how_it_ended() -> None:
