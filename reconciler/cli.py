@@ -298,6 +298,12 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
         )
     if entry.reason:
         click.echo(f"  {entry.reason}")
+    request = decision.jobs.get(entry.id)
+    for spoke in request.allowed_spokes if request else ():
+        why = decision.closed.get(spoke)
+        # A job started there stays there; a waiting job's reason names them already.
+        if why and spoke != entry.spoke and why not in entry.reason:
+            click.echo(f"  not on {spoke}: {why}")
     choices = explanations.options(decision.instance, decision.plan, entry.id)
     if not choices:
         if entry.phase in ledger.FIXED:

@@ -123,6 +123,7 @@ def decide(
         spokes=tuple(spoke.name for spoke in fleet.spokes),
         retention=fleet.policy.spec.retention,
         unschedulable=tuple(s.name for s in fleet.spokes if s.spec.unschedulable),
+        closed=closed,
         history_url=fleet.policy.spec.history_url,
         carbon_sources={
             zone: forecasts[zone].provenance.describe()

@@ -64,6 +64,7 @@ class Decision(BaseModel):
     carbon_sources: dict[str, str]
     retention: timedelta = timedelta(hours=24)
     unschedulable: tuple[str, ...] = ()  # spokes that take no new work by their file
+    closed: dict[str, str] = {}  # every spoke that takes no new work: why (down, unschedulable)
     history_url: str | None = None  # the policy's historyUrl, {path} still in it
 
     def retired(self, entry: Entry) -> bool:

@@ -238,6 +238,25 @@ def test_explain_shows_the_place_and_the_cleaner_places_that_were_taken(run, tmp
     assert gitutil.head(remote) == head  # explain commits nothing
 
 
+def test_explain_names_the_allowed_spokes_that_take_no_new_work(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    assert run("reconcile", "--once", "--repo", remote, *AT).exit_code == 0
+    started = [
+        e["id"]
+        for e in gitutil.ledger(remote).values()
+        if (e["spoke"], e["phase"]) == ("paris", "Dispatched")
+    ]
+    spoke = yaml.safe_load(gitutil.read(remote, "spokes/paris.yaml"))
+    spoke["spec"]["unschedulable"] = True
+    gitutil.user_commit(remote, {"spokes/paris.yaml": yaml.safe_dump(spoke).encode()})
+    moved = run("explain", "climate-sim", "--repo", remote, *AT)
+    assert moved.exit_code == 0, moved.output
+    assert "  not on paris: unschedulable in spokes/paris.yaml\n" in moved.output
+    assert started  # they stay on paris, and nothing says they may not
+    assert "not on paris" not in run("explain", started[0], "--repo", remote, *AT).output
+
+
 def test_explain_lists_the_jobs_when_it_finds_none(run, tmp_path) -> None:
     remote = tmp_path / "fleet.git"
     run("init", "--bare", remote)
