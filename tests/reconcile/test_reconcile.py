@@ -117,6 +117,20 @@ def test_deleting_an_appwrapper_cancels_its_job(fleet_repo, remote) -> None:
     assert reconcile(fleet_repo).commit is None
 
 
+def test_a_cancelled_record_is_forgotten_after_ledger_retention_in_one_commit(
+    fleet_repo, remote
+) -> None:
+    reconcile(fleet_repo)
+    gitutil.user_commit(remote, {"jobs/train-resnet.yaml": None}, "drop train-resnet")
+    reconcile(fleet_repo, at=NOW + timedelta(minutes=15))
+    assert gitutil.ledger(remote)["batch/train-resnet"]["phase"] == "Cancelled"
+    later = NOW + timedelta(minutes=15) + timedelta(days=7)
+    assert reconcile(fleet_repo, at=later).commit is not None
+    assert "batch/train-resnet" not in gitutil.ledger(remote)
+    assert "forget: 1 job" in gitutil.message(remote).splitlines()[0]
+    assert reconcile(fleet_repo, at=later).commit is None
+
+
 def test_an_edited_template_becomes_a_job_with_a_new_name(fleet_repo, remote) -> None:
     reconcile(fleet_repo)
     old = gitutil.ledger(remote)["batch/etl-daily"]["jobName"]
