@@ -137,9 +137,6 @@ def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outc
     for problem in fleet.problems:
         log.warning("skipping %s", problem.line())
     previous = previous_ledger(snapshot.files)
-    reverted = hand_edits(snapshot.files)
-    for problem in reverted:
-        log.warning("reverting %s", problem.line())
     spokes, forecasts = observer.observe(fleet), fetch_forecasts(fleet, now=now)
     with metrics.SOLVE_SECONDS.time():
         decision = deciding.decide(
@@ -156,6 +153,10 @@ def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outc
     )
     files = render(decision, previous=snapshot.files)
     changes = diff(snapshot.files, files)
+    # A held job's manifest is kept as committed, hand edit and all.
+    reverted = [p for p in hand_edits(snapshot.files) if p.file in changes]
+    for problem in reverted:
+        log.warning("reverting %s", problem.line())
     message = messages.commit_message(
         old=previous,
         decision=decision,

@@ -241,6 +241,21 @@ def test_a_manifest_edited_by_hand_is_reverted_and_the_commit_says_so(fleet_repo
     assert f"- {stray}" in message
 
 
+def test_a_held_jobs_manifest_is_kept_as_committed_and_not_called_reverted(
+    fleet_repo, remote
+) -> None:
+    reconcile(fleet_repo)
+    entry = gitutil.ledger(remote)["batch/train-resnet"]
+    path = next(p for p in gitutil.files(remote, "rendered/") if entry["jobName"] in p)
+    edited = gitutil.read(remote, path).replace(b"suspend: true", b"suspend: false")
+    assert edited != gitutil.read(remote, path)
+    broken = {"jobs/train-resnet.yaml": b"kind: AppWrapper\nspec: [\n", path: edited}
+    gitutil.user_commit(remote, broken, "a typo, and a hand edit")
+    assert reconcile(fleet_repo).commit is not None
+    assert gitutil.read(remote, path) == edited  # held: its file is broken
+    assert "Hand edits reverted" not in gitutil.message(remote)
+
+
 def test_a_deleted_ledger_stops_the_reconcile_until_it_is_restored(fleet_repo, remote) -> None:
     reconcile(fleet_repo)
     kept = gitutil.read(remote, "status/placements.yaml")
