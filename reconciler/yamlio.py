@@ -9,7 +9,7 @@ names the offending character or alias where libyaml's does not. Pure.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import yaml
@@ -23,23 +23,32 @@ YAMLError = yaml.YAMLError
 
 def load_all(raw: bytes, *, loader: type | None = None) -> list[Any]:
     """The documents of `raw` that are not empty."""
-    try:
-        return [doc for doc in yaml.load_all(raw, Loader=loader or _FastLoader) if doc is not None]
-    except yaml.YAMLError:
-        if loader is not None or not FAST:
-            raise
-        # Parsed again only to raise PyYAML's own error.
-        return [doc for doc in yaml.load_all(raw, Loader=yaml.SafeLoader) if doc is not None]
+    return _readable(
+        lambda use: [doc for doc in yaml.load_all(raw, Loader=use) if doc is not None], loader
+    )
 
 
 def load(raw: bytes, *, loader: type | None = None) -> Any:
     """The one document of `raw` (None if it has none)."""
+    return _readable(lambda use: yaml.load(raw, Loader=use), loader)
+
+
+def _readable(read: Callable[[type], Any], loader: type | None) -> Any:
+    """`read` with `loader` (libyaml's by default), every failure a YAMLError."""
     try:
-        return yaml.load(raw, Loader=loader or _FastLoader)
-    except yaml.YAMLError:
-        if loader is not None or not FAST:
-            raise
-        return yaml.load(raw, Loader=yaml.SafeLoader)
+        try:
+            return read(loader or _FastLoader)
+        except yaml.YAMLError:
+            if loader is not None or not FAST:
+                raise
+            # Parsed again only to raise PyYAML's own error.
+            return read(yaml.SafeLoader)
+    # A value its tag cannot hold (`!!timestamp 2026-13-45`), and nesting deeper
+    # than Python's stack, escape PyYAML as plain Python errors.
+    except ValueError as error:
+        raise YAMLError(f"a value that cannot be read: {error}") from None
+    except RecursionError:
+        raise YAMLError("nested too deeply to read") from None
 
 
 class NoAliases:

@@ -16,7 +16,7 @@ from reconciler.templates import template_files
 from tests.conftest import NOW
 from tests.rendering.scenario import decide_and_render
 
-pytestmark = pytest.mark.skipif(
+needs_libyaml = pytest.mark.skipif(
     not yamlio.FAST, reason="this PyYAML has no libyaml: its own code is used"
 )
 
@@ -60,6 +60,7 @@ def awkward_ledger() -> Ledger:
     )
 
 
+@needs_libyaml
 def test_libyaml_writes_the_same_bytes_as_pyyaml(monkeypatch) -> None:
     _, rendered, _ = decide_and_render(NOW)
     files = {**rendered, "awkward.yaml": rendering.render_ledger(awkward_ledger())}
@@ -69,11 +70,13 @@ def test_libyaml_writes_the_same_bytes_as_pyyaml(monkeypatch) -> None:
     assert files == by_pyyaml
 
 
+@needs_libyaml
 def test_libyaml_reads_the_ledger_as_pyyaml_does() -> None:
     raw = rendering.render_ledger(awkward_ledger())
     assert ledger.parse(raw) == ledger.parse(raw, loader=yaml.SafeLoader) == awkward_ledger()
 
 
+@needs_libyaml
 def test_libyaml_reads_the_template_fleet_as_pyyaml_does() -> None:
     yaml_files = {n: raw for n, raw in template_files().items() if n.endswith(".yaml")}
     assert len(yaml_files) > 10
@@ -95,3 +98,20 @@ def test_a_broken_file_gets_pyyamls_own_message(text, message) -> None:
     )
     (problem,) = [p for p in fleet.problems if p.file == "jobs/broken.yaml"]
     assert problem.reason == f"not valid YAML: {message}"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b"a: !!timestamp 2026-13-45\n", "a value that cannot be read: month must be in 1..12"),
+        (b"[" * 5000, "nested too deeply to read"),
+    ],
+)
+def test_a_file_pyyaml_fails_on_with_a_python_error_is_a_problem_line(text, message) -> None:
+    # Both crashed the whole load (and so the reconcile) with ValueError or RecursionError.
+    fleet = load_fleet(
+        {**template_files(), "jobs/broken.yaml": text}, appwrapper_schema=crd.check_appwrapper
+    )
+    (problem,) = [p for p in fleet.problems if p.file == "jobs/broken.yaml"]
+    assert problem.reason == f"not valid YAML: {message}"
+    assert len(fleet.jobs) == 10
