@@ -42,14 +42,38 @@ class _Validators:
 @cache
 def _validators() -> _Validators:
     job = json.loads((resources.files("reconciler") / "schemas" / JOB_FILE).read_text())
-    # The CRD says only that metadata is an object (the API server checks it as
-    # ObjectMeta for every kind); the Job schema holds ObjectMeta's definition.
-    meta = {"$defs": job["$defs"], "$ref": "#/$defs/" + OBJECT_META}
+    defs = job["$defs"]
     return _Validators(
         appwrapper=jsonschema.Draft7Validator(appwrapper_schema()),
-        metadata=jsonschema.Draft202012Validator(meta),
-        job=jsonschema.Draft202012Validator(job),
+        # The CRD says only that metadata is an object (the API server checks it
+        # as ObjectMeta for every kind); the Job schema holds ObjectMeta's definition.
+        metadata=jsonschema.Draft202012Validator(_inlined(defs[OBJECT_META], defs)),
+        job=jsonschema.Draft202012Validator(_inlined(job, defs)),
     )
+
+
+def _inlined(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """`schema` with each `$ref` to one of `defs` replaced by the definition:
+    resolving the references took 40% of checking a Job (0.26 s against 0.15 s
+    for 500 Jobs). The errors are the same. A definition that reaches itself
+    (the Job schema has none) keeps its reference, and `defs` stay for it."""
+    kept = False
+
+    def inline(node: Any, seen: frozenset[str]) -> Any:
+        nonlocal kept
+        if isinstance(node, list):
+            return [inline(item, seen) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            name = str(node["$ref"]).removeprefix("#/$defs/")
+            if len(node) == 1 and name in defs and name not in seen:
+                return inline(defs[name], seen | {name})
+            kept = True
+        return {key: inline(value, seen) for key, value in node.items() if key != "$defs"}
+
+    result = inline(schema, frozenset())
+    return {**result, "$defs": defs} if kept else result
 
 
 def check_appwrapper(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
