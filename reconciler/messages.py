@@ -139,14 +139,17 @@ def draining(decision: Decision) -> list[str]:
 def _removed_spokes(old: Ledger, decision: Decision) -> Iterable[str]:
     """Spokes whose file went while work had started there: Argo CD prunes those
     Jobs with the spoke's directory, which a reviewer should see said."""
-    started = Counter(
-        e.spoke for e in old.entries if e.phase in FIXED and e.spoke not in decision.spokes
-    )
-    for spoke, count in sorted(started.items()):
+    started = [e for e in old.entries if e.phase in FIXED and e.spoke not in decision.spokes]
+    for spoke in sorted({e.spoke for e in started if e.spoke}):
+        here = [e for e in started if e.spoke == spoke]
+        held = sum(1 for e in here if e.id in decision.held)
+        fates = [f"{len(here) - held} placed again"] if len(here) > held else []
+        files = "its broken file is" if held == 1 else "their broken files are"
+        fates += [f"{held} held until {files} fixed"] if held else []
         yield (
-            f"- {spoke}: {_jobs(count)} dispatched or running there stopped with it (Argo CD "
-            "prunes rendered/" + spoke + "/) and placed again; to let work finish first, set "
-            "spec.unschedulable: true and remove the file once it is empty"
+            f"- {spoke}: {_jobs(len(here))} dispatched or running there stopped with it (Argo "
+            f"CD prunes rendered/{spoke}/), {' and '.join(fates)}; to let work finish first, "
+            "set spec.unschedulable: true and remove the file once it is empty"
         )
 
 

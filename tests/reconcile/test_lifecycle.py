@@ -160,6 +160,22 @@ def test_a_spoke_leaving_the_fleet_moves_its_jobs_and_holds_none() -> None:
     assert started and removed in message
 
 
+def test_a_removed_spokes_line_tells_jobs_placed_again_from_held_ones() -> None:
+    decision, files = step(template_files(), now=NOW)
+    started = [e for e in entries(decision).values() if e.spoke == "paris" and e.phase in FIXED]
+    broken = started[0]
+    files = {k: v for k, v in files.items() if k != "spokes/paris.yaml"}
+    files[broken.source] = b"kind: AppWrapper\nspec: [\n"
+    later, _ = step(files, now=NOW + timedelta(minutes=30))
+    assert broken.id in later.held
+    message = messages.commit_message(old=decision.ledger, decision=later, input_commit="0" * 40)
+    assert (
+        f"- paris: {len(started)} jobs dispatched or running there stopped with it (Argo CD "
+        f"prunes rendered/paris/), {len(started) - 1} placed again and 1 held until its broken "
+        "file is fixed;"
+    ) in message
+
+
 def test_removing_a_finished_jobs_file_keeps_how_it_ended() -> None:
     decision, files = step(template_files(), now=NOW)
     done = next(e for e in entries(decision).values() if e.phase == "Dispatched")
