@@ -20,6 +20,7 @@ PURE = (
     "reconciler/quantities.py",
     "reconciler/plotting.py",
     "reconciler/yamlio.py",
+    "reconciler/owned.py",
     "optimizer/model.py",
     "optimizer/costs.py",
     "optimizer/columns.py",
