@@ -30,7 +30,7 @@ from pydantic.alias_generators import to_camel
 
 from carbon import CarbonSourceConfig
 from optimizer.model import SolverSettings, Weights
-from reconciler import quantities, yamlio
+from reconciler import pods, quantities, yamlio
 
 API_VERSION = "caspian.dev/v1alpha1"
 APPWRAPPER_API = "workload.codeflare.dev/v1beta2"
@@ -524,10 +524,9 @@ class _FieldError(Exception):
 
 
 def _requests(job_spec: Mapping[str, Any]) -> tuple[float, float, float]:
-    """cpu, memory bytes and GPUs of all pods that run at once: the pod's effective
-    request (max of the sum of containers and the largest init container) times the
-    Job's parallelism. A bad value raises _FieldError with its path under the
-    Job's spec."""
+    """cpu, memory bytes and GPUs of all pods that run at once: one pod's effective
+    request (`pods.effective_request`) times the Job's parallelism. A bad value
+    raises _FieldError with its path under the Job's spec."""
     pod = (job_spec.get("template") or {}).get("spec") or {}
     containers = pod.get("containers") or []
     if not containers:
@@ -542,39 +541,70 @@ def _requests(job_spec: Mapping[str, Any]) -> tuple[float, float, float]:
     if completions:
         parallelism = min(parallelism, completions)
 
-    def need(kind: str, index: int, container: Mapping[str, Any], key: str) -> float:
-        resources = container.get("resources") or {}
+    def amount(where: str, part: str, value: Any) -> float:
+        # As the API server writes it: a key with dots in brackets.
+        field = f"template.spec.{where}{part}"
+        try:
+            parsed = quantities.quantity(value)
+        except ValueError as error:
+            raise _FieldError(field, str(error)) from None
+        if parsed < 0:
+            raise _FieldError(field, f"{value!r} is negative: Kubernetes requires 0 or more")
+        return parsed
+
+    def need(where: str, resources: Any, key: str) -> float | None:
+        resources = resources or {}
         part, value = "requests", (resources.get("requests") or {}).get(key)
         if value is None:  # Kubernetes defaults a request to its limit
             part, value = "limits", (resources.get("limits") or {}).get(key)
-        if value is None:
-            return 0.0
-        # As the API server writes it: a key with dots in brackets.
-        field = f"template.spec.{kind}[{index}].resources.{part}[{key}]"
-        try:
-            amount = quantities.quantity(value)
-        except ValueError as error:
-            raise _FieldError(field, str(error)) from None
-        if amount < 0:
-            raise _FieldError(field, f"{value!r} is negative: Kubernetes requires 0 or more")
-        return amount
+        return None if value is None else amount(where, f"resources.{part}[{key}]", value)
 
     for kind in ("containers", "initContainers"):
         for index, container in enumerate(pod.get(kind) or []):
             if not isinstance(container, dict):
                 raise _FieldError(f"template.spec.{kind}[{index}]", "expected a container")
+            _refuse_other_accelerators(f"{kind}[{index}].", container.get("resources"))
+    _refuse_other_accelerators("", pod.get("resources"))
+    inits = list(enumerate(pod.get("initContainers") or []))
     totals = []
     for key in ("cpu", "memory", "nvidia.com/gpu"):
-        running = sum(need("containers", i, c, key) for i, c in enumerate(containers))
-        init = max(
-            (
-                need("initContainers", i, c, key)
-                for i, c in enumerate(pod.get("initContainers") or [])
+        overhead = (pod.get("overhead") or {}).get(key)
+        one_pod = pods.effective_request(
+            containers=(
+                need(f"containers[{i}].", c.get("resources"), key) or 0.0
+                for i, c in enumerate(containers)
             ),
-            default=0.0,
+            init_containers=[
+                pods.InitContainer(
+                    amount=need(f"initContainers[{i}].", c.get("resources"), key) or 0.0,
+                    sidecar=c.get("restartPolicy") == "Always",
+                )
+                for i, c in inits
+            ],
+            # Kubernetes takes pod-level requests for cpu and memory only.
+            pod_level=need("", pod.get("resources"), key) if key != "nvidia.com/gpu" else None,
+            overhead=0.0 if overhead is None else amount("", f"overhead[{key}]", overhead),
         )
-        totals.append(max(running, init) * parallelism)
+        totals.append(one_pod * parallelism)
     return totals[0], totals[1], totals[2]
+
+
+def _refuse_other_accelerators(where: str, resources: Any) -> None:
+    """Caspian plans whole NVIDIA GPUs only: a job asking for another accelerator
+    (AMD, Intel, a MIG slice) would be placed as if it needed none, on a spoke
+    that may not have it, and wait there unscheduled."""
+    if not isinstance(resources, dict):
+        return
+    for part in ("requests", "limits"):
+        for key in resources.get(part) or {}:
+            name = str(key).lower()
+            if name != "nvidia.com/gpu" and ("gpu" in name or name.startswith("nvidia.com/")):
+                raise _FieldError(
+                    f"template.spec.{where}resources.{part}[{key}]",
+                    "Caspian plans GPUs as nvidia.com/gpu only and would place this job "
+                    "as if it needed none; ask for whole GPUs as nvidia.com/gpu, or run "
+                    "this job outside Caspian",
+                )
 
 
 def _hints(

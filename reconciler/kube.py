@@ -21,7 +21,7 @@ from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from reconciler import metrics
+from reconciler import metrics, pods
 from reconciler.decisions import SpokeState
 from reconciler.fleet import Fleet, Spoke
 from reconciler.quantities import quantity
@@ -162,23 +162,32 @@ def free_capacity(nodes: list[Any], pods: list[Any], *, tolerated: set[str]) -> 
 
 
 def pod_requests(spec: Any) -> dict[str, float]:
-    """Effective requests: the larger of the containers' sum and the largest init
-    container (limits stand in for missing requests)."""
+    """Effective requests by the scheduler's rule (`pods.effective_request`);
+    limits stand in for missing requests."""
 
-    def need(container: Any, name: str) -> float:
-        resources = container.resources
+    def need(resources: Any, name: str) -> float | None:
         if resources is None:
-            return 0.0
+            return None
         value = (resources.requests or {}).get(name)
         if value is None:
             value = (resources.limits or {}).get(name)
-        return 0.0 if value is None else quantity(value)
+        return None if value is None else quantity(value)
 
     result = {}
     for ours, theirs in RESOURCES.items():
-        running = sum(need(c, theirs) for c in spec.containers or [])
-        init = max((need(c, theirs) for c in spec.init_containers or []), default=0.0)
-        result[ours] = max(running, init)
+        result[ours] = pods.effective_request(
+            containers=(need(c.resources, theirs) or 0.0 for c in spec.containers or []),
+            init_containers=[
+                pods.InitContainer(
+                    amount=need(c.resources, theirs) or 0.0,
+                    sidecar=c.restart_policy == "Always",
+                )
+                for c in spec.init_containers or []
+            ],
+            # Kubernetes takes pod-level requests for cpu and memory only.
+            pod_level=need(spec.resources, theirs) if ours != "gpu" else None,
+            overhead=quantity((spec.overhead or {}).get(theirs, 0)),
+        )
     return result
 
 

@@ -18,6 +18,7 @@ PURE = (
     "reconciler/messages.py",
     "reconciler/ledger.py",
     "reconciler/quantities.py",
+    "reconciler/pods.py",
     "reconciler/plotting.py",
     "reconciler/yamlio.py",
     "reconciler/owned.py",

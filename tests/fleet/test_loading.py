@@ -51,6 +51,44 @@ def test_a_limit_stands_in_for_a_missing_request_and_init_containers_count() -> 
     assert (job.cpu, job.gpu) == (6.0, 1.0)
 
 
+def sidecar_fleet_job(pod_spec: dict) -> tuple[float, float, float]:
+    text = appwrapper(
+        pod_spec=pod_spec,
+        job_spec={"parallelism": 2},
+        resources={"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"nvidia.com/gpu": "1"}},
+    )
+    job = {j.name: j for j in fleet_with(jobs__extra=text).jobs}["extra"]
+    return job.cpu, job.memory_bytes / 2**30, job.gpu
+
+
+def init(name: str, cpu: str, *, sidecar: bool = False) -> dict:
+    container = {"name": name, "image": "busybox", "resources": {"requests": {"cpu": cpu}}}
+    return {**container, "restartPolicy": "Always"} if sidecar else container
+
+
+def test_native_sidecars_run_beside_the_containers_and_the_later_init_containers() -> None:
+    # The mesh sidecar starts first and keeps running: the setup step after it
+    # needs 1 + 4 at once, the containers 2 + 1. Per pod 5, two pods.
+    cpu, _, _ = sidecar_fleet_job(
+        {"initContainers": [init("mesh", "1", sidecar=True), init("setup", "4")]}
+    )
+    assert cpu == 10.0
+    # A sidecar started after the setup step does not run beside it.
+    cpu, _, _ = sidecar_fleet_job(
+        {"initContainers": [init("setup", "4"), init("mesh", "1", sidecar=True)]}
+    )
+    assert cpu == 8.0
+    cpu, _, _ = sidecar_fleet_job({"initContainers": [init("mesh", "1", sidecar=True)]})
+    assert cpu == 6.0
+
+
+def test_pod_overhead_and_pod_level_requests_count() -> None:
+    assert sidecar_fleet_job({"overhead": {"cpu": "250m", "memory": "512Mi"}})[:2] == (4.5, 3.0)
+    # Pod-level requests replace the containers' sum, for cpu and memory only.
+    assert sidecar_fleet_job({"resources": {"requests": {"cpu": "3"}}}) == (6.0, 2.0, 2.0)
+    assert sidecar_fleet_job({"resources": {"limits": {"memory": "4Gi"}}})[:2] == (4.0, 8.0)
+
+
 def test_hints_come_from_caspian_annotations() -> None:
     job = {j.name: j for j in fleet_with().jobs}["backfill-eu"]
     assert job.duration == timedelta(hours=6)
@@ -112,6 +150,28 @@ def test_a_namespace_in_the_appwrapper_wins() -> None:
             appwrapper(resources={"limits": {"nvidia.com/gpu": "-1"}}),
             "jobs/extra.yaml:spec.components[0].template.spec.template.spec.containers[0]"
             ".resources.limits[nvidia.com/gpu]: '-1' is negative",
+        ),
+        (
+            appwrapper(pod_spec={"overhead": {"cpu": "lots"}}),
+            "jobs/extra.yaml:spec.components[0].template.spec.template.spec.overhead[cpu]: "
+            "'lots' is not a Kubernetes quantity",
+        ),
+        (
+            appwrapper(pod_spec={"resources": {"limits": {"memory": "-2Gi"}}}),
+            "jobs/extra.yaml:spec.components[0].template.spec.template.spec.resources"
+            ".limits[memory]: '-2Gi' is negative",
+        ),
+        (
+            appwrapper(resources={"limits": {"amd.com/gpu": "1"}}),
+            "jobs/extra.yaml:spec.components[0].template.spec.template.spec.containers[0]"
+            ".resources.limits[amd.com/gpu]: Caspian plans GPUs as nvidia.com/gpu only",
+        ),
+        (
+            appwrapper(pod_spec={"initContainers": [init("warm", "1")]}).replace(
+                "cpu: '1'", "nvidia.com/mig-1g.5gb: '1'"
+            ),
+            "jobs/extra.yaml:spec.components[0].template.spec.template.spec.initContainers[0]"
+            ".resources.requests[nvidia.com/mig-1g.5gb]: Caspian plans GPUs as nvidia.com/gpu",
         ),
         # The CRD leaves the wrapped Job open; Kubernetes' Job schema is not.
         (

@@ -180,6 +180,30 @@ def test_free_capacity_counts_usable_nodes_minus_pods_caspian_does_not_own(tmp_p
     assert pods_asked.headers["authorization"] == "Bearer kube-token-not-for-logs"
 
 
+def test_sidecars_overhead_and_pod_level_requests_of_other_pods_are_taken(tmp_path) -> None:
+    meshed = pod("meshed", "ready-1", "Running", cpu="2", memory="1Gi")
+    meshed["spec"]["initContainers"] = [
+        {
+            "name": "mesh",
+            "image": "x",
+            "restartPolicy": "Always",
+            "resources": {"requests": {"cpu": "1"}},
+        },
+        {"name": "setup", "image": "x", "resources": {"requests": {"cpu": "4"}}},
+    ]
+    meshed["spec"]["overhead"] = {"cpu": "250m", "memory": "128Mi"}
+    sized = pod("sized", "ready-1", "Running", cpu="1", memory="1Gi")
+    sized["spec"]["resources"] = {"requests": {"cpu": "6", "memory": "3Gi"}}
+    with serve() as api:
+        api.route("/api/v1/nodes", Reply(body=listing("NodeList", [node("ready-1", cpu="16")])))
+        api.route("/api/v1/pods", Reply(body=listing("PodList", [meshed, sized])))
+        api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [])))
+        state = observe(tmp_path, {"paris": api.url})["paris"]
+    # meshed: max(2 + sidecar 1, sidecar 1 + setup 4) + 0.25; sized: its pod-level 6
+    assert state.cpu == 16 - 5.25 - 6
+    assert state.memory_bytes == 64 * GI - (1 + 1 / 8) * GI - 3 * GI
+
+
 def test_spokes_without_a_context_keep_their_declared_capacity(tmp_path) -> None:
     with serve() as api:
         healthy(api)

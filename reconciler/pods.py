@@ -1,0 +1,45 @@
+"""How much of one resource a pod takes from a node, by the scheduler's rule.
+
+The fleet (a Job's pod template, read as plain YAML) and the kube observer (other
+people's pods, read through the client) both need it, and an undercount either
+way puts a job where it does not fit: so the rule lives here once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NamedTuple
+
+
+class InitContainer(NamedTuple):
+    amount: float
+    # restartPolicy: Always: a native sidecar, which keeps running beside the
+    # containers instead of finishing before they start.
+    sidecar: bool
+
+
+def effective_request(
+    *,
+    containers: Iterable[float],
+    init_containers: Iterable[InitContainer] = (),
+    pod_level: float | None = None,
+    overhead: float = 0.0,
+) -> float:
+    """One pod's request of one resource.
+
+    Init containers run one at a time, each beside the sidecars started before
+    it; the containers run beside every sidecar. The pod needs the most of any of
+    those moments. A pod-level request, where the pod sets one, replaces that sum.
+    The runtime's overhead comes on top either way.
+    """
+    sidecars = 0.0
+    init_peak = 0.0
+    for amount, sidecar in init_containers:
+        if sidecar:
+            sidecars += amount
+            init_peak = max(init_peak, sidecars)
+        else:
+            init_peak = max(init_peak, sidecars + amount)
+    running = sum(containers) + sidecars
+    own = max(running, init_peak) if pod_level is None else pod_level
+    return own + overhead
