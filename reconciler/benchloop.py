@@ -7,6 +7,7 @@ import statistics
 import tempfile
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +86,11 @@ def placed(name: str, mirror: FleetRepo) -> bool:
     )
 
 
-def watched_fleet(tmp: str, *, jobs: int, settings: WatchSettings) -> tuple[Path, Watcher]:
-    """A bare fleet repo of `jobs` AppWrappers in `tmp`, and a watcher on it."""
+def watched_fleet(
+    tmp: str, *, jobs: int, settings: WatchSettings, now: datetime
+) -> tuple[Path, Watcher]:
+    """A bare fleet repo of `jobs` AppWrappers in `tmp`, and a watcher on it whose
+    clock stands still at `now`."""
     remote = Path(tmp) / "fleet.git"
     create_bare_repo(remote, files=fleet(jobs), message="bench fleet", author=USER)
     watcher = Watcher(
@@ -94,14 +98,19 @@ def watched_fleet(tmp: str, *, jobs: int, settings: WatchSettings) -> tuple[Path
         author=Identity(),
         observer=DeclaredCapacity(),
         settings=settings,
+        clock=lambda: now,
     )
     return remote, watcher
 
 
-def latency(*, jobs: int, rounds: int) -> dict[str, Any]:
+def latency(*, jobs: int, rounds: int, now: datetime) -> dict[str, Any]:
+    """Push to placement, `rounds` times, with the watcher's clock standing still
+    at `now`, so that every job of the fleet is still to be placed. How long a
+    decision takes depends on the hour (the carbon curves, and so the optimizer's
+    work): a fixed `now` makes runs on different days compare."""
     with tempfile.TemporaryDirectory(prefix="caspian-bench-") as tmp:
         remote, watcher = watched_fleet(
-            tmp, jobs=jobs, settings=WatchSettings(interval_s=60, debounce_s=0.2)
+            tmp, jobs=jobs, settings=WatchSettings(interval_s=60, debounce_s=0.2), now=now
         )
         stop = threading.Event()
         watch_refs(remote, on_change=watcher.trigger, stop=stop)
@@ -131,6 +140,7 @@ def latency(*, jobs: int, rounds: int) -> dict[str, Any]:
     return {
         "jobs": jobs,
         "rounds": rounds,
+        "now": now.isoformat(),
         "push_to_placement_s": [round(x, 3) for x in results],
         "p50_s": round(statistics.median(results), 3),
         "p90_s": round(sorted(results)[max(0, int(0.9 * len(results)) - 1)], 3),
@@ -138,9 +148,11 @@ def latency(*, jobs: int, rounds: int) -> dict[str, Any]:
     }
 
 
-def noop(*, jobs: int, repeats: int) -> dict[str, Any]:
+def noop(*, jobs: int, repeats: int, now: datetime) -> dict[str, Any]:
+    """A first reconcile of `jobs` AppWrappers at `now`, then `repeats` more at the
+    same tip and time, which must commit nothing."""
     with tempfile.TemporaryDirectory(prefix="caspian-bench-") as tmp:
-        remote, watcher = watched_fleet(tmp, jobs=jobs, settings=WatchSettings())
+        remote, watcher = watched_fleet(tmp, jobs=jobs, settings=WatchSettings(), now=now)
         started = time.monotonic()
         first = watcher.reconcile()
         first_s = time.monotonic() - started

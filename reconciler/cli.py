@@ -146,6 +146,9 @@ def target_options(command: Callable[..., None]) -> Callable[..., None]:
     return with_target
 
 
+# A fixed time, so that runs of `bench loop` on different days and hours compare.
+BENCH_LOOP_NOW = "2026-12-01T00:00:00Z"
+
 now_option = click.option(
     "--now", "now_text", metavar="RFC3339", help="Plan as if it were this time (default: now)."
 )
@@ -956,14 +959,24 @@ def bench_optimizer(
 @click.option("--jobs", type=click.IntRange(1), default=100, show_default=True)
 @click.option("--rounds", type=click.IntRange(1), default=10, show_default=True)
 @click.option("--noop-jobs", type=click.IntRange(1), default=1000, show_default=True)
+@click.option(
+    "--now",
+    "now_text",
+    metavar="RFC3339",
+    default=BENCH_LOOP_NOW,
+    show_default=True,
+    help="The loop's clock, which stands still: how long a decision takes depends on "
+    "the hour's carbon curves.",
+)
 @click.option("--json", "as_json", is_flag=True)
-def bench_loop(jobs: int, rounds: int, noop_jobs: int, as_json: bool) -> None:
+def bench_loop(jobs: int, rounds: int, noop_jobs: int, now_text: str, as_json: bool) -> None:
     """Push-to-placement latency with `watch` running, and the cost of a no-op."""
     from reconciler import benchloop
 
+    now = _now(now_text)
     result = {
-        "latency": benchloop.latency(jobs=jobs, rounds=rounds),
-        "noop": benchloop.noop(jobs=noop_jobs, repeats=5),
+        "latency": benchloop.latency(jobs=jobs, rounds=rounds, now=now),
+        "noop": benchloop.noop(jobs=noop_jobs, repeats=5, now=now),
     }
     click.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
 

@@ -12,7 +12,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pygit2
@@ -321,9 +321,11 @@ def render_paths(decision) -> set[str]:
 def test_the_loop_benchmark_measures_latency_and_a_free_noop() -> None:
     from reconciler import benchloop
 
-    latency = benchloop.latency(jobs=12, rounds=2)
+    now = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    latency = benchloop.latency(jobs=12, rounds=2, now=now)
     assert len(latency["push_to_placement_s"]) == 2 and latency["max_s"] < 60
-    noop = benchloop.noop(jobs=15, repeats=2)
+    assert latency["now"] == "2026-12-01T09:00:00+00:00"
+    noop = benchloop.noop(jobs=15, repeats=2, now=now)
     assert noop["first_result"].startswith("committed") and noop["noop_committed"] is False
     assert noop["noop_p50_s"] < 1.0
 
