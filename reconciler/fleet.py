@@ -478,6 +478,9 @@ def _job_from_doc(
             f"{inner!r} is not the AppWrapper's namespace {namespace!r}: an AppWrapper "
             "cannot create objects in another namespace; remove it, or move the AppWrapper",
         )
+    for key, value in ((template.get("metadata") or {}).get("annotations") or {}).items():
+        if why := _argocd_override(str(key), str(value)):
+            return problem(f"{field}.metadata.annotations.{key}", why)
     job_spec = template.get("spec")
     if not isinstance(job_spec, dict):
         return problem(f"{field}.spec", "required: the Job's spec")
@@ -587,6 +590,35 @@ def _requests(job_spec: Mapping[str, Any]) -> tuple[float, float, float]:
         )
         totals.append(one_pod * parallelism)
     return totals[0], totals[1], totals[2]
+
+
+# Annotations on the wrapped Job that would change how Argo CD applies it. A hook
+# runs again at every sync and is deleted by its policy. When Caspian flips
+# suspend, Replace=true fails on the selector Kubernetes generated for the Job
+# and Force=true deletes and re-creates it (runs it again); Prune=false or
+# Delete=false keep a cancelled or finished Job on the spoke.
+_HOOKS = ("argocd.argoproj.io/hook", "argocd.argoproj.io/hook-delete-policy", "helm.sh/hook")
+_SYNC_OPTIONS = ("argocd.argoproj.io/sync-options",)
+_REFUSED_OPTIONS = ("replace=true", "force=true", "prune=false", "delete=false")
+
+
+def _argocd_override(key: str, value: str) -> str | None:
+    """Why the annotation `key: value` on the wrapped Job cannot stay, or None."""
+    if key in _HOOKS or key.startswith("helm.sh/hook-"):
+        return (
+            "remove it: a sync hook runs again at every sync and Argo CD deletes it; "
+            "Caspian's Jobs run once, when their start comes"
+        )
+    if key in _SYNC_OPTIONS:
+        options = [o.strip() for o in value.split(",")]
+        refused = [o for o in options if o.lower() in _REFUSED_OPTIONS]
+        if refused:
+            return (
+                f"remove {', '.join(refused)}: Caspian starts a Job by changing its "
+                "suspend in place and cancels it by removing its file, which needs "
+                "Argo CD's plain apply and prune"
+            )
+    return None
 
 
 def _refuse_other_accelerators(where: str, resources: Any) -> None:

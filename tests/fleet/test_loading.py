@@ -51,6 +51,25 @@ def test_a_limit_stands_in_for_a_missing_request_and_init_containers_count() -> 
     assert (job.cpu, job.gpu) == (6.0, 1.0)
 
 
+def job_annotated(annotations: dict[str, str]) -> str:
+    doc = appwrapper_doc()
+    doc["spec"]["components"][0]["template"]["metadata"] = {"annotations": annotations}
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def test_argocd_annotations_that_keep_a_plain_apply_pass_to_the_rendered_job() -> None:
+    text = job_annotated(
+        {
+            "argocd.argoproj.io/sync-options": "ServerSideApply=true",
+            "argocd.argoproj.io/sync-wave": "1",
+        }
+    )
+    fleet = fleet_with(jobs__extra=text)
+    assert problems_of(fleet) == []
+    job = {j.name: j for j in fleet.jobs}["extra"]
+    assert job.job_template["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "1"
+
+
 def sidecar_fleet_job(pod_spec: dict) -> tuple[float, float, float]:
     text = appwrapper(
         pod_spec=pod_spec,
@@ -172,6 +191,16 @@ def test_a_namespace_in_the_appwrapper_wins() -> None:
             ),
             "jobs/extra.yaml:spec.components[0].template.spec.template.spec.initContainers[0]"
             ".resources.requests[nvidia.com/mig-1g.5gb]: Caspian plans GPUs as nvidia.com/gpu",
+        ),
+        (
+            job_annotated({"argocd.argoproj.io/hook": "PostSync"}),
+            "jobs/extra.yaml:spec.components[0].template.metadata.annotations.argocd.argoproj.io"
+            "/hook: remove it: a sync hook runs again at every sync",
+        ),
+        (
+            job_annotated({"argocd.argoproj.io/sync-options": "ServerSideApply=true, Prune=false"}),
+            "jobs/extra.yaml:spec.components[0].template.metadata.annotations.argocd.argoproj.io"
+            "/sync-options: remove Prune=false: Caspian starts a Job",
         ),
         # The CRD leaves the wrapped Job open; Kubernetes' Job schema is not.
         (
