@@ -66,40 +66,58 @@ class KubeObserver:
                 gpu=declared.gpu,
                 source="declared",
             )
+        asking = "node list"
         try:
             api = _client(self.kubeconfig, context=context)
             core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
             nodes = core.list_node(_request_timeout=self.timeout).items
+            asking = "pod list"
             pods = core.list_pod_for_all_namespaces(
                 field_selector="status.phase!=Succeeded,status.phase!=Failed",
                 _request_timeout=self.timeout,
             ).items
+            asking = "Job list"
             jobs = batch.list_job_for_all_namespaces(
                 label_selector=f"app.kubernetes.io/managed-by={MANAGED_BY}",
                 _request_timeout=self.timeout,
             ).items
         except (ApiException, HTTPError, OSError, config.ConfigException, KubeconfigError) as error:
-            reason = _reason(error)
-            log.warning("spoke %s (context %s) is down: %s", spoke.name, context, reason)
-            metrics.SPOKE_UP.labels(spoke=spoke.name).set(0)
-            return SpokeState(
-                name=spoke.name,
-                up=False,
-                cpu=0,
-                memory_bytes=0,
-                gpu=0,
-                source=f"kube:{context}",
-                reason=reason,
-            )
+            return self._down(spoke, _reason(error))
+        except (ValueError, TypeError):
+            # The client's models refuse a body that is no Kubernetes list: a
+            # proxy's error page, an empty answer. Its message quotes the body.
+            return self._down(spoke, f"its API's answer to the {asking} is not a Kubernetes list")
+        try:
+            free = free_capacity(nodes, pods, tolerated=self.tolerated)
+            phases = {job.metadata.name: job_phase(job.status) for job in jobs}
+        except ValueError as error:  # a quantity that does not parse
+            return self._down(spoke, f"its API answered an object Caspian cannot read: {error}")
+        except (TypeError, AttributeError):
+            # An object without its metadata, say: no capacity read from such an
+            # answer can be trusted.
+            return self._down(spoke, "its API answered an object without a field Caspian reads")
         metrics.SPOKE_UP.labels(spoke=spoke.name).set(1)
-        free = free_capacity(nodes, pods, tolerated=self.tolerated)
         return SpokeState(
             name=spoke.name,
             cpu=free["cpu"],
             memory_bytes=free["memory"],
             gpu=free["gpu"],
             source=f"kube:{context}",
-            jobs={job.metadata.name: job_phase(job.status) for job in jobs},
+            jobs=phases,
+        )
+
+    def _down(self, spoke: Spoke, reason: str) -> SpokeState:
+        context = spoke.spec.kube_context
+        log.warning("spoke %s (context %s) is down: %s", spoke.name, context, reason)
+        metrics.SPOKE_UP.labels(spoke=spoke.name).set(0)
+        return SpokeState(
+            name=spoke.name,
+            up=False,
+            cpu=0,
+            memory_bytes=0,
+            gpu=0,
+            source=f"kube:{context}",
+            reason=reason[:160],
         )
 
 

@@ -221,6 +221,44 @@ def test_an_api_error_marks_the_spoke_down(tmp_path, status) -> None:
     assert "kube-token-not-for-logs" not in state.reason
 
 
+@pytest.mark.parametrize(
+    ("path", "reply", "reason"),
+    [
+        (
+            "/api/v1/nodes",
+            Reply(body=b"<html>502 Bad Gateway</html>", headers={"Content-Type": "text/html"}),
+            "its API's answer to the node list is not a Kubernetes list",
+        ),
+        ("/api/v1/nodes", Reply(body=b""), "its API's answer to the node list is not"),
+        (
+            "/api/v1/pods",
+            Reply(body={"kind": "PodList", "items": None}),
+            "its API's answer to the pod list is not",
+        ),
+        (
+            "/apis/batch/v1/jobs",
+            Reply(body=listing("JobList", [{"status": {}}])),
+            "its API answered an object without a field Caspian reads",
+        ),
+        (
+            "/api/v1/nodes",
+            Reply(body=listing("NodeList", [node("ready-1", cpu="lots")])),
+            "its API answered an object Caspian cannot read: 'lots' is not a Kubernetes quantity",
+        ),
+    ],
+)
+def test_an_answer_that_is_not_kubernetes_marks_the_spoke_down_not_the_loop(
+    tmp_path, path, reply, reason
+) -> None:
+    with serve() as api:
+        healthy(api)
+        api.route(path, reply)
+        states = observe(tmp_path, {"paris": api.url})
+    assert not states["paris"].up and states["paris"].cpu == 0
+    assert states["paris"].reason.startswith(reason)
+    assert states["frankfurt"].up  # the other spokes are read as ever
+
+
 def test_a_server_that_never_answers_is_down_within_the_timeout(tmp_path) -> None:
     with serve() as api:
         api.route("/api/", Reply(body={}, delay=5.0))
