@@ -595,11 +595,11 @@ def _requests(job_spec: Mapping[str, Any]) -> tuple[float, float, float]:
 # Annotations on the wrapped Job that would change how Argo CD applies it. A hook
 # runs again at every sync and is deleted by its policy. When Caspian flips
 # suspend, Replace=true fails on the selector Kubernetes generated for the Job
-# and Force=true deletes and re-creates it (runs it again); Prune=false or
-# Delete=false keep a cancelled or finished Job on the spoke.
+# and Force=true deletes and re-creates it (runs it again); Prune=false keeps a
+# cancelled or finished Job on the spoke, and Prune=confirm waits for a person.
 _HOOKS = ("argocd.argoproj.io/hook", "argocd.argoproj.io/hook-delete-policy", "helm.sh/hook")
 _SYNC_OPTIONS = ("argocd.argoproj.io/sync-options",)
-_REFUSED_OPTIONS = ("replace=true", "force=true", "prune=false", "delete=false")
+_REFUSED_OPTIONS = ("replace=true", "force=true", "prune=false", "prune=confirm")
 
 
 def _argocd_override(key: str, value: str) -> str | None:

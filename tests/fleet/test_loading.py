@@ -57,7 +57,7 @@ def job_annotated(annotations: dict[str, str]) -> str:
     return yaml.safe_dump(doc, sort_keys=False)
 
 
-def test_argocd_annotations_that_keep_a_plain_apply_pass_to_the_rendered_job() -> None:
+def test_argocd_annotations_that_keep_a_plain_apply_stay_on_the_job() -> None:
     text = job_annotated(
         {
             "argocd.argoproj.io/sync-options": "ServerSideApply=true",
