@@ -71,7 +71,15 @@ def decide(
         job_id: phase for job_id, prev in prevs.items() if (phase := _finished(prev, spokes))
     }
     opt_jobs = [
-        _optimizer_job(job, prevs[job.id], fleet=fleet, closed=closed, horizon=horizon, now=now)
+        _optimizer_job(
+            job,
+            prevs[job.id],
+            fleet=fleet,
+            closed=closed,
+            horizon=horizon,
+            now=now,
+            overrunning=_overrunning(prevs[job.id], spokes, now=now),
+        )
         for job in fleet.jobs
         if job.id not in finished
     ]
@@ -217,6 +225,15 @@ def _finished(prev: Entry | None, spokes: Mapping[str, SpokeState]) -> Phase | N
     return None
 
 
+def _overrunning(prev: Entry | None, spokes: Mapping[str, SpokeState], *, now: datetime) -> bool:
+    """Whether the job's spoke reports its Job still running at or past its planned
+    end (the kube observer reports Jobs; declared capacity reports nothing)."""
+    if prev is None or prev.spoke not in spokes or prev.planned_end is None:
+        return False
+    running = spokes[prev.spoke].jobs.get(prev.job_name or "") == Phase.RUNNING.value
+    return running and prev.planned_end <= now
+
+
 def _is_fixed(prev: Entry | None, *, now: datetime) -> bool:
     if prev is None or prev.planned_start is None:
         return False
@@ -231,6 +248,7 @@ def _optimizer_job(
     closed: Mapping[str, str],
     horizon: Window,
     now: datetime,
+    overrunning: bool = False,
 ) -> Job:
     first_seen = prev.first_seen if prev and prev.first_seen else now
     deadline = effective_deadline(job, first_seen=first_seen, fleet=fleet)
@@ -243,6 +261,13 @@ def _optimizer_job(
         fixed = Slot(spoke=prev.spoke, start_slot=horizon.slot_of(prev.planned_start))
     elif prev is not None and prev.phase == Phase.PLANNED and prev.planned_start is not None:
         previous = Slot(spoke=prev.spoke, start_slot=horizon.slot_of(prev.planned_start))
+    duration = horizon.slots_in(job.duration)
+    if fixed is not None and overrunning:
+        # A Job runs as long as it runs, not as long as its annotation says. One
+        # still running past its planned end holds its room through the next
+        # slot, and again at every reconcile until it ends, so that nothing more
+        # is planned on top of it.
+        duration = max(duration, horizon.slot_of(now) + 2 - fixed.start_slot)
     release = 0
     if job.not_before is not None:
         release = max(
@@ -253,7 +278,7 @@ def _optimizer_job(
         cpu=job.cpu,
         memory_bytes=job.memory_bytes,
         gpu=job.gpu,
-        duration_slots=horizon.slots_in(job.duration),
+        duration_slots=duration,
         release_slot=release,
         deadline_slot=horizon.slot_of(deadline),
         # A fixed job keeps its place on a closed spoke: fixed jobs are not

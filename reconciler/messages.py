@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Iterable
+from datetime import datetime
 
 from reconciler.decisions import Decision
 from reconciler.ledger import ACTIVE, FINISHED, FIXED, UNFINISHED, Entry, Ledger, Phase
@@ -35,12 +36,19 @@ def placement_table(decision: Decision) -> str:
             format_time(e.planned_start)[:16].replace("T", " ") if e.planned_start else "",
             _grams(e.estimated_grams),
             _grams(e.qos_grams),
-            "LATE" if e.late else "",
+            _note(e, now=decision.now),
         )
         for e in decision.ledger.entries
         if e.phase in (*ACTIVE, Phase.PENDING) and not decision.retired(e)
     ]
     return _markdown_table(header, rows)
+
+
+def _note(entry: Entry, *, now: datetime) -> str:
+    notes = ["LATE"] if entry.late else []
+    if entry.phase == Phase.RUNNING and entry.planned_end is not None and entry.planned_end <= now:
+        notes.append("running past its planned end")
+    return "; ".join(notes)
 
 
 def subject(old: Ledger, decision: Decision) -> str:

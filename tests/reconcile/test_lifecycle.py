@@ -10,6 +10,7 @@ from reconciler import crd, deciding, ledger, messages, reconciling
 from reconciler.fleet import load_fleet
 from reconciler.ledger import FIXED
 from reconciler.observing import DeclaredCapacity
+from reconciler.quantities import format_time
 from reconciler.rendering import render
 from reconciler.templates import template_files
 from tests.conftest import NOW
@@ -312,3 +313,51 @@ def test_a_job_only_unschedulable_spokes_may_take_waits_and_says_why() -> None:
         "frankfurt (unschedulable in spokes/frankfurt.yaml)"
     )
     assert {e.spoke for e in entries(decision).values() if e.spoke} == {"california"}
+
+
+def two_jobs_on_paris(*, second_not_before: str) -> dict[str, bytes]:
+    """A job of all paris's cpu for 1 h, and another that must start right after."""
+    files = {k: v for k, v in template_files().items() if not k.startswith("jobs/")}
+    hints = {"caspian.dev/duration": "1h", "caspian.dev/spokes": "paris"}
+    whole = {"requests": {"cpu": "32", "memory": "1Gi"}}
+    files["jobs/first.yaml"] = appwrapper(
+        "first", annotations={**hints, "caspian.dev/complete-within": "1h"}, resources=whole
+    ).encode()
+    files["jobs/second.yaml"] = appwrapper(
+        "second",
+        annotations={
+            **hints,
+            "caspian.dev/complete-within": "2h15m",
+            "caspian.dev/not-before": second_not_before,
+        },
+        resources=whole,
+    ).encode()
+    return files
+
+
+def test_a_job_running_past_its_planned_end_keeps_its_room() -> None:
+    files = two_jobs_on_paris(second_not_before=format_time(NOW + timedelta(minutes=75)))
+    decision, files = step(files, now=NOW)
+    first, second = entries(decision)["batch/first"], entries(decision)["batch/second"]
+    assert first.phase == "Dispatched" and first.planned_end == NOW + timedelta(hours=1)
+    assert second.planned_start == NOW + timedelta(minutes=75)
+
+    # At its planned end the spoke still reports it running: the second job
+    # would start on top of it, so it goes to after the slot the first holds.
+    at_end = first.planned_end
+    still, _ = step(files, now=at_end, states={"paris": {"jobs": {first.job_name: "Running"}}})
+    assert entries(still)["batch/second"].planned_start == at_end + timedelta(minutes=30)
+    assert entries(still)["batch/second"].late
+    assert "running past its planned end" in messages.placement_table(still)
+
+    # Finished on time, it holds nothing: the second job keeps its start.
+    done, _ = step(files, now=at_end, states={"paris": {"jobs": {first.job_name: "Succeeded"}}})
+    assert entries(done)["batch/second"].planned_start == NOW + timedelta(minutes=75)
+    # Running before its end is no overrun: nothing moves either.
+    early, _ = step(
+        files,
+        now=at_end - timedelta(minutes=15),
+        states={"paris": {"jobs": {first.job_name: "Running"}}},
+    )
+    assert entries(early)["batch/second"].planned_start == NOW + timedelta(minutes=75)
+    assert "running past" not in messages.placement_table(early)
