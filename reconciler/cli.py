@@ -302,8 +302,9 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
     if entry.reason:
         click.echo(f"  {entry.reason}")
     request = decision.jobs.get(entry.id)
+    unfit = decision.no_node_fits.get(entry.id, {})
     for spoke in request.allowed_spokes if request else ():
-        why = decision.closed.get(spoke)
+        why = decision.closed.get(spoke) or unfit.get(spoke)
         # A job started there stays there; a waiting job's reason names them already.
         if why and spoke != entry.spoke and why not in entry.reason:
             click.echo(f"  not on {spoke}: {why}")

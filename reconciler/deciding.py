@@ -70,12 +70,13 @@ def decide(
     finished = {
         job_id: phase for job_id, prev in prevs.items() if (phase := _finished(prev, spokes))
     }
+    no_node_fits = {job.id: unfit for job in fleet.jobs if (unfit := _no_node_fits(job, spokes))}
     opt_jobs = [
         _optimizer_job(
             job,
             prevs[job.id],
             fleet=fleet,
-            closed=closed,
+            closed={**closed, **no_node_fits.get(job.id, {})},
             horizon=horizon,
             now=now,
             overrunning=_overrunning(prevs[job.id], spokes, now=now),
@@ -116,7 +117,7 @@ def decide(
             now=now,
             spokes_seen=seen,
         )
-        entries.append(_blame_closed_spokes(entry, job, closed))
+        entries.append(_blame_closed_spokes(entry, job, {**closed, **no_node_fits.get(job.id, {})}))
     entries.extend(_invalid_entries(fleet.problems))
     return Decision(
         now=now,
@@ -132,6 +133,7 @@ def decide(
         retention=fleet.policy.spec.retention,
         unschedulable=tuple(s.name for s in fleet.spokes if s.spec.unschedulable),
         closed=closed,
+        no_node_fits=no_node_fits,
         history_url=fleet.policy.spec.history_url,
         carbon_sources={
             zone: forecasts[zone].provenance.describe()
@@ -415,15 +417,31 @@ def _closed_spokes(fleet: Fleet, spokes: Mapping[str, SpokeState]) -> dict[str, 
     return closed
 
 
+def _no_node_fits(job: JobRequest, spokes: Mapping[str, SpokeState]) -> dict[str, str]:
+    """The spokes `job` may use whose nodes are all too small for one of its pods,
+    each with why. A pod runs on one node: the spoke's free capacity summed over
+    its nodes can hold the pod and the pod still never be scheduled there."""
+    unfit = {}
+    for name in job.allowed_spokes:
+        nodes = spokes[name].nodes if name in spokes else ()
+        if nodes and not any(job.pod.fits_in(node) for node in nodes):
+            largest = max(nodes, key=lambda n: (n.gpu, n.cpu, n.memory_bytes))
+            unfit[name] = (
+                f"its pod needs {job.pod.describe()}; no node there has that much "
+                f"(the largest: {largest.describe()})"
+            )
+    return unfit
+
+
 def _blame_closed_spokes(entry: Entry, job: JobRequest, closed: Mapping[str, str]) -> Entry:
-    """A job left unplaced because every spoke it may use is down or unschedulable
-    says so: the optimizer sees such a spoke only as one with no room, and would
-    blame the job's size."""
+    """A job left unplaced because every spoke it may use is down, unschedulable or
+    without a node big enough says so: the optimizer sees such a spoke only as one
+    with no room, and would blame the job's size."""
     allowed = list(job.allowed_spokes)
     if entry.phase != Phase.PENDING or not allowed or any(s not in closed for s in allowed):
         return entry
     why = "; ".join(f"{name} ({closed[name]})" for name in allowed)
-    return entry.model_copy(update={"reason": f"no spoke it may use takes new work: {why}"})
+    return entry.model_copy(update={"reason": f"no spoke it may use can take it: {why}"})
 
 
 def _late_reason(job: JobRequest, *, deadline: datetime, now: datetime) -> str:

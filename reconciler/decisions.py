@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from optimizer.model import Instance, Plan
 from reconciler.fleet import JobRequest, Problem
 from reconciler.ledger import FINISHED, Entry, Ledger
+from reconciler.pods import Resources
 
 
 class SpokeState(BaseModel):
@@ -25,6 +26,9 @@ class SpokeState(BaseModel):
     source: str = "declared"
     reason: str = ""  # why the spoke is down
     jobs: dict[str, str] = {}  # Caspian's Jobs seen there: name -> Running|Succeeded|Failed
+    # What each usable node can give one pod (its allocatable); empty where no
+    # node was seen (declared capacity).
+    nodes: tuple[Resources, ...] = ()
 
 
 class Window(BaseModel):
@@ -65,6 +69,8 @@ class Decision(BaseModel):
     retention: timedelta = timedelta(hours=24)
     unschedulable: tuple[str, ...] = ()  # spokes that take no new work by their file
     closed: dict[str, str] = {}  # every spoke that takes no new work: why (down, unschedulable)
+    # Per job, the spokes it may use but where no node is big enough for its pod.
+    no_node_fits: dict[str, dict[str, str]] = {}
     history_url: str | None = None  # the policy's historyUrl, {path} still in it
 
     def retired(self, entry: Entry) -> bool:

@@ -255,9 +255,10 @@ class JobRequest(BaseModel):
     source: str
     job_template: dict[str, Any]  # the wrapped batch/v1 Job, as written
     template_hash: str
-    cpu: float
+    cpu: float  # of all the pods that run at once
     memory_bytes: float
     gpu: float
+    pod: pods.Resources  # one pod, which must fit on one node
     duration: timedelta
     deadline: datetime | None = None
     complete_within: timedelta | None = None
@@ -491,7 +492,7 @@ def _job_from_doc(
             "Caspian removes finished Jobs from rendered/ instead",
         )
     try:
-        cpu, memory, gpu = _requests(job_spec)
+        pod, pods_at_once = _requests(job_spec)
     except _FieldError as error:
         return problem(f"{field}.spec.{error.field}", error.reason)
     annotations = metadata.get("annotations") or {}
@@ -506,9 +507,10 @@ def _job_from_doc(
         source=source,
         job_template=template,
         template_hash=template_hash(template),
-        cpu=cpu,
-        memory_bytes=memory,
-        gpu=gpu,
+        cpu=pod.cpu * pods_at_once,
+        memory_bytes=pod.memory_bytes * pods_at_once,
+        gpu=pod.gpu * pods_at_once,
+        pod=pod,
         **hints,
     )
 
@@ -526,9 +528,9 @@ class _FieldError(Exception):
         self.reason = reason
 
 
-def _requests(job_spec: Mapping[str, Any]) -> tuple[float, float, float]:
-    """cpu, memory bytes and GPUs of all pods that run at once: one pod's effective
-    request (`pods.effective_request`) times the Job's parallelism. A bad value
+def _requests(job_spec: Mapping[str, Any]) -> tuple[pods.Resources, int]:
+    """One pod's effective request (`pods.effective_request`), and how many pods
+    run at once (the Job's parallelism, at most its completions). A bad value
     raises _FieldError with its path under the Job's spec."""
     pod = (job_spec.get("template") or {}).get("spec") or {}
     containers = pod.get("containers") or []
@@ -588,8 +590,8 @@ def _requests(job_spec: Mapping[str, Any]) -> tuple[float, float, float]:
             pod_level=need("", pod.get("resources"), key) if key != "nvidia.com/gpu" else None,
             overhead=0.0 if overhead is None else amount("", f"overhead[{key}]", overhead),
         )
-        totals.append(one_pod * parallelism)
-    return totals[0], totals[1], totals[2]
+        totals.append(one_pod)
+    return pods.Resources(cpu=totals[0], memory_bytes=totals[1], gpu=totals[2]), parallelism
 
 
 # Annotations on the wrapped Job that would change how Argo CD applies it. A hook

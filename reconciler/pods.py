@@ -2,13 +2,17 @@
 
 The fleet (a Job's pod template, read as plain YAML) and the kube observer (other
 people's pods, read through the client) both need it, and an undercount either
-way puts a job where it does not fit: so the rule lives here once.
+way puts a job where it does not fit: so the rule lives here once. A pod also
+runs on one node, so a spoke whose every node is smaller than the pod can never
+run it, however much room its nodes have together.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import NamedTuple
+
+from pydantic import BaseModel, ConfigDict
 
 
 class InitContainer(NamedTuple):
@@ -43,3 +47,22 @@ def effective_request(
     running = sum(containers) + sidecars
     own = max(running, init_peak) if pod_level is None else pod_level
     return own + overhead
+
+
+class Resources(BaseModel):
+    """cpu, memory and GPUs: what one pod asks for, or what one node can give."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cpu: float
+    memory_bytes: float
+    gpu: float
+
+    def fits_in(self, node: Resources) -> bool:
+        return (
+            self.cpu <= node.cpu and self.memory_bytes <= node.memory_bytes and self.gpu <= node.gpu
+        )
+
+    def describe(self) -> str:
+        memory = f"{self.memory_bytes / 2**30:g}Gi"
+        return f"{self.cpu:g} cpu, {memory} memory, {self.gpu:g} GPUs"

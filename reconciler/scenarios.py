@@ -29,6 +29,7 @@ from reconciler.fleet import (
     SpokeSpec,
     template_hash,
 )
+from reconciler.pods import Resources
 
 TRACE_FILE = "trace.csv"
 GIB = 2.0**30
@@ -127,6 +128,7 @@ def scenario_setup(
                         cpu=8.0 * gpus,
                         memory_bytes=64 * GIB * gpus,
                         gpu=float(gpus),
+                        pod=Resources(cpu=8.0 * gpus, memory_bytes=64 * GIB * gpus, gpu=gpus),
                         duration=runtime,
                         deadline=at + scenario.deadline_factor * runtime,
                         power_watts=300.0 * gpus + scenario.host_watts,

@@ -170,6 +170,11 @@ def test_free_capacity_counts_usable_nodes_minus_pods_caspian_does_not_own(tmp_p
     assert state.cpu == 16 + 32 - 2 - 6 - 1
     assert state.memory_bytes == (64 + 128 - 4 - 8 - 4) * GI
     assert state.gpu == 4 - 1
+    # What one pod could get on one node: the two usable nodes, largest first.
+    assert [(n.cpu, n.memory_bytes / GI, n.gpu) for n in state.nodes] == [
+        (32, 128, 4),
+        (16, 64, 0),
+    ]
     assert state.jobs == {
         "train-1a2b3c4d": "Running",
         "etl-5e6f7a8b": "Succeeded",

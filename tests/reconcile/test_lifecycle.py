@@ -10,6 +10,7 @@ from reconciler import crd, deciding, ledger, messages, reconciling
 from reconciler.fleet import load_fleet
 from reconciler.ledger import FIXED
 from reconciler.observing import DeclaredCapacity
+from reconciler.pods import Resources
 from reconciler.quantities import format_time
 from reconciler.rendering import render
 from reconciler.templates import template_files
@@ -139,7 +140,7 @@ def test_with_every_spoke_down_new_jobs_wait_and_say_which_spokes_are_down() -> 
     pending = [e for e in entries(decision).values() if e.phase == "Pending"]
     assert len(pending) == 10
     for entry in pending:
-        assert entry.reason.startswith("no spoke it may use takes new work: "), entry.reason
+        assert entry.reason.startswith("no spoke it may use can take it: "), entry.reason
         assert "paris (down: HTTP 503 Unavailable)" in entry.reason
 
 
@@ -309,7 +310,7 @@ def test_a_job_only_unschedulable_spokes_may_take_waits_and_says_why() -> None:
     backfill = entries(decision)["batch/backfill-eu"]  # caspian.dev/spokes: paris,frankfurt
     assert backfill.phase == "Pending"
     assert backfill.reason == (
-        "no spoke it may use takes new work: paris (unschedulable in spokes/paris.yaml); "
+        "no spoke it may use can take it: paris (unschedulable in spokes/paris.yaml); "
         "frankfurt (unschedulable in spokes/frankfurt.yaml)"
     )
     assert {e.spoke for e in entries(decision).values() if e.spoke} == {"california"}
@@ -361,3 +362,45 @@ def test_a_job_running_past_its_planned_end_keeps_its_room() -> None:
     )
     assert entries(early)["batch/second"].planned_start == NOW + timedelta(minutes=75)
     assert "running past" not in messages.placement_table(early)
+
+
+def wide_job(*, spokes: str) -> bytes:
+    """One pod of 24 cpu, 2 pods at once: 48 cpu in all."""
+    return appwrapper(
+        "wide",
+        annotations={"caspian.dev/spokes": spokes},
+        job_spec={"parallelism": 2},
+        resources={"requests": {"cpu": "24", "memory": "8Gi"}},
+    ).encode()
+
+
+SMALL_NODES = {"nodes": (Resources(cpu=16, memory_bytes=64 * 2**30, gpu=0),) * 2}
+
+
+def test_a_spoke_whose_nodes_are_all_smaller_than_the_pod_is_not_used() -> None:
+    files = {**template_files(), "jobs/wide.yaml": wide_job(spokes="paris,frankfurt")}
+    # Both have room for 48 cpu in all, on nodes of 16 cpu where no pod of 24
+    # runs: the job waits and says why for each spoke.
+    paris = {**SMALL_NODES, "cpu": 96}
+    decision, _ = step(files, now=NOW, states={"paris": paris, "frankfurt": SMALL_NODES})
+    wide = entries(decision)["batch/wide"]
+    assert wide.phase == "Pending"
+    assert wide.reason == (
+        "no spoke it may use can take it: paris (its pod needs 24 cpu, 8Gi memory, 0 GPUs; "
+        "no node there has that much (the largest: 16 cpu, 64Gi memory, 0 GPUs)); frankfurt "
+        "(its pod needs 24 cpu, 8Gi memory, 0 GPUs; no node there has that much (the "
+        "largest: 16 cpu, 64Gi memory, 0 GPUs))"
+    )
+    # Nodes of 32 cpu on frankfurt are enough.
+    big = Resources(cpu=32, memory_bytes=128 * 2**30, gpu=0)
+    decision, _ = step(files, now=NOW, states={"paris": paris, "frankfurt": {"nodes": (big, big)}})
+    wide = entries(decision)["batch/wide"]
+    assert wide.spoke == "frankfurt" and wide.phase in ("Planned", "Dispatched")
+    assert set(decision.no_node_fits["batch/wide"]) == {"paris"}
+
+
+def test_without_node_sizes_only_the_summed_capacity_counts() -> None:
+    files = {**template_files(), "jobs/wide.yaml": wide_job(spokes="frankfurt")}
+    decision, _ = step(files, now=NOW)  # declared capacity: 64 cpu, no nodes known
+    assert entries(decision)["batch/wide"].spoke == "frankfurt"
+    assert decision.no_node_fits == {}
