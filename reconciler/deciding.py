@@ -18,6 +18,7 @@ from optimizer.solving import optimize
 from reconciler.decisions import Decision, SpokeState, Window
 from reconciler.fleet import Fleet, JobRequest, Problem, Spoke
 from reconciler.ledger import ACTIVE, FINISHED, FIXED, Entry, Ledger, Phase
+from reconciler.pods import Node, Resources
 from reconciler.quantities import format_duration, format_time
 
 # What turns an optimizer instance into a plan: the optimizer itself, or a
@@ -70,7 +71,10 @@ def decide(
     finished = {
         job_id: phase for job_id, prev in prevs.items() if (phase := _finished(prev, spokes))
     }
-    no_node_fits = {job.id: unfit for job in fleet.jobs if (unfit := _no_node_fits(job, spokes))}
+    # Nodes of one size together: a spoke of a hundred nodes has a few sizes, and
+    # every job is held against each.
+    sizes = {name: _by_size(state.nodes) for name, state in spokes.items()}
+    no_node_fits = {job.id: unfit for job in fleet.jobs if (unfit := _no_node_fits(job, sizes))}
     opt_jobs = [
         _optimizer_job(
             job,
@@ -417,19 +421,43 @@ def _closed_spokes(fleet: Fleet, spokes: Mapping[str, SpokeState]) -> dict[str, 
     return closed
 
 
-def _no_node_fits(job: JobRequest, spokes: Mapping[str, SpokeState]) -> dict[str, str]:
-    """The spokes `job` may use whose nodes are all too small for one of its pods,
-    each with why. A pod runs on one node: the spoke's free capacity summed over
-    its nodes can hold the pod and the pod still never be scheduled there."""
+def _by_size(nodes: tuple[Node, ...]) -> dict[Resources, list[Node]]:
+    groups: dict[Resources, list[Node]] = {}
+    for node in nodes:
+        groups.setdefault(node.allocatable, []).append(node)
+    return groups
+
+
+def _no_node_fits(
+    job: JobRequest, sizes: Mapping[str, Mapping[Resources, list[Node]]]
+) -> dict[str, str]:
+    """The spokes `job` may use where no node can take one of its pods, each with
+    why. A pod runs on one node that carries the labels of its nodeSelector: the
+    spoke's free capacity summed over its nodes can hold the pod and the pod still
+    never be scheduled there. `sizes` groups each spoke's nodes by allocatable
+    (none known: no check)."""
     unfit = {}
+    selector = job.node_selector
     for name in job.allowed_spokes:
-        nodes = spokes[name].nodes if name in spokes else ()
-        if nodes and not any(job.pod.fits_in(node) for node in nodes):
-            largest = max(nodes, key=lambda n: (n.gpu, n.cpu, n.memory_bytes))
-            unfit[name] = (
-                f"its pod needs {job.pod.describe()}; no node there has that much "
-                f"(the largest: {largest.describe()})"
-            )
+        groups = sizes.get(name, {})
+        if not groups or any(
+            job.pod.fits_in(size) and any(n.selected_by(selector) for n in nodes)
+            for size, nodes in groups.items()
+        ):
+            continue
+        labelled = [
+            size for size, nodes in groups.items() if any(n.selected_by(selector) for n in nodes)
+        ]
+        if not labelled:
+            wanted = ", ".join(f"{k}={v}" for k, v in sorted(selector.items()))
+            unfit[name] = f"no node there has the labels of its nodeSelector ({wanted})"
+            continue
+        largest = max(labelled, key=lambda size: (size.gpu, size.cpu, size.memory_bytes))
+        which = "node with its nodeSelector's labels" if selector else "node"
+        unfit[name] = (
+            f"its pod needs {job.pod.describe()}; no {which} there has that much "
+            f"(the largest: {largest.describe()})"
+        )
     return unfit
 
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from optimizer.model import Instance, Plan
 from reconciler.fleet import JobRequest, Problem
 from reconciler.ledger import FINISHED, Entry, Ledger
-from reconciler.pods import Resources
+from reconciler.pods import Node
 
 
 class SpokeState(BaseModel):
@@ -26,9 +26,9 @@ class SpokeState(BaseModel):
     source: str = "declared"
     reason: str = ""  # why the spoke is down
     jobs: dict[str, str] = {}  # Caspian's Jobs seen there: name -> Running|Succeeded|Failed
-    # What each usable node can give one pod (its allocatable); empty where no
-    # node was seen (declared capacity).
-    nodes: tuple[Resources, ...] = ()
+    # Each usable node: what it can give one pod (its allocatable), its labels;
+    # empty where no node was seen (declared capacity).
+    nodes: tuple[Node, ...] = ()
 
 
 class Window(BaseModel):

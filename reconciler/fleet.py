@@ -259,6 +259,7 @@ class JobRequest(BaseModel):
     memory_bytes: float
     gpu: float
     pod: pods.Resources  # one pod, which must fit on one node
+    node_selector: dict[str, str] = {}  # the labels that node must carry
     duration: timedelta
     deadline: datetime | None = None
     complete_within: timedelta | None = None
@@ -511,6 +512,7 @@ def _job_from_doc(
         memory_bytes=pod.memory_bytes * pods_at_once,
         gpu=pod.gpu * pods_at_once,
         pod=pod,
+        node_selector=_node_selector(job_spec),
         **hints,
     )
 
@@ -526,6 +528,12 @@ class _FieldError(Exception):
     def __init__(self, field: str, reason: str) -> None:
         self.field = field
         self.reason = reason
+
+
+def _node_selector(job_spec: Mapping[str, Any]) -> dict[str, str]:
+    pod = (job_spec.get("template") or {}).get("spec") or {}
+    # The Job schema has already held it to a map of strings.
+    return {str(k): str(v) for k, v in (pod.get("nodeSelector") or {}).items()}
 
 
 def _requests(job_spec: Mapping[str, Any]) -> tuple[pods.Resources, int]:

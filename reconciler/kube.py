@@ -89,7 +89,7 @@ class KubeObserver:
             return self._down(spoke, f"its API's answer to the {asking} is not a Kubernetes list")
         try:
             free = free_capacity(nodes, pods, tolerated=self.tolerated)
-            sizes = node_sizes(nodes, tolerated=self.tolerated)
+            shapes = usable_nodes(nodes, tolerated=self.tolerated)
             phases = {job.metadata.name: job_phase(job.status) for job in jobs}
         except ValueError as error:  # a quantity that does not parse
             return self._down(spoke, f"its API answered an object Caspian cannot read: {error}")
@@ -105,7 +105,7 @@ class KubeObserver:
             gpu=free["gpu"],
             source=f"kube:{context}",
             jobs=phases,
-            nodes=sizes,
+            nodes=shapes,
         )
 
     def _down(self, spoke: Spoke, reason: str) -> SpokeState:
@@ -181,21 +181,20 @@ def free_capacity(nodes: list[Any], pods: list[Any], *, tolerated: set[str]) -> 
     return {key: max(0.0, value) for key, value in free.items()}
 
 
-def node_sizes(nodes: list[Any], *, tolerated: set[str]) -> tuple[pods.Resources, ...]:
-    """The allocatable of each usable node, distinct sizes only, largest first."""
-    sizes = set()
+def usable_nodes(nodes: list[Any], *, tolerated: set[str]) -> tuple[pods.Node, ...]:
+    """Each usable node's allocatable and labels."""
+    found = []
     for node in nodes:
         if usable(node, tolerated=tolerated):
             allocatable = node.status.allocatable or {}
-            amounts = {
+            amount = {
                 ours: quantity(allocatable.get(theirs, 0)) for ours, theirs in RESOURCES.items()
             }
-            sizes.add(
-                pods.Resources(
-                    cpu=amounts["cpu"], memory_bytes=amounts["memory"], gpu=amounts["gpu"]
-                )
+            size = pods.Resources(
+                cpu=amount["cpu"], memory_bytes=amount["memory"], gpu=amount["gpu"]
             )
-    return tuple(sorted(sizes, key=lambda n: (n.gpu, n.cpu, n.memory_bytes), reverse=True))
+            found.append(pods.Node(allocatable=size, labels=dict(node.metadata.labels or {})))
+    return tuple(found)
 
 
 def pod_requests(spec: Any) -> dict[str, float]:

@@ -66,3 +66,15 @@ class Resources(BaseModel):
     def describe(self) -> str:
         memory = f"{self.memory_bytes / 2**30:g}Gi"
         return f"{self.cpu:g} cpu, {memory} memory, {self.gpu:g} GPUs"
+
+
+class Node(BaseModel):
+    """A usable node as a pod sees it: what it can give one pod, and its labels."""
+
+    model_config = ConfigDict(frozen=True)
+
+    allocatable: Resources
+    labels: dict[str, str] = {}
+
+    def selected_by(self, node_selector: dict[str, str]) -> bool:
+        return all(self.labels.get(key) == value for key, value in node_selector.items())

@@ -25,7 +25,7 @@ def node(name, *, cpu="16", memory="64Gi", gpu=None, ready=True, cordoned=False,
     if taint:
         spec["taints"] = [{"key": taint, "effect": "NoSchedule"}]
     return {
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": {"pool": name}},
         "spec": spec,
         "status": {
             "allocatable": allocatable,
@@ -171,10 +171,10 @@ def test_free_capacity_counts_usable_nodes_minus_pods_caspian_does_not_own(tmp_p
     assert state.memory_bytes == (64 + 128 - 4 - 8 - 4) * GI
     assert state.gpu == 4 - 1
     # What one pod could get on one node: the two usable nodes, largest first.
-    assert [(n.cpu, n.memory_bytes / GI, n.gpu) for n in state.nodes] == [
-        (32, 128, 4),
-        (16, 64, 0),
-    ]
+    assert [
+        (n.allocatable.cpu, n.allocatable.memory_bytes / GI, n.allocatable.gpu, n.labels)
+        for n in state.nodes
+    ] == [(16, 64, 0, {"pool": "ready-1"}), (32, 128, 4, {"pool": "ready-gpu"})]
     assert state.jobs == {
         "train-1a2b3c4d": "Running",
         "etl-5e6f7a8b": "Succeeded",

@@ -10,7 +10,7 @@ from reconciler import crd, deciding, ledger, messages, reconciling
 from reconciler.fleet import load_fleet
 from reconciler.ledger import FIXED
 from reconciler.observing import DeclaredCapacity
-from reconciler.pods import Resources
+from reconciler.pods import Node, Resources
 from reconciler.quantities import format_time
 from reconciler.rendering import render
 from reconciler.templates import template_files
@@ -374,7 +374,12 @@ def wide_job(*, spokes: str) -> bytes:
     ).encode()
 
 
-SMALL_NODES = {"nodes": (Resources(cpu=16, memory_bytes=64 * 2**30, gpu=0),) * 2}
+def nodes(cpu: float, *, count: int = 2, labels: dict[str, str] | None = None) -> tuple:
+    size = Resources(cpu=cpu, memory_bytes=4 * cpu * 2**30, gpu=0)
+    return (Node(allocatable=size, labels=labels or {}),) * count
+
+
+SMALL_NODES = {"nodes": nodes(16)}
 
 
 def test_a_spoke_whose_nodes_are_all_smaller_than_the_pod_is_not_used() -> None:
@@ -392,8 +397,7 @@ def test_a_spoke_whose_nodes_are_all_smaller_than_the_pod_is_not_used() -> None:
         "largest: 16 cpu, 64Gi memory, 0 GPUs))"
     )
     # Nodes of 32 cpu on frankfurt are enough.
-    big = Resources(cpu=32, memory_bytes=128 * 2**30, gpu=0)
-    decision, _ = step(files, now=NOW, states={"paris": paris, "frankfurt": {"nodes": (big, big)}})
+    decision, _ = step(files, now=NOW, states={"paris": paris, "frankfurt": {"nodes": nodes(32)}})
     wide = entries(decision)["batch/wide"]
     assert wide.spoke == "frankfurt" and wide.phase in ("Planned", "Dispatched")
     assert set(decision.no_node_fits["batch/wide"]) == {"paris"}
@@ -404,3 +408,28 @@ def test_without_node_sizes_only_the_summed_capacity_counts() -> None:
     decision, _ = step(files, now=NOW)  # declared capacity: 64 cpu, no nodes known
     assert entries(decision)["batch/wide"].spoke == "frankfurt"
     assert decision.no_node_fits == {}
+
+
+def test_a_node_selector_only_counts_the_nodes_with_its_labels() -> None:
+    a100 = {"gpu.product": "A100"}
+    text = appwrapper(
+        "picky",
+        annotations={"caspian.dev/spokes": "paris,frankfurt"},
+        pod_spec={"nodeSelector": a100},
+        resources={"requests": {"cpu": "8", "memory": "8Gi"}},
+    ).encode()
+    files = {**template_files(), "jobs/picky.yaml": text}
+    big_unlabelled = {"nodes": nodes(32)}
+    small_a100 = {"nodes": nodes(32) + nodes(4, count=1, labels=a100)}
+    decision, _ = step(files, now=NOW, states={"paris": big_unlabelled, "frankfurt": small_a100})
+    picky = entries(decision)["batch/picky"]
+    assert picky.phase == "Pending"
+    assert "paris (no node there has the labels of its nodeSelector (gpu.product=A100))" in (
+        picky.reason
+    )
+    assert "frankfurt (its pod needs 8 cpu, 8Gi memory, 0 GPUs; no node with its " in picky.reason
+    assert "(the largest: 4 cpu, 16Gi memory, 0 GPUs))" in picky.reason
+
+    large_a100 = {"nodes": nodes(4) + nodes(16, count=1, labels={**a100, "zone": "b"})}
+    decision, _ = step(files, now=NOW, states={"paris": big_unlabelled, "frankfurt": large_a100})
+    assert entries(decision)["batch/picky"].spoke == "frankfurt"
