@@ -26,16 +26,25 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)(d|h|m|s)")
 _DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
+# Kubernetes keeps a quantity in a signed 64-bit integer: more is no real amount,
+# and an infinity (1e999) would poison every sum and ratio of the plan.
+_LARGEST_QUANTITY = 2.0**63
+
+
 def quantity(value: str | int | float) -> float:
     """A Kubernetes resource quantity ("500m", "16Gi", 2) as a plain number."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, str):  # YAML can hand over a list, a mapping, null
+        amount = float(value)
+    elif not isinstance(value, str):  # YAML can hand over a list, a mapping, null
         raise ValueError(f"{value!r} is not a quantity: write a number or a string like 16Gi")
-    match = _QUANTITY.match(value.strip())
-    if not match or match.group(2) not in _SUFFIXES:
-        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 500m, 4, 16Gi)")
-    return float(match.group(1)) * _SUFFIXES[match.group(2)]
+    else:
+        match = _QUANTITY.match(value.strip())
+        if not match or match.group(2) not in _SUFFIXES:
+            raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 500m, 4, 16Gi)")
+        amount = float(match.group(1)) * _SUFFIXES[match.group(2)]
+    if not abs(amount) < _LARGEST_QUANTITY:  # NaN too
+        raise ValueError(f"{value!r} is larger than any Kubernetes quantity (2^63)")
+    return amount
 
 
 def duration(value: str) -> timedelta:

@@ -346,6 +346,12 @@ def test_kubernetes_quantities(text, value) -> None:
     assert quantities.quantity(text) == value
 
 
+@pytest.mark.parametrize("value", ["1e999", "9Ei", 1e300, float("nan")])
+def test_a_quantity_beyond_what_kubernetes_holds_is_refused(value) -> None:
+    with pytest.raises(ValueError, match=r"larger than any Kubernetes quantity"):
+        quantities.quantity(value)
+
+
 @pytest.mark.parametrize(
     ("text", "minutes"), [("45m", 45), ("1h30m", 90), ("2d", 2880), ("90s", 1.5)]
 )
