@@ -286,7 +286,10 @@ def _optimizer_job(
         gpu=job.gpu,
         duration_slots=duration,
         release_slot=release,
-        deadline_slot=horizon.slot_of(deadline),
+        # A deadline already past makes every start equally late in all but its
+        # end: counted from now, so that lateness from a year ago does not outweigh
+        # the cost of leaving the job unplaced, and it runs as soon as it can.
+        deadline_slot=max(0, horizon.slot_of(deadline)),
         # A fixed job keeps its place on a closed spoke: fixed jobs are not
         # held to their allowed spokes.
         allowed_spokes=tuple(s for s in job.allowed_spokes if s not in closed),

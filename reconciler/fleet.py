@@ -34,6 +34,8 @@ from reconciler import pods, quantities, yamlio
 
 API_VERSION = "caspian.dev/v1alpha1"
 APPWRAPPER_API = "workload.codeflare.dev/v1beta2"
+# A job's declared draw above this is taken for a unit slip: ten megawatts.
+MOST_WATTS = 10_000_000.0
 ANNOTATION = "caspian.dev/"
 POLICY_FILE = "caspian.yaml"
 SPOKES_DIR = "spokes/"
@@ -90,7 +92,7 @@ class Spec(BaseModel):
 class JobDefaults(Spec):
     duration: Duration = timedelta(hours=1)
     complete_within: Duration = timedelta(hours=24)
-    power_watts: float | None = Field(default=None, gt=0)
+    power_watts: float | None = Field(default=None, gt=0, le=MOST_WATTS)
 
 
 class PolicyWeights(Spec):
@@ -200,10 +202,12 @@ class Capacity(Spec):
 class PowerModel(Spec):
     """Average power draw of a job's share of a node, before the facility's PUE."""
 
-    watts_per_core: float = Field(default=10.0, ge=0)
-    watts_per_gpu: float = Field(default=300.0, ge=0)
-    watts_per_gib: float = Field(default=0.4, ge=0)
-    pue: float = Field(default=1.2, ge=1.0)
+    # The upper bounds are far above any real part; they catch a unit slip (kW for
+    # W) before it makes every other job's carbon a rounding error.
+    watts_per_core: float = Field(default=10.0, ge=0, le=1_000)
+    watts_per_gpu: float = Field(default=300.0, ge=0, le=10_000)
+    watts_per_gib: float = Field(default=0.4, ge=0, le=100)
+    pue: float = Field(default=1.2, ge=1.0, le=5.0)
 
 
 class SpokeSpec(Spec):
@@ -677,6 +681,8 @@ def _hints(
         value = float(text)
         if not math.isfinite(value) or value <= 0:
             raise ValueError(f"{text!r} must be a positive number of watts")
+        if value > MOST_WATTS:
+            raise ValueError(f"{text!r} is more than {MOST_WATTS:,.0f} W: is it in watts?")
         return value
 
     names = [spoke.name for spoke in spokes]

@@ -24,6 +24,11 @@ _SUFFIXES = {
 _QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)([a-zA-Z]*)$")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(d|h|m|s)")
 _DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+# Ten years: room for any run, deadline or retention, while a time that far
+# ahead stays inside what a datetime can hold.
+_LONGEST_DURATION_S = 3650 * 86400
+# Times Caspian reads: ten years of durations later still fits in a datetime.
+_EARLIEST_YEAR, _LATEST_YEAR = 1970, 9000
 
 
 # Kubernetes keeps a quantity in a signed 64-bit integer: more is no real amount,
@@ -55,6 +60,10 @@ def duration(value: str) -> timedelta:
     seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION.findall(text))
     if seconds <= 0:
         raise ValueError(f"{value!r} must be longer than zero (e.g. 45m, 2h)")
+    if seconds > _LONGEST_DURATION_S:
+        raise ValueError(
+            f"{value!r} is longer than {_LONGEST_DURATION_S // 86400}d, the most allowed"
+        )
     return timedelta(seconds=seconds)
 
 
@@ -82,8 +91,19 @@ def timestamp(value: str | datetime) -> datetime:
             ) from None
     if moment.tzinfo is None:
         raise ValueError(f"{value!r} has no time zone: add Z or an offset like +01:00")
-    return moment.astimezone(UTC)
+    out_of_range = ValueError(
+        f"{value!r} is not a time between {_EARLIEST_YEAR} and {_LATEST_YEAR}"
+    )
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:  # the year 1 or 9999, moved across midnight by its offset
+        raise out_of_range from None
+    # Far-off times still have durations and slots added to them.
+    if not _EARLIEST_YEAR <= utc.year <= _LATEST_YEAR:
+        raise out_of_range
+    return utc
 
 
 def format_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat, not strftime: strftime writes the year 1 as "1", not "0001".
+    return moment.astimezone(UTC).replace(tzinfo=None, microsecond=0).isoformat() + "Z"

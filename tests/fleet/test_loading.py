@@ -202,6 +202,16 @@ def test_a_namespace_in_the_appwrapper_wins() -> None:
             "jobs/extra.yaml:spec.components[0].template.metadata.annotations.argocd.argoproj.io"
             "/sync-options: remove Prune=false: Caspian starts a Job",
         ),
+        (
+            appwrapper(annotations={"caspian.dev/power-watts": "4e7"}),
+            "jobs/extra.yaml:metadata.annotations.caspian.dev/power-watts: '4e7' is more than "
+            "10,000,000 W: is it in watts?",
+        ),
+        (
+            appwrapper(annotations={"caspian.dev/duration": "99999999999d"}),
+            "jobs/extra.yaml:metadata.annotations.caspian.dev/duration: '99999999999d' is longer "
+            "than 3650d",
+        ),
         # The CRD leaves the wrapped Job open; Kubernetes' Job schema is not.
         (
             appwrapper(job_spec={"parallelism": "two"}),
@@ -330,6 +340,13 @@ def test_the_same_name_twice_keeps_the_first_and_names_both_files() -> None:
             "spokes/paris.yaml:spec.capacity.cpu: Value error, [32] is not a quantity: write a "
             "number or a string like 16Gi",
         ),
+        (
+            {
+                "spokes__paris": SPOKE_HEAD + "metadata: {name: paris}\n"
+                "spec: {carbon: {zone: FR}, capacity: {cpu: 8, memory: 1Gi}, power: {pue: 115}}\n"
+            },
+            "spokes/paris.yaml:spec.power.pue: Input should be less than or equal to 5",
+        ),
     ],
 )
 def test_a_bad_policy_or_spoke_stops_everything_with_a_clear_line(changes, expected) -> None:
@@ -350,6 +367,26 @@ def test_kubernetes_quantities(text, value) -> None:
 def test_a_quantity_beyond_what_kubernetes_holds_is_refused(value) -> None:
     with pytest.raises(ValueError, match=r"larger than any Kubernetes quantity"):
         quantities.quantity(value)
+
+
+@pytest.mark.parametrize(
+    "text", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-05:00", "1900-01-01T00:00:00Z"]
+)
+def test_a_time_out_of_range_is_refused_not_a_crash(text) -> None:
+    with pytest.raises(ValueError, match="is not a time between 1970 and 9000"):
+        quantities.timestamp(text)
+
+
+def test_a_duration_past_ten_years_is_refused() -> None:
+    with pytest.raises(ValueError, match="longer than 3650d"):
+        quantities.duration("99999999999d")
+    assert quantities.duration("3650d") == timedelta(days=3650)
+
+
+def test_times_print_in_utc_with_a_z() -> None:
+    assert quantities.format_time(quantities.timestamp("1970-01-02T03:04:05+01:00")) == (
+        "1970-01-02T02:04:05Z"
+    )
 
 
 @pytest.mark.parametrize(

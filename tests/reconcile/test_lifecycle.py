@@ -433,3 +433,14 @@ def test_a_node_selector_only_counts_the_nodes_with_its_labels() -> None:
     large_a100 = {"nodes": nodes(4) + nodes(16, count=1, labels={**a100, "zone": "b"})}
     decision, _ = step(files, now=NOW, states={"paris": big_unlabelled, "frankfurt": large_a100})
     assert entries(decision)["batch/picky"].spoke == "frankfurt"
+
+
+def test_a_deadline_long_past_runs_the_job_at_once_and_says_it_is_late() -> None:
+    # A year's lateness once outweighed leaving the job unplaced: it waited as
+    # "deferred: no capacity left", with the whole fleet free.
+    a_year_ago = format_time(NOW - timedelta(days=366))
+    text = appwrapper("stale", annotations={"caspian.dev/deadline": a_year_ago}).encode()
+    decision, _ = step({**template_files(), "jobs/stale.yaml": text}, now=NOW)
+    stale = entries(decision)["batch/stale"]
+    assert (stale.phase, stale.planned_start, stale.late) == ("Dispatched", NOW, True)
+    assert stale.reason.startswith("will finish after its deadline: it runs 1h")
