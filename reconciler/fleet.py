@@ -490,6 +490,16 @@ def _job_from_doc(
     job_spec = template.get("spec")
     if not isinstance(job_spec, dict):
         return problem(f"{field}.spec", "required: the Job's spec")
+    restart = ((job_spec.get("template") or {}).get("spec") or {}).get("restartPolicy")
+    if restart not in ("Never", "OnFailure"):
+        # The API server refuses any other, and the default (Always): the sync
+        # on the spoke would fail, long after this commit.
+        found = "missing" if restart is None else f"{restart!r}"
+        return problem(
+            f"{field}.spec.template.spec.restartPolicy",
+            f"{found}: Kubernetes runs a Job's pods only with Never or OnFailure; "
+            "add restartPolicy: Never",
+        )
     if "ttlSecondsAfterFinished" in job_spec:
         return problem(
             f"{field}.spec.ttlSecondsAfterFinished",

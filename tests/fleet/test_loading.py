@@ -70,6 +70,16 @@ def test_argocd_annotations_that_keep_a_plain_apply_stay_on_the_job() -> None:
     assert job.job_template["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "1"
 
 
+def test_a_job_pod_without_restart_policy_is_a_problem_not_a_failed_sync() -> None:
+    doc = appwrapper_doc()
+    del doc["spec"]["components"][0]["template"]["spec"]["template"]["spec"]["restartPolicy"]
+    lines = problems_of(fleet_with(jobs__extra=yaml.safe_dump(doc)))
+    assert lines == [
+        "jobs/extra.yaml:spec.components[0].template.spec.template.spec.restartPolicy: missing: "
+        "Kubernetes runs a Job's pods only with Never or OnFailure; add restartPolicy: Never"
+    ]
+
+
 def sidecar_fleet_job(pod_spec: dict) -> tuple[float, float, float]:
     text = appwrapper(
         pod_spec=pod_spec,
@@ -211,6 +221,12 @@ def test_a_namespace_in_the_appwrapper_wins() -> None:
             appwrapper(annotations={"caspian.dev/duration": "99999999999d"}),
             "jobs/extra.yaml:metadata.annotations.caspian.dev/duration: '99999999999d' is longer "
             "than 3650d",
+        ),
+        (
+            appwrapper(pod_spec={"restartPolicy": "Always"}),
+            "jobs/extra.yaml:spec.components[0].template.spec.template.spec.restartPolicy: "
+            "'Always': Kubernetes runs a Job's pods only with Never or OnFailure; add "
+            "restartPolicy: Never",
         ),
         # The CRD leaves the wrapped Job open; Kubernetes' Job schema is not.
         (
