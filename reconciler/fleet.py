@@ -500,6 +500,9 @@ def _job_from_doc(
             f"{found}: Kubernetes runs a Job's pods only with Never or OnFailure; "
             "add restartPolicy: Never",
         )
+    if why := _refused_by_api_server(job_spec):
+        key, reason = why
+        return problem(f"{field}.spec.{key}", reason)
     if "ttlSecondsAfterFinished" in job_spec:
         return problem(
             f"{field}.spec.ttlSecondsAfterFinished",
@@ -614,6 +617,25 @@ def _requests(job_spec: Mapping[str, Any]) -> tuple[pods.Resources, int]:
         )
         totals.append(one_pod)
     return pods.Resources(cpu=totals[0], memory_bytes=totals[1], gpu=totals[2]), parallelism
+
+
+def _refused_by_api_server(job_spec: Mapping[str, Any]) -> tuple[str, str] | None:
+    """A field of the Job's spec that the API server's own checks (beyond the
+    schema) refuse, with why and the fix; None when there is none."""
+    if job_spec.get("selector") is not None and not job_spec.get("manualSelector"):
+        # As `kubectl get job -o yaml` writes it, with the controller-uid labels.
+        return (
+            "selector",
+            "Kubernetes generates a Job's selector and refuses one written in: remove "
+            "spec.selector, and the controller-uid labels of the pod template",
+        )
+    backoff = job_spec.get("backoffLimit")
+    if backoff is not None and backoff < 0:
+        return "backoffLimit", f"{backoff} is negative: Kubernetes requires 0 or more"
+    deadline = job_spec.get("activeDeadlineSeconds")
+    if deadline is not None and deadline <= 0:
+        return "activeDeadlineSeconds", f"{deadline}: Kubernetes requires more than 0"
+    return None
 
 
 # Annotations on the wrapped Job that would change how Argo CD applies it. A hook

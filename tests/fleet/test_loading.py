@@ -80,6 +80,11 @@ def test_a_job_pod_without_restart_policy_is_a_problem_not_a_failed_sync() -> No
     ]
 
 
+def test_a_selector_with_manual_selector_is_the_users_to_keep() -> None:
+    job_spec = {"manualSelector": True, "selector": {"matchLabels": {"app": "extra"}}}
+    assert problems_of(fleet_with(jobs__extra=appwrapper(job_spec=job_spec))) == []
+
+
 def sidecar_fleet_job(pod_spec: dict) -> tuple[float, float, float]:
     text = appwrapper(
         pod_spec=pod_spec,
@@ -227,6 +232,22 @@ def test_a_namespace_in_the_appwrapper_wins() -> None:
             "jobs/extra.yaml:spec.components[0].template.spec.template.spec.restartPolicy: "
             "'Always': Kubernetes runs a Job's pods only with Never or OnFailure; add "
             "restartPolicy: Never",
+        ),
+        (
+            appwrapper(
+                job_spec={"selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": "1"}}}
+            ),
+            "jobs/extra.yaml:spec.components[0].template.spec.selector: Kubernetes generates a "
+            "Job's selector",
+        ),
+        (
+            appwrapper(job_spec={"backoffLimit": -1}),
+            "jobs/extra.yaml:spec.components[0].template.spec.backoffLimit: -1 is negative",
+        ),
+        (
+            appwrapper(job_spec={"activeDeadlineSeconds": 0}),
+            "jobs/extra.yaml:spec.components[0].template.spec.activeDeadlineSeconds: 0: "
+            "Kubernetes requires more than 0",
         ),
         # The CRD leaves the wrapped Job open; Kubernetes' Job schema is not.
         (
