@@ -21,9 +21,10 @@ from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from reconciler import metrics, pods
+from reconciler import metrics
 from reconciler.decisions import SpokeState
 from reconciler.fleet import Fleet, Spoke
+from reconciler.pods import InitContainer, Node, Resources, effective_request
 from reconciler.quantities import quantity
 from reconciler.rendering import MANAGED_BY
 
@@ -181,7 +182,7 @@ def free_capacity(nodes: list[Any], pods: list[Any], *, tolerated: set[str]) -> 
     return {key: max(0.0, value) for key, value in free.items()}
 
 
-def usable_nodes(nodes: list[Any], *, tolerated: set[str]) -> tuple[pods.Node, ...]:
+def usable_nodes(nodes: list[Any], *, tolerated: set[str]) -> tuple[Node, ...]:
     """Each usable node's allocatable and labels."""
     found = []
     for node in nodes:
@@ -190,15 +191,13 @@ def usable_nodes(nodes: list[Any], *, tolerated: set[str]) -> tuple[pods.Node, .
             amount = {
                 ours: quantity(allocatable.get(theirs, 0)) for ours, theirs in RESOURCES.items()
             }
-            size = pods.Resources(
-                cpu=amount["cpu"], memory_bytes=amount["memory"], gpu=amount["gpu"]
-            )
-            found.append(pods.Node(allocatable=size, labels=dict(node.metadata.labels or {})))
+            size = Resources(cpu=amount["cpu"], memory_bytes=amount["memory"], gpu=amount["gpu"])
+            found.append(Node(allocatable=size, labels=dict(node.metadata.labels or {})))
     return tuple(found)
 
 
 def pod_requests(spec: Any) -> dict[str, float]:
-    """Effective requests by the scheduler's rule (`pods.effective_request`);
+    """Effective requests by the scheduler's rule (`effective_request`);
     limits stand in for missing requests."""
 
     def need(resources: Any, name: str) -> float | None:
@@ -211,10 +210,10 @@ def pod_requests(spec: Any) -> dict[str, float]:
 
     result = {}
     for ours, theirs in RESOURCES.items():
-        result[ours] = pods.effective_request(
+        result[ours] = effective_request(
             containers=(need(c.resources, theirs) or 0.0 for c in spec.containers or []),
             init_containers=[
-                pods.InitContainer(
+                InitContainer(
                     amount=need(c.resources, theirs) or 0.0,
                     sidecar=c.restart_policy == "Always",
                 )

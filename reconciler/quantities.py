@@ -29,8 +29,6 @@ _DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 _LONGEST_DURATION_S = 3650 * 86400
 # Times Caspian reads: ten years of durations later still fits in a datetime.
 _EARLIEST_YEAR, _LATEST_YEAR = 1970, 9000
-
-
 # Kubernetes keeps a quantity in a signed 64-bit integer: more is no real amount,
 # and an infinity (1e999) would poison every sum and ratio of the plan.
 _LARGEST_QUANTITY = 2.0**63
@@ -105,5 +103,5 @@ def timestamp(value: str | datetime) -> datetime:
 
 
 def format_time(moment: datetime) -> str:
-    # isoformat, not strftime: strftime writes the year 1 as "1", not "0001".
+    # isoformat, not strftime, which writes a year before 1000 without its zeros.
     return moment.astimezone(UTC).replace(tzinfo=None, microsecond=0).isoformat() + "Z"
