@@ -435,28 +435,24 @@ def _no_node_fits(
     job: JobRequest, sizes: Mapping[str, Mapping[Resources, list[Node]]]
 ) -> dict[str, str]:
     """The spokes `job` may use where no node can take one of its pods, each with
-    why. A pod runs on one node that carries the labels of its nodeSelector: the
+    why. A pod runs on one node, one its nodeSelector and node affinity allow: the
     spoke's free capacity summed over its nodes can hold the pod and the pod still
     never be scheduled there. `sizes` groups each spoke's nodes by allocatable
     (none known: no check)."""
     unfit = {}
-    selector = job.node_selector
+    placement = job.placement
     for name in job.allowed_spokes:
         groups = sizes.get(name, {})
-        if not groups or any(
-            job.pod.fits_in(size) and any(n.selected_by(selector) for n in nodes)
-            for size, nodes in groups.items()
-        ):
-            continue
-        labelled = [
-            size for size, nodes in groups.items() if any(n.selected_by(selector) for n in nodes)
+        allowed = [
+            size for size, nodes in groups.items() if any(n.selected_by(placement) for n in nodes)
         ]
-        if not labelled:
-            wanted = ", ".join(f"{k}={v}" for k, v in sorted(selector.items()))
-            unfit[name] = f"no node there has the labels of its nodeSelector ({wanted})"
+        if not groups or any(job.pod.fits_in(size) for size in allowed):
             continue
-        largest = max(labelled, key=lambda size: (size.gpu, size.cpu, size.memory_bytes))
-        which = "node with its nodeSelector's labels" if selector else "node"
+        if not allowed:
+            unfit[name] = f"no node there matches its node selection ({placement.describe()})"
+            continue
+        largest = max(allowed, key=lambda size: (size.gpu, size.cpu, size.memory_bytes))
+        which = "node" if placement.any_node else "node it may use"
         unfit[name] = (
             f"its pod needs {job.pod.describe()}; no {which} there has that much "
             f"(the largest: {largest.describe()})"

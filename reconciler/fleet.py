@@ -263,7 +263,7 @@ class JobRequest(BaseModel):
     memory_bytes: float
     gpu: float
     pod: pods.Resources  # one pod, which must fit on one node
-    node_selector: dict[str, str] = {}  # the labels that node must carry
+    placement: pods.Placement = pods.Placement()  # which nodes that may be
     duration: timedelta
     deadline: datetime | None = None
     complete_within: timedelta | None = None
@@ -511,6 +511,7 @@ def _job_from_doc(
         )
     try:
         pod, pods_at_once = _requests(job_spec)
+        placement = _placement(job_spec)
     except _FieldError as error:
         return problem(f"{field}.spec.{error.field}", error.reason)
     annotations = metadata.get("annotations") or {}
@@ -529,7 +530,7 @@ def _job_from_doc(
         memory_bytes=pod.memory_bytes * pods_at_once,
         gpu=pod.gpu * pods_at_once,
         pod=pod,
-        node_selector=_node_selector(job_spec),
+        placement=placement,
         **hints,
     )
 
@@ -547,10 +548,44 @@ class _FieldError(Exception):
         self.reason = reason
 
 
-def _node_selector(job_spec: Mapping[str, Any]) -> dict[str, str]:
+def _placement(job_spec: Mapping[str, Any]) -> pods.Placement:
+    """The nodes a pod of the Job may run on: its nodeSelector and the terms of its
+    required node affinity. A bad expression raises _FieldError with its path."""
     pod = (job_spec.get("template") or {}).get("spec") or {}
-    # The Job schema has already held it to a map of strings.
-    return {str(k): str(v) for k, v in (pod.get("nodeSelector") or {}).items()}
+    # The Job schema has already held these to their shapes (maps of strings, lists).
+    selector = {str(k): str(v) for k, v in (pod.get("nodeSelector") or {}).items()}
+    where = "template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+    required = ((pod.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
+    terms = []
+    for t, term in enumerate(required.get("nodeSelectorTerms") or []):
+        requirements = []
+        for e, expression in enumerate((term or {}).get("matchExpressions") or []):
+            field = f"{where}.nodeSelectorTerms[{t}].matchExpressions[{e}]"
+            try:
+                requirement = pods.Requirement(
+                    key=expression.get("key"),
+                    operator=expression.get("operator"),
+                    values=tuple(str(v) for v in expression.get("values") or ()),
+                )
+            except ValidationError:
+                raise _FieldError(
+                    f"{field}.operator",
+                    f"{expression.get('operator')!r}: Kubernetes knows In, NotIn, Exists, "
+                    "DoesNotExist, Gt and Lt",
+                ) from None
+            if requirement.operator in ("Gt", "Lt") and not _one_integer(requirement.values):
+                raise _FieldError(
+                    f"{field}.values", f"{requirement.operator} takes exactly one integer"
+                )
+            requirements.append(requirement)
+        terms.append(tuple(requirements))
+    return pods.Placement(node_selector=selector, terms=tuple(terms))
+
+
+def _one_integer(values: tuple[str, ...]) -> bool:
+    return len(values) == 1 and values[0].lstrip("-").isdigit()
 
 
 def _requests(job_spec: Mapping[str, Any]) -> tuple[pods.Resources, int]:

@@ -9,8 +9,8 @@ run it, however much room its nodes have together.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import NamedTuple
+from collections.abc import Iterable, Mapping
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -76,5 +76,64 @@ class Node(BaseModel):
     allocatable: Resources
     labels: dict[str, str] = {}
 
-    def selected_by(self, node_selector: dict[str, str]) -> bool:
-        return all(self.labels.get(key) == value for key, value in node_selector.items())
+    def selected_by(self, placement: Placement) -> bool:
+        return placement.allows(self.labels)
+
+
+class Requirement(BaseModel):
+    """One matchExpression of a required node affinity term."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"]
+    values: tuple[str, ...] = ()
+
+    def holds(self, labels: Mapping[str, str]) -> bool:
+        value = labels.get(self.key)
+        match self.operator:
+            case "In":
+                return value in self.values
+            case "NotIn":
+                return value not in self.values
+            case "Exists":
+                return value is not None
+            case "DoesNotExist":
+                return value is None
+        # Gt and Lt compare a label holding an integer with the one value given.
+        try:
+            label, bound = int(value or ""), int(self.values[0])
+        except (ValueError, IndexError):
+            return False
+        return label > bound if self.operator == "Gt" else label < bound
+
+    def describe(self) -> str:
+        if self.operator in ("Exists", "DoesNotExist"):
+            return f"{self.key} {self.operator}"
+        return f"{self.key} {self.operator} ({', '.join(self.values)})"
+
+
+class Placement(BaseModel):
+    """Which nodes a pod may run on: its nodeSelector, and the terms of its required
+    node affinity (any one term, all of its expressions). Fields of a term
+    (matchFields, by node name) are not read: such a term is taken to match."""
+
+    model_config = ConfigDict(frozen=True)
+
+    node_selector: dict[str, str] = {}
+    terms: tuple[tuple[Requirement, ...], ...] = ()
+
+    def allows(self, labels: Mapping[str, str]) -> bool:
+        if any(labels.get(key) != value for key, value in self.node_selector.items()):
+            return False
+        return not self.terms or any(all(r.holds(labels) for r in t) for t in self.terms)
+
+    @property
+    def any_node(self) -> bool:
+        return not self.node_selector and not self.terms
+
+    def describe(self) -> str:
+        parts = [f"{key}={value}" for key, value in sorted(self.node_selector.items())]
+        if self.terms:
+            parts.append(" or ".join(" and ".join(r.describe() for r in t) for t in self.terms))
+        return "; ".join(parts)

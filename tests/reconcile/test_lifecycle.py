@@ -424,10 +424,10 @@ def test_a_node_selector_only_counts_the_nodes_with_its_labels() -> None:
     decision, _ = step(files, now=NOW, states={"paris": big_unlabelled, "frankfurt": small_a100})
     picky = entries(decision)["batch/picky"]
     assert picky.phase == "Pending"
-    assert "paris (no node there has the labels of its nodeSelector (gpu.product=A100))" in (
+    assert "paris (no node there matches its node selection (gpu.product=A100))" in picky.reason
+    assert "frankfurt (its pod needs 8 cpu, 8Gi memory, 0 GPUs; no node it may use " in (
         picky.reason
     )
-    assert "frankfurt (its pod needs 8 cpu, 8Gi memory, 0 GPUs; no node with its " in picky.reason
     assert "(the largest: 4 cpu, 16Gi memory, 0 GPUs))" in picky.reason
 
     large_a100 = {"nodes": nodes(4) + nodes(16, count=1, labels={**a100, "zone": "b"})}
@@ -444,3 +444,33 @@ def test_a_deadline_long_past_runs_the_job_at_once_and_says_it_is_late() -> None
     stale = entries(decision)["batch/stale"]
     assert (stale.phase, stale.planned_start, stale.late) == ("Dispatched", NOW, True)
     assert stale.reason.startswith("will finish after its deadline: it runs 1h")
+
+
+def test_a_required_node_affinity_only_counts_the_nodes_it_allows() -> None:
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {
+                        "matchExpressions": [
+                            {"key": "gpu.product", "operator": "NotIn", "values": ["T4"]}
+                        ]
+                    }
+                ]
+            }
+        }
+    }
+    text = appwrapper(
+        "newer",
+        annotations={"caspian.dev/spokes": "paris,frankfurt"},
+        pod_spec={"affinity": affinity},
+        resources={"requests": {"cpu": "8", "memory": "8Gi"}},
+    ).encode()
+    files = {**template_files(), "jobs/newer.yaml": text}
+    t4_only = {"nodes": nodes(32, labels={"gpu.product": "T4"})}
+    unlabelled = {"nodes": nodes(32)}  # no gpu.product label: NotIn holds
+    decision, _ = step(files, now=NOW, states={"paris": t4_only, "frankfurt": unlabelled})
+    assert entries(decision)["batch/newer"].spoke == "frankfurt"
+    assert decision.no_node_fits["batch/newer"] == {
+        "paris": "no node there matches its node selection (gpu.product NotIn (T4))"
+    }

@@ -1,0 +1,88 @@
+"""Which nodes a pod may run on, as its nodeSelector and required node affinity
+say, read from a Job's pod template."""
+
+from __future__ import annotations
+
+import pytest
+
+from reconciler.pods import Placement, Requirement
+from tests.fleet.helpers import appwrapper, fleet_with
+
+NODE = {"gpu.product": "A100", "zone": "b", "cores": "64"}
+
+
+@pytest.mark.parametrize(
+    ("operator", "values", "holds"),
+    [
+        ("In", ("H100", "A100"), True),
+        ("In", ("H100",), False),
+        ("NotIn", ("H100",), True),
+        ("NotIn", ("A100",), False),
+        ("Exists", (), True),
+        ("DoesNotExist", (), False),
+        ("Gt", ("32",), True),
+        ("Gt", ("64",), False),
+        ("Lt", ("128",), True),
+    ],
+)
+def test_each_operator_reads_the_label_as_kubernetes_does(operator, values, holds) -> None:
+    key = "cores" if operator in ("Gt", "Lt") else "gpu.product"
+    assert Requirement(key=key, operator=operator, values=values).holds(NODE) is holds
+
+
+def test_a_missing_label_is_in_nothing_and_not_in_everything() -> None:
+    assert not Requirement(key="rack", operator="In", values=("1",)).holds(NODE)
+    assert Requirement(key="rack", operator="NotIn", values=("1",)).holds(NODE)
+    assert not Requirement(key="rack", operator="Gt", values=("1",)).holds(NODE)
+
+
+def test_any_term_may_match_but_all_of_a_terms_expressions_must() -> None:
+    h100 = Requirement(key="gpu.product", operator="In", values=("H100",))
+    zone_b = Requirement(key="zone", operator="In", values=("b",))
+    assert Placement(terms=((h100,), (zone_b,))).allows(NODE)
+    assert not Placement(terms=((h100, zone_b),)).allows(NODE)
+    # The nodeSelector must hold besides.
+    assert not Placement(node_selector={"zone": "a"}, terms=((zone_b,),)).allows(NODE)
+    assert Placement().allows({})
+
+
+def job_with_affinity(expressions: list[dict]) -> str:
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": expressions}]
+            }
+        }
+    }
+    return appwrapper(pod_spec={"affinity": affinity, "nodeSelector": {"zone": "b"}})
+
+
+def test_a_jobs_placement_comes_from_its_pod_template() -> None:
+    text = job_with_affinity([{"key": "gpu.product", "operator": "In", "values": ["A100"]}])
+    job = {j.name: j for j in fleet_with(jobs__extra=text).jobs}["extra"]
+    assert job.placement.node_selector == {"zone": "b"}
+    assert job.placement.describe() == "zone=b; gpu.product In (A100)"
+    assert job.placement.allows(NODE) and not job.placement.allows({"zone": "b"})
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        (
+            {"key": "gpu.product", "operator": "Equals", "values": ["A100"]},
+            "matchExpressions[0].operator: 'Equals': Kubernetes knows In, NotIn, Exists",
+        ),
+        (
+            {"key": "cores", "operator": "Gt", "values": ["many"]},
+            "matchExpressions[0].values: Gt takes exactly one integer",
+        ),
+    ],
+)
+def test_an_expression_the_api_server_refuses_is_a_problem_line(expression, expected) -> None:
+    fleet = fleet_with(jobs__extra=job_with_affinity([expression]))
+    lines = [p.line() for p in fleet.problems]
+    where = (
+        "jobs/extra.yaml:spec.components[0].template.spec.template.spec.affinity.nodeAffinity."
+        "requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]."
+    )
+    assert len(lines) == 1 and lines[0].startswith(where + expected), lines
