@@ -257,6 +257,44 @@ def test_explain_names_the_allowed_spokes_that_take_no_new_work(run, tmp_path) -
     assert "not on paris" not in run("explain", started[0], "--repo", remote, *AT).output
 
 
+def kube_spoke(api, *, cpu: str) -> None:
+    """A spoke's API server with one node of `cpu` cpu, and nothing running."""
+    from tests.fakehttp import Reply
+    from tests.reconcile.test_kube_observer import listing, node
+
+    api.route(
+        "/api/v1/nodes", Reply(body=listing("NodeList", [node("n1", cpu=cpu, memory="256Gi")]))
+    )
+    api.route("/api/v1/pods", Reply(body=listing("PodList", [])))
+    api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [])))
+
+
+def test_explain_names_a_spoke_whose_nodes_are_too_small_for_the_pod(run, tmp_path) -> None:
+    from tests.fakehttp import serve
+    from tests.reconcile.test_kube_observer import kubeconfig
+
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    # climate-sim's pod asks for 24 cpu: paris's one node has 16, frankfurt's 64.
+    with serve() as paris, serve() as frankfurt, serve() as california:
+        kube_spoke(paris, cpu="16")
+        kube_spoke(frankfurt, cpu="64")
+        kube_spoke(california, cpu="96")
+        config = kubeconfig(
+            tmp_path, {"paris": paris.url, "frankfurt": frankfurt.url, "california": california.url}
+        )
+        result = run(
+            "explain", "climate-sim", "--repo", remote, "--observer", "kube",
+            "--kubeconfig", config, *AT,
+        )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (
+        "  not on paris: its pod needs 24 cpu, 48Gi memory, 0 GPUs; no node there has that much "
+        "(the largest: 16 cpu, 256Gi memory, 0 GPUs)\n"
+    ) in result.output
+    assert "not on frankfurt" not in result.output
+
+
 def test_explain_lists_the_jobs_when_it_finds_none(run, tmp_path) -> None:
     remote = tmp_path / "fleet.git"
     run("init", "--bare", remote)
