@@ -215,6 +215,10 @@ class SpokeSpec(Spec):
     capacity: Capacity
     power: PowerModel = PowerModel()
     kube_context: str | None = None
+    # Keys of NoSchedule/NoExecute taints that Caspian's Jobs tolerate there (as
+    # GPU node pools are often tainted): nodes with only these count. The Jobs'
+    # pod templates must carry the tolerations; nvidia.com/gpu always counts.
+    tolerated_taints: tuple[str, ...] = ()
     # No new work, as `kubectl cordon` marks a node: what was dispatched there
     # runs to its end, planned work moves, and the spoke can then be removed
     # without Argo CD pruning a running Job.

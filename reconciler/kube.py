@@ -89,8 +89,9 @@ class KubeObserver:
             # proxy's error page, an empty answer. Its message quotes the body.
             return self._down(spoke, f"its API's answer to the {asking} is not a Kubernetes list")
         try:
-            free = free_capacity(nodes, pods, tolerated=self.tolerated)
-            shapes = usable_nodes(nodes, tolerated=self.tolerated)
+            tolerated = self.tolerated | set(spoke.spec.tolerated_taints)
+            free = free_capacity(nodes, pods, tolerated=tolerated)
+            shapes = usable_nodes(nodes, tolerated=tolerated)
             phases = {job.metadata.name: job_phase(job.status) for job in jobs}
         except ValueError as error:  # a quantity that does not parse
             return self._down(spoke, f"its API answered an object Caspian cannot read: {error}")

@@ -146,12 +146,16 @@ def healthy(api) -> None:
     )
 
 
-def observe(tmp_path, urls, **kwargs):
+def observe(tmp_path, urls, *, tolerated=(), **kwargs):
     fleet = fleet_with()
     context = {"paris": "kind-paris"}
     spokes = tuple(
         s.model_copy(
-            update={"spec": s.spec.model_copy(update={"kube_context": context.get(s.name)})}
+            update={
+                "spec": s.spec.model_copy(
+                    update={"kube_context": context.get(s.name), "tolerated_taints": tolerated}
+                )
+            }
         )
         for s in fleet.spokes
     )
@@ -207,6 +211,15 @@ def test_sidecars_overhead_and_pod_level_requests_of_other_pods_are_taken(tmp_pa
     # meshed: max(2 + sidecar 1, sidecar 1 + setup 4) + 0.25; sized: its pod-level 6
     assert state.cpu == 16 - 5.25 - 6
     assert state.memory_bytes == 64 * GI - (1 + 1 / 8) * GI - 3 * GI
+
+
+def test_a_spoke_file_can_count_nodes_with_taints_its_jobs_tolerate(tmp_path) -> None:
+    with serve() as api:
+        healthy(api)
+        state = observe(tmp_path, {"paris": api.url}, tolerated=("dedicated",))["paris"]
+    # the node tainted "dedicated" (16 cpu, 64Gi) counts now, beside the two
+    assert state.cpu == 16 + 32 + 16 - 2 - 6 - 1
+    assert len(state.nodes) == 3
 
 
 def test_spokes_without_a_context_keep_their_declared_capacity(tmp_path) -> None:
