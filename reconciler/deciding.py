@@ -75,12 +75,14 @@ def decide(
     # every job is held against each.
     sizes = {name: _by_size(state.nodes) for name, state in spokes.items()}
     no_node_fits = {job.id: unfit for job in fleet.jobs if (unfit := _no_node_fits(job, sizes))}
+    # Per job, every spoke it may use but cannot go to now, with why.
+    shut = {job.id: {**closed, **no_node_fits.get(job.id, {})} for job in fleet.jobs}
     opt_jobs = [
         _optimizer_job(
             job,
             prevs[job.id],
             fleet=fleet,
-            closed={**closed, **no_node_fits.get(job.id, {})},
+            closed=shut[job.id],
             horizon=horizon,
             now=now,
             overrunning=_overrunning(prevs[job.id], spokes, now=now),
@@ -121,7 +123,7 @@ def decide(
             now=now,
             spokes_seen=seen,
         )
-        entries.append(_blame_closed_spokes(entry, job, {**closed, **no_node_fits.get(job.id, {})}))
+        entries.append(_blame_closed_spokes(entry, job, shut[job.id]))
     entries.extend(_invalid_entries(fleet.problems))
     return Decision(
         now=now,

@@ -69,7 +69,7 @@ class Decision(BaseModel):
     retention: timedelta = timedelta(hours=24)
     unschedulable: tuple[str, ...] = ()  # spokes that take no new work by their file
     closed: dict[str, str] = {}  # every spoke that takes no new work: why (down, unschedulable)
-    # Per job, the spokes it may use but where no node is big enough for its pod.
+    # Per job, the spokes it may use where no node it may run on has room for its pod.
     no_node_fits: dict[str, dict[str, str]] = {}
     history_url: str | None = None  # the policy's historyUrl, {path} still in it
 

@@ -267,7 +267,7 @@ class JobRequest(BaseModel):
     memory_bytes: float
     gpu: float
     pod: pods.Resources  # one pod, which must fit on one node
-    placement: pods.Placement = pods.Placement()  # which nodes that may be
+    placement: pods.Placement = pods.Placement()  # the nodes its pods may run on
     duration: timedelta
     deadline: datetime | None = None
     complete_within: timedelta | None = None
