@@ -8,8 +8,9 @@ ledger. The same inputs give the same Decision.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from carbon import IntensitySeries
 from optimizer import baselines
@@ -18,7 +19,7 @@ from optimizer.solving import optimize
 from reconciler.decisions import Decision, SpokeState, Window
 from reconciler.fleet import Fleet, JobRequest, Problem, Spoke
 from reconciler.ledger import ACTIVE, FINISHED, FIXED, Entry, Ledger, Phase
-from reconciler.pods import Node, Resources
+from reconciler.pods import Node, Placement, Resources, Taint
 from reconciler.quantities import format_duration, format_time
 
 # What turns an optimizer instance into a plan: the optimizer itself, or a
@@ -71,10 +72,8 @@ def decide(
     finished = {
         job_id: phase for job_id, prev in prevs.items() if (phase := _finished(prev, spokes))
     }
-    # Nodes of one size together: a spoke of a hundred nodes has a few sizes, and
-    # every job is held against each.
-    sizes = {name: _by_size(state.nodes) for name, state in spokes.items()}
-    no_node_fits = {job.id: unfit for job in fleet.jobs if (unfit := _no_node_fits(job, sizes))}
+    groups = {name: _node_groups(state.nodes) for name, state in spokes.items()}
+    no_node_fits = _no_node_fits(fleet.jobs, groups)
     # Per job, every spoke it may use but cannot go to now, with why.
     shut = {job.id: {**closed, **no_node_fits.get(job.id, {})} for job in fleet.jobs}
     opt_jobs = [
@@ -426,40 +425,101 @@ def _closed_spokes(fleet: Fleet, spokes: Mapping[str, SpokeState]) -> dict[str, 
     return closed
 
 
-def _by_size(nodes: tuple[Node, ...]) -> dict[Resources, list[Node]]:
-    groups: dict[Resources, list[Node]] = {}
+# A spoke's nodes by what a pod must fit in and tolerate there: a spoke of a
+# hundred nodes has a few such groups, and every job is held against each.
+NodeGroups = Mapping[tuple[Resources, tuple[Taint, ...]], list[Node]]
+
+
+def _node_groups(nodes: tuple[Node, ...]) -> NodeGroups:
+    groups: dict[tuple[Resources, tuple[Taint, ...]], list[Node]] = {}
     for node in nodes:
-        groups.setdefault(node.allocatable, []).append(node)
+        groups.setdefault((node.allocatable, node.taints), []).append(node)
     return groups
 
 
 def _no_node_fits(
-    job: JobRequest, sizes: Mapping[str, Mapping[Resources, list[Node]]]
-) -> dict[str, str]:
-    """The spokes `job` may use where no node can take one of its pods, each with
-    why. A pod runs on one node, one its nodeSelector and node affinity allow: the
-    spoke's free capacity summed over its nodes can hold the pod and the pod still
-    never be scheduled there. `sizes` groups each spoke's nodes by allocatable
-    (none known: no check)."""
-    unfit = {}
+    jobs: Iterable[JobRequest], groups: Mapping[str, NodeGroups]
+) -> dict[str, dict[str, str]]:
+    """Per job, the spokes it may use where no node can take one of its pods, each
+    with why. A pod runs on one node, one its nodeSelector and node affinity allow
+    and whose taints it tolerates: the spoke's free capacity summed over its nodes
+    can hold the pod and the pod still never be scheduled there. A spoke whose
+    nodes are not known is not checked."""
+    seen: dict[tuple[str, str], _NodesFor] = {}
+    result = {}
+    for job in jobs:
+        unfit = {}
+        for name in job.allowed_spokes:
+            spoke_groups = groups.get(name)
+            if not spoke_groups or _some_node_takes(job, spoke_groups):
+                continue
+            # Why not takes a look at every node: once per placement and spoke.
+            key = (name, job.placement.model_dump_json())
+            if key not in seen:
+                seen[key] = _nodes_for(job.placement, spoke_groups)
+            unfit[name] = _why_no_node(job, seen[key])
+        if unfit:
+            result[job.id] = unfit
+    return result
+
+
+def _some_node_takes(job: JobRequest, groups: NodeGroups) -> bool:
     placement = job.placement
-    for name in job.allowed_spokes:
-        groups = sizes.get(name, {})
-        allowed = [
-            size for size, nodes in groups.items() if any(n.selected_by(placement) for n in nodes)
-        ]
-        if not groups or any(job.pod.fits_in(size) for size in allowed):
-            continue
-        if not allowed:
-            unfit[name] = f"no node there matches its node selection ({placement.describe()})"
-            continue
-        largest = max(allowed, key=lambda size: (size.gpu, size.cpu, size.memory_bytes))
-        which = "node" if placement.any_node else "node it may use"
-        unfit[name] = (
-            f"its pod needs {job.pod.describe()}; no {which} there has that much "
-            f"(the largest: {largest.describe()})"
+    return any(
+        job.pod.fits_in(size)
+        and all(placement.tolerates(t) for t in taints)
+        and any(node.selected_by(placement) for node in nodes)
+        for (size, taints), nodes in groups.items()
+    )
+
+
+class _NodesFor(NamedTuple):
+    """What one spoke's nodes offer the pods of one placement."""
+
+    selected: bool  # some node matches its node selection
+    sizes: frozenset[Resources]  # allocatable of the nodes it may use: selected, tolerated
+    every_node: bool  # it may use every node there
+    # Allocatable of the selected nodes it does not tolerate, with the taints why.
+    refused: Mapping[Resources, frozenset[str]]
+
+
+def _nodes_for(placement: Placement, groups: NodeGroups) -> _NodesFor:
+    selected, sizes, every_node = False, set(), True
+    refused: dict[Resources, frozenset[str]] = {}
+    for (size, taints), nodes in groups.items():
+        count = sum(node.selected_by(placement) for node in nodes)
+        untolerated = frozenset(t.describe() for t in taints if not placement.tolerates(t))
+        selected = selected or count > 0
+        every_node = every_node and count == len(nodes) and not untolerated
+        if count and untolerated:
+            refused[size] = refused.get(size, frozenset()) | untolerated
+        elif count:
+            sizes.add(size)
+    return _NodesFor(
+        selected=selected, sizes=frozenset(sizes), every_node=every_node, refused=refused
+    )
+
+
+def _why_no_node(job: JobRequest, offer: _NodesFor) -> str:
+    placement = job.placement
+    if not offer.selected:
+        return f"no node there matches its node selection ({placement.describe()})"
+    # Taints first where tolerating them would let the pod in: a GPU pool is
+    # often the only place a GPU pod fits, and tainted.
+    big_enough = [t for size, t in offer.refused.items() if job.pod.fits_in(size)]
+    if big_enough or not offer.sizes:
+        taints = sorted(frozenset().union(*(big_enough or offer.refused.values())))
+        which = "big enough for its pod" if big_enough else "it may use"
+        return (
+            f"the nodes there {which} have taints it does not tolerate "
+            f"({', '.join(taints)}); add tolerations for them to the pod template"
         )
-    return unfit
+    largest = max(offer.sizes, key=lambda size: (size.gpu, size.cpu, size.memory_bytes))
+    which = "node" if offer.every_node else "node it may use"
+    return (
+        f"its pod needs {job.pod.describe()}; no {which} there has that much "
+        f"(the largest: {largest.describe()})"
+    )
 
 
 def _blame_closed_spokes(entry: Entry, job: JobRequest, closed: Mapping[str, str]) -> Entry:

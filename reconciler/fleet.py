@@ -585,7 +585,45 @@ def _placement(job_spec: Mapping[str, Any]) -> pods.Placement:
                 )
             requirements.append(requirement)
         terms.append(tuple(requirements))
-    return pods.Placement(node_selector=selector, terms=tuple(terms))
+    return pods.Placement(node_selector=selector, terms=tuple(terms), tolerations=_tolerations(pod))
+
+
+def _tolerations(pod: Mapping[str, Any]) -> tuple[pods.Toleration, ...]:
+    """The pod's tolerations, held to the API server's own rules (which the schema
+    does not state); a refused one raises _FieldError with its path."""
+    found = []
+    for index, entry in enumerate(pod.get("tolerations") or []):
+        entry = entry or {}
+        field = f"template.spec.tolerations[{index}]"
+        key, value = str(entry.get("key") or ""), str(entry.get("value") or "")
+        operator, effect = entry.get("operator") or "Equal", entry.get("effect") or ""
+        if operator not in ("Exists", "Equal"):
+            raise _FieldError(
+                f"{field}.operator", f"{operator!r}: Kubernetes knows Exists and Equal"
+            )
+        if effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute", ""):
+            raise _FieldError(
+                f"{field}.effect",
+                f"{effect!r}: Kubernetes knows NoSchedule, PreferNoSchedule and NoExecute",
+            )
+        if not key and operator != "Exists":
+            raise _FieldError(
+                f"{field}.operator",
+                "must be Exists when the key is empty (to tolerate every taint); "
+                "or give the taint's key",
+            )
+        if operator == "Exists" and value:
+            raise _FieldError(
+                f"{field}.value", "must be empty with operator Exists; remove it, or use Equal"
+            )
+        if entry.get("tolerationSeconds") is not None and effect != "NoExecute":
+            raise _FieldError(
+                f"{field}.tolerationSeconds",
+                "only a NoExecute toleration takes tolerationSeconds; remove it, "
+                "or set effect: NoExecute",
+            )
+        found.append(pods.Toleration(key=key, operator=operator, value=value, effect=effect))
+    return tuple(found)
 
 
 def _one_integer(values: tuple[str, ...]) -> bool:

@@ -24,7 +24,7 @@ from urllib3.util.retry import Retry
 from reconciler import metrics
 from reconciler.decisions import SpokeState
 from reconciler.fleet import Fleet, Spoke
-from reconciler.pods import InitContainer, Node, Resources, effective_request
+from reconciler.pods import InitContainer, Node, Resources, Taint, effective_request
 from reconciler.quantities import quantity
 from reconciler.rendering import MANAGED_BY
 
@@ -184,7 +184,8 @@ def free_capacity(nodes: list[Any], pods: list[Any], *, tolerated: set[str]) -> 
 
 
 def usable_nodes(nodes: list[Any], *, tolerated: set[str]) -> tuple[Node, ...]:
-    """Each usable node's allocatable and labels."""
+    """Each usable node's allocatable, labels and the taints a pod must tolerate
+    there (those the spoke's Jobs are expected to tolerate, as `usable` lets pass)."""
     found = []
     for node in nodes:
         if usable(node, tolerated=tolerated):
@@ -193,7 +194,13 @@ def usable_nodes(nodes: list[Any], *, tolerated: set[str]) -> tuple[Node, ...]:
                 ours: quantity(allocatable.get(theirs, 0)) for ours, theirs in RESOURCES.items()
             }
             size = Resources(cpu=amount["cpu"], memory_bytes=amount["memory"], gpu=amount["gpu"])
-            found.append(Node(allocatable=size, labels=dict(node.metadata.labels or {})))
+            taints = tuple(
+                Taint(key=t.key, value=t.value or "", effect=t.effect)
+                for t in node.spec.taints or []
+                if t.effect in ("NoSchedule", "NoExecute")
+            )
+            labels = dict(node.metadata.labels or {})
+            found.append(Node(allocatable=size, labels=labels, taints=taints))
     return tuple(found)
 
 

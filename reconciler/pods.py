@@ -68,16 +68,55 @@ class Resources(BaseModel):
         return f"{self.cpu:g} cpu, {memory} memory, {self.gpu:g} GPUs"
 
 
+class Taint(BaseModel):
+    """A NoSchedule or NoExecute taint: a pod that does not tolerate it is not
+    scheduled on the node. (PreferNoSchedule only steers, so it is not kept.)"""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    value: str = ""
+    effect: Literal["NoSchedule", "NoExecute"]
+
+    def describe(self) -> str:
+        value = f"={self.value}" if self.value else ""
+        return f"{self.key}{value}:{self.effect}"
+
+
+class Toleration(BaseModel):
+    """One entry of a pod's tolerations, matched as the scheduler matches it: an
+    empty key with Exists tolerates every taint, an empty effect every effect."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str = ""
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: str = ""
+    effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] = ""
+
+    def tolerates(self, taint: Taint) -> bool:
+        if self.effect and self.effect != taint.effect:
+            return False
+        if self.key and self.key != taint.key:
+            return False
+        return self.operator == "Exists" or self.value == taint.value
+
+
 class Node(BaseModel):
-    """A usable node as a pod sees it: what it can give one pod, and its labels."""
+    """A usable node as a pod sees it: what it can give one pod, its labels, and
+    the taints a pod must tolerate to run there."""
 
     model_config = ConfigDict(frozen=True)
 
     allocatable: Resources
     labels: dict[str, str] = {}
+    taints: tuple[Taint, ...] = ()
 
     def selected_by(self, placement: Placement) -> bool:
         return placement.allows(self.labels)
+
+    def tolerated_by(self, placement: Placement) -> bool:
+        return all(placement.tolerates(taint) for taint in self.taints)
 
 
 class Requirement(BaseModel):
@@ -114,23 +153,24 @@ class Requirement(BaseModel):
 
 
 class Placement(BaseModel):
-    """Which nodes a pod may run on: its nodeSelector, and the terms of its required
-    node affinity (any one term, all of its expressions). Fields of a term
-    (matchFields, by node name) are not read: such a term is taken to match."""
+    """Which nodes a pod may run on: its nodeSelector, the terms of its required
+    node affinity (any one term, all of its expressions), and its tolerations.
+    Fields of a term (matchFields, by node name) are not read: such a term is
+    taken to match."""
 
     model_config = ConfigDict(frozen=True)
 
     node_selector: dict[str, str] = {}
     terms: tuple[tuple[Requirement, ...], ...] = ()
+    tolerations: tuple[Toleration, ...] = ()
 
     def allows(self, labels: Mapping[str, str]) -> bool:
         if any(labels.get(key) != value for key, value in self.node_selector.items()):
             return False
         return not self.terms or any(all(r.holds(labels) for r in t) for t in self.terms)
 
-    @property
-    def any_node(self) -> bool:
-        return not self.node_selector and not self.terms
+    def tolerates(self, taint: Taint) -> bool:
+        return any(toleration.tolerates(taint) for toleration in self.tolerations)
 
     def describe(self) -> str:
         parts = [f"{key}={value}" for key, value in sorted(self.node_selector.items())]

@@ -1,11 +1,11 @@
-"""Which nodes a pod may run on, as its nodeSelector and required node affinity
-say, read from a Job's pod template."""
+"""Which nodes a pod may run on, as its nodeSelector, required node affinity and
+tolerations say, read from a Job's pod template."""
 
 from __future__ import annotations
 
 import pytest
 
-from reconciler.pods import Placement, Requirement
+from reconciler.pods import Node, Placement, Requirement, Resources, Taint, Toleration
 from tests.fleet.helpers import appwrapper, fleet_with
 
 NODE = {"gpu.product": "A100", "zone": "b", "cores": "64"}
@@ -85,4 +85,72 @@ def test_an_expression_the_api_server_refuses_is_a_problem_line(expression, expe
         "jobs/extra.yaml:spec.components[0].template.spec.template.spec.affinity.nodeAffinity."
         "requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]."
     )
+    assert len(lines) == 1 and lines[0].startswith(where + expected), lines
+
+
+GPU_TAINT = Taint(key="nvidia.com/gpu", value="present", effect="NoSchedule")
+
+
+@pytest.mark.parametrize(
+    ("toleration", "tolerates"),
+    [
+        (Toleration(key="nvidia.com/gpu", operator="Exists"), True),
+        (Toleration(key="nvidia.com/gpu", value="present"), True),
+        (Toleration(key="nvidia.com/gpu", value="absent"), False),
+        (Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule"), True),
+        (Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoExecute"), False),
+        (Toleration(key="nvidia.com/gpu", operator="Exists", effect="PreferNoSchedule"), False),
+        (Toleration(key="dedicated", operator="Exists"), False),
+        (Toleration(operator="Exists"), True),  # no key: every taint
+    ],
+)
+def test_each_toleration_matches_a_taint_as_the_scheduler_does(toleration, tolerates) -> None:
+    assert toleration.tolerates(GPU_TAINT) is tolerates
+
+
+def test_a_node_is_tolerated_only_when_every_taint_of_it_is() -> None:
+    size = Resources(cpu=8, memory_bytes=2**30, gpu=1)
+    batch = Taint(key="dedicated", value="batch", effect="NoExecute")
+    node = Node(allocatable=size, taints=(GPU_TAINT, batch))
+    gpu_only = Placement(tolerations=(Toleration(key="nvidia.com/gpu", operator="Exists"),))
+    both = Placement(
+        tolerations=(*gpu_only.tolerations, Toleration(key="dedicated", value="batch"))
+    )
+    assert not node.tolerated_by(gpu_only) and node.tolerated_by(both)
+    assert not node.tolerated_by(Placement()) and Node(allocatable=size).tolerated_by(Placement())
+
+
+def test_a_jobs_tolerations_come_from_its_pod_template() -> None:
+    tolerations = [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "dedicated", "value": "batch"},
+        {"key": "spot", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60},
+    ]
+    job = {
+        j.name: j
+        for j in fleet_with(jobs__extra=appwrapper(pod_spec={"tolerations": tolerations})).jobs
+    }["extra"]
+    assert job.placement.tolerations == (
+        Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule"),
+        Toleration(key="dedicated", operator="Equal", value="batch"),
+        Toleration(key="spot", operator="Exists", effect="NoExecute"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("toleration", "expected"),
+    [
+        ({"key": "gpu", "operator": "Matches"}, "operator: 'Matches': Kubernetes knows Exists"),
+        ({"key": "gpu", "effect": "NoRun"}, "effect: 'NoRun': Kubernetes knows NoSchedule"),
+        ({"value": "x"}, "operator: must be Exists when the key is empty"),
+        ({"key": "gpu", "operator": "Exists", "value": "x"}, "value: must be empty with"),
+        ({"key": "gpu", "tolerationSeconds": 30}, "tolerationSeconds: only a NoExecute"),
+    ],
+)
+def test_a_toleration_the_api_server_refuses_is_a_problem_line(toleration, expected) -> None:
+    fleet = fleet_with(
+        jobs__extra=appwrapper(pod_spec={"tolerations": [{"operator": "Exists"}, toleration]})
+    )
+    lines = [p.line() for p in fleet.problems]
+    where = "jobs/extra.yaml:spec.components[0].template.spec.template.spec.tolerations[1]."
     assert len(lines) == 1 and lines[0].startswith(where + expected), lines

@@ -174,11 +174,16 @@ def test_free_capacity_counts_usable_nodes_minus_pods_caspian_does_not_own(tmp_p
     assert state.cpu == 16 + 32 - 2 - 6 - 1
     assert state.memory_bytes == (64 + 128 - 4 - 8 - 4) * GI
     assert state.gpu == 4 - 1
-    # What one pod could get on one node: the two usable nodes, largest first.
+    # What one pod could get on one node, and must tolerate there: the two usable
+    # nodes, in the API's order.
     assert [
         (n.allocatable.cpu, n.allocatable.memory_bytes / GI, n.allocatable.gpu, n.labels)
         for n in state.nodes
     ] == [(16, 64, 0, {"pool": "ready-1"}), (32, 128, 4, {"pool": "ready-gpu"})]
+    assert [[t.describe() for t in n.taints] for n in state.nodes] == [
+        [],
+        ["nvidia.com/gpu:NoSchedule"],
+    ]
     assert state.jobs == {
         "train-1a2b3c4d": "Running",
         "etl-5e6f7a8b": "Succeeded",

@@ -10,7 +10,7 @@ from reconciler import crd, deciding, ledger, messages, reconciling
 from reconciler.fleet import load_fleet
 from reconciler.ledger import FIXED
 from reconciler.observing import DeclaredCapacity
-from reconciler.pods import Node, Resources
+from reconciler.pods import Node, Resources, Taint
 from reconciler.quantities import format_time
 from reconciler.rendering import render
 from reconciler.templates import template_files
@@ -474,3 +474,49 @@ def test_a_required_node_affinity_only_counts_the_nodes_it_allows() -> None:
     assert decision.no_node_fits["batch/newer"] == {
         "paris": "no node there matches its node selection (gpu.product NotIn (T4))"
     }
+
+
+def test_a_pod_goes_only_to_nodes_whose_taints_it_tolerates() -> None:
+    gpu_pool = Node(
+        allocatable=Resources(cpu=32, memory_bytes=128 * 2**30, gpu=4),
+        taints=(Taint(key="nvidia.com/gpu", value="present", effect="NoSchedule"),),
+    )
+    paris = {"gpu": 8, "nodes": (gpu_pool, gpu_pool, *nodes(16))}
+
+    def trainer(tolerations: list[dict]) -> dict[str, bytes]:
+        text = appwrapper(
+            "trainer",
+            annotations={"caspian.dev/spokes": "paris"},
+            pod_spec={"tolerations": tolerations},
+            resources={"requests": {"cpu": "8", "memory": "8Gi", "nvidia.com/gpu": "1"}},
+        )
+        return {**template_files(), "jobs/trainer.yaml": text.encode()}
+
+    # The untainted nodes have no GPU, and the GPU pool's taint is not tolerated.
+    decision, _ = step(
+        trainer([{"key": "dedicated", "operator": "Exists"}]), now=NOW, states={"paris": paris}
+    )
+    assert entries(decision)["batch/trainer"].phase == "Pending"
+    assert decision.no_node_fits["batch/trainer"] == {
+        "paris": "the nodes there big enough for its pod have taints it does not tolerate "
+        "(nvidia.com/gpu=present:NoSchedule); add tolerations for them to the pod template"
+    }
+    # A toleration for another value of the key does not do either.
+    wrong = [{"key": "nvidia.com/gpu", "value": "absent", "effect": "NoSchedule"}]
+    decision, _ = step(trainer(wrong), now=NOW, states={"paris": paris})
+    assert "batch/trainer" in decision.no_node_fits
+
+    tolerated = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    decision, _ = step(trainer(tolerated), now=NOW, states={"paris": paris})
+    assert entries(decision)["batch/trainer"].spoke == "paris"
+    assert "batch/trainer" not in decision.no_node_fits
+    # A CPU job too big for the untainted nodes does not go to the GPU pool either.
+    assert set(decision.no_node_fits["batch/climate-sim"]) == {"paris"}
+
+    # Where every node is tainted, the taints are the reason even for a pod too
+    # big for any of them: tolerating them comes first.
+    small_pool = gpu_pool.model_copy(update={"allocatable": nodes(4)[0].allocatable})
+    decision, _ = step(trainer([]), now=NOW, states={"paris": {"gpu": 8, "nodes": (small_pool,)}})
+    assert decision.no_node_fits["batch/trainer"]["paris"].startswith(
+        "the nodes there it may use have taints it does not tolerate"
+    )
