@@ -278,6 +278,12 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
         e
         for e in decision.ledger.entries
         if job in (e.id, e.id.split("/")[-1], e.source, e.source.split("#")[0])
+    ] or [
+        # A file with a problem has no job name Caspian could trust: its record
+        # is the file's, found by the file's name too.
+        e
+        for e in decision.ledger.entries
+        if e.phase == ledger.Phase.INVALID and Path(e.source.split("#")[0]).stem == job
     ]
     if len(matches) > 1:
         several = ", ".join(e.id for e in matches)
@@ -301,6 +307,11 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
         )
     if entry.reason:
         click.echo(f"  {entry.reason}")
+    if entry.phase != ledger.Phase.INVALID:
+        # A job whose file broke after it was placed keeps its place until fixed.
+        for problem in decision.problems:
+            if problem.file in (entry.source, entry.source.split("#")[0]):
+                click.echo(f"  its file has a problem, so it is held as it was: {problem.line()}")
     request = decision.jobs.get(entry.id)
     unfit = decision.no_node_fits.get(entry.id, {})
     for spoke in request.allowed_spokes if request else ():

@@ -295,6 +295,35 @@ def test_explain_names_a_spoke_whose_nodes_are_too_small_for_the_pod(run, tmp_pa
     assert "not on frankfurt" not in result.output
 
 
+def test_explain_finds_a_broken_file_by_its_name_and_says_what_is_wrong(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    assert run("reconcile", "--once", "--repo", remote, *AT).exit_code == 0
+    broken = yaml.safe_load(gitutil.read(remote, "jobs/etl-daily.yaml"))
+    broken["metadata"]["annotations"]["caspian.dev/duration"] = "soon"
+    fresh = appwrapper_doc("nightly")
+    fresh["spec"]["components"][0]["template"]["spec"]["parallelism"] = "two"
+    gitutil.user_commit(
+        remote,
+        {
+            "jobs/etl-daily.yaml": yaml.safe_dump(broken).encode(),
+            "jobs/nightly.yaml": yaml.safe_dump(fresh).encode(),
+        },
+    )
+    # Never valid: found by its file's name, with the problem.
+    result = run("explain", "nightly", "--repo", remote, *AT)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("jobs/nightly.yaml (jobs/nightly.yaml): Invalid\n")
+    assert "parallelism: 'two' is not of type 'integer'" in result.output
+    # Placed, then broken: held where it was, and explain says why.
+    held = run("explain", "etl-daily", "--repo", remote, *AT)
+    assert held.exit_code == 0, held.output
+    assert (
+        "  its file has a problem, so it is held as it was: "
+        "jobs/etl-daily.yaml:metadata.annotations.caspian.dev/duration: "
+    ) in held.output
+
+
 def test_explain_lists_the_jobs_when_it_finds_none(run, tmp_path) -> None:
     remote = tmp_path / "fleet.git"
     run("init", "--bare", remote)
