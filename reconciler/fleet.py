@@ -30,7 +30,7 @@ from pydantic.alias_generators import to_camel
 
 from carbon import CarbonSourceConfig
 from optimizer.model import SolverSettings, Weights
-from reconciler import pods, quantities, yamlio
+from reconciler import jobspec, pods, quantities, yamlio
 
 API_VERSION = "caspian.dev/v1alpha1"
 APPWRAPPER_API = "workload.codeflare.dev/v1beta2"
@@ -489,22 +489,12 @@ def _job_from_doc(
             "cannot create objects in another namespace; remove it, or move the AppWrapper",
         )
     for key, value in ((template.get("metadata") or {}).get("annotations") or {}).items():
-        if why := _argocd_override(str(key), str(value)):
+        if why := jobspec.argocd_override(str(key), str(value)):
             return problem(f"{field}.metadata.annotations.{key}", why)
     job_spec = template.get("spec")
     if not isinstance(job_spec, dict):
         return problem(f"{field}.spec", "required: the Job's spec")
-    restart = ((job_spec.get("template") or {}).get("spec") or {}).get("restartPolicy")
-    if restart not in ("Never", "OnFailure"):
-        # The API server refuses any other, and the default (Always): the sync
-        # on the spoke would fail, long after this commit.
-        found = "missing" if restart is None else f"{restart!r}"
-        return problem(
-            f"{field}.spec.template.spec.restartPolicy",
-            f"{found}: Kubernetes runs a Job's pods only with Never or OnFailure; "
-            "add restartPolicy: Never",
-        )
-    if why := _refused_by_api_server(job_spec):
+    if why := jobspec.refused_by_api_server(job_spec):
         key, reason = why
         return problem(f"{field}.spec.{key}", reason)
     if "ttlSecondsAfterFinished" in job_spec:
@@ -514,14 +504,14 @@ def _job_from_doc(
             "Caspian removes finished Jobs from rendered/ instead",
         )
     try:
-        pod, pods_at_once = _requests(job_spec)
-        placement = _placement(job_spec)
-    except _FieldError as error:
+        pod, pods_at_once = jobspec.requests(job_spec)
+        placement = jobspec.placement(job_spec)
+    except jobspec.FieldError as error:
         return problem(f"{field}.spec.{error.field}", error.reason)
     annotations = metadata.get("annotations") or {}
     try:
         hints = _hints(annotations, policy=policy, spokes=spokes)
-    except _FieldError as error:
+    except jobspec.FieldError as error:
         return problem(f"metadata.annotations.{error.field}", error.reason)
     return JobRequest(
         id=f"{namespace}/{name}",
@@ -544,224 +534,6 @@ def template_hash(template: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:8]
 
 
-class _FieldError(Exception):
-    """A bad value at `field`, a path relative to the object being read."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        self.field = field
-        self.reason = reason
-
-
-def _placement(job_spec: Mapping[str, Any]) -> pods.Placement:
-    """The nodes a pod of the Job may run on: its nodeSelector and the terms of its
-    required node affinity. A bad expression raises _FieldError with its path."""
-    pod = (job_spec.get("template") or {}).get("spec") or {}
-    # The Job schema has already held these to their shapes (maps of strings, lists).
-    selector = {str(k): str(v) for k, v in (pod.get("nodeSelector") or {}).items()}
-    where = "template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
-    required = ((pod.get("affinity") or {}).get("nodeAffinity") or {}).get(
-        "requiredDuringSchedulingIgnoredDuringExecution"
-    ) or {}
-    terms = []
-    for t, term in enumerate(required.get("nodeSelectorTerms") or []):
-        requirements = []
-        for e, expression in enumerate((term or {}).get("matchExpressions") or []):
-            field = f"{where}.nodeSelectorTerms[{t}].matchExpressions[{e}]"
-            try:
-                requirement = pods.Requirement(
-                    key=expression.get("key"),
-                    operator=expression.get("operator"),
-                    values=tuple(str(v) for v in expression.get("values") or ()),
-                )
-            except ValidationError:
-                raise _FieldError(
-                    f"{field}.operator",
-                    f"{expression.get('operator')!r}: Kubernetes knows In, NotIn, Exists, "
-                    "DoesNotExist, Gt and Lt",
-                ) from None
-            if requirement.operator in ("Gt", "Lt") and not _one_integer(requirement.values):
-                raise _FieldError(
-                    f"{field}.values", f"{requirement.operator} takes exactly one integer"
-                )
-            requirements.append(requirement)
-        terms.append(tuple(requirements))
-    return pods.Placement(node_selector=selector, terms=tuple(terms), tolerations=_tolerations(pod))
-
-
-def _tolerations(pod: Mapping[str, Any]) -> tuple[pods.Toleration, ...]:
-    """The pod's tolerations, held to the API server's own rules (which the schema
-    does not state); a refused one raises _FieldError with its path."""
-    found = []
-    for index, entry in enumerate(pod.get("tolerations") or []):
-        entry = entry or {}
-        field = f"template.spec.tolerations[{index}]"
-        key, value = str(entry.get("key") or ""), str(entry.get("value") or "")
-        operator, effect = entry.get("operator") or "Equal", entry.get("effect") or ""
-        if operator not in ("Exists", "Equal"):
-            raise _FieldError(
-                f"{field}.operator", f"{operator!r}: Kubernetes knows Exists and Equal"
-            )
-        if effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute", ""):
-            raise _FieldError(
-                f"{field}.effect",
-                f"{effect!r}: Kubernetes knows NoSchedule, PreferNoSchedule and NoExecute",
-            )
-        if not key and operator != "Exists":
-            raise _FieldError(
-                f"{field}.operator",
-                "must be Exists when the key is empty (to tolerate every taint); "
-                "or give the taint's key",
-            )
-        if operator == "Exists" and value:
-            raise _FieldError(
-                f"{field}.value", "must be empty with operator Exists; remove it, or use Equal"
-            )
-        if entry.get("tolerationSeconds") is not None and effect != "NoExecute":
-            raise _FieldError(
-                f"{field}.tolerationSeconds",
-                "only a NoExecute toleration takes tolerationSeconds; remove it, "
-                "or set effect: NoExecute",
-            )
-        found.append(pods.Toleration(key=key, operator=operator, value=value, effect=effect))
-    return tuple(found)
-
-
-def _one_integer(values: tuple[str, ...]) -> bool:
-    return len(values) == 1 and values[0].lstrip("-").isdigit()
-
-
-def _requests(job_spec: Mapping[str, Any]) -> tuple[pods.Resources, int]:
-    """One pod's effective request (`pods.effective_request`), and how many pods
-    run at once (the Job's parallelism, at most its completions). A bad value
-    raises _FieldError with its path under the Job's spec."""
-    pod = (job_spec.get("template") or {}).get("spec") or {}
-    containers = pod.get("containers") or []
-    if not containers:
-        raise _FieldError("template.spec.containers", "the pod template needs a container")
-    for key in ("parallelism", "completions"):
-        value = job_spec.get(key)
-        if value is not None and value < 0:
-            raise _FieldError(key, f"{value} is negative: Kubernetes requires 0 or more")
-    parallelism = job_spec.get("parallelism")
-    parallelism = 1 if parallelism is None else parallelism
-    completions = job_spec.get("completions")
-    if completions:
-        parallelism = min(parallelism, completions)
-
-    def amount(where: str, part: str, value: Any) -> float:
-        # As the API server writes it: a key with dots in brackets.
-        field = f"template.spec.{where}{part}"
-        try:
-            parsed = quantities.quantity(value)
-        except ValueError as error:
-            raise _FieldError(field, str(error)) from None
-        if parsed < 0:
-            raise _FieldError(field, f"{value!r} is negative: Kubernetes requires 0 or more")
-        return parsed
-
-    def need(where: str, resources: Any, key: str) -> float | None:
-        resources = resources or {}
-        part, value = "requests", (resources.get("requests") or {}).get(key)
-        if value is None:  # Kubernetes defaults a request to its limit
-            part, value = "limits", (resources.get("limits") or {}).get(key)
-        return None if value is None else amount(where, f"resources.{part}[{key}]", value)
-
-    for kind in ("containers", "initContainers"):
-        for index, container in enumerate(pod.get(kind) or []):
-            if not isinstance(container, dict):
-                raise _FieldError(f"template.spec.{kind}[{index}]", "expected a container")
-            _refuse_other_accelerators(f"{kind}[{index}].", container.get("resources"))
-    _refuse_other_accelerators("", pod.get("resources"))
-    inits = list(enumerate(pod.get("initContainers") or []))
-    totals = []
-    for key in ("cpu", "memory", "nvidia.com/gpu"):
-        overhead = (pod.get("overhead") or {}).get(key)
-        one_pod = pods.effective_request(
-            containers=(
-                need(f"containers[{i}].", c.get("resources"), key) or 0.0
-                for i, c in enumerate(containers)
-            ),
-            init_containers=[
-                pods.InitContainer(
-                    amount=need(f"initContainers[{i}].", c.get("resources"), key) or 0.0,
-                    sidecar=c.get("restartPolicy") == "Always",
-                )
-                for i, c in inits
-            ],
-            # Kubernetes takes pod-level requests for cpu and memory only.
-            pod_level=need("", pod.get("resources"), key) if key != "nvidia.com/gpu" else None,
-            overhead=0.0 if overhead is None else amount("", f"overhead[{key}]", overhead),
-        )
-        totals.append(one_pod)
-    return pods.Resources(cpu=totals[0], memory_bytes=totals[1], gpu=totals[2]), parallelism
-
-
-def _refused_by_api_server(job_spec: Mapping[str, Any]) -> tuple[str, str] | None:
-    """A field of the Job's spec that the API server's own checks (beyond the
-    schema) refuse, with why and the fix; None when there is none."""
-    if job_spec.get("selector") is not None and not job_spec.get("manualSelector"):
-        # As `kubectl get job -o yaml` writes it, with the controller-uid labels.
-        return (
-            "selector",
-            "Kubernetes generates a Job's selector and refuses one written in: remove "
-            "spec.selector, and the controller-uid labels of the pod template",
-        )
-    backoff = job_spec.get("backoffLimit")
-    if backoff is not None and backoff < 0:
-        return "backoffLimit", f"{backoff} is negative: Kubernetes requires 0 or more"
-    deadline = job_spec.get("activeDeadlineSeconds")
-    if deadline is not None and deadline <= 0:
-        return "activeDeadlineSeconds", f"{deadline}: Kubernetes requires more than 0"
-    return None
-
-
-# Annotations on the wrapped Job that would change how Argo CD applies it. A hook
-# runs again at every sync and is deleted by its policy. When Caspian flips
-# suspend, Replace=true fails on the selector Kubernetes generated for the Job
-# and Force=true deletes and re-creates it (runs it again); Prune=false keeps a
-# cancelled or finished Job on the spoke, and Prune=confirm waits for a person.
-_HOOKS = ("argocd.argoproj.io/hook", "argocd.argoproj.io/hook-delete-policy", "helm.sh/hook")
-_SYNC_OPTIONS = ("argocd.argoproj.io/sync-options",)
-_REFUSED_OPTIONS = ("replace=true", "force=true", "prune=false", "prune=confirm")
-
-
-def _argocd_override(key: str, value: str) -> str | None:
-    """Why the annotation `key: value` on the wrapped Job cannot stay, or None."""
-    if key in _HOOKS or key.startswith("helm.sh/hook-"):
-        return (
-            "remove it: a sync hook runs again at every sync and Argo CD deletes it; "
-            "Caspian's Jobs run once, when their start comes"
-        )
-    if key in _SYNC_OPTIONS:
-        options = [o.strip() for o in value.split(",")]
-        refused = [o for o in options if o.lower() in _REFUSED_OPTIONS]
-        if refused:
-            return (
-                f"remove {', '.join(refused)}: Caspian starts a Job by changing its "
-                "suspend in place and cancels it by removing its file, which needs "
-                "Argo CD's plain apply and prune"
-            )
-    return None
-
-
-def _refuse_other_accelerators(where: str, resources: Any) -> None:
-    """Caspian plans whole NVIDIA GPUs only: a job asking for another accelerator
-    (AMD, Intel, a MIG slice) would be placed as if it needed none, on a spoke
-    that may not have it, and wait there unscheduled."""
-    if not isinstance(resources, dict):
-        return
-    for part in ("requests", "limits"):
-        for key in resources.get(part) or {}:
-            name = str(key).lower()
-            if name != "nvidia.com/gpu" and ("gpu" in name or name.startswith("nvidia.com/")):
-                raise _FieldError(
-                    f"template.spec.{where}resources.{part}[{key}]",
-                    "Caspian plans GPUs as nvidia.com/gpu only and would place this job "
-                    "as if it needed none; ask for whole GPUs as nvidia.com/gpu, or run "
-                    "this job outside Caspian",
-                )
-
-
 def _hints(
     annotations: Mapping[str, str], *, policy: Policy, spokes: tuple[Spoke, ...]
 ) -> dict[str, Any]:
@@ -775,7 +547,9 @@ def _hints(
     }
     for key in annotations:
         if key.startswith(ANNOTATION) and key.removeprefix(ANNOTATION) not in known:
-            raise _FieldError(key, f"unknown Caspian annotation; known: {', '.join(sorted(known))}")
+            raise jobspec.FieldError(
+                key, f"unknown Caspian annotation; known: {', '.join(sorted(known))}"
+            )
 
     def parse(key: str, convert: Callable[[str], Any]) -> Any:
         raw = annotations.get(ANNOTATION + key)
@@ -784,7 +558,7 @@ def _hints(
         try:
             return convert(str(raw))
         except ValueError as error:
-            raise _FieldError(ANNOTATION + key, str(error)) from None
+            raise jobspec.FieldError(ANNOTATION + key, str(error)) from None
 
     def watts(text: str) -> float:
         value = float(text)

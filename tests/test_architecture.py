@@ -19,6 +19,7 @@ PURE = (
     "reconciler/ledger.py",
     "reconciler/quantities.py",
     "reconciler/pods.py",
+    "reconciler/jobspec.py",
     "reconciler/plotting.py",
     "reconciler/yamlio.py",
     "reconciler/owned.py",
