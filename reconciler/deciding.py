@@ -16,10 +16,11 @@ from carbon import IntensitySeries
 from optimizer import baselines
 from optimizer.model import Instance, Job, Plan, Slot, SolverSettings, SpokeCapacity
 from optimizer.solving import optimize
+from reconciler import pools
 from reconciler.decisions import Decision, SpokeState, Window
 from reconciler.fleet import Fleet, JobRequest, Problem, Spoke
 from reconciler.ledger import ACTIVE, FINISHED, FIXED, Entry, Ledger, Phase
-from reconciler.pods import Node, Placement, Resources, Taint
+from reconciler.pods import Placement, Resources
 from reconciler.quantities import format_duration, format_time
 
 # What turns an optimizer instance into a plan: the optimizer itself, or a
@@ -72,7 +73,7 @@ def decide(
     finished = {
         job_id: phase for job_id, prev in prevs.items() if (phase := _finished(prev, spokes))
     }
-    groups = {name: _node_groups(state.nodes) for name, state in spokes.items()}
+    groups = {name: pools.node_groups(state.nodes) for name, state in spokes.items()}
     no_node_fits = _no_node_fits(fleet.jobs, groups)
     # Per job, every spoke it may use but cannot go to now, with why.
     shut = {job.id: {**closed, **no_node_fits.get(job.id, {})} for job in fleet.jobs}
@@ -101,6 +102,9 @@ def decide(
         jobs=tuple(opt_jobs),
         weights=fleet.policy.spec.weights.for_optimizer(),
     )
+    # Where a spoke's nodes carry different taints, each set is a spoke of its own
+    # to the optimizer; the plan names those pools, the ledger their spokes.
+    instance = pools.split(instance, spokes, valid)
     plan = planner(instance, fleet.policy.spec.solver.for_optimizer())
     qos = baselines.qos(instance)
 
@@ -369,6 +373,7 @@ def _entry(
     if assignment is None:
         reason = next(n.reason for n in plan.not_placed if n.id == job.id)
         return Entry(phase=Phase.PENDING, reason=reason, **common)
+    spoke = pools.spoke_of(assignment.spoke)
     start = horizon.time_of(assignment.start_slot)
     fixed = _is_fixed(prev, now=now)
     if fixed:
@@ -376,7 +381,7 @@ def _entry(
     unchanged = (
         prev is not None
         and prev.phase in ACTIVE
-        and (prev.spoke, prev.planned_start) == (assignment.spoke, start)
+        and (prev.spoke, prev.planned_start) == (spoke, start)
     )
     estimated = (
         prev.estimated_grams
@@ -402,7 +407,7 @@ def _entry(
         phase = Phase.RUNNING
     return Entry(
         phase=phase,
-        spoke=assignment.spoke,
+        spoke=spoke,
         planned_start=start,
         planned_end=start + job.duration,
         estimated_grams=estimated,
@@ -425,20 +430,8 @@ def _closed_spokes(fleet: Fleet, spokes: Mapping[str, SpokeState]) -> dict[str, 
     return closed
 
 
-# A spoke's nodes by what a pod must fit in and tolerate there: a spoke of a
-# hundred nodes has a few such groups, and every job is held against each.
-NodeGroups = Mapping[tuple[Resources, tuple[Taint, ...]], list[Node]]
-
-
-def _node_groups(nodes: tuple[Node, ...]) -> NodeGroups:
-    groups: dict[tuple[Resources, tuple[Taint, ...]], list[Node]] = {}
-    for node in nodes:
-        groups.setdefault((node.allocatable, node.taints), []).append(node)
-    return groups
-
-
 def _no_node_fits(
-    jobs: Iterable[JobRequest], groups: Mapping[str, NodeGroups]
+    jobs: Iterable[JobRequest], groups: Mapping[str, pools.NodeGroups]
 ) -> dict[str, dict[str, str]]:
     """Per job, the spokes it may use where no node can take one of its pods, each
     with why. A pod runs on one node, one its nodeSelector and node affinity allow
@@ -451,7 +444,7 @@ def _no_node_fits(
         unfit = {}
         for name in job.allowed_spokes:
             spoke_groups = groups.get(name)
-            if not spoke_groups or _some_node_takes(job, spoke_groups):
+            if not spoke_groups or pools.some_node_takes(job.pod, job.placement, spoke_groups):
                 continue
             # Why not takes a look at every node: once per placement and spoke.
             key = (name, job.placement.model_dump_json())
@@ -461,16 +454,6 @@ def _no_node_fits(
         if unfit:
             result[job.id] = unfit
     return result
-
-
-def _some_node_takes(job: JobRequest, groups: NodeGroups) -> bool:
-    placement = job.placement
-    return any(
-        job.pod.fits_in(size)
-        and all(placement.tolerates(t) for t in taints)
-        and any(node.selected_by(placement) for node in nodes)
-        for (size, taints), nodes in groups.items()
-    )
 
 
 class _NodesFor(NamedTuple):
@@ -483,7 +466,7 @@ class _NodesFor(NamedTuple):
     refused: Mapping[Resources, frozenset[str]]
 
 
-def _nodes_for(placement: Placement, groups: NodeGroups) -> _NodesFor:
+def _nodes_for(placement: Placement, groups: pools.NodeGroups) -> _NodesFor:
     selected, sizes, every_node = False, set(), True
     refused: dict[Resources, frozenset[str]] = {}
     for (size, taints), nodes in groups.items():

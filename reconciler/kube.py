@@ -4,7 +4,8 @@ its API server: the only module that imports `kubernetes`.
 Free capacity = allocatable of nodes that are Ready, schedulable and carry no
 NoSchedule/NoExecute taint Caspian's Jobs would not tolerate, minus the requests
 of running or pending pods placed on those nodes that Caspian does not own (its
-own Jobs are already in the plan). A spoke whose API does not answer in time is
+own Jobs are already in the plan), node by node: the nodes are reported with
+their taints and what is free on each, for the pools of `reconciler/pools.py`. A spoke whose API does not answer in time is
 reported down: it gets no new work, and its running Jobs keep their place.
 """
 
@@ -90,8 +91,7 @@ class KubeObserver:
             return self._down(spoke, f"its API's answer to the {asking} is not a Kubernetes list")
         try:
             tolerated = self.tolerated | set(spoke.spec.tolerated_taints)
-            free = free_capacity(nodes, pods, tolerated=tolerated)
-            shapes = usable_nodes(nodes, tolerated=tolerated)
+            shapes = usable_nodes(nodes, pods, tolerated=tolerated)
             phases = {job.metadata.name: job_phase(job.status) for job in jobs}
         except ValueError as error:  # a quantity that does not parse
             return self._down(spoke, f"its API answered an object Caspian cannot read: {error}")
@@ -100,11 +100,12 @@ class KubeObserver:
             # answer can be trusted.
             return self._down(spoke, "its API answered an object without a field Caspian reads")
         metrics.SPOKE_UP.labels(spoke=spoke.name).set(1)
+        room = [node.free for node in shapes if node.free is not None]
         return SpokeState(
             name=spoke.name,
-            cpu=free["cpu"],
-            memory_bytes=free["memory"],
-            gpu=free["gpu"],
+            cpu=sum(free.cpu for free in room),
+            memory_bytes=sum(free.memory_bytes for free in room),
+            gpu=sum(free.gpu for free in room),
             source=f"kube:{context}",
             jobs=phases,
             nodes=shapes,
@@ -164,44 +165,46 @@ def usable(node: Any, *, tolerated: set[str]) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
 
-def free_capacity(nodes: list[Any], pods: list[Any], *, tolerated: set[str]) -> dict[str, float]:
-    counted = {node.metadata.name for node in nodes if usable(node, tolerated=tolerated)}
-    free = dict.fromkeys(RESOURCES, 0.0)
-    for node in nodes:
-        if node.metadata.name in counted:
-            allocatable = node.status.allocatable or {}
-            for ours, theirs in RESOURCES.items():
-                free[ours] += quantity(allocatable.get(theirs, 0))
+def usable_nodes(nodes: list[Any], pods: list[Any], *, tolerated: set[str]) -> tuple[Node, ...]:
+    """Each usable node: its allocatable, labels, the taints a pod must tolerate
+    there (those `usable` lets pass), and what is free on it, less the requests of
+    the pods there that Caspian does not own (its own Jobs are in the plan)."""
+    taken: dict[str, dict[str, float]] = {}
     for pod in pods:
         labels = pod.metadata.labels or {}
-        if OWNED_POD_LABEL in labels or pod.spec is None or pod.spec.node_name not in counted:
+        if OWNED_POD_LABEL in labels or pod.spec is None or not pod.spec.node_name:
             continue
         if pod.status is not None and pod.status.phase in ("Succeeded", "Failed"):
             continue
+        on_node = taken.setdefault(pod.spec.node_name, dict.fromkeys(RESOURCES, 0.0))
         for ours, need in pod_requests(pod.spec).items():
-            free[ours] -= need
-    return {key: max(0.0, value) for key, value in free.items()}
-
-
-def usable_nodes(nodes: list[Any], *, tolerated: set[str]) -> tuple[Node, ...]:
-    """Each usable node's allocatable, labels and the taints a pod must tolerate
-    there (those the spoke's Jobs are expected to tolerate, as `usable` lets pass)."""
+            on_node[ours] += need
     found = []
     for node in nodes:
-        if usable(node, tolerated=tolerated):
-            allocatable = node.status.allocatable or {}
-            amount = {
-                ours: quantity(allocatable.get(theirs, 0)) for ours, theirs in RESOURCES.items()
-            }
-            size = Resources(cpu=amount["cpu"], memory_bytes=amount["memory"], gpu=amount["gpu"])
-            taints = tuple(
-                Taint(key=t.key, value=t.value or "", effect=t.effect)
-                for t in node.spec.taints or []
-                if t.effect in ("NoSchedule", "NoExecute")
+        if not usable(node, tolerated=tolerated):
+            continue
+        allocatable = node.status.allocatable or {}
+        amount = {ours: quantity(allocatable.get(theirs, 0)) for ours, theirs in RESOURCES.items()}
+        used = taken.get(node.metadata.name, {})
+        left = {ours: max(0.0, amount[ours] - used.get(ours, 0.0)) for ours in RESOURCES}
+        taints = tuple(
+            Taint(key=t.key, value=t.value or "", effect=t.effect)
+            for t in node.spec.taints or []
+            if t.effect in ("NoSchedule", "NoExecute")
+        )
+        found.append(
+            Node(
+                allocatable=_resources(amount),
+                labels=dict(node.metadata.labels or {}),
+                taints=taints,
+                free=_resources(left),
             )
-            labels = dict(node.metadata.labels or {})
-            found.append(Node(allocatable=size, labels=labels, taints=taints))
+        )
     return tuple(found)
+
+
+def _resources(amount: dict[str, float]) -> Resources:
+    return Resources(cpu=amount["cpu"], memory_bytes=amount["memory"], gpu=amount["gpu"])
 
 
 def pod_requests(spec: Any) -> dict[str, float]:

@@ -103,14 +103,16 @@ class Toleration(BaseModel):
 
 
 class Node(BaseModel):
-    """A usable node as a pod sees it: what it can give one pod, its labels, and
-    the taints a pod must tolerate to run there."""
+    """A usable node as a pod sees it: what it can give one pod, its labels, the
+    taints a pod must tolerate to run there, and what is free on it now (None
+    where only its size is known)."""
 
     model_config = ConfigDict(frozen=True)
 
     allocatable: Resources
     labels: dict[str, str] = {}
     taints: tuple[Taint, ...] = ()
+    free: Resources | None = None
 
     def selected_by(self, placement: Placement) -> bool:
         return placement.allows(self.labels)

@@ -184,6 +184,11 @@ def test_free_capacity_counts_usable_nodes_minus_pods_caspian_does_not_own(tmp_p
         [],
         ["nvidia.com/gpu:NoSchedule"],
     ]
+    # And what is free on each: ready-1 less web and lost, ready-gpu less starting.
+    assert [(n.free.cpu, n.free.memory_bytes / GI, n.free.gpu) for n in state.nodes] == [
+        (13, 56, 0),
+        (26, 120, 3),
+    ]
     assert state.jobs == {
         "train-1a2b3c4d": "Running",
         "etl-5e6f7a8b": "Succeeded",

@@ -520,3 +520,54 @@ def test_a_pod_goes_only_to_nodes_whose_taints_it_tolerates() -> None:
     assert decision.no_node_fits["batch/trainer"]["paris"].startswith(
         "the nodes there it may use have taints it does not tolerate"
     )
+
+
+def test_room_on_tainted_nodes_counts_only_for_jobs_that_tolerate_the_taint() -> None:
+    gpu_taint = Taint(key="nvidia.com/gpu", value="present", effect="NoSchedule")
+    gpu_size = Resources(cpu=32, memory_bytes=128 * 2**30, gpu=4)
+    cpu_size = nodes(16)[0].allocatable
+    paris = {
+        "cpu": 96,
+        "gpu": 8,
+        "nodes": (
+            *(Node(allocatable=cpu_size, free=cpu_size),) * 2,
+            *(Node(allocatable=gpu_size, taints=(gpu_taint,), free=gpu_size),) * 2,
+        ),
+    }
+    # The template's spokes and policy, and only these jobs.
+    files = {path: text for path, text in template_files().items() if not path.startswith("jobs/")}
+    for name in ("etl-a", "etl-b", "etl-c"):
+        text = appwrapper(
+            name,
+            annotations={"caspian.dev/spokes": "paris", "caspian.dev/duration": "1h"},
+            resources={"requests": {"cpu": "12", "memory": "8Gi"}},
+        )
+        files[f"jobs/{name}.yaml"] = text.encode()
+    decision, placed = step(files, now=NOW, states={"paris": paris})
+    etl = [e for e in entries(decision).values() if e.id.startswith("batch/etl-")]
+    # 96 cpu in all, but 32 on the nodes these jobs may use: two at a time.
+    assert {e.spoke for e in etl} == {"paris"}
+    starts = sorted(e.planned_start for e in etl)
+    assert starts[1] < starts[2] and starts[2] >= starts[0] + timedelta(hours=1)
+    # Once the first two have started, their room is held in the pool they can
+    # run in: the third still waits for them.
+    _, placed = step(placed, now=starts[1], states={"paris": paris})
+    later, _ = step(placed, now=starts[1] + timedelta(minutes=15), states={"paris": paris})
+    etl = [e for e in entries(later).values() if e.id.startswith("batch/etl-")]
+    assert sorted(e.phase for e in etl) == ["Dispatched", "Dispatched", "Planned"]
+    waiting = next(e for e in etl if e.phase == "Planned")
+    assert waiting.planned_start >= starts[0] + timedelta(hours=1)
+    # The optimizer saw the pools; the ledger names the spoke.
+    assert [s.name for s in decision.instance.spokes if s.name.startswith("paris")] == [
+        "paris",
+        "paris[nvidia.com/gpu=present:NoSchedule]",
+    ]
+    # Each job may use the pools where its pod fits a node whose taints it
+    # tolerates: the GPU job (4 GPUs, tolerating the taint) only the GPU pool.
+    files["jobs/train-resnet.yaml"] = template_files()["jobs/train-resnet.yaml"]
+    decision, _ = step(files, now=NOW, states={"paris": paris})
+    allowed = {job.id: job.allowed_spokes for job in decision.instance.jobs}
+    assert [s for s in allowed["batch/etl-a"] if s.startswith("paris")] == ["paris"]
+    assert [s for s in allowed["batch/train-resnet"] if s.startswith("paris")] == [
+        "paris[nvidia.com/gpu=present:NoSchedule]"
+    ]

@@ -1,0 +1,168 @@
+"""A spoke's nodes in pools by their taints, so the optimizer counts only the room
+a job can have.
+
+The optimizer sees each spoke as one sum of capacity. Where some of a spoke's
+nodes are tainted (a GPU pool tainted `nvidia.com/gpu`, say), a job that does
+not tolerate the taint cannot use their room, though the sum counts it: it would
+be planned into room it cannot have, and wait on the spoke. So where a spoke's
+nodes carry more than one set of taints, each set becomes a spoke of its own in
+the optimizer's instance: `paris` for the untainted nodes,
+`paris[nvidia.com/gpu:NoSchedule]` for the others. A job may use the pools whose
+taints it tolerates and where one of its pods fits a node it may use. Plans name
+the pools; `spoke_of` gives the spoke back.
+
+Node selection stays a per-spoke check (a label set per node would make a pool of
+every node): a job whose nodeSelector allows only some untainted nodes still
+counts the room of all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import NamedTuple
+
+from optimizer.model import Instance, Job, Slot, SpokeCapacity
+from reconciler.decisions import SpokeState
+from reconciler.fleet import JobRequest
+from reconciler.pods import Node, Placement, Resources, Taint
+
+# Nodes by what a pod must fit in and tolerate there: a spoke of a hundred nodes
+# has a few such groups, and every job is held against each.
+NodeGroups = Mapping[tuple[Resources, tuple[Taint, ...]], list[Node]]
+
+
+def node_groups(nodes: Iterable[Node]) -> NodeGroups:
+    groups: dict[tuple[Resources, tuple[Taint, ...]], list[Node]] = {}
+    for node in nodes:
+        groups.setdefault((node.allocatable, node.taints), []).append(node)
+    return groups
+
+
+def some_node_takes(pod: Resources, placement: Placement, groups: NodeGroups) -> bool:
+    """Whether a node of `groups` can take the pod: big enough, allowed by its
+    node selection, every taint tolerated."""
+    return any(
+        pod.fits_in(size)
+        and all(placement.tolerates(t) for t in taints)
+        and any(node.selected_by(placement) for node in nodes)
+        for (size, taints), nodes in groups.items()
+    )
+
+
+class Pool(NamedTuple):
+    """The nodes of one spoke that carry one set of taints, and their free room."""
+
+    name: str
+    taints: tuple[Taint, ...]
+    groups: NodeGroups
+    free: Resources
+
+
+def pools(state: SpokeState) -> tuple[Pool, ...]:
+    """The pools of a spoke, or none where it is one: its nodes share their taints,
+    or their free room is not known (declared capacity)."""
+    by_taints: dict[tuple[Taint, ...], list[Node]] = {}
+    for node in state.nodes:
+        by_taints.setdefault(tuple(sorted(node.taints, key=Taint.describe)), []).append(node)
+    if len(by_taints) < 2 or any(node.free is None for node in state.nodes):
+        return ()
+    found = []
+    for named, taints, nodes in sorted(
+        (",".join(t.describe() for t in taints), taints, nodes)
+        for taints, nodes in by_taints.items()
+    ):
+        free = [node.free for node in nodes if node.free is not None]
+        found.append(
+            Pool(
+                name=f"{state.name}[{named}]" if taints else state.name,
+                taints=taints,
+                groups=node_groups(nodes),
+                free=Resources(
+                    cpu=sum(f.cpu for f in free),
+                    memory_bytes=sum(f.memory_bytes for f in free),
+                    gpu=sum(f.gpu for f in free),
+                ),
+            )
+        )
+    return tuple(found)
+
+
+def spoke_of(name: str) -> str:
+    """The spoke of a name in a pooled instance (spoke names hold no '[')."""
+    return name.split("[", 1)[0]
+
+
+def split(
+    instance: Instance,
+    spokes: Mapping[str, SpokeState],
+    jobs: Mapping[str, JobRequest],
+) -> Instance:
+    """`instance` with each spoke of several pools replaced by its pools. A job
+    without its request (held as committed while its file is broken) may use
+    every pool, and holds its room in the most tainted one."""
+    by_spoke = {name: found for name, state in spokes.items() if (found := pools(state))}
+    if not by_spoke:
+        return instance
+    capacities: list[SpokeCapacity] = []
+    for capacity in instance.spokes:
+        if capacity.name not in by_spoke:
+            capacities.append(capacity)
+            continue
+        # A down spoke has no nodes, so no pools: each pool's room is what is free.
+        slots = instance.slots
+        capacities.extend(
+            SpokeCapacity(
+                name=pool.name,
+                zone=capacity.zone,
+                cpu=(pool.free.cpu,) * slots,
+                memory_bytes=(pool.free.memory_bytes,) * slots,
+                gpu=(pool.free.gpu,) * slots,
+            )
+            for pool in by_spoke[capacity.name]
+        )
+    # Built anew, not copied, so that the instance's own checks run on the pools.
+    return Instance(
+        start=instance.start,
+        slot_seconds=instance.slot_seconds,
+        slots=instance.slots,
+        spokes=tuple(capacities),
+        intensity_g_per_kwh=instance.intensity_g_per_kwh,
+        jobs=tuple(_pooled(job, jobs.get(job.id), by_spoke) for job in instance.jobs),
+        weights=instance.weights,
+    )
+
+
+def _pooled(job: Job, request: JobRequest | None, by_spoke: Mapping[str, tuple[Pool, ...]]) -> Job:
+    def usable(spoke: str) -> list[Pool]:
+        found = by_spoke[spoke]
+        if request is None:
+            return list(found)
+        return [p for p in found if some_node_takes(request.pod, request.placement, p.groups)]
+
+    def pooled_slot(slot: Slot | None) -> Slot | None:
+        if slot is None or slot.spoke not in by_spoke:
+            return slot
+        # Where it runs is not known: its room is held where it most likely runs,
+        # the pool it may use whose taints it was written to tolerate.
+        candidates = usable(slot.spoke) or list(by_spoke[slot.spoke])
+        chosen = max(candidates, key=lambda pool: len(pool.taints))
+        return slot.model_copy(update={"spoke": chosen.name})
+
+    allowed: list[str] = []
+    for spoke in job.allowed_spokes:
+        if spoke in by_spoke:
+            allowed.extend(pool.name for pool in usable(spoke))
+        else:
+            allowed.append(spoke)
+    energy = dict(job.energy_kwh_per_slot)
+    for spoke, found in by_spoke.items():
+        if spoke in job.energy_kwh_per_slot:
+            energy.update({pool.name: job.energy_kwh_per_slot[spoke] for pool in found})
+    return job.model_copy(
+        update={
+            "allowed_spokes": tuple(allowed),
+            "energy_kwh_per_slot": energy,
+            "fixed": pooled_slot(job.fixed),
+            "previous": pooled_slot(job.previous),
+        }
+    )

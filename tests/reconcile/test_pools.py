@@ -1,0 +1,96 @@
+"""A spoke's nodes in pools by their taints: the optimizer counts for each job
+only the room of the nodes it may use."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from optimizer.model import Instance, Job, Slot, SpokeCapacity
+from reconciler import pools
+from reconciler.decisions import SpokeState
+from reconciler.pods import Node, Resources, Taint
+
+GPU = Taint(key="nvidia.com/gpu", effect="NoSchedule")
+SPOT = Taint(key="spot", value="yes", effect="NoExecute")
+CPU_NODE = Resources(cpu=16, memory_bytes=64 * 2**30, gpu=0)
+GPU_NODE = Resources(cpu=32, memory_bytes=128 * 2**30, gpu=4)
+HALF_FREE = Resources(cpu=8, memory_bytes=32 * 2**30, gpu=0)
+
+
+def state(*nodes: Node) -> SpokeState:
+    return SpokeState(name="paris", cpu=0, memory_bytes=0, gpu=0, nodes=nodes)
+
+
+def test_a_spoke_whose_nodes_share_their_taints_is_one_pool() -> None:
+    assert pools.pools(state(Node(allocatable=CPU_NODE, free=CPU_NODE))) == ()
+    both_gpu = Node(allocatable=GPU_NODE, taints=(GPU,), free=GPU_NODE)
+    assert pools.pools(state(both_gpu, both_gpu)) == ()
+    # Without what is free on each node (declared capacity), no pools either.
+    assert pools.pools(state(Node(allocatable=CPU_NODE), both_gpu)) == ()
+
+
+def test_each_set_of_taints_is_a_pool_named_after_it_with_its_free_room() -> None:
+    found = pools.pools(
+        state(
+            Node(allocatable=GPU_NODE, taints=(SPOT, GPU), free=GPU_NODE),
+            Node(allocatable=CPU_NODE, free=CPU_NODE),
+            Node(allocatable=CPU_NODE, free=HALF_FREE),
+            Node(allocatable=GPU_NODE, taints=(GPU,), free=GPU_NODE),
+        )
+    )
+    assert [(p.name, p.free.cpu, p.free.gpu) for p in found] == [
+        ("paris", 24, 0),
+        ("paris[nvidia.com/gpu:NoSchedule]", 32, 4),
+        ("paris[nvidia.com/gpu:NoSchedule,spot=yes:NoExecute]", 32, 4),
+    ]
+    assert {pools.spoke_of(p.name) for p in found} == {"paris"}
+
+
+def instance_with(*jobs: Job) -> Instance:
+    def capacity(name: str) -> SpokeCapacity:
+        return SpokeCapacity(
+            name=name, zone="FR", cpu=(1e3,) * 4, memory_bytes=(1e12,) * 4, gpu=(8,) * 4
+        )
+
+    return Instance(
+        start=datetime(2026, 12, 1),
+        slot_seconds=900,
+        slots=4,
+        spokes=(capacity("paris"), capacity("oslo")),
+        intensity_g_per_kwh={"FR": (50.0,) * 8},
+        jobs=jobs,
+    )
+
+
+def test_a_job_without_its_request_holds_its_room_in_the_most_tainted_pool() -> None:
+    # A job held as committed while its file is broken: its tolerations are not
+    # known, so its room is kept where a tolerating job would most likely run.
+    held = Job(
+        id="batch/held",
+        cpu=4,
+        memory_bytes=2**30,
+        gpu=1,
+        duration_slots=2,
+        deadline_slot=4,
+        allowed_spokes=("paris",),
+        energy_kwh_per_slot={"paris": 0.1},
+        fixed=Slot(spoke="paris", start_slot=0),
+    )
+    spokes = {
+        "paris": state(
+            Node(allocatable=CPU_NODE, free=CPU_NODE),
+            Node(allocatable=GPU_NODE, taints=(GPU,), free=GPU_NODE),
+        ),
+        "oslo": SpokeState(name="oslo", cpu=1e3, memory_bytes=1e12, gpu=8),
+    }
+    pooled = pools.split(instance_with(held), spokes, {})
+    assert [s.name for s in pooled.spokes] == ["paris", "paris[nvidia.com/gpu:NoSchedule]", "oslo"]
+    (job,) = pooled.jobs
+    assert job.fixed == Slot(spoke="paris[nvidia.com/gpu:NoSchedule]", start_slot=0)
+    assert job.energy_kwh_per_slot["paris[nvidia.com/gpu:NoSchedule]"] == 0.1
+    # Nothing to split: the same instance.
+    plain = {
+        "paris": SpokeState(name="paris", cpu=1, memory_bytes=1, gpu=0),
+        "oslo": spokes["oslo"],
+    }
+    assert pools.split(instance_with(held), plain, {}) == instance_with(held)
