@@ -69,7 +69,8 @@ class Residual:
         return (self.window_min(spoke, duration) >= demand[:, None] - 1e-9).all(axis=0)
 
     def fits_at(self, spoke: int, start: int, duration: int, demand: np.ndarray) -> bool:
-        window = self.free[spoke, :, max(start, 0) : min(start + duration, self.slots)]
+        first = max(start, 0)
+        window = self.free[spoke, :, first : max(first, min(start + duration, self.slots))]
         return window.size == 0 or bool((window >= demand[:, None] - 1e-9).all())
 
     def take(self, spoke: int, start: int, duration: int, demand: np.ndarray) -> None:

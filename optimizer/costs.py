@@ -16,7 +16,9 @@ def carbon_of(instance: Instance, *, job: Job, spoke: str, start_slot: int) -> f
     zone = instance.spoke(spoke).zone
     series = instance.intensity_g_per_kwh[zone]
     first = max(start_slot, 0)
-    last = min(start_slot + job.duration_slots, len(series))
+    # A run that ended before slot 0 covers nothing (a slice to a negative end
+    # would count from the back).
+    last = max(first, min(start_slot + job.duration_slots, len(series)))
     return float(sum(series[first:last]) * job.energy_kwh_per_slot[spoke])
 
 

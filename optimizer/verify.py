@@ -27,7 +27,8 @@ def violations(instance: Instance, plan: Plan) -> list[str]:
             problems.append(f"{a.id}: spoke {a.spoke} is not allowed")
         elif not max(job.release_slot, 0) <= a.start_slot < instance.slots:
             problems.append(f"{a.id}: start {a.start_slot} outside its window")
-        first, last = max(a.start_slot, 0), min(a.start_slot + job.duration_slots, instance.slots)
+        first = max(a.start_slot, 0)
+        last = max(first, min(a.start_slot + job.duration_slots, instance.slots))
         demand = np.array([job.demand(r) for r in RESOURCES])
         used[index[a.spoke], :, first:last] += demand[:, None]
         if job.fixed is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from optimizer import baselines, bench
+from optimizer import baselines, bench, verify
 from optimizer import columns as cols
 from optimizer.model import Instance, Slot, SolverSettings, Weights
 from optimizer.plans import NO_CAPACITY
@@ -71,6 +71,20 @@ def test_fixed_work_holds_its_capacity_and_its_place() -> None:
     assert_valid_plan(instance, plan)
     assert plan.assignment("running").start_slot == -1
     assert plan.assignment("new").start_slot >= 3
+
+
+def test_work_that_ended_before_the_horizon_emits_and_holds_nothing_in_it() -> None:
+    # Without a cluster to say so, a dispatched job stays fixed after its end;
+    # its slots lie before slot 0. A slice to a negative end once summed the
+    # whole intensity series, and the checker counted it as holding the spoke.
+    done = job("done", spokes=("a",), gpu=2, duration=2, fixed=Slot(spoke="a", start_slot=-5))
+    new = job("new", spokes=("a",), gpu=2, duration=1)
+    instance = make([done, new], gpu=2)
+    plan = optimize(instance, settings=SETTINGS)
+    assert plan.assignment("done").carbon_g == 0.0
+    assert plan.assignment("new").start_slot == 0
+    assert verify.violations(instance, plan) == []
+    assert plan.carbon_g == pytest.approx(100.0)
 
 
 def test_a_start_where_the_job_cannot_fit_beside_running_work_is_not_even_in_the_bound() -> None:
