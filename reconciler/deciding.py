@@ -269,9 +269,11 @@ def _optimizer_job(
     }
     fixed = previous = None
     if _is_fixed(prev, now=now):
-        fixed = Slot(spoke=prev.spoke, start_slot=horizon.slot_of(prev.planned_start))
+        fixed = Slot(spoke=prev.pool or prev.spoke, start_slot=horizon.slot_of(prev.planned_start))
     elif prev is not None and prev.phase == Phase.PLANNED and prev.planned_start is not None:
-        previous = Slot(spoke=prev.spoke, start_slot=horizon.slot_of(prev.planned_start))
+        previous = Slot(
+            spoke=prev.pool or prev.spoke, start_slot=horizon.slot_of(prev.planned_start)
+        )
     duration = horizon.slots_in(job.duration)
     if fixed is not None and overrunning:
         # A Job runs as long as it runs, not as long as its annotation says. One
@@ -329,7 +331,7 @@ def _held_as_fixed(held: list[Entry], horizon: Window) -> list[Job]:
                 deadline_slot=end,
                 allowed_spokes=(entry.spoke,),
                 energy_kwh_per_slot={entry.spoke: 0.0},
-                fixed=Slot(spoke=entry.spoke, start_slot=start),
+                fixed=Slot(spoke=entry.pool or entry.spoke, start_slot=start),
             )
         )
     return jobs
@@ -408,6 +410,7 @@ def _entry(
     return Entry(
         phase=phase,
         spoke=spoke,
+        pool=assignment.spoke if assignment.spoke != spoke else None,
         planned_start=start,
         planned_end=start + job.duration,
         estimated_grams=estimated,

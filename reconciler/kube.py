@@ -5,8 +5,9 @@ Free capacity = allocatable of nodes that are Ready, schedulable and carry no
 NoSchedule/NoExecute taint Caspian's Jobs would not tolerate, minus the requests
 of running or pending pods placed on those nodes that Caspian does not own (its
 own Jobs are already in the plan), node by node: the nodes are reported with
-their taints and what is free on each, for the pools of `reconciler/pools.py`. A spoke whose API does not answer in time is
-reported down: it gets no new work, and its running Jobs keep their place.
+their taints and what is free on each, for the pools of `reconciler/pools.py`.
+A spoke whose API does not answer in time is reported down: it gets no new
+work, and its running Jobs keep their place.
 """
 
 from __future__ import annotations

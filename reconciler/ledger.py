@@ -49,6 +49,9 @@ class Entry(BaseModel):
     source: str
     phase: Phase
     spoke: str | None = None
+    # The optimizer's pool on that spoke, where its nodes carry different taints
+    # (reconciler/pools.py): the room a started Job holds is kept there.
+    pool: str | None = None
     job_name: str | None = None
     template_hash: str | None = None
     planned_start: datetime | None = None

@@ -6,10 +6,11 @@ nodes are tainted (a GPU pool tainted `nvidia.com/gpu`, say), a job that does
 not tolerate the taint cannot use their room, though the sum counts it: it would
 be planned into room it cannot have, and wait on the spoke. So where a spoke's
 nodes carry more than one set of taints, each set becomes a spoke of its own in
-the optimizer's instance: `paris` for the untainted nodes,
-`paris[nvidia.com/gpu:NoSchedule]` for the others. A job may use the pools whose
-taints it tolerates and where one of its pods fits a node it may use. Plans name
-the pools; `spoke_of` gives the spoke back.
+the optimizer's instance: `paris[untainted]`, `paris[nvidia.com/gpu:NoSchedule]`.
+A job may use the pools whose taints it tolerates and where one of its pods fits
+a node it may use. Plans name the pools; `spoke_of` gives the spoke back, and the
+ledger keeps the pool beside the spoke, so that a started Job holds its room in
+the pool it was planned into.
 
 Node selection stays a per-spoke check (a label set per node would make a pool of
 every node): a job whose nodeSelector allows only some untainted nodes still
@@ -74,7 +75,7 @@ def pools(state: SpokeState) -> tuple[Pool, ...]:
         free = [node.free for node in nodes if node.free is not None]
         found.append(
             Pool(
-                name=f"{state.name}[{named}]" if taints else state.name,
+                name=f"{state.name}[{named or 'untainted'}]",
                 taints=taints,
                 groups=node_groups(nodes),
                 free=Resources(
@@ -97,12 +98,10 @@ def split(
     spokes: Mapping[str, SpokeState],
     jobs: Mapping[str, JobRequest],
 ) -> Instance:
-    """`instance` with each spoke of several pools replaced by its pools. A job
-    without its request (held as committed while its file is broken) may use
-    every pool, and holds its room in the most tainted one."""
+    """`instance` with each spoke of several pools replaced by its pools, and each
+    job's fixed and previous place in a pool of its spoke. A job without its
+    request (held as committed while its file is broken) may use every pool."""
     by_spoke = {name: found for name, state in spokes.items() if (found := pools(state))}
-    if not by_spoke:
-        return instance
     capacities: list[SpokeCapacity] = []
     for capacity in instance.spokes:
         if capacity.name not in by_spoke:
@@ -140,11 +139,15 @@ def _pooled(job: Job, request: JobRequest | None, by_spoke: Mapping[str, tuple[P
         return [p for p in found if some_node_takes(request.pod, request.placement, p.groups)]
 
     def pooled_slot(slot: Slot | None) -> Slot | None:
-        if slot is None or slot.spoke not in by_spoke:
+        """The pool the last plan chose, where it is still one; else a guess."""
+        spoke = spoke_of(slot.spoke) if slot is not None else ""
+        if slot is None or slot.spoke in {pool.name for pool in by_spoke.get(spoke, ())}:
             return slot
-        # Where it runs is not known: its room is held where it most likely runs,
-        # the pool it may use whose taints it was written to tolerate.
-        candidates = usable(slot.spoke) or list(by_spoke[slot.spoke])
+        if spoke not in by_spoke:  # one pool now
+            return slot.model_copy(update={"spoke": spoke})
+        # Which node it runs on is not read: its room is held where it most likely
+        # runs, the pool it may use whose taints it was written to tolerate.
+        candidates = usable(spoke) or list(by_spoke[spoke])
         chosen = max(candidates, key=lambda pool: len(pool.taints))
         return slot.model_copy(update={"spoke": chosen.name})
 

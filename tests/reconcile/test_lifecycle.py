@@ -559,7 +559,7 @@ def test_room_on_tainted_nodes_counts_only_for_jobs_that_tolerate_the_taint() ->
     assert waiting.planned_start >= starts[0] + timedelta(hours=1)
     # The optimizer saw the pools; the ledger names the spoke.
     assert [s.name for s in decision.instance.spokes if s.name.startswith("paris")] == [
-        "paris",
+        "paris[untainted]",
         "paris[nvidia.com/gpu=present:NoSchedule]",
     ]
     # Each job may use the pools where its pod fits a node whose taints it
@@ -567,7 +567,7 @@ def test_room_on_tainted_nodes_counts_only_for_jobs_that_tolerate_the_taint() ->
     files["jobs/train-resnet.yaml"] = template_files()["jobs/train-resnet.yaml"]
     decision, _ = step(files, now=NOW, states={"paris": paris})
     allowed = {job.id: job.allowed_spokes for job in decision.instance.jobs}
-    assert [s for s in allowed["batch/etl-a"] if s.startswith("paris")] == ["paris"]
+    assert [s for s in allowed["batch/etl-a"] if s.startswith("paris")] == ["paris[untainted]"]
     assert [s for s in allowed["batch/train-resnet"] if s.startswith("paris")] == [
         "paris[nvidia.com/gpu=present:NoSchedule]"
     ]

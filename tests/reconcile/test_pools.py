@@ -39,7 +39,7 @@ def test_each_set_of_taints_is_a_pool_named_after_it_with_its_free_room() -> Non
         )
     )
     assert [(p.name, p.free.cpu, p.free.gpu) for p in found] == [
-        ("paris", 24, 0),
+        ("paris[untainted]", 24, 0),
         ("paris[nvidia.com/gpu:NoSchedule]", 32, 4),
         ("paris[nvidia.com/gpu:NoSchedule,spot=yes:NoExecute]", 32, 4),
     ]
@@ -84,7 +84,11 @@ def test_a_job_without_its_request_holds_its_room_in_the_most_tainted_pool() -> 
         "oslo": SpokeState(name="oslo", cpu=1e3, memory_bytes=1e12, gpu=8),
     }
     pooled = pools.split(instance_with(held), spokes, {})
-    assert [s.name for s in pooled.spokes] == ["paris", "paris[nvidia.com/gpu:NoSchedule]", "oslo"]
+    assert [s.name for s in pooled.spokes] == [
+        "paris[untainted]",
+        "paris[nvidia.com/gpu:NoSchedule]",
+        "oslo",
+    ]
     (job,) = pooled.jobs
     assert job.fixed == Slot(spoke="paris[nvidia.com/gpu:NoSchedule]", start_slot=0)
     assert job.energy_kwh_per_slot["paris[nvidia.com/gpu:NoSchedule]"] == 0.1
@@ -94,3 +98,37 @@ def test_a_job_without_its_request_holds_its_room_in_the_most_tainted_pool() -> 
         "oslo": spokes["oslo"],
     }
     assert pools.split(instance_with(held), plain, {}) == instance_with(held)
+
+
+def test_a_started_job_keeps_the_pool_its_plan_chose_while_that_pool_is_there() -> None:
+    def fixed_in(pool: str) -> Job:
+        return Job(
+            id="batch/etl",
+            cpu=4,
+            memory_bytes=2**30,
+            gpu=0,
+            duration_slots=2,
+            deadline_slot=4,
+            allowed_spokes=("paris",),
+            energy_kwh_per_slot={"paris": 0.1},
+            fixed=Slot(spoke=pool, start_slot=0),
+        )
+
+    pooled = {
+        "paris": state(
+            Node(allocatable=CPU_NODE, free=CPU_NODE),
+            Node(allocatable=GPU_NODE, taints=(GPU,), free=GPU_NODE),
+        ),
+        "oslo": SpokeState(name="oslo", cpu=1e3, memory_bytes=1e12, gpu=8),
+    }
+    one_pool = {**pooled, "paris": SpokeState(name="paris", cpu=1, memory_bytes=1, gpu=0)}
+
+    def place(pool: str, spokes: dict[str, SpokeState]) -> str:
+        (job,) = pools.split(instance_with(fixed_in(pool)), spokes, {}).jobs
+        assert job.fixed is not None
+        return job.fixed.spoke
+
+    assert place("paris[untainted]", pooled) == "paris[untainted]"
+    # Its pool is gone: a guess among the spoke's pools; no pools: the spoke.
+    assert place("paris[spot=yes:NoExecute]", pooled) == "paris[nvidia.com/gpu:NoSchedule]"
+    assert place("paris[untainted]", one_pool) == "paris"
