@@ -327,12 +327,13 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
     window = decision.window
     sources = ", ".join(sorted(set(decision.carbon_sources.values())))
     click.echo(f"its cheapest places, on forecasts from {sources}:")
+    width = max(16, *(len(option.spoke) for option in choices))  # pools: spoke[taints]
     for option in choices:
         notes = ["chosen" if option.chosen else ("free" if option.room else "taken by other jobs")]
         if option.late_slots:
             notes.append(f"{option.late_slots} slots late")
         click.echo(
-            f"  {option.spoke:16} {format_time(window.time_of(option.start_slot))}  "
+            f"  {option.spoke:{width}} {format_time(window.time_of(option.start_slot))}  "
             f"{option.carbon_g:10,.1f} gCO2  {', '.join(notes)}"
         )
 

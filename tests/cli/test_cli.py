@@ -295,6 +295,37 @@ def test_explain_names_a_spoke_whose_nodes_are_too_small_for_the_pod(run, tmp_pa
     assert "not on frankfurt" not in result.output
 
 
+def test_explain_lists_the_pools_of_a_spoke_whose_gpu_nodes_are_tainted(run, tmp_path) -> None:
+    from tests.fakehttp import Reply, serve
+    from tests.reconcile.test_kube_observer import kubeconfig, listing, node
+
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    with serve() as paris, serve() as frankfurt, serve() as california:
+        for api, gpus in ((paris, True), (frankfurt, False), (california, False)):
+            nodes = [node("cpu-1", cpu="64", memory="256Gi")]
+            if gpus:
+                gpu = node("gpu-1", cpu="64", memory="512Gi", gpu="8", taint="nvidia.com/gpu")
+                nodes.append(gpu)
+            api.route("/api/v1/nodes", Reply(body=listing("NodeList", nodes)))
+            api.route("/api/v1/pods", Reply(body=listing("PodList", [])))
+            api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [])))
+        config = kubeconfig(
+            tmp_path, {"paris": paris.url, "frankfurt": frankfurt.url, "california": california.url}
+        )
+        result = run(
+            "explain", "train-resnet", "--repo", remote, "--observer", "kube",
+            "--kubeconfig", config, *AT,
+        )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    # Its 4 GPUs are only in paris's tainted pool, which its toleration lets it use.
+    assert lines[1].startswith("  on paris from ")
+    chosen = [line.split() for line in lines if line.endswith("chosen")]
+    assert chosen and chosen[0][0] == "paris[nvidia.com/gpu:NoSchedule]"
+    assert not any("[untainted]" in line for line in lines)
+
+
 def test_explain_finds_a_broken_file_by_its_name_and_says_what_is_wrong(run, tmp_path) -> None:
     remote = tmp_path / "fleet.git"
     run("init", "--bare", remote)
