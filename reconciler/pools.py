@@ -12,9 +12,10 @@ a node it may use. Plans name the pools; `spoke_of` gives the spoke back, and th
 ledger keeps the pool beside the spoke, so that a started Job holds its room in
 the pool it was planned into.
 
-Node selection stays a per-spoke check (a label set per node would make a pool of
-every node): a job whose nodeSelector allows only some untainted nodes still
-counts the room of all of them.
+Nodes apart in a label that some job's node selection reads (`gpu.product`,
+say) are pools apart too, `paris[untainted; gpu.product=A100]`, so that a job
+counts only the room of the nodes its selector allows; up to MOST_POOLS pools a
+spoke, past which labels are left out and only taints split.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def some_node_takes(pod: Resources, placement: Placement, groups: NodeGroups) ->
 
 
 class Pool(NamedTuple):
-    """The nodes of one spoke that carry one set of taints, and their free room."""
+    """The nodes of one spoke alike in their taints and the labels jobs select
+    on, and their free room."""
 
     name: str
     taints: tuple[Taint, ...]
@@ -59,24 +61,37 @@ class Pool(NamedTuple):
     free: Resources
 
 
-def pools(state: SpokeState) -> tuple[Pool, ...]:
-    """The pools of a spoke, or none where it is one: its nodes share their taints,
-    or their free room is not known (declared capacity)."""
-    by_taints: dict[tuple[Taint, ...], list[Node]] = {}
+# More pools than this on one spoke (a selector on a label every node has its own
+# value of, say) and the labels are left out: the optimizer's model grows with
+# every pool.
+MOST_POOLS = 8
+
+
+def pools(state: SpokeState, *, keys: Iterable[str] = ()) -> tuple[Pool, ...]:
+    """The pools of a spoke: its nodes by their taints and their values of the
+    label `keys` (those some job's node selection reads). None where that makes
+    one pool, or where the nodes' free room is not known (declared capacity)."""
+    label_keys = sorted(set(keys))
+    if any(node.free is None for node in state.nodes):
+        return ()
+    by_kind: dict[tuple[str, ...], list[Node]] = {}
     for node in state.nodes:
-        by_taints.setdefault(tuple(sorted(node.taints, key=Taint.describe)), []).append(node)
-    if len(by_taints) < 2 or any(node.free is None for node in state.nodes):
+        taints = ",".join(sorted(t.describe() for t in node.taints)) or "untainted"
+        labels = (f"{k}={node.labels[k]}" if k in node.labels else f"no {k}" for k in label_keys)
+        by_kind.setdefault((taints, *labels), []).append(node)
+    if len(by_kind) > MOST_POOLS and label_keys:
+        return pools(state)
+    if len(by_kind) < 2:
         return ()
     found = []
-    for named, taints, nodes in sorted(
-        (",".join(t.describe() for t in taints), taints, nodes)
-        for taints, nodes in by_taints.items()
+    for kind, nodes in sorted(
+        by_kind.items(), key=lambda item: (item[0][0] != "untainted", item[0])
     ):
         free = [node.free for node in nodes if node.free is not None]
         found.append(
             Pool(
-                name=f"{state.name}[{named or 'untainted'}]",
-                taints=taints,
+                name=f"{state.name}[{'; '.join(kind)}]",
+                taints=nodes[0].taints,
                 groups=node_groups(nodes),
                 free=Resources(
                     cpu=sum(f.cpu for f in free),
@@ -101,7 +116,17 @@ def split(
     """`instance` with each spoke of several pools replaced by its pools, and each
     job's fixed and previous place in a pool of its spoke. A job without its
     request (held as committed while its file is broken) may use every pool."""
-    by_spoke = {name: found for name, state in spokes.items() if (found := pools(state))}
+    # The labels some job's node selection reads: nodes that differ in them are
+    # pools apart, so that a selector counts only the room of the nodes it allows.
+    keys = {
+        key
+        for request in jobs.values()
+        for key in (
+            *request.placement.node_selector,
+            *(r.key for term in request.placement.terms for r in term),
+        )
+    }
+    by_spoke = {name: found for name, state in spokes.items() if (found := pools(state, keys=keys))}
     capacities: list[SpokeCapacity] = []
     for capacity in instance.spokes:
         if capacity.name not in by_spoke:

@@ -571,3 +571,36 @@ def test_room_on_tainted_nodes_counts_only_for_jobs_that_tolerate_the_taint() ->
     assert [s for s in allowed["batch/train-resnet"] if s.startswith("paris")] == [
         "paris[nvidia.com/gpu=present:NoSchedule]"
     ]
+
+
+def test_a_node_selector_counts_only_the_room_of_the_nodes_it_allows() -> None:
+    gpu_taint = Taint(key="nvidia.com/gpu", effect="NoSchedule")
+    size = Resources(cpu=32, memory_bytes=128 * 2**30, gpu=4)
+
+    def gpu_node(product: str) -> Node:
+        return Node(
+            allocatable=size, labels={"gpu.product": product}, taints=(gpu_taint,), free=size
+        )
+
+    paris = {"gpu": 12, "nodes": (gpu_node("A100"), gpu_node("A100"), gpu_node("H100"))}
+    files = {path: text for path, text in template_files().items() if not path.startswith("jobs/")}
+    for name in ("tune-a", "tune-b"):
+        text = appwrapper(
+            name,
+            annotations={"caspian.dev/spokes": "paris", "caspian.dev/duration": "1h"},
+            pod_spec={
+                "nodeSelector": {"gpu.product": "H100"},
+                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}],
+            },
+            resources={"requests": {"cpu": "8", "memory": "8Gi", "nvidia.com/gpu": "4"}},
+        )
+        files[f"jobs/{name}.yaml"] = text.encode()
+    decision, _ = step(files, now=NOW, states={"paris": paris})
+    # 12 GPUs free on paris, 4 of them H100: one job at a time.
+    a, b = sorted(
+        (e for e in entries(decision).values() if e.id.startswith("batch/tune-")),
+        key=lambda e: e.planned_start,
+    )
+    assert a.spoke == b.spoke == "paris"
+    assert b.planned_start >= a.planned_start + timedelta(hours=1)
+    assert a.pool == "paris[nvidia.com/gpu:NoSchedule; gpu.product=H100]"

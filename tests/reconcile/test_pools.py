@@ -132,3 +132,23 @@ def test_a_started_job_keeps_the_pool_its_plan_chose_while_that_pool_is_there() 
     # Its pool is gone: a guess among the spoke's pools; no pools: the spoke.
     assert place("paris[spot=yes:NoExecute]", pooled) == "paris[nvidia.com/gpu:NoSchedule]"
     assert place("paris[untainted]", one_pool) == "paris"
+
+
+def test_nodes_apart_in_a_label_jobs_select_on_are_pools_apart() -> None:
+    def gpu_node(product: str, host: str) -> Node:
+        labels = {"gpu.product": product, "kubernetes.io/hostname": host}
+        return Node(allocatable=GPU_NODE, labels=labels, taints=(GPU,), free=GPU_NODE)
+
+    paris = state(gpu_node("A100", "a"), gpu_node("A100", "b"), gpu_node("H100", "c"))
+    # No job selects on a label: the GPU nodes are one pool, the spoke one pool.
+    assert pools.pools(paris) == ()
+    assert [(p.name, p.free.gpu) for p in pools.pools(paris, keys={"gpu.product"})] == [
+        ("paris[nvidia.com/gpu:NoSchedule; gpu.product=A100]", 8),
+        ("paris[nvidia.com/gpu:NoSchedule; gpu.product=H100]", 4),
+    ]
+    # A label of every node's own (a selector by host name) would make a pool of
+    # each: past MOST_POOLS the labels are left out.
+    many = state(*(gpu_node("A100", f"n{i}") for i in range(pools.MOST_POOLS + 1)))
+    assert len(pools.pools(many, keys={"kubernetes.io/hostname"})) == 0
+    fewer = state(*(gpu_node("A100", f"n{i}") for i in range(pools.MOST_POOLS)))
+    assert len(pools.pools(fewer, keys={"kubernetes.io/hostname"})) == pools.MOST_POOLS
