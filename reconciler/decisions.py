@@ -29,6 +29,8 @@ class SpokeState(BaseModel):
     # Each usable node: what it can give one pod (its allocatable), its labels;
     # empty where no node was seen (declared capacity).
     nodes: tuple[Node, ...] = ()
+    # The nodes Caspian's Jobs there have pods on, by Job name (kube observer).
+    placed_on: dict[str, tuple[str, ...]] = {}
 
 
 class Window(BaseModel):

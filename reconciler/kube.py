@@ -33,6 +33,8 @@ from reconciler.rendering import MANAGED_BY
 log = logging.getLogger("caspian.kube")
 
 OWNED_POD_LABEL = "caspian.dev/appwrapper"
+# Set on a Job's pods by the Job controller (job-name before Kubernetes 1.27).
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 MAX_PARALLEL = 16
 RESOURCES = {"cpu": "cpu", "memory": "memory", "gpu": "nvidia.com/gpu"}
 
@@ -93,6 +95,7 @@ class KubeObserver:
         try:
             tolerated = self.tolerated | set(spoke.spec.tolerated_taints)
             shapes = usable_nodes(nodes, pods, tolerated=tolerated)
+            where = placed_on(pods)
             phases = {job.metadata.name: job_phase(job.status) for job in jobs}
         except ValueError as error:  # a quantity that does not parse
             return self._down(spoke, f"its API answered an object Caspian cannot read: {error}")
@@ -110,6 +113,7 @@ class KubeObserver:
             source=f"kube:{context}",
             jobs=phases,
             nodes=shapes,
+            placed_on=where,
         )
 
     def _down(self, spoke: Spoke, reason: str) -> SpokeState:
@@ -195,6 +199,7 @@ def usable_nodes(nodes: list[Any], pods: list[Any], *, tolerated: set[str]) -> t
         )
         found.append(
             Node(
+                name=node.metadata.name,
                 allocatable=_resources(amount),
                 labels=dict(node.metadata.labels or {}),
                 taints=taints,
@@ -202,6 +207,18 @@ def usable_nodes(nodes: list[Any], pods: list[Any], *, tolerated: set[str]) -> t
             )
         )
     return tuple(found)
+
+
+def placed_on(pods: list[Any]) -> dict[str, tuple[str, ...]]:
+    """The nodes each of Caspian's Jobs has pods on, by the Job's name: which of a
+    spoke's pools its room is taken from."""
+    found: dict[str, set[str]] = {}
+    for pod in pods:
+        labels = pod.metadata.labels or {}
+        job_name = labels.get(JOB_NAME_LABEL) or labels.get("job-name")
+        if OWNED_POD_LABEL in labels and job_name and pod.spec is not None and pod.spec.node_name:
+            found.setdefault(job_name, set()).add(pod.spec.node_name)
+    return {job_name: tuple(sorted(nodes)) for job_name, nodes in found.items()}
 
 
 def _resources(amount: dict[str, float]) -> Resources:

@@ -110,6 +110,7 @@ class Node(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     allocatable: Resources
+    name: str = ""
     labels: dict[str, str] = {}
     taints: tuple[Taint, ...] = ()
     free: Resources | None = None

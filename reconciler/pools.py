@@ -9,8 +9,8 @@ nodes carry more than one set of taints, each set becomes a spoke of its own in
 the optimizer's instance: `paris[untainted]`, `paris[nvidia.com/gpu:NoSchedule]`.
 A job may use the pools whose taints it tolerates and where one of its pods fits
 a node it may use. Plans name the pools; `spoke_of` gives the spoke back, and the
-ledger keeps the pool beside the spoke, so that a started Job holds its room in
-the pool it was planned into.
+ledger keeps the pool beside the spoke. A started Job holds its room in the pool
+its pods run in, as the spoke reports, or else the one it was planned into.
 
 Nodes apart in a label that some job's node selection reads (`gpu.product`,
 say) are pools apart too, `paris[untainted; gpu.product=A100]`, so that a job
@@ -59,6 +59,7 @@ class Pool(NamedTuple):
     taints: tuple[Taint, ...]
     groups: NodeGroups
     free: Resources
+    node_names: frozenset[str]
 
 
 # More pools than this on one spoke (a selector on a label every node has its own
@@ -98,6 +99,7 @@ def pools(state: SpokeState, *, keys: Iterable[str] = ()) -> tuple[Pool, ...]:
                     memory_bytes=sum(f.memory_bytes for f in free),
                     gpu=sum(f.gpu for f in free),
                 ),
+                node_names=frozenset(node.name for node in nodes),
             )
         )
     return tuple(found)
@@ -151,12 +153,17 @@ def split(
         slots=instance.slots,
         spokes=tuple(capacities),
         intensity_g_per_kwh=instance.intensity_g_per_kwh,
-        jobs=tuple(_pooled(job, jobs.get(job.id), by_spoke) for job in instance.jobs),
+        jobs=tuple(_pooled(job, jobs.get(job.id), by_spoke, spokes) for job in instance.jobs),
         weights=instance.weights,
     )
 
 
-def _pooled(job: Job, request: JobRequest | None, by_spoke: Mapping[str, tuple[Pool, ...]]) -> Job:
+def _pooled(
+    job: Job,
+    request: JobRequest | None,
+    by_spoke: Mapping[str, tuple[Pool, ...]],
+    spokes: Mapping[str, SpokeState],
+) -> Job:
     def usable(spoke: str) -> list[Pool]:
         found = by_spoke[spoke]
         if request is None:
@@ -164,16 +171,21 @@ def _pooled(job: Job, request: JobRequest | None, by_spoke: Mapping[str, tuple[P
         return [p for p in found if some_node_takes(request.pod, request.placement, p.groups)]
 
     def pooled_slot(slot: Slot | None) -> Slot | None:
-        """The pool the last plan chose, where it is still one; else a guess."""
+        """The pool its pods run in, as the spoke reports; else the pool the last
+        plan chose, where it is still one; else a guess."""
         spoke = spoke_of(slot.spoke) if slot is not None else ""
-        if slot is None or slot.spoke in {pool.name for pool in by_spoke.get(spoke, ())}:
+        if slot is None or spoke not in by_spoke:
+            return None if slot is None else slot.model_copy(update={"spoke": spoke})
+        found = by_spoke[spoke]
+        on = set(spokes[spoke].placed_on.get(request.job_name, ())) if request else set()
+        if seen := [pool for pool in found if pool.node_names & on]:
+            chosen = max(seen, key=lambda pool: len(pool.node_names & on))
+        elif slot.spoke in {pool.name for pool in found}:
             return slot
-        if spoke not in by_spoke:  # one pool now
-            return slot.model_copy(update={"spoke": spoke})
-        # Which node it runs on is not read: its room is held where it most likely
-        # runs, the pool it may use whose taints it was written to tolerate.
-        candidates = usable(spoke) or list(by_spoke[spoke])
-        chosen = max(candidates, key=lambda pool: len(pool.taints))
+        else:
+            # Its room is held where it most likely runs: the pool it may use whose
+            # taints it was written to tolerate.
+            chosen = max(usable(spoke) or list(found), key=lambda pool: len(pool.taints))
         return slot.model_copy(update={"spoke": chosen.name})
 
     allowed: list[str] = []

@@ -48,6 +48,8 @@ def pod(name, node_name, phase, *, cpu="2", memory="4Gi", gpu=None, ours=False, 
             {"name": "i", "image": "x", "resources": {"requests": {"cpu": init_cpu}}}
         ]
     labels = {"caspian.dev/appwrapper": name} if ours else {"app": name}
+    if ours:  # as the Job controller labels its pods
+        labels["batch.kubernetes.io/job-name"] = f"{name}-0a1b2c3d"
     return {
         "metadata": {"name": name, "namespace": "default", "labels": labels},
         "spec": spec,
@@ -184,6 +186,9 @@ def test_free_capacity_counts_usable_nodes_minus_pods_caspian_does_not_own(tmp_p
         [],
         ["nvidia.com/gpu:NoSchedule"],
     ]
+    assert [n.name for n in state.nodes] == ["ready-1", "ready-gpu"]
+    # Where Caspian's own Jobs run, which takes nothing from the free room.
+    assert state.placed_on == {"ours-0a1b2c3d": ("ready-1",)}
     # And what is free on each: ready-1 less web and lost, ready-gpu less starting.
     assert [(n.free.cpu, n.free.memory_bytes / GI, n.free.gpu) for n in state.nodes] == [
         (13, 56, 0),

@@ -3,12 +3,13 @@ only the room of the nodes it may use."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from optimizer.model import Instance, Job, Slot, SpokeCapacity
 from reconciler import pools
 from reconciler.decisions import SpokeState
-from reconciler.pods import Node, Resources, Taint
+from reconciler.fleet import JobRequest
+from reconciler.pods import Node, Placement, Resources, Taint, Toleration
 
 GPU = Taint(key="nvidia.com/gpu", effect="NoSchedule")
 SPOT = Taint(key="spot", value="yes", effect="NoExecute")
@@ -152,3 +153,46 @@ def test_nodes_apart_in_a_label_jobs_select_on_are_pools_apart() -> None:
     assert len(pools.pools(many, keys={"kubernetes.io/hostname"})) == 0
     fewer = state(*(gpu_node("A100", f"n{i}") for i in range(pools.MOST_POOLS)))
     assert len(pools.pools(fewer, keys={"kubernetes.io/hostname"})) == pools.MOST_POOLS
+
+
+def test_a_started_job_holds_its_room_in_the_pool_its_pods_run_in() -> None:
+    # It tolerates the GPU taint and needs no GPU: both pools may take it. Its
+    # plan chose the untainted one, but the scheduler put its pod on the GPU node.
+    request = JobRequest(
+        id="batch/etl",
+        name="etl",
+        namespace="batch",
+        source="jobs/etl.yaml",
+        job_template={},
+        template_hash="0a1b2c3d",
+        cpu=4,
+        memory_bytes=2**30,
+        gpu=0,
+        pod=Resources(cpu=4, memory_bytes=2**30, gpu=0),
+        duration=timedelta(minutes=30),
+        allowed_spokes=("paris",),
+        placement=Placement(tolerations=(Toleration(operator="Exists"),)),
+    )
+    fixed = Job(
+        id="batch/etl",
+        cpu=4,
+        memory_bytes=2**30,
+        gpu=0,
+        duration_slots=2,
+        deadline_slot=4,
+        allowed_spokes=("paris",),
+        energy_kwh_per_slot={"paris": 0.1},
+        fixed=Slot(spoke="paris[untainted]", start_slot=0),
+    )
+    nodes = (
+        Node(name="cpu-1", allocatable=CPU_NODE, free=CPU_NODE),
+        Node(name="gpu-1", allocatable=GPU_NODE, taints=(GPU,), free=GPU_NODE),
+    )
+    spokes = {"paris": state(*nodes), "oslo": SpokeState(name="oslo", cpu=1, memory_bytes=1, gpu=0)}
+    (job,) = pools.split(instance_with(fixed), spokes, {request.id: request}).jobs
+    assert job.fixed is not None and job.fixed.spoke == "paris[untainted]"
+    seen = spokes["paris"].model_copy(update={"placed_on": {"etl-0a1b2c3d": ("gpu-1",)}})
+    (job,) = pools.split(
+        instance_with(fixed), {**spokes, "paris": seen}, {request.id: request}
+    ).jobs
+    assert job.fixed is not None and job.fixed.spoke == "paris[nvidia.com/gpu:NoSchedule]"
