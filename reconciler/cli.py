@@ -994,6 +994,27 @@ def bench_loop(jobs: int, rounds: int, noop_jobs: int, now_text: str, as_json: b
     click.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
 
 
+@bench.command("nodes")
+@click.option("--jobs", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--spokes", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--nodes", type=click.IntRange(2), default=100, show_default=True)
+@click.option("--repeat", type=click.IntRange(1), default=7, show_default=True)
+@click.option("--now", "now_text", metavar="RFC3339", default=BENCH_LOOP_NOW, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_nodes(
+    jobs: int, spokes: int, nodes: int, repeat: int, now_text: str, as_json: bool
+) -> None:
+    """What reading spokes node by node (node fit, pools by taints and selected
+    labels) adds to a decision: medians of `decide` with the nodes and with one
+    sum per spoke, the qos baseline as planner in both."""
+    from reconciler import benchnodes
+
+    result = benchnodes.measure(
+        jobs=jobs, spokes=spokes, nodes=nodes, repeats=repeat, now=_now(now_text)
+    )
+    click.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
+
+
 @bench.command("ledger")
 @click.option(
     "--records",

@@ -451,6 +451,19 @@ def test_bench_ledger_prints_json_medians_for_each_yaml_engine(run) -> None:
         assert runs[0][engine]["total_s"] > 0
 
 
+def test_bench_nodes_prints_json_with_the_pools_and_the_planner_apart(run) -> None:
+    args = ["--jobs", "24", "--spokes", "2", "--nodes", "10", "--repeat", "1", "--json"]
+    result = run("bench", "nodes", *args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    # Each spoke: its untainted CPU nodes, and GPU nodes of two products, which
+    # the H100 jobs' selector sets apart.
+    assert report["pools"] == 2 * 3
+    assert report["jobs_no_node_fits"] == 0
+    for kind in ("nodes", "sums"):
+        assert 0 < report[f"planner_with_{kind}_s"] < report[f"decide_with_{kind}_s"]
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
