@@ -9,9 +9,11 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
+from reconciler.decisions import SpokeState
 from reconciler.fleet import FleetConfigError
 from reconciler.gitrepo import FleetRepo
 from reconciler.ledger import LedgerError
+from reconciler.pods import Node, Resources, Taint
 from reconciler.reconciling import fetch_forecasts, plan, reconcile_once
 from tests import gitutil
 from tests.conftest import BOT, NOW
@@ -45,6 +47,53 @@ def test_reconciling_again_commits_nothing(fleet_repo, remote) -> None:
     later_same_slot = reconcile(fleet_repo, at=NOW + timedelta(minutes=14))
     assert later_same_slot.commit is None
     assert gitutil.head(remote) == head
+
+
+class PooledSpokes:
+    """Each spoke as the kube observer reports one with untainted nodes and a GPU
+    pool tainted nvidia.com/gpu, where the Job of the first dispatched job runs."""
+
+    def __init__(self) -> None:
+        self.placed_on: dict[str, tuple[str, ...]] = {}
+
+    def observe(self, fleet):
+        cpu = Resources(cpu=32, memory_bytes=128 * 2**30, gpu=0)
+        gpu = Resources(cpu=64, memory_bytes=512 * 2**30, gpu=8)
+        taint = Taint(key="nvidia.com/gpu", effect="NoSchedule")
+        nodes = (
+            Node(name="cpu-1", allocatable=cpu, free=cpu),
+            Node(name="cpu-2", allocatable=cpu, free=cpu),
+            Node(name="gpu-1", allocatable=gpu, free=gpu, taints=(taint,)),
+        )
+        return {
+            spoke.name: SpokeState(
+                name=spoke.name,
+                cpu=128,
+                memory_bytes=768 * 2**30,
+                gpu=8,
+                source="kube:test",
+                nodes=nodes,
+                placed_on=self.placed_on,
+            )
+            for spoke in fleet.spokes
+        }
+
+
+def test_reconciling_again_with_pooled_spokes_commits_nothing(fleet_repo, remote) -> None:
+    spokes = PooledSpokes()
+    first = reconcile_once(fleet_repo, now=NOW, author=BOT, sleep=lambda _: None, observer=spokes)
+    assert first.commit is not None
+    pools = {e["id"]: e.get("pool") for e in gitutil.ledger(remote).values()}
+    assert pools["batch/train-resnet"].endswith("[nvidia.com/gpu:NoSchedule]")
+    assert pools["batch/etl-daily"].endswith("[untainted]")
+    # The Jobs that started run where they were planned: nothing moves.
+    for entry in gitutil.ledger(remote).values():
+        if entry["phase"] == "Dispatched":
+            node = "gpu-1" if entry["pool"].endswith("NoSchedule]") else "cpu-1"
+            spokes.placed_on[entry["jobName"]] = (node,)
+    later = NOW + timedelta(minutes=14)
+    again = reconcile_once(fleet_repo, now=later, author=BOT, sleep=lambda _: None, observer=spokes)
+    assert again.commit is None and again.changes == {}
 
 
 def test_a_new_mirror_of_the_same_remote_also_commits_nothing(fleet_repo, remote, tmp_path) -> None:
