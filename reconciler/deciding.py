@@ -498,7 +498,7 @@ def _why_no_node(job: JobRequest, offer: _NodesFor) -> str:
         which = "big enough for its pod" if big_enough else "it may use"
         return (
             f"the nodes there {which} have taints it does not tolerate "
-            f"({', '.join(taints)}); add tolerations for them to the pod template"
+            f"({', '.join(taints)}): it runs there only if its pod template tolerates them"
         )
     largest = max(offer.sizes, key=lambda size: (size.gpu, size.cpu, size.memory_bytes))
     which = "node" if offer.every_node else "node it may use"

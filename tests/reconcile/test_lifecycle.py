@@ -499,7 +499,7 @@ def test_a_pod_goes_only_to_nodes_whose_taints_it_tolerates() -> None:
     assert entries(decision)["batch/trainer"].phase == "Pending"
     assert decision.no_node_fits["batch/trainer"] == {
         "paris": "the nodes there big enough for its pod have taints it does not tolerate "
-        "(nvidia.com/gpu=present:NoSchedule); add tolerations for them to the pod template"
+        "(nvidia.com/gpu=present:NoSchedule): it runs there only if its pod template tolerates them"
     }
     # A toleration for another value of the key does not do either.
     wrong = [{"key": "nvidia.com/gpu", "value": "absent", "effect": "NoSchedule"}]
