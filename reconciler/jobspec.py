@@ -34,8 +34,9 @@ class FieldError(Exception):
 
 
 def placement(job_spec: Mapping[str, Any]) -> Placement:
-    """The nodes a pod of the Job may run on: its nodeSelector and the terms of its
-    required node affinity. A bad expression raises FieldError with its path."""
+    """The nodes a pod of the Job may run on: its nodeSelector, the terms of its
+    required node affinity (labels and node names), and its tolerations. A bad
+    expression raises FieldError with its path."""
     pod = (job_spec.get("template") or {}).get("spec") or {}
     # The Job schema has already held these to their shapes (maps of strings, lists).
     selector = {str(k): str(v) for k, v in (pod.get("nodeSelector") or {}).items()}
@@ -65,8 +66,28 @@ def placement(job_spec: Mapping[str, Any]) -> Placement:
                     f"{field}.values", f"{requirement.operator} takes exactly one integer"
                 )
             requirements.append(requirement)
+        for e, expression in enumerate((term or {}).get("matchFields") or []):
+            field = f"{where}.nodeSelectorTerms[{t}].matchFields[{e}]"
+            requirements.append(_by_node_name(expression, field=field))
         terms.append(tuple(requirements))
     return Placement(node_selector=selector, terms=tuple(terms), tolerations=tolerations(pod))
+
+
+def _by_node_name(expression: Mapping[str, Any], *, field: str) -> Requirement:
+    """A matchFields entry, which the API server takes only on the node's name,
+    with In or NotIn and one value."""
+    if expression.get("key") != "metadata.name":
+        raise FieldError(
+            f"{field}.key",
+            f"{expression.get('key')!r}: Kubernetes selects nodes by field only on "
+            "metadata.name; select on a label in matchExpressions instead",
+        )
+    operator, values = expression.get("operator"), expression.get("values") or ()
+    if operator not in ("In", "NotIn"):
+        raise FieldError(f"{field}.operator", f"{operator!r}: matchFields takes In or NotIn")
+    if len(values) != 1:
+        raise FieldError(f"{field}.values", "matchFields on metadata.name takes exactly one value")
+    return Requirement(key="metadata.name", operator=operator, values=(str(values[0]),), field=True)
 
 
 def tolerations(pod: Mapping[str, Any]) -> tuple[Toleration, ...]:

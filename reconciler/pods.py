@@ -116,23 +116,25 @@ class Node(BaseModel):
     free: Resources | None = None
 
     def selected_by(self, placement: Placement) -> bool:
-        return placement.allows(self.labels)
+        return placement.allows(self.labels, name=self.name)
 
     def tolerated_by(self, placement: Placement) -> bool:
         return all(placement.tolerates(taint) for taint in self.taints)
 
 
 class Requirement(BaseModel):
-    """One matchExpression of a required node affinity term."""
+    """One matchExpression of a required node affinity term, on a label; or, with
+    `field`, one of its matchFields, on the node's name (metadata.name)."""
 
     model_config = ConfigDict(frozen=True)
 
     key: str
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"]
     values: tuple[str, ...] = ()
+    field: bool = False
 
-    def holds(self, labels: Mapping[str, str]) -> bool:
-        value = labels.get(self.key)
+    def holds(self, labels: Mapping[str, str], *, name: str = "") -> bool:
+        value = (name or None) if self.field else labels.get(self.key)
         match self.operator:
             case "In":
                 return value in self.values
@@ -157,9 +159,8 @@ class Requirement(BaseModel):
 
 class Placement(BaseModel):
     """Which nodes a pod may run on: its nodeSelector, the terms of its required
-    node affinity (any one term, all of its expressions), and its tolerations.
-    Fields of a term (matchFields, by node name) are not read: such a term is
-    taken to match."""
+    node affinity (any one term, all of its expressions and fields), and its
+    tolerations."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -167,10 +168,10 @@ class Placement(BaseModel):
     terms: tuple[tuple[Requirement, ...], ...] = ()
     tolerations: tuple[Toleration, ...] = ()
 
-    def allows(self, labels: Mapping[str, str]) -> bool:
+    def allows(self, labels: Mapping[str, str], *, name: str = "") -> bool:
         if any(labels.get(key) != value for key, value in self.node_selector.items()):
             return False
-        return not self.terms or any(all(r.holds(labels) for r in t) for t in self.terms)
+        return not self.terms or any(all(r.holds(labels, name=name) for r in t) for t in self.terms)
 
     def tolerates(self, taint: Taint) -> bool:
         return any(toleration.tolerates(taint) for toleration in self.tolerations)

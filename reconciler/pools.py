@@ -125,7 +125,7 @@ def split(
         for request in jobs.values()
         for key in (
             *request.placement.node_selector,
-            *(r.key for term in request.placement.terms for r in term),
+            *(r.key for term in request.placement.terms for r in term if not r.field),
         )
     }
     by_spoke = {name: found for name, state in spokes.items() if (found := pools(state, keys=keys))}

@@ -88,6 +88,58 @@ def test_an_expression_the_api_server_refuses_is_a_problem_line(expression, expe
     assert len(lines) == 1 and lines[0].startswith(where + expected), lines
 
 
+def test_a_field_requirement_reads_the_nodes_name_not_a_label() -> None:
+    by_name = Requirement(key="metadata.name", operator="In", values=("gpu-7",), field=True)
+    assert by_name.holds({}, name="gpu-7")
+    assert not by_name.holds({"metadata.name": "gpu-7"}, name="gpu-8")
+    not_it = by_name.model_copy(update={"operator": "NotIn"})
+    assert not_it.holds({}, name="gpu-8") and not not_it.holds({}, name="gpu-7")
+    # In a term, fields and label expressions must all hold.
+    zone_b = Requirement(key="zone", operator="In", values=("b",))
+    node = Node(allocatable=Resources(cpu=1, memory_bytes=1, gpu=0), name="gpu-7", labels=NODE)
+    assert node.selected_by(Placement(terms=((by_name, zone_b),)))
+    assert not node.selected_by(Placement(terms=((not_it, zone_b),)))
+
+
+def job_with_fields(fields: list[dict]) -> str:
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchFields": fields}]
+            }
+        }
+    }
+    return appwrapper(pod_spec={"affinity": affinity})
+
+
+def test_a_jobs_match_fields_come_from_its_pod_template() -> None:
+    text = job_with_fields([{"key": "metadata.name", "operator": "In", "values": ["gpu-7"]}])
+    job = {j.name: j for j in fleet_with(jobs__extra=text).jobs}["extra"]
+    assert job.placement.describe() == "metadata.name In (gpu-7)"
+    assert job.placement.allows({}, name="gpu-7") and not job.placement.allows({}, name="x")
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ({"key": "metadata.labels", "operator": "In", "values": ["x"]}, "key: 'metadata.labels'"),
+        ({"key": "metadata.name", "operator": "Exists"}, "operator: 'Exists': matchFields takes"),
+        (
+            {"key": "metadata.name", "operator": "In", "values": ["a", "b"]},
+            "values: matchFields on metadata.name takes exactly one value",
+        ),
+    ],
+)
+def test_a_match_field_the_api_server_refuses_is_a_problem_line(expression, expected) -> None:
+    fleet = fleet_with(jobs__extra=job_with_fields([expression]))
+    lines = [p.line() for p in fleet.problems]
+    where = (
+        "jobs/extra.yaml:spec.components[0].template.spec.template.spec.affinity.nodeAffinity."
+        "requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchFields[0]."
+    )
+    assert len(lines) == 1 and lines[0].startswith(where + expected), lines
+
+
 GPU_TAINT = Taint(key="nvidia.com/gpu", value="present", effect="NoSchedule")
 
 

@@ -604,3 +604,39 @@ def test_a_node_selector_counts_only_the_room_of_the_nodes_it_allows() -> None:
     assert a.spoke == b.spoke == "paris"
     assert b.planned_start >= a.planned_start + timedelta(hours=1)
     assert a.pool == "paris[nvidia.com/gpu:NoSchedule; gpu.product=H100]"
+
+
+def test_a_job_pinned_to_a_node_by_name_goes_where_that_node_is() -> None:
+    size = nodes(16)[0].allocatable
+
+    def pinned(node_name: str) -> dict[str, bytes]:
+        affinity = {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchFields": [
+                                {"key": "metadata.name", "operator": "In", "values": [node_name]}
+                            ]
+                        }
+                    ]
+                }
+            }
+        }
+        text = appwrapper(
+            "pinned",
+            annotations={"caspian.dev/spokes": "paris,frankfurt"},
+            pod_spec={"affinity": affinity},
+            resources={"requests": {"cpu": "8", "memory": "8Gi"}},
+        )
+        return {**template_files(), "jobs/pinned.yaml": text.encode()}
+
+    states = {
+        "paris": {"nodes": (Node(name="paris-1", allocatable=size, free=size),)},
+        "frankfurt": {"nodes": (Node(name="frankfurt-1", allocatable=size, free=size),)},
+    }
+    decision, _ = step(pinned("frankfurt-1"), now=NOW, states=states)
+    assert entries(decision)["batch/pinned"].spoke == "frankfurt"
+    assert decision.no_node_fits["batch/pinned"] == {
+        "paris": "no node there matches its node selection (metadata.name In (frankfurt-1))"
+    }
