@@ -1,10 +1,12 @@
-"""How much of one resource a pod takes from a node, by the scheduler's rule.
+"""How much of one resource a pod takes from a node, and which nodes it may run
+on, by the scheduler's rules.
 
 The fleet (a Job's pod template, read as plain YAML) and the kube observer (other
-people's pods, read through the client) both need it, and an undercount either
-way puts a job where it does not fit: so the rule lives here once. A pod also
-runs on one node, so a spoke whose every node is smaller than the pod can never
-run it, however much room its nodes have together.
+people's pods, read through the client) both need the first, and an undercount
+either way puts a job where it does not fit: so the rule lives here once. A pod
+also runs on one node, one its node selection allows and whose taints it
+tolerates, so a spoke with no such node big enough can never run it, however
+much room its nodes have together.
 """
 
 from __future__ import annotations
