@@ -1,5 +1,6 @@
-"""A spoke's nodes in pools by their taints: the optimizer counts for each job
-only the room of the nodes it may use."""
+"""A spoke's nodes in pools by their taints and the labels jobs select on: the
+optimizer counts for each job only the room of the nodes it may use, and a
+started Job holds its room in the pool it runs in."""
 
 from __future__ import annotations
 
