@@ -230,7 +230,7 @@ def _finished(prev: Entry | None, spokes: Mapping[str, SpokeState]) -> Phase | N
     if prev.phase in FINISHED:
         return prev.phase
     if prev.phase in FIXED and prev.spoke in spokes:
-        seen = spokes[prev.spoke].jobs.get(prev.job_name or "")
+        seen = spokes[prev.spoke].jobs.get(prev.job_key)
         if seen in (Phase.SUCCEEDED.value, Phase.FAILED.value):
             return Phase(seen)
     return None
@@ -241,7 +241,7 @@ def _overrunning(prev: Entry | None, spokes: Mapping[str, SpokeState], *, now: d
     end (the kube observer reports Jobs; declared capacity reports nothing)."""
     if prev is None or prev.spoke not in spokes or prev.planned_end is None:
         return False
-    running = spokes[prev.spoke].jobs.get(prev.job_name or "") == Phase.RUNNING.value
+    running = spokes[prev.spoke].jobs.get(prev.job_key) == Phase.RUNNING.value
     return running and prev.planned_end <= now
 
 
@@ -405,7 +405,7 @@ def _entry(
     elif late:
         reason = _late_reason(job, deadline=common["deadline"], now=now)
     phase = Phase.DISPATCHED if fixed or start <= now else Phase.PLANNED
-    if fixed and Phase.RUNNING in (prev.phase, spokes_seen.get(prev.job_name or "")):
+    if fixed and Phase.RUNNING in (prev.phase, spokes_seen.get(prev.job_key)):
         phase = Phase.RUNNING
     return Entry(
         phase=phase,

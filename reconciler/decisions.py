@@ -25,11 +25,12 @@ class SpokeState(BaseModel):
     gpu: float
     source: str = "declared"
     reason: str = ""  # why the spoke is down
-    jobs: dict[str, str] = {}  # Caspian's Jobs seen there: name -> Running|Succeeded|Failed
+    # Caspian's Jobs seen there: namespace/name -> Running|Succeeded|Failed
+    jobs: dict[str, str] = {}
     # Each usable node: what it can give one pod (its allocatable), its labels;
     # empty where no node was seen (declared capacity).
     nodes: tuple[Node, ...] = ()
-    # The nodes Caspian's Jobs there have pods on, by Job name (kube observer).
+    # The nodes Caspian's Jobs there have pods on, by namespace/name (kube observer).
     placed_on: dict[str, tuple[str, ...]] = {}
 
 

@@ -281,6 +281,12 @@ class JobRequest(BaseModel):
         template must become a Job with a new name."""
         return f"{self.name[:54].rstrip('-')}-{self.template_hash}"
 
+    @property
+    def job_key(self) -> str:
+        """namespace/name of the rendered Job, as a spoke's report keys it: one name
+        may be in two namespaces (an AppWrapper copied to another team's)."""
+        return f"{self.namespace}/{self.job_name}"
+
 
 class Fleet(BaseModel):
     model_config = ConfigDict(frozen=True)

@@ -96,7 +96,10 @@ class KubeObserver:
             tolerated = self.tolerated | set(spoke.spec.tolerated_taints)
             shapes = usable_nodes(nodes, pods, tolerated=tolerated)
             where = placed_on(pods)
-            phases = {job.metadata.name: job_phase(job.status) for job in jobs}
+            phases = {
+                f"{job.metadata.namespace}/{job.metadata.name}": job_phase(job.status)
+                for job in jobs
+            }
         except ValueError as error:  # a quantity that does not parse
             return self._down(spoke, f"its API answered an object Caspian cannot read: {error}")
         except (TypeError, AttributeError):
@@ -210,15 +213,16 @@ def usable_nodes(nodes: list[Any], pods: list[Any], *, tolerated: set[str]) -> t
 
 
 def placed_on(pods: list[Any]) -> dict[str, tuple[str, ...]]:
-    """The nodes each of Caspian's Jobs has pods on, by the Job's name: which of a
-    spoke's pools its room is taken from."""
+    """The nodes each of Caspian's Jobs has pods on, by the Job's namespace/name:
+    which of a spoke's pools its room is taken from."""
     found: dict[str, set[str]] = {}
     for pod in pods:
         labels = pod.metadata.labels or {}
         job_name = labels.get(JOB_NAME_LABEL) or labels.get("job-name")
         if OWNED_POD_LABEL in labels and job_name and pod.spec is not None and pod.spec.node_name:
-            found.setdefault(job_name, set()).add(pod.spec.node_name)
-    return {job_name: tuple(sorted(nodes)) for job_name, nodes in found.items()}
+            key = f"{pod.metadata.namespace}/{job_name}"
+            found.setdefault(key, set()).add(pod.spec.node_name)
+    return {key: tuple(sorted(nodes)) for key, nodes in found.items()}
 
 
 def _resources(amount: dict[str, float]) -> Resources:

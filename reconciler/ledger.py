@@ -69,6 +69,11 @@ class Entry(BaseModel):
     late: bool = False
     reason: str = ""
 
+    @property
+    def job_key(self) -> str:
+        """namespace/name of its rendered Job, as a spoke's report keys it."""
+        return f"{self.id.split('/', 1)[0]}/{self.job_name}"
+
 
 class Ledger(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel)

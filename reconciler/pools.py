@@ -177,7 +177,7 @@ def _pooled(
         if slot is None or spoke not in by_spoke:
             return None if slot is None else slot.model_copy(update={"spoke": spoke})
         found = by_spoke[spoke]
-        on = set(spokes[spoke].placed_on.get(request.job_name, ())) if request else set()
+        on = set(spokes[spoke].placed_on.get(request.job_key, ())) if request else set()
         if seen := [pool for pool in found if pool.node_names & on]:
             chosen = max(seen, key=lambda pool: len(pool.node_names & on))
         elif slot.spoke in {pool.name for pool in found}:

@@ -257,7 +257,7 @@ def _observe(
             continue
         job = present[job_id].job
         done = placement.start + job.duration <= now
-        seen[placement.spoke][job.job_name] = "Succeeded" if done else "Running"
+        seen[placement.spoke][job.job_key] = "Succeeded" if done else "Running"
     declared = DeclaredCapacity().observe(setup.fleet(()))
     return {
         name: state.model_copy(update={"source": "simulated", "jobs": seen[name]})

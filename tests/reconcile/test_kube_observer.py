@@ -57,14 +57,14 @@ def pod(name, node_name, phase, *, cpu="2", memory="4Gi", gpu=None, ours=False, 
     }
 
 
-def job(name, *, condition=None):
+def job(name, *, condition=None, namespace="batch"):
     status = {"active": 0 if condition else 1}
     if condition:
         status["conditions"] = [{"type": condition, "status": "True"}]
     return {
         "metadata": {
             "name": name,
-            "namespace": "batch",
+            "namespace": namespace,
             "labels": {"app.kubernetes.io/managed-by": "caspian"},
         },
         "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}},
@@ -188,16 +188,16 @@ def test_free_capacity_counts_usable_nodes_minus_pods_caspian_does_not_own(tmp_p
     ]
     assert [n.name for n in state.nodes] == ["ready-1", "ready-gpu"]
     # Where Caspian's own Jobs run, which takes nothing from the free room.
-    assert state.placed_on == {"ours-0a1b2c3d": ("ready-1",)}
+    assert state.placed_on == {"default/ours-0a1b2c3d": ("ready-1",)}
     # And what is free on each: ready-1 less web and lost, ready-gpu less starting.
     assert [(n.free.cpu, n.free.memory_bytes / GI, n.free.gpu) for n in state.nodes] == [
         (13, 56, 0),
         (26, 120, 3),
     ]
     assert state.jobs == {
-        "train-1a2b3c4d": "Running",
-        "etl-5e6f7a8b": "Succeeded",
-        "broken-0c1d2e3f": "Failed",
+        "batch/train-1a2b3c4d": "Running",
+        "batch/etl-5e6f7a8b": "Succeeded",
+        "batch/broken-0c1d2e3f": "Failed",
     }
     assert pods_asked.query["fieldSelector"] == ["status.phase!=Succeeded,status.phase!=Failed"]
     assert jobs_asked.query["labelSelector"] == ["app.kubernetes.io/managed-by=caspian"]
@@ -235,6 +235,21 @@ def test_a_spoke_file_can_count_nodes_with_taints_its_jobs_tolerate(tmp_path) ->
     # the node tainted "dedicated" (16 cpu, 64Gi) counts now, beside the two
     assert state.cpu == 16 + 32 + 16 - 2 - 6 - 1
     assert len(state.nodes) == 3
+
+
+def test_one_job_name_in_two_namespaces_is_two_jobs(tmp_path) -> None:
+    # An AppWrapper copied to another team's namespace renders a Job of the same
+    # name there. Keyed by name alone, one's Succeeded ended the other, still
+    # running: its room freed and, after retention, its file pruned.
+    twins = [
+        job("etl-5e6f7a8b", condition="Complete"),
+        job("etl-5e6f7a8b", namespace="media"),
+    ]
+    with serve() as api:
+        healthy(api)
+        api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", twins)))
+        state = observe(tmp_path, {"paris": api.url})["paris"]
+    assert state.jobs == {"batch/etl-5e6f7a8b": "Succeeded", "media/etl-5e6f7a8b": "Running"}
 
 
 def test_spokes_without_a_context_keep_their_declared_capacity(tmp_path) -> None:

@@ -41,7 +41,7 @@ def test_reported_job_status_moves_the_ledger_and_frees_capacity() -> None:
     decision, files = step(template_files(), now=NOW)
     dispatched = [e for e in entries(decision).values() if e.phase == "Dispatched"]
     running, done = dispatched[0], dispatched[1]
-    reports = {running.job_name: "Running", done.job_name: "Succeeded"}
+    reports = {running.job_key: "Running", done.job_key: "Succeeded"}
     later, _ = step(
         files, now=NOW + timedelta(minutes=20), states={running.spoke: {"jobs": reports}}
     )
@@ -75,7 +75,7 @@ def test_a_finished_job_stays_finished_and_is_rendered_unsuspended() -> None:
     _, files = step(
         files,
         now=NOW + timedelta(minutes=20),
-        states={first.spoke: {"jobs": {first.job_name: "Failed"}}},
+        states={first.spoke: {"jobs": {first.job_key: "Failed"}}},
     )
     again, files = step(files, now=NOW + timedelta(hours=2))  # the spoke no longer reports it
     assert entries(again)[first.id].phase == "Failed"
@@ -181,7 +181,7 @@ def test_a_removed_spokes_line_tells_jobs_placed_again_from_held_ones() -> None:
 def test_removing_a_finished_jobs_file_keeps_how_it_ended() -> None:
     decision, files = step(template_files(), now=NOW)
     done = next(e for e in entries(decision).values() if e.phase == "Dispatched")
-    reports = {done.spoke: {"jobs": {done.job_name: "Succeeded"}}}
+    reports = {done.spoke: {"jobs": {done.job_key: "Succeeded"}}}
     _, files = step(files, now=NOW + timedelta(minutes=20), states=reports)
     files.pop(done.source)  # tidying jobs/ after the run
     later, rendered = step(files, now=NOW + timedelta(minutes=40))
@@ -221,7 +221,7 @@ def test_a_finished_job_whose_appwrapper_stays_is_never_forgotten() -> None:
     # Forgetting its record would plan and run it again.
     decision, files = step(_with_policy(template_files(), ledgerRetention="1h"), now=NOW)
     done = next(e for e in entries(decision).values() if e.phase == "Dispatched")
-    reports = {done.spoke: {"jobs": {done.job_name: "Succeeded"}}}
+    reports = {done.spoke: {"jobs": {done.job_key: "Succeeded"}}}
     _, files = step(files, now=NOW + timedelta(minutes=20), states=reports)
     later, _ = step(files, now=NOW + timedelta(days=30))
     assert entries(later)[done.id].phase == "Succeeded"
@@ -246,7 +246,7 @@ def test_a_record_from_before_removals_were_dated_is_dated_then_kept() -> None:
 def test_a_finished_jobs_file_put_back_makes_its_record_live_again() -> None:
     decision, files = step(_with_policy(template_files(), ledgerRetention="1h"), now=NOW)
     done = next(e for e in entries(decision).values() if e.phase == "Dispatched")
-    reports = {done.spoke: {"jobs": {done.job_name: "Succeeded"}}}
+    reports = {done.spoke: {"jobs": {done.job_key: "Succeeded"}}}
     _, files = step(files, now=NOW + timedelta(minutes=20), states=reports)
     source = files.pop(done.source)
     tidied, files = step(files, now=NOW + timedelta(minutes=40))
@@ -264,7 +264,7 @@ def test_a_finished_jobs_file_put_back_makes_its_record_live_again() -> None:
 def test_the_placement_table_leaves_out_jobs_finished_past_retention() -> None:
     decision, files = step(template_files(), now=NOW)
     done = next(e for e in entries(decision).values() if e.phase == "Dispatched")
-    reports = {done.spoke: {"jobs": {done.job_name: "Succeeded"}}}
+    reports = {done.spoke: {"jobs": {done.job_key: "Succeeded"}}}
     just_done, files = step(files, now=NOW + timedelta(minutes=20), states=reports)
     assert f"| {done.id} " in messages.placement_table(just_done)
     long_done, _ = step(files, now=done.planned_end + timedelta(hours=24))
@@ -346,19 +346,19 @@ def test_a_job_running_past_its_planned_end_keeps_its_room() -> None:
     # At its planned end the spoke still reports it running: the second job
     # would start on top of it, so it goes to after the slot the first holds.
     at_end = first.planned_end
-    still, _ = step(files, now=at_end, states={"paris": {"jobs": {first.job_name: "Running"}}})
+    still, _ = step(files, now=at_end, states={"paris": {"jobs": {first.job_key: "Running"}}})
     assert entries(still)["batch/second"].planned_start == at_end + timedelta(minutes=30)
     assert entries(still)["batch/second"].late
     assert "running past its planned end" in messages.placement_table(still)
 
     # Finished on time, it holds nothing: the second job keeps its start.
-    done, _ = step(files, now=at_end, states={"paris": {"jobs": {first.job_name: "Succeeded"}}})
+    done, _ = step(files, now=at_end, states={"paris": {"jobs": {first.job_key: "Succeeded"}}})
     assert entries(done)["batch/second"].planned_start == NOW + timedelta(minutes=75)
     # Running before its end is no overrun: nothing moves either.
     early, _ = step(
         files,
         now=at_end - timedelta(minutes=15),
-        states={"paris": {"jobs": {first.job_name: "Running"}}},
+        states={"paris": {"jobs": {first.job_key: "Running"}}},
     )
     assert entries(early)["batch/second"].planned_start == NOW + timedelta(minutes=75)
     assert "running past" not in messages.placement_table(early)

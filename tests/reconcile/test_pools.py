@@ -192,7 +192,7 @@ def test_a_started_job_holds_its_room_in_the_pool_its_pods_run_in() -> None:
     spokes = {"paris": state(*nodes), "oslo": SpokeState(name="oslo", cpu=1, memory_bytes=1, gpu=0)}
     (job,) = pools.split(instance_with(fixed), spokes, {request.id: request}).jobs
     assert job.fixed is not None and job.fixed.spoke == "paris[untainted]"
-    seen = spokes["paris"].model_copy(update={"placed_on": {"etl-0a1b2c3d": ("gpu-1",)}})
+    seen = spokes["paris"].model_copy(update={"placed_on": {"batch/etl-0a1b2c3d": ("gpu-1",)}})
     (job,) = pools.split(
         instance_with(fixed), {**spokes, "paris": seen}, {request.id: request}
     ).jobs

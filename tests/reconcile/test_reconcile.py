@@ -90,7 +90,8 @@ def test_reconciling_again_with_pooled_spokes_commits_nothing(fleet_repo, remote
     for entry in gitutil.ledger(remote).values():
         if entry["phase"] == "Dispatched":
             node = "gpu-1" if entry["pool"].endswith("NoSchedule]") else "cpu-1"
-            spokes.placed_on[entry["jobName"]] = (node,)
+            namespace = entry["id"].split("/")[0]
+            spokes.placed_on[f"{namespace}/{entry['jobName']}"] = (node,)
     later = NOW + timedelta(minutes=14)
     again = reconcile_once(fleet_repo, now=later, author=BOT, sleep=lambda _: None, observer=spokes)
     assert again.commit is None and again.changes == {}

@@ -303,7 +303,7 @@ def test_finished_jobs_leave_rendered_after_the_retention(remote, tmp_path) -> N
     _, files = step(
         files,
         now=NOW + timedelta(minutes=20),
-        states={done.spoke: {"jobs": {done.job_name: "Succeeded"}}},
+        states={done.spoke: {"jobs": {done.job_key: "Succeeded"}}},
     )
     path = f"rendered/{done.spoke}/batch.{done.job_name}.yaml"
     assert path in files
