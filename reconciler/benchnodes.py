@@ -23,7 +23,7 @@ import yaml
 
 from optimizer import baselines
 from optimizer.model import Instance, Plan, SolverSettings
-from reconciler import crd, deciding, ledger, reconciling, templates
+from reconciler import benchloop, crd, deciding, ledger, reconciling, templates
 from reconciler.decisions import Decision, SpokeState
 from reconciler.fleet import Fleet, load_fleet
 from reconciler.pods import Node, Resources, Taint
@@ -34,49 +34,16 @@ GPU_NODE = Resources(cpu=64, memory_bytes=512 * 2**30, gpu=8)
 
 
 def _appwrapper(index: int) -> dict[str, Any]:
-    gpu = index % 3 == 0
-    pod: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "containers": [
-            {
-                "name": "main",
-                "image": "python:3.12-slim",
-                "resources": {
-                    "requests": {
-                        "cpu": str(1 + index % 8),
-                        "memory": f"{1 + index % 16}Gi",
-                        **({"nvidia.com/gpu": str(1 + index % 4)} if gpu else {}),
-                    }
-                },
-            }
-        ],
-    }
-    if gpu:
+    """`bench loop`'s AppWrapper, of its own length, GPUs, tolerations, selector."""
+    doc = yaml.safe_load(benchloop.appwrapper(f"bench-{index:05d}", cpu=1 + index % 8))
+    doc["metadata"]["annotations"]["caspian.dev/duration"] = f"{15 * (1 + index % 12)}m"
+    pod = doc["spec"]["components"][0]["template"]["spec"]["template"]["spec"]
+    if index % 3 == 0:
+        pod["containers"][0]["resources"]["requests"]["nvidia.com/gpu"] = str(1 + index % 4)
         pod["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists"}]
         if index % 4 == 0:
             pod["nodeSelector"] = {"gpu.product": "H100"}
-    return {
-        "apiVersion": "workload.codeflare.dev/v1beta2",
-        "kind": "AppWrapper",
-        "metadata": {
-            "name": f"bench-{index:05d}",
-            "annotations": {
-                "caspian.dev/duration": f"{15 * (1 + index % 12)}m",
-                "caspian.dev/complete-within": "20h",
-            },
-        },
-        "spec": {
-            "components": [
-                {
-                    "template": {
-                        "apiVersion": "batch/v1",
-                        "kind": "Job",
-                        "spec": {"template": {"spec": pod}},
-                    }
-                }
-            ]
-        },
-    }
+    return doc
 
 
 def fleet(*, jobs: int, spokes: int) -> Fleet:

@@ -257,36 +257,41 @@ def test_explain_names_the_allowed_spokes_that_take_no_new_work(run, tmp_path) -
     assert "not on paris" not in run("explain", started[0], "--repo", remote, *AT).output
 
 
-def kube_spoke(api, *, cpu: str) -> None:
-    """A spoke's API server with one node of `cpu` cpu, and nothing running."""
+def kube_spoke(api, *, cpu: str, gpu_node: bool = False) -> None:
+    """A spoke's API server with one node of `cpu` cpu (and a GPU node tainted
+    nvidia.com/gpu), and nothing running."""
     from tests.fakehttp import Reply
     from tests.reconcile.test_kube_observer import listing, node
 
-    api.route(
-        "/api/v1/nodes", Reply(body=listing("NodeList", [node("n1", cpu=cpu, memory="256Gi")]))
-    )
+    nodes = [node("n1", cpu=cpu, memory="256Gi")]
+    if gpu_node:
+        nodes.append(node("gpu-1", cpu="64", memory="512Gi", gpu="8", taint="nvidia.com/gpu"))
+    api.route("/api/v1/nodes", Reply(body=listing("NodeList", nodes)))
     api.route("/api/v1/pods", Reply(body=listing("PodList", [])))
     api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [])))
 
 
-def test_explain_names_a_spoke_whose_nodes_are_too_small_for_the_pod(run, tmp_path) -> None:
+def explain_on_kube(run, tmp_path, job: str, *, cpu: dict[str, str], gpu_on: str = ""):
+    """`explain job` with the kube observer, against three local API servers."""
     from tests.fakehttp import serve
     from tests.reconcile.test_kube_observer import kubeconfig
 
     remote = tmp_path / "fleet.git"
     run("init", "--bare", remote)
-    # climate-sim's pod asks for 24 cpu: paris's one node has 16, frankfurt's 64.
     with serve() as paris, serve() as frankfurt, serve() as california:
-        kube_spoke(paris, cpu="16")
-        kube_spoke(frankfurt, cpu="64")
-        kube_spoke(california, cpu="96")
-        config = kubeconfig(
-            tmp_path, {"paris": paris.url, "frankfurt": frankfurt.url, "california": california.url}
+        apis = {"paris": paris, "frankfurt": frankfurt, "california": california}
+        for name, api in apis.items():
+            kube_spoke(api, cpu=cpu[name], gpu_node=name == gpu_on)
+        config = kubeconfig(tmp_path, {name: api.url for name, api in apis.items()})
+        return run(
+            "explain", job, "--repo", remote, "--observer", "kube", "--kubeconfig", config, *AT
         )
-        result = run(
-            "explain", "climate-sim", "--repo", remote, "--observer", "kube",
-            "--kubeconfig", config, *AT,
-        )  # fmt: skip
+
+
+def test_explain_names_a_spoke_whose_nodes_are_too_small_for_the_pod(run, tmp_path) -> None:
+    # climate-sim's pod asks for 24 cpu: paris's one node has 16, frankfurt's 64.
+    cpu = {"paris": "16", "frankfurt": "64", "california": "96"}
+    result = explain_on_kube(run, tmp_path, "climate-sim", cpu=cpu)
     assert result.exit_code == 0, result.output
     assert (
         "  not on paris: its pod needs 24 cpu, 48Gi memory, 0 GPUs; no node there has that much "
@@ -296,27 +301,8 @@ def test_explain_names_a_spoke_whose_nodes_are_too_small_for_the_pod(run, tmp_pa
 
 
 def test_explain_lists_the_pools_of_a_spoke_whose_gpu_nodes_are_tainted(run, tmp_path) -> None:
-    from tests.fakehttp import Reply, serve
-    from tests.reconcile.test_kube_observer import kubeconfig, listing, node
-
-    remote = tmp_path / "fleet.git"
-    run("init", "--bare", remote)
-    with serve() as paris, serve() as frankfurt, serve() as california:
-        for api, gpus in ((paris, True), (frankfurt, False), (california, False)):
-            nodes = [node("cpu-1", cpu="64", memory="256Gi")]
-            if gpus:
-                gpu = node("gpu-1", cpu="64", memory="512Gi", gpu="8", taint="nvidia.com/gpu")
-                nodes.append(gpu)
-            api.route("/api/v1/nodes", Reply(body=listing("NodeList", nodes)))
-            api.route("/api/v1/pods", Reply(body=listing("PodList", [])))
-            api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [])))
-        config = kubeconfig(
-            tmp_path, {"paris": paris.url, "frankfurt": frankfurt.url, "california": california.url}
-        )
-        result = run(
-            "explain", "train-resnet", "--repo", remote, "--observer", "kube",
-            "--kubeconfig", config, *AT,
-        )  # fmt: skip
+    cpu = dict.fromkeys(("paris", "frankfurt", "california"), "64")
+    result = explain_on_kube(run, tmp_path, "train-resnet", cpu=cpu, gpu_on="paris")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     # Its 4 GPUs are only in paris's tainted pool, which its toleration lets it use.

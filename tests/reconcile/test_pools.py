@@ -64,28 +64,37 @@ def instance_with(*jobs: Job) -> Instance:
     )
 
 
-def test_a_job_without_its_request_holds_its_room_in_the_most_tainted_pool() -> None:
-    # A job held as committed while its file is broken: its tolerations are not
-    # known, so its room is kept where a tolerating job would most likely run.
-    held = Job(
-        id="batch/held",
+def fixed_in(spoke: str, *, job_id: str = "batch/etl", gpu: float = 0) -> Job:
+    """A job started at slot 0 on `spoke` (a spoke's name or one of its pools)."""
+    return Job(
+        id=job_id,
         cpu=4,
         memory_bytes=2**30,
-        gpu=1,
+        gpu=gpu,
         duration_slots=2,
         deadline_slot=4,
         allowed_spokes=("paris",),
         energy_kwh_per_slot={"paris": 0.1},
-        fixed=Slot(spoke="paris", start_slot=0),
+        fixed=Slot(spoke=spoke, start_slot=0),
     )
-    spokes = {
-        "paris": state(
-            Node(allocatable=CPU_NODE, free=CPU_NODE),
-            Node(allocatable=GPU_NODE, taints=(GPU,), free=GPU_NODE),
-        ),
-        "oslo": SpokeState(name="oslo", cpu=1e3, memory_bytes=1e12, gpu=8),
-    }
-    pooled = pools.split(instance_with(held), spokes, {})
+
+
+# paris with untainted nodes and a GPU pool; oslo, as declared capacity, one pool.
+TWO_POOLS = {
+    "paris": state(
+        Node(name="cpu-1", allocatable=CPU_NODE, free=CPU_NODE),
+        Node(name="gpu-1", allocatable=GPU_NODE, taints=(GPU,), free=GPU_NODE),
+    ),
+    "oslo": SpokeState(name="oslo", cpu=1e3, memory_bytes=1e12, gpu=8),
+}
+ONE_POOL = {**TWO_POOLS, "paris": SpokeState(name="paris", cpu=1, memory_bytes=1, gpu=0)}
+
+
+def test_a_job_without_its_request_holds_its_room_in_the_most_tainted_pool() -> None:
+    # A job held as committed while its file is broken: its tolerations are not
+    # known, so its room is kept where a tolerating job would most likely run.
+    held = fixed_in("paris", job_id="batch/held", gpu=1)
+    pooled = pools.split(instance_with(held), TWO_POOLS, {})
     assert [s.name for s in pooled.spokes] == [
         "paris[untainted]",
         "paris[nvidia.com/gpu:NoSchedule]",
@@ -95,45 +104,19 @@ def test_a_job_without_its_request_holds_its_room_in_the_most_tainted_pool() -> 
     assert job.fixed == Slot(spoke="paris[nvidia.com/gpu:NoSchedule]", start_slot=0)
     assert job.energy_kwh_per_slot["paris[nvidia.com/gpu:NoSchedule]"] == 0.1
     # Nothing to split: the same instance.
-    plain = {
-        "paris": SpokeState(name="paris", cpu=1, memory_bytes=1, gpu=0),
-        "oslo": spokes["oslo"],
-    }
-    assert pools.split(instance_with(held), plain, {}) == instance_with(held)
+    assert pools.split(instance_with(held), ONE_POOL, {}) == instance_with(held)
 
 
 def test_a_started_job_keeps_the_pool_its_plan_chose_while_that_pool_is_there() -> None:
-    def fixed_in(pool: str) -> Job:
-        return Job(
-            id="batch/etl",
-            cpu=4,
-            memory_bytes=2**30,
-            gpu=0,
-            duration_slots=2,
-            deadline_slot=4,
-            allowed_spokes=("paris",),
-            energy_kwh_per_slot={"paris": 0.1},
-            fixed=Slot(spoke=pool, start_slot=0),
-        )
-
-    pooled = {
-        "paris": state(
-            Node(allocatable=CPU_NODE, free=CPU_NODE),
-            Node(allocatable=GPU_NODE, taints=(GPU,), free=GPU_NODE),
-        ),
-        "oslo": SpokeState(name="oslo", cpu=1e3, memory_bytes=1e12, gpu=8),
-    }
-    one_pool = {**pooled, "paris": SpokeState(name="paris", cpu=1, memory_bytes=1, gpu=0)}
-
     def place(pool: str, spokes: dict[str, SpokeState]) -> str:
         (job,) = pools.split(instance_with(fixed_in(pool)), spokes, {}).jobs
         assert job.fixed is not None
         return job.fixed.spoke
 
-    assert place("paris[untainted]", pooled) == "paris[untainted]"
+    assert place("paris[untainted]", TWO_POOLS) == "paris[untainted]"
     # Its pool is gone: a guess among the spoke's pools; no pools: the spoke.
-    assert place("paris[spot=yes:NoExecute]", pooled) == "paris[nvidia.com/gpu:NoSchedule]"
-    assert place("paris[untainted]", one_pool) == "paris"
+    assert place("paris[spot=yes:NoExecute]", TWO_POOLS) == "paris[nvidia.com/gpu:NoSchedule]"
+    assert place("paris[untainted]", ONE_POOL) == "paris"
 
 
 def test_nodes_apart_in_a_label_jobs_select_on_are_pools_apart() -> None:
@@ -174,22 +157,8 @@ def test_a_started_job_holds_its_room_in_the_pool_its_pods_run_in() -> None:
         allowed_spokes=("paris",),
         placement=Placement(tolerations=(Toleration(operator="Exists"),)),
     )
-    fixed = Job(
-        id="batch/etl",
-        cpu=4,
-        memory_bytes=2**30,
-        gpu=0,
-        duration_slots=2,
-        deadline_slot=4,
-        allowed_spokes=("paris",),
-        energy_kwh_per_slot={"paris": 0.1},
-        fixed=Slot(spoke="paris[untainted]", start_slot=0),
-    )
-    nodes = (
-        Node(name="cpu-1", allocatable=CPU_NODE, free=CPU_NODE),
-        Node(name="gpu-1", allocatable=GPU_NODE, taints=(GPU,), free=GPU_NODE),
-    )
-    spokes = {"paris": state(*nodes), "oslo": SpokeState(name="oslo", cpu=1, memory_bytes=1, gpu=0)}
+    fixed = fixed_in("paris[untainted]")
+    spokes = TWO_POOLS
     (job,) = pools.split(instance_with(fixed), spokes, {request.id: request}).jobs
     assert job.fixed is not None and job.fixed.spoke == "paris[untainted]"
     seen = spokes["paris"].model_copy(update={"placed_on": {"batch/etl-0a1b2c3d": ("gpu-1",)}})
