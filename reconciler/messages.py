@@ -31,7 +31,7 @@ def placement_table(decision: Decision) -> str:
     rows = [
         (
             e.id,
-            e.spoke or "",
+            e.pool or e.spoke or "",  # the pool, where the spoke has them
             e.phase.value,
             format_time(e.planned_start)[:16].replace("T", " ") if e.planned_start else "",
             _grams(e.estimated_grams),

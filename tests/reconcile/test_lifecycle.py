@@ -604,6 +604,10 @@ def test_a_node_selector_counts_only_the_room_of_the_nodes_it_allows() -> None:
     assert a.spoke == b.spoke == "paris"
     assert b.planned_start >= a.planned_start + timedelta(hours=1)
     assert a.pool == "paris[nvidia.com/gpu:NoSchedule; gpu.product=H100]"
+    # The commit message's table shows the pool, for a reviewer to see which GPUs.
+    assert "| batch/tune-a | paris[nvidia.com/gpu:NoSchedule; gpu.product=H100] |" in (
+        messages.placement_table(decision)
+    )
 
 
 def test_a_job_pinned_to_a_node_by_name_goes_where_that_node_is() -> None:
