@@ -77,6 +77,26 @@ def record_ledger(phases: dict[str, int], *, late: int, planned: float, baseline
     BASELINE_GRAMS.set(baseline)
 
 
+SPOKE_CAPACITY = Gauge(
+    "caspian_spoke_capacity",
+    "Room left for Caspian's Jobs now, after work it does not manage, by spoke and "
+    "pool (the spoke's name where it is one pool)",
+    ["spoke", "pool", "resource", "unit"],
+)
+UNITS = {"cpu": "core", "memory_bytes": "byte", "gpu": "gpu"}
+
+
+def record_capacity(rooms: list[tuple[str, str, dict[str, float]]]) -> None:
+    """(spoke, pool, {resource: amount}) for every pool planned for; the series of
+    a pool that went (its nodes changed) go with it."""
+    SPOKE_CAPACITY.clear()
+    for spoke, pool, amounts in rooms:
+        for resource, amount in amounts.items():
+            SPOKE_CAPACITY.labels(
+                spoke=spoke, pool=pool, resource=resource, unit=UNITS[resource]
+            ).set(amount)
+
+
 def exposition() -> tuple[bytes, str]:
     """The /metrics body and its content type."""
     return generate_latest(), CONTENT_TYPE_LATEST

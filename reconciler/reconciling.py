@@ -22,7 +22,8 @@ from carbon import IntensitySeries
 from carbon.embedded import UnknownZoneError
 from carbon.providers import CarbonProvider
 from carbon.sources import source_for
-from reconciler import crd, deciding, ledger, messages, metrics, owned
+from optimizer.model import RESOURCES
+from reconciler import crd, deciding, ledger, messages, metrics, owned, pools
 from reconciler.decisions import Decision
 from reconciler.fleet import Fleet, FleetConfigError, Problem, load_fleet
 from reconciler.gitrepo import FleetRepo, Identity, RemoteMovedError, Snapshot
@@ -150,6 +151,12 @@ def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outc
         late=sum(1 for e in decision.ledger.entries if e.late and e.phase in UNFINISHED),
         planned=estimated,
         baseline=baseline,
+    )
+    metrics.record_capacity(
+        [
+            (pools.spoke_of(room.name), room.name, {r: room.resource(r)[0] for r in RESOURCES})
+            for room in decision.instance.spokes
+        ]
     )
     files = render(decision, previous=snapshot.files)
     changes = diff(snapshot.files, files)

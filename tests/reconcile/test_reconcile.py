@@ -13,6 +13,7 @@ from reconciler.decisions import SpokeState
 from reconciler.fleet import FleetConfigError
 from reconciler.gitrepo import FleetRepo
 from reconciler.ledger import LedgerError
+from reconciler.metrics import UNITS
 from reconciler.pods import Node, Resources, Taint
 from reconciler.reconciling import fetch_forecasts, plan, reconcile_once
 from tests import gitutil
@@ -95,6 +96,19 @@ def test_reconciling_again_with_pooled_spokes_commits_nothing(fleet_repo, remote
     later = NOW + timedelta(minutes=14)
     again = reconcile_once(fleet_repo, now=later, author=BOT, sleep=lambda _: None, observer=spokes)
     assert again.commit is None and again.changes == {}
+
+
+def test_the_capacity_gauge_gives_each_pool_its_room(fleet_repo) -> None:
+    def room(pool: str, resource: str) -> float | None:
+        labels = {"spoke": "paris", "pool": pool, "resource": resource, "unit": UNITS[resource]}
+        return REGISTRY.get_sample_value("caspian_spoke_capacity", labels)
+
+    reconcile(fleet_repo)  # declared capacity: the spoke is its one pool
+    assert room("paris", "cpu") == 32  # as spokes/paris.yaml declares
+    reconcile_once(fleet_repo, now=NOW, author=BOT, sleep=lambda _: None, observer=PooledSpokes())
+    assert room("paris[untainted]", "cpu") == 64
+    assert room("paris[nvidia.com/gpu:NoSchedule]", "gpu") == 8
+    assert room("paris", "cpu") is None  # gone with the one pool it was
 
 
 def test_a_new_mirror_of_the_same_remote_also_commits_nothing(fleet_repo, remote, tmp_path) -> None:
