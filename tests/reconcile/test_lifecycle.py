@@ -14,7 +14,7 @@ from reconciler.pods import Node, Resources, Taint
 from reconciler.quantities import format_time
 from reconciler.rendering import render
 from reconciler.templates import template_files
-from tests.conftest import NOW
+from tests.conftest import NOW, assert_valid_plan
 from tests.fleet.helpers import appwrapper
 
 
@@ -546,6 +546,7 @@ def test_room_on_tainted_nodes_counts_only_for_jobs_that_tolerate_the_taint() ->
     decision, placed = step(files, now=NOW, states={"paris": paris})
     etl = [e for e in entries(decision).values() if e.id.startswith("batch/etl-")]
     # 96 cpu in all, but 32 on the nodes these jobs may use: two at a time.
+    assert_valid_plan(decision.instance, decision.plan)  # the checker sees the pools
     assert {e.spoke for e in etl} == {"paris"}
     starts = sorted(e.planned_start for e in etl)
     assert starts[1] < starts[2] and starts[2] >= starts[0] + timedelta(hours=1)
@@ -596,6 +597,7 @@ def test_a_node_selector_counts_only_the_room_of_the_nodes_it_allows() -> None:
         )
         files[f"jobs/{name}.yaml"] = text.encode()
     decision, _ = step(files, now=NOW, states={"paris": paris})
+    assert_valid_plan(decision.instance, decision.plan)
     # 12 GPUs free on paris, 4 of them H100: one job at a time.
     a, b = sorted(
         (e for e in entries(decision).values() if e.id.startswith("batch/tune-")),
