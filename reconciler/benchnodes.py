@@ -64,7 +64,7 @@ def node_states(fleet: Fleet, *, nodes: int) -> dict[str, SpokeState]:
     states = {}
     for spoke in fleet.spokes:
         found = [
-            Node(name=f"cpu-{i}", allocatable=CPU_NODE, free=CPU_NODE, labels={"pool": "cpu"})
+            Node(name=f"cpu-{i}", allocatable=CPU_NODE, free=CPU_NODE)
             for i in range(nodes - gpu_nodes)
         ]
         found += [

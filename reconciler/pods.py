@@ -120,9 +120,6 @@ class Node(BaseModel):
     def selected_by(self, placement: Placement) -> bool:
         return placement.allows(self.labels, name=self.name)
 
-    def tolerated_by(self, placement: Placement) -> bool:
-        return all(placement.tolerates(taint) for taint in self.taints)
-
 
 class Requirement(BaseModel):
     """One matchExpression of a required node affinity term, on a label; or, with

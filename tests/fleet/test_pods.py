@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from reconciler import pools
 from reconciler.pods import Node, Placement, Requirement, Resources, Taint, Toleration
 from tests.fleet.helpers import appwrapper, fleet_with
 
@@ -160,16 +161,20 @@ def test_each_toleration_matches_a_taint_as_the_scheduler_does(toleration, toler
     assert toleration.tolerates(GPU_TAINT) is tolerates
 
 
-def test_a_node_is_tolerated_only_when_every_taint_of_it_is() -> None:
+def test_a_node_takes_a_pod_only_when_it_tolerates_every_taint_of_it() -> None:
     size = Resources(cpu=8, memory_bytes=2**30, gpu=1)
     batch = Taint(key="dedicated", value="batch", effect="NoExecute")
-    node = Node(allocatable=size, taints=(GPU_TAINT, batch))
+    tainted = pools.node_groups([Node(allocatable=size, taints=(GPU_TAINT, batch))])
     gpu_only = Placement(tolerations=(Toleration(key="nvidia.com/gpu", operator="Exists"),))
     both = Placement(
         tolerations=(*gpu_only.tolerations, Toleration(key="dedicated", value="batch"))
     )
-    assert not node.tolerated_by(gpu_only) and node.tolerated_by(both)
-    assert not node.tolerated_by(Placement()) and Node(allocatable=size).tolerated_by(Placement())
+
+    def takes(placement: Placement, groups: pools.NodeGroups = tainted) -> bool:
+        return pools.some_node_takes(size, placement, groups)
+
+    assert not takes(gpu_only) and takes(both) and not takes(Placement())
+    assert takes(Placement(), pools.node_groups([Node(allocatable=size)]))
 
 
 def test_a_jobs_tolerations_come_from_its_pod_template() -> None:
