@@ -198,7 +198,9 @@ def validate(path: Path) -> None:
     files = templates.read_tree(root)
     only = path.relative_to(root).as_posix() if path.is_file() else None
     try:
-        fleet = load_fleet(files, appwrapper_schema=crd.check_appwrapper)
+        fleet = load_fleet(
+            files, appwrapper_schema=crd.check_appwrapper, links=templates.links_in(root)
+        )
         reconciling.carbon_sources(fleet)
         reconciling.previous_ledger(files)
     except FleetConfigError as error:
@@ -815,7 +817,9 @@ def _simulation_setup(
         )
     files = templates.read_tree(fleet_path)
     try:
-        fleet = load_fleet(files, appwrapper_schema=crd.check_appwrapper)
+        fleet = load_fleet(
+            files, appwrapper_schema=crd.check_appwrapper, links=templates.links_in(fleet_path)
+        )
     except FleetConfigError as error:
         raise click.ClickException(str(error)) from None
     for problem in fleet.problems:

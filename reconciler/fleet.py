@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -305,14 +305,23 @@ class Fleet(BaseModel):
 SchemaCheck = Callable[[Mapping[str, Any]], list[tuple[str, str]]]
 
 
-def load_fleet(files: Mapping[str, bytes], *, appwrapper_schema: SchemaCheck) -> Fleet:
-    """Read policy, spokes and AppWrappers from a snapshot of the repo."""
-    policy = _load_policy(files)
-    spokes = _load_spokes(files)
+def load_fleet(
+    files: Mapping[str, bytes],
+    *,
+    appwrapper_schema: SchemaCheck,
+    links: Collection[str] = frozenset(),
+) -> Fleet:
+    """Read policy, spokes and AppWrappers from a snapshot of the repo. `links` says
+    which of `files` are symbolic links (their content is the path they point to)."""
+    policy = _load_policy(files, links=links)
+    spokes = _load_spokes(files, links=links)
     jobs: list[JobRequest] = []
     problems: list[Problem] = []
     seen: dict[str, str] = {}
     for path in sorted(p for p in files if _is_job_file(p)):
+        if path in links:
+            problems.append(_link_problem(path, files[path]))
+            continue
         for job_or_problems in _load_job_file(
             path, files[path], policy=policy, spokes=spokes, check=appwrapper_schema
         ):
@@ -339,11 +348,26 @@ def _is_job_file(path: str) -> bool:
     return path.startswith(JOBS_DIR) and path.endswith((".yaml", ".yml"))
 
 
-def _load_policy(files: Mapping[str, bytes]) -> Policy:
+def _link_problem(path: str, target: bytes) -> Problem:
+    # Git holds a link, not the file it points to, and Argo CD and kustomize
+    # would each resolve it their own way: Caspian reads only what is committed.
+    shown = target.decode("utf-8", "replace")
+    shown = shown if len(shown) <= 200 else shown[:197] + "..."
+    return Problem(
+        file=path,
+        field="-",
+        reason=f"a symbolic link (to {shown!r}): Caspian reads files, not links; "
+        "commit the file itself at this path",
+    )
+
+
+def _load_policy(files: Mapping[str, bytes], *, links: Collection[str]) -> Policy:
     if POLICY_FILE not in files:
         raise FleetConfigError(
             [Problem(file=POLICY_FILE, field="-", reason="missing: run `caspian init` or add it")]
         )
+    if POLICY_FILE in links:
+        raise FleetConfigError([_link_problem(POLICY_FILE, files[POLICY_FILE])])
     doc, error = _one_document(files[POLICY_FILE])
     if error:
         raise FleetConfigError([Problem(file=POLICY_FILE, field="-", reason=error)])
@@ -353,10 +377,20 @@ def _load_policy(files: Mapping[str, bytes]) -> Policy:
         raise FleetConfigError(_problems(POLICY_FILE, invalid)) from None
 
 
-def _load_spokes(files: Mapping[str, bytes]) -> tuple[Spoke, ...]:
+def _load_spokes(files: Mapping[str, bytes], *, links: Collection[str]) -> tuple[Spoke, ...]:
     spokes: list[Spoke] = []
     problems: list[Problem] = []
-    for path in sorted(p for p in files if p.startswith(SPOKES_DIR) and p.endswith(".yaml")):
+    for path in sorted(p for p in files if p.startswith(SPOKES_DIR)):
+        if path.endswith(".yml"):
+            # Left out, its spoke would silently take no work.
+            fix = f"spoke files end in .yaml: rename it {path.removesuffix('.yml')}.yaml"
+            problems.append(Problem(file=path, field="-", reason=fix))
+            continue
+        if not path.endswith(".yaml"):
+            continue
+        if path in links:
+            problems.append(_link_problem(path, files[path]))
+            continue
         doc, error = _one_document(files[path])
         if error:
             problems.append(Problem(file=path, field="-", reason=error))

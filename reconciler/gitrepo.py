@@ -56,6 +56,9 @@ class Snapshot(BaseModel):
 
     commit: str
     files: dict[str, bytes]
+    # Which of `files` are symbolic links: git holds a link as a blob of the path
+    # it points to, which is what `files` has for it.
+    links: frozenset[str] = frozenset()
 
 
 def _is_local(url: str) -> bool:
@@ -123,7 +126,10 @@ class FleetRepo:
     def fetch(self) -> Snapshot:
         """Fetch the remote and read the fleet files at the tip of its branch."""
         commit = self.repo[self.fetch_tip()].peel(pygit2.Commit)
-        return Snapshot(commit=str(commit.id), files=_read_tree(self.repo, commit.tree))
+        files: dict[str, bytes] = {}
+        links: set[str] = set()
+        _read_tree(self.repo, commit.tree, files=files, links=links)
+        return Snapshot(commit=str(commit.id), files=files, links=frozenset(links))
 
     def commit(
         self,
@@ -330,18 +336,26 @@ def _create_commit(
     return str(commit)
 
 
-def _read_tree(repo: pygit2.Repository, tree: pygit2.Tree, prefix: str = "") -> dict[str, bytes]:
-    files: dict[str, bytes] = {}
+def _read_tree(
+    repo: pygit2.Repository,
+    tree: pygit2.Tree,
+    prefix: str = "",
+    *,
+    files: dict[str, bytes],
+    links: set[str],
+) -> None:
+    """Fill `files` and `links` with what `tree` holds under READ_PREFIXES."""
     for entry in tree:
         path = prefix + entry.name
         if entry.type_str == "tree":
             if (path + "/").startswith(READ_PREFIXES) or any(
                 p.startswith(path + "/") for p in READ_PREFIXES
             ):
-                files.update(_read_tree(repo, repo[entry.id], path + "/"))
+                _read_tree(repo, repo[entry.id], path + "/", files=files, links=links)
         elif entry.type_str == "blob" and path.startswith(READ_PREFIXES):
             files[path] = repo[entry.id].data
-    return files
+            if entry.filemode == FileMode.LINK:
+                links.add(path)
 
 
 def create_bare_repo(

@@ -134,7 +134,7 @@ def pull_request(outcome: Outcome) -> tuple[str, str]:
 
 def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outcome:
     now = now.astimezone(UTC)
-    fleet = load_fleet(snapshot.files, appwrapper_schema=crd.check_appwrapper)
+    fleet = load_fleet(snapshot.files, appwrapper_schema=crd.check_appwrapper, links=snapshot.links)
     for problem in fleet.problems:
         log.warning("skipping %s", problem.line())
     previous = previous_ledger(snapshot.files)

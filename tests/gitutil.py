@@ -9,9 +9,14 @@ import yaml
 
 
 def user_commit(
-    remote: Path, changes: dict[str, bytes | None], message: str = "user change"
+    remote: Path,
+    changes: dict[str, bytes | None],
+    message: str = "user change",
+    *,
+    links: dict[str, str] | None = None,
 ) -> str:
-    """Commit on top of main in the bare repo, as a push from a user would land."""
+    """Commit on top of main in the bare repo, as a push from a user would land;
+    `links` adds symbolic links (path: where it points)."""
     repo = pygit2.Repository(str(remote))
     parent = repo.references["refs/heads/main"].peel(pygit2.Commit)
     index = pygit2.Index()
@@ -21,6 +26,9 @@ def user_commit(
             index.remove(path)
         else:
             index.add(pygit2.IndexEntry(path, repo.create_blob(data), pygit2.enums.FileMode.BLOB))
+    for path, target in (links or {}).items():
+        blob = repo.create_blob(target.encode())
+        index.add(pygit2.IndexEntry(path, blob, pygit2.enums.FileMode.LINK))
     tree = index.write_tree(repo)
     who = pygit2.Signature("Fleet User", "user@example.invalid")
     return str(repo.create_commit("refs/heads/main", who, who, message, tree, [parent.id]))

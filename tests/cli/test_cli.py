@@ -62,6 +62,21 @@ def test_validate_prints_one_line_per_problem_and_exits_1(run, tmp_path) -> None
     assert only.output.strip().splitlines() == [lines[1]]
 
 
+def test_validate_reads_links_as_git_holds_them_not_what_they_point_to(run, tmp_path) -> None:
+    target, outside = tmp_path / "fleet", tmp_path / "outside"
+    assert run("init", target).exit_code == 0
+    outside.mkdir()
+    (outside / "shared.yaml").write_text(appwrapper("shared"))
+    (target / "jobs" / "shared.yaml").symlink_to(outside / "shared.yaml")
+    (target / "jobs" / "team").symlink_to(outside, target_is_directory=True)
+    result = run("validate", target)
+    assert result.exit_code == EXIT_ERROR
+    assert result.output.strip().splitlines() == [
+        f"jobs/shared.yaml:-: a symbolic link (to '{outside / 'shared.yaml'}'): Caspian reads "
+        "files, not links; commit the file itself at this path"
+    ]
+
+
 def test_validate_names_rendered_files_edited_or_added_by_hand(run, tmp_path) -> None:
     target, remote = tmp_path / "fleet", tmp_path / "fleet.git"
     run("init", "--bare", remote)

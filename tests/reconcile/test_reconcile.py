@@ -238,6 +238,40 @@ def test_breaking_a_placed_jobs_file_keeps_its_committed_job(fleet_repo, remote)
     assert ledger["jobs/climate-sim.yaml"]["phase"] == "Invalid"
 
 
+def test_a_placed_jobs_file_turned_into_a_link_is_held(fleet_repo, remote) -> None:
+    reconcile(fleet_repo)
+    entry = gitutil.ledger(remote)["batch/climate-sim"]
+    path = f"rendered/{entry['spoke']}/batch.{entry['jobName']}.yaml"
+    committed = gitutil.read(remote, path)
+    link = {"jobs/climate-sim.yaml": "../shared/climate-sim.yaml"}
+    gitutil.user_commit(remote, {}, "share the file", links=link)
+    outcome = reconcile(fleet_repo, at=NOW + timedelta(hours=1))
+    assert outcome.partial
+    assert gitutil.read(remote, path) == committed
+    ledger = gitutil.ledger(remote)
+    assert ledger["batch/climate-sim"]["phase"] == entry["phase"]
+    reason = ledger["jobs/climate-sim.yaml"]["reason"]
+    assert reason.startswith("-: a symbolic link (to '../shared/climate-sim.yaml')")
+    assert "commit the file itself" in reason
+
+
+def test_a_spoke_file_that_is_a_link_or_ends_in_yml_commits_nothing(fleet_repo, remote) -> None:
+    reconcile(fleet_repo)
+    paris = gitutil.read(remote, "spokes/paris.yaml")
+    for change, links, expected in [
+        ({}, {"spokes/lyon.yaml": "paris.yaml"}, "spokes/lyon.yaml:-: a symbolic link (to"),
+        # Left out, as before, its spoke would silently take no work.
+        ({"spokes/lyon.yml": paris.replace(b"name: paris", b"name: lyon")}, {}, "rename it"),
+    ]:
+        gitutil.user_commit(remote, change, links=links)
+        head = gitutil.head(remote)
+        with pytest.raises(FleetConfigError) as raised:
+            reconcile(fleet_repo, at=NOW + timedelta(hours=2))
+        assert expected in raised.value.problems[0].line()
+        assert gitutil.head(remote) == head
+        gitutil.user_commit(remote, dict.fromkeys([*change, *links]))
+
+
 @pytest.mark.parametrize(
     "change",
     [
