@@ -36,8 +36,17 @@ class FieldError(Exception):
 def placement(job_spec: Mapping[str, Any]) -> Placement:
     """The nodes a pod of the Job may run on: its nodeSelector, the terms of its
     required node affinity (labels and node names), and its tolerations. A bad
-    expression raises FieldError with its path."""
+    expression, or a nodeName, raises FieldError with its path."""
     pod = (job_spec.get("template") or {}).get("spec") or {}
+    if pod.get("nodeName"):
+        # Its pods would go straight to that node, past the scheduler and the
+        # taints, wherever Caspian places the job: on another spoke, nowhere.
+        raise FieldError(
+            "template.spec.nodeName",
+            f"{pod['nodeName']!r} binds every pod to one node of one cluster, past the "
+            "scheduler; Caspian chooses the cluster: to keep to that node, select it in a "
+            "required node affinity term (matchFields: metadata.name In [its name]) instead",
+        )
     # The Job schema has already held these to their shapes (maps of strings, lists).
     selector = {str(k): str(v) for k, v in (pod.get("nodeSelector") or {}).items()}
     where = "template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"

@@ -241,6 +241,11 @@ def test_a_namespace_in_the_appwrapper_wins() -> None:
             "Job's selector",
         ),
         (
+            appwrapper(pod_spec={"nodeName": "gpu-07"}),
+            "jobs/extra.yaml:spec.components[0].template.spec.template.spec.nodeName: 'gpu-07' "
+            "binds every pod to one node of one cluster",
+        ),
+        (
             appwrapper(job_spec={"backoffLimit": -1}),
             "jobs/extra.yaml:spec.components[0].template.spec.backoffLimit: -1 is negative",
         ),
