@@ -449,6 +449,9 @@ def _problems(path: str, invalid: ValidationError, *, prefix: str = "") -> list[
             message = "required field is missing"
         elif error["type"] == "literal_error":
             message = f"{message}, found {error['input']!r}"
+        elif error["type"] == "value_error":
+            # pydantic's prefix, not Caspian's reason.
+            message = message.removeprefix("Value error, ")
         result.append(Problem(file=path, field=field or "-", reason=message))
     return result
 
