@@ -40,6 +40,7 @@ from reconciler.quantities import format_time, timestamp
 
 EXIT_ERROR = 1
 EXIT_PARTIAL = 3
+BAR_WIDTH = 40  # characters of the longest bar of `carbon forecast`
 
 
 def _now(value: str | None) -> datetime:
@@ -588,12 +589,15 @@ def carbon_forecast(
         click.echo(series.model_dump_json())
         return
     click.echo(f"{zone}: {series.provenance.describe()}")
+    click.echo(f"{'UTC':16}  gCO2/kWh  (bars from 0; < the least)")
     low, high = min(series.values), max(series.values)
     for index, value in enumerate(series.values):
         moment = start.timestamp() + index * slot_seconds
-        bar = "#" * (1 + int(30 * (value - low) / (high - low))) if high > low else "#"
+        # From zero, so that a bar twice as long is twice the carbon: bars from
+        # the minimum made 688 against 705 look like 1 against 28.
+        bar = "#" * round(BAR_WIDTH * value / high) if high > 0 else ""
         stamp = datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M")
-        click.echo(f"{stamp}  {value:7.1f}  {bar}")
+        click.echo(f"{stamp}  {value:8.1f}  {bar}{' <' if value == low else ''}")
 
 
 @carbon.command("backtest")

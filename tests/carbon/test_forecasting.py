@@ -56,6 +56,18 @@ def test_forecast_works_offline_for_every_dataset_zone(zone: str) -> None:
     assert series["provenance"]["provider"] == "embedded:electricitymaps-2023"
 
 
+def test_forecast_bars_are_drawn_from_zero_and_mark_the_least() -> None:
+    args = ["carbon", "forecast", "--zone", "DE", "--hours", "12", "--slot", "1h"]
+    runner, at = CliRunner(), ["--now", "2026-12-01T21:00:00Z"]
+    values = json.loads(runner.invoke(main, [*args, *at, "--json"]).stdout)["values"]
+    rows = runner.invoke(main, [*args, *at]).stdout.splitlines()[2:]
+    assert len(rows) == 12
+    high = max(values)
+    for row, value in zip(rows, values, strict=True):
+        assert row.rstrip(" <").count("#") == round(40 * value / high), row
+        assert row.endswith(" <") == (value == min(values))
+
+
 def test_forecast_names_the_zones_when_one_is_unknown() -> None:
     result = CliRunner().invoke(main, ["carbon", "forecast", "--zone", "XX"])
     assert result.exit_code != 0 and "US-CAL-CISO" in result.output
