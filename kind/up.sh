@@ -52,6 +52,9 @@ kubectl --context kind-hub -n argocd apply --server-side --force-conflicts \
 kubectl --context kind-hub -n argocd rollout status deploy/argocd-server --timeout=300s
 kubectl --context kind-hub -n argocd patch svc argocd-server --type merge -p \
   '{"spec":{"type":"NodePort","ports":[{"name":"https","port":443,"targetPort":8080,"nodePort":30443}]}}'
+# Resumed Jobs show Progressing, not Healthy, until they end (argocd/job-health.yaml).
+kubectl --context kind-hub -n argocd patch configmap argocd-cm --type merge \
+  --patch-file "$root/argocd/job-health.yaml"
 
 echo "==> spokes: observer access, and registration with their internal addresses"
 fill() {  # template spoke server ca cert key: the cluster Secret with its ${...} filled

@@ -119,6 +119,7 @@ def test_core_kinds_validate_strictly() -> None:
     version = kubernetes_validate.latest_version()
     paths = [
         ROOT / "argocd" / "cluster-secret.template.yaml",
+        ROOT / "argocd" / "job-health.yaml",
         *sorted((ROOT / "deploy").glob("*.yaml")),
     ]
     kinds = set()
@@ -127,7 +128,8 @@ def test_core_kinds_validate_strictly() -> None:
             continue
         kubernetes_validate.validate(document, version, strict=True)
         kinds.add(document["kind"])
-    assert {"Secret", "Deployment", "Service", "ServiceAccount", "ClusterRole"} <= kinds
+    expected = {"Secret", "ConfigMap", "Deployment", "Service", "ServiceAccount", "ClusterRole"}
+    assert expected <= kinds
 
 
 def test_the_observer_role_only_lists() -> None:
