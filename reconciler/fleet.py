@@ -509,8 +509,12 @@ def _job_from_doc(
     if not isinstance(name, str) or len(name) > 63 or not DNS_LABEL.match(name):
         return problem("metadata.name", "required: a DNS label (lower-case, digits, '-')")
     namespace = metadata.get("namespace") or policy.spec.namespace
-    if not isinstance(namespace, str) or not DNS_LABEL.match(namespace):
-        return problem("metadata.namespace", f"{namespace!r} is not a valid namespace")
+    if not isinstance(namespace, str) or len(namespace) > 63 or not DNS_LABEL.match(namespace):
+        return problem(
+            "metadata.namespace",
+            f"{namespace!r} is not a valid namespace: a DNS label (lower-case, digits, '-', "
+            "at most 63)",
+        )
     components = doc["spec"]["components"]
     if len(components) != 1:
         return problem(

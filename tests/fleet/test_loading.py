@@ -280,6 +280,12 @@ def test_a_namespace_in_the_appwrapper_wins() -> None:
             "AppWrapper's namespace 'batch'",
         ),
         (
+            appwrapper().replace(
+                "metadata:\n  name: extra", f"metadata:\n  name: extra\n  namespace: {'n' * 64}"
+            ),
+            f"jobs/extra.yaml:metadata.namespace: '{'n' * 64}' is not a valid namespace",
+        ),
+        (
             appwrapper(name="Bad_Name"),
             "jobs/extra.yaml:metadata.name: required: a DNS label",
         ),
