@@ -25,6 +25,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
@@ -122,6 +123,10 @@ class PolicySpec(Spec):
     slot: Duration = timedelta(minutes=15)
     horizon: Duration = timedelta(hours=24)
     namespace: DnsLabel = "default"
+    # The namespaces Argo CD's project admits (argocd/appproject.yaml), or None
+    # for any. One Job outside them fails its spoke's whole sync: no Job there
+    # would start or be pruned until it left.
+    namespaces: tuple[DnsLabel, ...] | None = None
     defaults: JobDefaults = JobDefaults()
     weights: PolicyWeights = PolicyWeights()
     solver: SolverSpec = SolverSpec()
@@ -150,6 +155,15 @@ class PolicySpec(Spec):
                 f"historyUrl must hold {{path}} once, where the file's path goes ({example})"
             )
         return value
+
+    @model_validator(mode="after")
+    def _default_namespace_allowed(self) -> PolicySpec:
+        if self.namespaces is not None and self.namespace not in self.namespaces:
+            raise ValueError(
+                f"namespace {self.namespace!r} is not among namespaces "
+                f"({', '.join(self.namespaces)}): add it there, or name one of those"
+            )
+        return self
 
     @field_validator("slot")
     @classmethod
@@ -514,6 +528,14 @@ def _job_from_doc(
             "metadata.namespace",
             f"{namespace!r} is not a valid namespace: a DNS label (lower-case, digits, '-', "
             "at most 63)",
+        )
+    allowed = policy.spec.namespaces
+    if allowed is not None and namespace not in allowed:
+        return problem(
+            "metadata.namespace",
+            f"{namespace!r} is not among caspian.yaml's spec.namespaces ({', '.join(allowed)}), "
+            "the namespaces Argo CD's project admits: one Job outside them fails its spoke's "
+            "whole sync; use one of them, or add it there and to the AppProject's destinations",
         )
     components = doc["spec"]["components"]
     if len(components) != 1:

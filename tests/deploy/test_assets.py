@@ -115,6 +115,16 @@ def test_the_project_admits_jobs_and_namespaces_only() -> None:
     assert project["clusterResourceWhitelist"] == [{"group": "", "kind": "Namespace"}]
 
 
+def test_the_template_policy_allows_the_namespaces_the_project_admits() -> None:
+    # A Job outside the project's namespaces fails its spoke's whole sync, so the
+    # policy refuses it in the repo instead; the two lists must agree.
+    project = next(d for d in argocd_documents() if d["kind"] == "AppProject")["spec"]
+    admitted = {d["namespace"] for d in project["destinations"]}
+    policy = yaml.safe_load((ROOT / "repo-template" / "caspian.yaml").read_text())["spec"]
+    assert set(policy["namespaces"]) == admitted
+    assert policy["namespace"] in admitted
+
+
 def test_core_kinds_validate_strictly() -> None:
     version = kubernetes_validate.latest_version()
     paths = [

@@ -286,6 +286,11 @@ def test_a_namespace_in_the_appwrapper_wins() -> None:
             f"jobs/extra.yaml:metadata.namespace: '{'n' * 64}' is not a valid namespace",
         ),
         (
+            appwrapper().replace("name: extra", "name: extra\n  namespace: ml-team"),
+            "jobs/extra.yaml:metadata.namespace: 'ml-team' is not among caspian.yaml's "
+            "spec.namespaces (batch, media), the namespaces Argo CD's project admits",
+        ),
+        (
             appwrapper(name="Bad_Name"),
             "jobs/extra.yaml:metadata.name: required: a DNS label",
         ),
@@ -366,6 +371,11 @@ def test_the_same_name_twice_keeps_the_first_and_names_both_files() -> None:
             {"caspian": POLICY_HEAD + "spec: {slot: 1m, horizon: 3d}\n"},
             "caspian.yaml:spec.horizon: horizon / slot gives 4320 slots, more than "
             "2880: shorten the horizon or lengthen the slot",
+        ),
+        (
+            {"caspian": POLICY_HEAD + "spec: {namespace: default, namespaces: [batch]}\n"},
+            "caspian.yaml:spec: namespace 'default' is not among namespaces (batch): add it "
+            "there, or name one of those",
         ),
         ({"caspian": "apiVersion: [\n"}, "caspian.yaml:-: not valid YAML"),
         ({"caspian": None}, "caspian.yaml:-: missing"),
