@@ -39,7 +39,8 @@ def _appwrapper(index: int) -> dict[str, Any]:
     doc["metadata"]["annotations"]["caspian.dev/duration"] = f"{15 * (1 + index % 12)}m"
     pod = doc["spec"]["components"][0]["template"]["spec"]["template"]["spec"]
     if index % 3 == 0:
-        pod["containers"][0]["resources"]["requests"]["nvidia.com/gpu"] = str(1 + index % 4)
+        # GPUs as the API server takes them: a limit (the request defaults to it).
+        pod["containers"][0]["resources"]["limits"] = {"nvidia.com/gpu": str(1 + index % 4)}
         pod["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists"}]
         if index % 4 == 0:
             pod["nodeSelector"] = {"gpu.product": "H100"}

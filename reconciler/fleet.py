@@ -31,7 +31,7 @@ from pydantic.alias_generators import to_camel
 
 from carbon import CarbonSourceConfig
 from optimizer.model import SolverSettings, Weights
-from reconciler import jobspec, pods, quantities, yamlio
+from reconciler import jobspec, pods, quantities, refusals, yamlio
 
 API_VERSION = "caspian.dev/v1alpha1"
 APPWRAPPER_API = "workload.codeflare.dev/v1beta2"
@@ -557,26 +557,18 @@ def _job_from_doc(
             f"{inner!r} is not the AppWrapper's namespace {namespace!r}: an AppWrapper "
             "cannot create objects in another namespace; remove it, or move the AppWrapper",
         )
-    for key, value in ((template.get("metadata") or {}).get("annotations") or {}).items():
-        if why := jobspec.argocd_override(str(key), str(value)):
-            return problem(f"{field}.metadata.annotations.{key}", why)
     job_spec = template.get("spec")
     if not isinstance(job_spec, dict):
         return problem(f"{field}.spec", "required: the Job's spec")
-    if why := jobspec.refused_by_api_server(job_spec):
-        key, reason = why
-        return problem(f"{field}.spec.{key}", reason)
-    if "ttlSecondsAfterFinished" in job_spec:
-        return problem(
-            f"{field}.spec.ttlSecondsAfterFinished",
-            "remove it: Argo CD would re-create a Job that deletes itself; "
-            "Caspian removes finished Jobs from rendered/ instead",
-        )
+    if refusal := refusals.fought_by_argocd(template):
+        return problem(f"{field}.{refusal[0]}", refusal[1])
     try:
         pod, pods_at_once = jobspec.requests(job_spec)
         placement = jobspec.placement(job_spec)
     except jobspec.FieldError as error:
         return problem(f"{field}.spec.{error.field}", error.reason)
+    if refusal := refusals.refused_by_api_server(template):
+        return problem(f"{field}.{refusal[0]}", refusal[1])
     annotations = metadata.get("annotations") or {}
     try:
         hints = _hints(annotations, policy=policy, spokes=spokes)

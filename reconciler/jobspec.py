@@ -1,10 +1,9 @@
-"""What a wrapped Job's spec asks of a spoke, and what of it the API server or
-Argo CD would refuse.
+"""What a wrapped Job's spec asks of a spoke: what one pod needs, how many run
+at once, and where they may run.
 
-The Job schema holds the spec to its shapes; these are the rules beyond it that
-would otherwise surface as a failed sync on the spoke, long after the commit,
-and the reading of what one pod needs and where it may run. Each bad value
-raises `FieldError` with its path under the Job's spec.
+The Job schema holds the spec to its shapes; reading it also holds the values it
+reads to the rules the API server adds (`refusals.py` has the others). Each bad
+value raises `FieldError` with its path under the Job's spec.
 """
 
 from __future__ import annotations
@@ -205,63 +204,6 @@ def requests(job_spec: Mapping[str, Any]) -> tuple[Resources, int]:
         )
         totals.append(one_pod)
     return Resources(cpu=totals[0], memory_bytes=totals[1], gpu=totals[2]), parallelism
-
-
-def refused_by_api_server(job_spec: Mapping[str, Any]) -> tuple[str, str] | None:
-    """A field of the Job's spec that the API server's own checks (beyond the
-    schema) refuse, with why and the fix; None when there is none."""
-    restart = ((job_spec.get("template") or {}).get("spec") or {}).get("restartPolicy")
-    if restart not in ("Never", "OnFailure"):
-        # The API server refuses any other, and the default (Always).
-        found = "missing" if restart is None else f"{restart!r}"
-        return (
-            "template.spec.restartPolicy",
-            f"{found}: Kubernetes runs a Job's pods only with Never or OnFailure; "
-            "add restartPolicy: Never",
-        )
-    if job_spec.get("selector") is not None and not job_spec.get("manualSelector"):
-        # As `kubectl get job -o yaml` writes it, with the controller-uid labels.
-        return (
-            "selector",
-            "Kubernetes generates a Job's selector and refuses one written in: remove "
-            "spec.selector, and the controller-uid labels of the pod template",
-        )
-    backoff = job_spec.get("backoffLimit")
-    if backoff is not None and backoff < 0:
-        return "backoffLimit", f"{backoff} is negative: Kubernetes requires 0 or more"
-    deadline = job_spec.get("activeDeadlineSeconds")
-    if deadline is not None and deadline <= 0:
-        return "activeDeadlineSeconds", f"{deadline}: Kubernetes requires more than 0"
-    return None
-
-
-# Annotations on the wrapped Job that would change how Argo CD applies it. A hook
-# runs again at every sync and is deleted by its policy. When Caspian flips
-# suspend, Replace=true fails on the selector Kubernetes generated for the Job
-# and Force=true deletes and re-creates it (runs it again); Prune=false keeps a
-# cancelled or finished Job on the spoke, and Prune=confirm waits for a person.
-_HOOKS = ("argocd.argoproj.io/hook", "argocd.argoproj.io/hook-delete-policy", "helm.sh/hook")
-_SYNC_OPTIONS = ("argocd.argoproj.io/sync-options",)
-_REFUSED_OPTIONS = ("replace=true", "force=true", "prune=false", "prune=confirm")
-
-
-def argocd_override(key: str, value: str) -> str | None:
-    """Why the annotation `key: value` on the wrapped Job cannot stay, or None."""
-    if key in _HOOKS or key.startswith("helm.sh/hook-"):
-        return (
-            "remove it: a sync hook runs again at every sync and Argo CD deletes it; "
-            "Caspian's Jobs run once, when their start comes"
-        )
-    if key in _SYNC_OPTIONS:
-        options = [o.strip() for o in value.split(",")]
-        refused = [o for o in options if o.lower() in _REFUSED_OPTIONS]
-        if refused:
-            return (
-                f"remove {', '.join(refused)}: Caspian starts a Job by changing its "
-                "suspend in place and cancels it by removing its file, which needs "
-                "Argo CD's plain apply and prune"
-            )
-    return None
 
 
 def _refuse_other_accelerators(where: str, resources: Any) -> None:

@@ -20,6 +20,7 @@ PURE = (
     "reconciler/quantities.py",
     "reconciler/pods.py",
     "reconciler/jobspec.py",
+    "reconciler/refusals.py",
     "reconciler/plotting.py",
     "reconciler/yamlio.py",
     "reconciler/owned.py",

@@ -23,6 +23,10 @@ def fleet_with(**changes: str | None) -> Fleet:
     return load_fleet(files, appwrapper_schema=crd.check_appwrapper)
 
 
+def problems_of(fleet: Fleet) -> list[str]:
+    return [p.line() for p in fleet.problems]
+
+
 def appwrapper_doc(
     name: str = "extra",
     *,

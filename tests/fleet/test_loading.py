@@ -10,14 +10,10 @@ import yaml
 from reconciler import crd, quantities
 from reconciler.fleet import FleetConfigError
 from reconciler.templates import template_files
-from tests.fleet.helpers import appwrapper, appwrapper_doc, fleet_with
+from tests.fleet.helpers import appwrapper, appwrapper_doc, fleet_with, problems_of
 
 SPOKE_HEAD = "apiVersion: caspian.dev/v1alpha1\nkind: Spoke\n"
 POLICY_HEAD = "apiVersion: caspian.dev/v1alpha1\nkind: Policy\n"
-
-
-def problems_of(fleet) -> list[str]:
-    return [p.line() for p in fleet.problems]
 
 
 def test_the_template_fleet_loads_cleanly() -> None:

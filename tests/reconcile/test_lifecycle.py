@@ -488,7 +488,10 @@ def test_a_pod_goes_only_to_nodes_whose_taints_it_tolerates() -> None:
             "trainer",
             annotations={"caspian.dev/spokes": "paris"},
             pod_spec={"tolerations": tolerations},
-            resources={"requests": {"cpu": "8", "memory": "8Gi", "nvidia.com/gpu": "1"}},
+            resources={
+                "requests": {"cpu": "8", "memory": "8Gi"},
+                "limits": {"nvidia.com/gpu": "1"},
+            },
         )
         return {**template_files(), "jobs/trainer.yaml": text.encode()}
 
@@ -593,7 +596,10 @@ def test_a_node_selector_counts_only_the_room_of_the_nodes_it_allows() -> None:
                 "nodeSelector": {"gpu.product": "H100"},
                 "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}],
             },
-            resources={"requests": {"cpu": "8", "memory": "8Gi", "nvidia.com/gpu": "4"}},
+            resources={
+                "requests": {"cpu": "8", "memory": "8Gi"},
+                "limits": {"nvidia.com/gpu": "4"},
+            },
         )
         files[f"jobs/{name}.yaml"] = text.encode()
     decision, _ = step(files, now=NOW, states={"paris": paris})

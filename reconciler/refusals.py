@@ -1,0 +1,286 @@
+"""What the API server or Argo CD would refuse in a wrapped Job, beyond the Job
+schema's shapes, or what would fight how Caspian runs Jobs through Argo CD, each
+with its fix.
+
+Argo CD dry-runs every manifest of an Application before it applies any, and one
+that fails fails the whole sync: a single Job the API server refuses would keep
+every Job of its spoke from starting, and finished ones from being pruned. So
+the rules the API server applies to a Job (its own validation, not the OpenAPI
+schema, which holds only types) are checked here, in the fleet repo, where the
+problem is one line naming the file and the field. Pure.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from reconciler import quantities
+
+# (field under the wrapped Job, reason with the fix)
+Refusal = tuple[str, str]
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# The name of a label or annotation key, and a label's value (which may be empty).
+QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+# All of an object's annotations, keys and values, the API server takes.
+MAX_ANNOTATION_BYTES = 256 * 1024
+# Resources the scheduler counts without a limit; any other (an extended
+# resource: GPUs) must have a limit, and a request only equal to it.
+OVERCOMMITTABLE = ("cpu", "memory", "ephemeral-storage")
+POD = "spec.template."
+
+
+def refused_by_api_server(job: Mapping[str, Any]) -> Refusal | None:
+    """The first field of the wrapped Job (apiVersion, kind, metadata, spec) that
+    the API server would refuse, or None."""
+    spec = job.get("spec") or {}
+    pod = (spec.get("template") or {}).get("spec") or {}
+    checks = (
+        _metadata(job.get("metadata") or {}, where="metadata"),
+        _job_spec(spec),
+        _metadata((spec.get("template") or {}).get("metadata") or {}, where=POD + "metadata"),
+        _labels(pod.get("nodeSelector") or {}, where=POD + "spec.nodeSelector"),
+        _containers(pod),
+        _volumes(pod),
+    )
+    return next((refusal for check in checks for refusal in check), None)
+
+
+# Annotations on the wrapped Job that would change how Argo CD applies it. A hook
+# runs again at every sync and is deleted by its policy. When Caspian flips
+# suspend, Replace=true fails on the selector Kubernetes generated for the Job
+# and Force=true deletes and re-creates it (runs it again); Prune=false keeps a
+# cancelled or finished Job on the spoke, and Prune=confirm waits for a person.
+_HOOKS = ("argocd.argoproj.io/hook", "argocd.argoproj.io/hook-delete-policy", "helm.sh/hook")
+_SYNC_OPTIONS = ("argocd.argoproj.io/sync-options",)
+_REFUSED_OPTIONS = ("replace=true", "force=true", "prune=false", "prune=confirm")
+
+
+def fought_by_argocd(job: Mapping[str, Any]) -> Refusal | None:
+    """The first field of the wrapped Job that would change how Argo CD applies
+    it, or None."""
+    for key, value in ((job.get("metadata") or {}).get("annotations") or {}).items():
+        if why := _argocd_override(str(key), str(value)):
+            return f"metadata.annotations.{key}", why
+    if "ttlSecondsAfterFinished" in (job.get("spec") or {}):
+        return (
+            "spec.ttlSecondsAfterFinished",
+            "remove it: Argo CD would re-create a Job that deletes itself; "
+            "Caspian removes finished Jobs from rendered/ instead",
+        )
+    return None
+
+
+def _argocd_override(key: str, value: str) -> str | None:
+    """Why the annotation `key: value` on the wrapped Job cannot stay, or None."""
+    if key in _HOOKS or key.startswith("helm.sh/hook-"):
+        return (
+            "remove it: a sync hook runs again at every sync and Argo CD deletes it; "
+            "Caspian's Jobs run once, when their start comes"
+        )
+    if key in _SYNC_OPTIONS:
+        options = [o.strip() for o in value.split(",")]
+        refused = [o for o in options if o.lower() in _REFUSED_OPTIONS]
+        if refused:
+            return (
+                f"remove {', '.join(refused)}: Caspian starts a Job by changing its "
+                "suspend in place and cancels it by removing its file, which needs "
+                "Argo CD's plain apply and prune"
+            )
+    return None
+
+
+def _job_spec(spec: Mapping[str, Any]) -> Iterator[Refusal]:
+    restart = ((spec.get("template") or {}).get("spec") or {}).get("restartPolicy")
+    if restart not in ("Never", "OnFailure"):
+        # The API server refuses any other, and the default (Always).
+        found = "missing" if restart is None else f"{restart!r}"
+        yield (
+            POD + "spec.restartPolicy",
+            f"{found}: Kubernetes runs a Job's pods only with Never or OnFailure; "
+            "add restartPolicy: Never",
+        )
+    if spec.get("selector") is not None and not spec.get("manualSelector"):
+        # As `kubectl get job -o yaml` writes it, with the controller-uid labels.
+        yield (
+            "spec.selector",
+            "Kubernetes generates a Job's selector and refuses one written in: remove "
+            "spec.selector, and the controller-uid labels of the pod template",
+        )
+    backoff = spec.get("backoffLimit")
+    if backoff is not None and backoff < 0:
+        yield "spec.backoffLimit", f"{backoff} is negative: Kubernetes requires 0 or more"
+    deadline = spec.get("activeDeadlineSeconds")
+    if deadline is not None and deadline <= 0:
+        yield "spec.activeDeadlineSeconds", f"{deadline}: Kubernetes requires more than 0"
+    indexed = spec.get("completionMode") == "Indexed"
+    if indexed and spec.get("completions") is None:
+        yield (
+            "spec.completions",
+            "required with completionMode: Indexed (one index per completion); set it",
+        )
+    for key in ("backoffLimitPerIndex", "maxFailedIndexes"):
+        if spec.get(key) is not None and not indexed:
+            yield f"spec.{key}", "only an Indexed Job takes it: set completionMode: Indexed"
+    if spec.get("podFailurePolicy") is not None and restart != "Never":
+        yield (
+            "spec.podFailurePolicy",
+            "Kubernetes takes a pod failure policy only with restartPolicy: Never",
+        )
+
+
+def _containers(pod: Mapping[str, Any]) -> Iterator[Refusal]:
+    volumes = {v.get("name") for v in pod.get("volumes") or [] if isinstance(v, dict)}
+    seen: set[str] = set()
+    for kind in ("initContainers", "containers"):
+        for index, container in enumerate(pod.get(kind) or []):
+            if not isinstance(container, dict):
+                continue  # the schema says so
+            where = f"{POD}spec.{kind}[{index}]."
+            name = container.get("name")
+            if not isinstance(name, str) or not _is_dns_label(name):
+                yield where + "name", f"{name!r} is not a DNS label: use lower case, digits and '-'"
+            elif name in seen:
+                yield where + "name", f"{name!r} is taken by another container: rename one"
+            seen.add(str(name))
+            if not container.get("image"):
+                yield where + "image", "required: the container's image"
+            yield from _mounts(container, volumes=volumes, where=where)
+            yield from _ports(container, where=where)
+            yield from _resources(container.get("resources") or {}, where=where + "resources.")
+
+
+def _mounts(container: Mapping[str, Any], *, volumes: set[Any], where: str) -> Iterator[Refusal]:
+    paths: set[str] = set()
+    for index, mount in enumerate(container.get("volumeMounts") or []):
+        if not isinstance(mount, dict):
+            continue
+        field = f"{where}volumeMounts[{index}]."
+        if mount.get("name") not in volumes:
+            yield (
+                field + "name",
+                f"{mount.get('name')!r} names no volume of the pod: add it to "
+                "spec.template.spec.volumes, or fix the name",
+            )
+        path = mount.get("mountPath")
+        if not path:
+            yield field + "mountPath", "required: where the volume goes in the container"
+        elif path in paths:
+            yield field + "mountPath", f"{path!r} is mounted twice in this container"
+        paths.add(str(path))
+
+
+def _ports(container: Mapping[str, Any], *, where: str) -> Iterator[Refusal]:
+    for index, port in enumerate(container.get("ports") or []):
+        if not isinstance(port, dict):
+            continue
+        for key, low in (("containerPort", 1), ("hostPort", 0)):
+            value = port.get(key)
+            if isinstance(value, int) and not low <= value <= 65535:
+                yield f"{where}ports[{index}].{key}", f"{value} is not a port ({low}-65535)"
+
+
+def _resources(resources: Mapping[str, Any], *, where: str) -> Iterator[Refusal]:
+    requests = _amounts(resources.get("requests"))
+    limits = _amounts(resources.get("limits"))
+    for key, (text, amount) in requests.items():
+        if key in OVERCOMMITTABLE:
+            if key in limits and amount > limits[key][1]:
+                yield (
+                    f"{where}requests[{key}]",
+                    f"{text!r} is more than its limit {limits[key][0]!r}: Kubernetes "
+                    "refuses a request above the limit; lower one or raise the other",
+                )
+        elif key not in limits:
+            yield (
+                f"{where}limits[{key}]",
+                f"required: Kubernetes takes {key} only with a limit, equal to the "
+                f"request; set limits[{key}]: {text!r}",
+            )
+        elif amount != limits[key][1]:
+            yield (
+                f"{where}requests[{key}]",
+                f"{text!r} differs from its limit {limits[key][0]!r}: Kubernetes takes "
+                f"{key} only with the request equal to the limit",
+            )
+    for key, (text, amount) in limits.items():
+        if key not in OVERCOMMITTABLE and not key.startswith("hugepages-") and amount % 1:
+            yield f"{where}limits[{key}]", f"{text!r}: {key} comes in whole units"
+
+
+def _amounts(values: Any) -> dict[str, tuple[Any, float]]:
+    """Each quantity as written and as a number; one that does not parse is left
+    to the reading of requests, which names it."""
+    found = {}
+    for key, text in (values or {}).items() if isinstance(values, dict) else ():
+        try:
+            found[str(key)] = (text, quantities.quantity(text))
+        except ValueError:
+            continue
+    return found
+
+
+def _volumes(pod: Mapping[str, Any]) -> Iterator[Refusal]:
+    seen: set[str] = set()
+    for index, volume in enumerate(pod.get("volumes") or []):
+        if not isinstance(volume, dict):
+            continue
+        name = volume.get("name")
+        field = f"{POD}spec.volumes[{index}].name"
+        if not isinstance(name, str) or not _is_dns_label(name):
+            yield field, f"{name!r} is not a DNS label: use lower case, digits and '-'"
+        elif name in seen:
+            yield field, f"{name!r} is taken by another volume: rename one"
+        seen.add(str(name))
+
+
+def _metadata(metadata: Mapping[str, Any], *, where: str) -> Iterator[Refusal]:
+    yield from _labels(metadata.get("labels") or {}, where=f"{where}.labels")
+    annotations = metadata.get("annotations") or {}
+    for key in annotations:
+        if why := _bad_key(str(key)):
+            yield f"{where}.annotations[{key}]", why
+    size = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in annotations.items())
+    if size > MAX_ANNOTATION_BYTES:
+        yield (
+            f"{where}.annotations",
+            f"{size} bytes, more than the {MAX_ANNOTATION_BYTES} Kubernetes takes: keep "
+            "large data in a ConfigMap or the image",
+        )
+
+
+def _labels(labels: Mapping[str, Any], *, where: str) -> Iterator[Refusal]:
+    for key, value in labels.items():
+        if why := _bad_key(str(key)):
+            yield f"{where}[{key}]", why
+        text = str(value)
+        if len(text) > 63 or (text and not QUALIFIED_NAME.match(text)):
+            yield (
+                f"{where}[{key}]",
+                f"{text!r} is not a label value: at most 63 letters, digits, '-', '_' or '.', "
+                "starting and ending with a letter or digit",
+            )
+
+
+def _bad_key(key: str) -> str | None:
+    """Why `key` is no label or annotation key ([prefix/]name), or None."""
+    prefix, _, name = key.rpartition("/")
+    if "/" in prefix or (key.count("/") and not prefix):
+        return f"{key!r}: a key is a name, or one DNS prefix, '/' and a name"
+    if prefix and (len(prefix) > 253 or not DNS_SUBDOMAIN.match(prefix)):
+        return (
+            f"{key!r}: its prefix {prefix!r} is not a DNS subdomain (lower case, digits, '-', '.')"
+        )
+    if len(name) > 63 or not QUALIFIED_NAME.match(name):
+        return (
+            f"{key!r}: its name must be at most 63 letters, digits, '-', '_' or '.', "
+            "starting and ending with a letter or digit"
+        )
+    return None
+
+
+def _is_dns_label(value: str) -> bool:
+    return len(value) <= 63 and bool(DNS_LABEL.match(value))
