@@ -31,7 +31,7 @@ from pydantic.alias_generators import to_camel
 
 from carbon import CarbonSourceConfig
 from optimizer.model import SolverSettings, Weights
-from reconciler import jobspec, pods, quantities, refusals, yamlio
+from reconciler import jobspec, pods, quantities, refusals, selectors, yamlio
 
 API_VERSION = "caspian.dev/v1alpha1"
 APPWRAPPER_API = "workload.codeflare.dev/v1beta2"
@@ -605,6 +605,7 @@ def _hints(
         "not-before",
         "power-watts",
         "spokes",
+        "spoke-selector",
     }
     for key in annotations:
         if key.startswith(ANNOTATION) and key.removeprefix(ANNOTATION) not in known:
@@ -640,11 +641,28 @@ def _hints(
             )
         return chosen
 
+    listed = parse("spokes", spoke_list) or tuple(names)
+    selector = parse("spoke-selector", selectors.parse)
+    allowed = listed
+    if selector is not None:
+        labelled = {spoke.name: spoke.metadata.labels for spoke in spokes}
+        allowed = tuple(name for name in listed if selectors.matches(selector, labelled[name]))
+        if not allowed:
+            among = "spokes caspian.dev/spokes lists" if len(listed) < len(names) else "spokes"
+            labels = "; ".join(
+                f"{name}: {', '.join(f'{k}={v}' for k, v in labelled[name].items()) or '-'}"
+                for name in listed
+            )
+            raise jobspec.FieldError(
+                ANNOTATION + "spoke-selector",
+                f"selects none of the {among} (their labels: {labels}); "
+                "loosen it, or label a spoke in its file's metadata.labels",
+            )
     return {
         "deadline": parse("deadline", quantities.timestamp),
         "complete_within": parse("complete-within", quantities.duration),
         "not_before": parse("not-before", quantities.timestamp),
         "duration": parse("duration", quantities.duration) or policy.spec.defaults.duration,
         "power_watts": parse("power-watts", watts) or policy.spec.defaults.power_watts,
-        "allowed_spokes": parse("spokes", spoke_list) or tuple(names),
+        "allowed_spokes": allowed,
     }

@@ -21,6 +21,7 @@ PURE = (
     "reconciler/pods.py",
     "reconciler/jobspec.py",
     "reconciler/refusals.py",
+    "reconciler/selectors.py",
     "reconciler/plotting.py",
     "reconciler/yamlio.py",
     "reconciler/owned.py",
