@@ -316,6 +316,13 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
             if problem.file in (entry.source, entry.source.split("#")[0]):
                 click.echo(f"  its file has a problem, so it is held as it was: {problem.line()}")
     request = decision.jobs.get(entry.id)
+    if request is not None:
+        barred = [spoke for spoke in decision.spokes if spoke not in request.allowed_spokes]
+        if barred:
+            click.echo(
+                f"  not on {', '.join(barred)}: not among the spokes its "
+                "caspian.dev/spokes or caspian.dev/spoke-selector allow"
+            )
     unfit = decision.no_node_fits.get(entry.id, {})
     for spoke in request.allowed_spokes if request else ():
         why = decision.closed.get(spoke) or unfit.get(spoke)

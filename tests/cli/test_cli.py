@@ -253,6 +253,21 @@ def test_explain_shows_the_place_and_the_cleaner_places_that_were_taken(run, tmp
     assert gitutil.head(remote) == head  # explain commits nothing
 
 
+def test_explain_names_the_spokes_a_selector_leaves_out(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    text = appwrapper("eu-only", annotations={"caspian.dev/spoke-selector": "region!=us-west"})
+    gitutil.user_commit(remote, {"jobs/eu-only.yaml": text.encode()})
+    result = run("explain", "eu-only", "--repo", remote, *AT)
+    assert result.exit_code == 0, result.output
+    assert "  not on california: not among the spokes its caspian.dev/spokes or " in result.output
+    places = [line.split()[0] for line in result.output.splitlines() if " gCO2  " in line]
+    assert places
+    assert "california" not in places
+    everywhere = run("explain", "etl-daily", "--repo", remote, *AT)
+    assert "not among the spokes" not in everywhere.output
+
+
 def test_explain_names_the_allowed_spokes_that_take_no_new_work(run, tmp_path) -> None:
     remote = tmp_path / "fleet.git"
     run("init", "--bare", remote)
