@@ -13,7 +13,7 @@ work, and its running Jobs keep their place.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -36,6 +36,10 @@ OWNED_POD_LABEL = "caspian.dev/appwrapper"
 # Set on a Job's pods by the Job controller (job-name before Kubernetes 1.27).
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 MAX_PARALLEL = 16
+# Lists come in pages, as kubectl asks for them: each page is one call within the
+# timeout, where a large cluster's pods in one answer could take longer.
+PAGE = 500
+MOST_PAGES = 1000  # half a million objects; past that, an answer going round
 RESOURCES = {"cpu": "cpu", "memory": "memory", "gpu": "nvidia.com/gpu"}
 
 
@@ -75,18 +79,25 @@ class KubeObserver:
         try:
             api = _client(self.kubeconfig, context=context)
             core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
-            nodes = core.list_node(_request_timeout=self.timeout).items
+            nodes = self._all(core.list_node)
             asking = "pod list"
-            pods = core.list_pod_for_all_namespaces(
+            pods = self._all(
+                core.list_pod_for_all_namespaces,
                 field_selector="status.phase!=Succeeded,status.phase!=Failed",
-                _request_timeout=self.timeout,
-            ).items
+            )
             asking = "Job list"
-            jobs = batch.list_job_for_all_namespaces(
+            jobs = self._all(
+                batch.list_job_for_all_namespaces,
                 label_selector=f"app.kubernetes.io/managed-by={MANAGED_BY}",
-                _request_timeout=self.timeout,
-            ).items
-        except (ApiException, HTTPError, OSError, config.ConfigException, KubeconfigError) as error:
+            )
+        except (
+            ApiException,
+            HTTPError,
+            OSError,
+            config.ConfigException,
+            KubeconfigError,
+            PagingError,
+        ) as error:
             return self._down(spoke, _reason(error))
         except (ValueError, TypeError):
             # The client's models refuse a body that is no Kubernetes list: a
@@ -119,6 +130,30 @@ class KubeObserver:
             placed_on=where,
         )
 
+    def _all(self, list_call: Callable[..., Any], **query: str) -> list[Any]:
+        """Every item of a list. A continue token that expired (410) starts the
+        list again, once: pages of two snapshots could count a pod twice."""
+        try:
+            return self._pages(list_call, **query)
+        except ApiException as error:
+            if error.status != 410:
+                raise
+            return self._pages(list_call, **query)
+
+    def _pages(self, list_call: Callable[..., Any], **query: str) -> list[Any]:
+        items: list[Any] = []
+        token, seen = None, set()
+        for _ in range(MOST_PAGES):
+            page = list_call(limit=PAGE, _continue=token, _request_timeout=self.timeout, **query)
+            items.extend(page.items)
+            token = page.metadata._continue if page.metadata is not None else None
+            if not token:
+                return items
+            if token in seen:
+                raise PagingError("its API gave the same continue token twice")
+            seen.add(token)
+        raise PagingError(f"its API answered more than {MOST_PAGES} pages of {PAGE}")
+
     def _down(self, spoke: Spoke, reason: str) -> SpokeState:
         context = spoke.spec.kube_context
         log.warning("spoke %s (context %s) is down: %s", spoke.name, context, reason)
@@ -132,6 +167,10 @@ class KubeObserver:
             source=f"kube:{context}",
             reason=reason[:160],
         )
+
+
+class PagingError(Exception):
+    """A paged list that does not end."""
 
 
 class KubeconfigError(Exception):
@@ -274,7 +313,7 @@ def _reason(error: Exception) -> str:
         return f"HTTP {error.status} {error.reason}"
     if isinstance(error, MaxRetryError):
         if isinstance(error.reason, ReadTimeoutError):
-            return f"no answer in time from {error.url}"
+            return f"no answer in time from {(error.url or '').split('?')[0]}"
         error = error.reason or error
     text = str(error)
     return text if len(text) < 160 else text[:157] + "..."

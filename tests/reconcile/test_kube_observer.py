@@ -252,6 +252,55 @@ def test_one_job_name_in_two_namespaces_is_two_jobs(tmp_path) -> None:
     assert state.jobs == {"batch/etl-5e6f7a8b": "Succeeded", "media/etl-5e6f7a8b": "Running"}
 
 
+def paged(kind, items, *, size, expire_once=False, stuck=False):
+    """A list route that answers `size` items a page, with continue tokens as the
+    API server gives them; `expire_once`: the first continued call gets 410."""
+    expired = []
+
+    def answer(seen):
+        token = seen.query.get("continue", [""])[0]
+        start = int(token) if token else 0
+        if token and expire_once and not expired:
+            expired.append(token)
+            return Reply(status=410, body={"kind": "Status", "code": 410, "reason": "Expired"})
+        end = start + size
+        body = listing(kind, items[start:end])
+        if end < len(items):
+            body["metadata"]["continue"] = "1" if stuck else str(end)
+        return Reply(body=body)
+
+    return answer
+
+
+def test_lists_are_read_page_by_page_to_the_end(tmp_path) -> None:
+    nodes = [node(f"n-{i}", cpu="1", memory="1Gi") for i in range(7)]
+    others = [pod(f"p-{i}", f"n-{i % 7}", "Running", cpu="100m", memory="1Mi") for i in range(12)]
+    with serve() as api:
+        api.routes["/api/v1/nodes"] = paged("NodeList", nodes, size=3)
+        api.routes["/api/v1/pods"] = paged("PodList", others, size=5, expire_once=True)
+        api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [job("train-1a2b3c4d")])))
+        state = observe(tmp_path, {"paris": api.url})["paris"]
+        node_calls = api.requests_to("/api/v1/nodes")
+        pod_calls = api.requests_to("/api/v1/pods")
+    assert state.up, state.reason
+    assert len(state.nodes) == 7
+    assert state.cpu == pytest.approx(7 - 12 * 0.1)
+    assert [c.query.get("continue") for c in node_calls] == [None, ["3"], ["6"]]
+    assert all(c.query["limit"] == ["500"] for c in node_calls)
+    # The expired token starts the list again: pages of one snapshot only.
+    assert [c.query.get("continue") for c in pod_calls] == [None, ["5"], None, ["5"], ["10"]]
+    assert all(c.query["fieldSelector"] for c in pod_calls)
+
+
+def test_a_list_whose_pages_never_end_marks_the_spoke_down(tmp_path) -> None:
+    nodes = [node(f"n-{i}") for i in range(5)]
+    with serve() as api:
+        api.routes["/api/v1/nodes"] = paged("NodeList", nodes, size=2, stuck=True)
+        state = observe(tmp_path, {"paris": api.url})["paris"]
+    assert not state.up
+    assert state.reason == "its API gave the same continue token twice"
+
+
 def test_spokes_without_a_context_keep_their_declared_capacity(tmp_path) -> None:
     with serve() as api:
         healthy(api)
