@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from carbon import IntensitySeries
 from optimizer import baselines
@@ -73,6 +73,14 @@ def decide(
     finished = {
         job_id: phase for job_id, prev in prevs.items() if (phase := _finished(prev, spokes))
     }
+    # Held by their AppWrapper's spec.suspend before they started: not planned.
+    suspended = {
+        job.id
+        for job in fleet.jobs
+        if job.suspended
+        and job.id not in finished
+        and not (prevs[job.id] is not None and prevs[job.id].phase in FIXED)
+    }
     groups = {name: pools.node_groups(state.nodes) for name, state in spokes.items()}
     no_node_fits = _no_node_fits(fleet.jobs, groups)
     # Per job, every spoke it may use but cannot go to now, with why.
@@ -88,7 +96,7 @@ def decide(
             overrunning=_overrunning(prevs[job.id], spokes, now=now),
         )
         for job in fleet.jobs
-        if job.id not in finished
+        if job.id not in finished and job.id not in suspended
     ]
     # A held job on a spoke that has left the fleet holds no capacity anywhere.
     opt_jobs.extend(_held_as_fixed([e for e in held if e.spoke in spokes], horizon))
@@ -115,6 +123,9 @@ def decide(
             # Its file may be back after a removal: the record is live again.
             entries.append(prev.model_copy(update={"phase": finished[job.id], "removed_at": None}))
             continue
+        if job.id in suspended:
+            entries.append(_suspended_entry(job, prev, fleet=fleet, now=now))
+            continue
         seen = spokes[prev.spoke].jobs if prev is not None and prev.spoke in spokes else {}
         entry = _entry(
             job,
@@ -126,6 +137,8 @@ def decide(
             now=now,
             spokes_seen=seen,
         )
+        if job.suspended:
+            entry = entry.model_copy(update={"reason": _join(entry.reason, SUSPENDED_STARTED)})
         entries.append(_blame_closed_spokes(entry, job, shut[job.id]))
     entries.extend(_invalid_entries(fleet.problems))
     return Decision(
@@ -149,6 +162,42 @@ def decide(
             for zone in sorted(set(zones(fleet).values()))
         },
     )
+
+
+SUSPENDED = "its AppWrapper's spec.suspend is true: set it to false to plan it"
+SUSPENDED_STARTED = (
+    "its AppWrapper's spec.suspend is true, but it had started: Caspian does not stop a "
+    "started Job; delete the AppWrapper to cancel it"
+)
+
+
+def _suspended_entry(job: JobRequest, prev: Entry | None, *, fleet: Fleet, now: datetime) -> Entry:
+    """A job its AppWrapper holds: recorded, not planned, so not rendered (a Job
+    planned before leaves its spoke, never having started)."""
+    recorded = _recorded(job, prev, fleet=fleet, now=now)
+    return Entry(phase=Phase.SUSPENDED, reason=SUSPENDED, **recorded)
+
+
+def _recorded(
+    job: JobRequest, prev: Entry | None, *, fleet: Fleet, now: datetime
+) -> dict[str, Any]:
+    """What every entry of `job` records, wherever it goes."""
+    first_seen = prev.first_seen if prev and prev.first_seen else now
+    return {
+        "id": job.id,
+        "source": job.source,
+        "job_name": job.job_name,
+        "template_hash": job.template_hash,
+        "deadline": effective_deadline(job, first_seen=first_seen, fleet=fleet),
+        "first_seen": first_seen,
+        "cpu": job.cpu,
+        "memory_bytes": job.memory_bytes,
+        "gpu": job.gpu,
+    }
+
+
+def _join(first: str, second: str) -> str:
+    return f"{first}; {second}" if first else second
 
 
 def _file(source: str) -> str:
@@ -359,18 +408,7 @@ def _entry(
     now: datetime,
     spokes_seen: Mapping[str, str],
 ) -> Entry:
-    first_seen = prev.first_seen if prev and prev.first_seen else now
-    common = {
-        "id": job.id,
-        "source": job.source,
-        "job_name": job.job_name,
-        "template_hash": job.template_hash,
-        "deadline": effective_deadline(job, first_seen=first_seen, fleet=fleet),
-        "first_seen": first_seen,
-        "cpu": job.cpu,
-        "memory_bytes": job.memory_bytes,
-        "gpu": job.gpu,
-    }
+    common = _recorded(job, prev, fleet=fleet, now=now)
     assignment = plan.assignment(job.id)
     if assignment is None:
         reason = next(n.reason for n in plan.not_placed if n.id == job.id)

@@ -288,6 +288,9 @@ class JobRequest(BaseModel):
     not_before: datetime | None = None
     power_watts: float | None = None
     allowed_spokes: tuple[str, ...]
+    # The AppWrapper's own spec.suspend: the job is held, not planned, until it is
+    # false again (one that has started runs on).
+    suspended: bool = False
 
     @property
     def job_name(self) -> str:
@@ -586,6 +589,7 @@ def _job_from_doc(
         gpu=pod.gpu * pods_at_once,
         pod=pod,
         placement=placement,
+        suspended=doc["spec"].get("suspend") is True,
         **hints,
     )
 

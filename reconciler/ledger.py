@@ -22,6 +22,7 @@ LEDGER_PATH = "status/placements.yaml"
 
 class Phase(StrEnum):
     PENDING = "Pending"  # valid, not placed (yet): see reason
+    SUSPENDED = "Suspended"  # held by its AppWrapper's spec.suspend: not placed
     PLANNED = "Planned"  # spoke and start chosen; rendered suspended
     DISPATCHED = "Dispatched"  # start reached; rendered with suspend: false
     RUNNING = "Running"  # its spoke reports the Job active

@@ -39,7 +39,7 @@ def placement_table(decision: Decision) -> str:
             _note(e, now=decision.now),
         )
         for e in decision.ledger.entries
-        if e.phase in (*ACTIVE, Phase.PENDING) and not decision.retired(e)
+        if e.phase in (*ACTIVE, Phase.PENDING, Phase.SUSPENDED) and not decision.retired(e)
     ]
     return _markdown_table(header, rows)
 
@@ -65,6 +65,7 @@ def subject(old: Ledger, decision: Decision) -> str:
         ("cancelled", "cancel"),
         ("invalid", "invalid"),
         ("pending", "pending"),
+        ("suspended", "suspend"),
         ("forgotten", "forget"),
     ):
         if changes[kind]:
@@ -179,6 +180,7 @@ def _changes(old: Ledger, new: Ledger) -> dict[str, list[Entry]]:
             "cancelled",
             "invalid",
             "pending",
+            "suspended",
             "forgotten",
         )
     }
@@ -200,6 +202,8 @@ def _changes(old: Ledger, new: Ledger) -> dict[str, list[Entry]]:
             changes["invalid"].append(entry)
         elif entry.phase == Phase.PENDING and not (same and prev.reason == entry.reason):
             changes["pending"].append(entry)
+        elif entry.phase == Phase.SUSPENDED and not same:
+            changes["suspended"].append(entry)
     # An invalid file's entry goes when the file is mended: only the records of
     # removed jobs are forgotten.
     after = new.by_id()
@@ -226,6 +230,10 @@ def _describe_changes(old: Ledger, new: Ledger) -> Iterable[str]:
         yield f"- {entry.id} {entry.phase.value.lower()} on {entry.spoke}"
     for entry in changes["cancelled"]:
         yield f"- cancelled {entry.id}: {entry.reason}"
+    for entry in changes["suspended"]:
+        was = before.get(entry.id)
+        unplanned = f", off {was.spoke}" if was is not None and was.spoke else ""
+        yield f"- suspended {entry.id}{unplanned}: {entry.reason}"
     for entry in changes["forgotten"]:
         when = entry.removed_at
         removed = f"; AppWrapper removed {format_time(when)}" if when else ""

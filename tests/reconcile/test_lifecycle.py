@@ -652,3 +652,49 @@ def test_a_job_pinned_to_a_node_by_name_goes_where_that_node_is() -> None:
     assert decision.no_node_fits["batch/pinned"] == {
         "paris": "no node there matches its node selection (metadata.name In (frankfurt-1))"
     }
+
+
+def _suspend(files, path, value=True):
+    doc = yaml.safe_load(files[path])
+    doc["spec"]["suspend"] = value
+    return {**files, path: yaml.safe_dump(doc, sort_keys=False).encode()}
+
+
+def test_an_appwrapper_suspended_in_git_is_held_until_resumed() -> None:
+    decision, files = step(template_files(), now=NOW)
+    planned = next(e for e in entries(decision).values() if e.phase == "Planned")
+    job_file = f"rendered/{planned.spoke}/batch.{planned.job_name}.yaml"
+    assert job_file in render(decision, previous=files)
+    later = NOW + timedelta(minutes=20)
+    held, _ = step(_suspend(files, planned.source), now=later)
+    entry = entries(held)[planned.id]
+    assert entry.phase == "Suspended"
+    assert entry.reason == "its AppWrapper's spec.suspend is true: set it to false to plan it"
+    assert entry.first_seen == planned.first_seen  # its relative deadline does not slide
+    assert planned.id not in {a.id for a in held.plan.assignments}
+    # Never started, its Job leaves the spoke: Argo CD prunes it.
+    assert job_file not in render(held, previous=files)
+    message = messages.commit_message(old=decision.ledger, decision=held, input_commit="0" * 40)
+    assert message.startswith("suspend: 1 job")
+    assert f"- suspended {planned.id}, off {planned.spoke}: its AppWrapper's spec.suspend" in (
+        message
+    )
+    resumed, _ = step(_suspend(files, planned.source, value=False), now=later)
+    assert entries(resumed)[planned.id].phase == "Planned"
+
+
+def test_a_started_job_runs_on_when_its_appwrapper_is_suspended() -> None:
+    decision, files = step(template_files(), now=NOW)
+    started = next(e for e in entries(decision).values() if e.phase == "Dispatched")
+    later, _ = step(_suspend(files, started.source), now=NOW + timedelta(minutes=20))
+    entry = entries(later)[started.id]
+    assert (entry.phase, entry.spoke, entry.planned_start) == (
+        "Dispatched",
+        started.spoke,
+        started.planned_start,
+    )
+    assert "spec.suspend is true, but it had started" in entry.reason
+    job = yaml.safe_load(
+        render(later, previous=files)[f"rendered/{entry.spoke}/batch.{entry.job_name}.yaml"]
+    )
+    assert job["spec"]["suspend"] is False

@@ -238,6 +238,21 @@ def test_breaking_a_placed_jobs_file_keeps_its_committed_job(fleet_repo, remote)
     assert ledger["jobs/climate-sim.yaml"]["phase"] == "Invalid"
 
 
+def test_suspending_an_appwrapper_takes_its_planned_job_off_the_spoke(fleet_repo, remote) -> None:
+    reconcile(fleet_repo)
+    entry = gitutil.ledger(remote)["batch/climate-sim"]
+    assert entry["phase"] == "Planned"
+    path = f"rendered/{entry['spoke']}/batch.{entry['jobName']}.yaml"
+    doc = yaml.safe_load(gitutil.read(remote, "jobs/climate-sim.yaml"))
+    doc["spec"]["suspend"] = True
+    gitutil.user_commit(remote, {"jobs/climate-sim.yaml": yaml.safe_dump(doc).encode()})
+    outcome = reconcile(fleet_repo, at=NOW + timedelta(minutes=20))
+    assert not outcome.partial  # held on purpose: no failure
+    assert gitutil.ledger(remote)["batch/climate-sim"]["phase"] == "Suspended"
+    assert path not in gitutil.files(remote, "rendered/")
+    assert gitutil.message(remote).startswith("suspend: 1 job")
+
+
 def test_a_placed_jobs_file_turned_into_a_link_is_held(fleet_repo, remote) -> None:
     reconcile(fleet_repo)
     entry = gitutil.ledger(remote)["batch/climate-sim"]
