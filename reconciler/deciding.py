@@ -485,7 +485,17 @@ def _no_node_fits(
         unfit = {}
         for name in job.allowed_spokes:
             spoke_groups = groups.get(name)
-            if not spoke_groups or pools.some_node_takes(job.pod, job.placement, spoke_groups):
+            if not spoke_groups:
+                continue
+            if pools.some_node_takes(job.pod, job.placement, spoke_groups):
+                if job.placement.own_node and job.pods_at_once > 1:
+                    taking = pools.nodes_taking(job.pod, job.placement, spoke_groups)
+                    if taking < job.pods_at_once:
+                        unfit[name] = (
+                            f"its {job.pods_at_once} pods must each have a node of their own (a "
+                            "required podAntiAffinity on kubernetes.io/hostname), and "
+                            f"{taking} node{'s' if taking != 1 else ''} there can take one"
+                        )
                 continue
             # Why not takes a look at every node: once per placement and spoke.
             key = (name, job.placement.model_dump_json())

@@ -281,6 +281,7 @@ class JobRequest(BaseModel):
     memory_bytes: float
     gpu: float
     pod: pods.Resources  # one pod, which must fit on one node
+    pods_at_once: int = 1  # parallelism, at most completions
     placement: pods.Placement = pods.Placement()  # the nodes its pods may run on
     duration: timedelta
     deadline: datetime | None = None
@@ -588,6 +589,7 @@ def _job_from_doc(
         memory_bytes=pod.memory_bytes * pods_at_once,
         gpu=pod.gpu * pods_at_once,
         pod=pod,
+        pods_at_once=pods_at_once,
         placement=placement,
         suspended=doc["spec"].get("suspend") is True,
         **hints,

@@ -78,7 +78,48 @@ def placement(job_spec: Mapping[str, Any]) -> Placement:
             field = f"{where}.nodeSelectorTerms[{t}].matchFields[{e}]"
             requirements.append(_by_node_name(expression, field=field))
         terms.append(tuple(requirements))
-    return Placement(node_selector=selector, terms=tuple(terms), tolerations=tolerations(pod))
+    return Placement(
+        node_selector=selector,
+        terms=tuple(terms),
+        tolerations=tolerations(pod),
+        own_node=_one_pod_per_node(job_spec),
+    )
+
+
+HOSTNAME = "kubernetes.io/hostname"
+
+
+def _one_pod_per_node(job_spec: Mapping[str, Any]) -> bool:
+    """Whether a required pod anti-affinity keeps the Job's pods off each other's
+    nodes: a term on kubernetes.io/hostname whose label selector matches the pod
+    template's own labels. (A term without a selector matches no pod; an empty
+    one, every pod.)"""
+    template = job_spec.get("template") or {}
+    labels = {
+        str(k): str(v) for k, v in ((template.get("metadata") or {}).get("labels") or {}).items()
+    }
+    anti = ((template.get("spec") or {}).get("affinity") or {}).get("podAntiAffinity") or {}
+    for term in anti.get("requiredDuringSchedulingIgnoredDuringExecution") or []:
+        selector = (term or {}).get("labelSelector")
+        if (term or {}).get("topologyKey") != HOSTNAME or selector is None:
+            continue
+        wanted = selector.get("matchLabels") or {}
+        if any(labels.get(str(k)) != str(v) for k, v in wanted.items()):
+            continue
+        try:
+            expressions = [
+                Requirement(
+                    key=e.get("key"),
+                    operator=e.get("operator"),
+                    values=tuple(str(v) for v in e.get("values") or ()),
+                )
+                for e in selector.get("matchExpressions") or []
+            ]
+        except ValidationError:
+            continue  # an operator a label selector does not know: the API refuses it
+        if all(r.holds(labels) for r in expressions):
+            return True
+    return False
 
 
 def _by_node_name(expression: Mapping[str, Any], *, field: str) -> Requirement:

@@ -158,14 +158,18 @@ class Requirement(BaseModel):
 
 class Placement(BaseModel):
     """Which nodes a pod may run on: its nodeSelector, the terms of its required
-    node affinity (any one term, all of its expressions and fields), and its
-    tolerations."""
+    node affinity (any one term, all of its expressions and fields), its
+    tolerations, and whether it must have a node to itself among its Job's pods."""
 
     model_config = ConfigDict(frozen=True)
 
     node_selector: dict[str, str] = {}
     terms: tuple[tuple[Requirement, ...], ...] = ()
     tolerations: tuple[Toleration, ...] = ()
+    # Each pod of the Job needs a node of its own: a required pod anti-affinity
+    # on kubernetes.io/hostname against the Job's own pods (one per node, as
+    # distributed training often asks).
+    own_node: bool = False
 
     def allows(self, labels: Mapping[str, str], *, name: str = "") -> bool:
         if any(labels.get(key) != value for key, value in self.node_selector.items()):

@@ -51,6 +51,15 @@ def some_node_takes(pod: Resources, placement: Placement, groups: NodeGroups) ->
     )
 
 
+def nodes_taking(pod: Resources, placement: Placement, groups: NodeGroups) -> int:
+    """How many nodes of `groups` could each take one such pod."""
+    return sum(
+        sum(node.selected_by(placement) for node in nodes)
+        for (size, taints), nodes in groups.items()
+        if pod.fits_in(size) and all(placement.tolerates(t) for t in taints)
+    )
+
+
 class Pool(NamedTuple):
     """The nodes of one spoke alike in their taints and the labels jobs select
     on, and their free room."""

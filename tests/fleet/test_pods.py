@@ -4,10 +4,11 @@ tolerations say, read from a Job's pod template."""
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from reconciler import pools
 from reconciler.pods import Node, Placement, Requirement, Resources, Taint, Toleration
-from tests.fleet.helpers import appwrapper, fleet_with
+from tests.fleet.helpers import appwrapper, appwrapper_doc, fleet_with
 
 NODE = {"gpu.product": "A100", "zone": "b", "cores": "64"}
 
@@ -211,3 +212,69 @@ def test_a_toleration_the_api_server_refuses_is_a_problem_line(toleration, expec
     lines = [p.line() for p in fleet.problems]
     where = "jobs/extra.yaml:spec.components[0].template.spec.template.spec.tolerations[1]."
     assert len(lines) == 1 and lines[0].startswith(where + expected), lines
+
+
+def spread_job(term: dict | None, *, labels: dict | None = None) -> str:
+    doc = appwrapper_doc(job_spec={"parallelism": 4})
+    template = doc["spec"]["components"][0]["template"]["spec"]["template"]
+    template["metadata"] = {"labels": labels if labels is not None else {"app": "trainer"}}
+    if term is not None:
+        template["spec"]["affinity"] = {
+            "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}
+        }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+ON_HOST = "kubernetes.io/hostname"
+
+
+@pytest.mark.parametrize(
+    ("term", "own_node"),
+    [
+        ({"labelSelector": {"matchLabels": {"app": "trainer"}}, "topologyKey": ON_HOST}, True),
+        (
+            {
+                "labelSelector": {
+                    "matchExpressions": [{"key": "app", "operator": "In", "values": ["trainer"]}]
+                },
+                "topologyKey": ON_HOST,
+            },
+            True,
+        ),
+        ({"labelSelector": {}, "topologyKey": ON_HOST}, True),  # every pod
+        ({"topologyKey": ON_HOST}, False),  # no selector: no pod
+        ({"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": ON_HOST}, False),
+        (
+            {
+                "labelSelector": {"matchLabels": {"app": "trainer"}},
+                "topologyKey": "topology.kubernetes.io/zone",
+            },
+            False,
+        ),
+        (None, False),
+    ],
+)
+def test_a_pod_anti_affinity_on_the_host_against_its_own_pods_asks_a_node_each(
+    term, own_node
+) -> None:
+    job = {j.name: j for j in fleet_with(jobs__extra=spread_job(term)).jobs}["extra"]
+    assert job.placement.own_node is own_node
+    assert job.pods_at_once == 4
+
+
+def test_nodes_taking_counts_the_nodes_that_could_each_take_one_pod() -> None:
+    pod = Resources(cpu=8, memory_bytes=2**30, gpu=0)
+    big = Resources(cpu=16, memory_bytes=2**34, gpu=0)
+    small = Resources(cpu=4, memory_bytes=2**34, gpu=0)
+    tainted = (Taint(key="dedicated", effect="NoSchedule"),)
+    groups = pools.node_groups(
+        [
+            Node(name="a", allocatable=big, labels={"zone": "b"}),
+            Node(name="b", allocatable=big, labels={"zone": "b"}),
+            Node(name="c", allocatable=big, labels={"zone": "c"}),
+            Node(name="d", allocatable=small, labels={"zone": "b"}),
+            Node(name="e", allocatable=big, labels={"zone": "b"}, taints=tainted),
+        ]
+    )
+    assert pools.nodes_taking(pod, Placement(), groups) == 3
+    assert pools.nodes_taking(pod, Placement(node_selector={"zone": "b"}), groups) == 2

@@ -15,7 +15,7 @@ from reconciler.quantities import format_time
 from reconciler.rendering import render
 from reconciler.templates import template_files
 from tests.conftest import NOW, assert_valid_plan
-from tests.fleet.helpers import appwrapper
+from tests.fleet.helpers import appwrapper, appwrapper_doc
 
 
 def step(files, *, now, states=None):
@@ -652,6 +652,42 @@ def test_a_job_pinned_to_a_node_by_name_goes_where_that_node_is() -> None:
     assert decision.no_node_fits["batch/pinned"] == {
         "paris": "no node there matches its node selection (metadata.name In (frankfurt-1))"
     }
+
+
+def test_pods_that_need_a_node_each_go_only_where_there_are_enough_nodes() -> None:
+    def trainer(parallelism: int) -> dict[str, bytes]:
+        doc = appwrapper_doc(
+            "trainer",
+            annotations={"caspian.dev/spokes": "paris,frankfurt"},
+            job_spec={"parallelism": parallelism},
+            resources={"requests": {"cpu": "8", "memory": "8Gi"}},
+        )
+        template = doc["spec"]["components"][0]["template"]["spec"]["template"]
+        template["metadata"] = {"labels": {"app": "trainer"}}
+        template["spec"]["affinity"] = {
+            "podAntiAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "labelSelector": {"matchLabels": {"app": "trainer"}},
+                        "topologyKey": "kubernetes.io/hostname",
+                    }
+                ]
+            }
+        }
+        text = yaml.safe_dump(doc, sort_keys=False)
+        return {**template_files(), "jobs/trainer.yaml": text.encode()}
+
+    # Room for all four pods in all on either spoke; nodes for them only on frankfurt.
+    states = {"paris": {"nodes": nodes(64, count=2)}, "frankfurt": {"nodes": nodes(16, count=4)}}
+    decision, _ = step(trainer(4), now=NOW, states=states)
+    assert entries(decision)["batch/trainer"].spoke == "frankfurt"
+    assert decision.no_node_fits["batch/trainer"] == {
+        "paris": "its 4 pods must each have a node of their own (a required podAntiAffinity "
+        "on kubernetes.io/hostname), and 2 nodes there can take one"
+    }
+    assert_valid_plan(decision.instance, decision.plan)
+    two, _ = step(trainer(2), now=NOW, states=states)
+    assert "batch/trainer" not in two.no_node_fits
 
 
 def _suspend(files, path, value=True):
