@@ -137,8 +137,7 @@ def decide(
             now=now,
             spokes_seen=seen,
         )
-        if job.suspended:
-            entry = entry.model_copy(update={"reason": _join(entry.reason, SUSPENDED_STARTED)})
+        entry = _noting_suspend(entry, suspended=job.suspended)
         entries.append(_blame_closed_spokes(entry, job, shut[job.id]))
     entries.extend(_invalid_entries(fleet.problems))
     return Decision(
@@ -196,8 +195,13 @@ def _recorded(
     }
 
 
-def _join(first: str, second: str) -> str:
-    return f"{first}; {second}" if first else second
+def _noting_suspend(entry: Entry, *, suspended: bool) -> Entry:
+    """A started job's reason, which later reconciles carry over, says that its
+    AppWrapper is suspended while it is, once."""
+    base = entry.reason.replace(f"; {SUSPENDED_STARTED}", "").replace(SUSPENDED_STARTED, "")
+    if suspended:
+        base = f"{base}; {SUSPENDED_STARTED}" if base else SUSPENDED_STARTED
+    return entry if base == entry.reason else entry.model_copy(update={"reason": base})
 
 
 def _file(source: str) -> str:

@@ -722,14 +722,19 @@ def test_an_appwrapper_suspended_in_git_is_held_until_resumed() -> None:
 def test_a_started_job_runs_on_when_its_appwrapper_is_suspended() -> None:
     decision, files = step(template_files(), now=NOW)
     started = next(e for e in entries(decision).values() if e.phase == "Dispatched")
-    later, _ = step(_suspend(files, started.source), now=NOW + timedelta(minutes=20))
+    later, files_suspended = step(_suspend(files, started.source), now=NOW + timedelta(minutes=20))
     entry = entries(later)[started.id]
     assert (entry.phase, entry.spoke, entry.planned_start) == (
         "Dispatched",
         started.spoke,
         started.planned_start,
     )
-    assert "spec.suspend is true, but it had started" in entry.reason
+    assert entry.reason.count("spec.suspend is true, but it had started") == 1
+    # Carried over by the next reconciles once, and gone once it is resumed.
+    again, files = step(files_suspended, now=NOW + timedelta(minutes=40))
+    assert entries(again)[started.id].reason == entry.reason
+    resumed, _ = step(_suspend(files, started.source, value=False), now=NOW + timedelta(hours=1))
+    assert "spec.suspend" not in entries(resumed)[started.id].reason
     job = yaml.safe_load(
         render(later, previous=files)[f"rendered/{entry.spoke}/batch.{entry.job_name}.yaml"]
     )
