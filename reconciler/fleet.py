@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -41,7 +40,7 @@ ANNOTATION = "caspian.dev/"
 POLICY_FILE = "caspian.yaml"
 SPOKES_DIR = "spokes/"
 JOBS_DIR = "jobs/"
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_LABEL = refusals.DNS_LABEL
 
 Duration = Annotated[timedelta, BeforeValidator(lambda v: quantities.duration(v))]
 Quantity = Annotated[float, BeforeValidator(lambda v: quantities.quantity(v))]
