@@ -66,6 +66,7 @@ def subject(old: Ledger, decision: Decision) -> str:
         ("invalid", "invalid"),
         ("pending", "pending"),
         ("suspended", "suspend"),
+        ("replaced", "replace"),
         ("forgotten", "forget"),
     ):
         if changes[kind]:
@@ -181,12 +182,22 @@ def _changes(old: Ledger, new: Ledger) -> dict[str, list[Entry]]:
             "invalid",
             "pending",
             "suspended",
+            "replaced",
             "forgotten",
         )
     }
     for entry in new.entries:
         prev = before.get(entry.id)
         same = prev is not None and prev.phase == entry.phase
+        if (
+            prev is not None
+            and prev.phase in FIXED
+            and prev.job_name is not None
+            and prev.job_name != entry.job_name
+            and entry.phase not in (Phase.CANCELLED, Phase.INVALID)
+        ):
+            # An edited template is a new Job: the one that had started is pruned.
+            changes["replaced"].append(prev)
         if entry.phase == Phase.PLANNED:
             if prev is None or prev.phase != Phase.PLANNED or prev.job_name != entry.job_name:
                 changes["placed"].append(entry)
@@ -230,6 +241,11 @@ def _describe_changes(old: Ledger, new: Ledger) -> Iterable[str]:
         yield f"- {entry.id} {entry.phase.value.lower()} on {entry.spoke}"
     for entry in changes["cancelled"]:
         yield f"- cancelled {entry.id}: {entry.reason}"
+    for entry in changes["replaced"]:
+        yield (
+            f"- replaced {entry.id}: its template changed after it started on {entry.spoke}; "
+            f"Argo CD stops and prunes Job {entry.job_name}, and the new one is placed anew"
+        )
     for entry in changes["suspended"]:
         was = before.get(entry.id)
         unplanned = f", off {was.spoke}" if was is not None and was.spoke else ""

@@ -739,3 +739,26 @@ def test_a_started_job_runs_on_when_its_appwrapper_is_suspended() -> None:
         render(later, previous=files)[f"rendered/{entry.spoke}/batch.{entry.job_name}.yaml"]
     )
     assert job["spec"]["suspend"] is False
+
+
+def test_editing_a_started_jobs_template_replaces_it_and_the_commit_says_so() -> None:
+    decision, files = step(template_files(), now=NOW)
+    started = next(e for e in entries(decision).values() if e.phase == "Dispatched")
+    doc = yaml.safe_load(files[started.source])
+    job = doc["spec"]["components"][0]["template"]
+    job["spec"]["template"]["spec"]["containers"][0]["image"] = "python:3.13-slim"
+    edited = {**files, started.source: yaml.safe_dump(doc, sort_keys=False).encode()}
+    later, _ = step(edited, now=NOW + timedelta(minutes=20))
+    entry = entries(later)[started.id]
+    assert entry.job_name != started.job_name
+    old_file = f"rendered/{started.spoke}/batch.{started.job_name}.yaml"
+    assert old_file not in render(later, previous=edited)
+    message = messages.commit_message(old=decision.ledger, decision=later, input_commit="0" * 40)
+    assert "replace: 1 job" in message.splitlines()[0]
+    assert (
+        f"- replaced {started.id}: its template changed after it started on {started.spoke}; "
+        f"Argo CD stops and prunes Job {started.job_name}, and the new one is placed anew"
+    ) in message
+    # Nothing is replaced where nothing changed.
+    again = messages.commit_message(old=later.ledger, decision=later, input_commit="0" * 40)
+    assert "replaced" not in again
