@@ -77,8 +77,10 @@ class Target:
     url: str
     branch: str
     cache_dir: Path | None
-    observer_kind: str  # "declared" or "kube"
+    observer_kind: str  # "declared", "kube" or "argocd"
     kubeconfig: str | None
+    argocd_context: str | None = None
+    argocd_namespace: str = "argocd"
 
     def repo(self) -> FleetRepo:
         return FleetRepo(self.url, branch=self.branch, cache_dir=self.cache_dir)
@@ -88,6 +90,14 @@ class Target:
             from reconciler.kube import KubeObserver
 
             return KubeObserver(kubeconfig=self.kubeconfig)
+        if self.observer_kind == "argocd":
+            from reconciler.kube import ArgoCDObserver
+
+            return ArgoCDObserver(
+                kubeconfig=self.kubeconfig,
+                context=self.argocd_context,
+                namespace=self.argocd_namespace,
+            )
         return DeclaredCapacity()
 
 
@@ -103,11 +113,23 @@ _TARGET_OPTIONS = (
     ),
     click.option(
         "--observer",
-        type=click.Choice(["declared", "kube"]),
+        type=click.Choice(["declared", "kube", "argocd"]),
         default="declared",
         show_default=True,
-        help="Spoke capacity and Job status: as declared in spokes/, or from each spoke's API "
-        "server (its kubeContext) with declared capacity for spokes without one.",
+        help="Spoke capacity and Job status: as declared in spokes/; from each spoke's API "
+        "server (its kubeContext), with declared capacity for spokes without one; or declared "
+        "capacity with Job status from the hub's Argo CD Applications.",
+    ),
+    click.option(
+        "--argocd-context",
+        help="With --observer argocd: the kubeconfig context of Argo CD's cluster "
+        "(default: the current context; 'in-cluster' for the pod's own service account).",
+    ),
+    click.option(
+        "--argocd-namespace",
+        default="argocd",
+        show_default=True,
+        help="With --observer argocd: the namespace of Argo CD's Applications.",
     ),
     click.option(
         "--kubeconfig",
@@ -120,7 +142,7 @@ _TARGET_OPTIONS = (
 
 def target_options(command: Callable[..., None]) -> Callable[..., None]:
     """The options naming the fleet repo and the observer, handed to `command` as
-    one `target`: plan, reconcile, explain and watch take the same five."""
+    one `target`: plan, reconcile, explain and watch take the same ones."""
 
     @functools.wraps(command)
     def with_target(
@@ -130,6 +152,8 @@ def target_options(command: Callable[..., None]) -> Callable[..., None]:
         cache_dir: Path | None,
         observer: str,
         kubeconfig: str | None,
+        argocd_context: str | None,
+        argocd_namespace: str,
         **rest: Any,
     ) -> None:
         target = Target(
@@ -138,6 +162,8 @@ def target_options(command: Callable[..., None]) -> Callable[..., None]:
             cache_dir=cache_dir,
             observer_kind=observer,
             kubeconfig=kubeconfig,
+            argocd_context=argocd_context,
+            argocd_namespace=argocd_namespace,
         )
         command(*args, target=target, **rest)
 

@@ -1,5 +1,6 @@
 """What each spoke really has free, and how Caspian's Jobs there are doing, from
-its API server: the only module that imports `kubernetes`.
+its API server (`KubeObserver`), or how they are doing from the hub's Argo CD
+Applications (`ArgoCDObserver`): the only module that imports `kubernetes`.
 
 Free capacity = allocatable of nodes that are Ready, schedulable and carry no
 NoSchedule/NoExecute taint Caspian's Jobs would not tolerate, minus the requests
@@ -26,6 +27,7 @@ from urllib3.util.retry import Retry
 from reconciler import metrics
 from reconciler.decisions import SpokeState
 from reconciler.fleet import Fleet, Spoke
+from reconciler.observing import declared
 from reconciler.pods import InitContainer, Node, Resources, Taint, effective_request
 from reconciler.quantities import quantity
 from reconciler.rendering import MANAGED_BY
@@ -67,14 +69,7 @@ class KubeObserver:
     def _spoke(self, spoke: Spoke) -> SpokeState:
         context = spoke.spec.kube_context
         if not context:  # no cluster to ask: trust the declaration
-            declared = spoke.spec.capacity
-            return SpokeState(
-                name=spoke.name,
-                cpu=declared.cpu,
-                memory_bytes=declared.memory,
-                gpu=declared.gpu,
-                source="declared",
-            )
+            return declared(spoke)
         asking = "node list"
         try:
             api = _client(self.kubeconfig, context=context)
@@ -169,6 +164,107 @@ class KubeObserver:
         )
 
 
+IN_CLUSTER = "in-cluster"  # a context name that means the pod's service account
+# Argo CD's Applications for the spokes, as argocd/applicationset.yaml labels them.
+APPLICATIONS = "app.kubernetes.io/part-of=caspian"
+SPOKE_LABEL = "caspian.dev/spoke"
+JOB_HEALTH_CHECK = "resource.customizations.health.batch_Job"
+# Argo CD's health of a Job, as Caspian's lifecycle reads it. Suspended (not yet
+# dispatched) and Missing (not yet synced) say nothing of how it ran.
+HEALTH_PHASES = {"Progressing": "Running", "Healthy": "Succeeded", "Degraded": "Failed"}
+
+
+class ArgoCDObserver:
+    """Declared capacity, and the status of Caspian's Jobs as the hub's Argo CD
+    reports them in its Applications: for spokes whose API Caspian may not ask.
+
+    Argo CD's built-in Job health reads a Job resumed from suspend as Healthy
+    while it runs, so Healthy and Progressing count only where argocd-cm holds
+    the check of argocd/job-health.yaml; Degraded counts either way. Since 3.0
+    Argo CD keeps resources' health out of the Application unless
+    `controller.resource.health.persist` is "true". Where the hub cannot be read,
+    the spokes keep their declared capacity and no Job status moves."""
+
+    def __init__(
+        self,
+        *,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        namespace: str = "argocd",
+        timeout_s: float = 5.0,
+    ) -> None:
+        self.kubeconfig = kubeconfig
+        self.context = context
+        self.namespace = namespace
+        self.timeout = timeout_s
+
+    def observe(self, fleet: Fleet) -> dict[str, SpokeState]:
+        states = {spoke.name: declared(spoke) for spoke in fleet.spokes}
+        try:
+            api = _client(self.kubeconfig, context=self.context)
+            applications = client.CustomObjectsApi(api).list_namespaced_custom_object(
+                "argoproj.io",
+                "v1alpha1",
+                self.namespace,
+                "applications",
+                label_selector=APPLICATIONS,
+                _request_timeout=self.timeout,
+            )
+            settings = client.CoreV1Api(api).read_namespaced_config_map(
+                "argocd-cm", self.namespace, _request_timeout=self.timeout
+            )
+        except (ApiException, HTTPError, OSError, config.ConfigException, KubeconfigError) as error:
+            log.warning("Argo CD's Applications could not be read: %s", _reason(error))
+            return states
+        except (ValueError, TypeError):
+            log.warning(
+                "Argo CD's Applications could not be read: the answer is no Kubernetes list"
+            )
+            return states
+        checked = JOB_HEALTH_CHECK in ((settings.data or {}) if settings is not None else {})
+        if not checked:
+            log.warning(
+                "argocd-cm has no %s: a resumed Job reads Healthy there while it runs, so only "
+                "failures are read; apply argocd/job-health.yaml",
+                JOB_HEALTH_CHECK,
+            )
+        items = applications.get("items") if isinstance(applications, dict) else None
+        for application in items if isinstance(items, list) else []:
+            spoke, jobs = _application_jobs(application, checked=checked)
+            if spoke in states and jobs:
+                states[spoke] = states[spoke].model_copy(
+                    update={"jobs": jobs, "source": "declared+argocd"}
+                )
+        return states
+
+
+def _application_jobs(application: Any, *, checked: bool) -> tuple[str | None, dict[str, str]]:
+    """The spoke an Application syncs, and its Jobs' phases by namespace/name."""
+    if not isinstance(application, dict):
+        return None, {}
+    metadata = application.get("metadata") or {}
+    status = application.get("status") or {}
+    spoke = (metadata.get("labels") or {}).get(SPOKE_LABEL)
+    if status.get("resourceHealthSource") == "appTree":
+        log.warning(
+            "Argo CD keeps the health of %s's resources out of its Application: set "
+            'controller.resource.health.persist: "true" in argocd-cmd-params-cm',
+            metadata.get("name"),
+        )
+        return spoke, {}
+    jobs = {}
+    for resource in status.get("resources") or []:
+        if not isinstance(resource, dict):
+            continue
+        if (resource.get("group"), resource.get("kind")) != ("batch", "Job"):
+            continue
+        health = (resource.get("health") or {}).get("status")
+        phase = HEALTH_PHASES.get(health) if checked or health == "Degraded" else None
+        if phase and resource.get("namespace") and resource.get("name"):
+            jobs[f"{resource['namespace']}/{resource['name']}"] = phase
+    return spoke, jobs
+
+
 class PagingError(Exception):
     """A paged list that does not end."""
 
@@ -177,12 +273,16 @@ class KubeconfigError(Exception):
     """The kubeconfig could not be read (not its contexts: ConfigException says those)."""
 
 
-def _client(kubeconfig: str | None, *, context: str) -> client.ApiClient:
+def _client(kubeconfig: str | None, *, context: str | None) -> client.ApiClient:
     settings = client.Configuration()
     # urllib3 would try a read that timed out three more times: a spoke that
     # hangs then held the loop for four timeouts. One retry is for a dropped
     # connection only.
     settings.retries = Retry(total=1, read=0)
+    if context == IN_CLUSTER:
+        # The pod's own service account, as Caspian runs on the hub (deploy/).
+        config.load_incluster_config(client_configuration=settings)
+        return client.ApiClient(configuration=settings)
     try:
         return config.new_client_from_config(
             config_file=kubeconfig,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from reconciler.decisions import SpokeState
-from reconciler.fleet import Fleet
+from reconciler.fleet import Fleet, Spoke
 
 
 class Observer(Protocol):
@@ -17,13 +17,16 @@ class DeclaredCapacity:
     """Every spoke is up and has exactly what its file declares."""
 
     def observe(self, fleet: Fleet) -> dict[str, SpokeState]:
-        return {
-            spoke.name: SpokeState(
-                name=spoke.name,
-                cpu=spoke.spec.capacity.cpu,
-                memory_bytes=spoke.spec.capacity.memory,
-                gpu=spoke.spec.capacity.gpu,
-                source="declared",
-            )
-            for spoke in fleet.spokes
-        }
+        return {spoke.name: declared(spoke) for spoke in fleet.spokes}
+
+
+def declared(spoke: Spoke) -> SpokeState:
+    """A spoke as its file declares it: up, with its declared capacity."""
+    capacity = spoke.spec.capacity
+    return SpokeState(
+        name=spoke.name,
+        cpu=capacity.cpu,
+        memory_bytes=capacity.memory,
+        gpu=capacity.gpu,
+        source="declared",
+    )

@@ -1,0 +1,148 @@
+"""Job status from the hub's Argo CD Applications (`--observer argocd`), through
+the real `kubernetes` client, against a local server that answers the paths it
+calls as the API server would."""
+
+from __future__ import annotations
+
+import logging
+
+from click.testing import CliRunner
+
+from reconciler.cli import main
+from reconciler.kube import ArgoCDObserver
+from tests import gitutil
+from tests.fakehttp import Reply, serve
+from tests.fleet.helpers import fleet_with
+from tests.reconcile.test_kube_observer import kubeconfig
+
+APPS = "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications"
+SETTINGS = "/api/v1/namespaces/argocd/configmaps/argocd-cm"
+CHECKED = {"resource.customizations.health.batch_Job": "-- argocd/job-health.yaml\n"}
+
+
+def application(spoke: str, resources: list[dict], **status) -> dict:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {
+            "name": f"caspian-{spoke}",
+            "namespace": "argocd",
+            "labels": {"app.kubernetes.io/part-of": "caspian", "caspian.dev/spoke": spoke},
+        },
+        "spec": {},
+        "status": {"resources": resources, **status},
+    }
+
+
+def job(name: str, health: str | None, namespace: str = "batch") -> dict:
+    resource = {"group": "batch", "version": "v1", "kind": "Job", "namespace": namespace}
+    resource |= {"name": name, "status": "Synced"}
+    if health:
+        resource["health"] = {"status": health}
+    return resource
+
+
+def applications(*items: dict) -> Reply:
+    body = {"apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationList", "items": list(items)}
+    body["metadata"] = {"resourceVersion": "7"}
+    return Reply(body=body)
+
+
+def settings(data: dict) -> Reply:
+    return Reply(body={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}, "data": data})
+
+
+def observe(tmp_path, url):
+    config = kubeconfig(tmp_path, {"hub": url})
+    observer = ArgoCDObserver(kubeconfig=config, context="kind-hub", timeout_s=2.0)
+    return observer.observe(fleet_with())
+
+
+PARIS = [
+    job("queued-1a2b3c4d", "Suspended"),
+    job("train-5e6f7a8b", "Progressing"),
+    job("etl-9a8b7c6d", "Healthy"),
+    job("broken-0c1d2e3f", "Degraded"),
+    job("new-11223344", "Missing"),
+    job("unsynced-55667788", None),
+    {"group": "", "version": "v1", "kind": "Namespace", "name": "batch", "health": {}},
+]
+
+
+def test_job_health_in_the_applications_moves_the_jobs_of_each_spoke(tmp_path) -> None:
+    with serve() as api:
+        api.route(APPS, applications(application("paris", PARIS), application("mars", PARIS)))
+        api.route(SETTINGS, settings(CHECKED))
+        states = observe(tmp_path, api.url)
+        asked = api.requests_to(APPS)[0]
+    assert asked.query["labelSelector"] == ["app.kubernetes.io/part-of=caspian"]
+    assert states["paris"].jobs == {
+        "batch/train-5e6f7a8b": "Running",
+        "batch/etl-9a8b7c6d": "Succeeded",
+        "batch/broken-0c1d2e3f": "Failed",
+    }
+    assert states["paris"].source == "declared+argocd"
+    # Capacity stays as the spoke files declare it; other spokes are as declared.
+    declared = {s.name: s.spec.capacity for s in fleet_with().spokes}
+    assert states["paris"].cpu == declared["paris"].cpu and states["paris"].up
+    assert states["frankfurt"].jobs == {} and states["frankfurt"].source == "declared"
+    assert "mars" not in states
+
+
+def test_without_the_job_health_check_only_failures_count(tmp_path, caplog) -> None:
+    caplog.set_level(logging.WARNING)
+    with serve() as api:
+        api.route(APPS, applications(application("paris", PARIS)))
+        api.route(SETTINGS, settings({"url": "https://argocd.example.invalid"}))
+        states = observe(tmp_path, api.url)
+    # Argo CD's own check reads a Job resumed from suspend as Healthy while it runs.
+    assert states["paris"].jobs == {"batch/broken-0c1d2e3f": "Failed"}
+    assert "apply argocd/job-health.yaml" in caplog.text
+
+
+def test_health_kept_out_of_the_application_moves_nothing_and_says_why(tmp_path, caplog) -> None:
+    caplog.set_level(logging.WARNING)
+    app = application("paris", PARIS, resourceHealthSource="appTree")
+    with serve() as api:
+        api.route(APPS, applications(app))
+        api.route(SETTINGS, settings(CHECKED))
+        states = observe(tmp_path, api.url)
+    assert states["paris"].jobs == {}
+    assert 'controller.resource.health.persist: "true"' in caplog.text
+
+
+def test_a_hub_that_cannot_be_read_leaves_declared_capacity_and_no_status(tmp_path, caplog) -> None:
+    caplog.set_level(logging.WARNING)
+    for reply in (Reply(status=403, body={"kind": "Status"}), Reply(body=b"<html>proxy</html>")):
+        with serve() as api:
+            api.route(APPS, reply)
+            api.route(SETTINGS, settings(CHECKED))
+            states = observe(tmp_path, api.url)
+        assert all(state.up and state.jobs == {} for state in states.values())
+        assert all(state.source == "declared" for state in states.values())
+    assert "HTTP 403" in caplog.text
+    assert "kube-token-not-for-logs" not in caplog.text
+
+
+def test_reconcile_with_the_argocd_observer_records_a_job_finished(tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    runner_env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    run = CliRunner()
+    at = ["--now", "2026-11-22T02:00:00Z"]
+    assert run.invoke(main, ["init", "--bare", str(remote)]).exit_code == 0
+    first = run.invoke(main, ["reconcile", "--once", "--repo", str(remote), *at], env=runner_env)
+    assert first.exit_code == 0, first.output
+    started = next(e for e in gitutil.ledger(remote).values() if e["phase"] == "Dispatched")
+    namespace = started["id"].split("/")[0]
+    done = application(started["spoke"], [job(started["jobName"], "Healthy", namespace)])
+    with serve() as api:
+        api.route(APPS, applications(done))
+        api.route(SETTINGS, settings(CHECKED))
+        config = kubeconfig(tmp_path, {"hub": api.url})
+        args = ["--observer", "argocd", "--argocd-context", "kind-hub", "--kubeconfig", config]
+        later = ["--now", "2026-11-22T02:20:00Z"]
+        second = run.invoke(
+            main, ["reconcile", "--once", "--repo", str(remote), *args, *later], env=runner_env
+        )
+    assert second.exit_code == 0, second.output
+    assert gitutil.ledger(remote)[started["id"]]["phase"] == "Succeeded"
