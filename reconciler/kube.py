@@ -201,45 +201,60 @@ class ArgoCDObserver:
     def observe(self, fleet: Fleet) -> dict[str, SpokeState]:
         states = {spoke.name: declared(spoke) for spoke in fleet.spokes}
         try:
-            api = _client(self.kubeconfig, context=self.context)
-            applications = client.CustomObjectsApi(api).list_namespaced_custom_object(
-                "argoproj.io",
-                "v1alpha1",
-                self.namespace,
-                "applications",
-                label_selector=APPLICATIONS,
-                _request_timeout=self.timeout,
-            )
-            settings = client.CoreV1Api(api).read_namespaced_config_map(
-                "argocd-cm", self.namespace, _request_timeout=self.timeout
-            )
+            items, checked = self._read()
         except (ApiException, HTTPError, OSError, config.ConfigException, KubeconfigError) as error:
-            log.warning("Argo CD's Applications could not be read: %s", _reason(error))
-            return states
+            return _unread(states, _reason(error))
         except (ValueError, TypeError):
-            log.warning(
-                "Argo CD's Applications could not be read: the answer is no Kubernetes list"
-            )
-            return states
-        checked = JOB_HEALTH_CHECK in ((settings.data or {}) if settings is not None else {})
+            return _unread(states, "the answer is no Kubernetes list")
         if not checked:
             log.warning(
                 "argocd-cm has no %s: a resumed Job reads Healthy there while it runs, so only "
                 "failures are read; apply argocd/job-health.yaml",
                 JOB_HEALTH_CHECK,
             )
-        items = applications.get("items") if isinstance(applications, dict) else None
-        for application in items if isinstance(items, list) else []:
+        trusted = checked
+        for application in items:
             spoke, jobs = _application_jobs(application, checked=checked)
+            trusted = trusted and jobs is not None
             if spoke in states and jobs:
                 states[spoke] = states[spoke].model_copy(
                     update={"jobs": jobs, "source": "declared+argocd"}
                 )
+        metrics.ARGOCD_UP.set(1 if trusted else 0)
         return states
 
+    def _read(self) -> tuple[list[Any], bool]:
+        """Caspian's Applications, and whether argocd-cm holds the Job health check."""
+        api = _client(self.kubeconfig, context=self.context)
+        applications = client.CustomObjectsApi(api).list_namespaced_custom_object(
+            "argoproj.io",
+            "v1alpha1",
+            self.namespace,
+            "applications",
+            label_selector=APPLICATIONS,
+            _request_timeout=self.timeout,
+        )
+        settings = client.CoreV1Api(api).read_namespaced_config_map(
+            "argocd-cm", self.namespace, _request_timeout=self.timeout
+        )
+        # The custom-objects API hands back the body as it came: a proxy's page, say.
+        items = applications.get("items") if isinstance(applications, dict) else None
+        if not isinstance(items, list):
+            raise TypeError("no list of Applications")
+        return items, JOB_HEALTH_CHECK in ((settings.data or {}) if settings is not None else {})
 
-def _application_jobs(application: Any, *, checked: bool) -> tuple[str | None, dict[str, str]]:
-    """The spoke an Application syncs, and its Jobs' phases by namespace/name."""
+
+def _unread(states: dict[str, SpokeState], why: str) -> dict[str, SpokeState]:
+    log.warning("Argo CD's Applications could not be read: %s", why)
+    metrics.ARGOCD_UP.set(0)
+    return states
+
+
+def _application_jobs(
+    application: Any, *, checked: bool
+) -> tuple[str | None, dict[str, str] | None]:
+    """The spoke an Application syncs, and its Jobs' phases by namespace/name (None
+    where Argo CD keeps their health out of it)."""
     if not isinstance(application, dict):
         return None, {}
     metadata = application.get("metadata") or {}
@@ -251,7 +266,7 @@ def _application_jobs(application: Any, *, checked: bool) -> tuple[str | None, d
             'controller.resource.health.persist: "true" in argocd-cmd-params-cm',
             metadata.get("name"),
         )
-        return spoke, {}
+        return spoke, None
     jobs = {}
     for resource in status.get("resources") or []:
         if not isinstance(resource, dict):

@@ -47,6 +47,11 @@ def record_carbon(zone: str, series: IntensitySeries) -> None:
 SPOKE_UP = Gauge(
     "caspian_spoke_up", "1 when the spoke's API server answered the last observation", ["spoke"]
 )
+ARGOCD_UP = Gauge(
+    "caspian_argocd_up",
+    "1 when the last observation read Argo CD's Applications with Job health to trust "
+    "(--observer argocd): read, the job-health check in argocd-cm, health kept in them",
+)
 RECONCILES = Counter("caspian_reconcile_total", "Reconciles by result", ["result"])
 RECONCILE_SECONDS = Histogram(
     "caspian_reconcile_duration_seconds",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 from click.testing import CliRunner
+from prometheus_client import REGISTRY
 
 from reconciler.cli import main
 from reconciler.kube import ArgoCDObserver
@@ -87,6 +88,11 @@ def test_job_health_in_the_applications_moves_the_jobs_of_each_spoke(tmp_path) -
     assert states["paris"].cpu == declared["paris"].cpu and states["paris"].up
     assert states["frankfurt"].jobs == {} and states["frankfurt"].source == "declared"
     assert "mars" not in states
+    assert up() == 1
+
+
+def up() -> float | None:
+    return REGISTRY.get_sample_value("caspian_argocd_up")
 
 
 def test_without_the_job_health_check_only_failures_count(tmp_path, caplog) -> None:
@@ -98,6 +104,7 @@ def test_without_the_job_health_check_only_failures_count(tmp_path, caplog) -> N
     # Argo CD's own check reads a Job resumed from suspend as Healthy while it runs.
     assert states["paris"].jobs == {"batch/broken-0c1d2e3f": "Failed"}
     assert "apply argocd/job-health.yaml" in caplog.text
+    assert up() == 0
 
 
 def test_health_kept_out_of_the_application_moves_nothing_and_says_why(tmp_path, caplog) -> None:
@@ -109,6 +116,7 @@ def test_health_kept_out_of_the_application_moves_nothing_and_says_why(tmp_path,
         states = observe(tmp_path, api.url)
     assert states["paris"].jobs == {}
     assert 'controller.resource.health.persist: "true"' in caplog.text
+    assert up() == 0
 
 
 def test_a_hub_that_cannot_be_read_leaves_declared_capacity_and_no_status(tmp_path, caplog) -> None:
@@ -120,6 +128,7 @@ def test_a_hub_that_cannot_be_read_leaves_declared_capacity_and_no_status(tmp_pa
             states = observe(tmp_path, api.url)
         assert all(state.up and state.jobs == {} for state in states.values())
         assert all(state.source == "declared" for state in states.values())
+        assert up() == 0
     assert "HTTP 403" in caplog.text
     assert "kube-token-not-for-logs" not in caplog.text
 
