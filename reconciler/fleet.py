@@ -240,7 +240,15 @@ class SpokeSpec(Spec):
 
 class SpokeMeta(Spec):
     name: DnsLabel
-    labels: dict[str, str] = {}
+    labels: dict[str, str] = {}  # for jobs to select spokes by (caspian.dev/spoke-selector)
+
+    @field_validator("labels")
+    @classmethod
+    def _kubernetes_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key, value in labels.items():
+            if why := refusals.bad_label(key, value):
+                raise ValueError(why)
+        return labels
 
 
 class Spoke(Spec):

@@ -265,6 +265,11 @@ def _labels(labels: Mapping[str, Any], *, where: str) -> Iterator[Refusal]:
             )
 
 
+def bad_label(key: str, value: str) -> str | None:
+    """Why `key: value` is no Kubernetes label, or None."""
+    return next((why for _, why in _labels({key: value}, where="")), None)
+
+
 def _bad_key(key: str) -> str | None:
     """Why `key` is no label or annotation key ([prefix/]name), or None."""
     prefix, _, name = key.rpartition("/")

@@ -373,6 +373,13 @@ def test_the_same_name_twice_keeps_the_first_and_names_both_files() -> None:
             "caspian.yaml:spec: namespace 'default' is not among namespaces (batch): add it "
             "there, or name one of those",
         ),
+        (
+            {
+                "spokes__paris": SPOKE_HEAD + "metadata: {name: paris, labels: {tier: top gold}}\n"
+                "spec: {carbon: {zone: FR}, capacity: {cpu: 4, memory: 1Gi}}\n"
+            },
+            "spokes/paris.yaml:metadata.labels: 'top gold' is not a label value",
+        ),
         ({"caspian": "apiVersion: [\n"}, "caspian.yaml:-: not valid YAML"),
         ({"caspian": None}, "caspian.yaml:-: missing"),
         (
