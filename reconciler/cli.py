@@ -35,7 +35,7 @@ from reconciler import (
 )
 from reconciler.fleet import FleetConfigError, load_fleet
 from reconciler.gitrepo import FleetRepo, GitError, Identity, create_bare_repo, redact
-from reconciler.observing import DeclaredCapacity, Observer
+from reconciler.observing import DeclaredCapacity, Observer, StatusFilledIn
 from reconciler.quantities import format_time, timestamp
 
 EXIT_ERROR = 1
@@ -86,19 +86,18 @@ class Target:
         return FleetRepo(self.url, branch=self.branch, cache_dir=self.cache_dir)
 
     def observer(self) -> Observer:
-        if self.observer_kind == "kube":
-            from reconciler.kube import KubeObserver
+        if self.observer_kind == "declared":
+            return DeclaredCapacity()
+        from reconciler.kube import ArgoCDObserver, KubeObserver
 
-            return KubeObserver(kubeconfig=self.kubeconfig)
+        argocd = ArgoCDObserver(
+            kubeconfig=self.kubeconfig, context=self.argocd_context, namespace=self.argocd_namespace
+        )
         if self.observer_kind == "argocd":
-            from reconciler.kube import ArgoCDObserver
-
-            return ArgoCDObserver(
-                kubeconfig=self.kubeconfig,
-                context=self.argocd_context,
-                namespace=self.argocd_namespace,
-            )
-        return DeclaredCapacity()
+            return argocd
+        spokes = KubeObserver(kubeconfig=self.kubeconfig)
+        # Spokes without a kubeContext then get their Jobs' status from Argo CD.
+        return StatusFilledIn(spokes, argocd) if self.argocd_context else spokes
 
 
 _TARGET_OPTIONS = (
@@ -123,7 +122,9 @@ _TARGET_OPTIONS = (
     click.option(
         "--argocd-context",
         help="With --observer argocd: the kubeconfig context of Argo CD's cluster "
-        "(default: the current context; 'in-cluster' for the pod's own service account).",
+        "(default: the current context; 'in-cluster' for the pod's own service account). "
+        "With --observer kube: spokes without a kubeContext get their Jobs' status from "
+        "this Argo CD.",
     ),
     click.option(
         "--argocd-namespace",

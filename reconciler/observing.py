@@ -30,3 +30,29 @@ def declared(spoke: Spoke) -> SpokeState:
         gpu=capacity.gpu,
         source="declared",
     )
+
+
+class StatusFilledIn:
+    """`spokes` observes each spoke; where it could only take the spoke file's word
+    (no kubeContext), `status` says how Caspian's Jobs there are doing: the hub's
+    Argo CD for spokes Caspian may not ask."""
+
+    def __init__(self, spokes: Observer, status: Observer) -> None:
+        self.spokes = spokes
+        self.status = status
+
+    def observe(self, fleet: Fleet) -> dict[str, SpokeState]:
+        states = self.spokes.observe(fleet)
+        if all(state.source != "declared" for state in states.values()):
+            return states
+        reported = self.status.observe(fleet)
+        return {
+            name: (
+                state.model_copy(
+                    update={"jobs": reported[name].jobs, "source": reported[name].source}
+                )
+                if state.source == "declared" and name in reported
+                else state
+            )
+            for name, state in states.items()
+        }

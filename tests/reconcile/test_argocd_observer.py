@@ -9,12 +9,13 @@ import logging
 from click.testing import CliRunner
 from prometheus_client import REGISTRY
 
-from reconciler.cli import main
-from reconciler.kube import ArgoCDObserver
+from reconciler.cli import Target, main
+from reconciler.kube import ArgoCDObserver, KubeObserver
+from reconciler.observing import StatusFilledIn
 from tests import gitutil
 from tests.fakehttp import Reply, serve
 from tests.fleet.helpers import fleet_with
-from tests.reconcile.test_kube_observer import kubeconfig
+from tests.reconcile.test_kube_observer import healthy, kubeconfig
 
 APPS = "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications"
 SETTINGS = "/api/v1/namespaces/argocd/configmaps/argocd-cm"
@@ -155,3 +156,49 @@ def test_reconcile_with_the_argocd_observer_records_a_job_finished(tmp_path) -> 
         )
     assert second.exit_code == 0, second.output
     assert gitutil.ledger(remote)[started["id"]]["phase"] == "Succeeded"
+
+
+def test_with_the_kube_observer_only_spokes_without_a_context_take_argo_cds_word(
+    tmp_path,
+) -> None:
+    fleet = fleet_with()
+    context = {"paris": "kind-paris"}  # the others have none: Caspian may not ask them
+    paris_asked = tuple(
+        s.model_copy(
+            update={"spec": s.spec.model_copy(update={"kube_context": context.get(s.name)})}
+        )
+        for s in fleet.spokes
+    )
+    fleet = fleet.model_copy(update={"spokes": paris_asked})
+    with serve() as paris, serve() as hub:
+        healthy(paris)
+        hub.route(
+            APPS,
+            applications(
+                application("paris", [job("etl-5e6f7a8b", "Degraded")]),
+                application("frankfurt", [job("report-12345678", "Healthy")]),
+            ),
+        )
+        hub.route(SETTINGS, settings(CHECKED))
+        config = kubeconfig(tmp_path, {"paris": paris.url, "hub": hub.url})
+        observer = StatusFilledIn(
+            KubeObserver(kubeconfig=config),
+            ArgoCDObserver(kubeconfig=config, context="kind-hub"),
+        )
+        states = observer.observe(fleet)
+    # paris answers for itself; frankfurt, which Caspian may not ask, through Argo CD.
+    assert states["paris"].source == "kube:kind-paris"
+    assert states["paris"].jobs["batch/etl-5e6f7a8b"] == "Succeeded"
+    assert states["frankfurt"].jobs == {"batch/report-12345678": "Succeeded"}
+    assert states["frankfurt"].source == "declared+argocd"
+    assert states["california"].jobs == {} and states["california"].up
+
+
+def test_the_options_choose_the_observer() -> None:
+    def chosen(kind: str, context: str | None) -> type:
+        target = Target("fleet.git", "main", None, kind, None, argocd_context=context)
+        return type(target.observer())
+
+    assert chosen("kube", None) is KubeObserver
+    assert chosen("kube", "kind-hub") is StatusFilledIn
+    assert chosen("argocd", None) is ArgoCDObserver
