@@ -135,6 +135,7 @@ def _job_spec(spec: Mapping[str, Any]) -> Iterator[Refusal]:
 def _containers(pod: Mapping[str, Any]) -> Iterator[Refusal]:
     volumes = {v.get("name") for v in pod.get("volumes") or [] if isinstance(v, dict)}
     seen: set[str] = set()
+    port_names: set[str] = set()
     for kind in ("initContainers", "containers"):
         for index, container in enumerate(pod.get(kind) or []):
             if not isinstance(container, dict):
@@ -149,7 +150,7 @@ def _containers(pod: Mapping[str, Any]) -> Iterator[Refusal]:
             if not container.get("image"):
                 yield where + "image", "required: the container's image"
             yield from _mounts(container, volumes=volumes, where=where)
-            yield from _ports(container, where=where)
+            yield from _ports(container, where=where, names=port_names)
             yield from _resources(container.get("resources") or {}, where=where + "resources.")
 
 
@@ -173,7 +174,8 @@ def _mounts(container: Mapping[str, Any], *, volumes: set[Any], where: str) -> I
         paths.add(str(path))
 
 
-def _ports(container: Mapping[str, Any], *, where: str) -> Iterator[Refusal]:
+def _ports(container: Mapping[str, Any], *, where: str, names: set[str]) -> Iterator[Refusal]:
+    """Port numbers, and port names (IANA service names, unique in the pod)."""
     for index, port in enumerate(container.get("ports") or []):
         if not isinstance(port, dict):
             continue
@@ -181,6 +183,27 @@ def _ports(container: Mapping[str, Any], *, where: str) -> Iterator[Refusal]:
             value = port.get(key)
             if isinstance(value, int) and not low <= value <= 65535:
                 yield f"{where}ports[{index}].{key}", f"{value} is not a port ({low}-65535)"
+        name = port.get("name")
+        if name is None:
+            continue
+        if not isinstance(name, str) or not _is_service_name(name):
+            yield (
+                f"{where}ports[{index}].name",
+                f"{name!r} is not a port name: at most 15 lower-case letters, digits and "
+                "single '-' inside, with a letter among them",
+            )
+        elif name in names:
+            yield f"{where}ports[{index}].name", f"{name!r} names another port of the pod"
+        names.add(str(name))
+
+
+def _is_service_name(name: str) -> bool:
+    return (
+        len(name) <= 15
+        and bool(re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name))
+        and "--" not in name
+        and any(c.isalpha() for c in name)
+    )
 
 
 def _resources(resources: Mapping[str, Any], *, where: str) -> Iterator[Refusal]:

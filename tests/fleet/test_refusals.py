@@ -89,6 +89,22 @@ FAILURE_POLICY = {
             set_in(main, "ports", [{"containerPort": 70000}]),
             POD + "containers[0].ports[0].containerPort: 70000 is not a port (1-65535)",
         ),
+        (
+            set_in(main, "ports", [{"containerPort": 80, "name": "http_metrics"}]),
+            POD + "containers[0].ports[0].name: 'http_metrics' is not a port name",
+        ),
+        (
+            set_in(main, "ports", [{"containerPort": 80, "name": "metrics-endpoint"}]),
+            POD + "containers[0].ports[0].name: 'metrics-endpoint' is not a port name",
+        ),
+        (
+            set_in(
+                main,
+                "ports",
+                [{"containerPort": 80, "name": "web"}, {"containerPort": 81, "name": "web"}],
+            ),
+            POD + "containers[0].ports[1].name: 'web' names another port of the pod",
+        ),
         # Volumes
         (
             mounts({"name": "scratch", "mountPath": "/data"}),
@@ -195,7 +211,7 @@ def test_what_the_api_server_takes_passes() -> None:
     main(doc).update(
         {
             "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-            "ports": [{"containerPort": 8080, "hostPort": 0}],
+            "ports": [{"containerPort": 8080, "hostPort": 0, "name": "http-2"}],
             "resources": {
                 "requests": {"cpu": "500m", "memory": "1Gi"},
                 "limits": {"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": "1"},
