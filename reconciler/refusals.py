@@ -207,6 +207,16 @@ def _is_service_name(name: str) -> bool:
 
 
 def _resources(resources: Mapping[str, Any], *, where: str) -> Iterator[Refusal]:
+    for part in ("requests", "limits"):
+        for key in resources.get(part) or {}:
+            if not _is_resource_name(str(key)):
+                # A typo (cpus, Memory) would also be counted as asking for nothing.
+                yield (
+                    f"{where}{part}[{key}]",
+                    f"{key!r} is no resource Kubernetes knows: use cpu, memory, "
+                    "ephemeral-storage, hugepages-<size>, or a name with a domain "
+                    "(nvidia.com/gpu)",
+                )
     requests = _amounts(resources.get("requests"))
     limits = _amounts(resources.get("limits"))
     for key, (text, amount) in requests.items():
@@ -232,6 +242,13 @@ def _resources(resources: Mapping[str, Any], *, where: str) -> Iterator[Refusal]
     for key, (text, amount) in limits.items():
         if key not in OVERCOMMITTABLE and not key.startswith("hugepages-") and amount % 1:
             yield f"{where}limits[{key}]", f"{text!r}: {key} comes in whole units"
+
+
+def _is_resource_name(key: str) -> bool:
+    if key in OVERCOMMITTABLE or key.startswith("hugepages-"):
+        return True
+    prefix, _, name = key.partition("/")
+    return bool(name) and bool(DNS_SUBDOMAIN.match(prefix)) and _bad_key(key) is None
 
 
 def _amounts(values: Any) -> dict[str, tuple[Any, float]]:

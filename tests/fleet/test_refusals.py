@@ -138,6 +138,14 @@ FAILURE_POLICY = {
             POD + "containers[0].resources.limits[nvidia.com/gpu]: '500m': nvidia.com/gpu comes "
             "in whole units",
         ),
+        (
+            resources(requests={"cpus": "2", "memory": "1Gi"}),
+            POD + "containers[0].resources.requests[cpus]: 'cpus' is no resource Kubernetes knows",
+        ),
+        (
+            resources(limits={"Memory": "1Gi"}),
+            POD + "containers[0].resources.limits[Memory]: 'Memory' is no resource",
+        ),
         # Labels and annotations
         (
             labels("job", {"team": "data science"}),
@@ -213,8 +221,14 @@ def test_what_the_api_server_takes_passes() -> None:
             "volumeMounts": [{"name": "data", "mountPath": "/data"}],
             "ports": [{"containerPort": 8080, "hostPort": 0, "name": "http-2"}],
             "resources": {
-                "requests": {"cpu": "500m", "memory": "1Gi"},
-                "limits": {"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": "1"},
+                "requests": {"cpu": "500m", "memory": "1Gi", "ephemeral-storage": "1Gi"},
+                "limits": {
+                    "cpu": "1",
+                    "memory": "1Gi",
+                    "nvidia.com/gpu": "1",
+                    "hugepages-2Mi": "4Mi",
+                    "example.com/fpga-slot": "2",
+                },
             },
         }
     )
