@@ -40,14 +40,13 @@ ANNOTATION = "caspian.dev/"
 POLICY_FILE = "caspian.yaml"
 SPOKES_DIR = "spokes/"
 JOBS_DIR = "jobs/"
-DNS_LABEL = refusals.DNS_LABEL
 
 Duration = Annotated[timedelta, BeforeValidator(lambda v: quantities.duration(v))]
 Quantity = Annotated[float, BeforeValidator(lambda v: quantities.quantity(v))]
 
 
 def _dns_label(value: str) -> str:
-    if len(value) > 63 or not DNS_LABEL.match(value):
+    if not refusals.is_dns_label(value):
         raise ValueError(
             f"{value!r} is not a DNS label (lower-case letters, digits and '-', at most 63)"
         )
@@ -531,10 +530,10 @@ def _job_from_doc(
         return [Problem(file=source, field=f, reason=r) for f, r in schema_errors]
     metadata = doc.get("metadata") or {}
     name = metadata.get("name")
-    if not isinstance(name, str) or len(name) > 63 or not DNS_LABEL.match(name):
+    if not refusals.is_dns_label(name):
         return problem("metadata.name", "required: a DNS label (lower-case, digits, '-')")
     namespace = metadata.get("namespace") or policy.spec.namespace
-    if not isinstance(namespace, str) or len(namespace) > 63 or not DNS_LABEL.match(namespace):
+    if not refusals.is_dns_label(namespace):
         return problem(
             "metadata.namespace",
             f"{namespace!r} is not a valid namespace: a DNS label (lower-case, digits, '-', "

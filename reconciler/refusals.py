@@ -142,7 +142,7 @@ def _containers(pod: Mapping[str, Any]) -> Iterator[Refusal]:
                 continue  # the schema says so
             where = f"{POD}spec.{kind}[{index}]."
             name = container.get("name")
-            if not isinstance(name, str) or not _is_dns_label(name):
+            if not is_dns_label(name):
                 yield where + "name", f"{name!r} is not a DNS label: use lower case, digits and '-'"
             elif name in seen:
                 yield where + "name", f"{name!r} is taken by another container: rename one"
@@ -270,7 +270,7 @@ def _volumes(pod: Mapping[str, Any]) -> Iterator[Refusal]:
             continue
         name = volume.get("name")
         field = f"{POD}spec.volumes[{index}].name"
-        if not isinstance(name, str) or not _is_dns_label(name):
+        if not is_dns_label(name):
             yield field, f"{name!r} is not a DNS label: use lower case, digits and '-'"
         elif name in seen:
             yield field, f"{name!r} is taken by another volume: rename one"
@@ -327,5 +327,6 @@ def _bad_key(key: str) -> str | None:
     return None
 
 
-def _is_dns_label(value: str) -> bool:
-    return len(value) <= 63 and bool(DNS_LABEL.match(value))
+def is_dns_label(value: Any) -> bool:
+    """A DNS-1123 label: what Kubernetes takes as a name of most things."""
+    return isinstance(value, str) and len(value) <= 63 and bool(DNS_LABEL.match(value))
