@@ -73,14 +73,9 @@ def decide(
     finished = {
         job_id: phase for job_id, prev in prevs.items() if (phase := _finished(prev, spokes))
     }
-    # Held by their AppWrapper's spec.suspend before they started: not planned.
-    suspended = {
-        job.id
-        for job in fleet.jobs
-        if job.suspended
-        and job.id not in finished
-        and not (prevs[job.id] is not None and prevs[job.id].phase in FIXED)
-    }
+    # Held by their AppWrapper's spec.suspend: not planned. One that had started
+    # is stopped where it ran (its Job there is suspended, which ends its pods).
+    suspended = {job.id for job in fleet.jobs if job.suspended and job.id not in finished}
     groups = {name: pools.node_groups(state.nodes) for name, state in spokes.items()}
     no_node_fits = _no_node_fits(fleet.jobs, groups)
     # Per job, every spoke it may use but cannot go to now, with why.
@@ -98,8 +93,11 @@ def decide(
         for job in fleet.jobs
         if job.id not in finished and job.id not in suspended
     ]
-    # A held job on a spoke that has left the fleet holds no capacity anywhere.
-    opt_jobs.extend(_held_as_fixed([e for e in held if e.spoke in spokes], horizon))
+    # A held job on a spoke that has left the fleet holds no capacity anywhere,
+    # nor does a stopped one.
+    opt_jobs.extend(
+        _held_as_fixed([e for e in held if e.spoke in spokes and e.phase in ACTIVE], horizon)
+    )
 
     instance = Instance(
         start=horizon.start,
@@ -124,7 +122,7 @@ def decide(
             entries.append(prev.model_copy(update={"phase": finished[job.id], "removed_at": None}))
             continue
         if job.id in suspended:
-            entries.append(_suspended_entry(job, prev, fleet=fleet, now=now))
+            entries.append(_suspended_entry(job, prev, fleet=fleet, spokes=spokes, now=now))
             continue
         seen = spokes[prev.spoke].jobs if prev is not None and prev.spoke in spokes else {}
         entry = _entry(
@@ -137,7 +135,6 @@ def decide(
             now=now,
             spokes_seen=seen,
         )
-        entry = _noting_suspend(entry, suspended=job.suspended)
         entries.append(_blame_closed_spokes(entry, job, shut[job.id]))
     entries.extend(_invalid_entries(fleet.problems))
     return Decision(
@@ -164,17 +161,42 @@ def decide(
 
 
 SUSPENDED = "its AppWrapper's spec.suspend is true: set it to false to plan it"
-SUSPENDED_STARTED = (
-    "its AppWrapper's spec.suspend is true, but it had started: Caspian does not stop a "
-    "started Job; delete the AppWrapper to cancel it"
-)
 
 
-def _suspended_entry(job: JobRequest, prev: Entry | None, *, fleet: Fleet, now: datetime) -> Entry:
-    """A job its AppWrapper holds: recorded, not planned, so not rendered (a Job
-    planned before leaves its spoke, never having started)."""
+def stopped_reason(spoke: str) -> str:
+    return (
+        f"its AppWrapper's spec.suspend is true: its Job on {spoke} is suspended, which ends "
+        "its pods; set it to false to plan it again"
+    )
+
+
+def _suspended_entry(
+    job: JobRequest,
+    prev: Entry | None,
+    *,
+    fleet: Fleet,
+    spokes: Mapping[str, SpokeState],
+    now: datetime,
+) -> Entry:
+    """A job its AppWrapper holds: recorded, not planned. A Job planned before
+    leaves its spoke, never having started. One that had started stays on its
+    spoke, rendered suspended, as Kubernetes suspends a Job: its pods end, and
+    the Job keeps what it counted (an Indexed Job its completed indexes)."""
     recorded = _recorded(job, prev, fleet=fleet, now=now)
-    return Entry(phase=Phase.SUSPENDED, reason=SUSPENDED, **recorded)
+    stopped = prev is not None and prev.spoke in spokes and (prev.phase in FIXED or prev.stopped)
+    if not stopped:
+        return Entry(phase=Phase.SUSPENDED, reason=SUSPENDED, **recorded)
+    # It keeps when it started: should it turn out to have ended before its pods
+    # did, its record is a finished one, retired `retention` after its end.
+    return Entry(
+        phase=Phase.SUSPENDED,
+        spoke=prev.spoke,
+        pool=prev.pool,
+        planned_start=prev.planned_start,
+        planned_end=prev.planned_end,
+        reason=stopped_reason(prev.spoke),
+        **recorded,
+    )
 
 
 def _recorded(
@@ -193,15 +215,6 @@ def _recorded(
         "memory_bytes": job.memory_bytes,
         "gpu": job.gpu,
     }
-
-
-def _noting_suspend(entry: Entry, *, suspended: bool) -> Entry:
-    """A started job's reason, which later reconciles carry over, says that its
-    AppWrapper is suspended while it is, once."""
-    base = entry.reason.replace(f"; {SUSPENDED_STARTED}", "").replace(SUSPENDED_STARTED, "")
-    if suspended:
-        base = f"{base}; {SUSPENDED_STARTED}" if base else SUSPENDED_STARTED
-    return entry if base == entry.reason else entry.model_copy(update={"reason": base})
 
 
 def _file(source: str) -> str:
@@ -227,7 +240,7 @@ def _entries_without_valid_job(
     for entry in ledger.entries:
         if entry.id in valid or entry.phase == Phase.INVALID:
             continue
-        if entry.phase in ACTIVE and _file(entry.source) in broken_files:
+        if entry.on_a_spoke and _file(entry.source) in broken_files:
             held.append(entry)
             continue
         if entry.removed_at is not None and entry.removed_at + keep_for <= now:
@@ -282,7 +295,8 @@ def _finished(prev: Entry | None, spokes: Mapping[str, SpokeState]) -> Phase | N
         return None
     if prev.phase in FINISHED:
         return prev.phase
-    if prev.phase in FIXED and prev.spoke in spokes:
+    # A stopped Job may have ended before its pods did.
+    if (prev.phase in FIXED or prev.stopped) and prev.spoke in spokes:
         seen = spokes[prev.spoke].jobs.get(prev.job_key)
         if seen in (Phase.SUCCEEDED.value, Phase.FAILED.value):
             return Phase(seen)

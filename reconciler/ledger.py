@@ -22,7 +22,9 @@ LEDGER_PATH = "status/placements.yaml"
 
 class Phase(StrEnum):
     PENDING = "Pending"  # valid, not placed (yet): see reason
-    SUSPENDED = "Suspended"  # held by its AppWrapper's spec.suspend: not placed
+    # Held by its AppWrapper's spec.suspend: not placed; one that had started
+    # stays on its spoke, its Job suspended.
+    SUSPENDED = "Suspended"
     PLANNED = "Planned"  # spoke and start chosen; rendered suspended
     DISPATCHED = "Dispatched"  # start reached; rendered with suspend: false
     RUNNING = "Running"  # its spoke reports the Job active
@@ -69,6 +71,17 @@ class Entry(BaseModel):
     qos_grams: float | None = None
     late: bool = False
     reason: str = ""
+
+    @property
+    def stopped(self) -> bool:
+        """Suspended by its AppWrapper after it started: its Job stays on its
+        spoke, suspended."""
+        return self.phase == Phase.SUSPENDED and self.spoke is not None
+
+    @property
+    def on_a_spoke(self) -> bool:
+        """Whether its Job is rendered into rendered/<spoke>/."""
+        return self.phase in ACTIVE or self.stopped
 
     @property
     def job_key(self) -> str:

@@ -248,7 +248,9 @@ def _describe_changes(old: Ledger, new: Ledger) -> Iterable[str]:
         )
     for entry in changes["suspended"]:
         was = before.get(entry.id)
-        unplanned = f", off {was.spoke}" if was is not None and was.spoke else ""
+        # A stopped job stays on its spoke, as its reason says.
+        off = was is not None and was.spoke and not entry.stopped
+        unplanned = f", off {was.spoke}" if off else ""
         yield f"- suspended {entry.id}{unplanned}: {entry.reason}"
     for entry in changes["forgotten"]:
         when = entry.removed_at

@@ -4,7 +4,8 @@ byte-identical files, so an unchanged fleet produces no commit.
 - rendered/<spoke>/kustomization.yaml for every spoke (Argo CD needs the path to
   exist even when the queue is empty),
 - rendered/<spoke>/<namespace>.<job>.yaml for every Planned (suspended) and
-  Dispatched, Running or finished job,
+  Dispatched, Running or finished job, and every job suspended by its
+  AppWrapper after it started (suspended where it ran),
 - rendered/<spoke>/namespaces.yaml with the namespaces those Jobs use,
 - status/placements.yaml, the ledger.
 """
@@ -17,7 +18,7 @@ from typing import Any
 
 from reconciler.decisions import Decision
 from reconciler.fleet import JobRequest
-from reconciler.ledger import ACTIVE, LEDGER_PATH, Entry, Ledger, Phase
+from reconciler.ledger import LEDGER_PATH, Entry, Ledger, Phase
 from reconciler.owned import seal
 from reconciler.quantities import format_time
 from reconciler.yamlio import dump
@@ -28,6 +29,8 @@ KUSTOMIZATION, NAMESPACES = SPOKE_FILES = ("kustomization.yaml", "namespaces.yam
 MANAGED_BY = "caspian"
 # Argo CD shows an annotation with this prefix as a link on the resource.
 ARGOCD_LINK = "link.argocd.argoproj.io/placement-history"
+# On a Job stopped by its AppWrapper's spec.suspend, in place of its planned start.
+HELD = "caspian.dev/held"
 
 
 def render(decision: Decision, *, previous: Mapping[str, bytes]) -> dict[str, bytes]:
@@ -37,7 +40,7 @@ def render(decision: Decision, *, previous: Mapping[str, bytes]) -> dict[str, by
     files: dict[str, bytes] = {}
     listed: dict[str, list[str]] = {spoke: [] for spoke in decision.spokes}
     for entry in decision.ledger.entries:
-        if entry.phase not in ACTIVE or entry.spoke not in listed:
+        if not entry.on_a_spoke or entry.spoke not in listed:
             continue
         if decision.retired(entry):
             continue  # Argo CD prunes the Job; the ledger keeps the record
@@ -115,11 +118,16 @@ def job_manifest(job: JobRequest, entry: Entry, *, history: str | None = None) -
         **(metadata.get("annotations") or {}),
         "caspian.dev/source": job.source,
         "caspian.dev/spoke": entry.spoke,
-        "caspian.dev/planned-start": format_time(entry.planned_start),
-        "caspian.dev/planned-end": format_time(entry.planned_end),
-        "caspian.dev/deadline": format_time(entry.deadline),
-        "caspian.dev/estimated-gco2": f"{entry.estimated_grams:.1f}",
     }
+    if entry.stopped:
+        # No start to wait for: Argo CD's UI shows this instead (argocd/job-health.yaml).
+        annotations[HELD] = "its AppWrapper's spec.suspend is true"
+    else:
+        annotations["caspian.dev/planned-start"] = format_time(entry.planned_start)
+        annotations["caspian.dev/planned-end"] = format_time(entry.planned_end)
+    annotations["caspian.dev/deadline"] = format_time(entry.deadline)
+    if entry.estimated_grams is not None:
+        annotations["caspian.dev/estimated-gco2"] = f"{entry.estimated_grams:.1f}"
     if entry.qos_grams is not None:
         annotations["caspian.dev/qos-gco2"] = f"{entry.qos_grams:.1f}"
     if history is not None:
@@ -132,7 +140,7 @@ def job_manifest(job: JobRequest, entry: Entry, *, history: str | None = None) -
         "caspian.dev/appwrapper": job.name,
     }
     spec = {
-        "suspend": entry.phase == Phase.PLANNED,
+        "suspend": entry.phase in (Phase.PLANNED, Phase.SUSPENDED),
         **{key: value for key, value in template["spec"].items() if key != "suspend"},
         "template": {
             "metadata": pod_metadata,

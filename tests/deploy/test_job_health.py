@@ -12,6 +12,8 @@ import lupa.lua51 as lua51
 import pytest
 import yaml
 
+from reconciler.rendering import HELD
+
 PATCH = Path(__file__).resolve().parents[2] / "argocd" / "job-health.yaml"
 PLANNED = {"caspian.dev/planned-start": "2026-12-02T03:00:00Z"}
 
@@ -44,6 +46,13 @@ def test_a_planned_job_is_suspended_and_says_until_when() -> None:
     assert health(queued) == ("Suspended", "waiting for its planned start, 2026-12-02T03:00:00Z")
     # Before the Job controller has seen it, and without Caspian's annotation.
     assert health(job(suspend=True, conditions=[])) == ("Suspended", "suspended")
+
+
+def test_a_job_stopped_by_its_appwrapper_says_it_is_held_not_waiting() -> None:
+    stopped = {HELD: "its AppWrapper's spec.suspend is true"}
+    # Suspended after it ran: the condition is True, the planned start long past.
+    ran = job(suspend=True, conditions=[condition("Suspended")], annotations=stopped)
+    assert health(ran) == ("Suspended", "held: its AppWrapper's spec.suspend is true")
 
 
 def test_a_dispatched_job_runs_as_progressing_not_healthy() -> None:

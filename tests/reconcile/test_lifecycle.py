@@ -12,7 +12,7 @@ from reconciler.ledger import FIXED
 from reconciler.observing import DeclaredCapacity
 from reconciler.pods import Node, Resources, Taint
 from reconciler.quantities import format_time
-from reconciler.rendering import render
+from reconciler.rendering import HELD, render
 from reconciler.templates import template_files
 from tests.conftest import NOW, assert_valid_plan
 from tests.fleet.helpers import appwrapper, appwrapper_doc
@@ -719,26 +719,86 @@ def test_an_appwrapper_suspended_in_git_is_held_until_resumed() -> None:
     assert entries(resumed)[planned.id].phase == "Planned"
 
 
-def test_a_started_job_runs_on_when_its_appwrapper_is_suspended() -> None:
+def _rendered(decision, files, entry):
+    path = f"rendered/{entry.spoke}/batch.{entry.job_name}.yaml"
+    return yaml.safe_load(render(decision, previous=files)[path])
+
+
+def test_suspending_a_started_jobs_appwrapper_suspends_its_job_where_it_ran() -> None:
     decision, files = step(template_files(), now=NOW)
     started = next(e for e in entries(decision).values() if e.phase == "Dispatched")
-    later, files_suspended = step(_suspend(files, started.source), now=NOW + timedelta(minutes=20))
-    entry = entries(later)[started.id]
-    assert (entry.phase, entry.spoke, entry.planned_start) == (
-        "Dispatched",
+    later = NOW + timedelta(minutes=20)
+    # Running, as its spoke reports it, when its AppWrapper is suspended.
+    report = {started.spoke: {"jobs": {started.job_key: "Running"}}}
+    stopped, stopped_files = step(_suspend(files, started.source), now=later, states=report)
+    entry = entries(stopped)[started.id]
+    assert (entry.phase, entry.spoke, entry.job_name) == (
+        "Suspended",
         started.spoke,
-        started.planned_start,
+        started.job_name,
     )
-    assert entry.reason.count("spec.suspend is true, but it had started") == 1
-    # Carried over by the next reconciles once, and gone once it is resumed.
-    again, files = step(files_suspended, now=NOW + timedelta(minutes=40))
-    assert entries(again)[started.id].reason == entry.reason
-    resumed, _ = step(_suspend(files, started.source, value=False), now=NOW + timedelta(hours=1))
-    assert "spec.suspend" not in entries(resumed)[started.id].reason
-    job = yaml.safe_load(
-        render(later, previous=files)[f"rendered/{entry.spoke}/batch.{entry.job_name}.yaml"]
+    assert entry.reason == deciding.stopped_reason(started.spoke)
+    assert entry.first_seen == started.first_seen
+    # Kubernetes ends the pods of a Job suspended in place and keeps its counts.
+    job = _rendered(stopped, stopped_files, entry)
+    assert job["spec"]["suspend"] is True
+    annotations = job["metadata"]["annotations"]
+    assert annotations[HELD] == "its AppWrapper's spec.suspend is true"
+    assert "caspian.dev/planned-start" not in annotations
+    assert started.id not in {a.id for a in stopped.plan.assignments}  # holds no room
+    message = messages.commit_message(old=decision.ledger, decision=stopped, input_commit="0" * 40)
+    assert "suspend: 1 job" in message.splitlines()[0]
+    assert f"- suspended {started.id}: its AppWrapper's spec.suspend is true: its Job on " in (
+        message
     )
-    assert job["spec"]["suspend"] is False
+
+    # Held so at every reconcile: the same files, nothing to commit.
+    again, _ = step(stopped_files, now=later + timedelta(minutes=20))
+    assert entries(again)[started.id] == entry
+    path = f"rendered/{entry.spoke}/batch.{entry.job_name}.yaml"
+    assert render(again, previous=stopped_files)[path] == stopped_files[path]
+
+    # Set back to false, it is planned again, its deadline as it was.
+    resumed, resumed_files = step(
+        _suspend(stopped_files, started.source, value=False), now=later + timedelta(hours=1)
+    )
+    back = entries(resumed)[started.id]
+    assert back.phase in ("Planned", "Dispatched")
+    assert (back.first_seen, back.deadline) == (started.first_seen, started.deadline)
+    assert _rendered(resumed, resumed_files, back)["spec"]["suspend"] is (back.phase == "Planned")
+    assert_valid_plan(resumed.instance, resumed.plan)
+
+
+def test_a_stopped_job_that_ended_before_its_pods_did_is_recorded_so() -> None:
+    decision, files = step(template_files(), now=NOW)
+    started = next(e for e in entries(decision).values() if e.phase == "Dispatched")
+    _, files = step(_suspend(files, started.source), now=NOW + timedelta(minutes=20))
+    report = {started.spoke: {"jobs": {started.job_key: "Succeeded"}}}
+    later, _ = step(files, now=NOW + timedelta(minutes=40), states=report)
+    assert entries(later)[started.id].phase == "Succeeded"
+
+
+def test_a_stopped_jobs_broken_file_keeps_its_suspended_job() -> None:
+    decision, files = step(template_files(), now=NOW)
+    started = next(e for e in entries(decision).values() if e.phase == "Dispatched")
+    stopped, files = step(_suspend(files, started.source), now=NOW + timedelta(minutes=20))
+    path = f"rendered/{started.spoke}/batch.{started.job_name}.yaml"
+    broken = {**files, started.source: b"kind: AppWrapper\nspec: [\n"}
+    later, _ = step(broken, now=NOW + timedelta(minutes=40))
+    assert started.id in later.held
+    assert entries(later)[started.id] == entries(stopped)[started.id]
+    assert render(later, previous=broken)[path] == files[path]
+    assert started.id not in {a.id for a in later.plan.assignments}
+
+
+def test_a_stopped_job_on_a_spoke_that_left_the_fleet_is_held_off_any_spoke() -> None:
+    decision, files = step(template_files(), now=NOW)
+    started = next(e for e in entries(decision).values() if e.phase == "Dispatched")
+    _, files = step(_suspend(files, started.source), now=NOW + timedelta(minutes=20))
+    gone = {k: v for k, v in files.items() if k != f"spokes/{started.spoke}.yaml"}
+    later, _ = step(gone, now=NOW + timedelta(minutes=40))
+    entry = entries(later)[started.id]
+    assert (entry.phase, entry.spoke, entry.reason) == ("Suspended", None, deciding.SUSPENDED)
 
 
 def test_editing_a_started_jobs_template_replaces_it_and_the_commit_says_so() -> None:
