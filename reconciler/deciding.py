@@ -231,8 +231,8 @@ def _entries_without_valid_job(
 ) -> tuple[list[Entry], list[Entry]]:
     """Entries whose AppWrapper is gone or broken: (kept or cancelled, held as committed).
 
-    A job whose file is broken keeps its committed placement: a typo must not kill
-    a running job. A job whose file is gone is cancelled, unless it had finished,
+    A job whose file is broken keeps its committed placement and record: a typo
+    must not kill a running job. A job whose file is gone is cancelled, unless it had finished,
     and its record is forgotten `keep_for` after the file went. Only such records
     go: forgetting one whose AppWrapper is still in jobs/ would run it again.
     """
@@ -240,7 +240,9 @@ def _entries_without_valid_job(
     for entry in ledger.entries:
         if entry.id in valid or entry.phase == Phase.INVALID:
             continue
-        if entry.on_a_spoke and _file(entry.source) in broken_files:
+        if entry.phase != Phase.CANCELLED and _file(entry.source) in broken_files:
+            # Not removed: a job waiting or suspended keeps its record, and with
+            # it when it was first seen.
             held.append(entry)
             continue
         if entry.removed_at is not None and entry.removed_at + keep_for <= now:

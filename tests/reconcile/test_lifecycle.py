@@ -791,6 +791,22 @@ def test_a_stopped_jobs_broken_file_keeps_its_suspended_job() -> None:
     assert started.id not in {a.id for a in later.plan.assignments}
 
 
+def test_a_waiting_or_suspended_jobs_broken_file_keeps_its_record_and_cancels_nothing() -> None:
+    files = {**template_files(), "jobs/wide.yaml": wide_job(spokes="paris")}
+    decision, files = step(files, now=NOW, states={"paris": SMALL_NODES})
+    planned = next(e for e in entries(decision).values() if e.phase == "Planned")
+    held, files = step(_suspend(files, planned.source), now=NOW, states={"paris": SMALL_NODES})
+    waiting = {job_id: entries(held)[job_id] for job_id in ("batch/wide", planned.id)}
+    assert [e.phase for e in waiting.values()] == ["Pending", "Suspended"]
+    broken = {**files, **{e.source: b"kind: AppWrapper\nspec: [\n" for e in waiting.values()}}
+    later, _ = step(broken, now=NOW + timedelta(minutes=20), states={"paris": SMALL_NODES})
+    for job_id, before in waiting.items():
+        assert entries(later)[job_id] == before  # first seen as it was: no deadline slides
+    message = messages.commit_message(old=held.ledger, decision=later, input_commit="0" * 40)
+    assert message.splitlines()[0].startswith("invalid: 2 jobs")
+    assert "cancel" not in message
+
+
 def test_a_stopped_job_on_a_spoke_that_left_the_fleet_is_held_off_any_spoke() -> None:
     decision, files = step(template_files(), now=NOW)
     started = next(e for e in entries(decision).values() if e.phase == "Dispatched")
