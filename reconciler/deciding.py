@@ -19,7 +19,7 @@ from optimizer.solving import optimize
 from reconciler import pools
 from reconciler.decisions import Decision, SpokeState, Window
 from reconciler.fleet import Fleet, JobRequest, Problem, Spoke
-from reconciler.ledger import ACTIVE, FINISHED, FIXED, Entry, Ledger, Phase
+from reconciler.ledger import ACTIVE, FINISHED, FIXED, UNFINISHED, Entry, Ledger, Phase
 from reconciler.pods import Placement, Resources
 from reconciler.quantities import format_duration, format_time
 
@@ -270,11 +270,22 @@ def _entries_without_valid_job(
 def _same_job(
     prev: Entry | None, job: JobRequest, spokes: Mapping[str, SpokeState]
 ) -> Entry | None:
-    """The previous entry if it is about this very job (same template, spoke still there)."""
+    """The previous entry if it is about this very job (same template). One placed
+    on a spoke that has left the fleet, and not finished, is to be placed again:
+    it reads as waiting, first seen when it was. A finished one keeps its record,
+    or it would run again."""
     if prev is None or prev.template_hash != job.template_hash:
         return None
-    if prev.phase in ACTIVE and prev.spoke not in spokes:
-        return None
+    if prev.phase in UNFINISHED and prev.spoke not in spokes:
+        return Entry(
+            id=prev.id,
+            source=prev.source,
+            phase=Phase.PENDING,
+            job_name=prev.job_name,
+            template_hash=prev.template_hash,
+            first_seen=prev.first_seen,
+            qos_grams=prev.qos_grams,
+        )
     return prev
 
 

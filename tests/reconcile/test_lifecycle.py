@@ -162,6 +162,28 @@ def test_a_spoke_leaving_the_fleet_moves_its_jobs_and_holds_none() -> None:
     assert started and removed in message
 
 
+def test_a_spoke_leaving_the_fleet_runs_no_finished_job_again_nor_slides_a_deadline() -> None:
+    decision, files = step(template_files(), now=NOW)
+    on_paris = {e.id: e for e in entries(decision).values() if e.spoke == "paris"}
+    done = next(e for e in on_paris.values() if e.phase == "Dispatched")
+    reports = {"paris": {"jobs": {done.job_key: "Succeeded"}}}
+    _, files = step(files, now=NOW + timedelta(minutes=20), states=reports)
+    # Drained and removed two hours on, its finished job's AppWrapper still in jobs/.
+    files = {k: v for k, v in files.items() if k != "spokes/paris.yaml"}
+    later, _ = step(files, now=NOW + timedelta(hours=2))
+    after = entries(later)
+    assert (after[done.id].phase, after[done.id].spoke) == ("Succeeded", "paris")
+    assert done.id not in {a.id for a in later.plan.assignments}
+    again = [e for e in on_paris.values() if e.id != done.id and e.id in later.jobs]
+    assert again
+    for before in again:
+        assert after[before.id].spoke != "paris"
+        assert (after[before.id].first_seen, after[before.id].deadline) == (
+            before.first_seen,
+            before.deadline,
+        )
+
+
 def test_a_removed_spokes_line_tells_jobs_placed_again_from_held_ones() -> None:
     decision, files = step(template_files(), now=NOW)
     started = [e for e in entries(decision).values() if e.spoke == "paris" and e.phase in FIXED]
