@@ -200,6 +200,24 @@ def test_a_removed_spokes_line_tells_jobs_placed_again_from_held_ones() -> None:
     ) in message
 
 
+def test_a_finished_job_runs_again_only_once_its_job_template_changes() -> None:
+    decision, files = step(template_files(), now=NOW)
+    done = next(e for e in entries(decision).values() if e.phase == "Dispatched")
+    reports = {done.spoke: {"jobs": {done.job_key: "Succeeded"}}}
+    _, files = step(files, now=NOW + timedelta(minutes=20), states=reports)
+    # Removed and committed again, as `kubectl delete` and `apply` would rerun it.
+    original = files.pop(done.source)
+    _, files = step(files, now=NOW + timedelta(minutes=40))
+    back, files = step({**files, done.source: original}, now=NOW + timedelta(days=1))
+    assert entries(back)[done.id].phase == "Succeeded"
+    doc = yaml.safe_load(original)
+    doc["spec"]["components"][0]["template"]["metadata"].setdefault("labels", {})["run"] = "2"
+    rerun = {**files, done.source: yaml.safe_dump(doc, sort_keys=False).encode()}
+    again, _ = step(rerun, now=NOW + timedelta(days=1))
+    entry = entries(again)[done.id]
+    assert entry.phase in ("Planned", "Dispatched") and entry.job_name != done.job_name
+
+
 def test_removing_a_finished_jobs_file_keeps_how_it_ended() -> None:
     decision, files = step(template_files(), now=NOW)
     done = next(e for e in entries(decision).values() if e.phase == "Dispatched")
