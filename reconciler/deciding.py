@@ -325,10 +325,25 @@ def _overrunning(prev: Entry | None, spokes: Mapping[str, SpokeState], *, now: d
     return running and prev.planned_end <= now
 
 
-def _is_fixed(prev: Entry | None, *, now: datetime) -> bool:
+def _is_fixed(prev: Entry | None, *, horizon: Window, now: datetime) -> bool:
+    """Started, or to start now: planned for the slot `now` is in. A planned job
+    whose slot went by with no reconcile to dispatch it (the remote or Caspian
+    down) never started: it is planned again, or it would start now held to a
+    place in the past, and hold no room for the hours it runs."""
     if prev is None or prev.planned_start is None:
         return False
-    return prev.phase in FIXED or (prev.phase == Phase.PLANNED and prev.planned_start <= now)
+    return prev.phase in FIXED or (
+        prev.phase == Phase.PLANNED and horizon.start <= prev.planned_start <= now
+    )
+
+
+def _missed(prev: Entry | None, *, horizon: Window) -> bool:
+    return (
+        prev is not None
+        and prev.phase == Phase.PLANNED
+        and prev.planned_start is not None
+        and prev.planned_start < horizon.start
+    )
 
 
 def _optimizer_job(
@@ -348,9 +363,14 @@ def _optimizer_job(
         for spoke in fleet.spokes
     }
     fixed = previous = None
-    if _is_fixed(prev, now=now):
+    if _is_fixed(prev, horizon=horizon, now=now):
         fixed = Slot(spoke=prev.pool or prev.spoke, start_slot=horizon.slot_of(prev.planned_start))
-    elif prev is not None and prev.phase == Phase.PLANNED and prev.planned_start is not None:
+    elif (
+        prev is not None
+        and prev.phase == Phase.PLANNED
+        and prev.planned_start is not None
+        and not _missed(prev, horizon=horizon)
+    ):
         previous = Slot(
             spoke=prev.pool or prev.spoke, start_slot=horizon.slot_of(prev.planned_start)
         )
@@ -446,7 +466,7 @@ def _entry(
         return Entry(phase=Phase.PENDING, reason=reason, **common)
     spoke = pools.spoke_of(assignment.spoke)
     start = horizon.time_of(assignment.start_slot)
-    fixed = _is_fixed(prev, now=now)
+    fixed = _is_fixed(prev, horizon=horizon, now=now)
     if fixed:
         start = prev.planned_start
     unchanged = (

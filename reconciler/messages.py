@@ -93,7 +93,7 @@ def commit_message(
             f"qos baseline ({saved:.0%} less)."
         )
     lines += ["", placement_table(decision)]
-    moves = list(_describe_changes(old, ledger))
+    moves = list(_describe_changes(old, ledger, slot_start=decision.window.start))
     if moves:
         lines += ["", "Changes:", *moves]
     invalid = [e for e in ledger.entries if e.phase == Phase.INVALID]
@@ -226,7 +226,7 @@ def _changes(old: Ledger, new: Ledger) -> dict[str, list[Entry]]:
     return changes
 
 
-def _describe_changes(old: Ledger, new: Ledger) -> Iterable[str]:
+def _describe_changes(old: Ledger, new: Ledger, *, slot_start: datetime) -> Iterable[str]:
     before = old.by_id()
     changes = _changes(old, new)
     for entry in changes["moved"]:
@@ -234,9 +234,14 @@ def _describe_changes(old: Ledger, new: Ledger) -> Iterable[str]:
         yield (
             f"- moved {entry.id}: {prev.spoke} {_hhmm(prev)} -> {entry.spoke} {_hhmm(entry)} "
             f"(est. {_grams(prev.estimated_grams)} -> {_grams(entry.estimated_grams)} gCO2)"
+            + _missed(prev, slot_start=slot_start)
         )
     for entry in changes["dispatched"]:
-        yield f"- dispatched {entry.id} on {entry.spoke} (suspend: false)"
+        prev = before.get(entry.id)
+        yield (
+            f"- dispatched {entry.id} on {entry.spoke} (suspend: false)"
+            + _missed(prev, slot_start=slot_start)
+        )
     for entry in changes["finished"]:
         yield f"- {entry.id} {entry.phase.value.lower()} on {entry.spoke}"
     for entry in changes["cancelled"]:
@@ -256,6 +261,15 @@ def _describe_changes(old: Ledger, new: Ledger) -> Iterable[str]:
         when = entry.removed_at
         removed = f"; AppWrapper removed {format_time(when)}" if when else ""
         yield f"- forgot {entry.id} ({entry.phase.value}{removed})"
+
+
+def _missed(prev: Entry | None, *, slot_start: datetime) -> str:
+    """Why a planned job starts later than planned, where no reconcile came in its slot."""
+    if prev is None or prev.phase != Phase.PLANNED or prev.planned_start is None:
+        return ""
+    if prev.planned_start >= slot_start:
+        return ""
+    return f"; its start {_hhmm(prev)} went by with no reconcile to dispatch it"
 
 
 def _hhmm(entry: Entry) -> str:

@@ -52,6 +52,32 @@ def test_reported_job_status_moves_the_ledger_and_frees_capacity() -> None:
     assert done.id not in {a.id for a in later.plan.assignments}  # holds no capacity
 
 
+def test_a_planned_start_that_went_by_undispatched_is_planned_again_from_now() -> None:
+    decision, files = step(template_files(), now=NOW)
+    outage = NOW + timedelta(hours=6)  # no reconcile in between: the remote was down
+    missed = [
+        e for e in entries(decision).values() if e.phase == "Planned" and e.planned_start < outage
+    ]
+    assert len(missed) >= 2
+    later, _ = step(files, now=outage)
+    for before in missed:
+        after = entries(later)[before.id]
+        # It starts now or later, and holds its room for the hours it runs.
+        assert after.planned_start >= outage, before.id
+        assignment = later.plan.assignment(before.id)
+        assert later.window.time_of(assignment.start_slot) == after.planned_start
+        assert after.phase == ("Dispatched" if after.planned_start <= outage else "Planned")
+    assert_valid_plan(later.instance, later.plan)
+    message = messages.commit_message(old=decision.ledger, decision=later, input_commit="0" * 40)
+    went_by = [line for line in message.splitlines() if "went by with no reconcile" in line]
+    assert len(went_by) == len(missed)
+    # A reconcile within the slot of a planned start dispatches it there, as before.
+    first = min(missed, key=lambda e: e.planned_start)
+    on_time, _ = step(files, now=first.planned_start + timedelta(minutes=7))
+    kept = entries(on_time)[first.id]
+    assert (kept.phase, kept.planned_start) == ("Dispatched", first.planned_start)
+
+
 def test_a_down_spoke_gets_no_new_work_but_keeps_what_runs_there() -> None:
     decision, files = step(template_files(), now=NOW)
     on_paris = {e.id: e for e in entries(decision).values() if e.spoke == "paris"}
