@@ -31,6 +31,7 @@ MAX_ANNOTATION_BYTES = 256 * 1024
 # resource: GPUs) must have a limit, and a request only equal to it.
 OVERCOMMITTABLE = ("cpu", "memory", "ephemeral-storage")
 POD = "spec.template."
+JOB_CONTROLLER = "kubernetes.io/job-controller"
 
 
 def refused_by_api_server(job: Mapping[str, Any]) -> Refusal | None:
@@ -109,6 +110,16 @@ def _job_spec(spec: Mapping[str, Any]) -> Iterator[Refusal]:
             "spec.selector",
             "Kubernetes generates a Job's selector and refuses one written in: remove "
             "spec.selector, and the controller-uid labels of the pod template",
+        )
+    managed_by = spec.get("managedBy")
+    if managed_by is not None and managed_by != JOB_CONTROLLER:
+        # Taken by the API server, but the built-in Job controller then leaves the
+        # Job to that other controller (MultiKueue's, say), which a spoke lacks.
+        yield (
+            "spec.managedBy",
+            f"{managed_by!r}: Kubernetes' Job controller leaves such a Job to that "
+            "controller, so on the spoke it would never run; Caspian places it across "
+            "clusters itself: remove spec.managedBy",
         )
     backoff = spec.get("backoffLimit")
     if backoff is not None and backoff < 0:

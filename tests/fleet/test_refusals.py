@@ -186,6 +186,12 @@ FAILURE_POLICY = {
             "",  # restartPolicy is Never in the helper: allowed
         ),
         (
+            job_spec(managedBy="kueue.x-k8s.io/multikueue"),
+            FIELD + "spec.managedBy: 'kueue.x-k8s.io/multikueue': Kubernetes' Job controller "
+            "leaves such a Job to that controller, so on the spoke it would never run",
+        ),
+        (job_spec(managedBy="kubernetes.io/job-controller"), ""),  # the default, written out
+        (
             lambda doc: (
                 job_spec(podFailurePolicy=FAILURE_POLICY)(doc),
                 set_in(pod, "restartPolicy", "OnFailure")(doc),
