@@ -4,6 +4,7 @@ records what it was asked."""
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,7 +45,8 @@ class Server:
 
 
 @contextmanager
-def serve() -> Iterator[Server]:
+def serve(*, tls: tuple[str, str] | None = None) -> Iterator[Server]:
+    """With `tls` (certificate file, key file), it answers HTTPS."""
     state = Server()
 
     class Handler(BaseHTTPRequestHandler):
@@ -85,7 +87,13 @@ def serve() -> Iterator[Server]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    scheme = "http"
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
+    state.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
