@@ -399,11 +399,24 @@ def _optimizer_job(
         deadline_slot=max(0, horizon.slot_of(deadline)),
         # A fixed job keeps its place on a closed spoke: fixed jobs are not
         # held to their allowed spokes.
-        allowed_spokes=tuple(s for s in job.allowed_spokes if s not in closed),
+        allowed_spokes=_open_spokes(job, prev, closed=closed),
         energy_kwh_per_slot=energy,
         fixed=fixed,
         previous=previous,
     )
+
+
+def _open_spokes(
+    job: JobRequest, prev: Entry | None, *, closed: Mapping[str, str]
+) -> tuple[str, ...]:
+    """The spokes a job may be planned on now. One resumed after its AppWrapper
+    stopped it goes back where its Job is, as Kubernetes resumes a Job: what it
+    counted is there (an Indexed Job's completed indexes), and often its data;
+    only where that spoke is closed to it does it go elsewhere."""
+    allowed = tuple(s for s in job.allowed_spokes if s not in closed)
+    if prev is not None and prev.stopped and prev.spoke in allowed:
+        return (prev.spoke,)
+    return allowed
 
 
 def kwh_per_slot(job: JobRequest, *, spoke: Spoke, slot_seconds: int) -> float:

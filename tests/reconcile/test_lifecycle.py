@@ -835,6 +835,28 @@ def test_suspending_a_started_jobs_appwrapper_suspends_its_job_where_it_ran() ->
     assert_valid_plan(resumed.instance, resumed.plan)
 
 
+def _spoke_spec(files, name, **changes):
+    doc = yaml.safe_load(files[f"spokes/{name}.yaml"])
+    for key, value in changes.items():
+        doc["spec"][key] = value
+    return {**files, f"spokes/{name}.yaml": yaml.safe_dump(doc).encode()}
+
+
+def test_a_resumed_job_goes_back_where_its_job_is_unless_that_spoke_is_closed() -> None:
+    decision, files = step(template_files(), now=NOW)
+    started = next(e for e in entries(decision).values() if e.phase == "Dispatched")
+    assert len(decision.jobs[started.id].allowed_spokes) > 1
+    _, files = step(_suspend(files, started.source), now=NOW + timedelta(minutes=20))
+    # Its spoke's grid is now the dirtiest: any other spoke would emit less.
+    dirty = _spoke_spec(files, started.spoke, carbon={"provider": "embedded", "zone": "IN-WE"})
+    resumed = _suspend(dirty, started.source, value=False)
+    back, _ = step(resumed, now=NOW + timedelta(hours=1))
+    assert entries(back)[started.id].spoke == started.spoke  # where its Job is
+    closed = _spoke_spec(resumed, started.spoke, unschedulable=True)
+    moved, _ = step(closed, now=NOW + timedelta(hours=1))
+    assert entries(moved)[started.id].spoke not in (None, started.spoke)
+
+
 def test_a_stopped_job_that_ended_before_its_pods_did_is_recorded_so() -> None:
     decision, files = step(template_files(), now=NOW)
     started = next(e for e in entries(decision).values() if e.phase == "Dispatched")
