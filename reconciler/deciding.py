@@ -135,7 +135,8 @@ def decide(
             now=now,
             spokes_seen=seen,
         )
-        entries.append(_blame_closed_spokes(entry, job, shut[job.id]))
+        entry = _blame_closed_spokes(entry, job, shut[job.id])
+        entries.append(_resuming(entry, prev, job=job, closed=shut[job.id]))
     entries.extend(_invalid_entries(fleet.problems))
     return Decision(
         now=now,
@@ -414,9 +415,8 @@ def _open_spokes(
     counted is there (an Indexed Job's completed indexes), and often its data;
     only where that spoke is closed to it does it go elsewhere."""
     allowed = tuple(s for s in job.allowed_spokes if s not in closed)
-    if prev is not None and prev.stopped and prev.spoke in allowed:
-        return (prev.spoke,)
-    return allowed
+    home = prev.home if prev is not None else None
+    return (home,) if home in allowed else allowed
 
 
 def kwh_per_slot(job: JobRequest, *, spoke: Spoke, slot_seconds: int) -> float:
@@ -629,6 +629,34 @@ def _blame_closed_spokes(entry: Entry, job: JobRequest, closed: Mapping[str, str
         return entry
     why = "; ".join(f"{name} ({closed[name]})" for name in allowed)
     return entry.model_copy(update={"reason": f"no spoke it may use can take it: {why}"})
+
+
+def _resuming(
+    entry: Entry, prev: Entry | None, *, job: JobRequest, closed: Mapping[str, str]
+) -> Entry:
+    """A resumed job planned where its Job waits remembers that spoke until it is
+    dispatched. One with no room there yet stays as it is, suspended there, and
+    says why: left Pending, its Job would leave the spoke, and with it what it
+    counted."""
+    home = prev.home if prev is not None else None
+    if home is None or home not in _open_spokes(job, prev, closed=closed):
+        return entry
+    if entry.phase == Phase.PLANNED:
+        return entry.model_copy(update={"resumes_on": home})
+    if entry.phase != Phase.PENDING:
+        return entry
+    ran = prev.stopped  # when it ran, kept as a stopped job keeps it
+    return entry.model_copy(
+        update={
+            "phase": Phase.SUSPENDED,
+            "spoke": home,
+            "pool": prev.pool,
+            "planned_start": prev.planned_start if ran else None,
+            "planned_end": prev.planned_end if ran else None,
+            "reason": f"resumed, and waits for room on {home}, where its suspended Job is: "
+            f"{entry.reason}",
+        }
+    )
 
 
 def _late_reason(job: JobRequest, *, deadline: datetime, now: datetime) -> str:

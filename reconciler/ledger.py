@@ -71,12 +71,22 @@ class Entry(BaseModel):
     qos_grams: float | None = None
     late: bool = False
     reason: str = ""
+    # The spoke where its Job waits, suspended, to resume: it ran there before its
+    # AppWrapper's spec.suspend stopped it, and is planned there only.
+    resumes_on: str | None = None
 
     @property
     def stopped(self) -> bool:
         """Suspended by its AppWrapper after it started: its Job stays on its
         spoke, suspended."""
         return self.phase == Phase.SUSPENDED and self.spoke is not None
+
+    @property
+    def home(self) -> str | None:
+        """The spoke its Job resumes on, if it had started and was stopped."""
+        if self.stopped:
+            return self.spoke
+        return self.resumes_on if self.phase == Phase.PLANNED else None
 
     @property
     def on_a_spoke(self) -> bool:

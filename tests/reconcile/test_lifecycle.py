@@ -850,11 +850,38 @@ def test_a_resumed_job_goes_back_where_its_job_is_unless_that_spoke_is_closed() 
     # Its spoke's grid is now the dirtiest: any other spoke would emit less.
     dirty = _spoke_spec(files, started.spoke, carbon={"provider": "embedded", "zone": "IN-WE"})
     resumed = _suspend(dirty, started.source, value=False)
-    back, _ = step(resumed, now=NOW + timedelta(hours=1))
-    assert entries(back)[started.id].spoke == started.spoke  # where its Job is
+    back, back_files = step(resumed, now=NOW + timedelta(hours=1))
+    entry = entries(back)[started.id]
+    assert (entry.phase, entry.spoke, entry.resumes_on) == (
+        "Planned",
+        started.spoke,
+        started.spoke,
+    )
+    # Remembered at every reconcile until it is dispatched there.
+    later, _ = step(back_files, now=NOW + timedelta(hours=1, minutes=15))
+    assert entries(later)[started.id].spoke == started.spoke
     closed = _spoke_spec(resumed, started.spoke, unschedulable=True)
     moved, _ = step(closed, now=NOW + timedelta(hours=1))
     assert entries(moved)[started.id].spoke not in (None, started.spoke)
+    assert entries(moved)[started.id].resumes_on is None
+
+
+def test_a_resumed_job_with_no_room_where_its_job_is_waits_there_suspended() -> None:
+    decision, files = step(template_files(), now=NOW)
+    started = next(e for e in entries(decision).values() if e.phase == "Dispatched")
+    _, files = step(_suspend(files, started.source), now=NOW + timedelta(minutes=20))
+    full = {started.spoke: {"cpu": 0.5}}
+    for minutes in (60, 75):  # and so again at the next reconcile
+        waits, files = step(
+            _suspend(files, started.source, value=False),
+            now=NOW + timedelta(minutes=minutes),
+            states=full,
+        )
+        entry = entries(waits)[started.id]
+        assert (entry.phase, entry.spoke) == ("Suspended", started.spoke)
+        assert entry.reason.startswith(f"resumed, and waits for room on {started.spoke}, ")
+        # Its Job stays, suspended, with what it counted.
+        assert _rendered(waits, files, entry)["spec"]["suspend"] is True
 
 
 def test_a_stopped_job_that_ended_before_its_pods_did_is_recorded_so() -> None:
