@@ -184,18 +184,20 @@ def _suspended_entry(
     spoke, rendered suspended, as Kubernetes suspends a Job: its pods end, and
     the Job keeps what it counted (an Indexed Job its completed indexes)."""
     recorded = _recorded(job, prev, fleet=fleet, now=now)
-    stopped = prev is not None and prev.spoke in spokes and (prev.phase in FIXED or prev.stopped)
-    if not stopped:
+    # Where its Job has run: started, stopped before, or planned back there.
+    where = None if prev is None else (prev.spoke if prev.phase in FIXED else prev.home)
+    if where is None or where not in spokes:
         return Entry(phase=Phase.SUSPENDED, reason=SUSPENDED, **recorded)
-    # It keeps when it started: should it turn out to have ended before its pods
+    # It keeps when it ran: should it turn out to have ended before its pods
     # did, its record is a finished one, retired `retention` after its end.
+    ran = prev.phase in FIXED or prev.stopped
     return Entry(
         phase=Phase.SUSPENDED,
-        spoke=prev.spoke,
+        spoke=where,
         pool=prev.pool,
-        planned_start=prev.planned_start,
-        planned_end=prev.planned_end,
-        reason=stopped_reason(prev.spoke),
+        planned_start=prev.planned_start if ran else None,
+        planned_end=prev.planned_end if ran else None,
+        reason=stopped_reason(where),
         **recorded,
     )
 
@@ -233,9 +235,10 @@ def _entries_without_valid_job(
     """Entries whose AppWrapper is gone or broken: (kept or cancelled, held as committed).
 
     A job whose file is broken keeps its committed placement and record: a typo
-    must not kill a running job. A job whose file is gone is cancelled, unless it had finished,
-    and its record is forgotten `keep_for` after the file went. Only such records
-    go: forgetting one whose AppWrapper is still in jobs/ would run it again.
+    must not kill a running job. A job whose file is gone is cancelled, unless it
+    had finished, and its record is forgotten `keep_for` after the file went. Only
+    such records go: forgetting one whose AppWrapper is still in jobs/ would run
+    it again.
     """
     kept, held = [], []
     for entry in ledger.entries:

@@ -121,7 +121,11 @@ def job_manifest(job: JobRequest, entry: Entry, *, history: str | None = None) -
     }
     if entry.stopped:
         # No start to wait for: Argo CD's UI shows this instead (argocd/job-health.yaml).
-        annotations[HELD] = "its AppWrapper's spec.suspend is true"
+        annotations[HELD] = (
+            "its AppWrapper's spec.suspend is true"
+            if job.suspended
+            else "resumed, and waits for room here"
+        )
     else:
         annotations["caspian.dev/planned-start"] = format_time(entry.planned_start)
         annotations["caspian.dev/planned-end"] = format_time(entry.planned_end)

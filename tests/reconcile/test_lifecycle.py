@@ -860,6 +860,13 @@ def test_a_resumed_job_goes_back_where_its_job_is_unless_that_spoke_is_closed() 
     # Remembered at every reconcile until it is dispatched there.
     later, _ = step(back_files, now=NOW + timedelta(hours=1, minutes=15))
     assert entries(later)[started.id].spoke == started.spoke
+    # Suspended again before it is dispatched there: its Job stays where it is.
+    again, again_files = step(
+        _suspend(back_files, started.source), now=NOW + timedelta(hours=1, minutes=15)
+    )
+    held = entries(again)[started.id]
+    assert (held.phase, held.spoke) == ("Suspended", started.spoke)
+    assert _rendered(again, again_files, held)["spec"]["suspend"] is True
     closed = _spoke_spec(resumed, started.spoke, unschedulable=True)
     moved, _ = step(closed, now=NOW + timedelta(hours=1))
     assert entries(moved)[started.id].spoke not in (None, started.spoke)
@@ -881,7 +888,9 @@ def test_a_resumed_job_with_no_room_where_its_job_is_waits_there_suspended() -> 
         assert (entry.phase, entry.spoke) == ("Suspended", started.spoke)
         assert entry.reason.startswith(f"resumed, and waits for room on {started.spoke}, ")
         # Its Job stays, suspended, with what it counted.
-        assert _rendered(waits, files, entry)["spec"]["suspend"] is True
+        job = _rendered(waits, files, entry)
+        assert job["spec"]["suspend"] is True
+        assert job["metadata"]["annotations"][HELD] == "resumed, and waits for room here"
 
 
 def test_a_stopped_job_that_ended_before_its_pods_did_is_recorded_so() -> None:
