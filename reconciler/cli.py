@@ -350,6 +350,10 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
                 f"  not on {', '.join(barred)}: not among the spokes its "
                 "caspian.dev/spokes or caspian.dev/spoke-selector allow"
             )
+    if entry.home is not None and request is not None and not request.suspended:
+        click.echo(
+            f"  only on {entry.home}: its Job waits there, suspended, to resume where it ran"
+        )
     unfit = decision.no_node_fits.get(entry.id, {})
     for spoke in request.allowed_spokes if request else ():
         why = decision.closed.get(spoke) or unfit.get(spoke)

@@ -287,6 +287,33 @@ def test_explain_names_the_allowed_spokes_that_take_no_new_work(run, tmp_path) -
     assert "not on paris" not in run("explain", started[0], "--repo", remote, *AT).output
 
 
+def _set_suspend(remote, path: str, value: bool) -> None:
+    doc = yaml.safe_load(gitutil.read(remote, path))
+    doc["spec"]["suspend"] = value
+    gitutil.user_commit(remote, {path: yaml.safe_dump(doc, sort_keys=False).encode()})
+
+
+def test_suspending_a_started_job_and_resuming_it_keeps_its_job_where_it_ran(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    assert run("reconcile", "--once", "--repo", remote, *AT).exit_code == 0
+    started = next(e for e in gitutil.ledger(remote).values() if e["phase"] == "Dispatched")
+    path = f"rendered/{started['spoke']}/batch.{started['jobName']}.yaml"
+    _set_suspend(remote, started["source"], True)
+    stop = run("reconcile", "--once", "--repo", remote, "--now", "2026-11-22T02:20:00Z")
+    assert stop.exit_code == 0, stop.output  # a held job is no failure
+    assert yaml.safe_load(gitutil.read(remote, path))["spec"]["suspend"] is True
+    assert gitutil.ledger(remote)[started["id"]]["phase"] == "Suspended"
+    _set_suspend(remote, started["source"], False)
+    later = ["--now", "2026-11-22T03:00:00Z"]
+    assert run("reconcile", "--once", "--repo", remote, *later).exit_code == 0
+    resumed = gitutil.ledger(remote)[started["id"]]
+    assert (resumed["phase"], resumed["spoke"]) == ("Planned", started["spoke"])
+    assert path in gitutil.files(remote, "rendered/")  # the same Job, never pruned
+    why = run("explain", started["id"], "--repo", remote, *later)
+    assert f"  only on {started['spoke']}: its Job waits there, suspended" in why.output
+
+
 def kube_spoke(api, *, cpu: str, gpu_node: bool = False) -> None:
     """A spoke's API server with one node of `cpu` cpu (and a GPU node tainted
     nvidia.com/gpu), and nothing running."""
