@@ -354,7 +354,7 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
         click.echo(
             f"  only on {entry.home}: its Job waits there, suspended, to resume where it ran"
         )
-    unfit = decision.no_node_fits.get(entry.id, {})
+    unfit = {**decision.no_node_fits.get(entry.id, {}), **decision.missing.get(entry.id, {})}
     for spoke in request.allowed_spokes if request else ():
         why = decision.closed.get(spoke) or unfit.get(spoke)
         # A job started there stays there; a waiting job's reason names them already.

@@ -78,8 +78,12 @@ def decide(
     suspended = {job.id for job in fleet.jobs if job.suspended and job.id not in finished}
     groups = {name: pools.node_groups(state.nodes) for name, state in spokes.items()}
     no_node_fits = _no_node_fits(fleet.jobs, groups)
+    missing = _missing_objects(fleet.jobs, spokes)
     # Per job, every spoke it may use but cannot go to now, with why.
-    shut = {job.id: {**closed, **no_node_fits.get(job.id, {})} for job in fleet.jobs}
+    shut = {
+        job.id: {**closed, **no_node_fits.get(job.id, {}), **missing.get(job.id, {})}
+        for job in fleet.jobs
+    }
     opt_jobs = [
         _optimizer_job(
             job,
@@ -153,6 +157,7 @@ def decide(
         unschedulable=tuple(s.name for s in fleet.spokes if s.spec.unschedulable),
         closed=closed,
         no_node_fits=no_node_fits,
+        missing=missing,
         history_url=fleet.policy.spec.history_url,
         carbon_sources={
             zone: forecasts[zone].provenance.describe()
@@ -572,6 +577,34 @@ def _no_node_fits(
         if unfit:
             result[job.id] = unfit
     return result
+
+
+def _missing_objects(
+    jobs: Iterable[JobRequest], spokes: Mapping[str, SpokeState]
+) -> dict[str, dict[str, str]]:
+    """Per job, the spokes it may use that lack a PersistentVolumeClaim or
+    ConfigMap its pods need, each with which: there its pods would never start. A
+    spoke whose objects are not known (declared capacity, no right to list them)
+    is not checked."""
+    result = {}
+    for job in jobs:
+        gaps = {}
+        for name in job.allowed_spokes:
+            state = spokes.get(name)
+            absent = [need for need in job.needs if state is not None and _lacks(state, need)]
+            if absent:
+                which = "it is" if len(absent) == 1 else "they are"
+                gaps[name] = f"its pods need {', '.join(absent)}, and {which} not there"
+        if gaps:
+            result[job.id] = gaps
+    return result
+
+
+def _lacks(state: SpokeState, need: str) -> bool:
+    kind, reference = need.split(" ", 1)
+    namespace, name = reference.split("/", 1)
+    names = state.objects.get(f"{kind} {namespace}")
+    return names is not None and name not in names
 
 
 class _NodesFor(NamedTuple):

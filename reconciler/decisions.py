@@ -32,6 +32,9 @@ class SpokeState(BaseModel):
     nodes: tuple[Node, ...] = ()
     # The nodes Caspian's Jobs there have pods on, by namespace/name (kube observer).
     placed_on: dict[str, tuple[str, ...]] = {}
+    # The names of the objects there that jobs need (jobspec.needs), by kind and
+    # namespace ("ConfigMap batch"); a kind and namespace not listed is not known.
+    objects: dict[str, frozenset[str]] = {}
 
 
 class Window(BaseModel):
@@ -74,6 +77,8 @@ class Decision(BaseModel):
     closed: dict[str, str] = {}  # every spoke that takes no new work: why (down, unschedulable)
     # Per job, the spokes it may use where no node it may run on has room for its pod.
     no_node_fits: dict[str, dict[str, str]] = {}
+    # Per job, the spokes it may use that lack an object its pods need.
+    missing: dict[str, dict[str, str]] = {}
     history_url: str | None = None  # the policy's historyUrl, {path} still in it
 
     def retired(self, entry: Entry) -> bool:

@@ -296,8 +296,10 @@ class JobRequest(BaseModel):
     power_watts: float | None = None
     allowed_spokes: tuple[str, ...]
     # The AppWrapper's own spec.suspend: the job is held, not planned, until it is
-    # false again (one that has started runs on).
+    # false again (one that has started is suspended where it runs).
     suspended: bool = False
+    # What its pods need from their cluster: `Kind namespace/name` (jobspec.needs).
+    needs: tuple[str, ...] = ()
 
     @property
     def job_name(self) -> str:
@@ -598,6 +600,7 @@ def _job_from_doc(
         pods_at_once=pods_at_once,
         placement=placement,
         suspended=doc["spec"].get("suspend") is True,
+        needs=jobspec.needs(job_spec, namespace=namespace),
         **hints,
     )
 

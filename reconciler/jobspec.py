@@ -263,3 +263,35 @@ def _refuse_other_accelerators(where: str, resources: Any) -> None:
                     "as if it needed none; ask for whole GPUs as nvidia.com/gpu, or run "
                     "this job outside Caspian",
                 )
+
+
+def needs(job_spec: Mapping[str, Any], *, namespace: str) -> tuple[str, ...]:
+    """The objects of its own namespace a pod of the Job cannot start without, as
+    `Kind namespace/name`: the PersistentVolumeClaims of its volumes, and the
+    ConfigMaps of its volumes and environment that are not marked optional. They
+    live in one cluster: on a spoke without them its pods would wait for ever.
+    (Secrets are left out: knowing their names takes the right to read them.)"""
+    pod = (job_spec.get("template") or {}).get("spec") or {}
+    claims, maps = set(), set()
+    for volume in pod.get("volumes") or []:
+        claim = volume.get("persistentVolumeClaim") or {}
+        if claim.get("claimName"):
+            claims.add(claim["claimName"])
+        maps.update(_config_map(volume.get("configMap")))
+        for source in (volume.get("projected") or {}).get("sources") or []:
+            maps.update(_config_map(source.get("configMap")))
+    for container in [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]:
+        for source in container.get("envFrom") or []:
+            maps.update(_config_map(source.get("configMapRef")))
+        for variable in container.get("env") or []:
+            maps.update(_config_map((variable.get("valueFrom") or {}).get("configMapKeyRef")))
+    return tuple(
+        [f"PersistentVolumeClaim {namespace}/{name}" for name in sorted(claims)]
+        + [f"ConfigMap {namespace}/{name}" for name in sorted(maps)]
+    )
+
+
+def _config_map(reference: Mapping[str, Any] | None) -> tuple[str, ...]:
+    if not reference or reference.get("optional") is True or not reference.get("name"):
+        return ()
+    return (reference["name"],)

@@ -60,13 +60,15 @@ class KubeObserver:
     def observe(self, fleet: Fleet) -> dict[str, SpokeState]:
         # All spokes at once: asked one after another, each hung spoke added its
         # timeout to every reconcile. Each has its own ApiClient.
+        # The kinds and namespaces of the objects jobs need (jobspec.needs).
+        wanted = sorted({need.split("/", 1)[0] for job in fleet.jobs for need in job.needs})
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(fleet.spokes) or 1)) as pool:
-            states = list(pool.map(self._spoke, fleet.spokes))
+            states = list(pool.map(lambda spoke: self._spoke(spoke, wanted=wanted), fleet.spokes))
         asked = {spoke.name for spoke in fleet.spokes if spoke.spec.kube_context}
         metrics.keep_only(metrics.SPOKE_UP, "spoke", asked)
         return {state.name: state for state in states}
 
-    def _spoke(self, spoke: Spoke) -> SpokeState:
+    def _spoke(self, spoke: Spoke, *, wanted: list[str]) -> SpokeState:
         context = spoke.spec.kube_context
         if not context:  # no cluster to ask: trust the declaration
             return declared(spoke)
@@ -85,6 +87,12 @@ class KubeObserver:
                 batch.list_job_for_all_namespaces,
                 label_selector=f"app.kubernetes.io/managed-by={MANAGED_BY}",
             )
+            objects = {}
+            for key in wanted:
+                asking = key.replace(" ", " list in ")
+                names = self._names(core, key, spoke=spoke)
+                if names is not None:
+                    objects[key] = names
         except (
             ApiException,
             HTTPError,
@@ -123,7 +131,32 @@ class KubeObserver:
             jobs=phases,
             nodes=shapes,
             placed_on=where,
+            objects=objects,
         )
+
+    def _names(self, core: Any, key: str, *, spoke: Spoke) -> frozenset[str] | None:
+        """The names of the objects of one kind in one namespace ("ConfigMap
+        batch"); None where Caspian may not list them, so they are not checked."""
+        kind, namespace = key.split(" ", 1)
+        lists = {
+            "PersistentVolumeClaim": core.list_namespaced_persistent_volume_claim,
+            "ConfigMap": core.list_namespaced_config_map,
+        }
+        try:
+            items = self._all(lists[kind], namespace=namespace)
+        except ApiException as error:
+            if error.status not in (401, 403):
+                raise
+            log.warning(
+                "spoke %s: may not list %ss in %s (HTTP %s), so jobs that need one are not "
+                "checked for it there; deploy/spoke-rbac.yaml grants it",
+                spoke.name,
+                kind,
+                namespace,
+                error.status,
+            )
+            return None
+        return frozenset(item.metadata.name for item in items if item.metadata is not None)
 
     def _all(self, list_call: Callable[..., Any], **query: str) -> list[Any]:
         """Every item of a list. A continue token that expired (410) starts the

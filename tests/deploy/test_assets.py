@@ -159,6 +159,9 @@ def test_the_observer_role_only_lists() -> None:
         d for d in documents(ROOT / "deploy" / "spoke-rbac.yaml") if d["kind"] == "ClusterRole"
     )
     assert {verb for rule in role["rules"] for verb in rule["verbs"]} == {"list"}
+    # What reconciler/kube.py lists, and no Secrets: listing them reads them.
+    listed = {resource for rule in role["rules"] for resource in rule["resources"]}
+    assert listed == {"nodes", "pods", "jobs", "persistentvolumeclaims", "configmaps"}
 
 
 @pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")

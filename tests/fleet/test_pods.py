@@ -278,3 +278,36 @@ def test_nodes_taking_counts_the_nodes_that_could_each_take_one_pod() -> None:
     )
     assert pools.nodes_taking(pod, Placement(), groups) == 3
     assert pools.nodes_taking(pod, Placement(node_selector={"zone": "b"}), groups) == 2
+
+
+OPTIONAL = {"optional": True}
+
+
+def test_what_a_pod_needs_from_its_cluster_comes_from_its_volumes_and_environment() -> None:
+    doc = appwrapper_doc()
+    pod = doc["spec"]["components"][0]["template"]["spec"]["template"]["spec"]
+    pod["volumes"] = [
+        {"name": "data", "persistentVolumeClaim": {"claimName": "checkpoints"}},
+        {"name": "settings", "configMap": {"name": "trainer"}},
+        {"name": "extra", "configMap": {"name": "tuning", "optional": True}},
+        {"name": "both", "projected": {"sources": [{"configMap": {"name": "labels"}}]}},
+        {"name": "creds", "secret": {"secretName": "s3"}},
+        {"name": "scratch", "emptyDir": {}},
+    ]
+    pod["initContainers"] = [
+        {"name": "fetch", "image": "busybox", "envFrom": [{"configMapRef": {"name": "urls"}}]}
+    ]
+    pod["containers"][0]["env"] = [
+        {"name": "A", "valueFrom": {"configMapKeyRef": {"name": "trainer", "key": "a"}}},
+        {"name": "B", "valueFrom": {"configMapKeyRef": {"name": "x", "key": "b", **OPTIONAL}}},
+        {"name": "C", "valueFrom": {"secretKeyRef": {"name": "s3", "key": "c"}}},
+        {"name": "D", "value": "plain"},
+    ]
+    job = {j.name: j for j in fleet_with(jobs__extra=yaml.safe_dump(doc)).jobs}["extra"]
+    assert job.needs == (
+        "PersistentVolumeClaim batch/checkpoints",
+        "ConfigMap batch/labels",
+        "ConfigMap batch/trainer",
+        "ConfigMap batch/urls",
+    )
+    assert {j.name: j for j in fleet_with().jobs}["etl-daily"].needs == ()

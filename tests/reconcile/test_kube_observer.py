@@ -3,6 +3,7 @@ answers the API paths it calls with real-shaped objects and failures."""
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from prometheus_client import REGISTRY
 
 from reconciler.kube import KubeObserver
 from tests.fakehttp import Reply, serve
-from tests.fleet.helpers import fleet_with
+from tests.fleet.helpers import appwrapper_doc, fleet_with
 
 GI = 2**30
 
@@ -148,8 +149,8 @@ def healthy(api) -> None:
     )
 
 
-def observe(tmp_path, urls, *, tolerated=(), **kwargs):
-    fleet = fleet_with()
+def observe(tmp_path, urls, *, tolerated=(), fleet=None, **kwargs):
+    fleet = fleet or fleet_with()
     context = {"paris": "kind-paris"}
     spokes = tuple(
         s.model_copy(
@@ -430,3 +431,38 @@ def test_a_spoke_that_left_the_fleet_leaves_the_up_gauge(tmp_path) -> None:
         without_paris
     )
     assert up("paris") is None  # gone, not down for ever
+
+
+def test_the_objects_jobs_need_are_listed_in_their_namespaces_only(tmp_path, caplog) -> None:
+    doc = appwrapper_doc("trainer")
+    pod_spec = doc["spec"]["components"][0]["template"]["spec"]["template"]["spec"]
+    pod_spec["volumes"] = [
+        {"name": "data", "persistentVolumeClaim": {"claimName": "checkpoints"}},
+        {"name": "settings", "configMap": {"name": "trainer"}},
+    ]
+    fleet = fleet_with(jobs__trainer=yaml.safe_dump(doc))
+    claims = [{"metadata": {"name": n, "namespace": "batch"}} for n in ("checkpoints", "other")]
+    forbidden = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403}
+    caplog.set_level(logging.WARNING)
+    with serve() as api:
+        healthy(api)
+        api.route(
+            "/api/v1/namespaces/batch/persistentvolumeclaims",
+            Reply(body=listing("PersistentVolumeClaimList", claims)),
+        )
+        api.route("/api/v1/namespaces/batch/configmaps", Reply(status=403, body=forbidden))
+        state = observe(tmp_path, {"paris": api.url}, fleet=fleet)["paris"]
+        asked = {s.path for s in api.seen if "/namespaces/" in s.path}
+    assert asked == {
+        "/api/v1/namespaces/batch/persistentvolumeclaims",
+        "/api/v1/namespaces/batch/configmaps",
+    }
+    # Not allowed to list ConfigMaps: those are not known, and the spoke is up.
+    assert state.up
+    assert state.objects == {"PersistentVolumeClaim batch": frozenset({"checkpoints", "other"})}
+    assert "may not list ConfigMaps in batch (HTTP 403)" in caplog.text
+    # Without a job that needs one, nothing is listed.
+    with serve() as api:
+        healthy(api)
+        assert observe(tmp_path, {"paris": api.url})["paris"].objects == {}
+        assert not [s for s in api.seen if "/namespaces/" in s.path]

@@ -962,3 +962,31 @@ def test_editing_a_started_jobs_template_replaces_it_and_the_commit_says_so() ->
     # Nothing is replaced where nothing changed.
     again = messages.commit_message(old=later.ledger, decision=later, input_commit="0" * 40)
     assert "replaced" not in again
+
+
+def _needing_a_claim() -> dict[str, bytes]:
+    doc = appwrapper_doc("trainer", annotations={"caspian.dev/spokes": "paris,frankfurt"})
+    pod = doc["spec"]["components"][0]["template"]["spec"]["template"]["spec"]
+    pod["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": "checkpoints"}}]
+    return {**template_files(), "jobs/trainer.yaml": yaml.safe_dump(doc).encode()}
+
+
+def test_a_job_goes_only_where_the_claim_its_pods_need_is() -> None:
+    has = {"objects": {"PersistentVolumeClaim batch": frozenset({"checkpoints"})}}
+    lacks = {"objects": {"PersistentVolumeClaim batch": frozenset({"scratch"})}}
+    decision, _ = step(_needing_a_claim(), now=NOW, states={"paris": lacks, "frankfurt": has})
+    assert entries(decision)["batch/trainer"].spoke == "frankfurt"
+    assert decision.missing["batch/trainer"] == {
+        "paris": "its pods need PersistentVolumeClaim batch/checkpoints, and it is not there"
+    }
+    nowhere, _ = step(_needing_a_claim(), now=NOW, states={"paris": lacks, "frankfurt": lacks})
+    waits = entries(nowhere)["batch/trainer"]
+    assert waits.phase == "Pending"
+    assert waits.reason.startswith(
+        "no spoke it may use can take it: paris (its pods need PersistentVolumeClaim "
+        "batch/checkpoints, and it is not there); frankfurt ("
+    )
+    # Where the spoke's objects are not known (declared capacity), nothing is checked.
+    unknown, _ = step(_needing_a_claim(), now=NOW)
+    assert entries(unknown)["batch/trainer"].phase in ("Planned", "Dispatched")
+    assert unknown.missing == {}
