@@ -156,7 +156,9 @@ class KubeObserver:
                 error.status,
             )
             return None
-        return frozenset(item.metadata.name for item in items if item.metadata is not None)
+        # An object without a name, as a garbled answer has, is none a job needs.
+        named = (getattr(item.metadata, "name", None) for item in items)
+        return frozenset(name for name in named if isinstance(name, str))
 
     def _all(self, list_call: Callable[..., Any], **query: str) -> list[Any]:
         """Every item of a list. A continue token that expired (410) starts the

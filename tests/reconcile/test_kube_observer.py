@@ -466,3 +466,16 @@ def test_the_objects_jobs_need_are_listed_in_their_namespaces_only(tmp_path, cap
         healthy(api)
         assert observe(tmp_path, {"paris": api.url})["paris"].objects == {}
         assert not [s for s in api.seen if "/namespaces/" in s.path]
+
+
+def test_a_listed_object_without_a_name_is_none_a_job_needs(tmp_path) -> None:
+    doc = appwrapper_doc("trainer")
+    pod_spec = doc["spec"]["components"][0]["template"]["spec"]["template"]["spec"]
+    pod_spec["volumes"] = [{"name": "settings", "configMap": {"name": "trainer"}}]
+    maps = [{"metadata": {}}, {"metadata": {"name": None}}, {"metadata": {"name": "trainer"}}]
+    with serve() as api:
+        healthy(api)
+        api.route("/api/v1/namespaces/batch/configmaps", Reply(body=listing("ConfigMapList", maps)))
+        fleet = fleet_with(jobs__trainer=yaml.safe_dump(doc))
+        state = observe(tmp_path, {"paris": api.url}, fleet=fleet)["paris"]
+    assert state.up and state.objects == {"ConfigMap batch": frozenset({"trainer"})}
