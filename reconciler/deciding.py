@@ -16,7 +16,7 @@ from carbon import IntensitySeries
 from optimizer import baselines
 from optimizer.model import Instance, Job, Plan, Slot, SolverSettings, SpokeCapacity
 from optimizer.solving import optimize
-from reconciler import pools
+from reconciler import jobspec, pools
 from reconciler.decisions import Decision, SpokeState, Window
 from reconciler.fleet import Fleet, JobRequest, Problem, Spoke
 from reconciler.ledger import ACTIVE, FINISHED, FIXED, UNFINISHED, Entry, Ledger, Phase
@@ -601,9 +601,8 @@ def _missing_objects(
 
 
 def _lacks(state: SpokeState, need: str) -> bool:
-    kind, reference = need.split(" ", 1)
-    namespace, name = reference.split("/", 1)
-    names = state.objects.get(f"{kind} {namespace}")
+    where, name = jobspec.scope_of(need)
+    names = state.objects.get(where)
     return names is not None and name not in names
 
 

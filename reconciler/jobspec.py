@@ -265,11 +265,16 @@ def _refuse_other_accelerators(where: str, resources: Any) -> None:
                 )
 
 
+# The cluster's own objects a pod may name, and the field that names them.
+CLASSES = (("PriorityClass", "priorityClassName"), ("RuntimeClass", "runtimeClassName"))
+
+
 def needs(job_spec: Mapping[str, Any], *, namespace: str) -> tuple[str, ...]:
-    """The objects of its own namespace a pod of the Job cannot start without, as
-    `Kind namespace/name`: the PersistentVolumeClaims of its volumes, and the
-    ConfigMaps of its volumes and environment that are not marked optional. They
-    live in one cluster: on a spoke without them its pods would wait for ever.
+    """The objects a pod of the Job cannot start without, as `Kind namespace/name`
+    (or `Kind name` for a cluster's own): the PersistentVolumeClaims of its
+    volumes, the ConfigMaps of its volumes and environment that are not marked
+    optional, and its PriorityClass and RuntimeClass. They are defined cluster by
+    cluster: on a spoke without them its pods would wait, or be refused, for ever.
     (Secrets are left out: knowing their names takes the right to read them.)"""
     pod = (job_spec.get("template") or {}).get("spec") or {}
     claims, maps = set(), set()
@@ -285,10 +290,22 @@ def needs(job_spec: Mapping[str, Any], *, namespace: str) -> tuple[str, ...]:
             maps.update(_config_map(source.get("configMapRef")))
         for variable in container.get("env") or []:
             maps.update(_config_map((variable.get("valueFrom") or {}).get("configMapKeyRef")))
+    classes = [f"{kind} {pod[field]}" for kind, field in CLASSES if pod.get(field)]
     return tuple(
         [f"PersistentVolumeClaim {namespace}/{name}" for name in sorted(claims)]
         + [f"ConfigMap {namespace}/{name}" for name in sorted(maps)]
+        + classes
     )
+
+
+def scope_of(need: str) -> tuple[str, str]:
+    """(where to look, name) of a need: ("ConfigMap batch", "settings") for
+    `ConfigMap batch/settings`, ("PriorityClass", "high") for `PriorityClass high`."""
+    kind, reference = need.split(" ", 1)
+    if "/" not in reference:
+        return kind, reference
+    namespace, name = reference.split("/", 1)
+    return f"{kind} {namespace}", name
 
 
 def _config_map(reference: Mapping[str, Any] | None) -> tuple[str, ...]:

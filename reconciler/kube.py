@@ -24,7 +24,7 @@ from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from reconciler import metrics
+from reconciler import jobspec, metrics
 from reconciler.decisions import SpokeState
 from reconciler.fleet import Fleet, Spoke
 from reconciler.observing import declared
@@ -61,7 +61,7 @@ class KubeObserver:
         # All spokes at once: asked one after another, each hung spoke added its
         # timeout to every reconcile. Each has its own ApiClient.
         # The kinds and namespaces of the objects jobs need (jobspec.needs).
-        wanted = sorted({need.split("/", 1)[0] for job in fleet.jobs for need in job.needs})
+        wanted = sorted({jobspec.scope_of(need)[0] for job in fleet.jobs for need in job.needs})
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(fleet.spokes) or 1)) as pool:
             states = list(pool.map(lambda spoke: self._spoke(spoke, wanted=wanted), fleet.spokes))
         asked = {spoke.name for spoke in fleet.spokes if spoke.spec.kube_context}
@@ -89,8 +89,8 @@ class KubeObserver:
             )
             objects = {}
             for key in wanted:
-                asking = key.replace(" ", " list in ")
-                names = self._names(core, key, spoke=spoke)
+                asking = f"{key.replace(' ', ' list in ')}{'' if ' ' in key else ' list'}"
+                names = self._names(api, key, spoke=spoke)
                 if names is not None:
                     objects[key] = names
         except (
@@ -134,25 +134,30 @@ class KubeObserver:
             objects=objects,
         )
 
-    def _names(self, core: Any, key: str, *, spoke: Spoke) -> frozenset[str] | None:
+    def _names(self, api: client.ApiClient, key: str, *, spoke: Spoke) -> frozenset[str] | None:
         """The names of the objects of one kind in one namespace ("ConfigMap
-        batch"); None where Caspian may not list them, so they are not checked."""
-        kind, namespace = key.split(" ", 1)
+        batch"), or of a cluster's own kind ("PriorityClass"); None where Caspian
+        may not list them, so they are not checked."""
+        kind, _, namespace = key.partition(" ")
+        core = client.CoreV1Api(api)
         lists = {
             "PersistentVolumeClaim": core.list_namespaced_persistent_volume_claim,
             "ConfigMap": core.list_namespaced_config_map,
+            "PriorityClass": client.SchedulingV1Api(api).list_priority_class,
+            "RuntimeClass": client.NodeV1Api(api).list_runtime_class,
         }
         try:
-            items = self._all(lists[kind], namespace=namespace)
+            query = {"namespace": namespace} if namespace else {}
+            items = self._all(lists[kind], **query)
         except ApiException as error:
             if error.status not in (401, 403):
                 raise
             log.warning(
-                "spoke %s: may not list %ss in %s (HTTP %s), so jobs that need one are not "
+                "spoke %s: may not list %ss%s (HTTP %s), so jobs that need one are not "
                 "checked for it there; deploy/spoke-rbac.yaml grants it",
                 spoke.name,
                 kind,
-                namespace,
+                f" in {namespace}" if namespace else "",
                 error.status,
             )
             return None

@@ -161,7 +161,10 @@ def test_the_observer_role_only_lists() -> None:
     assert {verb for rule in role["rules"] for verb in rule["verbs"]} == {"list"}
     # What reconciler/kube.py lists, and no Secrets: listing them reads them.
     listed = {resource for rule in role["rules"] for resource in rule["resources"]}
-    assert listed == {"nodes", "pods", "jobs", "persistentvolumeclaims", "configmaps"}
+    assert listed == {
+        *("nodes", "pods", "jobs", "persistentvolumeclaims", "configmaps"),
+        *("priorityclasses", "runtimeclasses"),
+    }
 
 
 @pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")

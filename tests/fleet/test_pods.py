@@ -303,11 +303,15 @@ def test_what_a_pod_needs_from_its_cluster_comes_from_its_volumes_and_environmen
         {"name": "C", "valueFrom": {"secretKeyRef": {"name": "s3", "key": "c"}}},
         {"name": "D", "value": "plain"},
     ]
+    pod["priorityClassName"] = "batch-low"
+    pod["runtimeClassName"] = "gvisor"
     job = {j.name: j for j in fleet_with(jobs__extra=yaml.safe_dump(doc)).jobs}["extra"]
     assert job.needs == (
         "PersistentVolumeClaim batch/checkpoints",
         "ConfigMap batch/labels",
         "ConfigMap batch/trainer",
         "ConfigMap batch/urls",
+        "PriorityClass batch-low",
+        "RuntimeClass gvisor",
     )
     assert {j.name: j for j in fleet_with().jobs}["etl-daily"].needs == ()

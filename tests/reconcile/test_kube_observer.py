@@ -440,8 +440,10 @@ def test_the_objects_jobs_need_are_listed_in_their_namespaces_only(tmp_path, cap
         {"name": "data", "persistentVolumeClaim": {"claimName": "checkpoints"}},
         {"name": "settings", "configMap": {"name": "trainer"}},
     ]
+    pod_spec["priorityClassName"] = "batch-low"
     fleet = fleet_with(jobs__trainer=yaml.safe_dump(doc))
     claims = [{"metadata": {"name": n, "namespace": "batch"}} for n in ("checkpoints", "other")]
+    classes = [{"metadata": {"name": "batch-low"}, "value": 10}]
     forbidden = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403}
     caplog.set_level(logging.WARNING)
     with serve() as api:
@@ -451,15 +453,23 @@ def test_the_objects_jobs_need_are_listed_in_their_namespaces_only(tmp_path, cap
             Reply(body=listing("PersistentVolumeClaimList", claims)),
         )
         api.route("/api/v1/namespaces/batch/configmaps", Reply(status=403, body=forbidden))
+        api.route(
+            "/apis/scheduling.k8s.io/v1/priorityclasses",
+            Reply(body=listing("PriorityClassList", classes)),
+        )
         state = observe(tmp_path, {"paris": api.url}, fleet=fleet)["paris"]
-        asked = {s.path for s in api.seen if "/namespaces/" in s.path}
+        asked = {s.path for s in api.seen if "/namespaces/" in s.path or "classes" in s.path}
     assert asked == {
         "/api/v1/namespaces/batch/persistentvolumeclaims",
         "/api/v1/namespaces/batch/configmaps",
+        "/apis/scheduling.k8s.io/v1/priorityclasses",
     }
     # Not allowed to list ConfigMaps: those are not known, and the spoke is up.
     assert state.up
-    assert state.objects == {"PersistentVolumeClaim batch": frozenset({"checkpoints", "other"})}
+    assert state.objects == {
+        "PersistentVolumeClaim batch": frozenset({"checkpoints", "other"}),
+        "PriorityClass": frozenset({"batch-low"}),
+    }
     assert "may not list ConfigMaps in batch (HTTP 403)" in caplog.text
     # Without a job that needs one, nothing is listed.
     with serve() as api:

@@ -986,6 +986,19 @@ def test_a_job_goes_only_where_the_claim_its_pods_need_is() -> None:
         "no spoke it may use can take it: paris (its pods need PersistentVolumeClaim "
         "batch/checkpoints, and it is not there); frankfurt ("
     )
+    # A cluster's own kinds are named without a namespace.
+    doc = yaml.safe_load(_needing_a_claim()["jobs/trainer.yaml"])
+    doc["spec"]["components"][0]["template"]["spec"]["template"]["spec"]["priorityClassName"] = (
+        "low"
+    )
+    files = {**_needing_a_claim(), "jobs/trainer.yaml": yaml.safe_dump(doc).encode()}
+    classes = {"PriorityClass": frozenset({"low"})}
+    states = {"paris": {"objects": {**has["objects"], "PriorityClass": frozenset()}}}
+    states["frankfurt"] = {"objects": {**has["objects"], **classes}}
+    by_class, _ = step(files, now=NOW, states=states)
+    assert by_class.missing["batch/trainer"] == {
+        "paris": "its pods need PriorityClass low, and it is not there"
+    }
     # Where the spoke's objects are not known (declared capacity), nothing is checked.
     unknown, _ = step(_needing_a_claim(), now=NOW)
     assert entries(unknown)["batch/trainer"].phase in ("Planned", "Dispatched")
