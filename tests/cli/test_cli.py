@@ -328,17 +328,25 @@ def kube_spoke(api, *, cpu: str, gpu_node: bool = False) -> None:
     api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [])))
 
 
-def explain_on_kube(run, tmp_path, job: str, *, cpu: dict[str, str], gpu_on: str = ""):
-    """`explain job` with the kube observer, against three local API servers."""
+def explain_on_kube(run, tmp_path, job: str, *, cpu: dict[str, str], gpu_on: str = "", routes=None):
+    """`explain job` with the kube observer, against three local API servers;
+    `routes(name, api)` adds answers to a spoke's."""
     from tests.fakehttp import serve
     from tests.reconcile.test_kube_observer import kubeconfig
 
     remote = tmp_path / "fleet.git"
     run("init", "--bare", remote)
+    if routes is not None:
+        doc = appwrapper_doc("trainer")
+        pod = doc["spec"]["components"][0]["template"]["spec"]["template"]["spec"]
+        pod["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": "ckpt"}}]
+        gitutil.user_commit(remote, {"jobs/trainer.yaml": yaml.safe_dump(doc).encode()})
     with serve() as paris, serve() as frankfurt, serve() as california:
         apis = {"paris": paris, "frankfurt": frankfurt, "california": california}
         for name, api in apis.items():
             kube_spoke(api, cpu=cpu[name], gpu_node=name == gpu_on)
+            if routes is not None:
+                routes(name, api)
         config = kubeconfig(tmp_path, {name: api.url for name, api in apis.items()})
         return run(
             "explain", job, "--repo", remote, "--observer", "kube", "--kubeconfig", config, *AT
@@ -355,6 +363,25 @@ def test_explain_names_a_spoke_whose_nodes_are_too_small_for_the_pod(run, tmp_pa
         "(the largest: 16 cpu, 256Gi memory, 0 GPUs)\n"
     ) in result.output
     assert "not on frankfurt" not in result.output
+
+
+def test_explain_names_a_spoke_without_the_claim_the_pods_need(run, tmp_path) -> None:
+    from tests.fakehttp import Reply
+    from tests.reconcile.test_kube_observer import listing
+
+    def claims(name, api) -> None:
+        names = ["ckpt"] if name != "paris" else ["scratch"]
+        items = [{"metadata": {"name": n, "namespace": "batch"}} for n in names]
+        path = "/api/v1/namespaces/batch/persistentvolumeclaims"
+        api.route(path, Reply(body=listing("PersistentVolumeClaimList", items)))
+
+    cpu = dict.fromkeys(("paris", "frankfurt", "california"), "64")
+    result = explain_on_kube(run, tmp_path, "trainer", cpu=cpu, routes=claims)
+    assert result.exit_code == 0, result.output
+    assert (
+        "  not on paris: its pods need PersistentVolumeClaim batch/ckpt, and it is not there\n"
+    ) in result.output
+    assert "  on paris" not in result.output
 
 
 def test_explain_lists_the_pools_of_a_spoke_whose_gpu_nodes_are_tainted(run, tmp_path) -> None:
