@@ -78,7 +78,7 @@ def decide(
     suspended = {job.id for job in fleet.jobs if job.suspended and job.id not in finished}
     groups = {name: pools.node_groups(state.nodes) for name, state in spokes.items()}
     no_node_fits = _no_node_fits(fleet.jobs, groups)
-    missing = _missing_objects(fleet.jobs, spokes)
+    missing = _merged(_missing_objects(fleet.jobs, spokes), _over_quota(fleet.jobs, spokes))
     # Per job, every spoke it may use but cannot go to now, with why.
     shut = {
         job.id: {**closed, **no_node_fits.get(job.id, {}), **missing.get(job.id, {})}
@@ -598,6 +598,47 @@ def _missing_objects(
         if gaps:
             result[job.id] = gaps
     return result
+
+
+def _over_quota(
+    jobs: Iterable[JobRequest], spokes: Mapping[str, SpokeState]
+) -> dict[str, dict[str, str]]:
+    """Per job, the spokes it may use whose ResourceQuotas in its namespace let
+    all pods there request less than its pods do at once: there the Job could
+    never create them all, however empty the spoke."""
+    result: dict[str, dict[str, str]] = {}
+    for job in jobs:
+        for name in job.allowed_spokes:
+            state = spokes.get(name)
+            most = state.quotas.get(job.namespace) if state is not None else None
+            if most is None:
+                continue
+            over = [
+                f"{asked:g} {unit} (the quota: {allowed:g})"
+                for unit, asked, allowed in (
+                    ("cpu", job.cpu, most.cpu),
+                    ("GiB memory", job.memory_bytes / 2**30, most.memory_bytes / 2**30),
+                    ("GPUs", job.gpu, most.gpu),
+                )
+                if asked > allowed
+            ]
+            if over:
+                result.setdefault(job.id, {})[name] = (
+                    f"its pods ask for {', '.join(over)} at once, more than the ResourceQuotas "
+                    f"of {job.namespace} there let all pods request"
+                )
+    return result
+
+
+def _merged(*reasons: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """Per job and spoke, the reasons why not, joined where there are two."""
+    merged: dict[str, dict[str, str]] = {}
+    for per_job in reasons:
+        for job_id, per_spoke in per_job.items():
+            for spoke, why in per_spoke.items():
+                before = merged.setdefault(job_id, {}).get(spoke)
+                merged[job_id][spoke] = f"{before}; {why}" if before else why
+    return merged
 
 
 def _lacks(state: SpokeState, need: str) -> bool:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from optimizer.model import Instance, Plan
 from reconciler.fleet import JobRequest, Problem
 from reconciler.ledger import FINISHED, Entry, Ledger
-from reconciler.pods import Node
+from reconciler.pods import Node, Resources
 
 
 class SpokeState(BaseModel):
@@ -35,6 +35,10 @@ class SpokeState(BaseModel):
     # The names of the objects there that jobs need (jobspec.needs), by kind and
     # namespace ("ConfigMap batch"); a kind and namespace not listed is not known.
     objects: dict[str, frozenset[str]] = {}
+    # Per namespace, the most its ResourceQuotas let all pods there request at
+    # once (each figure infinite where none limits it); a namespace not listed
+    # has none, or none known.
+    quotas: dict[str, Resources] = {}
 
 
 class Window(BaseModel):

@@ -14,6 +14,7 @@ work, and its running Jobs keep their place.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -43,6 +44,13 @@ MAX_PARALLEL = 16
 PAGE = 500
 MOST_PAGES = 1000  # half a million objects; past that, an answer going round
 RESOURCES = {"cpu": "cpu", "memory": "memory", "gpu": "nvidia.com/gpu"}
+# The keys of a ResourceQuota's hard limits on what pods request (an extended
+# resource is limited by its requests. key only).
+QUOTA_KEYS = {
+    "cpu": ("requests.cpu", "cpu"),
+    "memory": ("requests.memory", "memory"),
+    "gpu": ("requests.nvidia.com/gpu",),
+}
 
 
 class KubeObserver:
@@ -62,13 +70,19 @@ class KubeObserver:
         # timeout to every reconcile. Each has its own ApiClient.
         # The kinds and namespaces of the objects jobs need (jobspec.needs).
         wanted = sorted({jobspec.scope_of(need)[0] for job in fleet.jobs for need in job.needs})
+        namespaces = sorted({job.namespace for job in fleet.jobs})
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(fleet.spokes) or 1)) as pool:
-            states = list(pool.map(lambda spoke: self._spoke(spoke, wanted=wanted), fleet.spokes))
+            states = list(
+                pool.map(
+                    lambda spoke: self._spoke(spoke, wanted=wanted, namespaces=namespaces),
+                    fleet.spokes,
+                )
+            )
         asked = {spoke.name for spoke in fleet.spokes if spoke.spec.kube_context}
         metrics.keep_only(metrics.SPOKE_UP, "spoke", asked)
         return {state.name: state for state in states}
 
-    def _spoke(self, spoke: Spoke, *, wanted: list[str]) -> SpokeState:
+    def _spoke(self, spoke: Spoke, *, wanted: list[str], namespaces: list[str]) -> SpokeState:
         context = spoke.spec.kube_context
         if not context:  # no cluster to ask: trust the declaration
             return declared(spoke)
@@ -93,6 +107,17 @@ class KubeObserver:
                 names = self._names(api, key, spoke=spoke)
                 if names is not None:
                     objects[key] = names
+            quota_lists = {}
+            for namespace in namespaces:
+                asking = f"ResourceQuota list in {namespace}"
+                quotas = self._listed(
+                    core.list_namespaced_resource_quota,
+                    namespace,
+                    what="ResourceQuotas",
+                    spoke=spoke,
+                )
+                if quotas is not None:
+                    quota_lists[namespace] = quotas
         except (
             ApiException,
             HTTPError,
@@ -114,6 +139,7 @@ class KubeObserver:
                 f"{job.metadata.namespace}/{job.metadata.name}": job_phase(job.status)
                 for job in jobs
             }
+            limits = {namespace: quota_limits(items) for namespace, items in quota_lists.items()}
         except ValueError as error:  # a quantity that does not parse
             return self._down(spoke, f"its API answered an object Caspian cannot read: {error}")
         except (TypeError, AttributeError):
@@ -132,6 +158,7 @@ class KubeObserver:
             nodes=shapes,
             placed_on=where,
             objects=objects,
+            quotas={namespace: limit for namespace, limit in limits.items() if limit is not None},
         )
 
     def _names(self, api: client.ApiClient, key: str, *, spoke: Spoke) -> frozenset[str] | None:
@@ -146,24 +173,32 @@ class KubeObserver:
             "PriorityClass": client.SchedulingV1Api(api).list_priority_class,
             "RuntimeClass": client.NodeV1Api(api).list_runtime_class,
         }
-        try:
-            query = {"namespace": namespace} if namespace else {}
-            items = self._all(lists[kind], **query)
-        except ApiException as error:
-            if error.status not in (401, 403):
-                raise
-            log.warning(
-                "spoke %s: may not list %ss%s (HTTP %s), so jobs that need one are not "
-                "checked for it there; deploy/spoke-rbac.yaml grants it",
-                spoke.name,
-                kind,
-                f" in {namespace}" if namespace else "",
-                error.status,
-            )
+        items = self._listed(lists[kind], namespace, what=f"{kind}s", spoke=spoke)
+        if items is None:
             return None
         # An object without a name, as a garbled answer has, is none a job needs.
         named = (getattr(item.metadata, "name", None) for item in items)
         return frozenset(name for name in named if isinstance(name, str))
+
+    def _listed(
+        self, list_call: Callable[..., Any], namespace: str, *, what: str, spoke: Spoke
+    ) -> list[Any] | None:
+        """Every item of a list Caspian may lack the right to (an older
+        deploy/spoke-rbac.yaml): None then, and jobs are not checked against it."""
+        try:
+            return self._all(list_call, **({"namespace": namespace} if namespace else {}))
+        except ApiException as error:
+            if error.status not in (401, 403):
+                raise
+            log.warning(
+                "spoke %s: may not list %s%s (HTTP %s), so jobs are not checked against them "
+                "there; deploy/spoke-rbac.yaml grants it",
+                spoke.name,
+                what,
+                f" in {namespace}" if namespace else "",
+                error.status,
+            )
+            return None
 
     def _all(self, list_call: Callable[..., Any], **query: str) -> list[Any]:
         """Every item of a list. A continue token that expired (410) starts the
@@ -451,6 +486,25 @@ def pod_requests(spec: Any) -> dict[str, float]:
             overhead=quantity((spec.overhead or {}).get(theirs, 0)),
         )
     return result
+
+
+def quota_limits(quotas: Iterable[Any]) -> Resources | None:
+    """The most the ResourceQuotas of one namespace let all its pods request at
+    once, or None where none limits cpu, memory or GPUs. A quota with scopes
+    counts only some pods (by priority, say), so only quotas without are read."""
+    most = {"cpu": math.inf, "memory": math.inf, "gpu": math.inf}
+    for quota in quotas:
+        spec = quota.spec
+        if spec is None or spec.scopes or spec.scope_selector:
+            continue
+        hard = spec.hard or {}
+        for ours, keys in QUOTA_KEYS.items():
+            for key in keys:
+                if key in hard:
+                    most[ours] = min(most[ours], quantity(hard[key]))
+    if all(math.isinf(value) for value in most.values()):
+        return None
+    return Resources(cpu=most["cpu"], memory_bytes=most["memory"], gpu=most["gpu"])
 
 
 def job_phase(status: Any) -> str:

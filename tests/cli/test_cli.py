@@ -318,7 +318,7 @@ def kube_spoke(api, *, cpu: str, gpu_node: bool = False) -> None:
     """A spoke's API server with one node of `cpu` cpu (and a GPU node tainted
     nvidia.com/gpu), and nothing running."""
     from tests.fakehttp import Reply
-    from tests.reconcile.test_kube_observer import listing, node
+    from tests.reconcile.test_kube_observer import listing, no_namespaced_objects, node
 
     nodes = [node("n1", cpu=cpu, memory="256Gi")]
     if gpu_node:
@@ -326,6 +326,7 @@ def kube_spoke(api, *, cpu: str, gpu_node: bool = False) -> None:
     api.route("/api/v1/nodes", Reply(body=listing("NodeList", nodes)))
     api.route("/api/v1/pods", Reply(body=listing("PodList", [])))
     api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [])))
+    no_namespaced_objects(api)
 
 
 def explain_on_kube(run, tmp_path, job: str, *, cpu: dict[str, str], gpu_on: str = "", routes=None):

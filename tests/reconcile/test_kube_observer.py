@@ -12,6 +12,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 from reconciler.kube import KubeObserver
+from reconciler.pods import Resources
 from tests.fakehttp import Reply, serve
 from tests.fleet.helpers import appwrapper_doc, fleet_with
 
@@ -93,7 +94,14 @@ def kubeconfig(tmp_path: Path, urls: dict[str, str]) -> str:
     return str(path)
 
 
+def no_namespaced_objects(api) -> None:
+    """Every namespace's lists (its ResourceQuotas, ...) empty, as an API server
+    answers for a namespace that has none."""
+    api.route("/api/v1/namespaces/", Reply(body=listing("List", [])))
+
+
 def healthy(api) -> None:
+    no_namespaced_objects(api)
     api.route(
         "/api/v1/nodes",
         Reply(
@@ -220,6 +228,7 @@ def test_sidecars_overhead_and_pod_level_requests_of_other_pods_are_taken(tmp_pa
     sized = pod("sized", "ready-1", "Running", cpu="1", memory="1Gi")
     sized["spec"]["resources"] = {"requests": {"cpu": "6", "memory": "3Gi"}}
     with serve() as api:
+        no_namespaced_objects(api)
         api.route("/api/v1/nodes", Reply(body=listing("NodeList", [node("ready-1", cpu="16")])))
         api.route("/api/v1/pods", Reply(body=listing("PodList", [meshed, sized])))
         api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [])))
@@ -277,6 +286,7 @@ def test_lists_are_read_page_by_page_to_the_end(tmp_path) -> None:
     nodes = [node(f"n-{i}", cpu="1", memory="1Gi") for i in range(7)]
     others = [pod(f"p-{i}", f"n-{i % 7}", "Running", cpu="100m", memory="1Mi") for i in range(12)]
     with serve() as api:
+        no_namespaced_objects(api)
         api.routes["/api/v1/nodes"] = paged("NodeList", nodes, size=3)
         api.routes["/api/v1/pods"] = paged("PodList", others, size=5, expire_once=True)
         api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [job("train-1a2b3c4d")])))
@@ -459,6 +469,7 @@ def test_the_objects_jobs_need_are_listed_in_their_namespaces_only(tmp_path, cap
         )
         state = observe(tmp_path, {"paris": api.url}, fleet=fleet)["paris"]
         asked = {s.path for s in api.seen if "/namespaces/" in s.path or "classes" in s.path}
+    asked -= {f"/api/v1/namespaces/{ns}/resourcequotas" for ns in ("batch", "media")}
     assert asked == {
         "/api/v1/namespaces/batch/persistentvolumeclaims",
         "/api/v1/namespaces/batch/configmaps",
@@ -475,7 +486,7 @@ def test_the_objects_jobs_need_are_listed_in_their_namespaces_only(tmp_path, cap
     with serve() as api:
         healthy(api)
         assert observe(tmp_path, {"paris": api.url})["paris"].objects == {}
-        assert not [s for s in api.seen if "/namespaces/" in s.path]
+        assert not [s for s in api.seen if "/namespaces/" in s.path and "quotas" not in s.path]
 
 
 def test_a_listed_object_without_a_name_is_none_a_job_needs(tmp_path) -> None:
@@ -489,3 +500,30 @@ def test_a_listed_object_without_a_name_is_none_a_job_needs(tmp_path) -> None:
         fleet = fleet_with(jobs__trainer=yaml.safe_dump(doc))
         state = observe(tmp_path, {"paris": api.url}, fleet=fleet)["paris"]
     assert state.up and state.objects == {"ConfigMap batch": frozenset({"trainer"})}
+
+
+def quota(name, hard, **spec):
+    return {"metadata": {"name": name, "namespace": "batch"}, "spec": {"hard": hard, **spec}}
+
+
+def test_the_resource_quotas_of_the_jobs_namespaces_give_the_most_they_may_ask(tmp_path) -> None:
+    quotas = [
+        quota("team", {"requests.cpu": "24", "requests.memory": "96Gi", "pods": "50"}),
+        quota("old-style", {"cpu": "16"}),  # the same as requests.cpu: the lower holds
+        quota("gpus", {"requests.nvidia.com/gpu": "2"}),
+        # Scoped quotas count only some pods: not read.
+        quota("urgent", {"requests.cpu": "1"}, scopes=["PriorityClass"]),
+        quota("best-effort", {"requests.cpu": "1"}, scopeSelector={"matchExpressions": []}),
+    ]
+    with serve() as api:
+        healthy(api)
+        api.route(
+            "/api/v1/namespaces/batch/resourcequotas",
+            Reply(body=listing("ResourceQuotaList", quotas)),
+        )
+        state = observe(tmp_path, {"paris": api.url})["paris"]
+    assert state.up
+    assert state.quotas == {"batch": Resources(cpu=16, memory_bytes=96 * GI, gpu=2)}
+    with serve() as api:  # no quota in either namespace: nothing to hold jobs to
+        healthy(api)
+        assert observe(tmp_path, {"paris": api.url})["paris"].quotas == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 import yaml
@@ -1003,3 +1004,21 @@ def test_a_job_goes_only_where_the_claim_its_pods_need_is() -> None:
     unknown, _ = step(_needing_a_claim(), now=NOW)
     assert entries(unknown)["batch/trainer"].phase in ("Planned", "Dispatched")
     assert unknown.missing == {}
+
+
+def test_a_job_larger_than_a_spokes_quota_for_its_namespace_is_not_placed_there() -> None:
+    # climate-sim asks for 24 cpu at once; paris's quota for batch allows 16 in all.
+    tight = {"quotas": {"batch": Resources(cpu=16, memory_bytes=math.inf, gpu=math.inf)}}
+    roomy = {"quotas": {"batch": Resources(cpu=64, memory_bytes=math.inf, gpu=math.inf)}}
+    decision, _ = step(template_files(), now=NOW, states={"paris": tight, "frankfurt": roomy})
+    climate = entries(decision)["batch/climate-sim"]
+    assert climate.spoke != "paris"
+    assert decision.missing["batch/climate-sim"]["paris"] == (
+        "its pods ask for 24 cpu (the quota: 16) at once, more than the ResourceQuotas of "
+        "batch there let all pods request"
+    )
+    # A quota for another namespace holds nothing here.
+    other = {"quotas": {"media": Resources(cpu=1, memory_bytes=1, gpu=0)}}
+    free, _ = step(template_files(), now=NOW, states={"paris": other})
+    assert "batch/climate-sim" not in free.missing
+    assert_valid_plan(decision.instance, decision.plan)
