@@ -8,7 +8,9 @@ of running or pending pods placed on those nodes that Caspian does not own (its
 own Jobs are already in the plan), node by node: the nodes are reported with
 their taints and what is free on each, for the pools of `reconciler/pools.py`.
 A spoke whose API does not answer in time is reported down: it gets no new
-work, and its running Jobs keep their place.
+work, and its running Jobs keep their place. It also reports what jobs need
+from it: the names of the claims, ConfigMaps and classes they name, and the
+ResourceQuotas of their namespaces.
 """
 
 from __future__ import annotations
@@ -66,11 +68,12 @@ class KubeObserver:
         self.tolerated = set(tolerated_taints)
 
     def observe(self, fleet: Fleet) -> dict[str, SpokeState]:
-        # All spokes at once: asked one after another, each hung spoke added its
-        # timeout to every reconcile. Each has its own ApiClient.
-        # The kinds and namespaces of the objects jobs need (jobspec.needs).
+        # The kinds and namespaces of the objects jobs need (jobspec.needs), and
+        # the namespaces whose quotas hold them.
         wanted = sorted({jobspec.scope_of(need)[0] for job in fleet.jobs for need in job.needs})
         namespaces = sorted({job.namespace for job in fleet.jobs})
+        # All spokes at once: asked one after another, each hung spoke added its
+        # timeout to every reconcile. Each has its own ApiClient.
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(fleet.spokes) or 1)) as pool:
             states = list(
                 pool.map(
@@ -103,7 +106,8 @@ class KubeObserver:
             )
             objects = {}
             for key in wanted:
-                asking = f"{key.replace(' ', ' list in ')}{'' if ' ' in key else ' list'}"
+                kind, _, namespace = key.partition(" ")
+                asking = f"{kind} list" + (f" in {namespace}" if namespace else "")
                 names = self._names(api, key, spoke=spoke)
                 if names is not None:
                     objects[key] = names
