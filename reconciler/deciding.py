@@ -279,23 +279,24 @@ def _entries_without_valid_job(
 def _same_job(
     prev: Entry | None, job: JobRequest, spokes: Mapping[str, SpokeState]
 ) -> Entry | None:
-    """The previous entry if it is about this very job (same template). One placed
-    on a spoke that has left the fleet, and not finished, is to be placed again:
-    it reads as waiting, first seen when it was. A finished one keeps its record,
-    or it would run again."""
-    if prev is None or prev.template_hash != job.template_hash:
+    """The previous entry, as far as it is about this job. A job added again
+    after it was cancelled, or whose Job was edited after it finished (to run it
+    again), is new. One whose Job was edited before it finished, or that was
+    placed on a spoke that has left the fleet, is to be placed again: it reads as
+    waiting, first seen when it was, so that its relative deadline stays. A
+    finished one keeps its record, or it would run again."""
+    if prev is None or prev.phase == Phase.CANCELLED:
         return None
+    if prev.template_hash != job.template_hash:
+        return None if prev.phase in FINISHED else _waiting(prev)
     if prev.phase in UNFINISHED and prev.spoke not in spokes:
-        return Entry(
-            id=prev.id,
-            source=prev.source,
-            phase=Phase.PENDING,
-            job_name=prev.job_name,
-            template_hash=prev.template_hash,
-            first_seen=prev.first_seen,
-            qos_grams=prev.qos_grams,
-        )
+        return _waiting(prev).model_copy(update={"qos_grams": prev.qos_grams})
     return prev
+
+
+def _waiting(prev: Entry) -> Entry:
+    """What a job to be placed anew keeps of its record: when it was first seen."""
+    return Entry(id=prev.id, source=prev.source, phase=Phase.PENDING, first_seen=prev.first_seen)
 
 
 def effective_deadline(job: JobRequest, *, first_seen: datetime, fleet: Fleet) -> datetime:

@@ -191,7 +191,7 @@ def _changes(old: Ledger, new: Ledger) -> dict[str, list[Entry]]:
         same = prev is not None and prev.phase == entry.phase
         if (
             prev is not None
-            and prev.phase in FIXED
+            and (prev.phase in FIXED or prev.stopped)
             and prev.job_name is not None
             and prev.job_name != entry.job_name
             and entry.phase not in (Phase.CANCELLED, Phase.INVALID)

@@ -245,6 +245,35 @@ def test_a_finished_job_runs_again_only_once_its_job_template_changes() -> None:
     assert entry.phase in ("Planned", "Dispatched") and entry.job_name != done.job_name
 
 
+def _edited(files, path, image):
+    doc = yaml.safe_load(files[path])
+    job = doc["spec"]["components"][0]["template"]
+    job["spec"]["template"]["spec"]["containers"][0]["image"] = image
+    return {**files, path: yaml.safe_dump(doc, sort_keys=False).encode()}
+
+
+def test_a_relative_deadline_stays_when_the_job_is_edited_and_starts_over_when_new() -> None:
+    decision, files = step(template_files(), now=NOW)
+    planned = next(e for e in entries(decision).values() if e.phase == "Planned")
+    done = next(e for e in entries(decision).values() if e.phase == "Dispatched")
+    reports = {done.spoke: {"jobs": {done.job_key: "Succeeded"}}}
+    later = NOW + timedelta(hours=2)
+    _, files = step(files, now=later, states=reports)
+    # Its image fixed two hours on: the same AppWrapper, the same deadline.
+    edited, _ = step(_edited(files, planned.source, "python:3.13-slim"), now=later)
+    entry = entries(edited)[planned.id]
+    assert entry.job_name != planned.job_name
+    assert (entry.first_seen, entry.deadline) == (planned.first_seen, planned.deadline)
+    # Edited after it finished, to run again: a new run, with a deadline of its own.
+    rerun, _ = step(_edited(files, done.source, "python:3.13-slim"), now=later)
+    assert entries(rerun)[done.id].first_seen == later
+    # Removed, then added again: a new AppWrapper, as Kubernetes would have it.
+    source = files[planned.source]
+    _, files = step({k: v for k, v in files.items() if k != planned.source}, now=later)
+    again, _ = step({**files, planned.source: source}, now=later + timedelta(minutes=15))
+    assert entries(again)[planned.id].first_seen == later + timedelta(minutes=15)
+
+
 def test_removing_a_finished_jobs_file_keeps_how_it_ended() -> None:
     decision, files = step(template_files(), now=NOW)
     done = next(e for e in entries(decision).values() if e.phase == "Dispatched")
