@@ -77,7 +77,7 @@ def test_suspending_a_started_jobs_appwrapper_suspends_its_job_where_it_ran() ->
         message
     )
 
-    # Held so at every reconcile: the same files, nothing to commit.
+    # Held so at every reconcile: the same entry, its Job's file unchanged.
     again, _ = step(stopped_files, now=later + timedelta(minutes=20))
     assert entries(again)[started.id] == entry
     path = f"rendered/{entry.spoke}/batch.{entry.job_name}.yaml"
