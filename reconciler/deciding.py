@@ -78,7 +78,9 @@ def decide(
     suspended = {job.id for job in fleet.jobs if job.suspended and job.id not in finished}
     groups = {name: pools.node_groups(state.nodes) for name, state in spokes.items()}
     no_node_fits = _no_node_fits(fleet.jobs, groups)
-    missing = _merged(_missing_objects(fleet.jobs, spokes), _over_quota(fleet.jobs, spokes))
+    missing = _merged(
+        _barred(fleet.jobs, spokes, _lacking), _barred(fleet.jobs, spokes, _over_quota)
+    )
     # Per job, every spoke it may use but cannot go to now, with why.
     shut = {
         job.id: {**closed, **no_node_fits.get(job.id, {}), **missing.get(job.id, {})}
@@ -580,55 +582,57 @@ def _no_node_fits(
     return result
 
 
-def _missing_objects(
-    jobs: Iterable[JobRequest], spokes: Mapping[str, SpokeState]
+def _barred(
+    jobs: Iterable[JobRequest],
+    spokes: Mapping[str, SpokeState],
+    why: Callable[[JobRequest, SpokeState], str | None],
 ) -> dict[str, dict[str, str]]:
-    """Per job, the spokes it may use that lack a PersistentVolumeClaim or
-    ConfigMap its pods need, each with which: there its pods would never start. A
-    spoke whose objects are not known (declared capacity, no right to list them)
-    is not checked."""
+    """Per job, the spokes it may use that `why` rules out, each with why."""
     result = {}
     for job in jobs:
-        gaps = {}
-        for name in job.allowed_spokes:
-            state = spokes.get(name)
-            absent = [need for need in job.needs if state is not None and _lacks(state, need)]
-            if absent:
-                which = "it is" if len(absent) == 1 else "they are"
-                gaps[name] = f"its pods need {', '.join(absent)}, and {which} not there"
-        if gaps:
-            result[job.id] = gaps
+        barred = {
+            name: reason
+            for name in job.allowed_spokes
+            if name in spokes and (reason := why(job, spokes[name]))
+        }
+        if barred:
+            result[job.id] = barred
     return result
 
 
-def _over_quota(
-    jobs: Iterable[JobRequest], spokes: Mapping[str, SpokeState]
-) -> dict[str, dict[str, str]]:
-    """Per job, the spokes it may use whose ResourceQuotas in its namespace let
-    all pods there request less than its pods do at once: there the Job could
-    never create them all, however empty the spoke."""
-    result: dict[str, dict[str, str]] = {}
-    for job in jobs:
-        for name in job.allowed_spokes:
-            state = spokes.get(name)
-            most = state.quotas.get(job.namespace) if state is not None else None
-            if most is None:
-                continue
-            over = [
-                f"{asked:g} {unit} (the quota: {allowed:g})"
-                for unit, asked, allowed in (
-                    ("cpu", job.cpu, most.cpu),
-                    ("GiB memory", job.memory_bytes / 2**30, most.memory_bytes / 2**30),
-                    ("GPUs", job.gpu, most.gpu),
-                )
-                if asked > allowed
-            ]
-            if over:
-                result.setdefault(job.id, {})[name] = (
-                    f"its pods ask for {', '.join(over)} at once, more than the ResourceQuotas "
-                    f"of {job.namespace} there let all pods request"
-                )
-    return result
+def _lacking(job: JobRequest, state: SpokeState) -> str | None:
+    """Why the spoke cannot take the job: it lacks a claim, ConfigMap or class its
+    pods need, and there they would never start. Objects not known (declared
+    capacity, no right to list them) are not held against it."""
+    absent = [need for need in job.needs if _lacks(state, need)]
+    if not absent:
+        return None
+    which = "it is" if len(absent) == 1 else "they are"
+    return f"its pods need {', '.join(absent)}, and {which} not there"
+
+
+def _over_quota(job: JobRequest, state: SpokeState) -> str | None:
+    """Why the spoke cannot take the job: its ResourceQuotas in the job's
+    namespace let all pods there request less than the job's pods do at once, so
+    the Job could never create them all, however empty the spoke."""
+    most = state.quotas.get(job.namespace)
+    if most is None:
+        return None
+    over = [
+        f"{asked:g} {unit} (the quota: {allowed:g})"
+        for unit, asked, allowed in (
+            ("cpu", job.cpu, most.cpu),
+            ("GiB memory", job.memory_bytes / 2**30, most.memory_bytes / 2**30),
+            ("GPUs", job.gpu, most.gpu),
+        )
+        if asked > allowed
+    ]
+    if not over:
+        return None
+    return (
+        f"its pods ask for {', '.join(over)} at once, more than the ResourceQuotas of "
+        f"{job.namespace} there let all pods request"
+    )
 
 
 def _merged(*reasons: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
