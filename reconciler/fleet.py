@@ -586,6 +586,12 @@ def _job_from_doc(
         hints = _hints(annotations, policy=policy, spokes=spokes)
     except jobspec.FieldError as error:
         return problem(f"metadata.annotations.{error.field}", error.reason)
+    # Without a duration of its own, the job runs at most as long as its Job may:
+    # the policy's default would hold room past the time Kubernetes ends it.
+    limit = job_spec.get("activeDeadlineSeconds")
+    own = ANNOTATION + "duration" in annotations
+    if not own and isinstance(limit, int) and 0 < limit < hints["duration"].total_seconds():
+        hints["duration"] = timedelta(seconds=limit)
     return JobRequest(
         id=f"{namespace}/{name}",
         name=name,

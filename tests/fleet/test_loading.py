@@ -493,3 +493,26 @@ def test_no_value_anywhere_in_a_file_makes_loading_crash(path: str, value) -> No
             fleet_with(**change)
         except FleetConfigError as error:
             assert error.problems, where
+
+
+@pytest.mark.parametrize(
+    ("seconds", "annotation", "minutes"),
+    [
+        (1800, None, 30),  # shorter than the policy's 1h: the Job is ended by then
+        (7200, None, 60),  # longer: the default stands
+        (9 * 10**18, None, 60),  # "never", as some write it
+        (1800, "45m", 45),  # its own duration is the user's word
+    ],
+)
+def test_without_a_duration_a_job_runs_at_most_its_active_deadline(
+    seconds, annotation, minutes
+) -> None:
+    doc = appwrapper_doc()
+    doc["metadata"]["annotations"].pop("caspian.dev/duration")
+    if annotation:
+        doc["metadata"]["annotations"]["caspian.dev/duration"] = annotation
+    doc["spec"]["components"][0]["template"]["spec"]["activeDeadlineSeconds"] = seconds
+    fleet = fleet_with(jobs__extra=yaml.safe_dump(doc))
+    assert problems_of(fleet) == []
+    job = {j.name: j for j in fleet.jobs}["extra"]
+    assert job.duration == timedelta(minutes=minutes)
