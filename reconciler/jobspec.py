@@ -273,9 +273,10 @@ def needs(job_spec: Mapping[str, Any], *, namespace: str) -> tuple[str, ...]:
     """The objects a pod of the Job cannot start without, as `Kind namespace/name`
     (or `Kind name` for a cluster's own): the PersistentVolumeClaims of its
     volumes, the ConfigMaps of its volumes and environment that are not marked
-    optional, and its PriorityClass and RuntimeClass. They are defined cluster by
-    cluster: on a spoke without them its pods would wait, or be refused, for ever.
-    (Secrets are left out: knowing their names takes the right to read them.)"""
+    optional, its ServiceAccount, and its PriorityClass and RuntimeClass. They
+    are made cluster by cluster: on a spoke without them its pods would wait, or
+    be refused, for ever. (Secrets are left out: knowing their names takes the
+    right to read them.)"""
     pod = (job_spec.get("template") or {}).get("spec") or {}
     claims, maps = set(), set()
     for volume in pod.get("volumes") or []:
@@ -291,9 +292,14 @@ def needs(job_spec: Mapping[str, Any], *, namespace: str) -> tuple[str, ...]:
         for variable in container.get("env") or []:
             maps.update(_config_map((variable.get("valueFrom") or {}).get("configMapKeyRef")))
     classes = [f"{kind} {pod[field]}" for kind, field in CLASSES if pod.get(field)]
+    # Every namespace has "default"; another (one a cloud's workload identity
+    # binds, say) is made cluster by cluster, and without it no pod is created.
+    account = pod.get("serviceAccountName") or pod.get("serviceAccount") or "default"
+    accounts = [] if account == "default" else [f"ServiceAccount {namespace}/{account}"]
     return tuple(
         [f"PersistentVolumeClaim {namespace}/{name}" for name in sorted(claims)]
         + [f"ConfigMap {namespace}/{name}" for name in sorted(maps)]
+        + accounts
         + classes
     )
 

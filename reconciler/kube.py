@@ -9,8 +9,8 @@ own Jobs are already in the plan), node by node: the nodes are reported with
 their taints and what is free on each, for the pools of `reconciler/pools.py`.
 A spoke whose API does not answer in time is reported down: it gets no new
 work, and its running Jobs keep their place. It also reports what jobs need
-from it: the names of the claims, ConfigMaps and classes they name, and the
-ResourceQuotas of their namespaces.
+from it: the names of the claims, ConfigMaps, ServiceAccounts and classes they
+name, and the ResourceQuotas of their namespaces.
 """
 
 from __future__ import annotations
@@ -174,6 +174,7 @@ class KubeObserver:
         lists = {
             "PersistentVolumeClaim": core.list_namespaced_persistent_volume_claim,
             "ConfigMap": core.list_namespaced_config_map,
+            "ServiceAccount": core.list_namespaced_service_account,
             "PriorityClass": client.SchedulingV1Api(api).list_priority_class,
             "RuntimeClass": client.NodeV1Api(api).list_runtime_class,
         }

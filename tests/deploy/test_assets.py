@@ -162,7 +162,7 @@ def test_the_observer_role_only_lists() -> None:
     # What reconciler/kube.py lists, and no Secrets: listing them reads them.
     listed = {resource for rule in role["rules"] for resource in rule["resources"]}
     assert listed == {
-        *("nodes", "pods", "jobs", "persistentvolumeclaims", "configmaps"),
+        *("nodes", "pods", "jobs", "persistentvolumeclaims", "configmaps", "serviceaccounts"),
         *("priorityclasses", "runtimeclasses", "resourcequotas"),
     }
 

@@ -305,13 +305,18 @@ def test_what_a_pod_needs_from_its_cluster_comes_from_its_volumes_and_environmen
     ]
     pod["priorityClassName"] = "batch-low"
     pod["runtimeClassName"] = "gvisor"
+    pod["serviceAccountName"] = "trainer"
     job = {j.name: j for j in fleet_with(jobs__extra=yaml.safe_dump(doc)).jobs}["extra"]
     assert job.needs == (
         "PersistentVolumeClaim batch/checkpoints",
         "ConfigMap batch/labels",
         "ConfigMap batch/trainer",
         "ConfigMap batch/urls",
+        "ServiceAccount batch/trainer",
         "PriorityClass batch-low",
         "RuntimeClass gvisor",
     )
+    pod["serviceAccountName"] = "default"  # every namespace has it
+    job = {j.name: j for j in fleet_with(jobs__extra=yaml.safe_dump(doc)).jobs}["extra"]
+    assert not [need for need in job.needs if need.startswith("ServiceAccount")]
     assert {j.name: j for j in fleet_with().jobs}["etl-daily"].needs == ()

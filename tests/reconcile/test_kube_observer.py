@@ -451,6 +451,7 @@ def test_the_objects_jobs_need_are_listed_in_their_namespaces_only(tmp_path, cap
         {"name": "settings", "configMap": {"name": "trainer"}},
     ]
     pod_spec["priorityClassName"] = "batch-low"
+    pod_spec["serviceAccountName"] = "trainer"
     fleet = fleet_with(jobs__trainer=yaml.safe_dump(doc))
     claims = [{"metadata": {"name": n, "namespace": "batch"}} for n in ("checkpoints", "other")]
     classes = [{"metadata": {"name": "batch-low"}, "value": 10}]
@@ -467,6 +468,10 @@ def test_the_objects_jobs_need_are_listed_in_their_namespaces_only(tmp_path, cap
             "/apis/scheduling.k8s.io/v1/priorityclasses",
             Reply(body=listing("PriorityClassList", classes)),
         )
+        api.route(
+            "/api/v1/namespaces/batch/serviceaccounts",
+            Reply(body=listing("ServiceAccountList", [{"metadata": {"name": "default"}}])),
+        )
         state = observe(tmp_path, {"paris": api.url}, fleet=fleet)["paris"]
         asked = {s.path for s in api.seen if "/namespaces/" in s.path or "classes" in s.path}
     asked -= {f"/api/v1/namespaces/{ns}/resourcequotas" for ns in ("batch", "media")}
@@ -474,12 +479,14 @@ def test_the_objects_jobs_need_are_listed_in_their_namespaces_only(tmp_path, cap
         "/api/v1/namespaces/batch/persistentvolumeclaims",
         "/api/v1/namespaces/batch/configmaps",
         "/apis/scheduling.k8s.io/v1/priorityclasses",
+        "/api/v1/namespaces/batch/serviceaccounts",
     }
     # Not allowed to list ConfigMaps: those are not known, and the spoke is up.
     assert state.up
     assert state.objects == {
         "PersistentVolumeClaim batch": frozenset({"checkpoints", "other"}),
         "PriorityClass": frozenset({"batch-low"}),
+        "ServiceAccount batch": frozenset({"default"}),
     }
     assert "may not list ConfigMaps in batch (HTTP 403)" in caplog.text
     # Without a job that needs one, nothing is listed.
