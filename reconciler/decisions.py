@@ -81,7 +81,8 @@ class Decision(BaseModel):
     closed: dict[str, str] = {}  # every spoke that takes no new work: why (down, unschedulable)
     # Per job, the spokes it may use where no node it may run on has room for its pod.
     no_node_fits: dict[str, dict[str, str]] = {}
-    # Per job, the spokes it may use that lack an object its pods need.
+    # Per job, the spokes it may use that lack an object its pods need, or whose
+    # quota for its namespace is smaller than it.
     missing: dict[str, dict[str, str]] = {}
     history_url: str | None = None  # the policy's historyUrl, {path} still in it
 
