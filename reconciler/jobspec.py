@@ -308,7 +308,7 @@ def scope_of(need: str) -> tuple[str, str]:
     """(where to look, name) of a need: ("ConfigMap batch", "settings") for
     `ConfigMap batch/settings`, ("PriorityClass", "high") for `PriorityClass high`."""
     kind, reference = need.split(" ", 1)
-    if "/" not in reference:
+    if kind in dict(CLASSES):
         return kind, reference
     namespace, name = reference.split("/", 1)
     return f"{kind} {namespace}", name

@@ -46,6 +46,7 @@ def refused_by_api_server(job: Mapping[str, Any]) -> Refusal | None:
         _labels(pod.get("nodeSelector") or {}, where=POD + "spec.nodeSelector"),
         _containers(pod),
         _volumes(pod),
+        _object_names(pod),
     )
     return next((refusal for check in checks for refusal in check), None)
 
@@ -140,6 +141,19 @@ def _job_spec(spec: Mapping[str, Any]) -> Iterator[Refusal]:
         yield (
             "spec.podFailurePolicy",
             "Kubernetes takes a pod failure policy only with restartPolicy: Never",
+        )
+
+
+def _object_names(pod: Mapping[str, Any]) -> Iterator[Refusal]:
+    """The objects a pod names by their name alone, which the API server holds
+    to the rule of names (lower case, digits, '-' and '.')."""
+    for field in ("serviceAccountName", "serviceAccount", "priorityClassName", "runtimeClassName"):
+        value = pod.get(field)
+        if value is None or (len(str(value)) <= 253 and DNS_SUBDOMAIN.match(str(value))):
+            continue
+        yield (
+            f"{POD}spec.{field}",
+            f"{value!r} is not the name of an object: use lower case, digits, '-' and '.'",
         )
 
 

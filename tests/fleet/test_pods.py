@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from reconciler import pools
+from reconciler import jobspec, pools
 from reconciler.pods import Node, Placement, Requirement, Resources, Taint, Toleration
 from tests.fleet.helpers import appwrapper, appwrapper_doc, fleet_with
 
@@ -320,3 +320,10 @@ def test_what_a_pod_needs_from_its_cluster_comes_from_its_volumes_and_environmen
     job = {j.name: j for j in fleet_with(jobs__extra=yaml.safe_dump(doc)).jobs}["extra"]
     assert not [need for need in job.needs if need.startswith("ServiceAccount")]
     assert {j.name: j for j in fleet_with().jobs}["etl-daily"].needs == ()
+
+
+def test_a_need_is_looked_for_in_its_namespace_or_in_the_cluster() -> None:
+    assert jobspec.scope_of("ConfigMap batch/settings") == ("ConfigMap batch", "settings")
+    assert jobspec.scope_of("PriorityClass high") == ("PriorityClass", "high")
+    # Never a namespace for a cluster's own kind, whatever its name holds.
+    assert jobspec.scope_of("RuntimeClass a/b") == ("RuntimeClass", "a/b")

@@ -192,6 +192,15 @@ FAILURE_POLICY = {
         ),
         (job_spec(managedBy="kubernetes.io/job-controller"), ""),  # the default, written out
         (
+            set_in(pod, "priorityClassName", "team/high"),
+            POD + "priorityClassName: 'team/high' is not the name of an object",
+        ),
+        (
+            set_in(pod, "serviceAccountName", "Trainer"),
+            POD + "serviceAccountName: 'Trainer' is not the name of an object",
+        ),
+        (set_in(pod, "runtimeClassName", "gvisor.v2"), ""),
+        (
             lambda doc: (
                 job_spec(podFailurePolicy=FAILURE_POLICY)(doc),
                 set_in(pod, "restartPolicy", "OnFailure")(doc),
