@@ -345,16 +345,9 @@ def _is_fixed(prev: Entry | None, *, horizon: Window, now: datetime) -> bool:
     if prev is None or prev.planned_start is None:
         return False
     return prev.phase in FIXED or (
-        prev.phase == Phase.PLANNED and horizon.start <= prev.planned_start <= now
-    )
-
-
-def _missed(prev: Entry | None, *, horizon: Window) -> bool:
-    return (
-        prev is not None
-        and prev.phase == Phase.PLANNED
-        and prev.planned_start is not None
-        and prev.planned_start < horizon.start
+        prev.phase == Phase.PLANNED
+        and prev.planned_start <= now
+        and not prev.start_went_by(horizon.start)
     )
 
 
@@ -381,7 +374,7 @@ def _optimizer_job(
         prev is not None
         and prev.phase == Phase.PLANNED
         and prev.planned_start is not None
-        and not _missed(prev, horizon=horizon)
+        and not prev.start_went_by(horizon.start)
     ):
         previous = Slot(
             spoke=prev.pool or prev.spoke, start_slot=horizon.slot_of(prev.planned_start)

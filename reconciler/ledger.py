@@ -88,6 +88,15 @@ class Entry(BaseModel):
             return self.spoke
         return self.resumes_on if self.phase == Phase.PLANNED else None
 
+    def start_went_by(self, slot_start: datetime) -> bool:
+        """Planned for a slot before the one that starts at `slot_start`: no
+        reconcile came in its slot to dispatch it, so it never started."""
+        return (
+            self.phase == Phase.PLANNED
+            and self.planned_start is not None
+            and self.planned_start < slot_start
+        )
+
     @property
     def on_a_spoke(self) -> bool:
         """Whether its Job is rendered into rendered/<spoke>/."""

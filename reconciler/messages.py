@@ -265,9 +265,7 @@ def _describe_changes(old: Ledger, new: Ledger, *, slot_start: datetime) -> Iter
 
 def _missed(prev: Entry | None, *, slot_start: datetime) -> str:
     """Why a planned job starts later than planned, where no reconcile came in its slot."""
-    if prev is None or prev.phase != Phase.PLANNED or prev.planned_start is None:
-        return ""
-    if prev.planned_start >= slot_start:
+    if prev is None or not prev.start_went_by(slot_start):
         return ""
     return f"; its start {_hhmm(prev)} went by with no reconcile to dispatch it"
 
