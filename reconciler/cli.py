@@ -229,7 +229,7 @@ def validate(path: Path) -> None:
         fleet = load_fleet(
             files, appwrapper_schema=crd.check_appwrapper, links=templates.links_in(root)
         )
-        reconciling.carbon_sources(fleet)
+        fleet = fleet.without_spokes(reconciling.carbon_sources(fleet)[1])
         reconciling.previous_ledger(files)
     except FleetConfigError as error:
         for problem in error.problems:
@@ -342,6 +342,8 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
         for problem in decision.problems:
             if problem.file in (entry.source, entry.source.split("#")[0]):
                 click.echo(f"  its file has a problem, so it is held as it was: {problem.line()}")
+        if entry.id in decision.held and (file := decision.broken_spokes.get(entry.spoke or "")):
+            click.echo(f"  {file} does not load, so it is held on {entry.spoke} as it was")
     request = decision.jobs.get(entry.id)
     if request is not None:
         barred = [spoke for spoke in decision.spokes if spoke not in request.allowed_spokes]

@@ -61,30 +61,35 @@ def decide(
     planner: Planner = optimize_plan,
 ) -> Decision:
     horizon = window(fleet, now=now)
-    previous = ledger.by_id()
     broken_files = {_file(problem.file) for problem in fleet.problems}
     valid = {job.id: job for job in fleet.jobs}
 
     closed = _closed_spokes(fleet, spokes)
+    # What was placed on a spoke whose file does not load stays as committed, and
+    # out of this decision: nothing there can be observed or priced.
+    stay = [e for e in ledger.entries if e.spoke in fleet.broken_spokes and _has_a_job_there(e)]
+    staying = {e.id for e in stay}
+    ledger = Ledger(entries=tuple(e for e in ledger.entries if e.id not in staying))
+    jobs = [job for job in fleet.jobs if job.id not in staying]
+    previous = ledger.by_id()
     kept, held = _entries_without_valid_job(
         ledger, valid, broken_files, now=now, keep_for=fleet.policy.spec.ledger_retention
     )
-    prevs = {job.id: _same_job(previous.get(job.id), job, spokes) for job in fleet.jobs}
+    held += stay
+    prevs = {job.id: _same_job(previous.get(job.id), job, spokes) for job in jobs}
     finished = {
         job_id: phase for job_id, prev in prevs.items() if (phase := _finished(prev, spokes))
     }
     # Held by their AppWrapper's spec.suspend: not planned. One that had started
     # is stopped where it ran (its Job there is suspended, which ends its pods).
-    suspended = {job.id for job in fleet.jobs if job.suspended and job.id not in finished}
+    suspended = {job.id for job in jobs if job.suspended and job.id not in finished}
     groups = {name: pools.node_groups(state.nodes) for name, state in spokes.items()}
-    no_node_fits = _no_node_fits(fleet.jobs, groups)
-    missing = _merged(
-        _barred(fleet.jobs, spokes, _lacking), _barred(fleet.jobs, spokes, _over_quota)
-    )
+    no_node_fits = _no_node_fits(jobs, groups)
+    missing = _merged(_barred(jobs, spokes, _lacking), _barred(jobs, spokes, _over_quota))
     # Per job, every spoke it may use but cannot go to now, with why.
     shut = {
         job.id: {**closed, **no_node_fits.get(job.id, {}), **missing.get(job.id, {})}
-        for job in fleet.jobs
+        for job in jobs
     }
     opt_jobs = [
         _optimizer_job(
@@ -96,7 +101,7 @@ def decide(
             now=now,
             overrunning=_overrunning(prevs[job.id], spokes, now=now),
         )
-        for job in fleet.jobs
+        for job in jobs
         if job.id not in finished and job.id not in suspended
     ]
     # A held job on a spoke that has left the fleet holds no capacity anywhere,
@@ -121,7 +126,7 @@ def decide(
     qos = baselines.qos(instance)
 
     entries = list(kept) + list(held)
-    for job in fleet.jobs:
+    for job in jobs:
         prev = prevs[job.id]
         if job.id in finished:
             # Its file may be back after a removal: the record is live again.
@@ -155,6 +160,7 @@ def decide(
         qos=qos,
         problems=fleet.problems,
         spokes=tuple(spoke.name for spoke in fleet.spokes),
+        broken_spokes=fleet.broken_spokes,
         retention=fleet.policy.spec.retention,
         unschedulable=tuple(s.name for s in fleet.spokes if s.spec.unschedulable),
         closed=closed,
@@ -276,6 +282,13 @@ def _entries_without_valid_job(
                 )
             )
     return kept, held
+
+
+def _has_a_job_there(entry: Entry) -> bool:
+    """Whether the entry's spoke holds a Job of it that must not be pruned: one
+    that started, finished, or waits there suspended to resume."""
+    home = entry.home is not None and entry.home == entry.spoke
+    return entry.phase in FIXED or entry.phase in FINISHED or home
 
 
 def _same_job(
@@ -528,8 +541,11 @@ def _entry(
 
 
 def _closed_spokes(fleet: Fleet, spokes: Mapping[str, SpokeState]) -> dict[str, str]:
-    """The spokes that take no new work, each with why: down, or unschedulable."""
+    """The spokes that take no new work, each with why: a file that does not load,
+    down, or unschedulable."""
     closed = {}
+    for name, file in fleet.broken_spokes.items():
+        closed[name] = f"{file} does not load; fix it"
     for spoke in fleet.spokes:
         state = spokes[spoke.name]
         if not state.up:

@@ -75,6 +75,9 @@ class Decision(BaseModel):
     qos: Plan
     problems: tuple[Problem, ...]
     spokes: tuple[str, ...]
+    # Spokes whose file does not load: their rendered/ directory stays as it was,
+    # less the Jobs planned there that had not started (placed again elsewhere).
+    broken_spokes: dict[str, str] = {}  # each with its file
     carbon_sources: dict[str, str]
     retention: timedelta = timedelta(hours=24)
     unschedulable: tuple[str, ...] = ()  # spokes that take no new work by their file

@@ -1,8 +1,9 @@
 """The fleet repo as typed values: policy, spokes and the jobs people asked for.
 
 `load_fleet` is pure: it takes the repo's files as {path: bytes} (read from one
-commit by the git adapter) and returns a `Fleet`. A broken AppWrapper becomes a
-`Problem` for that file alone; a broken caspian.yaml or spoke file raises
+commit by the git adapter) and returns a `Fleet`. A broken AppWrapper or spoke
+file becomes a `Problem` for that file alone (a spoke's, that spoke broken:
+`Fleet.broken_spokes`); a broken caspian.yaml, or no spoke that loads, raises
 `FleetConfigError`, because nothing can be planned without them.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -321,9 +322,33 @@ class Fleet(BaseModel):
     spokes: tuple[Spoke, ...]
     jobs: tuple[JobRequest, ...]
     problems: tuple[Problem, ...]
+    # Spokes whose file does not load, by the file's name, each with that file
+    # (its lines are among `problems`). Nothing new is planned there, and what
+    # was placed there stays as committed until the file is mended: a typo must
+    # not prune running Jobs.
+    broken_spokes: dict[str, str] = {}
 
     def spoke(self, name: str) -> Spoke:
         return next(spoke for spoke in self.spokes if spoke.name == name)
+
+    def without_spokes(self, problems: Sequence[Problem]) -> Fleet:
+        """This fleet less the spokes whose file `problems` are about, now broken:
+        a file that loads can still fail later (its carbon source). Raises
+        when no spoke is left."""
+        files = {problem.file for problem in problems}
+        spokes = tuple(s for s in self.spokes if f"{SPOKES_DIR}{s.name}.yaml" not in files)
+        if not spokes:
+            raise FleetConfigError(
+                [*(p for p in self.problems if p.file.startswith(SPOKES_DIR)), *problems]
+            )
+        broken = {**self.broken_spokes, **broken_spokes(problems, loaded=spokes)}
+        return self.model_copy(
+            update={
+                "spokes": spokes,
+                "problems": (*self.problems, *problems),
+                "broken_spokes": dict(sorted(broken.items())),
+            }
+        )
 
 
 # --- loading ----------------------------------------------------------------------
@@ -340,16 +365,23 @@ def load_fleet(
     """Read policy, spokes and AppWrappers from a snapshot of the repo. `links` says
     which of `files` are symbolic links (their content is the path they point to)."""
     policy = _load_policy(files, links=links)
-    spokes = _load_spokes(files, links=links)
+    spokes, problems = _load_spokes(files, links=links)
+    broken = broken_spokes(problems, loaded=spokes)
+    # A broken spoke's labels are not known: a job may name it or select it, and
+    # waits for it, rather than being refused for another file's fault.
+    known: dict[str, Mapping[str, str] | None] = {
+        **{spoke.name: spoke.metadata.labels for spoke in spokes},
+        **dict.fromkeys(broken),
+    }
+    labels = {name: known[name] for name in sorted(known)}
     jobs: list[JobRequest] = []
-    problems: list[Problem] = []
     seen: dict[str, str] = {}
     for path in sorted(p for p in files if _is_job_file(p)):
         if path in links:
             problems.append(_link_problem(path, files[path]))
             continue
         for job_or_problems in _load_job_file(
-            path, files[path], policy=policy, spokes=spokes, check=appwrapper_schema
+            path, files[path], policy=policy, labels=labels, check=appwrapper_schema
         ):
             if isinstance(job_or_problems, JobRequest):
                 job = job_or_problems
@@ -367,7 +399,25 @@ def load_fleet(
                 jobs.append(job)
             else:
                 problems.extend(job_or_problems)
-    return Fleet(policy=policy, spokes=spokes, jobs=tuple(jobs), problems=tuple(problems))
+    return Fleet(
+        policy=policy,
+        spokes=spokes,
+        jobs=tuple(jobs),
+        problems=tuple(problems),
+        broken_spokes=broken,
+    )
+
+
+def broken_spokes(problems: Iterable[Problem], *, loaded: Iterable[Spoke]) -> dict[str, str]:
+    """The spokes that `problems` leave without a file that loads, each with its
+    file, by the name of that file (spokes/paris.yml is paris's too)."""
+    found = {spoke.name for spoke in loaded}
+    broken: dict[str, str] = {}
+    for file in sorted({p.file for p in problems if p.file.startswith(SPOKES_DIR)}):
+        name = file.rsplit("/", 1)[-1].removesuffix(".yaml").removesuffix(".yml")
+        if name not in found:
+            broken.setdefault(name, file)
+    return dict(sorted(broken.items()))
 
 
 def _is_job_file(path: str) -> bool:
@@ -403,7 +453,11 @@ def _load_policy(files: Mapping[str, bytes], *, links: Collection[str]) -> Polic
         raise FleetConfigError(_problems(POLICY_FILE, invalid)) from None
 
 
-def _load_spokes(files: Mapping[str, bytes], *, links: Collection[str]) -> tuple[Spoke, ...]:
+def _load_spokes(
+    files: Mapping[str, bytes], *, links: Collection[str]
+) -> tuple[tuple[Spoke, ...], list[Problem]]:
+    """The spokes that load, and the problems of the files that do not. With no
+    spoke at all nothing can be planned: that raises."""
     spokes: list[Spoke] = []
     problems: list[Problem] = []
     for path in sorted(p for p in files if p.startswith(SPOKES_DIR)):
@@ -437,13 +491,12 @@ def _load_spokes(files: Mapping[str, bytes], *, links: Collection[str]) -> tuple
             )
             continue
         spokes.append(spoke)
-    if problems:
-        raise FleetConfigError(problems)
     if not spokes:
         raise FleetConfigError(
-            [Problem(file=SPOKES_DIR, field="-", reason="no spokes: add spokes/<name>.yaml")]
+            problems
+            or [Problem(file=SPOKES_DIR, field="-", reason="no spokes: add spokes/<name>.yaml")]
         )
-    return tuple(spokes)
+    return tuple(spokes), problems
 
 
 def _one_document(raw: bytes) -> tuple[Any, str | None]:
@@ -497,7 +550,7 @@ def _load_job_file(
     raw: bytes,
     *,
     policy: Policy,
-    spokes: tuple[Spoke, ...],
+    labels: Mapping[str, Mapping[str, str] | None],
     check: SchemaCheck,
 ) -> list[JobRequest | list[Problem]]:
     try:
@@ -506,7 +559,7 @@ def _load_job_file(
         return [[Problem(file=path, field="-", reason=f"not valid YAML: {_yaml_error(error)}")]]
     label = (lambda i: f"{path}#{i}") if len(docs) > 1 else (lambda i: path)
     return [
-        _job_from_doc(doc, source=label(index), policy=policy, spokes=spokes, check=check)
+        _job_from_doc(doc, source=label(index), policy=policy, labels=labels, check=check)
         for index, doc in enumerate(docs)
     ]
 
@@ -516,7 +569,7 @@ def _job_from_doc(
     *,
     source: str,
     policy: Policy,
-    spokes: tuple[Spoke, ...],
+    labels: Mapping[str, Mapping[str, str] | None],
     check: SchemaCheck,
 ) -> JobRequest | list[Problem]:
     def problem(field: str, reason: str) -> list[Problem]:
@@ -583,7 +636,7 @@ def _job_from_doc(
         return problem(f"{field}.{refusal[0]}", refusal[1])
     annotations = metadata.get("annotations") or {}
     try:
-        hints = _hints(annotations, policy=policy, spokes=spokes)
+        hints = _hints(annotations, policy=policy, labels=labels)
     except jobspec.FieldError as error:
         return problem(f"metadata.annotations.{error.field}", error.reason)
     # Without a duration of its own, the job runs at most as long as its Job may:
@@ -617,8 +670,13 @@ def template_hash(template: Mapping[str, Any]) -> str:
 
 
 def _hints(
-    annotations: Mapping[str, str], *, policy: Policy, spokes: tuple[Spoke, ...]
+    annotations: Mapping[str, str],
+    *,
+    policy: Policy,
+    labels: Mapping[str, Mapping[str, str] | None],
 ) -> dict[str, Any]:
+    """The job's caspian.dev/ annotations, read. `labels` holds every spoke's
+    labels, None for a spoke whose file does not load."""
     known = {
         "deadline",
         "complete-within",
@@ -651,7 +709,7 @@ def _hints(
             raise ValueError(f"{text!r} is more than {MOST_WATTS:,.0f} W: is it in watts?")
         return value
 
-    names = [spoke.name for spoke in spokes]
+    names = list(labels)
 
     def spoke_list(text: str) -> tuple[str, ...]:
         chosen = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
@@ -666,17 +724,20 @@ def _hints(
     selector = parse("spoke-selector", selectors.parse)
     allowed = listed
     if selector is not None:
-        labelled = {spoke.name: spoke.metadata.labels for spoke in spokes}
-        allowed = tuple(name for name in listed if selectors.matches(selector, labelled[name]))
+        allowed = tuple(
+            name
+            for name in listed
+            if (found := labels[name]) is None or selectors.matches(selector, found)
+        )
         if not allowed:
             among = "spokes caspian.dev/spokes lists" if len(listed) < len(names) else "spokes"
-            labels = "; ".join(
-                f"{name}: {', '.join(f'{k}={v}' for k, v in labelled[name].items()) or '-'}"
+            shown = "; ".join(
+                f"{name}: {', '.join(f'{k}={v}' for k, v in (labels[name] or {}).items()) or '-'}"
                 for name in listed
             )
             raise jobspec.FieldError(
                 ANNOTATION + "spoke-selector",
-                f"selects none of the {among} (their labels: {labels}); "
+                f"selects none of the {among} (their labels: {shown}); "
                 "loosen it, or label a spoke in its file's metadata.labels",
             )
     return {

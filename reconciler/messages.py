@@ -113,6 +113,9 @@ def commit_message(
     removed = list(_removed_spokes(old, decision))
     if removed:
         lines += ["", "Spokes removed from the fleet:", *removed]
+    if decision.broken_spokes:
+        lines += ["", "Spokes whose file does not load (no new work; fix the file):"]
+        lines += [f"- {line}" for line in held_on_broken_spokes(decision)]
     if decision.unschedulable:
         lines += ["", "Unschedulable (no new work):"]
         lines += [f"- {line}" for line in draining(decision)]
@@ -146,10 +149,25 @@ def draining(decision: Decision) -> list[str]:
     return lines
 
 
+def held_on_broken_spokes(decision: Decision) -> list[str]:
+    """Each spoke whose file does not load and what Caspian keeps there: Argo CD
+    goes on syncing its directory, so that nothing there is pruned."""
+    lines = []
+    for spoke in decision.broken_spokes:
+        here = [e for e in decision.ledger.entries if e.spoke == spoke and e.id in decision.held]
+        lines.append(
+            f"{spoke}: {_jobs(len(here))} kept there as committed until it loads"
+            if here
+            else f"{spoke}: nothing of Caspian's there"
+        )
+    return lines
+
+
 def _removed_spokes(old: Ledger, decision: Decision) -> Iterable[str]:
     """Spokes whose file went while work had started there: Argo CD prunes those
     Jobs with the spoke's directory, which a reviewer should see said."""
-    started = [e for e in old.entries if e.phase in FIXED and e.spoke not in decision.spokes]
+    known = (*decision.spokes, *decision.broken_spokes)
+    started = [e for e in old.entries if e.phase in FIXED and e.spoke not in known]
     for spoke in sorted({e.spoke for e in started if e.spoke}):
         here = [e for e in started if e.spoke == spoke]
         held = sum(1 for e in here if e.id in decision.held)

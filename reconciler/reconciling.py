@@ -135,10 +135,13 @@ def pull_request(outcome: Outcome) -> tuple[str, str]:
 def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outcome:
     now = now.astimezone(UTC)
     fleet = load_fleet(snapshot.files, appwrapper_schema=crd.check_appwrapper, links=snapshot.links)
+    sources, unsourced = carbon_sources(fleet)
+    fleet = fleet.without_spokes(unsourced)
     for problem in fleet.problems:
         log.warning("skipping %s", problem.line())
     previous = previous_ledger(snapshot.files)
-    spokes, forecasts = observer.observe(fleet), fetch_forecasts(fleet, now=now)
+    spokes = observer.observe(fleet)
+    forecasts = fetch_forecasts(fleet, now=now, sources=sources)
     with metrics.SOLVE_SECONDS.time():
         decision = deciding.decide(
             fleet=fleet, ledger=previous, spokes=spokes, forecasts=forecasts, now=now
@@ -179,11 +182,12 @@ def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outc
     )
 
 
-def carbon_sources(fleet: Fleet) -> dict[str, CarbonProvider]:
+def carbon_sources(fleet: Fleet) -> tuple[dict[str, CarbonProvider], list[Problem]]:
     """One source per zone (spokes sharing a zone share the first one's), built
-    from the spoke files and the environment; a bad `carbon:` block is a spoke
-    problem."""
+    from the spoke files and the environment, and a problem for each spoke whose
+    `carbon:` block gives none."""
     sources: dict[str, CarbonProvider] = {}
+    problems = []
     for spoke in fleet.spokes:
         config = spoke.spec.carbon
         if config.zone in sources:
@@ -191,9 +195,16 @@ def carbon_sources(fleet: Fleet) -> dict[str, CarbonProvider]:
         try:
             sources[config.zone] = source_for(config, env=os.environ, cache_dir=carbon_cache())
         except (UnknownZoneError, ValueError) as error:
-            raise FleetConfigError(
-                [Problem(file=f"spokes/{spoke.name}.yaml", field="spec.carbon", reason=str(error))]
-            ) from None
+            file = f"spokes/{spoke.name}.yaml"
+            problems.append(Problem(file=file, field="spec.carbon", reason=str(error)))
+    return sources, problems
+
+
+def fleet_sources(fleet: Fleet) -> dict[str, CarbonProvider]:
+    """The sources of a fleet every spoke of which must have one."""
+    sources, problems = carbon_sources(fleet)
+    if problems:
+        raise FleetConfigError(problems)
     return sources
 
 
@@ -247,7 +258,7 @@ def fetch_forecasts(
     the fleet's own). Live failures fall back (cache, then the embedded dataset)
     inside the source and never raise here."""
     horizon = deciding.window(fleet, now=now)
-    sources = carbon_sources(fleet) if sources is None else sources
+    sources = fleet_sources(fleet) if sources is None else sources
 
     def fetch(source: CarbonProvider) -> IntensitySeries:
         return source.series(

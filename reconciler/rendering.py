@@ -35,10 +35,16 @@ HELD = "caspian.dev/held"
 
 def render(decision: Decision, *, previous: Mapping[str, bytes]) -> dict[str, bytes]:
     """All files under rendered/ and status/ for this decision. `previous` holds the
-    files of the input commit, from which jobs held by a broken AppWrapper are copied
-    unchanged."""
+    files of the input commit, from which jobs held by a broken AppWrapper or spoke
+    file are copied unchanged."""
     files: dict[str, bytes] = {}
     listed: dict[str, list[str]] = {spoke: [] for spoke in decision.spokes}
+    # A spoke whose file does not load keeps its directory, if it had one.
+    listed.update(
+        (spoke, [])
+        for spoke in decision.broken_spokes
+        if f"{RENDERED}{spoke}/{KUSTOMIZATION}" in previous
+    )
     for entry in decision.ledger.entries:
         if not entry.on_a_spoke or entry.spoke not in listed:
             continue

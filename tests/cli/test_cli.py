@@ -287,6 +287,34 @@ def test_explain_names_the_allowed_spokes_that_take_no_new_work(run, tmp_path) -
     assert "not on paris" not in run("explain", started[0], "--repo", remote, *AT).output
 
 
+def test_a_broken_spoke_file_is_reported_and_the_reconcile_goes_on(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    assert run("reconcile", "--once", "--repo", remote, *AT).exit_code == 0
+    started = next(
+        e["id"]
+        for e in gitutil.ledger(remote).values()
+        if (e["spoke"], e["phase"]) == ("paris", "Dispatched")
+    )
+    text = gitutil.read(remote, "spokes/paris.yaml").replace(b"pue:", b"pue: [")
+    gitutil.user_commit(remote, {"spokes/paris.yaml": text})
+    head = gitutil.head(remote)
+    result = run("reconcile", "--once", "--repo", remote, *AT)
+    assert result.exit_code == EXIT_PARTIAL, result.output
+    assert gitutil.head(remote) != head
+    held = run("explain", started, "--repo", remote, *AT)
+    assert "  spokes/paris.yaml does not load, so it is held on paris as it was\n" in held.output
+    moved = run("explain", "climate-sim", "--repo", remote, *AT)
+    assert "  not on paris: spokes/paris.yaml does not load; fix it\n" in moved.output
+    problem = run("explain", "paris", "--repo", remote, *AT)
+    assert problem.output.startswith("spokes/paris.yaml (spokes/paris.yaml): Invalid\n")
+    work_tree = tmp_path / "work"
+    gitutil.checkout(remote, work_tree)
+    checked = run("validate", work_tree)
+    assert checked.exit_code == EXIT_ERROR
+    assert checked.output.startswith("spokes/paris.yaml:-: not valid YAML")
+
+
 def _set_suspend(remote, path: str, value: bool) -> None:
     doc = yaml.safe_load(gitutil.read(remote, path))
     doc["spec"]["suspend"] = value

@@ -373,6 +373,19 @@ def test_the_same_name_twice_keeps_the_first_and_names_both_files() -> None:
             "caspian.yaml:spec: namespace 'default' is not among namespaces (batch): add it "
             "there, or name one of those",
         ),
+        ({"caspian": "apiVersion: [\n"}, "caspian.yaml:-: not valid YAML"),
+        ({"caspian": None}, "caspian.yaml:-: missing"),
+    ],
+)
+def test_a_bad_policy_stops_everything_with_a_clear_line(changes, expected) -> None:
+    with pytest.raises(FleetConfigError) as raised:
+        fleet_with(**changes)
+    assert raised.value.problems[0].line().startswith(expected), raised.value.problems[0].line()
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
         (
             {
                 "spokes__paris": SPOKE_HEAD + "metadata: {name: paris, labels: {tier: top gold}}\n"
@@ -380,8 +393,6 @@ def test_the_same_name_twice_keeps_the_first_and_names_both_files() -> None:
             },
             "spokes/paris.yaml:metadata.labels: 'top gold' is not a label value",
         ),
-        ({"caspian": "apiVersion: [\n"}, "caspian.yaml:-: not valid YAML"),
-        ({"caspian": None}, "caspian.yaml:-: missing"),
         (
             {
                 "spokes__paris": SPOKE_HEAD + "metadata: {name: lyon}\n"
@@ -410,10 +421,43 @@ def test_the_same_name_twice_keeps_the_first_and_names_both_files() -> None:
         ),
     ],
 )
-def test_a_bad_policy_or_spoke_stops_everything_with_a_clear_line(changes, expected) -> None:
+def test_a_bad_spoke_file_is_a_problem_of_its_own(changes, expected) -> None:
+    fleet = fleet_with(**changes)
+    assert problems_of(fleet)[0].startswith(expected), problems_of(fleet)
+    assert {p.file for p in fleet.problems} == {"spokes/paris.yaml"}
+    assert fleet.broken_spokes == {"paris": "spokes/paris.yaml"}
+    assert "paris" not in [spoke.name for spoke in fleet.spokes] and fleet.spokes
+    # Every job is still read, and may still go there once the file loads.
+    assert len(fleet.jobs) == len(fleet_with().jobs)
+    assert all("paris" in job.allowed_spokes for job in fleet.jobs)
+
+
+def test_with_no_spoke_that_loads_nothing_can_be_planned() -> None:
+    names = [s.name for s in fleet_with().spokes]
+    broken = {f"spokes__{name}": "not: [valid" for name in names}
     with pytest.raises(FleetConfigError) as raised:
-        fleet_with(**changes)
-    assert raised.value.problems[0].line().startswith(expected), raised.value.problems[0].line()
+        fleet_with(**broken)
+    assert sorted(p.file for p in raised.value.problems) == [f"spokes/{n}.yaml" for n in names]
+    with pytest.raises(FleetConfigError, match=r"no spokes: add spokes/<name>\.yaml"):
+        fleet_with(**dict.fromkeys(broken))
+
+
+def test_a_job_may_name_or_select_a_spoke_whose_file_is_broken() -> None:
+    """Its labels are not known, so it is not refused: it waits for the file."""
+    select = {"caspian.dev/spoke-selector": "tier=gold"}
+    fleet = fleet_with(
+        spokes__paris="not: [valid",
+        jobs__named=appwrapper("named", annotations={"caspian.dev/spokes": "paris"}),
+        jobs__selects=appwrapper("selects", annotations=select),
+    )
+    allowed = {job.name: job.allowed_spokes for job in fleet.jobs}
+    assert allowed["named"] == ("paris",)
+    assert allowed["selects"] == ("paris",)  # no spoke that loads is labelled tier=gold
+    assert [p.file for p in fleet.problems] == ["spokes/paris.yaml"]
+    refused = fleet_with(jobs__selects=appwrapper("selects", annotations=select))
+    assert problems_of(refused)[0].startswith(
+        "jobs/selects.yaml:metadata.annotations.caspian.dev/spoke-selector: selects none"
+    )
 
 
 @pytest.mark.parametrize(
@@ -477,8 +521,8 @@ def _paths(node, prefix=()):
 @pytest.mark.parametrize("value", [None, [1], -1])
 def test_no_value_anywhere_in_a_file_makes_loading_crash(path: str, value) -> None:
     """Each field of a template file in turn set to a value of the wrong shape:
-    the file loads, or is problem lines (a spoke: the whole fleet refused with
-    them), never an exception. Lists and nulls at odd places once crashed it."""
+    the file loads, or is problem lines about it alone, never an exception.
+    Lists and nulls at odd places once crashed it."""
     original = yaml.safe_load(template_files()[path])
     for where in list(_paths(original))[1:]:
         doc = yaml.safe_load(template_files()[path])
@@ -489,10 +533,10 @@ def test_no_value_anywhere_in_a_file_makes_loading_crash(path: str, value) -> No
         change = {
             path.removesuffix(".yaml").replace("/", "__").replace("-", "_"): yaml.safe_dump(doc)
         }
-        try:
-            fleet_with(**change)
-        except FleetConfigError as error:
-            assert error.problems, where
+        fleet = fleet_with(**change)
+        assert {p.file for p in fleet.problems} <= {path}, where
+        if path.startswith("spokes/"):
+            assert bool(fleet.problems) == ("paris" in fleet.broken_spokes), where
 
 
 @pytest.mark.parametrize(

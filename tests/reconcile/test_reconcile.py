@@ -270,46 +270,34 @@ def test_a_placed_jobs_file_turned_into_a_link_is_held(fleet_repo, remote) -> No
     assert "commit the file itself" in reason
 
 
-def test_a_spoke_file_that_is_a_link_or_ends_in_yml_commits_nothing(fleet_repo, remote) -> None:
+def test_a_spoke_file_that_is_a_link_or_ends_in_yml_is_a_problem_of_its_own(
+    fleet_repo, remote
+) -> None:
     reconcile(fleet_repo)
     paris = gitutil.read(remote, "spokes/paris.yaml")
     for change, links, expected in [
-        ({}, {"spokes/lyon.yaml": "paris.yaml"}, "spokes/lyon.yaml:-: a symbolic link (to"),
+        ({}, {"spokes/lyon.yaml": "paris.yaml"}, "-: a symbolic link (to"),
         # Left out, as before, its spoke would silently take no work.
         ({"spokes/lyon.yml": paris.replace(b"name: paris", b"name: lyon")}, {}, "rename it"),
     ]:
         gitutil.user_commit(remote, change, links=links)
-        head = gitutil.head(remote)
-        with pytest.raises(FleetConfigError) as raised:
-            reconcile(fleet_repo, at=NOW + timedelta(hours=2))
-        assert expected in raised.value.problems[0].line()
-        assert gitutil.head(remote) == head
+        outcome = reconcile(fleet_repo, at=NOW + timedelta(hours=2))
+        assert list(outcome.decision.broken_spokes) == ["lyon"]
+        (problem,) = [e for e in gitutil.ledger(remote).values() if e["phase"] == "Invalid"]
+        assert problem["id"] == next(iter([*change, *links]))
+        assert expected in problem["reason"]
+        assert gitutil.files(remote, "rendered/lyon/") == []
         gitutil.user_commit(remote, dict.fromkeys([*change, *links]))
 
 
-@pytest.mark.parametrize(
-    "change",
-    [
-        {"caspian.yaml": b"apiVersion: caspian.dev/v1alpha1\nkind: Policy\nspec: {slot: 7m}\n"},
-        {"spokes/paris.yaml": b"not: [valid"},
-        {"spokes/tokyo.yaml": b"apiVersion: caspian.dev/v1alpha1\nkind: Spoke\n"},
-    ],
-)
-def test_a_broken_policy_or_spoke_commits_nothing(fleet_repo, remote, change) -> None:
+def test_a_broken_policy_commits_nothing(fleet_repo, remote) -> None:
     reconcile(fleet_repo)
-    gitutil.user_commit(remote, change)
+    policy = b"apiVersion: caspian.dev/v1alpha1\nkind: Policy\nspec: {slot: 7m}\n"
+    gitutil.user_commit(remote, {"caspian.yaml": policy})
     head = gitutil.head(remote)
     with pytest.raises(FleetConfigError):
         reconcile(fleet_repo, at=NOW + timedelta(hours=2))
     assert gitutil.head(remote) == head
-
-
-def test_an_unknown_carbon_zone_is_a_spoke_problem(fleet_repo, remote) -> None:
-    text = gitutil.read(remote, "spokes/paris.yaml").replace(b"zone: FR", b"zone: MARS")
-    gitutil.user_commit(remote, {"spokes/paris.yaml": text})
-    with pytest.raises(FleetConfigError) as raised:
-        reconcile(fleet_repo)
-    assert raised.value.problems[0].line().startswith("spokes/paris.yaml:spec.carbon: zone 'MARS'")
 
 
 def test_a_hand_edited_ledger_stops_the_reconcile(fleet_repo, remote) -> None:

@@ -1,0 +1,165 @@
+"""A spoke file that does not load: that spoke takes no new work, what was placed
+there stays as committed, and every other spoke goes on being planned."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import yaml
+
+from reconciler import messages
+from reconciler.rendering import SPOKE_FILES
+from reconciler.templates import template_files
+from tests import gitutil
+from tests.conftest import NOW
+from tests.fleet.helpers import appwrapper
+from tests.reconcile.test_lifecycle import entries, step
+from tests.reconcile.test_reconcile import reconcile
+from tests.reconcile.test_suspend import _suspend
+
+# A typo a person makes: a label value with a space in it.
+TYPO = (b"region: eu-west", b"region: eu west")
+
+
+def _paris(remote) -> dict[str, bytes]:
+    return {path: gitutil.read(remote, path) for path in gitutil.files(remote, "rendered/paris/")}
+
+
+def test_a_broken_spoke_file_keeps_what_started_there_and_the_rest_goes_on(
+    fleet_repo, remote
+) -> None:
+    reconcile(fleet_repo)
+    before = gitutil.ledger(remote)
+    started = {
+        k: e for k, e in before.items() if e["spoke"] == "paris" and e["phase"] == "Dispatched"
+    }
+    waiting = {k: e for k, e in before.items() if e["spoke"] == "paris" and e["phase"] == "Planned"}
+    assert len(started) == 3 and len(waiting) == 5
+    committed = _paris(remote)
+    text = gitutil.read(remote, "spokes/paris.yaml")
+    gitutil.user_commit(remote, {"spokes/paris.yaml": text.replace(*TYPO)}, "relabel paris")
+
+    later = NOW + timedelta(minutes=20)
+    outcome = reconcile(fleet_repo, at=later)
+    assert outcome.commit == gitutil.head(remote)
+    assert outcome.partial  # the CLI exits 3: done, with a problem to fix
+    after = gitutil.ledger(remote)
+    problem = after["spokes/paris.yaml"]
+    assert problem["phase"] == "Invalid"
+    assert problem["reason"].startswith("metadata.labels: 'eu west' is not a label value")
+    # What started there is held as committed: not cancelled, not run again elsewhere.
+    for job_id, entry in started.items():
+        assert after[job_id] == entry
+        assert outcome.decision.plan.assignment(job_id) is None
+    now_there = _paris(remote)
+    held = {p: b for p, b in committed.items() if any(e["jobName"] in p for e in started.values())}
+    assert len(held) == 3 and {p: now_there.get(p) for p in held} == held
+    # Argo CD syncs the directory still: it lists those Jobs and their namespaces.
+    listed = yaml.safe_load(now_there["rendered/paris/kustomization.yaml"])["resources"]
+    assert sorted(listed) == sorted([*(p.rsplit("/", 1)[1] for p in held), "namespaces.yaml"])
+    assert set(now_there) == {*held, *(f"rendered/paris/{name}" for name in SPOKE_FILES)}
+    # What was only planned there, and never started, is planned again elsewhere.
+    for job_id in waiting:
+        assert after[job_id]["phase"] in ("Planned", "Dispatched"), after[job_id]
+        assert after[job_id]["spoke"] in ("california", "frankfurt")
+    message = gitutil.message(remote)
+    assert "- spokes/paris.yaml: metadata.labels: 'eu west' is not a label value" in message
+    assert "Spokes whose file does not load (no new work; fix the file):\n" in message
+    assert "- paris: 3 jobs kept there as committed until it loads" in message
+    assert "Spokes removed from the fleet" not in message
+
+    head = gitutil.head(remote)
+    assert reconcile(fleet_repo, at=later).commit is None  # idempotent
+    assert gitutil.head(remote) == head
+
+    # Mended, the spoke takes work again, and what ran there never moved.
+    gitutil.user_commit(remote, {"spokes/paris.yaml": text}, "fix the label")
+    mended = reconcile(fleet_repo, at=later + timedelta(minutes=15))
+    assert not mended.decision.broken_spokes
+    final = gitutil.ledger(remote)
+    assert "spokes/paris.yaml" not in final
+    for job_id, entry in started.items():
+        assert (final[job_id]["phase"], final[job_id]["plannedStart"]) == (
+            "Dispatched",
+            entry["plannedStart"],
+        )
+    assert {p: gitutil.read(remote, p) for p in held} == held
+
+
+def test_work_on_the_other_spokes_is_dispatched_while_one_file_is_broken(
+    fleet_repo, remote
+) -> None:
+    reconcile(fleet_repo)
+    text = gitutil.read(remote, "spokes/paris.yaml")
+    gitutil.user_commit(remote, {"spokes/paris.yaml": text.replace(*TYPO)})
+    reconcile(fleet_repo, at=NOW + timedelta(minutes=20))
+    planned = [e for e in gitutil.ledger(remote).values() if e["phase"] == "Planned"]
+    first = min(planned, key=lambda e: e["plannedStart"])
+    start = yaml.safe_load(f"t: {first['plannedStart']}")["t"]
+    reconcile(fleet_repo, at=start + timedelta(minutes=5))
+    assert gitutil.ledger(remote)[first["id"]]["phase"] == "Dispatched"
+    assert first["spoke"] != "paris"
+
+
+def test_a_job_that_may_only_use_the_broken_spoke_waits_and_says_why(fleet_repo, remote) -> None:
+    only = appwrapper("only-paris", annotations={"caspian.dev/spokes": "paris"})
+    gitutil.user_commit(
+        remote, {"jobs/only-paris.yaml": only.encode(), "spokes/paris.yaml": b"spec: [\n"}
+    )
+    outcome = reconcile(fleet_repo)
+    entry = gitutil.ledger(remote)["batch/only-paris"]
+    assert entry["phase"] == "Pending"
+    assert entry["reason"] == (
+        "no spoke it may use can take it: paris (spokes/paris.yaml does not load; fix it)"
+    )
+    assert outcome.decision.closed["paris"] == "spokes/paris.yaml does not load; fix it"
+
+
+def test_a_new_spoke_whose_file_never_loaded_gets_no_directory(fleet_repo, remote) -> None:
+    reconcile(fleet_repo)
+    gitutil.user_commit(remote, {"spokes/tokyo.yaml": b"apiVersion: caspian.dev/v1alpha1\n"})
+    outcome = reconcile(fleet_repo, at=NOW + timedelta(minutes=20))
+    assert outcome.commit is not None
+    assert gitutil.files(remote, "rendered/tokyo/") == []
+    assert "- tokyo: nothing of Caspian's there" in gitutil.message(remote)
+    assert gitutil.ledger(remote)["spokes/tokyo.yaml"]["reason"].startswith("kind: ")
+
+
+def test_an_unknown_carbon_zone_is_a_problem_of_that_spoke(fleet_repo, remote) -> None:
+    text = gitutil.read(remote, "spokes/paris.yaml").replace(b"zone: FR", b"zone: MARS")
+    gitutil.user_commit(remote, {"spokes/paris.yaml": text})
+    outcome = reconcile(fleet_repo)
+    assert outcome.decision.broken_spokes == {"paris": "spokes/paris.yaml"}
+    reason = gitutil.ledger(remote)["spokes/paris.yaml"]["reason"]
+    assert reason.startswith("spec.carbon: zone 'MARS' is not in the embedded dataset; use one of")
+    assert {e["spoke"] for e in gitutil.ledger(remote).values() if e.get("spoke")} == {
+        "california",
+        "frankfurt",
+    }
+    assert "Caspian-Carbon-Source: MARS" not in gitutil.message(remote)
+
+
+def test_a_job_stopped_where_it_ran_keeps_its_job_while_the_file_is_broken() -> None:
+    decision, files = step(template_files(), now=NOW)
+    started = next(e for e in entries(decision).values() if e.phase == "Dispatched")
+    later = NOW + timedelta(minutes=20)
+    report = {started.spoke: {"jobs": {started.job_key: "Running"}}}
+    stopped, files = step(_suspend(files, started.source), now=later, states=report)
+    job_file = f"rendered/{started.spoke}/batch.{started.job_name}.yaml"
+    assert entries(stopped)[started.id].stopped and job_file in files
+    spoke_file = f"spokes/{started.spoke}.yaml"
+    resumed = _suspend(files, started.source, value=False)
+    # Resumed while the file is broken, it would be planned elsewhere, and its
+    # Job pruned: it waits, with its Job, instead.
+    held, after = step({**resumed, spoke_file: b"spec: [\n"}, now=later + timedelta(minutes=15))
+    assert entries(held)[started.id] == entries(stopped)[started.id]
+    assert after[job_file] == files[job_file]
+    message = messages.commit_message(old=stopped.ledger, decision=held, input_commit="0" * 40)
+    assert f"- {started.spoke}: " in message and "kept there as committed" in message
+    # Resumed first, and planned back where its Job waits: the same.
+    back, files = step(resumed, now=later + timedelta(minutes=15))
+    entry = entries(back)[started.id]
+    assert (entry.phase, entry.resumes_on) == ("Planned", started.spoke)
+    waits, after = step({**files, spoke_file: b"spec: [\n"}, now=later + timedelta(minutes=30))
+    assert entries(waits)[started.id] == entry
+    assert after[job_file] == files[job_file]
