@@ -343,7 +343,10 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
             if problem.file in (entry.source, entry.source.split("#")[0]):
                 click.echo(f"  its file has a problem, so it is held as it was: {problem.line()}")
         if entry.id in decision.held and (file := decision.broken_spokes.get(entry.spoke or "")):
-            click.echo(f"  {file} does not load, so it is held on {entry.spoke} as it was")
+            click.echo(
+                f"  {file} does not load, so it is held on {entry.spoke} as it was; a change "
+                "to its AppWrapper (suspend, edit, removal) waits until the file loads"
+            )
     request = decision.jobs.get(entry.id)
     if request is not None:
         barred = [spoke for spoke in decision.spokes if spoke not in request.allowed_spokes]

@@ -303,7 +303,7 @@ def test_a_broken_spoke_file_is_reported_and_the_reconcile_goes_on(run, tmp_path
     assert result.exit_code == EXIT_PARTIAL, result.output
     assert gitutil.head(remote) != head
     held = run("explain", started, "--repo", remote, *AT)
-    assert "  spokes/paris.yaml does not load, so it is held on paris as it was\n" in held.output
+    assert "  spokes/paris.yaml does not load, so it is held on paris as it was; " in held.output
     moved = run("explain", "climate-sim", "--repo", remote, *AT)
     assert "  not on paris: spokes/paris.yaml does not load; fix it\n" in moved.output
     problem = run("explain", "paris", "--repo", remote, *AT)

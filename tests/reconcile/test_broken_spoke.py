@@ -8,7 +8,7 @@ from datetime import timedelta
 import yaml
 
 from reconciler import messages
-from reconciler.rendering import SPOKE_FILES
+from reconciler.rendering import SPOKE_FILES, render
 from reconciler.templates import template_files
 from tests import gitutil
 from tests.conftest import NOW
@@ -163,3 +163,18 @@ def test_a_job_stopped_where_it_ran_keeps_its_job_while_the_file_is_broken() -> 
     waits, after = step({**files, spoke_file: b"spec: [\n"}, now=later + timedelta(minutes=30))
     assert entries(waits)[started.id] == entry
     assert after[job_file] == files[job_file]
+
+
+def test_removing_the_appwrapper_of_a_job_held_there_cancels_it_once_the_file_loads() -> None:
+    decision, files = step(template_files(), now=NOW)
+    started = next(e for e in entries(decision).values() if e.phase == "Dispatched")
+    job_file = f"rendered/{started.spoke}/batch.{started.job_name}.yaml"
+    spoke_file = f"spokes/{started.spoke}.yaml"
+    mended = files[spoke_file]
+    removed = {p: b for p, b in files.items() if p != started.source}
+    later = NOW + timedelta(minutes=20)
+    held, after = step({**removed, spoke_file: b"spec: [\n"}, now=later)
+    assert entries(held)[started.id] == started and after[job_file] == files[job_file]
+    cancelled, after = step({**after, spoke_file: mended}, now=later + timedelta(minutes=15))
+    assert entries(cancelled)[started.id].phase == "Cancelled"
+    assert job_file not in render(cancelled, previous=after)
