@@ -348,6 +348,11 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
                 "to its AppWrapper (suspend, edit, removal) waits until the file loads"
             )
     request = decision.jobs.get(entry.id)
+    if request is not None and request.defaulted:
+        click.echo(
+            f"  counted at caspian.yaml's spec.defaults.requests, as it asks for none: "
+            f"{', '.join(request.defaulted)}"
+        )
     if request is not None:
         barred = [spoke for spoke in decision.spokes if spoke not in request.allowed_spokes]
         if barred:

@@ -89,10 +89,21 @@ class Spec(BaseModel):
 # --- caspian.yaml ---------------------------------------------------------------
 
 
+class ContainerRequests(Spec):
+    """What a container that neither requests nor limits cpu or memory counts
+    for, as a LimitRange's defaultRequest would fill it in. The Job is rendered
+    as written: a spoke's own LimitRange, or none, decides what it requests
+    there."""
+
+    cpu: Quantity = Field(default=1.0, ge=0, le=1_000)
+    memory: Quantity = Field(default=float(2**30), ge=0, le=2.0**50)
+
+
 class JobDefaults(Spec):
     duration: Duration = timedelta(hours=1)
     complete_within: Duration = timedelta(hours=24)
     power_watts: float | None = Field(default=None, gt=0, le=MOST_WATTS)
+    requests: ContainerRequests = ContainerRequests()
 
 
 class PolicyWeights(Spec):
@@ -301,6 +312,9 @@ class JobRequest(BaseModel):
     suspended: bool = False
     # What its pods need from their cluster: `Kind namespace/name` (jobspec.needs).
     needs: tuple[str, ...] = ()
+    # Its containers that ask for no cpu or memory, counted at the policy's
+    # defaults.requests: `containers[0] cpu`.
+    defaulted: tuple[str, ...] = ()
 
     @property
     def job_name(self) -> str:
@@ -628,7 +642,10 @@ def _job_from_doc(
     if refusal := refusals.fought_by_argocd(template):
         return problem(f"{field}.{refusal[0]}", refusal[1])
     try:
-        pod, pods_at_once = jobspec.requests(job_spec)
+        default = policy.spec.defaults.requests
+        pod, pods_at_once, defaulted = jobspec.requests(
+            job_spec, default={"cpu": default.cpu, "memory": default.memory}
+        )
         placement = jobspec.placement(job_spec)
     except jobspec.FieldError as error:
         return problem(f"{field}.spec.{error.field}", error.reason)
@@ -660,6 +677,7 @@ def _job_from_doc(
         placement=placement,
         suspended=doc["spec"].get("suspend") is True,
         needs=jobspec.needs(job_spec, namespace=namespace),
+        defaulted=defaulted,
         **hints,
     )
 

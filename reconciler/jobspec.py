@@ -9,7 +9,7 @@ value raises `FieldError` with its path under the Job's spec.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -181,10 +181,23 @@ def _one_integer(values: tuple[str, ...]) -> bool:
     return len(values) == 1 and values[0].lstrip("-").isdigit()
 
 
-def requests(job_spec: Mapping[str, Any]) -> tuple[Resources, int]:
+class Requests(NamedTuple):
+    pod: Resources  # one pod's effective request
+    pods_at_once: int
+    # The containers that ask for no cpu or no memory, each `containers[0] cpu`:
+    # counted at the default instead.
+    defaulted: tuple[str, ...] = ()
+
+
+def requests(
+    job_spec: Mapping[str, Any], *, default: Mapping[str, float] | None = None
+) -> Requests:
     """One pod's effective request (`effective_request`), and how many pods
-    run at once (the Job's parallelism, at most its completions). A bad value
-    raises FieldError with its path under the Job's spec."""
+    run at once (the Job's parallelism, at most its completions). A container
+    that neither requests nor limits cpu or memory counts `default` of it, as
+    a LimitRange's defaultRequest would fill it in: counted as nothing, a job
+    would take no room and cost no carbon. A bad value raises FieldError with
+    its path under the Job's spec."""
     pod = (job_spec.get("template") or {}).get("spec") or {}
     containers = pod.get("containers") or []
     if not containers:
@@ -224,27 +237,41 @@ def requests(job_spec: Mapping[str, Any]) -> tuple[Resources, int]:
             _refuse_other_accelerators(f"{kind}[{index}].", container.get("resources"))
     _refuse_other_accelerators("", pod.get("resources"))
     inits = list(enumerate(pod.get("initContainers") or []))
+    defaulted: list[str] = []
+    fills = default or {}
+
+    def counted(kind: str, index: int, container: Mapping[str, Any], key: str, fill: bool) -> float:
+        found = need(f"{kind}[{index}].", container.get("resources"), key)
+        if found is None and fill and key in fills:
+            defaulted.append(f"{kind}[{index}] {key}")
+            return fills[key]
+        return found or 0.0
+
     totals = []
     for key in ("cpu", "memory", "nvidia.com/gpu"):
         overhead = (pod.get("overhead") or {}).get(key)
+        # Kubernetes takes pod-level requests for cpu and memory only; where the
+        # pod sets one, its containers' do not count, and nothing is filled in.
+        pod_level = need("", pod.get("resources"), key) if key != "nvidia.com/gpu" else None
+        fill = pod_level is None
         one_pod = effective_request(
-            containers=(
-                need(f"containers[{i}].", c.get("resources"), key) or 0.0
-                for i, c in enumerate(containers)
-            ),
+            containers=[counted("containers", i, c, key, fill) for i, c in enumerate(containers)],
             init_containers=[
                 InitContainer(
-                    amount=need(f"initContainers[{i}].", c.get("resources"), key) or 0.0,
+                    amount=counted("initContainers", i, c, key, fill),
                     sidecar=c.get("restartPolicy") == "Always",
                 )
                 for i, c in inits
             ],
-            # Kubernetes takes pod-level requests for cpu and memory only.
-            pod_level=need("", pod.get("resources"), key) if key != "nvidia.com/gpu" else None,
+            pod_level=pod_level,
             overhead=0.0 if overhead is None else amount("", f"overhead[{key}]", overhead),
         )
         totals.append(one_pod)
-    return Resources(cpu=totals[0], memory_bytes=totals[1], gpu=totals[2]), parallelism
+    return Requests(
+        pod=Resources(cpu=totals[0], memory_bytes=totals[1], gpu=totals[2]),
+        pods_at_once=parallelism,
+        defaulted=tuple(defaulted),
+    )
 
 
 def _refuse_other_accelerators(where: str, resources: Any) -> None:

@@ -268,6 +268,23 @@ def test_explain_names_the_spokes_a_selector_leaves_out(run, tmp_path) -> None:
     assert "not among the spokes" not in everywhere.output
 
 
+def test_explain_names_the_containers_counted_at_the_default_request(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    doc = appwrapper_doc("bare")
+    doc["spec"]["components"][0]["template"]["spec"]["template"]["spec"]["containers"][0][
+        "resources"
+    ] = {"requests": {"memory": "2Gi"}}
+    gitutil.user_commit(remote, {"jobs/bare.yaml": yaml.safe_dump(doc).encode()})
+    result = run("explain", "bare", "--repo", remote, *AT)
+    assert result.exit_code == 0, result.output
+    assert (
+        "  counted at caspian.yaml's spec.defaults.requests, as it asks for none: "
+        "containers[0] cpu\n"
+    ) in result.output
+    assert "defaults.requests" not in run("explain", "etl-daily", "--repo", remote, *AT).output
+
+
 def test_explain_names_the_allowed_spokes_that_take_no_new_work(run, tmp_path) -> None:
     remote = tmp_path / "fleet.git"
     run("init", "--bare", remote)

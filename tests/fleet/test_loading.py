@@ -119,6 +119,59 @@ def test_pod_overhead_and_pod_level_requests_count() -> None:
     assert sidecar_fleet_job({"resources": {"limits": {"memory": "4Gi"}}})[:2] == (4.0, 8.0)
 
 
+def _bare(pod_spec: dict | None = None, **container_fields) -> str:
+    """An AppWrapper whose container asks for nothing, unless told."""
+    doc = appwrapper_doc(pod_spec=pod_spec)
+    pod = doc["spec"]["components"][0]["template"]["spec"]["template"]["spec"]
+    pod["containers"][0].pop("resources", None)
+    pod["containers"][0].update(container_fields)
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def _job(fleet, name: str = "extra"):
+    return {j.name: j for j in fleet.jobs}[name]
+
+
+def test_a_container_that_asks_for_nothing_counts_the_policys_default_request() -> None:
+    # Counted as nothing, it would take no room anywhere and cost no carbon.
+    job = _job(fleet_with(jobs__extra=_bare()))
+    assert (job.cpu, job.memory_bytes, job.gpu) == (1.0, 2**30, 0.0)
+    assert job.defaulted == ("containers[0] cpu", "containers[0] memory")
+    assert "resources" not in job.job_template["spec"]["template"]["spec"]["containers"][0]
+    # Per resource, as a LimitRange fills in; a limit stands in for a request.
+    job = _job(fleet_with(jobs__extra=_bare(resources={"limits": {"memory": "3Gi"}})))
+    assert (job.cpu, job.memory_bytes, job.defaulted) == (1.0, 3 * 2**30, ("containers[0] cpu",))
+    # An explicit zero is the user's word.
+    zero = _bare(resources={"requests": {"cpu": "0", "memory": "0"}})
+    assert (
+        _job(fleet_with(jobs__extra=zero)).cpu,
+        _job(fleet_with(jobs__extra=zero)).defaulted,
+    ) == (
+        0.0,
+        (),
+    )
+    # Init containers are filled in too; a pod-level request leaves nothing to fill.
+    fetch = {"name": "fetch", "image": "busybox", "resources": {"requests": {"memory": "8Gi"}}}
+    job = _job(fleet_with(jobs__extra=_bare(pod_spec={"initContainers": [fetch]})))
+    assert (job.cpu, job.memory_bytes) == (1.0, 8 * 2**30)
+    assert job.defaulted == ("containers[0] cpu", "initContainers[0] cpu", "containers[0] memory")
+    level = {"resources": {"requests": {"cpu": "2", "memory": "2Gi"}}}
+    job = _job(fleet_with(jobs__extra=_bare(pod_spec=level)))
+    assert (job.cpu, job.memory_bytes, job.defaulted) == (2.0, 2 * 2**30, ())
+
+
+def test_the_default_request_is_the_policys_to_set() -> None:
+    policy = POLICY_HEAD + "spec: {defaults: {requests: {cpu: 250m, memory: 512Mi}}}\n"
+    job = _job(fleet_with(caspian=policy, jobs__extra=_bare()))
+    assert (job.cpu, job.memory_bytes) == (0.25, 2**29)
+    nothing = POLICY_HEAD + "spec: {defaults: {requests: {cpu: 0, memory: 0}}}\n"
+    job = _job(fleet_with(caspian=nothing, jobs__extra=_bare()))
+    assert (job.cpu, job.memory_bytes) == (0.0, 0.0)
+    with pytest.raises(FleetConfigError) as raised:
+        fleet_with(caspian=POLICY_HEAD + "spec: {defaults: {requests: {cpu: -1}}}\n")
+    assert raised.value.problems[0].line().startswith("caspian.yaml:spec.defaults.requests.cpu:")
+
+
 def test_hints_come_from_caspian_annotations() -> None:
     job = {j.name: j for j in fleet_with().jobs}["backfill-eu"]
     assert job.duration == timedelta(hours=6)

@@ -477,6 +477,31 @@ def nodes(cpu: float, *, count: int = 2, labels: dict[str, str] | None = None) -
 SMALL_NODES = {"nodes": nodes(16)}
 
 
+def test_jobs_that_ask_for_nothing_take_room_and_carbon_at_the_default_request() -> None:
+    def bare(name: str) -> bytes:
+        doc = appwrapper_doc(name, annotations={"caspian.dev/spokes": "paris"})
+        pod = doc["spec"]["components"][0]["template"]["spec"]["template"]["spec"]
+        pod["containers"][0].pop("resources")
+        return yaml.safe_dump(doc).encode()
+
+    files = {**template_files(), **{f"jobs/bare-{i}.yaml": bare(f"bare-{i}") for i in range(12)}}
+    policy = yaml.safe_load(files["caspian.yaml"])
+    policy["spec"]["defaults"]["requests"] = {"cpu": "8", "memory": "1Gi"}
+    decision, _ = step({**files, "caspian.yaml": yaml.safe_dump(policy).encode()}, now=NOW)
+    assert_valid_plan(decision.instance, decision.plan)
+    bare_jobs = [e for e in entries(decision).values() if e.id.startswith("batch/bare-")]
+    # Paris has 32 cpu: at most four of them run at once, and each is priced.
+    starts = [e.planned_start for e in bare_jobs if e.phase != "Pending"]
+    assert max(starts.count(start) for start in starts) <= 4
+    assert all(e.estimated_grams > 0 for e in bare_jobs if e.phase != "Pending")
+    # Counted as nothing, all twelve would start in one slot, at no carbon.
+    policy["spec"]["defaults"]["requests"] = {"cpu": "0", "memory": "0"}
+    free, _ = step({**files, "caspian.yaml": yaml.safe_dump(policy).encode()}, now=NOW)
+    free_jobs = [e for e in entries(free).values() if e.id.startswith("batch/bare-")]
+    assert len({e.planned_start for e in free_jobs}) == 1
+    assert {e.estimated_grams for e in free_jobs} == {0.0}
+
+
 def test_a_spoke_whose_nodes_are_all_smaller_than_the_pod_is_not_used() -> None:
     files = {**template_files(), "jobs/wide.yaml": wide_job(spokes="paris,frankfurt")}
     # Both have room for 48 cpu in all, on nodes of 16 cpu where no pod of 24
