@@ -91,6 +91,25 @@ def decide(
         job.id: {**closed, **no_node_fits.get(job.id, {}), **missing.get(job.id, {})}
         for job in jobs
     }
+    # Dispatched where the scheduler finds no node for its pods: planned again,
+    # elsewhere, and kept off that spoke until it is dispatched.
+    requeued, kept_off = {}, {}
+    for job in jobs:
+        prev = prevs[job.id]
+        if prev is None or job.id in finished or job.id in suspended:
+            continue
+        why = _unscheduled_too_long(
+            prev, spokes, now=now, after=fleet.policy.spec.requeue_unscheduled
+        )
+        if why and _elsewhere(job, prev.spoke, shut[job.id]):
+            requeued[job.id] = why
+            kept_off[job.id] = prev.spoke
+            shut[job.id] = {**shut[job.id], prev.spoke: why}
+            prevs[job.id] = _waiting(prev).model_copy(update={"qos_grams": prev.qos_grams})
+        elif prev.phase in (Phase.PLANNED, Phase.PENDING) and prev.requeued_from:
+            kept_off[job.id] = prev.requeued_from
+            if _elsewhere(job, prev.requeued_from, shut[job.id]):
+                shut[job.id] = {**shut[job.id], prev.requeued_from: REQUEUED}
     opt_jobs = [
         _optimizer_job(
             job,
@@ -147,6 +166,8 @@ def decide(
             spokes_seen=seen,
         )
         entry = _blame_closed_spokes(entry, job, shut[job.id])
+        if job.id in kept_off and entry.phase in (Phase.PLANNED, Phase.PENDING):
+            entry = entry.model_copy(update={"requeued_from": kept_off[job.id]})
         entries.append(_resuming(entry, prev, job=job, closed=shut[job.id]))
     entries.extend(_invalid_entries(fleet.problems))
     return Decision(
@@ -166,6 +187,7 @@ def decide(
         closed=closed,
         no_node_fits=no_node_fits,
         missing=missing,
+        requeued=requeued,
         history_url=fleet.policy.spec.history_url,
         carbon_sources={
             zone: forecasts[zone].provenance.describe()
@@ -175,6 +197,34 @@ def decide(
 
 
 SUSPENDED = "its AppWrapper's spec.suspend is true: set it to false to plan it"
+REQUEUED = (
+    "its pods found no node there when it was last dispatched there; it is planned "
+    "elsewhere until it is dispatched"
+)
+
+
+def _unscheduled_too_long(
+    prev: Entry, spokes: Mapping[str, SpokeState], *, now: datetime, after: timedelta | None
+) -> str | None:
+    """Why a dispatched job is to be planned again: its spoke's scheduler has
+    found no node for its pods for `after`, and it has run none. The room
+    Caspian counted there was taken, or its nodes went; left there, it would
+    wait for them with its deadline running."""
+    if after is None or prev.phase not in FIXED or prev.spoke not in spokes:
+        return None
+    since = spokes[prev.spoke].unscheduled.get(prev.job_key)
+    if since is None or since + after > now:
+        return None
+    return (
+        f"its pods found no node on {prev.spoke} from {format_time(since)} to "
+        f"{format_time(now)} (Unschedulable, more than the policy's requeueUnscheduled "
+        f"{format_duration(after)}): its Job there never ran, and goes"
+    )
+
+
+def _elsewhere(job: JobRequest, spoke: str | None, closed: Mapping[str, str]) -> bool:
+    """Whether a spoke other than `spoke` may take the job now."""
+    return any(s != spoke and s not in closed for s in job.allowed_spokes)
 
 
 def stopped_reason(spoke: str) -> str:

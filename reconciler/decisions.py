@@ -32,6 +32,9 @@ class SpokeState(BaseModel):
     nodes: tuple[Node, ...] = ()
     # The nodes Caspian's Jobs there have pods on, by namespace/name (kube observer).
     placed_on: dict[str, tuple[str, ...]] = {}
+    # Caspian's Jobs there that have run no pod, with none on a node, while the
+    # scheduler finds no node for one: since when it has not (kube observer).
+    unscheduled: dict[str, datetime] = {}
     # The names of the objects there that jobs need (jobspec.needs), by kind and
     # namespace ("ConfigMap batch"); a kind and namespace not listed is not known.
     objects: dict[str, frozenset[str]] = {}
@@ -87,6 +90,9 @@ class Decision(BaseModel):
     # Per job, the spokes it may use that lack an object its pods need, or whose
     # quota for its namespace is smaller than it.
     missing: dict[str, dict[str, str]] = {}
+    # The dispatched jobs planned again because their spoke's scheduler found no
+    # node for their pods, each with why.
+    requeued: dict[str, str] = {}
     history_url: str | None = None  # the policy's historyUrl, {path} still in it
 
     def retired(self, entry: Entry) -> bool:

@@ -145,6 +145,10 @@ class PolicySpec(Spec):
     # without an end the ledger, read and rewritten every reconcile, grows with
     # every job ever placed. git history keeps what is forgotten.
     ledger_retention: Duration = timedelta(days=7)
+    # A dispatched job none of whose pods the spoke's scheduler has placed for
+    # this long, and that has run none, is planned again elsewhere (as Kueue's
+    # waitForPodsReady requeues a workload); null leaves it waiting there.
+    requeue_unscheduled: Duration | None = timedelta(minutes=15)
     # The forge's page of one file's commits, {path} standing for the file: each
     # rendered Job then links there from Argo CD's UI. A commit cannot name
     # itself, but the newest commits of a rendered Job's file are the ones

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any
 
 import yaml
@@ -139,6 +140,7 @@ class KubeObserver:
             tolerated = self.tolerated | set(spoke.spec.tolerated_taints)
             shapes = usable_nodes(nodes, pods, tolerated=tolerated)
             where = placed_on(pods)
+            waiting = unscheduled(jobs, pods, placed=where)
             phases = {
                 f"{job.metadata.namespace}/{job.metadata.name}": job_phase(job.status)
                 for job in jobs
@@ -161,6 +163,7 @@ class KubeObserver:
             jobs=phases,
             nodes=shapes,
             placed_on=where,
+            unscheduled=waiting,
             objects=objects,
             quotas={namespace: limit for namespace, limit in limits.items() if limit is not None},
         )
@@ -457,6 +460,38 @@ def placed_on(pods: list[Any]) -> dict[str, tuple[str, ...]]:
             key = f"{pod.metadata.namespace}/{job_name}"
             found.setdefault(key, set()).add(pod.spec.node_name)
     return {key: tuple(sorted(nodes)) for key, nodes in found.items()}
+
+
+def unscheduled(
+    jobs: list[Any], pods: list[Any], *, placed: Mapping[str, tuple[str, ...]]
+) -> dict[str, datetime]:
+    """Caspian's Jobs that have run no pod and have none on a node, while the
+    scheduler finds no node for one of their pods (its PodScheduled condition
+    False, Unschedulable): since when, by the Job's namespace/name. Room Caspian
+    counted there was taken, or the nodes it counted are gone."""
+    ran = {
+        f"{job.metadata.namespace}/{job.metadata.name}"
+        for job in jobs
+        if job.status is not None and ((job.status.succeeded or 0) or (job.status.failed or 0))
+    }
+    since: dict[str, datetime] = {}
+    for pod in pods:
+        labels = pod.metadata.labels or {}
+        job_name = labels.get(JOB_NAME_LABEL) or labels.get("job-name")
+        if OWNED_POD_LABEL not in labels or not job_name:
+            continue
+        key = f"{pod.metadata.namespace}/{job_name}"
+        if key in placed or key in ran or (pod.spec is not None and pod.spec.node_name):
+            continue
+        for condition in (pod.status.conditions or []) if pod.status is not None else []:
+            moment = condition.last_transition_time
+            if (condition.type, condition.status, condition.reason) == (
+                "PodScheduled",
+                "False",
+                "Unschedulable",
+            ) and isinstance(moment, datetime):
+                since[key] = min(since.get(key, moment), moment)
+    return dict(sorted(since.items()))
 
 
 def _resources(amount: dict[str, float]) -> Resources:

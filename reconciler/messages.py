@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from reconciler.decisions import Decision
@@ -52,7 +52,7 @@ def _note(entry: Entry, *, now: datetime) -> str:
 
 
 def subject(old: Ledger, decision: Decision) -> str:
-    changes = _changes(old, decision.ledger)
+    changes = _changes(old, decision.ledger, requeued=decision.requeued)
     parts = []
     placed = changes["placed"] + changes["moved"]
     if placed:
@@ -61,6 +61,7 @@ def subject(old: Ledger, decision: Decision) -> str:
         parts.append(f"place: {_jobs(len(placed))} ({spread})")
     for kind, verb in (
         ("finished", "finished"),
+        ("requeued", "requeue"),
         ("dispatched", "dispatch"),
         ("cancelled", "cancel"),
         ("invalid", "invalid"),
@@ -93,7 +94,9 @@ def commit_message(
             f"qos baseline ({saved:.0%} less)."
         )
     lines += ["", placement_table(decision)]
-    moves = list(_describe_changes(old, ledger, slot_start=decision.window.start))
+    moves = list(
+        _describe_changes(old, ledger, slot_start=decision.window.start, requeued=decision.requeued)
+    )
     if moves:
         lines += ["", "Changes:", *moves]
     invalid = [e for e in ledger.entries if e.phase == Phase.INVALID]
@@ -187,13 +190,18 @@ def plan_id(ledger: Ledger) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-def _changes(old: Ledger, new: Ledger) -> dict[str, list[Entry]]:
+def _changes(
+    old: Ledger, new: Ledger, *, requeued: Mapping[str, str] | None = None
+) -> dict[str, list[Entry]]:
+    """The entries of `new` by what changed since `old`; `requeued` holds the
+    jobs taken off a spoke whose scheduler found no node for them."""
     before = old.by_id()
     changes: dict[str, list[Entry]] = {
         k: []
         for k in (
             "placed",
             "moved",
+            "requeued",
             "dispatched",
             "finished",
             "cancelled",
@@ -207,6 +215,9 @@ def _changes(old: Ledger, new: Ledger) -> dict[str, list[Entry]]:
     for entry in new.entries:
         prev = before.get(entry.id)
         same = prev is not None and prev.phase == entry.phase
+        if entry.id in (requeued or {}):
+            changes["requeued"].append(entry)
+            continue
         if (
             prev is not None
             and (prev.phase in FIXED or prev.stopped)
@@ -244,9 +255,14 @@ def _changes(old: Ledger, new: Ledger) -> dict[str, list[Entry]]:
     return changes
 
 
-def _describe_changes(old: Ledger, new: Ledger, *, slot_start: datetime) -> Iterable[str]:
+def _describe_changes(
+    old: Ledger, new: Ledger, *, slot_start: datetime, requeued: Mapping[str, str]
+) -> Iterable[str]:
     before = old.by_id()
-    changes = _changes(old, new)
+    changes = _changes(old, new, requeued=requeued)
+    for entry in changes["requeued"]:
+        now = f"{entry.spoke} {_hhmm(entry)}" if entry.spoke else entry.phase.value.lower()
+        yield f"- requeued {entry.id}: {requeued[entry.id]}; now {now}"
     for entry in changes["moved"]:
         prev = before[entry.id]
         yield (

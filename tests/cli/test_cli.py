@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 from reconciler.cli import EXIT_ERROR, EXIT_PARTIAL, main
+from reconciler.quantities import timestamp
 from tests import gitutil
 from tests.fleet.helpers import appwrapper, appwrapper_doc
 
@@ -591,3 +593,45 @@ def test_bench_nodes_prints_json_with_the_pools_and_the_planner_apart(run) -> No
 def test_simulate_names_a_bad_option_as_click_does(run, args, expected) -> None:
     result = run("simulate", *args)
     assert result.exit_code == 2 and expected in result.output, result.output
+
+
+def test_a_job_whose_pods_find_no_node_is_requeued_end_to_end(run, tmp_path) -> None:
+    from tests.fakehttp import Reply, serve
+    from tests.reconcile.test_kube_observer import _waiting_pod, job, kubeconfig, listing
+
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    with serve() as paris, serve() as frankfurt, serve() as california:
+        apis = {"paris": paris, "frankfurt": frankfurt, "california": california}
+        for api in apis.values():
+            kube_spoke(api, cpu="64", gpu_node=True)
+        config = kubeconfig(tmp_path, {name: api.url for name, api in apis.items()})
+        kube = ["--repo", remote, "--observer", "kube", "--kubeconfig", config]
+        assert run("reconcile", "--once", *kube, *AT).exit_code == 0
+        planned = gitutil.ledger(remote)["batch/backfill-eu"]
+        assert (planned["phase"], planned["spoke"]) == ("Planned", "paris")
+        start = timestamp(planned["plannedStart"])
+        at = ["--now", (start + timedelta(minutes=1)).isoformat()]
+        assert run("reconcile", "--once", *kube, *at).exit_code == 0
+        started = gitutil.ledger(remote)["batch/backfill-eu"]
+        assert started["phase"] == "Dispatched"
+        name = started["jobName"]
+        # paris's scheduler finds no node for its pod.
+        since = (start + timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stuck = _waiting_pod("backfill-eu-x", name, since=since)
+        stuck["metadata"]["namespace"] = "batch"
+        paris.route("/api/v1/pods", Reply(body=listing("PodList", [stuck])))
+        paris.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [job(name)])))
+        later = ["--now", (start + timedelta(minutes=20)).isoformat()]
+        result = run("reconcile", "--once", *kube, *later)
+        assert result.exit_code == 0, result.output
+        message = gitutil.message(remote)
+        assert message.startswith("requeue: 1 job")
+        assert "- requeued batch/backfill-eu: its pods found no node on paris from " in message
+        entry = gitutil.ledger(remote)["batch/backfill-eu"]
+        assert (entry["spoke"], entry["requeuedFrom"]) == ("frankfurt", "paris")
+        assert f"rendered/paris/batch.{name}.yaml" not in gitutil.files(remote, "rendered/")
+        explained = run("explain", "backfill-eu", *kube, *later)
+        assert "  not on paris: its pods found no node there when it was last " in (
+            explained.output
+        )

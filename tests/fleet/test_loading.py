@@ -427,6 +427,10 @@ def test_the_same_name_twice_keeps_the_first_and_names_both_files() -> None:
             "there, or name one of those",
         ),
         ({"caspian": "apiVersion: [\n"}, "caspian.yaml:-: not valid YAML"),
+        (
+            {"caspian": POLICY_HEAD + "spec: {requeueUnscheduled: 0m}\n"},
+            "caspian.yaml:spec.requeueUnscheduled: '0m' must be longer than zero",
+        ),
         ({"caspian": None}, "caspian.yaml:-: missing"),
     ],
 )

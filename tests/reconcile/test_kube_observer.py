@@ -534,3 +534,59 @@ def test_the_resource_quotas_of_the_jobs_namespaces_give_the_most_they_may_ask(t
     with serve() as api:  # no quota in either namespace: nothing to hold jobs to
         healthy(api)
         assert observe(tmp_path, {"paris": api.url})["paris"].quotas == {}
+
+
+def _waiting_pod(name, job_name, *, since, reason="Unschedulable", node=None):
+    """One of Caspian's pods as the scheduler leaves it when it finds no node."""
+    found = pod(name, node, "Pending", ours=True)
+    found["metadata"]["labels"]["batch.kubernetes.io/job-name"] = job_name
+    found["status"]["conditions"] = [
+        {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": reason,
+            "lastTransitionTime": since,
+        }
+    ]
+    return found
+
+
+def test_jobs_whose_pods_find_no_node_are_reported_with_since_when(tmp_path) -> None:
+    ran = job("half-9a9a9a9a", namespace="default")
+    ran["status"]["succeeded"] = 1
+    with serve() as api:
+        healthy(api)
+        api.route(
+            "/api/v1/pods",
+            Reply(
+                body=listing(
+                    "PodList",
+                    [
+                        _waiting_pod("stuck-b", "stuck-11111111", since="2026-11-22T02:04:00Z"),
+                        _waiting_pod("stuck-a", "stuck-11111111", since="2026-11-22T02:10:00Z"),
+                        # Some of its pods run: it runs, short of room for the rest.
+                        _waiting_pod("part-a", "part-22222222", since="2026-11-22T02:04:00Z"),
+                        _waiting_pod(
+                            "part-b", "part-22222222", since="2026-11-22T02:00:00Z", node="ready-1"
+                        ),
+                        # Held back on purpose, not for want of a node.
+                        _waiting_pod(
+                            "gated",
+                            "gated-33333333",
+                            since="2026-11-22T02:00:00Z",
+                            reason="SchedulingGated",
+                        ),
+                        # It ran a pod before: not to be moved.
+                        _waiting_pod("half-a", "half-9a9a9a9a", since="2026-11-22T02:00:00Z"),
+                        pod("theirs", None, "Pending", cpu="8"),
+                    ],
+                )
+            ),
+        )
+        api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [ran])))
+        state = observe(tmp_path, {"paris": api.url})["paris"]
+    assert state.up
+    assert {key: since.isoformat() for key, since in state.unscheduled.items()} == {
+        "default/stuck-11111111": "2026-11-22T02:04:00+00:00"
+    }
+    assert state.placed_on == {"default/part-22222222": ("ready-1",)}

@@ -1,0 +1,104 @@
+"""A dispatched job whose spoke's scheduler finds no node for its pods: after the
+policy's requeueUnscheduled it is planned again on another spoke, as Kueue's
+waitForPodsReady requeues a workload, and kept off that spoke until it is
+dispatched."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import yaml
+
+from reconciler import messages
+from reconciler.rendering import render
+from reconciler.templates import template_files
+from tests.conftest import NOW, assert_valid_plan
+from tests.reconcile.test_lifecycle import entries, step
+
+
+def _first_dispatched(files):
+    decision, files = step(files, now=NOW)
+    started = next(e for e in entries(decision).values() if e.phase == "Dispatched")
+    return decision, files, started
+
+
+def _waiting_since(started, since):
+    return {started.spoke: {"unscheduled": {started.job_key: since}}}
+
+
+def _policy(files, **spec):
+    policy = yaml.safe_load(files["caspian.yaml"])
+    policy["spec"].update(spec)
+    return {**files, "caspian.yaml": yaml.safe_dump(policy).encode()}
+
+
+def test_a_job_whose_pods_find_no_node_is_requeued_elsewhere_after_the_timeout() -> None:
+    decision, files, started = _first_dispatched(template_files())
+    job_file = f"rendered/{started.spoke}/batch.{started.job_name}.yaml"
+    since = NOW + timedelta(minutes=1)
+    # Within the policy's 15 minutes it waits where it is: a node may come.
+    early, _ = step(files, now=NOW + timedelta(minutes=10), states=_waiting_since(started, since))
+    assert entries(early)[started.id] == started and not early.requeued
+
+    later = NOW + timedelta(minutes=20)
+    requeued, _ = step(files, now=later, states=_waiting_since(started, since))
+    entry = entries(requeued)[started.id]
+    assert entry.spoke != started.spoke and entry.phase in ("Planned", "Dispatched")
+    assert entry.first_seen == started.first_seen and entry.deadline == started.deadline
+    assert_valid_plan(requeued.instance, requeued.plan)
+    # Its Job there never ran: it leaves, and Argo CD prunes its waiting pods.
+    assert job_file not in render(requeued, previous=files)
+    why = requeued.requeued[started.id]
+    assert why.startswith(f"its pods found no node on {started.spoke} from ")
+    message = messages.commit_message(old=decision.ledger, decision=requeued, input_commit="0" * 40)
+    assert message.startswith("requeue: 1 job")
+    assert f"- requeued {started.id}: {why}; now {entry.spoke} " in message
+
+
+def _backfill_dispatched_on_paris():
+    """backfill-eu, which may run on paris and frankfurt only, dispatched on paris."""
+    decision, files = step(template_files(), now=NOW)
+    planned = entries(decision)["batch/backfill-eu"]
+    at = planned.planned_start + timedelta(minutes=1)
+    decision, files = step(files, now=at)
+    started = entries(decision)["batch/backfill-eu"]
+    assert (started.phase, started.spoke) == ("Dispatched", "paris")
+    return files, started, at
+
+
+def test_a_requeued_job_stays_off_that_spoke_until_it_is_dispatched() -> None:
+    files, started, at = _backfill_dispatched_on_paris()
+    later = at + timedelta(minutes=20)
+    requeued, files = step(files, now=later, states=_waiting_since(started, at))
+    entry = entries(requeued)[started.id]
+    # frankfurt is cleaner later in the day: it waits there, planned.
+    assert (entry.phase, entry.spoke, entry.requeued_from) == ("Planned", "frankfurt", "paris")
+    # Next reconciles, with nothing more from paris: still kept off it, though
+    # paris may be the cleaner place by then.
+    for hours in (1, 4):
+        again, files = step(files, now=later + timedelta(hours=hours))
+        kept = entries(again)[started.id]
+        assert (kept.spoke, kept.requeued_from) == ("frankfurt", "paris")
+        assert not again.requeued
+        job = next(j for j in again.instance.jobs if j.id == started.id)
+        assert job.allowed_spokes == ("frankfurt",)
+    # Dispatched at last, it forgets paris.
+    dispatched, _ = step(files, now=kept.planned_start + timedelta(minutes=1))
+    done = entries(dispatched)[started.id]
+    assert (done.phase, done.spoke, done.requeued_from) == ("Dispatched", "frankfurt", None)
+
+
+def test_a_job_no_other_spoke_may_take_waits_where_it_was_dispatched() -> None:
+    files, started, at = _backfill_dispatched_on_paris()
+    down = {"frankfurt": {"up": False, "cpu": 0, "memory_bytes": 0, "gpu": 0}}
+    states = {**_waiting_since(started, at), **down}
+    stays, _ = step(files, now=at + timedelta(hours=1), states=states)
+    entry = entries(stays)[started.id]
+    assert (entry.phase, entry.spoke) == ("Dispatched", "paris")
+    assert not stays.requeued
+
+
+def test_requeue_unscheduled_null_leaves_the_job_waiting_there() -> None:
+    _, files, started = _first_dispatched(_policy(template_files(), requeueUnscheduled=None))
+    stays, _ = step(files, now=NOW + timedelta(hours=3), states=_waiting_since(started, NOW))
+    assert entries(stays)[started.id].spoke == started.spoke and not stays.requeued
