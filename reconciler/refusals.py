@@ -59,12 +59,25 @@ def refused_by_api_server(job: Mapping[str, Any]) -> Refusal | None:
 _HOOKS = ("argocd.argoproj.io/hook", "argocd.argoproj.io/hook-delete-policy", "helm.sh/hook")
 _SYNC_OPTIONS = ("argocd.argoproj.io/sync-options",)
 _REFUSED_OPTIONS = ("replace=true", "force=true", "prune=false", "prune=confirm")
+# Kueue manages a Job that names a queue: it suspends the Job when it is created
+# and releases it when admitted, against the suspend Caspian sets in git. Once
+# the legacy annotation, now the label.
+KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
 
 
 def fought_by_argocd(job: Mapping[str, Any]) -> Refusal | None:
     """The first field of the wrapped Job that would change how Argo CD applies
-    it, or None."""
-    for key, value in ((job.get("metadata") or {}).get("annotations") or {}).items():
+    it, or hand its suspend to another controller, or None."""
+    metadata = job.get("metadata") or {}
+    for part in ("labels", "annotations"):
+        if KUEUE_QUEUE in (metadata.get(part) or {}):
+            return (
+                f"metadata.{part}.{KUEUE_QUEUE}",
+                "remove it: Kueue on a spoke would suspend this Job and release it "
+                "itself, against the spec.suspend Caspian sets through Argo CD, each "
+                "undoing the other; Caspian queues the job across spokes",
+            )
+    for key, value in (metadata.get("annotations") or {}).items():
         if why := _argocd_override(str(key), str(value)):
             return f"metadata.annotations.{key}", why
     if "ttlSecondsAfterFinished" in (job.get("spec") or {}):

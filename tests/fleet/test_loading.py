@@ -76,6 +76,23 @@ def test_a_job_pod_without_restart_policy_is_a_problem_not_a_failed_sync() -> No
     ]
 
 
+def test_a_job_that_names_a_kueue_queue_is_a_problem_and_its_appwrapper_may() -> None:
+    for part in ("labels", "annotations"):
+        doc = appwrapper_doc()
+        doc["spec"]["components"][0]["template"]["metadata"] = {
+            part: {"kueue.x-k8s.io/queue-name": "team-a"}
+        }
+        (line,) = problems_of(fleet_with(jobs__extra=yaml.safe_dump(doc)))
+        assert line.startswith(
+            f"jobs/extra.yaml:spec.components[0].template.metadata.{part}."
+            "kueue.x-k8s.io/queue-name: remove it: Kueue on a spoke would suspend this Job"
+        ), line
+    # The AppWrapper itself never reaches a spoke: Caspian renders its Job only.
+    doc = appwrapper_doc()
+    doc["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "team-a"}
+    assert problems_of(fleet_with(jobs__extra=yaml.safe_dump(doc))) == []
+
+
 def test_a_selector_with_manual_selector_is_the_users_to_keep() -> None:
     job_spec = {"manualSelector": True, "selector": {"matchLabels": {"app": "extra"}}}
     assert problems_of(fleet_with(jobs__extra=appwrapper(job_spec=job_spec))) == []
