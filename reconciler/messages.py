@@ -159,7 +159,7 @@ def held_on_broken_spokes(decision: Decision) -> list[str]:
     for spoke in decision.broken_spokes:
         here = [e for e in decision.ledger.entries if e.spoke == spoke and e.id in decision.held]
         lines.append(
-            f"{spoke}: {_jobs(len(here))} kept there as committed until it loads"
+            f"{spoke}: {_jobs(len(here))} kept there as committed until its file loads"
             if here
             else f"{spoke}: nothing of Caspian's there"
         )

@@ -65,7 +65,7 @@ def test_a_broken_spoke_file_keeps_what_started_there_and_the_rest_goes_on(
     message = gitutil.message(remote)
     assert "- spokes/paris.yaml: metadata.labels: 'eu west' is not a label value" in message
     assert "Spokes whose file does not load (no new work; fix the file):\n" in message
-    assert "- paris: 3 jobs kept there as committed until it loads" in message
+    assert "- paris: 3 jobs kept there as committed until its file loads" in message
     assert "Spokes removed from the fleet" not in message
 
     head = gitutil.head(remote)
