@@ -367,7 +367,8 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
         )
     unfit = {**decision.no_node_fits.get(entry.id, {}), **decision.missing.get(entry.id, {})}
     if entry.requeued_from:
-        unfit[entry.requeued_from] = decision.requeued.get(entry.id, deciding.REQUEUED)
+        fresh = decision.requeued.get(entry.id)
+        unfit[entry.requeued_from] = fresh.reason if fresh else deciding.REQUEUED
     for spoke in request.allowed_spokes if request else ():
         why = decision.closed.get(spoke) or unfit.get(spoke)
         # A job started there stays there; a waiting job's reason names them already.

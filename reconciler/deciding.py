@@ -17,7 +17,7 @@ from optimizer import baselines
 from optimizer.model import Instance, Job, Plan, Slot, SolverSettings, SpokeCapacity
 from optimizer.solving import optimize
 from reconciler import jobspec, pools
-from reconciler.decisions import Decision, SpokeState, Window
+from reconciler.decisions import Decision, Requeue, SpokeState, Window
 from reconciler.fleet import Fleet, JobRequest, Problem, Spoke
 from reconciler.ledger import ACTIVE, FINISHED, FIXED, UNFINISHED, Entry, Ledger, Phase
 from reconciler.pods import Placement, Resources
@@ -93,7 +93,8 @@ def decide(
     }
     # Dispatched where the scheduler finds no node for its pods: planned again,
     # elsewhere, and kept off that spoke until it is dispatched.
-    requeued, kept_off = {}, {}
+    requeued: dict[str, Requeue] = {}
+    kept_off: dict[str, str] = {}
     for job in jobs:
         prev = prevs[job.id]
         if prev is None or job.id in finished or job.id in suspended:
@@ -102,7 +103,7 @@ def decide(
             prev, spokes, now=now, after=fleet.policy.spec.requeue_unscheduled
         )
         if why and _elsewhere(job, prev.spoke, shut[job.id]):
-            requeued[job.id] = why
+            requeued[job.id] = Requeue(spoke=prev.spoke, reason=why)
             kept_off[job.id] = prev.spoke
             shut[job.id] = {**shut[job.id], prev.spoke: why}
             prevs[job.id] = _waiting(prev).model_copy(update={"qos_grams": prev.qos_grams})

@@ -44,6 +44,15 @@ class SpokeState(BaseModel):
     quotas: dict[str, Resources] = {}
 
 
+class Requeue(BaseModel):
+    """A dispatched job taken off a spoke whose scheduler found no node for it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    spoke: str
+    reason: str
+
+
 class Window(BaseModel):
     """The planning horizon: `slots` slots from `start`; forecasts must cover
     `covered_slots` so that a job started in the last slot is priced to its end."""
@@ -91,8 +100,8 @@ class Decision(BaseModel):
     # quota for its namespace is smaller than it.
     missing: dict[str, dict[str, str]] = {}
     # The dispatched jobs planned again because their spoke's scheduler found no
-    # node for their pods, each with why.
-    requeued: dict[str, str] = {}
+    # node for their pods.
+    requeued: dict[str, Requeue] = {}
     history_url: str | None = None  # the policy's historyUrl, {path} still in it
 
     def retired(self, entry: Entry) -> bool:

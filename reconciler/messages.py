@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from reconciler.decisions import Decision
+from reconciler.decisions import Decision, Requeue
 from reconciler.ledger import ACTIVE, FINISHED, FIXED, UNFINISHED, Entry, Ledger, Phase
 from reconciler.quantities import format_time
 
@@ -191,7 +191,7 @@ def plan_id(ledger: Ledger) -> str:
 
 
 def _changes(
-    old: Ledger, new: Ledger, *, requeued: Mapping[str, str] | None = None
+    old: Ledger, new: Ledger, *, requeued: Mapping[str, Requeue] | None = None
 ) -> dict[str, list[Entry]]:
     """The entries of `new` by what changed since `old`; `requeued` holds the
     jobs taken off a spoke whose scheduler found no node for them."""
@@ -256,13 +256,13 @@ def _changes(
 
 
 def _describe_changes(
-    old: Ledger, new: Ledger, *, slot_start: datetime, requeued: Mapping[str, str]
+    old: Ledger, new: Ledger, *, slot_start: datetime, requeued: Mapping[str, Requeue]
 ) -> Iterable[str]:
     before = old.by_id()
     changes = _changes(old, new, requeued=requeued)
     for entry in changes["requeued"]:
         now = f"{entry.spoke} {_hhmm(entry)}" if entry.spoke else entry.phase.value.lower()
-        yield f"- requeued {entry.id}: {requeued[entry.id]}; now {now}"
+        yield f"- requeued {entry.id}: {requeued[entry.id].reason}; now {now}"
     for entry in changes["moved"]:
         prev = before[entry.id]
         yield (

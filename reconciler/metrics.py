@@ -47,6 +47,16 @@ def record_carbon(zone: str, series: IntensitySeries) -> None:
 SPOKE_UP = Gauge(
     "caspian_spoke_up", "1 when the spoke's API server answered the last observation", ["spoke"]
 )
+SPOKE_FILE_LOADS = Gauge(
+    "caspian_spoke_file_loads",
+    "1 when the spoke's file loaded at the last reconcile, 0 when it did not (no new work there)",
+    ["spoke"],
+)
+REQUEUES = Counter(
+    "caspian_requeues_total",
+    "Dispatched jobs planned again because the spoke's scheduler found no node for their pods",
+    ["spoke"],
+)
 ARGOCD_UP = Gauge(
     "caspian_argocd_up",
     "1 when the last observation read Argo CD's Applications with Job health to trust "

@@ -87,6 +87,8 @@ def reconcile_once(
             continue
         log.info("pushed %s: %s", commit[:12], outcome.message.splitlines()[0])
         metrics.COMMITS.labels(branch=repo.branch).inc()
+        for requeue in outcome.decision.requeued.values():
+            metrics.REQUEUES.labels(spoke=requeue.spoke).inc()
         return outcome.model_copy(update={"commit": commit, "push_attempts": attempt})
     raise AssertionError("unreachable")
 
@@ -139,6 +141,11 @@ def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outc
     fleet = fleet.without_spokes(unsourced)
     for problem in fleet.problems:
         log.warning("skipping %s", problem.line())
+    for name in (*(s.name for s in fleet.spokes), *fleet.broken_spokes):
+        metrics.SPOKE_FILE_LOADS.labels(spoke=name).set(0 if name in fleet.broken_spokes else 1)
+    metrics.keep_only(
+        metrics.SPOKE_FILE_LOADS, "spoke", {*(s.name for s in fleet.spokes), *fleet.broken_spokes}
+    )
     previous = previous_ledger(snapshot.files)
     spokes = observer.observe(fleet)
     forecasts = fetch_forecasts(fleet, now=now, sources=sources)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from prometheus_client import REGISTRY
 
 from reconciler.cli import EXIT_ERROR, EXIT_PARTIAL, main
 from reconciler.quantities import timestamp
@@ -623,7 +624,14 @@ def test_a_job_whose_pods_find_no_node_is_requeued_end_to_end(run, tmp_path) -> 
         paris.route("/api/v1/pods", Reply(body=listing("PodList", [stuck])))
         paris.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [job(name)])))
         later = ["--now", (start + timedelta(minutes=20)).isoformat()]
+
+        def counted() -> float:
+            sample = REGISTRY.get_sample_value("caspian_requeues_total", {"spoke": "paris"})
+            return sample or 0.0
+
+        before = counted()
         result = run("reconcile", "--once", *kube, *later)
+        assert counted() == before + 1
         assert result.exit_code == 0, result.output
         message = gitutil.message(remote)
         assert message.startswith("requeue: 1 job")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import yaml
+from prometheus_client import REGISTRY
 
 from reconciler import messages
 from reconciler.rendering import SPOKE_FILES, render
@@ -68,6 +69,8 @@ def test_a_broken_spoke_file_keeps_what_started_there_and_the_rest_goes_on(
     assert "- paris: 3 jobs kept there as committed until its file loads" in message
     assert "Spokes removed from the fleet" not in message
 
+    loads = lambda: REGISTRY.get_sample_value("caspian_spoke_file_loads", {"spoke": "paris"})  # noqa: E731
+    assert loads() == 0
     head = gitutil.head(remote)
     assert reconcile(fleet_repo, at=later).commit is None  # idempotent
     assert gitutil.head(remote) == head
@@ -75,7 +78,7 @@ def test_a_broken_spoke_file_keeps_what_started_there_and_the_rest_goes_on(
     # Mended, the spoke takes work again, and what ran there never moved.
     gitutil.user_commit(remote, {"spokes/paris.yaml": text}, "fix the label")
     mended = reconcile(fleet_repo, at=later + timedelta(minutes=15))
-    assert not mended.decision.broken_spokes
+    assert not mended.decision.broken_spokes and loads() == 1
     final = gitutil.ledger(remote)
     assert "spokes/paris.yaml" not in final
     for job_id, entry in started.items():

@@ -48,7 +48,8 @@ def test_a_job_whose_pods_find_no_node_is_requeued_elsewhere_after_the_timeout()
     assert_valid_plan(requeued.instance, requeued.plan)
     # Its Job there never ran: it leaves, and Argo CD prunes its waiting pods.
     assert job_file not in render(requeued, previous=files)
-    why = requeued.requeued[started.id]
+    assert requeued.requeued[started.id].spoke == started.spoke
+    why = requeued.requeued[started.id].reason
     assert why.startswith(f"its pods found no node on {started.spoke} from ")
     message = messages.commit_message(old=decision.ledger, decision=requeued, input_commit="0" * 40)
     assert message.startswith("requeue: 1 job")
