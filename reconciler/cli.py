@@ -878,6 +878,10 @@ def _simulation_setup(
         )
     except FleetConfigError as error:
         raise click.ClickException(str(error)) from None
+    if fleet.broken_spokes:
+        # A replay plans every spoke from its file, from the first hour.
+        broken = [p.line() for p in fleet.problems if p.file in fleet.broken_spokes.values()]
+        raise click.ClickException(f"fix the spoke files first: {'; '.join(broken)}")
     for problem in fleet.problems:
         click.echo(f"skipped: {problem.line()}", err=True)
     trace_file = trace or (fleet_path / scenarios.TRACE_FILE)

@@ -250,6 +250,16 @@ def test_a_trace_outside_the_replay_is_refused_not_replayed_empty(tmp_path: Path
     assert "no submission falls in the 1 day(s) replayed" in result.output
 
 
+def test_a_spoke_file_that_does_not_load_is_named_not_replayed_around(tmp_path: Path) -> None:
+    """A reconcile goes on without such a spoke; a replay, which plans every
+    spoke from the first hour, is refused with the line to fix."""
+    root = fleet_copy(tmp_path)
+    (root / "spokes" / "paris.yaml").write_text("not: [valid\n")
+    result = CliRunner().invoke(main, ["simulate", "--fleet", str(root), "--days", "1"])
+    assert result.exit_code == 1
+    assert "fix the spoke files first: spokes/paris.yaml:-: not valid YAML" in result.output
+
+
 def test_a_zone_outside_the_dataset_asks_for_a_fallback_zone(tmp_path: Path) -> None:
     root = fleet_copy(tmp_path)
     spoke = root / "spokes" / "paris.yaml"
