@@ -9,6 +9,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 from reconciler import messages
+from reconciler.quantities import timestamp
 from reconciler.rendering import SPOKE_FILES, render
 from reconciler.templates import template_files
 from tests import gitutil
@@ -20,6 +21,10 @@ from tests.reconcile.test_suspend import _suspend
 
 # A typo a person makes: a label value with a space in it.
 TYPO = (b"region: eu-west", b"region: eu west")
+
+
+def _file_loads(spoke: str) -> float | None:
+    return REGISTRY.get_sample_value("caspian_spoke_file_loads", {"spoke": spoke})
 
 
 def _paris(remote) -> dict[str, bytes]:
@@ -69,8 +74,7 @@ def test_a_broken_spoke_file_keeps_what_started_there_and_the_rest_goes_on(
     assert "- paris: 3 jobs kept there as committed until its file loads" in message
     assert "Spokes removed from the fleet" not in message
 
-    loads = lambda: REGISTRY.get_sample_value("caspian_spoke_file_loads", {"spoke": "paris"})  # noqa: E731
-    assert loads() == 0
+    assert _file_loads("paris") == 0
     head = gitutil.head(remote)
     assert reconcile(fleet_repo, at=later).commit is None  # idempotent
     assert gitutil.head(remote) == head
@@ -78,7 +82,7 @@ def test_a_broken_spoke_file_keeps_what_started_there_and_the_rest_goes_on(
     # Mended, the spoke takes work again, and what ran there never moved.
     gitutil.user_commit(remote, {"spokes/paris.yaml": text}, "fix the label")
     mended = reconcile(fleet_repo, at=later + timedelta(minutes=15))
-    assert not mended.decision.broken_spokes and loads() == 1
+    assert not mended.decision.broken_spokes and _file_loads("paris") == 1
     final = gitutil.ledger(remote)
     assert "spokes/paris.yaml" not in final
     for job_id, entry in started.items():
@@ -98,7 +102,7 @@ def test_work_on_the_other_spokes_is_dispatched_while_one_file_is_broken(
     reconcile(fleet_repo, at=NOW + timedelta(minutes=20))
     planned = [e for e in gitutil.ledger(remote).values() if e["phase"] == "Planned"]
     first = min(planned, key=lambda e: e["plannedStart"])
-    start = yaml.safe_load(f"t: {first['plannedStart']}")["t"]
+    start = timestamp(first["plannedStart"])
     reconcile(fleet_repo, at=start + timedelta(minutes=5))
     assert gitutil.ledger(remote)[first["id"]]["phase"] == "Dispatched"
     assert first["spoke"] != "paris"
@@ -154,18 +158,20 @@ def test_a_job_stopped_where_it_ran_keeps_its_job_while_the_file_is_broken() -> 
     resumed = _suspend(files, started.source, value=False)
     # Resumed while the file is broken, it would be planned elsewhere, and its
     # Job pruned: it waits, with its Job, instead.
-    held, after = step({**resumed, spoke_file: b"spec: [\n"}, now=later + timedelta(minutes=15))
+    broken = {**resumed, spoke_file: b"spec: [\n"}
+    held, _ = step(broken, now=later + timedelta(minutes=15))
     assert entries(held)[started.id] == entries(stopped)[started.id]
-    assert after[job_file] == files[job_file]
+    assert render(held, previous=broken)[job_file] == files[job_file]
     message = messages.commit_message(old=stopped.ledger, decision=held, input_commit="0" * 40)
     assert f"- {started.spoke}: " in message and "kept there as committed" in message
     # Resumed first, and planned back where its Job waits: the same.
     back, files = step(resumed, now=later + timedelta(minutes=15))
     entry = entries(back)[started.id]
     assert (entry.phase, entry.resumes_on) == ("Planned", started.spoke)
-    waits, after = step({**files, spoke_file: b"spec: [\n"}, now=later + timedelta(minutes=30))
+    broken = {**files, spoke_file: b"spec: [\n"}
+    waits, _ = step(broken, now=later + timedelta(minutes=30))
     assert entries(waits)[started.id] == entry
-    assert after[job_file] == files[job_file]
+    assert render(waits, previous=broken)[job_file] == files[job_file]
 
 
 def test_removing_the_appwrapper_of_a_job_held_there_cancels_it_once_the_file_loads() -> None:
@@ -176,8 +182,10 @@ def test_removing_the_appwrapper_of_a_job_held_there_cancels_it_once_the_file_lo
     mended = files[spoke_file]
     removed = {p: b for p, b in files.items() if p != started.source}
     later = NOW + timedelta(minutes=20)
-    held, after = step({**removed, spoke_file: b"spec: [\n"}, now=later)
-    assert entries(held)[started.id] == started and after[job_file] == files[job_file]
+    broken = {**removed, spoke_file: b"spec: [\n"}
+    held, after = step(broken, now=later)
+    assert entries(held)[started.id] == started
+    assert render(held, previous=broken)[job_file] == files[job_file]
     cancelled, after = step({**after, spoke_file: mended}, now=later + timedelta(minutes=15))
     assert entries(cancelled)[started.id].phase == "Cancelled"
     assert job_file not in render(cancelled, previous=after)
