@@ -91,7 +91,7 @@ def decide(
         job.id: {**closed, **no_node_fits.get(job.id, {}), **missing.get(job.id, {})}
         for job in jobs
     }
-    # Dispatched where the scheduler finds no node for its pods: planned again,
+    # Dispatched where its pods find no node, or are refused: planned again,
     # elsewhere, and kept off that spoke until it is dispatched.
     requeued: dict[str, Requeue] = {}
     kept_off: dict[str, str] = {}
@@ -199,7 +199,7 @@ def decide(
 
 SUSPENDED = "its AppWrapper's spec.suspend is true: set it to false to plan it"
 REQUEUED = (
-    "its pods found no node there when it was last dispatched there; it is planned "
+    "it could not run there when it was last dispatched there; it is planned "
     "elsewhere until it is dispatched"
 )
 
@@ -207,20 +207,25 @@ REQUEUED = (
 def _unscheduled_too_long(
     prev: Entry, spokes: Mapping[str, SpokeState], *, now: datetime, after: timedelta | None
 ) -> str | None:
-    """Why a dispatched job is to be planned again: its spoke's scheduler has
-    found no node for its pods for `after`, and it has run none. The room
-    Caspian counted there was taken, or its nodes went; left there, it would
-    wait for them with its deadline running."""
+    """Why a dispatched job is to be planned again: for `after`, its spoke's
+    scheduler has found no node for its pods (the room Caspian counted there
+    was taken, or its nodes went), or its Job has created none (the spoke
+    refuses them), and it has run none. Left there, it would wait with its
+    deadline running."""
     if after is None or prev.phase not in FIXED or prev.spoke not in spokes:
         return None
-    since = spokes[prev.spoke].unscheduled.get(prev.job_key)
-    if since is None or since + after > now:
-        return None
-    return (
-        f"its pods found no node on {prev.spoke} from {format_time(since)} to "
-        f"{format_time(now)} (Unschedulable, more than the policy's requeueUnscheduled "
-        f"{format_duration(after)}): its Job there never ran, and goes"
-    )
+    state = spokes[prev.spoke]
+    for since, what in (
+        (state.unscheduled.get(prev.job_key), "its pods found no node on"),
+        (state.podless.get(prev.job_key), "its Job created no pod (see its events) on"),
+    ):
+        if since is not None and since + after <= now:
+            return (
+                f"{what} {prev.spoke} from {format_time(since)} to {format_time(now)}, more "
+                f"than the policy's requeueUnscheduled {format_duration(after)}: its Job "
+                "there never ran, and goes"
+            )
+    return None
 
 
 def _elsewhere(job: JobRequest, spoke: str | None, closed: Mapping[str, str]) -> bool:

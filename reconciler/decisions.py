@@ -35,6 +35,9 @@ class SpokeState(BaseModel):
     # Caspian's Jobs there that have run no pod, with none on a node, while the
     # scheduler finds no node for one: since when it has not (kube observer).
     unscheduled: dict[str, datetime] = {}
+    # Caspian's Jobs there that started (resumed there) and have created no pod
+    # since, nor run one: admission refuses their pods (kube observer).
+    podless: dict[str, datetime] = {}
     # The names of the objects there that jobs need (jobspec.needs), by kind and
     # namespace ("ConfigMap batch"); a kind and namespace not listed is not known.
     objects: dict[str, frozenset[str]] = {}
@@ -45,7 +48,7 @@ class SpokeState(BaseModel):
 
 
 class Requeue(BaseModel):
-    """A dispatched job taken off a spoke whose scheduler found no node for it."""
+    """A dispatched job taken off a spoke where it could not run."""
 
     model_config = ConfigDict(frozen=True)
 

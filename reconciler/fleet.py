@@ -146,8 +146,9 @@ class PolicySpec(Spec):
     # every job ever placed. git history keeps what is forgotten.
     ledger_retention: Duration = timedelta(days=7)
     # A dispatched job none of whose pods the spoke's scheduler has placed for
-    # this long, and that has run none, is planned again elsewhere (as Kueue's
-    # waitForPodsReady requeues a workload); null leaves it waiting there.
+    # this long, or whose Job has made none (refused), and that has run none,
+    # is planned again elsewhere (as Kueue's waitForPodsReady requeues a
+    # workload); null leaves it waiting there.
     requeue_unscheduled: Duration | None = timedelta(minutes=15)
     # The forge's page of one file's commits, {path} standing for the file: each
     # rendered Job then links there from Argo CD's UI. A commit cannot name

@@ -141,6 +141,7 @@ class KubeObserver:
             shapes = usable_nodes(nodes, pods, tolerated=tolerated)
             where = placed_on(pods)
             waiting = unscheduled(jobs, pods, placed=where)
+            refused = podless(jobs, pods)
             phases = {
                 f"{job.metadata.namespace}/{job.metadata.name}": job_phase(job.status)
                 for job in jobs
@@ -164,6 +165,7 @@ class KubeObserver:
             nodes=shapes,
             placed_on=where,
             unscheduled=waiting,
+            podless=refused,
             objects=objects,
             quotas={namespace: limit for namespace, limit in limits.items() if limit is not None},
         )
@@ -492,6 +494,32 @@ def unscheduled(
             ) and isinstance(moment, datetime):
                 since[key] = min(since.get(key, moment), moment)
     return dict(sorted(since.items()))
+
+
+def podless(jobs: list[Any], pods: list[Any]) -> dict[str, datetime]:
+    """Caspian's Jobs that started there (not suspended) and have no pod, none
+    active and none that ran, since when they started, by namespace/name: the
+    Job controller's pods are refused (a LimitRange's bounds, Pod Security, a
+    policy webhook, a quota Caspian could not read), which only the Job's
+    events tell."""
+    with_pods = set()
+    for pod in pods:
+        labels = pod.metadata.labels or {}
+        job_name = labels.get(JOB_NAME_LABEL) or labels.get("job-name")
+        if OWNED_POD_LABEL in labels and job_name:
+            with_pods.add(f"{pod.metadata.namespace}/{job_name}")
+    found = {}
+    for job in jobs:
+        key = f"{job.metadata.namespace}/{job.metadata.name}"
+        status = job.status
+        if key in with_pods or status is None or job.spec is None or job.spec.suspend:
+            continue
+        counts = (status.active, status.succeeded, status.failed, status.ready)
+        ended = any(c.status == "True" for c in status.conditions or [])
+        if any(counts) or ended or not isinstance(status.start_time, datetime):
+            continue
+        found[key] = status.start_time
+    return dict(sorted(found.items()))
 
 
 def _resources(amount: dict[str, float]) -> Resources:

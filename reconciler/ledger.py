@@ -74,9 +74,9 @@ class Entry(BaseModel):
     # The spoke where its Job waits, suspended, to resume: it ran there before its
     # AppWrapper's spec.suspend stopped it, and is planned there only.
     resumes_on: str | None = None
-    # The spoke whose scheduler found no node for its pods when it was
-    # dispatched there: it is not planned there again while another spoke may
-    # take it, until it is dispatched.
+    # The spoke where it could not run when it was dispatched there (its pods
+    # found no node, or were refused): it is not planned there again while
+    # another spoke may take it, until it is dispatched.
     requeued_from: str | None = None
 
     @property

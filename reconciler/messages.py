@@ -194,7 +194,7 @@ def _changes(
     old: Ledger, new: Ledger, *, requeued: Mapping[str, Requeue] | None = None
 ) -> dict[str, list[Entry]]:
     """The entries of `new` by what changed since `old`; `requeued` holds the
-    jobs taken off a spoke whose scheduler found no node for them."""
+    jobs taken off a spoke where they could not run."""
     before = old.by_id()
     changes: dict[str, list[Entry]] = {
         k: []

@@ -54,7 +54,7 @@ SPOKE_FILE_LOADS = Gauge(
 )
 REQUEUES = Counter(
     "caspian_requeues_total",
-    "Dispatched jobs planned again because the spoke's scheduler found no node for their pods",
+    "Dispatched jobs planned again because their pods found no node there, or none was created",
     ["spoke"],
 )
 ARGOCD_UP = Gauge(

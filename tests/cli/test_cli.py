@@ -640,6 +640,6 @@ def test_a_job_whose_pods_find_no_node_is_requeued_end_to_end(run, tmp_path) -> 
         assert (entry["spoke"], entry["requeuedFrom"]) == ("frankfurt", "paris")
         assert f"rendered/paris/batch.{name}.yaml" not in gitutil.files(remote, "rendered/")
         explained = run("explain", "backfill-eu", *kube, *later)
-        assert "  not on paris: its pods found no node there when it was last " in (
+        assert "  not on paris: it could not run there when it was last dispatched " in (
             explained.output
         )

@@ -590,3 +590,36 @@ def test_jobs_whose_pods_find_no_node_are_reported_with_since_when(tmp_path) -> 
         "default/stuck-11111111": "2026-11-22T02:04:00+00:00"
     }
     assert state.placed_on == {"default/part-22222222": ("ready-1",)}
+
+
+def _started_job(name, *, suspend=False, start="2026-11-22T02:00:00Z", **status):
+    found = job(name, namespace="default")
+    found["spec"]["suspend"] = suspend
+    found["status"] = {"startTime": start, **status} if start else dict(status)
+    return found
+
+
+def test_jobs_that_started_and_created_no_pod_are_reported_with_since_when(tmp_path) -> None:
+    failed = _started_job("failed-55555555")
+    failed["status"]["conditions"] = [{"type": "Failed", "status": "True"}]
+    jobs = [
+        _started_job("refused-11111111"),  # admission refuses its pods
+        _started_job("held-22222222", suspend=True),  # suspended there again
+        _started_job("running-33333333", active=1),
+        _started_job("new-44444444"),  # its pod was just made: it has one
+        failed,  # ended before a pod ran (its deadline passed, say)
+        _started_job("ran-66666666", succeeded=1),
+    ]
+    with serve() as api:
+        healthy(api)
+        api.route(
+            "/api/v1/pods",
+            Reply(body=listing("PodList", [_waiting_pod("p", "new-44444444", since=None)])),
+        )
+        api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", jobs)))
+        state = observe(tmp_path, {"paris": api.url})["paris"]
+    assert state.up
+    assert {key: since.isoformat() for key, since in state.podless.items()} == {
+        "default/refused-11111111": "2026-11-22T02:00:00+00:00"
+    }
+    assert state.unscheduled == {}

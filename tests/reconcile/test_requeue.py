@@ -1,7 +1,7 @@
-"""A dispatched job whose spoke's scheduler finds no node for its pods: after the
-policy's requeueUnscheduled it is planned again on another spoke, as Kueue's
-waitForPodsReady requeues a workload, and kept off that spoke until it is
-dispatched."""
+"""A dispatched job whose pods find no node on its spoke, or are refused there:
+after the policy's requeueUnscheduled it is planned again on another spoke, as
+Kueue's waitForPodsReady requeues a workload, and kept off that spoke until it
+is dispatched."""
 
 from __future__ import annotations
 
@@ -103,3 +103,18 @@ def test_requeue_unscheduled_null_leaves_the_job_waiting_there() -> None:
     _, files, started = _first_dispatched(_policy(template_files(), requeueUnscheduled=None))
     stays, _ = step(files, now=NOW + timedelta(hours=3), states=_waiting_since(started, NOW))
     assert entries(stays)[started.id].spoke == started.spoke and not stays.requeued
+
+
+def test_a_job_whose_pods_the_spoke_refuses_is_requeued_too() -> None:
+    # No pod at all: admission refuses them (Pod Security, a LimitRange), which
+    # only the Job's events say.
+    files, started, at = _backfill_dispatched_on_paris()
+    refused = {"paris": {"podless": {started.job_key: at}}}
+    early, _ = step(files, now=at + timedelta(minutes=10), states=refused)
+    assert entries(early)[started.id] == started
+    requeued, _ = step(files, now=at + timedelta(minutes=20), states=refused)
+    entry = entries(requeued)[started.id]
+    assert (entry.spoke, entry.requeued_from) == ("frankfurt", "paris")
+    assert requeued.requeued[started.id].reason.startswith(
+        "its Job created no pod (see its events) on paris from "
+    )
