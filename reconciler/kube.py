@@ -146,6 +146,11 @@ class KubeObserver:
                 f"{job.metadata.namespace}/{job.metadata.name}": job_phase(job.status)
                 for job in jobs
             }
+            # A Job none of whose pods has a node, or that has none, is not
+            # running yet, though no condition of its status says so.
+            for key in (*waiting, *refused):
+                if phases.get(key) == "Running":
+                    del phases[key]
             limits = {namespace: quota_limits(items) for namespace, items in quota_lists.items()}
         except ValueError as error:  # a quantity that does not parse
             return self._down(spoke, f"its API answered an object Caspian cannot read: {error}")

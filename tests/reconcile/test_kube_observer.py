@@ -583,12 +583,15 @@ def test_jobs_whose_pods_find_no_node_are_reported_with_since_when(tmp_path) -> 
                 )
             ),
         )
-        api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [ran])))
+        stuck = job("stuck-11111111", namespace="default")
+        api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [ran, stuck])))
         state = observe(tmp_path, {"paris": api.url})["paris"]
     assert state.up
     assert {key: since.isoformat() for key, since in state.unscheduled.items()} == {
         "default/stuck-11111111": "2026-11-22T02:04:00+00:00"
     }
+    # Not reported Running: the ledger keeps it Dispatched while it waits.
+    assert state.jobs == {"default/half-9a9a9a9a": "Running"}
     assert state.placed_on == {"default/part-22222222": ("ready-1",)}
 
 
@@ -622,4 +625,6 @@ def test_jobs_that_started_and_created_no_pod_are_reported_with_since_when(tmp_p
     assert {key: since.isoformat() for key, since in state.podless.items()} == {
         "default/refused-11111111": "2026-11-22T02:00:00+00:00"
     }
+    assert "default/refused-11111111" not in state.jobs
+    assert state.jobs["default/running-33333333"] == "Running"
     assert state.unscheduled == {}
