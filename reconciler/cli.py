@@ -24,7 +24,6 @@ import click
 from optimizer import explain as explanations
 from reconciler import (
     crd,
-    deciding,
     ledger,
     messages,
     plotting,
@@ -366,9 +365,7 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
             f"  only on {entry.home}: its Job waits there, suspended, to resume where it ran"
         )
     unfit = {**decision.no_node_fits.get(entry.id, {}), **decision.missing.get(entry.id, {})}
-    if entry.requeued_from:
-        fresh = decision.requeued.get(entry.id)
-        unfit[entry.requeued_from] = fresh.reason if fresh else deciding.REQUEUED
+    unfit.update(decision.kept_off.get(entry.id, {}))
     for spoke in request.allowed_spokes if request else ():
         why = decision.closed.get(spoke) or unfit.get(spoke)
         # A job started there stays there; a waiting job's reason names them already.

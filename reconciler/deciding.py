@@ -92,25 +92,31 @@ def decide(
         for job in jobs
     }
     # Dispatched where its pods find no node, or are refused: planned again,
-    # elsewhere, and kept off that spoke until it is dispatched.
+    # elsewhere (`_requeuing`).
     requeued: dict[str, Requeue] = {}
-    kept_off: dict[str, str] = {}
+    tried: dict[str, tuple[str, ...]] = {}
+    kept_off: dict[str, dict[str, str]] = {}
     for job in jobs:
         prev = prevs[job.id]
         if prev is None or job.id in finished or job.id in suspended:
             continue
-        why = _unscheduled_too_long(
-            prev, spokes, now=now, after=fleet.policy.spec.requeue_unscheduled
+        found = _requeuing(
+            job,
+            prev,
+            spokes=spokes,
+            closed=shut[job.id],
+            now=now,
+            after=fleet.policy.spec.requeue_unscheduled,
         )
-        if why and _elsewhere(job, prev.spoke, shut[job.id]):
-            requeued[job.id] = Requeue(spoke=prev.spoke, reason=why)
-            kept_off[job.id] = prev.spoke
-            shut[job.id] = {**shut[job.id], prev.spoke: why}
+        if found is None:
+            continue
+        tried[job.id] = found.tried
+        if found.kept_off:
+            kept_off[job.id] = found.kept_off
+            shut[job.id] = {**shut[job.id], **found.kept_off}
+        if found.requeue is not None:
+            requeued[job.id] = found.requeue
             prevs[job.id] = _waiting(prev).model_copy(update={"qos_grams": prev.qos_grams})
-        elif prev.phase in (Phase.PLANNED, Phase.PENDING) and prev.requeued_from:
-            kept_off[job.id] = prev.requeued_from
-            if _elsewhere(job, prev.requeued_from, shut[job.id]):
-                shut[job.id] = {**shut[job.id], prev.requeued_from: REQUEUED}
     opt_jobs = [
         _optimizer_job(
             job,
@@ -167,8 +173,8 @@ def decide(
             spokes_seen=seen,
         )
         entry = _blame_closed_spokes(entry, job, shut[job.id])
-        if job.id in kept_off and entry.phase in (Phase.PLANNED, Phase.PENDING):
-            entry = entry.model_copy(update={"requeued_from": kept_off[job.id]})
+        if job.id in tried and entry.phase in (Phase.PLANNED, Phase.PENDING, Phase.DISPATCHED):
+            entry = entry.model_copy(update={"requeued_from": tried[job.id]})
         entries.append(_resuming(entry, prev, job=job, closed=shut[job.id]))
     entries.extend(_invalid_entries(fleet.problems))
     return Decision(
@@ -189,6 +195,7 @@ def decide(
         no_node_fits=no_node_fits,
         missing=missing,
         requeued=requeued,
+        kept_off=kept_off,
         history_url=fleet.policy.spec.history_url,
         carbon_sources={
             zone: forecasts[zone].provenance.describe()
@@ -202,6 +209,45 @@ REQUEUED = (
     "it could not run there when it was last dispatched there; it is planned "
     "elsewhere until it is dispatched"
 )
+
+
+class _Requeuing(NamedTuple):
+    requeue: Requeue | None  # taken off its spoke now
+    tried: tuple[str, ...]  # the spokes where it could not run, for the ledger
+    kept_off: dict[str, str]  # the spokes not to plan it on now, each with why
+
+
+def _requeuing(
+    job: JobRequest,
+    prev: Entry,
+    *,
+    spokes: Mapping[str, SpokeState],
+    closed: Mapping[str, str],
+    now: datetime,
+    after: timedelta | None,
+) -> _Requeuing | None:
+    """Whether a dispatched job is taken off its spoke, where it cannot run, and
+    which spokes it is kept off. Those it could not run on are kept off until it
+    runs, while one it has not tried may take it: it tries each once, rather
+    than going back and forth between two. A job no other spoke may take now
+    stays."""
+    why = _unscheduled_too_long(prev, spokes, now=now, after=after)
+    if why and prev.spoke and _elsewhere(job, (prev.spoke,), closed):
+        tried = tuple(dict.fromkeys((*prev.requeued_from, prev.spoke)))
+        off = {s: REQUEUED for s in tried if s in job.allowed_spokes}
+        if not _elsewhere(job, tuple(off), closed):
+            off = {}  # each has been tried: all but this one may be again
+        requeue = Requeue(spoke=prev.spoke, reason=why)
+        return _Requeuing(requeue=requeue, tried=tried, kept_off={**off, prev.spoke: why})
+    if prev.requeued_from and prev.phase in (Phase.PLANNED, Phase.PENDING, Phase.DISPATCHED):
+        planned = prev.phase != Phase.DISPATCHED
+        off = planned and _elsewhere(job, prev.requeued_from, closed)
+        return _Requeuing(
+            requeue=None,
+            tried=prev.requeued_from,
+            kept_off=dict.fromkeys(prev.requeued_from, REQUEUED) if off else {},
+        )
+    return None
 
 
 def _unscheduled_too_long(
@@ -228,9 +274,9 @@ def _unscheduled_too_long(
     return None
 
 
-def _elsewhere(job: JobRequest, spoke: str | None, closed: Mapping[str, str]) -> bool:
-    """Whether a spoke other than `spoke` may take the job now."""
-    return any(s != spoke and s not in closed for s in job.allowed_spokes)
+def _elsewhere(job: JobRequest, but: tuple[str, ...], closed: Mapping[str, str]) -> bool:
+    """Whether a spoke other than those in `but` may take the job now."""
+    return any(s not in but and s not in closed for s in job.allowed_spokes)
 
 
 def stopped_reason(spoke: str) -> str:

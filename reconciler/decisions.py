@@ -105,6 +105,8 @@ class Decision(BaseModel):
     # The dispatched jobs planned again because their spoke's scheduler found no
     # node for their pods.
     requeued: dict[str, Requeue] = {}
+    # Per job, the spokes kept off it because it could not run there, with why.
+    kept_off: dict[str, dict[str, str]] = {}
     history_url: str | None = None  # the policy's historyUrl, {path} still in it
 
     def retired(self, entry: Entry) -> bool:

@@ -74,10 +74,10 @@ class Entry(BaseModel):
     # The spoke where its Job waits, suspended, to resume: it ran there before its
     # AppWrapper's spec.suspend stopped it, and is planned there only.
     resumes_on: str | None = None
-    # The spoke where it could not run when it was dispatched there (its pods
-    # found no node, or were refused): it is not planned there again while
-    # another spoke may take it, until it is dispatched.
-    requeued_from: str | None = None
+    # The spokes where it could not run when it was dispatched there (its pods
+    # found no node, or were refused), first first: none is planned for it
+    # again while one it has not tried may take it, until it runs.
+    requeued_from: tuple[str, ...] = ()
 
     @property
     def stopped(self) -> bool:

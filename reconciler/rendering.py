@@ -173,7 +173,7 @@ def job_manifest(job: JobRequest, entry: Entry, *, history: str | None = None) -
 def render_ledger(ledger: Ledger, *, dumper: type | None = None) -> bytes:
     document = ledger.model_dump(mode="json", by_alias=True, exclude_defaults=False)
     document["entries"] = [
-        {key: _whole(value) for key, value in entry.items() if value not in (None, "")}
+        {key: _whole(value) for key, value in entry.items() if value not in (None, "", [])}
         for entry in document["entries"]
     ]
     return seal(dump(document, dumper=dumper))

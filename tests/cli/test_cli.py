@@ -637,7 +637,7 @@ def test_a_job_whose_pods_find_no_node_is_requeued_end_to_end(run, tmp_path) -> 
         assert message.startswith("requeue: 1 job")
         assert "- requeued batch/backfill-eu: its pods found no node on paris from " in message
         entry = gitutil.ledger(remote)["batch/backfill-eu"]
-        assert (entry["spoke"], entry["requeuedFrom"]) == ("frankfurt", "paris")
+        assert (entry["spoke"], entry["requeuedFrom"]) == ("frankfurt", ["paris"])
         assert f"rendered/paris/batch.{name}.yaml" not in gitutil.files(remote, "rendered/")
         explained = run("explain", "backfill-eu", *kube, *later)
         assert "  not on paris: it could not run there when it was last dispatched " in (

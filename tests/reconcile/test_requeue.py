@@ -67,26 +67,62 @@ def _backfill_dispatched_on_paris():
     return files, started, at
 
 
-def test_a_requeued_job_stays_off_that_spoke_until_it_is_dispatched() -> None:
+def test_a_requeued_job_stays_off_that_spoke_until_it_runs() -> None:
     files, started, at = _backfill_dispatched_on_paris()
     later = at + timedelta(minutes=20)
     requeued, files = step(files, now=later, states=_waiting_since(started, at))
     entry = entries(requeued)[started.id]
     # frankfurt is cleaner later in the day: it waits there, planned.
-    assert (entry.phase, entry.spoke, entry.requeued_from) == ("Planned", "frankfurt", "paris")
+    assert (entry.phase, entry.spoke, entry.requeued_from) == ("Planned", "frankfurt", ("paris",))
+    assert requeued.kept_off[started.id]["paris"] == requeued.requeued[started.id].reason
     # Next reconciles, with nothing more from paris: still kept off it, though
     # paris may be the cleaner place by then.
     for hours in (1, 4):
         again, files = step(files, now=later + timedelta(hours=hours))
         kept = entries(again)[started.id]
-        assert (kept.spoke, kept.requeued_from) == ("frankfurt", "paris")
+        assert (kept.spoke, kept.requeued_from) == ("frankfurt", ("paris",))
         assert not again.requeued
         job = next(j for j in again.instance.jobs if j.id == started.id)
         assert job.allowed_spokes == ("frankfurt",)
-    # Dispatched at last, it forgets paris.
-    dispatched, _ = step(files, now=kept.planned_start + timedelta(minutes=1))
+    # Dispatched, it remembers paris until frankfurt reports it running.
+    start = kept.planned_start + timedelta(minutes=1)
+    dispatched, files = step(files, now=start)
     done = entries(dispatched)[started.id]
-    assert (done.phase, done.spoke, done.requeued_from) == ("Dispatched", "frankfurt", None)
+    assert (done.phase, done.spoke, done.requeued_from) == ("Dispatched", "frankfurt", ("paris",))
+    running = {"frankfurt": {"jobs": {done.job_key: "Running"}}}
+    runs, _ = step(files, now=start + timedelta(minutes=15), states=running)
+    assert (entries(runs)[started.id].phase, entries(runs)[started.id].requeued_from) == (
+        "Running",
+        (),
+    )
+
+
+def test_a_job_that_cannot_run_on_two_spokes_tries_the_third_before_going_back() -> None:
+    decision, files = step(template_files(), now=NOW)
+    planned = entries(decision)["batch/etl-daily"]  # it may run anywhere
+    at = planned.planned_start + timedelta(minutes=1)
+    decision, files = step(files, now=at)
+    first = entries(decision)["batch/etl-daily"]
+    assert (first.phase, first.spoke) == ("Dispatched", "paris")
+    moved, files = step(files, now=at + timedelta(minutes=20), states=_waiting_since(first, at))
+    second = entries(moved)["batch/etl-daily"]
+    assert (second.phase, second.spoke, second.requeued_from) == (
+        "Dispatched",
+        "california",
+        ("paris",),
+    )
+    then = at + timedelta(minutes=45)
+    stuck = _waiting_since(second, at + timedelta(minutes=21))
+    third, _ = step(files, now=then, states=stuck)
+    entry = entries(third)["batch/etl-daily"]
+    assert entry.spoke == "frankfurt" and entry.requeued_from == ("paris", "california")
+    assert set(third.kept_off["batch/etl-daily"]) == {"paris", "california"}
+    # With frankfurt down, it has tried every spoke it may use: the first may
+    # have room again, and only the last is kept off.
+    down = {"frankfurt": {"up": False, "cpu": 0, "memory_bytes": 0, "gpu": 0}}
+    back, _ = step(files, now=then, states={**stuck, **down})
+    entry = entries(back)["batch/etl-daily"]
+    assert entry.spoke == "paris" and set(back.kept_off["batch/etl-daily"]) == {"california"}
 
 
 def test_a_job_no_other_spoke_may_take_waits_where_it_was_dispatched() -> None:
@@ -114,7 +150,7 @@ def test_a_job_whose_pods_the_spoke_refuses_is_requeued_too() -> None:
     assert entries(early)[started.id] == started
     requeued, _ = step(files, now=at + timedelta(minutes=20), states=refused)
     entry = entries(requeued)[started.id]
-    assert (entry.spoke, entry.requeued_from) == ("frankfurt", "paris")
+    assert (entry.spoke, entry.requeued_from) == ("frankfurt", ("paris",))
     assert requeued.requeued[started.id].reason.startswith(
         "its Job created no pod (see its events) on paris from "
     )
