@@ -155,8 +155,10 @@ def decide(
     for job in jobs:
         prev = prevs[job.id]
         if job.id in finished:
-            # Its file may be back after a removal: the record is live again.
-            entries.append(prev.model_copy(update={"phase": finished[job.id], "removed_at": None}))
+            # Its file may be back after a removal: the record is live again. It
+            # ran, so where it could not run no longer matters.
+            update = {"phase": finished[job.id], "removed_at": None, "requeued_from": ()}
+            entries.append(prev.model_copy(update=update))
             continue
         if job.id in suspended:
             entries.append(_suspended_entry(job, prev, fleet=fleet, spokes=spokes, now=now))

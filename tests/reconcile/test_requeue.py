@@ -154,3 +154,19 @@ def test_a_job_whose_pods_the_spoke_refuses_is_requeued_too() -> None:
     assert requeued.requeued[started.id].reason.startswith(
         "its Job created no pod (see its events) on paris from "
     )
+
+
+def test_a_requeued_job_that_finishes_forgets_where_it_could_not_run() -> None:
+    files, started, at = _backfill_dispatched_on_paris()
+    requeued, files = step(
+        files, now=at + timedelta(minutes=20), states=_waiting_since(started, at)
+    )
+    entry = entries(requeued)[started.id]
+    dispatched, files = step(files, now=entry.planned_start + timedelta(minutes=1))
+    assert entries(dispatched)[started.id].requeued_from == ("paris",)
+    done = {"frankfurt": {"jobs": {entry.job_key: "Succeeded"}}}
+    finished, _ = step(files, now=entry.planned_start + timedelta(hours=1), states=done)
+    assert (entries(finished)[started.id].phase, entries(finished)[started.id].requeued_from) == (
+        "Succeeded",
+        (),
+    )
