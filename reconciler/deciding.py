@@ -242,12 +242,12 @@ def _requeuing(
         requeue = Requeue(spoke=prev.spoke, reason=why)
         return _Requeuing(requeue=requeue, tried=tried, kept_off={**off, prev.spoke: why})
     if prev.requeued_from and prev.phase in (Phase.PLANNED, Phase.PENDING, Phase.DISPATCHED):
-        planned = prev.phase != Phase.DISPATCHED
-        off = planned and _elsewhere(job, prev.requeued_from, closed)
+        # Dispatched again elsewhere, it is placed: nothing to keep it off.
+        waits = prev.phase != Phase.DISPATCHED and _elsewhere(job, prev.requeued_from, closed)
         return _Requeuing(
             requeue=None,
             tried=prev.requeued_from,
-            kept_off=dict.fromkeys(prev.requeued_from, REQUEUED) if off else {},
+            kept_off=dict.fromkeys(prev.requeued_from, REQUEUED) if waits else {},
         )
     return None
 
