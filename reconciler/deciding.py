@@ -116,7 +116,7 @@ def decide(
             shut[job.id] = {**shut[job.id], **found.kept_off}
         if found.requeue is not None:
             requeued[job.id] = found.requeue
-            prevs[job.id] = _waiting(prev).model_copy(update={"qos_grams": prev.qos_grams})
+            prevs[job.id] = _placed_again(prev)
     opt_jobs = [
         _optimizer_job(
             job,
@@ -209,7 +209,7 @@ def decide(
 SUSPENDED = "its AppWrapper's spec.suspend is true: set it to false to plan it"
 REQUEUED = (
     "it could not run there when it was last dispatched there; it is planned "
-    "elsewhere until it is dispatched"
+    "elsewhere until it runs"
 )
 
 
@@ -409,13 +409,18 @@ def _same_job(
     if prev.template_hash != job.template_hash:
         return None if prev.phase in FINISHED else _waiting(prev)
     if prev.phase in UNFINISHED and prev.spoke not in spokes:
-        return _waiting(prev).model_copy(update={"qos_grams": prev.qos_grams})
+        return _placed_again(prev)
     return prev
 
 
 def _waiting(prev: Entry) -> Entry:
     """What a job to be placed anew keeps of its record: when it was first seen."""
     return Entry(id=prev.id, source=prev.source, phase=Phase.PENDING, first_seen=prev.first_seen)
+
+
+def _placed_again(prev: Entry) -> Entry:
+    """The same Job, to be placed on another spoke: its qos baseline stays too."""
+    return _waiting(prev).model_copy(update={"qos_grams": prev.qos_grams})
 
 
 def effective_deadline(job: JobRequest, *, first_seen: datetime, fleet: Fleet) -> datetime:

@@ -142,10 +142,7 @@ class KubeObserver:
             where = placed_on(pods)
             waiting = unscheduled(jobs, pods, placed=where)
             refused = podless(jobs, pods)
-            phases = {
-                f"{job.metadata.namespace}/{job.metadata.name}": job_phase(job.status)
-                for job in jobs
-            }
+            phases = {job_key(job): job_phase(job.status) for job in jobs}
             # A Job none of whose pods has a node, or that has none, is not
             # running yet, though no condition of its status says so.
             for key in (*waiting, *refused):
@@ -456,15 +453,28 @@ def usable_nodes(nodes: list[Any], pods: list[Any], *, tolerated: set[str]) -> t
     return tuple(found)
 
 
+def job_key(job: Any) -> str:
+    """A Job's namespace/name, as the ledger's entries key it."""
+    return f"{job.metadata.namespace}/{job.metadata.name}"
+
+
+def owning_job(pod: Any) -> str | None:
+    """The namespace/name of the Job of one of Caspian's pods, or None for
+    another pod (the Job controller labels its pods with the Job's name)."""
+    labels = pod.metadata.labels or {}
+    job_name = labels.get(JOB_NAME_LABEL) or labels.get("job-name")
+    if OWNED_POD_LABEL not in labels or not job_name:
+        return None
+    return f"{pod.metadata.namespace}/{job_name}"
+
+
 def placed_on(pods: list[Any]) -> dict[str, tuple[str, ...]]:
     """The nodes each of Caspian's Jobs has pods on, by the Job's namespace/name:
     which of a spoke's pools its room is taken from."""
     found: dict[str, set[str]] = {}
     for pod in pods:
-        labels = pod.metadata.labels or {}
-        job_name = labels.get(JOB_NAME_LABEL) or labels.get("job-name")
-        if OWNED_POD_LABEL in labels and job_name and pod.spec is not None and pod.spec.node_name:
-            key = f"{pod.metadata.namespace}/{job_name}"
+        key = owning_job(pod)
+        if key and pod.spec is not None and pod.spec.node_name:
             found.setdefault(key, set()).add(pod.spec.node_name)
     return {key: tuple(sorted(nodes)) for key, nodes in found.items()}
 
@@ -477,18 +487,16 @@ def unscheduled(
     False, Unschedulable): since when, by the Job's namespace/name. Room Caspian
     counted there was taken, or the nodes it counted are gone."""
     ran = {
-        f"{job.metadata.namespace}/{job.metadata.name}"
+        job_key(job)
         for job in jobs
         if job.status is not None and ((job.status.succeeded or 0) or (job.status.failed or 0))
     }
     since: dict[str, datetime] = {}
     for pod in pods:
-        labels = pod.metadata.labels or {}
-        job_name = labels.get(JOB_NAME_LABEL) or labels.get("job-name")
-        if OWNED_POD_LABEL not in labels or not job_name:
+        key = owning_job(pod)
+        if key is None or key in placed or key in ran:
             continue
-        key = f"{pod.metadata.namespace}/{job_name}"
-        if key in placed or key in ran or (pod.spec is not None and pod.spec.node_name):
+        if pod.spec is not None and pod.spec.node_name:
             continue
         for condition in (pod.status.conditions or []) if pod.status is not None else []:
             moment = condition.last_transition_time
@@ -507,15 +515,10 @@ def podless(jobs: list[Any], pods: list[Any]) -> dict[str, datetime]:
     Job controller's pods are refused (a LimitRange's bounds, Pod Security, a
     policy webhook, a quota Caspian could not read), which only the Job's
     events tell."""
-    with_pods = set()
-    for pod in pods:
-        labels = pod.metadata.labels or {}
-        job_name = labels.get(JOB_NAME_LABEL) or labels.get("job-name")
-        if OWNED_POD_LABEL in labels and job_name:
-            with_pods.add(f"{pod.metadata.namespace}/{job_name}")
+    with_pods = {owning_job(pod) for pod in pods} - {None}
     found = {}
     for job in jobs:
-        key = f"{job.metadata.namespace}/{job.metadata.name}"
+        key = job_key(job)
         status = job.status
         if key in with_pods or status is None or job.spec is None or job.spec.suspend:
             continue
