@@ -16,7 +16,7 @@ from carbon import IntensitySeries
 from optimizer import baselines
 from optimizer.model import Instance, Job, Plan, Slot, SolverSettings, SpokeCapacity
 from optimizer.solving import optimize
-from reconciler import jobspec, pools
+from reconciler import jobspec, limitranges, pools
 from reconciler.decisions import Decision, Requeue, SpokeState, Window
 from reconciler.fleet import Fleet, JobRequest, Problem, Spoke
 from reconciler.ledger import ACTIVE, FINISHED, FIXED, UNFINISHED, Entry, Ledger, Phase
@@ -85,7 +85,11 @@ def decide(
     suspended = {job.id for job in jobs if job.suspended and job.id not in finished}
     groups = {name: pools.node_groups(state.nodes) for name, state in spokes.items()}
     no_node_fits = _no_node_fits(jobs, groups)
-    missing = _merged(_barred(jobs, spokes, _lacking), _barred(jobs, spokes, _over_quota))
+    missing = _merged(
+        _barred(jobs, spokes, _lacking),
+        _barred(jobs, spokes, _over_quota),
+        _barred(jobs, spokes, _refused_by_limit_ranges),
+    )
     # Per job, every spoke it may use but cannot go to now, with why.
     shut = {
         job.id: {**closed, **no_node_fits.get(job.id, {}), **missing.get(job.id, {})}
@@ -263,15 +267,19 @@ def _unscheduled_too_long(
     if after is None or prev.phase not in FIXED or prev.spoke not in spokes:
         return None
     state = spokes[prev.spoke]
+    said = state.said.get(prev.job_key)
     for since, what in (
         (state.unscheduled.get(prev.job_key), "its pods found no node on"),
-        (state.podless.get(prev.job_key), "its Job created no pod (see its events) on"),
+        (
+            state.podless.get(prev.job_key),
+            "its Job created no pod" + ("" if said else " (see its events)") + " on",
+        ),
     ):
         if since is not None and since + after <= now:
             return (
                 f"{what} {prev.spoke} from {format_time(since)} to {format_time(now)}, more "
                 f"than the policy's requeueUnscheduled {format_duration(after)}: its Job "
-                "there never ran, and goes"
+                "there never ran, and goes" + (f' ({prev.spoke} says: "{said}")' if said else "")
             )
     return None
 
@@ -751,6 +759,14 @@ def _over_quota(job: JobRequest, state: SpokeState) -> str | None:
         f"its pods ask for {', '.join(over)} at once, more than the ResourceQuotas of "
         f"{job.namespace} there let all pods request"
     )
+
+
+def _refused_by_limit_ranges(job: JobRequest, state: SpokeState) -> str | None:
+    """Why the spoke cannot take the job: the LimitRanges of its namespace there
+    would refuse its pods, so the Job would create none."""
+    items = state.limit_ranges.get(job.namespace)
+    why = limitranges.refusal(job.pod_resources, items) if items else None
+    return None if why is None else f"its pods would be refused there: {why}"
 
 
 def _merged(*reasons: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:

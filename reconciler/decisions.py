@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from optimizer.model import Instance, Plan
 from reconciler.fleet import JobRequest, Problem
 from reconciler.ledger import FINISHED, Entry, Ledger
+from reconciler.limitranges import LimitRangeItem
 from reconciler.pods import Node, Resources
 
 
@@ -38,6 +39,10 @@ class SpokeState(BaseModel):
     # Caspian's Jobs there that started (resumed there) and have created no pod
     # since, nor run one: admission refuses their pods (kube observer).
     podless: dict[str, datetime] = {}
+    # What the spoke says of those Jobs, by namespace/name: the scheduler's
+    # message on a pod it finds no node for, or the Job's last FailedCreate
+    # event (which holds the admission's refusal). Where it says nothing, none.
+    said: dict[str, str] = {}
     # The names of the objects there that jobs need (jobspec.needs), by kind and
     # namespace ("ConfigMap batch"); a kind and namespace not listed is not known.
     objects: dict[str, frozenset[str]] = {}
@@ -45,6 +50,9 @@ class SpokeState(BaseModel):
     # once (each figure infinite where none limits it); a namespace not listed
     # has none, or none known.
     quotas: dict[str, Resources] = {}
+    # Per namespace, the items of its LimitRanges in the API's order; a
+    # namespace not listed has none, or none known.
+    limit_ranges: dict[str, tuple[LimitRangeItem, ...]] = {}
 
 
 class Requeue(BaseModel):

@@ -32,6 +32,7 @@ from pydantic.alias_generators import to_camel
 from carbon import CarbonSourceConfig
 from optimizer.model import SolverSettings, Weights
 from reconciler import jobspec, pods, quantities, refusals, selectors, yamlio
+from reconciler.limitranges import PodResources
 
 API_VERSION = "caspian.dev/v1alpha1"
 APPWRAPPER_API = "workload.codeflare.dev/v1beta2"
@@ -320,6 +321,9 @@ class JobRequest(BaseModel):
     # Its containers that ask for no cpu or memory, counted at the policy's
     # defaults.requests: `containers[0] cpu`.
     defaulted: tuple[str, ...] = ()
+    # What each container of its pod requests and limits: what a spoke's
+    # LimitRanges admit or refuse.
+    pod_resources: PodResources = PodResources()
 
     @property
     def job_name(self) -> str:
@@ -652,6 +656,7 @@ def _job_from_doc(
             job_spec, default={"cpu": default.cpu, "memory": default.memory}
         )
         placement = jobspec.placement(job_spec)
+        pod_resources = jobspec.pod_resources(job_spec)
     except jobspec.FieldError as error:
         return problem(f"{field}.spec.{error.field}", error.reason)
     if refusal := refusals.refused_by_api_server(template):
@@ -683,6 +688,7 @@ def _job_from_doc(
         suspended=doc["spec"].get("suspend") is True,
         needs=jobspec.needs(job_spec, namespace=namespace),
         defaulted=defaulted,
+        pod_resources=pod_resources,
         **hints,
     )
 

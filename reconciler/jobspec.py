@@ -13,7 +13,8 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
-from reconciler import quantities
+from reconciler import limitranges, quantities
+from reconciler.limitranges import ContainerResources, PodResources
 from reconciler.pods import (
     InitContainer,
     Placement,
@@ -212,23 +213,12 @@ def requests(
     if completions:
         parallelism = min(parallelism, completions)
 
-    def amount(where: str, part: str, value: Any) -> float:
-        # As the API server writes it: a key with dots in brackets.
-        field = f"template.spec.{where}{part}"
-        try:
-            parsed = quantities.quantity(value)
-        except ValueError as error:
-            raise FieldError(field, str(error)) from None
-        if parsed < 0:
-            raise FieldError(field, f"{value!r} is negative: Kubernetes requires 0 or more")
-        return parsed
-
     def need(where: str, resources: Any, key: str) -> float | None:
         resources = resources or {}
         part, value = "requests", (resources.get("requests") or {}).get(key)
         if value is None:  # Kubernetes defaults a request to its limit
             part, value = "limits", (resources.get("limits") or {}).get(key)
-        return None if value is None else amount(where, f"resources.{part}[{key}]", value)
+        return None if value is None else _amount(f"{where}resources.{part}[{key}]", value)
 
     for kind in ("containers", "initContainers"):
         for index, container in enumerate(pod.get(kind) or []):
@@ -264,7 +254,7 @@ def requests(
                 for i, c in inits
             ],
             pod_level=pod_level,
-            overhead=0.0 if overhead is None else amount("", f"overhead[{key}]", overhead),
+            overhead=0.0 if overhead is None else _amount(f"overhead[{key}]", overhead),
         )
         totals.append(one_pod)
     return Requests(
@@ -272,6 +262,54 @@ def requests(
         pods_at_once=parallelism,
         defaulted=tuple(defaulted),
     )
+
+
+def _amount(where: str, value: Any) -> float:
+    """A quantity at `template.spec.<where>` (a key with dots in brackets, as
+    the API server writes it)."""
+    field = f"template.spec.{where}"
+    try:
+        parsed = quantities.quantity(value)
+    except ValueError as error:
+        raise FieldError(field, str(error)) from None
+    if parsed < 0:
+        raise FieldError(field, f"{value!r} is negative: Kubernetes requires 0 or more")
+    return parsed
+
+
+def pod_resources(job_spec: Mapping[str, Any]) -> PodResources:
+    """What each container of the Job's pod requests and limits, of what
+    LimitRanges bound, as the API server holds it before admission: a request
+    not set is its limit's. (`requests` has already held the pod to its shapes.)"""
+    pod = (job_spec.get("template") or {}).get("spec") or {}
+    found = []
+    for kind in ("initContainers", "containers"):
+        for index, container in enumerate(pod.get(kind) or []):
+            where = f"{kind}[{index}]"
+            resources = container.get("resources") or {}
+            parts = {
+                part: {
+                    key: _amount(f"{where}.resources.{part}[{key}]", value)
+                    for key, value in (resources.get(part) or {}).items()
+                    if key in limitranges.KEYS
+                }
+                for part in ("requests", "limits")
+            }
+            found.append(
+                ContainerResources(
+                    where=where,
+                    requests={**parts["limits"], **parts["requests"]},
+                    limits=parts["limits"],
+                    init=kind == "initContainers",
+                    sidecar=kind == "initContainers" and container.get("restartPolicy") == "Always",
+                )
+            )
+    overhead = {
+        key: _amount(f"overhead[{key}]", value)
+        for key, value in (pod.get("overhead") or {}).items()
+        if key in limitranges.KEYS
+    }
+    return PodResources(containers=tuple(found), overhead=overhead)
 
 
 def _refuse_other_accelerators(where: str, resources: Any) -> None:

@@ -10,7 +10,7 @@ their taints and what is free on each, for the pools of `reconciler/pools.py`.
 A spoke whose API does not answer in time is reported down: it gets no new
 work, and its running Jobs keep their place. It also reports what jobs need
 from it: the names of the claims, ConfigMaps, ServiceAccounts and classes they
-name, and the ResourceQuotas of their namespaces.
+name, and the ResourceQuotas and LimitRanges of their namespaces.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import yaml
@@ -28,9 +28,10 @@ from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from reconciler import jobspec, metrics
+from reconciler import jobspec, limitranges, metrics
 from reconciler.decisions import SpokeState
 from reconciler.fleet import Fleet, Spoke
+from reconciler.limitranges import LimitRangeItem
 from reconciler.observing import declared
 from reconciler.pods import InitContainer, Node, Resources, Taint, effective_request
 from reconciler.quantities import quantity
@@ -47,6 +48,10 @@ MAX_PARALLEL = 16
 PAGE = 500
 MOST_PAGES = 1000  # half a million objects; past that, an answer going round
 RESOURCES = {"cpu": "cpu", "memory": "memory", "gpu": "nvidia.com/gpu"}
+# A podless Job's events are asked for one by one: past this many such Jobs on
+# one spoke, the rest are requeued without the spoke's word.
+MOST_EVENT_LISTS = 16
+MOST_SAID = 240  # characters of what a spoke says of a Job, in a commit message
 # The keys of a ResourceQuota's hard limits on what pods request (an extended
 # resource is limited by its requests. key only).
 QUOTA_KEYS = {
@@ -70,7 +75,7 @@ class KubeObserver:
 
     def observe(self, fleet: Fleet) -> dict[str, SpokeState]:
         # The kinds and namespaces of the objects jobs need (jobspec.needs), and
-        # the namespaces whose quotas hold them.
+        # the namespaces whose quotas and LimitRanges hold them.
         wanted = sorted({jobspec.scope_of(need)[0] for job in fleet.jobs for need in job.needs})
         namespaces = sorted({job.namespace for job in fleet.jobs})
         # All spokes at once: asked one after another, each hung spoke added its
@@ -112,7 +117,7 @@ class KubeObserver:
                 names = self._names(api, key, spoke=spoke)
                 if names is not None:
                     objects[key] = names
-            quota_lists = {}
+            quota_lists, range_lists = {}, {}
             for namespace in namespaces:
                 asking = f"ResourceQuota list in {namespace}"
                 quotas = self._listed(
@@ -123,6 +128,12 @@ class KubeObserver:
                 )
                 if quotas is not None:
                     quota_lists[namespace] = quotas
+                asking = f"LimitRange list in {namespace}"
+                ranges = self._listed(
+                    core.list_namespaced_limit_range, namespace, what="LimitRanges", spoke=spoke
+                )
+                if ranges:
+                    range_lists[namespace] = ranges
         except (
             ApiException,
             HTTPError,
@@ -142,6 +153,7 @@ class KubeObserver:
             where = placed_on(pods)
             waiting = unscheduled(jobs, pods, placed=where)
             refused = podless(jobs, pods)
+            said = scheduler_messages(pods, waiting)
             phases = {job_key(job): job_phase(job.status) for job in jobs}
             # A Job none of whose pods has a node, or that has none, is not
             # running yet, though no condition of its status says so.
@@ -149,6 +161,14 @@ class KubeObserver:
                 if phases.get(key) == "Running":
                     del phases[key]
             limits = {namespace: quota_limits(items) for namespace, items in quota_lists.items()}
+            bounds = {
+                namespace: limit_range_items(items) for namespace, items in range_lists.items()
+            }
+            for key in list(refused)[:MOST_EVENT_LISTS]:
+                asking = f"event list in {key.partition('/')[0]}"
+                message = self._failed_create(core, key, spoke=spoke)
+                if message:
+                    said[key] = message
         except ValueError as error:  # a quantity that does not parse
             return self._down(spoke, f"its API answered an object Caspian cannot read: {error}")
         except (TypeError, AttributeError):
@@ -168,9 +188,33 @@ class KubeObserver:
             placed_on=where,
             unscheduled=waiting,
             podless=refused,
+            said=said,
             objects=objects,
             quotas={namespace: limit for namespace, limit in limits.items() if limit is not None},
+            limit_ranges={namespace: items for namespace, items in bounds.items() if items},
         )
+
+    def _failed_create(self, core: client.CoreV1Api, key: str, *, spoke: Spoke) -> str | None:
+        """The message of a Job's last FailedCreate event: why the Job
+        controller could not create its pods (an admission's refusal)."""
+        namespace, _, name = key.partition("/")
+        selector = f"involvedObject.kind=Job,involvedObject.name={name},reason=FailedCreate"
+        try:
+            events = self._all(
+                core.list_namespaced_event, namespace=namespace, field_selector=selector
+            )
+        except ApiException as error:
+            if error.status not in (401, 403):
+                raise
+            log.warning(
+                "spoke %s: may not list events in %s (HTTP %s), so a requeue cannot say why "
+                "its Job made no pod; deploy/spoke-rbac.yaml grants it",
+                spoke.name,
+                namespace,
+                error.status,
+            )
+            return None
+        return latest_message(events)
 
     def _names(self, api: client.ApiClient, key: str, *, spoke: Spoke) -> frozenset[str] | None:
         """The names of the objects of one kind in one namespace ("ConfigMap
@@ -509,6 +553,47 @@ def unscheduled(
     return dict(sorted(since.items()))
 
 
+def scheduler_messages(pods: list[Any], waiting: Mapping[str, datetime]) -> dict[str, str]:
+    """The scheduler's latest word on a pod of each of the `waiting` Jobs it
+    finds no node for ("0/3 nodes are available: 3 Insufficient cpu.")."""
+    found: dict[str, tuple[datetime, str]] = {}
+    for pod in pods:
+        key = owning_job(pod)
+        if key not in waiting or pod.status is None:
+            continue
+        for condition in pod.status.conditions or []:
+            moment, message = condition.last_transition_time, condition.message
+            if (
+                (condition.type, condition.status) == ("PodScheduled", "False")
+                and isinstance(moment, datetime)
+                and isinstance(message, str)
+                and message.strip()
+                and (key not in found or found[key][0] <= moment)
+            ):
+                found[key] = (moment, message)
+    return {key: one_line(message) for key, (_, message) in sorted(found.items())}
+
+
+def latest_message(events: list[Any]) -> str | None:
+    """The message of the latest of some events, by when each last happened."""
+
+    def when(event: Any) -> datetime:
+        for moment in (event.last_timestamp, event.event_time, event.first_timestamp):
+            if isinstance(moment, datetime):
+                return moment
+        return datetime.min.replace(tzinfo=UTC)
+
+    said = [e for e in events if isinstance(e.message, str) and e.message.strip()]
+    return one_line(max(said, key=when).message) if said else None
+
+
+def one_line(message: str) -> str:
+    """A message from a spoke as one line of a commit message, cut short: it may
+    be as long as a webhook cares to make it."""
+    text = " ".join(message.split())
+    return text if len(text) <= MOST_SAID else text[: MOST_SAID - 3] + "..."
+
+
 def podless(jobs: list[Any], pods: list[Any]) -> dict[str, datetime]:
     """Caspian's Jobs that started there (not suspended) and have no pod, none
     active and none that ran, since when they started, by namespace/name: the
@@ -581,6 +666,34 @@ def quota_limits(quotas: Iterable[Any]) -> Resources | None:
     if all(math.isinf(value) for value in most.values()):
         return None
     return Resources(cpu=most["cpu"], memory_bytes=most["memory"], gpu=most["gpu"])
+
+
+def limit_range_items(ranges: Iterable[Any]) -> tuple[LimitRangeItem, ...]:
+    """The Container and Pod items of one namespace's LimitRanges, in the API's
+    order, with the API's defaults (a copy made without them, say) filled in."""
+    found = []
+    for limit_range in ranges:
+        name = f"{limit_range.metadata.namespace}/{limit_range.metadata.name}"
+        for item in (limit_range.spec.limits or []) if limit_range.spec is not None else []:
+            if item.type not in ("Container", "Pod"):
+                continue  # a PersistentVolumeClaim's bounds say nothing of pods
+            found.append(
+                LimitRangeItem(
+                    limit_range=name,
+                    type=item.type,
+                    max=_bounded_amounts(item.max),
+                    min=_bounded_amounts(item.min),
+                    default=_bounded_amounts(item.default),
+                    default_request=_bounded_amounts(item.default_request),
+                    max_limit_request_ratio=_bounded_amounts(item.max_limit_request_ratio),
+                ).with_api_defaults()
+            )
+    return tuple(found)
+
+
+def _bounded_amounts(values: Mapping[str, Any] | None) -> dict[str, float]:
+    """The amounts of the resources Caspian reads LimitRanges for."""
+    return {key: quantity(v) for key, v in (values or {}).items() if key in limitranges.KEYS}
 
 
 def job_phase(status: Any) -> str:

@@ -619,7 +619,8 @@ def test_a_job_whose_pods_find_no_node_is_requeued_end_to_end(run, tmp_path) -> 
         name = started["jobName"]
         # paris's scheduler finds no node for its pod.
         since = (start + timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        stuck = _waiting_pod("backfill-eu-x", name, since=since)
+        word = "0/3 nodes are available: 3 Insufficient cpu."
+        stuck = _waiting_pod("backfill-eu-x", name, since=since, message=word)
         stuck["metadata"]["namespace"] = "batch"
         paris.route("/api/v1/pods", Reply(body=listing("PodList", [stuck])))
         paris.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [job(name)])))
@@ -636,6 +637,7 @@ def test_a_job_whose_pods_find_no_node_is_requeued_end_to_end(run, tmp_path) -> 
         message = gitutil.message(remote)
         assert message.startswith("requeue: 1 job")
         assert "- requeued batch/backfill-eu: its pods found no node on paris from " in message
+        assert f'and goes (paris says: "{word}"); now ' in message
         entry = gitutil.ledger(remote)["batch/backfill-eu"]
         assert (entry["spoke"], entry["requeuedFrom"]) == ("frankfurt", ["paris"])
         assert f"rendered/paris/batch.{name}.yaml" not in gitutil.files(remote, "rendered/")

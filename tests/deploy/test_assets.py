@@ -163,7 +163,7 @@ def test_the_observer_role_only_lists() -> None:
     listed = {resource for rule in role["rules"] for resource in rule["resources"]}
     assert listed == {
         *("nodes", "pods", "jobs", "persistentvolumeclaims", "configmaps", "serviceaccounts"),
-        *("priorityclasses", "runtimeclasses", "resourcequotas"),
+        *("priorityclasses", "runtimeclasses", "resourcequotas", "limitranges", "events"),
     }
 
 

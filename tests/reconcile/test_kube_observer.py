@@ -12,6 +12,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 from reconciler.kube import KubeObserver
+from reconciler.limitranges import LimitRangeItem
 from reconciler.pods import Resources
 from tests.fakehttp import Reply, serve
 from tests.fleet.helpers import appwrapper_doc, fleet_with
@@ -474,7 +475,11 @@ def test_the_objects_jobs_need_are_listed_in_their_namespaces_only(tmp_path, cap
         )
         state = observe(tmp_path, {"paris": api.url}, fleet=fleet)["paris"]
         asked = {s.path for s in api.seen if "/namespaces/" in s.path or "classes" in s.path}
-    asked -= {f"/api/v1/namespaces/{ns}/resourcequotas" for ns in ("batch", "media")}
+    asked -= {
+        f"/api/v1/namespaces/{ns}/{kind}"
+        for ns in ("batch", "media")
+        for kind in ("resourcequotas", "limitranges")
+    }
     assert asked == {
         "/api/v1/namespaces/batch/persistentvolumeclaims",
         "/api/v1/namespaces/batch/configmaps",
@@ -493,7 +498,11 @@ def test_the_objects_jobs_need_are_listed_in_their_namespaces_only(tmp_path, cap
     with serve() as api:
         healthy(api)
         assert observe(tmp_path, {"paris": api.url})["paris"].objects == {}
-        assert not [s for s in api.seen if "/namespaces/" in s.path and "quotas" not in s.path]
+        assert not [
+            s
+            for s in api.seen
+            if "/namespaces/" in s.path and not s.path.endswith(("quotas", "limitranges"))
+        ]
 
 
 def test_a_listed_object_without_a_name_is_none_a_job_needs(tmp_path) -> None:
@@ -536,7 +545,73 @@ def test_the_resource_quotas_of_the_jobs_namespaces_give_the_most_they_may_ask(t
         assert observe(tmp_path, {"paris": api.url})["paris"].quotas == {}
 
 
-def _waiting_pod(name, job_name, *, since, reason="Unschedulable", node=None):
+def test_the_limit_ranges_of_the_jobs_namespaces_are_read_with_the_apis_defaults(
+    tmp_path, caplog
+) -> None:
+    ranges = [
+        {
+            "metadata": {"name": "bounds", "namespace": "batch"},
+            "spec": {
+                "limits": [
+                    {"type": "Container", "max": {"cpu": "4", "example.com/foo": "1"}},
+                    {"type": "Pod", "min": {"memory": "512Mi"}},
+                    # A claim's bounds say nothing of pods.
+                    {"type": "PersistentVolumeClaim", "max": {"storage": "1Ti"}},
+                ]
+            },
+        },
+        {
+            "metadata": {"name": "defaults", "namespace": "batch"},
+            "spec": {"limits": [{"type": "Container", "default": {"memory": "2Gi"}}]},
+        },
+    ]
+    with serve() as api:
+        healthy(api)
+        api.route(
+            "/api/v1/namespaces/batch/limitranges", Reply(body=listing("LimitRangeList", ranges))
+        )
+        state = observe(tmp_path, {"paris": api.url})["paris"]
+    assert state.up
+    assert state.limit_ranges == {
+        "batch": (
+            # max is the default limit, and that the default request.
+            LimitRangeItem(
+                limit_range="batch/bounds",
+                type="Container",
+                max={"cpu": 4},
+                default={"cpu": 4},
+                default_request={"cpu": 4},
+            ),
+            LimitRangeItem(limit_range="batch/bounds", type="Pod", min={"memory": GI / 2}),
+            LimitRangeItem(
+                limit_range="batch/defaults",
+                type="Container",
+                default={"memory": 2 * GI},
+                default_request={"memory": 2 * GI},
+            ),
+        )
+    }
+    # Where Caspian may not list them, they are not known, and the spoke is up.
+    forbidden = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403}
+    caplog.set_level(logging.WARNING)
+    with serve() as api:
+        healthy(api)
+        api.route("/api/v1/namespaces/batch/limitranges", Reply(status=403, body=forbidden))
+        state = observe(tmp_path, {"paris": api.url})["paris"]
+    assert state.up and state.limit_ranges == {}
+    assert "may not list LimitRanges in batch (HTTP 403)" in caplog.text
+    # A bound that is no quantity: nothing read from that answer can be trusted.
+    ranges[0]["spec"]["limits"][0]["max"]["cpu"] = "four"
+    with serve() as api:
+        healthy(api)
+        api.route(
+            "/api/v1/namespaces/batch/limitranges", Reply(body=listing("LimitRangeList", ranges))
+        )
+        state = observe(tmp_path, {"paris": api.url})["paris"]
+    assert not state.up and "cannot read" in state.reason
+
+
+def _waiting_pod(name, job_name, *, since, reason="Unschedulable", node=None, message=None):
     """One of Caspian's pods as the scheduler leaves it when it finds no node."""
     found = pod(name, node, "Pending", ours=True)
     found["metadata"]["labels"]["batch.kubernetes.io/job-name"] = job_name
@@ -546,6 +621,7 @@ def _waiting_pod(name, job_name, *, since, reason="Unschedulable", node=None):
             "status": "False",
             "reason": reason,
             "lastTransitionTime": since,
+            "message": message,
         }
     ]
     return found
@@ -562,10 +638,26 @@ def test_jobs_whose_pods_find_no_node_are_reported_with_since_when(tmp_path) -> 
                 body=listing(
                     "PodList",
                     [
-                        _waiting_pod("stuck-b", "stuck-11111111", since="2026-11-22T02:04:00Z"),
-                        _waiting_pod("stuck-a", "stuck-11111111", since="2026-11-22T02:10:00Z"),
+                        _waiting_pod(
+                            "stuck-a",
+                            "stuck-11111111",
+                            since="2026-11-22T02:10:00Z",
+                            message="0/3 nodes are available: 1 Insufficient cpu,\n"
+                            "  2 Insufficient memory.",
+                        ),
+                        _waiting_pod(
+                            "stuck-b",
+                            "stuck-11111111",
+                            since="2026-11-22T02:04:00Z",
+                            message="0/3 nodes are available: 3 Insufficient cpu.",
+                        ),
                         # Some of its pods run: it runs, short of room for the rest.
-                        _waiting_pod("part-a", "part-22222222", since="2026-11-22T02:04:00Z"),
+                        _waiting_pod(
+                            "part-a",
+                            "part-22222222",
+                            since="2026-11-22T02:04:00Z",
+                            message="0/3 nodes are available: 3 Insufficient cpu.",
+                        ),
                         _waiting_pod(
                             "part-b", "part-22222222", since="2026-11-22T02:00:00Z", node="ready-1"
                         ),
@@ -593,6 +685,11 @@ def test_jobs_whose_pods_find_no_node_are_reported_with_since_when(tmp_path) -> 
     # Not reported Running: the ledger keeps it Dispatched while it waits.
     assert state.jobs == {"default/half-9a9a9a9a": "Running"}
     assert state.placed_on == {"default/part-22222222": ("ready-1",)}
+    # The scheduler's latest word on it, on one line.
+    assert state.said == {
+        "default/stuck-11111111": "0/3 nodes are available: 1 Insufficient cpu, "
+        "2 Insufficient memory."
+    }
 
 
 def _started_job(name, *, suspend=False, start="2026-11-22T02:00:00Z", **status):
@@ -602,7 +699,27 @@ def _started_job(name, *, suspend=False, start="2026-11-22T02:00:00Z", **status)
     return found
 
 
+def _failed_create(at, message):
+    return {
+        "metadata": {"name": f"refused.{at[-9:-1].replace(':', '')}", "namespace": "default"},
+        "involvedObject": {"kind": "Job", "name": "refused-11111111", "namespace": "default"},
+        "reason": "FailedCreate",
+        "type": "Warning",
+        "message": message,
+        "lastTimestamp": at,
+    }
+
+
 def test_jobs_that_started_and_created_no_pod_are_reported_with_since_when(tmp_path) -> None:
+    refusals = [
+        ("2026-11-22T02:00:05Z", 'Error creating: pods "refused-11111111-a" is forbidden: x'),
+        (
+            "2026-11-22T02:06:40Z",
+            'Error creating: pods "refused-11111111-b" is forbidden: maximum cpu usage per '
+            "Container is 2, but limit is 4",
+        ),
+        ("2026-11-22T02:03:20Z", "Error creating: an earlier word"),
+    ]
     failed = _started_job("failed-55555555")
     failed["status"]["conditions"] = [{"type": "Failed", "status": "True"}]
     jobs = [
@@ -620,11 +737,30 @@ def test_jobs_that_started_and_created_no_pod_are_reported_with_since_when(tmp_p
             Reply(body=listing("PodList", [_waiting_pod("p", "new-44444444", since=None)])),
         )
         api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", jobs)))
+        api.route(
+            "/api/v1/namespaces/default/events",
+            Reply(body=listing("EventList", [_failed_create(at, m) for at, m in refusals])),
+        )
         state = observe(tmp_path, {"paris": api.url})["paris"]
+        asked = api.requests_to("/api/v1/namespaces/default/events")
     assert state.up
     assert {key: since.isoformat() for key, since in state.podless.items()} == {
         "default/refused-11111111": "2026-11-22T02:00:00+00:00"
     }
+    # Its last FailedCreate event says why, asked for that Job alone.
+    assert state.said == {"default/refused-11111111": refusals[1][1]}
+    assert [seen.query["fieldSelector"] for seen in asked] == [
+        ["involvedObject.kind=Job,involvedObject.name=refused-11111111,reason=FailedCreate"]
+    ]
+    # Where Caspian may not list events, the Job is reported all the same.
+    forbidden = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403}
+    with serve() as api:
+        healthy(api)
+        api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", jobs)))
+        api.route("/api/v1/namespaces/default/events", Reply(status=403, body=forbidden))
+        state = observe(tmp_path, {"paris": api.url})["paris"]
+    assert state.up and "default/refused-11111111" in state.podless
+    assert state.said == {}
     assert "default/refused-11111111" not in state.jobs
     assert state.jobs["default/running-33333333"] == "Running"
     assert state.unscheduled == {}

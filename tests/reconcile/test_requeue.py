@@ -154,6 +154,13 @@ def test_a_job_whose_pods_the_spoke_refuses_is_requeued_too() -> None:
     assert requeued.requeued[started.id].reason.startswith(
         "its Job created no pod (see its events) on paris from "
     )
+    # What the spoke says of it (its last FailedCreate event) goes with it.
+    word = 'pods "x" is forbidden: maximum cpu usage per Container is 2, but limit is 4'
+    refused["paris"]["said"] = {started.job_key: word}
+    told, _ = step(files, now=at + timedelta(minutes=20), states=refused)
+    reason = told.requeued[started.id].reason
+    assert reason.startswith("its Job created no pod on paris from ")
+    assert reason.endswith(f'its Job there never ran, and goes (paris says: "{word}")')
 
 
 def test_a_requeued_job_that_finishes_forgets_where_it_could_not_run() -> None:
