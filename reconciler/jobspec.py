@@ -304,12 +304,7 @@ def pod_resources(job_spec: Mapping[str, Any]) -> PodResources:
                     sidecar=kind == "initContainers" and container.get("restartPolicy") == "Always",
                 )
             )
-    overhead = {
-        key: _amount(f"overhead[{key}]", value)
-        for key, value in (pod.get("overhead") or {}).items()
-        if key in limitranges.KEYS
-    }
-    return PodResources(containers=tuple(found), overhead=overhead)
+    return PodResources(containers=tuple(found))
 
 
 def _refuse_other_accelerators(where: str, resources: Any) -> None:

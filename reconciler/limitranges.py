@@ -45,7 +45,6 @@ class PodResources(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     containers: tuple[ContainerResources, ...] = ()
-    overhead: dict[str, float] = {}
 
 
 class LimitRangeItem(BaseModel):
@@ -148,9 +147,10 @@ def _with_defaults(
 
 
 def _pod_totals(pod: PodResources) -> tuple[dict[str, float], dict[str, float]]:
-    """The whole pod's requests and limits, by the scheduler's rule (the
-    containers and sidecars together, or an init container alone, whichever is
-    more; its runtime's overhead on top): a resource no container sets, unset."""
+    """The whole pod's requests and limits, as LimitRanger sums them: the
+    containers and sidecars together, or an init container beside the sidecars
+    started before it, whichever is more (its runtime's overhead left out); a
+    resource no container sets, unset."""
     totals = []
     for part in ("requests", "limits"):
         found: dict[str, float] = {}
@@ -165,7 +165,6 @@ def _pod_totals(pod: PodResources) -> tuple[dict[str, float], dict[str, float]]:
                 init_containers=[
                     InitContainer(amount=of(c), sidecar=c.sidecar) for c in pod.containers if c.init
                 ],
-                overhead=pod.overhead.get(key, 0.0),
             )
         totals.append(found)
     return totals[0], totals[1]

@@ -115,7 +115,7 @@ class TestPerContainer:
 
 
 class TestPerPod:
-    def test_the_pods_containers_sidecars_and_overhead_count_together(self) -> None:
+    def test_the_pods_containers_and_sidecars_count_together(self) -> None:
         pod = PodResources(
             containers=(
                 container("initContainers[0]", requests={"cpu": 2}, init=True),
@@ -123,14 +123,13 @@ class TestPerPod:
                 container("containers[0]", requests={"cpu": 1}),
                 container("containers[1]", requests={"cpu": 1}),
             ),
-            overhead={"cpu": 0.5},
         )
         # The containers' 1 + 1 beside the sidecar's 1 (the first init container's
-        # 2 runs alone, before them), and the runtime's 0.5.
-        assert refusal(pod, [item(kind="Pod", min={"cpu": 3.5})]) is None
-        assert refusal(pod, [item(kind="Pod", min={"cpu": 3.6})]) == (
-            "LimitRange batch/bounds allows no less than 3.6 cpu per pod: "
-            "the pod requests 3.5 cpu in all"
+        # 2 runs alone, before them).
+        assert refusal(pod, [item(kind="Pod", min={"cpu": 3})]) is None
+        assert refusal(pod, [item(kind="Pod", min={"cpu": 3.5})]) == (
+            "LimitRange batch/bounds allows no less than 3.5 cpu per pod: "
+            "the pod requests 3 cpu in all"
         )
 
     def test_a_pod_max_wants_limits(self) -> None:
@@ -167,7 +166,6 @@ def test_a_job_specs_resources_are_read_as_the_api_server_holds_them() -> None:
                         },
                     }
                 ],
-                "overhead": {"cpu": "250m"},
             }
         }
     }
@@ -183,7 +181,6 @@ def test_a_job_specs_resources_are_read_as_the_api_server_holds_them() -> None:
                 limits={"memory": 2 * GI, "ephemeral-storage": 10 * GI},
             ),
         ),
-        overhead={"cpu": 0.25},
     )
     bad = {
         "template": {
