@@ -164,11 +164,7 @@ class KubeObserver:
             bounds = {
                 namespace: limit_range_items(items) for namespace, items in range_lists.items()
             }
-            for key in list(refused)[:MOST_EVENT_LISTS]:
-                asking = f"event list in {key.partition('/')[0]}"
-                message = self._failed_create(core, key, spoke=spoke)
-                if message:
-                    said[key] = message
+            said.update(self._failed_creates(core, list(refused), spoke=spoke))
         except ValueError as error:  # a quantity that does not parse
             return self._down(spoke, f"its API answered an object Caspian cannot read: {error}")
         except (TypeError, AttributeError):
@@ -194,27 +190,45 @@ class KubeObserver:
             limit_ranges={namespace: items for namespace, items in bounds.items() if items},
         )
 
-    def _failed_create(self, core: client.CoreV1Api, key: str, *, spoke: Spoke) -> str | None:
-        """The message of a Job's last FailedCreate event: why the Job
-        controller could not create its pods (an admission's refusal)."""
-        namespace, _, name = key.partition("/")
-        selector = f"involvedObject.kind=Job,involvedObject.name={name},reason=FailedCreate"
-        try:
-            events = self._all(
-                core.list_namespaced_event, namespace=namespace, field_selector=selector
-            )
-        except ApiException as error:
-            if error.status not in (401, 403):
-                raise
-            log.warning(
-                "spoke %s: may not list events in %s (HTTP %s), so a requeue cannot say why "
-                "its Job made no pod; deploy/spoke-rbac.yaml grants it",
-                spoke.name,
-                namespace,
-                error.status,
-            )
-            return None
-        return latest_message(events)
+    def _failed_creates(
+        self, core: client.CoreV1Api, keys: list[str], *, spoke: Spoke
+    ) -> dict[str, str]:
+        """The message of each Job's last FailedCreate event, by namespace/name:
+        why the Job controller could not create its pods (an admission's
+        refusal). Only words for a commit message: an answer that fails is
+        logged, and no more are asked of that spoke, so a spoke that hangs
+        holds the loop one timeout, not one per Job."""
+        found = {}
+        for key in keys[:MOST_EVENT_LISTS]:
+            namespace, _, name = key.partition("/")
+            selector = f"involvedObject.kind=Job,involvedObject.name={name},reason=FailedCreate"
+            try:
+                events = self._all(
+                    core.list_namespaced_event, namespace=namespace, field_selector=selector
+                )
+                message = latest_message(events)
+            except (
+                ApiException,
+                HTTPError,
+                OSError,
+                PagingError,
+                ValueError,
+                TypeError,
+                AttributeError,
+            ) as error:
+                rbac = isinstance(error, ApiException) and error.status in (401, 403)
+                log.warning(
+                    "spoke %s: the events of Job %s could not be read (%s), so its requeue "
+                    "cannot say why it made no pod%s",
+                    spoke.name,
+                    key,
+                    _reason(error),
+                    "; deploy/spoke-rbac.yaml grants the right to list them" if rbac else "",
+                )
+                break
+            if message:
+                found[key] = message
+        return found
 
     def _names(self, api: client.ApiClient, key: str, *, spoke: Spoke) -> frozenset[str] | None:
         """The names of the objects of one kind in one namespace ("ConfigMap

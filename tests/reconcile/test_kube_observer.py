@@ -752,15 +752,19 @@ def test_jobs_that_started_and_created_no_pod_are_reported_with_since_when(tmp_p
     assert [seen.query["fieldSelector"] for seen in asked] == [
         ["involvedObject.kind=Job,involvedObject.name=refused-11111111,reason=FailedCreate"]
     ]
-    # Where Caspian may not list events, the Job is reported all the same.
+    # Where the events cannot be had (no right to list them, an error), the Jobs
+    # are reported all the same, and no more events are asked for there.
     forbidden = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403}
-    with serve() as api:
-        healthy(api)
-        api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", jobs)))
-        api.route("/api/v1/namespaces/default/events", Reply(status=403, body=forbidden))
-        state = observe(tmp_path, {"paris": api.url})["paris"]
-    assert state.up and "default/refused-11111111" in state.podless
-    assert state.said == {}
+    for failing in (Reply(status=403, body=forbidden), Reply(status=500), Reply(body=b"<html>")):
+        with serve() as api:
+            healthy(api)
+            api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", jobs)))
+            api.route("/api/v1/namespaces/default/events", failing)
+            state = observe(tmp_path, {"paris": api.url})["paris"]
+            asked = api.requests_to("/api/v1/namespaces/default/events")
+        assert state.up and state.said == {}
+        assert set(state.podless) == {"default/refused-11111111", "default/new-44444444"}
+        assert len(asked) == 1
     assert "default/refused-11111111" not in state.jobs
     assert state.jobs["default/running-33333333"] == "Running"
     assert state.unscheduled == {}
