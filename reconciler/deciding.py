@@ -16,7 +16,7 @@ from carbon import IntensitySeries
 from optimizer import baselines
 from optimizer.model import Instance, Job, Plan, Slot, SolverSettings, SpokeCapacity
 from optimizer.solving import optimize
-from reconciler import jobspec, limitranges, pools
+from reconciler import admission, jobspec, pools
 from reconciler.decisions import Decision, Requeue, SpokeState, Window
 from reconciler.fleet import Fleet, JobRequest, Problem, Spoke
 from reconciler.ledger import ACTIVE, FINISHED, FIXED, UNFINISHED, Entry, Ledger, Phase
@@ -88,7 +88,7 @@ def decide(
     missing = _merged(
         _barred(jobs, spokes, _lacking),
         _barred(jobs, spokes, _over_quota),
-        _barred(jobs, spokes, _refused_by_limit_ranges),
+        _barred(jobs, spokes, _refused_at_admission),
     )
     # Per job, every spoke it may use but cannot go to now, with why.
     shut = {
@@ -761,11 +761,14 @@ def _over_quota(job: JobRequest, state: SpokeState) -> str | None:
     )
 
 
-def _refused_by_limit_ranges(job: JobRequest, state: SpokeState) -> str | None:
-    """Why the spoke cannot take the job: the LimitRanges of its namespace there
-    would refuse its pods, so the Job would create none."""
-    items = state.limit_ranges.get(job.namespace)
-    why = limitranges.refusal(job.pod_resources, items) if items else None
+def _refused_at_admission(job: JobRequest, state: SpokeState) -> str | None:
+    """Why the spoke cannot take the job: the LimitRanges or ResourceQuotas of
+    its namespace there would refuse its pods, so the Job would create none."""
+    why = admission.refusal(
+        job.pod_resources,
+        limit_ranges=state.limit_ranges.get(job.namespace, ()),
+        quota_needs=state.quota_needs.get(job.namespace, frozenset()),
+    )
     return None if why is None else f"its pods would be refused there: {why}"
 
 

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict
 
 from optimizer.model import Instance, Plan
+from reconciler.admission import LimitRangeItem
 from reconciler.fleet import JobRequest, Problem
 from reconciler.ledger import FINISHED, Entry, Ledger
-from reconciler.limitranges import LimitRangeItem
 from reconciler.pods import Node, Resources
 
 
@@ -50,6 +50,9 @@ class SpokeState(BaseModel):
     # once (each figure infinite where none limits it); a namespace not listed
     # has none, or none known.
     quotas: dict[str, Resources] = {}
+    # Per namespace, what its ResourceQuotas make every container set, because
+    # they count it (admission.QUOTA_NEEDS: requests.cpu, limits.memory, ...).
+    quota_needs: dict[str, frozenset[str]] = {}
     # Per namespace, the items of its LimitRanges in the API's order; a
     # namespace not listed has none, or none known.
     limit_ranges: dict[str, tuple[LimitRangeItem, ...]] = {}

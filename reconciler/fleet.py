@@ -32,7 +32,7 @@ from pydantic.alias_generators import to_camel
 from carbon import CarbonSourceConfig
 from optimizer.model import SolverSettings, Weights
 from reconciler import jobspec, pods, quantities, refusals, selectors, yamlio
-from reconciler.limitranges import PodResources
+from reconciler.admission import PodResources
 
 API_VERSION = "caspian.dev/v1alpha1"
 APPWRAPPER_API = "workload.codeflare.dev/v1beta2"

@@ -13,8 +13,8 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
-from reconciler import limitranges, quantities
-from reconciler.limitranges import ContainerResources, PodResources
+from reconciler import admission, quantities
+from reconciler.admission import ContainerResources, PodResources
 from reconciler.pods import (
     InitContainer,
     Placement,
@@ -291,7 +291,7 @@ def pod_resources(job_spec: Mapping[str, Any]) -> PodResources:
                 part: {
                     key: _amount(f"{where}.resources.{part}[{key}]", value)
                     for key, value in (resources.get(part) or {}).items()
-                    if key in limitranges.KEYS
+                    if key in admission.KEYS
                 }
                 for part in ("requests", "limits")
             }

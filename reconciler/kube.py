@@ -28,10 +28,10 @@ from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from reconciler import jobspec, limitranges, metrics
+from reconciler import admission, jobspec, metrics
+from reconciler.admission import LimitRangeItem
 from reconciler.decisions import SpokeState
 from reconciler.fleet import Fleet, Spoke
-from reconciler.limitranges import LimitRangeItem
 from reconciler.observing import declared
 from reconciler.pods import InitContainer, Node, Resources, Taint, effective_request
 from reconciler.quantities import quantity
@@ -161,6 +161,7 @@ class KubeObserver:
                 if phases.get(key) == "Running":
                     del phases[key]
             limits = {namespace: quota_limits(items) for namespace, items in quota_lists.items()}
+            needs = {namespace: quota_needs(items) for namespace, items in quota_lists.items()}
             bounds = {
                 namespace: limit_range_items(items) for namespace, items in range_lists.items()
             }
@@ -187,6 +188,7 @@ class KubeObserver:
             said=said,
             objects=objects,
             quotas={namespace: limit for namespace, limit in limits.items() if limit is not None},
+            quota_needs={namespace: names for namespace, names in needs.items() if names},
             limit_ranges={namespace: items for namespace, items in bounds.items() if items},
         )
 
@@ -682,6 +684,19 @@ def quota_limits(quotas: Iterable[Any]) -> Resources | None:
     return Resources(cpu=most["cpu"], memory_bytes=most["memory"], gpu=most["gpu"])
 
 
+def quota_needs(quotas: Iterable[Any]) -> frozenset[str]:
+    """What the ResourceQuotas of one namespace make every container set: the
+    cpu and memory they count (admission.QUOTA_NEEDS). Quotas with scopes,
+    which count only some pods, are not read."""
+    found: set[str] = set()
+    for quota in quotas:
+        spec = quota.spec
+        if spec is None or spec.scopes or spec.scope_selector:
+            continue
+        found.update(admission.QUOTA_NEEDS.intersection(spec.hard or {}))
+    return frozenset(found)
+
+
 def limit_range_items(ranges: Iterable[Any]) -> tuple[LimitRangeItem, ...]:
     """The Container and Pod items of one namespace's LimitRanges, in the API's
     order, with the API's defaults (a copy made without them, say) filled in."""
@@ -707,7 +722,7 @@ def limit_range_items(ranges: Iterable[Any]) -> tuple[LimitRangeItem, ...]:
 
 def _bounded_amounts(values: Mapping[str, Any] | None) -> dict[str, float]:
     """The amounts of the resources Caspian reads LimitRanges for."""
-    return {key: quantity(v) for key, v in (values or {}).items() if key in limitranges.KEYS}
+    return {key: quantity(v) for key, v in (values or {}).items() if key in admission.KEYS}
 
 
 def job_phase(status: Any) -> str:

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
+from reconciler.admission import LimitRangeItem
 from reconciler.kube import KubeObserver
-from reconciler.limitranges import LimitRangeItem
 from reconciler.pods import Resources
 from tests.fakehttp import Reply, serve
 from tests.fleet.helpers import appwrapper_doc, fleet_with
@@ -529,7 +529,7 @@ def test_the_resource_quotas_of_the_jobs_namespaces_give_the_most_they_may_ask(t
         quota("gpus", {"requests.nvidia.com/gpu": "2"}),
         # Scoped quotas count only some pods: not read.
         quota("urgent", {"requests.cpu": "1"}, scopes=["PriorityClass"]),
-        quota("best-effort", {"requests.cpu": "1"}, scopeSelector={"matchExpressions": []}),
+        quota("best-effort", {"limits.memory": "1"}, scopeSelector={"matchExpressions": []}),
     ]
     with serve() as api:
         healthy(api)
@@ -540,9 +540,13 @@ def test_the_resource_quotas_of_the_jobs_namespaces_give_the_most_they_may_ask(t
         state = observe(tmp_path, {"paris": api.url})["paris"]
     assert state.up
     assert state.quotas == {"batch": Resources(cpu=16, memory_bytes=96 * GI, gpu=2)}
+    # The cpu and memory they count, which every container must then set (a
+    # count of pods or GPUs asks nothing of a container; scoped ones not read).
+    assert state.quota_needs == {"batch": frozenset({"requests.cpu", "requests.memory", "cpu"})}
     with serve() as api:  # no quota in either namespace: nothing to hold jobs to
         healthy(api)
-        assert observe(tmp_path, {"paris": api.url})["paris"].quotas == {}
+        nothing = observe(tmp_path, {"paris": api.url})["paris"]
+    assert nothing.quotas == {} and nothing.quota_needs == {}
 
 
 def test_the_limit_ranges_of_the_jobs_namespaces_are_read_with_the_apis_defaults(

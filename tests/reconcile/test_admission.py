@@ -1,6 +1,7 @@
-"""A spoke's LimitRanges, applied to a job's pod as the API server's LimitRanger
-admission applies them: defaults filled in, then bounds per container and per
-pod. A spoke whose LimitRanges would refuse a job's pods is not used for it."""
+"""A spoke's LimitRanges and ResourceQuotas, applied to a job's pod as the API
+server's admission applies them: LimitRange defaults filled in, then their
+bounds per container and per pod, then what a quota makes every container set.
+A spoke that would refuse a job's pods is not used for it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import yaml
 
 from reconciler import jobspec
-from reconciler.limitranges import (
+from reconciler.admission import (
     ContainerResources,
     LimitRangeItem,
     PodResources,
@@ -41,12 +42,14 @@ def item(name="batch/bounds", kind="Container", **bounds) -> LimitRangeItem:
 class TestPerContainer:
     def test_a_limit_above_max_is_refused_and_one_at_max_admitted(self) -> None:
         bounds = [item(max={"cpu": 2})]
-        assert refusal(one(limits={"cpu": 4}), bounds) == (
+        assert refusal(one(limits={"cpu": 4}), limit_ranges=bounds) == (
             "LimitRange batch/bounds allows at most 2 cpu per container: containers[0] limits 4 cpu"
         )
-        assert refusal(one(limits={"cpu": 2}), bounds) is None
+        assert refusal(one(limits={"cpu": 2}), limit_ranges=bounds) is None
         # max bounds a request too (here one below the limit it is given).
-        assert refusal(one(requests={"memory": 8 * GI}), [item(max={"memory": 4 * GI})]) == (
+        assert refusal(
+            one(requests={"memory": 8 * GI}), limit_ranges=[item(max={"memory": 4 * GI})]
+        ) == (
             "containers[0] requests 8Gi memory, more than containers[0] limits 4Gi memory "
             "(the default of LimitRange batch/bounds)"
         )
@@ -54,29 +57,29 @@ class TestPerContainer:
     def test_max_without_a_default_limit_gives_the_limit(self) -> None:
         # The API server makes max the default limit: a container that sets none
         # is admitted, limited to max.
-        assert refusal(one(requests={"cpu": 1}), [item(max={"cpu": 2})]) is None
+        assert refusal(one(requests={"cpu": 1}), limit_ranges=[item(max={"cpu": 2})]) is None
 
     def test_a_request_below_min_is_refused_and_a_missing_one_is_min(self) -> None:
         bounds = [item(min={"memory": GI})]
-        assert refusal(one(requests={"memory": 0.5 * GI}), bounds) == (
+        assert refusal(one(requests={"memory": 0.5 * GI}), limit_ranges=bounds) == (
             "LimitRange batch/bounds allows no less than 1Gi memory per container: "
             "containers[0] requests 0.5Gi memory"
         )
-        assert refusal(one(requests={"cpu": 1}), bounds) is None
+        assert refusal(one(requests={"cpu": 1}), limit_ranges=bounds) is None
         # A limit alone is the request too (and a request is never above its limit).
-        assert refusal(one(limits={"memory": 0.25 * GI}), bounds).endswith(
+        assert refusal(one(limits={"memory": 0.25 * GI}), limit_ranges=bounds).endswith(
             "containers[0] requests 0.25Gi memory"
         )
 
     def test_a_limit_too_far_above_the_request_is_refused(self) -> None:
         bounds = [item(max_limit_request_ratio={"cpu": 2})]
-        assert refusal(one(requests={"cpu": 1}, limits={"cpu": 4}), bounds) == (
+        assert refusal(one(requests={"cpu": 1}, limits={"cpu": 4}), limit_ranges=bounds) == (
             "LimitRange batch/bounds allows a cpu limit at most 2 times the request per "
             "container: containers[0] limits 4 cpu, 4 times 1 cpu"
         )
-        assert refusal(one(requests={"cpu": 2}, limits={"cpu": 4}), bounds) is None
+        assert refusal(one(requests={"cpu": 2}, limits={"cpu": 4}), limit_ranges=bounds) is None
         # Without a limit, or a default one, there is no ratio to hold it to.
-        assert refusal(one(requests={"cpu": 1}), bounds) == (
+        assert refusal(one(requests={"cpu": 1}), limit_ranges=bounds) == (
             "LimitRange batch/bounds allows a cpu limit at most 2 times the request per "
             "container, and no cpu limit is set"
         )
@@ -88,7 +91,7 @@ class TestPerContainer:
                 container("containers[0]", requests={"cpu": 1}),
             )
         )
-        assert refusal(pod, [item(max={"cpu": 4}, default={"cpu": 4})]).startswith(
+        assert refusal(pod, limit_ranges=[item(max={"cpu": 4}, default={"cpu": 4})]).startswith(
             "initContainers[0] requests 8 cpu, more than initContainers[0] limits 4 cpu"
         )
 
@@ -99,19 +102,19 @@ class TestPerContainer:
             item("batch/b", default_request={"cpu": 1}, max={"cpu": 4}),
             item("batch/c", max={"cpu": 2}),
         ]
-        assert refusal(one(requests={"memory": GI}), bounds) == (
+        assert refusal(one(requests={"memory": GI}), limit_ranges=bounds) == (
             "LimitRange batch/c allows at most 2 cpu per container: containers[0] limits 4 cpu "
             "(the default of LimitRange batch/b)"
         )
         # Within one LimitRange, a later item's default wins.
         later = [item("batch/a", default={"cpu": 1}), item("batch/a", default={"cpu": 8})]
         assert "limits 8 cpu" in refusal(
-            one(requests={"memory": GI}), [*later, item(max={"cpu": 4})]
+            one(requests={"memory": GI}), limit_ranges=[*later, item(max={"cpu": 4})]
         )
 
     def test_resources_it_does_not_bound_are_let_be(self) -> None:
-        assert refusal(one(requests={"cpu": 64}), [item(max={"memory": GI})]) is None
-        assert refusal(one(requests={"cpu": 64}), []) is None
+        assert refusal(one(requests={"cpu": 64}), limit_ranges=[item(max={"memory": GI})]) is None
+        assert refusal(one(requests={"cpu": 64}), limit_ranges=[]) is None
 
 
 class TestPerPod:
@@ -126,27 +129,58 @@ class TestPerPod:
         )
         # The containers' 1 + 1 beside the sidecar's 1 (the first init container's
         # 2 runs alone, before them).
-        assert refusal(pod, [item(kind="Pod", min={"cpu": 3})]) is None
-        assert refusal(pod, [item(kind="Pod", min={"cpu": 3.5})]) == (
+        assert refusal(pod, limit_ranges=[item(kind="Pod", min={"cpu": 3})]) is None
+        assert refusal(pod, limit_ranges=[item(kind="Pod", min={"cpu": 3.5})]) == (
             "LimitRange batch/bounds allows no less than 3.5 cpu per pod: "
             "the pod requests 3 cpu in all"
         )
 
     def test_a_pod_max_wants_limits(self) -> None:
-        assert refusal(one(requests={"cpu": 1}), [item(kind="Pod", max={"cpu": 4})]) == (
-            "LimitRange batch/bounds allows at most 4 cpu per pod, and no cpu limit is set"
-        )
+        assert refusal(
+            one(requests={"cpu": 1}), limit_ranges=[item(kind="Pod", max={"cpu": 4})]
+        ) == ("LimitRange batch/bounds allows at most 4 cpu per pod, and no cpu limit is set")
         # A container item's default limit gives the pod one.
         bounds = [item(default={"cpu": 1}), item(kind="Pod", max={"cpu": 4})]
-        assert refusal(one(requests={"cpu": 1}), bounds) is None
+        assert refusal(one(requests={"cpu": 1}), limit_ranges=bounds) is None
 
     def test_sums_of_decimal_fractions_are_not_refused_at_the_bound(self) -> None:
         # 0.1 + 0.1 + 0.1 is not 0.3 in floating point.
         pod = PodResources(
             containers=tuple(container(f"containers[{i}]", limits={"cpu": 0.1}) for i in range(3))
         )
-        assert refusal(pod, [item(kind="Pod", max={"cpu": 0.3})]) is None
-        assert refusal(pod, [item(kind="Pod", max={"cpu": 0.29})]) is not None
+        assert refusal(pod, limit_ranges=[item(kind="Pod", max={"cpu": 0.3})]) is None
+        assert refusal(pod, limit_ranges=[item(kind="Pod", max={"cpu": 0.29})]) is not None
+
+
+class TestWhatAQuotaMakesEveryContainerSet:
+    def test_a_container_that_sets_none_of_what_a_quota_counts_is_refused(self) -> None:
+        pod = PodResources(
+            containers=(
+                container("initContainers[0]", init=True),
+                container("containers[0]", requests={"cpu": 1}),
+            )
+        )
+        assert refusal(pod, quota_needs=frozenset({"limits.cpu", "requests.cpu"})) == (
+            "a ResourceQuota there counts limits.cpu and requests.cpu, which every container "
+            "must then set: initContainers[0] sets no limits.cpu or requests.cpu; "
+            "containers[0] sets no limits.cpu"
+        )
+        # A limit alone is the request too.
+        assert refusal(one(limits={"cpu": 1}), quota_needs=frozenset({"cpu"})) is None
+        assert refusal(one(requests={"cpu": 1}), quota_needs=frozenset({"memory"})) == (
+            "a ResourceQuota there counts memory, which every container must then set: "
+            "containers[0] sets no memory"
+        )
+
+    def test_a_limit_ranges_default_sets_it(self) -> None:
+        needs = frozenset({"limits.memory"})
+        defaults = [item(default={"memory": GI})]
+        assert refusal(one(requests={"cpu": 1}), limit_ranges=defaults, quota_needs=needs) is None
+        other = [item(default={"cpu": 1})]
+        assert refusal(one(requests={"cpu": 1}), limit_ranges=other, quota_needs=needs) == (
+            "a ResourceQuota there counts limits.memory, which every container must then set: "
+            "containers[0] sets no limits.memory (nor does a LimitRange give a default)"
+        )
 
 
 def test_a_job_specs_resources_are_read_as_the_api_server_holds_them() -> None:
@@ -223,6 +257,23 @@ def test_a_job_goes_only_where_the_limit_ranges_admit_its_pods() -> None:
     free, _ = step(files, now=NOW, states={"paris": other, "frankfurt": other})
     assert "batch/trainer" not in free.missing
     assert entries(free)["batch/trainer"].spoke in ("paris", "frankfurt")
+
+
+def test_a_job_goes_only_where_its_namespaces_quotas_admit_its_pods() -> None:
+    # The trainer sets no limits: a quota on limits.cpu refuses its pods.
+    files = _trainer({"requests": {"cpu": "4", "memory": "1Gi"}})
+    counting = {"quota_needs": {"batch": frozenset({"limits.cpu", "requests.cpu"})}}
+    decision, _ = step(files, now=NOW, states={"paris": counting})
+    assert entries(decision)["batch/trainer"].spoke == "frankfurt"
+    assert decision.missing["batch/trainer"] == {
+        "paris": "its pods would be refused there: a ResourceQuota there counts limits.cpu, "
+        "which every container must then set: containers[0] sets no limits.cpu"
+    }
+    # A LimitRange there that gives a default limit lets them in.
+    defaulting = {**counting, "limit_ranges": {"batch": (item(default={"cpu": 8}),)}}
+    admitted, _ = step(files, now=NOW, states={"paris": defaulting, "frankfurt": counting})
+    assert entries(admitted)["batch/trainer"].spoke == "paris"
+    assert set(admitted.missing["batch/trainer"]) == {"frankfurt"}
 
 
 def test_a_planned_job_leaves_a_spoke_whose_limit_ranges_come_to_refuse_it() -> None:

@@ -1,13 +1,16 @@
-"""A namespace's LimitRanges, applied to a pod as the API server's LimitRanger
-admission applies them.
+"""Whether a spoke's API server would admit a Job's pods: its LimitRanges and
+ResourceQuotas, applied to a pod as the LimitRanger and ResourceQuota admission
+plugins apply them.
 
 LimitRanger first fills in, for each container, the default request and limit
 of every resource it sets none of; then it refuses a pod whose containers, or
 the pod as a whole, limit or request more than an item's `max`, request less
-than its `min`, or limit too far above what they request. The Job itself is
-admitted; only its pods are refused, so a Job sent to such a spoke waits there
-creating none. Caspian checks its jobs against each spoke's LimitRanges before
-it sends them, and sends them where they are admitted.
+than its `min`, or limit too far above what they request. ResourceQuota then
+refuses a pod with a container that sets no cpu or memory request or limit
+that a quota of the namespace counts. The Job itself is admitted; only its pods
+are refused, so a Job sent to such a spoke waits there creating none. Caspian
+checks its jobs against each spoke before it sends them, and sends them where
+they are admitted.
 """
 
 from __future__ import annotations
@@ -22,8 +25,15 @@ from reconciler.pods import InitContainer, effective_request
 # The resources LimitRanges bound that Caspian reads, by their Kubernetes names.
 KEYS = ("cpu", "memory", "ephemeral-storage", "nvidia.com/gpu")
 BYTES = ("memory", "ephemeral-storage")
+# What a ResourceQuota that counts it makes every container set: a request
+# (cpu, requests.cpu) or a limit (limits.cpu) of cpu or memory.
+QUOTA_NEEDS = frozenset(
+    {"cpu", "memory", "requests.cpu", "requests.memory", "limits.cpu", "limits.memory"}
+)
 # How a value that an item refuses is named: (part, key, value) -> words.
 Told = Callable[[str, str, float], str]
+# A value a LimitRange's default filled in: (container, part, key).
+Fill = tuple[str, str, str]
 
 
 class ContainerResources(BaseModel):
@@ -72,13 +82,29 @@ class LimitRangeItem(BaseModel):
         return self.model_copy(update={"default": default, "default_request": default_request})
 
 
-def refusal(pod: PodResources, items: Iterable[LimitRangeItem]) -> str | None:
-    """Why the LimitRanges of `items` (in the API's order) would refuse the pod,
-    or None where they admit it."""
-    items = list(items)
-    if not pod.containers or not items:
+def refusal(
+    pod: PodResources,
+    *,
+    limit_ranges: Iterable[LimitRangeItem] = (),
+    quota_needs: frozenset[str] = frozenset(),
+) -> str | None:
+    """Why the namespace's LimitRanges (their items in the API's order), or its
+    ResourceQuotas (the QUOTA_NEEDS they count), would refuse the pod; None
+    where it would be admitted."""
+    items = list(limit_ranges)
+    if not pod.containers or not (items or quota_needs):
         return None
     filled, filled_by = _with_defaults(pod, items)
+    return _refused_by_limit_ranges(filled, items, filled_by) or _unset_for_quota(
+        filled, quota_needs, defaults=bool(items)
+    )
+
+
+def _refused_by_limit_ranges(
+    filled: PodResources, items: list[LimitRangeItem], filled_by: Mapping[Fill, str]
+) -> str | None:
+    """Why the LimitRanges refuse the pod, its defaults filled in (`filled_by`
+    names the LimitRange that filled each value)."""
 
     def told(where: str, part: str, key: str, value: float) -> str:
         source = filled_by.get((where, part, key))
@@ -119,9 +145,34 @@ def refusal(pod: PodResources, items: Iterable[LimitRangeItem]) -> str | None:
     return None
 
 
+def _unset_for_quota(pod: PodResources, needs: frozenset[str], *, defaults: bool) -> str | None:
+    """Why the ResourceQuotas would refuse the pod: they count one of `needs`,
+    and a container (an init container too) sets none of it. Kubernetes has
+    held every container to that since before it had pod QoS classes."""
+    unset: dict[str, list[str]] = {}
+    for container in pod.containers:
+        has = set()
+        for key in ("cpu", "memory"):
+            if key in container.requests:
+                has |= {key, f"requests.{key}"}
+            if key in container.limits:
+                has.add(f"limits.{key}")
+        if needs - has:
+            unset[container.where] = sorted(needs - has)
+    if not unset:
+        return None
+    counted = sorted({name for names in unset.values() for name in names})
+    which = "; ".join(f"{where} sets no {' or '.join(names)}" for where, names in unset.items())
+    nor = " (nor does a LimitRange give a default)" if defaults else ""
+    return (
+        f"a ResourceQuota there counts {' and '.join(counted)}, which every container must "
+        f"then set: {which}{nor}"
+    )
+
+
 def _with_defaults(
     pod: PodResources, items: list[LimitRangeItem]
-) -> tuple[PodResources, dict[tuple[str, str, str], str]]:
+) -> tuple[PodResources, dict[Fill, str]]:
     """The pod with the default requests and limits filled in, and which
     LimitRange filled each (where, part, key). Within one LimitRange a later
     item's defaults win; across LimitRanges, the first to give one."""
@@ -132,7 +183,7 @@ def _with_defaults(
             defaults = per_range.setdefault(item.limit_range, {"requests": {}, "limits": {}})
             defaults["requests"].update(item.default_request)
             defaults["limits"].update(item.default)
-    filled_by: dict[tuple[str, str, str], str] = {}
+    filled_by: dict[Fill, str] = {}
     containers = []
     for container in pod.containers:
         parts = {"requests": dict(container.requests), "limits": dict(container.limits)}
