@@ -261,7 +261,7 @@ def _outside(
         if not request or not limit:
             return (
                 f"{rule} a {key} limit at most {ratio:g} times the request per {per}, and "
-                f"no {key} {'request' if not request else 'limit'} is set"
+                f"the {key} {'request' if not request else 'limit'} is 0 or not set"
             )
         if _above(limit / request, ratio):
             return (

@@ -81,7 +81,10 @@ class TestPerContainer:
         # Without a limit, or a default one, there is no ratio to hold it to.
         assert refusal(one(requests={"cpu": 1}), limit_ranges=bounds) == (
             "LimitRange batch/bounds allows a cpu limit at most 2 times the request per "
-            "container, and no cpu limit is set"
+            "container, and the cpu limit is 0 or not set"
+        )
+        assert refusal(one(requests={"cpu": 0}, limits={"cpu": 1}), limit_ranges=bounds).endswith(
+            "and the cpu request is 0 or not set"
         )
 
     def test_init_containers_are_bounded_as_containers(self) -> None:
