@@ -31,6 +31,7 @@ from reconciler import (
     scenarios,
     signing,
     simulating,
+    survey,
     templates,
 )
 from reconciler.fleet import FleetConfigError, load_fleet
@@ -388,6 +389,25 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
             f"  {option.spoke:{width}} {format_time(window.time_of(option.start_slot))}  "
             f"{option.carbon_g:10,.1f} gCO2  {', '.join(notes)}"
         )
+
+
+@main.command()
+@target_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per spoke.")
+def spokes(target: Target, as_json: bool) -> None:
+    """Each spoke as Caspian sees it now: whether its file loads and its API
+    answers, its room, what the ledger has on it, what its Jobs there are
+    doing, and what Caspian may not list there. Commits nothing; exits 3
+    when a spoke is down or its file does not load."""
+    observer = target.observer()
+    found = _run(lambda repo: reconciling.survey(repo, observer=observer), target)
+    if as_json:
+        for report in found.spokes:
+            click.echo(report.model_dump_json(exclude={"observed": {"nodes"}}))
+    else:
+        click.echo(f"spokes at {found.input_commit[:12]}:")
+        click.echo(survey.table(found))
+    sys.exit(EXIT_PARTIAL if any(report.trouble for report in found.spokes) else 0)
 
 
 def _plan(target: Target, *, now_text: str | None) -> reconciling.Outcome:

@@ -56,6 +56,9 @@ class SpokeState(BaseModel):
     # Per namespace, the items of its LimitRanges in the API's order; a
     # namespace not listed has none, or none known.
     limit_ranges: dict[str, tuple[LimitRangeItem, ...]] = {}
+    # What Caspian may not list there ("LimitRanges in batch"), so jobs are not
+    # checked against it: the observer's role lacks the right.
+    unread: tuple[str, ...] = ()
 
 
 class Requeue(BaseModel):

@@ -96,6 +96,7 @@ class KubeObserver:
         if not context:  # no cluster to ask: trust the declaration
             return declared(spoke)
         asking = "node list"
+        unread: list[str] = []  # what Caspian may not list there
         try:
             api = _client(self.kubeconfig, context=context)
             core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
@@ -114,7 +115,7 @@ class KubeObserver:
             for key in wanted:
                 kind, _, namespace = key.partition(" ")
                 asking = f"{kind} list" + (f" in {namespace}" if namespace else "")
-                names = self._names(api, key, spoke=spoke)
+                names = self._names(api, key, spoke=spoke, unread=unread)
                 if names is not None:
                     objects[key] = names
             quota_lists, range_lists = {}, {}
@@ -125,12 +126,17 @@ class KubeObserver:
                     namespace,
                     what="ResourceQuotas",
                     spoke=spoke,
+                    unread=unread,
                 )
                 if quotas is not None:
                     quota_lists[namespace] = quotas
                 asking = f"LimitRange list in {namespace}"
                 ranges = self._listed(
-                    core.list_namespaced_limit_range, namespace, what="LimitRanges", spoke=spoke
+                    core.list_namespaced_limit_range,
+                    namespace,
+                    what="LimitRanges",
+                    spoke=spoke,
+                    unread=unread,
                 )
                 if ranges:
                     range_lists[namespace] = ranges
@@ -165,7 +171,7 @@ class KubeObserver:
             bounds = {
                 namespace: limit_range_items(items) for namespace, items in range_lists.items()
             }
-            said.update(self._failed_creates(core, list(refused), spoke=spoke))
+            said.update(self._failed_creates(core, list(refused), spoke=spoke, unread=unread))
         except ValueError as error:  # a quantity that does not parse
             return self._down(spoke, f"its API answered an object Caspian cannot read: {error}")
         except (TypeError, AttributeError):
@@ -186,6 +192,7 @@ class KubeObserver:
             unscheduled=waiting,
             podless=refused,
             said=said,
+            unread=tuple(unread),
             objects=objects,
             quotas={namespace: limit for namespace, limit in limits.items() if limit is not None},
             quota_needs={namespace: names for namespace, names in needs.items() if names},
@@ -193,7 +200,7 @@ class KubeObserver:
         )
 
     def _failed_creates(
-        self, core: client.CoreV1Api, keys: list[str], *, spoke: Spoke
+        self, core: client.CoreV1Api, keys: list[str], *, spoke: Spoke, unread: list[str]
     ) -> dict[str, str]:
         """The message of each Job's last FailedCreate event, by namespace/name:
         why the Job controller could not create its pods (an admission's
@@ -227,12 +234,16 @@ class KubeObserver:
                     _reason(error),
                     "; deploy/spoke-rbac.yaml grants the right to list them" if rbac else "",
                 )
+                if rbac:
+                    unread.append(f"events in {namespace}")
                 break
             if message:
                 found[key] = message
         return found
 
-    def _names(self, api: client.ApiClient, key: str, *, spoke: Spoke) -> frozenset[str] | None:
+    def _names(
+        self, api: client.ApiClient, key: str, *, spoke: Spoke, unread: list[str]
+    ) -> frozenset[str] | None:
         """The names of the objects of one kind in one namespace ("ConfigMap
         batch"), or of a cluster's own kind ("PriorityClass"); None where Caspian
         may not list them, so they are not checked."""
@@ -245,7 +256,7 @@ class KubeObserver:
             "PriorityClass": client.SchedulingV1Api(api).list_priority_class,
             "RuntimeClass": client.NodeV1Api(api).list_runtime_class,
         }
-        items = self._listed(lists[kind], namespace, what=f"{kind}s", spoke=spoke)
+        items = self._listed(lists[kind], namespace, what=f"{kind}s", spoke=spoke, unread=unread)
         if items is None:
             return None
         # An object without a name, as a garbled answer has, is none a job needs.
@@ -253,10 +264,17 @@ class KubeObserver:
         return frozenset(name for name in named if isinstance(name, str))
 
     def _listed(
-        self, list_call: Callable[..., Any], namespace: str, *, what: str, spoke: Spoke
+        self,
+        list_call: Callable[..., Any],
+        namespace: str,
+        *,
+        what: str,
+        spoke: Spoke,
+        unread: list[str],
     ) -> list[Any] | None:
         """Every item of a list Caspian may lack the right to (an older
-        deploy/spoke-rbac.yaml): None then, and jobs are not checked against it."""
+        deploy/spoke-rbac.yaml): None then, noted in `unread`, and jobs are not
+        checked against it."""
         try:
             return self._all(list_call, **({"namespace": namespace} if namespace else {}))
         except ApiException as error:
@@ -270,6 +288,7 @@ class KubeObserver:
                 f" in {namespace}" if namespace else "",
                 error.status,
             )
+            unread.append(what + (f" in {namespace}" if namespace else ""))
             return None
 
     def _all(self, list_call: Callable[..., Any], **query: str) -> list[Any]:

@@ -25,12 +25,21 @@ from carbon.sources import source_for
 from optimizer.model import RESOURCES
 from reconciler import crd, deciding, ledger, messages, metrics, owned, pools
 from reconciler.decisions import Decision
-from reconciler.fleet import Fleet, FleetConfigError, Problem, load_fleet
+from reconciler.fleet import SPOKES_DIR, Fleet, FleetConfigError, Problem, load_fleet
 from reconciler.gitrepo import FleetRepo, Identity, RemoteMovedError, Snapshot
 from reconciler.ledger import UNFINISHED, Phase
 from reconciler.observing import DeclaredCapacity, Observer
 from reconciler.owned import OWNED_PREFIXES
 from reconciler.rendering import RENDERED, SPOKE_FILES, render
+from reconciler.survey import (
+    BROKEN,
+    DOWN,
+    UNSCHEDULABLE,
+    UP,
+    SpokeReport,
+    Survey,
+    placed_by_spoke,
+)
 
 log = logging.getLogger("caspian.reconcile")
 
@@ -55,6 +64,47 @@ class Outcome(BaseModel):
 def plan(repo: FleetRepo, *, now: datetime, observer: Observer | None = None) -> Outcome:
     """What a reconcile would commit now, without committing."""
     return _decide_on(repo.fetch(), now=now, observer=observer or DeclaredCapacity())
+
+
+def survey(repo: FleetRepo, *, observer: Observer | None = None) -> Survey:
+    """Each spoke of the fleet repo's tip as Caspian sees it now (`caspian
+    spokes`): its file, its API's answer, its room and what is placed there."""
+    snapshot = repo.fetch()
+    fleet = load_fleet(snapshot.files, appwrapper_schema=crd.check_appwrapper, links=snapshot.links)
+    fleet = fleet.without_spokes(carbon_sources(fleet)[1])
+    states = (observer or DeclaredCapacity()).observe(fleet)
+    placed = placed_by_spoke(previous_ledger(snapshot.files).entries)
+    reports = []
+    for spoke in fleet.spokes:
+        state = states[spoke.name]
+        kind, why = UP, ""
+        if not state.up:
+            kind, why = DOWN, state.reason
+        elif spoke.spec.unschedulable:
+            kind, why = UNSCHEDULABLE, "its file sets spec.unschedulable: it takes no new work"
+        reports.append(
+            SpokeReport(
+                name=spoke.name,
+                file=f"{SPOKES_DIR}{spoke.name}.yaml",
+                zone=spoke.spec.carbon.zone,
+                state=kind,
+                why=why,
+                observed=state,
+                placed=placed.get(spoke.name, {}),
+            )
+        )
+    for name, file in fleet.broken_spokes.items():
+        lines = [p.line() for p in fleet.problems if p.file == file]
+        reports.append(
+            SpokeReport(
+                name=name,
+                file=file,
+                state=BROKEN,
+                why="; ".join(lines),
+                placed=placed.get(name, {}),
+            )
+        )
+    return Survey(input_commit=snapshot.commit, spokes=tuple(sorted(reports, key=lambda r: r.name)))
 
 
 def reconcile_once(

@@ -5,31 +5,17 @@ from __future__ import annotations
 import json
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
 from prometheus_client import REGISTRY
 
-from reconciler.cli import EXIT_ERROR, EXIT_PARTIAL, main
+from reconciler.cli import EXIT_ERROR, EXIT_PARTIAL
 from reconciler.quantities import timestamp
 from tests import gitutil
 from tests.fleet.helpers import appwrapper, appwrapper_doc
 
 AT = ["--now", "2026-11-22T02:00:00Z"]
-
-
-@pytest.fixture
-def run(tmp_path: Path):
-    runner = CliRunner()
-
-    def invoke(*args: str):
-        return runner.invoke(
-            main, [str(a) for a in args], env={"XDG_CACHE_HOME": str(tmp_path / "cache")}
-        )
-
-    return invoke
 
 
 def test_init_writes_the_template_and_it_validates(run, tmp_path) -> None:

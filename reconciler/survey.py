@@ -1,0 +1,103 @@
+"""What `caspian spokes` shows: each spoke of the fleet repo as Caspian sees it,
+before it plans anything. Whether its file loads, whether its API answers, what
+room it has, what Caspian has placed there and what its Jobs there are doing,
+and what Caspian may not list there. For a first set-up (is every context, role
+and zone right?) and for the question "why does nothing go to paris?"."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from pydantic import BaseModel, ConfigDict
+
+from reconciler.decisions import SpokeState
+from reconciler.ledger import Entry
+
+# A spoke's state, as the table's column reads.
+UP, DOWN, UNSCHEDULABLE, BROKEN = "up", "down", "unschedulable", "file does not load"
+
+
+class SpokeReport(BaseModel):
+    """One spoke: its file's word, and what was observed there."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    file: str
+    zone: str | None = None  # None where the file does not load
+    state: str  # UP, DOWN, UNSCHEDULABLE or BROKEN
+    why: str = ""  # why it is not up: the API's failure, the file's problem
+    observed: SpokeState | None = None
+    placed: dict[str, int] = {}  # the ledger's entries on it, by phase
+
+    @property
+    def trouble(self) -> bool:
+        """Whether it takes no new work for a reason someone must fix."""
+        return self.state in (DOWN, BROKEN)
+
+
+class Survey(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    input_commit: str
+    spokes: tuple[SpokeReport, ...]
+
+
+def placed_by_spoke(entries: Iterable[Entry]) -> dict[str, dict[str, int]]:
+    """How many of the ledger's entries are on each spoke, by phase."""
+    counts: dict[str, Counter[str]] = {}
+    for entry in entries:
+        if entry.spoke:
+            counts.setdefault(entry.spoke, Counter())[entry.phase.value] += 1
+    return {spoke: dict(sorted(count.items())) for spoke, count in counts.items()}
+
+
+def table(survey: Survey) -> str:
+    """The spokes as a markdown table, then a line for each that is not up and
+    for each list Caspian may not read there."""
+    lines = [
+        "| spoke | zone | observed | state | room cpu | room memory | room GPUs | nodes "
+        "| in the ledger | seen there |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    notes = []
+    for report in survey.spokes:
+        seen = report.observed
+        room = ["", "", "", ""]
+        if seen is not None and seen.up:
+            room = [
+                f"{seen.cpu:g}",
+                f"{seen.memory_bytes / 2**30:.1f}Gi",
+                f"{seen.gpu:g}",
+                str(len(seen.nodes)) if seen.nodes else "-",
+            ]
+        source = seen.source if seen is not None else "-"
+        cells = [report.name, report.zone or "-", source, report.state, *room]
+        cells += [_counts(report.placed), _seen(seen)]
+        lines.append("| " + " | ".join(cells) + " |")
+        if report.why:
+            notes.append(f"{report.name}: {report.state}: {report.why}")
+        if seen is not None and seen.unread:
+            notes.append(
+                f"{report.name}: may not list {', '.join(seen.unread)}, so jobs are not checked "
+                "against them there; apply deploy/spoke-rbac.yaml on it"
+            )
+    return "\n".join(lines + (["", *notes] if notes else []))
+
+
+def _counts(by_phase: dict[str, int]) -> str:
+    return ", ".join(f"{count} {phase}" for phase, count in by_phase.items()) or "-"
+
+
+def _seen(state: SpokeState | None) -> str:
+    """What Caspian's Jobs there are doing, as the spoke reports them."""
+    if state is None or not state.up or state.source == "declared":
+        return "-"
+    phases = Counter(state.jobs.values())
+    parts = [f"{count} {phase}" for phase, count in sorted(phases.items())]
+    if state.unscheduled:
+        parts.append(f"{len(state.unscheduled)} finding no node")
+    if state.podless:
+        parts.append(f"{len(state.podless)} making no pod")
+    return ", ".join(parts) or "none"

@@ -1,0 +1,110 @@
+"""`caspian spokes`: each spoke as Caspian sees it, through the real CLI, git
+and (for the kube observer) the real client against local API servers."""
+
+from __future__ import annotations
+
+import yaml
+
+from tests import gitutil
+from tests.cli.test_cli import AT, kube_spoke
+from tests.fakehttp import Reply, serve
+from tests.reconcile.test_kube_observer import (
+    _started_job,
+    _waiting_pod,
+    job,
+    kubeconfig,
+    listing,
+)
+
+HEADER = (
+    "| spoke | zone | observed | state | room cpu | room memory | room GPUs | nodes "
+    "| in the ledger | seen there |"
+)
+
+
+def rows(output: str) -> dict[str, list[str]]:
+    """The table's rows by spoke, each as its cells."""
+    found = {}
+    for line in output.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if line.startswith("| ") and line != HEADER and len(cells) == 10:
+            found[cells[0]] = cells[1:]
+    return found
+
+
+def test_spokes_shows_each_spokes_room_and_placements_and_a_broken_file(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    assert run("reconcile", "--once", "--repo", remote, *AT).exit_code == 0
+    placed = {}
+    for entry in gitutil.ledger(remote).values():
+        where = placed.setdefault(entry["spoke"], {})
+        where[entry["phase"]] = where.get(entry["phase"], 0) + 1
+    result = run("spokes", "--repo", remote)
+    assert result.exit_code == 0, result.output
+    assert HEADER in result.output
+    table = rows(result.output)
+    assert sorted(table) == ["california", "frankfurt", "paris"]
+    paris = placed["paris"]
+    ledger_cell = ", ".join(f"{paris[phase]} {phase}" for phase in sorted(paris))
+    assert table["paris"] == ["FR", "declared", "up", "32", "128.0Gi", "2", "-", ledger_cell, "-"]
+    # A spoke its file closes to new work: said, and not a failure.
+    spoke = yaml.safe_load(gitutil.read(remote, "spokes/paris.yaml"))
+    spoke["spec"]["unschedulable"] = True
+    gitutil.user_commit(remote, {"spokes/paris.yaml": yaml.safe_dump(spoke).encode()})
+    closed = run("spokes", "--repo", remote)
+    assert closed.exit_code == 0, closed.output
+    assert rows(closed.output)["paris"][2] == "unschedulable"
+    assert "\nparis: unschedulable: its file sets spec.unschedulable" in closed.output
+    # A spoke file that does not load: named, with its problem, and exit 3.
+    text = gitutil.read(remote, "spokes/frankfurt.yaml").replace(b"pue:", b"pue: [")
+    gitutil.user_commit(remote, {"spokes/frankfurt.yaml": text})
+    head = gitutil.head(remote)
+    broken = run("spokes", "--repo", remote)
+    assert broken.exit_code == 3, broken.output
+    assert rows(broken.output)["frankfurt"][:3] == ["-", "-", "file does not load"]
+    assert "\nfrankfurt: file does not load: spokes/frankfurt.yaml" in broken.output
+    assert gitutil.head(remote) == head  # it commits nothing
+
+
+def test_spokes_shows_what_the_kube_observer_sees_and_may_not_list(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    forbidden = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403}
+    with serve() as gone:
+        stopped = gone.url  # california's API server: nothing answers there now
+    with serve() as paris, serve() as frankfurt:
+        kube_spoke(paris, cpu="48")
+        paris.route("/api/v1/namespaces/batch/limitranges", Reply(status=403, body=forbidden))
+        stuck = _waiting_pod("climate-x", "climate-sim-330fb802", since="2026-11-22T02:04:00Z")
+        paris.route("/api/v1/pods", Reply(body=listing("PodList", [stuck])))
+        kube_spoke(frankfurt, cpu="64")
+        running, refused = job("etl-daily-3e57853f"), _started_job("report-urgent-79060c1d")
+        jobs = listing("JobList", [running, refused])
+        frankfurt.route("/apis/batch/v1/jobs", Reply(body=jobs))
+        urls = {"paris": paris.url, "frankfurt": frankfurt.url, "california": stopped}
+        config = kubeconfig(tmp_path, urls)
+        result = run("spokes", "--repo", remote, "--observer", "kube", "--kubeconfig", config)
+    assert result.exit_code == 3, result.output
+    table = rows(result.output)
+    assert table["paris"][:7] == ["FR", "kube:kind-paris", "up", "48", "256.0Gi", "0", "1"]
+    assert table["paris"][-1] == "1 finding no node"
+    assert table["frankfurt"][-1] == "1 Running, 1 making no pod"
+    assert table["california"][2] == "down"
+    assert "\ncalifornia: down: " in result.output
+    assert (
+        "\nparis: may not list LimitRanges in batch, so jobs are not checked against them "
+        "there; apply deploy/spoke-rbac.yaml on it"
+    ) in result.output
+
+
+def test_spokes_json_prints_one_object_per_spoke(run, tmp_path) -> None:
+    import json
+
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    result = run("spokes", "--repo", remote, "--json")
+    assert result.exit_code == 0, result.output
+    reports = [json.loads(line) for line in result.output.splitlines()]
+    assert [r["name"] for r in reports] == ["california", "frankfurt", "paris"]
+    assert reports[2]["observed"]["cpu"] == 32 and reports[2]["state"] == "up"
