@@ -16,7 +16,7 @@ from carbon import IntensitySeries
 from optimizer import baselines
 from optimizer.model import Instance, Job, Plan, Slot, SolverSettings, SpokeCapacity
 from optimizer.solving import optimize
-from reconciler import admission, jobspec, pools
+from reconciler import admission, jobspec, podsecurity, pools
 from reconciler.decisions import Decision, Requeue, SpokeState, Window
 from reconciler.fleet import Fleet, JobRequest, Problem, Spoke
 from reconciler.ledger import ACTIVE, FINISHED, FIXED, UNFINISHED, Entry, Ledger, Phase
@@ -762,9 +762,13 @@ def _over_quota(job: JobRequest, state: SpokeState) -> str | None:
 
 
 def _refused_at_admission(job: JobRequest, state: SpokeState) -> str | None:
-    """Why the spoke cannot take the job: the LimitRanges or ResourceQuotas of
-    its namespace there would refuse its pods, so the Job would create none."""
-    why = admission.refusal(
+    """Why the spoke cannot take the job: the Pod Security level, LimitRanges
+    or ResourceQuotas of its namespace there would refuse its pods, so the Job
+    would create none."""
+    level = state.pod_security.get(job.namespace)
+    why = (
+        level and podsecurity.refusal(job.pod_security, level=level, namespace=job.namespace)
+    ) or admission.refusal(
         job.pod_resources,
         limit_ranges=state.limit_ranges.get(job.namespace, ()),
         quota_needs=state.quota_needs.get(job.namespace, frozenset()),

@@ -56,6 +56,10 @@ class SpokeState(BaseModel):
     # Per namespace, the items of its LimitRanges in the API's order; a
     # namespace not listed has none, or none known.
     limit_ranges: dict[str, tuple[LimitRangeItem, ...]] = {}
+    # Per namespace there, the Pod Security Standard it enforces (baseline or
+    # restricted, by its pod-security.kubernetes.io/enforce label); a namespace
+    # not listed enforces none known.
+    pod_security: dict[str, str] = {}
     # What Caspian may not list there ("LimitRanges in batch"), so jobs are not
     # checked against it: the observer's role lacks the right.
     unread: tuple[str, ...] = ()

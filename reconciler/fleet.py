@@ -31,7 +31,7 @@ from pydantic.alias_generators import to_camel
 
 from carbon import CarbonSourceConfig
 from optimizer.model import SolverSettings, Weights
-from reconciler import jobspec, pods, quantities, refusals, selectors, yamlio
+from reconciler import jobspec, pods, podsecurity, quantities, refusals, selectors, yamlio
 from reconciler.admission import PodResources
 
 API_VERSION = "caspian.dev/v1alpha1"
@@ -324,6 +324,9 @@ class JobRequest(BaseModel):
     # What each container of its pod requests and limits: what a spoke's
     # LimitRanges admit or refuse.
     pod_resources: PodResources = PodResources()
+    # The Pod Security Standards rules its pod template breaks, by level
+    # (podsecurity.broken_rules): what a namespace enforcing one refuses.
+    pod_security: dict[str, tuple[str, ...]] = {}
 
     @property
     def job_name(self) -> str:
@@ -689,6 +692,7 @@ def _job_from_doc(
         needs=jobspec.needs(job_spec, namespace=namespace),
         defaulted=defaulted,
         pod_resources=pod_resources,
+        pod_security=podsecurity.broken_rules(job_spec.get("template") or {}),
         **hints,
     )
 

@@ -10,7 +10,8 @@ their taints and what is free on each, for the pools of `reconciler/pools.py`.
 A spoke whose API does not answer in time is reported down: it gets no new
 work, and its running Jobs keep their place. It also reports what jobs need
 from it: the names of the claims, ConfigMaps, ServiceAccounts and classes they
-name, and the ResourceQuotas and LimitRanges of their namespaces.
+name, the ResourceQuotas and LimitRanges of their namespaces, and the Pod
+Security Standard those enforce.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from reconciler import admission, jobspec, metrics
+from reconciler import admission, jobspec, metrics, podsecurity
 from reconciler.admission import LimitRangeItem
 from reconciler.decisions import SpokeState
 from reconciler.fleet import Fleet, Spoke
@@ -140,6 +141,12 @@ class KubeObserver:
                 )
                 if ranges:
                     range_lists[namespace] = ranges
+            asking = "Namespace list"
+            spaces = (
+                self._listed(core.list_namespace, "", what="Namespaces", spoke=spoke, unread=unread)
+                if namespaces
+                else []
+            )
         except (
             ApiException,
             HTTPError,
@@ -168,6 +175,7 @@ class KubeObserver:
                     del phases[key]
             limits = {namespace: quota_limits(items) for namespace, items in quota_lists.items()}
             needs = {namespace: quota_needs(items) for namespace, items in quota_lists.items()}
+            levels = enforced_levels(spaces or [], wanted=namespaces)
             bounds = {
                 namespace: limit_range_items(items) for namespace, items in range_lists.items()
             }
@@ -197,6 +205,7 @@ class KubeObserver:
             quotas={namespace: limit for namespace, limit in limits.items() if limit is not None},
             quota_needs={namespace: names for namespace, names in needs.items() if names},
             limit_ranges={namespace: items for namespace, items in bounds.items() if items},
+            pod_security=levels,
         )
 
     def _failed_creates(
@@ -701,6 +710,22 @@ def quota_limits(quotas: Iterable[Any]) -> Resources | None:
     if all(math.isinf(value) for value in most.values()):
         return None
     return Resources(cpu=most["cpu"], memory_bytes=most["memory"], gpu=most["gpu"])
+
+
+def enforced_levels(namespaces: Iterable[Any], *, wanted: Iterable[str]) -> dict[str, str]:
+    """The Pod Security Standard each of the `wanted` namespaces enforces, by
+    its label, where that is baseline or restricted. (A namespace that does not
+    exist yet is made by Argo CD from rendered/, without the label.)"""
+    names = set(wanted)
+    found = {}
+    for namespace in namespaces:
+        metadata = namespace.metadata
+        if metadata is None or metadata.name not in names:
+            continue
+        level = (metadata.labels or {}).get(podsecurity.ENFORCE_LABEL)
+        if level in ("baseline", "restricted"):
+            found[metadata.name] = level
+    return dict(sorted(found.items()))
 
 
 def quota_needs(quotas: Iterable[Any]) -> frozenset[str]:

@@ -164,6 +164,7 @@ def test_the_observer_role_only_lists() -> None:
     assert listed == {
         *("nodes", "pods", "jobs", "persistentvolumeclaims", "configmaps", "serviceaccounts"),
         *("priorityclasses", "runtimeclasses", "resourcequotas", "limitranges", "events"),
+        "namespaces",
     }
 
 

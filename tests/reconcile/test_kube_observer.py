@@ -99,6 +99,7 @@ def no_namespaced_objects(api) -> None:
     """Every namespace's lists (its ResourceQuotas, ...) empty, as an API server
     answers for a namespace that has none."""
     api.route("/api/v1/namespaces/", Reply(body=listing("List", [])))
+    api.route("/api/v1/namespaces", Reply(body=listing("NamespaceList", [])))
 
 
 def healthy(api) -> None:
@@ -613,6 +614,31 @@ def test_the_limit_ranges_of_the_jobs_namespaces_are_read_with_the_apis_defaults
         )
         state = observe(tmp_path, {"paris": api.url})["paris"]
     assert not state.up and "cannot read" in state.reason
+
+
+def test_the_pod_security_level_the_jobs_namespaces_enforce_is_read(tmp_path) -> None:
+    def namespace(name, level=None):
+        labels = {"kubernetes.io/metadata.name": name}
+        if level is not None:
+            labels["pod-security.kubernetes.io/enforce"] = level
+        return {"metadata": {"name": name, "labels": labels}}
+
+    spaces = [
+        namespace("batch", "restricted"),
+        namespace("media", "privileged"),  # enforces nothing
+        namespace("web", "baseline"),  # no job's namespace
+    ]
+    with serve() as api:
+        healthy(api)
+        api.route("/api/v1/namespaces", Reply(body=listing("NamespaceList", spaces)))
+        state = observe(tmp_path, {"paris": api.url})["paris"]
+    assert state.up and state.pod_security == {"batch": "restricted"}
+    spaces[1] = namespace("media", "baseline")
+    with serve() as api:
+        healthy(api)
+        api.route("/api/v1/namespaces", Reply(body=listing("NamespaceList", spaces)))
+        state = observe(tmp_path, {"paris": api.url})["paris"]
+    assert state.pod_security == {"batch": "restricted", "media": "baseline"}
 
 
 def _waiting_pod(name, job_name, *, since, reason="Unschedulable", node=None, message=None):
