@@ -78,12 +78,41 @@ def table(survey: Survey) -> str:
         lines.append("| " + " | ".join(cells) + " |")
         if report.why:
             notes.append(f"{report.name}: {report.state}: {report.why}")
+        if seen is not None:
+            notes.extend(f"{report.name}: {line}" for line in _namespace_rules(seen))
         if seen is not None and seen.unread:
             notes.append(
                 f"{report.name}: may not list {', '.join(seen.unread)}, so jobs are not checked "
                 "against them there; apply deploy/spoke-rbac.yaml on it"
             )
     return "\n".join(lines + (["", *notes] if notes else []))
+
+
+def _namespace_rules(state: SpokeState) -> list[str]:
+    """What each namespace there holds a job's pods to, where Caspian read any:
+    its Pod Security level, LimitRanges and ResourceQuotas."""
+    lines = []
+    names = sorted({*state.pod_security, *state.limit_ranges, *state.quotas})
+    for namespace in names:
+        rules = []
+        if level := state.pod_security.get(namespace):
+            rules.append(f"enforces {level} Pod Security")
+        if items := state.limit_ranges.get(namespace):
+            ranges = sorted({item.limit_range for item in items})
+            rules.append(f"LimitRange{'s' if len(ranges) > 1 else ''} {', '.join(ranges)}")
+        if quota := state.quotas.get(namespace):
+            most = [
+                f"{value:g} {unit}"
+                for value, unit in (
+                    (quota.cpu, "cpu"),
+                    (quota.memory_bytes / 2**30, "Gi memory"),
+                    (quota.gpu, "GPUs"),
+                )
+                if value != float("inf")
+            ]
+            rules.append(f"ResourceQuotas of {', '.join(most)} in all")
+        lines.append(f"namespace {namespace}: {'; '.join(rules)}")
+    return lines
 
 
 def _counts(by_phase: dict[str, int]) -> str:

@@ -78,7 +78,23 @@ def test_spokes_shows_what_the_kube_observer_sees_and_may_not_list(run, tmp_path
         paris.route("/api/v1/namespaces/batch/limitranges", Reply(status=403, body=forbidden))
         stuck = _waiting_pod("climate-x", "climate-sim-330fb802", since="2026-11-22T02:04:00Z")
         paris.route("/api/v1/pods", Reply(body=listing("PodList", [stuck])))
+        label = {"pod-security.kubernetes.io/enforce": "restricted"}
+        batch = {"metadata": {"name": "batch", "labels": label}}
+        paris.route("/api/v1/namespaces", Reply(body=listing("NamespaceList", [batch])))
+        quota = {"metadata": {"name": "q", "namespace": "batch"}, "spec": {"hard": {"cpu": "16"}}}
+        paris.route(
+            "/api/v1/namespaces/batch/resourcequotas",
+            Reply(body=listing("ResourceQuotaList", [quota])),
+        )
         kube_spoke(frankfurt, cpu="64")
+        small = {
+            "metadata": {"name": "small", "namespace": "batch"},
+            "spec": {"limits": [{"type": "Container", "max": {"cpu": "2"}}]},
+        }
+        frankfurt.route(
+            "/api/v1/namespaces/batch/limitranges",
+            Reply(body=listing("LimitRangeList", [small])),
+        )
         running, refused = job("etl-daily-3e57853f"), _started_job("report-urgent-79060c1d")
         jobs = listing("JobList", [running, refused])
         frankfurt.route("/apis/batch/v1/jobs", Reply(body=jobs))
@@ -92,6 +108,12 @@ def test_spokes_shows_what_the_kube_observer_sees_and_may_not_list(run, tmp_path
     assert table["frankfurt"][-1] == "1 Running, 1 making no pod"
     assert table["california"][2] == "down"
     assert "\ncalifornia: down: " in result.output
+    # What each namespace there holds a job's pods to.
+    assert (
+        "\nparis: namespace batch: enforces restricted Pod Security; ResourceQuotas of 16 cpu "
+        "in all\n"
+    ) in result.output
+    assert "\nfrankfurt: namespace batch: LimitRange batch/small\n" in result.output
     assert (
         "\nparis: may not list LimitRanges in batch, so jobs are not checked against them "
         "there; apply deploy/spoke-rbac.yaml on it"
