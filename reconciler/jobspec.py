@@ -339,17 +339,19 @@ def needs(job_spec: Mapping[str, Any], *, namespace: str) -> tuple[str, ...]:
     right to read them.)"""
     pod = (job_spec.get("template") or {}).get("spec") or {}
     claims, maps = set(), set()
-    for volume in pod.get("volumes") or []:
+    for volume in _mappings(pod.get("volumes")):
         claim = volume.get("persistentVolumeClaim") or {}
         if claim.get("claimName"):
             claims.add(claim["claimName"])
         maps.update(_config_map(volume.get("configMap")))
-        for source in (volume.get("projected") or {}).get("sources") or []:
+        for source in _mappings((volume.get("projected") or {}).get("sources")):
             maps.update(_config_map(source.get("configMap")))
-    for container in [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]:
-        for source in container.get("envFrom") or []:
+    for container in _mappings(
+        [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]
+    ):
+        for source in _mappings(container.get("envFrom")):
             maps.update(_config_map(source.get("configMapRef")))
-        for variable in container.get("env") or []:
+        for variable in _mappings(container.get("env")):
             maps.update(_config_map((variable.get("valueFrom") or {}).get("configMapKeyRef")))
     classes = [f"{kind} {pod[field]}" for kind, field in CLASSES if pod.get(field)]
     # Every namespace has "default"; another (one a cloud's workload identity
@@ -362,6 +364,12 @@ def needs(job_spec: Mapping[str, Any], *, namespace: str) -> tuple[str, ...]:
         + accounts
         + classes
     )
+
+
+def _mappings(items: Any) -> list[Mapping[str, Any]]:
+    """The entries of a list that are mappings: a null entry (`- ~`) names
+    nothing, and is the API server's to refuse."""
+    return [item for item in items or [] if isinstance(item, Mapping)]
 
 
 def scope_of(need: str) -> tuple[str, str]:

@@ -188,8 +188,20 @@ def _containers(pod: Mapping[str, Any]) -> Iterator[Refusal]:
             if not container.get("image"):
                 yield where + "image", "required: the container's image"
             yield from _mounts(container, volumes=volumes, where=where)
+            yield from _environment(container, where=where)
             yield from _ports(container, where=where, names=port_names)
             yield from _resources(container.get("resources") or {}, where=where + "resources.")
+
+
+def _environment(container: Mapping[str, Any], *, where: str) -> Iterator[Refusal]:
+    """Entries of env and envFrom that are no entries (`- ~`): the schema lets a
+    null through, and the API server reads it as one without a name."""
+    for index, variable in enumerate(container.get("env") or []):
+        if not isinstance(variable, dict):
+            yield f"{where}env[{index}]", "expected a variable: its name and its value"
+    for index, source in enumerate(container.get("envFrom") or []):
+        if not isinstance(source, dict):
+            yield f"{where}envFrom[{index}]", "expected a source: a configMapRef or secretRef"
 
 
 def _mounts(container: Mapping[str, Any], *, volumes: set[Any], where: str) -> Iterator[Refusal]:
@@ -305,6 +317,7 @@ def _volumes(pod: Mapping[str, Any]) -> Iterator[Refusal]:
     seen: set[str] = set()
     for index, volume in enumerate(pod.get("volumes") or []):
         if not isinstance(volume, dict):
+            yield f"{POD}spec.volumes[{index}]", "expected a volume: its name and its source"
             continue
         name = volume.get("name")
         field = f"{POD}spec.volumes[{index}].name"

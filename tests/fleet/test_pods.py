@@ -316,6 +316,10 @@ def test_what_a_pod_needs_from_its_cluster_comes_from_its_volumes_and_environmen
         "PriorityClass batch-low",
         "RuntimeClass gvisor",
     )
+    # A null entry names nothing: the reading goes on past it.
+    pod["volumes"][3]["projected"]["sources"].append(None)
+    job = {j.name: j for j in fleet_with(jobs__extra=yaml.safe_dump(doc)).jobs}["extra"]
+    assert len(job.needs) == 7
     pod["serviceAccountName"] = "default"  # every namespace has it
     job = {j.name: j for j in fleet_with(jobs__extra=yaml.safe_dump(doc)).jobs}["extra"]
     assert not [need for need in job.needs if need.startswith("ServiceAccount")]

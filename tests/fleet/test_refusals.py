@@ -118,6 +118,18 @@ FAILURE_POLICY = {
             mounts(volumes=[{"name": "data", "emptyDir": {}}, {"name": "data", "emptyDir": {}}]),
             POD + "volumes[1].name: 'data' is taken by another volume",
         ),
+        (
+            mounts(volumes=[None]),
+            POD + "volumes[0]: expected a volume: its name and its source",
+        ),
+        (
+            set_in(main, "env", [{"name": "A", "value": "1"}, None]),
+            POD + "containers[0].env[1]: expected a variable: its name and its value",
+        ),
+        (
+            set_in(main, "envFrom", [None]),
+            POD + "containers[0].envFrom[0]: expected a source: a configMapRef or secretRef",
+        ),
         # Resources
         (
             resources(requests={"cpu": "2"}, limits={"cpu": "1"}),
