@@ -58,6 +58,7 @@ def placement(job_spec: Mapping[str, Any]) -> Placement:
         requirements = []
         for e, expression in enumerate((term or {}).get("matchExpressions") or []):
             field = f"{where}.nodeSelectorTerms[{t}].matchExpressions[{e}]"
+            _expression_entry(expression, field=field)
             try:
                 requirement = Requirement(
                     key=expression.get("key"),
@@ -77,6 +78,7 @@ def placement(job_spec: Mapping[str, Any]) -> Placement:
             requirements.append(requirement)
         for e, expression in enumerate((term or {}).get("matchFields") or []):
             field = f"{where}.nodeSelectorTerms[{t}].matchFields[{e}]"
+            _expression_entry(expression, field=field)
             requirements.append(_by_node_name(expression, field=field))
         terms.append(tuple(requirements))
     return Placement(
@@ -100,8 +102,11 @@ def _one_pod_per_node(job_spec: Mapping[str, Any]) -> bool:
         str(k): str(v) for k, v in ((template.get("metadata") or {}).get("labels") or {}).items()
     }
     anti = ((template.get("spec") or {}).get("affinity") or {}).get("podAntiAffinity") or {}
-    for term in anti.get("requiredDuringSchedulingIgnoredDuringExecution") or []:
+    where = "template.spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+    for t, term in enumerate(anti.get("requiredDuringSchedulingIgnoredDuringExecution") or []):
         selector = (term or {}).get("labelSelector")
+        for e, expression in enumerate((selector or {}).get("matchExpressions") or []):
+            _expression_entry(expression, field=f"{where}[{t}].labelSelector.matchExpressions[{e}]")
         if (term or {}).get("topologyKey") != HOSTNAME or selector is None:
             continue
         wanted = selector.get("matchLabels") or {}
@@ -121,6 +126,13 @@ def _one_pod_per_node(job_spec: Mapping[str, Any]) -> bool:
         if all(r.holds(labels) for r in expressions):
             return True
     return False
+
+
+def _expression_entry(expression: Any, *, field: str) -> None:
+    """A null entry (`- ~`) of a list of expressions, which the schema lets
+    through and the API server refuses (it has no key), raises FieldError."""
+    if not isinstance(expression, Mapping):
+        raise FieldError(field, "expected an expression: its key, operator and values")
 
 
 def _by_node_name(expression: Mapping[str, Any], *, field: str) -> Requirement:

@@ -142,6 +142,57 @@ def test_a_match_field_the_api_server_refuses_is_a_problem_line(expression, expe
     assert len(lines) == 1 and lines[0].startswith(where + expected), lines
 
 
+@pytest.mark.parametrize(
+    ("affinity", "field"),
+    [
+        (
+            {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [{"matchExpressions": [None]}]
+                    }
+                }
+            },
+            "nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]."
+            "matchExpressions[0]",
+        ),
+        (
+            {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [{"matchFields": [None]}]
+                    }
+                }
+            },
+            "nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]."
+            "matchFields[0]",
+        ),
+        (
+            {
+                "podAntiAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": [
+                        {
+                            "labelSelector": {"matchExpressions": [None]},
+                            "topologyKey": "kubernetes.io/hostname",
+                        }
+                    ]
+                }
+            },
+            "podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].labelSelector."
+            "matchExpressions[0]",
+        ),
+    ],
+)
+def test_a_null_expression_is_a_problem_line_not_a_stop(affinity, field) -> None:
+    # The schema lets `- ~` through; reading it stopped every reconcile.
+    fleet = fleet_with(jobs__extra=appwrapper(pod_spec={"affinity": affinity}))
+    assert [p.line() for p in fleet.problems] == [
+        "jobs/extra.yaml:spec.components[0].template.spec.template.spec.affinity."
+        f"{field}: expected an expression: its key, operator and values"
+    ]
+    assert "extra" not in {job.name for job in fleet.jobs}
+
+
 GPU_TAINT = Taint(key="nvidia.com/gpu", value="present", effect="NoSchedule")
 
 
