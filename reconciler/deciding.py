@@ -767,7 +767,7 @@ def _refused_at_admission(job: JobRequest, state: SpokeState) -> str | None:
     would create none."""
     level = state.pod_security.get(job.namespace)
     why = (
-        level and podsecurity.refusal(job.pod_security, level=level, namespace=job.namespace)
+        level and podsecurity.refusal(job.pod_security_broken, level=level, namespace=job.namespace)
     ) or admission.refusal(
         job.pod_resources,
         limit_ranges=state.limit_ranges.get(job.namespace, ()),

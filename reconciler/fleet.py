@@ -326,7 +326,7 @@ class JobRequest(BaseModel):
     pod_resources: PodResources = PodResources()
     # The Pod Security Standards rules its pod template breaks, by level
     # (podsecurity.broken_rules): what a namespace enforcing one refuses.
-    pod_security: dict[str, tuple[str, ...]] = {}
+    pod_security_broken: dict[str, tuple[str, ...]] = {}
 
     @property
     def job_name(self) -> str:
@@ -692,7 +692,7 @@ def _job_from_doc(
         needs=jobspec.needs(job_spec, namespace=namespace),
         defaulted=defaulted,
         pod_resources=pod_resources,
-        pod_security=podsecurity.broken_rules(job_spec.get("template") or {}),
+        pod_security_broken=podsecurity.broken_rules(job_spec.get("template") or {}),
         **hints,
     )
 
