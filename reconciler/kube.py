@@ -49,6 +49,12 @@ MAX_PARALLEL = 16
 PAGE = 500
 MOST_PAGES = 1000  # half a million objects; past that, an answer going round
 RESOURCES = {"cpu": "cpu", "memory": "memory", "gpu": "nvidia.com/gpu"}
+# The kinds that hold the pods of a namespace to their rules, and the call that
+# lists them there.
+HOLDING_PODS = {
+    "ResourceQuota": "list_namespaced_resource_quota",
+    "LimitRange": "list_namespaced_limit_range",
+}
 # A podless Job's events are asked for one by one: past this many such Jobs on
 # one spoke, the rest are requeued without the spoke's word.
 MOST_EVENT_LISTS = 16
@@ -119,28 +125,21 @@ class KubeObserver:
                 names = self._names(api, key, spoke=spoke, unread=unread)
                 if names is not None:
                     objects[key] = names
-            quota_lists, range_lists = {}, {}
+            # Per kind, its objects in each namespace that jobs use.
+            listed: dict[str, dict[str, list[Any]]] = {kind: {} for kind in HOLDING_PODS}
             for namespace in namespaces:
-                asking = f"ResourceQuota list in {namespace}"
-                quotas = self._listed(
-                    core.list_namespaced_resource_quota,
-                    namespace,
-                    what="ResourceQuotas",
-                    spoke=spoke,
-                    unread=unread,
-                )
-                if quotas is not None:
-                    quota_lists[namespace] = quotas
-                asking = f"LimitRange list in {namespace}"
-                ranges = self._listed(
-                    core.list_namespaced_limit_range,
-                    namespace,
-                    what="LimitRanges",
-                    spoke=spoke,
-                    unread=unread,
-                )
-                if ranges:
-                    range_lists[namespace] = ranges
+                for kind, lister in HOLDING_PODS.items():
+                    asking = f"{kind} list in {namespace}"
+                    items = self._listed(
+                        getattr(core, lister),
+                        namespace,
+                        what=f"{kind}s",
+                        spoke=spoke,
+                        unread=unread,
+                    )
+                    if items is not None:
+                        listed[kind][namespace] = items
+            quota_lists, range_lists = listed["ResourceQuota"], listed["LimitRange"]
             asking = "Namespace list"
             spaces = (
                 self._listed(core.list_namespace, "", what="Namespaces", spoke=spoke, unread=unread)
