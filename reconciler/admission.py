@@ -50,11 +50,74 @@ class ContainerResources(BaseModel):
 
 
 class PodResources(BaseModel):
-    """What a Job's pod sets, container by container (empty where not known)."""
+    """What a Job's pod sets, container by container (empty where not known),
+    and what a ResourceQuota's scopes read of it."""
 
     model_config = ConfigDict(frozen=True)
 
     containers: tuple[ContainerResources, ...] = ()
+    priority_class: str = ""  # its priorityClassName
+    terminating: bool = False  # it sets activeDeadlineSeconds (its own, not the Job's)
+
+
+class QuotaScope(BaseModel):
+    """One scope a ResourceQuota counts pods by: in `scopes` (operator Exists
+    for PriorityClass), or a scopeSelector's expression."""
+
+    model_config = ConfigDict(frozen=True)
+
+    scope: str  # Terminating, NotTerminating, BestEffort, NotBestEffort, PriorityClass, ...
+    operator: str = "Exists"
+    values: tuple[str, ...] = ()
+
+
+class ScopedQuota(BaseModel):
+    """A ResourceQuota that counts only the pods its scopes match: the most it
+    lets them request in all (cpu, memory_bytes, gpu; a figure it does not
+    limit, absent), and what it makes each of their containers set."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str  # namespace/name
+    scopes: tuple[QuotaScope, ...]
+    most: dict[str, float] = {}
+    needs: frozenset[str] = frozenset()
+
+
+def counts(
+    quota: ScopedQuota, pod: PodResources, *, limit_ranges: Iterable[LimitRangeItem]
+) -> bool:
+    """Whether the quota counts the pod: every one of its scopes matches it.
+    Whether a pod is BestEffort (no cpu or memory request or limit in any
+    container) is read after the LimitRanges' defaults. A scope Caspian does not
+    know (CrossNamespacePodAffinity: Caspian's pods have no such terms) does not."""
+    filled, _ = _with_defaults(pod, list(limit_ranges))
+    best_effort = not any(
+        key in part
+        for container in filled.containers
+        for part in (container.requests, container.limits)
+        for key in ("cpu", "memory")
+    )
+    facts = {
+        "Terminating": pod.terminating,
+        "NotTerminating": not pod.terminating,
+        "BestEffort": best_effort,
+        "NotBestEffort": not best_effort,
+    }
+    for scope in quota.scopes:
+        if scope.scope == "PriorityClass":
+            name = pod.priority_class
+            matched = {
+                "In": name in scope.values,
+                "NotIn": name not in scope.values,
+                "Exists": name != "",
+                "DoesNotExist": name == "",
+            }.get(scope.operator, False)
+        else:
+            matched = facts.get(scope.scope, False)
+        if not matched:
+            return False
+    return True
 
 
 class LimitRangeItem(BaseModel):

@@ -741,7 +741,7 @@ def _over_quota(job: JobRequest, state: SpokeState) -> str | None:
     """Why the spoke cannot take the job: its ResourceQuotas in the job's
     namespace let all pods there request less than the job's pods do at once, so
     the Job could never create them all, however empty the spoke."""
-    most = state.quotas.get(job.namespace)
+    most, _ = _quota_rules(job, state)
     if most is None:
         return None
     over = [
@@ -761,6 +761,35 @@ def _over_quota(job: JobRequest, state: SpokeState) -> str | None:
     )
 
 
+def _quota_rules(job: JobRequest, state: SpokeState) -> tuple[Resources | None, frozenset[str]]:
+    """What the ResourceQuotas that count the job's pods hold them to: the most
+    they let them request in all (None where none limits it), and what every
+    container must set. Those without scopes count every pod; those with, the
+    pods their scopes match."""
+    most = state.quotas.get(job.namespace)
+    needs = state.quota_needs.get(job.namespace, frozenset())
+    limit_ranges = state.limit_ranges.get(job.namespace, ())
+    for quota in state.scoped_quotas.get(job.namespace, ()):
+        if not admission.counts(quota, job.pod_resources, limit_ranges=limit_ranges):
+            continue
+        bound = Resources(
+            cpu=quota.most.get("cpu", math.inf),
+            memory_bytes=quota.most.get("memory", math.inf),
+            gpu=quota.most.get("gpu", math.inf),
+        )
+        most = bound if most is None else _least(most, bound)
+        needs = needs | quota.needs
+    return most, needs
+
+
+def _least(a: Resources, b: Resources) -> Resources:
+    return Resources(
+        cpu=min(a.cpu, b.cpu),
+        memory_bytes=min(a.memory_bytes, b.memory_bytes),
+        gpu=min(a.gpu, b.gpu),
+    )
+
+
 def _refused_at_admission(job: JobRequest, state: SpokeState) -> str | None:
     """Why the spoke cannot take the job: the Pod Security level, LimitRanges
     or ResourceQuotas of its namespace there would refuse its pods, so the Job
@@ -771,7 +800,7 @@ def _refused_at_admission(job: JobRequest, state: SpokeState) -> str | None:
     ) or admission.refusal(
         job.pod_resources,
         limit_ranges=state.limit_ranges.get(job.namespace, ()),
-        quota_needs=state.quota_needs.get(job.namespace, frozenset()),
+        quota_needs=_quota_rules(job, state)[1],
     )
     return None if why is None else f"its pods would be refused there: {why}"
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict
 
 from optimizer.model import Instance, Plan
-from reconciler.admission import LimitRangeItem
+from reconciler.admission import LimitRangeItem, ScopedQuota
 from reconciler.fleet import JobRequest, Problem
 from reconciler.ledger import FINISHED, Entry, Ledger
 from reconciler.pods import Node, Resources
@@ -53,6 +53,9 @@ class SpokeState(BaseModel):
     # Per namespace, what its ResourceQuotas make every container set, because
     # they count it (admission.QUOTA_NEEDS: requests.cpu, limits.memory, ...).
     quota_needs: dict[str, frozenset[str]] = {}
+    # Per namespace, its ResourceQuotas with scopes, which count only the pods
+    # they match (decide matches them to each job): not in the two above.
+    scoped_quotas: dict[str, tuple[ScopedQuota, ...]] = {}
     # Per namespace, the items of its LimitRanges in the API's order; a
     # namespace not listed has none, or none known.
     limit_ranges: dict[str, tuple[LimitRangeItem, ...]] = {}

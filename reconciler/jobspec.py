@@ -316,7 +316,12 @@ def pod_resources(job_spec: Mapping[str, Any]) -> PodResources:
                     sidecar=kind == "initContainers" and container.get("restartPolicy") == "Always",
                 )
             )
-    return PodResources(containers=tuple(found))
+    deadline = pod.get("activeDeadlineSeconds")
+    return PodResources(
+        containers=tuple(found),
+        priority_class=str(pod.get("priorityClassName") or ""),
+        terminating=isinstance(deadline, int) and deadline >= 0,
+    )
 
 
 def _refuse_other_accelerators(where: str, resources: Any) -> None:

@@ -30,7 +30,7 @@ from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from reconciler import admission, jobspec, metrics, podsecurity
-from reconciler.admission import LimitRangeItem
+from reconciler.admission import LimitRangeItem, QuotaScope, ScopedQuota
 from reconciler.decisions import SpokeState
 from reconciler.fleet import Fleet, Spoke
 from reconciler.observing import declared
@@ -174,6 +174,7 @@ class KubeObserver:
                     del phases[key]
             limits = {namespace: quota_limits(items) for namespace, items in quota_lists.items()}
             needs = {namespace: quota_needs(items) for namespace, items in quota_lists.items()}
+            scoped = {namespace: scoped_quotas(items) for namespace, items in quota_lists.items()}
             levels = enforced_levels(spaces or [], wanted=namespaces)
             bounds = {
                 namespace: limit_range_items(items) for namespace, items in range_lists.items()
@@ -203,6 +204,7 @@ class KubeObserver:
             objects=objects,
             quotas={namespace: limit for namespace, limit in limits.items() if limit is not None},
             quota_needs={namespace: names for namespace, names in needs.items() if names},
+            scoped_quotas={namespace: items for namespace, items in scoped.items() if items},
             limit_ranges={namespace: items for namespace, items in bounds.items() if items},
             pod_security=levels,
         )
@@ -725,6 +727,43 @@ def enforced_levels(namespaces: Iterable[Any], *, wanted: Iterable[str]) -> dict
         if level in ("baseline", "restricted"):
             found[metadata.name] = level
     return dict(sorted(found.items()))
+
+
+def scoped_quotas(quotas: Iterable[Any]) -> tuple[ScopedQuota, ...]:
+    """The ResourceQuotas of one namespace that count only the pods their
+    scopes match (`scopes`, or a `scopeSelector`), with what they limit and
+    what they make every container set; decide matches them to each job."""
+    found = []
+    for quota in quotas:
+        spec = quota.spec
+        if spec is None or not (spec.scopes or spec.scope_selector):
+            continue
+        scopes = [QuotaScope(scope=name) for name in spec.scopes or []]
+        for expression in (
+            (spec.scope_selector.match_expressions or []) if spec.scope_selector else []
+        ):
+            scopes.append(
+                QuotaScope(
+                    scope=expression.scope_name,
+                    operator=expression.operator,
+                    values=tuple(expression.values or ()),
+                )
+            )
+        hard = spec.hard or {}
+        most = {
+            ours: min(quantity(hard[key]) for key in keys if key in hard)
+            for ours, keys in QUOTA_KEYS.items()
+            if any(key in hard for key in keys)
+        }
+        found.append(
+            ScopedQuota(
+                name=f"{quota.metadata.namespace}/{quota.metadata.name}",
+                scopes=tuple(scopes),
+                most=most,
+                needs=admission.QUOTA_NEEDS.intersection(hard),
+            )
+        )
+    return tuple(found)
 
 
 def quota_needs(quotas: Iterable[Any]) -> frozenset[str]:

@@ -92,7 +92,7 @@ def _namespace_rules(state: SpokeState) -> list[str]:
     """What each namespace there holds a job's pods to, where Caspian read any:
     its Pod Security level, LimitRanges and ResourceQuotas."""
     lines = []
-    names = sorted({*state.pod_security, *state.limit_ranges, *state.quotas})
+    names = sorted({*state.pod_security, *state.limit_ranges, *state.quotas, *state.scoped_quotas})
     for namespace in names:
         rules = []
         if level := state.pod_security.get(namespace):
@@ -111,6 +111,8 @@ def _namespace_rules(state: SpokeState) -> list[str]:
                 if value != float("inf")
             ]
             rules.append(f"ResourceQuotas of {', '.join(most)} in all")
+        if scoped := state.scoped_quotas.get(namespace):
+            rules.append(f"ResourceQuotas with scopes {', '.join(q.name for q in scoped)}")
         lines.append(f"namespace {namespace}: {'; '.join(rules)}")
     return lines
 

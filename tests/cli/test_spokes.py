@@ -82,9 +82,13 @@ def test_spokes_shows_what_the_kube_observer_sees_and_may_not_list(run, tmp_path
         batch = {"metadata": {"name": "batch", "labels": label}}
         paris.route("/api/v1/namespaces", Reply(body=listing("NamespaceList", [batch])))
         quota = {"metadata": {"name": "q", "namespace": "batch"}, "spec": {"hard": {"cpu": "16"}}}
+        urgent = {
+            "metadata": {"name": "urgent", "namespace": "batch"},
+            "spec": {"hard": {"cpu": "4"}, "scopes": ["PriorityClass"]},
+        }
         paris.route(
             "/api/v1/namespaces/batch/resourcequotas",
-            Reply(body=listing("ResourceQuotaList", [quota])),
+            Reply(body=listing("ResourceQuotaList", [quota, urgent])),
         )
         kube_spoke(frankfurt, cpu="64")
         small = {
@@ -111,7 +115,7 @@ def test_spokes_shows_what_the_kube_observer_sees_and_may_not_list(run, tmp_path
     # What each namespace there holds a job's pods to.
     assert (
         "\nparis: namespace batch: enforces restricted Pod Security; ResourceQuotas of 16 cpu "
-        "in all\n"
+        "in all; ResourceQuotas with scopes batch/urgent\n"
     ) in result.output
     assert "\nfrankfurt: namespace batch: LimitRange batch/small\n" in result.output
     assert (

@@ -13,6 +13,9 @@ from reconciler.admission import (
     ContainerResources,
     LimitRangeItem,
     PodResources,
+    QuotaScope,
+    ScopedQuota,
+    counts,
     refusal,
 )
 from reconciler.templates import template_files
@@ -186,6 +189,41 @@ class TestWhatAQuotaMakesEveryContainerSet:
         )
 
 
+class TestWhichPodsAScopedQuotaCounts:
+    def test_by_priority_class(self) -> None:
+        high = one(requests={"cpu": 1}).model_copy(update={"priority_class": "high"})
+        plain = one(requests={"cpu": 1})
+
+        def quota(operator, *values) -> ScopedQuota:
+            scope = QuotaScope(scope="PriorityClass", operator=operator, values=values)
+            return ScopedQuota(name="batch/q", scopes=(scope,))
+
+        assert counts(quota("In", "high", "urgent"), high, limit_ranges=())
+        assert not counts(quota("In", "high"), plain, limit_ranges=())
+        assert counts(quota("NotIn", "low"), high, limit_ranges=())
+        assert not counts(quota("NotIn", "high"), high, limit_ranges=())
+        assert counts(quota("Exists"), high, limit_ranges=()) and not counts(
+            quota("Exists"), plain, limit_ranges=()
+        )
+        assert counts(quota("DoesNotExist"), plain, limit_ranges=())
+
+    def test_by_deadline_and_quality_of_service_and_all_scopes_at_once(self) -> None:
+        def quota(*names) -> ScopedQuota:
+            return ScopedQuota(name="batch/q", scopes=tuple(QuotaScope(scope=n) for n in names))
+
+        nothing = one()
+        assert counts(quota("BestEffort", "NotTerminating"), nothing, limit_ranges=())
+        # A LimitRange's default makes it no longer BestEffort.
+        defaults = [item(default_request={"cpu": 0.5})]
+        assert counts(quota("NotBestEffort"), nothing, limit_ranges=defaults)
+        assert not counts(quota("BestEffort"), nothing, limit_ranges=defaults)
+        deadline = nothing.model_copy(update={"terminating": True})
+        assert counts(quota("Terminating"), deadline, limit_ranges=())
+        assert not counts(quota("Terminating", "NotBestEffort"), deadline, limit_ranges=())
+        # A scope Caspian does not read counts none of its pods.
+        assert not counts(quota("CrossNamespacePodAffinity"), nothing, limit_ranges=())
+
+
 def test_a_job_specs_resources_are_read_as_the_api_server_holds_them() -> None:
     spec = {
         "template": {
@@ -203,6 +241,8 @@ def test_a_job_specs_resources_are_read_as_the_api_server_holds_them() -> None:
                         },
                     }
                 ],
+                "priorityClassName": "high",
+                "activeDeadlineSeconds": 0,
             }
         }
     }
@@ -218,6 +258,8 @@ def test_a_job_specs_resources_are_read_as_the_api_server_holds_them() -> None:
                 limits={"memory": 2 * GI, "ephemeral-storage": 10 * GI},
             ),
         ),
+        priority_class="high",
+        terminating=True,
     )
     bad = {
         "template": {
@@ -277,6 +319,32 @@ def test_a_job_goes_only_where_its_namespaces_quotas_admit_its_pods() -> None:
     admitted, _ = step(files, now=NOW, states={"paris": defaulting, "frankfurt": counting})
     assert entries(admitted)["batch/trainer"].spoke == "paris"
     assert set(admitted.missing["batch/trainer"]) == {"frankfurt"}
+
+
+def test_a_quota_with_scopes_holds_only_the_jobs_it_counts() -> None:
+    # The trainer asks for 4 cpu; a quota on priority class "high" allows 2 in all.
+    doc = appwrapper_doc(
+        "trainer",
+        annotations={"caspian.dev/spokes": "paris,frankfurt"},
+        pod_spec={"priorityClassName": "high"},
+        resources={"requests": {"cpu": "4", "memory": "1Gi"}},
+    )
+    files = {**template_files(), "jobs/trainer.yaml": yaml.safe_dump(doc).encode()}
+    scope = QuotaScope(scope="PriorityClass", operator="In", values=("high",))
+    quota = ScopedQuota(
+        name="batch/urgent", scopes=(scope,), most={"cpu": 2}, needs=frozenset({"limits.memory"})
+    )
+    scoped = {"scoped_quotas": {"batch": (quota,)}}
+    decision, _ = step(files, now=NOW, states={"paris": scoped})
+    assert entries(decision)["batch/trainer"].spoke == "frankfurt"
+    assert decision.missing["batch/trainer"]["paris"] == (
+        "its pods ask for 4 cpu (the quota: 2) at once, more than the ResourceQuotas of batch "
+        "there let all pods request; its pods would be refused there: a ResourceQuota there "
+        "counts limits.memory, which every container must then set: containers[0] sets no "
+        "limits.memory"
+    )
+    # The template's jobs have no priority class: that quota does not count them.
+    assert "batch/etl-daily" not in decision.missing
 
 
 def test_a_planned_job_leaves_a_spoke_whose_limit_ranges_come_to_refuse_it() -> None:

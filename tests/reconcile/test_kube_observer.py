@@ -11,7 +11,7 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-from reconciler.admission import LimitRangeItem
+from reconciler.admission import LimitRangeItem, QuotaScope, ScopedQuota
 from reconciler.kube import KubeObserver
 from reconciler.pods import Resources
 from tests.fakehttp import Reply, serve
@@ -530,7 +530,15 @@ def test_the_resource_quotas_of_the_jobs_namespaces_give_the_most_they_may_ask(t
         quota("gpus", {"requests.nvidia.com/gpu": "2"}),
         # Scoped quotas count only some pods: not read.
         quota("urgent", {"requests.cpu": "1"}, scopes=["PriorityClass"]),
-        quota("best-effort", {"limits.memory": "1"}, scopeSelector={"matchExpressions": []}),
+        quota(
+            "best-effort",
+            {"limits.memory": "1"},
+            scopeSelector={
+                "matchExpressions": [
+                    {"scopeName": "PriorityClass", "operator": "In", "values": ["low"]}
+                ]
+            },
+        ),
     ]
     with serve() as api:
         healthy(api)
@@ -544,6 +552,22 @@ def test_the_resource_quotas_of_the_jobs_namespaces_give_the_most_they_may_ask(t
     # The cpu and memory they count, which every container must then set (a
     # count of pods or GPUs asks nothing of a container; scoped ones not read).
     assert state.quota_needs == {"batch": frozenset({"requests.cpu", "requests.memory", "cpu"})}
+    # Those with scopes are kept apart, to be matched to each job's pods.
+    assert state.scoped_quotas == {
+        "batch": (
+            ScopedQuota(
+                name="batch/urgent",
+                scopes=(QuotaScope(scope="PriorityClass"),),
+                most={"cpu": 1},
+                needs=frozenset({"requests.cpu"}),
+            ),
+            ScopedQuota(
+                name="batch/best-effort",
+                scopes=(QuotaScope(scope="PriorityClass", operator="In", values=("low",)),),
+                needs=frozenset({"limits.memory"}),
+            ),
+        )
+    }
     with serve() as api:  # no quota in either namespace: nothing to hold jobs to
         healthy(api)
         nothing = observe(tmp_path, {"paris": api.url})["paris"]
