@@ -95,8 +95,8 @@ def decide(
         job.id: {**closed, **no_node_fits.get(job.id, {}), **missing.get(job.id, {})}
         for job in jobs
     }
-    # Dispatched where its pods find no node, or are refused: planned again,
-    # elsewhere (`_requeuing`).
+    # Dispatched where its pods find no node, are refused or cannot start: planned
+    # again, elsewhere (`_requeuing`).
     requeued: dict[str, Requeue] = {}
     tried: dict[str, tuple[str, ...]] = {}
     kept_off: dict[str, dict[str, str]] = {}
@@ -261,9 +261,9 @@ def _unscheduled_too_long(
 ) -> str | None:
     """Why a dispatched job is to be planned again: for `after`, its spoke's
     scheduler has found no node for its pods (the room Caspian counted there
-    was taken, or its nodes went), or its Job has created none (the spoke
-    refuses them), and it has run none. Left there, it would wait with its
-    deadline running."""
+    was taken, or its nodes went), its Job has created none (the spoke refuses
+    them), or its pods cannot start (an image or Secret the spoke lacks), and
+    it has run none. Left there, it would wait with its deadline running."""
     if after is None or prev.phase not in FIXED or prev.spoke not in spokes:
         return None
     state = spokes[prev.spoke]
@@ -274,6 +274,7 @@ def _unscheduled_too_long(
             state.podless.get(prev.job_key),
             "its Job created no pod" + ("" if said else " (see its events)") + " on",
         ),
+        (state.not_starting.get(prev.job_key), "its pods could not start on"),
     ):
         if since is not None and since + after <= now:
             return (

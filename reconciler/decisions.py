@@ -39,9 +39,14 @@ class SpokeState(BaseModel):
     # Caspian's Jobs there that started (resumed there) and have created no pod
     # since, nor run one: admission refuses their pods (kube observer).
     podless: dict[str, datetime] = {}
+    # Caspian's Jobs there that have run no pod and whose pods on a node cannot
+    # start a container (an image it cannot pull, a Secret that is not there):
+    # since when the first is on its node (kube observer).
+    not_starting: dict[str, datetime] = {}
     # What the spoke says of those Jobs, by namespace/name: the scheduler's
-    # message on a pod it finds no node for, or the Job's last FailedCreate
-    # event (which holds the admission's refusal). Where it says nothing, none.
+    # message on a pod it finds no node for, the Job's last FailedCreate event
+    # (which holds the admission's refusal), or why a container cannot start.
+    # Where it says nothing, none.
     said: dict[str, str] = {}
     # The names of the objects there that jobs need (jobspec.needs), by kind and
     # namespace ("ConfigMap batch"); a kind and namespace not listed is not known.

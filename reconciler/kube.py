@@ -11,7 +11,8 @@ A spoke whose API does not answer in time is reported down: it gets no new
 work, and its running Jobs keep their place. It also reports what jobs need
 from it: the names of the claims, ConfigMaps, ServiceAccounts and classes they
 name, the ResourceQuotas and LimitRanges of their namespaces, and the Pod
-Security Standard those enforce.
+Security Standard those enforce; and which of Caspian's Jobs there cannot run:
+their pods find no node, are not made, or cannot start, with the spoke's word.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import yaml
@@ -55,10 +57,33 @@ HOLDING_PODS = {
     "ResourceQuota": "list_namespaced_resource_quota",
     "LimitRange": "list_namespaced_limit_range",
 }
-# A podless Job's events are asked for one by one: past this many such Jobs on
-# one spoke, the rest are requeued without the spoke's word.
+# Events are asked for Job by Job: past this many podless Jobs on one spoke, the
+# rest are requeued without the spoke's word; past this many Jobs whose pods
+# wait on a node for no reason their containers give, the pods there the
+# shortest are taken to be pulling their image, until the others are gone.
 MOST_EVENT_LISTS = 16
 MOST_SAID = 240  # characters of what a spoke says of a Job, in a commit message
+# Why a container with a node waits, when only its spoke could end the wait: its
+# image cannot be pulled there (a registry, pull secret or platform the spoke
+# lacks), or a Secret or ConfigMap key it reads is not there. A container still
+# pulling its image waits as ContainerCreating, and is left to it.
+CANNOT_START = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+    }
+)
+# The same, said only in the pod's events: its volumes cannot be mounted there
+# (a Secret that is not there, a disk in another zone), or the spoke's network
+# cannot give it a sandbox.
+CANNOT_START_EVENTS = frozenset({"FailedMount", "FailedAttachVolume", "FailedCreatePodSandBox"})
+# An event older than this says nothing of now: the kubelet tries a mount again
+# at least every two minutes, and reports each failure.
+FRESH_EVENT = timedelta(minutes=5)
 # The keys of a ResourceQuota's hard limits on what pods request (an extended
 # resource is limited by its requests. key only).
 QUOTA_KEYS = {
@@ -75,9 +100,11 @@ class KubeObserver:
         kubeconfig: str | None = None,
         timeout_s: float = 5.0,
         tolerated_taints: Iterable[str] = ("nvidia.com/gpu",),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.kubeconfig = kubeconfig
         self.timeout = timeout_s
+        self.clock = clock
         self.tolerated = set(tolerated_taints)
 
     def observe(self, fleet: Fleet) -> dict[str, SpokeState]:
@@ -165,11 +192,37 @@ class KubeObserver:
             where = placed_on(pods)
             waiting = unscheduled(jobs, pods, placed=where)
             refused = podless(jobs, pods)
+            on_nodes = unstarted(jobs, pods)
+            stuck = cannot_start(on_nodes)
             said = scheduler_messages(pods, waiting)
+            said.update((key, words) for key, (_, words) in stuck.items())
+            # Why the others cannot start may be in their events: the Job's own
+            # for one that makes no pod, those of its pod on a node the longest.
+            saying = partial(failed_start, now=self.clock())
+            longest = sorted(
+                (pods_there[0].status.start_time, key)
+                for key, pods_there in on_nodes.items()
+                if key not in stuck
+            )
+            heard = self._event_words(
+                core,
+                [(key, *_job_events(key), latest_message) for key in refused][:MOST_EVENT_LISTS]
+                + [
+                    (key, *_pod_events(on_nodes[key][0]), saying)
+                    for _, key in longest[:MOST_EVENT_LISTS]
+                ],
+                spoke=spoke,
+                unread=unread,
+            )
+            said.update(heard)
+            not_starting = {key: since for key, (since, _) in stuck.items()}
+            for key in on_nodes.keys() & heard.keys():
+                not_starting[key] = on_nodes[key][0].status.start_time
             phases = {job_key(job): job_phase(job.status) for job in jobs}
-            # A Job none of whose pods has a node, or that has none, is not
-            # running yet, though no condition of its status says so.
-            for key in (*waiting, *refused):
+            # A Job none of whose pods has a node, or that has none, or none of
+            # whose pods can start, is not running yet, though no condition of
+            # its status says so.
+            for key in (*waiting, *refused, *not_starting):
                 if phases.get(key) == "Running":
                     del phases[key]
             limits = {namespace: quota_limits(items) for namespace, items in quota_lists.items()}
@@ -179,7 +232,6 @@ class KubeObserver:
             bounds = {
                 namespace: limit_range_items(items) for namespace, items in range_lists.items()
             }
-            said.update(self._failed_creates(core, list(refused), spoke=spoke, unread=unread))
         except ValueError as error:  # a quantity that does not parse
             return self._down(spoke, f"its API answered an object Caspian cannot read: {error}")
         except (TypeError, AttributeError):
@@ -199,6 +251,7 @@ class KubeObserver:
             placed_on=where,
             unscheduled=waiting,
             podless=refused,
+            not_starting=dict(sorted(not_starting.items())),
             said=said,
             unread=tuple(unread),
             objects=objects,
@@ -209,23 +262,27 @@ class KubeObserver:
             pod_security=levels,
         )
 
-    def _failed_creates(
-        self, core: client.CoreV1Api, keys: list[str], *, spoke: Spoke, unread: list[str]
+    def _event_words(
+        self,
+        core: client.CoreV1Api,
+        asks: list[tuple[str, str, str, Callable[[list[Any]], str | None]]],
+        *,
+        spoke: Spoke,
+        unread: list[str],
     ) -> dict[str, str]:
-        """The message of each Job's last FailedCreate event, by namespace/name:
-        why the Job controller could not create its pods (an admission's
-        refusal). Only words for a commit message: an answer that fails is
-        logged, and no more are asked of that spoke, so a spoke that hangs
-        holds the loop one timeout, not one per Job."""
+        """What the events of each ask (a Job's namespace/name, the namespace
+        and field selector of the events, how to read them) say, by Job. An
+        answer that fails is logged, and no more are asked of that spoke, so a
+        spoke that hangs holds the loop one timeout, not one per Job: the Jobs
+        not heard of are requeued without the spoke's word, or taken to be
+        starting."""
         found = {}
-        for key in keys[:MOST_EVENT_LISTS]:
-            namespace, _, name = key.partition("/")
-            selector = f"involvedObject.kind=Job,involvedObject.name={name},reason=FailedCreate"
+        for key, namespace, selector, read in asks:
             try:
                 events = self._all(
                     core.list_namespaced_event, namespace=namespace, field_selector=selector
                 )
-                message = latest_message(events)
+                words = read(events)
             except (
                 ApiException,
                 HTTPError,
@@ -237,8 +294,8 @@ class KubeObserver:
             ) as error:
                 rbac = isinstance(error, ApiException) and error.status in (401, 403)
                 log.warning(
-                    "spoke %s: the events of Job %s could not be read (%s), so its requeue "
-                    "cannot say why it made no pod%s",
+                    "spoke %s: the events of Job %s could not be read (%s), so Caspian cannot "
+                    "say why its pods are not made or do not start there%s",
                     spoke.name,
                     key,
                     _reason(error),
@@ -247,8 +304,8 @@ class KubeObserver:
                 if rbac:
                     unread.append(f"events in {namespace}")
                 break
-            if message:
-                found[key] = message
+            if words:
+                found[key] = words
         return found
 
     def _names(
@@ -568,6 +625,15 @@ def placed_on(pods: list[Any]) -> dict[str, tuple[str, ...]]:
     return {key: tuple(sorted(nodes)) for key, nodes in found.items()}
 
 
+def _ran(jobs: list[Any]) -> set[str]:
+    """Caspian's Jobs that have run a pod to its end there: never moved."""
+    return {
+        job_key(job)
+        for job in jobs
+        if job.status is not None and ((job.status.succeeded or 0) or (job.status.failed or 0))
+    }
+
+
 def unscheduled(
     jobs: list[Any], pods: list[Any], *, placed: Mapping[str, tuple[str, ...]]
 ) -> dict[str, datetime]:
@@ -575,11 +641,7 @@ def unscheduled(
     scheduler finds no node for one of their pods (its PodScheduled condition
     False, Unschedulable): since when, by the Job's namespace/name. Room Caspian
     counted there was taken, or the nodes it counted are gone."""
-    ran = {
-        job_key(job)
-        for job in jobs
-        if job.status is not None and ((job.status.succeeded or 0) or (job.status.failed or 0))
-    }
+    ran = _ran(jobs)
     since: dict[str, datetime] = {}
     for pod in pods:
         key = owning_job(pod)
@@ -658,6 +720,107 @@ def podless(jobs: list[Any], pods: list[Any]) -> dict[str, datetime]:
             continue
         found[key] = status.start_time
     return dict(sorted(found.items()))
+
+
+def _job_events(key: str) -> tuple[str, str]:
+    """The namespace and field selector of a Job's FailedCreate events."""
+    namespace, _, name = key.partition("/")
+    return namespace, f"involvedObject.kind=Job,involvedObject.name={name},reason=FailedCreate"
+
+
+def _pod_events(pod: Any) -> tuple[str, str]:
+    """The namespace and field selector of a pod's warnings."""
+    selector = f"involvedObject.kind=Pod,involvedObject.name={pod.metadata.name},type=Warning"
+    return pod.metadata.namespace, selector
+
+
+def unstarted(jobs: list[Any], pods: list[Any]) -> dict[str, list[Any]]:
+    """Caspian's Jobs that have run no pod and started no container, with their
+    pods on a node, oldest on its node first, by namespace/name: why those wait
+    is read from their containers (`cannot_start`) or their events
+    (`failed_start`). Pods still finding a node are `unscheduled`'s."""
+    ran = _ran(jobs)
+    started = {owning_job(pod) for pod in pods if _started(pod)}
+    found: dict[str, list[Any]] = {}
+    for pod in pods:
+        key = owning_job(pod)
+        if key is None or key in ran or key in started or _on_node_since(pod) is None:
+            continue
+        found.setdefault(key, []).append(pod)
+    return {key: sorted(found[key], key=_on_node_since) for key in sorted(found)}
+
+
+def _started(pod: Any) -> bool:
+    """Whether one of the pod's own containers has run, now or before."""
+    for status in (pod.status.container_statuses or []) if pod.status is not None else []:
+        state, last = status.state, status.last_state
+        if (state is not None and (state.running or state.terminated)) or (
+            last is not None and last.terminated
+        ):
+            return True
+    return False
+
+
+def _on_node_since(pod: Any) -> datetime | None:
+    """When the kubelet of the pod's node took it; None for a pod with no node."""
+    if pod.spec is None or not pod.spec.node_name or pod.status is None:
+        return None
+    moment = pod.status.start_time
+    return moment if isinstance(moment, datetime) else None
+
+
+def cannot_start(waiting: Mapping[str, list[Any]]) -> dict[str, tuple[datetime, str]]:
+    """Of the `unstarted` Jobs, those with a container that waits for what only
+    its spoke could change (CANNOT_START): since when its pod is on its node,
+    and the container's reason and message, by namespace/name."""
+    found = {}
+    for key, pods in waiting.items():
+        for pod in pods:
+            said = _waiting_words(pod)
+            if said is not None:
+                found[key] = (_on_node_since(pod), said)
+                break
+    return found
+
+
+def _waiting_words(pod: Any) -> str | None:
+    statuses = [*(pod.status.init_container_statuses or []), *(pod.status.container_statuses or [])]
+    for status in statuses:
+        waiting = status.state.waiting if status.state is not None else None
+        if waiting is not None and waiting.reason in CANNOT_START:
+            message = waiting.message if isinstance(waiting.message, str) else ""
+            return one_line(f"{waiting.reason}: {message}" if message.strip() else waiting.reason)
+    return None
+
+
+def failed_start(events: list[Any], *, now: datetime) -> str | None:
+    """What the latest of a pod's events says of why it cannot start
+    (CANNOT_START_EVENTS), if that is still so: it was said within
+    FRESH_EVENT of `now`. A mount that failed once and then worked says nothing."""
+    failures = [
+        (moment, event)
+        for event in events
+        if event.reason in CANNOT_START_EVENTS
+        and isinstance(event.message, str)
+        and (moment := _last_said(event)) is not None
+    ]
+    if not failures:
+        return None
+    moment, event = max(failures, key=lambda pair: pair[0])
+    return one_line(f"{event.reason}: {event.message}") if moment >= now - FRESH_EVENT else None
+
+
+def _last_said(event: Any) -> datetime | None:
+    series = getattr(event, "series", None)
+    for moment in (
+        series.last_observed_time if series is not None else None,
+        event.last_timestamp,
+        event.event_time,
+        event.first_timestamp,
+    ):
+        if isinstance(moment, datetime):
+            return moment
+    return None
 
 
 def _resources(amount: dict[str, float]) -> Resources:

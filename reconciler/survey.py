@@ -131,4 +131,6 @@ def _seen(state: SpokeState | None) -> str:
         parts.append(f"{len(state.unscheduled)} finding no node")
     if state.podless:
         parts.append(f"{len(state.podless)} making no pod")
+    if state.not_starting:
+        parts.append(f"{len(state.not_starting)} not starting")
     return ", ".join(parts) or "none"

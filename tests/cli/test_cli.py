@@ -582,9 +582,17 @@ def test_simulate_names_a_bad_option_as_click_does(run, args, expected) -> None:
     assert result.exit_code == 2 and expected in result.output, result.output
 
 
-def test_a_job_whose_pods_find_no_node_is_requeued_end_to_end(run, tmp_path) -> None:
+@pytest.mark.parametrize("cause", ["found no node", "could not start"])
+def test_a_job_whose_pods_cannot_run_is_requeued_end_to_end(run, tmp_path, cause) -> None:
     from tests.fakehttp import Reply, serve
-    from tests.reconcile.test_kube_observer import _waiting_pod, job, kubeconfig, listing
+    from tests.reconcile.test_kube_observer import (
+        _pod_on_node,
+        _waiting_pod,
+        _waits,
+        job,
+        kubeconfig,
+        listing,
+    )
 
     remote = tmp_path / "fleet.git"
     run("init", "--bare", remote)
@@ -603,10 +611,14 @@ def test_a_job_whose_pods_find_no_node_is_requeued_end_to_end(run, tmp_path) -> 
         started = gitutil.ledger(remote)["batch/backfill-eu"]
         assert started["phase"] == "Dispatched"
         name = started["jobName"]
-        # paris's scheduler finds no node for its pod.
         since = (start + timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        word = "0/3 nodes are available: 3 Insufficient cpu."
-        stuck = _waiting_pod("backfill-eu-x", name, since=since, message=word)
+        if cause == "found no node":  # paris's scheduler finds no node for its pod
+            word = "0/3 nodes are available: 3 Insufficient cpu."
+            stuck = _waiting_pod("backfill-eu-x", name, since=since, message=word)
+        else:  # its pod has a node there, which cannot pull its image
+            pulling = _waits("ImagePullBackOff", 'Back-off pulling image "x"')
+            stuck = _pod_on_node("backfill-eu-x", name, statuses=[pulling], start=since)
+            word = 'ImagePullBackOff: Back-off pulling image "x"'
         stuck["metadata"]["namespace"] = "batch"
         paris.route("/api/v1/pods", Reply(body=listing("PodList", [stuck])))
         paris.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [job(name)])))
@@ -622,7 +634,7 @@ def test_a_job_whose_pods_find_no_node_is_requeued_end_to_end(run, tmp_path) -> 
         assert result.exit_code == 0, result.output
         message = gitutil.message(remote)
         assert message.startswith("requeue: 1 job")
-        assert "- requeued batch/backfill-eu: its pods found no node on paris from " in message
+        assert f"- requeued batch/backfill-eu: its pods {cause} on paris from " in message
         assert f'and goes (paris says: "{word}"); now ' in message
         entry = gitutil.ledger(remote)["batch/backfill-eu"]
         assert (entry["spoke"], entry["requeuedFrom"]) == ("frankfurt", ["paris"])

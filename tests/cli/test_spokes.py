@@ -9,8 +9,10 @@ from tests import gitutil
 from tests.cli.test_cli import AT, kube_spoke
 from tests.fakehttp import Reply, serve
 from tests.reconcile.test_kube_observer import (
+    _pod_on_node,
     _started_job,
     _waiting_pod,
+    _waits,
     job,
     kubeconfig,
     listing,
@@ -102,6 +104,9 @@ def test_spokes_shows_what_the_kube_observer_sees_and_may_not_list(run, tmp_path
         running, refused = job("etl-daily-3e57853f"), _started_job("report-urgent-79060c1d")
         jobs = listing("JobList", [running, refused])
         frankfurt.route("/apis/batch/v1/jobs", Reply(body=jobs))
+        pulling = _waits("ImagePullBackOff", 'Back-off pulling image "x"')
+        unpulled = _pod_on_node("backfill-x", "backfill-eu-1c0d9c1f", statuses=[pulling])
+        frankfurt.route("/api/v1/pods", Reply(body=listing("PodList", [unpulled])))
         urls = {"paris": paris.url, "frankfurt": frankfurt.url, "california": stopped}
         config = kubeconfig(tmp_path, urls)
         result = run("spokes", "--repo", remote, "--observer", "kube", "--kubeconfig", config)
@@ -109,7 +114,7 @@ def test_spokes_shows_what_the_kube_observer_sees_and_may_not_list(run, tmp_path
     table = rows(result.output)
     assert table["paris"][:7] == ["FR", "kube:kind-paris", "up", "48", "256.0Gi", "0", "1"]
     assert table["paris"][-1] == "1 finding no node"
-    assert table["frankfurt"][-1] == "1 Running, 1 making no pod"
+    assert table["frankfurt"][-1] == "1 Running, 1 making no pod, 1 not starting"
     assert table["california"][2] == "down"
     assert "\ncalifornia: down: " in result.output
     # What each namespace there holds a job's pods to.

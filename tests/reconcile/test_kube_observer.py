@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -822,3 +823,169 @@ def test_jobs_that_started_and_created_no_pod_are_reported_with_since_when(tmp_p
     assert "default/refused-11111111" not in state.jobs
     assert state.jobs["default/running-33333333"] == "Running"
     assert state.unscheduled == {}
+
+
+def _pod_on_node(name, job_name, *, statuses, init=(), start="2026-11-22T02:00:00Z"):
+    """One of Caspian's pods, on a node since `start`, its containers as given."""
+    found = pod(name, "ready-1", "Pending", ours=True)
+    found["metadata"]["labels"]["batch.kubernetes.io/job-name"] = job_name
+    found["status"].update(
+        startTime=start, containerStatuses=list(statuses), initContainerStatuses=list(init)
+    )
+    return found
+
+
+def _waits(reason, message=None, *, crashed=False):
+    status = {
+        "name": "c",
+        "image": "x",
+        "imageID": "",
+        "ready": False,
+        "restartCount": 1 if crashed else 0,
+        "state": {"waiting": {"reason": reason, "message": message}},
+    }
+    if crashed:
+        status["lastState"] = {"terminated": {"exitCode": 1, "reason": "Error"}}
+    return status
+
+
+RUNS = {
+    "name": "c",
+    "image": "x",
+    "imageID": "",
+    "ready": True,
+    "restartCount": 0,
+    "state": {"running": {"startedAt": "2026-11-22T02:01:00Z"}},
+}
+
+
+def _pod_warning(pod_name, reason, message, *, at):
+    return {
+        "metadata": {"name": f"{pod_name}.{reason}", "namespace": "default"},
+        "involvedObject": {"kind": "Pod", "name": pod_name, "namespace": "default"},
+        "reason": reason,
+        "type": "Warning",
+        "message": message,
+        "firstTimestamp": "2026-11-22T02:00:30Z",
+        "lastTimestamp": at,
+        "count": 9,
+    }
+
+
+def test_jobs_whose_pods_on_a_node_cannot_start_are_reported_with_why(tmp_path) -> None:
+    pull = 'Back-off pulling image "registry.example/train:v3"'
+    secret = 'secret "wandb" not found'
+    mount = 'MountVolume.SetUp failed for volume "creds" : secret "creds" not found'
+    pods = [
+        # Its image cannot be pulled there: the word of its pod there the longest.
+        _pod_on_node(
+            "pull-a",
+            "pull-11111111",
+            statuses=[_waits("ErrImagePull", "a later word")],
+            start="2026-11-22T02:05:00Z",
+        ),
+        _pod_on_node("pull-b", "pull-11111111", statuses=[_waits("ImagePullBackOff", pull)]),
+        # A key of its environment is in a Secret the spoke lacks; an init
+        # container waits the same way for its image.
+        _pod_on_node(
+            "env", "env-22222222", statuses=[_waits("CreateContainerConfigError", secret)]
+        ),
+        _pod_on_node(
+            "init",
+            "init-33333333",
+            statuses=[_waits("PodInitializing")],
+            init=[_waits("ErrImagePull", "\n  rpc error: not found\n")],
+        ),
+        # Still pulling its image, with nothing gone wrong: left to it.
+        _pod_on_node("slow", "slow-44444444", statuses=[_waits("ContainerCreating")]),
+        # Its volume cannot be mounted, said only in its events.
+        _pod_on_node("mount", "mount-55555555", statuses=[_waits("ContainerCreating")]),
+        # It could not mount once, half an hour ago, and pulls since.
+        _pod_on_node("once", "once-66666666", statuses=[_waits("ContainerCreating")]),
+        # Its container ran and failed: the Job's own backoffLimit is for that.
+        _pod_on_node(
+            "crash", "crash-77777777", statuses=[_waits("CrashLoopBackOff", crashed=True)]
+        ),
+        # One of its pods runs: it runs, on a node that can pull its image.
+        _pod_on_node("half-a", "half-88888888", statuses=[RUNS]),
+        _pod_on_node("half-b", "half-88888888", statuses=[_waits("ErrImagePull", "denied")]),
+        # It ran a pod to its end before: never moved.
+        _pod_on_node("ran", "ran-99999999", statuses=[_waits("ImagePullBackOff", pull)]),
+    ]
+    warnings = {
+        "mount": [
+            _pod_warning("mount", "FailedMount", "an earlier word", at="2026-11-22T02:40:00Z"),
+            _pod_warning("mount", "FailedMount", mount, at="2026-11-22T02:58:00Z"),
+            _pod_warning(
+                "mount", "BackOff", "a later word of no matter", at="2026-11-22T02:59:00Z"
+            ),
+        ],
+        "once": [_pod_warning("once", "FailedMount", mount, at="2026-11-22T02:30:00Z")],
+        "slow": [],
+    }
+
+    def events(seen):
+        selector = seen.query["fieldSelector"][0]
+        name = selector.split("involvedObject.name=")[1].split(",")[0]
+        return Reply(body=listing("EventList", warnings[name]))
+
+    ran = job("ran-99999999", namespace="default")
+    ran["status"]["succeeded"] = 1
+    names = ["pull-11111111", "env-22222222", "init-33333333", "slow-44444444", "mount-55555555"]
+    with serve() as api:
+        healthy(api)
+        api.route("/api/v1/pods", Reply(body=listing("PodList", pods)))
+        jobs = [job(name, namespace="default") for name in names] + [ran]
+        api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", jobs)))
+        api.routes["/api/v1/namespaces/default/events"] = events
+        now = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
+        state = observe(tmp_path, {"paris": api.url}, clock=lambda: now)["paris"]
+        asked = api.requests_to("/api/v1/namespaces/default/events")
+    assert state.up
+    assert {key: since.isoformat() for key, since in state.not_starting.items()} == {
+        "default/env-22222222": "2026-11-22T02:00:00+00:00",
+        "default/init-33333333": "2026-11-22T02:00:00+00:00",
+        "default/mount-55555555": "2026-11-22T02:00:00+00:00",
+        "default/pull-11111111": "2026-11-22T02:00:00+00:00",
+    }
+    assert state.said == {
+        "default/env-22222222": f"CreateContainerConfigError: {secret}",
+        "default/init-33333333": "ErrImagePull: rpc error: not found",
+        "default/mount-55555555": f"FailedMount: {mount}",
+        "default/pull-11111111": f"ImagePullBackOff: {pull}",
+    }
+    # Only the pods waiting for no known reason had their warnings asked for.
+    assert sorted(seen.query["fieldSelector"][0] for seen in asked) == [
+        f"involvedObject.kind=Pod,involvedObject.name={name},type=Warning"
+        for name in ("mount", "once", "slow")
+    ]
+    # Those that cannot start are not running: the ledger keeps them Dispatched.
+    assert state.jobs == {"default/slow-44444444": "Running", "default/ran-99999999": "Running"}
+    assert state.unscheduled == {} and state.podless == {}
+
+
+def test_the_pods_waiting_on_a_node_the_longest_have_their_events_asked_first(
+    tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setattr("reconciler.kube.MOST_EVENT_LISTS", 2)
+    starts = {"a": "02:30", "b": "02:10", "c": "02:20", "d": "02:00"}
+    pods = [
+        _pod_on_node(
+            name,
+            f"{name}-11111111",
+            statuses=[_waits("ContainerCreating")],
+            start=f"2026-11-22T{at}:00Z",
+        )
+        for name, at in starts.items()
+    ]
+    with serve() as api:
+        healthy(api)
+        api.route("/api/v1/pods", Reply(body=listing("PodList", pods)))
+        api.route("/api/v1/namespaces/default/events", Reply(body=listing("EventList", [])))
+        state = observe(tmp_path, {"paris": api.url})["paris"]
+        asked = api.requests_to("/api/v1/namespaces/default/events")
+    assert state.up and state.not_starting == {}
+    assert [seen.query["fieldSelector"][0].split(",")[1] for seen in asked] == [
+        "involvedObject.name=d",
+        "involvedObject.name=b",
+    ]

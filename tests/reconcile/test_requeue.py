@@ -163,6 +163,25 @@ def test_a_job_whose_pods_the_spoke_refuses_is_requeued_too() -> None:
     assert reason.endswith(f'its Job there never ran, and goes (paris says: "{word}")')
 
 
+def test_a_job_whose_pods_cannot_start_there_is_requeued_with_the_spokes_word() -> None:
+    # Its pods have a node, and wait for an image or a Secret the spoke lacks.
+    files, started, at = _backfill_dispatched_on_paris()
+    word = 'ImagePullBackOff: Back-off pulling image "registry.example/backfill:v2"'
+    stuck = {"paris": {"not_starting": {started.job_key: at}, "said": {started.job_key: word}}}
+    early, _ = step(files, now=at + timedelta(minutes=14), states=stuck)
+    assert entries(early)[started.id] == started and not early.requeued
+    requeued, files = step(files, now=at + timedelta(minutes=16), states=stuck)
+    entry = entries(requeued)[started.id]
+    assert (entry.spoke, entry.requeued_from) == ("frankfurt", ("paris",))
+    reason = requeued.requeued[started.id].reason
+    assert reason.startswith("its pods could not start on paris from ")
+    assert reason.endswith(f'its Job there never ran, and goes (paris says: "{word}")')
+    # Where its pods could not start, it is not planned again until it runs.
+    later, _ = step(files, now=at + timedelta(minutes=17))
+    assert entries(later)[started.id].spoke == "frankfurt"
+    assert "paris" in later.kept_off[started.id]
+
+
 def test_a_requeued_job_that_finishes_forgets_where_it_could_not_run() -> None:
     files, started, at = _backfill_dispatched_on_paris()
     requeued, files = step(
