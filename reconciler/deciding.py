@@ -100,6 +100,7 @@ def decide(
     requeued: dict[str, Requeue] = {}
     tried: dict[str, tuple[str, ...]] = {}
     kept_off: dict[str, dict[str, str]] = {}
+    given_up: dict[str, str] = {}  # requeued too often: planned nowhere, and why
     for job in jobs:
         prev = prevs[job.id]
         if prev is None or job.id in finished or job.id in suspended:
@@ -111,10 +112,13 @@ def decide(
             closed=shut[job.id],
             now=now,
             after=fleet.policy.spec.requeue_unscheduled,
+            limit=fleet.policy.spec.requeue_limit,
         )
         if found is None:
             continue
         tried[job.id] = found.tried
+        if found.given_up is not None:
+            given_up[job.id] = found.given_up
         if found.kept_off:
             kept_off[job.id] = found.kept_off
             shut[job.id] = {**shut[job.id], **found.kept_off}
@@ -179,6 +183,8 @@ def decide(
             spokes_seen=seen,
         )
         entry = _blame_closed_spokes(entry, job, shut[job.id])
+        if job.id in given_up and entry.phase == Phase.PENDING:
+            entry = entry.model_copy(update={"reason": given_up[job.id]})
         if job.id in tried and entry.phase in (Phase.PLANNED, Phase.PENDING, Phase.DISPATCHED):
             entry = entry.model_copy(update={"requeued_from": tried[job.id]})
         entries.append(_resuming(entry, prev, job=job, closed=shut[job.id]))
@@ -219,8 +225,9 @@ REQUEUED = (
 
 class _Requeuing(NamedTuple):
     requeue: Requeue | None  # taken off its spoke now
-    tried: tuple[str, ...]  # the spokes where it could not run, for the ledger
+    tried: tuple[str, ...]  # the spoke of each requeue, for the ledger
     kept_off: dict[str, str]  # the spokes not to plan it on now, each with why
+    given_up: str | None = None  # why it is planned nowhere: requeued too often
 
 
 def _requeuing(
@@ -231,20 +238,31 @@ def _requeuing(
     closed: Mapping[str, str],
     now: datetime,
     after: timedelta | None,
+    limit: int | None,
 ) -> _Requeuing | None:
     """Whether a dispatched job is taken off its spoke, where it cannot run, and
     which spokes it is kept off. Those it could not run on are kept off until it
     runs, while one it has not tried may take it: it tries each once, rather
     than going back and forth between two. A job no other spoke may take now
-    stays."""
+    stays. Requeued more than `limit` times, it is given up on: planned nowhere
+    until its wrapped Job changes (a new Job to `_same_job`, with its tries
+    before it)."""
     why = _unscheduled_too_long(prev, spokes, now=now, after=after)
     if why and prev.spoke and _elsewhere(job, (prev.spoke,), closed):
-        tried = tuple(dict.fromkeys((*prev.requeued_from, prev.spoke)))
+        tried = (*prev.requeued_from, prev.spoke)
+        requeue = Requeue(spoke=prev.spoke, reason=why)
+        if limit is not None and len(tried) > limit:
+            why_not = _given_up(tried, limit=limit)
+            off = dict.fromkeys(job.allowed_spokes, why_not)
+            return _Requeuing(requeue=requeue, tried=tried, kept_off=off, given_up=why_not)
         off = {s: REQUEUED for s in tried if s in job.allowed_spokes}
         if not _elsewhere(job, tuple(off), closed):
             off = {}  # each has been tried: all but this one may be again
-        requeue = Requeue(spoke=prev.spoke, reason=why)
         return _Requeuing(requeue=requeue, tried=tried, kept_off={**off, prev.spoke: why})
+    if limit is not None and len(prev.requeued_from) > limit and prev.phase == Phase.PENDING:
+        why_not = _given_up(prev.requeued_from, limit=limit)
+        off = dict.fromkeys(job.allowed_spokes, why_not)
+        return _Requeuing(requeue=None, tried=prev.requeued_from, kept_off=off, given_up=why_not)
     if prev.requeued_from and prev.phase in (Phase.PLANNED, Phase.PENDING, Phase.DISPATCHED):
         # Dispatched again elsewhere, it is placed: nothing to keep it off.
         waits = prev.phase != Phase.DISPATCHED and _elsewhere(job, prev.requeued_from, closed)
@@ -254,6 +272,15 @@ def _requeuing(
             kept_off=dict.fromkeys(prev.requeued_from, REQUEUED) if waits else {},
         )
     return None
+
+
+def _given_up(tried: tuple[str, ...], *, limit: int) -> str:
+    return (
+        f"it was requeued {len(tried)} times ({', '.join(tried)}) without running, more "
+        f"than the policy's requeueLimit {limit}: it is not planned again until its wrapped "
+        'Job changes (mend what the requeues said; a label such as run: "2" gives it its '
+        "tries again)"
+    )
 
 
 def _unscheduled_too_long(

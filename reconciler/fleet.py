@@ -147,10 +147,14 @@ class PolicySpec(Spec):
     # every job ever placed. git history keeps what is forgotten.
     ledger_retention: Duration = timedelta(days=7)
     # A dispatched job none of whose pods the spoke's scheduler has placed for
-    # this long, or whose Job has made none (refused), and that has run none,
-    # is planned again elsewhere (as Kueue's waitForPodsReady requeues a
-    # workload); null leaves it waiting there.
+    # this long, whose Job has made none (refused), or whose pods cannot start,
+    # and that has run none, is planned again elsewhere (as Kueue's
+    # waitForPodsReady requeues a workload); null leaves it waiting there.
     requeue_unscheduled: Duration | None = timedelta(minutes=15)
+    # How many times a job may be requeued before it runs: past that, it is
+    # held Pending until its wrapped Job changes (as an AppWrapper's retryLimit
+    # and Kueue's backoffLimitCount end the retries); null requeues it for ever.
+    requeue_limit: int | None = Field(default=3, ge=0)
     # The forge's page of one file's commits, {path} standing for the file: each
     # rendered Job then links there from Argo CD's UI. A commit cannot name
     # itself, but the newest commits of a rendered Job's file are the ones

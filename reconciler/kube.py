@@ -987,5 +987,5 @@ def _reason(error: Exception) -> str:
         if isinstance(error.reason, ReadTimeoutError):
             return f"no answer in time from {(error.url or '').split('?')[0]}"
         error = error.reason or error
-    text = str(error)
+    text = " ".join(str(error).split())  # a client's error may run over lines
     return text if len(text) < 160 else text[:157] + "..."

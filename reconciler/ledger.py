@@ -74,9 +74,10 @@ class Entry(BaseModel):
     # The spoke where its Job waits, suspended, to resume: it ran there before its
     # AppWrapper's spec.suspend stopped it, and is planned there only.
     resumes_on: str | None = None
-    # The spokes where it could not run when it was dispatched there (its pods
-    # found no node, or were refused), first first: none is planned for it
-    # again while one it has not tried may take it, until it runs.
+    # The spoke of each time it was requeued (its pods found no node there, were
+    # refused or could not start), first first: none is planned for it again
+    # while one it has not tried may take it, until it runs; past the policy's
+    # requeueLimit, it is held Pending.
     requeued_from: tuple[str, ...] = ()
 
     @property

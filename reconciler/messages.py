@@ -261,7 +261,7 @@ def _describe_changes(
     before = old.by_id()
     changes = _changes(old, new, requeued=requeued)
     for entry in changes["requeued"]:
-        now = f"{entry.spoke} {_hhmm(entry)}" if entry.spoke else entry.phase.value.lower()
+        now = f"{entry.spoke} {_hhmm(entry)}" if entry.spoke else f"pending: {entry.reason}"
         yield f"- requeued {entry.id}: {requeued[entry.id].reason}; now {now}"
     for entry in changes["moved"]:
         prev = before[entry.id]

@@ -448,6 +448,10 @@ def test_the_same_name_twice_keeps_the_first_and_names_both_files() -> None:
             {"caspian": POLICY_HEAD + "spec: {requeueUnscheduled: 0m}\n"},
             "caspian.yaml:spec.requeueUnscheduled: '0m' must be longer than zero",
         ),
+        (
+            {"caspian": POLICY_HEAD + "spec: {requeueLimit: -1}\n"},
+            "caspian.yaml:spec.requeueLimit: Input should be greater than or equal to 0",
+        ),
         ({"caspian": None}, "caspian.yaml:-: missing"),
     ],
 )

@@ -56,9 +56,9 @@ def test_a_job_whose_pods_find_no_node_is_requeued_elsewhere_after_the_timeout()
     assert f"- requeued {started.id}: {why}; now {entry.spoke} " in message
 
 
-def _backfill_dispatched_on_paris():
+def _backfill_dispatched_on_paris(files=None):
     """backfill-eu, which may run on paris and frankfurt only, dispatched on paris."""
-    decision, files = step(template_files(), now=NOW)
+    decision, files = step(files or template_files(), now=NOW)
     planned = entries(decision)["batch/backfill-eu"]
     at = planned.planned_start + timedelta(minutes=1)
     decision, files = step(files, now=at)
@@ -196,3 +196,63 @@ def test_a_requeued_job_that_finishes_forgets_where_it_could_not_run() -> None:
         "Succeeded",
         (),
     )
+
+
+def _dispatched_again(files, job_id, *, spoke, at):
+    """The reconcile at a requeued job's new start: dispatched on `spoke`."""
+    entry = entries(step(files, now=at)[0])[job_id]
+    start = max(at, entry.planned_start) + timedelta(minutes=1)
+    decision, files = step(files, now=start)
+    entry = entries(decision)[job_id]
+    assert (entry.phase, entry.spoke) == ("Dispatched", spoke)
+    return files, entry, start
+
+
+def test_a_job_requeued_more_than_the_limit_is_given_up_on_until_its_job_changes() -> None:
+    files, started, at = _backfill_dispatched_on_paris(_policy(template_files(), requeueLimit=1))
+    moved, files = step(files, now=at + timedelta(minutes=20), states=_waiting_since(started, at))
+    assert entries(moved)[started.id].requeued_from == ("paris",)
+    files, second, at = _dispatched_again(files, started.id, spoke="frankfurt", at=moved.now)
+    # It cannot start on frankfurt either: the second requeue is one too many.
+    stuck = {"frankfurt": {"not_starting": {second.job_key: at}}}
+    held, files = step(files, now=at + timedelta(minutes=20), states=stuck)
+    entry = entries(held)[started.id]
+    assert (entry.phase, entry.spoke, entry.requeued_from) == (
+        "Pending",
+        None,
+        ("paris", "frankfurt"),
+    )
+    assert entry.reason.startswith(
+        "it was requeued 2 times (paris, frankfurt) without running, more than the policy's "
+        "requeueLimit 1: it is not planned again until its wrapped Job changes"
+    )
+    # Its Job leaves frankfurt, and is rendered nowhere.
+    owned = render(held, previous=files)
+    assert not [path for path in owned if second.job_name in path or started.job_name in path]
+    message = messages.commit_message(old=moved.ledger, decision=held, input_commit="0" * 40)
+    assert f"- requeued {started.id}: its pods could not start on frankfurt from " in message
+    assert f"now pending: {entry.reason}" in message
+    # However much room comes, it stays so, and the next reconcile commits nothing.
+    later, _ = step(files, now=at + timedelta(hours=2))
+    assert entries(later)[started.id] == entry
+    assert render(later, previous=files) == render(held, previous=files)
+    # A change to its wrapped Job is a new Job, with its tries before it.
+    doc = yaml.safe_load(files["jobs/backfill-eu.yaml"])
+    doc["spec"]["components"][0]["template"]["metadata"]["labels"] = {"run": "2"}
+    mended = {**files, "jobs/backfill-eu.yaml": yaml.safe_dump(doc).encode()}
+    again, _ = step(mended, now=at + timedelta(hours=2))
+    entry = entries(again)[started.id]
+    assert entry.phase in ("Planned", "Dispatched") and entry.requeued_from == ()
+
+
+def test_requeue_limit_null_requeues_a_job_for_ever() -> None:
+    files, started, at = _backfill_dispatched_on_paris(_policy(template_files(), requeueLimit=None))
+    spoke, job_key = "paris", started.job_key
+    for turn in range(5):
+        stuck = {spoke: {"not_starting": {job_key: at}}}
+        moved, files = step(files, now=at + timedelta(minutes=20), states=stuck)
+        entry = entries(moved)[started.id]
+        assert len(entry.requeued_from) == turn + 1 and entry.spoke != spoke
+        spoke = entry.spoke
+        files, entry, at = _dispatched_again(files, started.id, spoke=spoke, at=moved.now)
+        job_key = entry.job_key
