@@ -208,6 +208,7 @@ def decide(
         missing=missing,
         requeued=requeued,
         kept_off=kept_off,
+        given_up=tuple(sorted(given_up)),
         history_url=fleet.policy.spec.history_url,
         carbon_sources={
             zone: forecasts[zone].provenance.describe()
@@ -276,11 +277,15 @@ def _requeuing(
 
 def _given_up(tried: tuple[str, ...], *, limit: int) -> str:
     return (
-        f"it was requeued {len(tried)} times ({', '.join(tried)}) without running, more "
+        f"it was requeued {_times(len(tried))} ({', '.join(tried)}) without running, more "
         f"than the policy's requeueLimit {limit}: it is not planned again until its wrapped "
         'Job changes (mend what the requeues said; a label such as run: "2" gives it its '
         "tries again)"
     )
+
+
+def _times(count: int) -> str:
+    return {1: "once", 2: "twice"}.get(count, f"{count} times")
 
 
 def _unscheduled_too_long(

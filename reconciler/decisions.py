@@ -128,11 +128,13 @@ class Decision(BaseModel):
     # Per job, the spokes it may use that lack an object its pods need, or whose
     # quota for its namespace is smaller than it.
     missing: dict[str, dict[str, str]] = {}
-    # The dispatched jobs planned again because their spoke's scheduler found no
-    # node for their pods.
+    # The dispatched jobs planned again because their pods found no node on their
+    # spoke, were refused or could not start there.
     requeued: dict[str, Requeue] = {}
     # Per job, the spokes kept off it because it could not run there, with why.
     kept_off: dict[str, dict[str, str]] = {}
+    # The jobs requeued more than the policy's requeueLimit: planned nowhere.
+    given_up: tuple[str, ...] = ()
     history_url: str | None = None  # the policy's historyUrl, {path} still in it
 
     def retired(self, entry: Entry) -> bool:

@@ -152,8 +152,9 @@ class PolicySpec(Spec):
     # waitForPodsReady requeues a workload); null leaves it waiting there.
     requeue_unscheduled: Duration | None = timedelta(minutes=15)
     # How many times a job may be requeued before it runs: past that, it is
-    # held Pending until its wrapped Job changes (as an AppWrapper's retryLimit
-    # and Kueue's backoffLimitCount end the retries); null requeues it for ever.
+    # given up on, planned nowhere until its wrapped Job changes (as an
+    # AppWrapper's retryLimit and Kueue's backoffLimitCount end the retries);
+    # null requeues it for ever.
     requeue_limit: int | None = Field(default=3, ge=0)
     # The forge's page of one file's commits, {path} standing for the file: each
     # rendered Job then links there from Argo CD's UI. A commit cannot name

@@ -77,7 +77,7 @@ class Entry(BaseModel):
     # The spoke of each time it was requeued (its pods found no node there, were
     # refused or could not start), first first: none is planned for it again
     # while one it has not tried may take it, until it runs; past the policy's
-    # requeueLimit, it is held Pending.
+    # requeueLimit, it is given up on (Pending, planned nowhere).
     requeued_from: tuple[str, ...] = ()
 
     @property

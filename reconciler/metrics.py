@@ -54,7 +54,8 @@ SPOKE_FILE_LOADS = Gauge(
 )
 REQUEUES = Counter(
     "caspian_requeues_total",
-    "Dispatched jobs planned again because their pods found no node there, or none was created",
+    "Dispatched jobs planned again because their pods found no node there, none was created, "
+    "or they could not start",
     ["spoke"],
 )
 ARGOCD_UP = Gauge(
@@ -74,6 +75,10 @@ SOLVE_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
 JOBS = Gauge("caspian_jobs", "Jobs in the ledger by phase", ["phase"])
+GIVEN_UP_JOBS = Gauge(
+    "caspian_jobs_given_up",
+    "Jobs requeued more than the policy's requeueLimit: planned nowhere until their Job changes",
+)
 LATE_JOBS = Gauge(
     "caspian_jobs_late", "Placed jobs not yet finished that are planned to end after their deadline"
 )
@@ -83,11 +88,14 @@ PUSH_RETRIES = Counter("caspian_push_retries_total", "Pushes repeated because th
 COMMITS = Counter("caspian_commits_total", "Placement commits pushed", ["branch"])
 
 
-def record_ledger(phases: dict[str, int], *, late: int, planned: float, baseline: float) -> None:
+def record_ledger(
+    phases: dict[str, int], *, late: int, given_up: int, planned: float, baseline: float
+) -> None:
     """`phases` names every phase, 0 included: a gauge keeps its last value until set."""
     for phase, count in phases.items():
         JOBS.labels(phase=phase).set(count)
     LATE_JOBS.set(late)
+    GIVEN_UP_JOBS.set(given_up)
     PLANNED_GRAMS.set(planned)
     BASELINE_GRAMS.set(baseline)
 

@@ -209,6 +209,7 @@ def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outc
         # Every phase, so that one that emptied reads 0 rather than its last count.
         {phase.value: phases[phase] for phase in Phase},
         late=sum(1 for e in decision.ledger.entries if e.late and e.phase in UNFINISHED),
+        given_up=len(decision.given_up),
         planned=estimated,
         baseline=baseline,
     )

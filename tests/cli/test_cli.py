@@ -582,8 +582,10 @@ def test_simulate_names_a_bad_option_as_click_does(run, args, expected) -> None:
     assert result.exit_code == 2 and expected in result.output, result.output
 
 
-@pytest.mark.parametrize("cause", ["found no node", "could not start"])
-def test_a_job_whose_pods_cannot_run_is_requeued_end_to_end(run, tmp_path, cause) -> None:
+@pytest.mark.parametrize(
+    ("cause", "limit"), [("found no node", 3), ("could not start", 3), ("could not start", 0)]
+)
+def test_a_job_whose_pods_cannot_run_is_requeued_end_to_end(run, tmp_path, cause, limit) -> None:
     from tests.fakehttp import Reply, serve
     from tests.reconcile.test_kube_observer import (
         _pod_on_node,
@@ -596,6 +598,10 @@ def test_a_job_whose_pods_cannot_run_is_requeued_end_to_end(run, tmp_path, cause
 
     remote = tmp_path / "fleet.git"
     run("init", "--bare", remote)
+    policy = gitutil.read(remote, "caspian.yaml").replace(
+        b"requeueLimit: 3", f"requeueLimit: {limit}".encode()
+    )
+    gitutil.user_commit(remote, {"caspian.yaml": policy})
     with serve() as paris, serve() as frankfurt, serve() as california:
         apis = {"paris": paris, "frankfurt": frankfurt, "california": california}
         for api in apis.values():
@@ -631,14 +637,22 @@ def test_a_job_whose_pods_cannot_run_is_requeued_end_to_end(run, tmp_path, cause
         before = counted()
         result = run("reconcile", "--once", *kube, *later)
         assert counted() == before + 1
-        assert result.exit_code == 0, result.output
+        # A job given up on is one not planned: the exit says so.
+        assert result.exit_code == (3 if limit == 0 else 0), result.output
         message = gitutil.message(remote)
         assert message.startswith("requeue: 1 job")
         assert f"- requeued batch/backfill-eu: its pods {cause} on paris from " in message
         assert f'and goes (paris says: "{word}"); now ' in message
         entry = gitutil.ledger(remote)["batch/backfill-eu"]
-        assert (entry["spoke"], entry["requeuedFrom"]) == ("frankfurt", ["paris"])
         assert f"rendered/paris/batch.{name}.yaml" not in gitutil.files(remote, "rendered/")
+        given_up = REGISTRY.get_sample_value("caspian_jobs_given_up")
+        if limit == 0:  # its one requeue is one too many: planned nowhere
+            assert (entry["phase"], entry.get("spoke"), given_up) == ("Pending", None, 1)
+            assert "now pending: it was requeued once (paris) without running, more than " in (
+                message
+            )
+            return
+        assert (entry["spoke"], entry["requeuedFrom"], given_up) == ("frankfurt", ["paris"], 0)
         explained = run("explain", "backfill-eu", *kube, *later)
         assert "  not on paris: it could not run there when it was last dispatched " in (
             explained.output

@@ -217,13 +217,14 @@ def test_a_job_requeued_more_than_the_limit_is_given_up_on_until_its_job_changes
     stuck = {"frankfurt": {"not_starting": {second.job_key: at}}}
     held, files = step(files, now=at + timedelta(minutes=20), states=stuck)
     entry = entries(held)[started.id]
+    assert held.given_up == (started.id,)
     assert (entry.phase, entry.spoke, entry.requeued_from) == (
         "Pending",
         None,
         ("paris", "frankfurt"),
     )
     assert entry.reason.startswith(
-        "it was requeued 2 times (paris, frankfurt) without running, more than the policy's "
+        "it was requeued twice (paris, frankfurt) without running, more than the policy's "
         "requeueLimit 1: it is not planned again until its wrapped Job changes"
     )
     # Its Job leaves frankfurt, and is rendered nowhere.
@@ -234,7 +235,7 @@ def test_a_job_requeued_more_than_the_limit_is_given_up_on_until_its_job_changes
     assert f"now pending: {entry.reason}" in message
     # However much room comes, it stays so, and the next reconcile commits nothing.
     later, _ = step(files, now=at + timedelta(hours=2))
-    assert entries(later)[started.id] == entry
+    assert entries(later)[started.id] == entry and later.given_up == (started.id,)
     assert render(later, previous=files) == render(held, previous=files)
     # A change to its wrapped Job is a new Job, with its tries before it.
     doc = yaml.safe_load(files["jobs/backfill-eu.yaml"])
@@ -243,6 +244,7 @@ def test_a_job_requeued_more_than_the_limit_is_given_up_on_until_its_job_changes
     again, _ = step(mended, now=at + timedelta(hours=2))
     entry = entries(again)[started.id]
     assert entry.phase in ("Planned", "Dispatched") and entry.requeued_from == ()
+    assert again.given_up == ()
 
 
 def test_requeue_limit_null_requeues_a_job_for_ever() -> None:
