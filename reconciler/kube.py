@@ -218,13 +218,16 @@ class KubeObserver:
             not_starting = {key: since for key, (since, _) in stuck.items()}
             for key in on_nodes.keys() & heard.keys():
                 not_starting[key] = on_nodes[key][0].status.start_time
-            phases = {job_key(job): job_phase(job.status) for job in jobs}
-            # A Job none of whose pods has a node, or that has none, or none of
-            # whose pods can start, is not running yet, though no condition of
-            # its status says so.
-            for key in (*waiting, *refused, *not_starting):
-                if phases.get(key) == "Running":
-                    del phases[key]
+            # A Job runs once a container of it has started, or it has run a pod:
+            # until then (its pods find no node, are refused, pull their image or
+            # cannot start) it is not running yet, though no condition of its
+            # status says so.
+            begun = started(jobs, pods)
+            phases = {
+                key: phase
+                for key, phase in ((job_key(job), job_phase(job.status)) for job in jobs)
+                if phase != "Running" or key in begun
+            }
             limits = {namespace: quota_limits(items) for namespace, items in quota_lists.items()}
             needs = {namespace: quota_needs(items) for namespace, items in quota_lists.items()}
             scoped = {namespace: scoped_quotas(items) for namespace, items in quota_lists.items()}
@@ -739,15 +742,21 @@ def unstarted(jobs: list[Any], pods: list[Any]) -> dict[str, list[Any]]:
     pods on a node, oldest on its node first, by namespace/name: why those wait
     is read from their containers (`cannot_start`) or their events
     (`failed_start`). Pods still finding a node are `unscheduled`'s."""
-    ran = _ran(jobs)
-    started = {owning_job(pod) for pod in pods if _started(pod)}
+    begun = started(jobs, pods)
     found: dict[str, list[Any]] = {}
     for pod in pods:
         key = owning_job(pod)
-        if key is None or key in ran or key in started or _on_node_since(pod) is None:
+        if key is None or key in begun or _on_node_since(pod) is None:
             continue
         found.setdefault(key, []).append(pod)
     return {key: sorted(found[key], key=_on_node_since) for key in sorted(found)}
+
+
+def started(jobs: list[Any], pods: list[Any]) -> set[str]:
+    """Caspian's Jobs that have begun: a container of theirs has run, or they
+    have run a pod to its end, or have one ready."""
+    ready = {job_key(job) for job in jobs if job.status is not None and (job.status.ready or 0)}
+    return _ran(jobs) | ready | {owning_job(pod) for pod in pods if _started(pod)} - {None}
 
 
 def _started(pod: Any) -> bool:

@@ -27,7 +27,7 @@ class Phase(StrEnum):
     SUSPENDED = "Suspended"
     PLANNED = "Planned"  # spoke and start chosen; rendered suspended
     DISPATCHED = "Dispatched"  # start reached; rendered with suspend: false
-    RUNNING = "Running"  # its spoke reports the Job running: a pod of it has a node
+    RUNNING = "Running"  # its spoke reports the Job running: a container of it started
     SUCCEEDED = "Succeeded"  # its spoke reports the Job complete
     FAILED = "Failed"  # its spoke reports the Job failed
     INVALID = "Invalid"  # the AppWrapper file has a problem: see reason

@@ -627,7 +627,7 @@ def test_a_job_whose_pods_cannot_run_is_requeued_end_to_end(run, tmp_path, cause
             word = 'ImagePullBackOff: Back-off pulling image "x"'
         stuck["metadata"]["namespace"] = "batch"
         paris.route("/api/v1/pods", Reply(body=listing("PodList", [stuck])))
-        paris.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [job(name)])))
+        paris.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [job(name, ready=False)])))
         later = ["--now", (start + timedelta(minutes=20)).isoformat()]
 
         def counted() -> float:

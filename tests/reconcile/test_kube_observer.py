@@ -61,8 +61,10 @@ def pod(name, node_name, phase, *, cpu="2", memory="4Gi", gpu=None, ours=False, 
     }
 
 
-def job(name, *, condition=None, namespace="batch"):
-    status = {"active": 0 if condition else 1}
+def job(name, *, condition=None, namespace="batch", ready=True):
+    """One of Caspian's Jobs: finished with `condition`, else with a pod active
+    (and ready, unless not `ready`: its pods still wait)."""
+    status = {"active": 0 if condition else 1, "ready": 1 if ready and not condition else 0}
     if condition:
         status["conditions"] = [{"type": condition, "status": "True"}]
     return {
@@ -730,7 +732,7 @@ def test_jobs_whose_pods_find_no_node_are_reported_with_since_when(tmp_path) -> 
                 )
             ),
         )
-        stuck = job("stuck-11111111", namespace="default")
+        stuck = job("stuck-11111111", namespace="default", ready=False)
         api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [ran, stuck])))
         state = observe(tmp_path, {"paris": api.url})["paris"]
     assert state.up
@@ -780,7 +782,7 @@ def test_jobs_that_started_and_created_no_pod_are_reported_with_since_when(tmp_p
     jobs = [
         _started_job("refused-11111111"),  # admission refuses its pods
         _started_job("held-22222222", suspend=True),  # suspended there again
-        _started_job("running-33333333", active=1),
+        _started_job("running-33333333", active=1, ready=1),
         _started_job("new-44444444"),  # its pod was just made: it has one
         failed,  # ended before a pod ran (its deadline passed, say)
         _started_job("ran-66666666", succeeded=1),
@@ -935,7 +937,7 @@ def test_jobs_whose_pods_on_a_node_cannot_start_are_reported_with_why(tmp_path) 
     with serve() as api:
         healthy(api)
         api.route("/api/v1/pods", Reply(body=listing("PodList", pods)))
-        jobs = [job(name, namespace="default") for name in names] + [ran]
+        jobs = [job(name, namespace="default", ready=False) for name in names] + [ran]
         api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", jobs)))
         api.routes["/api/v1/namespaces/default/events"] = events
         now = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
@@ -959,8 +961,9 @@ def test_jobs_whose_pods_on_a_node_cannot_start_are_reported_with_why(tmp_path) 
         f"involvedObject.kind=Pod,involvedObject.name={name},type=Warning"
         for name in ("mount", "once", "slow")
     ]
-    # Those that cannot start are not running: the ledger keeps them Dispatched.
-    assert state.jobs == {"default/slow-44444444": "Running", "default/ran-99999999": "Running"}
+    # Those that cannot start, and the one still pulling its image, are not
+    # running yet: the ledger keeps them Dispatched.
+    assert state.jobs == {"default/ran-99999999": "Running"}
     assert state.unscheduled == {} and state.podless == {}
 
 
@@ -989,3 +992,31 @@ def test_the_pods_waiting_on_a_node_the_longest_have_their_events_asked_first(
         "involvedObject.name=d",
         "involvedObject.name=b",
     ]
+
+
+def test_a_job_runs_once_a_container_of_it_has_started(tmp_path) -> None:
+    # Its container runs, not yet ready.
+    busy = _pod_on_node("busy", "busy-11111111", statuses=[{**RUNS, "ready": False}])
+    # Its pod pulls its image: dispatched, not running yet.
+    pulling = _pod_on_node("pulling", "pulling-22222222", statuses=[_waits("ContainerCreating")])
+    # Its first pod ran to its end; the next is not made yet.
+    between = job("between-33333333", namespace="default", ready=False)
+    between["status"]["succeeded"] = 1
+    jobs = [
+        job("busy-11111111", namespace="default", ready=False),
+        job("pulling-22222222", namespace="default", ready=False),
+        between,
+        job("ready-44444444", namespace="default"),  # the Job counts a ready pod
+        job("done-55555555", namespace="default", condition="Complete"),
+    ]
+    with serve() as api:
+        healthy(api)
+        api.route("/api/v1/pods", Reply(body=listing("PodList", [busy, pulling])))
+        api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", jobs)))
+        state = observe(tmp_path, {"paris": api.url})["paris"]
+    assert state.jobs == {
+        "default/busy-11111111": "Running",
+        "default/between-33333333": "Running",
+        "default/ready-44444444": "Running",
+        "default/done-55555555": "Succeeded",
+    }
