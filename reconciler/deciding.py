@@ -256,9 +256,7 @@ def _requeuing(
             why_not = _given_up(tried, limit=limit)
             off = dict.fromkeys(job.allowed_spokes, why_not)
             return _Requeuing(requeue=requeue, tried=tried, kept_off=off, given_up=why_not)
-        off = {s: REQUEUED for s in tried if s in job.allowed_spokes}
-        if not _elsewhere(job, tuple(off), closed):
-            off = {}  # each has been tried: all but this one may be again
+        off = _kept_off(job, tried, closed)
         return _Requeuing(requeue=requeue, tried=tried, kept_off={**off, prev.spoke: why})
     if limit is not None and len(prev.requeued_from) > limit and prev.phase == Phase.PENDING:
         why_not = _given_up(prev.requeued_from, limit=limit)
@@ -266,13 +264,20 @@ def _requeuing(
         return _Requeuing(requeue=None, tried=prev.requeued_from, kept_off=off, given_up=why_not)
     if prev.requeued_from and prev.phase in (Phase.PLANNED, Phase.PENDING, Phase.DISPATCHED):
         # Dispatched again elsewhere, it is placed: nothing to keep it off.
-        waits = prev.phase != Phase.DISPATCHED and _elsewhere(job, prev.requeued_from, closed)
-        return _Requeuing(
-            requeue=None,
-            tried=prev.requeued_from,
-            kept_off=dict.fromkeys(prev.requeued_from, REQUEUED) if waits else {},
-        )
+        dispatched = prev.phase == Phase.DISPATCHED
+        off = {} if dispatched else _kept_off(job, prev.requeued_from, closed)
+        return _Requeuing(requeue=None, tried=prev.requeued_from, kept_off=off)
     return None
+
+
+def _kept_off(job: JobRequest, tried: tuple[str, ...], closed: Mapping[str, str]) -> dict[str, str]:
+    """The spokes a requeued job is kept off: each it was requeued from, while
+    one it has not tried may take it; once it has tried each, the last only,
+    so that it does not go straight back there."""
+    off = tuple(s for s in dict.fromkeys(tried) if s in job.allowed_spokes)
+    if _elsewhere(job, off, closed):
+        return dict.fromkeys(off, REQUEUED)
+    return {tried[-1]: REQUEUED} if _elsewhere(job, tried[-1:], closed) else {}
 
 
 def _given_up(tried: tuple[str, ...], *, limit: int) -> str:

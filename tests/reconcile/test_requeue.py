@@ -258,3 +258,20 @@ def test_requeue_limit_null_requeues_a_job_for_ever() -> None:
         spoke = entry.spoke
         files, entry, at = _dispatched_again(files, started.id, spoke=spoke, at=moved.now)
         job_key = entry.job_key
+
+
+def test_a_job_that_tried_every_spoke_does_not_go_straight_back_to_the_last() -> None:
+    files, started, at = _backfill_dispatched_on_paris()
+    moved, files = step(files, now=at + timedelta(minutes=20), states=_waiting_since(started, at))
+    files, second, at = _dispatched_again(files, started.id, spoke="frankfurt", at=moved.now)
+    # Its pods find no node on frankfurt either: back to paris, the first tried.
+    back, files = step(files, now=at + timedelta(minutes=20), states=_waiting_since(second, at))
+    entry = entries(back)[started.id]
+    assert (entry.phase, entry.spoke) == ("Planned", "paris")
+    assert entry.requeued_from == ("paris", "frankfurt")
+    # Until it is dispatched there, frankfurt stays off: nothing changed, and
+    # the next reconcile commits nothing.
+    again, _ = step(files, now=back.now)
+    assert entries(again)[started.id] == entry
+    assert set(again.kept_off[started.id]) == {"frankfurt"}
+    assert render(again, previous=files) == render(back, previous=files)
