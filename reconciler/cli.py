@@ -338,6 +338,8 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
         )
     if entry.reason:
         click.echo(f"  {entry.reason}")
+    if note := decision.stuck.get(entry.id):
+        click.echo(f"  not running yet: {note}")
     if entry.phase != ledger.Phase.INVALID:
         # A job whose file broke after it was placed keeps its place until fixed.
         for problem in decision.problems:

@@ -125,6 +125,15 @@ def decide(
         if found.requeue is not None:
             requeued[job.id] = found.requeue
             prevs[job.id] = _placed_again(prev)
+    # Dispatched, and not running yet for a reason its spoke gives: for `explain`.
+    stuck = {
+        job.id: note
+        for job in jobs
+        if (prev := prevs[job.id]) is not None
+        and job.id not in finished
+        and job.id not in suspended
+        and (note := _waits_stuck(prev, spokes, after=fleet.policy.spec.requeue_unscheduled))
+    }
     opt_jobs = [
         _optimizer_job(
             job,
@@ -209,6 +218,7 @@ def decide(
         requeued=requeued,
         kept_off=kept_off,
         given_up=tuple(sorted(given_up)),
+        stuck=stuck,
         history_url=fleet.policy.spec.history_url,
         carbon_sources={
             zone: forecasts[zone].provenance.describe()
@@ -293,15 +303,19 @@ def _times(count: int) -> str:
     return {1: "once", 2: "twice"}.get(count, f"{count} times")
 
 
-def _unscheduled_too_long(
-    prev: Entry, spokes: Mapping[str, SpokeState], *, now: datetime, after: timedelta | None
-) -> str | None:
-    """Why a dispatched job is to be planned again: for `after`, its spoke's
-    scheduler has found no node for its pods (the room Caspian counted there
-    was taken, or its nodes went), its Job has created none (the spoke refuses
-    them), or its pods cannot start (an image or Secret the spoke lacks), and
-    it has run none. Left there, it would wait with its deadline running."""
-    if after is None or prev.phase not in FIXED or prev.spoke not in spokes:
+class _Stuck(NamedTuple):
+    since: datetime
+    what: str  # what keeps it from running there: "its pods found no node on"
+    said: str | None  # what its spoke says of it, if anything
+
+
+def _stuck(prev: Entry, spokes: Mapping[str, SpokeState]) -> _Stuck | None:
+    """What keeps a dispatched job from running on its spoke, as the spoke
+    reports it: its scheduler finds no node for its pods (the room Caspian
+    counted there was taken, or its nodes went), its Job creates none (the
+    spoke refuses them), or its pods cannot start (an image or Secret the spoke
+    lacks), while it has run none."""
+    if prev.phase not in FIXED or prev.spoke not in spokes:
         return None
     state = spokes[prev.spoke]
     said = state.said.get(prev.job_key)
@@ -313,13 +327,39 @@ def _unscheduled_too_long(
         ),
         (state.not_starting.get(prev.job_key), "its pods could not start on"),
     ):
-        if since is not None and since + after <= now:
-            return (
-                f"{what} {prev.spoke} from {format_time(since)} to {format_time(now)}, more "
-                f"than the policy's requeueUnscheduled {format_duration(after)}: its Job "
-                "there never ran, and goes" + (f' ({prev.spoke} says: "{said}")' if said else "")
-            )
+        if since is not None:
+            return _Stuck(since=since, what=what, said=said)
     return None
+
+
+def _unscheduled_too_long(
+    prev: Entry, spokes: Mapping[str, SpokeState], *, now: datetime, after: timedelta | None
+) -> str | None:
+    """Why a dispatched job is to be planned again: it has been `_stuck` for
+    `after`. Left there, it would wait with its deadline running."""
+    stuck = _stuck(prev, spokes)
+    if after is None or stuck is None or stuck.since + after > now:
+        return None
+    return (
+        f"{stuck.what} {prev.spoke} from {format_time(stuck.since)} to {format_time(now)}, "
+        f"more than the policy's requeueUnscheduled {format_duration(after)}: its Job there "
+        "never ran, and goes" + (f' ({prev.spoke} says: "{stuck.said}")' if stuck.said else "")
+    )
+
+
+def _waits_stuck(prev: Entry, spokes: Mapping[str, SpokeState], *, after: timedelta | None) -> str:
+    """What keeps a dispatched job that is not requeued (yet) from running, and
+    when it will be: for `explain`. Empty where nothing does."""
+    stuck = _stuck(prev, spokes)
+    if stuck is None:
+        return ""
+    said = f' ({prev.spoke} says: "{stuck.said}")' if stuck.said else ""
+    then = (
+        "the policy's requeueUnscheduled is null, so it waits there"
+        if after is None
+        else f"it is requeued at {format_time(stuck.since + after)} unless it starts"
+    )
+    return f"{stuck.what} {prev.spoke} since {format_time(stuck.since)}{said}: {then}"
 
 
 def _elsewhere(job: JobRequest, but: tuple[str, ...], closed: Mapping[str, str]) -> bool:

@@ -135,6 +135,9 @@ class Decision(BaseModel):
     kept_off: dict[str, dict[str, str]] = {}
     # The jobs requeued more than the policy's requeueLimit: planned nowhere.
     given_up: tuple[str, ...] = ()
+    # Per dispatched job its spoke reports not running (no node, no pod, not
+    # starting): what it says, and when the job is requeued.
+    stuck: dict[str, str] = {}
     history_url: str | None = None  # the policy's historyUrl, {path} still in it
 
     def retired(self, entry: Entry) -> bool:

@@ -760,7 +760,8 @@ def started(jobs: list[Any], pods: list[Any]) -> set[str]:
 
 
 def _started(pod: Any) -> bool:
-    """Whether one of the pod's own containers has run, now or before."""
+    """Whether one of the pod's own containers has run, now or before (an init
+    container that ran has not begun the Job's work: moved, it runs again)."""
     for status in (pod.status.container_statuses or []) if pod.status is not None else []:
         state, last = status.state, status.last_state
         if (state is not None and (state.running or state.terminated)) or (

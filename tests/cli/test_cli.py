@@ -629,6 +629,10 @@ def test_a_job_whose_pods_cannot_run_is_requeued_end_to_end(run, tmp_path, cause
         paris.route("/api/v1/pods", Reply(body=listing("PodList", [stuck])))
         paris.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [job(name, ready=False)])))
         later = ["--now", (start + timedelta(minutes=20)).isoformat()]
+        sooner = ["--now", (start + timedelta(minutes=10)).isoformat()]
+        waits = run("explain", "backfill-eu", *kube, *sooner).output
+        assert f"  not running yet: its pods {cause} on paris since " in waits
+        assert f'(paris says: "{word}"): it is requeued at ' in waits
 
         def counted() -> float:
             sample = REGISTRY.get_sample_value("caspian_requeues_total", {"spoke": "paris"})

@@ -10,6 +10,7 @@ from datetime import timedelta
 import yaml
 
 from reconciler import messages
+from reconciler.quantities import format_time
 from reconciler.rendering import render
 from reconciler.templates import template_files
 from tests.conftest import NOW, assert_valid_plan
@@ -170,6 +171,11 @@ def test_a_job_whose_pods_cannot_start_there_is_requeued_with_the_spokes_word() 
     stuck = {"paris": {"not_starting": {started.job_key: at}, "said": {started.job_key: word}}}
     early, _ = step(files, now=at + timedelta(minutes=14), states=stuck)
     assert entries(early)[started.id] == started and not early.requeued
+    # What keeps it, and when it goes, for explain.
+    assert early.stuck == {
+        started.id: f"its pods could not start on paris since {format_time(at)} (paris says: "
+        f'"{word}"): it is requeued at {format_time(at + timedelta(minutes=15))} unless it starts'
+    }
     requeued, files = step(files, now=at + timedelta(minutes=16), states=stuck)
     entry = entries(requeued)[started.id]
     assert (entry.spoke, entry.requeued_from) == ("frankfurt", ("paris",))
