@@ -688,10 +688,7 @@ def latest_message(events: list[Any]) -> str | None:
     """The message of the latest of some events, by when each last happened."""
 
     def when(event: Any) -> datetime:
-        for moment in (event.last_timestamp, event.event_time, event.first_timestamp):
-            if isinstance(moment, datetime):
-                return moment
-        return datetime.min.replace(tzinfo=UTC)
+        return _last_said(event) or datetime.min.replace(tzinfo=UTC)
 
     said = [e for e in events if isinstance(e.message, str) and e.message.strip()]
     return one_line(max(said, key=when).message) if said else None
@@ -821,6 +818,7 @@ def failed_start(events: list[Any], *, now: datetime) -> str | None:
 
 
 def _last_said(event: Any) -> datetime | None:
+    """When an event last happened: a series' last, or the event's own time."""
     series = getattr(event, "series", None)
     for moment in (
         series.last_observed_time if series is not None else None,

@@ -127,10 +127,11 @@ def _seen(state: SpokeState | None) -> str:
         return "-"
     phases = Counter(state.jobs.values())
     parts = [f"{count} {phase}" for phase, count in sorted(phases.items())]
-    if state.unscheduled:
-        parts.append(f"{len(state.unscheduled)} finding no node")
-    if state.podless:
-        parts.append(f"{len(state.podless)} making no pod")
-    if state.not_starting:
-        parts.append(f"{len(state.not_starting)} not starting")
+    for waiting, what in (
+        (state.unscheduled, "finding no node"),
+        (state.podless, "making no pod"),
+        (state.not_starting, "not starting"),
+    ):
+        if waiting:
+            parts.append(f"{len(waiting)} {what}")
     return ", ".join(parts) or "none"

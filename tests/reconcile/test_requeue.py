@@ -221,9 +221,9 @@ def test_a_job_requeued_more_than_the_limit_is_given_up_on_until_its_job_changes
     files, second, at = _dispatched_again(files, started.id, spoke="frankfurt", at=moved.now)
     # It cannot start on frankfurt either: the second requeue is one too many.
     stuck = {"frankfurt": {"not_starting": {second.job_key: at}}}
-    held, files = step(files, now=at + timedelta(minutes=20), states=stuck)
-    entry = entries(held)[started.id]
-    assert held.given_up == (started.id,)
+    given, files = step(files, now=at + timedelta(minutes=20), states=stuck)
+    entry = entries(given)[started.id]
+    assert given.given_up == (started.id,)
     assert (entry.phase, entry.spoke, entry.requeued_from) == (
         "Pending",
         None,
@@ -234,15 +234,15 @@ def test_a_job_requeued_more_than_the_limit_is_given_up_on_until_its_job_changes
         "requeueLimit 1: it is not planned again until its wrapped Job changes"
     )
     # Its Job leaves frankfurt, and is rendered nowhere.
-    owned = render(held, previous=files)
+    owned = render(given, previous=files)
     assert not [path for path in owned if second.job_name in path or started.job_name in path]
-    message = messages.commit_message(old=moved.ledger, decision=held, input_commit="0" * 40)
+    message = messages.commit_message(old=moved.ledger, decision=given, input_commit="0" * 40)
     assert f"- requeued {started.id}: its pods could not start on frankfurt from " in message
     assert f"now pending: {entry.reason}" in message
     # However much room comes, it stays so, and the next reconcile commits nothing.
     later, _ = step(files, now=at + timedelta(hours=2))
     assert entries(later)[started.id] == entry and later.given_up == (started.id,)
-    assert render(later, previous=files) == render(held, previous=files)
+    assert render(later, previous=files) == render(given, previous=files)
     # A change to its wrapped Job is a new Job, with its tries before it.
     doc = yaml.safe_load(files["jobs/backfill-eu.yaml"])
     doc["spec"]["components"][0]["template"]["metadata"]["labels"] = {"run": "2"}
