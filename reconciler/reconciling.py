@@ -137,8 +137,11 @@ def reconcile_once(
             continue
         log.info("pushed %s: %s", commit[:12], outcome.message.splitlines()[0])
         metrics.COMMITS.labels(branch=repo.branch).inc()
-        for requeue in outcome.decision.requeued.values():
+        for job_id, requeue in outcome.decision.requeued.items():
             metrics.REQUEUES.labels(spoke=requeue.spoke).inc()
+            if job_id in outcome.decision.given_up:
+                entry = outcome.decision.ledger.by_id()[job_id]
+                log.warning("gave up on %s: %s", job_id, entry.reason)
         return outcome.model_copy(update={"commit": commit, "push_attempts": attempt})
     raise AssertionError("unreachable")
 

@@ -585,7 +585,9 @@ def test_simulate_names_a_bad_option_as_click_does(run, args, expected) -> None:
 @pytest.mark.parametrize(
     ("cause", "limit"), [("found no node", 3), ("could not start", 3), ("could not start", 0)]
 )
-def test_a_job_whose_pods_cannot_run_is_requeued_end_to_end(run, tmp_path, cause, limit) -> None:
+def test_a_job_whose_pods_cannot_run_is_requeued_end_to_end(
+    run, tmp_path, caplog, cause, limit
+) -> None:
     from tests.fakehttp import Reply, serve
     from tests.reconcile.test_kube_observer import (
         _pod_on_node,
@@ -652,6 +654,7 @@ def test_a_job_whose_pods_cannot_run_is_requeued_end_to_end(run, tmp_path, cause
         given_up = REGISTRY.get_sample_value("caspian_jobs_given_up")
         if limit == 0:  # its one requeue is one too many: planned nowhere
             assert (entry["phase"], entry.get("spoke"), given_up) == ("Pending", None, 1)
+            assert "gave up on batch/backfill-eu: it was requeued once (paris)" in caplog.text
             assert "now pending: it was requeued once (paris) without running, more than " in (
                 message
             )
