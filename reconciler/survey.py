@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
 from reconciler.decisions import SpokeState
 from reconciler.ledger import Entry
+from reconciler.quantities import format_time
 
 # A spoke's state, as the table's column reads.
 UP, DOWN, UNSCHEDULABLE, BROKEN = "up", "down", "unschedulable", "file does not load"
@@ -79,6 +81,7 @@ def table(survey: Survey) -> str:
         if report.why:
             notes.append(f"{report.name}: {report.state}: {report.why}")
         if seen is not None:
+            notes.extend(f"{report.name}: {line}" for line in _waiting_jobs(seen))
             notes.extend(f"{report.name}: {line}" for line in _namespace_rules(seen))
         if seen is not None and seen.unread:
             notes.append(
@@ -127,11 +130,30 @@ def _seen(state: SpokeState | None) -> str:
         return "-"
     phases = Counter(state.jobs.values())
     parts = [f"{count} {phase}" for phase, count in sorted(phases.items())]
-    for waiting, what in (
-        (state.unscheduled, "finding no node"),
-        (state.podless, "making no pod"),
-        (state.not_starting, "not starting"),
-    ):
+    for waiting, what in _not_running(state):
         if waiting:
             parts.append(f"{len(waiting)} {what}")
     return ", ".join(parts) or "none"
+
+
+def _not_running(state: SpokeState) -> tuple[tuple[dict[str, datetime], str], ...]:
+    """Caspian's Jobs there that do not run yet for a reason the spoke gives,
+    since when, by what keeps them."""
+    return (
+        (state.unscheduled, "finding no node"),
+        (state.podless, "making no pod"),
+        (state.not_starting, "not starting"),
+    )
+
+
+def _waiting_jobs(state: SpokeState) -> list[str]:
+    """A line for each of Caspian's Jobs there that does not run yet: what keeps
+    it, since when, and what the spoke says of it."""
+    lines = []
+    for waiting, what in _not_running(state):
+        for key, since in sorted(waiting.items()):
+            said = state.said.get(key)
+            lines.append(
+                f"Job {key} {what} since {format_time(since)}" + (f": {said}" if said else "")
+            )
+    return lines

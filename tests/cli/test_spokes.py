@@ -115,6 +115,14 @@ def test_spokes_shows_what_the_kube_observer_sees_and_may_not_list(run, tmp_path
     assert table["paris"][:7] == ["FR", "kube:kind-paris", "up", "48", "256.0Gi", "0", "1"]
     assert table["paris"][-1] == "1 finding no node"
     assert table["frankfurt"][-1] == "1 Running, 1 making no pod, 1 not starting"
+    # Each Job there that does not run yet, with what the spoke says of it.
+    assert (
+        "\nparis: Job default/climate-sim-330fb802 finding no node since 2026-11-22T02:04:00Z\n"
+    ) in result.output
+    assert (
+        "\nfrankfurt: Job default/backfill-eu-1c0d9c1f not starting since 2026-11-22T02:00:00Z: "
+        'ImagePullBackOff: Back-off pulling image "x"\n'
+    ) in result.output
     assert table["california"][2] == "down"
     assert "\ncalifornia: down: " in result.output
     # What each namespace there holds a job's pods to.
