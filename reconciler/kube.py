@@ -192,32 +192,11 @@ class KubeObserver:
             where = placed_on(pods)
             waiting = unscheduled(jobs, pods, placed=where)
             refused = podless(jobs, pods)
-            on_nodes = unstarted(jobs, pods)
-            stuck = cannot_start(on_nodes)
             said = scheduler_messages(pods, waiting)
-            said.update((key, words) for key, (_, words) in stuck.items())
-            # Why the others cannot start may be in their events: the Job's own
-            # for one that makes no pod, those of its pod on a node the longest.
-            saying = partial(failed_start, now=self.clock())
-            longest = sorted(
-                (pods_there[0].status.start_time, key)
-                for key, pods_there in on_nodes.items()
-                if key not in stuck
+            not_starting, words = self._not_starting(
+                core, jobs, pods, refused=list(refused), spoke=spoke, unread=unread
             )
-            heard = self._event_words(
-                core,
-                [(key, *_job_events(key), latest_message) for key in refused][:MOST_EVENT_LISTS]
-                + [
-                    (key, *_pod_events(on_nodes[key][0]), saying)
-                    for _, key in longest[:MOST_EVENT_LISTS]
-                ],
-                spoke=spoke,
-                unread=unread,
-            )
-            said.update(heard)
-            not_starting = {key: since for key, (since, _) in stuck.items()}
-            for key in on_nodes.keys() & heard.keys():
-                not_starting[key] = on_nodes[key][0].status.start_time
+            said.update(words)
             # A Job runs once a container of it has started, or it has run a pod:
             # until then (its pods find no node, are refused, pull their image or
             # cannot start) it is not running yet, though no condition of its
@@ -264,6 +243,43 @@ class KubeObserver:
             limit_ranges={namespace: items for namespace, items in bounds.items() if items},
             pod_security=levels,
         )
+
+    def _not_starting(
+        self,
+        core: client.CoreV1Api,
+        jobs: list[Any],
+        pods: list[Any],
+        *,
+        refused: list[str],
+        spoke: Spoke,
+        unread: list[str],
+    ) -> tuple[dict[str, datetime], dict[str, str]]:
+        """Caspian's Jobs there whose pods on a node cannot start, since when,
+        and what the spoke says of those and of the `refused` ones: the words
+        of their waiting containers, else of their events (the Job's own for
+        one that makes no pod, those of its pod on a node the longest)."""
+        on_nodes = unstarted(jobs, pods)
+        stuck = cannot_start(on_nodes)
+        longest = sorted(
+            (pods_there[0].status.start_time, key)
+            for key, pods_there in on_nodes.items()
+            if key not in stuck
+        )
+        saying = partial(failed_start, now=self.clock())
+        heard = self._event_words(
+            core,
+            [(key, *_job_events(key), latest_message) for key in refused[:MOST_EVENT_LISTS]]
+            + [
+                (key, *_pod_events(on_nodes[key][0]), saying)
+                for _, key in longest[:MOST_EVENT_LISTS]
+            ],
+            spoke=spoke,
+            unread=unread,
+        )
+        not_starting = {key: since for key, (since, _) in stuck.items()}
+        for key in on_nodes.keys() & heard.keys():
+            not_starting[key] = on_nodes[key][0].status.start_time
+        return not_starting, {**{key: words for key, (_, words) in stuck.items()}, **heard}
 
     def _event_words(
         self,
