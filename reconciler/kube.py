@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -712,8 +713,12 @@ def latest_message(events: list[Any]) -> str | None:
 
 def one_line(message: str) -> str:
     """A message from a spoke as one line of a commit message, cut short: it may
-    be as long as a webhook cares to make it."""
+    be as long as a webhook cares to make it. URLs in it lose their user and
+    query: a failed image pull can quote a registry's pre-signed URL, whose
+    signature is a credential, and a commit keeps it for ever."""
     text = " ".join(message.split())
+    text = re.sub(r"(?<=://)[^/\s@]+@", "", text)
+    text = re.sub(r"(://[^\s?\"']*)\?[^\s\"']*", r"\1?...", text)
     return text if len(text) <= MOST_SAID else text[: MOST_SAID - 3] + "..."
 
 

@@ -1020,3 +1020,23 @@ def test_a_job_runs_once_a_container_of_it_has_started(tmp_path) -> None:
         "default/ready-44444444": "Running",
         "default/done-55555555": "Succeeded",
     }
+
+
+def test_what_a_spoke_says_loses_the_credentials_urls_carry(tmp_path) -> None:
+    # A failed pull can quote a registry's pre-signed blob URL: its signature is
+    # a credential, and the words go into a commit message.
+    signed = (
+        'failed to do request: Get "https://blobs.example/sha256/ab?X-Amz-Credential=AKIA'
+        'EXAMPLE&X-Amz-Signature=0123abcd": i/o timeout; from https://bot:s3cret@reg.example/v2'
+    )
+    stuck = _pod_on_node("p", "pull-11111111", statuses=[_waits("ErrImagePull", signed)])
+    with serve() as api:
+        healthy(api)
+        api.route("/api/v1/pods", Reply(body=listing("PodList", [stuck])))
+        jobs = [job("pull-11111111", namespace="default", ready=False)]
+        api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", jobs)))
+        state = observe(tmp_path, {"paris": api.url})["paris"]
+    assert state.said == {
+        "default/pull-11111111": 'ErrImagePull: failed to do request: Get "https://blobs.example/'
+        'sha256/ab?...": i/o timeout; from https://reg.example/v2'
+    }
