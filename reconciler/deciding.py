@@ -294,8 +294,8 @@ def _given_up(tried: tuple[str, ...], *, limit: int) -> str:
     return (
         f"it was requeued {_times(len(tried))} ({', '.join(tried)}) without running, more "
         f"than the policy's requeueLimit {limit}: it is not planned again until its wrapped "
-        'Job changes (mend what the requeues said; a label such as run: "2" gives it its '
-        "tries again)"
+        'Job changes (mend what the requeues said; then a label such as run: "2", or its '
+        "AppWrapper's spec.suspend set to true and back, gives it its tries again)"
     )
 
 

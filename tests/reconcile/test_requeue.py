@@ -251,6 +251,15 @@ def test_a_job_requeued_more_than_the_limit_is_given_up_on_until_its_job_changes
     entry = entries(again)[started.id]
     assert entry.phase in ("Planned", "Dispatched") and entry.requeued_from == ()
     assert again.given_up == ()
+    # So does suspending its AppWrapper and resuming it, once a spoke is mended.
+    for suspend, hours in ((True, 2), (False, 3)):
+        doc = yaml.safe_load(files["jobs/backfill-eu.yaml"])
+        doc["spec"]["suspend"] = suspend
+        files = {**files, "jobs/backfill-eu.yaml": yaml.safe_dump(doc).encode()}
+        resumed, files = step(files, now=at + timedelta(hours=hours))
+    entry = entries(resumed)[started.id]
+    assert entry.phase in ("Planned", "Dispatched") and entry.requeued_from == ()
+    assert resumed.given_up == ()
 
 
 def test_requeue_limit_null_requeues_a_job_for_ever() -> None:
