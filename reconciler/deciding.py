@@ -259,24 +259,23 @@ def _requeuing(
     until its wrapped Job changes (a new Job to `_same_job`, with its tries
     before it)."""
     why = _unscheduled_too_long(prev, spokes, now=now, after=after)
+    requeue = None
+    tried = prev.requeued_from
     if why and prev.spoke and _elsewhere(job, (prev.spoke,), closed):
-        tried = (*prev.requeued_from, prev.spoke)
         requeue = Requeue(spoke=prev.spoke, reason=why)
-        if limit is not None and len(tried) > limit:
-            why_not = _given_up(tried, limit=limit)
-            off = dict.fromkeys(job.allowed_spokes, why_not)
-            return _Requeuing(requeue=requeue, tried=tried, kept_off=off, given_up=why_not)
-        off = _kept_off(job, tried, closed)
-        return _Requeuing(requeue=requeue, tried=tried, kept_off={**off, prev.spoke: why})
-    if limit is not None and len(prev.requeued_from) > limit and prev.phase == Phase.PENDING:
-        why_not = _given_up(prev.requeued_from, limit=limit)
+        tried = (*tried, prev.spoke)
+    # Given up on when it goes once too often, and for as long as it waits then.
+    if limit is not None and len(tried) > limit and (requeue or prev.phase == Phase.PENDING):
+        why_not = _given_up(tried, limit=limit)
         off = dict.fromkeys(job.allowed_spokes, why_not)
-        return _Requeuing(requeue=None, tried=prev.requeued_from, kept_off=off, given_up=why_not)
-    if prev.requeued_from and prev.phase in (Phase.PLANNED, Phase.PENDING, Phase.DISPATCHED):
+        return _Requeuing(requeue=requeue, tried=tried, kept_off=off, given_up=why_not)
+    if requeue is not None:
+        off = {**_kept_off(job, tried, closed), requeue.spoke: requeue.reason}
+        return _Requeuing(requeue=requeue, tried=tried, kept_off=off)
+    if tried and prev.phase in (Phase.PLANNED, Phase.PENDING, Phase.DISPATCHED):
         # Dispatched again elsewhere, it is placed: nothing to keep it off.
-        dispatched = prev.phase == Phase.DISPATCHED
-        off = {} if dispatched else _kept_off(job, prev.requeued_from, closed)
-        return _Requeuing(requeue=None, tried=prev.requeued_from, kept_off=off)
+        off = {} if prev.phase == Phase.DISPATCHED else _kept_off(job, tried, closed)
+        return _Requeuing(requeue=None, tried=tried, kept_off=off)
     return None
 
 
@@ -343,7 +342,7 @@ def _unscheduled_too_long(
     return (
         f"{stuck.what} {prev.spoke} from {format_time(stuck.since)} to {format_time(now)}, "
         f"more than the policy's requeueUnscheduled {format_duration(after)}: its Job there "
-        "never ran, and goes" + (f' ({prev.spoke} says: "{stuck.said}")' if stuck.said else "")
+        f"never ran, and goes{_says(prev, stuck)}"
     )
 
 
@@ -353,13 +352,16 @@ def _waits_stuck(prev: Entry, spokes: Mapping[str, SpokeState], *, after: timede
     stuck = _stuck(prev, spokes)
     if stuck is None:
         return ""
-    said = f' ({prev.spoke} says: "{stuck.said}")' if stuck.said else ""
     then = (
         "the policy's requeueUnscheduled is null, so it waits there"
         if after is None
         else f"it is requeued at {format_time(stuck.since + after)} unless it starts"
     )
-    return f"{stuck.what} {prev.spoke} since {format_time(stuck.since)}{said}: {then}"
+    return f"{stuck.what} {prev.spoke} since {format_time(stuck.since)}{_says(prev, stuck)}: {then}"
+
+
+def _says(prev: Entry, stuck: _Stuck) -> str:
+    return f' ({prev.spoke} says: "{stuck.said}")' if stuck.said else ""
 
 
 def _elsewhere(job: JobRequest, but: tuple[str, ...], closed: Mapping[str, str]) -> bool:

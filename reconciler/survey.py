@@ -56,8 +56,9 @@ def placed_by_spoke(entries: Iterable[Entry]) -> dict[str, dict[str, int]]:
 
 
 def table(survey: Survey) -> str:
-    """The spokes as a markdown table, then a line for each that is not up and
-    for each list Caspian may not read there."""
+    """The spokes as a markdown table, then lines for each: why it is not up,
+    its Jobs that do not run yet, what its namespaces hold pods to, and what
+    Caspian may not list there."""
     lines = [
         "| spoke | zone | observed | state | room cpu | room memory | room GPUs | nodes "
         "| in the ledger | seen there |",
@@ -80,10 +81,11 @@ def table(survey: Survey) -> str:
         lines.append("| " + " | ".join(cells) + " |")
         if report.why:
             notes.append(f"{report.name}: {report.state}: {report.why}")
-        if seen is not None:
-            notes.extend(f"{report.name}: {line}" for line in _waiting_jobs(seen))
-            notes.extend(f"{report.name}: {line}" for line in _namespace_rules(seen))
-        if seen is not None and seen.unread:
+        if seen is None:
+            continue
+        notes.extend(f"{report.name}: {line}" for line in _waiting_jobs(seen))
+        notes.extend(f"{report.name}: {line}" for line in _namespace_rules(seen))
+        if seen.unread:
             notes.append(
                 f"{report.name}: may not list {', '.join(seen.unread)}, so jobs are not checked "
                 "against them there; apply deploy/spoke-rbac.yaml on it"
