@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from kubernetes import client, config
@@ -422,9 +422,17 @@ IN_CLUSTER = "in-cluster"  # a context name that means the pod's service account
 APPLICATIONS = "app.kubernetes.io/part-of=caspian"
 SPOKE_LABEL = "caspian.dev/spoke"
 JOB_HEALTH_CHECK = "resource.customizations.health.batch_Job"
+# The first line of argocd/job-health.yaml's check since its Progressing
+# message says whether the Job has begun; an older check says "running" from
+# the moment the Job is resumed.
+JOB_HEALTH_VERSION = "-- caspian job health 2"
 # Argo CD's health of a Job, as Caspian's lifecycle reads it. Suspended (not yet
 # dispatched) and Missing (not yet synced) say nothing of how it ran.
 HEALTH_PHASES = {"Progressing": "Running", "Healthy": "Succeeded", "Degraded": "Failed"}
+# The check's Progressing messages for a Job that has not begun: its pods wait,
+# or it has none since it was resumed (its pods are refused).
+NOT_BEGUN = re.compile(r"starting$|no pod ready since |no pod since ")
+PODLESS_SINCE = re.compile(r"no pod since (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)")
 
 
 class ArgoCDObserver:
@@ -433,7 +441,9 @@ class ArgoCDObserver:
 
     Argo CD's built-in Job health reads a Job resumed from suspend as Healthy
     while it runs, so Healthy and Progressing count only where argocd-cm holds
-    the check of argocd/job-health.yaml; Degraded counts either way. Since 3.0
+    the check of argocd/job-health.yaml; Degraded counts either way. That
+    check's Progressing message says whether the Job has begun, and since when
+    it has made no pod, which is all Argo CD shows of its pods. Since 3.0
     Argo CD keeps resources' health out of the Application unless
     `controller.resource.health.persist` is "true". Where the hub cannot be read,
     the spokes keep their declared capacity and no Job status moves."""
@@ -454,30 +464,39 @@ class ArgoCDObserver:
     def observe(self, fleet: Fleet) -> dict[str, SpokeState]:
         states = {spoke.name: declared(spoke) for spoke in fleet.spokes}
         try:
-            items, checked = self._read()
+            items, check = self._read()
         except (ApiException, HTTPError, OSError, config.ConfigException, KubeconfigError) as error:
             return _unread(states, _reason(error))
         except (ValueError, TypeError):
             return _unread(states, "the answer is no Kubernetes list")
+        checked = check is not None
         if not checked:
             log.warning(
                 "argocd-cm has no %s: a resumed Job reads Healthy there while it runs, so only "
                 "failures are read; apply argocd/job-health.yaml",
                 JOB_HEALTH_CHECK,
             )
+        elif JOB_HEALTH_VERSION not in check:
+            log.warning(
+                "argocd-cm's %s is older than this Caspian's: a Job reads running from when it "
+                "is resumed, and one whose pods are refused is not requeued; re-apply "
+                "argocd/job-health.yaml",
+                JOB_HEALTH_CHECK,
+            )
         trusted = checked
         for application in items:
-            spoke, jobs = _application_jobs(application, checked=checked)
-            trusted = trusted and jobs is not None
-            if spoke in states and jobs:
+            spoke, seen = _application_jobs(application, checked=checked)
+            trusted = trusted and seen is not None
+            if spoke in states and seen is not None and (seen.jobs or seen.podless):
                 states[spoke] = states[spoke].model_copy(
-                    update={"jobs": jobs, "source": "declared+argocd"}
+                    update={"jobs": seen.jobs, "podless": seen.podless, "source": "declared+argocd"}
                 )
         metrics.ARGOCD_UP.set(1 if trusted else 0)
         return states
 
-    def _read(self) -> tuple[list[Any], bool]:
-        """Caspian's Applications, and whether argocd-cm holds the Job health check."""
+    def _read(self) -> tuple[list[Any], str | None]:
+        """Caspian's Applications, and argocd-cm's Job health check (None where
+        it holds none)."""
         api = _client(self.kubeconfig, context=self.context)
         applications = client.CustomObjectsApi(api).list_namespaced_custom_object(
             "argoproj.io",
@@ -494,7 +513,8 @@ class ArgoCDObserver:
         items = applications.get("items") if isinstance(applications, dict) else None
         if not isinstance(items, list):
             raise TypeError("no list of Applications")
-        return items, JOB_HEALTH_CHECK in ((settings.data or {}) if settings is not None else {})
+        check = ((settings.data or {}) if settings is not None else {}).get(JOB_HEALTH_CHECK)
+        return items, check if isinstance(check, str) else None
 
 
 def _unread(states: dict[str, SpokeState], why: str) -> dict[str, SpokeState]:
@@ -503,13 +523,18 @@ def _unread(states: dict[str, SpokeState], why: str) -> dict[str, SpokeState]:
     return states
 
 
-def _application_jobs(
-    application: Any, *, checked: bool
-) -> tuple[str | None, dict[str, str] | None]:
-    """The spoke an Application syncs, and its Jobs' phases by namespace/name (None
-    where Argo CD keeps their health out of it)."""
+class _Seen(NamedTuple):
+    jobs: dict[str, str]  # phases by namespace/name
+    podless: dict[str, datetime]  # since when each has made no pod
+
+
+def _application_jobs(application: Any, *, checked: bool) -> tuple[str | None, _Seen | None]:
+    """The spoke an Application syncs, and what it says of its Jobs (None where
+    Argo CD keeps their health out of it). A Job that has not begun (by the
+    check's message) is not running yet; one that has made no pod since it was
+    resumed is `podless`, as the kube observer would find it."""
     if not isinstance(application, dict):
-        return None, {}
+        return None, _Seen({}, {})
     metadata = application.get("metadata") or {}
     status = application.get("status") or {}
     spoke = (metadata.get("labels") or {}).get(SPOKE_LABEL)
@@ -520,17 +545,35 @@ def _application_jobs(
             metadata.get("name"),
         )
         return spoke, None
-    jobs = {}
+    seen = _Seen({}, {})
     for resource in status.get("resources") or []:
         if not isinstance(resource, dict):
             continue
         if (resource.get("group"), resource.get("kind")) != ("batch", "Job"):
             continue
-        health = (resource.get("health") or {}).get("status")
-        phase = HEALTH_PHASES.get(health) if checked or health == "Degraded" else None
-        if phase and resource.get("namespace") and resource.get("name"):
-            jobs[f"{resource['namespace']}/{resource['name']}"] = phase
-    return spoke, jobs
+        if not (resource.get("namespace") and resource.get("name")):
+            continue
+        key = f"{resource['namespace']}/{resource['name']}"
+        health = resource.get("health")
+        health = health if isinstance(health, dict) else {}
+        phase = HEALTH_PHASES.get(health.get("status"))
+        message = health.get("message")
+        message = message if isinstance(message, str) else ""
+        if phase == "Running" and checked and NOT_BEGUN.match(message):
+            since = _podless_since(message)
+            if since is not None:
+                seen.podless[key] = since
+        elif phase and (checked or phase == "Failed"):
+            seen.jobs[key] = phase
+    return spoke, _Seen(seen.jobs, dict(sorted(seen.podless.items())))
+
+
+def _podless_since(message: str) -> datetime | None:
+    found = PODLESS_SINCE.match(message)
+    try:
+        return datetime.fromisoformat(found.group(1)) if found else None
+    except ValueError:  # a time no clock shows
+        return None
 
 
 class PagingError(Exception):

@@ -34,8 +34,8 @@ def declared(spoke: Spoke) -> SpokeState:
 
 class StatusFilledIn:
     """`spokes` observes each spoke; where it could only take the spoke file's word
-    (no kubeContext), `status` says how Caspian's Jobs there are doing: the hub's
-    Argo CD for spokes Caspian may not ask."""
+    (no kubeContext), `status` says how Caspian's Jobs there are doing, and
+    which make no pod: the hub's Argo CD for spokes Caspian may not ask."""
 
     def __init__(self, spokes: Observer, status: Observer) -> None:
         self.spokes = spokes
@@ -49,7 +49,11 @@ class StatusFilledIn:
         return {
             name: (
                 state.model_copy(
-                    update={"jobs": reported[name].jobs, "source": reported[name].source}
+                    update={
+                        "jobs": reported[name].jobs,
+                        "podless": reported[name].podless,
+                        "source": reported[name].source,
+                    }
                 )
                 if state.source == "declared" and name in reported
                 else state

@@ -12,10 +12,12 @@ import lupa.lua51 as lua51
 import pytest
 import yaml
 
+from reconciler.kube import JOB_HEALTH_VERSION, NOT_BEGUN, PODLESS_SINCE
 from reconciler.rendering import HELD
 
 PATCH = Path(__file__).resolve().parents[2] / "argocd" / "job-health.yaml"
 PLANNED = {"caspian.dev/planned-start": "2026-12-02T03:00:00Z"}
+RESUMED = "2026-12-02T03:00:04Z"
 
 
 def health(job: dict) -> tuple[str, str]:
@@ -26,14 +28,23 @@ def health(job: dict) -> tuple[str, str]:
     return result["status"], result["message"]
 
 
-def job(*, suspend: bool | None, conditions: list[dict], annotations: dict | None = None) -> dict:
+def job(
+    *,
+    suspend: bool | None,
+    conditions: list[dict],
+    annotations: dict | None = None,
+    **counts: int | str,
+) -> dict:
+    """A Job; `counts` are the fields of its status the Job controller keeps
+    (startTime, active, ready, succeeded, failed)."""
     spec = {} if suspend is None else {"suspend": suspend}
+    status = ({"conditions": conditions} if conditions else {}) | counts
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {"name": "etl-daily-3e57853f", "annotations": annotations or {}},
         "spec": spec,
-        "status": {"conditions": conditions} if conditions else {},
+        "status": status,
     }
 
 
@@ -58,12 +69,57 @@ def test_a_job_stopped_by_its_appwrapper_says_it_is_held_not_waiting() -> None:
 def test_a_dispatched_job_runs_as_progressing_not_healthy() -> None:
     # Argo CD's built-in check counts the Suspended condition, True or False, as
     # done: this Job would show Healthy.
-    resumed = job(suspend=False, conditions=[condition("Suspended", "False")])
+    resumed = job(
+        suspend=False,
+        conditions=[condition("Suspended", "False")],
+        startTime=RESUMED,
+        active=1,
+        ready=1,
+    )
     assert health(resumed) == ("Progressing", "running")
-    assert health(job(suspend=None, conditions=[])) == ("Progressing", "running")
+    never_suspended = job(suspend=None, conditions=[], startTime=RESUMED, active=1, ready=1)
+    assert health(never_suspended) == ("Progressing", "running")
     # Kubernetes 1.31+: criteria met or failure decided, pods still terminating.
     for interim in ("SuccessCriteriaMet", "FailureTarget"):
         assert health(job(suspend=False, conditions=[condition(interim)]))[0] == "Progressing"
+
+
+def test_a_resumed_job_says_whether_it_has_begun() -> None:
+    resumed = [condition("Suspended", "False")]
+
+    def progressing(**counts) -> str:
+        status, message = health(job(suspend=False, conditions=resumed, **counts))
+        assert status == "Progressing"
+        return message
+
+    # Resumed, before the Job controller has counted anything.
+    assert progressing() == "starting"
+    # Its pods are refused: the Job controller made none.
+    refused = progressing(startTime=RESUMED, active=0, ready=0)
+    assert refused == f"no pod since {RESUMED}: see the Job's events"
+    assert progressing(startTime=RESUMED) == refused
+    # Its pods wait for a node, an image, a volume.
+    assert progressing(startTime=RESUMED, active=2, ready=0) == f"no pod ready since {RESUMED}"
+    # It has begun: a pod is ready, or one has ended (its next one may still wait).
+    assert progressing(startTime=RESUMED, active=1, ready=1) == "running"
+    assert progressing(startTime=RESUMED, active=1, ready=0, succeeded=1) == "running"
+    assert progressing(startTime=RESUMED, active=1, ready=0, failed=1) == "running"
+    # A Job controller that does not count ready pods: it cannot tell.
+    assert progressing(startTime=RESUMED, active=1) == "running"
+
+
+def test_the_check_is_marked_with_the_version_the_observer_reads() -> None:
+    script = yaml.safe_load(PATCH.read_text())["data"]["resource.customizations.health.batch_Job"]
+    assert script.splitlines()[0] == JOB_HEALTH_VERSION
+    refused = job(suspend=False, conditions=[], startTime=RESUMED)
+    assert PODLESS_SINCE.match(health(refused)[1])
+    waiting = job(suspend=False, conditions=[], startTime=RESUMED, active=1, ready=0)
+    for message in (
+        health(refused)[1],
+        health(waiting)[1],
+        health(job(suspend=False, conditions=[]))[1],
+    ):
+        assert NOT_BEGUN.match(message)
 
 
 def test_a_finished_job_is_healthy_or_degraded() -> None:
