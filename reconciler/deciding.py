@@ -310,15 +310,17 @@ class _Stuck(NamedTuple):
 
 def _stuck(prev: Entry, spokes: Mapping[str, SpokeState]) -> _Stuck | None:
     """What keeps a dispatched job from running on its spoke, as the spoke
-    reports it: its scheduler finds no node for its pods (the room Caspian
-    counted there was taken, or its nodes went), its Job creates none (the
-    spoke refuses them), or its pods cannot start (an image or Secret the spoke
-    lacks), while it has run none."""
+    reports it: Argo CD cannot apply its Job there (the spoke refuses the Job),
+    its scheduler finds no node for its pods (the room Caspian counted there
+    was taken, or its nodes went), its Job creates none (the spoke refuses
+    them), or its pods cannot start (an image or Secret the spoke lacks), while
+    it has run none."""
     if prev.phase not in FIXED or prev.spoke not in spokes:
         return None
     state = spokes[prev.spoke]
     said = state.said.get(prev.job_key)
     for since, what in (
+        (_unapplied_since(prev, state), "Argo CD could not apply its Job on"),
         (state.unscheduled.get(prev.job_key), "its pods found no node on"),
         (
             state.podless.get(prev.job_key),
@@ -329,6 +331,17 @@ def _stuck(prev: Entry, spokes: Mapping[str, SpokeState]) -> _Stuck | None:
         if since is not None:
             return _Stuck(since=since, what=what, said=said)
     return None
+
+
+def _unapplied_since(prev: Entry, state: SpokeState) -> datetime | None:
+    """Since when Argo CD has failed to apply a dispatched job's Job on its
+    spoke, counted from its dispatch: planned, it had no need to be there yet.
+    A Job that runs there (by another observer's word) has been applied once,
+    whatever a later sync says."""
+    since = state.unapplied.get(prev.job_key)
+    if since is None or prev.phase != Phase.DISPATCHED:
+        return None
+    return max(since, prev.planned_start) if prev.planned_start else since
 
 
 def _unscheduled_too_long(

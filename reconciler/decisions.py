@@ -43,9 +43,14 @@ class SpokeState(BaseModel):
     # start a container (an image it cannot pull, a Secret that is not there):
     # since when the first is on its node (kube observer).
     not_starting: dict[str, datetime] = {}
+    # Caspian's Jobs there that Argo CD's last sync failed to apply (the spoke's
+    # API refused the Job: an admission webhook, a quota on Jobs), and that are
+    # out of sync still: since that sync (Argo CD observer).
+    unapplied: dict[str, datetime] = {}
     # What the spoke says of those Jobs, by namespace/name: the scheduler's
     # message on a pod it finds no node for, the Job's last FailedCreate event
-    # (which holds the admission's refusal), or why a container cannot start.
+    # (which holds the admission's refusal), why a container cannot start, or
+    # why Argo CD could not apply the Job.
     # Where it says nothing, none.
     said: dict[str, str] = {}
     # The names of the objects there that jobs need (jobspec.needs), by kind and

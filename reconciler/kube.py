@@ -487,9 +487,9 @@ class ArgoCDObserver:
         for application in items:
             spoke, seen = _application_jobs(application, checked=checked)
             trusted = trusted and seen is not None
-            if spoke in states and seen is not None and (seen.jobs or seen.podless):
+            if spoke in states and seen is not None and any(seen):
                 states[spoke] = states[spoke].model_copy(
-                    update={"jobs": seen.jobs, "podless": seen.podless, "source": "declared+argocd"}
+                    update={**seen._asdict(), "source": "declared+argocd"}
                 )
         metrics.ARGOCD_UP.set(1 if trusted else 0)
         return states
@@ -524,17 +524,19 @@ def _unread(states: dict[str, SpokeState], why: str) -> dict[str, SpokeState]:
 
 
 class _Seen(NamedTuple):
+    """What an Application says of Caspian's Jobs on its spoke."""
+
     jobs: dict[str, str]  # phases by namespace/name
     podless: dict[str, datetime]  # since when each has made no pod
+    unapplied: dict[str, datetime]  # since when Argo CD has failed to apply each
+    said: dict[str, str]  # why it failed, in the words of the spoke's API
 
 
 def _application_jobs(application: Any, *, checked: bool) -> tuple[str | None, _Seen | None]:
     """The spoke an Application syncs, and what it says of its Jobs (None where
-    Argo CD keeps their health out of it). A Job that has not begun (by the
-    check's message) is not running yet; one that has made no pod since it was
-    resumed is `podless`, as the kube observer would find it."""
+    Argo CD keeps their health out of it)."""
     if not isinstance(application, dict):
-        return None, _Seen({}, {})
+        return None, _Seen({}, {}, {}, {})
     metadata = application.get("metadata") or {}
     status = application.get("status") or {}
     spoke = (metadata.get("labels") or {}).get(SPOKE_LABEL)
@@ -545,15 +547,22 @@ def _application_jobs(application: Any, *, checked: bool) -> tuple[str | None, _
             metadata.get("name"),
         )
         return spoke, None
-    seen = _Seen({}, {})
-    for resource in status.get("resources") or []:
-        if not isinstance(resource, dict):
+    jobs, podless = _job_health(status.get("resources"), checked=checked)
+    unapplied, said = _sync_failures(status)
+    return spoke, _Seen(jobs, podless, unapplied, said)
+
+
+def _job_health(resources: Any, *, checked: bool) -> tuple[dict[str, str], dict[str, datetime]]:
+    """The phases of the Jobs an Application lists, by their health, and since
+    when each that has made no pod has not. A Job that has not begun (by the
+    check's message) is not running yet; one that has made no pod since it was
+    resumed is `podless`, as the kube observer would find it."""
+    jobs: dict[str, str] = {}
+    podless: dict[str, datetime] = {}
+    for resource in resources if isinstance(resources, list) else []:
+        key = _job_key(resource)
+        if key is None:
             continue
-        if (resource.get("group"), resource.get("kind")) != ("batch", "Job"):
-            continue
-        if not (resource.get("namespace") and resource.get("name")):
-            continue
-        key = f"{resource['namespace']}/{resource['name']}"
         health = resource.get("health")
         health = health if isinstance(health, dict) else {}
         phase = HEALTH_PHASES.get(health.get("status"))
@@ -562,18 +571,71 @@ def _application_jobs(application: Any, *, checked: bool) -> tuple[str | None, _
         if phase == "Running" and checked and NOT_BEGUN.match(message):
             since = _podless_since(message)
             if since is not None:
-                seen.podless[key] = since
+                podless[key] = since
         elif phase and (checked or phase == "Failed"):
-            seen.jobs[key] = phase
-    return spoke, _Seen(seen.jobs, dict(sorted(seen.podless.items())))
+            jobs[key] = phase
+    return jobs, dict(sorted(podless.items()))
+
+
+def _sync_failures(status: dict) -> tuple[dict[str, datetime], dict[str, str]]:
+    """The Jobs the Application's last sync failed to apply and that are out of
+    sync still, since when, and what the spoke's API answered: an admission
+    webhook that refuses the Job (a policy engine checks a Job's pod template
+    as it would a pod's), a quota on the count of Jobs. Such a Job never
+    reaches its spoke, and the kube observer cannot tell it from one Argo CD
+    has yet to sync."""
+    operation = status.get("operationState")
+    if not isinstance(operation, dict) or not isinstance(operation.get("syncResult"), dict):
+        return {}, {}
+    when = _time(operation.get("finishedAt")) or _time(operation.get("startedAt"))
+    results = operation["syncResult"].get("resources")
+    if when is None or not isinstance(results, list):
+        return {}, {}
+    listed = status.get("resources")
+    out_of_sync = {
+        _job_key(resource)
+        for resource in (listed if isinstance(listed, list) else [])
+        if isinstance(resource, dict) and resource.get("status") != "Synced"
+    }
+    since: dict[str, datetime] = {}
+    said: dict[str, str] = {}
+    for result in results:
+        key = _job_key(result)
+        if key is None or key not in out_of_sync or result.get("status") != "SyncFailed":
+            continue
+        since[key] = when
+        message = result.get("message")
+        if isinstance(message, str) and message.strip():
+            said[key] = one_line(message)
+    return dict(sorted(since.items())), said
+
+
+def _job_key(resource: Any) -> str | None:
+    """namespace/name of a Job an Application lists; None for anything else."""
+    if not isinstance(resource, dict):
+        return None
+    if (resource.get("group"), resource.get("kind")) != ("batch", "Job"):
+        return None
+    namespace, name = resource.get("namespace"), resource.get("name")
+    if not (isinstance(namespace, str) and namespace and isinstance(name, str) and name):
+        return None
+    return f"{namespace}/{name}"
 
 
 def _podless_since(message: str) -> datetime | None:
     found = PODLESS_SINCE.match(message)
+    return _time(found.group(1)) if found else None
+
+
+def _time(text: Any) -> datetime | None:
+    """An RFC 3339 time as Argo CD writes it (UTC, "Z")."""
+    if not isinstance(text, str):
+        return None
     try:
-        return datetime.fromisoformat(found.group(1)) if found else None
+        moment = datetime.fromisoformat(text)
     except ValueError:  # a time no clock shows
         return None
+    return moment if moment.tzinfo is not None else None
 
 
 class PagingError(Exception):

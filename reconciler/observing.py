@@ -33,9 +33,10 @@ def declared(spoke: Spoke) -> SpokeState:
 
 
 class StatusFilledIn:
-    """`spokes` observes each spoke; where it could only take the spoke file's word
-    (no kubeContext), `status` says how Caspian's Jobs there are doing, and
-    which make no pod: the hub's Argo CD for spokes Caspian may not ask."""
+    """`spokes` observes each spoke; `status` (the hub's Argo CD) says how
+    Caspian's Jobs are doing where `spokes` could only take the spoke file's
+    word (no kubeContext: a spoke Caspian may not ask), and which Jobs it could
+    not apply anywhere, which only Argo CD knows."""
 
     def __init__(self, spokes: Observer, status: Observer) -> None:
         self.spokes = spokes
@@ -43,20 +44,18 @@ class StatusFilledIn:
 
     def observe(self, fleet: Fleet) -> dict[str, SpokeState]:
         states = self.spokes.observe(fleet)
-        if all(state.source != "declared" for state in states.values()):
-            return states
         reported = self.status.observe(fleet)
         return {
-            name: (
-                state.model_copy(
-                    update={
-                        "jobs": reported[name].jobs,
-                        "podless": reported[name].podless,
-                        "source": reported[name].source,
-                    }
-                )
-                if state.source == "declared" and name in reported
-                else state
-            )
+            name: _filled_in(state, reported[name]) if name in reported else state
             for name, state in states.items()
         }
+
+
+def _filled_in(state: SpokeState, reported: SpokeState) -> SpokeState:
+    if state.source == "declared":
+        taken = ("jobs", "podless", "unapplied", "said", "source")
+        return state.model_copy(update={field: getattr(reported, field) for field in taken})
+    # A spoke that answers for itself keeps its own words.
+    return state.model_copy(
+        update={"unapplied": reported.unapplied, "said": reported.said | state.said}
+    )

@@ -142,6 +142,7 @@ def _not_running(state: SpokeState) -> tuple[tuple[dict[str, datetime], str], ..
     """Caspian's Jobs there that do not run yet for a reason the spoke gives,
     since when, by what keeps them."""
     return (
+        (state.unapplied, "not applied by Argo CD"),
         (state.unscheduled, "finding no node"),
         (state.podless, "making no pod"),
         (state.not_starting, "not starting"),

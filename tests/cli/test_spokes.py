@@ -8,6 +8,19 @@ import yaml
 from tests import gitutil
 from tests.cli.test_cli import AT, kube_spoke
 from tests.fakehttp import Reply, serve
+from tests.reconcile.test_argocd_observer import (
+    APPS,
+    CHECKED,
+    REFUSED,
+    SETTINGS,
+    SINCE,
+    application,
+    applications,
+    failed_sync,
+    settings,
+    sync_result,
+)
+from tests.reconcile.test_argocd_observer import job as job_resource
 from tests.reconcile.test_kube_observer import (
     _pod_on_node,
     _started_job,
@@ -147,3 +160,37 @@ def test_spokes_json_prints_one_object_per_spoke(run, tmp_path) -> None:
     reports = [json.loads(line) for line in result.output.splitlines()]
     assert [r["name"] for r in reports] == ["california", "frankfurt", "paris"]
     assert reports[2]["observed"]["cpu"] == 32 and reports[2]["state"] == "up"
+
+
+def test_spokes_shows_what_the_hubs_argo_cd_says_of_the_jobs(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    refused = job_resource("sweep-1a2b3c4d", "Missing") | {"status": "OutOfSync"}
+    failure = sync_result("sweep-1a2b3c4d", "SyncFailed", REFUSED)
+    paris = application(
+        "paris",
+        [
+            job_resource("etl-5e6f7a8b", "Progressing", message="running"),
+            job_resource("report-9a8b7c6d", "Progressing", message=f"no pod since {SINCE}"),
+            refused,
+        ],
+        operationState=failed_sync(failure),
+    )
+    with serve() as hub:
+        hub.route(APPS, applications(paris))
+        hub.route(SETTINGS, settings(CHECKED))
+        config = kubeconfig(tmp_path, {"hub": hub.url})
+        options = ("--observer", "argocd", "--argocd-context", "kind-hub", "--kubeconfig", config)
+        result = run("spokes", "--repo", remote, *options)
+    assert result.exit_code == 0, result.output
+    table = rows(result.output)
+    assert table["paris"][1] == "declared+argocd"
+    assert table["paris"][-1] == "1 Running, 1 not applied by Argo CD, 1 making no pod"
+    assert table["frankfurt"][-1] == "-"
+    assert (
+        "\nparis: Job batch/sweep-1a2b3c4d not applied by Argo CD since 2026-12-02T03:00:09Z: "
+        f"{REFUSED}\n"
+    ) in result.output
+    assert "\nparis: Job batch/report-9a8b7c6d making no pod since 2026-12-02T03:00:04Z\n" in (
+        result.output
+    )

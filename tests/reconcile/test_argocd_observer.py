@@ -156,6 +156,116 @@ def test_garbled_health_moves_nothing_and_breaks_nothing(tmp_path) -> None:
     assert up() == 1
 
 
+REFUSED = 'admission webhook "validate.kyverno.svc-fail" denied the request: require-limits'
+
+
+def failed_sync(*results: dict, finished: str | None = "2026-12-02T03:00:09Z") -> dict:
+    """The operationState of an automated sync that failed to apply some of
+    its resources (`results`, as `sync_result` makes them)."""
+    state = {
+        "phase": "Failed",
+        "message": "one or more objects failed to apply, reason: " + REFUSED,
+        "startedAt": "2026-12-02T03:00:05Z",
+        "operation": {"sync": {"revision": "0" * 40}, "initiatedBy": {"automated": True}},
+        "syncResult": {"revision": "0" * 40, "resources": list(results)},
+    }
+    return state | ({"finishedAt": finished} if finished else {})
+
+
+def sync_result(name: str, status: str, message: str, namespace: str = "batch") -> dict:
+    return {
+        "group": "batch",
+        "version": "v1",
+        "kind": "Job",
+        "namespace": namespace,
+        "name": name,
+        "status": status,
+        "message": message,
+        "hookPhase": "Failed" if status == "SyncFailed" else "Running",
+        "syncPhase": "Sync",
+    }
+
+
+def out_of_sync(name: str, health: str | None) -> dict:
+    return job(name, health) | {"status": "OutOfSync"}
+
+
+def test_a_job_the_last_sync_failed_to_apply_is_unapplied_with_the_spokes_words(
+    tmp_path,
+) -> None:
+    resources = [
+        out_of_sync("refused-1a2b3c4d", "Missing"),
+        out_of_sync("unresumed-0c1d2e3f", "Suspended"),
+        job("applied-9a8b7c6d", "Progressing", message="running"),
+        job("mended-11223344", "Suspended"),
+    ]
+    operation = failed_sync(
+        sync_result("refused-1a2b3c4d", "SyncFailed", REFUSED),
+        sync_result("unresumed-0c1d2e3f", "SyncFailed", 'jobs.batch "x" is forbidden:\n quota'),
+        sync_result("applied-9a8b7c6d", "Synced", "job.batch/applied-9a8b7c6d configured"),
+        # Failed then, applied since (by hand, or a later sync): in sync now.
+        sync_result("mended-11223344", "SyncFailed", REFUSED),
+        # No longer in the Application's resources: its file left rendered/.
+        sync_result("gone-55667788", "SyncFailed", REFUSED),
+    )
+    with serve() as api:
+        app = application("paris", resources, operationState=operation)
+        api.route(APPS, applications(app))
+        api.route(SETTINGS, settings(CHECKED))
+        paris = observe(tmp_path, api.url)["paris"]
+    finished = datetime(2026, 12, 2, 3, 0, 9, tzinfo=UTC)
+    assert paris.unapplied == {
+        "batch/refused-1a2b3c4d": finished,
+        "batch/unresumed-0c1d2e3f": finished,
+    }
+    assert paris.said == {
+        "batch/refused-1a2b3c4d": REFUSED,
+        "batch/unresumed-0c1d2e3f": 'jobs.batch "x" is forbidden: quota',
+    }
+    assert paris.jobs == {"batch/applied-9a8b7c6d": "Running"}
+
+
+def test_a_sync_still_retrying_dates_its_failures_from_its_start(tmp_path) -> None:
+    operation = failed_sync(
+        sync_result("refused-1a2b3c4d", "SyncFailed", REFUSED), finished=None
+    ) | {"phase": "Running", "retryCount": 2}
+    with serve() as api:
+        app = application(
+            "paris", [out_of_sync("refused-1a2b3c4d", "Missing")], operationState=operation
+        )
+        api.route(APPS, applications(app))
+        api.route(SETTINGS, settings(CHECKED))
+        paris = observe(tmp_path, api.url)["paris"]
+    assert paris.unapplied == {"batch/refused-1a2b3c4d": datetime(2026, 12, 2, 3, 0, 5, tzinfo=UTC)}
+
+
+def test_garbled_sync_results_say_nothing_and_break_nothing(tmp_path) -> None:
+    refused = out_of_sync("refused-1a2b3c4d", "Missing")
+    good = sync_result("refused-1a2b3c4d", "SyncFailed", REFUSED)
+    garbled = [
+        "Failed",
+        {"phase": "Failed", "syncResult": ["not", "a", "map"]},
+        failed_sync(good, finished="yesterday") | {"startedAt": 7},
+        failed_sync(good, finished="2026-12-02T03:00:09") | {"startedAt": "2026-12-02T03:00:05"},
+        failed_sync(good) | {"syncResult": {"resources": "none"}},
+        failed_sync(
+            "a string", good | {"name": 7}, good | {"namespace": ""}, {**good, "kind": "Pod"}
+        ),
+        failed_sync(good | {"message": 7}),
+    ]
+    for operation in garbled:
+        with serve() as api:
+            app = application("paris", [refused], operationState=operation)
+            api.route(APPS, applications(app))
+            api.route(SETTINGS, settings(CHECKED))
+            paris = observe(tmp_path, api.url)["paris"]
+        assert paris.said == {} and up() == 1
+        if operation is not garbled[-1]:
+            assert paris.unapplied == {}
+    # A refusal without words still counts.
+    assert list(paris.unapplied) == ["batch/refused-1a2b3c4d"]
+
+
 def up() -> float | None:
     return REGISTRY.get_sample_value("caspian_argocd_up")
 
@@ -222,45 +332,74 @@ def test_reconcile_with_the_argocd_observer_records_a_job_finished(tmp_path) -> 
     assert gitutil.ledger(remote)[started["id"]]["phase"] == "Succeeded"
 
 
-def test_reconcile_with_the_argocd_observer_requeues_a_job_that_makes_no_pod(tmp_path) -> None:
-    remote = tmp_path / "fleet.git"
-    runner_env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
-    run = CliRunner()
-    at = ["--now", "2026-11-22T02:00:00Z"]
-    assert run.invoke(main, ["init", "--bare", str(remote)]).exit_code == 0
-    first = run.invoke(main, ["reconcile", "--once", "--repo", str(remote), *at], env=runner_env)
-    assert first.exit_code == 0, first.output
-    started = next(e for e in gitutil.ledger(remote).values() if e["phase"] == "Dispatched")
-    namespace = started["id"].split("/")[0]
-    said = "no pod since 2026-11-22T02:00:04Z: see the Job's events"
-    refused = job(started["jobName"], "Progressing", namespace, message=said)
+class _Fleet:
+    """A fleet repo reconciled once at 02:00, with `started` dispatched, then
+    reconciled through `--observer argocd` with what the hub's Argo CD says."""
 
-    def reconcile_at(now: str) -> None:
+    def __init__(self, tmp_path) -> None:
+        self.tmp_path = tmp_path
+        self.remote = tmp_path / "fleet.git"
+        self.env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+        assert CliRunner().invoke(main, ["init", "--bare", str(self.remote)]).exit_code == 0
+        self.reconcile([], "2026-11-22T02:00:00Z")
+        ledger = gitutil.ledger(self.remote).values()
+        self.started = next(e for e in ledger if e["phase"] == "Dispatched")
+
+    def job(self, health: str, message: str = "") -> dict:
+        namespace = self.started["id"].split("/")[0]
+        return job(self.started["jobName"], health, namespace, message=message)
+
+    def reconcile_seeing(self, app: dict, now: str) -> None:
         with serve() as api:
-            api.route(APPS, applications(application(started["spoke"], [refused])))
+            api.route(APPS, applications(app))
             api.route(SETTINGS, settings(CHECKED))
-            config = kubeconfig(tmp_path, {"hub": api.url})
-            args = ["--observer", "argocd", "--argocd-context", "kind-hub", "--kubeconfig", config]
-            result = run.invoke(
-                main,
-                ["reconcile", "--once", "--repo", str(remote), *args, "--now", now],
-                env=runner_env,
+            config = kubeconfig(self.tmp_path, {"hub": api.url})
+            self.reconcile(
+                ["--observer", "argocd", "--argocd-context", "kind-hub", "--kubeconfig", config],
+                now,
             )
+
+    def reconcile(self, args: list[str], now: str) -> None:
+        command = ["reconcile", "--once", "--repo", str(self.remote), *args, "--now", now]
+        result = CliRunner().invoke(main, command, env=self.env)
         assert result.exit_code == 0, result.output
 
+    def entry(self) -> dict:
+        return gitutil.ledger(self.remote)[self.started["id"]]
+
+
+def test_reconcile_with_the_argocd_observer_requeues_a_job_that_makes_no_pod(tmp_path) -> None:
+    fleet = _Fleet(tmp_path)
+    spoke = fleet.started["spoke"]
+    said = "no pod since 2026-11-22T02:00:04Z: see the Job's events"
+    app = application(spoke, [fleet.job("Progressing", said)])
     # Within the policy's requeueUnscheduled (15m) it waits, not running yet.
-    reconcile_at("2026-11-22T02:10:00Z")
-    assert gitutil.ledger(remote)[started["id"]]["phase"] == "Dispatched"
-    reconcile_at("2026-11-22T02:20:00Z")
-    entry = gitutil.ledger(remote)[started["id"]]
-    assert entry["requeuedFrom"] == [started["spoke"]]
-    assert entry["spoke"] != started["spoke"]
-    assert f"its Job created no pod (see its events) on {started['spoke']} from " in (
-        gitutil.message(remote)
-    )
+    fleet.reconcile_seeing(app, "2026-11-22T02:10:00Z")
+    assert fleet.entry()["phase"] == "Dispatched"
+    fleet.reconcile_seeing(app, "2026-11-22T02:20:00Z")
+    assert fleet.entry()["requeuedFrom"] == [spoke] and fleet.entry()["spoke"] != spoke
+    message = gitutil.message(fleet.remote)
+    assert f"its Job created no pod (see its events) on {spoke} from " in message
 
 
-def test_with_the_kube_observer_only_spokes_without_a_context_take_argo_cds_word(
+def test_reconcile_with_the_argocd_observer_requeues_a_job_argo_cd_cannot_apply(tmp_path) -> None:
+    fleet = _Fleet(tmp_path)
+    spoke = fleet.started["spoke"]
+    refused = fleet.job("Missing") | {"status": "OutOfSync"}
+    result = sync_result(fleet.started["jobName"], "SyncFailed", REFUSED, refused["namespace"])
+    # Refused since before its dispatch, while it was planned there, suspended.
+    failed = failed_sync(result, finished="2026-11-22T01:30:00Z")
+    app = application(spoke, [refused], operationState=failed)
+    fleet.reconcile_seeing(app, "2026-11-22T02:10:00Z")
+    assert fleet.entry()["phase"] == "Dispatched"
+    fleet.reconcile_seeing(app, "2026-11-22T02:20:00Z")
+    assert fleet.entry()["requeuedFrom"] == [spoke] and fleet.entry()["spoke"] != spoke
+    message = gitutil.message(fleet.remote)
+    assert f"Argo CD could not apply its Job on {spoke} from 2026-11-22T02:00:00Z to " in message
+    assert f'({spoke} says: "{REFUSED}")' in message
+
+
+def test_with_the_kube_observer_argo_cd_answers_for_spokes_without_a_context_and_its_syncs(
     tmp_path,
 ) -> None:
     fleet = fleet_with()
@@ -274,19 +413,22 @@ def test_with_the_kube_observer_only_spokes_without_a_context_take_argo_cds_word
     fleet = fleet.model_copy(update={"spokes": paris_asked})
     with serve() as paris, serve() as hub:
         healthy(paris)
-        hub.route(
-            APPS,
-            applications(
-                application("paris", [job("etl-5e6f7a8b", "Degraded")]),
-                application(
-                    "frankfurt",
-                    [
-                        job("report-12345678", "Healthy"),
-                        job("etl-0c1d2e3f", "Progressing", message=f"no pod since {SINCE}"),
-                    ],
-                ),
-            ),
+        # Argo CD's word on paris: a Job it failed to apply, which paris's own
+        # API cannot tell from one not synced yet, and a health paris overrules.
+        refused = failed_sync(sync_result("sweep-1a2b3c4d", "SyncFailed", REFUSED))
+        paris_app = application(
+            "paris",
+            [job("etl-5e6f7a8b", "Degraded"), out_of_sync("sweep-1a2b3c4d", "Missing")],
+            operationState=refused,
         )
+        frankfurt_app = application(
+            "frankfurt",
+            [
+                job("report-12345678", "Healthy"),
+                job("etl-0c1d2e3f", "Progressing", message=f"no pod since {SINCE}"),
+            ],
+        )
+        hub.route(APPS, applications(paris_app, frankfurt_app))
         hub.route(SETTINGS, settings(CHECKED))
         config = kubeconfig(tmp_path, {"paris": paris.url, "hub": hub.url})
         observer = StatusFilledIn(
@@ -297,6 +439,8 @@ def test_with_the_kube_observer_only_spokes_without_a_context_take_argo_cds_word
     # paris answers for itself; frankfurt, which Caspian may not ask, through Argo CD.
     assert states["paris"].source == "kube:kind-paris"
     assert states["paris"].jobs["batch/etl-5e6f7a8b"] == "Succeeded"
+    assert list(states["paris"].unapplied) == ["batch/sweep-1a2b3c4d"]
+    assert states["paris"].said == {"batch/sweep-1a2b3c4d": REFUSED}
     assert states["frankfurt"].jobs == {"batch/report-12345678": "Succeeded"}
     assert list(states["frankfurt"].podless) == ["batch/etl-0c1d2e3f"]
     assert states["frankfurt"].source == "declared+argocd"

@@ -188,6 +188,46 @@ def test_a_job_whose_pods_cannot_start_there_is_requeued_with_the_spokes_word() 
     assert "paris" in later.kept_off[started.id]
 
 
+def test_a_job_argo_cd_cannot_apply_there_is_requeued_counting_from_its_dispatch() -> None:
+    # The spoke's API refuses the Job itself (a policy engine's webhook checks a
+    # Job's pod template as it would a pod's): it never reaches the spoke. The
+    # refusal began while it was planned, when it had no need to be there yet.
+    files, started, _ = _backfill_dispatched_on_paris()
+    word = 'admission webhook "validate.kyverno.svc-fail" denied the request: require-limits'
+    failed = started.planned_start - timedelta(hours=2)
+    refused = {"paris": {"unapplied": {started.job_key: failed}, "said": {started.job_key: word}}}
+    early, _ = step(files, now=started.planned_start + timedelta(minutes=14), states=refused)
+    assert entries(early)[started.id] == started and not early.requeued
+    assert early.stuck[started.id] == (
+        f"Argo CD could not apply its Job on paris since {format_time(started.planned_start)} "
+        f'(paris says: "{word}"): it is requeued at '
+        f"{format_time(started.planned_start + timedelta(minutes=15))} unless it starts"
+    )
+    requeued, _ = step(files, now=started.planned_start + timedelta(minutes=16), states=refused)
+    entry = entries(requeued)[started.id]
+    assert (entry.spoke, entry.requeued_from) == ("frankfurt", ("paris",))
+    reason = requeued.requeued[started.id].reason
+    assert reason.startswith("Argo CD could not apply its Job on paris from ")
+    assert reason.endswith(f'its Job there never ran, and goes (paris says: "{word}")')
+
+
+def test_a_running_job_is_not_moved_for_a_later_sync_that_failed() -> None:
+    files, started, at = _backfill_dispatched_on_paris()
+    running, files = step(
+        files,
+        now=at + timedelta(minutes=5),
+        states={"paris": {"jobs": {started.job_key: "Running"}}},
+    )
+    assert entries(running)[started.id].phase == "Running"
+    refused = {"paris": {"unapplied": {started.job_key: at + timedelta(minutes=6)}}}
+    later, _ = step(files, now=at + timedelta(hours=2), states=refused)
+    assert (entries(later)[started.id].phase, entries(later)[started.id].spoke) == (
+        "Running",
+        "paris",
+    )
+    assert not later.requeued and started.id not in later.stuck
+
+
 def test_a_requeued_job_that_finishes_forgets_where_it_could_not_run() -> None:
     files, started, at = _backfill_dispatched_on_paris()
     requeued, files = step(
