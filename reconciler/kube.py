@@ -537,9 +537,10 @@ def _application_jobs(application: Any, *, checked: bool) -> tuple[str | None, _
     Argo CD keeps their health out of it)."""
     if not isinstance(application, dict):
         return None, _Seen({}, {}, {}, {})
-    metadata = application.get("metadata") or {}
-    status = application.get("status") or {}
-    spoke = (metadata.get("labels") or {}).get(SPOKE_LABEL)
+    metadata, status = _map(application.get("metadata")), _map(application.get("status"))
+    spoke = _map(metadata.get("labels")).get(SPOKE_LABEL)
+    if not isinstance(spoke, str):
+        return None, _Seen({}, {}, {}, {})
     if status.get("resourceHealthSource") == "appTree":
         log.warning(
             "Argo CD keeps the health of %s's resources out of its Application: set "
@@ -563,10 +564,9 @@ def _job_health(resources: Any, *, checked: bool) -> tuple[dict[str, str], dict[
         key = _job_key(resource)
         if key is None:
             continue
-        health = resource.get("health")
-        health = health if isinstance(health, dict) else {}
-        phase = HEALTH_PHASES.get(health.get("status"))
-        message = health.get("message")
+        health = _map(resource.get("health"))
+        word, message = health.get("status"), health.get("message")
+        phase = HEALTH_PHASES.get(word) if isinstance(word, str) else None
         message = message if isinstance(message, str) else ""
         if phase == "Running" and checked and NOT_BEGUN.match(message):
             since = _podless_since(message)
@@ -608,6 +608,11 @@ def _sync_failures(status: dict) -> tuple[dict[str, datetime], dict[str, str]]:
         if isinstance(message, str) and message.strip():
             said[key] = one_line(message)
     return dict(sorted(since.items())), said
+
+
+def _map(value: Any) -> dict:
+    """A field of the custom-objects API's answer, which no schema checked."""
+    return value if isinstance(value, dict) else {}
 
 
 def _job_key(resource: Any) -> str | None:

@@ -143,16 +143,26 @@ def test_garbled_health_moves_nothing_and_breaks_nothing(tmp_path) -> None:
         job("train-5e6f7a8b", "Progressing") | {"health": "Progressing"},
         job("wrong-1a2b3c4d", "Progressing") | {"health": {"status": "Progressing", "message": 7}},
         job("never-0c1d2e3f", "Progressing", message="no pod since 2026-13-45T99:00:00Z"),
+        job("listed-9a8b7c6d", "Progressing") | {"health": {"status": ["Healthy"]}},
         job("", "Healthy"),
         job("etl-9a8b7c6d", "Healthy"),
     ]
+    # Applications no schema checked: the custom-objects API hands them back as stored.
+    odd = [
+        application("frankfurt", resources) | {"metadata": "caspian-frankfurt"},
+        application("frankfurt", resources) | {"status": ["Synced"]},
+        application("california", resources),
+    ]
+    odd[2]["metadata"]["labels"]["caspian.dev/spoke"] = ["california"]
     with serve() as api:
-        api.route(APPS, applications(application("paris", resources)))
+        api.route(APPS, applications(application("paris", resources), *odd))
         api.route(SETTINGS, settings(CHECKED))
-        paris = observe(tmp_path, api.url)["paris"]
+        states = observe(tmp_path, api.url)
+    paris = states["paris"]
     # A message that is no text says nothing against the health it comes with.
     assert paris.jobs == {"batch/wrong-1a2b3c4d": "Running", "batch/etl-9a8b7c6d": "Succeeded"}
     assert paris.podless == {}
+    assert states["frankfurt"].jobs == states["california"].jobs == {}
     assert up() == 1
 
 
