@@ -431,6 +431,9 @@ JOB_HEALTH_VERSION = "-- caspian job health 2"
 HEALTH_PHASES = {"Progressing": "Running", "Healthy": "Succeeded", "Degraded": "Failed"}
 # The check's Progressing messages for a Job that has not begun: its pods wait,
 # or it has none since it was resumed (its pods are refused).
+# The conditions of an Application that stop Argo CD from syncing it at all.
+# (A SyncError is one sync that failed: its Jobs are read one by one.)
+BLOCKING = ("ComparisonError", "InvalidSpecError")
 NOT_BEGUN = re.compile(r"starting$|no pod ready since |no pod since ")
 PODLESS_SINCE = re.compile(r"no pod since (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)")
 
@@ -484,13 +487,23 @@ class ArgoCDObserver:
                 JOB_HEALTH_CHECK,
             )
         trusted = checked
+        syncable: dict[str, bool] = {}
         for application in items:
             spoke, seen = _application_jobs(application, checked=checked)
             trusted = trusted and seen is not None
-            if spoke in states and seen is not None and any(seen):
+            if spoke not in states:
+                continue
+            if seen is not None and any(seen):
                 states[spoke] = states[spoke].model_copy(
                     update={**seen._asdict(), "source": "declared+argocd"}
                 )
+            blocked = _blocked(application)
+            syncable[spoke] = blocked is None
+            if blocked is not None:
+                states[spoke] = _undeliverable(states[spoke], blocked)
+        for spoke, ok in syncable.items():
+            metrics.ARGOCD_SYNCABLE.labels(spoke=spoke).set(1 if ok else 0)
+        metrics.keep_only(metrics.ARGOCD_SYNCABLE, "spoke", set(syncable))
         metrics.ARGOCD_UP.set(1 if trusted else 0)
         return states
 
@@ -515,6 +528,37 @@ class ArgoCDObserver:
             raise TypeError("no list of Applications")
         check = ((settings.data or {}) if settings is not None else {}).get(JOB_HEALTH_CHECK)
         return items, check if isinstance(check, str) else None
+
+
+def _blocked(application: Any) -> str | None:
+    """Why Argo CD cannot sync an Application at all, by its conditions: it
+    cannot reach the spoke's cluster, or find it registered, or build the
+    directory. None where nothing stops it."""
+    conditions = _map(_map(application).get("status")).get("conditions")
+    for condition in conditions if isinstance(conditions, list) else []:
+        condition = _map(condition)
+        kind, message = condition.get("type"), condition.get("message")
+        if isinstance(kind, str) and kind in BLOCKING:
+            return f"{kind}: {one_line(message)}" if isinstance(message, str) else kind
+    return None
+
+
+def _undeliverable(state: SpokeState, why: str) -> SpokeState:
+    """A spoke whose Application Argo CD cannot sync: no new work goes there,
+    since none would reach it, as for a spoke that is down."""
+    log.warning(
+        "spoke %s takes no new work: Argo CD cannot sync its Application: %s", state.name, why
+    )
+    reason = f"Argo CD cannot sync its Application: {why}"
+    return state.model_copy(
+        update={
+            "up": False,
+            "cpu": 0.0,
+            "memory_bytes": 0.0,
+            "gpu": 0.0,
+            "reason": reason if len(reason) <= 160 else reason[:157] + "...",
+        }
+    )
 
 
 def _unread(states: dict[str, SpokeState], why: str) -> dict[str, SpokeState]:

@@ -95,7 +95,13 @@ def commit_message(
         )
     lines += ["", placement_table(decision)]
     moves = list(
-        _describe_changes(old, ledger, slot_start=decision.window.start, requeued=decision.requeued)
+        _describe_changes(
+            old,
+            ledger,
+            slot_start=decision.window.start,
+            requeued=decision.requeued,
+            closed=decision.closed,
+        )
     )
     if moves:
         lines += ["", "Changes:", *moves]
@@ -122,6 +128,10 @@ def commit_message(
     if decision.unschedulable:
         lines += ["", "Unschedulable (no new work):"]
         lines += [f"- {line}" for line in draining(decision)]
+    down = down_spokes(decision)
+    if down:
+        lines += ["", "Down (no new work; what was planned there goes elsewhere):"]
+        lines += [f"- {line}" for line in down]
     plan = decision.plan
     bound = f", bound {plan.bound:,.1f}" if plan.bound is not None else ""
     lines += [
@@ -150,6 +160,16 @@ def draining(decision: Decision) -> list[str]:
             else f"{spoke}: nothing dispatched or running there; spokes/{spoke}.yaml can go"
         )
     return lines
+
+
+def down_spokes(decision: Decision) -> list[str]:
+    """Each spoke that is down, and why: its API does not answer, or Argo CD
+    cannot sync its Application. What was dispatched there stays."""
+    return [
+        f"{spoke}: {why.removeprefix('down: ')}"
+        for spoke, why in decision.closed.items()
+        if why == "down" or why.startswith("down: ")
+    ]
 
 
 def held_on_broken_spokes(decision: Decision) -> list[str]:
@@ -256,7 +276,12 @@ def _changes(
 
 
 def _describe_changes(
-    old: Ledger, new: Ledger, *, slot_start: datetime, requeued: Mapping[str, Requeue]
+    old: Ledger,
+    new: Ledger,
+    *,
+    slot_start: datetime,
+    requeued: Mapping[str, Requeue],
+    closed: Mapping[str, str],
 ) -> Iterable[str]:
     before = old.by_id()
     changes = _changes(old, new, requeued=requeued)
@@ -268,6 +293,7 @@ def _describe_changes(
         yield (
             f"- moved {entry.id}: {prev.spoke} {_hhmm(prev)} -> {entry.spoke} {_hhmm(entry)} "
             f"(est. {_grams(prev.estimated_grams)} -> {_grams(entry.estimated_grams)} gCO2)"
+            + (f"; {prev.spoke} takes no new work" if prev.spoke in closed else "")
             + _missed(prev, slot_start=slot_start)
         )
     for entry in changes["dispatched"]:

@@ -55,7 +55,13 @@ SPOKE_FILE_LOADS = Gauge(
 REQUEUES = Counter(
     "caspian_requeues_total",
     "Dispatched jobs planned again because their pods found no node there, none was created, "
-    "or they could not start",
+    "they could not start, or Argo CD could not apply their Job",
+    ["spoke"],
+)
+ARGOCD_SYNCABLE = Gauge(
+    "caspian_argocd_spoke_syncable",
+    "1 when nothing stops the hub's Argo CD from syncing the spoke's Application, 0 on a "
+    "ComparisonError or InvalidSpecError: the spoke then takes no new work",
     ["spoke"],
 )
 ARGOCD_UP = Gauge(

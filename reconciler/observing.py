@@ -35,8 +35,9 @@ def declared(spoke: Spoke) -> SpokeState:
 class StatusFilledIn:
     """`spokes` observes each spoke; `status` (the hub's Argo CD) says how
     Caspian's Jobs are doing where `spokes` could only take the spoke file's
-    word (no kubeContext: a spoke Caspian may not ask), and which Jobs it could
-    not apply anywhere, which only Argo CD knows."""
+    word (no kubeContext: a spoke Caspian may not ask), and, which only Argo CD
+    knows, which Jobs it could not apply anywhere, and where it cannot sync at
+    all."""
 
     def __init__(self, spokes: Observer, status: Observer) -> None:
         self.spokes = spokes
@@ -53,9 +54,14 @@ class StatusFilledIn:
 
 def _filled_in(state: SpokeState, reported: SpokeState) -> SpokeState:
     if state.source == "declared":
-        taken = ("jobs", "podless", "unapplied", "said", "source")
-        return state.model_copy(update={field: getattr(reported, field) for field in taken})
+        return reported
     # A spoke that answers for itself keeps its own words.
-    return state.model_copy(
-        update={"unapplied": reported.unapplied, "said": reported.said | state.said}
-    )
+    update: dict[str, object] = {
+        "unapplied": reported.unapplied,
+        "said": reported.said | state.said,
+    }
+    if state.up and not reported.up:
+        # Argo CD cannot sync there: new work would not reach it.
+        update |= {"up": False, "cpu": 0.0, "memory_bytes": 0.0, "gpu": 0.0}
+        update["reason"] = reported.reason
+    return state.model_copy(update=update)

@@ -276,6 +276,48 @@ def test_garbled_sync_results_say_nothing_and_break_nothing(tmp_path) -> None:
     assert list(paris.unapplied) == ["batch/refused-1a2b3c4d"]
 
 
+UNREACHABLE = (
+    'Failed to load live state: failed to get cluster info for "https://paris-control-plane:6443":'
+    " error synchronizing cache state : dial tcp 172.18.0.3:6443: connect: connection refused"
+)
+
+
+def condition(kind: str, message: str) -> dict:
+    return {"type": kind, "message": message, "lastTransitionTime": "2026-12-02T03:00:00Z"}
+
+
+def syncable(spoke: str) -> float | None:
+    return REGISTRY.get_sample_value("caspian_argocd_spoke_syncable", {"spoke": spoke})
+
+
+def test_a_spoke_argo_cd_cannot_sync_takes_no_new_work(tmp_path, caplog) -> None:
+    caplog.set_level(logging.WARNING)
+    paris = application("paris", PARIS, conditions=[condition("ComparisonError", UNREACHABLE)])
+    # One sync that failed is not a spoke that cannot be synced: its Jobs say why.
+    failed_once = condition("SyncError", "Failed last sync attempt: one or more objects failed")
+    frankfurt = application("frankfurt", PARIS, conditions=[failed_once])
+    with serve() as api:
+        api.route(APPS, applications(paris, frankfurt))
+        api.route(SETTINGS, settings(CHECKED))
+        states = observe(tmp_path, api.url)
+    assert not states["paris"].up and states["paris"].cpu == 0
+    assert states["paris"].reason.startswith(
+        "Argo CD cannot sync its Application: ComparisonError: Failed to load live state: "
+    )
+    assert len(states["paris"].reason) <= 160
+    # What it said of the Jobs there still counts: they are where they were.
+    assert states["paris"].jobs["batch/etl-9a8b7c6d"] == "Succeeded"
+    assert states["frankfurt"].up and states["frankfurt"].cpu > 0
+    assert (syncable("paris"), syncable("frankfurt"), syncable("california")) == (0, 1, None)
+    assert "spoke paris takes no new work" in caplog.text
+    # Mended, it is back.
+    with serve() as api:
+        api.route(APPS, applications(application("paris", PARIS)))
+        api.route(SETTINGS, settings(CHECKED))
+        assert observe(tmp_path, api.url)["paris"].up
+    assert (syncable("paris"), syncable("frankfurt")) == (1, None)
+
+
 def up() -> float | None:
     return REGISTRY.get_sample_value("caspian_argocd_up")
 
@@ -409,6 +451,26 @@ def test_reconcile_with_the_argocd_observer_requeues_a_job_argo_cd_cannot_apply(
     assert f'({spoke} says: "{REFUSED}")' in message
 
 
+def test_reconcile_plans_nothing_more_where_argo_cd_cannot_sync(tmp_path) -> None:
+    fleet = _Fleet(tmp_path)
+    spoke = fleet.started["spoke"]
+    planned = [e for e in gitutil.ledger(fleet.remote).values() if e["phase"] == "Planned"]
+    assert any(e["spoke"] == spoke for e in planned)
+    blocked = [condition("ComparisonError", UNREACHABLE)]
+    fleet.reconcile_seeing(application(spoke, [], conditions=blocked), "2026-11-22T02:05:00Z")
+    after = gitutil.ledger(fleet.remote)
+    # Its planned jobs go elsewhere; the one dispatched there stays, as it would
+    # on a spoke that is down.
+    assert all(after[e["id"]]["spoke"] != spoke for e in planned)
+    assert (fleet.entry()["phase"], fleet.entry()["spoke"]) == ("Dispatched", spoke)
+    # The commit says why they moved, carbon or not.
+    message = gitutil.message(fleet.remote)
+    assert "\nDown (no new work; what was planned there goes elsewhere):\n" in message
+    assert f"\n- {spoke}: Argo CD cannot sync its Application: ComparisonError: " in message
+    moved = [line for line in message.splitlines() if line.startswith("- moved ")]
+    assert moved and all(f"; {spoke} takes no new work" in line for line in moved)
+
+
 def test_with_the_kube_observer_argo_cd_answers_for_spokes_without_a_context_and_its_syncs(
     tmp_path,
 ) -> None:
@@ -451,10 +513,52 @@ def test_with_the_kube_observer_argo_cd_answers_for_spokes_without_a_context_and
     assert states["paris"].jobs["batch/etl-5e6f7a8b"] == "Succeeded"
     assert list(states["paris"].unapplied) == ["batch/sweep-1a2b3c4d"]
     assert states["paris"].said == {"batch/sweep-1a2b3c4d": REFUSED}
+    assert states["paris"].up and states["frankfurt"].up
     assert states["frankfurt"].jobs == {"batch/report-12345678": "Succeeded"}
     assert list(states["frankfurt"].podless) == ["batch/etl-0c1d2e3f"]
     assert states["frankfurt"].source == "declared+argocd"
     assert states["california"].jobs == {} and states["california"].up
+
+
+def test_a_spoke_that_answers_for_itself_takes_no_new_work_where_argo_cd_cannot_sync(
+    tmp_path,
+) -> None:
+    fleet = fleet_with()
+    asked = tuple(
+        s.model_copy(update={"spec": s.spec.model_copy(update={"kube_context": f"kind-{s.name}"})})
+        for s in fleet.spokes
+    )
+    fleet = fleet.model_copy(update={"spokes": asked})
+    with serve() as paris, serve() as frankfurt, serve() as hub:
+        healthy(paris)
+        healthy(frankfurt)
+        blocked = [condition("InvalidSpecError", "cluster 'paris' has not been configured")]
+        unreachable = [condition("ComparisonError", UNREACHABLE)]
+        hub.route(
+            APPS,
+            applications(
+                application("paris", [], conditions=blocked),
+                application("california", [], conditions=unreachable),
+            ),
+        )
+        hub.route(SETTINGS, settings(CHECKED))
+        urls = {"paris": paris.url, "frankfurt": frankfurt.url, "hub": hub.url}
+        config = kubeconfig(tmp_path, urls | {"california": "http://127.0.0.1:9"})
+        observer = StatusFilledIn(
+            KubeObserver(kubeconfig=config, timeout_s=1.0),
+            ArgoCDObserver(kubeconfig=config, context="kind-hub"),
+        )
+        states = observer.observe(fleet)
+    assert states["paris"].source == "kube:kind-paris" and not states["paris"].up
+    assert states["paris"].cpu == states["paris"].gpu == 0
+    assert states["paris"].reason == (
+        "Argo CD cannot sync its Application: InvalidSpecError: cluster 'paris' has not been "
+        "configured"
+    )
+    assert states["frankfurt"].up
+    # Down for its own API too, it keeps that reason.
+    assert not states["california"].up
+    assert "Argo CD" not in states["california"].reason
 
 
 def test_the_options_choose_the_observer() -> None:
