@@ -431,11 +431,11 @@ JOB_HEALTH_VERSION = "-- caspian job health 2"
 HEALTH_PHASES = {"Progressing": "Running", "Healthy": "Succeeded", "Degraded": "Failed"}
 # The check's Progressing messages for a Job that has not begun: its pods wait,
 # or it has none since it was resumed (its pods are refused).
+NOT_BEGUN = re.compile(r"starting$|no pod ready since |no pod since ")
+PODLESS_SINCE = re.compile(r"no pod since (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)")
 # The conditions of an Application that stop Argo CD from syncing it at all.
 # (A SyncError is one sync that failed: its Jobs are read one by one.)
 BLOCKING = ("ComparisonError", "InvalidSpecError")
-NOT_BEGUN = re.compile(r"starting$|no pod ready since |no pod since ")
-PODLESS_SINCE = re.compile(r"no pod since (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)")
 
 
 class ArgoCDObserver:
