@@ -55,6 +55,11 @@ kubectl --context kind-hub -n argocd patch svc argocd-server --type merge -p \
 # Resumed Jobs show Progressing, not Healthy, until they end (argocd/job-health.yaml).
 kubectl --context kind-hub -n argocd patch configmap argocd-cm --type merge \
   --patch-file "$root/argocd/job-health.yaml"
+# Argo CD 3 keeps each resource's health out of its Application unless told to;
+# Caspian reads it there.
+kubectl --context kind-hub -n argocd patch configmap argocd-cmd-params-cm --type merge \
+  -p '{"data":{"controller.resource.health.persist":"true"}}'
+kubectl --context kind-hub -n argocd rollout restart statefulset/argocd-application-controller
 
 echo "==> spokes: observer access, and registration with their internal addresses"
 fill() {  # template spoke server ca cert key: the cluster Secret with its ${...} filled
@@ -78,7 +83,10 @@ done
 
 echo "==> caspian watch (log: $state/caspian.log; metrics: http://127.0.0.1:8080/metrics)"
 if ! { [ -f "$state/caspian.pid" ] && kill -0 "$(cat "$state/caspian.pid")" 2>/dev/null; }; then
+  # The spokes answer for themselves; the hub's Argo CD adds the Jobs it could
+  # not apply, and the spokes it cannot sync.
   nohup "$caspian" watch --repo "$state/git/fleet.git" --observer kube \
+    --argocd-context kind-hub \
     --listen 127.0.0.1:8080 --interval 30 >>"$state/caspian.log" 2>&1 &
   echo $! >"$state/caspian.pid"
 fi
@@ -89,6 +97,6 @@ cat <<DONE
 
 Argo CD:   https://127.0.0.1:8443   (user admin, password $password)
 Fleet:     git clone $state/git/fleet.git   (push AppWrappers to jobs/ on main)
-Placement: $caspian plan --repo $state/git/fleet.git --observer kube
+Placement: $caspian plan --repo $state/git/fleet.git --observer kube --argocd-context kind-hub
 Tear down: kind/down.sh
 DONE

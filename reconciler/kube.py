@@ -489,11 +489,11 @@ class ArgoCDObserver:
         trusted = checked
         syncable: dict[str, bool] = {}
         for application in items:
-            spoke, seen = _application_jobs(application, checked=checked)
-            trusted = trusted and seen is not None
+            spoke, seen, health = _application_jobs(application, checked=checked)
+            trusted = trusted and health
             if spoke not in states:
                 continue
-            if seen is not None and any(seen):
+            if any(seen):
                 states[spoke] = states[spoke].model_copy(
                     update={**seen._asdict(), "source": "declared+argocd"}
                 )
@@ -576,25 +576,27 @@ class _Seen(NamedTuple):
     said: dict[str, str]  # why it failed, in the words of the spoke's API
 
 
-def _application_jobs(application: Any, *, checked: bool) -> tuple[str | None, _Seen | None]:
-    """The spoke an Application syncs, and what it says of its Jobs (None where
-    Argo CD keeps their health out of it)."""
+def _application_jobs(application: Any, *, checked: bool) -> tuple[str | None, _Seen, bool]:
+    """The spoke an Application syncs, what it says of its Jobs, and whether
+    it holds their health (Argo CD may keep it out: then only its syncs say
+    anything)."""
+    nothing = _Seen({}, {}, {}, {})
     if not isinstance(application, dict):
-        return None, _Seen({}, {}, {}, {})
+        return None, nothing, True
     metadata, status = _map(application.get("metadata")), _map(application.get("status"))
     spoke = _map(metadata.get("labels")).get(SPOKE_LABEL)
     if not isinstance(spoke, str):
-        return None, _Seen({}, {}, {}, {})
+        return None, nothing, True
+    unapplied, said = _sync_failures(status)
     if status.get("resourceHealthSource") == "appTree":
         log.warning(
             "Argo CD keeps the health of %s's resources out of its Application: set "
             'controller.resource.health.persist: "true" in argocd-cmd-params-cm',
             metadata.get("name"),
         )
-        return spoke, None
+        return spoke, _Seen({}, {}, unapplied, said), False
     jobs, podless = _job_health(status.get("resources"), checked=checked)
-    unapplied, said = _sync_failures(status)
-    return spoke, _Seen(jobs, podless, unapplied, said)
+    return spoke, _Seen(jobs, podless, unapplied, said), True
 
 
 def _job_health(resources: Any, *, checked: bool) -> tuple[dict[str, str], dict[str, datetime]]:

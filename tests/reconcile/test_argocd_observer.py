@@ -336,12 +336,16 @@ def test_without_the_job_health_check_only_failures_count(tmp_path, caplog) -> N
 
 def test_health_kept_out_of_the_application_moves_nothing_and_says_why(tmp_path, caplog) -> None:
     caplog.set_level(logging.WARNING)
-    app = application("paris", PARIS, resourceHealthSource="appTree")
+    # Argo CD 3's default: the health goes to the resource tree; syncs stay.
+    refused = failed_sync(sync_result("sweep-1a2b3c4d", "SyncFailed", REFUSED))
+    resources = [*PARIS, out_of_sync("sweep-1a2b3c4d", None)]
+    app = application("paris", resources, resourceHealthSource="appTree", operationState=refused)
     with serve() as api:
         api.route(APPS, applications(app))
         api.route(SETTINGS, settings(CHECKED))
         states = observe(tmp_path, api.url)
-    assert states["paris"].jobs == {}
+    assert states["paris"].jobs == {} and states["paris"].podless == {}
+    assert list(states["paris"].unapplied) == ["batch/sweep-1a2b3c4d"]
     assert 'controller.resource.health.persist: "true"' in caplog.text
     assert up() == 0
 
