@@ -17,7 +17,7 @@ from optimizer import baselines
 from optimizer.model import Instance, Job, Plan, Slot, SolverSettings, SpokeCapacity
 from optimizer.solving import optimize
 from reconciler import admission, jobspec, podsecurity, pools
-from reconciler.decisions import Decision, Requeue, SpokeState, Window
+from reconciler.decisions import Decision, Requeue, Retry, SpokeState, Window
 from reconciler.fleet import Fleet, JobRequest, Problem, Spoke
 from reconciler.ledger import ACTIVE, FINISHED, FIXED, UNFINISHED, Entry, Ledger, Phase
 from reconciler.pods import Placement, Resources
@@ -80,6 +80,11 @@ def decide(
     finished = {
         job_id: phase for job_id, prev in prevs.items() if (phase := _finished(prev, spokes))
     }
+    # Failed, with runs again left: a new Job of it is placed anew.
+    retried = _retries(jobs, prevs, finished, spokes, default=fleet.policy.spec.retry_limit)
+    for job_id in retried:
+        del finished[job_id]
+        prevs[job_id] = _run_again(prevs[job_id])
     # Held by their AppWrapper's spec.suspend: not planned. One that had started
     # is stopped where it ran (its Job there is suspended, which ends its pods).
     suspended = {job.id for job in jobs if job.suspended and job.id not in finished}
@@ -217,6 +222,7 @@ def decide(
         missing=missing,
         requeued=requeued,
         kept_off=kept_off,
+        retried=retried,
         given_up=tuple(sorted(given_up)),
         stuck=stuck,
         history_url=fleet.policy.spec.history_url,
@@ -425,10 +431,12 @@ def _recorded(
 ) -> dict[str, Any]:
     """What every entry of `job` records, wherever it goes."""
     first_seen = prev.first_seen if prev and prev.first_seen else now
+    retries = prev.retries if prev else 0
     return {
         "id": job.id,
         "source": job.source,
-        "job_name": job.job_name,
+        "job_name": job.job_name_for(retry=retries),
+        "retries": retries,
         "template_hash": job.template_hash,
         "deadline": effective_deadline(job, first_seen=first_seen, fleet=fleet),
         "first_seen": first_seen,
@@ -521,7 +529,39 @@ def _waiting(prev: Entry) -> Entry:
 
 def _placed_again(prev: Entry) -> Entry:
     """The same Job, to be placed on another spoke: its qos baseline stays too."""
-    return _waiting(prev).model_copy(update={"qos_grams": prev.qos_grams})
+    return _waiting(prev).model_copy(update={"qos_grams": prev.qos_grams, "retries": prev.retries})
+
+
+def _retries(
+    jobs: Iterable[JobRequest],
+    prevs: Mapping[str, Entry | None],
+    finished: Mapping[str, Phase],
+    spokes: Mapping[str, SpokeState],
+    *,
+    default: int,
+) -> dict[str, Retry]:
+    """The jobs whose Job its spoke now reports failed, and that may run again:
+    fewer runs again than their AppWrapper's retryLimit (or the policy's), as
+    the AppWrapper controller resets a failed workload. The failed Job leaves
+    (Argo CD prunes it, as that controller deletes it), and a new one, named
+    for the run, is placed anew: elsewhere, or later, where that is cleaner."""
+    found = {}
+    for job in jobs:
+        prev = prevs[job.id]
+        if finished.get(job.id) != Phase.FAILED or prev is None or prev.phase in FINISHED:
+            continue
+        limit = job.retry_limit if job.retry_limit is not None else default
+        if prev.retries >= limit or prev.spoke is None or prev.job_name is None:
+            continue
+        said = spokes[prev.spoke].said.get(prev.job_key)
+        found[job.id] = Retry(
+            spoke=prev.spoke, job_name=prev.job_name, run=prev.retries + 1, limit=limit, said=said
+        )
+    return found
+
+
+def _run_again(prev: Entry) -> Entry:
+    return _placed_again(prev).model_copy(update={"retries": prev.retries + 1})
 
 
 def effective_deadline(job: JobRequest, *, first_seen: datetime, fleet: Fleet) -> datetime:

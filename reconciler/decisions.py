@@ -78,6 +78,19 @@ class SpokeState(BaseModel):
     unread: tuple[str, ...] = ()
 
 
+class Retry(BaseModel):
+    """A job whose Job failed on its spoke, run again as a new Job placed anew
+    (its AppWrapper's retryLimit, or the policy's)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    spoke: str
+    job_name: str  # the Job that failed
+    run: int  # which run again this is, from 1
+    limit: int
+    said: str | None = None  # what the spoke said of the failure
+
+
 class Requeue(BaseModel):
     """A dispatched job taken off a spoke where it could not run."""
 
@@ -138,6 +151,8 @@ class Decision(BaseModel):
     requeued: dict[str, Requeue] = {}
     # Per job, the spokes kept off it because it could not run there, with why.
     kept_off: dict[str, dict[str, str]] = {}
+    # The jobs whose Job failed and that run again, as a new Job placed anew.
+    retried: dict[str, Retry] = {}
     # The jobs requeued more than the policy's requeueLimit: planned nowhere.
     given_up: tuple[str, ...] = ()
     # Per dispatched job its spoke reports not running (no node, no pod, not

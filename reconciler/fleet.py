@@ -156,6 +156,12 @@ class PolicySpec(Spec):
     # AppWrapper's retryLimit and Kueue's backoffLimitCount end the retries);
     # null requeues it for ever.
     requeue_limit: int | None = Field(default=3, ge=0)
+    # How many times a job whose Job fails is run again, as a new Job placed
+    # anew, before it is recorded Failed: the AppWrapper controller's
+    # RetryLimit, which an AppWrapper's workload.codeflare.dev.appwrapper/
+    # retryLimit annotation overrides. 0 here (the controller's default is 3):
+    # a run that fails again burns its energy again.
+    retry_limit: int = Field(default=0, ge=0)
     # The forge's page of one file's commits, {path} standing for the file: each
     # rendered Job then links there from Argo CD's UI. A commit cannot name
     # itself, but the newest commits of a rendered Job's file are the ones
@@ -332,12 +338,21 @@ class JobRequest(BaseModel):
     # The Pod Security Standards rules its pod template breaks, by level
     # (podsecurity.broken_rules): what a namespace enforcing one refuses.
     pod_security_broken: dict[str, tuple[str, ...]] = {}
+    # Its AppWrapper's workload.codeflare.dev.appwrapper/retryLimit: how many
+    # times a Job of it that fails is run again (None: the policy's retryLimit).
+    retry_limit: int | None = None
 
     @property
     def job_name(self) -> str:
         """The rendered Job's name: a Job's template is immutable, so an edited
         template must become a Job with a new name."""
-        return f"{self.name[:54].rstrip('-')}-{self.template_hash}"
+        return self.job_name_for(retry=0)
+
+    def job_name_for(self, *, retry: int) -> str:
+        """The name of the Job of its `retry`th run again after a Job of it
+        failed: a failed Job stays failed, so each run is a Job of its own."""
+        suffix = f"-{self.template_hash}" + (f"-r{retry}" if retry else "")
+        return f"{self.name[: 63 - len(suffix)].rstrip('-')}{suffix}"
 
     @property
     def job_key(self) -> str:
@@ -672,6 +687,7 @@ def _job_from_doc(
     annotations = metadata.get("annotations") or {}
     try:
         hints = _hints(annotations, policy=policy, labels=labels)
+        retry_limit = _retry_limit(annotations)
     except jobspec.FieldError as error:
         return problem(f"metadata.annotations.{error.field}", error.reason)
     # Without a duration of its own, the job runs at most as long as its Job may:
@@ -698,8 +714,28 @@ def _job_from_doc(
         defaulted=defaulted,
         pod_resources=pod_resources,
         pod_security_broken=podsecurity.broken_rules(job_spec.get("template") or {}),
+        retry_limit=retry_limit,
         **hints,
     )
+
+
+# The AppWrapper controller's annotation for how many times a failed workload is
+# run again; Caspian reads it as that controller does.
+RETRY_LIMIT = "workload.codeflare.dev.appwrapper/retryLimit"
+
+
+def _retry_limit(annotations: Mapping[str, Any]) -> int | None:
+    raw = annotations.get(RETRY_LIMIT)
+    if raw is None:
+        return None
+    text = str(raw).strip()
+    if not text.isdigit():
+        raise jobspec.FieldError(
+            RETRY_LIMIT,
+            f"{raw!r} is not a whole number: how many times a failed Job of it runs again, "
+            'e.g. "2" (without it, the policy\'s retryLimit holds)',
+        )
+    return int(text)
 
 
 def template_hash(template: Mapping[str, Any]) -> str:

@@ -198,6 +198,7 @@ class KubeObserver:
                 core, jobs, pods, refused=list(refused), spoke=spoke, unread=unread
             )
             said.update(words)
+            said.update(failures(jobs))
             # A Job runs once a container of it has started, or it has run a pod:
             # until then (its pods find no node, are refused, pull their image or
             # cannot start) it is not running yet, though no condition of its
@@ -595,17 +596,21 @@ def _application_jobs(application: Any, *, checked: bool) -> tuple[str | None, _
             metadata.get("name"),
         )
         return spoke, _Seen({}, {}, unapplied, said), False
-    jobs, podless = _job_health(status.get("resources"), checked=checked)
-    return spoke, _Seen(jobs, podless, unapplied, said), True
+    jobs, podless, failed = _job_health(status.get("resources"), checked=checked)
+    return spoke, _Seen(jobs, podless, unapplied, failed | said), True
 
 
-def _job_health(resources: Any, *, checked: bool) -> tuple[dict[str, str], dict[str, datetime]]:
-    """The phases of the Jobs an Application lists, by their health, and since
-    when each that has made no pod has not. A Job that has not begun (by the
-    check's message) is not running yet; one that has made no pod since it was
-    resumed is `podless`, as the kube observer would find it."""
+def _job_health(
+    resources: Any, *, checked: bool
+) -> tuple[dict[str, str], dict[str, datetime], dict[str, str]]:
+    """The phases of the Jobs an Application lists, by their health; since
+    when each that has made no pod has not; and why each failed Job failed, as
+    its health's message. A Job that has not begun (by the check's message) is
+    not running yet; one that has made no pod since it was resumed is
+    `podless`, as the kube observer would find it."""
     jobs: dict[str, str] = {}
     podless: dict[str, datetime] = {}
+    failed: dict[str, str] = {}
     for resource in resources if isinstance(resources, list) else []:
         key = _job_key(resource)
         if key is None:
@@ -620,7 +625,9 @@ def _job_health(resources: Any, *, checked: bool) -> tuple[dict[str, str], dict[
                 podless[key] = since
         elif phase and (checked or phase == "Failed"):
             jobs[key] = phase
-    return jobs, dict(sorted(podless.items()))
+            if phase == "Failed" and message.strip():
+                failed[key] = one_line(message)
+    return jobs, dict(sorted(podless.items())), failed
 
 
 def _sync_failures(status: dict) -> tuple[dict[str, datetime], dict[str, str]]:
@@ -1153,6 +1160,23 @@ def limit_range_items(ranges: Iterable[Any]) -> tuple[LimitRangeItem, ...]:
 def _bounded_amounts(values: Mapping[str, Any] | None) -> dict[str, float]:
     """The amounts of the resources Caspian reads LimitRanges for."""
     return {key: quantity(v) for key, v in (values or {}).items() if key in admission.KEYS}
+
+
+def failures(jobs: list[Any]) -> dict[str, str]:
+    """Why each of Caspian's failed Jobs there failed, by its Failed condition
+    ("BackoffLimitExceeded: Job has reached the specified backoff limit"): the
+    words that go with a run again."""
+    found = {}
+    for job in jobs:
+        for condition in (job.status.conditions or []) if job.status is not None else []:
+            if (condition.type, condition.status) != ("Failed", "True"):
+                continue
+            words = ": ".join(
+                w for w in (condition.reason, condition.message) if isinstance(w, str) and w.strip()
+            )
+            if words:
+                found[job_key(job)] = one_line(words)
+    return found
 
 
 def job_phase(status: Any) -> str:

@@ -79,6 +79,9 @@ class Entry(BaseModel):
     # while one it has not tried may take it, until it runs; past the policy's
     # requeueLimit, it is given up on (Pending, planned nowhere).
     requeued_from: tuple[str, ...] = ()
+    # How many times a Job of it failed and it was run again (the AppWrapper's
+    # retryLimit, or the policy's): its Job's name ends -r<retries> after the first.
+    retries: int = 0
 
     @property
     def stopped(self) -> bool:

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from reconciler.decisions import Decision, Requeue
+from reconciler.decisions import Decision, Requeue, Retry
 from reconciler.ledger import ACTIVE, FINISHED, FIXED, UNFINISHED, Entry, Ledger, Phase
 from reconciler.quantities import format_time
 
@@ -52,7 +52,7 @@ def _note(entry: Entry, *, now: datetime) -> str:
 
 
 def subject(old: Ledger, decision: Decision) -> str:
-    changes = _changes(old, decision.ledger, requeued=decision.requeued)
+    changes = _changes(old, decision.ledger, requeued=decision.requeued, retried=decision.retried)
     parts = []
     placed = changes["placed"] + changes["moved"]
     if placed:
@@ -62,6 +62,7 @@ def subject(old: Ledger, decision: Decision) -> str:
     for kind, verb in (
         ("finished", "finished"),
         ("requeued", "requeue"),
+        ("retried", "retry"),
         ("dispatched", "dispatch"),
         ("cancelled", "cancel"),
         ("invalid", "invalid"),
@@ -94,15 +95,7 @@ def commit_message(
             f"qos baseline ({saved:.0%} less)."
         )
     lines += ["", placement_table(decision)]
-    moves = list(
-        _describe_changes(
-            old,
-            ledger,
-            slot_start=decision.window.start,
-            requeued=decision.requeued,
-            closed=decision.closed,
-        )
-    )
+    moves = list(_describe_changes(old, decision))
     if moves:
         lines += ["", "Changes:", *moves]
     invalid = [e for e in ledger.entries if e.phase == Phase.INVALID]
@@ -211,15 +204,21 @@ def plan_id(ledger: Ledger) -> str:
 
 
 def _changes(
-    old: Ledger, new: Ledger, *, requeued: Mapping[str, Requeue] | None = None
+    old: Ledger,
+    new: Ledger,
+    *,
+    requeued: Mapping[str, Requeue] | None = None,
+    retried: Mapping[str, Retry] | None = None,
 ) -> dict[str, list[Entry]]:
     """The entries of `new` by what changed since `old`; `requeued` holds the
-    jobs taken off a spoke where they could not run."""
+    jobs taken off a spoke where they could not run, `retried` those whose Job
+    failed and that run again."""
     before = old.by_id()
     changes: dict[str, list[Entry]] = {
         k: []
         for k in (
             "placed",
+            "retried",
             "moved",
             "requeued",
             "dispatched",
@@ -237,6 +236,9 @@ def _changes(
         same = prev is not None and prev.phase == entry.phase
         if entry.id in (requeued or {}):
             changes["requeued"].append(entry)
+            continue
+        if entry.id in (retried or {}):
+            changes["retried"].append(entry)
             continue
         if (
             prev is not None
@@ -275,19 +277,22 @@ def _changes(
     return changes
 
 
-def _describe_changes(
-    old: Ledger,
-    new: Ledger,
-    *,
-    slot_start: datetime,
-    requeued: Mapping[str, Requeue],
-    closed: Mapping[str, str],
-) -> Iterable[str]:
+def _describe_changes(old: Ledger, decision: Decision) -> Iterable[str]:
     before = old.by_id()
-    changes = _changes(old, new, requeued=requeued)
+    requeued, retried = decision.requeued, decision.retried
+    slot_start, closed = decision.window.start, decision.closed
+    changes = _changes(old, decision.ledger, requeued=requeued, retried=retried)
     for entry in changes["requeued"]:
         now = f"{entry.spoke} {_hhmm(entry)}" if entry.spoke else f"pending: {entry.reason}"
         yield f"- requeued {entry.id}: {requeued[entry.id].reason}; now {now}"
+    for entry in changes["retried"]:
+        retry = retried[entry.id]
+        says = f' ({retry.spoke} says: "{retry.said}")' if retry.said else ""
+        now = f"{entry.spoke} {_hhmm(entry)}" if entry.spoke else f"pending: {entry.reason}"
+        yield (
+            f"- retried {entry.id} ({retry.run} of {retry.limit}): its Job {retry.job_name} "
+            f"failed on {retry.spoke}{says}; now {now}, as Job {entry.job_name}"
+        )
     for entry in changes["moved"]:
         prev = before[entry.id]
         yield (

@@ -58,6 +58,12 @@ REQUEUES = Counter(
     "they could not start, or Argo CD could not apply their Job",
     ["spoke"],
 )
+RETRIES = Counter(
+    "caspian_retries_total",
+    "Jobs whose Job failed on the spoke and that run again, as a new Job placed anew "
+    "(their AppWrapper's retryLimit, or the policy's)",
+    ["spoke"],
+)
 ARGOCD_SYNCABLE = Gauge(
     "caspian_argocd_spoke_syncable",
     "1 when nothing stops the hub's Argo CD from syncing the spoke's Application, 0 on a "

@@ -142,6 +142,16 @@ def reconcile_once(
             if job_id in outcome.decision.given_up:
                 entry = outcome.decision.ledger.by_id()[job_id]
                 log.warning("gave up on %s: %s", job_id, entry.reason)
+        for job_id, retry in outcome.decision.retried.items():
+            metrics.RETRIES.labels(spoke=retry.spoke).inc()
+            log.warning(
+                "%s's Job %s failed on %s: running it again (%d of %d)",
+                job_id,
+                retry.job_name,
+                retry.spoke,
+                retry.run,
+                retry.limit,
+            )
         return outcome.model_copy(update={"commit": commit, "push_attempts": attempt})
     raise AssertionError("unreachable")
 

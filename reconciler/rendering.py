@@ -170,10 +170,19 @@ def job_manifest(job: JobRequest, entry: Entry, *, history: str | None = None) -
     }
 
 
+# Fields of an entry left out at these values: added after ledgers were written,
+# they would otherwise change every entry of every ledger once.
+UNSAID = {"retries": 0}
+
+
 def render_ledger(ledger: Ledger, *, dumper: type | None = None) -> bytes:
     document = ledger.model_dump(mode="json", by_alias=True, exclude_defaults=False)
     document["entries"] = [
-        {key: _whole(value) for key, value in entry.items() if value not in (None, "", [])}
+        {
+            key: _whole(value)
+            for key, value in entry.items()
+            if value not in (None, "", []) and UNSAID.get(key, ...) != value
+        }
         for entry in document["entries"]
     ]
     return seal(dump(document, dumper=dumper))

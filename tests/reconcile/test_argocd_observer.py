@@ -235,6 +235,20 @@ def test_a_job_the_last_sync_failed_to_apply_is_unapplied_with_the_spokes_words(
     assert paris.jobs == {"batch/applied-9a8b7c6d": "Running"}
 
 
+def test_a_degraded_job_says_why_it_failed(tmp_path) -> None:
+    why = "Job has reached the specified backoff limit"
+    resources = [
+        job("broken-0c1d2e3f", "Degraded", message=why),
+        job("quiet-1a2b3c4d", "Degraded"),
+        job("etl-9a8b7c6d", "Healthy", message="Job completed"),
+    ]
+    with serve() as api:
+        api.route(APPS, applications(application("paris", resources)))
+        api.route(SETTINGS, settings(CHECKED))
+        paris = observe(tmp_path, api.url)["paris"]
+    assert paris.said == {"batch/broken-0c1d2e3f": why}
+
+
 def test_a_sync_still_retrying_dates_its_failures_from_its_start(tmp_path) -> None:
     operation = failed_sync(
         sync_result("refused-1a2b3c4d", "SyncFailed", REFUSED), finished=None

@@ -218,6 +218,23 @@ def test_free_capacity_counts_usable_nodes_minus_pods_caspian_does_not_own(tmp_p
     assert pods_asked.headers["authorization"] == "Bearer kube-token-not-for-logs"
 
 
+def test_a_failed_job_says_why_by_its_failed_condition(tmp_path) -> None:
+    failed = job("broken-0c1d2e3f", condition="Failed")
+    failed["status"]["conditions"][0] |= {
+        "reason": "BackoffLimitExceeded",
+        "message": "Job has reached the\n specified backoff limit",
+    }
+    quiet = job("silent-1a2b3c4d", condition="Failed")
+    with serve() as api:
+        healthy(api)
+        api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [failed, quiet])))
+        state = observe(tmp_path, {"paris": api.url})["paris"]
+    assert state.jobs == {"batch/broken-0c1d2e3f": "Failed", "batch/silent-1a2b3c4d": "Failed"}
+    assert state.said == {
+        "batch/broken-0c1d2e3f": "BackoffLimitExceeded: Job has reached the specified backoff limit"
+    }
+
+
 def test_sidecars_overhead_and_pod_level_requests_of_other_pods_are_taken(tmp_path) -> None:
     meshed = pod("meshed", "ready-1", "Running", cpu="2", memory="1Gi")
     meshed["spec"]["initContainers"] = [

@@ -1,0 +1,160 @@
+"""A job whose Job fails on its spoke runs again, as a new Job placed anew, as
+many times as its AppWrapper's workload.codeflare.dev.appwrapper/retryLimit
+(or the policy's retryLimit) lets it, as the AppWrapper controller resets a
+failed workload; past that it is recorded Failed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import yaml
+
+from reconciler import ledger, messages
+from reconciler.fleet import RETRY_LIMIT
+from reconciler.rendering import render
+from reconciler.templates import template_files
+from tests.conftest import NOW, assert_valid_plan
+from tests.reconcile.test_lifecycle import entries, step
+from tests.reconcile.test_requeue import _backfill_dispatched_on_paris, _policy
+
+FAILED = "BackoffLimitExceeded: Job has reached the specified backoff limit"
+
+
+def _with_retry_limit(files, limit):
+    """The template fleet, backfill-eu's AppWrapper annotated with `limit`."""
+    doc = yaml.safe_load(files["jobs/backfill-eu.yaml"])
+    doc["metadata"].setdefault("annotations", {})[RETRY_LIMIT] = limit
+    return {**files, "jobs/backfill-eu.yaml": yaml.safe_dump(doc).encode()}
+
+
+def _failed(entry):
+    """Its spoke reports its Job failed, and why."""
+    return {entry.spoke: {"jobs": {entry.job_key: "Failed"}, "said": {entry.job_key: FAILED}}}
+
+
+def test_a_failed_job_runs_again_as_a_new_job_up_to_its_appwrappers_retry_limit() -> None:
+    files, started, at = _backfill_dispatched_on_paris(_with_retry_limit(template_files(), "2"))
+    later = at + timedelta(hours=1)
+    decision, files_after = step(files, now=later, states=_failed(started))
+    entry = entries(decision)[started.id]
+    retry = decision.retried[started.id]
+    assert (retry.spoke, retry.job_name, retry.run, retry.limit) == (
+        "paris",
+        started.job_name,
+        1,
+        2,
+    )
+    assert retry.said == FAILED
+    # A new Job, placed anew, its deadline and first sighting as they were.
+    assert entry.phase in ("Planned", "Dispatched") and entry.retries == 1
+    assert entry.job_name == f"{started.job_name}-r1"
+    assert (entry.deadline, entry.first_seen) == (started.deadline, started.first_seen)
+    assert_valid_plan(decision.instance, decision.plan)
+    # The failed Job leaves (Argo CD prunes it, as the AppWrapper controller
+    # deletes it); the new one is rendered in its place.
+    rendered = render(decision, previous=files)
+    assert f"rendered/paris/batch.{started.job_name}.yaml" not in rendered
+    new_file = f"rendered/{entry.spoke}/batch.{entry.job_name}.yaml"
+    job = yaml.safe_load(rendered[new_file])
+    assert job["metadata"]["name"] == entry.job_name
+    before = ledger.parse(files[ledger.LEDGER_PATH])
+    message = messages.commit_message(old=before, decision=decision, input_commit="0" * 40)
+    assert "retry: 1 job" in message.splitlines()[0]
+    assert (
+        f"- retried {started.id} (1 of 2): its Job {started.job_name} failed on paris "
+        f'(paris says: "{FAILED}"); now {entry.spoke} '
+    ) in message
+    assert message.count(f", as Job {entry.job_name}\n") == 1
+
+    # The old Job, still reported failed until Argo CD prunes it, is not the
+    # new one's: nothing more happens.
+    again, _ = step(files_after, now=later, states=_failed(started))
+    assert entries(again)[started.id] == entry and not again.retried
+
+    # Its second Job fails too: the last run again.
+    dispatched = _dispatched(files_after, started.id, at=later)
+    second, files_after = step(dispatched[1], now=dispatched[2], states=_failed(dispatched[0]))
+    assert second.retried[started.id].run == 2
+    assert entries(second)[started.id].job_name == f"{started.job_name}-r2"
+
+    # And its third: past the limit, it is recorded Failed.
+    third = _dispatched(files_after, started.id, at=dispatched[2])
+    last, _ = step(third[1], now=third[2], states=_failed(third[0]))
+    final = entries(last)[started.id]
+    assert not last.retried
+    assert (final.phase, final.retries, final.job_name) == ("Failed", 2, f"{started.job_name}-r2")
+
+
+def _dispatched(files, job_id, *, at):
+    """Steps on until `job_id` is dispatched: its entry, the files, and when."""
+    now = at
+    for _ in range(200):
+        now += timedelta(minutes=15)
+        decision, files = step(files, now=now)
+        entry = entries(decision)[job_id]
+        if entry.phase == "Dispatched":
+            return entry, files, now + timedelta(minutes=10)
+    raise AssertionError(f"{job_id} was never dispatched")
+
+
+def test_without_the_annotation_the_policys_retry_limit_holds_0_unless_set() -> None:
+    files, started, at = _backfill_dispatched_on_paris()
+    failed, _ = step(files, now=at + timedelta(hours=1), states=_failed(started))
+    assert entries(failed)[started.id].phase == "Failed" and not failed.retried
+    once = _policy(template_files(), retryLimit=1)
+    files, started, at = _backfill_dispatched_on_paris(once)
+    retried, _ = step(files, now=at + timedelta(hours=1), states=_failed(started))
+    assert retried.retried[started.id].limit == 1
+    # The AppWrapper's own word wins over the policy's.
+    files, started, at = _backfill_dispatched_on_paris(_with_retry_limit(once, "0"))
+    kept, _ = step(files, now=at + timedelta(hours=1), states=_failed(started))
+    assert entries(kept)[started.id].phase == "Failed" and not kept.retried
+
+
+def test_a_retry_limit_that_is_no_whole_number_is_a_problem_naming_the_annotation() -> None:
+    for wrong in ("three", "-1", "1.5"):
+        decision, _ = step(_with_retry_limit(template_files(), wrong), now=NOW)
+        entry = entries(decision)["jobs/backfill-eu.yaml"]
+        assert entry.phase == "Invalid"
+        assert f"metadata.annotations.{RETRY_LIMIT}" in entry.reason
+        assert "whole number" in entry.reason
+        # The rest of the fleet is planned.
+        assert entries(decision)["batch/etl-daily"].phase in ("Planned", "Dispatched")
+
+
+def test_an_edited_job_gets_its_runs_again_afresh() -> None:
+    files, started, at = _backfill_dispatched_on_paris(_with_retry_limit(template_files(), "1"))
+    retried, files = step(files, now=at + timedelta(hours=1), states=_failed(started))
+    assert entries(retried)[started.id].retries == 1
+    doc = yaml.safe_load(files["jobs/backfill-eu.yaml"])
+    job = doc["spec"]["components"][0]["template"]
+    job["metadata"] = {**(job.get("metadata") or {}), "labels": {"run": "2"}}
+    files = {**files, "jobs/backfill-eu.yaml": yaml.safe_dump(doc).encode()}
+    edited, _ = step(files, now=at + timedelta(hours=1, minutes=5))
+    entry = entries(edited)[started.id]
+    assert entry.retries == 0 and not entry.job_name.endswith("-r1")
+
+
+def test_each_run_again_is_a_job_name_the_api_takes() -> None:
+    from tests.fleet.helpers import fleet_with
+
+    job = fleet_with().jobs[0]
+    long = job.model_copy(update={"name": "x" * 60 + "-trailing"})
+    for retry in (0, 1, 12):
+        name = long.job_name_for(retry=retry)
+        assert len(name) <= 63 and name[0].isalnum()
+        assert name.endswith(f"-{job.template_hash}" + (f"-r{retry}" if retry else ""))
+    assert long.job_name_for(retry=0) == long.job_name
+
+
+def test_a_run_again_requeued_elsewhere_is_the_same_run() -> None:
+    files, started, at = _backfill_dispatched_on_paris(_with_retry_limit(template_files(), "3"))
+    _, files = step(files, now=at + timedelta(hours=1), states=_failed(started))
+    again, files, when = _dispatched(files, started.id, at=at + timedelta(hours=1))
+    assert again.retries == 1
+    # Its pods find no node where it went: requeued, it keeps its Job and count.
+    stuck = {again.spoke: {"unscheduled": {again.job_key: when - timedelta(minutes=5)}}}
+    requeued, _ = step(files, now=when + timedelta(minutes=15), states=stuck)
+    entry = entries(requeued)[started.id]
+    assert started.id in requeued.requeued
+    assert (entry.retries, entry.job_name) == (1, again.job_name)
