@@ -437,18 +437,23 @@ class _Fleet:
     def entry(self) -> dict:
         return gitutil.ledger(self.remote)[self.started["id"]]
 
+    def requeued_seeing(self, app: dict) -> str:
+        """Reconciles seeing `app` within the policy's requeueUnscheduled (15m)
+        of the dispatch, then past it: the job waits, then leaves its spoke.
+        The requeue's commit message."""
+        spoke = self.started["spoke"]
+        self.reconcile_seeing(app, "2026-11-22T02:10:00Z")
+        assert self.entry()["phase"] == "Dispatched"
+        self.reconcile_seeing(app, "2026-11-22T02:20:00Z")
+        assert self.entry()["requeuedFrom"] == [spoke] and self.entry()["spoke"] != spoke
+        return gitutil.message(self.remote)
+
 
 def test_reconcile_with_the_argocd_observer_requeues_a_job_that_makes_no_pod(tmp_path) -> None:
     fleet = _Fleet(tmp_path)
     spoke = fleet.started["spoke"]
     said = "no pod since 2026-11-22T02:00:04Z: see the Job's events"
-    app = application(spoke, [fleet.job("Progressing", said)])
-    # Within the policy's requeueUnscheduled (15m) it waits, not running yet.
-    fleet.reconcile_seeing(app, "2026-11-22T02:10:00Z")
-    assert fleet.entry()["phase"] == "Dispatched"
-    fleet.reconcile_seeing(app, "2026-11-22T02:20:00Z")
-    assert fleet.entry()["requeuedFrom"] == [spoke] and fleet.entry()["spoke"] != spoke
-    message = gitutil.message(fleet.remote)
+    message = fleet.requeued_seeing(application(spoke, [fleet.job("Progressing", said)]))
     assert f"its Job created no pod (see its events) on {spoke} from " in message
 
 
@@ -459,12 +464,7 @@ def test_reconcile_with_the_argocd_observer_requeues_a_job_argo_cd_cannot_apply(
     result = sync_result(fleet.started["jobName"], "SyncFailed", REFUSED, refused["namespace"])
     # Refused since before its dispatch, while it was planned there, suspended.
     failed = failed_sync(result, finished="2026-11-22T01:30:00Z")
-    app = application(spoke, [refused], operationState=failed)
-    fleet.reconcile_seeing(app, "2026-11-22T02:10:00Z")
-    assert fleet.entry()["phase"] == "Dispatched"
-    fleet.reconcile_seeing(app, "2026-11-22T02:20:00Z")
-    assert fleet.entry()["requeuedFrom"] == [spoke] and fleet.entry()["spoke"] != spoke
-    message = gitutil.message(fleet.remote)
+    message = fleet.requeued_seeing(application(spoke, [refused], operationState=failed))
     assert f"Argo CD could not apply its Job on {spoke} from 2026-11-22T02:00:00Z to " in message
     assert f'({spoke} says: "{REFUSED}")' in message
 
