@@ -340,6 +340,11 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
         click.echo(f"  {entry.reason}")
     if note := decision.stuck.get(entry.id):
         click.echo(f"  not running yet: {note}")
+    if entry.retries:
+        click.echo(
+            f"  run again {entry.retries}x after a Job of it failed (its AppWrapper's "
+            f"retryLimit, or the policy's): its Job now is {entry.job_name}"
+        )
     if entry.phase != ledger.Phase.INVALID:
         # A job whose file broke after it was placed keeps its place until fixed.
         for problem in decision.problems:

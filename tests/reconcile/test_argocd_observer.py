@@ -406,11 +406,15 @@ class _Fleet:
     """A fleet repo reconciled once at 02:00, with `started` dispatched, then
     reconciled through `--observer argocd` with what the hub's Argo CD says."""
 
-    def __init__(self, tmp_path) -> None:
+    def __init__(self, tmp_path, **policy) -> None:
         self.tmp_path = tmp_path
         self.remote = tmp_path / "fleet.git"
         self.env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
         assert CliRunner().invoke(main, ["init", "--bare", str(self.remote)]).exit_code == 0
+        if policy:
+            written = yaml.safe_load(gitutil.read(self.remote, "caspian.yaml"))
+            written["spec"] |= policy
+            gitutil.user_commit(self.remote, {"caspian.yaml": yaml.safe_dump(written).encode()})
         self.reconcile([], "2026-11-22T02:00:00Z")
         ledger = gitutil.ledger(self.remote).values()
         self.started = next(e for e in ledger if e["phase"] == "Dispatched")
@@ -419,20 +423,23 @@ class _Fleet:
         namespace = self.started["id"].split("/")[0]
         return job(self.started["jobName"], health, namespace, message=message)
 
-    def reconcile_seeing(self, app: dict, now: str) -> None:
+    def reconcile_seeing(self, app: dict, now: str, *, command: str = "reconcile") -> str:
         with serve() as api:
             api.route(APPS, applications(app))
             api.route(SETTINGS, settings(CHECKED))
             config = kubeconfig(self.tmp_path, {"hub": api.url})
-            self.reconcile(
+            return self.reconcile(
                 ["--observer", "argocd", "--argocd-context", "kind-hub", "--kubeconfig", config],
                 now,
+                command=command,
             )
 
-    def reconcile(self, args: list[str], now: str) -> None:
-        command = ["reconcile", "--once", "--repo", str(self.remote), *args, "--now", now]
-        result = CliRunner().invoke(main, command, env=self.env)
+    def reconcile(self, args: list[str], now: str, *, command: str = "reconcile") -> str:
+        once = ["--once"] if command == "reconcile" else [self.started["id"]]
+        line = [command, *once, "--repo", str(self.remote), *args, "--now", now]
+        result = CliRunner().invoke(main, line, env=self.env)
         assert result.exit_code == 0, result.output
+        return result.output
 
     def entry(self) -> dict:
         return gitutil.ledger(self.remote)[self.started["id"]]
@@ -467,6 +474,26 @@ def test_reconcile_with_the_argocd_observer_requeues_a_job_argo_cd_cannot_apply(
     message = fleet.requeued_seeing(application(spoke, [refused], operationState=failed))
     assert f"Argo CD could not apply its Job on {spoke} from 2026-11-22T02:00:00Z to " in message
     assert f'({spoke} says: "{REFUSED}")' in message
+
+
+def test_reconcile_runs_a_failed_job_again_as_the_policy_allows(tmp_path) -> None:
+    fleet = _Fleet(tmp_path, retryLimit=1)
+    spoke, name = fleet.started["spoke"], fleet.started["jobName"]
+    why = "Job has reached the specified backoff limit"
+    failed = application(spoke, [fleet.job("Degraded", why)])
+    fleet.reconcile_seeing(failed, "2026-11-22T02:30:00Z")
+    entry = fleet.entry()
+    assert (entry["retries"], entry["jobName"]) == (1, f"{name}-r1")
+    assert entry["phase"] in ("Planned", "Dispatched")
+    message = gitutil.message(fleet.remote)
+    assert message.startswith("retry: 1 job")
+    assert f'its Job {name} failed on {spoke} ({spoke} says: "{why}"); now ' in message
+    # The failed Job, reported until Argo CD prunes it, is not the new one's.
+    head = gitutil.head(fleet.remote)
+    fleet.reconcile_seeing(failed, "2026-11-22T02:30:00Z")
+    assert gitutil.head(fleet.remote) == head
+    told = fleet.reconcile_seeing(failed, "2026-11-22T02:30:00Z", command="explain")
+    assert "run again 1x after a Job of it failed" in told and f"{name}-r1" in told
 
 
 def test_reconcile_plans_nothing_more_where_argo_cd_cannot_sync(tmp_path) -> None:
