@@ -37,7 +37,7 @@ from reconciler import (
 from reconciler.fleet import FleetConfigError, load_fleet
 from reconciler.gitrepo import FleetRepo, GitError, Identity, create_bare_repo, redact
 from reconciler.observing import DeclaredCapacity, Observer, StatusFilledIn
-from reconciler.quantities import format_time, timestamp
+from reconciler.quantities import format_time, times, timestamp
 
 EXIT_ERROR = 1
 EXIT_PARTIAL = 3
@@ -342,7 +342,7 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
         click.echo(f"  not running yet: {note}")
     if entry.retries:
         click.echo(
-            f"  run again {entry.retries}x after a Job of it failed (its AppWrapper's "
+            f"  run again {times(entry.retries)} after a Job of it failed (its AppWrapper's "
             f"retryLimit, or the policy's): its Job now is {entry.job_name}"
         )
     if entry.phase != ledger.Phase.INVALID:

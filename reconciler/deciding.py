@@ -21,7 +21,7 @@ from reconciler.decisions import Decision, Requeue, Retry, SpokeState, Window
 from reconciler.fleet import Fleet, JobRequest, Problem, Spoke
 from reconciler.ledger import ACTIVE, FINISHED, FIXED, UNFINISHED, Entry, Ledger, Phase
 from reconciler.pods import Placement, Resources
-from reconciler.quantities import format_duration, format_time
+from reconciler.quantities import format_duration, format_time, times
 
 # What turns an optimizer instance into a plan: the optimizer itself, or a
 # baseline when `caspian simulate` replays another policy through the same loop.
@@ -297,15 +297,11 @@ def _kept_off(job: JobRequest, tried: tuple[str, ...], closed: Mapping[str, str]
 
 def _given_up(tried: tuple[str, ...], *, limit: int) -> str:
     return (
-        f"it was requeued {_times(len(tried))} ({', '.join(tried)}) without running, more "
+        f"it was requeued {times(len(tried))} ({', '.join(tried)}) without running, more "
         f"than the policy's requeueLimit {limit}: it is not planned again until its wrapped "
         'Job changes (mend what the requeues said; then a label such as run: "2", or its '
         "AppWrapper's spec.suspend set to true and back, gives it its tries again)"
     )
-
-
-def _times(count: int) -> str:
-    return {1: "once", 2: "twice"}.get(count, f"{count} times")
 
 
 class _Stuck(NamedTuple):

@@ -77,6 +77,13 @@ class SpokeState(BaseModel):
     # checked against it: the observer's role lacks the right.
     unread: tuple[str, ...] = ()
 
+    def down(self, reason: str) -> SpokeState:
+        """The spoke taking no new work, for `reason`: what it reports of the
+        Jobs already there still holds."""
+        return self.model_copy(
+            update={"up": False, "cpu": 0.0, "memory_bytes": 0.0, "gpu": 0.0, "reason": reason}
+        )
+
 
 class Retry(BaseModel):
     """A job whose Job failed on its spoke, run again as a new Job placed anew

@@ -64,6 +64,7 @@ HOLDING_PODS = {
 # shortest are taken to be pulling their image, until the others are gone.
 MOST_EVENT_LISTS = 16
 MOST_SAID = 240  # characters of what a spoke says of a Job, in a commit message
+MOST_REASON = 160  # characters of why a spoke is down
 # Why a container with a node waits, when only its spoke could end the wait: its
 # image cannot be pulled there (a registry, pull secret or platform the spoke
 # lacks), or a Secret or ConfigMap key it reads is not there. A container still
@@ -414,7 +415,7 @@ class KubeObserver:
             memory_bytes=0,
             gpu=0,
             source=f"kube:{context}",
-            reason=reason[:160],
+            reason=_cut(reason, MOST_REASON),
         )
 
 
@@ -550,16 +551,7 @@ def _undeliverable(state: SpokeState, why: str) -> SpokeState:
     log.warning(
         "spoke %s takes no new work: Argo CD cannot sync its Application: %s", state.name, why
     )
-    reason = f"Argo CD cannot sync its Application: {why}"
-    return state.model_copy(
-        update={
-            "up": False,
-            "cpu": 0.0,
-            "memory_bytes": 0.0,
-            "gpu": 0.0,
-            "reason": reason if len(reason) <= 160 else reason[:157] + "...",
-        }
-    )
+    return state.down(_cut(f"Argo CD cannot sync its Application: {why}", MOST_REASON))
 
 
 def _unread(states: dict[str, SpokeState], why: str) -> dict[str, SpokeState]:
@@ -882,7 +874,7 @@ def one_line(message: str) -> str:
     text = " ".join(message.split())
     text = re.sub(r"(?<=://)[^/\s@]+@", "", text)
     text = re.sub(r"(://[^\s?\"']*)\?[^\s\"']*", r"\1?...", text)
-    return text if len(text) <= MOST_SAID else text[: MOST_SAID - 3] + "..."
+    return _cut(text, MOST_SAID)
 
 
 def podless(jobs: list[Any], pods: list[Any]) -> dict[str, datetime]:
@@ -1189,6 +1181,11 @@ def job_phase(status: Any) -> str:
     return "Running"
 
 
+def _cut(text: str, most: int) -> str:
+    """`text` at most `most` characters long, "..." ending one cut short."""
+    return text if len(text) <= most else text[: most - 3] + "..."
+
+
 def _reason(error: Exception) -> str:
     if isinstance(error, ApiException):
         return f"HTTP {error.status} {error.reason}"
@@ -1197,4 +1194,4 @@ def _reason(error: Exception) -> str:
             return f"no answer in time from {(error.url or '').split('?')[0]}"
         error = error.reason or error
     text = " ".join(str(error).split())  # a client's error may run over lines
-    return text if len(text) < 160 else text[:157] + "..."
+    return _cut(text, MOST_REASON)

@@ -56,12 +56,8 @@ def _filled_in(state: SpokeState, reported: SpokeState) -> SpokeState:
     if state.source == "declared":
         return reported
     # A spoke that answers for itself keeps its own words.
-    update: dict[str, object] = {
-        "unapplied": reported.unapplied,
-        "said": reported.said | state.said,
-    }
-    if state.up and not reported.up:
-        # Argo CD cannot sync there: new work would not reach it.
-        update |= {"up": False, "cpu": 0.0, "memory_bytes": 0.0, "gpu": 0.0}
-        update["reason"] = reported.reason
-    return state.model_copy(update=update)
+    filled = state.model_copy(
+        update={"unapplied": reported.unapplied, "said": reported.said | state.said}
+    )
+    # Where Argo CD cannot sync, new work would not reach the spoke.
+    return filled.down(reported.reason) if state.up and not reported.up else filled

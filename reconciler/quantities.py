@@ -65,6 +65,11 @@ def duration(value: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def times(count: int) -> str:
+    """How often, in words: once, twice, 3 times."""
+    return {1: "once", 2: "twice"}.get(count, f"{count} times")
+
+
 def format_duration(value: timedelta) -> str:
     seconds = int(value.total_seconds())
     parts = []

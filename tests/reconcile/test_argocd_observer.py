@@ -493,7 +493,7 @@ def test_reconcile_runs_a_failed_job_again_as_the_policy_allows(tmp_path) -> Non
     fleet.reconcile_seeing(failed, "2026-11-22T02:30:00Z")
     assert gitutil.head(fleet.remote) == head
     told = fleet.reconcile_seeing(failed, "2026-11-22T02:30:00Z", command="explain")
-    assert "run again 1x after a Job of it failed" in told and f"{name}-r1" in told
+    assert "run again once after a Job of it failed" in told and f"{name}-r1" in told
 
 
 def test_reconcile_plans_nothing_more_where_argo_cd_cannot_sync(tmp_path) -> None:
