@@ -169,7 +169,8 @@ def decide(
     )
     # Where a spoke's nodes carry different taints, each set is a spoke of its own
     # to the optimizer; the plan names those pools, the ledger their spokes.
-    instance = pools.split(instance, spokes, valid)
+    running_as = {e.id: e.job_key for e in (*prevs.values(), *held) if e and e.job_name}
+    instance = pools.split(instance, spokes, valid, job_keys=running_as)
     plan = planner(instance, fleet.policy.spec.solver.for_optimizer())
     qos = baselines.qos(instance)
 

@@ -123,10 +123,14 @@ def split(
     instance: Instance,
     spokes: Mapping[str, SpokeState],
     jobs: Mapping[str, JobRequest],
+    *,
+    job_keys: Mapping[str, str],
 ) -> Instance:
     """`instance` with each spoke of several pools replaced by its pools, and each
-    job's fixed and previous place in a pool of its spoke. A job without its
-    request (held as committed while its file is broken) may use every pool."""
+    job's fixed and previous place in a pool of its spoke: the pool its Job (by
+    job id, the namespace/name in `job_keys`) has pods in, where a spoke says. A
+    job without its request (held as committed while its file is broken) may use
+    every pool."""
     # The labels some job's node selection reads: nodes that differ in them are
     # pools apart, so that a selector counts only the room of the nodes it allows.
     keys = {
@@ -162,7 +166,10 @@ def split(
         slots=instance.slots,
         spokes=tuple(capacities),
         intensity_g_per_kwh=instance.intensity_g_per_kwh,
-        jobs=tuple(_pooled(job, jobs.get(job.id), by_spoke, spokes) for job in instance.jobs),
+        jobs=tuple(
+            _pooled(job, jobs.get(job.id), by_spoke, spokes, job_key=job_keys.get(job.id))
+            for job in instance.jobs
+        ),
         weights=instance.weights,
     )
 
@@ -172,6 +179,8 @@ def _pooled(
     request: JobRequest | None,
     by_spoke: Mapping[str, tuple[Pool, ...]],
     spokes: Mapping[str, SpokeState],
+    *,
+    job_key: str | None,
 ) -> Job:
     def usable(spoke: str) -> list[Pool]:
         found = by_spoke[spoke]
@@ -186,7 +195,8 @@ def _pooled(
         if slot is None or spoke not in by_spoke:
             return None if slot is None else slot.model_copy(update={"spoke": spoke})
         found = by_spoke[spoke]
-        on = set(spokes[spoke].placed_on.get(request.job_key, ())) if request else set()
+        # A job that ran again is known by its latest Job's name, not its first.
+        on = set(spokes[spoke].placed_on.get(job_key, ())) if job_key else set()
         if seen := [pool for pool in found if pool.node_names & on]:
             chosen = max(seen, key=lambda pool: len(pool.node_names & on))
         elif slot.spoke in {pool.name for pool in found}:

@@ -94,7 +94,7 @@ def test_a_job_without_its_request_holds_its_room_in_the_most_tainted_pool() -> 
     # A job held as committed while its file is broken: its tolerations are not
     # known, so its room is kept where a tolerating job would most likely run.
     held = fixed_in("paris", job_id="batch/held", gpu=1)
-    pooled = pools.split(instance_with(held), TWO_POOLS, {})
+    pooled = pools.split(instance_with(held), TWO_POOLS, {}, job_keys={})
     assert [s.name for s in pooled.spokes] == [
         "paris[untainted]",
         "paris[nvidia.com/gpu:NoSchedule]",
@@ -104,12 +104,12 @@ def test_a_job_without_its_request_holds_its_room_in_the_most_tainted_pool() -> 
     assert job.fixed == Slot(spoke="paris[nvidia.com/gpu:NoSchedule]", start_slot=0)
     assert job.energy_kwh_per_slot["paris[nvidia.com/gpu:NoSchedule]"] == 0.1
     # Nothing to split: the same instance.
-    assert pools.split(instance_with(held), ONE_POOL, {}) == instance_with(held)
+    assert pools.split(instance_with(held), ONE_POOL, {}, job_keys={}) == instance_with(held)
 
 
 def test_a_started_job_keeps_the_pool_its_plan_chose_while_that_pool_is_there() -> None:
     def place(pool: str, spokes: dict[str, SpokeState]) -> str:
-        (job,) = pools.split(instance_with(fixed_in(pool)), spokes, {}).jobs
+        (job,) = pools.split(instance_with(fixed_in(pool)), spokes, {}, job_keys={}).jobs
         assert job.fixed is not None
         return job.fixed.spoke
 
@@ -157,12 +157,33 @@ def test_a_started_job_holds_its_room_in_the_pool_its_pods_run_in() -> None:
         allowed_spokes=("paris",),
         placement=Placement(tolerations=(Toleration(operator="Exists"),)),
     )
-    fixed = fixed_in("paris[untainted]")
-    spokes = TWO_POOLS
-    (job,) = pools.split(instance_with(fixed), spokes, {request.id: request}).jobs
-    assert job.fixed is not None and job.fixed.spoke == "paris[untainted]"
-    seen = spokes["paris"].model_copy(update={"placed_on": {"batch/etl-0a1b2c3d": ("gpu-1",)}})
+
+    def pool_of(*, job_key: str, seen_as: str | None) -> str:
+        paris = TWO_POOLS["paris"]
+        if seen_as:
+            paris = paris.model_copy(update={"placed_on": {seen_as: ("gpu-1",)}})
+        (job,) = pools.split(
+            instance_with(fixed_in("paris[untainted]")),
+            {**TWO_POOLS, "paris": paris},
+            {request.id: request},
+            job_keys={request.id: job_key},
+        ).jobs
+        assert job.fixed is not None
+        return job.fixed.spoke
+
+    first, again = "batch/etl-0a1b2c3d", "batch/etl-0a1b2c3d-r1"
+    assert pool_of(job_key=first, seen_as=None) == "paris[untainted]"
+    assert pool_of(job_key=first, seen_as=first) == "paris[nvidia.com/gpu:NoSchedule]"
+    # Run again after its first Job failed, it is known by its new Job's name: the
+    # pods of the failed Job say nothing of where the new one runs.
+    assert pool_of(job_key=again, seen_as=again) == "paris[nvidia.com/gpu:NoSchedule]"
+    assert pool_of(job_key=again, seen_as=first) == "paris[untainted]"
+
+
+def test_a_job_without_its_request_holds_its_room_where_its_pods_run() -> None:
+    held = fixed_in("paris[untainted]", job_id="batch/held")
+    paris = TWO_POOLS["paris"].model_copy(update={"placed_on": {"batch/held-1": ("gpu-1",)}})
     (job,) = pools.split(
-        instance_with(fixed), {**spokes, "paris": seen}, {request.id: request}
+        instance_with(held), {**TWO_POOLS, "paris": paris}, {}, job_keys={held.id: "batch/held-1"}
     ).jobs
-    assert job.fixed is not None and job.fixed.spoke == "paris[nvidia.com/gpu:NoSchedule]"
+    assert job.fixed == Slot(spoke="paris[nvidia.com/gpu:NoSchedule]", start_slot=0)

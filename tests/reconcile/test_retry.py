@@ -11,6 +11,7 @@ import yaml
 
 from reconciler import ledger, messages
 from reconciler.fleet import RETRY_LIMIT
+from reconciler.pods import Node, Resources, Taint
 from reconciler.rendering import render
 from reconciler.templates import template_files
 from tests.conftest import NOW, assert_valid_plan
@@ -95,6 +96,33 @@ def _dispatched(files, job_id, *, at):
         if entry.phase == "Dispatched":
             return entry, files, now + timedelta(minutes=10)
     raise AssertionError(f"{job_id} was never dispatched")
+
+
+def test_a_job_run_again_holds_its_room_where_the_pods_of_its_new_job_run() -> None:
+    files, started, at = _backfill_dispatched_on_paris(_with_retry_limit(template_files(), "1"))
+    _, files = step(files, now=at + timedelta(hours=1), states=_failed(started))
+    again, files, now = _dispatched(files, started.id, at=at + timedelta(hours=1))
+    room = Resources(cpu=64, memory_bytes=512 * 2**30, gpu=8)
+    nodes = (
+        Node(name="cpu-1", allocatable=room, free=room),
+        Node(
+            name="gpu-1",
+            allocatable=room,
+            free=room,
+            taints=(Taint(key="gpu", effect="NoSchedule"),),
+        ),
+    )
+
+    def pool_seeing(placed_on):
+        """The pool of its new Job, its spoke in two pools and its pods on `placed_on`."""
+        seen = {"nodes": nodes, "jobs": {again.job_key: "Running"}, "placed_on": placed_on}
+        decision, _ = step(files, now=now, states={again.spoke: seen})
+        return entries(decision)[started.id].pool
+
+    assert pool_seeing({}) == f"{again.spoke}[untainted]"
+    assert pool_seeing({again.job_key: ("gpu-1",)}) == f"{again.spoke}[gpu:NoSchedule]"
+    # Where the pods of its failed first Job were says nothing of the new one's.
+    assert pool_seeing({started.job_key: ("gpu-1",)}) == f"{again.spoke}[untainted]"
 
 
 def test_without_the_annotation_the_policys_retry_limit_holds_0_unless_set() -> None:
