@@ -81,7 +81,7 @@ def decide(
         job_id: phase for job_id, prev in prevs.items() if (phase := _finished(prev, spokes))
     }
     # Failed, with runs again left: a new Job of it is placed anew.
-    retried = _retries(jobs, prevs, finished, spokes, default=fleet.policy.spec.retry_limit)
+    retried, final = _retries(jobs, prevs, finished, spokes, default=fleet.policy.spec.retry_limit)
     for job_id in retried:
         del finished[job_id]
         prevs[job_id] = _run_again(prevs[job_id])
@@ -181,6 +181,8 @@ def decide(
             # Its file may be back after a removal: the record is live again. It
             # ran, so where it could not run no longer matters.
             update = {"phase": finished[job.id], "removed_at": None, "requeued_from": ()}
+            if job.id in final:
+                update["reason"] = f"its Job {prev.job_name} failed with {final[job.id]}"
             entries.append(prev.model_copy(update=update))
             continue
         if job.id in suspended:
@@ -224,6 +226,7 @@ def decide(
         requeued=requeued,
         kept_off=kept_off,
         retried=retried,
+        not_retried=final,
         given_up=tuple(sorted(given_up)),
         stuck=stuck,
         history_url=fleet.policy.spec.history_url,
@@ -536,13 +539,15 @@ def _retries(
     spokes: Mapping[str, SpokeState],
     *,
     default: int,
-) -> dict[str, Retry]:
+) -> tuple[dict[str, Retry], dict[str, str]]:
     """The jobs whose Job its spoke now reports failed, and that may run again:
     fewer runs again than their AppWrapper's retryLimit (or the policy's), as
     the AppWrapper controller resets a failed workload. The failed Job leaves
     (Argo CD prunes it, as that controller deletes it), and a new one, named
-    for the run, is placed anew: elsewhere, or later, where that is cleaner."""
-    found = {}
+    for the run, is placed anew: elsewhere, or later, where that is cleaner.
+    Second, those that had runs left but exited as their AppWrapper says ends
+    them for good, each with why."""
+    found, final = {}, {}
     for job in jobs:
         prev = prevs[job.id]
         if finished.get(job.id) != Phase.FAILED or prev is None or prev.phase in FINISHED:
@@ -550,11 +555,40 @@ def _retries(
         limit = job.retry_limit if job.retry_limit is not None else default
         if prev.retries >= limit or prev.spoke is None or prev.job_name is None:
             continue
-        said = spokes[prev.spoke].said.get(prev.job_key)
+        state = spokes[prev.spoke]
+        if why := _ended_for_good(job, state.exit_codes.get(prev.job_key, ())):
+            final[job.id] = why
+            continue
         found[job.id] = Retry(
-            spoke=prev.spoke, job_name=prev.job_name, run=prev.retries + 1, limit=limit, said=said
+            spoke=prev.spoke,
+            job_name=prev.job_name,
+            run=prev.retries + 1,
+            limit=limit,
+            said=state.said.get(prev.job_key),
         )
-    return found
+    return found, final
+
+
+def _ended_for_good(job: JobRequest, exits: Iterable[int]) -> str | None:
+    """Why a failed Job of `job` whose containers exited with `exits` (0 left
+    out) is not run again, as the AppWrapper controller reads its annotations;
+    None if it may be."""
+    for code in sorted(exits):
+        if code in job.terminal_exit_codes:
+            return (
+                f"exit code {code}, one of its AppWrapper's terminalExitCodes "
+                f"({_codes(job.terminal_exit_codes)}), so it does not run again"
+            )
+        if job.retryable_exit_codes is not None and code not in job.retryable_exit_codes:
+            return (
+                f"exit code {code}, not one of its AppWrapper's retryableExitCodes "
+                f"({_codes(job.retryable_exit_codes)}), so it does not run again"
+            )
+    return None
+
+
+def _codes(codes: Iterable[int]) -> str:
+    return ",".join(str(code) for code in sorted(codes))
 
 
 def _run_again(prev: Entry) -> Entry:

@@ -53,6 +53,10 @@ class SpokeState(BaseModel):
     # why Argo CD could not apply the Job.
     # Where it says nothing, none.
     said: dict[str, str] = {}
+    # The exit codes other than 0 of the containers of Caspian's failed pods
+    # there, by their Job's namespace/name (kube observer, where some AppWrapper
+    # has terminalExitCodes or retryableExitCodes).
+    exit_codes: dict[str, tuple[int, ...]] = {}
     # The names of the objects there that jobs need (jobspec.needs), by kind and
     # namespace ("ConfigMap batch"); a kind and namespace not listed is not known.
     objects: dict[str, frozenset[str]] = {}
@@ -160,6 +164,10 @@ class Decision(BaseModel):
     kept_off: dict[str, dict[str, str]] = {}
     # The jobs whose Job failed and that run again, as a new Job placed anew.
     retried: dict[str, Retry] = {}
+    # The jobs whose Job failed with runs again left, that do not run again for
+    # the exit code of a pod of it (their AppWrapper's terminalExitCodes or
+    # retryableExitCodes): why.
+    not_retried: dict[str, str] = {}
     # The jobs requeued more than the policy's requeueLimit: planned nowhere.
     given_up: tuple[str, ...] = ()
     # Per dispatched job its spoke reports not running (no node, no pod, not

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -341,6 +342,11 @@ class JobRequest(BaseModel):
     # Its AppWrapper's workload.codeflare.dev.appwrapper/retryLimit: how many
     # times a Job of it that fails is run again (None: the policy's retryLimit).
     retry_limit: int | None = None
+    # Its AppWrapper's workload.codeflare.dev.appwrapper/terminalExitCodes and
+    # retryableExitCodes: a failed Job whose pods exited with one of the first,
+    # or (where the second is given) with one not in it, is not run again.
+    terminal_exit_codes: frozenset[int] = frozenset()
+    retryable_exit_codes: frozenset[int] | None = None
 
     @property
     def job_name(self) -> str:
@@ -688,6 +694,8 @@ def _job_from_doc(
     try:
         hints = _hints(annotations, policy=policy, labels=labels)
         retry_limit = _retry_limit(annotations)
+        terminal_exit_codes = _exit_codes(annotations, TERMINAL_EXIT_CODES)
+        retryable_exit_codes = _exit_codes(annotations, RETRYABLE_EXIT_CODES)
     except jobspec.FieldError as error:
         return problem(f"metadata.annotations.{error.field}", error.reason)
     # Without a duration of its own, the job runs at most as long as its Job may:
@@ -715,9 +723,14 @@ def _job_from_doc(
         pod_resources=pod_resources,
         pod_security_broken=podsecurity.broken_rules(job_spec.get("template") or {}),
         retry_limit=retry_limit,
+        terminal_exit_codes=terminal_exit_codes or frozenset(),
+        retryable_exit_codes=retryable_exit_codes,
         **hints,
     )
 
+
+# ASCII digits only: str.isdigit() takes "²", which int() refuses.
+_WHOLE = re.compile(r"[0-9]+")
 
 # The AppWrapper controller's annotation for how many times a failed workload is
 # run again; Caspian reads it as that controller does.
@@ -729,13 +742,36 @@ def _retry_limit(annotations: Mapping[str, Any]) -> int | None:
     if raw is None:
         return None
     text = str(raw).strip()
-    if not text.isdigit():
+    if not _WHOLE.fullmatch(text):
         raise jobspec.FieldError(
             RETRY_LIMIT,
             f"{raw!r} is not a whole number: how many times a failed Job of it runs again, "
             'e.g. "2" (without it, the policy\'s retryLimit holds)',
         )
     return int(text)
+
+
+# The AppWrapper controller's annotations for the exit codes that end a workload
+# for good (terminal) or, where given, the only ones it runs again after
+# (retryable): comma-separated whole numbers.
+TERMINAL_EXIT_CODES = "workload.codeflare.dev.appwrapper/terminalExitCodes"
+RETRYABLE_EXIT_CODES = "workload.codeflare.dev.appwrapper/retryableExitCodes"
+
+
+def _exit_codes(annotations: Mapping[str, Any], key: str) -> frozenset[int] | None:
+    raw = annotations.get(key)
+    if raw is None:
+        return None
+    # No spaces: the AppWrapper controller skips " 3" as no number, so a code
+    # Caspian read there would mean nothing to it.
+    codes = str(raw).split(",")
+    if not all(_WHOLE.fullmatch(code) for code in codes):
+        raise jobspec.FieldError(
+            key,
+            f"{raw!r} is not a list of exit codes: write whole numbers apart by commas, "
+            'without spaces, e.g. "1,137"',
+        )
+    return frozenset(int(code) for code in codes)
 
 
 def template_hash(template: Mapping[str, Any]) -> str:

@@ -114,12 +114,17 @@ class KubeObserver:
         # the namespaces whose quotas and LimitRanges hold them.
         wanted = sorted({jobspec.scope_of(need)[0] for job in fleet.jobs for need in job.needs})
         namespaces = sorted({job.namespace for job in fleet.jobs})
+        # Failed pods are listed only where some AppWrapper's run again turns on
+        # how they exited: they pile up until their Jobs are pruned.
+        exits = any(job.terminal_exit_codes or job.retryable_exit_codes for job in fleet.jobs)
         # All spokes at once: asked one after another, each hung spoke added its
         # timeout to every reconcile. Each has its own ApiClient.
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(fleet.spokes) or 1)) as pool:
             states = list(
                 pool.map(
-                    lambda spoke: self._spoke(spoke, wanted=wanted, namespaces=namespaces),
+                    lambda spoke: self._spoke(
+                        spoke, wanted=wanted, namespaces=namespaces, exits=exits
+                    ),
                     fleet.spokes,
                 )
             )
@@ -127,7 +132,9 @@ class KubeObserver:
         metrics.keep_only(metrics.SPOKE_UP, "spoke", asked)
         return {state.name: state for state in states}
 
-    def _spoke(self, spoke: Spoke, *, wanted: list[str], namespaces: list[str]) -> SpokeState:
+    def _spoke(
+        self, spoke: Spoke, *, wanted: list[str], namespaces: list[str], exits: bool
+    ) -> SpokeState:
         context = spoke.spec.kube_context
         if not context:  # no cluster to ask: trust the declaration
             return declared(spoke)
@@ -146,6 +153,16 @@ class KubeObserver:
             jobs = self._all(
                 batch.list_job_for_all_namespaces,
                 label_selector=f"app.kubernetes.io/managed-by={MANAGED_BY}",
+            )
+            asking = "failed pod list"
+            failed_pods = (
+                self._all(
+                    core.list_pod_for_all_namespaces,
+                    label_selector=OWNED_POD_LABEL,
+                    field_selector="status.phase=Failed",
+                )
+                if exits
+                else []
             )
             objects = {}
             for key in wanted:
@@ -200,6 +217,7 @@ class KubeObserver:
             )
             said.update(words)
             said.update(failures(jobs))
+            exited = exit_codes(failed_pods)
             # A Job runs once a container of it has started, or it has run a pod:
             # until then (its pods find no node, are refused, pull their image or
             # cannot start) it is not running yet, though no condition of its
@@ -238,6 +256,7 @@ class KubeObserver:
             podless=refused,
             not_starting=dict(sorted(not_starting.items())),
             said=said,
+            exit_codes=exited,
             unread=tuple(unread),
             objects=objects,
             quotas={namespace: limit for namespace, limit in limits.items() if limit is not None},
@@ -1169,6 +1188,23 @@ def failures(jobs: list[Any]) -> dict[str, str]:
             if words:
                 found[job_key(job)] = one_line(words)
     return found
+
+
+def exit_codes(pods: list[Any]) -> dict[str, tuple[int, ...]]:
+    """The exit codes other than 0 of the containers of Caspian's failed pods
+    there, by their Job's namespace/name: what an AppWrapper's terminalExitCodes
+    and retryableExitCodes are held against, as the AppWrapper controller does."""
+    found: dict[str, set[int]] = {}
+    for pod in pods:
+        key = owning_job(pod)
+        if key is None or pod.status is None or pod.status.phase != "Failed":
+            continue
+        for status in pod.status.container_statuses or []:
+            ended = status.state.terminated if status.state is not None else None
+            code = ended.exit_code if ended is not None else None
+            if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+                found.setdefault(key, set()).add(code)
+    return {key: tuple(sorted(codes)) for key, codes in sorted(found.items())}
 
 
 def job_phase(status: Any) -> str:

@@ -308,7 +308,10 @@ def _describe_changes(old: Ledger, decision: Decision) -> Iterable[str]:
             + _missed(prev, slot_start=slot_start)
         )
     for entry in changes["finished"]:
-        yield f"- {entry.id} {entry.phase.value.lower()} on {entry.spoke}"
+        why = decision.not_retried.get(entry.id)
+        yield f"- {entry.id} {entry.phase.value.lower()} on {entry.spoke}" + (
+            f" with {why}" if why else ""
+        )
     for entry in changes["cancelled"]:
         yield f"- cancelled {entry.id}: {entry.reason}"
     for entry in changes["replaced"]:

@@ -152,6 +152,8 @@ def reconcile_once(
                 retry.run,
                 retry.limit,
             )
+        for job_id, why in outcome.decision.not_retried.items():
+            log.warning("%s does not run again: %s", job_id, why)
         return outcome.model_copy(update={"commit": commit, "push_attempts": attempt})
     raise AssertionError("unreachable")
 

@@ -13,6 +13,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 from reconciler.admission import LimitRangeItem, QuotaScope, ScopedQuota
+from reconciler.fleet import TERMINAL_EXIT_CODES
 from reconciler.kube import KubeObserver
 from reconciler.pods import Resources
 from tests.fakehttp import Reply, serve
@@ -233,6 +234,48 @@ def test_a_failed_job_says_why_by_its_failed_condition(tmp_path) -> None:
     assert state.said == {
         "batch/broken-0c1d2e3f": "BackoffLimitExceeded: Job has reached the specified backoff limit"
     }
+
+
+def test_the_exit_codes_of_failed_pods_are_read_where_an_appwrapper_asks(tmp_path) -> None:
+    def ended(name, *codes, ours=True):
+        """A failed pod whose containers exited with `codes`."""
+        failed = pod(name, "ready-1", "Failed", ours=ours)
+        failed["status"]["containerStatuses"] = [
+            {
+                "name": f"c{i}",
+                "image": "x",
+                "imageID": "",
+                "ready": False,
+                "restartCount": 0,
+                "state": {"terminated": {"exitCode": code}},
+            }
+            for i, code in enumerate(codes)
+        ]
+        return failed
+
+    waiting = ended("waits", 0)
+    waiting["status"]["containerStatuses"][0]["state"] = {"waiting": {"reason": "x"}}
+    failed = [ended("broken", 3, 0, 137), ended("broken", 1), ended("clean", 0), waiting]
+    failed.append(ended("theirs", 2, ours=False))
+
+    def failed_only(seen):
+        return seen.query.get("fieldSelector") == ["status.phase=Failed"]
+
+    def pods(seen):
+        return Reply(body=listing("PodList", failed if failed_only(seen) else []))
+
+    doc = appwrapper_doc("trainer", annotations={TERMINAL_EXIT_CODES: "3"})
+    with serve() as api:
+        healthy(api)
+        api.routes["/api/v1/pods"] = pods
+        fleet = fleet_with(jobs__trainer=yaml.safe_dump(doc))
+        state = observe(tmp_path, {"paris": api.url}, fleet=fleet)["paris"]
+        plain = observe(tmp_path, {"paris": api.url})["paris"]
+        asked = [seen for seen in api.requests_to("/api/v1/pods") if failed_only(seen)]
+    assert state.up and state.exit_codes == {"default/broken-0a1b2c3d": (1, 3, 137)}
+    assert [seen.query["labelSelector"] for seen in asked] == [["caspian.dev/appwrapper"]]
+    # No AppWrapper there says what its exit codes mean: failed pods go unasked.
+    assert plain.up and plain.exit_codes == {}
 
 
 def test_sidecars_overhead_and_pod_level_requests_of_other_pods_are_taken(tmp_path) -> None:

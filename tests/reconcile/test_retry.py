@@ -10,7 +10,7 @@ from datetime import timedelta
 import yaml
 
 from reconciler import ledger, messages
-from reconciler.fleet import RETRY_LIMIT
+from reconciler.fleet import RETRY_LIMIT, RETRYABLE_EXIT_CODES, TERMINAL_EXIT_CODES
 from reconciler.pods import Node, Resources, Taint
 from reconciler.rendering import render
 from reconciler.templates import template_files
@@ -21,16 +21,20 @@ from tests.reconcile.test_requeue import _backfill_dispatched_on_paris, _policy
 FAILED = "BackoffLimitExceeded: Job has reached the specified backoff limit"
 
 
-def _with_retry_limit(files, limit):
-    """The template fleet, backfill-eu's AppWrapper annotated with `limit`."""
+def _with_retry_limit(files, limit, **annotations):
+    """The template fleet, backfill-eu's AppWrapper annotated with `limit` (and
+    `annotations`)."""
     doc = yaml.safe_load(files["jobs/backfill-eu.yaml"])
-    doc["metadata"].setdefault("annotations", {})[RETRY_LIMIT] = limit
+    doc["metadata"].setdefault("annotations", {}).update({RETRY_LIMIT: limit, **annotations})
     return {**files, "jobs/backfill-eu.yaml": yaml.safe_dump(doc).encode()}
 
 
-def _failed(entry):
-    """Its spoke reports its Job failed, and why."""
-    return {entry.spoke: {"jobs": {entry.job_key: "Failed"}, "said": {entry.job_key: FAILED}}}
+def _failed(entry, *exit_codes):
+    """Its spoke reports its Job failed, and why (its pods exited with `exit_codes`)."""
+    report = {"jobs": {entry.job_key: "Failed"}, "said": {entry.job_key: FAILED}}
+    if exit_codes:
+        report["exit_codes"] = {entry.job_key: exit_codes}
+    return {entry.spoke: report}
 
 
 def test_a_failed_job_runs_again_as_a_new_job_up_to_its_appwrappers_retry_limit() -> None:
@@ -139,8 +143,55 @@ def test_without_the_annotation_the_policys_retry_limit_holds_0_unless_set() -> 
     assert entries(kept)[started.id].phase == "Failed" and not kept.retried
 
 
+def test_a_job_that_exits_as_its_appwrapper_says_ends_it_does_not_run_again() -> None:
+    terminal = {TERMINAL_EXIT_CODES: "3,4"}
+    retryable = {RETRYABLE_EXIT_CODES: "137"}
+
+    def after(exit_codes, said):
+        """The reconcile that sees its Job fail, its AppWrapper annotated as `said`."""
+        files, started, at = _backfill_dispatched_on_paris(
+            _with_retry_limit(template_files(), "2", **said)
+        )
+        decision, _ = step(files, now=at + timedelta(hours=1), states=_failed(started, *exit_codes))
+        return decision, started, files
+
+    decision, started, files = after((1, 4), terminal)
+    entry = entries(decision)[started.id]
+    assert (entry.phase, entry.retries) == ("Failed", 0) and not decision.retried
+    why = "exit code 4, one of its AppWrapper's terminalExitCodes (3,4), so it does not run again"
+    assert decision.not_retried == {started.id: why}
+    assert entry.reason == f"its Job {started.job_name} failed with {why}"
+    before = ledger.parse(files[ledger.LEDGER_PATH])
+    message = messages.commit_message(old=before, decision=decision, input_commit="0" * 40)
+    assert f"- {started.id} failed on paris with {why}\n" in message
+
+    decision, started, _ = after((1,), retryable)
+    assert entries(decision)[started.id].phase == "Failed" and not decision.retried
+    assert decision.not_retried[started.id].startswith(
+        "exit code 1, not one of its AppWrapper's retryableExitCodes (137)"
+    )
+    # Codes it may run again after; none known (the Argo CD observer sees no
+    # pods): it runs again, as the policy and retryLimit say.
+    for exit_codes, said in [((137,), retryable), ((1,), terminal), ((), terminal)]:
+        decision, started, _ = after(exit_codes, said)
+        assert decision.retried[started.id].run == 1 and not decision.not_retried
+
+
+def test_exit_codes_that_are_no_list_of_numbers_are_a_problem_naming_the_annotation() -> None:
+    for key in (TERMINAL_EXIT_CODES, RETRYABLE_EXIT_CODES):
+        for wrong in ("3, 4", " 3", "", "3,,4", "one", "-1", "²"):
+            files = _with_retry_limit(template_files(), "1", **{key: wrong})
+            decision, _ = step(files, now=NOW)
+            entry = entries(decision)["jobs/backfill-eu.yaml"]
+            assert entry.phase == "Invalid", (key, wrong)
+            assert f"metadata.annotations.{key}" in entry.reason
+            assert "without spaces" in entry.reason
+            assert entries(decision)["batch/etl-daily"].phase in ("Planned", "Dispatched")
+
+
 def test_a_retry_limit_that_is_no_whole_number_is_a_problem_naming_the_annotation() -> None:
-    for wrong in ("three", "-1", "1.5"):
+    # "²" is a digit to str.isdigit(), and no number to int().
+    for wrong in ("three", "-1", "1.5", "²"):
         decision, _ = step(_with_retry_limit(template_files(), wrong), now=NOW)
         entry = entries(decision)["jobs/backfill-eu.yaml"]
         assert entry.phase == "Invalid"
