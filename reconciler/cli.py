@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable
@@ -604,7 +605,8 @@ def _listen_address(text: str) -> tuple[str, int]:
     """HOST:PORT, [IPV6]:PORT or :PORT (loopback) as (host, port)."""
     host, _, port = text.rpartition(":")
     host = host.removeprefix("[").removesuffix("]") if host.startswith("[") else host
-    if not port.isdigit() or int(port) > 65535 or (":" in host and not text.startswith("[")):
+    bare_ipv6 = ":" in host and not text.startswith("[")
+    if not re.fullmatch(r"[0-9]+", port) or int(port) > 65535 or bare_ipv6:
         raise click.BadParameter(
             f"{text!r}: give HOST:PORT, e.g. 127.0.0.1:8080, 0.0.0.0:8080 or [::1]:8080",
             param_hint="'--listen'",

@@ -8,6 +8,7 @@ value raises `FieldError` with its path under the Job's spec.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -191,7 +192,8 @@ def tolerations(pod: Mapping[str, Any]) -> tuple[Toleration, ...]:
 
 
 def _one_integer(values: tuple[str, ...]) -> bool:
-    return len(values) == 1 and values[0].lstrip("-").isdigit()
+    # ASCII digits, as the API server parses it: str.isdigit() takes "²".
+    return len(values) == 1 and re.fullmatch(r"[+-]?[0-9]+", values[0]) is not None
 
 
 class Requests(NamedTuple):

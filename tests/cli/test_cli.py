@@ -512,7 +512,7 @@ def test_reconcile_names_a_late_job_and_why(run, tmp_path) -> None:
     assert "Late:\n- batch/long: will finish after its deadline" in gitutil.message(remote)
 
 
-@pytest.mark.parametrize("listen", ["abc", "127.0.0.1:http", "127.0.0.1:99999", "::1:8080"])
+@pytest.mark.parametrize("listen", ["abc", "127.0.0.1:http", "127.0.0.1:99999", "::1:8080", ":8²"])
 def test_a_bad_listen_address_is_a_usage_error(run, tmp_path, listen) -> None:
     result = run("watch", "--repo", tmp_path / "x.git", "--listen", listen)
     assert result.exit_code == 2

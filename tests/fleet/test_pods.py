@@ -78,6 +78,10 @@ def test_a_jobs_placement_comes_from_its_pod_template() -> None:
             {"key": "cores", "operator": "Gt", "values": ["many"]},
             "matchExpressions[0].values: Gt takes exactly one integer",
         ),
+        (
+            {"key": "cores", "operator": "Lt", "values": ["²"]},
+            "matchExpressions[0].values: Lt takes exactly one integer",
+        ),
     ],
 )
 def test_an_expression_the_api_server_refuses_is_a_problem_line(expression, expected) -> None:
