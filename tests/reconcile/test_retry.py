@@ -152,7 +152,12 @@ def test_a_job_that_exits_as_its_appwrapper_says_ends_it_does_not_run_again() ->
         files, started, at = _backfill_dispatched_on_paris(
             _with_retry_limit(template_files(), "2", **said)
         )
-        decision, _ = step(files, now=at + timedelta(hours=1), states=_failed(started, *exit_codes))
+        later = at + timedelta(hours=1)
+        decision, after = step(files, now=later, states=_failed(started, *exit_codes))
+        # The next reconcile, its failed Job still reported, changes nothing of it.
+        again, _ = step(after, now=later, states=_failed(started, *exit_codes))
+        assert entries(again)[started.id] == entries(decision)[started.id]
+        assert not again.retried and not again.not_retried
         return decision, started, files
 
     decision, started, files = after((1, 4), terminal)
