@@ -556,7 +556,8 @@ def _retries(
         if prev.retries >= limit or prev.spoke is None or prev.job_name is None:
             continue
         state = spokes[prev.spoke]
-        if why := _ended_for_good(job, state.exit_codes.get(prev.job_key, ())):
+        exits = state.exit_codes.get(prev.job_key, ())
+        if why := _ended_for_good(job, exits):
             final[job.id] = why
             continue
         found[job.id] = Retry(
@@ -565,6 +566,7 @@ def _retries(
             run=prev.retries + 1,
             limit=limit,
             said=state.said.get(prev.job_key),
+            exit_codes=exits,
         )
     return found, final
 

@@ -54,8 +54,8 @@ class SpokeState(BaseModel):
     # Where it says nothing, none.
     said: dict[str, str] = {}
     # The exit codes other than 0 of the containers of Caspian's failed pods
-    # there, by their Job's namespace/name (kube observer, where some AppWrapper
-    # has terminalExitCodes or retryableExitCodes).
+    # there, by their Job's namespace/name (kube observer, where some job may
+    # run again).
     exit_codes: dict[str, tuple[int, ...]] = {}
     # The names of the objects there that jobs need (jobspec.needs), by kind and
     # namespace ("ConfigMap batch"); a kind and namespace not listed is not known.
@@ -100,6 +100,7 @@ class Retry(BaseModel):
     run: int  # which run again this is, from 1
     limit: int
     said: str | None = None  # what the spoke said of the failure
+    exit_codes: tuple[int, ...] = ()  # of its failed pods' containers, 0 left out
 
 
 class Requeue(BaseModel):

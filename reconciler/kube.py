@@ -114,9 +114,13 @@ class KubeObserver:
         # the namespaces whose quotas and LimitRanges hold them.
         wanted = sorted({jobspec.scope_of(need)[0] for job in fleet.jobs for need in job.needs})
         namespaces = sorted({job.namespace for job in fleet.jobs})
-        # Failed pods are listed only where some AppWrapper's run again turns on
-        # how they exited: they pile up until their Jobs are pruned.
-        exits = any(job.terminal_exit_codes or job.retryable_exit_codes for job in fleet.jobs)
+        # Failed pods are listed only where some job may run again, which turns on
+        # how they exited and is told with it: they pile up until their Jobs are
+        # pruned.
+        default = fleet.policy.spec.retry_limit
+        exits = any(
+            (job.retry_limit if job.retry_limit is not None else default) > 0 for job in fleet.jobs
+        )
         # All spokes at once: asked one after another, each hung spoke added its
         # timeout to every reconcile. Each has its own ApiClient.
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(fleet.spokes) or 1)) as pool:

@@ -287,7 +287,10 @@ def _describe_changes(old: Ledger, decision: Decision) -> Iterable[str]:
         yield f"- requeued {entry.id}: {requeued[entry.id].reason}; now {now}"
     for entry in changes["retried"]:
         retry = retried[entry.id]
-        says = f' ({retry.spoke} says: "{retry.said}")' if retry.said else ""
+        codes = retry.exit_codes
+        told = [f"exit code{'s' if len(codes) > 1 else ''} {_listed(codes)}"] if codes else []
+        told += [f'{retry.spoke} says: "{retry.said}"'] if retry.said else []
+        says = f" ({'; '.join(told)})" if told else ""
         now = f"{entry.spoke} {_hhmm(entry)}" if entry.spoke else f"pending: {entry.reason}"
         yield (
             f"- retried {entry.id} ({retry.run} of {retry.limit}): its Job {retry.job_name} "
@@ -336,6 +339,10 @@ def _missed(prev: Entry | None, *, slot_start: datetime) -> str:
     if prev is None or not prev.start_went_by(slot_start):
         return ""
     return f"; its start {_hhmm(prev)} went by with no reconcile to dispatch it"
+
+
+def _listed(codes: tuple[int, ...]) -> str:
+    return ", ".join(str(code) for code in codes)
 
 
 def _hhmm(entry: Entry) -> str:

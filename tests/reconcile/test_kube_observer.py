@@ -13,7 +13,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 from reconciler.admission import LimitRangeItem, QuotaScope, ScopedQuota
-from reconciler.fleet import TERMINAL_EXIT_CODES
+from reconciler.fleet import RETRY_LIMIT
 from reconciler.kube import KubeObserver
 from reconciler.pods import Resources
 from tests.fakehttp import Reply, serve
@@ -264,18 +264,27 @@ def test_the_exit_codes_of_failed_pods_are_read_where_an_appwrapper_asks(tmp_pat
     def pods(seen):
         return Reply(body=listing("PodList", failed if failed_only(seen) else []))
 
-    doc = appwrapper_doc("trainer", annotations={TERMINAL_EXIT_CODES: "3"})
+    doc = appwrapper_doc("trainer", annotations={RETRY_LIMIT: "1"})
     with serve() as api:
         healthy(api)
         api.routes["/api/v1/pods"] = pods
         fleet = fleet_with(jobs__trainer=yaml.safe_dump(doc))
         state = observe(tmp_path, {"paris": api.url}, fleet=fleet)["paris"]
-        plain = observe(tmp_path, {"paris": api.url})["paris"]
         asked = [seen for seen in api.requests_to("/api/v1/pods") if failed_only(seen)]
+        # No job may run again: failed pods go unasked.
+        plain = observe(tmp_path, {"paris": api.url})["paris"]
+        unasked = [seen for seen in api.requests_to("/api/v1/pods") if failed_only(seen)]
+        # The policy's retryLimit lets every job run again.
+        policy = fleet_with().policy
+        spec = policy.spec.model_copy(update={"retry_limit": 2})
+        retrying = fleet_with().model_copy(
+            update={"policy": policy.model_copy(update={"spec": spec})}
+        )
+        by_policy = observe(tmp_path, {"paris": api.url}, fleet=retrying)["paris"]
     assert state.up and state.exit_codes == {"default/broken-0a1b2c3d": (1, 3, 137)}
     assert [seen.query["labelSelector"] for seen in asked] == [["caspian.dev/appwrapper"]]
-    # No AppWrapper there says what its exit codes mean: failed pods go unasked.
-    assert plain.up and plain.exit_codes == {}
+    assert plain.up and plain.exit_codes == {} and unasked == asked
+    assert by_policy.exit_codes == state.exit_codes
 
 
 def test_sidecars_overhead_and_pod_level_requests_of_other_pods_are_taken(tmp_path) -> None:

@@ -177,9 +177,14 @@ def test_a_job_that_exits_as_its_appwrapper_says_ends_it_does_not_run_again() ->
     )
     # Codes it may run again after; none known (the Argo CD observer sees no
     # pods): it runs again, as the policy and retryLimit say.
-    for exit_codes, said in [((137,), retryable), ((1,), terminal), ((), terminal)]:
-        decision, started, _ = after(exit_codes, said)
+    for exit_codes, said in [((137,), retryable), ((1, 2), terminal), ((), terminal)]:
+        decision, started, files = after(exit_codes, said)
         assert decision.retried[started.id].run == 1 and not decision.not_retried
+        # The commit tells how its containers exited, where the spoke says.
+        before = ledger.parse(files[ledger.LEDGER_PATH])
+        message = messages.commit_message(old=before, decision=decision, input_commit="0" * 40)
+        told = {(137,): "exit code 137; ", (1, 2): "exit codes 1, 2; ", (): ""}[exit_codes]
+        assert f'failed on paris ({told}paris says: "{FAILED}"); now ' in message
 
 
 def test_exit_codes_that_are_no_list_of_numbers_are_a_problem_naming_the_annotation() -> None:
