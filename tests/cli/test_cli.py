@@ -11,6 +11,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 from reconciler.cli import EXIT_ERROR, EXIT_PARTIAL
+from reconciler.fleet import TERMINAL_EXIT_CODES
 from reconciler.quantities import timestamp
 from tests import gitutil
 from tests.fleet.helpers import appwrapper, appwrapper_doc
@@ -580,6 +581,90 @@ def test_bench_nodes_prints_json_with_the_pools_and_the_planner_apart(run) -> No
 def test_simulate_names_a_bad_option_as_click_does(run, args, expected) -> None:
     result = run("simulate", *args)
     assert result.exit_code == 2 and expected in result.output, result.output
+
+
+@pytest.mark.parametrize("terminal", ["", "137"])
+def test_a_failed_job_runs_again_unless_it_exited_as_its_appwrapper_says_ends_it(
+    run, tmp_path, caplog, terminal
+) -> None:
+    from tests.fakehttp import Reply, serve
+    from tests.reconcile.test_kube_observer import job, kubeconfig, listing, pod
+
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    policy = gitutil.read(remote, "caspian.yaml").replace(b"retryLimit: 0", b"retryLimit: 1")
+    changes = {"caspian.yaml": policy}
+    if terminal:
+        doc = yaml.safe_load(gitutil.read(remote, "jobs/backfill-eu.yaml"))
+        doc["metadata"]["annotations"][TERMINAL_EXIT_CODES] = terminal
+        changes["jobs/backfill-eu.yaml"] = yaml.safe_dump(doc).encode()
+    gitutil.user_commit(remote, changes)
+    with serve() as paris, serve() as frankfurt, serve() as california:
+        apis = {"paris": paris, "frankfurt": frankfurt, "california": california}
+        for api in apis.values():
+            kube_spoke(api, cpu="64", gpu_node=True)
+        config = kubeconfig(tmp_path, {name: api.url for name, api in apis.items()})
+        kube = ["--repo", remote, "--observer", "kube", "--kubeconfig", config]
+        assert run("reconcile", "--once", *kube, *AT).exit_code == 0
+        start = timestamp(gitutil.ledger(remote)["batch/backfill-eu"]["plannedStart"])
+        at = ["--now", (start + timedelta(minutes=1)).isoformat()]
+        assert run("reconcile", "--once", *kube, *at).exit_code == 0
+        started = gitutil.ledger(remote)["batch/backfill-eu"]
+        assert (started["phase"], started["spoke"]) == ("Dispatched", "paris")
+        name = started["jobName"]
+        # Its Job failed there, its pod's container killed (137).
+        failed = job(name, condition="Failed")
+        failed["status"]["conditions"][0] |= {"reason": "BackoffLimitExceeded"}
+        killed = pod("backfill-eu", "n1", "Failed", ours=True)
+        killed["metadata"] |= {"namespace": "batch"}
+        killed["metadata"]["labels"]["batch.kubernetes.io/job-name"] = name
+        killed["status"]["containerStatuses"] = [
+            {
+                "name": "main",
+                "image": "x",
+                "imageID": "",
+                "ready": False,
+                "restartCount": 0,
+                "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}},
+            }
+        ]
+
+        def pods(seen):
+            failed_only = seen.query.get("fieldSelector") == ["status.phase=Failed"]
+            return Reply(body=listing("PodList", [killed] if failed_only else []))
+
+        paris.routes["/api/v1/pods"] = pods
+        paris.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [failed])))
+
+        def counted() -> float:
+            sample = REGISTRY.get_sample_value("caspian_retries_total", {"spoke": "paris"})
+            return sample or 0.0
+
+        before = counted()
+        later = ["--now", (start + timedelta(hours=1)).isoformat()]
+        assert run("reconcile", "--once", *kube, *later).exit_code == 0
+        explained = run("explain", "backfill-eu", *kube, *later).output
+    message, entry = gitutil.message(remote), gitutil.ledger(remote)["batch/backfill-eu"]
+    if terminal:
+        why = (
+            "exit code 137, one of its AppWrapper's terminalExitCodes (137), "
+            "so it does not run again"
+        )
+        assert (entry["phase"], entry.get("retries", 0), counted()) == ("Failed", 0, before)
+        assert f"- batch/backfill-eu failed on paris with {why}\n" in message
+        assert f"batch/backfill-eu does not run again: {why}" in caplog.text
+        assert f"  its Job {name} failed with {why}\n" in explained
+        return
+    assert (entry["retries"], entry["jobName"], counted()) == (1, f"{name}-r1", before + 1)
+    assert message.startswith("retry: 1 job")
+    assert (
+        f"- retried batch/backfill-eu (1 of 1): its Job {name} failed on paris "
+        '(exit code 137; paris says: "BackoffLimitExceeded"); now '
+    ) in message
+    assert f"batch/backfill-eu's Job {name} failed on paris: running it again (1 of 1)" in (
+        caplog.text
+    )
+    assert "  run again once after a Job of it failed" in explained
 
 
 @pytest.mark.parametrize(
