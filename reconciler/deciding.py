@@ -137,7 +137,7 @@ def decide(
         if (prev := prevs[job.id]) is not None
         and job.id not in finished
         and job.id not in suspended
-        and (note := _waits_stuck(prev, spokes, after=fleet.policy.spec.requeue_unscheduled))
+        and (note := _waits_stuck(job, prev, spokes, after=fleet.policy.spec.requeue_unscheduled))
     }
     opt_jobs = [
         _optimizer_job(
@@ -268,7 +268,7 @@ def _requeuing(
     stays. Requeued more than `limit` times, it is given up on: planned nowhere
     until its wrapped Job changes (a new Job to `_same_job`, with its tries
     before it)."""
-    why = _unscheduled_too_long(prev, spokes, now=now, after=after)
+    why = _unscheduled_too_long(job, prev, spokes, now=now, after=after)
     requeue = None
     tried = prev.requeued_from
     if why and prev.spoke and _elsewhere(job, (prev.spoke,), closed):
@@ -312,6 +312,9 @@ class _Stuck(NamedTuple):
     since: datetime
     what: str  # what keeps it from running there: "its pods found no node on"
     said: str | None  # what its spoke says of it, if anything
+    # Whether its pods are there, unready, rather than never made: which of its
+    # AppWrapper's grace periods holds (warmup, else admission).
+    pods_made: bool
 
 
 def _stuck(prev: Entry, spokes: Mapping[str, SpokeState]) -> _Stuck | None:
@@ -325,17 +328,18 @@ def _stuck(prev: Entry, spokes: Mapping[str, SpokeState]) -> _Stuck | None:
         return None
     state = spokes[prev.spoke]
     said = state.said.get(prev.job_key)
-    for since, what in (
-        (_unapplied_since(prev, state), "Argo CD could not apply its Job on"),
-        (state.unscheduled.get(prev.job_key), "its pods found no node on"),
+    for since, what, pods_made in (
+        (_unapplied_since(prev, state), "Argo CD could not apply its Job on", False),
+        (state.unscheduled.get(prev.job_key), "its pods found no node on", True),
         (
             state.podless.get(prev.job_key),
             "its Job created no pod" + ("" if said else " (see its events)") + " on",
+            False,
         ),
-        (state.not_starting.get(prev.job_key), "its pods could not start on"),
+        (state.not_starting.get(prev.job_key), "its pods could not start on", True),
     ):
         if since is not None:
-            return _Stuck(since=since, what=what, said=said)
+            return _Stuck(since=since, what=what, said=said, pods_made=pods_made)
     return None
 
 
@@ -351,30 +355,66 @@ def _unapplied_since(prev: Entry, state: SpokeState) -> datetime | None:
 
 
 def _unscheduled_too_long(
-    prev: Entry, spokes: Mapping[str, SpokeState], *, now: datetime, after: timedelta | None
+    job: JobRequest,
+    prev: Entry,
+    spokes: Mapping[str, SpokeState],
+    *,
+    now: datetime,
+    after: timedelta | None,
 ) -> str | None:
     """Why a dispatched job is to be planned again: it has been `_stuck` for
-    `after`. Left there, it would wait with its deadline running."""
+    longer than it may (`_patience`). Left there, it would wait with its
+    deadline running."""
     stuck = _stuck(prev, spokes)
-    if after is None or stuck is None or stuck.since + after > now:
+    if stuck is None:
+        return None
+    wait, grace = _patience(job, stuck, policy=after)
+    if wait is None or stuck.since + wait > now:
         return None
     return (
         f"{stuck.what} {prev.spoke} from {format_time(stuck.since)} to {format_time(now)}, "
-        f"more than the policy's requeueUnscheduled {format_duration(after)}: its Job there "
-        f"never ran, and goes{_says(prev, stuck)}"
+        f"more than {_whose(wait, grace)}: its Job there never ran, and goes"
+        f"{_says(prev, stuck)}"
     )
 
 
-def _waits_stuck(prev: Entry, spokes: Mapping[str, SpokeState], *, after: timedelta | None) -> str:
+def _patience(
+    job: JobRequest, stuck: _Stuck, *, policy: timedelta | None
+) -> tuple[timedelta | None, str | None]:
+    """How long a dispatched job may be stuck on its spoke before it is
+    requeued (None: for ever), and the AppWrapper annotation that says so
+    (None: the policy's requeueUnscheduled). Its AppWrapper's grace period for
+    pods that wait unready (warmup) or were never made (admission), which the
+    AppWrapper controller waits before it resets a workload, wins."""
+    own, name = (
+        (job.warmup_grace, "warmupGracePeriodDuration")
+        if stuck.pods_made
+        else (job.admission_grace, "admissionGracePeriodDuration")
+    )
+    return (own, name) if own is not None else (policy, None)
+
+
+def _whose(wait: timedelta, grace: str | None) -> str:
+    if grace is None:
+        return f"the policy's requeueUnscheduled {format_duration(wait)}"
+    return f"its AppWrapper's {grace} {format_duration(wait)}"
+
+
+def _waits_stuck(
+    job: JobRequest, prev: Entry, spokes: Mapping[str, SpokeState], *, after: timedelta | None
+) -> str:
     """What keeps a dispatched job that is not requeued (yet) from running, and
     when it will be: for `explain`. Empty where nothing does."""
     stuck = _stuck(prev, spokes)
     if stuck is None:
         return ""
+    wait, grace = _patience(job, stuck, policy=after)
+    # The policy's word goes without saying; an AppWrapper's own is named.
+    own = f" ({_whose(wait, grace)})" if wait is not None and grace else ""
     then = (
         "the policy's requeueUnscheduled is null, so it waits there"
-        if after is None
-        else f"it is requeued at {format_time(stuck.since + after)} unless it starts"
+        if wait is None
+        else f"it is requeued at {format_time(stuck.since + wait)} unless it starts{own}"
     )
     return f"{stuck.what} {prev.spoke} since {format_time(stuck.since)}{_says(prev, stuck)}: {then}"
 

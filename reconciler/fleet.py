@@ -347,6 +347,12 @@ class JobRequest(BaseModel):
     # or (where the second is given) with one not in it, is not run again.
     terminal_exit_codes: frozenset[int] = frozenset()
     retryable_exit_codes: frozenset[int] | None = None
+    # Its AppWrapper's workload.codeflare.dev.appwrapper/admissionGracePeriodDuration
+    # and warmupGracePeriodDuration: how long, dispatched, its pods may go
+    # unmade (admission) or unready (warmup) on its spoke before it is requeued
+    # (None: the policy's requeueUnscheduled).
+    admission_grace: timedelta | None = None
+    warmup_grace: timedelta | None = None
 
     @property
     def job_name(self) -> str:
@@ -696,6 +702,7 @@ def _job_from_doc(
         retry_limit = _retry_limit(annotations)
         terminal_exit_codes = _exit_codes(annotations, TERMINAL_EXIT_CODES)
         retryable_exit_codes = _exit_codes(annotations, RETRYABLE_EXIT_CODES)
+        graces = {field: _grace(annotations, key) for field, key in GRACE_PERIODS.items()}
     except jobspec.FieldError as error:
         return problem(f"metadata.annotations.{error.field}", error.reason)
     # Without a duration of its own, the job runs at most as long as its Job may:
@@ -725,6 +732,7 @@ def _job_from_doc(
         retry_limit=retry_limit,
         terminal_exit_codes=terminal_exit_codes or frozenset(),
         retryable_exit_codes=retryable_exit_codes,
+        **graces,
         **hints,
     )
 
@@ -772,6 +780,29 @@ def _exit_codes(annotations: Mapping[str, Any], key: str) -> frozenset[int] | No
             'without spaces, e.g. "1,137"',
         )
     return frozenset(int(code) for code in codes)
+
+
+# The AppWrapper controller's annotations for how long a workload's pods may be
+# unmade (admission) or unready (warmup) before it resets it; Caspian requeues.
+GRACE_PERIODS = {
+    "admission_grace": "workload.codeflare.dev.appwrapper/admissionGracePeriodDuration",
+    "warmup_grace": "workload.codeflare.dev.appwrapper/warmupGracePeriodDuration",
+}
+
+
+def _grace(annotations: Mapping[str, Any], key: str) -> timedelta | None:
+    raw = annotations.get(key)
+    if raw is None:
+        return None
+    try:
+        return quantities.go_duration(str(raw))
+    except ValueError as error:
+        raise jobspec.FieldError(
+            key,
+            f"{error}: how long its pods may wait on their spoke before it is requeued, "
+            'as Go writes a duration, e.g. "30m" (without it, the policy\'s requeueUnscheduled '
+            "holds)",
+        ) from None
 
 
 def template_hash(template: Mapping[str, Any]) -> str:

@@ -65,6 +65,25 @@ def duration(value: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+# Go's time.ParseDuration, as Kubernetes controllers read their durations:
+# "90s", "1h30m", "1.5h", "300ms"; no days, no spaces.
+_GO_DURATION = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+def go_duration(value: str) -> timedelta:
+    """A duration as Go's time.ParseDuration reads one, not negative."""
+    text = str(value)
+    if text != "0" and (not text or _GO_DURATION.sub("", text)):
+        raise ValueError(f"{value!r} is not a Go duration (e.g. 90s, 5m, 1h30m), nor negative")
+    seconds = sum(float(n) * _GO_UNITS[u] for n, u in _GO_DURATION.findall(text))
+    if seconds > _LONGEST_DURATION_S:
+        raise ValueError(
+            f"{value!r} is longer than {_LONGEST_DURATION_S // 86400}d, the most allowed"
+        )
+    return timedelta(seconds=seconds)
+
+
 def times(count: int) -> str:
     """How often, in words: once, twice, 3 times."""
     return {1: "once", 2: "twice"}.get(count, f"{count} times")

@@ -1,7 +1,7 @@
 """A dispatched job whose pods find no node on its spoke, or are refused there:
-after the policy's requeueUnscheduled it is planned again on another spoke, as
-Kueue's waitForPodsReady requeues a workload, and kept off that spoke until it
-is dispatched."""
+after the policy's requeueUnscheduled (or its AppWrapper's grace period) it is
+planned again on another spoke, as Kueue's waitForPodsReady requeues a
+workload, and kept off that spoke until it is dispatched."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from datetime import timedelta
 import yaml
 
 from reconciler import messages
+from reconciler.fleet import GRACE_PERIODS
 from reconciler.quantities import format_time
 from reconciler.rendering import render
 from reconciler.templates import template_files
@@ -330,3 +331,76 @@ def test_a_job_that_tried_every_spoke_does_not_go_straight_back_to_the_last() ->
     assert entries(again)[started.id] == entry
     assert set(again.kept_off[started.id]) == {"frankfurt"}
     assert render(again, previous=files) == render(back, previous=files)
+
+
+def _graced(files=None, **graces):
+    """The template fleet, backfill-eu's AppWrapper annotated with these grace
+    periods (admission=..., warmup=...)."""
+    files = files or template_files()
+    doc = yaml.safe_load(files["jobs/backfill-eu.yaml"])
+    doc["metadata"].setdefault("annotations", {}).update(
+        {GRACE_PERIODS[f"{kind}_grace"]: value for kind, value in graces.items()}
+    )
+    return {**files, "jobs/backfill-eu.yaml": yaml.safe_dump(doc).encode()}
+
+
+def test_an_appwrappers_warmup_grace_period_is_how_long_its_unready_pods_may_wait() -> None:
+    # Say a GPU node the autoscaler adds takes half an hour: its pods wait that long.
+    files, started, at = _backfill_dispatched_on_paris(_graced(warmup="1h", admission="1m"))
+    waiting = _waiting_since(started, at)
+    kept, _ = step(files, now=at + timedelta(minutes=30), states=waiting)
+    assert entries(kept)[started.id] == started and not kept.requeued
+    assert kept.stuck[started.id].endswith(
+        f"it is requeued at {format_time(at + timedelta(hours=1))} unless it starts "
+        "(its AppWrapper's warmupGracePeriodDuration 1h)"
+    )
+    requeued, _ = step(files, now=at + timedelta(minutes=61), states=waiting)
+    reason = requeued.requeued[started.id].reason
+    assert "more than its AppWrapper's warmupGracePeriodDuration 1h: its Job there" in reason
+    assert entries(requeued)[started.id].requeued_from == ("paris",)
+
+
+def test_an_appwrappers_admission_grace_period_is_how_long_its_pods_may_go_unmade() -> None:
+    files, started, at = _backfill_dispatched_on_paris(_graced(admission="5m", warmup="2h"))
+    refused = {"paris": {"podless": {started.job_key: at}}}
+    requeued, _ = step(files, now=at + timedelta(minutes=6), states=refused)
+    reason = requeued.requeued[started.id].reason
+    assert "more than its AppWrapper's admissionGracePeriodDuration 5m: " in reason
+    # Argo CD could not apply its Job: no pod either.
+    unapplied = {"paris": {"unapplied": {started.job_key: at}}}
+    requeued, _ = step(files, now=at + timedelta(minutes=6), states=unapplied)
+    assert "more than its AppWrapper's admissionGracePeriodDuration 5m: " in (
+        requeued.requeued[started.id].reason
+    )
+    # Its pods wait on a node for their image: the warmup grace, 2h, holds.
+    pulling = {"paris": {"not_starting": {started.job_key: at}}}
+    kept, _ = step(files, now=at + timedelta(minutes=30), states=pulling)
+    assert not kept.requeued
+
+
+def test_a_grace_period_holds_where_the_policy_never_requeues() -> None:
+    nulled = _policy(_graced(warmup="30m"), requeueUnscheduled=None)
+    files, started, at = _backfill_dispatched_on_paris(nulled)
+    waiting = _waiting_since(started, at)
+    requeued, _ = step(files, now=at + timedelta(minutes=31), states=waiting)
+    assert started.id in requeued.requeued
+    # Without its own, a job whose pods were never made waits, as the policy says.
+    refused = {"paris": {"podless": {started.job_key: at}}}
+    kept, _ = step(files, now=at + timedelta(hours=3), states=refused)
+    assert not kept.requeued
+    assert kept.stuck[started.id].endswith(
+        "the policy's requeueUnscheduled is null, so it waits there"
+    )
+
+
+def test_a_grace_period_go_cannot_read_is_a_problem_naming_the_annotation() -> None:
+    for wrong in ("5 min", "1d", "-1m", "1h 30m", "", "²s"):
+        decision, _ = step(_graced(warmup=wrong), now=NOW)
+        entry = entries(decision)["jobs/backfill-eu.yaml"]
+        assert entry.phase == "Invalid", wrong
+        assert f"metadata.annotations.{GRACE_PERIODS['warmup_grace']}" in entry.reason
+        assert "is not a Go duration" in entry.reason
+        assert entries(decision)["batch/etl-daily"].phase in ("Planned", "Dispatched")
+    for right, seconds in (("90s", 90), ("1.5h", 5400), ("1h30m", 5400), ("0", 0)):
+        decision, _ = step(_graced(admission=right), now=NOW)
+        assert decision.jobs["batch/backfill-eu"].admission_grace == timedelta(seconds=seconds)
