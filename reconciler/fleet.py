@@ -799,9 +799,8 @@ def _grace(annotations: Mapping[str, Any], key: str) -> timedelta | None:
     except ValueError as error:
         raise jobspec.FieldError(
             key,
-            f"{error}: how long its pods may wait on their spoke before it is requeued, "
-            'as Go writes a duration, e.g. "30m" (without it, the policy\'s requeueUnscheduled '
-            "holds)",
+            f"{error}, not negative: how long its pods may wait on their spoke before it is "
+            "requeued (without it, the policy's requeueUnscheduled holds)",
         ) from None
 
 

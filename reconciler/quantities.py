@@ -75,7 +75,7 @@ def go_duration(value: str) -> timedelta:
     """A duration as Go's time.ParseDuration reads one, not negative."""
     text = str(value)
     if text != "0" and (not text or _GO_DURATION.sub("", text)):
-        raise ValueError(f"{value!r} is not a Go duration (e.g. 90s, 5m, 1h30m), nor negative")
+        raise ValueError(f"{value!r} is not a duration as Go writes one (e.g. 90s, 5m, 1h30m)")
     seconds = sum(float(n) * _GO_UNITS[u] for n, u in _GO_DURATION.findall(text))
     if seconds > _LONGEST_DURATION_S:
         raise ValueError(

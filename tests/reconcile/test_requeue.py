@@ -399,7 +399,9 @@ def test_a_grace_period_go_cannot_read_is_a_problem_naming_the_annotation() -> N
         entry = entries(decision)["jobs/backfill-eu.yaml"]
         assert entry.phase == "Invalid", wrong
         assert f"metadata.annotations.{GRACE_PERIODS['warmup_grace']}" in entry.reason
-        assert "is not a Go duration" in entry.reason
+        assert "is not a duration as Go writes one (e.g. 90s, 5m, 1h30m), not negative: " in (
+            entry.reason
+        )
         assert entries(decision)["batch/etl-daily"].phase in ("Planned", "Dispatched")
     for right, seconds in (("90s", 90), ("1.5h", 5400), ("1h30m", 5400), ("0", 0)):
         decision, _ = step(_graced(admission=right), now=NOW)
