@@ -73,8 +73,9 @@ class QuotaScope(BaseModel):
 
 class ScopedQuota(BaseModel):
     """A ResourceQuota that counts only the pods its scopes match: the most it
-    lets them request in all (cpu, memory_bytes, gpu; a figure it does not
-    limit, absent), and what it makes each of their containers set."""
+    lets them request in all (cpu, memory, gpu) and how many of them it lets be
+    (pods), a figure it does not limit absent; and what it makes each of their
+    containers set."""
 
     model_config = ConfigDict(frozen=True)
 

@@ -948,23 +948,48 @@ def _over_quota(job: JobRequest, state: SpokeState) -> str | None:
     namespace let all pods there request less than the job's pods do at once, so
     the Job could never create them all, however empty the spoke."""
     most, _ = _quota_rules(job, state)
-    if most is None:
-        return None
-    over = [
-        f"{asked:g} {unit} (the quota: {allowed:g})"
-        for unit, asked, allowed in (
-            ("cpu", job.cpu, most.cpu),
-            ("GiB memory", job.memory_bytes / 2**30, most.memory_bytes / 2**30),
-            ("GPUs", job.gpu, most.gpu),
-        )
-        if asked > allowed
-    ]
-    if not over:
-        return None
-    return (
-        f"its pods ask for {', '.join(over)} at once, more than the ResourceQuotas of "
-        f"{job.namespace} there let all pods request"
+    why = []
+    over = (
+        [
+            f"{asked:g} {unit} (the quota: {allowed:g})"
+            for unit, asked, allowed in (
+                ("cpu", job.cpu, most.cpu),
+                ("GiB memory", job.memory_bytes / 2**30, most.memory_bytes / 2**30),
+                ("GPUs", job.gpu, most.gpu),
+            )
+            if asked > allowed
+        ]
+        if most is not None
+        else []
     )
+    if over:
+        why.append(
+            f"its pods ask for {', '.join(over)} at once, more than the ResourceQuotas of "
+            f"{job.namespace} there let all pods request"
+        )
+    # A Job runs `parallelism` pods at once: past a pods quota the rest are refused.
+    pods = _most_pods(job, state)
+    if pods is not None and job.pods_at_once > pods:
+        why.append(
+            f"it runs {job.pods_at_once} pods at once, more than the ResourceQuotas of "
+            f"{job.namespace} there let it hold ({pods:g})"
+        )
+    return "; ".join(why) or None
+
+
+def _most_pods(job: JobRequest, state: SpokeState) -> float | None:
+    """The most pods the ResourceQuotas that count the job's pods let its
+    namespace hold at once, or None where none limits that."""
+    limit_ranges = state.limit_ranges.get(job.namespace, ())
+    found = [
+        quota.most["pods"]
+        for quota in state.scoped_quotas.get(job.namespace, ())
+        if "pods" in quota.most
+        and admission.counts(quota, job.pod_resources, limit_ranges=limit_ranges)
+    ]
+    if (unscoped := state.quota_pods.get(job.namespace)) is not None:
+        found.append(unscoped)
+    return min(found) if found else None
 
 
 def _quota_rules(job: JobRequest, state: SpokeState) -> tuple[Resources | None, frozenset[str]]:

@@ -67,6 +67,9 @@ class SpokeState(BaseModel):
     # Per namespace, what its ResourceQuotas make every container set, because
     # they count it (admission.QUOTA_NEEDS: requests.cpu, limits.memory, ...).
     quota_needs: dict[str, frozenset[str]] = {}
+    # Per namespace, the most pods its ResourceQuotas (their `pods`) let it hold
+    # at once; a namespace not listed has no such limit, or none known.
+    quota_pods: dict[str, float] = {}
     # Per namespace, its ResourceQuotas with scopes, which count only the pods
     # they match (decide matches them to each job): not in the two above.
     scoped_quotas: dict[str, tuple[ScopedQuota, ...]] = {}

@@ -93,6 +93,8 @@ QUOTA_KEYS = {
     "memory": ("requests.memory", "memory"),
     "gpu": ("requests.nvidia.com/gpu",),
 }
+# The quota on how many pods a namespace may hold that have not ended.
+POD_COUNT_KEY = "pods"
 
 
 class KubeObserver:
@@ -234,6 +236,7 @@ class KubeObserver:
             }
             limits = {namespace: quota_limits(items) for namespace, items in quota_lists.items()}
             needs = {namespace: quota_needs(items) for namespace, items in quota_lists.items()}
+            counts = {namespace: quota_pods(items) for namespace, items in quota_lists.items()}
             scoped = {namespace: scoped_quotas(items) for namespace, items in quota_lists.items()}
             levels = enforced_levels(spaces or [], wanted=namespaces)
             bounds = {
@@ -265,6 +268,7 @@ class KubeObserver:
             objects=objects,
             quotas={namespace: limit for namespace, limit in limits.items() if limit is not None},
             quota_needs={namespace: names for namespace, names in needs.items() if names},
+            quota_pods={namespace: most for namespace, most in counts.items() if most is not None},
             scoped_quotas={namespace: items for namespace, items in scoped.items() if items},
             limit_ranges={namespace: items for namespace, items in bounds.items() if items},
             pod_security=levels,
@@ -1083,6 +1087,19 @@ def quota_limits(quotas: Iterable[Any]) -> Resources | None:
     return Resources(cpu=most["cpu"], memory_bytes=most["memory"], gpu=most["gpu"])
 
 
+def quota_pods(quotas: Iterable[Any]) -> float | None:
+    """The most pods the ResourceQuotas of one namespace let it hold at once
+    (their `pods`), or None where none limits that. Only quotas without scopes."""
+    most = [
+        quantity(quota.spec.hard[POD_COUNT_KEY])
+        for quota in quotas
+        if quota.spec is not None
+        and not (quota.spec.scopes or quota.spec.scope_selector)
+        and POD_COUNT_KEY in (quota.spec.hard or {})
+    ]
+    return min(most) if most else None
+
+
 def enforced_levels(namespaces: Iterable[Any], *, wanted: Iterable[str]) -> dict[str, str]:
     """The Pod Security Standard each of the `wanted` namespaces enforces, by
     its label, where that is baseline or restricted. (A namespace that does not
@@ -1125,6 +1142,8 @@ def scoped_quotas(quotas: Iterable[Any]) -> tuple[ScopedQuota, ...]:
             for ours, keys in QUOTA_KEYS.items()
             if any(key in hard for key in keys)
         }
+        if POD_COUNT_KEY in hard:
+            most["pods"] = quantity(hard[POD_COUNT_KEY])
         found.append(
             ScopedQuota(
                 name=f"{quota.metadata.namespace}/{quota.metadata.name}",

@@ -97,7 +97,10 @@ def _namespace_rules(state: SpokeState) -> list[str]:
     """What each namespace there holds a job's pods to, where Caspian read any:
     its Pod Security level, LimitRanges and ResourceQuotas."""
     lines = []
-    names = sorted({*state.pod_security, *state.limit_ranges, *state.quotas, *state.scoped_quotas})
+    names = sorted(
+        {*state.pod_security, *state.limit_ranges, *state.quotas, *state.quota_pods}
+        | set(state.scoped_quotas)
+    )
     for namespace in names:
         rules = []
         if level := state.pod_security.get(namespace):
@@ -105,8 +108,9 @@ def _namespace_rules(state: SpokeState) -> list[str]:
         if items := state.limit_ranges.get(namespace):
             ranges = sorted({item.limit_range for item in items})
             rules.append(f"LimitRange{'s' if len(ranges) > 1 else ''} {', '.join(ranges)}")
-        if quota := state.quotas.get(namespace):
-            most = [
+        quota = state.quotas.get(namespace)
+        most = (
+            [
                 f"{value:g} {unit}"
                 for value, unit in (
                     (quota.cpu, "cpu"),
@@ -115,6 +119,12 @@ def _namespace_rules(state: SpokeState) -> list[str]:
                 )
                 if value != float("inf")
             ]
+            if quota
+            else []
+        )
+        if (pods := state.quota_pods.get(namespace)) is not None:
+            most.append(f"{pods:g} pods")
+        if most:
             rules.append(f"ResourceQuotas of {', '.join(most)} in all")
         if scoped := state.scoped_quotas.get(namespace):
             rules.append(f"ResourceQuotas with scopes {', '.join(q.name for q in scoped)}")

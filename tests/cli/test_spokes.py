@@ -96,7 +96,8 @@ def test_spokes_shows_what_the_kube_observer_sees_and_may_not_list(run, tmp_path
         label = {"pod-security.kubernetes.io/enforce": "restricted"}
         batch = {"metadata": {"name": "batch", "labels": label}}
         paris.route("/api/v1/namespaces", Reply(body=listing("NamespaceList", [batch])))
-        quota = {"metadata": {"name": "q", "namespace": "batch"}, "spec": {"hard": {"cpu": "16"}}}
+        hard = {"cpu": "16", "pods": "30"}
+        quota = {"metadata": {"name": "q", "namespace": "batch"}, "spec": {"hard": hard}}
         urgent = {
             "metadata": {"name": "urgent", "namespace": "batch"},
             "spec": {"hard": {"cpu": "4"}, "scopes": ["PriorityClass"]},
@@ -140,8 +141,8 @@ def test_spokes_shows_what_the_kube_observer_sees_and_may_not_list(run, tmp_path
     assert "\ncalifornia: down: " in result.output
     # What each namespace there holds a job's pods to.
     assert (
-        "\nparis: namespace batch: enforces restricted Pod Security; ResourceQuotas of 16 cpu "
-        "in all; ResourceQuotas with scopes batch/urgent\n"
+        "\nparis: namespace batch: enforces restricted Pod Security; ResourceQuotas of 16 cpu, "
+        "30 pods in all; ResourceQuotas with scopes batch/urgent\n"
     ) in result.output
     assert "\nfrankfurt: namespace batch: LimitRange batch/small\n" in result.output
     assert (

@@ -8,6 +8,7 @@ import math
 
 import yaml
 
+from reconciler.admission import QuotaScope, ScopedQuota
 from reconciler.pods import Resources
 from reconciler.templates import template_files
 from tests.conftest import NOW, assert_valid_plan
@@ -68,7 +69,38 @@ def test_a_job_larger_than_a_spokes_quota_for_its_namespace_is_not_placed_there(
         "batch there let all pods request"
     )
     # A quota for another namespace holds nothing here.
-    other = {"quotas": {"media": Resources(cpu=1, memory_bytes=1, gpu=0)}}
+    other = {
+        "quotas": {"media": Resources(cpu=1, memory_bytes=1, gpu=0)},
+        "quota_pods": {"media": 1},
+    }
     free, _ = step(template_files(), now=NOW, states={"paris": other})
     assert "batch/climate-sim" not in free.missing
     assert_valid_plan(decision.instance, decision.plan)
+
+
+def test_a_job_running_more_pods_at_once_than_a_quota_lets_its_namespace_hold_goes_elsewhere() -> (
+    None
+):
+    # render-frames runs 8 pods at once: where batch may hold 6, two would be refused.
+    decision, _ = step(template_files(), now=NOW, states={"paris": {"quota_pods": {"batch": 6}}})
+    assert decision.missing["batch/render-frames"]["paris"] == (
+        "it runs 8 pods at once, more than the ResourceQuotas of batch there let it hold (6)"
+    )
+    assert entries(decision)["batch/render-frames"].spoke != "paris"
+    assert "batch/etl-daily" not in decision.missing  # one pod at a time
+    assert_valid_plan(decision.instance, decision.plan)
+    # Room for 8 is room enough.
+    roomy, _ = step(template_files(), now=NOW, states={"paris": {"quota_pods": {"batch": 8}}})
+    assert "batch/render-frames" not in roomy.missing
+    # A quota with scopes holds it only where it counts its pods (not BestEffort).
+    scope = QuotaScope(scope="NotBestEffort")
+    counted = ScopedQuota(name="batch/sized", scopes=(scope,), most={"pods": 4})
+    scoped, _ = step(
+        template_files(), now=NOW, states={"paris": {"scoped_quotas": {"batch": (counted,)}}}
+    )
+    assert "8 pods at once" in scoped.missing["batch/render-frames"]["paris"]
+    other = counted.model_copy(update={"scopes": (QuotaScope(scope="BestEffort"),)})
+    ignored, _ = step(
+        template_files(), now=NOW, states={"paris": {"scoped_quotas": {"batch": (other,)}}}
+    )
+    assert "batch/render-frames" not in ignored.missing

@@ -601,7 +601,8 @@ def test_the_resource_quotas_of_the_jobs_namespaces_give_the_most_they_may_ask(t
         quota("old-style", {"cpu": "16"}),  # the same as requests.cpu: the lower holds
         quota("gpus", {"requests.nvidia.com/gpu": "2"}),
         # Scoped quotas count only some pods: not read.
-        quota("urgent", {"requests.cpu": "1"}, scopes=["PriorityClass"]),
+        quota("urgent", {"requests.cpu": "1", "pods": "3"}, scopes=["PriorityClass"]),
+        quota("few", {"pods": "40"}),
         quota(
             "best-effort",
             {"limits.memory": "1"},
@@ -621,6 +622,8 @@ def test_the_resource_quotas_of_the_jobs_namespaces_give_the_most_they_may_ask(t
         state = observe(tmp_path, {"paris": api.url})["paris"]
     assert state.up
     assert state.quotas == {"batch": Resources(cpu=16, memory_bytes=96 * GI, gpu=2)}
+    # How many pods the namespace may hold, the lower of the two.
+    assert state.quota_pods == {"batch": 40}
     # The cpu and memory they count, which every container must then set (a
     # count of pods or GPUs asks nothing of a container; scoped ones not read).
     assert state.quota_needs == {"batch": frozenset({"requests.cpu", "requests.memory", "cpu"})}
@@ -630,7 +633,7 @@ def test_the_resource_quotas_of_the_jobs_namespaces_give_the_most_they_may_ask(t
             ScopedQuota(
                 name="batch/urgent",
                 scopes=(QuotaScope(scope="PriorityClass"),),
-                most={"cpu": 1},
+                most={"cpu": 1, "pods": 3},
                 needs=frozenset({"requests.cpu"}),
             ),
             ScopedQuota(
@@ -643,7 +646,7 @@ def test_the_resource_quotas_of_the_jobs_namespaces_give_the_most_they_may_ask(t
     with serve() as api:  # no quota in either namespace: nothing to hold jobs to
         healthy(api)
         nothing = observe(tmp_path, {"paris": api.url})["paris"]
-    assert nothing.quotas == {} and nothing.quota_needs == {}
+    assert nothing.quotas == {} and nothing.quota_needs == {} and nothing.quota_pods == {}
 
 
 def test_the_limit_ranges_of_the_jobs_namespaces_are_read_with_the_apis_defaults(
