@@ -346,6 +346,11 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
             f"  run again {times(entry.retries)} after a Job of it failed (its AppWrapper's "
             f"retryLimit, or the policy's): its Job now is {entry.job_name}"
         )
+    if entry.rerun_after is not None and entry.phase == ledger.Phase.PLANNED:
+        click.echo(
+            f"  it starts no earlier than {format_time(entry.rerun_after)}: its AppWrapper's "
+            "retryPausePeriodDuration after the failure"
+        )
     if entry.phase != ledger.Phase.INVALID:
         # A job whose file broke after it was placed keeps its place until fixed.
         for problem in decision.problems:

@@ -82,9 +82,9 @@ def decide(
     }
     # Failed, with runs again left: a new Job of it is placed anew.
     retried, final = _retries(jobs, prevs, finished, spokes, default=fleet.policy.spec.retry_limit)
-    for job_id in retried:
+    for job_id, retry in retried.items():
         del finished[job_id]
-        prevs[job_id] = _run_again(prevs[job_id])
+        prevs[job_id] = _run_again(prevs[job_id], pause=retry.pause, now=now)
     # Held by their AppWrapper's spec.suspend: not planned. One that had started
     # is stopped where it ran (its Job there is suspended, which ends its pods).
     suspended = {job.id for job in jobs if job.suspended and job.id not in finished}
@@ -477,6 +477,7 @@ def _recorded(
         "source": job.source,
         "job_name": job.job_name_for(retry=retries),
         "retries": retries,
+        "rerun_after": prev.rerun_after if prev else None,
         "template_hash": job.template_hash,
         "deadline": effective_deadline(job, first_seen=first_seen, fleet=fleet),
         "first_seen": first_seen,
@@ -569,7 +570,8 @@ def _waiting(prev: Entry) -> Entry:
 
 def _placed_again(prev: Entry) -> Entry:
     """The same Job, to be placed on another spoke: its qos baseline stays too."""
-    return _waiting(prev).model_copy(update={"qos_grams": prev.qos_grams, "retries": prev.retries})
+    kept = {"qos_grams": prev.qos_grams, "retries": prev.retries, "rerun_after": prev.rerun_after}
+    return _waiting(prev).model_copy(update=kept)
 
 
 def _retries(
@@ -607,6 +609,7 @@ def _retries(
             limit=limit,
             said=state.said.get(prev.job_key),
             exit_codes=exits,
+            pause=job.retry_pause or None,
         )
     return found, final
 
@@ -633,8 +636,13 @@ def _codes(codes: Iterable[int]) -> str:
     return ",".join(str(code) for code in sorted(codes))
 
 
-def _run_again(prev: Entry) -> Entry:
-    return _placed_again(prev).model_copy(update={"retries": prev.retries + 1})
+def _run_again(prev: Entry, *, pause: timedelta | None, now: datetime) -> Entry:
+    """A failed job's next run, placed anew: no earlier than `pause` from now, as
+    the AppWrapper controller pauses before it runs a workload again."""
+    rerun_after = now + pause if pause else None
+    return _placed_again(prev).model_copy(
+        update={"retries": prev.retries + 1, "rerun_after": rerun_after}
+    )
 
 
 def effective_deadline(job: JobRequest, *, first_seen: datetime, fleet: Fleet) -> datetime:
@@ -723,9 +731,11 @@ def _optimizer_job(
         # is planned on top of it.
         duration = max(duration, horizon.slot_of(now) + 2 - fixed.start_slot)
     release = 0
-    if job.not_before is not None:
+    # Its caspian.dev/not-before, and a run again's pause after the failure.
+    earliest = [t for t in (job.not_before, prev.rerun_after if prev else None) if t]
+    if earliest:
         release = max(
-            0, math.ceil((job.not_before - horizon.start).total_seconds() / horizon.slot_seconds)
+            0, math.ceil((max(earliest) - horizon.start).total_seconds() / horizon.slot_seconds)
         )
     return Job(
         id=job.id,

@@ -104,6 +104,7 @@ class Retry(BaseModel):
     limit: int
     said: str | None = None  # what the spoke said of the failure
     exit_codes: tuple[int, ...] = ()  # of its failed pods' containers, 0 left out
+    pause: timedelta | None = None  # its AppWrapper's retryPausePeriodDuration
 
 
 class Requeue(BaseModel):

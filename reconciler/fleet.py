@@ -353,6 +353,9 @@ class JobRequest(BaseModel):
     # (None: the policy's requeueUnscheduled).
     admission_grace: timedelta | None = None
     warmup_grace: timedelta | None = None
+    # Its AppWrapper's workload.codeflare.dev.appwrapper/retryPausePeriodDuration:
+    # how long after a Job of it failed its run again may start (None: at once).
+    retry_pause: timedelta | None = None
 
     @property
     def job_name(self) -> str:
@@ -702,7 +705,11 @@ def _job_from_doc(
         retry_limit = _retry_limit(annotations)
         terminal_exit_codes = _exit_codes(annotations, TERMINAL_EXIT_CODES)
         retryable_exit_codes = _exit_codes(annotations, RETRYABLE_EXIT_CODES)
-        graces = {field: _grace(annotations, key) for field, key in GRACE_PERIODS.items()}
+        graces = {
+            field: _go_duration(annotations, key, meaning=GRACE_MEANING)
+            for field, key in GRACE_PERIODS.items()
+        }
+        retry_pause = _go_duration(annotations, RETRY_PAUSE, meaning=PAUSE_MEANING)
     except jobspec.FieldError as error:
         return problem(f"metadata.annotations.{error.field}", error.reason)
     # Without a duration of its own, the job runs at most as long as its Job may:
@@ -733,6 +740,7 @@ def _job_from_doc(
         terminal_exit_codes=terminal_exit_codes or frozenset(),
         retryable_exit_codes=retryable_exit_codes,
         **graces,
+        retry_pause=retry_pause,
         **hints,
     )
 
@@ -790,18 +798,25 @@ GRACE_PERIODS = {
 }
 
 
-def _grace(annotations: Mapping[str, Any], key: str) -> timedelta | None:
+GRACE_MEANING = (
+    "how long its pods may wait on their spoke before it is requeued (without it, the "
+    "policy's requeueUnscheduled holds)"
+)
+# The AppWrapper controller's annotation for how long it waits after a failure
+# before it runs the workload again.
+RETRY_PAUSE = "workload.codeflare.dev.appwrapper/retryPausePeriodDuration"
+PAUSE_MEANING = "how long after a Job of it failed its run again may start (without it, at once)"
+
+
+def _go_duration(annotations: Mapping[str, Any], key: str, *, meaning: str) -> timedelta | None:
+    """One of the AppWrapper controller's duration annotations, as Go reads it."""
     raw = annotations.get(key)
     if raw is None:
         return None
     try:
         return quantities.go_duration(str(raw))
     except ValueError as error:
-        raise jobspec.FieldError(
-            key,
-            f"{error}, not negative: how long its pods may wait on their spoke before it is "
-            "requeued (without it, the policy's requeueUnscheduled holds)",
-        ) from None
+        raise jobspec.FieldError(key, f"{error}, not negative: {meaning}") from None
 
 
 def template_hash(template: Mapping[str, Any]) -> str:

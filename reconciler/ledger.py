@@ -82,6 +82,9 @@ class Entry(BaseModel):
     # How many times a Job of it failed and it was run again (the AppWrapper's
     # retryLimit, or the policy's): its Job's name ends -r<retries> after the first.
     retries: int = 0
+    # A run again starts no earlier than this: its AppWrapper's
+    # retryPausePeriodDuration after its Job's failure was seen.
+    rerun_after: datetime | None = None
 
     @property
     def stopped(self) -> bool:

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from reconciler.decisions import Decision, Requeue, Retry
 from reconciler.ledger import ACTIVE, FINISHED, FIXED, UNFINISHED, Entry, Ledger, Phase
-from reconciler.quantities import format_time
+from reconciler.quantities import format_duration, format_time
 
 
 def savings(ledger: Ledger) -> tuple[float, float, float | None]:
@@ -292,9 +292,14 @@ def _describe_changes(old: Ledger, decision: Decision) -> Iterable[str]:
         told += [f'{retry.spoke} says: "{retry.said}"'] if retry.said else []
         says = f" ({'; '.join(told)})" if told else ""
         now = f"{entry.spoke} {_hhmm(entry)}" if entry.spoke else f"pending: {entry.reason}"
+        paused = (
+            f", after its AppWrapper's retryPausePeriodDuration {format_duration(retry.pause)}"
+            if retry.pause
+            else ""
+        )
         yield (
             f"- retried {entry.id} ({retry.run} of {retry.limit}): its Job {retry.job_name} "
-            f"failed on {retry.spoke}{says}; now {now}, as Job {entry.job_name}"
+            f"failed on {retry.spoke}{says}; now {now}{paused}, as Job {entry.job_name}"
         )
     for entry in changes["moved"]:
         prev = before[entry.id]

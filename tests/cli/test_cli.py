@@ -11,8 +11,8 @@ import yaml
 from prometheus_client import REGISTRY
 
 from reconciler.cli import EXIT_ERROR, EXIT_PARTIAL
-from reconciler.fleet import TERMINAL_EXIT_CODES
-from reconciler.quantities import timestamp
+from reconciler.fleet import RETRY_PAUSE, TERMINAL_EXIT_CODES
+from reconciler.quantities import format_time, timestamp
 from tests import gitutil
 from tests.fleet.helpers import appwrapper, appwrapper_doc
 
@@ -593,11 +593,11 @@ def test_a_failed_job_runs_again_unless_it_exited_as_its_appwrapper_says_ends_it
     remote = tmp_path / "fleet.git"
     run("init", "--bare", remote)
     policy = gitutil.read(remote, "caspian.yaml").replace(b"retryLimit: 0", b"retryLimit: 1")
-    changes = {"caspian.yaml": policy}
-    if terminal:
-        doc = yaml.safe_load(gitutil.read(remote, "jobs/backfill-eu.yaml"))
-        doc["metadata"]["annotations"][TERMINAL_EXIT_CODES] = terminal
-        changes["jobs/backfill-eu.yaml"] = yaml.safe_dump(doc).encode()
+    doc = yaml.safe_load(gitutil.read(remote, "jobs/backfill-eu.yaml"))
+    # Its exit code ends it, or it pauses half an hour before it runs again.
+    said = {TERMINAL_EXIT_CODES: terminal} if terminal else {RETRY_PAUSE: "30m"}
+    doc["metadata"]["annotations"].update(said)
+    changes = {"caspian.yaml": policy, "jobs/backfill-eu.yaml": yaml.safe_dump(doc).encode()}
     gitutil.user_commit(remote, changes)
     with serve() as paris, serve() as frankfurt, serve() as california:
         apis = {"paris": paris, "frankfurt": frankfurt, "california": california}
@@ -661,6 +661,12 @@ def test_a_failed_job_runs_again_unless_it_exited_as_its_appwrapper_says_ends_it
         f"- retried batch/backfill-eu (1 of 1): its Job {name} failed on paris "
         '(exit code 137; paris says: "BackoffLimitExceeded"); now '
     ) in message
+    assert f", after its AppWrapper's retryPausePeriodDuration 30m, as Job {name}-r1\n" in message
+    paused_until = timestamp(entry["rerunAfter"])
+    assert paused_until == start + timedelta(hours=1, minutes=30)
+    assert f"  it starts no earlier than {format_time(paused_until)}: its AppWrapper's " in (
+        explained
+    )
     assert f"batch/backfill-eu's Job {name} failed on paris: running it again (1 of 1)" in (
         caplog.text
     )

@@ -5,12 +5,13 @@ failed workload; past that it is recorded Failed."""
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 import yaml
 
 from reconciler import ledger, messages
-from reconciler.fleet import RETRY_LIMIT, RETRYABLE_EXIT_CODES, TERMINAL_EXIT_CODES
+from reconciler.fleet import RETRY_LIMIT, RETRY_PAUSE, RETRYABLE_EXIT_CODES, TERMINAL_EXIT_CODES
 from reconciler.pods import Node, Resources, Taint
 from reconciler.rendering import render
 from reconciler.templates import template_files
@@ -185,6 +186,37 @@ def test_a_job_that_exits_as_its_appwrapper_says_ends_it_does_not_run_again() ->
         message = messages.commit_message(old=before, decision=decision, input_commit="0" * 40)
         told = {(137,): "exit code 137; ", (1, 2): "exit codes 1, 2; ", (): ""}[exit_codes]
         assert f'failed on paris ({told}paris says: "{FAILED}"); now ' in message
+
+
+def test_a_run_again_waits_its_appwrappers_retry_pause_after_the_failure() -> None:
+    # Without a pause, the run again goes to the cleanest time, and the ledger
+    # says nothing of a pause.
+    files, started, at = _backfill_dispatched_on_paris(_with_retry_limit(template_files(), "1"))
+    seen = at + timedelta(hours=1)
+    unpaused, after = step(files, now=seen, states=_failed(started))
+    at_once = entries(unpaused)[started.id]
+    assert at_once.rerun_after is None and b"rerunAfter:" not in after[ledger.LEDGER_PATH]
+    # A pause that ends after that time holds it back until the pause is over.
+    hours = math.ceil((at_once.planned_start - seen) / timedelta(hours=1)) + 1
+    paused = _with_retry_limit(template_files(), "1", **{RETRY_PAUSE: f"{hours}h"})
+    files, started, at = _backfill_dispatched_on_paris(paused)
+    decision, after = step(files, now=seen, states=_failed(started))
+    entry = entries(decision)[started.id]
+    assert entry.retries == 1 and entry.rerun_after == seen + timedelta(hours=hours)
+    assert entry.planned_start >= seen + timedelta(hours=hours) > at_once.planned_start
+    assert_valid_plan(decision.instance, decision.plan)
+    before = ledger.parse(files[ledger.LEDGER_PATH])
+    message = messages.commit_message(old=before, decision=decision, input_commit="0" * 40)
+    assert f", after its AppWrapper's retryPausePeriodDuration {hours}h, as Job " in message
+    # The pause holds at the next reconciles too: the ledger keeps it.
+    assert b"rerunAfter:" in after[ledger.LEDGER_PATH]
+    again, _ = step(after, now=seen + timedelta(minutes=15))
+    assert entries(again)[started.id].planned_start >= seen + timedelta(hours=hours)
+    # One Go would not read is a problem line naming it.
+    wrong, _ = step(_with_retry_limit(template_files(), "1", **{RETRY_PAUSE: "2 h"}), now=NOW)
+    assert f"metadata.annotations.{RETRY_PAUSE}: '2 h' is not a duration as Go" in (
+        entries(wrong)["jobs/backfill-eu.yaml"].reason
+    )
 
 
 def test_exit_codes_that_are_no_list_of_numbers_are_a_problem_naming_the_annotation() -> None:
