@@ -730,13 +730,9 @@ def _optimizer_job(
         # slot, and again at every reconcile until it ends, so that nothing more
         # is planned on top of it.
         duration = max(duration, horizon.slot_of(now) + 2 - fixed.start_slot)
-    release = 0
     # Its caspian.dev/not-before, and a run again's pause after the failure.
     earliest = [t for t in (job.not_before, prev.rerun_after if prev else None) if t]
-    if earliest:
-        release = max(
-            0, math.ceil((max(earliest) - horizon.start).total_seconds() / horizon.slot_seconds)
-        )
+    release = _release_slot(max(earliest), horizon) if earliest else 0
     return Job(
         id=job.id,
         cpu=job.cpu,
@@ -755,6 +751,11 @@ def _optimizer_job(
         fixed=fixed,
         previous=previous,
     )
+
+
+def _release_slot(moment: datetime, horizon: Window) -> int:
+    """The first slot that starts at or after `moment`."""
+    return max(0, math.ceil((moment - horizon.start).total_seconds() / horizon.slot_seconds))
 
 
 def _open_spokes(
@@ -826,6 +827,13 @@ def _entry(
     assignment = plan.assignment(job.id)
     if assignment is None:
         reason = next(n.reason for n in plan.not_placed if n.id == job.id)
+        paused = common["rerun_after"]
+        held_back = paused is not None and paused >= (job.not_before or paused)
+        if held_back and _release_slot(paused, horizon) >= horizon.slots:
+            reason = (
+                f"deferred: its run again waits until {format_time(paused)} (its AppWrapper's "
+                "retryPausePeriodDuration after the failure), beyond the planning horizon"
+            )
         return Entry(phase=Phase.PENDING, reason=reason, **common)
     spoke = pools.spoke_of(assignment.spoke)
     start = horizon.time_of(assignment.start_slot)
@@ -855,7 +863,9 @@ def _entry(
         # no longer tells when it could have ended.
         reason = prev.reason
     elif late:
-        reason = _late_reason(job, deadline=common["deadline"], now=now)
+        reason = _late_reason(
+            job, deadline=common["deadline"], now=now, rerun_after=common["rerun_after"]
+        )
     phase = Phase.DISPATCHED if fixed or start <= now else Phase.PLANNED
     if fixed and Phase.RUNNING in (prev.phase, spokes_seen.get(prev.job_key)):
         phase = Phase.RUNNING
@@ -1151,9 +1161,20 @@ def _resuming(
     )
 
 
-def _late_reason(job: JobRequest, *, deadline: datetime, now: datetime) -> str:
-    """Why a job ends after its deadline: capacity, or a deadline that no start
-    could meet (the fix is then in its file, not in the fleet)."""
+def _late_reason(
+    job: JobRequest, *, deadline: datetime, now: datetime, rerun_after: datetime | None = None
+) -> str:
+    """Why a job ends after its deadline: capacity, a run again's pause, or a
+    deadline that no start could meet (the fix is then in its file, not in the
+    fleet)."""
+    later = rerun_after is not None and rerun_after > max(now, job.not_before or now)
+    if later and rerun_after + job.duration > deadline:
+        return (
+            f"will finish after its deadline: its run again waits until "
+            f"{format_time(rerun_after)} (its AppWrapper's retryPausePeriodDuration after "
+            f"the failure), so it ends {format_time(rerun_after + job.duration)} at the "
+            f"earliest, after its deadline {format_time(deadline)}"
+        )
     start = max(now, job.not_before or now)
     if start + job.duration <= deadline:
         return "will finish after its deadline: no earlier capacity"

@@ -13,6 +13,7 @@ import yaml
 from reconciler import ledger, messages
 from reconciler.fleet import RETRY_LIMIT, RETRY_PAUSE, RETRYABLE_EXIT_CODES, TERMINAL_EXIT_CODES
 from reconciler.pods import Node, Resources, Taint
+from reconciler.quantities import format_time
 from reconciler.rendering import render
 from reconciler.templates import template_files
 from tests.conftest import NOW, assert_valid_plan
@@ -212,6 +213,21 @@ def test_a_run_again_waits_its_appwrappers_retry_pause_after_the_failure() -> No
     assert b"rerunAfter:" in after[ledger.LEDGER_PATH]
     again, _ = step(after, now=seen + timedelta(minutes=15))
     assert entries(again)[started.id].planned_start >= seen + timedelta(hours=hours)
+    # A pause past its deadline makes it late, and one past the horizon defers
+    # it: each says so.
+    for pause, told in (
+        (20, "will finish after its deadline: its run again waits until "),
+        (100, "deferred: its run again waits until "),
+    ):
+        long = _with_retry_limit(template_files(), "1", **{RETRY_PAUSE: f"{pause}h"})
+        files, started, at = _backfill_dispatched_on_paris(long)
+        decision, _ = step(files, now=seen, states=_failed(started))
+        held = entries(decision)[started.id]
+        assert held.reason.startswith(
+            f"{told}{format_time(seen + timedelta(hours=pause))} (its AppWrapper's "
+            "retryPausePeriodDuration after the failure)"
+        ), held.reason
+        assert held.late == (pause == 20) and (held.phase == "Pending") == (pause == 100)
     # One Go would not read is a problem line naming it.
     wrong, _ = step(_with_retry_limit(template_files(), "1", **{RETRY_PAUSE: "2 h"}), now=NOW)
     assert f"metadata.annotations.{RETRY_PAUSE}: '2 h' is not a duration as Go" in (
