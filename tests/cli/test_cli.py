@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -583,12 +584,41 @@ def test_simulate_names_a_bad_option_as_click_does(run, args, expected) -> None:
     assert result.exit_code == 2 and expected in result.output, result.output
 
 
+@contextmanager
+def kube_spokes(tmp_path, remote):
+    """The three spokes' API servers, each with a 64-cpu node and a GPU node,
+    and the arguments that point the CLI's kube observer at them."""
+    from tests.fakehttp import serve
+    from tests.reconcile.test_kube_observer import kubeconfig
+
+    with serve() as paris, serve() as frankfurt, serve() as california:
+        apis = {"paris": paris, "frankfurt": frankfurt, "california": california}
+        for api in apis.values():
+            kube_spoke(api, cpu="64", gpu_node=True)
+        config = kubeconfig(tmp_path, {name: api.url for name, api in apis.items()})
+        yield apis, ["--repo", remote, "--observer", "kube", "--kubeconfig", config]
+
+
+def _backfill_dispatched_on_paris(run, remote, kube):
+    """Reconciles until backfill-eu is dispatched on paris: its planned start, and
+    its Job's name."""
+    assert run("reconcile", "--once", *kube, *AT).exit_code == 0
+    planned = gitutil.ledger(remote)["batch/backfill-eu"]
+    assert (planned["phase"], planned["spoke"]) == ("Planned", "paris")
+    start = timestamp(planned["plannedStart"])
+    at = ["--now", (start + timedelta(minutes=1)).isoformat()]
+    assert run("reconcile", "--once", *kube, *at).exit_code == 0
+    started = gitutil.ledger(remote)["batch/backfill-eu"]
+    assert (started["phase"], started["spoke"]) == ("Dispatched", "paris")
+    return start, started["jobName"]
+
+
 @pytest.mark.parametrize("terminal", ["", "137"])
 def test_a_failed_job_runs_again_unless_it_exited_as_its_appwrapper_says_ends_it(
     run, tmp_path, caplog, terminal
 ) -> None:
-    from tests.fakehttp import Reply, serve
-    from tests.reconcile.test_kube_observer import job, kubeconfig, listing, pod
+    from tests.fakehttp import Reply
+    from tests.reconcile.test_kube_observer import job, listing, pod
 
     remote = tmp_path / "fleet.git"
     run("init", "--bare", remote)
@@ -599,19 +629,9 @@ def test_a_failed_job_runs_again_unless_it_exited_as_its_appwrapper_says_ends_it
     doc["metadata"]["annotations"].update(said)
     changes = {"caspian.yaml": policy, "jobs/backfill-eu.yaml": yaml.safe_dump(doc).encode()}
     gitutil.user_commit(remote, changes)
-    with serve() as paris, serve() as frankfurt, serve() as california:
-        apis = {"paris": paris, "frankfurt": frankfurt, "california": california}
-        for api in apis.values():
-            kube_spoke(api, cpu="64", gpu_node=True)
-        config = kubeconfig(tmp_path, {name: api.url for name, api in apis.items()})
-        kube = ["--repo", remote, "--observer", "kube", "--kubeconfig", config]
-        assert run("reconcile", "--once", *kube, *AT).exit_code == 0
-        start = timestamp(gitutil.ledger(remote)["batch/backfill-eu"]["plannedStart"])
-        at = ["--now", (start + timedelta(minutes=1)).isoformat()]
-        assert run("reconcile", "--once", *kube, *at).exit_code == 0
-        started = gitutil.ledger(remote)["batch/backfill-eu"]
-        assert (started["phase"], started["spoke"]) == ("Dispatched", "paris")
-        name = started["jobName"]
+    with kube_spokes(tmp_path, remote) as (apis, kube):
+        paris = apis["paris"]
+        start, name = _backfill_dispatched_on_paris(run, remote, kube)
         # Its Job failed there, its pod's container killed (137).
         failed = job(name, condition="Failed")
         failed["status"]["conditions"][0] |= {"reason": "BackoffLimitExceeded"}
@@ -679,13 +699,12 @@ def test_a_failed_job_runs_again_unless_it_exited_as_its_appwrapper_says_ends_it
 def test_a_job_whose_pods_cannot_run_is_requeued_end_to_end(
     run, tmp_path, caplog, cause, limit
 ) -> None:
-    from tests.fakehttp import Reply, serve
+    from tests.fakehttp import Reply
     from tests.reconcile.test_kube_observer import (
         _pod_on_node,
         _waiting_pod,
         _waits,
         job,
-        kubeconfig,
         listing,
     )
 
@@ -695,21 +714,9 @@ def test_a_job_whose_pods_cannot_run_is_requeued_end_to_end(
         b"requeueLimit: 3", f"requeueLimit: {limit}".encode()
     )
     gitutil.user_commit(remote, {"caspian.yaml": policy})
-    with serve() as paris, serve() as frankfurt, serve() as california:
-        apis = {"paris": paris, "frankfurt": frankfurt, "california": california}
-        for api in apis.values():
-            kube_spoke(api, cpu="64", gpu_node=True)
-        config = kubeconfig(tmp_path, {name: api.url for name, api in apis.items()})
-        kube = ["--repo", remote, "--observer", "kube", "--kubeconfig", config]
-        assert run("reconcile", "--once", *kube, *AT).exit_code == 0
-        planned = gitutil.ledger(remote)["batch/backfill-eu"]
-        assert (planned["phase"], planned["spoke"]) == ("Planned", "paris")
-        start = timestamp(planned["plannedStart"])
-        at = ["--now", (start + timedelta(minutes=1)).isoformat()]
-        assert run("reconcile", "--once", *kube, *at).exit_code == 0
-        started = gitutil.ledger(remote)["batch/backfill-eu"]
-        assert started["phase"] == "Dispatched"
-        name = started["jobName"]
+    with kube_spokes(tmp_path, remote) as (apis, kube):
+        paris = apis["paris"]
+        start, name = _backfill_dispatched_on_paris(run, remote, kube)
         since = (start + timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
         if cause == "found no node":  # paris's scheduler finds no node for its pod
             word = "0/3 nodes are available: 3 Insufficient cpu."
