@@ -965,8 +965,9 @@ def _lacking(job: JobRequest, state: SpokeState) -> str | None:
 
 def _over_quota(job: JobRequest, state: SpokeState) -> str | None:
     """Why the spoke cannot take the job: its ResourceQuotas in the job's
-    namespace let all pods there request less than the job's pods do at once, so
-    the Job could never create them all, however empty the spoke."""
+    namespace let all pods there request less than the job's pods do at once,
+    or hold fewer pods than it runs at once, so the Job could never create them
+    all, however empty the spoke."""
     most, _ = _quota_rules(job, state)
     why = []
     over = (

@@ -98,8 +98,13 @@ def _namespace_rules(state: SpokeState) -> list[str]:
     its Pod Security level, LimitRanges and ResourceQuotas."""
     lines = []
     names = sorted(
-        {*state.pod_security, *state.limit_ranges, *state.quotas, *state.quota_pods}
-        | set(state.scoped_quotas)
+        {
+            *state.pod_security,
+            *state.limit_ranges,
+            *state.quotas,
+            *state.quota_pods,
+            *state.scoped_quotas,
+        }
     )
     for namespace in names:
         rules = []
