@@ -317,13 +317,15 @@ class _Stuck(NamedTuple):
     pods_made: bool
 
 
-def _stuck(prev: Entry, spokes: Mapping[str, SpokeState]) -> _Stuck | None:
+def _stuck(job: JobRequest, prev: Entry, spokes: Mapping[str, SpokeState]) -> _Stuck | None:
     """What keeps a dispatched job from running on its spoke, as the spoke
     reports it: Argo CD cannot apply its Job there (the spoke refuses the Job),
     its scheduler finds no node for its pods (the room Caspian counted there
     was taken, or its nodes went), its Job creates none (the spoke refuses
     them), or its pods cannot start (an image or Secret the spoke lacks), while
-    it has run none."""
+    it has run none. Pods that have merely not begun (an image still pulling)
+    count only for a job whose AppWrapper sets a warmup grace period, as the
+    AppWrapper controller resets a workload whose pods are not ready by then."""
     if prev.phase not in FIXED or prev.spoke not in spokes:
         return None
     state = spokes[prev.spoke]
@@ -337,6 +339,11 @@ def _stuck(prev: Entry, spokes: Mapping[str, SpokeState]) -> _Stuck | None:
             False,
         ),
         (state.not_starting.get(prev.job_key), "its pods could not start on", True),
+        (
+            state.unready.get(prev.job_key) if job.warmup_grace is not None else None,
+            "its pods have not begun on",
+            True,
+        ),
     ):
         if since is not None:
             return _Stuck(since=since, what=what, said=said, pods_made=pods_made)
@@ -365,7 +372,7 @@ def _unscheduled_too_long(
     """Why a dispatched job is to be planned again: it has been `_stuck` for
     longer than it may (`_patience`). Left there, it would wait with its
     deadline running."""
-    stuck = _stuck(prev, spokes)
+    stuck = _stuck(job, prev, spokes)
     if stuck is None:
         return None
     wait, grace = _patience(job, stuck, policy=after)
@@ -405,7 +412,7 @@ def _waits_stuck(
 ) -> str:
     """What keeps a dispatched job that is not requeued (yet) from running, and
     when it will be: for `explain`. Empty where nothing does."""
-    stuck = _stuck(prev, spokes)
+    stuck = _stuck(job, prev, spokes)
     if stuck is None:
         return ""
     wait, grace = _patience(job, stuck, policy=after)

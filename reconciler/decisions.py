@@ -43,6 +43,11 @@ class SpokeState(BaseModel):
     # start a container (an image it cannot pull, a Secret that is not there):
     # since when the first is on its node (kube observer).
     not_starting: dict[str, datetime] = {}
+    # Caspian's Jobs there whose pods are made and none has begun, whatever the
+    # reason (an image still pulling, say), since when: on a node (kube
+    # observer), or since the Job was resumed (Argo CD's "no pod ready"). Only a
+    # job whose AppWrapper sets a warmup grace period is requeued for it.
+    unready: dict[str, datetime] = {}
     # Caspian's Jobs there that Argo CD's last sync failed to apply (the spoke's
     # API refused the Job: an admission webhook, a quota on Jobs), and that are
     # out of sync still: since that sync (Argo CD observer).

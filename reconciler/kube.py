@@ -229,6 +229,11 @@ class KubeObserver:
             # cannot start) it is not running yet, though no condition of its
             # status says so.
             begun = started(jobs, pods)
+            unready = {
+                key: since
+                for key, there in unstarted(jobs, pods).items()
+                if (since := _on_node_since(there[0])) is not None
+            }
             phases = {
                 key: phase
                 for key, phase in ((job_key(job), job_phase(job.status)) for job in jobs)
@@ -262,6 +267,7 @@ class KubeObserver:
             unscheduled=waiting,
             podless=refused,
             not_starting=dict(sorted(not_starting.items())),
+            unready=unready,
             said=said,
             exit_codes=exited,
             unread=tuple(unread),
@@ -462,6 +468,7 @@ HEALTH_PHASES = {"Progressing": "Running", "Healthy": "Succeeded", "Degraded": "
 # or it has none since it was resumed (its pods are refused).
 NOT_BEGUN = re.compile(r"starting$|no pod ready since |no pod since ")
 PODLESS_SINCE = re.compile(r"no pod since (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)")
+UNREADY_SINCE = re.compile(r"no pod ready since (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)")
 # The conditions of an Application that stop Argo CD from syncing it at all.
 # (A SyncError is one sync that failed: its Jobs are read one by one.)
 BLOCKING = ("ComparisonError", "InvalidSpecError")
@@ -592,6 +599,7 @@ class _Seen(NamedTuple):
 
     jobs: dict[str, str]  # phases by namespace/name
     podless: dict[str, datetime]  # since when each has made no pod
+    unready: dict[str, datetime]  # since when each has had pods, none ready
     unapplied: dict[str, datetime]  # since when Argo CD has failed to apply each
     said: dict[str, str]  # why it failed, in the words of the spoke's API
 
@@ -600,7 +608,7 @@ def _application_jobs(application: Any, *, checked: bool) -> tuple[str | None, _
     """The spoke an Application syncs, what it says of its Jobs, and whether
     it holds their health (Argo CD may keep it out: then only its syncs say
     anything)."""
-    nothing = _Seen({}, {}, {}, {})
+    nothing = _Seen({}, {}, {}, {}, {})
     if not isinstance(application, dict):
         return None, nothing, True
     metadata, status = _map(application.get("metadata")), _map(application.get("status"))
@@ -614,21 +622,23 @@ def _application_jobs(application: Any, *, checked: bool) -> tuple[str | None, _
             'controller.resource.health.persist: "true" in argocd-cmd-params-cm',
             metadata.get("name"),
         )
-        return spoke, _Seen({}, {}, unapplied, said), False
-    jobs, podless, failed = _job_health(status.get("resources"), checked=checked)
-    return spoke, _Seen(jobs, podless, unapplied, failed | said), True
+        return spoke, _Seen({}, {}, {}, unapplied, said), False
+    jobs, podless, unready, failed = _job_health(status.get("resources"), checked=checked)
+    return spoke, _Seen(jobs, podless, unready, unapplied, failed | said), True
 
 
 def _job_health(
     resources: Any, *, checked: bool
-) -> tuple[dict[str, str], dict[str, datetime], dict[str, str]]:
+) -> tuple[dict[str, str], dict[str, datetime], dict[str, datetime], dict[str, str]]:
     """The phases of the Jobs an Application lists, by their health; since
-    when each that has made no pod has not; and why each failed Job failed, as
-    its health's message. A Job that has not begun (by the check's message) is
-    not running yet; one that has made no pod since it was resumed is
-    `podless`, as the kube observer would find it."""
+    when each that has made no pod has not, and each whose pods wait has had
+    none ready; and why each failed Job failed, as its health's message. A Job
+    that has not begun (by the check's message) is not running yet; one that
+    has made no pod since it was resumed is `podless`, and one whose pods wait
+    `unready`, as the kube observer would find them."""
     jobs: dict[str, str] = {}
     podless: dict[str, datetime] = {}
+    unready: dict[str, datetime] = {}
     failed: dict[str, str] = {}
     for resource in resources if isinstance(resources, list) else []:
         key = _job_key(resource)
@@ -639,14 +649,15 @@ def _job_health(
         phase = HEALTH_PHASES.get(word) if isinstance(word, str) else None
         message = message if isinstance(message, str) else ""
         if phase == "Running" and checked and NOT_BEGUN.match(message):
-            since = _podless_since(message)
-            if since is not None:
+            if (since := _since(PODLESS_SINCE, message)) is not None:
                 podless[key] = since
+            elif (since := _since(UNREADY_SINCE, message)) is not None:
+                unready[key] = since
         elif phase and (checked or phase == "Failed"):
             jobs[key] = phase
             if phase == "Failed" and message.strip():
                 failed[key] = one_line(message)
-    return jobs, dict(sorted(podless.items())), failed
+    return jobs, dict(sorted(podless.items())), dict(sorted(unready.items())), failed
 
 
 def _sync_failures(status: dict) -> tuple[dict[str, datetime], dict[str, str]]:
@@ -699,8 +710,8 @@ def _job_key(resource: Any) -> str | None:
     return f"{namespace}/{name}"
 
 
-def _podless_since(message: str) -> datetime | None:
-    found = PODLESS_SINCE.match(message)
+def _since(pattern: re.Pattern[str], message: str) -> datetime | None:
+    found = pattern.match(message)
     return _time(found.group(1)) if found else None
 
 

@@ -116,6 +116,8 @@ def test_a_job_runs_once_argo_cd_says_it_has_begun_and_one_with_no_pod_is_podles
     # One whose pods are refused, since it was resumed: requeued as the kube
     # observer's would be.
     assert paris.podless == {"batch/refused-9a8b7c6d": datetime(2026, 12, 2, 3, 0, 4, tzinfo=UTC)}
+    # One whose pods wait, since it was resumed: requeued only by a warmup grace.
+    assert paris.unready == {"batch/pulling-1a2b3c4d": datetime(2026, 12, 2, 3, 0, 4, tzinfo=UTC)}
     assert paris.source == "declared+argocd"
 
 

@@ -1037,6 +1037,12 @@ def test_jobs_whose_pods_on_a_node_cannot_start_are_reported_with_why(tmp_path) 
     # running yet: the ledger keeps them Dispatched.
     assert state.jobs == {"default/ran-99999999": "Running"}
     assert state.unscheduled == {} and state.podless == {}
+    # Each whose pods wait on their node, whatever for, since it got there (a
+    # warmup grace period requeues on this alone).
+    assert set(state.unready) == set(state.not_starting) | {
+        "default/slow-44444444",
+        "default/once-66666666",
+    }
 
 
 def test_the_pods_waiting_on_a_node_the_longest_have_their_events_asked_first(

@@ -406,3 +406,20 @@ def test_a_grace_period_go_cannot_read_is_a_problem_naming_the_annotation() -> N
     for right, seconds in (("90s", 90), ("1.5h", 5400), ("1h30m", 5400), ("0", 0)):
         decision, _ = step(_graced(admission=right), now=NOW)
         assert decision.jobs["batch/backfill-eu"].admission_grace == timedelta(seconds=seconds)
+
+
+def test_a_warmup_grace_period_requeues_a_job_whose_pods_have_merely_not_begun() -> None:
+    # Its pods have a node and pull their image, with nothing gone wrong: left
+    # to them, unless its AppWrapper sets a warmup grace period.
+    unready = {"paris": {"unready": {}}}
+    for graced in (False, True):
+        files = _graced(warmup="30m") if graced else template_files()
+        files, started, at = _backfill_dispatched_on_paris(files)
+        unready["paris"]["unready"] = {started.job_key: at}
+        later, _ = step(files, now=at + timedelta(minutes=31), states=unready)
+        if not graced:
+            assert not later.requeued and started.id not in later.stuck
+            continue
+        reason = later.requeued[started.id].reason
+        assert reason.startswith(f"its pods have not begun on paris from {format_time(at)} ")
+        assert "more than its AppWrapper's warmupGracePeriodDuration 30m: " in reason
