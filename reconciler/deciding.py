@@ -834,6 +834,7 @@ def _entry(
     assignment = plan.assignment(job.id)
     if assignment is None:
         reason = next(n.reason for n in plan.not_placed if n.id == job.id)
+        # Held back by its pause, not by its caspian.dev/not-before.
         paused = common["rerun_after"]
         held_back = paused is not None and paused >= (job.not_before or paused)
         if held_back and _release_slot(paused, horizon) >= horizon.slots:
@@ -976,20 +977,21 @@ def _over_quota(job: JobRequest, state: SpokeState) -> str | None:
     or hold fewer pods than it runs at once, so the Job could never create them
     all, however empty the spoke."""
     most, _ = _quota_rules(job, state)
-    why = []
-    over = (
-        [
-            f"{asked:g} {unit} (the quota: {allowed:g})"
-            for unit, asked, allowed in (
-                ("cpu", job.cpu, most.cpu),
-                ("GiB memory", job.memory_bytes / 2**30, most.memory_bytes / 2**30),
-                ("GPUs", job.gpu, most.gpu),
-            )
-            if asked > allowed
-        ]
+    asks = (
+        (
+            ("cpu", job.cpu, most.cpu),
+            ("GiB memory", job.memory_bytes / 2**30, most.memory_bytes / 2**30),
+            ("GPUs", job.gpu, most.gpu),
+        )
         if most is not None
-        else []
+        else ()
     )
+    over = [
+        f"{asked:g} {unit} (the quota: {allowed:g})"
+        for unit, asked, allowed in asks
+        if asked > allowed
+    ]
+    why = []
     if over:
         why.append(
             f"its pods ask for {', '.join(over)} at once, more than the ResourceQuotas of "

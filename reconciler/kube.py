@@ -218,8 +218,10 @@ class KubeObserver:
             waiting = unscheduled(jobs, pods, placed=where)
             refused = podless(jobs, pods)
             said = scheduler_messages(pods, waiting)
+            # Pods on a node that have not begun, oldest first, by Job.
+            on_nodes = unstarted(jobs, pods)
             not_starting, words = self._not_starting(
-                core, jobs, pods, refused=list(refused), spoke=spoke, unread=unread
+                core, on_nodes, refused=list(refused), spoke=spoke, unread=unread
             )
             said.update(words)
             said.update(failures(jobs))
@@ -231,7 +233,7 @@ class KubeObserver:
             begun = started(jobs, pods)
             unready = {
                 key: since
-                for key, there in unstarted(jobs, pods).items()
+                for key, there in on_nodes.items()
                 if (since := _on_node_since(there[0])) is not None
             }
             phases = {
@@ -283,8 +285,7 @@ class KubeObserver:
     def _not_starting(
         self,
         core: client.CoreV1Api,
-        jobs: list[Any],
-        pods: list[Any],
+        on_nodes: Mapping[str, list[Any]],
         *,
         refused: list[str],
         spoke: Spoke,
@@ -293,8 +294,8 @@ class KubeObserver:
         """Caspian's Jobs there whose pods on a node cannot start, since when,
         and what the spoke says of those and of the `refused` ones: the words
         of their waiting containers, else of their events (the Job's own for
-        one that makes no pod, those of its pod on a node the longest)."""
-        on_nodes = unstarted(jobs, pods)
+        one that makes no pod, those of its pod on a node the longest).
+        `on_nodes` holds the pods on a node of each Job that has not begun."""
         stuck = cannot_start(on_nodes)
         longest = sorted(
             (pods_there[0].status.start_time, key)
