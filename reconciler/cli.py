@@ -38,7 +38,7 @@ from reconciler import (
 from reconciler.fleet import FleetConfigError, load_fleet
 from reconciler.gitrepo import FleetRepo, GitError, Identity, create_bare_repo, redact
 from reconciler.observing import DeclaredCapacity, Observer, StatusFilledIn
-from reconciler.quantities import format_time, times, timestamp
+from reconciler.quantities import format_duration, format_time, times, timestamp
 
 EXIT_ERROR = 1
 EXIT_PARTIAL = 3
@@ -339,6 +339,19 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
         )
     if entry.reason:
         click.echo(f"  {entry.reason}")
+    if (since := decision.waiting.get(entry.id)) is not None:
+        grace = decision.spoke_down_grace
+        click.echo(
+            f"  waits for {entry.spoke}, down since {format_time(since)} "
+            f"({decision.closed.get(entry.spoke or '', 'down').removeprefix('down: ')}): it is "
+            "not dispatched there, and "
+            + (
+                f"is planned elsewhere from {format_time(since + grace)} (the policy's "
+                f"spokeDownGrace {format_duration(grace)}) if it is down still"
+                if grace is not None
+                else "stays until it answers (the policy's spokeDownGrace is null)"
+            )
+        )
     if note := decision.stuck.get(entry.id):
         click.echo(f"  not running yet: {note}")
     if entry.retries:

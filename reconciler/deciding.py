@@ -130,6 +130,16 @@ def decide(
         if found.requeue is not None:
             requeued[job.id] = found.requeue
             prevs[job.id] = _placed_again(prev)
+    # Planned on a spoke that went down less than the policy's spokeDownGrace
+    # ago: they wait there as planned, out of this decision, so that a blip
+    # does not reshuffle the queue.
+    waiting = {
+        job.id: since
+        for job in jobs
+        if job.id not in finished
+        and job.id not in suspended
+        and (since := _waits_for_spoke(job, prevs[job.id], spokes, fleet=fleet, now=now))
+    }
     # Dispatched, and not running yet for a reason its spoke gives: for `explain`.
     stuck = {
         job.id: note
@@ -150,7 +160,7 @@ def decide(
             overrunning=_overrunning(prevs[job.id], spokes, now=now),
         )
         for job in jobs
-        if job.id not in finished and job.id not in suspended
+        if job.id not in finished and job.id not in suspended and job.id not in waiting
     ]
     # A held job on a spoke that has left the fleet holds no capacity anywhere,
     # nor does a stopped one.
@@ -187,6 +197,9 @@ def decide(
             continue
         if job.id in suspended:
             entries.append(_suspended_entry(job, prev, fleet=fleet, spokes=spokes, now=now))
+            continue
+        if job.id in waiting:
+            entries.append(_waiting_entry(job, prev, since=waiting[job.id], fleet=fleet, now=now))
             continue
         seen = spokes[prev.spoke].jobs if prev is not None and prev.spoke in spokes else {}
         entry = _entry(
@@ -229,6 +242,8 @@ def decide(
         not_retried=final,
         given_up=tuple(sorted(given_up)),
         stuck=stuck,
+        waiting=waiting,
+        spoke_down_grace=fleet.policy.spec.spoke_down_grace,
         history_url=fleet.policy.spec.history_url,
         carbon_sources={
             zone: forecasts[zone].provenance.describe()
@@ -433,6 +448,55 @@ def _says(prev: Entry, stuck: _Stuck) -> str:
 def _elsewhere(job: JobRequest, but: tuple[str, ...], closed: Mapping[str, str]) -> bool:
     """Whether a spoke other than those in `but` may take the job now."""
     return any(s not in but and s not in closed for s in job.allowed_spokes)
+
+
+def _waits_for_spoke(
+    job: JobRequest,
+    prev: Entry | None,
+    spokes: Mapping[str, SpokeState],
+    *,
+    fleet: Fleet,
+    now: datetime,
+) -> datetime | None:
+    """Since when the spoke a planned job waits for has been down, while that is
+    less than the policy's spokeDownGrace; None where the job is planned anew:
+    its spoke is up, it is not planned there (or may no longer go there), the
+    grace has gone by, or the spoke is drained by its file."""
+    grace = fleet.policy.spec.spoke_down_grace
+    if prev is None or prev.phase != Phase.PLANNED or prev.spoke not in spokes:
+        return None
+    state = spokes[prev.spoke]
+    if state.up or prev.spoke not in job.allowed_spokes:
+        return None
+    if any(s.name == prev.spoke and s.spec.unschedulable for s in fleet.spokes):
+        return None
+    # The earliest anyone saw it down: the source's word may reset (Argo CD
+    # dates a condition anew when its message changes).
+    since = min(t for t in (prev.spoke_down_since, state.down_since, now) if t is not None)
+    if grace is not None and since + grace <= now:
+        return None
+    return since
+
+
+def _waiting_entry(
+    job: JobRequest, prev: Entry, *, since: datetime, fleet: Fleet, now: datetime
+) -> Entry:
+    """A planned job that waits for its spoke: where and when it was planned,
+    not dispatched (nothing would reach the spoke), its record brought up to
+    date."""
+    recorded = _recorded(job, prev, fleet=fleet, now=now)
+    end = prev.planned_start + job.duration
+    late = end > recorded["deadline"]
+    reason = prev.reason
+    if late != prev.late:
+        reason = (
+            f"will finish after its deadline: it waits for {prev.spoke}, which is down, where "
+            f"it is planned to end {format_time(end)}"
+            if late
+            else ""
+        )
+    update = {"planned_end": end, "late": late, "reason": reason, "spoke_down_since": since}
+    return prev.model_copy(update={**recorded, **update})
 
 
 def stopped_reason(spoke: str) -> str:

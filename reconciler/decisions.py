@@ -26,6 +26,9 @@ class SpokeState(BaseModel):
     gpu: float
     source: str = "declared"
     reason: str = ""  # why the spoke is down
+    # Since when it has been down, where its source tells (the time of Argo
+    # CD's condition that stops it syncing); None where only "now" is known.
+    down_since: datetime | None = None
     # Caspian's Jobs seen there: namespace/name -> Running|Succeeded|Failed
     jobs: dict[str, str] = {}
     # Each usable node: what it can give one pod (its allocatable), its labels;
@@ -89,11 +92,18 @@ class SpokeState(BaseModel):
     # checked against it: the observer's role lacks the right.
     unread: tuple[str, ...] = ()
 
-    def down(self, reason: str) -> SpokeState:
-        """The spoke taking no new work, for `reason`: what it reports of the
-        Jobs already there still holds."""
+    def down(self, reason: str, *, since: datetime | None = None) -> SpokeState:
+        """The spoke taking no new work, for `reason` (since `since`, where
+        known): what it reports of the Jobs already there still holds."""
         return self.model_copy(
-            update={"up": False, "cpu": 0.0, "memory_bytes": 0.0, "gpu": 0.0, "reason": reason}
+            update={
+                "up": False,
+                "cpu": 0.0,
+                "memory_bytes": 0.0,
+                "gpu": 0.0,
+                "reason": reason,
+                "down_since": since,
+            }
         )
 
 
@@ -183,6 +193,10 @@ class Decision(BaseModel):
     # Per dispatched job its spoke reports not running (no node, no pod, not
     # starting): what it says, and when the job is requeued.
     stuck: dict[str, str] = {}
+    # The planned jobs that wait, as planned, for their spoke to answer again:
+    # since when it has been down (the policy's spokeDownGrace is not up yet).
+    waiting: dict[str, datetime] = {}
+    spoke_down_grace: timedelta | None = timedelta(minutes=5)  # the policy's
     history_url: str | None = None  # the policy's historyUrl, {path} still in it
 
     def retired(self, entry: Entry) -> bool:

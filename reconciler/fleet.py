@@ -45,6 +45,8 @@ SPOKES_DIR = "spokes/"
 JOBS_DIR = "jobs/"
 
 Duration = Annotated[timedelta, BeforeValidator(lambda v: quantities.duration(v))]
+# A wait, which may be none.
+Wait = Annotated[timedelta, BeforeValidator(lambda v: quantities.duration(v, zero=True))]
 Quantity = Annotated[float, BeforeValidator(lambda v: quantities.quantity(v))]
 
 
@@ -163,6 +165,13 @@ class PolicySpec(Spec):
     # retryLimit annotation overrides. 0 here (the controller's default is 3):
     # a run that fails again burns its energy again.
     retry_limit: int = Field(default=0, ge=0)
+    # How long the jobs planned on a spoke that has gone down (its API does not
+    # answer, or Argo CD cannot sync its Application) wait there, planned as
+    # they were, before they are planned elsewhere: a spoke back within it
+    # takes them as planned, and the queue is not reshuffled for a blip (as
+    # Kubernetes waits 5 minutes before it evicts the pods of an unreachable
+    # node). 0 moves them at once; null keeps them there until it answers.
+    spoke_down_grace: Wait | None = timedelta(minutes=5)
     # The forge's page of one file's commits, {path} standing for the file: each
     # rendered Job then links there from Argo CD's UI. A commit cannot name
     # itself, but the newest commits of a rendered Job's file are the ones

@@ -537,7 +537,7 @@ class ArgoCDObserver:
             blocked = _blocked(application)
             syncable[spoke] = blocked is None
             if blocked is not None:
-                states[spoke] = _undeliverable(states[spoke], blocked)
+                states[spoke] = _undeliverable(states[spoke], *blocked)
         for spoke, ok in syncable.items():
             metrics.ARGOCD_SYNCABLE.labels(spoke=spoke).set(1 if ok else 0)
         metrics.keep_only(metrics.ARGOCD_SYNCABLE, "spoke", set(syncable))
@@ -567,26 +567,29 @@ class ArgoCDObserver:
         return items, check if isinstance(check, str) else None
 
 
-def _blocked(application: Any) -> str | None:
+def _blocked(application: Any) -> tuple[str, datetime | None] | None:
     """Why Argo CD cannot sync an Application at all, by its conditions: it
     cannot reach the spoke's cluster, or find it registered, or build the
-    directory. None where nothing stops it."""
+    directory; and since when, where the condition says. None where nothing
+    stops it."""
     conditions = _map(_map(application).get("status")).get("conditions")
     for condition in conditions if isinstance(conditions, list) else []:
         condition = _map(condition)
         kind, message = condition.get("type"), condition.get("message")
         if isinstance(kind, str) and kind in BLOCKING:
-            return f"{kind}: {one_line(message)}" if isinstance(message, str) else kind
+            why = f"{kind}: {one_line(message)}" if isinstance(message, str) else kind
+            return why, _time(condition.get("lastTransitionTime"))
     return None
 
 
-def _undeliverable(state: SpokeState, why: str) -> SpokeState:
+def _undeliverable(state: SpokeState, why: str, since: datetime | None) -> SpokeState:
     """A spoke whose Application Argo CD cannot sync: no new work goes there,
     since none would reach it, as for a spoke that is down."""
     log.warning(
         "spoke %s takes no new work: Argo CD cannot sync its Application: %s", state.name, why
     )
-    return state.down(_cut(f"Argo CD cannot sync its Application: {why}", MOST_REASON))
+    reason = _cut(f"Argo CD cannot sync its Application: {why}", MOST_REASON)
+    return state.down(reason, since=since)
 
 
 def _unread(states: dict[str, SpokeState], why: str) -> dict[str, SpokeState]:

@@ -85,6 +85,9 @@ class Entry(BaseModel):
     # A run again starts no earlier than this: its AppWrapper's
     # retryPausePeriodDuration after its Job's failure was seen.
     rerun_after: datetime | None = None
+    # Planned on a spoke that has been down since this: it waits there, planned
+    # as it was (not dispatched), until the policy's spokeDownGrace has gone by.
+    spoke_down_since: datetime | None = None
 
     @property
     def stopped(self) -> bool:

@@ -33,7 +33,7 @@ def placement_table(decision: Decision) -> str:
             e.id,
             e.pool or e.spoke or "",  # the pool, where the spoke has them
             e.phase.value,
-            format_time(e.planned_start)[:16].replace("T", " ") if e.planned_start else "",
+            _time(e.planned_start) if e.planned_start else "",
             _grams(e.estimated_grams),
             _grams(e.qos_grams),
             _note(e, now=decision.now),
@@ -46,6 +46,8 @@ def placement_table(decision: Decision) -> str:
 
 def _note(entry: Entry, *, now: datetime) -> str:
     notes = ["LATE"] if entry.late else []
+    if entry.spoke_down_since is not None:
+        notes.append(f"waits for {entry.spoke}, down")
     if entry.phase == Phase.RUNNING and entry.planned_end is not None and entry.planned_end <= now:
         notes.append("running past its planned end")
     return "; ".join(notes)
@@ -73,6 +75,10 @@ def subject(old: Ledger, decision: Decision) -> str:
     ):
         if changes[kind]:
             parts.append(f"{verb}: {_jobs(len(changes[kind]))}")
+    for kind, verb, spoke_is in (("waiting", "wait", "down"), ("waited", "keep", "back")):
+        if changes[kind]:
+            where = ", ".join(sorted({e.spoke or "" for e in changes[kind]}))
+            parts.append(f"{verb}: {_jobs(len(changes[kind]))} ({where} {spoke_is})")
     text = "; ".join(parts) or "update placement records"
     _, _, saved = savings(decision.ledger)
     if saved is not None:
@@ -123,7 +129,7 @@ def commit_message(
         lines += [f"- {line}" for line in draining(decision)]
     down = down_spokes(decision)
     if down:
-        lines += ["", "Down (no new work; what was planned there goes elsewhere):"]
+        lines += ["", "Down (no new work; what was dispatched there stays):"]
         lines += [f"- {line}" for line in down]
     plan = decision.plan
     bound = f", bound {plan.bound:,.1f}" if plan.bound is not None else ""
@@ -157,12 +163,28 @@ def draining(decision: Decision) -> list[str]:
 
 def down_spokes(decision: Decision) -> list[str]:
     """Each spoke that is down, and why: its API does not answer, or Argo CD
-    cannot sync its Application. What was dispatched there stays."""
-    return [
-        f"{spoke}: {why.removeprefix('down: ')}"
-        for spoke, why in decision.closed.items()
-        if why == "down" or why.startswith("down: ")
-    ]
+    cannot sync its Application; and what becomes of the jobs planned there,
+    which wait for it through the policy's spokeDownGrace."""
+    lines = []
+    for spoke, why in decision.closed.items():
+        if why != "down" and not why.startswith("down: "):
+            continue
+        line = f"{spoke}: {why.removeprefix('down: ')}"
+        waiting = [
+            e for e in decision.ledger.entries if e.id in decision.waiting and e.spoke == spoke
+        ]
+        if waiting:
+            since = min(decision.waiting[e.id] for e in waiting)
+            grace = decision.spoke_down_grace
+            until = (
+                f"until {_time(since + grace)} (the policy's spokeDownGrace "
+                f"{format_duration(grace)} from {_time(since)}), then elsewhere"
+                if grace is not None
+                else "until it answers (the policy's spokeDownGrace is null)"
+            )
+            line += f"; {_jobs(len(waiting))} planned there wait for it, undispatched, {until}"
+        lines.append(line)
+    return lines
 
 
 def held_on_broken_spokes(decision: Decision) -> list[str]:
@@ -229,6 +251,8 @@ def _changes(
             "suspended",
             "replaced",
             "forgotten",
+            "waiting",
+            "waited",
         )
     }
     for entry in new.entries:
@@ -249,6 +273,13 @@ def _changes(
         ):
             # An edited template is a new Job: the one that had started is pruned.
             changes["replaced"].append(prev)
+        if entry.spoke_down_since is not None and (prev is None or prev.spoke_down_since is None):
+            changes["waiting"].append(entry)  # for its spoke, down: the rest as it was
+            continue
+        back = prev is not None and prev.spoke_down_since is not None
+        if back and entry.spoke_down_since is None and _same_place(prev, entry):
+            changes["waited"].append(entry)
+            continue
         if entry.phase == Phase.PLANNED:
             if prev is None or prev.phase != Phase.PLANNED or prev.job_name != entry.job_name:
                 changes["placed"].append(entry)
@@ -306,13 +337,21 @@ def _describe_changes(old: Ledger, decision: Decision) -> Iterable[str]:
         yield (
             f"- moved {entry.id}: {prev.spoke} {_hhmm(prev)} -> {entry.spoke} {_hhmm(entry)} "
             f"(est. {_grams(prev.estimated_grams)} -> {_grams(entry.estimated_grams)} gCO2)"
-            + (f"; {prev.spoke} takes no new work" if prev.spoke in closed else "")
+            + _closed(prev, closed)
             + _missed(prev, slot_start=slot_start)
+        )
+    for entry in changes["waited"]:
+        prev = before[entry.id]
+        yield (
+            f"- kept {entry.id} on {entry.spoke} {_hhmm(entry)}: {entry.spoke} answers again, "
+            f"down since {_time(prev.spoke_down_since)}"
         )
     for entry in changes["dispatched"]:
         prev = before.get(entry.id)
+        elsewhere = prev is not None and prev.phase == Phase.PLANNED and prev.spoke != entry.spoke
         yield (
             f"- dispatched {entry.id} on {entry.spoke} (suspend: false)"
+            + (f", planned on {prev.spoke} before{_closed(prev, closed)}" if elsewhere else "")
             + _missed(prev, slot_start=slot_start)
         )
     for entry in changes["finished"]:
@@ -339,6 +378,25 @@ def _describe_changes(old: Ledger, decision: Decision) -> Iterable[str]:
         yield f"- forgot {entry.id} ({entry.phase.value}{removed})"
 
 
+def _same_place(prev: Entry, entry: Entry) -> bool:
+    """Planned where and when it was, as the same Job."""
+    same = (prev.phase, prev.spoke, prev.planned_start, prev.job_name)
+    return same == (entry.phase, entry.spoke, entry.planned_start, entry.job_name)
+
+
+def _closed(prev: Entry, closed: Mapping[str, str]) -> str:
+    """Why a planned job left its spoke, where that takes no new work; and for
+    one that waited for it while it was down, how long it waited."""
+    if prev.spoke not in closed:
+        return ""
+    waited = prev.spoke_down_since
+    return f"; {prev.spoke} takes no new work" + (
+        f" (down since {_time(waited)}, longer than the policy's spokeDownGrace)"
+        if waited is not None
+        else ""
+    )
+
+
 def _missed(prev: Entry | None, *, slot_start: datetime) -> str:
     """Why a planned job starts later than planned, where no reconcile came in its slot."""
     if prev is None or not prev.start_went_by(slot_start):
@@ -351,7 +409,11 @@ def _listed(codes: tuple[int, ...]) -> str:
 
 
 def _hhmm(entry: Entry) -> str:
-    return format_time(entry.planned_start)[:16].replace("T", " ") if entry.planned_start else "?"
+    return _time(entry.planned_start) if entry.planned_start else "?"
+
+
+def _time(moment: datetime) -> str:
+    return format_time(moment)[:16].replace("T", " ")
 
 
 def _grams(value: float | None) -> str:

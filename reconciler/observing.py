@@ -60,4 +60,6 @@ def _filled_in(state: SpokeState, reported: SpokeState) -> SpokeState:
         update={"unapplied": reported.unapplied, "said": reported.said | state.said}
     )
     # Where Argo CD cannot sync, new work would not reach the spoke.
-    return filled.down(reported.reason) if state.up and not reported.up else filled
+    if state.up and not reported.up:
+        return filled.down(reported.reason, since=reported.down_since)
+    return filled

@@ -50,13 +50,15 @@ def quantity(value: str | int | float) -> float:
     return amount
 
 
-def duration(value: str) -> timedelta:
-    """A duration like "90m", "1h30m", "2d", "45s"."""
+def duration(value: str, *, zero: bool = False) -> timedelta:
+    """A duration like "90m", "1h30m", "2d", "45s"; with `zero`, also "0"."""
     text = str(value).strip()
+    if zero and text == "0":
+        return timedelta(0)
     if not text or _DURATION.sub("", text):
         raise ValueError(f"{value!r} is not a duration (e.g. 45m, 2h, 1h30m, 3d)")
     seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION.findall(text))
-    if seconds <= 0:
+    if seconds < 0 or (seconds == 0 and not zero):
         raise ValueError(f"{value!r} must be longer than zero (e.g. 45m, 2h)")
     if seconds > _LONGEST_DURATION_S:
         raise ValueError(

@@ -411,6 +411,21 @@ def test_the_same_name_twice_keeps_the_first_and_names_both_files() -> None:
 
 
 @pytest.mark.parametrize(
+    ("written", "grace"),
+    [
+        ("{}", timedelta(minutes=5)),
+        ("{spokeDownGrace: 0}", timedelta(0)),
+        ("{spokeDownGrace: 0s}", timedelta(0)),
+        ("{spokeDownGrace: 1h30m}", timedelta(minutes=90)),
+        ("{spokeDownGrace: null}", None),
+    ],
+)
+def test_the_spoke_down_grace_may_be_zero_or_none(written, grace) -> None:
+    fleet = fleet_with(caspian=POLICY_HEAD + f"spec: {written}\n")
+    assert fleet.policy.spec.spoke_down_grace == grace
+
+
+@pytest.mark.parametrize(
     ("changes", "expected"),
     [
         (
@@ -447,6 +462,14 @@ def test_the_same_name_twice_keeps_the_first_and_names_both_files() -> None:
         (
             {"caspian": POLICY_HEAD + "spec: {requeueUnscheduled: 0m}\n"},
             "caspian.yaml:spec.requeueUnscheduled: '0m' must be longer than zero",
+        ),
+        (
+            {"caspian": POLICY_HEAD + "spec: {spokeDownGrace: soon}\n"},
+            "caspian.yaml:spec.spokeDownGrace: 'soon' is not a duration",
+        ),
+        (
+            {"caspian": POLICY_HEAD + "spec: {spokeDownGrace: -5m}\n"},
+            "caspian.yaml:spec.spokeDownGrace: '-5m' is not a duration",
         ),
         (
             {"caspian": POLICY_HEAD + "spec: {requeueLimit: -1}\n"},

@@ -298,8 +298,8 @@ UNREACHABLE = (
 )
 
 
-def condition(kind: str, message: str) -> dict:
-    return {"type": kind, "message": message, "lastTransitionTime": "2026-12-02T03:00:00Z"}
+def condition(kind: str, message: str, since: str = "2026-12-02T03:00:00Z") -> dict:
+    return {"type": kind, "message": message, "lastTransitionTime": since}
 
 
 def syncable(spoke: str) -> float | None:
@@ -321,6 +321,7 @@ def test_a_spoke_argo_cd_cannot_sync_takes_no_new_work(tmp_path, caplog) -> None
         "Argo CD cannot sync its Application: ComparisonError: Failed to load live state: "
     )
     assert len(states["paris"].reason) <= 160
+    assert states["paris"].down_since == datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
     # What it said of the Jobs there still counts: they are where they were.
     assert states["paris"].jobs["batch/etl-9a8b7c6d"] == "Succeeded"
     assert states["frankfurt"].up and states["frankfurt"].cpu > 0
@@ -502,20 +503,60 @@ def test_reconcile_plans_nothing_more_where_argo_cd_cannot_sync(tmp_path) -> Non
     fleet = _Fleet(tmp_path)
     spoke = fleet.started["spoke"]
     planned = [e for e in gitutil.ledger(fleet.remote).values() if e["phase"] == "Planned"]
-    assert any(e["spoke"] == spoke for e in planned)
-    blocked = [condition("ComparisonError", UNREACHABLE)]
-    fleet.reconcile_seeing(application(spoke, [], conditions=blocked), "2026-11-22T02:05:00Z")
+    planned = [e for e in planned if e["spoke"] == spoke]
+    assert planned
+    blocked = [condition("ComparisonError", UNREACHABLE, since="2026-11-22T02:03:00Z")]
+    app = application(spoke, [], conditions=blocked)
+    fleet.reconcile_seeing(app, "2026-11-22T02:05:00Z")
+    # Within the policy's spokeDownGrace (5m) of the condition, its planned
+    # jobs wait there; the one dispatched there stays, as it would on a spoke
+    # that is down.
     after = gitutil.ledger(fleet.remote)
-    # Its planned jobs go elsewhere; the one dispatched there stays, as it would
-    # on a spoke that is down.
-    assert all(after[e["id"]]["spoke"] != spoke for e in planned)
+    for entry in planned:
+        assert after[entry["id"]]["spoke"] == spoke
+        assert after[entry["id"]]["spokeDownSince"] == "2026-11-22T02:03:00Z"
     assert (fleet.entry()["phase"], fleet.entry()["spoke"]) == ("Dispatched", spoke)
-    # The commit says why they moved, carbon or not.
     message = gitutil.message(fleet.remote)
-    assert "\nDown (no new work; what was planned there goes elsewhere):\n" in message
+    assert "\nDown (no new work; what was dispatched there stays):\n" in message
     assert f"\n- {spoke}: Argo CD cannot sync its Application: ComparisonError: " in message
-    moved = [line for line in message.splitlines() if line.startswith("- moved ")]
-    assert moved and all(f"; {spoke} takes no new work" in line for line in moved)
+    assert "wait for it, undispatched, until 2026-11-22 02:08" in message
+    # Past it, they go elsewhere, and the commit says why, carbon or not.
+    fleet.reconcile_seeing(app, "2026-11-22T02:09:00Z")
+    after = gitutil.ledger(fleet.remote)
+    assert all(after[e["id"]]["spoke"] != spoke for e in planned)
+    assert all("spokeDownSince" not in after[e["id"]] for e in planned)
+    message = gitutil.message(fleet.remote)
+    left = [line for line in message.splitlines() if line.startswith(("- moved ", "- dispatched "))]
+    assert len(left) == len(planned)
+    assert all(
+        f"; {spoke} takes no new work (down since 2026-11-22 02:03, longer than" in line
+        for line in left
+    )
+
+
+def test_explain_says_a_job_waits_for_its_spoke(tmp_path) -> None:
+    fleet = _Fleet(tmp_path)
+    spoke = fleet.started["spoke"]
+    ledger = gitutil.ledger(fleet.remote).values()
+    waiting = next(e for e in ledger if e["phase"] == "Planned" and e["spoke"] == spoke)
+    blocked = [condition("ComparisonError", UNREACHABLE, since="2026-11-22T02:03:00Z")]
+    app = application(spoke, [], conditions=blocked)
+    with serve() as api:
+        api.route(APPS, applications(app))
+        api.route(SETTINGS, settings(CHECKED))
+        config = kubeconfig(tmp_path, {"hub": api.url})
+        line = ["explain", waiting["id"], "--repo", str(fleet.remote), "--now"]
+        line += ["2026-11-22T02:05:00Z", "--observer", "argocd", "--argocd-context", "kind-hub"]
+        told = CliRunner().invoke(main, [*line, "--kubeconfig", config], env=fleet.env)
+    assert told.exit_code == 0, told.output
+    assert (
+        f"  waits for {spoke}, down since 2026-11-22T02:03:00Z (Argo CD cannot sync its "
+        "Application: ComparisonError: "
+    ) in told.output
+    assert (
+        "it is not dispatched there, and is planned elsewhere from 2026-11-22T02:08:00Z (the "
+        "policy's spokeDownGrace 5m) if it is down still"
+    ) in told.output
 
 
 def test_with_the_kube_observer_argo_cd_answers_for_spokes_without_a_context_and_its_syncs(
@@ -602,6 +643,7 @@ def test_a_spoke_that_answers_for_itself_takes_no_new_work_where_argo_cd_cannot_
         "Argo CD cannot sync its Application: InvalidSpecError: cluster 'paris' has not been "
         "configured"
     )
+    assert states["paris"].down_since == datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
     assert states["frankfurt"].up
     # Down for its own API too, it keeps that reason.
     assert not states["california"].up

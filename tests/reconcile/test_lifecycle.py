@@ -78,23 +78,6 @@ def test_a_planned_start_that_went_by_undispatched_is_planned_again_from_now() -
     assert (kept.phase, kept.planned_start) == ("Dispatched", first.planned_start)
 
 
-def test_a_down_spoke_gets_no_new_work_but_keeps_what_runs_there() -> None:
-    decision, files = step(template_files(), now=NOW)
-    on_paris = {e.id: e for e in entries(decision).values() if e.spoke == "paris"}
-    later, _ = step(
-        files,
-        now=NOW + timedelta(minutes=20),
-        states={"paris": {"up": False, "cpu": 0, "memory_bytes": 0, "gpu": 0}},
-    )
-    after = entries(later)
-    for job_id, before in on_paris.items():
-        if before.phase == "Dispatched":
-            assert after[job_id].spoke == "paris"
-        else:
-            assert after[job_id].spoke != "paris", job_id
-    assert all(e.spoke != "paris" for e in after.values() if e.phase == "Planned")
-
-
 def test_a_finished_job_stays_finished_and_is_rendered_unsuspended() -> None:
     decision, files = step(template_files(), now=NOW)
     first = next(e for e in entries(decision).values() if e.phase == "Dispatched")

@@ -1,0 +1,197 @@
+"""A spoke that goes down: no new work goes there, what was dispatched stays,
+and what was planned waits for it through the policy's spokeDownGrace before
+it is planned elsewhere, so that a blip does not reshuffle the queue."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import yaml
+
+from reconciler import messages
+from reconciler.ledger import FIXED
+from reconciler.quantities import format_time
+from reconciler.templates import template_files
+from tests.conftest import NOW, assert_valid_plan
+from tests.reconcile.test_lifecycle import _with_policy, entries, step
+
+DOWN = {"up": False, "cpu": 0, "memory_bytes": 0, "gpu": 0, "reason": "HTTP 503 Unavailable"}
+BLIP = NOW + timedelta(minutes=20)
+
+
+def _on(decision, spoke: str, *phases: str) -> dict:
+    return {e.id: e for e in entries(decision).values() if e.spoke == spoke and e.phase in phases}
+
+
+def _rendered(files, spoke: str) -> dict:
+    return {path: body for path, body in files.items() if path.startswith(f"rendered/{spoke}/")}
+
+
+def _message(old, new) -> str:
+    return messages.commit_message(old=old.ledger, decision=new, input_commit="0" * 40)
+
+
+def test_planned_jobs_wait_out_a_blip_where_they_were_planned() -> None:
+    first, files = step(template_files(), now=NOW)
+    planned = _on(first, "paris", "Planned")
+    started = _on(first, "paris", *FIXED)
+    assert planned and started
+    down, during = step(files, now=BLIP, states={"paris": DOWN})
+    after = entries(down)
+    for job_id, before in {**planned, **started}.items():
+        kept = after[job_id]
+        assert (kept.phase, kept.spoke, kept.planned_start) == (
+            before.phase,
+            before.spoke,
+            before.planned_start,
+        ), job_id
+    assert all(after[job_id].spoke_down_since == BLIP for job_id in planned)
+    assert all(after[job_id].spoke_down_since is None for job_id in started)
+    assert set(down.waiting) == set(planned)
+    # Nothing new goes there, and Argo CD is asked to change nothing there.
+    assert {a.id for a in down.plan.assignments if a.spoke == "paris"} == set(started)
+    # Nor do they hold room anywhere else.
+    assert not set(planned) & {a.id for a in down.plan.assignments}
+    assert _rendered(during, "paris") == _rendered(files, "paris")
+    assert_valid_plan(down.instance, down.plan)
+    message = _message(first, down)
+    assert (
+        "\nDown (no new work; what was dispatched there stays):\n- paris: HTTP 503 Unavailable; "
+        f"{len(planned)} jobs planned there wait for it, undispatched, until 2026-11-22 02:25 "
+        "(the policy's spokeDownGrace 5m from 2026-11-22 02:20), then elsewhere\n"
+    ) in message
+    assert "- moved " not in message
+    assert message.startswith(f"wait: {len(planned)} jobs (paris down),")
+    assert "waits for paris, down" in messages.placement_table(down)
+    # Back within the grace: every job is where it was, and the record of the
+    # wait goes.
+    back, after_blip = step(during, now=BLIP + timedelta(minutes=3))
+    for job_id, before in planned.items():
+        again = entries(back)[job_id]
+        assert (again.spoke, again.planned_start, again.spoke_down_since) == (
+            "paris",
+            before.planned_start,
+            None,
+        )
+    assert _rendered(after_blip, "paris") == _rendered(files, "paris")
+    message = _message(down, back)
+    assert message.startswith(f"keep: {len(planned)} jobs (paris back),")
+    for job_id, before in planned.items():
+        assert (
+            f"\n- kept {job_id} on paris {before.planned_start:%Y-%m-%d %H:%M}: paris answers "
+            "again, down since 2026-11-22 02:20\n"
+        ) in message
+
+
+def test_past_the_grace_they_are_planned_elsewhere_and_the_commit_says_why() -> None:
+    first, files = step(template_files(), now=NOW)
+    planned = _on(first, "paris", "Planned")
+    _, files = step(files, now=BLIP, states={"paris": DOWN})
+    # Still down, and seen down again: the wait counts from when it was first seen.
+    still, files = step(files, now=BLIP + timedelta(minutes=4), states={"paris": DOWN})
+    assert set(still.waiting) == set(planned)
+    assert all(entries(still)[j].spoke_down_since == BLIP for j in planned)
+    later, _ = step(files, now=BLIP + timedelta(minutes=5), states={"paris": DOWN})
+    assert not later.waiting
+    after = entries(later)
+    for job_id in planned:
+        assert after[job_id].spoke != "paris" and after[job_id].spoke_down_since is None, job_id
+    # Moved, or dispatched elsewhere where its start has come.
+    lines = _message(still, later).splitlines()
+    moved = [line for line in lines if line.startswith(("- moved ", "- dispatched "))]
+    assert len(moved) == len(planned)
+    assert sum(", planned on paris before; " in line for line in moved) == sum(
+        entries(later)[job_id].phase == "Dispatched" for job_id in planned
+    )
+    assert all(
+        "; paris takes no new work (down since 2026-11-22 02:20, longer than the policy's "
+        "spokeDownGrace)" in line
+        for line in moved
+    )
+    assert_valid_plan(later.instance, later.plan)
+
+
+def test_a_start_that_comes_while_its_spoke_is_down_is_not_dispatched_there() -> None:
+    first, files = step(template_files(), now=NOW)
+    soonest = min(_on(first, "paris", "Planned").values(), key=lambda e: e.planned_start)
+    at_start = soonest.planned_start + timedelta(minutes=1)
+    down, during = step(files, now=at_start, states={"paris": DOWN})
+    waiting = entries(down)[soonest.id]
+    assert (waiting.phase, waiting.spoke) == ("Planned", "paris")
+    path = f"rendered/paris/{soonest.id.split('/')[0]}.{soonest.job_name}.yaml"
+    assert yaml.safe_load(during[path])["spec"]["suspend"] is True
+    # Back within its slot, it is dispatched there, on time.
+    back, _ = step(during, now=at_start + timedelta(minutes=2))
+    dispatched = entries(back)[soonest.id]
+    assert (dispatched.phase, dispatched.planned_start) == ("Dispatched", soonest.planned_start)
+
+
+def test_a_grace_of_zero_moves_them_at_once_and_null_keeps_them_until_it_answers() -> None:
+    at_once = _with_policy(template_files(), spokeDownGrace=0)
+    first, files = step(at_once, now=NOW)
+    planned = _on(first, "paris", "Planned")
+    down, _ = step(files, now=BLIP, states={"paris": DOWN})
+    assert not down.waiting
+    assert all(entries(down)[job_id].spoke != "paris" for job_id in planned)
+    assert "wait for it" not in _message(first, down)
+
+    for_ever = _with_policy(template_files(), spokeDownGrace=None)
+    first, files = step(for_ever, now=NOW)
+    _, files = step(files, now=BLIP, states={"paris": DOWN})
+    a_day_on, _ = step(files, now=BLIP + timedelta(days=1), states={"paris": DOWN})
+    assert set(a_day_on.waiting) == set(_on(first, "paris", "Planned"))
+    assert "until it answers (the policy's spokeDownGrace is null)" in _message(first, a_day_on)
+
+
+def test_the_source_s_own_time_counts_where_it_is_earlier() -> None:
+    first, files = step(template_files(), now=NOW)
+    planned = _on(first, "paris", "Planned")
+    # Argo CD has been unable to sync it for an hour: the grace is long gone.
+    long_ago = {**DOWN, "down_since": BLIP - timedelta(hours=1)}
+    down, _ = step(files, now=BLIP, states={"paris": long_ago})
+    assert not down.waiting and all(entries(down)[j].spoke != "paris" for j in planned)
+    # A condition dated anew (its message changed) does not restart the wait.
+    _, files = step(files, now=BLIP, states={"paris": DOWN})
+    renewed = {**DOWN, "down_since": BLIP + timedelta(minutes=4)}
+    later, _ = step(files, now=BLIP + timedelta(minutes=6), states={"paris": renewed})
+    assert not later.waiting and all(entries(later)[j].spoke != "paris" for j in planned)
+
+
+def test_a_drained_spoke_or_one_a_job_may_no_longer_use_is_not_waited_for() -> None:
+    first, files = step(template_files(), now=NOW)
+    planned = _on(first, "paris", "Planned")
+    spoke = yaml.safe_load(files["spokes/paris.yaml"])
+    spoke["spec"]["unschedulable"] = True
+    drained = {**files, "spokes/paris.yaml": yaml.safe_dump(spoke).encode()}
+    down, _ = step(drained, now=BLIP, states={"paris": DOWN})
+    assert not down.waiting and all(entries(down)[j].spoke != "paris" for j in planned)
+
+    job_id = next(iter(planned))
+    source = planned[job_id].source
+    doc = yaml.safe_load(files[source])
+    doc["metadata"].setdefault("annotations", {})["caspian.dev/spokes"] = "frankfurt,california"
+    elsewhere = {**files, source: yaml.safe_dump(doc, sort_keys=False).encode()}
+    down, _ = step(elsewhere, now=BLIP, states={"paris": DOWN})
+    assert job_id not in down.waiting and entries(down)[job_id].spoke != "paris"
+    assert set(down.waiting) == set(planned) - {job_id}
+
+
+def test_a_waiting_job_s_record_follows_its_file() -> None:
+    first, files = step(template_files(), now=NOW)
+    waiting = max(_on(first, "paris", "Planned").values(), key=lambda e: e.planned_start)
+    _, files = step(files, now=BLIP, states={"paris": DOWN})
+    # Its deadline moved before its planned end while it waits: it says it is
+    # late. It runs longer now: it ends later.
+    doc = yaml.safe_load(files[waiting.source])
+    doc["metadata"]["annotations"]["caspian.dev/deadline"] = "2026-11-22T12:00:00Z"
+    doc["metadata"]["annotations"]["caspian.dev/duration"] = "3h"
+    edited = {**files, waiting.source: yaml.safe_dump(doc, sort_keys=False).encode()}
+    later, _ = step(edited, now=BLIP + timedelta(minutes=2), states={"paris": DOWN})
+    entry = entries(later)[waiting.id]
+    assert waiting.id in later.waiting and entry.planned_start == waiting.planned_start
+    assert entry.planned_end == waiting.planned_start + timedelta(hours=3)
+    assert entry.late and entry.reason == (
+        "will finish after its deadline: it waits for paris, which is down, where it is planned "
+        f"to end {format_time(entry.planned_end)}"
+    )
+    assert entry.deadline.isoformat() == "2026-11-22T12:00:00+00:00"
