@@ -8,7 +8,7 @@ ledger. The same inputs give the same Decision.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -65,6 +65,8 @@ def decide(
     valid = {job.id: job for job in fleet.jobs}
 
     closed = _closed_spokes(fleet, spokes)
+    # Nothing is dispatched where nothing would reach.
+    down = {name for name, state in spokes.items() if not state.up}
     # What was placed on a spoke whose file does not load stays as committed, and
     # out of this decision: nothing there can be observed or priced.
     stay = [e for e in ledger.entries if e.spoke in fleet.broken_spokes and _has_a_job_there(e)]
@@ -157,6 +159,7 @@ def decide(
             closed=shut[job.id],
             horizon=horizon,
             now=now,
+            down=down,
             overrunning=_overrunning(prevs[job.id], spokes, now=now),
         )
         for job in jobs
@@ -211,6 +214,7 @@ def decide(
             fleet=fleet,
             now=now,
             spokes_seen=seen,
+            down=down,
         )
         entry = _blame_closed_spokes(entry, job, shut[job.id])
         if job.id in given_up and entry.phase == Phase.PENDING:
@@ -752,17 +756,21 @@ def _overrunning(prev: Entry | None, spokes: Mapping[str, SpokeState], *, now: d
     return running and prev.planned_end <= now
 
 
-def _is_fixed(prev: Entry | None, *, horizon: Window, now: datetime) -> bool:
-    """Started, or to start now: planned for the slot `now` is in. A planned job
-    whose slot went by with no reconcile to dispatch it (the remote or Caspian
-    down) never started: it is planned again, or it would start now held to a
-    place in the past, and hold no room for the hours it runs."""
+def _is_fixed(
+    prev: Entry | None, *, horizon: Window, now: datetime, down: Collection[str] = ()
+) -> bool:
+    """Started, or to start now: planned for the slot `now` is in, on a spoke
+    that is not `down` (nothing would reach it). A planned job whose slot went
+    by with no reconcile to dispatch it (the remote or Caspian down) never
+    started: it is planned again, or it would start now held to a place in the
+    past, and hold no room for the hours it runs."""
     if prev is None or prev.planned_start is None:
         return False
     return prev.phase in FIXED or (
         prev.phase == Phase.PLANNED
         and prev.planned_start <= now
         and not prev.start_went_by(horizon.start)
+        and prev.spoke not in down
     )
 
 
@@ -774,6 +782,7 @@ def _optimizer_job(
     closed: Mapping[str, str],
     horizon: Window,
     now: datetime,
+    down: Collection[str],
     overrunning: bool = False,
 ) -> Job:
     first_seen = prev.first_seen if prev and prev.first_seen else now
@@ -783,7 +792,7 @@ def _optimizer_job(
         for spoke in fleet.spokes
     }
     fixed = previous = None
-    if _is_fixed(prev, horizon=horizon, now=now):
+    if _is_fixed(prev, horizon=horizon, now=now, down=down):
         fixed = Slot(spoke=prev.pool or prev.spoke, start_slot=horizon.slot_of(prev.planned_start))
     elif (
         prev is not None
@@ -893,6 +902,7 @@ def _entry(
     fleet: Fleet,
     now: datetime,
     spokes_seen: Mapping[str, str],
+    down: Collection[str],
 ) -> Entry:
     common = _recorded(job, prev, fleet=fleet, now=now)
     assignment = plan.assignment(job.id)
@@ -909,7 +919,7 @@ def _entry(
         return Entry(phase=Phase.PENDING, reason=reason, **common)
     spoke = pools.spoke_of(assignment.spoke)
     start = horizon.time_of(assignment.start_slot)
-    fixed = _is_fixed(prev, horizon=horizon, now=now)
+    fixed = _is_fixed(prev, horizon=horizon, now=now, down=down)
     if fixed:
         start = prev.planned_start
     unchanged = (

@@ -195,3 +195,17 @@ def test_a_waiting_job_s_record_follows_its_file() -> None:
         f"to end {format_time(entry.planned_end)}"
     )
     assert entry.deadline.isoformat() == "2026-11-22T12:00:00+00:00"
+
+
+def test_a_start_that_comes_past_the_grace_goes_elsewhere_not_to_the_down_spoke() -> None:
+    for grace in ("0", "5m"):
+        first, files = step(_with_policy(template_files(), spokeDownGrace=grace), now=NOW)
+        soonest = min(_on(first, "paris", "Planned").values(), key=lambda e: e.planned_start)
+        at_start = soonest.planned_start + timedelta(minutes=1)
+        if grace != "0":
+            _, files = step(files, now=at_start - timedelta(minutes=5), states={"paris": DOWN})
+        down, _ = step(files, now=at_start, states={"paris": DOWN})
+        entry = entries(down)[soonest.id]
+        assert soonest.id not in down.waiting
+        assert entry.spoke != "paris" and entry.planned_start >= soonest.planned_start, grace
+        assert_valid_plan(down.instance, down.plan)
