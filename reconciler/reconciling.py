@@ -39,6 +39,7 @@ from reconciler.survey import (
     SpokeReport,
     Survey,
     placed_by_spoke,
+    waiting_for,
 )
 
 log = logging.getLogger("caspian.reconcile")
@@ -73,13 +74,16 @@ def survey(repo: FleetRepo, *, observer: Observer | None = None) -> Survey:
     fleet = load_fleet(snapshot.files, appwrapper_schema=crd.check_appwrapper, links=snapshot.links)
     fleet = fleet.without_spokes(carbon_sources(fleet)[1])
     states = (observer or DeclaredCapacity()).observe(fleet)
-    placed = placed_by_spoke(previous_ledger(snapshot.files).entries)
+    entries = previous_ledger(snapshot.files).entries
+    placed = placed_by_spoke(entries)
+    grace = fleet.policy.spec.spoke_down_grace
     reports = []
     for spoke in fleet.spokes:
         state = states[spoke.name]
-        kind, why = UP, ""
+        kind, why, waiting = UP, "", ""
         if not state.up:
             kind, why = DOWN, state.reason
+            waiting = waiting_for(entries, spoke=state, grace=grace)
         elif spoke.spec.unschedulable:
             kind, why = UNSCHEDULABLE, "its file sets spec.unschedulable: it takes no new work"
         reports.append(
@@ -91,6 +95,7 @@ def survey(repo: FleetRepo, *, observer: Observer | None = None) -> Survey:
                 why=why,
                 observed=state,
                 placed=placed.get(spoke.name, {}),
+                waiting=waiting,
             )
         )
     for name, file in fleet.broken_spokes.items():

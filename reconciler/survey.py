@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
 from reconciler.decisions import SpokeState
-from reconciler.ledger import Entry
-from reconciler.quantities import format_time
+from reconciler.ledger import Entry, Phase
+from reconciler.quantities import format_duration, format_time
 
 # A spoke's state, as the table's column reads.
 UP, DOWN, UNSCHEDULABLE, BROKEN = "up", "down", "unschedulable", "file does not load"
@@ -32,6 +32,8 @@ class SpokeReport(BaseModel):
     why: str = ""  # why it is not up: the API's failure, the file's problem
     observed: SpokeState | None = None
     placed: dict[str, int] = {}  # the ledger's entries on it, by phase
+    # Down: what becomes of the jobs planned there (the policy's spokeDownGrace).
+    waiting: str = ""
 
     @property
     def trouble(self) -> bool:
@@ -53,6 +55,30 @@ def placed_by_spoke(entries: Iterable[Entry]) -> dict[str, dict[str, int]]:
         if entry.spoke:
             counts.setdefault(entry.spoke, Counter())[entry.phase.value] += 1
     return {spoke: dict(sorted(count.items())) for spoke, count in counts.items()}
+
+
+def waiting_for(entries: Iterable[Entry], *, spoke: SpokeState, grace: timedelta | None) -> str:
+    """What becomes of the jobs planned on a spoke that is down: they wait for
+    it through the policy's spokeDownGrace, from when it was first seen down
+    (where a reconcile or Argo CD has seen it), then go elsewhere."""
+    planned = [e for e in entries if e.spoke == spoke.name and e.phase == Phase.PLANNED]
+    if not planned:
+        return ""
+    jobs = f"{len(planned)} job{'s' if len(planned) > 1 else ''} planned there"
+    if grace is not None and not grace:
+        return f"{jobs} go elsewhere at the next reconcile (the policy's spokeDownGrace is 0)"
+    if grace is None:
+        return f"{jobs} wait for it until it answers (the policy's spokeDownGrace is null)"
+    seen = [t for t in (spoke.down_since, *(e.spoke_down_since for e in planned)) if t]
+    until = (
+        f"until {format_time(min(seen) + grace)}"
+        if seen
+        else "from the next reconcile that sees it down"
+    )
+    return (
+        f"{jobs} wait for it {until} (the policy's spokeDownGrace {format_duration(grace)}), "
+        "then go elsewhere"
+    )
 
 
 def table(survey: Survey) -> str:
@@ -81,6 +107,8 @@ def table(survey: Survey) -> str:
         lines.append("| " + " | ".join(cells) + " |")
         if report.why:
             notes.append(f"{report.name}: {report.state}: {report.why}")
+        if report.waiting:
+            notes.append(f"{report.name}: {report.waiting}")
         if seen is None:
             continue
         notes.extend(f"{report.name}: {line}" for line in _waiting_jobs(seen))

@@ -195,3 +195,30 @@ def test_spokes_shows_what_the_hubs_argo_cd_says_of_the_jobs(run, tmp_path) -> N
     assert "\nparis: Job batch/report-9a8b7c6d making no pod since 2026-12-02T03:00:04Z\n" in (
         result.output
     )
+
+
+def test_spokes_says_until_when_the_jobs_planned_on_a_down_spoke_wait_for_it(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    assert run("reconcile", "--once", "--repo", remote, *AT).exit_code == 0
+    ledger = gitutil.ledger(remote).values()
+    planned = sum(1 for e in ledger if e["spoke"] == "paris" and e["phase"] == "Planned")
+    assert planned > 1
+    blocked = {
+        "type": "ComparisonError",
+        "message": "Failed to load live state: dial tcp: i/o timeout",
+        "lastTransitionTime": "2026-11-22T02:03:00Z",
+    }
+    with serve() as hub:
+        hub.route(APPS, applications(application("paris", [], conditions=[blocked])))
+        hub.route(SETTINGS, settings(CHECKED))
+        config = kubeconfig(tmp_path, {"hub": hub.url})
+        options = ("--observer", "argocd", "--argocd-context", "kind-hub", "--kubeconfig", config)
+        result = run("spokes", "--repo", remote, *options)
+    assert result.exit_code == 3, result.output
+    assert rows(result.output)["paris"][2] == "down"
+    assert (
+        f"\nparis: {planned} jobs planned there wait for it until 2026-11-22T02:08:00Z (the "
+        "policy's spokeDownGrace 5m), then go elsewhere\n"
+    ) in result.output
+    assert "\nfrankfurt: " not in result.output

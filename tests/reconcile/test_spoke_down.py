@@ -8,8 +8,10 @@ from datetime import timedelta
 
 import yaml
 
-from reconciler import messages
+from reconciler import crd, messages, survey
+from reconciler.fleet import load_fleet
 from reconciler.ledger import FIXED
+from reconciler.observing import DeclaredCapacity
 from reconciler.quantities import format_time
 from reconciler.templates import template_files
 from tests.conftest import NOW, assert_valid_plan
@@ -209,3 +211,38 @@ def test_a_start_that_comes_past_the_grace_goes_elsewhere_not_to_the_down_spoke(
         assert soonest.id not in down.waiting
         assert entry.spoke != "paris" and entry.planned_start >= soonest.planned_start, grace
         assert_valid_plan(down.instance, down.plan)
+
+
+def test_caspian_spokes_says_what_becomes_of_the_jobs_planned_on_a_down_spoke() -> None:
+    first, files = step(template_files(), now=NOW)
+    planned = len(_on(first, "paris", "Planned"))
+    down = first.ledger.entries
+    fleet = load_fleet(files, appwrapper_schema=crd.check_appwrapper)
+    paris = DeclaredCapacity().observe(fleet)["paris"].down("HTTP 503")
+    jobs = f"{planned} jobs planned there"
+
+    def said(grace, state=paris, ledger=down):
+        return survey.waiting_for(ledger, spoke=state, grace=grace)
+
+    assert said(timedelta(0)) == f"{jobs} go elsewhere at the next reconcile (the policy's " + (
+        "spokeDownGrace is 0)"
+    )
+    assert (
+        said(None) == f"{jobs} wait for it until it answers (the policy's spokeDownGrace is null)"
+    )
+    # Before a reconcile has seen it down, the wait has not begun.
+    five = timedelta(minutes=5)
+    assert said(five) == (
+        f"{jobs} wait for it from the next reconcile that sees it down (the policy's "
+        "spokeDownGrace 5m), then go elsewhere"
+    )
+    # The earliest time known counts: the ledger's, or its source's.
+    waited, _ = step(files, now=BLIP, states={"paris": DOWN})
+    assert said(five, ledger=waited.ledger.entries).startswith(
+        f"{jobs} wait for it until 2026-11-22T02:25:00Z "
+    )
+    earlier = paris.model_copy(update={"down_since": BLIP - timedelta(minutes=3)})
+    assert said(five, state=earlier, ledger=waited.ledger.entries).startswith(
+        f"{jobs} wait for it until 2026-11-22T02:22:00Z "
+    )
+    assert said(five, state=paris.model_copy(update={"name": "frankfurt"})) == ""
