@@ -131,6 +131,7 @@ def test_core_kinds_validate_strictly() -> None:
         ROOT / "argocd" / "cluster-secret.template.yaml",
         ROOT / "argocd" / "job-health.yaml",
         *sorted((ROOT / "deploy").glob("*.yaml")),
+        ROOT / "deploy" / "hub-argocd" / "rbac.yaml",
     ]
     kinds = set()
     for document in documents(*paths):
@@ -144,7 +145,7 @@ def test_core_kinds_validate_strictly() -> None:
 
 def test_the_argocd_reader_lists_applications_and_reads_one_configmap() -> None:
     role = next(
-        d for d in documents(ROOT / "deploy" / "hub-argocd-rbac.yaml") if d["kind"] == "Role"
+        d for d in documents(ROOT / "deploy" / "hub-argocd" / "rbac.yaml") if d["kind"] == "Role"
     )
     assert role["metadata"]["namespace"] == "argocd"
     assert sorted((r["resources"][0], tuple(r["verbs"])) for r in role["rules"]) == [
@@ -175,6 +176,34 @@ def test_kustomize_builds(directory) -> None:
         [KUBECTL, "kustomize", str(ROOT / directory)], capture_output=True, text=True, check=True
     )
     assert list(yaml.safe_load_all(built.stdout))
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
+def test_the_hub_argocd_component_turns_on_argo_cd_status_with_its_rights(tmp_path) -> None:
+    shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
+    base = tmp_path / "deploy" / "kustomization.yaml"
+    text = base.read_text()
+    turned_on = text.replace("# components:\n#   - hub-argocd", "components:\n  - hub-argocd")
+    assert turned_on != text  # the lines to uncomment are there, as its comment says
+    base.write_text(turned_on)
+    built = subprocess.run(
+        [KUBECTL, "kustomize", str(tmp_path / "deploy")], capture_output=True, text=True, check=True
+    )
+    objects = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(built.stdout)}
+    container = objects["Deployment", "caspian"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][-2:] == ["--argocd-context", "in-cluster"]
+    account = objects["ServiceAccount", "caspian"]
+    assert account["automountServiceAccountToken"] is True
+    binding = objects["RoleBinding", "caspian-argocd-reader"]
+    subject = binding["subjects"][0]
+    assert (subject["name"], subject["namespace"]) == ("caspian", account["metadata"]["namespace"])
+    assert objects["Role", "caspian-argocd-reader"]["metadata"]["namespace"] == "argocd"
+    # Left off, the pod gets no token and asks only the spokes.
+    alone = subprocess.run(
+        [KUBECTL, "kustomize", str(ROOT / "deploy")], capture_output=True, text=True, check=True
+    )
+    kinds = {d["kind"] for d in yaml.safe_load_all(alone.stdout)}
+    assert "Role" not in kinds and "--argocd-context" not in alone.stdout
 
 
 KIND_SCHEMA = {
