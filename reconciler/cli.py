@@ -380,6 +380,12 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
             f"  counted at caspian.yaml's spec.defaults.requests, as it asks for none: "
             f"{', '.join(request.defaulted)}"
         )
+    if request is not None and request.duration_cut is not None:
+        click.echo(
+            f"  planned to run {format_duration(request.duration)}, not its caspian.dev/duration "
+            f"{format_duration(request.duration_cut)}: its Job's activeDeadlineSeconds "
+            f"({request.duration.total_seconds():.0f}) ends it then; raise that if it needs longer"
+        )
     if request is not None:
         barred = [spoke for spoke in decision.spokes if spoke not in request.allowed_spokes]
         if barred:

@@ -329,6 +329,9 @@ class JobRequest(BaseModel):
     pods_at_once: int = 1  # parallelism, at most completions
     placement: pods.Placement = pods.Placement()  # the nodes its pods may run on
     duration: timedelta
+    # Its caspian.dev/duration, where its Job's activeDeadlineSeconds ends it
+    # sooner: `duration` is then that.
+    duration_cut: timedelta | None = None
     deadline: datetime | None = None
     complete_within: timedelta | None = None
     not_before: datetime | None = None
@@ -721,11 +724,13 @@ def _job_from_doc(
         retry_pause = _go_duration(annotations, RETRY_PAUSE, meaning=PAUSE_MEANING)
     except jobspec.FieldError as error:
         return problem(f"metadata.annotations.{error.field}", error.reason)
-    # Without a duration of its own, the job runs at most as long as its Job may:
-    # the policy's default would hold room past the time Kubernetes ends it.
+    # The job runs at most as long as its Job may: Kubernetes ends it then
+    # (counted from when it is resumed), so neither the policy's default nor a
+    # longer caspian.dev/duration holds room past that.
     limit = job_spec.get("activeDeadlineSeconds")
-    own = ANNOTATION + "duration" in annotations
-    if not own and isinstance(limit, int) and 0 < limit < hints["duration"].total_seconds():
+    if isinstance(limit, int) and 0 < limit < hints["duration"].total_seconds():
+        if ANNOTATION + "duration" in annotations:
+            hints["duration_cut"] = hints["duration"]
         hints["duration"] = timedelta(seconds=limit)
     return JobRequest(
         id=f"{namespace}/{name}",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import yaml
@@ -274,6 +275,25 @@ def test_explain_names_the_containers_counted_at_the_default_request(run, tmp_pa
         "containers[0] cpu\n"
     ) in result.output
     assert "defaults.requests" not in run("explain", "etl-daily", "--repo", remote, *AT).output
+
+
+def test_explain_says_an_active_deadline_cuts_the_duration_planned(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    doc = appwrapper_doc("capped")
+    doc["metadata"]["annotations"]["caspian.dev/duration"] = "3h"
+    doc["spec"]["components"][0]["template"]["spec"]["activeDeadlineSeconds"] = 3600
+    gitutil.user_commit(remote, {"jobs/capped.yaml": yaml.safe_dump(doc).encode()})
+    result = run("explain", "capped", "--repo", remote, *AT)
+    assert result.exit_code == 0, result.output
+    assert (
+        "  planned to run 1h, not its caspian.dev/duration 3h: its Job's activeDeadlineSeconds "
+        "(3600) ends it then; raise that if it needs longer\n"
+    ) in result.output
+    start, end = re.search(r"from (\S+) to (\S+)", result.output).groups()
+    ran = datetime.fromisoformat(end) - datetime.fromisoformat(start)
+    assert ran == timedelta(hours=1)
+    assert "activeDeadlineSeconds" not in run("explain", "etl-daily", "--repo", remote, *AT).output
 
 
 def test_explain_names_the_allowed_spokes_that_take_no_new_work(run, tmp_path) -> None:

@@ -646,12 +646,11 @@ def test_no_value_anywhere_in_a_file_makes_loading_crash(path: str, value) -> No
         (1800, None, 30),  # shorter than the policy's 1h: the Job is ended by then
         (7200, None, 60),  # longer: the default stands
         (9 * 10**18, None, 60),  # "never", as some write it
-        (1800, "45m", 45),  # its own duration is the user's word
+        (1800, "45m", 30),  # its own duration too: Kubernetes ends it after 30m all the same
+        (3600, "45m", 45),  # its own, shorter, stands
     ],
 )
-def test_without_a_duration_a_job_runs_at_most_its_active_deadline(
-    seconds, annotation, minutes
-) -> None:
+def test_a_job_runs_at_most_its_active_deadline(seconds, annotation, minutes) -> None:
     doc = appwrapper_doc()
     doc["metadata"]["annotations"].pop("caspian.dev/duration")
     if annotation:
@@ -661,3 +660,5 @@ def test_without_a_duration_a_job_runs_at_most_its_active_deadline(
     assert problems_of(fleet) == []
     job = {j.name: j for j in fleet.jobs}["extra"]
     assert job.duration == timedelta(minutes=minutes)
+    cut = annotation is not None and minutes * 60 == seconds
+    assert job.duration_cut == (quantities.duration(annotation) if cut else None)
