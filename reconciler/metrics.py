@@ -91,6 +91,10 @@ GIVEN_UP_JOBS = Gauge(
     "caspian_jobs_given_up",
     "Jobs requeued more than the policy's requeueLimit: planned nowhere until their Job changes",
 )
+WAITING_JOBS = Gauge(
+    "caspian_jobs_waiting_for_spoke",
+    "Planned jobs that wait, undispatched, for their spoke to answer again (spokeDownGrace)",
+)
 LATE_JOBS = Gauge(
     "caspian_jobs_late", "Placed jobs not yet finished that are planned to end after their deadline"
 )
@@ -101,13 +105,20 @@ COMMITS = Counter("caspian_commits_total", "Placement commits pushed", ["branch"
 
 
 def record_ledger(
-    phases: dict[str, int], *, late: int, given_up: int, planned: float, baseline: float
+    phases: dict[str, int],
+    *,
+    late: int,
+    given_up: int,
+    waiting: int,
+    planned: float,
+    baseline: float,
 ) -> None:
     """`phases` names every phase, 0 included: a gauge keeps its last value until set."""
     for phase, count in phases.items():
         JOBS.labels(phase=phase).set(count)
     LATE_JOBS.set(late)
     GIVEN_UP_JOBS.set(given_up)
+    WAITING_JOBS.set(waiting)
     PLANNED_GRAMS.set(planned)
     BASELINE_GRAMS.set(baseline)
 

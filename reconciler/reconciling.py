@@ -230,6 +230,7 @@ def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outc
         {phase.value: phases[phase] for phase in Phase},
         late=sum(1 for e in decision.ledger.entries if e.late and e.phase in UNFINISHED),
         given_up=len(decision.given_up),
+        waiting=len(decision.waiting),
         planned=estimated,
         baseline=baseline,
     )

@@ -516,6 +516,7 @@ def test_reconcile_plans_nothing_more_where_argo_cd_cannot_sync(tmp_path) -> Non
         assert after[entry["id"]]["spoke"] == spoke
         assert after[entry["id"]]["spokeDownSince"] == "2026-11-22T02:03:00Z"
     assert (fleet.entry()["phase"], fleet.entry()["spoke"]) == ("Dispatched", spoke)
+    assert REGISTRY.get_sample_value("caspian_jobs_waiting_for_spoke") == len(planned)
     message = gitutil.message(fleet.remote)
     assert "\nDown (no new work; what was dispatched there stays):\n" in message
     assert f"\n- {spoke}: Argo CD cannot sync its Application: ComparisonError: " in message
@@ -525,6 +526,7 @@ def test_reconcile_plans_nothing_more_where_argo_cd_cannot_sync(tmp_path) -> Non
     after = gitutil.ledger(fleet.remote)
     assert all(after[e["id"]]["spoke"] != spoke for e in planned)
     assert all("spokeDownSince" not in after[e["id"]] for e in planned)
+    assert REGISTRY.get_sample_value("caspian_jobs_waiting_for_spoke") == 0
     message = gitutil.message(fleet.remote)
     left = [line for line in message.splitlines() if line.startswith(("- moved ", "- dispatched "))]
     assert len(left) == len(planned)
