@@ -490,12 +490,14 @@ def _waiting_entry(
     date."""
     recorded = _recorded(job, prev, fleet=fleet, now=now)
     end = prev.planned_start + job.duration
-    late = end > recorded["deadline"]
+    # Its start may go by while it waits: it ends no sooner than a run from now.
+    earliest = max(prev.planned_start, now) + job.duration
+    late = earliest > recorded["deadline"]
     reason = prev.reason
     if late != prev.late:
         reason = (
-            f"will finish after its deadline: it waits for {prev.spoke}, which is down, where "
-            f"it is planned to end {format_time(end)}"
+            f"will finish after its deadline: it waits for {prev.spoke}, which is down, so it "
+            f"ends {format_time(earliest)} at the earliest"
             if late
             else ""
         )

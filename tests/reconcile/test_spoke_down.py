@@ -141,8 +141,20 @@ def test_a_grace_of_zero_moves_them_at_once_and_null_keeps_them_until_it_answers
     first, files = step(for_ever, now=NOW)
     _, files = step(files, now=BLIP, states={"paris": DOWN})
     a_day_on, _ = step(files, now=BLIP + timedelta(days=1), states={"paris": DOWN})
-    assert set(a_day_on.waiting) == set(_on(first, "paris", "Planned"))
+    planned = _on(first, "paris", "Planned")
+    assert set(a_day_on.waiting) == set(planned)
     assert "until it answers (the policy's spokeDownGrace is null)" in _message(first, a_day_on)
+    # Waiting past their deadlines, they say they are late, and why.
+    for job_id, before in planned.items():
+        entry = entries(a_day_on)[job_id]
+        earliest = BLIP + timedelta(days=1) + (before.planned_end - before.planned_start)
+        assert entry.late == (earliest > before.deadline), job_id
+        if entry.late:
+            assert entry.reason == (
+                "will finish after its deadline: it waits for paris, which is down, so it ends "
+                f"{format_time(earliest)} at the earliest"
+            )
+    assert any(entries(a_day_on)[job_id].late for job_id in planned)
 
 
 def test_the_source_s_own_time_counts_where_it_is_earlier() -> None:
@@ -193,8 +205,8 @@ def test_a_waiting_job_s_record_follows_its_file() -> None:
     assert waiting.id in later.waiting and entry.planned_start == waiting.planned_start
     assert entry.planned_end == waiting.planned_start + timedelta(hours=3)
     assert entry.late and entry.reason == (
-        "will finish after its deadline: it waits for paris, which is down, where it is planned "
-        f"to end {format_time(entry.planned_end)}"
+        "will finish after its deadline: it waits for paris, which is down, so it ends "
+        f"{format_time(entry.planned_end)} at the earliest"
     )
     assert entry.deadline.isoformat() == "2026-11-22T12:00:00+00:00"
 
