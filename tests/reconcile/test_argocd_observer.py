@@ -521,6 +521,10 @@ def test_reconcile_plans_nothing_more_where_argo_cd_cannot_sync(tmp_path) -> Non
     assert "\nDown (no new work; what was dispatched there stays):\n" in message
     assert f"\n- {spoke}: Argo CD cannot sync its Application: ComparisonError: " in message
     assert "wait for it, undispatched, until 2026-11-22 02:08" in message
+    # Seen down again within the slot: nothing to commit.
+    head = gitutil.head(fleet.remote)
+    fleet.reconcile_seeing(app, "2026-11-22T02:07:00Z")
+    assert gitutil.head(fleet.remote) == head
     # Past it, they go elsewhere, and the commit says why, carbon or not.
     fleet.reconcile_seeing(app, "2026-11-22T02:09:00Z")
     after = gitutil.ledger(fleet.remote)
