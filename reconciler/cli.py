@@ -397,6 +397,14 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
         click.echo(
             f"  only on {entry.home}: its Job waits there, suspended, to resume where it ran"
         )
+    for spoke in request.allowed_spokes if request else ():
+        for window in decision.maintenance.get(spoke, ()):
+            click.echo(
+                f"  {spoke} takes no work from {format_time(window.start)} to "
+                f"{format_time(window.end)} (maintenance"
+                + (f": {window.reason}" if window.reason else "")
+                + "): nothing of it is planned to run there then"
+            )
     unfit = {**decision.no_node_fits.get(entry.id, {}), **decision.missing.get(entry.id, {})}
     unfit.update(decision.kept_off.get(entry.id, {}))
     for spoke in request.allowed_spokes if request else ():

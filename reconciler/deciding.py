@@ -18,7 +18,7 @@ from optimizer.model import Instance, Job, Plan, Slot, SolverSettings, SpokeCapa
 from optimizer.solving import optimize
 from reconciler import admission, jobspec, podsecurity, pools
 from reconciler.decisions import Decision, Requeue, Retry, SpokeState, Window
-from reconciler.fleet import Fleet, JobRequest, Problem, Spoke
+from reconciler.fleet import Fleet, JobRequest, Maintenance, Problem, Spoke
 from reconciler.ledger import ACTIVE, FINISHED, FIXED, UNFINISHED, Entry, Ledger, Phase
 from reconciler.pods import Placement, Resources
 from reconciler.quantities import format_duration, format_time, times
@@ -184,6 +184,9 @@ def decide(
     # to the optimizer; the plan names those pools, the ledger their spokes.
     running_as = {e.id: e.job_key for e in (*prevs.values(), *held) if e and e.job_name}
     instance = pools.split(instance, spokes, valid, job_keys=running_as)
+    # Announced maintenance: no room there then for what has not started.
+    maintenance = _maintenance(fleet, horizon)
+    instance = _shut_for_maintenance(instance, maintenance, horizon)
     plan = planner(instance, fleet.policy.spec.solver.for_optimizer())
     qos = baselines.qos(instance)
 
@@ -248,6 +251,7 @@ def decide(
         stuck=stuck,
         waiting=waiting,
         spoke_down_grace=fleet.policy.spec.spoke_down_grace,
+        maintenance=maintenance,
         history_url=fleet.policy.spec.history_url,
         carbon_sources={
             zone: forecasts[zone].provenance.describe()
@@ -881,6 +885,50 @@ def _held_as_fixed(held: list[Entry], horizon: Window) -> list[Job]:
             )
         )
     return jobs
+
+
+def _maintenance(fleet: Fleet, horizon: Window) -> dict[str, tuple[Maintenance, ...]]:
+    """Each spoke's maintenance windows that fall in the planning horizon."""
+    end = horizon.time_of(horizon.slots)
+    found = {
+        spoke.name: tuple(w for w in spoke.spec.maintenance if w.overlaps(horizon.start, end))
+        for spoke in fleet.spokes
+    }
+    return {name: windows for name, windows in found.items() if windows}
+
+
+def _shut_for_maintenance(
+    instance: Instance, windows: Mapping[str, tuple[Maintenance, ...]], horizon: Window
+) -> Instance:
+    """`instance` with no room on a spoke (on each of its pools) in the slots
+    its maintenance windows overlap: nothing new runs there then. Work fixed
+    there runs on; the optimizer lets it overfill a spoke."""
+    if not windows:
+        return instance
+    capacities = []
+    for capacity in instance.spokes:
+        shut = windows.get(pools.spoke_of(capacity.name), ())
+        closed = {
+            t
+            for t in range(instance.slots)
+            if any(w.overlaps(horizon.time_of(t), horizon.time_of(t + 1)) for w in shut)
+        }
+
+        def open_only(values: tuple[float, ...], closed: set[int] = closed) -> tuple[float, ...]:
+            return tuple(0.0 if t in closed else value for t, value in enumerate(values))
+
+        capacities.append(
+            capacity.model_copy(
+                update={
+                    "cpu": open_only(capacity.cpu),
+                    "memory_bytes": open_only(capacity.memory_bytes),
+                    "gpu": open_only(capacity.gpu),
+                }
+            )
+            if closed
+            else capacity
+        )
+    return instance.model_copy(update={"spokes": tuple(capacities)})
 
 
 def _capacity(state: SpokeState, zone: str, horizon: Window) -> SpokeCapacity:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from optimizer.model import Instance, Plan
 from reconciler.admission import LimitRangeItem, ScopedQuota
-from reconciler.fleet import JobRequest, Problem
+from reconciler.fleet import JobRequest, Maintenance, Problem
 from reconciler.ledger import FINISHED, Entry, Ledger
 from reconciler.pods import Node, Resources
 
@@ -197,6 +197,8 @@ class Decision(BaseModel):
     # since when it has been down (the policy's spokeDownGrace is not up yet).
     waiting: dict[str, datetime] = {}
     spoke_down_grace: timedelta | None = timedelta(minutes=5)  # the policy's
+    # Each spoke's maintenance windows in the horizon: nothing new runs there then.
+    maintenance: dict[str, tuple[Maintenance, ...]] = {}
     history_url: str | None = None  # the policy's historyUrl, {path} still in it
 
     def retired(self, entry: Entry) -> bool:

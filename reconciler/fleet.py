@@ -261,6 +261,31 @@ class PowerModel(Spec):
     pue: float = Field(default=1.2, ge=1.0, le=5.0)
 
 
+Timestamp = Annotated[datetime, BeforeValidator(quantities.timestamp)]
+
+
+class Maintenance(Spec):
+    """A time the spoke takes no work (a cluster upgrade, say): nothing is
+    planned to run there from `start` to `end`. What was dispatched before
+    runs on; draining it is the cluster's business."""
+
+    start: Timestamp
+    end: Timestamp
+    reason: str = Field(default="", max_length=200)
+
+    @model_validator(mode="after")
+    def _ends_after_it_starts(self) -> Maintenance:
+        if self.end <= self.start:
+            raise ValueError(
+                f"end {quantities.format_time(self.end)} is not after start "
+                f"{quantities.format_time(self.start)}: a window ends after it starts"
+            )
+        return self
+
+    def overlaps(self, start: datetime, end: datetime) -> bool:
+        return self.start < end and start < self.end
+
+
 class SpokeSpec(Spec):
     carbon: CarbonSourceConfig
     capacity: Capacity
@@ -274,6 +299,9 @@ class SpokeSpec(Spec):
     # runs to its end, planned work moves, and the spoke can then be removed
     # without Argo CD pruning a running Job.
     unschedulable: bool = False
+    # Times it takes no work, announced ahead: nothing is planned to run there
+    # then, and what would is planned before, after, or elsewhere.
+    maintenance: tuple[Maintenance, ...] = ()
 
 
 class SpokeMeta(Spec):

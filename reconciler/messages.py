@@ -127,6 +127,10 @@ def commit_message(
     if decision.unschedulable:
         lines += ["", "Unschedulable (no new work):"]
         lines += [f"- {line}" for line in draining(decision)]
+    upkeep = maintenance(decision)
+    if upkeep:
+        lines += ["", "Maintenance (nothing new is planned to run there then):"]
+        lines += [f"- {line}" for line in upkeep]
     down = down_spokes(decision)
     if down:
         lines += ["", "Down (no new work; what was dispatched there stays):"]
@@ -158,6 +162,33 @@ def draining(decision: Decision) -> list[str]:
             if left
             else f"{spoke}: nothing dispatched or running there; spokes/{spoke}.yaml can go"
         )
+    return lines
+
+
+def maintenance(decision: Decision) -> list[str]:
+    """Each maintenance window in the horizon, and the jobs dispatched or
+    running on its spoke that are planned to run into it: the ones to drain
+    or let finish before the work begins."""
+    lines = []
+    for spoke, windows in decision.maintenance.items():
+        for window in windows:
+            why = f" ({window.reason})" if window.reason else ""
+            into = [
+                e.id
+                for e in decision.ledger.entries
+                if e.spoke == spoke
+                and e.phase in FIXED
+                and e.planned_start is not None
+                and e.planned_end is not None
+                and window.overlaps(e.planned_start, e.planned_end)
+            ]
+            runs = (
+                f"; planned to run into it: {', '.join(into)} (already dispatched there: let "
+                "it finish or stop it)"
+                if into
+                else ""
+            )
+            lines.append(f"{spoke}: {_time(window.start)} to {_time(window.end)}{why}{runs}")
     return lines
 
 

@@ -296,6 +296,29 @@ def test_explain_says_an_active_deadline_cuts_the_duration_planned(run, tmp_path
     assert "activeDeadlineSeconds" not in run("explain", "etl-daily", "--repo", remote, *AT).output
 
 
+def test_explain_names_the_maintenance_of_the_spokes_a_job_may_use(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    spoke = yaml.safe_load(gitutil.read(remote, "spokes/frankfurt.yaml"))
+    window = {"start": "2026-11-22T04:00:00Z", "end": "2026-11-22T10:00:00Z", "reason": "upgrade"}
+    spoke["spec"]["maintenance"] = [window]
+    gitutil.user_commit(remote, {"spokes/frankfurt.yaml": yaml.safe_dump(spoke).encode()})
+    result = run("explain", "backfill-eu", "--repo", remote, *AT)
+    assert result.exit_code == 0, result.output
+    assert (
+        "  frankfurt takes no work from 2026-11-22T04:00:00Z to 2026-11-22T10:00:00Z "
+        "(maintenance: upgrade): nothing of it is planned to run there then\n"
+    ) in result.output
+    # Not a spoke it may use (california): not said.
+    spoke = yaml.safe_load(gitutil.read(remote, "spokes/california.yaml"))
+    spoke["spec"]["maintenance"] = [window]
+    gitutil.user_commit(remote, {"spokes/california.yaml": yaml.safe_dump(spoke).encode()})
+    assert (
+        "california takes no work"
+        not in run("explain", "backfill-eu", "--repo", remote, *AT).output
+    )
+
+
 def test_explain_names_the_allowed_spokes_that_take_no_new_work(run, tmp_path) -> None:
     remote = tmp_path / "fleet.git"
     run("init", "--bare", remote)
