@@ -339,14 +339,15 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
         )
     if entry.reason:
         click.echo(f"  {entry.reason}")
-    if (since := decision.waiting.get(entry.id)) is not None:
+    if (grace_from := decision.waiting.get(entry.id)) is not None:
         grace = decision.spoke_down_grace
+        since = entry.spoke_down_since or grace_from
         click.echo(
             f"  waits for {entry.spoke}, down since {format_time(since)} "
             f"({decision.closed.get(entry.spoke or '', 'down').removeprefix('down: ')}): it is "
             "not dispatched there, and "
             + (
-                f"is planned elsewhere from {format_time(since + grace)} (the policy's "
+                f"is planned elsewhere from {format_time(grace_from + grace)} (the policy's "
                 f"spokeDownGrace {format_duration(grace)}) if it is down still"
                 if grace is not None
                 else "stays until it answers (the policy's spokeDownGrace is null)"
@@ -433,14 +434,16 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
 
 @main.command()
 @target_options
+@now_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per spoke.")
-def spokes(target: Target, as_json: bool) -> None:
+def spokes(target: Target, now_text: str | None, as_json: bool) -> None:
     """Each spoke as Caspian sees it now: whether its file loads and its API
     answers, its room, what the ledger has on it, what its Jobs there are
     doing, and what Caspian may not list there. Commits nothing; exits 3
     when a spoke is down or its file does not load."""
     observer = target.observer()
-    found = _run(lambda repo: reconciling.survey(repo, observer=observer), target)
+    now = _now(now_text)
+    found = _run(lambda repo: reconciling.survey(repo, now=now, observer=observer), target)
     if as_json:
         for report in found.spokes:
             click.echo(report.model_dump_json(exclude={"observed": {"nodes"}}))

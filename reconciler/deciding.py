@@ -136,11 +136,11 @@ def decide(
     # ago: they wait there as planned, out of this decision, so that a blip
     # does not reshuffle the queue.
     waiting = {
-        job.id: since
+        job.id: wait
         for job in jobs
         if job.id not in finished
         and job.id not in suspended
-        and (since := _waits_for_spoke(job, prevs[job.id], spokes, fleet=fleet, now=now))
+        and (wait := _waits_for_spoke(job, prevs[job.id], spokes, fleet=fleet, now=now))
     }
     # Dispatched, and not running yet for a reason its spoke gives: for `explain`.
     stuck = {
@@ -205,7 +205,8 @@ def decide(
             entries.append(_suspended_entry(job, prev, fleet=fleet, spokes=spokes, now=now))
             continue
         if job.id in waiting:
-            entries.append(_waiting_entry(job, prev, since=waiting[job.id], fleet=fleet, now=now))
+            since = waiting[job.id].since
+            entries.append(_waiting_entry(job, prev, since=since, fleet=fleet, now=now))
             continue
         seen = spokes[prev.spoke].jobs if prev is not None and prev.spoke in spokes else {}
         entry = _entry(
@@ -249,7 +250,7 @@ def decide(
         not_retried=final,
         given_up=tuple(sorted(given_up)),
         stuck=stuck,
-        waiting=waiting,
+        waiting={job_id: wait.grace_from for job_id, wait in waiting.items()},
         spoke_down_grace=fleet.policy.spec.spoke_down_grace,
         maintenance=maintenance,
         history_url=fleet.policy.spec.history_url,
@@ -458,6 +459,11 @@ def _elsewhere(job: JobRequest, but: tuple[str, ...], closed: Mapping[str, str])
     return any(s not in but and s not in closed for s in job.allowed_spokes)
 
 
+class _Wait(NamedTuple):
+    since: datetime  # when its spoke was first seen down
+    grace_from: datetime  # when the policy's spokeDownGrace began to count
+
+
 def _waits_for_spoke(
     job: JobRequest,
     prev: Entry | None,
@@ -465,25 +471,37 @@ def _waits_for_spoke(
     *,
     fleet: Fleet,
     now: datetime,
-) -> datetime | None:
-    """Since when the spoke a planned job waits for has been down, while that is
-    less than the policy's spokeDownGrace; None where the job is planned anew:
-    its spoke is up, it is not planned there (or may no longer go there), the
-    grace has gone by, or the spoke is drained by its file."""
+) -> _Wait | None:
+    """Since when the spoke a planned job waits for has been down, while the
+    policy's spokeDownGrace has not gone by; None where the job is planned
+    anew: its spoke is up, it is not planned there (or may no longer go
+    there), the grace has gone by, or the spoke is drained by its file. Down
+    in its announced maintenance is as expected: the grace counts from the
+    window's end."""
     grace = fleet.policy.spec.spoke_down_grace
     if prev is None or prev.phase != Phase.PLANNED or prev.spoke not in spokes:
         return None
     state = spokes[prev.spoke]
     if state.up or prev.spoke not in job.allowed_spokes:
         return None
-    if any(s.name == prev.spoke and s.spec.unschedulable for s in fleet.spokes):
+    spoke = next(s for s in fleet.spokes if s.name == prev.spoke)
+    if spoke.spec.unschedulable:
         return None
     # The earliest anyone saw it down: the source's word may reset (Argo CD
     # dates a condition anew when its message changes).
     since = min(t for t in (prev.spoke_down_since, state.down_since, now) if t is not None)
-    if grace is not None and since + grace <= now:
+    grace_from = grace_begins(spoke, since=since, now=now)
+    if grace is not None and grace_from + grace <= now:
         return None
-    return since
+    return _Wait(since=since, grace_from=grace_from)
+
+
+def grace_begins(spoke: Spoke, *, since: datetime, now: datetime) -> datetime:
+    """When the policy's spokeDownGrace begins to count for a spoke first seen
+    down at `since`: then, or, where its announced maintenance has begun by
+    `now` and ends after `since`, at the end of that."""
+    ends = [w.end for w in spoke.spec.maintenance if w.start <= now and w.end > since]
+    return max([since, *ends])
 
 
 def _waiting_entry(

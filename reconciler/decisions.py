@@ -194,7 +194,8 @@ class Decision(BaseModel):
     # starting): what it says, and when the job is requeued.
     stuck: dict[str, str] = {}
     # The planned jobs that wait, as planned, for their spoke to answer again:
-    # since when it has been down (the policy's spokeDownGrace is not up yet).
+    # when the policy's spokeDownGrace began to count (since it was first seen
+    # down, or since its maintenance ended), which is not up yet.
     waiting: dict[str, datetime] = {}
     spoke_down_grace: timedelta | None = timedelta(minutes=5)  # the policy's
     # Each spoke's maintenance windows in the horizon: nothing new runs there then.

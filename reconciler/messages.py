@@ -205,11 +205,13 @@ def down_spokes(decision: Decision) -> list[str]:
             e for e in decision.ledger.entries if e.id in decision.waiting and e.spoke == spoke
         ]
         if waiting:
-            since = min(decision.waiting[e.id] for e in waiting)
+            since = min(e.spoke_down_since or decision.now for e in waiting)
+            grace_from = min(decision.waiting[e.id] for e in waiting)
+            after = ", when its maintenance ends" if grace_from > since else ""
             grace = decision.spoke_down_grace
             until = (
-                f"until {_time(since + grace)} (the policy's spokeDownGrace "
-                f"{format_duration(grace)} from {_time(since)}), then elsewhere"
+                f"until {_time(grace_from + grace)} (the policy's spokeDownGrace "
+                f"{format_duration(grace)} from {_time(grace_from)}{after}), then elsewhere"
                 if grace is not None
                 else "until it answers (the policy's spokeDownGrace is null)"
             )

@@ -67,7 +67,7 @@ def plan(repo: FleetRepo, *, now: datetime, observer: Observer | None = None) ->
     return _decide_on(repo.fetch(), now=now, observer=observer or DeclaredCapacity())
 
 
-def survey(repo: FleetRepo, *, observer: Observer | None = None) -> Survey:
+def survey(repo: FleetRepo, *, now: datetime, observer: Observer | None = None) -> Survey:
     """Each spoke of the fleet repo's tip as Caspian sees it now (`caspian
     spokes`): its file, its API's answer, its room and what is placed there."""
     snapshot = repo.fetch()
@@ -83,7 +83,7 @@ def survey(repo: FleetRepo, *, observer: Observer | None = None) -> Survey:
         kind, why, waiting = UP, "", ""
         if not state.up:
             kind, why = DOWN, state.reason
-            waiting = waiting_for(entries, spoke=state, grace=grace)
+            waiting = waiting_for(entries, spoke=spoke, state=state, grace=grace, now=now)
         elif spoke.spec.unschedulable:
             kind, why = UNSCHEDULABLE, "its file sets spec.unschedulable: it takes no new work"
         reports.append(

@@ -12,7 +12,9 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
+from reconciler.deciding import grace_begins
 from reconciler.decisions import SpokeState
+from reconciler.fleet import Spoke
 from reconciler.ledger import Entry, Phase
 from reconciler.quantities import format_duration, format_time
 
@@ -57,10 +59,18 @@ def placed_by_spoke(entries: Iterable[Entry]) -> dict[str, dict[str, int]]:
     return {spoke: dict(sorted(count.items())) for spoke, count in counts.items()}
 
 
-def waiting_for(entries: Iterable[Entry], *, spoke: SpokeState, grace: timedelta | None) -> str:
+def waiting_for(
+    entries: Iterable[Entry],
+    *,
+    spoke: Spoke,
+    state: SpokeState,
+    grace: timedelta | None,
+    now: datetime,
+) -> str:
     """What becomes of the jobs planned on a spoke that is down: they wait for
     it through the policy's spokeDownGrace, from when it was first seen down
-    (where a reconcile or Argo CD has seen it), then go elsewhere."""
+    (where a reconcile or Argo CD has seen it) or its maintenance ends, then
+    go elsewhere."""
     planned = [e for e in entries if e.spoke == spoke.name and e.phase == Phase.PLANNED]
     if not planned:
         return ""
@@ -69,10 +79,11 @@ def waiting_for(entries: Iterable[Entry], *, spoke: SpokeState, grace: timedelta
         return f"{jobs} go elsewhere at the next reconcile (the policy's spokeDownGrace is 0)"
     if grace is None:
         return f"{jobs} wait for it until it answers (the policy's spokeDownGrace is null)"
-    seen = [t for t in (spoke.down_since, *(e.spoke_down_since for e in planned)) if t]
+    seen = [t for t in (state.down_since, *(e.spoke_down_since for e in planned)) if t]
+    since = min(seen, default=None)
     until = (
-        f"until {format_time(min(seen) + grace)}"
-        if seen
+        f"until {format_time(grace_begins(spoke, since=since, now=now) + grace)}"
+        if since is not None
         else "from the next reconcile that sees it down"
     )
     return (

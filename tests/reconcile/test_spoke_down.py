@@ -9,7 +9,7 @@ from datetime import timedelta
 import yaml
 
 from reconciler import crd, messages, survey
-from reconciler.fleet import load_fleet
+from reconciler.fleet import Maintenance, load_fleet
 from reconciler.ledger import FIXED
 from reconciler.observing import DeclaredCapacity
 from reconciler.quantities import format_time
@@ -231,10 +231,11 @@ def test_caspian_spokes_says_what_becomes_of_the_jobs_planned_on_a_down_spoke() 
     down = first.ledger.entries
     fleet = load_fleet(files, appwrapper_schema=crd.check_appwrapper)
     paris = DeclaredCapacity().observe(fleet)["paris"].down("HTTP 503")
+    spoke = next(s for s in fleet.spokes if s.name == "paris")
     jobs = f"{planned} jobs planned there"
 
-    def said(grace, state=paris, ledger=down):
-        return survey.waiting_for(ledger, spoke=state, grace=grace)
+    def said(grace, state=paris, ledger=down, spoke=spoke):
+        return survey.waiting_for(ledger, spoke=spoke, state=state, grace=grace, now=BLIP)
 
     assert said(timedelta(0)) == f"{jobs} go elsewhere at the next reconcile (the policy's " + (
         "spokeDownGrace is 0)"
@@ -257,4 +258,46 @@ def test_caspian_spokes_says_what_becomes_of_the_jobs_planned_on_a_down_spoke() 
     assert said(five, state=earlier, ledger=waited.ledger.entries).startswith(
         f"{jobs} wait for it until 2026-11-22T02:22:00Z "
     )
-    assert said(five, state=paris.model_copy(update={"name": "frankfurt"})) == ""
+    frankfurt = next(s for s in fleet.spokes if s.name == "frankfurt")
+    assert said(five, spoke=frankfurt) == ""
+    # Down in its maintenance, the wait counts from the window's end.
+    window = Maintenance(start=BLIP - timedelta(minutes=30), end=BLIP + timedelta(hours=1))
+    spec = spoke.spec.model_copy(update={"maintenance": (window,)})
+    upgraded = spoke.model_copy(update={"spec": spec})
+    assert said(five, ledger=waited.ledger.entries, spoke=upgraded).startswith(
+        f"{jobs} wait for it until 2026-11-22T03:25:00Z "
+    )
+
+
+def test_a_spoke_down_in_its_maintenance_is_waited_for_until_the_window_ends() -> None:
+    window = {"start": "2026-11-22T02:10:00Z", "end": "2026-11-22T02:50:00Z"}
+    files = _with_spoke(template_files(), maintenance=[window])
+    first, files = step(files, now=NOW)
+    planned = _on(first, "paris", "Planned")
+    assert planned
+    _, files = step(files, now=BLIP, states={"paris": DOWN})
+    # Down 25 minutes, past the grace, but in its window and 4 minutes after.
+    still, files = step(files, now=BLIP + timedelta(minutes=34), states={"paris": DOWN})
+    assert set(still.waiting) == set(planned)
+    assert all(entries(still)[j].spoke_down_since == BLIP for j in planned)
+    assert (
+        f"{len(planned)} jobs planned there wait for it, undispatched, until 2026-11-22 02:55 "
+        "(the policy's spokeDownGrace 5m from 2026-11-22 02:50, when its maintenance ends), "
+        "then elsewhere"
+    ) in _message(first, still)
+    later, _ = step(files, now=BLIP + timedelta(minutes=35), states={"paris": DOWN})
+    assert not later.waiting
+    assert all(entries(later)[j].spoke != "paris" for j in planned)
+    # Down before its window began: the grace counts from when it went down.
+    early = {"start": "2026-11-22T02:30:00Z", "end": "2026-11-22T03:30:00Z"}
+    files = _with_spoke(template_files(), maintenance=[early])
+    first, files = step(files, now=NOW)
+    _, files = step(files, now=BLIP, states={"paris": DOWN})
+    gone, _ = step(files, now=BLIP + timedelta(minutes=5), states={"paris": DOWN})
+    assert not gone.waiting
+
+
+def _with_spoke(files, **spec) -> dict:
+    doc = yaml.safe_load(files["spokes/paris.yaml"])
+    doc["spec"].update(spec)
+    return {**files, "spokes/paris.yaml": yaml.safe_dump(doc).encode()}
