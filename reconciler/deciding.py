@@ -780,9 +780,7 @@ def _overrunning(prev: Entry | None, spokes: Mapping[str, SpokeState], *, now: d
     return running and prev.planned_end <= now
 
 
-def _is_fixed(
-    prev: Entry | None, *, horizon: Window, now: datetime, down: Collection[str] = ()
-) -> bool:
+def _is_fixed(prev: Entry | None, *, horizon: Window, now: datetime, down: Collection[str]) -> bool:
     """Started, or to start now: planned for the slot `now` is in, on a spoke
     that is not `down` (nothing would reach it). A planned job whose slot went
     by with no reconcile to dispatch it (the remote or Caspian down) never

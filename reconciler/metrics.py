@@ -47,6 +47,11 @@ def record_carbon(zone: str, series: IntensitySeries) -> None:
 SPOKE_UP = Gauge(
     "caspian_spoke_up", "1 when the spoke's API server answered the last observation", ["spoke"]
 )
+SPOKE_IN_MAINTENANCE = Gauge(
+    "caspian_spoke_in_maintenance",
+    "1 while a maintenance window of the spoke's file is on (to silence its down alerts)",
+    ["spoke"],
+)
 SPOKE_FILE_LOADS = Gauge(
     "caspian_spoke_file_loads",
     "1 when the spoke's file loaded at the last reconcile, 0 when it did not (no new work there)",

@@ -96,6 +96,7 @@ def survey(repo: FleetRepo, *, now: datetime, observer: Observer | None = None) 
                 observed=state,
                 placed=placed.get(spoke.name, {}),
                 waiting=waiting,
+                maintenance=tuple(w for w in spoke.spec.maintenance if w.end > now),
             )
         )
     for name, file in fleet.broken_spokes.items():
@@ -216,6 +217,10 @@ def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outc
     metrics.keep_only(
         metrics.SPOKE_FILE_LOADS, "spoke", {*(s.name for s in fleet.spokes), *fleet.broken_spokes}
     )
+    for spoke in fleet.spokes:
+        on = any(w.start <= now < w.end for w in spoke.spec.maintenance)
+        metrics.SPOKE_IN_MAINTENANCE.labels(spoke=spoke.name).set(1 if on else 0)
+    metrics.keep_only(metrics.SPOKE_IN_MAINTENANCE, "spoke", {s.name for s in fleet.spokes})
     previous = previous_ledger(snapshot.files)
     spokes = observer.observe(fleet)
     forecasts = fetch_forecasts(fleet, now=now, sources=sources)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from reconciler.deciding import grace_begins
 from reconciler.decisions import SpokeState
-from reconciler.fleet import Spoke
+from reconciler.fleet import Maintenance, Spoke
 from reconciler.ledger import Entry, Phase
 from reconciler.quantities import format_duration, format_time
 
@@ -36,6 +36,8 @@ class SpokeReport(BaseModel):
     placed: dict[str, int] = {}  # the ledger's entries on it, by phase
     # Down: what becomes of the jobs planned there (the policy's spokeDownGrace).
     waiting: str = ""
+    # Its file's maintenance windows that have not ended.
+    maintenance: tuple[Maintenance, ...] = ()
 
     @property
     def trouble(self) -> bool:
@@ -120,6 +122,12 @@ def table(survey: Survey) -> str:
             notes.append(f"{report.name}: {report.state}: {report.why}")
         if report.waiting:
             notes.append(f"{report.name}: {report.waiting}")
+        notes.extend(
+            f"{report.name}: maintenance from {format_time(w.start)} to {format_time(w.end)}"
+            + (f" ({w.reason})" if w.reason else "")
+            + ": nothing new is planned to run there then"
+            for w in report.maintenance
+        )
         if seen is None:
             continue
         notes.extend(f"{report.name}: {line}" for line in _waiting_jobs(seen))

@@ -71,6 +71,18 @@ def test_spokes_shows_each_spokes_room_and_placements_and_a_broken_file(run, tmp
     assert closed.exit_code == 0, closed.output
     assert rows(closed.output)["paris"][2] == "unschedulable"
     assert "\nparis: unschedulable: its file sets spec.unschedulable" in closed.output
+    # Its maintenance windows that have not ended, each with its reason.
+    spoke["spec"]["maintenance"] = [
+        {"start": "2026-11-21T04:00:00Z", "end": "2026-11-21T06:00:00Z"},
+        {"start": "2026-11-22T04:00:00Z", "end": "2026-11-22T06:00:00Z", "reason": "upgrade"},
+    ]
+    gitutil.user_commit(remote, {"spokes/paris.yaml": yaml.safe_dump(spoke).encode()})
+    upkeep = run("spokes", "--repo", remote, *AT)
+    assert (
+        "\nparis: maintenance from 2026-11-22T04:00:00Z to 2026-11-22T06:00:00Z (upgrade): "
+        "nothing new is planned to run there then\n"
+    ) in upkeep.output
+    assert "2026-11-21T04:00:00Z" not in upkeep.output
     # A spoke file that does not load: named, with its problem, and exit 3.
     text = gitutil.read(remote, "spokes/frankfurt.yaml").replace(b"pue:", b"pue: [")
     gitutil.user_commit(remote, {"spokes/frankfurt.yaml": text})

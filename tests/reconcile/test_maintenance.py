@@ -7,15 +7,19 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import yaml
+from prometheus_client import REGISTRY
 
 from reconciler import messages
 from reconciler.fleet import load_fleet
 from reconciler.ledger import FIXED, UNFINISHED
 from reconciler.pods import Node, Resources, Taint
+from reconciler.quantities import timestamp
 from reconciler.templates import template_files
+from tests import gitutil
 from tests.conftest import NOW, assert_valid_plan
 from tests.fleet.helpers import fleet_with, problems_of
 from tests.reconcile.test_lifecycle import entries, step
+from tests.reconcile.test_reconcile import reconcile
 
 START, END = NOW + timedelta(hours=2), NOW + timedelta(hours=8)
 
@@ -139,3 +143,26 @@ def test_a_window_written_as_a_yaml_time_reads() -> None:
     paris = next(s for s in fleet.spokes if s.name == "paris")
     (window,) = paris.spec.maintenance
     assert (window.start, window.end) == (START, NOW + timedelta(hours=3))
+
+
+def test_a_reconcile_commits_the_window_and_says_while_it_is_on(fleet_repo, remote) -> None:
+    text = gitutil.read(remote, "spokes/paris.yaml")
+    window = _window(reason="kernel upgrade")
+    gitutil.user_commit(remote, _with_maintenance({"spokes/paris.yaml": text}, "paris", window))
+    outcome = reconcile(fleet_repo)
+    assert outcome.commit == gitutil.head(remote)
+    message = gitutil.message(remote)
+    assert "\n- paris: 2026-11-22 04:00 to 2026-11-22 10:00 (kernel upgrade)" in message
+    for entry in gitutil.ledger(remote).values():
+        if entry["spoke"] == "paris" and entry["phase"] == "Planned":
+            start, end = (timestamp(entry[k]) for k in ("plannedStart", "plannedEnd"))
+            assert end <= START or start >= END, entry["id"]
+    assert (_in_maintenance("paris"), _in_maintenance("frankfurt")) == (0, 0)
+    reconcile(fleet_repo, at=START + timedelta(minutes=1))
+    assert (_in_maintenance("paris"), _in_maintenance("frankfurt")) == (1, 0)
+    reconcile(fleet_repo, at=END)
+    assert _in_maintenance("paris") == 0
+
+
+def _in_maintenance(spoke: str) -> float | None:
+    return REGISTRY.get_sample_value("caspian_spoke_in_maintenance", {"spoke": spoke})
