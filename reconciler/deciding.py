@@ -10,11 +10,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from carbon import IntensitySeries
 from optimizer import baselines
-from optimizer.model import Instance, Job, Plan, Slot, SolverSettings, SpokeCapacity
+from optimizer.model import RESOURCES, Instance, Job, Plan, Slot, SolverSettings, SpokeCapacity
 from optimizer.solving import optimize
 from reconciler import admission, jobspec, podsecurity, pools
 from reconciler.decisions import Decision, Requeue, Retry, SpokeState, Window
@@ -93,6 +93,7 @@ def decide(
     groups = {name: pools.node_groups(state.nodes) for name, state in spokes.items()}
     no_node_fits = _no_node_fits(jobs, groups)
     missing = _merged(
+        _barred(jobs, {spoke.name: spoke for spoke in fleet.spokes}, _beyond_quota),
         _barred(jobs, spokes, _lacking),
         _barred(jobs, spokes, _over_quota),
         _barred(jobs, spokes, _refused_at_admission),
@@ -184,6 +185,7 @@ def decide(
     # to the optimizer; the plan names those pools, the ledger their spokes.
     running_as = {e.id: e.job_key for e in (*prevs.values(), *held) if e and e.job_name}
     instance = pools.split(instance, spokes, valid, job_keys=running_as)
+    instance = _within_quotas(instance, fleet)
     # Announced maintenance: no room there then for what has not started.
     maintenance = _maintenance(fleet, horizon)
     instance = _shut_for_maintenance(instance, maintenance, horizon)
@@ -903,6 +905,73 @@ def _held_as_fixed(held: list[Entry], horizon: Window) -> list[Job]:
     return jobs
 
 
+def _within_quotas(instance: Instance, fleet: Fleet) -> Instance:
+    """`instance` with each spoke's room held to the quota its file gives
+    Caspian's jobs there. Where its nodes form pools, the quota holds for all
+    of them together: each pool's room shrinks by the same share, which keeps
+    their sum within it (and may leave a pool less than the quota alone
+    would)."""
+    quotas = {s.name: s.spec.quota for s in fleet.spokes if s.spec.quota is not None}
+    if not quotas:
+        return instance
+    # Per spoke and resource, the room of all its pools in each slot.
+    totals: dict[tuple[str, str], list[float]] = {}
+    for capacity in instance.spokes:
+        spoke = pools.spoke_of(capacity.name)
+        for resource in RESOURCES if spoke in quotas else ():
+            room = capacity.resource(resource)
+            summed = totals.setdefault((spoke, resource), [0.0] * len(room))
+            totals[spoke, resource] = [a + b for a, b in zip(summed, room, strict=True)]
+    capacities = []
+    for capacity in instance.spokes:
+        spoke = pools.spoke_of(capacity.name)
+        if spoke not in quotas:
+            capacities.append(capacity)
+            continue
+        update = {}
+        for resource in RESOURCES:
+            limit = quotas[spoke].of(resource)
+            if limit is None:
+                continue
+            update[resource] = tuple(
+                room * limit / total if total > limit else room
+                for room, total in zip(
+                    capacity.resource(resource), totals[spoke, resource], strict=True
+                )
+            )
+        capacities.append(capacity.model_copy(update=update))
+    return instance.model_copy(update={"spokes": tuple(capacities)})
+
+
+def _beyond_quota(job: JobRequest, spoke: Spoke) -> str | None:
+    """Why the spoke cannot take the job: it needs more at once than the quota
+    its file gives Caspian's jobs there."""
+    quota = spoke.spec.quota
+    if quota is None:
+        return None
+    over = [
+        f"{_amount(resource, need)}, more than its {_amount(resource, limit)}"
+        for resource, need in (
+            ("cpu", job.cpu),
+            ("memory_bytes", job.memory_bytes),
+            ("gpu", job.gpu),
+        )
+        if (limit := quota.of(resource)) is not None and need > limit + 1e-9
+    ]
+    if not over:
+        return None
+    return (
+        f"it needs {'; '.join(over)}: the quota spokes/{spoke.name}.yaml gives Caspian's jobs "
+        "there (spec.quota)"
+    )
+
+
+def _amount(resource: str, value: float) -> str:
+    if resource == "memory_bytes":
+        return f"{value / 2**30:g}Gi memory"
+    return f"{value:g} {'GPUs' if resource == 'gpu' else resource}"
+
+
 def _maintenance(fleet: Fleet, horizon: Window) -> dict[str, tuple[Maintenance, ...]]:
     """Each spoke's maintenance windows that fall in the planning horizon."""
     end = horizon.time_of(horizon.slots)
@@ -1082,10 +1151,14 @@ def _no_node_fits(
     return result
 
 
+# A spoke as its file declares it, or as it was observed.
+_Spoke = TypeVar("_Spoke", Spoke, SpokeState)
+
+
 def _barred(
     jobs: Iterable[JobRequest],
-    spokes: Mapping[str, SpokeState],
-    why: Callable[[JobRequest, SpokeState], str | None],
+    spokes: Mapping[str, _Spoke],
+    why: Callable[[JobRequest, _Spoke], str | None],
 ) -> dict[str, dict[str, str]]:
     """Per job, the spokes it may use that `why` rules out, each with why."""
     result = {}

@@ -250,6 +250,20 @@ class Capacity(Spec):
     gpu: Quantity = Field(default=0.0, ge=0, alias="nvidia.com/gpu")
 
 
+class Quota(Spec):
+    """The most Caspian's jobs may request on a spoke at once, whatever is free
+    there (as a Kueue ClusterQueue's nominal quota): room kept for the
+    cluster's other work. A resource left out has no such limit."""
+
+    cpu: Quantity | None = Field(default=None, ge=0)
+    memory: Quantity | None = Field(default=None, ge=0)
+    gpu: Quantity | None = Field(default=None, ge=0, alias="nvidia.com/gpu")
+
+    def of(self, resource: str) -> float | None:
+        """The limit on an optimizer resource (cpu, memory_bytes, gpu)."""
+        return {"cpu": self.cpu, "memory_bytes": self.memory, "gpu": self.gpu}[resource]
+
+
 class PowerModel(Spec):
     """Average power draw of a job's share of a node, before the facility's PUE."""
 
@@ -302,6 +316,8 @@ class SpokeSpec(Spec):
     # Times it takes no work, announced ahead: nothing is planned to run there
     # then, and what would is planned before, after, or elsewhere.
     maintenance: tuple[Maintenance, ...] = ()
+    # The most Caspian's jobs may hold there at once, observed room or not.
+    quota: Quota | None = None
 
 
 class SpokeMeta(Spec):

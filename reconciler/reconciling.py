@@ -97,6 +97,7 @@ def survey(repo: FleetRepo, *, now: datetime, observer: Observer | None = None) 
                 placed=placed.get(spoke.name, {}),
                 waiting=waiting,
                 maintenance=tuple(w for w in spoke.spec.maintenance if w.end > now),
+                quota=spoke.spec.quota,
             )
         )
     for name, file in fleet.broken_spokes.items():

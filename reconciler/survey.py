@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from reconciler.deciding import grace_begins
 from reconciler.decisions import SpokeState
-from reconciler.fleet import Maintenance, Spoke
+from reconciler.fleet import Maintenance, Quota, Spoke
 from reconciler.ledger import Entry, Phase
 from reconciler.quantities import format_duration, format_time
 
@@ -38,6 +38,7 @@ class SpokeReport(BaseModel):
     waiting: str = ""
     # Its file's maintenance windows that have not ended.
     maintenance: tuple[Maintenance, ...] = ()
+    quota: Quota | None = None  # its file's: the most Caspian's jobs may hold there
 
     @property
     def trouble(self) -> bool:
@@ -122,6 +123,8 @@ def table(survey: Survey) -> str:
             notes.append(f"{report.name}: {report.state}: {report.why}")
         if report.waiting:
             notes.append(f"{report.name}: {report.waiting}")
+        if report.quota is not None:
+            notes.append(f"{report.name}: {_quota(report.quota)}")
         notes.extend(
             f"{report.name}: maintenance from {format_time(w.start)} to {format_time(w.end)}"
             + (f" ({w.reason})" if w.reason else "")
@@ -138,6 +141,20 @@ def table(survey: Survey) -> str:
                 "against them there; apply deploy/spoke-rbac.yaml on it"
             )
     return "\n".join(lines + (["", *notes] if notes else []))
+
+
+def _quota(quota: Quota) -> str:
+    limits = [
+        f"{value:g}{unit}"
+        for value, unit in (
+            (quota.cpu, " cpu"),
+            (quota.memory / 2**30 if quota.memory is not None else None, "Gi memory"),
+            (quota.gpu, " GPUs"),
+        )
+        if value is not None
+    ]
+    held = ", ".join(limits) or "no limit"
+    return f"Caspian's jobs hold at most {held} there at once (its file's spec.quota)"
 
 
 def _namespace_rules(state: SpokeState) -> list[str]:

@@ -83,6 +83,13 @@ def test_spokes_shows_each_spokes_room_and_placements_and_a_broken_file(run, tmp
         "nothing new is planned to run there then\n"
     ) in upkeep.output
     assert "2026-11-21T04:00:00Z" not in upkeep.output
+    spoke["spec"]["quota"] = {"cpu": "24", "memory": "64Gi"}
+    gitutil.user_commit(remote, {"spokes/paris.yaml": yaml.safe_dump(spoke).encode()})
+    held = run("spokes", "--repo", remote, *AT)
+    assert (
+        "\nparis: Caspian's jobs hold at most 24 cpu, 64Gi memory there at once (its file's "
+        "spec.quota)\n"
+    ) in held.output
     # A spoke file that does not load: named, with its problem, and exit 3.
     text = gitutil.read(remote, "spokes/frankfurt.yaml").replace(b"pue:", b"pue: [")
     gitutil.user_commit(remote, {"spokes/frankfurt.yaml": text})
