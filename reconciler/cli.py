@@ -353,6 +353,8 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
                 else "stays until it answers (the policy's spokeDownGrace is null)"
             )
         )
+    if note := decision.runs_after.get(entry.id):
+        click.echo(f"  {note} (its caspian.dev/after)")
     if note := decision.stuck.get(entry.id):
         click.echo(f"  not running yet: {note}")
     if entry.retries:

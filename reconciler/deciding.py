@@ -143,6 +143,29 @@ def decide(
         and job.id not in suspended
         and (wait := _waits_for_spoke(job, prevs[job.id], spokes, fleet=fleet, now=now))
     }
+    # Run after others (caspian.dev/after): planned once those have started,
+    # from their end, and dispatched once they have succeeded.
+    gates = {
+        job.id: gate
+        for job in jobs
+        if job.after
+        and job.id not in finished
+        and job.id not in suspended
+        and not (prevs[job.id] is not None and prevs[job.id].phase in FIXED)
+        and (
+            gate := _gate(
+                job,
+                previous,
+                finished,
+                retried,
+                valid=valid,
+                broken=broken_files,
+                horizon=horizon,
+                now=now,
+            )
+        )
+    }
+    held_by_others = {job_id for job_id, gate in gates.items() if gate.held}
     # Dispatched, and not running yet for a reason its spoke gives: for `explain`.
     stuck = {
         job.id: note
@@ -161,10 +184,14 @@ def decide(
             horizon=horizon,
             now=now,
             down=down,
+            gate=gates.get(job.id),
             overrunning=_overrunning(prevs[job.id], spokes, now=now),
         )
         for job in jobs
-        if job.id not in finished and job.id not in suspended and job.id not in waiting
+        if job.id not in finished
+        and job.id not in suspended
+        and job.id not in waiting
+        and job.id not in held_by_others
     ]
     # A held job on a spoke that has left the fleet holds no capacity anywhere,
     # nor does a stopped one.
@@ -210,6 +237,10 @@ def decide(
             since = waiting[job.id].since
             entries.append(_waiting_entry(job, prev, since=since, fleet=fleet, now=now))
             continue
+        if job.id in held_by_others:
+            recorded = _recorded(job, prev, fleet=fleet, now=now)
+            entries.append(Entry(phase=Phase.PENDING, reason=gates[job.id].held, **recorded))
+            continue
         seen = spokes[prev.spoke].jobs if prev is not None and prev.spoke in spokes else {}
         entry = _entry(
             job,
@@ -221,6 +252,7 @@ def decide(
             now=now,
             spokes_seen=seen,
             down=down,
+            gate=gates.get(job.id),
         )
         entry = _blame_closed_spokes(entry, job, shut[job.id])
         if job.id in given_up and entry.phase == Phase.PENDING:
@@ -253,6 +285,12 @@ def decide(
         given_up=tuple(sorted(given_up)),
         stuck=stuck,
         waiting={job_id: wait.grace_from for job_id, wait in waiting.items()},
+        runs_after={
+            job_id: f"it runs after {gate.last}, so it starts no earlier than its end "
+            f"{format_time(gate.after)}, and is dispatched once that has succeeded"
+            for job_id, gate in gates.items()
+            if gate.after is not None
+        },
         spoke_down_grace=fleet.policy.spec.spoke_down_grace,
         maintenance=maintenance,
         history_url=fleet.policy.spec.history_url,
@@ -496,6 +534,66 @@ def _waits_for_spoke(
     if grace is not None and grace_from + grace <= now:
         return None
     return _Wait(since=since, grace_from=grace_from)
+
+
+class _Gate(NamedTuple):
+    """What the jobs a job runs after (its caspian.dev/after) allow it now."""
+
+    held: str | None  # why it is not planned yet: one has not started, or failed
+    after: datetime | None  # it starts no earlier than this: their latest end
+    last: str | None  # the one that ends then
+    done: bool  # all of them succeeded: it may be dispatched
+
+
+def _gate(
+    job: JobRequest,
+    previous: Mapping[str, Entry],
+    finished: Mapping[str, Phase],
+    retried: Mapping[str, Retry],
+    *,
+    valid: Mapping[str, JobRequest],
+    broken: Collection[str],
+    horizon: Window,
+    now: datetime,
+) -> _Gate:
+    """Whether `job` may be planned, from when, and whether dispatched, by the
+    jobs it runs after: each must have started (then it is planned from its
+    planned end, or from the next slot where that has gone by) and succeeded
+    before it is dispatched. One that failed, runs again, or is not in jobs/
+    holds it, with why."""
+    waits: list[str] = []
+    ends: list[tuple[datetime, str]] = []
+    for other in job.after:
+        entry = previous.get(other)
+        phase = None if other in retried else finished.get(other) or (entry and entry.phase)
+        if phase == Phase.SUCCEEDED:
+            continue
+        if phase == Phase.FAILED:
+            waits.append(
+                f"{other}, which failed: run it again (a change to its wrapped Job) or take it "
+                "out of its caspian.dev/after"
+            )
+        elif phase in FIXED and entry is not None and entry.planned_end is not None:
+            ends.append((entry.planned_end, other))
+        elif other in valid or other in retried:
+            waits.append(f"{other} to start")
+        elif entry is not None and _file(entry.source) in broken:
+            waits.append(f"{other}, whose file has a problem (see its record)")
+        else:
+            waits.append(f"{other}, which is not in jobs/")
+    if waits:
+        return _Gate(
+            held=f"waits for {'; '.join(waits)} (its caspian.dev/after)",
+            after=None,
+            last=None,
+            done=False,
+        )
+    if not ends:
+        return _Gate(held=None, after=None, last=None, done=True)
+    # Not before the next slot: it must not be dispatched while they run.
+    end, last = max(ends)
+    after = max(end, horizon.time_of(horizon.slot_of(now) + 1))
+    return _Gate(held=None, after=after, last=last, done=False)
 
 
 def grace_begins(spoke: Spoke, *, since: datetime, now: datetime) -> datetime:
@@ -782,9 +880,17 @@ def _overrunning(prev: Entry | None, spokes: Mapping[str, SpokeState], *, now: d
     return running and prev.planned_end <= now
 
 
-def _is_fixed(prev: Entry | None, *, horizon: Window, now: datetime, down: Collection[str]) -> bool:
+def _is_fixed(
+    prev: Entry | None,
+    *,
+    horizon: Window,
+    now: datetime,
+    down: Collection[str],
+    gate: _Gate | None = None,
+) -> bool:
     """Started, or to start now: planned for the slot `now` is in, on a spoke
-    that is not `down` (nothing would reach it). A planned job whose slot went
+    that is not `down` (nothing would reach it), with every job it runs after
+    (`gate`) succeeded. A planned job whose slot went
     by with no reconcile to dispatch it (the remote or Caspian down) never
     started: it is planned again, or it would start now held to a place in the
     past, and hold no room for the hours it runs."""
@@ -795,6 +901,7 @@ def _is_fixed(prev: Entry | None, *, horizon: Window, now: datetime, down: Colle
         and prev.planned_start <= now
         and not prev.start_went_by(horizon.start)
         and prev.spoke not in down
+        and (gate is None or gate.done)
     )
 
 
@@ -807,6 +914,7 @@ def _optimizer_job(
     horizon: Window,
     now: datetime,
     down: Collection[str],
+    gate: _Gate | None,
     overrunning: bool = False,
 ) -> Job:
     first_seen = prev.first_seen if prev and prev.first_seen else now
@@ -816,7 +924,7 @@ def _optimizer_job(
         for spoke in fleet.spokes
     }
     fixed = previous = None
-    if _is_fixed(prev, horizon=horizon, now=now, down=down):
+    if _is_fixed(prev, horizon=horizon, now=now, down=down, gate=gate):
         fixed = Slot(spoke=prev.pool or prev.spoke, start_slot=horizon.slot_of(prev.planned_start))
     elif (
         prev is not None
@@ -834,8 +942,10 @@ def _optimizer_job(
         # slot, and again at every reconcile until it ends, so that nothing more
         # is planned on top of it.
         duration = max(duration, horizon.slot_of(now) + 2 - fixed.start_slot)
-    # Its caspian.dev/not-before, and a run again's pause after the failure.
-    earliest = [t for t in (job.not_before, prev.rerun_after if prev else None) if t]
+    # Its caspian.dev/not-before, a run again's pause after the failure, and
+    # the end of the jobs it runs after.
+    after = gate.after if gate else None
+    earliest = [t for t in (job.not_before, prev.rerun_after if prev else None, after) if t]
     release = _release_slot(max(earliest), horizon) if earliest else 0
     return Job(
         id=job.id,
@@ -1038,6 +1148,7 @@ def _entry(
     now: datetime,
     spokes_seen: Mapping[str, str],
     down: Collection[str],
+    gate: _Gate | None,
 ) -> Entry:
     common = _recorded(job, prev, fleet=fleet, now=now)
     assignment = plan.assignment(job.id)
@@ -1051,10 +1162,15 @@ def _entry(
                 f"deferred: its run again waits until {format_time(paused)} (its AppWrapper's "
                 "retryPausePeriodDuration after the failure), beyond the planning horizon"
             )
+        if gate is not None and gate.after and _release_slot(gate.after, horizon) >= horizon.slots:
+            reason = (
+                f"deferred: it runs after {gate.last}, which ends {format_time(gate.after)} "
+                "(its caspian.dev/after), beyond the planning horizon"
+            )
         return Entry(phase=Phase.PENDING, reason=reason, **common)
     spoke = pools.spoke_of(assignment.spoke)
     start = horizon.time_of(assignment.start_slot)
-    fixed = _is_fixed(prev, horizon=horizon, now=now, down=down)
+    fixed = _is_fixed(prev, horizon=horizon, now=now, down=down, gate=gate)
     if fixed:
         start = prev.planned_start
     unchanged = (
@@ -1079,6 +1195,15 @@ def _entry(
         # A job that has started keeps the reason of when it was placed: "now"
         # no longer tells when it could have ended.
         reason = prev.reason
+    elif (
+        late and gate is not None and gate.after and gate.after + job.duration > common["deadline"]
+    ):
+        reason = (
+            f"will finish after its deadline: it runs after {gate.last}, which ends "
+            f"{format_time(gate.after)} (its caspian.dev/after), so it ends "
+            f"{format_time(gate.after + job.duration)} at the earliest, after its deadline "
+            f"{format_time(common['deadline'])}"
+        )
     elif late:
         reason = _late_reason(
             job, deadline=common["deadline"], now=now, rerun_after=common["rerun_after"]

@@ -197,6 +197,8 @@ class Decision(BaseModel):
     # when the policy's spokeDownGrace began to count (since it was first seen
     # down, or since its maintenance ended), which is not up yet.
     waiting: dict[str, datetime] = {}
+    # The jobs planned after others that have started (caspian.dev/after): how.
+    runs_after: dict[str, str] = {}
     spoke_down_grace: timedelta | None = timedelta(minutes=5)  # the policy's
     # Each spoke's maintenance windows in the horizon: nothing new runs there then.
     maintenance: dict[str, tuple[Maintenance, ...]] = {}

@@ -412,6 +412,10 @@ class JobRequest(BaseModel):
     # Its AppWrapper's workload.codeflare.dev.appwrapper/retryPausePeriodDuration:
     # how long after a Job of it failed its run again may start (None: at once).
     retry_pause: timedelta | None = None
+    # The jobs it runs after (caspian.dev/after), by namespace/name: it is
+    # planned once they have started, from their end, and dispatched once
+    # they have succeeded.
+    after: tuple[str, ...] = ()
 
     @property
     def job_name(self) -> str:
@@ -516,6 +520,19 @@ def load_fleet(
                 jobs.append(job)
             else:
                 problems.extend(job_or_problems)
+    cycles = _in_cycles(jobs)
+    for job in jobs:
+        if job.id in cycles:
+            others = " after ".join((*cycles[job.id], job.id))
+            problems.append(
+                Problem(
+                    file=job.source,
+                    field=f"metadata.annotations.{AFTER}",
+                    reason=f"the jobs wait for each other in a circle ({others}), so none "
+                    "could ever start: take one of them out of the next one's caspian.dev/after",
+                )
+            )
+    jobs = [job for job in jobs if job.id not in cycles]
     return Fleet(
         policy=policy,
         spokes=spokes,
@@ -766,6 +783,7 @@ def _job_from_doc(
             for field, key in GRACE_PERIODS.items()
         }
         retry_pause = _go_duration(annotations, RETRY_PAUSE, meaning=PAUSE_MEANING)
+        after = _after(annotations, namespace=namespace, own=f"{namespace}/{name}")
     except jobspec.FieldError as error:
         return problem(f"metadata.annotations.{error.field}", error.reason)
     # The job runs at most as long as its Job may: Kubernetes ends it then
@@ -799,8 +817,57 @@ def _job_from_doc(
         retryable_exit_codes=retryable_exit_codes,
         **graces,
         retry_pause=retry_pause,
+        after=after,
         **hints,
     )
+
+
+AFTER = ANNOTATION + "after"
+
+
+def _after(annotations: Mapping[str, Any], *, namespace: str, own: str) -> tuple[str, ...]:
+    """The jobs a job runs after, by namespace/name: its caspian.dev/after, a
+    list of AppWrapper names apart by commas, each `name` (in its own
+    namespace) or `namespace/name`."""
+    raw = annotations.get(AFTER)
+    if raw is None:
+        return ()
+    found = []
+    for item in (part.strip() for part in str(raw).split(",")):
+        space, _, name = item.rpartition("/") if "/" in item else (namespace, "", item)
+        if not (refusals.is_dns_label(space) and refusals.is_dns_label(name)):
+            raise jobspec.FieldError(
+                AFTER,
+                f"{item!r} is not an AppWrapper's name: write names (or namespace/name) apart "
+                'by commas, e.g. "preprocess, batch/fetch-data"',
+            )
+        found.append(f"{space}/{name}")
+    if own in found:
+        raise jobspec.FieldError(
+            AFTER, f"it names the job itself ({own}): it cannot run after itself"
+        )
+    return tuple(dict.fromkeys(found))
+
+
+def _in_cycles(jobs: Iterable[JobRequest]) -> dict[str, tuple[str, ...]]:
+    """The jobs whose caspian.dev/after leads back to them, each with the jobs
+    of its cycle (itself first): none of them could ever start."""
+    after = {job.id: job.after for job in jobs}
+    found = {}
+    for start in after:
+        # Walk back from `start` through what it waits for, the path kept.
+        stack: list[tuple[str, tuple[str, ...]]] = [(start, (start,))]
+        seen = set()
+        while stack and start not in found:
+            current, path = stack.pop()
+            for nxt in after.get(current, ()):
+                if nxt == start:
+                    found[start] = path
+                    break
+                if nxt in after and nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, (*path, nxt)))
+    return found
 
 
 # ASCII digits only: str.isdigit() takes "²", which int() refuses.
@@ -898,6 +965,7 @@ def _hints(
         "power-watts",
         "spokes",
         "spoke-selector",
+        "after",
     }
     for key in annotations:
         if key.startswith(ANNOTATION) and key.removeprefix(ANNOTATION) not in known:

@@ -319,6 +319,28 @@ def test_explain_names_the_maintenance_of_the_spokes_a_job_may_use(run, tmp_path
     )
 
 
+def test_explain_says_a_job_runs_after_another(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    hints = {"caspian.dev/duration": "1h", "caspian.dev/complete-within": "3h"}
+    prep = appwrapper("prep", annotations=hints)
+    train = appwrapper("train", annotations={"caspian.dev/after": "prep"})
+    gitutil.user_commit(
+        remote, {"jobs/prep.yaml": prep.encode(), "jobs/train.yaml": train.encode()}
+    )
+    waiting = run("explain", "train", "--repo", remote, *AT)
+    assert "  waits for batch/prep to start (its caspian.dev/after)\n" in waiting.output
+    # Not planned yet, as a job deferred past the horizon is not: the exit says so.
+    assert run("reconcile", "--once", "--repo", remote, *AT).exit_code == 3
+    later = ["--now", "2026-11-22T02:01:00Z"]
+    assert run("reconcile", "--once", "--repo", remote, *later).exit_code == 0
+    planned = run("explain", "train", "--repo", remote, *later)
+    assert (
+        "  it runs after batch/prep, so it starts no earlier than its end 2026-11-22T03:00:00Z, "
+        "and is dispatched once that has succeeded (its caspian.dev/after)\n"
+    ) in planned.output
+
+
 def test_explain_names_the_allowed_spokes_that_take_no_new_work(run, tmp_path) -> None:
     remote = tmp_path / "fleet.git"
     run("init", "--bare", remote)

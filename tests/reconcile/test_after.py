@@ -1,0 +1,177 @@
+"""Jobs that run after others (caspian.dev/after): planned once those have
+started, from their end; dispatched once they have succeeded; held, with
+why, where one failed or is not there."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import yaml
+
+from reconciler.templates import template_files
+from tests.conftest import NOW, assert_valid_plan
+from tests.fleet.helpers import appwrapper, appwrapper_doc, fleet_with, problems_of
+from tests.reconcile.test_lifecycle import entries, step
+
+PREP = {"caspian.dev/duration": "1h", "caspian.dev/complete-within": "3h"}
+
+
+def _pipeline(**train) -> dict[str, bytes]:
+    files = template_files()
+    files["jobs/prep.yaml"] = appwrapper("prep", annotations=PREP).encode()
+    hints = {"caspian.dev/duration": "2h", "caspian.dev/after": "prep", **train}
+    files["jobs/train.yaml"] = appwrapper("train", annotations=hints).encode()
+    return files
+
+
+def test_a_job_is_planned_from_the_end_of_what_it_runs_after_once_that_started() -> None:
+    first, files = step(_pipeline(), now=NOW)
+    prep, train = entries(first)["batch/prep"], entries(first)["batch/train"]
+    assert prep.phase == "Dispatched"
+    assert (train.phase, train.reason) == (
+        "Pending",
+        "waits for batch/prep to start (its caspian.dev/after)",
+    )
+    later, files = step(files, now=NOW + timedelta(minutes=1))
+    train = entries(later)["batch/train"]
+    assert train.phase == "Planned" and train.planned_start >= prep.planned_end
+    assert_valid_plan(later.instance, later.plan)
+
+
+def test_it_is_not_dispatched_while_what_it_runs_after_still_runs() -> None:
+    # Due soon after prep: planned right at prep's end.
+    files = _pipeline(**{"caspian.dev/complete-within": "4h"})
+    first, files = step(files, now=NOW)
+    _, files = step(files, now=NOW + timedelta(minutes=1))
+    prep = entries(first)["batch/prep"]
+    train = entries(step(files, now=NOW + timedelta(minutes=2))[0])["batch/train"]
+    assert train.planned_start == prep.planned_end
+    # prep runs past its planned end: train's start comes, and it waits.
+    running = {prep.spoke: {"jobs": {prep.job_key: "Running"}}}
+    late, files = step(files, now=prep.planned_end + timedelta(minutes=1), states=running)
+    held = entries(late)["batch/train"]
+    assert held.phase == "Planned" and held.planned_start > prep.planned_end
+    assert_valid_plan(late.instance, late.plan)
+    # prep succeeds: train is dispatched when its start comes.
+    done = {prep.spoke: {"jobs": {prep.job_key: "Succeeded"}}}
+    at = held.planned_start + timedelta(minutes=1)
+    going, _ = step(files, now=at, states=done)
+    assert entries(going)["batch/prep"].phase == "Succeeded"
+    assert entries(going)["batch/train"].phase == "Dispatched"
+
+
+def test_a_failure_of_what_it_runs_after_holds_it_and_says_what_to_do() -> None:
+    first, files = step(_pipeline(), now=NOW)
+    prep = entries(first)["batch/prep"]
+    _, files = step(files, now=NOW + timedelta(minutes=1))
+    failed = {prep.spoke: {"jobs": {prep.job_key: "Failed"}}}
+    decision, _ = step(files, now=NOW + timedelta(minutes=30), states=failed)
+    train = entries(decision)["batch/train"]
+    assert train.phase == "Pending"
+    assert train.reason == (
+        "waits for batch/prep, which failed: run it again (a change to its wrapped Job) or take "
+        "it out of its caspian.dev/after (its caspian.dev/after)"
+    )
+    assert "batch/train" not in {a.id for a in decision.plan.assignments}
+
+
+def test_a_run_again_of_what_it_runs_after_holds_it_until_that_starts() -> None:
+    files = template_files()
+    retried = {**PREP, "workload.codeflare.dev.appwrapper/retryLimit": "1"}
+    files["jobs/prep.yaml"] = appwrapper("prep", annotations=retried).encode()
+    hints = {"caspian.dev/duration": "2h", "caspian.dev/after": "prep"}
+    files["jobs/train.yaml"] = appwrapper("train", annotations=hints).encode()
+    first, files = step(files, now=NOW)
+    prep = entries(first)["batch/prep"]
+    _, files = step(files, now=NOW + timedelta(minutes=1))
+    failed = {prep.spoke: {"jobs": {prep.job_key: "Failed"}}}
+    decision, _ = step(files, now=NOW + timedelta(minutes=30), states=failed)
+    assert entries(decision)["batch/prep"].retries == 1
+    assert entries(decision)["batch/train"].reason == (
+        "waits for batch/prep to start (its caspian.dev/after)"
+    )
+
+
+def test_what_is_not_there_holds_it_and_other_namespaces_are_named_in_full() -> None:
+    files = _pipeline(**{"caspian.dev/after": "media/video-transcode, nowhere"})
+    decision, _ = step(files, now=NOW)
+    train = entries(decision)["batch/train"]
+    assert train.reason == (
+        "waits for media/video-transcode to start; batch/nowhere, which is not in jobs/ (its "
+        "caspian.dev/after)"
+    )
+
+
+def test_what_ends_past_the_horizon_defers_it_and_a_late_end_is_blamed() -> None:
+    long_prep = {"caspian.dev/duration": "30h", "caspian.dev/complete-within": "30h"}
+    files = _pipeline()
+    files["jobs/prep.yaml"] = appwrapper("prep", annotations=long_prep).encode()
+    _, files = step(files, now=NOW)
+    decision, _ = step(files, now=NOW + timedelta(minutes=1))
+    train = entries(decision)["batch/train"]
+    assert train.phase == "Pending"
+    assert train.reason.startswith("deferred: it runs after batch/prep, which ends ")
+    assert train.reason.endswith("(its caspian.dev/after), beyond the planning horizon")
+
+    files = _pipeline(**{"caspian.dev/complete-within": "2h"})
+    _, files = step(files, now=NOW)
+    decision, _ = step(files, now=NOW + timedelta(minutes=1))
+    train = entries(decision)["batch/train"]
+    assert train.late
+    assert train.reason.startswith("will finish after its deadline: it runs after batch/prep, ")
+
+
+def test_a_bad_or_circular_after_is_a_problem_of_the_files() -> None:
+    def problems(**after: str) -> list[str]:
+        changes = {}
+        for name, value in after.items():
+            doc = appwrapper_doc(name, annotations={"caspian.dev/after": value})
+            changes[f"jobs__{name}"] = yaml.safe_dump(doc)
+        return problems_of(fleet_with(**changes))
+
+    field = "metadata.annotations.caspian.dev/after"
+    assert problems(a="Not A Name") == [
+        f"jobs/a.yaml:{field}: 'Not A Name' is not an AppWrapper's name: write names (or "
+        'namespace/name) apart by commas, e.g. "preprocess, batch/fetch-data"'
+    ]
+    assert problems(a="b, a") == [
+        f"jobs/a.yaml:{field}: it names the job itself (batch/a): it cannot run after itself"
+    ]
+    circle = problems(a="b", b="c", c="a")
+    assert len(circle) == 3 and all(field in line for line in circle)
+    assert circle[0] == (
+        f"jobs/a.yaml:{field}: the jobs wait for each other in a circle (batch/a after batch/b "
+        "after batch/c after batch/a), so none could ever start: take one of them out of the "
+        "next one's caspian.dev/after"
+    )
+    fleet = fleet_with(
+        jobs__a=yaml.safe_dump(appwrapper_doc("a", annotations={"caspian.dev/after": "b"})),
+        jobs__b=yaml.safe_dump(appwrapper_doc("b", annotations={"caspian.dev/after": "a"})),
+        jobs__c=yaml.safe_dump(appwrapper_doc("c", annotations={"caspian.dev/after": "a"})),
+    )
+    # Waiting for one of a circle is no circle of its own: it waits.
+    assert "batch/c" in {job.id for job in fleet.jobs}
+    assert not {"batch/a", "batch/b"} & {job.id for job in fleet.jobs}
+
+
+def test_what_has_started_stays_whatever_becomes_of_what_it_ran_after() -> None:
+    first, files = step(_pipeline(), now=NOW)
+    prep = entries(first)["batch/prep"]
+    done = {prep.spoke: {"jobs": {prep.job_key: "Succeeded"}}}
+    planned, files = step(files, now=NOW + timedelta(minutes=20), states=done)
+    train = entries(planned)["batch/train"]
+    _, files = step(files, now=train.planned_start + timedelta(minutes=1))
+    # prep is edited to run again: train, which has started, is not touched.
+    doc = yaml.safe_load(files["jobs/prep.yaml"])
+    template = doc["spec"]["components"][0]["template"]
+    template.setdefault("metadata", {}).setdefault("labels", {})["run"] = "2"
+    files["jobs/prep.yaml"] = yaml.safe_dump(doc).encode()
+    _, files = step(files, now=train.planned_start + timedelta(minutes=5))
+    again, _ = step(files, now=train.planned_start + timedelta(minutes=6))
+    kept = entries(again)["batch/train"]
+    assert (kept.phase, kept.spoke, kept.planned_start) == (
+        "Dispatched",
+        train.spoke,
+        train.planned_start,
+    )
+    assert entries(again)["batch/prep"].phase in ("Planned", "Dispatched")
