@@ -60,6 +60,48 @@ def decide(
     now: datetime,
     planner: Planner = optimize_plan,
 ) -> Decision:
+    """What to place where and when, from what the fleet repo asks, what the
+    spokes report, the forecasts and `now`. A job that runs after another
+    (caspian.dev/after) is planned once that one has started: where this
+    decision dispatches it, the job is planned in a second pass over the same
+    inputs, so that a reconcile right after commits nothing more."""
+
+    def once(ledger: Ledger) -> Decision:
+        return _decide(
+            fleet=fleet, ledger=ledger, spokes=spokes, forecasts=forecasts, now=now, planner=planner
+        )
+
+    first = once(ledger)
+    before, after = ledger.by_id(), first.ledger.by_id()
+    started = {
+        other
+        for job_id in first.held_after
+        for other in first.jobs[job_id].after
+        if other in after
+        and (before[other].phase if other in before else None) != after[other].phase
+    }
+    if not started:
+        return first
+    second = once(first.ledger)
+    # What happened in the first pass (a requeue, a run again) is this decision's too.
+    return second.model_copy(
+        update={
+            "requeued": {**first.requeued, **second.requeued},
+            "retried": {**first.retried, **second.retried},
+            "not_retried": {**first.not_retried, **second.not_retried},
+        }
+    )
+
+
+def _decide(
+    *,
+    fleet: Fleet,
+    ledger: Ledger,
+    spokes: Mapping[str, SpokeState],
+    forecasts: Mapping[str, IntensitySeries],
+    now: datetime,
+    planner: Planner,
+) -> Decision:
     horizon = window(fleet, now=now)
     broken_files = {_file(problem.file) for problem in fleet.problems}
     valid = {job.id: job for job in fleet.jobs}
@@ -285,6 +327,7 @@ def decide(
         given_up=tuple(sorted(given_up)),
         stuck=stuck,
         waiting={job_id: wait.grace_from for job_id, wait in waiting.items()},
+        held_after=tuple(sorted(held_by_others)),
         runs_after={
             job_id: f"it runs after {gate.last}, so it starts no earlier than its end "
             f"{format_time(gate.after)}, and is dispatched once that has succeeded"

@@ -199,6 +199,8 @@ class Decision(BaseModel):
     waiting: dict[str, datetime] = {}
     # The jobs planned after others that have started (caspian.dev/after): how.
     runs_after: dict[str, str] = {}
+    # The jobs not planned because one they run after has not started.
+    held_after: tuple[str, ...] = ()
     spoke_down_grace: timedelta | None = timedelta(minutes=5)  # the policy's
     # Each spoke's maintenance windows in the horizon: nothing new runs there then.
     maintenance: dict[str, tuple[Maintenance, ...]] = {}

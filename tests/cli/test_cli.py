@@ -322,7 +322,7 @@ def test_explain_names_the_maintenance_of_the_spokes_a_job_may_use(run, tmp_path
 def test_explain_says_a_job_runs_after_another(run, tmp_path) -> None:
     remote = tmp_path / "fleet.git"
     run("init", "--bare", remote)
-    hints = {"caspian.dev/duration": "1h", "caspian.dev/complete-within": "3h"}
+    hints = {"caspian.dev/duration": "1h", "caspian.dev/not-before": "2026-11-22T05:00:00Z"}
     prep = appwrapper("prep", annotations=hints)
     train = appwrapper("train", annotations={"caspian.dev/after": "prep"})
     gitutil.user_commit(
@@ -332,11 +332,13 @@ def test_explain_says_a_job_runs_after_another(run, tmp_path) -> None:
     assert "  waits for batch/prep to start (its caspian.dev/after)\n" in waiting.output
     # Not planned yet, as a job deferred past the horizon is not: the exit says so.
     assert run("reconcile", "--once", "--repo", remote, *AT).exit_code == 3
-    later = ["--now", "2026-11-22T02:01:00Z"]
+    prep_starts = gitutil.ledger(remote)["batch/prep"]["plannedStart"]
+    later = ["--now", prep_starts]
     assert run("reconcile", "--once", "--repo", remote, *later).exit_code == 0
     planned = run("explain", "train", "--repo", remote, *later)
+    end = timestamp(prep_starts) + timedelta(hours=1)
     assert (
-        "  it runs after batch/prep, so it starts no earlier than its end 2026-11-22T03:00:00Z, "
+        f"  it runs after batch/prep, so it starts no earlier than its end {format_time(end)}, "
         "and is dispatched once that has succeeded (its caspian.dev/after)\n"
     ) in planned.output
 

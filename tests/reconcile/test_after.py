@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import yaml
 
+from reconciler import messages
 from reconciler.templates import template_files
 from tests.conftest import NOW, assert_valid_plan
 from tests.fleet.helpers import appwrapper, appwrapper_doc, fleet_with, problems_of
@@ -25,26 +26,39 @@ def _pipeline(**train) -> dict[str, bytes]:
 
 
 def test_a_job_is_planned_from_the_end_of_what_it_runs_after_once_that_started() -> None:
-    first, files = step(_pipeline(), now=NOW)
+    files = _pipeline()
+    later = {**PREP, "caspian.dev/not-before": "2026-11-22T05:00:00Z"}
+    files["jobs/prep.yaml"] = appwrapper("prep", annotations=later).encode()
+    first, files = step(files, now=NOW)
     prep, train = entries(first)["batch/prep"], entries(first)["batch/train"]
-    assert prep.phase == "Dispatched"
+    assert prep.phase == "Planned"
     assert (train.phase, train.reason) == (
         "Pending",
         "waits for batch/prep to start (its caspian.dev/after)",
     )
-    later, files = step(files, now=NOW + timedelta(minutes=1))
-    train = entries(later)["batch/train"]
+    started, files = step(files, now=prep.planned_start + timedelta(minutes=1))
+    train = entries(started)["batch/train"]
+    assert entries(started)["batch/prep"].phase == "Dispatched"
     assert train.phase == "Planned" and train.planned_start >= prep.planned_end
-    assert_valid_plan(later.instance, later.plan)
+    assert_valid_plan(started.instance, started.plan)
+
+
+def test_what_is_dispatched_now_lets_what_runs_after_it_be_planned_at_once() -> None:
+    first, files = step(_pipeline(), now=NOW)
+    prep, train = entries(first)["batch/prep"], entries(first)["batch/train"]
+    assert prep.phase == "Dispatched"
+    assert train.phase == "Planned" and train.planned_start >= prep.planned_end
+    # A reconcile right after has nothing more to commit.
+    again, files_again = step(files, now=NOW)
+    assert again.ledger == first.ledger
+    assert files_again == files
 
 
 def test_it_is_not_dispatched_while_what_it_runs_after_still_runs() -> None:
     # Due soon after prep: planned right at prep's end.
     files = _pipeline(**{"caspian.dev/complete-within": "4h"})
     first, files = step(files, now=NOW)
-    _, files = step(files, now=NOW + timedelta(minutes=1))
-    prep = entries(first)["batch/prep"]
-    train = entries(step(files, now=NOW + timedelta(minutes=2))[0])["batch/train"]
+    prep, train = entries(first)["batch/prep"], entries(first)["batch/train"]
     assert train.planned_start == prep.planned_end
     # prep runs past its planned end: train's start comes, and it waits.
     running = {prep.spoke: {"jobs": {prep.job_key: "Running"}}}
@@ -175,3 +189,22 @@ def test_what_has_started_stays_whatever_becomes_of_what_it_ran_after() -> None:
         train.planned_start,
     )
     assert entries(again)["batch/prep"].phase in ("Planned", "Dispatched")
+
+
+def test_a_second_pass_keeps_what_the_first_one_did() -> None:
+    files = _pipeline()
+    later = {**PREP, "caspian.dev/not-before": "2026-11-22T03:00:00Z"}
+    files["jobs/prep.yaml"] = appwrapper("prep", annotations=later).encode()
+    flaky = {"caspian.dev/duration": "30m", "workload.codeflare.dev.appwrapper/retryLimit": "1"}
+    files["jobs/flaky.yaml"] = appwrapper("flaky", annotations=flaky).encode()
+    first, files = step(files, now=NOW)
+    prep, ran = entries(first)["batch/prep"], entries(first)["batch/flaky"]
+    assert ran.phase == "Dispatched" and prep.phase == "Planned"
+    # At prep's start flaky has failed: one reconcile runs flaky again, dispatches
+    # prep and, in its second pass, plans train after it.
+    failed = {ran.spoke: {"jobs": {ran.job_key: "Failed"}}}
+    decision, _ = step(files, now=prep.planned_start + timedelta(minutes=1), states=failed)
+    assert entries(decision)["batch/train"].phase == "Planned"
+    assert set(decision.retried) == {"batch/flaky"}
+    message = messages.commit_message(old=first.ledger, decision=decision, input_commit="0")
+    assert "\n- retried batch/flaky (1 of 1): its Job " in message
