@@ -208,6 +208,8 @@ def _decide(
         )
     }
     held_by_others = {job_id for job_id, gate in gates.items() if gate.held}
+    # A job that others run after ends in time for them where it can.
+    due = _due_for_others(jobs, prevs, finished=finished, fleet=fleet, now=now)
     # Dispatched, and not running yet for a reason its spoke gives: for `explain`.
     stuck = {
         job.id: note
@@ -227,6 +229,7 @@ def _decide(
             now=now,
             down=down,
             gate=gates.get(job.id),
+            due=due.get(job.id),
             overrunning=_overrunning(prevs[job.id], spokes, now=now),
         )
         for job in jobs
@@ -295,6 +298,7 @@ def _decide(
             spokes_seen=seen,
             down=down,
             gate=gates.get(job.id),
+            own_deadline_only=job.id in due,
         )
         entry = _blame_closed_spokes(entry, job, shut[job.id])
         if job.id in given_up and entry.phase == Phase.PENDING:
@@ -577,6 +581,50 @@ def _waits_for_spoke(
     if grace is not None and grace_from + grace <= now:
         return None
     return _Wait(since=since, grace_from=grace_from)
+
+
+def _due_for_others(
+    jobs: Iterable[JobRequest],
+    prevs: Mapping[str, Entry | None],
+    *,
+    finished: Mapping[str, Phase],
+    fleet: Fleet,
+    now: datetime,
+) -> dict[str, datetime]:
+    """Per job that others not yet started run after (caspian.dev/after), the
+    time it must end by for them to meet their deadlines, where that is
+    earlier than its own: their deadline less how long they run, through
+    every step of a chain."""
+    requests = {job.id: job for job in jobs}
+
+    def unstarted(job_id: str) -> bool:
+        prev = prevs.get(job_id)
+        return job_id not in finished and not (prev is not None and prev.phase in FIXED)
+
+    def own(job: JobRequest) -> datetime:
+        prev = prevs.get(job.id)
+        first_seen = prev.first_seen if prev and prev.first_seen else now
+        return effective_deadline(job, first_seen=first_seen, fleet=fleet)
+
+    due: dict[str, datetime] = {}
+    # A chain is as long as the jobs at most: each round carries it a step.
+    for _ in range(len(requests)):
+        changed = False
+        for job in requests.values():
+            if not job.after or not unstarted(job.id):
+                continue
+            by = min(own(job), due.get(job.id, own(job))) - job.duration
+            for other in job.after:
+                if (
+                    other in requests
+                    and unstarted(other)
+                    and by < due.get(other, own(requests[other]))
+                ):
+                    due[other] = by
+                    changed = True
+        if not changed:
+            break
+    return due
 
 
 class _Gate(NamedTuple):
@@ -958,10 +1006,13 @@ def _optimizer_job(
     now: datetime,
     down: Collection[str],
     gate: _Gate | None,
+    due: datetime | None = None,
     overrunning: bool = False,
 ) -> Job:
     first_seen = prev.first_seen if prev and prev.first_seen else now
     deadline = effective_deadline(job, first_seen=first_seen, fleet=fleet)
+    if due is not None:
+        deadline = min(deadline, due)
     energy = {
         spoke.name: kwh_per_slot(job, spoke=spoke, slot_seconds=horizon.slot_seconds)
         for spoke in fleet.spokes
@@ -1192,6 +1243,7 @@ def _entry(
     spokes_seen: Mapping[str, str],
     down: Collection[str],
     gate: _Gate | None,
+    own_deadline_only: bool = False,
 ) -> Entry:
     common = _recorded(job, prev, fleet=fleet, now=now)
     assignment = plan.assignment(job.id)
@@ -1233,6 +1285,11 @@ def _entry(
         else (round(qos_assignment.carbon_g, 1) if qos_assignment else None)
     )
     late = prev.late if fixed else assignment.late_slots > 0
+    if own_deadline_only and not fixed:
+        # Planned to end in time for the jobs that run after it, it is late
+        # only past its own deadline, as the optimizer counts a slot.
+        end_slot = assignment.start_slot + horizon.slots_in(job.duration)
+        late = end_slot > max(0, horizon.slot_of(common["deadline"]))
     reason = ""
     if fixed and prev is not None:
         # A job that has started keeps the reason of when it was placed: "now"

@@ -8,7 +8,8 @@ from datetime import timedelta
 
 import yaml
 
-from reconciler import messages
+from reconciler import deciding, messages
+from reconciler.ledger import Entry
 from reconciler.templates import template_files
 from tests.conftest import NOW, assert_valid_plan
 from tests.fleet.helpers import appwrapper, appwrapper_doc, fleet_with, problems_of
@@ -208,3 +209,82 @@ def test_a_second_pass_keeps_what_the_first_one_did() -> None:
     assert set(decision.retried) == {"batch/flaky"}
     message = messages.commit_message(old=first.ledger, decision=decision, input_commit="0")
     assert "\n- retried batch/flaky (1 of 1): its Job " in message
+
+
+def test_what_others_run_after_ends_in_time_for_their_deadlines() -> None:
+    files = template_files()
+    # On frankfurt, whose cleanest hours for prep alone come late in the day.
+    relaxed = {
+        "caspian.dev/duration": "1h",
+        "caspian.dev/complete-within": "20h",
+        "caspian.dev/spokes": "frankfurt",
+    }
+    files["jobs/prep.yaml"] = appwrapper("prep", annotations=relaxed).encode()
+    tight = {
+        "caspian.dev/duration": "2h",
+        "caspian.dev/complete-within": "5h",
+        "caspian.dev/after": "prep",
+        "caspian.dev/spokes": "frankfurt",
+    }
+    files["jobs/train.yaml"] = appwrapper("train", annotations=tight).encode()
+    decision, _ = step(files, now=NOW)
+    prep, train = entries(decision)["batch/prep"], entries(decision)["batch/train"]
+    assert prep.planned_end <= NOW + timedelta(hours=3) and not prep.late
+    if prep.phase == "Dispatched":  # train is planned in the same decision
+        assert train.phase == "Planned" and not train.late
+        assert train.planned_start >= prep.planned_end
+    else:
+        assert train.phase == "Pending"
+    # Alone, prep would go later, to cleaner hours.
+    alone = template_files()
+    alone["jobs/prep.yaml"] = files["jobs/prep.yaml"]
+    free = entries(step(alone, now=NOW)[0])["batch/prep"]
+    assert free.planned_end > NOW + timedelta(hours=3)
+
+
+def test_a_deadline_after_it_cannot_meet_does_not_make_it_late() -> None:
+    files = template_files()
+    relaxed = {"caspian.dev/duration": "1h", "caspian.dev/complete-within": "20h"}
+    files["jobs/prep.yaml"] = appwrapper("prep", annotations=relaxed).encode()
+    # train is due in 90 minutes and runs 2h: no start of prep lets it make it.
+    impossible = {
+        "caspian.dev/duration": "2h",
+        "caspian.dev/complete-within": "90m",
+        "caspian.dev/after": "prep",
+    }
+    files["jobs/train.yaml"] = appwrapper("train", annotations=impossible).encode()
+    decision, _ = step(files, now=NOW)
+    prep = entries(decision)["batch/prep"]
+    assert prep.planned_start == NOW and not prep.late and prep.reason == ""
+    assert entries(decision)["batch/train"].late
+
+
+def test_a_chain_carries_the_last_deadline_back_to_its_first_job() -> None:
+    def job(name: str, **hints: str) -> str:
+        return yaml.safe_dump(appwrapper_doc(name, annotations=hints))
+
+    fleet = fleet_with(
+        jobs__a=job("a", **{"caspian.dev/duration": "1h"}),
+        jobs__b=job("b", **{"caspian.dev/duration": "2h", "caspian.dev/after": "a"}),
+        jobs__c=job(
+            "c",
+            **{
+                "caspian.dev/duration": "3h",
+                "caspian.dev/complete-within": "8h",
+                "caspian.dev/after": "b",
+            },
+        ),
+    )
+    due = deciding._due_for_others(
+        fleet.jobs, dict.fromkeys(j.id for j in fleet.jobs), finished={}, fleet=fleet, now=NOW
+    )
+    assert due == {"batch/b": NOW + timedelta(hours=5), "batch/a": NOW + timedelta(hours=3)}
+    # Started, a job no longer needs its deadline carried back through it.
+    started = {"batch/b": entries_for(fleet, "batch/b", phase="Running")}
+    due = deciding._due_for_others(fleet.jobs, started, finished={}, fleet=fleet, now=NOW)
+    assert due == {}
+
+
+def entries_for(fleet, job_id: str, *, phase: str) -> Entry:
+    source = next(j.source for j in fleet.jobs if j.id == job_id)
+    return Entry(id=job_id, source=source, phase=phase, first_seen=NOW)
