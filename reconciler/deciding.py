@@ -73,14 +73,15 @@ def decide(
 
     first = once(ledger)
     before, after = ledger.by_id(), first.ledger.by_id()
-    started = {
+    # A job they wait for that this decision changed (dispatched, say, or run
+    # again and dispatched at once) may let them be planned now.
+    moved = {
         other
         for job_id in first.held_after
         for other in first.jobs[job_id].after
-        if other in after
-        and (before[other].phase if other in before else None) != after[other].phase
+        if before.get(other) != after.get(other)
     }
-    if not started:
+    if not moved:
         return first
     second = once(first.ledger)
     # What happened in the first pass (a requeue, a run again) is this decision's too.

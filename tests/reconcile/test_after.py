@@ -92,18 +92,26 @@ def test_a_failure_of_what_it_runs_after_holds_it_and_says_what_to_do() -> None:
 
 def test_a_run_again_of_what_it_runs_after_holds_it_until_that_starts() -> None:
     files = template_files()
-    retried = {**PREP, "workload.codeflare.dev.appwrapper/retryLimit": "1"}
+    # Run again after a pause: it is planned, not dispatched, when it fails.
+    retried = {
+        **PREP,
+        "workload.codeflare.dev.appwrapper/retryLimit": "1",
+        "workload.codeflare.dev.appwrapper/retryPausePeriodDuration": "1h",
+    }
     files["jobs/prep.yaml"] = appwrapper("prep", annotations=retried).encode()
     hints = {"caspian.dev/duration": "2h", "caspian.dev/after": "prep"}
     files["jobs/train.yaml"] = appwrapper("train", annotations=hints).encode()
     first, files = step(files, now=NOW)
     prep = entries(first)["batch/prep"]
-    _, files = step(files, now=NOW + timedelta(minutes=1))
+    assert entries(first)["batch/train"].phase == "Planned"
     failed = {prep.spoke: {"jobs": {prep.job_key: "Failed"}}}
     decision, _ = step(files, now=NOW + timedelta(minutes=30), states=failed)
-    assert entries(decision)["batch/prep"].retries == 1
-    assert entries(decision)["batch/train"].reason == (
-        "waits for batch/prep to start (its caspian.dev/after)"
+    again = entries(decision)["batch/prep"]
+    assert (again.retries, again.phase) == (1, "Planned")
+    train = entries(decision)["batch/train"]
+    assert (train.phase, train.reason) == (
+        "Pending",
+        "waits for batch/prep to start (its caspian.dev/after)",
     )
 
 
@@ -288,3 +296,22 @@ def test_a_chain_carries_the_last_deadline_back_to_its_first_job() -> None:
 def entries_for(fleet, job_id: str, *, phase: str) -> Entry:
     source = next(j.source for j in fleet.jobs if j.id == job_id)
     return Entry(id=job_id, source=source, phase=phase, first_seen=NOW)
+
+
+def test_a_run_again_dispatched_at_once_lets_what_runs_after_it_be_planned_at_once() -> None:
+    files = template_files()
+    urgent = {**PREP, "workload.codeflare.dev.appwrapper/retryLimit": "1"}
+    files["jobs/prep.yaml"] = appwrapper("prep", annotations=urgent).encode()
+    hints = {"caspian.dev/duration": "2h", "caspian.dev/after": "prep"}
+    files["jobs/train.yaml"] = appwrapper("train", annotations=hints).encode()
+    first, files = step(files, now=NOW)
+    prep = entries(first)["batch/prep"]
+    failed = {prep.spoke: {"jobs": {prep.job_key: "Failed"}}}
+    at = NOW + timedelta(minutes=10)
+    decision, files = step(files, now=at, states=failed)
+    again = entries(decision)["batch/prep"]
+    # Due within 3h of when it was first seen, its run again starts at once.
+    assert (again.retries, again.phase) == (1, "Dispatched")
+    train = entries(decision)["batch/train"]
+    assert train.phase == "Planned" and train.planned_start >= again.planned_end
+    assert step(files, now=at, states=failed)[0].ledger == decision.ledger
