@@ -692,7 +692,12 @@ def grace_begins(spoke: Spoke, *, since: datetime, now: datetime) -> datetime:
     """When the policy's spokeDownGrace begins to count for a spoke first seen
     down at `since`: then, or, where its announced maintenance has begun by
     `now` and ends after `since`, at the end of that."""
-    ends = [w.end for w in spoke.spec.maintenance if w.start <= now and w.end > since]
+    ends = [
+        once.end
+        for window in spoke.spec.maintenance
+        for once in window.within(since, now + timedelta(seconds=1))
+        if once.end > since
+    ]
     return max([since, *ends])
 
 
@@ -1181,7 +1186,9 @@ def _maintenance(fleet: Fleet, horizon: Window) -> dict[str, tuple[Maintenance, 
     """Each spoke's maintenance windows that fall in the planning horizon."""
     end = horizon.time_of(horizon.slots)
     found = {
-        spoke.name: tuple(w for w in spoke.spec.maintenance if w.overlaps(horizon.start, end))
+        spoke.name: tuple(
+            once for w in spoke.spec.maintenance for once in w.within(horizon.start, end)
+        )
         for spoke in fleet.spokes
     }
     return {name: windows for name, windows in found.items() if windows}

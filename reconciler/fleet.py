@@ -32,7 +32,7 @@ from pydantic.alias_generators import to_camel
 
 from carbon import CarbonSourceConfig
 from optimizer.model import SolverSettings, Weights
-from reconciler import jobspec, pods, podsecurity, quantities, refusals, selectors, yamlio
+from reconciler import cron, jobspec, pods, podsecurity, quantities, refusals, selectors, yamlio
 from reconciler.admission import PodResources
 
 API_VERSION = "caspian.dev/v1alpha1"
@@ -280,24 +280,59 @@ Timestamp = Annotated[datetime, BeforeValidator(quantities.timestamp)]
 
 class Maintenance(Spec):
     """A time the spoke takes no work (a cluster upgrade, say): nothing is
-    planned to run there from `start` to `end`. What was dispatched before
-    runs on; draining it is the cluster's business."""
+    planned to run there then. Once, from `start` to `end`; or again and
+    again, `duration` from each time its cron `schedule` names in `timeZone`
+    (as an Argo CD sync window, or a managed cluster's maintenance window).
+    What was dispatched before runs on; draining it is the cluster's
+    business."""
 
-    start: Timestamp
-    end: Timestamp
+    start: Timestamp | None = None
+    end: Timestamp | None = None
+    schedule: str | None = None
+    duration: Duration | None = None
+    time_zone: str = "UTC"
     reason: str = Field(default="", max_length=200)
 
     @model_validator(mode="after")
-    def _ends_after_it_starts(self) -> Maintenance:
-        if self.end <= self.start:
+    def _once_or_again(self) -> Maintenance:
+        once = (self.start, self.end) != (None, None)
+        again = (self.schedule, self.duration) != (None, None)
+        if once == again:
             raise ValueError(
-                f"end {quantities.format_time(self.end)} is not after start "
-                f"{quantities.format_time(self.start)}: a window ends after it starts"
+                "give start and end (once), or schedule and duration (again and again)"
             )
+        if once:
+            if self.start is None or self.end is None:
+                raise ValueError("give both start and end")
+            if self.end <= self.start:
+                raise ValueError(
+                    f"end {quantities.format_time(self.end)} is not after start "
+                    f"{quantities.format_time(self.start)}: a window ends after it starts"
+                )
+            return self
+        if self.schedule is None or self.duration is None:
+            raise ValueError("give both schedule (a cron expression) and duration")
+        cron.parse(self.schedule)
+        cron.zone(self.time_zone)
         return self
 
     def overlaps(self, start: datetime, end: datetime) -> bool:
+        """Whether this window, once, overlaps [start, end)."""
+        if self.start is None or self.end is None:
+            return False
         return self.start < end and start < self.end
+
+    def within(self, start: datetime, end: datetime) -> tuple[Maintenance, ...]:
+        """Each time this window is on that overlaps [start, end), as a window
+        of its own, once."""
+        if self.schedule is None or self.duration is None:
+            return (self,) if self.overlaps(start, end) else ()
+        schedule, zone = cron.parse(self.schedule), cron.zone(self.time_zone)
+        return tuple(
+            Maintenance(start=moment, end=moment + self.duration, reason=self.reason)
+            for moment in schedule.starts(start - self.duration, end, zone=zone)
+            if moment + self.duration > start
+        )
 
 
 class SpokeSpec(Spec):

@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -96,7 +96,9 @@ def survey(repo: FleetRepo, *, now: datetime, observer: Observer | None = None) 
                 observed=state,
                 placed=placed.get(spoke.name, {}),
                 waiting=waiting,
-                maintenance=tuple(w for w in spoke.spec.maintenance if w.end > now),
+                maintenance=tuple(
+                    w for w in spoke.spec.maintenance if w.schedule or (w.end and w.end > now)
+                ),
                 quota=spoke.spec.quota,
             )
         )
@@ -111,7 +113,11 @@ def survey(repo: FleetRepo, *, now: datetime, observer: Observer | None = None) 
                 placed=placed.get(name, {}),
             )
         )
-    return Survey(input_commit=snapshot.commit, spokes=tuple(sorted(reports, key=lambda r: r.name)))
+    return Survey(
+        input_commit=snapshot.commit,
+        now=now,
+        spokes=tuple(sorted(reports, key=lambda r: r.name)),
+    )
 
 
 def reconcile_once(
@@ -219,7 +225,7 @@ def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outc
         metrics.SPOKE_FILE_LOADS, "spoke", {*(s.name for s in fleet.spokes), *fleet.broken_spokes}
     )
     for spoke in fleet.spokes:
-        on = any(w.start <= now < w.end for w in spoke.spec.maintenance)
+        on = any(w.within(now, now + timedelta(seconds=1)) for w in spoke.spec.maintenance)
         metrics.SPOKE_IN_MAINTENANCE.labels(spoke=spoke.name).set(1 if on else 0)
     metrics.keep_only(metrics.SPOKE_IN_MAINTENANCE, "spoke", {s.name for s in fleet.spokes})
     previous = previous_ledger(snapshot.files)

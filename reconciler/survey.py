@@ -50,6 +50,7 @@ class Survey(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     input_commit: str
+    now: datetime
     spokes: tuple[SpokeReport, ...]
 
 
@@ -126,10 +127,7 @@ def table(survey: Survey) -> str:
         if report.quota is not None:
             notes.append(f"{report.name}: {_quota(report.quota)}")
         notes.extend(
-            f"{report.name}: maintenance from {format_time(w.start)} to {format_time(w.end)}"
-            + (f" ({w.reason})" if w.reason else "")
-            + ": nothing new is planned to run there then"
-            for w in report.maintenance
+            f"{report.name}: {_maintenance(w, now=survey.now)}" for w in report.maintenance
         )
         if seen is None:
             continue
@@ -141,6 +139,26 @@ def table(survey: Survey) -> str:
                 "against them there; apply deploy/spoke-rbac.yaml on it"
             )
     return "\n".join(lines + (["", *notes] if notes else []))
+
+
+def _maintenance(window: Maintenance, *, now: datetime) -> str:
+    """A maintenance window of a spoke's file, and when it is next on."""
+    why = f" ({window.reason})" if window.reason else ""
+    if window.schedule is None or window.duration is None:
+        when = f"from {format_time(window.start)} to {format_time(window.end)}{why}"
+    else:
+        # Within five weeks: a monthly window shows, and a dense schedule costs little.
+        coming = window.within(now, now + timedelta(days=35))
+        next_on = (
+            f", next from {format_time(coming[0].start)} to {format_time(coming[0].end)}"
+            if coming
+            else ", not in the next five weeks"
+        )
+        when = (
+            f"every {window.schedule!r} ({window.time_zone}) for "
+            f"{format_duration(window.duration)}{why}{next_on}"
+        )
+    return f"maintenance {when}: nothing new is planned to run there then"
 
 
 def _quota(quota: Quota) -> str:

@@ -75,6 +75,7 @@ def test_spokes_shows_each_spokes_room_and_placements_and_a_broken_file(run, tmp
     spoke["spec"]["maintenance"] = [
         {"start": "2026-11-21T04:00:00Z", "end": "2026-11-21T06:00:00Z"},
         {"start": "2026-11-22T04:00:00Z", "end": "2026-11-22T06:00:00Z", "reason": "upgrade"},
+        {"schedule": "0 22 * * sat", "duration": "4h", "timeZone": "Europe/Paris"},
     ]
     gitutil.user_commit(remote, {"spokes/paris.yaml": yaml.safe_dump(spoke).encode()})
     upkeep = run("spokes", "--repo", remote, *AT)
@@ -83,6 +84,11 @@ def test_spokes_shows_each_spokes_room_and_placements_and_a_broken_file(run, tmp
         "nothing new is planned to run there then\n"
     ) in upkeep.output
     assert "2026-11-21T04:00:00Z" not in upkeep.output
+    assert (
+        "\nparis: maintenance every '0 22 * * sat' (Europe/Paris) for 4h, next from "
+        "2026-11-28T21:00:00Z to 2026-11-29T01:00:00Z: nothing new is planned to run there "
+        "then\n"
+    ) in upkeep.output
     spoke["spec"]["quota"] = {"cpu": "24", "memory": "64Gi"}
     gitutil.user_commit(remote, {"spokes/paris.yaml": yaml.safe_dump(spoke).encode()})
     held = run("spokes", "--repo", remote, *AT)

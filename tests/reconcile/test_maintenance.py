@@ -4,13 +4,15 @@ what was dispatched there runs on and is named."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import re
+from datetime import UTC, date, datetime, timedelta
 
+import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-from reconciler import messages
-from reconciler.fleet import load_fleet
+from reconciler import cron, messages
+from reconciler.fleet import Maintenance, load_fleet
 from reconciler.ledger import FIXED, UNFINISHED
 from reconciler.pods import Node, Resources, Taint
 from reconciler.quantities import timestamp
@@ -166,3 +168,84 @@ def test_a_reconcile_commits_the_window_and_says_while_it_is_on(fleet_repo, remo
 
 def _in_maintenance(spoke: str) -> float | None:
     return REGISTRY.get_sample_value("caspian_spoke_in_maintenance", {"spoke": spoke})
+
+
+def test_a_cron_schedule_names_its_minutes_as_cron_does() -> None:
+    saturday_night = cron.parse("0 22 * * sat")
+    assert (saturday_night.minutes, saturday_night.hours) == ({0}, {22})
+    assert saturday_night.weekdays == {6} and saturday_night.on(date(2026, 11, 28))
+    assert not saturday_night.on(date(2026, 11, 27))
+    quarter = cron.parse("*/15 1-3 * * *")
+    assert quarter.minutes == {0, 15, 30, 45} and quarter.hours == {1, 2, 3}
+    # Both day fields restricted: either one matches (the 1st, the 15th, or a Monday).
+    either = cron.parse("0 0 1,15 * MON")
+    assert either.on(date(2026, 12, 1)) and either.on(date(2026, 12, 7))
+    assert not either.on(date(2026, 12, 2))
+    assert cron.parse("0 0 * * 7").weekdays == {0}  # 7 is Sunday too
+    for wrong, says in (
+        ("0 22 * *", "five fields"),
+        ("61 * * * *", "'61' is not a minute from 0 to 59"),
+        ("x * * * *", "'x' is not a minute"),
+        ("*/0 * * * *", "'*/0' is not a minute"),
+        ("0 0 * 13 *", "'13' is not a month from 1 to 12"),
+        ("0 0 * * ²", "'²' is not a day of week"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(says)):
+            cron.parse(wrong)
+
+
+def test_a_schedule_is_read_in_its_time_zone_across_a_change_of_offset() -> None:
+    nightly = cron.parse("0 2 * * *")
+    paris = cron.zone("Europe/Paris")
+    winter = list(nightly.starts(_utc("2026-03-27T00:00"), _utc("2026-03-30T00:00"), zone=paris))
+    # 02:00 in Paris is 01:00 UTC before the clocks go forward on 29 March.
+    assert [m.isoformat() for m in winter] == [
+        "2026-03-27T01:00:00+00:00",
+        "2026-03-28T01:00:00+00:00",
+        "2026-03-29T01:00:00+00:00",
+    ]
+    summer = list(nightly.starts(_utc("2026-03-30T00:00"), _utc("2026-03-31T00:00"), zone=paris))
+    assert [m.isoformat() for m in summer] == ["2026-03-30T00:00:00+00:00"]
+
+
+def _utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def test_a_recurring_window_shuts_each_time_it_is_on() -> None:
+    nightly = {"schedule": "0 4 * * *", "duration": "6h", "reason": "patching"}
+    files = _with_maintenance(template_files(), "paris", nightly)
+    decision, _ = step(files, now=NOW)
+    (once,) = decision.maintenance["paris"]
+    assert (once.start, once.end, once.reason) == (START, END, "patching")
+    for entry in entries(decision).values():
+        if entry.spoke == "paris" and entry.phase == "Planned":
+            assert not _across(entry), entry.id
+    assert_valid_plan(decision.instance, decision.plan)
+    # A window on since before the horizon began is in it too, to its end.
+    on = step(files, now=START + timedelta(hours=1))[0].maintenance["paris"]
+    assert (on[0].start, on[0].end) == (START, END)
+    window = Maintenance(schedule="0 4 * * *", duration="6h")
+    assert [w.start for w in window.within(NOW, NOW + timedelta(days=2))] == [
+        START,
+        START + timedelta(days=1),
+    ]
+    assert window.within(END, END + timedelta(hours=2)) == ()  # it ends as that begins
+    assert window.within(END - timedelta(minutes=1), END)[0].start == START
+
+
+def test_a_recurring_window_that_does_not_read_is_a_problem_of_its_spoke_file() -> None:
+    for window, expected in (
+        ({"schedule": "0 4 * *", "duration": "2h"}, "five fields"),
+        ({"schedule": "0 4 * * *", "duration": "2h", "timeZone": "Mars/Olympus"}, "no IANA"),
+        ({"schedule": "0 4 * * *"}, "give both schedule (a cron expression) and duration"),
+        ({**_window(), "schedule": "0 4 * * *", "duration": "2h"}, "give start and end (once)"),
+        ({"reason": "x"}, "give start and end (once), or schedule and duration"),
+    ):
+        files = _with_maintenance(template_files(), "paris", window)
+        fleet = fleet_with(spokes__paris=files["spokes/paris.yaml"].decode())
+        lines = problems_of(fleet)
+        assert any(
+            line.startswith("spokes/paris.yaml:spec.maintenance[0]") and expected in line
+            for line in lines
+        ), lines
