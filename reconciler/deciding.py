@@ -1204,12 +1204,13 @@ def _shut_for_maintenance(
         return instance
     capacities = []
     for capacity in instance.spokes:
-        shut = windows.get(pools.spoke_of(capacity.name), ())
-        closed = {
-            t
-            for t in range(instance.slots)
-            if any(w.overlaps(horizon.time_of(t), horizon.time_of(t + 1)) for w in shut)
-        }
+        closed: set[int] = set()
+        for window in windows.get(pools.spoke_of(capacity.name), ()):
+            # Every slot it overlaps: from the one it starts in to the one its
+            # last instant is in.
+            first = max(0, horizon.slot_of(window.start))
+            last = min(instance.slots - 1, horizon.slot_of(window.end - timedelta(microseconds=1)))
+            closed.update(range(first, last + 1))
 
         def open_only(values: tuple[float, ...], closed: set[int] = closed) -> tuple[float, ...]:
             return tuple(0.0 if t in closed else value for t, value in enumerate(values))

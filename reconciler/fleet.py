@@ -328,11 +328,17 @@ class Maintenance(Spec):
         if self.schedule is None or self.duration is None:
             return (self,) if self.overlaps(start, end) else ()
         schedule, zone = cron.parse(self.schedule), cron.zone(self.time_zone)
-        return tuple(
-            Maintenance(start=moment, end=moment + self.duration, reason=self.reason)
-            for moment in schedule.starts(start - self.duration, end, zone=zone)
-            if moment + self.duration > start
-        )
+        # Times that overlap or touch make one window: "* * * * *" for 1m is
+        # one window, not a line a minute.
+        spans: list[list[datetime]] = []
+        for moment in schedule.starts(start - self.duration, end, zone=zone):
+            if moment + self.duration <= start:
+                continue
+            if spans and moment <= spans[-1][1]:
+                spans[-1][1] = max(spans[-1][1], moment + self.duration)
+            else:
+                spans.append([moment, moment + self.duration])
+        return tuple(Maintenance(start=a, end=b, reason=self.reason) for a, b in spans)
 
 
 class SpokeSpec(Spec):

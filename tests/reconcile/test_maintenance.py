@@ -249,3 +249,23 @@ def test_a_recurring_window_that_does_not_read_is_a_problem_of_its_spoke_file() 
             line.startswith("spokes/paris.yaml:spec.maintenance[0]") and expected in line
             for line in lines
         ), lines
+
+
+def test_times_that_overlap_or_touch_make_one_window() -> None:
+    every_minute = Maintenance(schedule="* * * * *", duration="1m")
+    assert [(w.start, w.end) for w in every_minute.within(NOW, NOW + timedelta(days=1))] == [
+        (NOW, NOW + timedelta(days=1))
+    ]
+    twice = Maintenance(schedule="0 4,6 * * *", duration="3h")  # 04:00-07:00 and 06:00-09:00
+    assert [(w.start, w.end) for w in twice.within(NOW, NOW + timedelta(hours=12))] == [
+        (START, START + timedelta(hours=5))
+    ]
+    files = _with_maintenance(
+        template_files(), "paris", {"schedule": "* * * * *", "duration": "1m"}
+    )
+    decision, _ = step(files, now=NOW)
+    paris = next(s for s in decision.instance.spokes if s.name == "paris")
+    assert set(paris.cpu) == {0}
+    # One line for the whole horizon, and nothing of the plan on paris.
+    assert messages.maintenance(decision) == ["paris: 2026-11-22 02:00 to 2026-11-23 02:00"]
+    assert not any(e.spoke == "paris" for e in entries(decision).values())
