@@ -285,7 +285,9 @@ def _decide(
             continue
         if job.id in held_by_others:
             recorded = _recorded(job, prev, fleet=fleet, now=now)
-            entries.append(Entry(phase=Phase.PENDING, reason=gates[job.id].held, **recorded))
+            tried = prev.requeued_from if prev is not None else ()
+            held = Entry(phase=Phase.PENDING, reason=gates[job.id].held, **recorded)
+            entries.append(held.model_copy(update={"requeued_from": tried}))
             continue
         seen = spokes[prev.spoke].jobs if prev is not None and prev.spoke in spokes else {}
         entry = _entry(

@@ -215,7 +215,8 @@ def down_spokes(decision: Decision) -> list[str]:
                 if grace is not None
                 else "until it answers (the policy's spokeDownGrace is null)"
             )
-            line += f"; {_jobs(len(waiting))} planned there wait for it, undispatched, {until}"
+            wait = "waits" if len(waiting) == 1 else "wait"
+            line += f"; {_jobs(len(waiting))} planned there {wait} for it, undispatched, {until}"
         lines.append(line)
     return lines
 

@@ -78,11 +78,13 @@ def waiting_for(
     planned = [e for e in entries if e.spoke == spoke.name and e.phase == Phase.PLANNED]
     if not planned:
         return ""
-    jobs = f"{len(planned)} job{'s' if len(planned) > 1 else ''} planned there"
+    one = len(planned) == 1
+    jobs = f"{len(planned)} job{'' if one else 's'} planned there"
+    wait, go = ("waits", "goes") if one else ("wait", "go")
     if grace is not None and not grace:
-        return f"{jobs} go elsewhere at the next reconcile (the policy's spokeDownGrace is 0)"
+        return f"{jobs} {go} elsewhere at the next reconcile (the policy's spokeDownGrace is 0)"
     if grace is None:
-        return f"{jobs} wait for it until it answers (the policy's spokeDownGrace is null)"
+        return f"{jobs} {wait} for it until it answers (the policy's spokeDownGrace is null)"
     seen = [t for t in (state.down_since, *(e.spoke_down_since for e in planned)) if t]
     since = min(seen, default=None)
     until = (
@@ -91,8 +93,8 @@ def waiting_for(
         else "from the next reconcile that sees it down"
     )
     return (
-        f"{jobs} wait for it {until} (the policy's spokeDownGrace {format_duration(grace)}), "
-        "then go elsewhere"
+        f"{jobs} {wait} for it {until} (the policy's spokeDownGrace "
+        f"{format_duration(grace)}), then {go} elsewhere"
     )
 
 

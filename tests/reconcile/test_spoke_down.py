@@ -15,6 +15,7 @@ from reconciler.observing import DeclaredCapacity
 from reconciler.quantities import format_time
 from reconciler.templates import template_files
 from tests.conftest import NOW, assert_valid_plan
+from tests.fleet.helpers import appwrapper
 from tests.reconcile.test_lifecycle import _with_policy, entries, step
 
 DOWN = {"up": False, "cpu": 0, "memory_bytes": 0, "gpu": 0, "reason": "HTTP 503 Unavailable"}
@@ -301,3 +302,21 @@ def _with_spoke(files, **spec) -> dict:
     doc = yaml.safe_load(files["spokes/paris.yaml"])
     doc["spec"].update(spec)
     return {**files, "spokes/paris.yaml": yaml.safe_dump(doc).encode()}
+
+
+def test_one_job_waiting_is_said_in_the_singular() -> None:
+    files = template_files()
+    files = {p: t for p, t in files.items() if not p.startswith("jobs/")}
+    files["jobs/solo.yaml"] = appwrapper(
+        "solo",
+        annotations={
+            "caspian.dev/spokes": "paris",
+            "caspian.dev/not-before": "2026-11-22T06:00:00Z",
+        },
+    ).encode()
+    first, files = step(files, now=NOW)
+    assert entries(first)["batch/solo"].spoke == "paris"
+    down, _ = step(files, now=BLIP, states={"paris": DOWN})
+    assert "- paris: HTTP 503 Unavailable; 1 job planned there waits for it, undispatched, " in (
+        _message(first, down)
+    )
