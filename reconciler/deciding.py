@@ -286,8 +286,8 @@ def _decide(
         if job.id in held_by_others:
             recorded = _recorded(job, prev, fleet=fleet, now=now)
             tried = prev.requeued_from if prev is not None else ()
-            held = Entry(phase=Phase.PENDING, reason=gates[job.id].held, **recorded)
-            entries.append(held.model_copy(update={"requeued_from": tried}))
+            pending = Entry(phase=Phase.PENDING, reason=gates[job.id].held, **recorded)
+            entries.append(pending.model_copy(update={"requeued_from": tried}))
             continue
         seen = spokes[prev.spoke].jobs if prev is not None and prev.spoke in spokes else {}
         entry = _entry(
