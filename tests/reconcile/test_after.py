@@ -18,18 +18,23 @@ from tests.reconcile.test_lifecycle import entries, step
 PREP = {"caspian.dev/duration": "1h", "caspian.dev/complete-within": "3h"}
 
 
-def _pipeline(**train) -> dict[str, bytes]:
+def _pipeline(prep: dict[str, str] = PREP, **train: str) -> dict[str, bytes]:
+    """The template fleet with prep, and train after it, with these hints."""
     files = template_files()
-    files["jobs/prep.yaml"] = appwrapper("prep", annotations=PREP).encode()
+    files["jobs/prep.yaml"] = appwrapper("prep", annotations=prep).encode()
     hints = {"caspian.dev/duration": "2h", "caspian.dev/after": "prep", **train}
     files["jobs/train.yaml"] = appwrapper("train", annotations=hints).encode()
     return files
 
 
+def _record(fleet, job_id: str, *, phase: str) -> Entry:
+    """A ledger record of a job of `fleet` in `phase`."""
+    source = next(j.source for j in fleet.jobs if j.id == job_id)
+    return Entry(id=job_id, source=source, phase=phase, first_seen=NOW)
+
+
 def test_a_job_is_planned_from_the_end_of_what_it_runs_after_once_that_started() -> None:
-    files = _pipeline()
-    later = {**PREP, "caspian.dev/not-before": "2026-11-22T05:00:00Z"}
-    files["jobs/prep.yaml"] = appwrapper("prep", annotations=later).encode()
+    files = _pipeline(prep={**PREP, "caspian.dev/not-before": "2026-11-22T05:00:00Z"})
     first, files = step(files, now=NOW)
     prep, train = entries(first)["batch/prep"], entries(first)["batch/train"]
     assert prep.phase == "Planned"
@@ -91,17 +96,13 @@ def test_a_failure_of_what_it_runs_after_holds_it_and_says_what_to_do() -> None:
 
 
 def test_a_run_again_of_what_it_runs_after_holds_it_until_that_starts() -> None:
-    files = template_files()
     # Run again after a pause: it is planned, not dispatched, when it fails.
     retried = {
         **PREP,
         "workload.codeflare.dev.appwrapper/retryLimit": "1",
         "workload.codeflare.dev.appwrapper/retryPausePeriodDuration": "1h",
     }
-    files["jobs/prep.yaml"] = appwrapper("prep", annotations=retried).encode()
-    hints = {"caspian.dev/duration": "2h", "caspian.dev/after": "prep"}
-    files["jobs/train.yaml"] = appwrapper("train", annotations=hints).encode()
-    first, files = step(files, now=NOW)
+    first, files = step(_pipeline(prep=retried), now=NOW)
     prep = entries(first)["batch/prep"]
     assert entries(first)["batch/train"].phase == "Planned"
     failed = {prep.spoke: {"jobs": {prep.job_key: "Failed"}}}
@@ -127,8 +128,7 @@ def test_what_is_not_there_holds_it_and_other_namespaces_are_named_in_full() -> 
 
 def test_what_ends_past_the_horizon_defers_it_and_a_late_end_is_blamed() -> None:
     long_prep = {"caspian.dev/duration": "30h", "caspian.dev/complete-within": "30h"}
-    files = _pipeline()
-    files["jobs/prep.yaml"] = appwrapper("prep", annotations=long_prep).encode()
+    files = _pipeline(prep=long_prep)
     _, files = step(files, now=NOW)
     decision, _ = step(files, now=NOW + timedelta(minutes=1))
     train = entries(decision)["batch/train"]
@@ -201,9 +201,7 @@ def test_what_has_started_stays_whatever_becomes_of_what_it_ran_after() -> None:
 
 
 def test_a_second_pass_keeps_what_the_first_one_did() -> None:
-    files = _pipeline()
-    later = {**PREP, "caspian.dev/not-before": "2026-11-22T03:00:00Z"}
-    files["jobs/prep.yaml"] = appwrapper("prep", annotations=later).encode()
+    files = _pipeline(prep={**PREP, "caspian.dev/not-before": "2026-11-22T03:00:00Z"})
     flaky = {"caspian.dev/duration": "30m", "workload.codeflare.dev.appwrapper/retryLimit": "1"}
     files["jobs/flaky.yaml"] = appwrapper("flaky", annotations=flaky).encode()
     first, files = step(files, now=NOW)
@@ -288,23 +286,14 @@ def test_a_chain_carries_the_last_deadline_back_to_its_first_job() -> None:
     )
     assert due == {"batch/b": NOW + timedelta(hours=5), "batch/a": NOW + timedelta(hours=3)}
     # Started, a job no longer needs its deadline carried back through it.
-    started = {"batch/b": entries_for(fleet, "batch/b", phase="Running")}
+    started = {"batch/b": _record(fleet, "batch/b", phase="Running")}
     due = deciding._due_for_others(fleet.jobs, started, finished={}, fleet=fleet, now=NOW)
     assert due == {}
 
 
-def entries_for(fleet, job_id: str, *, phase: str) -> Entry:
-    source = next(j.source for j in fleet.jobs if j.id == job_id)
-    return Entry(id=job_id, source=source, phase=phase, first_seen=NOW)
-
-
 def test_a_run_again_dispatched_at_once_lets_what_runs_after_it_be_planned_at_once() -> None:
-    files = template_files()
     urgent = {**PREP, "workload.codeflare.dev.appwrapper/retryLimit": "1"}
-    files["jobs/prep.yaml"] = appwrapper("prep", annotations=urgent).encode()
-    hints = {"caspian.dev/duration": "2h", "caspian.dev/after": "prep"}
-    files["jobs/train.yaml"] = appwrapper("train", annotations=hints).encode()
-    first, files = step(files, now=NOW)
+    first, files = step(_pipeline(prep=urgent), now=NOW)
     prep = entries(first)["batch/prep"]
     failed = {prep.spoke: {"jobs": {prep.job_key: "Failed"}}}
     at = NOW + timedelta(minutes=10)
