@@ -84,7 +84,10 @@ def parse(expression: str) -> Schedule:
 
 
 def zone(name: str) -> ZoneInfo:
-    """An IANA time zone; ValueError where there is none of that name."""
+    """An IANA time zone; ValueError where there is none of that name. The
+    zone's rules are read when the spoke file that names it is checked, and
+    ZoneInfo keeps the last eight zones it read: deciding reads them again
+    only in a fleet of more zones than that."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
