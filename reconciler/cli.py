@@ -401,7 +401,7 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
             f"  only on {entry.home}: its Job waits there, suspended, to resume where it ran"
         )
     for spoke in request.allowed_spokes if request else ():
-        for window in decision.maintenance.get(spoke, ()):
+        for window in decision.maintenance.get(spoke, ())[: messages.MOST_WINDOWS]:
             click.echo(
                 f"  {spoke} takes no work from {format_time(window.start)} to "
                 f"{format_time(window.end)} (maintenance"

@@ -165,13 +165,17 @@ def draining(decision: Decision) -> list[str]:
     return lines
 
 
+# A schedule such as "*/15 * * * *" opens thousands of windows in a horizon.
+MOST_WINDOWS = 5
+
+
 def maintenance(decision: Decision) -> list[str]:
     """Each maintenance window in the horizon, and the jobs dispatched or
     running on its spoke that are planned to run into it: the ones to drain
     or let finish before the work begins."""
     lines = []
     for spoke, windows in decision.maintenance.items():
-        for window in windows:
+        for window in windows[:MOST_WINDOWS]:
             why = f" ({window.reason})" if window.reason else ""
             into = [
                 e.id
@@ -189,6 +193,8 @@ def maintenance(decision: Decision) -> list[str]:
                 else ""
             )
             lines.append(f"{spoke}: {_time(window.start)} to {_time(window.end)}{why}{runs}")
+        if len(windows) > MOST_WINDOWS:
+            lines.append(f"{spoke}: and {len(windows) - MOST_WINDOWS} more in the horizon")
     return lines
 
 

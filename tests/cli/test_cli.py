@@ -317,6 +317,12 @@ def test_explain_names_the_maintenance_of_the_spokes_a_job_may_use(run, tmp_path
         "california takes no work"
         not in run("explain", "backfill-eu", "--repo", remote, *AT).output
     )
+    # A schedule of many windows: the first few only.
+    spoke = yaml.safe_load(gitutil.read(remote, "spokes/frankfurt.yaml"))
+    spoke["spec"]["maintenance"] = [{"schedule": "*/15 * * * *", "duration": "5m"}]
+    gitutil.user_commit(remote, {"spokes/frankfurt.yaml": yaml.safe_dump(spoke).encode()})
+    told = run("explain", "backfill-eu", "--repo", remote, *AT).output
+    assert told.count("  frankfurt takes no work from ") == 5
 
 
 def test_explain_says_a_job_runs_after_another(run, tmp_path) -> None:

@@ -269,3 +269,13 @@ def test_times_that_overlap_or_touch_make_one_window() -> None:
     # One line for the whole horizon, and nothing of the plan on paris.
     assert messages.maintenance(decision) == ["paris: 2026-11-22 02:00 to 2026-11-23 02:00"]
     assert not any(e.spoke == "paris" for e in entries(decision).values())
+
+
+def test_a_schedule_of_many_windows_is_said_in_a_few_lines() -> None:
+    often = {"schedule": "*/15 * * * *", "duration": "5m"}
+    decision, _ = step(_with_maintenance(template_files(), "paris", often), now=NOW)
+    assert len(decision.maintenance["paris"]) == 96
+    lines = messages.maintenance(decision)
+    assert len(lines) == messages.MOST_WINDOWS + 1
+    assert lines[0] == "paris: 2026-11-22 02:00 to 2026-11-22 02:05"
+    assert lines[-1] == f"paris: and {96 - messages.MOST_WINDOWS} more in the horizon"
