@@ -21,7 +21,7 @@ from reconciler.decisions import Decision, Requeue, Retry, SpokeState, Window
 from reconciler.fleet import Fleet, JobRequest, Maintenance, Problem, Spoke
 from reconciler.ledger import ACTIVE, FINISHED, FIXED, UNFINISHED, Entry, Ledger, Phase
 from reconciler.pods import Placement, Resources
-from reconciler.quantities import format_duration, format_time, times
+from reconciler.quantities import amount, format_duration, format_time, times
 
 # What turns an optimizer instance into a plan: the optimizer itself, or a
 # baseline when `caspian simulate` replays another policy through the same loop.
@@ -616,7 +616,8 @@ def _due_for_others(
         for job in requests.values():
             if not job.after or not unstarted(job.id):
                 continue
-            by = min(own(job), due.get(job.id, own(job))) - job.duration
+            # Only ever earlier than its own (below).
+            by = due.get(job.id, own(job)) - job.duration
             for other in job.after:
                 if (
                     other in requests
@@ -989,10 +990,10 @@ def _is_fixed(
 ) -> bool:
     """Started, or to start now: planned for the slot `now` is in, on a spoke
     that is not `down` (nothing would reach it), with every job it runs after
-    (`gate`) succeeded. A planned job whose slot went
-    by with no reconcile to dispatch it (the remote or Caspian down) never
-    started: it is planned again, or it would start now held to a place in the
-    past, and hold no room for the hours it runs."""
+    (`gate`) succeeded. A planned job whose slot went by with no reconcile to
+    dispatch it (the remote or Caspian down) never started: it is planned
+    again, or it would start now held to a place in the past, and hold no room
+    for the hours it runs."""
     if prev is None or prev.planned_start is None:
         return False
     return prev.phase in FIXED or (
@@ -1162,13 +1163,10 @@ def _beyond_quota(job: JobRequest, spoke: Spoke) -> str | None:
     if quota is None:
         return None
     over = [
-        f"{_amount(resource, need)}, more than its {_amount(resource, limit)}"
-        for resource, need in (
-            ("cpu", job.cpu),
-            ("memory_bytes", job.memory_bytes),
-            ("gpu", job.gpu),
-        )
-        if (limit := quota.of(resource)) is not None and need > limit + 1e-9
+        f"{amount(resource, need)}, more than its {amount(resource, limit)}"
+        for resource in RESOURCES
+        if (limit := quota.of(resource)) is not None
+        and (need := getattr(job, resource)) > limit + 1e-9
     ]
     if not over:
         return None
@@ -1176,12 +1174,6 @@ def _beyond_quota(job: JobRequest, spoke: Spoke) -> str | None:
         f"it needs {'; '.join(over)}: the quota spokes/{spoke.name}.yaml gives Caspian's jobs "
         "there (spec.quota)"
     )
-
-
-def _amount(resource: str, value: float) -> str:
-    if resource == "memory_bytes":
-        return f"{value / 2**30:g}Gi memory"
-    return f"{value:g} {'GPUs' if resource == 'gpu' else resource}"
 
 
 def _maintenance(fleet: Fleet, horizon: Window) -> dict[str, tuple[Maintenance, ...]]:

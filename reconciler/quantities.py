@@ -128,6 +128,17 @@ def timestamp(value: str | datetime) -> datetime:
     return utc
 
 
+# The optimizer's resources, as a sentence names an amount of one.
+_UNITS = {"cpu": (1, " cpu"), "memory_bytes": (2**30, "Gi memory"), "gpu": (1, " GPUs")}
+
+
+def amount(resource: str, value: float) -> str:
+    """An amount of cpu, memory_bytes or gpu as people write it: "24 cpu",
+    "64Gi memory", "4 GPUs"."""
+    scale, unit = _UNITS[resource]
+    return f"{value / scale:g}{unit}"
+
+
 def format_time(moment: datetime) -> str:
     # isoformat, not strftime, which writes a year before 1000 without its zeros.
     return moment.astimezone(UTC).replace(tzinfo=None, microsecond=0).isoformat() + "Z"

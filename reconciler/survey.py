@@ -12,11 +12,12 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
+from optimizer.model import RESOURCES
 from reconciler.deciding import grace_begins
 from reconciler.decisions import SpokeState
 from reconciler.fleet import Maintenance, Quota, Spoke
 from reconciler.ledger import Entry, Phase
-from reconciler.quantities import format_duration, format_time
+from reconciler.quantities import amount, format_duration, format_time
 
 # A spoke's state, as the table's column reads.
 UP, DOWN, UNSCHEDULABLE, BROKEN = "up", "down", "unschedulable", "file does not load"
@@ -165,13 +166,9 @@ def _maintenance(window: Maintenance, *, now: datetime) -> str:
 
 def _quota(quota: Quota) -> str:
     limits = [
-        f"{value:g}{unit}"
-        for value, unit in (
-            (quota.cpu, " cpu"),
-            (quota.memory / 2**30 if quota.memory is not None else None, "Gi memory"),
-            (quota.gpu, " GPUs"),
-        )
-        if value is not None
+        amount(resource, limit)
+        for resource in RESOURCES
+        if (limit := quota.of(resource)) is not None
     ]
     held = ", ".join(limits) or "no limit"
     return f"Caspian's jobs hold at most {held} there at once (its file's spec.quota)"
@@ -198,19 +195,11 @@ def _namespace_rules(state: SpokeState) -> list[str]:
             ranges = sorted({item.limit_range for item in items})
             rules.append(f"LimitRange{'s' if len(ranges) > 1 else ''} {', '.join(ranges)}")
         quota = state.quotas.get(namespace)
-        most = (
-            [
-                f"{value:g} {unit}"
-                for value, unit in (
-                    (quota.cpu, "cpu"),
-                    (quota.memory_bytes / 2**30, "Gi memory"),
-                    (quota.gpu, "GPUs"),
-                )
-                if value != float("inf")
-            ]
-            if quota
-            else []
-        )
+        most = [
+            amount(resource, limit)
+            for resource in RESOURCES
+            if quota and (limit := getattr(quota, resource)) != float("inf")
+        ]
         if (pods := state.quota_pods.get(namespace)) is not None:
             most.append(f"{pods:g} pods")
         if most:

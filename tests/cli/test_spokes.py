@@ -71,7 +71,9 @@ def test_spokes_shows_each_spokes_room_and_placements_and_a_broken_file(run, tmp
     assert closed.exit_code == 0, closed.output
     assert rows(closed.output)["paris"][2] == "unschedulable"
     assert "\nparis: unschedulable: its file sets spec.unschedulable" in closed.output
-    # Its maintenance windows that have not ended, each with its reason.
+    # Its maintenance windows that have not ended, each with its reason, and
+    # its quota.
+    spoke["spec"]["quota"] = {"cpu": "24", "memory": "64Gi"}
     spoke["spec"]["maintenance"] = [
         {"start": "2026-11-21T04:00:00Z", "end": "2026-11-21T06:00:00Z"},
         {"start": "2026-11-22T04:00:00Z", "end": "2026-11-22T06:00:00Z", "reason": "upgrade"},
@@ -89,13 +91,10 @@ def test_spokes_shows_each_spokes_room_and_placements_and_a_broken_file(run, tmp
         "2026-11-28T21:00:00Z to 2026-11-29T01:00:00Z: nothing new is planned to run there "
         "then\n"
     ) in upkeep.output
-    spoke["spec"]["quota"] = {"cpu": "24", "memory": "64Gi"}
-    gitutil.user_commit(remote, {"spokes/paris.yaml": yaml.safe_dump(spoke).encode()})
-    held = run("spokes", "--repo", remote, *AT)
     assert (
         "\nparis: Caspian's jobs hold at most 24 cpu, 64Gi memory there at once (its file's "
         "spec.quota)\n"
-    ) in held.output
+    ) in upkeep.output
     # A spoke file that does not load: named, with its problem, and exit 3.
     text = gitutil.read(remote, "spokes/frankfurt.yaml").replace(b"pue:", b"pue: [")
     gitutil.user_commit(remote, {"spokes/frankfurt.yaml": text})
