@@ -353,6 +353,12 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
                 else "stays until it answers (the policy's spokeDownGrace is null)"
             )
         )
+    if (leaves := decision.leaves_rendered(entry)) is not None and entry.id in decision.jobs:
+        click.echo(
+            f"  its Job {'left' if leaves <= decision.now else 'leaves'} rendered/{entry.spoke}/ "
+            f"at {format_time(leaves)} (Argo CD deletes it then): "
+            f"{messages.kept_for(decision, entry)}"
+        )
     if note := decision.runs_after.get(entry.id):
         click.echo(f"  {note} (its caspian.dev/after)")
     if note := decision.stuck.get(entry.id):

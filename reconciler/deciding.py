@@ -271,7 +271,12 @@ def _decide(
         if job.id in finished:
             # Its file may be back after a removal: the record is live again. It
             # ran, so where it could not run no longer matters.
-            update = {"phase": finished[job.id], "removed_at": None, "requeued_from": ()}
+            update = {
+                "phase": finished[job.id],
+                "removed_at": None,
+                "requeued_from": (),
+                "finished_at": now if prev.phase not in FINISHED else prev.finished_at,
+            }
             if job.id in final:
                 update["reason"] = f"its Job {prev.job_name} failed with {final[job.id]}"
             entries.append(prev.model_copy(update=update))
@@ -489,36 +494,49 @@ def _unscheduled_too_long(
     stuck = _stuck(job, prev, spokes)
     if stuck is None:
         return None
-    wait, grace = _patience(job, stuck, policy=after)
-    if wait is None or stuck.since + wait > now:
+    patience = _patience(job, stuck, policy=after)
+    if patience.wait is None or stuck.since + patience.wait > now:
         return None
     return (
         f"{stuck.what} {prev.spoke} from {format_time(stuck.since)} to {format_time(now)}, "
-        f"more than {_whose(wait, grace)}: its Job there never ran, and goes"
-        f"{_says(prev, stuck)}"
+        f"more than {patience.whose}: its Job there never ran, and goes{_says(prev, stuck)}"
     )
 
 
-def _patience(
-    job: JobRequest, stuck: _Stuck, *, policy: timedelta | None
-) -> tuple[timedelta | None, str | None]:
+class _Patience(NamedTuple):
+    wait: timedelta | None  # how long a job may be stuck before it is requeued (None: for ever)
+    whose: str  # who says so: "the policy's requeueUnscheduled 15m"
+    own: bool  # whether its AppWrapper does (the policy's word goes without saying)
+
+
+def _patience(job: JobRequest, stuck: _Stuck, *, policy: timedelta | None) -> _Patience:
     """How long a dispatched job may be stuck on its spoke before it is
-    requeued (None: for ever), and the AppWrapper annotation that says so
-    (None: the policy's requeueUnscheduled). Its AppWrapper's grace period for
-    pods that wait unready (warmup) or were never made (admission), which the
-    AppWrapper controller waits before it resets a workload, wins."""
+    requeued. Its AppWrapper's grace period for pods that wait unready (warmup)
+    or were never made (admission), which the AppWrapper controller waits
+    before it resets a workload, wins over the policy's requeueUnscheduled; its
+    failureGracePeriodDuration, which that controller waits on top, adds to
+    either."""
     own, name = (
         (job.warmup_grace, "warmupGracePeriodDuration")
         if stuck.pods_made
         else (job.admission_grace, "admissionGracePeriodDuration")
     )
-    return (own, name) if own is not None else (policy, None)
-
-
-def _whose(wait: timedelta, grace: str | None) -> str:
-    if grace is None:
-        return f"the policy's requeueUnscheduled {format_duration(wait)}"
-    return f"its AppWrapper's {grace} {format_duration(wait)}"
+    if own is None and policy is None:
+        return _Patience(None, "the policy's requeueUnscheduled null", own=False)
+    wait, whose = (
+        (own, f"its AppWrapper's {name} {format_duration(own)}")
+        if own is not None
+        else (policy, f"the policy's requeueUnscheduled {format_duration(policy)}")
+    )
+    if not job.failure_grace:
+        return _Patience(wait, whose, own=own is not None)
+    extra = job.failure_grace
+    also = "" if own is not None else "its AppWrapper's "
+    return _Patience(
+        wait + extra,
+        f"{whose} and {also}failureGracePeriodDuration {format_duration(extra)}",
+        own=True,
+    )
 
 
 def _waits_stuck(
@@ -529,13 +547,12 @@ def _waits_stuck(
     stuck = _stuck(job, prev, spokes)
     if stuck is None:
         return ""
-    wait, grace = _patience(job, stuck, policy=after)
-    # The policy's word goes without saying; an AppWrapper's own is named.
-    own = f" ({_whose(wait, grace)})" if wait is not None and grace else ""
+    wait, whose, own = _patience(job, stuck, policy=after)
     then = (
         "the policy's requeueUnscheduled is null, so it waits there"
         if wait is None
-        else f"it is requeued at {format_time(stuck.since + wait)} unless it starts{own}"
+        else f"it is requeued at {format_time(stuck.since + wait)} unless it starts"
+        + (f" ({whose})" if own else "")
     )
     return f"{stuck.what} {prev.spoke} since {format_time(stuck.since)}{_says(prev, stuck)}: {then}"
 

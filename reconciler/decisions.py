@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from optimizer.model import Instance, Plan
 from reconciler.admission import LimitRangeItem, ScopedQuota
 from reconciler.fleet import JobRequest, Maintenance, Problem
-from reconciler.ledger import FINISHED, Entry, Ledger
+from reconciler.ledger import FINISHED, Entry, Ledger, Phase
 from reconciler.pods import Node, Resources
 
 
@@ -209,8 +209,23 @@ class Decision(BaseModel):
     def retired(self, entry: Entry) -> bool:
         """A finished job past retention: its Job has left rendered/, and its
         record stays in the ledger only."""
-        return (
-            entry.phase in FINISHED
-            and entry.planned_end is not None
-            and entry.planned_end + self.retention <= self.now
-        )
+        leaves = self.leaves_rendered(entry)
+        return leaves is not None and leaves <= self.now
+
+    def leaves_rendered(self, entry: Entry) -> datetime | None:
+        """When a finished job's Job leaves rendered/ (Argo CD prunes it then),
+        counted from when it was seen finished; None for one not finished."""
+        since = entry.finished_at or entry.planned_end
+        if entry.phase not in FINISHED or since is None:
+            return None
+        return since + self.kept_for(entry)[0]
+
+    def kept_for(self, entry: Entry) -> tuple[timedelta, str | None]:
+        """How long a finished job's Job stays in rendered/, and its AppWrapper's
+        annotation that says so (None: the policy's retention)."""
+        job = self.jobs.get(entry.id)
+        if entry.phase == Phase.SUCCEEDED:
+            own, name = (job.success_ttl if job else None), "successTTLDuration"
+        else:
+            own, name = (job.failed_ttl if job else None), "deletionOnFailureGracePeriodDuration"
+        return (own, name) if own is not None else (self.retention, None)

@@ -40,6 +40,8 @@ APPWRAPPER_API = "workload.codeflare.dev/v1beta2"
 # A job's declared draw above this is taken for a unit slip: ten megawatts.
 MOST_WATTS = 10_000_000.0
 ANNOTATION = "caspian.dev/"
+# The AppWrapper controller's own annotations, which Caspian reads as it does.
+APPWRAPPER = "workload.codeflare.dev.appwrapper/"
 POLICY_FILE = "caspian.yaml"
 SPOKES_DIR = "spokes/"
 JOBS_DIR = "jobs/"
@@ -450,9 +452,18 @@ class JobRequest(BaseModel):
     # (None: the policy's requeueUnscheduled).
     admission_grace: timedelta | None = None
     warmup_grace: timedelta | None = None
+    # Its AppWrapper's workload.codeflare.dev.appwrapper/failureGracePeriodDuration:
+    # how much longer than that grace (or the policy's) its pods may wait before
+    # it is requeued, as the AppWrapper controller waits it before a reset.
+    failure_grace: timedelta | None = None
     # Its AppWrapper's workload.codeflare.dev.appwrapper/retryPausePeriodDuration:
     # how long after a Job of it failed its run again may start (None: at once).
     retry_pause: timedelta | None = None
+    # Its AppWrapper's workload.codeflare.dev.appwrapper/successTTLDuration and
+    # deletionOnFailureGracePeriodDuration: how long its Job stays in rendered/
+    # once seen succeeded, or failed for good (None: the policy's retention).
+    success_ttl: timedelta | None = None
+    failed_ttl: timedelta | None = None
     # The jobs it runs after (caspian.dev/after), by namespace/name: it is
     # planned once they have started, from their end, and dispatched once
     # they have succeeded.
@@ -819,11 +830,10 @@ def _job_from_doc(
         retry_limit = _retry_limit(annotations)
         terminal_exit_codes = _exit_codes(annotations, TERMINAL_EXIT_CODES)
         retryable_exit_codes = _exit_codes(annotations, RETRYABLE_EXIT_CODES)
-        graces = {
-            field: _go_duration(annotations, key, meaning=GRACE_MEANING)
-            for field, key in GRACE_PERIODS.items()
+        durations = {
+            field: _go_duration(annotations, key, meaning=DURATION_MEANINGS[key])
+            for field, key in DURATIONS.items()
         }
-        retry_pause = _go_duration(annotations, RETRY_PAUSE, meaning=PAUSE_MEANING)
         after = _after(annotations, namespace=namespace, own=f"{namespace}/{name}")
     except jobspec.FieldError as error:
         return problem(f"metadata.annotations.{error.field}", error.reason)
@@ -856,8 +866,7 @@ def _job_from_doc(
         retry_limit=retry_limit,
         terminal_exit_codes=terminal_exit_codes or frozenset(),
         retryable_exit_codes=retryable_exit_codes,
-        **graces,
-        retry_pause=retry_pause,
+        **durations,
         after=after,
         **hints,
     )
@@ -916,19 +925,21 @@ _WHOLE = re.compile(r"[0-9]+")
 
 # The AppWrapper controller's annotation for how many times a failed workload is
 # run again; Caspian reads it as that controller does.
-RETRY_LIMIT = "workload.codeflare.dev.appwrapper/retryLimit"
+RETRY_LIMIT = APPWRAPPER + "retryLimit"
 
 
 def _retry_limit(annotations: Mapping[str, Any]) -> int | None:
     raw = annotations.get(RETRY_LIMIT)
     if raw is None:
         return None
-    text = str(raw).strip()
+    # No spaces: the AppWrapper controller takes " 2" for no number and falls
+    # back to its own limit, so a limit Caspian read there would not be its.
+    text = str(raw)
     if not _WHOLE.fullmatch(text):
         raise jobspec.FieldError(
             RETRY_LIMIT,
             f"{raw!r} is not a whole number: how many times a failed Job of it runs again, "
-            'e.g. "2" (without it, the policy\'s retryLimit holds)',
+            'written without spaces, e.g. "2" (without it, the policy\'s retryLimit holds)',
         )
     return int(text)
 
@@ -936,8 +947,8 @@ def _retry_limit(annotations: Mapping[str, Any]) -> int | None:
 # The AppWrapper controller's annotations for the exit codes that end a workload
 # for good (terminal) or, where given, the only ones it runs again after
 # (retryable): comma-separated whole numbers.
-TERMINAL_EXIT_CODES = "workload.codeflare.dev.appwrapper/terminalExitCodes"
-RETRYABLE_EXIT_CODES = "workload.codeflare.dev.appwrapper/retryableExitCodes"
+TERMINAL_EXIT_CODES = APPWRAPPER + "terminalExitCodes"
+RETRYABLE_EXIT_CODES = APPWRAPPER + "retryableExitCodes"
 
 
 def _exit_codes(annotations: Mapping[str, Any], key: str) -> frozenset[int] | None:
@@ -956,22 +967,37 @@ def _exit_codes(annotations: Mapping[str, Any], key: str) -> frozenset[int] | No
     return frozenset(int(code) for code in codes)
 
 
-# The AppWrapper controller's annotations for how long a workload's pods may be
-# unmade (admission) or unready (warmup) before it resets it; Caspian requeues.
+# The AppWrapper controller's annotations for how long it waits, or keeps, a
+# workload's resources, by the JobRequest field that holds each.
 GRACE_PERIODS = {
-    "admission_grace": "workload.codeflare.dev.appwrapper/admissionGracePeriodDuration",
-    "warmup_grace": "workload.codeflare.dev.appwrapper/warmupGracePeriodDuration",
+    "admission_grace": APPWRAPPER + "admissionGracePeriodDuration",
+    "warmup_grace": APPWRAPPER + "warmupGracePeriodDuration",
 }
-
-
-GRACE_MEANING = (
+FAILURE_GRACE = APPWRAPPER + "failureGracePeriodDuration"
+RETRY_PAUSE = APPWRAPPER + "retryPausePeriodDuration"
+SUCCESS_TTL = APPWRAPPER + "successTTLDuration"
+FAILED_TTL = APPWRAPPER + "deletionOnFailureGracePeriodDuration"
+DURATIONS = {
+    **GRACE_PERIODS,
+    "failure_grace": FAILURE_GRACE,
+    "retry_pause": RETRY_PAUSE,
+    "success_ttl": SUCCESS_TTL,
+    "failed_ttl": FAILED_TTL,
+}
+_GRACE_MEANING = (
     "how long its pods may wait on their spoke before it is requeued (without it, the "
     "policy's requeueUnscheduled holds)"
 )
-# The AppWrapper controller's annotation for how long it waits after a failure
-# before it runs the workload again.
-RETRY_PAUSE = "workload.codeflare.dev.appwrapper/retryPausePeriodDuration"
-PAUSE_MEANING = "how long after a Job of it failed its run again may start (without it, at once)"
+_KEPT_MEANING = "its Job stays in rendered/ (without it, the policy's retention holds)"
+DURATION_MEANINGS = {
+    GRACE_PERIODS["admission_grace"]: _GRACE_MEANING,
+    GRACE_PERIODS["warmup_grace"]: _GRACE_MEANING,
+    FAILURE_GRACE: "how much longer its pods may wait on their spoke, past that grace, before "
+    "it is requeued (without it, no longer)",
+    RETRY_PAUSE: "how long after a Job of it failed its run again may start (without it, at once)",
+    SUCCESS_TTL: f"how long after it succeeded {_KEPT_MEANING}",
+    FAILED_TTL: f"how long after it failed for good {_KEPT_MEANING}",
+}
 
 
 def _go_duration(annotations: Mapping[str, Any], key: str, *, meaning: str) -> timedelta | None:

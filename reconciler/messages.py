@@ -53,7 +53,9 @@ def _note(entry: Entry, *, now: datetime) -> str:
     return "; ".join(notes)
 
 
-def subject(old: Ledger, decision: Decision) -> str:
+def subject(old: Ledger, decision: Decision, *, pruned: Iterable[str] = ()) -> str:
+    """One line for the commit. `pruned` holds the finished jobs whose Job
+    leaves rendered/ in it: the ledger does not change for them."""
     changes = _changes(old, decision.ledger, requeued=decision.requeued, retried=decision.retried)
     parts = []
     placed = changes["placed"] + changes["moved"]
@@ -79,6 +81,8 @@ def subject(old: Ledger, decision: Decision) -> str:
         if changes[kind]:
             where = ", ".join(sorted({e.spoke or "" for e in changes[kind]}))
             parts.append(f"{verb}: {_jobs(len(changes[kind]))} ({where} {spoke_is})")
+    if pruned := list(pruned):
+        parts.append(f"prune: {_jobs(len(pruned))} (finished)")
     text = "; ".join(parts) or "update placement records"
     _, _, saved = savings(decision.ledger)
     if saved is not None:
@@ -87,12 +91,20 @@ def subject(old: Ledger, decision: Decision) -> str:
 
 
 def commit_message(
-    *, old: Ledger, decision: Decision, input_commit: str, reverted: Iterable[str] = ()
+    *,
+    old: Ledger,
+    decision: Decision,
+    input_commit: str,
+    reverted: Iterable[str] = (),
+    pruned: Iterable[str] = (),
 ) -> str:
+    """The commit's message. `reverted` holds the hand-edited files put back,
+    `pruned` the finished jobs whose Job leaves rendered/ in this commit."""
     ledger = decision.ledger
     counts = Counter(e.phase for e in ledger.entries)
     estimated, baseline, saved = savings(ledger)
-    lines = [subject(old, decision), ""]
+    pruned = sorted(pruned)
+    lines = [subject(old, decision, pruned=pruned), ""]
     summary = ", ".join(f"{counts[p]} {p.value.lower()}" for p in Phase if counts[p])
     lines.append(f"Jobs: {summary}.")
     if saved is not None:
@@ -114,6 +126,9 @@ def commit_message(
     late = [e for e in ledger.entries if e.late and e.phase in UNFINISHED]
     if late:
         lines += ["", "Late:"] + [f"- {e.id}: {e.reason}" for e in late]
+    if pruned:
+        lines += ["", "Pruned (finished: Argo CD deletes their Job; the ledger keeps the record):"]
+        lines += [f"- {line}" for line in prunings(decision, pruned)]
     reverted = list(reverted)
     if reverted:
         lines += ["", "Hand edits reverted (Caspian owns rendered/; change jobs/ instead):"]
@@ -149,6 +164,28 @@ def commit_message(
     ]
     lines.append(f"Caspian-Plan-Id: {plan_id(ledger)}")
     return "\n".join(lines) + "\n"
+
+
+def prunings(decision: Decision, pruned: Iterable[str]) -> list[str]:
+    """Each finished job whose Job leaves rendered/: how long it was kept, and
+    whose word that was."""
+    by_id = decision.ledger.by_id()
+    return [
+        f"{job_id}: Job {by_id[job_id].job_name} on {by_id[job_id].spoke}, "
+        f"{by_id[job_id].phase.value.lower()}; kept {kept_for(decision, by_id[job_id])}"
+        for job_id in pruned
+    ]
+
+
+def kept_for(decision: Decision, entry: Entry) -> str:
+    """How long a finished job's Job stays in rendered/, from when, and whose
+    word that is."""
+    kept, name = decision.kept_for(entry)
+    whose = f"its AppWrapper's {name}" if name else "the policy's retention"
+    # A record from before Caspian kept when it saw a job finish counts from
+    # its planned end.
+    since = f"it was seen {entry.phase.value.lower()}" if entry.finished_at else "its planned end"
+    return f"{format_duration(kept)} after {since} ({whose})"
 
 
 def draining(decision: Decision) -> list[str]:

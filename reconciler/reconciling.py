@@ -30,7 +30,7 @@ from reconciler.gitrepo import FleetRepo, Identity, RemoteMovedError, Snapshot
 from reconciler.ledger import UNFINISHED, Phase
 from reconciler.observing import DeclaredCapacity, Observer
 from reconciler.owned import OWNED_PREFIXES
-from reconciler.rendering import RENDERED, SPOKE_FILES, render
+from reconciler.rendering import RENDERED, SPOKE_FILES, job_path, render
 from reconciler.survey import (
     BROKEN,
     DOWN,
@@ -263,6 +263,11 @@ def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outc
         decision=decision,
         input_commit=snapshot.commit,
         reverted=[problem.file for problem in reverted],
+        pruned=[
+            e.id
+            for e in decision.ledger.entries
+            if decision.retired(e) and changes.get(job_path(e)) == "deleted"
+        ],
     )
     return Outcome(
         input_commit=snapshot.commit,

@@ -467,6 +467,33 @@ def test_reconcile_with_the_argocd_observer_requeues_a_job_that_makes_no_pod(tmp
     assert f"its Job created no pod (see its events) on {spoke} from " in message
 
 
+def test_a_finished_jobs_job_is_pruned_in_a_commit_past_the_retention(tmp_path) -> None:
+    fleet = _Fleet(tmp_path, retention="30m")
+    spoke, name = fleet.started["spoke"], fleet.started["jobName"]
+    path = f"rendered/{spoke}/{fleet.started['id'].split('/')[0]}.{name}.yaml"
+    done = application(spoke, [fleet.job("Healthy")])
+    fleet.reconcile_seeing(done, "2026-11-22T02:20:00Z")
+    assert fleet.entry()["finishedAt"] == "2026-11-22T02:20:00Z"
+    told = fleet.reconcile_seeing(done, "2026-11-22T02:21:00Z", command="explain")
+    assert (
+        f"its Job leaves rendered/{spoke}/ at 2026-11-22T02:50:00Z (Argo CD deletes it then): "
+        "30m after it was seen succeeded (the policy's retention)"
+    ) in told
+    head = gitutil.head(fleet.remote)
+    fleet.reconcile_seeing(done, "2026-11-22T02:21:00Z")
+    assert gitutil.head(fleet.remote) == head and path in gitutil.files(fleet.remote)
+    fleet.reconcile_seeing(done, "2026-11-22T02:50:00Z")
+    assert path not in gitutil.files(fleet.remote)
+    message = gitutil.message(fleet.remote)
+    assert "prune: 1 job (finished)" in message.splitlines()[0]
+    assert f"- {fleet.started['id']}: Job {name} on {spoke}, succeeded; kept 30m after " in message
+    assert fleet.entry()["phase"] == "Succeeded"
+    # The next reconcile has nothing to prune, and commits nothing.
+    head = gitutil.head(fleet.remote)
+    fleet.reconcile_seeing(application(spoke, []), "2026-11-22T02:51:00Z")
+    assert gitutil.head(fleet.remote) == head
+
+
 def test_reconcile_with_the_argocd_observer_requeues_a_job_argo_cd_cannot_apply(tmp_path) -> None:
     fleet = _Fleet(tmp_path)
     spoke = fleet.started["spoke"]

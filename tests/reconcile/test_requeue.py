@@ -10,7 +10,7 @@ from datetime import timedelta
 import yaml
 
 from reconciler import messages
-from reconciler.fleet import GRACE_PERIODS
+from reconciler.fleet import DURATIONS, GRACE_PERIODS
 from reconciler.quantities import format_time
 from reconciler.rendering import render
 from reconciler.templates import template_files
@@ -335,11 +335,11 @@ def test_a_job_that_tried_every_spoke_does_not_go_straight_back_to_the_last() ->
 
 def _graced(files=None, **graces):
     """The template fleet, backfill-eu's AppWrapper annotated with these grace
-    periods (admission=..., warmup=...)."""
+    periods (admission=..., warmup=..., failure=...)."""
     files = files or template_files()
     doc = yaml.safe_load(files["jobs/backfill-eu.yaml"])
     doc["metadata"].setdefault("annotations", {}).update(
-        {GRACE_PERIODS[f"{kind}_grace"]: value for kind, value in graces.items()}
+        {DURATIONS[f"{kind}_grace"]: value for kind, value in graces.items()}
     )
     return {**files, "jobs/backfill-eu.yaml": yaml.safe_dump(doc).encode()}
 
@@ -376,6 +376,34 @@ def test_an_appwrappers_admission_grace_period_is_how_long_its_pods_may_go_unmad
     pulling = {"paris": {"not_starting": {started.job_key: at}}}
     kept, _ = step(files, now=at + timedelta(minutes=30), states=pulling)
     assert not kept.requeued
+
+
+def test_an_appwrappers_failure_grace_period_is_waited_on_top_of_the_other_grace() -> None:
+    # The AppWrapper controller waits failureGracePeriodDuration past the
+    # warmup or admission grace before it resets a workload; so does Caspian.
+    files, started, at = _backfill_dispatched_on_paris(_graced(warmup="1h", failure="10m"))
+    waiting = _waiting_since(started, at)
+    kept, _ = step(files, now=at + timedelta(minutes=65), states=waiting)
+    assert not kept.requeued
+    assert kept.stuck[started.id].endswith(
+        f"it is requeued at {format_time(at + timedelta(minutes=70))} unless it starts (its "
+        "AppWrapper's warmupGracePeriodDuration 1h and failureGracePeriodDuration 10m)"
+    )
+    requeued, _ = step(files, now=at + timedelta(minutes=71), states=waiting)
+    assert "more than its AppWrapper's warmupGracePeriodDuration 1h and failureGrace" in (
+        requeued.requeued[started.id].reason
+    )
+    # On top of the policy's requeueUnscheduled (15m) where it sets no other grace.
+    files, started, at = _backfill_dispatched_on_paris(_graced(failure="10m"))
+    refused = {"paris": {"podless": {started.job_key: at}}}
+    kept, _ = step(files, now=at + timedelta(minutes=20), states=refused)
+    assert not kept.requeued
+    assert kept.stuck[started.id].endswith(
+        f"at {format_time(at + timedelta(minutes=25))} unless it starts (the policy's "
+        "requeueUnscheduled 15m and its AppWrapper's failureGracePeriodDuration 10m)"
+    )
+    requeued, _ = step(files, now=at + timedelta(minutes=26), states=refused)
+    assert started.id in requeued.requeued
 
 
 def test_a_grace_period_holds_where_the_policy_never_requeues() -> None:

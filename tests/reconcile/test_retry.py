@@ -249,7 +249,7 @@ def test_exit_codes_that_are_no_list_of_numbers_are_a_problem_naming_the_annotat
 
 def test_a_retry_limit_that_is_no_whole_number_is_a_problem_naming_the_annotation() -> None:
     # "²" is a digit to str.isdigit(), and no number to int().
-    for wrong in ("three", "-1", "1.5", "²"):
+    for wrong in ("three", "-1", "1.5", "²", " 2", "2 "):
         decision, _ = step(_with_retry_limit(template_files(), wrong), now=NOW)
         entry = entries(decision)["jobs/backfill-eu.yaml"]
         assert entry.phase == "Invalid"
