@@ -10,18 +10,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 from carbon import IntensitySeries
 from optimizer import baselines
 from optimizer.model import RESOURCES, Instance, Job, Plan, Slot, SolverSettings, SpokeCapacity
 from optimizer.solving import optimize
-from reconciler import admission, jobspec, podsecurity, pools
+from reconciler import fitting, pools, requeues, retrying
 from reconciler.decisions import Decision, Requeue, Retry, SpokeState, Window
 from reconciler.fleet import Fleet, JobRequest, Maintenance, Problem, Spoke
 from reconciler.ledger import ACTIVE, FINISHED, FIXED, UNFINISHED, Entry, Ledger, Phase
-from reconciler.pods import Placement, Resources
-from reconciler.quantities import amount, format_duration, format_time, times
+from reconciler.quantities import format_duration, format_time
 
 # What turns an optimizer instance into a plan: the optimizer itself, or a
 # baseline when `caspian simulate` replays another policy through the same loop.
@@ -126,7 +125,9 @@ def _decide(
         job_id: phase for job_id, prev in prevs.items() if (phase := _finished(prev, spokes))
     }
     # Failed, with runs again left: a new Job of it is placed anew.
-    retried, final = _retries(jobs, prevs, finished, spokes, default=fleet.policy.spec.retry_limit)
+    retried, final = retrying.retries(
+        jobs, prevs, finished, spokes, default=fleet.policy.spec.retry_limit
+    )
     for job_id, retry in retried.items():
         del finished[job_id]
         prevs[job_id] = _run_again(prevs[job_id], pause=retry.pause, now=now)
@@ -134,12 +135,12 @@ def _decide(
     # is stopped where it ran (its Job there is suspended, which ends its pods).
     suspended = {job.id for job in jobs if job.suspended and job.id not in finished}
     groups = {name: pools.node_groups(state.nodes) for name, state in spokes.items()}
-    no_node_fits = _no_node_fits(jobs, groups)
-    missing = _merged(
-        _barred(jobs, {spoke.name: spoke for spoke in fleet.spokes}, _beyond_quota),
-        _barred(jobs, spokes, _lacking),
-        _barred(jobs, spokes, _over_quota),
-        _barred(jobs, spokes, _refused_at_admission),
+    no_node_fits = fitting.no_node_fits(jobs, groups)
+    missing = fitting.merged(
+        fitting.barred(jobs, {spoke.name: spoke for spoke in fleet.spokes}, fitting.beyond_quota),
+        fitting.barred(jobs, spokes, fitting.lacking),
+        fitting.barred(jobs, spokes, fitting.over_quota),
+        fitting.barred(jobs, spokes, fitting.refused_at_admission),
     )
     # Per job, every spoke it may use but cannot go to now, with why.
     shut = {
@@ -147,7 +148,7 @@ def _decide(
         for job in jobs
     }
     # Dispatched where its pods find no node, are refused or cannot start: planned
-    # again, elsewhere (`_requeuing`).
+    # again, elsewhere (`requeues.requeuing`).
     requeued: dict[str, Requeue] = {}
     tried: dict[str, tuple[str, ...]] = {}
     kept_off: dict[str, dict[str, str]] = {}
@@ -156,7 +157,7 @@ def _decide(
         prev = prevs[job.id]
         if prev is None or job.id in finished or job.id in suspended:
             continue
-        found = _requeuing(
+        found = requeues.requeuing(
             job,
             prev,
             spokes=spokes,
@@ -218,7 +219,11 @@ def _decide(
         if (prev := prevs[job.id]) is not None
         and job.id not in finished
         and job.id not in suspended
-        and (note := _waits_stuck(job, prev, spokes, after=fleet.policy.spec.requeue_unscheduled))
+        and (
+            note := requeues.waits_stuck(
+                job, prev, spokes, after=fleet.policy.spec.requeue_unscheduled
+            )
+        )
     }
     opt_jobs = [
         _optimizer_job(
@@ -357,213 +362,6 @@ def _decide(
 
 
 SUSPENDED = "its AppWrapper's spec.suspend is true: set it to false to plan it"
-REQUEUED = (
-    "it could not run there when it was last dispatched there; it is planned "
-    "elsewhere until it runs"
-)
-
-
-class _Requeuing(NamedTuple):
-    requeue: Requeue | None  # taken off its spoke now
-    tried: tuple[str, ...]  # the spoke of each requeue, for the ledger
-    kept_off: dict[str, str]  # the spokes not to plan it on now, each with why
-    given_up: str | None = None  # why it is planned nowhere: requeued too often
-
-
-def _requeuing(
-    job: JobRequest,
-    prev: Entry,
-    *,
-    spokes: Mapping[str, SpokeState],
-    closed: Mapping[str, str],
-    now: datetime,
-    after: timedelta | None,
-    limit: int | None,
-) -> _Requeuing | None:
-    """Whether a dispatched job is taken off its spoke, where it cannot run, and
-    which spokes it is kept off. Those it could not run on are kept off until it
-    runs, while one it has not tried may take it: it tries each once, rather
-    than going back and forth between two. A job no other spoke may take now
-    stays. Requeued more than `limit` times, it is given up on: planned nowhere
-    until its wrapped Job changes (a new Job to `_same_job`, with its tries
-    before it)."""
-    why = _unscheduled_too_long(job, prev, spokes, now=now, after=after)
-    requeue = None
-    tried = prev.requeued_from
-    if why and prev.spoke and _elsewhere(job, (prev.spoke,), closed):
-        requeue = Requeue(spoke=prev.spoke, reason=why)
-        tried = (*tried, prev.spoke)
-    # Given up on when it goes once too often, and for as long as it waits then.
-    if limit is not None and len(tried) > limit and (requeue or prev.phase == Phase.PENDING):
-        why_not = _given_up(tried, limit=limit)
-        off = dict.fromkeys(job.allowed_spokes, why_not)
-        return _Requeuing(requeue=requeue, tried=tried, kept_off=off, given_up=why_not)
-    if requeue is not None:
-        off = {**_kept_off(job, tried, closed), requeue.spoke: requeue.reason}
-        return _Requeuing(requeue=requeue, tried=tried, kept_off=off)
-    if tried and prev.phase in (Phase.PLANNED, Phase.PENDING, Phase.DISPATCHED):
-        # Dispatched again elsewhere, it is placed: nothing to keep it off.
-        off = {} if prev.phase == Phase.DISPATCHED else _kept_off(job, tried, closed)
-        return _Requeuing(requeue=None, tried=tried, kept_off=off)
-    return None
-
-
-def _kept_off(job: JobRequest, tried: tuple[str, ...], closed: Mapping[str, str]) -> dict[str, str]:
-    """The spokes a requeued job is kept off: each it was requeued from, while
-    one it has not tried may take it; once it has tried each, the last only,
-    so that it does not go straight back there."""
-    off = tuple(s for s in dict.fromkeys(tried) if s in job.allowed_spokes)
-    if _elsewhere(job, off, closed):
-        return dict.fromkeys(off, REQUEUED)
-    return {tried[-1]: REQUEUED} if _elsewhere(job, tried[-1:], closed) else {}
-
-
-def _given_up(tried: tuple[str, ...], *, limit: int) -> str:
-    return (
-        f"it was requeued {times(len(tried))} ({', '.join(tried)}) without running, more "
-        f"than the policy's requeueLimit {limit}: it is not planned again until its wrapped "
-        'Job changes (mend what the requeues said; then a label such as run: "2", or its '
-        "AppWrapper's spec.suspend set to true and back, gives it its tries again)"
-    )
-
-
-class _Stuck(NamedTuple):
-    since: datetime
-    what: str  # what keeps it from running there: "its pods found no node on"
-    said: str | None  # what its spoke says of it, if anything
-    # Whether its pods are there, unready, rather than never made: which of its
-    # AppWrapper's grace periods holds (warmup, else admission).
-    pods_made: bool
-
-
-def _stuck(job: JobRequest, prev: Entry, spokes: Mapping[str, SpokeState]) -> _Stuck | None:
-    """What keeps a dispatched job from running on its spoke, as the spoke
-    reports it: Argo CD cannot apply its Job there (the spoke refuses the Job),
-    its scheduler finds no node for its pods (the room Caspian counted there
-    was taken, or its nodes went), its Job creates none (the spoke refuses
-    them), or its pods cannot start (an image or Secret the spoke lacks), while
-    it has run none. Pods that have merely not begun (an image still pulling)
-    count only for a job whose AppWrapper sets a warmup grace period, as the
-    AppWrapper controller resets a workload whose pods are not ready by then."""
-    if prev.phase not in FIXED or prev.spoke not in spokes:
-        return None
-    state = spokes[prev.spoke]
-    said = state.said.get(prev.job_key)
-    for since, what, pods_made in (
-        (_unapplied_since(prev, state), "Argo CD could not apply its Job on", False),
-        (state.unscheduled.get(prev.job_key), "its pods found no node on", True),
-        (
-            state.podless.get(prev.job_key),
-            "its Job created no pod" + ("" if said else " (see its events)") + " on",
-            False,
-        ),
-        (state.not_starting.get(prev.job_key), "its pods could not start on", True),
-        (
-            state.unready.get(prev.job_key) if job.warmup_grace is not None else None,
-            "its pods have not begun on",
-            True,
-        ),
-    ):
-        if since is not None:
-            return _Stuck(since=since, what=what, said=said, pods_made=pods_made)
-    return None
-
-
-def _unapplied_since(prev: Entry, state: SpokeState) -> datetime | None:
-    """Since when Argo CD has failed to apply a dispatched job's Job on its
-    spoke, counted from its dispatch: planned, it had no need to be there yet.
-    A Job that runs there (by another observer's word) has been applied once,
-    whatever a later sync says."""
-    since = state.unapplied.get(prev.job_key)
-    if since is None or prev.phase != Phase.DISPATCHED:
-        return None
-    return max(since, prev.planned_start) if prev.planned_start else since
-
-
-def _unscheduled_too_long(
-    job: JobRequest,
-    prev: Entry,
-    spokes: Mapping[str, SpokeState],
-    *,
-    now: datetime,
-    after: timedelta | None,
-) -> str | None:
-    """Why a dispatched job is to be planned again: it has been `_stuck` for
-    longer than it may (`_patience`). Left there, it would wait with its
-    deadline running."""
-    stuck = _stuck(job, prev, spokes)
-    if stuck is None:
-        return None
-    patience = _patience(job, stuck, policy=after)
-    if patience.wait is None or stuck.since + patience.wait > now:
-        return None
-    return (
-        f"{stuck.what} {prev.spoke} from {format_time(stuck.since)} to {format_time(now)}, "
-        f"more than {patience.whose}: its Job there never ran, and goes{_says(prev, stuck)}"
-    )
-
-
-class _Patience(NamedTuple):
-    wait: timedelta | None  # how long a job may be stuck before it is requeued (None: for ever)
-    whose: str  # who says so: "the policy's requeueUnscheduled 15m"
-    own: bool  # whether its AppWrapper does (the policy's word goes without saying)
-
-
-def _patience(job: JobRequest, stuck: _Stuck, *, policy: timedelta | None) -> _Patience:
-    """How long a dispatched job may be stuck on its spoke before it is
-    requeued. Its AppWrapper's grace period for pods that wait unready (warmup)
-    or were never made (admission), which the AppWrapper controller waits
-    before it resets a workload, wins over the policy's requeueUnscheduled; its
-    failureGracePeriodDuration, which that controller waits on top, adds to
-    either."""
-    own, name = (
-        (job.warmup_grace, "warmupGracePeriodDuration")
-        if stuck.pods_made
-        else (job.admission_grace, "admissionGracePeriodDuration")
-    )
-    if own is None and policy is None:
-        return _Patience(None, "the policy's requeueUnscheduled null", own=False)
-    wait, whose = (
-        (own, f"its AppWrapper's {name} {format_duration(own)}")
-        if own is not None
-        else (policy, f"the policy's requeueUnscheduled {format_duration(policy)}")
-    )
-    if not job.failure_grace:
-        return _Patience(wait, whose, own=own is not None)
-    extra = job.failure_grace
-    also = "" if own is not None else "its AppWrapper's "
-    return _Patience(
-        wait + extra,
-        f"{whose} and {also}failureGracePeriodDuration {format_duration(extra)}",
-        own=True,
-    )
-
-
-def _waits_stuck(
-    job: JobRequest, prev: Entry, spokes: Mapping[str, SpokeState], *, after: timedelta | None
-) -> str:
-    """What keeps a dispatched job that is not requeued (yet) from running, and
-    when it will be: for `explain`. Empty where nothing does."""
-    stuck = _stuck(job, prev, spokes)
-    if stuck is None:
-        return ""
-    wait, whose, own = _patience(job, stuck, policy=after)
-    then = (
-        "the policy's requeueUnscheduled is null, so it waits there"
-        if wait is None
-        else f"it is requeued at {format_time(stuck.since + wait)} unless it starts"
-        + (f" ({whose})" if own else "")
-    )
-    return f"{stuck.what} {prev.spoke} since {format_time(stuck.since)}{_says(prev, stuck)}: {then}"
-
-
-def _says(prev: Entry, stuck: _Stuck) -> str:
-    return f' ({prev.spoke} says: "{stuck.said}")' if stuck.said else ""
-
-
-def _elsewhere(job: JobRequest, but: tuple[str, ...], closed: Mapping[str, str]) -> bool:
-    """Whether a spoke other than those in `but` may take the job now."""
-    return any(s not in but and s not in closed for s in job.allowed_spokes)
 
 
 class _Wait(NamedTuple):
@@ -890,68 +688,6 @@ def _placed_again(prev: Entry) -> Entry:
     return _waiting(prev).model_copy(update=kept)
 
 
-def _retries(
-    jobs: Iterable[JobRequest],
-    prevs: Mapping[str, Entry | None],
-    finished: Mapping[str, Phase],
-    spokes: Mapping[str, SpokeState],
-    *,
-    default: int,
-) -> tuple[dict[str, Retry], dict[str, str]]:
-    """The jobs whose Job its spoke now reports failed, and that may run again:
-    fewer runs again than their AppWrapper's retryLimit (or the policy's), as
-    the AppWrapper controller resets a failed workload. The failed Job leaves
-    (Argo CD prunes it, as that controller deletes it), and a new one, named
-    for the run, is placed anew: elsewhere, or later, where that is cleaner.
-    Second, those that had runs left but exited as their AppWrapper says ends
-    them for good, each with why."""
-    found, final = {}, {}
-    for job in jobs:
-        prev = prevs[job.id]
-        if finished.get(job.id) != Phase.FAILED or prev is None or prev.phase in FINISHED:
-            continue
-        limit = job.retry_limit if job.retry_limit is not None else default
-        if prev.retries >= limit or prev.spoke is None or prev.job_name is None:
-            continue
-        state = spokes[prev.spoke]
-        exits = state.exit_codes.get(prev.job_key, ())
-        if why := _ended_for_good(job, exits):
-            final[job.id] = why
-            continue
-        found[job.id] = Retry(
-            spoke=prev.spoke,
-            job_name=prev.job_name,
-            run=prev.retries + 1,
-            limit=limit,
-            said=state.said.get(prev.job_key),
-            exit_codes=exits,
-            pause=job.retry_pause or None,
-        )
-    return found, final
-
-
-def _ended_for_good(job: JobRequest, exits: Iterable[int]) -> str | None:
-    """Why a failed Job of `job` whose containers exited with `exits` (0 left
-    out) is not run again, as the AppWrapper controller reads its annotations;
-    None if it may be."""
-    for code in sorted(exits):
-        if code in job.terminal_exit_codes:
-            return (
-                f"exit code {code}, one of its AppWrapper's terminalExitCodes "
-                f"({_codes(job.terminal_exit_codes)}), so it does not run again"
-            )
-        if job.retryable_exit_codes is not None and code not in job.retryable_exit_codes:
-            return (
-                f"exit code {code}, not one of its AppWrapper's retryableExitCodes "
-                f"({_codes(job.retryable_exit_codes)}), so it does not run again"
-            )
-    return None
-
-
-def _codes(codes: Iterable[int]) -> str:
-    return ",".join(str(code) for code in sorted(codes))
-
-
 def _run_again(prev: Entry, *, pause: timedelta | None, now: datetime) -> Entry:
     """A failed job's next run, placed anew: no earlier than `pause` from now, as
     the AppWrapper controller pauses before it runs a workload again."""
@@ -1173,26 +909,6 @@ def _within_quotas(instance: Instance, fleet: Fleet) -> Instance:
     return instance.model_copy(update={"spokes": tuple(capacities)})
 
 
-def _beyond_quota(job: JobRequest, spoke: Spoke) -> str | None:
-    """Why the spoke cannot take the job: it needs more at once than the quota
-    its file gives Caspian's jobs there."""
-    quota = spoke.spec.quota
-    if quota is None:
-        return None
-    over = [
-        f"{amount(resource, need)}, more than its {amount(resource, limit)}"
-        for resource in RESOURCES
-        if (limit := quota.of(resource)) is not None
-        and (need := getattr(job, resource)) > limit + 1e-9
-    ]
-    if not over:
-        return None
-    return (
-        f"it needs {'; '.join(over)}: the quota spokes/{spoke.name}.yaml gives Caspian's jobs "
-        "there (spec.quota)"
-    )
-
-
 def _maintenance(fleet: Fleet, horizon: Window) -> dict[str, tuple[Maintenance, ...]]:
     """Each spoke's maintenance windows that fall in the planning horizon."""
     end = horizon.time_of(horizon.slots)
@@ -1358,236 +1074,6 @@ def _closed_spokes(fleet: Fleet, spokes: Mapping[str, SpokeState]) -> dict[str, 
         elif spoke.spec.unschedulable:
             closed[spoke.name] = f"unschedulable in spokes/{spoke.name}.yaml"
     return closed
-
-
-def _no_node_fits(
-    jobs: Iterable[JobRequest], groups: Mapping[str, pools.NodeGroups]
-) -> dict[str, dict[str, str]]:
-    """Per job, the spokes it may use where no node can take one of its pods, each
-    with why. A pod runs on one node, one its nodeSelector and node affinity allow
-    and whose taints it tolerates: the spoke's free capacity summed over its nodes
-    can hold the pod and the pod still never be scheduled there. A spoke whose
-    nodes are not known is not checked."""
-    seen: dict[tuple[str, str], _NodesFor] = {}
-    result = {}
-    for job in jobs:
-        unfit = {}
-        for name in job.allowed_spokes:
-            spoke_groups = groups.get(name)
-            if not spoke_groups:
-                continue
-            if pools.some_node_takes(job.pod, job.placement, spoke_groups):
-                if job.placement.own_node and job.pods_at_once > 1:
-                    taking = pools.nodes_taking(job.pod, job.placement, spoke_groups)
-                    if taking < job.pods_at_once:
-                        unfit[name] = (
-                            f"its {job.pods_at_once} pods must each have a node of their own (a "
-                            "required podAntiAffinity on kubernetes.io/hostname), and "
-                            f"{taking} node{'s' if taking != 1 else ''} there can take one"
-                        )
-                continue
-            # Why not takes a look at every node: once per placement and spoke.
-            key = (name, job.placement.model_dump_json())
-            if key not in seen:
-                seen[key] = _nodes_for(job.placement, spoke_groups)
-            unfit[name] = _why_no_node(job, seen[key])
-        if unfit:
-            result[job.id] = unfit
-    return result
-
-
-# A spoke as its file declares it, or as it was observed.
-_Spoke = TypeVar("_Spoke", Spoke, SpokeState)
-
-
-def _barred(
-    jobs: Iterable[JobRequest],
-    spokes: Mapping[str, _Spoke],
-    why: Callable[[JobRequest, _Spoke], str | None],
-) -> dict[str, dict[str, str]]:
-    """Per job, the spokes it may use that `why` rules out, each with why."""
-    result = {}
-    for job in jobs:
-        barred = {
-            name: reason
-            for name in job.allowed_spokes
-            if name in spokes and (reason := why(job, spokes[name]))
-        }
-        if barred:
-            result[job.id] = barred
-    return result
-
-
-def _lacking(job: JobRequest, state: SpokeState) -> str | None:
-    """Why the spoke cannot take the job: it lacks a claim, ConfigMap or class its
-    pods need, and there they would never start. Objects not known (declared
-    capacity, no right to list them) are not held against it."""
-    absent = [need for need in job.needs if _lacks(state, need)]
-    if not absent:
-        return None
-    which = "it is" if len(absent) == 1 else "they are"
-    return f"its pods need {', '.join(absent)}, and {which} not there"
-
-
-def _over_quota(job: JobRequest, state: SpokeState) -> str | None:
-    """Why the spoke cannot take the job: its ResourceQuotas in the job's
-    namespace let all pods there request less than the job's pods do at once,
-    or hold fewer pods than it runs at once, so the Job could never create them
-    all, however empty the spoke."""
-    most, _ = _quota_rules(job, state)
-    asks = (
-        (
-            ("cpu", job.cpu, most.cpu),
-            ("GiB memory", job.memory_bytes / 2**30, most.memory_bytes / 2**30),
-            ("GPUs", job.gpu, most.gpu),
-        )
-        if most is not None
-        else ()
-    )
-    over = [
-        f"{asked:g} {unit} (the quota: {allowed:g})"
-        for unit, asked, allowed in asks
-        if asked > allowed
-    ]
-    why = []
-    if over:
-        why.append(
-            f"its pods ask for {', '.join(over)} at once, more than the ResourceQuotas of "
-            f"{job.namespace} there let all pods request"
-        )
-    # A Job runs `parallelism` pods at once: past a pods quota the rest are refused.
-    pods = _most_pods(job, state)
-    if pods is not None and job.pods_at_once > pods:
-        why.append(
-            f"it runs {job.pods_at_once} pods at once, more than the ResourceQuotas of "
-            f"{job.namespace} there let it hold ({pods:g})"
-        )
-    return "; ".join(why) or None
-
-
-def _most_pods(job: JobRequest, state: SpokeState) -> float | None:
-    """The most pods the ResourceQuotas that count the job's pods let its
-    namespace hold at once, or None where none limits that."""
-    limit_ranges = state.limit_ranges.get(job.namespace, ())
-    found = [
-        quota.most["pods"]
-        for quota in state.scoped_quotas.get(job.namespace, ())
-        if "pods" in quota.most
-        and admission.counts(quota, job.pod_resources, limit_ranges=limit_ranges)
-    ]
-    if (unscoped := state.quota_pods.get(job.namespace)) is not None:
-        found.append(unscoped)
-    return min(found) if found else None
-
-
-def _quota_rules(job: JobRequest, state: SpokeState) -> tuple[Resources | None, frozenset[str]]:
-    """What the ResourceQuotas that count the job's pods hold them to: the most
-    they let them request in all (None where none limits it), and what every
-    container must set. Those without scopes count every pod; those with, the
-    pods their scopes match."""
-    most = state.quotas.get(job.namespace)
-    needs = state.quota_needs.get(job.namespace, frozenset())
-    limit_ranges = state.limit_ranges.get(job.namespace, ())
-    for quota in state.scoped_quotas.get(job.namespace, ()):
-        if not admission.counts(quota, job.pod_resources, limit_ranges=limit_ranges):
-            continue
-        bound = Resources(
-            cpu=quota.most.get("cpu", math.inf),
-            memory_bytes=quota.most.get("memory", math.inf),
-            gpu=quota.most.get("gpu", math.inf),
-        )
-        most = bound if most is None else _least(most, bound)
-        needs = needs | quota.needs
-    return most, needs
-
-
-def _least(a: Resources, b: Resources) -> Resources:
-    return Resources(
-        cpu=min(a.cpu, b.cpu),
-        memory_bytes=min(a.memory_bytes, b.memory_bytes),
-        gpu=min(a.gpu, b.gpu),
-    )
-
-
-def _refused_at_admission(job: JobRequest, state: SpokeState) -> str | None:
-    """Why the spoke cannot take the job: the Pod Security level, LimitRanges
-    or ResourceQuotas of its namespace there would refuse its pods, so the Job
-    would create none."""
-    level = state.pod_security.get(job.namespace)
-    why = (
-        level and podsecurity.refusal(job.pod_security_broken, level=level, namespace=job.namespace)
-    ) or admission.refusal(
-        job.pod_resources,
-        limit_ranges=state.limit_ranges.get(job.namespace, ()),
-        quota_needs=_quota_rules(job, state)[1],
-    )
-    return None if why is None else f"its pods would be refused there: {why}"
-
-
-def _merged(*reasons: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
-    """Per job and spoke, the reasons why not, joined where there are two."""
-    merged: dict[str, dict[str, str]] = {}
-    for per_job in reasons:
-        for job_id, per_spoke in per_job.items():
-            for spoke, why in per_spoke.items():
-                before = merged.setdefault(job_id, {}).get(spoke)
-                merged[job_id][spoke] = f"{before}; {why}" if before else why
-    return merged
-
-
-def _lacks(state: SpokeState, need: str) -> bool:
-    where, name = jobspec.scope_of(need)
-    names = state.objects.get(where)
-    return names is not None and name not in names
-
-
-class _NodesFor(NamedTuple):
-    """What one spoke's nodes offer the pods of one placement."""
-
-    selected: bool  # some node matches its node selection
-    sizes: frozenset[Resources]  # allocatable of the nodes it may use: selected, tolerated
-    every_node: bool  # it may use every node there
-    # Allocatable of the selected nodes it does not tolerate, with the taints why.
-    refused: Mapping[Resources, frozenset[str]]
-
-
-def _nodes_for(placement: Placement, groups: pools.NodeGroups) -> _NodesFor:
-    selected, sizes, every_node = False, set(), True
-    refused: dict[Resources, frozenset[str]] = {}
-    for (size, taints), nodes in groups.items():
-        count = sum(node.selected_by(placement) for node in nodes)
-        untolerated = frozenset(t.describe() for t in taints if not placement.tolerates(t))
-        selected = selected or count > 0
-        every_node = every_node and count == len(nodes) and not untolerated
-        if count and untolerated:
-            refused[size] = refused.get(size, frozenset()) | untolerated
-        elif count:
-            sizes.add(size)
-    return _NodesFor(
-        selected=selected, sizes=frozenset(sizes), every_node=every_node, refused=refused
-    )
-
-
-def _why_no_node(job: JobRequest, offer: _NodesFor) -> str:
-    placement = job.placement
-    if not offer.selected:
-        return f"no node there matches its node selection ({placement.describe()})"
-    # Taints first where tolerating them would let the pod in: a GPU pool is
-    # often the only place a GPU pod fits, and tainted.
-    big_enough = [t for size, t in offer.refused.items() if job.pod.fits_in(size)]
-    if big_enough or not offer.sizes:
-        taints = sorted(frozenset().union(*(big_enough or offer.refused.values())))
-        which = "big enough for its pod" if big_enough else "it may use"
-        return (
-            f"the nodes there {which} have taints it does not tolerate "
-            f"({', '.join(taints)}): it runs there only if its pod template tolerates them"
-        )
-    largest = max(offer.sizes, key=lambda size: (size.gpu, size.cpu, size.memory_bytes))
-    which = "node" if offer.every_node else "node it may use"
-    return (
-        f"its pod needs {job.pod.describe()}; no {which} there has that much "
-        f"(the largest: {largest.describe()})"
-    )
 
 
 def _blame_closed_spokes(entry: Entry, job: JobRequest, closed: Mapping[str, str]) -> Entry:

@@ -1,0 +1,223 @@
+"""A dispatched job that cannot run where it was sent (its pods find no node,
+are refused, or cannot start): how long it may wait there, when it is planned
+again elsewhere, and which spokes it is kept off, as Kueue's waitForPodsReady
+and the AppWrapper controller's grace periods requeue a workload. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from reconciler.decisions import Requeue, SpokeState
+from reconciler.fleet import JobRequest
+from reconciler.ledger import FIXED, Entry, Phase
+from reconciler.quantities import format_duration, format_time, times
+
+REQUEUED = (
+    "it could not run there when it was last dispatched there; it is planned "
+    "elsewhere until it runs"
+)
+
+
+class Requeuing(NamedTuple):
+    requeue: Requeue | None  # taken off its spoke now
+    tried: tuple[str, ...]  # the spoke of each requeue, for the ledger
+    kept_off: dict[str, str]  # the spokes not to plan it on now, each with why
+    given_up: str | None = None  # why it is planned nowhere: requeued too often
+
+
+def requeuing(
+    job: JobRequest,
+    prev: Entry,
+    *,
+    spokes: Mapping[str, SpokeState],
+    closed: Mapping[str, str],
+    now: datetime,
+    after: timedelta | None,
+    limit: int | None,
+) -> Requeuing | None:
+    """Whether a dispatched job is taken off its spoke, where it cannot run, and
+    which spokes it is kept off. Those it could not run on are kept off until it
+    runs, while one it has not tried may take it: it tries each once, rather
+    than going back and forth between two. A job no other spoke may take now
+    stays. Requeued more than `limit` times, it is given up on: planned nowhere
+    until its wrapped Job changes (a new Job to `decide`, with its tries
+    before it)."""
+    why = _unscheduled_too_long(job, prev, spokes, now=now, after=after)
+    requeue = None
+    tried = prev.requeued_from
+    if why and prev.spoke and _elsewhere(job, (prev.spoke,), closed):
+        requeue = Requeue(spoke=prev.spoke, reason=why)
+        tried = (*tried, prev.spoke)
+    # Given up on when it goes once too often, and for as long as it waits then.
+    if limit is not None and len(tried) > limit and (requeue or prev.phase == Phase.PENDING):
+        why_not = _given_up(tried, limit=limit)
+        off = dict.fromkeys(job.allowed_spokes, why_not)
+        return Requeuing(requeue=requeue, tried=tried, kept_off=off, given_up=why_not)
+    if requeue is not None:
+        off = {**_kept_off(job, tried, closed), requeue.spoke: requeue.reason}
+        return Requeuing(requeue=requeue, tried=tried, kept_off=off)
+    if tried and prev.phase in (Phase.PLANNED, Phase.PENDING, Phase.DISPATCHED):
+        # Dispatched again elsewhere, it is placed: nothing to keep it off.
+        off = {} if prev.phase == Phase.DISPATCHED else _kept_off(job, tried, closed)
+        return Requeuing(requeue=None, tried=tried, kept_off=off)
+    return None
+
+
+def _kept_off(job: JobRequest, tried: tuple[str, ...], closed: Mapping[str, str]) -> dict[str, str]:
+    """The spokes a requeued job is kept off: each it was requeued from, while
+    one it has not tried may take it; once it has tried each, the last only,
+    so that it does not go straight back there."""
+    off = tuple(s for s in dict.fromkeys(tried) if s in job.allowed_spokes)
+    if _elsewhere(job, off, closed):
+        return dict.fromkeys(off, REQUEUED)
+    return {tried[-1]: REQUEUED} if _elsewhere(job, tried[-1:], closed) else {}
+
+
+def _given_up(tried: tuple[str, ...], *, limit: int) -> str:
+    return (
+        f"it was requeued {times(len(tried))} ({', '.join(tried)}) without running, more "
+        f"than the policy's requeueLimit {limit}: it is not planned again until its wrapped "
+        'Job changes (mend what the requeues said; then a label such as run: "2", or its '
+        "AppWrapper's spec.suspend set to true and back, gives it its tries again)"
+    )
+
+
+class _Stuck(NamedTuple):
+    since: datetime
+    what: str  # what keeps it from running there: "its pods found no node on"
+    said: str | None  # what its spoke says of it, if anything
+    # Whether its pods are there, unready, rather than never made: which of its
+    # AppWrapper's grace periods holds (warmup, else admission).
+    pods_made: bool
+
+
+def _stuck(job: JobRequest, prev: Entry, spokes: Mapping[str, SpokeState]) -> _Stuck | None:
+    """What keeps a dispatched job from running on its spoke, as the spoke
+    reports it: Argo CD cannot apply its Job there (the spoke refuses the Job),
+    its scheduler finds no node for its pods (the room Caspian counted there
+    was taken, or its nodes went), its Job creates none (the spoke refuses
+    them), or its pods cannot start (an image or Secret the spoke lacks), while
+    it has run none. Pods that have merely not begun (an image still pulling)
+    count only for a job whose AppWrapper sets a warmup grace period, as the
+    AppWrapper controller resets a workload whose pods are not ready by then."""
+    if prev.phase not in FIXED or prev.spoke not in spokes:
+        return None
+    state = spokes[prev.spoke]
+    said = state.said.get(prev.job_key)
+    for since, what, pods_made in (
+        (_unapplied_since(prev, state), "Argo CD could not apply its Job on", False),
+        (state.unscheduled.get(prev.job_key), "its pods found no node on", True),
+        (
+            state.podless.get(prev.job_key),
+            "its Job created no pod" + ("" if said else " (see its events)") + " on",
+            False,
+        ),
+        (state.not_starting.get(prev.job_key), "its pods could not start on", True),
+        (
+            state.unready.get(prev.job_key) if job.warmup_grace is not None else None,
+            "its pods have not begun on",
+            True,
+        ),
+    ):
+        if since is not None:
+            return _Stuck(since=since, what=what, said=said, pods_made=pods_made)
+    return None
+
+
+def _unapplied_since(prev: Entry, state: SpokeState) -> datetime | None:
+    """Since when Argo CD has failed to apply a dispatched job's Job on its
+    spoke, counted from its dispatch: planned, it had no need to be there yet.
+    A Job that runs there (by another observer's word) has been applied once,
+    whatever a later sync says."""
+    since = state.unapplied.get(prev.job_key)
+    if since is None or prev.phase != Phase.DISPATCHED:
+        return None
+    return max(since, prev.planned_start) if prev.planned_start else since
+
+
+def _unscheduled_too_long(
+    job: JobRequest,
+    prev: Entry,
+    spokes: Mapping[str, SpokeState],
+    *,
+    now: datetime,
+    after: timedelta | None,
+) -> str | None:
+    """Why a dispatched job is to be planned again: it has been `_stuck` for
+    longer than it may (`_patience`). Left there, it would wait with its
+    deadline running."""
+    stuck = _stuck(job, prev, spokes)
+    if stuck is None:
+        return None
+    patience = _patience(job, stuck, policy=after)
+    if patience.wait is None or stuck.since + patience.wait > now:
+        return None
+    return (
+        f"{stuck.what} {prev.spoke} from {format_time(stuck.since)} to {format_time(now)}, "
+        f"more than {patience.whose}: its Job there never ran, and goes{_says(prev, stuck)}"
+    )
+
+
+class _Patience(NamedTuple):
+    wait: timedelta | None  # how long a job may be stuck before it is requeued (None: for ever)
+    whose: str  # who says so: "the policy's requeueUnscheduled 15m"
+    own: bool  # whether its AppWrapper does (the policy's word goes without saying)
+
+
+def _patience(job: JobRequest, stuck: _Stuck, *, policy: timedelta | None) -> _Patience:
+    """How long a dispatched job may be stuck on its spoke before it is
+    requeued. Its AppWrapper's grace period for pods that wait unready (warmup)
+    or were never made (admission), which the AppWrapper controller waits
+    before it resets a workload, wins over the policy's requeueUnscheduled; its
+    failureGracePeriodDuration, which that controller waits on top, adds to
+    either."""
+    own, name = (
+        (job.warmup_grace, "warmupGracePeriodDuration")
+        if stuck.pods_made
+        else (job.admission_grace, "admissionGracePeriodDuration")
+    )
+    if own is None and policy is None:
+        return _Patience(None, "the policy's requeueUnscheduled null", own=False)
+    wait, whose = (
+        (own, f"its AppWrapper's {name} {format_duration(own)}")
+        if own is not None
+        else (policy, f"the policy's requeueUnscheduled {format_duration(policy)}")
+    )
+    if not job.failure_grace:
+        return _Patience(wait, whose, own=own is not None)
+    extra = job.failure_grace
+    also = "" if own is not None else "its AppWrapper's "
+    return _Patience(
+        wait + extra,
+        f"{whose} and {also}failureGracePeriodDuration {format_duration(extra)}",
+        own=True,
+    )
+
+
+def waits_stuck(
+    job: JobRequest, prev: Entry, spokes: Mapping[str, SpokeState], *, after: timedelta | None
+) -> str:
+    """What keeps a dispatched job that is not requeued (yet) from running, and
+    when it will be: for `explain`. Empty where nothing does."""
+    stuck = _stuck(job, prev, spokes)
+    if stuck is None:
+        return ""
+    wait, whose, own = _patience(job, stuck, policy=after)
+    then = (
+        "the policy's requeueUnscheduled is null, so it waits there"
+        if wait is None
+        else f"it is requeued at {format_time(stuck.since + wait)} unless it starts"
+        + (f" ({whose})" if own else "")
+    )
+    return f"{stuck.what} {prev.spoke} since {format_time(stuck.since)}{_says(prev, stuck)}: {then}"
+
+
+def _says(prev: Entry, stuck: _Stuck) -> str:
+    return f' ({prev.spoke} says: "{stuck.said}")' if stuck.said else ""
+
+
+def _elsewhere(job: JobRequest, but: tuple[str, ...], closed: Mapping[str, str]) -> bool:
+    """Whether a spoke other than those in `but` may take the job now."""
+    return any(s not in but and s not in closed for s in job.allowed_spokes)
