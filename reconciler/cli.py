@@ -143,6 +143,22 @@ _TARGET_OPTIONS = (
 )
 
 
+def repo_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options naming the fleet repo alone, handed to `command` as a
+    `target` that observes nothing (`history`)."""
+
+    @functools.wraps(command)
+    def with_repo(*args: Any, url: str, branch: str, cache_dir: Path | None, **rest: Any) -> None:
+        target = Target(
+            url=url, branch=branch, cache_dir=cache_dir, observer_kind="declared", kubeconfig=None
+        )
+        command(*args, target=target, **rest)
+
+    for option in reversed(_TARGET_OPTIONS[:3]):
+        with_repo = option(with_repo)
+    return with_repo
+
+
 def target_options(command: Callable[..., None]) -> Callable[..., None]:
     """The options naming the fleet repo and the observer, handed to `command` as
     one `target`: plan, reconcile, explain and watch take the same ones."""
@@ -306,24 +322,10 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
     whether it had room. Decides as `plan` does; commits nothing."""
     outcome = _plan(target, now_text=now_text)
     decision = outcome.decision
-    matches = [
-        e
-        for e in decision.ledger.entries
-        if job in (e.id, e.id.split("/")[-1], e.source, e.source.split("#")[0])
-    ] or [
-        # A file with a problem has no job name Caspian could trust: its record
-        # is the file's, found by the file's name too.
-        e
-        for e in decision.ledger.entries
-        if e.phase == ledger.Phase.INVALID and Path(e.source.split("#")[0]).stem == job
-    ]
-    if len(matches) > 1:
-        several = ", ".join(e.id for e in matches)
-        raise click.ClickException(f"{job!r} matches several jobs ({several}): name one")
-    if not matches:
-        known = ", ".join(e.id for e in decision.ledger.entries) or "none"
-        raise click.ClickException(f"{job!r} is no job in the ledger; jobs: {known}")
-    entry = matches[0]
+    try:
+        entry = decision.ledger.find(job)
+    except LookupError as error:
+        raise click.ClickException(str(error)) from None
     click.echo(f"{entry.id} ({entry.source}): {entry.phase.value}")
     if entry.spoke and entry.planned_start:
         click.echo(
@@ -438,6 +440,43 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
             f"  {option.spoke:{width}} {format_time(window.time_of(option.start_slot))}  "
             f"{option.carbon_g:10,.1f} gCO2  {', '.join(notes)}"
         )
+
+
+@main.command()
+@click.argument("job")
+@repo_options
+@click.option(
+    "--limit",
+    type=click.IntRange(1),
+    default=1000,
+    show_default=True,
+    help="Read at most this many commits that changed its file or the ledger.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per change.")
+def history(job: str, target: Target, limit: int, as_json: bool) -> None:
+    """What happened to JOB (namespace/name, name, or its file), oldest first,
+    from the fleet repo's git log: each commit that changed its AppWrapper,
+    and each placement Caspian committed for it, with what that commit says
+    of it. Commits nothing."""
+    try:
+        found = _run(lambda repo: reconciling.job_history(repo, job, most=limit), target)
+    except LookupError as error:
+        raise click.ClickException(str(error)) from None
+    if as_json:
+        for event in found.events:
+            click.echo(event.model_dump_json())
+        return
+    count = len(found.events)
+    click.echo(f"{found.job} ({found.source}): {count} change{'s' * (count != 1)}, oldest first")
+    if not found.complete:
+        click.echo(f"  (older commits not read: more than --limit {limit})")
+    for event in found.events:
+        when = format_time(event.time)
+        click.echo(f"{when}  {event.commit[:10]}  {event.author}: {event.what}")
+        for line in event.said:
+            click.echo(f"    {line}")
+    for commit in found.unreadable:
+        click.echo(f"  skipped {commit[:10]}: its ledger was edited by hand and does not read")
 
 
 @main.command()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import pygit2
 from pydantic import BaseModel, ConfigDict
 from pygit2.enums import FileMode
 
+from reconciler.history import Revision
 from reconciler.signing import SigningError, SigningKey, sign
 
 READ_PREFIXES = ("caspian.yaml", "spokes/", "jobs/", "status/", "rendered/")
@@ -282,6 +283,35 @@ class FleetRepo:
             if len(result) >= limit:
                 break
         return result
+
+    def revisions(self, paths: Sequence[str]) -> Iterator[Revision]:
+        """The commits of the branch, as last fetched, that changed any of
+        `paths`, newest first, as `git log -- PATHS` lists them: a merge only
+        where it matches none of its parents there (a pull request merged
+        shows as the commit it merged)."""
+        ref = self.repo.references.get(f"refs/remotes/origin/{self.branch}")
+        if ref is None:
+            return
+        order = pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME
+        for commit in self.repo.walk(ref.target, order):
+            blobs = _blobs(commit.tree, paths)
+            parents = [_blobs(parent.tree, paths) for parent in commit.parents]
+            if blobs in parents or (not parents and not any(blobs.values())):
+                continue
+            yield Revision(
+                commit=str(commit.id),
+                author=commit.author.name,
+                time=datetime.fromtimestamp(commit.committer.time, UTC),
+                message=commit.message,
+                files={
+                    path: None if blob is None else self.repo[blob].read_raw()
+                    for path, blob in blobs.items()
+                },
+            )
+
+
+def _blobs(tree: pygit2.Tree, paths: Sequence[str]) -> dict[str, pygit2.Oid | None]:
+    return {path: tree[path].id if path in tree else None for path in paths}
 
 
 def _stat(diff: pygit2.Diff, *, width: int = 100) -> str:

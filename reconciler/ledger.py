@@ -136,6 +136,34 @@ class Ledger(BaseModel):
     def by_id(self) -> dict[str, Entry]:
         return {entry.id: entry for entry in self.entries}
 
+    def find(self, job: str) -> Entry:
+        """The record a user means by `job`: its namespace/name, its name, or
+        its file. LookupError, saying what there is, where none or several."""
+        matches = [
+            e
+            for e in self.entries
+            if job in (e.id, e.id.split("/")[-1], e.source, e.source.split("#")[0])
+        ] or [
+            # A file with a problem has no job name Caspian could trust: its
+            # record is the file's, found by the file's name too.
+            e
+            for e in self.entries
+            if e.phase == Phase.INVALID and _stem(e.source.split("#")[0]) == job
+        ]
+        if len(matches) > 1:
+            several = ", ".join(e.id for e in matches)
+            raise LookupError(f"{job!r} matches several jobs ({several}): name one")
+        if not matches:
+            known = ", ".join(e.id for e in self.entries) or "none"
+            raise LookupError(f"{job!r} is no job in the ledger; jobs: {known}")
+        return matches[0]
+
+
+def _stem(path: str) -> str:
+    """A file's name without its suffix, as pathlib has it (no I/O here)."""
+    name = path.rsplit("/", 1)[-1]
+    return name.rpartition(".")[0] or name
+
 
 class LedgerError(Exception):
     pass

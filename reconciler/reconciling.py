@@ -23,10 +23,11 @@ from carbon.embedded import UnknownZoneError
 from carbon.providers import CarbonProvider
 from carbon.sources import source_for
 from optimizer.model import RESOURCES
-from reconciler import crd, deciding, ledger, messages, metrics, owned, pools
+from reconciler import crd, deciding, history, ledger, messages, metrics, owned, pools
 from reconciler.decisions import Decision
 from reconciler.fleet import SPOKES_DIR, Fleet, FleetConfigError, Problem, load_fleet
 from reconciler.gitrepo import FleetRepo, Identity, RemoteMovedError, Snapshot
+from reconciler.history import History
 from reconciler.ledger import UNFINISHED, Phase
 from reconciler.observing import DeclaredCapacity, Observer
 from reconciler.owned import OWNED_PREFIXES
@@ -118,6 +119,17 @@ def survey(repo: FleetRepo, *, now: datetime, observer: Observer | None = None) 
         now=now,
         spokes=tuple(sorted(reports, key=lambda r: r.name)),
     )
+
+
+def job_history(repo: FleetRepo, job: str, *, most: int) -> History:
+    """The changes to the job a user means by `job` (`caspian history`), read
+    from the git log of its AppWrapper's file and the ledger, looking back at
+    most `most` commits that changed either. LookupError where the ledger at
+    the tip has no such job."""
+    snapshot = repo.fetch()
+    entry = previous_ledger(snapshot.files).find(job)
+    paths = (ledger.LEDGER_PATH, entry.source.split("#", 1)[0])
+    return history.history(entry.id, entry.source, repo.revisions(paths), most=most)
 
 
 def reconcile_once(

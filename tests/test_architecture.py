@@ -22,6 +22,7 @@ PURE = (
     "reconciler/podsecurity.py",
     "reconciler/pools.py",
     "reconciler/cron.py",
+    "reconciler/history.py",
     "reconciler/rendering.py",
     "reconciler/messages.py",
     "reconciler/ledger.py",

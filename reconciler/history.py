@@ -1,0 +1,184 @@
+"""One job's history, read back from the fleet repo's git log: who changed its
+AppWrapper, and each placement Caspian committed for it, with what that commit
+said about it. The audit trail, per job. Pure: the commits come in as values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+from reconciler import ledger
+from reconciler.ledger import Entry, Phase
+from reconciler.quantities import format_time
+
+
+class Revision(BaseModel):
+    """One commit that changed a file asked about, with each of those files as
+    that commit has it (None where it has none)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    commit: str
+    author: str
+    time: datetime  # when it was committed
+    message: str
+    files: dict[str, bytes | None]
+
+
+class Event(BaseModel):
+    """One change to a job: its AppWrapper's file, or its place in the ledger."""
+
+    model_config = ConfigDict(frozen=True)
+
+    commit: str
+    author: str
+    time: datetime
+    what: str  # "edited jobs/etl.yaml", "Dispatched on paris from ..."
+    said: tuple[str, ...]  # what the commit's message says of it (else its subject)
+
+
+class History(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    job: str
+    source: str
+    events: tuple[Event, ...]  # oldest first
+    # Whether the commits read reach back to before its file was added: where
+    # not, older changes were not read.
+    complete: bool
+    # Commits whose ledger did not parse (edited by hand then): skipped.
+    unreadable: tuple[str, ...] = ()
+
+
+def history(
+    job_id: str, source: str, revisions: Iterable[Revision], *, most: int | None = None
+) -> History:
+    """The changes to `job_id` (whose AppWrapper is in the file `source`), from
+    `revisions`, newest first, as `git log` lists them. Reading stops at the
+    first commit that has neither its file nor its record (its history, since
+    its file was last added, begins after it), at the first commit of all, or
+    after `most` commits."""
+    file = source.split("#", 1)[0]
+    found: list[Event] = []
+    unreadable: list[str] = []
+    newer: tuple[Revision, Entry | None, bytes | None] | None = None
+    read = 0
+    complete = True
+    for revision in revisions:
+        if most is not None and read >= most:
+            complete = False
+            break
+        read += 1
+        try:
+            entry = ledger.parse(revision.files.get(ledger.LEDGER_PATH)).by_id().get(job_id)
+        except ledger.LedgerError:
+            unreadable.append(revision.commit)
+            continue
+        text = revision.files.get(file)
+        if newer is not None:
+            found.extend(_changes(job_id, file, *newer, was=entry, had=text))
+        newer = (revision, entry, text)
+        if entry is None and text is None:
+            break
+    else:
+        if newer is not None:
+            # The first commit of all: before it there was nothing.
+            found.extend(_changes(job_id, file, *newer, was=None, had=None))
+    if newer is not None and not complete:
+        # Its file's change there is not known; where it stood then is.
+        found.extend(_changes(job_id, file, *newer, was=None, had=newer[2]))
+    return History(
+        job=job_id,
+        source=source,
+        events=tuple(reversed(found)),
+        complete=complete,
+        unreadable=tuple(unreadable),
+    )
+
+
+def _changes(
+    job_id: str,
+    file: str,
+    revision: Revision,
+    entry: Entry | None,
+    text: bytes | None,
+    *,
+    was: Entry | None,
+    had: bytes | None,
+) -> list[Event]:
+    """What `revision` changed of the job, against the commit before it that
+    changed it (`was`, `had`), latest first."""
+    found = []
+    if _place(entry) != _place(was):
+        found.append(_event(revision, _placement(entry), said=_said(revision.message, job_id)))
+    if text != had:
+        verb = "added" if had is None else "removed" if text is None else "edited"
+        found.append(_event(revision, f"{verb} {file}", said=(_subject(revision.message),)))
+    return found
+
+
+def _event(revision: Revision, what: str, *, said: tuple[str, ...]) -> Event:
+    return Event(
+        commit=revision.commit,
+        author=revision.author,
+        time=revision.time,
+        what=what,
+        said=said,
+    )
+
+
+def _place(entry: Entry | None) -> tuple[object, ...] | None:
+    """What the ledger tells of a job's place: a change to any of it is an
+    event. (Its carbon estimate, which moves with every forecast, is not.)"""
+    if entry is None:
+        return None
+    why = entry.reason if entry.phase in (Phase.PENDING, Phase.INVALID, Phase.SUSPENDED) else ""
+    return (
+        entry.phase,
+        entry.spoke,
+        entry.pool,
+        entry.planned_start,
+        entry.job_name,
+        entry.late,
+        entry.spoke_down_since,
+        entry.requeued_from,
+        entry.retries,
+        why,
+    )
+
+
+def _placement(entry: Entry | None) -> str:
+    """A record, in a line."""
+    if entry is None:
+        return "its record left the ledger"
+    where = f" on {entry.pool or entry.spoke}" if entry.spoke else ""
+    if entry.phase in (Phase.PLANNED, Phase.DISPATCHED) and entry.planned_start:
+        where += f" from {format_time(entry.planned_start)}"
+    notes = [f"Job {entry.job_name}"] if entry.job_name and entry.spoke else []
+    if entry.phase in (Phase.PLANNED, Phase.DISPATCHED) and entry.estimated_grams is not None:
+        notes.append(f"est. {entry.estimated_grams:,.0f} gCO2")
+    if entry.late:
+        notes.append("late")
+    if entry.spoke_down_since is not None:
+        notes.append(f"waits for {entry.spoke}, down")
+    line = f"{entry.phase.value}{where}" + (f" ({', '.join(notes)})" if notes else "")
+    told = entry.phase in (Phase.PENDING, Phase.INVALID, Phase.SUSPENDED, Phase.CANCELLED)
+    return f"{line}: {entry.reason}" if told and entry.reason else line
+
+
+def _said(message: str, job_id: str) -> tuple[str, ...]:
+    """The lines of a commit's message about the job (not its table's row), or
+    its subject where none is."""
+    named = re.compile(rf"(?<![\w./-]){re.escape(job_id)}(?![\w./-])")
+    lines = tuple(
+        line for line in message.splitlines()[1:] if line.startswith("- ") and named.search(line)
+    )
+    return lines or (_subject(message),)
+
+
+def _subject(message: str) -> str:
+    return message.splitlines()[0] if message else ""

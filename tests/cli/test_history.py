@@ -1,0 +1,185 @@
+"""`caspian history JOB`: the audit trail of one job, read back from the fleet
+repo's git log: who changed its AppWrapper, and each placement Caspian
+committed for it, with what that commit said of it."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pygit2
+import yaml
+from click.testing import CliRunner
+
+from reconciler import reconciling
+from reconciler.cli import main
+from reconciler.gitrepo import FleetRepo, Identity
+from reconciler.history import Revision, history
+from reconciler.ledger import LEDGER_PATH
+from tests import gitutil
+
+JOB, FILE = "batch/etl-daily", "jobs/etl-daily.yaml"
+
+
+def _run(remote, tmp_path, *args: str):
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    return CliRunner().invoke(main, [*args, "--repo", str(remote)], env=env)
+
+
+def _reconcile(remote, tmp_path, at: str) -> None:
+    result = _run(remote, tmp_path, "reconcile", "--once", "--now", at)
+    assert result.exit_code == 0, result.output
+
+
+def _fleet(tmp_path):
+    remote = tmp_path / "fleet.git"
+    assert CliRunner().invoke(main, ["init", "--bare", str(remote)]).exit_code == 0
+    return remote
+
+
+def _rerun(remote) -> bytes:
+    """Its AppWrapper with a label on its wrapped Job: a new Job to Caspian."""
+    doc = yaml.safe_load(gitutil.read(remote, FILE))
+    template = doc["spec"]["components"][0]["template"]
+    template.setdefault("metadata", {}).setdefault("labels", {})["run"] = "2"
+    return yaml.safe_dump(doc).encode()
+
+
+def _events(remote, tmp_path, job: str = JOB) -> list[dict]:
+    result = _run(remote, tmp_path, "history", job, "--json")
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.output.splitlines()]
+
+
+def test_history_tells_who_changed_a_job_and_where_caspian_put_it_oldest_first(tmp_path) -> None:
+    remote = _fleet(tmp_path)
+    _reconcile(remote, tmp_path, "2026-11-22T02:00:00Z")
+    edit = gitutil.user_commit(remote, {FILE: _rerun(remote)}, "Run the ETL again")
+    _reconcile(remote, tmp_path, "2026-11-22T02:10:00Z")
+    _reconcile(remote, tmp_path, "2026-11-22T04:05:00Z")  # its start: dispatched
+    events = _events(remote, tmp_path)
+    whats = [event["what"] for event in events]
+    assert whats[0] == f"added {FILE}" and events[0]["author"] == "caspian-bot"
+    assert whats[1].startswith("Planned on paris from 2026-11-22T03:45:00Z (Job etl-daily-")
+    assert (events[2]["commit"], events[2]["author"], whats[2]) == (
+        edit,
+        "Fleet User",
+        f"edited {FILE}",
+    )
+    assert events[2]["said"] == ["Run the ETL again"]
+    # The edit is a new Job, placed anew in the next reconcile.
+    assert whats[3].startswith("Planned on ") and "(Job etl-daily-" in whats[3]
+    assert whats[3].split("(Job ")[1] != whats[1].split("(Job ")[1]
+    assert whats[-1].startswith("Dispatched on ")
+    assert any(line.startswith(f"- dispatched {JOB} on ") for line in events[-1]["said"])
+    # Caspian's commits carry the time it decided at (the user's, their clock's).
+    times = [event["time"] for event in events[1:] if event["author"] == "caspian-bot"]
+    assert len(times) == 3 and times == sorted(times)
+    # Commits that did not change it are not events: the history is the same
+    # after a reconcile that touched other jobs only.
+    text = _run(remote, tmp_path, "history", "etl-daily").output
+    assert text.startswith(f"{JOB} ({FILE}): {len(events)} changes, oldest first\n")
+    assert f"{edit[:10]}  Fleet User: edited {FILE}\n    Run the ETL again\n" in text
+
+
+def test_a_merged_pull_request_shows_as_the_commit_it_merged(tmp_path) -> None:
+    remote = _fleet(tmp_path)
+    proposer = FleetRepo(str(remote), cache_dir=tmp_path / "proposer")
+    at = datetime(2026, 11, 22, 2, tzinfo=UTC)
+    reconciling.propose_once(proposer, branch="caspian/placement", now=at, author=Identity())
+    repo = pygit2.Repository(str(remote))
+    proposal = repo.references["refs/heads/caspian/placement"].peel(pygit2.Commit)
+    main_tip = repo.references["refs/heads/main"].peel(pygit2.Commit)
+    # Someone pushed to main meanwhile, so the forge merges with a merge commit.
+    other = gitutil.user_commit(remote, {"docs/notes.md": b"notes\n"}, "Notes")
+    who = pygit2.Signature("Forge", "forge@example.invalid")
+    merge = repo.create_commit(
+        "refs/heads/main",
+        who,
+        who,
+        "Merge pull request #1 from caspian/placement",
+        proposal.tree.id,
+        [repo[other].id, proposal.id],
+    )
+    assert main_tip.id in proposal.parent_ids
+    events = _events(remote, tmp_path)
+    placed = [e for e in events if e["what"].startswith("Planned")]
+    assert [e["commit"] for e in placed] == [str(proposal.id)]
+    assert str(merge) not in {e["commit"] for e in events}
+    # As `git log -- status/placements.yaml` lists them: not the merge, which
+    # changed nothing against the branch it merged.
+    read = FleetRepo(str(remote), cache_dir=tmp_path / "reader")
+    read.fetch_tip()
+    assert [r.commit for r in read.revisions([LEDGER_PATH])] == [str(proposal.id)]
+
+
+def test_history_names_the_job_as_explain_does_and_says_what_there_is(tmp_path) -> None:
+    remote = _fleet(tmp_path)
+    _reconcile(remote, tmp_path, "2026-11-22T02:00:00Z")
+    by_file = _events(remote, tmp_path, FILE)
+    assert by_file == _events(remote, tmp_path, JOB) == _events(remote, tmp_path, "etl-daily")
+    missing = _run(remote, tmp_path, "history", "nope")
+    assert missing.exit_code == 1
+    assert "'nope' is no job in the ledger; jobs: " in missing.output and JOB in missing.output
+
+
+def test_history_stops_at_the_limit_and_says_older_commits_were_not_read(tmp_path) -> None:
+    remote = _fleet(tmp_path)
+    for at in ("02:00", "04:05", "05:10"):
+        _reconcile(remote, tmp_path, f"2026-11-22T{at}:00Z")
+    full = _events(remote, tmp_path)
+    short = _run(remote, tmp_path, "history", JOB, "--limit", "2")
+    assert short.exit_code == 0, short.output
+    assert "(older commits not read: more than --limit 2)" in short.output
+    assert short.output.count("caspian-bot: ") < len(full)
+    # Where its file came from is not known: not said to be "added".
+    assert "added" not in short.output and f"added {FILE}" in full[0]["what"]
+
+
+def _revision(commit: str, hour: int, *, entry: dict | None, text: bytes | None, message: str):
+    ledger = {"apiVersion": "caspian.dev/v1alpha1", "kind": "PlacementLedger"}
+    ledger["entries"] = [entry] if entry else []
+    return Revision(
+        commit=commit,
+        author="caspian-bot",
+        time=datetime(2026, 11, 22, hour, tzinfo=UTC),
+        message=message,
+        files={LEDGER_PATH: yaml.safe_dump(ledger).encode(), FILE: text},
+    )
+
+
+def _entry(phase: str, **fields) -> dict:
+    return {"id": JOB, "source": FILE, "phase": phase, **fields}
+
+
+def test_a_history_begins_where_the_file_was_last_added_and_skips_estimate_only_changes() -> None:
+    spec = b"kind: AppWrapper\n"
+    planned = _entry("Planned", spoke="paris", plannedStart="2026-11-22T05:00:00Z")
+    revisions = [  # newest first, as git log lists them
+        _revision("e", 5, entry=_entry("Running", spoke="paris"), text=spec, message="x\n"),
+        _revision("d", 4, entry=planned | {"estimatedGrams": 9.0}, text=spec, message="y\n"),
+        _revision(
+            "c",
+            3,
+            entry=planned,
+            text=spec,
+            message=f"place: 1 job\n\n| {JOB} | paris | Planned |\n\n- moved {JOB}: a\n"
+            f"- moved {JOB}-2: b\n",
+        ),
+        _revision("b", 2, entry=None, text=spec, message="Add it\n"),
+        _revision("a", 1, entry=None, text=None, message="Remove the old one\n"),
+        _revision("0", 0, entry=None, text=spec, message="An older life\n"),
+    ]
+    found = history(JOB, FILE, revisions)
+    assert [(e.commit, e.what.split(" ")[0]) for e in found.events] == [
+        ("b", "added"),
+        ("c", "Planned"),
+        ("e", "Running"),
+    ]
+    assert found.events[1].said == (f"- moved {JOB}: a",)
+    assert found.complete
+    # A ledger edited by hand is skipped, and said to be.
+    broken = _revision("d", 4, entry=planned, text=spec, message="y\n")
+    broken = broken.model_copy(update={"files": {LEDGER_PATH: b"entries: [", FILE: spec}})
+    found = history(JOB, FILE, [revisions[0], broken, *revisions[2:]])
+    assert found.unreadable == ("d",) and [e.commit for e in found.events] == ["b", "c", "e"]
