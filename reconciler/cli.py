@@ -1207,6 +1207,20 @@ def bench_ledger(counts: tuple[int, ...], repeat: int, as_json: bool) -> None:
     click.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
 
 
+@bench.command("history")
+@click.option("--records", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--commits", type=click.IntRange(1), default=300, show_default=True)
+@click.option("--repeat", type=click.IntRange(1), default=3, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_history(records: int, commits: int, repeat: int, as_json: bool) -> None:
+    """`caspian history` on a repo whose ledger of so many records changed in
+    so many commits: medians."""
+    from reconciler import benchhistory
+
+    result = benchhistory.measure(records=records, commits=commits, repeats=repeat)
+    click.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
+
+
 @main.command()
 @now_option
 def demo(now_text: str | None) -> None:

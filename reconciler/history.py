@@ -74,7 +74,7 @@ def history(
             break
         read += 1
         try:
-            entry = ledger.parse(revision.files.get(ledger.LEDGER_PATH)).by_id().get(job_id)
+            entry = ledger.entry_of(revision.files.get(ledger.LEDGER_PATH), job_id)
         except ledger.LedgerError:
             unreadable.append(revision.commit)
             continue

@@ -169,6 +169,26 @@ class LedgerError(Exception):
     pass
 
 
+def entry_of(raw: bytes | None, job_id: str) -> Entry | None:
+    """One job's record from a ledger, without reading the others: `caspian
+    history` reads the ledger of every commit, and a thousand records take
+    a hundred times longer to read than one. Caspian writes each record as
+    one item of the ledger's last list, its id first, so the record is the
+    text from its `- id:` line to the next item. Anything else is read whole."""
+    if raw is None:
+        return None
+    text = raw.replace(b"\r\n", b"\n")
+    start = text.find(b"\n- id: " + job_id.encode() + b"\n")
+    if owned.edited(raw) or start < 0:
+        return parse(raw).by_id().get(job_id)
+    end = text.find(b"\n- ", start + 1)
+    try:
+        (item,) = yamlio.load(text[start + 1 : end if end >= 0 else len(text)])
+        return Entry.model_validate(item)
+    except (yamlio.YAMLError, ValidationError, TypeError, ValueError):
+        return parse(raw).by_id().get(job_id)
+
+
 def parse(raw: bytes | None, *, loader: type | None = None) -> Ledger:
     """The ledger from a commit; an absent one is empty. A ledger that does not parse
     was edited by hand: refusing is safer than forgetting what was dispatched."""

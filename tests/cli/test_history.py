@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime
 
 import pygit2
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -183,3 +184,45 @@ def test_a_history_begins_where_the_file_was_last_added_and_skips_estimate_only_
     broken = broken.model_copy(update={"files": {LEDGER_PATH: b"entries: [", FILE: spec}})
     found = history(JOB, FILE, [revisions[0], broken, *revisions[2:]])
     assert found.unreadable == ("d",) and [e.commit for e in found.events] == ["b", "c", "e"]
+
+
+def test_one_record_read_alone_is_the_record_the_whole_ledger_holds() -> None:
+    from reconciler import benchledger, ledger
+    from reconciler.rendering import render_ledger
+    from reconciler.templates import template_files
+    from tests.reconcile.test_lifecycle import step
+
+    decision, _ = step(template_files(), now=datetime(2026, 11, 22, 2, tzinfo=UTC))
+    records = list(benchledger.records(60).entries)
+    # Reasons that a writer folds over lines, or that hold a list's dash.
+    records[3] = records[3].model_copy(update={"reason": "x " * 80 + "\n- not an item\n" * 3})
+    records[4] = records[4].model_copy(update={"reason": "- id: batch/job-000005\n"})
+    for whole in (decision.ledger, ledger.Ledger(entries=tuple(records))):
+        raw = render_ledger(whole)
+        for entry in whole.entries:
+            assert ledger.entry_of(raw, entry.id) == entry, entry.id
+        assert ledger.entry_of(raw, "batch/none") is None
+    assert ledger.entry_of(None, "batch/none") is None
+    # A hand-edited ledger does not read, whichever way.
+    edited = render_ledger(decision.ledger).replace(b"phase: Planned", b"phase: Running", 1)
+    with pytest.raises(ledger.LedgerError):
+        ledger.entry_of(edited, decision.ledger.entries[0].id)
+    # Only its own record is read: one Caspian could not read elsewhere (here
+    # in a ledger from before digests) does not keep it from being found.
+    body = render_ledger(decision.ledger).split(b"\n", 2)[2]
+    first, second = decision.ledger.entries[:2]
+    bogus = body.replace(
+        f"- id: {second.id}\n".encode(), f"- id: {second.id}\n  bogus: 1\n".encode()
+    )
+    assert ledger.entry_of(bogus, first.id) == first
+    with pytest.raises(ledger.LedgerError):
+        ledger.parse(bogus)
+
+
+def test_the_history_benchmark_reads_every_change_of_its_job() -> None:
+    from reconciler import benchhistory
+
+    result = benchhistory.measure(records=20, commits=25, repeats=1)
+    # Its file added with the ledger, then moved at commits 0, 10 and 20.
+    assert (result["events"], result["complete"]) == (5, True)
+    assert result["history_p50_s"] > 0 and result["per_commit_ms"] > 0
