@@ -141,6 +141,7 @@ def _decide(
         fitting.barred(jobs, spokes, fitting.lacking),
         fitting.barred(jobs, spokes, fitting.over_quota),
         fitting.barred(jobs, spokes, fitting.refused_at_admission),
+        fitting.barred(jobs, spokes, fitting.too_old),
     )
     # Per job, every spoke it may use but cannot go to now, with why.
     shut = {

@@ -91,6 +91,9 @@ class SpokeState(BaseModel):
     # What Caspian may not list there ("LimitRanges in batch"), so jobs are not
     # checked against it: the observer's role lacks the right.
     unread: tuple[str, ...] = ()
+    # Its Kubernetes (major, minor), as its API says or its file declares;
+    # None where neither does, and jobs are not checked against it.
+    kubernetes_version: tuple[int, int] | None = None
 
     def down(self, reason: str, *, since: datetime | None = None) -> SpokeState:
         """The spoke taking no new work, for `reason` (since `since`, where

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple, TypeVar
 
 from optimizer.model import RESOURCES
-from reconciler import admission, jobspec, podsecurity, pools
+from reconciler import admission, jobspec, kubeversions, podsecurity, pools
 from reconciler.decisions import SpokeState
 from reconciler.fleet import JobRequest, Spoke
 from reconciler.pods import Placement, Resources
@@ -184,6 +184,22 @@ def _least(a: Resources, b: Resources) -> Resources:
         cpu=min(a.cpu, b.cpu),
         memory_bytes=min(a.memory_bytes, b.memory_bytes),
         gpu=min(a.gpu, b.gpu),
+    )
+
+
+def too_old(job: JobRequest, state: SpokeState) -> str | None:
+    """Why the spoke cannot run the job as written: its Kubernetes does not
+    serve a field its Job sets, and would drop it (kubeversions)."""
+    version = state.kubernetes_version
+    if version is None:
+        return None
+    missing = kubeversions.too_new(job.kubernetes_features, version)
+    if not missing:
+        return None
+    fields = ", ".join(f"{f.field} (Kubernetes {kubeversions.show(f.since)})" for f in missing)
+    return (
+        f"it runs Kubernetes {kubeversions.show(version)}, which does not serve what its Job "
+        f"sets: {fields}; its API server would drop or refuse it"
     )
 
 

@@ -32,7 +32,17 @@ from pydantic.alias_generators import to_camel
 
 from carbon import CarbonSourceConfig
 from optimizer.model import SolverSettings, Weights
-from reconciler import cron, jobspec, pods, podsecurity, quantities, refusals, selectors, yamlio
+from reconciler import (
+    cron,
+    jobspec,
+    kubeversions,
+    pods,
+    podsecurity,
+    quantities,
+    refusals,
+    selectors,
+    yamlio,
+)
 from reconciler.admission import PodResources
 
 API_VERSION = "caspian.dev/v1alpha1"
@@ -50,6 +60,16 @@ Duration = Annotated[timedelta, BeforeValidator(lambda v: quantities.duration(v)
 # A wait, which may be none.
 Wait = Annotated[timedelta, BeforeValidator(lambda v: quantities.duration(v, zero=True))]
 Quantity = Annotated[float, BeforeValidator(lambda v: quantities.quantity(v))]
+
+
+def _kube_version(value: Any) -> kubeversions.Version:
+    if not isinstance(value, str):
+        # YAML reads 1.30 as the number 1.3.
+        raise ValueError(f"{value!r} is not a Kubernetes version: write it quoted, e.g. '1.30'")
+    return kubeversions.parse(value)
+
+
+KubeVersion = Annotated[tuple[int, int], BeforeValidator(_kube_version)]
 
 
 def _dns_label(value: str) -> str:
@@ -361,6 +381,9 @@ class SpokeSpec(Spec):
     maintenance: tuple[Maintenance, ...] = ()
     # The most Caspian's jobs may hold there at once, observed room or not.
     quota: Quota | None = None
+    # Its Kubernetes version ("1.29"), where the observer cannot ask its API:
+    # jobs whose Job sets fields it does not serve are kept off it.
+    kubernetes_version: KubeVersion | None = None
 
 
 class SpokeMeta(Spec):
@@ -464,6 +487,9 @@ class JobRequest(BaseModel):
     # once seen succeeded, or failed for good (None: the policy's retention).
     success_ttl: timedelta | None = None
     failed_ttl: timedelta | None = None
+    # The fields of its Job that need a newer Kubernetes than some have: it is
+    # kept off spokes that do not serve them.
+    kubernetes_features: tuple[kubeversions.Feature, ...] = ()
     # The jobs it runs after (caspian.dev/after), by namespace/name: it is
     # planned once they have started, from their end, and dispatched once
     # they have succeeded.
@@ -863,6 +889,7 @@ def _job_from_doc(
         defaulted=defaulted,
         pod_resources=pod_resources,
         pod_security_broken=podsecurity.broken_rules(job_spec.get("template") or {}),
+        kubernetes_features=kubeversions.features(job_spec),
         retry_limit=retry_limit,
         terminal_exit_codes=terminal_exit_codes or frozenset(),
         retryable_exit_codes=retryable_exit_codes,

@@ -32,7 +32,7 @@ from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from reconciler import admission, jobspec, metrics, podsecurity
+from reconciler import admission, jobspec, kubeversions, metrics, podsecurity
 from reconciler.admission import LimitRangeItem, QuotaScope, ScopedQuota
 from reconciler.decisions import SpokeState
 from reconciler.fleet import Fleet, Spoke
@@ -150,6 +150,7 @@ class KubeObserver:
             api = _client(self.kubeconfig, context=context)
             core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
             nodes = self._all(core.list_node)
+            version = _version(api) or spoke.spec.kubernetes_version
             asking = "pod list"
             pods = self._all(
                 core.list_pod_for_all_namespaces,
@@ -280,6 +281,7 @@ class KubeObserver:
             scoped_quotas={namespace: items for namespace, items in scoped.items() if items},
             limit_ranges={namespace: items for namespace, items in bounds.items() if items},
             pod_security=levels,
+            kubernetes_version=version,
         )
 
     def _not_starting(
@@ -1253,6 +1255,17 @@ def job_phase(status: Any) -> str:
         if condition.status == "True" and condition.type == "Failed":
             return "Failed"
     return "Running"
+
+
+def _version(api: client.ApiClient) -> kubeversions.Version | None:
+    """The spoke's Kubernetes version, from its /version (which any client may
+    read); None where that does not answer as one, and its file's
+    kubernetesVersion, if any, holds."""
+    try:
+        info = client.VersionApi(api).get_code()
+    except (ApiException, ValueError, TypeError):
+        return None
+    return kubeversions.served(getattr(info, "major", None), getattr(info, "minor", None))
 
 
 def _cut(text: str, most: int) -> str:

@@ -29,6 +29,7 @@ def declared(spoke: Spoke) -> SpokeState:
         memory_bytes=capacity.memory,
         gpu=capacity.gpu,
         source="declared",
+        kubernetes_version=spoke.spec.kubernetes_version,
     )
 
 

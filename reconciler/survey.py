@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict
 
 from optimizer.model import RESOURCES
+from reconciler import kubeversions
 from reconciler.deciding import grace_begins
 from reconciler.decisions import SpokeState
 from reconciler.fleet import Maintenance, Quota, Spoke
@@ -105,8 +106,8 @@ def table(survey: Survey) -> str:
     Caspian may not list there."""
     lines = [
         "| spoke | zone | observed | state | room cpu | room memory | room GPUs | nodes "
-        "| in the ledger | seen there |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| kubernetes | in the ledger | seen there |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     notes = []
     for report in survey.spokes:
@@ -120,7 +121,9 @@ def table(survey: Survey) -> str:
                 str(len(seen.nodes)) if seen.nodes else "-",
             ]
         source = seen.source if seen is not None else "-"
+        version = seen.kubernetes_version if seen is not None else None
         cells = [report.name, report.zone or "-", source, report.state, *room]
+        cells.append(kubeversions.show(version) if version else "-")
         cells += [_counts(report.placed), _seen(seen)]
         lines.append("| " + " | ".join(cells) + " |")
         if report.why:

@@ -23,6 +23,7 @@ PURE = (
     "reconciler/pools.py",
     "reconciler/cron.py",
     "reconciler/history.py",
+    "reconciler/kubeversions.py",
     "reconciler/rendering.py",
     "reconciler/messages.py",
     "reconciler/ledger.py",

@@ -33,7 +33,7 @@ from tests.reconcile.test_kube_observer import (
 
 HEADER = (
     "| spoke | zone | observed | state | room cpu | room memory | room GPUs | nodes "
-    "| in the ledger | seen there |"
+    "| kubernetes | in the ledger | seen there |"
 )
 
 
@@ -42,7 +42,7 @@ def rows(output: str) -> dict[str, list[str]]:
     found = {}
     for line in output.splitlines():
         cells = [cell.strip() for cell in line.strip("|").split("|")]
-        if line.startswith("| ") and line != HEADER and len(cells) == 10:
+        if line.startswith("| ") and line != HEADER and len(cells) == 11:
             found[cells[0]] = cells[1:]
     return found
 
@@ -62,7 +62,18 @@ def test_spokes_shows_each_spokes_room_and_placements_and_a_broken_file(run, tmp
     assert sorted(table) == ["california", "frankfurt", "paris"]
     paris = placed["paris"]
     ledger_cell = ", ".join(f"{paris[phase]} {phase}" for phase in sorted(paris))
-    assert table["paris"] == ["FR", "declared", "up", "32", "128.0Gi", "2", "-", ledger_cell, "-"]
+    assert table["paris"] == [
+        "FR",
+        "declared",
+        "up",
+        "32",
+        "128.0Gi",
+        "2",
+        "-",
+        "-",
+        ledger_cell,
+        "-",
+    ]
     # A spoke its file closes to new work: said, and not a failure.
     spoke = yaml.safe_load(gitutil.read(remote, "spokes/paris.yaml"))
     spoke["spec"]["unschedulable"] = True
@@ -130,6 +141,19 @@ def test_spokes_shows_what_the_kube_observer_sees_and_may_not_list(run, tmp_path
             "/api/v1/namespaces/batch/resourcequotas",
             Reply(body=listing("ResourceQuotaList", [quota, urgent])),
         )
+        # A managed cluster's minor version, with its suffix.
+        version = {
+            "major": "1",
+            "minor": "29+",
+            "gitVersion": "v1.29.3-eks-1a2b3c",
+            "gitCommit": "0b2a1c3d",
+            "gitTreeState": "clean",
+            "buildDate": "2024-03-01T00:00:00Z",
+            "goVersion": "go1.21.7",
+            "compiler": "gc",
+            "platform": "linux/amd64",
+        }
+        paris.route("/version", Reply(body=version))
         kube_spoke(frankfurt, cpu="64")
         small = {
             "metadata": {"name": "small", "namespace": "batch"},
@@ -152,6 +176,8 @@ def test_spokes_shows_what_the_kube_observer_sees_and_may_not_list(run, tmp_path
     table = rows(result.output)
     assert table["paris"][:7] == ["FR", "kube:kind-paris", "up", "48", "256.0Gi", "0", "1"]
     assert table["paris"][-1] == "1 finding no node"
+    # Its Kubernetes version, as its /version says; frankfurt's does not answer.
+    assert (table["paris"][7], table["frankfurt"][7]) == ("1.29", "-")
     assert table["frankfurt"][-1] == "1 Running, 1 making no pod, 1 not starting"
     # Each Job there that does not run yet, with what the spoke says of it.
     assert (

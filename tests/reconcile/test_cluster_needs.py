@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import yaml
 
+from reconciler import kubeversions
 from reconciler.admission import QuotaScope, ScopedQuota
 from reconciler.pods import Resources
 from reconciler.templates import template_files
@@ -104,3 +106,98 @@ def test_a_job_running_more_pods_at_once_than_a_quota_lets_its_namespace_hold_go
         template_files(), now=NOW, states={"paris": {"scoped_quotas": {"batch": (other,)}}}
     )
     assert "batch/render-frames" not in ignored.missing
+
+
+def _with_job_fields(**fields) -> dict[str, bytes]:
+    """The template fleet and a trainer for paris or frankfurt whose Job's spec
+    sets `fields`."""
+    doc = appwrapper_doc("trainer", annotations={"caspian.dev/spokes": "paris,frankfurt"})
+    doc["spec"]["components"][0]["template"]["spec"].update(fields)
+    return {**template_files(), "jobs/trainer.yaml": yaml.safe_dump(doc).encode()}
+
+
+SUCCESS_POLICY = {
+    "completionMode": "Indexed",
+    "completions": 4,
+    "parallelism": 4,
+    "successPolicy": {"rules": [{"succeededIndexes": "0"}]},
+}
+
+
+def test_a_job_goes_only_where_kubernetes_serves_the_fields_its_job_sets() -> None:
+    # A success policy is served from 1.31: an older API server drops it, and
+    # the Job would run all its indexes there, not stop at the first.
+    states = {
+        "paris": {"kubernetes_version": (1, 29)},
+        "frankfurt": {"kubernetes_version": (1, 31)},
+    }
+    decision, _ = step(_with_job_fields(**SUCCESS_POLICY), now=NOW, states=states)
+    assert entries(decision)["batch/trainer"].spoke == "frankfurt"
+    assert decision.missing["batch/trainer"] == {
+        "paris": "it runs Kubernetes 1.29, which does not serve what its Job sets: "
+        "spec.successPolicy (Kubernetes 1.31); its API server would drop or refuse it"
+    }
+    assert_valid_plan(decision.instance, decision.plan)
+    # Both too old: it waits, saying why for each.
+    old = {name: {"kubernetes_version": (1, 30)} for name in ("paris", "frankfurt")}
+    nowhere, _ = step(_with_job_fields(**SUCCESS_POLICY), now=NOW, states=old)
+    waits = entries(nowhere)["batch/trainer"]
+    assert waits.phase == "Pending"
+    assert "paris (it runs Kubernetes 1.30, which does not serve" in waits.reason
+    # A Job without such fields goes anywhere; a version not known checks nothing.
+    plain, _ = step(_with_job_fields(), now=NOW, states=old)
+    assert "batch/trainer" not in plain.missing
+    unknown, _ = step(_with_job_fields(**SUCCESS_POLICY), now=NOW)
+    assert "batch/trainer" not in unknown.missing
+
+
+def test_a_spoke_file_can_say_its_kubernetes_version_for_an_observer_that_cannot_ask() -> None:
+    files = _with_job_fields(podReplacementPolicy="Failed")
+    spoke = yaml.safe_load(files["spokes/paris.yaml"])
+    spoke["spec"]["kubernetesVersion"] = "v1.28.9"
+    files = {**files, "spokes/paris.yaml": yaml.safe_dump(spoke).encode()}
+    decision, _ = step(files, now=NOW)
+    assert decision.missing["batch/trainer"]["paris"].startswith(
+        "it runs Kubernetes 1.28, which does not serve what its Job sets: "
+        "spec.podReplacementPolicy (Kubernetes 1.29)"
+    )
+    # YAML reads 1.30 as the number 1.3: a problem line, not Kubernetes 1.3.
+    spoke["spec"]["kubernetesVersion"] = 1.30
+    files = {**files, "spokes/paris.yaml": yaml.safe_dump(spoke).encode()}
+    broken, _ = step(files, now=NOW)
+    assert broken.broken_spokes == {"paris": "spokes/paris.yaml"}
+    said = [p.line() for p in broken.problems if p.file == "spokes/paris.yaml"]
+    assert any(
+        "spec.kubernetesVersion" in line and "write it quoted, e.g. '1.30'" in line for line in said
+    ), said
+
+
+@pytest.mark.parametrize(
+    ("fields", "needs"),
+    [
+        ({"podFailurePolicy": {"rules": []}}, ("spec.podFailurePolicy", (1, 26))),
+        ({"backoffLimitPerIndex": 1}, ("spec.backoffLimitPerIndex", (1, 29))),
+        ({"podReplacementPolicy": "Failed"}, ("spec.podReplacementPolicy", (1, 29))),
+        ({"successPolicy": {"rules": []}}, ("spec.successPolicy", (1, 31))),
+        (
+            {"template": {"spec": {"initContainers": [{}, {"restartPolicy": "Always"}]}}},
+            ("spec.template.spec.initContainers[1].restartPolicy", (1, 29)),
+        ),
+        ({"template": {"spec": {"resources": {}}}}, ("spec.template.spec.resources", (1, 34))),
+    ],
+)
+def test_each_job_field_a_newer_kubernetes_serves_is_known(fields, needs) -> None:
+    assert kubeversions.features(fields) == (needs,)
+    assert kubeversions.too_new(kubeversions.features(fields), needs[1]) == ()
+
+
+def test_a_clusters_version_reads_as_its_api_and_people_write_it() -> None:
+    assert kubeversions.served("1", "29+") == (1, 29)
+    assert kubeversions.served("1", "31") == (1, 31)
+    assert kubeversions.served("1", "") is None and kubeversions.served(None, "29") is None
+    assert kubeversions.parse("v1.30.2-eks-1a2b") == (1, 30)
+    assert kubeversions.parse("1.9") == (1, 9)
+    with pytest.raises(ValueError, match="not a Kubernetes version"):
+        kubeversions.parse("one.thirty")
+    # Compared as numbers: 1.9 is older than 1.29.
+    assert kubeversions.too_new(kubeversions.features({"backoffLimitPerIndex": 1}), (1, 9))
