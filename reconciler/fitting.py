@@ -1,8 +1,9 @@
 """Which spokes can never take a job as things stand, and why: no node its pod
 fits on, an object its pods need that is not there, a quota smaller than it
-(its spoke file's, or its namespace's), or a rule the spoke's admission would
-refuse it by. Each is a reason per job and spoke, for the optimizer to keep it
-off and for the commit and `caspian explain` to say. Pure."""
+(its spoke file's, or its namespace's), a rule the spoke's admission would
+refuse it by, or a Kubernetes too old for a field its Job sets. Each is a
+reason per job and spoke, for the optimizer to keep it off and for the commit
+and `caspian explain` to say. Pure."""
 
 from __future__ import annotations
 

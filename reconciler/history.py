@@ -67,7 +67,8 @@ def history(
     unreadable: list[str] = []
     newer: tuple[Revision, Entry | None, bytes | None] | None = None
     read = 0
-    complete = True
+    complete = True  # read back to before its file was added
+    began = False  # a commit without its file or record was read
     for revision in revisions:
         if most is not None and read >= most:
             complete = False
@@ -83,14 +84,12 @@ def history(
             found.extend(_changes(job_id, file, *newer, was=entry, had=text))
         newer = (revision, entry, text)
         if entry is None and text is None:
+            began = True
             break
-    else:
-        if newer is not None:
-            # The first commit of all: before it there was nothing.
-            found.extend(_changes(job_id, file, *newer, was=None, had=None))
-    if newer is not None and not complete:
-        # Its file's change there is not known; where it stood then is.
-        found.extend(_changes(job_id, file, *newer, was=None, had=newer[2]))
+    if newer is not None and not began:
+        # The oldest commit read: the first of all, before which nothing was;
+        # or, past `most`, one whose change to its file is not known.
+        found.extend(_changes(job_id, file, *newer, was=None, had=None if complete else newer[2]))
     return History(
         job=job_id,
         source=source,
