@@ -150,7 +150,8 @@ def build(
             stop = np.minimum(fitting + job.duration_slots, len(series) - 1)
             carbon = (series[stop] - series[fitting]) * job.energy_kwh_per_slot[name]
             late = np.maximum(0, fitting + job.duration_slots - job.deadline_slot)
-            cost = carbon + late * weights.lateness_g_per_slot + fitting * TIE_BREAK_G_PER_SLOT
+            late_g = late * weights.lateness_g_per_slot * job.lateness_weight
+            cost = carbon + late_g + fitting * TIE_BREAK_G_PER_SLOT
             if job.previous is not None:
                 cost = cost + np.where(
                     (name == job.previous.spoke) & (fitting == job.previous.start_slot),

@@ -31,7 +31,8 @@ def defer_cost(instance: Instance, job: Job) -> float:
     the horizon, so a plan defers a job only when capacity leaves no other choice."""
     peak = max(max(series) for series in instance.intensity_g_per_kwh.values())
     worst_carbon = max(job.energy_kwh_per_slot.values(), default=0.0) * peak * job.duration_slots
-    worst_late = instance.weights.lateness_g_per_slot * (instance.slots + job.duration_slots)
+    per_slot = instance.weights.lateness_g_per_slot * job.lateness_weight
+    worst_late = per_slot * (instance.slots + job.duration_slots)
     return 2 * (worst_carbon + worst_late + instance.weights.move_g) + 1000.0
 
 

@@ -46,6 +46,8 @@ def instance_document(instance: Instance) -> dict[str, Any]:
                 "energy_kwh_per_slot": dict(job.energy_kwh_per_slot),
                 "fixed": job.fixed.model_dump() if job.fixed else None,
                 "previous": job.previous.model_dump() if job.previous else None,
+                # Only where it differs, so that dumps without priorities stay as they were.
+                **({"lateness_weight": job.lateness_weight} if job.lateness_weight != 1 else {}),
             }
             for job in instance.jobs
         ],

@@ -49,6 +49,9 @@ class Job(Frozen):
     energy_kwh_per_slot: dict[str, float]
     fixed: Slot | None = None
     previous: Slot | None = None
+    # How much a slot of its lateness counts against another job's: its
+    # priority (1 for most; 10 for one whose deadline matters ten times more).
+    lateness_weight: float = Field(default=1.0, ge=0)
 
     def demand(self, name: str) -> float:
         return getattr(self, name)

@@ -51,7 +51,7 @@ def build_plan(
             )
         )
         carbon += grams
-        objective += grams + late * instance.weights.lateness_g_per_slot
+        objective += grams + late * instance.weights.lateness_g_per_slot * job.lateness_weight
         if job.fixed is None:
             objective += slot.start_slot * TIE_BREAK_G_PER_SLOT
         if job.fixed is None and job.previous is not None and slot != job.previous:

@@ -334,6 +334,12 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
         )
     if entry.deadline:
         click.echo(f"  deadline {format_time(entry.deadline)}" + (" (late)" if entry.late else ""))
+    request = decision.jobs.get(entry.id)
+    if request is not None and (weight := decision.lateness_weight(request)) != 1:
+        click.echo(
+            f"  its lateness weighs {weight:g} times another job's: its pods' priorityClassName "
+            f"{request.priority_class} (caspian.yaml spec.weights.priorityClasses)"
+        )
     if entry.estimated_grams is not None and entry.qos_grams:
         click.echo(
             f"  {entry.estimated_grams:,.1f} gCO2 planned vs {entry.qos_grams:,.1f} gCO2 for qos "
@@ -385,7 +391,6 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
                 f"  {file} does not load, so it is held on {entry.spoke} as it was; a change "
                 "to its AppWrapper (suspend, edit, removal) waits until the file loads"
             )
-    request = decision.jobs.get(entry.id)
     if request is not None and request.defaulted:
         click.echo(
             f"  counted at caspian.yaml's spec.defaults.requests, as it asks for none: "

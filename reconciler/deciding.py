@@ -355,6 +355,7 @@ def _decide(
         spoke_down_grace=fleet.policy.spec.spoke_down_grace,
         maintenance=maintenance,
         history_url=fleet.policy.spec.history_url,
+        weights=fleet.policy.spec.weights,
         carbon_sources={
             zone: forecasts[zone].provenance.describe()
             for zone in sorted(set(zones(fleet).values()))
@@ -821,6 +822,7 @@ def _optimizer_job(
         energy_kwh_per_slot=energy,
         fixed=fixed,
         previous=previous,
+        lateness_weight=fleet.policy.spec.weights.of(job.priority_class),
     )
 
 

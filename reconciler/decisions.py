@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from optimizer.model import Instance, Plan
 from reconciler.admission import LimitRangeItem, ScopedQuota
-from reconciler.fleet import JobRequest, Maintenance, Problem
+from reconciler.fleet import JobRequest, Maintenance, PolicyWeights, Problem
 from reconciler.ledger import FINISHED, Entry, Ledger, Phase
 from reconciler.pods import Node, Resources
 
@@ -208,6 +208,11 @@ class Decision(BaseModel):
     # Each spoke's maintenance windows in the horizon: nothing new runs there then.
     maintenance: dict[str, tuple[Maintenance, ...]] = {}
     history_url: str | None = None  # the policy's historyUrl, {path} still in it
+    weights: PolicyWeights = PolicyWeights()  # the policy's
+
+    def lateness_weight(self, job: JobRequest) -> float:
+        """How much a slot of the job's lateness weighs against another's."""
+        return self.weights.of(job.priority_class)
 
     def retired(self, entry: Entry) -> bool:
         """A finished job past retention: its Job has left rendered/, and its

@@ -125,6 +125,11 @@ class ContainerRequests(Spec):
     memory: Quantity = Field(default=float(2**30), ge=0, le=2.0**50)
 
 
+# Past this a job's lateness would dwarf every gram of carbon and strain the
+# solver's numbers: a thousand already puts it before any other job.
+MOST_PRIORITY = 1000.0
+
+
 class JobDefaults(Spec):
     duration: Duration = timedelta(hours=1)
     complete_within: Duration = timedelta(hours=24)
@@ -135,9 +140,17 @@ class JobDefaults(Spec):
 class PolicyWeights(Spec):
     lateness_grams_per_slot: float = Field(default=100_000.0, ge=0)
     move_grams: float = Field(default=5.0, ge=0)
+    # How many times a slot of lateness counts for a job whose pod template
+    # names this PriorityClass (its priorityClassName), against 1 for the rest:
+    # where not every job can be on time, the heavier ones are.
+    priority_classes: dict[str, Annotated[float, Field(ge=0, le=MOST_PRIORITY)]] = {}
 
     def for_optimizer(self) -> Weights:
         return Weights(lateness_g_per_slot=self.lateness_grams_per_slot, move_g=self.move_grams)
+
+    def of(self, priority_class: str | None) -> float:
+        """How much a job's lateness weighs, by its pod's priorityClassName."""
+        return self.priority_classes.get(priority_class or "", 1.0)
 
 
 class SolverSpec(Spec):
@@ -490,6 +503,9 @@ class JobRequest(BaseModel):
     # The fields of its Job that need a newer Kubernetes than some have: it is
     # kept off spokes that do not serve them.
     kubernetes_features: tuple[kubeversions.Feature, ...] = ()
+    # Its pod template's priorityClassName: how much its lateness weighs, by
+    # the policy's weights.priorityClasses.
+    priority_class: str | None = None
     # The jobs it runs after (caspian.dev/after), by namespace/name: it is
     # planned once they have started, from their end, and dispatched once
     # they have succeeded.
@@ -890,6 +906,7 @@ def _job_from_doc(
         pod_resources=pod_resources,
         pod_security_broken=podsecurity.broken_rules(job_spec.get("template") or {}),
         kubernetes_features=kubeversions.features(job_spec),
+        priority_class=_priority_class(job_spec),
         retry_limit=retry_limit,
         terminal_exit_codes=terminal_exit_codes or frozenset(),
         retryable_exit_codes=retryable_exit_codes,
@@ -897,6 +914,12 @@ def _job_from_doc(
         after=after,
         **hints,
     )
+
+
+def _priority_class(job_spec: Mapping[str, Any]) -> str | None:
+    pod = (job_spec.get("template") or {}).get("spec") or {}
+    name = pod.get("priorityClassName") if isinstance(pod, Mapping) else None
+    return name if isinstance(name, str) and name else None
 
 
 AFTER = ANNOTATION + "after"

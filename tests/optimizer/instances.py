@@ -48,8 +48,13 @@ def job(
     )
 
 
-def random_instance(seed: int, *, jobs: int = 3, slots: int = 5) -> Instance:
+def random_instance(
+    seed: int, *, jobs: int = 3, slots: int = 5, weighted: bool = False
+) -> Instance:
+    """A tiny random instance; `weighted` gives its jobs priorities (lateness
+    weights), drawn apart so that the rest is the same instance as without."""
     rng = random.Random(seed)
+    priorities = random.Random(seed * 7919 + 1)
     spokes = (
         spoke("a", "ZA", slots=slots, cpu=rng.choice([4, 6, 8]), gpu=rng.choice([0, 1, 2])),
         spoke("b", "ZB", slots=slots, cpu=rng.choice([4, 8]), gpu=rng.choice([1, 2])),
@@ -79,6 +84,7 @@ def random_instance(seed: int, *, jobs: int = 3, slots: int = 5) -> Instance:
                     if rng.random() < 0.3
                     else None
                 ),
+                lateness_weight=priorities.choice([0.1, 1.0, 1.0, 10.0]) if weighted else 1.0,
             )
         )
     return Instance(

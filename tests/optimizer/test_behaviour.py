@@ -63,6 +63,37 @@ def test_an_impossible_deadline_makes_the_job_late_not_dropped() -> None:
     assert sorted(a.late_slots for a in plan.assignments) == [0, 3]
 
 
+def test_the_job_of_higher_priority_is_the_one_on_time() -> None:
+    # Room for one at a time, and both due by slot 3: one of them is late.
+    urgent = job("urgent", spokes=("a",), gpu=2, duration=3, deadline=3)
+    other = job("other", spokes=("a",), gpu=2, duration=3, deadline=3)
+    for weights, on_time in (((10.0, 1.0), "urgent"), ((1.0, 10.0), "other")):
+        jobs = [
+            urgent.model_copy(update={"lateness_weight": weights[0]}),
+            other.model_copy(update={"lateness_weight": weights[1]}),
+        ]
+        plan = optimize(make(jobs, slots=6, gpu=2), settings=SETTINGS)
+        late = {a.id: a.late_slots for a in plan.assignments}
+        assert late == {on_time: 0, ({"urgent", "other"} - {on_time}).pop(): 3}
+    # However late it must be, a job that weighs ten times is placed, not left out:
+    # leaving one unplaced costs more than its latest start.
+    heavy = job("heavy", spokes=("a",), duration=3, deadline=1).model_copy(
+        update={"lateness_weight": 10.0}
+    )
+    instance = make([heavy], slots=5, weights=Weights(lateness_g_per_slot=1000.0))
+    plan = optimize(instance, settings=SETTINGS)
+    assert [a.id for a in plan.assignments] == ["heavy"] and not plan.not_placed
+
+
+def test_the_dump_carries_a_priority_only_where_it_is_not_one() -> None:
+    from optimizer import dump
+
+    heavy = job("heavy").model_copy(update={"lateness_weight": 10.0})
+    document = dump.instance_document(make([heavy, job("plain")]))
+    weights = {j["id"]: j.get("lateness_weight") for j in document["jobs"]}
+    assert weights == {"heavy": 10.0, "plain": None}
+
+
 def test_fixed_work_holds_its_capacity_and_its_place() -> None:
     running = job("running", spokes=("a",), gpu=2, duration=4, fixed=Slot(spoke="a", start_slot=-1))
     new = job("new", spokes=("a",), gpu=1, duration=1)

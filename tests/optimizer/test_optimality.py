@@ -52,7 +52,7 @@ def options_of(instance: Instance, job) -> list[tuple[str, int, float, np.ndarra
             )
             cost = (
                 carbon
-                + late * instance.weights.lateness_g_per_slot
+                + late * instance.weights.lateness_g_per_slot * job.lateness_weight
                 + moved * instance.weights.move_g
                 + start * TIE
             )
@@ -92,6 +92,15 @@ def test_the_optimizer_matches_brute_force(seed: int) -> None:
     assert_valid_plan(instance, plan)
     assert plan.objective == pytest.approx(brute_force(instance), rel=1e-9, abs=1e-6)
     assert plan.solver_status == "optimal"
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_the_optimizer_matches_brute_force_with_priorities(seed: int) -> None:
+    # Jobs whose lateness counts a tenth, as much, or ten times another's.
+    instance = random_instance(seed, jobs=4, weighted=True)
+    plan = optimize(instance, settings=EXACT)
+    assert_valid_plan(instance, plan)
+    assert plan.objective == pytest.approx(brute_force(instance), rel=1e-9, abs=1e-6)
 
 
 @pytest.mark.parametrize("seed", range(25))
