@@ -337,7 +337,7 @@ def explain(job: str, target: Target, now_text: str | None) -> None:
     request = decision.jobs.get(entry.id)
     if request is not None and (weight := decision.lateness_weight(request)) != 1:
         click.echo(
-            f"  its lateness weighs {weight:g} times another job's: its pods' priorityClassName "
+            f"  its lateness weighs {weight:g} times another job's: its priority class "
             f"{request.priority_class} (caspian.yaml spec.weights.priorityClasses)"
         )
     if entry.estimated_grams is not None and entry.qos_grams:

@@ -140,16 +140,16 @@ class JobDefaults(Spec):
 class PolicyWeights(Spec):
     lateness_grams_per_slot: float = Field(default=100_000.0, ge=0)
     move_grams: float = Field(default=5.0, ge=0)
-    # How many times a slot of lateness counts for a job whose pod template
-    # names this PriorityClass (its priorityClassName), against 1 for the rest:
-    # where not every job can be on time, the heavier ones are.
+    # How many times a slot of lateness counts for a job of this priority class
+    # (JobRequest.priority_class), against 1 for the rest: where not every job
+    # can be on time, the heavier ones are.
     priority_classes: dict[str, Annotated[float, Field(ge=0, le=MOST_PRIORITY)]] = {}
 
     def for_optimizer(self) -> Weights:
         return Weights(lateness_g_per_slot=self.lateness_grams_per_slot, move_g=self.move_grams)
 
     def of(self, priority_class: str | None) -> float:
-        """How much a job's lateness weighs, by its pod's priorityClassName."""
+        """How much a slot of a job's lateness weighs, by its priority class."""
         return self.priority_classes.get(priority_class or "", 1.0)
 
 
@@ -503,8 +503,8 @@ class JobRequest(BaseModel):
     # The fields of its Job that need a newer Kubernetes than some have: it is
     # kept off spokes that do not serve them.
     kubernetes_features: tuple[kubeversions.Feature, ...] = ()
-    # Its pod template's priorityClassName: how much its lateness weighs, by
-    # the policy's weights.priorityClasses.
+    # Its priority class, as Kueue names it (_priority_class): how much its
+    # lateness weighs, by the policy's weights.priorityClasses.
     priority_class: str | None = None
     # The jobs it runs after (caspian.dev/after), by namespace/name: it is
     # planned once they have started, from their end, and dispatched once
@@ -906,7 +906,7 @@ def _job_from_doc(
         pod_resources=pod_resources,
         pod_security_broken=podsecurity.broken_rules(job_spec.get("template") or {}),
         kubernetes_features=kubeversions.features(job_spec),
-        priority_class=_priority_class(job_spec),
+        priority_class=_priority_class(metadata, template),
         retry_limit=retry_limit,
         terminal_exit_codes=terminal_exit_codes or frozenset(),
         retryable_exit_codes=retryable_exit_codes,
@@ -916,10 +916,24 @@ def _job_from_doc(
     )
 
 
-def _priority_class(job_spec: Mapping[str, Any]) -> str | None:
-    pod = (job_spec.get("template") or {}).get("spec") or {}
-    name = pod.get("priorityClassName") if isinstance(pod, Mapping) else None
-    return name if isinstance(name, str) and name else None
+# Kueue's label for a WorkloadPriorityClass, which it weighs a workload by
+# before the PriorityClass of its pods.
+KUEUE_PRIORITY = "kueue.x-k8s.io/priority-class"
+
+
+def _priority_class(metadata: Mapping[str, Any], job: Mapping[str, Any]) -> str | None:
+    """What a job's priority is named by, as Kueue reads it: the
+    WorkloadPriorityClass its AppWrapper's (or its Job's) label names, else the
+    PriorityClass its pods name."""
+    pod = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+    for name in (
+        (metadata.get("labels") or {}).get(KUEUE_PRIORITY),
+        ((job.get("metadata") or {}).get("labels") or {}).get(KUEUE_PRIORITY),
+        pod.get("priorityClassName"),
+    ):
+        if isinstance(name, str) and name:
+            return name
+    return None
 
 
 AFTER = ANNOTATION + "after"

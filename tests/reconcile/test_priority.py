@@ -1,6 +1,7 @@
 """Where not every job can be on time, the policy's weights.priorityClasses say
-whose lateness weighs more, by the PriorityClass a Job's pods name (the one a
-spoke's scheduler preempts by): the heavier job is the one on time."""
+whose lateness weighs more, by a job's priority class as Kueue names it (its
+WorkloadPriorityClass label, else the PriorityClass its pods name): the heavier
+job is the one on time."""
 
 from __future__ import annotations
 
@@ -64,6 +65,18 @@ def test_the_job_whose_priority_class_weighs_more_is_the_one_on_time() -> None:
         assert_valid_plan(decision.instance, decision.plan)
 
 
+def test_a_kueue_workload_priority_class_label_names_the_priority_first() -> None:
+    # As Kueue weighs a workload: its WorkloadPriorityClass, else its pods' class.
+    files = _two_for_one_place(train="scavenger", tune="scavenger")
+    doc = yaml.safe_load(files["jobs/train.yaml"])
+    doc["metadata"]["labels"] = {"kueue.x-k8s.io/priority-class": "urgent"}
+    files["jobs/train.yaml"] = yaml.safe_dump(doc).encode()
+    weighed = {"priorityClasses": {"urgent": 10, "scavenger": 0.1}}
+    decision, _ = step(_with_policy(files, weights=weighed), now=NOW)
+    assert decision.jobs["batch/train"].priority_class == "urgent"
+    assert _late(decision) == {"batch/tune"}
+
+
 def test_explain_says_how_much_a_jobs_lateness_weighs(tmp_path) -> None:
     remote = tmp_path / "fleet.git"
     assert CliRunner().invoke(main, ["init", "--bare", str(remote)]).exit_code == 0
@@ -77,7 +90,7 @@ def test_explain_says_how_much_a_jobs_lateness_weighs(tmp_path) -> None:
     )
     assert told.exit_code == 0, told.output
     assert (
-        "  its lateness weighs 10 times another job's: its pods' priorityClassName urgent "
+        "  its lateness weighs 10 times another job's: its priority class urgent "
         "(caspian.yaml spec.weights.priorityClasses)\n"
     ) in told.output
     other = CliRunner().invoke(
