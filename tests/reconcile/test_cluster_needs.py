@@ -1,6 +1,7 @@
 """What a job's pods need from the cluster they run on: the claims, ConfigMaps
-and classes they name, and room under their namespace's ResourceQuotas. A spoke
-without it is not used for the job."""
+and classes they name, room under their namespace's ResourceQuotas, and a
+Kubernetes that serves the fields its Job sets. A spoke without it is not used
+for the job."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ import yaml
 from reconciler import messages
 from reconciler.fleet import FAILED_TTL, SUCCESS_TTL
 from reconciler.rendering import job_path, render
+from reconciler.templates import template_files
 from tests.conftest import NOW
 from tests.reconcile.test_lifecycle import entries, step
 from tests.reconcile.test_requeue import _backfill_dispatched_on_paris, _policy
@@ -24,8 +25,6 @@ SUCCEEDED = "Succeeded"
 
 def _annotated(**annotations):
     """The template fleet, backfill-eu's AppWrapper annotated so."""
-    from reconciler.templates import template_files
-
     files = template_files()
     doc = yaml.safe_load(files["jobs/backfill-eu.yaml"])
     doc["metadata"].setdefault("annotations", {}).update(annotations)

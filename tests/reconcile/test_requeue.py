@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 import yaml
 
 from reconciler import messages
@@ -378,32 +379,39 @@ def test_an_appwrappers_admission_grace_period_is_how_long_its_pods_may_go_unmad
     assert not kept.requeued
 
 
-def test_an_appwrappers_failure_grace_period_is_waited_on_top_of_the_other_grace() -> None:
+@pytest.mark.parametrize(
+    ("graces", "report", "until", "whose"),
+    [
+        (
+            {"warmup": "1h", "failure": "10m"},
+            "unscheduled",
+            70,
+            "its AppWrapper's warmupGracePeriodDuration 1h and failureGracePeriodDuration 10m",
+        ),
+        # On top of the policy's requeueUnscheduled where it sets no other grace.
+        (
+            {"failure": "10m"},
+            "podless",
+            25,
+            "the policy's requeueUnscheduled 15m and its AppWrapper's "
+            "failureGracePeriodDuration 10m",
+        ),
+    ],
+)
+def test_an_appwrappers_failure_grace_period_is_waited_on_top_of_the_other_grace(
+    graces, report, until, whose
+) -> None:
     # The AppWrapper controller waits failureGracePeriodDuration past the
     # warmup or admission grace before it resets a workload; so does Caspian.
-    files, started, at = _backfill_dispatched_on_paris(_graced(warmup="1h", failure="10m"))
-    waiting = _waiting_since(started, at)
-    kept, _ = step(files, now=at + timedelta(minutes=65), states=waiting)
+    files, started, at = _backfill_dispatched_on_paris(_graced(**graces))
+    stuck = {"paris": {report: {started.job_key: at}}}
+    kept, _ = step(files, now=at + timedelta(minutes=until - 1), states=stuck)
     assert not kept.requeued
     assert kept.stuck[started.id].endswith(
-        f"it is requeued at {format_time(at + timedelta(minutes=70))} unless it starts (its "
-        "AppWrapper's warmupGracePeriodDuration 1h and failureGracePeriodDuration 10m)"
+        f"it is requeued at {format_time(at + timedelta(minutes=until))} unless it starts ({whose})"
     )
-    requeued, _ = step(files, now=at + timedelta(minutes=71), states=waiting)
-    assert "more than its AppWrapper's warmupGracePeriodDuration 1h and failureGrace" in (
-        requeued.requeued[started.id].reason
-    )
-    # On top of the policy's requeueUnscheduled (15m) where it sets no other grace.
-    files, started, at = _backfill_dispatched_on_paris(_graced(failure="10m"))
-    refused = {"paris": {"podless": {started.job_key: at}}}
-    kept, _ = step(files, now=at + timedelta(minutes=20), states=refused)
-    assert not kept.requeued
-    assert kept.stuck[started.id].endswith(
-        f"at {format_time(at + timedelta(minutes=25))} unless it starts (the policy's "
-        "requeueUnscheduled 15m and its AppWrapper's failureGracePeriodDuration 10m)"
-    )
-    requeued, _ = step(files, now=at + timedelta(minutes=26), states=refused)
-    assert started.id in requeued.requeued
+    requeued, _ = step(files, now=at + timedelta(minutes=until + 1), states=stuck)
+    assert f"more than {whose}: " in requeued.requeued[started.id].reason
 
 
 def test_a_grace_period_holds_where_the_policy_never_requeues() -> None:
