@@ -281,7 +281,7 @@ def _decide(
                 "phase": finished[job.id],
                 "removed_at": None,
                 "requeued_from": (),
-                "finished_at": now if prev.phase not in FINISHED else prev.finished_at,
+                "finished_at": _finished_at(prev, spokes, now=now),
             }
             if job.id in final:
                 update["reason"] = f"its Job {prev.job_name} failed with {final[job.id]}"
@@ -724,6 +724,20 @@ def _finished(prev: Entry | None, spokes: Mapping[str, SpokeState]) -> Phase | N
         if seen in (Phase.SUCCEEDED.value, Phase.FAILED.value):
             return Phase(seen)
     return None
+
+
+def _finished_at(
+    prev: Entry, spokes: Mapping[str, SpokeState], *, now: datetime
+) -> datetime | None:
+    """When a finished job's Job ended, for its record: as recorded already
+    (None in a record from before this was kept: it counts from its planned
+    end); else as its spoke says, but not after now (a spoke's clock may run
+    ahead); else now, the reconcile that first saw it finished."""
+    if prev.phase in FINISHED:
+        return prev.finished_at
+    state = spokes.get(prev.spoke or "")
+    ended = state.ended.get(prev.job_key) if state is not None else None
+    return min(ended, now) if ended is not None else now
 
 
 def _overrunning(prev: Entry | None, spokes: Mapping[str, SpokeState], *, now: datetime) -> bool:

@@ -31,6 +31,8 @@ class SpokeState(BaseModel):
     down_since: datetime | None = None
     # Caspian's Jobs seen there: namespace/name -> Running|Succeeded|Failed
     jobs: dict[str, str] = {}
+    # When those that finished ended, where the spoke says (kube observer).
+    ended: dict[str, datetime] = {}
     # Each usable node: what it can give one pod (its allocatable), its labels;
     # empty where no node was seen (declared capacity).
     nodes: tuple[Node, ...] = ()
@@ -222,7 +224,7 @@ class Decision(BaseModel):
 
     def leaves_rendered(self, entry: Entry) -> datetime | None:
         """When a finished job's Job leaves rendered/ (Argo CD prunes it then),
-        counted from when it was seen finished; None for one not finished."""
+        counted from when it ended (finishedAt); None for one not finished."""
         since = entry.finished_at or entry.planned_end
         if entry.phase not in FINISHED or since is None:
             return None

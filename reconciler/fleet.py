@@ -497,7 +497,7 @@ class JobRequest(BaseModel):
     retry_pause: timedelta | None = None
     # Its AppWrapper's workload.codeflare.dev.appwrapper/successTTLDuration and
     # deletionOnFailureGracePeriodDuration: how long its Job stays in rendered/
-    # once seen succeeded, or failed for good (None: the policy's retention).
+    # once it succeeded, or failed for good (None: the policy's retention).
     success_ttl: timedelta | None = None
     failed_ttl: timedelta | None = None
     # The fields of its Job that need a newer Kubernetes than some have: it is

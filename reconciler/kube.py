@@ -242,6 +242,7 @@ class KubeObserver:
                 for key, phase in ((job_key(job), job_phase(job.status)) for job in jobs)
                 if phase != "Running" or key in begun
             }
+            ended = {job_key(job): moment for job in jobs if (moment := job_ended(job.status))}
             limits = {namespace: quota_limits(items) for namespace, items in quota_lists.items()}
             needs = {namespace: quota_needs(items) for namespace, items in quota_lists.items()}
             counts = {namespace: quota_pods(items) for namespace, items in quota_lists.items()}
@@ -265,6 +266,7 @@ class KubeObserver:
             gpu=sum(free.gpu for free in room),
             source=f"kube:{context}",
             jobs=phases,
+            ended=ended,
             nodes=shapes,
             placed_on=where,
             unscheduled=waiting,
@@ -1245,6 +1247,19 @@ def exit_codes(pods: list[Any]) -> dict[str, tuple[int, ...]]:
             if isinstance(code, int) and not isinstance(code, bool) and code != 0:
                 found.setdefault(key, set()).add(code)
     return {key: tuple(sorted(codes)) for key, codes in sorted(found.items())}
+
+
+def job_ended(status: Any) -> datetime | None:
+    """When a finished Job ended: the time of its Complete or Failed condition
+    (its completionTime, where that condition has none); None for one that
+    runs, or whose spoke does not say."""
+    for condition in (status.conditions or []) if status is not None else []:
+        if condition.status == "True" and condition.type in ("Complete", "Failed"):
+            moment = condition.last_transition_time
+            if moment is None and condition.type == "Complete":
+                moment = status.completion_time
+            return moment if isinstance(moment, datetime) and moment.tzinfo else None
+    return None
 
 
 def job_phase(status: Any) -> str:

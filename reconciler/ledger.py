@@ -64,9 +64,10 @@ class Entry(BaseModel):
     # When the AppWrapper left jobs/ (cancelled, or finished and tidied away):
     # the record is forgotten `ledgerRetention` after this.
     removed_at: datetime | None = None
-    # When Caspian first saw its Job succeeded or failed for good: its Job stays
-    # in rendered/ for the retention (or its AppWrapper's TTL) after this.
-    # Records from before it was kept count from their planned end.
+    # When its Job succeeded or failed for good: as its spoke says, else when
+    # Caspian first saw it so. Its Job stays in rendered/ for the retention (or
+    # its AppWrapper's TTL) after this; records from before it was kept count
+    # from their planned end.
     finished_at: datetime | None = None
     cpu: float | None = None
     memory_bytes: float | None = None

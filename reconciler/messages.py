@@ -182,9 +182,9 @@ def kept_for(decision: Decision, entry: Entry) -> str:
     word that is."""
     kept, name = decision.kept_for(entry)
     whose = f"its AppWrapper's {name}" if name else "the policy's retention"
-    # A record from before Caspian kept when it saw a job finish counts from
-    # its planned end.
-    since = f"it was seen {entry.phase.value.lower()}" if entry.finished_at else "its planned end"
+    # A record from before Caspian kept when a job finished counts from its
+    # planned end.
+    since = f"it {entry.phase.value.lower()}" if entry.finished_at else "its planned end"
     return f"{format_duration(kept)} after {since} ({whose})"
 
 

@@ -477,7 +477,7 @@ def test_a_finished_jobs_job_is_pruned_in_a_commit_past_the_retention(tmp_path) 
     told = fleet.reconcile_seeing(done, "2026-11-22T02:21:00Z", command="explain")
     assert (
         f"its Job leaves rendered/{spoke}/ at 2026-11-22T02:50:00Z (Argo CD deletes it then): "
-        "30m after it was seen succeeded (the policy's retention)"
+        "30m after it succeeded (the policy's retention)"
     ) in told
     head = gitutil.head(fleet.remote)
     fleet.reconcile_seeing(done, "2026-11-22T02:21:00Z")

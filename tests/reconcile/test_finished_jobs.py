@@ -63,6 +63,21 @@ def test_a_finished_job_is_kept_the_retention_after_it_was_seen_finished() -> No
     assert entries(pruned)[started.id] == entry  # the ledger keeps the record
 
 
+def test_a_finished_job_is_kept_from_when_its_spoke_says_it_ended() -> None:
+    # Caspian was away for an hour: the time counts from the Job's own end.
+    files, started, _ = _backfill_dispatched_on_paris(_annotated(**{SUCCESS_TTL: "30m"}))
+    ended, seen = started.planned_end, started.planned_end + timedelta(hours=1)
+    report = {"paris": {"jobs": {started.job_key: SUCCEEDED}, "ended": {started.job_key: ended}}}
+    done, _ = step(files, now=seen, states=report)
+    entry = entries(done)[started.id]
+    assert entry.finished_at == ended
+    assert job_path(entry) not in _rendered(done, files)  # its 30 minutes went by
+    # A spoke whose clock runs ahead says no later than now.
+    report["paris"]["ended"] = {started.job_key: seen + timedelta(minutes=5)}
+    done, _ = step(files, now=seen, states=report)
+    assert entries(done)[started.id].finished_at == seen
+
+
 def test_an_appwrappers_success_ttl_is_how_long_its_succeeded_job_stays() -> None:
     seen = NOW + timedelta(hours=12)
     decision, files, entry = _finished(_annotated(**{SUCCESS_TTL: "10m"}), at=seen)
@@ -122,7 +137,7 @@ def test_the_commit_that_prunes_a_finished_job_says_so_and_whose_word_it_was() -
     )
     assert message.startswith("prune: 1 job (finished)")
     assert (
-        f"- {entry.id}: Job {entry.job_name} on paris, succeeded; kept 10m after it was seen "
+        f"- {entry.id}: Job {entry.job_name} on paris, succeeded; kept 10m after it "
         "succeeded (its AppWrapper's successTTLDuration)\n" in message
     )
 

@@ -236,6 +236,26 @@ def test_a_failed_job_says_why_by_its_failed_condition(tmp_path) -> None:
     }
 
 
+def test_a_finished_job_says_when_it_ended(tmp_path) -> None:
+    done = job("done-1a2b3c4d", condition="Complete")
+    done["status"]["conditions"][0]["lastTransitionTime"] = "2026-11-22T02:10:00Z"
+    # Without a time on its condition, its completionTime says it.
+    older = job("older-1a2b3c4d", condition="Complete")
+    older["status"]["completionTime"] = "2026-11-22T01:50:00Z"
+    failed = job("failed-1a2b3c4d", condition="Failed")
+    failed["status"]["conditions"][0]["lastTransitionTime"] = "2026-11-22T02:05:00Z"
+    jobs = [done, older, failed, job("running-1a2b3c4d")]
+    with serve() as api:
+        healthy(api)
+        api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", jobs)))
+        state = observe(tmp_path, {"paris": api.url})["paris"]
+    assert state.ended == {
+        "batch/done-1a2b3c4d": datetime(2026, 11, 22, 2, 10, tzinfo=UTC),
+        "batch/older-1a2b3c4d": datetime(2026, 11, 22, 1, 50, tzinfo=UTC),
+        "batch/failed-1a2b3c4d": datetime(2026, 11, 22, 2, 5, tzinfo=UTC),
+    }
+
+
 def test_the_exit_codes_of_failed_pods_are_read_where_an_appwrapper_asks(tmp_path) -> None:
     def ended(name, *codes, ours=True):
         """A failed pod whose containers exited with `codes`."""
