@@ -59,16 +59,18 @@ def history(
 ) -> History:
     """The changes to `job_id` (whose AppWrapper is in the file `source`), from
     `revisions`, newest first, as `git log` lists them. Reading stops at the
-    first commit that has neither its file nor its record (its history, since
-    its file was last added, begins after it), at the first commit of all, or
-    after `most` commits."""
+    first commit without its file or its record that comes before one with
+    either (its history, since its file was last added, begins after it), at
+    the first commit of all, or after `most` commits. Commits newer than its
+    last record (a job forgotten since) have nothing of it."""
     file = source.split("#", 1)[0]
     found: list[Event] = []
     unreadable: list[str] = []
     newer: tuple[Revision, Entry | None, bytes | None] | None = None
     read = 0
     complete = True  # read back to before its file was added
-    began = False  # a commit without its file or record was read
+    began = False  # a commit without its file or record, before one with either, was read
+    seen = False  # a commit with its file or record was read
     for revision in revisions:
         if most is not None and read >= most:
             complete = False
@@ -83,9 +85,10 @@ def history(
         if newer is not None:
             found.extend(_changes(job_id, file, *newer, was=entry, had=text))
         newer = (revision, entry, text)
-        if entry is None and text is None:
+        if entry is None and text is None and seen:
             began = True
             break
+        seen = seen or entry is not None or text is not None
     if newer is not None and not began:
         # The oldest commit read: the first of all, before which nothing was;
         # or, past `most`, one whose change to its file is not known.

@@ -8,6 +8,7 @@ unchanged fleet renders a byte-identical ledger.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
@@ -170,17 +171,23 @@ class LedgerError(Exception):
     pass
 
 
+# An id YAML writes as it is: namespace/name, or the path of a file in jobs/.
+_PLAIN = re.compile(r"[A-Za-z0-9._/#-]+")
+
+
 def entry_of(raw: bytes | None, job_id: str) -> Entry | None:
     """One job's record from a ledger, without reading the others: `caspian
     history` reads the ledger of every commit, and reading all of a thousand
     records made it 58 times slower (`caspian bench history`). Caspian writes
     each record as one item of the ledger's last list, its id first, so the
-    record is the text from its `- id:` line to the next item. Anything else
-    is read whole."""
+    record is the text from its `- id:` line to the next item, and a job
+    without that line has none there. Anything else is read whole."""
     if raw is None:
         return None
     text = raw.replace(b"\r\n", b"\n")
     start = text.find(b"\n- id: " + job_id.encode() + b"\n")
+    if start < 0 and owned.hand_edit(raw) is None and _PLAIN.fullmatch(job_id):
+        return None
     if owned.edited(raw) or start < 0:
         return parse(raw).by_id().get(job_id)
     end = text.find(b"\n- ", start + 1)

@@ -124,12 +124,35 @@ def survey(repo: FleetRepo, *, now: datetime, observer: Observer | None = None) 
 def job_history(repo: FleetRepo, job: str, *, most: int) -> History:
     """The changes to the job a user means by `job` (`caspian history`), read
     from the git log of its AppWrapper's file and the ledger, looking back at
-    most `most` commits that changed either. LookupError where the ledger at
-    the tip has no such job."""
+    most `most` commits that changed either. A job the ledger has forgotten
+    (its ledgerRetention over) is found by its namespace/name in older
+    ledgers. LookupError where none has such a job."""
     snapshot = repo.fetch()
-    entry = previous_ledger(snapshot.files).find(job)
+    try:
+        entry = previous_ledger(snapshot.files).find(job)
+    except LookupError as error:
+        entry = _forgotten(repo, job, most=most)
+        if entry is None:
+            raise LookupError(
+                f"{error}; a job forgotten since is found by its namespace/name"
+            ) from None
     paths = (ledger.LEDGER_PATH, entry.source.split("#", 1)[0])
     return history.history(entry.id, entry.source, repo.revisions(paths), most=most)
+
+
+def _forgotten(repo: FleetRepo, job_id: str, *, most: int) -> ledger.Entry | None:
+    """The last record of `job_id` in the ledgers of the last `most` commits
+    that changed it, newest first; None where none has it."""
+    if "/" not in job_id:
+        return None
+    for _, revision in zip(range(most), repo.revisions([ledger.LEDGER_PATH]), strict=False):
+        try:
+            found = ledger.entry_of(revision.files.get(ledger.LEDGER_PATH), job_id)
+        except ledger.LedgerError:
+            continue
+        if found is not None:
+            return found
+    return None
 
 
 def reconcile_once(

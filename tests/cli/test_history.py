@@ -187,7 +187,7 @@ def test_a_history_begins_where_the_file_was_last_added_and_skips_estimate_only_
 
 
 def test_one_record_read_alone_is_the_record_the_whole_ledger_holds() -> None:
-    from reconciler import benchledger, ledger
+    from reconciler import benchledger, ledger, owned
     from reconciler.rendering import render_ledger
     from reconciler.templates import template_files
     from tests.reconcile.test_lifecycle import step
@@ -217,6 +217,10 @@ def test_one_record_read_alone_is_the_record_the_whole_ledger_holds() -> None:
     assert ledger.entry_of(bogus, first.id) == first
     with pytest.raises(ledger.LedgerError):
         ledger.parse(bogus)
+    # A job Caspian's own ledger has no line for is not there, without reading the rest.
+    sealed = owned.seal(bogus)
+    assert ledger.entry_of(sealed, "batch/none") is None
+    assert ledger.entry_of(sealed, first.id) == first
 
 
 def test_the_history_benchmark_reads_every_change_of_its_job() -> None:
@@ -226,3 +230,23 @@ def test_the_history_benchmark_reads_every_change_of_its_job() -> None:
     # Its file added with the ledger, then moved at commits 0, 10 and 20.
     assert (result["events"], result["complete"]) == (5, True)
     assert result["history_p50_s"] > 0 and result["per_commit_ms"] > 0
+
+
+def test_a_forgotten_job_is_found_by_its_namespace_and_name(tmp_path) -> None:
+    remote = _fleet(tmp_path)
+    policy = yaml.safe_load(gitutil.read(remote, "caspian.yaml"))
+    policy["spec"]["ledgerRetention"] = "1h"
+    gitutil.user_commit(remote, {"caspian.yaml": yaml.safe_dump(policy).encode()})
+    _reconcile(remote, tmp_path, "2026-11-22T02:00:00Z")
+    gitutil.user_commit(remote, {FILE: None}, "No more ETL")
+    _reconcile(remote, tmp_path, "2026-11-22T02:10:00Z")  # cancelled
+    _reconcile(remote, tmp_path, "2026-11-22T03:20:00Z")  # forgotten
+    assert JOB not in gitutil.ledger(remote)
+    whats = [event["what"] for event in _events(remote, tmp_path)]
+    assert whats[0] == f"added {FILE}" and whats[1].startswith("Planned on paris")
+    assert whats[2] == f"removed {FILE}" and whats[3].startswith("Cancelled")
+    assert whats[4] == "its record left the ledger" and len(whats) == 5
+    # Its short name is not enough once the ledger has forgotten it.
+    short = _run(remote, tmp_path, "history", "etl-daily")
+    assert short.exit_code == 1
+    assert "a job forgotten since is found by its namespace/name" in short.output
