@@ -260,16 +260,24 @@ def test_explain_names_the_spokes_a_selector_leaves_out(run, tmp_path) -> None:
     assert "not among the spokes" not in everywhere.output
 
 
-def test_explain_names_the_containers_counted_at_the_default_request(run, tmp_path) -> None:
+def _explain_added(run, tmp_path, doc):
+    """A template fleet repo with the AppWrapper `doc` added as jobs/NAME.yaml,
+    and `caspian explain NAME` on it (which must succeed)."""
     remote = tmp_path / "fleet.git"
     run("init", "--bare", remote)
+    name = doc["metadata"]["name"]
+    gitutil.user_commit(remote, {f"jobs/{name}.yaml": yaml.safe_dump(doc).encode()})
+    result = run("explain", name, "--repo", remote, *AT)
+    assert result.exit_code == 0, result.output
+    return remote, result
+
+
+def test_explain_names_the_containers_counted_at_the_default_request(run, tmp_path) -> None:
     doc = appwrapper_doc("bare")
     doc["spec"]["components"][0]["template"]["spec"]["template"]["spec"]["containers"][0][
         "resources"
     ] = {"requests": {"memory": "2Gi"}}
-    gitutil.user_commit(remote, {"jobs/bare.yaml": yaml.safe_dump(doc).encode()})
-    result = run("explain", "bare", "--repo", remote, *AT)
-    assert result.exit_code == 0, result.output
+    remote, result = _explain_added(run, tmp_path, doc)
     assert (
         "  counted at caspian.yaml's spec.defaults.requests, as it asks for none: "
         "containers[0] cpu\n"
@@ -278,14 +286,10 @@ def test_explain_names_the_containers_counted_at_the_default_request(run, tmp_pa
 
 
 def test_explain_says_an_active_deadline_cuts_the_duration_planned(run, tmp_path) -> None:
-    remote = tmp_path / "fleet.git"
-    run("init", "--bare", remote)
     doc = appwrapper_doc("capped")
     doc["metadata"]["annotations"]["caspian.dev/duration"] = "3h"
     doc["spec"]["components"][0]["template"]["spec"]["activeDeadlineSeconds"] = 3600
-    gitutil.user_commit(remote, {"jobs/capped.yaml": yaml.safe_dump(doc).encode()})
-    result = run("explain", "capped", "--repo", remote, *AT)
-    assert result.exit_code == 0, result.output
+    remote, result = _explain_added(run, tmp_path, doc)
     assert (
         "  planned to run 1h, not its caspian.dev/duration 3h: its Job's activeDeadlineSeconds "
         "(3600) ends it then; raise that if it needs longer\n"
