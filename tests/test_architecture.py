@@ -24,6 +24,8 @@ PURE = (
     "reconciler/cron.py",
     "reconciler/history.py",
     "reconciler/kubeversions.py",
+    "reconciler/kubeobjects.py",
+    "reconciler/applications.py",
     "reconciler/rendering.py",
     "reconciler/messages.py",
     "reconciler/ledger.py",

@@ -12,7 +12,7 @@ import lupa.lua51 as lua51
 import pytest
 import yaml
 
-from reconciler.kube import JOB_HEALTH_VERSION, NOT_BEGUN, PODLESS_SINCE
+from reconciler.applications import JOB_HEALTH_VERSION, NOT_BEGUN, PODLESS_SINCE
 from reconciler.rendering import HELD
 
 PATCH = Path(__file__).resolve().parents[2] / "argocd" / "job-health.yaml"

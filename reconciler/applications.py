@@ -1,0 +1,175 @@
+"""What the hub's Argo CD Applications say of Caspian's Jobs on each spoke, as
+the custom-objects API hands them back (plain dicts no schema checked): their
+phase by the health check of argocd/job-health.yaml, since when one has made no
+pod or has none ready, which a sync failed to apply and why, and whether
+anything stops Argo CD from syncing an Application at all.
+`reconciler/kube.py` lists the Applications; this module only reads them.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from reconciler.kubeobjects import one_line
+
+SPOKE_LABEL = "caspian.dev/spoke"
+JOB_HEALTH_CHECK = "resource.customizations.health.batch_Job"
+# The first line of argocd/job-health.yaml's check since its Progressing
+# message says whether the Job has begun; an older check says "running" from
+# the moment the Job is resumed.
+JOB_HEALTH_VERSION = "-- caspian job health 2"
+# Argo CD's health of a Job, as Caspian's lifecycle reads it. Suspended (not yet
+# dispatched) and Missing (not yet synced) say nothing of how it ran.
+HEALTH_PHASES = {"Progressing": "Running", "Healthy": "Succeeded", "Degraded": "Failed"}
+# The check's Progressing messages for a Job that has not begun: its pods wait,
+# or it has none since it was resumed (its pods are refused).
+NOT_BEGUN = re.compile(r"starting$|no pod ready since |no pod since ")
+PODLESS_SINCE = re.compile(r"no pod since (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)")
+UNREADY_SINCE = re.compile(r"no pod ready since (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)")
+# The conditions of an Application that stop Argo CD from syncing it at all.
+# (A SyncError is one sync that failed: its Jobs are read one by one.)
+BLOCKING = ("ComparisonError", "InvalidSpecError")
+
+
+def blocked(application: Any) -> tuple[str, datetime | None] | None:
+    """Why Argo CD cannot sync an Application at all, by its conditions: it
+    cannot reach the spoke's cluster, or find it registered, or build the
+    directory; and since when, where the condition says. None where nothing
+    stops it."""
+    conditions = _map(_map(application).get("status")).get("conditions")
+    for condition in conditions if isinstance(conditions, list) else []:
+        condition = _map(condition)
+        kind, message = condition.get("type"), condition.get("message")
+        if isinstance(kind, str) and kind in BLOCKING:
+            why = f"{kind}: {one_line(message)}" if isinstance(message, str) else kind
+            return why, _time(condition.get("lastTransitionTime"))
+    return None
+
+
+class Seen(NamedTuple):
+    """What an Application says of Caspian's Jobs on its spoke."""
+
+    jobs: dict[str, str]  # phases by namespace/name
+    podless: dict[str, datetime]  # since when each has made no pod
+    unready: dict[str, datetime]  # since when each has had pods, none ready
+    unapplied: dict[str, datetime]  # since when Argo CD has failed to apply each
+    said: dict[str, str]  # why it failed, in the words of the spoke's API
+
+
+def application_jobs(application: Any, *, checked: bool) -> tuple[str | None, Seen, bool]:
+    """The spoke an Application syncs, what it says of its Jobs, and whether
+    it holds their health (Argo CD may keep it out: then only its syncs say
+    anything)."""
+    nothing = Seen({}, {}, {}, {}, {})
+    if not isinstance(application, dict):
+        return None, nothing, True
+    metadata, status = _map(application.get("metadata")), _map(application.get("status"))
+    spoke = _map(metadata.get("labels")).get(SPOKE_LABEL)
+    if not isinstance(spoke, str):
+        return None, nothing, True
+    unapplied, said = _sync_failures(status)
+    if status.get("resourceHealthSource") == "appTree":
+        return spoke, Seen({}, {}, {}, unapplied, said), False
+    jobs, podless, unready, failed = _job_health(status.get("resources"), checked=checked)
+    return spoke, Seen(jobs, podless, unready, unapplied, failed | said), True
+
+
+def _job_health(
+    resources: Any, *, checked: bool
+) -> tuple[dict[str, str], dict[str, datetime], dict[str, datetime], dict[str, str]]:
+    """The phases of the Jobs an Application lists, by their health; since
+    when each that has made no pod has not, and each whose pods wait has had
+    none ready; and why each failed Job failed, as its health's message. A Job
+    that has not begun (by the check's message) is not running yet; one that
+    has made no pod since it was resumed is `podless`, and one whose pods wait
+    `unready`, as the kube observer would find them."""
+    jobs: dict[str, str] = {}
+    podless: dict[str, datetime] = {}
+    unready: dict[str, datetime] = {}
+    failed: dict[str, str] = {}
+    for resource in resources if isinstance(resources, list) else []:
+        key = _job_key(resource)
+        if key is None:
+            continue
+        health = _map(resource.get("health"))
+        word, message = health.get("status"), health.get("message")
+        phase = HEALTH_PHASES.get(word) if isinstance(word, str) else None
+        message = message if isinstance(message, str) else ""
+        if phase == "Running" and checked and NOT_BEGUN.match(message):
+            if (since := _since(PODLESS_SINCE, message)) is not None:
+                podless[key] = since
+            elif (since := _since(UNREADY_SINCE, message)) is not None:
+                unready[key] = since
+        elif phase and (checked or phase == "Failed"):
+            jobs[key] = phase
+            if phase == "Failed" and message.strip():
+                failed[key] = one_line(message)
+    return jobs, dict(sorted(podless.items())), dict(sorted(unready.items())), failed
+
+
+def _sync_failures(status: dict) -> tuple[dict[str, datetime], dict[str, str]]:
+    """The Jobs the Application's last sync failed to apply and that are out of
+    sync still, since when, and what the spoke's API answered: an admission
+    webhook that refuses the Job (a policy engine checks a Job's pod template
+    as it would a pod's), a quota on the count of Jobs. Such a Job never
+    reaches its spoke, and the kube observer cannot tell it from one Argo CD
+    has yet to sync."""
+    operation = status.get("operationState")
+    if not isinstance(operation, dict) or not isinstance(operation.get("syncResult"), dict):
+        return {}, {}
+    when = _time(operation.get("finishedAt")) or _time(operation.get("startedAt"))
+    results = operation["syncResult"].get("resources")
+    if when is None or not isinstance(results, list):
+        return {}, {}
+    listed = status.get("resources")
+    out_of_sync = {
+        _job_key(resource)
+        for resource in (listed if isinstance(listed, list) else [])
+        if isinstance(resource, dict) and resource.get("status") != "Synced"
+    }
+    since: dict[str, datetime] = {}
+    said: dict[str, str] = {}
+    for result in results:
+        key = _job_key(result)
+        if key is None or key not in out_of_sync or result.get("status") != "SyncFailed":
+            continue
+        since[key] = when
+        message = result.get("message")
+        if isinstance(message, str) and message.strip():
+            said[key] = one_line(message)
+    return dict(sorted(since.items())), said
+
+
+def _map(value: Any) -> dict:
+    """A field of the custom-objects API's answer, which no schema checked."""
+    return value if isinstance(value, dict) else {}
+
+
+def _job_key(resource: Any) -> str | None:
+    """namespace/name of a Job an Application lists; None for anything else."""
+    if not isinstance(resource, dict):
+        return None
+    if (resource.get("group"), resource.get("kind")) != ("batch", "Job"):
+        return None
+    namespace, name = resource.get("namespace"), resource.get("name")
+    if not (isinstance(namespace, str) and namespace and isinstance(name, str) and name):
+        return None
+    return f"{namespace}/{name}"
+
+
+def _since(pattern: re.Pattern[str], message: str) -> datetime | None:
+    found = pattern.match(message)
+    return _time(found.group(1)) if found else None
+
+
+def _time(text: Any) -> datetime | None:
+    """An RFC 3339 time as Argo CD writes it (UTC, "Z")."""
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:  # a time no clock shows
+        return None
+    return moment if moment.tzinfo is not None else None
