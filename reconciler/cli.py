@@ -22,9 +22,9 @@ from typing import Any
 
 import click
 
-from optimizer import explain as explanations
 from reconciler import (
     crd,
+    explaining,
     ledger,
     messages,
     plotting,
@@ -38,7 +38,7 @@ from reconciler import (
 from reconciler.fleet import FleetConfigError, load_fleet
 from reconciler.gitrepo import FleetRepo, GitError, Identity, create_bare_repo, redact
 from reconciler.observing import DeclaredCapacity, Observer, StatusFilledIn
-from reconciler.quantities import format_duration, format_time, times, timestamp
+from reconciler.quantities import format_time, timestamp
 
 EXIT_ERROR = 1
 EXIT_PARTIAL = 3
@@ -316,135 +316,22 @@ def reconcile(target: Target, now_text: str | None, once: bool) -> None:
 @click.argument("job")
 @target_options
 @now_option
-def explain(job: str, target: Target, now_text: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def explain(job: str, target: Target, now_text: str | None, as_json: bool) -> None:
     """Why JOB (namespace/name, name, or its file) goes where it goes: its place,
     deadline and carbon against qos, and its cheapest alternatives, each with
     whether it had room. Decides as `plan` does; commits nothing."""
-    outcome = _plan(target, now_text=now_text)
-    decision = outcome.decision
+    decision = _plan(target, now_text=now_text).decision
     try:
         entry = decision.ledger.find(job)
     except LookupError as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"{entry.id} ({entry.source}): {entry.phase.value}")
-    if entry.spoke and entry.planned_start:
-        click.echo(
-            f"  on {entry.spoke} from {format_time(entry.planned_start)}"
-            + (f" to {format_time(entry.planned_end)}" if entry.planned_end else "")
-        )
-    if entry.deadline:
-        click.echo(f"  deadline {format_time(entry.deadline)}" + (" (late)" if entry.late else ""))
-    request = decision.jobs.get(entry.id)
-    if request is not None and (weight := decision.lateness_weight(request)) != 1:
-        click.echo(
-            f"  its lateness weighs {weight:g} times another job's: its priority class "
-            f"{request.priority_class} (caspian.yaml spec.weights.priorityClasses)"
-        )
-    if entry.estimated_grams is not None and entry.qos_grams:
-        click.echo(
-            f"  {entry.estimated_grams:,.1f} gCO2 planned vs {entry.qos_grams:,.1f} gCO2 for qos "
-            f"({1 - entry.estimated_grams / entry.qos_grams:.0%} less)"
-        )
-    if entry.reason:
-        click.echo(f"  {entry.reason}")
-    if (grace_from := decision.waiting.get(entry.id)) is not None:
-        grace = decision.spoke_down_grace
-        since = entry.spoke_down_since or grace_from
-        click.echo(
-            f"  waits for {entry.spoke}, down since {format_time(since)} "
-            f"({decision.closed.get(entry.spoke or '', 'down').removeprefix('down: ')}): it is "
-            "not dispatched there, and "
-            + (
-                f"is planned elsewhere from {format_time(grace_from + grace)} (the policy's "
-                f"spokeDownGrace {format_duration(grace)}) if it is down still"
-                if grace is not None
-                else "stays until it answers (the policy's spokeDownGrace is null)"
-            )
-        )
-    if (leaves := decision.leaves_rendered(entry)) is not None and entry.id in decision.jobs:
-        click.echo(
-            f"  its Job {'left' if leaves <= decision.now else 'leaves'} rendered/{entry.spoke}/ "
-            f"at {format_time(leaves)} (Argo CD deletes it then): "
-            f"{messages.kept_for(decision, entry)}"
-        )
-    if note := decision.runs_after.get(entry.id):
-        click.echo(f"  {note} (its caspian.dev/after)")
-    if note := decision.stuck.get(entry.id):
-        click.echo(f"  not running yet: {note}")
-    if entry.retries:
-        click.echo(
-            f"  run again {times(entry.retries)} after a Job of it failed (its AppWrapper's "
-            f"retryLimit, or the policy's): its Job now is {entry.job_name}"
-        )
-    if entry.rerun_after is not None and entry.phase == ledger.Phase.PLANNED:
-        click.echo(
-            f"  it starts no earlier than {format_time(entry.rerun_after)}: its AppWrapper's "
-            "retryPausePeriodDuration after the failure"
-        )
-    if entry.phase != ledger.Phase.INVALID:
-        # A job whose file broke after it was placed keeps its place until fixed.
-        for problem in decision.problems:
-            if problem.file in (entry.source, entry.source.split("#")[0]):
-                click.echo(f"  its file has a problem, so it is held as it was: {problem.line()}")
-        if entry.id in decision.held and (file := decision.broken_spokes.get(entry.spoke or "")):
-            click.echo(
-                f"  {file} does not load, so it is held on {entry.spoke} as it was; a change "
-                "to its AppWrapper (suspend, edit, removal) waits until the file loads"
-            )
-    if request is not None and request.defaulted:
-        click.echo(
-            f"  counted at caspian.yaml's spec.defaults.requests, as it asks for none: "
-            f"{', '.join(request.defaulted)}"
-        )
-    if request is not None and request.duration_cut is not None:
-        click.echo(
-            f"  planned to run {format_duration(request.duration)}, not its caspian.dev/duration "
-            f"{format_duration(request.duration_cut)}: its Job's activeDeadlineSeconds "
-            f"({request.duration.total_seconds():.0f}) ends it then; raise that if it needs longer"
-        )
-    if request is not None:
-        barred = [spoke for spoke in decision.spokes if spoke not in request.allowed_spokes]
-        if barred:
-            click.echo(
-                f"  not on {', '.join(barred)}: not among the spokes its "
-                "caspian.dev/spokes or caspian.dev/spoke-selector allow"
-            )
-    if entry.home is not None and request is not None and not request.suspended:
-        click.echo(
-            f"  only on {entry.home}: its Job waits there, suspended, to resume where it ran"
-        )
-    for spoke in request.allowed_spokes if request else ():
-        for window in decision.maintenance.get(spoke, ())[: messages.MOST_WINDOWS]:
-            click.echo(
-                f"  {spoke} takes no work from {format_time(window.start)} to "
-                f"{format_time(window.end)} (maintenance"
-                + (f": {window.reason}" if window.reason else "")
-                + "): nothing of it is planned to run there then"
-            )
-    unfit = {**decision.no_node_fits.get(entry.id, {}), **decision.missing.get(entry.id, {})}
-    unfit.update(decision.kept_off.get(entry.id, {}))
-    for spoke in request.allowed_spokes if request else ():
-        why = decision.closed.get(spoke) or unfit.get(spoke)
-        # A job started there stays there; a waiting job's reason names them already.
-        if why and spoke != entry.spoke and why not in entry.reason:
-            click.echo(f"  not on {spoke}: {why}")
-    choices = explanations.options(decision.instance, decision.plan, entry.id)
-    if not choices:
-        if entry.phase in ledger.FIXED:
-            click.echo("  started: its place is fixed and no longer re-planned")
+    explanation = explaining.explain(decision, entry)
+    if as_json:
+        click.echo(explanation.model_dump_json())
         return
-    window = decision.window
-    sources = ", ".join(sorted(set(decision.carbon_sources.values())))
-    click.echo(f"its cheapest places, on forecasts from {sources}:")
-    width = max(16, *(len(option.spoke) for option in choices))  # pools: spoke[taints]
-    for option in choices:
-        notes = ["chosen" if option.chosen else ("free" if option.room else "taken by other jobs")]
-        if option.late_slots:
-            notes.append(f"{option.late_slots} slots late")
-        click.echo(
-            f"  {option.spoke:{width}} {format_time(window.time_of(option.start_slot))}  "
-            f"{option.carbon_g:10,.1f} gCO2  {', '.join(notes)}"
-        )
+    for line in explanation.lines():
+        click.echo(line)
 
 
 @main.command()

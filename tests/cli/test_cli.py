@@ -245,6 +245,32 @@ def test_explain_shows_the_place_and_the_cleaner_places_that_were_taken(run, tmp
     assert gitutil.head(remote) == head  # explain commits nothing
 
 
+def test_explain_json_holds_what_the_text_says(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    text = run("explain", "etl-daily", "--repo", remote, *AT)
+    result = run("explain", "etl-daily", "--repo", remote, *AT, "--json")
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output)  # one object
+    assert (found["job"], found["source"], found["phase"]) == (
+        "batch/etl-daily",
+        "jobs/etl-daily.yaml",
+        "Planned",
+    )
+    lines = text.output.splitlines()
+    on = f"  on {found['spoke']} from {found['planned_start']} to {found['planned_end']}"
+    assert lines[1] == on
+    for note in found["notes"]:
+        assert f"  {note}" in lines
+    assert any(" gCO2 planned vs " in note for note in found["notes"])
+    chosen = [place for place in found["places"] if place["chosen"]]
+    assert len(chosen) == 1
+    assert (chosen[0]["spoke"], chosen[0]["start"]) == (found["spoke"], found["planned_start"])
+    rows = [line for line in lines if " gCO2  " in line]
+    assert [row.split()[0] for row in rows] == [place["spoke"] for place in found["places"]]
+    assert found["forecasts"] and all(source in text.output for source in found["forecasts"])
+
+
 def test_explain_names_the_spokes_a_selector_leaves_out(run, tmp_path) -> None:
     remote = tmp_path / "fleet.git"
     run("init", "--bare", remote)

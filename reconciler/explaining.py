@@ -1,0 +1,248 @@
+"""`caspian explain`: why one job goes where it goes, from a decision.
+
+Pure: a decision and the job's ledger entry in, an `Explanation` out. It holds
+the job's place and deadline as data, what Caspian has to say of it as lines
+(its carbon against qos, why it waits, what keeps it off a spoke...), and its
+cheapest places with whether each had room: the CLI prints its `lines()`, or
+the model as JSON for a bot that comments on a pull request.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+from optimizer import explain as explanations
+from reconciler import messages
+from reconciler.decisions import Decision
+from reconciler.fleet import JobRequest
+from reconciler.ledger import FIXED, Entry, Phase
+from reconciler.quantities import format_duration, format_time, times
+
+
+class Place(BaseModel):
+    """One of a job's cheapest places: a spoke (or its pool) and a start."""
+
+    model_config = ConfigDict(frozen=True)
+
+    spoke: str
+    start: datetime
+    carbon_g: float
+    late_slots: int
+    chosen: bool
+    room: bool  # fits beside the plan's other jobs and the work already running
+
+
+class Explanation(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    job: str
+    source: str
+    phase: str
+    spoke: str | None = None
+    planned_start: datetime | None = None
+    planned_end: datetime | None = None
+    deadline: datetime | None = None
+    late: bool = False
+    notes: tuple[str, ...] = ()  # one line each, in the order `explain` prints them
+    forecasts: tuple[str, ...] = ()  # the carbon sources the places were costed on
+    places: tuple[Place, ...] = ()
+
+    def lines(self) -> list[str]:
+        """The explanation as `caspian explain` prints it."""
+        out = [f"{self.job} ({self.source}): {self.phase}"]
+        if self.spoke and self.planned_start:
+            out.append(
+                f"  on {self.spoke} from {format_time(self.planned_start)}"
+                + (f" to {format_time(self.planned_end)}" if self.planned_end else "")
+            )
+        if self.deadline:
+            late = " (late)" if self.late else ""
+            out.append(f"  deadline {format_time(self.deadline)}{late}")
+        out += [f"  {note}" for note in self.notes]
+        if not self.places:
+            return out
+        out.append(f"its cheapest places, on forecasts from {', '.join(self.forecasts)}:")
+        width = max(16, *(len(place.spoke) for place in self.places))  # pools: spoke[taints]
+        for place in self.places:
+            said = ["chosen" if place.chosen else ("free" if place.room else "taken by other jobs")]
+            if place.late_slots:
+                said.append(f"{place.late_slots} slots late")
+            out.append(
+                f"  {place.spoke:{width}} {format_time(place.start)}  "
+                f"{place.carbon_g:10,.1f} gCO2  {', '.join(said)}"
+            )
+        return out
+
+
+def explain(decision: Decision, entry: Entry) -> Explanation:
+    """Why the job of `entry` goes where it goes in `decision`."""
+    request = decision.jobs.get(entry.id)
+    notes = [
+        *_carbon(decision, entry, request),
+        *_waits(decision, entry),
+        *_runs(decision, entry),
+        *_held(decision, entry),
+        *_counted(request),
+        *_kept_off(decision, entry, request),
+    ]
+    choices = explanations.options(decision.instance, decision.plan, entry.id)
+    if not choices and entry.phase in FIXED:
+        notes.append("started: its place is fixed and no longer re-planned")
+    places = tuple(
+        Place(
+            spoke=option.spoke,
+            start=decision.window.time_of(option.start_slot),
+            carbon_g=option.carbon_g,
+            late_slots=option.late_slots,
+            chosen=option.chosen,
+            room=option.room,
+        )
+        for option in choices
+    )
+    return Explanation(
+        job=entry.id,
+        source=entry.source,
+        phase=entry.phase.value,
+        spoke=entry.spoke,
+        planned_start=entry.planned_start,
+        planned_end=entry.planned_end,
+        deadline=entry.deadline,
+        late=entry.late,
+        notes=tuple(notes),
+        forecasts=tuple(sorted(set(decision.carbon_sources.values()))) if places else (),
+        places=places,
+    )
+
+
+def _carbon(decision: Decision, entry: Entry, request: JobRequest | None) -> list[str]:
+    """How its lateness weighs, what it emits against qos, and the ledger's reason."""
+    notes = []
+    if request is not None and (weight := decision.lateness_weight(request)) != 1:
+        notes.append(
+            f"its lateness weighs {weight:g} times another job's: its priority class "
+            f"{request.priority_class} (caspian.yaml spec.weights.priorityClasses)"
+        )
+    if entry.estimated_grams is not None and entry.qos_grams:
+        notes.append(
+            f"{entry.estimated_grams:,.1f} gCO2 planned vs {entry.qos_grams:,.1f} gCO2 for qos "
+            f"({1 - entry.estimated_grams / entry.qos_grams:.0%} less)"
+        )
+    if entry.reason:
+        notes.append(entry.reason)
+    return notes
+
+
+def _waits(decision: Decision, entry: Entry) -> list[str]:
+    """For a spoke that is down, and when its finished Job leaves rendered/."""
+    notes = []
+    if (grace_from := decision.waiting.get(entry.id)) is not None:
+        grace = decision.spoke_down_grace
+        since = entry.spoke_down_since or grace_from
+        notes.append(
+            f"waits for {entry.spoke}, down since {format_time(since)} "
+            f"({decision.closed.get(entry.spoke or '', 'down').removeprefix('down: ')}): it is "
+            "not dispatched there, and "
+            + (
+                f"is planned elsewhere from {format_time(grace_from + grace)} (the policy's "
+                f"spokeDownGrace {format_duration(grace)}) if it is down still"
+                if grace is not None
+                else "stays until it answers (the policy's spokeDownGrace is null)"
+            )
+        )
+    if (leaves := decision.leaves_rendered(entry)) is not None and entry.id in decision.jobs:
+        notes.append(
+            f"its Job {'left' if leaves <= decision.now else 'leaves'} rendered/{entry.spoke}/ "
+            f"at {format_time(leaves)} (Argo CD deletes it then): "
+            f"{messages.kept_for(decision, entry)}"
+        )
+    return notes
+
+
+def _runs(decision: Decision, entry: Entry) -> list[str]:
+    """What it runs after, why it is not running yet, and its runs again."""
+    notes = []
+    if note := decision.runs_after.get(entry.id):
+        notes.append(f"{note} (its caspian.dev/after)")
+    if note := decision.stuck.get(entry.id):
+        notes.append(f"not running yet: {note}")
+    if entry.retries:
+        notes.append(
+            f"run again {times(entry.retries)} after a Job of it failed (its AppWrapper's "
+            f"retryLimit, or the policy's): its Job now is {entry.job_name}"
+        )
+    if entry.rerun_after is not None and entry.phase == Phase.PLANNED:
+        notes.append(
+            f"it starts no earlier than {format_time(entry.rerun_after)}: its AppWrapper's "
+            "retryPausePeriodDuration after the failure"
+        )
+    return notes
+
+
+def _held(decision: Decision, entry: Entry) -> list[str]:
+    """Why a job whose file, or whose spoke's file, broke after it was placed
+    keeps its place until that is fixed."""
+    if entry.phase == Phase.INVALID:
+        return []
+    notes = [
+        f"its file has a problem, so it is held as it was: {problem.line()}"
+        for problem in decision.problems
+        if problem.file in (entry.source, entry.source.split("#")[0])
+    ]
+    if entry.id in decision.held and (file := decision.broken_spokes.get(entry.spoke or "")):
+        notes.append(
+            f"{file} does not load, so it is held on {entry.spoke} as it was; a change "
+            "to its AppWrapper (suspend, edit, removal) waits until the file loads"
+        )
+    return notes
+
+
+def _counted(request: JobRequest | None) -> list[str]:
+    """What it is planned with that its AppWrapper does not say as such."""
+    notes = []
+    if request is not None and request.defaulted:
+        notes.append(
+            f"counted at caspian.yaml's spec.defaults.requests, as it asks for none: "
+            f"{', '.join(request.defaulted)}"
+        )
+    if request is not None and request.duration_cut is not None:
+        notes.append(
+            f"planned to run {format_duration(request.duration)}, not its caspian.dev/duration "
+            f"{format_duration(request.duration_cut)}: its Job's activeDeadlineSeconds "
+            f"({request.duration.total_seconds():.0f}) ends it then; raise that if it needs longer"
+        )
+    return notes
+
+
+def _kept_off(decision: Decision, entry: Entry, request: JobRequest | None) -> list[str]:
+    """Each spoke it may not, or cannot, use, and why."""
+    if request is None:
+        return []
+    notes = []
+    barred = [spoke for spoke in decision.spokes if spoke not in request.allowed_spokes]
+    if barred:
+        notes.append(
+            f"not on {', '.join(barred)}: not among the spokes its "
+            "caspian.dev/spokes or caspian.dev/spoke-selector allow"
+        )
+    if entry.home is not None and not request.suspended:
+        notes.append(
+            f"only on {entry.home}: its Job waits there, suspended, to resume where it ran"
+        )
+    for spoke in request.allowed_spokes:
+        for window in decision.maintenance.get(spoke, ())[: messages.MOST_WINDOWS]:
+            notes.append(
+                f"{spoke} takes no work from {format_time(window.start)} to "
+                f"{format_time(window.end)} (maintenance"
+                + (f": {window.reason}" if window.reason else "")
+                + "): nothing of it is planned to run there then"
+            )
+    unfit = {**decision.no_node_fits.get(entry.id, {}), **decision.missing.get(entry.id, {})}
+    unfit.update(decision.kept_off.get(entry.id, {}))
+    for spoke in request.allowed_spokes:
+        why = decision.closed.get(spoke) or unfit.get(spoke)
+        # A job started there stays there; a waiting job's reason names them already.
+        if why and spoke != entry.spoke and why not in entry.reason:
+            notes.append(f"not on {spoke}: {why}")
+    return notes
