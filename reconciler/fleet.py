@@ -853,8 +853,9 @@ def _job_from_doc(
     job_spec = template.get("spec")
     if not isinstance(job_spec, dict):
         return problem(f"{field}.spec", "required: the Job's spec")
-    if refusal := refusals.fought_by_argocd(template):
-        return problem(f"{field}.{refusal[0]}", refusal[1])
+    # From here on each part is read whatever became of the others, so that one
+    # `caspian validate` names every field to fix, not the first only.
+    found = [(f"{field}.{where}", why) for where, why in refusals.fought_by_argocd(template)]
     try:
         default = policy.spec.defaults.requests
         pod, pods_at_once, defaulted = jobspec.requests(
@@ -863,30 +864,26 @@ def _job_from_doc(
         placement = jobspec.placement(job_spec)
         pod_resources = jobspec.pod_resources(job_spec)
     except jobspec.FieldError as error:
-        return problem(f"{field}.spec.{error.field}", error.reason)
-    if refusal := refusals.refused_by_api_server(template):
-        return problem(f"{field}.{refusal[0]}", refusal[1])
+        found.append((f"{field}.spec.{error.field}", error.reason))
+    found += [(f"{field}.{where}", why) for where, why in refusals.refused_by_api_server(template)]
     annotations = metadata.get("annotations") or {}
-    try:
-        hints = _hints(annotations, policy=policy, labels=labels)
-        retry_limit = _retry_limit(annotations)
-        terminal_exit_codes = _exit_codes(annotations, TERMINAL_EXIT_CODES)
-        retryable_exit_codes = _exit_codes(annotations, RETRYABLE_EXIT_CODES)
-        durations = {
-            field: _go_duration(annotations, key, meaning=DURATION_MEANINGS[key])
-            for field, key in DURATIONS.items()
-        }
-        after = _after(annotations, namespace=namespace, own=f"{namespace}/{name}")
-    except jobspec.FieldError as error:
-        return problem(f"metadata.annotations.{error.field}", error.reason)
+    annotated, unread = _annotations(
+        annotations, policy=policy, labels=labels, namespace=namespace, own=f"{namespace}/{name}"
+    )
+    found += [(f"metadata.annotations.{error.field}", error.reason) for error in unread]
+    if found:
+        first: dict[str, str] = {}  # one reason a field, the first found
+        for where, why in found:
+            first.setdefault(where, why)
+        return [Problem(file=source, field=where, reason=why) for where, why in first.items()]
     # The job runs at most as long as its Job may: Kubernetes ends it then
     # (counted from when it is resumed), so neither the policy's default nor a
     # longer caspian.dev/duration holds room past that.
     limit = job_spec.get("activeDeadlineSeconds")
-    if isinstance(limit, int) and 0 < limit < hints["duration"].total_seconds():
+    if isinstance(limit, int) and 0 < limit < annotated["duration"].total_seconds():
         if ANNOTATION + "duration" in annotations:
-            hints["duration_cut"] = hints["duration"]
-        hints["duration"] = timedelta(seconds=limit)
+            annotated["duration_cut"] = annotated["duration"]
+        annotated["duration"] = timedelta(seconds=limit)
     return JobRequest(
         id=f"{namespace}/{name}",
         name=name,
@@ -907,12 +904,7 @@ def _job_from_doc(
         pod_security_broken=podsecurity.broken_rules(job_spec.get("template") or {}),
         kubernetes_features=kubeversions.features(job_spec),
         priority_class=_priority_class(metadata, template),
-        retry_limit=retry_limit,
-        terminal_exit_codes=terminal_exit_codes or frozenset(),
-        retryable_exit_codes=retryable_exit_codes,
-        **durations,
-        after=after,
-        **hints,
+        **annotated,
     )
 
 
@@ -1080,14 +1072,52 @@ def template_hash(template: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:8]
 
 
+def _annotations(
+    annotations: Mapping[str, Any],
+    *,
+    policy: Policy,
+    labels: Mapping[str, Mapping[str, str] | None],
+    namespace: str,
+    own: str,
+) -> tuple[dict[str, Any], list[jobspec.FieldError]]:
+    """The JobRequest fields the AppWrapper's annotations give, Caspian's and
+    the AppWrapper controller's, and the problem of each that does not read:
+    every one of them."""
+    unread: list[jobspec.FieldError] = []
+
+    def read(reader: Callable[[], Any]) -> Any:
+        try:
+            return reader()
+        except jobspec.FieldError as error:
+            unread.append(error)
+            return None
+
+    found = {
+        **_hints(annotations, policy=policy, labels=labels, unread=unread),
+        "retry_limit": read(lambda: _retry_limit(annotations)),
+        "terminal_exit_codes": read(lambda: _exit_codes(annotations, TERMINAL_EXIT_CODES))
+        or frozenset(),
+        "retryable_exit_codes": read(lambda: _exit_codes(annotations, RETRYABLE_EXIT_CODES)),
+        "after": read(lambda: _after(annotations, namespace=namespace, own=own)) or (),
+    }
+    for field, key in DURATIONS.items():
+        meaning = DURATION_MEANINGS[key]
+        found[field] = read(
+            lambda key=key, meaning=meaning: _go_duration(annotations, key, meaning=meaning)
+        )
+    return found, unread
+
+
 def _hints(
     annotations: Mapping[str, str],
     *,
     policy: Policy,
     labels: Mapping[str, Mapping[str, str] | None],
+    unread: list[jobspec.FieldError],
 ) -> dict[str, Any]:
-    """The job's caspian.dev/ annotations, read. `labels` holds every spoke's
-    labels, None for a spoke whose file does not load."""
+    """The job's caspian.dev/ annotations, read; the problem of each that does
+    not read goes to `unread`. `labels` holds every spoke's labels, None for a
+    spoke whose file does not load."""
     known = {
         "deadline",
         "complete-within",
@@ -1100,8 +1130,10 @@ def _hints(
     }
     for key in annotations:
         if key.startswith(ANNOTATION) and key.removeprefix(ANNOTATION) not in known:
-            raise jobspec.FieldError(
-                key, f"unknown Caspian annotation; known: {', '.join(sorted(known))}"
+            unread.append(
+                jobspec.FieldError(
+                    key, f"unknown Caspian annotation; known: {', '.join(sorted(known))}"
+                )
             )
 
     def parse(key: str, convert: Callable[[str], Any]) -> Any:
@@ -1111,7 +1143,8 @@ def _hints(
         try:
             return convert(str(raw))
         except ValueError as error:
-            raise jobspec.FieldError(ANNOTATION + key, str(error)) from None
+            unread.append(jobspec.FieldError(ANNOTATION + key, str(error)))
+            return None
 
     def watts(text: str) -> float:
         value = float(text)
@@ -1147,10 +1180,12 @@ def _hints(
                 f"{name}: {', '.join(f'{k}={v}' for k, v in (labels[name] or {}).items()) or '-'}"
                 for name in listed
             )
-            raise jobspec.FieldError(
-                ANNOTATION + "spoke-selector",
-                f"selects none of the {among} (their labels: {shown}); "
-                "loosen it, or label a spoke in its file's metadata.labels",
+            unread.append(
+                jobspec.FieldError(
+                    ANNOTATION + "spoke-selector",
+                    f"selects none of the {among} (their labels: {shown}); "
+                    "loosen it, or label a spoke in its file's metadata.labels",
+                )
             )
     return {
         "deadline": parse("deadline", quantities.timestamp),

@@ -34,9 +34,9 @@ POD = "spec.template."
 JOB_CONTROLLER = "kubernetes.io/job-controller"
 
 
-def refused_by_api_server(job: Mapping[str, Any]) -> Refusal | None:
-    """The first field of the wrapped Job (apiVersion, kind, metadata, spec) that
-    the API server would refuse, or None."""
+def refused_by_api_server(job: Mapping[str, Any]) -> tuple[Refusal, ...]:
+    """Each field of the wrapped Job (apiVersion, kind, metadata, spec) that the
+    API server would refuse, in the order of the Job's fields."""
     spec = job.get("spec") or {}
     pod = (spec.get("template") or {}).get("spec") or {}
     checks = (
@@ -48,7 +48,7 @@ def refused_by_api_server(job: Mapping[str, Any]) -> Refusal | None:
         _volumes(pod),
         _object_names(pod),
     )
-    return next((refusal for check in checks for refusal in check), None)
+    return tuple(refusal for check in checks for refusal in check)
 
 
 # Annotations on the wrapped Job that would change how Argo CD applies it. A hook
@@ -65,13 +65,17 @@ _REFUSED_OPTIONS = ("replace=true", "force=true", "prune=false", "prune=confirm"
 KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
 
 
-def fought_by_argocd(job: Mapping[str, Any]) -> Refusal | None:
-    """The first field of the wrapped Job that would change how Argo CD applies
-    it, or hand its suspend to another controller, or None."""
+def fought_by_argocd(job: Mapping[str, Any]) -> tuple[Refusal, ...]:
+    """Each field of the wrapped Job that would change how Argo CD applies it,
+    or hand its suspend to another controller."""
+    return tuple(_fought(job))
+
+
+def _fought(job: Mapping[str, Any]) -> Iterator[Refusal]:
     metadata = job.get("metadata") or {}
     for part in ("labels", "annotations"):
         if KUEUE_QUEUE in (metadata.get(part) or {}):
-            return (
+            yield (
                 f"metadata.{part}.{KUEUE_QUEUE}",
                 "remove it: Kueue on a spoke would suspend this Job and release it "
                 "itself, against the spec.suspend Caspian sets through Argo CD, each "
@@ -79,14 +83,13 @@ def fought_by_argocd(job: Mapping[str, Any]) -> Refusal | None:
             )
     for key, value in (metadata.get("annotations") or {}).items():
         if why := _argocd_override(str(key), str(value)):
-            return f"metadata.annotations.{key}", why
+            yield f"metadata.annotations.{key}", why
     if "ttlSecondsAfterFinished" in (job.get("spec") or {}):
-        return (
+        yield (
             "spec.ttlSecondsAfterFinished",
             "remove it: Argo CD would re-create a Job that deletes itself; "
             "Caspian removes finished Jobs from rendered/ instead",
         )
-    return None
 
 
 def _argocd_override(key: str, value: str) -> str | None:
@@ -257,18 +260,21 @@ def _is_service_name(name: str) -> bool:
 
 
 def _resources(resources: Mapping[str, Any], *, where: str) -> Iterator[Refusal]:
+    unknown = set()
     for part in ("requests", "limits"):
         for key in resources.get(part) or {}:
             if not _is_resource_name(str(key)):
                 # A typo (cpus, Memory) would also be counted as asking for nothing.
+                unknown.add(str(key))
                 yield (
                     f"{where}{part}[{key}]",
                     f"{key!r} is no resource Kubernetes knows: use cpu, memory, "
                     "ephemeral-storage, hugepages-<size>, or a name with a domain "
                     "(nvidia.com/gpu)",
                 )
-    requests = _amounts(resources.get("requests"))
-    limits = _amounts(resources.get("limits"))
+    # A name that is a typo has no rules of its own to tell of.
+    requests = {k: v for k, v in _amounts(resources.get("requests")).items() if k not in unknown}
+    limits = {k: v for k, v in _amounts(resources.get("limits")).items() if k not in unknown}
     for key, (text, amount) in requests.items():
         if key in OVERCOMMITTABLE:
             if key in limits and amount > limits[key][1]:

@@ -47,11 +47,12 @@ def test_validate_prints_one_line_per_problem_and_exits_1(run, tmp_path) -> None
     result = run("validate", target)
     assert result.exit_code == EXIT_ERROR
     lines = result.output.strip().splitlines()
-    assert len(lines) == 2
-    assert lines[0].startswith("jobs/bad.yaml:metadata.annotations.caspian.dev/")
-    assert lines[1].startswith("jobs/worse.yaml:-: not valid YAML")
+    assert len(lines) == 3  # both of bad.yaml's, and worse.yaml's
+    assert lines[0].startswith("jobs/bad.yaml:metadata.annotations.caspian.dev/spokes: ")
+    assert lines[1].startswith("jobs/bad.yaml:metadata.annotations.caspian.dev/not-before: ")
+    assert lines[2].startswith("jobs/worse.yaml:-: not valid YAML")
     only = run("validate", target / "jobs" / "worse.yaml")
-    assert only.output.strip().splitlines() == [lines[1]]
+    assert only.output.strip().splitlines() == [lines[2]]
 
 
 def test_validate_reads_links_as_git_holds_them_not_what_they_point_to(run, tmp_path) -> None:

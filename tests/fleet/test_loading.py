@@ -267,8 +267,19 @@ def test_a_namespace_in_the_appwrapper_wins() -> None:
             ".resources.limits[amd.com/gpu]: Caspian plans GPUs as nvidia.com/gpu only",
         ),
         (
-            appwrapper(pod_spec={"initContainers": [init("warm", "1")]}).replace(
-                "cpu: '1'", "nvidia.com/mig-1g.5gb: '1'"
+            appwrapper(
+                pod_spec={
+                    "initContainers": [
+                        {
+                            "name": "warm",
+                            "image": "busybox",
+                            "resources": {
+                                "requests": {"nvidia.com/mig-1g.5gb": "1"},
+                                "limits": {"nvidia.com/mig-1g.5gb": "1"},
+                            },
+                        }
+                    ]
+                }
             ),
             "jobs/extra.yaml:spec.components[0].template.spec.template.spec.initContainers[0]"
             ".resources.requests[nvidia.com/mig-1g.5gb]: Caspian plans GPUs as nvidia.com/gpu",
@@ -373,6 +384,43 @@ def test_a_bad_appwrapper_is_one_problem_naming_file_field_and_fix(
     lines = problems_of(fleet)
     assert len(lines) == 1, lines
     assert lines[0].startswith(expected), lines[0]
+    assert len(fleet.jobs) == 10  # every valid job is still there
+
+
+def test_every_problem_of_an_appwrapper_is_named_at_once() -> None:
+    doc = appwrapper_doc(
+        annotations={
+            "caspian.dev/duration": "1 hour",
+            "caspian.dev/deadlines": "tomorrow",
+            "caspian.dev/spokes": "paris, atlantis",
+            "workload.codeflare.dev.appwrapper/retryLimit": "two",
+            "workload.codeflare.dev.appwrapper/successTTLDuration": "a day",
+            "caspian.dev/after": "extra",
+        },
+        job_spec={"ttlSecondsAfterFinished": 60},
+        pod_spec={"restartPolicy": "Always"},
+        resources={"requests": {"cpu": "lots", "cpus": "2"}},
+    )
+    fleet = fleet_with(jobs__extra=yaml.safe_dump(doc, sort_keys=False))
+    job = "jobs/extra.yaml:spec.components[0].template.spec."
+    container = job + "template.spec.containers[0].resources."
+    annotation = "jobs/extra.yaml:metadata.annotations."
+    expected = [
+        job + "ttlSecondsAfterFinished: remove it",
+        container + "requests[cpu]: 'lots' is not a Kubernetes quantity",
+        job + "template.spec.restartPolicy: 'Always'",
+        container + "requests[cpus]: 'cpus' is no resource Kubernetes knows",
+        annotation + "caspian.dev/deadlines: unknown Caspian annotation",
+        annotation + "caspian.dev/spokes: unknown spoke(s) atlantis",
+        annotation + "caspian.dev/duration: '1 hour' is not a duration",
+        annotation + "workload.codeflare.dev.appwrapper/retryLimit: 'two' is not a whole number",
+        annotation + "caspian.dev/after: it names the job itself (batch/extra)",
+        annotation + "workload.codeflare.dev.appwrapper/successTTLDuration: 'a day' is not",
+    ]
+    lines = problems_of(fleet)
+    assert len(lines) == len(expected), lines
+    for line, start in zip(lines, expected, strict=True):
+        assert line.startswith(start), (line, start)
     assert len(fleet.jobs) == 10  # every valid job is still there
 
 

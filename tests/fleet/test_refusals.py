@@ -238,7 +238,7 @@ def test_what_the_api_server_refuses_is_one_problem_line(change, expected) -> No
 def test_the_template_jobs_are_refused_nothing() -> None:
     fleet = fleet_with()
     for request in fleet.jobs:
-        assert refused_by_api_server(request.job_template) is None, request.source
+        assert refused_by_api_server(request.job_template) == (), request.source
 
 
 def test_what_the_api_server_takes_passes() -> None:
@@ -266,4 +266,4 @@ def test_what_the_api_server_takes_passes() -> None:
         "annotations": {"example.com/notes": "free text, spaces and all"},
     }
     job(doc)["spec"].update({"completionMode": "Indexed", "completions": 4, "maxFailedIndexes": 1})
-    assert refused_by_api_server(job(doc)) is None
+    assert refused_by_api_server(job(doc)) == ()
