@@ -29,6 +29,7 @@ from reconciler import (
     messages,
     plotting,
     reconciling,
+    rendering,
     scenarios,
     signing,
     simulating,
@@ -278,10 +279,13 @@ def _fleet_root(path: Path) -> Path:
 @main.command()
 @target_options
 @now_option
-def plan(target: Target, now_text: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def plan(target: Target, now_text: str | None, as_json: bool) -> None:
     """Show what a reconcile would change now; commit nothing."""
     outcome = _plan(target, now_text=now_text)
-    if not outcome.changes:
+    if as_json:
+        click.echo(json.dumps(_planned(outcome)))
+    elif not outcome.changes:
         click.echo(f"no change: {redact(target.url)} is up to date at {outcome.input_commit[:12]}")
     else:
         click.echo(f"would commit on {outcome.input_commit[:12]}:")
@@ -390,6 +394,23 @@ def spokes(target: Target, now_text: str | None, as_json: bool) -> None:
         click.echo(f"spokes at {found.input_commit[:12]}:")
         click.echo(survey.table(found))
     sys.exit(EXIT_PARTIAL if any(report.trouble for report in found.spokes) else 0)
+
+
+def _planned(outcome: reconciling.Outcome) -> dict[str, Any]:
+    """What `plan --json` prints: the files a reconcile would change, its commit
+    message (None where it would commit nothing), the fleet repo's problems, and
+    each job's record as status/placements.yaml would hold it."""
+    decision = outcome.decision
+    message = outcome.message if outcome.changes else None
+    return {
+        "input_commit": outcome.input_commit,
+        "changes": outcome.changes,
+        "subject": message.partition("\n")[0] if message else None,
+        "message": message,
+        "partial": outcome.partial,
+        "problems": [problem.model_dump(mode="json") for problem in decision.problems],
+        "jobs": rendering.ledger_document(decision.ledger)["entries"],
+    }
 
 
 def _plan(target: Target, *, now_text: str | None) -> reconciling.Outcome:

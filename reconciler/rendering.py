@@ -176,6 +176,12 @@ UNSAID = {"retries": 0}
 
 
 def render_ledger(ledger: Ledger, *, dumper: type | None = None) -> bytes:
+    return seal(dump(ledger_document(ledger), dumper=dumper))
+
+
+def ledger_document(ledger: Ledger) -> dict[str, Any]:
+    """The ledger as status/placements.yaml holds it: its entries without the
+    fields they leave empty (`caspian plan --json` prints them so too)."""
     document = ledger.model_dump(mode="json", by_alias=True, exclude_defaults=False)
     document["entries"] = [
         {
@@ -185,7 +191,7 @@ def render_ledger(ledger: Ledger, *, dumper: type | None = None) -> bytes:
         }
         for entry in document["entries"]
     ]
-    return seal(dump(document, dumper=dumper))
+    return document
 
 
 def _whole(value: Any) -> Any:

@@ -156,6 +156,36 @@ def test_plan_lists_changes_and_commits_nothing(run, tmp_path) -> None:
     assert gitutil.head(remote) == head
 
 
+def test_plan_json_is_what_the_reconcile_then_commits(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    head = gitutil.head(remote)
+    gitutil.user_commit(remote, {"jobs/bad.yaml": b"kind: ["}, "a file that is not YAML")
+    result = run("plan", "--repo", remote, *AT, "--json")
+    assert result.exit_code == EXIT_PARTIAL, result.output  # bad.yaml is invalid
+    planned = json.loads(result.output)  # one object
+    assert planned["input_commit"] == gitutil.head(remote) != head
+    assert planned["problems"] == [
+        {
+            "file": "jobs/bad.yaml",
+            "field": "-",
+            "reason": "not valid YAML: expected the node content, but found '<stream end>' "
+            "(line 1, column 8)",
+        }
+    ]
+    assert planned["partial"] is True
+    assert planned["changes"]["status/placements.yaml"] == "added"
+    assert planned["message"].partition("\n")[0] == planned["subject"]
+    assert run("reconcile", "--repo", remote, "--once", *AT).exit_code == EXIT_PARTIAL
+    assert gitutil.ledger(remote) == {job["id"]: job for job in planned["jobs"]}
+    assert gitutil.message(remote) == planned["message"]
+    rendered = sorted(gitutil.files(remote, "rendered/"))
+    assert sorted(planned["changes"]) == [*rendered, "status/placements.yaml"]
+    again = json.loads(run("plan", "--repo", remote, *AT, "--json").output)
+    assert (again["changes"], again["subject"], again["message"]) == ({}, None, None)
+    assert again["jobs"] == planned["jobs"]
+
+
 def test_a_remote_without_the_branch_names_the_branches_it_has(run, tmp_path) -> None:
     import pygit2
 
