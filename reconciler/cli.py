@@ -14,7 +14,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,8 +35,9 @@ from reconciler import (
     simulating,
     survey,
     templates,
+    yamlio,
 )
-from reconciler.fleet import FleetConfigError, load_fleet
+from reconciler.fleet import FleetConfigError, Problem, load_fleet
 from reconciler.gitrepo import FleetRepo, GitError, Identity, create_bare_repo, redact
 from reconciler.observing import DeclaredCapacity, Observer, StatusFilledIn
 from reconciler.quantities import format_time, timestamp
@@ -238,7 +239,10 @@ def init(directory: Path, bare: bool) -> None:
 
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path, exists=True), default=".")
-def validate(path: Path) -> None:
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object per problem, with its line."
+)
+def validate(path: Path, as_json: bool) -> None:
     """Check a fleet repo work tree (or one file in it): one `file:field: reason` line
     per problem, exit 1 if there is any."""
     root = path if path.is_dir() else _fleet_root(path)
@@ -251,22 +255,45 @@ def validate(path: Path) -> None:
         fleet = fleet.without_spokes(reconciling.carbon_sources(fleet)[1])
         reconciling.previous_ledger(files)
     except FleetConfigError as error:
-        for problem in error.problems:
-            click.echo(problem.line())
+        _problems(error.problems, files=files, as_json=as_json)
         sys.exit(EXIT_ERROR)
     except ledger.LedgerError as error:
-        click.echo(str(error))
+        if as_json:
+            unread = Problem(file=ledger.LEDGER_PATH, field="-", reason=str(error))
+            _problems([unread], files=files, as_json=True)
+        else:
+            click.echo(str(error))
         sys.exit(EXIT_ERROR)
     problems = [
         p
         for p in [*fleet.problems, *reconciling.hand_edits(files)]
         if only is None or p.file.split("#")[0] == only
     ]
-    for problem in problems:
-        click.echo(problem.line())
+    _problems(problems, files=files, as_json=as_json)
     if problems:
         sys.exit(EXIT_ERROR)
     click.echo(f"ok: {len(fleet.spokes)} spokes, {len(fleet.jobs)} jobs", err=True)
+
+
+def _problems(problems: Iterable[Problem], *, files: Mapping[str, bytes], as_json: bool) -> None:
+    """Each problem as its line, or as JSON with the line of its file it is on
+    (for a CI check to annotate): a file of several documents names the
+    document, from 0, as `file#1`."""
+    for problem in problems:
+        if not as_json:
+            click.echo(problem.line())
+            continue
+        name, _, document = problem.file.partition("#")
+        raw = files.get(name)
+        number = int(document) if document.isdecimal() else 0
+        found = {
+            "file": name,
+            "document": number,
+            "line": yamlio.line_of(raw, problem.field, document=number) if raw else None,
+            "field": problem.field,
+            "reason": problem.reason,
+        }
+        click.echo(json.dumps(found))
 
 
 def _fleet_root(path: Path) -> Path:

@@ -76,3 +76,71 @@ def dump(document: Mapping[str, Any], *, dumper: type | None = None) -> bytes:
         allow_unicode=True,
         width=100,
     ).encode()
+
+
+def line_of(raw: bytes, field: str, *, document: int = 0) -> int | None:
+    """The line (from 1) of `field` in the `document`-th document of `raw` that
+    is not empty, named as a problem names it: keys apart by dots (a key may
+    hold dots itself, as an annotation's does), list items and map keys in
+    brackets (`containers[0]`, `requests[cpu]`). A field that is not there (a
+    required one left out) is at the line of the deepest part that is; None
+    for a file that does not parse, or a field that names no part of it ("-")."""
+    try:
+        nodes = [node for node in yaml.compose_all(raw, Loader=yaml.SafeLoader) if _filled(node)]
+    except (yaml.YAMLError, ValueError, RecursionError):
+        return None
+    if not 0 <= document < len(nodes) or field in ("", "-"):
+        return None
+    node, line, rest = nodes[document], None, field
+    while rest:
+        step = _step(node, rest)
+        if step is None:
+            break
+        key, node, rest = step
+        line = key.start_mark.line + 1
+    return line
+
+
+def _filled(node: yaml.Node | None) -> bool:
+    """A document that loads as something: `load_all` leaves the others out."""
+    return node is not None and not (
+        isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
+    )
+
+
+def _step(node: yaml.Node, rest: str) -> tuple[yaml.Node, yaml.Node, str] | None:
+    """The first part of the path `rest` within `node`: the node that names it
+    (a key, or a list item), its value, and the path left; None where `node`
+    has no such part."""
+    if rest.startswith("["):
+        end = rest.find("]")
+        if end < 0:
+            return None
+        name, left = rest[1:end], rest[end + 1 :].removeprefix(".")
+        if isinstance(node, yaml.SequenceNode):
+            if not name.isdecimal() or int(name) >= len(node.value):
+                return None
+            item = node.value[int(name)]
+            return item, item, left
+        return _keyed(node, name, left)
+    # The longest key the path goes on from: "caspian.dev/duration" before "caspian".
+    keys = [
+        key.value
+        for key, _ in (node.value if isinstance(node, yaml.MappingNode) else [])
+        if isinstance(key, yaml.ScalarNode)
+        and rest.startswith(key.value)
+        and rest[len(key.value) : len(key.value) + 1] in ("", ".", "[")
+    ]
+    if not keys:
+        return None
+    name = max(keys, key=len)
+    return _keyed(node, name, rest[len(name) :].removeprefix("."))
+
+
+def _keyed(node: yaml.Node, name: str, left: str) -> tuple[yaml.Node, yaml.Node, str] | None:
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    for key, value in node.value:
+        if isinstance(key, yaml.ScalarNode) and key.value == name:
+            return key, value, left
+    return None

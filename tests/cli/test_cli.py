@@ -55,6 +55,34 @@ def test_validate_prints_one_line_per_problem_and_exits_1(run, tmp_path) -> None
     assert only.output.strip().splitlines() == [lines[2]]
 
 
+def test_validate_json_gives_the_line_of_each_problem(run, tmp_path) -> None:
+    target = tmp_path / "fleet"
+    run("init", target)
+    bad = appwrapper(
+        "bad",
+        annotations={"caspian.dev/not-before": "soon"},
+        resources={"requests": {"cpu": "lots"}},
+    )
+    (target / "jobs" / "two.yaml").write_text(f"{appwrapper('fine')}---\n{bad}")
+    (target / "jobs" / "worse.yaml").write_text("kind: [")
+    result = run("validate", target, "--json")
+    assert result.exit_code == EXIT_ERROR
+    found = [json.loads(line) for line in result.output.splitlines()]
+    text = (target / "jobs" / "two.yaml").read_text().splitlines()
+    after = text.index("---") + 1  # the second document's first line, from 0
+
+    def line_with(words: str) -> int:
+        return next(i for i, line in enumerate(text) if words in line and i >= after) + 1
+
+    assert [(p["file"], p["document"], p["line"]) for p in found] == [
+        ("jobs/two.yaml", 1, line_with("cpu: lots")),
+        ("jobs/two.yaml", 1, line_with("caspian.dev/not-before: soon")),
+        ("jobs/worse.yaml", 0, None),
+    ]
+    plain = run("validate", target).output.splitlines()
+    assert [f"{p['file']}#1:{p['field']}: {p['reason']}" for p in found[:2]] == plain[:2]
+
+
 def test_validate_reads_links_as_git_holds_them_not_what_they_point_to(run, tmp_path) -> None:
     target, outside = tmp_path / "fleet", tmp_path / "outside"
     assert run("init", target).exit_code == 0

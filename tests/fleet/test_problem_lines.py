@@ -1,0 +1,60 @@
+"""Where in its file a problem is: the line `caspian validate --json` gives a
+CI check to annotate, found from the field the problem names."""
+
+from __future__ import annotations
+
+import pytest
+
+from reconciler.yamlio import line_of
+
+TWO_DOCUMENTS = b"""\
+---
+# an empty document first, which loading leaves out
+---
+metadata:
+  annotations:
+    caspian: "x"
+    caspian.dev/duration: "1 hour"
+spec:
+  containers:
+  - name: main
+    resources:
+      requests:
+        cpu: lots
+  - name: side
+---
+metadata: {name: second}
+spec: {}
+"""
+
+
+@pytest.mark.parametrize(
+    ("field", "document", "line"),
+    [
+        ("metadata", 0, 4),
+        # A key may hold dots: the longest key the path goes on from is taken.
+        ("metadata.annotations.caspian.dev/duration", 0, 7),
+        ("metadata.annotations.caspian", 0, 6),
+        ("spec.containers[0].resources.requests[cpu]", 0, 13),
+        ("spec.containers[1]", 0, 14),
+        ("spec.containers[1].name", 0, 14),
+        # What is not there is said at the deepest part that is.
+        ("spec.containers[1].image", 0, 14),
+        ("spec.containers[7]", 0, 9),
+        ("spec.template.spec", 0, 8),
+        ("metadata.name", 1, 16),
+        ("spec.parallelism", 1, 17),
+        # Nothing to point at: the whole file, or a document it does not have.
+        ("-", 0, None),
+        ("metadata", 2, None),
+        ("kind", 0, None),
+    ],
+)
+def test_a_field_is_found_at_its_key(field: str, document: int, line: int | None) -> None:
+    assert line_of(TWO_DOCUMENTS, field, document=document) == line
+
+
+def test_a_file_that_does_not_parse_has_no_lines() -> None:
+    assert line_of(b"metadata: [", "metadata") is None
+    # A value its tag cannot hold is found all the same: only loading reads it.
+    assert line_of(b"b: 1\na: !!timestamp 2026-13-45\n", "a") == 2
