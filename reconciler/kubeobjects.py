@@ -4,7 +4,9 @@ free on each node, which of Caspian's Jobs have begun, wait for a node, are
 refused or cannot start, and why, how they ended, and what quotas and
 LimitRanges hold the pods of a namespace to. `reconciler/kube.py` lists the
 objects; this module only reads them, so it needs neither the client nor a
-cluster. Every field is read as the API may leave it out.
+cluster. Optional fields are read as the API may leave them out; an object
+without one every object has (its metadata) raises, and kube.py then takes
+the spoke's whole answer for one it cannot read.
 """
 
 from __future__ import annotations
