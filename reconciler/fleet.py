@@ -9,6 +9,7 @@ file becomes a `Problem` for that file alone (a spoke's, that spoke broken:
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import math
@@ -1040,6 +1041,17 @@ DURATIONS = {
     "success_ttl": SUCCESS_TTL,
     "failed_ttl": FAILED_TTL,
 }
+# Every annotation of the AppWrapper controller's. Caspian reads all but the
+# last: Argo CD's prune deletes a Job here, with no deletion to force.
+APPWRAPPER_ANNOTATIONS = frozenset(
+    {
+        *DURATIONS.values(),
+        RETRY_LIMIT,
+        TERMINAL_EXIT_CODES,
+        RETRYABLE_EXIT_CODES,
+        APPWRAPPER + "forcefulDeletionGracePeriodDuration",
+    }
+)
 _GRACE_MEANING = (
     "how long its pods may wait on their spoke before it is requeued (without it, the "
     "policy's requeueUnscheduled holds)"
@@ -1092,6 +1104,10 @@ def _annotations(
             unread.append(error)
             return None
 
+    for key in annotations:
+        if key.startswith(APPWRAPPER) and key not in APPWRAPPER_ANNOTATIONS:
+            known = {name.removeprefix(APPWRAPPER) for name in APPWRAPPER_ANNOTATIONS}
+            unread.append(_unknown(key, prefix=APPWRAPPER, known=known, whose="AppWrapper"))
     found = {
         **_hints(annotations, policy=policy, labels=labels, unread=unread),
         "retry_limit": read(lambda: _retry_limit(annotations)),
@@ -1106,6 +1122,17 @@ def _annotations(
             lambda key=key, meaning=meaning: _go_duration(annotations, key, meaning=meaning)
         )
     return found, unread
+
+
+def _unknown(key: str, *, prefix: str, known: Iterable[str], whose: str) -> jobspec.FieldError:
+    """An annotation under a prefix Caspian reads that names nothing there:
+    nothing reads it, so what it was meant to say is not done."""
+    names = sorted(known)
+    near = difflib.get_close_matches(key.removeprefix(prefix), names, n=1, cutoff=0.7)
+    hint = f"did you mean {prefix}{near[0]}? " if near else ""
+    return jobspec.FieldError(
+        key, f"unknown {whose} annotation, which nothing reads; {hint}known: {', '.join(names)}"
+    )
 
 
 def _hints(
@@ -1130,11 +1157,7 @@ def _hints(
     }
     for key in annotations:
         if key.startswith(ANNOTATION) and key.removeprefix(ANNOTATION) not in known:
-            unread.append(
-                jobspec.FieldError(
-                    key, f"unknown Caspian annotation; known: {', '.join(sorted(known))}"
-                )
-            )
+            unread.append(_unknown(key, prefix=ANNOTATION, known=known, whose="Caspian"))
 
     def parse(key: str, convert: Callable[[str], Any]) -> Any:
         raw = annotations.get(ANNOTATION + key)

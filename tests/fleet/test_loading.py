@@ -229,6 +229,12 @@ def test_a_namespace_in_the_appwrapper_wins() -> None:
             "jobs/extra.yaml:metadata.annotations.caspian.dev/dedline: unknown Caspian annotation",
         ),
         (
+            appwrapper(annotations={"workload.codeflare.dev.appwrapper/retrylimit": "2"}),
+            "jobs/extra.yaml:metadata.annotations.workload.codeflare.dev.appwrapper/retrylimit: "
+            "unknown AppWrapper annotation, which nothing reads; did you mean "
+            "workload.codeflare.dev.appwrapper/retryLimit? known: admissionGracePeriodDuration",
+        ),
+        (
             appwrapper(annotations={"caspian.dev/power-watts": "-5"}),
             "jobs/extra.yaml:metadata.annotations.caspian.dev/power-watts: '-5' must be a positive",
         ),
@@ -422,6 +428,33 @@ def test_every_problem_of_an_appwrapper_is_named_at_once() -> None:
     for line, start in zip(lines, expected, strict=True):
         assert line.startswith(start), (line, start)
     assert len(fleet.jobs) == 10  # every valid job is still there
+
+
+def test_every_annotation_of_the_appwrapper_controller_is_taken() -> None:
+    prefix = "workload.codeflare.dev.appwrapper/"
+    durations = [
+        "admissionGracePeriodDuration",
+        "warmupGracePeriodDuration",
+        "failureGracePeriodDuration",
+        "retryPausePeriodDuration",
+        "successTTLDuration",
+        "deletionOnFailureGracePeriodDuration",
+        "forcefulDeletionGracePeriodDuration",
+    ]
+    annotations = {prefix + name: "5m" for name in durations}
+    annotations |= {
+        prefix + "retryLimit": "2",
+        prefix + "terminalExitCodes": "3",
+        prefix + "retryableExitCodes": "137",
+    }
+    fleet = fleet_with(jobs__extra=appwrapper(annotations=annotations))
+    assert problems_of(fleet) == []
+    (job,) = [job for job in fleet.jobs if job.name == "extra"]
+    assert (job.retry_limit, job.success_ttl, job.admission_grace) == (
+        2,
+        timedelta(minutes=5),
+        timedelta(minutes=5),
+    )
 
 
 def test_a_job_without_parallelism_runs_one_pod_and_none_with_zero() -> None:
