@@ -841,8 +841,8 @@ def _job_from_doc(
     template = components[0]["template"]
     field = "spec.components[0].template"
     if template.get("apiVersion") != "batch/v1" or template.get("kind") != "Job":
-        found = f"{template.get('apiVersion')}/{template.get('kind')}"
-        return problem(field, f"expected a batch/v1 Job, found {found}")
+        kind = f"{template.get('apiVersion')}/{template.get('kind')}"
+        return problem(field, f"expected a batch/v1 Job, found {kind}")
     inner = (template.get("metadata") or {}).get("namespace")
     if inner and inner != namespace:
         # The AppWrapper controller's webhook refuses this too.
@@ -857,6 +857,17 @@ def _job_from_doc(
     # From here on each part is read whatever became of the others, so that one
     # `caspian validate` names every field to fix, not the first only.
     found = [(f"{field}.{where}", why) for where, why in refusals.fought_by_argocd(template)]
+    if components[0].get("podSetInfos"):
+        # What the AppWrapper controller would add to the pods; Caspian renders
+        # the Job alone, so it would be lost without a word.
+        found.append(
+            (
+                "spec.components[0].podSetInfos",
+                "Kueue's admission of it on one cluster, as `kubectl get -o yaml` copies "
+                "it: remove it; Caspian places the job across spokes, and a nodeSelector "
+                "or tolerations its pods need go in the Job's pod template",
+            )
+        )
     try:
         default = policy.spec.defaults.requests
         pod, pods_at_once, defaulted = jobspec.requests(

@@ -229,6 +229,13 @@ def test_a_namespace_in_the_appwrapper_wins() -> None:
             "jobs/extra.yaml:metadata.annotations.caspian.dev/dedline: unknown Caspian annotation",
         ),
         (
+            appwrapper().replace(
+                "  - template:", "  - podSetInfos:\n    - nodeSelector: {zone: a}\n    template:"
+            ),
+            "jobs/extra.yaml:spec.components[0].podSetInfos: Kueue's admission of it on one "
+            "cluster, as `kubectl get -o yaml` copies it: remove it",
+        ),
+        (
             appwrapper(annotations={"workload.codeflare.dev.appwrapper/retrylimit": "2"}),
             "jobs/extra.yaml:metadata.annotations.workload.codeflare.dev.appwrapper/retrylimit: "
             "unknown AppWrapper annotation, which nothing reads; did you mean "
