@@ -25,7 +25,8 @@ from optimizer import baselines
 from optimizer.model import Instance, Plan, SolverSettings
 from reconciler import benchloop, crd, deciding, ledger, reconciling, templates
 from reconciler.decisions import Decision, SpokeState
-from reconciler.fleet import Fleet, load_fleet
+from reconciler.fleet import Fleet
+from reconciler.loading import load_fleet
 from reconciler.pods import Node, Resources, Taint
 
 GPU_TAINT = Taint(key="nvidia.com/gpu", effect="NoSchedule")

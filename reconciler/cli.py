@@ -37,8 +37,9 @@ from reconciler import (
     templates,
     yamlio,
 )
-from reconciler.fleet import FleetConfigError, Problem, load_fleet
+from reconciler.fleet import FleetConfigError, Problem
 from reconciler.gitrepo import FleetRepo, GitError, Identity, create_bare_repo, redact
+from reconciler.loading import load_fleet
 from reconciler.observing import DeclaredCapacity, Observer, StatusFilledIn
 from reconciler.quantities import format_time, timestamp
 

@@ -25,10 +25,11 @@ from carbon.sources import source_for
 from optimizer.model import RESOURCES
 from reconciler import crd, deciding, history, ledger, messages, metrics, owned, pools
 from reconciler.decisions import Decision
-from reconciler.fleet import SPOKES_DIR, Fleet, FleetConfigError, Problem, load_fleet
+from reconciler.fleet import SPOKES_DIR, Fleet, FleetConfigError, Problem
 from reconciler.gitrepo import FleetRepo, Identity, RemoteMovedError, Snapshot
 from reconciler.history import History
 from reconciler.ledger import UNFINISHED, Phase
+from reconciler.loading import load_fleet
 from reconciler.observing import DeclaredCapacity, Observer
 from reconciler.owned import OWNED_PREFIXES
 from reconciler.rendering import RENDERED, SPOKE_FILES, job_path, render

@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from carbon import CarbonSourceConfig, embedded
+from reconciler.appwrappers import template_hash
 from reconciler.fleet import (
     Capacity,
     Fleet,
@@ -27,7 +28,6 @@ from reconciler.fleet import (
     Spoke,
     SpokeMeta,
     SpokeSpec,
-    template_hash,
 )
 from reconciler.pods import Resources
 

@@ -144,3 +144,12 @@ def _keyed(node: yaml.Node, name: str, left: str) -> tuple[yaml.Node, yaml.Node,
         if isinstance(key, yaml.ScalarNode) and key.value == name:
             return key, value, left
     return None
+
+
+def describe(error: YAMLError) -> str:
+    """What a parse error says, with the line and column it stopped at."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error)
+    if mark is not None:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return str(problem)

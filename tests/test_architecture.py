@@ -13,6 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("reconciler", "optimizer", "carbon")
 PURE = (
     "reconciler/fleet.py",
+    "reconciler/loading.py",
+    "reconciler/appwrappers.py",
     "reconciler/deciding.py",
     "reconciler/decisions.py",
     "reconciler/requeues.py",

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
+from reconciler.appwrappers import RETRY_PAUSE, TERMINAL_EXIT_CODES
 from reconciler.cli import EXIT_ERROR, EXIT_PARTIAL
-from reconciler.fleet import RETRY_PAUSE, TERMINAL_EXIT_CODES
 from reconciler.quantities import format_time, timestamp
 from tests import gitutil
 from tests.fleet.helpers import appwrapper, appwrapper_doc

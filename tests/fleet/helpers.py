@@ -6,7 +6,8 @@ from typing import Any
 import yaml
 
 from reconciler import crd
-from reconciler.fleet import Fleet, load_fleet
+from reconciler.fleet import Fleet
+from reconciler.loading import load_fleet
 from reconciler.templates import template_files
 
 

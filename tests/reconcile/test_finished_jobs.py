@@ -12,7 +12,7 @@ from datetime import timedelta
 import yaml
 
 from reconciler import messages
-from reconciler.fleet import FAILED_TTL, SUCCESS_TTL
+from reconciler.appwrappers import FAILED_TTL, SUCCESS_TTL
 from reconciler.rendering import job_path, render
 from reconciler.templates import template_files
 from tests.conftest import NOW

@@ -13,7 +13,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 from reconciler.admission import LimitRangeItem, QuotaScope, ScopedQuota
-from reconciler.fleet import RETRY_LIMIT
+from reconciler.appwrappers import RETRY_LIMIT
 from reconciler.kube import KubeObserver
 from reconciler.pods import Resources
 from tests.fakehttp import Reply, serve

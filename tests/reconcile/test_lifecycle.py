@@ -7,8 +7,8 @@ from datetime import timedelta
 import yaml
 
 from reconciler import crd, deciding, ledger, messages, reconciling
-from reconciler.fleet import load_fleet
 from reconciler.ledger import FIXED
+from reconciler.loading import load_fleet
 from reconciler.observing import DeclaredCapacity
 from reconciler.pods import Node, Resources, Taint
 from reconciler.quantities import format_time

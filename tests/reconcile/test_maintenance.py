@@ -12,8 +12,9 @@ import yaml
 from prometheus_client import REGISTRY
 
 from reconciler import cron, messages
-from reconciler.fleet import Maintenance, load_fleet
+from reconciler.fleet import Maintenance
 from reconciler.ledger import FIXED, UNFINISHED
+from reconciler.loading import load_fleet
 from reconciler.pods import Node, Resources, Taint
 from reconciler.quantities import timestamp
 from reconciler.templates import template_files

@@ -13,7 +13,8 @@ from click.testing import CliRunner
 
 from reconciler.cli import main
 from reconciler.crd import check_appwrapper
-from reconciler.fleet import FleetConfigError, load_fleet
+from reconciler.fleet import FleetConfigError
+from reconciler.loading import load_fleet
 from reconciler.templates import template_files
 from tests import gitutil
 from tests.conftest import NOW, assert_valid_plan

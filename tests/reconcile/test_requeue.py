@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from reconciler import messages
-from reconciler.fleet import DURATIONS, GRACE_PERIODS
+from reconciler.appwrappers import DURATIONS, GRACE_PERIODS
 from reconciler.quantities import format_time
 from reconciler.rendering import render
 from reconciler.templates import template_files

@@ -11,7 +11,12 @@ from datetime import timedelta
 import yaml
 
 from reconciler import ledger, messages
-from reconciler.fleet import RETRY_LIMIT, RETRY_PAUSE, RETRYABLE_EXIT_CODES, TERMINAL_EXIT_CODES
+from reconciler.appwrappers import (
+    RETRY_LIMIT,
+    RETRY_PAUSE,
+    RETRYABLE_EXIT_CODES,
+    TERMINAL_EXIT_CODES,
+)
 from reconciler.pods import Node, Resources, Taint
 from reconciler.quantities import format_time
 from reconciler.rendering import render

@@ -9,8 +9,9 @@ from datetime import timedelta
 import yaml
 
 from reconciler import crd, messages, survey
-from reconciler.fleet import Maintenance, load_fleet
+from reconciler.fleet import Maintenance
 from reconciler.ledger import FIXED
+from reconciler.loading import load_fleet
 from reconciler.observing import DeclaredCapacity
 from reconciler.quantities import format_time
 from reconciler.templates import template_files

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from reconciler import crd, deciding, ledger, messages, reconciling
-from reconciler.fleet import load_fleet
+from reconciler.loading import load_fleet
 from reconciler.observing import DeclaredCapacity
 from reconciler.rendering import render
 from reconciler.templates import template_files

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from reconciler import crd, ledger, rendering, yamlio
-from reconciler.fleet import load_fleet
 from reconciler.ledger import Entry, Ledger, Phase
+from reconciler.loading import load_fleet
 from reconciler.templates import template_files
 from tests.conftest import NOW
 from tests.rendering.scenario import decide_and_render

@@ -1,0 +1,208 @@
+"""Reading a fleet repo: `load_fleet` takes the repo's files as {path: bytes}
+(read from one commit by the git adapter, or from a work tree by `caspian
+validate`) and returns a `Fleet`. Pure. The policy and the spoke files are
+read here; each AppWrapper by `reconciler/appwrappers.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from reconciler import appwrappers, yamlio
+from reconciler.fleet import (
+    JOBS_DIR,
+    POLICY_FILE,
+    SPOKES_DIR,
+    Fleet,
+    FleetConfigError,
+    JobRequest,
+    Policy,
+    Problem,
+    Spoke,
+    broken_spokes,
+)
+
+
+def load_fleet(
+    files: Mapping[str, bytes],
+    *,
+    appwrapper_schema: appwrappers.SchemaCheck,
+    links: Collection[str] = frozenset(),
+) -> Fleet:
+    """Read policy, spokes and AppWrappers from a snapshot of the repo. `links` says
+    which of `files` are symbolic links (their content is the path they point to)."""
+    policy = _load_policy(files, links=links)
+    spokes, problems = _load_spokes(files, links=links)
+    broken = broken_spokes(problems, loaded=spokes)
+    # A broken spoke's labels are not known: a job may name it or select it, and
+    # waits for it, rather than being refused for another file's fault.
+    known: dict[str, Mapping[str, str] | None] = {
+        **{spoke.name: spoke.metadata.labels for spoke in spokes},
+        **dict.fromkeys(broken),
+    }
+    labels = {name: known[name] for name in sorted(known)}
+    jobs: list[JobRequest] = []
+    seen: dict[str, str] = {}
+    for path in sorted(p for p in files if _is_job_file(p)):
+        if path in links:
+            problems.append(_link_problem(path, files[path]))
+            continue
+        for job_or_problems in appwrappers.load_job_file(
+            path, files[path], policy=policy, labels=labels, check=appwrapper_schema
+        ):
+            if isinstance(job_or_problems, JobRequest):
+                job = job_or_problems
+                if job.id in seen:
+                    problems.append(
+                        Problem(
+                            file=path,
+                            field="metadata.name",
+                            reason=f"{job.id} is already defined in {seen[job.id]}; "
+                            "give one of them another name",
+                        )
+                    )
+                    continue
+                seen[job.id] = path
+                jobs.append(job)
+            else:
+                problems.extend(job_or_problems)
+    cycles = appwrappers.in_cycles(jobs)
+    for job in jobs:
+        if job.id in cycles:
+            others = " after ".join((*cycles[job.id], job.id))
+            problems.append(
+                Problem(
+                    file=job.source,
+                    field=f"metadata.annotations.{appwrappers.AFTER}",
+                    reason=f"the jobs wait for each other in a circle ({others}), so none "
+                    "could ever start: take one of them out of the next one's caspian.dev/after",
+                )
+            )
+    jobs = [job for job in jobs if job.id not in cycles]
+    return Fleet(
+        policy=policy,
+        spokes=spokes,
+        jobs=tuple(jobs),
+        problems=tuple(problems),
+        broken_spokes=broken,
+    )
+
+
+def _is_job_file(path: str) -> bool:
+    return path.startswith(JOBS_DIR) and path.endswith((".yaml", ".yml"))
+
+
+def _link_problem(path: str, target: bytes) -> Problem:
+    # Git holds a link, not the file it points to, and Argo CD and kustomize
+    # would each resolve it their own way: Caspian reads only what is committed.
+    shown = target.decode("utf-8", "replace")
+    shown = shown if len(shown) <= 200 else shown[:197] + "..."
+    return Problem(
+        file=path,
+        field="-",
+        reason=f"a symbolic link (to {shown!r}): Caspian reads files, not links; "
+        "commit the file itself at this path",
+    )
+
+
+def _load_policy(files: Mapping[str, bytes], *, links: Collection[str]) -> Policy:
+    if POLICY_FILE not in files:
+        raise FleetConfigError(
+            [Problem(file=POLICY_FILE, field="-", reason="missing: run `caspian init` or add it")]
+        )
+    if POLICY_FILE in links:
+        raise FleetConfigError([_link_problem(POLICY_FILE, files[POLICY_FILE])])
+    doc, error = _one_document(files[POLICY_FILE])
+    if error:
+        raise FleetConfigError([Problem(file=POLICY_FILE, field="-", reason=error)])
+    try:
+        return Policy.model_validate(doc)
+    except ValidationError as invalid:
+        raise FleetConfigError(_problems(POLICY_FILE, invalid)) from None
+
+
+def _load_spokes(
+    files: Mapping[str, bytes], *, links: Collection[str]
+) -> tuple[tuple[Spoke, ...], list[Problem]]:
+    """The spokes that load, and the problems of the files that do not. With no
+    spoke at all nothing can be planned: that raises."""
+    spokes: list[Spoke] = []
+    problems: list[Problem] = []
+    for path in sorted(p for p in files if p.startswith(SPOKES_DIR)):
+        if path.endswith(".yml"):
+            # Left out, its spoke would silently take no work.
+            fix = f"spoke files end in .yaml: rename it {path.removesuffix('.yml')}.yaml"
+            problems.append(Problem(file=path, field="-", reason=fix))
+            continue
+        if not path.endswith(".yaml"):
+            continue
+        if path in links:
+            problems.append(_link_problem(path, files[path]))
+            continue
+        doc, error = _one_document(files[path])
+        if error:
+            problems.append(Problem(file=path, field="-", reason=error))
+            continue
+        try:
+            spoke = Spoke.model_validate(doc)
+        except ValidationError as invalid:
+            problems.extend(_problems(path, invalid))
+            continue
+        stem = path.rsplit("/", 1)[-1].removesuffix(".yaml")
+        if spoke.name != stem:
+            problems.append(
+                Problem(
+                    file=path,
+                    field="metadata.name",
+                    reason=f"{spoke.name!r} must match the file name; rename one to the other",
+                )
+            )
+            continue
+        spokes.append(spoke)
+    if not spokes:
+        raise FleetConfigError(
+            problems
+            or [Problem(file=SPOKES_DIR, field="-", reason="no spokes: add spokes/<name>.yaml")]
+        )
+    return tuple(spokes), problems
+
+
+def _one_document(raw: bytes) -> tuple[Any, str | None]:
+    try:
+        docs = yamlio.load_all(raw)
+    except yamlio.YAMLError as error:
+        return None, f"not valid YAML: {yamlio.describe(error)}"
+    if len(docs) != 1:
+        return None, f"expected one YAML document, found {len(docs)}"
+    return docs[0], None
+
+
+def _problems(path: str, invalid: ValidationError, *, prefix: str = "") -> list[Problem]:
+    result = []
+    for error in invalid.errors():
+        field = prefix + _dotted(error["loc"])
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown field: check its spelling"
+        elif error["type"] == "missing":
+            message = "required field is missing"
+        elif error["type"] == "literal_error":
+            message = f"{message}, found {error['input']!r}"
+        elif error["type"] == "value_error":
+            # pydantic's prefix, not Caspian's reason.
+            message = message.removeprefix("Value error, ")
+        result.append(Problem(file=path, field=field or "-", reason=message))
+    return result
+
+
+def _dotted(loc: Iterable[int | str]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + str(part)
+    return text
