@@ -81,6 +81,7 @@ def explain(decision: Decision, entry: Entry) -> Explanation:
     request = decision.jobs.get(entry.id)
     notes = [
         *_carbon(decision, entry, request),
+        *_reason(decision, entry),
         *_waits(decision, entry),
         *_runs(decision, entry),
         *_held(decision, entry),
@@ -117,7 +118,7 @@ def explain(decision: Decision, entry: Entry) -> Explanation:
 
 
 def _carbon(decision: Decision, entry: Entry, request: JobRequest | None) -> list[str]:
-    """How its lateness weighs, what it emits against qos, and the ledger's reason."""
+    """How its lateness weighs, and what it emits against qos."""
     notes = []
     if request is not None and (weight := decision.lateness_weight(request)) != 1:
         notes.append(
@@ -129,9 +130,17 @@ def _carbon(decision: Decision, entry: Entry, request: JobRequest | None) -> lis
             f"{entry.estimated_grams:,.1f} gCO2 planned vs {entry.qos_grams:,.1f} gCO2 for qos "
             f"({1 - entry.estimated_grams / entry.qos_grams:.0%} less)"
         )
-    if entry.reason:
-        notes.append(entry.reason)
     return notes
+
+
+def _reason(decision: Decision, entry: Entry) -> list[str]:
+    """The ledger's reason; for a file that does not load, each of its problems
+    on its own line, where the ledger joins them into one."""
+    if entry.phase == Phase.INVALID:
+        own = [f"{p.field}: {p.reason}" for p in decision.problems if p.file == entry.source]
+        if own:
+            return own
+    return [entry.reason] if entry.reason else []
 
 
 def _waits(decision: Decision, entry: Entry) -> list[str]:

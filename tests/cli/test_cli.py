@@ -615,6 +615,13 @@ def test_explain_finds_a_broken_file_by_its_name_and_says_what_is_wrong(run, tmp
     assert result.exit_code == 0, result.output
     assert result.output.startswith("jobs/nightly.yaml (jobs/nightly.yaml): Invalid\n")
     assert "parallelism: 'two' is not of type 'integer'" in result.output
+    # Each of a file's problems on a line of its own.
+    worse = appwrapper_doc("worse", annotations={"caspian.dev/duration": "soon"})
+    worse["metadata"]["annotations"]["caspian.dev/spokes"] = "atlantis"
+    gitutil.user_commit(remote, {"jobs/worse.yaml": yaml.safe_dump(worse).encode()})
+    lines = run("explain", "worse", "--repo", remote, *AT).output.splitlines()
+    assert lines[1].startswith("  metadata.annotations.caspian.dev/spokes: unknown spoke(s)")
+    assert lines[2].startswith("  metadata.annotations.caspian.dev/duration: 'soon' is not a")
     # Placed, then broken: held where it was, and explain says why.
     held = run("explain", "etl-daily", "--repo", remote, *AT)
     assert held.exit_code == 0, held.output
