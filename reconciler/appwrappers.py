@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from reconciler import (
@@ -391,9 +392,7 @@ def _annotations(
     }
     for field, key in DURATIONS.items():
         meaning = DURATION_MEANINGS[key]
-        found[field] = read(
-            lambda key=key, meaning=meaning: _go_duration(annotations, key, meaning=meaning)
-        )
+        found[field] = read(partial(_go_duration, annotations, key, meaning=meaning))
     return found, unread
 
 
