@@ -310,7 +310,7 @@ def _fleet_root(path: Path) -> Path:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def plan(target: Target, now_text: str | None, as_json: bool) -> None:
     """Show what a reconcile would change now; commit nothing."""
-    outcome = _plan(target, now_text=now_text)
+    outcome = _plan(target, now_text=now_text, as_json=as_json)
     if as_json:
         click.echo(json.dumps(_planned(outcome)))
     elif not outcome.changes:
@@ -429,28 +429,54 @@ def _planned(outcome: reconciling.Outcome) -> dict[str, Any]:
     message (None where it would commit nothing), the fleet repo's problems, and
     each job's record as status/placements.yaml would hold it."""
     decision = outcome.decision
-    message = outcome.message if outcome.changes else None
+    return _plan_object(
+        input_commit=outcome.input_commit,
+        changes=outcome.changes,
+        message=outcome.message if outcome.changes else None,
+        partial=outcome.partial,
+        problems=decision.problems,
+        jobs=rendering.ledger_document(decision.ledger)["entries"],
+    )
+
+
+def _plan_object(
+    *,
+    input_commit: str | None = None,
+    changes: Mapping[str, str] | None = None,
+    message: str | None = None,
+    partial: bool = True,
+    problems: Iterable[Problem] = (),
+    jobs: Iterable[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """`plan --json`'s object; by default, that of a fleet repo that cannot be
+    planned at all (its problems are all it holds)."""
     return {
-        "input_commit": outcome.input_commit,
-        "changes": outcome.changes,
+        "input_commit": input_commit,
+        "changes": dict(changes or {}),
         "subject": message.partition("\n")[0] if message else None,
         "message": message,
-        "partial": outcome.partial,
-        "problems": [problem.model_dump(mode="json") for problem in decision.problems],
-        "jobs": rendering.ledger_document(decision.ledger)["entries"],
+        "partial": partial,
+        "problems": [problem.model_dump(mode="json") for problem in problems],
+        "jobs": list(jobs),
     }
 
 
-def _plan(target: Target, *, now_text: str | None) -> reconciling.Outcome:
+def _plan(target: Target, *, now_text: str | None, as_json: bool = False) -> reconciling.Outcome:
     """A reconcile's decision and changes, without committing (`plan`, `explain`)."""
     observer = target.observer()
-    return _run(lambda repo: reconciling.plan(repo, now=_now(now_text), observer=observer), target)
+    return _run(
+        lambda repo: reconciling.plan(repo, now=_now(now_text), observer=observer),
+        target,
+        as_json=as_json,
+    )
 
 
-def _run(action, target: Target):  # noqa: ANN001, ANN202
+def _run(action, target: Target, *, as_json: bool = False):  # noqa: ANN001, ANN202
     try:
         return action(target.repo())
     except FleetConfigError as error:
+        if as_json:
+            click.echo(json.dumps(_plan_object(problems=error.problems)))
         click.echo("cannot plan: fix these files (nothing was committed)", err=True)
         for problem in error.problems:
             click.echo(f"  {problem.line()}", err=True)

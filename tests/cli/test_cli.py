@@ -214,6 +214,19 @@ def test_plan_json_is_what_the_reconcile_then_commits(run, tmp_path) -> None:
     assert again["jobs"] == planned["jobs"]
 
 
+def test_plan_json_of_a_fleet_that_cannot_be_planned_holds_its_problems(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    gitutil.user_commit(remote, {"caspian.yaml": b"apiVersion: caspian.dev/v1alpha1\nkind: ["})
+    result = run("plan", "--repo", remote, *AT, "--json")
+    assert result.exit_code == EXIT_ERROR
+    planned = json.loads(result.stdout)  # the same shape, its problems all it holds
+    assert planned["changes"] == {} and planned["jobs"] == []
+    assert planned["input_commit"] is None and planned["partial"] is True
+    assert [(p["file"], p["field"]) for p in planned["problems"]] == [("caspian.yaml", "-")]
+    assert planned["problems"][0]["reason"].startswith("not valid YAML")
+
+
 def test_a_remote_without_the_branch_names_the_branches_it_has(run, tmp_path) -> None:
     import pygit2
 
