@@ -171,9 +171,9 @@ def prunings(decision: Decision, pruned: Iterable[str]) -> list[str]:
     whose word that was."""
     by_id = decision.ledger.by_id()
     return [
-        f"{job_id}: Job {by_id[job_id].job_name} on {by_id[job_id].spoke}, "
-        f"{by_id[job_id].phase.value.lower()}; kept {kept_for(decision, by_id[job_id])}"
-        for job_id in pruned
+        f"{e.id}: Job {e.job_name} on {e.spoke}, {e.phase.value.lower()}; "
+        f"kept {kept_for(decision, e)}"
+        for e in (by_id[job_id] for job_id in pruned)
     ]
 
 
