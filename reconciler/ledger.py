@@ -178,7 +178,7 @@ _PLAIN = re.compile(r"[A-Za-z0-9._/#-]+")
 def entry_of(raw: bytes | None, job_id: str) -> Entry | None:
     """One job's record from a ledger, without reading the others: `caspian
     history` reads the ledger of every commit, and reading all of a thousand
-    records made it 58 times slower (`caspian bench history`). Caspian writes
+    records made it 46 times slower (README, `caspian history`). Caspian writes
     each record as one item of the ledger's last list, its id first, so the
     record is the text from its `- id:` line to the next item, and a job
     without that line has none there. Anything else is read whole."""
