@@ -241,14 +241,27 @@ def init(directory: Path, bare: bool) -> None:
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path, exists=True), default=".")
 @click.option(
-    "--json", "as_json", is_flag=True, help="Print one JSON object per problem, with its line."
+    "--format",
+    "style",
+    type=click.Choice(["text", "json", "github"]),
+    default="text",
+    show_default=True,
+    help="text: `file:line: field: reason`; json: one object per problem; "
+    "github: a GitHub Actions annotation per problem, on its line of the pull request.",
 )
-def validate(path: Path, as_json: bool) -> None:
-    """Check a fleet repo work tree (or one file in it): one `file:field: reason` line
-    per problem, exit 1 if there is any."""
-    root = path if path.is_dir() else _fleet_root(path)
+@click.option("--json", "as_json", is_flag=True, help="The same as --format json.")
+def validate(path: Path, style: str, as_json: bool) -> None:
+    """Check a fleet repo work tree, or a file or directory in it: one line per
+    problem, exit 1 if there is any."""
+    if as_json and style not in ("text", "json"):
+        raise click.UsageError("--json is --format json: give one of them")
+    style = "json" if as_json else style
+    # Absolute, not resolved: a file given as a link is that link, not its target.
+    path = Path(os.path.abspath(path))  # noqa: PTH100
+    root = _fleet_root(path)
     files = templates.read_tree(root)
-    only = path.relative_to(root).as_posix() if path.is_file() else None
+    part = path.relative_to(root).as_posix()  # "." for the whole repo
+    say = functools.partial(_problems, files=files, root=root, style=style)
     try:
         fleet = load_fleet(
             files, appwrapper_schema=crd.check_appwrapper, links=templates.links_in(root)
@@ -256,52 +269,95 @@ def validate(path: Path, as_json: bool) -> None:
         fleet = fleet.without_spokes(reconciling.carbon_sources(fleet)[1])
         reconciling.previous_ledger(files)
     except FleetConfigError as error:
-        _problems(error.problems, files=files, as_json=as_json)
+        say(error.problems)
         sys.exit(EXIT_ERROR)
     except ledger.LedgerError as error:
-        if as_json:
-            unread = Problem(file=ledger.LEDGER_PATH, field="-", reason=str(error))
-            _problems([unread], files=files, as_json=True)
-        else:
-            click.echo(str(error))
+        say([Problem(file=ledger.LEDGER_PATH, field="-", reason=str(error))])
         sys.exit(EXIT_ERROR)
     problems = [
         p
         for p in [*fleet.problems, *reconciling.hand_edits(files)]
-        if only is None or p.file.split("#")[0] == only
+        if part == "." or f"{p.file.split('#')[0]}/".startswith(f"{part}/")
     ]
-    _problems(problems, files=files, as_json=as_json)
+    say(problems)
     if problems:
         sys.exit(EXIT_ERROR)
     click.echo(f"ok: {len(fleet.spokes)} spokes, {len(fleet.jobs)} jobs", err=True)
 
 
-def _problems(problems: Iterable[Problem], *, files: Mapping[str, bytes], as_json: bool) -> None:
-    """Each problem as its line, or as JSON with the line of its file it is on
-    (for a CI check to annotate): a file of several documents names the
-    document, from 0, as `file#1`."""
+def _problems(
+    problems: Iterable[Problem], *, files: Mapping[str, bytes], root: Path, style: str
+) -> None:
+    """Each problem on one line of output, with the line of its file it is on
+    where that can be found. JSON names files from the fleet repo's root, and a
+    file of several documents' document from 0; the others name files as the
+    working directory sees them, for an editor or a CI check to open."""
     for problem in problems:
-        if not as_json:
-            click.echo(problem.line())
-            continue
         name, _, document = problem.file.partition("#")
-        raw = files.get(name)
         number = int(document) if document.isdecimal() else 0
-        found = {
-            "file": name,
-            "document": number,
-            "line": yamlio.line_of(raw, problem.field, document=number) if raw else None,
-            "field": problem.field,
-            "reason": problem.reason,
-        }
-        click.echo(json.dumps(found))
+        raw = files.get(name)
+        line = (
+            (yamlio.line_of(raw, problem.field, document=number) or yamlio.error_line(raw))
+            if raw
+            else None
+        )
+        if style == "json":
+            found = {
+                "file": name,
+                "document": number,
+                "line": line,
+                "field": problem.field,
+                "reason": problem.reason,
+            }
+            click.echo(json.dumps(found))
+        elif style == "github":
+            click.echo(_annotation(problem, path=_shown(root / name), line=line))
+        else:
+            place = _shown(root / name)
+            if line is not None:
+                place += f":{line}"
+            elif document:
+                place += f"#{document}"
+            said = problem.reason if problem.field == "-" else f"{problem.field}: {problem.reason}"
+            click.echo(f"{place}: {said}")
+
+
+def _shown(path: Path) -> str:
+    """`path` from the working directory where it is under it, else whole."""
+    return (path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path).as_posix()
+
+
+def _annotation(problem: Problem, *, path: str, line: int | None) -> str:
+    """A GitHub Actions error annotation: the check shows it on that line of
+    the pull request's diff. Its workflow-command syntax takes `%`, `:`, `,`
+    and line ends escaped as percent codes."""
+
+    def escaped(text: str, *, extra: str = "") -> str:
+        for char in "%\r\n" + extra:
+            text = text.replace(char, f"%{ord(char):02X}")
+        return text
+
+    where = {"file": path, "line": line, "title": _title(problem)}
+    fields = ",".join(
+        f"{key}={escaped(str(value), extra=':,')}"
+        for key, value in where.items()
+        if value is not None
+    )
+    return f"::error {fields}::{escaped(problem.reason)}"
+
+
+def _title(problem: Problem) -> str:
+    return "caspian" if problem.field == "-" else f"caspian: {problem.field}"
 
 
 def _fleet_root(path: Path) -> Path:
-    for parent in path.resolve().parents:
-        if (parent / "caspian.yaml").exists():
+    for parent in (path, *path.parents):
+        if (parent / "caspian.yaml").is_file():
             return parent
-    raise click.ClickException(f"{path}: no caspian.yaml above it: is this a fleet repo?")
+    raise click.ClickException(
+        f"{path}: no caspian.yaml in it or above it: is this a fleet repo? "
+        "(`caspian init` makes one)"
+    )
 
 
 @main.command()

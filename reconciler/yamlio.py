@@ -101,6 +101,20 @@ def line_of(raw: bytes, field: str, *, document: int = 0) -> int | None:
     return line
 
 
+def error_line(raw: bytes) -> int | None:
+    """The line (from 1) where `raw` stops being YAML; None where it is YAML, or
+    where the parser names no place."""
+    try:
+        for _ in yaml.compose_all(raw, Loader=yaml.SafeLoader):
+            pass
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+        return mark.line + 1 if mark is not None else None
+    except (ValueError, RecursionError):
+        return None
+    return None
+
+
 def _filled(node: yaml.Node | None) -> bool:
     """A document that loads as something: `load_all` leaves the others out."""
     return node is not None and not (

@@ -37,25 +37,34 @@ def test_init_refuses_a_directory_that_is_not_empty(run, tmp_path) -> None:
     assert result.exit_code != 0 and "not empty" in result.output
 
 
-def test_validate_prints_one_line_per_problem_and_exits_1(run, tmp_path) -> None:
+def test_validate_prints_one_line_per_problem_and_exits_1(run, tmp_path, monkeypatch) -> None:
     target = tmp_path / "fleet"
     run("init", target)
     (target / "jobs" / "bad.yaml").write_text(
         appwrapper("bad", annotations={"caspian.dev/not-before": "soon", "caspian.dev/spokes": "x"})
     )
     (target / "jobs" / "worse.yaml").write_text("kind: [")
+    monkeypatch.chdir(target)  # files are named from there
     result = run("validate", target)
     assert result.exit_code == EXIT_ERROR
     lines = result.output.strip().splitlines()
     assert len(lines) == 3  # both of bad.yaml's, and worse.yaml's
-    assert lines[0].startswith("jobs/bad.yaml:metadata.annotations.caspian.dev/spokes: ")
-    assert lines[1].startswith("jobs/bad.yaml:metadata.annotations.caspian.dev/not-before: ")
-    assert lines[2].startswith("jobs/worse.yaml:-: not valid YAML")
+    text = (target / "jobs" / "bad.yaml").read_text().splitlines()
+    spokes, not_before = (
+        next(i for i, line in enumerate(text, 1) if words in line)
+        for words in ("caspian.dev/spokes:", "caspian.dev/not-before:")
+    )
+    # As a compiler says it, for an editor to jump to.
+    assert lines[0].startswith(f"jobs/bad.yaml:{spokes}: metadata.annotations.caspian.dev/spokes: ")
+    assert lines[1].startswith(
+        f"jobs/bad.yaml:{not_before}: metadata.annotations.caspian.dev/not-before: "
+    )
+    assert lines[2].startswith("jobs/worse.yaml:1: not valid YAML")
     only = run("validate", target / "jobs" / "worse.yaml")
     assert only.output.strip().splitlines() == [lines[2]]
 
 
-def test_validate_json_gives_the_line_of_each_problem(run, tmp_path) -> None:
+def test_validate_json_gives_the_line_of_each_problem(run, tmp_path, monkeypatch) -> None:
     target = tmp_path / "fleet"
     run("init", target)
     bad = appwrapper(
@@ -77,32 +86,96 @@ def test_validate_json_gives_the_line_of_each_problem(run, tmp_path) -> None:
     assert [(p["file"], p["document"], p["line"]) for p in found] == [
         ("jobs/two.yaml", 1, line_with("cpu: lots")),
         ("jobs/two.yaml", 1, line_with("caspian.dev/not-before: soon")),
-        ("jobs/worse.yaml", 0, None),
+        ("jobs/worse.yaml", 0, 1),  # where it stops being YAML
     ]
+    monkeypatch.chdir(target)  # files are named from there
     plain = run("validate", target).output.splitlines()
-    assert [f"{p['file']}#1:{p['field']}: {p['reason']}" for p in found[:2]] == plain[:2]
+    assert [f"{p['file']}:{p['line']}: {p['field']}: {p['reason']}" for p in found] == [
+        *plain[:2],
+        plain[2].replace(": not valid", ": -: not valid"),
+    ]
 
 
-def test_validate_reads_links_as_git_holds_them_not_what_they_point_to(run, tmp_path) -> None:
+def test_validate_annotates_a_pull_request_on_github(run, tmp_path, monkeypatch) -> None:
+    target = tmp_path / "fleet"
+    run("init", target)
+    bad = appwrapper("bad", annotations={"caspian.dev/not-before": "soon, or later: 50%"})
+    (target / "jobs" / "bad.yaml").write_text(bad)
+    (target / "jobs" / "worse.yaml").write_text("kind: [")
+    monkeypatch.chdir(tmp_path)  # a workflow runs at the root of the repo that holds the fleet
+    result = run("validate", "fleet", "--format", "github")
+    assert result.exit_code == EXIT_ERROR
+    lines = result.output.splitlines()
+    line = 1 + next(i for i, t in enumerate(bad.splitlines()) if "not-before" in t)
+    # Workflow commands take properties with `:` and `,` escaped, and `%` in both parts.
+    assert re.fullmatch(
+        rf"::error file=fleet/jobs/bad\.yaml,line={line},title=caspian%3A "
+        r"metadata\.annotations\.caspian\.dev/not-before::.*soon, or later: 50%25.*",
+        lines[0],
+    ), lines[0]
+    assert lines[1].startswith("::error file=fleet/jobs/worse.yaml,line=1,title=caspian::not valid")
+    assert len(lines) == 2
+    one = run("validate", "fleet/jobs/worse.yaml", "--format", "github")
+    assert one.output.splitlines() == lines[1:]
+    both = run("validate", "fleet", "--format", "github", "--json")
+    assert both.exit_code == 2 and "--json is --format json" in both.output
+
+
+def test_validate_takes_a_file_or_directory_as_the_shell_names_it(
+    run, tmp_path, monkeypatch
+) -> None:
+    target = tmp_path / "fleet"
+    run("init", target)
+    (target / "jobs" / "worse.yaml").write_text("kind: [")
+    spoke = target / "spokes" / "paris.yaml"
+    spoke.write_text(spoke.read_text().replace("cpu:", "cpus:"))
+    monkeypatch.chdir(target)
+    everything = run("validate").output.splitlines()
+    assert len(everything) == 3 and everything[2].startswith("jobs/worse.yaml:")
+    # A path from the working directory, and names from there too.
+    assert run("validate", "jobs/worse.yaml").output.splitlines() == everything[2:]
+    assert run("validate", "jobs").output.splitlines() == everything[2:]
+    assert run("validate", "./spokes/").output.splitlines() == everything[:2]
+    (target / "jobs" / "worse").mkdir()
+    (target / "jobs" / "worse" / "again.yaml").write_text("kind: [")
+    again = run("validate", "jobs/worse").output.splitlines()
+    assert again == [everything[2].replace("worse.yaml", "worse/again.yaml")]
+    (target / "jobs" / "worse" / "again.yaml").unlink()
+    monkeypatch.chdir(target / "jobs")
+    assert run("validate", "../jobs/worse.yaml").output.splitlines() == [
+        everything[2].replace("jobs/", "", 1)
+    ]
+    monkeypatch.chdir(tmp_path)
+    assert run("validate", "fleet").output.splitlines() == [f"fleet/{e}" for e in everything]
+    nowhere = run("validate", tmp_path)
+    assert nowhere.exit_code == EXIT_ERROR
+    assert "no caspian.yaml in it or above it: is this a fleet repo?" in nowhere.output
+
+
+def test_validate_reads_links_as_git_holds_them_not_what_they_point_to(
+    run, tmp_path, monkeypatch
+) -> None:
     target, outside = tmp_path / "fleet", tmp_path / "outside"
     assert run("init", target).exit_code == 0
     outside.mkdir()
     (outside / "shared.yaml").write_text(appwrapper("shared"))
     (target / "jobs" / "shared.yaml").symlink_to(outside / "shared.yaml")
     (target / "jobs" / "team").symlink_to(outside, target_is_directory=True)
+    monkeypatch.chdir(target)  # files are named from there
     result = run("validate", target)
     assert result.exit_code == EXIT_ERROR
     assert result.output.strip().splitlines() == [
-        f"jobs/shared.yaml:-: a symbolic link (to '{outside / 'shared.yaml'}'): Caspian reads "
+        f"jobs/shared.yaml: a symbolic link (to '{outside / 'shared.yaml'}'): Caspian reads "
         "files, not links; commit the file itself at this path"
     ]
 
 
-def test_validate_names_rendered_files_edited_or_added_by_hand(run, tmp_path) -> None:
+def test_validate_names_rendered_files_edited_or_added_by_hand(run, tmp_path, monkeypatch) -> None:
     target, remote = tmp_path / "fleet", tmp_path / "fleet.git"
     run("init", "--bare", remote)
     assert run("reconcile", "--once", "--repo", remote, *AT).exit_code == 0
     gitutil.checkout(remote, target)
+    monkeypatch.chdir(target)  # files are named from there
     assert run("validate", target).exit_code == 0
     job = next(
         p for p in (target / "rendered").rglob("batch.*.yaml") if "suspend: true" in p.read_text()
@@ -114,26 +187,28 @@ def test_validate_names_rendered_files_edited_or_added_by_hand(run, tmp_path) ->
     lines = sorted(result.output.strip().splitlines())
     edited = job.relative_to(target).as_posix()
     assert lines == [
-        f"{edited}:-: edited by hand (it no longer matches the digest Caspian wrote): Caspian "
+        f"{edited}: edited by hand (it no longer matches the digest Caspian wrote): Caspian "
         "owns rendered/ and rewrites it at every reconcile; make the change in jobs/, spokes/ "
         f"or caspian.yaml and revert this file (git checkout -- {edited})",
-        "rendered/paris/extra.yaml:-: Caspian did not write it (it lacks Caspian's header): "
+        "rendered/paris/extra.yaml: Caspian did not write it (it lacks Caspian's header): "
         "Caspian owns rendered/ and rewrites it at every reconcile; make the change in jobs/, "
         "spokes/ or caspian.yaml and revert this file (git checkout -- rendered/paris/extra.yaml)",
     ]
 
 
-def test_validate_reports_a_broken_spoke(run, tmp_path) -> None:
+def test_validate_reports_a_broken_spoke(run, tmp_path, monkeypatch) -> None:
     target = tmp_path / "fleet"
     run("init", target)
     (target / "spokes" / "paris.yaml").write_text(
         (target / "spokes" / "paris.yaml").read_text().replace("cpu:", "cpus:")
     )
+    monkeypatch.chdir(target)  # files are named from there
     result = run("validate", target)
     assert result.exit_code == EXIT_ERROR
-    assert (
-        "spokes/paris.yaml:spec.capacity.cpus: unknown field: check its spelling" in result.output
-    )
+    assert result.output.splitlines() == [
+        "spokes/paris.yaml:12: spec.capacity.cpu: required field is missing",
+        "spokes/paris.yaml:13: spec.capacity.cpus: unknown field: check its spelling",
+    ]
 
 
 def test_reconcile_commits_once_then_finds_nothing_to_do(run, tmp_path) -> None:
@@ -495,7 +570,7 @@ def test_a_broken_spoke_file_is_reported_and_the_reconcile_goes_on(run, tmp_path
     gitutil.checkout(remote, work_tree)
     checked = run("validate", work_tree)
     assert checked.exit_code == EXIT_ERROR
-    assert checked.output.startswith("spokes/paris.yaml:-: not valid YAML")
+    assert re.match(rf"{work_tree}/spokes/paris\.yaml:\d+: not valid YAML", checked.output)
 
 
 def _set_suspend(remote, path: str, value: bool) -> None:

@@ -1,11 +1,12 @@
-"""Where in its file a problem is: the line `caspian validate --json` gives a
-CI check to annotate, found from the field the problem names."""
+"""Where in its file a problem is: the line `caspian validate` gives an editor
+or a CI check, found from the field the problem names, or where the file stops
+being YAML."""
 
 from __future__ import annotations
 
 import pytest
 
-from reconciler.yamlio import line_of
+from reconciler.yamlio import error_line, line_of
 
 TWO_DOCUMENTS = b"""\
 ---
@@ -58,3 +59,20 @@ def test_a_file_that_does_not_parse_has_no_lines() -> None:
     assert line_of(b"metadata: [", "metadata") is None
     # A value its tag cannot hold is found all the same: only loading reads it.
     assert line_of(b"b: 1\na: !!timestamp 2026-13-45\n", "a") == 2
+
+
+@pytest.mark.parametrize(
+    ("raw", "line"),
+    [
+        (b"metadata: [", 1),
+        (b"a: 1\nb: [\n", 3),  # the stream ends inside the list
+        (b"a: 1\n  b: 2\n", 2),
+        (b"a: 1\n---\nb: *nowhere\n", 3),
+        (b"a: 1\nb: 2\n", None),
+        (TWO_DOCUMENTS, None),
+        # A value its tag cannot hold is YAML all the same: only loading fails on it.
+        (b"b: 1\na: !!timestamp 2026-13-45\n", None),
+    ],
+)
+def test_a_file_that_does_not_parse_is_placed_where_it_stops(raw: bytes, line: int | None) -> None:
+    assert error_line(raw) == line
