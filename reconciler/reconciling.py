@@ -131,19 +131,35 @@ def job_history(repo: FleetRepo, job: str, *, most: int) -> History:
     snapshot = repo.fetch()
     try:
         entry = previous_ledger(snapshot.files).find(job)
+        found = (entry.id, entry.source)
     except LookupError as error:
-        entry = _forgotten(repo, job, most=most)
-        if entry is None:
+        found = _forgotten(repo, job, most=most) or _not_yet_placed(snapshot, job)
+        if found is None:
             raise LookupError(
                 f"{error}; a job forgotten since is found by its namespace/name"
             ) from None
-    paths = (ledger.LEDGER_PATH, entry.source.split("#", 1)[0])
-    return history.history(entry.id, entry.source, repo.revisions(paths), most=most)
+    job_id, source = found
+    paths = (ledger.LEDGER_PATH, source.split("#", 1)[0])
+    return history.history(job_id, source, repo.revisions(paths), most=most)
 
 
-def _forgotten(repo: FleetRepo, job_id: str, *, most: int) -> ledger.Entry | None:
-    """The last record of `job_id` in the ledgers of the last `most` commits
-    that changed it, newest first; None where none has it."""
+def _not_yet_placed(snapshot: Snapshot, job: str) -> tuple[str, str] | None:
+    """The id and file of the one job of the tip's AppWrappers that `job`
+    names, which no reconcile has recorded yet (just pushed, or proposed in a
+    pull request not merged yet): its history is its file's commits."""
+    try:
+        fleet = load_fleet(
+            snapshot.files, appwrapper_schema=crd.check_appwrapper, links=snapshot.links
+        )
+    except FleetConfigError:
+        return None
+    matches = [j for j in fleet.jobs if job in (j.id, j.name, j.source, j.source.split("#")[0])]
+    return (matches[0].id, matches[0].source) if len(matches) == 1 else None
+
+
+def _forgotten(repo: FleetRepo, job_id: str, *, most: int) -> tuple[str, str] | None:
+    """The id and file of `job_id`'s last record in the ledgers of the last
+    `most` commits that changed it, newest first; None where none has it."""
     if "/" not in job_id:
         return None
     for _, revision in zip(range(most), repo.revisions([ledger.LEDGER_PATH]), strict=False):
@@ -152,7 +168,7 @@ def _forgotten(repo: FleetRepo, job_id: str, *, most: int) -> ledger.Entry | Non
         except ledger.LedgerError:
             continue
         if found is not None:
-            return found
+            return found.id, found.source
     return None
 
 

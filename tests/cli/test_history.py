@@ -250,3 +250,23 @@ def test_a_forgotten_job_is_found_by_its_namespace_and_name(tmp_path) -> None:
     short = _run(remote, tmp_path, "history", "etl-daily")
     assert short.exit_code == 1
     assert "a job forgotten since is found by its namespace/name" in short.output
+
+
+def test_a_job_no_reconcile_has_placed_yet_shows_its_files_commits(tmp_path) -> None:
+    remote = _fleet(tmp_path)
+    _reconcile(remote, tmp_path, "2026-11-22T02:00:00Z")
+    new = "jobs/etl-hourly.yaml"
+    text = gitutil.read(remote, FILE).replace(b"name: etl-daily", b"name: etl-hourly")
+    gitutil.user_commit(remote, {new: text}, "An hourly ETL")
+    gitutil.user_commit(remote, {new: text + b"# runs hourly\n"}, "A note")
+    # Pushed, and not reconciled since: found by any of its names, as explain finds it.
+    events = _events(remote, tmp_path, "batch/etl-hourly")
+    assert [e["what"] for e in events] == [f"added {new}", f"edited {new}"]
+    assert events == _events(remote, tmp_path, "etl-hourly") == _events(remote, tmp_path, new)
+    other = text.replace(
+        b"\n  name: etl-hourly\n", b"\n  name: etl-hourly\n  namespace: media\n", 1
+    )
+    gitutil.user_commit(remote, {"jobs/other/etl-hourly.yaml": other})
+    assert len(_events(remote, tmp_path, "media/etl-hourly")) == 1
+    several = _run(remote, tmp_path, "history", "etl-hourly")
+    assert several.exit_code == 1 and "is no job in the ledger" in several.output
