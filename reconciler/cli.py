@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import posixpath
 import re
 import sys
 import tempfile
@@ -350,6 +351,12 @@ def _title(problem: Problem) -> str:
     return "caspian" if problem.field == "-" else f"caspian: {problem.field}"
 
 
+def _job_named(text: str) -> str:
+    """A job as the ledger names it: a file given as the shell completes it
+    (`./jobs/etl.yaml`) is `jobs/etl.yaml`."""
+    return posixpath.normpath(text) if "/" in text else text
+
+
 def _fleet_root(path: Path) -> Path:
     for parent in (path, *path.parents):
         if (parent / "caspian.yaml").is_file():
@@ -401,7 +408,7 @@ def reconcile(target: Target, now_text: str | None, once: bool) -> None:
 
 
 @main.command()
-@click.argument("job")
+@click.argument("job", callback=lambda _ctx, _param, value: _job_named(value))
 @target_options
 @now_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -423,7 +430,7 @@ def explain(job: str, target: Target, now_text: str | None, as_json: bool) -> No
 
 
 @main.command()
-@click.argument("job")
+@click.argument("job", callback=lambda _ctx, _param, value: _job_named(value))
 @repo_options
 @click.option(
     "--limit",

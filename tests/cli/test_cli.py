@@ -416,6 +416,8 @@ def test_explain_json_holds_what_the_text_says(run, tmp_path) -> None:
     rows = [line for line in lines if " gCO2  " in line]
     assert [row.split()[0] for row in rows] == [place["spoke"] for place in found["places"]]
     assert found["forecasts"] and all(source in text.output for source in found["forecasts"])
+    # Its file as the shell completes it names it too.
+    assert run("explain", "./jobs/etl-daily.yaml", "--repo", remote, *AT).output == text.output
 
 
 def test_explain_names_the_spokes_a_selector_leaves_out(run, tmp_path) -> None:

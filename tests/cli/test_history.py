@@ -119,6 +119,7 @@ def test_history_names_the_job_as_explain_does_and_says_what_there_is(tmp_path) 
     _reconcile(remote, tmp_path, "2026-11-22T02:00:00Z")
     by_file = _events(remote, tmp_path, FILE)
     assert by_file == _events(remote, tmp_path, JOB) == _events(remote, tmp_path, "etl-daily")
+    assert by_file == _events(remote, tmp_path, f"./{FILE}")
     missing = _run(remote, tmp_path, "history", "nope")
     assert missing.exit_code == 1
     assert "'nope' is no job in the ledger; jobs: " in missing.output and JOB in missing.output
