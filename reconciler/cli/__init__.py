@@ -1,0 +1,45 @@
+"""The `caspian` command. Thin: parse options, call the shell, print, set the exit code.
+
+Exit codes: 0 done; 1 nothing done (bad configuration, git failure); 3 done, but
+some job could not be planned (an invalid AppWrapper, or no place for it).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from reconciler.cli import benches, fleetrepo, intensity, simulation, watch
+from reconciler.cli.common import EXIT_ERROR, EXIT_PARTIAL, Target
+
+__all__ = ["EXIT_ERROR", "EXIT_PARTIAL", "Target", "main"]
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log what each step does.")
+def main(verbose: bool) -> None:
+    """Caspian: carbon-aware placement of batch Jobs across Kubernetes clusters, through git."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+for command in (
+    fleetrepo.init,
+    fleetrepo.validate,
+    fleetrepo.plan,
+    fleetrepo.reconcile,
+    fleetrepo.explain,
+    fleetrepo.history,
+    fleetrepo.spokes,
+    fleetrepo.demo,
+    watch.watch,
+    intensity.carbon,
+    simulation.simulate,
+    benches.bench,
+):
+    main.add_command(command)

@@ -1,0 +1,204 @@
+"""What the commands share: the exit codes, the options naming a fleet repo
+and its observer, `--now`, the bot's identity, and checks of paths to write."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from reconciler import signing
+from reconciler.gitrepo import FleetRepo, Identity
+from reconciler.observing import DeclaredCapacity, Observer, StatusFilledIn
+from reconciler.quantities import timestamp
+
+EXIT_ERROR = 1
+EXIT_PARTIAL = 3
+
+
+def parse_now(value: str | None) -> datetime:
+    """`--now` as given, else the clock's now."""
+    if not value:
+        return datetime.now(UTC)
+    try:
+        return timestamp(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="'--now'") from None
+
+
+def bot_author() -> Identity:
+    """The bot identity, and its signing key, from the environment. A key that
+    cannot sign stops the command here, before anything is decided."""
+    try:
+        key = signing.from_settings(
+            os.environ.get("CASPIAN_SIGNING_KEY"), os.environ.get("CASPIAN_SIGNING_FORMAT")
+        )
+        if key is not None:
+            signing.sign("caspian: can this key sign?\n", key=key)
+    except signing.SigningError as error:
+        raise click.ClickException(str(error)) from None
+    return Identity(
+        name=os.environ.get("CASPIAN_GIT_AUTHOR_NAME", Identity().name),
+        email=os.environ.get("CASPIAN_GIT_AUTHOR_EMAIL", Identity().email),
+        signing=key,
+    )
+
+
+@dataclass(frozen=True)
+class Target:
+    """The fleet repo a command works on, and where it learns the spokes' state."""
+
+    url: str
+    branch: str
+    cache_dir: Path | None
+    observer_kind: str  # "declared", "kube" or "argocd"
+    kubeconfig: str | None
+    argocd_context: str | None = None
+    argocd_namespace: str = "argocd"
+
+    def repo(self) -> FleetRepo:
+        return FleetRepo(self.url, branch=self.branch, cache_dir=self.cache_dir)
+
+    def observer(self) -> Observer:
+        if self.observer_kind == "declared":
+            return DeclaredCapacity()
+        from reconciler.kube import ArgoCDObserver, KubeObserver
+
+        argocd = ArgoCDObserver(
+            kubeconfig=self.kubeconfig, context=self.argocd_context, namespace=self.argocd_namespace
+        )
+        if self.observer_kind == "argocd":
+            return argocd
+        spokes = KubeObserver(kubeconfig=self.kubeconfig)
+        # Spokes without a kubeContext then get their Jobs' status from Argo CD.
+        return StatusFilledIn(spokes, argocd) if self.argocd_context else spokes
+
+
+_TARGET_OPTIONS = (
+    click.option(
+        "--repo", "url", required=True, help="Fleet repo: a path to a bare repo or any git URL."
+    ),
+    click.option("--branch", default="main", show_default=True),
+    click.option(
+        "--cache-dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        help="Where Caspian keeps its bare mirror (default: ~/.cache/caspian/repos/...).",
+    ),
+    click.option(
+        "--observer",
+        type=click.Choice(["declared", "kube", "argocd"]),
+        default="declared",
+        show_default=True,
+        help="Spoke capacity and Job status: as declared in spokes/; from each spoke's API "
+        "server (its kubeContext), with declared capacity for spokes without one; or declared "
+        "capacity with Job status from the hub's Argo CD Applications.",
+    ),
+    click.option(
+        "--argocd-context",
+        help="With --observer argocd: the kubeconfig context of Argo CD's cluster "
+        "(default: the current context; 'in-cluster' for the pod's own service account). "
+        "With --observer kube: spokes without a kubeContext get their Jobs' status from "
+        "this Argo CD.",
+    ),
+    click.option(
+        "--argocd-namespace",
+        default="argocd",
+        show_default=True,
+        help="With --observer argocd: the namespace of Argo CD's Applications.",
+    ),
+    click.option(
+        "--kubeconfig",
+        type=click.Path(dir_okay=False),
+        envvar="KUBECONFIG",
+        help="Kubeconfig holding the spokes' contexts (default: $KUBECONFIG, ~/.kube/config).",
+    ),
+)
+
+
+def repo_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options naming the fleet repo alone, handed to `command` as a
+    `target` that observes nothing (`history`)."""
+
+    @functools.wraps(command)
+    def with_repo(*args: Any, url: str, branch: str, cache_dir: Path | None, **rest: Any) -> None:
+        target = Target(
+            url=url, branch=branch, cache_dir=cache_dir, observer_kind="declared", kubeconfig=None
+        )
+        command(*args, target=target, **rest)
+
+    for option in reversed(_TARGET_OPTIONS[:3]):
+        with_repo = option(with_repo)
+    return with_repo
+
+
+def target_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options naming the fleet repo and the observer, handed to `command` as
+    one `target`: plan, reconcile, explain and watch take the same ones."""
+
+    @functools.wraps(command)
+    def with_target(
+        *args: Any,
+        url: str,
+        branch: str,
+        cache_dir: Path | None,
+        observer: str,
+        kubeconfig: str | None,
+        argocd_context: str | None,
+        argocd_namespace: str,
+        **rest: Any,
+    ) -> None:
+        target = Target(
+            url=url,
+            branch=branch,
+            cache_dir=cache_dir,
+            observer_kind=observer,
+            kubeconfig=kubeconfig,
+            argocd_context=argocd_context,
+            argocd_namespace=argocd_namespace,
+        )
+        command(*args, target=target, **rest)
+
+    # click lists options in the order of their decorators, outermost first.
+    for option in reversed(_TARGET_OPTIONS):
+        with_target = option(with_target)
+    return with_target
+
+
+now_option = click.option(
+    "--now", "now_text", metavar="RFC3339", help="Plan as if it were this time (default: now)."
+)
+
+
+def writable_directory(path: Path, *, hint: str, make: bool = False) -> None:
+    """`path` (made first, with `make`) is a directory this process can write in."""
+    try:
+        if path.exists() and not path.is_dir():
+            raise NotADirectoryError(0, "a file is there, not a directory")
+        if make:
+            path.mkdir(parents=True, exist_ok=True)
+        if not path.is_dir() or not os.access(path, os.W_OK):
+            raise NotADirectoryError(0, "not a directory this user can write in")
+    except OSError as error:
+        raise click.BadParameter(
+            f"cannot write in {path}: {error.strerror}", param_hint=hint
+        ) from None
+
+
+def writable_file(path: Path, *, hint: str) -> None:
+    """`path` can be written: tried now, before the work whose result goes there."""
+    existed = path.exists()
+    try:
+        with path.open("a"):
+            pass
+    except OSError as error:
+        raise click.BadParameter(
+            f"cannot write {path}: {error.strerror}", param_hint=hint
+        ) from None
+    if not existed:
+        path.unlink()

@@ -1,0 +1,433 @@
+"""The commands on a fleet repo: init, validate, plan, reconcile, explain,
+history, spokes, and the demo's one reconcile."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import posixpath
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+
+from reconciler import (
+    crd,
+    explaining,
+    ledger,
+    messages,
+    reconciling,
+    rendering,
+    survey,
+    templates,
+    yamlio,
+)
+from reconciler.cli.common import (
+    EXIT_ERROR,
+    EXIT_PARTIAL,
+    Target,
+    bot_author,
+    now_option,
+    parse_now,
+    repo_options,
+    target_options,
+    writable_directory,
+)
+from reconciler.fleet import FleetConfigError, Problem
+from reconciler.gitrepo import FleetRepo, GitError, Identity, create_bare_repo, redact
+from reconciler.loading import load_fleet
+from reconciler.quantities import format_time
+
+
+@click.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--bare", is_flag=True, help="Make DIRECTORY a bare git repo holding the template.")
+def init(directory: Path, bare: bool) -> None:
+    """Create a fleet repo in DIRECTORY from the template (3 spokes, example jobs)."""
+    writable_directory(directory, hint="'DIRECTORY'", make=True)
+    if any(directory.iterdir()):
+        raise click.ClickException(f"{directory} is not empty: choose a new directory")
+    files = templates.template_files()
+    if bare:
+        commit = create_bare_repo(
+            directory, files=files, message="Start a Caspian fleet repo", author=bot_author()
+        )
+        click.echo(f"bare fleet repo at {directory} (main at {commit[:12]})")
+        click.echo(f"next: caspian reconcile --repo {directory} --once")
+        return
+    templates.write_tree(directory, files)
+    click.echo(f"fleet repo files written to {directory}")
+    click.echo(
+        "next: git init -b main, commit, push to your server, "
+        "then caspian reconcile --repo URL --once (--branch for another branch)"
+    )
+
+
+@click.command()
+@click.argument("path", type=click.Path(path_type=Path, exists=True), default=".")
+@click.option(
+    "--format",
+    "style",
+    type=click.Choice(["text", "json", "github"]),
+    default="text",
+    show_default=True,
+    help="text: `file:line: field: reason`; json: one object per problem; "
+    "github: a GitHub Actions annotation per problem, on its line of the pull request.",
+)
+@click.option("--json", "as_json", is_flag=True, help="The same as --format json.")
+def validate(path: Path, style: str, as_json: bool) -> None:
+    """Check a fleet repo work tree, or a file or directory in it: one line per
+    problem, exit 1 if there is any."""
+    if as_json and style not in ("text", "json"):
+        raise click.UsageError("--json is --format json: give one of them")
+    style = "json" if as_json else style
+    # Absolute, not resolved: a file given as a link is that link, not its target.
+    path = Path(os.path.abspath(path))  # noqa: PTH100
+    root = _fleet_root(path)
+    files = templates.read_tree(root)
+    part = path.relative_to(root).as_posix()  # "." for the whole repo
+    say = functools.partial(_problems, files=files, root=root, style=style)
+    try:
+        fleet = load_fleet(
+            files, appwrapper_schema=crd.check_appwrapper, links=templates.links_in(root)
+        )
+        fleet = fleet.without_spokes(reconciling.carbon_sources(fleet)[1])
+        reconciling.previous_ledger(files)
+    except FleetConfigError as error:
+        say(error.problems)
+        sys.exit(EXIT_ERROR)
+    except ledger.LedgerError as error:
+        say([Problem(file=ledger.LEDGER_PATH, field="-", reason=str(error))])
+        sys.exit(EXIT_ERROR)
+    problems = [
+        p
+        for p in [*fleet.problems, *reconciling.hand_edits(files)]
+        if part == "." or f"{p.file.split('#')[0]}/".startswith(f"{part}/")
+    ]
+    say(problems)
+    if problems:
+        sys.exit(EXIT_ERROR)
+    click.echo(f"ok: {len(fleet.spokes)} spokes, {len(fleet.jobs)} jobs", err=True)
+
+
+def _problems(
+    problems: Iterable[Problem], *, files: Mapping[str, bytes], root: Path, style: str
+) -> None:
+    """Each problem on one line of output, with the line of its file it is on
+    where that can be found. JSON names files from the fleet repo's root, and a
+    file of several documents' document from 0; the others name files as the
+    working directory sees them, for an editor or a CI check to open."""
+    for problem in problems:
+        name, _, document = problem.file.partition("#")
+        number = int(document) if document.isdecimal() else 0
+        raw = files.get(name)
+        line = (
+            (yamlio.line_of(raw, problem.field, document=number) or yamlio.error_line(raw))
+            if raw
+            else None
+        )
+        if style == "json":
+            found = {
+                "file": name,
+                "document": number,
+                "line": line,
+                "field": problem.field,
+                "reason": problem.reason,
+            }
+            click.echo(json.dumps(found))
+        elif style == "github":
+            click.echo(_annotation(problem, path=_shown(root / name), line=line))
+        else:
+            place = _shown(root / name)
+            if line is not None:
+                place += f":{line}"
+            elif document:
+                place += f"#{document}"
+            said = problem.reason if problem.field == "-" else f"{problem.field}: {problem.reason}"
+            click.echo(f"{place}: {said}")
+
+
+def _shown(path: Path) -> str:
+    """`path` from the working directory where it is under it, else whole."""
+    return (path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path).as_posix()
+
+
+def _annotation(problem: Problem, *, path: str, line: int | None) -> str:
+    """A GitHub Actions error annotation: the check shows it on that line of
+    the pull request's diff. Its workflow-command syntax takes `%`, `:`, `,`
+    and line ends escaped as percent codes."""
+
+    def escaped(text: str, *, extra: str = "") -> str:
+        for char in "%\r\n" + extra:
+            text = text.replace(char, f"%{ord(char):02X}")
+        return text
+
+    where = {"file": path, "line": line, "title": _title(problem)}
+    fields = ",".join(
+        f"{key}={escaped(str(value), extra=':,')}"
+        for key, value in where.items()
+        if value is not None
+    )
+    return f"::error {fields}::{escaped(problem.reason)}"
+
+
+def _title(problem: Problem) -> str:
+    return "caspian" if problem.field == "-" else f"caspian: {problem.field}"
+
+
+def _job_named(text: str) -> str:
+    """A job as the ledger names it: a file given as the shell completes it
+    (`./jobs/etl.yaml`) is `jobs/etl.yaml`."""
+    return posixpath.normpath(text) if "/" in text else text
+
+
+def _fleet_root(path: Path) -> Path:
+    for parent in (path, *path.parents):
+        if (parent / "caspian.yaml").is_file():
+            return parent
+    raise click.ClickException(
+        f"{path}: no caspian.yaml in it or above it: is this a fleet repo? "
+        "(`caspian init` makes one)"
+    )
+
+
+@click.command()
+@target_options
+@now_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def plan(target: Target, now_text: str | None, as_json: bool) -> None:
+    """Show what a reconcile would change now; commit nothing."""
+    outcome = _plan(target, now_text=now_text, as_json=as_json)
+    if as_json:
+        click.echo(json.dumps(_planned(outcome)))
+    elif not outcome.changes:
+        click.echo(f"no change: {redact(target.url)} is up to date at {outcome.input_commit[:12]}")
+    else:
+        click.echo(f"would commit on {outcome.input_commit[:12]}:")
+        for path, change in outcome.changes.items():
+            click.echo(f"  {change:8} {path}")
+        click.echo("")
+        click.echo(outcome.message)
+    sys.exit(EXIT_PARTIAL if outcome.partial else 0)
+
+
+@click.command()
+@target_options
+@now_option
+@click.option("--once", is_flag=True, help="Reconcile one time and exit.")
+def reconcile(target: Target, now_text: str | None, once: bool) -> None:
+    """Decide, render, commit and push the placement (one commit, or none if unchanged)."""
+    if not once:
+        raise click.UsageError("reconcile runs one time: pass --once (use `caspian watch` to loop)")
+    author = bot_author()
+    observer = target.observer()
+    outcome = _run(
+        lambda repo: reconciling.reconcile_once(
+            repo, now=parse_now(now_text), author=author, observer=observer
+        ),
+        target,
+    )
+    _report(outcome)
+    sys.exit(EXIT_PARTIAL if outcome.partial else 0)
+
+
+@click.command()
+@click.argument("job", callback=lambda _ctx, _param, value: _job_named(value))
+@target_options
+@now_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def explain(job: str, target: Target, now_text: str | None, as_json: bool) -> None:
+    """Why JOB (namespace/name, name, or its file) goes where it goes: its place,
+    deadline and carbon against qos, and its cheapest alternatives, each with
+    whether it had room. Decides as `plan` does; commits nothing."""
+    decision = _plan(target, now_text=now_text).decision
+    try:
+        entry = decision.ledger.find(job)
+    except LookupError as error:
+        raise click.ClickException(str(error)) from None
+    explanation = explaining.explain(decision, entry)
+    if as_json:
+        click.echo(explanation.model_dump_json())
+        return
+    for line in explanation.lines():
+        click.echo(line)
+
+
+@click.command()
+@click.argument("job", callback=lambda _ctx, _param, value: _job_named(value))
+@repo_options
+@click.option(
+    "--limit",
+    type=click.IntRange(1),
+    default=1000,
+    show_default=True,
+    help="Read at most this many commits that changed its file or the ledger.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per change.")
+def history(job: str, target: Target, limit: int, as_json: bool) -> None:
+    """What happened to JOB (namespace/name, name, or its file), oldest first,
+    from the fleet repo's git log: each commit that changed its AppWrapper,
+    and each placement Caspian committed for it, with what that commit says
+    of it. Commits nothing."""
+    try:
+        found = _run(lambda repo: reconciling.job_history(repo, job, most=limit), target)
+    except LookupError as error:
+        raise click.ClickException(str(error)) from None
+    if as_json:
+        for event in found.events:
+            click.echo(event.model_dump_json())
+        return
+    count = len(found.events)
+    click.echo(f"{found.job} ({found.source}): {count} change{'s' * (count != 1)}, oldest first")
+    if not found.complete:
+        click.echo(f"  (older commits not read: more than --limit {limit})")
+    for event in found.events:
+        when = format_time(event.time)
+        click.echo(f"{when}  {event.commit[:10]}  {event.author}: {event.what}")
+        for line in event.said:
+            click.echo(f"    {line}")
+    for commit in found.unreadable:
+        click.echo(f"  skipped {commit[:10]}: its ledger was edited by hand and does not read")
+
+
+@click.command()
+@target_options
+@now_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per spoke.")
+def spokes(target: Target, now_text: str | None, as_json: bool) -> None:
+    """Each spoke as Caspian sees it now: whether its file loads and its API
+    answers, its room, what the ledger has on it, what its Jobs there are
+    doing, and what Caspian may not list there. Commits nothing; exits 3
+    when a spoke is down or its file does not load."""
+    observer = target.observer()
+    now = parse_now(now_text)
+    found = _run(lambda repo: reconciling.survey(repo, now=now, observer=observer), target)
+    if as_json:
+        for report in found.spokes:
+            click.echo(report.model_dump_json(exclude={"observed": {"nodes"}}))
+    else:
+        click.echo(f"spokes at {found.input_commit[:12]}:")
+        click.echo(survey.table(found))
+    sys.exit(EXIT_PARTIAL if any(report.trouble for report in found.spokes) else 0)
+
+
+def _planned(outcome: reconciling.Outcome) -> dict[str, Any]:
+    """What `plan --json` prints: the files a reconcile would change, its commit
+    message (None where it would commit nothing), the fleet repo's problems, and
+    each job's record as status/placements.yaml would hold it."""
+    decision = outcome.decision
+    return _plan_object(
+        input_commit=outcome.input_commit,
+        changes=outcome.changes,
+        message=outcome.message if outcome.changes else None,
+        partial=outcome.partial,
+        problems=decision.problems,
+        jobs=rendering.ledger_document(decision.ledger)["entries"],
+    )
+
+
+def _plan_object(
+    *,
+    input_commit: str | None = None,
+    changes: Mapping[str, str] | None = None,
+    message: str | None = None,
+    partial: bool = True,
+    problems: Iterable[Problem] = (),
+    jobs: Iterable[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """`plan --json`'s object; by default, that of a fleet repo that cannot be
+    planned at all (its problems are all it holds)."""
+    return {
+        "input_commit": input_commit,
+        "changes": dict(changes or {}),
+        "subject": message.partition("\n")[0] if message else None,
+        "message": message,
+        "partial": partial,
+        "problems": [problem.model_dump(mode="json") for problem in problems],
+        "jobs": list(jobs),
+    }
+
+
+def _plan(target: Target, *, now_text: str | None, as_json: bool = False) -> reconciling.Outcome:
+    """A reconcile's decision and changes, without committing (`plan`, `explain`)."""
+    observer = target.observer()
+    return _run(
+        lambda repo: reconciling.plan(repo, now=parse_now(now_text), observer=observer),
+        target,
+        as_json=as_json,
+    )
+
+
+def _run(action, target: Target, *, as_json: bool = False):  # noqa: ANN001, ANN202
+    try:
+        return action(target.repo())
+    except FleetConfigError as error:
+        if as_json:
+            click.echo(json.dumps(_plan_object(problems=error.problems)))
+        click.echo("cannot plan: fix these files (nothing was committed)", err=True)
+        for problem in error.problems:
+            click.echo(f"  {problem.line()}", err=True)
+    except (GitError, ledger.LedgerError) as error:
+        click.echo(f"error: {error}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+def _report(outcome: reconciling.Outcome) -> None:
+    decision = outcome.decision
+    click.echo(messages.placement_table(decision))
+    click.echo("")
+    estimated, baseline, saved = messages.savings(decision.ledger)
+    if saved is not None:
+        click.echo(
+            f"carbon: {estimated:,.0f} gCO2 planned vs {baseline:,.0f} gCO2 for qos "
+            f"(earliest start, carbon-blind): {saved:.1%} less"
+        )
+    click.echo(f"solver: {decision.plan.solver_status} ({decision.plan.method})")
+    for entry in decision.ledger.entries:
+        if entry.phase in (ledger.Phase.INVALID, ledger.Phase.PENDING):
+            click.echo(f"{entry.phase.value.lower()}: {entry.id}: {entry.reason}", err=True)
+        elif entry.late and entry.phase in ledger.UNFINISHED:
+            click.echo(f"late: {entry.id}: {entry.reason}", err=True)
+    for line in messages.draining(decision):
+        click.echo(f"unschedulable: {line}")
+    if outcome.commit:
+        click.echo(f"committed {outcome.commit[:12]} on {outcome.input_commit[:12]} and pushed")
+    else:
+        click.echo(f"no change at {outcome.input_commit[:12]}: nothing committed")
+
+
+@click.command()
+@now_option
+def demo(now_text: str | None) -> None:
+    """One reconcile of the template fleet in a temporary directory: no network,
+    no cluster, no keys."""
+    now = parse_now(now_text)
+    with tempfile.TemporaryDirectory(prefix="caspian-demo-") as tmp:
+        remote = Path(tmp) / "fleet.git"
+        files = templates.template_files()
+        jobs = sum(1 for name in files if name.startswith("jobs/"))
+        spokes = sum(1 for name in files if name.startswith("spokes/"))
+        create_bare_repo(
+            remote,
+            files=files,
+            message=f"Add fleet: {spokes} spokes, {jobs} AppWrappers",
+            author=Identity(name="Fleet Admin", email="admin@example.invalid"),
+        )
+        click.echo(f"fleet repo: {remote} (bare, from repo-template: {spokes} spokes, {jobs} jobs)")
+        click.echo(f"reconcile at {format_time(now)}; carbon: embedded 2023 data, same hour\n")
+        repo = FleetRepo(str(remote), cache_dir=Path(tmp) / "mirror.git")
+        outcome = reconciling.reconcile_once(repo, now=now, author=bot_author())
+        _report(outcome)
+        again = reconciling.reconcile_once(repo, now=now, author=bot_author())
+        click.echo(
+            "second reconcile: "
+            + ("no change, no commit" if again.commit is None else f"committed {again.commit}")
+        )
+        if outcome.commit:
+            click.echo("\n$ git log --stat -1\n" + repo.show(outcome.commit))
+    if outcome.partial:
+        sys.exit(EXIT_PARTIAL)

@@ -1,0 +1,137 @@
+"""`caspian watch`: reconcile continuously, and serve /metrics and the webhook."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import click
+
+from reconciler.cli.common import Target, bot_author, target_options
+from reconciler.gitrepo import GitError, redact
+
+
+@click.command()
+@target_options
+@click.option(
+    "--interval",
+    type=click.FloatRange(1),
+    default=60.0,
+    show_default=True,
+    help="Seconds between fetches (also woken at slot boundaries and by pushes).",
+)
+@click.option(
+    "--debounce",
+    type=click.FloatRange(0),
+    default=1.0,
+    show_default=True,
+    help="Seconds to wait after a push for more pushes before reconciling.",
+)
+@click.option(
+    "--listen",
+    default="127.0.0.1:8080",
+    show_default=True,
+    callback=lambda ctx, param, value: _listen_address(value),
+    help="HOST:PORT of /metrics, /healthz and POST /webhook ([::1]:PORT for IPv6).",
+)
+@click.option(
+    "--propose",
+    metavar="BRANCH",
+    help="Pull-request mode: push placements to BRANCH, not to the main branch.",
+)
+@click.option(
+    "--pr-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="With --propose: write the pull request's title and body here.",
+)
+@click.option(
+    "--forge",
+    type=click.Choice(["github", "gitea"]),
+    help="With --propose: open or update the pull request there (token in CASPIAN_FORGE_TOKEN).",
+)
+@click.option("--forge-url", help="The forge's API root, e.g. https://api.github.com.")
+@click.option("--forge-repo", metavar="OWNER/NAME")
+def watch(
+    target: Target,
+    interval: float,
+    debounce: float,
+    listen: tuple[str, int],
+    propose: str | None,
+    pr_file: Path | None,
+    forge: str | None,
+    forge_url: str | None,
+    forge_repo: str | None,
+) -> None:
+    """Reconcile continuously: on pushes (webhook, or a local repo's refs), on a
+    timer, and at every slot boundary. SIGTERM finishes the current reconcile."""
+    import signal
+    import threading
+
+    from reconciler import serving
+    from reconciler.forge import Forge
+    from reconciler.watching import Watcher, WatchSettings
+
+    if propose == target.branch:
+        raise click.UsageError("--propose must name a branch other than the main one")
+    remote_forge = None
+    if forge:
+        token = os.environ.get("CASPIAN_FORGE_TOKEN")
+        if not (propose and forge_url and forge_repo and token):
+            raise click.UsageError(
+                "--forge needs --propose, --forge-url, --forge-repo and CASPIAN_FORGE_TOKEN"
+            )
+        remote_forge = Forge(kind=forge, url=forge_url, repo=forge_repo, token=token)
+    host, port = listen
+    try:
+        repo = target.repo()
+    except GitError as error:
+        raise click.ClickException(str(error)) from None
+    watcher = Watcher(
+        repo,
+        author=bot_author(),
+        observer=target.observer(),
+        settings=WatchSettings(
+            interval_s=interval,
+            debounce_s=debounce,
+            propose=propose,
+            pr_file=pr_file,
+            forge=remote_forge,
+        ),
+    )
+    try:
+        server = serving.serve(
+            watcher, host=host, port=port, secret=os.environ.get("CASPIAN_WEBHOOK_SECRET")
+        )
+    except OSError as error:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    stop_refs = threading.Event()
+    if Path(target.url).is_dir():
+        from reconciler.localwatch import watch_refs
+
+        watch_refs(Path(target.url), on_change=watcher.trigger, stop=stop_refs)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: watcher.stop())
+    click.echo(
+        f"watching {redact(target.url)} ({target.branch}); "
+        f"http://{f'[{host}]' if ':' in host else host}:{server.server_port}/metrics",
+        err=True,
+    )
+    try:
+        watcher.run()
+    finally:
+        stop_refs.set()
+        server.shutdown()
+
+
+def _listen_address(text: str) -> tuple[str, int]:
+    """HOST:PORT, [IPV6]:PORT or :PORT (loopback) as (host, port)."""
+    host, _, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]") if host.startswith("[") else host
+    bare_ipv6 = ":" in host and not text.startswith("[")
+    if not re.fullmatch(r"[0-9]+", port) or int(port) > 65535 or bare_ipv6:
+        raise click.BadParameter(
+            f"{text!r}: give HOST:PORT, e.g. 127.0.0.1:8080, 0.0.0.0:8080 or [::1]:8080",
+            param_hint="'--listen'",
+        )
+    return host or "127.0.0.1", int(port)
