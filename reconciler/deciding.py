@@ -8,19 +8,28 @@ ledger. The same inputs give the same Decision.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 from carbon import IntensitySeries
 from optimizer import baselines
-from optimizer.model import RESOURCES, Instance, Job, Plan, Slot, SolverSettings, SpokeCapacity
+from optimizer.model import Instance, Job, Plan, Slot, SolverSettings
 from optimizer.solving import optimize
 from reconciler import fitting, pools, requeues, retrying
-from reconciler.decisions import Decision, Requeue, Retry, SpokeState, Window
-from reconciler.fleet import Fleet, JobRequest, Maintenance, Problem, Spoke
+from reconciler.chains import Gate, due_for_others, gate_of
+from reconciler.decisions import Decision, Requeue, SpokeState, Window
+from reconciler.fleet import Fleet, JobRequest, Problem, Spoke, effective_deadline
 from reconciler.ledger import ACTIVE, FINISHED, FIXED, UNFINISHED, Entry, Ledger, Phase
 from reconciler.quantities import format_duration, format_time
+from reconciler.spokedown import waits_for_spoke
+from reconciler.spokeroom import (
+    capacity_of,
+    held_as_fixed,
+    maintenance_in,
+    shut_for_maintenance,
+    within_quotas,
+)
 
 # What turns an optimizer instance into a plan: the optimizer itself, or a
 # baseline when `caspian simulate` replays another policy through the same loop.
@@ -186,7 +195,7 @@ def _decide(
         for job in jobs
         if job.id not in finished
         and job.id not in suspended
-        and (wait := _waits_for_spoke(job, prevs[job.id], spokes, fleet=fleet, now=now))
+        and (wait := waits_for_spoke(job, prevs[job.id], spokes, fleet=fleet, now=now))
     }
     # Run after others (caspian.dev/after): planned once those have started,
     # from their end, and dispatched once they have succeeded.
@@ -198,7 +207,7 @@ def _decide(
         and job.id not in suspended
         and not (prevs[job.id] is not None and prevs[job.id].phase in FIXED)
         and (
-            gate := _gate(
+            gate := gate_of(
                 job,
                 previous,
                 finished,
@@ -212,7 +221,7 @@ def _decide(
     }
     held_by_others = {job_id for job_id, gate in gates.items() if gate.held}
     # A job that others run after ends in time for them where it can.
-    due = _due_for_others(jobs, prevs, finished=finished, fleet=fleet, now=now)
+    due = due_for_others(jobs, prevs, finished=finished, fleet=fleet, now=now)
     # Dispatched, and not running yet for a reason its spoke gives: for `explain`.
     stuck = {
         job.id: note
@@ -248,14 +257,16 @@ def _decide(
     # A held job on a spoke that has left the fleet holds no capacity anywhere,
     # nor does a stopped one.
     opt_jobs.extend(
-        _held_as_fixed([e for e in held if e.spoke in spokes and e.phase in ACTIVE], horizon)
+        held_as_fixed([e for e in held if e.spoke in spokes and e.phase in ACTIVE], horizon)
     )
 
     instance = Instance(
         start=horizon.start,
         slot_seconds=horizon.slot_seconds,
         slots=horizon.slots,
-        spokes=tuple(_capacity(spokes[s.name], s.spec.carbon.zone, horizon) for s in fleet.spokes),
+        spokes=tuple(
+            capacity_of(spokes[s.name], s.spec.carbon.zone, horizon) for s in fleet.spokes
+        ),
         intensity_g_per_kwh={zone: forecasts[zone].values for zone in set(zones(fleet).values())},
         jobs=tuple(opt_jobs),
         weights=fleet.policy.spec.weights.for_optimizer(),
@@ -264,10 +275,10 @@ def _decide(
     # to the optimizer; the plan names those pools, the ledger their spokes.
     running_as = {e.id: e.job_key for e in (*prevs.values(), *held) if e and e.job_name}
     instance = pools.split(instance, spokes, valid, job_keys=running_as)
-    instance = _within_quotas(instance, fleet)
+    instance = within_quotas(instance, fleet)
     # Announced maintenance: no room there then for what has not started.
-    maintenance = _maintenance(fleet, horizon)
-    instance = _shut_for_maintenance(instance, maintenance, horizon)
+    maintenance = maintenance_in(fleet, horizon)
+    instance = shut_for_maintenance(instance, maintenance, horizon)
     plan = planner(instance, fleet.policy.spec.solver.for_optimizer())
     qos = baselines.qos(instance)
 
@@ -364,161 +375,6 @@ def _decide(
 
 
 SUSPENDED = "its AppWrapper's spec.suspend is true: set it to false to plan it"
-
-
-class _Wait(NamedTuple):
-    since: datetime  # when its spoke was first seen down
-    grace_from: datetime  # when the policy's spokeDownGrace began to count
-
-
-def _waits_for_spoke(
-    job: JobRequest,
-    prev: Entry | None,
-    spokes: Mapping[str, SpokeState],
-    *,
-    fleet: Fleet,
-    now: datetime,
-) -> _Wait | None:
-    """Since when the spoke a planned job waits for has been down, while the
-    policy's spokeDownGrace has not gone by; None where the job is planned
-    anew: its spoke is up, it is not planned there (or may no longer go
-    there), the grace has gone by, or the spoke is drained by its file. Down
-    in its announced maintenance is as expected: the grace counts from the
-    window's end."""
-    grace = fleet.policy.spec.spoke_down_grace
-    if prev is None or prev.phase != Phase.PLANNED or prev.spoke not in spokes:
-        return None
-    state = spokes[prev.spoke]
-    if state.up or prev.spoke not in job.allowed_spokes:
-        return None
-    spoke = next(s for s in fleet.spokes if s.name == prev.spoke)
-    if spoke.spec.unschedulable:
-        return None
-    # The earliest anyone saw it down: the source's word may reset (Argo CD
-    # dates a condition anew when its message changes).
-    since = min(t for t in (prev.spoke_down_since, state.down_since, now) if t is not None)
-    grace_from = grace_begins(spoke, since=since, now=now)
-    if grace is not None and grace_from + grace <= now:
-        return None
-    return _Wait(since=since, grace_from=grace_from)
-
-
-def _due_for_others(
-    jobs: Iterable[JobRequest],
-    prevs: Mapping[str, Entry | None],
-    *,
-    finished: Mapping[str, Phase],
-    fleet: Fleet,
-    now: datetime,
-) -> dict[str, datetime]:
-    """Per job that others not yet started run after (caspian.dev/after), the
-    time it must end by for them to meet their deadlines, where that is
-    earlier than its own: their deadline less how long they run, through
-    every step of a chain."""
-    requests = {job.id: job for job in jobs}
-
-    def unstarted(job_id: str) -> bool:
-        prev = prevs.get(job_id)
-        return job_id not in finished and not (prev is not None and prev.phase in FIXED)
-
-    def own(job: JobRequest) -> datetime:
-        prev = prevs.get(job.id)
-        first_seen = prev.first_seen if prev and prev.first_seen else now
-        return effective_deadline(job, first_seen=first_seen, fleet=fleet)
-
-    due: dict[str, datetime] = {}
-    # A chain is as long as the jobs at most: each round carries it a step.
-    for _ in range(len(requests)):
-        changed = False
-        for job in requests.values():
-            if not job.after or not unstarted(job.id):
-                continue
-            # Only ever earlier than its own (below).
-            by = due.get(job.id, own(job)) - job.duration
-            for other in job.after:
-                if (
-                    other in requests
-                    and unstarted(other)
-                    and by < due.get(other, own(requests[other]))
-                ):
-                    due[other] = by
-                    changed = True
-        if not changed:
-            break
-    return due
-
-
-class _Gate(NamedTuple):
-    """What the jobs a job runs after (its caspian.dev/after) allow it now."""
-
-    held: str | None  # why it is not planned yet: one has not started, or failed
-    after: datetime | None  # it starts no earlier than this: their latest end
-    last: str | None  # the one that ends then
-    done: bool  # all of them succeeded: it may be dispatched
-
-
-def _gate(
-    job: JobRequest,
-    previous: Mapping[str, Entry],
-    finished: Mapping[str, Phase],
-    retried: Mapping[str, Retry],
-    *,
-    valid: Mapping[str, JobRequest],
-    broken: Collection[str],
-    horizon: Window,
-    now: datetime,
-) -> _Gate:
-    """Whether `job` may be planned, from when, and whether dispatched, by the
-    jobs it runs after: each must have started (then it is planned from its
-    planned end, or from the next slot where that has gone by) and succeeded
-    before it is dispatched. One that failed, runs again, or is not in jobs/
-    holds it, with why."""
-    waits: list[str] = []
-    ends: list[tuple[datetime, str]] = []
-    for other in job.after:
-        entry = previous.get(other)
-        phase = None if other in retried else finished.get(other) or (entry and entry.phase)
-        if phase == Phase.SUCCEEDED:
-            continue
-        if phase == Phase.FAILED:
-            waits.append(
-                f"{other}, which failed: run it again (a change to its wrapped Job) or take it "
-                "out of its caspian.dev/after"
-            )
-        elif phase in FIXED and entry is not None and entry.planned_end is not None:
-            ends.append((entry.planned_end, other))
-        elif other in valid or other in retried:
-            waits.append(f"{other} to start")
-        elif entry is not None and _file(entry.source) in broken:
-            waits.append(f"{other}, whose file has a problem (see its record)")
-        else:
-            waits.append(f"{other}, which is not in jobs/")
-    if waits:
-        return _Gate(
-            held=f"waits for {'; '.join(waits)} (its caspian.dev/after)",
-            after=None,
-            last=None,
-            done=False,
-        )
-    if not ends:
-        return _Gate(held=None, after=None, last=None, done=True)
-    # Not before the next slot: it must not be dispatched while they run.
-    end, last = max(ends)
-    after = max(end, horizon.time_of(horizon.slot_of(now) + 1))
-    return _Gate(held=None, after=after, last=last, done=False)
-
-
-def grace_begins(spoke: Spoke, *, since: datetime, now: datetime) -> datetime:
-    """When the policy's spokeDownGrace begins to count for a spoke first seen
-    down at `since`: then, or, where its announced maintenance has begun by
-    `now` and ends after `since`, at the end of that."""
-    ends = [
-        once.end
-        for window in spoke.spec.maintenance
-        for once in window.within(since, now + timedelta(seconds=1))
-        if once.end > since
-    ]
-    return max([since, *ends])
 
 
 def _waiting_entry(
@@ -699,19 +555,6 @@ def _run_again(prev: Entry, *, pause: timedelta | None, now: datetime) -> Entry:
     )
 
 
-def effective_deadline(job: JobRequest, *, first_seen: datetime, fleet: Fleet) -> datetime:
-    """The earlier of the absolute deadline and first-seen + complete-within; with
-    neither, first-seen + the policy's default."""
-    candidates = []
-    if job.deadline is not None:
-        candidates.append(job.deadline)
-    if job.complete_within is not None:
-        candidates.append(first_seen + job.complete_within)
-    if not candidates:
-        candidates.append(first_seen + fleet.policy.spec.defaults.complete_within)
-    return min(candidates)
-
-
 def _finished(prev: Entry | None, spokes: Mapping[str, SpokeState]) -> Phase | None:
     """Succeeded or Failed, as recorded or as the job's spoke now reports it."""
     if prev is None:
@@ -755,7 +598,7 @@ def _is_fixed(
     horizon: Window,
     now: datetime,
     down: Collection[str],
-    gate: _Gate | None = None,
+    gate: Gate | None = None,
 ) -> bool:
     """Started, or to start now: planned for the slot `now` is in, on a spoke
     that is not `down` (nothing would reach it), with every job it runs after
@@ -783,7 +626,7 @@ def _optimizer_job(
     horizon: Window,
     now: datetime,
     down: Collection[str],
-    gate: _Gate | None,
+    gate: Gate | None,
     due: datetime | None = None,
     overrunning: bool = False,
 ) -> Job:
@@ -866,124 +709,6 @@ def kwh_per_slot(job: JobRequest, *, spoke: Spoke, slot_seconds: int) -> float:
     return watts * spoke.spec.power.pue * slot_seconds / 3600 / 1000
 
 
-def _held_as_fixed(held: list[Entry], horizon: Window) -> list[Job]:
-    """Held jobs keep their capacity so that nothing else is planned on top of them."""
-    jobs = []
-    for entry in held:
-        start = horizon.slot_of(entry.planned_start)
-        end = horizon.slot_of(entry.planned_end) if entry.planned_end else start + 1
-        jobs.append(
-            Job(
-                id=entry.id,
-                cpu=entry.cpu or 0.0,
-                memory_bytes=entry.memory_bytes or 0.0,
-                gpu=entry.gpu or 0.0,
-                duration_slots=max(1, end - start),
-                deadline_slot=end,
-                allowed_spokes=(entry.spoke,),
-                energy_kwh_per_slot={entry.spoke: 0.0},
-                fixed=Slot(spoke=entry.pool or entry.spoke, start_slot=start),
-            )
-        )
-    return jobs
-
-
-def _within_quotas(instance: Instance, fleet: Fleet) -> Instance:
-    """`instance` with each spoke's room held to the quota its file gives
-    Caspian's jobs there. Where its nodes form pools, the quota holds for all
-    of them together: each pool's room shrinks by the same share, which keeps
-    their sum within it (and may leave a pool less than the quota alone
-    would)."""
-    quotas = {s.name: s.spec.quota for s in fleet.spokes if s.spec.quota is not None}
-    if not quotas:
-        return instance
-    # Per spoke and resource, the room of all its pools in each slot.
-    totals: dict[tuple[str, str], list[float]] = {}
-    for capacity in instance.spokes:
-        spoke = pools.spoke_of(capacity.name)
-        for resource in RESOURCES if spoke in quotas else ():
-            room = capacity.resource(resource)
-            summed = totals.setdefault((spoke, resource), [0.0] * len(room))
-            totals[spoke, resource] = [a + b for a, b in zip(summed, room, strict=True)]
-    capacities = []
-    for capacity in instance.spokes:
-        spoke = pools.spoke_of(capacity.name)
-        if spoke not in quotas:
-            capacities.append(capacity)
-            continue
-        update = {}
-        for resource in RESOURCES:
-            limit = quotas[spoke].of(resource)
-            if limit is None:
-                continue
-            update[resource] = tuple(
-                room * limit / total if total > limit else room
-                for room, total in zip(
-                    capacity.resource(resource), totals[spoke, resource], strict=True
-                )
-            )
-        capacities.append(capacity.model_copy(update=update))
-    return instance.model_copy(update={"spokes": tuple(capacities)})
-
-
-def _maintenance(fleet: Fleet, horizon: Window) -> dict[str, tuple[Maintenance, ...]]:
-    """Each spoke's maintenance windows that fall in the planning horizon."""
-    end = horizon.time_of(horizon.slots)
-    found = {
-        spoke.name: tuple(
-            once for w in spoke.spec.maintenance for once in w.within(horizon.start, end)
-        )
-        for spoke in fleet.spokes
-    }
-    return {name: windows for name, windows in found.items() if windows}
-
-
-def _shut_for_maintenance(
-    instance: Instance, windows: Mapping[str, tuple[Maintenance, ...]], horizon: Window
-) -> Instance:
-    """`instance` with no room on a spoke (on each of its pools) in the slots
-    its maintenance windows overlap: nothing new runs there then. Work fixed
-    there runs on; the optimizer lets it overfill a spoke."""
-    if not windows:
-        return instance
-    capacities = []
-    for capacity in instance.spokes:
-        closed: set[int] = set()
-        for window in windows.get(pools.spoke_of(capacity.name), ()):
-            # Every slot it overlaps: from the one it starts in to the one its
-            # last instant is in.
-            first = max(0, horizon.slot_of(window.start))
-            last = min(instance.slots - 1, horizon.slot_of(window.end - timedelta(microseconds=1)))
-            closed.update(range(first, last + 1))
-
-        def open_only(values: tuple[float, ...], closed: set[int] = closed) -> tuple[float, ...]:
-            return tuple(0.0 if t in closed else value for t, value in enumerate(values))
-
-        capacities.append(
-            capacity.model_copy(
-                update={
-                    "cpu": open_only(capacity.cpu),
-                    "memory_bytes": open_only(capacity.memory_bytes),
-                    "gpu": open_only(capacity.gpu),
-                }
-            )
-            if closed
-            else capacity
-        )
-    return instance.model_copy(update={"spokes": tuple(capacities)})
-
-
-def _capacity(state: SpokeState, zone: str, horizon: Window) -> SpokeCapacity:
-    scale = 1.0 if state.up else 0.0
-    return SpokeCapacity(
-        name=state.name,
-        zone=zone,
-        cpu=(state.cpu * scale,) * horizon.slots,
-        memory_bytes=(state.memory_bytes * scale,) * horizon.slots,
-        gpu=(state.gpu * scale,) * horizon.slots,
-    )
-
-
 def _entry(
     job: JobRequest,
     prev: Entry | None,
@@ -995,7 +720,7 @@ def _entry(
     now: datetime,
     spokes_seen: Mapping[str, str],
     down: Collection[str],
-    gate: _Gate | None,
+    gate: Gate | None,
     own_deadline_only: bool = False,
 ) -> Entry:
     common = _recorded(job, prev, fleet=fleet, now=now)

@@ -565,3 +565,16 @@ def broken_spokes(problems: Iterable[Problem], *, loaded: Iterable[Spoke]) -> di
         if name not in found:
             broken.setdefault(name, file)
     return dict(sorted(broken.items()))
+
+
+def effective_deadline(job: JobRequest, *, first_seen: datetime, fleet: Fleet) -> datetime:
+    """The earlier of the absolute deadline and first-seen + complete-within; with
+    neither, first-seen + the policy's default."""
+    candidates = []
+    if job.deadline is not None:
+        candidates.append(job.deadline)
+    if job.complete_within is not None:
+        candidates.append(first_seen + job.complete_within)
+    if not candidates:
+        candidates.append(first_seen + fleet.policy.spec.defaults.complete_within)
+    return min(candidates)

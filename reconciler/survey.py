@@ -14,11 +14,11 @@ from pydantic import BaseModel, ConfigDict
 
 from optimizer.model import RESOURCES
 from reconciler import kubeversions
-from reconciler.deciding import grace_begins
 from reconciler.decisions import SpokeState
 from reconciler.fleet import Maintenance, Quota, Spoke
 from reconciler.ledger import Entry, Phase
 from reconciler.quantities import amount, format_duration, format_time
+from reconciler.spokedown import grace_begins
 
 # A spoke's state, as the table's column reads.
 UP, DOWN, UNSCHEDULABLE, BROKEN = "up", "down", "unschedulable", "file does not load"

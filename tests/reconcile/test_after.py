@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import yaml
 
-from reconciler import deciding, messages
+from reconciler import chains, messages
 from reconciler.ledger import Entry
 from reconciler.templates import template_files
 from tests.conftest import NOW, assert_valid_plan
@@ -281,13 +281,13 @@ def test_a_chain_carries_the_last_deadline_back_to_its_first_job() -> None:
             },
         ),
     )
-    due = deciding._due_for_others(
+    due = chains.due_for_others(
         fleet.jobs, dict.fromkeys(j.id for j in fleet.jobs), finished={}, fleet=fleet, now=NOW
     )
     assert due == {"batch/b": NOW + timedelta(hours=5), "batch/a": NOW + timedelta(hours=3)}
     # Started, a job no longer needs its deadline carried back through it.
     started = {"batch/b": _record(fleet, "batch/b", phase="Running")}
-    due = deciding._due_for_others(fleet.jobs, started, finished={}, fleet=fleet, now=NOW)
+    due = chains.due_for_others(fleet.jobs, started, finished={}, fleet=fleet, now=NOW)
     assert due == {}
 
 

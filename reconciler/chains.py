@@ -1,0 +1,118 @@
+"""Jobs that run after others (caspian.dev/after): what the jobs a job runs
+after allow it now, and by when a job must end for the jobs that run after
+it to meet their deadlines. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from datetime import datetime
+from typing import NamedTuple
+
+from reconciler.decisions import Retry, Window
+from reconciler.fleet import Fleet, JobRequest, effective_deadline
+from reconciler.ledger import FIXED, Entry, Phase
+
+
+def due_for_others(
+    jobs: Iterable[JobRequest],
+    prevs: Mapping[str, Entry | None],
+    *,
+    finished: Mapping[str, Phase],
+    fleet: Fleet,
+    now: datetime,
+) -> dict[str, datetime]:
+    """Per job that others not yet started run after (caspian.dev/after), the
+    time it must end by for them to meet their deadlines, where that is
+    earlier than its own: their deadline less how long they run, through
+    every step of a chain."""
+    requests = {job.id: job for job in jobs}
+
+    def unstarted(job_id: str) -> bool:
+        prev = prevs.get(job_id)
+        return job_id not in finished and not (prev is not None and prev.phase in FIXED)
+
+    def own(job: JobRequest) -> datetime:
+        prev = prevs.get(job.id)
+        first_seen = prev.first_seen if prev and prev.first_seen else now
+        return effective_deadline(job, first_seen=first_seen, fleet=fleet)
+
+    due: dict[str, datetime] = {}
+    # A chain is as long as the jobs at most: each round carries it a step.
+    for _ in range(len(requests)):
+        changed = False
+        for job in requests.values():
+            if not job.after or not unstarted(job.id):
+                continue
+            # Only ever earlier than its own (below).
+            by = due.get(job.id, own(job)) - job.duration
+            for other in job.after:
+                if (
+                    other in requests
+                    and unstarted(other)
+                    and by < due.get(other, own(requests[other]))
+                ):
+                    due[other] = by
+                    changed = True
+        if not changed:
+            break
+    return due
+
+
+class Gate(NamedTuple):
+    """What the jobs a job runs after (its caspian.dev/after) allow it now."""
+
+    held: str | None  # why it is not planned yet: one has not started, or failed
+    after: datetime | None  # it starts no earlier than this: their latest end
+    last: str | None  # the one that ends then
+    done: bool  # all of them succeeded: it may be dispatched
+
+
+def gate_of(
+    job: JobRequest,
+    previous: Mapping[str, Entry],
+    finished: Mapping[str, Phase],
+    retried: Mapping[str, Retry],
+    *,
+    valid: Mapping[str, JobRequest],
+    broken: Collection[str],
+    horizon: Window,
+    now: datetime,
+) -> Gate:
+    """Whether `job` may be planned, from when, and whether dispatched, by the
+    jobs it runs after: each must have started (then it is planned from its
+    planned end, or from the next slot where that has gone by) and succeeded
+    before it is dispatched. One that failed, runs again, or is not in jobs/
+    holds it, with why."""
+    waits: list[str] = []
+    ends: list[tuple[datetime, str]] = []
+    for other in job.after:
+        entry = previous.get(other)
+        phase = None if other in retried else finished.get(other) or (entry and entry.phase)
+        if phase == Phase.SUCCEEDED:
+            continue
+        if phase == Phase.FAILED:
+            waits.append(
+                f"{other}, which failed: run it again (a change to its wrapped Job) or take it "
+                "out of its caspian.dev/after"
+            )
+        elif phase in FIXED and entry is not None and entry.planned_end is not None:
+            ends.append((entry.planned_end, other))
+        elif other in valid or other in retried:
+            waits.append(f"{other} to start")
+        elif entry is not None and entry.source.split("#", 1)[0] in broken:
+            waits.append(f"{other}, whose file has a problem (see its record)")
+        else:
+            waits.append(f"{other}, which is not in jobs/")
+    if waits:
+        return Gate(
+            held=f"waits for {'; '.join(waits)} (its caspian.dev/after)",
+            after=None,
+            last=None,
+            done=False,
+        )
+    if not ends:
+        return Gate(held=None, after=None, last=None, done=True)
+    # Not before the next slot: it must not be dispatched while they run.
+    end, last = max(ends)
+    after = max(end, horizon.time_of(horizon.slot_of(now) + 1))
+    return Gate(held=None, after=after, last=last, done=False)
