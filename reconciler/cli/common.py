@@ -202,3 +202,7 @@ def writable_file(path: Path, *, hint: str) -> None:
         ) from None
     if not existed:
         path.unlink()
+
+
+def days_text(days: int) -> str:
+    return f"{days} day" if days == 1 else f"{days} days"

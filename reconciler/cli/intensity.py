@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import click
 
 from reconciler import reconciling
-from reconciler.cli.common import now_option, parse_now
+from reconciler.cli.common import days_text, now_option, parse_now
 
 BAR_WIDTH = 40  # characters of the longest bar of `carbon forecast`
 
@@ -108,7 +108,7 @@ def carbon_backtest(zone: str, days: int, start_day: int, signal: str, as_json: 
         click.echo(result.model_dump_json())
         return
     click.echo(
-        f"{zone}, {days} days from day {start_day} of 2023: MAE {result.mae_g_per_kwh:.1f} "
+        f"{zone}, {days_text(days)} from day {start_day} of 2023: MAE {result.mae_g_per_kwh:.1f} "
         f"gCO2/kWh, MAPE {result.mape:.1%}, a 4-hour job placed on the forecast emits "
         f"{result.planner_loss:.1%} more than on the day's real best window"
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from reconciler import crd, plotting, scenarios, simulating, templates
-from reconciler.cli.common import writable_file
+from reconciler.cli.common import days_text, writable_file
 from reconciler.fleet import FleetConfigError
 from reconciler.loading import load_fleet
 
@@ -160,7 +160,7 @@ def simulate(
         click.echo(json.dumps(report))
         return
     click.echo(
-        f"{setup.name}, {days} days from {', '.join(f'{s:%Y-%m-%d}' for s in starts)}, "
+        f"{setup.name}, {days_text(days)} from {', '.join(f'{s:%Y-%m-%d}' for s in starts)}, "
         f"{forecast} forecasts, seeds {', '.join(map(str, seeds or (1,)))}"
         + (f" (mean of {len(runs)} runs)" if len(runs) > 1 else "")
     )
@@ -259,7 +259,7 @@ def _plot(
                 r.policy: [(p.spoke, p.start, duration[i]) for i, p in r.placements.items()]
                 for r in shown
             },
-            title=f"{setup.name}: {days} days from {start:%Y-%m-%d}, lifecycle gCO2/kWh",
+            title=f"{setup.name}: {days_text(days)} from {start:%Y-%m-%d}, lifecycle gCO2/kWh",
         )
     )
     click.echo(f"wrote {path}", err=True)
