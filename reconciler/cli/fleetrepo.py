@@ -68,7 +68,7 @@ def init(directory: Path, bare: bool) -> None:
 
 
 @click.command()
-@click.argument("path", type=click.Path(path_type=Path, exists=True), default=".")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path, exists=True))
 @click.option(
     "--format",
     "style",
@@ -79,17 +79,30 @@ def init(directory: Path, bare: bool) -> None:
     "github: a GitHub Actions annotation per problem, on its line of the pull request.",
 )
 @click.option("--json", "as_json", is_flag=True, help="The same as --format json.")
-def validate(path: Path, style: str, as_json: bool) -> None:
-    """Check a fleet repo work tree, or a file or directory in it: one line per
-    problem, exit 1 if there is any."""
+def validate(paths: tuple[Path, ...], style: str, as_json: bool) -> None:
+    """Check a fleet repo work tree (by default the one here), or files and
+    directories in it: one line per problem, exit 1 if there is any."""
     if as_json and style not in ("text", "json"):
         raise click.UsageError("--json is --format json: give one of them")
     style = "json" if as_json else style
-    # Absolute, not resolved: a file given as a link is that link, not its target.
-    path = Path(os.path.abspath(path))  # noqa: PTH100
-    root = _fleet_root(path)
+    parts: dict[Path, list[str]] = {}  # per fleet repo, what of it to check
+    for given in paths or (Path(),):
+        # Absolute, not resolved: a file given as a link is that link, not its target.
+        path = Path(os.path.abspath(given))  # noqa: PTH100
+        root = _fleet_root(path)
+        parts.setdefault(root, []).append(path.relative_to(root).as_posix())
+    clean = [
+        _validate_repo(root, parts=within, style=style, named=len(parts) > 1)
+        for root, within in parts.items()
+    ]
+    if not all(clean):
+        sys.exit(EXIT_ERROR)
+
+
+def _validate_repo(root: Path, *, parts: list[str], style: str, named: bool) -> bool:
+    """Print the problems of the fleet repo work tree at `root` that are in
+    `parts` of it ("." for all of it); whether it has none there."""
     files = templates.read_tree(root)
-    part = path.relative_to(root).as_posix()  # "." for the whole repo
     say = functools.partial(_problems, files=files, root=root, style=style)
     try:
         fleet = load_fleet(
@@ -99,19 +112,20 @@ def validate(path: Path, style: str, as_json: bool) -> None:
         reconciling.previous_ledger(files)
     except FleetConfigError as error:
         say(error.problems)
-        sys.exit(EXIT_ERROR)
+        return False
     except ledger.LedgerError as error:
         say([Problem(file=ledger.LEDGER_PATH, field="-", reason=str(error))])
-        sys.exit(EXIT_ERROR)
+        return False
     problems = [
         p
         for p in [*fleet.problems, *reconciling.hand_edits(files)]
-        if part == "." or f"{p.file.split('#')[0]}/".startswith(f"{part}/")
+        if any(part == "." or f"{p.file.split('#')[0]}/".startswith(f"{part}/") for part in parts)
     ]
     say(problems)
-    if problems:
-        sys.exit(EXIT_ERROR)
-    click.echo(f"ok: {len(fleet.spokes)} spokes, {len(fleet.jobs)} jobs", err=True)
+    if not problems:
+        where = f"{_shown(root)}: " if named else ""
+        click.echo(f"ok: {where}{len(fleet.spokes)} spokes, {len(fleet.jobs)} jobs", err=True)
+    return not problems
 
 
 def _problems(

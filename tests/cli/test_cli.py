@@ -147,6 +147,20 @@ def test_validate_takes_a_file_or_directory_as_the_shell_names_it(
     ]
     monkeypatch.chdir(tmp_path)
     assert run("validate", "fleet").output.splitlines() == [f"fleet/{e}" for e in everything]
+    # Several, as an editor or a pre-commit hook gives the files it changed; from
+    # two fleet repos, each checked on its own.
+    (tmp_path / "other").mkdir()
+    run("init", tmp_path / "other" / "fleet")
+    (tmp_path / "other" / "fleet" / "jobs" / "bad.yaml").write_text("kind: [")
+    several = run("validate", "fleet/jobs/worse.yaml", "other/fleet/jobs", "fleet/spokes")
+    assert several.exit_code == EXIT_ERROR
+    assert several.stdout.splitlines() == [
+        *(f"fleet/{e}" for e in everything),
+        "other/fleet/jobs/bad.yaml:1: " + everything[2].split(":1: ", 1)[1],
+    ]
+    clean = run("validate", "other/fleet/spokes", "other/fleet/caspian.yaml")
+    assert clean.exit_code == 0 and clean.stdout == ""
+    assert run("validate", "fleet/jobs/worse.yaml", "other/fleet/spokes").exit_code == EXIT_ERROR
     nowhere = run("validate", tmp_path)
     assert nowhere.exit_code == EXIT_ERROR
     assert "no caspian.yaml in it or above it: is this a fleet repo?" in nowhere.output
