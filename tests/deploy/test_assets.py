@@ -1,13 +1,16 @@
 """What users apply to clusters, checked without a cluster: Argo CD manifests
 against the real CRD schemas (strictly: a misspelled field fails), core kinds with
-kubernetes-validate, kustomize builds, kind configs, and the scripts."""
+kubernetes-validate, kustomize builds, kind configs, the scripts, and the
+pre-commit hook fleet repos can use."""
 
 from __future__ import annotations
 
 import copy
 import os
+import re
 import shutil
 import subprocess
+import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,9 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from click.testing import CliRunner
+
+from reconciler.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "tests" / "schemas" / "argocd"
@@ -285,3 +291,23 @@ def test_the_scripts_name_a_missing_prerequisite(tmp_path, script, missing) -> N
     )
     assert result.returncode == 1
     assert f"'{missing}' is not installed" in result.stderr
+
+
+def test_the_pre_commit_hook_runs_validate_on_the_whole_fleet_repo(tmp_path, monkeypatch) -> None:
+    (hook,) = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    assert hook["language"] == "python" and hook["pass_filenames"] is False
+    program, *args = hook["entry"].split()
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts[program] == "reconciler.cli:main"  # what pip installs for the hook
+    fires = re.compile(hook["files"])
+    changed = ["caspian.yaml", "jobs/team/etl.yaml", "spokes/paris.yaml", "rendered/paris/x.yaml"]
+    assert all(fires.search(path) for path in changed)
+    assert not any(fires.search(p) for p in ("README.md", "docs/jobs/x.yaml", "caspian.yaml.bak"))
+    # pre-commit runs it at the root of the repo being committed.
+    runner = CliRunner()
+    assert runner.invoke(main, ["init", str(tmp_path / "fleet")]).exit_code == 0
+    monkeypatch.chdir(tmp_path / "fleet")
+    assert runner.invoke(main, args).exit_code == 0
+    Path("jobs/bad.yaml").write_text("kind: [")
+    failed = runner.invoke(main, args)
+    assert failed.exit_code == 1 and failed.stdout.startswith("jobs/bad.yaml:1: not valid YAML")
