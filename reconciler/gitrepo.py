@@ -26,6 +26,11 @@ from reconciler.signing import SigningError, SigningKey, sign
 
 READ_PREFIXES = ("caspian.yaml", "spokes/", "jobs/", "status/", "rendered/")
 MAX_CREDENTIAL_ATTEMPTS = 3
+# libgit2 waits for ever on a server that takes the connection and then says
+# nothing (one behind a stuck proxy, say), which would hold `caspian watch`
+# with it, its /healthz still reporting the last reconcile.
+CONNECT_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 60.0  # of silence, not of the whole fetch or push
 
 
 class GitError(Exception):
@@ -110,7 +115,17 @@ class _Callbacks(pygit2.RemoteCallbacks):
 
 
 class FleetRepo:
-    def __init__(self, url: str, *, branch: str = "main", cache_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        branch: str = "main",
+        cache_dir: Path | None = None,
+        read_timeout_s: float = READ_TIMEOUT_S,
+    ) -> None:
+        # libgit2's timeouts are the process's: the last repo opened sets them.
+        pygit2.settings.server_connect_timeout = round(CONNECT_TIMEOUT_S * 1000)
+        pygit2.settings.server_timeout = round(read_timeout_s * 1000)
         self.url = url
         self.branch = branch
         self.path = cache_dir or default_cache_dir(url)

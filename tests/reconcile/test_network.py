@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+
 import pytest
 
-from reconciler.gitrepo import FleetRepo, PushRejectedError
+from reconciler.gitrepo import FleetRepo, GitError, PushRejectedError
 from reconciler.reconciling import reconcile_once
 from tests import gitutil
 from tests.conftest import BOT, NOW
@@ -37,3 +41,39 @@ def test_a_server_hook_refusal_is_an_error_not_a_silent_success(remote, tmp_path
             reconcile_once(repo, now=NOW, author=BOT, attempts=3, sleep=slept.append)
     assert slept == []  # a refusal is final: no retry
     assert gitutil.head(remote) == before
+
+
+@pytest.mark.parametrize("scheme", ["git", "http"])
+def test_a_server_that_says_nothing_fails_the_fetch_instead_of_holding_it(tmp_path, scheme) -> None:
+    """A server that takes the connection and never answers (a stuck proxy)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def take() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(server.accept()[0])
+
+    threading.Thread(target=take, daemon=True).start()
+    url = f"{scheme}://127.0.0.1:{server.getsockname()[1]}/fleet.git"
+    repo = FleetRepo(url, cache_dir=tmp_path / "mirror.git", read_timeout_s=0.5)
+    failed: list[GitError] = []
+
+    def fetch() -> None:
+        try:
+            repo.fetch()
+        except GitError as error:
+            failed.append(error)
+
+    fetching = threading.Thread(target=fetch, daemon=True)
+    fetching.start()
+    fetching.join(timeout=20)  # without a timeout, for ever
+    server.close()
+    for conn in held:
+        conn.close()
+    assert not fetching.is_alive(), "the fetch still waits on a silent server"
+    assert (
+        len(failed) == 1
+        and "timed out" in str(failed[0])
+        and str(failed[0]).startswith(f"cannot fetch {url}")
+    )
