@@ -15,12 +15,24 @@ from reconciler import metrics
 from reconciler.watching import Watcher
 
 MAX_BODY = 5 * 2**20
+# A client that sends part of a request and then nothing would otherwise hold
+# its thread for as long as it keeps the connection open.
+REQUEST_TIMEOUT_S = 30.0
 
 
-def serve(watcher: Watcher, *, host: str, port: int, secret: str | None) -> ThreadingHTTPServer:
+def serve(
+    watcher: Watcher,
+    *,
+    host: str,
+    port: int,
+    secret: str | None,
+    request_timeout_s: float = REQUEST_TIMEOUT_S,
+) -> ThreadingHTTPServer:
     """Start serving in a daemon thread; `.shutdown()` the result to stop."""
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = request_timeout_s
+
         def do_GET(self) -> None:
             if self.path == "/metrics":
                 body, content_type = metrics.exposition()

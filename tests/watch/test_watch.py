@@ -358,6 +358,29 @@ def test_a_malformed_webhook_gets_an_answer_not_a_dead_thread(
         server.shutdown()
 
 
+@pytest.mark.parametrize(
+    "sent",
+    [b"POST /webh", b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 90\r\n\r\n{"],
+)
+def test_a_client_that_stops_halfway_is_let_go(tmp_path, sent) -> None:
+    import socket
+
+    watcher = watcher_for("/nonexistent.git", tmp_path)
+    server = serve(watcher, host="127.0.0.1", port=0, secret=None, request_timeout_s=0.3)
+    try:
+        with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as sock:
+            sock.sendall(sent)
+            began = time.monotonic()
+            # The server closes its end: the read ends, with nothing (no reply to
+            # half a request) rather than waiting for the client's timeout.
+            assert sock.recv(200) == b""
+            assert time.monotonic() - began < 5
+        reply = urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/healthz", timeout=5)
+        assert reply.status == 200  # and it serves the next one
+    finally:
+        server.shutdown()
+
+
 def test_it_serves_on_ipv6_loopback_too(tmp_path) -> None:
     import socket
 
