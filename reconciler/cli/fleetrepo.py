@@ -114,7 +114,10 @@ def _validate_repo(root: Path, *, parts: list[str], style: str, named: bool) -> 
         say(error.problems)
         return False
     except ledger.LedgerError as error:
-        say([Problem(file=ledger.LEDGER_PATH, field="-", reason=str(error))])
+        # Its message names the file, as the problem line does already.
+        said = str(error).removeprefix(f"{ledger.LEDGER_PATH}: ")
+        said = said.removeprefix(f"{ledger.LEDGER_PATH} ")
+        say([Problem(file=ledger.LEDGER_PATH, field="-", reason=said)])
         return False
     problems = [
         p

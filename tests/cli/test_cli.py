@@ -210,6 +210,25 @@ def test_validate_names_rendered_files_edited_or_added_by_hand(run, tmp_path, mo
     ]
 
 
+def test_validate_says_a_ledger_that_does_not_read_once(run, tmp_path, monkeypatch) -> None:
+    target, remote = tmp_path / "fleet", tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    assert run("reconcile", "--once", "--repo", remote, *AT).exit_code == 0
+    gitutil.checkout(remote, target)
+    monkeypatch.chdir(target)
+    ledger = target / "status" / "placements.yaml"
+    ledger.write_text(ledger.read_text() + "  - id: [\n")
+    broken = run("validate")
+    assert broken.exit_code == EXIT_ERROR
+    line = len(ledger.read_text().splitlines())  # the line added, where YAML ends
+    assert broken.output.startswith(f"status/placements.yaml:{line}: edited by hand ("), (
+        broken.output
+    )
+    ledger.unlink()
+    missing = run("validate").output
+    assert missing.startswith("status/placements.yaml: is missing while rendered/ holds ")
+
+
 def test_validate_reports_a_broken_spoke(run, tmp_path, monkeypatch) -> None:
     target = tmp_path / "fleet"
     run("init", target)
