@@ -135,9 +135,9 @@ def _problems(
     problems: Iterable[Problem], *, files: Mapping[str, bytes], root: Path, style: str
 ) -> None:
     """Each problem on one line of output, with the line of its file it is on
-    where that can be found. JSON names files from the fleet repo's root, and a
-    file of several documents' document from 0; the others name files as the
-    working directory sees them, for an editor or a CI check to open."""
+    where that can be found, and the file as the working directory sees it, for
+    an editor or a CI check to open. JSON names it from the fleet repo's root
+    too, and a file of several documents' document from 0."""
     for problem in problems:
         name, _, document = problem.file.partition("#")
         number = int(document) if document.isdecimal() else 0
@@ -150,6 +150,7 @@ def _problems(
         if style == "json":
             found = {
                 "file": name,
+                "path": _shown(root / name),
                 "document": number,
                 "line": line,
                 "field": problem.field,

@@ -83,6 +83,7 @@ def test_validate_json_gives_the_line_of_each_problem(run, tmp_path, monkeypatch
     def line_with(words: str) -> int:
         return next(i for i, line in enumerate(text) if words in line and i >= after) + 1
 
+    assert all(p["path"] == f"{target}/{p['file']}" for p in found)  # not under the cwd
     assert [(p["file"], p["document"], p["line"]) for p in found] == [
         ("jobs/two.yaml", 1, line_with("cpu: lots")),
         ("jobs/two.yaml", 1, line_with("caspian.dev/not-before: soon")),
