@@ -8,6 +8,7 @@ unchanged fleet renders a byte-identical ledger.
 
 from __future__ import annotations
 
+import difflib
 import re
 from datetime import datetime
 from enum import StrEnum
@@ -128,6 +129,9 @@ class Entry(BaseModel):
         return f"{self.id.split('/', 1)[0]}/{self.job_name}"
 
 
+MOST_NAMED = 20  # jobs a failed lookup lists by name
+
+
 class Ledger(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel)
 
@@ -156,9 +160,21 @@ class Ledger(BaseModel):
             several = ", ".join(e.id for e in matches)
             raise LookupError(f"{job!r} matches several jobs ({several}): name one")
         if not matches:
-            known = ", ".join(e.id for e in self.entries) or "none"
-            raise LookupError(f"{job!r} is no job in the ledger; jobs: {known}")
+            raise LookupError(f"{job!r} is no job in the ledger{self._hint(job)}")
         return matches[0]
+
+    def _hint(self, job: str) -> str:
+        """The jobs `job` may be a typo of, and every job where there are few:
+        a fleet's thousand ids on one line would bury the answer."""
+        names: dict[str, str] = {}
+        for entry in self.entries:
+            for name in (entry.source.split("#")[0], entry.id.split("/")[-1], entry.id):
+                names[name] = entry.id
+        close = dict.fromkeys(names[n] for n in difflib.get_close_matches(job, names, n=3))
+        said = f" (did you mean {' or '.join(close)}?)" if close else ""
+        if len(self.entries) <= MOST_NAMED:
+            return f"{said}; jobs: {', '.join(e.id for e in self.entries) or 'none'}"
+        return f"{said}; it has {len(self.entries):,} (`caspian plan` lists them)"
 
 
 def _stem(path: str) -> str:

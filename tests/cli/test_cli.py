@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 
 from reconciler.appwrappers import RETRY_PAUSE, TERMINAL_EXIT_CODES
 from reconciler.cli import EXIT_ERROR, EXIT_PARTIAL
+from reconciler.ledger import MOST_NAMED, Entry, Ledger, Phase
 from reconciler.quantities import format_time, timestamp
 from tests import gitutil
 from tests.fleet.helpers import appwrapper, appwrapper_doc
@@ -762,6 +763,25 @@ def test_explain_lists_the_jobs_when_it_finds_none(run, tmp_path) -> None:
     assert result.exit_code == EXIT_ERROR
     assert "'no-such-job' is no job in the ledger" in result.output
     assert "batch/etl-daily" in result.output
+    typo = run("explain", "etl-dialy", "--repo", remote, *AT)
+    assert "'etl-dialy' is no job in the ledger (did you mean batch/etl-daily?); jobs: " in (
+        typo.output
+    )
+
+
+def test_a_job_not_found_in_a_large_ledger_is_not_answered_with_every_name() -> None:
+    entries = [
+        Entry(id=f"team-{n}/job-{n}", source=f"jobs/team-{n}.yaml", phase=Phase.PLANNED)
+        for n in range(MOST_NAMED + 1)
+    ]
+    with pytest.raises(LookupError) as found:
+        Ledger(entries=tuple(entries)).find("jobs/team-7.yml")
+    said = str(found.value)
+    # The closest first, and a count where the names would be.
+    assert said.startswith("'jobs/team-7.yml' is no job in the ledger (did you mean team-7/job-7")
+    assert said.endswith(f"?); it has {MOST_NAMED + 1} (`caspian plan` lists them)")
+    with pytest.raises(LookupError, match="; jobs: team-1/job-1, "):
+        Ledger(entries=tuple(entries[1:])).find("x")  # few enough to name
 
 
 def test_explain_names_the_jobs_an_ambiguous_name_matches(run, tmp_path) -> None:
