@@ -12,20 +12,28 @@ import sys
 import click
 
 from reconciler.cli import benches, fleetrepo, intensity, simulation, watch
-from reconciler.cli.common import EXIT_ERROR, EXIT_PARTIAL, Target
+from reconciler.cli.common import EXIT_ERROR, EXIT_PARTIAL, TEXT_LOG_FORMAT, JsonLines, Target
 
 __all__ = ["EXIT_ERROR", "EXIT_PARTIAL", "Target", "main"]
 
 
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Log what each step does.")
-def main(verbose: bool) -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    envvar="CASPIAN_LOG_FORMAT",
+    help="json: one object per line (time, level, logger, message), for a log collector to read.",
+)
+def main(verbose: bool, log_format: str) -> None:
     """Caspian: carbon-aware placement of batch Jobs across Kubernetes clusters, through git."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonLines() if log_format == "json" else logging.Formatter(TEXT_LOG_FORMAT)
     )
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
 
 
 for command in (

@@ -4,6 +4,8 @@ and its observer, `--now`, the bot's identity, and checks of paths to write."""
 from __future__ import annotations
 
 import functools
+import json
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -206,3 +208,22 @@ def writable_file(path: Path, *, hint: str) -> None:
 
 def days_text(days: int) -> str:
     return f"{days} day" if days == 1 else f"{days} days"
+
+
+TEXT_LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+class JsonLines(logging.Formatter):
+    """A log record as one line of JSON: what Loki, Elasticsearch or Cloud
+    Logging read without a parsing rule. A traceback goes in `error`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return json.dumps(line)

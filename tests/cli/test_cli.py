@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
+import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -14,6 +18,7 @@ from prometheus_client import REGISTRY
 
 from reconciler.appwrappers import RETRY_PAUSE, TERMINAL_EXIT_CODES
 from reconciler.cli import EXIT_ERROR, EXIT_PARTIAL
+from reconciler.cli.common import JsonLines
 from reconciler.ledger import MOST_NAMED, Entry, Ledger, Phase
 from reconciler.quantities import format_time, timestamp
 from tests import gitutil
@@ -1075,3 +1080,41 @@ def test_a_job_whose_pods_cannot_run_is_requeued_end_to_end(
         assert "  not on paris: it could not run there when it was last dispatched " in (
             explained.output
         )
+
+
+def test_logs_are_one_json_object_per_line_for_a_log_collector(run, tmp_path) -> None:
+    remote, kubeconfig = tmp_path / "fleet.git", tmp_path / "kubeconfig"
+    run("init", "--bare", remote)
+    kubeconfig.write_text("garbage: [\n")  # every spoke down, each a warning
+    command = [sys.executable, "-c", "from reconciler.cli import main; main()"]
+    args = ["spokes", "--repo", str(remote), "--observer", "kube", "--kubeconfig", str(kubeconfig)]
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    by_env = subprocess.run(
+        [*command, *args], env={**env, "CASPIAN_LOG_FORMAT": "json"}, capture_output=True, text=True
+    )
+    logged = [json.loads(line) for line in by_env.stderr.splitlines()]
+    assert len(logged) == 3  # a spoke down, three times
+    assert {(line["level"], line["logger"]) for line in logged} == {("warning", "caspian.kube")}
+    assert all(
+        "is down: the kubeconfig is not valid YAML" in line["message"]
+        and datetime.fromisoformat(line["time"]).utcoffset() == timedelta(0)
+        for line in logged
+    )
+    by_option = subprocess.run(
+        [*command, "--log-format", "json", *args], env=env, capture_output=True, text=True
+    )
+    assert [json.loads(line)["message"] for line in by_option.stderr.splitlines()]
+    text = subprocess.run([*command, *args], env=env, capture_output=True, text=True)
+    assert text.stderr.startswith("WARNING caspian.kube: spoke ")
+
+
+def test_a_json_log_line_holds_the_traceback_of_an_exception() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord(
+            "caspian.watch", logging.ERROR, __file__, 1, "reconcile %s", ("failed",), sys.exc_info()
+        )
+    line = json.loads(JsonLines().format(record))
+    assert line["message"] == "reconcile failed" and line["level"] == "error"
+    assert line["error"].startswith("Traceback") and "ValueError: boom" in line["error"]
