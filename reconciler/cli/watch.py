@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -112,10 +113,15 @@ def watch(
         watch_refs(Path(target.url), on_change=watcher.trigger, stop=stop_refs)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: watcher.stop())
-    click.echo(
-        f"watching {redact(target.url)} ({target.branch}); "
-        f"http://{f'[{host}]' if ':' in host else host}:{server.server_port}/metrics",
-        err=True,
+    # A log line, as JSON where the logs are, and said without -v too.
+    started = logging.getLogger("caspian.cli")
+    started.setLevel(min(started.getEffectiveLevel(), logging.INFO))
+    started.info(
+        "watching %s (%s); http://%s:%d/metrics",
+        redact(target.url),
+        target.branch,
+        f"[{host}]" if ":" in host else host,
+        server.server_port,
     )
     try:
         watcher.run()

@@ -205,6 +205,9 @@ def test_sigterm_finishes_and_exits_cleanly(remote, tmp_path) -> None:
     process = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "caspian"),
+            "-v",
+            "--log-format",
+            "json",
             "watch",
             "--repo",
             str(remote),
@@ -231,6 +234,12 @@ def test_sigterm_finishes_and_exits_cleanly(remote, tmp_path) -> None:
         assert wait_for(healthy, timeout=60)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
+        # Every line of its log is one JSON object, the first where it serves.
+        logged = [json.loads(line) for line in process.stderr.read().splitlines()]
+        assert logged[0]["message"] == (
+            f"watching {remote} (main); http://127.0.0.1:{port}/metrics"
+        )
+        assert logged[-1]["message"] == "stopped" and len(logged) > 2
     finally:
         if process.poll() is None:
             process.kill()
