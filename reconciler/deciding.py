@@ -895,7 +895,7 @@ def _invalid_entries(problems: tuple[Problem, ...]) -> list[Entry]:
             id=file,
             source=file,
             phase=Phase.INVALID,
-            reason="; ".join(f"{p.field}: {p.reason}" for p in items),
+            reason="; ".join(p.said() for p in items),
         )
         for file, items in sorted(by_file.items())
     ]

@@ -137,7 +137,7 @@ def _reason(decision: Decision, entry: Entry) -> list[str]:
     """The ledger's reason; for a file that does not load, each of its problems
     on its own line, where the ledger joins them into one."""
     if entry.phase == Phase.INVALID:
-        own = [f"{p.field}: {p.reason}" for p in decision.problems if p.file == entry.source]
+        own = [p.said() for p in decision.problems if p.file == entry.source]
         if own:
             return own
     return [entry.reason] if entry.reason else []

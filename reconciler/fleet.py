@@ -82,7 +82,11 @@ class Problem(BaseModel):
     reason: str
 
     def line(self) -> str:
-        return f"{self.file}:{self.field}: {self.reason}"
+        return f"{self.file}: {self.said()}"
+
+    def said(self) -> str:
+        """Its field and reason, for a line that names its file first."""
+        return self.reason if self.field == "-" else f"{self.field}: {self.reason}"
 
 
 class FleetConfigError(Exception):

@@ -170,7 +170,10 @@ class Ledger(BaseModel):
         for entry in self.entries:
             for name in (entry.source.split("#")[0], entry.id.split("/")[-1], entry.id):
                 names[name] = entry.id
-        close = dict.fromkeys(names[n] for n in difflib.get_close_matches(job, names, n=3))
+        # A part of a name ("etl" for batch/etl-daily) is what difflib misses most.
+        within = [names[n] for n in names if len(job) >= 3 and job in n]
+        typos = [names[n] for n in difflib.get_close_matches(job, names, n=3)]
+        close = list(dict.fromkeys([*within, *typos]))[:3]
         said = f" (did you mean {' or '.join(close)}?)" if close else ""
         if len(self.entries) <= MOST_NAMED:
             return f"{said}; jobs: {', '.join(e.id for e in self.entries) or 'none'}"

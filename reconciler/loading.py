@@ -31,9 +31,12 @@ def load_fleet(
     *,
     appwrapper_schema: appwrappers.SchemaCheck,
     links: Collection[str] = frozenset(),
+    held: Mapping[str, str] | None = None,
 ) -> Fleet:
     """Read policy, spokes and AppWrappers from a snapshot of the repo. `links` says
-    which of `files` are symbolic links (their content is the path they point to)."""
+    which of `files` are symbolic links (their content is the path they point to).
+    `held` gives each job the ledger knows the file it was read from: of two
+    files that define one job, that one keeps it."""
     policy = _load_policy(files, links=links)
     spokes, problems = _load_spokes(files, links=links)
     broken = broken_spokes(problems, loaded=spokes)
@@ -44,8 +47,7 @@ def load_fleet(
         **dict.fromkeys(broken),
     }
     labels = {name: known[name] for name in sorted(known)}
-    jobs: list[JobRequest] = []
-    seen: dict[str, str] = {}
+    loaded: list[JobRequest] = []
     for path in sorted(p for p in files if _is_job_file(p)):
         if path in links:
             problems.append(_link_problem(path, files[path]))
@@ -54,21 +56,11 @@ def load_fleet(
             path, files[path], policy=policy, labels=labels, check=appwrapper_schema
         ):
             if isinstance(job_or_problems, JobRequest):
-                job = job_or_problems
-                if job.id in seen:
-                    problems.append(
-                        Problem(
-                            file=path,
-                            field="metadata.name",
-                            reason=f"{job.id} is already defined in {seen[job.id]}; "
-                            "give one of them another name",
-                        )
-                    )
-                    continue
-                seen[job.id] = path
-                jobs.append(job)
+                loaded.append(job_or_problems)
             else:
                 problems.extend(job_or_problems)
+    jobs, twice = _one_file_each(loaded, held=held or {})
+    problems.extend(twice)
     cycles = appwrappers.in_cycles(jobs)
     for job in jobs:
         if job.id in cycles:
@@ -89,6 +81,35 @@ def load_fleet(
         problems=tuple(problems),
         broken_spokes=broken,
     )
+
+
+def _one_file_each(
+    jobs: list[JobRequest], *, held: Mapping[str, str]
+) -> tuple[list[JobRequest], list[Problem]]:
+    """The jobs with a name of their own, and a problem for each file that
+    defines a job another file defines too. The file the ledger read the job
+    from keeps it, else the first by path: a copy committed later must not take
+    over a job that is placed, or runs, with a template of its own."""
+    by_id: dict[str, list[JobRequest]] = {}
+    for job in jobs:
+        by_id.setdefault(job.id, []).append(job)
+    kept, problems = [], []
+    for job in jobs:
+        same = by_id[job.id]
+        keeper = next((j for j in same if j.source == held.get(job.id)), same[0])
+        if job is keeper:
+            kept.append(job)
+            continue
+        placed = " (where Caspian placed it from)" if keeper.source == held.get(job.id) else ""
+        problems.append(
+            Problem(
+                file=job.source,
+                field="metadata.name",
+                reason=f"{job.id} is already defined in {keeper.source}{placed}; "
+                "give one of them another name",
+            )
+        )
+    return kept, problems
 
 
 def _is_job_file(path: str) -> bool:

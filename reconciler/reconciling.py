@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -64,6 +64,16 @@ class Outcome(BaseModel):
         return any(e.phase in (Phase.INVALID, Phase.PENDING) for e in self.decision.ledger.entries)
 
 
+def fleet_in(files: Mapping[str, bytes], *, links: Collection[str]) -> Fleet:
+    """The fleet a commit, or a work tree, holds. Where two files define one
+    job, the file its ledger record was read from keeps it."""
+    try:
+        held = {e.id: e.source for e in ledger.parse(files.get(ledger.LEDGER_PATH)).entries}
+    except ledger.LedgerError:
+        held = {}  # told where the ledger itself is read
+    return load_fleet(files, appwrapper_schema=crd.check_appwrapper, links=links, held=held)
+
+
 def plan(repo: FleetRepo, *, now: datetime, observer: Observer | None = None) -> Outcome:
     """What a reconcile would commit now, without committing."""
     return _decide_on(repo.fetch(), now=now, observer=observer or DeclaredCapacity())
@@ -73,7 +83,7 @@ def survey(repo: FleetRepo, *, now: datetime, observer: Observer | None = None) 
     """Each spoke of the fleet repo's tip as Caspian sees it now (`caspian
     spokes`): its file, its API's answer, its room and what is placed there."""
     snapshot = repo.fetch()
-    fleet = load_fleet(snapshot.files, appwrapper_schema=crd.check_appwrapper, links=snapshot.links)
+    fleet = fleet_in(snapshot.files, links=snapshot.links)
     fleet = fleet.without_spokes(carbon_sources(fleet)[1])
     states = (observer or DeclaredCapacity()).observe(fleet)
     entries = previous_ledger(snapshot.files).entries
@@ -148,9 +158,7 @@ def _not_yet_placed(snapshot: Snapshot, job: str) -> tuple[str, str] | None:
     names, which no reconcile has recorded yet (just pushed, or proposed in a
     pull request not merged yet): its history is its file's commits."""
     try:
-        fleet = load_fleet(
-            snapshot.files, appwrapper_schema=crd.check_appwrapper, links=snapshot.links
-        )
+        fleet = fleet_in(snapshot.files, links=snapshot.links)
     except FleetConfigError:
         return None
     matches = [j for j in fleet.jobs if job in (j.id, j.name, j.source, j.source.split("#")[0])]
@@ -266,7 +274,7 @@ def pull_request(outcome: Outcome) -> tuple[str, str]:
 
 def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outcome:
     now = now.astimezone(UTC)
-    fleet = load_fleet(snapshot.files, appwrapper_schema=crd.check_appwrapper, links=snapshot.links)
+    fleet = fleet_in(snapshot.files, links=snapshot.links)
     sources, unsourced = carbon_sources(fleet)
     fleet = fleet.without_spokes(unsourced)
     for problem in fleet.problems:

@@ -16,7 +16,6 @@ from typing import Any
 import click
 
 from reconciler import (
-    crd,
     explaining,
     ledger,
     messages,
@@ -39,7 +38,6 @@ from reconciler.cli.common import (
 )
 from reconciler.fleet import FleetConfigError, Problem
 from reconciler.gitrepo import FleetRepo, GitError, Identity, create_bare_repo, redact
-from reconciler.loading import load_fleet
 from reconciler.quantities import format_time
 
 
@@ -105,9 +103,7 @@ def _validate_repo(root: Path, *, parts: list[str], style: str, named: bool) -> 
     files = templates.read_tree(root)
     say = functools.partial(_problems, files=files, root=root, style=style)
     try:
-        fleet = load_fleet(
-            files, appwrapper_schema=crd.check_appwrapper, links=templates.links_in(root)
-        )
+        fleet = reconciling.fleet_in(files, links=templates.links_in(root))
         fleet = fleet.without_spokes(reconciling.carbon_sources(fleet)[1])
         reconciling.previous_ledger(files)
     except FleetConfigError as error:
@@ -138,6 +134,7 @@ def _problems(
     where that can be found, and the file as the working directory sees it, for
     an editor or a CI check to open. JSON names it from the fleet repo's root
     too, and a file of several documents' document from 0."""
+    found = []
     for problem in problems:
         name, _, document = problem.file.partition("#")
         number = int(document) if document.isdecimal() else 0
@@ -147,8 +144,13 @@ def _problems(
             if raw
             else None
         )
+        found.append((name, number, line, document, problem))
+    # In the order of the file, as a compiler lists them (a job's fields are
+    # checked by topic, not by line).
+    found.sort(key=lambda f: (f[0], f[1], f[2] or 0))
+    for name, number, line, document, problem in found:
         if style == "json":
-            found = {
+            fields = {
                 "file": name,
                 "path": _shown(root / name),
                 "document": number,
@@ -156,7 +158,7 @@ def _problems(
                 "field": problem.field,
                 "reason": problem.reason,
             }
-            click.echo(json.dumps(found))
+            click.echo(json.dumps(fields))
         elif style == "github":
             click.echo(_annotation(problem, path=_shown(root / name), line=line))
         else:
@@ -165,8 +167,7 @@ def _problems(
                 place += f":{line}"
             elif document:
                 place += f"#{document}"
-            said = problem.reason if problem.field == "-" else f"{problem.field}: {problem.reason}"
-            click.echo(f"{place}: {said}")
+            click.echo(f"{place}: {problem.said()}")
 
 
 def _shown(path: Path) -> str:

@@ -60,11 +60,12 @@ def test_validate_prints_one_line_per_problem_and_exits_1(run, tmp_path, monkeyp
         next(i for i, line in enumerate(text, 1) if words in line)
         for words in ("caspian.dev/spokes:", "caspian.dev/not-before:")
     )
-    # As a compiler says it, for an editor to jump to.
-    assert lines[0].startswith(f"jobs/bad.yaml:{spokes}: metadata.annotations.caspian.dev/spokes: ")
-    assert lines[1].startswith(
+    # As a compiler says it, for an editor to jump to, in the file's order.
+    assert not_before < spokes
+    assert lines[0].startswith(
         f"jobs/bad.yaml:{not_before}: metadata.annotations.caspian.dev/not-before: "
     )
+    assert lines[1].startswith(f"jobs/bad.yaml:{spokes}: metadata.annotations.caspian.dev/spokes: ")
     assert lines[2].startswith("jobs/worse.yaml:1: not valid YAML")
     only = run("validate", target / "jobs" / "worse.yaml")
     assert only.output.strip().splitlines() == [lines[2]]
@@ -91,8 +92,8 @@ def test_validate_json_gives_the_line_of_each_problem(run, tmp_path, monkeypatch
 
     assert all(p["path"] == f"{target}/{p['file']}" for p in found)  # not under the cwd
     assert [(p["file"], p["document"], p["line"]) for p in found] == [
-        ("jobs/two.yaml", 1, line_with("cpu: lots")),
         ("jobs/two.yaml", 1, line_with("caspian.dev/not-before: soon")),
+        ("jobs/two.yaml", 1, line_with("cpu: lots")),
         ("jobs/worse.yaml", 0, 1),  # where it stops being YAML
     ]
     monkeypatch.chdir(target)  # files are named from there
@@ -138,19 +139,19 @@ def test_validate_takes_a_file_or_directory_as_the_shell_names_it(
     spoke.write_text(spoke.read_text().replace("cpu:", "cpus:"))
     monkeypatch.chdir(target)
     everything = run("validate").output.splitlines()
-    assert len(everything) == 3 and everything[2].startswith("jobs/worse.yaml:")
+    assert len(everything) == 3 and everything[0].startswith("jobs/worse.yaml:")
     # A path from the working directory, and names from there too.
-    assert run("validate", "jobs/worse.yaml").output.splitlines() == everything[2:]
-    assert run("validate", "jobs").output.splitlines() == everything[2:]
-    assert run("validate", "./spokes/").output.splitlines() == everything[:2]
+    assert run("validate", "jobs/worse.yaml").output.splitlines() == everything[:1]
+    assert run("validate", "jobs").output.splitlines() == everything[:1]
+    assert run("validate", "./spokes/").output.splitlines() == everything[1:]
     (target / "jobs" / "worse").mkdir()
     (target / "jobs" / "worse" / "again.yaml").write_text("kind: [")
     again = run("validate", "jobs/worse").output.splitlines()
-    assert again == [everything[2].replace("worse.yaml", "worse/again.yaml")]
+    assert again == [everything[0].replace("worse.yaml", "worse/again.yaml")]
     (target / "jobs" / "worse" / "again.yaml").unlink()
     monkeypatch.chdir(target / "jobs")
     assert run("validate", "../jobs/worse.yaml").output.splitlines() == [
-        everything[2].replace("jobs/", "", 1)
+        everything[0].replace("jobs/", "", 1)
     ]
     monkeypatch.chdir(tmp_path)
     assert run("validate", "fleet").output.splitlines() == [f"fleet/{e}" for e in everything]
@@ -163,7 +164,7 @@ def test_validate_takes_a_file_or_directory_as_the_shell_names_it(
     assert several.exit_code == EXIT_ERROR
     assert several.stdout.splitlines() == [
         *(f"fleet/{e}" for e in everything),
-        "other/fleet/jobs/bad.yaml:1: " + everything[2].split(":1: ", 1)[1],
+        "other/fleet/jobs/bad.yaml:1: " + everything[0].split(":1: ", 1)[1],
     ]
     clean = run("validate", "other/fleet/spokes", "other/fleet/caspian.yaml")
     assert clean.exit_code == 0 and clean.stdout == ""
@@ -270,7 +271,7 @@ def test_reconcile_says_partial_with_exit_3(run, tmp_path) -> None:
     gitutil.user_commit(remote, {"jobs/bad.yaml": b"kind: ["})
     result = run("reconcile", "--repo", remote, "--once", *AT)
     assert result.exit_code == EXIT_PARTIAL
-    assert "invalid: jobs/bad.yaml: -: not valid YAML" in result.output
+    assert "invalid: jobs/bad.yaml: not valid YAML" in result.output
 
 
 def test_a_broken_policy_exits_1_and_commits_nothing(run, tmp_path) -> None:
@@ -284,7 +285,7 @@ def test_a_broken_policy_exits_1_and_commits_nothing(run, tmp_path) -> None:
     result = run("reconcile", "--repo", remote, "--once", *AT)
     assert result.exit_code == EXIT_ERROR
     assert (
-        "caspian.yaml:spec.horizon:" in result.output and "nothing was committed" in result.output
+        "caspian.yaml: spec.horizon:" in result.output and "nothing was committed" in result.output
     )
     assert gitutil.head(remote) == head
 
@@ -757,7 +758,7 @@ def test_explain_finds_a_broken_file_by_its_name_and_says_what_is_wrong(run, tmp
     assert held.exit_code == 0, held.output
     assert (
         "  its file has a problem, so it is held as it was: "
-        "jobs/etl-daily.yaml:metadata.annotations.caspian.dev/duration: "
+        "jobs/etl-daily.yaml: metadata.annotations.caspian.dev/duration: "
     ) in held.output
 
 
@@ -772,6 +773,8 @@ def test_explain_lists_the_jobs_when_it_finds_none(run, tmp_path) -> None:
     assert "'etl-dialy' is no job in the ledger (did you mean batch/etl-daily?); jobs: " in (
         typo.output
     )
+    part = run("explain", "sweep", "--repo", remote, *AT)
+    assert "(did you mean batch/hyperparam-sweep?)" in part.output
 
 
 def test_a_job_not_found_in_a_large_ledger_is_not_answered_with_every_name() -> None:

@@ -9,6 +9,7 @@ import yaml
 
 from reconciler import crd, quantities
 from reconciler.fleet import FleetConfigError
+from reconciler.loading import load_fleet
 from reconciler.templates import template_files
 from tests.fleet.helpers import appwrapper, appwrapper_doc, fleet_with, problems_of
 
@@ -71,7 +72,7 @@ def test_a_job_pod_without_restart_policy_is_a_problem_not_a_failed_sync() -> No
     del doc["spec"]["components"][0]["template"]["spec"]["template"]["spec"]["restartPolicy"]
     lines = problems_of(fleet_with(jobs__extra=yaml.safe_dump(doc)))
     assert lines == [
-        "jobs/extra.yaml:spec.components[0].template.spec.template.spec.restartPolicy: missing: "
+        "jobs/extra.yaml: spec.components[0].template.spec.template.spec.restartPolicy: missing: "
         "Kubernetes runs a Job's pods only with Never or OnFailure; add restartPolicy: Never"
     ]
 
@@ -84,7 +85,7 @@ def test_a_job_that_names_a_kueue_queue_is_a_problem_and_its_appwrapper_may() ->
         }
         (line,) = problems_of(fleet_with(jobs__extra=yaml.safe_dump(doc)))
         assert line.startswith(
-            f"jobs/extra.yaml:spec.components[0].template.metadata.{part}."
+            f"jobs/extra.yaml: spec.components[0].template.metadata.{part}."
             "kueue.x-k8s.io/queue-name: remove it: Kueue on a spoke would suspend this Job"
         ), line
     # The AppWrapper itself never reaches a spoke: Caspian renders its Job only.
@@ -186,7 +187,7 @@ def test_the_default_request_is_the_policys_to_set() -> None:
     assert (job.cpu, job.memory_bytes) == (0.0, 0.0)
     with pytest.raises(FleetConfigError) as raised:
         fleet_with(caspian=POLICY_HEAD + "spec: {defaults: {requests: {cpu: -1}}}\n")
-    assert raised.value.problems[0].line().startswith("caspian.yaml:spec.defaults.requests.cpu:")
+    assert raised.value.problems[0].line().startswith("caspian.yaml: spec.defaults.requests.cpu:")
 
 
 def test_hints_come_from_caspian_annotations() -> None:
@@ -205,78 +206,79 @@ def test_a_namespace_in_the_appwrapper_wins() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("kind: AppWrapper\nspec: [unclosed\n", "jobs/extra.yaml:-: not valid YAML: "),
+        ("kind: AppWrapper\nspec: [unclosed\n", "jobs/extra.yaml: not valid YAML: "),
         (
             appwrapper().replace("components:", "components: 3\n  old:", 1),
-            "jobs/extra.yaml:spec.components: 3 is not of type 'array'",
+            "jobs/extra.yaml: spec.components: 3 is not of type 'array'",
         ),
         (
             appwrapper(annotations={"caspian.dev/deadline": "tomorrow"}),
-            "jobs/extra.yaml:metadata.annotations.caspian.dev/deadline: 'tomorrow' is not an "
+            "jobs/extra.yaml: metadata.annotations.caspian.dev/deadline: 'tomorrow' is not an "
             "RFC 3339 time",
         ),
         (
             appwrapper(annotations={"caspian.dev/deadline": "2026-12-01T10:00:00"}),
-            "jobs/extra.yaml:metadata.annotations.caspian.dev/deadline: '2026-12-01T10:00:00' "
+            "jobs/extra.yaml: metadata.annotations.caspian.dev/deadline: '2026-12-01T10:00:00' "
             "has no time zone",
         ),
         (
             appwrapper(annotations={"caspian.dev/spokes": "paris,tokyo"}),
-            "jobs/extra.yaml:metadata.annotations.caspian.dev/spokes: unknown spoke(s) tokyo",
+            "jobs/extra.yaml: metadata.annotations.caspian.dev/spokes: unknown spoke(s) tokyo",
         ),
         (
             appwrapper(annotations={"caspian.dev/dedline": "2026-12-01T10:00:00Z"}),
-            "jobs/extra.yaml:metadata.annotations.caspian.dev/dedline: unknown Caspian annotation",
+            "jobs/extra.yaml: metadata.annotations.caspian.dev/dedline: unknown Caspian annotation",
         ),
         (
             appwrapper().replace(
                 "  - template:", "  - podSetInfos:\n    - nodeSelector: {zone: a}\n    template:"
             ),
-            "jobs/extra.yaml:spec.components[0].podSetInfos: Kueue's admission of it on one "
+            "jobs/extra.yaml: spec.components[0].podSetInfos: Kueue's admission of it on one "
             "cluster, as `kubectl get -o yaml` copies it: remove it",
         ),
         (
             appwrapper(annotations={"workload.codeflare.dev.appwrapper/retrylimit": "2"}),
-            "jobs/extra.yaml:metadata.annotations.workload.codeflare.dev.appwrapper/retrylimit: "
+            "jobs/extra.yaml: metadata.annotations.workload.codeflare.dev.appwrapper/retrylimit: "
             "unknown AppWrapper annotation, which nothing reads; did you mean "
             "workload.codeflare.dev.appwrapper/retryLimit? known: admissionGracePeriodDuration",
         ),
         (
             appwrapper(annotations={"caspian.dev/power-watts": "-5"}),
-            "jobs/extra.yaml:metadata.annotations.caspian.dev/power-watts: '-5' must be a positive",
+            "jobs/extra.yaml: metadata.annotations.caspian.dev/power-watts: '-5' must be a "
+            "positive",
         ),
         (
             appwrapper(job_spec={"ttlSecondsAfterFinished": 60}),
-            "jobs/extra.yaml:spec.components[0].template.spec.ttlSecondsAfterFinished: remove it",
+            "jobs/extra.yaml: spec.components[0].template.spec.ttlSecondsAfterFinished: remove it",
         ),
         (
             appwrapper().replace("kind: Job", "kind: Deployment"),
-            "jobs/extra.yaml:spec.components[0].template: expected a batch/v1 Job, found "
+            "jobs/extra.yaml: spec.components[0].template: expected a batch/v1 Job, found "
             "batch/v1/Deployment",
         ),
         (
             appwrapper(resources={"requests": {"cpu": "two"}}),
-            "jobs/extra.yaml:spec.components[0].template.spec.template.spec.containers[0]"
+            "jobs/extra.yaml: spec.components[0].template.spec.template.spec.containers[0]"
             ".resources.requests[cpu]: 'two' is not a Kubernetes quantity",
         ),
         (
             appwrapper(resources={"limits": {"nvidia.com/gpu": "-1"}}),
-            "jobs/extra.yaml:spec.components[0].template.spec.template.spec.containers[0]"
+            "jobs/extra.yaml: spec.components[0].template.spec.template.spec.containers[0]"
             ".resources.limits[nvidia.com/gpu]: '-1' is negative",
         ),
         (
             appwrapper(pod_spec={"overhead": {"cpu": "lots"}}),
-            "jobs/extra.yaml:spec.components[0].template.spec.template.spec.overhead[cpu]: "
+            "jobs/extra.yaml: spec.components[0].template.spec.template.spec.overhead[cpu]: "
             "'lots' is not a Kubernetes quantity",
         ),
         (
             appwrapper(pod_spec={"resources": {"limits": {"memory": "-2Gi"}}}),
-            "jobs/extra.yaml:spec.components[0].template.spec.template.spec.resources"
+            "jobs/extra.yaml: spec.components[0].template.spec.template.spec.resources"
             ".limits[memory]: '-2Gi' is negative",
         ),
         (
             appwrapper(resources={"limits": {"amd.com/gpu": "1"}}),
-            "jobs/extra.yaml:spec.components[0].template.spec.template.spec.containers[0]"
+            "jobs/extra.yaml: spec.components[0].template.spec.template.spec.containers[0]"
             ".resources.limits[amd.com/gpu]: Caspian plans GPUs as nvidia.com/gpu only",
         ),
         (
@@ -294,32 +296,32 @@ def test_a_namespace_in_the_appwrapper_wins() -> None:
                     ]
                 }
             ),
-            "jobs/extra.yaml:spec.components[0].template.spec.template.spec.initContainers[0]"
+            "jobs/extra.yaml: spec.components[0].template.spec.template.spec.initContainers[0]"
             ".resources.requests[nvidia.com/mig-1g.5gb]: Caspian plans GPUs as nvidia.com/gpu",
         ),
         (
             job_annotated({"argocd.argoproj.io/hook": "PostSync"}),
-            "jobs/extra.yaml:spec.components[0].template.metadata.annotations.argocd.argoproj.io"
+            "jobs/extra.yaml: spec.components[0].template.metadata.annotations.argocd.argoproj.io"
             "/hook: remove it: a sync hook runs again at every sync",
         ),
         (
             job_annotated({"argocd.argoproj.io/sync-options": "ServerSideApply=true, Prune=false"}),
-            "jobs/extra.yaml:spec.components[0].template.metadata.annotations.argocd.argoproj.io"
+            "jobs/extra.yaml: spec.components[0].template.metadata.annotations.argocd.argoproj.io"
             "/sync-options: remove Prune=false: Caspian starts a Job",
         ),
         (
             appwrapper(annotations={"caspian.dev/power-watts": "4e7"}),
-            "jobs/extra.yaml:metadata.annotations.caspian.dev/power-watts: '4e7' is more than "
+            "jobs/extra.yaml: metadata.annotations.caspian.dev/power-watts: '4e7' is more than "
             "10,000,000 W: is it in watts?",
         ),
         (
             appwrapper(annotations={"caspian.dev/duration": "99999999999d"}),
-            "jobs/extra.yaml:metadata.annotations.caspian.dev/duration: '99999999999d' is longer "
+            "jobs/extra.yaml: metadata.annotations.caspian.dev/duration: '99999999999d' is longer "
             "than 3650d",
         ),
         (
             appwrapper(pod_spec={"restartPolicy": "Always"}),
-            "jobs/extra.yaml:spec.components[0].template.spec.template.spec.restartPolicy: "
+            "jobs/extra.yaml: spec.components[0].template.spec.template.spec.restartPolicy: "
             "'Always': Kubernetes runs a Job's pods only with Never or OnFailure; add "
             "restartPolicy: Never",
         ),
@@ -327,66 +329,66 @@ def test_a_namespace_in_the_appwrapper_wins() -> None:
             appwrapper(
                 job_spec={"selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": "1"}}}
             ),
-            "jobs/extra.yaml:spec.components[0].template.spec.selector: Kubernetes generates a "
+            "jobs/extra.yaml: spec.components[0].template.spec.selector: Kubernetes generates a "
             "Job's selector",
         ),
         (
             appwrapper(pod_spec={"nodeName": "gpu-07"}),
-            "jobs/extra.yaml:spec.components[0].template.spec.template.spec.nodeName: 'gpu-07' "
+            "jobs/extra.yaml: spec.components[0].template.spec.template.spec.nodeName: 'gpu-07' "
             "binds every pod to one node of one cluster",
         ),
         (
             appwrapper(job_spec={"backoffLimit": -1}),
-            "jobs/extra.yaml:spec.components[0].template.spec.backoffLimit: -1 is negative",
+            "jobs/extra.yaml: spec.components[0].template.spec.backoffLimit: -1 is negative",
         ),
         (
             appwrapper(job_spec={"activeDeadlineSeconds": 0}),
-            "jobs/extra.yaml:spec.components[0].template.spec.activeDeadlineSeconds: 0: "
+            "jobs/extra.yaml: spec.components[0].template.spec.activeDeadlineSeconds: 0: "
             "Kubernetes requires more than 0",
         ),
         # The CRD leaves the wrapped Job open; Kubernetes' Job schema is not.
         (
             appwrapper(job_spec={"parallelism": "two"}),
-            "jobs/extra.yaml:spec.components[0].template.spec.parallelism: 'two' is not of "
+            "jobs/extra.yaml: spec.components[0].template.spec.parallelism: 'two' is not of "
             "type 'integer'",
         ),
         (
             appwrapper(pod_spec={"initContainers": {"name": "setup"}}),
-            "jobs/extra.yaml:spec.components[0].template.spec.template.spec.initContainers: "
+            "jobs/extra.yaml: spec.components[0].template.spec.template.spec.initContainers: "
             "{'name': 'setup'} is not of type 'array'",
         ),
         (
             appwrapper(annotations={"caspian.dev/power-watts": 300}),
-            "jobs/extra.yaml:metadata.annotations.caspian.dev/power-watts: 300 is not of type "
+            "jobs/extra.yaml: metadata.annotations.caspian.dev/power-watts: 300 is not of type "
             "'string'",
         ),
         (
             appwrapper(job_spec={"completions": -2}),
-            "jobs/extra.yaml:spec.components[0].template.spec.completions: -2 is negative",
+            "jobs/extra.yaml: spec.components[0].template.spec.completions: -2 is negative",
         ),
         (
             appwrapper().replace("kind: Job", "kind: Job\n      metadata: {namespace: other}"),
-            "jobs/extra.yaml:spec.components[0].template.metadata.namespace: 'other' is not the "
+            "jobs/extra.yaml: spec.components[0].template.metadata.namespace: 'other' is not the "
             "AppWrapper's namespace 'batch'",
         ),
         (
             appwrapper().replace(
                 "metadata:\n  name: extra", f"metadata:\n  name: extra\n  namespace: {'n' * 64}"
             ),
-            f"jobs/extra.yaml:metadata.namespace: '{'n' * 64}' is not a valid namespace",
+            f"jobs/extra.yaml: metadata.namespace: '{'n' * 64}' is not a valid namespace",
         ),
         (
             appwrapper().replace("name: extra", "name: extra\n  namespace: ml-team"),
-            "jobs/extra.yaml:metadata.namespace: 'ml-team' is not among caspian.yaml's "
+            "jobs/extra.yaml: metadata.namespace: 'ml-team' is not among caspian.yaml's "
             "spec.namespaces (batch, media), the namespaces Argo CD's project admits",
         ),
         (
             appwrapper(name="Bad_Name"),
-            "jobs/extra.yaml:metadata.name: required: a DNS label",
+            "jobs/extra.yaml: metadata.name: required: a DNS label",
         ),
         (
             appwrapper().replace("apiVersion: workload.codeflare.dev/v1beta2", "apiVersion: v1"),
-            "jobs/extra.yaml:kind: expected workload.codeflare.dev/v1beta2 AppWrapper",
+            "jobs/extra.yaml: kind: expected workload.codeflare.dev/v1beta2 AppWrapper",
         ),
     ],
 )
@@ -415,9 +417,9 @@ def test_every_problem_of_an_appwrapper_is_named_at_once() -> None:
         resources={"requests": {"cpu": "lots", "cpus": "2"}},
     )
     fleet = fleet_with(jobs__extra=yaml.safe_dump(doc, sort_keys=False))
-    job = "jobs/extra.yaml:spec.components[0].template.spec."
+    job = "jobs/extra.yaml: spec.components[0].template.spec."
     container = job + "template.spec.containers[0].resources."
-    annotation = "jobs/extra.yaml:metadata.annotations."
+    annotation = "jobs/extra.yaml: metadata.annotations."
     expected = [
         job + "ttlSecondsAfterFinished: remove it",
         container + "requests[cpu]: 'lots' is not a Kubernetes quantity",
@@ -487,14 +489,28 @@ def test_a_bad_document_in_a_multi_document_file_is_named_by_index() -> None:
         + appwrapper("two", annotations={"caspian.dev/duration": "soon"})
     )
     assert [j.name for j in fleet.jobs if j.name in ("one", "two")] == ["one"]
-    assert problems_of(fleet)[0].startswith("jobs/extra.yaml#1:metadata.annotations")
+    assert problems_of(fleet)[0].startswith("jobs/extra.yaml#1: metadata.annotations")
 
 
 def test_the_same_name_twice_keeps_the_first_and_names_both_files() -> None:
     fleet = fleet_with(jobs__zz_copy=appwrapper("etl-daily"))
     assert problems_of(fleet) == [
-        "jobs/zz-copy.yaml:metadata.name: batch/etl-daily is already defined in "
+        "jobs/zz-copy.yaml: metadata.name: batch/etl-daily is already defined in "
         "jobs/etl-daily.yaml; give one of them another name"
+    ]
+
+
+def test_the_same_name_twice_keeps_the_file_caspian_placed_it_from() -> None:
+    files = {**template_files(), "jobs/a-copy.yaml": appwrapper("etl-daily").encode()}
+    check = crd.check_appwrapper
+    first = load_fleet(files, appwrapper_schema=check)
+    placed = {"batch/etl-daily": "jobs/etl-daily.yaml"}
+    held = load_fleet(files, appwrapper_schema=check, held=placed)
+    assert [j.source for j in first.jobs if j.name == "etl-daily"] == ["jobs/a-copy.yaml"]
+    assert [j.source for j in held.jobs if j.name == "etl-daily"] == ["jobs/etl-daily.yaml"]
+    assert problems_of(held) == [
+        "jobs/a-copy.yaml: metadata.name: batch/etl-daily is already defined in "
+        "jobs/etl-daily.yaml (where Caspian placed it from); give one of them another name"
     ]
 
 
@@ -518,52 +534,52 @@ def test_the_spoke_down_grace_may_be_zero_or_none(written, grace) -> None:
     [
         (
             {"caspian": "apiVersion: caspian.dev/v1alpha1\nkind: Policy\nspec: {slott: 15m}\n"},
-            "caspian.yaml:spec.slott: unknown field: check its spelling",
+            "caspian.yaml: spec.slott: unknown field: check its spelling",
         ),
         (
             {"caspian": "apiVersion: caspian.dev/v1alpha1\nkind: Policy\nspec: {slot: 7m}\n"},
-            "caspian.yaml:spec.slot: slot must be whole minutes that divide an hour",
+            "caspian.yaml: spec.slot: slot must be whole minutes that divide an hour",
         ),
         (
             {"caspian": "apiVersion: caspian.dev/v1alpha1\nkind: Policy\nspec: {horizon: soon}\n"},
-            "caspian.yaml:spec.horizon: 'soon' is not a duration",
+            "caspian.yaml: spec.horizon: 'soon' is not a duration",
         ),
         (
             {"caspian": POLICY_HEAD + "spec: {historyUrl: 'https://git.example/f/commits/main'}\n"},
-            "caspian.yaml:spec.historyUrl: historyUrl must hold {path} once",
+            "caspian.yaml: spec.historyUrl: historyUrl must hold {path} once",
         ),
         (
             {"caspian": POLICY_HEAD + "spec: {historyUrl: 'git.example/{path}'}\n"},
-            "caspian.yaml:spec.historyUrl: historyUrl must be an http(s) URL",
+            "caspian.yaml: spec.historyUrl: historyUrl must be an http(s) URL",
         ),
         (
             {"caspian": POLICY_HEAD + "spec: {slot: 1m, horizon: 3d}\n"},
-            "caspian.yaml:spec.horizon: horizon / slot gives 4320 slots, more than "
+            "caspian.yaml: spec.horizon: horizon / slot gives 4320 slots, more than "
             "2880: shorten the horizon or lengthen the slot",
         ),
         (
             {"caspian": POLICY_HEAD + "spec: {namespace: default, namespaces: [batch]}\n"},
-            "caspian.yaml:spec: namespace 'default' is not among namespaces (batch): add it "
+            "caspian.yaml: spec: namespace 'default' is not among namespaces (batch): add it "
             "there, or name one of those",
         ),
-        ({"caspian": "apiVersion: [\n"}, "caspian.yaml:-: not valid YAML"),
+        ({"caspian": "apiVersion: [\n"}, "caspian.yaml: not valid YAML"),
         (
             {"caspian": POLICY_HEAD + "spec: {requeueUnscheduled: 0m}\n"},
-            "caspian.yaml:spec.requeueUnscheduled: '0m' must be longer than zero",
+            "caspian.yaml: spec.requeueUnscheduled: '0m' must be longer than zero",
         ),
         (
             {"caspian": POLICY_HEAD + "spec: {spokeDownGrace: soon}\n"},
-            "caspian.yaml:spec.spokeDownGrace: 'soon' is not a duration",
+            "caspian.yaml: spec.spokeDownGrace: 'soon' is not a duration",
         ),
         (
             {"caspian": POLICY_HEAD + "spec: {spokeDownGrace: -5m}\n"},
-            "caspian.yaml:spec.spokeDownGrace: '-5m' is not a duration",
+            "caspian.yaml: spec.spokeDownGrace: '-5m' is not a duration",
         ),
         (
             {"caspian": POLICY_HEAD + "spec: {requeueLimit: -1}\n"},
-            "caspian.yaml:spec.requeueLimit: Input should be greater than or equal to 0",
+            "caspian.yaml: spec.requeueLimit: Input should be greater than or equal to 0",
         ),
-        ({"caspian": None}, "caspian.yaml:-: missing"),
+        ({"caspian": None}, "caspian.yaml: missing"),
     ],
 )
 def test_a_bad_policy_stops_everything_with_a_clear_line(changes, expected) -> None:
@@ -580,25 +596,25 @@ def test_a_bad_policy_stops_everything_with_a_clear_line(changes, expected) -> N
                 "spokes__paris": SPOKE_HEAD + "metadata: {name: paris, labels: {tier: top gold}}\n"
                 "spec: {carbon: {zone: FR}, capacity: {cpu: 4, memory: 1Gi}}\n"
             },
-            "spokes/paris.yaml:metadata.labels: 'top gold' is not a label value",
+            "spokes/paris.yaml: metadata.labels: 'top gold' is not a label value",
         ),
         (
             {
                 "spokes__paris": SPOKE_HEAD + "metadata: {name: lyon}\n"
                 "spec: {carbon: {zone: FR}, capacity: {cpu: 4, memory: 1Gi}}\n"
             },
-            "spokes/paris.yaml:metadata.name: 'lyon' must match the file name",
+            "spokes/paris.yaml: metadata.name: 'lyon' must match the file name",
         ),
         (
             {"spokes__paris": SPOKE_HEAD + "metadata: {name: paris}\nspec: {carbon: {zone: FR}}\n"},
-            "spokes/paris.yaml:spec.capacity: required field is missing",
+            "spokes/paris.yaml: spec.capacity: required field is missing",
         ),
         (
             {
                 "spokes__paris": SPOKE_HEAD + "metadata: {name: paris}\n"
                 "spec: {carbon: {zone: FR}, capacity: {cpu: [32], memory: 1Gi}}\n"
             },
-            "spokes/paris.yaml:spec.capacity.cpu: [32] is not a quantity: write a "
+            "spokes/paris.yaml: spec.capacity.cpu: [32] is not a quantity: write a "
             "number or a string like 16Gi",
         ),
         (
@@ -606,7 +622,7 @@ def test_a_bad_policy_stops_everything_with_a_clear_line(changes, expected) -> N
                 "spokes__paris": SPOKE_HEAD + "metadata: {name: paris}\n"
                 "spec: {carbon: {zone: FR}, capacity: {cpu: 8, memory: 1Gi}, power: {pue: 115}}\n"
             },
-            "spokes/paris.yaml:spec.power.pue: Input should be less than or equal to 5",
+            "spokes/paris.yaml: spec.power.pue: Input should be less than or equal to 5",
         ),
     ],
 )
@@ -645,7 +661,7 @@ def test_a_job_may_name_or_select_a_spoke_whose_file_is_broken() -> None:
     assert [p.file for p in fleet.problems] == ["spokes/paris.yaml"]
     refused = fleet_with(jobs__selects=appwrapper("selects", annotations=select))
     assert problems_of(refused)[0].startswith(
-        "jobs/selects.yaml:metadata.annotations.caspian.dev/spoke-selector: selects none"
+        "jobs/selects.yaml: metadata.annotations.caspian.dev/spoke-selector: selects none"
     )
 
 

@@ -88,7 +88,7 @@ def test_an_expression_the_api_server_refuses_is_a_problem_line(expression, expe
     fleet = fleet_with(jobs__extra=job_with_affinity([expression]))
     lines = [p.line() for p in fleet.problems]
     where = (
-        "jobs/extra.yaml:spec.components[0].template.spec.template.spec.affinity.nodeAffinity."
+        "jobs/extra.yaml: spec.components[0].template.spec.template.spec.affinity.nodeAffinity."
         "requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]."
     )
     assert len(lines) == 1 and lines[0].startswith(where + expected), lines
@@ -140,7 +140,7 @@ def test_a_match_field_the_api_server_refuses_is_a_problem_line(expression, expe
     fleet = fleet_with(jobs__extra=job_with_fields([expression]))
     lines = [p.line() for p in fleet.problems]
     where = (
-        "jobs/extra.yaml:spec.components[0].template.spec.template.spec.affinity.nodeAffinity."
+        "jobs/extra.yaml: spec.components[0].template.spec.template.spec.affinity.nodeAffinity."
         "requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchFields[0]."
     )
     assert len(lines) == 1 and lines[0].startswith(where + expected), lines
@@ -191,7 +191,7 @@ def test_a_null_expression_is_a_problem_line_not_a_stop(affinity, field) -> None
     # The schema lets `- ~` through; reading it stopped every reconcile.
     fleet = fleet_with(jobs__extra=appwrapper(pod_spec={"affinity": affinity}))
     assert [p.line() for p in fleet.problems] == [
-        "jobs/extra.yaml:spec.components[0].template.spec.template.spec.affinity."
+        "jobs/extra.yaml: spec.components[0].template.spec.template.spec.affinity."
         f"{field}: expected an expression: its key, operator and values"
     ]
     assert "extra" not in {job.name for job in fleet.jobs}
@@ -265,7 +265,7 @@ def test_a_toleration_the_api_server_refuses_is_a_problem_line(toleration, expec
         jobs__extra=appwrapper(pod_spec={"tolerations": [{"operator": "Exists"}, toleration]})
     )
     lines = [p.line() for p in fleet.problems]
-    where = "jobs/extra.yaml:spec.components[0].template.spec.template.spec.tolerations[1]."
+    where = "jobs/extra.yaml: spec.components[0].template.spec.template.spec.tolerations[1]."
     assert len(lines) == 1 and lines[0].startswith(where + expected), lines
 
 

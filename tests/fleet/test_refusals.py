@@ -13,7 +13,7 @@ import yaml
 from reconciler.refusals import refused_by_api_server
 from tests.fleet.helpers import appwrapper_doc, fleet_with, problems_of
 
-FIELD = "jobs/extra.yaml:spec.components[0].template."
+FIELD = "jobs/extra.yaml: spec.components[0].template."
 POD = FIELD + "spec.template.spec."
 
 

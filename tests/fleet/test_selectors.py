@@ -71,7 +71,7 @@ def test_a_job_may_use_the_spokes_its_selector_picks_among_those_it_lists() -> N
 
 def test_a_selector_that_picks_no_spoke_is_a_problem_naming_their_labels() -> None:
     assert allowed({"caspian.dev/spoke-selector": "region=mars"}) == [
-        "jobs/extra.yaml:metadata.annotations.caspian.dev/spoke-selector: selects none of the "
+        "jobs/extra.yaml: metadata.annotations.caspian.dev/spoke-selector: selects none of the "
         "spokes (their labels: california: region=us-west; frankfurt: region=eu-central; "
         "paris: region=eu-west); loosen it, or label a spoke in its file's metadata.labels"
     ]

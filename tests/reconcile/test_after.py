@@ -154,16 +154,16 @@ def test_a_bad_or_circular_after_is_a_problem_of_the_files() -> None:
 
     field = "metadata.annotations.caspian.dev/after"
     assert problems(a="Not A Name") == [
-        f"jobs/a.yaml:{field}: 'Not A Name' is not an AppWrapper's name: write names (or "
+        f"jobs/a.yaml: {field}: 'Not A Name' is not an AppWrapper's name: write names (or "
         'namespace/name) apart by commas, e.g. "preprocess, batch/fetch-data"'
     ]
     assert problems(a="b, a") == [
-        f"jobs/a.yaml:{field}: it names the job itself (batch/a): it cannot run after itself"
+        f"jobs/a.yaml: {field}: it names the job itself (batch/a): it cannot run after itself"
     ]
     circle = problems(a="b", b="c", c="a")
     assert len(circle) == 3 and all(field in line for line in circle)
     assert circle[0] == (
-        f"jobs/a.yaml:{field}: the jobs wait for each other in a circle (batch/a after batch/b "
+        f"jobs/a.yaml: {field}: the jobs wait for each other in a circle (batch/a after batch/b "
         "after batch/c after batch/a), so none could ever start: take one of them out of the "
         "next one's caspian.dev/after"
     )

@@ -6,20 +6,19 @@ from datetime import timedelta
 
 import yaml
 
-from reconciler import crd, deciding, ledger, messages, reconciling
+from reconciler import deciding, ledger, messages, reconciling
 from reconciler.ledger import FIXED
-from reconciler.loading import load_fleet
 from reconciler.observing import DeclaredCapacity
 from reconciler.pods import Node, Resources, Taint
 from reconciler.quantities import format_time
-from reconciler.rendering import render
+from reconciler.rendering import job_path, render
 from reconciler.templates import template_files
 from tests.conftest import NOW, assert_valid_plan
 from tests.fleet.helpers import appwrapper, appwrapper_doc
 
 
 def step(files, *, now, states=None):
-    fleet = load_fleet(files, appwrapper_schema=crd.check_appwrapper)
+    fleet = reconciling.fleet_in(files, links=())
     observed = DeclaredCapacity().observe(fleet)
     for name, change in (states or {}).items():
         observed[name] = observed[name].model_copy(update=change)
@@ -225,6 +224,28 @@ def test_a_finished_job_runs_again_only_once_its_job_template_changes() -> None:
     again, _ = step(rerun, now=NOW + timedelta(days=1))
     entry = entries(again)[done.id]
     assert entry.phase in ("Planned", "Dispatched") and entry.job_name != done.job_name
+
+
+def test_a_copy_of_a_started_jobs_file_does_not_take_it_over() -> None:
+    decision, files = step(template_files(), now=NOW)
+    started = next(e for e in entries(decision).values() if e.phase == "Dispatched")
+    name = started.id.split("/")[1]
+    # Sorts before the original, and runs another image: were it read first,
+    # the started Job would be replaced by the copy's.
+    copy = _edited(files, started.source, "busybox:copy")[started.source]
+    files = {**files, f"jobs/0-{name}.yaml": copy}
+    again, after = step(files, now=NOW + timedelta(minutes=5))
+    entry = entries(again)[started.id]
+    assert (entry.source, entry.job_name, entry.phase) == (
+        started.source,
+        started.job_name,
+        "Dispatched",
+    )
+    assert [p.line() for p in again.problems if "already defined" in p.line()] == [
+        f"jobs/0-{name}.yaml: metadata.name: {started.id} is already defined in "
+        f"{started.source} (where Caspian placed it from); give one of them another name"
+    ]
+    assert after[job_path(entry)] == files[job_path(started)]
 
 
 def _edited(files, path, image):

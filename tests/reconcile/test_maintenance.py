@@ -116,15 +116,15 @@ def test_a_window_that_does_not_read_is_a_problem_of_its_spoke_file() -> None:
     for window, expected in (
         (
             _window(START, START),
-            "spokes/paris.yaml:spec.maintenance[0]: end 2026-11-22T04:00:00Z is not after start",
+            "spokes/paris.yaml: spec.maintenance[0]: end 2026-11-22T04:00:00Z is not after start",
         ),
         (
             {"start": "2026-11-22T04:00:00", "end": "2026-11-22T05:00:00Z"},
-            "spokes/paris.yaml:spec.maintenance[0].start: '2026-11-22T04:00:00' has no time zone",
+            "spokes/paris.yaml: spec.maintenance[0].start: '2026-11-22T04:00:00' has no time zone",
         ),
         (
             _window(note="x"),
-            "spokes/paris.yaml:spec.maintenance[0].note: unknown field",
+            "spokes/paris.yaml: spec.maintenance[0].note: unknown field",
         ),
     ):
         files = _with_maintenance(template_files(), "paris", _window(), window)
@@ -247,7 +247,7 @@ def test_a_recurring_window_that_does_not_read_is_a_problem_of_its_spoke_file() 
         fleet = fleet_with(spokes__paris=files["spokes/paris.yaml"].decode())
         lines = problems_of(fleet)
         assert any(
-            line.startswith("spokes/paris.yaml:spec.maintenance[0]") and expected in line
+            line.startswith("spokes/paris.yaml: spec.maintenance[0]") and expected in line
             for line in lines
         ), lines
 

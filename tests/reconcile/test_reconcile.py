@@ -266,7 +266,7 @@ def test_a_placed_jobs_file_turned_into_a_link_is_held(fleet_repo, remote) -> No
     ledger = gitutil.ledger(remote)
     assert ledger["batch/climate-sim"]["phase"] == entry["phase"]
     reason = ledger["jobs/climate-sim.yaml"]["reason"]
-    assert reason.startswith("-: a symbolic link (to '../shared/climate-sim.yaml')")
+    assert reason.startswith("a symbolic link (to '../shared/climate-sim.yaml')")
     assert "commit the file itself" in reason
 
 
@@ -276,7 +276,7 @@ def test_a_spoke_file_that_is_a_link_or_ends_in_yml_is_a_problem_of_its_own(
     reconcile(fleet_repo)
     paris = gitutil.read(remote, "spokes/paris.yaml")
     for change, links, expected in [
-        ({}, {"spokes/lyon.yaml": "paris.yaml"}, "-: a symbolic link (to"),
+        ({}, {"spokes/lyon.yaml": "paris.yaml"}, "a symbolic link (to"),
         # Left out, as before, its spoke would silently take no work.
         ({"spokes/lyon.yml": paris.replace(b"name: paris", b"name: lyon")}, {}, "rename it"),
     ]:

@@ -78,9 +78,9 @@ def test_a_job_larger_than_the_quota_of_its_only_spoke_waits_and_says_why() -> N
 
 def test_a_quota_that_does_not_read_is_a_problem_of_its_spoke_file() -> None:
     for quota, expected in (
-        ("{cpu: lots}", "spokes/paris.yaml:spec.quota.cpu: 'lots' is not a Kubernetes quantity"),
-        ("{cpu: -1}", "spokes/paris.yaml:spec.quota.cpu: "),
-        ("{gpus: 2}", "spokes/paris.yaml:spec.quota.gpus: unknown field"),
+        ("{cpu: lots}", "spokes/paris.yaml: spec.quota.cpu: 'lots' is not a Kubernetes quantity"),
+        ("{cpu: -1}", "spokes/paris.yaml: spec.quota.cpu: "),
+        ("{gpus: 2}", "spokes/paris.yaml: spec.quota.gpus: unknown field"),
     ):
         text = template_files()["spokes/paris.yaml"].decode() + f"  quota: {quota}\n"
         fleet = fleet_with(spokes__paris=text)
