@@ -248,6 +248,19 @@ def test_a_copy_of_a_started_jobs_file_does_not_take_it_over() -> None:
     assert after[job_path(entry)] == files[job_path(started)]
 
 
+def test_a_started_jobs_file_moved_keeps_its_place_and_its_job() -> None:
+    decision, files = step(template_files(), now=NOW)
+    started = next(e for e in entries(decision).values() if e.phase == "Dispatched")
+    moved = f"jobs/team/{started.source.removeprefix('jobs/')}"
+    files = {**files, moved: files[started.source]}
+    del files[started.source]
+    again, after = step(files, now=NOW + timedelta(minutes=5))
+    entry = entries(again)[started.id]
+    assert (entry.source, entry.phase, entry.spoke) == (moved, "Dispatched", started.spoke)
+    assert entry.job_name == started.job_name and not again.problems
+    assert f"caspian.dev/source: {moved}" in after[job_path(entry)].decode()
+
+
 def _edited(files, path, image):
     doc = yaml.safe_load(files[path])
     job = doc["spec"]["components"][0]["template"]
