@@ -8,6 +8,7 @@ carbon/data/NOTICE.md.
 from __future__ import annotations
 
 import csv
+import difflib
 import gzip
 import io
 from datetime import UTC, datetime, timedelta
@@ -59,8 +60,10 @@ def hourly(zone: str, signal: Signal) -> tuple[float, ...]:
     """The 8,760 hourly values of 2023 for a zone, from the packaged file."""
     stem = _FILES.get(zone)
     if stem is None:
+        near = difflib.get_close_matches(zone.upper(), zones(), n=1)  # "fr" for FR
+        hint = f" (did you mean {near[0]}?)" if near else ""
         raise UnknownZoneError(
-            f"zone {zone!r} is not in the embedded dataset; use one of {', '.join(zones())}"
+            f"zone {zone!r} is not in the embedded dataset{hint}; use one of {', '.join(zones())}"
         )
     package = resources.files("carbon") / "data" / "electricitymaps-2023"
     raw = gzip.decompress((package / f"{stem}_2023_hourly.csv.gz").read_bytes())

@@ -352,7 +352,9 @@ def carbon_sources(fleet: Fleet) -> tuple[dict[str, CarbonProvider], list[Proble
             sources[config.zone] = source_for(config, env=os.environ, cache_dir=carbon_cache())
         except (UnknownZoneError, ValueError) as error:
             file = f"spokes/{spoke.name}.yaml"
-            problems.append(Problem(file=file, field="spec.carbon", reason=str(error)))
+            # A zone the data lacks is that line's fault; a key or region missing, the block's.
+            field = "spec.carbon.zone" if isinstance(error, UnknownZoneError) else "spec.carbon"
+            problems.append(Problem(file=file, field=field, reason=str(error)))
     return sources, problems
 
 

@@ -136,3 +136,12 @@ def test_every_dataset_zone_answers() -> None:
         )
         assert len(series.values) == 96
         assert all(0 < value < 2000 for value in series.values)
+
+
+@pytest.mark.parametrize(("written", "meant"), [("fr", "FR"), ("US-CAL", "US-CAL-CISO")])
+def test_an_unknown_zone_names_the_one_it_is_close_to(written, meant) -> None:
+    with pytest.raises(embedded.UnknownZoneError) as refused:
+        embedded.hourly(written, "lifecycle")
+    assert str(refused.value).startswith(
+        f"zone '{written}' is not in the embedded dataset (did you mean {meant}?); use one of "
+    )

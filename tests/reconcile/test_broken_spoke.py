@@ -138,7 +138,9 @@ def test_an_unknown_carbon_zone_is_a_problem_of_that_spoke(fleet_repo, remote) -
     outcome = reconcile(fleet_repo)
     assert outcome.decision.broken_spokes == {"paris": "spokes/paris.yaml"}
     reason = gitutil.ledger(remote)["spokes/paris.yaml"]["reason"]
-    assert reason.startswith("spec.carbon: zone 'MARS' is not in the embedded dataset; use one of")
+    assert reason.startswith(
+        "spec.carbon.zone: zone 'MARS' is not in the embedded dataset; use one of"
+    )
     assert {e["spoke"] for e in gitutil.ledger(remote).values() if e.get("spoke")} == {
         "california",
         "frankfurt",
