@@ -215,8 +215,8 @@ def fleet_setup(
         )
     if rows and not arrivals:
         raise SimulationInputError(
-            f"{trace_name}: no submission falls in the {days} day(s) replayed (arrival_hours "
-            f"0 to {end:g}): lengthen --days or move the arrivals"
+            f"{trace_name}: no submission falls in the {days} day{'s' * (days != 1)} replayed "
+            f"(arrival_hours 0 to {end:g}): lengthen --days or move the arrivals"
         )
     return Setup(
         name=trace_name,

@@ -168,8 +168,9 @@ def simulate(
         click.echo(
             f"{r['policy']:12} {r['kg_co2']:9.1f} kg  saved {_pct(r['saved_vs_qos']):>7}  "
             f"of-limit {_pct(r['share_of_clairvoyant_savings']):>7}  "
-            f"met {r['deadlines_met']:6.1%}  end/deadline "
-            f"{r['mean_completion_over_deadline']:.2f}  p95 wait {r['p95_wait_hours']:4.1f} h  "
+            f"finished {r['finished']:g}/{r['jobs']:g}  met {r['deadlines_met']:6.1%}  "
+            f"end/deadline {r['mean_completion_over_deadline']:.2f}  "
+            f"p95 wait {r['p95_wait_hours']:4.1f} h  "
             f"decide {r['mean_decide_s']:.2f}/{r['max_decide_s']:.2f} s"
         )
 
@@ -266,4 +267,4 @@ def _plot(
 
 
 def _pct(value: float | None) -> str:
-    return "" if value is None else f"{value:6.1%}"
+    return "-" if value is None else f"{value:6.1%}"  # None: not measured (no clairvoyant run)

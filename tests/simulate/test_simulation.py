@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from reconciler import scenarios, simulating
 from reconciler.cli import main
 from reconciler.templates import TEMPLATE_DIR
+from tests.fleet.helpers import appwrapper
 
 SCENARIO = scenarios.SCENARIOS["caspian-4"]
 START = datetime(2023, 6, 1, tzinfo=UTC)
@@ -218,6 +219,19 @@ def test_a_fleet_repo_replays_its_own_appwrappers_from_a_trace(tmp_path: Path) -
     assert all(p["finished"] == 2 for p in run["policies"])
 
 
+def test_the_table_says_how_many_jobs_finished(tmp_path: Path) -> None:
+    root = fleet_copy(tmp_path)
+    huge = appwrapper("huge", resources={"requests": {"cpu": "400"}})  # no spoke has room
+    (root / "jobs" / "huge.yaml").write_text(huge)
+    (root / "trace.csv").write_text("arrival_hours,job\n0,batch/etl-daily\n1,batch/huge\n")
+    result = CliRunner().invoke(
+        main, ["simulate", "--fleet", str(root), "--days", "1", "--policy", "qos"]
+    )
+    assert result.exit_code == 0, result.output
+    (row,) = [line for line in result.output.splitlines() if line.startswith("qos ")]
+    assert "  of-limit       -  finished 1/2  met  50.0%" in row  # no clairvoyant run to compare
+
+
 def test_without_a_trace_every_appwrapper_arrives_once(tmp_path: Path) -> None:
     root = fleet_copy(tmp_path)
     result = CliRunner().invoke(
@@ -247,7 +261,7 @@ def test_a_trace_outside_the_replay_is_refused_not_replayed_empty(tmp_path: Path
     (root / "trace.csv").write_text("arrival_hours,job\n30,batch/etl-daily\n")
     result = CliRunner().invoke(main, ["simulate", "--fleet", str(root), "--days", "1"])
     assert result.exit_code == 1
-    assert "no submission falls in the 1 day(s) replayed" in result.output
+    assert "no submission falls in the 1 day replayed" in result.output
 
 
 def test_a_spoke_file_that_does_not_load_is_named_not_replayed_around(tmp_path: Path) -> None:
