@@ -15,10 +15,41 @@ from typing import Any
 import yaml
 
 FAST = yaml.__with_libyaml__
-_FastLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _FastDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 YAMLError = yaml.YAMLError
+
+
+class OneKeyOnce:
+    """A mapping that gives a key twice is refused, as kubectl, kustomize and
+    Argo CD refuse it. PyYAML would keep the last one silently, so a merge
+    conflict resolved by keeping both sides would change a job unseen. Keys
+    that a merge (`<<: *base`) brings are not the mapping's own: it may give
+    them again."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[tuple[str, str], yaml.Node] = {}
+        for key, _ in node.value:
+            if not isinstance(key, yaml.ScalarNode):
+                continue
+            seen = first.setdefault((key.tag, key.value), key)
+            if seen is not key:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key.value!r} is given twice in one mapping (first at line "
+                    f"{seen.start_mark.line + 1}): keep one, as kubectl and Argo CD refuse it",
+                    key.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)  # type: ignore[misc]
+
+
+class _FastLoader(OneKeyOnce, getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    pass
+
+
+class SafeLoader(OneKeyOnce, yaml.SafeLoader):
+    """PyYAML's own parser, with the same refusal: its errors name the place."""
 
 
 def load_all(raw: bytes, *, loader: type | None = None) -> list[Any]:
@@ -42,7 +73,7 @@ def _readable(read: Callable[[type], Any], loader: type | None) -> Any:
             if loader is not None or not FAST:
                 raise
             # Parsed again only to raise PyYAML's own error.
-            return read(yaml.SafeLoader)
+            return read(SafeLoader)
     # A value its tag cannot hold (`!!timestamp 2026-13-45`), and nesting deeper
     # than Python's stack, escape PyYAML as plain Python errors.
     except ValueError as error:
@@ -105,7 +136,7 @@ def error_line(raw: bytes) -> int | None:
     """The line (from 1) where `raw` stops being YAML; None where it is YAML, or
     where the parser names no place."""
     try:
-        for _ in yaml.compose_all(raw, Loader=yaml.SafeLoader):
+        for _ in yaml.load_all(raw, Loader=SafeLoader):  # a key given twice shows only here
             pass
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)

@@ -90,6 +90,11 @@ def test_libyaml_reads_the_template_fleet_as_pyyaml_does() -> None:
         (b"spec:\n\t- a\n", "found character '\\t' that cannot start any token (line 2, column 1)"),
         (b"a: *nope\n", "found undefined alias 'nope' (line 1, column 4)"),
         (b"a: b: c\n", "mapping values are not allowed here (line 1, column 5)"),
+        (
+            b"kind: AppWrapper\nkind: Job\n",
+            "key 'kind' is given twice in one mapping (first at line 1): keep one, as kubectl "
+            "and Argo CD refuse it (line 2, column 1)",
+        ),
     ],
 )
 def test_a_broken_file_gets_pyyamls_own_message(text, message) -> None:
@@ -115,3 +120,29 @@ def test_a_file_pyyaml_fails_on_with_a_python_error_is_a_problem_line(text, mess
     (problem,) = [p for p in fleet.problems if p.file == "jobs/broken.yaml"]
     assert problem.reason == f"not valid YAML: {message}"
     assert len(fleet.jobs) == 10
+
+
+# A merge conflict resolved by keeping both sides gives a key twice.
+TWICE = b"""metadata:
+  annotations:
+    caspian.dev/deadline: "2026-12-01T00:00:00Z"
+    caspian.dev/duration: 1h
+    caspian.dev/deadline: "2026-12-03T00:00:00Z"
+"""
+
+
+@pytest.mark.parametrize("loader", [None, yamlio.SafeLoader], ids=["libyaml", "pyyaml"])
+def test_a_key_given_twice_is_refused_at_the_second(loader) -> None:
+    with pytest.raises(yamlio.YAMLError) as refused:
+        yamlio.load_all(TWICE, loader=loader)
+    assert yamlio.describe(refused.value) == (
+        "key 'caspian.dev/deadline' is given twice in one mapping (first at line 3): keep one, "
+        "as kubectl and Argo CD refuse it (line 5, column 5)"
+    )
+    assert yamlio.error_line(TWICE) == 5
+
+
+def test_keys_a_merge_brings_may_be_given_again() -> None:
+    raw = b"base: &base {cpu: 1, memory: 2}\nspec:\n  <<: *base\n  cpu: 4\n"
+    assert yamlio.load(raw)["spec"] == {"cpu": 4, "memory": 2}
+    assert yamlio.load(b"a: 1\n'1': 2\n1: 3\n") == {"a": 1, "1": 2, 1: 3}  # three keys
