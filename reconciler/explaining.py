@@ -128,7 +128,7 @@ def _carbon(decision: Decision, entry: Entry, request: JobRequest | None) -> lis
     if entry.estimated_grams is not None and entry.qos_grams:
         notes.append(
             f"{entry.estimated_grams:,.1f} gCO2 planned vs {entry.qos_grams:,.1f} gCO2 for qos "
-            f"({1 - entry.estimated_grams / entry.qos_grams:.0%} less)"
+            f"({messages.against_qos(1 - entry.estimated_grams / entry.qos_grams)})"
         )
     return notes
 

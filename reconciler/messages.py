@@ -24,6 +24,12 @@ def savings(ledger: Ledger) -> tuple[float, float, float | None]:
     return estimated, baseline, (1 - estimated / baseline) if baseline > 0 else None
 
 
+def against_qos(saved: float, *, digits: int = 0) -> str:
+    """`saved` (a share of the qos baseline) in words: "71% less", and
+    "16% more" for a plan that emits more (a late job placed where there is room)."""
+    return f"{abs(saved):.{digits}%} " + ("less" if saved >= 0 else "more")
+
+
 def placement_table(decision: Decision) -> str:
     """Jobs waiting, placed, running, or finished and still in rendered/: a job
     finished long ago is history, and would lengthen every commit message."""
@@ -110,7 +116,7 @@ def commit_message(
     if saved is not None:
         lines.append(
             f"Estimated {estimated:,.0f} gCO2 against {baseline:,.0f} gCO2 for the carbon-blind "
-            f"qos baseline ({saved:.0%} less)."
+            f"qos baseline ({against_qos(saved)})."
         )
     lines += ["", placement_table(decision)]
     moves = list(_describe_changes(old, decision))

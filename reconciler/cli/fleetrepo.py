@@ -403,7 +403,7 @@ def _report(outcome: reconciling.Outcome) -> None:
     if saved is not None:
         click.echo(
             f"carbon: {estimated:,.0f} gCO2 planned vs {baseline:,.0f} gCO2 for qos "
-            f"(earliest start, carbon-blind): {saved:.1%} less"
+            f"(earliest start, carbon-blind): {messages.against_qos(saved, digits=1)}"
         )
     click.echo(f"solver: {decision.plan.solver_status} ({decision.plan.method})")
     for entry in decision.ledger.entries:
