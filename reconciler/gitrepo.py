@@ -324,6 +324,35 @@ class FleetRepo:
                 },
             )
 
+    def former_paths(self, path: str) -> list[str]:
+        """The paths the file at `path` had before, newest first, as `git log
+        --follow` finds them: where a commit of the branch added it, the file
+        that commit deleted with the most like content (libgit2's rename
+        detection) was it before."""
+        ref = self.repo.references.get(f"refs/remotes/origin/{self.branch}")
+        if ref is None:
+            return []
+        found: list[str] = []
+        now = path
+        order = pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME
+        for commit in self.repo.walk(ref.target, order):
+            if not commit.parents or now not in commit.tree:
+                continue
+            if any(now in parent.tree for parent in commit.parents):
+                continue
+            diff = commit.parents[0].tree.diff_to_tree(commit.tree)
+            diff.find_similar()
+            renamed = [
+                delta.old_file.path
+                for delta in diff.deltas
+                if delta.status == pygit2.enums.DeltaStatus.RENAMED and delta.new_file.path == now
+            ]
+            if not renamed:
+                break  # added afresh: its history begins here
+            now = renamed[0]
+            found.append(now)
+        return found
+
 
 def _blobs(tree: pygit2.Tree, paths: Sequence[str]) -> dict[str, pygit2.Oid | None]:
     return {path: tree[path].id if path in tree else None for path in paths}

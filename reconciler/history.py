@@ -6,8 +6,9 @@ said about it. The audit trail, per job. Pure: the commits come in as values.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -55,18 +56,24 @@ class History(BaseModel):
 
 
 def history(
-    job_id: str, source: str, revisions: Iterable[Revision], *, most: int | None = None
+    job_id: str,
+    source: str,
+    revisions: Iterable[Revision],
+    *,
+    most: int | None = None,
+    former: Sequence[str] = (),
 ) -> History:
-    """The changes to `job_id` (whose AppWrapper is in the file `source`), from
-    `revisions`, newest first, as `git log` lists them. Reading stops at the
-    first commit without its file or its record that comes before one with
-    either (its history, since its file was last added, begins after it), at
-    the first commit of all, or after `most` commits. Commits newer than its
-    last record (a job forgotten since) have nothing of it."""
-    file = source.split("#", 1)[0]
+    """The changes to `job_id` (whose AppWrapper is in the file `source`, and
+    was in the files `former` before, newest first), from `revisions`, newest
+    first, as `git log` lists them. Reading stops at the first commit without
+    its file or its record that comes before one with either (its history,
+    since its file was last added, begins after it), at the first commit of
+    all, or after `most` commits. Commits newer than its last record (a job
+    forgotten since) have nothing of it."""
+    files = (source.split("#", 1)[0], *former)
     found: list[Event] = []
     unreadable: list[str] = []
-    newer: tuple[Revision, Entry | None, bytes | None] | None = None
+    newer: tuple[Revision, Entry | None, _File] | None = None
     read = 0
     complete = True  # read back to before its file was added
     began = False  # a commit without its file or record, before one with either, was read
@@ -81,18 +88,19 @@ def history(
         except ledger.LedgerError:
             unreadable.append(revision.commit)
             continue
-        text = revision.files.get(file)
+        text = _file_in(revision, files)
         if newer is not None:
-            found.extend(_changes(job_id, file, *newer, was=entry, had=text))
+            found.extend(_changes(job_id, *newer, was=entry, had=text))
         newer = (revision, entry, text)
-        if entry is None and text is None and seen:
+        if entry is None and text.text is None and seen:
             began = True
             break
-        seen = seen or entry is not None or text is not None
+        seen = seen or entry is not None or text.text is not None
     if newer is not None and not began:
         # The oldest commit read: the first of all, before which nothing was;
         # or, past `most`, one whose change to its file is not known.
-        found.extend(_changes(job_id, file, *newer, was=None, had=None if complete else newer[2]))
+        unknown = _File(files[-1], None) if complete else newer[2]
+        found.extend(_changes(job_id, *newer, was=None, had=unknown))
     return History(
         job=job_id,
         source=source,
@@ -102,25 +110,52 @@ def history(
     )
 
 
+class _File(NamedTuple):
+    """A job's AppWrapper file as one commit has it."""
+
+    path: str
+    text: bytes | None  # None: the commit has none there
+
+
+def _file_in(revision: Revision, files: Sequence[str]) -> _File:
+    """The job's file in `revision`: at the first of its paths, newest first,
+    that the commit has."""
+    for path in files:
+        text = revision.files.get(path)
+        if text is not None:
+            return _File(path, text)
+    return _File(files[0], None)
+
+
 def _changes(
     job_id: str,
-    file: str,
     revision: Revision,
     entry: Entry | None,
-    text: bytes | None,
+    file: _File,
     *,
     was: Entry | None,
-    had: bytes | None,
+    had: _File,
 ) -> list[Event]:
     """What `revision` changed of the job, against the commit before it that
     changed it (`was`, `had`), latest first."""
     found = []
     if _place(entry) != _place(was):
         found.append(_event(revision, _placement(entry), said=_said(revision.message, job_id)))
-    if text != had:
-        verb = "added" if had is None else "removed" if text is None else "edited"
-        found.append(_event(revision, f"{verb} {file}", said=(_subject(revision.message),)))
+    what = _file_change(file, had=had)
+    if what:
+        found.append(_event(revision, what, said=(_subject(revision.message),)))
     return found
+
+
+def _file_change(file: _File, *, had: _File) -> str | None:
+    if had.text is None:
+        return None if file.text is None else f"added {file.path}"
+    if file.text is None:
+        return f"removed {had.path}"
+    if file.path != had.path:
+        edited = " and edited it" if file.text != had.text else ""
+        return f"moved {had.path} to {file.path}{edited}"
+    return None if file.text == had.text else f"edited {file.path}"
 
 
 def _event(revision: Revision, what: str, *, said: tuple[str, ...]) -> Event:

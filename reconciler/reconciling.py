@@ -149,8 +149,10 @@ def job_history(repo: FleetRepo, job: str, *, most: int) -> History:
                 f"{error}; a job forgotten since is found by its namespace/name"
             ) from None
     job_id, source = found
-    paths = (ledger.LEDGER_PATH, source.split("#", 1)[0])
-    return history.history(job_id, source, repo.revisions(paths), most=most)
+    file = source.split("#", 1)[0]
+    former = repo.former_paths(file)  # a job's file moved keeps its history
+    paths = (ledger.LEDGER_PATH, file, *former)
+    return history.history(job_id, source, repo.revisions(paths), most=most, former=former)
 
 
 def _not_yet_placed(snapshot: Snapshot, job: str) -> tuple[str, str] | None:

@@ -83,6 +83,36 @@ def test_history_tells_who_changed_a_job_and_where_caspian_put_it_oldest_first(t
     assert f"{edit[:10]}  Fleet User: edited {FILE}\n    Run the ETL again\n" in text
 
 
+def test_a_jobs_file_moved_keeps_its_history_as_git_log_follow_does(tmp_path) -> None:
+    remote = _fleet(tmp_path)
+    _reconcile(remote, tmp_path, "2026-11-22T02:00:00Z")
+    edit = gitutil.user_commit(remote, {FILE: _rerun(remote)}, "Run the ETL again")
+    _reconcile(remote, tmp_path, "2026-11-22T02:10:00Z")
+    team, nightly = "jobs/team/etl-daily.yaml", "jobs/team/etl-nightly.yaml"
+    text = gitutil.read(remote, FILE)
+    move = gitutil.user_commit(remote, {FILE: None, team: text}, "Move it to the team's folder")
+    # Moved again, and edited on the way (git finds it by its content).
+    edited = text.replace(b"caspian.dev/duration: 1h", b"caspian.dev/duration: 2h")
+    assert edited != text
+    again = gitutil.user_commit(remote, {team: None, nightly: edited}, "Nightly, and longer")
+    _reconcile(remote, tmp_path, "2026-11-22T02:20:00Z")
+    events = _events(remote, tmp_path)
+    files = [(e["commit"], e["what"]) for e in events if "jobs/" in e["what"]]
+    assert [what for _, what in files] == [
+        f"added {FILE}",
+        f"edited {FILE}",
+        f"moved {FILE} to {team}",
+        f"moved {team} to {nightly} and edited it",
+    ]
+    assert [commit for commit, _ in files][1:] == [edit, move, again]
+    # Removed in one commit and added in another, it is no move (as for git).
+    gitutil.user_commit(remote, {nightly: None}, "Drop it")
+    gitutil.user_commit(remote, {"jobs/etl.yaml": edited}, "Bring it back")
+    _reconcile(remote, tmp_path, "2026-11-22T02:30:00Z")
+    whats = [e["what"] for e in _events(remote, tmp_path)]
+    assert "added jobs/etl.yaml" in whats and not any("moved" in what for what in whats)
+
+
 def test_a_merged_pull_request_shows_as_the_commit_it_merged(tmp_path) -> None:
     remote = _fleet(tmp_path)
     proposer = FleetRepo(str(remote), cache_dir=tmp_path / "proposer")
