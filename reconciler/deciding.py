@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from carbon import IntensitySeries
 from optimizer import baselines
@@ -22,7 +22,7 @@ from reconciler.decisions import Decision, Requeue, SpokeState, Window
 from reconciler.fleet import Fleet, JobRequest, Problem, Spoke, effective_deadline
 from reconciler.ledger import ACTIVE, FINISHED, FIXED, UNFINISHED, Entry, Ledger, Phase
 from reconciler.quantities import format_duration, format_time
-from reconciler.spokedown import waits_for_spoke
+from reconciler.spokedown import Wait, waits_for_spoke
 from reconciler.spokeroom import (
     capacity_of,
     held_as_fixed,
@@ -102,6 +102,39 @@ def decide(
     )
 
 
+class _Requeues(NamedTuple):
+    """Dispatched jobs taken off their spoke, where they cannot run (`requeues.requeuing`)."""
+
+    requeued: dict[str, Requeue]
+    tried: dict[str, tuple[str, ...]]  # the spoke of each of its requeues
+    kept_off: dict[str, dict[str, str]]  # the spokes not to plan it on now, with why
+    given_up: dict[str, str]  # requeued too often: planned nowhere, and why
+
+
+class _Verdicts(NamedTuple):
+    """What `_decide` found of each job before planning: which it plans, and
+    what holds the others. Keyed by job id."""
+
+    finished: dict[str, Phase]  # reported Succeeded or Failed for good
+    final: dict[str, str]  # of those failed, with what (no runs again left)
+    suspended: set[str]  # held by their AppWrapper's spec.suspend
+    # Every spoke each job may use but cannot go to now, with why.
+    shut: dict[str, dict[str, str]]
+    requeues: _Requeues
+    waiting: dict[str, Wait]  # planned on a spoke that went down, within its grace
+    gates: dict[str, Gate]  # run after others (caspian.dev/after)
+    held_by_others: set[str]  # not to be planned yet: those it runs after have not started
+    due: dict[str, datetime]  # when others that run after it need it done
+
+    def settled(self, job_id: str) -> bool:
+        """Finished or suspended: nothing to plan, requeue or wait for."""
+        return job_id in self.finished or job_id in self.suspended
+
+    def planned(self, job_id: str) -> bool:
+        """Whether the optimizer places it in this decision."""
+        return not (self.settled(job_id) or job_id in self.waiting or job_id in self.held_by_others)
+
+
 def _decide(
     *,
     fleet: Fleet,
@@ -111,6 +144,10 @@ def _decide(
     now: datetime,
     planner: Planner,
 ) -> Decision:
+    """One pass of `decide`, top-down: what each job's record says now
+    (finished, run again, suspended), the spokes each may not go to now, the
+    requeues, the jobs that wait (for a spoke that went down, for others), the
+    optimizer's plan for the rest, and each job's new record."""
     horizon = window(fleet, now=now)
     broken_files = {_file(problem.file) for problem in fleet.problems}
     valid = {job.id: job for job in fleet.jobs}
@@ -143,6 +180,7 @@ def _decide(
     # Held by their AppWrapper's spec.suspend: not planned. One that had started
     # is stopped where it ran (its Job there is suspended, which ends its pods).
     suspended = {job.id for job in jobs if job.suspended and job.id not in finished}
+    settled = finished.keys() | suspended
     groups = {name: pools.node_groups(state.nodes) for name, state in spokes.items()}
     no_node_fits = fitting.no_node_fits(jobs, groups)
     missing = fitting.merged(
@@ -152,49 +190,22 @@ def _decide(
         fitting.barred(jobs, spokes, fitting.refused_at_admission),
         fitting.barred(jobs, spokes, fitting.too_old),
     )
-    # Per job, every spoke it may use but cannot go to now, with why.
     shut = {
         job.id: {**closed, **no_node_fits.get(job.id, {}), **missing.get(job.id, {})}
         for job in jobs
     }
-    # Dispatched where its pods find no node, are refused or cannot start: planned
-    # again, elsewhere (`requeues.requeuing`).
-    requeued: dict[str, Requeue] = {}
-    tried: dict[str, tuple[str, ...]] = {}
-    kept_off: dict[str, dict[str, str]] = {}
-    given_up: dict[str, str] = {}  # requeued too often: planned nowhere, and why
-    for job in jobs:
-        prev = prevs[job.id]
-        if prev is None or job.id in finished or job.id in suspended:
-            continue
-        found = requeues.requeuing(
-            job,
-            prev,
-            spokes=spokes,
-            closed=shut[job.id],
-            now=now,
-            after=fleet.policy.spec.requeue_unscheduled,
-            limit=fleet.policy.spec.requeue_limit,
-        )
-        if found is None:
-            continue
-        tried[job.id] = found.tried
-        if found.given_up is not None:
-            given_up[job.id] = found.given_up
-        if found.kept_off:
-            kept_off[job.id] = found.kept_off
-            shut[job.id] = {**shut[job.id], **found.kept_off}
-        if found.requeue is not None:
-            requeued[job.id] = found.requeue
-            prevs[job.id] = _placed_again(prev)
+    found = _requeues(jobs, prevs, settled=settled, shut=shut, spokes=spokes, fleet=fleet, now=now)
+    for job_id, off in found.kept_off.items():
+        shut[job_id] = {**shut[job_id], **off}
+    for job_id in found.requeued:
+        prevs[job_id] = _placed_again(prevs[job_id])
     # Planned on a spoke that went down less than the policy's spokeDownGrace
     # ago: they wait there as planned, out of this decision, so that a blip
     # does not reshuffle the queue.
     waiting = {
         job.id: wait
         for job in jobs
-        if job.id not in finished
-        and job.id not in suspended
+        if job.id not in settled
         and (wait := waits_for_spoke(job, prevs[job.id], spokes, fleet=fleet, now=now))
     }
     # Run after others (caspian.dev/after): planned once those have started,
@@ -203,8 +214,7 @@ def _decide(
         job.id: gate
         for job in jobs
         if job.after
-        and job.id not in finished
-        and job.id not in suspended
+        and job.id not in settled
         and not (prevs[job.id] is not None and prevs[job.id].phase in FIXED)
         and (
             gate := gate_of(
@@ -219,16 +229,24 @@ def _decide(
             )
         )
     }
-    held_by_others = {job_id for job_id, gate in gates.items() if gate.held}
-    # A job that others run after ends in time for them where it can.
-    due = due_for_others(jobs, prevs, finished=finished, fleet=fleet, now=now)
+    verdicts = _Verdicts(
+        finished=finished,
+        final=final,
+        suspended=suspended,
+        shut=shut,
+        requeues=found,
+        waiting=waiting,
+        gates=gates,
+        held_by_others={job_id for job_id, gate in gates.items() if gate.held},
+        # A job that others run after ends in time for them where it can.
+        due=due_for_others(jobs, prevs, finished=finished, fleet=fleet, now=now),
+    )
     # Dispatched, and not running yet for a reason its spoke gives: for `explain`.
     stuck = {
         job.id: note
         for job in jobs
         if (prev := prevs[job.id]) is not None
-        and job.id not in finished
-        and job.id not in suspended
+        and job.id not in settled
         and (
             note := requeues.waits_stuck(
                 job, prev, spokes, after=fleet.policy.spec.requeue_unscheduled
@@ -245,35 +263,21 @@ def _decide(
             now=now,
             down=down,
             gate=gates.get(job.id),
-            due=due.get(job.id),
+            due=verdicts.due.get(job.id),
             overrunning=_overrunning(prevs[job.id], spokes, now=now),
         )
         for job in jobs
-        if job.id not in finished
-        and job.id not in suspended
-        and job.id not in waiting
-        and job.id not in held_by_others
+        if verdicts.planned(job.id)
     ]
     # A held job on a spoke that has left the fleet holds no capacity anywhere,
     # nor does a stopped one.
     opt_jobs.extend(
         held_as_fixed([e for e in held if e.spoke in spokes and e.phase in ACTIVE], horizon)
     )
-
-    instance = Instance(
-        start=horizon.start,
-        slot_seconds=horizon.slot_seconds,
-        slots=horizon.slots,
-        spokes=tuple(
-            capacity_of(spokes[s.name], s.spec.carbon.zone, horizon) for s in fleet.spokes
-        ),
-        intensity_g_per_kwh={zone: forecasts[zone].values for zone in set(zones(fleet).values())},
-        jobs=tuple(opt_jobs),
-        weights=fleet.policy.spec.weights.for_optimizer(),
-    )
     # Where a spoke's nodes carry different taints, each set is a spoke of its own
     # to the optimizer; the plan names those pools, the ledger their spokes.
     running_as = {e.id: e.job_key for e in (*prevs.values(), *held) if e and e.job_name}
+    instance = _instance(opt_jobs, fleet=fleet, spokes=spokes, forecasts=forecasts, horizon=horizon)
     instance = pools.split(instance, spokes, valid, job_keys=running_as)
     instance = within_quotas(instance, fleet)
     # Announced maintenance: no room there then for what has not started.
@@ -282,56 +286,26 @@ def _decide(
     plan = planner(instance, fleet.policy.spec.solver.for_optimizer())
     qos = baselines.qos(instance)
 
-    entries = list(kept) + list(held)
-    for job in jobs:
-        prev = prevs[job.id]
-        if job.id in finished:
-            # Its file may be back after a removal: the record is live again. It
-            # ran, so where it could not run no longer matters.
-            update = {
-                "phase": finished[job.id],
-                "removed_at": None,
-                "requeued_from": (),
-                "finished_at": _finished_at(prev, spokes, now=now),
-            }
-            if job.id in final:
-                update["reason"] = f"its Job {prev.job_name} failed with {final[job.id]}"
-            entries.append(prev.model_copy(update=update))
-            continue
-        if job.id in suspended:
-            entries.append(_suspended_entry(job, prev, fleet=fleet, spokes=spokes, now=now))
-            continue
-        if job.id in waiting:
-            since = waiting[job.id].since
-            entries.append(_waiting_entry(job, prev, since=since, fleet=fleet, now=now))
-            continue
-        if job.id in held_by_others:
-            recorded = _recorded(job, prev, fleet=fleet, now=now)
-            tried = prev.requeued_from if prev is not None else ()
-            pending = Entry(phase=Phase.PENDING, reason=gates[job.id].held, **recorded)
-            entries.append(pending.model_copy(update={"requeued_from": tried}))
-            continue
-        seen = spokes[prev.spoke].jobs if prev is not None and prev.spoke in spokes else {}
-        entry = _entry(
-            job,
-            prev,
-            plan=plan,
-            qos=qos,
-            horizon=horizon,
-            fleet=fleet,
-            now=now,
-            spokes_seen=seen,
-            down=down,
-            gate=gates.get(job.id),
-            own_deadline_only=job.id in due,
-        )
-        entry = _blame_closed_spokes(entry, job, shut[job.id])
-        if job.id in given_up and entry.phase == Phase.PENDING:
-            entry = entry.model_copy(update={"reason": given_up[job.id]})
-        if job.id in tried and entry.phase in (Phase.PLANNED, Phase.PENDING, Phase.DISPATCHED):
-            entry = entry.model_copy(update={"requeued_from": tried[job.id]})
-        entries.append(_resuming(entry, prev, job=job, closed=shut[job.id]))
-    entries.extend(_invalid_entries(fleet.problems))
+    entries = [
+        *kept,
+        *held,
+        *(
+            _job_entry(
+                job,
+                prevs[job.id],
+                verdicts,
+                plan=plan,
+                qos=qos,
+                horizon=horizon,
+                fleet=fleet,
+                spokes=spokes,
+                down=down,
+                now=now,
+            )
+            for job in jobs
+        ),
+        *_invalid_entries(fleet.problems),
+    ]
     return Decision(
         now=now,
         window=horizon,
@@ -349,14 +323,14 @@ def _decide(
         closed=closed,
         no_node_fits=no_node_fits,
         missing=missing,
-        requeued=requeued,
-        kept_off=kept_off,
+        requeued=found.requeued,
+        kept_off=found.kept_off,
         retried=retried,
         not_retried=final,
-        given_up=tuple(sorted(given_up)),
+        given_up=tuple(sorted(found.given_up)),
         stuck=stuck,
         waiting={job_id: wait.grace_from for job_id, wait in waiting.items()},
-        held_after=tuple(sorted(held_by_others)),
+        held_after=tuple(sorted(verdicts.held_by_others)),
         runs_after={
             job_id: f"it runs after {gate.last}, so it starts no earlier than its end "
             f"{format_time(gate.after)}, and is dispatched once that has succeeded"
@@ -372,6 +346,128 @@ def _decide(
             for zone in sorted(set(zones(fleet).values()))
         },
     )
+
+
+def _requeues(
+    jobs: list[JobRequest],
+    prevs: Mapping[str, Entry | None],
+    *,
+    settled: Collection[str],
+    shut: Mapping[str, Mapping[str, str]],
+    spokes: Mapping[str, SpokeState],
+    fleet: Fleet,
+    now: datetime,
+) -> _Requeues:
+    """The dispatched jobs whose pods find no node on their spoke, are refused
+    or cannot start there: each is planned again elsewhere, kept off the
+    spokes it could not run on, or given up on (`requeues.requeuing`)."""
+    found = _Requeues(requeued={}, tried={}, kept_off={}, given_up={})
+    for job in jobs:
+        prev = prevs[job.id]
+        if prev is None or job.id in settled:
+            continue
+        requeuing = requeues.requeuing(
+            job,
+            prev,
+            spokes=spokes,
+            closed=shut[job.id],
+            now=now,
+            after=fleet.policy.spec.requeue_unscheduled,
+            limit=fleet.policy.spec.requeue_limit,
+        )
+        if requeuing is None:
+            continue
+        found.tried[job.id] = requeuing.tried
+        if requeuing.given_up is not None:
+            found.given_up[job.id] = requeuing.given_up
+        if requeuing.kept_off:
+            found.kept_off[job.id] = requeuing.kept_off
+        if requeuing.requeue is not None:
+            found.requeued[job.id] = requeuing.requeue
+    return found
+
+
+def _instance(
+    jobs: list[Job],
+    *,
+    fleet: Fleet,
+    spokes: Mapping[str, SpokeState],
+    forecasts: Mapping[str, IntensitySeries],
+    horizon: Window,
+) -> Instance:
+    """The optimizer's instance: each spoke's room per slot and its zone's forecast."""
+    return Instance(
+        start=horizon.start,
+        slot_seconds=horizon.slot_seconds,
+        slots=horizon.slots,
+        spokes=tuple(
+            capacity_of(spokes[s.name], s.spec.carbon.zone, horizon) for s in fleet.spokes
+        ),
+        intensity_g_per_kwh={zone: forecasts[zone].values for zone in set(zones(fleet).values())},
+        jobs=tuple(jobs),
+        weights=fleet.policy.spec.weights.for_optimizer(),
+    )
+
+
+def _job_entry(
+    job: JobRequest,
+    prev: Entry | None,
+    verdicts: _Verdicts,
+    *,
+    plan: Plan,
+    qos: Plan,
+    horizon: Window,
+    fleet: Fleet,
+    spokes: Mapping[str, SpokeState],
+    down: Collection[str],
+    now: datetime,
+) -> Entry:
+    """A valid job's new record: as it finished, held, waiting, or where the plan puts it."""
+    if job.id in verdicts.finished:
+        assert prev is not None  # it finished where the ledger placed it
+        # Its file may be back after a removal: the record is live again. It
+        # ran, so where it could not run no longer matters.
+        update: dict[str, Any] = {
+            "phase": verdicts.finished[job.id],
+            "removed_at": None,
+            "requeued_from": (),
+            "finished_at": _finished_at(prev, spokes, now=now),
+        }
+        if job.id in verdicts.final:
+            update["reason"] = f"its Job {prev.job_name} failed with {verdicts.final[job.id]}"
+        return prev.model_copy(update=update)
+    if job.id in verdicts.suspended:
+        return _suspended_entry(job, prev, fleet=fleet, spokes=spokes, now=now)
+    if job.id in verdicts.waiting:
+        since = verdicts.waiting[job.id].since
+        return _waiting_entry(job, prev, since=since, fleet=fleet, now=now)
+    if job.id in verdicts.held_by_others:
+        recorded = _recorded(job, prev, fleet=fleet, now=now)
+        tried = prev.requeued_from if prev is not None else ()
+        pending = Entry(phase=Phase.PENDING, reason=verdicts.gates[job.id].held, **recorded)
+        return pending.model_copy(update={"requeued_from": tried})
+    seen = spokes[prev.spoke].jobs if prev is not None and prev.spoke in spokes else {}
+    shut = verdicts.shut[job.id]
+    entry = _entry(
+        job,
+        prev,
+        plan=plan,
+        qos=qos,
+        horizon=horizon,
+        fleet=fleet,
+        now=now,
+        spokes_seen=seen,
+        down=down,
+        gate=verdicts.gates.get(job.id),
+        own_deadline_only=job.id in verdicts.due,
+    )
+    entry = _blame_closed_spokes(entry, job, shut)
+    found = verdicts.requeues
+    if job.id in found.given_up and entry.phase == Phase.PENDING:
+        entry = entry.model_copy(update={"reason": found.given_up[job.id]})
+    if job.id in found.tried and entry.phase in (Phase.PLANNED, Phase.PENDING, Phase.DISPATCHED):
+        entry = entry.model_copy(update={"requeued_from": found.tried[job.id]})
+    return _resuming(entry, prev, job=job, closed=shut)
 
 
 SUSPENDED = "its AppWrapper's spec.suspend is true: set it to false to plan it"
