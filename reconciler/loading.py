@@ -6,6 +6,8 @@ read here; each AppWrapper by `reconciler/appwrappers.py`.
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
@@ -211,12 +213,22 @@ def _problems(path: str, invalid: ValidationError, *, prefix: str = "") -> list[
         elif error["type"] == "missing":
             message = "required field is missing"
         elif error["type"] == "literal_error":
-            message = f"{message}, found {error['input']!r}"
+            message = f"{message}, found {error['input']!r}{_near(error)}"
+        elif error["type"] == "string_type" and isinstance(error["input"], int | float):
+            # YAML reads `kubeContext: 5` or `zone: 10` as a number.
+            message = f"{message}, found the number {error['input']!r}: put it in quotes"
         elif error["type"] == "value_error":
             # pydantic's prefix, not Caspian's reason.
             message = message.removeprefix("Value error, ")
         result.append(Problem(file=path, field=field or "-", reason=message))
     return result
+
+
+def _near(error: Any) -> str:
+    """The allowed value a misspelt one is close to, as a hint."""
+    allowed = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
+    near = difflib.get_close_matches(str(error["input"]), allowed, n=1)
+    return f" (did you mean {near[0]!r}?)" if near else ""
 
 
 def _dotted(loc: Iterable[int | str]) -> str:

@@ -624,6 +624,24 @@ def test_a_bad_policy_stops_everything_with_a_clear_line(changes, expected) -> N
             },
             "spokes/paris.yaml: spec.power.pue: Input should be less than or equal to 5",
         ),
+        (
+            {
+                "spokes__paris": SPOKE_HEAD + "metadata: {name: paris}\n"
+                "spec: {carbon: {zone: FR, provider: electricitymap}, "
+                "capacity: {cpu: 8, memory: 1Gi}}\n"
+            },
+            "spokes/paris.yaml: spec.carbon.provider: Input should be 'embedded', 'constant', "
+            "'electricitymaps', 'ukci', 'watttime' or 'carbonaware', found 'electricitymap' "
+            "(did you mean 'electricitymaps'?)",
+        ),
+        (
+            {
+                "spokes__paris": SPOKE_HEAD + "metadata: {name: paris}\n"
+                "spec: {carbon: {zone: FR}, capacity: {cpu: 8, memory: 1Gi}, kubeContext: 5}\n"
+            },
+            "spokes/paris.yaml: spec.kubeContext: Input should be a valid string, found the "
+            "number 5: put it in quotes",
+        ),
     ],
 )
 def test_a_bad_spoke_file_is_a_problem_of_its_own(changes, expected) -> None:
