@@ -7,6 +7,7 @@ Argo CD's sync."""
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,14 +43,34 @@ class _Validators:
 @cache
 def _validators() -> _Validators:
     job = json.loads((resources.files("reconciler") / "schemas" / JOB_FILE).read_text())
-    defs = job["$defs"]
+    defs = _closed(job["$defs"])
     return _Validators(
-        appwrapper=jsonschema.Draft7Validator(appwrapper_schema()),
+        appwrapper=jsonschema.Draft7Validator(_closed(appwrapper_schema())),
         # The CRD says only that metadata is an object (the API server checks it
         # as ObjectMeta for every kind); the Job schema holds ObjectMeta's definition.
         metadata=jsonschema.Draft202012Validator(_inlined(defs[OBJECT_META], defs)),
-        job=jsonschema.Draft202012Validator(_inlined(job, defs)),
+        job=jsonschema.Draft202012Validator(_inlined(_closed(job), defs)),
     )
+
+
+def _closed(schema: Any) -> Any:
+    """`schema` with every object that lists its fields refusing others, as
+    the API server's strict field validation does (kubectl's default): a
+    misspelt field (`backofLimit`, `suspended`) would otherwise pass here and
+    be dropped there, and what it said would not be done. An object the
+    schema leaves open (a wrapped template, a map) stays open."""
+    if isinstance(schema, list):
+        return [_closed(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    result = {key: _closed(value) for key, value in schema.items()}
+    if (
+        "properties" in schema
+        and "additionalProperties" not in schema
+        and not schema.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        result["additionalProperties"] = False
+    return result
 
 
 def _inlined(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
@@ -100,5 +121,21 @@ def _problems(
         field = prefix
         for part in error.absolute_path:
             field += f"[{part}]" if isinstance(part, int) else ("." if field else "") + part
-        problems.append((field or "-", error.message))
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            problems += _unknown_fields(error, field=field)
+        else:
+            problems.append((field or "-", error.message))
     return problems
+
+
+def _unknown_fields(error: jsonschema.ValidationError, *, field: str) -> list[tuple[str, str]]:
+    """A problem for each field the object at `field` has and its schema does
+    not, with the known one it is closest to."""
+    known = sorted(error.schema.get("properties", {}))
+    found = []
+    for name in sorted(set(error.instance) - set(known)):
+        near = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean {near[0]}?" if near else f"known: {', '.join(known)}"
+        reason = f"unknown field, which Kubernetes would refuse or drop; {hint}"
+        found.append((f"{field}.{name}" if field else name, reason))
+    return found

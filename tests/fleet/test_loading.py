@@ -203,12 +203,20 @@ def test_a_namespace_in_the_appwrapper_wins() -> None:
     assert job.id == "media/video-transcode"
 
 
+def appwrapper_doc_with(**more: dict) -> str:
+    """An AppWrapper with fields added to its spec or metadata."""
+    doc = appwrapper_doc()
+    for part, fields in more.items():
+        doc[part].update(fields)
+    return yaml.safe_dump(doc)
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
         ("kind: AppWrapper\nspec: [unclosed\n", "jobs/extra.yaml: not valid YAML: "),
         (
-            appwrapper().replace("components:", "components: 3\n  old:", 1),
+            appwrapper_doc_with(spec={"components": 3}),
             "jobs/extra.yaml: spec.components: 3 is not of type 'array'",
         ),
         (
@@ -351,6 +359,23 @@ def test_a_namespace_in_the_appwrapper_wins() -> None:
             appwrapper(job_spec={"parallelism": "two"}),
             "jobs/extra.yaml: spec.components[0].template.spec.parallelism: 'two' is not of "
             "type 'integer'",
+        ),
+        # A misspelt field: Kubernetes would drop it (or refuse the Job), and what
+        # it says would not be done.
+        (
+            appwrapper(job_spec={"backofLimit": 2}),
+            "jobs/extra.yaml: spec.components[0].template.spec.backofLimit: unknown field, "
+            "which Kubernetes would refuse or drop; did you mean backoffLimit?",
+        ),
+        (
+            appwrapper_doc_with(spec={"suspended": True}),
+            "jobs/extra.yaml: spec.suspended: unknown field, which Kubernetes would refuse or "
+            "drop; did you mean suspend?",
+        ),
+        (
+            appwrapper_doc_with(metadata={"lables": {"team": "a"}}),
+            "jobs/extra.yaml: metadata.lables: unknown field, which Kubernetes would refuse or "
+            "drop; did you mean labels?",
         ),
         (
             appwrapper(pod_spec={"initContainers": {"name": "setup"}}),
@@ -534,7 +559,15 @@ def test_the_spoke_down_grace_may_be_zero_or_none(written, grace) -> None:
     [
         (
             {"caspian": "apiVersion: caspian.dev/v1alpha1\nkind: Policy\nspec: {slott: 15m}\n"},
-            "caspian.yaml: spec.slott: unknown field: check its spelling",
+            "caspian.yaml: spec.slott: unknown field: did you mean slot?",
+        ),
+        (
+            {"caspian": POLICY_HEAD + "spec: {solver: {name: highs, timelimit: 5s}}\n"},
+            "caspian.yaml: spec.solver.timelimit: unknown field: did you mean timeLimit?",
+        ),
+        (
+            {"caspian": POLICY_HEAD + "spec: {colour: red}\n"},
+            "caspian.yaml: spec.colour: unknown field: check its spelling",
         ),
         (
             {"caspian": "apiVersion: caspian.dev/v1alpha1\nkind: Policy\nspec: {slot: 7m}\n"},
