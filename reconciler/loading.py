@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import difflib
 import re
+import typing
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from reconciler import appwrappers, yamlio
 from reconciler.fleet import (
@@ -144,7 +145,7 @@ def _load_policy(files: Mapping[str, bytes], *, links: Collection[str]) -> Polic
     try:
         return Policy.model_validate(doc)
     except ValidationError as invalid:
-        raise FleetConfigError(_problems(POLICY_FILE, invalid)) from None
+        raise FleetConfigError(_problems(POLICY_FILE, invalid, model=Policy)) from None
 
 
 def _load_spokes(
@@ -172,7 +173,7 @@ def _load_spokes(
         try:
             spoke = Spoke.model_validate(doc)
         except ValidationError as invalid:
-            problems.extend(_problems(path, invalid))
+            problems.extend(_problems(path, invalid, model=Spoke))
             continue
         stem = path.rsplit("/", 1)[-1].removesuffix(".yaml")
         if spoke.name != stem:
@@ -203,13 +204,17 @@ def _one_document(raw: bytes) -> tuple[Any, str | None]:
     return docs[0], None
 
 
-def _problems(path: str, invalid: ValidationError, *, prefix: str = "") -> list[Problem]:
+def _problems(path: str, invalid: ValidationError, *, model: type[BaseModel]) -> list[Problem]:
     result = []
     for error in invalid.errors():
-        field = prefix + _dotted(error["loc"])
+        field = _dotted(error["loc"])
         message = error["msg"]
         if error["type"] == "extra_forbidden":
-            message = "unknown field: check its spelling"
+            known = _fields_beside(model, error["loc"])
+            near = difflib.get_close_matches(str(error["loc"][-1]), known, n=1)
+            message = "unknown field: " + (
+                f"did you mean {near[0]}?" if near else "check its spelling"
+            )
         elif error["type"] == "missing":
             message = "required field is missing"
         elif error["type"] == "literal_error":
@@ -222,6 +227,30 @@ def _problems(path: str, invalid: ValidationError, *, prefix: str = "") -> list[
             message = message.removeprefix("Value error, ")
         result.append(Problem(file=path, field=field or "-", reason=message))
     return result
+
+
+def _fields_beside(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The fields, as YAML spells them, of the mapping that holds the field at
+    `loc` in `model`; none where the way there leaves the models."""
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue  # an item of a list: its model is the list's
+        fields = {(f.alias or name): f for name, f in model.model_fields.items()}
+        inner = _model_in(fields[part].annotation) if part in fields else None
+        if inner is None:
+            return []
+        model = inner
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds, itself or in a list, tuple or `| None`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        if (found := _model_in(arg)) is not None:
+            return found
+    return None
 
 
 def _near(error: Any) -> str:

@@ -47,9 +47,11 @@ from reconciler.quantities import format_time
 def init(directory: Path, bare: bool) -> None:
     """Create a fleet repo in DIRECTORY from the template (3 spokes, example jobs)."""
     writable_directory(directory, hint="'DIRECTORY'", make=True)
-    if any(directory.iterdir()):
-        raise click.ClickException(f"{directory} is not empty: choose a new directory")
     files = templates.template_files()
+    if bare and any(directory.iterdir()):
+        raise click.ClickException(f"{directory} is not empty: choose a new directory")
+    if not bare:
+        files = _beside(directory, files)
     if bare:
         commit = create_bare_repo(
             directory, files=files, message="Start a Caspian fleet repo", author=bot_author()
@@ -59,10 +61,34 @@ def init(directory: Path, bare: bool) -> None:
         return
     templates.write_tree(directory, files)
     click.echo(f"fleet repo files written to {directory}")
+    if README not in files:
+        click.echo(f"kept your {README}: the template's, on the files and annotations, is left out")
+    start = "" if (directory / ".git").exists() else "git init -b main, "
     click.echo(
-        "next: git init -b main, commit, push to your server, "
+        f"next: {start}commit, push to your server, "
         "then caspian reconcile --repo URL --once (--branch for another branch)"
     )
+
+
+README = "README.md"
+
+
+def _beside(directory: Path, files: dict[str, bytes]) -> dict[str, bytes]:
+    """The template's files to write into `directory`, which may hold a repo
+    already (`git init`, or a clone of a new one: its .git, a README, a
+    LICENSE). A fleet repo's own files or directories there stop it, as
+    writing over them would mix the example jobs and spokes into real ones; a
+    README there is kept."""
+    own = {path.split("/", 1)[0] for path in files} | {"rendered", "status"}
+    there = sorted(name for name in own - {README} if (directory / name).exists())
+    if there:
+        raise click.ClickException(
+            f"{directory} holds {', '.join(there)} already: is it a fleet repo? "
+            "Choose a new directory, or move those away first"
+        )
+    if (directory / README).exists():
+        return {path: text for path, text in files.items() if path != README}
+    return files
 
 
 @click.command()

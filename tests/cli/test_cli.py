@@ -36,10 +36,32 @@ def test_init_writes_the_template_and_it_validates(run, tmp_path) -> None:
     assert result.stdout == ""  # the ok line goes to stderr
 
 
-def test_init_refuses_a_directory_that_is_not_empty(run, tmp_path) -> None:
+def test_init_writes_into_a_repo_that_has_no_fleet_yet_and_keeps_its_readme(run, tmp_path) -> None:
+    # `git init`, or a clone of a repo just made on a forge: .git, a README, a LICENSE.
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "README.md").write_text("# our fleet\n")
+    (repo / "LICENSE").write_text("ours\n")
+    result = run("init", repo)
+    assert result.exit_code == 0, result.output
+    assert "kept your README.md" in result.output and "git init" not in result.output
+    assert (repo / "README.md").read_text() == "# our fleet\n"
+    assert (repo / "LICENSE").read_text() == "ours\n"
+    assert run("validate", repo).exit_code == 0
+    # A fleet repo there already is not written over, nor mixed with the examples.
+    again = run("init", repo)
+    assert again.exit_code == 1
+    assert "holds caspian.yaml, jobs, spokes already: is it a fleet repo?" in again.output
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "jobs").mkdir()
+    assert "holds jobs already" in run("init", tmp_path / "half").output
+    assert not (tmp_path / "half" / "caspian.yaml").exists()
+
+
+def test_init_bare_refuses_a_directory_that_is_not_empty(run, tmp_path) -> None:
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "x").write_text("x")
-    result = run("init", tmp_path / "busy")
+    result = run("init", "--bare", tmp_path / "busy")
     assert result.exit_code != 0 and "not empty" in result.output
 
 
@@ -248,7 +270,7 @@ def test_validate_reports_a_broken_spoke(run, tmp_path, monkeypatch) -> None:
     assert result.exit_code == EXIT_ERROR
     assert result.output.splitlines() == [
         "spokes/paris.yaml:12: spec.capacity.cpu: required field is missing",
-        "spokes/paris.yaml:13: spec.capacity.cpus: unknown field: check its spelling",
+        "spokes/paris.yaml:13: spec.capacity.cpus: unknown field: did you mean cpu?",
     ]
 
 

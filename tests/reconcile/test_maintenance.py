@@ -126,6 +126,10 @@ def test_a_window_that_does_not_read_is_a_problem_of_its_spoke_file() -> None:
             _window(note="x"),
             "spokes/paris.yaml: spec.maintenance[0].note: unknown field",
         ),
+        (
+            _window(ends="2026-11-22T05:00:00Z"),
+            "spokes/paris.yaml: spec.maintenance[0].ends: unknown field: did you mean end?",
+        ),
     ):
         files = _with_maintenance(template_files(), "paris", _window(), window)
         files = {path: text.decode() for path, text in files.items()}
