@@ -64,13 +64,18 @@ class Outcome(BaseModel):
         return any(e.phase in (Phase.INVALID, Phase.PENDING) for e in self.decision.ledger.entries)
 
 
-def fleet_in(files: Mapping[str, bytes], *, links: Collection[str]) -> Fleet:
+def fleet_in(
+    files: Mapping[str, bytes], *, links: Collection[str], read: ledger.Ledger | None = None
+) -> Fleet:
     """The fleet a commit, or a work tree, holds. Where two files define one
-    job, the file its ledger record was read from keeps it."""
-    try:
-        held = {e.id: e.source for e in ledger.parse(files.get(ledger.LEDGER_PATH)).entries}
-    except ledger.LedgerError:
-        held = {}  # told where the ledger itself is read
+    job, the file its ledger record was read from keeps it. `read` is that
+    ledger where the caller has parsed it already (a large one takes seconds)."""
+    if read is None:
+        try:
+            read = ledger.parse(files.get(ledger.LEDGER_PATH))
+        except ledger.LedgerError:
+            read = ledger.Ledger()  # told where the ledger itself is read
+    held = {entry.id: entry.source for entry in read.entries}
     return load_fleet(files, appwrapper_schema=crd.check_appwrapper, links=links, held=held)
 
 
@@ -276,7 +281,8 @@ def pull_request(outcome: Outcome) -> tuple[str, str]:
 
 def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outcome:
     now = now.astimezone(UTC)
-    fleet = fleet_in(snapshot.files, links=snapshot.links)
+    previous = previous_ledger(snapshot.files)
+    fleet = fleet_in(snapshot.files, links=snapshot.links, read=previous)
     sources, unsourced = carbon_sources(fleet)
     fleet = fleet.without_spokes(unsourced)
     for problem in fleet.problems:
@@ -290,7 +296,6 @@ def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outc
         on = any(w.within(now, now + timedelta(seconds=1)) for w in spoke.spec.maintenance)
         metrics.SPOKE_IN_MAINTENANCE.labels(spoke=spoke.name).set(1 if on else 0)
     metrics.keep_only(metrics.SPOKE_IN_MAINTENANCE, "spoke", {s.name for s in fleet.spokes})
-    previous = previous_ledger(snapshot.files)
     spokes = observer.observe(fleet)
     forecasts = fetch_forecasts(fleet, now=now, sources=sources)
     with metrics.SOLVE_SECONDS.time():
