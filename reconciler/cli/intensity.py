@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import os
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import click
 
@@ -108,7 +108,8 @@ def carbon_backtest(zone: str, days: int, start_day: int, signal: str, as_json: 
         click.echo(result.model_dump_json())
         return
     click.echo(
-        f"{zone}, {days_text(days)} from day {start_day} of 2023: MAE {result.mae_g_per_kwh:.1f} "
+        f"{zone}, {days_text(days)} from {date(2023, 1, 1) + timedelta(days=start_day)} (day "
+        f"{start_day} of 2023): MAE {result.mae_g_per_kwh:.1f} "
         f"gCO2/kWh, MAPE {result.mape:.1%}, a 4-hour job placed on the forecast emits "
         f"{result.planner_loss:.1%} more than on the day's real best window"
     )

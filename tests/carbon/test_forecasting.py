@@ -43,7 +43,10 @@ def test_backtest_command_reports_its_figures() -> None:
     report = json.loads(result.stdout)
     assert report["zone"] == "DE" and report["hours"] == 14 * 24
     assert 0 < report["mape"] < 1 and report["mae_g_per_kwh"] > 0 and report["planner_loss"] >= 0
-    for days, said in (("1", "DE, 1 day from day 0 of 2023: MAE "), ("2", "DE, 2 days from")):
+    for days, said in (
+        ("1", "DE, 1 day from 2023-01-01 (day 0 of 2023): MAE "),
+        ("2", "DE, 2 days from"),
+    ):
         text = CliRunner().invoke(main, ["carbon", "backtest", "--zone", "DE", "--days", days])
         assert text.output.startswith(said), text.output
 
