@@ -285,8 +285,6 @@ def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outc
     fleet = fleet_in(snapshot.files, links=snapshot.links, read=previous)
     sources, unsourced = carbon_sources(fleet)
     fleet = fleet.without_spokes(unsourced)
-    for problem in fleet.problems:
-        log.warning("skipping %s", problem.line())
     for name in (*(s.name for s in fleet.spokes), *fleet.broken_spokes):
         metrics.SPOKE_FILE_LOADS.labels(spoke=name).set(0 if name in fleet.broken_spokes else 1)
     metrics.keep_only(

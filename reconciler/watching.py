@@ -103,6 +103,9 @@ class Watcher:
                 metrics.RECONCILES.labels(result="skipped").inc()
                 return self.status
             outcome = self._once(now)
+            # The one-shot commands print these with their outcome; here the log is all.
+            for problem in outcome.decision.problems:
+                log.warning("skipping %s", problem.line())
             self._slot_seconds = outcome.decision.window.slot_seconds
             slot = outcome.decision.window.start.timestamp()
             self._seen = (outcome.commit or outcome.input_commit, slot)

@@ -19,6 +19,7 @@ import pygit2
 import pytest
 import yaml
 
+from reconciler import reconciling
 from reconciler.gitrepo import FleetRepo
 from reconciler.observing import DeclaredCapacity
 from reconciler.serving import serve
@@ -198,6 +199,26 @@ def test_an_unchanged_tip_in_the_same_slot_is_skipped(remote, tmp_path) -> None:
     assert watcher.reconcile().result == "skipped"
     gitutil.user_commit(remote, {"docs/readme.md": b"hello\n"})
     assert watcher.reconcile().result.startswith("unchanged")
+
+
+def test_each_file_skipped_is_logged_where_the_log_is_all_there_is(
+    remote, tmp_path, caplog
+) -> None:
+    gitutil.user_commit(remote, {"jobs/bad.yaml": b"kind: ["})
+    watcher = watcher_for(str(remote), tmp_path)
+    with caplog.at_level("WARNING", logger="caspian"):
+        assert watcher.reconcile().result == "committed_partial"
+    assert [r.getMessage() for r in caplog.records if r.name == "caspian.watch"] == [
+        "skipping jobs/bad.yaml: not valid YAML: expected the node content, but found "
+        "'<stream end>' (line 1, column 8)"
+    ]
+    # A one-shot reconcile prints them with its outcome: not twice.
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="caspian"):
+        reconciling.reconcile_once(
+            FleetRepo(str(remote), cache_dir=tmp_path / "once.git"), now=NOW, author=BOT
+        )
+    assert not [r for r in caplog.records if "skipping" in r.getMessage()]
 
 
 def test_sigterm_finishes_and_exits_cleanly(remote, tmp_path) -> None:
