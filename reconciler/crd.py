@@ -134,7 +134,7 @@ def _unknown_fields(error: jsonschema.ValidationError, *, field: str) -> list[tu
     known = sorted(error.schema.get("properties", {}))
     found = []
     for name in sorted(set(error.instance) - set(known)):
-        near = difflib.get_close_matches(name, known, n=1)
+        near = difflib.get_close_matches(name, known, n=1, cutoff=0.75)  # not a far guess
         hint = f"did you mean {near[0]}?" if near else f"known: {', '.join(known)}"
         reason = f"unknown field, which Kubernetes would refuse or drop; {hint}"
         found.append((f"{field}.{name}" if field else name, reason))

@@ -211,7 +211,7 @@ def _problems(path: str, invalid: ValidationError, *, model: type[BaseModel]) ->
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             known = _fields_beside(model, error["loc"])
-            near = difflib.get_close_matches(str(error["loc"][-1]), known, n=1)
+            near = difflib.get_close_matches(str(error["loc"][-1]), known, n=1, cutoff=NEAR)
             message = "unknown field: " + (
                 f"did you mean {near[0]}?" if near else "check its spelling"
             )
@@ -227,6 +227,11 @@ def _problems(path: str, invalid: ValidationError, *, model: type[BaseModel]) ->
             message = message.removeprefix("Value error, ")
         result.append(Problem(file=path, field=field or "-", reason=message))
     return result
+
+
+# How like a known field a misspelt one must be to be named as meant: no far
+# guess (`gpu` is no `cpu`).
+NEAR = 0.75
 
 
 def _fields_beside(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:

@@ -569,6 +569,10 @@ def test_the_spoke_down_grace_may_be_zero_or_none(written, grace) -> None:
             {"caspian": POLICY_HEAD + "spec: {colour: red}\n"},
             "caspian.yaml: spec.colour: unknown field: check its spelling",
         ),
+        (  # No far guess: a GPU is no cpu.
+            {"caspian": POLICY_HEAD + "spec: {defaults: {requests: {gpu: 1}}}\n"},
+            "caspian.yaml: spec.defaults.requests.gpu: unknown field: check its spelling",
+        ),
         (
             {"caspian": "apiVersion: caspian.dev/v1alpha1\nkind: Policy\nspec: {slot: 7m}\n"},
             "caspian.yaml: spec.slot: slot must be whole minutes that divide an hour",
