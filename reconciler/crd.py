@@ -19,6 +19,7 @@ import jsonschema
 import yaml
 
 CRD_FILE = "workload.codeflare.dev_appwrappers.yaml"
+MOST_NAMED = 12  # known fields an unknown one is told of, where there are few
 JOB_FILE = "job-batch-v1.json"
 OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 
@@ -135,7 +136,13 @@ def _unknown_fields(error: jsonschema.ValidationError, *, field: str) -> list[tu
     found = []
     for name in sorted(set(error.instance) - set(known)):
         near = difflib.get_close_matches(name, known, n=1, cutoff=0.75)  # not a far guess
-        hint = f"did you mean {near[0]}?" if near else f"known: {', '.join(known)}"
+        hint = (
+            f"did you mean {near[0]}?"
+            if near
+            else f"known: {', '.join(known)}"
+            if len(known) <= MOST_NAMED
+            else "check its spelling (`kubectl explain` lists the fields there)"
+        )
         reason = f"unknown field, which Kubernetes would refuse or drop; {hint}"
         found.append((f"{field}.{name}" if field else name, reason))
     return found

@@ -373,6 +373,17 @@ def appwrapper_doc_with(**more: dict) -> str:
             "drop; did you mean suspend?",
         ),
         (
+            appwrapper_doc_with(spec={"colour": "blue"}),
+            "jobs/extra.yaml: spec.colour: unknown field, which Kubernetes would refuse or drop; "
+            "known: components, managedBy, suspend",
+        ),
+        (  # Too many to name.
+            appwrapper(pod_spec={"colour": "blue"}),
+            "jobs/extra.yaml: spec.components[0].template.spec.template.spec.colour: unknown "
+            "field, which Kubernetes would refuse or drop; check its spelling (`kubectl explain` "
+            "lists the fields there)",
+        ),
+        (
             appwrapper_doc_with(metadata={"lables": {"team": "a"}}),
             "jobs/extra.yaml: metadata.lables: unknown field, which Kubernetes would refuse or "
             "drop; did you mean labels?",
