@@ -19,9 +19,9 @@ import jsonschema
 import yaml
 
 CRD_FILE = "workload.codeflare.dev_appwrappers.yaml"
-MOST_NAMED = 12  # known fields an unknown one is told of, where there are few
 JOB_FILE = "job-batch-v1.json"
 OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+MOST_NAMED = 12  # known fields an unknown one is told of, where there are few
 
 
 @cache

@@ -88,14 +88,14 @@ def history(
         except ledger.LedgerError:
             unreadable.append(revision.commit)
             continue
-        text = _file_in(revision, files)
+        file = _file_in(revision, files)
         if newer is not None:
-            found.extend(_changes(job_id, *newer, was=entry, had=text))
-        newer = (revision, entry, text)
-        if entry is None and text.text is None and seen:
+            found.extend(_changes(job_id, *newer, was=entry, had=file))
+        newer = (revision, entry, file)
+        if entry is None and file.text is None and seen:
             began = True
             break
-        seen = seen or entry is not None or text.text is not None
+        seen = seen or entry is not None or file.text is not None
     if newer is not None and not began:
         # The oldest commit read: the first of all, before which nothing was;
         # or, past `most`, one whose change to its file is not known.

@@ -48,17 +48,16 @@ def init(directory: Path, bare: bool) -> None:
     """Create a fleet repo in DIRECTORY from the template (3 spokes, example jobs)."""
     writable_directory(directory, hint="'DIRECTORY'", make=True)
     files = templates.template_files()
-    if bare and any(directory.iterdir()):
-        raise click.ClickException(f"{directory} is not empty: choose a new directory")
-    if not bare:
-        files = _beside(directory, files)
     if bare:
+        if any(directory.iterdir()):
+            raise click.ClickException(f"{directory} is not empty: choose a new directory")
         commit = create_bare_repo(
             directory, files=files, message="Start a Caspian fleet repo", author=bot_author()
         )
         click.echo(f"bare fleet repo at {directory} (main at {commit[:12]})")
         click.echo(f"next: caspian reconcile --repo {directory} --once")
         return
+    files = _beside(directory, files)
     templates.write_tree(directory, files)
     click.echo(f"fleet repo files written to {directory}")
     if README not in files:
