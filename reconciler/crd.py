@@ -44,27 +44,27 @@ class _Validators:
 @cache
 def _validators() -> _Validators:
     job = json.loads((resources.files("reconciler") / "schemas" / JOB_FILE).read_text())
-    defs = _closed(job["$defs"])
+    defs = closed(job["$defs"])
     return _Validators(
-        appwrapper=jsonschema.Draft7Validator(_closed(appwrapper_schema())),
+        appwrapper=jsonschema.Draft7Validator(closed(appwrapper_schema())),
         # The CRD says only that metadata is an object (the API server checks it
         # as ObjectMeta for every kind); the Job schema holds ObjectMeta's definition.
         metadata=jsonschema.Draft202012Validator(_inlined(defs[OBJECT_META], defs)),
-        job=jsonschema.Draft202012Validator(_inlined(_closed(job), defs)),
+        job=jsonschema.Draft202012Validator(_inlined(closed(job), defs)),
     )
 
 
-def _closed(schema: Any) -> Any:
+def closed(schema: Any) -> Any:
     """`schema` with every object that lists its fields refusing others, as
     the API server's strict field validation does (kubectl's default): a
     misspelt field (`backofLimit`, `suspended`) would otherwise pass here and
     be dropped there, and what it said would not be done. An object the
     schema leaves open (a wrapped template, a map) stays open."""
     if isinstance(schema, list):
-        return [_closed(item) for item in schema]
+        return [closed(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    result = {key: _closed(value) for key, value in schema.items()}
+    result = {key: closed(value) for key, value in schema.items()}
     if (
         "properties" in schema
         and "additionalProperties" not in schema

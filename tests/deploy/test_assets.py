@@ -22,6 +22,7 @@ import yaml
 from click.testing import CliRunner
 
 from reconciler.cli import main
+from reconciler.crd import closed
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "tests" / "schemas" / "argocd"
@@ -33,27 +34,12 @@ CRDS = {
 KUBECTL = shutil.which("kubectl")
 
 
-def strict(schema: Any) -> Any:
-    """The CRD schemas allow unknown fields; a check that catches typos must not."""
-    if isinstance(schema, dict):
-        result = {key: strict(value) for key, value in schema.items()}
-        if (
-            "properties" in schema
-            and "additionalProperties" not in schema
-            and not schema.get("x-kubernetes-preserve-unknown-fields")
-        ):
-            result["additionalProperties"] = False
-        return result
-    if isinstance(schema, list):
-        return [strict(item) for item in schema]
-    return schema
-
-
 @cache
 def validator(kind: str) -> jsonschema.Draft7Validator:
     crd = yaml.load((SCHEMAS / CRDS[kind]).read_text(), Loader=yaml.CSafeLoader)
     version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1")
-    schema = strict(version["schema"]["openAPIV3Schema"])
+    # The CRD schemas allow unknown fields; a check that catches typos must not.
+    schema = closed(version["schema"]["openAPIV3Schema"])
     # metadata is checked by the API server, not by the CRD
     schema["properties"]["metadata"] = {"type": "object"}
     return jsonschema.Draft7Validator(schema)
