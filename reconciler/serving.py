@@ -1,5 +1,5 @@
 """The HTTP side of `caspian watch`: /metrics, /healthz and a push webhook
-(GitHub and Gitea payloads, optionally signed with a shared secret)."""
+(GitHub, Gitea and GitLab payloads, optionally with a shared secret)."""
 
 from __future__ import annotations
 
@@ -96,7 +96,14 @@ class _IPv6Server(ThreadingHTTPServer):
 
 
 def _signed(body: bytes, headers: Any, secret: str) -> bool:
+    """Whether the forge that sent `body` knows the secret: GitHub and Gitea
+    sign the body with it, GitLab sends it as it is."""
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     github = headers.get("X-Hub-Signature-256", "")
     gitea = headers.get("X-Gitea-Signature", "")
-    return hmac.compare_digest(github, f"sha256={expected}") or hmac.compare_digest(gitea, expected)
+    gitlab = headers.get("X-Gitlab-Token", "").encode()
+    return (
+        hmac.compare_digest(github, f"sha256={expected}")
+        or hmac.compare_digest(gitea, expected)
+        or (bool(gitlab) and hmac.compare_digest(gitlab, secret.encode()))
+    )

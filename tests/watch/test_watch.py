@@ -193,6 +193,33 @@ def _post(url: str, body: bytes, signature: str) -> int:
         return error.code
 
 
+def test_a_gitlab_push_hook_with_its_token_wakes_it(tmp_path) -> None:
+    watcher = watcher_for("/nonexistent.git", tmp_path)  # never run: only woken
+    server = serve(watcher, host="127.0.0.1", port=0, secret="hook-secret")
+    url = f"http://127.0.0.1:{server.server_port}/webhook"
+
+    def hook(ref: str, token: str) -> int:
+        body = json.dumps({"object_kind": "push", "ref": ref}).encode()
+        headers = {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": token}
+        try:
+            return urllib.request.urlopen(
+                urllib.request.Request(url, data=body, method="POST", headers=headers)
+            ).status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    try:
+        assert hook("refs/heads/main", "not-the-secret") == 401
+        assert hook("refs/heads/main", "") == 401
+        assert not watcher.wake.is_set()
+        assert hook("refs/heads/other", "hook-secret") == 202  # another branch: ignored
+        assert not watcher.wake.is_set()
+        assert hook("refs/heads/main", "hook-secret") == 202
+        assert watcher.wake.is_set()
+    finally:
+        server.shutdown()
+
+
 def test_an_unchanged_tip_in_the_same_slot_is_skipped(remote, tmp_path) -> None:
     watcher = watcher_for(str(remote), tmp_path)
     assert watcher.reconcile().result.startswith("committed")
