@@ -1,7 +1,7 @@
-"""Pull requests on a forge (GitHub or Gitea): the only module that calls a
-forge's API. Opening is idempotent: an open PR from the proposal branch is
-updated, never duplicated. The token comes from the environment and is sent
-only in the Authorization header."""
+"""Pull requests on a forge (GitHub, Gitea, or GitLab's merge requests): the
+only module that calls a forge's API. Opening is idempotent: an open PR from
+the proposal branch is updated, never duplicated. The token comes from the
+environment and is sent only in the Authorization header."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -18,63 +18,101 @@ class ForgeError(Exception):
     pass
 
 
+class _Dialect(NamedTuple):
+    """How one forge's API names what Caspian does with a pull request."""
+
+    pulls: str  # the collection, after the repo's endpoint
+    number: str  # the field of a pull request that its URL takes
+    body: str  # the field of its text
+    update: str  # the method that changes its title and text
+    scheme: str  # of the Authorization header
+
+
+_DIALECTS = {
+    "github": _Dialect("/pulls", "number", "body", "PATCH", "Bearer"),
+    "gitea": _Dialect("/pulls", "number", "body", "PATCH", "token"),
+    # GitLab calls them merge requests, numbered per project by `iid`; it takes
+    # a personal, project or OAuth token as Bearer.
+    "gitlab": _Dialect("/merge_requests", "iid", "description", "PUT", "Bearer"),
+}
+
+
 class Forge(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    kind: Literal["github", "gitea"]
-    url: str  # API root: https://api.github.com, or https://gitea.example/api/v1
-    repo: str  # owner/name
+    kind: Literal["github", "gitea", "gitlab"]
+    # API root: https://api.github.com, https://gitea.example/api/v1, or
+    # https://gitlab.example/api/v4
+    url: str
+    repo: str  # owner/name (GitLab: the project's path, group/subgroup/name)
     token: str
     timeout_s: float = 15.0
 
     def open_or_update(self, *, head: str, base: str, title: str, body: str) -> tuple[str, int]:
         """("opened" | "updated" | "unchanged", PR number)."""
+        said = self._dialect
         existing = self._find(head=head, base=base)
         if existing is None:
-            created = self._call(
-                "POST", "/pulls", {"title": title, "head": head, "base": base, "body": body}
+            branches = (
+                {"source_branch": head, "target_branch": base}
+                if self.kind == "gitlab"
+                else {"head": head, "base": base}
             )
-            return "opened", _number(created, f"POST {self._endpoint('/pulls')}")
-        number = _number(existing, f"GET {self._endpoint('/pulls')}")
-        if existing.get("title") == title and (existing.get("body") or "") == body:
+            created = self._call("POST", said.pulls, {"title": title, said.body: body, **branches})
+            return "opened", self._number(created, f"POST {self._endpoint(said.pulls)}")
+        number = self._number(existing, f"GET {self._endpoint(said.pulls)}")
+        if existing.get("title") == title and (existing.get(said.body) or "") == body:
             return "unchanged", number
-        self._call("PATCH", f"/pulls/{number}", {"title": title, "body": body})
+        self._call(said.update, f"{said.pulls}/{number}", {"title": title, said.body: body})
         return "updated", number
 
+    @property
+    def _dialect(self) -> _Dialect:
+        return _DIALECTS[self.kind]
+
     def _find(self, *, head: str, base: str) -> dict[str, Any] | None:
-        owner = self.repo.split("/", 1)[0]
-        query = {"state": "open", "base": base}
-        if self.kind == "github":
-            query["head"] = f"{owner}:{head}"
-        pulls = self._call("GET", "/pulls?" + urllib.parse.urlencode(query), None)
-        if not isinstance(pulls, list):
+        pulls = self._dialect.pulls
+        if self.kind == "gitlab":
+            query = {"state": "opened", "source_branch": head, "target_branch": base}
+        else:
+            query = {"state": "open", "base": base}
+            if self.kind == "github":
+                query["head"] = f"{self.repo.split('/', 1)[0]}:{head}"
+        found = self._call("GET", f"{pulls}?{urllib.parse.urlencode(query)}", None)
+        if not isinstance(found, list):
             raise ForgeError(
-                f"GET {self._endpoint('/pulls')}: the forge answered {_shape(pulls)}, "
+                f"GET {self._endpoint(pulls)}: the forge answered {_shape(found)}, "
                 "not a list of pull requests"
             )
-        odd = next((p for p in pulls if not isinstance(p, dict)), None)
+        odd = next((p for p in found if not isinstance(p, dict)), None)
         if odd is not None:
             raise ForgeError(
-                f"GET {self._endpoint('/pulls')}: the forge's list holds {_shape(odd)}, "
+                f"GET {self._endpoint(pulls)}: the forge's list holds {_shape(odd)}, "
                 "not a pull request"
             )
-        for pull in pulls:
-            if isinstance(pull.get("head"), dict) and pull["head"].get("ref") == head:
-                return pull
-        return None
+        return next((pull for pull in found if _from_branch(pull) == head), None)
 
     def _endpoint(self, path: str) -> str:
-        return f"{self.url.rstrip('/')}/repos/{self.repo}{path}"
+        root = self.url.rstrip("/")
+        if self.kind == "gitlab":  # a project by its path, slashes and all encoded
+            return f"{root}/projects/{urllib.parse.quote(self.repo, safe='')}{path}"
+        return f"{root}/repos/{self.repo}{path}"
+
+    def _number(self, pull: Any, where: str) -> int:
+        key = self._dialect.number
+        number = pull.get(key) if isinstance(pull, dict) else None
+        if not isinstance(number, int) or isinstance(number, bool):
+            raise ForgeError(f"{where}: the forge answered {_shape(pull)} without a PR number")
+        return number
 
     def _call(self, method: str, path: str, payload: dict[str, Any] | None) -> Any:
         url = self._endpoint(path)
-        scheme = "Bearer" if self.kind == "github" else "token"
         request = urllib.request.Request(
             url,
             method=method,
             data=None if payload is None else json.dumps(payload).encode(),
             headers={
-                "Authorization": f"{scheme} {self.token}",
+                "Authorization": f"{self._dialect.scheme} {self.token}",
                 "Accept": "application/json",
                 "Content-Type": "application/json",
             },
@@ -93,19 +131,23 @@ class Forge(BaseModel):
             raise ForgeError(f"{where}: the answer is not JSON") from None
 
 
+def _from_branch(pull: dict[str, Any]) -> Any:
+    """The branch a pull request merges from: GitHub and Gitea nest it."""
+    head = pull.get("head")
+    return head.get("ref") if isinstance(head, dict) else pull.get("source_branch")
+
+
 def _message(error: urllib.error.HTTPError) -> str:
+    """The forge's own word on an error: GitHub's and Gitea's `message`, or
+    GitLab's, which may be a list of them, or `error`."""
     try:
-        text = json.loads(error.read() or b"null").get("message")
+        answer = json.loads(error.read() or b"null")
+        text = answer.get("message") or answer.get("error")
     except (ValueError, AttributeError, OSError):
         return ""
+    if isinstance(text, list) and all(isinstance(item, str) for item in text):
+        text = "; ".join(text)
     return f" ({text[:200]})" if isinstance(text, str) and text else ""
-
-
-def _number(pull: Any, where: str) -> int:
-    number = pull.get("number") if isinstance(pull, dict) else None
-    if not isinstance(number, int) or isinstance(number, bool):
-        raise ForgeError(f"{where}: the forge answered {_shape(pull)} without a PR number")
-    return number
 
 
 def _shape(value: Any) -> str:

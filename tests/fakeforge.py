@@ -1,4 +1,5 @@
-"""A forge API stand-in on 127.0.0.1 (GitHub's /repos/{owner}/{repo}/pulls). A
+"""A forge API stand-in on 127.0.0.1 (GitHub's /repos/{owner}/{repo}/pulls,
+GitLab's /projects/{path}/merge_requests). A
 handler answers (status, JSON value), or (status, bytes) for a raw body."""
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ def serve_forge(handler: Any) -> Iterator[str]:
 
         def do_PATCH(self) -> None:
             self._handle("PATCH")
+
+        def do_PUT(self) -> None:
+            self._handle("PUT")
 
         def log_message(self, *args: Any) -> None:
             pass

@@ -48,11 +48,14 @@ from reconciler.gitrepo import GitError, redact
 )
 @click.option(
     "--forge",
-    type=click.Choice(["github", "gitea"]),
+    type=click.Choice(["github", "gitea", "gitlab"]),
     help="With --propose: open or update the pull request there (token in CASPIAN_FORGE_TOKEN).",
 )
-@click.option("--forge-url", help="The forge's API root, e.g. https://api.github.com.")
-@click.option("--forge-repo", metavar="OWNER/NAME")
+@click.option(
+    "--forge-url",
+    help="The forge's API root, e.g. https://api.github.com or https://gitlab.example/api/v4.",
+)
+@click.option("--forge-repo", metavar="OWNER/NAME", help="GitLab: the project's path.")
 def watch(
     target: Target,
     interval: float,

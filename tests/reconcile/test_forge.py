@@ -45,6 +45,51 @@ def test_it_opens_one_then_updates_it_then_leaves_it() -> None:
     assert pulls[0]["title"] == "place: 4 jobs"
 
 
+def test_on_gitlab_it_opens_one_merge_request_then_updates_it() -> None:
+    requests: list[tuple[str, str]] = []
+    merges: list[dict] = []
+
+    def handler(request, method, body):
+        requests.append((method, request.path))
+        if method == "GET":
+            return 200, [m for m in merges if m["source_branch"] == "caspian/placement"]
+        if method == "POST":
+            merges.append({"iid": 3, "id": 901, "state": "opened", **body})
+            return 201, merges[-1]
+        merges[0].update(body)
+        return 200, merges[0]
+
+    with serve_forge(handler) as url:
+        on = Forge(kind="gitlab", url=f"{url}/api/v4", repo="infra/batch/fleet", token=TOKEN)
+        place = {"head": "caspian/placement", "base": "main", "body": "table"}
+        assert on.open_or_update(title="place: 3 jobs", **place) == ("opened", 3)
+        assert on.open_or_update(title="place: 3 jobs", **place) == ("unchanged", 3)
+        assert on.open_or_update(title="place: 4 jobs", **place) == ("updated", 3)
+    project = "/api/v4/projects/infra%2Fbatch%2Ffleet/merge_requests"
+    assert requests[:2] == [
+        ("GET", f"{project}?state=opened&source_branch=caspian%2Fplacement&target_branch=main"),
+        ("POST", project),
+    ]
+    assert requests[-1] == ("PUT", f"{project}/3")  # by its iid, not its id
+    assert merges[0]["description"] == "table" and merges[0]["target_branch"] == "main"
+    assert merges[0]["title"] == "place: 4 jobs"
+
+
+def test_gitlabs_list_of_messages_is_said_whole() -> None:
+    def handler(request, method, body):
+        if method == "GET":
+            return 200, []
+        return 409, {"message": ["Another open merge request already exists for this branch"]}
+
+    with serve_forge(handler) as url, pytest.raises(ForgeError) as raised:
+        Forge(kind="gitlab", url=url, repo="infra/fleet", token=TOKEN).open_or_update(
+            head="caspian/placement", base="main", title="t", body="b"
+        )
+    assert str(raised.value).endswith(
+        "HTTP 409 (Another open merge request already exists for this branch)"
+    )
+
+
 @pytest.mark.parametrize(
     ("reply", "expected"),
     [
