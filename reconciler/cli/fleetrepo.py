@@ -4,6 +4,7 @@ history, spokes, and the demo's one reconcile."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import posixpath
@@ -11,7 +12,7 @@ import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 
@@ -95,11 +96,12 @@ def _beside(directory: Path, files: dict[str, bytes]) -> dict[str, bytes]:
 @click.option(
     "--format",
     "style",
-    type=click.Choice(["text", "json", "github"]),
+    type=click.Choice(["text", "json", "github", "gitlab"]),
     default="text",
     show_default=True,
     help="text: `file:line: field: reason`; json: one object per problem; "
-    "github: a GitHub Actions annotation per problem, on its line of the pull request.",
+    "github: a GitHub Actions annotation per problem, on its line of the pull request; "
+    "gitlab: a GitLab Code Quality report (one JSON array), for a merge request's widget.",
 )
 @click.option("--json", "as_json", is_flag=True, help="The same as --format json.")
 def validate(paths: tuple[Path, ...], style: str, as_json: bool) -> None:
@@ -114,51 +116,59 @@ def validate(paths: tuple[Path, ...], style: str, as_json: bool) -> None:
         path = Path(os.path.abspath(given))  # noqa: PTH100
         root = _fleet_root(path)
         parts.setdefault(root, []).append(path.relative_to(root).as_posix())
-    clean = [
-        _validate_repo(root, parts=within, style=style, named=len(parts) > 1)
+    found = [
+        each
         for root, within in parts.items()
+        for each in _validate_repo(root, parts=within, named=len(parts) > 1)
     ]
-    if not all(clean):
+    _print(found, style=style)
+    if found:
         sys.exit(EXIT_ERROR)
 
 
-def _validate_repo(root: Path, *, parts: list[str], style: str, named: bool) -> bool:
-    """Print the problems of the fleet repo work tree at `root` that are in
-    `parts` of it ("." for all of it); whether it has none there."""
+class _Found(NamedTuple):
+    """A problem, and where in its file it is."""
+
+    file: str  # from the fleet repo's root
+    path: str  # from the working directory, for an editor or a CI check to open
+    document: int  # of a file of several, from 0
+    line: int | None  # None where no line says it (a whole file, a field not found)
+    problem: Problem
+
+
+def _validate_repo(root: Path, *, parts: list[str], named: bool) -> list[_Found]:
+    """The problems of the fleet repo work tree at `root` that are in `parts`
+    of it ("." for all of it); where there are none, says so on stderr."""
     files = templates.read_tree(root)
-    say = functools.partial(_problems, files=files, root=root, style=style)
+    located = functools.partial(_located, files=files, root=root)
     try:
         fleet = reconciling.fleet_in(files, links=templates.links_in(root))
         fleet = fleet.without_spokes(reconciling.carbon_sources(fleet)[1])
         reconciling.previous_ledger(files)
     except FleetConfigError as error:
-        say(error.problems)
-        return False
+        return located(error.problems)
     except ledger.LedgerError as error:
         # Its message names the file, as the problem line does already.
         said = str(error).removeprefix(f"{ledger.LEDGER_PATH}: ")
         said = said.removeprefix(f"{ledger.LEDGER_PATH} ")
-        say([Problem(file=ledger.LEDGER_PATH, field="-", reason=said)])
-        return False
+        return located([Problem(file=ledger.LEDGER_PATH, field="-", reason=said)])
     problems = [
         p
         for p in [*fleet.problems, *reconciling.hand_edits(files)]
         if any(part == "." or f"{p.file.split('#')[0]}/".startswith(f"{part}/") for part in parts)
     ]
-    say(problems)
     if not problems:
         where = f"{_shown(root)}: " if named else ""
         click.echo(f"ok: {where}{len(fleet.spokes)} spokes, {len(fleet.jobs)} jobs", err=True)
-    return not problems
+    return located(problems)
 
 
-def _problems(
-    problems: Iterable[Problem], *, files: Mapping[str, bytes], root: Path, style: str
-) -> None:
-    """Each problem on one line of output, with the line of its file it is on
-    where that can be found, and the file as the working directory sees it, for
-    an editor or a CI check to open. JSON names it from the fleet repo's root
-    too, and a file of several documents' document from 0."""
+def _located(
+    problems: Iterable[Problem], *, files: Mapping[str, bytes], root: Path
+) -> list[_Found]:
+    """Each problem with the line of its file it is on, where that can be
+    found, in the order of each file, as a compiler lists them (a job's
+    fields are checked by topic, not by line)."""
     found = []
     for problem in problems:
         name, _, document = problem.file.partition("#")
@@ -169,30 +179,50 @@ def _problems(
             if raw
             else None
         )
-        found.append((name, number, line, document, problem))
-    # In the order of the file, as a compiler lists them (a job's fields are
-    # checked by topic, not by line).
-    found.sort(key=lambda f: (f[0], f[1], f[2] or 0))
-    for name, number, line, document, problem in found:
+        found.append(_Found(name, _shown(root / name), number, line, problem))
+    return sorted(found, key=lambda f: (f.file, f.document, f.line or 0))
+
+
+def _print(found: list[_Found], *, style: str) -> None:
+    """The problems, one line each, or, for GitLab, one report of them all."""
+    if style == "gitlab":
+        click.echo(json.dumps([_code_quality(each) for each in found], indent=1))
+        return
+    for each in found:
         if style == "json":
             fields = {
-                "file": name,
-                "path": _shown(root / name),
-                "document": number,
-                "line": line,
-                "field": problem.field,
-                "reason": problem.reason,
+                "file": each.file,
+                "path": each.path,
+                "document": each.document,
+                "line": each.line,
+                "field": each.problem.field,
+                "reason": each.problem.reason,
             }
             click.echo(json.dumps(fields))
         elif style == "github":
-            click.echo(_annotation(problem, path=_shown(root / name), line=line))
+            click.echo(_annotation(each.problem, path=each.path, line=each.line))
         else:
-            place = _shown(root / name)
-            if line is not None:
-                place += f":{line}"
-            elif document:
-                place += f"#{document}"
-            click.echo(f"{place}: {problem.said()}")
+            place = each.path
+            if each.line is not None:
+                place += f":{each.line}"
+            elif each.document:
+                place += f"#{each.document}"
+            click.echo(f"{place}: {each.problem.said()}")
+
+
+def _code_quality(found: _Found) -> dict[str, Any]:
+    """One issue of a GitLab Code Quality report (its subset of the Code
+    Climate format): the merge request shows it on that line of the file. The
+    fingerprint tells one issue from another across pipelines."""
+    problem = found.problem
+    key = f"{found.path}\0{found.document}\0{problem.field}\0{problem.reason}".encode()
+    return {
+        "description": problem.said(),
+        "check_name": _title(problem),
+        "fingerprint": hashlib.sha256(key).hexdigest(),
+        "severity": "major",
+        "location": {"path": found.path, "lines": {"begin": found.line or 1}},
+    }
 
 
 def _shown(path: Path) -> str:

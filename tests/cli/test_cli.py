@@ -151,6 +151,46 @@ def test_validate_annotates_a_pull_request_on_github(run, tmp_path, monkeypatch)
     assert both.exit_code == 2 and "--json is --format json" in both.output
 
 
+def test_validate_writes_a_gitlab_code_quality_report(run, tmp_path, monkeypatch) -> None:
+    target = tmp_path / "fleet"
+    run("init", target)
+    bad = appwrapper(
+        "bad", annotations={"caspian.dev/not-before": "soon", "caspian.dev/spokes": "x"}
+    )
+    (target / "jobs" / "bad.yaml").write_text(bad)
+    (target / "jobs" / "worse.yaml").write_text("kind: [")
+    monkeypatch.chdir(tmp_path)  # a pipeline runs at the root of the repo that holds the fleet
+    result = run("validate", "fleet", "--format", "gitlab")
+    assert result.exit_code == EXIT_ERROR
+    issues = json.loads(result.stdout)  # one report, the artifact GitLab reads
+    line = 1 + next(i for i, t in enumerate(bad.splitlines()) if "not-before" in t)
+    assert [(i["location"]["path"], i["location"]["lines"]["begin"]) for i in issues] == [
+        ("fleet/jobs/bad.yaml", line),
+        ("fleet/jobs/bad.yaml", line + 1),
+        ("fleet/jobs/worse.yaml", 1),
+    ]
+    assert issues[0]["description"].startswith(
+        "metadata.annotations.caspian.dev/not-before: 'soon' is not an RFC 3339 time"
+    )
+    assert issues[0]["check_name"] == "caspian: metadata.annotations.caspian.dev/not-before"
+    assert {i["severity"] for i in issues} == {"major"}
+    # One issue is the same one in the next pipeline, and another one is not.
+    again = json.loads(run("validate", "fleet", "--format", "gitlab").stdout)
+    assert [i["fingerprint"] for i in again] == [i["fingerprint"] for i in issues]
+    assert len({i["fingerprint"] for i in issues}) == 3
+    # The same problem in two documents of one file is two issues.
+    soon = {"caspian.dev/not-before": "soon"}
+    twice = f"{appwrapper('one', annotations=soon)}---\n{appwrapper('two', annotations=soon)}"
+    (target / "jobs" / "twice.yaml").write_text(twice)
+    both = json.loads(run("validate", "fleet/jobs/twice.yaml", "--format", "gitlab").stdout)
+    assert len(both) == 2 and both[0]["fingerprint"] != both[1]["fingerprint"]
+    (target / "jobs" / "twice.yaml").unlink()
+    (tmp_path / "fleet" / "jobs" / "bad.yaml").unlink()
+    (tmp_path / "fleet" / "jobs" / "worse.yaml").unlink()
+    clean = run("validate", "fleet", "--format", "gitlab")
+    assert clean.exit_code == 0 and json.loads(clean.stdout) == []
+
+
 def test_validate_takes_a_file_or_directory_as_the_shell_names_it(
     run, tmp_path, monkeypatch
 ) -> None:
