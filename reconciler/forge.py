@@ -50,7 +50,7 @@ class Forge(BaseModel):
 
     def open_or_update(self, *, head: str, base: str, title: str, body: str) -> tuple[str, int]:
         """("opened" | "updated" | "unchanged", PR number)."""
-        said = self._dialect
+        api = self._dialect
         existing = self._find(head=head, base=base)
         if existing is None:
             branches = (
@@ -58,12 +58,12 @@ class Forge(BaseModel):
                 if self.kind == "gitlab"
                 else {"head": head, "base": base}
             )
-            created = self._call("POST", said.pulls, {"title": title, said.body: body, **branches})
-            return "opened", self._number(created, f"POST {self._endpoint(said.pulls)}")
-        number = self._number(existing, f"GET {self._endpoint(said.pulls)}")
-        if existing.get("title") == title and (existing.get(said.body) or "") == body:
+            created = self._call("POST", api.pulls, {"title": title, api.body: body, **branches})
+            return "opened", self._number(created, f"POST {self._endpoint(api.pulls)}")
+        number = self._number(existing, f"GET {self._endpoint(api.pulls)}")
+        if existing.get("title") == title and (existing.get(api.body) or "") == body:
             return "unchanged", number
-        self._call(said.update, f"{said.pulls}/{number}", {"title": title, said.body: body})
+        self._call(api.update, f"{api.pulls}/{number}", {"title": title, api.body: body})
         return "updated", number
 
     @property
