@@ -122,12 +122,17 @@ class FleetRepo:
         branch: str = "main",
         cache_dir: Path | None = None,
         read_timeout_s: float = READ_TIMEOUT_S,
+        root: str = "",
     ) -> None:
+        """`root` is the fleet repo's directory within the git repository
+        ("" for all of it): every path Caspian reads, writes or looks up is
+        taken from there, and nothing outside it changes."""
         # libgit2's timeouts are the process's: the last repo opened sets them.
         pygit2.settings.server_connect_timeout = round(CONNECT_TIMEOUT_S * 1000)
         pygit2.settings.server_timeout = round(read_timeout_s * 1000)
         self.url = url
         self.branch = branch
+        self.root = f"{root.strip('/')}/" if root.strip("/") else ""
         self.path = cache_dir or default_cache_dir(url)
         if (self.path / "HEAD").exists():
             self.repo = pygit2.Repository(str(self.path))
@@ -144,8 +149,25 @@ class FleetRepo:
         commit = self.repo[self.fetch_tip()].peel(pygit2.Commit)
         files: dict[str, bytes] = {}
         links: set[str] = set()
-        _read_tree(self.repo, commit.tree, files=files, links=links)
+        tree = self._fleet_tree(commit.tree)
+        if tree is None:
+            raise GitError(
+                f"{self.root.rstrip('/')}/ is no directory at the tip of {self.branch}: "
+                "check --path, the fleet repo's directory within the git repo"
+            )
+        _read_tree(self.repo, tree, files=files, links=links)
         return Snapshot(commit=str(commit.id), files=files, links=frozenset(links))
+
+    def _fleet_tree(self, tree: pygit2.Tree) -> pygit2.Tree | None:
+        """The tree of the fleet repo's directory in a commit's `tree`; None
+        where the commit has no such directory."""
+        if not self.root:
+            return tree
+        name = self.root.rstrip("/")
+        if name not in tree:
+            return None
+        found = tree[name]
+        return self.repo[found.id] if found.type_str == "tree" else None
 
     def commit(
         self,
@@ -162,6 +184,8 @@ class FleetRepo:
         parent_commit = self.repo[parent].peel(pygit2.Commit)
         index = pygit2.Index()
         index.read_tree(parent_commit.tree)
+        files = {self.root + path: data for path, data in files.items()}
+        owned = tuple(self.root + prefix for prefix in owned)
         for entry in list(index):
             if entry.path.startswith(owned) and entry.path not in files:
                 index.remove(entry.path)
@@ -308,6 +332,7 @@ class FleetRepo:
         if ref is None:
             return
         order = pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME
+        paths = [self.root + path for path in paths]
         for commit in self.repo.walk(ref.target, order):
             blobs = _blobs(commit.tree, paths)
             parents = [_blobs(parent.tree, paths) for parent in commit.parents]
@@ -319,7 +344,9 @@ class FleetRepo:
                 time=datetime.fromtimestamp(commit.committer.time, UTC),
                 message=commit.message,
                 files={
-                    path: None if blob is None else self.repo[blob].read_raw()
+                    path.removeprefix(self.root): None
+                    if blob is None
+                    else self.repo[blob].read_raw()
                     for path, blob in blobs.items()
                 },
             )
@@ -333,7 +360,7 @@ class FleetRepo:
         if ref is None:
             return []
         found: list[str] = []
-        now = path
+        now = self.root + path
         order = pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME
         for commit in self.repo.walk(ref.target, order):
             if not commit.parents or now not in commit.tree:
@@ -347,10 +374,10 @@ class FleetRepo:
                 for delta in diff.deltas
                 if delta.status == pygit2.enums.DeltaStatus.RENAMED and delta.new_file.path == now
             ]
-            if not renamed:
-                break  # added afresh: its history begins here
+            if not renamed or not renamed[0].startswith(self.root):
+                break  # added afresh, or from outside the fleet: its history begins here
             now = renamed[0]
-            found.append(now)
+            found.append(now.removeprefix(self.root))
         return found
 
 

@@ -61,11 +61,12 @@ class Target:
     cache_dir: Path | None
     observer_kind: str  # "declared", "kube" or "argocd"
     kubeconfig: str | None
+    root: str = ""  # the fleet repo's directory within the git repo
     argocd_context: str | None = None
     argocd_namespace: str = "argocd"
 
     def repo(self) -> FleetRepo:
-        return FleetRepo(self.url, branch=self.branch, cache_dir=self.cache_dir)
+        return FleetRepo(self.url, branch=self.branch, cache_dir=self.cache_dir, root=self.root)
 
     def observer(self) -> Observer:
         if self.observer_kind == "declared":
@@ -87,6 +88,13 @@ _TARGET_OPTIONS = (
         "--repo", "url", required=True, help="Fleet repo: a path to a bare repo or any git URL."
     ),
     click.option("--branch", default="main", show_default=True),
+    click.option(
+        "--path",
+        "root",
+        default="",
+        help="The fleet repo's directory within the git repo (default: its root), for a "
+        "fleet kept in a directory of a larger repo.",
+    ),
     click.option(
         "--cache-dir",
         type=click.Path(path_type=Path, file_okay=False),
@@ -128,13 +136,20 @@ def repo_options(command: Callable[..., None]) -> Callable[..., None]:
     `target` that observes nothing (`history`)."""
 
     @functools.wraps(command)
-    def with_repo(*args: Any, url: str, branch: str, cache_dir: Path | None, **rest: Any) -> None:
+    def with_repo(
+        *args: Any, url: str, branch: str, root: str, cache_dir: Path | None, **rest: Any
+    ) -> None:
         target = Target(
-            url=url, branch=branch, cache_dir=cache_dir, observer_kind="declared", kubeconfig=None
+            url=url,
+            branch=branch,
+            cache_dir=cache_dir,
+            observer_kind="declared",
+            kubeconfig=None,
+            root=root,
         )
         command(*args, target=target, **rest)
 
-    for option in reversed(_TARGET_OPTIONS[:3]):
+    for option in reversed(_TARGET_OPTIONS[:4]):
         with_repo = option(with_repo)
     return with_repo
 
@@ -148,6 +163,7 @@ def target_options(command: Callable[..., None]) -> Callable[..., None]:
         *args: Any,
         url: str,
         branch: str,
+        root: str,
         cache_dir: Path | None,
         observer: str,
         kubeconfig: str | None,
@@ -163,6 +179,7 @@ def target_options(command: Callable[..., None]) -> Callable[..., None]:
             kubeconfig=kubeconfig,
             argocd_context=argocd_context,
             argocd_namespace=argocd_namespace,
+            root=root,
         )
         command(*args, target=target, **rest)
 

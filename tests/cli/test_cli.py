@@ -19,9 +19,12 @@ from prometheus_client import REGISTRY
 from reconciler.appwrappers import RETRY_PAUSE, TERMINAL_EXIT_CODES
 from reconciler.cli import EXIT_ERROR, EXIT_PARTIAL
 from reconciler.cli.common import JsonLines
+from reconciler.gitrepo import create_bare_repo
 from reconciler.ledger import MOST_NAMED, Entry, Ledger, Phase
 from reconciler.quantities import format_time, timestamp
+from reconciler.templates import template_files
 from tests import gitutil
+from tests.conftest import BOT
 from tests.fleet.helpers import appwrapper, appwrapper_doc
 
 AT = ["--now", "2026-11-22T02:00:00Z"]
@@ -325,6 +328,49 @@ def test_reconcile_commits_once_then_finds_nothing_to_do(run, tmp_path) -> None:
     assert second.exit_code == 0
     assert "no change" in second.output
     assert gitutil.head(remote) == head
+
+
+def test_a_fleet_in_a_directory_of_a_larger_repo_is_read_and_written_there(run, tmp_path) -> None:
+    remote = tmp_path / "mono.git"
+    fleet = {f"teams/batch/{path}": text for path, text in template_files().items()}
+    app = {"app/main.py": b"print('hello')\n", "README.md": b"# our monorepo\n"}
+    create_bare_repo(remote, files={**fleet, **app}, message="Monorepo", author=BOT)
+    at = ("--repo", remote, "--path", "teams/batch", *AT)
+    first = run("reconcile", "--once", *at)
+    assert first.exit_code == 0, first.output
+    written = gitutil.files(remote)
+    assert "teams/batch/status/placements.yaml" in written
+    assert any(p.startswith("teams/batch/rendered/paris/") for p in written)
+    assert not any(p.startswith(("rendered/", "status/")) for p in written)
+    assert all(gitutil.read(remote, path) == text for path, text in app.items())
+    # A change outside it is no change to the fleet; one inside is.
+    gitutil.user_commit(remote, {"app/main.py": b"print('bye')\n"})
+    assert "no change" in run("reconcile", "--once", *at).output
+    gitutil.user_commit(remote, {"teams/batch/jobs/late.yaml": appwrapper("late").encode()})
+    assert run("reconcile", "--once", *at).exit_code == 0
+    placed = yaml.safe_load(gitutil.read(remote, "teams/batch/status/placements.yaml"))
+    assert "batch/late" in {entry["id"] for entry in placed["entries"]}
+    late = [p for p in gitutil.files(remote, "teams/batch/rendered/") if ".late-" in p]
+    assert len(late) == 1
+    # Cancelled: its Job leaves the fleet's rendered/.
+    gitutil.user_commit(remote, {"teams/batch/jobs/late.yaml": None})
+    run("reconcile", "--once", *at)
+    assert late[0] not in gitutil.files(remote)
+    gitutil.user_commit(remote, {"teams/batch/jobs/late.yaml": appwrapper("late").encode()})
+    run("reconcile", "--once", *at)
+    # The other commands take it too; paths in what they say are the fleet's own.
+    history = run("history", "late", "--repo", remote, "--path", "teams/batch", "--json")
+    assert json.loads(history.output.splitlines()[0])["what"] == "added jobs/late.yaml"
+    assert "batch/late (jobs/late.yaml): " in run("explain", "late", *at).output
+    text = gitutil.read(remote, "teams/batch/jobs/late.yaml")
+    moved = {"teams/batch/jobs/late.yaml": None, "teams/batch/jobs/team/late.yaml": text}
+    gitutil.user_commit(remote, moved)
+    run("reconcile", "--once", *at)
+    history = run("history", "late", "--repo", remote, "--path", "teams/batch")
+    assert "moved jobs/late.yaml to jobs/team/late.yaml" in history.output
+    missing = run("plan", "--repo", remote, "--path", "teams/nope", *AT)
+    assert missing.exit_code == EXIT_ERROR
+    assert "teams/nope/ is no directory at the tip of main: check --path" in missing.output
 
 
 def test_reconcile_says_partial_with_exit_3(run, tmp_path) -> None:
