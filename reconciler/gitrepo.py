@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -132,7 +133,9 @@ class FleetRepo:
         pygit2.settings.server_timeout = round(read_timeout_s * 1000)
         self.url = url
         self.branch = branch
-        self.root = f"{root.strip('/')}/" if root.strip("/") else ""
+        # As the shell completes it: ./teams/batch/ is teams/batch, and . the root.
+        where = posixpath.normpath(root.strip("/") or ".")
+        self.root = "" if where == "." else f"{where}/"
         self.path = cache_dir or default_cache_dir(url)
         if (self.path / "HEAD").exists():
             self.repo = pygit2.Repository(str(self.path))

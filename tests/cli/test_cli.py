@@ -362,6 +362,9 @@ def test_a_fleet_in_a_directory_of_a_larger_repo_is_read_and_written_there(run, 
     history = run("history", "late", "--repo", remote, "--path", "teams/batch", "--json")
     assert json.loads(history.output.splitlines()[0])["what"] == "added jobs/late.yaml"
     assert "batch/late (jobs/late.yaml): " in run("explain", "late", *at).output
+    # As the shell completes it.
+    shell = ("--repo", remote, "--path", "./teams/batch/", *AT)
+    assert "batch/late (jobs/late.yaml): " in run("explain", "late", *shell).output
     text = gitutil.read(remote, "teams/batch/jobs/late.yaml")
     moved = {"teams/batch/jobs/late.yaml": None, "teams/batch/jobs/team/late.yaml": text}
     gitutil.user_commit(remote, moved)
