@@ -365,6 +365,13 @@ def test_a_fleet_in_a_directory_of_a_larger_repo_is_read_and_written_there(run, 
     # As the shell completes it.
     shell = ("--repo", remote, "--path", "./teams/batch/", *AT)
     assert "batch/late (jobs/late.yaml): " in run("explain", "late", *shell).output
+    spokes = run("spokes", *at, "--json")
+    assert spokes.exit_code == 0, spokes.output
+    assert {json.loads(line)["name"] for line in spokes.output.splitlines()} == {
+        "california",
+        "frankfurt",
+        "paris",
+    }
     text = gitutil.read(remote, "teams/batch/jobs/late.yaml")
     moved = {"teams/batch/jobs/late.yaml": None, "teams/batch/jobs/team/late.yaml": text}
     gitutil.user_commit(remote, moved)
