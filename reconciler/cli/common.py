@@ -92,6 +92,7 @@ _TARGET_OPTIONS = (
         "--path",
         "root",
         default="",
+        envvar="CASPIAN_FLEET_PATH",
         help="The fleet repo's directory within the git repo (default: its root), for a "
         "fleet kept in a directory of a larger repo.",
     ),

@@ -14,10 +14,11 @@ from datetime import datetime, timedelta
 
 import pytest
 import yaml
+from click.testing import CliRunner
 from prometheus_client import REGISTRY
 
 from reconciler.appwrappers import RETRY_PAUSE, TERMINAL_EXIT_CODES
-from reconciler.cli import EXIT_ERROR, EXIT_PARTIAL
+from reconciler.cli import EXIT_ERROR, EXIT_PARTIAL, main
 from reconciler.cli.common import JsonLines
 from reconciler.gitrepo import create_bare_repo
 from reconciler.ledger import MOST_NAMED, Entry, Ledger, Phase
@@ -365,7 +366,11 @@ def test_a_fleet_in_a_directory_of_a_larger_repo_is_read_and_written_there(run, 
     # As the shell completes it.
     shell = ("--repo", remote, "--path", "./teams/batch/", *AT)
     assert "batch/late (jobs/late.yaml): " in run("explain", "late", *shell).output
-    spokes = run("spokes", *at, "--json")
+    spokes = CliRunner().invoke(
+        main,
+        ["spokes", "--repo", str(remote), *AT, "--json"],
+        env={"CASPIAN_FLEET_PATH": "teams/batch", "XDG_CACHE_HOME": str(tmp_path / "cache")},
+    )
     assert spokes.exit_code == 0, spokes.output
     assert {json.loads(line)["name"] for line in spokes.output.splitlines()} == {
         "california",
