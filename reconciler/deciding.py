@@ -126,13 +126,13 @@ class _Verdicts(NamedTuple):
     held_by_others: set[str]  # not to be planned yet: those it runs after have not started
     due: dict[str, datetime]  # when others that run after it need it done
 
-    def settled(self, job_id: str) -> bool:
-        """Finished or suspended: nothing to plan, requeue or wait for."""
-        return job_id in self.finished or job_id in self.suspended
-
     def planned(self, job_id: str) -> bool:
-        """Whether the optimizer places it in this decision."""
-        return not (self.settled(job_id) or job_id in self.waiting or job_id in self.held_by_others)
+        """Whether the optimizer places it in this decision: not finished,
+        suspended, waiting for its spoke, or held by others."""
+        return not any(
+            job_id in held
+            for held in (self.finished, self.suspended, self.waiting, self.held_by_others)
+        )
 
 
 def _decide(
