@@ -1,6 +1,7 @@
 """Pull requests on a forge (GitHub, Gitea, or GitLab's merge requests): the
 only module that calls a forge's API. Opening is idempotent: an open PR from
-the proposal branch is updated, never duplicated. The token comes from the
+the proposal branch is updated, never duplicated; one that nothing is left to
+propose for is closed with a comment saying why. The token comes from the
 environment and is sent only in the Authorization header."""
 
 from __future__ import annotations
@@ -26,14 +27,28 @@ class _Dialect(NamedTuple):
     body: str  # the field of its text
     update: str  # the method that changes its title and text
     scheme: str  # of the Authorization header
+    comments: str  # where a comment on pull request {number} goes
+    close: dict[str, str]  # the update that closes it unmerged
 
 
+# GitHub and Gitea keep a pull request's comments with its issue's.
+_CLOSED = {"state": "closed"}
 _DIALECTS = {
-    "github": _Dialect("/pulls", "number", "body", "PATCH", "Bearer"),
-    "gitea": _Dialect("/pulls", "number", "body", "PATCH", "token"),
+    "github": _Dialect(
+        "/pulls", "number", "body", "PATCH", "Bearer", "/issues/{}/comments", _CLOSED
+    ),
+    "gitea": _Dialect("/pulls", "number", "body", "PATCH", "token", "/issues/{}/comments", _CLOSED),
     # GitLab calls them merge requests, numbered per project by `iid`; it takes
     # a personal, project or OAuth token as Bearer.
-    "gitlab": _Dialect("/merge_requests", "iid", "description", "PUT", "Bearer"),
+    "gitlab": _Dialect(
+        "/merge_requests",
+        "iid",
+        "description",
+        "PUT",
+        "Bearer",
+        "/merge_requests/{}/notes",
+        {"state_event": "close"},
+    ),
 }
 
 
@@ -65,6 +80,20 @@ class Forge(BaseModel):
             return "unchanged", number
         self._call(api.update, f"{api.pulls}/{number}", {"title": title, api.body: body})
         return "updated", number
+
+    def close(self, *, head: str, base: str, comment: str) -> int | None:
+        """Close the open pull request from `head`, unmerged, with `comment`
+        saying why: the number it had, or None where none was open."""
+        api = self._dialect
+        existing = self._find(head=head, base=base)
+        if existing is None:
+            return None
+        number = self._number(existing, f"GET {self._endpoint(api.pulls)}")
+        # The comment first: a reviewer who finds the pull request closed
+        # finds the reason with it.
+        self._call("POST", api.comments.format(number), {"body": comment})
+        self._call(api.update, f"{api.pulls}/{number}", api.close)
+        return number
 
     @property
     def _dialect(self) -> _Dialect:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pygit2
 from pydantic import BaseModel, ConfigDict
-from pygit2.enums import FileMode
+from pygit2.enums import FetchPrune, FileMode
 
 from reconciler.history import Revision
 from reconciler.signing import SigningError, SigningKey, sign
@@ -206,7 +206,9 @@ class FleetRepo:
     def fetch_tip(self) -> str:
         """Fetch, and return the remote branch's commit without reading its files."""
         try:
-            self.repo.remotes["origin"].fetch(callbacks=_Callbacks())
+            # Pruned: a branch deleted there (a merged proposal's, say) is not
+            # taken for one that still holds what it held.
+            self.repo.remotes["origin"].fetch(callbacks=_Callbacks(), prune=FetchPrune.PRUNE)
         except (pygit2.GitError, OSError) as error:
             why = redact(str(error))
             if _is_local(self.url) and not Path(self.url).exists():
@@ -262,6 +264,27 @@ class FleetRepo:
         self.repo.references.create(
             f"refs/remotes/origin/{branch}", pygit2.Oid(hex=commit), force=True
         )
+
+    def delete_branch(self, branch: str) -> bool:
+        """Delete a proposal `branch` on the remote, as last fetched; False
+        where it has none. The main branch is never deleted."""
+        if branch == self.branch:
+            raise GitError(f"refusing to delete {branch!r}, the fleet repo's own branch")
+        if self.remote_tree(branch) is None:
+            return False
+        callbacks = _Callbacks()
+        try:
+            self.repo.remotes["origin"].push([f":refs/heads/{branch}"], callbacks=callbacks)
+        except pygit2.GitError as error:
+            raise PushRejectedError(
+                f"{redact(self.url)} refused to delete {branch}: {redact(str(error))}"
+            ) from None
+        if callbacks.refused:
+            raise PushRejectedError(
+                f"{redact(self.url)} refused to delete {branch}: {'; '.join(callbacks.refused)}"
+            )
+        # libgit2 drops the remote-tracking branch with it, as git does.
+        return True
 
     def _raise_refusal(self, commit: str, text: str) -> None:
         """A push did not land: because someone pushed first (decide again), or

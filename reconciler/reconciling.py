@@ -279,6 +279,16 @@ def pull_request(outcome: Outcome) -> tuple[str, str]:
     return subject, f"{text}\n\n```\n{trailers}\n```\n"
 
 
+def withdrawal(outcome: Outcome, *, base: str) -> str:
+    """The comment on a proposal closed because nothing is left to propose."""
+    return (
+        f"Caspian closes this: a reconcile of {base} at {outcome.input_commit[:12]} changes "
+        f"nothing, so this proposal is out of date ({base} holds its placement already, or "
+        "what it changed no longer applies). The next placement that changes something "
+        "opens a new pull request."
+    )
+
+
 def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outcome:
     now = now.astimezone(UTC)
     previous = previous_ledger(snapshot.files)

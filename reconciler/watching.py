@@ -134,24 +134,47 @@ class Watcher:
         return self.status
 
     def _once(self, now: datetime) -> reconciling.Outcome:
-        if not self.settings.propose:
+        branch = self.settings.propose
+        if not branch:
             return reconciling.reconcile_once(
                 self.repo, now=now, author=self.author, observer=self.observer
             )
         outcome = reconciling.propose_once(
-            self.repo,
-            branch=self.settings.propose,
-            now=now,
-            author=self.author,
-            observer=self.observer,
+            self.repo, branch=branch, now=now, author=self.author, observer=self.observer
         )
-        if outcome.changes:
-            title, body = reconciling.pull_request(outcome)
-            if self.settings.pr_file is not None:
-                self.settings.pr_file.write_text(f"# {title}\n\n{body}")
-            if self.settings.forge is not None:
-                action, number = self.settings.forge.open_or_update(
-                    head=self.settings.propose, base=self.repo.branch, title=title, body=body
-                )
-                log.info("pull request #%d %s", number, action)
+        if not outcome.changes:
+            self._withdraw(outcome, branch=branch)
+            return outcome
+        title, body = reconciling.pull_request(outcome)
+        if self.settings.pr_file is not None:
+            self.settings.pr_file.write_text(f"# {title}\n\n{body}")
+        if self.settings.forge is not None:
+            action, number = self.settings.forge.open_or_update(
+                head=branch, base=self.repo.branch, title=title, body=body
+            )
+            log.info("pull request #%d %s", number, action)
         return outcome
+
+    def _withdraw(self, outcome: reconciling.Outcome, *, branch: str) -> None:
+        """Nothing is left to propose: the main branch holds the plan (its pull
+        request was merged, or someone reconciled it directly), or what was
+        proposed no longer applies (the jobs it placed were removed, say). A
+        proposal left open would be merged as it is, out of date; so, as
+        dependency bots do, it is closed with a comment and its branch deleted.
+        The next placement that changes something proposes anew."""
+        if self.settings.pr_file is not None:
+            self.settings.pr_file.unlink(missing_ok=True)
+        # Without its branch nothing proposed is left to merge (GitHub and
+        # Gitea close its pull request), and an idle reconcile asks no forge.
+        if self.repo.remote_tree(branch) is None:
+            return
+        if self.settings.forge is not None:
+            number = self.settings.forge.close(
+                head=branch,
+                base=self.repo.branch,
+                comment=reconciling.withdrawal(outcome, base=self.repo.branch),
+            )
+            if number is not None:
+                log.info("pull request #%d closed: nothing left to propose", number)
+        self.repo.delete_branch(branch)
+        log.info("deleted %s: nothing left to propose", branch)

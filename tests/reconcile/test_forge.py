@@ -141,3 +141,41 @@ def test_a_forge_that_never_answers_times_out() -> None:
         with pytest.raises(ForgeError, match="timed out"):
             open_pr(url, timeout_s=0.3)
         assert time.monotonic() - started < 1.5
+
+
+def test_closing_comments_then_closes_the_open_one_and_leaves_others_alone() -> None:
+    calls: list[tuple[str, str, object]] = []
+    pulls = [{"number": 4, "head": {"ref": "someone/else"}}]
+
+    def handler(request, method, body):
+        calls.append((method, request.path.split("?")[0], body))
+        return (200, pulls) if method == "GET" else (200, {"number": 7})
+
+    with serve_forge(handler) as url:
+        assert forge(url).close(head="caspian/placement", base="main", comment="why") is None
+        assert [method for method, _, _ in calls] == ["GET"]
+        pulls.append({"number": 7, "head": {"ref": "caspian/placement"}})
+        assert forge(url).close(head="caspian/placement", base="main", comment="why") == 7
+    assert calls[2:] == [
+        ("POST", "/repos/fleet/jobs/issues/7/comments", {"body": "why"}),
+        ("PATCH", "/repos/fleet/jobs/pulls/7", {"state": "closed"}),
+    ]
+
+
+def test_on_gitlab_closing_a_merge_request_leaves_a_note_and_sets_its_state_event() -> None:
+    calls: list[tuple[str, str, object]] = []
+
+    def handler(request, method, body):
+        calls.append((method, request.path.split("?")[0], body))
+        if method == "GET":
+            return 200, [{"iid": 3, "id": 901, "source_branch": "caspian/placement"}]
+        return 200, {"iid": 3}
+
+    with serve_forge(handler) as url:
+        on = Forge(kind="gitlab", url=url, repo="infra/fleet", token=TOKEN)
+        assert on.close(head="caspian/placement", base="main", comment="why") == 3
+    project = "/projects/infra%2Ffleet/merge_requests"
+    assert calls[1:] == [
+        ("POST", f"{project}/3/notes", {"body": "why"}),
+        ("PUT", f"{project}/3", {"state_event": "close"}),
+    ]

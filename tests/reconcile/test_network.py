@@ -77,3 +77,28 @@ def test_a_server_that_says_nothing_fails_the_fetch_instead_of_holding_it(tmp_pa
         and "timed out" in str(failed[0]).lower()
         and str(failed[0]).startswith(f"cannot fetch {url}")
     )
+
+
+def test_a_proposal_branch_is_deleted_over_the_network_and_a_deleted_one_is_forgotten(
+    remote, tmp_path
+) -> None:
+    import pygit2
+
+    from reconciler.reconciling import propose_once
+
+    with git_daemon(remote.parent) as base:
+        repo = FleetRepo(base + remote.name, cache_dir=tmp_path / "mirror.git")
+        propose_once(repo, branch="caspian/placement", now=NOW, author=BOT)
+        assert repo.remote_tree("caspian/placement") is not None
+        assert repo.delete_branch("caspian/placement") is True
+        assert "refs/heads/caspian/placement" not in pygit2.Repository(str(remote)).references
+        assert repo.remote_tree("caspian/placement") is None
+        assert repo.delete_branch("caspian/placement") is False  # nothing to delete
+        with pytest.raises(GitError, match="refusing to delete 'main'"):
+            repo.delete_branch("main")
+        # Deleted on the server by someone else (a merged pull request's
+        # branch): the next fetch forgets it too.
+        proposal = propose_once(repo, branch="caspian/placement", now=NOW, author=BOT)
+        pygit2.Repository(str(remote)).references.delete("refs/heads/caspian/placement")
+        repo.fetch()
+        assert proposal.commit and repo.remote_tree("caspian/placement") is None

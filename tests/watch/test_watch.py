@@ -294,16 +294,21 @@ def test_sigterm_finishes_and_exits_cleanly(remote, tmp_path) -> None:
 
 
 class PullRequests:
-    """A forge stand-in for GitHub's pulls API."""
+    """A forge stand-in for GitHub's pulls API, and its issue comments."""
 
     def __init__(self) -> None:
         self.pulls: list[dict] = []
-        self.posts = 0
-        self.patches = 0
+        self.comments: dict[int, list[str]] = {}
+        self.gets = self.posts = self.patches = 0
 
     def __call__(self, seen, method, body):
         if method == "GET":
+            self.gets += 1
             return 200, [p for p in self.pulls if p["state"] == "open"]
+        if method == "POST" and seen.path.endswith("/comments"):
+            number = int(seen.path.split("/")[-2])
+            self.comments.setdefault(number, []).append(body["body"])
+            return 201, {"id": 1, "body": body["body"]}
         if method == "POST":
             self.posts += 1
             pull = {
@@ -345,10 +350,51 @@ def test_proposals_open_one_pull_request_and_a_merged_plan_commits_nothing(remot
         repo = pygit2.Repository(str(remote))
         proposal = repo.references["refs/heads/caspian/placement"].target
         repo.references["refs/heads/main"].set_target(proposal)
+        api.pulls[0]["state"] = "closed"
         watcher._seen = None
         assert watcher.reconcile().result.startswith("unchanged")
         assert gitutil.head(remote) == str(proposal)
-        assert api.posts == 1
+        assert api.posts == 1 and api.comments == {}  # merged: nothing to say
+        # Its branch goes, as a forge's "delete branch" button would do it.
+        assert "refs/heads/caspian/placement" not in repo.references
+        assert not (tmp_path / "pr.md").exists()
+
+
+def test_a_proposal_that_no_longer_applies_is_closed_and_its_branch_deleted(remote, tmp_path):
+    from reconciler.forge import Forge
+    from tests.fakeforge import serve_forge
+
+    api = PullRequests()
+    with serve_forge(api) as forge_url:
+        forge = Forge(kind="github", url=forge_url, repo="fleet/jobs", token="forge-token")
+        watcher = watcher_for(
+            str(remote),
+            tmp_path,
+            propose="caspian/placement",
+            pr_file=tmp_path / "pr.md",
+            forge=forge,
+        )
+        assert watcher.reconcile().result.startswith("committed")
+        repo = pygit2.Repository(str(remote))
+        assert "refs/heads/caspian/placement" in repo.references
+        # Someone reconciles main directly: it holds a placement now, and the
+        # open pull request, built on the main of before, is out of date.
+        reconciling.reconcile_once(
+            FleetRepo(str(remote), cache_dir=tmp_path / "other.git"), now=NOW, author=BOT
+        )
+        watcher._seen = None
+        assert watcher.reconcile().result.startswith("unchanged")
+        assert api.pulls[0]["state"] == "closed" and api.patches == 1
+        (said,) = api.comments[1]
+        assert said.startswith(
+            f"Caspian closes this: a reconcile of main at {gitutil.head(remote)[:12]}"
+        )
+        assert "refs/heads/caspian/placement" not in repo.references
+        assert not (tmp_path / "pr.md").exists()
+        asked = api.gets
+        watcher._seen = None
+        watcher.reconcile()  # idle: the forge is not asked again
+        assert api.gets == asked
 
 
 def test_finished_jobs_leave_rendered_after_the_retention(remote, tmp_path) -> None:
