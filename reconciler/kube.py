@@ -519,7 +519,7 @@ class ArgoCDObserver:
         for spoke, ok in syncable.items():
             metrics.ARGOCD_SYNCABLE.labels(spoke=spoke).set(1 if ok else 0)
         metrics.keep_only(metrics.ARGOCD_SYNCABLE, "spoke", set(syncable))
-        metrics.ARGOCD_UP.set(1 if trusted else 0)
+        metrics.record_argocd(trusted=trusted)
         return states
 
     def _read(self) -> tuple[list[Any], str | None]:
@@ -559,7 +559,7 @@ def _undeliverable(state: SpokeState, why: str, since: datetime | None) -> Spoke
 
 def _unread(states: dict[str, SpokeState], why: str) -> dict[str, SpokeState]:
     log.warning("Argo CD's Applications could not be read: %s", why)
-    metrics.ARGOCD_UP.set(0)
+    metrics.record_argocd(trusted=False)
     return states
 
 

@@ -3,7 +3,16 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+import contextlib
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 from carbon import IntensitySeries
 
@@ -79,8 +88,25 @@ ARGOCD_UP = Gauge(
     "caspian_argocd_up",
     "1 when the last observation read Argo CD's Applications with Job health to trust "
     "(--observer argocd): read, the job-health check in argocd-cm, health kept in them",
+    registry=None,  # served once Argo CD is read (record_argocd)
 )
+
+
+def record_argocd(*, trusted: bool) -> None:
+    """caspian_argocd_up, served from the first observation that asks Argo CD:
+    a gauge reads 0 until set, which would say Argo CD is down to a Caspian
+    that never asks it (and fire an alert on it)."""
+    with contextlib.suppress(ValueError):  # served already: its name is taken
+        REGISTRY.register(ARGOCD_UP)
+    ARGOCD_UP.set(1 if trusted else 0)
+
+
 RECONCILES = Counter("caspian_reconcile_total", "Reconciles by result", ["result"])
+LAST_SUCCESS = Gauge(
+    "caspian_reconcile_last_success_timestamp_seconds",
+    "When a reconcile last read the fleet repo and pushed its plan, or found it current "
+    "(Unix time; 0 before the first): alert on its age",
+)
 RECONCILE_SECONDS = Histogram(
     "caspian_reconcile_duration_seconds",
     "Wall time of a reconcile, fetch to push",

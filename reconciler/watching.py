@@ -101,6 +101,7 @@ class Watcher:
             if self._seen == (tip, slot):
                 self.status = Status(result="skipped", at=now, input_commit=tip)
                 metrics.RECONCILES.labels(result="skipped").inc()
+                metrics.LAST_SUCCESS.set(now.timestamp())  # idle is healthy
                 return self.status
             outcome = self._once(now)
             # The one-shot commands print these with their outcome; here the log is all.
@@ -130,6 +131,8 @@ class Watcher:
             self.status = Status(result="error", at=now, error=repr(error))
             log.exception("reconcile failed")
         metrics.RECONCILES.labels(result=self.status.result).inc()
+        if self.status.result not in ("invalid", "error"):
+            metrics.LAST_SUCCESS.set(now.timestamp())
         metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
         return self.status
 

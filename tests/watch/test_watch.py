@@ -499,3 +499,22 @@ def test_it_serves_on_ipv6_loopback_too(tmp_path) -> None:
         assert reply.status == 200
     finally:
         server.shutdown()
+
+
+def test_only_a_reconcile_that_works_moves_the_last_success_time(remote, tmp_path) -> None:
+    """What CaspianNotReconciling (deploy/monitoring) alerts on the age of."""
+    from prometheus_client import REGISTRY
+
+    def last_success() -> float | None:
+        return REGISTRY.get_sample_value("caspian_reconcile_last_success_timestamp_seconds")
+
+    working = watcher_for(str(remote), tmp_path)
+    assert working.reconcile().result.startswith("committed")
+    moment = last_success()
+    assert moment is not None and abs(moment - NOW.timestamp()) < 60
+    assert working.reconcile().result == "skipped"  # a fetch that found nothing new works too
+    assert last_success() > moment
+    moment = last_success()
+    broken = watcher_for(str(tmp_path / "gone.git"), tmp_path / "other")
+    assert broken.reconcile().result == "error"
+    assert last_success() == moment
