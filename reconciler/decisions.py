@@ -165,6 +165,9 @@ class Decision(BaseModel):
     ledger: Ledger
     jobs: dict[str, JobRequest]
     held: tuple[str, ...]  # ids kept as committed because their file is broken
+    # Pull-request mode: ids whose new place is proposed for review; their record
+    # and Job stay as committed meanwhile (reconciler/proposals.py).
+    proposed: tuple[str, ...] = ()
     instance: Instance  # what the optimizer was asked (for `caspian explain`)
     plan: Plan
     qos: Plan

@@ -23,7 +23,17 @@ from carbon.embedded import UnknownZoneError
 from carbon.providers import CarbonProvider
 from carbon.sources import source_for
 from optimizer.model import RESOURCES
-from reconciler import crd, deciding, history, ledger, messages, metrics, owned, pools
+from reconciler import (
+    crd,
+    deciding,
+    history,
+    ledger,
+    messages,
+    metrics,
+    owned,
+    pools,
+    proposals,
+)
 from reconciler.decisions import Decision
 from reconciler.fleet import SPOKES_DIR, Fleet, FleetConfigError, Problem
 from reconciler.gitrepo import FleetRepo, Identity, RemoteMovedError, Snapshot
@@ -202,40 +212,72 @@ def reconcile_once(
         if not outcome.changes:
             log.info("no change at %s: nothing to commit", outcome.input_commit[:12])
             return outcome
-        commit = _commit(repo, outcome, author=author, now=now)
-        if commit is None:
-            return outcome
         try:
-            repo.push(commit)
+            pushed = _pushed(repo, outcome, author=author, now=now)
         except RemoteMovedError as moved:
-            if attempt == attempts:
-                raise
-            metrics.PUSH_RETRIES.inc()
-            delay = backoff_s * 2 ** (attempt - 1)
-            log.warning("%s; deciding again on the new tip in %.1fs", moved, delay)
-            sleep(delay)
+            _back_off(moved, attempt=attempt, attempts=attempts, backoff_s=backoff_s, sleep=sleep)
             continue
-        log.info("pushed %s: %s", commit[:12], outcome.message.splitlines()[0])
-        metrics.COMMITS.labels(branch=repo.branch).inc()
-        for job_id, requeue in outcome.decision.requeued.items():
-            metrics.REQUEUES.labels(spoke=requeue.spoke).inc()
-            if job_id in outcome.decision.given_up:
-                entry = outcome.decision.ledger.by_id()[job_id]
-                log.warning("gave up on %s: %s", job_id, entry.reason)
-        for job_id, retry in outcome.decision.retried.items():
-            metrics.RETRIES.labels(spoke=retry.spoke).inc()
-            log.warning(
-                "%s's Job %s failed on %s: running it again (%d of %d)",
-                job_id,
-                retry.job_name,
-                retry.spoke,
-                retry.run,
-                retry.limit,
-            )
-        for job_id, why in outcome.decision.not_retried.items():
-            log.warning("%s does not run again: %s", job_id, why)
-        return outcome.model_copy(update={"commit": commit, "push_attempts": attempt})
+        return pushed.model_copy(update={"push_attempts": attempt})
     raise AssertionError("unreachable")
+
+
+def _back_off(
+    moved: RemoteMovedError,
+    *,
+    attempt: int,
+    attempts: int,
+    backoff_s: float,
+    sleep: Callable[[float], None],
+) -> None:
+    """Wait before deciding again on the main branch's new tip; after the last
+    attempt, give up with `moved`."""
+    if attempt == attempts:
+        raise moved
+    metrics.PUSH_RETRIES.inc()
+    delay = backoff_s * 2 ** (attempt - 1)
+    log.warning("%s; deciding again on the new tip in %.1fs", moved, delay)
+    sleep(delay)
+
+
+def _pushed(repo: FleetRepo, outcome: Outcome, *, author: Identity, now: datetime) -> Outcome:
+    """`outcome` committed on the commit it read and pushed to the main branch
+    (RemoteMovedError where that moved meanwhile)."""
+    commit = _commit(repo, outcome, author=author, now=now)
+    if commit is None:
+        return outcome
+    repo.push(commit)
+    log.info("pushed %s: %s", commit[:12], outcome.message.splitlines()[0])
+    metrics.COMMITS.labels(branch=repo.branch).inc()
+    for job_id, requeue in outcome.decision.requeued.items():
+        metrics.REQUEUES.labels(spoke=requeue.spoke).inc()
+        if job_id in outcome.decision.given_up:
+            entry = outcome.decision.ledger.by_id()[job_id]
+            log.warning("gave up on %s: %s", job_id, entry.reason)
+    for job_id, retry in outcome.decision.retried.items():
+        metrics.RETRIES.labels(spoke=retry.spoke).inc()
+        log.warning(
+            "%s's Job %s failed on %s: running it again (%d of %d)",
+            job_id,
+            retry.job_name,
+            retry.spoke,
+            retry.run,
+            retry.limit,
+        )
+    for job_id, why in outcome.decision.not_retried.items():
+        log.warning("%s does not run again: %s", job_id, why)
+    return outcome.model_copy(update={"commit": commit})
+
+
+class Proposal(BaseModel):
+    """A reconcile in pull-request mode (`propose_once`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    # Pushed to the main branch: what carries out the plan it holds (its
+    # `commit` None where nothing did).
+    carried: Outcome
+    # For review, on top of that: the new places (None where there are none).
+    proposed: Outcome | None
 
 
 def propose_once(
@@ -245,19 +287,61 @@ def propose_once(
     now: datetime,
     author: Identity,
     observer: Observer | None = None,
-) -> Outcome:
-    """Like reconcile_once, but the placement commit goes to the proposal `branch`
-    (built on the main branch's tip) for review as a pull request. Pushed only when
-    its tree differs from the branch's, so re-running changes nothing."""
-    outcome = _decide_on(repo.fetch(), now=now, observer=observer or DeclaredCapacity())
-    if not outcome.changes:
-        return outcome
-    commit = _commit(repo, outcome, author=author, now=now)
-    if commit is None or repo.remote_tree(branch) == repo.tree_of(commit):
-        return outcome
-    repo.push(commit, branch=branch)
-    metrics.COMMITS.labels(branch=branch).inc()
-    return outcome.model_copy(update={"commit": commit, "push_attempts": 1})
+    attempts: int = 4,
+    backoff_s: float = 0.5,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Proposal:
+    """Pull-request mode (reconciler/proposals.py). What carries out the plan
+    the main branch holds (a Job dispatched at its planned start, what the
+    spokes report) is pushed there as reconcile_once pushes it; the new places
+    go on top of it to the proposal `branch`, for review as a pull request. The
+    branch is pushed only when its tree differs, so re-running changes nothing."""
+    for attempt in range(1, attempts + 1):
+        snapshot = repo.fetch()
+        decision, previous = _decision(snapshot, now=now, observer=observer or DeclaredCapacity())
+        carried = _outcome(snapshot, proposals.carried_out(decision, old=previous), old=previous)
+        base = snapshot
+        if _carries_out(carried, old=previous):
+            try:
+                pushed = _pushed(repo, carried, author=author, now=now)
+            except RemoteMovedError as moved:
+                _back_off(
+                    moved, attempt=attempt, attempts=attempts, backoff_s=backoff_s, sleep=sleep
+                )
+                continue
+            carried = pushed.model_copy(update={"push_attempts": attempt})
+            if carried.commit is not None:
+                base = _after(snapshot, carried)
+        proposed = _outcome(base, decision, old=carried.decision.ledger)
+        if not proposed.changes:
+            return Proposal(carried=carried, proposed=None)
+        commit = _commit(repo, proposed, author=author, now=now)
+        if commit is None or repo.remote_tree(branch) == repo.tree_of(commit):
+            return Proposal(carried=carried, proposed=proposed)
+        repo.push(commit, branch=branch)
+        metrics.COMMITS.labels(branch=branch).inc()
+        return Proposal(carried=carried, proposed=proposed.model_copy(update={"commit": commit}))
+    raise AssertionError("unreachable")
+
+
+def _carries_out(carried: Outcome, *, old: ledger.Ledger) -> bool:
+    """Whether the part of a decision for the main branch changes a job's
+    record or Job there; the directory of a new spoke, or a ledger with no
+    record yet, waits for the proposal."""
+    if carried.decision.ledger.entries != old.entries:
+        return True
+    return any(
+        path.startswith(RENDERED) and not path.endswith(SPOKE_FILES) for path in carried.changes
+    )
+
+
+def _after(snapshot: Snapshot, outcome: Outcome) -> Snapshot:
+    """The snapshot of `outcome`'s commit: `snapshot` with Caspian's files as it wrote them."""
+    assert outcome.commit is not None  # pushed
+    kept = {
+        path: data for path, data in snapshot.files.items() if not path.startswith(OWNED_PREFIXES)
+    }
+    return Snapshot(commit=outcome.commit, files={**kept, **outcome.files}, links=snapshot.links)
 
 
 def _commit(repo: FleetRepo, outcome: Outcome, *, author: Identity, now: datetime) -> str | None:
@@ -279,17 +363,25 @@ def pull_request(outcome: Outcome) -> tuple[str, str]:
     return subject, f"{text}\n\n```\n{trailers}\n```\n"
 
 
-def withdrawal(outcome: Outcome, *, base: str) -> str:
+def withdrawal(*, base: str, tip: str) -> str:
     """The comment on a proposal closed because nothing is left to propose."""
     return (
-        f"Caspian closes this: a reconcile of {base} at {outcome.input_commit[:12]} changes "
-        f"nothing, so this proposal is out of date ({base} holds its placement already, or "
+        f"Caspian closes this: a reconcile of {base} at {tip[:12]} finds nothing to place "
+        f"anew, so this proposal is out of date ({base} holds its placement already, or "
         "what it changed no longer applies). The next placement that changes something "
         "opens a new pull request."
     )
 
 
 def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outcome:
+    decision, previous = _decision(snapshot, now=now, observer=observer)
+    return _outcome(snapshot, decision, old=previous)
+
+
+def _decision(
+    snapshot: Snapshot, *, now: datetime, observer: Observer
+) -> tuple[Decision, ledger.Ledger]:
+    """The decision on a commit, with the ledger it was read from."""
     now = now.astimezone(UTC)
     previous = previous_ledger(snapshot.files)
     fleet = fleet_in(snapshot.files, links=snapshot.links, read=previous)
@@ -327,6 +419,11 @@ def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outc
             for room in decision.instance.spokes
         ]
     )
+    return decision, previous
+
+
+def _outcome(snapshot: Snapshot, decision: Decision, *, old: ledger.Ledger) -> Outcome:
+    """What `decision` makes of the files of `snapshot`, whose ledger is `old`."""
     files = render(decision, previous=snapshot.files)
     changes = diff(snapshot.files, files)
     # A held job's manifest is kept as committed, hand edit and all.
@@ -334,7 +431,7 @@ def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outc
     for problem in reverted:
         log.warning("reverting %s", problem.line())
     message = messages.commit_message(
-        old=previous,
+        old=old,
         decision=decision,
         input_commit=snapshot.commit,
         reverted=[problem.file for problem in reverted],

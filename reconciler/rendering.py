@@ -36,7 +36,7 @@ HELD = "caspian.dev/held"
 def render(decision: Decision, *, previous: Mapping[str, bytes]) -> dict[str, bytes]:
     """All files under rendered/ and status/ for this decision. `previous` holds the
     files of the input commit, from which jobs held by a broken AppWrapper or spoke
-    file are copied unchanged."""
+    file, and those whose new place is proposed for review, are copied unchanged."""
     files: dict[str, bytes] = {}
     listed: dict[str, list[str]] = {spoke: [] for spoke in decision.spokes}
     # A spoke whose file does not load keeps its directory, if it had one.
@@ -50,10 +50,11 @@ def render(decision: Decision, *, previous: Mapping[str, bytes]) -> dict[str, by
             continue
         if decision.retired(entry):
             continue  # Argo CD prunes the Job; the ledger keeps the record
-        if entry.id not in decision.jobs and entry.id not in decision.held:
+        kept = entry.id in decision.held or entry.id in decision.proposed
+        if entry.id not in decision.jobs and not kept:
             continue  # finished, and its AppWrapper removed: its Job goes with it
         path = job_path(entry)
-        if entry.id in decision.held:
+        if kept:
             if path not in previous:
                 continue
             files[path] = previous[path]

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -47,6 +48,14 @@ class Status(BaseModel):
     input_commit: str | None = None
     commit: str | None = None
     error: str = ""
+
+
+class _Done(NamedTuple):
+    """What one reconcile did."""
+
+    outcome: reconciling.Outcome  # of the whole decision, or its part that went to main
+    tip: str  # the main branch's tip after it
+    commit: str | None  # the commit it pushed (to main, or else a proposal), if any
 
 
 class Watcher:
@@ -103,23 +112,18 @@ class Watcher:
                 metrics.RECONCILES.labels(result="skipped").inc()
                 metrics.LAST_SUCCESS.set(now.timestamp())  # idle is healthy
                 return self.status
-            outcome = self._once(now)
+            done = self._once(now)
+            decision = done.outcome.decision
             # The one-shot commands print these with their outcome; here the log is all.
-            for problem in outcome.decision.problems:
+            for problem in decision.problems:
                 log.warning("skipping %s", problem.line())
-            self._slot_seconds = outcome.decision.window.slot_seconds
-            slot = outcome.decision.window.start.timestamp()
-            self._seen = (outcome.commit or outcome.input_commit, slot)
-            if self.settings.propose:
-                self._seen = (outcome.input_commit, slot)
-            result = "committed" if outcome.commit else "unchanged"
-            if any(
-                e.phase in (ledger.Phase.INVALID, ledger.Phase.PENDING)
-                for e in outcome.decision.ledger.entries
-            ):
+            self._slot_seconds = decision.window.slot_seconds
+            self._seen = (done.tip, decision.window.start.timestamp())
+            result = "committed" if done.commit else "unchanged"
+            if done.outcome.partial:
                 result += "_partial"
             self.status = Status(
-                result=result, at=now, input_commit=outcome.input_commit, commit=outcome.commit
+                result=result, at=now, input_commit=done.outcome.input_commit, commit=done.commit
             )
         except (FleetConfigError, ledger.LedgerError) as error:
             self.status = Status(result="invalid", at=now, error=str(error))
@@ -136,19 +140,22 @@ class Watcher:
         metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
         return self.status
 
-    def _once(self, now: datetime) -> reconciling.Outcome:
+    def _once(self, now: datetime) -> _Done:
         branch = self.settings.propose
         if not branch:
-            return reconciling.reconcile_once(
+            outcome = reconciling.reconcile_once(
                 self.repo, now=now, author=self.author, observer=self.observer
             )
-        outcome = reconciling.propose_once(
+            return _Done(outcome, tip=outcome.commit or outcome.input_commit, commit=outcome.commit)
+        proposal = reconciling.propose_once(
             self.repo, branch=branch, now=now, author=self.author, observer=self.observer
         )
-        if not outcome.changes:
-            self._withdraw(outcome, branch=branch)
-            return outcome
-        title, body = reconciling.pull_request(outcome)
+        carried, proposed = proposal.carried, proposal.proposed
+        tip = carried.commit or carried.input_commit
+        if proposed is None:
+            self._withdraw(branch=branch, tip=tip)
+            return _Done(carried, tip=tip, commit=carried.commit)
+        title, body = reconciling.pull_request(proposed)
         if self.settings.pr_file is not None:
             self.settings.pr_file.write_text(f"# {title}\n\n{body}")
         if self.settings.forge is not None:
@@ -156,9 +163,9 @@ class Watcher:
                 head=branch, base=self.repo.branch, title=title, body=body
             )
             log.info("pull request #%d %s", number, action)
-        return outcome
+        return _Done(proposed, tip=tip, commit=carried.commit or proposed.commit)
 
-    def _withdraw(self, outcome: reconciling.Outcome, *, branch: str) -> None:
+    def _withdraw(self, *, branch: str, tip: str) -> None:
         """Nothing is left to propose: the main branch holds the plan (its pull
         request was merged, or someone reconciled it directly), or what was
         proposed no longer applies (the jobs it placed were removed, say). A
@@ -175,7 +182,7 @@ class Watcher:
             number = self.settings.forge.close(
                 head=branch,
                 base=self.repo.branch,
-                comment=reconciling.withdrawal(outcome, base=self.repo.branch),
+                comment=reconciling.withdrawal(base=self.repo.branch, tip=tip),
             )
             if number is not None:
                 log.info("pull request #%d closed: nothing left to propose", number)

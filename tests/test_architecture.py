@@ -33,6 +33,7 @@ PURE = (
     "reconciler/kubeobjects.py",
     "reconciler/applications.py",
     "reconciler/rendering.py",
+    "reconciler/proposals.py",
     "reconciler/messages.py",
     "reconciler/ledger.py",
     "reconciler/quantities.py",

@@ -101,4 +101,4 @@ def test_a_proposal_branch_is_deleted_over_the_network_and_a_deleted_one_is_forg
         proposal = propose_once(repo, branch="caspian/placement", now=NOW, author=BOT)
         pygit2.Repository(str(remote)).references.delete("refs/heads/caspian/placement")
         repo.fetch()
-        assert proposal.commit and repo.remote_tree("caspian/placement") is None
+        assert proposal.proposed.commit and repo.remote_tree("caspian/placement") is None

@@ -358,6 +358,20 @@ def test_proposals_open_one_pull_request_and_a_merged_plan_commits_nothing(remot
         # Its branch goes, as a forge's "delete branch" button would do it.
         assert "refs/heads/caspian/placement" not in repo.references
         assert not (tmp_path / "pr.md").exists()
+        # At the next planned start the approved job starts: on main, with no review.
+        due = min(
+            (
+                e
+                for e in yaml.safe_load(gitutil.read(remote, "status/placements.yaml"))["entries"]
+                if e["phase"] == "Planned"
+            ),
+            key=lambda e: e["plannedStart"],
+        )
+        watcher.clock = lambda: datetime.fromisoformat(due["plannedStart"].replace("Z", "+00:00"))
+        assert watcher.reconcile().result.startswith("committed")
+        assert gitutil.message(remote).startswith("dispatch: 1 job")
+        assert api.posts == 1 and "refs/heads/caspian/placement" not in repo.references
+        assert watcher.reconcile().result == "skipped"  # its own commit is the tip it saw
 
 
 def test_a_proposal_that_no_longer_applies_is_closed_and_its_branch_deleted(remote, tmp_path):

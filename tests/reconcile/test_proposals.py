@@ -1,0 +1,146 @@
+"""Pull-request mode: new places go to review; what carries out the plan the
+main branch holds goes there at once, so an approved job starts at its slot
+whether or not a proposal waits for review."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pygit2
+
+from reconciler import ledger, proposals, reconciling
+from reconciler.gitrepo import FleetRepo
+from reconciler.observing import DeclaredCapacity
+from reconciler.rendering import job_path, render
+from reconciler.templates import template_files
+from tests import gitutil
+from tests.conftest import BOT, NOW
+from tests.fleet.helpers import appwrapper
+from tests.reconcile.test_lifecycle import _edited, entries, step
+
+BRANCH = "caspian/placement"
+
+
+def test_a_job_started_where_main_planned_it_is_carried_out_and_a_new_place_is_proposed():
+    first, files = step(template_files(), now=NOW)
+    old = first.ledger
+    planned = sorted(
+        (e for e in old.entries if e.phase == "Planned"), key=lambda e: e.planned_start
+    )
+    due, edited = planned[0], planned[-1]
+    # At the first one's start, with another's Job edited (so placed anew) and a job added.
+    files = _edited(files, edited.source, "python:3.13-slim")
+    files = {**files, "jobs/extra.yaml": appwrapper("extra").encode()}
+    later, _ = step(files, now=due.planned_start)
+    assert entries(later)[due.id].phase == "Dispatched"
+    proposed = proposals.new_places(old, later.ledger)
+    assert {edited.id, "batch/extra"} <= proposed and due.id not in proposed
+    carried = proposals.carried_out(later, old=old)
+    kept = entries(carried)
+    assert kept[due.id] == entries(later)[due.id]  # started, as main planned it
+    assert kept[edited.id] == entries(first)[edited.id]  # as main holds it, for now
+    assert "batch/extra" not in kept  # placed once its proposal is merged
+    assert set(carried.proposed) == proposed
+    # Its Job stays as committed, old image and all, until the proposal is merged.
+    rendered = render(carried, previous=files)
+    path = job_path(entries(first)[edited.id])
+    assert rendered[path] == files[path]
+    assert b"extra" not in rendered[f"rendered/{due.spoke}/kustomization.yaml"]
+
+
+def test_a_decision_that_places_nothing_anew_is_carried_out_whole():
+    first, files = step(template_files(), now=NOW)
+    later, _ = step(files, now=NOW + timedelta(minutes=15))
+    assert proposals.new_places(first.ledger, later.ledger) == frozenset()
+    assert proposals.carried_out(later, old=first.ledger) is later
+    # Everything is new to an empty ledger.
+    everything = {e.id for e in first.ledger.entries if e.spoke}
+    assert proposals.new_places(ledger.Ledger(), first.ledger) == everything
+
+
+def fleet(tmp_path, remote) -> FleetRepo:
+    return FleetRepo(str(remote), cache_dir=tmp_path / "mirror.git")
+
+
+def merge(remote) -> None:
+    """The team merges the proposal (fast-forward)."""
+    repo = pygit2.Repository(str(remote))
+    repo.references["refs/heads/main"].set_target(repo.references[f"refs/heads/{BRANCH}"].target)
+
+
+def test_an_approved_job_starts_at_its_slot_while_a_new_place_waits_for_review(
+    remote, tmp_path
+) -> None:
+    repo = fleet(tmp_path, remote)
+    first = reconciling.propose_once(repo, branch=BRANCH, now=NOW, author=BOT)
+    assert first.carried.commit is None and first.proposed.commit is not None
+    merge(remote)
+    placed = ledger.parse(gitutil.read(remote, ledger.LEDGER_PATH))
+    due = min((e for e in placed.entries if e.phase == "Planned"), key=lambda e: e.planned_start)
+    gitutil.user_commit(remote, {"jobs/extra.yaml": appwrapper("extra").encode()})
+    user = gitutil.head(remote)
+    both = reconciling.propose_once(repo, branch=BRANCH, now=due.planned_start, author=BOT)
+    # Main: the approved job dispatched, on the user's commit; nothing placed anew.
+    assert gitutil.head(remote) == both.carried.commit
+    assert pygit2.Repository(str(remote))[both.carried.commit].parent_ids[0] == pygit2.Oid(hex=user)
+    on_main = ledger.parse(gitutil.read(remote, ledger.LEDGER_PATH)).by_id()
+    assert on_main[due.id].phase == "Dispatched" and "batch/extra" not in on_main
+    assert gitutil.message(remote).startswith("dispatch: 1 job")
+    # The proposal, on top of it: the new job alone.
+    proposal = pygit2.Repository(str(remote)).references[f"refs/heads/{BRANCH}"].target
+    assert str(proposal) == both.proposed.commit
+    assert both.proposed.input_commit == both.carried.commit
+    assert set(both.proposed.changes) == {
+        ledger.LEDGER_PATH,
+        f"rendered/{entries(both.proposed.decision)['batch/extra'].spoke}/kustomization.yaml",
+        job_path(entries(both.proposed.decision)["batch/extra"]),
+    }
+    assert both.proposed.message.startswith("place: 1 job")
+    # Again at once: nothing more anywhere.
+    again = reconciling.propose_once(repo, branch=BRANCH, now=due.planned_start, author=BOT)
+    assert again.carried.commit is None and again.proposed.commit is None
+    assert gitutil.head(remote) == both.carried.commit
+    # Merged: main holds it all, and nothing is left to propose.
+    merge(remote)
+    done = reconciling.propose_once(repo, branch=BRANCH, now=due.planned_start, author=BOT)
+    assert done.carried.commit is None and done.proposed is None
+
+
+def test_a_fresh_fleet_proposes_its_first_plan_and_commits_nothing_to_main(
+    remote, tmp_path
+) -> None:
+    before = gitutil.head(remote)
+    first = reconciling.propose_once(fleet(tmp_path, remote), branch=BRANCH, now=NOW, author=BOT)
+    # Empty spoke directories and an empty ledger wait for the proposal.
+    assert first.carried.commit is None and gitutil.head(remote) == before
+    assert first.proposed.changes
+
+
+class Reporting:
+    """Declared spokes, where the given Jobs report the given phases."""
+
+    def __init__(self, phases: dict[str, str]) -> None:
+        self.phases = phases
+
+    def observe(self, fleet):
+        states = DeclaredCapacity().observe(fleet)
+        return {
+            name: state.model_copy(update={"jobs": self.phases}) for name, state in states.items()
+        }
+
+
+def test_what_the_spokes_report_is_recorded_on_main_without_review(remote, tmp_path) -> None:
+    repo = fleet(tmp_path, remote)
+    reconciling.propose_once(repo, branch=BRANCH, now=NOW, author=BOT)
+    merge(remote)
+    started = next(
+        e
+        for e in ledger.parse(gitutil.read(remote, ledger.LEDGER_PATH)).entries
+        if e.phase == "Dispatched"
+    )
+    at = NOW + timedelta(minutes=5)  # the same slot: nothing else is due
+    running = Reporting({started.job_key: "Running"})
+    recorded = reconciling.propose_once(repo, branch=BRANCH, now=at, author=BOT, observer=running)
+    assert recorded.carried.commit == gitutil.head(remote) and recorded.proposed is None
+    assert set(recorded.carried.changes) == {ledger.LEDGER_PATH}
+    assert gitutil.ledger(remote)[started.id]["phase"] == "Running"
