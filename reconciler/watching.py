@@ -16,16 +16,16 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
-from reconciler import ledger, metrics, reconciling
+from reconciler import ledger, metrics, proposing, reconciling
 from reconciler.fleet import FleetConfigError
-from reconciler.forge import Forge, ForgeError
+from reconciler.forge import ForgeError
 from reconciler.gitrepo import FleetRepo, GitError, Identity
 from reconciler.observing import Observer
+from reconciler.proposing import Proposing
 
 log = logging.getLogger("caspian.watch")
 
@@ -35,9 +35,7 @@ class WatchSettings(BaseModel):
 
     interval_s: float = 60.0
     debounce_s: float = 1.0
-    propose: str | None = None  # proposal branch: pull-request mode
-    pr_file: Path | None = None
-    forge: Forge | None = None
+    proposing: Proposing | None = None  # pull-request mode
 
 
 class Status(BaseModel):
@@ -141,50 +139,14 @@ class Watcher:
         return self.status
 
     def _once(self, now: datetime) -> _Done:
-        branch = self.settings.propose
-        if not branch:
+        if self.settings.proposing is None:
             outcome = reconciling.reconcile_once(
                 self.repo, now=now, author=self.author, observer=self.observer
             )
             return _Done(outcome, tip=outcome.commit or outcome.input_commit, commit=outcome.commit)
-        proposal = reconciling.propose_once(
-            self.repo, branch=branch, now=now, author=self.author, observer=self.observer
+        done = proposing.propose(
+            self.repo, self.settings.proposing, now=now, author=self.author, observer=self.observer
         )
-        carried, proposed = proposal.carried, proposal.proposed
-        tip = carried.commit or carried.input_commit
-        if proposed is None:
-            self._withdraw(branch=branch, tip=tip)
-            return _Done(carried, tip=tip, commit=carried.commit)
-        title, body = reconciling.pull_request(proposed)
-        if self.settings.pr_file is not None:
-            self.settings.pr_file.write_text(f"# {title}\n\n{body}")
-        if self.settings.forge is not None:
-            action, number = self.settings.forge.open_or_update(
-                head=branch, base=self.repo.branch, title=title, body=body
-            )
-            log.info("pull request #%d %s", number, action)
-        return _Done(proposed, tip=tip, commit=carried.commit or proposed.commit)
-
-    def _withdraw(self, *, branch: str, tip: str) -> None:
-        """Nothing is left to propose: the main branch holds the plan (its pull
-        request was merged, or someone reconciled it directly), or what was
-        proposed no longer applies (the jobs it placed were removed, say). A
-        proposal left open would be merged as it is, out of date; so, as
-        dependency bots do, it is closed with a comment and its branch deleted.
-        The next placement that changes something proposes anew."""
-        if self.settings.pr_file is not None:
-            self.settings.pr_file.unlink(missing_ok=True)
-        # Without its branch nothing proposed is left to merge (GitHub and
-        # Gitea close its pull request), and an idle reconcile asks no forge.
-        if self.repo.remote_tree(branch) is None:
-            return
-        if self.settings.forge is not None:
-            number = self.settings.forge.close(
-                head=branch,
-                base=self.repo.branch,
-                comment=reconciling.withdrawal(base=self.repo.branch, tip=tip),
-            )
-            if number is not None:
-                log.info("pull request #%d closed: nothing left to propose", number)
-        self.repo.delete_branch(branch)
-        log.info("deleted %s: nothing left to propose", branch)
+        carried, proposed = done.proposal.carried, done.proposal.proposed
+        commit = carried.commit or (proposed.commit if proposed else None)
+        return _Done(done.outcome, tip=done.tip, commit=commit)

@@ -16,8 +16,10 @@ from typing import Any
 import click
 
 from reconciler import signing
+from reconciler.forge import Forge
 from reconciler.gitrepo import FleetRepo, Identity
 from reconciler.observing import DeclaredCapacity, Observer, StatusFilledIn
+from reconciler.proposing import Proposing
 from reconciler.quantities import timestamp
 
 EXIT_ERROR = 1
@@ -188,6 +190,69 @@ def target_options(command: Callable[..., None]) -> Callable[..., None]:
     for option in reversed(_TARGET_OPTIONS):
         with_target = option(with_target)
     return with_target
+
+
+_PROPOSAL_OPTIONS = (
+    click.option(
+        "--propose",
+        metavar="BRANCH",
+        help="Pull-request mode: new places go to BRANCH for review; what carries out the "
+        "plan the main branch holds (Jobs started at their slot) goes there at once.",
+    ),
+    click.option(
+        "--pr-file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="With --propose: write the pull request's title and body here.",
+    ),
+    click.option(
+        "--forge",
+        type=click.Choice(["github", "gitea", "gitlab"]),
+        help="With --propose: open, update or close the pull request there (token in "
+        "CASPIAN_FORGE_TOKEN).",
+    ),
+    click.option(
+        "--forge-url",
+        help="The forge's API root, e.g. https://api.github.com or https://gitlab.example/api/v4.",
+    ),
+    click.option(
+        "--forge-repo",
+        metavar="OWNER/NAME",
+        help="The fleet repo on the forge (GitLab: the project's path, group/subgroup/name).",
+    ),
+)
+
+
+def proposal_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Pull-request mode's options, handed to `command` as `proposing` (None
+    without --propose). Under `target_options`, whose branch it checks."""
+
+    @functools.wraps(command)
+    def with_proposing(
+        *args: Any,
+        target: Target,
+        propose: str | None,
+        pr_file: Path | None,
+        forge: str | None,
+        forge_url: str | None,
+        forge_repo: str | None,
+        **rest: Any,
+    ) -> None:
+        if propose == target.branch:
+            raise click.UsageError("--propose must name a branch other than the main one")
+        remote = None
+        if forge:
+            token = os.environ.get("CASPIAN_FORGE_TOKEN")
+            if not (propose and forge_url and forge_repo and token):
+                raise click.UsageError(
+                    "--forge needs --propose, --forge-url, --forge-repo and CASPIAN_FORGE_TOKEN"
+                )
+            remote = Forge(kind=forge, url=forge_url, repo=forge_repo, token=token)
+        proposing = Proposing(branch=propose, pr_file=pr_file, forge=remote) if propose else None
+        command(*args, target=target, proposing=proposing, **rest)
+
+    for option in reversed(_PROPOSAL_OPTIONS):
+        with_proposing = option(with_proposing)
+    return with_proposing
 
 
 now_option = click.option(

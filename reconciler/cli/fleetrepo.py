@@ -33,12 +33,16 @@ from reconciler.cli.common import (
     bot_author,
     now_option,
     parse_now,
+    proposal_options,
     repo_options,
     target_options,
     writable_directory,
 )
+from reconciler.decisions import Decision
 from reconciler.fleet import FleetConfigError, Problem
+from reconciler.forge import ForgeError
 from reconciler.gitrepo import FleetRepo, GitError, Identity, create_bare_repo, redact
+from reconciler.proposing import Proposing, Round, propose
 from reconciler.quantities import format_time
 
 
@@ -293,16 +297,25 @@ def plan(target: Target, now_text: str | None, as_json: bool) -> None:
 @target_options
 @now_option
 @click.option("--once", is_flag=True, help="Reconcile one time and exit.")
-def reconcile(target: Target, now_text: str | None, once: bool) -> None:
+@proposal_options
+def reconcile(
+    target: Target, now_text: str | None, once: bool, proposing: Proposing | None
+) -> None:
     """Decide, render, commit and push the placement (one commit, or none if unchanged)."""
     if not once:
         raise click.UsageError("reconcile runs one time: pass --once (use `caspian watch` to loop)")
     author = bot_author()
     observer = target.observer()
+    now = parse_now(now_text)
+    if proposing is not None:
+        done = _run(
+            lambda repo: propose(repo, proposing, now=now, author=author, observer=observer),
+            target,
+        )
+        _report_round(done, branch=proposing.branch)
+        sys.exit(EXIT_PARTIAL if done.outcome.partial else 0)
     outcome = _run(
-        lambda repo: reconciling.reconcile_once(
-            repo, now=parse_now(now_text), author=author, observer=observer
-        ),
+        lambda repo: reconciling.reconcile_once(repo, now=now, author=author, observer=observer),
         target,
     )
     _report(outcome)
@@ -445,13 +458,38 @@ def _run(action, target: Target, *, as_json: bool = False):  # noqa: ANN001, ANN
         click.echo("cannot plan: fix these files (nothing was committed)", err=True)
         for problem in error.problems:
             click.echo(f"  {problem.line()}", err=True)
-    except (GitError, ledger.LedgerError) as error:
+    except (GitError, ForgeError, ledger.LedgerError) as error:
         click.echo(f"error: {error}", err=True)
     sys.exit(EXIT_ERROR)
 
 
 def _report(outcome: reconciling.Outcome) -> None:
-    decision = outcome.decision
+    _report_decision(outcome.decision)
+    if outcome.commit:
+        click.echo(f"committed {outcome.commit[:12]} on {outcome.input_commit[:12]} and pushed")
+    else:
+        click.echo(f"no change at {outcome.input_commit[:12]}: nothing committed")
+
+
+def _report_round(done: Round, *, branch: str) -> None:
+    """Pull-request mode: the whole decision, what went to main, what to review."""
+    _report_decision(done.outcome.decision)
+    carried, proposed = done.proposal.carried, done.proposal.proposed
+    if carried.commit:
+        click.echo(
+            f"committed {carried.commit[:12]} on {carried.input_commit[:12]} and pushed: "
+            "what carries out the plan main holds"
+        )
+    pull = f" (pull request {done.pull})" if done.pull else ""
+    if proposed is None:
+        click.echo(f"nothing to place anew at {done.tip[:12]}: nothing proposed{pull}")
+    elif proposed.commit:
+        click.echo(f"proposed {proposed.commit[:12]} on {branch} for review{pull}")
+    else:
+        click.echo(f"{branch} already proposes this{pull}")
+
+
+def _report_decision(decision: Decision) -> None:
     click.echo(messages.placement_table(decision))
     click.echo("")
     estimated, baseline, saved = messages.savings(decision.ledger)
@@ -468,10 +506,6 @@ def _report(outcome: reconciling.Outcome) -> None:
             click.echo(f"late: {entry.id}: {entry.reason}", err=True)
     for line in messages.draining(decision):
         click.echo(f"unschedulable: {line}")
-    if outcome.commit:
-        click.echo(f"committed {outcome.commit[:12]} on {outcome.input_commit[:12]} and pushed")
-    else:
-        click.echo(f"no change at {outcome.input_commit[:12]}: nothing committed")
 
 
 @click.command()

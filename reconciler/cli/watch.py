@@ -9,8 +9,9 @@ from pathlib import Path
 
 import click
 
-from reconciler.cli.common import Target, bot_author, target_options
+from reconciler.cli.common import Target, bot_author, proposal_options, target_options
 from reconciler.gitrepo import GitError, redact
+from reconciler.proposing import Proposing
 
 
 @click.command()
@@ -36,36 +37,13 @@ from reconciler.gitrepo import GitError, redact
     callback=lambda ctx, param, value: _listen_address(value),
     help="HOST:PORT of /metrics, /healthz and POST /webhook ([::1]:PORT for IPv6).",
 )
-@click.option(
-    "--propose",
-    metavar="BRANCH",
-    help="Pull-request mode: push placements to BRANCH, not to the main branch.",
-)
-@click.option(
-    "--pr-file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="With --propose: write the pull request's title and body here.",
-)
-@click.option(
-    "--forge",
-    type=click.Choice(["github", "gitea", "gitlab"]),
-    help="With --propose: open or update the pull request there (token in CASPIAN_FORGE_TOKEN).",
-)
-@click.option(
-    "--forge-url",
-    help="The forge's API root, e.g. https://api.github.com or https://gitlab.example/api/v4.",
-)
-@click.option("--forge-repo", metavar="OWNER/NAME", help="GitLab: the project's path.")
+@proposal_options
 def watch(
     target: Target,
     interval: float,
     debounce: float,
     listen: tuple[str, int],
-    propose: str | None,
-    pr_file: Path | None,
-    forge: str | None,
-    forge_url: str | None,
-    forge_repo: str | None,
+    proposing: Proposing | None,
 ) -> None:
     """Reconcile continuously: on pushes (webhook, or a local repo's refs), on a
     timer, and at every slot boundary. SIGTERM finishes the current reconcile."""
@@ -73,19 +51,8 @@ def watch(
     import threading
 
     from reconciler import serving
-    from reconciler.forge import Forge
     from reconciler.watching import Watcher, WatchSettings
 
-    if propose == target.branch:
-        raise click.UsageError("--propose must name a branch other than the main one")
-    remote_forge = None
-    if forge:
-        token = os.environ.get("CASPIAN_FORGE_TOKEN")
-        if not (propose and forge_url and forge_repo and token):
-            raise click.UsageError(
-                "--forge needs --propose, --forge-url, --forge-repo and CASPIAN_FORGE_TOKEN"
-            )
-        remote_forge = Forge(kind=forge, url=forge_url, repo=forge_repo, token=token)
     host, port = listen
     try:
         repo = target.repo()
@@ -95,13 +62,7 @@ def watch(
         repo,
         author=bot_author(),
         observer=target.observer(),
-        settings=WatchSettings(
-            interval_s=interval,
-            debounce_s=debounce,
-            propose=propose,
-            pr_file=pr_file,
-            forge=remote_forge,
-        ),
+        settings=WatchSettings(interval_s=interval, debounce_s=debounce, proposing=proposing),
     )
     try:
         server = serving.serve(

@@ -1244,3 +1244,47 @@ def test_a_json_log_line_holds_the_traceback_of_an_exception() -> None:
     line = json.loads(JsonLines().format(record))
     assert line["message"] == "reconcile failed" and line["level"] == "error"
     assert line["error"].startswith("Traceback") and "ValueError: boom" in line["error"]
+
+
+def test_a_one_shot_reconcile_can_propose_for_review_on_a_forge(run, tmp_path, monkeypatch):
+    import pygit2
+
+    from tests.fakeforge import serve_forge
+
+    remote = tmp_path / "fleet.git"
+    assert run("init", "--bare", remote).exit_code == 0
+    pulls: list[dict] = []
+
+    def handler(request, method, body):
+        if method == "GET":
+            return 200, [p for p in pulls if p["state"] == "open"]
+        pulls.append({"number": 1, "state": "open", **body, "head": {"ref": body["head"]}})
+        return 201, pulls[-1]
+
+    monkeypatch.setenv("CASPIAN_FORGE_TOKEN", "forge-token")
+    main_before = gitutil.head(remote)
+    with serve_forge(handler) as url:
+        propose = ["--propose", "caspian/placement", "--pr-file", tmp_path / "pr.md"]
+        propose += ["--forge", "github", "--forge-url", url, "--forge-repo", "fleet/jobs"]
+        first = run("reconcile", "--once", "--repo", remote, *propose, *AT)
+        assert first.exit_code == 0, first.output
+        proposal = pygit2.Repository(str(remote)).references["refs/heads/caspian/placement"]
+        assert first.output.splitlines()[-1] == (
+            f"proposed {str(proposal.target)[:12]} on caspian/placement for review "
+            "(pull request #1 opened)"
+        )
+        assert gitutil.head(remote) == main_before  # a first plan is all new places
+        assert (tmp_path / "pr.md").read_text().startswith("# place: ")
+        # Merged: nothing is left to propose, and the branch goes.
+        pygit2.Repository(str(remote)).references["refs/heads/main"].set_target(proposal.target)
+        pulls[0]["state"] = "closed"
+        merged = run("reconcile", "--once", "--repo", remote, *propose, *AT)
+        assert merged.exit_code == 0, merged.output
+        assert merged.output.splitlines()[-1].startswith("nothing to place anew at ")
+        assert "refs/heads/caspian/placement" not in pygit2.Repository(str(remote)).references
+        assert not (tmp_path / "pr.md").exists()
+    refused = run("reconcile", "--once", "--repo", remote, "--propose", "main", *AT)
+    assert refused.exit_code == 2 and "other than the main one" in refused.output
+    monkeypatch.delenv("CASPIAN_FORGE_TOKEN")
+    tokenless = run("reconcile", "--once", "--repo", remote, *propose, *AT)
+    assert tokenless.exit_code == 2 and "--forge needs" in tokenless.output

@@ -22,6 +22,7 @@ import yaml
 from reconciler import reconciling
 from reconciler.gitrepo import FleetRepo
 from reconciler.observing import DeclaredCapacity
+from reconciler.proposing import Proposing
 from reconciler.serving import serve
 from reconciler.watching import Watcher, WatchSettings
 from tests import gitutil
@@ -335,9 +336,9 @@ def test_proposals_open_one_pull_request_and_a_merged_plan_commits_nothing(remot
         watcher = watcher_for(
             str(remote),
             tmp_path,
-            propose="caspian/placement",
-            pr_file=tmp_path / "pr.md",
-            forge=forge,
+            proposing=Proposing(
+                branch="caspian/placement", pr_file=tmp_path / "pr.md", forge=forge
+            ),
         )
         main_before = gitutil.head(remote)
         assert watcher.reconcile().result.startswith("committed")
@@ -384,9 +385,9 @@ def test_a_proposal_that_no_longer_applies_is_closed_and_its_branch_deleted(remo
         watcher = watcher_for(
             str(remote),
             tmp_path,
-            propose="caspian/placement",
-            pr_file=tmp_path / "pr.md",
-            forge=forge,
+            proposing=Proposing(
+                branch="caspian/placement", pr_file=tmp_path / "pr.md", forge=forge
+            ),
         )
         assert watcher.reconcile().result.startswith("committed")
         repo = pygit2.Repository(str(remote))

@@ -1,0 +1,104 @@
+"""One reconcile in pull-request mode, for `caspian watch` and `caspian
+reconcile --once`: `reconciling.propose_once`, then its pull request opened,
+updated or closed on the forge, and the pull request's file written or removed.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from reconciler import reconciling
+from reconciler.forge import Forge
+from reconciler.gitrepo import FleetRepo, Identity
+from reconciler.observing import Observer
+
+log = logging.getLogger("caspian.propose")
+
+
+class Proposing(BaseModel):
+    """Pull-request mode's settings."""
+
+    model_config = ConfigDict(frozen=True)
+
+    branch: str  # the proposal branch
+    pr_file: Path | None = None  # where the pull request's title and body go
+    forge: Forge | None = None  # where the pull request is opened
+
+
+class Round(BaseModel):
+    """What one reconcile in pull-request mode did."""
+
+    model_config = ConfigDict(frozen=True)
+
+    proposal: reconciling.Proposal
+    pull: str = ""  # what became of its pull request: "#7 opened", "#7 closed"...
+
+    @property
+    def outcome(self) -> reconciling.Outcome:
+        """Of the whole decision: the proposal's, which holds it all, where
+        there is one."""
+        return self.proposal.proposed or self.proposal.carried
+
+    @property
+    def tip(self) -> str:
+        """The main branch's tip after it."""
+        carried = self.proposal.carried
+        return carried.commit or carried.input_commit
+
+
+def propose(
+    repo: FleetRepo,
+    proposing: Proposing,
+    *,
+    now: datetime,
+    author: Identity,
+    observer: Observer | None = None,
+) -> Round:
+    proposal = reconciling.propose_once(
+        repo, branch=proposing.branch, now=now, author=author, observer=observer
+    )
+    done = Round(proposal=proposal)
+    if proposal.proposed is None:
+        return done.model_copy(update={"pull": _withdraw(repo, proposing, tip=done.tip)})
+    title, body = reconciling.pull_request(proposal.proposed)
+    if proposing.pr_file is not None:
+        proposing.pr_file.write_text(f"# {title}\n\n{body}")
+    if proposing.forge is None:
+        return done
+    action, number = proposing.forge.open_or_update(
+        head=proposing.branch, base=repo.branch, title=title, body=body
+    )
+    log.info("pull request #%d %s", number, action)
+    return done.model_copy(update={"pull": f"#{number} {action}"})
+
+
+def _withdraw(repo: FleetRepo, proposing: Proposing, *, tip: str) -> str:
+    """Nothing is left to propose: the main branch holds the plan (its pull
+    request was merged, or someone reconciled it directly), or what was
+    proposed no longer applies (the jobs it placed were removed, say). A
+    proposal left open would be merged as it is, out of date; so, as
+    dependency bots do, it is closed with a comment and its branch deleted.
+    The next placement that changes something proposes anew. Says what
+    became of the pull request ("" where none was open)."""
+    if proposing.pr_file is not None:
+        proposing.pr_file.unlink(missing_ok=True)
+    branch = proposing.branch
+    # Without its branch nothing proposed is left to merge (GitHub and
+    # Gitea close its pull request), and an idle reconcile asks no forge.
+    if repo.remote_tree(branch) is None:
+        return ""
+    pull = ""
+    if proposing.forge is not None:
+        number = proposing.forge.close(
+            head=branch, base=repo.branch, comment=reconciling.withdrawal(base=repo.branch, tip=tip)
+        )
+        if number is not None:
+            log.info("pull request #%d closed: nothing left to propose", number)
+            pull = f"#{number} closed"
+    repo.delete_branch(branch)
+    log.info("deleted %s: nothing left to propose", branch)
+    return pull
