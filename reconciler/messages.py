@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 
 from reconciler.decisions import Decision, Requeue, Retry
@@ -30,9 +30,10 @@ def against_qos(saved: float, *, digits: int = 0) -> str:
     return f"{abs(saved):.{digits}%} " + ("less" if saved >= 0 else "more")
 
 
-def placement_table(decision: Decision) -> str:
+def placement_table(decision: Decision, *, only: Collection[str] | None = None) -> str:
     """Jobs waiting, placed, running, or finished and still in rendered/: a job
-    finished long ago is history, and would lengthen every commit message."""
+    finished long ago is history, and would lengthen every commit message.
+    `only`: of these, the jobs with these ids."""
     header = ("job", "spoke", "phase", "planned start (UTC)", "est. gCO2", "qos gCO2", "note")
     rows = [
         (
@@ -45,7 +46,9 @@ def placement_table(decision: Decision) -> str:
             _note(e, now=decision.now),
         )
         for e in decision.ledger.entries
-        if e.phase in (*ACTIVE, Phase.PENDING, Phase.SUSPENDED) and not decision.retired(e)
+        if e.phase in (*ACTIVE, Phase.PENDING, Phase.SUSPENDED)
+        and not decision.retired(e)
+        and (only is None or e.id in only)
     ]
     return _markdown_table(header, rows)
 

@@ -64,7 +64,7 @@ def propose(
     done = Round(proposal=proposal)
     if proposal.proposed is None:
         return done.model_copy(update={"pull": _withdraw(repo, proposing, tip=done.tip)})
-    title, body = reconciling.pull_request(proposal.proposed)
+    title, body = reconciling.pull_request(proposal.proposed, old=proposal.carried.decision.ledger)
     if proposing.pr_file is not None:
         proposing.pr_file.write_text(f"# {title}\n\n{body}")
     if proposing.forge is None:

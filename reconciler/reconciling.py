@@ -356,11 +356,31 @@ def _commit(repo: FleetRepo, outcome: Outcome, *, author: Identity, now: datetim
     )
 
 
-def pull_request(outcome: Outcome) -> tuple[str, str]:
-    """Title and markdown body of the pull request for a proposal."""
-    subject, _, body = outcome.message.partition("\n\n")
+# GitHub refuses a pull request whose body is longer than 65,536 characters.
+MOST_BODY = 60_000
+
+
+def pull_request(proposed: Outcome, *, old: ledger.Ledger) -> tuple[str, str]:
+    """Title and markdown body of the pull request for a proposal on a main
+    branch whose ledger is `old`: its commit's message, with the table of
+    every job cut to those it places anew (a fleet's thousand jobs would be
+    more than a forge takes, and hide what is to review), and the whole cut
+    short, at a line, to what a forge takes."""
+    subject, _, body = proposed.message.partition("\n\n")
     text, _, trailers = body.rstrip().rpartition("\n\n")
-    return subject, f"{text}\n\n```\n{trailers}\n```\n"
+    decision = proposed.decision
+    anew = proposals.new_places(old, decision.ledger)
+    text = text.replace(
+        messages.placement_table(decision),
+        f"Placed anew, for review ({len(anew)}; the commit message lists every job):\n\n"
+        + messages.placement_table(decision, only=anew),
+    )
+    tail = f"\n\n```\n{trailers}\n```\n"
+    if len(text) + len(tail) > MOST_BODY:
+        kept = text[: MOST_BODY - len(tail) - 200].rsplit("\n", 1)[0]
+        left = text.count("\n") - kept.count("\n")
+        text = f"{kept}\n\n... and {left} more lines: the proposal's commit message has them all."
+    return subject, text + tail
 
 
 def withdrawal(*, base: str, tip: str) -> str:

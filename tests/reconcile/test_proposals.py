@@ -144,3 +144,27 @@ def test_what_the_spokes_report_is_recorded_on_main_without_review(remote, tmp_p
     assert recorded.carried.commit == gitutil.head(remote) and recorded.proposed is None
     assert set(recorded.carried.changes) == {ledger.LEDGER_PATH}
     assert gitutil.ledger(remote)[started.id]["phase"] == "Running"
+
+
+def test_the_pull_request_lists_the_jobs_placed_anew_and_fits_a_forge(remote, tmp_path) -> None:
+    repo = fleet(tmp_path, remote)
+    reconciling.propose_once(repo, branch=BRANCH, now=NOW, author=BOT)
+    merge(remote)
+    gitutil.user_commit(remote, {"jobs/extra.yaml": appwrapper("extra").encode()})
+    proposal = reconciling.propose_once(repo, branch=BRANCH, now=NOW, author=BOT)
+    old = proposal.carried.decision.ledger
+    title, body = reconciling.pull_request(proposal.proposed, old=old)
+    assert title.startswith("place: 1 job")
+    rows = [line for line in body.splitlines() if line.startswith("| ") and "/" in line]
+    assert [row.split("|")[1].strip() for row in rows] == ["batch/extra"]
+    assert "Placed anew, for review (1; the commit message lists every job)" in body
+    assert body.endswith(f"Caspian-Plan-Id: {proposal.proposed.message.split()[-1]}\n```\n")
+    # A fleet's worth of lines is cut, at a line, to what GitHub takes.
+    said = proposal.proposed.message
+    huge = said.replace("Solver:", "".join(f"- moved batch/job-{i}: ...\n" for i in range(9999)))
+    _, cut = reconciling.pull_request(
+        proposal.proposed.model_copy(update={"message": huge}), old=old
+    )
+    assert len(cut) <= 65_536 and cut.endswith(body[body.index("```") :])
+    assert "more lines: the proposal's commit message has them all." in cut
+    assert "\n- moved batch/job-0: ...\n" in cut and "batch/job-9998" not in cut
