@@ -5,6 +5,7 @@ built with kustomize."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
 from reconciler import metrics
@@ -51,11 +52,39 @@ def served() -> dict[str, set[str]]:
     """Each series name Caspian serves, with its label names."""
     found = {}
     for value in vars(metrics).values():
-        if isinstance(value, MetricWrapperBase):
-            # A counter's series is served with _total added.
-            name = value._name + ("_total" if isinstance(value, Counter) else "")
-            found[name] = set(value._labelnames)
+        if not isinstance(value, MetricWrapperBase):
+            continue
+        labels = set(value._labelnames)
+        if isinstance(value, Counter):  # served with _total added
+            found[f"{value._name}_total"] = labels
+        elif isinstance(value, Histogram):
+            found[f"{value._name}_bucket"] = labels | {"le"}
+            found[f"{value._name}_sum"] = found[f"{value._name}_count"] = labels
+        else:
+            found[value._name] = labels
     return found
+
+
+def unserved(expr: str, *, said: str = "") -> list[str]:
+    """What an expression, or the text said with it (`{{ $labels.x }}`,
+    `{{x}}`), names that Caspian does not serve: a series, or a label of one."""
+    serving = {**served(), **PROMETHEUS}
+    selected = named(expr)
+    wrong = [] if selected else [f"{expr}: names no series"]
+    for name, matched in selected.items():
+        if name not in serving:
+            wrong.append(f"no series {name}")
+        elif not matched <= serving[name] | SCRAPED:
+            wrong.append(f"{name} has no label {sorted(matched - serving[name])}")
+    labels = set().union(*(serving.get(name, set()) for name in selected)) | SCRAPED
+    for on in re.findall(r"\b(?:on|by|without)\s*\(([^)]*)\)", expr):
+        wrong += [
+            f"no label {label}" for label in on.replace(" ", "").split(",") if label not in labels
+        ]
+    for label in re.findall(r"\{\{\s*(?:\$labels\.)?(\w+)\s*\}\}", said):
+        if label not in labels:
+            wrong.append(f"{said!r} names {label}")
+    return wrong
 
 
 def named(expr: str) -> dict[str, set[str]]:
@@ -86,28 +115,37 @@ def test_a_mistake_in_a_rule_fails_the_check(field, value, expected) -> None:
 
 
 def test_the_alerts_name_only_metrics_and_labels_caspian_serves() -> None:
-    serving = {**served(), **PROMETHEUS}
-    assert "caspian_spoke_up" in serving and serving["caspian_spoke_up"] == {"spoke"}
+    assert served()["caspian_spoke_up"] == {"spoke"}
     for rule in alerts():
-        selected = named(rule["expr"])
-        assert selected, rule["alert"]
-        for name, matched in selected.items():
-            assert name in serving, f"{rule['alert']}: no series {name}"
-            assert matched <= serving[name] | SCRAPED, f"{rule['alert']}: {name}{matched}"
-        labels = set().union(*(serving[name] for name in selected)) | SCRAPED
-        for on in re.findall(r"\b(?:on|by|without)\s*\(([^)]*)\)", rule["expr"]):
-            assert {label.strip() for label in on.split(",")} <= labels, rule["alert"]
-        text = " ".join(rule["annotations"].values())
-        for label in re.findall(r"\$labels\.(\w+)", text):
-            assert label in labels, f"{rule['alert']}: its annotations name {label}"
+        said = " ".join(rule["annotations"].values())
+        assert unserved(rule["expr"], said=said) == [], rule["alert"]
 
 
-def test_the_check_of_the_alerts_catches_a_renamed_metric_or_label() -> None:
+def dashboard() -> dict[str, Any]:
+    return json.loads((ROOT / "deploy" / "monitoring" / "dashboard.json").read_text())
+
+
+def test_the_dashboards_panels_name_only_metrics_and_labels_caspian_serves() -> None:
+    panels = dashboard()["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    for panel in panels:
+        assert {"x", "y", "w", "h"} <= set(panel["gridPos"]), panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            wrong = unserved(target["expr"], said=target["legendFormat"])
+            assert wrong == [], panel["title"]
+
+
+def test_the_check_catches_a_renamed_metric_or_label() -> None:
     assert named('caspian_spoke_upp == 0 unless on (spoke) caspian_jobs{phase="x"}') == {
         "caspian_spoke_upp": set(),
         "caspian_jobs": {"phase"},
     }
-    assert "caspian_spoke_upp" not in served()
+    assert unserved("caspian_spoke_upp == 0") == ["no series caspian_spoke_upp"]
+    assert unserved('caspian_jobs{state="Invalid"}') == ["caspian_jobs has no label ['state']"]
+    assert unserved("sum by (zone) (caspian_jobs)") == ["no label zone"]
+    assert unserved("caspian_jobs", said="{{spoke}}") == ["'{{spoke}}' names spoke"]
+    assert unserved("rate(caspian_solve_duration_seconds_bucket[5m])", said="{{le}}") == []
 
 
 def test_every_alert_has_a_severity_a_summary_and_a_description() -> None:
@@ -158,3 +196,6 @@ def test_the_monitoring_component_scrapes_the_caspian_service(tmp_path) -> None:
     assert endpoint["path"] == "/metrics"
     rule = objects["PrometheusRule", "caspian"]
     assert rule["metadata"]["namespace"] == service["metadata"]["namespace"]
+    board = objects["ConfigMap", "caspian-dashboard"]
+    assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(board["data"]["dashboard.json"]) == dashboard()
