@@ -58,6 +58,9 @@ def propose(
     author: Identity,
     observer: Observer | None = None,
 ) -> Round:
+    """Propose what a reconcile places anew, on top of what it carries out on
+    the main branch; then write the pull request's file, and open or update
+    its pull request, or close it where nothing is left to propose."""
     proposal = reconciling.propose_once(
         repo, branch=proposing.branch, now=now, author=author, observer=observer
     )
@@ -87,8 +90,8 @@ def _withdraw(repo: FleetRepo, proposing: Proposing, *, tip: str) -> str:
     if proposing.pr_file is not None:
         proposing.pr_file.unlink(missing_ok=True)
     branch = proposing.branch
-    # Without its branch nothing proposed is left to merge (GitHub and
-    # Gitea close its pull request), and an idle reconcile asks no forge.
+    # Without its branch nothing proposed is left to merge (GitHub closes its
+    # pull request then), and an idle reconcile asks no forge.
     if repo.remote_tree(branch) is None:
         return ""
     pull = ""

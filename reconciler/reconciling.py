@@ -300,7 +300,8 @@ def propose_once(
         snapshot = repo.fetch()
         decision, previous = _decision(snapshot, now=now, observer=observer or DeclaredCapacity())
         carried = _outcome(snapshot, proposals.carried_out(decision, old=previous), old=previous)
-        base = snapshot
+        # The main branch's commit, and its ledger, that the proposal goes on.
+        base, held = snapshot, previous
         if _carries_out(carried, old=previous):
             try:
                 pushed = _pushed(repo, carried, author=author, now=now)
@@ -311,8 +312,8 @@ def propose_once(
                 continue
             carried = pushed.model_copy(update={"push_attempts": attempt})
             if carried.commit is not None:
-                base = _after(snapshot, carried)
-        proposed = _outcome(base, decision, old=carried.decision.ledger)
+                base, held = _after(snapshot, carried), carried.decision.ledger
+        proposed = _outcome(base, decision, old=held)
         if not proposed.changes:
             return Proposal(carried=carried, proposed=None)
         commit = _commit(repo, proposed, author=author, now=now)

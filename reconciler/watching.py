@@ -51,7 +51,8 @@ class Status(BaseModel):
 class _Done(NamedTuple):
     """What one reconcile did."""
 
-    outcome: reconciling.Outcome  # of the whole decision, or its part that went to main
+    outcome: reconciling.Outcome  # of the whole decision
+    read: str  # the main branch's commit it decided on
     tip: str  # the main branch's tip after it
     commit: str | None  # the commit it pushed (to main, or else a proposal), if any
 
@@ -120,9 +121,7 @@ class Watcher:
             result = "committed" if done.commit else "unchanged"
             if done.outcome.partial:
                 result += "_partial"
-            self.status = Status(
-                result=result, at=now, input_commit=done.outcome.input_commit, commit=done.commit
-            )
+            self.status = Status(result=result, at=now, input_commit=done.read, commit=done.commit)
         except (FleetConfigError, ledger.LedgerError) as error:
             self.status = Status(result="invalid", at=now, error=str(error))
             log.error("cannot plan: %s", error)
@@ -143,10 +142,11 @@ class Watcher:
             outcome = reconciling.reconcile_once(
                 self.repo, now=now, author=self.author, observer=self.observer
             )
-            return _Done(outcome, tip=outcome.commit or outcome.input_commit, commit=outcome.commit)
+            tip = outcome.commit or outcome.input_commit
+            return _Done(outcome, read=outcome.input_commit, tip=tip, commit=outcome.commit)
         done = proposing.propose(
             self.repo, self.settings.proposing, now=now, author=self.author, observer=self.observer
         )
         carried, proposed = done.proposal.carried, done.proposal.proposed
         commit = carried.commit or (proposed.commit if proposed else None)
-        return _Done(done.outcome, tip=done.tip, commit=commit)
+        return _Done(done.outcome, read=carried.input_commit, tip=done.tip, commit=commit)
