@@ -129,6 +129,10 @@ WAITING_JOBS = Gauge(
 LATE_JOBS = Gauge(
     "caspian_jobs_late", "Placed jobs not yet finished that are planned to end after their deadline"
 )
+AWAITING_REVIEW = Gauge(
+    "caspian_jobs_awaiting_review",
+    "Pull-request mode: jobs the open proposal places anew, which wait for it to be merged",
+)
 PLANNED_GRAMS = Gauge("caspian_planned_emissions_grams", "Estimated gCO2 of placed jobs")
 BASELINE_GRAMS = Gauge("caspian_baseline_emissions_grams", "gCO2 of the same jobs under qos")
 PUSH_RETRIES = Counter("caspian_push_retries_total", "Pushes repeated because the remote moved")

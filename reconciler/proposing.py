@@ -11,10 +11,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from reconciler import reconciling
+from reconciler import metrics, reconciling
 from reconciler.forge import Forge
 from reconciler.gitrepo import FleetRepo, Identity
 from reconciler.observing import Observer
+from reconciler.proposals import new_places
 
 log = logging.getLogger("caspian.propose")
 
@@ -66,8 +67,11 @@ def propose(
     )
     done = Round(proposal=proposal)
     if proposal.proposed is None:
+        metrics.AWAITING_REVIEW.set(0)
         return done.model_copy(update={"pull": _withdraw(repo, proposing, tip=done.tip)})
-    title, body = reconciling.pull_request(proposal.proposed, old=proposal.carried.decision.ledger)
+    main = proposal.carried.decision.ledger
+    metrics.AWAITING_REVIEW.set(len(new_places(main, proposal.proposed.decision.ledger)))
+    title, body = reconciling.pull_request(proposal.proposed, old=main)
     if proposing.pr_file is not None:
         proposing.pr_file.write_text(f"# {title}\n\n{body}")
     if proposing.forge is None:

@@ -1274,6 +1274,7 @@ def test_a_one_shot_reconcile_can_propose_for_review_on_a_forge(run, tmp_path, m
             "(pull request #1 opened)"
         )
         assert gitutil.head(remote) == main_before  # a first plan is all new places
+        assert REGISTRY.get_sample_value("caspian_jobs_awaiting_review") == 10
         assert (tmp_path / "pr.md").read_text().startswith("# place: ")
         # Merged: nothing is left to propose, and the branch goes.
         pygit2.Repository(str(remote)).references["refs/heads/main"].set_target(proposal.target)
@@ -1281,6 +1282,7 @@ def test_a_one_shot_reconcile_can_propose_for_review_on_a_forge(run, tmp_path, m
         merged = run("reconcile", "--once", "--repo", remote, *propose, *AT)
         assert merged.exit_code == 0, merged.output
         assert merged.output.splitlines()[-1].startswith("nothing to place anew at ")
+        assert REGISTRY.get_sample_value("caspian_jobs_awaiting_review") == 0
         assert "refs/heads/caspian/placement" not in pygit2.Repository(str(remote)).references
         assert not (tmp_path / "pr.md").exists()
     refused = run("reconcile", "--once", "--repo", remote, "--propose", "main", *AT)
