@@ -195,6 +195,7 @@ def target_options(command: Callable[..., None]) -> Callable[..., None]:
 _PROPOSAL_OPTIONS = (
     click.option(
         "--propose",
+        envvar="CASPIAN_PROPOSE",
         metavar="BRANCH",
         help="Pull-request mode: new places go to BRANCH for review; what carries out the "
         "plan the main branch holds (Jobs started at their slot) goes there at once.",
@@ -206,16 +207,19 @@ _PROPOSAL_OPTIONS = (
     ),
     click.option(
         "--forge",
+        envvar="CASPIAN_FORGE",
         type=click.Choice(["github", "gitea", "gitlab"]),
         help="With --propose: open, update or close the pull request there (token in "
         "CASPIAN_FORGE_TOKEN).",
     ),
     click.option(
         "--forge-url",
+        envvar="CASPIAN_FORGE_URL",
         help="The forge's API root, e.g. https://api.github.com or https://gitlab.example/api/v4.",
     ),
     click.option(
         "--forge-repo",
+        envvar="CASPIAN_FORGE_REPO",
         metavar="OWNER/NAME",
         help="The fleet repo on the forge (GitLab: the project's path, group/subgroup/name).",
     ),

@@ -1290,3 +1290,15 @@ def test_a_one_shot_reconcile_can_propose_for_review_on_a_forge(run, tmp_path, m
     monkeypatch.delenv("CASPIAN_FORGE_TOKEN")
     tokenless = run("reconcile", "--once", "--repo", remote, *propose, *AT)
     assert tokenless.exit_code == 2 and "--forge needs" in tokenless.output
+
+
+def test_pull_request_mode_is_also_set_from_the_environment(run, tmp_path, monkeypatch):
+    """As the hub's ConfigMap (deploy/caspian.yaml) sets it."""
+    remote = tmp_path / "fleet.git"
+    assert run("init", "--bare", remote).exit_code == 0
+    monkeypatch.setenv("CASPIAN_PROPOSE", "caspian/placement")
+    proposed = run("reconcile", "--once", "--repo", remote, *AT)
+    assert proposed.exit_code == 0, proposed.output
+    assert " on caspian/placement for review" in proposed.output.splitlines()[-1]
+    monkeypatch.setenv("CASPIAN_FORGE", "gitlab")
+    assert "--forge needs" in run("reconcile", "--once", "--repo", remote, *AT).output
