@@ -294,6 +294,47 @@ def test_sigterm_finishes_and_exits_cleanly(remote, tmp_path) -> None:
             process.kill()
 
 
+def test_watch_reads_and_writes_a_fleet_in_a_directory_of_a_larger_repo(tmp_path) -> None:
+    from reconciler.gitrepo import create_bare_repo
+    from reconciler.templates import template_files
+
+    remote = tmp_path / "mono.git"
+    fleet = {f"teams/batch/{path}": text for path, text in template_files().items()}
+    create_bare_repo(
+        remote, files={**fleet, "app/main.py": b"print(1)\n"}, message="Mono", author=BOT
+    )
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "caspian"),
+            "watch",
+            "--repo",
+            str(remote),
+            "--cache-dir",
+            str(tmp_path / "m.git"),
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={
+            "XDG_CACHE_HOME": str(tmp_path),
+            "PATH": "/usr/bin:/bin",
+            "CASPIAN_FLEET_PATH": "teams/batch",
+        },
+    )
+    try:
+        assert wait_for(lambda: "teams/batch/status/placements.yaml" in gitutil.files(remote), 60)
+        written = gitutil.files(remote)
+        assert any(path.startswith("teams/batch/rendered/paris/") for path in written)
+        assert not any(path.startswith(("rendered/", "status/")) for path in written)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
 class PullRequests:
     """A forge stand-in for GitHub's pulls API, and its issue comments."""
 
