@@ -371,7 +371,9 @@ def _changes(
                 changes["placed"].append(entry)
             elif (prev.spoke, prev.planned_start) != (entry.spoke, entry.planned_start):
                 changes["moved"].append(entry)
-        elif entry.phase == Phase.DISPATCHED and not (same and prev.job_name == entry.job_name):
+        elif entry.phase == Phase.DISPATCHED and not (
+            same and (prev.job_name, prev.spoke) == (entry.job_name, entry.spoke)
+        ):
             changes["dispatched"].append(entry)
         elif entry.phase in FINISHED and not same:
             changes["finished"].append(entry)
@@ -434,10 +436,12 @@ def _describe_changes(old: Ledger, decision: Decision) -> Iterable[str]:
         )
     for entry in changes["dispatched"]:
         prev = before.get(entry.id)
-        elsewhere = prev is not None and prev.phase == Phase.PLANNED and prev.spoke != entry.spoke
+        # Planned elsewhere, or started on a spoke that left the fleet: its Job there goes.
+        elsewhere = prev is not None and prev.spoke is not None and prev.spoke != entry.spoke
+        was = f"{prev.phase.value.lower()} on {prev.spoke} before" if elsewhere else ""
         yield (
             f"- dispatched {entry.id} on {entry.spoke} (suspend: false)"
-            + (f", planned on {prev.spoke} before{_closed(prev, closed)}" if elsewhere else "")
+            + (f", {was}{_closed(prev, closed)}" if elsewhere else "")
             + _missed(prev, slot_start=slot_start)
         )
     for entry in changes["finished"]:

@@ -168,6 +168,13 @@ def test_a_spoke_leaving_the_fleet_moves_its_jobs_and_holds_none() -> None:
     message = messages.commit_message(old=decision.ledger, decision=later, input_commit="0" * 40)
     removed = f"Spokes removed from the fleet:\n- paris: {started} jobs dispatched or running"
     assert started and removed in message
+    # Each started one placed again says where it ran, as its Job there goes.
+    again = [j for j in moved if after[j].phase == "Dispatched" and j in later.jobs]
+    for job_id in again:
+        if entries(decision)[job_id].phase == "Dispatched":
+            line = f"- dispatched {job_id} on {after[job_id].spoke} (suspend: false), "
+            assert line + "dispatched on paris before" in message
+    assert any(entries(decision)[j].phase == "Dispatched" for j in again)
 
 
 def test_a_spoke_leaving_the_fleet_runs_no_finished_job_again_nor_slides_a_deadline() -> None:
