@@ -29,15 +29,18 @@ class _Dialect(NamedTuple):
     scheme: str  # of the Authorization header
     comments: str  # where a comment on pull request {number} goes
     close: dict[str, str]  # the update that closes it unmerged
+    per_page: str  # the query parameter of a list's page size
 
 
 # GitHub and Gitea keep a pull request's comments with its issue's.
 _CLOSED = {"state": "closed"}
 _DIALECTS = {
     "github": _Dialect(
-        "/pulls", "number", "body", "PATCH", "Bearer", "/issues/{}/comments", _CLOSED
+        "/pulls", "number", "body", "PATCH", "Bearer", "/issues/{}/comments", _CLOSED, "per_page"
     ),
-    "gitea": _Dialect("/pulls", "number", "body", "PATCH", "token", "/issues/{}/comments", _CLOSED),
+    "gitea": _Dialect(
+        "/pulls", "number", "body", "PATCH", "token", "/issues/{}/comments", _CLOSED, "limit"
+    ),
     # GitLab calls them merge requests, numbered per project by `iid`; it takes
     # a personal, project or OAuth token as Bearer.
     "gitlab": _Dialect(
@@ -48,8 +51,13 @@ _DIALECTS = {
         "Bearer",
         "/merge_requests/{}/notes",
         {"state_event": "close"},
+        "per_page",
     ),
 }
+# Open pull requests read, a page at a time, to find Caspian's: Gitea's list
+# cannot be asked for one branch's, and a busy repo's run past a first page.
+PAGE = 50
+MOST_PAGES = 20
 
 
 class Forge(BaseModel):
@@ -100,26 +108,34 @@ class Forge(BaseModel):
         return _DIALECTS[self.kind]
 
     def _find(self, *, head: str, base: str) -> dict[str, Any] | None:
-        pulls = self._dialect.pulls
+        """The open pull request from `head` into `base`, if there is one."""
+        api = self._dialect
         if self.kind == "gitlab":
             query = {"state": "opened", "source_branch": head, "target_branch": base}
         else:
             query = {"state": "open", "base": base}
             if self.kind == "github":
                 query["head"] = f"{self.repo.split('/', 1)[0]}:{head}"
-        found = self._call("GET", f"{pulls}?{urllib.parse.urlencode(query)}", None)
+        for page in range(1, MOST_PAGES + 1):
+            asked = {**query, api.per_page: str(PAGE), "page": str(page)}
+            found = self._pulls(f"{api.pulls}?{urllib.parse.urlencode(asked)}")
+            match = next((pull for pull in found if _from_branch(pull) == head), None)
+            if match is not None or len(found) < PAGE:
+                return match
+        return None
+
+    def _pulls(self, path: str) -> list[dict[str, Any]]:
+        """A page of pull requests, or a ForgeError saying what came instead."""
+        found = self._call("GET", path, None)
+        where = f"GET {self._endpoint(self._dialect.pulls)}"
         if not isinstance(found, list):
             raise ForgeError(
-                f"GET {self._endpoint(pulls)}: the forge answered {_shape(found)}, "
-                "not a list of pull requests"
+                f"{where}: the forge answered {_shape(found)}, not a list of pull requests"
             )
         odd = next((p for p in found if not isinstance(p, dict)), None)
         if odd is not None:
-            raise ForgeError(
-                f"GET {self._endpoint(pulls)}: the forge's list holds {_shape(odd)}, "
-                "not a pull request"
-            )
-        return next((pull for pull in found if _from_branch(pull) == head), None)
+            raise ForgeError(f"{where}: the forge's list holds {_shape(odd)}, not a pull request")
+        return found
 
     def _endpoint(self, path: str) -> str:
         root = self.url.rstrip("/")

@@ -13,12 +13,14 @@ from typing import Any
 
 
 @contextmanager
-def serve_forge(handler: Any) -> Iterator[str]:
+def serve_forge(handler: Any, *, scheme: str = "Bearer") -> Iterator[str]:
+    """`scheme`: of the Authorization header it takes (Gitea's is `token`)."""
+
     class Handler(BaseHTTPRequestHandler):
         def _handle(self, method: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"null")
-            if self.headers.get("Authorization") != "Bearer forge-token":
+            if self.headers.get("Authorization") != f"{scheme} forge-token":
                 status, reply = 401, {"message": "Bad credentials"}
             else:
                 status, reply = handler(self, method, body)

@@ -67,7 +67,11 @@ def test_on_gitlab_it_opens_one_merge_request_then_updates_it() -> None:
         assert on.open_or_update(title="place: 4 jobs", **place) == ("updated", 3)
     project = "/api/v4/projects/infra%2Fbatch%2Ffleet/merge_requests"
     assert requests[:2] == [
-        ("GET", f"{project}?state=opened&source_branch=caspian%2Fplacement&target_branch=main"),
+        (
+            "GET",
+            f"{project}?state=opened&source_branch=caspian%2Fplacement&target_branch=main"
+            "&per_page=50&page=1",
+        ),
         ("POST", project),
     ]
     assert requests[-1] == ("PUT", f"{project}/3")  # by its iid, not its id
@@ -179,3 +183,27 @@ def test_on_gitlab_closing_a_merge_request_leaves_a_note_and_sets_its_state_even
         ("POST", f"{project}/3/notes", {"body": "why"}),
         ("PUT", f"{project}/3", {"state_event": "close"}),
     ]
+
+
+def test_on_gitea_its_own_pull_request_is_found_past_the_first_page() -> None:
+    """Gitea lists every open pull request into the base branch, a page at a time."""
+    others = [{"number": n, "head": {"ref": f"team/{n}"}} for n in range(1, 121)]
+    ours = {"number": 121, "title": "place: 3 jobs", "body": "table"}
+    ours["head"] = {"ref": "caspian/placement"}
+    pulls, asked = [*others, ours], []
+
+    def handler(request, method, body):
+        query = dict(q.split("=") for q in request.path.split("?")[1].split("&"))
+        asked.append(query["page"])
+        start = (int(query["page"]) - 1) * int(query["limit"])
+        return 200, pulls[start : start + int(query["limit"])]
+
+    with serve_forge(handler, scheme="token") as url:
+        gitea = Forge(kind="gitea", url=url, repo="fleet/jobs", token=TOKEN)
+        place = {"head": "caspian/placement", "base": "main", "body": "table"}
+        assert gitea.open_or_update(title="place: 3 jobs", **place) == ("unchanged", 121)
+        assert asked == ["1", "2", "3"]
+        asked.clear()
+        pulls.remove(ours)  # none of them ours: every page read, and no more
+        assert gitea.close(head="caspian/placement", base="main", comment="why") is None
+        assert asked == ["1", "2", "3"]
