@@ -77,6 +77,7 @@ class Watcher:
         self.status = Status()
         self._seen: tuple[str, float] | None = None  # (tip, slot start) last decided on
         self._slot_seconds = 900
+        self._skipping: set[str] = set()  # the problem lines logged, while they last
 
     def trigger(self, reason: str) -> None:
         log.info("woken: %s", reason)
@@ -113,9 +114,7 @@ class Watcher:
                 return self.status
             done = self._once(now)
             decision = done.outcome.decision
-            # The one-shot commands print these with their outcome; here the log is all.
-            for problem in decision.problems:
-                log.warning("skipping %s", problem.line())
+            self._log_problems([problem.line() for problem in decision.problems])
             self._slot_seconds = decision.window.slot_seconds
             self._seen = (done.tip, decision.window.start.timestamp())
             result = "committed" if done.commit else "unchanged"
@@ -136,6 +135,19 @@ class Watcher:
             metrics.LAST_SUCCESS.set(now.timestamp())
         metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
         return self.status
+
+    def _log_problems(self, lines: list[str]) -> None:
+        """Each file skipped, as it first is: the one-shot commands print these
+        with their outcome, and here the log is all. Said again at every
+        reconcile, a file left broken for a day would fill the log; it stays
+        in the ledger, and in caspian_jobs{phase="Invalid"}."""
+        for line in lines:
+            if line not in self._skipping:
+                log.warning("skipping %s", line)
+        files = {line.split(":", 1)[0] for line in lines}
+        for file in sorted({line.split(":", 1)[0] for line in self._skipping} - files):
+            log.info("no longer skipping %s", file)
+        self._skipping = set(lines)
 
     def _once(self, now: datetime) -> _Done:
         if self.settings.proposing is None:

@@ -240,6 +240,15 @@ def test_each_file_skipped_is_logged_where_the_log_is_all_there_is(
         "skipping jobs/bad.yaml: not valid YAML: expected the node content, but found "
         "'<stream end>' (line 1, column 8)"
     ]
+    # Said once, not at every reconcile while the file stays broken; and its mend.
+    caplog.clear()
+    gitutil.user_commit(remote, {"docs/readme.md": b"hello\n"})
+    with caplog.at_level("INFO", logger="caspian.watch"):
+        assert watcher.reconcile().result == "unchanged_partial"
+        assert not [r for r in caplog.records if "skipping" in r.getMessage()]
+        gitutil.user_commit(remote, {"jobs/bad.yaml": appwrapper("bad").encode()})
+        assert watcher.reconcile().result == "committed"
+    assert [r.getMessage() for r in caplog.records] == ["no longer skipping jobs/bad.yaml"]
     # A one-shot reconcile prints them with its outcome: not twice.
     caplog.clear()
     with caplog.at_level("WARNING", logger="caspian"):
