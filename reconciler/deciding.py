@@ -878,6 +878,10 @@ def _entry(
             f"{format_time(gate.after + job.duration)} at the earliest, after its deadline "
             f"{format_time(common['deadline'])}"
         )
+    elif late and (
+        missed := _missed_start(prev, job, horizon=horizon, deadline=common["deadline"])
+    ):
+        reason = missed
     elif late:
         reason = _late_reason(
             job, deadline=common["deadline"], now=now, rerun_after=common["rerun_after"]
@@ -950,6 +954,27 @@ def _resuming(
             "reason": f"resumed, and waits for room on {home}, where its suspended Job is: "
             f"{entry.reason}",
         }
+    )
+
+
+def _missed_start(
+    prev: Entry | None, job: JobRequest, *, horizon: Window, deadline: datetime
+) -> str:
+    """Why a job is late that was planned to end in time, and whose planned
+    start went by before a reconcile dispatched it (Caspian stopped, say):
+    its deadline is not what to change. "" where that is not so."""
+    if prev is None or prev.phase != Phase.PLANNED or prev.spoke_down_since is not None:
+        return ""
+    if prev.planned_start is None or prev.planned_end is None:
+        return ""
+    if prev.planned_start >= horizon.start or prev.planned_end > deadline:
+        return ""
+    start = max(horizon.start, job.not_before or horizon.start)
+    return (
+        f"will finish after its deadline: it was planned on {prev.spoke} from "
+        f"{format_time(prev.planned_start)}, in time, and that start went by before a "
+        f"reconcile dispatched it, so it ends {format_time(start + job.duration)} at the "
+        f"earliest, after its deadline {format_time(deadline)}"
     )
 
 

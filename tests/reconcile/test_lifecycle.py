@@ -77,6 +77,37 @@ def test_a_planned_start_that_went_by_undispatched_is_planned_again_from_now() -
     assert (kept.phase, kept.planned_start) == ("Dispatched", first.planned_start)
 
 
+def test_a_job_late_for_a_start_that_went_by_says_so_not_to_move_its_deadline() -> None:
+    decision, files = step(template_files(), now=NOW)
+    planned = entries(decision)["batch/etl-daily"]
+    assert planned.phase == "Planned" and planned.planned_end <= planned.deadline
+    # No reconcile until the hour before its deadline: an hour's run no longer fits.
+    outage = planned.deadline - timedelta(minutes=30)
+    later, _ = step(files, now=outage)
+    after = entries(later)["batch/etl-daily"]
+    assert after.late
+    assert after.reason == (
+        f"will finish after its deadline: it was planned on {planned.spoke} from "
+        f"{format_time(planned.planned_start)}, in time, and that start went by before a "
+        f"reconcile dispatched it, so it ends {format_time(outage + timedelta(hours=1))} at "
+        f"the earliest, after its deadline {format_time(planned.deadline)}"
+    )
+    # One that was late as planned is still told to change its file.
+    rush = {
+        "caspian.dev/duration": "2h",
+        "caspian.dev/not-before": format_time(NOW + timedelta(hours=1)),
+        "caspian.dev/deadline": format_time(NOW + timedelta(hours=2)),
+    }
+    files = {**template_files(), "jobs/rush.yaml": appwrapper("rush", annotations=rush).encode()}
+    decision, files = step(files, now=NOW)
+    assert (entries(decision)["batch/rush"].phase, entries(decision)["batch/rush"].late) == (
+        "Planned",
+        True,
+    )
+    later, _ = step(files, now=NOW + timedelta(hours=1, minutes=30))
+    assert "give it a later caspian.dev/deadline" in entries(later)["batch/rush"].reason
+
+
 def test_a_finished_job_stays_finished_and_is_rendered_unsuspended() -> None:
     decision, files = step(template_files(), now=NOW)
     first = next(e for e in entries(decision).values() if e.phase == "Dispatched")
