@@ -12,6 +12,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -376,20 +378,21 @@ class PullRequests:
         return 200, self.pulls[number - 1]
 
 
-def test_proposals_open_one_pull_request_and_a_merged_plan_commits_nothing(remote, tmp_path):
+@contextmanager
+def proposing_watcher(remote: Path, tmp_path: Path) -> Iterator[tuple[Watcher, PullRequests]]:
+    """A watcher in pull-request mode, and the GitHub stand-in it opens them on."""
     from reconciler.forge import Forge
     from tests.fakeforge import serve_forge
 
     api = PullRequests()
     with serve_forge(api) as forge_url:
         forge = Forge(kind="github", url=forge_url, repo="fleet/jobs", token="forge-token")
-        watcher = watcher_for(
-            str(remote),
-            tmp_path,
-            proposing=Proposing(
-                branch="caspian/placement", pr_file=tmp_path / "pr.md", forge=forge
-            ),
-        )
+        proposing = Proposing(branch="caspian/placement", pr_file=tmp_path / "pr.md", forge=forge)
+        yield watcher_for(str(remote), tmp_path, proposing=proposing), api
+
+
+def test_proposals_open_one_pull_request_and_a_merged_plan_commits_nothing(remote, tmp_path):
+    with proposing_watcher(remote, tmp_path) as (watcher, api):
         main_before = gitutil.head(remote)
         assert watcher.reconcile().result.startswith("committed")
         assert gitutil.head(remote) == main_before  # main untouched
@@ -426,19 +429,7 @@ def test_proposals_open_one_pull_request_and_a_merged_plan_commits_nothing(remot
 
 
 def test_a_proposal_that_no_longer_applies_is_closed_and_its_branch_deleted(remote, tmp_path):
-    from reconciler.forge import Forge
-    from tests.fakeforge import serve_forge
-
-    api = PullRequests()
-    with serve_forge(api) as forge_url:
-        forge = Forge(kind="github", url=forge_url, repo="fleet/jobs", token="forge-token")
-        watcher = watcher_for(
-            str(remote),
-            tmp_path,
-            proposing=Proposing(
-                branch="caspian/placement", pr_file=tmp_path / "pr.md", forge=forge
-            ),
-        )
+    with proposing_watcher(remote, tmp_path) as (watcher, api):
         assert watcher.reconcile().result.startswith("committed")
         repo = pygit2.Repository(str(remote))
         assert "refs/heads/caspian/placement" in repo.references
