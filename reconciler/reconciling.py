@@ -314,7 +314,9 @@ def propose_once(
             if carried.commit is not None:
                 base, held = _after(snapshot, carried), carried.decision.ledger
         proposed = _outcome(base, decision, old=held)
-        if not proposed.changes:
+        # The directory of a new spoke alone is no proposal: it goes with the
+        # next change, to main or for review.
+        if not proposed.changes or not proposals.new_places(held, decision.ledger):
             return Proposal(carried=carried, proposed=None)
         commit = _commit(repo, proposed, author=author, now=now)
         if commit is None or repo.remote_tree(branch) == repo.tree_of(commit):

@@ -168,3 +168,24 @@ def test_the_pull_request_lists_the_jobs_placed_anew_and_fits_a_forge(remote, tm
     assert len(cut) <= 65_536 and cut.endswith(body[body.index("```") :])
     assert "more lines: the proposal's commit message has them all." in cut
     assert "\n- moved batch/job-0: ...\n" in cut and "batch/job-9998" not in cut
+
+
+def test_a_new_spokes_empty_directory_waits_for_a_change_to_go_with(remote, tmp_path) -> None:
+    repo = fleet(tmp_path, remote)
+    reconciling.propose_once(repo, branch=BRANCH, now=NOW, author=BOT)
+    merge(remote)
+    # A spoke that takes no work yet (cordoned, as it is being set up).
+    oslo = gitutil.read(remote, "spokes/paris.yaml").replace(b"name: paris", b"name: oslo")
+    oslo = oslo.replace(b"\nspec:\n", b"\nspec:\n  unschedulable: true\n")
+    gitutil.user_commit(remote, {"spokes/oslo.yaml": oslo})
+    user = gitutil.head(remote)
+    # The same slot: nothing is due, and no job takes the new spoke.
+    quiet = reconciling.propose_once(
+        repo, branch=BRANCH, now=NOW + timedelta(minutes=5), author=BOT
+    )
+    assert quiet.carried.commit is None and quiet.proposed is None
+    assert gitutil.head(remote) == user
+    # A job added later is proposed with it.
+    gitutil.user_commit(remote, {"jobs/extra.yaml": appwrapper("extra").encode()})
+    both = reconciling.propose_once(repo, branch=BRANCH, now=NOW + timedelta(minutes=5), author=BOT)
+    assert "rendered/oslo/kustomization.yaml" in both.proposed.changes
