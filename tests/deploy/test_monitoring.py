@@ -1,7 +1,8 @@
-"""deploy/monitoring: the ServiceMonitor and the alert rules, checked without a
-Prometheus: the rules against the Prometheus Operator's CRD made strict, every
-metric and label they name against what Caspian serves, and the component
-built with kustomize."""
+"""deploy/monitoring: the ServiceMonitor, the alert rules and the Grafana
+dashboard, checked without a Prometheus or a Grafana: the rules against the
+Prometheus Operator's CRD made strict, every metric and label they and the
+dashboard's panels name against what Caspian serves, and the component built
+with kustomize."""
 
 from __future__ import annotations
 
