@@ -441,7 +441,7 @@ def _describe_changes(old: Ledger, decision: Decision) -> Iterable[str]:
         was = f"{prev.phase.value.lower()} on {prev.spoke} before" if elsewhere else ""
         yield (
             f"- dispatched {entry.id} on {entry.spoke} (suspend: false)"
-            + (f", {was}{_closed(prev, closed)}" if elsewhere else "")
+            + (f", {was}{_closed(prev, closed)}" if was else "")
             + _missed(prev, slot_start=slot_start)
         )
     for entry in changes["finished"]:
