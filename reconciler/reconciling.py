@@ -98,10 +98,11 @@ def survey(repo: FleetRepo, *, now: datetime, observer: Observer | None = None) 
     """Each spoke of the fleet repo's tip as Caspian sees it now (`caspian
     spokes`): its file, its API's answer, its room and what is placed there."""
     snapshot = repo.fetch()
-    fleet = fleet_in(snapshot.files, links=snapshot.links)
+    read = previous_ledger(snapshot.files)
+    fleet = fleet_in(snapshot.files, links=snapshot.links, read=read)
     fleet = fleet.without_spokes(carbon_sources(fleet)[1])
     states = (observer or DeclaredCapacity()).observe(fleet)
-    entries = previous_ledger(snapshot.files).entries
+    entries = read.entries
     placed = placed_by_spoke(entries)
     grace = fleet.policy.spec.spoke_down_grace
     reports = []

@@ -145,15 +145,21 @@ def _validate_repo(root: Path, *, parts: list[str], named: bool) -> list[_Found]
     of it ("." for all of it); where there are none, says so on stderr."""
     files = templates.read_tree(root)
     located = functools.partial(_located, files=files, root=root)
+    # The ledger is parsed once (a large one takes seconds); a broken
+    # caspian.yaml is said before a broken ledger, as a reconcile would.
+    unread: ledger.LedgerError | None = None
     try:
-        fleet = reconciling.fleet_in(files, links=templates.links_in(root))
+        read = reconciling.previous_ledger(files)
+    except ledger.LedgerError as error:
+        read, unread = ledger.Ledger(), error
+    try:
+        fleet = reconciling.fleet_in(files, links=templates.links_in(root), read=read)
         fleet = fleet.without_spokes(reconciling.carbon_sources(fleet)[1])
-        reconciling.previous_ledger(files)
     except FleetConfigError as error:
         return located(error.problems)
-    except ledger.LedgerError as error:
+    if unread is not None:
         # Its message names the file, as the problem line does already.
-        said = str(error).removeprefix(f"{ledger.LEDGER_PATH}: ")
+        said = str(unread).removeprefix(f"{ledger.LEDGER_PATH}: ")
         said = said.removeprefix(f"{ledger.LEDGER_PATH} ")
         return located([Problem(file=ledger.LEDGER_PATH, field="-", reason=said)])
     problems = [

@@ -298,6 +298,11 @@ def test_validate_says_a_ledger_that_does_not_read_once(run, tmp_path, monkeypat
     assert broken.output.startswith(f"status/placements.yaml:{line}: edited by hand ("), (
         broken.output
     )
+    # A caspian.yaml that does not load is said first, as a reconcile says it.
+    policy = (target / "caspian.yaml").read_text()
+    (target / "caspian.yaml").write_text("spec: [\n")
+    assert run("validate").output.startswith("caspian.yaml:")
+    (target / "caspian.yaml").write_text(policy)
     ledger.unlink()
     missing = run("validate").output
     assert missing.startswith("status/placements.yaml: is missing while rendered/ holds ")
