@@ -45,6 +45,14 @@ class Round(BaseModel):
         return self.proposal.proposed or self.proposal.carried
 
     @property
+    def anew(self) -> frozenset[str]:
+        """The jobs its proposal places anew."""
+        proposed = self.proposal.proposed
+        if proposed is None:
+            return frozenset()
+        return new_places(self.proposal.carried.decision.ledger, proposed.decision.ledger)
+
+    @property
     def tip(self) -> str:
         """The main branch's tip after it."""
         carried = self.proposal.carried
@@ -66,12 +74,10 @@ def propose(
         repo, branch=proposing.branch, now=now, author=author, observer=observer
     )
     done = Round(proposal=proposal)
+    metrics.AWAITING_REVIEW.set(len(done.anew))
     if proposal.proposed is None:
-        metrics.AWAITING_REVIEW.set(0)
         return done.model_copy(update={"pull": _withdraw(repo, proposing, tip=done.tip)})
-    main = proposal.carried.decision.ledger
-    metrics.AWAITING_REVIEW.set(len(new_places(main, proposal.proposed.decision.ledger)))
-    title, body = reconciling.pull_request(proposal.proposed, old=main)
+    title, body = reconciling.pull_request(proposal.proposed, old=proposal.carried.decision.ledger)
     if proposing.pr_file is not None:
         proposing.pr_file.write_text(f"# {title}\n\n{body}")
     if proposing.forge is None:

@@ -46,6 +46,10 @@ class Status(BaseModel):
     input_commit: str | None = None
     commit: str | None = None
     error: str = ""
+    # Pull-request mode: what became of the pull request ("#7 updated"), and
+    # how many jobs its proposal places anew.
+    pull: str = ""
+    awaiting_review: int = 0
 
 
 class _Done(NamedTuple):
@@ -55,6 +59,8 @@ class _Done(NamedTuple):
     read: str  # the main branch's commit it decided on
     tip: str  # the main branch's tip after it
     commit: str | None  # the commit it pushed (to main, or else a proposal), if any
+    pull: str = ""
+    awaiting_review: int = 0
 
 
 class Watcher:
@@ -120,7 +126,14 @@ class Watcher:
             result = "committed" if done.commit else "unchanged"
             if done.outcome.partial:
                 result += "_partial"
-            self.status = Status(result=result, at=now, input_commit=done.read, commit=done.commit)
+            self.status = Status(
+                result=result,
+                at=now,
+                input_commit=done.read,
+                commit=done.commit,
+                pull=done.pull,
+                awaiting_review=done.awaiting_review,
+            )
         except (FleetConfigError, ledger.LedgerError) as error:
             self.status = Status(result="invalid", at=now, error=str(error))
             log.error("cannot plan: %s", error)
@@ -161,4 +174,11 @@ class Watcher:
         )
         carried, proposed = done.proposal.carried, done.proposal.proposed
         commit = carried.commit or (proposed.commit if proposed else None)
-        return _Done(done.outcome, read=carried.input_commit, tip=done.tip, commit=commit)
+        return _Done(
+            done.outcome,
+            read=carried.input_commit,
+            tip=done.tip,
+            commit=commit,
+            pull=done.pull,
+            awaiting_review=len(done.anew),
+        )

@@ -396,6 +396,7 @@ def test_proposals_open_one_pull_request_and_a_merged_plan_commits_nothing(remot
         main_before = gitutil.head(remote)
         assert watcher.reconcile().result.startswith("committed")
         assert gitutil.head(remote) == main_before  # main untouched
+        assert (watcher.status.pull, watcher.status.awaiting_review) == ("#1 opened", 10)
         watcher._seen = None
         watcher.reconcile()  # the same proposal again: no push, no new pull request
         assert api.posts == 1 and len(api.pulls) == 1
