@@ -1,4 +1,4 @@
-"""The HTTP side of `caspian watch`: /metrics, /healthz and a push webhook
+"""The HTTP side of `caspian watch`: /metrics, /healthz, /readyz and a push webhook
 (GitHub, Gitea and GitLab payloads, optionally with a shared secret)."""
 
 from __future__ import annotations
@@ -41,6 +41,10 @@ def serve(
                 status = watcher.status
                 code = 503 if status.result in ("error", "invalid") else 200
                 self._reply(code, status.model_dump_json().encode(), "application/json")
+            elif self.path == "/readyz":
+                # Serving is all readiness asks: a pod taken out of its Service
+                # while reconciles fail would miss the push that mends them.
+                self._reply(200, b"ok\n")
             else:
                 self._reply(404, b"not found\n")
 

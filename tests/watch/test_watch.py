@@ -33,6 +33,7 @@ from tests.fleet.helpers import appwrapper
 from tests.gitdaemon import GIT, free_port, git_daemon
 
 pytestmark = pytest.mark.skipif(GIT is None, reason="git is not installed")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_git(*args: str, cwd: Path) -> str:
@@ -537,6 +538,28 @@ def test_a_client_that_stops_halfway_is_let_go(tmp_path, sent) -> None:
             assert time.monotonic() - began < 5
         reply = urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/healthz", timeout=5)
         assert reply.status == 200  # and it serves the next one
+    finally:
+        server.shutdown()
+
+
+def test_it_stays_ready_for_webhooks_while_its_reconciles_fail(tmp_path) -> None:
+    watcher = watcher_for("/nonexistent.git", tmp_path)
+    server = serve(watcher, host="127.0.0.1", port=0, secret=None)
+    try:
+        assert watcher.reconcile().result == "error"
+        url = f"http://127.0.0.1:{server.server_port}"
+        with pytest.raises(urllib.error.HTTPError) as failing:
+            urllib.request.urlopen(f"{url}/healthz", timeout=5)
+        assert failing.value.code == 503
+        assert json.loads(failing.value.read())["error"].startswith("cannot fetch")
+        # The path the hub's Deployment asks for readiness.
+        deployment = next(
+            d
+            for d in yaml.safe_load_all((ROOT / "deploy" / "caspian.yaml").read_text())
+            if d["kind"] == "Deployment"
+        )
+        probe = deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+        assert urllib.request.urlopen(url + probe["httpGet"]["path"], timeout=5).status == 200
     finally:
         server.shutdown()
 
