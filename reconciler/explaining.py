@@ -14,7 +14,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict
 
 from optimizer import explain as explanations
-from reconciler import messages
+from reconciler import messages, proposals
 from reconciler.decisions import Decision
 from reconciler.fleet import JobRequest
 from reconciler.ledger import FIXED, Entry, Phase
@@ -76,10 +76,12 @@ class Explanation(BaseModel):
         return out
 
 
-def explain(decision: Decision, entry: Entry) -> Explanation:
-    """Why the job of `entry` goes where it goes in `decision`."""
+def explain(decision: Decision, entry: Entry, *, committed: Entry | None = None) -> Explanation:
+    """Why the job of `entry` goes where it goes in `decision`; `committed` is
+    its record in the ledger the decision was made on, if it has one."""
     request = decision.jobs.get(entry.id)
     notes = [
+        *_uncommitted(entry, committed),
         *_carbon(decision, entry, request),
         *_reason(decision, entry),
         *_waits(decision, entry),
@@ -115,6 +117,21 @@ def explain(decision: Decision, entry: Entry) -> Explanation:
         forecasts=tuple(sorted(set(decision.carbon_sources.values()))) if places else (),
         places=places,
     )
+
+
+def _uncommitted(entry: Entry, committed: Entry | None) -> list[str]:
+    """Where its place is not the one committed: it is what the next reconcile
+    commits, or, in pull-request mode, proposes for review."""
+    if not proposals.placed_anew(entry, was=committed):
+        return []
+    next_one = "the next reconcile commits it (with --propose, proposes it for review)"
+    if committed is None or committed.spoke is None:
+        return [f"a new place, not committed yet: {next_one}"]
+    start = f" from {format_time(committed.planned_start)}" if committed.planned_start else ""
+    return [
+        f"not committed yet: the ledger holds it {committed.phase.value} on "
+        f"{committed.spoke}{start}; {next_one}"
+    ]
 
 
 def _carbon(decision: Decision, entry: Entry, request: JobRequest | None) -> list[str]:

@@ -19,14 +19,17 @@ Place = tuple[str | None, str | None, datetime | None, str | None]  # spoke, poo
 
 
 def new_places(old: Ledger, new: Ledger) -> frozenset[str]:
-    """The jobs `new` places where `old` does not: on a spoke, with a pool,
-    start or Job that their record in `old` lacks (a job with no record is new)."""
+    """The jobs `new` places where `old` does not."""
     before = old.by_id()
     return frozenset(
-        entry.id
-        for entry in new.entries
-        if entry.spoke is not None and _place(entry) != _place(before.get(entry.id))
+        entry.id for entry in new.entries if placed_anew(entry, was=before.get(entry.id))
     )
+
+
+def placed_anew(entry: Entry, *, was: Entry | None) -> bool:
+    """Whether `entry` places its job where its record `was` does not: on a
+    spoke, with a pool, start or Job that record lacks (no record: it is new)."""
+    return entry.spoke is not None and _place(entry) != _place(was)
 
 
 def _place(entry: Entry | None) -> Place | None:

@@ -337,12 +337,14 @@ def explain(job: str, target: Target, now_text: str | None, as_json: bool) -> No
     """Why JOB (namespace/name, name, or its file) goes where it goes: its place,
     deadline and carbon against qos, and its cheapest alternatives, each with
     whether it had room. Decides as `plan` does; commits nothing."""
-    decision = _plan(target, now_text=now_text).decision
+    planned = _plan(target, now_text=now_text)
+    decision = planned.decision
     try:
         entry = decision.ledger.find(job)
     except LookupError as error:
         raise click.ClickException(str(error)) from None
-    explanation = explaining.explain(decision, entry)
+    committed = planned.read.by_id().get(entry.id)
+    explanation = explaining.explain(decision, entry, committed=committed)
     if as_json:
         click.echo(explanation.model_dump_json())
         return

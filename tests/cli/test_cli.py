@@ -561,6 +561,27 @@ def test_explain_shows_the_place_and_the_cleaner_places_that_were_taken(run, tmp
     assert gitutil.head(remote) == head  # explain commits nothing
 
 
+def test_explain_says_when_a_place_is_not_the_one_committed(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    new = "a new place, not committed yet: the next reconcile commits it"
+    assert new in run("explain", "etl-daily", "--repo", remote, *AT).output
+    assert run("reconcile", "--once", "--repo", remote, *AT).exit_code == 0
+    # Committed where it is planned: nothing to say.
+    assert "committed yet" not in run("explain", "etl-daily", "--repo", remote, *AT).output
+    # Its Job edited: a new Job, placed anew.
+    was = Entry.model_validate(gitutil.ledger(remote)["batch/etl-daily"])
+    doc = yaml.safe_load(gitutil.read(remote, "jobs/etl-daily.yaml"))
+    doc["spec"]["components"][0]["template"]["metadata"]["labels"] = {"run": "2"}
+    gitutil.user_commit(remote, {"jobs/etl-daily.yaml": yaml.safe_dump(doc).encode()})
+    edited = run("explain", "etl-daily", "--repo", remote, *AT).output
+    assert (
+        f"  not committed yet: the ledger holds it Planned on {was.spoke} from "
+        f"{format_time(was.planned_start)}; the next reconcile commits it (with --propose, "
+        "proposes it for review)"
+    ) in edited.splitlines()
+
+
 def test_explain_json_holds_what_the_text_says(run, tmp_path) -> None:
     remote = tmp_path / "fleet.git"
     run("init", "--bare", remote)
