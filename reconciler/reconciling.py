@@ -62,7 +62,7 @@ class Outcome(BaseModel):
 
     input_commit: str
     decision: Decision
-    read: ledger.Ledger  # the ledger of the commit read, which `decision` follows
+    previous: ledger.Ledger  # the ledger of the commit read, which `decision` follows
     files: dict[str, bytes]  # everything Caspian owns, as it should be
     changes: dict[str, str]  # path -> added | modified | deleted
     message: str
@@ -469,7 +469,7 @@ def _outcome(snapshot: Snapshot, decision: Decision, *, old: ledger.Ledger) -> O
     return Outcome(
         input_commit=snapshot.commit,
         decision=decision,
-        read=old,
+        previous=old,
         files=files,
         changes=changes,
         message=message,

@@ -343,7 +343,7 @@ def explain(job: str, target: Target, now_text: str | None, as_json: bool) -> No
         entry = decision.ledger.find(job)
     except LookupError as error:
         raise click.ClickException(str(error)) from None
-    committed = planned.read.by_id().get(entry.id)
+    committed = planned.previous.by_id().get(entry.id)
     explanation = explaining.explain(decision, entry, committed=committed)
     if as_json:
         click.echo(explanation.model_dump_json())
