@@ -261,14 +261,20 @@ def test_each_file_skipped_is_logged_where_the_log_is_all_there_is(
     assert not [r for r in caplog.records if "skipping" in r.getMessage()]
 
 
-def test_sigterm_finishes_and_exits_cleanly(remote, tmp_path) -> None:
-    port = free_port()
-    process = subprocess.Popen(
+def watch_process(
+    remote: Path,
+    tmp_path: Path,
+    *,
+    port: int,
+    first: tuple[str, ...] = (),
+    then: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen:
+    """`caspian [first] watch` on `remote`, as a process of its own, serving on `port`."""
+    return subprocess.Popen(
         [
             str(Path(sys.executable).parent / "caspian"),
-            "-v",
-            "--log-format",
-            "json",
+            *first,
             "watch",
             "--repo",
             str(remote),
@@ -276,12 +282,18 @@ def test_sigterm_finishes_and_exits_cleanly(remote, tmp_path) -> None:
             str(tmp_path / "m.git"),
             "--listen",
             f"127.0.0.1:{port}",
-            "--interval",
-            "1",
+            *then,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={"XDG_CACHE_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        env={"XDG_CACHE_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", **(env or {})},
+    )
+
+
+def test_sigterm_finishes_and_exits_cleanly(remote, tmp_path) -> None:
+    port = free_port()
+    process = watch_process(
+        remote, tmp_path, port=port, first=("-v", "--log-format", "json"), then=("--interval", "1")
     )
     try:
 
@@ -315,25 +327,8 @@ def test_watch_reads_and_writes_a_fleet_in_a_directory_of_a_larger_repo(tmp_path
     create_bare_repo(
         remote, files={**fleet, "app/main.py": b"print(1)\n"}, message="Mono", author=BOT
     )
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "caspian"),
-            "watch",
-            "--repo",
-            str(remote),
-            "--cache-dir",
-            str(tmp_path / "m.git"),
-            "--listen",
-            f"127.0.0.1:{port}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={
-            "XDG_CACHE_HOME": str(tmp_path),
-            "PATH": "/usr/bin:/bin",
-            "CASPIAN_FLEET_PATH": "teams/batch",
-        },
+    process = watch_process(
+        remote, tmp_path, port=free_port(), env={"CASPIAN_FLEET_PATH": "teams/batch"}
     )
     try:
         assert wait_for(lambda: "teams/batch/status/placements.yaml" in gitutil.files(remote), 60)
