@@ -15,7 +15,6 @@ from reconciler import metrics, reconciling
 from reconciler.forge import Forge
 from reconciler.gitrepo import FleetRepo, Identity
 from reconciler.observing import Observer
-from reconciler.proposals import new_places
 
 log = logging.getLogger("caspian.propose")
 
@@ -45,14 +44,6 @@ class Round(BaseModel):
         return self.proposal.proposed or self.proposal.carried
 
     @property
-    def anew(self) -> frozenset[str]:
-        """The jobs its proposal places anew."""
-        proposed = self.proposal.proposed
-        if proposed is None:
-            return frozenset()
-        return new_places(self.proposal.carried.decision.ledger, proposed.decision.ledger)
-
-    @property
     def tip(self) -> str:
         """The main branch's tip after it."""
         carried = self.proposal.carried
@@ -74,10 +65,10 @@ def propose(
         repo, branch=proposing.branch, now=now, author=author, observer=observer
     )
     done = Round(proposal=proposal)
-    metrics.AWAITING_REVIEW.set(len(done.anew))
+    metrics.AWAITING_REVIEW.set(len(proposal.anew))
     if proposal.proposed is None:
         return done.model_copy(update={"pull": _withdraw(repo, proposing, tip=done.tip)})
-    title, body = reconciling.pull_request(proposal.proposed, old=proposal.carried.decision.ledger)
+    title, body = reconciling.pull_request(proposal.proposed, anew=proposal.anew)
     if proposing.pr_file is not None:
         proposing.pr_file.write_text(f"# {title}\n\n{body}")
     if proposing.forge is None:

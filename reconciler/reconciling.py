@@ -280,6 +280,7 @@ class Proposal(BaseModel):
     carried: Outcome
     # For review, on top of that: the new places (None where there are none).
     proposed: Outcome | None
+    anew: frozenset[str] = frozenset()  # the jobs `proposed` places anew
 
 
 def propose_once(
@@ -316,16 +317,17 @@ def propose_once(
             if carried.commit is not None:
                 base, held = _after(snapshot, carried), carried.decision.ledger
         proposed = _outcome(base, decision, old=held)
+        anew = proposals.new_places(held, decision.ledger)
         # The directory of a new spoke alone is no proposal: it goes with the
         # next change, to main or for review.
-        if not proposed.changes or not proposals.new_places(held, decision.ledger):
+        if not proposed.changes or not anew:
             return Proposal(carried=carried, proposed=None)
         commit = _commit(repo, proposed, author=author, now=now)
-        if commit is None or repo.remote_tree(branch) == repo.tree_of(commit):
-            return Proposal(carried=carried, proposed=proposed)
-        repo.push(commit, branch=branch)
-        metrics.COMMITS.labels(branch=branch).inc()
-        return Proposal(carried=carried, proposed=proposed.model_copy(update={"commit": commit}))
+        if commit is not None and repo.remote_tree(branch) != repo.tree_of(commit):
+            repo.push(commit, branch=branch)
+            metrics.COMMITS.labels(branch=branch).inc()
+            proposed = proposed.model_copy(update={"commit": commit})
+        return Proposal(carried=carried, proposed=proposed, anew=anew)
     raise AssertionError("unreachable")
 
 
@@ -365,16 +367,15 @@ def _commit(repo: FleetRepo, outcome: Outcome, *, author: Identity, now: datetim
 MOST_BODY = 60_000
 
 
-def pull_request(proposed: Outcome, *, old: ledger.Ledger) -> tuple[str, str]:
-    """Title and markdown body of the pull request for a proposal on a main
-    branch whose ledger is `old`: its commit's message, with the table of
-    every job cut to those it places anew (a fleet's thousand jobs would be
-    more than a forge takes, and hide what is to review), and the whole cut
-    short, at a line, to what a forge takes."""
+def pull_request(proposed: Outcome, *, anew: Collection[str]) -> tuple[str, str]:
+    """Title and markdown body of the pull request for a proposal that places
+    the jobs `anew`: its commit's message, with the table of every job cut to
+    those (a fleet's thousand jobs would be more than a forge takes, and hide
+    what is to review), and the whole cut short, at a line, to what a forge
+    takes."""
     subject, _, body = proposed.message.partition("\n\n")
     text, _, trailers = body.rstrip().rpartition("\n\n")
     decision = proposed.decision
-    anew = proposals.new_places(old, decision.ledger)
     text = text.replace(
         messages.placement_table(decision),
         f"Placed anew, for review ({len(anew)}; the commit message lists every job):\n\n"

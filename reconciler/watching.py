@@ -180,5 +180,5 @@ class Watcher:
             tip=done.tip,
             commit=commit,
             pull=done.pull,
-            awaiting_review=len(done.anew),
+            awaiting_review=len(done.proposal.anew),
         )

@@ -152,8 +152,9 @@ def test_the_pull_request_lists_the_jobs_placed_anew_and_fits_a_forge(remote, tm
     merge(remote)
     gitutil.user_commit(remote, {"jobs/extra.yaml": appwrapper("extra").encode()})
     proposal = reconciling.propose_once(repo, branch=BRANCH, now=NOW, author=BOT)
-    old = proposal.carried.decision.ledger
-    title, body = reconciling.pull_request(proposal.proposed, old=old)
+    anew = proposal.anew
+    assert anew == {"batch/extra"}
+    title, body = reconciling.pull_request(proposal.proposed, anew=anew)
     assert title.startswith("place: 1 job")
     rows = [line for line in body.splitlines() if line.startswith("| ") and "/" in line]
     assert [row.split("|")[1].strip() for row in rows] == ["batch/extra"]
@@ -163,7 +164,7 @@ def test_the_pull_request_lists_the_jobs_placed_anew_and_fits_a_forge(remote, tm
     said = proposal.proposed.message
     huge = said.replace("Solver:", "".join(f"- moved batch/job-{i}: ...\n" for i in range(9999)))
     _, cut = reconciling.pull_request(
-        proposal.proposed.model_copy(update={"message": huge}), old=old
+        proposal.proposed.model_copy(update={"message": huge}), anew=anew
     )
     assert len(cut) <= 65_536 and cut.endswith(body[body.index("```") :])
     assert "more lines: the proposal's commit message has them all." in cut
