@@ -20,7 +20,16 @@ from reconciler import fitting, pools, requeues, retrying
 from reconciler.chains import Gate, due_for_others, gate_of
 from reconciler.decisions import Decision, Requeue, SpokeState, Window
 from reconciler.fleet import Fleet, JobRequest, Problem, Spoke, effective_deadline
-from reconciler.ledger import ACTIVE, FINISHED, FIXED, UNFINISHED, Entry, Ledger, Phase
+from reconciler.ledger import (
+    ACTIVE,
+    FINISHED,
+    FIXED,
+    UNFINISHED,
+    Declined,
+    Entry,
+    Ledger,
+    Phase,
+)
 from reconciler.quantities import format_duration, format_time
 from reconciler.spokedown import Wait, waits_for_spoke
 from reconciler.spokeroom import (
@@ -125,13 +134,25 @@ class _Verdicts(NamedTuple):
     gates: dict[str, Gate]  # run after others (caspian.dev/after)
     held_by_others: set[str]  # not to be planned yet: those it runs after have not started
     due: dict[str, datetime]  # when others that run after it need it done
+    # Their new place declined in a pull request, held where the main branch
+    # has them: left unplaced (`unplaced`), kept at their planned place
+    # (`pinned`), or left on their spoke, not requeued nor run again.
+    declined: dict[str, Declined]
+    unplaced: set[str]
+    pinned: set[str]
 
     def planned(self, job_id: str) -> bool:
         """Whether the optimizer places it in this decision: not finished,
-        suspended, waiting for its spoke, or held by others."""
+        suspended, waiting for its spoke, held by others or by a review."""
         return not any(
             job_id in held
-            for held in (self.finished, self.suspended, self.waiting, self.held_by_others)
+            for held in (
+                self.finished,
+                self.suspended,
+                self.waiting,
+                self.held_by_others,
+                self.unplaced,
+            )
         )
 
 
@@ -167,12 +188,18 @@ def _decide(
     )
     held += stay
     prevs = {job.id: _same_job(previous.get(job.id), job, spokes) for job in jobs}
+    declined = {job.id: mark for job in jobs if (mark := _declined(prevs[job.id], job))}
     finished = {
         job_id: phase for job_id, prev in prevs.items() if (phase := _finished(prev, spokes))
     }
-    # Failed, with runs again left: a new Job of it is placed anew.
+    # Failed, with runs again left: a new Job of it is placed anew, unless a
+    # review declined that.
     retried, final = retrying.retries(
-        jobs, prevs, finished, spokes, default=fleet.policy.spec.retry_limit
+        [job for job in jobs if job.id not in declined],
+        prevs,
+        finished,
+        spokes,
+        default=fleet.policy.spec.retry_limit,
     )
     for job_id, retry in retried.items():
         del finished[job_id]
@@ -194,7 +221,15 @@ def _decide(
         job.id: {**closed, **no_node_fits.get(job.id, {}), **missing.get(job.id, {})}
         for job in jobs
     }
-    found = _requeues(jobs, prevs, settled=settled, shut=shut, spokes=spokes, fleet=fleet, now=now)
+    found = _requeues(
+        jobs,
+        prevs,
+        settled=settled | declined.keys(),
+        shut=shut,
+        spokes=spokes,
+        fleet=fleet,
+        now=now,
+    )
     for job_id, off in found.kept_off.items():
         shut[job_id] = {**shut[job_id], **off}
     for job_id in found.requeued:
@@ -240,6 +275,17 @@ def _decide(
         held_by_others={job_id for job_id, gate in gates.items() if gate.held},
         # A job that others run after ends in time for them where it can.
         due=due_for_others(jobs, prevs, finished=finished, fleet=fleet, now=now),
+        declined=declined,
+        unplaced={
+            job_id
+            for job_id in declined
+            if prevs[job_id] is not None and prevs[job_id].phase == Phase.PENDING
+        },
+        pinned={
+            job_id
+            for job_id in declined
+            if _keeps_place(prevs[job_id], horizon=horizon, down=down, shut=shut[job_id])
+        },
     )
     # Dispatched, and not running yet for a reason its spoke gives: for `explain`.
     stuck = {
@@ -265,6 +311,7 @@ def _decide(
             gate=gates.get(job.id),
             due=verdicts.due.get(job.id),
             overrunning=_overrunning(prevs[job.id], spokes, now=now),
+            pinned=job.id in verdicts.pinned,
         )
         for job in jobs
         if verdicts.planned(job.id)
@@ -422,7 +469,42 @@ def _job_entry(
     down: Collection[str],
     now: datetime,
 ) -> Entry:
-    """A valid job's new record: as it finished, held, waiting, or where the plan puts it."""
+    """A valid job's new record: as it finished, held, waiting, or where the
+    plan puts it; one a review declined keeps saying so while that holds it."""
+    entry = _new_record(
+        job,
+        prev,
+        verdicts,
+        plan=plan,
+        qos=qos,
+        horizon=horizon,
+        fleet=fleet,
+        spokes=spokes,
+        down=down,
+        now=now,
+    )
+    mark = verdicts.declined.get(job.id)
+    if mark is not None and job.id in verdicts.unplaced:
+        return entry.model_copy(update={"declined": mark, "reason": mark.reason})
+    # Held at its place, or on its spoke; not once it has finished, nor where
+    # its place on main could not be kept (it is placed anew).
+    kept = mark if job.id in verdicts.pinned or entry.phase in FIXED else None
+    return entry if entry.declined == kept else entry.model_copy(update={"declined": kept})
+
+
+def _new_record(
+    job: JobRequest,
+    prev: Entry | None,
+    verdicts: _Verdicts,
+    *,
+    plan: Plan,
+    qos: Plan,
+    horizon: Window,
+    fleet: Fleet,
+    spokes: Mapping[str, SpokeState],
+    down: Collection[str],
+    now: datetime,
+) -> Entry:
     if job.id in verdicts.finished:
         assert prev is not None  # it finished where the ledger placed it
         # Its file may be back after a removal: the record is live again. It
@@ -441,6 +523,8 @@ def _job_entry(
     if job.id in verdicts.waiting:
         since = verdicts.waiting[job.id].since
         return _waiting_entry(job, prev, since=since, fleet=fleet, now=now)
+    if job.id in verdicts.unplaced:
+        return Entry(phase=Phase.PENDING, **_recorded(job, prev, fleet=fleet, now=now))
     if job.id in verdicts.held_by_others:
         recorded = _recorded(job, prev, fleet=fleet, now=now)
         tried = prev.requeued_from if prev is not None else ()
@@ -631,6 +715,29 @@ def _same_job(
     return prev
 
 
+def _declined(prev: Entry | None, job: JobRequest) -> Declined | None:
+    """The review that declined the job's new place, while its AppWrapper asks
+    what it asked then."""
+    mark = prev.declined if prev is not None else None
+    return mark if mark is not None and mark.ask == job.ask else None
+
+
+def _keeps_place(
+    prev: Entry | None, *, horizon: Window, down: Collection[str], shut: Mapping[str, str]
+) -> bool:
+    """Whether a planned job can be held at its place: its start is still to
+    come, on a spoke that is up and open to it."""
+    return (
+        prev is not None
+        and prev.phase == Phase.PLANNED
+        and prev.spoke is not None
+        and prev.planned_start is not None
+        and not prev.start_went_by(horizon.start)
+        and prev.spoke not in down
+        and prev.spoke not in shut
+    )
+
+
 def _waiting(prev: Entry) -> Entry:
     """What a job to be placed anew keeps of its record: when it was first seen."""
     return Entry(id=prev.id, source=prev.source, phase=Phase.PENDING, first_seen=prev.first_seen)
@@ -725,6 +832,7 @@ def _optimizer_job(
     gate: Gate | None,
     due: datetime | None = None,
     overrunning: bool = False,
+    pinned: bool = False,
 ) -> Job:
     first_seen = prev.first_seen if prev and prev.first_seen else now
     deadline = effective_deadline(job, first_seen=first_seen, fleet=fleet)
@@ -746,6 +854,8 @@ def _optimizer_job(
         previous = Slot(
             spoke=prev.pool or prev.spoke, start_slot=horizon.slot_of(prev.planned_start)
         )
+        if pinned:  # its move was declined in a review
+            fixed, previous = previous, None
     duration = horizon.slots_in(job.duration)
     if fixed is not None and overrunning:
         # A Job runs as long as it runs, not as long as its annotation says. One

@@ -208,7 +208,7 @@ def _runs(decision: Decision, entry: Entry) -> list[str]:
 
 def _held(decision: Decision, entry: Entry) -> list[str]:
     """Why a job whose file, or whose spoke's file, broke after it was placed
-    keeps its place until that is fixed."""
+    keeps its place until that is fixed; or a review declined its new place."""
     if entry.phase == Phase.INVALID:
         return []
     notes = [
@@ -216,6 +216,13 @@ def _held(decision: Decision, entry: Entry) -> list[str]:
         for problem in decision.problems
         if problem.file in (entry.source, entry.source.split("#")[0])
     ]
+    mark = entry.declined
+    if mark is not None and entry.phase != Phase.PENDING:  # a Pending one's reason says it
+        notes.append(
+            f"held on {entry.spoke} as the ledger has it: its new place was declined in "
+            f"{mark.pull} (closed unmerged, seen {format_time(mark.at)}), so it is not moved, "
+            "requeued or run again until its AppWrapper changes"
+        )
     if entry.id in decision.held and (file := decision.broken_spokes.get(entry.spoke or "")):
         notes.append(
             f"{file} does not load, so it is held on {entry.spoke} as it was; a change "

@@ -10,6 +10,7 @@ them.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -503,6 +504,14 @@ class JobRequest(BaseModel):
     # planned once they have started, from their end, and dispatched once
     # they have succeeded.
     after: tuple[str, ...] = ()
+
+    @property
+    def ask(self) -> str:
+        """A digest of all Caspian read of its AppWrapper (but where the file
+        is): a pull request that declined a place for it holds it until this
+        changes, whether its Job, an annotation, or a default of the policy."""
+        read = self.model_dump_json(exclude={"source"})
+        return hashlib.sha256(read.encode()).hexdigest()[:16]
 
     @property
     def job_name(self) -> str:

@@ -103,23 +103,51 @@ class Forge(BaseModel):
         self._call(api.update, f"{api.pulls}/{number}", api.close)
         return number
 
+    def declined(self, *, head: str, base: str, sha: str) -> int | None:
+        """The number of a pull request from `head` into `base` that was closed
+        unmerged with `sha` its head, where none from `head` is open: a
+        reviewer said no to that commit. None otherwise."""
+        if self._find(head=head, base=base) is not None:
+            return None
+        closed = self._find(head=head, base=base, state="closed", sha=sha)
+        if closed is None:
+            return None
+        return self._number(closed, f"GET {self._endpoint(self._dialect.pulls)}")
+
     @property
     def _dialect(self) -> _Dialect:
         return _DIALECTS[self.kind]
 
-    def _find(self, *, head: str, base: str) -> dict[str, Any] | None:
-        """The open pull request from `head` into `base`, if there is one."""
+    def _find(
+        self,
+        *,
+        head: str,
+        base: str,
+        state: Literal["open", "closed"] = "open",
+        sha: str | None = None,
+    ) -> dict[str, Any] | None:
+        """The open pull request from `head` into `base`, if there is one; or
+        the closed one, unmerged, whose head was commit `sha`."""
         api = self._dialect
         if self.kind == "gitlab":
-            query = {"state": "opened", "source_branch": head, "target_branch": base}
+            # GitLab's merged ones are "merged", not "closed".
+            said = {"open": "opened", "closed": "closed"}[state]
+            query = {"state": said, "source_branch": head, "target_branch": base}
         else:
-            query = {"state": "open", "base": base}
+            query = {"state": state, "base": base}
             if self.kind == "github":
                 query["head"] = f"{self.repo.split('/', 1)[0]}:{head}"
         for page in range(1, MOST_PAGES + 1):
             asked = {**query, api.per_page: str(PAGE), "page": str(page)}
             found = self._pulls(f"{api.pulls}?{urllib.parse.urlencode(asked)}")
-            match = next((pull for pull in found if _from_branch(pull) == head), None)
+            match = next(
+                (
+                    pull
+                    for pull in found
+                    if _from_branch(pull) == head and (sha is None or _declined_at(pull) == sha)
+                ),
+                None,
+            )
             if match is not None or len(found) < PAGE:
                 return match
         return None
@@ -180,6 +208,16 @@ def _from_branch(pull: dict[str, Any]) -> Any:
     """The branch a pull request merges from: GitHub and Gitea nest it."""
     head = pull.get("head")
     return head.get("ref") if isinstance(head, dict) else pull.get("source_branch")
+
+
+def _declined_at(pull: dict[str, Any]) -> Any:
+    """The head commit of a pull request closed unmerged (None for a merged
+    one): GitHub and Gitea nest it, GitLab names it `sha`. A merge reads as
+    `merged_at` (GitHub, Gitea) or `merged` (Gitea)."""
+    if pull.get("merged_at") or pull.get("merged") is True:
+        return None
+    head = pull.get("head")
+    return head.get("sha") if isinstance(head, dict) else pull.get("sha")
 
 
 def _message(error: urllib.error.HTTPError) -> str:

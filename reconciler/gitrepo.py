@@ -236,8 +236,26 @@ class FleetRepo:
 
     def remote_tree(self, branch: str) -> str | None:
         """The tree of a remote branch as last fetched, or None if it has none."""
+        tip = self.remote_tip(branch)
+        return None if tip is None else self.tree_of(tip)
+
+    def remote_tip(self, branch: str) -> str | None:
+        """The commit of a remote branch as last fetched, or None if it has none."""
         ref = self.repo.references.get(f"refs/remotes/origin/{branch}")
-        return None if ref is None else str(self.repo[ref.target].peel(pygit2.Commit).tree.id)
+        return None if ref is None else str(self.repo[ref.target].peel(pygit2.Commit).id)
+
+    def file_at(self, commit: str, path: str) -> bytes | None:
+        """One fleet file (`path` within the fleet repo) at `commit`; None
+        where it has none."""
+        tree = self._fleet_tree(self.repo[commit].peel(pygit2.Commit).tree)
+        if tree is None:
+            return None
+        try:
+            found = tree[path]
+        except KeyError:
+            return None
+        blob = self.repo[found.id]
+        return blob.data if isinstance(blob, pygit2.Blob) else None
 
     def tree_of(self, commit: str) -> str:
         return str(self.repo[commit].peel(pygit2.Commit).tree.id)

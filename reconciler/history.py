@@ -184,6 +184,7 @@ def _place(entry: Entry | None) -> tuple[object, ...] | None:
         entry.spoke_down_since,
         entry.requeued_from,
         entry.retries,
+        entry.declined,
         why,
     )
 
@@ -202,6 +203,8 @@ def _placement(entry: Entry | None) -> str:
         notes.append("late")
     if entry.spoke_down_since is not None:
         notes.append(f"waits for {entry.spoke}, down")
+    if entry.declined is not None and entry.spoke:
+        notes.append(f"held: a move declined in {entry.declined.pull}")
     line = f"{entry.phase.value}{where}" + (f" ({', '.join(notes)})" if notes else "")
     told = entry.phase in (Phase.PENDING, Phase.INVALID, Phase.SUSPENDED, Phase.CANCELLED)
     return f"{line}: {entry.reason}" if told and entry.reason else line

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 from reconciler import owned, yamlio
+from reconciler.quantities import format_time
 
 LEDGER_PATH = "status/placements.yaml"
 
@@ -43,6 +44,28 @@ FIXED = (Phase.DISPATCHED, Phase.RUNNING)
 FINISHED = (Phase.SUCCEEDED, Phase.FAILED)
 # Placed and not finished: where lateness still matters.
 UNFINISHED = (Phase.PLANNED, Phase.DISPATCHED, Phase.RUNNING)
+
+
+class Declined(BaseModel):
+    """A reviewer closed, unmerged, the pull request that proposed a new place
+    for the job: it keeps what the main branch holds for it (unplaced, or its
+    place there), and is proposed nowhere new, until its AppWrapper changes."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
+    )
+
+    pull: str  # "pull request #7"
+    at: datetime  # when Caspian found it closed
+    ask: str  # JobRequest.ask of the AppWrapper declined: another lifts it
+
+    @property
+    def reason(self) -> str:
+        """Why a job it holds unplaced is: the ledger's `reason`."""
+        return (
+            f"its place was declined in {self.pull} (closed unmerged, seen "
+            f"{format_time(self.at)}): it is proposed again once its AppWrapper changes"
+        )
 
 
 class Entry(BaseModel):
@@ -95,6 +118,9 @@ class Entry(BaseModel):
     # Planned on a spoke that has been down since this: it waits there, planned
     # as it was (not dispatched), until the policy's spokeDownGrace has gone by.
     spoke_down_since: datetime | None = None
+    # Its new place was declined in a pull request (pull-request mode): held
+    # where the main branch has it, while its AppWrapper asks what it asked then.
+    declined: Declined | None = None
 
     @property
     def stopped(self) -> bool:

@@ -6,14 +6,20 @@ main) is a decision for a person to approve. Starting a Job at the start
 main holds for it, recording what the spokes report, pruning finished Jobs and
 dropping the records of removed jobs carry out what was approved: held back
 for a review, an approved job would start only when someone merged.
+
+A reviewer who closes the pull request unmerged declines its new places
+(`declined`): each of those jobs keeps what main holds for it, marked, and is
+proposed nowhere new until its AppWrapper changes (deciding.py holds it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from reconciler.decisions import Decision
-from reconciler.ledger import Entry, Ledger
+from reconciler.ledger import Declined, Entry, Ledger, Phase
+from reconciler.quantities import format_time
 
 Place = tuple[str | None, str | None, datetime | None, str | None]  # spoke, pool, start, Job
 
@@ -60,3 +66,83 @@ def carried_out(decision: Decision, *, old: Ledger) -> Decision:
             "retried": {k: v for k, v in decision.retried.items() if k not in proposed},
         }
     )
+
+
+def declined(
+    main: Ledger, proposal: Ledger, *, asks: Mapping[str, str], pull: str, at: datetime
+) -> Ledger:
+    """`main` with the new places of `proposal`, closed unmerged as `pull`,
+    declined: each job placed anew keeps its record on main, marked with what
+    its AppWrapper asks now (`asks`, by job id); one with no record there is
+    recorded unplaced. A job no longer in the fleet has nothing to hold."""
+    before, offered = main.by_id(), proposal.by_id()
+    marks = {
+        job_id: Declined(pull=pull, at=at, ask=asks[job_id])
+        for job_id in new_places(main, proposal) & asks.keys()
+    }
+    marked = {
+        job_id: before[job_id].model_copy(update={"declined": mark})
+        if job_id in before
+        else _unplaced(offered[job_id], mark)
+        for job_id, mark in marks.items()
+    }
+    entries = tuple(sorted({**before, **marked}.values(), key=lambda entry: entry.id))
+    return main.model_copy(update={"entries": entries})
+
+
+def _unplaced(entry: Entry, mark: Declined) -> Entry:
+    """The record of a job `mark` holds unplaced: what one that places it
+    says of the job (its Job too) and of when it came, as `decide` keeps it."""
+    return Entry(
+        id=entry.id,
+        source=entry.source,
+        phase=Phase.PENDING,
+        job_name=entry.job_name,
+        retries=entry.retries,
+        rerun_after=entry.rerun_after,
+        template_hash=entry.template_hash,
+        first_seen=entry.first_seen,
+        deadline=entry.deadline,
+        cpu=entry.cpu,
+        memory_bytes=entry.memory_bytes,
+        gpu=entry.gpu,
+        reason=mark.reason,
+        declined=mark,
+    )
+
+
+def decline_message(main: Ledger, proposal: Ledger, *, held: Ledger, pull: str) -> str:
+    """The commit message that records a decline: each job, what it was
+    offered, and what it keeps."""
+    before, offered = main.by_id(), proposal.by_id()
+    ids = [e.id for e in held.entries if e.declined is not None and e != before.get(e.id)]
+    lines = [
+        f"- {job_id}: {_where(offered[job_id])} declined; {_kept(before.get(job_id))}"
+        for job_id in ids
+    ]
+    count = f"{len(ids)} job" + ("" if len(ids) == 1 else "s")
+    return "\n".join(
+        [
+            f"decline: {count} ({pull} closed unmerged)",
+            "",
+            f"A reviewer closed {pull} without merging it, so the new places it proposed "
+            "are declined. Each job keeps what this branch holds for it and is proposed "
+            "nowhere new until its AppWrapper changes (any edit to it, a label such as "
+            'run: "2" say, or its removal).',
+            "",
+            *lines,
+            "",
+        ]
+    )
+
+
+def _where(entry: Entry) -> str:
+    start = format_time(entry.planned_start) if entry.planned_start else "-"
+    return f"{entry.spoke} from {start}"
+
+
+def _kept(entry: Entry | None) -> str:
+    if entry is None or entry.phase == Phase.PENDING or entry.spoke is None:
+        return "it stays unplaced"
+    start = format_time(entry.planned_start) if entry.planned_start else "-"
+    return f"it stays {entry.phase.value} on {entry.spoke} from {start}"

@@ -1,6 +1,8 @@
 """One reconcile in pull-request mode, for `caspian watch` and `caspian
-reconcile --once`: `reconciling.propose_once`, then its pull request opened,
-updated or closed on the forge, and the pull request's file written or removed.
+reconcile --once`: a pull request a reviewer closed unmerged recorded as
+declined (`reconciling.decline_once`), then `reconciling.propose_once`, its
+pull request opened, updated or closed on the forge, and the pull request's
+file written or removed.
 """
 
 from __future__ import annotations
@@ -36,12 +38,24 @@ class Round(BaseModel):
 
     proposal: reconciling.Proposal
     pull: str = ""  # what became of its pull request: "#7 opened", "#7 closed"...
+    # A pull request a reviewer closed unmerged, found first and recorded.
+    declining: reconciling.Declining | None = None
 
     @property
     def outcome(self) -> reconciling.Outcome:
         """Of the whole decision: the proposal's, which holds it all, where
         there is one."""
         return self.proposal.proposed or self.proposal.carried
+
+    @property
+    def commit(self) -> str | None:
+        """The last commit it pushed, to main or else for review, if any."""
+        proposed = self.proposal.proposed
+        return (
+            self.proposal.carried.commit
+            or (proposed.commit if proposed else None)
+            or (self.declining.commit if self.declining else None)
+        )
 
     @property
     def tip(self) -> str:
@@ -60,14 +74,29 @@ def propose(
 ) -> Round:
     """Propose what a reconcile places anew, on top of what it carries out on
     the main branch; then write the pull request's file, and open or update
-    its pull request, or close it where nothing is left to propose."""
+    its pull request, or close it where nothing is left to propose. First, a
+    pull request a reviewer closed unmerged declines what it proposed."""
+    number = _closed_unmerged(repo, proposing)
+    declining = (
+        reconciling.decline_once(
+            repo, branch=proposing.branch, pull=f"pull request #{number}", now=now, author=author
+        )
+        if number is not None
+        else None
+    )
     proposal = reconciling.propose_once(
         repo, branch=proposing.branch, now=now, author=author, observer=observer
     )
-    done = Round(proposal=proposal)
+    done = Round(
+        proposal=proposal,
+        declining=declining,
+        pull=f"#{number} declined" if number is not None else "",
+    )
     metrics.AWAITING_REVIEW.set(len(proposal.anew))
     if proposal.proposed is None:
-        return done.model_copy(update={"pull": _withdraw(repo, proposing, tip=done.tip)})
+        return done.model_copy(
+            update={"pull": _withdraw(repo, proposing, tip=done.tip) or done.pull}
+        )
     title, body = reconciling.pull_request(proposal.proposed, anew=proposal.anew)
     if proposing.pr_file is not None:
         proposing.pr_file.write_text(f"# {title}\n\n{body}")
@@ -78,6 +107,19 @@ def propose(
     )
     log.info("pull request #%d %s", number, action)
     return done.model_copy(update={"pull": f"#{number} {action}"})
+
+
+def _closed_unmerged(repo: FleetRepo, proposing: Proposing) -> int | None:
+    """The number of the pull request from the proposal branch, as it is now,
+    that someone closed without merging it, where none is open: a reviewer's
+    no, as dependency bots read one. Caspian's own closes delete the branch."""
+    if proposing.forge is None:
+        return None
+    repo.fetch_tip()
+    tip = repo.remote_tip(proposing.branch)
+    if tip is None:
+        return None
+    return proposing.forge.declined(head=proposing.branch, base=repo.branch, sha=tip)
 
 
 def _withdraw(repo: FleetRepo, proposing: Proposing, *, tip: str) -> str:

@@ -42,7 +42,7 @@ from reconciler.ledger import UNFINISHED, Phase
 from reconciler.loading import load_fleet
 from reconciler.observing import DeclaredCapacity, Observer
 from reconciler.owned import OWNED_PREFIXES
-from reconciler.rendering import RENDERED, SPOKE_FILES, job_path, render
+from reconciler.rendering import RENDERED, SPOKE_FILES, job_path, render, render_ledger
 from reconciler.survey import (
     BROKEN,
     DOWN,
@@ -71,8 +71,12 @@ class Outcome(BaseModel):
 
     @property
     def partial(self) -> bool:
-        """Some job could not be planned: an invalid AppWrapper or no place for it."""
-        return any(e.phase in (Phase.INVALID, Phase.PENDING) for e in self.decision.ledger.entries)
+        """Some job could not be planned: an invalid AppWrapper or no place for
+        it. One a review declined is held by choice, as a suspended one is."""
+        return any(
+            e.phase == Phase.INVALID or (e.phase == Phase.PENDING and e.declined is None)
+            for e in self.decision.ledger.entries
+        )
 
 
 def fleet_in(
@@ -329,6 +333,78 @@ def propose_once(
             proposed = proposed.model_copy(update={"commit": commit})
         return Proposal(carried=carried, proposed=proposed, anew=anew)
     raise AssertionError("unreachable")
+
+
+class Declining(BaseModel):
+    """A proposal a reviewer closed unmerged, recorded as declined (`decline_once`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    pull: str  # "pull request #7"
+    commit: str | None = None  # pushed to the main branch, where it held any job
+    held: tuple[str, ...] = ()  # the jobs it holds
+
+
+def decline_once(
+    repo: FleetRepo,
+    *,
+    branch: str,
+    pull: str,
+    now: datetime,
+    author: Identity,
+    attempts: int = 4,
+    backoff_s: float = 0.5,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Declining:
+    """A reviewer closed the proposal on `branch` unmerged (`pull`): record on
+    the main branch that its new places are declined (proposals.declined), so
+    that the next proposal holds only what is still to review; where nothing
+    is, the branch is withdrawn. No job is held where main holds what it
+    proposed."""
+    tip = repo.remote_tip(branch)
+    done = Declining(pull=pull)
+    for attempt in range(1, attempts + 1):
+        snapshot = repo.fetch()
+        main = previous_ledger(snapshot.files)
+        proposal = _proposed_ledger(repo, tip, pull=pull) or main
+        fleet = fleet_in(snapshot.files, links=snapshot.links, read=main)
+        asks = {job.id: job.ask for job in fleet.jobs}
+        held = proposals.declined(main, proposal, asks=asks, pull=pull, at=now)
+        before = main.by_id()
+        held_now = tuple(e.id for e in held.entries if e != before.get(e.id))
+        if not held_now:
+            break
+        owned_files = {p: b for p, b in snapshot.files.items() if p.startswith(OWNED_PREFIXES)}
+        commit = repo.commit(
+            parent=snapshot.commit,
+            files={**owned_files, ledger.LEDGER_PATH: render_ledger(held)},
+            owned=OWNED_PREFIXES,
+            message=proposals.decline_message(main, proposal, held=held, pull=pull),
+            author=author,
+            now=now,
+        )
+        try:
+            if commit is not None:
+                repo.push(commit)
+        except RemoteMovedError as moved:
+            _back_off(moved, attempt=attempt, attempts=attempts, backoff_s=backoff_s, sleep=sleep)
+            continue
+        log.info("%s was closed unmerged: declined %s", pull, ", ".join(held_now))
+        done = Declining(pull=pull, commit=commit, held=held_now)
+        break
+    return done
+
+
+def _proposed_ledger(repo: FleetRepo, tip: str | None, *, pull: str) -> ledger.Ledger | None:
+    """The ledger a proposal's commit holds; None where it has none Caspian
+    can read (edited in the pull request, say): nothing is declined then."""
+    if tip is None:
+        return None
+    try:
+        return ledger.parse(repo.file_at(tip, ledger.LEDGER_PATH))
+    except ledger.LedgerError as error:
+        log.warning("%s: its ledger cannot be read, so nothing is declined: %s", pull, error)
+        return None
 
 
 def _carries_out(carried: Outcome, *, old: ledger.Ledger) -> bool:

@@ -172,13 +172,11 @@ class Watcher:
         done = proposing.propose(
             self.repo, self.settings.proposing, now=now, author=self.author, observer=self.observer
         )
-        carried, proposed = done.proposal.carried, done.proposal.proposed
-        commit = carried.commit or (proposed.commit if proposed else None)
         return _Done(
             done.outcome,
-            read=carried.input_commit,
+            read=done.proposal.carried.input_commit,
             tip=done.tip,
-            commit=commit,
+            commit=done.commit,
             pull=done.pull,
             awaiting_review=len(done.proposal.anew),
         )

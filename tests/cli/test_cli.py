@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -1283,7 +1284,8 @@ def test_a_one_shot_reconcile_can_propose_for_review_on_a_forge(run, tmp_path, m
 
     def handler(request, method, body):
         if method == "GET":
-            return 200, [p for p in pulls if p["state"] == "open"]
+            state = "closed" if "state=closed" in request.path else "open"
+            return 200, [p for p in pulls if p["state"] == state]
         pulls.append({"number": 1, "state": "open", **body, "head": {"ref": body["head"]}})
         return 201, pulls[-1]
 
@@ -1316,6 +1318,49 @@ def test_a_one_shot_reconcile_can_propose_for_review_on_a_forge(run, tmp_path, m
     monkeypatch.delenv("CASPIAN_FORGE_TOKEN")
     tokenless = run("reconcile", "--once", "--repo", remote, *propose, *AT)
     assert tokenless.exit_code == 2 and "--forge needs" in tokenless.output
+
+
+def test_a_one_shot_reconcile_records_a_pull_request_closed_unmerged_as_declined(
+    run, tmp_path, monkeypatch
+):
+    import pygit2
+
+    from tests.fakeforge import serve_forge
+
+    remote = tmp_path / "fleet.git"
+    assert run("init", "--bare", remote).exit_code == 0
+    pulls: list[dict] = []
+
+    def handler(request, method, body):
+        if method == "GET":
+            state = "closed" if "state=closed" in request.path else "open"
+            return 200, [p for p in pulls if p["state"] == state]
+        pulls.append({"number": len(pulls) + 1, "state": "open", "head": {"ref": body["head"]}})
+        return 201, pulls[-1]
+
+    monkeypatch.setenv("CASPIAN_FORGE_TOKEN", "forge-token")
+    with serve_forge(handler) as url:
+        propose = ["--propose", "caspian/placement", "--forge", "github", "--forge-url", url]
+        propose += ["--forge-repo", "fleet/jobs"]
+        assert run("reconcile", "--once", "--repo", remote, *propose, *AT).exit_code == 0
+        tip = str(pygit2.Repository(str(remote)).references["refs/heads/caspian/placement"].target)
+        pulls[0].update(state="closed", head={"ref": "caspian/placement", "sha": tip})
+        # As a scheduled CI job runs it: each time from a fresh checkout, no mirror kept.
+        shutil.rmtree(tmp_path / "cache")
+        declined = run("reconcile", "--once", "--repo", remote, *propose, *AT)
+        # Held by a reviewer's choice, not for want of room: no partial exit.
+        assert declined.exit_code == 0, declined.output
+        said = declined.output.splitlines()
+        assert said[-2] == (
+            f"pull request #1 was closed unmerged: committed {gitutil.head(remote)[:12]}, which "
+            "declines its new places (batch/backfill-eu, batch/climate-sim, batch/etl-daily, "
+            "batch/eval-nightly, batch/finetune-llm, batch/hyperparam-sweep, "
+            "batch/render-frames, batch/report-urgent, batch/train-resnet, and 1 more); each "
+            "is proposed again once its AppWrapper changes"
+        )
+        assert said[-1].startswith("nothing to place anew at ")
+        again = run("reconcile", "--once", "--repo", remote, *propose, *AT)
+        assert again.exit_code == 0 and len(pulls) == 1  # not opened again
 
 
 def test_pull_request_mode_is_also_set_from_the_environment(run, tmp_path, monkeypatch):

@@ -301,3 +301,27 @@ def test_a_job_no_reconcile_has_placed_yet_shows_its_files_commits(tmp_path) -> 
     assert len(_events(remote, tmp_path, "media/etl-hourly")) == 1
     several = _run(remote, tmp_path, "history", "etl-hourly")
     assert several.exit_code == 1 and "is no job in the ledger" in several.output
+
+
+def test_a_declined_move_is_an_event_of_its_own() -> None:
+    spec = b"kind: AppWrapper\n"
+    planned = _entry("Planned", spoke="paris", plannedStart="2026-11-22T05:00:00Z")
+    mark = {"pull": "pull request #7", "at": "2026-11-22T04:00:00Z", "ask": "0123456789abcdef"}
+    revisions = [  # newest first
+        _revision(
+            "d",
+            4,
+            entry=planned | {"declined": mark},
+            text=spec,
+            message="decline: 1 job (pull request #7 closed unmerged)\n\n"
+            f"- {JOB}: frankfurt from 2026-11-22T07:00:00Z declined; it stays Planned on paris\n",
+        ),
+        _revision("c", 3, entry=planned, text=spec, message="place: 1 job\n"),
+        _revision("b", 2, entry=None, text=spec, message="Add it\n"),
+    ]
+    found = history(JOB, FILE, revisions)
+    assert [e.commit for e in found.events] == ["b", "c", "d"]
+    assert found.events[-1].what == (
+        "Planned on paris from 2026-11-22T05:00:00Z (held: a move declined in pull request #7)"
+    )
+    assert found.events[-1].said[0].endswith("declined; it stays Planned on paris")

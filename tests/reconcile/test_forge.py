@@ -207,3 +207,51 @@ def test_on_gitea_its_own_pull_request_is_found_past_the_first_page() -> None:
         pulls.remove(ours)  # none of them ours: every page read, and no more
         assert gitea.close(head="caspian/placement", base="main", comment="why") is None
         assert asked == ["1", "2", "3"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "closed", "asked"),
+    [
+        (
+            "github",
+            {"number": 7, "head": {"ref": "caspian/placement", "sha": "abc"}, "merged_at": None},
+            "state=closed&base=main&head=fleet%3Acaspian%2Fplacement",
+        ),
+        (
+            "gitea",
+            {"number": 7, "head": {"ref": "caspian/placement", "sha": "abc"}, "merged": False},
+            "state=closed&base=main",
+        ),
+        (
+            "gitlab",
+            {"iid": 7, "source_branch": "caspian/placement", "sha": "abc"},
+            "state=closed&source_branch=caspian%2Fplacement&target_branch=main",
+        ),
+    ],
+)
+def test_a_pull_request_closed_unmerged_at_the_branchs_tip_is_a_decline(
+    kind, closed, asked
+) -> None:
+    """Merged ones (GitHub's merged_at, Gitea's merged), ones closed at another
+    commit, and any while one is open, are not."""
+    state = {"open": [], "closed": [closed]}
+    paths: list[str] = []
+
+    def handler(request, method, body):
+        paths.append(request.path)
+        said = "closed" if "state=closed" in request.path else "open"
+        return 200, state[said]
+
+    with serve_forge(handler, scheme="token" if kind == "gitea" else "Bearer") as url:
+        on = Forge(kind=kind, url=url, repo="fleet/jobs", token=TOKEN)
+        ask = {"head": "caspian/placement", "base": "main"}
+        assert on.declined(**ask, sha="abc") == 7
+        assert asked in paths[-1]
+        assert on.declined(**ask, sha="def") is None  # pushed since: not what was closed
+        if kind != "gitlab":  # GitLab lists a merged one as "merged", not "closed"
+            merged = {"merged_at": "2026-12-01T10:00:00Z"} if kind == "github" else {"merged": True}
+            state["closed"] = [{**closed, **merged}]
+            assert on.declined(**ask, sha="abc") is None
+            state["closed"] = [closed]
+        state["open"] = [{**closed, "number": 8, "iid": 8}]
+        assert on.declined(**ask, sha="abc") is None

@@ -353,7 +353,8 @@ class PullRequests:
     def __call__(self, seen, method, body):
         if method == "GET":
             self.gets += 1
-            return 200, [p for p in self.pulls if p["state"] == "open"]
+            state = "closed" if "state=closed" in seen.path else "open"
+            return 200, [p for p in self.pulls if p["state"] == state]
         if method == "POST" and seen.path.endswith("/comments"):
             number = int(seen.path.split("/")[-2])
             self.comments.setdefault(number, []).append(body["body"])
@@ -448,6 +449,71 @@ def test_a_proposal_that_no_longer_applies_is_closed_and_its_branch_deleted(remo
         watcher._seen = None
         watcher.reconcile()  # idle: the forge is not asked again
         assert api.gets == asked
+
+
+def test_a_pull_request_a_reviewer_closes_is_declined_not_opened_again(remote, tmp_path):
+    with proposing_watcher(remote, tmp_path) as (watcher, api):
+        watcher.reconcile()
+        repo = pygit2.Repository(str(remote))
+        tip = str(repo.references["refs/heads/caspian/placement"].target)
+        # The reviewer closes it unmerged; the forge names the commit it was at.
+        api.pulls[0].update({"state": "closed", "head": {"ref": "caspian/placement", "sha": tip}})
+        main_before = gitutil.head(remote)
+        watcher._seen = None
+        assert watcher.reconcile().result.startswith("committed")
+        # Recorded on main, on its tip of before: every job it placed is held.
+        print(
+            subprocess.run(
+                ["git", "-C", str(remote), "log", "--format=%h %s", "-4"],
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
+        assert repo[gitutil.head(remote)].parent_ids == [pygit2.Oid(hex=main_before)]
+        assert gitutil.message(remote).startswith(
+            "decline: 10 jobs (pull request #1 closed unmerged)\n"
+        )
+        records = gitutil.ledger(remote)
+        assert len(records) == 10
+        assert all(
+            r["phase"] == "Pending" and r["declined"]["pull"] == "pull request #1"
+            for r in records.values()
+        )
+        assert not any(path.startswith("rendered/batch") for path in gitutil.files(remote))
+        # Not proposed again: the branch is gone, no pull request opened.
+        assert "refs/heads/caspian/placement" not in repo.references
+        assert api.posts == 1 and watcher.status.awaiting_review == 0
+        assert watcher.status.pull == "#1 declined"
+        watcher._seen = None
+        watcher.clock = lambda: NOW + timedelta(minutes=15)  # and not at the next slot
+        watcher.reconcile()
+        assert api.posts == 1 and "refs/heads/caspian/placement" not in repo.references
+        # An edit to one AppWrapper lifts its hold: it alone is proposed.
+        doc = yaml.safe_load(gitutil.read(remote, "jobs/etl-daily.yaml"))
+        doc["metadata"]["annotations"]["caspian.dev/complete-within"] = "20h"
+        gitutil.user_commit(remote, {"jobs/etl-daily.yaml": yaml.safe_dump(doc).encode()})
+        watcher._seen = None
+        watcher.reconcile()
+        assert api.posts == 2 and api.pulls[1]["state"] == "open"
+        assert watcher.status.pull == "#2 opened" and watcher.status.awaiting_review == 1
+
+
+def test_a_job_pushed_while_its_proposal_was_declined_is_proposed_alone(remote, tmp_path):
+    with proposing_watcher(remote, tmp_path) as (watcher, api):
+        watcher.reconcile()
+        repo = pygit2.Repository(str(remote))
+        tip = str(repo.references["refs/heads/caspian/placement"].target)
+        api.pulls[0].update({"state": "closed", "head": {"ref": "caspian/placement", "sha": tip}})
+        gitutil.user_commit(remote, {"jobs/extra.yaml": appwrapper("extra").encode()})
+        watcher._seen = None
+        watcher.reconcile()
+        assert gitutil.message(remote).startswith("decline: 10 jobs")
+        assert "batch/extra" not in gitutil.ledger(remote)  # not in what was declined
+        # The branch now holds the next proposal: the new job alone, for review.
+        proposal = repo.references["refs/heads/caspian/placement"].target
+        assert str(proposal) != tip and repo[proposal].parents[0].id == repo.head.target
+        assert api.posts == 2 and watcher.status.pull == "#2 opened"
+        assert watcher.status.awaiting_review == 1
 
 
 def test_finished_jobs_leave_rendered_after_the_retention(remote, tmp_path) -> None:
