@@ -72,6 +72,12 @@ def serve(
             except ValueError:  # not JSON, or not even text
                 self._reply(400, b"not JSON\n")
                 return
+            proposing = watcher.settings.proposing
+            if proposing is not None and _closes_pull_from(payload, proposing.branch):
+                # Main has not moved, so its tip alone would read as nothing to do.
+                watcher.trigger(f"webhook (pull request from {proposing.branch} closed)", anew=True)
+                self._reply(202, b"queued\n")
+                return
             ref = payload.get("ref") if isinstance(payload, dict) else None
             if ref is not None and ref != f"refs/heads/{watcher.repo.branch}":
                 self._reply(202, b"ignored: another branch\n")
@@ -97,6 +103,24 @@ def serve(
 
 class _IPv6Server(ThreadingHTTPServer):
     address_family = socket.AF_INET6
+
+
+def _closes_pull_from(payload: Any, branch: str) -> bool:
+    """Whether a forge's pull request event says the one from `branch` was
+    closed, merged or not: GitHub's and Gitea's `pull_request` event with
+    action "closed", GitLab's merge request hook with action "close" or "merge"."""
+    if not isinstance(payload, dict):
+        return False
+    pull, attributes = payload.get("pull_request"), payload.get("object_attributes")
+    if isinstance(pull, dict) and payload.get("action") == "closed":
+        head = pull.get("head")
+        return isinstance(head, dict) and head.get("ref") == branch
+    if payload.get("object_kind") == "merge_request" and isinstance(attributes, dict):
+        return (
+            attributes.get("action") in ("close", "merge")
+            and attributes.get("source_branch") == branch
+        )
+    return False
 
 
 def _signed(body: bytes, headers: Any, secret: str) -> bool:

@@ -84,9 +84,16 @@ class Watcher:
         self._seen: tuple[str, float] | None = None  # (tip, slot start) last decided on
         self._slot_seconds = 900
         self._skipping: set[str] = set()  # the problem lines logged, while they last
+        # Set by a trigger from another thread: the next reconcile decides
+        # whatever the tip and slot, even one that began before it.
+        self._anew = False
 
-    def trigger(self, reason: str) -> None:
+    def trigger(self, reason: str, *, anew: bool = False) -> None:
+        """Wake the loop; `anew`: reconcile even if the tip and slot are those
+        last decided on (a pull request closed changes neither)."""
         log.info("woken: %s", reason)
+        if anew:
+            self._anew = True
         self.wake.set()
 
     def stop(self) -> None:
@@ -113,7 +120,8 @@ class Watcher:
         slot = math.floor(now.timestamp() / self._slot_seconds) * self._slot_seconds
         try:
             tip = self.repo.fetch_tip()
-            if self._seen == (tip, slot):
+            anew, self._anew = self._anew, False
+            if self._seen == (tip, slot) and not anew:
                 self.status = Status(result="skipped", at=now, input_commit=tip)
                 metrics.RECONCILES.labels(result="skipped").inc()
                 metrics.LAST_SUCCESS.set(now.timestamp())  # idle is healthy

@@ -659,3 +659,41 @@ def test_only_a_reconcile_that_works_moves_the_last_success_time(remote, tmp_pat
     broken = watcher_for(str(tmp_path / "gone.git"), tmp_path / "other")
     assert broken.reconcile().result == "error"
     assert last_success() == moment
+
+
+def test_a_pull_request_closed_wakes_it_to_decide_again_on_the_same_tip(remote, tmp_path):
+    """GitHub's and Gitea's pull_request event, GitLab's merge request hook:
+    main has not moved, but what became of the proposal has."""
+    with proposing_watcher(remote, tmp_path) as (watcher, _):
+        server = serve(watcher, host="127.0.0.1", port=0, secret="hook-secret")
+        url = f"http://127.0.0.1:{server.server_port}/webhook"
+        try:
+            assert watcher.reconcile().result.startswith("committed")
+            assert watcher.reconcile().result == "skipped"
+            for event, anew in [
+                ({"action": "closed", "pull_request": {"head": {"ref": "team/x"}}}, False),
+                (
+                    {"action": "opened", "pull_request": {"head": {"ref": "caspian/placement"}}},
+                    False,
+                ),
+                (
+                    {"action": "closed", "pull_request": {"head": {"ref": "caspian/placement"}}},
+                    True,
+                ),
+                (
+                    {
+                        "object_kind": "merge_request",
+                        "object_attributes": {
+                            "action": "close",
+                            "source_branch": "caspian/placement",
+                        },
+                    },
+                    True,
+                ),
+            ]:
+                body = json.dumps(event).encode()
+                assert _post(url, body, _sign(body)) == 202
+                assert (watcher.reconcile().result != "skipped") == anew
+                assert watcher.reconcile().result == "skipped"  # once only
+        finally:
+            server.shutdown()
