@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from reconciler import metrics, reconciling
-from reconciler.forge import Forge
+from reconciler.forge import Forge, ForgeError
 from reconciler.gitrepo import FleetRepo, Identity
 from reconciler.observing import Observer
 
@@ -119,7 +119,13 @@ def _closed_unmerged(repo: FleetRepo, proposing: Proposing) -> int | None:
     tip = repo.remote_tip(proposing.branch)
     if tip is None:
         return None
-    return proposing.forge.declined(head=proposing.branch, base=repo.branch, sha=tip)
+    try:
+        return proposing.forge.declined(head=proposing.branch, base=repo.branch, sha=tip)
+    except ForgeError as error:
+        # A forge that is down holds up no dispatch on main: it is asked again
+        # at the next reconcile.
+        log.warning("cannot tell whether the pull request was closed: %s", error)
+        return None
 
 
 def _withdraw(repo: FleetRepo, proposing: Proposing, *, tip: str) -> str:

@@ -349,8 +349,11 @@ class PullRequests:
         self.pulls: list[dict] = []
         self.comments: dict[int, list[str]] = {}
         self.gets = self.posts = self.patches = 0
+        self.down = False  # answers 502, as a proxy in front of a forge that is down
 
     def __call__(self, seen, method, body):
+        if self.down:
+            return 502, b"<html>Bad Gateway</html>"
         if method == "GET":
             self.gets += 1
             state = "closed" if "state=closed" in seen.path else "open"
@@ -514,6 +517,25 @@ def test_a_job_pushed_while_its_proposal_was_declined_is_proposed_alone(remote, 
         assert str(proposal) != tip and repo[proposal].parents[0].id == repo.head.target
         assert api.posts == 2 and watcher.status.pull == "#2 opened"
         assert watcher.status.awaiting_review == 1
+
+
+def test_a_forge_that_is_down_holds_up_no_dispatch_on_main(remote, tmp_path):
+    with proposing_watcher(remote, tmp_path) as (watcher, api):
+        watcher.reconcile()
+        repo = pygit2.Repository(str(remote))
+        proposal = repo.references["refs/heads/caspian/placement"].target
+        repo.references["refs/heads/main"].set_target(proposal)  # merged
+        due = min(
+            (e for e in gitutil.ledger(remote).values() if e["phase"] == "Planned"),
+            key=lambda e: e["plannedStart"],
+        )
+        api.down = True
+        watcher.clock = lambda: datetime.fromisoformat(due["plannedStart"].replace("Z", "+00:00"))
+        done = watcher.reconcile()
+        # The dispatch is on main; then the pull request could not be closed.
+        assert gitutil.message(remote).startswith("dispatch: 1 job")
+        assert gitutil.ledger(remote)[due["id"]]["phase"] == "Dispatched"
+        assert done.result == "error" and "HTTP 502" in done.error
 
 
 def test_finished_jobs_leave_rendered_after_the_retention(remote, tmp_path) -> None:
