@@ -439,6 +439,11 @@ def _commit(repo: FleetRepo, outcome: Outcome, *, author: Identity, now: datetim
     )
 
 
+# What a reviewer's choice does, first in every pull request's body.
+REVIEWING = (
+    "Merge to approve these places. Close without merging to decline them: each "
+    "job is then held (left unplaced, or where main has it) until its AppWrapper changes."
+)
 # GitHub refuses a pull request whose body is longer than 65,536 characters.
 MOST_BODY = 60_000
 
@@ -457,6 +462,7 @@ def pull_request(proposed: Outcome, *, anew: Collection[str]) -> tuple[str, str]
         f"Placed anew, for review ({len(anew)}; the commit message lists every job):\n\n"
         + messages.placement_table(decision, only=anew),
     )
+    text = f"{REVIEWING}\n\n{text}"
     tail = f"\n\n```\n{trailers}\n```\n"
     if len(text) + len(tail) > MOST_BODY:
         kept = text[: MOST_BODY - len(tail) - 200].rsplit("\n", 1)[0]

@@ -159,6 +159,7 @@ def test_the_pull_request_lists_the_jobs_placed_anew_and_fits_a_forge(remote, tm
     rows = [line for line in body.splitlines() if line.startswith("| ") and "/" in line]
     assert [row.split("|")[1].strip() for row in rows] == ["batch/extra"]
     assert "Placed anew, for review (1; the commit message lists every job)" in body
+    assert body.startswith("Merge to approve these places. Close without merging to decline")
     assert body.endswith(f"Caspian-Plan-Id: {proposal.proposed.message.split()[-1]}\n```\n")
     # A fleet's worth of lines is cut, at a line, to what GitHub takes.
     said = proposal.proposed.message
