@@ -337,17 +337,21 @@ def _decide(
         *kept,
         *held,
         *(
-            _job_entry(
+            _reviewed(
+                _job_entry(
+                    job,
+                    prevs[job.id],
+                    verdicts,
+                    plan=plan,
+                    qos=qos,
+                    horizon=horizon,
+                    fleet=fleet,
+                    spokes=spokes,
+                    down=down,
+                    now=now,
+                ),
                 job,
-                prevs[job.id],
                 verdicts,
-                plan=plan,
-                qos=qos,
-                horizon=horizon,
-                fleet=fleet,
-                spokes=spokes,
-                down=down,
-                now=now,
             )
             for job in jobs
         ),
@@ -456,6 +460,17 @@ def _instance(
     )
 
 
+def _reviewed(entry: Entry, job: JobRequest, verdicts: _Verdicts) -> Entry:
+    """A job's new record, saying so while a review's decline holds it."""
+    mark = verdicts.declined.get(job.id)
+    if mark is not None and job.id in verdicts.unplaced:
+        return entry.model_copy(update={"declined": mark, "reason": mark.reason})
+    # Held at its place, or on its spoke; not once it has finished, nor where
+    # its place on main could not be kept (it is placed anew).
+    kept = mark if job.id in verdicts.pinned or entry.phase in FIXED else None
+    return entry if entry.declined == kept else entry.model_copy(update={"declined": kept})
+
+
 def _job_entry(
     job: JobRequest,
     prev: Entry | None,
@@ -469,42 +484,7 @@ def _job_entry(
     down: Collection[str],
     now: datetime,
 ) -> Entry:
-    """A valid job's new record: as it finished, held, waiting, or where the
-    plan puts it; one a review declined keeps saying so while that holds it."""
-    entry = _new_record(
-        job,
-        prev,
-        verdicts,
-        plan=plan,
-        qos=qos,
-        horizon=horizon,
-        fleet=fleet,
-        spokes=spokes,
-        down=down,
-        now=now,
-    )
-    mark = verdicts.declined.get(job.id)
-    if mark is not None and job.id in verdicts.unplaced:
-        return entry.model_copy(update={"declined": mark, "reason": mark.reason})
-    # Held at its place, or on its spoke; not once it has finished, nor where
-    # its place on main could not be kept (it is placed anew).
-    kept = mark if job.id in verdicts.pinned or entry.phase in FIXED else None
-    return entry if entry.declined == kept else entry.model_copy(update={"declined": kept})
-
-
-def _new_record(
-    job: JobRequest,
-    prev: Entry | None,
-    verdicts: _Verdicts,
-    *,
-    plan: Plan,
-    qos: Plan,
-    horizon: Window,
-    fleet: Fleet,
-    spokes: Mapping[str, SpokeState],
-    down: Collection[str],
-    now: datetime,
-) -> Entry:
+    """A valid job's new record: as it finished, held, waiting, or where the plan puts it."""
     if job.id in verdicts.finished:
         assert prev is not None  # it finished where the ledger placed it
         # Its file may be back after a removal: the record is live again. It

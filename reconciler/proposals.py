@@ -90,25 +90,27 @@ def declined(
     return main.model_copy(update={"entries": entries})
 
 
+# What a record that places a job says of the job and of when it came, as
+# `decide` keeps it for one placed nowhere.
+_OF_THE_JOB = {
+    "id",
+    "source",
+    "job_name",
+    "retries",
+    "rerun_after",
+    "template_hash",
+    "first_seen",
+    "deadline",
+    "cpu",
+    "memory_bytes",
+    "gpu",
+}
+
+
 def _unplaced(entry: Entry, mark: Declined) -> Entry:
-    """The record of a job `mark` holds unplaced: what one that places it
-    says of the job (its Job too) and of when it came, as `decide` keeps it."""
-    return Entry(
-        id=entry.id,
-        source=entry.source,
-        phase=Phase.PENDING,
-        job_name=entry.job_name,
-        retries=entry.retries,
-        rerun_after=entry.rerun_after,
-        template_hash=entry.template_hash,
-        first_seen=entry.first_seen,
-        deadline=entry.deadline,
-        cpu=entry.cpu,
-        memory_bytes=entry.memory_bytes,
-        gpu=entry.gpu,
-        reason=mark.reason,
-        declined=mark,
-    )
+    """The record of a job `mark` holds unplaced, from one that placed it."""
+    kept = entry.model_dump(include=_OF_THE_JOB)
+    return Entry(**kept, phase=Phase.PENDING, reason=mark.reason, declined=mark)
 
 
 def decline_message(main: Ledger, proposal: Ledger, *, held: Ledger, pull: str) -> str:
@@ -144,5 +146,4 @@ def _where(entry: Entry) -> str:
 def _kept(entry: Entry | None) -> str:
     if entry is None or entry.phase == Phase.PENDING or entry.spoke is None:
         return "it stays unplaced"
-    start = format_time(entry.planned_start) if entry.planned_start else "-"
-    return f"it stays {entry.phase.value} on {entry.spoke} from {start}"
+    return f"it stays {entry.phase.value} on {_where(entry)}"

@@ -52,3 +52,39 @@ def serve_forge(handler: Any, *, scheme: str = "Bearer") -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class PullRequests:
+    """A forge stand-in for GitHub's pulls API, and its issue comments."""
+
+    def __init__(self) -> None:
+        self.pulls: list[dict] = []
+        self.comments: dict[int, list[str]] = {}
+        self.gets = self.posts = self.patches = 0
+        self.down = False  # answers 502, as a proxy in front of a forge that is down
+
+    def __call__(self, seen, method, body):
+        if self.down:
+            return 502, b"<html>Bad Gateway</html>"
+        if method == "GET":
+            self.gets += 1
+            state = "closed" if "state=closed" in seen.path else "open"
+            return 200, [p for p in self.pulls if p["state"] == state]
+        if method == "POST" and seen.path.endswith("/comments"):
+            number = int(seen.path.split("/")[-2])
+            self.comments.setdefault(number, []).append(body["body"])
+            return 201, {"id": 1, "body": body["body"]}
+        if method == "POST":
+            self.posts += 1
+            pull = {
+                "number": len(self.pulls) + 1,
+                "state": "open",
+                **body,
+                "head": {"ref": body["head"]},
+            }
+            self.pulls.append(pull)
+            return 201, pull
+        self.patches += 1
+        number = int(seen.path.rsplit("/", 1)[1])
+        self.pulls[number - 1].update(body)
+        return 200, self.pulls[number - 1]

@@ -1276,22 +1276,16 @@ def test_a_json_log_line_holds_the_traceback_of_an_exception() -> None:
 def test_a_one_shot_reconcile_can_propose_for_review_on_a_forge(run, tmp_path, monkeypatch):
     import pygit2
 
-    from tests.fakeforge import serve_forge
+    from tests.fakeforge import PullRequests, serve_forge
 
     remote = tmp_path / "fleet.git"
     assert run("init", "--bare", remote).exit_code == 0
-    pulls: list[dict] = []
-
-    def handler(request, method, body):
-        if method == "GET":
-            state = "closed" if "state=closed" in request.path else "open"
-            return 200, [p for p in pulls if p["state"] == state]
-        pulls.append({"number": 1, "state": "open", **body, "head": {"ref": body["head"]}})
-        return 201, pulls[-1]
+    api = PullRequests()
+    pulls = api.pulls
 
     monkeypatch.setenv("CASPIAN_FORGE_TOKEN", "forge-token")
     main_before = gitutil.head(remote)
-    with serve_forge(handler) as url:
+    with serve_forge(api) as url:
         propose = ["--propose", "caspian/placement", "--pr-file", tmp_path / "pr.md"]
         propose += ["--forge", "github", "--forge-url", url, "--forge-repo", "fleet/jobs"]
         first = run("reconcile", "--once", "--repo", remote, *propose, *AT)
@@ -1325,21 +1319,15 @@ def test_a_one_shot_reconcile_records_a_pull_request_closed_unmerged_as_declined
 ):
     import pygit2
 
-    from tests.fakeforge import serve_forge
+    from tests.fakeforge import PullRequests, serve_forge
 
     remote = tmp_path / "fleet.git"
     assert run("init", "--bare", remote).exit_code == 0
-    pulls: list[dict] = []
-
-    def handler(request, method, body):
-        if method == "GET":
-            state = "closed" if "state=closed" in request.path else "open"
-            return 200, [p for p in pulls if p["state"] == state]
-        pulls.append({"number": len(pulls) + 1, "state": "open", "head": {"ref": body["head"]}})
-        return 201, pulls[-1]
+    api = PullRequests()
+    pulls = api.pulls
 
     monkeypatch.setenv("CASPIAN_FORGE_TOKEN", "forge-token")
-    with serve_forge(handler) as url:
+    with serve_forge(api) as url:
         propose = ["--propose", "caspian/placement", "--forge", "github", "--forge-url", url]
         propose += ["--forge-repo", "fleet/jobs"]
         assert run("reconcile", "--once", "--repo", remote, *propose, *AT).exit_code == 0

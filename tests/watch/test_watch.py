@@ -29,6 +29,7 @@ from reconciler.serving import serve
 from reconciler.watching import Watcher, WatchSettings
 from tests import gitutil
 from tests.conftest import BOT, NOW
+from tests.fakeforge import PullRequests
 from tests.fleet.helpers import appwrapper
 from tests.gitdaemon import GIT, free_port, git_daemon
 
@@ -342,42 +343,6 @@ def test_watch_reads_and_writes_a_fleet_in_a_directory_of_a_larger_repo(tmp_path
             process.kill()
 
 
-class PullRequests:
-    """A forge stand-in for GitHub's pulls API, and its issue comments."""
-
-    def __init__(self) -> None:
-        self.pulls: list[dict] = []
-        self.comments: dict[int, list[str]] = {}
-        self.gets = self.posts = self.patches = 0
-        self.down = False  # answers 502, as a proxy in front of a forge that is down
-
-    def __call__(self, seen, method, body):
-        if self.down:
-            return 502, b"<html>Bad Gateway</html>"
-        if method == "GET":
-            self.gets += 1
-            state = "closed" if "state=closed" in seen.path else "open"
-            return 200, [p for p in self.pulls if p["state"] == state]
-        if method == "POST" and seen.path.endswith("/comments"):
-            number = int(seen.path.split("/")[-2])
-            self.comments.setdefault(number, []).append(body["body"])
-            return 201, {"id": 1, "body": body["body"]}
-        if method == "POST":
-            self.posts += 1
-            pull = {
-                "number": len(self.pulls) + 1,
-                "state": "open",
-                **body,
-                "head": {"ref": body["head"]},
-            }
-            self.pulls.append(pull)
-            return 201, pull
-        self.patches += 1
-        number = int(seen.path.rsplit("/", 1)[1])
-        self.pulls[number - 1].update(body)
-        return 200, self.pulls[number - 1]
-
-
 @contextmanager
 def proposing_watcher(remote: Path, tmp_path: Path) -> Iterator[tuple[Watcher, PullRequests]]:
     """A watcher in pull-request mode, and the GitHub stand-in it opens them on."""
@@ -454,13 +419,19 @@ def test_a_proposal_that_no_longer_applies_is_closed_and_its_branch_deleted(remo
         assert api.gets == asked
 
 
+def _close_unmerged(repo: pygit2.Repository, api: PullRequests) -> str:
+    """A reviewer closes the first pull request unmerged; the forge names the
+    commit its branch was at, which this returns."""
+    tip = str(repo.references["refs/heads/caspian/placement"].target)
+    api.pulls[0].update({"state": "closed", "head": {"ref": "caspian/placement", "sha": tip}})
+    return tip
+
+
 def test_a_pull_request_a_reviewer_closes_is_declined_not_opened_again(remote, tmp_path):
     with proposing_watcher(remote, tmp_path) as (watcher, api):
         watcher.reconcile()
         repo = pygit2.Repository(str(remote))
-        tip = str(repo.references["refs/heads/caspian/placement"].target)
-        # The reviewer closes it unmerged; the forge names the commit it was at.
-        api.pulls[0].update({"state": "closed", "head": {"ref": "caspian/placement", "sha": tip}})
+        _close_unmerged(repo, api)
         main_before = gitutil.head(remote)
         watcher._seen = None
         assert watcher.reconcile().result.startswith("committed")
@@ -505,8 +476,7 @@ def test_a_job_pushed_while_its_proposal_was_declined_is_proposed_alone(remote, 
     with proposing_watcher(remote, tmp_path) as (watcher, api):
         watcher.reconcile()
         repo = pygit2.Repository(str(remote))
-        tip = str(repo.references["refs/heads/caspian/placement"].target)
-        api.pulls[0].update({"state": "closed", "head": {"ref": "caspian/placement", "sha": tip}})
+        tip = _close_unmerged(repo, api)
         gitutil.user_commit(remote, {"jobs/extra.yaml": appwrapper("extra").encode()})
         watcher._seen = None
         watcher.reconcile()
