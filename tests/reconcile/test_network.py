@@ -102,3 +102,40 @@ def test_a_proposal_branch_is_deleted_over_the_network_and_a_deleted_one_is_forg
         pygit2.Repository(str(remote)).references.delete("refs/heads/caspian/placement")
         repo.fetch()
         assert proposal.proposed.commit and repo.remote_tree("caspian/placement") is None
+
+
+def test_in_pull_request_mode_a_protected_main_says_what_caspian_pushes_there(
+    remote, tmp_path
+) -> None:
+    """Proposals may go; what carries out the approved plan is refused, and
+    the error says why Caspian pushes to main at all."""
+    import pygit2
+
+    from reconciler import ledger
+    from reconciler.reconciling import propose_once
+
+    hook = remote / "hooks" / "pre-receive"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text(
+        "#!/bin/sh\nwhile read old new ref; do\n"
+        '  [ "$ref" = refs/heads/main ] && { echo "main is protected" >&2; exit 1; }\n'
+        "done\nexit 0\n"
+    )
+    hook.chmod(0o755)
+    with git_daemon(remote.parent) as base:
+        repo = FleetRepo(base + remote.name, cache_dir=tmp_path / "mirror.git")
+        first = propose_once(repo, branch="caspian/placement", now=NOW, author=BOT)
+        assert first.proposed.commit is not None  # the proposal branch is not protected
+        bare = pygit2.Repository(str(remote))  # merged, as the forge would, past the hook
+        bare.references["refs/heads/main"].set_target(first.proposed.commit)
+        planned = ledger.parse(gitutil.read(remote, ledger.LEDGER_PATH)).entries
+        due = min((e for e in planned if e.phase == "Planned"), key=lambda e: e.planned_start)
+        with pytest.raises(PushRejectedError) as refused:
+            propose_once(repo, branch="caspian/placement", now=due.planned_start, author=BOT)
+    said = str(refused.value)
+    assert "refs/heads/main: pre-receive hook declined" in said
+    assert said.endswith(
+        "in pull-request mode Caspian pushes to main what carries out the plan it holds (Jobs "
+        "dispatched at their planned start, what the spokes report): let its identity push "
+        "there past the branch's protection"
+    )
