@@ -503,12 +503,12 @@ def _job_entry(
     if job.id in verdicts.waiting:
         since = verdicts.waiting[job.id].since
         return _waiting_entry(job, prev, since=since, fleet=fleet, now=now)
-    if job.id in verdicts.unplaced:
-        return Entry(phase=Phase.PENDING, **_recorded(job, prev, fleet=fleet, now=now))
-    if job.id in verdicts.held_by_others:
+    others = verdicts.held_by_others
+    if job.id in others or job.id in verdicts.unplaced:  # a review's reason comes after
         recorded = _recorded(job, prev, fleet=fleet, now=now)
         tried = prev.requeued_from if prev is not None else ()
-        pending = Entry(phase=Phase.PENDING, reason=verdicts.gates[job.id].held, **recorded)
+        why = verdicts.gates[job.id].held if job.id in others else ""
+        pending = Entry(phase=Phase.PENDING, reason=why, **recorded)
         return pending.model_copy(update={"requeued_from": tried})
     seen = spokes[prev.spoke].jobs if prev is not None and prev.spoke in spokes else {}
     shut = verdicts.shut[job.id]

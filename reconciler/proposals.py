@@ -81,17 +81,23 @@ def declined(
         for job_id in new_places(main, proposal) & asks.keys()
     }
     marked = {
-        job_id: before[job_id].model_copy(update={"declined": mark})
-        if job_id in before
-        else _unplaced(offered[job_id], mark)
-        for job_id, mark in marks.items()
+        job_id: _held(before.get(job_id), offered[job_id], mark) for job_id, mark in marks.items()
     }
     entries = tuple(sorted({**before, **marked}.values(), key=lambda entry: entry.id))
     return main.model_copy(update={"entries": entries})
 
 
-# What a record that places a job says of the job and of when it came, as
-# `decide` keeps it for one placed nowhere.
+def _held(kept: Entry | None, offered: Entry, mark: Declined) -> Entry:
+    """A job's record once `mark` declines the place `offered` to it: the
+    record main has where that places it, else one of the job placed nowhere."""
+    if kept is not None and kept.spoke is not None:
+        return kept.model_copy(update={"declined": mark})
+    return _unplaced(offered, mark)
+
+
+# What a record that places a job says of the job (as it asks now) and of
+# when it came and where it could not run, as `decide` keeps it for one
+# placed nowhere.
 _OF_THE_JOB = {
     "id",
     "source",
@@ -104,6 +110,7 @@ _OF_THE_JOB = {
     "cpu",
     "memory_bytes",
     "gpu",
+    "requeued_from",
 }
 
 

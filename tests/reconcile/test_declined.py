@@ -9,7 +9,7 @@ from datetime import timedelta
 import yaml
 
 from reconciler import ledger, proposals, reconciling
-from reconciler.ledger import Declined, Ledger
+from reconciler.ledger import Declined, Entry, Ledger
 from reconciler.quantities import format_time
 from reconciler.rendering import render_ledger
 from reconciler.templates import template_files
@@ -169,3 +169,46 @@ def test_explain_says_a_job_is_held_where_the_ledger_has_it() -> None:
         f"(closed unmerged, seen {format_time(NOW)}), so it is not moved, requeued or run "
         "again until its AppWrapper changes"
     ) in notes
+
+
+def test_a_job_declined_again_after_an_edit_is_recorded_as_decide_keeps_it() -> None:
+    """Its record on main is written as the next decision writes it: no second
+    commit follows the decline."""
+    proposed, _ = step(template_files(), now=NOW)
+    files, held = _declining(template_files(), Ledger(), proposed.ledger, "batch/etl-daily")
+    doc = yaml.safe_load(files["jobs/etl-daily.yaml"])
+    doc["metadata"].setdefault("annotations", {})["caspian.dev/complete-within"] = "30h"
+    files = {**files, "jobs/etl-daily.yaml": yaml.safe_dump(doc).encode()}
+    later = NOW + timedelta(minutes=15)
+    again, _ = step(files, now=later)  # lifted by the edit: proposed anew, as #8
+    assert entries(again)["batch/etl-daily"].declined is None
+    declined = proposals.declined(
+        held, again.ledger, asks=_asks(files, "batch/etl-daily"), pull="pull request #8", at=later
+    )
+    files = {**files, ledger.LEDGER_PATH: render_ledger(declined)}
+    recorded = declined.by_id()["batch/etl-daily"]
+    assert recorded.declined.pull == "pull request #8"
+    assert recorded.deadline != held.by_id()["batch/etl-daily"].deadline  # as asked now
+    after, _ = step(files, now=later)
+    assert entries(after)["batch/etl-daily"] == recorded
+
+
+def test_a_declined_job_keeps_the_spokes_it_could_not_run_on() -> None:
+    first, files = step(template_files(), now=NOW)
+    job = entries(first)["batch/backfill-eu"]  # paris or frankfurt
+    waiting = Entry(
+        id=job.id,
+        source=job.source,
+        phase="Pending",
+        first_seen=job.first_seen,
+        template_hash=job.template_hash,
+        requeued_from=(job.spoke,),
+    )
+    main = Ledger(entries=(waiting,))
+    files = {**files, ledger.LEDGER_PATH: render_ledger(main)}
+    offered, _ = step(files, now=NOW)
+    assert entries(offered)[job.id].spoke not in (None, job.spoke)  # kept off it
+    files, held = _declining(files, main, offered.ledger, job.id)
+    assert held.by_id()[job.id].requeued_from == (job.spoke,)
+    after, _ = step(files, now=NOW)
+    assert entries(after)[job.id] == held.by_id()[job.id]
