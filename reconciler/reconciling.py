@@ -349,6 +349,9 @@ def propose_once(
     raise AssertionError("unreachable")
 
 
+MOST_HELD = 9  # jobs a decline names in a line: its commit names them all
+
+
 class Declining(BaseModel):
     """A proposal a reviewer closed unmerged, recorded as declined (`decline_once`)."""
 
@@ -357,6 +360,14 @@ class Declining(BaseModel):
     pull: str  # "pull request #7"
     commit: str | None = None  # pushed to the main branch, where it held any job
     held: tuple[str, ...] = ()  # the jobs it holds
+
+    @property
+    def named(self) -> str:
+        """The jobs it holds, for a line of a log or a terminal."""
+        named = list(self.held[:MOST_HELD])
+        if len(self.held) > MOST_HELD:
+            named.append(f"and {len(self.held) - MOST_HELD} more")
+        return ", ".join(named)
 
 
 def decline_once(
@@ -403,8 +414,8 @@ def decline_once(
         except RemoteMovedError as moved:
             _back_off(moved, attempt=attempt, attempts=attempts, backoff_s=backoff_s, sleep=sleep)
             continue
-        log.info("%s was closed unmerged: declined %s", pull, ", ".join(held_now))
         done = Declining(pull=pull, commit=commit, held=held_now)
+        log.info("%s was closed unmerged: declined %s", pull, done.named)
         break
     return done
 

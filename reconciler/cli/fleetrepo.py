@@ -479,21 +479,15 @@ def _report(outcome: reconciling.Outcome) -> None:
         click.echo(f"no change at {outcome.input_commit[:12]}: nothing committed")
 
 
-MOST_HELD = 9  # jobs a decline names on the terminal: its commit names them all
-
-
 def _report_round(done: Round, *, branch: str) -> None:
     """Pull-request mode: the whole decision, what went to main, what to review."""
     _report_decision(done.outcome.decision)
     carried, proposed = done.proposal.carried, done.proposal.proposed
     declining = done.declining
     if declining is not None and declining.commit:
-        held = list(declining.held[:MOST_HELD])
-        if len(declining.held) > MOST_HELD:
-            held.append(f"and {len(declining.held) - MOST_HELD} more")
         click.echo(
             f"{declining.pull} was closed unmerged: committed {declining.commit[:12]}, which "
-            f"declines its new places ({', '.join(held)}); each is proposed again once its "
+            f"declines its new places ({declining.named}); each is proposed again once its "
             "AppWrapper changes"
         )
     if carried.commit:
