@@ -76,12 +76,12 @@ def propose(
     the main branch; then write the pull request's file, and open or update
     its pull request, or close it where nothing is left to propose. First, a
     pull request a reviewer closed unmerged declines what it proposed."""
-    number = _closed_unmerged(repo, proposing)
+    closed = _closed_unmerged(repo, proposing)
     declining = (
         reconciling.decline_once(
-            repo, branch=proposing.branch, pull=f"pull request #{number}", now=now, author=author
+            repo, branch=proposing.branch, pull=f"pull request #{closed}", now=now, author=author
         )
-        if number is not None
+        if closed is not None
         else None
     )
     proposal = reconciling.propose_once(
@@ -90,7 +90,7 @@ def propose(
     done = Round(
         proposal=proposal,
         declining=declining,
-        pull=f"#{number} declined" if number is not None else "",
+        pull=f"#{closed} declined" if closed is not None else "",
     )
     metrics.AWAITING_REVIEW.set(len(proposal.anew))
     if proposal.proposed is None:
