@@ -34,6 +34,11 @@ CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 60.0  # of silence, not of the whole fetch or push
 
 
+# How far back `last_by` looks for Caspian's own last commit: far beyond
+# the user commits that come between two reconciles.
+LOOKBACK = 500
+
+
 class GitError(Exception):
     pass
 
@@ -256,6 +261,20 @@ class FleetRepo:
             return None
         blob = self.repo[found.id]
         return blob.data if isinstance(blob, pygit2.Blob) else None
+
+    def last_by(
+        self, email: str, path: str, *, since: str, most: int = LOOKBACK
+    ) -> tuple[str, bytes | None] | None:
+        """The newest commit reachable from `since` whose author's email is
+        `email`, within `most` commits, with its fleet file `path`; None where
+        none is that near."""
+        order = pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME
+        for count, commit in enumerate(self.repo.walk(pygit2.Oid(hex=since), order)):
+            if count >= most:
+                return None
+            if commit.author.email == email:
+                return str(commit.id), self.file_at(str(commit.id), path)
+        return None
 
     def tree_of(self, commit: str) -> str:
         return str(self.repo[commit].peel(pygit2.Commit).tree.id)

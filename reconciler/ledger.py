@@ -206,6 +206,33 @@ class Ledger(BaseModel):
         return f"{said}; it has {len(self.entries):,} (`caspian plan` lists them)"
 
 
+# What a started job's record may become by Caspian's own hand: it finished,
+# was cancelled, or was stopped by its AppWrapper's spec.suspend.
+_AFTER_STARTED = (*FIXED, *FINISHED, Phase.CANCELLED, Phase.SUSPENDED)
+
+
+def went_back(written: Ledger, now: Ledger) -> list[Entry]:
+    """The records of `written` (a ledger Caspian wrote) of a Job dispatched
+    or running that `now` (a later one, which someone else wrote) has lost:
+    the job is missing, or its Job is planned again, not started, though no
+    requeue took it off that spoke. A revert of Caspian's commit, or a merge
+    that took an older side, does that; planned afresh, such a Job would be
+    suspended or dispatched again."""
+    later = now.by_id()
+    lost = []
+    for entry in written.entries:
+        if entry.phase not in FIXED:
+            continue
+        after = later.get(entry.id)
+        if after is None or (
+            after.job_name == entry.job_name
+            and after.phase not in _AFTER_STARTED
+            and entry.spoke not in after.requeued_from
+        ):
+            lost.append(entry)
+    return lost
+
+
 def _stem(path: str) -> str:
     """A file's name without its suffix, as pathlib has it (no I/O here)."""
     name = path.rsplit("/", 1)[-1]

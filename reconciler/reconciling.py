@@ -48,6 +48,7 @@ from reconciler.ledger import UNFINISHED, Phase
 from reconciler.loading import load_fleet
 from reconciler.observing import DeclaredCapacity, Observer
 from reconciler.owned import OWNED_PREFIXES
+from reconciler.quantities import format_time
 from reconciler.rendering import RENDERED, SPOKE_FILES, job_path, render, render_ledger
 from reconciler.survey import (
     BROKEN,
@@ -220,7 +221,8 @@ def reconcile_once(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Outcome:
     for attempt in range(1, attempts + 1):
-        outcome = _decide_on(repo.fetch(), now=now, observer=observer or DeclaredCapacity())
+        snapshot = _fetched(repo, author=author)
+        outcome = _decide_on(snapshot, now=now, observer=observer or DeclaredCapacity())
         if not outcome.changes:
             log.info("no change at %s: nothing to commit", outcome.input_commit[:12])
             return outcome
@@ -231,6 +233,47 @@ def reconcile_once(
             continue
         return pushed.model_copy(update={"push_attempts": attempt})
     raise AssertionError("unreachable")
+
+
+def _fetched(repo: FleetRepo, *, author: Identity) -> Snapshot:
+    """The main branch's tip, to write on: refused where its ledger has lost
+    Jobs that Caspian's own last commit there had dispatched (ledger.went_back)."""
+    snapshot = repo.fetch()
+    raw = snapshot.files.get(ledger.LEDGER_PATH)
+    found = repo.last_by(author.email, ledger.LEDGER_PATH, since=snapshot.commit)
+    if found is None or found[1] is None or found[1] == raw:
+        return snapshot
+    commit, written = found
+    try:
+        lost = ledger.went_back(ledger.parse(written), previous_ledger(snapshot.files))
+    except ledger.LedgerError:  # said where the tip's ledger is read
+        return snapshot
+    if lost:
+        raise ledger.LedgerError(_gone_back(lost, commit=commit))
+    return snapshot
+
+
+MOST_NAMED_LOST = 5
+
+
+def _gone_back(lost: list[ledger.Entry], *, commit: str) -> str:
+    named = [
+        f"{e.id} ({e.phase.value} on {e.spoke} from {format_time(e.planned_start)})"
+        if e.planned_start
+        else f"{e.id} ({e.phase.value} on {e.spoke})"
+        for e in lost[:MOST_NAMED_LOST]
+    ]
+    if len(lost) > MOST_NAMED_LOST:
+        named.append(f"and {len(lost) - MOST_NAMED_LOST} more")
+    path = ledger.LEDGER_PATH
+    return (
+        f"{path} went back to an older state in a commit Caspian did not make (a revert of "
+        f"its commit, or a merge that took an older side): it has lost {', '.join(named)}, "
+        f"which Caspian's commit {commit[:12]} holds. Planned afresh, those Jobs would be "
+        f"suspended or run again, so Caspian stops: restore the ledger (git checkout "
+        f"{commit[:12]} -- {path}, then commit), and cancel a job by removing its "
+        "AppWrapper from jobs/, not by reverting its placement"
+    )
 
 
 def _back_off(
@@ -310,7 +353,7 @@ def propose_once(
     go on top of it to the proposal `branch`, for review as a pull request. The
     branch is pushed only when its tree differs, so re-running changes nothing."""
     for attempt in range(1, attempts + 1):
-        snapshot = repo.fetch()
+        snapshot = _fetched(repo, author=author)
         decision, previous = _decision(snapshot, now=now, observer=observer or DeclaredCapacity())
         carried = _outcome(snapshot, proposals.carried_out(decision, old=previous), old=previous)
         # The main branch's commit, and its ledger, that the proposal goes on.
@@ -389,7 +432,7 @@ def decline_once(
     tip = repo.remote_tip(branch)
     done = Declining(pull=pull)
     for attempt in range(1, attempts + 1):
-        snapshot = repo.fetch()
+        snapshot = _fetched(repo, author=author)
         main = previous_ledger(snapshot.files)
         proposal = _proposed_ledger(repo, tip, pull=pull) or main
         fleet = fleet_in(snapshot.files, links=snapshot.links, read=main)
