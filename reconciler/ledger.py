@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Collection
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
@@ -211,17 +212,18 @@ class Ledger(BaseModel):
 _AFTER_STARTED = (*FIXED, *FINISHED, Phase.CANCELLED, Phase.SUSPENDED)
 
 
-def went_back(written: Ledger, now: Ledger) -> list[Entry]:
+def went_back(written: Ledger, now: Ledger, *, spokes: Collection[str]) -> list[Entry]:
     """The records of `written` (a ledger Caspian wrote) of a Job dispatched
     or running that `now` (a later one, which someone else wrote) has lost:
     the job is missing, or its Job is planned again, not started, though no
-    requeue took it off that spoke. A revert of Caspian's commit, or a merge
-    that took an older side, does that; planned afresh, such a Job would be
-    suspended or dispatched again."""
+    requeue took it off that spoke, nor did the spoke leave the fleet (it is
+    not among `spokes`). A revert of Caspian's commit, or a merge that took an
+    older side, does that; planned afresh, such a Job would be suspended or
+    dispatched again."""
     later = now.by_id()
     lost = []
     for entry in written.entries:
-        if entry.phase not in FIXED:
+        if entry.phase not in FIXED or entry.spoke not in spokes:
             continue
         after = later.get(entry.id)
         if after is None or (

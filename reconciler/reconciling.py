@@ -245,7 +245,14 @@ def _fetched(repo: FleetRepo, *, author: Identity) -> Snapshot:
         return snapshot
     commit, written = found
     try:
-        lost = ledger.went_back(ledger.parse(written), previous_ledger(snapshot.files))
+        spokes = {
+            path.removeprefix(SPOKES_DIR).removesuffix(".yaml")
+            for path in snapshot.files
+            if path.startswith(SPOKES_DIR)
+        }
+        lost = ledger.went_back(
+            ledger.parse(written), previous_ledger(snapshot.files), spokes=spokes
+        )
     except ledger.LedgerError:  # said where the tip's ledger is read
         return snapshot
     if lost:

@@ -16,6 +16,8 @@ from reconciler.reconciling import reconcile_once
 from tests import gitutil
 from tests.conftest import BOT, NOW
 
+SPOKES = {"paris", "frankfurt"}
+
 
 def _record(phase: str, **fields) -> Entry:
     return Entry(id="batch/etl", source="jobs/etl.yaml", phase=phase, job_name="etl-1", **fields)
@@ -30,7 +32,7 @@ def test_a_started_job_lost_by_another_hand_is_found():
         Ledger(entries=(_record("Pending"),)),
     ]
     for later in lost:
-        assert ledger.went_back(written, later) == [started]
+        assert ledger.went_back(written, later, spokes=SPOKES) == [started]
     kept = [
         Ledger(entries=(_record("Running", spoke="paris"),)),
         Ledger(entries=(_record("Succeeded", spoke="paris"),)),
@@ -48,8 +50,11 @@ def test_a_started_job_lost_by_another_hand_is_found():
         ),
     ]
     for later in kept:
-        assert ledger.went_back(written, later) == []
-    assert ledger.went_back(Ledger(entries=(_record("Planned", spoke="paris"),)), Ledger()) == []
+        assert ledger.went_back(written, later, spokes=SPOKES) == []
+    planned = Ledger(entries=(_record("Planned", spoke="paris"),))
+    assert ledger.went_back(planned, Ledger(), spokes=SPOKES) == []  # it had not started
+    # Moved off a spoke that left the fleet.
+    assert ledger.went_back(written, lost[1], spokes={"frankfurt"}) == []
 
 
 def _revert_head(remote) -> str:
