@@ -101,9 +101,11 @@ def fleet_in(
     return load_fleet(files, appwrapper_schema=crd.check_appwrapper, links=links, held=held)
 
 
-def plan(repo: FleetRepo, *, now: datetime, observer: Observer | None = None) -> Outcome:
-    """What a reconcile would commit now, without committing."""
-    return _decide_on(repo.fetch(), now=now, observer=observer or DeclaredCapacity())
+def plan(repo: FleetRepo, *, now: datetime, bot: str, observer: Observer | None = None) -> Outcome:
+    """What a reconcile by the bot whose email is `bot` would commit now,
+    without committing; refused as that reconcile would be."""
+    snapshot = _fetched(repo, bot=bot)
+    return _decide_on(snapshot, now=now, observer=observer or DeclaredCapacity())
 
 
 def survey(repo: FleetRepo, *, now: datetime, observer: Observer | None = None) -> Survey:
@@ -221,7 +223,7 @@ def reconcile_once(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Outcome:
     for attempt in range(1, attempts + 1):
-        snapshot = _fetched(repo, author=author)
+        snapshot = _fetched(repo, bot=author.email)
         outcome = _decide_on(snapshot, now=now, observer=observer or DeclaredCapacity())
         if not outcome.changes:
             log.info("no change at %s: nothing to commit", outcome.input_commit[:12])
@@ -235,12 +237,13 @@ def reconcile_once(
     raise AssertionError("unreachable")
 
 
-def _fetched(repo: FleetRepo, *, author: Identity) -> Snapshot:
-    """The main branch's tip, to write on: refused where its ledger has lost
-    Jobs that Caspian's own last commit there had dispatched (ledger.went_back)."""
+def _fetched(repo: FleetRepo, *, bot: str) -> Snapshot:
+    """The main branch's tip, to decide on: refused where its ledger has lost
+    Jobs that the last commit there by the bot whose email is `bot` had
+    dispatched (ledger.went_back)."""
     snapshot = repo.fetch()
     raw = snapshot.files.get(ledger.LEDGER_PATH)
-    found = repo.last_by(author.email, ledger.LEDGER_PATH, since=snapshot.commit)
+    found = repo.last_by(bot, ledger.LEDGER_PATH, since=snapshot.commit)
     if found is None or found[1] is None or found[1] == raw:
         return snapshot
     commit, written = found
@@ -360,7 +363,7 @@ def propose_once(
     go on top of it to the proposal `branch`, for review as a pull request. The
     branch is pushed only when its tree differs, so re-running changes nothing."""
     for attempt in range(1, attempts + 1):
-        snapshot = _fetched(repo, author=author)
+        snapshot = _fetched(repo, bot=author.email)
         decision, previous = _decision(snapshot, now=now, observer=observer or DeclaredCapacity())
         carried = _outcome(snapshot, proposals.carried_out(decision, old=previous), old=previous)
         # The main branch's commit, and its ledger, that the proposal goes on.
@@ -439,7 +442,7 @@ def decline_once(
     tip = repo.remote_tip(branch)
     done = Declining(pull=pull)
     for attempt in range(1, attempts + 1):
-        snapshot = _fetched(repo, author=author)
+        snapshot = _fetched(repo, bot=author.email)
         main = previous_ledger(snapshot.files)
         proposal = _proposed_ledger(repo, tip, pull=pull) or main
         fleet = fleet_in(snapshot.files, links=snapshot.links, read=main)

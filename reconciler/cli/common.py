@@ -49,9 +49,14 @@ def bot_author() -> Identity:
         raise click.ClickException(str(error)) from None
     return Identity(
         name=os.environ.get("CASPIAN_GIT_AUTHOR_NAME", Identity().name),
-        email=os.environ.get("CASPIAN_GIT_AUTHOR_EMAIL", Identity().email),
+        email=bot_email(),
         signing=key,
     )
+
+
+def bot_email() -> str:
+    """The email Caspian's commits are authored with, as `bot_author` has it."""
+    return os.environ.get("CASPIAN_GIT_AUTHOR_EMAIL", Identity().email)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from reconciler.cli.common import (
     EXIT_PARTIAL,
     Target,
     bot_author,
+    bot_email,
     now_option,
     parse_now,
     proposal_options,
@@ -451,7 +452,9 @@ def _plan(target: Target, *, now_text: str | None, as_json: bool = False) -> rec
     """A reconcile's decision and changes, without committing (`plan`, `explain`)."""
     observer = target.observer()
     return _run(
-        lambda repo: reconciling.plan(repo, now=parse_now(now_text), observer=observer),
+        lambda repo: reconciling.plan(
+            repo, now=parse_now(now_text), bot=bot_email(), observer=observer
+        ),
         target,
         as_json=as_json,
     )

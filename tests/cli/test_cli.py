@@ -429,6 +429,22 @@ def test_plan_lists_changes_and_commits_nothing(run, tmp_path) -> None:
     assert gitutil.head(remote) == head
 
 
+def test_plan_says_when_a_revert_took_the_ledger_back_past_a_dispatch(run, tmp_path) -> None:
+    """As CI would run it on a pull request that reverts Caspian's commit."""
+    import pygit2
+
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    assert run("reconcile", "--once", "--repo", remote, *AT).exit_code == 0
+    repo = pygit2.Repository(str(remote))
+    tip = repo.references["refs/heads/main"].peel(pygit2.Commit)
+    who = pygit2.Signature("Fleet User", "user@example.invalid")
+    repo.create_commit("refs/heads/main", who, who, "Revert", tip.parents[0].tree.id, [tip.id])
+    result = run("plan", "--repo", remote, *AT)
+    assert result.exit_code == 1
+    assert "status/placements.yaml went back to an older state" in result.output
+
+
 def test_plan_json_is_what_the_reconcile_then_commits(run, tmp_path) -> None:
     remote = tmp_path / "fleet.git"
     run("init", "--bare", remote)

@@ -12,7 +12,7 @@ import pytest
 from reconciler import ledger
 from reconciler.gitrepo import FleetRepo
 from reconciler.ledger import Entry, Ledger
-from reconciler.reconciling import reconcile_once
+from reconciler.reconciling import plan, reconcile_once
 from tests import gitutil
 from tests.conftest import BOT, NOW
 
@@ -83,6 +83,10 @@ def test_a_revert_of_a_dispatch_stops_the_reconcile_until_the_ledger_is_restored
     assert all(job_id in said for job_id in started)
     assert f"git checkout {placed.commit[:12]} -- status/placements.yaml" in said
     assert gitutil.head(remote) == reverted  # nothing committed
+    # `caspian plan`, as CI runs it on a pull request's branch, says it too.
+    with pytest.raises(ledger.LedgerError, match="went back to an older state"):
+        plan(repo, now=NOW + timedelta(minutes=15), bot=BOT.email)
+    assert plan(repo, now=NOW, bot="someone-else@example.invalid").changes
     # Restored as the message says: the Jobs are rendered again, none moved.
     gitutil.user_commit(remote, {ledger.LEDGER_PATH: written}, "restore the ledger")
     mended = reconcile_once(repo, now=NOW + timedelta(minutes=15), author=BOT)

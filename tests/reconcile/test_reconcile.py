@@ -372,7 +372,7 @@ def test_a_deleted_ledger_stops_the_reconcile_until_it_is_restored(fleet_repo, r
 
 def test_plan_shows_the_change_and_commits_nothing(fleet_repo, remote) -> None:
     head = gitutil.head(remote)
-    outcome = plan(fleet_repo, now=NOW)
+    outcome = plan(fleet_repo, now=NOW, bot=BOT.email)
     assert "status/placements.yaml" in outcome.changes
     assert outcome.commit is None
     assert gitutil.head(remote) == head
