@@ -133,6 +133,11 @@ AWAITING_REVIEW = Gauge(
     "caspian_jobs_awaiting_review",
     "Pull-request mode: jobs the open proposal places anew, which wait for it to be merged",
 )
+DECLINED_JOBS = Gauge(
+    "caspian_jobs_declined",
+    "Jobs whose new place a reviewer declined: held where main has them until their "
+    "AppWrapper changes",
+)
 PLANNED_GRAMS = Gauge("caspian_planned_emissions_grams", "Estimated gCO2 of placed jobs")
 BASELINE_GRAMS = Gauge("caspian_baseline_emissions_grams", "gCO2 of the same jobs under qos")
 PUSH_RETRIES = Counter("caspian_push_retries_total", "Pushes repeated because the remote moved")
@@ -145,6 +150,7 @@ def record_ledger(
     late: int,
     given_up: int,
     waiting: int,
+    declined: int,
     planned: float,
     baseline: float,
 ) -> None:
@@ -154,6 +160,7 @@ def record_ledger(
     LATE_JOBS.set(late)
     GIVEN_UP_JOBS.set(given_up)
     WAITING_JOBS.set(waiting)
+    DECLINED_JOBS.set(declined)
     PLANNED_GRAMS.set(planned)
     BASELINE_GRAMS.set(baseline)
 

@@ -596,6 +596,7 @@ def _decision(
         late=sum(1 for e in decision.ledger.entries if e.late and e.phase in UNFINISHED),
         given_up=len(decision.given_up),
         waiting=len(decision.waiting),
+        declined=sum(1 for e in decision.ledger.entries if e.declined is not None),
         planned=estimated,
         baseline=baseline,
     )

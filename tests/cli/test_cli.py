@@ -1363,6 +1363,7 @@ def test_a_one_shot_reconcile_records_a_pull_request_closed_unmerged_as_declined
             "is proposed again once its AppWrapper changes"
         )
         assert said[-1].startswith("nothing to place anew at ")
+        assert REGISTRY.get_sample_value("caspian_jobs_declined") == 10
         again = run("reconcile", "--once", "--repo", remote, *propose, *AT)
         assert again.exit_code == 0 and len(pulls) == 1  # not opened again
 
