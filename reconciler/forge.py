@@ -103,11 +103,15 @@ class Forge(BaseModel):
         self._call(api.update, f"{api.pulls}/{number}", api.close)
         return number
 
+    def is_open(self, *, head: str, base: str) -> bool:
+        """Whether a pull request from `head` into `base` is open."""
+        return self._find(head=head, base=base) is not None
+
     def declined(self, *, head: str, base: str, sha: str) -> int | None:
         """The number of a pull request from `head` into `base` that was closed
         unmerged with `sha` its head, where none from `head` is open: a
         reviewer said no to that commit. None otherwise."""
-        if self._find(head=head, base=base) is not None:
+        if self.is_open(head=head, base=base):
             return None
         closed = self._find(head=head, base=base, state="closed", sha=sha)
         if closed is None:

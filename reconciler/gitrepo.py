@@ -262,6 +262,17 @@ class FleetRepo:
         blob = self.repo[found.id]
         return blob.data if isinstance(blob, pygit2.Blob) else None
 
+    def others_on(self, branch: str, *, base: str, bot: str) -> list[str]:
+        """The commits of the remote `branch`, as last fetched, that `base`
+        lacks and whose author's email is not `bot`, newest first ("1a2b3c4d5e6f
+        by Name"); none where the branch is not there."""
+        tip = self.remote_tip(branch)
+        if tip is None:
+            return []
+        walker = self.repo.walk(pygit2.Oid(hex=tip), pygit2.enums.SortMode.TOPOLOGICAL)
+        walker.hide(pygit2.Oid(hex=base))
+        return [f"{c.id!s:.12} by {c.author.name}" for c in walker if c.author.email != bot]
+
     def last_by(
         self, email: str, path: str, *, since: str, most: int = LOOKBACK
     ) -> tuple[str, bytes | None] | None:

@@ -75,7 +75,9 @@ def propose(
     """Propose what a reconcile places anew, on top of what it carries out on
     the main branch; then write the pull request's file, and open or update
     its pull request, or close it where nothing is left to propose. First, a
-    pull request a reviewer closed unmerged declines what it proposed."""
+    pull request a reviewer closed unmerged declines what it proposed. A
+    branch that holds someone else's commits, under review, is left as it is."""
+    main = repo.fetch_tip()
     closed = _closed_unmerged(repo, proposing)
     declining = (
         reconciling.decline_once(
@@ -84,8 +86,14 @@ def propose(
         if closed is not None
         else None
     )
+    others = _others_under_review(repo, proposing, main=main, bot=author.email)
     proposal = reconciling.propose_once(
-        repo, branch=proposing.branch, now=now, author=author, observer=observer
+        repo,
+        branch=proposing.branch,
+        now=now,
+        author=author,
+        observer=observer,
+        keep_branch=bool(others),
     )
     done = Round(
         proposal=proposal,
@@ -93,6 +101,14 @@ def propose(
         pull=f"#{closed} declined" if closed is not None else "",
     )
     metrics.AWAITING_REVIEW.set(len(proposal.anew))
+    if others:
+        log.warning(
+            "%s holds commits by others (%s): it is left as it is; merge or close its pull "
+            "request, or delete the branch, for Caspian to propose there again",
+            proposing.branch,
+            ", ".join(others[:3]),
+        )
+        return done.model_copy(update={"pull": "left as it is: it holds commits by others"})
     if proposal.proposed is None:
         return done.model_copy(
             update={"pull": _withdraw(repo, proposing, tip=done.tip) or done.pull}
@@ -115,7 +131,6 @@ def _closed_unmerged(repo: FleetRepo, proposing: Proposing) -> int | None:
     no, as dependency bots read one. Caspian's own closes delete the branch."""
     if proposing.forge is None:
         return None
-    repo.fetch_tip()
     tip = repo.remote_tip(proposing.branch)
     if tip is None:
         return None
@@ -126,6 +141,24 @@ def _closed_unmerged(repo: FleetRepo, proposing: Proposing) -> int | None:
         # at the next reconcile.
         log.warning("cannot tell whether the pull request was closed: %s", error)
         return None
+
+
+def _others_under_review(
+    repo: FleetRepo, proposing: Proposing, *, main: str, bot: str
+) -> list[str]:
+    """The commits on the proposal branch that main lacks and that someone
+    other than Caspian made (an edit in the pull request, its "update branch"
+    button), while its pull request is open, or where no forge can say: a bot
+    that force-pushed over them would drop them."""
+    others = repo.others_on(proposing.branch, base=main, bot=bot)
+    if not others or proposing.forge is None:
+        return others
+    try:
+        under_review = proposing.forge.is_open(head=proposing.branch, base=repo.branch)
+    except ForgeError as error:
+        log.warning("cannot tell whether the pull request is open: %s", error)
+        return others
+    return others if under_review else []
 
 
 def _withdraw(repo: FleetRepo, proposing: Proposing, *, tip: str) -> str:

@@ -344,6 +344,9 @@ class Proposal(BaseModel):
     # For review, on top of that: the new places (None where there are none).
     proposed: Outcome | None
     anew: frozenset[str] = frozenset()  # the jobs `proposed` places anew
+    # The branch was left as it is (it holds someone else's commits): the
+    # proposal was not pushed.
+    kept: bool = False
 
 
 def propose_once(
@@ -353,6 +356,7 @@ def propose_once(
     now: datetime,
     author: Identity,
     observer: Observer | None = None,
+    keep_branch: bool = False,
     attempts: int = 4,
     backoff_s: float = 0.5,
     sleep: Callable[[float], None] = time.sleep,
@@ -361,7 +365,8 @@ def propose_once(
     the main branch holds (a Job dispatched at its planned start, what the
     spokes report) is pushed there as reconcile_once pushes it; the new places
     go on top of it to the proposal `branch`, for review as a pull request. The
-    branch is pushed only when its tree differs, so re-running changes nothing."""
+    branch is pushed only when its tree differs, so re-running changes nothing,
+    and not at all with `keep_branch` (it holds someone else's commits)."""
     for attempt in range(1, attempts + 1):
         snapshot = _fetched(repo, bot=author.email)
         decision, previous = _decision(snapshot, now=now, observer=observer or DeclaredCapacity())
@@ -393,6 +398,8 @@ def propose_once(
         # next change, to main or for review.
         if not proposed.changes or not anew:
             return Proposal(carried=carried, proposed=None)
+        if keep_branch:
+            return Proposal(carried=carried, proposed=proposed, anew=anew, kept=True)
         commit = _commit(repo, proposed, author=author, now=now)
         if commit is not None and repo.remote_tree(branch) != repo.tree_of(commit):
             repo.push(commit, branch=branch)

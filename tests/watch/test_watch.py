@@ -489,6 +489,66 @@ def test_a_job_pushed_while_its_proposal_was_declined_is_proposed_alone(remote, 
         assert watcher.status.awaiting_review == 1
 
 
+def _commit_on_branch(remote, branch: str, changes: dict[str, bytes]) -> str:
+    """A reviewer pushes a commit of their own to the proposal branch."""
+    repo = pygit2.Repository(str(remote))
+    parent = repo.references[f"refs/heads/{branch}"].peel(pygit2.Commit)
+    index = pygit2.Index()
+    index.read_tree(parent.tree)
+    for path, data in changes.items():
+        index.add(pygit2.IndexEntry(path, repo.create_blob(data), pygit2.enums.FileMode.BLOB))
+    who = pygit2.Signature("Reviewer", "reviewer@example.invalid")
+    tree = index.write_tree(repo)
+    return str(repo.create_commit(f"refs/heads/{branch}", who, who, "tweak", tree, [parent.id]))
+
+
+def test_a_proposal_branch_someone_else_committed_to_is_left_as_it_is(remote, tmp_path):
+    with proposing_watcher(remote, tmp_path) as (watcher, api):
+        watcher.reconcile()
+        theirs = _commit_on_branch(
+            remote, "caspian/placement", {"jobs/notes.md": b"run these after the freeze\n"}
+        )
+        # A new job changes the proposal; the reviewer's commit is not pushed over.
+        gitutil.user_commit(remote, {"jobs/extra.yaml": appwrapper("extra").encode()})
+        watcher._seen = None
+        watcher.reconcile()
+        repo = pygit2.Repository(str(remote))
+        assert str(repo.references["refs/heads/caspian/placement"].target) == theirs
+        assert watcher.status.pull == "left as it is: it holds commits by others"
+        assert api.posts == 1 and api.patches == 0  # its pull request is not rewritten
+        # Merged (a merge commit), their commit with it: the job added since
+        # is proposed as before, on top.
+        main = repo.references["refs/heads/main"].peel(pygit2.Commit)
+        index = pygit2.Index()
+        index.read_tree(repo[theirs].tree)
+        index.add(pygit2.IndexEntry("jobs/extra.yaml", main.tree["jobs/extra.yaml"].id, 0o100644))
+        who = pygit2.Signature("Reviewer", "reviewer@example.invalid")
+        repo.create_commit(
+            "refs/heads/main", who, who, "Merge", index.write_tree(repo), [main.id, repo[theirs].id]
+        )
+        api.pulls[0].update(state="closed", merged_at="2026-11-22T02:30:00Z")
+        watcher._seen = None
+        watcher.reconcile()
+        assert watcher.status.pull == "#2 opened" and watcher.status.awaiting_review == 1
+        proposal = repo.references["refs/heads/caspian/placement"].peel(pygit2.Commit)
+        assert proposal.author.email == BOT.email and "jobs/notes.md" in proposal.tree
+
+
+def test_a_closed_proposal_someone_else_committed_to_is_declined_and_proposed_over(
+    remote, tmp_path
+):
+    """Their commit stays with the closed pull request, which is no longer under review."""
+    with proposing_watcher(remote, tmp_path) as (watcher, api):
+        watcher.reconcile()
+        theirs = _commit_on_branch(remote, "caspian/placement", {"jobs/notes.md": b"no\n"})
+        api.pulls[0].update(state="closed", head={"ref": "caspian/placement", "sha": theirs})
+        gitutil.user_commit(remote, {"jobs/extra.yaml": appwrapper("extra").encode()})
+        watcher._seen = None
+        watcher.reconcile()
+        assert gitutil.message(remote).startswith("decline: 10 jobs")
+        assert watcher.status.pull == "#2 opened"
+
+
 def test_a_forge_that_is_down_holds_up_no_dispatch_on_main(remote, tmp_path):
     with proposing_watcher(remote, tmp_path) as (watcher, api):
         watcher.reconcile()
