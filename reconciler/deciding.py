@@ -350,7 +350,7 @@ def _decide(
                     down=down,
                     now=now,
                 ),
-                job,
+                prevs[job.id],
                 verdicts,
             )
             for job in jobs
@@ -460,14 +460,17 @@ def _instance(
     )
 
 
-def _reviewed(entry: Entry, job: JobRequest, verdicts: _Verdicts) -> Entry:
-    """A job's new record, saying so while a review's decline holds it."""
-    mark = verdicts.declined.get(job.id)
-    if mark is not None and job.id in verdicts.unplaced:
+def _reviewed(entry: Entry, prev: Entry | None, verdicts: _Verdicts) -> Entry:
+    """A job's new record, saying so while a review's decline holds it: left
+    unplaced, at its planned place until it starts there, or on the spoke it
+    was started on. Not once it has finished or started where main planned
+    it, nor where that place could not be kept (it is placed anew)."""
+    mark = verdicts.declined.get(entry.id)
+    if mark is not None and entry.id in verdicts.unplaced:
         return entry.model_copy(update={"declined": mark, "reason": mark.reason})
-    # Held at its place, or on its spoke; not once it has finished, nor where
-    # its place on main could not be kept (it is placed anew).
-    kept = mark if job.id in verdicts.pinned or entry.phase in FIXED else None
+    pinned = entry.id in verdicts.pinned and entry.phase == Phase.PLANNED
+    stays = prev is not None and prev.phase in FIXED and entry.phase in FIXED
+    kept = mark if pinned or stays else None
     return entry if entry.declined == kept else entry.model_copy(update={"declined": kept})
 
 

@@ -102,12 +102,12 @@ def test_a_declined_move_keeps_the_job_at_the_place_main_holds() -> None:
     shut = {**_marked(files, job.id), spoke_file: yaml.safe_dump(cordoned).encode()}
     elsewhere = entries(step(shut, now=NOW + timedelta(minutes=15))[0])[job.id]
     assert elsewhere.spoke != job.spoke and elsewhere.declined is None
-    # At its start it is dispatched there, as main planned it.
+    # At its start it is dispatched there, as main planned it, and the move it
+    # declined is moot: a requeue off that spoke later is a new question.
     started, _ = step(_marked(files, job.id), now=later)
-    assert (entries(started)[job.id].phase, entries(started)[job.id].spoke) == (
-        "Dispatched",
-        job.spoke,
-    )
+    dispatched = entries(started)[job.id]
+    assert (dispatched.phase, dispatched.spoke) == ("Dispatched", job.spoke)
+    assert dispatched.declined is None
 
 
 def test_a_declined_requeue_leaves_the_job_on_its_spoke() -> None:
