@@ -141,6 +141,8 @@ class Forge(BaseModel):
             query = {"state": state, "base": base}
             if self.kind == "github":
                 query["head"] = f"{self.repo.split('/', 1)[0]}:{head}"
+            else:  # Gitea's, which no branch filters: the latest changed first
+                query["sort"] = "recentupdate"
         for page in range(1, MOST_PAGES + 1):
             asked = {**query, api.per_page: str(PAGE), "page": str(page)}
             found = self._pulls(f"{api.pulls}?{urllib.parse.urlencode(asked)}")

@@ -220,7 +220,7 @@ def test_on_gitea_its_own_pull_request_is_found_past_the_first_page() -> None:
         (
             "gitea",
             {"number": 7, "head": {"ref": "caspian/placement", "sha": "abc"}, "merged": False},
-            "state=closed&base=main",
+            "state=closed&base=main&sort=recentupdate",
         ),
         (
             "gitlab",
