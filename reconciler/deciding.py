@@ -10,16 +10,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
 
 from carbon import IntensitySeries
 from optimizer import baselines
-from optimizer.model import Instance, Job, Plan, Slot, SolverSettings
+from optimizer.model import Instance, Job, Plan, SolverSettings
 from optimizer.solving import optimize
 from reconciler import fitting, pools, requeues, retrying
-from reconciler.chains import Gate, due_for_others, gate_of
-from reconciler.decisions import Decision, Requeue, SpokeState, Window
-from reconciler.fleet import Fleet, JobRequest, Problem, Spoke, effective_deadline
+from reconciler.chains import due_for_others, gate_of
+from reconciler.decisions import Decision, SpokeState, Window
+from reconciler.fleet import Fleet, JobRequest
 from reconciler.ledger import (
     ACTIVE,
     FINISHED,
@@ -30,8 +29,10 @@ from reconciler.ledger import (
     Ledger,
     Phase,
 )
-from reconciler.quantities import format_duration, format_time
-from reconciler.spokedown import Wait, waits_for_spoke
+from reconciler.optimizerjobs import optimizer_job
+from reconciler.quantities import format_time
+from reconciler.records import Requeues, Verdicts, invalid_entries, job_entry, reviewed
+from reconciler.spokedown import waits_for_spoke
 from reconciler.spokeroom import (
     capacity_of,
     held_as_fixed,
@@ -109,51 +110,6 @@ def decide(
             "not_retried": {**first.not_retried, **second.not_retried},
         }
     )
-
-
-class _Requeues(NamedTuple):
-    """Dispatched jobs taken off their spoke, where they cannot run (`requeues.requeuing`)."""
-
-    requeued: dict[str, Requeue]
-    tried: dict[str, tuple[str, ...]]  # the spoke of each of its requeues
-    kept_off: dict[str, dict[str, str]]  # the spokes not to plan it on now, with why
-    given_up: dict[str, str]  # requeued too often: planned nowhere, and why
-
-
-class _Verdicts(NamedTuple):
-    """What `_decide` found of each job before planning: which it plans, and
-    what holds the others. Keyed by job id."""
-
-    finished: dict[str, Phase]  # reported Succeeded or Failed for good
-    final: dict[str, str]  # of those failed, with what (no runs again left)
-    suspended: set[str]  # held by their AppWrapper's spec.suspend
-    # Every spoke each job may use but cannot go to now, with why.
-    shut: dict[str, dict[str, str]]
-    requeues: _Requeues
-    waiting: dict[str, Wait]  # planned on a spoke that went down, within its grace
-    gates: dict[str, Gate]  # run after others (caspian.dev/after)
-    held_by_others: set[str]  # not to be planned yet: those it runs after have not started
-    due: dict[str, datetime]  # when others that run after it need it done
-    # Their new place declined in a pull request, held where the main branch
-    # has them: left unplaced (`unplaced`), kept at their planned place
-    # (`pinned`), or left on their spoke, not requeued nor run again.
-    declined: dict[str, Declined]
-    unplaced: set[str]
-    pinned: set[str]
-
-    def planned(self, job_id: str) -> bool:
-        """Whether the optimizer places it in this decision: not finished,
-        suspended, waiting for its spoke, held by others or by a review."""
-        return not any(
-            job_id in held
-            for held in (
-                self.finished,
-                self.suspended,
-                self.waiting,
-                self.held_by_others,
-                self.unplaced,
-            )
-        )
 
 
 def _decide(
@@ -264,7 +220,7 @@ def _decide(
             )
         )
     }
-    verdicts = _Verdicts(
+    verdicts = Verdicts(
         finished=finished,
         final=final,
         suspended=suspended,
@@ -300,7 +256,7 @@ def _decide(
         )
     }
     opt_jobs = [
-        _optimizer_job(
+        optimizer_job(
             job,
             prevs[job.id],
             fleet=fleet,
@@ -337,8 +293,8 @@ def _decide(
         *kept,
         *held,
         *(
-            _reviewed(
-                _job_entry(
+            reviewed(
+                job_entry(
                     job,
                     prevs[job.id],
                     verdicts,
@@ -355,7 +311,7 @@ def _decide(
             )
             for job in jobs
         ),
-        *_invalid_entries(fleet.problems),
+        *invalid_entries(fleet.problems),
     ]
     return Decision(
         now=now,
@@ -408,11 +364,11 @@ def _requeues(
     spokes: Mapping[str, SpokeState],
     fleet: Fleet,
     now: datetime,
-) -> _Requeues:
+) -> Requeues:
     """The dispatched jobs whose pods find no node on their spoke, are refused
     or cannot start there: each is planned again elsewhere, kept off the
     spokes it could not run on, or given up on (`requeues.requeuing`)."""
-    found = _Requeues(requeued={}, tried={}, kept_off={}, given_up={})
+    found = Requeues(requeued={}, tried={}, kept_off={}, given_up={})
     for job in jobs:
         prev = prevs[job.id]
         if prev is None or job.id in settled:
@@ -458,168 +414,6 @@ def _instance(
         jobs=tuple(jobs),
         weights=fleet.policy.spec.weights.for_optimizer(),
     )
-
-
-def _reviewed(entry: Entry, prev: Entry | None, verdicts: _Verdicts) -> Entry:
-    """A job's new record, saying so while a review's decline holds it: left
-    unplaced, at its planned place until it starts there, or on the spoke it
-    was started on. Not once it has finished or started where main planned
-    it, nor where that place could not be kept (it is placed anew)."""
-    mark = verdicts.declined.get(entry.id)
-    if mark is not None and entry.id in verdicts.unplaced:
-        return entry.model_copy(update={"declined": mark, "reason": mark.reason})
-    pinned = entry.id in verdicts.pinned and entry.phase == Phase.PLANNED
-    stays = prev is not None and prev.phase in FIXED and entry.phase in FIXED
-    kept = mark if pinned or stays else None
-    return entry if entry.declined == kept else entry.model_copy(update={"declined": kept})
-
-
-def _job_entry(
-    job: JobRequest,
-    prev: Entry | None,
-    verdicts: _Verdicts,
-    *,
-    plan: Plan,
-    qos: Plan,
-    horizon: Window,
-    fleet: Fleet,
-    spokes: Mapping[str, SpokeState],
-    down: Collection[str],
-    now: datetime,
-) -> Entry:
-    """A valid job's new record: as it finished, held, waiting, or where the plan puts it."""
-    if job.id in verdicts.finished:
-        assert prev is not None  # it finished where the ledger placed it
-        # Its file may be back after a removal: the record is live again. It
-        # ran, so where it could not run no longer matters.
-        update: dict[str, Any] = {
-            "phase": verdicts.finished[job.id],
-            "removed_at": None,
-            "requeued_from": (),
-            "finished_at": _finished_at(prev, spokes, now=now),
-        }
-        if job.id in verdicts.final:
-            update["reason"] = f"its Job {prev.job_name} failed with {verdicts.final[job.id]}"
-        return prev.model_copy(update=update)
-    if job.id in verdicts.suspended:
-        return _suspended_entry(job, prev, fleet=fleet, spokes=spokes, now=now)
-    if job.id in verdicts.waiting:
-        since = verdicts.waiting[job.id].since
-        return _waiting_entry(job, prev, since=since, fleet=fleet, now=now)
-    others = verdicts.held_by_others
-    if job.id in others or job.id in verdicts.unplaced:  # a review's reason comes after
-        recorded = _recorded(job, prev, fleet=fleet, now=now)
-        tried = prev.requeued_from if prev is not None else ()
-        why = verdicts.gates[job.id].held if job.id in others else ""
-        pending = Entry(phase=Phase.PENDING, reason=why, **recorded)
-        return pending.model_copy(update={"requeued_from": tried})
-    seen = spokes[prev.spoke].jobs if prev is not None and prev.spoke in spokes else {}
-    shut = verdicts.shut[job.id]
-    entry = _entry(
-        job,
-        prev,
-        plan=plan,
-        qos=qos,
-        horizon=horizon,
-        fleet=fleet,
-        now=now,
-        spokes_seen=seen,
-        down=down,
-        gate=verdicts.gates.get(job.id),
-        own_deadline_only=job.id in verdicts.due,
-    )
-    entry = _blame_closed_spokes(entry, job, shut)
-    found = verdicts.requeues
-    if job.id in found.given_up and entry.phase == Phase.PENDING:
-        entry = entry.model_copy(update={"reason": found.given_up[job.id]})
-    if job.id in found.tried and entry.phase in (Phase.PLANNED, Phase.PENDING, Phase.DISPATCHED):
-        entry = entry.model_copy(update={"requeued_from": found.tried[job.id]})
-    return _resuming(entry, prev, job=job, closed=shut)
-
-
-SUSPENDED = "its AppWrapper's spec.suspend is true: set it to false to plan it"
-
-
-def _waiting_entry(
-    job: JobRequest, prev: Entry, *, since: datetime, fleet: Fleet, now: datetime
-) -> Entry:
-    """A planned job that waits for its spoke: where and when it was planned,
-    not dispatched (nothing would reach the spoke), its record brought up to
-    date."""
-    recorded = _recorded(job, prev, fleet=fleet, now=now)
-    end = prev.planned_start + job.duration
-    # Its start may go by while it waits: it ends no sooner than a run from now.
-    earliest = max(prev.planned_start, now) + job.duration
-    late = earliest > recorded["deadline"]
-    reason = prev.reason
-    if late != prev.late:
-        reason = (
-            f"will finish after its deadline: it waits for {prev.spoke}, which is down, so it "
-            f"ends {format_time(earliest)} at the earliest"
-            if late
-            else ""
-        )
-    update = {"planned_end": end, "late": late, "reason": reason, "spoke_down_since": since}
-    return prev.model_copy(update={**recorded, **update})
-
-
-def stopped_reason(spoke: str) -> str:
-    return (
-        f"its AppWrapper's spec.suspend is true: its Job on {spoke} is suspended, which ends "
-        "its pods; set it to false to plan it again"
-    )
-
-
-def _suspended_entry(
-    job: JobRequest,
-    prev: Entry | None,
-    *,
-    fleet: Fleet,
-    spokes: Mapping[str, SpokeState],
-    now: datetime,
-) -> Entry:
-    """A job its AppWrapper holds: recorded, not planned. A Job planned before
-    leaves its spoke, never having started. One that had started stays on its
-    spoke, rendered suspended, as Kubernetes suspends a Job: its pods end, and
-    the Job keeps what it counted (an Indexed Job its completed indexes)."""
-    recorded = _recorded(job, prev, fleet=fleet, now=now)
-    # Where its Job has run: started, stopped before, or planned back there.
-    where = None if prev is None else (prev.spoke if prev.phase in FIXED else prev.home)
-    if where is None or where not in spokes:
-        return Entry(phase=Phase.SUSPENDED, reason=SUSPENDED, **recorded)
-    # It keeps when it ran: should it turn out to have ended before its pods
-    # did, its record is a finished one, retired `retention` after its end.
-    ran = prev.phase in FIXED or prev.stopped
-    return Entry(
-        phase=Phase.SUSPENDED,
-        spoke=where,
-        pool=prev.pool,
-        planned_start=prev.planned_start if ran else None,
-        planned_end=prev.planned_end if ran else None,
-        reason=stopped_reason(where),
-        **recorded,
-    )
-
-
-def _recorded(
-    job: JobRequest, prev: Entry | None, *, fleet: Fleet, now: datetime
-) -> dict[str, Any]:
-    """What every entry of `job` records, wherever it goes."""
-    first_seen = prev.first_seen if prev and prev.first_seen else now
-    retries = prev.retries if prev else 0
-    return {
-        "id": job.id,
-        "source": job.source,
-        "job_name": job.job_name_for(retry=retries),
-        "retries": retries,
-        "rerun_after": prev.rerun_after if prev else None,
-        "template_hash": job.template_hash,
-        "deadline": effective_deadline(job, first_seen=first_seen, fleet=fleet),
-        "first_seen": first_seen,
-        "cpu": job.cpu,
-        "memory_bytes": job.memory_bytes,
-        "gpu": job.gpu,
-    }
 
 
 def _file(source: str) -> str:
@@ -755,20 +549,6 @@ def _finished(prev: Entry | None, spokes: Mapping[str, SpokeState]) -> Phase | N
     return None
 
 
-def _finished_at(
-    prev: Entry, spokes: Mapping[str, SpokeState], *, now: datetime
-) -> datetime | None:
-    """When a finished job's Job ended, for its record: as recorded already
-    (None in a record from before this was kept: it counts from its planned
-    end); else as its spoke says, but not after now (a spoke's clock may run
-    ahead); else now, the reconcile that first saw it finished."""
-    if prev.phase in FINISHED:
-        return prev.finished_at
-    state = spokes.get(prev.spoke or "")
-    ended = state.ended.get(prev.job_key) if state is not None else None
-    return min(ended, now) if ended is not None else now
-
-
 def _overrunning(prev: Entry | None, spokes: Mapping[str, SpokeState], *, now: datetime) -> bool:
     """Whether the job's spoke reports its Job still running at or past its planned
     end (the kube observer reports Jobs; declared capacity reports nothing)."""
@@ -776,224 +556,6 @@ def _overrunning(prev: Entry | None, spokes: Mapping[str, SpokeState], *, now: d
         return False
     running = spokes[prev.spoke].jobs.get(prev.job_key) == Phase.RUNNING.value
     return running and prev.planned_end <= now
-
-
-def _is_fixed(
-    prev: Entry | None,
-    *,
-    horizon: Window,
-    now: datetime,
-    down: Collection[str],
-    gate: Gate | None = None,
-) -> bool:
-    """Started, or to start now: planned for the slot `now` is in, on a spoke
-    that is not `down` (nothing would reach it), with every job it runs after
-    (`gate`) succeeded. A planned job whose slot went by with no reconcile to
-    dispatch it (the remote or Caspian down) never started: it is planned
-    again, or it would start now held to a place in the past, and hold no room
-    for the hours it runs."""
-    if prev is None or prev.planned_start is None:
-        return False
-    return prev.phase in FIXED or (
-        prev.phase == Phase.PLANNED
-        and prev.planned_start <= now
-        and not prev.start_went_by(horizon.start)
-        and prev.spoke not in down
-        and (gate is None or gate.done)
-    )
-
-
-def _optimizer_job(
-    job: JobRequest,
-    prev: Entry | None,
-    *,
-    fleet: Fleet,
-    closed: Mapping[str, str],
-    horizon: Window,
-    now: datetime,
-    down: Collection[str],
-    gate: Gate | None,
-    due: datetime | None = None,
-    overrunning: bool = False,
-    pinned: bool = False,
-) -> Job:
-    first_seen = prev.first_seen if prev and prev.first_seen else now
-    deadline = effective_deadline(job, first_seen=first_seen, fleet=fleet)
-    if due is not None:
-        deadline = min(deadline, due)
-    energy = {
-        spoke.name: kwh_per_slot(job, spoke=spoke, slot_seconds=horizon.slot_seconds)
-        for spoke in fleet.spokes
-    }
-    fixed = previous = None
-    if _is_fixed(prev, horizon=horizon, now=now, down=down, gate=gate):
-        fixed = Slot(spoke=prev.pool or prev.spoke, start_slot=horizon.slot_of(prev.planned_start))
-    elif (
-        prev is not None
-        and prev.phase == Phase.PLANNED
-        and prev.planned_start is not None
-        and not prev.start_went_by(horizon.start)
-    ):
-        previous = Slot(
-            spoke=prev.pool or prev.spoke, start_slot=horizon.slot_of(prev.planned_start)
-        )
-        if pinned:  # its move was declined in a review
-            fixed, previous = previous, None
-    duration = horizon.slots_in(job.duration)
-    if fixed is not None and overrunning:
-        # A Job runs as long as it runs, not as long as its annotation says. One
-        # still running past its planned end holds its room through the next
-        # slot, and again at every reconcile until it ends, so that nothing more
-        # is planned on top of it.
-        duration = max(duration, horizon.slot_of(now) + 2 - fixed.start_slot)
-    # Its caspian.dev/not-before, a run again's pause after the failure, and
-    # the end of the jobs it runs after.
-    after = gate.after if gate else None
-    earliest = [t for t in (job.not_before, prev.rerun_after if prev else None, after) if t]
-    release = _release_slot(max(earliest), horizon) if earliest else 0
-    return Job(
-        id=job.id,
-        cpu=job.cpu,
-        memory_bytes=job.memory_bytes,
-        gpu=job.gpu,
-        duration_slots=duration,
-        release_slot=release,
-        # A deadline already past makes every start equally late in all but its
-        # end: counted from now, so that lateness from a year ago does not outweigh
-        # the cost of leaving the job unplaced, and it runs as soon as it can.
-        deadline_slot=max(0, horizon.slot_of(deadline)),
-        # A fixed job keeps its place on a closed spoke: fixed jobs are not
-        # held to their allowed spokes.
-        allowed_spokes=_open_spokes(job, prev, closed=closed),
-        energy_kwh_per_slot=energy,
-        fixed=fixed,
-        previous=previous,
-        lateness_weight=fleet.policy.spec.weights.of(job.priority_class),
-    )
-
-
-def _release_slot(moment: datetime, horizon: Window) -> int:
-    """The first slot that starts at or after `moment`."""
-    return max(0, math.ceil((moment - horizon.start).total_seconds() / horizon.slot_seconds))
-
-
-def _open_spokes(
-    job: JobRequest, prev: Entry | None, *, closed: Mapping[str, str]
-) -> tuple[str, ...]:
-    """The spokes a job may be planned on now. One resumed after its AppWrapper
-    stopped it goes back where its Job is, as Kubernetes resumes a Job: what it
-    counted is there (an Indexed Job's completed indexes), and often its data;
-    only where that spoke is closed to it does it go elsewhere."""
-    allowed = tuple(s for s in job.allowed_spokes if s not in closed)
-    home = prev.home if prev is not None else None
-    return (home,) if home in allowed else allowed
-
-
-def kwh_per_slot(job: JobRequest, *, spoke: Spoke, slot_seconds: int) -> float:
-    """Facility energy of one slot of `job` on `spoke`: its declared power, or the
-    spoke's power model of its requests, times the spoke's PUE."""
-    watts = job.power_watts or spoke.it_watts(
-        cpu=job.cpu, memory_bytes=job.memory_bytes, gpu=job.gpu
-    )
-    return watts * spoke.spec.power.pue * slot_seconds / 3600 / 1000
-
-
-def _entry(
-    job: JobRequest,
-    prev: Entry | None,
-    *,
-    plan: Plan,
-    qos: Plan,
-    horizon: Window,
-    fleet: Fleet,
-    now: datetime,
-    spokes_seen: Mapping[str, str],
-    down: Collection[str],
-    gate: Gate | None,
-    own_deadline_only: bool = False,
-) -> Entry:
-    common = _recorded(job, prev, fleet=fleet, now=now)
-    assignment = plan.assignment(job.id)
-    if assignment is None:
-        reason = next(n.reason for n in plan.not_placed if n.id == job.id)
-        # Held back by its pause, not by its caspian.dev/not-before.
-        paused = common["rerun_after"]
-        held_back = paused is not None and paused >= (job.not_before or paused)
-        if held_back and _release_slot(paused, horizon) >= horizon.slots:
-            reason = (
-                f"deferred: its run again waits until {format_time(paused)} (its AppWrapper's "
-                "retryPausePeriodDuration after the failure), beyond the planning horizon"
-            )
-        if gate is not None and gate.after and _release_slot(gate.after, horizon) >= horizon.slots:
-            reason = (
-                f"deferred: it runs after {gate.last}, which ends {format_time(gate.after)} "
-                "(its caspian.dev/after), beyond the planning horizon"
-            )
-        return Entry(phase=Phase.PENDING, reason=reason, **common)
-    spoke = pools.spoke_of(assignment.spoke)
-    start = horizon.time_of(assignment.start_slot)
-    fixed = _is_fixed(prev, horizon=horizon, now=now, down=down, gate=gate)
-    if fixed:
-        start = prev.planned_start
-    unchanged = (
-        prev is not None
-        and prev.phase in ACTIVE
-        and (prev.spoke, prev.planned_start) == (spoke, start)
-    )
-    estimated = (
-        prev.estimated_grams
-        if unchanged and prev.estimated_grams is not None
-        else round(assignment.carbon_g, 1)
-    )
-    qos_assignment = qos.assignment(job.id)
-    qos_grams = (
-        prev.qos_grams
-        if prev is not None and prev.qos_grams is not None
-        else (round(qos_assignment.carbon_g, 1) if qos_assignment else None)
-    )
-    late = prev.late if fixed else assignment.late_slots > 0
-    if own_deadline_only and not fixed:
-        # Planned to end in time for the jobs that run after it, it is late
-        # only past its own deadline, as the optimizer counts a slot.
-        end_slot = assignment.start_slot + horizon.slots_in(job.duration)
-        late = end_slot > max(0, horizon.slot_of(common["deadline"]))
-    reason = ""
-    if fixed and prev is not None:
-        # A job that has started keeps the reason of when it was placed: "now"
-        # no longer tells when it could have ended.
-        reason = prev.reason
-    elif (
-        late and gate is not None and gate.after and gate.after + job.duration > common["deadline"]
-    ):
-        reason = (
-            f"will finish after its deadline: it runs after {gate.last}, which ends "
-            f"{format_time(gate.after)} (its caspian.dev/after), so it ends "
-            f"{format_time(gate.after + job.duration)} at the earliest, after its deadline "
-            f"{format_time(common['deadline'])}"
-        )
-    elif late and (
-        missed := _missed_start(prev, job, horizon=horizon, deadline=common["deadline"])
-    ):
-        reason = missed
-    elif late:
-        reason = _late_reason(
-            job, deadline=common["deadline"], now=now, rerun_after=common["rerun_after"]
-        )
-    phase = Phase.DISPATCHED if fixed or start <= now else Phase.PLANNED
-    if fixed and Phase.RUNNING in (prev.phase, spokes_seen.get(prev.job_key)):
-        phase = Phase.RUNNING
-    return Entry(
-        phase=phase,
-        spoke=spoke,
-        pool=assignment.spoke if assignment.spoke != spoke else None,
-        planned_start=start,
-        planned_end=start + job.duration,
-        estimated_grams=estimated,
-        qos_grams=qos_grams,
-        late=late,
-        reason=reason,
-        **common,
-    )
 
 
 def _closed_spokes(fleet: Fleet, spokes: Mapping[str, SpokeState]) -> dict[str, str]:
@@ -1009,110 +571,6 @@ def _closed_spokes(fleet: Fleet, spokes: Mapping[str, SpokeState]) -> dict[str, 
         elif spoke.spec.unschedulable:
             closed[spoke.name] = f"unschedulable in spokes/{spoke.name}.yaml"
     return closed
-
-
-def _blame_closed_spokes(entry: Entry, job: JobRequest, closed: Mapping[str, str]) -> Entry:
-    """A job left unplaced because every spoke it may use is down, unschedulable or
-    without a node big enough says so: the optimizer sees such a spoke only as one
-    with no room, and would blame the job's size."""
-    allowed = list(job.allowed_spokes)
-    if entry.phase != Phase.PENDING or not allowed or any(s not in closed for s in allowed):
-        return entry
-    why = "; ".join(f"{name} ({closed[name]})" for name in allowed)
-    return entry.model_copy(update={"reason": f"no spoke it may use can take it: {why}"})
-
-
-def _resuming(
-    entry: Entry, prev: Entry | None, *, job: JobRequest, closed: Mapping[str, str]
-) -> Entry:
-    """A resumed job planned where its Job waits remembers that spoke until it is
-    dispatched. One with no room there yet stays as it is, suspended there, and
-    says why: left Pending, its Job would leave the spoke, and with it what it
-    counted."""
-    home = prev.home if prev is not None else None
-    if home is None or home not in _open_spokes(job, prev, closed=closed):
-        return entry
-    if entry.phase == Phase.PLANNED:
-        return entry.model_copy(update={"resumes_on": home})
-    if entry.phase != Phase.PENDING:
-        return entry
-    ran = prev.stopped  # when it ran, kept as a stopped job keeps it
-    return entry.model_copy(
-        update={
-            "phase": Phase.SUSPENDED,
-            "spoke": home,
-            "pool": prev.pool,
-            "planned_start": prev.planned_start if ran else None,
-            "planned_end": prev.planned_end if ran else None,
-            "reason": f"resumed, and waits for room on {home}, where its suspended Job is: "
-            f"{entry.reason}",
-        }
-    )
-
-
-def _missed_start(
-    prev: Entry | None, job: JobRequest, *, horizon: Window, deadline: datetime
-) -> str:
-    """Why a job is late that was planned to end in time, and whose planned
-    start went by before a reconcile dispatched it (Caspian stopped, say):
-    its deadline is not what to change. "" where that is not so."""
-    if prev is None or prev.phase != Phase.PLANNED or prev.spoke_down_since is not None:
-        return ""
-    if prev.planned_start is None or prev.planned_end is None:
-        return ""
-    if prev.planned_start >= horizon.start or prev.planned_end > deadline:
-        return ""
-    start = max(horizon.start, job.not_before or horizon.start)
-    return (
-        f"will finish after its deadline: it was planned on {prev.spoke} from "
-        f"{format_time(prev.planned_start)}, in time, and that start went by before a "
-        f"reconcile dispatched it, so it ends {format_time(start + job.duration)} at the "
-        f"earliest, after its deadline {format_time(deadline)}"
-    )
-
-
-def _late_reason(
-    job: JobRequest, *, deadline: datetime, now: datetime, rerun_after: datetime | None = None
-) -> str:
-    """Why a job ends after its deadline: capacity, a run again's pause, or a
-    deadline that no start could meet (the fix is then in its file, not in the
-    fleet)."""
-    later = rerun_after is not None and rerun_after > max(now, job.not_before or now)
-    if later and rerun_after + job.duration > deadline:
-        return (
-            f"will finish after its deadline: its run again waits until "
-            f"{format_time(rerun_after)} (its AppWrapper's retryPausePeriodDuration after "
-            f"the failure), so it ends {format_time(rerun_after + job.duration)} at the "
-            f"earliest, after its deadline {format_time(deadline)}"
-        )
-    start = max(now, job.not_before or now)
-    if start + job.duration <= deadline:
-        return "will finish after its deadline: no earlier capacity"
-    waits = job.not_before is not None and job.not_before > now
-    return (
-        f"will finish after its deadline: it runs {format_duration(job.duration)}"
-        + (f" from its caspian.dev/not-before {format_time(start)}" if waits else "")
-        + f", so it ends {format_time(start + job.duration)} at the earliest, after its "
-        f"deadline {format_time(deadline)}: give it a later caspian.dev/deadline (or "
-        "complete-within)"
-        + (", an earlier not-before" if waits else "")
-        + " or a shorter caspian.dev/duration"
-    )
-
-
-def _invalid_entries(problems: tuple[Problem, ...]) -> list[Entry]:
-    by_file: dict[str, list[Problem]] = {}
-    for problem in problems:
-        by_file.setdefault(problem.file, []).append(problem)
-    return [
-        Entry(
-            id=file,
-            source=file,
-            phase=Phase.INVALID,
-            reason="; ".join(p.said() for p in items),
-        )
-        for file, items in sorted(by_file.items())
-    ]
 
 
 def _iso(moment: datetime) -> str:

@@ -9,7 +9,7 @@ for a review, an approved job would start only when someone merged.
 
 A reviewer who closes the pull request unmerged declines its new places
 (`declined`): each of those jobs keeps what main holds for it, marked, and is
-proposed nowhere new until its AppWrapper changes (deciding.py holds it).
+proposed nowhere new until its AppWrapper changes (deciding.py and records.py hold it).
 """
 
 from __future__ import annotations

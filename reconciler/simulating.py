@@ -29,10 +29,11 @@ from carbon.forecasting import seasonal_naive
 from optimizer import baselines, bench
 from optimizer.model import Instance, Job, Plan, SolverSettings, SpokeCapacity
 from optimizer.solving import optimize
-from reconciler.deciding import Planner, decide, kwh_per_slot, optimize_plan, window
+from reconciler.deciding import Planner, decide, optimize_plan, window
 from reconciler.decisions import SpokeState
 from reconciler.ledger import FINISHED, FIXED, Entry, Ledger, Phase
 from reconciler.observing import DeclaredCapacity
+from reconciler.optimizerjobs import kwh_per_slot
 from reconciler.scenarios import Arrival, Setup
 
 POLICIES = ("qos", "greedy", "round-robin", "caspian", "clairvoyant")

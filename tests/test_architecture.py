@@ -16,6 +16,8 @@ PURE = (
     "reconciler/loading.py",
     "reconciler/appwrappers.py",
     "reconciler/deciding.py",
+    "reconciler/optimizerjobs.py",
+    "reconciler/records.py",
     "reconciler/chains.py",
     "reconciler/spokedown.py",
     "reconciler/spokeroom.py",

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import yaml
 
-from reconciler import deciding, messages
+from reconciler import messages, records
 from reconciler.rendering import HELD, render
 from reconciler.templates import template_files
 from tests.conftest import NOW, assert_valid_plan
@@ -62,7 +62,7 @@ def test_suspending_a_started_jobs_appwrapper_suspends_its_job_where_it_ran() ->
         started.spoke,
         started.job_name,
     )
-    assert entry.reason == deciding.stopped_reason(started.spoke)
+    assert entry.reason == records.stopped_reason(started.spoke)
     assert entry.first_seen == started.first_seen
     # Kubernetes ends the pods of a Job suspended in place and keeps its counts.
     job = _rendered(stopped, stopped_files, entry)
@@ -181,7 +181,7 @@ def test_a_stopped_job_on_a_spoke_that_left_the_fleet_is_held_off_any_spoke() ->
     gone = {k: v for k, v in files.items() if k != f"spokes/{started.spoke}.yaml"}
     later, _ = step(gone, now=NOW + timedelta(minutes=40))
     entry = entries(later)[started.id]
-    assert (entry.phase, entry.spoke, entry.reason) == ("Suspended", None, deciding.SUSPENDED)
+    assert (entry.phase, entry.spoke, entry.reason) == ("Suspended", None, records.SUSPENDED)
 
 
 def test_a_waiting_or_suspended_jobs_broken_file_keeps_its_record_and_cancels_nothing() -> None:
