@@ -122,19 +122,22 @@ def _stuck(job: JobRequest, prev: Entry, spokes: Mapping[str, SpokeState]) -> _S
         ),
     ):
         if since is not None:
+            # Its Job took this name wherever it went: pods or a Job of it there
+            # from before this dispatch (left from before a requeue, not yet
+            # pruned) say nothing of this one, which counts from its start.
+            start = prev.planned_start
+            since = max(since, start) if start is not None else since
             return _Stuck(since=since, what=what, said=said, pods_made=pods_made)
     return None
 
 
 def _unapplied_since(prev: Entry, state: SpokeState) -> datetime | None:
     """Since when Argo CD has failed to apply a dispatched job's Job on its
-    spoke, counted from its dispatch: planned, it had no need to be there yet.
-    A Job that runs there (by another observer's word) has been applied once,
-    whatever a later sync says."""
+    spoke (`_stuck` counts it from the dispatch: planned, it had no need to be
+    there yet). A Job that runs there (by another observer's word) has been
+    applied once, whatever a later sync says."""
     since = state.unapplied.get(prev.job_key)
-    if since is None or prev.phase != Phase.DISPATCHED:
-        return None
-    return max(since, prev.planned_start) if prev.planned_start else since
+    return since if prev.phase == Phase.DISPATCHED else None
 
 
 def _unscheduled_too_long(

@@ -213,6 +213,35 @@ def test_a_job_argo_cd_cannot_apply_there_is_requeued_counting_from_its_dispatch
     assert reason.endswith(f'its Job there never ran, and goes (paris says: "{word}")')
 
 
+@pytest.mark.parametrize(
+    ("field", "what"),
+    [
+        ("unscheduled", "its pods found no node on"),
+        ("podless", "its Job created no pod (see its events) on"),
+        ("not_starting", "its pods could not start on"),
+    ],
+)
+def test_pods_from_before_a_dispatch_count_from_that_dispatch(field, what) -> None:
+    # A job keeps its Job's name wherever it goes: sent back to paris after a
+    # requeue off it, it finds the pods of its earlier Job there, waiting since
+    # then, until Argo CD prunes them. They say nothing of this dispatch yet.
+    files, started, _ = _backfill_dispatched_on_paris()
+    earlier = started.planned_start - timedelta(hours=2)
+    left = {"paris": {field: {started.job_key: earlier}}}
+    early, _ = step(files, now=started.planned_start + timedelta(minutes=14), states=left)
+    assert entries(early)[started.id] == started and not early.requeued
+    assert early.stuck[started.id].startswith(
+        f"{what} paris since {format_time(started.planned_start)}: it is requeued at "
+        f"{format_time(started.planned_start + timedelta(minutes=15))}"
+    )
+    later = started.planned_start + timedelta(minutes=16)
+    requeued, _ = step(files, now=later, states=left)
+    assert entries(requeued)[started.id].requeued_from == ("paris",)
+    assert requeued.requeued[started.id].reason.startswith(
+        f"{what} paris from {format_time(started.planned_start)} to {format_time(later)}"
+    )
+
+
 def test_a_running_job_is_not_moved_for_a_later_sync_that_failed() -> None:
     files, started, at = _backfill_dispatched_on_paris()
     running, files = step(
