@@ -58,6 +58,22 @@ def due_for_others(
     return due
 
 
+def gates_moved(
+    jobs: Iterable[JobRequest], before: Mapping[str, Entry], after: Mapping[str, Entry]
+) -> bool:
+    """Whether, from `before` to `after`, a job that others run after changed
+    what `gate_of` reads of it: its phase and Job (a run again is a new one),
+    and its planned end once started."""
+
+    def read(entry: Entry | None) -> tuple[Phase, str | None, datetime | None] | None:
+        if entry is None:
+            return None
+        return entry.phase, entry.job_name, entry.planned_end if entry.phase in FIXED else None
+
+    targets = {other for job in jobs for other in job.after}
+    return any(read(before.get(other)) != read(after.get(other)) for other in targets)
+
+
 class Gate(NamedTuple):
     """What the jobs a job runs after (its caspian.dev/after) allow it now."""
 

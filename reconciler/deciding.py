@@ -16,7 +16,7 @@ from optimizer import baselines
 from optimizer.model import Instance, Job, Plan, SolverSettings
 from optimizer.solving import optimize
 from reconciler import fitting, pools, requeues, retrying
-from reconciler.chains import due_for_others, gate_of
+from reconciler.chains import due_for_others, gate_of, gates_moved
 from reconciler.decisions import Decision, SpokeState, Window
 from reconciler.fleet import Fleet, JobRequest
 from reconciler.ledger import (
@@ -80,36 +80,34 @@ def decide(
 ) -> Decision:
     """What to place where and when, from what the fleet repo asks, what the
     spokes report, the forecasts and `now`. A job that runs after another
-    (caspian.dev/after) is planned once that one has started: where this
-    decision dispatches it, the job is planned in a second pass over the same
-    inputs, so that a reconcile right after commits nothing more."""
+    (caspian.dev/after) is planned once that one has started, and held again
+    should it stop: where this decision changes what such a job waits on
+    (dispatches the other, say, or suspends it), the jobs are decided again
+    over the same inputs, until nothing they wait on changes, so that a
+    reconcile right after commits nothing more."""
 
     def once(ledger: Ledger) -> Decision:
         return _decide(
             fleet=fleet, ledger=ledger, spokes=spokes, forecasts=forecasts, now=now, planner=planner
         )
 
-    first = once(ledger)
-    before, after = ledger.by_id(), first.ledger.by_id()
-    # A job they wait for that this decision changed (dispatched, say, or run
-    # again and dispatched at once) may let them be planned now.
-    moved = {
-        other
-        for job_id in first.held_after
-        for other in first.jobs[job_id].after
-        if before.get(other) != after.get(other)
-    }
-    if not moved:
-        return first
-    second = once(first.ledger)
-    # What happened in the first pass (a requeue, a run again) is this decision's too.
-    return second.model_copy(
-        update={
-            "requeued": {**first.requeued, **second.requeued},
-            "retried": {**first.retried, **second.retried},
-            "not_retried": {**first.not_retried, **second.not_retried},
-        }
-    )
+    decision = once(ledger)
+    # A chain is as long as the jobs at most: each pass carries it a step.
+    for _ in range(len(fleet.jobs)):
+        if not gates_moved(fleet.jobs, ledger.by_id(), decision.ledger.by_id()):
+            break
+        ledger, earlier = decision.ledger, decision
+        decision = once(ledger)
+        # What happened in an earlier pass (a requeue, a run again) is this
+        # decision's too.
+        decision = decision.model_copy(
+            update={
+                "requeued": {**earlier.requeued, **decision.requeued},
+                "retried": {**earlier.retried, **decision.retried},
+                "not_retried": {**earlier.not_retried, **decision.not_retried},
+            }
+        )
+    return decision
 
 
 def _decide(

@@ -304,3 +304,57 @@ def test_a_run_again_dispatched_at_once_lets_what_runs_after_it_be_planned_at_on
     train = entries(decision)["batch/train"]
     assert train.phase == "Planned" and train.planned_start >= again.planned_end
     assert step(files, now=at, states=failed)[0].ledger == decision.ledger
+
+
+def test_what_is_suspended_now_holds_what_runs_after_it_at_once() -> None:
+    # prep starts, and train is planned from its end; then prep's AppWrapper
+    # is suspended. train waits for prep to start again in the same decision,
+    # not in the reconcile after it.
+    first, files = step(_pipeline(), now=NOW)
+    assert entries(first)["batch/train"].phase == "Planned"
+    doc = yaml.safe_load(files["jobs/prep.yaml"])
+    doc["spec"]["suspend"] = True
+    files = {**files, "jobs/prep.yaml": yaml.safe_dump(doc).encode()}
+    at = NOW + timedelta(minutes=5)
+    held, files = step(files, now=at)
+    assert entries(held)["batch/prep"].phase == "Suspended"
+    assert (entries(held)["batch/train"].phase, entries(held)["batch/train"].reason) == (
+        "Pending",
+        "waits for batch/prep to start (its caspian.dev/after)",
+    )
+    again, files_again = step(files, now=at)
+    assert again.ledger == held.ledger and files_again == files
+
+
+def test_a_change_to_what_others_run_after_is_one_that_gates_read() -> None:
+    fleet = fleet_with(
+        jobs__prep=appwrapper("prep", annotations=PREP),
+        jobs__train=appwrapper("train", annotations={"caspian.dev/after": "prep"}),
+    )
+    start = NOW + timedelta(hours=1)
+    running = Entry(
+        id="batch/prep",
+        source="jobs/prep.yaml",
+        phase="Running",
+        first_seen=NOW,
+        job_name="prep-1",
+        planned_start=start,
+        planned_end=start + timedelta(hours=1),
+    )
+    before = {"batch/prep": running}
+
+    def moved(**change) -> bool:
+        return chains.gates_moved(
+            fleet.jobs, before, {"batch/prep": running.model_copy(update=change)}
+        )
+
+    assert not moved()
+    assert not moved(estimated_grams=12.0, reason="anything")  # not what a gate reads
+    assert moved(phase="Suspended")
+    assert moved(job_name="prep-2")  # run again: a new Job
+    assert moved(planned_end=start + timedelta(hours=2))  # running past its end
+    done = {"batch/prep": running.model_copy(update={"phase": "Succeeded"})}
+    failed = {"batch/prep": running.model_copy(update={"phase": "Failed"})}
+    assert chains.gates_moved(fleet.jobs, done, failed)
+    assert not chains.gates_moved(fleet.jobs, {}, {})
+    assert chains.gates_moved(fleet.jobs, {}, before)
