@@ -50,10 +50,9 @@ def run(
     lp_started = time.monotonic()
     lp = _relaxation(instance, limit=lp_time_limit)
     lp_seconds = time.monotonic() - lp_started
-    # The model leaves out the carbon of work already running (a constant);
-    # the plan's objective counts it.
-    fixed = {job.id for job in instance.jobs if job.fixed is not None}
-    offset = sum(a.carbon_g for a in plan.assignments if a.id in fixed)
+    # The model leaves out constants the plan's objective counts: the carbon
+    # of work already running, and lateness that no start of a job avoids.
+    offset = 0.0 if lp is None else plan.objective - objective(lp.columns, _choice_of(lp, plan))
     lp_value = None if lp is None else lp.dual.bound + offset
     lp_exact = lp is not None and lp.dual.lp_optimal
     exact = (
@@ -152,12 +151,17 @@ class _Exact:
     seconds: float
 
 
+def _choice_of(lp: _Relaxation, plan: Plan) -> np.ndarray:
+    """The plan as a choice of the relaxation's columns."""
+    wanted = {a.id: (a.spoke, a.start_slot) for a in plan.assignments}
+    return from_slots(lp.columns, lp.free, wanted)
+
+
 def _exactly(lp: _Relaxation, plan: Plan, *, solver: str, limit: float) -> _Exact:
     """The MILP over every column that could be in a plan better than `plan`,
     warm-started from `plan`, for `limit` seconds."""
     columns, free, dual = lp.columns, lp.free, lp.dual
-    wanted = {a.id: (a.spoke, a.start_slot) for a in plan.assignments}
-    start = from_slots(columns, free, wanted)
+    start = _choice_of(lp, plan)
     value = objective(columns, start)
     keep = dual.open_columns(value=value, choice=start)
     began = time.monotonic()
