@@ -62,13 +62,18 @@ def gates_moved(
     jobs: Iterable[JobRequest], before: Mapping[str, Entry], after: Mapping[str, Entry]
 ) -> bool:
     """Whether, from `before` to `after`, a job that others run after changed
-    what `gate_of` reads of it: its phase and Job (a run again is a new one),
-    and its planned end once started."""
+    what `gate_of` reads of it: whether it has started (and then its planned
+    end), succeeded or failed, and its Job (a run again is a new one). Not
+    Dispatched to Running, which happens at every start and leaves its gates
+    as they were: each pass solves the whole plan again."""
 
-    def read(entry: Entry | None) -> tuple[Phase, str | None, datetime | None] | None:
+    def read(entry: Entry | None) -> tuple[str, str | None, datetime | None] | None:
         if entry is None:
             return None
-        return entry.phase, entry.job_name, entry.planned_end if entry.phase in FIXED else None
+        if entry.phase in FIXED:
+            return "started", entry.job_name, entry.planned_end
+        finished = entry.phase in (Phase.SUCCEEDED, Phase.FAILED)
+        return entry.phase.value if finished else "not started", entry.job_name, None
 
     targets = {other for job in jobs for other in job.after}
     return any(read(before.get(other)) != read(after.get(other)) for other in targets)

@@ -9,7 +9,7 @@ from datetime import timedelta
 import yaml
 
 from reconciler import chains, messages
-from reconciler.ledger import Entry
+from reconciler.ledger import Entry, Phase
 from reconciler.templates import template_files
 from tests.conftest import NOW, assert_valid_plan
 from tests.fleet.helpers import appwrapper, appwrapper_doc, fleet_with, problems_of
@@ -350,11 +350,16 @@ def test_a_change_to_what_others_run_after_is_one_that_gates_read() -> None:
 
     assert not moved()
     assert not moved(estimated_grams=12.0, reason="anything")  # not what a gate reads
-    assert moved(phase="Suspended")
+    assert not moved(phase=Phase.DISPATCHED)  # started either way
+    assert moved(phase=Phase.SUSPENDED)
     assert moved(job_name="prep-2")  # run again: a new Job
     assert moved(planned_end=start + timedelta(hours=2))  # running past its end
-    done = {"batch/prep": running.model_copy(update={"phase": "Succeeded"})}
-    failed = {"batch/prep": running.model_copy(update={"phase": "Failed"})}
+    done = {"batch/prep": running.model_copy(update={"phase": Phase.SUCCEEDED})}
+    failed = {"batch/prep": running.model_copy(update={"phase": Phase.FAILED})}
     assert chains.gates_moved(fleet.jobs, done, failed)
+    planned = {"batch/prep": running.model_copy(update={"phase": Phase.PLANNED})}
+    pending = {"batch/prep": running.model_copy(update={"phase": Phase.PENDING})}
+    assert not chains.gates_moved(fleet.jobs, planned, pending)  # not started either way
+    assert chains.gates_moved(fleet.jobs, planned, done)
     assert not chains.gates_moved(fleet.jobs, {}, {})
     assert chains.gates_moved(fleet.jobs, {}, before)
