@@ -308,6 +308,12 @@ def _placed_entry(
         # A job that has started keeps the reason of when it was placed: "now"
         # no longer tells when it could have ended.
         reason = prev.reason
+    elif late and unchanged and prev.late and prev.deadline == common["deadline"]:
+        # Nor does one still planned where it was, for the same deadline: its
+        # reason counted from when it was placed there, which the next
+        # reconcile would retell (a start that went by is no longer the
+        # record's) and commit.
+        reason = prev.reason
     elif (
         late and gate is not None and gate.after and gate.after + job.duration > common["deadline"]
     ):

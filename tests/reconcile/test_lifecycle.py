@@ -108,6 +108,45 @@ def test_a_job_late_for_a_start_that_went_by_says_so_not_to_move_its_deadline() 
     assert "give it a later caspian.dev/deadline" in entries(later)["batch/rush"].reason
 
 
+def test_a_late_job_planned_where_it_was_keeps_its_reason_through_the_slot() -> None:
+    # big cannot end by its deadline however early it starts, and waits for
+    # small, which paris runs first: its reason counts from the reconcile
+    # that placed it, not from each later one.
+    paris_only = {"caspian.dev/spokes": "paris"}
+    big = {**paris_only, "caspian.dev/duration": "2h", "caspian.dev/complete-within": "90m"}
+    small = {**paris_only, "caspian.dev/duration": "1h", "caspian.dev/complete-within": "1h"}
+    files = {
+        **template_files(),
+        "jobs/big.yaml": appwrapper("big", annotations=big, resources=_cpu(32)).encode(),
+        "jobs/small.yaml": appwrapper("small", annotations=small, resources=_cpu(1)).encode(),
+    }
+    first, files = step(files, now=NOW)
+    placed = entries(first)["batch/big"]
+    assert (placed.phase, placed.late) == ("Planned", True)
+    assert placed.reason.startswith("will finish after its deadline: it runs 2h, so it ends ")
+    later, again = step(files, now=NOW + timedelta(minutes=10))
+    assert entries(later)["batch/big"] == placed
+    assert again == files
+    # A new deadline is told, though the place stays.
+    due = {**big, "caspian.dev/complete-within": "100m"}
+    later_due = appwrapper("big", annotations=due, resources=_cpu(32))
+    edited, _ = step(
+        {**files, "jobs/big.yaml": later_due.encode()}, now=NOW + timedelta(minutes=10)
+    )
+    told = entries(edited)["batch/big"]
+    assert (told.spoke, told.planned_start) == (placed.spoke, placed.planned_start)
+    assert told.reason.endswith(
+        f"after its deadline {format_time(told.deadline)}: give it a later "
+        "caspian.dev/deadline (or complete-within) or a shorter "
+        "caspian.dev/duration"
+    )
+    assert told.deadline > placed.deadline
+
+
+def _cpu(cores: int) -> dict:
+    return {"requests": {"cpu": str(cores), "memory": "1Gi"}}
+
+
 def test_a_finished_job_stays_finished_and_is_rendered_unsuspended() -> None:
     decision, files = step(template_files(), now=NOW)
     first = next(e for e in entries(decision).values() if e.phase == "Dispatched")
