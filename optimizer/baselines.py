@@ -24,7 +24,7 @@ def _as_plan(
     instance: Instance, method: str, place: Callable[[cols.Columns, np.ndarray], np.ndarray]
 ) -> Plan:
     columns, without = cols.build(instance)
-    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    free = cols.free_room(instance)
     choice = place(columns, free) if columns.jobs else np.zeros(0, dtype=np.int64)
     return build_plan(
         instance,

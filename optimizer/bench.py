@@ -121,7 +121,7 @@ def _relaxation(
     columns, _ = cols.build(instance, late_starts=late_starts)
     if not columns.jobs:
         return None
-    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    free = cols.free_room(instance)
     start = earliest(columns, free)
     dual = lagrange.solve(
         columns,

@@ -107,6 +107,15 @@ def fixed_usage(instance: Instance) -> np.ndarray:
     return usage
 
 
+def free_room(instance: Instance) -> np.ndarray:
+    """(spokes, resources, slots) capacity left for new work beside the fixed
+    jobs: none where they already exceed it (a spoke's room shrank under its
+    running work, or maintenance shut it). Below zero, it would be a
+    constraint no plan meets: the Lagrangian bound then grew with its price
+    without end, and a plan 7 late slots from the best passed for optimal."""
+    return np.maximum(capacity_array(instance) - fixed_usage(instance), 0.0)
+
+
 def build(
     instance: Instance, *, late_starts: bool = True, beside_running: bool = True
 ) -> tuple[Columns, list[Job]]:
@@ -121,8 +130,7 @@ def build(
     # A start that does not fit next to the fixed work in some slot of its run
     # is in no integer plan; left in, the LP relaxation runs a fraction of it
     # there and its bound stops meaning anything.
-    capacity = capacity_array(instance)
-    room = Residual(capacity - fixed_usage(instance) if beside_running else capacity)
+    room = Residual(free_room(instance) if beside_running else capacity_array(instance))
     cumulative = {
         zone: np.concatenate([[0.0], np.cumsum(np.asarray(values, dtype=float))])
         for zone, values in instance.intensity_g_per_kwh.items()

@@ -34,7 +34,7 @@ def options(instance: Instance, plan: Plan, job_id: str, *, limit: int = 6) -> l
     index = next((i for i, job in enumerate(columns.jobs) if job.id == job_id), None)
     if index is None:
         return []
-    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    free = cols.free_room(instance)
     others = {a.id: (a.spoke, a.start_slot) for a in plan.assignments if a.id != job_id}
     choice = heuristics.from_slots(columns, free, others)
     room = Residual(free - heuristics.usage(columns, choice, free.shape))

@@ -112,7 +112,7 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
     budget = settings.time_limit_s
     deadline = started + budget - max(0.01 * budget, 0.02)
     stats = Stats()
-    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    free = cols.free_room(instance)
     columns, without = cols.build(instance, late_starts=settings.late_starts)
     unplaceable = {job.id: why_unplaceable(instance, job) for job in without}
     stats.columns = columns.size

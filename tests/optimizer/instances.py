@@ -102,4 +102,4 @@ def generated(*, jobs: int, spokes: int, seed: int) -> tuple[cols.Columns, np.nd
     """A benchmark instance's columns, and the capacity its running work leaves."""
     instance = generate(jobs=jobs, spokes=spokes, seed=seed)
     columns, _ = cols.build(instance)
-    return columns, cols.capacity_array(instance) - cols.fixed_usage(instance)
+    return columns, cols.free_room(instance)

@@ -116,7 +116,7 @@ def test_baselines_are_valid_and_never_beat_the_optimum(seed: int) -> None:
 def test_highs_and_pulp_backends_agree_on_the_same_model(seed: int) -> None:
     instance = random_instance(seed, jobs=5, slots=8)
     columns, _ = cols.build(instance)
-    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    free = cols.free_room(instance)
     model = mip.build(columns, free, np.arange(columns.size))
     highs = HighsBackend().solve(model, time_limit=30, gap_rel=0.0)
     cbc = PulpBackend("cbc").solve(model, time_limit=30, gap_rel=0.0)
@@ -130,7 +130,7 @@ def test_highs_and_pulp_backends_agree_on_the_same_model(seed: int) -> None:
 def test_reduced_cost_fixing_never_cuts_off_the_optimum(seed: int) -> None:
     instance = random_instance(seed, jobs=6, slots=8)
     columns, _ = cols.build(instance)
-    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    free = cols.free_room(instance)
     incumbent = heuristics.greedy(columns, free)
     upper = heuristics.objective(columns, incumbent)
     dual = lagrange.solve(
@@ -158,7 +158,7 @@ def test_reduced_cost_fixing_never_cuts_off_the_optimum(seed: int) -> None:
 def test_column_generation_reaches_the_lp_bound_of_the_whole_model() -> None:
     instance = random_instance(3, jobs=6, slots=8)
     columns, _ = cols.build(instance)
-    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    free = cols.free_room(instance)
     lp, status = lp_bound(mip.build(columns, free, np.arange(columns.size)), time_limit=30)
     upper = heuristics.objective(columns, heuristics.greedy(columns, free))
     dual = lagrange.solve(
@@ -182,7 +182,7 @@ def test_column_generation_reaches_the_lp_bound_of_the_whole_model() -> None:
 def test_the_flow_form_lp_has_the_optimum_and_prices_of_the_usual_one(seed: int) -> None:
     instance = generate(jobs=40, spokes=3, seed=seed)
     columns, _ = cols.build(instance)
-    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    free = cols.free_room(instance)
     everything = np.arange(columns.size)
     model = mip.build(columns, free, everything)
     usual, status = lp_bound(model, time_limit=60)
@@ -199,7 +199,7 @@ def test_the_flow_form_lp_has_the_optimum_and_prices_of_the_usual_one(seed: int)
 def test_capped_prices_from_a_poor_master_bound_better_and_stay_valid() -> None:
     instance = generate(jobs=40, spokes=3, seed=0)
     columns, _ = cols.build(instance)
-    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    free = cols.free_room(instance)
     start = heuristics.greedy(columns, free)
     # Two columns a job: the master's duals price slots near the cost of deferring.
     keep = np.union1d(columns.cheapest(columns.cost, per_job=2), start[start >= 0])

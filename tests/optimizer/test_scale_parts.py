@@ -56,7 +56,7 @@ def test_the_generator_is_deterministic_and_its_deadlines_can_be_met() -> None:
     assert first == generate(jobs=120, spokes=4, seed=7)
     assert first != generate(jobs=120, spokes=4, seed=8)
     columns, without = cols.build(first)
-    free = cols.capacity_array(first) - cols.fixed_usage(first)
+    free = cols.free_room(first)
     earliest = heuristics.earliest(columns, free)
     assert without == []
     assert (earliest >= 0).all()
@@ -71,7 +71,7 @@ def test_the_generator_is_deterministic_and_its_deadlines_can_be_met() -> None:
 def test_lns_never_makes_a_plan_worse_and_keeps_it_valid() -> None:
     instance = generate(jobs=150, spokes=4, seed=3)
     columns, _ = cols.build(instance)
-    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    free = cols.free_room(instance)
     start = heuristics.qos(columns, free)
     better, _ = lns.search(
         columns, free, start, backend=HighsBackend(), deadline=time.monotonic() + 3, size=40
@@ -98,7 +98,7 @@ def test_make_room_moves_a_big_job_in_where_single_moves_cannot() -> None:
         jobs=(*small, big),
     )
     columns, _ = cols.build(instance)
-    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    free = cols.free_room(instance)
     start = heuristics.from_slots(
         columns, free, {"small0": ("a", 0), "small1": ("a", 0), "big": ("b", 0)}
     )
@@ -117,7 +117,7 @@ def test_make_room_moves_a_big_job_in_where_single_moves_cannot() -> None:
 def test_make_room_improves_a_greedy_plan_and_keeps_it_valid(seed: int) -> None:
     instance = generate(jobs=120, spokes=3, seed=seed)
     columns, _ = cols.build(instance)
-    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    free = cols.free_room(instance)
     start = heuristics.greedy(columns, free)
     moved = ejection.make_room(columns, free, start, deadline=time.monotonic() + 3)
     assert heuristics.objective(columns, moved) < heuristics.objective(columns, start)
@@ -143,7 +143,7 @@ def _converged_dual(columns: cols.Columns, free: np.ndarray, start: np.ndarray) 
 def test_price_and_branch_improves_on_a_local_optimum_and_keeps_it_valid(seed: int) -> None:
     instance = generate(jobs=120, spokes=3, seed=seed)
     columns, _ = cols.build(instance)
-    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    free = cols.free_room(instance)
     start = heuristics.improve(
         columns, free, heuristics.greedy(columns, free), deadline=time.monotonic() + 5
     )
@@ -163,7 +163,7 @@ def test_price_and_branch_improves_on_a_local_optimum_and_keeps_it_valid(seed: i
 def test_price_and_branch_leaves_a_milp_too_large_for_its_time_alone() -> None:
     instance = generate(jobs=120, spokes=3, seed=3)
     columns, _ = cols.build(instance)
-    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    free = cols.free_room(instance)
     start = heuristics.greedy(columns, free)
     everything = lagrange.Dual(
         bound=0.0,
@@ -200,7 +200,7 @@ class _Counting:
 def test_rounding_the_lp_keeps_the_jobs_it_runs_whole_and_is_valid(seed: int) -> None:
     instance = generate(jobs=120, spokes=3, seed=seed)
     columns, _ = cols.build(instance)
-    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    free = cols.free_room(instance)
     dual = _converged_dual(columns, free, heuristics.greedy(columns, free))
     plan = heuristics.rounded(
         columns, free, support=dual.support, shares=dual.shares, reduced=dual.reduced
@@ -331,7 +331,7 @@ def test_the_cheapest_rounding_of_ascents_estimates_goes_on_while_there_is_time(
 def test_rounding_an_uncontested_lp_gives_its_optimum() -> None:
     instance = generate(jobs=120, spokes=3, seed=1, utilisation=0.05)
     columns, _ = cols.build(instance)
-    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    free = cols.free_room(instance)
     dual = _converged_dual(columns, free, heuristics.greedy(columns, free))
     plan = heuristics.rounded(
         columns, free, support=dual.support, shares=dual.shares, reduced=dual.reduced
@@ -446,7 +446,7 @@ def test_a_dive_out_of_time_places_the_rest_greedily() -> None:
 def test_a_neighbourhood_holds_jobs_off_their_best_and_the_jobs_in_their_way() -> None:
     instance = generate(jobs=150, spokes=4, seed=3)
     columns, _ = cols.build(instance)
-    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    free = cols.free_room(instance)
     plan = heuristics.greedy(columns, free)
     cost = columns.cost
     cheapest = np.minimum.reduceat(cost, columns.first[:-1])
@@ -606,7 +606,7 @@ def test_bench_exact_polish_ends_at_the_optimum_of_the_whole_model() -> None:
     )
     instance = generate(jobs=40, spokes=2, seed=4)
     columns, _ = cols.build(instance)
-    free = cols.capacity_array(instance) - cols.fixed_usage(instance)
+    free = cols.free_room(instance)
     whole = HighsBackend().solve(
         mip.build(columns, free, np.arange(columns.size)), time_limit=60, gap_rel=1e-6
     )
