@@ -142,14 +142,15 @@ def _act(rng: random.Random, files, world: World, records, *, now, slot, pending
         name = rng.choice(SPOKES)
         world.down.setdefault(name, (now, now + timedelta(minutes=15 * rng.randint(1, 8))))
         done["spoke down"] += 1
-    elif roll < 0.78 and f"spokes/{(name := rng.choice(SPOKES))}.yaml" in files:
-        path = f"spokes/{name}.yaml"
-        _edit(
-            files,
-            path,
-            lambda d: d["spec"].update(unschedulable=not d["spec"].get("unschedulable", False)),
-        )
-        done["cordon"] += 1
+    elif roll < 0.78:
+        path = f"spokes/{rng.choice(SPOKES)}.yaml"
+        if path in files:
+            _edit(
+                files,
+                path,
+                lambda d: d["spec"].update(unschedulable=not d["spec"].get("unschedulable", False)),
+            )
+            done["cordon"] += 1
     elif roll < 0.84:
         dispatched = [e for e in records.values() if e.phase == Phase.DISPATCHED]
         if dispatched:
