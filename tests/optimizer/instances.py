@@ -103,3 +103,39 @@ def generated(*, jobs: int, spokes: int, seed: int) -> tuple[cols.Columns, np.nd
     instance = generate(jobs=jobs, spokes=spokes, seed=seed)
     columns, _ = cols.build(instance)
     return columns, cols.free_room(instance)
+
+
+def crowded(seed: int, *, jobs: int = 12, slots: int = 24, calm: int = 0) -> Instance:
+    """More work than spoke a (8 cores) can finish by the deadlines, all due
+    within 16 slots: some jobs are late whatever happens. `calm` more jobs may
+    only use spoke b, where there is room for them all on time."""
+    rng = random.Random(seed)
+    job_list = [
+        Job(
+            id=f"j{index}",
+            cpu=rng.choice([1, 2, 3, 4, 6, 8]),
+            memory_bytes=1e9,
+            gpu=0,
+            duration_slots=rng.choice([1, 2, 4, 8]),
+            release_slot=0,
+            deadline_slot=rng.randint(0, 16),
+            allowed_spokes=("a",),
+            energy_kwh_per_slot={"a": 1.0},
+        )
+        for index in range(jobs)
+    ]
+    job_list += [
+        job(f"calm{index}", spokes=("b",), cpu=1, duration=2, deadline=slots)
+        for index in range(calm)
+    ]
+    return Instance(
+        start=START,
+        slot_seconds=900,
+        slots=slots,
+        spokes=(spoke("a", "ZA", slots=slots, cpu=8), spoke("b", "ZB", slots=slots, cpu=8)),
+        intensity_g_per_kwh={
+            zone: tuple(base + (t % 7) * 10 for t in range(slots + 8))
+            for zone, base in (("ZA", 100.0), ("ZB", 150.0))
+        },
+        jobs=tuple(job_list),
+    )
