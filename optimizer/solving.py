@@ -80,9 +80,9 @@ ROUND_ESTIMATES_UNTIL = 0.62
 
 # Where the quick plans leave jobs late, sequencing (`optimizer/sequencing.py`)
 # may search until this share of the budget: on the overloaded instances the
-# soaks found (32-34 jobs on one spoke) it ends on its own in 4-6 s, a little
-# over this share of the policy's 20 s; longer takes time column generation
-# needs where it runs to 35%.
+# soaks found (32-34 jobs on one spoke) a search run to its end took 4.3-5.6 s,
+# about this share of the policy's 20 s. Longer would take the time column
+# generation has until 35%.
 SEQUENCE_UNTIL = 0.25
 
 
