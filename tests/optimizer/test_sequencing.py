@@ -112,5 +112,4 @@ def test_only_lateness_some_start_avoids_counts_as_late() -> None:
 
     assert late(hopeless=0, due=0, full=6) == {"hopeless": False, "due": False, "full": False}
     assert late(hopeless=1, due=3, full=7) == {"hopeless": True, "due": True, "full": False}
-    # Deferred (full has no room left beside the other two in slots 0-5).
-    assert late(hopeless=0, due=0)["full"]  # deferred
+    assert late(hopeless=0, due=0)["full"]  # given no place: deferred
