@@ -5,7 +5,7 @@ are each on time where they are, so no single move, and no make-room move that
 keeps them on time, helps; and the time-indexed model's LP bound is weak there,
 so the MILP proves little in the time. On an instance a soak of the loop
 found (32 jobs on one spoke; HiGHS proves 82 late slots the least in 69 s),
-20 s of the rest of the optimizer returned plans with 89-97.
+20 s of the rest of the optimizer returned plans with 90-97.
 
 Here a plan of the jobs involved is an order: each job in turn starts as early
 as it fits (the cheapest of the equally early columns), so the jobs pack to the
