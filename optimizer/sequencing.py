@@ -55,7 +55,7 @@ def reorder(
     late = late_beyond_floor(columns, choice)
     if not late.any() or time.monotonic() >= deadline:
         return choice
-    jobs = _involved(columns, choice, late)
+    jobs = involved(columns, choice, late)
     others = choice.copy()
     others[jobs] = DEFERRED
     room = free - usage(columns, others, free.shape)
@@ -89,22 +89,20 @@ def reorder(
         if sequence.best < best_value - 1e-9:
             best_value, best_choice = sequence.best, sequence.choice.copy()
     found = others.copy()
-    found[jobs] = best_choice
+    found[jobs] = best_choice[jobs]
     found = improve(columns, free, found, deadline=deadline)
     return found if objective(columns, found) < objective(columns, choice) - 1e-9 else choice
 
 
-def _involved(columns: Columns, choice: np.ndarray, late: np.ndarray) -> np.ndarray:
-    """The late jobs, then the others placed on their spokes (or allowed there,
-    for a deferred job), earliest first, up to MOST_JOBS."""
+def involved(columns: Columns, choice: np.ndarray, late: np.ndarray) -> np.ndarray:
+    """The jobs sequencing orders: the late ones, then the others placed on
+    their spokes (or allowed there, for a deferred job), earliest first, up to
+    MOST_JOBS. The rest keep their places."""
     late_jobs = np.flatnonzero(late)
     spokes = np.zeros(len(columns.spokes), dtype=bool)
     for job in late_jobs.tolist():
-        part = columns.of_job(job)
-        if choice[job] >= 0:
-            spokes[columns.cs[choice[job]]] = True
-        else:
-            spokes[columns.cs[part]] = True
+        k = int(choice[job])
+        spokes[columns.cs[k] if k >= 0 else columns.cs[columns.of_job(job)]] = True
     placed = np.flatnonzero((choice >= 0) & ~late)
     near = placed[spokes[columns.cs[choice[placed]]]]
     near = near[np.argsort(columns.ct[choice[near]], kind="stable")]
@@ -130,8 +128,7 @@ class _Sequence:
         self.score = columns.ct * EARLIEST + columns.cost
         self.jobs = jobs
         self.order = jobs.copy()
-        self.choice = np.full(len(jobs), DEFERRED, dtype=np.int64)  # in the order of `jobs`
-        self.position_of = {job: i for i, job in enumerate(jobs.tolist())}
+        self.choice = np.full(len(columns.jobs), DEFERRED, dtype=np.int64)  # `jobs`' alone
         self.best = np.inf
         self.left: list[np.ndarray] = []  # room before each position of the order
         self.spent: list[float] = []  # cost of the positions before each
@@ -140,7 +137,7 @@ class _Sequence:
         self.order = order.copy()
         self.best = self._decode(order, start=0, keep=True)
 
-    def value(self, order: np.ndarray, *, start: int = 0) -> float:
+    def value(self, order: np.ndarray, *, start: int) -> float:
         return self._decode(order, start=start, keep=False)
 
     def _decode(self, order: np.ndarray, *, start: int, keep: bool) -> float:
@@ -170,7 +167,7 @@ class _Sequence:
                 return np.inf  # no cheaper than the best: the rest cannot help
         if keep:
             for job, k in picks:
-                self.choice[self.position_of[job]] = k
+                self.choice[job] = k
         return total
 
     def search(self, *, deadline: float) -> None:
@@ -203,8 +200,6 @@ class _Sequence:
     def _worst_first(self) -> list[int]:
         """The jobs by what their places cost, the costliest first: the late
         and the deferred lead."""
-        placed = self.choice >= 0
-        cost = np.where(
-            placed, self.columns.cost[np.maximum(self.choice, 0)], self.columns.defer[self.jobs]
-        )
+        k = self.choice[self.jobs]
+        cost = np.where(k >= 0, self.columns.cost[np.maximum(k, 0)], self.columns.defer[self.jobs])
         return self.jobs[np.argsort(-cost, kind="stable")].tolist()
