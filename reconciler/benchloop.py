@@ -150,7 +150,9 @@ def latency(*, jobs: int, rounds: int, now: datetime) -> dict[str, Any]:
 
 def noop(*, jobs: int, repeats: int, now: datetime) -> dict[str, Any]:
     """A first reconcile of `jobs` AppWrappers at `now`, then `repeats` more at the
-    same tip and time, which must commit nothing."""
+    same tip and time, which must commit nothing; then a push that changes
+    nothing a plan depends on (the fleet's README), whose reconcile decides
+    again: it meets the problem the first plan answered, and keeps that plan."""
     with tempfile.TemporaryDirectory(prefix="caspian-bench-") as tmp:
         remote, watcher = watched_fleet(tmp, jobs=jobs, settings=WatchSettings(), now=now)
         started = time.monotonic()
@@ -164,6 +166,13 @@ def noop(*, jobs: int, repeats: int, now: datetime) -> dict[str, Any]:
             costs.append(time.monotonic() - started)
             assert status.commit is None
         after = FleetRepo(str(remote), cache_dir=Path(tmp) / "p.git").fetch_tip()
+        readme = commit_to_bare(
+            remote, files={"README.md": b"# Our fleet\n"}, message="README", author=USER
+        )
+        started = time.monotonic()
+        unrelated = watcher.reconcile()
+        unrelated_s = time.monotonic() - started
+        tip = FleetRepo(str(remote), cache_dir=Path(tmp) / "p.git").fetch_tip()
     return {
         "jobs": jobs,
         "first_reconcile_s": round(first_s, 3),
@@ -171,4 +180,7 @@ def noop(*, jobs: int, repeats: int, now: datetime) -> dict[str, Any]:
         "noop_s": [round(x, 4) for x in costs],
         "noop_p50_s": round(statistics.median(costs), 4),
         "noop_committed": before != after,
+        "unrelated_push_s": round(unrelated_s, 3),
+        "unrelated_push_result": unrelated.result,
+        "unrelated_push_committed": tip != readme,
     }

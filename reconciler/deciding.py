@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
 
 from carbon import IntensitySeries
-from optimizer import baselines
+from optimizer import baselines, keeping
 from optimizer.model import Instance, Job, Plan, SolverSettings
 from optimizer.solving import optimize
 from reconciler import fitting, pools, requeues, retrying
@@ -134,6 +134,7 @@ def _decide(
     # out of this decision: nothing there can be observed or priced.
     stay = [e for e in ledger.entries if e.spoke in fleet.broken_spokes and _has_a_job_there(e)]
     staying = {e.id for e in stay}
+    answered, recorded = ledger.problem, ledger.entries
     ledger = Ledger(entries=tuple(e for e in ledger.entries if e.id not in staying))
     jobs = [job for job in fleet.jobs if job.id not in staying]
     previous = ledger.by_id()
@@ -284,7 +285,13 @@ def _decide(
     # Announced maintenance: no room there then for what has not started.
     maintenance = maintenance_in(fleet, horizon)
     instance = shut_for_maintenance(instance, maintenance, horizon)
-    plan = planner(instance, fleet.policy.spec.solver.for_optimizer())
+    settings = fleet.policy.spec.solver.for_optimizer()
+    # The problem the last plan answered, met again (a reconcile right after
+    # the last, a push that changed nothing here): its plan stands. Solved
+    # again, a search cut off by its time limit may end elsewhere.
+    same = keeping.digest(instance, settings) == answered
+    last = keeping.kept_plan(instance, settings=settings) if same else None
+    plan = last or planner(instance, settings)
     qos = baselines.qos(instance)
 
     entries = [
@@ -311,10 +318,21 @@ def _decide(
         ),
         *invalid_entries(fleet.problems),
     ]
+    records = tuple(sorted(entries, key=lambda e: e.id))
+    # The problem as the next reconcile meets it where nothing changes: each
+    # job where this plan put it, fixed there where it was dispatched now. A
+    # new digest alone commits nothing: where no record changed (the next
+    # slot, nothing moved), the ledger keeps the last.
+    dispatched = {e.id for e in entries if e.phase in FIXED}
+    problem = (
+        keeping.digest(keeping.as_answered(instance, plan, started=dispatched), settings)
+        if records != recorded
+        else answered
+    )
     return Decision(
         now=now,
         window=horizon,
-        ledger=Ledger(entries=tuple(sorted(entries, key=lambda e: e.id))),
+        ledger=Ledger(problem=problem, entries=records),
         jobs=valid,
         held=tuple(sorted(entry.id for entry in held)),
         instance=instance,

@@ -164,6 +164,10 @@ class Ledger(BaseModel):
 
     api_version: Literal["caspian.dev/v1alpha1"] = "caspian.dev/v1alpha1"
     kind: Literal["PlacementLedger"] = "PlacementLedger"
+    # The digest of the problem its plan answered (optimizer/keeping.py): the
+    # next reconcile that meets the same problem keeps the plan, solving nothing.
+    problem: str | None = None
+    # Last: `entry_of` reads one record without parsing the others.
     entries: tuple[Entry, ...] = ()
 
     def by_id(self) -> dict[str, Entry]:

@@ -184,6 +184,8 @@ def ledger_document(ledger: Ledger) -> dict[str, Any]:
     """The ledger as status/placements.yaml holds it: its entries without the
     fields they leave empty (`caspian plan --json` prints them so too)."""
     document = ledger.model_dump(mode="json", by_alias=True, exclude_defaults=False)
+    if document["problem"] is None:
+        del document["problem"]
     document["entries"] = [
         {
             key: _whole(value)

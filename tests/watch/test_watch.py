@@ -602,6 +602,8 @@ def test_the_loop_benchmark_measures_latency_and_a_free_noop() -> None:
     noop = benchloop.noop(jobs=15, repeats=2, now=now)
     assert noop["first_result"].startswith("committed") and noop["noop_committed"] is False
     assert noop["noop_p50_s"] < 1.0
+    assert noop["unrelated_push_result"] == "unchanged"
+    assert noop["unrelated_push_committed"] is False
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,126 @@
+"""A reconcile that meets the problem the last plan answered keeps that plan.
+
+A search cut off by its time limit may end at another plan each time it runs
+(an overloaded spoke did, in the soaks). `Restless` stands for such a search:
+it answers every call with another valid plan."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import yaml
+
+from optimizer import baselines, keeping
+from optimizer.model import Instance, Plan, SolverSettings
+from reconciler import deciding, ledger, reconciling
+from reconciler.ledger import LEDGER_PATH, Phase
+from reconciler.observing import DeclaredCapacity
+from reconciler.rendering import render
+from reconciler.templates import template_files
+from tests.conftest import NOW, assert_valid_plan
+from tests.fleet.helpers import appwrapper
+
+
+class Restless:
+    """The optimizer's plan first, the carbon-blind baseline's the next time,
+    and so on."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, instance: Instance, settings: SolverSettings) -> Plan:
+        self.calls += 1
+        if self.calls % 2:
+            return deciding.optimize_plan(instance, settings)
+        return baselines.qos(instance)
+
+
+def step(files, *, now, planner):
+    fleet = reconciling.fleet_in(files, links=())
+    observed = DeclaredCapacity().observe(fleet)
+    decision = deciding.decide(
+        fleet=fleet,
+        ledger=ledger.parse(files.get(LEDGER_PATH)),
+        spokes=observed,
+        forecasts=reconciling.fetch_forecasts(fleet, now=now),
+        now=now,
+        planner=planner,
+    )
+    return decision, {**files, **render(decision, previous=files)}
+
+
+def test_a_reconcile_right_after_the_last_keeps_its_plan_and_solves_nothing() -> None:
+    restless = Restless()
+    first, files = step(template_files(), now=NOW, planner=restless)
+    # Some jobs were dispatched: the next problem has them fixed, and differs
+    # from this one in that.
+    assert any(e.phase == Phase.DISPATCHED for e in first.ledger.entries)
+    assert first.ledger.problem is not None
+    again, same = step(files, now=NOW + timedelta(minutes=5), planner=restless)
+    assert restless.calls == 1
+    assert again.plan.solver_status == keeping.KEPT
+    assert same == files
+    assert_valid_plan(again.instance, again.plan)
+    # The baseline, had it been asked, would have moved jobs.
+    moved = baselines.qos(again.instance)
+    assert {(a.id, a.spoke, a.start_slot) for a in moved.assignments} != {
+        (a.id, a.spoke, a.start_slot) for a in again.plan.assignments
+    }
+
+
+def _new_job(files):
+    files["jobs/extra.yaml"] = appwrapper("extra").encode()
+
+
+def _cordon(files):
+    doc = yaml.safe_load(files["spokes/frankfurt.yaml"])
+    doc["spec"]["unschedulable"] = True
+    files["spokes/frankfurt.yaml"] = yaml.safe_dump(doc).encode()
+
+
+def _weights(files):
+    doc = yaml.safe_load(files["caspian.yaml"])
+    doc["spec"]["weights"]["moveGrams"] = 500
+    files["caspian.yaml"] = yaml.safe_dump(doc).encode()
+
+
+def _time_limit(files):
+    doc = yaml.safe_load(files["caspian.yaml"])
+    doc["spec"]["solver"]["timeLimit"] = "7s"
+    files["caspian.yaml"] = yaml.safe_dump(doc).encode()
+
+
+@pytest.mark.parametrize("change", [_new_job, _cordon, _weights, _time_limit])
+def test_a_changed_problem_is_solved_again(change) -> None:
+    restless = Restless()
+    _, files = step(template_files(), now=NOW, planner=restless)
+    changed = dict(files)
+    change(changed)
+    again, _ = step(changed, now=NOW, planner=restless)
+    assert restless.calls == 2
+    assert again.plan.solver_status != keeping.KEPT
+
+
+def test_the_next_slot_is_a_new_problem() -> None:
+    restless = Restless()
+    _, files = step(template_files(), now=NOW, planner=restless)
+    step(files, now=NOW + timedelta(minutes=15), planner=restless)
+    assert restless.calls == 2
+
+
+def test_a_new_digest_alone_changes_no_ledger() -> None:
+    """The next slot meets a new problem; where its plan moves no job, the
+    ledger stays byte for byte as it was, so nothing is committed."""
+    files = template_files()
+    for path in [p for p in files if p.startswith("jobs/")]:
+        del files[path]
+    files["jobs/later.yaml"] = appwrapper(
+        "later", annotations={"caspian.dev/not-before": "2026-12-20T00:00:00Z"}
+    ).encode()
+    first, files = step(files, now=NOW, planner=deciding.optimize_plan)
+    (entry,) = first.ledger.entries
+    assert entry.phase == Phase.PENDING  # it may not start inside the horizon
+    later, after = step(files, now=NOW + timedelta(minutes=15), planner=deciding.optimize_plan)
+    assert later.ledger.problem == first.ledger.problem
+    assert after[LEDGER_PATH] == files[LEDGER_PATH]
