@@ -13,13 +13,17 @@ import yaml
 
 from optimizer import baselines, keeping
 from optimizer.model import Instance, Plan, SolverSettings
+from optimizer.solving import optimize
 from reconciler import deciding, ledger, reconciling
+from reconciler.gitrepo import FleetRepo
 from reconciler.ledger import LEDGER_PATH, Phase
 from reconciler.observing import DeclaredCapacity
 from reconciler.rendering import render
 from reconciler.templates import template_files
-from tests.conftest import NOW, assert_valid_plan
+from tests import gitutil
+from tests.conftest import BOT, NOW, assert_valid_plan
 from tests.fleet.helpers import appwrapper
+from tests.reconcile.test_proposals import BRANCH, merge
 
 
 class Restless:
@@ -32,8 +36,14 @@ class Restless:
     def __call__(self, instance: Instance, settings: SolverSettings) -> Plan:
         self.calls += 1
         if self.calls % 2:
-            return deciding.optimize_plan(instance, settings)
+            return optimize(instance, settings=settings)
         return baselines.qos(instance)
+
+    def instead_of_the_optimizer(self, monkeypatch) -> None:
+        """Every decision, also those a reconcile makes, asks this one."""
+        monkeypatch.setattr(
+            deciding, "optimize", lambda instance, *, settings: self(instance, settings)
+        )
 
 
 def step(files, *, now, planner):
@@ -124,3 +134,34 @@ def test_a_new_digest_alone_changes_no_ledger() -> None:
     later, after = step(files, now=NOW + timedelta(minutes=15), planner=deciding.optimize_plan)
     assert later.ledger.problem == first.ledger.problem
     assert after[LEDGER_PATH] == files[LEDGER_PATH]
+
+
+def test_a_second_reconcile_pushes_nothing(remote, tmp_path, monkeypatch) -> None:
+    restless = Restless()
+    restless.instead_of_the_optimizer(monkeypatch)
+    repo = FleetRepo(str(remote), cache_dir=tmp_path / "mirror.git")
+    assert reconciling.reconcile_once(repo, now=NOW, author=BOT).commit is not None
+    head = gitutil.head(remote)
+    again = reconciling.reconcile_once(repo, now=NOW + timedelta(minutes=1), author=BOT)
+    assert again.commit is None and gitutil.head(remote) == head
+    assert again.decision.plan.solver_status == keeping.KEPT and restless.calls == 1
+
+
+def test_a_merged_proposal_is_the_plan_the_next_reconcile_keeps(
+    remote, tmp_path, monkeypatch
+) -> None:
+    """Pull-request mode: once merged, the proposal is main's plan, and no
+    new one is proposed while the problem stays as it was."""
+    restless = Restless()
+    restless.instead_of_the_optimizer(monkeypatch)
+    repo = FleetRepo(str(remote), cache_dir=tmp_path / "mirror.git")
+    first = reconciling.propose_once(repo, branch=BRANCH, now=NOW, author=BOT)
+    assert first.proposed is not None and first.proposed.commit is not None
+    merge(remote)
+    head = gitutil.head(remote)
+    again = reconciling.propose_once(
+        repo, branch=BRANCH, now=NOW + timedelta(minutes=1), author=BOT
+    )
+    assert again.carried.commit is None and again.proposed is None
+    assert gitutil.head(remote) == head
+    assert restless.calls == 1
