@@ -29,6 +29,7 @@ from optimizer.plans import build_plan
 from optimizer.verify import violations
 
 KEPT = "kept (the problem the last plan answered)"
+METHOD = "last plan"
 
 
 # What the optimizer reads of a job that has started: the room it holds, and
@@ -92,6 +93,6 @@ def kept_plan(instance: Instance, *, settings: SolverSettings) -> Plan | None:
         choices={job.id: placed.get(job.id) for job in instance.jobs},
         unplaceable=unplaceable,
         solver_status=KEPT,
-        method="last plan",
+        method=METHOD,
     )
     return None if violations(instance, plan) else plan

@@ -117,6 +117,11 @@ SOLVE_SECONDS = Histogram(
     "Wall time of decide (the optimizer included)",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
+PLANS = Counter(
+    "caspian_plans_total",
+    "Plans by how decide had them: solved, or kept (the problem the last plan answered)",
+    ["how"],
+)
 JOBS = Gauge("caspian_jobs", "Jobs in the ledger by phase", ["phase"])
 GIVEN_UP_JOBS = Gauge(
     "caspian_jobs_given_up",

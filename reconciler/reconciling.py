@@ -22,6 +22,7 @@ from carbon import IntensitySeries
 from carbon.embedded import UnknownZoneError
 from carbon.providers import CarbonProvider
 from carbon.sources import source_for
+from optimizer import keeping
 from optimizer.model import RESOURCES
 from reconciler import (
     crd,
@@ -595,6 +596,7 @@ def _decision(
         decision = deciding.decide(
             fleet=fleet, ledger=previous, spokes=spokes, forecasts=forecasts, now=now
         )
+    metrics.PLANS.labels(how="kept" if decision.plan.method == keeping.METHOD else "solved").inc()
     estimated, baseline, _ = messages.savings(decision.ledger)
     phases = Counter(e.phase for e in decision.ledger.entries)
     metrics.record_ledger(

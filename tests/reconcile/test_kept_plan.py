@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 import yaml
+from prometheus_client import REGISTRY
 
 from optimizer import baselines, keeping
 from optimizer.model import Instance, Plan, SolverSettings
@@ -140,11 +141,18 @@ def test_a_second_reconcile_pushes_nothing(remote, tmp_path, monkeypatch) -> Non
     restless = Restless()
     restless.instead_of_the_optimizer(monkeypatch)
     repo = FleetRepo(str(remote), cache_dir=tmp_path / "mirror.git")
+    solved, kept = _plans("solved"), _plans("kept")
     assert reconciling.reconcile_once(repo, now=NOW, author=BOT).commit is not None
     head = gitutil.head(remote)
     again = reconciling.reconcile_once(repo, now=NOW + timedelta(minutes=1), author=BOT)
     assert again.commit is None and gitutil.head(remote) == head
     assert again.decision.plan.solver_status == keeping.KEPT and restless.calls == 1
+    # As /metrics counts them.
+    assert (_plans("solved") - solved, _plans("kept") - kept) == (1, 1)
+
+
+def _plans(how: str) -> float:
+    return REGISTRY.get_sample_value("caspian_plans_total", {"how": how}) or 0.0
 
 
 def test_a_merged_proposal_is_the_plan_the_next_reconcile_keeps(
