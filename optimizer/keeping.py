@@ -1,9 +1,10 @@
 """The last plan, kept where the problem is the one it answered.
 
-A time-limited search does not end at the same plan twice: started again on
-the problem a plan answered, with that plan's own dispatches now fixed, it may
-find another, and a reconcile right after the last would commit moves though
-nothing changed (the soaks of an overloaded spoke did). So a plan carries the
+A search cut off by its time limit need not end at the same plan twice:
+started again on the problem a plan answered, with that plan's own
+dispatches now fixed, it may find another, and a reconcile right after the
+last would commit moves though nothing changed (soaks of an overloaded spoke
+did, on 3 days of 10). So a plan carries the
 digest of its problem, and where the next problem has the same digest, the
 jobs stay where they are and nothing is solved.
 
