@@ -286,12 +286,7 @@ def _decide(
     maintenance = maintenance_in(fleet, horizon)
     instance = shut_for_maintenance(instance, maintenance, horizon)
     settings = fleet.policy.spec.solver.for_optimizer()
-    # The problem the last plan answered, met again (a reconcile right after
-    # the last, a push that changed nothing here): its plan stands. Solved
-    # again, a search cut off by its time limit may end elsewhere.
-    same = keeping.digest(instance, settings) == answered
-    last = keeping.kept_plan(instance, settings=settings) if same else None
-    plan = last or planner(instance, settings)
+    plan = _plan(instance, settings, answered=answered, planner=planner)
     qos = baselines.qos(instance)
 
     entries = [
@@ -319,16 +314,9 @@ def _decide(
         *invalid_entries(fleet.problems),
     ]
     records = tuple(sorted(entries, key=lambda e: e.id))
-    # The problem as the next reconcile meets it where nothing changes: each
-    # job where this plan put it, fixed there where it was dispatched now. A
-    # new digest alone commits nothing: where no record changed (the next
+    # A new digest alone commits nothing: where no record changed (the next
     # slot, nothing moved), the ledger keeps the last.
-    dispatched = {e.id for e in entries if e.phase in FIXED}
-    problem = (
-        keeping.digest(keeping.as_answered(instance, plan, started=dispatched), settings)
-        if records != recorded
-        else answered
-    )
+    problem = _answers(instance, plan, settings, records) if records != recorded else answered
     return Decision(
         now=now,
         window=horizon,
@@ -430,6 +418,30 @@ def _instance(
         jobs=tuple(jobs),
         weights=fleet.policy.spec.weights.for_optimizer(),
     )
+
+
+def _plan(
+    instance: Instance, settings: SolverSettings, *, answered: str | None, planner: Planner
+) -> Plan:
+    """The last plan, where `instance` is the problem it answered (`answered`,
+    its digest: a reconcile right after the last, a push that changed nothing
+    here); else the planner's. Solved again, a search cut off by its time
+    limit may end elsewhere, and move jobs though nothing changed."""
+    if keeping.digest(instance, settings) == answered:
+        last = keeping.kept_plan(instance, settings=settings)
+        if last is not None:
+            return last
+    return planner(instance, settings)
+
+
+def _answers(
+    instance: Instance, plan: Plan, settings: SolverSettings, records: Collection[Entry]
+) -> str:
+    """The digest of the problem `plan` answers, as the next reconcile meets
+    it where nothing changes: each job where the plan put it, fixed there
+    where its record says it was dispatched now."""
+    dispatched = {e.id for e in records if e.phase in FIXED}
+    return keeping.digest(keeping.as_answered(instance, plan, started=dispatched), settings)
 
 
 def _file(source: str) -> str:
