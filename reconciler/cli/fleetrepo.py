@@ -552,6 +552,7 @@ def demo(now_text: str | None) -> None:
         click.echo(
             "second reconcile: "
             + ("no change, no commit" if again.commit is None else f"committed {again.commit}")
+            + f"; solver: {again.decision.plan.solver_status}"
         )
         if outcome.commit:
             click.echo("\n$ git log --stat -1\n" + repo.show(outcome.commit))

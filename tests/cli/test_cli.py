@@ -559,7 +559,10 @@ def test_demo_shows_table_savings_and_the_commit(run) -> None:
     assert result.exit_code == 0, result.output
     assert "| job " in result.output
     assert "% less" in result.output
-    assert "second reconcile: no change, no commit" in result.output
+    assert (
+        "second reconcile: no change, no commit; solver: kept (the problem the last plan answered)"
+        in result.output
+    )
     assert "$ git log --stat -1" in result.output
     assert "status/placements.yaml" in result.output
 
