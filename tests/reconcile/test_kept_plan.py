@@ -15,15 +15,14 @@ from prometheus_client import REGISTRY
 from optimizer import baselines, keeping
 from optimizer.model import Instance, Plan, SolverSettings
 from optimizer.solving import optimize
-from reconciler import deciding, ledger, reconciling
+from reconciler import deciding, reconciling
 from reconciler.gitrepo import FleetRepo
 from reconciler.ledger import LEDGER_PATH, Phase
-from reconciler.observing import DeclaredCapacity
-from reconciler.rendering import render
 from reconciler.templates import template_files
 from tests import gitutil
 from tests.conftest import BOT, NOW, assert_valid_plan
 from tests.fleet.helpers import appwrapper
+from tests.reconcile.test_lifecycle import step
 from tests.reconcile.test_proposals import BRANCH, merge
 
 
@@ -45,20 +44,6 @@ class Restless:
         monkeypatch.setattr(
             deciding, "optimize", lambda instance, *, settings: self(instance, settings)
         )
-
-
-def step(files, *, now, planner):
-    fleet = reconciling.fleet_in(files, links=())
-    observed = DeclaredCapacity().observe(fleet)
-    decision = deciding.decide(
-        fleet=fleet,
-        ledger=ledger.parse(files.get(LEDGER_PATH)),
-        spokes=observed,
-        forecasts=reconciling.fetch_forecasts(fleet, now=now),
-        now=now,
-        planner=planner,
-    )
-    return decision, {**files, **render(decision, previous=files)}
 
 
 def test_a_reconcile_right_after_the_last_keeps_its_plan_and_solves_nothing() -> None:
@@ -129,10 +114,10 @@ def test_a_new_digest_alone_changes_no_ledger() -> None:
     files["jobs/later.yaml"] = appwrapper(
         "later", annotations={"caspian.dev/not-before": "2026-12-20T00:00:00Z"}
     ).encode()
-    first, files = step(files, now=NOW, planner=deciding.optimize_plan)
+    first, files = step(files, now=NOW)
     (entry,) = first.ledger.entries
     assert entry.phase == Phase.PENDING  # it may not start inside the horizon
-    later, after = step(files, now=NOW + timedelta(minutes=15), planner=deciding.optimize_plan)
+    later, after = step(files, now=NOW + timedelta(minutes=15))
     assert later.ledger.problem == first.ledger.problem
     assert after[LEDGER_PATH] == files[LEDGER_PATH]
 

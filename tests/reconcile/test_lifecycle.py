@@ -17,7 +17,7 @@ from tests.conftest import NOW, assert_valid_plan
 from tests.fleet.helpers import appwrapper, appwrapper_doc
 
 
-def step(files, *, now, states=None):
+def step(files, *, now, states=None, planner=deciding.optimize_plan):
     fleet = reconciling.fleet_in(files, links=())
     observed = DeclaredCapacity().observe(fleet)
     for name, change in (states or {}).items():
@@ -28,6 +28,7 @@ def step(files, *, now, states=None):
         spokes=observed,
         forecasts=reconciling.fetch_forecasts(fleet, now=now),
         now=now,
+        planner=planner,
     )
     return decision, {**files, **render(decision, previous=files)}
 
