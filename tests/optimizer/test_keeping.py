@@ -50,7 +50,8 @@ def test_the_plan_a_problem_was_answered_with_is_kept_as_it_was(instance) -> Non
     assert _places(kept) == _places(plan)
     assert kept.not_placed == plan.not_placed
     assert kept.carbon_g == pytest.approx(plan.carbon_g)
-    # Lateness as the plan had it, but for the jobs started since: it is theirs.
+    # A job started since is fixed, and its lateness no plan's to choose; the
+    # others' is as the plan had it.
     movable = {j.id for j in answered.jobs if j.fixed is None}
     assert {(a.id, a.late_slots) for a in kept.assignments if a.id in movable} == {
         (a.id, a.late_slots) for a in plan.assignments if a.id in movable
