@@ -134,8 +134,7 @@ class _Sequence:
         self.spent: list[float] = []  # cost of the positions before each
 
     def adopt(self, order: np.ndarray) -> None:
-        self.order = order.copy()
-        self.best = self._decode(order, start=0, keep=True)
+        self._keep(order.copy(), start=0)
 
     def value(self, order: np.ndarray, *, start: int) -> float:
         return self._decode(order, start=start, keep=False)
