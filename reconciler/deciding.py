@@ -77,9 +77,13 @@ def decide(
     forecasts: Mapping[str, IntensitySeries],
     now: datetime,
     planner: Planner = optimize_plan,
+    remembered: str | None = None,
 ) -> Decision:
     """What to place where and when, from what the fleet repo asks, what the
-    spokes report, the forecasts and `now`. A job that runs after another
+    spokes report, the forecasts and `now`. `remembered` is the digest of the
+    problem a decision before this one answered (`Decision.answers`), for a
+    caller that outlives a reconcile: the ledger has it only where a record
+    changed. A job that runs after another
     (caspian.dev/after) is planned once that one has started, and held again
     should it stop: where this decision changes what such a job waits on
     (dispatches the other, say, or suspends it), the jobs are decided again
@@ -88,7 +92,13 @@ def decide(
 
     def once(ledger: Ledger) -> Decision:
         return _decide(
-            fleet=fleet, ledger=ledger, spokes=spokes, forecasts=forecasts, now=now, planner=planner
+            fleet=fleet,
+            ledger=ledger,
+            spokes=spokes,
+            forecasts=forecasts,
+            now=now,
+            planner=planner,
+            remembered=remembered,
         )
 
     decision = once(ledger)
@@ -118,6 +128,7 @@ def _decide(
     forecasts: Mapping[str, IntensitySeries],
     now: datetime,
     planner: Planner,
+    remembered: str | None,
 ) -> Decision:
     """One pass of `decide`, top-down: what each job's record says now
     (finished, run again, suspended), the spokes each may not go to now, the
@@ -286,7 +297,7 @@ def _decide(
     maintenance = maintenance_in(fleet, horizon)
     instance = shut_for_maintenance(instance, maintenance, horizon)
     settings = fleet.policy.spec.solver.for_optimizer()
-    plan = _plan(instance, settings, answered=answered, planner=planner)
+    plan = _plan(instance, settings, answered={answered, remembered} - {None}, planner=planner)
     qos = baselines.qos(instance)
 
     entries = [
@@ -314,13 +325,15 @@ def _decide(
         *invalid_entries(fleet.problems),
     ]
     records = tuple(sorted(entries, key=lambda e: e.id))
+    answers = _answers(instance, plan, settings, records)
     # A new digest alone commits nothing: where no record changed (the next
     # slot, nothing moved), the ledger keeps the last.
-    problem = _answers(instance, plan, settings, records) if records != recorded else answered
+    problem = answers if records != recorded else answered
     return Decision(
         now=now,
         window=horizon,
         ledger=Ledger(problem=problem, entries=records),
+        answers=answers,
         jobs=valid,
         held=tuple(sorted(entry.id for entry in held)),
         instance=instance,
@@ -421,13 +434,13 @@ def _instance(
 
 
 def _plan(
-    instance: Instance, settings: SolverSettings, *, answered: str | None, planner: Planner
+    instance: Instance, settings: SolverSettings, *, answered: Collection[str], planner: Planner
 ) -> Plan:
-    """The last plan, where `instance` is the problem it answered (`answered`,
-    its digest: a reconcile right after the last, a push that changed nothing
-    here); else the planner's. Solved again, a search cut off by its time
-    limit may end elsewhere, and move jobs though nothing changed."""
-    if keeping.digest(instance, settings) == answered:
+    """The last plan, where `instance` is the problem it answered (one of
+    `answered`, digests: a reconcile right after the last, a push that changed
+    nothing here); else the planner's. Solved again, a search cut off by its
+    time limit may end elsewhere, and move jobs though nothing changed."""
+    if keeping.digest(instance, settings) in answered:
         last = keeping.kept_plan(instance, settings=settings)
         if last is not None:
             return last

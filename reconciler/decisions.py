@@ -170,6 +170,10 @@ class Decision(BaseModel):
     proposed: tuple[str, ...] = ()
     instance: Instance  # what the optimizer was asked (for `caspian explain`)
     plan: Plan
+    # The digest of the problem `plan` answers, as the next reconcile meets it
+    # where nothing changes (optimizer/keeping.py). The ledger holds it only
+    # where a record changed; the watcher remembers it between reconciles.
+    answers: str | None = None
     qos: Plan
     problems: tuple[Problem, ...]
     spokes: tuple[str, ...]

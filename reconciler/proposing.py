@@ -71,12 +71,14 @@ def propose(
     now: datetime,
     author: Identity,
     observer: Observer | None = None,
+    remembered: str | None = None,
 ) -> Round:
     """Propose what a reconcile places anew, on top of what it carries out on
     the main branch; then write the pull request's file, and open or update
     its pull request, or close it where nothing is left to propose. First, a
     pull request a reviewer closed unmerged declines what it proposed. A
-    branch that holds someone else's commits, under review, is left as it is."""
+    branch that holds someone else's commits, under review, is left as it is.
+    `remembered`: as `reconciling.reconcile_once` takes it."""
     main = repo.fetch_tip()
     closed = _closed_unmerged(repo, proposing)
     declining = (
@@ -93,6 +95,7 @@ def propose(
         now=now,
         author=author,
         observer=observer,
+        remembered=remembered,
         keep_branch=bool(others),
     )
     done = Round(

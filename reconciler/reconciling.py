@@ -219,13 +219,19 @@ def reconcile_once(
     now: datetime,
     author: Identity,
     observer: Observer | None = None,
+    remembered: str | None = None,
     attempts: int = 4,
     backoff_s: float = 0.5,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Outcome:
+    """Decide on the branch's tip and push what changes. `remembered`: the
+    digest of the problem the last decision answered (`Decision.answers`),
+    from a caller that outlives one reconcile, as the watcher does."""
     for attempt in range(1, attempts + 1):
         snapshot = _fetched(repo, bot=author.email)
-        outcome = _decide_on(snapshot, now=now, observer=observer or DeclaredCapacity())
+        outcome = _decide_on(
+            snapshot, now=now, observer=observer or DeclaredCapacity(), remembered=remembered
+        )
         if not outcome.changes:
             log.info("no change at %s: nothing to commit", outcome.input_commit[:12])
             return outcome
@@ -357,6 +363,7 @@ def propose_once(
     now: datetime,
     author: Identity,
     observer: Observer | None = None,
+    remembered: str | None = None,
     keep_branch: bool = False,
     attempts: int = 4,
     backoff_s: float = 0.5,
@@ -370,7 +377,9 @@ def propose_once(
     and not at all with `keep_branch` (it holds someone else's commits)."""
     for attempt in range(1, attempts + 1):
         snapshot = _fetched(repo, bot=author.email)
-        decision, previous = _decision(snapshot, now=now, observer=observer or DeclaredCapacity())
+        decision, previous = _decision(
+            snapshot, now=now, observer=observer or DeclaredCapacity(), remembered=remembered
+        )
         carried = _outcome(snapshot, proposals.carried_out(decision, old=previous), old=previous)
         # The main branch's commit, and its ledger, that the proposal goes on.
         base, held = snapshot, previous
@@ -567,13 +576,15 @@ def withdrawal(*, base: str, tip: str) -> str:
     )
 
 
-def _decide_on(snapshot: Snapshot, *, now: datetime, observer: Observer) -> Outcome:
-    decision, previous = _decision(snapshot, now=now, observer=observer)
+def _decide_on(
+    snapshot: Snapshot, *, now: datetime, observer: Observer, remembered: str | None = None
+) -> Outcome:
+    decision, previous = _decision(snapshot, now=now, observer=observer, remembered=remembered)
     return _outcome(snapshot, decision, old=previous)
 
 
 def _decision(
-    snapshot: Snapshot, *, now: datetime, observer: Observer
+    snapshot: Snapshot, *, now: datetime, observer: Observer, remembered: str | None = None
 ) -> tuple[Decision, ledger.Ledger]:
     """The decision on a commit, with the ledger it was read from."""
     now = now.astimezone(UTC)
@@ -594,7 +605,12 @@ def _decision(
     forecasts = fetch_forecasts(fleet, now=now, sources=sources)
     with metrics.SOLVE_SECONDS.time():
         decision = deciding.decide(
-            fleet=fleet, ledger=previous, spokes=spokes, forecasts=forecasts, now=now
+            fleet=fleet,
+            ledger=previous,
+            spokes=spokes,
+            forecasts=forecasts,
+            now=now,
+            remembered=remembered,
         )
     metrics.PLANS.labels(how="kept" if decision.plan.method == keeping.METHOD else "solved").inc()
     estimated, baseline, _ = messages.savings(decision.ledger)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pygit2
 import pytest
 import yaml
 from prometheus_client import REGISTRY
@@ -18,7 +19,10 @@ from optimizer.solving import optimize
 from reconciler import deciding, reconciling
 from reconciler.gitrepo import FleetRepo
 from reconciler.ledger import LEDGER_PATH, Phase
+from reconciler.observing import DeclaredCapacity
+from reconciler.proposing import Proposing
 from reconciler.templates import template_files
+from reconciler.watching import Watcher, WatchSettings
 from tests import gitutil
 from tests.conftest import BOT, NOW, assert_valid_plan
 from tests.fleet.helpers import appwrapper
@@ -27,15 +31,16 @@ from tests.reconcile.test_proposals import BRANCH, merge
 
 
 class Restless:
-    """The optimizer's plan first, the carbon-blind baseline's the next time,
-    and so on."""
+    """The optimizer's plan for the first `steady` calls, then the carbon-blind
+    baseline's and the optimizer's by turns."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, steady: int = 1) -> None:
+        self.steady = steady
         self.calls = 0
 
     def __call__(self, instance: Instance, settings: SolverSettings) -> Plan:
         self.calls += 1
-        if self.calls % 2:
+        if self.calls <= self.steady or (self.calls - self.steady) % 2 == 0:
             return optimize(instance, settings=settings)
         return baselines.qos(instance)
 
@@ -134,6 +139,49 @@ def test_a_second_reconcile_pushes_nothing(remote, tmp_path, monkeypatch) -> Non
     assert again.decision.plan.solver_status == keeping.KEPT and restless.calls == 1
     # As /metrics counts them.
     assert (_plans("solved") - solved, _plans("kept") - kept) == (1, 1)
+
+
+@pytest.mark.parametrize("proposing", [False, True], ids=["direct", "pull-request mode"])
+def test_a_push_in_a_quiet_slot_keeps_the_plan(remote, tmp_path, monkeypatch, proposing) -> None:
+    """A slot where no record changes commits nothing, so the ledger keeps the
+    digest of an older problem; the watcher remembers the problem its last plan
+    answered, and a push that changes nothing the plan depends on keeps it."""
+    restless = Restless(steady=2)
+    restless.instead_of_the_optimizer(monkeypatch)
+    clock = [NOW]
+    watcher = Watcher(
+        FleetRepo(str(remote), cache_dir=tmp_path / "mirror.git"),
+        author=BOT,
+        observer=DeclaredCapacity(),
+        settings=WatchSettings(proposing=Proposing(branch=BRANCH) if proposing else None),
+        clock=lambda: clock[0],
+    )
+    assert watcher.reconcile().result == "committed"
+    if proposing:
+        merge(remote)
+        clock[0] = NOW + timedelta(minutes=1)
+        assert watcher.reconcile().result == "unchanged"  # the merged plan, kept
+    clock[0] = NOW + timedelta(minutes=15)
+    assert watcher.reconcile().result == "unchanged"  # a quiet slot
+    assert restless.calls == 2
+    heads = _heads(remote)
+    gitutil.user_commit(remote, {"docs/notes.md": b"nothing a plan reads\n"})
+    clock[0] = NOW + timedelta(minutes=20)
+    assert watcher.reconcile().result == "unchanged"
+    assert restless.calls == 2
+    after = _heads(remote)
+    del after["main"]
+    assert gitutil.history(remote)[1] == heads.pop("main")  # only the user's commit since
+    assert after == heads  # no proposal either
+
+
+def _heads(remote) -> dict[str, str]:
+    repo = pygit2.Repository(str(remote))
+    return {
+        name.removeprefix("refs/heads/"): str(repo.references[name].target)
+        for name in repo.references
+        if name.startswith("refs/heads/")
+    }
 
 
 def _plans(how: str) -> float:
