@@ -173,7 +173,7 @@ class Decision(BaseModel):
     # The digest of the problem `plan` answers, as the next reconcile meets it
     # where nothing changes (optimizer/keeping.py). The ledger holds it only
     # where a record changed; the watcher remembers it between reconciles.
-    answers: str | None = None
+    answers: str
     qos: Plan
     problems: tuple[Problem, ...]
     spokes: tuple[str, ...]
