@@ -78,12 +78,16 @@ def decide(
     now: datetime,
     planner: Planner = optimize_plan,
     remembered: str | None = None,
+    proposal: Ledger | None = None,
 ) -> Decision:
     """What to place where and when, from what the fleet repo asks, what the
     spokes report, the forecasts and `now`. `remembered` is the digest of the
     problem a decision before this one answered (`Decision.answers`), for a
     caller that outlives a reconcile: the ledger has it only where a record
-    changed. A job that runs after another
+    changed. `proposal` is the ledger of an open proposal (pull-request mode):
+    the plan under review, which the decision starts from as it would from
+    main's, so that a review is not pushed over by a search that ended
+    elsewhere. A job that runs after another
     (caspian.dev/after) is planned once that one has started, and held again
     should it stop: where this decision changes what such a job waits on
     (dispatches the other, say, or suspends it), the jobs are decided again
@@ -99,6 +103,7 @@ def decide(
             now=now,
             planner=planner,
             remembered=remembered,
+            proposal=proposal,
         )
 
     decision = once(ledger)
@@ -129,6 +134,7 @@ def _decide(
     now: datetime,
     planner: Planner,
     remembered: str | None,
+    proposal: Ledger | None,
 ) -> Decision:
     """One pass of `decide`, top-down: what each job's record says now
     (finished, run again, suspended), the spokes each may not go to now, the
@@ -153,7 +159,11 @@ def _decide(
         ledger, valid, broken_files, now=now, keep_for=fleet.policy.spec.ledger_retention
     )
     held += stay
-    prevs = {job.id: _same_job(previous.get(job.id), job, spokes) for job in jobs}
+    under_review = proposal.by_id() if proposal else {}
+    prevs = {
+        job.id: _same_job(previous.get(job.id), job, spokes) or _seen(under_review.get(job.id))
+        for job in jobs
+    }
     declined = {job.id: mark for job in jobs if (mark := _declined(prevs[job.id], job))}
     finished = {
         job_id: phase for job_id, prev in prevs.items() if (phase := _finished(prev, spokes))
@@ -265,6 +275,9 @@ def _decide(
             )
         )
     }
+    # An open proposal's new places are the plan under review: the optimizer
+    # starts from them as from main's, and moving a job from one costs.
+    offered = _offered(proposal, jobs, spokes=spokes, declined=declined.keys())
     opt_jobs = [
         optimizer_job(
             job,
@@ -278,6 +291,7 @@ def _decide(
             due=verdicts.due.get(job.id),
             overrunning=_overrunning(prevs[job.id], spokes, now=now),
             pinned=job.id in verdicts.pinned,
+            offered=offered.get(job.id),
         )
         for job in jobs
         if verdicts.planned(job.id)
@@ -297,7 +311,16 @@ def _decide(
     maintenance = maintenance_in(fleet, horizon)
     instance = shut_for_maintenance(instance, maintenance, horizon)
     settings = fleet.policy.spec.solver.for_optimizer()
-    plan = _plan(instance, settings, answered={answered, remembered} - {None}, planner=planner)
+    plan = _plan(
+        instance,
+        settings,
+        answered={answered, remembered} - {None},
+        proposed=proposal.problem if proposal else None,
+        started={e.id for e in proposal.entries if e.phase == Phase.DISPATCHED} & offered.keys()
+        if proposal
+        else set(),
+        planner=planner,
+    )
     qos = baselines.qos(instance)
 
     entries = [
@@ -434,17 +457,60 @@ def _instance(
 
 
 def _plan(
-    instance: Instance, settings: SolverSettings, *, answered: Collection[str], planner: Planner
+    instance: Instance,
+    settings: SolverSettings,
+    *,
+    answered: Collection[str],
+    proposed: str | None,
+    started: Collection[str],
+    planner: Planner,
 ) -> Plan:
     """The last plan, where `instance` is the problem it answered (one of
     `answered`, digests: a reconcile right after the last, a push that changed
-    nothing here); else the planner's. Solved again, a search cut off by its
-    time limit may end elsewhere, and move jobs though nothing changed."""
-    if keeping.digest(instance, settings) in answered:
+    nothing here), or an open proposal's, where keeping it answers the problem
+    it answered (`proposed`, the digest in its ledger, which has the Jobs it
+    dispatches, `started`, fixed); else the planner's. Solved again, a search
+    cut off by its time limit may end elsewhere, and move jobs though nothing
+    changed."""
+    digest = keeping.digest(instance, settings)
+    if digest in answered or proposed is not None:
         last = keeping.kept_plan(instance, settings=settings)
-        if last is not None:
+        if last is not None and (
+            digest in answered
+            or proposed == _digest_as_answered(instance, last, settings, started=started)
+        ):
             return last
     return planner(instance, settings)
+
+
+# What a proposal records of a job it places, or cannot place yet.
+UNDER_REVIEW = (Phase.PENDING, Phase.PLANNED, Phase.DISPATCHED)
+
+
+def _offered(
+    proposal: Ledger | None,
+    jobs: list[JobRequest],
+    *,
+    spokes: Mapping[str, SpokeState],
+    declined: Collection[str],
+) -> dict[str, Entry]:
+    """The records of `proposal` that place a job, by job id, as plans: one
+    that dispatches a Job plans to start it then, until the proposal is
+    merged. Only of a job as its AppWrapper asks now, on a spoke still in the
+    fleet, and not of one a review declined: the place it was offered is the
+    one the reviewer said no to."""
+    if proposal is None:
+        return {}
+    records = proposal.by_id()
+    return {
+        job.id: entry.model_copy(update={"phase": Phase.PLANNED})
+        for job in jobs
+        if (entry := records.get(job.id)) is not None
+        and job.id not in declined
+        and entry.phase in (Phase.PLANNED, Phase.DISPATCHED)
+        and entry.template_hash == job.template_hash
+        and entry.spoke in spokes
+    }
 
 
 def _answers(
@@ -454,7 +520,13 @@ def _answers(
     it where nothing changes: each job where the plan put it, fixed there
     where its record says it was dispatched now."""
     dispatched = {e.id for e in records if e.phase in FIXED}
-    return keeping.digest(keeping.as_answered(instance, plan, started=dispatched), settings)
+    return _digest_as_answered(instance, plan, settings, started=dispatched)
+
+
+def _digest_as_answered(
+    instance: Instance, plan: Plan, settings: SolverSettings, *, started: Collection[str]
+) -> str:
+    return keeping.digest(keeping.as_answered(instance, plan, started=started), settings)
 
 
 def _file(source: str) -> str:
@@ -554,6 +626,15 @@ def _keeps_place(
         and prev.spoke not in down
         and prev.spoke not in shut
     )
+
+
+def _seen(proposed: Entry | None) -> Entry | None:
+    """Of a job main has no record of, its record in an open proposal: it
+    waits for review, and was first seen when that was made. So its relative
+    deadline counts from then, not from each reconcile until the merge."""
+    if proposed is None or proposed.first_seen is None or proposed.phase not in UNDER_REVIEW:
+        return None
+    return _waiting(proposed)
 
 
 def _waiting(prev: Entry) -> Entry:

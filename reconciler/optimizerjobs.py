@@ -28,11 +28,13 @@ def optimizer_job(
     due: datetime | None = None,
     overrunning: bool = False,
     pinned: bool = False,
+    offered: Entry | None = None,
 ) -> Job:
     """The optimizer's view of `job`: its deadline (or the earlier one that the
     jobs running after it need), its energy per slot on every spoke, the slots
     and spokes open to it, and its place where it is fixed there (started, due
-    now, or pinned by a review) or was planned before (moving it costs)."""
+    now, or pinned by a review) or was planned before (moving it costs): by the
+    main branch, or by an open proposal (`offered`, its record there)."""
     first_seen = prev.first_seen if prev and prev.first_seen else now
     deadline = effective_deadline(job, first_seen=first_seen, fleet=fleet)
     if due is not None:
@@ -44,17 +46,10 @@ def optimizer_job(
     fixed = previous = None
     if is_fixed(prev, horizon=horizon, now=now, down=down, gate=gate):
         fixed = Slot(spoke=prev.pool or prev.spoke, start_slot=horizon.slot_of(prev.planned_start))
-    elif (
-        prev is not None
-        and prev.phase == Phase.PLANNED
-        and prev.planned_start is not None
-        and not prev.start_went_by(horizon.start)
-    ):
-        previous = Slot(
-            spoke=prev.pool or prev.spoke, start_slot=horizon.slot_of(prev.planned_start)
-        )
-        if pinned:  # its move was declined in a review
-            fixed, previous = previous, None
+    elif pinned:  # its move was declined in a review: it keeps main's place
+        fixed = planned_place(prev, horizon=horizon)
+    else:
+        previous = planned_place(offered, horizon=horizon) or planned_place(prev, horizon=horizon)
     duration = horizon.slots_in(job.duration)
     if fixed is not None and overrunning:
         # A Job runs as long as it runs, not as long as its annotation says. One
@@ -111,6 +106,18 @@ def is_fixed(
         and prev.spoke not in down
         and (gate is None or gate.done)
     )
+
+
+def planned_place(entry: Entry | None, *, horizon: Window) -> Slot | None:
+    """Where `entry` plans its job, if it does and its start is still to come."""
+    if (
+        entry is None
+        or entry.phase != Phase.PLANNED
+        or entry.planned_start is None
+        or entry.start_went_by(horizon.start)
+    ):
+        return None
+    return Slot(spoke=entry.pool or entry.spoke, start_slot=horizon.slot_of(entry.planned_start))
 
 
 def release_slot(moment: datetime, horizon: Window) -> int:

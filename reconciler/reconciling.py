@@ -378,7 +378,11 @@ def propose_once(
     for attempt in range(1, attempts + 1):
         snapshot = _fetched(repo, bot=author.email)
         decision, previous = _decision(
-            snapshot, now=now, observer=observer or DeclaredCapacity(), remembered=remembered
+            snapshot,
+            now=now,
+            observer=observer or DeclaredCapacity(),
+            remembered=remembered,
+            proposal=_open_proposal(repo, branch),
         )
         carried = _outcome(snapshot, proposals.carried_out(decision, old=previous), old=previous)
         # The main branch's commit, and its ledger, that the proposal goes on.
@@ -502,6 +506,21 @@ def _proposed_ledger(repo: FleetRepo, tip: str | None, *, pull: str) -> ledger.L
         return None
 
 
+def _open_proposal(repo: FleetRepo, branch: str) -> ledger.Ledger | None:
+    """The ledger on the proposal `branch`, as last fetched: the plan under
+    review. None where there is none, or none Caspian can read (edited in the
+    pull request, say): the decision then starts from main's alone."""
+    tip = repo.remote_tip(branch)
+    text = None if tip is None else repo.file_at(tip, ledger.LEDGER_PATH)
+    if text is None:
+        return None
+    try:
+        return ledger.parse(text)
+    except ledger.LedgerError as error:
+        log.info("%s: its ledger cannot be read, so the plan starts from main's: %s", branch, error)
+        return None
+
+
 def _carries_out(carried: Outcome, *, old: ledger.Ledger) -> bool:
     """Whether the part of a decision for the main branch changes a job's
     record or Job there; the directory of a new spoke, or a ledger with no
@@ -584,9 +603,15 @@ def _decide_on(
 
 
 def _decision(
-    snapshot: Snapshot, *, now: datetime, observer: Observer, remembered: str | None = None
+    snapshot: Snapshot,
+    *,
+    now: datetime,
+    observer: Observer,
+    remembered: str | None = None,
+    proposal: ledger.Ledger | None = None,
 ) -> tuple[Decision, ledger.Ledger]:
-    """The decision on a commit, with the ledger it was read from."""
+    """The decision on a commit, with the ledger it was read from (and that
+    of an open `proposal`, which it starts from)."""
     now = now.astimezone(UTC)
     previous = previous_ledger(snapshot.files)
     fleet = fleet_in(snapshot.files, links=snapshot.links, read=previous)
@@ -611,6 +636,7 @@ def _decision(
             forecasts=forecasts,
             now=now,
             remembered=remembered,
+            proposal=proposal,
         )
     metrics.PLANS.labels(how="kept" if decision.plan.method == keeping.METHOD else "solved").inc()
     estimated, baseline, _ = messages.savings(decision.ledger)

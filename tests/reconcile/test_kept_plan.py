@@ -206,3 +206,85 @@ def test_a_merged_proposal_is_the_plan_the_next_reconcile_keeps(
     assert again.carried.commit is None and again.proposed is None
     assert gitutil.head(remote) == head
     assert restless.calls == 1
+
+
+def test_an_open_proposal_is_kept_while_the_problem_is_the_one_it_answered(
+    remote, tmp_path, monkeypatch
+) -> None:
+    """Pull-request mode: until it is merged, a proposal is not on main, so
+    main's ledger does not hold its plan; the proposal branch does. A
+    reconcile that meets the problem it answered, even one that remembers
+    nothing (`caspian reconcile` from cron, a watcher started again), keeps
+    it, and pushes nothing over the review."""
+    restless = Restless()
+    restless.instead_of_the_optimizer(monkeypatch)
+    first = reconciling.propose_once(
+        FleetRepo(str(remote), cache_dir=tmp_path / "mirror.git"),
+        branch=BRANCH,
+        now=NOW,
+        author=BOT,
+    )
+    assert first.proposed is not None and first.proposed.commit is not None
+    heads = _heads(remote)
+    again = reconciling.propose_once(
+        FleetRepo(str(remote), cache_dir=tmp_path / "another.git"),
+        branch=BRANCH,
+        now=NOW + timedelta(minutes=5),
+        author=BOT,
+    )
+    assert restless.calls == 1
+    assert again.proposed is not None and again.proposed.commit is None
+    assert again.proposed.decision.plan.solver_status == keeping.KEPT
+    assert again.anew == first.anew
+    assert _heads(remote) == heads
+
+
+def test_the_next_slot_starts_from_the_open_proposal(remote, tmp_path, monkeypatch) -> None:
+    """In the next slot the problem is a new one, solved again; the places
+    under review are where it starts from, and moving a job from one costs,
+    as from a place main holds."""
+    asked: list[Instance] = []
+
+    def recording(instance: Instance, *, settings: SolverSettings) -> Plan:
+        asked.append(instance)
+        return optimize(instance, settings=settings)
+
+    monkeypatch.setattr(deciding, "optimize", recording)
+    repo = FleetRepo(str(remote), cache_dir=tmp_path / "mirror.git")
+    first = reconciling.propose_once(repo, branch=BRANCH, now=NOW, author=BOT)
+    assert first.proposed is not None
+    later = NOW + timedelta(minutes=15)
+    reconciling.propose_once(repo, branch=BRANCH, now=later, author=BOT)
+    assert len(asked) == 2
+    offered = {
+        e.id: e
+        for e in first.proposed.decision.ledger.entries
+        if e.phase == Phase.PLANNED and e.planned_start >= later
+    }
+    assert offered  # the template's jobs are not all due in the first slot
+    slot = asked[1].slot_seconds
+    assert {
+        job.id: (job.previous.spoke, job.previous.start_slot)
+        for job in asked[1].jobs
+        if job.previous is not None
+    } == {
+        e.id: (e.pool or e.spoke, int((e.planned_start - later).total_seconds()) // slot)
+        for e in offered.values()
+    }
+
+
+def test_a_job_under_review_keeps_its_relative_deadline(remote, tmp_path) -> None:
+    """A job's deadline may count from when Caspian first saw it (its
+    completeWithin). Until its proposal is merged main has no record of the
+    job, and the proposal's says when that was: a reconcile hours later does
+    not push the deadline back."""
+    repo = FleetRepo(str(remote), cache_dir=tmp_path / "mirror.git")
+    first = reconciling.propose_once(repo, branch=BRANCH, now=NOW, author=BOT)
+    later = reconciling.propose_once(repo, branch=BRANCH, now=NOW + timedelta(hours=3), author=BOT)
+    assert first.proposed is not None and later.proposed is not None
+    before = {e.id: (e.first_seen, e.deadline) for e in first.proposed.decision.ledger.entries}
+    after = {e.id: (e.first_seen, e.deadline) for e in later.proposed.decision.ledger.entries}
+    assert after == before
+    assert {seen for seen, _ in after.values()} == {NOW}
+    # The policy's default completeWithin, 24 h, for those that give none.
+    assert any(deadline == NOW + timedelta(hours=24) for _, deadline in after.values())
