@@ -82,10 +82,10 @@ def decide(
 ) -> Decision:
     """What to place where and when, from what the fleet repo asks, what the
     spokes report, the forecasts and `now`. `remembered` is the digest of the
-    problem a decision before this one answered (`Decision.answers`), for a
-    caller that outlives a reconcile: the ledger has it only where a record
-    changed. `proposal` is the ledger of an open proposal (pull-request mode):
-    the plan under review, which the decision starts from as it would from
+    problem a decision before this one answered (`Decision.answers`), as the
+    mirror keeps it: the ledger has it only where a record changed.
+    `proposal` is the ledger of an open proposal (pull-request mode): the
+    plan under review, which the decision starts from as it would from
     main's, so that a review is not pushed over by a search that ended
     elsewhere. A job that runs after another
     (caspian.dev/after) is planned once that one has started, and held again

@@ -172,7 +172,7 @@ class Decision(BaseModel):
     plan: Plan
     # The digest of the problem `plan` answers, as the next reconcile meets it
     # where nothing changes (optimizer/keeping.py). The ledger holds it only
-    # where a record changed; the watcher remembers it between reconciles.
+    # where a record changed; the mirror remembers it between reconciles.
     answers: str
     qos: Plan
     problems: tuple[Problem, ...]

@@ -78,6 +78,9 @@ def _is_local(url: str) -> bool:
     return "://" not in url and not re.match(r"^[\w.-]+@[\w.-]+:", url)
 
 
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
 def redact(url: str) -> str:
     """A URL safe to print: no user, password or token."""
     return re.sub(r"(?<=://)[^/@]+@", "", url)
@@ -151,6 +154,36 @@ class FleetRepo:
             self.repo.remotes.set_url("origin", url)
         else:
             self.repo.remotes.create("origin", url, "+refs/heads/*:refs/remotes/origin/*")
+
+    @property
+    def _memo(self) -> Path:
+        """Where the mirror keeps what the last decision on this branch (and
+        fleet directory) answered: beside git's files, never in a commit."""
+        key = hashlib.sha256(f"{self.branch}\n{self.root}".encode()).hexdigest()[:16]
+        return self.path / "caspian" / f"answered-{key}"
+
+    def remembered(self) -> str | None:
+        """The digest `remember` kept; None where none was, or where it
+        reads as no digest."""
+        try:
+            text = self._memo.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        return text if DIGEST.fullmatch(text) else None
+
+    def remember(self, digest: str) -> str | None:
+        """Keep `digest` (the problem a decision answered) for the next
+        reconcile of this branch, in this process or a later one. Says why
+        where it cannot: the next reconcile then solves again."""
+        memo = self._memo
+        partial = memo.with_name(memo.name + ".partial")
+        try:
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(digest + "\n", encoding="ascii")
+            partial.replace(memo)  # whole or not at all, for a reconcile running beside
+        except OSError as error:
+            return f"cannot write {memo}: {error.strerror or error}"
+        return None
 
     def fetch(self) -> Snapshot:
         """Fetch the remote and read the fleet files at the tip of its branch."""

@@ -71,14 +71,12 @@ def propose(
     now: datetime,
     author: Identity,
     observer: Observer | None = None,
-    remembered: str | None = None,
 ) -> Round:
     """Propose what a reconcile places anew, on top of what it carries out on
     the main branch; then write the pull request's file, and open or update
     its pull request, or close it where nothing is left to propose. First, a
     pull request a reviewer closed unmerged declines what it proposed. A
-    branch that holds someone else's commits, under review, is left as it is.
-    `remembered`: as `reconciling.reconcile_once` takes it."""
+    branch that holds someone else's commits, under review, is left as it is."""
     main = repo.fetch_tip()
     closed = _closed_unmerged(repo, proposing)
     declining = (
@@ -95,7 +93,6 @@ def propose(
         now=now,
         author=author,
         observer=observer,
-        remembered=remembered,
         keep_branch=bool(others),
     )
     done = Round(

@@ -106,7 +106,12 @@ def plan(repo: FleetRepo, *, now: datetime, bot: str, observer: Observer | None 
     """What a reconcile by the bot whose email is `bot` would commit now,
     without committing; refused as that reconcile would be."""
     snapshot = _fetched(repo, bot=bot)
-    return _decide_on(snapshot, now=now, observer=observer or DeclaredCapacity())
+    return _decide_on(
+        snapshot,
+        now=now,
+        observer=observer or DeclaredCapacity(),
+        remembered=repo.remembered(),
+    )
 
 
 def survey(repo: FleetRepo, *, now: datetime, observer: Observer | None = None) -> Survey:
@@ -219,14 +224,15 @@ def reconcile_once(
     now: datetime,
     author: Identity,
     observer: Observer | None = None,
-    remembered: str | None = None,
     attempts: int = 4,
     backoff_s: float = 0.5,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Outcome:
-    """Decide on the branch's tip and push what changes. `remembered`: the
-    digest of the problem the last decision answered (`Decision.answers`),
-    from a caller that outlives one reconcile, as the watcher does."""
+    """Decide on the branch's tip and push what changes. The mirror
+    remembers the problem the last decision answered (`Decision.answers`),
+    for the next reconcile, a watcher's or cron's: the ledger has it only
+    where a record changed."""
+    remembered = repo.remembered()
     for attempt in range(1, attempts + 1):
         snapshot = _fetched(repo, bot=author.email)
         outcome = _decide_on(
@@ -234,14 +240,22 @@ def reconcile_once(
         )
         if not outcome.changes:
             log.info("no change at %s: nothing to commit", outcome.input_commit[:12])
+            _remember(repo, outcome.decision)
             return outcome
         try:
             pushed = _pushed(repo, outcome, author=author, now=now)
         except RemoteMovedError as moved:
             _back_off(moved, attempt=attempt, attempts=attempts, backoff_s=backoff_s, sleep=sleep)
             continue
+        _remember(repo, outcome.decision)
         return pushed.model_copy(update={"push_attempts": attempt})
     raise AssertionError("unreachable")
+
+
+def _remember(repo: FleetRepo, decision: Decision) -> None:
+    why = repo.remember(decision.answers)
+    if why is not None:
+        log.warning("%s: the next reconcile solves again though nothing changed", why)
 
 
 def _fetched(repo: FleetRepo, *, bot: str) -> Snapshot:
@@ -363,7 +377,6 @@ def propose_once(
     now: datetime,
     author: Identity,
     observer: Observer | None = None,
-    remembered: str | None = None,
     keep_branch: bool = False,
     attempts: int = 4,
     backoff_s: float = 0.5,
@@ -374,7 +387,9 @@ def propose_once(
     spokes report) is pushed there as reconcile_once pushes it; the new places
     go on top of it to the proposal `branch`, for review as a pull request. The
     branch is pushed only when its tree differs, so re-running changes nothing,
-    and not at all with `keep_branch` (it holds someone else's commits)."""
+    and not at all with `keep_branch` (it holds someone else's commits).
+    What the decision answered is remembered, as by `reconcile_once`."""
+    remembered = repo.remembered()
     for attempt in range(1, attempts + 1):
         snapshot = _fetched(repo, bot=author.email)
         decision, previous = _decision(
@@ -406,6 +421,7 @@ def propose_once(
             carried = pushed.model_copy(update={"push_attempts": attempt})
             if carried.commit is not None:
                 base, held = _after(snapshot, carried), carried.decision.ledger
+        _remember(repo, decision)
         proposed = _outcome(base, decision, old=held)
         anew = proposals.new_places(held, decision.ledger)
         # The directory of a new spoke alone is no proposal: it goes with the

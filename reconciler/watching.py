@@ -84,11 +84,6 @@ class Watcher:
         self._seen: tuple[str, float] | None = None  # (tip, slot start) last decided on
         self._slot_seconds = 900
         self._skipping: set[str] = set()  # the problem lines logged, while they last
-        # The digest of the problem the last decision's plan answered. The
-        # ledger keeps an older one where no record changed (a quiet slot), so
-        # a push then that changes nothing the plan depends on would solve
-        # again, and a search cut off by its time limit may move jobs.
-        self._answered: str | None = None
         # Set by a trigger from another thread: the next reconcile decides
         # whatever the tip and slot, even one that began before it.
         self._anew = False
@@ -133,7 +128,6 @@ class Watcher:
                 return self.status
             done = self._once(now)
             decision = done.outcome.decision
-            self._answered = decision.answers
             self._log_problems([problem.line() for problem in decision.problems])
             self._slot_seconds = decision.window.slot_seconds
             self._seen = (done.tip, decision.window.start.timestamp())
@@ -183,7 +177,6 @@ class Watcher:
                 now=now,
                 author=self.author,
                 observer=self.observer,
-                remembered=self._answered,
             )
             tip = outcome.commit or outcome.input_commit
             return _Done(outcome, read=outcome.input_commit, tip=tip, commit=outcome.commit)
@@ -193,7 +186,6 @@ class Watcher:
             now=now,
             author=self.author,
             observer=self.observer,
-            remembered=self._answered,
         )
         return _Done(
             done.outcome,

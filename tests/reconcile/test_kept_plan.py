@@ -141,34 +141,50 @@ def test_a_second_reconcile_pushes_nothing(remote, tmp_path, monkeypatch) -> Non
     assert (_plans("solved") - solved, _plans("kept") - kept) == (1, 1)
 
 
-@pytest.mark.parametrize("proposing", [False, True], ids=["direct", "pull-request mode"])
-def test_a_push_in_a_quiet_slot_keeps_the_plan(remote, tmp_path, monkeypatch, proposing) -> None:
+@pytest.mark.parametrize("how", ["direct", "pull-request mode", "cron"])
+def test_a_push_in_a_quiet_slot_keeps_the_plan(remote, tmp_path, monkeypatch, how) -> None:
     """A slot where no record changes commits nothing, so the ledger keeps the
-    digest of an older problem; the watcher remembers the problem its last plan
-    answered, and a push that changes nothing the plan depends on keeps it."""
+    digest of an older problem; the mirror remembers the problem the last
+    plan answered, and a push that changes nothing the plan depends on keeps
+    it, whether the watcher meets it or `caspian reconcile --once` from cron
+    (a new process each time, with nothing of the last but its mirror)."""
     restless = Restless(steady=2)
     restless.instead_of_the_optimizer(monkeypatch)
     clock = [NOW]
+    mirror = tmp_path / "mirror.git"
     watcher = Watcher(
-        FleetRepo(str(remote), cache_dir=tmp_path / "mirror.git"),
+        FleetRepo(str(remote), cache_dir=mirror),
         author=BOT,
         observer=DeclaredCapacity(),
-        settings=WatchSettings(proposing=Proposing(branch=BRANCH) if proposing else None),
+        settings=WatchSettings(
+            proposing=Proposing(branch=BRANCH) if how == "pull-request mode" else None
+        ),
         clock=lambda: clock[0],
     )
-    assert watcher.reconcile().result == "committed"
-    if proposing:
+
+    def reconcile() -> str:
+        if how != "cron":
+            return watcher.reconcile().result
+        repo = FleetRepo(str(remote), cache_dir=mirror)
+        outcome = reconciling.reconcile_once(repo, now=clock[0], author=BOT)
+        return "committed" if outcome.commit else "unchanged"
+
+    assert reconcile() == "committed"
+    if how == "pull-request mode":
         merge(remote)
         clock[0] = NOW + timedelta(minutes=1)
-        assert watcher.reconcile().result == "unchanged"  # the merged plan, kept
+        assert reconcile() == "unchanged"  # the merged plan, kept
     clock[0] = NOW + timedelta(minutes=15)
-    assert watcher.reconcile().result == "unchanged"  # a quiet slot
+    assert reconcile() == "unchanged"  # a quiet slot
     assert restless.calls == 2
     heads = _heads(remote)
     gitutil.user_commit(remote, {"docs/notes.md": b"nothing a plan reads\n"})
     clock[0] = NOW + timedelta(minutes=20)
-    assert watcher.reconcile().result == "unchanged"
+    assert reconcile() == "unchanged"
     assert restless.calls == 2
+    # `caspian plan` shows what that reconcile did.
+    shown = reconciling.plan(FleetRepo(str(remote), cache_dir=mirror), now=clock[0], bot=BOT.email)
+    assert shown.decision.plan.solver_status == keeping.KEPT and restless.calls == 2
     after = _heads(remote)
     del after["main"]
     assert gitutil.history(remote)[1] == heads.pop("main")  # only the user's commit since
@@ -288,3 +304,30 @@ def test_a_job_under_review_keeps_its_relative_deadline(remote, tmp_path) -> Non
     assert {seen for seen, _ in after.values()} == {NOW}
     # The policy's default completeWithin, 24 h, for those that give none.
     assert any(deadline == NOW + timedelta(hours=24) for _, deadline in after.values())
+
+
+def test_the_mirror_remembers_for_its_branch_and_fleet_directory(remote, tmp_path) -> None:
+    mirror = tmp_path / "mirror.git"
+    digest = "sha256:" + "ab" * 32
+    assert FleetRepo(str(remote), cache_dir=mirror).remembered() is None
+    assert FleetRepo(str(remote), cache_dir=mirror).remember(digest) is None
+    assert FleetRepo(str(remote), cache_dir=mirror).remembered() == digest
+    assert FleetRepo(str(remote), cache_dir=mirror, branch="staging").remembered() is None
+    assert FleetRepo(str(remote), cache_dir=mirror, root="teams/batch").remembered() is None
+    (memo,) = (mirror / "caspian").iterdir()
+    memo.write_text("half a dig")
+    assert FleetRepo(str(remote), cache_dir=mirror).remembered() is None
+
+
+def test_a_memory_that_cannot_be_kept_costs_a_solve_and_nothing_else(
+    remote, tmp_path, monkeypatch, caplog
+) -> None:
+    restless = Restless()
+    restless.instead_of_the_optimizer(monkeypatch)
+    mirror = tmp_path / "mirror.git"
+    repo = FleetRepo(str(remote), cache_dir=mirror)
+    (mirror / "caspian").write_text("a file where the directory would go\n")
+    first = reconciling.reconcile_once(repo, now=NOW, author=BOT)
+    assert first.commit is not None and gitutil.head(remote) == first.commit
+    assert "the next reconcile solves again" in caplog.text
+    assert str(mirror / "caspian") in caplog.text
