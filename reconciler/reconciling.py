@@ -102,16 +102,27 @@ def fleet_in(
     return load_fleet(files, appwrapper_schema=crd.check_appwrapper, links=links, held=held)
 
 
-def plan(repo: FleetRepo, *, now: datetime, bot: str, observer: Observer | None = None) -> Outcome:
+def plan(
+    repo: FleetRepo,
+    *,
+    now: datetime,
+    bot: str,
+    observer: Observer | None = None,
+    under_review: str | None = None,
+) -> Outcome:
     """What a reconcile by the bot whose email is `bot` would commit now,
-    without committing; refused as that reconcile would be."""
+    without committing; refused as that reconcile would be. In pull-request
+    mode (`under_review`, the proposal branch) it decides from the plan under
+    review there too, as `propose_once` does."""
     snapshot = _fetched(repo, bot=bot)
-    return _decide_on(
+    decision, previous = _decision(
         snapshot,
         now=now,
         observer=observer or DeclaredCapacity(),
         remembered=repo.remembered(),
+        proposal=_open_proposal(repo, under_review) if under_review else None,
     )
+    return _outcome(snapshot, decision, old=previous)
 
 
 def survey(repo: FleetRepo, *, now: datetime, observer: Observer | None = None) -> Survey:

@@ -34,8 +34,8 @@ def user_commit(
     return str(repo.create_commit("refs/heads/main", who, who, message, tree, [parent.id]))
 
 
-def head(remote: Path) -> str:
-    return str(pygit2.Repository(str(remote)).references["refs/heads/main"].target)
+def head(remote: Path, branch: str = "main") -> str:
+    return str(pygit2.Repository(str(remote)).references[f"refs/heads/{branch}"].target)
 
 
 def history(remote: Path) -> list[str]:

@@ -264,6 +264,16 @@ def proposal_options(command: Callable[..., None]) -> Callable[..., None]:
     return with_proposing
 
 
+# For plan and explain: decide as a reconcile in pull-request mode does.
+under_review_option = click.option(
+    "--propose",
+    "under_review",
+    envvar="CASPIAN_PROPOSE",
+    metavar="BRANCH",
+    help="Pull-request mode: decide from the plan under review on BRANCH as well, as "
+    "`reconcile --propose BRANCH` does.",
+)
+
 now_option = click.option(
     "--now", "now_text", metavar="RFC3339", help="Plan as if it were this time (default: now)."
 )

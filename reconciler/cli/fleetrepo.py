@@ -37,6 +37,7 @@ from reconciler.cli.common import (
     proposal_options,
     repo_options,
     target_options,
+    under_review_option,
     writable_directory,
 )
 from reconciler.decisions import Decision
@@ -283,10 +284,11 @@ def _fleet_root(path: Path) -> Path:
 @click.command()
 @target_options
 @now_option
+@under_review_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def plan(target: Target, now_text: str | None, as_json: bool) -> None:
+def plan(target: Target, now_text: str | None, under_review: str | None, as_json: bool) -> None:
     """Show what a reconcile would change now; commit nothing."""
-    outcome = _plan(target, now_text=now_text, as_json=as_json)
+    outcome = _plan(target, now_text=now_text, under_review=under_review, as_json=as_json)
     if as_json:
         click.echo(json.dumps(_planned(outcome)))
     elif not outcome.changes:
@@ -333,12 +335,15 @@ def reconcile(
 @click.argument("job", callback=lambda _ctx, _param, value: _job_named(value))
 @target_options
 @now_option
+@under_review_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def explain(job: str, target: Target, now_text: str | None, as_json: bool) -> None:
+def explain(
+    job: str, target: Target, now_text: str | None, under_review: str | None, as_json: bool
+) -> None:
     """Why JOB (namespace/name, name, or its file) goes where it goes: its place,
     deadline and carbon against qos, and its cheapest alternatives, each with
     whether it had room. Decides as `plan` does; commits nothing."""
-    planned = _plan(target, now_text=now_text)
+    planned = _plan(target, now_text=now_text, under_review=under_review)
     decision = planned.decision
     try:
         entry = decision.ledger.find(job)
@@ -448,12 +453,18 @@ def _plan_object(
     }
 
 
-def _plan(target: Target, *, now_text: str | None, as_json: bool = False) -> reconciling.Outcome:
+def _plan(
+    target: Target, *, now_text: str | None, under_review: str | None, as_json: bool = False
+) -> reconciling.Outcome:
     """A reconcile's decision and changes, without committing (`plan`, `explain`)."""
     observer = target.observer()
     return _run(
         lambda repo: reconciling.plan(
-            repo, now=parse_now(now_text), bot=bot_email(), observer=observer
+            repo,
+            now=parse_now(now_text),
+            bot=bot_email(),
+            observer=observer,
+            under_review=under_review,
         ),
         target,
         as_json=as_json,

@@ -22,12 +22,13 @@ from reconciler.appwrappers import RETRY_PAUSE, TERMINAL_EXIT_CODES
 from reconciler.cli import EXIT_ERROR, EXIT_PARTIAL, main
 from reconciler.cli.common import JsonLines
 from reconciler.gitrepo import create_bare_repo
-from reconciler.ledger import MOST_NAMED, Entry, Ledger, Phase
+from reconciler.ledger import LEDGER_PATH, MOST_NAMED, Entry, Ledger, Phase
 from reconciler.quantities import format_time, timestamp
 from reconciler.templates import template_files
 from tests import gitutil
 from tests.conftest import BOT
 from tests.fleet.helpers import appwrapper, appwrapper_doc
+from tests.reconcile.test_kept_plan import Restless
 
 AT = ["--now", "2026-11-22T02:00:00Z"]
 
@@ -335,6 +336,28 @@ def test_reconcile_commits_once_then_finds_nothing_to_do(run, tmp_path) -> None:
     assert second.exit_code == 0
     assert "no change" in second.output
     assert gitutil.head(remote) == head
+
+
+def test_plan_and_explain_decide_from_the_plan_under_review(run, tmp_path, monkeypatch) -> None:
+    """With --propose, as the reconcile that proposed: the plan under review
+    on that branch is kept where the problem is the one it answered."""
+    restless = Restless()
+    restless.instead_of_the_optimizer(monkeypatch)
+    remote = tmp_path / "fleet.git"
+    assert run("init", "--bare", remote).exit_code == 0
+    review = ("--repo", remote, "--propose", "caspian/placement", *AT)
+    assert run("reconcile", "--once", *review).exit_code == 0
+    tip = gitutil.head(remote, branch="caspian/placement")
+    proposed = Ledger.model_validate(yaml.safe_load(gitutil.read(remote, LEDGER_PATH, tip)))
+    shown = json.loads(run("plan", "--json", *review).output)
+    assert [Entry.model_validate(job) for job in shown["jobs"]] == list(proposed.entries)
+    placed = next(e for e in proposed.entries if e.spoke is not None)
+    told = json.loads(run("explain", placed.id, "--json", *review).output)
+    assert (told["spoke"], timestamp(told["planned_start"])) == (placed.spoke, placed.planned_start)
+    assert restless.calls == 1
+    # Without it, main's plan alone (none yet): solved again.
+    assert run("plan", "--json", "--repo", remote, *AT).exit_code == 0
+    assert restless.calls == 2
 
 
 def test_a_fleet_in_a_directory_of_a_larger_repo_is_read_and_written_there(run, tmp_path) -> None:
