@@ -277,7 +277,9 @@ def _decide(
     }
     # An open proposal's new places are the plan under review: the optimizer
     # starts from them as from main's, and moving a job from one costs.
-    offered = _offered(proposal, jobs, spokes=spokes, declined=declined.keys())
+    offered = _offered(under_review, jobs, spokes=spokes, declined=declined.keys())
+    # The Jobs it dispatches (to start now, once merged): its digest has them fixed.
+    dispatching = {job_id for job_id in offered if under_review[job_id].phase == Phase.DISPATCHED}
     opt_jobs = [
         optimizer_job(
             job,
@@ -316,9 +318,7 @@ def _decide(
         settings,
         answered={answered, remembered} - {None},
         proposed=proposal.problem if proposal else None,
-        started={e.id for e in proposal.entries if e.phase == Phase.DISPATCHED} & offered.keys()
-        if proposal
-        else set(),
+        started=dispatching,
         planner=planner,
     )
     qos = baselines.qos(instance)
@@ -483,29 +483,22 @@ def _plan(
     return planner(instance, settings)
 
 
-# What a proposal records of a job it places, or cannot place yet.
-UNDER_REVIEW = (Phase.PENDING, Phase.PLANNED, Phase.DISPATCHED)
-
-
 def _offered(
-    proposal: Ledger | None,
+    under_review: Mapping[str, Entry],
     jobs: list[JobRequest],
     *,
     spokes: Mapping[str, SpokeState],
     declined: Collection[str],
 ) -> dict[str, Entry]:
-    """The records of `proposal` that place a job, by job id, as plans: one
-    that dispatches a Job plans to start it then, until the proposal is
-    merged. Only of a job as its AppWrapper asks now, on a spoke still in the
-    fleet, and not of one a review declined: the place it was offered is the
-    one the reviewer said no to."""
-    if proposal is None:
-        return {}
-    records = proposal.by_id()
+    """The records of an open proposal (`under_review`, by job id) that place
+    a job, as plans: one that dispatches a Job plans to start it then, until
+    the proposal is merged. Only of a job as its AppWrapper asks now, on a
+    spoke still in the fleet, and not of one a review declined: the place it
+    was offered is the one the reviewer said no to."""
     return {
         job.id: entry.model_copy(update={"phase": Phase.PLANNED})
         for job in jobs
-        if (entry := records.get(job.id)) is not None
+        if (entry := under_review.get(job.id)) is not None
         and job.id not in declined
         and entry.phase in (Phase.PLANNED, Phase.DISPATCHED)
         and entry.template_hash == job.template_hash
@@ -626,6 +619,10 @@ def _keeps_place(
         and prev.spoke not in down
         and prev.spoke not in shut
     )
+
+
+# What a proposal records of a job it places, or cannot place yet.
+UNDER_REVIEW = (Phase.PENDING, Phase.PLANNED, Phase.DISPATCHED)
 
 
 def _seen(proposed: Entry | None) -> Entry | None:
