@@ -2,7 +2,7 @@
 stand-in: users push jobs and edit declined ones, a reviewer merges some
 proposals and closes others. What must hold throughout: a dispatched Job
 never moves, a job held unplaced has no Job rendered, one pull request at
-most is open, and a second reconcile in the same slot changes nothing."""
+most is open, and a second reconcile later in the same slot changes nothing."""
 
 from __future__ import annotations
 
@@ -60,7 +60,9 @@ def test_a_day_of_reviews_keeps_what_was_dispatched_and_what_was_declined(remote
             propose(repo, proposing, now=now, author=BOT)
             _check(remote, dispatched)
             main, branch, opened = gitutil.head(remote), _tip(bare), len(api.pulls)
-            again = propose(repo, proposing, now=now, author=BOT)
+            # Later in the slot, as a watcher's next poll: the review is not
+            # pushed over, nor its relative deadlines pushed back.
+            again = propose(repo, proposing, now=now + timedelta(minutes=5), author=BOT)
             assert again.commit is None and gitutil.head(remote) == main
             assert len(api.pulls) == opened and _tip(bare) == branch
             assert sum(p["state"] == "open" for p in api.pulls) <= 1
