@@ -14,11 +14,12 @@ def user_commit(
     message: str = "user change",
     *,
     links: dict[str, str] | None = None,
+    branch: str = "main",
 ) -> str:
-    """Commit on top of main in the bare repo, as a push from a user would land;
-    `links` adds symbolic links (path: where it points)."""
+    """Commit on top of `branch` in the bare repo, as a push from a user would
+    land; `links` adds symbolic links (path: where it points)."""
     repo = pygit2.Repository(str(remote))
-    parent = repo.references["refs/heads/main"].peel(pygit2.Commit)
+    parent = repo.references[f"refs/heads/{branch}"].peel(pygit2.Commit)
     index = pygit2.Index()
     index.read_tree(parent.tree)
     for path, data in changes.items():
@@ -31,7 +32,7 @@ def user_commit(
         index.add(pygit2.IndexEntry(path, blob, pygit2.enums.FileMode.LINK))
     tree = index.write_tree(repo)
     who = pygit2.Signature("Fleet User", "user@example.invalid")
-    return str(repo.create_commit("refs/heads/main", who, who, message, tree, [parent.id]))
+    return str(repo.create_commit(f"refs/heads/{branch}", who, who, message, tree, [parent.id]))
 
 
 def head(remote: Path, branch: str = "main") -> str:

@@ -6,6 +6,7 @@ it answers every call with another valid plan."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pygit2
@@ -253,6 +254,25 @@ def test_an_open_proposal_is_kept_while_the_problem_is_the_one_it_answered(
     assert again.proposed.decision.plan.solver_status == keeping.KEPT
     assert again.anew == first.anew
     assert _heads(remote) == heads
+
+
+def test_a_proposal_whose_ledger_was_edited_by_hand_is_left_out(
+    remote, tmp_path, monkeypatch, caplog
+) -> None:
+    """Someone edited the ledger in the pull request: Caspian cannot trust it
+    to say what was proposed, so it decides from main's alone, and says so."""
+    restless = Restless()
+    restless.instead_of_the_optimizer(monkeypatch)
+    repo = FleetRepo(str(remote), cache_dir=tmp_path / "mirror.git")
+    reconciling.propose_once(repo, branch=BRANCH, now=NOW, author=BOT)
+    text = gitutil.read(remote, LEDGER_PATH, gitutil.head(remote, branch=BRANCH))
+    gitutil.user_commit(remote, {LEDGER_PATH: text + b"# looks fine to me\n"}, branch=BRANCH)
+    with caplog.at_level(logging.INFO, logger="caspian"):
+        again = reconciling.propose_once(
+            repo, branch=BRANCH, now=NOW + timedelta(minutes=5), author=BOT, keep_branch=True
+        )
+    assert restless.calls == 2 and again.kept
+    assert f"{BRANCH}: its ledger cannot be read, so the plan starts from main's" in caplog.text
 
 
 def test_the_next_slot_starts_from_the_open_proposal(remote, tmp_path, monkeypatch) -> None:
