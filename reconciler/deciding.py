@@ -278,7 +278,7 @@ def _decide(
     # An open proposal's new places are the plan under review: the optimizer
     # starts from them as from main's, and moving a job from one costs.
     offered = _offered(under_review, jobs, spokes=spokes, declined=declined.keys())
-    # The Jobs it dispatches (to start now, once merged): its digest has them fixed.
+    # The Jobs it dispatches (to start now, once merged).
     dispatching = {job_id for job_id in offered if under_review[job_id].phase == Phase.DISPATCHED}
     opt_jobs = [
         optimizer_job(
@@ -316,9 +316,8 @@ def _decide(
     plan = _plan(
         instance,
         settings,
-        answered={answered, remembered} - {None},
-        proposed=proposal.problem if proposal else None,
-        started=dispatching,
+        answered={answered, remembered, proposal.problem if proposal else None} - {None},
+        dispatching=dispatching if proposal else None,
         planner=planner,
     )
     qos = baselines.qos(instance)
@@ -350,8 +349,13 @@ def _decide(
     records = tuple(sorted(entries, key=lambda e: e.id))
     answers = _answers(instance, plan, settings, records)
     # A new digest alone commits nothing: where no record changed (the next
-    # slot, nothing moved), the ledger keeps the last.
-    problem = answers if records != recorded else answered
+    # slot, nothing moved), the ledger keeps the last, main's or the open
+    # proposal's, which is not pushed again for it.
+    problem = answers
+    if records == recorded:
+        problem = answered
+    elif proposal is not None and records == proposal.entries:
+        problem = proposal.problem
     return Decision(
         now=now,
         window=horizon,
@@ -461,23 +465,22 @@ def _plan(
     settings: SolverSettings,
     *,
     answered: Collection[str],
-    proposed: str | None,
-    started: Collection[str],
+    dispatching: Collection[str] | None,
     planner: Planner,
 ) -> Plan:
     """The last plan, where `instance` is the problem it answered (one of
     `answered`, digests: a reconcile right after the last, a push that changed
-    nothing here), or an open proposal's, where keeping it answers the problem
-    it answered (`proposed`, the digest in its ledger, which has the Jobs it
-    dispatches, `started`, fixed); else the planner's. Solved again, a search
-    cut off by its time limit may end elsewhere, and move jobs though nothing
-    changed."""
+    nothing here); else the planner's. Solved again, a search cut off by its
+    time limit may end elsewhere, and move jobs though nothing changed. In
+    pull-request mode (`dispatching`: the Jobs an open proposal dispatches,
+    which the digest of its problem has fixed, as they would be once merged)
+    the plan under review is kept where keeping it answers one of them."""
     digest = keeping.digest(instance, settings)
-    if digest in answered or proposed is not None:
+    if digest in answered or dispatching is not None:
         last = keeping.kept_plan(instance, settings=settings)
         if last is not None and (
             digest in answered
-            or proposed == _digest_as_answered(instance, last, settings, started=started)
+            or _digest_as_answered(instance, last, settings, started=dispatching or ()) in answered
         ):
             return last
     return planner(instance, settings)
@@ -628,10 +631,12 @@ UNDER_REVIEW = (Phase.PENDING, Phase.PLANNED, Phase.DISPATCHED)
 def _seen(proposed: Entry | None) -> Entry | None:
     """Of a job main has no record of, its record in an open proposal: it
     waits for review, and was first seen when that was made. So its relative
-    deadline counts from then, not from each reconcile until the merge."""
+    deadline counts from then, not from each reconcile until the merge, and
+    the carbon-blind estimate its record compares with stays the one of then,
+    as for a job main holds."""
     if proposed is None or proposed.first_seen is None or proposed.phase not in UNDER_REVIEW:
         return None
-    return _waiting(proposed)
+    return _waiting(proposed).model_copy(update={"qos_grams": proposed.qos_grams})
 
 
 def _waiting(prev: Entry) -> Entry:

@@ -18,7 +18,7 @@ from optimizer import baselines, keeping
 from optimizer.model import Instance, Plan, SolverSettings
 from optimizer.solving import optimize
 from reconciler import deciding, reconciling
-from reconciler.gitrepo import FleetRepo
+from reconciler.gitrepo import FleetRepo, create_bare_repo
 from reconciler.ledger import LEDGER_PATH, Phase
 from reconciler.observing import DeclaredCapacity
 from reconciler.proposing import Proposing
@@ -275,6 +275,28 @@ def test_a_proposal_whose_ledger_was_edited_by_hand_is_left_out(
     assert f"{BRANCH}: its ledger cannot be read, so the plan starts from main's" in caplog.text
 
 
+def test_a_new_digest_alone_pushes_no_proposal(tmp_path) -> None:
+    """In the next slot the problem is a new one; where the proposal's records
+    come out as they were (one job, to start in hours), its branch is not
+    pushed again for the digest alone."""
+    files = {p: b for p, b in template_files().items() if not p.startswith("jobs/")}
+    files["jobs/later.yaml"] = appwrapper(
+        "later", annotations={"caspian.dev/not-before": "2026-11-22T06:00:00Z"}
+    ).encode()
+    remote = tmp_path / "fleet.git"
+    create_bare_repo(remote, files=files, message="Add fleet", author=BOT)
+    repo = FleetRepo(str(remote), cache_dir=tmp_path / "mirror.git")
+    first = reconciling.propose_once(repo, branch=BRANCH, now=NOW, author=BOT)
+    assert first.proposed is not None and first.proposed.commit is not None
+    heads = _heads(remote)
+    later = reconciling.propose_once(
+        repo, branch=BRANCH, now=NOW + timedelta(minutes=15), author=BOT
+    )
+    assert later.proposed is not None and later.proposed.commit is None
+    assert later.proposed.decision.answers != first.proposed.decision.answers
+    assert _heads(remote) == heads
+
+
 def test_the_next_slot_starts_from_the_open_proposal(remote, tmp_path, monkeypatch) -> None:
     """In the next slot the problem is a new one, solved again; the places
     under review are where it starts from, and moving a job from one costs,
@@ -309,21 +331,24 @@ def test_the_next_slot_starts_from_the_open_proposal(remote, tmp_path, monkeypat
     }
 
 
-def test_a_job_under_review_keeps_its_relative_deadline(remote, tmp_path) -> None:
+def test_a_job_under_review_keeps_its_deadline_and_first_estimate(remote, tmp_path) -> None:
     """A job's deadline may count from when Caspian first saw it (its
     completeWithin). Until its proposal is merged main has no record of the
     job, and the proposal's says when that was: a reconcile hours later does
-    not push the deadline back."""
+    not push the deadline back, nor change the carbon-blind estimate its
+    record compares with."""
     repo = FleetRepo(str(remote), cache_dir=tmp_path / "mirror.git")
     first = reconciling.propose_once(repo, branch=BRANCH, now=NOW, author=BOT)
     later = reconciling.propose_once(repo, branch=BRANCH, now=NOW + timedelta(hours=3), author=BOT)
     assert first.proposed is not None and later.proposed is not None
-    before = {e.id: (e.first_seen, e.deadline) for e in first.proposed.decision.ledger.entries}
-    after = {e.id: (e.first_seen, e.deadline) for e in later.proposed.decision.ledger.entries}
+    before, after = (
+        {e.id: (e.first_seen, e.deadline, e.qos_grams) for e in proposal.decision.ledger.entries}
+        for proposal in (first.proposed, later.proposed)
+    )
     assert after == before
-    assert {seen for seen, _ in after.values()} == {NOW}
+    assert {seen for seen, _, _ in after.values()} == {NOW}
     # The policy's default completeWithin, 24 h, for those that give none.
-    assert any(deadline == NOW + timedelta(hours=24) for _, deadline in after.values())
+    assert any(deadline == NOW + timedelta(hours=24) for _, deadline, _ in after.values())
 
 
 def test_the_mirror_remembers_for_its_branch_and_fleet_directory(remote, tmp_path) -> None:
