@@ -115,14 +115,13 @@ def plan(
     mode (`under_review`, the proposal branch) it decides from the plan under
     review there too, as `propose_once` does."""
     snapshot = _fetched(repo, bot=bot)
-    decision, previous = _decision(
+    return _decide_on(
         snapshot,
         now=now,
         observer=observer or DeclaredCapacity(),
         remembered=repo.remembered(),
         proposal=_open_proposal(repo, under_review) if under_review else None,
     )
-    return _outcome(snapshot, decision, old=previous)
 
 
 def survey(repo: FleetRepo, *, now: datetime, observer: Observer | None = None) -> Survey:
@@ -492,7 +491,7 @@ def decline_once(
     for attempt in range(1, attempts + 1):
         snapshot = _fetched(repo, bot=author.email)
         main = previous_ledger(snapshot.files)
-        proposal = _proposed_ledger(repo, tip, pull=pull) or main
+        proposal = _proposed_ledger(repo, tip, what=pull, otherwise="nothing is declined") or main
         fleet = fleet_in(snapshot.files, links=snapshot.links, read=main)
         asks = {job.id: job.ask for job in fleet.jobs}
         held = proposals.declined(main, proposal, asks=asks, pull=pull, at=now)
@@ -521,31 +520,28 @@ def decline_once(
     return done
 
 
-def _proposed_ledger(repo: FleetRepo, tip: str | None, *, pull: str) -> ledger.Ledger | None:
-    """The ledger a proposal's commit holds; None where it has none Caspian
-    can read (edited in the pull request, say): nothing is declined then."""
-    if tip is None:
+def _proposed_ledger(
+    repo: FleetRepo, tip: str | None, *, what: str, otherwise: str
+) -> ledger.Ledger | None:
+    """The ledger a proposal's commit `tip` holds. None where it has none, or
+    none Caspian can read (edited in the pull request, say): the log says so,
+    of `what`, and that `otherwise` happens."""
+    raw = None if tip is None else repo.file_at(tip, ledger.LEDGER_PATH)
+    if raw is None:
         return None
     try:
-        return ledger.parse(repo.file_at(tip, ledger.LEDGER_PATH))
+        return ledger.parse(raw)
     except ledger.LedgerError as error:
-        log.warning("%s: its ledger cannot be read, so nothing is declined: %s", pull, error)
+        log.warning("%s: its ledger cannot be read, so %s: %s", what, otherwise, error)
         return None
 
 
 def _open_proposal(repo: FleetRepo, branch: str) -> ledger.Ledger | None:
     """The ledger on the proposal `branch`, as last fetched: the plan under
-    review. None where there is none, or none Caspian can read (edited in the
-    pull request, say): the decision then starts from main's alone."""
-    tip = repo.remote_tip(branch)
-    text = None if tip is None else repo.file_at(tip, ledger.LEDGER_PATH)
-    if text is None:
-        return None
-    try:
-        return ledger.parse(text)
-    except ledger.LedgerError as error:
-        log.info("%s: its ledger cannot be read, so the plan starts from main's: %s", branch, error)
-        return None
+    review, which a decision starts from."""
+    return _proposed_ledger(
+        repo, repo.remote_tip(branch), what=branch, otherwise="the plan starts from main's"
+    )
 
 
 def _carries_out(carried: Outcome, *, old: ledger.Ledger) -> bool:
@@ -623,9 +619,16 @@ def withdrawal(*, base: str, tip: str) -> str:
 
 
 def _decide_on(
-    snapshot: Snapshot, *, now: datetime, observer: Observer, remembered: str | None = None
+    snapshot: Snapshot,
+    *,
+    now: datetime,
+    observer: Observer,
+    remembered: str | None = None,
+    proposal: ledger.Ledger | None = None,
 ) -> Outcome:
-    decision, previous = _decision(snapshot, now=now, observer=observer, remembered=remembered)
+    decision, previous = _decision(
+        snapshot, now=now, observer=observer, remembered=remembered, proposal=proposal
+    )
     return _outcome(snapshot, decision, old=previous)
 
 
