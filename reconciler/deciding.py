@@ -338,6 +338,7 @@ def _decide(
                     spokes=spokes,
                     down=down,
                     now=now,
+                    offered=offered.get(job.id),
                 ),
                 prevs[job.id],
                 verdicts,

@@ -91,8 +91,10 @@ def job_entry(
     spokes: Mapping[str, SpokeState],
     down: Collection[str],
     now: datetime,
+    offered: Entry | None = None,
 ) -> Entry:
-    """A valid job's new record: as it finished, held, waiting, or where the plan puts it."""
+    """A valid job's new record: as it finished, held, waiting, or where the
+    plan puts it. `offered`: its record in an open proposal, as a plan."""
     if job.id in verdicts.finished:
         assert prev is not None  # it finished where the ledger placed it
         # Its file may be back after a removal: the record is live again. It
@@ -132,6 +134,7 @@ def job_entry(
         down=down,
         gate=verdicts.gates.get(job.id),
         own_deadline_only=job.id in verdicts.due,
+        offered=offered,
     )
     entry = _blame_closed_spokes(entry, job, shut)
     found = verdicts.requeues
@@ -254,10 +257,13 @@ def _placed_entry(
     down: Collection[str],
     gate: Gate | None,
     own_deadline_only: bool = False,
+    offered: Entry | None = None,
 ) -> Entry:
     """A job the optimizer was asked to place, where its plan puts it (Pending
     where it does not, with the optimizer's reason or a clearer one), with
-    its phase, estimated and baseline carbon, and why it is late if it is."""
+    its phase, estimated and baseline carbon, and why it is late if it is.
+    Where its record on main, or in an open proposal (`offered`), has it
+    there already, the estimate and the reason are that record's."""
     common = _recorded(job, prev, fleet=fleet, now=now)
     assignment = plan.assignment(job.id)
     if assignment is None:
@@ -281,14 +287,19 @@ def _placed_entry(
     fixed = is_fixed(prev, horizon=horizon, now=now, down=down, gate=gate)
     if fixed:
         start = prev.planned_start
-    unchanged = (
-        prev is not None
-        and prev.phase in ACTIVE
-        and (prev.spoke, prev.planned_start) == (spoke, start)
+    there = next(
+        (
+            record
+            for record in (prev, offered)
+            if record is not None
+            and record.phase in ACTIVE
+            and (record.spoke, record.planned_start) == (spoke, start)
+        ),
+        None,
     )
     estimated = (
-        prev.estimated_grams
-        if unchanged and prev.estimated_grams is not None
+        there.estimated_grams
+        if there is not None and there.estimated_grams is not None
         else round(assignment.carbon_g, 1)
     )
     qos_assignment = qos.assignment(job.id)
@@ -308,12 +319,12 @@ def _placed_entry(
         # A job that has started keeps the reason of when it was placed: "now"
         # no longer tells when it could have ended.
         reason = prev.reason
-    elif late and unchanged and prev.late and prev.deadline == common["deadline"]:
+    elif late and there is not None and there.late and there.deadline == common["deadline"]:
         # Nor does one still planned where it was, for the same deadline: its
         # reason counted from when it was placed there, which the next
         # reconcile would retell (a start that went by is no longer the
         # record's) and commit.
-        reason = prev.reason
+        reason = there.reason
     elif (
         late and gate is not None and gate.after and gate.after + job.duration > common["deadline"]
     ):

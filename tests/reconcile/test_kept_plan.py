@@ -275,17 +275,23 @@ def test_a_proposal_whose_ledger_was_edited_by_hand_is_left_out(
     assert f"{BRANCH}: its ledger cannot be read, so the plan starts from main's" in caplog.text
 
 
-def test_a_new_digest_alone_pushes_no_proposal(tmp_path) -> None:
-    """In the next slot the problem is a new one; where the proposal's records
-    come out as they were (one job, to start in hours), its branch is not
-    pushed again for the digest alone."""
+def _one_job_hours_ahead(tmp_path) -> FleetRepo:
+    """A fleet repo of one job, which may not start for hours."""
     files = {p: b for p, b in template_files().items() if not p.startswith("jobs/")}
     files["jobs/later.yaml"] = appwrapper(
         "later", annotations={"caspian.dev/not-before": "2026-11-22T06:00:00Z"}
     ).encode()
     remote = tmp_path / "fleet.git"
     create_bare_repo(remote, files=files, message="Add fleet", author=BOT)
-    repo = FleetRepo(str(remote), cache_dir=tmp_path / "mirror.git")
+    return FleetRepo(str(remote), cache_dir=tmp_path / "mirror.git")
+
+
+def test_a_new_digest_alone_pushes_no_proposal(tmp_path) -> None:
+    """In the next slot the problem is a new one; where the proposal's records
+    come out as they were (one job, to start in hours), its branch is not
+    pushed again for the digest alone."""
+    repo = _one_job_hours_ahead(tmp_path)
+    remote = tmp_path / "fleet.git"
     first = reconciling.propose_once(repo, branch=BRANCH, now=NOW, author=BOT)
     assert first.proposed is not None and first.proposed.commit is not None
     heads = _heads(remote)
@@ -294,6 +300,32 @@ def test_a_new_digest_alone_pushes_no_proposal(tmp_path) -> None:
     )
     assert later.proposed is not None and later.proposed.commit is None
     assert later.proposed.decision.answers != first.proposed.decision.answers
+    assert _heads(remote) == heads
+
+
+def test_a_new_estimate_alone_pushes_no_proposal(tmp_path, monkeypatch) -> None:
+    """The forecast moved, and the job under review stays where it was: its
+    record keeps the estimate of when it was placed there, as one on main
+    does, and the proposal is not pushed again for a number."""
+    repo = _one_job_hours_ahead(tmp_path)
+    remote = tmp_path / "fleet.git"
+    first = reconciling.propose_once(repo, branch=BRANCH, now=NOW, author=BOT)
+    heads = _heads(remote)
+
+    def forecast_moved(instance: Instance, *, settings: SolverSettings) -> Plan:
+        plan = optimize(instance, settings=settings)
+        moved = tuple(a.model_copy(update={"carbon_g": a.carbon_g * 1.5}) for a in plan.assignments)
+        return plan.model_copy(update={"assignments": moved})
+
+    monkeypatch.setattr(deciding, "optimize", forecast_moved)
+    later = reconciling.propose_once(
+        repo, branch=BRANCH, now=NOW + timedelta(minutes=15), author=BOT
+    )
+    assert later.proposed is not None and later.proposed.commit is None
+    assert later.proposed.decision.plan.method != keeping.METHOD  # solved again
+    ((was,), (now,)) = (p.decision.ledger.entries for p in (first.proposed, later.proposed))
+    assert (now.spoke, now.planned_start) == (was.spoke, was.planned_start)
+    assert now.estimated_grams == was.estimated_grams
     assert _heads(remote) == heads
 
 
