@@ -173,19 +173,12 @@ class Watcher:
     def _once(self, now: datetime) -> _Done:
         if self.settings.proposing is None:
             outcome = reconciling.reconcile_once(
-                self.repo,
-                now=now,
-                author=self.author,
-                observer=self.observer,
+                self.repo, now=now, author=self.author, observer=self.observer
             )
             tip = outcome.commit or outcome.input_commit
             return _Done(outcome, read=outcome.input_commit, tip=tip, commit=outcome.commit)
         done = proposing.propose(
-            self.repo,
-            self.settings.proposing,
-            now=now,
-            author=self.author,
-            observer=self.observer,
+            self.repo, self.settings.proposing, now=now, author=self.author, observer=self.observer
         )
         return _Done(
             done.outcome,
