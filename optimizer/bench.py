@@ -55,6 +55,7 @@ def run(
     offset = 0.0 if lp is None else plan.objective - objective(lp.columns, _choice_of(lp, plan))
     lp_value = None if lp is None else lp.dual.bound + offset
     lp_exact = lp is not None and lp.dual.lp_optimal
+    off_best, unused_room = (None, None) if lp is None else _split(lp, plan)
     exact = (
         _exactly(lp, plan, solver=solver, limit=exact_time_limit)
         if lp is not None and exact_time_limit > 0
@@ -93,6 +94,8 @@ def run(
         "dual_bound": None if plan.bound is None else round(plan.bound, 2),
         "gap_vs_dual_bound": None if plan.bound is None else round(gap(plan.bound), 5),
         "lagrangian_bound_after_lp": None if lp_value is None else round(lp_value, 2),
+        "gap_off_best_g": None if off_best is None else round(off_best, 2),
+        "gap_unused_room_g": None if unused_room is None else round(unused_room, 2),
         "solver_status": plan.solver_status,
         "dual_rounds": stats.dual_rounds,
         "lns_improvements": stats.lns_improvements,
@@ -141,6 +144,12 @@ def lp_bound(
     whether it converged (else the best Lagrangian bound reached in `limit`)."""
     lp = _relaxation(instance, limit=limit, late_starts=late_starts)
     return (None, False) if lp is None else (lp.dual.bound, lp.dual.lp_optimal)
+
+
+def _split(lp: _Relaxation, plan: Plan) -> tuple[float, float]:
+    """Where the plan's gap to the bound after it lies (`lagrange.gap_split`)."""
+    pricing = lagrange.Pricing(lp.columns, lp.free)
+    return lagrange.gap_split(pricing, lp.dual.prices, _choice_of(lp, plan))
 
 
 @dataclass(frozen=True)

@@ -274,6 +274,21 @@ def solve(
     )
 
 
+def gap_split(pricing: Pricing, prices: np.ndarray, choice: np.ndarray) -> tuple[float, float]:
+    """A plan's objective less the Lagrangian bound at `prices`, in two parts
+    that add up to it and are each >= 0 for a plan that fits: the reduced
+    costs of the columns the plan runs (jobs away from where the prices say
+    they belong), and the priced capacity it leaves unused (room the relaxation
+    fills, with fractions of jobs, that the plan does not). The first shrinks
+    by moving jobs, the second only by packing them tighter."""
+    _, priced, job_min = pricing.evaluate(prices)
+    placed = choice >= 0
+    own = np.where(placed, priced[np.maximum(choice, 0)], pricing.columns.defer)
+    off_best = float((own - job_min).sum())
+    unused = -pricing.overrun(choice[placed])  # free room less what the plan uses
+    return off_best, float((prices * unused).sum())
+
+
 def most_negative(
     columns: Columns, entering: np.ndarray, reduced: np.ndarray, *, per_job: int
 ) -> np.ndarray:

@@ -388,5 +388,39 @@ def test_ascents_estimates_are_the_shares_of_the_steps_each_column_was_picked() 
     ]
 
 
+def test_a_plans_gap_to_the_bound_is_jobs_off_their_best_plus_priced_room_left_unused() -> None:
+    columns, free = generated(jobs=40, spokes=3, seed=0)
+    greedy = heuristics.greedy(columns, free)
+    dual = lagrange.solve(
+        columns,
+        free,
+        upper=lambda: heuristics.objective(columns, greedy),
+        deadline=_in(30),
+        seed_columns=greedy[greedy >= 0],
+        target_gap=0.0,
+    )
+    assert dual.lp_optimal
+    pricing = lagrange.Pricing(columns, free)
+    _, priced, _ = pricing.evaluate(dual.prices)
+    job = int(np.flatnonzero(greedy >= 0)[0])
+    without = greedy.copy()
+    without[job] = -1
+    splits = {}
+    for name, plan in [
+        ("greedy", greedy),
+        ("earliest", heuristics.earliest(columns, free)),
+        ("without", without),
+    ]:
+        off_best, unused = splits[name] = lagrange.gap_split(pricing, dual.prices, plan)
+        assert off_best >= -1e-6 and unused >= -1e-6, name
+        gap = heuristics.objective(columns, plan) - dual.bound
+        assert off_best + unused == pytest.approx(gap, rel=1e-9, abs=1e-6), name
+    # Leaving a job out leaves its room unused, at the price of that room.
+    k = int(greedy[job])
+    room_price = priced[k] - columns.cost[k]
+    assert room_price > 0
+    assert splits["without"][1] - splits["greedy"][1] == pytest.approx(room_price, abs=1e-6)
+
+
 def _in(seconds: float) -> float:
     return time.monotonic() + seconds

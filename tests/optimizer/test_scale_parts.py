@@ -557,6 +557,10 @@ def test_bench_prints_one_json_object_with_every_field(tmp_path) -> None:
         assert key in report, key
     assert report["capacity_violations"] == 0
     assert report["lp_bound"] is None or report["lp_bound"] <= report["objective"] + 1e-6
+    off_best, unused = report["gap_off_best_g"], report["gap_unused_room_g"]
+    assert off_best >= 0 and unused >= 0
+    gap = report["objective"] - report["lagrangian_bound_after_lp"]
+    assert off_best + unused == pytest.approx(gap, abs=0.05)
     instance = json.loads((tmp_path / "instance.json").read_text())
     plan = json.loads((tmp_path / "plan.json").read_text())
     assert planchecker.check(instance, plan) == []
