@@ -8,6 +8,7 @@ s with duration d occupies slots s..s+d-1.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -122,7 +123,33 @@ class Plan(Frozen):
     method: str
 
     def assignment(self, job_id: str) -> Assignment | None:
-        return next((a for a in self.assignments if a.id == job_id), None)
+        return self._lookups()[0].get(job_id)
+
+    def reason_not_placed(self, job_id: str) -> str | None:
+        return self._lookups()[1].get(job_id)
+
+    def _lookups(self) -> tuple[dict[str, Assignment], dict[str, str]]:
+        # A decision looks up every job: scanning the plan for each took 1.1 s
+        # of a reconcile at 5000 jobs, so the lookups are made once per plan.
+        made_from, placed, not_placed = self._made
+        if made_from[0] is not self.assignments or made_from[1] is not self.not_placed:
+            # A model_copy copies them too: anew where it changed their source.
+            _, placed, not_placed = _lookups_of(self)
+        return placed, not_placed
+
+    @functools.cached_property
+    def _made(self) -> tuple[tuple[object, object], dict[str, Assignment], dict[str, str]]:
+        return _lookups_of(self)
+
+
+def _lookups_of(
+    plan: Plan,
+) -> tuple[tuple[object, object], dict[str, Assignment], dict[str, str]]:
+    return (
+        (plan.assignments, plan.not_placed),
+        {a.id: a for a in plan.assignments},
+        {n.id: n.reason for n in plan.not_placed},
+    )
 
 
 class SolverSettings(Frozen):

@@ -29,35 +29,65 @@ from reconciler.fleet import (
 )
 
 
+class JobFiles:
+    """What each AppWrapper file read to, kept from one `load_fleet` to the
+    next by a caller that reads the same fleet again and again (a watcher).
+    A file reads the same under the same policy, spoke labels and schema
+    check, so only a file whose path or content is new is read again; a
+    change of those three reads every file again. Only the files of the last
+    call are kept. At 5000 AppWrappers, reading them was 4.5 s of the 10 s of
+    a reconcile after a push that changed none."""
+
+    def __init__(self) -> None:
+        # One attribute, assigned whole: a reader never pairs one call's
+        # context with another's files.
+        self.last: tuple[object, dict[tuple[str, bytes], list[JobRequest | list[Problem]]]] = (
+            None,
+            {},
+        )
+
+
 def load_fleet(
     files: Mapping[str, bytes],
     *,
     appwrapper_schema: appwrappers.SchemaCheck,
     links: Collection[str] = frozenset(),
     held: Mapping[str, str] | None = None,
+    known: JobFiles | None = None,
 ) -> Fleet:
     """Read policy, spokes and AppWrappers from a snapshot of the repo. `links` says
     which of `files` are symbolic links (their content is the path they point to).
     `held` gives each job the ledger knows the file it was read from: of two
-    files that define one job, that one keeps it."""
+    files that define one job, that one keeps it. `known` holds what the
+    AppWrapper files read to in the last call, and is updated: the fleet is
+    the same with it or without."""
     policy = _load_policy(files, links=links)
     spokes, problems = _load_spokes(files, links=links)
     broken = broken_spokes(problems, loaded=spokes)
     # A broken spoke's labels are not known: a job may name it or select it, and
     # waits for it, rather than being refused for another file's fault.
-    known: dict[str, Mapping[str, str] | None] = {
+    named: dict[str, Mapping[str, str] | None] = {
         **{spoke.name: spoke.metadata.labels for spoke in spokes},
         **dict.fromkeys(broken),
     }
-    labels = {name: known[name] for name in sorted(known)}
+    labels = {name: named[name] for name in sorted(named)}
+    context = (policy, labels, appwrapper_schema)
+    last_context, last_read = known.last if known is not None else (None, {})
+    before = last_read if last_context == context else {}
+    read: dict[tuple[str, bytes], list[JobRequest | list[Problem]]] = {}
     loaded: list[JobRequest] = []
     for path in sorted(p for p in files if _is_job_file(p)):
         if path in links:
             problems.append(_link_problem(path, files[path]))
             continue
-        for job_or_problems in appwrappers.load_job_file(
-            path, files[path], policy=policy, labels=labels, check=appwrapper_schema
-        ):
+        key = (path, files[path])
+        found = before.get(key)
+        if found is None:
+            found = appwrappers.load_job_file(
+                path, files[path], policy=policy, labels=labels, check=appwrapper_schema
+            )
+        read[key] = found
+        for job_or_problems in found:
             if isinstance(job_or_problems, JobRequest):
                 loaded.append(job_or_problems)
             else:
@@ -77,6 +107,8 @@ def load_fleet(
                 )
             )
     jobs = [job for job in jobs if job.id not in cycles]
+    if known is not None:
+        known.last = (context, read)
     return Fleet(
         policy=policy,
         spokes=spokes,

@@ -267,7 +267,7 @@ def _placed_entry(
     common = _recorded(job, prev, fleet=fleet, now=now)
     assignment = plan.assignment(job.id)
     if assignment is None:
-        reason = next(n.reason for n in plan.not_placed if n.id == job.id)
+        reason = plan.reason_not_placed(job.id)
         # Held back by its pause, not by its caspian.dev/not-before.
         paused = common["rerun_after"]
         held_back = paused is not None and paused >= (job.not_before or paused)

@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 import yaml
 
-from reconciler import crd, quantities
-from reconciler.fleet import FleetConfigError
-from reconciler.loading import load_fleet
+from reconciler import appwrappers, crd, quantities
+from reconciler.fleet import Fleet, FleetConfigError
+from reconciler.loading import JobFiles, load_fleet
 from reconciler.templates import template_files
 from tests.fleet.helpers import appwrapper, appwrapper_doc, fleet_with, problems_of
 
@@ -148,6 +148,47 @@ def _bare(pod_spec: dict | None = None, **container_fields) -> str:
 
 def _job(fleet, name: str = "extra"):
     return {j.name: j for j in fleet.jobs}[name]
+
+
+def test_a_fleet_read_again_reads_only_the_appwrappers_that_changed(monkeypatch) -> None:
+    reads: list[str] = []
+    load = appwrappers.load_job_file
+
+    def counted(path, raw, **kwargs):
+        reads.append(path)
+        return load(path, raw, **kwargs)
+
+    monkeypatch.setattr(appwrappers, "load_job_file", counted)
+    known = JobFiles()
+    selected = appwrapper("picky", annotations={"caspian.dev/spoke-selector": "tier=gpu"})
+    files = {
+        **template_files(),
+        "jobs/extra.yaml": _bare().encode(),
+        "jobs/picky.yaml": selected.encode(),
+    }
+
+    def read(files: dict[str, bytes]) -> tuple[Fleet, list[str]]:
+        reads.clear()
+        fleet = load_fleet(files, appwrapper_schema=crd.check_appwrapper, known=known)
+        read_now = sorted(reads)
+        assert fleet == load_fleet(files, appwrapper_schema=crd.check_appwrapper), "as without"
+        return fleet, read_now
+
+    every = sorted(p for p in files if p.startswith("jobs/"))
+    assert read(files)[1] == every
+    assert read(files)[1] == []
+    edited = {**files, "jobs/extra.yaml": _bare(resources={"requests": {"cpu": "3"}}).encode()}
+    fleet, again = read(edited)
+    assert again == ["jobs/extra.yaml"] and _job(fleet).cpu == 3.0
+    # What a file reads to depends on the policy and the spokes' labels too.
+    policy = POLICY_HEAD + "spec: {defaults: {requests: {cpu: 250m, memory: 512Mi}}}\n"
+    fleet, again = read({**edited, "caspian.yaml": policy.encode()})
+    assert again == every and _job(fleet).memory_bytes == 2**29
+    paris = files["spokes/paris.yaml"].replace(
+        b"region: eu-west", b"region: eu-west\n    tier: gpu"
+    )
+    fleet, again = read({**edited, "caspian.yaml": policy.encode(), "spokes/paris.yaml": paris})
+    assert again == every and _job(fleet, "picky").allowed_spokes == ("paris",)
 
 
 def test_a_container_that_asks_for_nothing_counts_the_policys_default_request() -> None:

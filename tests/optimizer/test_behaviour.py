@@ -11,7 +11,7 @@ import pytest
 from optimizer import baselines, bench, generator, heuristics, mip, verify
 from optimizer import columns as cols
 from optimizer.highs import HighsBackend
-from optimizer.model import Instance, Slot, SolverSettings, Weights
+from optimizer.model import Assignment, Instance, NotPlaced, Plan, Slot, SolverSettings, Weights
 from optimizer.plans import NO_CAPACITY
 from optimizer.solving import optimize
 from tests.conftest import assert_valid_plan
@@ -283,3 +283,33 @@ def test_explain_lists_the_cleaner_start_that_running_work_blocks() -> None:
     blocked = next(o for o in found if o.spoke == "a")
     assert blocked.start_slot < 3 and not blocked.room
     assert blocked.carbon_g < found[0].carbon_g
+
+
+def test_a_plan_answers_for_each_job_and_a_copy_for_its_own() -> None:
+    def placed(job_id: str, spoke: str) -> Assignment:
+        return Assignment(id=job_id, spoke=spoke, start_slot=0, carbon_g=1.0)
+
+    plan = Plan(
+        assignments=(placed("a", "paris"), placed("b", "oslo")),
+        not_placed=(NotPlaced(id="c", reason="no room"),),
+        carbon_g=2.0,
+        objective=2.0,
+        solver_status="optimal",
+        method="test",
+    )
+    assert plan.assignment("b") == placed("b", "oslo") and plan.assignment("c") is None
+    assert plan.reason_not_placed("c") == "no room" and plan.reason_not_placed("a") is None
+    moved = plan.model_copy(
+        update={
+            "assignments": (placed("a", "oslo"),),
+            "not_placed": (NotPlaced(id="b", reason="late"),),
+        }
+    )
+    assert moved.assignment("a") == placed("a", "oslo") and moved.assignment("b") is None
+    assert moved.reason_not_placed("b") == "late" and moved.reason_not_placed("c") is None
+    assert plan.model_copy(update={"not_placed": ()}).reason_not_placed("c") is None
+    bounded = plan.model_copy(update={"bound": 1.0})
+    assert bounded.assignment("a") == placed("a", "paris")
+    assert bounded == plan.model_copy(update={"bound": 1.0}) and plan == Plan.model_validate(
+        plan.model_dump()
+    )
