@@ -35,8 +35,8 @@ class JobFiles:
     A file reads the same under the same policy, spoke labels and schema
     check, so only a file whose path or content is new is read again; a
     change of those three reads every file again. Only the files of the last
-    call are kept. At 5000 AppWrappers, reading them was 4.5 s of the 10 s of
-    a reconcile after a push that changed none."""
+    call are kept. At 5000 AppWrappers, reading them was half of a reconcile
+    after a push that changed none (10.1 of 21.3 s under cProfile)."""
 
     def __init__(self) -> None:
         # One attribute, assigned whole: a reader never pairs one call's

@@ -101,7 +101,7 @@ def fleet_in(
     ledger where the caller has parsed it already (a large one takes seconds)."""
     if read is None:
         try:
-            read = parsed_ledger(files.get(ledger.LEDGER_PATH))
+            read = _parsed_ledger(files.get(ledger.LEDGER_PATH))
         except ledger.LedgerError:
             read = ledger.Ledger()  # told where the ledger itself is read
     held = {entry.id: entry.source for entry in read.entries}
@@ -293,7 +293,7 @@ def _fetched(repo: FleetRepo, *, bot: str) -> Snapshot:
             if path.startswith(SPOKES_DIR)
         }
         lost = ledger.went_back(
-            parsed_ledger(written), previous_ledger(snapshot.files), spokes=spokes
+            _parsed_ledger(written), previous_ledger(snapshot.files), spokes=spokes
         )
     except ledger.LedgerError:  # said where the tip's ledger is read
         return snapshot
@@ -538,7 +538,7 @@ def _proposed_ledger(
     if raw is None:
         return None
     try:
-        return parsed_ledger(raw)
+        return _parsed_ledger(raw)
     except ledger.LedgerError as error:
         log.warning("%s: its ledger cannot be read, so %s: %s", what, otherwise, error)
         return None
@@ -779,11 +779,11 @@ def previous_ledger(files: Mapping[str, bytes]) -> ledger.Ledger:
             f"(git log -- {ledger.LEDGER_PATH}; git checkout COMMIT -- {ledger.LEDGER_PATH}) "
             "and reconcile again"
         )
-    return parsed_ledger(raw)
+    return _parsed_ledger(raw)
 
 
 @functools.lru_cache(maxsize=3)
-def parsed_ledger(raw: bytes | None) -> ledger.Ledger:
+def _parsed_ledger(raw: bytes | None) -> ledger.Ledger:
     """`ledger.parse`, remembering the last few: a watcher reads main's ledger,
     an open proposal's, and the one its own last commit wrote, at every
     reconcile, and they change only when a reconcile commits. A Ledger is
