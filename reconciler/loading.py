@@ -28,6 +28,9 @@ from reconciler.fleet import (
     broken_spokes,
 )
 
+# What AppWrapper files read to, by path and content.
+Reads = dict[tuple[str, bytes], list[JobRequest | list[Problem]]]
+
 
 class JobFiles:
     """What each AppWrapper file read to, kept from one `load_fleet` to the
@@ -41,10 +44,7 @@ class JobFiles:
     def __init__(self) -> None:
         # One attribute, assigned whole: a reader never pairs one call's
         # context with another's files.
-        self.last: tuple[object, dict[tuple[str, bytes], list[JobRequest | list[Problem]]]] = (
-            None,
-            {},
-        )
+        self.last: tuple[object, Reads] = (None, {})
 
 
 def load_fleet(
@@ -74,7 +74,7 @@ def load_fleet(
     context = (policy, labels, appwrapper_schema)
     last_context, last_read = known.last if known is not None else (None, {})
     before = last_read if last_context == context else {}
-    read: dict[tuple[str, bytes], list[JobRequest | list[Problem]]] = {}
+    read: Reads = {}
     loaded: list[JobRequest] = []
     for path in sorted(p for p in files if _is_job_file(p)):
         if path in links:
