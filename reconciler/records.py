@@ -303,9 +303,12 @@ def _placed_entry(
         else round(assignment.carbon_g, 1)
     )
     qos_assignment = qos.assignment(job.id)
+    # Frozen when the job is first planned, also where the baseline had no
+    # place for it then: filled in later, it would change a record that no
+    # plan changed, and a reconcile would commit that alone.
     qos_grams = (
         prev.qos_grams
-        if prev is not None and prev.qos_grams is not None
+        if prev is not None and (prev.qos_grams is not None or prev.phase in ACTIVE)
         else (round(qos_assignment.carbon_g, 1) if qos_assignment else None)
     )
     late = prev.late if fixed else assignment.late_slots > 0

@@ -19,7 +19,7 @@ from optimizer.model import Instance, Plan, SolverSettings
 from optimizer.solving import optimize
 from reconciler import deciding, reconciling
 from reconciler.gitrepo import FleetRepo, create_bare_repo
-from reconciler.ledger import LEDGER_PATH, Phase
+from reconciler.ledger import ACTIVE, LEDGER_PATH, Phase
 from reconciler.observing import DeclaredCapacity
 from reconciler.proposing import Proposing
 from reconciler.templates import template_files
@@ -69,6 +69,29 @@ def test_a_reconcile_right_after_the_last_keeps_its_plan_and_solves_nothing() ->
     assert {(a.id, a.spoke, a.start_slot) for a in moved.assignments} != {
         (a.id, a.spoke, a.start_slot) for a in again.plan.assignments
     }
+
+
+def test_a_job_first_planned_where_qos_had_no_place_keeps_that_baseline(monkeypatch) -> None:
+    """The qos figure is frozen when a job is first planned, also where the
+    carbon-blind baseline had no place for it then (a fleet with more work
+    than room): filled in at the next reconcile, it would change records no
+    plan changed, and that reconcile would commit them alone."""
+    real = baselines.qos
+    asked: list[Instance] = []
+
+    def no_place_at_first(instance: Instance) -> Plan:
+        asked.append(instance)
+        plan = real(instance)
+        return plan if len(asked) > 1 else plan.model_copy(update={"assignments": ()})
+
+    monkeypatch.setattr(baselines, "qos", no_place_at_first)
+    first, files = step(template_files(), now=NOW)
+    planned = [e for e in first.ledger.entries if e.phase in ACTIVE]
+    assert planned and all(e.qos_grams is None for e in planned)
+    again, same = step(files, now=NOW + timedelta(minutes=5))
+    assert len(asked) == 2 and real(again.instance).assignments
+    assert again.plan.solver_status == keeping.KEPT
+    assert same == files
 
 
 def _new_job(files):
