@@ -51,7 +51,14 @@ from reconciler.loading import JobFiles, load_fleet
 from reconciler.observing import DeclaredCapacity, Observer
 from reconciler.owned import OWNED_PREFIXES
 from reconciler.quantities import format_time
-from reconciler.rendering import RENDERED, SPOKE_FILES, job_path, render, render_ledger
+from reconciler.rendering import (
+    RENDERED,
+    SPOKE_FILES,
+    Renders,
+    job_path,
+    render,
+    render_ledger,
+)
 from reconciler.survey import (
     BROKEN,
     DOWN,
@@ -91,6 +98,9 @@ class Outcome(BaseModel):
 # What the AppWrapper files read to at the last reconcile in this process:
 # a watcher reads the same files at every one, and only new ones need reading.
 _JOB_FILES = JobFiles()
+# What the last reconcile in this process wrote for each Job and ledger record:
+# most are written the same at the next.
+_RENDERS = Renders()
 
 
 def fleet_in(
@@ -700,7 +710,7 @@ def _decision(
 
 def _outcome(snapshot: Snapshot, decision: Decision, *, old: ledger.Ledger) -> Outcome:
     """What `decision` makes of the files of `snapshot`, whose ledger is `old`."""
-    files = render(decision, previous=snapshot.files)
+    files = render(decision, previous=snapshot.files, known=_RENDERS)
     changes = diff(snapshot.files, files)
     # A held job's manifest is kept as committed, hand edit and all.
     reverted = [p for p in hand_edits(snapshot.files) if p.file in changes]
@@ -788,8 +798,13 @@ def _parsed_ledger(raw: bytes | None) -> ledger.Ledger:
     an open proposal's, and the one its own last commit wrote, at every
     reconcile, and they change only when a reconcile commits. A Ledger is
     frozen, so one parse can be shared. At 5000 records a parse took 1.77 s
-    (`caspian bench ledger --records 5000`, libyaml)."""
-    return ledger.parse(raw)
+    (`caspian bench ledger --records 5000`, libyaml). A ledger not met
+    before is mostly records that are, read once already."""
+    return ledger.parse(raw, known=_LEDGER_RECORDS)
+
+
+# What each ledger record read to at the last parse in this process.
+_LEDGER_RECORDS = ledger.Records()
 
 
 def hand_edits(files: Mapping[str, bytes]) -> list[Problem]:
