@@ -7,6 +7,7 @@ ledger. The same inputs give the same Decision.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
@@ -320,7 +321,9 @@ def _decide(
         dispatching=dispatching if proposal else None,
         planner=planner,
     )
-    qos = baselines.qos(instance)
+    # At 5000 jobs the baseline takes over a second, and only a job planned
+    # for the first time needs it.
+    qos = functools.cache(lambda: baselines.qos(instance))
 
     entries = [
         *kept,
@@ -366,7 +369,6 @@ def _decide(
         held=tuple(sorted(entry.id for entry in held)),
         instance=instance,
         plan=plan,
-        qos=qos,
         problems=fleet.problems,
         spokes=tuple(spoke.name for spoke in fleet.spokes),
         broken_spokes=fleet.broken_spokes,

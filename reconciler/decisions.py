@@ -174,7 +174,6 @@ class Decision(BaseModel):
     # where nothing changes (optimizer/keeping.py). The ledger holds it only
     # where a record changed; the mirror remembers it between reconciles.
     answers: str
-    qos: Plan
     problems: tuple[Problem, ...]
     spokes: tuple[str, ...]
     # Spokes whose file does not load: their rendered/ directory stays as it was,

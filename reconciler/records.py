@@ -5,7 +5,7 @@ in `caspian explain`. Pure: no clock, no environment, no I/O."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -85,7 +85,7 @@ def job_entry(
     verdicts: Verdicts,
     *,
     plan: Plan,
-    qos: Plan,
+    qos: Callable[[], Plan],
     horizon: Window,
     fleet: Fleet,
     spokes: Mapping[str, SpokeState],
@@ -94,7 +94,9 @@ def job_entry(
     offered: Entry | None = None,
 ) -> Entry:
     """A valid job's new record: as it finished, held, waiting, or where the
-    plan puts it. `offered`: its record in an open proposal, as a plan."""
+    plan puts it. `offered`: its record in an open proposal, as a plan.
+    `qos` gives the carbon-blind baseline's plan, asked only for a job
+    planned for the first time."""
     if job.id in verdicts.finished:
         assert prev is not None  # it finished where the ledger placed it
         # Its file may be back after a removal: the record is live again. It
@@ -249,7 +251,7 @@ def _placed_entry(
     prev: Entry | None,
     *,
     plan: Plan,
-    qos: Plan,
+    qos: Callable[[], Plan],
     horizon: Window,
     fleet: Fleet,
     now: datetime,
@@ -302,15 +304,14 @@ def _placed_entry(
         if there is not None and there.estimated_grams is not None
         else round(assignment.carbon_g, 1)
     )
-    qos_assignment = qos.assignment(job.id)
     # Frozen when the job is first planned, also where the baseline had no
     # place for it then: filled in later, it would change a record that no
     # plan changed, and a reconcile would commit that alone.
-    qos_grams = (
-        prev.qos_grams
-        if prev is not None and (prev.qos_grams is not None or prev.phase in ACTIVE)
-        else (round(qos_assignment.carbon_g, 1) if qos_assignment else None)
-    )
+    if prev is not None and (prev.qos_grams is not None or prev.phase in ACTIVE):
+        qos_grams = prev.qos_grams
+    else:
+        qos_assignment = qos().assignment(job.id)
+        qos_grams = round(qos_assignment.carbon_g, 1) if qos_assignment else None
     late = prev.late if fixed else assignment.late_slots > 0
     if own_deadline_only and not fixed:
         # Planned to end in time for the jobs that run after it, it is late

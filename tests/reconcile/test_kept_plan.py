@@ -89,9 +89,12 @@ def test_a_job_first_planned_where_qos_had_no_place_keeps_that_baseline(monkeypa
     planned = [e for e in first.ledger.entries if e.phase in ACTIVE]
     assert planned and all(e.qos_grams is None for e in planned)
     again, same = step(files, now=NOW + timedelta(minutes=5))
-    assert len(asked) == 2 and real(again.instance).assignments
     assert again.plan.solver_status == keeping.KEPT
     assert same == files
+    # The baseline has places for them now, and is not even asked: no job
+    # is planned for the first time (at 5000 jobs it takes over a second).
+    assert real(again.instance).assignments
+    assert len(asked) == 1
 
 
 def _new_job(files):
