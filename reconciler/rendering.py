@@ -36,7 +36,7 @@ HELD = "caspian.dev/held"
 # What a manifest was made of (its job, its record as JSON, its history link),
 # with its bytes, by its path; a ledger record's lines by the record as JSON.
 Manifests = dict[str, tuple[tuple[JobRequest, str, str | None], bytes]]
-Records = dict[str, bytes]
+RecordLines = dict[str, bytes]
 
 
 class Renders:
@@ -52,7 +52,7 @@ class Renders:
 
     def __init__(self) -> None:
         # One attribute, assigned whole, as loading.JobFiles keeps its files.
-        self.last: tuple[Manifests, Records] = ({}, {})
+        self.last: tuple[Manifests, RecordLines] = ({}, {})
 
 
 def render(
@@ -65,7 +65,7 @@ def render(
     same with it or without."""
     last_manifests, last_records = known.last if known is not None else ({}, {})
     manifests: Manifests = {}
-    records: Records = {}
+    records: RecordLines = {}
     files: dict[str, bytes] = {}
     listed: dict[str, list[str]] = {spoke: [] for spoke in decision.spokes}
     # A spoke whose file does not load keeps its directory, if it had one.
@@ -213,7 +213,10 @@ UNSAID = {"retries": 0}
 
 
 def render_ledger(
-    ledger: Ledger, *, dumper: type | None = None, known: tuple[Records, Records] | None = None
+    ledger: Ledger,
+    *,
+    dumper: type | None = None,
+    known: tuple[RecordLines, RecordLines] | None = None,
 ) -> bytes:
     """status/placements.yaml. Its records are written one by one, each as it
     would be inside the whole document (the lines under `entries:`), so that
