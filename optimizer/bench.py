@@ -99,6 +99,7 @@ def run(
         "solver_status": plan.solver_status,
         "dual_rounds": stats.dual_rounds,
         "lns_improvements": stats.lns_improvements,
+        "repack_improvements": stats.repack_improvements,
         "method": plan.method,
         "greedy_carbon_g": round(greedy.carbon_g, 2),
         "greedy_objective": round(greedy.objective, 2),

@@ -17,7 +17,16 @@ import numpy as np
 
 from optimizer.capacity import Residual
 from optimizer.columns import Columns
-from optimizer.heuristics import DEFERRED, feasible, occupy, release, usage, width
+from optimizer.heuristics import (
+    DEFERRED,
+    cost_of,
+    costs,
+    feasible,
+    occupy,
+    release,
+    usage,
+    width,
+)
 
 
 def make_room(
@@ -40,7 +49,7 @@ def make_room(
     changed = True
     while changed and time.monotonic() < deadline:
         changed = False
-        current = _costs(columns, choice)
+        current = costs(columns, choice)
         for job in np.argsort(-(current - cheapest), kind="stable").tolist():
             if time.monotonic() >= deadline or current[job] - cheapest[job] <= 1e-9:
                 break
@@ -50,7 +59,7 @@ def make_room(
                 )
                 if gain > 1e-9:
                     changed = True
-                    current = _costs(columns, choice)
+                    current = costs(columns, choice)
                     break
     return choice
 
@@ -72,10 +81,6 @@ def _candidates(columns: Columns, job: int, *, below: float, count: int) -> list
             if len(chosen) == count:
                 break
     return chosen
-
-
-def _costs(columns: Columns, choice: np.ndarray) -> np.ndarray:
-    return np.where(choice >= 0, columns.cost[np.maximum(choice, 0)], columns.defer)
 
 
 def _try(
@@ -109,7 +114,7 @@ def _try(
         release(columns, residual, b, before[b])
         choice[b] = DEFERRED
     lifted = [b for b in before if b != job]
-    old = float(sum(_cost_of(columns, b, k) for b, k in before.items()))
+    old = float(sum(cost_of(columns, b, k) for b, k in before.items()))
     if not residual.fits_at(spoke, first, duration, demand):
         _restore(columns, residual, choice, before)
         return 0.0
@@ -131,7 +136,7 @@ def _try(
             k = part.start + int(np.argmin(np.where(ok, columns.cost[part], np.inf)))
             occupy(columns, residual, b, k)
             choice[b] = k
-        new += _cost_of(columns, b, int(choice[b]))
+        new += cost_of(columns, b, int(choice[b]))
     else:
         if new < old - 1e-9:
             return old - new
@@ -147,7 +152,3 @@ def _restore(
     for b, k in before.items():
         occupy(columns, residual, b, k)
         choice[b] = k
-
-
-def _cost_of(columns: Columns, job: int, k: int) -> float:
-    return float(columns.cost[k]) if k >= 0 else float(columns.defer[job])

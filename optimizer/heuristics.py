@@ -232,6 +232,15 @@ def usage(columns: Columns, choice: np.ndarray, shape: tuple[int, int, int]) -> 
     return np.cumsum(delta, axis=2)[:, :, :slots]
 
 
+def costs(columns: Columns, choice: np.ndarray) -> np.ndarray:
+    """Each job's cost in `choice`: its column's, or its deferral's."""
+    return np.where(choice >= 0, columns.cost[np.maximum(choice, 0)], columns.defer)
+
+
+def cost_of(columns: Columns, job: int, k: int) -> float:
+    return float(columns.cost[k]) if k >= 0 else float(columns.defer[job])
+
+
 def objective(columns: Columns, choice: np.ndarray) -> float:
     placed = choice >= 0
     return float(columns.cost[choice[placed]].sum() + columns.defer[~placed].sum())

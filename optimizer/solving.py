@@ -37,6 +37,9 @@
    warm-started (HiGHS through highspy by default, or any solver PuLP drives);
    otherwise large neighbourhood search: small MILPs over a few dozen jobs at a
    time, the jobs far from their best place by the prices and those in their way.
+   Where ascent gave the prices (1000 jobs and more), ruin and recreate instead
+   (`repacking`): the jobs of a short window on one spoke, and a few that would
+   be cheaper there, placed again together, the bulkiest first.
 
 `solver_status` says what was proven: "optimal" only when the plan is within
 `gap_rel` of a proven bound; otherwise the remaining gap to that bound.
@@ -50,7 +53,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from optimizer import columns as cols
-from optimizer import diving, ejection, heuristics, lagrange, lns, mip, sequencing
+from optimizer import diving, ejection, heuristics, lagrange, lns, mip, repacking, sequencing
 from optimizer.costs import why_unplaceable
 from optimizer.highs import HighsBackend
 from optimizer.model import Instance, Plan, SolverSettings
@@ -98,6 +101,7 @@ class Stats:
     dual_rounds: int = 0
     dual_bound: float | None = None
     lns_improvements: int = 0
+    repack_improvements: int = 0
 
 
 @dataclass
@@ -255,16 +259,25 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
                 f"column generation + {backend.name}",
                 bound,
             )
-        best, stats.lns_improvements = lns.search(
-            columns, free, best, backend=backend, deadline=deadline, score=priced
-        )
+        if dual.ascended:
+            # A sub-MILP takes about a second at 1000 jobs, and placing a few
+            # jobs again together gains far more in the time (`repacking`).
+            best, stats.repack_improvements = repacking.repack(
+                columns, free, best, deadline=deadline
+            )
+            method = "column generation + ruin and recreate"
+        else:
+            best, stats.lns_improvements = lns.search(
+                columns, free, best, backend=backend, deadline=deadline, score=priced
+            )
+            method = f"column generation + {backend.name} LNS"
     except SolverUnavailableError as error:
         gap = _gap(value, bound)
         return finish(best, f"heuristic ({error}; gap {gap:.2%})", "column generation", bound)
     value = heuristics.objective(columns, best)
     gap = _gap(value, bound)
     word = "optimal" if gap <= settings.gap_rel else f"time_limit (gap {gap:.2%})"
-    return finish(best, word, f"column generation + {backend.name} LNS", bound)
+    return finish(best, word, method, bound)
 
 
 def _from_relaxation(

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from optimizer import bench, diving, dump, ejection, heuristics, lagrange, lns, mip
+from optimizer import bench, diving, dump, ejection, heuristics, lagrange, lns, mip, repacking
 from optimizer import columns as cols
 from optimizer.capacity import Residual
 from optimizer.generator import generate
@@ -111,6 +111,47 @@ def test_make_room_moves_a_big_job_in_where_single_moves_cannot() -> None:
     }
     gain = heuristics.objective(columns, start) - heuristics.objective(columns, moved)
     assert gain == pytest.approx(920.0, abs=0.1)
+
+
+def test_repacking_never_makes_a_plan_worse_and_keeps_it_valid() -> None:
+    instance = generate(jobs=150, spokes=4, seed=3)
+    columns, _ = cols.build(instance)
+    free = cols.free_room(instance)
+    start = heuristics.qos(columns, free)
+    better, gains = repacking.repack(columns, free, start, deadline=time.monotonic() + 1)
+    assert heuristics.objective(columns, better) < heuristics.objective(columns, start)
+    assert gains > 0
+    used = heuristics.usage(columns, better, free.shape)
+    assert (used <= free + 1e-6).all()
+    assert ((better >= 0) | (start < 0)).all()  # nothing placed is dropped
+
+
+def test_repacking_trades_jobs_where_single_moves_cannot() -> None:
+    """The make-room case above: emptying spoke a's clean slots and placing
+    the big job first puts the small ones after it, which no single move does."""
+    intensity = {"ZA": (50.0, 50.0, 320.0, 320.0) + (400.0,) * 6, "ZB": (300.0,) * 10}
+    small = [job(f"small{i}", spokes=("a",), cpu=2, duration=2, energy=1.0) for i in range(2)]
+    big = job("big", spokes=("a", "b"), cpu=4, duration=2, energy=4.0)
+    instance = Instance(
+        start=START,
+        slot_seconds=900,
+        slots=6,
+        spokes=(spoke("a", "ZA", slots=6, cpu=4), spoke("b", "ZB", slots=6, cpu=4)),
+        intensity_g_per_kwh=intensity,
+        jobs=(*small, big),
+    )
+    columns, _ = cols.build(instance)
+    free = cols.free_room(instance)
+    start = heuristics.from_slots(
+        columns, free, {"small0": ("a", 0), "small1": ("a", 0), "big": ("b", 0)}
+    )
+    moved, gains = repacking.repack(columns, free, start, deadline=time.monotonic() + 0.5)
+    assert gains == 1
+    assert columns.slots_of(moved) == {
+        "small0": Slot(spoke="a", start_slot=2),
+        "small1": Slot(spoke="a", start_slot=2),
+        "big": Slot(spoke="a", start_slot=0),
+    }
 
 
 @pytest.mark.parametrize("seed", [2, 3, 7])
