@@ -8,7 +8,7 @@ holes of a few GPUs or cores on the clean spokes that no single move fills,
 since each job that could fill one is in the way of another. Placing a handful
 of jobs again together, big before small, trades them. LNS does the same with
 a sub-MILP, but at 1000 x 10 HiGHS takes about a second for each, and in the
-4 s left to it LNS gained 9-53 g; these steps take 2-3 ms each and gained
+4 s left to it LNS gained 9-53 g; these steps take 1.6-3.3 ms each and gained
 415-751 g in the same time (docs/optimizer-history.md).
 """
 
