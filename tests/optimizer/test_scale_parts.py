@@ -81,11 +81,11 @@ def test_lns_never_makes_a_plan_worse_and_keeps_it_valid() -> None:
     assert (used <= free + 1e-6).all()
 
 
-def test_make_room_moves_a_big_job_in_where_single_moves_cannot() -> None:
-    # Spoke a is clean in slots 0-1, where two small jobs fill it; the big job
-    # sits on b. No single move helps: the big job does not fit in a's clean
-    # slots and is better on b than in a's later ones, and either small job
-    # loses by leaving. Together they gain 920 g.
+def _small_jobs_on_the_clean_slots() -> tuple[cols.Columns, np.ndarray, np.ndarray]:
+    """Spoke a is clean in slots 0-1, where two small jobs fill it; the big job
+    sits on b. No single move helps: the big job does not fit in a's clean
+    slots and is better on b than in a's later ones, and either small job
+    loses by leaving. Together they gain 920 g. Its columns, room and plan."""
     intensity = {"ZA": (50.0, 50.0, 320.0, 320.0) + (400.0,) * 6, "ZB": (300.0,) * 10}
     small = [job(f"small{i}", spokes=("a",), cpu=2, duration=2, energy=1.0) for i in range(2)]
     big = job("big", spokes=("a", "b"), cpu=4, duration=2, energy=4.0)
@@ -102,13 +102,22 @@ def test_make_room_moves_a_big_job_in_where_single_moves_cannot() -> None:
     start = heuristics.from_slots(
         columns, free, {"small0": ("a", 0), "small1": ("a", 0), "big": ("b", 0)}
     )
+    return columns, free, start
+
+
+# The small jobs after the big one on the clean spoke: 920 g cheaper.
+TRADED = {
+    "small0": Slot(spoke="a", start_slot=2),
+    "small1": Slot(spoke="a", start_slot=2),
+    "big": Slot(spoke="a", start_slot=0),
+}
+
+
+def test_make_room_moves_a_big_job_in_where_single_moves_cannot() -> None:
+    columns, free, start = _small_jobs_on_the_clean_slots()
     assert (heuristics.improve(columns, free, start, deadline=time.monotonic() + 5) == start).all()
     moved = ejection.make_room(columns, free, start, deadline=time.monotonic() + 5)
-    assert columns.slots_of(moved) == {
-        "small0": Slot(spoke="a", start_slot=2),
-        "small1": Slot(spoke="a", start_slot=2),
-        "big": Slot(spoke="a", start_slot=0),
-    }
+    assert columns.slots_of(moved) == TRADED
     gain = heuristics.objective(columns, start) - heuristics.objective(columns, moved)
     assert gain == pytest.approx(920.0, abs=0.1)
 
@@ -127,31 +136,12 @@ def test_repacking_never_makes_a_plan_worse_and_keeps_it_valid() -> None:
 
 
 def test_repacking_trades_jobs_where_single_moves_cannot() -> None:
-    """The make-room case above: emptying spoke a's clean slots and placing
-    the big job first puts the small ones after it, which no single move does."""
-    intensity = {"ZA": (50.0, 50.0, 320.0, 320.0) + (400.0,) * 6, "ZB": (300.0,) * 10}
-    small = [job(f"small{i}", spokes=("a",), cpu=2, duration=2, energy=1.0) for i in range(2)]
-    big = job("big", spokes=("a", "b"), cpu=4, duration=2, energy=4.0)
-    instance = Instance(
-        start=START,
-        slot_seconds=900,
-        slots=6,
-        spokes=(spoke("a", "ZA", slots=6, cpu=4), spoke("b", "ZB", slots=6, cpu=4)),
-        intensity_g_per_kwh=intensity,
-        jobs=(*small, big),
-    )
-    columns, _ = cols.build(instance)
-    free = cols.free_room(instance)
-    start = heuristics.from_slots(
-        columns, free, {"small0": ("a", 0), "small1": ("a", 0), "big": ("b", 0)}
-    )
+    """The case make-room moves solve: emptying spoke a's clean slots and
+    placing the big job first puts the small ones after it."""
+    columns, free, start = _small_jobs_on_the_clean_slots()
     moved, gains = repacking.repack(columns, free, start, deadline=time.monotonic() + 0.5)
     assert gains == 1
-    assert columns.slots_of(moved) == {
-        "small0": Slot(spoke="a", start_slot=2),
-        "small1": Slot(spoke="a", start_slot=2),
-        "big": Slot(spoke="a", start_slot=0),
-    }
+    assert columns.slots_of(moved) == TRADED
 
 
 @pytest.mark.parametrize("seed", [2, 3, 7])
