@@ -12,7 +12,7 @@ from carbon.clients import LiveClient
 from carbon.http import ProviderError
 from carbon.points import Point, sane
 from carbon.providers import CarbonProvider
-from carbon.series import IntensitySeries, Provenance
+from carbon.series import IntensitySeries, Origin, Provenance, SeriesKind
 
 
 class LiveSource:
@@ -76,7 +76,7 @@ class LiveSource:
         data: tuple[datetime, list[Point], list[Point]],
         window: tuple[datetime, int, int],
         *,
-        origin: str,
+        origin: Origin,
         stale: bool,
         why: str,
     ) -> IntensitySeries:
@@ -85,7 +85,7 @@ class LiveSource:
         values, coverage = assemble(
             forecast=forecast, history=history, start=start, slot_seconds=slot_seconds, slots=slots
         )
-        kind = "forecast" if coverage.forecast == slots else "forecast+seasonal-naive"
+        kind: SeriesKind = "forecast" if coverage.forecast == slots else "forecast+seasonal-naive"
         if not forecast:
             kind = "seasonal-naive"
         note = coverage.describe() + (f"; {why}" if why else "")

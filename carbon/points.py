@@ -58,19 +58,19 @@ def resample(
 
 def fill(values: Sequence[float | None]) -> list[float]:
     """Holes filled by linear interpolation between neighbours (held at the ends)."""
-    known = [i for i, v in enumerate(values) if v is not None]
+    known = {i: float(v) for i, v in enumerate(values) if v is not None}
     if not known:
         raise ValueError("no value to fill from")
     result = []
-    for i, value in enumerate(values):
-        if value is not None:
-            result.append(float(value))
+    for i in range(len(values)):
+        if i in known:
+            result.append(known[i])
             continue
-        left = max((k for k in known if k < i), default=None)
-        right = min((k for k in known if k > i), default=None)
-        if left is None or right is None:
-            result.append(float(values[right if left is None else left]))  # type: ignore[arg-type]
-        else:
-            share = (i - left) / (right - left)
-            result.append(float(values[left]) * (1 - share) + float(values[right]) * share)  # type: ignore[arg-type]
+        before = [k for k in known if k < i]
+        after = [k for k in known if k > i]
+        # Past either end there is one neighbour, and its value holds.
+        left = before[-1] if before else after[0]
+        right = after[0] if after else before[-1]
+        share = (i - left) / (right - left) if right != left else 0.0
+        result.append(known[left] * (1 - share) + known[right] * share)
     return result

@@ -14,6 +14,7 @@ SeriesKind = Literal[
     "forecast", "forecast+seasonal-naive", "seasonal-naive", "actual", "replay", "constant"
 ]
 Origin = Literal["live", "cache", "fallback", "embedded", "configured"]
+ProviderName = Literal["embedded", "constant", "electricitymaps", "ukci", "watttime", "carbonaware"]
 
 
 class Provenance(BaseModel):
@@ -45,9 +46,7 @@ class CarbonSourceConfig(BaseModel):
         frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
     )
 
-    provider: Literal[
-        "embedded", "constant", "electricitymaps", "ukci", "watttime", "carbonaware"
-    ] = "embedded"
+    provider: ProviderName = "embedded"
     zone: str
     signal: Literal["lifecycle", "direct"] = "lifecycle"
     value: float | None = Field(default=None, ge=0, description="gCO2eq/kWh for 'constant'")

@@ -67,8 +67,8 @@ def run(
         (dump_dir / "instance.json").write_text(dump.dumps(dump.instance_document(instance)))
         (dump_dir / "plan.json").write_text(dump.dumps(dump.plan_document(plan)))
 
-    def gap(bound: float | None) -> float | None:
-        return None if bound is None else (plan.objective - bound) / max(abs(bound), 1e-9)
+    def gap(bound: float) -> float:
+        return (plan.objective - bound) / max(abs(bound), 1e-9)
 
     return {
         "jobs": jobs,

@@ -79,7 +79,7 @@ class Residual:
 
     def fits(self, spoke: int, duration: int, demand: np.ndarray) -> np.ndarray:
         """(slots,) bool: the job fits when started in each slot."""
-        return (self.window_min(spoke, duration) >= demand[:, None] - 1e-9).all(axis=0)
+        return np.asarray((self.window_min(spoke, duration) >= demand[:, None] - 1e-9).all(axis=0))
 
     def fits_at(self, spoke: int, start: int, duration: int, demand: np.ndarray) -> bool:
         first = max(start, 0)

@@ -176,7 +176,6 @@ def build(
         # in the solver's relative gap, and a plan "optimal" within 0.01% of
         # two million grams of lateness could be 200 g of carbon from the best.
         floor = min(float(p[4].min()) for p in pieces)
-        pieces = [(*p[:3], p[3] - floor) for p in pieces]
         floors.append(floor)
         index = len(kept)
         kept.append(job)
@@ -187,7 +186,7 @@ def build(
                 cs,
                 np.concatenate([p[1] for p in pieces]),
                 np.concatenate([p[2] for p in pieces]),
-                np.concatenate([p[3] for p in pieces]),
+                np.concatenate([p[3] for p in pieces]) - floor,
             )
         )
 

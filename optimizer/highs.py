@@ -11,8 +11,11 @@ import numpy as np
 from optimizer.mip import Model, Result
 from optimizer.relaxation import Relaxation
 
+# HiGHS's options by name (highspy's setOptionValue takes these types).
+Options = dict[str, bool | int | float | str]
 
-def _load(model: Model | Relaxation, *, integer: bool, options: dict[str, object]) -> highspy.Highs:
+
+def _load(model: Model | Relaxation, *, integer: bool, options: Options) -> highspy.Highs:
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     for name, value in options.items():
@@ -42,7 +45,7 @@ class HighsBackend:
         self.threads = threads
 
     def solve(self, model: Model, *, time_limit: float, gap_rel: float) -> Result:
-        options: dict[str, object] = {
+        options: Options = {
             "time_limit": float(max(time_limit, 0.01)),
             "mip_rel_gap": float(gap_rel),
         }
@@ -100,7 +103,7 @@ def relaxation(lp: Relaxation, *, time_limit: float, crossover: bool = False) ->
     scale). Without crossover the duals are approximate, which is fine for
     prices (any prices >= 0 give a valid Lagrangian bound) but not to prove that
     no column is missing; with it, they are exact."""
-    options = {
+    options: Options = {
         "time_limit": float(max(time_limit, 0.01)),
         "solver": "ipm",
         "run_crossover": "on" if crossover else "off",

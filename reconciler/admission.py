@@ -15,6 +15,7 @@ they are admitted.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Literal
 
@@ -191,7 +192,7 @@ def _refused_by_limit_ranges(
                     requests=container.requests,
                     limits=container.limits,
                     per="container",
-                    told=lambda part, key, value, c=container: told(c.where, part, key, value),
+                    told=functools.partial(told, container.where),
                 )
                 if found:
                     return found

@@ -70,8 +70,8 @@ def _job_from_doc(
     if not isinstance(doc, dict):
         return problem("-", "expected a mapping (an AppWrapper object)")
     if doc.get("apiVersion") != APPWRAPPER_API or doc.get("kind") != "AppWrapper":
-        found = f"{doc.get('apiVersion')}/{doc.get('kind')}"
-        return problem("kind", f"expected {APPWRAPPER_API} AppWrapper, found {found}")
+        kind = f"{doc.get('apiVersion')}/{doc.get('kind')}"
+        return problem("kind", f"expected {APPWRAPPER_API} AppWrapper, found {kind}")
     schema_errors = check(doc)
     if schema_errors:
         return [Problem(file=source, field=f, reason=r) for f, r in schema_errors]

@@ -122,19 +122,23 @@ def _problems(
         field = prefix
         for part in error.absolute_path:
             field += f"[{part}]" if isinstance(part, int) else ("." if field else "") + part
-        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-            problems += _unknown_fields(error, field=field)
+        instance, schema = error.instance, error.schema
+        if error.validator == "additionalProperties" and isinstance(instance, dict):
+            assert isinstance(schema, Mapping)  # the schema that has additionalProperties
+            problems += _unknown_fields(instance, schema, field=field)
         else:
             problems.append((field or "-", error.message))
     return problems
 
 
-def _unknown_fields(error: jsonschema.ValidationError, *, field: str) -> list[tuple[str, str]]:
+def _unknown_fields(
+    instance: Mapping[str, Any], schema: Mapping[str, Any], *, field: str
+) -> list[tuple[str, str]]:
     """A problem for each field the object at `field` has and its schema does
     not, with the known one it is closest to."""
-    known = sorted(error.schema.get("properties", {}))
+    known = sorted(schema.get("properties", {}))
     found = []
-    for name in sorted(set(error.instance) - set(known)):
+    for name in sorted(set(instance) - set(known)):
         near = difflib.get_close_matches(name, known, n=1, cutoff=0.75)  # not a far guess
         hint = (
             f"did you mean {near[0]}?"

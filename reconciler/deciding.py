@@ -180,11 +180,14 @@ def _decide(
     )
     for job_id, retry in retried.items():
         del finished[job_id]
-        prevs[job_id] = _run_again(prevs[job_id], pause=retry.pause, now=now)
+        failed = prevs[job_id]
+        assert failed is not None  # it failed where the ledger placed it
+        prevs[job_id] = _run_again(failed, pause=retry.pause, now=now)
     # Held by their AppWrapper's spec.suspend: not planned. One that had started
     # is stopped where it ran (its Job there is suspended, which ends its pods).
     suspended = {job.id for job in jobs if job.suspended and job.id not in finished}
     settled = finished.keys() | suspended
+    phase_before = {job_id: prev.phase for job_id, prev in prevs.items() if prev is not None}
     groups = {name: pools.node_groups(state.nodes) for name, state in spokes.items()}
     no_node_fits = fitting.no_node_fits(jobs, groups)
     missing = fitting.merged(
@@ -210,7 +213,9 @@ def _decide(
     for job_id, off in found.kept_off.items():
         shut[job_id] = {**shut[job_id], **off}
     for job_id in found.requeued:
-        prevs[job_id] = _placed_again(prevs[job_id])
+        could_not_run = prevs[job_id]
+        assert could_not_run is not None  # it could not run where the ledger placed it
+        prevs[job_id] = _placed_again(could_not_run)
     # Planned on a spoke that went down less than the policy's spokeDownGrace
     # ago: they wait there as planned, out of this decision, so that a blip
     # does not reshuffle the queue.
@@ -227,7 +232,7 @@ def _decide(
         for job in jobs
         if job.after
         and job.id not in settled
-        and not (prevs[job.id] is not None and prevs[job.id].phase in FIXED)
+        and phase_before.get(job.id) not in FIXED
         and (
             gate := gate_of(
                 job,
@@ -253,11 +258,7 @@ def _decide(
         # A job that others run after ends in time for them where it can.
         due=due_for_others(jobs, prevs, finished=finished, fleet=fleet, now=now),
         declined=declined,
-        unplaced={
-            job_id
-            for job_id in declined
-            if prevs[job_id] is not None and prevs[job_id].phase == Phase.PENDING
-        },
+        unplaced={job_id for job_id in declined if phase_before.get(job_id) == Phase.PENDING},
         pinned={
             job_id
             for job_id in declined
@@ -317,7 +318,11 @@ def _decide(
     plan = _plan(
         instance,
         settings,
-        answered={answered, remembered, proposal.problem if proposal else None} - {None},
+        answered=[
+            digest
+            for digest in (answered, remembered, proposal.problem if proposal else None)
+            if digest is not None
+        ],
         dispatching=dispatching if proposal else None,
         planner=planner,
     )
@@ -355,7 +360,7 @@ def _decide(
     # A new digest alone commits nothing: where no record changed (the next
     # slot, nothing moved), the ledger keeps the last, main's or the open
     # proposal's, which is not pushed again for it.
-    problem = answers
+    problem: str | None = answers
     if records == recorded:
         problem = answered
     elif proposal is not None and records == proposal.entries:
@@ -669,8 +674,9 @@ def _finished(prev: Entry | None, spokes: Mapping[str, SpokeState]) -> Phase | N
     if prev.phase in FINISHED:
         return prev.phase
     # A stopped Job may have ended before its pods did.
-    if (prev.phase in FIXED or prev.stopped) and prev.spoke in spokes:
-        seen = spokes[prev.spoke].jobs.get(prev.job_key)
+    state = spokes.get(prev.spoke or "")
+    if (prev.phase in FIXED or prev.stopped) and state is not None:
+        seen = state.jobs.get(prev.job_key)
         if seen in (Phase.SUCCEEDED.value, Phase.FAILED.value):
             return Phase(seen)
     return None
@@ -679,9 +685,10 @@ def _finished(prev: Entry | None, spokes: Mapping[str, SpokeState]) -> Phase | N
 def _overrunning(prev: Entry | None, spokes: Mapping[str, SpokeState], *, now: datetime) -> bool:
     """Whether the job's spoke reports its Job still running at or past its planned
     end (the kube observer reports Jobs; declared capacity reports nothing)."""
-    if prev is None or prev.spoke not in spokes or prev.planned_end is None:
+    state = spokes.get(prev.spoke or "") if prev is not None else None
+    if prev is None or state is None or prev.planned_end is None:
         return False
-    running = spokes[prev.spoke].jobs.get(prev.job_key) == Phase.RUNNING.value
+    running = state.jobs.get(prev.job_key) == Phase.RUNNING.value
     return running and prev.planned_end <= now
 
 

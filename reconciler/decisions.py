@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from optimizer.model import Instance, Plan
 from reconciler.admission import LimitRangeItem, ScopedQuota
-from reconciler.fleet import JobRequest, Maintenance, PolicyWeights, Problem
+from reconciler.fleet import JobRequest, PolicyWeights, Problem, Span
 from reconciler.ledger import FINISHED, Entry, Ledger, Phase
 from reconciler.pods import Node, Resources
 
@@ -214,7 +214,7 @@ class Decision(BaseModel):
     held_after: tuple[str, ...] = ()
     spoke_down_grace: timedelta | None = timedelta(minutes=5)  # the policy's
     # Each spoke's maintenance windows in the horizon: nothing new runs there then.
-    maintenance: dict[str, tuple[Maintenance, ...]] = {}
+    maintenance: dict[str, tuple[Span, ...]] = {}
     history_url: str | None = None  # the policy's historyUrl, {path} still in it
     weights: PolicyWeights = PolicyWeights()  # the policy's
 

@@ -307,6 +307,20 @@ class PowerModel(Spec):
 Timestamp = Annotated[datetime, BeforeValidator(quantities.timestamp)]
 
 
+class Span(BaseModel):
+    """A maintenance window, once: from `start` to `end`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start: datetime
+    end: datetime
+    reason: str = ""
+
+    def overlaps(self, start: datetime, end: datetime) -> bool:
+        """Whether it overlaps [start, end)."""
+        return self.start < end and start < self.end
+
+
 class Maintenance(Spec):
     """A time the spoke takes no work (a cluster upgrade, say): nothing is
     planned to run there then. Once, from `start` to `end`; or again and
@@ -345,17 +359,18 @@ class Maintenance(Spec):
         cron.zone(self.time_zone)
         return self
 
-    def overlaps(self, start: datetime, end: datetime) -> bool:
-        """Whether this window, once, overlaps [start, end)."""
+    def once(self) -> Span | None:
+        """The window as one span, where it is on once (None where it comes again)."""
         if self.start is None or self.end is None:
-            return False
-        return self.start < end and start < self.end
+            return None
+        return Span(start=self.start, end=self.end, reason=self.reason)
 
-    def within(self, start: datetime, end: datetime) -> tuple[Maintenance, ...]:
-        """Each time this window is on that overlaps [start, end), as a window
-        of its own, once."""
-        if self.schedule is None or self.duration is None:
-            return (self,) if self.overlaps(start, end) else ()
+    def within(self, start: datetime, end: datetime) -> tuple[Span, ...]:
+        """Each time this window is on that overlaps [start, end)."""
+        once = self.once()
+        if once is not None:
+            return (once,) if once.overlaps(start, end) else ()
+        assert self.schedule is not None and self.duration is not None  # as validated
         schedule, zone = cron.parse(self.schedule), cron.zone(self.time_zone)
         # Times that overlap or touch make one window: "* * * * *" for 1m is
         # one window, not a line a minute.
@@ -367,7 +382,7 @@ class Maintenance(Spec):
                 spans[-1][1] = max(spans[-1][1], moment + self.duration)
             else:
                 spans.append([moment, moment + self.duration])
-        return tuple(Maintenance(start=a, end=b, reason=self.reason) for a, b in spans)
+        return tuple(Span(start=a, end=b, reason=self.reason) for a, b in spans)
 
 
 class SpokeSpec(Spec):

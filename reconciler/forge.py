@@ -60,10 +60,13 @@ PAGE = 50
 MOST_PAGES = 20
 
 
+ForgeKind = Literal["github", "gitea", "gitlab"]
+
+
 class Forge(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    kind: Literal["github", "gitea", "gitlab"]
+    kind: ForgeKind
     # API root: https://api.github.com, https://gitea.example/api/v1, or
     # https://gitlab.example/api/v4
     url: str

@@ -196,7 +196,7 @@ class FleetRepo:
                 f"{self.root.rstrip('/')}/ is no directory at the tip of {self.branch}: "
                 "check --path, the fleet repo's directory within the git repo"
             )
-        _read_tree(self.repo, tree, files=files, links=links)
+        _read_tree(tree, files=files, links=links)
         return Snapshot(commit=str(commit.id), files=files, links=frozenset(links))
 
     def _fleet_tree(self, tree: pygit2.Tree) -> pygit2.Tree | None:
@@ -208,7 +208,7 @@ class FleetRepo:
         if name not in tree:
             return None
         found = tree[name]
-        return self.repo[found.id] if found.type_str == "tree" else None
+        return found if isinstance(found, pygit2.Tree) else None
 
     def commit(
         self,
@@ -497,6 +497,7 @@ def _stat(diff: pygit2.Diff, *, width: int = 100) -> str:
     with no deletions)."""
     rows = []
     for patch in diff:
+        assert patch is not None  # a diff of trees has a patch for every file
         _, added, deleted = patch.line_stats
         rows.append((patch.delta.new_file.path or patch.delta.old_file.path, added, deleted))
     if not rows:
@@ -526,7 +527,7 @@ def _create_commit(
     signature: pygit2.Signature,
     message: str,
     tree: pygit2.Oid,
-    parents: list[pygit2.Oid],
+    parents: list[pygit2.Oid | str],
     *,
     key: SigningKey | None,
 ) -> str:
@@ -534,7 +535,8 @@ def _create_commit(
     given, is moved to it."""
     if key is None:
         return str(repo.create_commit(ref, signature, signature, message, tree, parents))
-    payload = repo.create_commit_string(signature, signature, message, tree, parents)
+    # The commit's text, to be signed (pygit2's type stubs say Oid).
+    payload: str = repo.create_commit_string(signature, signature, message, tree, parents)  # type: ignore[assignment]
     try:
         commit = repo.create_commit_with_signature(payload, sign(payload, key=key))
     except SigningError as error:
@@ -545,7 +547,6 @@ def _create_commit(
 
 
 def _read_tree(
-    repo: pygit2.Repository,
     tree: pygit2.Tree,
     prefix: str = "",
     *,
@@ -554,14 +555,14 @@ def _read_tree(
 ) -> None:
     """Fill `files` and `links` with what `tree` holds under READ_PREFIXES."""
     for entry in tree:
-        path = prefix + entry.name
-        if entry.type_str == "tree":
+        path = f"{prefix}{entry.name}"  # every entry of a tree has a name
+        if isinstance(entry, pygit2.Tree):
             if (path + "/").startswith(READ_PREFIXES) or any(
                 p.startswith(path + "/") for p in READ_PREFIXES
             ):
-                _read_tree(repo, repo[entry.id], path + "/", files=files, links=links)
-        elif entry.type_str == "blob" and path.startswith(READ_PREFIXES):
-            files[path] = repo[entry.id].data
+                _read_tree(entry, path + "/", files=files, links=links)
+        elif isinstance(entry, pygit2.Blob) and path.startswith(READ_PREFIXES):
+            files[path] = entry.data
             if entry.filemode == FileMode.LINK:
                 links.add(path)
 

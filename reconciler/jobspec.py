@@ -145,7 +145,7 @@ def _by_node_name(expression: Mapping[str, Any], *, field: str) -> Requirement:
             f"{expression.get('key')!r}: Kubernetes selects nodes by field only on "
             "metadata.name; select on a label in matchExpressions instead",
         )
-    operator, values = expression.get("operator"), expression.get("values") or ()
+    operator, values = expression.get("operator"), list(expression.get("values") or ())
     if operator not in ("In", "NotIn"):
         raise FieldError(f"{field}.operator", f"{operator!r}: matchFields takes In or NotIn")
     if len(values) != 1:
@@ -187,7 +187,11 @@ def tolerations(pod: Mapping[str, Any]) -> tuple[Toleration, ...]:
                 "only a NoExecute toleration takes tolerationSeconds; remove it, "
                 "or set effect: NoExecute",
             )
-        found.append(Toleration(key=key, operator=operator, value=value, effect=effect))
+        found.append(
+            Toleration.model_validate(
+                {"key": key, "operator": operator, "value": value, "effect": effect}
+            )
+        )
     return tuple(found)
 
 
@@ -357,7 +361,8 @@ def needs(job_spec: Mapping[str, Any], *, namespace: str) -> tuple[str, ...]:
     be refused, for ever. (Secrets are left out: knowing their names takes the
     right to read them.)"""
     pod = (job_spec.get("template") or {}).get("spec") or {}
-    claims, maps = set(), set()
+    claims: set[str] = set()
+    maps: set[str] = set()
     for volume in _mappings(pod.get("volumes")):
         claim = volume.get("persistentVolumeClaim") or {}
         if claim.get("claimName"):

@@ -58,6 +58,9 @@ HOLDING_PODS = {
 # wait on a node for no reason their containers give, the pods there the
 # shortest are taken to be pulling their image, until the others are gone.
 MOST_EVENT_LISTS = 16
+# One list of events to ask for: the key of the Job it is about, the list's
+# namespace and field selector, and what to make of the events.
+EventAsk = tuple[str, str, str, Callable[[list[Any]], str | None]]
 MOST_REASON = 160  # characters of why a spoke is down
 
 
@@ -289,19 +292,15 @@ class KubeObserver:
             if key not in stuck
         )
         saying = partial(kubeobjects.failed_start, now=self.clock())
-        heard = self._event_words(
-            core,
-            [
-                (key, *kubeobjects.job_events(key), kubeobjects.latest_message)
-                for key in refused[:MOST_EVENT_LISTS]
-            ]
-            + [
-                (key, *kubeobjects.pod_events(on_nodes[key][0]), saying)
-                for _, key in longest[:MOST_EVENT_LISTS]
-            ],
-            spoke=spoke,
-            unread=unread,
-        )
+        asks: list[EventAsk] = [
+            (key, *kubeobjects.job_events(key), kubeobjects.latest_message)
+            for key in refused[:MOST_EVENT_LISTS]
+        ]
+        asks += [
+            (key, *kubeobjects.pod_events(on_nodes[key][0]), saying)
+            for _, key in longest[:MOST_EVENT_LISTS]
+        ]
+        heard = self._event_words(core, asks, spoke=spoke, unread=unread)
         not_starting = {key: since for key, (since, _) in stuck.items()}
         for key in on_nodes.keys() & heard.keys():
             not_starting[key] = on_nodes[key][0].status.start_time
@@ -310,7 +309,7 @@ class KubeObserver:
     def _event_words(
         self,
         core: client.CoreV1Api,
-        asks: list[tuple[str, str, str, Callable[[list[Any]], str | None]]],
+        asks: list[EventAsk],
         *,
         spoke: Spoke,
         unread: list[str],
@@ -361,7 +360,7 @@ class KubeObserver:
         may not list them, so they are not checked."""
         kind, _, namespace = key.partition(" ")
         core = client.CoreV1Api(api)
-        lists = {
+        lists: dict[str, Callable[..., Any]] = {
             "PersistentVolumeClaim": core.list_namespaced_persistent_volume_claim,
             "ConfigMap": core.list_namespaced_config_map,
             "ServiceAccount": core.list_namespaced_service_account,
@@ -482,7 +481,7 @@ class ArgoCDObserver:
         except (ValueError, TypeError):
             return _unread(states, "the answer is no Kubernetes list")
         checked = check is not None
-        if not checked:
+        if check is None:
             log.warning(
                 "argocd-cm has no %s: a resumed Job reads Healthy there while it runs, so only "
                 "failures are read; apply argocd/job-health.yaml",

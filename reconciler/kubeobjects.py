@@ -175,7 +175,7 @@ def scheduler_messages(pods: list[Any], waiting: Mapping[str, datetime]) -> dict
     found: dict[str, tuple[datetime, str]] = {}
     for pod in pods:
         key = owning_job(pod)
-        if key not in waiting or pod.status is None:
+        if key is None or key not in waiting or pod.status is None:
             continue
         for condition in pod.status.conditions or []:
             moment, message = condition.last_transition_time, condition.message
@@ -250,20 +250,24 @@ def unstarted(jobs: list[Any], pods: list[Any]) -> dict[str, list[Any]]:
     is read from their containers (`cannot_start`) or their events
     (`failed_start`). Pods still finding a node are `unscheduled`'s."""
     begun = started(jobs, pods)
-    found: dict[str, list[Any]] = {}
+    found: dict[str, list[tuple[datetime, Any]]] = {}
     for pod in pods:
-        key = owning_job(pod)
-        if key is None or key in begun or on_node_since(pod) is None:
+        key, since = owning_job(pod), on_node_since(pod)
+        if key is None or key in begun or since is None:
             continue
-        found.setdefault(key, []).append(pod)
-    return {key: sorted(found[key], key=on_node_since) for key in sorted(found)}
+        found.setdefault(key, []).append((since, pod))
+    return {
+        key: [pod for _, pod in sorted(found[key], key=lambda pair: pair[0])]
+        for key in sorted(found)
+    }
 
 
 def started(jobs: list[Any], pods: list[Any]) -> set[str]:
     """Caspian's Jobs that have begun: a container of theirs has run, or they
     have run a pod to its end, or have one ready."""
     ready = {job_key(job) for job in jobs if job.status is not None and (job.status.ready or 0)}
-    return _ran(jobs) | ready | {owning_job(pod) for pod in pods if _started(pod)} - {None}
+    pods_begun = {key for pod in pods if _started(pod) and (key := owning_job(pod)) is not None}
+    return _ran(jobs) | ready | pods_begun
 
 
 def _started(pod: Any) -> bool:
@@ -293,9 +297,9 @@ def cannot_start(waiting: Mapping[str, list[Any]]) -> dict[str, tuple[datetime, 
     found = {}
     for key, pods in waiting.items():
         for pod in pods:
-            said = _waiting_words(pod)
-            if said is not None:
-                found[key] = (on_node_since(pod), said)
+            said, since = _waiting_words(pod), on_node_since(pod)
+            if said is not None and since is not None:
+                found[key] = (since, said)
                 break
     return found
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 
 from reconciler.decisions import Decision, Requeue, Retry
@@ -362,8 +362,12 @@ def _changes(
         if entry.spoke_down_since is not None and (prev is None or prev.spoke_down_since is None):
             changes["waiting"].append(entry)  # for its spoke, down: the rest as it was
             continue
-        back = prev is not None and prev.spoke_down_since is not None
-        if back and entry.spoke_down_since is None and _same_place(prev, entry):
+        if (
+            prev is not None
+            and prev.spoke_down_since is not None
+            and entry.spoke_down_since is None
+            and _same_place(prev, entry)
+        ):
             changes["waited"].append(entry)
             continue
         if entry.phase == Phase.PLANNED:
@@ -372,16 +376,18 @@ def _changes(
             elif (prev.spoke, prev.planned_start) != (entry.spoke, entry.planned_start):
                 changes["moved"].append(entry)
         elif entry.phase == Phase.DISPATCHED and not (
-            same and (prev.job_name, prev.spoke) == (entry.job_name, entry.spoke)
+            prev is not None
+            and (prev.phase, prev.job_name, prev.spoke)
+            == (entry.phase, entry.job_name, entry.spoke)
         ):
             changes["dispatched"].append(entry)
         elif entry.phase in FINISHED and not same:
             changes["finished"].append(entry)
         elif entry.phase == Phase.CANCELLED and not same:
             changes["cancelled"].append(entry)
-        elif entry.phase == Phase.INVALID and not (same and prev.reason == entry.reason):
+        elif entry.phase == Phase.INVALID and not _same_reason(prev, entry):
             changes["invalid"].append(entry)
-        elif entry.phase == Phase.PENDING and not (same and prev.reason == entry.reason):
+        elif entry.phase == Phase.PENDING and not _same_reason(prev, entry):
             changes["pending"].append(entry)
         elif entry.phase == Phase.SUSPENDED and not same:
             changes["suspended"].append(entry)
@@ -429,20 +435,23 @@ def _describe_changes(old: Ledger, decision: Decision) -> Iterable[str]:
             + _missed(prev, slot_start=slot_start)
         )
     for entry in changes["waited"]:
-        prev = before[entry.id]
+        since = before[entry.id].spoke_down_since
+        assert since is not None  # it waited for its spoke
         yield (
             f"- kept {entry.id} on {entry.spoke} {_hhmm(entry)}: {entry.spoke} answers again, "
-            f"down since {_time(prev.spoke_down_since)}"
+            f"down since {_time(since)}"
         )
     for entry in changes["dispatched"]:
-        prev = before.get(entry.id)
+        earlier = before.get(entry.id)
         # Planned elsewhere, or started on a spoke that left the fleet: its Job there goes.
-        elsewhere = prev is not None and prev.spoke is not None and prev.spoke != entry.spoke
-        was = f"{prev.phase.value.lower()} on {prev.spoke} before" if elsewhere else ""
+        was = ""
+        if earlier is not None and earlier.spoke not in (None, entry.spoke):
+            was = f", {earlier.phase.value.lower()} on {earlier.spoke} before"
+            was += _closed(earlier, closed)
         yield (
             f"- dispatched {entry.id} on {entry.spoke} (suspend: false)"
-            + (f", {was}{_closed(prev, closed)}" if was else "")
-            + _missed(prev, slot_start=slot_start)
+            + was
+            + _missed(earlier, slot_start=slot_start)
         )
     for entry in changes["finished"]:
         why = decision.not_retried.get(entry.id)
@@ -457,10 +466,10 @@ def _describe_changes(old: Ledger, decision: Decision) -> Iterable[str]:
             f"Argo CD stops and prunes Job {entry.job_name}, and the new one is placed anew"
         )
     for entry in changes["suspended"]:
-        was = before.get(entry.id)
+        prior = before.get(entry.id)
         # A stopped job stays on its spoke, as its reason says.
-        off = was is not None and was.spoke and not entry.stopped
-        unplanned = f", off {was.spoke}" if off else ""
+        left = prior.spoke if prior is not None and not entry.stopped else None
+        unplanned = f", off {left}" if left else ""
         yield f"- suspended {entry.id}{unplanned}: {entry.reason}"
     for entry in changes["forgotten"]:
         when = entry.removed_at
@@ -502,6 +511,10 @@ def _hhmm(entry: Entry) -> str:
     return _time(entry.planned_start) if entry.planned_start else "?"
 
 
+def _same_reason(prev: Entry | None, entry: Entry) -> bool:
+    return prev is not None and (prev.phase, prev.reason) == (entry.phase, entry.reason)
+
+
 def _time(moment: datetime) -> str:
     return format_time(moment)[:16].replace("T", " ")
 
@@ -514,7 +527,7 @@ def _jobs(count: int) -> str:
     return f"{count} job" + ("" if count == 1 else "s")
 
 
-def _markdown_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+def _markdown_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
 
     def line(cells: tuple[str, ...]) -> str:

@@ -45,7 +45,7 @@ def optimizer_job(
     }
     fixed = previous = None
     if is_fixed(prev, horizon=horizon, now=now, down=down, gate=gate):
-        fixed = Slot(spoke=prev.pool or prev.spoke, start_slot=horizon.slot_of(prev.planned_start))
+        fixed = planned_slot(prev, horizon=horizon)
     elif pinned:  # its move was declined in a review: it keeps main's place
         fixed = planned_place(prev, horizon=horizon)
     else:
@@ -110,12 +110,14 @@ def is_fixed(
 
 def planned_place(entry: Entry | None, *, horizon: Window) -> Slot | None:
     """Where `entry` plans its job, if it does and its start is still to come."""
-    if (
-        entry is None
-        or entry.phase != Phase.PLANNED
-        or entry.planned_start is None
-        or entry.start_went_by(horizon.start)
-    ):
+    if entry is None or entry.phase != Phase.PLANNED or entry.start_went_by(horizon.start):
+        return None
+    return planned_slot(entry, horizon=horizon)
+
+
+def planned_slot(entry: Entry | None, *, horizon: Window) -> Slot | None:
+    """The spoke (its pool there) and slot `entry` has its job start in, where it has both."""
+    if entry is None or entry.planned_start is None or entry.spoke is None:
         return None
     return Slot(spoke=entry.pool or entry.spoke, start_slot=horizon.slot_of(entry.planned_start))
 

@@ -205,14 +205,15 @@ def job_history(repo: FleetRepo, job: str, *, most: int) -> History:
     snapshot = repo.fetch()
     try:
         entry = previous_ledger(snapshot.files).find(job)
-        found = (entry.id, entry.source)
     except LookupError as error:
         found = _forgotten(repo, job, most=most) or _not_yet_placed(snapshot, job)
         if found is None:
             raise LookupError(
                 f"{error}; a job forgotten since is found by its namespace/name"
             ) from None
-    job_id, source = found
+        job_id, source = found
+    else:
+        job_id, source = entry.id, entry.source
     file = source.split("#", 1)[0]
     former = repo.former_paths(file)  # a job's file moved keeps its history
     paths = (ledger.LEDGER_PATH, file, *former)

@@ -113,16 +113,18 @@ def job_entry(
     if job.id in verdicts.suspended:
         return _suspended_entry(job, prev, fleet=fleet, spokes=spokes, now=now)
     if job.id in verdicts.waiting:
+        assert prev is not None  # it waits where the ledger planned it
         since = verdicts.waiting[job.id].since
         return _waiting_entry(job, prev, since=since, fleet=fleet, now=now)
     others = verdicts.held_by_others
     if job.id in others or job.id in verdicts.unplaced:  # a review's reason comes after
         recorded = _recorded(job, prev, fleet=fleet, now=now)
         tried = prev.requeued_from if prev is not None else ()
-        why = verdicts.gates[job.id].held if job.id in others else ""
+        why = (verdicts.gates[job.id].held or "") if job.id in others else ""
         pending = Entry(phase=Phase.PENDING, reason=why, **recorded)
         return pending.model_copy(update={"requeued_from": tried})
-    seen = spokes[prev.spoke].jobs if prev is not None and prev.spoke in spokes else {}
+    state = spokes.get(prev.spoke or "") if prev is not None else None
+    seen = state.jobs if state is not None else {}
     shut = verdicts.shut[job.id]
     entry = _placed_entry(
         job,
@@ -157,9 +159,11 @@ def _waiting_entry(
     not dispatched (nothing would reach the spoke), its record brought up to
     date."""
     recorded = _recorded(job, prev, fleet=fleet, now=now)
-    end = prev.planned_start + job.duration
+    start = prev.planned_start
+    assert start is not None  # only a planned job waits for its spoke
+    end = start + job.duration
     # Its start may go by while it waits: it ends no sooner than a run from now.
-    earliest = max(prev.planned_start, now) + job.duration
+    earliest = max(start, now) + job.duration
     late = earliest > recorded["deadline"]
     reason = prev.reason
     if late != prev.late:
@@ -195,7 +199,7 @@ def _suspended_entry(
     recorded = _recorded(job, prev, fleet=fleet, now=now)
     # Where its Job has run: started, stopped before, or planned back there.
     where = None if prev is None else (prev.spoke if prev.phase in FIXED else prev.home)
-    if where is None or where not in spokes:
+    if prev is None or where is None or where not in spokes:
         return Entry(phase=Phase.SUSPENDED, reason=SUSPENDED, **recorded)
     # It keeps when it ran: should it turn out to have ended before its pods
     # did, its record is a finished one, retired `retention` after its end.
@@ -269,7 +273,7 @@ def _placed_entry(
     common = _recorded(job, prev, fleet=fleet, now=now)
     assignment = plan.assignment(job.id)
     if assignment is None:
-        reason = plan.reason_not_placed(job.id)
+        reason = plan.reason_not_placed(job.id) or "the plan has no place for it"
         # Held back by its pause, not by its caspian.dev/not-before.
         paused = common["rerun_after"]
         held_back = paused is not None and paused >= (job.not_before or paused)
@@ -288,6 +292,7 @@ def _placed_entry(
     start = horizon.time_of(assignment.start_slot)
     fixed = is_fixed(prev, horizon=horizon, now=now, down=down, gate=gate)
     if fixed:
+        assert prev is not None and prev.planned_start is not None  # as is_fixed found
         start = prev.planned_start
     there = next(
         (
@@ -312,7 +317,7 @@ def _placed_entry(
     else:
         qos_assignment = qos().assignment(job.id)
         qos_grams = round(qos_assignment.carbon_g, 1) if qos_assignment else None
-    late = prev.late if fixed else assignment.late_slots > 0
+    late = prev.late if fixed and prev is not None else assignment.late_slots > 0
     if own_deadline_only and not fixed:
         # Planned to end in time for the jobs that run after it, it is late
         # only past its own deadline, as the optimizer counts a slot.
@@ -347,7 +352,7 @@ def _placed_entry(
             job, deadline=common["deadline"], now=now, rerun_after=common["rerun_after"]
         )
     phase = Phase.DISPATCHED if fixed or start <= now else Phase.PLANNED
-    if fixed and Phase.RUNNING in (prev.phase, spokes_seen.get(prev.job_key)):
+    if fixed and prev is not None and Phase.RUNNING in (prev.phase, spokes_seen.get(prev.job_key)):
         phase = Phase.RUNNING
     return Entry(
         phase=phase,
@@ -382,7 +387,7 @@ def _resuming(
     says why: left Pending, its Job would leave the spoke, and with it what it
     counted."""
     home = prev.home if prev is not None else None
-    if home is None or home not in open_spokes(job, prev, closed=closed):
+    if prev is None or home is None or home not in open_spokes(job, prev, closed=closed):
         return entry
     if entry.phase == Phase.PLANNED:
         return entry.model_copy(update={"resumes_on": home})
@@ -429,8 +434,11 @@ def _late_reason(
     """Why a job ends after its deadline: capacity, a run again's pause, or a
     deadline that no start could meet (the fix is then in its file, not in the
     fleet)."""
-    later = rerun_after is not None and rerun_after > max(now, job.not_before or now)
-    if later and rerun_after + job.duration > deadline:
+    if (
+        rerun_after is not None
+        and rerun_after > max(now, job.not_before or now)
+        and rerun_after + job.duration > deadline
+    ):
         return (
             f"will finish after its deadline: its run again waits until "
             f"{format_time(rerun_after)} (its AppWrapper's retryPausePeriodDuration after "

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from reconciler import quantities
 
@@ -384,6 +384,6 @@ def _bad_key(key: str) -> str | None:
     return None
 
 
-def is_dns_label(value: Any) -> bool:
+def is_dns_label(value: Any) -> TypeGuard[str]:
     """A DNS-1123 label: what Kubernetes takes as a name of most things."""
     return isinstance(value, str) and len(value) <= 63 and bool(DNS_LABEL.match(value))

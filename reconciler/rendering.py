@@ -170,8 +170,10 @@ def job_manifest(job: JobRequest, entry: Entry, *, history: str | None = None) -
             else "resumed, and waits for room here"
         )
     else:
+        assert entry.planned_start is not None and entry.planned_end is not None  # it is placed
         annotations["caspian.dev/planned-start"] = format_time(entry.planned_start)
         annotations["caspian.dev/planned-end"] = format_time(entry.planned_end)
+    assert entry.deadline is not None  # every valid job's record has one
     annotations["caspian.dev/deadline"] = format_time(entry.deadline)
     if entry.estimated_grams is not None:
         annotations["caspian.dev/estimated-gco2"] = f"{entry.estimated_grams:.1f}"

@@ -102,9 +102,9 @@ def _stuck(job: JobRequest, prev: Entry, spokes: Mapping[str, SpokeState]) -> _S
     it has run none. Pods that have merely not begun (an image still pulling)
     count only for a job whose AppWrapper sets a warmup grace period, as the
     AppWrapper controller resets a workload whose pods are not ready by then."""
-    if prev.phase not in FIXED or prev.spoke not in spokes:
+    state = spokes.get(prev.spoke or "")
+    if prev.phase not in FIXED or state is None:
         return None
-    state = spokes[prev.spoke]
     said = state.said.get(prev.job_key)
     for since, what, pods_made in (
         (_unapplied_since(prev, state), "Argo CD could not apply its Job on", False),
@@ -181,13 +181,12 @@ def _patience(job: JobRequest, stuck: _Stuck, *, policy: timedelta | None) -> _P
         if stuck.pods_made
         else (job.admission_grace, "admissionGracePeriodDuration")
     )
-    if own is None and policy is None:
+    if own is not None:
+        wait, whose = own, f"its AppWrapper's {name} {format_duration(own)}"
+    elif policy is not None:
+        wait, whose = policy, f"the policy's requeueUnscheduled {format_duration(policy)}"
+    else:
         return _Patience(None, "the policy's requeueUnscheduled null", own=False)
-    wait, whose = (
-        (own, f"its AppWrapper's {name} {format_duration(own)}")
-        if own is not None
-        else (policy, f"the policy's requeueUnscheduled {format_duration(policy)}")
-    )
     if not job.failure_grace:
         return _Patience(wait, whose, own=own is not None)
     extra = job.failure_grace

@@ -105,7 +105,7 @@ def scenario_setup(
     )
     names = tuple(spoke.name for spoke in spokes)
     rng = np.random.default_rng(seed)
-    arrivals = []
+    arrivals: list[Arrival] = []
     quarter_hours = days * 96
     for quarter in range(quarter_hours):
         at = start + timedelta(minutes=15 * quarter)
@@ -206,7 +206,7 @@ def fleet_setup(
     if rows is None:
         rows = [(0.0, job_id) for job_id in sorted(by_id)]
     end = days * 24.0
-    arrivals = []
+    arrivals: list[Arrival] = []
     for count, (hours, job_id) in enumerate(rows):
         if hours >= end:  # a trace longer than the replay: its first days only
             continue

@@ -17,7 +17,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from pydantic import BaseModel, ConfigDict
 
@@ -32,12 +32,15 @@ class SigningError(Exception):
     """The commit cannot be signed: nothing is committed."""
 
 
+SigningFormat = Literal["openpgp", "ssh"]
+
+
 class SigningKey(BaseModel):
     """How placement commits are signed (git's `gpg.format` and `user.signingKey`)."""
 
     model_config = ConfigDict(frozen=True)
 
-    format: Literal["openpgp", "ssh"]
+    format: SigningFormat
     key: str  # an OpenPGP key id or fingerprint; an SSH key file's path
 
 
@@ -61,7 +64,10 @@ def from_settings(key: str | None, format_name: str | None) -> SigningKey | None
             f"CASPIAN_SIGNING_KEY: no SSH key file at {key}: give the path of a private key, "
             "or of a public key whose private key is loaded into ssh-agent"
         )
-    return SigningKey(format=chosen, key=str(Path(key).expanduser()) if chosen == "ssh" else key)
+    return SigningKey(
+        format=cast(SigningFormat, chosen),
+        key=str(Path(key).expanduser()) if chosen == "ssh" else key,
+    )
 
 
 def sign(payload: str, *, key: SigningKey) -> str:

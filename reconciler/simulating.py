@@ -20,6 +20,7 @@ import statistics
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -116,7 +117,7 @@ class Intensities:
         elif kind == "seasonal-naive":
             first = self.index(at)
             history = self.values[zone][first - self.per_day : first]
-            values = np.array(seasonal_naive(history, period=self.per_day, steps=slots))
+            values = np.array(seasonal_naive(history.tolist(), period=self.per_day, steps=slots))
         elif kind.startswith("noisy:"):
             spread = float(kind.split(":", 1)[1].rstrip("%")) / 100
             values = np.maximum(0.0, actual * (1 + rng.normal(0, spread, size=actual.size)))
@@ -417,14 +418,14 @@ def compare(results: list[PolicyResult]) -> list[PolicyResult]:
     return filled
 
 
-def mean_over_runs(runs: list[list[dict[str, object]]]) -> list[dict[str, object]]:
+def mean_over_runs(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """Per policy, the mean of every figure over the runs (the max of max_decide_s);
     with one run, that run."""
     if len(runs) == 1:
         return runs[0]
     merged = []
     for index, first in enumerate(runs[0]):
-        row: dict[str, object] = {"policy": first["policy"], "runs": len(runs)}
+        row: dict[str, Any] = {"policy": first["policy"], "runs": len(runs)}
         for key in first:
             if key == "policy":
                 continue
@@ -432,8 +433,8 @@ def mean_over_runs(runs: list[list[dict[str, object]]]) -> list[dict[str, object
             if any(v is None for v in values):
                 row[key] = None
             elif key == "max_decide_s":
-                row[key] = max(values)  # type: ignore[type-var]
+                row[key] = max(values)
             else:
-                row[key] = statistics.fmean(values)  # type: ignore[arg-type]
+                row[key] = statistics.fmean(values)
         merged.append(row)
     return merged

@@ -33,10 +33,10 @@ def waits_for_spoke(
     in its announced maintenance is as expected: the grace counts from the
     window's end."""
     grace = fleet.policy.spec.spoke_down_grace
-    if prev is None or prev.phase != Phase.PLANNED or prev.spoke not in spokes:
+    if prev is None or prev.phase != Phase.PLANNED or prev.spoke is None:
         return None
-    state = spokes[prev.spoke]
-    if state.up or prev.spoke not in job.allowed_spokes:
+    state = spokes.get(prev.spoke)
+    if state is None or state.up or prev.spoke not in job.allowed_spokes:
         return None
     spoke = next(s for s in fleet.spokes if s.name == prev.spoke)
     if spoke.spec.unschedulable:

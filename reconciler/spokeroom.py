@@ -10,7 +10,7 @@ from datetime import timedelta
 from optimizer.model import RESOURCES, Instance, Job, Slot, SpokeCapacity
 from reconciler import pools
 from reconciler.decisions import SpokeState, Window
-from reconciler.fleet import Fleet, Maintenance
+from reconciler.fleet import Fleet, Span
 from reconciler.ledger import Entry
 
 
@@ -29,6 +29,7 @@ def held_as_fixed(held: list[Entry], horizon: Window) -> list[Job]:
     """Held jobs keep their capacity so that nothing else is planned on top of them."""
     jobs = []
     for entry in held:
+        assert entry.spoke is not None and entry.planned_start is not None  # held where placed
         start = horizon.slot_of(entry.planned_start)
         end = horizon.slot_of(entry.planned_end) if entry.planned_end else start + 1
         jobs.append(
@@ -85,7 +86,7 @@ def within_quotas(instance: Instance, fleet: Fleet) -> Instance:
     return instance.model_copy(update={"spokes": tuple(capacities)})
 
 
-def maintenance_in(fleet: Fleet, horizon: Window) -> dict[str, tuple[Maintenance, ...]]:
+def maintenance_in(fleet: Fleet, horizon: Window) -> dict[str, tuple[Span, ...]]:
     """Each spoke's maintenance windows that fall in the planning horizon."""
     end = horizon.time_of(horizon.slots)
     found = {
@@ -98,7 +99,7 @@ def maintenance_in(fleet: Fleet, horizon: Window) -> dict[str, tuple[Maintenance
 
 
 def shut_for_maintenance(
-    instance: Instance, windows: Mapping[str, tuple[Maintenance, ...]], horizon: Window
+    instance: Instance, windows: Mapping[str, tuple[Span, ...]], horizon: Window
 ) -> Instance:
     """`instance` with no room on a spoke (on each of its pools) in the slots
     its maintenance windows overlap: nothing new runs there then. Work fixed

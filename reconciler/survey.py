@@ -150,9 +150,11 @@ def table(survey: Survey) -> str:
 def _maintenance(window: Maintenance, *, now: datetime) -> str:
     """A maintenance window of a spoke's file, and when it is next on."""
     why = f" ({window.reason})" if window.reason else ""
-    if window.schedule is None or window.duration is None:
-        when = f"from {format_time(window.start)} to {format_time(window.end)}{why}"
+    once = window.once()
+    if once is not None:
+        when = f"from {format_time(once.start)} to {format_time(once.end)}{why}"
     else:
+        assert window.schedule is not None and window.duration is not None  # as validated
         # Within five weeks: a monthly window shows, and a dense schedule costs little.
         coming = window.within(now, now + timedelta(days=35))
         next_on = (

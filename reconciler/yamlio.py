@@ -89,7 +89,7 @@ class NoAliases:
         return True
 
 
-class _Dumper(NoAliases, _FastDumper):
+class _Dumper(NoAliases, _FastDumper):  # type: ignore[misc,valid-type]
     pass
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from reconciler import signing
-from reconciler.forge import Forge
+from reconciler.forge import Forge, ForgeKind
 from reconciler.gitrepo import FleetRepo, Identity
 from reconciler.observing import DeclaredCapacity, Observer, StatusFilledIn
 from reconciler.proposing import Proposing
@@ -241,7 +241,7 @@ def proposal_options(command: Callable[..., None]) -> Callable[..., None]:
         target: Target,
         propose: str | None,
         pr_file: Path | None,
-        forge: str | None,
+        forge: ForgeKind | None,
         forge_url: str | None,
         forge_repo: str | None,
         **rest: Any,

@@ -6,11 +6,16 @@ from __future__ import annotations
 import math
 import os
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import click
 
 from reconciler import reconciling
 from reconciler.cli.common import days_text, now_option, parse_now
+
+if TYPE_CHECKING:
+    from carbon.embedded import Signal
+    from carbon.series import ProviderName
 
 BAR_WIDTH = 40  # characters of the longest bar of `carbon forecast`
 
@@ -35,7 +40,7 @@ def carbon() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def carbon_forecast(
     zone: str,
-    provider: str,
+    provider: ProviderName,
     region: str | None,
     hours: int,
     slot: str,
@@ -92,13 +97,13 @@ def carbon_forecast(
 )
 @click.option("--signal", type=click.Choice(["lifecycle", "direct"]), default="lifecycle")
 @click.option("--json", "as_json", is_flag=True)
-def carbon_backtest(zone: str, days: int, start_day: int, signal: str, as_json: bool) -> None:
+def carbon_backtest(zone: str, days: int, start_day: int, signal: Signal, as_json: bool) -> None:
     """How far the seasonal-naive fallback forecast is from what happened (embedded 2023
     data), and the carbon a planner loses by trusting it."""
     from carbon import embedded, forecasting
 
     try:
-        hourly = embedded.hourly(zone, signal)  # type: ignore[arg-type]
+        hourly = embedded.hourly(zone, signal)
     except embedded.UnknownZoneError as error:
         raise click.ClickException(str(error)) from None
     days = min(days, 364 - start_day)

@@ -7,6 +7,7 @@ import json
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -109,7 +110,7 @@ def simulate(
         writable_file(plot, hint="'--plot'")  # before minutes of replay, not after
     names = chosen or simulating.POLICIES
     starts = [_day_of_2023(text) for text in (start_days or ("2023-03-01",))]
-    runs = []
+    runs: list[dict[str, Any]] = []
     for start in starts:
         for seed in seeds or (1,):
             setup = _simulation_setup(
@@ -148,13 +149,14 @@ def simulate(
                     "policies": [r.model_dump(exclude={"placements"}) for r in results],
                 }
             )
+    policies = simulating.mean_over_runs([run["policies"] for run in runs])
     report = {
         "scenario": setup.name,
         "days": days,
         "forecast": forecast,
         "replan_minutes": replan,
         "runs": runs,
-        "policies": simulating.mean_over_runs([run["policies"] for run in runs]),
+        "policies": policies,
     }
     if as_json:
         click.echo(json.dumps(report))
@@ -164,7 +166,7 @@ def simulate(
         f"{forecast} forecasts, seeds {', '.join(map(str, seeds or (1,)))}"
         + (f" (mean of {len(runs)} runs)" if len(runs) > 1 else "")
     )
-    for r in report["policies"]:
+    for r in policies:
         click.echo(
             f"{r['policy']:12} {r['kg_co2']:9.1f} kg  saved {_pct(r['saved_vs_qos']):>7}  "
             f"of-limit {_pct(r['share_of_clairvoyant_savings']):>7}  "
