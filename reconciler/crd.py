@@ -107,6 +107,10 @@ def check_appwrapper(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
     problems += _problems(check.metadata, doc.get("metadata") or {}, prefix="metadata")
     if problems:
         return problems
+    # The CRD does not require a spec (the API server would take one without),
+    # but without one there is no Job to place.
+    if "spec" not in doc:
+        return [("spec", "required: the AppWrapper's spec, its components wrapping one Job")]
     for index, component in enumerate(doc["spec"]["components"]):
         template = component["template"]
         if template.get("apiVersion") == "batch/v1" and template.get("kind") == "Job":

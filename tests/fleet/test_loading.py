@@ -467,6 +467,10 @@ def appwrapper_doc_with(**more: dict) -> str:
             appwrapper().replace("apiVersion: workload.codeflare.dev/v1beta2", "apiVersion: v1"),
             "jobs/extra.yaml: kind: expected workload.codeflare.dev/v1beta2 AppWrapper",
         ),
+        (
+            yaml.safe_dump({k: v for k, v in yaml.safe_load(appwrapper()).items() if k != "spec"}),
+            "jobs/extra.yaml: spec: required: the AppWrapper's spec",
+        ),
     ],
 )
 def test_a_bad_appwrapper_is_one_problem_naming_file_field_and_fix(
@@ -829,19 +833,26 @@ def _paths(node, prefix=()):
             yield from _paths(child, (*prefix, index))
 
 
+_LEFT_OUT = object()
+
+
 @pytest.mark.parametrize("path", ["jobs/train-resnet.yaml", "spokes/paris.yaml"])
-@pytest.mark.parametrize("value", [None, [1], -1])
+@pytest.mark.parametrize("value", [None, [1], -1, _LEFT_OUT])
 def test_no_value_anywhere_in_a_file_makes_loading_crash(path: str, value) -> None:
-    """Each field of a template file in turn set to a value of the wrong shape:
-    the file loads, or is problem lines about it alone, never an exception.
-    Lists and nulls at odd places once crashed it."""
+    """Each field of a template file in turn set to a value of the wrong shape,
+    or left out: the file loads, or is problem lines about it alone, never an
+    exception. Lists and nulls at odd places once crashed it, and an
+    AppWrapper without its spec."""
     original = yaml.safe_load(template_files()[path])
     for where in list(_paths(original))[1:]:
         doc = yaml.safe_load(template_files()[path])
         node = doc
         for key in where[:-1]:
             node = node[key]
-        node[where[-1]] = value
+        if value is _LEFT_OUT:
+            del node[where[-1]]
+        else:
+            node[where[-1]] = value
         change = {
             path.removesuffix(".yaml").replace("/", "__").replace("-", "_"): yaml.safe_dump(doc)
         }
