@@ -233,7 +233,14 @@ def _one_document(raw: bytes) -> tuple[Any, str | None]:
         return None, f"not valid YAML: {yamlio.describe(error)}"
     if len(docs) != 1:
         return None, f"expected one YAML document, found {len(docs)}"
+    if not isinstance(docs[0], dict):
+        found = _SHAPES.get(type(docs[0]), repr(docs[0]))
+        return None, f"expected a mapping (apiVersion, kind, metadata, spec), found {found}"
     return docs[0], None
+
+
+# What a YAML document that is no mapping holds, in the words of its problem line.
+_SHAPES = {type(None): "an empty document", list: "a list", str: "a string"}
 
 
 def _problems(path: str, invalid: ValidationError, *, model: type[BaseModel]) -> list[Problem]:

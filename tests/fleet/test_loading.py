@@ -673,6 +673,14 @@ def test_the_spoke_down_grace_may_be_zero_or_none(written, grace) -> None:
             "caspian.yaml: spec.requeueLimit: Input should be greater than or equal to 0",
         ),
         ({"caspian": None}, "caspian.yaml: missing"),
+        (
+            {"caspian": "- apiVersion: caspian.dev/v1alpha1\n"},
+            "caspian.yaml: expected a mapping (apiVersion, kind, metadata, spec), found a list",
+        ),
+        (
+            {"caspian": "42\n"},
+            "caspian.yaml: expected a mapping (apiVersion, kind, metadata, spec), found 42",
+        ),
     ],
 )
 def test_a_bad_policy_stops_everything_with_a_clear_line(changes, expected) -> None:
@@ -734,6 +742,11 @@ def test_a_bad_policy_stops_everything_with_a_clear_line(changes, expected) -> N
             },
             "spokes/paris.yaml: spec.kubeContext: Input should be a valid string, found the "
             "number 5: put it in quotes",
+        ),
+        (
+            {"spokes__paris": "paris\n"},
+            "spokes/paris.yaml: expected a mapping (apiVersion, kind, metadata, spec), "
+            "found a string",
         ),
     ],
 )
