@@ -63,20 +63,33 @@ def gates_moved(
 ) -> bool:
     """Whether, from `before` to `after`, a job that others run after changed
     what `gate_of` reads of it: whether it has started (and then its planned
-    end), succeeded or failed, and its Job (a run again is a new one). Not
-    Dispatched to Running, which happens at every start and leaves its gates
-    as they were: each pass solves the whole plan again."""
+    end), succeeded or failed, and its Job (a run again is a new one); or a
+    job that runs after others changed what `due_for_others` reads of it:
+    whether it has started or finished, and when it was first seen (its own
+    deadline). Not Dispatched to Running, which happens at every start and
+    leaves its gates as they were: each pass solves the whole plan again."""
 
     def read(entry: Entry | None) -> tuple[str, str | None, datetime | None] | None:
         if entry is None:
             return None
-        if entry.phase in FIXED:
-            return "started", entry.job_name, entry.planned_end
-        finished = entry.phase in (Phase.SUCCEEDED, Phase.FAILED)
-        return entry.phase.value if finished else "not started", entry.job_name, None
+        end = entry.planned_end if entry.phase in FIXED else None
+        return _progress(entry), entry.job_name, end
+
+    def read_waiting(entry: Entry | None) -> tuple[str, datetime | None] | None:
+        return None if entry is None else (_progress(entry), entry.first_seen)
 
     targets = {other for job in jobs for other in job.after}
-    return any(read(before.get(other)) != read(after.get(other)) for other in targets)
+    waiting = {job.id for job in jobs if job.after}
+    return any(read(before.get(other)) != read(after.get(other)) for other in targets) or any(
+        read_waiting(before.get(job_id)) != read_waiting(after.get(job_id)) for job_id in waiting
+    )
+
+
+def _progress(entry: Entry) -> str:
+    """Started, Succeeded, Failed or not started."""
+    if entry.phase in FIXED:
+        return "started"
+    return entry.phase.value if entry.phase in (Phase.SUCCEEDED, Phase.FAILED) else "not started"
 
 
 class Gate(NamedTuple):

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import yaml
 
+from optimizer import keeping
 from reconciler import chains, messages
 from reconciler.ledger import Entry, Phase
 from reconciler.templates import template_files
@@ -326,6 +327,36 @@ def test_what_is_suspended_now_holds_what_runs_after_it_at_once() -> None:
     assert again.ledger == held.ledger and files_again == files
 
 
+def test_what_runs_after_a_job_suspended_now_dates_it_in_the_same_decision() -> None:
+    # train is running when its AppWrapper is given caspian.dev/after: prep
+    # and suspended at once. Stopped, it has not started as far as prep is
+    # concerned: prep must end in time for it. The decision that suspends it
+    # already plans prep so, and a reconcile right after keeps that plan.
+    files = template_files()
+    later = (NOW + timedelta(hours=3)).isoformat().replace("+00:00", "Z")
+    prep = {"caspian.dev/duration": "1h", "caspian.dev/complete-within": "12h"}
+    files["jobs/prep.yaml"] = appwrapper(
+        "prep", annotations={**prep, "caspian.dev/not-before": later}
+    ).encode()
+    train = {"caspian.dev/duration": "2h", "caspian.dev/complete-within": "8h"}
+    files["jobs/train.yaml"] = appwrapper("train", annotations=train).encode()
+    first, files = step(files, now=NOW)
+    assert entries(first)["batch/train"].phase == "Dispatched"
+    doc = yaml.safe_load(files["jobs/train.yaml"])
+    doc["metadata"]["annotations"]["caspian.dev/after"] = "prep"
+    doc["spec"]["suspend"] = True
+    files = {**files, "jobs/train.yaml": yaml.safe_dump(doc).encode()}
+    at = NOW + timedelta(minutes=5)
+    held, files = step(files, now=at)
+    assert entries(held)["batch/train"].phase == "Suspended"
+    prep_job = next(j for j in held.instance.jobs if j.id == "batch/prep")
+    # train's deadline (8h from when it was first seen) less its 2h.
+    assert held.window.time_of(prep_job.deadline_slot) <= NOW + timedelta(hours=6)
+    again, files_again = step(files, now=at)
+    assert again.plan.method == keeping.METHOD  # the problem the last plan answered
+    assert again.ledger == held.ledger and files_again == files
+
+
 def test_a_change_to_what_others_run_after_is_one_that_gates_read() -> None:
     fleet = fleet_with(
         jobs__prep=appwrapper("prep", annotations=PREP),
@@ -363,3 +394,13 @@ def test_a_change_to_what_others_run_after_is_one_that_gates_read() -> None:
     assert chains.gates_moved(fleet.jobs, planned, done)
     assert not chains.gates_moved(fleet.jobs, {}, {})
     assert chains.gates_moved(fleet.jobs, {}, before)
+    # And what `due_for_others` reads of a job that runs after others.
+    train = _record(fleet, "batch/train", phase="Running")
+
+    def train_moved(**change) -> bool:
+        after = {**before, "batch/train": train.model_copy(update=change)}
+        return chains.gates_moved(fleet.jobs, {**before, "batch/train": train}, after)
+
+    assert not train_moved(reason="anything", phase=Phase.DISPATCHED)
+    assert train_moved(phase=Phase.SUSPENDED)  # stopped: not started any more
+    assert train_moved(first_seen=NOW + timedelta(hours=1))  # its own deadline
