@@ -65,9 +65,10 @@ def gates_moved(
     what `gate_of` reads of it: whether it has started (and then its planned
     end), succeeded or failed, and its Job (a run again is a new one); or a
     job that runs after others changed what `due_for_others` reads of it:
-    whether it has started or finished, and when it was first seen (its own
-    deadline). Not Dispatched to Running, which happens at every start and
-    leaves its gates as they were: each pass solves the whole plan again."""
+    whether it is under way (started or finished). Not a new job's first
+    record, which dates it from now as the pass did; nor Dispatched to
+    Running, which happens at every start and leaves its gates as they were:
+    each pass solves the whole plan again."""
 
     def read(entry: Entry | None) -> tuple[str, str | None, datetime | None] | None:
         if entry is None:
@@ -75,13 +76,13 @@ def gates_moved(
         end = entry.planned_end if entry.phase in FIXED else None
         return _progress(entry), entry.job_name, end
 
-    def read_waiting(entry: Entry | None) -> tuple[str, datetime | None] | None:
-        return None if entry is None else (_progress(entry), entry.first_seen)
+    def under_way(entry: Entry | None) -> bool:
+        return entry is not None and _progress(entry) != "not started"
 
     targets = {other for job in jobs for other in job.after}
     waiting = {job.id for job in jobs if job.after}
     return any(read(before.get(other)) != read(after.get(other)) for other in targets) or any(
-        read_waiting(before.get(job_id)) != read_waiting(after.get(job_id)) for job_id in waiting
+        under_way(before.get(job_id)) != under_way(after.get(job_id)) for job_id in waiting
     )
 
 

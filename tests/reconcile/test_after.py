@@ -403,4 +403,7 @@ def test_a_change_to_what_others_run_after_is_one_that_gates_read() -> None:
 
     assert not train_moved(reason="anything", phase=Phase.DISPATCHED)
     assert train_moved(phase=Phase.SUSPENDED)  # stopped: not started any more
-    assert train_moved(first_seen=NOW + timedelta(hours=1))  # its own deadline
+    assert not train_moved(phase=Phase.SUCCEEDED)  # under way either way
+    pending = _record(fleet, "batch/train", phase="Pending")
+    # A new job's first record: dated from now, as the pass that made it.
+    assert not chains.gates_moved(fleet.jobs, before, {**before, "batch/train": pending})
