@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
+from pydantic import ValidationError
 from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
@@ -236,6 +237,11 @@ class KubeObserver:
                 namespace: kubeobjects.limit_range_items(items)
                 for namespace, items in range_lists.items()
             }
+        except ValidationError as error:  # an object without a field Caspian's models need
+            fields = ", ".join(sorted({".".join(map(str, e["loc"])) for e in error.errors()}))
+            return self._down(
+                spoke, f"its API answered a {error.title} Caspian cannot read: {fields}"
+            )
         except ValueError as error:  # a quantity that does not parse
             return self._down(spoke, f"its API answered an object Caspian cannot read: {error}")
         except (TypeError, AttributeError):
@@ -437,7 +443,8 @@ class KubeObserver:
             memory_bytes=0,
             gpu=0,
             source=f"kube:{context}",
-            reason=kubeobjects.cut(reason, MOST_REASON),
+            # One line: it goes into a commit message's list of spokes that are down.
+            reason=kubeobjects.cut(" ".join(reason.split()), MOST_REASON),
         )
 
 

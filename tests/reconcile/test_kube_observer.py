@@ -447,6 +447,11 @@ def test_an_api_error_marks_the_spoke_down(tmp_path, status) -> None:
             Reply(body=listing("NodeList", [node("ready-1", cpu="lots")])),
             "its API answered an object Caspian cannot read: 'lots' is not a Kubernetes quantity",
         ),
+        (
+            "/api/v1/nodes",
+            Reply(body=listing("NodeList", [{**node("ready-1"), "metadata": {}}])),
+            "its API answered a Node Caspian cannot read: name",
+        ),
     ],
 )
 def test_an_answer_that_is_not_kubernetes_marks_the_spoke_down_not_the_loop(
