@@ -673,9 +673,11 @@ def _finished(prev: Entry | None, spokes: Mapping[str, SpokeState]) -> Phase | N
         return None
     if prev.phase in FINISHED:
         return prev.phase
-    # A stopped Job may have ended before its pods did.
+    # A stopped Job may have ended before its pods did. A planned one may have
+    # been resumed by hand and run: a finished Job does not run again, so
+    # dispatching it would only have the next reconcile find it finished.
     state = spokes.get(prev.spoke or "")
-    if (prev.phase in FIXED or prev.stopped) and state is not None:
+    if (prev.phase in (*FIXED, Phase.PLANNED) or prev.stopped) and state is not None:
         seen = state.jobs.get(prev.job_key)
         if seen in (Phase.SUCCEEDED.value, Phase.FAILED.value):
             return Phase(seen)

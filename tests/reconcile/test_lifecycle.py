@@ -52,6 +52,21 @@ def test_reported_job_status_moves_the_ledger_and_frees_capacity() -> None:
     assert done.id not in {a.id for a in later.plan.assignments}  # holds no capacity
 
 
+def test_a_planned_job_its_spoke_reports_finished_is_finished_at_once() -> None:
+    # Resumed by hand on its spoke and run before its slot came: the record
+    # says what the spoke says, rather than dispatching a Job that will not
+    # run again and finding it finished a reconcile later.
+    decision, files = step(template_files(), now=NOW)
+    planned = next(e for e in entries(decision).values() if e.phase == "Planned")
+    reports = {planned.spoke: {"jobs": {planned.job_key: "Succeeded"}}}
+    at = NOW + timedelta(minutes=5)
+    later, files = step(files, now=at, states=reports)
+    assert entries(later)[planned.id].phase == "Succeeded"
+    assert planned.id not in {a.id for a in later.plan.assignments}
+    again, same = step(files, now=at, states=reports)
+    assert again.ledger == later.ledger and same == files
+
+
 def test_a_planned_start_that_went_by_undispatched_is_planned_again_from_now() -> None:
     decision, files = step(template_files(), now=NOW)
     outage = NOW + timedelta(hours=6)  # no reconcile in between: the remote was down
