@@ -18,7 +18,7 @@ from optimizer.model import Instance, Job, Plan, SolverSettings
 from optimizer.solving import optimize
 from reconciler import fitting, pools, requeues, retrying
 from reconciler.chains import due_for_others, gate_of, gates_moved
-from reconciler.decisions import Decision, SpokeState, Window
+from reconciler.decisions import Decision, SpokeState, Window, spoke_state
 from reconciler.fleet import Fleet, JobRequest
 from reconciler.ledger import (
     ACTIVE,
@@ -676,7 +676,7 @@ def _finished(prev: Entry | None, spokes: Mapping[str, SpokeState]) -> Phase | N
     # A stopped Job may have ended before its pods did. A planned one may have
     # been resumed by hand and run: a finished Job does not run again, so
     # dispatching it would only have the next reconcile find it finished.
-    state = spokes.get(prev.spoke or "")
+    state = spoke_state(prev, spokes)
     if (prev.phase in (*FIXED, Phase.PLANNED) or prev.stopped) and state is not None:
         seen = state.jobs.get(prev.job_key)
         if seen in (Phase.SUCCEEDED.value, Phase.FAILED.value):
@@ -687,7 +687,7 @@ def _finished(prev: Entry | None, spokes: Mapping[str, SpokeState]) -> Phase | N
 def _overrunning(prev: Entry | None, spokes: Mapping[str, SpokeState], *, now: datetime) -> bool:
     """Whether the job's spoke reports its Job still running at or past its planned
     end (the kube observer reports Jobs; declared capacity reports nothing)."""
-    state = spokes.get(prev.spoke or "") if prev is not None else None
+    state = spoke_state(prev, spokes)
     if prev is None or state is None or prev.planned_end is None:
         return False
     running = state.jobs.get(prev.job_key) == Phase.RUNNING.value

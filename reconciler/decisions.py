@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
@@ -110,6 +111,11 @@ class SpokeState(BaseModel):
                 "down_since": since,
             }
         )
+
+
+def spoke_state(entry: Entry | None, spokes: Mapping[str, SpokeState]) -> SpokeState | None:
+    """What the spoke of `entry` reports, where it has a spoke that reported."""
+    return spokes.get(entry.spoke) if entry is not None and entry.spoke is not None else None
 
 
 class Retry(BaseModel):

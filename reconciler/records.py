@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 from optimizer.model import Plan
 from reconciler import pools
 from reconciler.chains import Gate
-from reconciler.decisions import Requeue, SpokeState, Window
+from reconciler.decisions import Requeue, SpokeState, Window, spoke_state
 from reconciler.fleet import Fleet, JobRequest, Problem, effective_deadline
 from reconciler.ledger import ACTIVE, FINISHED, FIXED, Declined, Entry, Phase
 from reconciler.optimizerjobs import is_fixed, open_spokes, release_slot
@@ -123,7 +123,7 @@ def job_entry(
         why = (verdicts.gates[job.id].held or "") if job.id in others else ""
         pending = Entry(phase=Phase.PENDING, reason=why, **recorded)
         return pending.model_copy(update={"requeued_from": tried})
-    state = spokes.get(prev.spoke or "") if prev is not None else None
+    state = spoke_state(prev, spokes)
     seen = state.jobs if state is not None else {}
     shut = verdicts.shut[job.id]
     entry = _placed_entry(
@@ -245,7 +245,7 @@ def _finished_at(
     ahead); else now, the reconcile that first saw it finished."""
     if prev.phase in FINISHED:
         return prev.finished_at
-    state = spokes.get(prev.spoke or "")
+    state = spoke_state(prev, spokes)
     ended = state.ended.get(prev.job_key) if state is not None else None
     return min(ended, now) if ended is not None else now
 

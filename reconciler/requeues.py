@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from reconciler.decisions import Requeue, SpokeState
+from reconciler.decisions import Requeue, SpokeState, spoke_state
 from reconciler.fleet import JobRequest
 from reconciler.ledger import FIXED, Entry, Phase
 from reconciler.quantities import format_duration, format_time, times
@@ -102,7 +102,7 @@ def _stuck(job: JobRequest, prev: Entry, spokes: Mapping[str, SpokeState]) -> _S
     it has run none. Pods that have merely not begun (an image still pulling)
     count only for a job whose AppWrapper sets a warmup grace period, as the
     AppWrapper controller resets a workload whose pods are not ready by then."""
-    state = spokes.get(prev.spoke or "")
+    state = spoke_state(prev, spokes)
     if prev.phase not in FIXED or state is None:
         return None
     said = state.said.get(prev.job_key)
