@@ -92,7 +92,8 @@ class SpokeState(BaseModel):
     # not listed enforces none known.
     pod_security: dict[str, str] = {}
     # What Caspian may not list there ("LimitRanges in batch"), so jobs are not
-    # checked against it: the observer's role lacks the right.
+    # checked against it: the observer's role lacks the right (for Secrets,
+    # which deploy/spoke-rbac.yaml does not grant, by choice).
     unread: tuple[str, ...] = ()
     # Its Kubernetes (major, minor), as its API says or its file declares;
     # None where neither does, and jobs are not checked against it.

@@ -98,9 +98,9 @@ def beyond_quota(job: JobRequest, spoke: Spoke) -> str | None:
 
 
 def lacking(job: JobRequest, state: SpokeState) -> str | None:
-    """Why the spoke cannot take the job: it lacks a claim, ConfigMap or class its
-    pods need, and there they would never start. Objects not known (declared
-    capacity, no right to list them) are not held against it."""
+    """Why the spoke cannot take the job: it lacks a claim, ConfigMap, Secret or
+    class its pods need, and there they would never start. Objects not known
+    (declared capacity, no right to list them) are not held against it."""
     absent = [need for need in job.needs if _lacks(state, need)]
     if not absent:
         return None

@@ -355,28 +355,35 @@ CLASSES = (("PriorityClass", "priorityClassName"), ("RuntimeClass", "runtimeClas
 def needs(job_spec: Mapping[str, Any], *, namespace: str) -> tuple[str, ...]:
     """The objects a pod of the Job cannot start without, as `Kind namespace/name`
     (or `Kind name` for a cluster's own): the PersistentVolumeClaims of its
-    volumes, the ConfigMaps of its volumes and environment that are not marked
-    optional, its ServiceAccount, and its PriorityClass and RuntimeClass. They
-    are made cluster by cluster: on a spoke without them its pods would wait, or
-    be refused, for ever. (Secrets are left out: knowing their names takes the
-    right to read them.)"""
+    volumes, the ConfigMaps and Secrets of its volumes and environment that are
+    not marked optional, its ServiceAccount, and its PriorityClass and
+    RuntimeClass. They are made cluster by cluster: on a spoke without them its
+    pods would wait, or be refused, for ever. (A Secret named only as an image
+    pull secret is left out: without it the kubelet still pulls a public
+    image.)"""
     pod = (job_spec.get("template") or {}).get("spec") or {}
     claims: set[str] = set()
     maps: set[str] = set()
+    secrets: set[str] = set()
     for volume in _mappings(pod.get("volumes")):
         claim = volume.get("persistentVolumeClaim") or {}
         if claim.get("claimName"):
             claims.add(claim["claimName"])
-        maps.update(_config_map(volume.get("configMap")))
+        maps.update(_named(volume.get("configMap")))
+        secrets.update(_named(volume.get("secret"), field="secretName"))
         for source in _mappings((volume.get("projected") or {}).get("sources")):
-            maps.update(_config_map(source.get("configMap")))
+            maps.update(_named(source.get("configMap")))
+            secrets.update(_named(source.get("secret")))
     for container in _mappings(
         [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]
     ):
         for source in _mappings(container.get("envFrom")):
-            maps.update(_config_map(source.get("configMapRef")))
+            maps.update(_named(source.get("configMapRef")))
+            secrets.update(_named(source.get("secretRef")))
         for variable in _mappings(container.get("env")):
-            maps.update(_config_map((variable.get("valueFrom") or {}).get("configMapKeyRef")))
+            value_from = variable.get("valueFrom") or {}
+            maps.update(_named(value_from.get("configMapKeyRef")))
+            secrets.update(_named(value_from.get("secretKeyRef")))
     classes = [f"{kind} {pod[field]}" for kind, field in CLASSES if pod.get(field)]
     # Every namespace has "default"; another (one a cloud's workload identity
     # binds, say) is made cluster by cluster, and without it no pod is created.
@@ -385,6 +392,7 @@ def needs(job_spec: Mapping[str, Any], *, namespace: str) -> tuple[str, ...]:
     return tuple(
         [f"PersistentVolumeClaim {namespace}/{name}" for name in sorted(claims)]
         + [f"ConfigMap {namespace}/{name}" for name in sorted(maps)]
+        + [f"Secret {namespace}/{name}" for name in sorted(secrets)]
         + accounts
         + classes
     )
@@ -406,7 +414,10 @@ def scope_of(need: str) -> tuple[str, str]:
     return f"{kind} {namespace}", name
 
 
-def _config_map(reference: Mapping[str, Any] | None) -> tuple[str, ...]:
-    if not reference or reference.get("optional") is True or not reference.get("name"):
+def _named(reference: Any, *, field: str = "name") -> tuple[str, ...]:
+    """The name a reference to a ConfigMap or Secret gives, unless it is
+    optional (the kubelet starts the pod without it then)."""
+    if not isinstance(reference, Mapping) or reference.get("optional") is True:
         return ()
-    return (reference["name"],)
+    name = reference.get(field)
+    return (name,) if isinstance(name, str) and name else ()

@@ -9,10 +9,11 @@ own Jobs are already in the plan), node by node: the nodes are reported with
 their taints and what is free on each, for the pools of `reconciler/pools.py`.
 A spoke whose API does not answer in time is reported down: it gets no new
 work, and its running Jobs keep their place. It also reports what jobs need
-from it: the names of the claims, ConfigMaps, ServiceAccounts and classes they
-name, the ResourceQuotas and LimitRanges of their namespaces, and the Pod
-Security Standard those enforce; and which of Caspian's Jobs there cannot run:
-their pods find no node, are not made, or cannot start, with the spoke's word.
+from it: the names of the claims, ConfigMaps, Secrets, ServiceAccounts and
+classes they name (their names only: never a Secret's data), the ResourceQuotas
+and LimitRanges of their namespaces, and the Pod Security Standard those
+enforce; and which of Caspian's Jobs there cannot run: their pods find no node,
+are not made, or cannot start, with the spoke's word.
 
 This module asks; what the answers say is read by `reconciler/kubeobjects.py`
 (a spoke's own objects) and `reconciler/applications.py` (Argo CD's
@@ -63,6 +64,21 @@ MOST_EVENT_LISTS = 16
 # namespace and field selector, and what to make of the events.
 EventAsk = tuple[str, str, str, Callable[[list[Any]], str | None]]
 MOST_REASON = 160  # characters of why a spoke is down
+# Where only names are wanted, the API server is asked for each object's
+# metadata alone (a PartialObjectMetadataList): a Secret's data never leaves
+# its cluster, and ConfigMaps of a megabyte each cost nothing to list. A server
+# or proxy that does not serve that form answers with the whole objects.
+NAMES_ONLY = {
+    "Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+}
+# The kinds asked for so: the client's models of the others require fields
+# besides metadata (a RuntimeClass its handler), and a cluster holds few of
+# them, so they are listed whole.
+BY_NAME = frozenset({"PersistentVolumeClaim", "ConfigMap", "Secret", "ServiceAccount"})
+# The right to list Secrets is the right to read them, so deploy/spoke-rbac.yaml
+# does not grant it: a spoke where another file does has its Secrets checked,
+# and one where none does is no cause for a warning.
+GRANTED_BY = {"Secrets": "deploy/spoke-rbac-secrets.yaml"}
 
 
 class KubeObserver:
@@ -369,11 +385,19 @@ class KubeObserver:
         lists: dict[str, Callable[..., Any]] = {
             "PersistentVolumeClaim": core.list_namespaced_persistent_volume_claim,
             "ConfigMap": core.list_namespaced_config_map,
+            "Secret": core.list_namespaced_secret,
             "ServiceAccount": core.list_namespaced_service_account,
             "PriorityClass": client.SchedulingV1Api(api).list_priority_class,
             "RuntimeClass": client.NodeV1Api(api).list_runtime_class,
         }
-        items = self._listed(lists[kind], namespace, what=f"{kind}s", spoke=spoke, unread=unread)
+        items = self._listed(
+            lists[kind],
+            namespace,
+            what=f"{kind}s",
+            spoke=spoke,
+            unread=unread,
+            headers=NAMES_ONLY if kind in BY_NAME else None,
+        )
         if items is None:
             return None
         # An object without a name, as a garbled answer has, is none a job needs.
@@ -388,41 +412,62 @@ class KubeObserver:
         what: str,
         spoke: Spoke,
         unread: list[str],
+        headers: Mapping[str, str] | None = None,
     ) -> list[Any] | None:
         """Every item of a list Caspian may lack the right to (an older
         deploy/spoke-rbac.yaml): None then, noted in `unread`, and jobs are not
         checked against it."""
         try:
-            return self._all(list_call, **({"namespace": namespace} if namespace else {}))
+            return self._all(
+                list_call, headers=headers, **({"namespace": namespace} if namespace else {})
+            )
         except ApiException as error:
             if error.status not in (401, 403):
                 raise
-            log.warning(
+            log.log(
+                logging.INFO if what in GRANTED_BY else logging.WARNING,
                 "spoke %s: may not list %s%s (HTTP %s), so jobs are not checked against them "
-                "there; deploy/spoke-rbac.yaml grants it",
+                "there; %s grants it",
                 spoke.name,
                 what,
                 f" in {namespace}" if namespace else "",
                 error.status,
+                GRANTED_BY.get(what, "deploy/spoke-rbac.yaml"),
             )
             unread.append(what + (f" in {namespace}" if namespace else ""))
             return None
 
-    def _all(self, list_call: Callable[..., Any], **query: str) -> list[Any]:
+    def _all(
+        self,
+        list_call: Callable[..., Any],
+        *,
+        headers: Mapping[str, str] | None = None,
+        **query: str,
+    ) -> list[Any]:
         """Every item of a list. A continue token that expired (410) starts the
         list again, once: pages of two snapshots could count a pod twice."""
         try:
-            return self._pages(list_call, **query)
+            return self._pages(list_call, headers=headers, **query)
         except ApiException as error:
             if error.status != 410:
                 raise
-            return self._pages(list_call, **query)
+            return self._pages(list_call, headers=headers, **query)
 
-    def _pages(self, list_call: Callable[..., Any], **query: str) -> list[Any]:
+    def _pages(
+        self,
+        list_call: Callable[..., Any],
+        *,
+        headers: Mapping[str, str] | None = None,
+        **query: str,
+    ) -> list[Any]:
         items: list[Any] = []
         token, seen = None, set()
+        # The client sends its own Accept header unless given one.
+        asked = {"_headers": dict(headers)} if headers else {}
         for _ in range(MOST_PAGES):
-            page = list_call(limit=PAGE, _continue=token, _request_timeout=self.timeout, **query)
+            page = list_call(
+                limit=PAGE, _continue=token, _request_timeout=self.timeout, **asked, **query
+            )
             items.extend(page.items)
             token = page.metadata._continue if page.metadata is not None else None
             if not token:

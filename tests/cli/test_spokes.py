@@ -121,11 +121,17 @@ def test_spokes_shows_what_the_kube_observer_sees_and_may_not_list(run, tmp_path
     remote = tmp_path / "fleet.git"
     run("init", "--bare", remote)
     forbidden = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403}
+    # A job whose pods read a Secret, which paris does not let Caspian list.
+    doc = yaml.safe_load(gitutil.read(remote, "jobs/eval-nightly.yaml"))
+    pod = doc["spec"]["components"][0]["template"]["spec"]["template"]["spec"]
+    pod["containers"][0]["envFrom"] = [{"secretRef": {"name": "hf-token"}}]
+    gitutil.user_commit(remote, {"jobs/eval-nightly.yaml": yaml.safe_dump(doc).encode()})
     with serve() as gone:
         stopped = gone.url  # california's API server: nothing answers there now
     with serve() as paris, serve() as frankfurt:
         kube_spoke(paris, cpu="48")
         paris.route("/api/v1/namespaces/batch/limitranges", Reply(status=403, body=forbidden))
+        paris.route("/api/v1/namespaces/batch/secrets", Reply(status=403, body=forbidden))
         stuck = _waiting_pod("climate-x", "climate-sim-330fb802", since="2026-11-22T02:04:00Z")
         paris.route("/api/v1/pods", Reply(body=listing("PodList", [stuck])))
         label = {"pod-security.kubernetes.io/enforce": "restricted"}
@@ -197,7 +203,12 @@ def test_spokes_shows_what_the_kube_observer_sees_and_may_not_list(run, tmp_path
     assert "\nfrankfurt: namespace batch: LimitRange batch/small\n" in result.output
     assert (
         "\nparis: may not list LimitRanges in batch, so jobs are not checked against them "
-        "there; apply deploy/spoke-rbac.yaml on it"
+        "there; apply deploy/spoke-rbac.yaml on it\n"
+    ) in result.output
+    # Secrets are listed only where a spoke's admin chose to let Caspian.
+    assert (
+        "\nparis: may not list Secrets in batch, so the Secrets jobs need are not checked "
+        "there (deploy/spoke-rbac-secrets.yaml grants it, if you choose)\n"
     ) in result.output
 
 

@@ -161,6 +161,29 @@ def test_the_observer_role_only_lists() -> None:
     }
 
 
+def test_the_right_to_list_secrets_is_granted_apart_and_only_in_the_jobs_namespaces() -> None:
+    granted = documents(ROOT / "deploy" / "spoke-rbac-secrets.yaml")
+    (role,) = [d for d in granted if d["kind"] == "ClusterRole"]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]}]
+    # Bound namespace by namespace, never cluster-wide.
+    assert {d["kind"] for d in granted} == {"ClusterRole", "RoleBinding"}
+    bindings = [d for d in granted if d["kind"] == "RoleBinding"]
+    policy = yaml.safe_load((ROOT / "repo-template" / "caspian.yaml").read_text())["spec"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == sorted(policy["namespaces"])
+    observer = next(
+        d for d in documents(ROOT / "deploy" / "spoke-rbac.yaml") if d["kind"] == "ServiceAccount"
+    )
+    for binding in bindings:
+        assert binding["roleRef"]["name"] == role["metadata"]["name"]
+        assert binding["subjects"] == [
+            {
+                "kind": "ServiceAccount",
+                "name": observer["metadata"]["name"],
+                "namespace": observer["metadata"]["namespace"],
+            }
+        ]
+
+
 @pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
 @pytest.mark.parametrize("directory", ["argocd", "deploy"])
 def test_kustomize_builds(directory) -> None:

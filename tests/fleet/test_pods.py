@@ -345,28 +345,54 @@ def test_what_a_pod_needs_from_its_cluster_comes_from_its_volumes_and_environmen
         {"name": "data", "persistentVolumeClaim": {"claimName": "checkpoints"}},
         {"name": "settings", "configMap": {"name": "trainer"}},
         {"name": "extra", "configMap": {"name": "tuning", "optional": True}},
-        {"name": "both", "projected": {"sources": [{"configMap": {"name": "labels"}}]}},
+        {
+            "name": "both",
+            "projected": {
+                "sources": [
+                    {"configMap": {"name": "labels"}},
+                    {"secret": {"name": "ca"}},
+                    {"secret": {"name": "extra-ca", **OPTIONAL}},
+                ]
+            },
+        },
         {"name": "creds", "secret": {"secretName": "s3"}},
+        {"name": "maybe", "secret": {"secretName": "tls", **OPTIONAL}},
         {"name": "scratch", "emptyDir": {}},
     ]
     pod["initContainers"] = [
-        {"name": "fetch", "image": "busybox", "envFrom": [{"configMapRef": {"name": "urls"}}]}
+        {
+            "name": "fetch",
+            "image": "busybox",
+            "envFrom": [
+                {"configMapRef": {"name": "urls"}},
+                {"secretRef": {"name": "hf-token"}},
+                {"secretRef": {"name": "mirror", **OPTIONAL}},
+            ],
+        }
     ]
     pod["containers"][0]["env"] = [
         {"name": "A", "valueFrom": {"configMapKeyRef": {"name": "trainer", "key": "a"}}},
         {"name": "B", "valueFrom": {"configMapKeyRef": {"name": "x", "key": "b", **OPTIONAL}}},
         {"name": "C", "valueFrom": {"secretKeyRef": {"name": "s3", "key": "c"}}},
+        {"name": "E", "valueFrom": {"secretKeyRef": {"name": "wandb", "key": "e"}}},
+        {"name": "F", "valueFrom": {"secretKeyRef": {"name": "y", "key": "f", **OPTIONAL}}},
         {"name": "D", "value": "plain"},
     ]
     pod["priorityClassName"] = "batch-low"
     pod["runtimeClassName"] = "gvisor"
     pod["serviceAccountName"] = "trainer"
+    # Without its pull secret the kubelet still pulls a public image.
+    pod["imagePullSecrets"] = [{"name": "registry"}]
     job = {j.name: j for j in fleet_with(jobs__extra=yaml.safe_dump(doc)).jobs}["extra"]
     assert job.needs == (
         "PersistentVolumeClaim batch/checkpoints",
         "ConfigMap batch/labels",
         "ConfigMap batch/trainer",
         "ConfigMap batch/urls",
+        "Secret batch/ca",
+        "Secret batch/hf-token",
+        "Secret batch/s3",
+        "Secret batch/wandb",
         "ServiceAccount batch/trainer",
         "PriorityClass batch-low",
         "RuntimeClass gvisor",
@@ -374,7 +400,7 @@ def test_what_a_pod_needs_from_its_cluster_comes_from_its_volumes_and_environmen
     # A null entry names nothing: the reading goes on past it.
     pod["volumes"][3]["projected"]["sources"].append(None)
     job = {j.name: j for j in fleet_with(jobs__extra=yaml.safe_dump(doc)).jobs}["extra"]
-    assert len(job.needs) == 7
+    assert len(job.needs) == 11
     pod["serviceAccountName"] = "default"  # every namespace has it
     job = {j.name: j for j in fleet_with(jobs__extra=yaml.safe_dump(doc)).jobs}["extra"]
     assert not [need for need in job.needs if need.startswith("ServiceAccount")]

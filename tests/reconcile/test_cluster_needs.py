@@ -1,5 +1,5 @@
-"""What a job's pods need from the cluster they run on: the claims, ConfigMaps
-and classes they name, room under their namespace's ResourceQuotas, and a
+"""What a job's pods need from the cluster they run on: the claims, ConfigMaps,
+Secrets and classes they name, room under their namespace's ResourceQuotas, and a
 Kubernetes that serves the fields its Job sets. A spoke without it is not used
 for the job."""
 
@@ -58,6 +58,25 @@ def test_a_job_goes_only_where_the_claim_its_pods_need_is() -> None:
     unknown, _ = step(_needing_a_claim(), now=NOW)
     assert entries(unknown)["batch/trainer"].phase in ("Planned", "Dispatched")
     assert unknown.missing == {}
+
+
+def test_a_job_goes_only_where_the_secret_its_pods_read_is() -> None:
+    doc = appwrapper_doc("trainer", annotations={"caspian.dev/spokes": "paris,frankfurt"})
+    pod = doc["spec"]["components"][0]["template"]["spec"]["template"]["spec"]
+    pod["containers"][0]["env"] = [
+        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "t"}}}
+    ]
+    files = {**template_files(), "jobs/trainer.yaml": yaml.safe_dump(doc).encode()}
+    has = {"objects": {"Secret batch": frozenset({"hf-token"})}}
+    lacks = {"objects": {"Secret batch": frozenset({"registry"})}}
+    decision, _ = step(files, now=NOW, states={"paris": lacks, "frankfurt": has})
+    assert entries(decision)["batch/trainer"].spoke == "frankfurt"
+    assert decision.missing["batch/trainer"] == {
+        "paris": "its pods need Secret batch/hf-token, and it is not there"
+    }
+    # A spoke that does not let Caspian list Secrets (the default) is not held to it.
+    unknown, _ = step(files, now=NOW, states={"paris": {"objects": {}}, "frankfurt": lacks})
+    assert entries(unknown)["batch/trainer"].spoke == "paris"
 
 
 def test_a_job_larger_than_a_spokes_quota_for_its_namespace_is_not_placed_there() -> None:

@@ -551,8 +551,22 @@ def test_the_objects_jobs_need_are_listed_in_their_namespaces_only(tmp_path, cap
     ]
     pod_spec["priorityClassName"] = "batch-low"
     pod_spec["serviceAccountName"] = "trainer"
+    pod_spec["containers"][0]["envFrom"] = [{"secretRef": {"name": "hf-token"}}]
     fleet = fleet_with(jobs__trainer=yaml.safe_dump(doc))
     claims = [{"metadata": {"name": n, "namespace": "batch"}} for n in ("checkpoints", "other")]
+    # As the API server answers a request for metadata alone: no data, ever.
+    secrets = {
+        "apiVersion": "meta.k8s.io/v1",
+        "kind": "PartialObjectMetadataList",
+        "metadata": {"resourceVersion": "7"},
+        "items": [
+            {
+                "apiVersion": "meta.k8s.io/v1",
+                "kind": "PartialObjectMetadata",
+                "metadata": {"name": "hf-token", "namespace": "batch"},
+            }
+        ],
+    }
     classes = [{"metadata": {"name": "batch-low"}, "value": 10}]
     forbidden = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403}
     caplog.set_level(logging.WARNING)
@@ -563,6 +577,7 @@ def test_the_objects_jobs_need_are_listed_in_their_namespaces_only(tmp_path, cap
             Reply(body=listing("PersistentVolumeClaimList", claims)),
         )
         api.route("/api/v1/namespaces/batch/configmaps", Reply(status=403, body=forbidden))
+        api.route("/api/v1/namespaces/batch/secrets", Reply(body=secrets))
         api.route(
             "/apis/scheduling.k8s.io/v1/priorityclasses",
             Reply(body=listing("PriorityClassList", classes)),
@@ -573,6 +588,7 @@ def test_the_objects_jobs_need_are_listed_in_their_namespaces_only(tmp_path, cap
         )
         state = observe(tmp_path, {"paris": api.url}, fleet=fleet)["paris"]
         asked = {s.path for s in api.seen if "/namespaces/" in s.path or "classes" in s.path}
+        accepts = {s.path: s.headers.get("accept") for s in api.seen}
     asked -= {
         f"/api/v1/namespaces/{ns}/{kind}"
         for ns in ("batch", "media")
@@ -581,13 +597,23 @@ def test_the_objects_jobs_need_are_listed_in_their_namespaces_only(tmp_path, cap
     assert asked == {
         "/api/v1/namespaces/batch/persistentvolumeclaims",
         "/api/v1/namespaces/batch/configmaps",
+        "/api/v1/namespaces/batch/secrets",
         "/apis/scheduling.k8s.io/v1/priorityclasses",
         "/api/v1/namespaces/batch/serviceaccounts",
     }
+    # Names are all Caspian reads of a namespace's objects, so it asks for no more.
+    names_only = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+    by_name = {path for path in asked if "/namespaces/" in path}
+    assert len(by_name) == 4
+    assert all(accepts[path].startswith(names_only) for path in by_name)
+    # The client cannot read a RuntimeClass without its handler: classes come whole.
+    assert not accepts["/apis/scheduling.k8s.io/v1/priorityclasses"].startswith(names_only)
+    assert not accepts["/api/v1/nodes"].startswith(names_only)
     # Not allowed to list ConfigMaps: those are not known, and the spoke is up.
     assert state.up
     assert state.objects == {
         "PersistentVolumeClaim batch": frozenset({"checkpoints", "other"}),
+        "Secret batch": frozenset({"hf-token"}),
         "PriorityClass": frozenset({"batch-low"}),
         "ServiceAccount batch": frozenset({"default"}),
     }
@@ -614,6 +640,35 @@ def test_a_listed_object_without_a_name_is_none_a_job_needs(tmp_path) -> None:
         fleet = fleet_with(jobs__trainer=yaml.safe_dump(doc))
         state = observe(tmp_path, {"paris": api.url}, fleet=fleet)["paris"]
     assert state.up and state.objects == {"ConfigMap batch": frozenset({"trainer"})}
+
+
+def test_secrets_it_may_not_list_are_not_checked_and_no_cause_for_a_warning(
+    tmp_path, caplog
+) -> None:
+    doc = appwrapper_doc("trainer")
+    pod_spec = doc["spec"]["components"][0]["template"]["spec"]["template"]["spec"]
+    pod_spec["volumes"] = [
+        {"name": "token", "secret": {"secretName": "hf-token"}},
+        {"name": "settings", "configMap": {"name": "trainer"}},
+    ]
+    forbidden = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403}
+    caplog.set_level(logging.INFO)
+    with serve() as api:
+        healthy(api)
+        api.route("/api/v1/namespaces/batch/secrets", Reply(status=403, body=forbidden))
+        api.route("/api/v1/namespaces/batch/configmaps", Reply(status=403, body=forbidden))
+        fleet = fleet_with(jobs__trainer=yaml.safe_dump(doc))
+        state = observe(tmp_path, {"paris": api.url}, fleet=fleet)["paris"]
+    assert state.up and state.objects == {}
+    assert set(state.unread) == {"Secrets in batch", "ConfigMaps in batch"}
+    said = {r.getMessage(): r.levelno for r in caplog.records if "may not list" in r.getMessage()}
+    # deploy/spoke-rbac.yaml grants ConfigMaps: not having it is an older file.
+    assert said == {
+        "spoke paris: may not list ConfigMaps in batch (HTTP 403), so jobs are not checked "
+        "against them there; deploy/spoke-rbac.yaml grants it": logging.WARNING,
+        "spoke paris: may not list Secrets in batch (HTTP 403), so jobs are not checked "
+        "against them there; deploy/spoke-rbac-secrets.yaml grants it": logging.INFO,
+    }
 
 
 def quota(name, hard, **spec):
