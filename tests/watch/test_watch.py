@@ -598,12 +598,22 @@ def test_the_loop_benchmark_measures_latency_and_a_free_noop() -> None:
     now = datetime(2026, 12, 1, 9, tzinfo=UTC)
     latency = benchloop.latency(jobs=12, rounds=2, now=now)
     assert len(latency["push_to_placement_s"]) == 2 and latency["max_s"] < 60
+    assert latency["p90_s"] == latency["max_s"]  # of two pushes, the slower
     assert latency["now"] == "2026-12-01T09:00:00+00:00"
     noop = benchloop.noop(jobs=15, repeats=2, now=now)
     assert noop["first_result"].startswith("committed") and noop["noop_committed"] is False
     assert noop["noop_p50_s"] < 1.0
     assert noop["unrelated_push_result"] == "unchanged"
     assert noop["unrelated_push_committed"] is False
+
+
+def test_the_loop_benchmarks_p90_is_a_value_nine_in_ten_are_no_greater_than() -> None:
+    from reconciler.benchloop import nearest_rank
+
+    assert nearest_rank([0.43, 0.36], 0.9) == 0.43
+    assert nearest_rank([float(x) for x in range(10, 0, -1)], 0.9) == 9.0
+    assert nearest_rank([float(x) for x in range(1, 16)], 0.9) == 14.0
+    assert nearest_rank([2.5], 0.9) == 2.5
 
 
 @pytest.mark.parametrize(
