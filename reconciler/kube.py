@@ -66,7 +66,7 @@ EventAsk = tuple[str, str, str, Callable[[list[Any]], str | None]]
 MOST_REASON = 160  # characters of why a spoke is down
 # Where only names are wanted, the API server is asked for each object's
 # metadata alone (a PartialObjectMetadataList): a Secret's data never leaves
-# its cluster, and ConfigMaps of a megabyte each cost nothing to list. A server
+# its cluster, and ConfigMaps of a megabyte each cost little to list. A server
 # or proxy that does not serve that form answers with the whole objects.
 NAMES_ONLY = {
     "Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
@@ -415,8 +415,8 @@ class KubeObserver:
         headers: Mapping[str, str] | None = None,
     ) -> list[Any] | None:
         """Every item of a list Caspian may lack the right to (an older
-        deploy/spoke-rbac.yaml): None then, noted in `unread`, and jobs are not
-        checked against it."""
+        deploy/spoke-rbac.yaml, or Secrets not granted): None then, noted in
+        `unread`, and jobs are not checked against it."""
         try:
             return self._all(
                 list_call, headers=headers, **({"namespace": namespace} if namespace else {})

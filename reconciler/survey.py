@@ -140,16 +140,16 @@ def table(survey: Survey) -> str:
         notes.extend(f"{report.name}: {line}" for line in _waiting_jobs(seen))
         notes.extend(f"{report.name}: {line}" for line in _namespace_rules(seen))
         # Secrets are listed only where a spoke's admin chose to grant it.
-        chosen = [what for what in seen.unread if what.startswith("Secrets")]
-        missing = [what for what in seen.unread if what not in chosen]
+        opt_in = [what for what in seen.unread if what.startswith("Secrets")]
+        missing = [what for what in seen.unread if what not in opt_in]
         if missing:
             notes.append(
                 f"{report.name}: may not list {', '.join(missing)}, so jobs are not checked "
                 "against them there; apply deploy/spoke-rbac.yaml on it"
             )
-        if chosen:
+        if opt_in:
             notes.append(
-                f"{report.name}: may not list {', '.join(chosen)}, so the Secrets jobs need are "
+                f"{report.name}: may not list {', '.join(opt_in)}, so the Secrets jobs need are "
                 "not checked there (deploy/spoke-rbac-secrets.yaml grants it, if you choose)"
             )
     return "\n".join(lines + (["", *notes] if notes else []))
