@@ -606,7 +606,7 @@ def test_the_objects_jobs_need_are_listed_in_their_namespaces_only(tmp_path, cap
     by_name = {path for path in asked if "/namespaces/" in path}
     assert len(by_name) == 4
     assert all(accepts[path].startswith(names_only) for path in by_name)
-    # The client cannot read a RuntimeClass without its handler: classes come whole.
+    # A cluster's classes come whole: the client's RuntimeClass needs its handler.
     assert not accepts["/apis/scheduling.k8s.io/v1/priorityclasses"].startswith(names_only)
     assert not accepts["/api/v1/nodes"].startswith(names_only)
     # Not allowed to list ConfigMaps: those are not known, and the spoke is up.
