@@ -40,6 +40,11 @@
    Where ascent gave the prices (1000 jobs and more), ruin and recreate instead
    (`repacking`): the jobs of a short window on one spoke, and a few that would
    be cheaper there, placed again together, the bulkiest first.
+4. Where ascent gave the prices and there is a second core, a forked copy
+   (`twins`) goes on from ascent by another path while this one goes on by
+   its own: it polishes the second-cheapest rounding instead of the
+   cheapest, and draws its own windows in ruin and recreate (it calls no
+   MILP solver). The cheaper of the two plans is the answer.
 
 `solver_status` says what was proven: "optimal" only when the plan is within
 `gap_rel` of a proven bound; otherwise the remaining gap to that bound.
@@ -53,7 +58,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from optimizer import columns as cols
-from optimizer import diving, ejection, heuristics, lagrange, lns, mip, repacking, sequencing
+from optimizer import (
+    diving,
+    ejection,
+    heuristics,
+    lagrange,
+    lns,
+    mip,
+    repacking,
+    sequencing,
+    twins,
+)
 from optimizer.costs import why_unplaceable
 from optimizer.highs import HighsBackend
 from optimizer.model import Instance, Plan, SolverSettings
@@ -102,6 +117,8 @@ class Stats:
     dual_bound: float | None = None
     lns_improvements: int = 0
     repack_improvements: int = 0
+    # Whether the plan is the twin's, on the second core (None: no twin ran).
+    twin_won: bool | None = None
 
 
 @dataclass
@@ -133,7 +150,11 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
     stats.columns = columns.size
     stats.build_s = time.monotonic() - started
 
+    twin: twins.Twin | None = None
+
     def finish(choice: np.ndarray | None, status: str, method: str, bound: float | None) -> Outcome:
+        if twin is not None:  # a path that did not wait for it: the twin's plan goes unread
+            twin.stop()
         plan = build_plan(
             instance,
             choices=columns.slots_of(choice),
@@ -185,6 +206,29 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
     )
     stats.dual_rounds, stats.dual_bound = dual.rounds, dual.bound
     priced = dual.reduced  # ranks each job's columns as well as the priced cost does
+    if dual.ascended:
+        # Done a hundredth of the budget early, so that its plan is here when
+        # this path ends.
+        twin_until = deadline - 0.01 * budget
+        twin = twins.Twin.start(
+            lambda: _second_path(
+                columns, free, best, dual=dual, started=started, budget=budget, deadline=twin_until
+            ),
+            jobs=len(columns.jobs),
+        )
+
+    def with_twins(choice: np.ndarray) -> np.ndarray:
+        """The cheaper of `choice` and the twin's plan, where a twin ran."""
+        if twin is None:
+            return choice
+        theirs = twin.result(wait_until=deadline)
+        if not twins.fits(columns, free, theirs):
+            return choice
+        assert theirs is not None  # it fits
+        better = _better(columns, choice, theirs)
+        stats.twin_won = better is theirs
+        return better
+
     # The cheapest rounding of the estimates of the LP solution gets make-room
     # moves (a rounding can leave a job late, which only they repair): until
     # 70% of the budget after ascent, for a fifth of it otherwise. At 200 x 5,
@@ -231,6 +275,8 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
 
     if deadline - time.monotonic() < 0.05 * budget:
         # Local search used the budget: building a MILP now would only overrun it.
+        best = with_twins(best)
+        value = heuristics.objective(columns, best)
         gap = _gap(value, bound)
         return finish(
             best, f"time_limit (gap {gap:.2%})", "column generation + local search", bound
@@ -248,6 +294,8 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
             solver_until = time.monotonic() + limit
             result = backend.solve(model, time_limit=limit, gap_rel=settings.gap_rel)
             best = _better(columns, best, result.choice)
+            if not result.optimal:  # else no plan is cheaper: the twin's goes unread
+                best = with_twins(best)
             value = heuristics.objective(columns, best)
             if result.bound is not None:
                 # Every plan better than the incumbent is inside the fixed model,
@@ -274,6 +322,7 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
     except SolverUnavailableError as error:
         gap = _gap(value, bound)
         return finish(best, f"heuristic ({error}; gap {gap:.2%})", "column generation", bound)
+    best = with_twins(best)
     value = heuristics.objective(columns, best)
     gap = _gap(value, bound)
     word = "optimal" if gap <= settings.gap_rel else f"time_limit (gap {gap:.2%})"
@@ -289,13 +338,15 @@ def _from_relaxation(
     repair: bool,
     choose_until: float,
     deadline: float,
+    rank: int = 0,
 ) -> np.ndarray:
     """The LP relaxation's solution rounded and improved by single moves, then
     with `repair` by make-room moves, if better than `best`. Without `repair`
     make-room moves are left to `_alternate`: they cost more than the rest of
     it, and polishing a start that stays worse wastes them. Until `choose_until`
     ascent's estimates of the LP solution are rounded too, and the cheapest
-    rounding is the one polished."""
+    rounding is the one polished (with `rank` 1, the second-cheapest: the
+    twin's)."""
     if dual.support.size == 0:
         return best
 
@@ -304,15 +355,47 @@ def _from_relaxation(
             columns, free, support=support, shares=shares, reduced=dual.reduced
         )
 
-    start = rounding(dual.support, dual.shares)
+    found = [rounding(dual.support, dual.shares)]
     for support, shares in dual.others:
         if time.monotonic() >= choose_until:
             break
-        start = _better(columns, start, rounding(support, shares))
+        found.append(rounding(support, shares))
+    # Stable: of roundings that cost the same, the first.
+    found.sort(key=lambda choice: heuristics.objective(columns, choice))
+    start = found[min(rank, len(found) - 1)]
     start = heuristics.improve(columns, free, start, deadline=deadline)
     if repair:
         start = ejection.make_room(columns, free, start, deadline=deadline)
     return _better(columns, best, start)
+
+
+def _second_path(
+    columns: cols.Columns,
+    free: np.ndarray,
+    best: np.ndarray,
+    *,
+    dual: lagrange.Dual,
+    started: float,
+    budget: float,
+    deadline: float,
+) -> np.ndarray:
+    """The twin's way on from ascent (`twins`): the second-cheapest rounding
+    polished as the cheapest is on the first path, local search as long, then
+    ruin and recreate with draws of its own. No MILP: a forked child calls no
+    solver."""
+    best = _from_relaxation(
+        columns,
+        free,
+        best,
+        dual=dual,
+        repair=True,
+        choose_until=min(deadline, started + ROUND_ESTIMATES_UNTIL * budget),
+        deadline=min(deadline, started + 0.7 * budget),
+        rank=1,
+    )
+    until = time.monotonic() + 0.15 * budget
+    best = _alternate(columns, free, best, priced=dual.reduced, deadline=min(deadline, until))
+    return repacking.repack(columns, free, best, deadline=deadline, seed=1)[0]
 
 
 def _dived(

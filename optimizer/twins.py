@@ -1,0 +1,119 @@
+"""A second search on the second core: a forked copy of the optimizer that
+goes on from the same point by another path, and sends back the plan it
+ends with, of which the cheaper wins.
+
+Fork, not a fresh interpreter: the child starts with the columns, the room
+and ascent's prices already in its memory (shared until written), where a
+new interpreter took 0.4-1.1 s to import and read the instance
+(docs/optimizer-history.md, "Two workers"). The child only computes with
+numpy: it calls no solver (HiGHS keeps worker threads that a forked child
+does not have), writes no log and touches no lock another thread may hold,
+and ends with `os._exit`, so nothing of the parent's (open files, atexit
+hooks, the watch loop's threads) runs twice.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from optimizer import heuristics
+from optimizer.columns import Columns
+
+
+def cores() -> int:
+    """How many cores this process may run on: its CPU affinity, and a cgroup
+    v2 quota where one is set (a container limited to one CPU on a large node
+    would see the node's cores)."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        count = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+    except (OSError, ValueError):
+        return count
+    if quota == "max":
+        return count
+    return max(1, min(count, int(int(quota) / int(period))))
+
+
+class Twin:
+    """A forked child running one search; `result` reads its plan."""
+
+    def __init__(self, pid: int, reader: int, *, jobs: int) -> None:
+        self.pid, self.reader, self.jobs = pid, reader, jobs
+        self.done = False
+
+    @classmethod
+    def start(cls, search: Callable[[], np.ndarray], *, jobs: int) -> Twin | None:
+        """Fork a child that runs `search` and writes the plan it returns (one
+        column per job); None where there is no second core or no fork."""
+        if cores() < 2 or not hasattr(os, "fork"):
+            return None
+        reader, writer = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 1
+            try:
+                os.close(reader)
+                data = np.ascontiguousarray(search(), dtype=np.int64).tobytes()
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(writer, view) :]
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(writer)
+        return cls(pid, reader, jobs=jobs)
+
+    def result(self, *, wait_until: float) -> np.ndarray | None:
+        """The child's plan, waited for until `wait_until` (time.monotonic());
+        None where it sent no whole plan by then (it is ended then)."""
+        size = self.jobs * 8
+        data = bytearray()
+        try:
+            while len(data) < size and not self.done:
+                # Past `wait_until`, what the pipe holds already is still read.
+                left = max(0.0, wait_until - time.monotonic())
+                if not select.select([self.reader], [], [], left)[0]:
+                    break
+                chunk = os.read(self.reader, size - len(data))
+                if not chunk:  # it ended without a whole plan
+                    break
+                data += chunk
+        finally:
+            self.stop()
+        if len(data) < size:
+            return None
+        return np.frombuffer(bytes(data), dtype=np.int64).copy()
+
+    def stop(self) -> None:
+        """End the child, if it has not ended, reap it and close the pipe;
+        once only."""
+        if self.done:
+            return
+        self.done = True
+        os.close(self.reader)
+        if os.waitpid(self.pid, os.WNOHANG) == (0, 0):
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+
+
+def fits(columns: Columns, free: np.ndarray, choice: np.ndarray | None) -> bool:
+    """Whether a plan a child sent is one of `columns`' plans within `free`:
+    a column of each job's own, or none, and no room overrun."""
+    if choice is None or choice.shape != (len(columns.jobs),):
+        return False
+    placed = choice >= 0
+    if (choice < heuristics.DEFERRED).any() or (choice[placed] >= columns.size).any():
+        return False
+    if (columns.cj[choice[placed]] != np.flatnonzero(placed)).any():
+        return False
+    return bool((heuristics.usage(columns, choice, free.shape) <= free + 1e-6).all())

@@ -1,0 +1,134 @@
+"""The second search on the second core: a forked child whose plan is read
+back, checked, and kept only where it is cheaper; one that fails, hangs or
+sends garbage costs the answer nothing."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+from optimizer import heuristics, lagrange, repacking, solving, twins
+from optimizer.generator import generate
+from optimizer.model import SolverSettings
+from tests.conftest import assert_valid_plan
+from tests.optimizer.instances import generated
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_a_twin_sends_back_the_plan_its_search_returns(monkeypatch) -> None:
+    monkeypatch.setattr(twins, "cores", lambda: 2)
+    plan = np.arange(1000, dtype=np.int64) * 3 - 1
+    twin = twins.Twin.start(lambda: plan, jobs=1000)
+    assert twin is not None
+    assert np.array_equal(twin.result(wait_until=time.monotonic() + 10), plan)
+    assert _gone(twin.pid)  # reaped
+    # Asked a little late (this path overran its deadline by a step), what it
+    # sent is read all the same.
+    late = twins.Twin.start(lambda: plan, jobs=1000)
+    assert late is not None
+    time.sleep(0.5)
+    assert np.array_equal(late.result(wait_until=time.monotonic() - 1), plan)
+
+
+def test_a_twin_that_fails_or_hangs_gives_nothing_and_is_ended(monkeypatch) -> None:
+    monkeypatch.setattr(twins, "cores", lambda: 2)
+
+    def fails() -> np.ndarray:
+        raise RuntimeError("a bug in the second path")
+
+    failing = twins.Twin.start(fails, jobs=10)
+    assert failing is not None
+    assert failing.result(wait_until=time.monotonic() + 10) is None
+    hanging = twins.Twin.start(lambda: (time.sleep(60), np.zeros(10, dtype=np.int64))[1], jobs=10)
+    assert hanging is not None
+    began = time.monotonic()
+    assert hanging.result(wait_until=began + 0.3) is None
+    assert time.monotonic() - began < 5 and _gone(hanging.pid)
+
+
+def test_no_twin_on_one_core(monkeypatch) -> None:
+    monkeypatch.setattr(twins, "cores", lambda: 1)
+    assert twins.Twin.start(lambda: np.zeros(3, dtype=np.int64), jobs=3) is None
+
+
+def test_a_plan_from_a_twin_is_checked_before_it_is_used() -> None:
+    columns, free = generated(jobs=30, spokes=2, seed=3)
+    plan = heuristics.greedy(columns, free)
+    assert twins.fits(columns, free, plan)
+    assert not twins.fits(columns, free, None)
+    assert not twins.fits(columns, free, plan[:-1])  # a job short
+    placed = np.flatnonzero(plan >= 0)
+    foreign = plan.copy()
+    foreign[placed[0]] = plan[placed[1]]  # another job's column
+    assert not twins.fits(columns, free, foreign)
+    assert not twins.fits(columns, free, np.full_like(plan, columns.size))  # no such column
+    # More than the room holds.
+    assert not twins.fits(columns, np.zeros_like(free), plan)
+
+
+@pytest.fixture
+def ascending(monkeypatch):
+    """A small instance on the path of 1000 jobs: column generation's rounds
+    all count as too slow, so ascent gives the prices, and the twin runs."""
+    monkeypatch.setattr(lagrange, "ROUNDS_NEEDED", 1e12)
+    monkeypatch.setattr(twins, "cores", lambda: 2)
+    return generate(jobs=60, spokes=3, seed=5)
+
+
+def test_after_ascent_the_answer_is_the_cheaper_of_the_two_paths(ascending, monkeypatch) -> None:
+    settings = SolverSettings(time_limit_s=4)
+    best_known = solving.solve(ascending, settings=SolverSettings(time_limit_s=8)).plan
+    sent = best_known.objective
+    # This path stops improving after the roundings; the twin sends the best known plan.
+    monkeypatch.setattr(repacking, "repack", lambda c, f, choice, **_: (choice, 0))
+    monkeypatch.setattr(solving, "_alternate", lambda c, f, choice, **_: choice)
+
+    def second_path(columns, free, best, **_):
+        slots = {a.id: a for a in best_known.assignments}
+        keyed = {
+            job.id: (slots[job.id].spoke, slots[job.id].start_slot)
+            for job in columns.jobs
+            if job.id in slots
+        }
+        return heuristics.from_slots(columns, free, keyed)
+
+    monkeypatch.setattr(solving, "_second_path", second_path)
+    outcome = solving.solve(ascending, settings=settings)
+    assert_valid_plan(ascending, outcome.plan)
+    assert outcome.stats.twin_won is not None
+    assert outcome.plan.objective <= sent + 1e-6
+    if outcome.stats.twin_won:
+        assert outcome.plan.objective == pytest.approx(sent)
+    assert outcome.stats.build_s + outcome.stats.solve_s <= settings.time_limit_s
+
+
+@pytest.mark.parametrize("sends", ["garbage", "nothing"])
+def test_a_twin_that_sends_garbage_or_nothing_leaves_this_paths_plan(
+    ascending, monkeypatch, sends
+) -> None:
+    def second_path(columns, free, best, **_):
+        if sends == "nothing":
+            os._exit(3)  # as a child killed by the kernel ends
+        return np.zeros(len(columns.jobs), dtype=np.int64)  # every job at job 0's column
+
+    monkeypatch.setattr(solving, "_second_path", second_path)
+    outcome = solving.solve(ascending, settings=SolverSettings(time_limit_s=3))
+    assert_valid_plan(ascending, outcome.plan)
+    assert outcome.stats.twin_won is None
+
+
+def test_on_one_core_no_twin_runs(ascending, monkeypatch) -> None:
+    monkeypatch.setattr(twins, "cores", lambda: 1)
+    outcome = solving.solve(ascending, settings=SolverSettings(time_limit_s=2))
+    assert_valid_plan(ascending, outcome.plan)
+    assert outcome.stats.twin_won is None
