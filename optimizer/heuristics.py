@@ -324,3 +324,19 @@ def complete(columns: Columns, free: np.ndarray, choice: np.ndarray) -> np.ndarr
         choice[job] = k
         occupy(columns, residual, int(job), k)
     return choice
+
+
+def fits(columns: Columns, free: np.ndarray, choice: np.ndarray) -> bool:
+    """Whether `choice`, from elsewhere (the twin on the second core), is one of
+    `columns`' plans within `free`: a column of each job's own, or none, and no
+    room overrun."""
+    if choice.shape != (len(columns.jobs),):
+        return False
+    placed = choice >= 0
+    if (choice < DEFERRED).any() or (choice[placed] >= columns.size).any():
+        return False
+    if (columns.cj[choice[placed]] != np.flatnonzero(placed)).any():
+        return False
+    # Memory is counted in bytes: sums of them round at about 1e-5.
+    slack = 1e-6 + 1e-9 * np.abs(free)
+    return bool((usage(columns, choice, free.shape) <= free + slack).all())

@@ -53,22 +53,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from optimizer import columns as cols
-from optimizer import (
-    diving,
-    ejection,
-    heuristics,
-    lagrange,
-    lns,
-    mip,
-    repacking,
-    sequencing,
-    twins,
-)
+from optimizer import diving, ejection, heuristics, lagrange, lns, mip, repacking, sequencing
 from optimizer.costs import why_unplaceable
 from optimizer.highs import HighsBackend
 from optimizer.model import Instance, Plan, SolverSettings
@@ -105,6 +97,29 @@ ROUND_ESTIMATES_UNTIL = 0.62
 SEQUENCE_UNTIL = 0.25
 
 
+class Twin(Protocol):
+    """A search running on the second core (`optimizer/twins.py`)."""
+
+    def result(self, *, wait_until: float) -> np.ndarray | None: ...
+
+    def stop(self) -> None: ...
+
+
+# Starts a search on the second core: `start(search, jobs=...)` gives a Twin,
+# or None where there is no second core. The shell plugs it in
+# (`use_second_core`): forking a process is the operating system's business,
+# not the pure core's, and without it (as in most tests of the core) every
+# search runs on one core.
+_second_core: Callable[..., Twin | None] | None = None
+
+
+def use_second_core(start: Callable[..., Twin | None] | None) -> None:
+    """Run a twin after ascent through `start(search, jobs=...)` from now on
+    (`optimizer.twins.Twin.start`), or, with None, none."""
+    global _second_core
+    _second_core = start
+
+
 @dataclass
 class Stats:
     columns: int = 0
@@ -117,7 +132,8 @@ class Stats:
     dual_bound: float | None = None
     lns_improvements: int = 0
     repack_improvements: int = 0
-    # Whether the plan is the twin's, on the second core (None: no twin ran).
+    # Whether the plan is the twin's, on the second core (None: no twin's
+    # plan was read: none ran, or it sent none that fits).
     twin_won: bool | None = None
 
 
@@ -136,6 +152,18 @@ def optimize(instance: Instance, *, settings: SolverSettings) -> Plan:
 
 
 def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
+    started_twins: list[Twin] = []
+    try:
+        return _solve(instance, settings=settings, started_twins=started_twins)
+    finally:
+        # Whatever ended the search (an answer, an error), no child outlives it.
+        for twin in started_twins:
+            twin.stop()
+
+
+def _solve(
+    instance: Instance, *, settings: SolverSettings, started_twins: list[Twin]
+) -> Outcome:
     started = time.monotonic()
     # The last hundredth, and 20 ms at least, is for turning the answer into a
     # Plan and for HiGHS running past its limit: without it the benchmarks
@@ -150,11 +178,7 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
     stats.columns = columns.size
     stats.build_s = time.monotonic() - started
 
-    twin: twins.Twin | None = None
-
     def finish(choice: np.ndarray | None, status: str, method: str, bound: float | None) -> Outcome:
-        if twin is not None:  # a path that did not wait for it: the twin's plan goes unread
-            twin.stop()
         plan = build_plan(
             instance,
             choices=columns.slots_of(choice),
@@ -206,25 +230,27 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
     )
     stats.dual_rounds, stats.dual_bound = dual.rounds, dual.bound
     priced = dual.reduced  # ranks each job's columns as well as the priced cost does
-    if dual.ascended:
+    twin: Twin | None = None
+    if dual.ascended and _second_core is not None:
         # Done a hundredth of the budget early, so that its plan is here when
         # this path ends.
         twin_until = deadline - 0.01 * budget
-        twin = twins.Twin.start(
+        twin = _second_core(
             lambda: _second_path(
                 columns, free, best, dual=dual, started=started, budget=budget, deadline=twin_until
             ),
             jobs=len(columns.jobs),
         )
+        if twin is not None:
+            started_twins.append(twin)
 
     def with_twins(choice: np.ndarray) -> np.ndarray:
         """The cheaper of `choice` and the twin's plan, where a twin ran."""
         if twin is None:
             return choice
         theirs = twin.result(wait_until=deadline)
-        if not twins.fits(columns, free, theirs):
+        if theirs is None or not heuristics.fits(columns, free, theirs):
             return choice
-        assert theirs is not None  # it fits
         better = _better(columns, choice, theirs)
         stats.twin_won = better is theirs
         return better

@@ -1,6 +1,8 @@
 """A second search on the second core: a forked copy of the optimizer that
 goes on from the same point by another path, and sends back the plan it
-ends with, of which the cheaper wins.
+ends with, of which the cheaper wins. The one adapter of the operating
+system's processes: the `caspian` command plugs `Twin.start` into the
+optimizer (`solving.use_second_core`), which imports nothing of this.
 
 Fork, not a fresh interpreter: the child starts with the columns, the room
 and ascent's prices already in its memory (shared until written), where a
@@ -22,9 +24,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-
-from optimizer import heuristics
-from optimizer.columns import Columns
 
 
 def cores() -> int:
@@ -105,15 +104,3 @@ class Twin:
             os.kill(self.pid, signal.SIGKILL)
             os.waitpid(self.pid, 0)
 
-
-def fits(columns: Columns, free: np.ndarray, choice: np.ndarray | None) -> bool:
-    """Whether a plan a child sent is one of `columns`' plans within `free`:
-    a column of each job's own, or none, and no room overrun."""
-    if choice is None or choice.shape != (len(columns.jobs),):
-        return False
-    placed = choice >= 0
-    if (choice < heuristics.DEFERRED).any() or (choice[placed] >= columns.size).any():
-        return False
-    if (columns.cj[choice[placed]] != np.flatnonzero(placed)).any():
-        return False
-    return bool((heuristics.usage(columns, choice, free.shape) <= free + 1e-6).all())

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from optimizer import dump
+from optimizer import dump, solving
 from optimizer.model import Instance, Plan
 from reconciler import templates
 from reconciler.gitrepo import FleetRepo, Identity, create_bare_repo
@@ -37,6 +37,14 @@ def fleet_repo(tmp_path: Path, remote: Path) -> FleetRepo:
 def assert_valid_plan(instance: Instance, plan: Plan) -> None:
     problems = planchecker.check(dump.instance_document(instance), dump.plan_document(plan))
     assert problems == [], problems
+
+
+@pytest.fixture(autouse=True)
+def _one_core(monkeypatch) -> None:
+    """No twin on the second core unless a test plugs it in: the `caspian`
+    command plugs it in for the rest of the process, and a test's result must
+    not turn on which ran before it."""
+    monkeypatch.setattr(solving, "_second_core", None)
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from optimizer import solving, twins
 from reconciler.cli import benches, fleetrepo, intensity, simulation, watch
 from reconciler.cli.common import EXIT_ERROR, EXIT_PARTIAL, TEXT_LOG_FORMAT, JsonLines, Target
 
@@ -34,6 +35,8 @@ def main(verbose: bool, log_format: str) -> None:
         JsonLines() if log_format == "json" else logging.Formatter(TEXT_LOG_FORMAT)
     )
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
+    # From 1000 jobs on, a second search runs on the second core where there is one.
+    solving.use_second_core(twins.Twin.start)
 
 
 for command in (

@@ -64,16 +64,15 @@ def test_no_twin_on_one_core(monkeypatch) -> None:
 def test_a_plan_from_a_twin_is_checked_before_it_is_used() -> None:
     columns, free = generated(jobs=30, spokes=2, seed=3)
     plan = heuristics.greedy(columns, free)
-    assert twins.fits(columns, free, plan)
-    assert not twins.fits(columns, free, None)
-    assert not twins.fits(columns, free, plan[:-1])  # a job short
+    assert heuristics.fits(columns, free, plan)
+    assert not heuristics.fits(columns, free, plan[:-1])  # a job short
     placed = np.flatnonzero(plan >= 0)
     foreign = plan.copy()
     foreign[placed[0]] = plan[placed[1]]  # another job's column
-    assert not twins.fits(columns, free, foreign)
-    assert not twins.fits(columns, free, np.full_like(plan, columns.size))  # no such column
+    assert not heuristics.fits(columns, free, foreign)
+    assert not heuristics.fits(columns, free, np.full_like(plan, columns.size))  # no such column
     # More than the room holds.
-    assert not twins.fits(columns, np.zeros_like(free), plan)
+    assert not heuristics.fits(columns, np.zeros_like(free), plan)
 
 
 @pytest.fixture
@@ -82,6 +81,7 @@ def ascending(monkeypatch):
     all count as too slow, so ascent gives the prices, and the twin runs."""
     monkeypatch.setattr(lagrange, "ROUNDS_NEEDED", 1e12)
     monkeypatch.setattr(twins, "cores", lambda: 2)
+    monkeypatch.setattr(solving, "_second_core", twins.Twin.start)
     return generate(jobs=60, spokes=3, seed=5)
 
 
@@ -127,8 +127,42 @@ def test_a_twin_that_sends_garbage_or_nothing_leaves_this_paths_plan(
     assert outcome.stats.twin_won is None
 
 
-def test_on_one_core_no_twin_runs(ascending, monkeypatch) -> None:
+def test_an_error_on_this_path_ends_the_twin_too(ascending, monkeypatch) -> None:
+    started: list[twins.Twin] = []
+    real_start = twins.Twin.start
+
+    def start(search, *, jobs):
+        twin = real_start(lambda: (time.sleep(60), search())[1], jobs=jobs)
+        started.append(twin)
+        return twin
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("a bug after ascent")
+
+    monkeypatch.setattr(solving, "_second_core", start)
+    monkeypatch.setattr(solving, "_alternate", broken)
+    with pytest.raises(RuntimeError, match="a bug after ascent"):
+        solving.solve(ascending, settings=SolverSettings(time_limit_s=3))
+    assert len(started) == 1 and _gone(started[0].pid)
+
+
+def test_on_one_core_or_unplugged_no_twin_runs(ascending, monkeypatch) -> None:
     monkeypatch.setattr(twins, "cores", lambda: 1)
     outcome = solving.solve(ascending, settings=SolverSettings(time_limit_s=2))
     assert_valid_plan(ascending, outcome.plan)
     assert outcome.stats.twin_won is None
+    monkeypatch.setattr(twins, "cores", lambda: 2)
+    solving.use_second_core(None)  # as the pure core's own callers leave it
+    assert solving.solve(ascending, settings=SolverSettings(time_limit_s=2)).stats.twin_won is None
+
+
+def test_the_caspian_command_plugs_the_second_core_in() -> None:
+    from click.testing import CliRunner
+
+    from reconciler.cli import main
+
+    assert solving._second_core is None
+    CliRunner().invoke(main, ["--help"])
+    assert solving._second_core is None  # --help runs no command
+    CliRunner().invoke(main, ["carbon", "--help"])
+    assert solving._second_core == twins.Twin.start
