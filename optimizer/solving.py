@@ -40,11 +40,12 @@
    Where ascent gave the prices (1000 jobs and more), ruin and recreate instead
    (`repacking`): the jobs of a short window on one spoke, and a few that would
    be cheaper there, placed again together, the bulkiest first.
-4. Where ascent gave the prices and there is a second core, a forked copy
-   (`twins`) goes on from ascent by another path while this one goes on by
-   its own: it polishes the second-cheapest rounding instead of the
-   cheapest, and draws its own windows in ruin and recreate (it calls no
-   MILP solver). The cheaper of the two plans is the answer.
+4. Where ascent gave the prices and the shell plugged in a second core
+   (`use_second_core`: the `caspian` command does, with `twins`), a forked
+   copy goes on from ascent by another path while this one goes on by its
+   own: it polishes the second-cheapest rounding instead of the cheapest,
+   and draws its own windows in ruin and recreate (it calls no MILP
+   solver). The cheaper of the two plans is the answer.
 
 `solver_status` says what was proven: "optimal" only when the plan is within
 `gap_rel` of a proven bound; otherwise the remaining gap to that bound.
@@ -161,9 +162,7 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
             twin.stop()
 
 
-def _solve(
-    instance: Instance, *, settings: SolverSettings, started_twins: list[Twin]
-) -> Outcome:
+def _solve(instance: Instance, *, settings: SolverSettings, started_twins: list[Twin]) -> Outcome:
     started = time.monotonic()
     # The last hundredth, and 20 ms at least, is for turning the answer into a
     # Plan and for HiGHS running past its limit: without it the benchmarks

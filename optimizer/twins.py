@@ -103,4 +103,3 @@ class Twin:
         if os.waitpid(self.pid, os.WNOHANG) == (0, 0):
             os.kill(self.pid, signal.SIGKILL)
             os.waitpid(self.pid, 0)
-
