@@ -108,6 +108,9 @@ def run(
         "dual_rounds": stats.dual_rounds,
         "lns_improvements": stats.lns_improvements,
         "repack_improvements": stats.repack_improvements,
+        # Whose plan it is, from 1000 jobs on: true the twin's on the second
+        # core, false this path's; null where no twin's plan was read.
+        "twin_won": stats.twin_won,
         "method": plan.method,
         "greedy_carbon_g": round(greedy.carbon_g, 2),
         "greedy_objective": round(greedy.objective, 2),
