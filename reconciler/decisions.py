@@ -114,6 +114,12 @@ class SpokeState(BaseModel):
         )
 
 
+# What the observer may list only where a spoke's admin chose to grant it, and
+# the file that grants it: the right to list Secrets is the right to read them,
+# so deploy/spoke-rbac.yaml does not.
+GRANTED_APART = {"Secrets": "deploy/spoke-rbac-secrets.yaml"}
+
+
 def spoke_state(entry: Entry | None, spokes: Mapping[str, SpokeState]) -> SpokeState | None:
     """What the spoke of `entry` reports, where it has a spoke that reported."""
     return spokes.get(entry.spoke) if entry is not None and entry.spoke is not None else None

@@ -37,7 +37,7 @@ from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from reconciler import applications, jobspec, kubeobjects, kubeversions, metrics
-from reconciler.decisions import SpokeState
+from reconciler.decisions import GRANTED_APART, SpokeState
 from reconciler.fleet import Fleet, Spoke
 from reconciler.observing import declared
 from reconciler.rendering import MANAGED_BY
@@ -75,10 +75,6 @@ NAMES_ONLY = {
 # besides metadata (a RuntimeClass its handler), and a cluster holds few of
 # them, so they are listed whole.
 BY_NAME = frozenset({"PersistentVolumeClaim", "ConfigMap", "Secret", "ServiceAccount"})
-# The right to list Secrets is the right to read them, so deploy/spoke-rbac.yaml
-# does not grant it: a spoke where another file does has its Secrets checked,
-# and one where none does is no cause for a warning.
-GRANTED_BY = {"Secrets": "deploy/spoke-rbac-secrets.yaml"}
 
 
 class KubeObserver:
@@ -425,14 +421,15 @@ class KubeObserver:
             if error.status not in (401, 403):
                 raise
             log.log(
-                logging.INFO if what in GRANTED_BY else logging.WARNING,
+                # Not granted by choice is no cause for a warning.
+                logging.INFO if what in GRANTED_APART else logging.WARNING,
                 "spoke %s: may not list %s%s (HTTP %s), so jobs are not checked against them "
                 "there; %s grants it",
                 spoke.name,
                 what,
                 f" in {namespace}" if namespace else "",
                 error.status,
-                GRANTED_BY.get(what, "deploy/spoke-rbac.yaml"),
+                GRANTED_APART.get(what, "deploy/spoke-rbac.yaml"),
             )
             unread.append(what + (f" in {namespace}" if namespace else ""))
             return None

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from optimizer.model import RESOURCES
 from reconciler import kubeversions
-from reconciler.decisions import SpokeState
+from reconciler.decisions import GRANTED_APART, SpokeState
 from reconciler.fleet import Maintenance, Quota, Spoke
 from reconciler.ledger import Entry, Phase
 from reconciler.quantities import amount, format_duration, format_time
@@ -140,7 +140,7 @@ def table(survey: Survey) -> str:
         notes.extend(f"{report.name}: {line}" for line in _waiting_jobs(seen))
         notes.extend(f"{report.name}: {line}" for line in _namespace_rules(seen))
         # Secrets are listed only where a spoke's admin chose to grant it.
-        opt_in = [what for what in seen.unread if what.startswith("Secrets")]
+        opt_in = [what for what in seen.unread if what.split(" ")[0] in GRANTED_APART]
         missing = [what for what in seen.unread if what not in opt_in]
         if missing:
             notes.append(
@@ -150,7 +150,7 @@ def table(survey: Survey) -> str:
         if opt_in:
             notes.append(
                 f"{report.name}: may not list {', '.join(opt_in)}, so the Secrets jobs need are "
-                "not checked there (deploy/spoke-rbac-secrets.yaml grants it, if you choose)"
+                f"not checked there ({GRANTED_APART['Secrets']} grants it, if you choose)"
             )
     return "\n".join(lines + (["", *notes] if notes else []))
 
