@@ -97,6 +97,9 @@ ROUND_ESTIMATES_UNTIL = 0.62
 # Longer would take the time column generation has until 35%.
 SEQUENCE_UNTIL = 0.25
 
+# Added to a plan's method where the twin's plan won.
+TWIN_WON = ", the twin's plan on the second core"
+
 
 class Twin(Protocol):
     """A search running on the second core (`optimizer/twins.py`)."""
@@ -178,6 +181,9 @@ def _solve(instance: Instance, *, settings: SolverSettings, started_twins: list[
     stats.build_s = time.monotonic() - started
 
     def finish(choice: np.ndarray | None, status: str, method: str, bound: float | None) -> Outcome:
+        if stats.twin_won:
+            # The commit names the method of each placement: say whose plan it is.
+            method += TWIN_WON
         plan = build_plan(
             instance,
             choices=columns.slots_of(choice),

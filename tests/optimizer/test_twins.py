@@ -109,6 +109,9 @@ def test_after_ascent_the_answer_is_the_cheaper_of_the_two_paths(ascending, monk
     assert outcome.plan.objective <= sent + 1e-6
     if outcome.stats.twin_won:
         assert outcome.plan.objective == pytest.approx(sent)
+        assert outcome.plan.method.endswith(solving.TWIN_WON)  # the commit says so
+    else:
+        assert solving.TWIN_WON not in outcome.plan.method
     assert outcome.stats.build_s + outcome.stats.solve_s <= settings.time_limit_s
 
 
@@ -125,6 +128,7 @@ def test_a_twin_that_sends_garbage_or_nothing_leaves_this_paths_plan(
     outcome = solving.solve(ascending, settings=SolverSettings(time_limit_s=3))
     assert_valid_plan(ascending, outcome.plan)
     assert outcome.stats.twin_won is None
+    assert solving.TWIN_WON not in outcome.plan.method
 
 
 def test_an_error_on_this_path_ends_the_twin_too(ascending, monkeypatch) -> None:
