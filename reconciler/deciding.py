@@ -382,6 +382,7 @@ def _decide(
         closed=closed,
         no_node_fits=no_node_fits,
         missing=missing,
+        unchecked=fitting.barred(jobs, spokes, fitting.unchecked),
         requeued=found.requeued,
         kept_off=found.kept_off,
         retried=retried,

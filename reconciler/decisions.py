@@ -120,6 +120,17 @@ class SpokeState(BaseModel):
 GRANTED_APART = {"Secrets": "deploy/spoke-rbac-secrets.yaml"}
 
 
+def plural(kind: str) -> str:
+    """A kind as its list is named: "ConfigMaps", "PriorityClasses"."""
+    return kind + ("es" if kind.endswith("s") else "s")
+
+
+def unlisted(what: str, namespace: str = "") -> str:
+    """How a list Caspian may not read is named in `SpokeState.unread`:
+    "Secrets in batch", "PriorityClasses"."""
+    return f"{what} in {namespace}" if namespace else what
+
+
 def spoke_state(entry: Entry | None, spokes: Mapping[str, SpokeState]) -> SpokeState | None:
     """What the spoke of `entry` reports, where it has a spoke that reported."""
     return spokes.get(entry.spoke) if entry is not None and entry.spoke is not None else None
@@ -201,6 +212,9 @@ class Decision(BaseModel):
     # Per job, the spokes it may use that lack an object its pods need, or whose
     # quota for its namespace is smaller than it.
     missing: dict[str, dict[str, str]] = {}
+    # Per job, the spokes it may use where objects its pods need were not
+    # checked, as Caspian may not list their kind there: what, and why.
+    unchecked: dict[str, dict[str, str]] = {}
     # The dispatched jobs planned again because their pods found no node on their
     # spoke, were refused or could not start there.
     requeued: dict[str, Requeue] = {}

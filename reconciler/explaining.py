@@ -278,4 +278,8 @@ def _kept_off(decision: Decision, entry: Entry, request: JobRequest | None) -> l
         # A job started there stays there; a waiting job's reason names them already.
         if why and spoke != entry.spoke and why not in entry.reason:
             notes.append(f"not on {spoke}: {why}")
+    # Only where it goes: there its pods wait if the object is not there.
+    unchecked = decision.unchecked.get(entry.id, {}).get(entry.spoke or "")
+    if unchecked:
+        notes.append(f"on {entry.spoke}, {unchecked}")
     return notes

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple, TypeVar
 
 from optimizer.model import RESOURCES
-from reconciler import admission, jobspec, kubeversions, podsecurity, pools
+from reconciler import admission, decisions, jobspec, kubeversions, podsecurity, pools
 from reconciler.decisions import SpokeState
 from reconciler.fleet import JobRequest, Spoke
 from reconciler.pods import Placement, Resources
@@ -106,6 +106,26 @@ def lacking(job: JobRequest, state: SpokeState) -> str | None:
         return None
     which = "it is" if len(absent) == 1 else "they are"
     return f"its pods need {', '.join(absent)}, and {which} not there"
+
+
+def unchecked(job: JobRequest, state: SpokeState) -> str | None:
+    """What of the job's needs the spoke was not checked for, because Caspian
+    may not list their kind there (Secrets, unless granted apart): not held
+    against it, but said, since a pod whose Secret is not there never starts."""
+    unlisted: dict[tuple[str, str], list[str]] = {}
+    for need in job.needs:
+        kind, _, namespace = jobspec.scope_of(need)[0].partition(" ")
+        what = decisions.plural(kind)
+        if decisions.unlisted(what, namespace) in state.unread:
+            unlisted.setdefault((what, namespace), []).append(need)
+    if not unlisted:
+        return None
+    return "; ".join(
+        f"not checked that {', '.join(needs)} {'is' if len(needs) == 1 else 'are'} there: "
+        f"Caspian may not list {decisions.unlisted(what, namespace)} "
+        f"({decisions.GRANTED_APART.get(what, 'deploy/spoke-rbac.yaml')} grants it)"
+        for (what, namespace), needs in unlisted.items()
+    )
 
 
 def over_quota(job: JobRequest, state: SpokeState) -> str | None:

@@ -37,7 +37,7 @@ from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from reconciler import applications, jobspec, kubeobjects, kubeversions, metrics
-from reconciler.decisions import GRANTED_APART, SpokeState
+from reconciler.decisions import GRANTED_APART, SpokeState, plural, unlisted
 from reconciler.fleet import Fleet, Spoke
 from reconciler.observing import declared
 from reconciler.rendering import MANAGED_BY
@@ -71,9 +71,10 @@ MOST_REASON = 160  # characters of why a spoke is down
 NAMES_ONLY = {
     "Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 }
-# The kinds asked for so: the client's models of the others require fields
-# besides metadata (a RuntimeClass its handler), and a cluster holds few of
-# them, so they are listed whole.
+# The kinds asked for so, besides Namespaces (whose labels are read): the
+# client's models of the others require fields besides metadata (a
+# RuntimeClass its handler), and a cluster holds few of them, so they are
+# listed whole.
 BY_NAME = frozenset({"PersistentVolumeClaim", "ConfigMap", "Secret", "ServiceAccount"})
 
 
@@ -166,7 +167,7 @@ class KubeObserver:
                     items = self._listed(
                         getattr(core, lister),
                         namespace,
-                        what=f"{kind}s",
+                        what=plural(kind),
                         spoke=spoke,
                         unread=unread,
                     )
@@ -175,7 +176,14 @@ class KubeObserver:
             quota_lists, range_lists = listed["ResourceQuota"], listed["LimitRange"]
             asking = "Namespace list"
             spaces = (
-                self._listed(core.list_namespace, "", what="Namespaces", spoke=spoke, unread=unread)
+                self._listed(
+                    core.list_namespace,
+                    "",
+                    what="Namespaces",
+                    spoke=spoke,
+                    unread=unread,
+                    headers=NAMES_ONLY,  # their labels are all that is read
+                )
                 if namespaces
                 else []
             )
@@ -389,7 +397,7 @@ class KubeObserver:
         items = self._listed(
             lists[kind],
             namespace,
-            what=f"{kind}s",
+            what=plural(kind),
             spoke=spoke,
             unread=unread,
             headers=NAMES_ONLY if kind in BY_NAME else None,
@@ -431,7 +439,7 @@ class KubeObserver:
                 error.status,
                 GRANTED_APART.get(what, "deploy/spoke-rbac.yaml"),
             )
-            unread.append(what + (f" in {namespace}" if namespace else ""))
+            unread.append(unlisted(what, namespace))
             return None
 
     def _all(

@@ -12,6 +12,7 @@ import yaml
 
 from reconciler import kubeversions
 from reconciler.admission import QuotaScope, ScopedQuota
+from reconciler.explaining import explain
 from reconciler.pods import Resources
 from reconciler.templates import template_files
 from tests.conftest import NOW, assert_valid_plan
@@ -74,9 +75,24 @@ def test_a_job_goes_only_where_the_secret_its_pods_read_is() -> None:
     assert decision.missing["batch/trainer"] == {
         "paris": "its pods need Secret batch/hf-token, and it is not there"
     }
-    # A spoke that does not let Caspian list Secrets (the default) is not held to it.
-    unknown, _ = step(files, now=NOW, states={"paris": {"objects": {}}, "frankfurt": lacks})
-    assert entries(unknown)["batch/trainer"].spoke == "paris"
+    # A spoke that does not let Caspian list Secrets (the default) is not held
+    # to it, and `explain` says what was not checked there.
+    forbidden = {"objects": {}, "unread": ("Secrets in batch",)}
+    unknown, _ = step(files, now=NOW, states={"paris": forbidden, "frankfurt": lacks})
+    placed = entries(unknown)["batch/trainer"]
+    assert placed.spoke == "paris"
+    why = (
+        "not checked that Secret batch/hf-token is there: Caspian may not list Secrets in "
+        "batch (deploy/spoke-rbac-secrets.yaml grants it)"
+    )
+    assert unknown.unchecked == {"batch/trainer": {"paris": why}}
+    assert f"on paris, {why}" in explain(unknown, placed).notes
+    # Of a spoke it does not go to, that is not said.
+    elsewhere, _ = step(files, now=NOW, states={"paris": has, "frankfurt": forbidden})
+    placed = entries(elsewhere)["batch/trainer"]
+    assert placed.spoke == "paris"
+    assert "frankfurt" in elsewhere.unchecked["batch/trainer"]
+    assert not any("not checked" in note for note in explain(elsewhere, placed).notes)
 
 
 def test_a_job_larger_than_a_spokes_quota_for_its_namespace_is_not_placed_there() -> None:

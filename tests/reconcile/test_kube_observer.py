@@ -651,16 +651,18 @@ def test_secrets_it_may_not_list_are_not_checked_and_no_cause_for_a_warning(
         {"name": "token", "secret": {"secretName": "hf-token"}},
         {"name": "settings", "configMap": {"name": "trainer"}},
     ]
+    pod_spec["priorityClassName"] = "batch-low"
     forbidden = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403}
     caplog.set_level(logging.INFO)
     with serve() as api:
         healthy(api)
         api.route("/api/v1/namespaces/batch/secrets", Reply(status=403, body=forbidden))
         api.route("/api/v1/namespaces/batch/configmaps", Reply(status=403, body=forbidden))
+        api.route("/apis/scheduling.k8s.io/v1/priorityclasses", Reply(status=403, body=forbidden))
         fleet = fleet_with(jobs__trainer=yaml.safe_dump(doc))
         state = observe(tmp_path, {"paris": api.url}, fleet=fleet)["paris"]
     assert state.up and state.objects == {}
-    assert set(state.unread) == {"Secrets in batch", "ConfigMaps in batch"}
+    assert set(state.unread) == {"Secrets in batch", "ConfigMaps in batch", "PriorityClasses"}
     said = {r.getMessage(): r.levelno for r in caplog.records if "may not list" in r.getMessage()}
     # deploy/spoke-rbac.yaml grants ConfigMaps: not having it is an older file.
     assert said == {
@@ -668,6 +670,8 @@ def test_secrets_it_may_not_list_are_not_checked_and_no_cause_for_a_warning(
         "against them there; deploy/spoke-rbac.yaml grants it": logging.WARNING,
         "spoke paris: may not list Secrets in batch (HTTP 403), so jobs are not checked "
         "against them there; deploy/spoke-rbac-secrets.yaml grants it": logging.INFO,
+        "spoke paris: may not list PriorityClasses (HTTP 403), so jobs are not checked "
+        "against them there; deploy/spoke-rbac.yaml grants it": logging.WARNING,
     }
 
 
@@ -813,11 +817,26 @@ def test_the_pod_security_level_the_jobs_namespaces_enforce_is_read(tmp_path) ->
         state = observe(tmp_path, {"paris": api.url})["paris"]
     assert state.up and state.pod_security == {"batch": "restricted"}
     spaces[1] = namespace("media", "baseline")
+    # As the API server answers a request for metadata alone, which is what
+    # Caspian asks for: labels are metadata.
+    metadata_only = {
+        "apiVersion": "meta.k8s.io/v1",
+        "kind": "PartialObjectMetadataList",
+        "metadata": {"resourceVersion": "9"},
+        "items": [
+            {"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", **space}
+            for space in spaces
+        ],
+    }
     with serve() as api:
         healthy(api)
-        api.route("/api/v1/namespaces", Reply(body=listing("NamespaceList", spaces)))
+        api.route("/api/v1/namespaces", Reply(body=metadata_only))
         state = observe(tmp_path, {"paris": api.url})["paris"]
+        accepts = [s.headers.get("accept") for s in api.seen if s.path == "/api/v1/namespaces"]
     assert state.pod_security == {"batch": "restricted", "media": "baseline"}
+    assert accepts and all(
+        accept.startswith("application/json;as=PartialObjectMetadataList;") for accept in accepts
+    )
 
 
 def _waiting_pod(name, job_name, *, since, reason="Unschedulable", node=None, message=None):
