@@ -20,6 +20,7 @@ import os
 import select
 import signal
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,7 +58,20 @@ class Twin:
         if cores() < 2 or not hasattr(os, "fork"):
             return None
         reader, writer = os.pipe()
-        pid = os.fork()
+        try:
+            with warnings.catch_warnings():
+                # Python 3.12 and later warn of fork in a process with threads
+                # (`caspian watch` has some), and where warnings are errors the
+                # parent would raise with the child already running. The child
+                # takes no lock and calls nothing that may (module docstring).
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+        except OSError:
+            # No memory or processes left for a copy of a large optimizer: the
+            # search goes on, on one core.
+            os.close(reader)
+            os.close(writer)
+            return None
         if pid == 0:  # the child
             code = 1
             try:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,6 +56,38 @@ def test_a_twin_that_fails_or_hangs_gives_nothing_and_is_ended(monkeypatch) -> N
     began = time.monotonic()
     assert hanging.result(wait_until=began + 0.3) is None
     assert time.monotonic() - began < 5 and _gone(hanging.pid)
+
+
+def _open_files() -> int:
+    return sum(1 for _ in Path("/proc/self/fd").iterdir())
+
+
+def test_a_fork_that_fails_or_warns_costs_the_search_nothing(monkeypatch) -> None:
+    monkeypatch.setattr(twins, "cores", lambda: 2)
+    plan = np.arange(50, dtype=np.int64)
+    before, real_fork = _open_files(), os.fork
+
+    def no_memory() -> int:
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(twins.os, "fork", no_memory)
+    assert twins.Twin.start(lambda: plan, jobs=50) is None
+    assert _open_files() == before  # the pipe is closed again
+    # As Python 3.12 and later warn of fork with threads running, where
+    # warnings are errors: the twin runs all the same.
+
+    def warning_fork() -> int:
+        pid = real_fork()
+        if pid:
+            warnings.warn("use of fork() may lead to deadlocks", DeprecationWarning, stacklevel=2)
+        return pid
+
+    monkeypatch.setattr(twins.os, "fork", warning_fork)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        twin = twins.Twin.start(lambda: plan, jobs=50)
+    assert twin is not None
+    assert np.array_equal(twin.result(wait_until=time.monotonic() + 10), plan)
 
 
 def test_no_twin_on_one_core(monkeypatch) -> None:
