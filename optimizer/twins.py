@@ -16,6 +16,7 @@ hooks, the watch loop's threads) runs twice.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -42,6 +43,14 @@ def cores() -> int:
     if quota == "max":
         return count
     return max(1, min(count, int(int(quota) / int(period))))
+
+
+def _first_to_go() -> None:
+    """Where memory runs out (a container's limit), the kernel ends this
+    process before any other: the twin, never the reconcile that forked it.
+    Any process may raise its own score; where /proc is not there, nothing."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/oom_score_adj").write_text("1000")
 
 
 class Twin:
@@ -76,6 +85,7 @@ class Twin:
             code = 1
             try:
                 os.close(reader)
+                _first_to_go()
                 data = np.ascontiguousarray(search(), dtype=np.int64).tobytes()
                 view = memoryview(data)
                 while view:
