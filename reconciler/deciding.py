@@ -382,7 +382,9 @@ def _decide(
         closed=closed,
         no_node_fits=no_node_fits,
         missing=missing,
-        unchecked=fitting.barred(jobs, spokes, fitting.unchecked),
+        unchecked=fitting.barred(
+            jobs, {name: s for name, s in spokes.items() if s.unread}, fitting.unchecked
+        ),
         requeued=found.requeued,
         kept_off=found.kept_off,
         retried=retried,
