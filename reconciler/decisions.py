@@ -120,6 +120,11 @@ class SpokeState(BaseModel):
 GRANTED_APART = {"Secrets": "deploy/spoke-rbac-secrets.yaml"}
 
 
+def granting(what: str) -> str:
+    """The file that lets the observer list `what` ("Secrets") on a spoke."""
+    return GRANTED_APART.get(what, "deploy/spoke-rbac.yaml")
+
+
 def plural(kind: str) -> str:
     """A kind as its list is named: "ConfigMaps", "PriorityClasses"."""
     return kind + ("es" if kind.endswith("s") else "s")

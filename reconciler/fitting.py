@@ -123,7 +123,7 @@ def unchecked(job: JobRequest, state: SpokeState) -> str | None:
     return "; ".join(
         f"not checked that {', '.join(needs)} {'is' if len(needs) == 1 else 'are'} there: "
         f"Caspian may not list {decisions.unlisted(what, namespace)} "
-        f"({decisions.GRANTED_APART.get(what, 'deploy/spoke-rbac.yaml')} grants it)"
+        f"({decisions.granting(what)} grants it)"
         for (what, namespace), needs in unlisted.items()
     )
 

@@ -37,7 +37,7 @@ from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from reconciler import applications, jobspec, kubeobjects, kubeversions, metrics
-from reconciler.decisions import GRANTED_APART, SpokeState, plural, unlisted
+from reconciler.decisions import GRANTED_APART, SpokeState, granting, plural, unlisted
 from reconciler.fleet import Fleet, Spoke
 from reconciler.observing import declared
 from reconciler.rendering import MANAGED_BY
@@ -437,7 +437,7 @@ class KubeObserver:
                 what,
                 f" in {namespace}" if namespace else "",
                 error.status,
-                GRANTED_APART.get(what, "deploy/spoke-rbac.yaml"),
+                granting(what),
             )
             unread.append(unlisted(what, namespace))
             return None
