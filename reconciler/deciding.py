@@ -11,6 +11,7 @@ import functools
 import math
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from carbon import IntensitySeries
 from optimizer import baselines, keeping
@@ -18,8 +19,8 @@ from optimizer.model import Instance, Job, Plan, SolverSettings
 from optimizer.solving import optimize
 from reconciler import fitting, pools, requeues, retrying
 from reconciler.chains import due_for_others, gate_of, gates_moved
-from reconciler.decisions import Decision, SpokeState, Window, spoke_state
-from reconciler.fleet import Fleet, JobRequest
+from reconciler.decisions import Decision, Retry, SpokeState, Window, spoke_state
+from reconciler.fleet import Fleet, JobRequest, Span
 from reconciler.ledger import (
     ACTIVE,
     FINISHED,
@@ -126,6 +127,48 @@ def decide(
     return decision
 
 
+class _Reading(NamedTuple):
+    """Step one of `_decide`: what the records say of each job now, before
+    any spoke is judged. Keyed by job id."""
+
+    horizon: Window
+    valid: dict[str, JobRequest]  # every job whose AppWrapper loads
+    broken_files: set[str]  # the AppWrapper files that do not load
+    closed: dict[str, str]  # spokes that take no new work now, with why
+    down: set[str]  # spokes whose API did not answer: nothing is dispatched there
+    jobs: list[JobRequest]  # those this decision places: not those staying on a broken spoke
+    previous: dict[str, Entry]  # the ledger's records of them
+    # Each job's record as it stands now: run again where its Job failed
+    # with runs left, placed again where it could not run (`_judge`).
+    prevs: dict[str, Entry | None]
+    kept: list[Entry]  # records of AppWrappers removed: cancelled, or kept as they ended
+    held: list[Entry]  # records held as committed: a broken file, a broken spoke
+    under_review: dict[str, Entry]  # an open proposal's records
+    declined: dict[str, Declined]  # new places a review said no to
+    finished: dict[str, Phase]
+    retried: dict[str, Retry]
+    final: dict[str, str]  # failed with no runs again left, with what
+    suspended: set[str]  # held by their AppWrapper's spec.suspend
+    phase_before: dict[str, Phase]  # each record's phase before this decision's requeues
+    answered: str | None  # the digest of the problem main's ledger answered
+    recorded: tuple[Entry, ...]  # main's records as they were
+
+    @property
+    def settled(self) -> set[str]:
+        return self.finished.keys() | self.suspended
+
+
+class _Judged(NamedTuple):
+    """Step two of `_decide`: where each job may go now, and what holds the
+    jobs the optimizer does not place. Keyed by job id."""
+
+    verdicts: Verdicts
+    prevs: dict[str, Entry | None]  # `_Reading.prevs`, with the requeued jobs placed again
+    no_node_fits: dict[str, dict[str, str]]
+    missing: dict[str, dict[str, str]]
+    stuck: dict[str, str]  # dispatched, and not running for a reason its spoke gives
+
+
 def _decide(
     *,
     fleet: Fleet,
@@ -141,13 +184,118 @@ def _decide(
     (finished, run again, suspended), the spokes each may not go to now, the
     requeues, the jobs that wait (for a spoke that went down, for others), the
     optimizer's plan for the rest, and each job's new record."""
-    horizon = window(fleet, now=now)
+    reading = _read(fleet=fleet, ledger=ledger, spokes=spokes, now=now, proposal=proposal)
+    judged = _judge(reading, fleet=fleet, spokes=spokes, now=now)
+    verdicts, horizon = judged.verdicts, reading.horizon
+    # An open proposal's new places are the plan under review: the optimizer
+    # starts from them as from main's, and moving a job from one costs.
+    offered = _offered(
+        reading.under_review, reading.jobs, spokes=spokes, declined=reading.declined.keys()
+    )
+    # Announced maintenance: no room there then for what has not started.
+    maintenance = maintenance_in(fleet, horizon)
+    instance = _placing(
+        reading,
+        judged,
+        offered=offered,
+        maintenance=maintenance,
+        fleet=fleet,
+        spokes=spokes,
+        forecasts=forecasts,
+        now=now,
+    )
+    settings = fleet.policy.spec.solver.for_optimizer()
+    # The Jobs an open proposal dispatches (to start now, once merged).
+    dispatching = {
+        job_id for job_id in offered if reading.under_review[job_id].phase == Phase.DISPATCHED
+    }
+    plan = _plan(
+        instance,
+        settings,
+        answered=[
+            digest
+            for digest in (reading.answered, remembered, proposal.problem if proposal else None)
+            if digest is not None
+        ],
+        dispatching=dispatching if proposal else None,
+        planner=planner,
+    )
+    records = _records(
+        reading,
+        judged,
+        instance=instance,
+        plan=plan,
+        offered=offered,
+        fleet=fleet,
+        spokes=spokes,
+        now=now,
+    )
+    answers = _answers(instance, plan, settings, records)
+    # A new digest alone commits nothing: where no record changed (the next
+    # slot, nothing moved), the ledger keeps the last, main's or the open
+    # proposal's, which is not pushed again for it.
+    problem: str | None = answers
+    if records == reading.recorded:
+        problem = reading.answered
+    elif proposal is not None and records == proposal.entries:
+        problem = proposal.problem
+    return Decision(
+        now=now,
+        window=horizon,
+        ledger=Ledger(problem=problem, entries=records),
+        answers=answers,
+        jobs=reading.valid,
+        held=tuple(sorted(entry.id for entry in reading.held)),
+        instance=instance,
+        plan=plan,
+        problems=fleet.problems,
+        spokes=tuple(spoke.name for spoke in fleet.spokes),
+        broken_spokes=fleet.broken_spokes,
+        retention=fleet.policy.spec.retention,
+        unschedulable=tuple(s.name for s in fleet.spokes if s.spec.unschedulable),
+        closed=reading.closed,
+        no_node_fits=judged.no_node_fits,
+        missing=judged.missing,
+        unchecked=fitting.barred(
+            reading.jobs, {name: s for name, s in spokes.items() if s.unread}, fitting.unchecked
+        ),
+        requeued=verdicts.requeues.requeued,
+        kept_off=verdicts.requeues.kept_off,
+        retried=reading.retried,
+        not_retried=reading.final,
+        given_up=tuple(sorted(verdicts.requeues.given_up)),
+        stuck=judged.stuck,
+        waiting={job_id: wait.grace_from for job_id, wait in verdicts.waiting.items()},
+        held_after=tuple(sorted(verdicts.held_by_others)),
+        runs_after={
+            job_id: f"it runs after {gate.last}, so it starts no earlier than its end "
+            f"{format_time(gate.after)}, and is dispatched once that has succeeded"
+            for job_id, gate in verdicts.gates.items()
+            if gate.after is not None
+        },
+        spoke_down_grace=fleet.policy.spec.spoke_down_grace,
+        maintenance=maintenance,
+        history_url=fleet.policy.spec.history_url,
+        weights=fleet.policy.spec.weights,
+        carbon_sources={
+            zone: forecasts[zone].provenance.describe()
+            for zone in sorted(set(zones(fleet).values()))
+        },
+    )
+
+
+def _read(
+    *,
+    fleet: Fleet,
+    ledger: Ledger,
+    spokes: Mapping[str, SpokeState],
+    now: datetime,
+    proposal: Ledger | None,
+) -> _Reading:
+    """What the records say of each job now: finished, failed and run again,
+    suspended, its file gone or broken, its new place declined in review."""
     broken_files = {_file(problem.file) for problem in fleet.problems}
     valid = {job.id: job for job in fleet.jobs}
-
-    closed = _closed_spokes(fleet, spokes)
-    # Nothing is dispatched where nothing would reach.
-    down = {name for name, state in spokes.items() if not state.up}
     # What was placed on a spoke whose file does not load stays as committed, and
     # out of this decision: nothing there can be observed or priced.
     stay = [e for e in ledger.entries if e.spoke in fleet.broken_spokes and _has_a_job_there(e)]
@@ -159,7 +307,6 @@ def _decide(
     kept, held = _entries_without_valid_job(
         ledger, valid, broken_files, now=now, keep_for=fleet.policy.spec.ledger_retention
     )
-    held += stay
     under_review = proposal.by_id() if proposal else {}
     prevs = {
         job.id: _same_job(previous.get(job.id), job, spokes) or _seen(under_review.get(job.id))
@@ -183,11 +330,38 @@ def _decide(
         failed = prevs[job_id]
         assert failed is not None  # it failed where the ledger placed it
         prevs[job_id] = _run_again(failed, pause=retry.pause, now=now)
-    # Held by their AppWrapper's spec.suspend: not planned. One that had started
-    # is stopped where it ran (its Job there is suspended, which ends its pods).
-    suspended = {job.id for job in jobs if job.suspended and job.id not in finished}
-    settled = finished.keys() | suspended
-    phase_before = {job_id: prev.phase for job_id, prev in prevs.items() if prev is not None}
+    return _Reading(
+        horizon=window(fleet, now=now),
+        valid=valid,
+        broken_files=broken_files,
+        closed=_closed_spokes(fleet, spokes),
+        down={name for name, state in spokes.items() if not state.up},
+        jobs=jobs,
+        previous=previous,
+        prevs=prevs,
+        kept=kept,
+        held=held + stay,
+        under_review=under_review,
+        declined=declined,
+        finished=finished,
+        retried=retried,
+        final=final,
+        # Held by their AppWrapper's spec.suspend: not planned. One that had
+        # started is stopped where it ran (its Job there is suspended, which
+        # ends its pods).
+        suspended={job.id for job in jobs if job.suspended and job.id not in finished},
+        phase_before={job_id: prev.phase for job_id, prev in prevs.items() if prev is not None},
+        answered=answered,
+        recorded=recorded,
+    )
+
+
+def _judge(
+    reading: _Reading, *, fleet: Fleet, spokes: Mapping[str, SpokeState], now: datetime
+) -> _Judged:
+    """The spokes each job may not go to now, and why; the requeues; the jobs
+    that wait (for a spoke that went down, for others) or that a review holds."""
+    jobs, settled, horizon = reading.jobs, reading.settled, reading.horizon
     groups = {name: pools.node_groups(state.nodes) for name, state in spokes.items()}
     no_node_fits = fitting.no_node_fits(jobs, groups)
     missing = fitting.merged(
@@ -198,13 +372,14 @@ def _decide(
         fitting.barred(jobs, spokes, fitting.too_old),
     )
     shut = {
-        job.id: {**closed, **no_node_fits.get(job.id, {}), **missing.get(job.id, {})}
+        job.id: {**reading.closed, **no_node_fits.get(job.id, {}), **missing.get(job.id, {})}
         for job in jobs
     }
+    prevs = dict(reading.prevs)
     found = _requeues(
         jobs,
         prevs,
-        settled=settled | declined.keys(),
+        settled=settled | reading.declined.keys(),
         shut=shut,
         spokes=spokes,
         fleet=fleet,
@@ -232,37 +407,40 @@ def _decide(
         for job in jobs
         if job.after
         and job.id not in settled
-        and phase_before.get(job.id) not in FIXED
+        and reading.phase_before.get(job.id) not in FIXED
         and (
             gate := gate_of(
                 job,
-                previous,
-                finished,
-                retried,
-                valid=valid,
-                broken=broken_files,
+                reading.previous,
+                reading.finished,
+                reading.retried,
+                valid=reading.valid,
+                broken=reading.broken_files,
                 horizon=horizon,
                 now=now,
             )
         )
     }
+    declined = reading.declined
     verdicts = Verdicts(
-        finished=finished,
-        final=final,
-        suspended=suspended,
+        finished=reading.finished,
+        final=reading.final,
+        suspended=reading.suspended,
         shut=shut,
         requeues=found,
         waiting=waiting,
         gates=gates,
         held_by_others={job_id for job_id, gate in gates.items() if gate.held},
         # A job that others run after ends in time for them where it can.
-        due=due_for_others(jobs, prevs, finished=finished, fleet=fleet, now=now),
+        due=due_for_others(jobs, prevs, finished=reading.finished, fleet=fleet, now=now),
         declined=declined,
-        unplaced={job_id for job_id in declined if phase_before.get(job_id) == Phase.PENDING},
+        unplaced={
+            job_id for job_id in declined if reading.phase_before.get(job_id) == Phase.PENDING
+        },
         pinned={
             job_id
             for job_id in declined
-            if _keeps_place(prevs[job_id], horizon=horizon, down=down, shut=shut[job_id])
+            if _keeps_place(prevs[job_id], horizon=horizon, down=reading.down, shut=shut[job_id])
         },
     )
     # Dispatched, and not running yet for a reason its spoke gives: for `explain`.
@@ -277,31 +455,47 @@ def _decide(
             )
         )
     }
-    # An open proposal's new places are the plan under review: the optimizer
-    # starts from them as from main's, and moving a job from one costs.
-    offered = _offered(under_review, jobs, spokes=spokes, declined=declined.keys())
-    # The Jobs it dispatches (to start now, once merged).
-    dispatching = {job_id for job_id in offered if under_review[job_id].phase == Phase.DISPATCHED}
+    return _Judged(
+        verdicts=verdicts, prevs=prevs, no_node_fits=no_node_fits, missing=missing, stuck=stuck
+    )
+
+
+def _placing(
+    reading: _Reading,
+    judged: _Judged,
+    *,
+    offered: Mapping[str, Entry],
+    maintenance: Mapping[str, tuple[Span, ...]],
+    fleet: Fleet,
+    spokes: Mapping[str, SpokeState],
+    forecasts: Mapping[str, IntensitySeries],
+    now: datetime,
+) -> Instance:
+    """The optimizer's instance: the jobs it places, with their records and
+    verdicts, beside the work held where it is, in each spoke's room less
+    its `maintenance`."""
+    verdicts, prevs, horizon = judged.verdicts, judged.prevs, reading.horizon
     opt_jobs = [
         optimizer_job(
             job,
             prevs[job.id],
             fleet=fleet,
-            closed=shut[job.id],
+            closed=verdicts.shut[job.id],
             horizon=horizon,
             now=now,
-            down=down,
-            gate=gates.get(job.id),
+            down=reading.down,
+            gate=verdicts.gates.get(job.id),
             due=verdicts.due.get(job.id),
             overrunning=_overrunning(prevs[job.id], spokes, now=now),
             pinned=job.id in verdicts.pinned,
             offered=offered.get(job.id),
         )
-        for job in jobs
+        for job in reading.jobs
         if verdicts.planned(job.id)
     ]
     # A held job on a spoke that has left the fleet holds no capacity anywhere,
     # nor does a stopped one.
+    held = reading.held
     opt_jobs.extend(
         held_as_fixed([e for e in held if e.spoke in spokes and e.phase in ACTIVE], horizon)
     )
@@ -309,30 +503,32 @@ def _decide(
     # to the optimizer; the plan names those pools, the ledger their spokes.
     running_as = {e.id: e.job_key for e in (*prevs.values(), *held) if e and e.job_name}
     instance = _instance(opt_jobs, fleet=fleet, spokes=spokes, forecasts=forecasts, horizon=horizon)
-    instance = pools.split(instance, spokes, valid, job_keys=running_as)
+    instance = pools.split(instance, spokes, reading.valid, job_keys=running_as)
     instance = within_quotas(instance, fleet)
-    # Announced maintenance: no room there then for what has not started.
-    maintenance = maintenance_in(fleet, horizon)
-    instance = shut_for_maintenance(instance, maintenance, horizon)
-    settings = fleet.policy.spec.solver.for_optimizer()
-    plan = _plan(
-        instance,
-        settings,
-        answered=[
-            digest
-            for digest in (answered, remembered, proposal.problem if proposal else None)
-            if digest is not None
-        ],
-        dispatching=dispatching if proposal else None,
-        planner=planner,
-    )
+    return shut_for_maintenance(instance, maintenance, horizon)
+
+
+def _records(
+    reading: _Reading,
+    judged: _Judged,
+    *,
+    instance: Instance,
+    plan: Plan,
+    offered: Mapping[str, Entry],
+    fleet: Fleet,
+    spokes: Mapping[str, SpokeState],
+    now: datetime,
+) -> tuple[Entry, ...]:
+    """The new ledger's records, by job id: each job's from its verdicts and
+    the plan, beside those kept or held as they are and those of the files
+    that do not load."""
+    verdicts, prevs = judged.verdicts, judged.prevs
     # At 5000 jobs the baseline takes over a second, and only a job planned
     # for the first time needs it.
     qos = functools.cache(lambda: baselines.qos(instance))
-
     entries = [
-        *kept,
-        *held,
+        *reading.kept,
+        *reading.held,
         *(
             reviewed(
                 job_entry(
@@ -341,73 +537,21 @@ def _decide(
                     verdicts,
                     plan=plan,
                     qos=qos,
-                    horizon=horizon,
+                    horizon=reading.horizon,
                     fleet=fleet,
                     spokes=spokes,
-                    down=down,
+                    down=reading.down,
                     now=now,
                     offered=offered.get(job.id),
                 ),
                 prevs[job.id],
                 verdicts,
             )
-            for job in jobs
+            for job in reading.jobs
         ),
         *invalid_entries(fleet.problems),
     ]
-    records = tuple(sorted(entries, key=lambda e: e.id))
-    answers = _answers(instance, plan, settings, records)
-    # A new digest alone commits nothing: where no record changed (the next
-    # slot, nothing moved), the ledger keeps the last, main's or the open
-    # proposal's, which is not pushed again for it.
-    problem: str | None = answers
-    if records == recorded:
-        problem = answered
-    elif proposal is not None and records == proposal.entries:
-        problem = proposal.problem
-    return Decision(
-        now=now,
-        window=horizon,
-        ledger=Ledger(problem=problem, entries=records),
-        answers=answers,
-        jobs=valid,
-        held=tuple(sorted(entry.id for entry in held)),
-        instance=instance,
-        plan=plan,
-        problems=fleet.problems,
-        spokes=tuple(spoke.name for spoke in fleet.spokes),
-        broken_spokes=fleet.broken_spokes,
-        retention=fleet.policy.spec.retention,
-        unschedulable=tuple(s.name for s in fleet.spokes if s.spec.unschedulable),
-        closed=closed,
-        no_node_fits=no_node_fits,
-        missing=missing,
-        unchecked=fitting.barred(
-            jobs, {name: s for name, s in spokes.items() if s.unread}, fitting.unchecked
-        ),
-        requeued=found.requeued,
-        kept_off=found.kept_off,
-        retried=retried,
-        not_retried=final,
-        given_up=tuple(sorted(found.given_up)),
-        stuck=stuck,
-        waiting={job_id: wait.grace_from for job_id, wait in waiting.items()},
-        held_after=tuple(sorted(verdicts.held_by_others)),
-        runs_after={
-            job_id: f"it runs after {gate.last}, so it starts no earlier than its end "
-            f"{format_time(gate.after)}, and is dispatched once that has succeeded"
-            for job_id, gate in gates.items()
-            if gate.after is not None
-        },
-        spoke_down_grace=fleet.policy.spec.spoke_down_grace,
-        maintenance=maintenance,
-        history_url=fleet.policy.spec.history_url,
-        weights=fleet.policy.spec.weights,
-        carbon_sources={
-            zone: forecasts[zone].provenance.describe()
-            for zone in sorted(set(zones(fleet).values()))
-        },
-    )
+    return tuple(sorted(entries, key=lambda e: e.id))
 
 
 def _requeues(
