@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from kubernetes import client, config
@@ -78,6 +78,20 @@ NAMES_ONLY = {
 BY_NAME = frozenset({"PersistentVolumeClaim", "ConfigMap", "Secret", "ServiceAccount"})
 
 
+class Answers(NamedTuple):
+    """What one spoke's API answered (`KubeObserver._ask`), as the client's objects."""
+
+    nodes: list[Any]
+    version: kubeversions.Version | None  # the API's, else the spoke file's
+    pods: list[Any]  # not ended
+    jobs: list[Any]  # Caspian's
+    failed_pods: list[Any]  # Caspian's, where some job may run again
+    objects: dict[str, frozenset[str]]  # names of what jobs need, by "Kind namespace"
+    quotas: dict[str, list[Any]]  # ResourceQuotas by namespace
+    ranges: dict[str, list[Any]]  # LimitRanges by namespace
+    spaces: list[Any]  # the Namespaces, as metadata
+
+
 class KubeObserver:
     def __init__(
         self,
@@ -125,10 +139,56 @@ class KubeObserver:
         context = spoke.spec.kube_context
         if not context:  # no cluster to ask: trust the declaration
             return declared(spoke)
-        asking = "node list"
         unread: list[str] = []  # what Caspian may not list there
         try:
             api = _client(self.kubeconfig, context=context)
+            answers = self._ask(
+                api, spoke, wanted=wanted, namespaces=namespaces, exits=exits, unread=unread
+            )
+        except (
+            ApiException,
+            HTTPError,
+            OSError,
+            config.ConfigException,
+            KubeconfigError,
+            PagingError,
+        ) as error:
+            return self._down(spoke, _reason(error))
+        except NotAList as error:
+            return self._down(spoke, f"its API's answer to the {error} is not a Kubernetes list")
+        try:
+            state = self._state(
+                client.CoreV1Api(api), spoke, answers, namespaces=namespaces, unread=unread
+            )
+        except ValidationError as error:  # an object without a field Caspian's models need
+            fields = ", ".join(sorted({".".join(map(str, e["loc"])) for e in error.errors()}))
+            return self._down(
+                spoke, f"its API answered a {error.title} Caspian cannot read: {fields}"
+            )
+        except ValueError as error:  # a quantity that does not parse
+            return self._down(spoke, f"its API answered an object Caspian cannot read: {error}")
+        except (TypeError, AttributeError):
+            # An object without its metadata, say: no capacity read from such an
+            # answer can be trusted.
+            return self._down(spoke, "its API answered an object without a field Caspian reads")
+        metrics.SPOKE_UP.labels(spoke=spoke.name).set(1)
+        return state
+
+    def _ask(
+        self,
+        api: client.ApiClient,
+        spoke: Spoke,
+        *,
+        wanted: list[str],
+        namespaces: list[str],
+        exits: bool,
+        unread: list[str],
+    ) -> Answers:
+        """Every list Caspian reads of one spoke. The client's models refuse a
+        body that is no Kubernetes list (a proxy's error page, an empty answer),
+        and their message quotes the body: `NotAList` names the list instead."""
+        asking = "node list"
+        try:
             core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
             nodes = self._all(core.list_node)
             version = _version(api) or spoke.spec.kubernetes_version
@@ -173,7 +233,6 @@ class KubeObserver:
                     )
                     if items is not None:
                         listed[kind][namespace] = items
-            quota_lists, range_lists = listed["ResourceQuota"], listed["LimitRange"]
             asking = "Namespace list"
             spaces = (
                 self._listed(
@@ -187,114 +246,112 @@ class KubeObserver:
                 if namespaces
                 else []
             )
-        except (
-            ApiException,
-            HTTPError,
-            OSError,
-            config.ConfigException,
-            KubeconfigError,
-            PagingError,
-        ) as error:
-            return self._down(spoke, _reason(error))
         except (ValueError, TypeError):
-            # The client's models refuse a body that is no Kubernetes list: a
-            # proxy's error page, an empty answer. Its message quotes the body.
-            return self._down(spoke, f"its API's answer to the {asking} is not a Kubernetes list")
-        try:
-            tolerated = self.tolerated | set(spoke.spec.tolerated_taints)
-            shapes = kubeobjects.usable_nodes(nodes, pods, tolerated=tolerated)
-            where = kubeobjects.placed_on(pods)
-            waiting = kubeobjects.unscheduled(jobs, pods, placed=where)
-            refused = kubeobjects.podless(jobs, pods)
-            said = kubeobjects.scheduler_messages(pods, waiting)
-            # Pods on a node that have not begun, oldest first, by Job.
-            on_nodes = kubeobjects.unstarted(jobs, pods)
-            not_starting, words = self._not_starting(
-                core, on_nodes, refused=list(refused), spoke=spoke, unread=unread
-            )
-            said.update(words)
-            said.update(kubeobjects.failures(jobs))
-            exited = kubeobjects.exit_codes(failed_pods)
-            # A Job runs once a container of it has started, or it has run a pod:
-            # until then (its pods find no node, are refused, pull their image or
-            # cannot start) it is not running yet, though no condition of its
-            # status says so.
-            begun = kubeobjects.started(jobs, pods)
-            unready = {
-                key: since
-                for key, there in on_nodes.items()
-                if (since := kubeobjects.on_node_since(there[0])) is not None
-            }
-            phases = {
-                key: phase
-                for key, phase in (
-                    (kubeobjects.job_key(job), kubeobjects.job_phase(job.status)) for job in jobs
-                )
-                if phase != "Running" or key in begun
-            }
-            ended = {
-                kubeobjects.job_key(job): moment
-                for job in jobs
-                if (moment := kubeobjects.job_ended(job.status))
-            }
-            limits = {
-                namespace: kubeobjects.quota_limits(items)
-                for namespace, items in quota_lists.items()
-            }
-            needs = {
-                namespace: kubeobjects.quota_needs(items)
-                for namespace, items in quota_lists.items()
-            }
-            counts = {
-                namespace: kubeobjects.quota_pods(items) for namespace, items in quota_lists.items()
-            }
-            scoped = {
-                namespace: kubeobjects.scoped_quotas(items)
-                for namespace, items in quota_lists.items()
-            }
-            levels = kubeobjects.enforced_levels(spaces or [], wanted=namespaces)
-            bounds = {
-                namespace: kubeobjects.limit_range_items(items)
-                for namespace, items in range_lists.items()
-            }
-        except ValidationError as error:  # an object without a field Caspian's models need
-            fields = ", ".join(sorted({".".join(map(str, e["loc"])) for e in error.errors()}))
-            return self._down(
-                spoke, f"its API answered a {error.title} Caspian cannot read: {fields}"
-            )
-        except ValueError as error:  # a quantity that does not parse
-            return self._down(spoke, f"its API answered an object Caspian cannot read: {error}")
-        except (TypeError, AttributeError):
-            # An object without its metadata, say: no capacity read from such an
-            # answer can be trusted.
-            return self._down(spoke, "its API answered an object without a field Caspian reads")
-        metrics.SPOKE_UP.labels(spoke=spoke.name).set(1)
+            raise NotAList(asking) from None
+        return Answers(
+            nodes=nodes,
+            version=version,
+            pods=pods,
+            jobs=jobs,
+            failed_pods=failed_pods,
+            objects=objects,
+            quotas=listed["ResourceQuota"],
+            ranges=listed["LimitRange"],
+            spaces=spaces or [],
+        )
+
+    def _state(
+        self,
+        core: client.CoreV1Api,
+        spoke: Spoke,
+        answers: Answers,
+        *,
+        namespaces: list[str],
+        unread: list[str],
+    ) -> SpokeState:
+        """What one spoke's answers say: its room node by node, how Caspian's
+        Jobs there are doing (with the events of those that cannot start,
+        asked here), and what jobs need from it."""
+        nodes, pods, jobs = answers.nodes, answers.pods, answers.jobs
+        tolerated = self.tolerated | set(spoke.spec.tolerated_taints)
+        shapes = kubeobjects.usable_nodes(nodes, pods, tolerated=tolerated)
+        where = kubeobjects.placed_on(pods)
+        waiting = kubeobjects.unscheduled(jobs, pods, placed=where)
+        refused = kubeobjects.podless(jobs, pods)
+        said = kubeobjects.scheduler_messages(pods, waiting)
+        # Pods on a node that have not begun, oldest first, by Job.
+        on_nodes = kubeobjects.unstarted(jobs, pods)
+        not_starting, words = self._not_starting(
+            core, on_nodes, refused=list(refused), spoke=spoke, unread=unread
+        )
+        said.update(words)
+        said.update(kubeobjects.failures(jobs))
+        # A Job runs once a container of it has started, or it has run a pod:
+        # until then (its pods find no node, are refused, pull their image or
+        # cannot start) it is not running yet, though no condition of its
+        # status says so.
+        begun = kubeobjects.started(jobs, pods)
+        quotas = answers.quotas
         room = [node.free for node in shapes if node.free is not None]
         return SpokeState(
             name=spoke.name,
             cpu=sum(free.cpu for free in room),
             memory_bytes=sum(free.memory_bytes for free in room),
             gpu=sum(free.gpu for free in room),
-            source=f"kube:{context}",
-            jobs=phases,
-            ended=ended,
+            source=f"kube:{spoke.spec.kube_context}",
+            jobs={
+                key: phase
+                for key, phase in (
+                    (kubeobjects.job_key(job), kubeobjects.job_phase(job.status)) for job in jobs
+                )
+                if phase != "Running" or key in begun
+            },
+            ended={
+                kubeobjects.job_key(job): moment
+                for job in jobs
+                if (moment := kubeobjects.job_ended(job.status))
+            },
             nodes=shapes,
             placed_on=where,
             unscheduled=waiting,
             podless=refused,
             not_starting=dict(sorted(not_starting.items())),
-            unready=unready,
+            unready={
+                key: since
+                for key, there in on_nodes.items()
+                if (since := kubeobjects.on_node_since(there[0])) is not None
+            },
             said=said,
-            exit_codes=exited,
+            exit_codes=kubeobjects.exit_codes(answers.failed_pods),
             unread=tuple(unread),
-            objects=objects,
-            quotas={namespace: limit for namespace, limit in limits.items() if limit is not None},
-            quota_needs={namespace: names for namespace, names in needs.items() if names},
-            quota_pods={namespace: most for namespace, most in counts.items() if most is not None},
-            scoped_quotas={namespace: items for namespace, items in scoped.items() if items},
-            limit_ranges={namespace: items for namespace, items in bounds.items() if items},
-            pod_security=levels,
-            kubernetes_version=version,
+            objects=answers.objects,
+            quotas={
+                namespace: limit
+                for namespace, items in quotas.items()
+                if (limit := kubeobjects.quota_limits(items)) is not None
+            },
+            quota_needs={
+                namespace: names
+                for namespace, items in quotas.items()
+                if (names := kubeobjects.quota_needs(items))
+            },
+            quota_pods={
+                namespace: most
+                for namespace, items in quotas.items()
+                if (most := kubeobjects.quota_pods(items)) is not None
+            },
+            scoped_quotas={
+                namespace: scoped
+                for namespace, items in quotas.items()
+                if (scoped := kubeobjects.scoped_quotas(items))
+            },
+            limit_ranges={
+                namespace: bounds
+                for namespace, items in answers.ranges.items()
+                if (bounds := kubeobjects.limit_range_items(items))
+            },
+            pod_security=kubeobjects.enforced_levels(answers.spaces, wanted=namespaces),
+            kubernetes_version=answers.version,
         )
 
     def _not_starting(
@@ -621,6 +678,10 @@ def _unread(states: dict[str, SpokeState], why: str) -> dict[str, SpokeState]:
 
 class PagingError(Exception):
     """A paged list that does not end."""
+
+
+class NotAList(Exception):
+    """An answer that is no Kubernetes list; the exception's text names the list."""
 
 
 class KubeconfigError(Exception):
