@@ -180,10 +180,12 @@ def _decide(
     remembered: str | None,
     proposal: Ledger | None,
 ) -> Decision:
-    """One pass of `decide`, top-down: what each job's record says now
-    (finished, run again, suspended), the spokes each may not go to now, the
-    requeues, the jobs that wait (for a spoke that went down, for others), the
-    optimizer's plan for the rest, and each job's new record."""
+    """One pass of `decide`, in steps: what each job's record says now
+    (`_read`: finished, run again, suspended), where each may go and what
+    holds the others (`_judge`: the spokes shut to it, requeues, the jobs that
+    wait for a spoke that went down or for others), the optimizer's plan for
+    the rest (`_optimizer_instance`, `_plan`), and each job's new record
+    (`_records`)."""
     reading = _read(fleet=fleet, ledger=ledger, spokes=spokes, now=now, proposal=proposal)
     judged = _judge(reading, fleet=fleet, spokes=spokes, now=now)
     verdicts, horizon = judged.verdicts, reading.horizon
@@ -194,7 +196,7 @@ def _decide(
     )
     # Announced maintenance: no room there then for what has not started.
     maintenance = maintenance_in(fleet, horizon)
-    instance = _placing(
+    instance = _optimizer_instance(
         reading,
         judged,
         offered=offered,
@@ -460,7 +462,7 @@ def _judge(
     )
 
 
-def _placing(
+def _optimizer_instance(
     reading: _Reading,
     judged: _Judged,
     *,

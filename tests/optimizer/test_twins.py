@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from optimizer import columns as cols
 from optimizer import heuristics, lagrange, repacking, solving, twins
 from optimizer.generator import generate
 from optimizer.model import SolverSettings
@@ -218,3 +219,57 @@ def test_the_caspian_command_plugs_the_second_core_in() -> None:
     assert solving._second_core is None  # --help runs no command
     CliRunner().invoke(main, ["carbon", "--help"])
     assert solving._second_core == twins.Twin.start
+
+
+def test_with_a_twin_each_path_rounds_its_own_half_of_ascents_estimates(
+    ascending, monkeypatch
+) -> None:
+    free = cols.free_room(ascending)
+    columns, _ = cols.build(ascending, late_starts=True)
+    first = heuristics.greedy(columns, free)
+    dual = lagrange.solve(
+        columns,
+        free,
+        upper=lambda: heuristics.objective(columns, first),
+        deadline=time.monotonic() + 1.0,
+        seed_columns=first[first >= 0],
+    )
+    assert dual.ascended and len(dual.others) >= 3
+    estimates = [dual.support, *(support for support, _ in dual.others)]
+    rounded: list[np.ndarray] = []
+    real_rounding = heuristics.rounded
+
+    def rounding(columns, free, *, support, **kwargs):
+        rounded.append(support)
+        return real_rounding(columns, free, support=support, **kwargs)
+
+    monkeypatch.setattr(heuristics, "rounded", rounding)
+    for half, expected in ((None, estimates), (0, estimates[0::2]), (1, estimates[1::2])):
+        rounded.clear()
+        solving._from_relaxation(
+            columns,
+            free,
+            first,
+            dual=dual,
+            repair=False,
+            choose_until=time.monotonic() + 60,
+            deadline=time.monotonic(),
+            half=half,
+        )
+        assert len(rounded) == len(expected)
+        assert all(np.array_equal(a, b) for a, b in zip(rounded, expected, strict=True))
+
+    # Through the whole search: this path rounds the even half where a twin
+    # started (the twin, forked, the odd), and all of them where none did.
+    halves: list[int | None] = []
+    real_path = solving._from_relaxation
+
+    def spied(*args, half=None, **kwargs):
+        halves.append(half)
+        return real_path(*args, half=half, **kwargs)
+
+    monkeypatch.setattr(solving, "_from_relaxation", spied)
+    solving.solve(ascending, settings=SolverSettings(time_limit_s=2))
+    monkeypatch.setattr(twins, "cores", lambda: 1)
+    solving.solve(ascending, settings=SolverSettings(time_limit_s=2))
+    assert halves == [0, None]
