@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import yaml
 from kubernetes import client, config
@@ -43,6 +43,7 @@ from reconciler.observing import declared
 from reconciler.rendering import MANAGED_BY
 
 log = logging.getLogger("caspian.kube")
+T = TypeVar("T")
 
 MAX_PARALLEL = 16
 # Lists come in pages, as kubectl asks for them: each page is one call within the
@@ -325,31 +326,11 @@ class KubeObserver:
             exit_codes=kubeobjects.exit_codes(answers.failed_pods),
             unread=tuple(unread),
             objects=answers.objects,
-            quotas={
-                namespace: limit
-                for namespace, items in quotas.items()
-                if (limit := kubeobjects.quota_limits(items)) is not None
-            },
-            quota_needs={
-                namespace: names
-                for namespace, items in quotas.items()
-                if (names := kubeobjects.quota_needs(items))
-            },
-            quota_pods={
-                namespace: most
-                for namespace, items in quotas.items()
-                if (most := kubeobjects.quota_pods(items)) is not None
-            },
-            scoped_quotas={
-                namespace: scoped
-                for namespace, items in quotas.items()
-                if (scoped := kubeobjects.scoped_quotas(items))
-            },
-            limit_ranges={
-                namespace: bounds
-                for namespace, items in answers.ranges.items()
-                if (bounds := kubeobjects.limit_range_items(items))
-            },
+            quotas=_each_namespace(quotas, kubeobjects.quota_limits),
+            quota_needs=_each_namespace(quotas, kubeobjects.quota_needs),
+            quota_pods=_each_namespace(quotas, kubeobjects.quota_pods),
+            scoped_quotas=_each_namespace(quotas, kubeobjects.scoped_quotas),
+            limit_ranges=_each_namespace(answers.ranges, kubeobjects.limit_range_items),
             pod_security=kubeobjects.enforced_levels(answers.spaces, wanted=namespaces),
             kubernetes_version=answers.version,
         )
@@ -715,6 +696,19 @@ def _client(kubeconfig: str | None, *, context: str | None) -> client.ApiClient:
         raise KubeconfigError(
             "the kubeconfig is not shaped like one (lists of clusters, contexts, users)"
         ) from None
+
+
+def _each_namespace(
+    lists: Mapping[str, list[Any]], read: Callable[[list[Any]], T | None]
+) -> dict[str, T]:
+    """What `read` finds in each namespace's list, where it finds anything: a
+    quota of 0 pods is something, no items is not."""
+    found = {namespace: read(items) for namespace, items in lists.items()}
+    return {
+        namespace: value
+        for namespace, value in found.items()
+        if value is not None and value not in ((), frozenset())
+    }
 
 
 def _version(api: client.ApiClient) -> kubeversions.Version | None:
