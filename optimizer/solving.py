@@ -56,7 +56,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -165,6 +165,39 @@ def solve(instance: Instance, *, settings: SolverSettings) -> Outcome:
             twin.stop()
 
 
+@dataclass(frozen=True)
+class _Search:
+    """What every phase of one solve shares: the columns and the room, the
+    settings and the MILP solver, the clock, and the stats it fills in."""
+
+    columns: cols.Columns
+    free: np.ndarray
+    settings: SolverSettings
+    backend: mip.Backend
+    started: float
+    deadline: float
+    stats: Stats
+
+    @property
+    def budget(self) -> float:
+        return self.settings.time_limit_s
+
+    def at(self, share: float) -> float:
+        """The moment `share` of the budget has gone, or the deadline if sooner."""
+        return min(self.deadline, self.started + share * self.budget)
+
+    def hence(self, share: float) -> float:
+        """`share` of the budget from now, or the deadline if sooner."""
+        return min(self.deadline, time.monotonic() + share * self.budget)
+
+
+class _Answer(NamedTuple):
+    choice: np.ndarray | None
+    status: str
+    method: str
+    bound: float | None
+
+
 def _solve(instance: Instance, *, settings: SolverSettings, started_twins: list[Twin]) -> Outcome:
     started = time.monotonic()
     # The last hundredth, and 20 ms at least, is for turning the answer into a
@@ -172,15 +205,24 @@ def _solve(instance: Instance, *, settings: SolverSettings, started_twins: list[
     # ended 5-80 ms past theirs, and with a hundredth alone one run of 50 x 3
     # in about thirty ended 6 ms past 1 s.
     budget = settings.time_limit_s
-    deadline = started + budget - max(0.01 * budget, 0.02)
     stats = Stats()
     free = cols.free_room(instance)
     columns, without = cols.build(instance, late_starts=settings.late_starts)
     unplaceable = {job.id: why_unplaceable(instance, job) for job in without}
     stats.columns = columns.size
     stats.build_s = time.monotonic() - started
+    search = _Search(
+        columns=columns,
+        free=free,
+        settings=settings,
+        backend=backend_for(settings.name),
+        started=started,
+        deadline=started + budget - max(0.01 * budget, 0.02),
+        stats=stats,
+    )
 
-    def finish(choice: np.ndarray | None, status: str, method: str, bound: float | None) -> Outcome:
+    def finish(answer: _Answer) -> Outcome:
+        choice, status, method, bound = answer
         if stats.twin_won:
             # The commit names the method of each placement: say whose plan it is.
             method += TWIN_WON
@@ -200,72 +242,96 @@ def _solve(instance: Instance, *, settings: SolverSettings, started_twins: list[
         return Outcome(plan=plan, stats=stats)
 
     if not columns.jobs:
-        return finish(None, "optimal (nothing to choose)", "none", None)
-
-    first = heuristics.greedy(columns, free)
-    stats.first_plan_s = time.monotonic() - started  # a valid plan exists from here on
-    best = _first_plan(columns, free, first, deadline=min(deadline, started + 0.1 * budget))
-    # Where that leaves jobs late, the order they are placed in is searched
-    # (nothing happens where every job is on time: in the benchmark's
-    # instances, seeds 1-3 at every size, no job is late by then).
-    best = sequencing.reorder(
-        columns, free, best, deadline=min(deadline, started + SEQUENCE_UNTIL * budget)
-    )
-    backend = backend_for(settings.name)
-
-    dual = lagrange.solve(
-        columns,
-        free,
-        upper=lambda: heuristics.objective(columns, best),
-        deadline=min(deadline, started + 0.35 * budget),
-        # Ascent's picks round to better plans the longer it runs: at 1000 x 10,
-        # seeds 1-6, ending at half the budget instead of 35% gained on all six
-        # (one run each). Column generation keeps its 35%, so where it solves
-        # the LP (50 and 200 jobs) the steps after it start when they did.
-        ascend_until=min(deadline, started + 0.5 * budget),
-        # Where column generation solves the LP, ascent settles after it, for
-        # estimates to round; ending at 40% leaves the roundings their time.
-        # Not where the whole model is small enough for the exact MILP (50 x 3,
-        # the simulation's decisions): there the time does more in the MILP.
-        settle_until=(
-            min(deadline, started + 0.4 * budget) if columns.size > EXACT_AFTER_FIXING else None
-        ),
-        seed_columns=best[best >= 0],
-        target_gap=settings.gap_rel / 2,
-    )
-    stats.dual_rounds, stats.dual_bound = dual.rounds, dual.bound
-    priced = dual.reduced  # ranks each job's columns as well as the priced cost does
-    twin: Twin | None = None
-    if dual.ascended and _second_core is not None:
-        # Done a hundredth of the budget early, so that its plan is here when
-        # this path ends.
-        twin_until = deadline - 0.01 * budget
-        twin = _second_core(
-            lambda: _second_path(
-                columns, free, best, dual=dual, started=started, budget=budget, deadline=twin_until
-            ),
-            jobs=len(columns.jobs),
-        )
-        if twin is not None:
-            started_twins.append(twin)
+        return finish(_Answer(None, "optimal (nothing to choose)", "none", None))
+    best = _quick_plans(search)
+    dual = _prices(search, best)
+    twin = _start_twin(search, best, dual=dual)
+    if twin is not None:
+        started_twins.append(twin)
 
     def with_twins(choice: np.ndarray) -> np.ndarray:
         """The cheaper of `choice` and the twin's plan, where a twin ran."""
         if twin is None:
             return choice
-        theirs = twin.result(wait_until=deadline)
+        theirs = twin.result(wait_until=search.deadline)
         if theirs is None or not heuristics.fits(columns, free, theirs):
             return choice
         better = _better(columns, choice, theirs)
         stats.twin_won = better is theirs
         return better
 
+    best = _rounded_and_polished(search, best, dual=dual, halved=twin is not None)
+    return finish(_last_phase(search, best, dual=dual, with_twins=with_twins))
+
+
+def _quick_plans(search: _Search) -> np.ndarray:
+    """Phase 1: greedy (the first valid plan, timed), the other quick plans and
+    the last reconcile's, then sequencing where jobs are late."""
+    columns, free = search.columns, search.free
+    first = heuristics.greedy(columns, free)
+    search.stats.first_plan_s = time.monotonic() - search.started  # a valid plan exists
+    best = _first_plan(columns, free, first, deadline=search.at(0.1))
+    # Where that leaves jobs late, the order they are placed in is searched
+    # (nothing happens where every job is on time: in the benchmark's
+    # instances, seeds 1-3 at every size, no job is late by then).
+    return sequencing.reorder(columns, free, best, deadline=search.at(SEQUENCE_UNTIL))
+
+
+def _prices(search: _Search, best: np.ndarray) -> lagrange.Dual:
+    """Phase 2: a proven lower bound and capacity prices, by column generation
+    or ascent, and the settled estimates of the LP solution."""
+    columns = search.columns
+    dual = lagrange.solve(
+        columns,
+        search.free,
+        upper=lambda: heuristics.objective(columns, best),
+        deadline=search.at(0.35),
+        # Ascent's picks round to better plans the longer it runs: at 1000 x 10,
+        # seeds 1-6, ending at half the budget instead of 35% gained on all six
+        # (one run each). Column generation keeps its 35%, so where it solves
+        # the LP (50 and 200 jobs) the steps after it start when they did.
+        ascend_until=search.at(0.5),
+        # Where column generation solves the LP, ascent settles after it, for
+        # estimates to round; ending at 40% leaves the roundings their time.
+        # Not where the whole model is small enough for the exact MILP (50 x 3,
+        # the simulation's decisions): there the time does more in the MILP.
+        settle_until=search.at(0.4) if columns.size > EXACT_AFTER_FIXING else None,
+        seed_columns=best[best >= 0],
+        target_gap=search.settings.gap_rel / 2,
+    )
+    search.stats.dual_rounds, search.stats.dual_bound = dual.rounds, dual.bound
+    return dual
+
+
+def _start_twin(search: _Search, best: np.ndarray, *, dual: lagrange.Dual) -> Twin | None:
+    """Where ascent ran and the shell plugged in a second core, the twin on it
+    (`_second_path`), or None."""
+    if not dual.ascended or _second_core is None:
+        return None
+    # Done a hundredth of the budget early, so that its plan is here when
+    # this path ends.
+    twin_until = search.deadline - 0.01 * search.budget
+    columns, free, started, budget = search.columns, search.free, search.started, search.budget
+    return _second_core(
+        lambda: _second_path(
+            columns, free, best, dual=dual, started=started, budget=budget, deadline=twin_until
+        ),
+        jobs=len(columns.jobs),
+    )
+
+
+def _rounded_and_polished(
+    search: _Search, best: np.ndarray, *, dual: lagrange.Dual, halved: bool
+) -> np.ndarray:
+    """Phase 2's plans: the estimates of the LP solution rounded (with
+    `halved`, half of them: the twin rounds the others), the dives where they
+    help, local search, and price-and-branch with local search after it."""
+    columns, free, budget = search.columns, search.free, search.budget
     # The cheapest rounding of the estimates of the LP solution gets make-room
     # moves (a rounding can leave a job late, which only they repair): until
     # 70% of the budget after ascent, for a fifth of it otherwise. At 200 x 5,
     # polishing until 70% after settling too left price-and-branch and the
     # local search after it less time, and the plans were worse.
-    until = started + 0.7 * budget if dual.ascended else time.monotonic() + 0.2 * budget
     incumbent = best
     best = _from_relaxation(
         columns,
@@ -273,93 +339,118 @@ def _solve(instance: Instance, *, settings: SolverSettings, started_twins: list[
         best,
         dual=dual,
         repair=dual.ascended or bool(dual.others),
-        choose_until=min(deadline, started + ROUND_ESTIMATES_UNTIL * budget),
-        deadline=min(deadline, until),
-        # Where a twin runs, it rounds the other half.
-        half=0 if twin is not None else None,
+        choose_until=search.at(ROUND_ESTIMATES_UNTIL),
+        deadline=search.at(0.7) if dual.ascended else search.hence(0.2),
+        half=0 if halved else None,
     )
     if dual.lp_optimal and (best is incumbent or not dual.others):
         # Dives solve the LP again around the jobs they place: where ascent did
         # not settle, and where no rounding beat the first plan. After settling,
         # 15% of the budget: at 200 x 5 the dives after every rounding left
         # price-and-branch too little time.
-        until = time.monotonic() + (0.15 if dual.others else 0.3) * budget
-        best = _dived(columns, free, best, dual=dual, deadline=min(deadline, until))
-    until = time.monotonic() + 0.15 * budget if dual.ascended else started + 0.5 * budget
-    best = _alternate(columns, free, best, priced=priced, deadline=min(deadline, until))
+        until = search.hence(0.15 if dual.others else 0.3)
+        best = _dived(columns, free, best, dual=dual, deadline=until)
+    until = search.hence(0.15) if dual.ascended else search.at(0.5)
+    best = _alternate(columns, free, best, priced=dual.reduced, deadline=until)
     try:
         polished = price_and_branch(
             columns,
             free,
             best,
             dual=dual,
-            backend=backend,
+            backend=search.backend,
             # HiGHS overruns its limit by a few hundredths: keep a tenth in hand.
-            time_limit=min(0.25 * budget, 0.9 * (deadline - time.monotonic())),
+            time_limit=min(0.25 * budget, 0.9 * (search.deadline - time.monotonic())),
         )
     except SolverUnavailableError:
-        polished = best  # the MILP step below says so in the plan's status
-    if polished is not best:
-        best = _alternate(columns, free, polished, priced=priced, deadline=deadline)
+        polished = best  # the last phase says so in the plan's status
+    if polished is best:
+        return best
+    return _alternate(columns, free, polished, priced=dual.reduced, deadline=search.deadline)
+
+
+def _last_phase(
+    search: _Search,
+    best: np.ndarray,
+    *,
+    dual: lagrange.Dual,
+    with_twins: Callable[[np.ndarray], np.ndarray],
+) -> _Answer:
+    """Phase 3, with the time left: one exact MILP over the columns that can
+    be in a better plan where they are few enough, else ruin and recreate
+    (after ascent) or LNS; the twin's plan where it is cheaper."""
+    columns, free = search.columns, search.free
     value = heuristics.objective(columns, best)
     bound = min(dual.bound, value)
-    if _gap(value, bound) <= settings.gap_rel:
-        return finish(best, "optimal", "column generation", bound)
-
-    if deadline - time.monotonic() < 0.05 * budget:
+    if _gap(value, bound) <= search.settings.gap_rel:
+        return _Answer(best, "optimal", "column generation", bound)
+    if search.deadline - time.monotonic() < 0.05 * search.budget:
         # Local search used the budget: building a MILP now would only overrun it.
         best = with_twins(best)
-        value = heuristics.objective(columns, best)
-        gap = _gap(value, bound)
-        return finish(
-            best, f"time_limit (gap {gap:.2%})", "column generation + local search", bound
-        )
-
+        return _ended(search, best, bound, "column generation + local search")
     keep = dual.open_columns(value=value, choice=best)
     try:
-        left = deadline - time.monotonic()
+        left = search.deadline - time.monotonic()
         if keep.size <= min(EXACT_AFTER_FIXING, EXACT_COLUMNS_PER_SECOND * left):
-            model = mip.build(columns, free, keep, start=best)
-            stats.variables, stats.constraints = model.variables, model.constraints
-            # HiGHS looks at its clock between steps and overran a 4-5 s limit
-            # by 0.2-1 s at 200 jobs: a tenth in hand absorbs most of that.
-            limit = 0.9 * (deadline - time.monotonic())
-            solver_until = time.monotonic() + limit
-            result = backend.solve(model, time_limit=limit, gap_rel=settings.gap_rel)
-            best = _better(columns, best, result.choice)
-            if not result.optimal:  # else no plan is cheaper: the twin's goes unread
-                best = with_twins(best)
-            value = heuristics.objective(columns, best)
-            if result.bound is not None:
-                # Every plan better than the incumbent is inside the fixed model,
-                # so its bound (capped by the incumbent) bounds the whole problem.
-                bound = max(bound, min(result.bound, value))
-            return finish(
-                best,
-                _status(result, value, bound, settings, solver_until),
-                f"column generation + {backend.name}",
-                bound,
-            )
+            return _exact(search, best, keep=keep, bound=bound, with_twins=with_twins)
         if dual.ascended:
             # A sub-MILP takes about a second at 1000 jobs, and placing a few
             # jobs again together gains far more in the time (`repacking`).
-            best, stats.repack_improvements = repacking.repack(
-                columns, free, best, deadline=deadline
+            best, search.stats.repack_improvements = repacking.repack(
+                columns, free, best, deadline=search.deadline
             )
             method = "column generation + ruin and recreate"
         else:
-            best, stats.lns_improvements = lns.search(
-                columns, free, best, backend=backend, deadline=deadline, score=priced
+            best, search.stats.lns_improvements = lns.search(
+                columns,
+                free,
+                best,
+                backend=search.backend,
+                deadline=search.deadline,
+                score=dual.reduced,
             )
-            method = f"column generation + {backend.name} LNS"
+            method = f"column generation + {search.backend.name} LNS"
     except SolverUnavailableError as error:
         gap = _gap(value, bound)
-        return finish(best, f"heuristic ({error}; gap {gap:.2%})", "column generation", bound)
-    best = with_twins(best)
+        return _Answer(best, f"heuristic ({error}; gap {gap:.2%})", "column generation", bound)
+    return _ended(search, with_twins(best), bound, method)
+
+
+def _exact(
+    search: _Search,
+    best: np.ndarray,
+    *,
+    keep: np.ndarray,
+    bound: float,
+    with_twins: Callable[[np.ndarray], np.ndarray],
+) -> _Answer:
+    """One MILP over the columns `keep`, warm-started from `best`."""
+    columns = search.columns
+    model = mip.build(columns, search.free, keep, start=best)
+    search.stats.variables, search.stats.constraints = model.variables, model.constraints
+    # HiGHS looks at its clock between steps and overran a 4-5 s limit by
+    # 0.2-1 s at 200 jobs: a tenth in hand absorbs most of that.
+    limit = 0.9 * (search.deadline - time.monotonic())
+    solver_until = time.monotonic() + limit
+    result = search.backend.solve(model, time_limit=limit, gap_rel=search.settings.gap_rel)
+    best = _better(columns, best, result.choice)
+    if not result.optimal:  # else no plan is cheaper: the twin's goes unread
+        best = with_twins(best)
     value = heuristics.objective(columns, best)
-    gap = _gap(value, bound)
-    word = "optimal" if gap <= settings.gap_rel else f"time_limit (gap {gap:.2%})"
-    return finish(best, word, method, bound)
+    if result.bound is not None:
+        # Every plan better than the incumbent is inside the fixed model, so
+        # its bound (capped by the incumbent) bounds the whole problem.
+        bound = max(bound, min(result.bound, value))
+    status = _status(result, value, bound, search.settings, solver_until)
+    return _Answer(best, status, f"column generation + {search.backend.name}", bound)
+
+
+def _ended(search: _Search, best: np.ndarray, bound: float, method: str) -> _Answer:
+    """The answer of a search the clock ended: optimal only within the gap
+    asked for, else the gap left to the proven bound."""
+    gap = _gap(heuristics.objective(search.columns, best), bound)
+    word = "optimal" if gap <= search.settings.gap_rel else f"time_limit (gap {gap:.2%})"
+    return _Answer(best, word, method, bound)
 
 
 def _from_relaxation(

@@ -19,6 +19,7 @@ from optimizer.model import Instance, Slot, SolverSettings
 from optimizer.solving import (
     BRANCH_ANYWAY,
     BRANCH_COLUMNS_PER_SECOND,
+    TWIN_WON,
     _from_relaxation,
     price_and_branch,
     solve,
@@ -591,6 +592,8 @@ def test_bench_prints_one_json_object_with_every_field(tmp_path) -> None:
     # Whose plan it is: null unless ascent ran (column generation converges
     # at 40 jobs, unless the machine is slow) and a twin's plan was read.
     assert report["twin_won"] in (None, True, False)
+    # ... and the method the commit names says the same.
+    assert report["method"].endswith(TWIN_WON) == (report["twin_won"] is True)
     off_best, unused = report["gap_off_best_g"], report["gap_unused_room_g"]
     assert off_best >= 0 and unused >= 0
     gap = report["objective"] - report["lagrangian_bound_after_lp"]
