@@ -200,10 +200,6 @@ class _Answer(NamedTuple):
 
 def _solve(instance: Instance, *, settings: SolverSettings, started_twins: list[Twin]) -> Outcome:
     started = time.monotonic()
-    # The last hundredth, and 20 ms at least, is for turning the answer into a
-    # Plan and for HiGHS running past its limit: without it the benchmarks
-    # ended 5-80 ms past theirs, and with a hundredth alone one run of 50 x 3
-    # in about thirty ended 6 ms past 1 s.
     budget = settings.time_limit_s
     stats = Stats()
     free = cols.free_room(instance)
@@ -217,6 +213,10 @@ def _solve(instance: Instance, *, settings: SolverSettings, started_twins: list[
         settings=settings,
         backend=backend_for(settings.name),
         started=started,
+        # The last hundredth, and 20 ms at least, is for turning the answer
+        # into a Plan and for HiGHS running past its limit: without it the
+        # benchmarks ended 5-80 ms past theirs, and with a hundredth alone one
+        # run of 50 x 3 in about thirty ended 6 ms past 1 s.
         deadline=started + budget - max(0.01 * budget, 0.02),
         stats=stats,
     )
