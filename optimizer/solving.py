@@ -40,8 +40,9 @@
    Where ascent gave the prices (1000 jobs and more), ruin and recreate instead
    (`repacking`): the jobs of a short window on one spoke, and a few that would
    be cheaper there, placed again together, the bulkiest first.
-4. Where ascent gave the prices and the shell plugged in a second core
-   (`use_second_core`: the `caspian` command does, with `twins`), a forked
+4. Where the shell plugged in a second core (`use_second_core`: the
+   `caspian` command does, with `twins`), a thread of it prices half the
+   jobs in each step of ascent, and where ascent gave the prices a forked
    copy goes on from ascent by another path while this one goes on by its
    own: each rounds half of ascent's estimates and polishes the cheapest of
    its half, and the copy draws its own windows in ruin and recreate (it
@@ -55,6 +56,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -115,13 +117,22 @@ class Twin(Protocol):
 # not the pure core's, and without it (as in most tests of the core) every
 # search runs on one core.
 _second_core: Callable[..., Twin | None] | None = None
+# Gives, for a block, a `lagrange.Spread` that shares ascent's steps with a
+# thread of the second core (None where there is none): plugged in likewise.
+_threads: Callable[[], AbstractContextManager[lagrange.Spread | None]] | None = None
 
 
-def use_second_core(start: Callable[..., Twin | None] | None) -> None:
-    """Run a twin after ascent through `start(search, jobs=...)` from now on
-    (`optimizer.twins.Twin.start`), or, with None, none."""
-    global _second_core
-    _second_core = start
+def use_second_core(
+    start: Callable[..., Twin | None] | None,
+    *,
+    threads: Callable[[], AbstractContextManager[lagrange.Spread | None]] | None = None,
+) -> None:
+    """From now on, share ascent's steps with a thread of `threads()`
+    (`optimizer.twins.threads`), and run a twin after ascent through
+    `start(search, jobs=...)` (`optimizer.twins.Twin.start`); with None,
+    neither."""
+    global _second_core, _threads
+    _second_core, _threads = start, threads
 
 
 @dataclass
@@ -279,26 +290,32 @@ def _quick_plans(search: _Search) -> np.ndarray:
 
 def _prices(search: _Search, best: np.ndarray) -> lagrange.Dual:
     """Phase 2: a proven lower bound and capacity prices, by column generation
-    or ascent, and the settled estimates of the LP solution."""
+    or ascent, and the settled estimates of the LP solution. Ascent's steps
+    are shared with a thread of the second core where the shell plugged one
+    in; it ends here, before the twin is forked."""
     columns = search.columns
-    dual = lagrange.solve(
-        columns,
-        search.free,
-        upper=lambda: heuristics.objective(columns, best),
-        deadline=search.at(0.35),
-        # Ascent's picks round to better plans the longer it runs: at 1000 x 10,
-        # seeds 1-6, ending at half the budget instead of 35% gained on all six
-        # (one run each). Column generation keeps its 35%, so where it solves
-        # the LP (50 and 200 jobs) the steps after it start when they did.
-        ascend_until=search.at(0.5),
-        # Where column generation solves the LP, ascent settles after it, for
-        # estimates to round; ending at 40% leaves the roundings their time.
-        # Not where the whole model is small enough for the exact MILP (50 x 3,
-        # the simulation's decisions): there the time does more in the MILP.
-        settle_until=search.at(0.4) if columns.size > EXACT_AFTER_FIXING else None,
-        seed_columns=best[best >= 0],
-        target_gap=search.settings.gap_rel / 2,
-    )
+    with _threads() if _threads is not None else nullcontext() as spread:
+        dual = lagrange.solve(
+            columns,
+            search.free,
+            upper=lambda: heuristics.objective(columns, best),
+            deadline=search.at(0.35),
+            # Ascent's picks round to better plans the longer it runs: at
+            # 1000 x 10, seeds 1-6, ending at half the budget instead of 35%
+            # gained on all six (one run each). Column generation keeps its
+            # 35%, so where it solves the LP (50 and 200 jobs) the steps after
+            # it start when they did.
+            ascend_until=search.at(0.5),
+            # Where column generation solves the LP, ascent settles after it,
+            # for estimates to round; ending at 40% leaves the roundings their
+            # time. Not where the whole model is small enough for the exact
+            # MILP (50 x 3, the simulation's decisions): there the time does
+            # more in the MILP.
+            settle_until=search.at(0.4) if columns.size > EXACT_AFTER_FIXING else None,
+            seed_columns=best[best >= 0],
+            target_gap=search.settings.gap_rel / 2,
+            spread=spread,
+        )
     search.stats.dual_rounds, search.stats.dual_bound = dual.rounds, dual.bound
     return dual
 

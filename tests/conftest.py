@@ -41,10 +41,11 @@ def assert_valid_plan(instance: Instance, plan: Plan) -> None:
 
 @pytest.fixture(autouse=True)
 def _one_core(monkeypatch) -> None:
-    """No twin on the second core unless a test plugs it in: the `caspian`
-    command plugs it in for the rest of the process, and a test's result must
-    not turn on which ran before it."""
+    """No twin and no thread on the second core unless a test plugs them in:
+    the `caspian` command plugs them in for the rest of the process, and a
+    test's result must not turn on which ran before it."""
     monkeypatch.setattr(solving, "_second_core", None)
+    monkeypatch.setattr(solving, "_threads", None)
 
 
 @pytest.fixture(autouse=True)

@@ -35,8 +35,9 @@ def main(verbose: bool, log_format: str) -> None:
         JsonLines() if log_format == "json" else logging.Formatter(TEXT_LOG_FORMAT)
     )
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
-    # From 1000 jobs on, a second search runs on the second core where there is one.
-    solving.use_second_core(twins.Twin.start)
+    # Where there is a second core, a thread of it shares ascent's steps, and
+    # from 1000 jobs on a second search runs on it after ascent.
+    solving.use_second_core(twins.Twin.start, threads=twins.threads)
 
 
 for command in (

@@ -260,10 +260,10 @@ def test_ascent_settles_the_picks_it_keeps_then_climbs_to_the_lp_bound(
     steps = 0
     real_evaluate = pricing.evaluate
 
-    def evaluate(prices: np.ndarray):
+    def evaluate(prices: np.ndarray, **spread):
         nonlocal steps
         steps += 1
-        return real_evaluate(prices)
+        return real_evaluate(prices, **spread)
 
     def ascend() -> tuple[float, list[np.ndarray]]:
         bound, _, history = lagrange.ascend(

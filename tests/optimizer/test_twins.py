@@ -5,6 +5,7 @@ sends garbage costs the answer nothing."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from optimizer import columns as cols
-from optimizer import heuristics, lagrange, repacking, solving, twins
+from optimizer import heuristics, lagrange, mip, repacking, solving, twins
 from optimizer.generator import generate
 from optimizer.model import SolverSettings
 from tests.conftest import assert_valid_plan
@@ -219,6 +220,7 @@ def test_the_caspian_command_plugs_the_second_core_in() -> None:
     assert solving._second_core is None  # --help runs no command
     CliRunner().invoke(main, ["carbon", "--help"])
     assert solving._second_core == twins.Twin.start
+    assert solving._threads == twins.threads
 
 
 def test_with_a_twin_each_path_rounds_its_own_half_of_ascents_estimates(
@@ -273,3 +275,88 @@ def test_with_a_twin_each_path_rounds_its_own_half_of_ascents_estimates(
     monkeypatch.setattr(twins, "cores", lambda: 1)
     solving.solve(ascending, settings=SolverSettings(time_limit_s=2))
     assert halves == [0, None]
+
+
+def _ascent_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("caspian-ascent")]
+
+
+def test_the_thread_of_the_second_core_takes_part_of_the_work_and_ends_with_it(
+    monkeypatch,
+) -> None:
+    monkeypatch.setattr(twins, "cores", lambda: 2)
+    ran = []
+    with twins.threads() as spread:
+        assert spread is not None
+        spread(lambda item: ran.append((item, threading.get_ident())), ["a", "b"])
+        assert len(_ascent_threads()) == 1
+    assert sorted(item for item, _ in ran) == ["a", "b"]
+    assert len({thread for _, thread in ran}) == 2  # side by side, not both here
+    assert _ascent_threads() == []  # a twin forked after this has none to miss
+    # Either part's error reaches the caller, after both parts have ended.
+    for items in ([1, 0], [0, 1]):
+        with twins.threads() as spread, pytest.raises(ZeroDivisionError):
+            assert spread is not None
+            spread(lambda item: 1 / item, items)
+    monkeypatch.setattr(twins, "cores", lambda: 1)
+    with twins.threads() as spread:
+        assert spread is None
+
+
+def test_pricing_the_halves_side_by_side_prices_every_column_as_one_by_one() -> None:
+    columns, free = generated(jobs=60, spokes=3, seed=2)
+    pricing = lagrange.Pricing(columns, free)
+    # Two halves of whole jobs, together every job and column once, in order.
+    assert len(pricing.parts) == 2
+    assert [part.jobs.start for part in pricing.parts] == [0, pricing.parts[0].jobs.stop]
+    assert pricing.parts[-1].jobs.stop == len(columns.jobs)
+    for part in pricing.parts:
+        assert part.columns.start == columns.first[part.jobs.start]
+        assert part.columns.stop == columns.first[part.jobs.stop]
+    demand, _ = mip.scaled(columns, free)
+    rng = np.random.default_rng(3)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(twins, "cores", lambda: 2)
+        for _ in range(3):
+            prices = rng.exponential(0.5, size=free.shape) * (rng.random(free.shape) < 0.4)
+            alone = pricing.evaluate(prices)
+            with twins.threads() as spread:
+                shared = pricing.evaluate(prices, spread=spread)
+            assert alone[0] == shared[0]
+            assert np.array_equal(alone[1], shared[1]) and np.array_equal(alone[2], shared[2])
+            # Against each column priced on its own, slot by slot.
+            for k in rng.choice(columns.size, size=200, replace=False):
+                s, j, t, end = columns.cs[k], columns.cj[k], columns.ct[k], columns.end[k]
+                own = columns.cost[k] + (demand[j] * prices[s, :, t:end].sum(axis=1)).sum()
+                assert shared[1][k] == pytest.approx(own, rel=1e-9, abs=1e-9)
+            per_job = [
+                min(shared[1][columns.first[j] : columns.first[j + 1]].min(), columns.defer[j])
+                for j in range(len(columns.jobs))
+            ]
+            assert np.array_equal(shared[2], per_job)
+
+
+def test_ascent_shares_its_steps_with_the_thread_which_is_gone_when_the_twin_forks(
+    ascending, monkeypatch
+) -> None:
+    monkeypatch.setattr(solving, "_threads", twins.threads)
+    shared = []
+    evaluate = lagrange.Pricing.evaluate
+
+    def counted(self, prices, *, spread=None):
+        shared.append(spread is not None)
+        return evaluate(self, prices, spread=spread)
+
+    monkeypatch.setattr(lagrange.Pricing, "evaluate", counted)
+    at_fork = []
+
+    def start(search, *, jobs):
+        at_fork.append(_ascent_threads())
+        return twins.Twin.start(search, jobs=jobs)
+
+    monkeypatch.setattr(solving, "_second_core", start)
+    outcome = solving.solve(ascending, settings=SolverSettings(time_limit_s=2))
+    assert_valid_plan(ascending, outcome.plan)
+    assert sum(shared) > 10  # ascent's steps
+    assert at_fork == [[]]
+    assert _ascent_threads() == []
