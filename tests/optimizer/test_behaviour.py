@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from optimizer import baselines, bench, generator, heuristics, mip, verify
+from optimizer import baselines, bench, generator, heuristics, mip, solving, verify
 from optimizer import columns as cols
 from optimizer.highs import HighsBackend
 from optimizer.model import Assignment, Instance, NotPlaced, Plan, Slot, SolverSettings, Weights
@@ -313,3 +313,29 @@ def test_a_plan_answers_for_each_job_and_a_copy_for_its_own() -> None:
     assert bounded == plan.model_copy(update={"bound": 1.0}) and plan == Plan.model_validate(
         plan.model_dump()
     )
+
+
+def test_a_search_the_clock_ended_says_optimal_only_within_the_gap_asked_for() -> None:
+    # Where local search used the budget, the twin's plan may still close the
+    # gap: the status follows the gap, not the way the search ended.
+    instance = generator.generate(jobs=20, spokes=2, seed=1)
+    columns, _ = cols.build(instance)
+    free = cols.free_room(instance)
+    best = heuristics.greedy(columns, free)
+    value = heuristics.objective(columns, best)
+    settings = SolverSettings(time_limit_s=1)
+    search = solving._Search(
+        columns=columns,
+        free=free,
+        settings=settings,
+        backend=solving.backend_for("highs"),
+        started=0.0,
+        deadline=1.0,
+        stats=solving.Stats(),
+    )
+    within = value - 0.5 * settings.gap_rel * value
+    assert solving._ended(search, best, within, "local search").status == "optimal"
+    beyond = 0.9 * value
+    answer = solving._ended(search, best, beyond, "local search")
+    assert answer.status == "time_limit (gap 10.00%)"
+    assert answer.bound == beyond and answer.method == "local search"
