@@ -66,6 +66,8 @@ def threads() -> Iterator[Callable[[Callable[[Any], None], Sequence[Any]], None]
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="caspian-ascent") as pool:
 
         def spread(work: Callable[[Any], None], items: Sequence[Any]) -> None:
+            if not items:
+                return
             first, *rest = items
             others = [pool.submit(work, item) for item in rest]
             try:

@@ -293,6 +293,10 @@ def test_the_thread_of_the_second_core_takes_part_of_the_work_and_ends_with_it(
     assert sorted(item for item, _ in ran) == ["a", "b"]
     assert len({thread for _, thread in ran}) == 2  # side by side, not both here
     assert _ascent_threads() == []  # a twin forked after this has none to miss
+    with twins.threads() as spread:
+        assert spread is not None
+        spread(lambda item: ran.append(item), [])  # nothing to do is done
+    assert len(ran) == 2
     # Either part's error reaches the caller, after both parts have ended.
     for items in ([1, 0], [0, 1]):
         with twins.threads() as spread, pytest.raises(ZeroDivisionError):
