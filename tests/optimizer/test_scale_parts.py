@@ -52,6 +52,69 @@ def test_taking_and_giving_back_capacity_round_trips() -> None:
     assert np.array_equal(residual.free, free) and residual.fits(0, 10, demand)[0]
 
 
+def _with_history(instance: Instance) -> Instance:
+    """`instance` with some jobs planned before (one on a spoke that is gone),
+    of other priorities, and one zone whose series ends inside the horizon."""
+    jobs = []
+    for index, one in enumerate(instance.jobs):
+        if one.fixed is None and index % 3 == 0:
+            where = "gone" if index % 9 == 0 else one.allowed_spokes[-1]
+            one = one.model_copy(update={"previous": Slot(spoke=where, start_slot=index % 96)})
+        jobs.append(one.model_copy(update={"lateness_weight": (0.1, 1.0, 10.0)[index % 3]}))
+    zone = instance.spokes[0].zone
+    series = {**instance.intensity_g_per_kwh, zone: instance.intensity_g_per_kwh[zone][:90]}
+    return instance.model_copy(update={"jobs": tuple(jobs), "intensity_g_per_kwh": series})
+
+
+@pytest.mark.parametrize("late_starts", [True, False])
+def test_the_columns_are_every_start_that_fits_beside_running_work_at_its_cost(
+    late_starts: bool,
+) -> None:
+    instance = _with_history(generate(jobs=60, spokes=3, seed=5))
+    columns, without = cols.build(instance, late_starts=late_starts)
+    free, weights = cols.free_room(instance), instance.weights
+    got = {
+        (columns.jobs[j].id, columns.spokes[s], int(t)): (carbon, cost)
+        for j, s, t, carbon, cost in zip(
+            columns.cj, columns.cs, columns.ct, columns.carbon, columns.cost, strict=True
+        )
+    }
+    want: dict[tuple[str, str, int], tuple[float, float]] = {}
+    for one in (j for j in instance.jobs if j.fixed is None):
+        need = [one.cpu, one.memory_bytes, one.gpu]
+        mine = {}
+        for index, where in enumerate(instance.spokes):
+            if where.name not in one.allowed_spokes:
+                continue
+            for start in range(one.release_slot, instance.slots):
+                run = range(start, min(start + one.duration_slots, instance.slots))
+                late = max(0, start + one.duration_slots - one.deadline_slot)
+                if late and not late_starts:
+                    continue
+                if all(free[index, r, t] >= need[r] - 1e-9 for t in run for r in range(3)):
+                    series = instance.intensity_g_per_kwh[where.zone]
+                    carbon = sum(series[start : start + one.duration_slots])
+                    carbon *= one.energy_kwh_per_slot[where.name]
+                    stays = one.previous == Slot(spoke=where.name, start_slot=start)
+                    lateness = late * weights.lateness_g_per_slot * one.lateness_weight
+                    cost = (
+                        carbon
+                        + lateness
+                        + (not stays and one.previous is not None) * (weights.move_g)
+                    )
+                    mine[(one.id, where.name, start)] = (carbon, cost + start * 1e-3, lateness)
+        floor = min((lateness for *_, lateness in mine.values()), default=0.0)
+        want |= {key: (carbon, cost - floor) for key, (carbon, cost, _) in mine.items()}
+        assert (one in without) == (not mine)
+    assert got.keys() == want.keys()
+    assert np.allclose([got[k] for k in want], [want[k] for k in want], rtol=1e-12, atol=1e-6)
+    # Grouped by job, each job's spokes in its own order and its starts in time order.
+    assert np.array_equal(columns.cj, np.sort(columns.cj, kind="stable"))
+    # The short series is met: runs on its spoke that go past its end.
+    long_runs = columns.ct + columns.duration[columns.cj] > 90
+    assert (long_runs & (columns.cs == 0)).any()
+
+
 def test_the_generator_is_deterministic_and_its_deadlines_can_be_met() -> None:
     first = generate(jobs=120, spokes=4, seed=7)
     assert first == generate(jobs=120, spokes=4, seed=7)
