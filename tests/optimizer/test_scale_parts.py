@@ -10,7 +10,18 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from optimizer import bench, diving, dump, ejection, heuristics, lagrange, lns, mip, repacking
+from optimizer import (
+    bench,
+    diving,
+    dump,
+    ejection,
+    heuristics,
+    lagrange,
+    lns,
+    mip,
+    repacking,
+    solving,
+)
 from optimizer import columns as cols
 from optimizer.capacity import Residual
 from optimizer.generator import generate
@@ -255,6 +266,48 @@ def test_price_and_branch_improves_on_a_local_optimum_and_keeps_it_valid(seed: i
     assert (columns.cj[placed] == np.flatnonzero(better >= 0)).all()
 
 
+def test_past_their_deadline_the_parts_that_sort_every_column_do_not_start(
+    monkeypatch,
+) -> None:
+    # Each sorts every column (2-4 s at 5000 x 20) before it looks at the
+    # clock again; a 20 s decision at 5000 jobs ended 2.7 s past its budget.
+    instance = generate(jobs=120, spokes=3, seed=3)
+    columns, _ = cols.build(instance)
+    free = cols.free_room(instance)
+    start = heuristics.greedy(columns, free)
+
+    def no_sort(*args, **kwargs):
+        raise AssertionError("sorted every column past the deadline")
+
+    monkeypatch.setattr(cols.Columns, "cheapest", no_sort)
+    backend = _Counting()
+    assert lns.search(columns, free, start, backend=backend, deadline=time.monotonic()) == (
+        start,
+        0,
+    )
+    dual = lagrange.solve(
+        columns,
+        free,
+        upper=lambda: heuristics.objective(columns, start),
+        deadline=time.monotonic(),
+        seed_columns=start[start >= 0],
+    )
+    assert (dual.rounds, dual.ascended) == (0, False)
+    assert dual.bound <= heuristics.objective(columns, start)  # still a bound
+    # Three columns a job are more than price-and-branch may take in no time.
+    monkeypatch.setattr(solving, "BRANCH_ANYWAY", 3 * len(columns.jobs) - 1)
+    busy = dataclasses.replace(dual, support=start[start >= 0])
+    assert price_and_branch(columns, free, start, dual=busy, backend=backend, time_limit=0.0) is (
+        start
+    )
+    assert backend.calls == 0
+    # The plan that meets deadlines is built even so; the other quick plan not.
+    monkeypatch.setattr(heuristics, "tight_first", no_sort)
+    first = solving._first_plan(columns, free, start, deadline=time.monotonic())
+    earliest = heuristics.earliest(columns, free)
+    assert heuristics.objective(columns, first) <= heuristics.objective(columns, earliest)
+
+
 def test_price_and_branch_leaves_a_milp_too_large_for_its_time_alone() -> None:
     instance = generate(jobs=120, spokes=3, seed=3)
     columns, _ = cols.build(instance)
@@ -314,7 +367,7 @@ def test_rounding_again_with_the_late_jobs_first_meets_every_deadline(seed: int)
     columns, free = generated(jobs=80, spokes=3, seed=seed)
     dual = _converged_dual(columns, free, heuristics.greedy(columns, free))
 
-    def rounded(passes: int) -> np.ndarray:
+    def rounded(passes: int, *, until: float | None = None) -> np.ndarray:
         return heuristics.rounded(
             columns,
             free,
@@ -322,10 +375,13 @@ def test_rounding_again_with_the_late_jobs_first_meets_every_deadline(seed: int)
             shares=dual.shares,
             reduced=dual.reduced,
             passes=passes,
+            until=until,
         )
 
     once, again = rounded(1), rounded(8)
 
+    # No pass begins after `until`: the first is the answer.
+    assert np.array_equal(rounded(8, until=time.monotonic()), once)
     assert heuristics.late_or_unplaced(columns, once).any()
     assert not heuristics.late_or_unplaced(columns, again).any()
     assert heuristics.objective(columns, again) < heuristics.objective(columns, once)
