@@ -8,6 +8,7 @@ column only where the job fits in what they leave for its whole run.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -37,6 +38,12 @@ class Columns:
     @property
     def size(self) -> int:
         return len(self.cj)
+
+    @functools.cached_property
+    def place(self) -> np.ndarray:
+        """Per column, its spoke and start as one index into a (spokes x slots)
+        plane: the fit test reads each resource's plane there (`feasible`)."""
+        return (self.cs.astype(np.int64) * self.slots + self.ct).astype(np.int32)
 
     def of_job(self, index: int) -> slice:
         return slice(int(self.first[index]), int(self.first[index + 1]))

@@ -53,6 +53,28 @@ def test_window_minimum_matches_brute_force(duration: int) -> None:
     assert np.allclose(residual.room(duration)[1], want)  # every spoke's at once
 
 
+def test_a_column_fits_where_every_slot_of_its_run_has_room_for_its_job() -> None:
+    instance = generate(jobs=60, spokes=3, seed=2)
+    columns, _ = cols.build(instance)
+    free = cols.free_room(instance)
+    # Holes in one resource at a time, slot by slot: a misread spoke, slot or
+    # resource shows.
+    holes = np.random.default_rng(2).random(free.shape) < 0.03
+    left = np.where(holes, 0.0, free)
+    residual = Residual(left)
+    for index in range(len(columns.jobs)):
+        part = columns.of_job(index)
+        want = [
+            all(
+                (left[s, :, t] >= columns.demand[index] - 1e-9).all()
+                for t in range(start, min(start + columns.duration[index], columns.slots))
+            )
+            for s, start in zip(columns.cs[part], columns.ct[part], strict=True)
+        ]
+        assert heuristics.feasible(columns, residual, index).tolist() == want
+    assert not all(heuristics.feasible(columns, residual, i).all() for i in range(index + 1))
+
+
 def test_taking_and_giving_back_capacity_round_trips() -> None:
     free = np.full((1, 3, 10), 4.0)
     residual = Residual(free)
