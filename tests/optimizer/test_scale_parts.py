@@ -130,11 +130,8 @@ def test_the_columns_are_every_start_that_fits_beside_running_work_at_its_cost(
                     carbon *= one.energy_kwh_per_slot[where.name]
                     stays = one.previous == Slot(spoke=where.name, start_slot=start)
                     lateness = late * weights.lateness_g_per_slot * one.lateness_weight
-                    cost = (
-                        carbon
-                        + lateness
-                        + (not stays and one.previous is not None) * (weights.move_g)
-                    )
+                    moved = one.previous is not None and not stays
+                    cost = carbon + lateness + moved * weights.move_g
                     mine[(one.id, where.name, start)] = (carbon, cost + start * 1e-3, lateness)
         floor = min((lateness for *_, lateness in mine.values()), default=0.0)
         want |= {key: (carbon, cost - floor) for key, (carbon, cost, _) in mine.items()}
@@ -143,6 +140,12 @@ def test_the_columns_are_every_start_that_fits_beside_running_work_at_its_cost(
     assert np.allclose([got[k] for k in want], [want[k] for k in want], rtol=1e-12, atol=1e-6)
     # Grouped by job, each job's spokes in its own order and its starts in time order.
     assert np.array_equal(columns.cj, np.sort(columns.cj, kind="stable"))
+    for index, one in enumerate(columns.jobs):
+        part = columns.of_job(index)
+        order = [one.allowed_spokes.index(columns.spokes[s]) for s in columns.cs[part]]
+        assert list(zip(order, columns.ct[part], strict=True)) == sorted(
+            zip(order, columns.ct[part], strict=True)
+        )
     # The short series is met: runs on its spoke that go past its end.
     long_runs = columns.ct + columns.duration[columns.cj] > 90
     assert (long_runs & (columns.cs == 0)).any()
@@ -303,10 +306,10 @@ def test_past_their_deadline_the_parts_that_sort_every_column_do_not_start(
 
     monkeypatch.setattr(cols.Columns, "cheapest", no_sort)
     backend = _Counting()
-    assert lns.search(columns, free, start, backend=backend, deadline=time.monotonic()) == (
-        start,
-        0,
+    searched, improved = lns.search(
+        columns, free, start, backend=backend, deadline=time.monotonic()
     )
+    assert searched is start and improved == 0
     dual = lagrange.solve(
         columns,
         free,
