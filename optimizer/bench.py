@@ -108,8 +108,9 @@ def run(
         "dual_rounds": stats.dual_rounds,
         "lns_improvements": stats.lns_improvements,
         "repack_improvements": stats.repack_improvements,
-        # Whose plan it is, from 1000 jobs on: true the twin's on the second
-        # core, false this path's; null where no twin's plan was read.
+        # Whose plan it is where ascent ran (1000 jobs and up, and now and then
+        # 50): true the twin's on the second core, false this path's; null
+        # where no twin's plan was read.
         "twin_won": stats.twin_won,
         "method": plan.method,
         "greedy_carbon_g": round(greedy.carbon_g, 2),

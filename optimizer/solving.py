@@ -228,9 +228,9 @@ def _solve(instance: Instance, *, settings: SolverSettings, started_twins: list[
         # into a Plan and for HiGHS running past its limit: without it the
         # benchmarks ended 5-80 ms past theirs, and with a hundredth alone one
         # run of 50 x 3 in about thirty ended 6 ms past 1 s. And 30 us a job:
-        # at 5000 jobs the Plan takes 60-85 ms and ending a twin that is still
-        # running up to 70 ms, and one run in three of 5000 x 20 in 20 s ended
-        # 76 ms past it.
+        # at 5000 jobs the Plan takes 60-85 ms and ending a forked child of
+        # 2 GB took 66 ms (timed apart); one run in three of 5000 x 20 in 20 s
+        # ended 76 ms past it without them.
         deadline=started + budget - max(0.01 * budget, 0.02) - 30e-6 * len(columns.jobs),
         stats=stats,
     )

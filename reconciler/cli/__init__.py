@@ -36,7 +36,7 @@ def main(verbose: bool, log_format: str) -> None:
     )
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
     # Where there is a second core, a thread of it shares ascent's steps, and
-    # from 1000 jobs on a second search runs on it after ascent.
+    # wherever ascent ran (1000 jobs and up) a second search runs on it after.
     solving.use_second_core(twins.Twin.start, threads=twins.threads)
 
 
