@@ -42,7 +42,7 @@ class Columns:
     @functools.cached_property
     def place(self) -> np.ndarray:
         """Per column, its spoke and start as one index into a (spokes x slots)
-        plane: the fit test reads each resource's plane there (`feasible`)."""
+        plane: where the fit test reads it (`Residual.fit_places`)."""
         return (self.cs.astype(np.int64) * self.slots + self.ct).astype(np.int32)
 
     def of_job(self, index: int) -> slice:

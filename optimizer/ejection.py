@@ -104,7 +104,7 @@ def _try(
     # as many as it takes: those lose least by going elsewhere.
     others = [int(b) for b in placed[overlap] if b != job]
     density = {b: columns.cost[choice[b]] / (size[b] * columns.duration[b] + 1e-12) for b in others}
-    before = {job: int(choice[job])}
+    before, saved = {job: int(choice[job])}, residual.save()
     release(columns, residual, job, before[job])
     choice[job] = DEFERRED
     for b in sorted(others, key=density.__getitem__):
@@ -116,7 +116,7 @@ def _try(
     lifted = [b for b in before if b != job]
     old = float(sum(cost_of(columns, b, k) for b, k in before.items()))
     if not residual.fits_at(spoke, first, duration, demand):
-        _restore(columns, residual, choice, before)
+        _restore(residual, choice, before, saved=saved)
         return 0.0
     occupy(columns, residual, job, column)
     choice[job] = column
@@ -140,15 +140,14 @@ def _try(
     else:
         if new < old - 1e-9:
             return old - new
-    _restore(columns, residual, choice, before)
+    _restore(residual, choice, before, saved=saved)
     return 0.0
 
 
 def _restore(
-    columns: Columns, residual: Residual, choice: np.ndarray, before: dict[int, int]
+    residual: Residual, choice: np.ndarray, before: dict[int, int], *, saved: np.ndarray
 ) -> None:
-    for b in before:
-        release(columns, residual, b, int(choice[b]))
+    """Undo a move: the jobs `before` back where they were, the room `saved`."""
+    residual.restore(saved)
     for b, k in before.items():
-        occupy(columns, residual, b, k)
         choice[b] = k

@@ -27,17 +27,7 @@ FALLBACK_TRUE_SHARE = 0.5
 def feasible(columns: Columns, residual: Residual, job: int) -> np.ndarray:
     """Bool per column of `job`: does it fit what is left?"""
     part = columns.of_job(job)
-    room = residual.room(int(columns.duration[job]))
-    # Each resource's (spokes x slots) plane read where the columns start: a
-    # third to half the time of indexing the cube by spoke and start at once,
-    # and this is most of a step of local search or of ruin and recreate.
-    planes = room.transpose(1, 0, 2).reshape(room.shape[1], -1)
-    places = columns.place[part]
-    need = columns.demand[job] - 1e-9
-    ok = planes[0].take(places) >= need[0]
-    for resource in range(1, len(need)):
-        ok &= planes[resource].take(places) >= need[resource]
-    return ok
+    return residual.fit_places(columns.place[part], int(columns.duration[job]), columns.demand[job])
 
 
 def occupy(columns: Columns, residual: Residual, job: int, k: int) -> None:

@@ -46,7 +46,7 @@ def repack(
         taken = _taken(columns, choice, cost, cheapest_on, spoke=spoke, rng=rng)
         if taken.size == 0:
             continue
-        before = choice[taken].copy()
+        before, saved = choice[taken].copy(), residual.save()
         for job, k in zip(taken.tolist(), before.tolist(), strict=True):
             heuristics.release(columns, residual, job, k)
         # Bulkiest first, a little shuffled so that a step tried again differs.
@@ -61,10 +61,7 @@ def repack(
             for job, k in after.items():
                 choice[job], cost[job] = k, heuristics.cost_of(columns, job, k)
             continue
-        for job, k in after.items():
-            heuristics.release(columns, residual, job, k)
-        for job, k in zip(taken.tolist(), before.tolist(), strict=True):
-            heuristics.occupy(columns, residual, job, k)
+        residual.restore(saved)
     return choice, improved
 
 

@@ -53,9 +53,20 @@ def test_window_minimum_matches_brute_force(duration: int) -> None:
     assert np.allclose(residual.room(duration)[1], want)  # every spoke's at once
 
 
+def _fits_slot_by_slot(columns: cols.Columns, left: np.ndarray, index: int) -> list[bool]:
+    part = columns.of_job(index)
+    return [
+        all(
+            (left[s, :, t] >= columns.demand[index] - 1e-9).all()
+            for t in range(start, min(start + columns.duration[index], columns.slots))
+        )
+        for s, start in zip(columns.cs[part], columns.ct[part], strict=True)
+    ]
+
+
 def test_a_column_fits_where_every_slot_of_its_run_has_room_for_its_job() -> None:
     instance = generate(jobs=60, spokes=3, seed=2)
-    columns, _ = cols.build(instance)
+    columns, _ = cols.build(instance, late_starts=True)
     free = cols.free_room(instance)
     # Holes in one resource at a time, slot by slot: a misread spoke, slot or
     # resource shows.
@@ -63,16 +74,37 @@ def test_a_column_fits_where_every_slot_of_its_run_has_room_for_its_job() -> Non
     left = np.where(holes, 0.0, free)
     residual = Residual(left)
     for index in range(len(columns.jobs)):
-        part = columns.of_job(index)
-        want = [
-            all(
-                (left[s, :, t] >= columns.demand[index] - 1e-9).all()
-                for t in range(start, min(start + columns.duration[index], columns.slots))
-            )
-            for s, start in zip(columns.cs[part], columns.ct[part], strict=True)
-        ]
-        assert heuristics.feasible(columns, residual, index).tolist() == want
+        assert heuristics.feasible(columns, residual, index).tolist() == _fits_slot_by_slot(
+            columns, left, index
+        )
     assert not all(heuristics.feasible(columns, residual, i).all() for i in range(index + 1))
+    # Runs past the end of the day need room only inside it.
+    assert (columns.ct + columns.duration[columns.cj] > columns.slots).any()
+    # And as jobs take and give back room between tests, as the searches do.
+    choice = heuristics.greedy(columns, left)
+    for index in range(len(columns.jobs)):
+        heuristics.release(columns, residual, index, int(choice[index]))
+        assert heuristics.feasible(columns, residual, index).tolist() == _fits_slot_by_slot(
+            columns, residual.free, index
+        )
+
+
+def test_room_saved_before_a_move_is_restored_exactly() -> None:
+    instance = generate(jobs=60, spokes=3, seed=2)
+    columns, _ = cols.build(instance)
+    free = cols.free_room(instance)
+    choice = heuristics.greedy(columns, free)
+    residual = Residual(free - heuristics.usage(columns, choice, free.shape))
+    saved = residual.save()
+    for index in range(len(columns.jobs)):
+        heuristics.release(columns, residual, index, int(choice[index]))
+    assert np.allclose(residual.free, free)  # what the move did is not kept
+    duration = int(columns.duration.max())
+    assert np.allclose(residual.room(duration)[:, :, 0], free[:, :, :duration].min(axis=2))
+    residual.restore(saved)
+    assert np.array_equal(residual.free, saved)
+    # The tables of least room, read during the move, are read anew after it.
+    assert np.array_equal(residual.room(duration)[:, :, 0], saved[:, :, :duration].min(axis=2))
 
 
 def test_taking_and_giving_back_capacity_round_trips() -> None:
