@@ -96,7 +96,7 @@ def _try(
     """Put `job` at `column`, re-place what it overlaps; keep it and return the
     gain if the plan got cheaper, else undo everything and return 0."""
     spoke, first, last = int(columns.cs[column]), int(columns.ct[column]), int(columns.end[column])
-    duration, demand = int(columns.duration[job]), columns.demand[job]
+    demand = columns.demand[job]
     placed = np.flatnonzero(choice >= 0)
     at = choice[placed]
     overlap = (columns.cs[at] == spoke) & (columns.ct[at] < last) & (columns.end[at] > first)
@@ -107,15 +107,18 @@ def _try(
     before, saved = {job: int(choice[job])}, residual.save()
     release(columns, residual, job, before[job])
     choice[job] = DEFERRED
+    # The room `column` runs in, as the jobs lifted give it back: asked after
+    # each, as `Residual.fits_at` would, without its cost for each call.
+    window, need = residual.free[spoke, :, first:last], demand[:, None] - 1e-9
     for b in sorted(others, key=density.__getitem__):
-        if residual.fits_at(spoke, first, duration, demand):
+        if (window >= need).all():
             break
         before[b] = int(choice[b])
         release(columns, residual, b, before[b])
         choice[b] = DEFERRED
     lifted = [b for b in before if b != job]
     old = float(sum(cost_of(columns, b, k) for b, k in before.items()))
-    if not residual.fits_at(spoke, first, duration, demand):
+    if not (window >= need).all():
         _restore(residual, choice, before, saved=saved)
         return 0.0
     occupy(columns, residual, job, column)
