@@ -45,6 +45,12 @@ class Columns:
         plane: where the fit test reads it (`Residual.fit_places`)."""
         return (self.cs.astype(np.int64) * self.slots + self.ct).astype(np.int32)
 
+    @functools.cached_property
+    def least_cost(self) -> np.ndarray:
+        """Per job, the least it can cost: at its cheapest column, or deferred."""
+        cheapest = np.minimum.reduceat(self.cost, self.first[:-1].astype(np.intp))
+        return np.minimum(cheapest, self.defer)
+
     def of_job(self, index: int) -> slice:
         return slice(int(self.first[index]), int(self.first[index + 1]))
 

@@ -42,10 +42,7 @@ def make_room(
     choice = choice.copy()
     residual = Residual(free - usage(columns, choice, free.shape))
     size = width(columns, free)
-    # The least each job can cost: at its cheapest column, or deferred.
-    cheapest = np.minimum(
-        np.minimum.reduceat(columns.cost, columns.first[:-1].astype(np.intp)), columns.defer
-    )
+    cheapest = columns.least_cost
     changed = True
     while changed and time.monotonic() < deadline:
         changed = False
