@@ -81,8 +81,9 @@ def test_a_column_fits_where_every_slot_of_its_run_has_room_for_its_job() -> Non
     assert not all(heuristics.feasible(columns, residual, i).all() for i in range(index + 1))
     # Runs past the end of the day need room only inside it.
     assert (columns.ct + columns.duration[columns.cj] > columns.slots).any()
-    # And as jobs take and give back room between tests, as the searches do.
+    # And as jobs give back room between tests, as the searches' moves do.
     choice = heuristics.greedy(columns, left)
+    residual = Residual(left - heuristics.usage(columns, choice, left.shape))
     for index in range(len(columns.jobs)):
         heuristics.release(columns, residual, index, int(choice[index]))
         assert heuristics.feasible(columns, residual, index).tolist() == _fits_slot_by_slot(
@@ -97,9 +98,9 @@ def test_room_saved_before_a_move_is_restored_exactly() -> None:
     choice = heuristics.greedy(columns, free)
     residual = Residual(free - heuristics.usage(columns, choice, free.shape))
     saved = residual.save()
-    for index in range(len(columns.jobs)):
+    for index in range(len(columns.jobs)):  # a move that lifts every job
         heuristics.release(columns, residual, index, int(choice[index]))
-    assert np.allclose(residual.free, free)  # what the move did is not kept
+    assert np.allclose(residual.free, free)
     duration = int(columns.duration.max())
     assert np.allclose(residual.room(duration)[:, :, 0], free[:, :, :duration].min(axis=2))
     residual.restore(saved)
@@ -314,7 +315,7 @@ def test_repacking_stops_placing_a_step_that_cannot_pay_and_makes_the_same_steps
     assert gains == whole_gains > 0
     assert np.array_equal(stopped, whole)
     # Steps that cannot pay stop before every job is placed again (82 of
-    # 392 here, from a greedy plan; most, from the plans of a whole run).
+    # the 392 steps here).
     assert sum(placed < taken for placed, taken in steps) > len(steps) / 10
 
 
