@@ -489,6 +489,52 @@ def test_rounding_again_with_the_late_jobs_first_meets_every_deadline(seed: int)
     assert (columns.cj[again] == np.arange(len(columns.jobs))).all()  # every job placed
 
 
+def test_of_the_jobs_that_went_late_the_one_that_must_start_soonest_goes_first() -> None:
+    # One spoke of 8 cores. The LP estimate wants the big job and the urgent one
+    # at slot 0 and the filler at slot 4, which all three cannot have. The first
+    # pass leaves the urgent job late, the second (it first) the big one; with
+    # both first, bulkiest first put the big one at 0 and the urgent one late
+    # again, as seed 3 of 200 x 5 did (job-00073 behind job-00173). The one that
+    # must start soonest first leaves room for all three on time.
+    slots = 16
+    instance = Instance(
+        start=START,
+        slot_seconds=900,
+        slots=slots,
+        spokes=(spoke("a", "ZA", slots=slots, cpu=8),),
+        intensity_g_per_kwh={"ZA": (100.0,) * (slots + 8)},
+        jobs=(
+            job("urgent", spokes=("a",), cpu=2, duration=4, deadline=5),
+            job("big", spokes=("a",), cpu=8, duration=4, deadline=8),
+            job("filler", spokes=("a",), cpu=8, duration=5, deadline=slots),
+        ),
+    )
+    columns, _ = cols.build(instance)
+    free = cols.free_room(instance)
+
+    def column(name: str, start: int) -> int:
+        index = [j.id for j in columns.jobs].index(name)
+        return int(np.flatnonzero((columns.cj == index) & (columns.ct == start))[0])
+
+    estimate = {("urgent", 0): 0.6, ("urgent", 1): 0.4, ("big", 0): 0.6, ("big", 4): 0.4}
+    estimate |= {("filler", 4): 0.6, ("filler", 8): 0.4}
+    support = np.array([column(name, start) for name, start in estimate])
+    shares = np.array(list(estimate.values()))
+
+    def rounded(passes: int) -> np.ndarray:
+        return heuristics.rounded(
+            columns, free, support=support, shares=shares, reduced=columns.cost, passes=passes
+        )
+
+    for passes in (1, 2):
+        assert heuristics.late_or_unplaced(columns, rounded(passes)).any()
+    plan = rounded(8)
+    assert not heuristics.late_or_unplaced(columns, plan).any()
+    starts = {columns.jobs[j].id: int(columns.ct[plan[j]]) for j in range(3)}
+    assert starts == {"urgent": 0, "big": 4, "filler": 8}
+    assert (heuristics.usage(columns, plan, free.shape) <= free + 1e-6).all()
+
+
 def test_a_job_whose_lp_columns_are_taken_goes_where_its_true_cost_also_says() -> None:
     # Prices that call each job's dearest columns its cheapest: by them alone the
     # jobs the rounding cannot put at their LP columns go to the dearest that fit.
