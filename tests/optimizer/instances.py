@@ -105,6 +105,19 @@ def generated(*, jobs: int, spokes: int, seed: int) -> tuple[cols.Columns, np.nd
     return columns, cols.free_room(instance)
 
 
+def one_spoke(*jobs: Job, slots: int) -> Instance:
+    """`jobs` on spoke a alone (8 cores), at a flat 100 g/kWh: where only
+    room and deadlines decide."""
+    return Instance(
+        start=START,
+        slot_seconds=900,
+        slots=slots,
+        spokes=(spoke("a", "ZA", slots=slots, cpu=8),),
+        intensity_g_per_kwh={"ZA": (100.0,) * (slots + 8)},
+        jobs=jobs,
+    )
+
+
 def crowded(seed: int, *, jobs: int = 12, slots: int = 24, calm: int = 0) -> Instance:
     """More work than spoke a (8 cores) can finish by the deadlines, all due
     within 16 slots: some jobs are late whatever happens. `calm` more jobs may

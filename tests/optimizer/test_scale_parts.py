@@ -39,7 +39,7 @@ from optimizer.solving import (
 from reconciler.cli import main
 from tests import planchecker
 from tests.conftest import assert_valid_plan
-from tests.optimizer.instances import START, generated, job, spoke
+from tests.optimizer.instances import START, generated, job, one_spoke, spoke
 
 
 # Past 64 the run is longer than the tables (a job longer than the horizon).
@@ -496,18 +496,11 @@ def test_of_the_jobs_that_went_late_the_one_that_must_start_soonest_goes_first()
     # both first, bulkiest first put the big one at 0 and the urgent one late
     # again, as seed 3 of 200 x 5 did (job-00073 behind job-00173). The one that
     # must start soonest first leaves room for all three on time.
-    slots = 16
-    instance = Instance(
-        start=START,
-        slot_seconds=900,
-        slots=slots,
-        spokes=(spoke("a", "ZA", slots=slots, cpu=8),),
-        intensity_g_per_kwh={"ZA": (100.0,) * (slots + 8)},
-        jobs=(
-            job("urgent", spokes=("a",), cpu=2, duration=4, deadline=5),
-            job("big", spokes=("a",), cpu=8, duration=4, deadline=8),
-            job("filler", spokes=("a",), cpu=8, duration=5, deadline=slots),
-        ),
+    instance = one_spoke(
+        job("urgent", spokes=("a",), cpu=2, duration=4, deadline=5),
+        job("big", spokes=("a",), cpu=8, duration=4, deadline=8),
+        job("filler", spokes=("a",), cpu=8, duration=5, deadline=16),
+        slots=16,
     )
     columns, _ = cols.build(instance)
     free = cols.free_room(instance)

@@ -14,7 +14,7 @@ from optimizer.capacity import Residual, fitting_starts
 from optimizer.highs import HighsBackend
 from optimizer.model import Instance
 from optimizer.solving import _alternate, _first_plan
-from tests.optimizer.instances import START, crowded, job, spoke
+from tests.optimizer.instances import crowded, job, one_spoke
 
 DATA = Path(__file__).parent / "data"
 
@@ -100,14 +100,7 @@ def test_only_lateness_some_start_avoids_counts_as_late() -> None:
     hopeless = job("hopeless", spokes=("a",), duration=6, deadline=3)  # 3 late at best
     due = job("due", spokes=("a",), duration=2, deadline=4)
     full = job("full", spokes=("a",), cpu=8, duration=2, deadline=10)
-    instance = Instance(
-        start=START,
-        slot_seconds=900,
-        slots=slots,
-        spokes=(spoke("a", "ZA", slots=slots, cpu=8),),
-        intensity_g_per_kwh={"ZA": (100.0,) * (slots + 8)},
-        jobs=(hopeless, due, full),
-    )
+    instance = one_spoke(hopeless, due, full, slots=slots)
     columns, _ = cols.build(instance)
     free = cols.free_room(instance)
 
