@@ -117,8 +117,8 @@ def rounded(
     leaves late or unplaced go first in the next, up to `passes` (none begun
     after `until`, time.monotonic(): a pass takes 0.7 s at 5000 x 20); the
     cheapest pass is the answer. Of those, the one that must start soonest goes
-    first: bulkiest first, a big job took the early room that an urgent one
-    needed in every pass, and the plan stayed late (200 x 5, seed 3).
+    first: bulkiest first, a big job and an urgent one that both needed the
+    early room took turns being late, pass after pass (200 x 5, seed 3).
 
     Why not the reduced cost alone for a job whose LP columns are taken: the
     prices that make a column cheap are those of a plan the rounding has by
@@ -134,7 +134,7 @@ def rounded(
     score = fallback - fallback.min() + 1.0
     score[support] = -shares
     went_late = np.zeros(len(columns.jobs), dtype=bool)  # in some pass so far
-    latest = np.array([job.deadline_slot for job in columns.jobs]) - columns.duration
+    latest_start = np.array([job.deadline_slot for job in columns.jobs]) - columns.duration
     choice = best = construct(columns, free, order=np.lexsort((-size, ~whole)), score=score)
     for _ in range(passes - 1):
         missed = late_or_unplaced(columns, choice)
@@ -143,7 +143,7 @@ def rounded(
         if until is not None and time.monotonic() >= until:
             break
         went_late |= missed
-        order = np.lexsort((-size, ~whole, np.where(went_late, latest, 0), ~went_late))
+        order = np.lexsort((-size, ~whole, np.where(went_late, latest_start, 0), ~went_late))
         choice = construct(columns, free, order=order, score=score)
         if objective(columns, choice) < objective(columns, best):
             best = choice
