@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -77,26 +77,18 @@ def _job_from_doc(
         return [Problem(file=source, field=f, reason=r) for f, r in schema_errors]
     metadata = doc.get("metadata") or {}
     name = metadata.get("name")
-    if not refusals.is_dns_label(name):
-        return problem("metadata.name", "required: a DNS label (lower-case, digits, '-')")
     namespace = metadata.get("namespace") or policy.spec.namespace
-    if not refusals.is_dns_label(namespace):
-        return problem(
-            "metadata.namespace",
-            f"{namespace!r} is not a valid namespace: a DNS label (lower-case, digits, '-', "
-            "at most 63)",
-        )
-    allowed = policy.spec.namespaces
-    if allowed is not None and namespace not in allowed:
-        return problem(
-            "metadata.namespace",
-            f"{namespace!r} is not among caspian.yaml's spec.namespaces ({', '.join(allowed)}), "
-            "the namespaces Argo CD's project admits: one Job outside them fails its spoke's "
-            "whole sync; use one of them, or add it there and to the AppProject's destinations",
-        )
+    # Read on whatever became of the name and namespace, so that one `caspian
+    # validate` names every field to fix, not the first only.
+    found = _identity_problems(name, namespace, allowed=policy.spec.namespaces)
+
+    def refused(field: str, reason: str) -> list[Problem]:
+        """The problems found so far and the one that stops the reading here."""
+        return [Problem(file=source, field=f, reason=r) for f, r in [*found, (field, reason)]]
+
     components = doc["spec"]["components"]
     if len(components) != 1:
-        return problem(
+        return refused(
             "spec.components",
             f"Caspian places AppWrappers that wrap exactly one batch/v1 Job; found "
             f"{len(components)} components: split them into one AppWrapper each",
@@ -105,21 +97,19 @@ def _job_from_doc(
     field = "spec.components[0].template"
     if template.get("apiVersion") != "batch/v1" or template.get("kind") != "Job":
         kind = f"{template.get('apiVersion')}/{template.get('kind')}"
-        return problem(field, f"expected a batch/v1 Job, found {kind}")
+        return refused(field, f"expected a batch/v1 Job, found {kind}")
     inner = (template.get("metadata") or {}).get("namespace")
     if inner and inner != namespace:
         # The AppWrapper controller's webhook refuses this too.
-        return problem(
+        return refused(
             f"{field}.metadata.namespace",
             f"{inner!r} is not the AppWrapper's namespace {namespace!r}: an AppWrapper "
             "cannot create objects in another namespace; remove it, or move the AppWrapper",
         )
     job_spec = template.get("spec")
     if not isinstance(job_spec, dict):
-        return problem(f"{field}.spec", "required: the Job's spec")
-    # From here on each part is read whatever became of the others, so that one
-    # `caspian validate` names every field to fix, not the first only.
-    found = [(f"{field}.{where}", why) for where, why in refusals.fought_by_argocd(template)]
+        return refused(f"{field}.spec", "required: the Job's spec")
+    found += [(f"{field}.{where}", why) for where, why in refusals.fought_by_argocd(template)]
     if components[0].get("podSetInfos"):
         # What the AppWrapper controller would add to the pods; Caspian renders
         # the Job alone, so it would be lost without a word.
@@ -186,6 +176,34 @@ def _job_from_doc(
 # Kueue's label for a WorkloadPriorityClass, which it weighs a workload by
 # before the PriorityClass of its pods.
 KUEUE_PRIORITY = "kueue.x-k8s.io/priority-class"
+
+
+def _identity_problems(
+    name: Any, namespace: Any, *, allowed: Sequence[str] | None
+) -> list[tuple[str, str]]:
+    """What is wrong with the job's name and namespace, as (field, reason)."""
+    found = []
+    if not refusals.is_dns_label(name):
+        found.append(("metadata.name", "required: a DNS label (lower-case, digits, '-')"))
+    if not refusals.is_dns_label(namespace):
+        found.append(
+            (
+                "metadata.namespace",
+                f"{namespace!r} is not a valid namespace: a DNS label (lower-case, digits, "
+                "'-', at most 63)",
+            )
+        )
+    elif allowed is not None and namespace not in allowed:
+        found.append(
+            (
+                "metadata.namespace",
+                f"{namespace!r} is not among caspian.yaml's spec.namespaces "
+                f"({', '.join(allowed)}), the namespaces Argo CD's project admits: one Job "
+                "outside them fails its spoke's whole sync; use one of them, or add it there "
+                "and to the AppProject's destinations",
+            )
+        )
+    return found
 
 
 def _priority_class(metadata: Mapping[str, Any], job: Mapping[str, Any]) -> str | None:

@@ -520,6 +520,35 @@ def test_every_problem_of_an_appwrapper_is_named_at_once() -> None:
     assert len(fleet.jobs) == 10  # every valid job is still there
 
 
+def test_a_bad_name_or_namespace_is_named_with_the_other_problems() -> None:
+    doc = appwrapper_doc(
+        "Bad_Name",
+        annotations={"caspian.dev/duration": "1 hour"},
+        resources={"requests": {"cpu": "lots"}},
+    )
+    doc["metadata"]["namespace"] = "ml-team"
+    two = appwrapper_doc("Also_Bad")
+    two["spec"]["components"] *= 2
+    fleet = fleet_with(
+        jobs__extra=yaml.safe_dump(doc, sort_keys=False),
+        jobs__two=yaml.safe_dump(two, sort_keys=False),
+    )
+    container = "spec.components[0].template.spec.template.spec.containers[0].resources."
+    expected = [
+        "jobs/extra.yaml: metadata.name: required: a DNS label",
+        "jobs/extra.yaml: metadata.namespace: 'ml-team' is not among caspian.yaml's",
+        f"jobs/extra.yaml: {container}requests[cpu]: 'lots' is not a Kubernetes quantity",
+        "jobs/extra.yaml: metadata.annotations.caspian.dev/duration: '1 hour' is not a",
+        "jobs/two.yaml: metadata.name: required: a DNS label",
+        "jobs/two.yaml: spec.components: Caspian places AppWrappers that wrap exactly one",
+    ]
+    lines = problems_of(fleet)
+    assert len(lines) == len(expected), lines
+    for line, start in zip(lines, expected, strict=True):
+        assert line.startswith(start), (line, start)
+    assert len(fleet.jobs) == 10
+
+
 def test_every_annotation_of_the_appwrapper_controller_is_taken() -> None:
     prefix = "workload.codeflare.dev.appwrapper/"
     durations = [
