@@ -261,11 +261,33 @@ def _problems(path: str, invalid: ValidationError, *, model: type[BaseModel]) ->
         elif error["type"] == "string_type" and isinstance(error["input"], int | float):
             # YAML reads `kubeContext: 5` or `zone: 10` as a number.
             message = f"{message}, found the number {error['input']!r}: put it in quotes"
+        elif error["type"] in _SHOW_INPUT and isinstance(error["input"], str | int | float):
+            # pydantic names the bound or the type, not what the file holds.
+            message = f"{message}, found {error['input']!r}"
         elif error["type"] == "value_error":
             # pydantic's prefix, not Caspian's reason.
             message = message.removeprefix("Value error, ")
         result.append(Problem(file=path, field=field or "-", reason=message))
     return result
+
+
+# pydantic's errors about a scalar's value, whose message does not quote it.
+_SHOW_INPUT = frozenset(
+    {
+        "greater_than",
+        "greater_than_equal",
+        "less_than",
+        "less_than_equal",
+        "multiple_of",
+        "int_parsing",
+        "int_from_float",
+        "int_type",
+        "float_parsing",
+        "float_type",
+        "bool_parsing",
+        "bool_type",
+    }
+)
 
 
 # How like a known field a misspelt one must be to be named as meant: no far

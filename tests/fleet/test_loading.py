@@ -699,7 +699,7 @@ def test_the_spoke_down_grace_may_be_zero_or_none(written, grace) -> None:
         ),
         (
             {"caspian": POLICY_HEAD + "spec: {requeueLimit: -1}\n"},
-            "caspian.yaml: spec.requeueLimit: Input should be greater than or equal to 0",
+            "caspian.yaml: spec.requeueLimit: Input should be greater than or equal to 0, found -1",
         ),
         ({"caspian": None}, "caspian.yaml: missing"),
         (
@@ -752,7 +752,16 @@ def test_a_bad_policy_stops_everything_with_a_clear_line(changes, expected) -> N
                 "spokes__paris": SPOKE_HEAD + "metadata: {name: paris}\n"
                 "spec: {carbon: {zone: FR}, capacity: {cpu: 8, memory: 1Gi}, power: {pue: 115}}\n"
             },
-            "spokes/paris.yaml: spec.power.pue: Input should be less than or equal to 5",
+            "spokes/paris.yaml: spec.power.pue: Input should be less than or equal to 5, found 115",
+        ),
+        (
+            {
+                "spokes__paris": SPOKE_HEAD + "metadata: {name: paris}\n"
+                "spec: {carbon: {zone: FR}, capacity: {cpu: 8, memory: 1Gi}, "
+                "power: {wattsPerGpu: lots}}\n"
+            },
+            "spokes/paris.yaml: spec.power.wattsPerGpu: Input should be a valid number, unable "
+            "to parse string as a number, found 'lots'",
         ),
         (
             {
