@@ -51,7 +51,7 @@ class Explanation(BaseModel):
 
     def lines(self) -> list[str]:
         """The explanation as `caspian explain` prints it."""
-        out = [f"{self.job} ({self.source}): {self.phase}"]
+        out = [f"{messages.named(self.job, source=self.source)}: {self.phase}"]
         if self.spoke and self.planned_start:
             out.append(
                 f"  on {self.spoke} from {format_time(self.planned_start)}"

@@ -24,6 +24,12 @@ def savings(ledger: Ledger) -> tuple[float, float, float | None]:
     return estimated, baseline, (1 - estimated / baseline) if baseline > 0 else None
 
 
+def named(job: str, *, source: str) -> str:
+    """A job as `explain` and `history` head it: its id and its file, or the
+    file alone for an AppWrapper that does not load, which has no id."""
+    return job if job == source else f"{job} ({source})"
+
+
 def against_qos(saved: float, *, digits: int = 0) -> str:
     """`saved` (a share of the qos baseline) in words: "71% less", and
     "16% more" for a plan that emits more (a late job placed where there is room)."""

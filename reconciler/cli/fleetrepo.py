@@ -383,7 +383,8 @@ def history(job: str, target: Target, limit: int, as_json: bool) -> None:
             click.echo(event.model_dump_json())
         return
     count = len(found.events)
-    click.echo(f"{found.job} ({found.source}): {count} change{'s' * (count != 1)}, oldest first")
+    named = messages.named(found.job, source=found.source)
+    click.echo(f"{named}: {count} change{'s' * (count != 1)}, oldest first")
     if not found.complete:
         click.echo(f"  (older commits not read: more than --limit {limit})")
     for event in found.events:

@@ -936,7 +936,7 @@ def test_explain_finds_a_broken_file_by_its_name_and_says_what_is_wrong(run, tmp
     # Never valid: found by its file's name, with the problem.
     result = run("explain", "nightly", "--repo", remote, *AT)
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("jobs/nightly.yaml (jobs/nightly.yaml): Invalid\n")
+    assert result.output.startswith("jobs/nightly.yaml: Invalid\n")
     assert "parallelism: 'two' is not of type 'integer'" in result.output
     # Each of a file's problems on a line of its own.
     worse = appwrapper_doc("worse", annotations={"caspian.dev/duration": "soon"})

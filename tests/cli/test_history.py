@@ -155,6 +155,21 @@ def test_history_names_the_job_as_explain_does_and_says_what_there_is(tmp_path) 
     assert "'nope' is no job in the ledger; jobs: " in missing.output and JOB in missing.output
 
 
+def test_a_file_that_never_loaded_is_headed_by_its_name_alone(tmp_path) -> None:
+    remote = _fleet(tmp_path)
+    broken = yaml.safe_load(gitutil.read(remote, FILE))
+    broken["metadata"]["name"] = "nightly"
+    broken["metadata"]["annotations"]["caspian.dev/duration"] = "soon"
+    gitutil.user_commit(remote, {"jobs/nightly.yaml": yaml.safe_dump(broken).encode()}, "Add")
+    result = _run(remote, tmp_path, "reconcile", "--once", "--now", "2026-11-22T02:00:00Z")
+    assert result.exit_code == 3, result.output
+    lines = _run(remote, tmp_path, "history", "nightly").output.splitlines()
+    assert lines[0] == "jobs/nightly.yaml: 2 changes, oldest first"
+    assert lines[-1].startswith(
+        "    - jobs/nightly.yaml: metadata.annotations.caspian.dev/duration"
+    )
+
+
 def test_history_stops_at_the_limit_and_says_older_commits_were_not_read(tmp_path) -> None:
     remote = _fleet(tmp_path)
     for at in ("02:00", "04:05", "05:10"):
