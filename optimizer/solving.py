@@ -42,11 +42,12 @@
    be cheaper there, placed again together, the bulkiest first.
 4. Where the shell plugged in a second core (`use_second_core`: the
    `caspian` command does, with `twins`), a thread of it prices half the
-   jobs in each step of ascent, and where ascent gave the prices a forked
-   copy goes on from ascent by another path while this one goes on by its
-   own: each rounds half of ascent's estimates and polishes the cheapest of
-   its half, and the copy draws its own windows in ruin and recreate (it
-   calls no MILP solver). The cheaper of the two plans is the answer.
+   jobs in each step of ascent, and where ascent gave the prices or settled
+   a forked copy goes on from there by another path while this one goes on
+   by its own: the copy rounds the odd half of the estimates, polishes the
+   cheapest of them and draws its own windows in ruin and recreate (it
+   calls no MILP solver); this path rounds the even half after ascent and
+   all of them after settling. The cheaper of the two plans is the answer.
 
 `solver_status` says what was proven: "optimal" only when the plan is within
 `gap_rel` of a proven bound; otherwise the remaining gap to that bound.
@@ -128,7 +129,7 @@ def use_second_core(
     threads: Callable[[], AbstractContextManager[lagrange.Spread | None]] | None = None,
 ) -> None:
     """From now on, share ascent's steps with a thread of `threads()`
-    (`optimizer.twins.threads`), and run a twin after ascent through
+    (`optimizer.twins.threads`), and run a twin after ascent or settling through
     `start(search, jobs=...)` (`optimizer.twins.Twin.start`); with None,
     neither."""
     global _second_core, _threads
@@ -274,7 +275,11 @@ def _solve(instance: Instance, *, settings: SolverSettings, started_twins: list[
         stats.twin_won = better is theirs
         return better
 
-    best = _rounded_and_polished(search, best, dual=dual, halved=twin is not None)
+    # After settling (200 jobs) a rounding takes 0.01-0.02 s: this path rounds
+    # every estimate, so that its cheapest stays its own. Halved there, seed 1
+    # of 200 x 5 lost the rounding its best plans grow from (docs/optimizer-history.md).
+    halved = twin is not None and dual.ascended
+    best = _rounded_and_polished(search, best, dual=dual, halved=halved)
     return finish(_last_phase(search, best, dual=dual, with_twins=with_twins))
 
 
@@ -324,9 +329,10 @@ def _prices(search: _Search, best: np.ndarray) -> lagrange.Dual:
 
 
 def _start_twin(search: _Search, best: np.ndarray, *, dual: lagrange.Dual) -> Twin | None:
-    """Where ascent ran and the shell plugged in a second core, the twin on it
-    (`_second_path`), or None."""
-    if not dual.ascended or _second_core is None:
+    """Where ascent gave the prices or settled after column generation, and
+    the shell plugged in a second core, the twin on it (`_second_path`), or
+    None."""
+    if not (dual.ascended or dual.others) or _second_core is None:
         return None
     # Done a hundredth of the budget early, so that its plan is here when
     # this path ends.
@@ -532,10 +538,10 @@ def _second_path(
     budget: float,
     deadline: float,
 ) -> np.ndarray:
-    """The twin's way on from ascent (`twins`): the cheapest rounding of the
-    other half of ascent's estimates, polished as on the first path, local
-    search as long, then ruin and recreate with draws of its own. No MILP: a
-    forked child calls no solver."""
+    """The twin's way on from ascent or settling (`twins`): the cheapest
+    rounding of every other estimate (the odd half), polished as on the
+    first path after ascent, local search as long, then ruin and recreate
+    with draws of its own. No MILP: a forked child calls no solver."""
     best = _from_relaxation(
         columns,
         free,

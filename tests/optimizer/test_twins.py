@@ -277,6 +277,35 @@ def test_with_a_twin_each_path_rounds_its_own_half_of_ascents_estimates(
     assert halves == [0, None]
 
 
+def test_after_settling_a_twin_runs_and_this_path_rounds_every_estimate(monkeypatch) -> None:
+    # A small instance on the path of 200 jobs: column generation solves the
+    # LP, and ascent settles after it for estimates to round.
+    monkeypatch.setattr(solving, "EXACT_AFTER_FIXING", 0)
+    monkeypatch.setattr(twins, "cores", lambda: 2)
+    instance = generate(jobs=60, spokes=3, seed=5)
+    duals: list[lagrange.Dual] = []
+    halves: list[int | None] = []
+    real_path = solving._from_relaxation
+
+    def spied(*args, dual, half=None, **kwargs):
+        duals.append(dual)
+        halves.append(half)
+        return real_path(*args, dual=dual, half=half, **kwargs)
+
+    monkeypatch.setattr(solving, "_second_core", twins.Twin.start)
+    monkeypatch.setattr(solving, "_from_relaxation", spied)
+    settings = SolverSettings(time_limit_s=3)
+    outcome = solving.solve(instance, settings=settings)
+    assert_valid_plan(instance, outcome.plan)
+    (dual,) = duals  # the twin's call, forked, is not seen here
+    assert dual.lp_optimal and not dual.ascended and len(dual.others) >= 3
+    assert halves == [None]
+    assert outcome.stats.twin_won is not None  # its plan was read
+    assert outcome.stats.build_s + outcome.stats.solve_s <= settings.time_limit_s
+    monkeypatch.setattr(twins, "cores", lambda: 1)
+    assert solving.solve(instance, settings=settings).stats.twin_won is None
+
+
 def _ascent_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("caspian-ascent")]
 
