@@ -16,6 +16,7 @@ import pytest
 from optimizer import columns as cols
 from optimizer import heuristics, lagrange, mip, repacking, solving, twins
 from optimizer.generator import generate
+from optimizer.highs import HighsBackend
 from optimizer.model import SolverSettings
 from tests.conftest import assert_valid_plan
 from tests.optimizer.instances import generated
@@ -277,7 +278,9 @@ def test_with_a_twin_each_path_rounds_its_own_half_of_ascents_estimates(
     assert halves == [0, None]
 
 
-def test_after_settling_a_twin_runs_and_this_path_rounds_every_estimate(monkeypatch) -> None:
+def test_after_settling_a_twin_runs_and_this_path_rounds_every_estimate_leaving_it_its_core(
+    monkeypatch,
+) -> None:
     # A small instance on the path of 200 jobs: column generation solves the
     # LP, and ascent settles after it for estimates to round.
     monkeypatch.setattr(solving, "EXACT_AFTER_FIXING", 0)
@@ -285,15 +288,21 @@ def test_after_settling_a_twin_runs_and_this_path_rounds_every_estimate(monkeypa
     instance = generate(jobs=60, spokes=3, seed=5)
     duals: list[lagrange.Dual] = []
     halves: list[int | None] = []
-    real_path = solving._from_relaxation
+    threads: list[int | None] = []  # of each MILP this path solves
+    real_path, real_milp = solving._from_relaxation, HighsBackend.solve
 
     def spied(*args, dual, half=None, **kwargs):
         duals.append(dual)
         halves.append(half)
         return real_path(*args, dual=dual, half=half, **kwargs)
 
+    def milp(self, *args, **kwargs):
+        threads.append(self.threads)
+        return real_milp(self, *args, **kwargs)
+
     monkeypatch.setattr(solving, "_second_core", twins.Twin.start)
     monkeypatch.setattr(solving, "_from_relaxation", spied)
+    monkeypatch.setattr(HighsBackend, "solve", milp)
     settings = SolverSettings(time_limit_s=3)
     outcome = solving.solve(instance, settings=settings)
     assert_valid_plan(instance, outcome.plan)
@@ -302,8 +311,12 @@ def test_after_settling_a_twin_runs_and_this_path_rounds_every_estimate(monkeypa
     assert halves == [None]
     assert outcome.stats.twin_won is not None  # its plan was read
     assert outcome.stats.build_s + outcome.stats.solve_s <= settings.time_limit_s
+    # HiGHS on this path keeps to one thread: the other core is the twin's.
+    assert threads and set(threads) == {1}
+    threads.clear()
     monkeypatch.setattr(twins, "cores", lambda: 1)
     assert solving.solve(instance, settings=settings).stats.twin_won is None
+    assert threads and set(threads) == {None}
 
 
 def _ascent_threads() -> list[str]:
