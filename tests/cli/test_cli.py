@@ -800,7 +800,7 @@ def test_a_broken_spoke_file_is_reported_and_the_reconcile_goes_on(run, tmp_path
     moved = run("explain", "climate-sim", "--repo", remote, *AT)
     assert "  not on paris: spokes/paris.yaml does not load; fix it\n" in moved.output
     problem = run("explain", "paris", "--repo", remote, *AT)
-    assert problem.output.startswith("spokes/paris.yaml (spokes/paris.yaml): Invalid\n")
+    assert problem.output.startswith("spokes/paris.yaml: Invalid\n")
     work_tree = tmp_path / "work"
     gitutil.checkout(remote, work_tree)
     checked = run("validate", work_tree)
