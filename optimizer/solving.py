@@ -47,7 +47,8 @@
    by its own: the copy rounds the odd half of the estimates, polishes the
    cheapest of them and draws its own windows in ruin and recreate (it
    calls no MILP solver); this path rounds the even half after ascent and
-   all of them after settling. The cheaper of the two plans is the answer.
+   all of them after settling, and its HiGHS keeps to one thread. The
+   cheaper of the two plans is the answer.
 
 `solver_status` says what was proven: "optimal" only when the plan is within
 `gap_rel` of a proven bound; otherwise the remaining gap to that bound.
