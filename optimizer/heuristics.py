@@ -117,8 +117,9 @@ def rounded(
     leaves late or unplaced go first in the next, up to `passes` (none begun
     after `until`, time.monotonic(): a pass takes 0.7 s at 5000 x 20); the
     cheapest pass is the answer. Of those, the one that must start soonest goes
-    first: bulkiest first, a big job and an urgent one that both needed the
-    early room took turns being late, pass after pass (200 x 5, seed 3).
+    first: with the bulkiest first, a big job and an urgent one that both
+    needed the early room took turns being late, pass after pass (200 x 5,
+    seed 3).
 
     Why not the reduced cost alone for a job whose LP columns are taken: the
     prices that make a column cheap are those of a plan the rounding has by
