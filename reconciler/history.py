@@ -73,7 +73,7 @@ def history(
     files = (source.split("#", 1)[0], *former)
     found: list[Event] = []
     unreadable: list[str] = []
-    newer: tuple[Revision, Entry | None, _File] | None = None
+    newer: tuple[Revision, _Record, _File] | None = None
     read = 0
     complete = True  # read back to before its file was added
     began = False  # a commit without its file or record, before one with either, was read
@@ -83,15 +83,16 @@ def history(
             complete = False
             break
         read += 1
+        file = _file_in(revision, files)
         try:
-            entry = ledger.entry_of(revision.files.get(ledger.LEDGER_PATH), job_id)
+            record = _record_in(revision, job_id, file=file.path)
         except ledger.LedgerError:
             unreadable.append(revision.commit)
             continue
-        file = _file_in(revision, files)
         if newer is not None:
-            found.extend(_changes(job_id, *newer, was=entry, had=file))
-        newer = (revision, entry, file)
+            found.extend(_changes(job_id, *newer, was=record, had=file))
+        newer = (revision, record, file)
+        entry = record.entry
         if entry is None and file.text is None and seen:
             began = True
             break
@@ -100,7 +101,7 @@ def history(
         # The oldest commit read: the first of all, before which nothing was;
         # or, past `most`, one whose change to its file is not known.
         unknown = _File(files[-1], None) if complete else newer[2]
-        found.extend(_changes(job_id, *newer, was=None, had=unknown))
+        found.extend(_changes(job_id, *newer, was=_Record(None, None), had=unknown))
     return History(
         job=job_id,
         source=source,
@@ -127,20 +128,42 @@ def _file_in(revision: Revision, files: Sequence[str]) -> _File:
     return _File(files[0], None)
 
 
+class _Record(NamedTuple):
+    """A job's record in one commit's ledger, with the problem that holds it
+    there where its file, which loaded before, does not load."""
+
+    entry: Entry | None
+    held: Entry | None  # its file's own record (Invalid), while the job is held
+
+
+def _record_in(revision: Revision, job_id: str, *, file: str) -> _Record:
+    """The job's record in `revision`, whose ledger LedgerError says it cannot read."""
+    text = revision.files.get(ledger.LEDGER_PATH)
+    entry = ledger.entry_of(text, job_id)
+    if entry is None or entry.phase == Phase.INVALID or file == job_id:
+        return _Record(entry, None)
+    held = ledger.entry_of(text, file)
+    return _Record(entry, held if held is not None and held.phase == Phase.INVALID else None)
+
+
 def _changes(
     job_id: str,
     revision: Revision,
-    entry: Entry | None,
+    record: _Record,
     file: _File,
     *,
-    was: Entry | None,
+    was: _Record,
     had: _File,
 ) -> list[Event]:
     """What `revision` changed of the job, against the commit before it that
     changed it (`was`, `had`), latest first."""
     found = []
-    if _place(entry) != _place(was):
-        found.append(_event(revision, _placement(entry), said=_said(revision.message, job_id)))
+    if _place(record) != _place(was):
+        said = _said(revision.message, job_id, record.held.id if record.held else None)
+        # The problem once: in the commit's own line where it has one.
+        reason = record.held or record.entry
+        told = reason is not None and bool(reason.reason) and any(reason.reason in s for s in said)
+        found.append(_event(revision, _placement(record, with_reason=not told), said=said))
     what = _file_change(file, had=had)
     if what:
         found.append(_event(revision, what, said=(_subject(revision.message),)))
@@ -168,9 +191,10 @@ def _event(revision: Revision, what: str, *, said: tuple[str, ...]) -> Event:
     )
 
 
-def _place(entry: Entry | None) -> tuple[object, ...] | None:
+def _place(record: _Record) -> tuple[object, ...] | None:
     """What the ledger tells of a job's place: a change to any of it is an
     event. (Its carbon estimate, which moves with every forecast, is not.)"""
+    entry = record.entry
     if entry is None:
         return None
     why = entry.reason if entry.phase in (Phase.PENDING, Phase.INVALID, Phase.SUSPENDED) else ""
@@ -186,11 +210,14 @@ def _place(entry: Entry | None) -> tuple[object, ...] | None:
         entry.retries,
         entry.declined,
         why,
+        record.held.reason if record.held else None,
     )
 
 
-def _placement(entry: Entry | None) -> str:
-    """A record, in a line."""
+def _placement(record: _Record, *, with_reason: bool = True) -> str:
+    """A record, in a line; `with_reason` False leaves out the problem or the
+    reason, which the commit's line about the job says."""
+    entry, held = record
     if entry is None:
         return "its record left the ledger"
     where = f" on {entry.pool or entry.spoke}" if entry.spoke else ""
@@ -206,14 +233,18 @@ def _placement(entry: Entry | None) -> str:
     if entry.declined is not None and entry.spoke:
         notes.append(f"held: a move declined in {entry.declined.pull}")
     line = f"{entry.phase.value}{where}" + (f" ({', '.join(notes)})" if notes else "")
+    if held is not None:
+        line += f", held as it was: {held.source} does not load"
+        return f"{line}: {held.reason}" if with_reason else line
     told = entry.phase in (Phase.PENDING, Phase.INVALID, Phase.SUSPENDED, Phase.CANCELLED)
-    return f"{line}: {entry.reason}" if told and entry.reason else line
+    return f"{line}: {entry.reason}" if told and entry.reason and with_reason else line
 
 
-def _said(message: str, job_id: str) -> tuple[str, ...]:
-    """The lines of a commit's message about the job (not its table's row), or
-    its subject where none is."""
-    named = re.compile(rf"(?<![\w./-]){re.escape(job_id)}(?![\w./-])")
+def _said(message: str, job_id: str, file: str | None = None) -> tuple[str, ...]:
+    """The lines of a commit's message about the job (not its table's row),
+    or about its `file` where that holds it; its subject where none is."""
+    names = "|".join(re.escape(name) for name in (job_id, file) if name)
+    named = re.compile(rf"(?<![\w./-])(?:{names})(?![\w./-])")
     lines = tuple(
         line for line in message.splitlines()[1:] if line.startswith("- ") and named.search(line)
     )

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 from reconciler import owned, yamlio
+from reconciler.fleet import SPOKES_DIR
 from reconciler.quantities import format_time
 
 LEDGER_PATH = "status/placements.yaml"
@@ -122,6 +123,12 @@ class Entry(BaseModel):
     # Its new place was declined in a pull request (pull-request mode): held
     # where the main branch has it, while its AppWrapper asks what it asked then.
     declined: Declined | None = None
+
+    @property
+    def of_a_job(self) -> bool:
+        """A job's record, not that of a spoke file that does not load, which
+        the ledger lists with the jobs' files that do not, by its path."""
+        return not self.source.startswith(SPOKES_DIR)
 
     @property
     def stopped(self) -> bool:

@@ -177,7 +177,7 @@ def _load_policy(files: Mapping[str, bytes], *, links: Collection[str]) -> Polic
     try:
         return Policy.model_validate(doc)
     except ValidationError as invalid:
-        raise FleetConfigError(_problems(POLICY_FILE, invalid, model=Policy)) from None
+        raise FleetConfigError(_problems(POLICY_FILE, invalid, model=Policy, doc=doc)) from None
 
 
 def _load_spokes(
@@ -205,7 +205,7 @@ def _load_spokes(
         try:
             spoke = Spoke.model_validate(doc)
         except ValidationError as invalid:
-            problems.extend(_problems(path, invalid, model=Spoke))
+            problems.extend(_problems(path, invalid, model=Spoke, doc=doc))
             continue
         stem = path.rsplit("/", 1)[-1].removesuffix(".yaml")
         if spoke.name != stem:
@@ -243,7 +243,11 @@ def _one_document(raw: bytes) -> tuple[Any, str | None]:
 _SHAPES = {type(None): "an empty document", list: "a list", str: "a string"}
 
 
-def _problems(path: str, invalid: ValidationError, *, model: type[BaseModel]) -> list[Problem]:
+def _problems(
+    path: str, invalid: ValidationError, *, model: type[BaseModel], doc: Any
+) -> list[Problem]:
+    """A problem line for each of `invalid`'s errors; `doc` is what the file
+    holds, quoted where pydantic's input is a value already converted."""
     result = []
     for error in invalid.errors():
         field = _dotted(error["loc"])
@@ -262,8 +266,11 @@ def _problems(path: str, invalid: ValidationError, *, model: type[BaseModel]) ->
             # YAML reads `kubeContext: 5` or `zone: 10` as a number.
             message = f"{message}, found the number {error['input']!r}: put it in quotes"
         elif error["type"] in _SHOW_INPUT and isinstance(error["input"], str | int | float):
-            # pydantic names the bound or the type, not what the file holds.
-            message = f"{message}, found {error['input']!r}"
+            # pydantic names the bound or the type, not what the file holds; a
+            # bound on a quantity sees it converted ("-3" as -3.0).
+            written = _written(doc, error["loc"])
+            found = written if isinstance(written, str | int | float) else error["input"]
+            message = f"{message}, found {found!r}"
         elif error["type"] == "value_error":
             # pydantic's prefix, not Caspian's reason.
             message = message.removeprefix("Value error, ")
@@ -324,6 +331,18 @@ def _near(error: Any) -> str:
     allowed = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
     near = difflib.get_close_matches(str(error["input"]), allowed, n=1)
     return f" (did you mean {near[0]!r}?)" if near else ""
+
+
+def _written(doc: Any, loc: Iterable[int | str]) -> Any:
+    """The value at `loc` in `doc` as the file holds it; None where there is none."""
+    for part in loc:
+        if isinstance(doc, dict) and isinstance(part, str):
+            doc = doc.get(part)
+        elif isinstance(doc, list) and isinstance(part, int) and part < len(doc):
+            doc = doc[part]
+        else:
+            return None
+    return doc
 
 
 def _dotted(loc: Iterable[int | str]) -> str:

@@ -90,8 +90,10 @@ def subject(old: Ledger, decision: Decision, *, pruned: Iterable[str] = ()) -> s
         ("replaced", "replace"),
         ("forgotten", "forget"),
     ):
-        if changes[kind]:
-            parts.append(f"{verb}: {_jobs(len(changes[kind]))}")
+        if jobs := [e for e in changes[kind] if e.of_a_job]:
+            parts.append(f"{verb}: {_jobs(len(jobs))}")
+    if spoke_files := [e for e in changes["invalid"] if not e.of_a_job]:
+        parts.append(f"invalid: {len(spoke_files)} spoke file" + "s" * (len(spoke_files) > 1))
     for kind, verb, spoke_is in (("waiting", "wait", "down"), ("waited", "keep", "back")):
         if changes[kind]:
             where = ", ".join(sorted({e.spoke or "" for e in changes[kind]}))
@@ -116,7 +118,7 @@ def commit_message(
     """The commit's message. `reverted` holds the hand-edited files put back,
     `pruned` the finished jobs whose Job leaves rendered/ in this commit."""
     ledger = decision.ledger
-    counts = Counter(e.phase for e in ledger.entries)
+    counts = Counter(e.phase for e in ledger.entries if e.of_a_job)
     estimated, baseline, saved = savings(ledger)
     pruned = sorted(pruned)
     lines = [subject(old, decision, pruned=pruned), ""]

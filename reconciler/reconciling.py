@@ -689,7 +689,7 @@ def _decision(
         )
     metrics.PLANS.labels(how="kept" if decision.plan.method == keeping.METHOD else "solved").inc()
     estimated, baseline, _ = messages.savings(decision.ledger)
-    phases = Counter(e.phase for e in decision.ledger.entries)
+    phases = Counter(e.phase for e in decision.ledger.entries if e.of_a_job)
     metrics.record_ledger(
         # Every phase, so that one that emptied reads 0 rather than its last count.
         {phase.value: phases[phase] for phase in Phase},

@@ -165,9 +165,41 @@ def test_a_file_that_never_loaded_is_headed_by_its_name_alone(tmp_path) -> None:
     assert result.exit_code == 3, result.output
     lines = _run(remote, tmp_path, "history", "nightly").output.splitlines()
     assert lines[0] == "jobs/nightly.yaml: 2 changes, oldest first"
+    # The problem once: the commit's line says it, the event line does not again.
+    assert lines[-2].endswith("caspian-bot: Invalid")
     assert lines[-1].startswith(
         "    - jobs/nightly.yaml: metadata.annotations.caspian.dev/duration"
     )
+
+
+def test_a_job_held_by_its_broken_file_shows_the_hold_and_its_end(tmp_path) -> None:
+    remote = _fleet(tmp_path)
+    _reconcile(remote, tmp_path, "2026-11-22T02:00:00Z")
+    good = gitutil.read(remote, FILE)
+    broken = good.replace(b'caspian.dev/duration: "1h"', b'caspian.dev/duration: "soon"')
+    assert broken != good
+    gitutil.user_commit(remote, {FILE: broken}, "Break it")
+    held = _run(remote, tmp_path, "reconcile", "--once", "--now", "2026-11-22T02:10:00Z")
+    assert held.exit_code == 3, held.output
+    gitutil.user_commit(remote, {FILE: good}, "Mend it")
+    _reconcile(remote, tmp_path, "2026-11-22T02:20:00Z")
+
+    events = _events(remote, tmp_path)
+    assert [e["what"].split(" ")[0] for e in events] == [
+        "added",
+        "Planned",
+        "edited",
+        "Planned",
+        "edited",
+        "Planned",
+    ]
+    placed, hold, mended = events[1], events[3], events[5]
+    assert hold["what"] == placed["what"] + f", held as it was: {FILE} does not load"
+    assert hold["said"] == [
+        f"- {FILE}: metadata.annotations.caspian.dev/duration: 'soon' is not a duration "
+        "(e.g. 45m, 2h, 1h30m, 3d)"
+    ]
+    assert mended["what"] == placed["what"]
 
 
 def test_history_stops_at_the_limit_and_says_older_commits_were_not_read(tmp_path) -> None:

@@ -757,6 +757,15 @@ def test_a_bad_policy_stops_everything_with_a_clear_line(changes, expected) -> N
         (
             {
                 "spokes__paris": SPOKE_HEAD + "metadata: {name: paris}\n"
+                "spec: {carbon: {zone: FR}, capacity: {cpu: '-3', memory: 1Gi}}\n"
+            },
+            # As the file has it, not as the quantity it converts to (-3.0).
+            "spokes/paris.yaml: spec.capacity.cpu: Input should be greater than or equal to 0, "
+            "found '-3'",
+        ),
+        (
+            {
+                "spokes__paris": SPOKE_HEAD + "metadata: {name: paris}\n"
                 "spec: {carbon: {zone: FR}, capacity: {cpu: 8, memory: 1Gi}, "
                 "power: {wattsPerGpu: lots}}\n"
             },

@@ -73,8 +73,14 @@ def test_a_broken_spoke_file_keeps_what_started_there_and_the_rest_goes_on(
     assert "Spokes whose file does not load (no new work; fix the file):\n" in message
     assert "- paris: 3 jobs kept there as committed until its file loads" in message
     assert "Spokes removed from the fleet" not in message
+    # The file is no job: counted as a spoke file, not among the jobs' phases.
+    subject, _, body = message.partition("\n\n")
+    assert "invalid: 1 spoke file" in subject and "invalid: 1 job" not in subject
+    jobs_line = body.splitlines()[0]
+    assert jobs_line.startswith("Jobs: ") and "invalid" not in jobs_line, jobs_line
 
     assert _file_loads("paris") == 0
+    assert REGISTRY.get_sample_value("caspian_jobs", {"phase": "Invalid"}) == 0
     head = gitutil.head(remote)
     assert reconcile(fleet_repo, at=later).commit is None  # idempotent
     assert gitutil.head(remote) == head
