@@ -77,10 +77,12 @@ def watch(
         watch_refs(Path(target.url), on_change=watcher.trigger, stop=stop_refs)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: watcher.stop())
-    # A log line, as JSON where the logs are, and said without -v too.
-    started = logging.getLogger("caspian.cli")
-    started.setLevel(min(started.getEffectiveLevel(), logging.INFO))
-    started.info(
+    # A service's log is all its operator reads: what each reconcile did (pushed,
+    # no change, a pull request opened) is said without -v too, as JSON there.
+    for name in _OUTCOME_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
+    logging.getLogger("caspian.cli").info(
         "watching %s (%s); http://%s:%d/metrics",
         redact(target.url),
         target.branch,
@@ -92,6 +94,11 @@ def watch(
     finally:
         stop_refs.set()
         server.shutdown()
+
+
+# The loggers of the loop and of what each reconcile did; others (the spokes'
+# API clients) stay at the level -v sets.
+_OUTCOME_LOGGERS = ("caspian.cli", "caspian.watch", "caspian.reconcile", "caspian.propose")
 
 
 def _listen_address(text: str) -> tuple[str, int]:

@@ -294,7 +294,7 @@ def watch_process(
 def test_sigterm_finishes_and_exits_cleanly(remote, tmp_path) -> None:
     port = free_port()
     process = watch_process(
-        remote, tmp_path, port=port, first=("-v", "--log-format", "json"), then=("--interval", "1")
+        remote, tmp_path, port=port, first=("--log-format", "json"), then=("--interval", "1")
     )
     try:
 
@@ -314,6 +314,10 @@ def test_sigterm_finishes_and_exits_cleanly(remote, tmp_path) -> None:
             f"watching {remote} (main); http://127.0.0.1:{port}/metrics"
         )
         assert logged[-1]["message"] == "stopped" and len(logged) > 2
+        # What it did is logged without -v: a service's log is all there is.
+        pushed = [e for e in logged if e["message"].startswith("pushed ")]
+        subject = gitutil.message(remote).splitlines()[0]
+        assert len(pushed) == 1 and pushed[0]["message"].endswith(subject)
     finally:
         if process.poll() is None:
             process.kill()
