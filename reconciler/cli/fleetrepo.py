@@ -69,14 +69,27 @@ def init(directory: Path, bare: bool) -> None:
     click.echo(f"fleet repo files written to {directory}")
     if README not in files:
         click.echo(f"kept your {README}: the template's, on the files and annotations, is left out")
-    start = "" if (directory / ".git").exists() else "git init -b main, "
+    root = _work_tree_of(directory)
+    start = "" if root is not None else "git init -b main, "
+    inside = directory.resolve().relative_to(root) if root is not None else Path()
+    path = f" --path {inside.as_posix()}" if inside.parts else ""
     click.echo(
         f"next: {start}commit, push to your server, "
-        "then caspian reconcile --repo URL --once (--branch for another branch)"
+        f"then caspian reconcile --repo URL{path} --once (--branch for another branch)"
     )
 
 
 README = "README.md"
+
+
+def _work_tree_of(directory: Path) -> Path | None:
+    """The root of the git work tree `directory` is in (a `.git` directory, or
+    the `.git` file of a worktree or submodule), or None."""
+    here = directory.resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return None
 
 
 def _beside(directory: Path, files: dict[str, bytes]) -> dict[str, bytes]:

@@ -64,6 +64,18 @@ def test_init_writes_into_a_repo_that_has_no_fleet_yet_and_keeps_its_readme(run,
     assert not (tmp_path / "half" / "caspian.yaml").exists()
 
 
+def test_init_in_a_directory_of_a_larger_repo_names_the_path_to_reconcile(run, tmp_path) -> None:
+    repo = tmp_path / "mono"
+    (repo / ".git").mkdir(parents=True)
+    result = run("init", repo / "teams" / "batch")
+    assert result.exit_code == 0, result.output
+    assert "git init" not in result.output
+    assert "caspian reconcile --repo URL --path teams/batch --once" in result.output
+    # A new directory of its own: no repo yet, and the fleet at its root.
+    alone = run("init", tmp_path / "fleet")
+    assert "next: git init -b main, " in alone.output and "--path" not in alone.output
+
+
 def test_init_bare_refuses_a_directory_that_is_not_empty(run, tmp_path) -> None:
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "x").write_text("x")
