@@ -173,10 +173,7 @@ def _validate_repo(root: Path, *, parts: list[str], named: bool) -> list[_Found]
     except FleetConfigError as error:
         return located(error.problems)
     if unread is not None:
-        # Its message names the file, as the problem line does already.
-        said = str(unread).removeprefix(f"{ledger.LEDGER_PATH}: ")
-        said = said.removeprefix(f"{ledger.LEDGER_PATH} ")
-        return located([Problem(file=ledger.LEDGER_PATH, field="-", reason=said)])
+        return located([_ledger_problem(unread)])
     problems = [
         p
         for p in [*fleet.problems, *reconciling.hand_edits(files)]
@@ -186,6 +183,14 @@ def _validate_repo(root: Path, *, parts: list[str], named: bool) -> list[_Found]
         where = f"{_shown(root)}: " if named else ""
         click.echo(f"ok: {where}{len(fleet.spokes)} spokes, {len(fleet.jobs)} jobs", err=True)
     return located(problems)
+
+
+def _ledger_problem(error: ledger.LedgerError) -> Problem:
+    """A ledger that cannot be read, as a problem line of its file."""
+    # Its message names the file, as the problem line does already.
+    said = str(error).removeprefix(f"{ledger.LEDGER_PATH}: ")
+    said = said.removeprefix(f"{ledger.LEDGER_PATH} ")
+    return Problem(file=ledger.LEDGER_PATH, field="-", reason=said)
 
 
 def _located(
@@ -494,7 +499,11 @@ def _run(action, target: Target, *, as_json: bool = False):  # noqa: ANN001, ANN
         click.echo("cannot plan: fix these files (nothing was committed)", err=True)
         for problem in error.problems:
             click.echo(f"  {problem.line()}", err=True)
-    except (GitError, ForgeError, ledger.LedgerError) as error:
+    except ledger.LedgerError as error:
+        if as_json:  # a file of the fleet repo that stops every plan, as caspian.yaml can
+            click.echo(json.dumps(_plan_object(problems=[_ledger_problem(error)])))
+        click.echo(f"error: {error}", err=True)
+    except (GitError, ForgeError) as error:
         click.echo(f"error: {error}", err=True)
     sys.exit(EXIT_ERROR)
 

@@ -513,6 +513,7 @@ def test_plan_json_is_what_the_reconcile_then_commits(run, tmp_path) -> None:
 def test_plan_json_of_a_fleet_that_cannot_be_planned_holds_its_problems(run, tmp_path) -> None:
     remote = tmp_path / "fleet.git"
     run("init", "--bare", remote)
+    policy = gitutil.read(remote, "caspian.yaml")
     gitutil.user_commit(remote, {"caspian.yaml": b"apiVersion: caspian.dev/v1alpha1\nkind: ["})
     result = run("plan", "--repo", remote, *AT, "--json")
     assert result.exit_code == EXIT_ERROR
@@ -521,6 +522,20 @@ def test_plan_json_of_a_fleet_that_cannot_be_planned_holds_its_problems(run, tmp
     assert planned["input_commit"] is None and planned["partial"] is True
     assert [(p["file"], p["field"]) for p in planned["problems"]] == [("caspian.yaml", "-")]
     assert planned["problems"][0]["reason"].startswith("not valid YAML")
+    # So does a ledger edited by hand, which stops every plan too.
+    gitutil.user_commit(remote, {"caspian.yaml": policy})
+    reconciled = run("reconcile", "--repo", remote, "--once", *AT)
+    assert reconciled.exit_code == 0, reconciled.output
+    text = gitutil.read(remote, "status/placements.yaml")
+    gitutil.user_commit(remote, {"status/placements.yaml": text.replace(b"Planned", b"Planed", 1)})
+    result = run("plan", "--repo", remote, *AT, "--json")
+    assert result.exit_code == EXIT_ERROR
+    planned = json.loads(result.stdout)
+    assert planned["changes"] == {} and planned["jobs"] == []
+    assert [(p["file"], p["field"]) for p in planned["problems"]] == [
+        ("status/placements.yaml", "-")
+    ]
+    assert planned["problems"][0]["reason"].startswith("edited by hand")
 
 
 def test_a_remote_without_the_branch_names_the_branches_it_has(run, tmp_path) -> None:
