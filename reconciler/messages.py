@@ -90,10 +90,12 @@ def subject(old: Ledger, decision: Decision, *, pruned: Iterable[str] = ()) -> s
         ("replaced", "replace"),
         ("forgotten", "forget"),
     ):
-        if jobs := [e for e in changes[kind] if e.of_a_job]:
-            parts.append(f"{verb}: {_jobs(len(jobs))}")
-    if spoke_files := [e for e in changes["invalid"] if not e.of_a_job]:
-        parts.append(f"invalid: {len(spoke_files)} spoke file" + "s" * (len(spoke_files) > 1))
+        jobs = sum(1 for e in changes[kind] if e.of_a_job)
+        # A spoke file that does not load has a record too, but is no job.
+        files = len(changes[kind]) - jobs
+        counted = ([_jobs(jobs)] if jobs else []) + ([_spoke_files(files)] if files else [])
+        if counted:
+            parts.append(f"{verb}: {', '.join(counted)}")
     for kind, verb, spoke_is in (("waiting", "wait", "down"), ("waited", "keep", "back")):
         if changes[kind]:
             where = ", ".join(sorted({e.spoke or "" for e in changes[kind]}))
@@ -533,6 +535,10 @@ def _grams(value: float | None) -> str:
 
 def _jobs(count: int) -> str:
     return f"{count} job" + ("" if count == 1 else "s")
+
+
+def _spoke_files(count: int) -> str:
+    return f"{count} spoke file" + ("" if count == 1 else "s")
 
 
 def _markdown_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:

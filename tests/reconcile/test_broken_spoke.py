@@ -43,7 +43,8 @@ def test_a_broken_spoke_file_keeps_what_started_there_and_the_rest_goes_on(
     assert len(started) == 3 and len(waiting) == 5
     committed = _paris(remote)
     text = gitutil.read(remote, "spokes/paris.yaml")
-    gitutil.user_commit(remote, {"spokes/paris.yaml": text.replace(*TYPO)}, "relabel paris")
+    broken = {"spokes/paris.yaml": text.replace(*TYPO), "jobs/typo.yaml": b"kind: ["}
+    gitutil.user_commit(remote, broken, "relabel paris, and a job file with a typo")
 
     later = NOW + timedelta(minutes=20)
     outcome = reconcile(fleet_repo, at=later)
@@ -75,12 +76,12 @@ def test_a_broken_spoke_file_keeps_what_started_there_and_the_rest_goes_on(
     assert "Spokes removed from the fleet" not in message
     # The file is no job: counted as a spoke file, not among the jobs' phases.
     subject, _, body = message.partition("\n\n")
-    assert "invalid: 1 spoke file" in subject and "invalid: 1 job" not in subject
+    assert "; invalid: 1 job, 1 spoke file" in subject, subject
     jobs_line = body.splitlines()[0]
-    assert jobs_line.startswith("Jobs: ") and "invalid" not in jobs_line, jobs_line
+    assert jobs_line.startswith("Jobs: ") and jobs_line.endswith(", 1 invalid."), jobs_line
 
     assert _file_loads("paris") == 0
-    assert REGISTRY.get_sample_value("caspian_jobs", {"phase": "Invalid"}) == 0
+    assert REGISTRY.get_sample_value("caspian_jobs", {"phase": "Invalid"}) == 1  # the job file
     head = gitutil.head(remote)
     assert reconcile(fleet_repo, at=later).commit is None  # idempotent
     assert gitutil.head(remote) == head
