@@ -317,7 +317,7 @@ def test_sigterm_finishes_and_exits_cleanly(remote, tmp_path) -> None:
         # What it did is logged without -v: a service's log is all there is.
         pushed = [e for e in logged if e["message"].startswith("pushed ")]
         subject = gitutil.message(remote).splitlines()[0]
-        assert len(pushed) == 1 and pushed[0]["message"].endswith(subject)
+        assert pushed and pushed[-1]["message"].endswith(subject)  # a slot may pass: 2 pushes
     finally:
         if process.poll() is None:
             process.kill()
