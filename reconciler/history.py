@@ -70,7 +70,10 @@ def history(
     since its file was last added, begins after it), at the first commit of
     all, or after `most` commits. Commits newer than its last record (a job
     forgotten since) have nothing of it."""
-    files = (source.split("#", 1)[0], *former)
+    path, hash_, document = source.partition("#")
+    files = (path, *former)
+    # A file of several AppWrappers has a record per document where one does not load.
+    part = hash_ + document
     found: list[Event] = []
     unreadable: list[str] = []
     newer: tuple[Revision, _Record, _File] | None = None
@@ -85,7 +88,7 @@ def history(
         read += 1
         file = _file_in(revision, files)
         try:
-            record = _record_in(revision, job_id, file=file.path)
+            record = _record_in(revision, job_id, file=file.path + part)
         except ledger.LedgerError:
             unreadable.append(revision.commit)
             continue

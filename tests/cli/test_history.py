@@ -202,6 +202,26 @@ def test_a_job_held_by_its_broken_file_shows_the_hold_and_its_end(tmp_path) -> N
     assert mended["what"] == placed["what"]
 
 
+def test_a_job_of_a_file_of_several_appwrappers_shows_the_hold_of_its_own_document(
+    tmp_path,
+) -> None:
+    remote = _fleet(tmp_path)
+    good = gitutil.read(remote, FILE)
+    other = good.replace(b"name: etl-daily", b"name: etl-weekly")
+    gitutil.user_commit(remote, {FILE: good + b"---\n" + other}, "Two ETLs in one file")
+    _reconcile(remote, tmp_path, "2026-11-22T02:00:00Z")
+    broken = other.replace(b'caspian.dev/duration: "1h"', b'caspian.dev/duration: "soon"')
+    gitutil.user_commit(remote, {FILE: good + b"---\n" + broken}, "Break the weekly one")
+    held = _run(remote, tmp_path, "reconcile", "--once", "--now", "2026-11-22T02:10:00Z")
+    assert held.exit_code == 3, held.output
+
+    weekly = _events(remote, tmp_path, "batch/etl-weekly")
+    assert weekly[-1]["what"].endswith(f", held as it was: {FILE}#1 does not load")
+    assert weekly[-1]["said"][0].startswith(f"- {FILE}#1: metadata.annotations")
+    # The other document's job is not held: its history has no such commit.
+    assert not any("held" in e["what"] for e in _events(remote, tmp_path))
+
+
 def test_history_stops_at_the_limit_and_says_older_commits_were_not_read(tmp_path) -> None:
     remote = _fleet(tmp_path)
     for at in ("02:00", "04:05", "05:10"):
