@@ -70,10 +70,11 @@ def history(
     since its file was last added, begins after it), at the first commit of
     all, or after `most` commits. Commits newer than its last record (a job
     forgotten since) have nothing of it."""
-    path, hash_, document = source.partition("#")
+    path = source.split("#", 1)[0]
     files = (path, *former)
-    # A file of several AppWrappers has a record per document where one does not load.
-    part = hash_ + document
+    # Where one of a file's several AppWrappers does not load, the record is its
+    # document's ("jobs/etl.yaml#1").
+    document = source.removeprefix(path)
     found: list[Event] = []
     unreadable: list[str] = []
     newer: tuple[Revision, _Record, _File] | None = None
@@ -88,7 +89,7 @@ def history(
         read += 1
         file = _file_in(revision, files)
         try:
-            record = _record_in(revision, job_id, file=file.path + part)
+            record = _record_in(revision, job_id, file=file.path + document)
         except ledger.LedgerError:
             unreadable.append(revision.commit)
             continue
