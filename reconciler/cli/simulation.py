@@ -221,7 +221,9 @@ def _simulation_setup(
         return scenarios.fleet_setup(
             fleet,
             trace=trace_file.read_bytes() if trace_file.exists() else None,
-            trace_name=str(trace_file if trace_file.exists() else fleet_path),
+            # Without a trace, the fleet's directory names the replay: as given,
+            # `--fleet .` would be named "."
+            trace_name=str(trace_file if trace_file.exists() else fleet_path.resolve()),
             start=start,
             days=days,
             time_limit=limit,

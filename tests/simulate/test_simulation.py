@@ -232,15 +232,16 @@ def test_the_table_says_how_many_jobs_finished(tmp_path: Path) -> None:
     assert "  of-limit       -  finished 1/2  met  50.0%" in row  # no clairvoyant run to compare
 
 
-def test_without_a_trace_every_appwrapper_arrives_once(tmp_path: Path) -> None:
+def test_without_a_trace_every_appwrapper_arrives_once(tmp_path: Path, monkeypatch) -> None:
     root = fleet_copy(tmp_path)
+    monkeypatch.chdir(root)
     result = CliRunner().invoke(
-        main, ["simulate", "--fleet", str(root), "--days", "1", "--policy", "qos", "--json"]
+        main, ["simulate", "--fleet", ".", "--days", "1", "--policy", "qos", "--json"]
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["runs"][0]["jobs"] == len(
-        list((root / "jobs").rglob("*.yaml"))
-    )
+    replay = json.loads(result.stdout)
+    assert replay["runs"][0]["jobs"] == len(list((root / "jobs").rglob("*.yaml")))
+    assert replay["scenario"] == str(root.resolve())  # named by its directory, not "."
 
 
 def test_a_bad_trace_names_the_file_line_field_and_fix(tmp_path: Path) -> None:
