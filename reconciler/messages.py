@@ -56,6 +56,8 @@ def placement_table(decision: Decision, *, only: Collection[str] | None = None) 
         and not decision.retired(e)
         and (only is None or e.id in only)
     ]
+    if not rows:  # a header over nothing reads as a table that failed to print
+        return "No job is waiting, placed or running."
     return _markdown_table(header, rows)
 
 
@@ -125,7 +127,7 @@ def commit_message(
     pruned = sorted(pruned)
     lines = [subject(old, decision, pruned=pruned), ""]
     summary = ", ".join(f"{counts[p]} {p.value.lower()}" for p in Phase if counts[p])
-    lines.append(f"Jobs: {summary}.")
+    lines.append(f"Jobs: {summary or 'none'}.")
     if saved is not None:
         lines.append(
             f"Estimated {estimated:,.0f} gCO2 against {baseline:,.0f} gCO2 for the carbon-blind "

@@ -510,6 +510,17 @@ def test_plan_json_is_what_the_reconcile_then_commits(run, tmp_path) -> None:
     assert again["jobs"] == planned["jobs"]
 
 
+def test_a_fleet_with_no_jobs_yet_says_so(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    gitutil.user_commit(remote, dict.fromkeys(gitutil.files(remote, "jobs/")), "No jobs yet")
+    result = run("reconcile", "--repo", remote, "--once", *AT)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("No job is waiting, placed or running.\n")
+    message = gitutil.message(remote)
+    assert "\n\nJobs: none.\n\nNo job is waiting, placed or running.\n" in message
+
+
 def test_plan_json_of_a_fleet_that_cannot_be_planned_holds_its_problems(run, tmp_path) -> None:
     remote = tmp_path / "fleet.git"
     run("init", "--bare", remote)
