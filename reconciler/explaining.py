@@ -85,7 +85,7 @@ def explain(decision: Decision, entry: Entry, *, committed: Entry | None = None)
         *_carbon(decision, entry, request),
         *_reason(decision, entry),
         *_waits(decision, entry),
-        *_runs(decision, entry),
+        *_runs(decision, entry, request),
         *_held(decision, entry),
         *_counted(request),
         *_kept_off(decision, entry, request),
@@ -186,11 +186,19 @@ def _waits(decision: Decision, entry: Entry) -> list[str]:
     return notes
 
 
-def _runs(decision: Decision, entry: Entry) -> list[str]:
-    """What it runs after, why it is not running yet, and its runs again."""
+def _runs(decision: Decision, entry: Entry, request: JobRequest | None) -> list[str]:
+    """What it runs after, and why those that hold it are not placed; why it
+    is not running yet; its runs again."""
     notes = []
     if note := decision.runs_after.get(entry.id):
         notes.append(f"{note} (its caspian.dev/after)")
+    if entry.phase == Phase.PENDING and request is not None and request.after:
+        # Its own reason names them; where one can never start, this says why.
+        records = decision.ledger.by_id()
+        for other in request.after:
+            record = records.get(other)
+            if record is not None and record.phase == Phase.PENDING and record.reason:
+                notes.append(f"{other} is not placed either: {record.reason}")
     if note := decision.stuck.get(entry.id):
         notes.append(f"not running yet: {note}")
     if entry.retries:

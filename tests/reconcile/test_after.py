@@ -9,7 +9,7 @@ from datetime import timedelta
 import yaml
 
 from optimizer import keeping
-from reconciler import chains, messages
+from reconciler import chains, explaining, messages
 from reconciler.ledger import Entry, Phase
 from reconciler.templates import template_files
 from tests.conftest import NOW, assert_valid_plan
@@ -48,6 +48,28 @@ def test_a_job_is_planned_from_the_end_of_what_it_runs_after_once_that_started()
     assert entries(started)["batch/prep"].phase == "Dispatched"
     assert train.phase == "Planned" and train.planned_start >= prep.planned_end
     assert_valid_plan(started.instance, started.plan)
+
+
+def test_explain_says_why_what_it_runs_after_is_not_placed() -> None:
+    huge = {"requests": {"cpu": "5000"}}  # no spoke is that large
+    files = _pipeline()
+    files["jobs/prep.yaml"] = appwrapper("prep", annotations=PREP, resources=huge).encode()
+    decision, _ = step(files, now=NOW)
+    prep, train = entries(decision)["batch/prep"], entries(decision)["batch/train"]
+    assert prep.phase == train.phase == "Pending"
+    notes = explaining.explain(decision, train).notes
+    assert notes == (
+        "waits for batch/prep to start (its caspian.dev/after)",
+        f"batch/prep is not placed either: {prep.reason}",
+    )
+    assert prep.reason.startswith("no allowed spoke is large enough")
+    # Placed, it is no reason: the note goes.
+    placed, _ = step(
+        _pipeline(prep={**PREP, "caspian.dev/not-before": "2026-11-22T05:00:00Z"}), now=NOW
+    )
+    assert not any(
+        "not placed" in n for n in explaining.explain(placed, entries(placed)["batch/train"]).notes
+    )
 
 
 def test_what_is_dispatched_now_lets_what_runs_after_it_be_planned_at_once() -> None:
