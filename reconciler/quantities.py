@@ -101,6 +101,10 @@ def format_duration(value: timedelta) -> str:
     return "".join(parts) or "0s"
 
 
+# What fromisoformat reads as a day's midnight: 2026-12-05, or 20261205.
+_DATE_ALONE = re.compile(r"\d{4}-?\d{2}-?\d{2}")
+
+
 def timestamp(value: str | datetime) -> datetime:
     """An RFC 3339 time with an explicit offset, as UTC."""
     if isinstance(value, datetime):
@@ -113,6 +117,12 @@ def timestamp(value: str | datetime) -> datetime:
             raise ValueError(
                 f"{value!r} is not an RFC 3339 time (e.g. 2026-11-22T18:00:00Z)"
             ) from None
+    if moment.tzinfo is None and _DATE_ALONE.fullmatch(str(value).strip()):
+        # fromisoformat reads a date alone as its midnight; Z after it would not parse.
+        raise ValueError(
+            f"{value!r} is a date without a time: write {moment:%Y-%m-%d}T00:00:00Z (or "
+            "another time of that day)"
+        )
     if moment.tzinfo is None:
         raise ValueError(f"{value!r} has no time zone: add Z or an offset like +01:00")
     out_of_range = ValueError(

@@ -271,6 +271,12 @@ def appwrapper_doc_with(**more: dict) -> str:
             "has no time zone",
         ),
         (
+            # A date alone: "add Z" would not parse, so the fix is spelt out.
+            appwrapper(annotations={"caspian.dev/deadline": "2026-12-01"}),
+            "jobs/extra.yaml: metadata.annotations.caspian.dev/deadline: '2026-12-01' is a date "
+            "without a time: write 2026-12-01T00:00:00Z (or another time of that day)",
+        ),
+        (
             appwrapper(annotations={"caspian.dev/spokes": "paris,tokyo"}),
             "jobs/extra.yaml: metadata.annotations.caspian.dev/spokes: unknown spoke(s) tokyo",
         ),
