@@ -14,7 +14,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -501,10 +501,24 @@ def _hints(
                 )
             )
     return {
-        "deadline": parse("deadline", quantities.timestamp),
+        "deadline": parse("deadline", _deadline),
         "complete_within": parse("complete-within", quantities.duration),
         "not_before": parse("not-before", quantities.timestamp),
         "duration": parse("duration", quantities.duration) or policy.spec.defaults.duration,
         "power_watts": parse("power-watts", watts) or policy.spec.defaults.power_watts,
         "allowed_spokes": allowed,
     }
+
+
+def _deadline(text: str) -> datetime:
+    """caspian.dev/deadline's time; a length of time there is named as one."""
+    try:
+        return quantities.timestamp(text)
+    except ValueError as error:
+        try:
+            quantities.duration(text)
+        except ValueError:
+            raise error from None
+        raise ValueError(
+            f"{error}; {text!r} is a length of time: give it as caspian.dev/complete-within"
+        ) from None

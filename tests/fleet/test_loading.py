@@ -277,6 +277,12 @@ def appwrapper_doc_with(**more: dict) -> str:
             "without a time: write 2026-12-01T00:00:00Z (or another time of that day)",
         ),
         (
+            appwrapper(annotations={"caspian.dev/deadline": "12h"}),
+            "jobs/extra.yaml: metadata.annotations.caspian.dev/deadline: '12h' is not an RFC 3339 "
+            "time (e.g. 2026-11-22T18:00:00Z); '12h' is a length of time: give it as "
+            "caspian.dev/complete-within",
+        ),
+        (
             appwrapper(annotations={"caspian.dev/spokes": "paris,tokyo"}),
             "jobs/extra.yaml: metadata.annotations.caspian.dev/spokes: unknown spoke(s) tokyo",
         ),
