@@ -14,7 +14,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -501,8 +501,21 @@ def _hints(
                 )
             )
     return {
-        "deadline": parse("deadline", _deadline),
-        "complete_within": parse("complete-within", quantities.duration),
+        "deadline": parse(
+            "deadline",
+            _or_the_other(
+                quantities.timestamp,
+                quantities.duration,
+                what="a length of time",
+                annotation="complete-within",
+            ),
+        ),
+        "complete_within": parse(
+            "complete-within",
+            _or_the_other(
+                quantities.duration, quantities.timestamp, what="a time", annotation="deadline"
+            ),
+        ),
         "not_before": parse("not-before", quantities.timestamp),
         "duration": parse("duration", quantities.duration) or policy.spec.defaults.duration,
         "power_watts": parse("power-watts", watts) or policy.spec.defaults.power_watts,
@@ -510,15 +523,22 @@ def _hints(
     }
 
 
-def _deadline(text: str) -> datetime:
-    """caspian.dev/deadline's time; a length of time there is named as one."""
-    try:
-        return quantities.timestamp(text)
-    except ValueError as error:
+def _or_the_other(
+    read: Callable[[str], Any], other: Callable[[str], object], *, what: str, annotation: str
+) -> Callable[[str], Any]:
+    """`read`, whose error names `annotation` where `other` reads the text: a
+    deadline and a time to complete within are easily put in each other's place."""
+
+    def parsed(text: str) -> Any:
         try:
-            quantities.duration(text)
-        except ValueError:
-            raise error from None
-        raise ValueError(
-            f"{error}; {text!r} is a length of time: give it as caspian.dev/complete-within"
-        ) from None
+            return read(text)
+        except ValueError as error:
+            try:
+                other(text)
+            except ValueError:
+                raise error from None
+            raise ValueError(
+                f"{error}; {text!r} is {what}: give it as {ANNOTATION}{annotation}"
+            ) from None
+
+    return parsed

@@ -283,6 +283,12 @@ def appwrapper_doc_with(**more: dict) -> str:
             "caspian.dev/complete-within",
         ),
         (
+            appwrapper(annotations={"caspian.dev/complete-within": "2026-12-01T10:00:00Z"}),
+            "jobs/extra.yaml: metadata.annotations.caspian.dev/complete-within: "
+            "'2026-12-01T10:00:00Z' is not a duration (e.g. 45m, 2h, 1h30m, 3d); "
+            "'2026-12-01T10:00:00Z' is a time: give it as caspian.dev/deadline",
+        ),
+        (
             appwrapper(annotations={"caspian.dev/spokes": "paris,tokyo"}),
             "jobs/extra.yaml: metadata.annotations.caspian.dev/spokes: unknown spoke(s) tokyo",
         ),
