@@ -23,6 +23,7 @@ Applications), which need neither the client nor a cluster.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -696,6 +697,19 @@ def _client(kubeconfig: str | None, *, context: str | None) -> client.ApiClient:
         raise KubeconfigError(
             "the kubeconfig is not shaped like one (lists of clusters, contexts, users)"
         ) from None
+    except config.ConfigException as error:
+        if "No configuration found" not in str(error):
+            raise
+        # The client's words name no file: which one was read is the fix.
+        raise KubeconfigError(_no_configuration(kubeconfig)) from None
+
+
+def _no_configuration(kubeconfig: str | None) -> str:
+    where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+    paths = [os.path.expanduser(path) for path in where.split(os.pathsep) if path]
+    if not any(os.path.exists(path) for path in paths):
+        return f"no kubeconfig at {where}: give --kubeconfig, or set KUBECONFIG"
+    return f"the kubeconfig {where} holds no configuration"
 
 
 def _each_namespace(

@@ -526,6 +526,20 @@ def test_a_garbled_kubeconfig_is_a_down_spoke_not_a_crash(tmp_path, caplog, text
     assert "kube-token-not-for-logs" not in state.reason + caplog.text
 
 
+def test_a_missing_kubeconfig_is_named_with_the_fix(tmp_path, monkeypatch) -> None:
+    fleet = fleet_with()
+    paris = next(s for s in fleet.spokes if s.name == "paris")
+    alone = fleet.model_copy(update={"spokes": (paris,)})
+    missing = tmp_path / "missing"
+    state = KubeObserver(kubeconfig=str(missing)).observe(alone)["paris"]
+    assert not state.up
+    assert state.reason == f"no kubeconfig at {missing}: give --kubeconfig, or set KUBECONFIG"
+    # From the environment, as kubectl reads it.
+    monkeypatch.setenv("KUBECONFIG", str(missing))
+    state = KubeObserver(kubeconfig=None).observe(alone)["paris"]
+    assert state.reason == f"no kubeconfig at {missing}: give --kubeconfig, or set KUBECONFIG"
+
+
 def test_a_spoke_that_left_the_fleet_leaves_the_up_gauge(tmp_path) -> None:
     up = lambda spoke: REGISTRY.get_sample_value("caspian_spoke_up", {"spoke": spoke})  # noqa: E731
     with serve() as api:
