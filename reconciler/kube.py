@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 import yaml
@@ -706,8 +707,8 @@ def _client(kubeconfig: str | None, *, context: str | None) -> client.ApiClient:
 
 def _no_configuration(kubeconfig: str | None) -> str:
     where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
-    paths = [os.path.expanduser(path) for path in where.split(os.pathsep) if path]
-    if not any(os.path.exists(path) for path in paths):
+    paths = [Path(path).expanduser() for path in where.split(os.pathsep) if path]
+    if not any(path.exists() for path in paths):
         return f"no kubeconfig at {where}: give --kubeconfig, or set KUBECONFIG"
     return f"the kubeconfig {where} holds no configuration"
 
