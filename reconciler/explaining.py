@@ -76,12 +76,28 @@ class Explanation(BaseModel):
         return out
 
 
-def explain(decision: Decision, entry: Entry, *, committed: Entry | None = None) -> Explanation:
+class UnderReview(BaseModel):
+    """A job's record in the plan under review on a proposal branch."""
+
+    model_config = ConfigDict(frozen=True)
+
+    branch: str
+    record: Entry
+
+
+def explain(
+    decision: Decision,
+    entry: Entry,
+    *,
+    committed: Entry | None = None,
+    review: UnderReview | None = None,
+) -> Explanation:
     """Why the job of `entry` goes where it goes in `decision`; `committed` is
-    its record in the ledger the decision was made on, if it has one."""
+    its record in the ledger the decision was made on, if it has one, and
+    `review` its record in the plan under review, if one holds it."""
     request = decision.jobs.get(entry.id)
     notes = [
-        *_uncommitted(entry, committed),
+        *_uncommitted(entry, committed, review),
         *_carbon(decision, entry, request),
         *_reason(decision, entry),
         *_waits(decision, entry),
@@ -119,11 +135,17 @@ def explain(decision: Decision, entry: Entry, *, committed: Entry | None = None)
     )
 
 
-def _uncommitted(entry: Entry, committed: Entry | None) -> list[str]:
+def _uncommitted(entry: Entry, committed: Entry | None, review: UnderReview | None) -> list[str]:
     """Where its place is not the one committed: it is what the next reconcile
-    commits, or, in pull-request mode, proposes for review."""
+    commits, or, in pull-request mode, proposes for review, or what the open
+    proposal holds already."""
     if not proposals.placed_anew(entry, was=committed):
         return []
+    if review is not None and not proposals.placed_anew(entry, was=review.record):
+        return [
+            f"proposed for review on {review.branch}: main does not hold it yet, and it "
+            "starts there once the pull request is merged"
+        ]
     next_one = "the next reconcile commits it (with --propose, proposes it for review)"
     if committed is None or committed.spoke is None:
         return [f"a new place, not committed yet: {next_one}"]

@@ -555,6 +555,12 @@ def _proposed_ledger(
         return None
 
 
+def proposal_ledger(repo: FleetRepo, branch: str) -> ledger.Ledger | None:
+    """The plan under review on the proposal `branch` (`caspian explain
+    --propose`), or None where there is none."""
+    return _open_proposal(repo, branch)
+
+
 def _open_proposal(repo: FleetRepo, branch: str) -> ledger.Ledger | None:
     """The ledger on the proposal `branch`, as last fetched: the plan under
     review, which a decision starts from."""

@@ -368,7 +368,12 @@ def explain(
     except LookupError as error:
         raise click.ClickException(str(error)) from None
     committed = planned.previous.by_id().get(entry.id)
-    explanation = explaining.explain(decision, entry, committed=committed)
+    review = None
+    if under_review is not None:
+        offered = _run(lambda repo: reconciling.proposal_ledger(repo, under_review), target)
+        if offered is not None and (record := offered.by_id().get(entry.id)) is not None:
+            review = explaining.UnderReview(branch=under_review, record=record)
+    explanation = explaining.explain(decision, entry, committed=committed, review=review)
     if as_json:
         click.echo(explanation.model_dump_json())
         return

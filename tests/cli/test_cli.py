@@ -366,6 +366,11 @@ def test_plan_and_explain_decide_from_the_plan_under_review(run, tmp_path, monke
     placed = next(e for e in proposed.entries if e.spoke is not None)
     told = json.loads(run("explain", placed.id, "--json", *review).output)
     assert (told["spoke"], timestamp(told["planned_start"])) == (placed.spoke, placed.planned_start)
+    # Not "the next reconcile commits it": the open proposal holds it already.
+    assert told["notes"][0] == (
+        "proposed for review on caspian/placement: main does not hold it yet, and it starts "
+        "there once the pull request is merged"
+    )
     assert restless.calls == 1
     # Without it, main's plan alone (none yet): solved again.
     assert run("plan", "--json", "--repo", remote, *AT).exit_code == 0
