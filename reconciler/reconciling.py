@@ -138,7 +138,7 @@ def plan(
         now=now,
         observer=observer or DeclaredCapacity(),
         remembered=repo.remembered(),
-        proposal=_open_proposal(repo, under_review) if under_review else None,
+        proposal=proposal_ledger(repo, under_review) if under_review else None,
     )
 
 
@@ -426,7 +426,7 @@ def propose_once(
             now=now,
             observer=observer or DeclaredCapacity(),
             remembered=remembered,
-            proposal=_open_proposal(repo, branch),
+            proposal=proposal_ledger(repo, branch),
         )
         carried = _outcome(snapshot, proposals.carried_out(decision, old=previous), old=previous)
         # The main branch's commit, and its ledger, that the proposal goes on.
@@ -556,14 +556,9 @@ def _proposed_ledger(
 
 
 def proposal_ledger(repo: FleetRepo, branch: str) -> ledger.Ledger | None:
-    """The plan under review on the proposal `branch` (`caspian explain
-    --propose`), or None where there is none."""
-    return _open_proposal(repo, branch)
-
-
-def _open_proposal(repo: FleetRepo, branch: str) -> ledger.Ledger | None:
     """The ledger on the proposal `branch`, as last fetched: the plan under
-    review, which a decision starts from."""
+    review, which a decision starts from (and `caspian explain --propose`
+    tells a job's record in); None where there is none."""
     return _proposed_ledger(
         repo, repo.remote_tip(branch), what=branch, otherwise="the plan starts from main's"
     )
