@@ -4,10 +4,14 @@ to recent real data before it falls back to 2023."""
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
 from pathlib import Path
 
 from carbon.points import Point
+
+log = logging.getLogger(__name__)
+_UNWRITABLE: set[Path] = set()
 
 
 class Cache:
@@ -25,19 +29,32 @@ class Cache:
         path = self._path(key)
         if path is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
         document = {
             "fetched_at": fetched_at.isoformat(),
             "forecast": [p.model_dump(mode="json") for p in forecast],
             "history": [p.model_dump(mode="json") for p in history],
         }
         temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(document))
-        temporary.replace(path)  # atomic: a crash never leaves half a cache file
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary.write_text(json.dumps(document))
+            temporary.replace(path)  # atomic: a crash never leaves half a cache file
+        except OSError as error:
+            # The answer in hand still serves this plan; only an outage's fallback is
+            # lost. Said once a process: a watcher would say it at every reconcile.
+            if path.parent in _UNWRITABLE:
+                return
+            _UNWRITABLE.add(path.parent)
+            log.warning(
+                "carbon cache %s cannot be written (%s): an outage falls back to the "
+                "embedded data; set XDG_CACHE_HOME to a writable directory",
+                path.parent,
+                error.strerror or error,
+            )
 
     def load(self, key: str) -> tuple[datetime, list[Point], list[Point]] | None:
         path = self._path(key)
-        if path is None or not path.exists():
+        if path is None:
             return None
         try:
             document = json.loads(path.read_text())
@@ -46,5 +63,5 @@ class Cache:
                 [Point.model_validate(p) for p in document["forecast"]],
                 [Point.model_validate(p) for p in document["history"]],
             )
-        except (ValueError, KeyError, TypeError):
-            return None  # a damaged cache is no cache
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # a damaged or unreadable cache is no cache

@@ -21,6 +21,7 @@ class LiveSource:
         *,
         client: LiveClient,
         zone: str,
+        key: str,
         cache: Cache,
         fallback: CarbonProvider,
         fresh_for: timedelta = timedelta(minutes=10),
@@ -30,15 +31,20 @@ class LiveSource:
         self.cache = cache
         self.fallback = fallback
         self.fresh_for = fresh_for
-        self.key = f"{client.name}-{zone}-{client.signal}"
+        self.key = key
 
     def series(
         self, *, start: datetime, slot_seconds: int, slots: int, now: datetime
     ) -> IntensitySeries:
         cached = self.cache.load(self.key)
         window = (start, slot_seconds, slots)
-        if cached is not None and now - cached[0] < self.fresh_for:
-            return self._build(cached, window, origin="cache", stale=False, why="")
+        # An answer fetched after `now` (a plan as of a past time) is not fresh
+        # for it: that answer's horizon starts later.
+        if cached is not None and timedelta(0) <= now - cached[0] < self.fresh_for:
+            try:
+                return self._build(cached, window, origin="cache", stale=False, why="")
+            except ValueError:
+                pass  # it does not cover this window: ask the provider
         try:
             forecast, history = self.client.fetch(now=now)
             forecast, history = sane(forecast), sane(history)

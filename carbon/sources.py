@@ -8,6 +8,7 @@ CASPIAN_<PROVIDER>_URL to point a provider at a proxy or a mirror (a spoke's
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -35,6 +36,7 @@ def source_for(
     return LiveSource(
         client=_client(config, env),
         zone=config.zone,
+        key=_cache_key(config, env),
         cache=Cache(cache_dir),
         fallback=fallback_for(config),
     )
@@ -49,6 +51,14 @@ def fallback_for(config: CarbonSourceConfig) -> CarbonProvider:
         value=FLAT_FALLBACK_G_PER_KWH,
         note=f"no dataset zone for {config.zone}: set carbon.fallbackZone",
     )
+
+
+def _cache_key(config: CarbonSourceConfig, env: Mapping[str, str]) -> str:
+    """The name of a source's cache file. Spokes of one zone may read different
+    regions, signals or servers; each answer is kept apart from the others."""
+    server = hashlib.sha256(_url(config, env, "").encode()).hexdigest()[:8]
+    region = config.region or "all"
+    return f"{config.provider}-{config.zone}-{region}-{config.signal}-{server}"
 
 
 def _url(config: CarbonSourceConfig, env: Mapping[str, str], default: str) -> str:

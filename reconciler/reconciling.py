@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from carbon import IntensitySeries
+from carbon import CarbonSourceConfig, IntensitySeries
 from carbon.embedded import UnknownZoneError
 from carbon.providers import CarbonProvider
 from carbon.sources import source_for
@@ -37,7 +37,7 @@ from reconciler import (
     proposals,
 )
 from reconciler.decisions import Decision
-from reconciler.fleet import SPOKES_DIR, Fleet, FleetConfigError, Problem
+from reconciler.fleet import SPOKES_DIR, Fleet, FleetConfigError, Problem, Spoke
 from reconciler.gitrepo import (
     FleetRepo,
     Identity,
@@ -740,23 +740,51 @@ def _outcome(snapshot: Snapshot, decision: Decision, *, old: ledger.Ledger) -> O
 
 
 def carbon_sources(fleet: Fleet) -> tuple[dict[str, CarbonProvider], list[Problem]]:
-    """One source per zone (spokes sharing a zone share the first one's), built
-    from the spoke files and the environment, and a problem for each spoke whose
-    `carbon:` block gives none."""
+    """One source per zone, built from the spoke files and the environment, and
+    a problem for each spoke whose `carbon:` block gives none. Spokes of one zone
+    share the first one's source; one whose block differs from it is a problem."""
     sources: dict[str, CarbonProvider] = {}
+    readers: dict[str, Spoke] = {}
     problems = []
     for spoke in fleet.spokes:
         config = spoke.spec.carbon
-        if config.zone in sources:
+        file = f"spokes/{spoke.name}.yaml"
+        if config.zone in readers:
+            first = readers[config.zone]
+            if config != first.spec.carbon:
+                reason = _another_source(spoke, first=first)
+                problems.append(Problem(file=file, field="spec.carbon", reason=reason))
             continue
         try:
             sources[config.zone] = source_for(config, env=os.environ, cache_dir=carbon_cache())
+            readers[config.zone] = spoke
         except (UnknownZoneError, ValueError) as error:
-            file = f"spokes/{spoke.name}.yaml"
             # A zone the data lacks is that line's fault; a key or region missing, the block's.
             field = "spec.carbon.zone" if isinstance(error, UnknownZoneError) else "spec.carbon"
             problems.append(Problem(file=file, field=field, reason=str(error)))
     return sources, problems
+
+
+def _another_source(spoke: Spoke, *, first: Spoke) -> str:
+    mine, theirs = spoke.spec.carbon, first.spec.carbon
+    differences = [
+        f"here {field.alias or name} is {_said(getattr(mine, name))}, "
+        f"there {_said(getattr(theirs, name))}"
+        for name, field in CarbonSourceConfig.model_fields.items()
+        if getattr(mine, name) != getattr(theirs, name)
+    ]
+    fix = "give this spoke the same carbon block"
+    if mine.provider != "embedded":  # the dataset's zones are fixed; a live source's name is not
+        fix += f", or a zone name of its own (zone: {mine.zone}-{spoke.name}, fallbackZone: "
+        fix += f"{mine.fallback_zone or mine.zone})"
+    return (
+        f"zone {mine.zone!r} is read as spokes/{first.name}.yaml gives it, and spokes of one "
+        f"zone share its series; {'; '.join(differences)}: {fix}"
+    )
+
+
+def _said(value: object) -> str:
+    return "none" if value is None else repr(value)
 
 
 def fleet_sources(fleet: Fleet) -> dict[str, CarbonProvider]:

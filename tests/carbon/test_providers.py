@@ -200,6 +200,62 @@ def test_a_live_answer_is_cached_and_the_cache_outlives_an_outage(tmp_path) -> N
     assert later.provenance.stale and later.provenance.origin == "cache"
 
 
+def test_a_cache_written_later_than_now_is_not_fresh(tmp_path) -> None:
+    """`--now` in the past, after a live fetch today: today's answer does not
+    cover that window, so it is not served as fresh (nor does it crash)."""
+    with serve() as api:
+        api.route("/v3/carbon-intensity/forecast", Reply(body={"forecast": hourly(NOW, [42] * 6)}))
+        api.route("/v3/carbon-intensity/history", Reply(body={"history": []}))
+        series(source("electricitymaps", api.url, tmp_path), slots=3)
+        earlier = NOW - timedelta(days=30)
+        api.route(
+            "/v3/carbon-intensity/forecast", Reply(body={"forecast": hourly(earlier, [7] * 6)})
+        )
+        past = series(source("electricitymaps", api.url, tmp_path), slots=3, now=earlier)
+    assert past.values == (7, 7, 7)
+    assert past.provenance.origin == "live"
+
+
+def test_a_cache_that_cannot_be_written_costs_only_the_fallback_of_an_outage(
+    tmp_path, caplog
+) -> None:
+    (tmp_path / "cache").write_text("")  # where the cache's directory should be
+    with serve() as api:
+        api.route("/v3/carbon-intensity/forecast", Reply(body={"forecast": hourly(NOW, [42] * 6)}))
+        api.route("/v3/carbon-intensity/history", Reply(body={"history": []}))
+        src = source("electricitymaps", api.url, tmp_path)
+        first = series(src, slots=3)
+        again = series(src, slots=3, now=NOW + timedelta(minutes=5))
+        assert len(api.seen) == 4  # nothing was kept, so the provider is asked again
+    assert first.values == again.values == (42, 42, 42)
+    assert first.provenance.origin == again.provenance.origin == "live"
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and str(tmp_path / "cache") in warnings[0]
+
+
+def test_sources_of_one_zone_that_differ_do_not_share_a_cache(tmp_path) -> None:
+    """Two UK regions under one zone name, or one zone behind two servers: each
+    answer is cached apart, so neither is served the other's."""
+    data = [
+        {
+            "from": "2026-11-22T02:00Z",
+            "to": "2026-11-22T02:30Z",
+            "regions": [
+                {"regionid": 1, "shortname": "North Scotland", "intensity": {"forecast": 10}},
+                {"regionid": 13, "shortname": "London", "intensity": {"forecast": 250}},
+            ],
+        }
+    ]
+    with serve() as api, serve() as other:
+        api.route("/regional/intensity/", Reply(body={"data": data}))
+        london = series(source("ukci", api.url, tmp_path, zone="GB", region="13"), slots=1)
+        scotland = series(source("ukci", api.url, tmp_path, zone="GB", region="1"), slots=1)
+        other.route("/regional/intensity/", Reply(body={"data": data[:0]}))
+        elsewhere = series(source("ukci", other.url, tmp_path, zone="GB", region="13"), slots=1)
+    assert (london.values, scotland.values) == ((250,), (10,))
+    assert elsewhere.provenance.origin != "cache"
+
+
 def test_uk_national_half_hours_average_into_hourly_slots(tmp_path) -> None:
     data = [
         {

@@ -155,6 +155,44 @@ def test_an_unknown_carbon_zone_is_a_problem_of_that_spoke(fleet_repo, remote) -
     assert "Caspian-Carbon-Source: MARS" not in gitutil.message(remote)
 
 
+def test_spokes_of_one_zone_share_one_carbon_source_or_the_later_is_a_problem(
+    fleet_repo, remote
+) -> None:
+    """Intensity is kept by zone: a second spoke of frankfurt's zone that names
+    another signal would silently read frankfurt's series."""
+    text = gitutil.read(remote, "spokes/paris.yaml").replace(b"zone: FR", b"zone: DE")
+    gitutil.user_commit(remote, {"spokes/paris.yaml": text.replace(b"lifecycle", b"direct")})
+    reconcile(fleet_repo)
+    reason = gitutil.ledger(remote)["spokes/paris.yaml"]["reason"]
+    assert reason == (
+        "spec.carbon: zone 'DE' is read as spokes/frankfurt.yaml gives it, and spokes of "
+        "one zone share its series; here signal is 'direct', there 'lifecycle': give this "
+        "spoke the same carbon block"
+    )
+    # The same block: both spokes read the one series.
+    gitutil.user_commit(remote, {"spokes/paris.yaml": text})
+    outcome = reconcile(fleet_repo, at=NOW + timedelta(minutes=15))
+    assert outcome.decision.broken_spokes == {}
+    assert "spokes/paris.yaml" not in gitutil.ledger(remote)
+
+
+def test_a_live_source_of_a_zone_already_read_is_told_to_take_a_name_of_its_own(
+    fleet_repo, remote
+) -> None:
+    text = gitutil.read(remote, "spokes/paris.yaml").replace(
+        b"provider: embedded", b"provider: ukci"
+    )
+    text = text.replace(b"zone: FR", b'zone: DE\n    region: "13"')
+    gitutil.user_commit(remote, {"spokes/paris.yaml": text})
+    reconcile(fleet_repo)
+    reason = gitutil.ledger(remote)["spokes/paris.yaml"]["reason"]
+    assert reason.endswith(
+        "here provider is 'ukci', there 'embedded'; here region is '13', there none: give "
+        "this spoke the same carbon block, or a zone name of its own (zone: DE-paris, "
+        "fallbackZone: DE)"
+    )
+
+
 def test_a_job_stopped_where_it_ran_keeps_its_job_while_the_file_is_broken() -> None:
     decision, files = step(template_files(), now=NOW)
     started = next(e for e in entries(decision).values() if e.phase == "Dispatched")
