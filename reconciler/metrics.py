@@ -11,10 +11,15 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 
 from carbon import IntensitySeries
+
+# The client adds a `<name>_created` gauge to every counter and histogram in the
+# text format, twice the series to read for a time no alert uses.
+disable_created_metrics()
 
 CARBON_STALE = Gauge(
     "caspian_carbon_data_stale",

@@ -178,6 +178,8 @@ def test_a_webhook_wakes_it_at_once(remote, tmp_path) -> None:
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/metrics").read()
         assert b'caspian_reconcile_total{result="committed"}' in metrics
         assert b"caspian_planned_emissions_grams" in metrics
+        # Only the series described: no `_created` twin of each counter and histogram.
+        assert b"_created" not in metrics
     finally:
         watcher.stop()
         thread.join(timeout=30)
