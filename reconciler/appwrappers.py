@@ -173,6 +173,17 @@ def _job_from_doc(
     )
 
 
+def _not_a_name(name: Any) -> str:
+    if name is None or name == "":
+        return "required: a DNS label (lower-case letters, digits and '-', at most 63)"
+    text = str(name)  # the schema has refused what is not text already
+    if len(text) > 63:
+        return f"{text!r} is {len(text)} characters: a DNS label has at most 63"
+    reason = f"{text!r} is not a DNS label: lower-case letters, digits and '-'"
+    fixed = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+    return reason + (f", e.g. {fixed!r}" if refusals.is_dns_label(fixed) else "")
+
+
 # Kueue's label for a WorkloadPriorityClass, which it weighs a workload by
 # before the PriorityClass of its pods.
 KUEUE_PRIORITY = "kueue.x-k8s.io/priority-class"
@@ -184,7 +195,7 @@ def _identity_problems(
     """What is wrong with the job's name and namespace, as (field, reason)."""
     found = []
     if not refusals.is_dns_label(name):
-        found.append(("metadata.name", "required: a DNS label (lower-case, digits, '-')"))
+        found.append(("metadata.name", _not_a_name(name)))
     if not refusals.is_dns_label(namespace):
         found.append(
             (

@@ -131,8 +131,24 @@ def _problems(
             assert isinstance(schema, Mapping)  # the schema that has additionalProperties
             problems += _unknown_fields(instance, schema, field=field)
         else:
-            problems.append((field or "-", error.message))
+            problems.append((field or "-", _not_text(error) or error.message))
     return problems
+
+
+def _not_text(error: jsonschema.ValidationError) -> str | None:
+    """YAML reads `name: 2024`, `version: 1.30` or `nightly: yes` as other than
+    text; where text was wanted, quotes are the fix."""
+    wanted = error.validator_value if error.validator == "type" else None
+    wanted = [wanted] if isinstance(wanted, str) else wanted or []
+    value = error.instance
+    if "string" not in wanted or not isinstance(value, int | float | bool):
+        return None
+    read = (
+        f"{str(value).lower()} is read as true or false"
+        if isinstance(value, bool)
+        else (f"{value} is read as a number")
+    )
+    return f"{read}, not text: put it in quotes"
 
 
 def _unknown_fields(

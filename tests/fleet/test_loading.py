@@ -454,8 +454,8 @@ def appwrapper_doc_with(**more: dict) -> str:
         ),
         (
             appwrapper(annotations={"caspian.dev/power-watts": 300}),
-            "jobs/extra.yaml: metadata.annotations.caspian.dev/power-watts: 300 is not of type "
-            "'string'",
+            "jobs/extra.yaml: metadata.annotations.caspian.dev/power-watts: 300 is read as a "
+            "number, not text: put it in quotes",
         ),
         (
             appwrapper(job_spec={"completions": -2}),
@@ -479,7 +479,22 @@ def appwrapper_doc_with(**more: dict) -> str:
         ),
         (
             appwrapper(name="Bad_Name"),
-            "jobs/extra.yaml: metadata.name: required: a DNS label",
+            "jobs/extra.yaml: metadata.name: 'Bad_Name' is not a DNS label: lower-case "
+            "letters, digits and '-', e.g. 'bad-name'",
+        ),
+        (
+            appwrapper(name="n" * 64),
+            f"jobs/extra.yaml: metadata.name: '{'n' * 64}' is 64 characters: a DNS label has "
+            "at most 63",
+        ),
+        (
+            appwrapper().replace("metadata:\n  name: extra", "metadata:\n  name: 2024", 1),
+            "jobs/extra.yaml: metadata.name: 2024 is read as a number, not text: put it in quotes",
+        ),
+        (
+            appwrapper(annotations={"nightly": True}),
+            "jobs/extra.yaml: metadata.annotations.nightly: true is read as true or false, not "
+            "text: put it in quotes",
         ),
         (
             appwrapper().replace("apiVersion: workload.codeflare.dev/v1beta2", "apiVersion: v1"),
@@ -553,11 +568,11 @@ def test_a_bad_name_or_namespace_is_named_with_the_other_problems() -> None:
     )
     container = "spec.components[0].template.spec.template.spec.containers[0].resources."
     expected = [
-        "jobs/extra.yaml: metadata.name: required: a DNS label",
+        "jobs/extra.yaml: metadata.name: 'Bad_Name' is not a DNS label",
         "jobs/extra.yaml: metadata.namespace: 'ml-team' is not among caspian.yaml's",
         f"jobs/extra.yaml: {container}requests[cpu]: 'lots' is not a Kubernetes quantity",
         "jobs/extra.yaml: metadata.annotations.caspian.dev/duration: '1 hour' is not a",
-        "jobs/two.yaml: metadata.name: required: a DNS label",
+        "jobs/two.yaml: metadata.name: 'Also_Bad' is not a DNS label",
         "jobs/two.yaml: spec.components: Caspian places AppWrappers that wrap exactly one",
     ]
     lines = problems_of(fleet)
