@@ -138,17 +138,14 @@ def _problems(
 def _not_text(error: jsonschema.ValidationError) -> str | None:
     """YAML reads `name: 2024`, `version: 1.30` or `nightly: yes` as other than
     text; where text was wanted, quotes are the fix."""
-    wanted = error.validator_value if error.validator == "type" else None
-    wanted = [wanted] if isinstance(wanted, str) else wanted or []
+    types = error.validator_value if error.validator == "type" else ()
+    wanted = [types] if isinstance(types, str) else list(types) if isinstance(types, list) else []
     value = error.instance
     if "string" not in wanted or not isinstance(value, int | float | bool):
         return None
-    read = (
-        f"{str(value).lower()} is read as true or false"
-        if isinstance(value, bool)
-        else (f"{value} is read as a number")
-    )
-    return f"{read}, not text: put it in quotes"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} is read as true or false, not text: put it in quotes"
+    return f"{value} is read as a number, not text: put it in quotes"
 
 
 def _unknown_fields(
