@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from optimizer.model import RESOURCES, Instance, Job
 
 # Among choices of equal carbon, start earlier: a thousandth of a gram per slot
@@ -40,15 +42,27 @@ def why_unplaceable(instance: Instance, job: Job) -> str:
     """A sentence a user can act on, for a job with no (spoke, start) at all."""
     if job.release_slot >= instance.slots:
         return "deferred: not-before lies beyond the planning horizon"
-    peak = {s.name: [max(s.resource(r)) for r in RESOURCES] for s in instance.spokes}
-    parts = []
-    for index, name in enumerate(RESOURCES):
-        need = job.demand(name)
-        best = max((peak[s][index] for s in job.allowed_spokes), default=0.0)
-        if need > best + 1e-9:
-            parts.append(f"{name} {need:g} > largest allowed spoke's {best:g}")
+    parts = [
+        f"{name} {need:g} > largest allowed spoke's {most:g}"
+        for name, need, most in shortfall(instance, job, spokes=job.allowed_spokes)
+    ]
     if parts:
         return "no allowed spoke is large enough: " + "; ".join(parts)
     if not job.allowed_spokes:
         return "no allowed spoke is up"
     return "work already running holds its allowed spokes for the whole planning horizon"
+
+
+def shortfall(
+    instance: Instance, job: Job, *, spokes: Iterable[str]
+) -> list[tuple[str, float, float]]:
+    """(resource, the job's need, the most room) for each resource that none of
+    `spokes` has room enough of in any slot of the horizon."""
+    wanted = set(spokes)
+    chosen = [s for s in instance.spokes if s.name in wanted]
+    short = []
+    for name in RESOURCES:
+        most = max((max(s.resource(name), default=0.0) for s in chosen), default=0.0)
+        if job.demand(name) > most + 1e-9:
+            short.append((name, job.demand(name), most))
+    return short

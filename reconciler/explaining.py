@@ -14,11 +14,12 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict
 
 from optimizer import explain as explanations
-from reconciler import messages, proposals
+from optimizer.costs import shortfall
+from reconciler import messages, pools, proposals
 from reconciler.decisions import Decision
 from reconciler.fleet import JobRequest
 from reconciler.ledger import FIXED, Entry, Phase
-from reconciler.quantities import format_duration, format_time, times
+from reconciler.quantities import amount, format_duration, format_time, times
 
 
 class Place(BaseModel):
@@ -278,6 +279,27 @@ def _counted(request: JobRequest | None) -> list[str]:
     return notes
 
 
+def _too_small(decision: Decision, entry: Entry, request: JobRequest) -> dict[str, str]:
+    """The spokes it may use that never have room for it, each with why. Only for
+    a placed job: one placed nowhere has its reason say so already."""
+    job = next((j for j in decision.instance.jobs if j.id == entry.id), None)
+    if job is None or entry.spoke is None:
+        return {}
+    found = {}
+    for spoke in request.allowed_spokes:
+        there = [s.name for s in decision.instance.spokes if pools.spoke_of(s.name) == spoke]
+        short = shortfall(decision.instance, job, spokes=there) if there else []
+        if short:
+            needs = ", ".join(amount(name, need) for name, need, _ in short)
+            most = ", ".join(amount(name, room) for name, _, room in short)
+            pods_ = f" ({request.pods_at_once} pods)" if request.pods_at_once > 1 else ""
+            found[spoke] = (
+                f"it needs {needs} at once{pods_}, and {spoke} has room for {most} at most "
+                "in the planning horizon"
+            )
+    return found
+
+
 def _kept_off(decision: Decision, entry: Entry, request: JobRequest | None) -> list[str]:
     """Each spoke it may not, or cannot, use, and why."""
     if request is None:
@@ -301,7 +323,11 @@ def _kept_off(decision: Decision, entry: Entry, request: JobRequest | None) -> l
                 + (f": {window.reason}" if window.reason else "")
                 + "): nothing of it is planned to run there then"
             )
-    unfit = {**decision.no_node_fits.get(entry.id, {}), **decision.missing.get(entry.id, {})}
+    unfit = {
+        **_too_small(decision, entry, request),
+        **decision.no_node_fits.get(entry.id, {}),
+        **decision.missing.get(entry.id, {}),
+    }
     unfit.update(decision.kept_off.get(entry.id, {}))
     for spoke in request.allowed_spokes:
         why = decision.closed.get(spoke) or unfit.get(spoke)

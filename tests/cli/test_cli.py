@@ -711,6 +711,27 @@ def test_explain_names_the_spokes_a_selector_leaves_out(run, tmp_path) -> None:
     assert "not among the spokes" not in everywhere.output
 
 
+def test_explain_names_an_allowed_spoke_that_is_never_large_enough(run, tmp_path) -> None:
+    # Four pods of 16 cpu at once: paris (32 cpu) never has room, frankfurt (64) does.
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    text = appwrapper(
+        "wide",
+        annotations={"caspian.dev/spokes": "paris,frankfurt"},
+        job_spec={"parallelism": 4, "completions": 8},
+        resources={"requests": {"cpu": "16", "memory": "8Gi"}},
+    )
+    gitutil.user_commit(remote, {"jobs/wide.yaml": text.encode()})
+    result = run("explain", "wide", "--repo", remote, *AT)
+    assert result.exit_code == 0, result.output
+    assert "  on frankfurt from " in result.output
+    assert (
+        "  not on paris: it needs 64 cpu at once (4 pods), and paris has room for 32 cpu at "
+        "most in the planning horizon\n"
+    ) in result.output
+    assert "not on frankfurt" not in result.output
+
+
 def _explain_added(run, tmp_path, doc):
     """A template fleet repo with the AppWrapper `doc` added as jobs/NAME.yaml,
     and `caspian explain NAME` on it (which must succeed)."""
