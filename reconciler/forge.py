@@ -206,11 +206,28 @@ class Forge(BaseModel):
         except urllib.error.HTTPError as error:
             # The forge's own message says what to fix ("head" branch missing,
             # no permission...); its body never holds the token.
-            raise ForgeError(f"{where}: HTTP {error.code}{_message(error)}") from None
+            hint = self._hint(error.code, listing=method == "GET")
+            raise ForgeError(f"{where}: HTTP {error.code}{_message(error)}{hint}") from None
         except (urllib.error.URLError, OSError) as error:
             raise ForgeError(f"{where}: {error}") from None
         except ValueError:  # not JSON, or not even text
             raise ForgeError(f"{where}: the answer is not JSON") from None
+
+
+    def _hint(self, code: int, *, listing: bool) -> str:
+        """What to check for the errors a setting of Caspian's causes. Every
+        call starts by listing the open pull requests: a 404 there is the repo's."""
+        if code == 401:
+            return ": check the token in CASPIAN_FORGE_TOKEN"
+        if code == 403:
+            return f": the token in CASPIAN_FORGE_TOKEN may not write pull requests to {self.repo}"
+        if code == 404 and listing:
+            # Forges answer 404, not 403, for a private repo the token may not see.
+            return (
+                f": no repo {self.repo} at {self.url}, or the token may not see it "
+                "(--forge-repo, --forge-url)"
+            )
+        return ""
 
 
 def _from_branch(pull: dict[str, Any]) -> Any:

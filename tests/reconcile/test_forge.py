@@ -131,8 +131,26 @@ def test_bad_credentials_say_so_without_the_token() -> None:
         wrong.model_copy(update={"url": url}).open_or_update(
             head="h", base="main", title="t", body="b"
         )
-    assert "HTTP 401 (Bad credentials)" in str(raised.value)
+    assert str(raised.value).endswith(
+        "HTTP 401 (Bad credentials): check the token in CASPIAN_FORGE_TOKEN"
+    )
     assert "wrong-secret" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (403, ": the token in CASPIAN_FORGE_TOKEN may not write pull requests to fleet/jobs"),
+        (404, ": no repo fleet/jobs at http://127.0.0.1:"),
+    ],
+)
+def test_a_repo_the_token_cannot_reach_names_the_settings_to_check(code, expected) -> None:
+    with (
+        serve_forge(lambda request, method, body: (code, {"message": "Not Found"})) as url,
+        pytest.raises(ForgeError) as raised,
+    ):
+        open_pr(url)
+    assert expected in str(raised.value)
 
 
 def test_a_forge_that_never_answers_times_out() -> None:
