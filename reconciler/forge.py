@@ -213,7 +213,6 @@ class Forge(BaseModel):
         except ValueError:  # not JSON, or not even text
             raise ForgeError(f"{where}: the answer is not JSON") from None
 
-
     def _hint(self, code: int, *, listing: bool) -> str:
         """What to check for the errors a setting of Caspian's causes. Every
         call starts by listing the open pull requests: a 404 there is the repo's."""

@@ -8,6 +8,7 @@ Every replayed job is a `JobRequest`, the very value `decide` gets from a commit
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import math
 from collections.abc import Mapping
@@ -251,16 +252,29 @@ def _trace_rows(trace: bytes, name: str, jobs: Mapping[str, JobRequest]) -> list
                 f"{name}:{line}: arrival_hours: {hours:g} is before the replay starts (hour 0)"
             )
             continue
-        if row["job"] not in jobs:
-            problems.append(
-                f"{name}:{line}: job: {row['job']!r} is no valid AppWrapper in jobs/ "
-                "(use namespace/name, as `caspian plan` prints it)"
-            )
+        job_id, unknown = _trace_job(row["job"], jobs)
+        if job_id is None:
+            problems.append(f"{name}:{line}: job: {unknown}")
             continue
-        rows.append((hours, row["job"]))
+        rows.append((hours, job_id))
     if problems:
         raise SimulationInputError("\n".join(problems))
     return rows
+
+
+def _trace_job(job: str | None, jobs: Mapping[str, JobRequest]) -> tuple[str | None, str]:
+    """The id of a trace's job, given as namespace/name or, where only one job
+    has it, as a name (as `caspian explain` takes it); else why not."""
+    if job in jobs:
+        return job, ""
+    named = [job_id for job_id, request in jobs.items() if request.name == job]
+    if len(named) == 1:
+        return named[0], ""
+    if named:
+        return None, f"{job!r} is the name of {', '.join(sorted(named))}: give namespace/name"
+    near = difflib.get_close_matches(str(job), [*jobs, *(r.name for r in jobs.values())], n=1)
+    hint = f"did you mean {near[0]}?" if near else "use namespace/name, as `caspian plan` prints it"
+    return None, f"{job!r} is no valid AppWrapper in jobs/ ({hint})"
 
 
 def _submission(job: JobRequest, *, count: int, at: datetime, fleet: Fleet) -> Arrival:

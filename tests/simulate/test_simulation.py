@@ -253,6 +253,34 @@ def test_a_bad_trace_names_the_file_line_field_and_fix(tmp_path: Path) -> None:
     assert "trace.csv:3: job: 'default/nope' is no valid AppWrapper in jobs/" in result.output
 
 
+def test_a_trace_may_name_a_job_as_explain_takes_it(tmp_path: Path) -> None:
+    root = fleet_copy(tmp_path)
+    (root / "trace.csv").write_text("arrival_hours,job\n0,etl-daily\n1,batch/etl-daily\n")
+    result = CliRunner().invoke(
+        main, ["simulate", "--fleet", str(root), "--days", "1", "--policy", "qos", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["runs"][0]["jobs"] == 2
+    (root / "trace.csv").write_text("arrival_hours,job\n0,etl-dayly\n")
+    result = CliRunner().invoke(main, ["simulate", "--fleet", str(root), "--days", "1"])
+    assert result.exit_code == 1
+    assert "trace.csv:2: job: 'etl-dayly' is no valid AppWrapper in jobs/ (did you mean " in (
+        result.output
+    )
+    # A name two namespaces hold is no longer enough.
+    other = appwrapper("etl-daily").replace(
+        "name: etl-daily", "name: etl-daily\n  namespace: media", 1
+    )
+    (root / "jobs" / "etl-media.yaml").write_text(other)
+    (root / "trace.csv").write_text("arrival_hours,job\n0,etl-daily\n")
+    result = CliRunner().invoke(main, ["simulate", "--fleet", str(root), "--days", "1"])
+    assert result.exit_code == 1
+    assert (
+        "trace.csv:2: job: 'etl-daily' is the name of batch/etl-daily, media/etl-daily: give "
+        "namespace/name"
+    ) in result.output
+
+
 def test_a_trace_outside_the_replay_is_refused_not_replayed_empty(tmp_path: Path) -> None:
     root = fleet_copy(tmp_path)
     (root / "trace.csv").write_text("arrival_hours,job\n-2,batch/etl-daily\n")
