@@ -99,6 +99,7 @@ class _Callbacks(pygit2.RemoteCallbacks):
         super().__init__()
         self.attempts = 0
         self.refused: list[str] = []
+        self.said: list[str] = []  # what the server's hooks wrote ("remote: ..." in git)
 
     def credentials(
         self, url: str, username_from_url: str | None, allowed_types: int
@@ -121,6 +122,27 @@ class _Callbacks(pygit2.RemoteCallbacks):
     def push_update_reference(self, refname: str, message: str | None) -> None:
         if message is not None:
             self.refused.append(f"{refname}: {message}")
+
+    def sideband_progress(self, string: str) -> None:
+        self.said.extend(line.strip() for line in string.splitlines() if line.strip())
+
+    def refusal(self) -> str:
+        """The refused refs, with the server's own words on why: a protected
+        branch's hook says what it wants ("Changes must be made through a pull
+        request")."""
+        text = "; ".join(self.refused)
+        words = [line for line in self.said if not _PROGRESS.match(line)]
+        if words:
+            said = redact(" ".join(words))
+            text += (
+                f" (the server says: {said[:MOST_SAID]}{'...' if len(said) > MOST_SAID else ''})"
+            )
+        return text
+
+
+# What a server sends while it takes a push that is progress, not a reason.
+_PROGRESS = re.compile(r"(Resolving deltas|Counting objects|Compressing objects|Total \d)")
+MOST_SAID = 300
 
 
 class FleetRepo:
@@ -341,7 +363,7 @@ class FleetRepo:
         except pygit2.GitError as error:
             self._raise_refusal(commit, redact(str(error)))
         if callbacks.refused:
-            self._raise_refusal(commit, "; ".join(callbacks.refused))
+            self._raise_refusal(commit, callbacks.refusal())
         self.repo.references.create(
             f"refs/remotes/origin/{branch}", pygit2.Oid(hex=commit), force=True
         )
@@ -362,7 +384,7 @@ class FleetRepo:
             ) from None
         if callbacks.refused:
             raise PushRejectedError(
-                f"{redact(self.url)} refused to delete {branch}: {'; '.join(callbacks.refused)}"
+                f"{redact(self.url)} refused to delete {branch}: {callbacks.refusal()}"
             )
         # libgit2 drops the remote-tracking branch with it, as git does.
         return True

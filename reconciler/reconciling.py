@@ -276,6 +276,12 @@ def reconcile_once(
         except RemoteMovedError as moved:
             _back_off(moved, attempt=attempt, attempts=attempts, backoff_s=backoff_s, sleep=sleep)
             continue
+        except PushRejectedError as refused:
+            raise PushRejectedError(
+                f"{refused}; where {repo.branch} is protected, let Caspian's identity push "
+                "there past the protection: it commits each placement there (with --propose, "
+                "what carries out a merged plan)"
+            ) from None
         _remember(repo, outcome.decision)
         return pushed.model_copy(update={"push_attempts": attempt})
     raise AssertionError("unreachable")

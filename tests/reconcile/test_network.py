@@ -37,8 +37,13 @@ def test_a_server_hook_refusal_is_an_error_not_a_silent_success(remote, tmp_path
     with git_daemon(remote.parent) as base:
         repo = FleetRepo(base + remote.name, cache_dir=tmp_path / "mirror.git")
         slept = []
-        with pytest.raises(PushRejectedError, match=r"main is protected|pre-receive"):
+        with pytest.raises(PushRejectedError) as refused:
             reconcile_once(repo, now=NOW, author=BOT, attempts=3, sleep=slept.append)
+    said = str(refused.value)
+    assert "refs/heads/main: pre-receive hook declined (the server says: main is protected)" in (
+        said
+    )
+    assert "where main is protected, let Caspian's identity push there" in said
     assert slept == []  # a refusal is final: no retry
     assert gitutil.head(remote) == before
 
@@ -133,7 +138,9 @@ def test_in_pull_request_mode_a_protected_main_says_what_caspian_pushes_there(
         with pytest.raises(PushRejectedError) as refused:
             propose_once(repo, branch="caspian/placement", now=due.planned_start, author=BOT)
     said = str(refused.value)
-    assert "refs/heads/main: pre-receive hook declined" in said
+    assert "refs/heads/main: pre-receive hook declined (the server says: main is protected)" in (
+        said
+    )
     assert said.endswith(
         "in pull-request mode Caspian pushes to main what carries out the plan it holds (Jobs "
         "dispatched at their planned start, what the spokes report): let its identity push "
