@@ -25,7 +25,8 @@ from pygit2.enums import FetchPrune, FileMode
 from reconciler.history import Revision
 from reconciler.signing import SigningError, SigningKey, sign
 
-READ_PREFIXES = ("caspian.yaml", "spokes/", "jobs/", "status/", "rendered/")
+POLICY = "caspian.yaml"
+READ_PREFIXES = (POLICY, "spokes/", "jobs/", "status/", "rendered/")
 MAX_CREDENTIAL_ATTEMPTS = 3
 # libgit2 waits for ever on a server that takes the connection and then says
 # nothing (one behind a stuck proxy, say), which would hold `caspian watch`
@@ -218,8 +219,23 @@ class FleetRepo:
                 f"{self.root.rstrip('/')}/ is no directory at the tip of {self.branch}: "
                 "check --path, the fleet repo's directory within the git repo"
             )
+        if not any(part.rstrip("/") in tree for part in READ_PREFIXES):
+            self._no_fleet_here(tree)
         _read_tree(tree, files=files, links=links)
         return Snapshot(commit=str(commit.id), files=files, links=frozenset(links))
+
+    def _no_fleet_here(self, tree: pygit2.Tree) -> None:
+        """Where the fleet's directory holds nothing of a fleet but a directory
+        below it holds a caspian.yaml, --path names the wrong one: say which.
+        Otherwise the fleet is new, and loading it says what is missing."""
+        below = _fleets_below(tree)
+        if below:
+            where = self.root.rstrip("/") or "the repo's root"
+            paths = [self.root + path for path in below]
+            raise GitError(
+                f"{where} holds no caspian.yaml, but {' and '.join(paths)} "
+                f"{'does' if len(paths) == 1 else 'do'}: give --path {paths[0]}"
+            )
 
     def _fleet_tree(self, tree: pygit2.Tree) -> pygit2.Tree | None:
         """The tree of the fleet repo's directory in a commit's `tree`; None
@@ -587,6 +603,33 @@ def _read_tree(
             files[path] = entry.data
             if entry.filemode == FileMode.LINK:
                 links.add(path)
+
+
+def _fleets_below(tree: pygit2.Tree, *, depth: int = 3, most: int = 2) -> list[str]:
+    """Up to `most` directories under `tree`, `depth` levels down at most and the
+    shallowest first, that hold a caspian.yaml. Only trees are read, and not
+    many: a monorepo may hold thousands."""
+    found: list[str] = []
+    level = [("", tree)]
+    visited = 0
+    for _ in range(depth):
+        deeper = []
+        for prefix, node in level:
+            for entry in node:
+                if not isinstance(entry, pygit2.Tree) or visited >= MOST_TREES_SEARCHED:
+                    continue
+                visited += 1
+                path = f"{prefix}{entry.name}"
+                if POLICY in entry:
+                    found.append(path)
+                deeper.append((path + "/", entry))
+        if found:
+            return sorted(found)[:most]
+        level = deeper
+    return []
+
+
+MOST_TREES_SEARCHED = 2000
 
 
 def create_bare_repo(

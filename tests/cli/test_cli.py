@@ -377,6 +377,25 @@ def test_plan_and_explain_decide_from_the_plan_under_review(run, tmp_path, monke
     assert restless.calls == 2
 
 
+def test_a_path_above_the_fleet_or_none_at_all_names_the_fleet_below(run, tmp_path) -> None:
+    remote = tmp_path / "mono.git"
+    fleet = {f"teams/batch/{path}": text for path, text in template_files().items()}
+    create_bare_repo(remote, files={**fleet, "README.md": b"# ours\n"}, message="M", author=BOT)
+    for path in ("teams", ""):
+        result = run("plan", "--repo", remote, *(("--path", path) if path else ()), *AT)
+        assert result.exit_code == 1
+        where = path or "the repo's root"
+        assert (
+            f"{where} holds no caspian.yaml, but teams/batch does: give --path teams/batch"
+        ) in result.output
+        assert gitutil.files(remote, "teams/batch/status/") == []
+    # A fleet that lost its caspian.yaml is no fleet elsewhere: it is told what is missing.
+    gitutil.user_commit(remote, {"jobs/x.yaml": appwrapper("x").encode()})
+    result = run("plan", "--repo", remote, *AT)
+    assert result.exit_code == 1
+    assert "caspian.yaml: missing" in result.output and "--path" not in result.output
+
+
 def test_a_fleet_in_a_directory_of_a_larger_repo_is_read_and_written_there(run, tmp_path) -> None:
     remote = tmp_path / "mono.git"
     fleet = {f"teams/batch/{path}": text for path, text in template_files().items()}
