@@ -7,6 +7,7 @@ environment and is sent only in the Authorization header."""
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -199,7 +200,7 @@ class Forge(BaseModel):
                 "Content-Type": "application/json",
             },
         )
-        where = f"{method} {url.split('?')[0]}"
+        where = f"{method} {_shown(url)}"
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 return json.loads(response.read() or b"null")
@@ -223,10 +224,15 @@ class Forge(BaseModel):
         if code == 404 and listing:
             # Forges answer 404, not 403, for a private repo the token may not see.
             return (
-                f": no repo {self.repo} at {self.url}, or the token may not see it "
+                f": no repo {self.repo} at {_shown(self.url)}, or the token may not see it "
                 "(--forge-repo, --forge-url)"
             )
         return ""
+
+
+def _shown(url: str) -> str:
+    """A URL as errors say it: no query, and no user or password before its host."""
+    return re.sub(r"(?<=://)[^/@]+@", "", url.split("?")[0])
 
 
 def _from_branch(pull: dict[str, Any]) -> Any:

@@ -153,6 +153,16 @@ def test_a_repo_the_token_cannot_reach_names_the_settings_to_check(code, expecte
     assert expected in str(raised.value)
 
 
+def test_a_password_in_the_forge_url_is_said_by_no_error() -> None:
+    with (
+        serve_forge(lambda request, method, body: (200, [])) as url,
+        pytest.raises(ForgeError) as raised,
+    ):
+        open_pr(url.replace("://", "://someone:url-secret@"))
+    assert "url-secret" not in str(raised.value)
+    assert str(raised.value).startswith("GET http://127.0.0.1:")
+
+
 def test_a_forge_that_never_answers_times_out() -> None:
     def handler(request, method, body):
         time.sleep(2)
