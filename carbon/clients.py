@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from carbon.http import ProviderError
+from carbon.http import ProviderError, shown_url
 from carbon.points import Point
 
 
@@ -32,4 +32,6 @@ def parsed(url: str, body: Any, parse: Callable[[Any], list[Point]]) -> list[Poi
     try:
         return parse(body)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
-        raise ProviderError(f"{url}: unexpected answer shape ({error!r:.80})", retry=True) from None
+        raise ProviderError(
+            f"{shown_url(url)}: unexpected answer shape ({error!r:.80})", retry=True
+        ) from None

@@ -8,6 +8,7 @@ honours 429 Retry-After (capped), and turns every failure into one
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -37,7 +38,7 @@ def get_json(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Any:
     full = url + ("?" + urllib.parse.urlencode(params) if params else "")
-    shown = url  # never the query (it may hold a token) nor the headers
+    shown = shown_url(url)  # never the query (it may hold a token) nor the headers
     last: ProviderError | None = None
     for attempt in range(attempts):
         if attempt:
@@ -67,6 +68,12 @@ def get_json(
             last = ProviderError(f"{shown}: the answer is not JSON ({len(body)} bytes)", retry=True)
     assert last is not None
     raise last
+
+
+def shown_url(url: str) -> str:
+    """A URL as errors say it: a user and password before its host (from a
+    CASPIAN_<PROVIDER>_URL, say) would go into logs and commit trailers."""
+    return re.sub(r"(?<=://)[^/@]+@", "", url)
 
 
 class _RetryAfter(ProviderError):

@@ -374,3 +374,15 @@ def test_errors_never_carry_the_query_string() -> None:
         with pytest.raises(ProviderError) as raised:
             get_json(api.url + "/secret", params={"token": "abc-123"})
     assert "abc-123" not in str(raised.value) and "credentials" in str(raised.value)
+
+
+def test_a_password_in_a_providers_url_is_said_by_no_error(tmp_path) -> None:
+    """A URL from CASPIAN_ELECTRICITYMAPS_URL with a user in it: the fallback's
+    note goes into commit trailers and logs."""
+    with serve() as api:
+        api.route("/v3/carbon-intensity/history", Reply(body={"history": "garbage"}))
+        for url in (api.url, api.url.replace("://", "://someone:url-secret@")):
+            result = series(source("electricitymaps", url, tmp_path), slots=2)
+            assert result.provenance.origin == "fallback"
+            assert "url-secret" not in result.provenance.note
+            assert "/v3/carbon-intensity/history: " in result.provenance.note
