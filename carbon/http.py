@@ -62,6 +62,13 @@ def get_json(
             if timed_out:
                 raise last from None
             continue
+        except ValueError:
+            # http.client's words quote the header (a token) or URL it refuses.
+            raise ProviderError(
+                f"{shown}: the request cannot be made: a header or the URL holds a character "
+                "HTTP does not allow (a line break copied with a token?)",
+                retry=False,
+            ) from None
         try:
             return json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError):

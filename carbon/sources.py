@@ -65,12 +65,19 @@ def _url(config: CarbonSourceConfig, env: Mapping[str, str], default: str) -> st
     return config.base_url or env.get(f"CASPIAN_{config.provider.upper()}_URL") or default
 
 
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    """A credential from the environment, without the line break a value read
+    from a file (a mounted Secret, `$(cat token)`) often ends with."""
+    value = (env.get(name) or "").strip()
+    return value or None
+
+
 def _client(config: CarbonSourceConfig, env: Mapping[str, str]) -> LiveClient:
     if config.provider == "electricitymaps":
         return electricitymaps.ElectricityMaps(
             zone=config.zone,
             signal=config.signal,
-            token=env.get("ELECTRICITYMAPS_TOKEN"),
+            token=_secret(env, "ELECTRICITYMAPS_TOKEN"),
             base_url=_url(config, env, electricitymaps.DEFAULT_URL),
         )
     if config.provider == "ukci":
@@ -81,8 +88,8 @@ def _client(config: CarbonSourceConfig, env: Mapping[str, str]) -> LiveClient:
     if config.provider == "watttime":
         return watttime.WattTime(
             region=config.region or config.zone,
-            username=env.get("WATTTIME_USERNAME"),
-            password=env.get("WATTTIME_PASSWORD"),
+            username=_secret(env, "WATTTIME_USERNAME"),
+            password=_secret(env, "WATTTIME_PASSWORD"),
             base_url=_url(config, env, watttime.DEFAULT_URL),
         )
     return carbonaware.CarbonAwareSdk(

@@ -108,9 +108,10 @@ class _Callbacks(pygit2.RemoteCallbacks):
         self.attempts += 1
         if self.attempts > MAX_CREDENTIAL_ATTEMPTS:
             raise GitError(
-                f"authentication to {redact(url)} failed {MAX_CREDENTIAL_ATTEMPTS} times"
+                f"authentication to {redact(url)} failed {MAX_CREDENTIAL_ATTEMPTS} times: check "
+                "CASPIAN_GIT_TOKEN and CASPIAN_GIT_USERNAME (HTTPS), or the key in ssh-agent"
             )
-        token = os.environ.get("CASPIAN_GIT_TOKEN")
+        token = os.environ.get("CASPIAN_GIT_TOKEN", "").strip()  # as a file gives it, or not
         if token and allowed_types & pygit2.enums.CredentialType.USERPASS_PLAINTEXT:
             return pygit2.UserPass(os.environ.get("CASPIAN_GIT_USERNAME", "git"), token)
         if allowed_types & pygit2.enums.CredentialType.SSH_KEY:

@@ -250,7 +250,8 @@ def proposal_options(command: Callable[..., None]) -> Callable[..., None]:
             raise click.UsageError("--propose must name a branch other than the main one")
         remote = None
         if forge:
-            token = os.environ.get("CASPIAN_FORGE_TOKEN")
+            # A value read from a file ends with a line break no header may carry.
+            token = os.environ.get("CASPIAN_FORGE_TOKEN", "").strip()
             if not (propose and forge_url and forge_repo and token):
                 raise click.UsageError(
                     "--forge needs --propose, --forge-url, --forge-repo and CASPIAN_FORGE_TOKEN"

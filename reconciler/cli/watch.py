@@ -66,7 +66,10 @@ def watch(
     )
     try:
         server = serving.serve(
-            watcher, host=host, port=port, secret=os.environ.get("CASPIAN_WEBHOOK_SECRET")
+            watcher,
+            host=host,
+            port=port,
+            secret=os.environ.get("CASPIAN_WEBHOOK_SECRET", "").strip() or None,
         )
     except OSError as error:
         raise click.ClickException(f"cannot listen on {host}:{port}: {error.strerror}") from None

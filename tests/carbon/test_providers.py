@@ -386,3 +386,21 @@ def test_a_password_in_a_providers_url_is_said_by_no_error(tmp_path) -> None:
             assert result.provenance.origin == "fallback"
             assert "url-secret" not in result.provenance.note
             assert "/v3/carbon-intensity/history: " in result.provenance.note
+
+
+def test_a_token_with_a_line_break_is_trimmed_and_never_quoted(tmp_path) -> None:
+    config = CarbonSourceConfig(provider="electricitymaps", zone="DE")
+    with serve() as api:
+        api.route("/v3/carbon-intensity/forecast", Reply(body={"forecast": hourly(NOW, [42] * 3)}))
+        api.route("/v3/carbon-intensity/history", Reply(body={"history": []}))
+        env = {
+            "ELECTRICITYMAPS_TOKEN": "em-secret-token-123\n",
+            "CASPIAN_ELECTRICITYMAPS_URL": api.url,
+        }
+        result = series(source_for(config, env=env, cache_dir=None), slots=2)
+        assert result.values == (42, 42)
+        assert api.seen[0].headers["auth-token"] == "em-secret-token-123"
+    # One that HTTP cannot carry at all is refused without quoting it.
+    with pytest.raises(ProviderError) as raised:
+        get_json("http://127.0.0.1:9/x", headers={"auth-token": "em-\nsecret"})
+    assert "secret" not in str(raised.value) and "cannot be made" in str(raised.value)

@@ -13,6 +13,7 @@ from reconciler.reconciling import reconcile_once
 from tests import gitutil
 from tests.conftest import BOT, NOW
 from tests.gitdaemon import GIT, git_daemon
+from tests.githttp import git_http
 
 pytestmark = pytest.mark.skipif(GIT is None, reason="git is not installed")
 
@@ -146,3 +147,42 @@ def test_in_pull_request_mode_a_protected_main_says_what_caspian_pushes_there(
         "dispatched at their planned start, what the spokes report): let its identity push "
         "there past the branch's protection"
     )
+
+
+def test_over_http_the_token_from_the_environment_is_the_password(
+    remote, tmp_path, monkeypatch
+) -> None:
+    """As a forge takes a bot's push over HTTPS: a token as the password, and the
+    line break a mounted Secret ends with left off."""
+    monkeypatch.setenv("CASPIAN_GIT_TOKEN", "git-secret-token\n")
+    with git_http(remote.parent, user="git", password="git-secret-token") as (base, sent):
+        repo = FleetRepo(base + remote.name, cache_dir=tmp_path / "mirror.git")
+        first = reconcile_once(repo, now=NOW, author=BOT)
+    assert first.commit is not None and first.commit == gitutil.head(remote)
+    assert sent  # it was asked, and answered
+
+
+@pytest.mark.parametrize("token", [None, "wrong-secret"])
+def test_over_http_a_missing_or_wrong_token_is_said_without_it(
+    remote, tmp_path, monkeypatch, token
+) -> None:
+    if token is None:
+        monkeypatch.delenv("CASPIAN_GIT_TOKEN", raising=False)
+    else:
+        monkeypatch.setenv("CASPIAN_GIT_TOKEN", token)
+    before = gitutil.head(remote)
+    with git_http(remote.parent, user="git", password="git-secret-token") as (base, sent):
+        repo = FleetRepo(base + remote.name, cache_dir=tmp_path / "mirror.git")
+        with pytest.raises(GitError) as failed:
+            reconcile_once(repo, now=NOW, author=BOT)
+    said = str(failed.value)
+    if token is None:
+        assert "asks for credentials: set CASPIAN_GIT_TOKEN (HTTPS)" in said
+    else:
+        assert "authentication to http://127.0.0.1:" in said
+        assert said.endswith(
+            "failed 3 times: check CASPIAN_GIT_TOKEN and CASPIAN_GIT_USERNAME "
+            "(HTTPS), or the key in ssh-agent"
+        )
+        assert "wrong-secret" not in said and len(sent) <= 4  # bounded: a wrong key cannot loop
+    assert gitutil.head(remote) == before

@@ -295,8 +295,15 @@ def watch_process(
 
 def test_sigterm_finishes_and_exits_cleanly(remote, tmp_path) -> None:
     port = free_port()
+    # The secret as a mounted Secret gives it, with a line break the forge never signs with.
+    secret = {"CASPIAN_WEBHOOK_SECRET": "hook-secret\n"}
     process = watch_process(
-        remote, tmp_path, port=port, first=("--log-format", "json"), then=("--interval", "1")
+        remote,
+        tmp_path,
+        port=port,
+        first=("--log-format", "json"),
+        then=("--interval", "1"),
+        env=secret,
     )
     try:
 
@@ -308,6 +315,8 @@ def test_sigterm_finishes_and_exits_cleanly(remote, tmp_path) -> None:
                 return False
 
         assert wait_for(healthy, timeout=60)
+        body = json.dumps({"ref": "refs/heads/main"}).encode()
+        assert _post(f"http://127.0.0.1:{port}/webhook", body, _sign(body)) == 202
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
         # Every line of its log is one JSON object, the first where it serves.
