@@ -203,7 +203,7 @@ class Forge(BaseModel):
         where = f"{method} {_shown(url)}"
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                return json.loads(response.read() or b"null")
+                raw = response.read()
         except urllib.error.HTTPError as error:
             # The forge's own message says what to fix ("head" branch missing,
             # no permission...); its body never holds the token.
@@ -211,6 +211,13 @@ class Forge(BaseModel):
             raise ForgeError(f"{where}: HTTP {error.code}{_message(error)}{hint}") from None
         except (urllib.error.URLError, OSError) as error:
             raise ForgeError(f"{where}: {error}") from None
+        except ValueError:  # http.client's words would quote the header: the token
+            raise ForgeError(
+                f"{where}: the request cannot be made: a header holds a character HTTP does "
+                "not allow (a line break inside CASPIAN_FORGE_TOKEN?)"
+            ) from None
+        try:
+            return json.loads(raw or b"null")
         except ValueError:  # not JSON, or not even text
             raise ForgeError(f"{where}: the answer is not JSON") from None
 

@@ -153,6 +153,19 @@ def test_a_repo_the_token_cannot_reach_names_the_settings_to_check(code, expecte
     assert expected in str(raised.value)
 
 
+def test_a_token_http_cannot_carry_is_said_so_without_it() -> None:
+    broken = Forge(kind="github", url="", repo="fleet/jobs", token="forge-\nsecret")
+    with (
+        serve_forge(lambda request, method, body: (200, [])) as url,
+        pytest.raises(ForgeError) as raised,
+    ):
+        broken.model_copy(update={"url": url}).open_or_update(
+            head="h", base="main", title="t", body="b"
+        )
+    assert "secret" not in str(raised.value)
+    assert "a line break inside CASPIAN_FORGE_TOKEN?" in str(raised.value)
+
+
 def test_a_password_in_the_forge_url_is_said_by_no_error() -> None:
     with (
         serve_forge(lambda request, method, body: (200, [])) as url,
