@@ -7,13 +7,14 @@ environment and is sent only in the Authorization header."""
 from __future__ import annotations
 
 import json
-import re
 import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
+
+from reconciler.gitrepo import redact
 
 
 class ForgeError(Exception):
@@ -200,7 +201,7 @@ class Forge(BaseModel):
                 "Content-Type": "application/json",
             },
         )
-        where = f"{method} {_shown(url)}"
+        where = f"{method} {redact(url.split('?')[0])}"
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 raw = response.read()
@@ -231,15 +232,10 @@ class Forge(BaseModel):
         if code == 404 and listing:
             # Forges answer 404, not 403, for a private repo the token may not see.
             return (
-                f": no repo {self.repo} at {_shown(self.url)}, or the token may not see it "
+                f": no repo {self.repo} at {redact(self.url)}, or the token may not see it "
                 "(--forge-repo, --forge-url)"
             )
         return ""
-
-
-def _shown(url: str) -> str:
-    """A URL as errors say it: no query, and no user or password before its host."""
-    return re.sub(r"(?<=://)[^/@]+@", "", url.split("?")[0])
 
 
 def _from_branch(pull: dict[str, Any]) -> Any:
