@@ -138,8 +138,10 @@ def _problems(
 def _not_text(error: jsonschema.ValidationError) -> str | None:
     """YAML reads `name: 2024`, `version: 1.30` or `nightly: yes` as other than
     text; where text was wanted, quotes are the fix."""
-    types = error.validator_value if error.validator == "type" else ()
-    wanted = [types] if isinstance(types, str) else list(types) if isinstance(types, list) else []
+    if error.validator != "type":
+        return None
+    types = error.validator_value  # "string", or a list such as ["string", "null"]
+    wanted = [types] if isinstance(types, str) else types if isinstance(types, list) else []
     value = error.instance
     if "string" not in wanted or not isinstance(value, int | float | bool):
         return None

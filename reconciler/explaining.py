@@ -292,9 +292,9 @@ def _too_small(decision: Decision, entry: Entry, request: JobRequest) -> dict[st
         if short:
             needs = ", ".join(amount(name, need) for name, need, _ in short)
             most = ", ".join(amount(name, room) for name, _, room in short)
-            pods_ = f" ({request.pods_at_once} pods)" if request.pods_at_once > 1 else ""
+            pods = f" ({request.pods_at_once} pods)" if request.pods_at_once > 1 else ""
             found[spoke] = (
-                f"it needs {needs} at once{pods_}, and {spoke} has room for {most} at most "
+                f"it needs {needs} at once{pods}, and {spoke} has room for {most} at most "
                 "in the planning horizon"
             )
     return found

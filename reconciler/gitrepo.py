@@ -606,6 +606,9 @@ def _read_tree(
                 links.add(path)
 
 
+MOST_TREES_SEARCHED = 2000
+
+
 def _fleets_below(tree: pygit2.Tree, *, depth: int = 3, most: int = 2) -> list[str]:
     """Up to `most` directories under `tree`, `depth` levels down at most and the
     shallowest first, that hold a caspian.yaml. Only trees are read, and not
@@ -628,9 +631,6 @@ def _fleets_below(tree: pygit2.Tree, *, depth: int = 3, most: int = 2) -> list[s
             return sorted(found)[:most]
         level = deeper
     return []
-
-
-MOST_TREES_SEARCHED = 2000
 
 
 def create_bare_repo(

@@ -483,6 +483,11 @@ def appwrapper_doc_with(**more: dict) -> str:
             "letters, digits and '-', e.g. 'bad-name'",
         ),
         (
+            appwrapper().replace("metadata:\n  name: extra\n", "metadata:\n", 1),
+            "jobs/extra.yaml: metadata.name: required: a DNS label (lower-case letters, digits "
+            "and '-', at most 63)",
+        ),
+        (
             appwrapper(name="n" * 64),
             f"jobs/extra.yaml: metadata.name: '{'n' * 64}' is 64 characters: a DNS label has "
             "at most 63",
