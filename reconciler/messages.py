@@ -36,12 +36,45 @@ def against_qos(saved: float, *, digits: int = 0) -> str:
     return f"{abs(saved):.{digits}%} " + ("less" if saved >= 0 else "more")
 
 
+# Past this many jobs in flight, a commit's table holds only those it changes:
+# a thousand rows in every commit buried the one that moved (status/placements.yaml
+# still holds every job, at every commit).
+MOST_TABLE_ROWS = 200
+
+
+def commit_table(old: Ledger, decision: Decision) -> str:
+    """The commit message's table: every job in flight, or past MOST_TABLE_ROWS
+    of them, the jobs whose record this commit changes, and a count of the rest."""
+    rows = _rows(decision)
+    if len(rows) <= MOST_TABLE_ROWS:
+        return placement_table(decision)
+    before = old.by_id()
+    changed = {e.id for e in decision.ledger.entries if before.get(e.id) != e}
+    shown = sum(1 for row in rows if row[0] in changed)
+    if shown == len(rows):
+        return placement_table(decision)
+    where = "status/placements.yaml lists every job"
+    if not shown:
+        return f"{len(rows):,} jobs in flight, none changed by this commit: {where}"
+    return (
+        f"{placement_table(decision, only=changed)}\n\n... and {len(rows) - shown:,} more "
+        f"jobs in flight, unchanged by this commit: {where}"
+    )
+
+
 def placement_table(decision: Decision, *, only: Collection[str] | None = None) -> str:
     """Jobs waiting, placed, running, or finished and still in rendered/: a job
     finished long ago is history, and would lengthen every commit message.
     `only`: of these, the jobs with these ids."""
     header = ("job", "spoke", "phase", "planned start (UTC)", "est. gCO2", "qos gCO2", "note")
-    rows = [
+    rows = [row for row in _rows(decision) if only is None or row[0] in only]
+    if not rows:  # a header over nothing reads as a table that failed to print
+        return "No job is waiting, placed or running."
+    return _markdown_table(header, rows)
+
+
+def _rows(decision: Decision) -> list[tuple[str, ...]]:
+    return [
         (
             e.id,
             e.pool or e.spoke or "",  # the pool, where the spoke has them
@@ -52,13 +85,8 @@ def placement_table(decision: Decision, *, only: Collection[str] | None = None) 
             _note(e, now=decision.now),
         )
         for e in decision.ledger.entries
-        if e.phase in (*ACTIVE, Phase.PENDING, Phase.SUSPENDED)
-        and not decision.retired(e)
-        and (only is None or e.id in only)
+        if e.phase in (*ACTIVE, Phase.PENDING, Phase.SUSPENDED) and not decision.retired(e)
     ]
-    if not rows:  # a header over nothing reads as a table that failed to print
-        return "No job is waiting, placed or running."
-    return _markdown_table(header, rows)
 
 
 def _note(entry: Entry, *, now: datetime) -> str:
@@ -133,7 +161,7 @@ def commit_message(
             f"Estimated {estimated:,.0f} gCO2 against {baseline:,.0f} gCO2 for the carbon-blind "
             f"qos baseline ({against_qos(saved)})."
         )
-    lines += ["", placement_table(decision)]
+    lines += ["", commit_table(old, decision)]
     moves = list(_describe_changes(old, decision))
     if moves:
         lines += ["", "Changes:", *moves]

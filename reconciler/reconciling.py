@@ -621,7 +621,7 @@ def pull_request(proposed: Outcome, *, anew: Collection[str]) -> tuple[str, str]
     text, _, trailers = body.rstrip().rpartition("\n\n")
     decision = proposed.decision
     text = text.replace(
-        messages.placement_table(decision),
+        messages.commit_table(proposed.previous, decision),
         f"Placed anew, for review ({len(anew)}; the commit message lists every job):\n\n"
         + messages.placement_table(decision, only=anew),
     )

@@ -477,6 +477,29 @@ def test_the_placement_table_leaves_out_jobs_finished_past_retention() -> None:
     assert f"| {done.id} " not in messages.placement_table(long_done)
 
 
+def test_past_so_many_jobs_in_flight_a_commit_tabulates_those_it_changes(monkeypatch) -> None:
+    monkeypatch.setattr(messages, "MOST_TABLE_ROWS", 5)  # the template has 10 jobs
+    first, files = step(template_files(), now=NOW)
+    empty = ledger.parse(None)
+    message = messages.commit_message(old=empty, decision=first, input_commit="0" * 40)
+    assert all(f"| {job_id} " in message for job_id in entries(first))  # all new
+    started = next(e for e in entries(first).values() if e.phase == "Dispatched")
+    reports = {started.spoke: {"jobs": {started.job_key: "Running"}}}
+    later, _ = step(files, now=NOW + timedelta(minutes=5), states=reports)
+    message = messages.commit_message(old=first.ledger, decision=later, input_commit="0" * 40)
+    changed = [i for i, e in entries(later).items() if entries(first).get(i) != e]
+    assert started.id in changed and len(changed) < 10
+    tabulated = [i for i in entries(later) if f"| {i} " in message]
+    assert sorted(tabulated) == sorted(changed)
+    assert (
+        f"... and {10 - len(changed)} more jobs in flight, unchanged by this commit: "
+        "status/placements.yaml lists every job"
+    ) in message
+    # Nothing of the ledger changed (a finished Job leaving rendered/, say): no table.
+    same = messages.commit_message(old=later.ledger, decision=later, input_commit="0" * 40)
+    assert "10 jobs in flight, none changed by this commit" in same and "| job " not in same
+
+
 def _unschedulable(files, spoke):
     doc = yaml.safe_load(files[f"spokes/{spoke}.yaml"])
     doc["spec"]["unschedulable"] = True

@@ -7,8 +7,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pygit2
+import pytest
 
-from reconciler import ledger, proposals, reconciling
+from reconciler import ledger, messages, proposals, reconciling
 from reconciler.gitrepo import FleetRepo
 from reconciler.observing import DeclaredCapacity
 from reconciler.rendering import job_path, render
@@ -146,7 +147,11 @@ def test_what_the_spokes_report_is_recorded_on_main_without_review(remote, tmp_p
     assert gitutil.ledger(remote)[started.id]["phase"] == "Running"
 
 
-def test_the_pull_request_lists_the_jobs_placed_anew_and_fits_a_forge(remote, tmp_path) -> None:
+@pytest.mark.parametrize("most_rows", [200, 3])  # 3: the commit's table is cut to its changes
+def test_the_pull_request_lists_the_jobs_placed_anew_and_fits_a_forge(
+    remote, tmp_path, monkeypatch, most_rows
+) -> None:
+    monkeypatch.setattr(messages, "MOST_TABLE_ROWS", most_rows)
     repo = fleet(tmp_path, remote)
     reconciling.propose_once(repo, branch=BRANCH, now=NOW, author=BOT)
     merge(remote)
