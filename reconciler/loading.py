@@ -271,11 +271,22 @@ def _problems(
             written = _written(doc, error["loc"])
             found = written if isinstance(written, str | int | float) else error["input"]
             message = f"{message}, found {found!r}"
+        elif error["type"] in ("list_type", "tuple_type"):
+            message = _not_a_list(error["input"]) or message
         elif error["type"] == "value_error":
             # pydantic's prefix, not Caspian's reason.
             message = message.removeprefix("Value error, ")
         result.append(Problem(file=path, field=field or "-", reason=message))
     return result
+
+
+def _not_a_list(value: Any) -> str | None:
+    """What to write where YAML holds one item and the field takes a list."""
+    if isinstance(value, dict):  # `maintenance:` with its item's `- ` left out
+        return "one entry where a list is wanted: begin it with '- '"
+    if isinstance(value, str | int | float):  # `namespaces: batch`
+        return f"{value!r} is one value where a list is wanted: write [{value}]"
+    return None
 
 
 # pydantic's errors about a scalar's value, whose message does not quote it.

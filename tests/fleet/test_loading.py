@@ -739,6 +739,11 @@ def test_the_spoke_down_grace_may_be_zero_or_none(written, grace) -> None:
             {"caspian": POLICY_HEAD + "spec: {requeueLimit: -1}\n"},
             "caspian.yaml: spec.requeueLimit: Input should be greater than or equal to 0, found -1",
         ),
+        (
+            {"caspian": POLICY_HEAD + "spec: {namespaces: batch}\n"},
+            "caspian.yaml: spec.namespaces: 'batch' is one value where a list is wanted: write "
+            "[batch]",
+        ),
         ({"caspian": None}, "caspian.yaml: missing"),
         (
             {"caspian": "- apiVersion: caspian.dev/v1alpha1\n"},
@@ -827,6 +832,15 @@ def test_a_bad_policy_stops_everything_with_a_clear_line(changes, expected) -> N
             },
             "spokes/paris.yaml: spec.kubeContext: Input should be a valid string, found the "
             "number 5: put it in quotes",
+        ),
+        (
+            {
+                "spokes__paris": SPOKE_HEAD + "metadata: {name: paris}\n"
+                "spec: {carbon: {zone: FR}, capacity: {cpu: 8, memory: 1Gi},\n"
+                "  maintenance: {start: '2026-12-05T22:00:00Z', end: '2026-12-06T02:00:00Z'}}\n"
+            },
+            "spokes/paris.yaml: spec.maintenance: one entry where a list is wanted: begin it "
+            "with '- '",
         ),
         (
             {"spokes__paris": "paris\n"},
