@@ -253,6 +253,15 @@ class PolicySpec(Spec):
                 f"horizon / slot gives {slots} slots, more than {MAX_SLOTS}: shorten the "
                 "horizon or lengthen the slot (forecasts reach a few days ahead at most)"
             )
+        if value < slot:
+            # Shorter than a slot, every job would start now: nothing could wait
+            # for cleaner power, and a job's place would be its spoke alone.
+            raise ValueError(
+                f"{quantities.format_duration(value)} is shorter than one slot "
+                f"({quantities.format_duration(slot)}): "
+                "make the horizon at least the slot, and hours long to let jobs wait for "
+                "cleaner hours"
+            )
         return value
 
     @property

@@ -740,6 +740,11 @@ def test_the_spoke_down_grace_may_be_zero_or_none(written, grace) -> None:
             "caspian.yaml: spec.requeueLimit: Input should be greater than or equal to 0, found -1",
         ),
         (
+            {"caspian": POLICY_HEAD + "spec: {slot: 15m, horizon: 10m}\n"},
+            "caspian.yaml: spec.horizon: 10m is shorter than one slot (15m): make the horizon "
+            "at least the slot",
+        ),
+        (
             {"caspian": POLICY_HEAD + "spec: {namespaces: batch}\n"},
             "caspian.yaml: spec.namespaces: 'batch' is one value where a list is wanted: write "
             "[batch]",
