@@ -113,7 +113,8 @@ class _Callbacks(pygit2.RemoteCallbacks):
             )
         token = os.environ.get("CASPIAN_GIT_TOKEN", "").strip()  # as a file gives it, or not
         if token and allowed_types & pygit2.enums.CredentialType.USERPASS_PLAINTEXT:
-            return pygit2.UserPass(os.environ.get("CASPIAN_GIT_USERNAME", "git"), token)
+            user = os.environ.get("CASPIAN_GIT_USERNAME", "").strip() or "git"
+            return pygit2.UserPass(user, token)
         if allowed_types & pygit2.enums.CredentialType.SSH_KEY:
             return pygit2.KeypairFromAgent(username_from_url or "git")
         raise GitError(

@@ -155,7 +155,8 @@ def test_over_http_the_token_from_the_environment_is_the_password(
     """As a forge takes a bot's push over HTTPS: a token as the password, and the
     line break a mounted Secret ends with left off."""
     monkeypatch.setenv("CASPIAN_GIT_TOKEN", "git-secret-token\n")
-    with git_http(remote.parent, user="git", password="git-secret-token") as (base, sent):
+    monkeypatch.setenv("CASPIAN_GIT_USERNAME", "caspian-bot\n")
+    with git_http(remote.parent, user="caspian-bot", password="git-secret-token") as (base, sent):
         repo = FleetRepo(base + remote.name, cache_dir=tmp_path / "mirror.git")
         first = reconcile_once(repo, now=NOW, author=BOT)
     assert first.commit is not None and first.commit == gitutil.head(remote)
