@@ -17,6 +17,19 @@ NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 
 
+# The UK API's regional answer for one half hour: two regions of GB.
+REGIONAL = [
+    {
+        "from": "2026-11-22T02:00Z",
+        "to": "2026-11-22T02:30Z",
+        "regions": [
+            {"regionid": 1, "shortname": "North Scotland", "intensity": {"forecast": 10}},
+            {"regionid": 13, "shortname": "London", "intensity": {"forecast": 250}},
+        ],
+    }
+]
+
+
 def hourly(start: datetime, values: list[float], key: str = "carbonIntensity") -> list[dict]:
     return [
         {key: v, "datetime": (start + i * HOUR).isoformat().replace("+00:00", "Z")}
@@ -236,21 +249,11 @@ def test_a_cache_that_cannot_be_written_costs_only_the_fallback_of_an_outage(
 def test_sources_of_one_zone_that_differ_do_not_share_a_cache(tmp_path) -> None:
     """Two UK regions under one zone name, or one zone behind two servers: each
     answer is cached apart, so neither is served the other's."""
-    data = [
-        {
-            "from": "2026-11-22T02:00Z",
-            "to": "2026-11-22T02:30Z",
-            "regions": [
-                {"regionid": 1, "shortname": "North Scotland", "intensity": {"forecast": 10}},
-                {"regionid": 13, "shortname": "London", "intensity": {"forecast": 250}},
-            ],
-        }
-    ]
     with serve() as api, serve() as other:
-        api.route("/regional/intensity/", Reply(body={"data": data}))
+        api.route("/regional/intensity/", Reply(body={"data": REGIONAL}))
         london = series(source("ukci", api.url, tmp_path, zone="GB", region="13"), slots=1)
         scotland = series(source("ukci", api.url, tmp_path, zone="GB", region="1"), slots=1)
-        other.route("/regional/intensity/", Reply(body={"data": data[:0]}))
+        other.route("/regional/intensity/", Reply(body={"data": []}))
         elsewhere = series(source("ukci", other.url, tmp_path, zone="GB", region="13"), slots=1)
     assert (london.values, scotland.values) == ((250,), (10,))
     assert elsewhere.provenance.origin != "cache"
@@ -273,18 +276,8 @@ def test_uk_national_half_hours_average_into_hourly_slots(tmp_path) -> None:
 
 
 def test_uk_regional_reads_its_own_region(tmp_path) -> None:
-    data = [
-        {
-            "from": "2026-11-22T02:00Z",
-            "to": "2026-11-22T02:30Z",
-            "regions": [
-                {"regionid": 1, "shortname": "North Scotland", "intensity": {"forecast": 10}},
-                {"regionid": 13, "shortname": "London", "intensity": {"forecast": 250}},
-            ],
-        }
-    ]
     with serve() as api:
-        api.route("/regional/intensity/", Reply(body={"data": data}))
+        api.route("/regional/intensity/", Reply(body={"data": REGIONAL}))
         result = series(
             source("ukci", api.url, tmp_path, zone="GB-London", region="13"), slots=1, slot=1800
         )

@@ -122,19 +122,22 @@ def test_a_created_pull_without_a_number_is_a_forge_error() -> None:
         open_pr(url)
 
 
-def test_bad_credentials_say_so_without_the_token() -> None:
-    wrong = Forge(kind="github", url="", repo="fleet/jobs", token="wrong-secret")
+def _refused_with(token: str) -> str:
+    """What opening a pull request with `token` on the fake forge raises."""
     with (
         serve_forge(lambda request, method, body: (200, [])) as url,
         pytest.raises(ForgeError) as raised,
     ):
-        wrong.model_copy(update={"url": url}).open_or_update(
+        Forge(kind="github", url=url, repo="fleet/jobs", token=token).open_or_update(
             head="h", base="main", title="t", body="b"
         )
-    assert str(raised.value).endswith(
-        "HTTP 401 (Bad credentials): check the token in CASPIAN_FORGE_TOKEN"
-    )
-    assert "wrong-secret" not in str(raised.value)
+    return str(raised.value)
+
+
+def test_bad_credentials_say_so_without_the_token() -> None:
+    said = _refused_with("wrong-secret")
+    assert said.endswith("HTTP 401 (Bad credentials): check the token in CASPIAN_FORGE_TOKEN")
+    assert "wrong-secret" not in said
 
 
 @pytest.mark.parametrize(
@@ -154,16 +157,8 @@ def test_a_repo_the_token_cannot_reach_names_the_settings_to_check(code, expecte
 
 
 def test_a_token_http_cannot_carry_is_said_so_without_it() -> None:
-    broken = Forge(kind="github", url="", repo="fleet/jobs", token="forge-\nsecret")
-    with (
-        serve_forge(lambda request, method, body: (200, [])) as url,
-        pytest.raises(ForgeError) as raised,
-    ):
-        broken.model_copy(update={"url": url}).open_or_update(
-            head="h", base="main", title="t", body="b"
-        )
-    assert "secret" not in str(raised.value)
-    assert "a line break inside CASPIAN_FORGE_TOKEN?" in str(raised.value)
+    said = _refused_with("forge-\nsecret")
+    assert "secret" not in said and "a line break inside CASPIAN_FORGE_TOKEN?" in said
 
 
 def test_a_password_in_the_forge_url_is_said_by_no_error() -> None:
