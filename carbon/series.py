@@ -7,13 +7,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic.alias_generators import to_camel
 
 SeriesKind = Literal[
     "forecast", "forecast+seasonal-naive", "seasonal-naive", "actual", "replay", "constant"
 ]
 Origin = Literal["live", "cache", "fallback", "embedded", "configured"]
+# The UK Carbon Intensity API's regions: 14 distribution areas, then England,
+# Scotland and Wales whole.
+UK_REGIONS = 17
 ProviderName = Literal["embedded", "constant", "electricitymaps", "ukci", "watttime", "carbonaware"]
 
 
@@ -58,6 +61,24 @@ class CarbonSourceConfig(BaseModel):
     fallback_zone: str | None = Field(
         default=None, description="zone of the embedded dataset to fall back to"
     )
+
+    @field_validator("region", mode="before")
+    @classmethod
+    def _region_as_text(cls, value: object) -> object:
+        # A UK region id is a number, and YAML reads `region: 13` as one.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("region")
+    @classmethod
+    def _uk_region_id(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or info.data.get("provider") != "ukci":
+            return value
+        if not value.isdigit() or not 1 <= int(value) <= UK_REGIONS:
+            raise ValueError(
+                f"{value!r} is not a UK region id: give its number, 1 to {UK_REGIONS} (1 North "
+                "Scotland ... 13 London, 14 South East England; 15-17 England, Scotland, Wales)"
+            )
+        return value
 
 
 class IntensitySeries(BaseModel):

@@ -251,7 +251,8 @@ def test_sources_of_one_zone_that_differ_do_not_share_a_cache(tmp_path) -> None:
     answer is cached apart, so neither is served the other's."""
     with serve() as api, serve() as other:
         api.route("/regional/intensity/", Reply(body={"data": REGIONAL}))
-        london = series(source("ukci", api.url, tmp_path, zone="GB", region="13"), slots=1)
+        # As YAML reads `region: 13`: a number.
+        london = series(source("ukci", api.url, tmp_path, zone="GB", region=13), slots=1)
         scotland = series(source("ukci", api.url, tmp_path, zone="GB", region="1"), slots=1)
         other.route("/regional/intensity/", Reply(body={"data": []}))
         elsewhere = series(source("ukci", other.url, tmp_path, zone="GB", region="13"), slots=1)

@@ -848,6 +848,15 @@ def test_a_bad_policy_stops_everything_with_a_clear_line(changes, expected) -> N
             "with '- '",
         ),
         (
+            {
+                "spokes__paris": SPOKE_HEAD + "metadata: {name: paris}\n"
+                "spec: {carbon: {provider: ukci, zone: GB-london, region: london},\n"
+                "  capacity: {cpu: 8, memory: 1Gi}}\n"
+            },
+            "spokes/paris.yaml: spec.carbon.region: 'london' is not a UK region id: give its "
+            "number, 1 to 17 (1 North Scotland ... 13 London",
+        ),
+        (
             {"spokes__paris": "paris\n"},
             "spokes/paris.yaml: expected a mapping (apiVersion, kind, metadata, spec), "
             "found a string",
