@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import click
+from pydantic import ValidationError
 
 from reconciler import reconciling
 from reconciler.cli.common import days_text, now_option, parse_now
@@ -60,6 +61,11 @@ def carbon_forecast(
     start = datetime.fromtimestamp(now.timestamp() // slot_seconds * slot_seconds, tz=UTC)
     try:
         config = CarbonSourceConfig(provider=provider, zone=zone, region=region)
+    except ValidationError as invalid:
+        first = invalid.errors()[0]
+        reason = first["msg"].removeprefix("Value error, ")
+        raise click.BadParameter(reason, param_hint=f"'--{first['loc'][0]}'") from None
+    try:
         source = source_for(config, env=os.environ, cache_dir=reconciling.carbon_cache())
     except ValueError as error:
         raise click.ClickException(str(error)) from None

@@ -77,3 +77,10 @@ def test_forecast_bars_are_drawn_from_zero_and_mark_the_least() -> None:
 def test_forecast_names_the_zones_when_one_is_unknown() -> None:
     result = CliRunner().invoke(main, ["carbon", "forecast", "--zone", "XX"])
     assert result.exit_code != 0 and "US-CAL-CISO" in result.output
+
+
+def test_a_uk_region_that_is_not_one_is_a_usage_error() -> None:
+    args = ["carbon", "forecast", "--zone", "GB", "--provider", "ukci", "--region", "london"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--region': 'london' is not a UK region id" in result.output
