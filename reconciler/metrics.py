@@ -150,6 +150,19 @@ DECLINED_JOBS = Gauge(
 )
 PLANNED_GRAMS = Gauge("caspian_planned_emissions_grams", "Estimated gCO2 of placed jobs")
 BASELINE_GRAMS = Gauge("caspian_baseline_emissions_grams", "gCO2 of the same jobs under qos")
+# The gauges above cover jobs in flight, which a finished job leaves: these keep
+# what finished jobs emitted and would have emitted under qos, for "carbon saved
+# this month" (the increase of the second less that of the first).
+FINISHED_GRAMS = Counter(
+    "caspian_finished_emissions_grams_total",
+    "Estimated gCO2 of jobs as their finish is committed, by spoke and phase",
+    ["spoke", "phase"],
+)
+FINISHED_BASELINE_GRAMS = Counter(
+    "caspian_finished_baseline_emissions_grams_total",
+    "gCO2 the same jobs would have emitted under qos (earliest start, carbon-blind)",
+    ["spoke", "phase"],
+)
 PUSH_RETRIES = Counter("caspian_push_retries_total", "Pushes repeated because the remote moved")
 COMMITS = Counter("caspian_commits_total", "Placement commits pushed", ["branch"])
 
@@ -173,6 +186,13 @@ def record_ledger(
     DECLINED_JOBS.set(declined)
     PLANNED_GRAMS.set(planned)
     BASELINE_GRAMS.set(baseline)
+
+
+def record_finished(*, spoke: str, phase: str, estimated: float, baseline: float) -> None:
+    """A job whose finish a pushed commit records, counted once: the next
+    commits hold it finished already."""
+    FINISHED_GRAMS.labels(spoke=spoke, phase=phase).inc(estimated)
+    FINISHED_BASELINE_GRAMS.labels(spoke=spoke, phase=phase).inc(baseline)
 
 
 SPOKE_CAPACITY = Gauge(

@@ -46,7 +46,7 @@ from reconciler.gitrepo import (
     Snapshot,
 )
 from reconciler.history import History
-from reconciler.ledger import UNFINISHED, Phase
+from reconciler.ledger import FINISHED, UNFINISHED, Phase
 from reconciler.loading import JobFiles, load_fleet
 from reconciler.observing import DeclaredCapacity, Observer
 from reconciler.owned import OWNED_PREFIXES
@@ -360,6 +360,23 @@ def _back_off(
     sleep(delay)
 
 
+def _count_finished(outcome: Outcome) -> None:
+    """The carbon of the jobs whose finish this pushed commit records."""
+    before = outcome.previous.by_id()
+    for entry in outcome.decision.ledger.entries:
+        was = before.get(entry.id)
+        if entry.phase not in FINISHED or (was is not None and was.phase in FINISHED):
+            continue
+        if entry.spoke is None or entry.estimated_grams is None or entry.qos_grams is None:
+            continue  # never placed by Caspian: nothing to weigh against qos
+        metrics.record_finished(
+            spoke=entry.spoke,
+            phase=entry.phase.value,
+            estimated=entry.estimated_grams,
+            baseline=entry.qos_grams,
+        )
+
+
 def _pushed(repo: FleetRepo, outcome: Outcome, *, author: Identity, now: datetime) -> Outcome:
     """`outcome` committed on the commit it read and pushed to the main branch
     (RemoteMovedError where that moved meanwhile)."""
@@ -369,6 +386,7 @@ def _pushed(repo: FleetRepo, outcome: Outcome, *, author: Identity, now: datetim
     repo.push(commit)
     log.info("pushed %s: %s", commit[:12], outcome.message.splitlines()[0])
     metrics.COMMITS.labels(branch=repo.branch).inc()
+    _count_finished(outcome)
     for job_id, requeue in outcome.decision.requeued.items():
         metrics.REQUEUES.labels(spoke=requeue.spoke).inc()
         if job_id in outcome.decision.given_up:

@@ -462,3 +462,29 @@ def test_a_zone_no_spoke_uses_any_more_leaves_the_carbon_gauges() -> None:
     fetch_forecasts(rest, now=NOW)
     for gauge in ("caspian_grid_carbon_intensity", "caspian_carbon_data_stale"):
         assert REGISTRY.get_sample_value(gauge, {"zone": gone}) is None
+
+
+def test_a_finished_job_adds_its_carbon_and_qos_carbon_to_counters_once(fleet_repo, remote) -> None:
+    from tests.reconcile.test_proposals import Reporting
+
+    def counted(name: str, spoke: str) -> float:
+        labels = {"spoke": spoke, "phase": "Succeeded"}
+        return REGISTRY.get_sample_value(f"caspian_finished_{name}_grams_total", labels) or 0.0
+
+    reconcile(fleet_repo)
+    started = next(e for e in gitutil.ledger(remote).values() if e["phase"] == "Dispatched")
+    key = f"{started['id'].split('/')[0]}/{started['jobName']}"
+    spoke = started["spoke"]
+    before = counted("emissions", spoke), counted("baseline_emissions", spoke)
+    done = Reporting({key: "Succeeded"})
+    # A plan, which pushes nothing, counts nothing.
+    plan(fleet_repo, now=NOW + timedelta(minutes=20), bot=BOT.email, observer=done)
+    assert counted("emissions", spoke) == before[0]
+    reconcile_once(fleet_repo, now=NOW + timedelta(minutes=20), author=BOT, observer=done)
+    # A later commit, which holds it finished already, does not count it again.
+    gitutil.user_commit(remote, {"jobs/late.yaml": appwrapper("late").encode()})
+    later = reconcile_once(fleet_repo, now=NOW + timedelta(minutes=40), author=BOT, observer=done)
+    assert later.commit is not None
+    assert gitutil.ledger(remote)[started["id"]]["phase"] == "Succeeded"
+    assert counted("emissions", spoke) - before[0] == pytest.approx(started["estimatedGrams"])
+    assert counted("baseline_emissions", spoke) - before[1] == pytest.approx(started["qosGrams"])
