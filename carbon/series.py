@@ -15,8 +15,8 @@ SeriesKind = Literal[
 ]
 Origin = Literal["live", "cache", "fallback", "embedded", "configured"]
 # The UK Carbon Intensity API's regions: 14 distribution areas, then England,
-# Scotland and Wales whole.
-UK_REGIONS = 17
+# Scotland, Wales and Great Britain whole.
+UK_REGIONS = 18
 ProviderName = Literal["embedded", "constant", "electricitymaps", "ukci", "watttime", "carbonaware"]
 
 
@@ -76,7 +76,8 @@ class CarbonSourceConfig(BaseModel):
         if not value.isdigit() or not 1 <= int(value) <= UK_REGIONS:
             raise ValueError(
                 f"{value!r} is not a UK region id: give its number, 1 to {UK_REGIONS} (1 North "
-                "Scotland ... 13 London, 14 South East England; 15-17 England, Scotland, Wales)"
+                "Scotland ... 13 London, 14 South East England; 15-18 England, Scotland, Wales, "
+                "GB)"
             )
         return value
 

@@ -854,7 +854,7 @@ def test_a_bad_policy_stops_everything_with_a_clear_line(changes, expected) -> N
                 "  capacity: {cpu: 8, memory: 1Gi}}\n"
             },
             "spokes/paris.yaml: spec.carbon.region: 'london' is not a UK region id: give its "
-            "number, 1 to 17 (1 North Scotland ... 13 London",
+            "number, 1 to 18 (1 North Scotland ... 13 London",
         ),
         (
             {"spokes__paris": "paris\n"},
