@@ -511,35 +511,23 @@ def _hints(
                     "loosen it, or label a spoke in its file's metadata.labels",
                 )
             )
-    deadline = parse(
-        "deadline",
-        _or_the_other(
-            quantities.timestamp,
-            quantities.duration,
-            what="a length of time",
-            annotation="complete-within",
-        ),
-    )
-    not_before = parse("not-before", quantities.timestamp)
-    if deadline is not None and not_before is not None and not_before >= deadline:
-        # Two dates swapped, or one a month out: no plan could meet both.
-        unread.append(
-            jobspec.FieldError(
-                ANNOTATION + "not-before",
-                f"{quantities.format_time(not_before)} is not before {ANNOTATION}deadline "
-                f"{quantities.format_time(deadline)}: the job could never finish in time; "
-                "move one of them",
-            )
-        )
     return {
-        "deadline": deadline,
+        "deadline": parse(
+            "deadline",
+            _or_the_other(
+                quantities.timestamp,
+                quantities.duration,
+                what="a length of time",
+                annotation="complete-within",
+            ),
+        ),
         "complete_within": parse(
             "complete-within",
             _or_the_other(
                 quantities.duration, quantities.timestamp, what="a time", annotation="deadline"
             ),
         ),
-        "not_before": not_before,
+        "not_before": parse("not-before", quantities.timestamp),
         "duration": parse("duration", quantities.duration) or policy.spec.defaults.duration,
         "power_watts": parse("power-watts", watts) or policy.spec.defaults.power_watts,
         "allowed_spokes": allowed,

@@ -289,17 +289,6 @@ def appwrapper_doc_with(**more: dict) -> str:
             "'2026-12-01T10:00:00Z' is a time: give it as caspian.dev/deadline",
         ),
         (
-            appwrapper(
-                annotations={
-                    "caspian.dev/deadline": "2026-12-01T10:00:00Z",
-                    "caspian.dev/not-before": "2026-12-10T00:00:00Z",
-                }
-            ),
-            "jobs/extra.yaml: metadata.annotations.caspian.dev/not-before: 2026-12-10T00:00:00Z "
-            "is not before caspian.dev/deadline 2026-12-01T10:00:00Z: the job could never "
-            "finish in time; move one of them",
-        ),
-        (
             appwrapper(annotations={"caspian.dev/spokes": "paris,tokyo"}),
             "jobs/extra.yaml: metadata.annotations.caspian.dev/spokes: unknown spoke(s) tokyo",
         ),
