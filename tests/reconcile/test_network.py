@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import secrets
 import socket
 import threading
 
@@ -154,25 +155,27 @@ def test_over_http_the_token_from_the_environment_is_the_password(
 ) -> None:
     """As a forge takes a bot's push over HTTPS: a token as the password, and the
     line break a mounted Secret ends with left off."""
-    monkeypatch.setenv("CASPIAN_GIT_TOKEN", "git-secret-token\n")
+    token = _made_up_token()
+    monkeypatch.setenv("CASPIAN_GIT_TOKEN", token + "\n")
     monkeypatch.setenv("CASPIAN_GIT_USERNAME", "caspian-bot\n")
-    with git_http(remote.parent, user="caspian-bot", password="git-secret-token") as (base, sent):
+    with git_http(remote.parent, user="caspian-bot", password=token) as (base, sent):
         repo = FleetRepo(base + remote.name, cache_dir=tmp_path / "mirror.git")
         first = reconcile_once(repo, now=NOW, author=BOT)
     assert first.commit is not None and first.commit == gitutil.head(remote)
     assert sent  # it was asked, and answered
 
 
-@pytest.mark.parametrize("token", [None, "wrong-secret"])
+@pytest.mark.parametrize("wrong", [False, True])
 def test_over_http_a_missing_or_wrong_token_is_said_without_it(
-    remote, tmp_path, monkeypatch, token
+    remote, tmp_path, monkeypatch, wrong
 ) -> None:
+    token = _made_up_token() if wrong else None
     if token is None:
         monkeypatch.delenv("CASPIAN_GIT_TOKEN", raising=False)
     else:
         monkeypatch.setenv("CASPIAN_GIT_TOKEN", token)
     before = gitutil.head(remote)
-    with git_http(remote.parent, user="git", password="git-secret-token") as (base, sent):
+    with git_http(remote.parent, user="git", password=_made_up_token()) as (base, sent):
         repo = FleetRepo(base + remote.name, cache_dir=tmp_path / "mirror.git")
         with pytest.raises(GitError) as failed:
             reconcile_once(repo, now=NOW, author=BOT)
@@ -185,5 +188,10 @@ def test_over_http_a_missing_or_wrong_token_is_said_without_it(
             "failed 3 times: check CASPIAN_GIT_TOKEN and CASPIAN_GIT_USERNAME "
             "(HTTPS), or the key in ssh-agent"
         )
-        assert "wrong-secret" not in said and len(sent) <= 4  # bounded: a wrong key cannot loop
+        assert token not in said and len(sent) <= 4  # bounded: a wrong key cannot loop
     assert gitutil.head(remote) == before
+
+
+def _made_up_token() -> str:
+    """A token of the test's own, drawn afresh: none is written in the repo."""
+    return secrets.token_hex(16)
