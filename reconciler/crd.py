@@ -18,6 +18,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from reconciler import yamlio
+
 CRD_FILE = "workload.codeflare.dev_appwrappers.yaml"
 JOB_FILE = "job-batch-v1.json"
 OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
@@ -142,12 +144,7 @@ def _not_text(error: jsonschema.ValidationError) -> str | None:
         return None
     types = error.validator_value  # "string", or a list such as ["string", "null"]
     wanted = [types] if isinstance(types, str) else types if isinstance(types, list) else []
-    value = error.instance
-    if "string" not in wanted or not isinstance(value, int | float | bool):
-        return None
-    if isinstance(value, bool):
-        return f"{str(value).lower()} is read as true or false, not text: put it in quotes"
-    return f"{value} is read as a number, not text: put it in quotes"
+    return yamlio.not_text(error.instance) if "string" in wanted else None
 
 
 def _unknown_fields(

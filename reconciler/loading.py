@@ -262,9 +262,8 @@ def _problems(
             message = "required field is missing"
         elif error["type"] == "literal_error":
             message = f"{message}, found {error['input']!r}{_near(error)}"
-        elif error["type"] == "string_type" and isinstance(error["input"], int | float):
-            # YAML reads `kubeContext: 5` or `zone: 10` as a number.
-            message = f"{message}, found the number {error['input']!r}: put it in quotes"
+        elif error["type"] == "string_type" and (bare := yamlio.not_text(error["input"])):
+            message = bare
         elif error["type"] in _SHOW_INPUT and isinstance(error["input"], str | int | float):
             # pydantic names the bound or the type, not what the file holds; a
             # bound on a quantity sees it converted ("-3" as -3.0).

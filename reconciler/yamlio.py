@@ -198,3 +198,13 @@ def describe(error: YAMLError) -> str:
     if mark is not None:
         return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
     return str(problem)
+
+
+def not_text(value: Any) -> str | None:
+    """Where text was wanted: what YAML made of a value written bare (`zone: 10`,
+    `version: 1.30`, `nightly: yes`), and the fix; None for other values."""
+    if isinstance(value, bool):
+        return f"{str(value).lower()} is read as true or false, not text: put it in quotes"
+    if isinstance(value, int | float):
+        return f"{value} is read as a number, not text: put it in quotes"
+    return None

@@ -835,8 +835,16 @@ def test_a_bad_policy_stops_everything_with_a_clear_line(changes, expected) -> N
                 "spokes__paris": SPOKE_HEAD + "metadata: {name: paris}\n"
                 "spec: {carbon: {zone: FR}, capacity: {cpu: 8, memory: 1Gi}, kubeContext: 5}\n"
             },
-            "spokes/paris.yaml: spec.kubeContext: Input should be a valid string, found the "
-            "number 5: put it in quotes",
+            "spokes/paris.yaml: spec.kubeContext: 5 is read as a number, not text: put it in "
+            "quotes",
+        ),
+        (  # YAML 1.1 reads yes as true: a number it is not.
+            {
+                "spokes__paris": SPOKE_HEAD + "metadata: {name: paris}\n"
+                "spec: {carbon: {zone: FR}, capacity: {cpu: 8, memory: 1Gi}, kubeContext: yes}\n"
+            },
+            "spokes/paris.yaml: spec.kubeContext: true is read as true or false, not text: put it "
+            "in quotes",
         ),
         (
             {
