@@ -141,7 +141,8 @@ class _Record(NamedTuple):
 
 
 def _record_in(revision: Revision, job_id: str, *, file: str) -> _Record:
-    """The job's record in `revision`, whose ledger LedgerError says it cannot read."""
+    """The job's record in `revision`'s ledger, with that of its `file` where
+    the file does not load and so holds the job where it was."""
     text = revision.files.get(ledger.LEDGER_PATH)
     entry = ledger.entry_of(text, job_id)
     if entry is None or entry.phase == Phase.INVALID or file == job_id:
