@@ -474,6 +474,16 @@ def _describe_changes(old: Ledger, decision: Decision) -> Iterable[str]:
             + _closed(prev, closed)
             + _missed(prev, slot_start=slot_start)
         )
+    for entry in changes["placed"]:
+        earlier = before.get(entry.id)
+        # Its Job stopped where it had started (a spoke that left the fleet): a
+        # reviewer should see that it runs again, and where, not only a new row.
+        if earlier is not None and earlier.phase in FIXED and earlier.job_name == entry.job_name:
+            yield (
+                f"- placed {entry.id} again on {entry.spoke} {_hhmm(entry)}, "
+                f"{earlier.phase.value.lower()} on {earlier.spoke} before"
+                + _closed(earlier, closed)
+            )
     for entry in changes["waited"]:
         since = before[entry.id].spoke_down_since
         assert since is not None  # it waited for its spoke

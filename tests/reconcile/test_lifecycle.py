@@ -263,6 +263,25 @@ def test_a_spoke_leaving_the_fleet_moves_its_jobs_and_holds_none() -> None:
     assert any(entries(decision)[j].phase == "Dispatched" for j in again)
 
 
+def test_a_job_started_on_a_removed_spoke_and_planned_later_elsewhere_says_so() -> None:
+    decision, files = step(template_files(), now=NOW)
+    started = entries(decision)["batch/finetune-llm"]
+    assert (started.phase, started.spoke) == ("Dispatched", "paris")
+    # Its AppWrapper now holds it back five hours: placed again, it waits.
+    doc = yaml.safe_load(files[started.source])
+    doc["metadata"]["annotations"]["caspian.dev/not-before"] = format_time(NOW + timedelta(hours=5))
+    files = {k: v for k, v in files.items() if k != "spokes/paris.yaml"}
+    files[started.source] = yaml.safe_dump(doc).encode()
+    later, _ = step(files, now=NOW + timedelta(minutes=30))
+    after = entries(later)[started.id]
+    assert after.phase == "Planned" and after.spoke != "paris"
+    message = messages.commit_message(old=decision.ledger, decision=later, input_commit="0" * 40)
+    when = format_time(after.planned_start).replace("T", " ")[:16]
+    assert (
+        f"- placed batch/finetune-llm again on {after.spoke} {when}, dispatched on paris before"
+    ) in message
+
+
 def test_a_spoke_leaving_the_fleet_runs_no_finished_job_again_nor_slides_a_deadline() -> None:
     decision, files = step(template_files(), now=NOW)
     on_paris = {e.id: e for e in entries(decision).values() if e.spoke == "paris"}
