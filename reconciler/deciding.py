@@ -703,6 +703,7 @@ def _entries_without_valid_job(
     it again.
     """
     kept, held = [], []
+    holds = {job.source: job_id for job_id, job in valid.items()}
     for entry in ledger.entries:
         if entry.id in valid or entry.phase == Phase.INVALID:
             continue
@@ -721,11 +722,19 @@ def _entries_without_valid_job(
             kept.append(entry.model_copy(update={"removed_at": removed_at}))
         else:
             where = f" (was {entry.phase.value} on {entry.spoke})" if entry.spoke else ""
+            # A new name or namespace is a new job: say so, or the reviewer
+            # reads that a file still in jobs/ was removed.
+            renamed = holds.get(entry.source)
+            gone = (
+                f"AppWrapper renamed to {renamed} in {entry.source}, a new job,"
+                if renamed is not None
+                else "AppWrapper removed from jobs/"
+            )
             kept.append(
                 entry.model_copy(
                     update={
                         "phase": Phase.CANCELLED,
-                        "reason": f"AppWrapper removed from jobs/ at {_iso(now)}{where}",
+                        "reason": f"{gone} at {_iso(now)}{where}",
                         "removed_at": now,
                     }
                 )

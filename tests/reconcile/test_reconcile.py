@@ -181,6 +181,24 @@ def test_deleting_an_appwrapper_cancels_its_job(fleet_repo, remote) -> None:
     assert reconcile(fleet_repo).commit is None
 
 
+def test_renaming_an_appwrapper_cancels_the_old_job_and_says_it_was_renamed(
+    fleet_repo, remote
+) -> None:
+    reconcile(fleet_repo)
+    before = gitutil.read(remote, "jobs/train-resnet.yaml").decode()
+    renamed = before.replace("name: train-resnet\n", "name: train-resnet-v2\n", 1)
+    assert renamed != before
+    gitutil.user_commit(remote, {"jobs/train-resnet.yaml": renamed}, "rename train-resnet")
+    reconcile(fleet_repo)
+    records = gitutil.ledger(remote)
+    assert records["batch/train-resnet-v2"]["phase"] in ("Planned", "Dispatched")
+    cancelled = records["batch/train-resnet"]
+    assert cancelled["phase"] == "Cancelled"
+    assert cancelled["reason"].startswith(
+        "AppWrapper renamed to batch/train-resnet-v2 in jobs/train-resnet.yaml, a new job, at "
+    )
+
+
 def test_a_cancelled_record_is_forgotten_after_ledger_retention_in_one_commit(
     fleet_repo, remote
 ) -> None:
