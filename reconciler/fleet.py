@@ -52,6 +52,17 @@ Wait = Annotated[timedelta, BeforeValidator(lambda v: quantities.duration(v, zer
 Quantity = Annotated[float, BeforeValidator(lambda v: quantities.quantity(v))]
 
 
+def _whole(value: float) -> float:
+    # A node reports GPUs as a count, and a pod asks for a count: room for 1.5
+    # would let a plan count half a GPU that no Job can take.
+    if value % 1:
+        raise ValueError(f"{value:g}: nvidia.com/gpu comes in whole units")
+    return value
+
+
+Gpus = Annotated[float, BeforeValidator(lambda v: quantities.quantity(v)), AfterValidator(_whole)]
+
+
 def _kube_version(value: Any) -> kubeversions.Version:
     if not isinstance(value, str):
         # YAML reads 1.30 as the number 1.3.
@@ -285,7 +296,7 @@ class Policy(Spec):
 class Capacity(Spec):
     cpu: Quantity = Field(ge=0)
     memory: Quantity = Field(ge=0)
-    gpu: Quantity = Field(default=0.0, ge=0, alias="nvidia.com/gpu")
+    gpu: Gpus = Field(default=0.0, ge=0, alias="nvidia.com/gpu")
 
 
 class Quota(Spec):
@@ -295,7 +306,7 @@ class Quota(Spec):
 
     cpu: Quantity | None = Field(default=None, ge=0)
     memory: Quantity | None = Field(default=None, ge=0)
-    gpu: Quantity | None = Field(default=None, ge=0, alias="nvidia.com/gpu")
+    gpu: Gpus | None = Field(default=None, ge=0, alias="nvidia.com/gpu")
 
     def of(self, resource: str) -> float | None:
         """The limit on an optimizer resource (cpu, memory_bytes, gpu)."""

@@ -814,6 +814,15 @@ def test_a_bad_policy_stops_everything_with_a_clear_line(changes, expected) -> N
         (
             {
                 "spokes__paris": SPOKE_HEAD + "metadata: {name: paris}\n"
+                "spec: {carbon: {zone: FR}, "
+                "capacity: {cpu: 8, memory: 1Gi, nvidia.com/gpu: '1.5'}}\n"
+            },
+            "spokes/paris.yaml: spec.capacity.nvidia.com/gpu: 1.5: nvidia.com/gpu comes in "
+            "whole units",
+        ),
+        (
+            {
+                "spokes__paris": SPOKE_HEAD + "metadata: {name: paris}\n"
                 "spec: {carbon: {zone: FR}, capacity: {cpu: 8, memory: 1Gi}, "
                 "power: {wattsPerGpu: lots}}\n"
             },
