@@ -84,6 +84,10 @@ def _dns_label(value: str) -> str:
 DnsLabel = Annotated[str, AfterValidator(_dns_label)]
 
 
+# The most a problem's field or reason says before its middle is left out.
+MOST_SAID = 1_000
+
+
 class Problem(BaseModel):
     """One thing wrong with one file, said so that the user can fix it."""
 
@@ -92,6 +96,17 @@ class Problem(BaseModel):
     file: str
     field: str
     reason: str
+
+    @field_validator("field", "reason")
+    @classmethod
+    def _cut(cls, text: str) -> str:
+        # A reason may quote the value it refuses, and a value may be a list of
+        # thousands: the ledger, the commit and the console get its two ends.
+        if len(text) <= MOST_SAID:
+            return text
+        head, tail = text[: MOST_SAID * 6 // 10], text[-MOST_SAID * 3 // 10 :]
+        left_out = len(text) - len(head) - len(tail)
+        return f"{head} ... ({left_out:,} characters left out) ... {tail}"
 
     def line(self) -> str:
         return f"{self.file}: {self.said()}"

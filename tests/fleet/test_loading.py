@@ -640,6 +640,52 @@ def test_a_bad_document_in_a_multi_document_file_is_named_by_index() -> None:
     assert problems_of(fleet)[0].startswith("jobs/extra.yaml#1: metadata.annotations")
 
 
+def _aliased(levels: int) -> str:
+    """An AppWrapper whose containers' commands nest aliases `levels` deep, ten
+    to a level: 1.3 KB that stand for ten to the `levels` + 1 values."""
+    lines = appwrapper("aliased").splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip() == "containers:") + 1
+    indent = lines[at][: len(lines[at]) - len(lines[at].lstrip())]
+    extra = [f"{indent}- {{name: c0, image: busybox, command: &a0 [{', '.join(['x'] * 10)}]}}"]
+    for level in range(1, levels + 1):
+        aliases = ", ".join([f"*a{level - 1}"] * 10)
+        extra.append(
+            f"{indent}- {{name: c{level}, image: busybox, command: &a{level} [{aliases}]}}"
+        )
+    return "\n".join([*lines[:at], *extra, *lines[at:]]) + "\n"
+
+
+def test_aliases_that_expand_past_a_bound_are_refused_and_the_rest_loads() -> None:
+    # Eight levels stood for a billion values: validating took over 120 s and 6 GB.
+    fleet = fleet_with(jobs__aliased=_aliased(6))
+    assert problems_of(fleet) == [
+        "jobs/aliased.yaml: not valid YAML: its aliases add 12,345,660 values to those "
+        "written, more than 100,000: write the values out, or alias less (line 1, column 1)"
+    ]
+    assert len(fleet.jobs) == len(fleet_with().jobs)
+
+
+def test_a_few_aliases_load_and_one_inside_its_own_anchor_is_refused() -> None:
+    # A block reused by an alias is YAML people write: only a type is wrong here.
+    assert "is not of type 'string'" in problems_of(fleet_with(jobs__aliased=_aliased(2)))[0]
+    duration = "    caspian.dev/duration: 1h\n"
+    looped = appwrapper("looped").replace("annotations:", "annotations: &m", 1)
+    looped = looped.replace(duration, duration + "    again: *m\n", 1)
+    [problem] = problems_of(fleet_with(jobs__looped=looped))
+    assert "an alias inside its own anchor makes a value without end" in problem
+
+
+def test_a_reason_quoting_a_huge_value_is_cut_to_its_ends() -> None:
+    doc = appwrapper_doc("wordy")
+    pod = doc["spec"]["components"][0]["template"]["spec"]["template"]["spec"]
+    pod["containers"][0]["command"] = [[f"word-{i:05d}" for i in range(2_000)]]
+    [problem] = problems_of(fleet_with(jobs__wordy=yaml.safe_dump(doc)))
+    assert len(problem) < 1_200
+    assert problem.startswith("jobs/wordy.yaml: spec.components[0].template.spec.template")
+    assert "characters left out" in problem
+    assert "is not of type 'string'" in problem[-100:]
+
+
 def test_the_same_name_twice_keeps_the_first_and_names_both_files() -> None:
     fleet = fleet_with(jobs__zz_copy=appwrapper("etl-daily"))
     assert problems_of(fleet) == [
