@@ -45,6 +45,12 @@ def load_job_file(
     labels: Mapping[str, Mapping[str, str] | None],
     check: SchemaCheck,
 ) -> list[JobRequest | list[Problem]]:
+    if (size := yamlio.largest_document(raw)) > yamlio.MOST_DOCUMENT_BYTES:
+        reason = (
+            f"a document of {size / 2**20:.1f} MiB, where Kubernetes keeps objects of up to "
+            "1.5 MiB: no AppWrapper, and not read; move the file out of jobs/"
+        )
+        return [[Problem(file=path, field="-", reason=reason)]]
     try:
         docs = yamlio.load_all(raw)
     except yamlio.YAMLError as error:

@@ -9,6 +9,9 @@ names the offending character or alias where libyaml's does not. Pure.
 
 from __future__ import annotations
 
+import functools
+import itertools
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -19,6 +22,14 @@ _FastDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 YAMLError = yaml.YAMLError
 
+
+# The most one document of a file a user writes may hold: etcd keeps objects of
+# up to 1.5 MiB by default, so Kubernetes takes no AppWrapper larger. Reading a
+# 20 MB data file put in jobs/ by mistake took `caspian validate` 272 s and 2.8 GB.
+MOST_DOCUMENT_BYTES = 3 * 2**19
+# A line that starts or ends a document, wherever it stands (YAML forbids it in
+# a value), so documents are told apart without reading them.
+_DOCUMENT_MARK = re.compile(rb"^(?:---|\.\.\.)(?=[ \t\r\n]|$)", re.MULTILINE)
 
 # Values that aliases may add to a document beyond those written in it. An
 # AppWrapper that reuses a block by an alias adds a few hundred; nine levels of
@@ -111,8 +122,17 @@ class _FastLoader(OneKeyOnce, getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  #
     pass
 
 
+_FastComposer = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 class SafeLoader(OneKeyOnce, yaml.SafeLoader):
     """PyYAML's own parser, with the same refusal: its errors name the place."""
+
+
+def largest_document(raw: bytes) -> int:
+    """The bytes of the largest document of `raw`, found without parsing it."""
+    marks = [0, *(m.start() for m in _DOCUMENT_MARK.finditer(raw)), len(raw)]
+    return max(b - a for a, b in itertools.pairwise(marks))
 
 
 def load_all(raw: bytes, *, loader: type | None = None) -> list[Any]:
@@ -179,11 +199,10 @@ def line_of(raw: bytes, field: str, *, document: int = 0) -> int | None:
     brackets (`containers[0]`, `requests[cpu]`). A field that is not there (a
     required one left out) is at the line of the deepest part that is; None
     for a file that does not parse, or a field that names no part of it ("-")."""
-    try:
-        nodes = [node for node in yaml.compose_all(raw, Loader=yaml.SafeLoader) if _filled(node)]
-    except (yaml.YAMLError, ValueError, RecursionError):
+    if field in ("", "-") or largest_document(raw) > MOST_DOCUMENT_BYTES:
         return None
-    if not 0 <= document < len(nodes) or field in ("", "-"):
+    nodes = _composed(raw)
+    if nodes is None or not 0 <= document < len(nodes):
         return None
     node, line, rest = nodes[document], None, field
     while rest:
@@ -195,9 +214,35 @@ def line_of(raw: bytes, field: str, *, document: int = 0) -> int | None:
     return line
 
 
+@functools.lru_cache(maxsize=4)
+def _composed(raw: bytes) -> list[yaml.Node] | None:
+    """The documents of `raw` that are not empty, as nodes with their places;
+    None where it does not parse. Kept for the next problem of the same file:
+    libyaml composes a file of 2 MB in a second, PyYAML's own parser took 33 s."""
+    try:
+        return [node for node in yaml.compose_all(raw, Loader=_FastComposer) if _filled(node)]
+    except (yaml.YAMLError, ValueError, RecursionError):
+        return None
+
+
+@functools.lru_cache(maxsize=4)
 def error_line(raw: bytes) -> int | None:
     """The line (from 1) where `raw` stops being YAML; None where it is YAML, or
-    where the parser names no place."""
+    where the parser names no place, or a document is too large to read."""
+    if largest_document(raw) > MOST_DOCUMENT_BYTES:
+        return None
+    if FAST:
+        # libyaml tells whether it reads in a fraction of PyYAML's time (a file
+        # of 2 MB: 36 s); only PyYAML's parser names the line of an error at
+        # the end of a file, as its error names it.
+        try:
+            for _ in yaml.load_all(raw, Loader=_FastLoader):
+                pass
+            return None
+        except yaml.YAMLError:
+            pass
+        except (ValueError, RecursionError):
+            return None
     try:
         for _ in yaml.load_all(raw, Loader=SafeLoader):  # a key given twice shows only here
             pass

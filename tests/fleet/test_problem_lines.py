@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.yamlio import error_line, line_of
+from reconciler.yamlio import MOST_DOCUMENT_BYTES, error_line, largest_document, line_of
+from tests.fleet.helpers import fleet_with, problems_of
 
 TWO_DOCUMENTS = b"""\
 ---
@@ -76,3 +77,29 @@ def test_a_file_that_does_not_parse_has_no_lines() -> None:
 )
 def test_a_file_that_does_not_parse_is_placed_where_it_stops(raw: bytes, line: int | None) -> None:
     assert error_line(raw) == line
+
+
+@pytest.mark.parametrize(
+    ("raw", "largest"),
+    [
+        (b"a: 1\n", 5),
+        (b"a: 1\n---\nbb: 22\n", 11),
+        # Marks start a line; one inside a value is indented or quoted, and is text.
+        (b"a: |\n  ---\n  x\n---\nb: 1\n", 15),
+        (b"a: '--- not a mark'\n...\n---\n", 20),
+        (b"---\n---\n", 4),
+    ],
+)
+def test_the_largest_document_is_found_without_reading(raw: bytes, largest: int) -> None:
+    assert largest_document(raw) == largest
+
+
+def test_a_document_too_large_for_kubernetes_is_not_read_nor_searched_for_lines() -> None:
+    data = b"records:\n" + b"".join(b"- {id: %d, tags: [a, b]}\n" % i for i in range(70_000))
+    assert len(data) > MOST_DOCUMENT_BYTES
+    assert line_of(data, "records[3]") is None and error_line(data + b"x: [") is None
+    fleet = fleet_with(jobs__dataset=data.decode())
+    assert problems_of(fleet) == [
+        f"jobs/dataset.yaml: a document of {len(data) / 2**20:.1f} MiB, where Kubernetes keeps "
+        "objects of up to 1.5 MiB: no AppWrapper, and not read; move the file out of jobs/"
+    ]
