@@ -246,12 +246,22 @@ def error_line(raw: bytes) -> int | None:
     try:
         for _ in yaml.load_all(raw, Loader=SafeLoader):  # a key given twice shows only here
             pass
+    except yaml.reader.ReaderError as error:
+        return _reader_line(raw, error)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
         return mark.line + 1 if mark is not None else None
     except (ValueError, RecursionError):
         return None
     return None
+
+
+def _reader_line(raw: bytes, error: yaml.reader.ReaderError) -> int:
+    """The line of a byte that does not decode (its place counted in bytes), or
+    of a character YAML does not allow (counted in characters)."""
+    if error.encoding not in ("unicode", "?"):
+        return raw[: error.position].count(b"\n") + 1
+    return raw.decode("utf-8", errors="replace")[: error.position].count("\n") + 1
 
 
 def _filled(node: yaml.Node | None) -> bool:
@@ -301,6 +311,17 @@ def _keyed(node: yaml.Node, name: str, left: str) -> tuple[yaml.Node, yaml.Node,
 
 def describe(error: YAMLError) -> str:
     """What a parse error says, with the line and column it stopped at."""
+    if isinstance(error, yaml.reader.ReaderError):
+        # PyYAML's own words run over two lines, and a problem is one.
+        if error.encoding not in ("unicode", "?"):
+            return (
+                f"byte #x{error.character:02x} at byte {error.position} is not "
+                f"{error.encoding.upper()} ({error.reason}): save the file as UTF-8"
+            )
+        return (
+            f"character #x{error.character:04x} at character {error.position} is a control "
+            "character, which YAML does not allow: remove it"
+        )
     mark = getattr(error, "problem_mark", None)
     problem = getattr(error, "problem", None) or str(error)
     if mark is not None:

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.yamlio import MOST_DOCUMENT_BYTES, error_line, largest_document, line_of
+from reconciler.yamlio import (
+    MOST_DOCUMENT_BYTES,
+    YAMLError,
+    describe,
+    error_line,
+    largest_document,
+    line_of,
+    load_all,
+)
 from tests.fleet.helpers import fleet_with, problems_of
 
 TWO_DOCUMENTS = b"""\
@@ -103,3 +111,24 @@ def test_a_document_too_large_for_kubernetes_is_not_read_nor_searched_for_lines(
         f"jobs/dataset.yaml: a document of {len(data) / 2**20:.1f} MiB, where Kubernetes keeps "
         "objects of up to 1.5 MiB: no AppWrapper, and not read; move the file out of jobs/"
     ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "said"),
+    [
+        (
+            b"a: 1\nname: caf\xe9\n",  # Latin-1, as an old editor saves it
+            "byte #xe9 at byte 14 is not UTF-8 (invalid continuation byte): save the file as UTF-8",
+        ),
+        (
+            b"a: 1\nname: a\x00b\n",
+            "character #x0000 at character 12 is a control character, which YAML does not "
+            "allow: remove it",
+        ),
+    ],
+)
+def test_a_character_yaml_cannot_read_is_one_line_with_its_place(raw: bytes, said: str) -> None:
+    with pytest.raises(YAMLError) as caught:
+        load_all(raw)
+    assert describe(caught.value) == said
+    assert error_line(raw) == 2
