@@ -56,6 +56,7 @@ class Setup(BaseModel):
     spokes: tuple[Spoke, ...]
     zones: dict[str, str]  # spoke -> zone of the embedded dataset
     arrivals: tuple[Arrival, ...]
+    after_replay: int = 0  # a trace's submissions after the days replayed, left out
 
     def fleet(self, jobs: tuple[JobRequest, ...]) -> Fleet:
         return Fleet(policy=self.policy, spokes=self.spokes, jobs=jobs, problems=())
@@ -225,6 +226,7 @@ def fleet_setup(
         spokes=fleet.spokes,
         zones=zones,
         arrivals=tuple(sorted(arrivals, key=lambda a: (a.at, a.job.id))),
+        after_replay=len(rows) - len(arrivals),
     )
 
 

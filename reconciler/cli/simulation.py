@@ -114,7 +114,14 @@ def simulate(
     for start in starts:
         for seed in seeds or (1,):
             setup = _simulation_setup(
-                scenario, fleet_path, trace, start=start, days=days, seed=seed, limit=time_limit
+                scenario,
+                fleet_path,
+                trace,
+                start=start,
+                days=days,
+                seed=seed,
+                limit=time_limit,
+                tell=not runs,  # what is skipped, once
             )
             results = []
             for name in names:
@@ -198,6 +205,7 @@ def _simulation_setup(
     days: int,
     seed: int,
     limit: float,
+    tell: bool,
 ) -> scenarios.Setup:
     if fleet_path is None:
         return scenarios.scenario_setup(
@@ -214,11 +222,11 @@ def _simulation_setup(
         # A replay plans every spoke from its file, from the first hour.
         broken = [p.line() for p in fleet.problems if p.file in fleet.broken_spokes.values()]
         raise click.ClickException(f"fix the spoke files first: {'; '.join(broken)}")
-    for problem in fleet.problems:
+    for problem in fleet.problems if tell else ():
         click.echo(f"skipped: {problem.line()}", err=True)
     trace_file = trace or (fleet_path / scenarios.TRACE_FILE)
     try:
-        return scenarios.fleet_setup(
+        setup = scenarios.fleet_setup(
             fleet,
             trace=trace_file.read_bytes() if trace_file.exists() else None,
             # Without a trace, the fleet's directory names the replay: as given,
@@ -230,6 +238,14 @@ def _simulation_setup(
         )
     except scenarios.SimulationInputError as error:
         raise click.ClickException(str(error)) from None
+    if tell and setup.after_replay:
+        click.echo(
+            f"skipped: {setup.name}: {setup.after_replay} submission"
+            f"{'s' * (setup.after_replay != 1)} at arrival_hours {days * 24} or later, after "
+            f"the {days_text(days)} replayed: lengthen --days to replay them",
+            err=True,
+        )
+    return setup
 
 
 def _plot(

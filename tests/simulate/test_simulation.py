@@ -217,6 +217,24 @@ def test_a_fleet_repo_replays_its_own_appwrappers_from_a_trace(tmp_path: Path) -
     run = json.loads(result.stdout)["runs"][0]
     assert run["jobs"] == 2  # the third arrives after the replay's day
     assert all(p["finished"] == 2 for p in run["policies"])
+    assert (
+        f"skipped: {root / 'trace.csv'}: 1 submission at arrival_hours 24 or later, after the "
+        "1 day replayed: lengthen --days to replay them"
+    ) in result.stderr
+
+
+def test_what_a_replay_skips_is_said_once_however_many_runs(tmp_path: Path) -> None:
+    root = fleet_copy(tmp_path)
+    (root / "jobs" / "broken.yaml").write_text("kind: AppWrapper\nspec: [\n")
+    (root / "trace.csv").write_text("arrival_hours,job\n0,batch/etl-daily\n25,etl-daily\n")
+    days = ["--days", "1", "--policy", "qos", "--seed", "1", "--seed", "2"]
+    result = CliRunner().invoke(main, ["simulate", "--fleet", str(root), *days])
+    assert result.exit_code == 0, result.output
+    skipped = [line for line in result.stderr.splitlines() if line.startswith("skipped: ")]
+    assert [line.split(": ")[1] for line in skipped] == [
+        "jobs/broken.yaml",
+        str(root / "trace.csv"),
+    ]
 
 
 def test_the_table_says_how_many_jobs_finished(tmp_path: Path) -> None:
