@@ -17,6 +17,36 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 MAX_RETRY_AFTER_S = 30.0
+# A forecast answer is tens of kilobytes, a forge's list of pull requests a few
+# hundred: past this, the URL points at something else.
+MOST_ANSWER_BYTES = 16 * 2**20
+# The timeout bounds each wait for a byte, not the answer: a server that sends
+# one byte every few seconds held a request, and the reconcile, for as long as
+# it went on. The whole answer gets this many timeouts.
+ANSWER_TIMEOUTS = 3
+
+
+class AnswerError(Exception):
+    """An answer too large, or too slow to arrive whole; its words say which."""
+
+
+def read_answer(response: Any, *, timeout: float) -> bytes:
+    """The body of `response` (an http.client response), read within
+    ANSWER_TIMEOUTS timeouts in all and up to MOST_ANSWER_BYTES."""
+    deadline = time.monotonic() + ANSWER_TIMEOUTS * timeout
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := response.read1(65536):  # whatever has come, not a full buffer
+        size += len(chunk)
+        if size > MOST_ANSWER_BYTES:
+            raise AnswerError(f"the answer is larger than {MOST_ANSWER_BYTES // 2**20} MiB")
+        if time.monotonic() > deadline:
+            raise AnswerError(
+                f"the answer took longer than {ANSWER_TIMEOUTS * timeout:g} s to come whole "
+                "(a server sending it a little at a time)"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class ProviderError(Exception):
@@ -46,7 +76,10 @@ def get_json(
         request = urllib.request.Request(full, headers=dict(headers or {}))
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
-                body = response.read()
+                body = read_answer(response, timeout=timeout)
+        except AnswerError as error:
+            # Asking again would wait as long, or fetch as much, again.
+            raise ProviderError(f"{shown}: {error}", retry=False) from None
         except urllib.error.HTTPError as error:
             last = _http_error(shown, error)
             if not last.retry:

@@ -14,6 +14,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
+from carbon.http import AnswerError, read_answer
 from reconciler.gitrepo import redact
 
 
@@ -204,12 +205,15 @@ class Forge(BaseModel):
         where = f"{method} {redact(url.split('?')[0])}"
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                raw = response.read()
+                raw = read_answer(response, timeout=self.timeout_s)
+        except AnswerError as error:
+            raise ForgeError(f"{where}: {error}") from None
         except urllib.error.HTTPError as error:
             # The forge's own message says what to fix ("head" branch missing,
             # no permission...); its body never holds the token.
             hint = self._hint(error.code, listing=method == "GET")
-            raise ForgeError(f"{where}: HTTP {error.code}{_message(error)}{hint}") from None
+            said = _message(error, timeout=self.timeout_s)
+            raise ForgeError(f"{where}: HTTP {error.code}{said}{hint}") from None
         except (urllib.error.URLError, OSError) as error:
             raise ForgeError(f"{where}: {error}") from None
         except ValueError:  # http.client's words would quote the header: the token
@@ -254,13 +258,14 @@ def _declined_at(pull: dict[str, Any]) -> Any:
     return head.get("sha") if isinstance(head, dict) else pull.get("sha")
 
 
-def _message(error: urllib.error.HTTPError) -> str:
+def _message(error: urllib.error.HTTPError, *, timeout: float) -> str:
     """The forge's own word on an error: GitHub's and Gitea's `message`, or
     GitLab's, which may be a list of them, or `error`."""
     try:
-        answer = json.loads(error.read() or b"null")
+        body = read_answer(error.fp, timeout=timeout) if error.fp is not None else b""
+        answer = json.loads(body or b"null")
         text = answer.get("message") or answer.get("error")
-    except (ValueError, AttributeError, OSError):
+    except (ValueError, AttributeError, OSError, AnswerError):
         return ""
     if isinstance(text, list) and all(isinstance(item, str) for item in text):
         text = "; ".join(text)

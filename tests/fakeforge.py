@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,15 +21,20 @@ def serve_forge(handler: Any, *, scheme: str = "Bearer") -> Iterator[str]:
         def _handle(self, method: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"null")
+            drip: list[float] = []
             if self.headers.get("Authorization") != f"{scheme} forge-token":
                 status, reply = 401, {"message": "Bad credentials"}
             else:
-                status, reply = handler(self, method, body)
+                status, reply, *drip = handler(self, method, body)
             data = reply if isinstance(reply, bytes) else json.dumps(reply).encode()
             self.send_response(status)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            # A third value: seconds between the body's bytes, sent one at a time.
+            for part in [data[i : i + 1] for i in range(len(data))] if drip else [data]:
+                self.wfile.write(part)
+                self.wfile.flush()
+                time.sleep(drip[0] if drip else 0)
 
         def do_GET(self) -> None:
             self._handle("GET")

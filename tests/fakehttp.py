@@ -21,6 +21,7 @@ class Reply:
     body: Any = None  # JSON-encoded unless bytes
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    drip: float = 0.0  # seconds between the body's bytes, sent one at a time
 
 
 @dataclass
@@ -78,7 +79,12 @@ def serve(*, tls: tuple[str, str] | None = None) -> Iterator[Server]:
                     self.send_header(key, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if not reply.drip:
+                    self.wfile.write(body)
+                for byte in body if reply.drip else b"":
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(reply.drip)
             except (BrokenPipeError, ConnectionResetError):
                 pass
 

@@ -153,18 +153,38 @@ def test_a_failing_provider_falls_back_to_the_dataset_labelled(tmp_path, reply, 
     assert made == requests
 
 
-def test_a_server_that_never_answers_times_out_into_the_fallback(tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("reply", "said"),
+    [
+        (Reply(body={}, delay=3.0), "no answer"),
+        # Each byte comes within the timeout: only a bound on the whole answer ends it.
+        (Reply(body=b"{" + b" " * 200 + b"}", drip=0.02), "took longer than 0.6 s to come whole"),
+    ],
+)
+def test_a_server_that_never_answers_whole_times_out_into_the_fallback(
+    tmp_path, reply, said
+) -> None:
     with serve() as api:
-        api.route("/v3/", Reply(body={}, delay=3.0))
+        api.route("/v3/", reply)
         src = source("electricitymaps", api.url, tmp_path)
         src.client.timeout = 0.2
         started = time.monotonic()
         result = series(src, slots=2)
         took = time.monotonic() - started
         asked = len(api.seen)
-    assert result.provenance.origin == "fallback" and "no answer" in result.provenance.note
+    assert result.provenance.origin == "fallback" and said in result.provenance.note
     # Asked once: a server that let a whole timeout pass is not asked again at once.
     assert asked == 1 and took < 2.0
+
+
+def test_an_answer_past_16_mib_is_not_read_to_its_end(tmp_path) -> None:
+    with serve() as api:
+        api.route("/v3/", Reply(body=b" " * (17 * 2**20)))
+        result = series(source("electricitymaps", api.url, tmp_path), slots=2)
+        asked = len(api.seen)
+    assert result.provenance.origin == "fallback"
+    assert "the answer is larger than 16 MiB" in result.provenance.note
+    assert asked == 1
 
 
 def test_zones_are_fetched_at_once(tmp_path) -> None:

@@ -185,6 +185,21 @@ def test_a_forge_that_never_answers_times_out() -> None:
         assert time.monotonic() - started < 1.5
 
 
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [(200, "the answer took longer than 0.6 s to come whole"), (500, "HTTP 500")],
+)
+def test_a_forge_answering_a_byte_at_a_time_is_given_three_timeouts(status, expected) -> None:
+    def handler(request, method, body):
+        return status, b"[" + b" " * 100 + b"]", 0.02
+
+    with serve_forge(handler) as url:
+        started = time.monotonic()
+        with pytest.raises(ForgeError, match=expected):
+            open_pr(url, timeout_s=0.2)
+        assert time.monotonic() - started < 1.5
+
+
 def test_closing_comments_then_closes_the_open_one_and_leaves_others_alone() -> None:
     calls: list[tuple[str, str, object]] = []
     pulls = [{"number": 4, "head": {"ref": "someone/else"}}]
