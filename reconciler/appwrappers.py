@@ -477,7 +477,10 @@ def _hints(
             return None
 
     def watts(text: str) -> float:
-        value = float(text)
+        try:
+            value = float(text)
+        except ValueError:  # Python's words ("could not convert string to float")
+            raise ValueError(f"{text!r} is not a number of watts (e.g. 450)") from None
         if not math.isfinite(value) or value <= 0:
             raise ValueError(f"{text!r} must be a positive number of watts")
         if value > MOST_WATTS:
@@ -489,10 +492,13 @@ def _hints(
     def spoke_list(text: str) -> tuple[str, ...]:
         chosen = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
         unknown = [s for s in chosen if s not in names]
-        if unknown or not chosen:
+        if not chosen:
             raise ValueError(
-                f"unknown spoke(s) {', '.join(unknown) or '(none)'}; known: {', '.join(names)}"
+                f"names no spoke: give some of {', '.join(names)}, comma-separated, "
+                "or remove it to allow any"
             )
+        if unknown:
+            raise ValueError(f"unknown spoke(s) {', '.join(unknown)}; known: {', '.join(names)}")
         return chosen
 
     listed = parse("spokes", spoke_list) or tuple(names)

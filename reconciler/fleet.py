@@ -248,6 +248,16 @@ class PolicySpec(Spec):
             )
         return value
 
+    @field_validator("namespaces")
+    @classmethod
+    def _some_namespace(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value == ():
+            raise ValueError(
+                "an empty list admits no job: list the namespaces Argo CD's AppProject "
+                "admits, or leave it out to take any"
+            )
+        return value
+
     @model_validator(mode="after")
     def _default_namespace_allowed(self) -> PolicySpec:
         if self.namespaces is not None and self.namespace not in self.namespaces:

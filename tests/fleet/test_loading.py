@@ -293,6 +293,11 @@ def appwrapper_doc_with(**more: dict) -> str:
             "jobs/extra.yaml: metadata.annotations.caspian.dev/spokes: unknown spoke(s) tokyo",
         ),
         (
+            appwrapper(annotations={"caspian.dev/spokes": " , "}),
+            "jobs/extra.yaml: metadata.annotations.caspian.dev/spokes: names no spoke: give some "
+            "of california, frankfurt, paris, comma-separated, or remove it to allow any",
+        ),
+        (
             appwrapper(annotations={"caspian.dev/dedline": "2026-12-01T10:00:00Z"}),
             "jobs/extra.yaml: metadata.annotations.caspian.dev/dedline: unknown Caspian annotation",
         ),
@@ -308,6 +313,11 @@ def appwrapper_doc_with(**more: dict) -> str:
             "jobs/extra.yaml: metadata.annotations.workload.codeflare.dev.appwrapper/retrylimit: "
             "unknown AppWrapper annotation, which nothing reads; did you mean "
             "workload.codeflare.dev.appwrapper/retryLimit? known: admissionGracePeriodDuration",
+        ),
+        (
+            appwrapper(annotations={"caspian.dev/power-watts": "450W"}),
+            "jobs/extra.yaml: metadata.annotations.caspian.dev/power-watts: '450W' is not a "
+            "number of watts (e.g. 450)",
         ),
         (
             appwrapper(annotations={"caspian.dev/power-watts": "-5"}),
@@ -767,6 +777,11 @@ def test_the_spoke_down_grace_may_be_zero_or_none(written, grace) -> None:
             {"caspian": POLICY_HEAD + "spec: {namespace: default, namespaces: [batch]}\n"},
             "caspian.yaml: spec: namespace 'default' is not among namespaces (batch): add it "
             "there, or name one of those",
+        ),
+        (
+            {"caspian": POLICY_HEAD + "spec: {namespaces: []}\n"},
+            "caspian.yaml: spec.namespaces: an empty list admits no job: list the namespaces "
+            "Argo CD's AppProject admits, or leave it out to take any",
         ),
         ({"caspian": "apiVersion: [\n"}, "caspian.yaml: not valid YAML"),
         (
