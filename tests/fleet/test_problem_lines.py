@@ -122,8 +122,8 @@ def test_a_document_too_large_for_kubernetes_is_not_read_nor_searched_for_lines(
         ),
         (
             b"a: 1\nname: a\x00b\n",
-            "character #x0000 at character 12 is a control character, which YAML does not "
-            "allow: remove it",
+            "character #x0000 at character 12 is one YAML does not allow (a control "
+            "character): remove it",
         ),
     ],
 )
