@@ -25,16 +25,16 @@ YAMLError = yaml.YAMLError
 
 # The most one document of a file a user writes may hold: etcd keeps objects of
 # up to 1.5 MiB by default, so Kubernetes takes no AppWrapper larger. Reading a
-# 20 MB data file put in jobs/ by mistake took `caspian validate` 272 s and 2.8 GB.
+# 20 MB data file put in jobs/ by mistake took `caspian validate` 272 s and 2.7 GiB.
 MOST_DOCUMENT_BYTES = 3 * 2**19
 # A line that starts or ends a document, wherever it stands (YAML forbids it in
 # a value), so documents are told apart without reading them.
 _DOCUMENT_MARK = re.compile(rb"^(?:---|\.\.\.)(?=[ \t\r\n]|$)", re.MULTILINE)
 
 # Values that aliases may add to a document beyond those written in it. An
-# AppWrapper that reuses a block by an alias adds a few hundred; nine levels of
+# AppWrapper that reuses a block by an alias adds a few hundred; eight levels of
 # ten aliases each in 1.3 KB add a billion, which took validation past 120 s
-# and 6 GB before this limit (Kubernetes' own YAML reader refuses such
+# and 6.3 GiB before this limit (Kubernetes' own YAML reader refuses such
 # "excessive aliasing" too).
 MOST_ALIASED = 100_000
 

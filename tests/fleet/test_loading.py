@@ -666,7 +666,7 @@ def _aliased(levels: int) -> str:
 
 
 def test_aliases_that_expand_past_a_bound_are_refused_and_the_rest_loads() -> None:
-    # Eight levels stood for a billion values: validating took over 120 s and 6 GB.
+    # Eight levels stood for a billion values: validating took over 120 s and 6.3 GiB.
     fleet = fleet_with(jobs__aliased=_aliased(6))
     assert problems_of(fleet) == [
         "jobs/aliased.yaml: not valid YAML: its aliases add 12,345,660 values to those "
