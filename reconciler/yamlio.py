@@ -33,7 +33,7 @@ _DOCUMENT_MARK = re.compile(rb"^(?:---|\.\.\.)(?=[ \t\r\n]|$)", re.MULTILINE)
 
 # Values that aliases may add to a document beyond those written in it. An
 # AppWrapper that reuses a block by an alias adds a few hundred; eight levels of
-# ten aliases each in 1.3 KB add a billion, which took validation past 120 s
+# ten aliases each in 1.5 KB add a billion, which took validation past 120 s
 # and 6.3 GiB before this limit (Kubernetes' own YAML reader refuses such
 # "excessive aliasing" too).
 MOST_ALIASED = 100_000

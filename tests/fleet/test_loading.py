@@ -652,7 +652,7 @@ def test_a_bad_document_in_a_multi_document_file_is_named_by_index() -> None:
 
 def _aliased(levels: int) -> str:
     """An AppWrapper whose containers' commands nest aliases `levels` deep, ten
-    to a level: 1.3 KB that stand for ten to the `levels` + 1 values."""
+    to a level: 1.4 KB at eight levels, standing for ten to the `levels` + 1 values."""
     lines = appwrapper("aliased").splitlines()
     at = next(i for i, line in enumerate(lines) if line.strip() == "containers:") + 1
     indent = lines[at][: len(lines[at]) - len(lines[at].lstrip())]
