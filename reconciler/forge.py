@@ -14,8 +14,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
-from carbon.http import AnswerError, read_answer
-from reconciler.gitrepo import redact
+from carbon.http import AnswerError, read_answer, shown_url
 
 
 class ForgeError(Exception):
@@ -202,7 +201,7 @@ class Forge(BaseModel):
                 "Content-Type": "application/json",
             },
         )
-        where = f"{method} {redact(url.split('?')[0])}"
+        where = f"{method} {shown_url(url.split('?')[0])}"
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 raw = read_answer(response, timeout=self.timeout_s)
@@ -236,7 +235,7 @@ class Forge(BaseModel):
         if code == 404 and listing:
             # Forges answer 404, not 403, for a private repo the token may not see.
             return (
-                f": no repo {self.repo} at {redact(self.url)}, or the token may not see it "
+                f": no repo {self.repo} at {shown_url(self.url)}, or the token may not see it "
                 "(--forge-repo, --forge-url)"
             )
         return ""

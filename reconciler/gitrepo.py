@@ -22,6 +22,9 @@ import pygit2
 from pydantic import BaseModel, ConfigDict
 from pygit2.enums import FetchPrune, FileMode
 
+# One way of printing a URL without its user and password, for git remotes
+# as for the carbon providers' and the forge's URLs.
+from carbon.http import shown_url as redact
 from reconciler.history import Revision
 from reconciler.signing import SigningError, SigningKey, sign
 
@@ -80,11 +83,6 @@ def _is_local(url: str) -> bool:
 
 
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-
-
-def redact(url: str) -> str:
-    """A URL safe to print: no user, password or token."""
-    return re.sub(r"(?<=://)[^/@]+@", "", url)
 
 
 def default_cache_dir(url: str) -> Path:
