@@ -75,6 +75,9 @@ class Snapshot(BaseModel):
     # Which of `files` are symbolic links: git holds a link as a blob of the path
     # it points to, which is what `files` has for it.
     links: frozenset[str] = frozenset()
+    # Git submodules among them: git holds only a commit of another repo there,
+    # so a reconcile sees none of the files a checkout shows below it.
+    submodules: frozenset[str] = frozenset()
 
 
 def _is_local(url: str) -> bool:
@@ -213,6 +216,7 @@ class FleetRepo:
         commit = self.repo[self.fetch_tip()].peel(pygit2.Commit)
         files: dict[str, bytes] = {}
         links: set[str] = set()
+        submodules: set[str] = set()
         tree = self._fleet_tree(commit.tree)
         if tree is None:
             raise GitError(
@@ -221,8 +225,13 @@ class FleetRepo:
             )
         if not any(part.rstrip("/") in tree for part in READ_PREFIXES):
             self._no_fleet_here(tree)
-        _read_tree(tree, files=files, links=links)
-        return Snapshot(commit=str(commit.id), files=files, links=frozenset(links))
+        _read_tree(tree, files=files, links=links, submodules=submodules)
+        return Snapshot(
+            commit=str(commit.id),
+            files=files,
+            links=frozenset(links),
+            submodules=frozenset(submodules),
+        )
 
     def _no_fleet_here(self, tree: pygit2.Tree) -> None:
         """Where the fleet's directory holds nothing of a fleet but a directory
@@ -590,16 +599,22 @@ def _read_tree(
     *,
     files: dict[str, bytes],
     links: set[str],
+    submodules: set[str],
 ) -> None:
-    """Fill `files` and `links` with what `tree` holds under READ_PREFIXES."""
+    """Fill `files`, `links` and `submodules` with what `tree` holds under
+    READ_PREFIXES."""
     for entry in tree:
         path = f"{prefix}{entry.name}"  # every entry of a tree has a name
         if isinstance(entry, pygit2.Tree):
             if (path + "/").startswith(READ_PREFIXES) or any(
                 p.startswith(path + "/") for p in READ_PREFIXES
             ):
-                _read_tree(entry, path + "/", files=files, links=links)
-        elif isinstance(entry, pygit2.Blob) and path.startswith(READ_PREFIXES):
+                _read_tree(entry, path + "/", files=files, links=links, submodules=submodules)
+        elif not path.startswith(READ_PREFIXES):
+            continue
+        elif entry.filemode == FileMode.COMMIT:
+            submodules.add(path)
+        elif isinstance(entry, pygit2.Blob):
             files[path] = entry.data
             if entry.filemode == FileMode.LINK:
                 links.add(path)

@@ -52,11 +52,13 @@ def load_fleet(
     *,
     appwrapper_schema: appwrappers.SchemaCheck,
     links: Collection[str] = frozenset(),
+    submodules: Collection[str] = frozenset(),
     held: Mapping[str, str] | None = None,
     known: JobFiles | None = None,
 ) -> Fleet:
     """Read policy, spokes and AppWrappers from a snapshot of the repo. `links` says
-    which of `files` are symbolic links (their content is the path they point to).
+    which of `files` are symbolic links (their content is the path they point to),
+    `submodules` where git holds another repo's commit instead of files.
     `held` gives each job the ledger knows the file it was read from: of two
     files that define one job, that one keeps it. `known` holds what the
     AppWrapper files read to in the last call, and is updated: the fleet is
@@ -64,6 +66,9 @@ def load_fleet(
     policy = _load_policy(files, links=links)
     spokes, problems = _load_spokes(files, links=links)
     broken = broken_spokes(problems, loaded=spokes)
+    # After broken_spokes: a directory's name is no spoke's, and the spokes in it
+    # are not known.
+    problems.extend(_directories_not_read(files, links=links, submodules=submodules))
     # A broken spoke's labels are not known: a job may name it or select it, and
     # waits for it, rather than being refused for another file's fault.
     named: dict[str, Mapping[str, str] | None] = {
@@ -151,6 +156,31 @@ def _is_job_file(path: str) -> bool:
     return path.startswith(JOBS_DIR) and path.endswith((".yaml", ".yml"))
 
 
+def _directories_not_read(
+    files: Mapping[str, bytes], *, links: Collection[str], submodules: Collection[str]
+) -> list[Problem]:
+    """Where jobs/ or spokes/ hold a directory Caspian cannot read, which would
+    otherwise leave its AppWrappers or spokes out without a word: a git
+    submodule, or a link whose name has no suffix (git cannot say whether a
+    link points to a directory; one named like a file is read as one)."""
+    problems = [
+        Problem(
+            file=path,
+            field="-",
+            reason="a git submodule: git holds a commit of another repo here, not its "
+            "files, so Caspian reads none of them; commit the files into this repo instead",
+        )
+        for path in sorted(submodules)
+        if path.startswith((JOBS_DIR, SPOKES_DIR))
+    ]
+    problems.extend(
+        _link_problem(path, files[path])
+        for path in sorted(links)
+        if path.startswith((JOBS_DIR, SPOKES_DIR)) and "." not in path.rsplit("/", 1)[-1]
+    )
+    return problems
+
+
 def _link_problem(path: str, target: bytes) -> Problem:
     # Git holds a link, not the file it points to, and Argo CD and kustomize
     # would each resolve it their own way: Caspian reads only what is committed.
@@ -160,7 +190,11 @@ def _link_problem(path: str, target: bytes) -> Problem:
         file=path,
         field="-",
         reason=f"a symbolic link (to {shown!r}): Caspian reads files, not links; "
-        "commit the file itself at this path",
+        + (
+            "commit the file itself at this path"
+            if "." in path.rsplit("/", 1)[-1]
+            else "commit the files it points to below this path instead"
+        ),
     )
 
 

@@ -104,7 +104,11 @@ _RENDERS = Renders()
 
 
 def fleet_in(
-    files: Mapping[str, bytes], *, links: Collection[str], read: ledger.Ledger | None = None
+    files: Mapping[str, bytes],
+    *,
+    links: Collection[str],
+    submodules: Collection[str] = frozenset(),
+    read: ledger.Ledger | None = None,
 ) -> Fleet:
     """The fleet a commit, or a work tree, holds. Where two files define one
     job, the file its ledger record was read from keeps it. `read` is that
@@ -116,8 +120,18 @@ def fleet_in(
             read = ledger.Ledger()  # told where the ledger itself is read
     held = {entry.id: entry.source for entry in read.entries}
     return load_fleet(
-        files, appwrapper_schema=crd.check_appwrapper, links=links, held=held, known=_JOB_FILES
+        files,
+        appwrapper_schema=crd.check_appwrapper,
+        links=links,
+        submodules=submodules,
+        held=held,
+        known=_JOB_FILES,
     )
+
+
+def fleet_of(snapshot: Snapshot, *, read: ledger.Ledger | None = None) -> Fleet:
+    """The fleet a commit holds."""
+    return fleet_in(snapshot.files, links=snapshot.links, submodules=snapshot.submodules, read=read)
 
 
 def plan(
@@ -147,7 +161,7 @@ def survey(repo: FleetRepo, *, now: datetime, observer: Observer | None = None) 
     spokes`): its file, its API's answer, its room and what is placed there."""
     snapshot = repo.fetch()
     read = previous_ledger(snapshot.files)
-    fleet = fleet_in(snapshot.files, links=snapshot.links, read=read)
+    fleet = fleet_of(snapshot, read=read)
     fleet = fleet.without_spokes(carbon_sources(fleet)[1])
     states = (observer or DeclaredCapacity()).observe(fleet)
     entries = read.entries
@@ -225,7 +239,7 @@ def _not_yet_placed(snapshot: Snapshot, job: str) -> tuple[str, str] | None:
     names, which no reconcile has recorded yet (just pushed, or proposed in a
     pull request not merged yet): its history is its file's commits."""
     try:
-        fleet = fleet_in(snapshot.files, links=snapshot.links)
+        fleet = fleet_of(snapshot)
     except FleetConfigError:
         return None
     matches = [j for j in fleet.jobs if job in (j.id, j.name, j.source, j.source.split("#")[0])]
@@ -535,7 +549,7 @@ def decline_once(
         snapshot = _fetched(repo, bot=author.email)
         main = previous_ledger(snapshot.files)
         proposal = _proposed_ledger(repo, tip, what=pull, otherwise="nothing is declined") or main
-        fleet = fleet_in(snapshot.files, links=snapshot.links, read=main)
+        fleet = fleet_of(snapshot, read=main)
         asks = {job.id: job.ask for job in fleet.jobs}
         held = proposals.declined(main, proposal, asks=asks, pull=pull, at=now)
         before = main.by_id()
@@ -605,7 +619,12 @@ def _after(snapshot: Snapshot, outcome: Outcome) -> Snapshot:
     kept = {
         path: data for path, data in snapshot.files.items() if not path.startswith(OWNED_PREFIXES)
     }
-    return Snapshot(commit=outcome.commit, files={**kept, **outcome.files}, links=snapshot.links)
+    return Snapshot(
+        commit=outcome.commit,
+        files={**kept, **outcome.files},
+        links=snapshot.links,
+        submodules=frozenset(p for p in snapshot.submodules if not p.startswith(OWNED_PREFIXES)),
+    )
 
 
 def _commit(repo: FleetRepo, outcome: Outcome, *, author: Identity, now: datetime) -> str | None:
@@ -688,7 +707,7 @@ def _decision(
     of an open `proposal`, which it starts from)."""
     now = now.astimezone(UTC)
     previous = previous_ledger(snapshot.files)
-    fleet = fleet_in(snapshot.files, links=snapshot.links, read=previous)
+    fleet = fleet_of(snapshot, read=previous)
     sources, unsourced = carbon_sources(fleet)
     fleet = fleet.without_spokes(unsourced)
     for name in (*(s.name for s in fleet.spokes), *fleet.broken_spokes):
@@ -738,8 +757,14 @@ def _outcome(snapshot: Snapshot, decision: Decision, *, old: ledger.Ledger) -> O
     """What `decision` makes of the files of `snapshot`, whose ledger is `old`."""
     files = render(decision, previous=snapshot.files, known=_RENDERS)
     changes = diff(snapshot.files, files)
+    # The commit drops everything under the owned prefixes it does not write,
+    # a submodule too.
+    changes.update(
+        (path, "deleted") for path in sorted(snapshot.submodules) if path.startswith(OWNED_PREFIXES)
+    )
     # A held job's manifest is kept as committed, hand edit and all.
-    reverted = [p for p in hand_edits(snapshot.files) if p.file in changes]
+    edited = hand_edits(snapshot.files, submodules=snapshot.submodules)
+    reverted = [p for p in edited if p.file in changes]
     for problem in reverted:
         log.warning("reverting %s", problem.line())
     message = messages.commit_message(
@@ -861,10 +886,11 @@ def _parsed_ledger(raw: bytes | None) -> ledger.Ledger:
 _LEDGER_RECORDS = ledger.Records()
 
 
-def hand_edits(files: Mapping[str, bytes]) -> list[Problem]:
-    """Manifests under rendered/ not as Caspian wrote them. The ledger is checked
-    where it is read (`ledger.parse`), since a hand-edited one stops the reconcile."""
-    return [
+def hand_edits(files: Mapping[str, bytes], *, submodules: Collection[str] = ()) -> list[Problem]:
+    """Manifests under rendered/ not as Caspian wrote them, and submodules put
+    where Caspian writes. The ledger is checked where it is read
+    (`ledger.parse`), since a hand-edited one stops the reconcile."""
+    edits = [
         Problem(
             file=path,
             field="-",
@@ -875,6 +901,20 @@ def hand_edits(files: Mapping[str, bytes]) -> list[Problem]:
         for path, raw in sorted(files.items())
         if path.startswith(RENDERED) and (why := owned.hand_edit(raw))
     ]
+    # Argo CD may check a submodule out with the rest, and apply another repo's
+    # manifests to a spoke past every plan.
+    edits.extend(
+        Problem(
+            file=path,
+            field="-",
+            reason="a git submodule: Caspian owns rendered/ and status/, and takes it out "
+            "at the next reconcile; make the change in jobs/, spokes/ or caspian.yaml "
+            f"(git rm {path})",
+        )
+        for path in sorted(submodules)
+        if path.startswith(OWNED_PREFIXES)
+    )
+    return edits
 
 
 def fetch_forecasts(

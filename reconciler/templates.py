@@ -33,14 +33,34 @@ def links_in(root: Path) -> frozenset[str]:
     return frozenset(name for name, path in _entries(root) if path.is_symlink())
 
 
+def submodules_in(root: Path) -> frozenset[str]:
+    """The directories below `root` that are git repos of their own (a
+    submodule's checkout, say). Git holds a commit of another repo there, not
+    files, so read_tree reads nothing below them."""
+    return frozenset(_walk(root)[1])
+
+
 def _entries(root: Path) -> list[tuple[str, Path]]:
-    """Below `root` (no .git). rglob does not descend into a linked directory, as
-    git does not: the link is one entry."""
-    return [
-        (path.relative_to(root).as_posix(), path)
-        for path in sorted(root.rglob("*"))
-        if ".git" not in path.relative_to(root).parts
-    ]
+    return _walk(root)[0]
+
+
+def _walk(root: Path) -> tuple[list[tuple[str, Path]], list[str]]:
+    """What is below `root` (no .git), and the repos nested in it, by path
+    relative to it. A linked directory is one entry and is not descended into,
+    as git holds it."""
+    entries: list[tuple[str, Path]] = []
+    nested: list[str] = []
+    for here, dirs, names in os.walk(root):
+        base = Path(here)
+        if base != root and ".git" in (*dirs, *names):
+            nested.append(base.relative_to(root).as_posix())
+            dirs.clear()
+            continue
+        dirs[:] = [name for name in dirs if name != ".git"]
+        for name in (*dirs, *names):
+            if name != ".git":
+                entries.append(((base / name).relative_to(root).as_posix(), base / name))
+    return sorted(entries), sorted(nested)
 
 
 def write_tree(root: Path, files: dict[str, bytes]) -> None:

@@ -14,10 +14,12 @@ def user_commit(
     message: str = "user change",
     *,
     links: dict[str, str] | None = None,
+    submodules: dict[str, str] | None = None,
     branch: str = "main",
 ) -> str:
     """Commit on top of `branch` in the bare repo, as a push from a user would
-    land; `links` adds symbolic links (path: where it points)."""
+    land; `links` adds symbolic links (path: where it points), `submodules`
+    git submodules (path: the other repo's commit, which this repo does not hold)."""
     repo = pygit2.Repository(str(remote))
     parent = repo.references[f"refs/heads/{branch}"].peel(pygit2.Commit)
     index = pygit2.Index()
@@ -30,6 +32,8 @@ def user_commit(
     for path, target in (links or {}).items():
         blob = repo.create_blob(target.encode())
         index.add(pygit2.IndexEntry(path, blob, pygit2.enums.FileMode.LINK))
+    for path, commit in (submodules or {}).items():
+        index.add(pygit2.IndexEntry(path, pygit2.Oid(hex=commit), pygit2.enums.FileMode.COMMIT))
     tree = index.write_tree(repo)
     who = pygit2.Signature("Fleet User", "user@example.invalid")
     return str(repo.create_commit(f"refs/heads/{branch}", who, who, message, tree, [parent.id]))
@@ -57,7 +61,7 @@ def files(remote: Path, prefix: str = "") -> list[str]:
 
     def walk(t: pygit2.Tree, base: str) -> None:
         for entry in t:
-            if entry.type_str == "tree":
+            if entry.filemode == pygit2.enums.FileMode.TREE:
                 walk(repo[entry.id], base + entry.name + "/")
             elif (base + entry.name).startswith(prefix):
                 found.append(base + entry.name)

@@ -159,6 +159,7 @@ def _validate_repo(root: Path, *, parts: list[str], named: bool) -> list[_Found]
     """The problems of the fleet repo work tree at `root` that are in `parts`
     of it ("." for all of it); where there are none, says so on stderr."""
     files = templates.read_tree(root)
+    submodules = templates.submodules_in(root)
     located = functools.partial(_located, files=files, root=root)
     # The ledger is parsed once (a large one takes seconds); a broken
     # caspian.yaml is said before a broken ledger, as a reconcile would.
@@ -168,7 +169,9 @@ def _validate_repo(root: Path, *, parts: list[str], named: bool) -> list[_Found]
     except ledger.LedgerError as error:
         read, unread = ledger.Ledger(), error
     try:
-        fleet = reconciling.fleet_in(files, links=templates.links_in(root), read=read)
+        fleet = reconciling.fleet_in(
+            files, links=templates.links_in(root), submodules=submodules, read=read
+        )
         fleet = fleet.without_spokes(reconciling.carbon_sources(fleet)[1])
     except FleetConfigError as error:
         return located(error.problems)
@@ -176,7 +179,7 @@ def _validate_repo(root: Path, *, parts: list[str], named: bool) -> list[_Found]
         return located([_ledger_problem(unread)])
     problems = [
         p
-        for p in [*fleet.problems, *reconciling.hand_edits(files)]
+        for p in [*fleet.problems, *reconciling.hand_edits(files, submodules=submodules)]
         if any(part == "." or f"{p.file.split('#')[0]}/".startswith(f"{part}/") for part in parts)
     ]
     if not problems:

@@ -214,7 +214,10 @@ def _simulation_setup(
     files = templates.read_tree(fleet_path)
     try:
         fleet = load_fleet(
-            files, appwrapper_schema=crd.check_appwrapper, links=templates.links_in(fleet_path)
+            files,
+            appwrapper_schema=crd.check_appwrapper,
+            links=templates.links_in(fleet_path),
+            submodules=templates.submodules_in(fleet_path),
         )
     except FleetConfigError as error:
         raise click.ClickException(str(error)) from None

@@ -268,7 +268,35 @@ def test_validate_reads_links_as_git_holds_them_not_what_they_point_to(
     assert result.exit_code == EXIT_ERROR
     assert result.output.strip().splitlines() == [
         f"jobs/shared.yaml: a symbolic link (to '{outside / 'shared.yaml'}'): Caspian reads "
-        "files, not links; commit the file itself at this path"
+        "files, not links; commit the file itself at this path",
+        # git cannot say a link is to a directory; one without a suffix is taken for one
+        f"jobs/team: a symbolic link (to '{outside}'): Caspian reads files, not links; "
+        "commit the files it points to below this path instead",
+    ]
+
+
+def test_validate_names_repos_nested_in_the_fleet_as_git_holds_them(
+    run, tmp_path, monkeypatch
+) -> None:
+    target = tmp_path / "fleet"
+    assert run("init", target).exit_code == 0
+    # A submodule's checkout holds a .git file, a repo cloned inside a .git directory.
+    team, vendored = target / "jobs" / "team-b", target / "rendered" / "paris" / "vendor"
+    for nested in (team, vendored):
+        nested.mkdir(parents=True)
+    (team / ".git").write_text("gitdir: ../../.git/modules/team-b\n")
+    (team / "train.yaml").write_text(appwrapper("team-b-train"))
+    (vendored / ".git").mkdir()
+    (vendored / "extra.yaml").write_text("kind: Job\n")
+    monkeypatch.chdir(target)  # files are named from there
+    result = run("validate", target)
+    assert result.exit_code == EXIT_ERROR
+    assert result.output.strip().splitlines() == [
+        "jobs/team-b: a git submodule: git holds a commit of another repo here, not its "
+        "files, so Caspian reads none of them; commit the files into this repo instead",
+        "rendered/paris/vendor: a git submodule: Caspian owns rendered/ and status/, and takes "
+        "it out at the next reconcile; make the change in jobs/, spokes/ or caspian.yaml "
+        "(git rm rendered/paris/vendor)",
     ]
 
 

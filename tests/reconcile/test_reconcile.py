@@ -308,6 +308,39 @@ def test_a_spoke_file_that_is_a_link_or_ends_in_yml_is_a_problem_of_its_own(
         gitutil.user_commit(remote, dict.fromkeys([*change, *links]))
 
 
+def test_a_submodule_or_a_linked_directory_in_jobs_is_a_problem_not_left_out(
+    fleet_repo, remote
+) -> None:
+    reconcile(fleet_repo)
+    other = "3f" * 20  # another repo's commit: this one never holds it
+    gitutil.user_commit(
+        remote,
+        {},
+        "add the team's jobs",
+        submodules={"jobs/team-b": other, "spokes/eu": other},
+        links={"jobs/shared": "../../shared-jobs"},
+    )
+    outcome = reconcile(fleet_repo, at=NOW + timedelta(hours=1))
+    assert outcome.partial
+    assert not outcome.decision.broken_spokes  # no spoke is named team-b or eu
+    ledger = gitutil.ledger(remote)
+    for path in ("jobs/team-b", "spokes/eu"):
+        assert ledger[path]["phase"] == "Invalid"
+        assert ledger[path]["reason"].startswith("a git submodule: git holds a commit of")
+    assert ledger["jobs/shared"]["reason"].endswith(
+        "commit the files it points to below this path instead"
+    )
+
+
+def test_a_submodule_put_in_rendered_is_taken_out(fleet_repo, remote) -> None:
+    reconcile(fleet_repo)
+    gitutil.user_commit(remote, {}, submodules={"rendered/paris/extra": "3f" * 20})
+    reconcile(fleet_repo, at=NOW + timedelta(minutes=5))
+    assert "rendered/paris/extra" not in gitutil.files(remote)
+    assert "- rendered/paris/extra" in gitutil.message(remote).split("Hand edits reverted")[1]
+    assert not reconcile(fleet_repo, at=NOW + timedelta(minutes=5)).changes
+
+
 def test_a_broken_policy_commits_nothing(fleet_repo, remote) -> None:
     reconcile(fleet_repo)
     policy = b"apiVersion: caspian.dev/v1alpha1\nkind: Policy\nspec: {slot: 7m}\n"
