@@ -23,7 +23,7 @@ import yaml
 
 from optimizer import baselines
 from optimizer.model import Instance, Plan, SolverSettings
-from reconciler import benchloop, crd, deciding, ledger, reconciling, templates
+from reconciler import benchloop, crd, deciding, gridcarbon, ledger, templates
 from reconciler.decisions import Decision, SpokeState
 from reconciler.fleet import Fleet
 from reconciler.loading import load_fleet
@@ -116,7 +116,7 @@ def _decide(
 
 def measure(*, jobs: int, spokes: int, nodes: int, repeats: int, now: datetime) -> dict[str, Any]:
     bench_fleet = fleet(jobs=jobs, spokes=spokes)
-    forecasts = reconciling.fetch_forecasts(bench_fleet, now=now)
+    forecasts = gridcarbon.fetch_forecasts(bench_fleet, now=now)
     with_nodes = node_states(bench_fleet, nodes=nodes)
     summed = {name: state.model_copy(update={"nodes": ()}) for name, state in with_nodes.items()}
     total: dict[str, list[float]] = {"nodes": [], "sum": []}

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import click
 from pydantic import ValidationError
 
-from reconciler import reconciling
+from reconciler import gridcarbon
 from reconciler.cli.common import days_text, now_option, parse_now
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ def carbon_forecast(
         reason = first["msg"].removeprefix("Value error, ")
         raise click.BadParameter(reason, param_hint=f"'--{first['loc'][0]}'") from None
     try:
-        source = source_for(config, env=os.environ, cache_dir=reconciling.carbon_cache())
+        source = source_for(config, env=os.environ, cache_dir=gridcarbon.carbon_cache())
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     series = source.series(

@@ -188,7 +188,7 @@ def test_an_answer_past_16_mib_is_not_read_to_its_end(tmp_path) -> None:
 
 
 def test_zones_are_fetched_at_once(tmp_path) -> None:
-    from reconciler.reconciling import fetch_forecasts
+    from reconciler.gridcarbon import fetch_forecasts
     from tests.fleet.helpers import fleet_with
 
     class Slow:

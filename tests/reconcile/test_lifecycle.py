@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import yaml
 
-from reconciler import deciding, ledger, messages, reconciling
+from reconciler import deciding, gridcarbon, ledger, messages, reconciling
 from reconciler.ledger import FIXED
 from reconciler.observing import DeclaredCapacity
 from reconciler.pods import Node, Resources, Taint
@@ -26,7 +26,7 @@ def step(files, *, now, states=None, planner=deciding.optimize_plan):
         fleet=fleet,
         ledger=ledger.parse(files.get(ledger.LEDGER_PATH)),
         spokes=observed,
-        forecasts=reconciling.fetch_forecasts(fleet, now=now),
+        forecasts=gridcarbon.fetch_forecasts(fleet, now=now),
         now=now,
         planner=planner,
     )

@@ -12,10 +12,11 @@ from prometheus_client import REGISTRY
 from reconciler.decisions import SpokeState
 from reconciler.fleet import FleetConfigError
 from reconciler.gitrepo import FleetRepo
+from reconciler.gridcarbon import fetch_forecasts
 from reconciler.ledger import LedgerError
 from reconciler.metrics import UNITS
 from reconciler.pods import Node, Resources, Taint
-from reconciler.reconciling import fetch_forecasts, plan, reconcile_once
+from reconciler.reconciling import plan, reconcile_once
 from tests import gitutil
 from tests.conftest import BOT, NOW
 from tests.fleet.helpers import appwrapper, fleet_with

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from reconciler import crd, deciding, ledger, messages, reconciling
+from reconciler import crd, deciding, gridcarbon, ledger, messages
 from reconciler.loading import load_fleet
 from reconciler.observing import DeclaredCapacity
 from reconciler.rendering import render
@@ -21,7 +21,7 @@ def decide_and_render(now: datetime, files: dict[str, bytes] | None = None):
         fleet=fleet,
         ledger=previous,
         spokes=DeclaredCapacity().observe(fleet),
-        forecasts=reconciling.fetch_forecasts(fleet, now=now),
+        forecasts=gridcarbon.fetch_forecasts(fleet, now=now),
         now=now,
     )
     rendered = render(decision, previous=files)
