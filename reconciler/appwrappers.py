@@ -94,11 +94,7 @@ def _job_from_doc(
 
     components = doc["spec"]["components"]
     if len(components) != 1:
-        return refused(
-            "spec.components",
-            f"Caspian places AppWrappers that wrap exactly one batch/v1 Job; found "
-            f"{len(components)} components: split them into one AppWrapper each",
-        )
+        return refused("spec.components", _not_one_component(components))
     template = components[0]["template"]
     field = "spec.components[0].template"
     if template.get("apiVersion") != "batch/v1" or template.get("kind") != "Job":
@@ -439,6 +435,30 @@ def _unknown(key: str, *, prefix: str, known: Iterable[str], whose: str) -> jobs
     hint = f"did you mean {prefix}{near[0]}? " if near else ""
     return jobspec.FieldError(
         key, f"unknown {whose} annotation, which nothing reads; {hint}known: {', '.join(names)}"
+    )
+
+
+def _not_one_component(components: list[Any]) -> str:
+    """Why an AppWrapper of other than one component is refused, and what to do
+    with what it wraps besides a Job."""
+    kinds = [
+        f"{template.get('apiVersion')}/{template.get('kind')}"
+        for component in components
+        if isinstance(template := (component or {}).get("template"), dict)
+    ]
+    said = "Caspian places AppWrappers that wrap exactly one batch/v1 Job"
+    if not components:
+        return f"{said}; this one wraps nothing: wrap the Job to run"
+    others = sorted({kind for kind in kinds if kind != "batch/v1/Job"})
+    found = f"found {len(components)} components ({', '.join(kinds)})"
+    if kinds.count("batch/v1/Job") != 1:
+        return f"{said}; {found}: split them into one AppWrapper each"
+    # A Job's companions (a ConfigMap, a Service) are the spoke's to hold: Caspian
+    # renders and prunes Jobs alone.
+    return (
+        f"{said}; {found}: keep the Job alone in it, and give each spoke that may run "
+        f"it the {' and '.join(others)} some other way (an Argo CD Application of "
+        "the namespace's own manifests, say)"
     )
 
 

@@ -633,11 +633,29 @@ def test_a_job_without_parallelism_runs_one_pod_and_none_with_zero() -> None:
     assert none["extra"].cpu == 0
 
 
-def test_two_components_are_refused_with_the_way_out() -> None:
+@pytest.mark.parametrize(
+    ("others", "fix"),
+    [
+        (["job"], "found 2 components (batch/v1/Job, batch/v1/Job): split them into one"),
+        (
+            ["config"],
+            "found 2 components (batch/v1/Job, v1/ConfigMap): keep the Job alone in it, "
+            "and give each spoke that may run it the v1/ConfigMap some other way",
+        ),
+        (None, "this one wraps nothing: wrap the Job to run"),
+    ],
+)
+def test_other_than_one_component_is_refused_with_the_way_out(others, fix) -> None:
     doc = appwrapper_doc()
-    doc["spec"]["components"] *= 2
+    config = {"template": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}}
+    extra = {"job": doc["spec"]["components"][0], "config": config}
+    if others is None:
+        doc["spec"]["components"] = []
+    else:
+        doc["spec"]["components"] += [extra[other] for other in others]
     fleet = fleet_with(jobs__extra=yaml.safe_dump(doc))
-    assert "split them into one AppWrapper each" in problems_of(fleet)[0]
+    assert fix in problems_of(fleet)[0]
+    assert "extra" not in {job.name for job in fleet.jobs}
 
 
 def test_a_bad_document_in_a_multi_document_file_is_named_by_index() -> None:
