@@ -17,18 +17,25 @@ from carbon.providers import CarbonProvider
 from carbon.sources import source_for
 from reconciler import deciding, metrics
 from reconciler.fleet import Fleet, FleetConfigError, Problem, Spoke
+from reconciler.ledger import Ledger
 
 log = logging.getLogger("caspian.reconcile")
 
 
-def carbon_sources(fleet: Fleet) -> tuple[dict[str, CarbonProvider], list[Problem]]:
+def carbon_sources(
+    fleet: Fleet, *, read: Ledger | None = None
+) -> tuple[dict[str, CarbonProvider], list[Problem]]:
     """One source per zone, built from the spoke files and the environment, and
     a problem for each spoke whose `carbon:` block gives none. Spokes of one zone
-    share the first one's source; one whose block differs from it is a problem."""
+    share the first one's source, by name, and one whose block differs from it
+    is a problem. Spokes the ledger `read` has placed work on come first: a
+    spoke file added with another block for a zone is the one refused, not the
+    spoke that runs the zone's jobs."""
+    placed = {entry.spoke for entry in read.entries} if read is not None else set()
     sources: dict[str, CarbonProvider] = {}
     readers: dict[str, Spoke] = {}
     problems = []
-    for spoke in fleet.spokes:
+    for spoke in sorted(fleet.spokes, key=lambda s: s.name not in placed):
         config = spoke.spec.carbon
         file = f"spokes/{spoke.name}.yaml"
         if config.zone in readers:
@@ -44,7 +51,10 @@ def carbon_sources(fleet: Fleet) -> tuple[dict[str, CarbonProvider], list[Proble
             # A zone the data lacks is that line's fault; a key or region missing, the block's.
             field = "spec.carbon.zone" if isinstance(error, UnknownZoneError) else "spec.carbon"
             problems.append(Problem(file=file, field=field, reason=str(error)))
-    return sources, problems
+    # In the fleet's order again, as before the ledger was asked.
+    zones = dict.fromkeys(spoke.spec.carbon.zone for spoke in fleet.spokes)
+    ordered = {zone: sources[zone] for zone in zones if zone in sources}
+    return ordered, sorted(problems, key=lambda problem: problem.file)
 
 
 def _another_source(spoke: Spoke, *, first: Spoke) -> str:

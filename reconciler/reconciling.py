@@ -156,7 +156,7 @@ def survey(repo: FleetRepo, *, now: datetime, observer: Observer | None = None) 
     snapshot = repo.fetch()
     read = previous_ledger(snapshot.files)
     fleet = fleet_of(snapshot, read=read)
-    fleet = fleet.without_spokes(gridcarbon.carbon_sources(fleet)[1])
+    fleet = fleet.without_spokes(gridcarbon.carbon_sources(fleet, read=read)[1])
     states = (observer or DeclaredCapacity()).observe(fleet)
     entries = read.entries
     placed = placed_by_spoke(entries)
@@ -702,7 +702,7 @@ def _decision(
     now = now.astimezone(UTC)
     previous = previous_ledger(snapshot.files)
     fleet = fleet_of(snapshot, read=previous)
-    sources, unsourced = gridcarbon.carbon_sources(fleet)
+    sources, unsourced = gridcarbon.carbon_sources(fleet, read=previous)
     fleet = fleet.without_spokes(unsourced)
     for name in (*(s.name for s in fleet.spokes), *fleet.broken_spokes):
         metrics.SPOKE_FILE_LOADS.labels(spoke=name).set(0 if name in fleet.broken_spokes else 1)

@@ -173,7 +173,7 @@ def _validate_repo(root: Path, *, parts: list[str], named: bool) -> list[_Found]
         fleet = reconciling.fleet_in(
             files, links=templates.links_in(root), submodules=submodules, read=read
         )
-        fleet = fleet.without_spokes(gridcarbon.carbon_sources(fleet)[1])
+        fleet = fleet.without_spokes(gridcarbon.carbon_sources(fleet, read=read)[1])
     except FleetConfigError as error:
         return located(error.problems)
     if unread is not None:

@@ -176,6 +176,20 @@ def test_spokes_of_one_zone_share_one_carbon_source_or_the_later_is_a_problem(
     assert "spokes/paris.yaml" not in gitutil.ledger(remote)
 
 
+def test_a_spoke_added_with_another_block_for_a_zone_does_not_take_out_the_one_working_there(
+    fleet_repo, remote
+) -> None:
+    reconcile(fleet_repo)
+    assert "paris" in {e.get("spoke") for e in gitutil.ledger(remote).values()}
+    # Brest comes before paris by name, which alone would make paris the problem.
+    brest = gitutil.read(remote, "spokes/paris.yaml").replace(b"name: paris", b"name: brest")
+    gitutil.user_commit(remote, {"spokes/brest.yaml": brest.replace(b"lifecycle", b"direct")})
+    outcome = reconcile(fleet_repo, at=NOW + timedelta(minutes=15))
+    assert outcome.decision.broken_spokes == {"brest": "spokes/brest.yaml"}
+    reason = gitutil.ledger(remote)["spokes/brest.yaml"]["reason"]
+    assert reason.startswith("spec.carbon: zone 'FR' is read as spokes/paris.yaml gives it")
+
+
 def test_a_live_source_of_a_zone_already_read_is_told_to_take_a_name_of_its_own(
     fleet_repo, remote
 ) -> None:
