@@ -51,15 +51,24 @@ def load_job_file(
             "1.5 MiB: no AppWrapper, and not read; move the file out of jobs/"
         )
         return [[Problem(file=path, field="-", reason=reason)]]
+    if pointer := yamlio.lfs_pointer(raw):
+        return [[Problem(file=path, field="-", reason=pointer)]]
+    template = yamlio.template_marks(raw)
     try:
         docs = yamlio.load_all(raw)
     except yamlio.YAMLError as error:
-        return [[Problem(file=path, field="-", reason=f"not valid YAML: {yamlio.describe(error)}")]]
+        reason = f"not valid YAML: {yamlio.describe(error)}" + (f"; {template}" if template else "")
+        return [[Problem(file=path, field="-", reason=reason)]]
     label = (lambda i: f"{path}#{i}") if len(docs) > 1 else (lambda i: path)
-    return [
+    found = [
         _job_from_doc(doc, source=label(index), policy=policy, labels=labels, check=check)
         for index, doc in enumerate(docs)
     ]
+    refused = next((each for each in found if isinstance(each, list)), None)
+    if template and refused is not None:
+        # Once per file: one template's marks make many problems.
+        refused.append(Problem(file=path, field="-", reason=template))
+    return found
 
 
 def _job_from_doc(
@@ -77,7 +86,12 @@ def _job_from_doc(
         return problem("-", "expected a mapping (an AppWrapper object)")
     if doc.get("apiVersion") != APPWRAPPER_API or doc.get("kind") != "AppWrapper":
         kind = f"{doc.get('apiVersion')}/{doc.get('kind')}"
-        return problem("kind", f"expected {APPWRAPPER_API} AppWrapper, found {kind}")
+        reason = f"expected {APPWRAPPER_API} AppWrapper, found {kind}"
+        if doc.get("kind") == "Kustomization":
+            reason += (
+                ": Caspian reads each file in jobs/ as it is, not through kustomize; move it out"
+            )
+        return problem("kind", reason)
     schema_errors = check(doc)
     if schema_errors:
         return [Problem(file=source, field=f, reason=r) for f, r in schema_errors]

@@ -261,6 +261,8 @@ def _load_spokes(
 
 
 def _one_document(raw: bytes) -> tuple[Any, str | None]:
+    if pointer := yamlio.lfs_pointer(raw):
+        return None, pointer
     try:
         docs = yamlio.load_all(raw)
     except yamlio.YAMLError as error:

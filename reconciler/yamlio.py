@@ -135,6 +135,41 @@ def largest_document(raw: bytes) -> int:
     return max(b - a for a, b in itertools.pairwise(marks))
 
 
+# A Git LFS pointer: what git holds of a file kept in LFS storage, a few lines
+# of `key value` whose first is the spec's version and which name the file's
+# digest and size.
+_LFS_POINTER = re.compile(
+    rb"version https://\S+\n(?:[a-z0-9.-]+ \S.*\n)*?oid sha256:[0-9a-f]{64}\n"
+    rb"(?:[a-z0-9.-]+ \S.*\n)*?size (\d+)\n(?:[a-z0-9.-]+ \S.*\n)*"
+)
+
+
+def lfs_pointer(raw: bytes) -> str | None:
+    """Where `raw` is a Git LFS pointer and not the file it stands for, what
+    to do (it reads as YAML: one long string)."""
+    found = _LFS_POINTER.fullmatch(raw)
+    if found is None:
+        return None
+    return (
+        f"a Git LFS pointer to a file of {int(found[1]):,} bytes, not the file: Caspian "
+        "reads what git holds and fetches nothing from LFS; take the fleet's YAML out of "
+        "LFS (its pattern in .gitattributes) and commit the file itself"
+    )
+
+
+def template_marks(raw: bytes) -> str | None:
+    """Where `raw` holds a Helm or Go template's `{{ }}`, a hint for the
+    problems found in it: it is read as committed, not rendered."""
+    at = raw.find(b"{{")
+    if at < 0 or raw.find(b"}}", at) < 0:
+        return None
+    line = raw.count(b"\n", 0, at) + 1
+    return (
+        f"it holds a template's {{{{ }}}} (line {line}), read as committed: render the "
+        "template (helm template, say) and commit what it gives"
+    )
+
+
 def load_all(raw: bytes, *, loader: type | None = None) -> list[Any]:
     """The documents of `raw` that are not empty."""
     return _readable(
@@ -325,6 +360,8 @@ def describe(error: YAMLError) -> str:
         )
     mark = getattr(error, "problem_mark", None)
     problem = getattr(error, "problem", None) or str(error)
+    if "'\\t'" in str(problem):
+        problem = f"{problem}: YAML indents with spaces, not tabs"
     if mark is not None:
         return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
     return str(problem)

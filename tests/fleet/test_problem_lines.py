@@ -15,7 +15,7 @@ from reconciler.yamlio import (
     line_of,
     load_all,
 )
-from tests.fleet.helpers import fleet_with, problems_of
+from tests.fleet.helpers import appwrapper, fleet_with, problems_of
 
 TWO_DOCUMENTS = b"""\
 ---
@@ -132,3 +132,60 @@ def test_a_character_yaml_cannot_read_is_one_line_with_its_place(raw: bytes, sai
         load_all(raw)
     assert describe(caught.value) == said
     assert error_line(raw) == 2
+
+
+LFS_POINTER = f"version https://git-lfs.example/spec/v1\noid sha256:{'4d' * 32}\nsize 1234\n"
+
+
+@pytest.mark.parametrize(
+    ("file", "text", "said"),
+    [
+        (
+            "jobs/extra.yaml",
+            "apiVersion: workload.codeflare.dev/v1beta2\nkind: AppWrapper\nmetadata:\n\tname: x\n",
+            "not valid YAML: found character '\\t' that cannot start any token: YAML indents "
+            "with spaces, not tabs",
+        ),
+        (
+            "jobs/extra.yaml",
+            "apiVersion: workload.codeflare.dev/v1beta2\nkind: AppWrapper\nmetadata:\n"
+            "  name: {{ .Values.name }}\n",
+            "not valid YAML: found unhashable key (line 4, column 10); it holds a template's "
+            "{{ }} (line 4), read as committed: render the template (helm template, say) and "
+            "commit what it gives",
+        ),
+        (
+            "jobs/extra.yaml",
+            LFS_POINTER,
+            "a Git LFS pointer to a file of 1,234 bytes, not the file",
+        ),
+        (
+            "spokes/lyon.yaml",
+            LFS_POINTER,
+            "a Git LFS pointer to a file of 1,234 bytes, not the file",
+        ),
+        (
+            "jobs/extra.yaml",
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n",
+            "Caspian reads each file in jobs/ as it is, not through kustomize; move it out",
+        ),
+    ],
+)
+def test_what_a_file_holds_instead_of_yaml_is_said_with_the_way_out(file, text, said) -> None:
+    fleet = fleet_with(**{file.removesuffix(".yaml").replace("/", "__"): text})
+    (line,) = [line for line in problems_of(fleet) if line.startswith(file)]
+    assert said in line
+
+
+def test_template_marks_in_a_file_that_parses_are_said_once_beside_its_problems() -> None:
+    quoted = appwrapper().replace("name: extra", "name: '{{ .Values.name }}'", 1)
+    lines = [line for line in problems_of(fleet_with(jobs__extra=quoted)) if "jobs/" in line]
+    assert len(lines) == 2
+    assert lines[0].startswith("jobs/extra.yaml: metadata.name: '{{ .Values.name }}' is not a")
+    assert lines[1] == (
+        "jobs/extra.yaml: it holds a template's {{ }} (line 4), read as committed: render the "
+        "template (helm template, say) and commit what it gives"
+    )
+    # A Go template in a command is a Job's own business: no word where nothing is wrong.
+    fine = appwrapper(annotations={"example.com/format": "go-template={{.status}}"})
+    assert problems_of(fleet_with(jobs__extra=fine)) == []

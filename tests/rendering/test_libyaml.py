@@ -87,7 +87,11 @@ def test_libyaml_reads_the_template_fleet_as_pyyaml_does() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        (b"spec:\n\t- a\n", "found character '\\t' that cannot start any token (line 2, column 1)"),
+        (
+            b"spec:\n\t- a\n",
+            "found character '\\t' that cannot start any token: YAML indents with spaces, "
+            "not tabs (line 2, column 1)",
+        ),
         (b"a: *nope\n", "found undefined alias 'nope' (line 1, column 4)"),
         (b"a: b: c\n", "mapping values are not allowed here (line 1, column 5)"),
         (
