@@ -54,10 +54,13 @@ def load_job_file(
     if pointer := yamlio.lfs_pointer(raw):
         return [[Problem(file=path, field="-", reason=pointer)]]
     template = yamlio.template_marks(raw)
+    # Argo CD reads .json manifests too, and users write them.
+    json = path.endswith(".json")
     try:
-        docs = yamlio.load_all(raw)
+        docs = yamlio.load_json(raw) if json else yamlio.load_all(raw)
     except yamlio.YAMLError as error:
-        reason = f"not valid YAML: {yamlio.describe(error)}" + (f"; {template}" if template else "")
+        reason = f"not valid {'JSON' if json else 'YAML'}: {yamlio.describe(error)}"
+        reason += f"; {template}" if template else ""
         return [[Problem(file=path, field="-", reason=reason)]]
     label = (lambda i: f"{path}#{i}") if len(docs) > 1 else (lambda i: path)
     found = [

@@ -152,8 +152,12 @@ def _one_file_each(
     return kept, problems
 
 
+# What Argo CD reads as manifests in a directory.
+JOB_FILE_SUFFIXES = (".yaml", ".yml", ".json")
+
+
 def _is_job_file(path: str) -> bool:
-    return path.startswith(JOBS_DIR) and path.endswith((".yaml", ".yml"))
+    return path.startswith(JOBS_DIR) and path.endswith(JOB_FILE_SUFFIXES)
 
 
 def _directories_not_read(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -175,6 +176,53 @@ def load_all(raw: bytes, *, loader: type | None = None) -> list[Any]:
     return _readable(
         lambda use: [doc for doc in yaml.load_all(raw, Loader=use) if doc is not None], loader
     )
+
+
+def load_json(raw: bytes) -> list[Any]:
+    """The one document of a JSON file, as a list like load_all's (empty for
+    a file of only whitespace). Read with Python's own JSON reader: JSON
+    indented with tabs is no YAML. A key given twice is refused, as in YAML."""
+    if not raw.strip():
+        return []
+    try:
+        return [json.loads(raw, object_pairs_hook=_each_key_once)]
+    except json.JSONDecodeError as error:
+        raise JSONError(error.msg, line=error.lineno, column=error.colno) from None
+    except ValueError as error:  # bytes that are no text, a key given twice
+        raise YAMLError(str(error)) from None
+    except RecursionError:
+        raise YAMLError("nested too deeply to read") from None
+
+
+class JSONError(YAMLError):
+    """Where a JSON file stops being JSON."""
+
+    def __init__(self, message: str, *, line: int, column: int) -> None:
+        super().__init__(f"{message} (line {line}, column {column})")
+        self.line = line
+
+
+def json_error_line(raw: bytes) -> int | None:
+    """The line (from 1) where `raw` stops being JSON; None where it is JSON."""
+    try:
+        load_json(raw)
+    except JSONError as error:
+        return error.line
+    except YAMLError:
+        return None
+    return None
+
+
+def _each_key_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(
+                f"key {key!r} is given twice in one object: keep one, as kubectl and "
+                "Argo CD refuse it"
+            )
+        found[key] = value
+    return found
 
 
 def load(raw: bytes, *, loader: type | None = None) -> Any:

@@ -207,14 +207,19 @@ def _located(
     for problem in problems:
         name, _, document = problem.file.partition("#")
         number = int(document) if document.isdecimal() else 0
-        raw = files.get(name)
-        line = (
-            (yamlio.line_of(raw, problem.field, document=number) or yamlio.error_line(raw))
-            if raw
-            else None
-        )
+        line = _line_of(files.get(name), file=name, field=problem.field, document=number)
         found.append(_Found(name, _shown(root / name), number, line, problem))
     return sorted(found, key=lambda f: (f.file, f.document, f.line or 0))
+
+
+def _line_of(raw: bytes | None, *, file: str, field: str, document: int) -> int | None:
+    """The line of `field`, or else the line where the file stops parsing."""
+    if not raw:
+        return None
+    line = yamlio.line_of(raw, field, document=document)
+    if line is not None:
+        return line
+    return yamlio.json_error_line(raw) if file.endswith(".json") else yamlio.error_line(raw)
 
 
 def _print(found: list[_Found], *, style: str) -> None:

@@ -300,6 +300,28 @@ def test_validate_names_repos_nested_in_the_fleet_as_git_holds_them(
     ]
 
 
+def test_validate_gives_json_files_their_lines(run, tmp_path, monkeypatch) -> None:
+    target = tmp_path / "fleet"
+    assert run("init", target).exit_code == 0
+    doc = yaml.safe_load(appwrapper("in-json", annotations={"caspian.dev/duration": "soon"}))
+    (target / "jobs" / "in-json.json").write_text(json.dumps(doc, indent=2))
+    (target / "jobs" / "tabbed.json").write_text(json.dumps(doc, indent="\t"))
+    # A comma YAML would take and JSON does not.
+    (target / "jobs" / "broken.json").write_text('{\n  "kind": "AppWrapper",\n  "spec": {},\n}\n')
+    monkeypatch.chdir(target)  # files are named from there
+    result = run("validate", target)
+    assert result.exit_code == EXIT_ERROR
+    lines = result.output.strip().splitlines()
+    assert lines[0] == (
+        "jobs/broken.json:4: not valid JSON: Expecting property name enclosed in double "
+        "quotes (line 4, column 1)"
+    )
+    duration = "metadata.annotations.caspian.dev/duration: 'soon' is not a duration"
+    assert lines[1].startswith(f"jobs/in-json.json:7: {duration}")
+    assert lines[2].startswith(f"jobs/tabbed.json:7: {duration}")
+    assert len(lines) == 3
+
+
 def test_validate_names_rendered_files_edited_or_added_by_hand(run, tmp_path, monkeypatch) -> None:
     target, remote = tmp_path / "fleet", tmp_path / "fleet.git"
     run("init", "--bare", remote)

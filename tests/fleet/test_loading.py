@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -631,6 +632,37 @@ def test_a_job_without_parallelism_runs_one_pod_and_none_with_zero() -> None:
     none = {j.name: j for j in fleet_with(jobs__extra=appwrapper(job_spec={"parallelism": 0})).jobs}
     assert one["extra"].cpu > 0
     assert none["extra"].cpu == 0
+
+
+def _job_of(name: str, raw: bytes):
+    fleet = load_fleet({**template_files(), name: raw}, appwrapper_schema=crd.check_appwrapper)
+    (job,) = [job for job in fleet.jobs if job.source == name]
+    return job
+
+
+def test_an_appwrapper_in_json_is_read_as_its_yaml_twin_tabs_and_all() -> None:
+    doc = appwrapper_doc("twin", annotations={"caspian.dev/deadline": "2026-12-09T10:00:00Z"})
+    from_json = _job_of("jobs/twin.json", json.dumps(doc, indent="\t").encode())
+    from_yaml = _job_of("jobs/twin.yaml", yaml.safe_dump(doc).encode())
+    assert from_json.model_dump(exclude={"source"}) == from_yaml.model_dump(exclude={"source"})
+
+
+@pytest.mark.parametrize(
+    ("raw", "said"),
+    [
+        (b'{"kind": "AppWrapper",\n "spec": {}\n "x": 1}', "not valid JSON: Expecting ',' "),
+        (b'{"kind": "AppWrapper",\n"kind": "Job"}', "key 'kind' is given twice in one object"),
+        (b"\xff\xfe{", "not valid JSON: "),
+        (b"[1, 2]", "expected a mapping (an AppWrapper object)"),
+    ],
+)
+def test_a_broken_json_file_says_where_and_why(raw: bytes, said: str) -> None:
+    fleet = load_fleet(
+        {**template_files(), "jobs/broken.json": raw}, appwrapper_schema=crd.check_appwrapper
+    )
+    (problem,) = [p.line() for p in fleet.problems if p.file == "jobs/broken.json"]
+    assert said in problem
+    assert len(fleet.jobs) == 10  # the template's, every one
 
 
 @pytest.mark.parametrize(
