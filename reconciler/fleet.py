@@ -44,6 +44,8 @@ API_VERSION = "caspian.dev/v1alpha1"
 MOST_WATTS = 10_000_000.0
 POLICY_FILE = "caspian.yaml"
 SPOKES_DIR = "spokes/"
+# What Argo CD reads as manifests in a directory, and Caspian in jobs/.
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 JOBS_DIR = "jobs/"
 
 Duration = Annotated[timedelta, BeforeValidator(lambda v: quantities.duration(v))]
@@ -630,11 +632,13 @@ class Fleet(BaseModel):
 
 def broken_spokes(problems: Iterable[Problem], *, loaded: Iterable[Spoke]) -> dict[str, str]:
     """The spokes that `problems` leave without a file that loads, each with its
-    file, by the name of that file (spokes/paris.yml is paris's too)."""
+    file, by the name of that file (spokes/paris.yml, or .json, is paris's too)."""
     found = {spoke.name for spoke in loaded}
     broken: dict[str, str] = {}
     for file in sorted({p.file for p in problems if p.file.startswith(SPOKES_DIR)}):
-        name = file.rsplit("/", 1)[-1].removesuffix(".yaml").removesuffix(".yml")
+        name, dot, suffix = file.rsplit("/", 1)[-1].rpartition(".")
+        if not dot or f".{suffix.lower()}" not in MANIFEST_SUFFIXES:
+            name = file.rsplit("/", 1)[-1]
         if name not in found:
             broken.setdefault(name, file)
     return dict(sorted(broken.items()))

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from reconciler import appwrappers, yamlio
 from reconciler.fleet import (
     JOBS_DIR,
+    MANIFEST_SUFFIXES,
     POLICY_FILE,
     SPOKES_DIR,
     Fleet,
@@ -69,6 +70,7 @@ def load_fleet(
     # After broken_spokes: a directory's name is no spoke's, and the spokes in it
     # are not known.
     problems.extend(_directories_not_read(files, links=links, submodules=submodules))
+    problems.extend(_in_capitals(files))
     # A broken spoke's labels are not known: a job may name it or select it, and
     # waits for it, rather than being refused for another file's fault.
     named: dict[str, Mapping[str, str] | None] = {
@@ -152,12 +154,27 @@ def _one_file_each(
     return kept, problems
 
 
-# What Argo CD reads as manifests in a directory.
-JOB_FILE_SUFFIXES = (".yaml", ".yml", ".json")
-
-
 def _is_job_file(path: str) -> bool:
-    return path.startswith(JOBS_DIR) and path.endswith(JOB_FILE_SUFFIXES)
+    return path.startswith(JOBS_DIR) and path.endswith(MANIFEST_SUFFIXES)
+
+
+def _split_suffix(path: str) -> tuple[str, str]:
+    """`path` without its suffix, and the suffix (".yaml"; "" for none)."""
+    stem, dot, suffix = path.rpartition(".")
+    return (stem, dot + suffix) if dot and "/" not in suffix else (path, "")
+
+
+def _in_capitals(files: Mapping[str, bytes]) -> list[Problem]:
+    """Files in jobs/ that would be read but for the case of their suffix
+    (`train.YAML`), which would otherwise be silently left out."""
+    problems = []
+    for path in sorted(p for p in files if p.startswith(JOBS_DIR)):
+        stem, suffix = _split_suffix(path)
+        if suffix.lower() in MANIFEST_SUFFIXES and suffix not in MANIFEST_SUFFIXES:
+            fix = "Caspian reads AppWrappers from files ending in .yaml, .yml or .json, in "
+            fix += f"lower case: rename it {stem}{suffix.lower()}"
+            problems.append(Problem(file=path, field="-", reason=fix))
+    return problems
 
 
 def _directories_not_read(
@@ -226,9 +243,10 @@ def _load_spokes(
     spokes: list[Spoke] = []
     problems: list[Problem] = []
     for path in sorted(p for p in files if p.startswith(SPOKES_DIR)):
-        if path.endswith(".yml"):
+        stem, suffix = _split_suffix(path)
+        if suffix != ".yaml" and suffix.lower() in MANIFEST_SUFFIXES:
             # Left out, its spoke would silently take no work.
-            fix = f"spoke files end in .yaml: rename it {path.removesuffix('.yml')}.yaml"
+            fix = f"spoke files end in .yaml: rename it {stem}.yaml"
             problems.append(Problem(file=path, field="-", reason=fix))
             continue
         if not path.endswith(".yaml"):

@@ -1138,3 +1138,26 @@ def test_a_job_runs_at_most_its_active_deadline(seconds, annotation, minutes) ->
     assert job.duration == timedelta(minutes=minutes)
     cut = annotation is not None and minutes * 60 == seconds
     assert job.duration_cut == (quantities.duration(annotation) if cut else None)
+
+
+def test_a_file_left_out_for_its_suffix_is_a_problem_not_a_silence() -> None:
+    files = template_files()
+    paris = files["spokes/paris.yaml"]
+    fleet = load_fleet(
+        {
+            **files,
+            "jobs/Train.YAML": appwrapper("train-caps").encode(),
+            "jobs/notes.md": b"# not a job\n",
+            "spokes/lyon.json": paris.replace(b"name: paris", b"name: lyon"),
+            "spokes/nice.YAML": paris.replace(b"name: paris", b"name: nice"),
+        },
+        appwrapper_schema=crd.check_appwrapper,
+    )
+    assert problems_of(fleet) == [
+        "spokes/lyon.json: spoke files end in .yaml: rename it spokes/lyon.yaml",
+        "spokes/nice.YAML: spoke files end in .yaml: rename it spokes/nice.yaml",
+        "jobs/Train.YAML: Caspian reads AppWrappers from files ending in .yaml, .yml or "
+        ".json, in lower case: rename it jobs/Train.yaml",
+    ]
+    # Jobs that name them wait for them, as for any spoke whose file does not load.
+    assert set(fleet.broken_spokes) == {"lyon", "nice"}
