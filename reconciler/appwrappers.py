@@ -61,7 +61,8 @@ def load_job_file(
     except yamlio.YAMLError as error:
         reason = f"not valid {'JSON' if json else 'YAML'}: {yamlio.describe(error)}"
         reason += f"; {template}" if template else ""
-        return [[Problem(file=path, field="-", reason=reason)]]
+        stops_at = yamlio.error_place(error, raw)
+        return [[Problem(file=path, field="-", reason=reason, stops_at=stops_at)]]
     label = (lambda i: f"{path}#{i}") if len(docs) > 1 else (lambda i: path)
     found = [
         _job_from_doc(doc, source=label(index), policy=policy, labels=labels, check=check)

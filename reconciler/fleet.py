@@ -98,6 +98,9 @@ class Problem(BaseModel):
     file: str
     field: str
     reason: str
+    # Where a file stops parsing, as its reader said: `caspian validate` names
+    # the line without reading the file again.
+    stops_at: int | None = None
 
     @field_validator("field", "reason")
     @classmethod

@@ -253,7 +253,9 @@ def _stem(path: str) -> str:
 
 
 class LedgerError(Exception):
-    pass
+    def __init__(self, message: str, *, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line  # where it stops parsing, for one that does not
 
 
 # An id YAML writes as it is: namespace/name, or the path of a file in jobs/.
@@ -294,7 +296,8 @@ def parse(raw: bytes | None, *, loader: type | None = None, known: Records | Non
         raise LedgerError(
             f"{LEDGER_PATH}: edited by hand (it no longer matches the digest Caspian wrote). "
             f"It is owned by Caspian: revert the hand edit (git log -p -- {LEDGER_PATH}) and "
-            "reconcile again"
+            "reconcile again",
+            line=_stops_at(raw),
         )
     if known is not None and loader is None:
         by_records = _read_by_records(raw, known)
@@ -305,8 +308,18 @@ def parse(raw: bytes | None, *, loader: type | None = None, known: Records | Non
     except (yamlio.YAMLError, ValidationError) as error:
         raise LedgerError(
             f"{LEDGER_PATH}: does not parse ({str(error).splitlines()[0]}). It is owned by "
-            f"Caspian: revert the hand edit (git log -p -- {LEDGER_PATH}) and reconcile again"
+            f"Caspian: revert the hand edit (git log -p -- {LEDGER_PATH}) and reconcile again",
+            line=yamlio.error_place(error, raw) if isinstance(error, yamlio.YAMLError) else None,
         ) from None
+
+
+def _stops_at(raw: bytes) -> int | None:
+    """Where a ledger edited by hand stops parsing, if it does: a line to show."""
+    try:
+        yamlio.load(raw)
+    except yamlio.YAMLError as error:
+        return yamlio.error_place(error, raw)
+    return None
 
 
 class Records:

@@ -226,9 +226,9 @@ def _load_policy(files: Mapping[str, bytes], *, links: Collection[str]) -> Polic
         )
     if POLICY_FILE in links:
         raise FleetConfigError([_link_problem(POLICY_FILE, files[POLICY_FILE])])
-    doc, error = _one_document(files[POLICY_FILE])
-    if error:
-        raise FleetConfigError([Problem(file=POLICY_FILE, field="-", reason=error)])
+    doc, unread = _one_document(POLICY_FILE, files[POLICY_FILE])
+    if unread:
+        raise FleetConfigError([unread])
     try:
         return Policy.model_validate(doc)
     except ValidationError as invalid:
@@ -254,9 +254,9 @@ def _load_spokes(
         if path in links:
             problems.append(_link_problem(path, files[path]))
             continue
-        doc, error = _one_document(files[path])
-        if error:
-            problems.append(Problem(file=path, field="-", reason=error))
+        doc, unread = _one_document(path, files[path])
+        if unread:
+            problems.append(unread)
             continue
         try:
             spoke = Spoke.model_validate(doc)
@@ -282,18 +282,23 @@ def _load_spokes(
     return tuple(spokes), problems
 
 
-def _one_document(raw: bytes) -> tuple[Any, str | None]:
+def _one_document(path: str, raw: bytes) -> tuple[Any, Problem | None]:
+    """The one mapping the file at `path` holds, or the problem why not."""
+
+    def problem(reason: str, stops_at: int | None = None) -> tuple[Any, Problem]:
+        return None, Problem(file=path, field="-", reason=reason, stops_at=stops_at)
+
     if pointer := yamlio.lfs_pointer(raw):
-        return None, pointer
+        return problem(pointer)
     try:
         docs = yamlio.load_all(raw)
     except yamlio.YAMLError as error:
-        return None, f"not valid YAML: {yamlio.describe(error)}"
+        return problem(f"not valid YAML: {yamlio.describe(error)}", yamlio.error_place(error, raw))
     if len(docs) != 1:
-        return None, f"expected one YAML document, found {len(docs)}"
+        return problem(f"expected one YAML document, found {len(docs)}")
     if not isinstance(docs[0], dict):
         found = _SHAPES.get(type(docs[0]), repr(docs[0]))
-        return None, f"expected a mapping (apiVersion, kind, metadata, spec), found {found}"
+        return problem(f"expected a mapping (apiVersion, kind, metadata, spec), found {found}")
     return docs[0], None
 
 

@@ -202,17 +202,6 @@ class JSONError(YAMLError):
         self.line = line
 
 
-def json_error_line(raw: bytes) -> int | None:
-    """The line (from 1) where `raw` stops being JSON; None where it is JSON."""
-    try:
-        load_json(raw)
-    except JSONError as error:
-        return error.line
-    except YAMLError:
-        return None
-    return None
-
-
 def _each_key_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for key, value in pairs:
@@ -301,43 +290,23 @@ def line_of(raw: bytes, field: str, *, document: int = 0) -> int | None:
 def _composed(raw: bytes) -> list[yaml.Node] | None:
     """The documents of `raw` that are not empty, as nodes with their places;
     None where it does not parse. Kept for the next problem of the same file.
-    libyaml's composer: with PyYAML's own, here and in `error_line`, validating
-    a 1.4 MB file that is no AppWrapper took 19-20 s, with libyaml's 10 s."""
+    libyaml's composer: with PyYAML's own, validating a 1.4 MB file that is
+    no AppWrapper took 19-20 s, with libyaml's 10 s."""
     try:
         return [node for node in yaml.compose_all(raw, Loader=_FastComposer) if _filled(node)]
     except (yaml.YAMLError, ValueError, RecursionError):
         return None
 
 
-@functools.lru_cache(maxsize=4)
-def error_line(raw: bytes) -> int | None:
-    """The line (from 1) where `raw` stops being YAML; None where it is YAML, or
-    where the parser names no place, or a document is too large to read."""
-    if largest_document(raw) > MOST_DOCUMENT_BYTES:
-        return None
-    if FAST:
-        # libyaml tells whether it reads in a fraction of PyYAML's time; only
-        # PyYAML's parser names the line of an error at the end of a file, as
-        # its error names it.
-        try:
-            for _ in yaml.load_all(raw, Loader=_FastLoader):
-                pass
-            return None
-        except yaml.YAMLError:
-            pass
-        except (ValueError, RecursionError):
-            return None
-    try:
-        for _ in yaml.load_all(raw, Loader=SafeLoader):  # a key given twice shows only here
-            pass
-    except yaml.reader.ReaderError as error:
+def error_place(error: YAMLError, raw: bytes) -> int | None:
+    """The line (from 1) of `raw` where reading it failed with `error`; None
+    where the reader names no place (a value its tag cannot hold, say)."""
+    if isinstance(error, JSONError):
+        return error.line
+    if isinstance(error, yaml.reader.ReaderError):
         return _reader_line(raw, error)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
-        return mark.line + 1 if mark is not None else None
-    except (ValueError, RecursionError):
-        return None
-    return None
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    return mark.line + 1 if mark is not None else None
 
 
 def _reader_line(raw: bytes, error: yaml.reader.ReaderError) -> int:

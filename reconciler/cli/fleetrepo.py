@@ -194,7 +194,7 @@ def _ledger_problem(error: ledger.LedgerError) -> Problem:
     # Its message names the file, as the problem line does already.
     said = str(error).removeprefix(f"{ledger.LEDGER_PATH}: ")
     said = said.removeprefix(f"{ledger.LEDGER_PATH} ")
-    return Problem(file=ledger.LEDGER_PATH, field="-", reason=said)
+    return Problem(file=ledger.LEDGER_PATH, field="-", reason=said, stops_at=error.line)
 
 
 def _located(
@@ -207,19 +207,11 @@ def _located(
     for problem in problems:
         name, _, document = problem.file.partition("#")
         number = int(document) if document.isdecimal() else 0
-        line = _line_of(files.get(name), file=name, field=problem.field, document=number)
+        line = problem.stops_at
+        if line is None and (raw := files.get(name)):
+            line = yamlio.line_of(raw, problem.field, document=number)
         found.append(_Found(name, _shown(root / name), number, line, problem))
     return sorted(found, key=lambda f: (f.file, f.document, f.line or 0))
-
-
-def _line_of(raw: bytes | None, *, file: str, field: str, document: int) -> int | None:
-    """The line of `field`, or else the line where the file stops parsing."""
-    if not raw:
-        return None
-    line = yamlio.line_of(raw, field, document=document)
-    if line is not None:
-        return line
-    return yamlio.json_error_line(raw) if file.endswith(".json") else yamlio.error_line(raw)
 
 
 def _print(found: list[_Found], *, style: str) -> None:
@@ -481,7 +473,7 @@ def _plan_object(
         "subject": message.partition("\n")[0] if message else None,
         "message": message,
         "partial": partial,
-        "problems": [problem.model_dump(mode="json") for problem in problems],
+        "problems": [problem.model_dump(mode="json", exclude={"stops_at"}) for problem in problems],
         "jobs": list(jobs),
     }
 

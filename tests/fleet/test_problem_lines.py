@@ -10,7 +10,7 @@ from reconciler.yamlio import (
     MOST_DOCUMENT_BYTES,
     YAMLError,
     describe,
-    error_line,
+    error_place,
     largest_document,
     line_of,
     load_all,
@@ -84,7 +84,9 @@ def test_a_file_that_does_not_parse_has_no_lines() -> None:
     ],
 )
 def test_a_file_that_does_not_parse_is_placed_where_it_stops(raw: bytes, line: int | None) -> None:
-    assert error_line(raw) == line
+    problems = fleet_with(jobs__extra=raw.decode()).problems
+    mine = [p for p in problems if p.file.startswith("jobs/extra.yaml")]
+    assert mine and [p.stops_at for p in mine if p.stops_at is not None] == [line] * bool(line)
 
 
 @pytest.mark.parametrize(
@@ -105,8 +107,9 @@ def test_the_largest_document_is_found_without_reading(raw: bytes, largest: int)
 def test_a_document_too_large_for_kubernetes_is_not_read_nor_searched_for_lines() -> None:
     data = b"records:\n" + b"".join(b"- {id: %d, tags: [a, b]}\n" % i for i in range(70_000))
     assert len(data) > MOST_DOCUMENT_BYTES
-    assert line_of(data, "records[3]") is None and error_line(data + b"x: [") is None
-    fleet = fleet_with(jobs__dataset=data.decode())
+    assert line_of(data, "records[3]") is None
+    fleet = fleet_with(jobs__dataset=(data + b"x: [").decode())
+    assert [p.stops_at for p in fleet.problems] == [None]
     assert problems_of(fleet) == [
         f"jobs/dataset.yaml: a document of {len(data) / 2**20:.1f} MiB, where Kubernetes keeps "
         "objects of up to 1.5 MiB: no AppWrapper, and not read; move the file out of jobs/"
@@ -131,7 +134,7 @@ def test_a_character_yaml_cannot_read_is_one_line_with_its_place(raw: bytes, sai
     with pytest.raises(YAMLError) as caught:
         load_all(raw)
     assert describe(caught.value) == said
-    assert error_line(raw) == 2
+    assert error_place(caught.value, raw) == 2
 
 
 LFS_POINTER = f"version https://git-lfs.example/spec/v1\noid sha256:{'4d' * 32}\nsize 1234\n"

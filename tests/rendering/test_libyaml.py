@@ -143,7 +143,7 @@ def test_a_key_given_twice_is_refused_at_the_second(loader) -> None:
         "key 'caspian.dev/deadline' is given twice in one mapping (first at line 3): keep one, "
         "as kubectl and Argo CD refuse it (line 5, column 5)"
     )
-    assert yamlio.error_line(TWICE) == 5
+    assert yamlio.error_place(refused.value, TWICE) == 5
 
 
 def test_keys_a_merge_brings_may_be_given_again() -> None:
