@@ -156,6 +156,7 @@ def _job_from_doc(
         annotations, policy=policy, labels=labels, namespace=namespace, own=f"{namespace}/{name}"
     )
     found += [(f"metadata.annotations.{error.field}", error.reason) for error in unread]
+    found += _misplaced(metadata, template)
     if found:
         first: dict[str, str] = {}  # one reason a field, the first found
         for where, why in found:
@@ -456,6 +457,62 @@ def _unknown(key: str, *, prefix: str, known: Iterable[str], whose: str) -> jobs
     )
 
 
+# The caspian.dev/ annotations Caspian reads, on the AppWrapper alone.
+READ = frozenset(
+    {
+        "deadline",
+        "complete-within",
+        "duration",
+        "not-before",
+        "power-watts",
+        "spokes",
+        "spoke-selector",
+        "after",
+    }
+)
+
+
+def _misplaced(metadata: Mapping[str, Any], job: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Caspian's annotations, or the AppWrapper controller's, written where
+    they are not read: as the AppWrapper's labels, or on the Job or its pods.
+    Left there, a deadline or a duration would silently not be had. One the
+    AppWrapper has with the same value is a copy (of a Job Caspian rendered,
+    say), and no problem."""
+    job_metadata = job.get("metadata") or {}
+    pod_metadata = ((job.get("spec") or {}).get("template") or {}).get("metadata") or {}
+    field = "spec.components[0].template"
+    places = {
+        "metadata.labels": metadata.get("labels"),
+        f"{field}.metadata.annotations": job_metadata.get("annotations"),
+        f"{field}.metadata.labels": job_metadata.get("labels"),
+        f"{field}.spec.template.metadata.annotations": pod_metadata.get("annotations"),
+        f"{field}.spec.template.metadata.labels": pod_metadata.get("labels"),
+    }
+    had = metadata.get("annotations") or {}
+    said = "read on the AppWrapper's own metadata.annotations alone, so ignored here"
+    return [
+        (
+            f"{place}.{key}",
+            f"{said} (the AppWrapper's says {had[key]!r}): remove it"
+            if key in had
+            else f"{said}: move it there",
+        )
+        for place, found in places.items()
+        if isinstance(found, Mapping)
+        for key, value in found.items()
+        if _read_on_the_appwrapper(key) and value != had.get(key)
+    ]
+
+
+def _read_on_the_appwrapper(key: object) -> bool:
+    """Whether `key` is an annotation Caspian or the AppWrapper controller reads."""
+    if not isinstance(key, str):
+        return False
+    return key in APPWRAPPER_ANNOTATIONS or (
+        key.startswith(ANNOTATION) and key[len(ANNOTATION) :] in READ
+    )
+
+
 def _not_one_component(components: list[Any]) -> str:
     """Why an AppWrapper of other than one component is refused, and what to do
     with what it wraps besides a Job."""
@@ -490,16 +547,7 @@ def _hints(
     """The job's caspian.dev/ annotations, read; the problem of each that does
     not read goes to `unread`. `labels` holds every spoke's labels, None for a
     spoke whose file does not load."""
-    known = {
-        "deadline",
-        "complete-within",
-        "duration",
-        "not-before",
-        "power-watts",
-        "spokes",
-        "spoke-selector",
-        "after",
-    }
+    known = READ
     for key in annotations:
         if key.startswith(ANNOTATION) and key.removeprefix(ANNOTATION) not in known:
             unread.append(_unknown(key, prefix=ANNOTATION, known=known, whose="Caspian"))

@@ -1161,3 +1161,37 @@ def test_a_file_left_out_for_its_suffix_is_a_problem_not_a_silence() -> None:
     ]
     # Jobs that name them wait for them, as for any spoke whose file does not load.
     assert set(fleet.broken_spokes) == {"lyon", "nice"}
+
+
+def test_annotations_where_they_are_not_read_are_problems_not_ignored() -> None:
+    doc = appwrapper_doc("misplaced")
+    job = doc["spec"]["components"][0]["template"]
+    doc["metadata"]["labels"] = {"caspian.dev/deadline": "tomorrow", "team": "ml"}
+    job["metadata"] = {"annotations": {"caspian.dev/not-before": "2026-12-06T00:00:00Z"}}
+    job["metadata"]["labels"] = {"caspian.dev/duration": "3h"}  # the AppWrapper says 1h
+    job["spec"]["template"]["metadata"] = {
+        "annotations": {"caspian.dev/power-watts": "300"},
+        "labels": {"workload.codeflare.dev.appwrapper/retryLimit": "5"},
+    }
+    fleet = fleet_with(jobs__misplaced=yaml.safe_dump(doc))
+    assert "misplaced" not in {j.name for j in fleet.jobs}
+    moved = "read on the AppWrapper's own metadata.annotations alone, so ignored here"
+    assert [line.split(": read on")[0] for line in problems_of(fleet)] == [
+        "jobs/misplaced.yaml: metadata.labels.caspian.dev/deadline",
+        "jobs/misplaced.yaml: spec.components[0].template.metadata.annotations."
+        "caspian.dev/not-before",
+        "jobs/misplaced.yaml: spec.components[0].template.metadata.labels.caspian.dev/duration",
+        "jobs/misplaced.yaml: spec.components[0].template.spec.template.metadata.annotations."
+        "caspian.dev/power-watts",
+        "jobs/misplaced.yaml: spec.components[0].template.spec.template.metadata.labels."
+        "workload.codeflare.dev.appwrapper/retryLimit",
+    ]
+    assert all(moved in line for line in problems_of(fleet))
+    assert problems_of(fleet)[2].endswith("(the AppWrapper's says '1h'): remove it")
+    # A copy of what the AppWrapper says (a Job Caspian rendered, pasted in) is no problem.
+    del doc["metadata"]["labels"], job["spec"]["template"]["metadata"]
+    del job["metadata"]["annotations"]
+    doc["metadata"]["annotations"]["caspian.dev/duration"] = "3h"
+    copied = fleet_with(jobs__misplaced=yaml.safe_dump(doc))
+    (loaded,) = [j for j in copied.jobs if j.name == "misplaced"]
+    assert loaded.duration == timedelta(hours=3)
