@@ -84,6 +84,14 @@ def _fought(job: Mapping[str, Any]) -> Iterator[Refusal]:
     for key, value in (metadata.get("annotations") or {}).items():
         if why := _argocd_override(str(key), str(value)):
             yield f"metadata.annotations.{key}", why
+    if (job.get("spec") or {}).get("suspend") is True:
+        # Caspian sets it at every render: a hold written here would be lost, and
+        # the Job started at its planned time.
+        yield (
+            "spec.suspend",
+            "the Job's suspend is Caspian's, which keeps it suspended until its start: "
+            "to hold the job, set the AppWrapper's spec.suspend: true instead",
+        )
     if "ttlSecondsAfterFinished" in (job.get("spec") or {}):
         yield (
             "spec.ttlSecondsAfterFinished",

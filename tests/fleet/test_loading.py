@@ -330,6 +330,13 @@ def appwrapper_doc_with(**more: dict) -> str:
             "jobs/extra.yaml: spec.components[0].template.spec.ttlSecondsAfterFinished: remove it",
         ),
         (
+            # A hold written on the Job would be lost at the render, and the Job started.
+            appwrapper(job_spec={"suspend": True}),
+            "jobs/extra.yaml: spec.components[0].template.spec.suspend: the Job's suspend is "
+            "Caspian's, which keeps it suspended until its start: to hold the job, set the "
+            "AppWrapper's spec.suspend: true instead",
+        ),
+        (
             appwrapper().replace("kind: Job", "kind: Deployment"),
             "jobs/extra.yaml: spec.components[0].template: expected a batch/v1 Job, found "
             "batch/v1/Deployment",
