@@ -156,7 +156,7 @@ def _job_from_doc(
         annotations, policy=policy, labels=labels, namespace=namespace, own=f"{namespace}/{name}"
     )
     found += [(f"metadata.annotations.{error.field}", error.reason) for error in unread]
-    found += _misplaced(metadata, template)
+    found += _misplaced(metadata, components[0])
     if found:
         first: dict[str, str] = {}  # one reason a field, the first found
         for where, why in found:
@@ -472,17 +472,19 @@ READ = frozenset(
 )
 
 
-def _misplaced(metadata: Mapping[str, Any], job: Mapping[str, Any]) -> list[tuple[str, str]]:
+def _misplaced(metadata: Mapping[str, Any], component: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Caspian's annotations, or the AppWrapper controller's, written where
-    they are not read: as the AppWrapper's labels, or on the Job or its pods.
-    Left there, a deadline or a duration would silently not be had. One the
-    AppWrapper has with the same value is a copy (of a Job Caspian rendered,
-    say), and no problem."""
+    they are not read: as the AppWrapper's labels, on its component, or on the
+    Job or its pods. Left there, a deadline or a duration would silently not be
+    had. One the AppWrapper has with the same value is a copy (of a Job
+    Caspian rendered, say), and no problem."""
+    job = component["template"]
     job_metadata = job.get("metadata") or {}
     pod_metadata = ((job.get("spec") or {}).get("template") or {}).get("metadata") or {}
     field = "spec.components[0].template"
     places = {
         "metadata.labels": metadata.get("labels"),
+        "spec.components[0].annotations": component.get("annotations"),
         f"{field}.metadata.annotations": job_metadata.get("annotations"),
         f"{field}.metadata.labels": job_metadata.get("labels"),
         f"{field}.spec.template.metadata.annotations": pod_metadata.get("annotations"),

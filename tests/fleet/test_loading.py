@@ -1174,6 +1174,7 @@ def test_annotations_where_they_are_not_read_are_problems_not_ignored() -> None:
     doc = appwrapper_doc("misplaced")
     job = doc["spec"]["components"][0]["template"]
     doc["metadata"]["labels"] = {"caspian.dev/deadline": "tomorrow", "team": "ml"}
+    doc["spec"]["components"][0]["annotations"] = {"caspian.dev/spokes": "paris"}
     job["metadata"] = {"annotations": {"caspian.dev/not-before": "2026-12-06T00:00:00Z"}}
     job["metadata"]["labels"] = {"caspian.dev/duration": "3h"}  # the AppWrapper says 1h
     job["spec"]["template"]["metadata"] = {
@@ -1185,6 +1186,7 @@ def test_annotations_where_they_are_not_read_are_problems_not_ignored() -> None:
     moved = "read on the AppWrapper's own metadata.annotations alone, so ignored here"
     assert [line.split(": read on")[0] for line in problems_of(fleet)] == [
         "jobs/misplaced.yaml: metadata.labels.caspian.dev/deadline",
+        "jobs/misplaced.yaml: spec.components[0].annotations.caspian.dev/spokes",
         "jobs/misplaced.yaml: spec.components[0].template.metadata.annotations."
         "caspian.dev/not-before",
         "jobs/misplaced.yaml: spec.components[0].template.metadata.labels.caspian.dev/duration",
@@ -1194,9 +1196,10 @@ def test_annotations_where_they_are_not_read_are_problems_not_ignored() -> None:
         "workload.codeflare.dev.appwrapper/retryLimit",
     ]
     assert all(moved in line for line in problems_of(fleet))
-    assert problems_of(fleet)[2].endswith("(the AppWrapper's says '1h'): remove it")
+    assert problems_of(fleet)[3].endswith("(the AppWrapper's says '1h'): remove it")
     # A copy of what the AppWrapper says (a Job Caspian rendered, pasted in) is no problem.
     del doc["metadata"]["labels"], job["spec"]["template"]["metadata"]
+    del doc["spec"]["components"][0]["annotations"]
     del job["metadata"]["annotations"]
     doc["metadata"]["annotations"]["caspian.dev/duration"] = "3h"
     copied = fleet_with(jobs__misplaced=yaml.safe_dump(doc))
