@@ -90,6 +90,17 @@ DnsLabel = Annotated[str, AfterValidator(_dns_label)]
 MOST_SAID = 1_000
 
 
+def printable(path: str) -> str:
+    """`path` as UTF-8 can hold it: a name git holds in bytes that are no UTF-8
+    (saved in Latin-1, say) comes with them escaped (`caf\\xe9.yaml`), for the
+    ledger, a commit and the console, which are UTF-8."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return path
+
+
 class Problem(BaseModel):
     """One thing wrong with one file, said so that the user can fix it."""
 
@@ -102,11 +113,17 @@ class Problem(BaseModel):
     # the line without reading the file again.
     stops_at: int | None = None
 
+    @field_validator("file")
+    @classmethod
+    def _printable_file(cls, text: str) -> str:
+        return printable(text)
+
     @field_validator("field", "reason")
     @classmethod
     def _cut(cls, text: str) -> str:
         # A reason may quote the value it refuses, and a value may be a list of
         # thousands: the ledger, the commit and the console get its two ends.
+        text = printable(text)
         if len(text) <= MOST_SAID:
             return text
         head, tail = text[: MOST_SAID * 6 // 10], text[-MOST_SAID * 3 // 10 :]

@@ -27,6 +27,7 @@ from reconciler.fleet import (
     Problem,
     Spoke,
     broken_spokes,
+    printable,
 )
 
 # What AppWrapper files read to, by path and content.
@@ -64,8 +65,11 @@ def load_fleet(
     files that define one job, that one keeps it. `known` holds what the
     AppWrapper files read to in the last call, and is updated: the fleet is
     the same with it or without."""
+    misnamed = _names_not_utf8(files)
+    files = {path: raw for path, raw in files.items() if path not in misnamed}
     policy = _load_policy(files, links=links)
     spokes, problems = _load_spokes(files, links=links)
+    problems[:0] = misnamed.values()
     broken = broken_spokes(problems, loaded=spokes)
     # After broken_spokes: a directory's name is no spoke's, and the spokes in it
     # are not known.
@@ -156,6 +160,22 @@ def _one_file_each(
 
 def _is_job_file(path: str) -> bool:
     return path.startswith(JOBS_DIR) and path.endswith(MANIFEST_SUFFIXES)
+
+
+def _names_not_utf8(files: Mapping[str, bytes]) -> dict[str, Problem]:
+    """The files of jobs/ and spokes/ whose names git holds in bytes that are
+    no UTF-8 (a name saved in Latin-1, say), each with its problem, which
+    names it with those bytes escaped (Problem does)."""
+    return {
+        path: Problem(
+            file=path,
+            field="-",
+            reason="its name is not UTF-8, so it is not read: rename it in UTF-8 "
+            "(git mv), as Kubernetes, Argo CD and Caspian's ledger write names",
+        )
+        for path in sorted(p for p in files if p.startswith((JOBS_DIR, SPOKES_DIR)))
+        if printable(path) != path
+    }
 
 
 def _split_suffix(path: str) -> tuple[str, str]:

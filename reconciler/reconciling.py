@@ -31,7 +31,7 @@ from reconciler import (
     proposals,
 )
 from reconciler.decisions import Decision
-from reconciler.fleet import SPOKES_DIR, Fleet, FleetConfigError, Problem
+from reconciler.fleet import SPOKES_DIR, Fleet, FleetConfigError, Problem, printable
 from reconciler.gitrepo import (
     FleetRepo,
     Identity,
@@ -754,7 +754,9 @@ def _outcome(snapshot: Snapshot, decision: Decision, *, old: ledger.Ledger) -> O
     # The commit drops everything under the owned prefixes it does not write,
     # a submodule too.
     changes.update(
-        (path, "deleted") for path in sorted(snapshot.submodules) if path.startswith(OWNED_PREFIXES)
+        (printable(path), "deleted")
+        for path in sorted(snapshot.submodules)
+        if path.startswith(OWNED_PREFIXES)
     )
     # A held job's manifest is kept as committed, hand edit and all.
     edited = hand_edits(snapshot.files, submodules=snapshot.submodules)
@@ -851,15 +853,15 @@ def hand_edits(files: Mapping[str, bytes], *, submodules: Collection[str] = ()) 
 
 
 def diff(before: Mapping[str, bytes], after: Mapping[str, bytes]) -> dict[str, str]:
-    """Changes to Caspian's own files only."""
+    """Changes to Caspian's own files only, by their names as printed."""
     changes = {}
     for path in sorted(set(before) | set(after)):
         if not path.startswith(OWNED_PREFIXES):
             continue
         if path not in after:
-            changes[path] = "deleted"
+            changes[printable(path)] = "deleted"
         elif path not in before:
-            changes[path] = "added"
+            changes[printable(path)] = "added"
         elif before[path] != after[path]:
-            changes[path] = "modified"
+            changes[printable(path)] = "modified"
     return changes

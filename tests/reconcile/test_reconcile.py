@@ -342,6 +342,21 @@ def test_a_submodule_put_in_rendered_is_taken_out(fleet_repo, remote) -> None:
     assert not reconcile(fleet_repo, at=NOW + timedelta(minutes=5)).changes
 
 
+def test_a_file_named_in_bytes_that_are_no_utf8_is_a_problem_not_a_stop(fleet_repo, remote) -> None:
+    """A name saved in Latin-1 reached the ledger and the commit message, which
+    are UTF-8, and every reconcile of the fleet stopped there."""
+    reconcile(fleet_repo)
+    latin, stray = "jobs/caf\udce9.yaml", "rendered/paris/x\udce9.yaml"  # as git holds b"\xe9"
+    gitutil.user_commit(remote, {latin: appwrapper("cafe").encode(), stray: b"kind: Job\n"})
+    outcome = reconcile(fleet_repo, at=NOW + timedelta(hours=1))
+    assert outcome.partial
+    reason = gitutil.ledger(remote)["jobs/caf\\xe9.yaml"]["reason"]
+    assert reason.startswith("its name is not UTF-8, so it is not read: rename it in UTF-8")
+    assert stray not in gitutil.files(remote)
+    assert "- rendered/paris/x\\xe9.yaml" in gitutil.message(remote)
+    assert not reconcile(fleet_repo, at=NOW + timedelta(hours=1)).changes
+
+
 def test_a_broken_policy_commits_nothing(fleet_repo, remote) -> None:
     reconcile(fleet_repo)
     policy = b"apiVersion: caspian.dev/v1alpha1\nkind: Policy\nspec: {slot: 7m}\n"
