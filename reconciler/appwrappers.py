@@ -55,11 +55,11 @@ def load_job_file(
         return [[Problem(file=path, field="-", reason=pointer)]]
     template = yamlio.template_marks(raw)
     # Argo CD reads .json manifests too, and users write them.
-    json = path.endswith(".json")
+    in_json = path.endswith(".json")
     try:
-        docs = yamlio.load_json(raw) if json else yamlio.load_all(raw)
+        docs = yamlio.load_json(raw) if in_json else yamlio.load_all(raw)
     except yamlio.YAMLError as error:
-        reason = f"not valid {'JSON' if json else 'YAML'}: {yamlio.describe(error)}"
+        reason = f"not valid {'JSON' if in_json else 'YAML'}: {yamlio.describe(error)}"
         reason += f"; {template}" if template else ""
         stops_at = yamlio.error_place(error, raw)
         return [[Problem(file=path, field="-", reason=reason, stops_at=stops_at)]]
@@ -549,10 +549,9 @@ def _hints(
     """The job's caspian.dev/ annotations, read; the problem of each that does
     not read goes to `unread`. `labels` holds every spoke's labels, None for a
     spoke whose file does not load."""
-    known = READ
     for key in annotations:
-        if key.startswith(ANNOTATION) and key.removeprefix(ANNOTATION) not in known:
-            unread.append(_unknown(key, prefix=ANNOTATION, known=known, whose="Caspian"))
+        if key.startswith(ANNOTATION) and key.removeprefix(ANNOTATION) not in READ:
+            unread.append(_unknown(key, prefix=ANNOTATION, known=READ, whose="Caspian"))
 
     def parse(key: str, convert: Callable[[str], Any]) -> Any:
         raw = annotations.get(ANNOTATION + key)
