@@ -650,15 +650,21 @@ class Fleet(BaseModel):
         )
 
 
+def split_suffix(path: str) -> tuple[str, str]:
+    """`path` without its suffix, and the suffix (".yaml"; "" for none)."""
+    stem, dot, suffix = path.rpartition(".")
+    return (stem, dot + suffix) if dot and "/" not in suffix else (path, "")
+
+
 def broken_spokes(problems: Iterable[Problem], *, loaded: Iterable[Spoke]) -> dict[str, str]:
     """The spokes that `problems` leave without a file that loads, each with its
     file, by the name of that file (spokes/paris.yml, or .json, is paris's too)."""
     found = {spoke.name for spoke in loaded}
     broken: dict[str, str] = {}
     for file in sorted({p.file for p in problems if p.file.startswith(SPOKES_DIR)}):
-        name, dot, suffix = file.rsplit("/", 1)[-1].rpartition(".")
-        if not dot or f".{suffix.lower()}" not in MANIFEST_SUFFIXES:
-            name = file.rsplit("/", 1)[-1]
+        base = file.rsplit("/", 1)[-1]
+        stem, suffix = split_suffix(base)
+        name = stem if suffix.lower() in MANIFEST_SUFFIXES else base
         if name not in found:
             broken.setdefault(name, file)
     return dict(sorted(broken.items()))

@@ -28,6 +28,7 @@ from reconciler.fleet import (
     Spoke,
     broken_spokes,
     printable,
+    split_suffix,
 )
 
 # What AppWrapper files read to, by path and content.
@@ -178,18 +179,12 @@ def _names_not_utf8(files: Mapping[str, bytes]) -> dict[str, Problem]:
     }
 
 
-def _split_suffix(path: str) -> tuple[str, str]:
-    """`path` without its suffix, and the suffix (".yaml"; "" for none)."""
-    stem, dot, suffix = path.rpartition(".")
-    return (stem, dot + suffix) if dot and "/" not in suffix else (path, "")
-
-
 def _in_capitals(files: Mapping[str, bytes]) -> list[Problem]:
     """Files in jobs/ that would be read but for the case of their suffix
     (`train.YAML`), which would otherwise be silently left out."""
     problems = []
     for path in sorted(p for p in files if p.startswith(JOBS_DIR)):
-        stem, suffix = _split_suffix(path)
+        stem, suffix = split_suffix(path)
         if suffix.lower() in MANIFEST_SUFFIXES and suffix not in MANIFEST_SUFFIXES:
             fix = "Caspian reads AppWrappers from files ending in .yaml, .yml or .json, in "
             fix += f"lower case: rename it {stem}{suffix.lower()}"
@@ -217,7 +212,7 @@ def _directories_not_read(
     problems.extend(
         _link_problem(path, files[path])
         for path in sorted(links)
-        if path.startswith((JOBS_DIR, SPOKES_DIR)) and "." not in path.rsplit("/", 1)[-1]
+        if path.startswith((JOBS_DIR, SPOKES_DIR)) and not split_suffix(path)[1]
     )
     return problems
 
@@ -233,7 +228,7 @@ def _link_problem(path: str, target: bytes) -> Problem:
         reason=f"a symbolic link (to {shown!r}): Caspian reads files, not links; "
         + (
             "commit the file itself at this path"
-            if "." in path.rsplit("/", 1)[-1]
+            if split_suffix(path)[1]
             else "commit the files it points to below this path instead"
         ),
     )
@@ -263,7 +258,7 @@ def _load_spokes(
     spokes: list[Spoke] = []
     problems: list[Problem] = []
     for path in sorted(p for p in files if p.startswith(SPOKES_DIR)):
-        stem, suffix = _split_suffix(path)
+        stem, suffix = split_suffix(path)
         if suffix != ".yaml" and suffix.lower() in MANIFEST_SUFFIXES:
             # Left out, its spoke would silently take no work.
             fix = f"spoke files end in .yaml: rename it {stem}.yaml"
