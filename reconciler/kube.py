@@ -22,8 +22,12 @@ Applications), which need neither the client nor a cluster.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -47,6 +51,11 @@ log = logging.getLogger("caspian.kube")
 T = TypeVar("T")
 
 MAX_PARALLEL = 16
+# The timeout bounds each wait for a byte, not an answer: a server or proxy that
+# sends a byte every few seconds held the loop for as long as it went on. A
+# spoke's lists must all come within this, or it is down (`Cutoff`); pages of
+# 500 keep a large cluster's well inside it.
+WHOLE_ANSWER_S = 60.0
 # Lists come in pages, as kubectl asks for them: each page is one call within the
 # timeout, where a large cluster's pods in one answer could take longer.
 PAGE = 500
@@ -100,11 +109,13 @@ class KubeObserver:
         *,
         kubeconfig: str | None = None,
         timeout_s: float = 5.0,
+        whole_answer_s: float = WHOLE_ANSWER_S,
         tolerated_taints: Iterable[str] = ("nvidia.com/gpu",),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.kubeconfig = kubeconfig
         self.timeout = timeout_s
+        self.whole_answer = whole_answer_s
         self.clock = clock
         self.tolerated = set(tolerated_taints)
 
@@ -141,9 +152,27 @@ class KubeObserver:
         context = spoke.spec.kube_context
         if not context:  # no cluster to ask: trust the declaration
             return declared(spoke)
+        with Cutoff(self.whole_answer) as cutoff:
+            state = self._read_spoke(
+                spoke, cutoff, wanted=wanted, namespaces=namespaces, exits=exits
+            )
+            if cutoff.fired and state.up:  # what was read before it is not the whole answer
+                return self._down(spoke, cutoff.reason)
+        return state
+
+    def _read_spoke(
+        self,
+        spoke: Spoke,
+        cutoff: Cutoff,
+        *,
+        wanted: list[str],
+        namespaces: list[str],
+        exits: bool,
+    ) -> SpokeState:
         unread: list[str] = []  # what Caspian may not list there
         try:
-            api = _client(self.kubeconfig, context=context)
+            api = _client(self.kubeconfig, context=spoke.spec.kube_context)
+            cutoff.watch(api)
             answers = self._ask(
                 api, spoke, wanted=wanted, namespaces=namespaces, exits=exits, unread=unread
             )
@@ -155,7 +184,7 @@ class KubeObserver:
             KubeconfigError,
             PagingError,
         ) as error:
-            return self._down(spoke, _reason(error))
+            return self._down(spoke, cutoff.reason if cutoff.fired else _reason(error))
         except NotAList as error:
             return self._down(spoke, f"its API's answer to the {error} is not a Kubernetes list")
         try:
@@ -193,7 +222,7 @@ class KubeObserver:
         try:
             core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
             nodes = self._all(core.list_node)
-            version = _version(api) or spoke.spec.kubernetes_version
+            version = _version(api, timeout=self.timeout) or spoke.spec.kubernetes_version
             asking = "pod list"
             pods = self._all(
                 core.list_pod_for_all_namespaces,
@@ -562,20 +591,29 @@ class ArgoCDObserver:
         context: str | None = None,
         namespace: str = "argocd",
         timeout_s: float = 5.0,
+        whole_answer_s: float = WHOLE_ANSWER_S,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.context = context
         self.namespace = namespace
         self.timeout = timeout_s
+        self.whole_answer = whole_answer_s
 
     def observe(self, fleet: Fleet) -> dict[str, SpokeState]:
         states = {spoke.name: declared(spoke) for spoke in fleet.spokes}
-        try:
-            items, check = self._read()
-        except (ApiException, HTTPError, OSError, config.ConfigException, KubeconfigError) as error:
-            return _unread(states, _reason(error))
-        except (ValueError, TypeError):
-            return _unread(states, "the answer is no Kubernetes list")
+        with Cutoff(self.whole_answer) as cutoff:
+            try:
+                items, check = self._read(cutoff)
+            except (
+                ApiException,
+                HTTPError,
+                OSError,
+                config.ConfigException,
+                KubeconfigError,
+            ) as error:
+                return _unread(states, cutoff.reason if cutoff.fired else _reason(error))
+            except (ValueError, TypeError):
+                return _unread(states, "the answer is no Kubernetes list")
         checked = check is not None
         if check is None:
             log.warning(
@@ -617,10 +655,11 @@ class ArgoCDObserver:
         metrics.record_argocd(trusted=trusted)
         return states
 
-    def _read(self) -> tuple[list[Any], str | None]:
+    def _read(self, cutoff: Cutoff) -> tuple[list[Any], str | None]:
         """Caspian's Applications, and argocd-cm's Job health check (None where
         it holds none)."""
         api = _client(self.kubeconfig, context=self.context)
+        cutoff.watch(api)
         listed = client.CustomObjectsApi(api).list_namespaced_custom_object(
             "argoproj.io",
             "v1alpha1",
@@ -656,6 +695,76 @@ def _unread(states: dict[str, SpokeState], why: str) -> dict[str, SpokeState]:
     log.warning("Argo CD's Applications could not be read: %s", why)
     metrics.record_argocd(trusted=False)
     return states
+
+
+class Cutoff:
+    """The time a whole answer has: past it, every connection opened through the
+    clients it watches is shut, so a read blocked on a server that sends a byte
+    now and then ends at once, and none is opened after. Sockets are shut, not
+    closed: closing one under a thread that reads it leaves the read waiting."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.fired = False
+        self._lock = threading.Lock()
+        self._open: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        self._timer = threading.Timer(seconds, self.fire)
+        self._timer.daemon = True
+
+    @property
+    def reason(self) -> str:
+        return f"its API did not answer whole within {self.seconds:g} s"
+
+    def __enter__(self) -> Cutoff:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._timer.cancel()
+
+    def fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            opened = list(self._open)
+        for sock in opened:
+            # The plain socket's shutdown, even for a TLS one: TLS's own would
+            # write its goodbye over a connection another thread is reading. One
+            # closed already, or handed over to TLS, has nothing to shut.
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    def watch(self, api: client.ApiClient) -> None:
+        """Have `api`'s connections opened through this cutoff. The client's
+        urllib3 pool manager makes one pool per server from these classes."""
+        manager = api.rest_client.pool_manager
+        manager.pool_classes_by_scheme = {
+            scheme: self._pool(pool) for scheme, pool in manager.pool_classes_by_scheme.items()
+        }
+
+    def _pool(self, pool: type[Any]) -> type[Any]:
+        base, cutoff = pool.ConnectionCls, self
+
+        def new_conn(connection: Any) -> Any:  # the plain socket, before any TLS
+            return cutoff._opened(base._new_conn(connection))
+
+        def connect(connection: Any) -> None:  # the socket reads go through
+            base.connect(connection)
+            cutoff._opened(connection.sock)
+
+        watched = type(base.__name__, (base,), {"_new_conn": new_conn, "connect": connect})
+        return type(pool.__name__, (pool,), {"ConnectionCls": watched})
+
+    def _opened(self, sock: socket.socket) -> socket.socket:
+        with self._lock:
+            if not self.fired:
+                self._open.add(sock)
+                return sock
+        sock.close()
+        raise CutOffError(self.reason)
+
+
+class CutOffError(OSError):
+    """A connection asked for after its `Cutoff` fired."""
 
 
 class PagingError(Exception):
@@ -724,12 +833,13 @@ def _each_namespace(
     }
 
 
-def _version(api: client.ApiClient) -> kubeversions.Version | None:
+def _version(api: client.ApiClient, *, timeout: float) -> kubeversions.Version | None:
     """The spoke's Kubernetes version, from its /version (which any client may
     read); None where that does not answer as one, and its file's
     kubernetesVersion, if any, holds."""
     try:
-        info = client.VersionApi(api).get_code()
+        # Without a timeout of its own the call waited for as long as the server did.
+        info = client.VersionApi(api).get_code(_request_timeout=timeout)
     except (ApiException, ValueError, TypeError):
         return None
     return kubeversions.served(getattr(info, "major", None), getattr(info, "minor", None))

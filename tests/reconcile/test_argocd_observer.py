@@ -5,6 +5,7 @@ calls as the API server would."""
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 
 import yaml
@@ -379,6 +380,25 @@ def test_a_hub_that_cannot_be_read_leaves_declared_capacity_and_no_status(tmp_pa
         assert up() == 0
     assert "HTTP 403" in caplog.text
     assert "kube-token-not-for-logs" not in caplog.text
+
+
+def test_a_hub_that_sends_its_applications_a_byte_at_a_time_is_cut_off(tmp_path, caplog) -> None:
+    caplog.set_level(logging.WARNING)
+    slow = applications(application("paris", PARIS))
+    slow.drip = 0.05  # each byte well within the timeout, the whole in a minute and more
+    with serve() as api:
+        api.route(APPS, slow)
+        api.route(SETTINGS, settings(CHECKED))
+        config = kubeconfig(tmp_path, {"hub": api.url})
+        started = time.monotonic()
+        states = ArgoCDObserver(
+            kubeconfig=config, context="kind-hub", timeout_s=2.0, whole_answer_s=1.0
+        ).observe(fleet_with())
+        took = time.monotonic() - started
+    assert took < 3.0
+    assert all(state.up and state.jobs == {} for state in states.values())
+    assert all(state.source == "declared" for state in states.values())
+    assert "did not answer whole within 1 s" in caplog.text and up() == 0
 
 
 def test_reconcile_with_the_argocd_observer_records_a_job_finished(tmp_path) -> None:

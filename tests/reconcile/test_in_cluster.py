@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from reconciler.kube import IN_CLUSTER, ArgoCDObserver, KubeObserver
-from tests.fakehttp import serve
+from tests.fakehttp import Reply, serve
 from tests.fleet.helpers import fleet_with
 from tests.reconcile.test_argocd_observer import (
     APPS,
@@ -25,7 +26,7 @@ from tests.reconcile.test_argocd_observer import (
     job,
     settings,
 )
-from tests.reconcile.test_kube_observer import healthy
+from tests.reconcile.test_kube_observer import healthy, listing
 
 TOKEN = "service-account-token-not-for-logs"
 INCLUSTER = "kubernetes.config.incluster_config."
@@ -114,6 +115,21 @@ def test_argo_cds_applications_are_read_in_cluster(pod) -> None:
         asked = api.requests_to(APPS)[0]
     assert states["paris"].jobs == {"batch/etl-9a8b7c6d": "Succeeded"}
     assert bearer(asked.headers["authorization"]) == TOKEN
+
+
+def test_a_list_dripped_over_tls_is_cut_off_too(pod) -> None:
+    # The cut shuts the socket under TLS's own reads.
+    tls, at = pod
+    with serve(tls=tls) as api:
+        healthy(api)
+        api.route("/api/v1/nodes", Reply(body=listing("NodeList", []), drip=0.1))
+        at(api.url)
+        started = time.monotonic()
+        observer = KubeObserver(kubeconfig=None, timeout_s=0.5, whole_answer_s=1.0)
+        state = observer.observe(in_cluster_spoke("paris"))["paris"]
+        took = time.monotonic() - started
+    assert not state.up and state.reason == "its API did not answer whole within 1 s"
+    assert took < 3.0
 
 
 def test_a_server_the_pods_ca_did_not_sign_is_not_trusted(pod, tmp_path, caplog) -> None:

@@ -478,6 +478,42 @@ def test_a_server_that_never_answers_is_down_within_the_timeout(tmp_path) -> Non
     assert state.reason == "no answer in time from /api/v1/nodes"
 
 
+def test_a_list_that_comes_a_byte_at_a_time_is_cut_off_and_its_spoke_is_down(tmp_path) -> None:
+    # Each byte within the 0.3 s timeout; the 91 bytes in 9 s, which the timeout
+    # alone let hold the loop.
+    with serve() as api:
+        healthy(api)
+        api.route("/api/v1/nodes", Reply(body=listing("NodeList", []), drip=0.1))
+        started = time.monotonic()
+        states = observe(tmp_path, {"paris": api.url}, timeout_s=0.3, whole_answer_s=1.0)
+        took = time.monotonic() - started
+        time.sleep(0.2)  # were the spoke's thread still going, it would ask on
+        asked_after = api.requests_to("/api/v1/pods")
+    assert not states["paris"].up and states["paris"].cpu == 0
+    assert states["paris"].reason == "its API did not answer whole within 1 s"
+    assert took < 3.0 and asked_after == []
+    assert states["frankfurt"].up
+
+
+def test_a_slow_answer_that_comes_whole_in_time_is_read(tmp_path) -> None:
+    with serve() as api:
+        healthy(api)
+        api.route("/api/v1/nodes", Reply(body=listing("NodeList", [node("n")]), drip=0.002))
+        state = observe(tmp_path, {"paris": api.url}, timeout_s=0.3, whole_answer_s=10.0)["paris"]
+    assert state.up and [n.allocatable.cpu for n in state.nodes] == [16]
+
+
+def test_a_version_that_never_comes_is_a_timeout_not_a_wait_without_end(tmp_path) -> None:
+    with serve() as api:
+        healthy(api)
+        api.route("/version", Reply(body={"major": "1", "minor": "30"}, delay=6.0))
+        started = time.monotonic()
+        state = observe(tmp_path, {"paris": api.url}, timeout_s=0.3)["paris"]
+        took = time.monotonic() - started
+    assert not state.up and state.reason == "no answer in time from /version/"
+    assert took < 3.0
+
+
 def test_hung_spokes_are_waited_for_together_not_one_after_another(tmp_path) -> None:
     fleet = fleet_with()
     spokes = tuple(
