@@ -10,6 +10,7 @@ them.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import math
 from collections.abc import Iterable, Sequence
@@ -654,6 +655,34 @@ def split_suffix(path: str) -> tuple[str, str]:
     """`path` without its suffix, and the suffix (".yaml"; "" for none)."""
     stem, dot, suffix = path.rpartition(".")
     return (stem, dot + suffix) if dot and "/" not in suffix else (path, "")
+
+
+# Names a user may give the directory of AppWrappers, besides near misses of
+# jobs/ and spokes/ themselves.
+ASTRAY_NAMES = frozenset({"appwrapper", "appwrappers"})
+
+
+def astray_dir(name: str) -> bool:
+    """Whether a directory at the fleet's top, named `name`, is likely meant to
+    be jobs/ or spokes/ (job/, Jobs/, spoke/, appwrappers/)."""
+    lower = name.lower()
+    if name + "/" in (JOBS_DIR, SPOKES_DIR):
+        return False
+    near = difflib.get_close_matches(lower, ("jobs", "spokes"), n=1, cutoff=0.75)
+    return bool(near) or lower in ASTRAY_NAMES
+
+
+def astray(path: str) -> bool:
+    """Whether the file at `path` could be an AppWrapper or a spoke put where
+    Caspian reads none: a manifest at the fleet's top (caspian.yaml aside), or
+    right inside an `astray_dir`. Such files are read only to say so, where they
+    would otherwise be left out without a word."""
+    if split_suffix(path)[1].lower() not in MANIFEST_SUFFIXES:
+        return False
+    top, _, rest = path.partition("/")
+    if not rest:
+        return path != POLICY_FILE
+    return "/" not in rest and astray_dir(top)
 
 
 def broken_spokes(problems: Iterable[Problem], *, loaded: Iterable[Spoke]) -> dict[str, str]:

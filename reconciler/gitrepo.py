@@ -25,6 +25,7 @@ from pygit2.enums import FetchPrune, FileMode
 # One way of printing a URL without its user and password, for git remotes
 # as for the carbon providers' and the forge's URLs.
 from carbon.http import shown_url as redact
+from reconciler.fleet import astray, astray_dir
 from reconciler.history import Revision
 from reconciler.signing import SigningError, SigningKey, sign
 
@@ -602,15 +603,18 @@ def _read_tree(
     submodules: set[str],
 ) -> None:
     """Fill `files`, `links` and `submodules` with what `tree` holds under
-    READ_PREFIXES."""
+    READ_PREFIXES, and the manifests that could be AppWrappers or spokes
+    astray (at the fleet's top, or in job/), so that loading can name them."""
     for entry in tree:
         path = f"{prefix}{entry.name}"  # every entry of a tree has a name
         if isinstance(entry, pygit2.Tree):
-            if (path + "/").startswith(READ_PREFIXES) or any(
-                p.startswith(path + "/") for p in READ_PREFIXES
+            if (
+                (path + "/").startswith(READ_PREFIXES)
+                or any(p.startswith(path + "/") for p in READ_PREFIXES)
+                or (not prefix and astray_dir(path))
             ):
                 _read_tree(entry, path + "/", files=files, links=links, submodules=submodules)
-        elif not path.startswith(READ_PREFIXES):
+        elif not path.startswith(READ_PREFIXES) and not astray(path):
             continue
         elif entry.filemode == FileMode.COMMIT:
             submodules.add(path)

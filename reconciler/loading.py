@@ -26,6 +26,7 @@ from reconciler.fleet import (
     Policy,
     Problem,
     Spoke,
+    astray,
     broken_spokes,
     printable,
     split_suffix,
@@ -76,6 +77,7 @@ def load_fleet(
     # are not known.
     problems.extend(_directories_not_read(files, links=links, submodules=submodules))
     problems.extend(_in_capitals(files))
+    problems.extend(_astray(files, links=links))
     # A broken spoke's labels are not known: a job may name it or select it, and
     # waits for it, rather than being refused for another file's fault.
     named: dict[str, Mapping[str, str] | None] = {
@@ -189,6 +191,40 @@ def _in_capitals(files: Mapping[str, bytes]) -> list[Problem]:
             fix = "Caspian reads AppWrappers from files ending in .yaml, .yml or .json, in "
             fix += f"lower case: rename it {stem}{suffix.lower()}"
             problems.append(Problem(file=path, field="-", reason=fix))
+    return problems
+
+
+# A manifest's kind, as YAML writes it at a document's top, or as JSON does.
+_KIND = re.compile(
+    rb"^kind:[ \t]*[\"']?(AppWrapper|Spoke)[\"']?[ \t]*(?:#.*)?\r?$"
+    rb'|"kind"\s*:\s*"(AppWrapper|Spoke)"',
+    re.MULTILINE,
+)
+
+
+def _astray(files: Mapping[str, bytes], *, links: Collection[str]) -> list[Problem]:
+    """AppWrappers and spokes where Caspian reads neither (a file at the
+    fleet's top, or in job/): each is named with the move that gets it read."""
+    problems = []
+    for path in sorted(p for p in files if astray(p) and p not in links):
+        found = _KIND.search(files[path])
+        if found is None:
+            continue
+        kind = (found.group(1) or found.group(2)).decode()
+        name = path.rsplit("/", 1)[-1]
+        if kind == "AppWrapper":
+            home, there = JOBS_DIR, f"{JOBS_DIR}{name}"
+        else:  # spoke files end in .yaml
+            home, there = SPOKES_DIR, f"{SPOKES_DIR}{split_suffix(name)[0]}.yaml"
+        what = "an AppWrapper" if kind == "AppWrapper" else "a spoke"
+        problems.append(
+            Problem(
+                file=path,
+                field="kind",
+                reason=f"{what} outside {home}, where Caspian reads none, so it is left out: "
+                f"move it there (git mv {path} {there})",
+            )
+        )
     return problems
 
 

@@ -1170,6 +1170,46 @@ def test_a_file_left_out_for_its_suffix_is_a_problem_not_a_silence() -> None:
     assert set(fleet.broken_spokes) == {"lyon", "nice"}
 
 
+def test_an_appwrapper_or_a_spoke_outside_jobs_and_spokes_is_named_not_left_out() -> None:
+    files = template_files()
+    paris = files["spokes/paris.yaml"]
+    lyon = paris.replace(b"name: paris", b"name: lyon")
+    as_json = json.dumps(appwrapper_doc("in-json"), indent=2).encode()
+    fleet = load_fleet(
+        {
+            **files,
+            "train.yaml": appwrapper("at-top").encode(),
+            "job/train.yaml": appwrapper("in-job").encode(),
+            "Jobs/etl.yml": appwrapper("in-capitals").encode(),
+            "appwrappers/sweep.json": as_json,
+            "spoke/lyon.yml": lyon,
+            # Not named: no AppWrapper, or a directory named like none of Caspian's,
+            # or too deep to be a slip.
+            "renovate.json": b'{"extends": ["config:recommended"]}\n',
+            "kustomization.yaml": b"resources: [rendered/paris]\n",
+            "docs/example.yaml": appwrapper("example").encode(),
+            "job/old/train.yaml": appwrapper("archived").encode(),
+            ".github/workflows/jobs.yaml": b"jobs: {}\n",
+        },
+        appwrapper_schema=crd.check_appwrapper,
+    )
+    move = "where Caspian reads none, so it is left out: move it there"
+    assert problems_of(fleet) == [
+        f"Jobs/etl.yml: kind: an AppWrapper outside jobs/, {move} (git mv Jobs/etl.yml "
+        "jobs/etl.yml)",
+        "appwrappers/sweep.json: kind: an AppWrapper outside jobs/, "
+        f"{move} (git mv appwrappers/sweep.json jobs/sweep.json)",
+        f"job/train.yaml: kind: an AppWrapper outside jobs/, {move} (git mv job/train.yaml "
+        "jobs/train.yaml)",
+        f"spoke/lyon.yml: kind: a spoke outside spokes/, {move} (git mv spoke/lyon.yml "
+        "spokes/lyon.yaml)",
+        f"train.yaml: kind: an AppWrapper outside jobs/, {move} (git mv train.yaml "
+        "jobs/train.yaml)",
+    ]
+    assert {j.name for j in fleet.jobs} == {j.name for j in fleet_with().jobs}
+    assert "lyon" not in {s.name for s in fleet.spokes} and not fleet.broken_spokes
+
+
 def test_annotations_where_they_are_not_read_are_problems_not_ignored() -> None:
     doc = appwrapper_doc("misplaced")
     job = doc["spec"]["components"][0]["template"]

@@ -333,6 +333,30 @@ def test_a_submodule_or_a_linked_directory_in_jobs_is_a_problem_not_left_out(
     )
 
 
+def test_an_appwrapper_committed_outside_jobs_is_named_and_planned_once_moved(
+    fleet_repo, remote
+) -> None:
+    # A reconcile reads the fleet's own directories alone: these are read too,
+    # to say so, where a job committed to job/ was skipped without a word.
+    reconcile(fleet_repo)
+    gitutil.user_commit(
+        remote, {"job/train.yaml": appwrapper("astray").encode(), "b.yaml": b"kind: List\n"}
+    )
+    outcome = reconcile(fleet_repo, at=NOW + timedelta(hours=1))
+    assert outcome.partial
+    (problem,) = [e for e in gitutil.ledger(remote).values() if e["phase"] == "Invalid"]
+    assert problem["id"] == "job/train.yaml"
+    assert problem["reason"].endswith("(git mv job/train.yaml jobs/train.yaml)")
+    assert not reconcile(fleet_repo, at=NOW + timedelta(hours=1)).changes
+    gitutil.user_commit(
+        remote, {"job/train.yaml": None, "jobs/train.yaml": appwrapper("astray").encode()}
+    )
+    reconcile(fleet_repo, at=NOW + timedelta(hours=1))
+    ledger = gitutil.ledger(remote)
+    assert "job/train.yaml" not in ledger
+    assert ledger["batch/astray"]["phase"] in ("Planned", "Dispatched")
+
+
 def test_a_submodule_put_in_rendered_is_taken_out(fleet_repo, remote) -> None:
     reconcile(fleet_repo)
     gitutil.user_commit(remote, {}, submodules={"rendered/paris/extra": "3f" * 20})
