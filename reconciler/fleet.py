@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import math
+import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -91,15 +92,22 @@ DnsLabel = Annotated[str, AfterValidator(_dns_label)]
 MOST_SAID = 1_000
 
 
+# Characters that end a line or steer a terminal: git takes them in a file's
+# name, and YAML in a key. Printed as they are, a name could add lines of its
+# own to a commit message (the audit trail) or recolour a console.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def printable(path: str) -> str:
-    """`path` as UTF-8 can hold it: a name git holds in bytes that are no UTF-8
-    (saved in Latin-1, say) comes with them escaped (`caf\\xe9.yaml`), for the
-    ledger, a commit and the console, which are UTF-8."""
+    """`path` as one line of UTF-8 can hold it: a name git holds in bytes that
+    are no UTF-8 (saved in Latin-1, say) comes with them escaped
+    (`caf\\xe9.yaml`), for the ledger, a commit and the console, which are
+    UTF-8; a control character comes escaped too (`a\\nb.yaml`)."""
     try:
         path.encode("utf-8")
     except UnicodeEncodeError:
-        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return path
+        path = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return _CONTROL.sub(lambda found: found.group().encode("unicode_escape").decode(), path)
 
 
 class Problem(BaseModel):

@@ -43,7 +43,7 @@ from urllib3.util.retry import Retry
 
 from reconciler import applications, jobspec, kubeobjects, kubeversions, metrics
 from reconciler.decisions import GRANTED_APART, SpokeState, granting, plural, unlisted
-from reconciler.fleet import Fleet, Spoke
+from reconciler.fleet import Fleet, Spoke, printable
 from reconciler.observing import declared
 from reconciler.rendering import MANAGED_BY
 
@@ -562,7 +562,7 @@ class KubeObserver:
             gpu=0,
             source=f"kube:{context}",
             # One line: it goes into a commit message's list of spokes that are down.
-            reason=kubeobjects.cut(" ".join(reason.split()), MOST_REASON),
+            reason=kubeobjects.cut(printable(" ".join(reason.split())), MOST_REASON),
         )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from reconciler import admission, podsecurity
 from reconciler.admission import LimitRangeItem, QuotaScope, ScopedQuota
+from reconciler.fleet import printable
 from reconciler.pods import InitContainer, Node, Resources, Taint, effective_request
 from reconciler.quantities import quantity
 
@@ -205,7 +206,7 @@ def one_line(message: str) -> str:
     be as long as a webhook cares to make it. URLs in it lose their user and
     query: a failed image pull can quote a registry's pre-signed URL, whose
     signature is a credential, and a commit keeps it for ever."""
-    text = " ".join(message.split())
+    text = printable(" ".join(message.split()))
     text = re.sub(r"(?<=://)[^/\s@]+@", "", text)
     text = re.sub(r"(://[^\s?\"']*)\?[^\s\"']*", r"\1?...", text)
     return cut(text, MOST_SAID)

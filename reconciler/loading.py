@@ -67,7 +67,7 @@ def load_fleet(
     files that define one job, that one keeps it. `known` holds what the
     AppWrapper files read to in the last call, and is updated: the fleet is
     the same with it or without."""
-    misnamed = _names_not_utf8(files)
+    misnamed = _names_not_printable(files)
     files = {path: raw for path, raw in files.items() if path not in misnamed}
     policy = _load_policy(files, links=links)
     spokes, problems = _load_spokes(files, links=links)
@@ -165,20 +165,28 @@ def _is_job_file(path: str) -> bool:
     return path.startswith(JOBS_DIR) and path.endswith(MANIFEST_SUFFIXES)
 
 
-def _names_not_utf8(files: Mapping[str, bytes]) -> dict[str, Problem]:
+def _names_not_printable(files: Mapping[str, bytes]) -> dict[str, Problem]:
     """The files of jobs/ and spokes/ whose names git holds in bytes that are
-    no UTF-8 (a name saved in Latin-1, say), each with its problem, which
-    names it with those bytes escaped (Problem does)."""
-    return {
-        path: Problem(
+    no UTF-8 (a name saved in Latin-1, say), or with a control character (a
+    newline, say), each with its problem, which names it with those escaped
+    (Problem does)."""
+    problems = {}
+    for path in sorted(p for p in files if p.startswith((JOBS_DIR, SPOKES_DIR))):
+        shown = printable(path)
+        if shown == path:
+            continue
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            fix = "its name is not UTF-8, so it is not read: rename it in UTF-8 (git mv)"
+        else:
+            fix = "its name holds a control character, so it is not read: rename it (git mv)"
+        problems[path] = Problem(
             file=path,
             field="-",
-            reason="its name is not UTF-8, so it is not read: rename it in UTF-8 "
-            "(git mv), as Kubernetes, Argo CD and Caspian's ledger write names",
+            reason=f"{fix}, as Kubernetes, Argo CD and Caspian's ledger write names",
         )
-        for path in sorted(p for p in files if p.startswith((JOBS_DIR, SPOKES_DIR)))
-        if printable(path) != path
-    }
+    return problems
 
 
 def _in_capitals(files: Mapping[str, bytes]) -> list[Problem]:

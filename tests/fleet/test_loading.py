@@ -1245,3 +1245,26 @@ def test_annotations_where_they_are_not_read_are_problems_not_ignored() -> None:
     copied = fleet_with(jobs__misplaced=yaml.safe_dump(doc))
     (loaded,) = [j for j in copied.jobs if j.name == "misplaced"]
     assert loaded.duration == timedelta(hours=3)
+
+
+def test_names_and_keys_with_control_characters_are_escaped_in_problem_lines() -> None:
+    files = template_files()
+    keyed = appwrapper("keyed").replace("spec:", 'spec:\n  "a\\nb": 1', 1)
+    fleet = load_fleet(
+        {
+            **files,
+            "jobs/a\rb.yaml": appwrapper("carriage").encode(),
+            "spokes/\u2028lyon.yaml": files["spokes/paris.yaml"],
+            "jobs/keyed.yaml": keyed.encode(),
+        },
+        appwrapper_schema=crd.check_appwrapper,
+    )
+    lines = problems_of(fleet)
+    assert lines[:2] == [
+        "jobs/a\\rb.yaml: its name holds a control character, so it is not read: rename it "
+        "(git mv), as Kubernetes, Argo CD and Caspian's ledger write names",
+        "spokes/\\u2028lyon.yaml: its name holds a control character, so it is not read: "
+        "rename it (git mv), as Kubernetes, Argo CD and Caspian's ledger write names",
+    ]
+    assert lines[2].startswith("jobs/keyed.yaml: spec.a\\nb: unknown field")
+    assert "carriage" not in {j.name for j in fleet.jobs}

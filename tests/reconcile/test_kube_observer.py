@@ -1267,3 +1267,19 @@ def test_what_a_spoke_says_loses_the_credentials_urls_carry(tmp_path) -> None:
         "default/pull-11111111": 'ErrImagePull: failed to do request: Get "https://blobs.example/'
         'sha256/ab?...": i/o timeout; from https://reg.example/v2'
     }
+
+
+def test_what_a_spoke_says_comes_as_one_line_without_terminal_codes(tmp_path) -> None:
+    # A container's message is the image's to write: it goes into a commit
+    # message and a console, where these would colour text or add a line.
+    said = "no such image\x1b[31m\u2028- batch/other: cancelled"
+    stuck = _pod_on_node("p", "odd-11111111", statuses=[_waits("ErrImagePull", said)])
+    with serve() as api:
+        healthy(api)
+        api.route("/api/v1/pods", Reply(body=listing("PodList", [stuck])))
+        jobs = [job("odd-11111111", namespace="default", ready=False)]
+        api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", jobs)))
+        state = observe(tmp_path, {"paris": api.url})["paris"]
+    assert state.said == {
+        "default/odd-11111111": "ErrImagePull: no such image\\x1b[31m - batch/other: cancelled"
+    }

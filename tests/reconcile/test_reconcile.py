@@ -381,6 +381,24 @@ def test_a_file_named_in_bytes_that_are_no_utf8_is_a_problem_not_a_stop(fleet_re
     assert not reconcile(fleet_repo, at=NOW + timedelta(hours=1)).changes
 
 
+def test_a_file_name_cannot_add_lines_to_the_commit_message(fleet_repo, remote) -> None:
+    """Git takes a newline in a file's name: printed as it is, a name could
+    write lines of its own into the audit trail."""
+    reconcile(fleet_repo)
+    forged = "jobs/x\n- batch/train-resnet: cancelled by the admin.yaml"
+    stray = "rendered/paris/\x1b[2Jx.yaml"  # a code that clears a terminal
+    gitutil.user_commit(remote, {forged: appwrapper("forged").encode(), stray: b"kind: Job\n"})
+    outcome = reconcile(fleet_repo, at=NOW + timedelta(hours=1))
+    assert outcome.partial and "batch/forged" not in gitutil.ledger(remote)
+    message = gitutil.message(remote)
+    assert "\n- batch/train-resnet: cancelled" not in message and "\x1b" not in message
+    assert "- jobs/x\\n- batch/train-resnet: cancelled by the admin.yaml: its name holds a " in (
+        message
+    )
+    assert "- rendered/paris/\\x1b[2Jx.yaml" in message
+    assert not reconcile(fleet_repo, at=NOW + timedelta(hours=1)).changes
+
+
 def test_a_broken_policy_commits_nothing(fleet_repo, remote) -> None:
     reconcile(fleet_repo)
     policy = b"apiVersion: caspian.dev/v1alpha1\nkind: Policy\nspec: {slot: 7m}\n"
