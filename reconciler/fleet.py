@@ -410,7 +410,10 @@ class Maintenance(Spec):
     schedule: str | None = None
     duration: Duration | None = None
     time_zone: str = "UTC"
-    reason: str = Field(default="", max_length=200)
+    # One line of a commit message: YAML's `reason: |` would add lines of its own.
+    reason: Annotated[str, AfterValidator(lambda text: printable(" ".join(text.split())))] = Field(
+        default="", max_length=200
+    )
 
     @model_validator(mode="after")
     def _once_or_again(self) -> Maintenance:

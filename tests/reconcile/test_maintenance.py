@@ -70,6 +70,15 @@ def test_nothing_new_is_planned_to_run_on_a_spoke_during_its_maintenance() -> No
     assert into and f"; planned to run into it: {', '.join(into)} (already dispatched" in message
 
 
+def test_a_windows_reason_is_one_line_of_the_commit_message() -> None:
+    before, files = step(template_files(), now=NOW)
+    upgrade = _window(reason="kernel\nupgrade\n- batch/etl-daily: cancelled\x1b[0m\n")
+    decision, _ = step(_with_maintenance(files, "paris", upgrade), now=NOW + timedelta(minutes=5))
+    message = messages.commit_message(old=before.ledger, decision=decision, input_commit="0")
+    line = "- paris: 2026-11-22 04:00 to 2026-11-22 10:00 (kernel upgrade - batch/etl-daily: "
+    assert f"\n{line}cancelled\\x1b[0m)" in message
+
+
 def test_a_window_shuts_every_pool_of_its_spoke() -> None:
     gpu_taint = Taint(key="nvidia.com/gpu", value="present", effect="NoSchedule")
     cpu_size = Resources(cpu=32, memory_bytes=128 * 2**30, gpu=0)
