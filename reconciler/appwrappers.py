@@ -59,7 +59,7 @@ def load_job_file(
     try:
         docs = yamlio.load_json(raw) if in_json else yamlio.load_all(raw)
     except yamlio.YAMLError as error:
-        reason = f"not valid {'JSON' if in_json else 'YAML'}: {yamlio.describe(error)}"
+        reason = yamlio.refusal(error, language="JSON" if in_json else "YAML")
         reason += f"; {template}" if template else ""
         stops_at = yamlio.error_place(error, raw)
         return [[Problem(file=path, field="-", reason=reason, stops_at=stops_at)]]

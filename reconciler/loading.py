@@ -352,7 +352,7 @@ def _one_document(path: str, raw: bytes) -> tuple[Any, Problem | None]:
     try:
         docs = yamlio.load_all(raw)
     except yamlio.YAMLError as error:
-        return problem(f"not valid YAML: {yamlio.describe(error)}", yamlio.error_place(error, raw))
+        return problem(yamlio.refusal(error), yamlio.error_place(error, raw))
     if len(docs) != 1:
         return problem(f"expected one YAML document, found {len(docs)}")
     if not isinstance(docs[0], dict):

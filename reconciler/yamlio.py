@@ -13,6 +13,7 @@ import functools
 import itertools
 import json
 import re
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -31,6 +32,15 @@ MOST_DOCUMENT_BYTES = 3 * 2**19
 # A line that starts or ends a document, wherever it stands (YAML forbids it in
 # a value), so documents are told apart without reading them.
 _DOCUMENT_MARK = re.compile(rb"^(?:---|\.\.\.)(?=[ \t\r\n]|$)", re.MULTILINE)
+
+# The most levels a document may nest. libyaml's composer recurses in C for
+# each level, so a file of 100 KB nested 30,000 levels deep (`a: [[[...]]]`)
+# overflowed the stack and killed the process, and every reconcile of the
+# fleet with it. No Kubernetes object comes near this; a thread's stack of
+# 128 KB holds it.
+MOST_DEPTH = 256
+# Each level of a document takes one of these at least.
+_NESTING_MARKS = (b"[", b"{", b"-", b":", b"?")
 
 # Values that aliases may add to a document beyond those written in it. An
 # AppWrapper that reuses a block by an alias adds a few hundred; eight levels of
@@ -173,9 +183,46 @@ def template_marks(raw: bytes) -> str | None:
 
 def load_all(raw: bytes, *, loader: type | None = None) -> list[Any]:
     """The documents of `raw` that are not empty."""
+    _shallow(raw)
     return _readable(
         lambda use: [doc for doc in yaml.load_all(raw, Loader=use) if doc is not None], loader
     )
+
+
+def _shallow(raw: bytes) -> None:
+    """Raise where `raw` nests deeper than MOST_DEPTH. A file with fewer marks
+    of nesting than that passes on their count; the others are read as
+    events, which libyaml's parser makes without recursing."""
+    if sum(raw.count(mark) for mark in _NESTING_MARKS) <= MOST_DEPTH:
+        return
+    depth = 0
+    try:
+        for event in yaml.parse(raw, Loader=_FastComposer):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MOST_DEPTH:
+                    raise TooDeepError(
+                        problem=f"nested more than {MOST_DEPTH} levels deep",
+                        # libyaml's mark, which has the line and column as PyYAML's has.
+                        problem_mark=typing.cast(yaml.Mark, event.start_mark),
+                    )
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except TooDeepError:
+        raise
+    except yaml.YAMLError:
+        pass  # not YAML: the reading that follows says where, as ever
+
+
+class TooDeepError(yaml.MarkedYAMLError):
+    """A document nested deeper than MOST_DEPTH."""
+
+
+def refusal(error: YAMLError, *, language: str = "YAML") -> str:
+    """Why a file that does not read is not read, for its problem line."""
+    if isinstance(error, TooDeepError):
+        return f"{describe(error)}, which no Kubernetes object is: not read"
+    return f"not valid {language}: {describe(error)}"
 
 
 def load_json(raw: bytes) -> list[Any]:
@@ -216,6 +263,7 @@ def _each_key_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def load(raw: bytes, *, loader: type | None = None) -> Any:
     """The one document of `raw` (None if it has none)."""
+    _shallow(raw)
     return _readable(lambda use: yaml.load(raw, Loader=use), loader)
 
 
@@ -293,6 +341,7 @@ def _composed(raw: bytes) -> list[yaml.Node] | None:
     libyaml's composer: with PyYAML's own, validating a 1.4 MB file that is
     no AppWrapper took 19-20 s, with libyaml's 10 s."""
     try:
+        _shallow(raw)
         return [node for node in yaml.compose_all(raw, Loader=_FastComposer) if _filled(node)]
     except (yaml.YAMLError, ValueError, RecursionError):
         return None

@@ -116,6 +116,36 @@ def test_a_document_too_large_for_kubernetes_is_not_read_nor_searched_for_lines(
     ]
 
 
+DEEP = 30_000  # levels: libyaml's composer overflowed the stack and killed the process
+
+
+@pytest.mark.parametrize(
+    ("raw", "said", "line"),
+    [
+        (b"a: " + b"[" * DEEP + b"]" * DEEP + b"\n", "(line 1, column 259)", 1),
+        (b"a: " + b"{a: " * DEEP + b"1" + b"}" * DEEP + b"\n", "(line 1, column 1024)", 1),
+        (b"- " * DEEP + b"x\n", "(line 1, column 513)", 1),  # compact, on one line
+        (b"".join(b" " * i + b"k:\n" for i in range(300)), "(line 257, column 257)", 257),
+    ],
+)
+def test_a_file_nested_past_any_kubernetes_object_is_a_problem_not_a_crash(
+    raw: bytes, said: str, line: int
+) -> None:
+    fleet = fleet_with(jobs__deep=raw.decode())
+    assert problems_of(fleet) == [
+        f"jobs/deep.yaml: nested more than 256 levels deep {said}, which no Kubernetes object "
+        "is: not read"
+    ]
+    assert [p.stops_at for p in fleet.problems] == [line]
+    assert line_of(raw, "a") is None  # `caspian validate` looks for no line in it either
+
+
+def test_a_file_nested_as_deep_as_is_allowed_reads() -> None:
+    # Past the count of nesting marks that skips the check, and within the depth.
+    raw = b"kind: [" + b"[" * 254 + b"]" * 254 + b"]\n" + b"a: [" + b"b, " * 300 + b"c]\n"
+    assert load_all(raw)[0]["a"][-1] == "c"
+
+
 @pytest.mark.parametrize(
     ("raw", "said"),
     [

@@ -409,9 +409,16 @@ def test_a_broken_policy_commits_nothing(fleet_repo, remote) -> None:
     assert gitutil.head(remote) == head
 
 
-def test_a_hand_edited_ledger_stops_the_reconcile(fleet_repo, remote) -> None:
+@pytest.mark.parametrize(
+    "edited",
+    [
+        b"entries: [{id: x, phase: Whatever}]",
+        b"entries: " + b"[" * 30_000 + b"]" * 30_000,  # read, it killed the process
+    ],
+)
+def test_a_hand_edited_ledger_stops_the_reconcile(fleet_repo, remote, edited) -> None:
     reconcile(fleet_repo)
-    gitutil.user_commit(remote, {"status/placements.yaml": b"entries: [{id: x, phase: Whatever}]"})
+    gitutil.user_commit(remote, {"status/placements.yaml": edited})
     head = gitutil.head(remote)
     with pytest.raises(LedgerError, match="revert the hand edit"):
         reconcile(fleet_repo)
