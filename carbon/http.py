@@ -106,6 +106,10 @@ def get_json(
             return json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError):
             last = ProviderError(f"{shown}: the answer is not JSON ({len(body)} bytes)", retry=True)
+        except RecursionError:  # garbage, and Python's JSON reader stops short of the stack
+            last = ProviderError(
+                f"{shown}: the answer is nested too deeply to read ({len(body)} bytes)", retry=True
+            )
     assert last is not None
     raise last
 

@@ -222,7 +222,7 @@ class Forge(BaseModel):
             ) from None
         try:
             return json.loads(raw or b"null")
-        except ValueError:  # not JSON, or not even text
+        except (ValueError, RecursionError):  # not JSON, not even text, or nested past reading
             raise ForgeError(f"{where}: the answer is not JSON") from None
 
     def _hint(self, code: int, *, listing: bool) -> str:
@@ -264,7 +264,7 @@ def _message(error: urllib.error.HTTPError, *, timeout: float) -> str:
         body = read_answer(error.fp, timeout=timeout) if error.fp is not None else b""
         answer = json.loads(body or b"null")
         text = answer.get("message") or answer.get("error")
-    except (ValueError, AttributeError, OSError, AnswerError):
+    except (ValueError, AttributeError, OSError, AnswerError, RecursionError):
         return ""
     if isinstance(text, list) and all(isinstance(item, str) for item in text):
         text = "; ".join(text)

@@ -277,7 +277,7 @@ class KubeObserver:
                 if namespaces
                 else []
             )
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):  # nested past Python's JSON reader too
             raise NotAList(asking) from None
         return Answers(
             nodes=nodes,
@@ -429,6 +429,7 @@ class KubeObserver:
                 ValueError,
                 TypeError,
                 AttributeError,
+                RecursionError,
             ) as error:
                 rbac = isinstance(error, ApiException) and error.status in (401, 403)
                 log.warning(
@@ -612,7 +613,7 @@ class ArgoCDObserver:
                 KubeconfigError,
             ) as error:
                 return _unread(states, cutoff.reason if cutoff.fired else _reason(error))
-            except (ValueError, TypeError):
+            except (ValueError, TypeError, RecursionError):
                 return _unread(states, "the answer is no Kubernetes list")
         checked = check is not None
         if check is None:
@@ -840,7 +841,7 @@ def _version(api: client.ApiClient, *, timeout: float) -> kubeversions.Version |
     try:
         # Without a timeout of its own the call waited for as long as the server did.
         info = client.VersionApi(api).get_code(_request_timeout=timeout)
-    except (ApiException, ValueError, TypeError):
+    except (ApiException, ValueError, TypeError, RecursionError):
         return None
     return kubeversions.served(getattr(info, "major", None), getattr(info, "minor", None))
 

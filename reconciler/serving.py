@@ -69,7 +69,7 @@ def serve(
                 return
             try:
                 payload: Any = json.loads(body or b"{}")
-            except ValueError:  # not JSON, or not even text
+            except (ValueError, RecursionError):  # not JSON, not even text, or nested past reading
                 self._reply(400, b"not JSON\n")
                 return
             proposing = watcher.settings.proposing

@@ -135,6 +135,7 @@ def test_missing_hours_absurd_values_and_other_time_zones(tmp_path) -> None:
         (Reply(status=401, body={"error": "bad token"}), 1),  # final: no retry
         (Reply(status=500, body={}), 3),
         (Reply(body=b'{"zone": "DE", "history": [{"carbonIn'), 3),  # truncated JSON
+        (Reply(body=b"[" * 100_000 + b"]" * 100_000), 3),  # nested past Python's JSON reader
         (Reply(body={"unexpected": True}), 1),  # valid JSON, wrong shape: not retried
     ],
 )

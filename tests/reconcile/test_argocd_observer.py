@@ -370,7 +370,14 @@ def test_health_kept_out_of_the_application_moves_nothing_and_says_why(tmp_path,
 
 def test_a_hub_that_cannot_be_read_leaves_declared_capacity_and_no_status(tmp_path, caplog) -> None:
     caplog.set_level(logging.WARNING)
-    for reply in (Reply(status=403, body={"kind": "Status"}), Reply(body=b"<html>proxy</html>")):
+    nested = Reply(
+        body=b"[" * 100_000 + b"]" * 100_000
+    )  # past what Python's JSON reader recurses into
+    for reply in (
+        Reply(status=403, body={"kind": "Status"}),
+        Reply(body=b"<html>proxy</html>"),
+        nested,
+    ):
         with serve() as api:
             api.route(APPS, reply)
             api.route(SETTINGS, settings(CHECKED))

@@ -101,6 +101,7 @@ def test_gitlabs_list_of_messages_is_said_whole() -> None:
         ((422, {"message": "Validation Failed: head does not exist"}), "HTTP 422 (Validation"),
         ((500, b"<html>oops</html>"), "HTTP 500"),
         ((200, b"\x80 not json"), "the answer is not JSON"),
+        ((200, b"[" * 100_000 + b"]" * 100_000), "the answer is not JSON"),  # nested past reading
         ((200, {"message": "moved"}), "the forge answered an object, not a list of pull"),
         ((200, [1, 2]), "the forge's list holds a number, not a pull request"),
     ],

@@ -452,6 +452,11 @@ def test_an_api_error_marks_the_spoke_down(tmp_path, status) -> None:
             Reply(body=listing("NodeList", [{**node("ready-1"), "metadata": {}}])),
             "its API answered a Node Caspian cannot read: name",
         ),
+        (  # past what Python's JSON reader recurses into: it crashed the reconcile
+            "/api/v1/nodes",
+            Reply(body=b'{"items": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
+            "its API's answer to the node list is not a Kubernetes list",
+        ),
     ],
 )
 def test_an_answer_that_is_not_kubernetes_marks_the_spoke_down_not_the_loop(

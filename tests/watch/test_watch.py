@@ -637,6 +637,7 @@ def test_the_loop_benchmarks_p90_is_a_value_nine_in_ten_are_no_greater_than() ->
         ("Content-Length: abc", b"", b"400"),
         ("Content-Length: -5", b"", b"400"),
         ("Content-Length: 4", b"\x80abc", b"400"),  # not UTF-8 text
+        ("Content-Length: 200000", b"[" * 100_000 + b"]" * 100_000, b"400"),  # nested past reading
         ("Content-Length: 99999999", b"", b"413"),
         ("Content-Length: 2", b"[]", b"202"),  # JSON, but no ref: a wake-up all the same
     ],
