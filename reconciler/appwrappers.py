@@ -75,6 +75,39 @@ def load_job_file(
     return found
 
 
+def _not_an_appwrapper(doc: Mapping[str, Any]) -> tuple[str, str]:
+    """The field, and the problem with the way out, of a document in jobs/
+    that is no AppWrapper."""
+    api, kind = doc.get("apiVersion"), doc.get("kind")
+    if api is None and kind is None:
+        return (
+            "kind",
+            f"no apiVersion and kind: an AppWrapper's are {APPWRAPPER_API} and AppWrapper",
+        )
+    found = f"expected {APPWRAPPER_API} AppWrapper, found {api}/{kind}"
+    if kind == "Job" and api in ("batch/v1", None):
+        # A Kubernetes user's first file, most likely.
+        return "kind", (
+            f"{found}: Caspian places AppWrappers, each holding one Job: wrap it (apiVersion: "
+            f"{APPWRAPPER_API}, kind: AppWrapper, the Job under spec.components[0].template)"
+        )
+    if kind == "Kustomization":
+        return "kind", (
+            f"{found}: Caspian reads each file in jobs/ as it is, not through kustomize; "
+            "move it out"
+        )
+    if isinstance(kind, str) and kind.lower() == "appwrapper" and kind != "AppWrapper":
+        return "kind", f"{kind!r}: kinds are read as written, in their case: write AppWrapper"
+    if kind == "AppWrapper" and api is None:
+        return "apiVersion", f"required: write apiVersion: {APPWRAPPER_API}"
+    if kind == "AppWrapper" and isinstance(api, str) and api.startswith("workload.codeflare.dev/"):
+        return "apiVersion", (
+            f"{api!r}: Caspian reads the AppWrapper of {APPWRAPPER_API}, with the Job under "
+            f"spec.components[0].template: write apiVersion: {APPWRAPPER_API}"
+        )
+    return "kind", found
+
+
 def _job_from_doc(
     doc: Any,
     *,
@@ -89,13 +122,7 @@ def _job_from_doc(
     if not isinstance(doc, dict):
         return problem("-", "expected a mapping (an AppWrapper object)")
     if doc.get("apiVersion") != APPWRAPPER_API or doc.get("kind") != "AppWrapper":
-        kind = f"{doc.get('apiVersion')}/{doc.get('kind')}"
-        reason = f"expected {APPWRAPPER_API} AppWrapper, found {kind}"
-        if doc.get("kind") == "Kustomization":
-            reason += (
-                ": Caspian reads each file in jobs/ as it is, not through kustomize; move it out"
-            )
-        return problem("kind", reason)
+        return problem(*_not_an_appwrapper(doc))
     schema_errors = check(doc)
     if schema_errors:
         return [Problem(file=source, field=f, reason=r) for f, r in schema_errors]

@@ -521,7 +521,36 @@ def appwrapper_doc_with(**more: dict) -> str:
         ),
         (
             appwrapper().replace("apiVersion: workload.codeflare.dev/v1beta2", "apiVersion: v1"),
-            "jobs/extra.yaml: kind: expected workload.codeflare.dev/v1beta2 AppWrapper",
+            "jobs/extra.yaml: kind: expected workload.codeflare.dev/v1beta2 AppWrapper, found "
+            "v1/AppWrapper",
+        ),
+        (  # a Kubernetes user's first file, most likely
+            yaml.safe_dump(yaml.safe_load(appwrapper())["spec"]["components"][0]["template"]),
+            "jobs/extra.yaml: kind: expected workload.codeflare.dev/v1beta2 AppWrapper, found "
+            "batch/v1/Job: Caspian places AppWrappers, each holding one Job: wrap it (apiVersion: "
+            "workload.codeflare.dev/v1beta2, kind: AppWrapper, the Job under "
+            "spec.components[0].template)",
+        ),
+        (
+            appwrapper().replace("kind: AppWrapper", "kind: Appwrapper"),
+            "jobs/extra.yaml: kind: 'Appwrapper': kinds are read as written, in their case: "
+            "write AppWrapper",
+        ),
+        (
+            appwrapper().replace("codeflare.dev/v1beta2", "codeflare.dev/v1beta1"),
+            "jobs/extra.yaml: apiVersion: 'workload.codeflare.dev/v1beta1': Caspian reads the "
+            "AppWrapper of workload.codeflare.dev/v1beta2, with the Job under "
+            "spec.components[0].template: write apiVersion: workload.codeflare.dev/v1beta2",
+        ),
+        (
+            appwrapper().replace("apiVersion: workload.codeflare.dev/v1beta2\n", ""),
+            "jobs/extra.yaml: apiVersion: required: write apiVersion: "
+            "workload.codeflare.dev/v1beta2",
+        ),
+        (
+            "replicas: 3\n",
+            "jobs/extra.yaml: kind: no apiVersion and kind: an AppWrapper's are "
+            "workload.codeflare.dev/v1beta2 and AppWrapper",
         ),
         (
             yaml.safe_dump({k: v for k, v in yaml.safe_load(appwrapper()).items() if k != "spec"}),
