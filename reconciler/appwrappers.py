@@ -27,7 +27,15 @@ from reconciler import (
     selectors,
     yamlio,
 )
-from reconciler.fleet import MOST_WATTS, JobRequest, Policy, Problem
+from reconciler.fleet import (
+    API_VERSION,
+    MOST_WATTS,
+    SPOKES_DIR,
+    JobRequest,
+    Policy,
+    Problem,
+    split_suffix,
+)
 
 APPWRAPPER_API = "workload.codeflare.dev/v1beta2"
 ANNOTATION = "caspian.dev/"
@@ -75,10 +83,13 @@ def load_job_file(
     return found
 
 
-def _not_an_appwrapper(doc: Mapping[str, Any]) -> tuple[str, str]:
+def _not_an_appwrapper(doc: Mapping[str, Any], *, path: str) -> tuple[str, str]:
     """The field, and the problem with the way out, of a document in jobs/
-    that is no AppWrapper."""
+    (in the file at `path`) that is no AppWrapper."""
     api, kind = doc.get("apiVersion"), doc.get("kind")
+    if (api, kind) == (API_VERSION, "Spoke"):
+        there = f"{SPOKES_DIR}{split_suffix(path.rsplit('/', 1)[-1])[0]}.yaml"
+        return "kind", f"a spoke, in jobs/ where AppWrappers are: move it (git mv {path} {there})"
     if api is None and kind is None:
         return (
             "kind",
@@ -122,7 +133,7 @@ def _job_from_doc(
     if not isinstance(doc, dict):
         return problem("-", "expected a mapping (an AppWrapper object)")
     if doc.get("apiVersion") != APPWRAPPER_API or doc.get("kind") != "AppWrapper":
-        return problem(*_not_an_appwrapper(doc))
+        return problem(*_not_an_appwrapper(doc, path=source.partition("#")[0]))
     schema_errors = check(doc)
     if schema_errors:
         return [Problem(file=source, field=f, reason=r) for f, r in schema_errors]

@@ -317,6 +317,13 @@ def _load_spokes(
         if unread:
             problems.append(unread)
             continue
+        if doc.get("kind") == "AppWrapper":  # one line, not one per field a spoke lacks
+            there = f"{JOBS_DIR}{path.removeprefix(SPOKES_DIR)}"
+            fix = (
+                f"an AppWrapper, in spokes/ where spoke files are: move it (git mv {path} {there})"
+            )
+            problems.append(Problem(file=path, field="kind", reason=fix))
+            continue
         try:
             spoke = Spoke.model_validate(doc)
         except ValidationError as invalid:

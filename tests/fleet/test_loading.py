@@ -1239,6 +1239,24 @@ def test_an_appwrapper_or_a_spoke_outside_jobs_and_spokes_is_named_not_left_out(
     assert "lyon" not in {s.name for s in fleet.spokes} and not fleet.broken_spokes
 
 
+def test_a_spoke_in_jobs_and_an_appwrapper_in_spokes_are_each_one_line_saying_where() -> None:
+    files = template_files()
+    fleet = load_fleet(
+        {
+            **files,
+            "jobs/lyon.yml": files["spokes/paris.yaml"].replace(b"name: paris", b"name: lyon"),
+            "spokes/train.yaml": appwrapper("train").encode(),
+        },
+        appwrapper_schema=crd.check_appwrapper,
+    )
+    assert problems_of(fleet) == [
+        "spokes/train.yaml: kind: an AppWrapper, in spokes/ where spoke files are: move it "
+        "(git mv spokes/train.yaml jobs/train.yaml)",
+        "jobs/lyon.yml: kind: a spoke, in jobs/ where AppWrappers are: move it (git mv "
+        "jobs/lyon.yml spokes/lyon.yaml)",
+    ]
+
+
 def test_annotations_where_they_are_not_read_are_problems_not_ignored() -> None:
     doc = appwrapper_doc("misplaced")
     job = doc["spec"]["components"][0]["template"]
