@@ -176,14 +176,7 @@ class KubeObserver:
             answers = self._ask(
                 api, spoke, wanted=wanted, namespaces=namespaces, exits=exits, unread=unread
             )
-        except (
-            ApiException,
-            HTTPError,
-            OSError,
-            config.ConfigException,
-            KubeconfigError,
-            PagingError,
-        ) as error:
+        except (*UNANSWERED, PagingError) as error:
             return self._down(spoke, cutoff.reason if cutoff.fired else _reason(error))
         except NotAList as error:
             return self._down(spoke, f"its API's answer to the {error} is not a Kubernetes list")
@@ -605,13 +598,7 @@ class ArgoCDObserver:
         with Cutoff(self.whole_answer) as cutoff:
             try:
                 items, check = self._read(cutoff)
-            except (
-                ApiException,
-                HTTPError,
-                OSError,
-                config.ConfigException,
-                KubeconfigError,
-            ) as error:
+            except UNANSWERED as error:
                 return _unread(states, cutoff.reason if cutoff.fired else _reason(error))
             except (ValueError, TypeError, RecursionError):
                 return _unread(states, "the answer is no Kubernetes list")
@@ -778,6 +765,10 @@ class NotAList(Exception):
 
 class KubeconfigError(Exception):
     """The kubeconfig could not be read (not its contexts: ConfigException says those)."""
+
+
+# How asking an API server fails, short of an answer that cannot be read.
+UNANSWERED = (ApiException, HTTPError, OSError, config.ConfigException, KubeconfigError)
 
 
 def _client(kubeconfig: str | None, *, context: str | None) -> client.ApiClient:

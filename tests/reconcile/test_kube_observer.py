@@ -1254,37 +1254,30 @@ def test_a_job_runs_once_a_container_of_it_has_started(tmp_path) -> None:
     }
 
 
-def test_what_a_spoke_says_loses_the_credentials_urls_carry(tmp_path) -> None:
-    # A failed pull can quote a registry's pre-signed blob URL: its signature is
-    # a credential, and the words go into a commit message.
-    signed = (
-        'failed to do request: Get "https://blobs.example/sha256/ab?X-Amz-Credential=AKIA'
-        'EXAMPLE&X-Amz-Signature=0123abcd": i/o timeout; from https://bot:s3cret@reg.example/v2'
-    )
-    stuck = _pod_on_node("p", "pull-11111111", statuses=[_waits("ErrImagePull", signed)])
+@pytest.mark.parametrize(
+    ("message", "said"),
+    [
+        (  # a failed pull can quote a registry's pre-signed blob URL: its signature is a
+            # credential, and the words go into a commit message
+            'failed to do request: Get "https://blobs.example/sha256/ab?X-Amz-Credential=AKIA'
+            'EXAMPLE&X-Amz-Signature=0123abcd": i/o timeout; from https://bot:s3cret@reg.example/v2',
+            'failed to do request: Get "https://blobs.example/sha256/ab?...": i/o timeout; from '
+            "https://reg.example/v2",
+        ),
+        (  # the image's to write: these would colour a console or add a line to a commit
+            "no such image\x1b[31m\u2028- batch/other: cancelled",
+            "no such image\\x1b[31m - batch/other: cancelled",
+        ),
+    ],
+)
+def test_what_a_spoke_says_loses_credentials_and_comes_as_one_plain_line(
+    tmp_path, message, said
+) -> None:
+    stuck = _pod_on_node("p", "pull-11111111", statuses=[_waits("ErrImagePull", message)])
     with serve() as api:
         healthy(api)
         api.route("/api/v1/pods", Reply(body=listing("PodList", [stuck])))
         jobs = [job("pull-11111111", namespace="default", ready=False)]
         api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", jobs)))
         state = observe(tmp_path, {"paris": api.url})["paris"]
-    assert state.said == {
-        "default/pull-11111111": 'ErrImagePull: failed to do request: Get "https://blobs.example/'
-        'sha256/ab?...": i/o timeout; from https://reg.example/v2'
-    }
-
-
-def test_what_a_spoke_says_comes_as_one_line_without_terminal_codes(tmp_path) -> None:
-    # A container's message is the image's to write: it goes into a commit
-    # message and a console, where these would colour text or add a line.
-    said = "no such image\x1b[31m\u2028- batch/other: cancelled"
-    stuck = _pod_on_node("p", "odd-11111111", statuses=[_waits("ErrImagePull", said)])
-    with serve() as api:
-        healthy(api)
-        api.route("/api/v1/pods", Reply(body=listing("PodList", [stuck])))
-        jobs = [job("odd-11111111", namespace="default", ready=False)]
-        api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", jobs)))
-        state = observe(tmp_path, {"paris": api.url})["paris"]
-    assert state.said == {
-        "default/odd-11111111": "ErrImagePull: no such image\\x1b[31m - batch/other: cancelled"
-    }
+    assert state.said == {"default/pull-11111111": f"ErrImagePull: {said}"}
