@@ -280,9 +280,10 @@ def _link_problem(path: str, target: bytes) -> Problem:
 
 def _load_policy(files: Mapping[str, bytes], *, links: Collection[str]) -> Policy:
     if POLICY_FILE not in files:
-        raise FleetConfigError(
-            [Problem(file=POLICY_FILE, field="-", reason="missing: run `caspian init` or add it")]
-        )
+        stem = split_suffix(POLICY_FILE)[0]
+        near = [p for p in sorted(files) if "/" not in p and split_suffix(p)[0].lower() == stem]
+        fix = f"rename {near[0]} to it" if near else "run `caspian init` or add it"
+        raise FleetConfigError([Problem(file=POLICY_FILE, field="-", reason=f"missing: {fix}")])
     if POLICY_FILE in links:
         raise FleetConfigError([_link_problem(POLICY_FILE, files[POLICY_FILE])])
     doc, unread = _one_document(POLICY_FILE, files[POLICY_FILE])

@@ -913,6 +913,17 @@ def test_a_bad_policy_stops_everything_with_a_clear_line(changes, expected) -> N
     assert raised.value.problems[0].line().startswith(expected), raised.value.problems[0].line()
 
 
+@pytest.mark.parametrize("name", ["caspian.yml", "Caspian.yaml", "caspian.json"])
+def test_a_policy_under_another_name_is_named_in_the_fix(name) -> None:
+    files = template_files()
+    files[name] = files.pop("caspian.yaml")
+    with pytest.raises(FleetConfigError) as raised:
+        load_fleet(files, appwrapper_schema=crd.check_appwrapper)
+    assert [p.line() for p in raised.value.problems] == [
+        f"caspian.yaml: missing: rename {name} to it"
+    ]
+
+
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [
