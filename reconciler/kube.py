@@ -27,9 +27,9 @@ import logging
 import os
 import socket
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, NamedTuple, TypeVar
@@ -56,6 +56,10 @@ MAX_PARALLEL = 16
 # spoke's lists must all come within this, or it is down (`Cutoff`); pages of
 # 500 keep a large cluster's well inside it.
 WHOLE_ANSWER_S = 60.0
+# How long past that a read may take to end once its connections are shut,
+# and what may hold one beyond it.
+GRACE_S = 5.0
+HELD = "a credential plugin of the kubeconfig that waits for a login, say"
 # Lists come in pages, as kubectl asks for them: each page is one call within the
 # timeout, where a large cluster's pods in one answer could take longer.
 PAGE = 500
@@ -118,6 +122,9 @@ class KubeObserver:
         self.whole_answer = whole_answer_s
         self.clock = clock
         self.tolerated = set(tolerated_taints)
+        # Reads of a spoke that had not ended when their observation gave up on
+        # them: none is begun again for that spoke until it ends.
+        self._stuck: dict[str, _Reading] = {}
 
     def observe(self, fleet: Fleet) -> dict[str, SpokeState]:
         # The kinds and namespaces of the objects jobs need (jobspec.needs), and
@@ -133,18 +140,42 @@ class KubeObserver:
         )
         # All spokes at once: asked one after another, each hung spoke added its
         # timeout to every reconcile. Each has its own ApiClient.
-        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(fleet.spokes) or 1)) as pool:
-            states = list(
-                pool.map(
-                    lambda spoke: self._spoke(
-                        spoke, wanted=wanted, namespaces=namespaces, exits=exits
-                    ),
-                    fleet.spokes,
-                )
-            )
+        read = partial(self._spoke, wanted=wanted, namespaces=namespaces, exits=exits)
+        states = self._all_spokes(fleet.spokes, read)
         asked = {spoke.name for spoke in fleet.spokes if spoke.spec.kube_context}
         metrics.keep_only(metrics.SPOKE_UP, "spoke", asked)
-        return {state.name: state for state in states}
+        return {spoke.name: states[spoke.name] for spoke in fleet.spokes}
+
+    def _all_spokes(
+        self, spokes: Iterable[Spoke], read: Callable[[Spoke], SpokeState]
+    ) -> dict[str, SpokeState]:
+        """Each spoke read in a thread of its own, waited for until its whole
+        answer's time and a little more. What holds a read past that and past
+        the cut of its connections (a kubeconfig's credential plugin waiting
+        for a login: the client runs it with no timeout) leaves the spoke down,
+        and the read running: a daemon thread, which the process does not wait
+        for, and which no later observation starts again while it runs."""
+        slots = threading.BoundedSemaphore(MAX_PARALLEL)
+        states: dict[str, SpokeState] = {}
+        readings: dict[str, tuple[Spoke, _Reading]] = {}
+        for spoke in spokes:
+            stuck = self._stuck.get(spoke.name)
+            if stuck is not None and not stuck.ended.is_set():
+                since = stuck.began.strftime("%Y-%m-%dT%H:%M:%SZ")
+                why = f"its read begun at {since} has not ended ({HELD})"
+                states[spoke.name] = self._down(spoke, why)
+                continue
+            self._stuck.pop(spoke.name, None)
+            readings[spoke.name] = (spoke, _Reading(spoke, read, slots=slots, now=self.clock()))
+        held = self.whole_answer + min(GRACE_S, self.whole_answer)
+        until = time.monotonic() + held
+        for name, (spoke, reading) in readings.items():
+            if reading.ended.wait(max(0.0, until - time.monotonic())):
+                states[name] = reading.result()
+            else:
+                self._stuck[name] = reading
+                states[name] = self._down(spoke, f"its read has not ended in {held:g} s ({HELD})")
+        return states
 
     def _spoke(
         self, spoke: Spoke, *, wanted: list[str], namespaces: list[str], exits: bool
@@ -683,6 +714,44 @@ def _unread(states: dict[str, SpokeState], why: str) -> dict[str, SpokeState]:
     log.warning("Argo CD's Applications could not be read: %s", why)
     metrics.record_argocd(trusted=False)
     return states
+
+
+class _Reading:
+    """One spoke's read, begun in a daemon thread once one of `slots` is free."""
+
+    def __init__(
+        self,
+        spoke: Spoke,
+        read: Callable[[Spoke], SpokeState],
+        *,
+        slots: threading.BoundedSemaphore,
+        now: datetime,
+    ) -> None:
+        self.began = now
+        self.ended = threading.Event()
+        self._state: SpokeState | None = None
+        self._error: BaseException | None = None
+        thread = threading.Thread(
+            target=self._run, args=(spoke, read, slots), name=f"spoke-{spoke.name}", daemon=True
+        )
+        thread.start()
+
+    def _run(
+        self, spoke: Spoke, read: Callable[[Spoke], SpokeState], slots: threading.BoundedSemaphore
+    ) -> None:
+        try:
+            with slots:
+                self._state = read(spoke)
+        except BaseException as error:  # raised where the reading is waited for
+            self._error = error
+        finally:
+            self.ended.set()
+
+    def result(self) -> SpokeState:
+        if self._error is not None:
+            raise self._error
+        assert self._state is not None  # ended without an error
+        return self._state
 
 
 class Cutoff:

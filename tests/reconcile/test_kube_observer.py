@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -517,6 +517,55 @@ def test_a_version_that_never_comes_is_a_timeout_not_a_wait_without_end(tmp_path
         took = time.monotonic() - started
     assert not state.up and state.reason == "no answer in time from /version/"
     assert took < 3.0
+
+
+def test_a_read_held_by_a_credential_plugin_leaves_the_spoke_down_and_runs_once(tmp_path) -> None:
+    # The client runs a kubeconfig's exec plugin with no timeout: one waiting for
+    # a login held the reconcile for as long as it waited.
+    runs = tmp_path / "runs"
+    plugin = {"apiVersion": "client.authentication.k8s.io/v1", "command": "sh"}
+    plugin["args"] = ["-c", f"echo run >> {runs}; sleep 4"]
+    plugin["interactiveMode"] = "Never"
+    with serve() as api:
+        healthy(api)
+        config = tmp_path / "kubeconfig"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "paris", "cluster": {"server": api.url}}],
+                    "users": [{"name": "sso", "user": {"exec": plugin}}],
+                    "contexts": [
+                        {"name": "kind-paris", "context": {"cluster": "paris", "user": "sso"}}
+                    ],
+                }
+            )
+        )
+        fleet = fleet_with()
+        contexts = {"paris": "kind-paris"}
+        spokes = tuple(
+            s.model_copy(
+                update={"spec": s.spec.model_copy(update={"kube_context": contexts.get(s.name)})}
+            )
+            for s in fleet.spokes
+        )
+        fleet = fleet.model_copy(update={"spokes": spokes})
+        now = [datetime(2026, 12, 5, 10, 0, tzinfo=UTC)]
+        observer = KubeObserver(kubeconfig=str(config), whole_answer_s=0.5, clock=lambda: now[0])
+        started = time.monotonic()
+        first = observer.observe(fleet)
+        now[0] += timedelta(minutes=1)
+        second = observer.observe(fleet)  # the first read still waits on the plugin
+        took = time.monotonic() - started
+        ran = runs.read_text().count("run")
+    assert took < 3.0 and ran == 1
+    assert first["paris"].reason == (
+        "its read has not ended in 1 s (a credential plugin of the kubeconfig that waits for a "
+        "login, say)"
+    )
+    assert second["paris"].reason.startswith("its read begun at 2026-12-05T10:00:00Z has not ended")
+    assert first["frankfurt"].up and second["frankfurt"].up
 
 
 def test_hung_spokes_are_waited_for_together_not_one_after_another(tmp_path) -> None:
