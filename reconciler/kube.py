@@ -32,7 +32,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import yaml
 from kubernetes import client, config
@@ -124,7 +124,7 @@ class KubeObserver:
         self.tolerated = set(tolerated_taints)
         # Reads of a spoke that had not ended when their observation gave up on
         # them: none is begun again for that spoke until it ends.
-        self._stuck: dict[str, _Reading] = {}
+        self._stuck: dict[str, _Reading[SpokeState]] = {}
 
     def observe(self, fleet: Fleet) -> dict[str, SpokeState]:
         # The kinds and namespaces of the objects jobs need (jobspec.needs), and
@@ -157,20 +157,21 @@ class KubeObserver:
         for, and which no later observation starts again while it runs."""
         slots = threading.BoundedSemaphore(MAX_PARALLEL)
         states: dict[str, SpokeState] = {}
-        readings: dict[str, tuple[Spoke, _Reading]] = {}
+        readings: dict[str, tuple[Spoke, _Reading[SpokeState]]] = {}
         for spoke in spokes:
-            stuck = self._stuck.get(spoke.name)
-            if stuck is not None and not stuck.ended.is_set():
-                since = stuck.began.strftime("%Y-%m-%dT%H:%M:%SZ")
-                why = f"its read begun at {since} has not ended ({HELD})"
+            stuck = self._stuck.pop(spoke.name, None)
+            if stuck is not None and (why := stuck.still()) is not None:
+                self._stuck[spoke.name] = stuck
                 states[spoke.name] = self._down(spoke, why)
                 continue
-            self._stuck.pop(spoke.name, None)
-            readings[spoke.name] = (spoke, _Reading(spoke, read, slots=slots, now=self.clock()))
-        held = self.whole_answer + min(GRACE_S, self.whole_answer)
+            reading = _Reading(
+                partial(read, spoke), name=f"spoke-{spoke.name}", now=self.clock(), slots=slots
+            )
+            readings[spoke.name] = (spoke, reading)
+        held = _held(self.whole_answer)
         until = time.monotonic() + held
         for name, (spoke, reading) in readings.items():
-            if reading.ended.wait(max(0.0, until - time.monotonic())):
+            if reading.within(until - time.monotonic()):
                 states[name] = reading.result()
             else:
                 self._stuck[name] = reading
@@ -617,18 +618,30 @@ class ArgoCDObserver:
         namespace: str = "argocd",
         timeout_s: float = 5.0,
         whole_answer_s: float = WHOLE_ANSWER_S,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.kubeconfig = kubeconfig
         self.context = context
         self.namespace = namespace
         self.timeout = timeout_s
         self.whole_answer = whole_answer_s
+        self.clock = clock
+        # A read that had not ended when its observation gave up on it (see
+        # KubeObserver._all_spokes): none is begun again until it ends.
+        self._stuck: _Reading[tuple[list[Any], str | None]] | None = None
 
     def observe(self, fleet: Fleet) -> dict[str, SpokeState]:
         states = {spoke.name: declared(spoke) for spoke in fleet.spokes}
+        if self._stuck is not None and (why := self._stuck.still()) is not None:
+            return _unread(states, why)
         with Cutoff(self.whole_answer) as cutoff:
+            reading = _Reading(partial(self._read, cutoff), name="argocd", now=self.clock())
+            held = _held(self.whole_answer)
+            if not reading.within(held):
+                self._stuck = reading
+                return _unread(states, f"its read has not ended in {held:g} s ({HELD})")
             try:
-                items, check = self._read(cutoff)
+                items, check = reading.result()
             except UNANSWERED as error:
                 return _unread(states, cutoff.reason if cutoff.fired else _reason(error))
             except (ValueError, TypeError, RecursionError):
@@ -716,42 +729,57 @@ def _unread(states: dict[str, SpokeState], why: str) -> dict[str, SpokeState]:
     return states
 
 
-class _Reading:
-    """One spoke's read, begun in a daemon thread once one of `slots` is free."""
+class _Reading(Generic[T]):
+    """One read, begun in a daemon thread (once one of `slots` is free, if
+    given): the process does not wait for it to end."""
 
     def __init__(
         self,
-        spoke: Spoke,
-        read: Callable[[Spoke], SpokeState],
+        read: Callable[[], T],
         *,
-        slots: threading.BoundedSemaphore,
+        name: str,
         now: datetime,
+        slots: threading.BoundedSemaphore | None = None,
     ) -> None:
         self.began = now
         self.ended = threading.Event()
-        self._state: SpokeState | None = None
+        self._value: T | None = None
         self._error: BaseException | None = None
-        thread = threading.Thread(
-            target=self._run, args=(spoke, read, slots), name=f"spoke-{spoke.name}", daemon=True
-        )
-        thread.start()
+        self._slots = slots
+        threading.Thread(target=self._run, args=(read,), name=name, daemon=True).start()
 
-    def _run(
-        self, spoke: Spoke, read: Callable[[Spoke], SpokeState], slots: threading.BoundedSemaphore
-    ) -> None:
+    def _run(self, read: Callable[[], T]) -> None:
         try:
-            with slots:
-                self._state = read(spoke)
+            with self._slots or contextlib.nullcontext():
+                self._value = read()
         except BaseException as error:  # raised where the reading is waited for
             self._error = error
         finally:
             self.ended.set()
 
-    def result(self) -> SpokeState:
+    def within(self, seconds: float) -> bool:
+        """Whether it ends within `seconds`."""
+        return self.ended.wait(max(0.0, seconds))
+
+    def result(self) -> T:
         if self._error is not None:
             raise self._error
-        assert self._state is not None  # ended without an error
-        return self._state
+        assert self._value is not None  # ended without an error
+        return self._value
+
+    def still(self) -> str | None:
+        """Why no read is begun again while this one runs; None once it has ended."""
+        if self.ended.is_set():
+            return None
+        return (
+            f"its read begun at {self.began.strftime('%Y-%m-%dT%H:%M:%SZ')} has not ended ({HELD})"
+        )
+
+
+def _held(whole_answer: float) -> float:
+    """How long a read is waited for: its whole answer's time, and the grace
+    after the cut of its connections."""
+    return whole_answer + min(GRACE_S, whole_answer)
 
 
 class Cutoff:

@@ -19,7 +19,7 @@ from tests import gitutil
 from tests.deploy.test_job_health import PATCH
 from tests.fakehttp import Reply, serve
 from tests.fleet.helpers import fleet_with
-from tests.reconcile.test_kube_observer import healthy, kubeconfig
+from tests.reconcile.test_kube_observer import healthy, kubeconfig, waiting_plugin
 
 APPS = "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications"
 SETTINGS = "/api/v1/namespaces/argocd/configmaps/argocd-cm"
@@ -406,6 +406,24 @@ def test_a_hub_that_sends_its_applications_a_byte_at_a_time_is_cut_off(tmp_path,
     assert all(state.up and state.jobs == {} for state in states.values())
     assert all(state.source == "declared" for state in states.values())
     assert "did not answer whole within 1 s" in caplog.text and up() == 0
+
+
+def test_a_hub_read_held_by_a_credential_plugin_is_given_up_and_runs_once(tmp_path, caplog) -> None:
+    caplog.set_level(logging.WARNING)
+    with serve() as api:
+        api.route(APPS, applications(application("paris", PARIS)))
+        api.route(SETTINGS, settings(CHECKED))
+        config, runs = waiting_plugin(tmp_path, api.url, cluster="hub")
+        observer = ArgoCDObserver(kubeconfig=str(config), context="kind-hub", whole_answer_s=0.5)
+        started = time.monotonic()
+        first, second = observer.observe(fleet_with()), observer.observe(fleet_with())
+        took = time.monotonic() - started
+        ran = runs.read_text().count("run")
+    assert took < 3.0 and ran == 1
+    for states in (first, second):
+        assert all(state.source == "declared" and state.jobs == {} for state in states.values())
+    assert "its read has not ended in 1 s (a credential plugin" in caplog.text
+    assert "has not ended (a credential plugin" in caplog.text.split("its read has not ended")[1]
 
 
 def test_reconcile_with_the_argocd_observer_records_a_job_finished(tmp_path) -> None:

@@ -519,29 +519,36 @@ def test_a_version_that_never_comes_is_a_timeout_not_a_wait_without_end(tmp_path
     assert took < 3.0
 
 
-def test_a_read_held_by_a_credential_plugin_leaves_the_spoke_down_and_runs_once(tmp_path) -> None:
-    # The client runs a kubeconfig's exec plugin with no timeout: one waiting for
-    # a login held the reconcile for as long as it waited.
+def waiting_plugin(tmp_path: Path, url: str, *, cluster: str = "paris") -> tuple[Path, Path]:
+    """A kubeconfig whose user's credential plugin waits 4 s, as one waiting
+    for a login would, and the file it notes each of its runs in."""
     runs = tmp_path / "runs"
     plugin = {"apiVersion": "client.authentication.k8s.io/v1", "command": "sh"}
     plugin["args"] = ["-c", f"echo run >> {runs}; sleep 4"]
     plugin["interactiveMode"] = "Never"
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": cluster, "cluster": {"server": url}}],
+                "users": [{"name": "sso", "user": {"exec": plugin}}],
+                "contexts": [
+                    {"name": f"kind-{cluster}", "context": {"cluster": cluster, "user": "sso"}}
+                ],
+            }
+        )
+    )
+    return config, runs
+
+
+def test_a_read_held_by_a_credential_plugin_leaves_the_spoke_down_and_runs_once(tmp_path) -> None:
+    # The client runs a kubeconfig's exec plugin with no timeout: one waiting for
+    # a login held the reconcile for as long as it waited.
     with serve() as api:
         healthy(api)
-        config = tmp_path / "kubeconfig"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [{"name": "paris", "cluster": {"server": api.url}}],
-                    "users": [{"name": "sso", "user": {"exec": plugin}}],
-                    "contexts": [
-                        {"name": "kind-paris", "context": {"cluster": "paris", "user": "sso"}}
-                    ],
-                }
-            )
-        )
+        config, runs = waiting_plugin(tmp_path, api.url)
         fleet = fleet_with()
         contexts = {"paris": "kind-paris"}
         spokes = tuple(
