@@ -6,6 +6,7 @@ replaced. Single fields are `test_no_value_anywhere_in_a_file_makes_loading_cras
 
 from __future__ import annotations
 
+import copy
 import random
 from typing import Any
 
@@ -50,7 +51,8 @@ def _changed(raw: bytes, rng: random.Random) -> bytes:
         if rng.random() < 0.25:
             del node[where[-1]]
         else:
-            node[where[-1]] = rng.choice(ODD_VALUES)
+            # A copy: the same dict set twice, and then set inside itself, nested without end.
+            node[where[-1]] = copy.deepcopy(rng.choice(ODD_VALUES))
     return yaml.safe_dump(doc).encode()
 
 
