@@ -7,8 +7,12 @@ honours 429 Retry-After (capped), and turns every failure into one
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import re
+import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -30,6 +34,106 @@ class AnswerError(Exception):
     """An answer too large, or too slow to arrive whole; its words say which."""
 
 
+def fetch(request: urllib.request.Request, *, timeout: float) -> bytes:
+    """The body of the answer to `request`. The timeout bounds each wait for a
+    byte; the whole answer, status line and headers too, must come within
+    ANSWER_TIMEOUTS of them, past which its connection is shut: headers sent
+    a byte at a time held a request for as long as they went on. An answer
+    that is no HTTP (a port that speaks something else) is an AnswerError too;
+    an HTTP error status raises urllib's HTTPError, as ever."""
+    cut = _Cut(ANSWER_TIMEOUTS * timeout)
+    try:
+        with cut, cut.opener().open(request, timeout=timeout) as response:
+            body = read_answer(response, timeout=timeout)
+    except urllib.error.HTTPError:
+        raise
+    except (OSError, http.client.HTTPException) as error:
+        if cut.fired:
+            raise AnswerError(_too_slow(ANSWER_TIMEOUTS * timeout)) from None
+        if isinstance(error, http.client.HTTPException):
+            raise AnswerError(f"the answer is no HTTP ({type(error).__name__})") from None
+        raise
+    if cut.fired:  # headers cut short read as ended, and what came after as all
+        raise AnswerError(_too_slow(ANSWER_TIMEOUTS * timeout))
+    return body
+
+
+def _too_slow(seconds: float) -> str:
+    return (
+        f"the answer took longer than {seconds:g} s to come whole (a server sending it a "
+        "little at a time)"
+    )
+
+
+class _Cut:
+    """Shuts the connections of one request once its time is up, so that a
+    read blocked on a server that sends a byte now and then ends. Each
+    connection is held by a duplicate of its socket, taken before any TLS:
+    shutting that down ends the handshake and every read after it, and the
+    descriptor cannot be another connection's by then."""
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self._lock = threading.Lock()
+        self._held: list[socket.socket] = []
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Cut:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._timer.cancel()
+        with self._lock:
+            held, self._held = self._held, []
+        for sock in held:
+            sock.close()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            for sock in self._held:
+                with contextlib.suppress(OSError):  # the connection ended already
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def _opened(self, sock: socket.socket) -> socket.socket:
+        with self._lock:
+            if not self.fired:
+                self._held.append(sock.dup())
+                return sock
+        sock.close()
+        raise TimeoutError("the answer's time is up")
+
+    def opener(self) -> urllib.request.OpenerDirector:
+        """urllib's opener, its connections opened through this cut."""
+        cut = self
+
+        def opening(connection: http.client.HTTPConnection) -> None:
+            create = connection._create_connection  # type: ignore[attr-defined]
+            connection._create_connection = lambda *a, **k: cut._opened(create(*a, **k))  # type: ignore[attr-defined]
+
+        class Plain(http.client.HTTPConnection):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                opening(self)
+
+        class Secure(http.client.HTTPSConnection):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                opening(self)
+
+        class PlainHandler(urllib.request.HTTPHandler):
+            def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+                return self.do_open(Plain, req)
+
+        class SecureHandler(urllib.request.HTTPSHandler):
+            def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+                return self.do_open(Secure, req)
+
+        return urllib.request.build_opener(PlainHandler(), SecureHandler())
+
+
 def read_answer(response: Any, *, timeout: float) -> bytes:
     """The body of `response` (an http.client response), read within
     ANSWER_TIMEOUTS timeouts in all and up to MOST_ANSWER_BYTES."""
@@ -41,10 +145,7 @@ def read_answer(response: Any, *, timeout: float) -> bytes:
         if size > MOST_ANSWER_BYTES:
             raise AnswerError(f"the answer is larger than {MOST_ANSWER_BYTES // 2**20} MiB")
         if time.monotonic() > deadline:
-            raise AnswerError(
-                f"the answer took longer than {ANSWER_TIMEOUTS * timeout:g} s to come whole "
-                "(a server sending it a little at a time)"
-            )
+            raise AnswerError(_too_slow(ANSWER_TIMEOUTS * timeout))
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -75,8 +176,7 @@ def get_json(
             sleep(_delay(last, backoff * 2 ** (attempt - 1)))
         request = urllib.request.Request(full, headers=dict(headers or {}))
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                body = read_answer(response, timeout=timeout)
+            body = fetch(request, timeout=timeout)
         except AnswerError as error:
             # Asking again would wait as long, or fetch as much, again.
             raise ProviderError(f"{shown}: {error}", retry=False) from None

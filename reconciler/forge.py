@@ -14,7 +14,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
-from carbon.http import AnswerError, read_answer, shown_url
+from carbon.http import AnswerError, fetch, read_answer, shown_url
 
 
 class ForgeError(Exception):
@@ -203,8 +203,7 @@ class Forge(BaseModel):
         )
         where = f"{method} {shown_url(url.split('?')[0])}"
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                raw = read_answer(response, timeout=self.timeout_s)
+            raw = fetch(request, timeout=self.timeout_s)
         except AnswerError as error:
             raise ForgeError(f"{where}: {error}") from None
         except urllib.error.HTTPError as error:

@@ -22,6 +22,9 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     drip: float = 0.0  # seconds between the body's bytes, sent one at a time
+    # Bytes sent as they are in place of an HTTP answer (dripped too, with
+    # `drip`): another protocol's greeting, or headers a byte at a time.
+    raw: bytes | None = None
 
 
 @dataclass
@@ -72,6 +75,16 @@ def serve(*, tls: tuple[str, str] | None = None) -> Iterator[Server]:
                 else (replies.pop(0) if len(replies) > 1 else replies[0])
             )
             time.sleep(reply.delay)
+            if reply.raw is not None:
+                self.close_connection = True
+                try:
+                    for part in [bytes([b]) for b in reply.raw] if reply.drip else [reply.raw]:
+                        self.wfile.write(part)
+                        self.wfile.flush()
+                        time.sleep(reply.drip)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                return
             body = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
             try:
                 self.send_response(reply.status)

@@ -73,10 +73,12 @@ OUTSIDE = {
     "httpx": set(),
     "requests": set(),
     "urllib": {"carbon/http.py", "reconciler/forge.py"},
-    "http": {"reconciler/serving.py"},
-    # The address family of the server serving.py runs; the spoke API's
-    # connections kube.py shuts when a whole answer takes too long.
-    "socket": {"reconciler/serving.py", "reconciler/kube.py"},
+    # The server serving.py runs; the connections carbon/http.py opens for the
+    # carbon providers and the forge, cut where a whole answer takes too long.
+    "http": {"reconciler/serving.py", "carbon/http.py"},
+    # The address family of the server serving.py runs; the connections kube.py
+    # and carbon/http.py shut when a whole answer takes too long.
+    "socket": {"reconciler/serving.py", "reconciler/kube.py", "carbon/http.py"},
     "pulp": {"optimizer/pulp_backend.py"},
     "highspy": {"optimizer/highs.py"},
     "click": {f"reconciler/cli/{name}.py" for name in CLI_MODULES},

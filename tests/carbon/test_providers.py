@@ -154,12 +154,18 @@ def test_a_failing_provider_falls_back_to_the_dataset_labelled(tmp_path, reply, 
     assert made == requests
 
 
+SLOW_HEADERS = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 400  # 8 s at 0.02 s a byte
+
+
 @pytest.mark.parametrize(
     ("reply", "said"),
     [
         (Reply(body={}, delay=3.0), "no answer"),
         # Each byte comes within the timeout: only a bound on the whole answer ends it.
         (Reply(body=b"{" + b" " * 200 + b"}", drip=0.02), "took longer than 0.6 s to come whole"),
+        # Headers a byte at a time: they held the request for as long as they went on.
+        (Reply(raw=SLOW_HEADERS, drip=0.02), "took longer than 0.6 s to come whole"),
+        (Reply(raw=b"SSH-2.0-OpenSSH_9.6\r\n"), "the answer is no HTTP (BadStatusLine)"),
     ],
 )
 def test_a_server_that_never_answers_whole_times_out_into_the_fallback(

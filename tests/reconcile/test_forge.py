@@ -3,13 +3,16 @@ it does with good answers, errors, slowness and garbage."""
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 
 import pytest
 
 from reconciler.forge import Forge, ForgeError
+from tests.carbon.test_providers import SLOW_HEADERS
 from tests.fakeforge import serve_forge
+from tests.fakehttp import Reply, serve
 
 TOKEN = "forge-token"
 
@@ -198,6 +201,23 @@ def test_a_forge_answering_a_byte_at_a_time_is_given_three_timeouts(status, expe
         started = time.monotonic()
         with pytest.raises(ForgeError, match=expected):
             open_pr(url, timeout_s=0.2)
+        assert time.monotonic() - started < 1.5
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        (Reply(raw=SLOW_HEADERS, drip=0.02), "the answer took longer than 0.6 s to come whole"),
+        (Reply(raw=b"SSH-2.0-OpenSSH_9.6\r\n"), "the answer is no HTTP (BadStatusLine)"),
+    ],
+)
+def test_a_forge_url_that_answers_no_http_in_time_is_a_forge_error(reply, expected) -> None:
+    # An SSH port given for the forge's API crashed the reconcile with http.client's error.
+    with serve() as api:
+        api.route("/", reply)
+        started = time.monotonic()
+        with pytest.raises(ForgeError, match=re.escape(expected)):
+            open_pr(api.url, timeout_s=0.2)
         assert time.monotonic() - started < 1.5
 
 
