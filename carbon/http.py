@@ -68,9 +68,10 @@ def _too_slow(seconds: float) -> str:
 class _Cut:
     """Shuts the connections of one request once its time is up, so that a
     read blocked on a server that sends a byte now and then ends. Each
-    connection is held by a duplicate of its socket, taken before any TLS:
-    shutting that down ends the handshake and every read after it, and the
-    descriptor cannot be another connection's by then."""
+    connection is held by a duplicate of its socket, taken before any TLS
+    wraps it: shutting the duplicate down ends every read on the connection,
+    TLS's too, and its descriptor, held open until the request ends, cannot
+    be another connection's by then."""
 
     def __init__(self, seconds: float) -> None:
         self.fired = False
