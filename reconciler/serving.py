@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -16,7 +17,9 @@ from reconciler.watching import Watcher
 
 MAX_BODY = 5 * 2**20
 # A client that sends part of a request and then nothing would otherwise hold
-# its thread for as long as it keeps the connection open.
+# its thread for as long as it keeps the connection open; one that sends a byte
+# now and then, each within the timeout, for as long as it goes on. So the
+# timeout bounds each wait for a byte, and the whole of a connection too.
 REQUEST_TIMEOUT_S = 30.0
 
 
@@ -32,6 +35,21 @@ def serve(
 
     class Handler(BaseHTTPRequestHandler):
         timeout = request_timeout_s
+
+        def setup(self) -> None:
+            super().setup()
+            # One request a connection (HTTP/1.0, the handler's default).
+            self._cut = threading.Timer(request_timeout_s, self._shut)
+            self._cut.daemon = True
+            self._cut.start()
+
+        def _shut(self) -> None:
+            with contextlib.suppress(OSError):  # closed already
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+        def finish(self) -> None:
+            self._cut.cancel()
+            super().finish()
 
         def do_GET(self) -> None:
             if self.path == "/metrics":

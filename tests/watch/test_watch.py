@@ -631,6 +631,34 @@ def test_the_loop_benchmarks_p90_is_a_value_nine_in_ten_are_no_greater_than() ->
     assert nearest_rank([2.5], 0.9) == 2.5
 
 
+def test_a_client_sending_a_byte_at_a_time_is_cut_off_at_the_request_timeout(tmp_path) -> None:
+    # Each byte within the timeout: one client so held a thread for as long as it
+    # went on, and many would hold as many.
+    import select
+    import socket
+
+    watcher = watcher_for("/nonexistent.git", tmp_path)  # never run: only triggered
+    server = serve(watcher, host="127.0.0.1", port=0, secret=None, request_timeout_s=0.5)
+    try:
+        slow = b"POST /webhook HTTP/1.0\r\nX-Slow: " + b"a" * 100  # 5 s at 0.05 s a byte
+        with socket.create_connection(("127.0.0.1", server.server_port), timeout=5) as sock:
+            started, cut = time.monotonic(), None
+            for byte in slow:
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:
+                    cut = time.monotonic() - started
+                    break
+                if select.select([sock], [], [], 0.05)[0] and sock.recv(100) == b"":
+                    cut = time.monotonic() - started
+                    break
+        assert cut is not None and cut < 2.0
+        healthz = urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/readyz", timeout=2)
+        assert healthz.read() == b"ok\n"  # and it serves on
+    finally:
+        server.shutdown()
+
+
 @pytest.mark.parametrize(
     ("request_head", "body", "status"),
     [
