@@ -134,6 +134,8 @@ def _job_from_doc(
         return problem("-", "expected a mapping (an AppWrapper object)")
     if doc.get("apiVersion") != APPWRAPPER_API or doc.get("kind") != "AppWrapper":
         return problem(*_not_an_appwrapper(doc, path=source.partition("#")[0]))
+    if (field := yamlio.lone_surrogates(doc)) is not None:
+        return problem(field, yamlio.SURROGATE_FIX)
     schema_errors = check(doc)
     if schema_errors:
         return [Problem(file=source, field=f, reason=r) for f, r in schema_errors]

@@ -96,6 +96,7 @@ MOST_SAID = 1_000
 # name, and YAML in a key. Printed as they are, a name could add lines of its
 # own to a commit message (the audit trail) or recolour a console.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def printable(path: str) -> str:
@@ -103,11 +104,15 @@ def printable(path: str) -> str:
     are no UTF-8 (saved in Latin-1, say) comes with them escaped
     (`caf\\xe9.yaml`), for the ledger, a commit and the console, which are
     UTF-8; a control character comes escaped too (`a\\nb.yaml`)."""
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        path = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    path = _SURROGATE.sub(_escaped_surrogate, path)
     return _CONTROL.sub(lambda found: found.group().encode("unicode_escape").decode(), path)
+
+
+def _escaped_surrogate(found: re.Match[str]) -> str:
+    """A byte Python's file-name decoding could not read (U+DC80-U+DCFF) as that
+    byte; any other lone surrogate (from a YAML or JSON escape) as itself."""
+    code = ord(found.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
 
 
 class Problem(BaseModel):

@@ -366,6 +366,8 @@ def _one_document(path: str, raw: bytes) -> tuple[Any, Problem | None]:
     if not isinstance(docs[0], dict):
         found = _SHAPES.get(type(docs[0]), repr(docs[0]))
         return problem(f"expected a mapping (apiVersion, kind, metadata, spec), found {found}")
+    if (field := yamlio.lone_surrogates(docs[0])) is not None:
+        return None, Problem(file=path, field=field, reason=yamlio.SURROGATE_FIX)
     return docs[0], None
 
 

@@ -214,8 +214,42 @@ def _shallow(raw: bytes) -> None:
         pass  # not YAML: the reading that follows says where, as ever
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogates(doc: Any) -> str | None:
+    """The first field of `doc` (dotted, as a problem names it) whose key or
+    text holds a lone UTF-16 surrogate, which YAML's and JSON's escapes
+    (`"\\udce9"`) can write and no UTF-8 text can hold; None where none does.
+    Walked without recursing: JSON may nest deeper than Python's stack."""
+    todo: list[tuple[str, Any]] = [("", doc)]
+    while todo:
+        where, node = todo.pop()
+        if isinstance(node, str) and _SURROGATE.search(node):
+            return where or "-"
+        pairs = (
+            node.items()
+            if isinstance(node, dict)
+            else enumerate(node)
+            if isinstance(node, list)
+            else ()
+        )
+        for key, child in pairs:
+            if isinstance(key, str) and _SURROGATE.search(key):
+                return where or "-"
+            part = f"[{key}]" if isinstance(key, int) else f".{key}" if where else str(key)
+            todo.append((where + part, child))
+    return None
+
+
 class TooDeepError(yaml.MarkedYAMLError):
     """A document nested deeper than MOST_DEPTH."""
+
+
+SURROGATE_FIX = (
+    'holds a lone UTF-16 surrogate (an escape such as "\\udce9"), which no UTF-8 text '
+    "can, nor Kubernetes keep: write the character itself"
+)
 
 
 def refusal(error: YAMLError, *, language: str = "YAML") -> str:

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from reconciler import appwrappers, crd, quantities
-from reconciler.fleet import Fleet, FleetConfigError
+from reconciler.fleet import Fleet, FleetConfigError, printable
 from reconciler.loading import JobFiles, load_fleet
 from reconciler.templates import template_files
 from tests.fleet.helpers import appwrapper, appwrapper_doc, fleet_with, problems_of
@@ -1326,3 +1326,39 @@ def test_names_and_keys_with_control_characters_are_escaped_in_problem_lines() -
     ]
     assert lines[2].startswith("jobs/keyed.yaml: spec.a\\nb: unknown field")
     assert "carriage" not in {j.name for j in fleet.jobs}
+
+
+SURROGATE_FIX = (
+    'holds a lone UTF-16 surrogate (an escape such as "\\udce9"), which no UTF-8 text can, '
+    "nor Kubernetes keep: write the character itself"
+)
+
+
+def test_a_lone_surrogate_written_as_an_escape_is_a_problem_not_a_crash() -> None:
+    # YAML's and JSON's escapes can write one; rendering the Job crashed every reconcile.
+    files = template_files()
+    doc = appwrapper_doc("escaped")
+    doc["spec"]["components"][0]["template"]["spec"]["template"]["spec"]["containers"][0]["env"] = [
+        {"name": "CITY", "value": "caf\udce9"}
+    ]
+    as_json = json.dumps(appwrapper_doc("keyed", annotations={"team\ud800": "x"}))
+    spoke = files["spokes/paris.yaml"].replace(b"name: paris", b"name: lyon")
+    spoke = spoke.replace(b"region: eu-west", b'region: "eu-\\ud800"')
+    fleet = load_fleet(
+        {
+            **files,
+            "jobs/escaped.yaml": yaml.safe_dump(doc).encode(),
+            "jobs/keyed.json": as_json.encode(),
+            "spokes/lyon.yaml": spoke,
+        },
+        appwrapper_schema=crd.check_appwrapper,
+    )
+    assert problems_of(fleet) == [
+        f"spokes/lyon.yaml: metadata.labels.region: {SURROGATE_FIX}",
+        "jobs/escaped.yaml: spec.components[0].template.spec.template.spec.containers[0].env[0]"
+        f".value: {SURROGATE_FIX}",
+        f"jobs/keyed.json: metadata.annotations: {SURROGATE_FIX}",
+    ]
+    assert {j.name for j in fleet.jobs} == {j.name for j in fleet_with().jobs}
+    # Printed, any surrogate comes escaped: a file name's undecodable byte as that byte.
+    assert (printable("a\ud800"), printable("caf\udce9")) == ("a\\ud800", "caf\\xe9")

@@ -399,6 +399,22 @@ def test_a_file_name_cannot_add_lines_to_the_commit_message(fleet_repo, remote) 
     assert not reconcile(fleet_repo, at=NOW + timedelta(hours=1)).changes
 
 
+def test_a_lone_surrogate_in_a_job_is_a_problem_and_the_rest_is_committed(
+    fleet_repo, remote
+) -> None:
+    """An escape such as "\\udce9" in a Job's env reached the rendered YAML, which
+    is UTF-8, and every reconcile of the fleet stopped there."""
+    reconcile(fleet_repo)
+    env = 'name: main\n              env: [{name: A, value: "\\udce9"}]'
+    text = appwrapper("escaped").replace("name: main", env)
+    assert "udce9" in text
+    gitutil.user_commit(remote, {"jobs/escaped.yaml": text.encode()})
+    outcome = reconcile(fleet_repo, at=NOW + timedelta(hours=1))
+    assert outcome.partial and outcome.commit == gitutil.head(remote)
+    assert "lone UTF-16 surrogate" in gitutil.ledger(remote)["jobs/escaped.yaml"]["reason"]
+    assert not reconcile(fleet_repo, at=NOW + timedelta(hours=1)).changes
+
+
 def test_a_broken_policy_commits_nothing(fleet_repo, remote) -> None:
     reconcile(fleet_repo)
     policy = b"apiVersion: caspian.dev/v1alpha1\nkind: Policy\nspec: {slot: 7m}\n"
