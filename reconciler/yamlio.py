@@ -9,6 +9,7 @@ names the offending character or alias where libyaml's does not. Pure.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import itertools
 import json
@@ -469,9 +470,12 @@ def describe(error: YAMLError) -> str:
 
 def not_text(value: Any) -> str | None:
     """Where text was wanted: what YAML made of a value written bare (`zone: 10`,
-    `version: 1.30`, `nightly: yes`), and the fix; None for other values."""
+    `version: 1.30`, `nightly: yes`, `at: 2026-12-05`), and the fix; None for
+    other values."""
     if isinstance(value, bool):
         return f"{str(value).lower()} is read as true or false, not text: put it in quotes"
     if isinstance(value, int | float):
         return f"{value} is read as a number, not text: put it in quotes"
+    if isinstance(value, datetime.date):  # a datetime too: `deadline: 2026-12-05T10:00:00Z`
+        return f"{value.isoformat()} is read as a time, not text: put it in quotes"
     return None

@@ -514,6 +514,13 @@ def appwrapper_doc_with(**more: dict) -> str:
             appwrapper().replace("metadata:\n  name: extra", "metadata:\n  name: 2024", 1),
             "jobs/extra.yaml: metadata.name: 2024 is read as a number, not text: put it in quotes",
         ),
+        (  # a deadline written bare, the likeliest way to write one
+            appwrapper().replace(
+                "caspian.dev/duration: 1h", "caspian.dev/deadline: 2026-12-05T10:00:00Z"
+            ),
+            "jobs/extra.yaml: metadata.annotations.caspian.dev/deadline: 2026-12-05T10:00:00+00:00 "
+            "is read as a time, not text: put it in quotes",
+        ),
         (
             appwrapper(annotations={"nightly": True}),
             "jobs/extra.yaml: metadata.annotations.nightly: true is read as true or false, not "
