@@ -38,6 +38,7 @@ from reconciler import (
     pods,
     quantities,
     refusals,
+    yamlio,
 )
 from reconciler.admission import PodResources
 
@@ -96,7 +97,6 @@ MOST_SAID = 1_000
 # name, and YAML in a key. Printed as they are, a name could add lines of its
 # own to a commit message (the audit trail) or recolour a console.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def printable(path: str) -> str:
@@ -104,7 +104,7 @@ def printable(path: str) -> str:
     are no UTF-8 (saved in Latin-1, say) comes with them escaped
     (`caf\\xe9.yaml`), for the ledger, a commit and the console, which are
     UTF-8; a control character comes escaped too (`a\\nb.yaml`)."""
-    path = _SURROGATE.sub(_escaped_surrogate, path)
+    path = yamlio.SURROGATE.sub(_escaped_surrogate, path)
     return _CONTROL.sub(lambda found: found.group().encode("unicode_escape").decode(), path)
 
 

@@ -215,18 +215,20 @@ def _shallow(raw: bytes) -> None:
         pass  # not YAML: the reading that follows says where, as ever
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+# A lone UTF-16 surrogate: Python's decoding of a file name's undecodable
+# bytes makes them, and so do YAML's and JSON's escapes.
+SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def lone_surrogates(doc: Any) -> str | None:
-    """The first field of `doc` (dotted, as a problem names it) whose key or
+    """A field of `doc` (dotted, as a problem names it) whose key or
     text holds a lone UTF-16 surrogate, which YAML's and JSON's escapes
     (`"\\udce9"`) can write and no UTF-8 text can hold; None where none does.
     Walked without recursing: JSON may nest deeper than Python's stack."""
     todo: list[tuple[str, Any]] = [("", doc)]
     while todo:
         where, node = todo.pop()
-        if isinstance(node, str) and _SURROGATE.search(node):
+        if isinstance(node, str) and SURROGATE.search(node):
             return where or "-"
         pairs = (
             node.items()
@@ -236,7 +238,7 @@ def lone_surrogates(doc: Any) -> str | None:
             else ()
         )
         for key, child in pairs:
-            if isinstance(key, str) and _SURROGATE.search(key):
+            if isinstance(key, str) and SURROGATE.search(key):
                 return where or "-"
             part = f"[{key}]" if isinstance(key, int) else f".{key}" if where else str(key)
             todo.append((where + part, child))
