@@ -196,28 +196,37 @@ def _shallow(raw: bytes) -> None:
     events, which libyaml's parser makes without recursing."""
     if sum(raw.count(mark) for mark in _NESTING_MARKS) <= MOST_DEPTH:
         return
-    depth = 0
+    depth, deepest = 0, None
     try:
         for event in yaml.parse(raw, Loader=_FastComposer):
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MOST_DEPTH:
-                    raise TooDeepError(
-                        problem=f"nested more than {MOST_DEPTH} levels deep",
-                        # libyaml's mark, which has the line and column as PyYAML's has.
-                        problem_mark=typing.cast(yaml.Mark, event.start_mark),
-                    )
+                    deepest = event.start_mark
+                    break
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
-    except TooDeepError:
-        raise
     except yaml.YAMLError:
-        pass  # not YAML: the reading that follows says where, as ever
+        return  # not YAML: the reading that follows says where, as ever
+    if deepest is not None:
+        raise TooDeepError(
+            problem=f"nested more than {MOST_DEPTH} levels deep",
+            # libyaml's mark, which has the line and column as PyYAML's has.
+            problem_mark=typing.cast(yaml.Mark, deepest),
+        )
+
+
+class TooDeepError(yaml.MarkedYAMLError):
+    """A document nested deeper than MOST_DEPTH."""
 
 
 # A lone UTF-16 surrogate: Python's decoding of a file name's undecodable
 # bytes makes them, and so do YAML's and JSON's escapes.
 SURROGATE = re.compile("[\ud800-\udfff]")
+SURROGATE_FIX = (
+    'holds a lone UTF-16 surrogate (an escape such as "\\udce9"), which no UTF-8 text '
+    "can, nor Kubernetes keep: write the character itself"
+)
 
 
 def lone_surrogates(doc: Any) -> str | None:
@@ -243,16 +252,6 @@ def lone_surrogates(doc: Any) -> str | None:
             part = f"[{key}]" if isinstance(key, int) else f".{key}" if where else str(key)
             todo.append((where + part, child))
     return None
-
-
-class TooDeepError(yaml.MarkedYAMLError):
-    """A document nested deeper than MOST_DEPTH."""
-
-
-SURROGATE_FIX = (
-    'holds a lone UTF-16 surrogate (an escape such as "\\udce9"), which no UTF-8 text '
-    "can, nor Kubernetes keep: write the character itself"
-)
 
 
 def refusal(error: YAMLError, *, language: str = "YAML") -> str:
