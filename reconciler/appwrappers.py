@@ -27,15 +27,7 @@ from reconciler import (
     selectors,
     yamlio,
 )
-from reconciler.fleet import (
-    API_VERSION,
-    MOST_WATTS,
-    SPOKES_DIR,
-    JobRequest,
-    Policy,
-    Problem,
-    split_suffix,
-)
+from reconciler.fleet import API_VERSION, MOST_WATTS, JobRequest, Policy, Problem, home_of
 
 APPWRAPPER_API = "workload.codeflare.dev/v1beta2"
 ANNOTATION = "caspian.dev/"
@@ -88,7 +80,7 @@ def _not_an_appwrapper(doc: Mapping[str, Any], *, path: str) -> tuple[str, str]:
     (in the file at `path`) that is no AppWrapper."""
     api, kind = doc.get("apiVersion"), doc.get("kind")
     if (api, kind) == (API_VERSION, "Spoke"):
-        there = f"{SPOKES_DIR}{split_suffix(path.rsplit('/', 1)[-1])[0]}.yaml"
+        there = home_of(path, spoke=True)
         return "kind", f"a spoke, in jobs/ where AppWrappers are: move it (git mv {path} {there})"
     if api is None and kind is None:
         return (

@@ -673,6 +673,14 @@ def split_suffix(path: str) -> tuple[str, str]:
     return (stem, dot + suffix) if dot and "/" not in suffix else (path, "")
 
 
+def home_of(path: str, *, spoke: bool) -> str:
+    """Where the file at `path` belongs, as the `git mv` of a problem line
+    names it: in spokes/, as <name>.yaml (a spoke file's only suffix), or in
+    jobs/."""
+    name = path.rsplit("/", 1)[-1]
+    return f"{SPOKES_DIR}{split_suffix(name)[0]}.yaml" if spoke else f"{JOBS_DIR}{name}"
+
+
 # Names a user may give the directory of AppWrappers, besides near misses of
 # jobs/ and spokes/ themselves.
 ASTRAY_NAMES = frozenset({"appwrapper", "appwrappers"})

@@ -28,6 +28,7 @@ from reconciler.fleet import (
     Spoke,
     astray,
     broken_spokes,
+    home_of,
     printable,
     split_suffix,
 )
@@ -218,19 +219,14 @@ def _astray(files: Mapping[str, bytes], *, links: Collection[str]) -> list[Probl
         found = _KIND.search(files[path])
         if found is None:
             continue
-        kind = (found.group(1) or found.group(2)).decode()
-        name = path.rsplit("/", 1)[-1]
-        if kind == "AppWrapper":
-            home, there = JOBS_DIR, f"{JOBS_DIR}{name}"
-        else:  # spoke files end in .yaml
-            home, there = SPOKES_DIR, f"{SPOKES_DIR}{split_suffix(name)[0]}.yaml"
-        what = "an AppWrapper" if kind == "AppWrapper" else "a spoke"
+        spoke = (found.group(1) or found.group(2)) == b"Spoke"
+        what, home = ("a spoke", SPOKES_DIR) if spoke else ("an AppWrapper", JOBS_DIR)
         problems.append(
             Problem(
                 file=path,
                 field="kind",
                 reason=f"{what} outside {home}, where Caspian reads none, so it is left out: "
-                f"move it there (git mv {path} {there})",
+                f"move it there (git mv {path} {home_of(path, spoke=spoke)})",
             )
         )
     return problems
@@ -319,7 +315,7 @@ def _load_spokes(
             problems.append(unread)
             continue
         if doc.get("kind") == "AppWrapper":  # one line, not one per field a spoke lacks
-            there = f"{JOBS_DIR}{path.removeprefix(SPOKES_DIR)}"
+            there = home_of(path, spoke=False)
             fix = (
                 f"an AppWrapper, in spokes/ where spoke files are: move it (git mv {path} {there})"
             )
