@@ -149,33 +149,62 @@ class KubeObserver:
     def _all_spokes(
         self, spokes: Iterable[Spoke], read: Callable[[Spoke], SpokeState]
     ) -> dict[str, SpokeState]:
-        """Each spoke read in a thread of its own, waited for until its whole
-        answer's time and a little more. What holds a read past that and past
-        the cut of its connections (a kubeconfig's credential plugin waiting
-        for a login: the client runs it with no timeout) leaves the spoke down,
-        and the read running: a daemon thread, which the process does not wait
-        for, and which no later observation starts again while it runs."""
-        slots = threading.BoundedSemaphore(MAX_PARALLEL)
+        """Each spoke read in a thread of its own, MAX_PARALLEL at a time, each
+        waited for until its whole answer's time and a little more from when it
+        began: a spoke queued behind slow reads has its own time. What holds a
+        read past that and past the cut of its connections (a kubeconfig's
+        credential plugin waiting for a login: the client runs it with no
+        timeout) leaves the spoke down, and the read running: a daemon thread,
+        which the process does not wait for, which no later observation starts
+        again while it runs, and which keeps its slot in this one."""
         states: dict[str, SpokeState] = {}
-        readings: dict[str, tuple[Spoke, _Reading[SpokeState]]] = {}
+        queued: list[Spoke] = []
         for spoke in spokes:
             stuck = self._stuck.pop(spoke.name, None)
             if stuck is not None and (why := stuck.still()) is not None:
                 self._stuck[spoke.name] = stuck
                 states[spoke.name] = self._down(spoke, why)
-                continue
-            reading = _Reading(
-                partial(read, spoke), name=f"spoke-{spoke.name}", now=self.clock(), slots=slots
-            )
-            readings[spoke.name] = (spoke, reading)
-        held = _held(self.whole_answer)
-        until = time.monotonic() + held
-        for name, (spoke, reading) in readings.items():
-            if reading.within(until - time.monotonic()):
-                states[name] = reading.result()
             else:
-                self._stuck[name] = reading
-                states[name] = self._down(spoke, f"its read has not ended in {held:g} s ({HELD})")
+                queued.append(spoke)
+        held = _held(self.whole_answer)
+        changed = threading.Event()  # set as each read ends
+        running: dict[str, tuple[Spoke, _Reading[SpokeState]]] = {}
+        holding: list[_Reading[SpokeState]] = []  # given up on here, still in their slots
+        while queued or running:
+            changed.clear()
+            holding = [reading for reading in holding if not reading.ended.is_set()]
+            while queued and len(running) + len(holding) < MAX_PARALLEL:
+                spoke = queued.pop(0)
+                reading = _Reading(
+                    partial(read, spoke),
+                    name=f"spoke-{spoke.name}",
+                    now=self.clock(),
+                    changed=changed,
+                )
+                running[spoke.name] = (spoke, reading)
+            if not running:  # every slot held by a read that has not ended
+                for spoke in queued:
+                    states[spoke.name] = self._down(
+                        spoke,
+                        f"its read was not begun: reads of other spokes that had not ended in "
+                        f"{held:g} s ({HELD}) held every slot",
+                    )
+                break
+            waited_for = [reading.age() for _, reading in running.values()]
+            for name, (spoke, reading) in list(running.items()):
+                if reading.ended.is_set():
+                    states[name] = reading.result()
+                elif reading.age() >= held:
+                    self._stuck[name] = reading
+                    holding.append(reading)
+                    states[name] = self._down(
+                        spoke, f"its read has not ended in {held:g} s ({HELD})"
+                    )
+                else:
+                    continue
+                del running[name]
+            if len(running) == len(waited_for):  # nothing ended: wait for the next end or time up
+                changed.wait(max(0.0, held - max(waited_for)))
         return states
 
     def _spoke(
@@ -730,8 +759,8 @@ def _unread(states: dict[str, SpokeState], why: str) -> dict[str, SpokeState]:
 
 
 class _Reading(Generic[T]):
-    """One read, begun in a daemon thread (once one of `slots` is free, if
-    given): the process does not wait for it to end."""
+    """One read, begun now in a daemon thread: the process does not wait for it
+    to end. `changed`, if given, is set when it ends."""
 
     def __init__(
         self,
@@ -739,23 +768,29 @@ class _Reading(Generic[T]):
         *,
         name: str,
         now: datetime,
-        slots: threading.BoundedSemaphore | None = None,
+        changed: threading.Event | None = None,
     ) -> None:
         self.began = now
         self.ended = threading.Event()
+        self._begun = time.monotonic()
         self._value: T | None = None
         self._error: BaseException | None = None
-        self._slots = slots
+        self._changed = changed
         threading.Thread(target=self._run, args=(read,), name=name, daemon=True).start()
 
     def _run(self, read: Callable[[], T]) -> None:
         try:
-            with self._slots or contextlib.nullcontext():
-                self._value = read()
+            self._value = read()
         except BaseException as error:  # raised where the reading is waited for
             self._error = error
         finally:
             self.ended.set()
+            if self._changed is not None:
+                self._changed.set()
+
+    def age(self) -> float:
+        """Seconds since it began."""
+        return time.monotonic() - self._begun
 
     def within(self, seconds: float) -> bool:
         """Whether it ends within `seconds`."""

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
+from reconciler import kube
 from reconciler.admission import LimitRangeItem, QuotaScope, ScopedQuota
 from reconciler.appwrappers import RETRY_LIMIT
 from reconciler.kube import KubeObserver
@@ -575,23 +576,83 @@ def test_a_read_held_by_a_credential_plugin_leaves_the_spoke_down_and_runs_once(
     assert first["frankfurt"].up and second["frankfurt"].up
 
 
-def test_hung_spokes_are_waited_for_together_not_one_after_another(tmp_path) -> None:
-    fleet = fleet_with()
+def every_spoke_asked(fleet):
     spokes = tuple(
         s.model_copy(update={"spec": s.spec.model_copy(update={"kube_context": f"kind-{s.name}"})})
         for s in fleet.spokes
     )
+    return fleet.model_copy(update={"spokes": spokes})
+
+
+def test_hung_spokes_are_waited_for_together_not_one_after_another(tmp_path) -> None:
+    fleet = every_spoke_asked(fleet_with())
     with serve() as api:
         api.route("/api/", Reply(body={}, delay=5.0))
-        config = kubeconfig(tmp_path, {s.name: api.url for s in spokes})
+        config = kubeconfig(tmp_path, {s.name: api.url for s in fleet.spokes})
         started = time.monotonic()
-        states = KubeObserver(kubeconfig=config, timeout_s=1.0).observe(
-            fleet.model_copy(update={"spokes": spokes})
-        )
+        states = KubeObserver(kubeconfig=config, timeout_s=1.0).observe(fleet)
         took = time.monotonic() - started
     assert sorted(states) == ["california", "frankfurt", "paris"]
     assert not any(state.up for state in states.values())
     assert took < 2.5  # three timeouts of 1 s at once; one after another took 3 s and more
+
+
+def test_a_spoke_queued_behind_slow_reads_has_its_whole_time_from_when_its_read_begins(
+    tmp_path, monkeypatch
+) -> None:
+    # One read at a time, each about 1.3 s, and no grace past the cut: the third
+    # begins about 2.6 s in. Timed from the observation's start, its time was up
+    # before it began, and it was reported as a read that never ended.
+    monkeypatch.setattr(kube, "MAX_PARALLEL", 1)
+    monkeypatch.setattr(kube, "GRACE_S", 0.0)
+    fleet = every_spoke_asked(fleet_with())
+    with serve() as api:
+        healthy(api)
+        api.route("/api/v1/nodes", Reply(body=listing("NodeList", [node("n")]), delay=0.8))
+        config = kubeconfig(tmp_path, {s.name: api.url for s in fleet.spokes})
+        observer = KubeObserver(kubeconfig=config, timeout_s=1.0, whole_answer_s=2.0)
+        started = time.monotonic()
+        states = observer.observe(fleet)
+        took = time.monotonic() - started
+        asked = len(api.requests_to("/api/v1/nodes"))
+    assert {name: state.reason for name, state in states.items() if not state.up} == {}
+    assert took > 2.0 and asked == 3  # longer than one read's time: they did queue
+
+
+def test_spokes_queued_behind_reads_that_never_end_are_down_at_once_and_read_next_time(
+    tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setattr(kube, "MAX_PARALLEL", 1)
+    fleet = every_spoke_asked(fleet_with())
+    assert fleet.spokes[0].name == "california"  # the first read begun
+    with serve() as api:
+        healthy(api)
+        config, runs = waiting_plugin(tmp_path, api.url, cluster="california")
+        doc = yaml.safe_load(config.read_text())
+        doc["users"].append({"name": "caspian", "user": {"token": "kube-token-not-for-logs"}})
+        for name in ("frankfurt", "paris"):
+            doc["clusters"].append({"name": name, "cluster": {"server": api.url}})
+            doc["contexts"].append(
+                {"name": f"kind-{name}", "context": {"cluster": name, "user": "caspian"}}
+            )
+        config.write_text(yaml.safe_dump(doc))
+        now = [datetime(2026, 12, 5, 10, 0, tzinfo=UTC)]
+        observer = KubeObserver(kubeconfig=str(config), whole_answer_s=0.5, clock=lambda: now[0])
+        started = time.monotonic()
+        first = observer.observe(fleet)
+        now[0] += timedelta(minutes=1)
+        second = observer.observe(fleet)  # the plugin still waits, in the slot it had
+        took = time.monotonic() - started
+        ran = runs.read_text().count("run")
+    assert took < 3.0 and ran == 1
+    assert first["california"].reason.startswith("its read has not ended in 1 s")
+    for name in ("frankfurt", "paris"):
+        assert first[name].reason == (
+            "its read was not begun: reads of other spokes that had not ended in 1 s (a "
+            "credential plugin of the kubeconfig that waits for a login, say) held every slot"
+        )
+        assert second[name].up  # the read left running holds no slot of a later observation
+    assert second["california"].reason.startswith("its read begun at 2026-12-05T10:00:00Z")
 
 
 def test_an_unknown_context_is_a_down_spoke_not_a_crash(tmp_path) -> None:
