@@ -1,5 +1,5 @@
-"""The HTTP side of `caspian watch`: /metrics, /healthz, /readyz and a push webhook
-(GitHub, Gitea and GitLab payloads, optionally with a shared secret)."""
+"""The HTTP side of `caspian watch`: /metrics, /healthz, /readyz, /livez and a push
+webhook (GitHub, Gitea and GitLab payloads, optionally with a shared secret)."""
 
 from __future__ import annotations
 
@@ -56,13 +56,20 @@ def serve(
                 body, content_type = metrics.exposition()
                 self._reply(200, body, content_type)
             elif self.path == "/healthz":
-                status = watcher.status
+                status = watcher.status.model_copy(
+                    update={"reconciling_since": watcher.reconciling_since}
+                )
                 code = 503 if status.result in ("error", "invalid") else 200
                 self._reply(code, status.model_dump_json().encode(), "application/json")
             elif self.path == "/readyz":
                 # Serving is all readiness asks: a pod taken out of its Service
                 # while reconciles fail would miss the push that mends them.
                 self._reply(200, b"ok\n")
+            elif self.path == "/livez":
+                # Failing reconciles are no cause for a restart, which would
+                # mend none of them; a loop held in one reconcile is.
+                stuck = watcher.stuck()
+                self._reply(503 if stuck else 200, f"{stuck or 'ok'}\n".encode())
             else:
                 self._reply(404, b"not found\n")
 

@@ -5,7 +5,9 @@ when their start comes), and whenever it is told something changed: a push
 webhook, or a ref moving in a local repository. Bursts are debounced. When
 neither the remote tip nor the slot changed since the last reconcile, it does
 not decide again (a no-op costs one fetch). A reconcile that fails is logged and
-counted, and the loop goes on; stopping lets the current reconcile finish.
+counted, and the loop goes on; stopping lets the current reconcile finish. One
+reconcile that runs past `stuck_after_s` is what /livez reports, so that the
+kubelet restarts a loop held by something no timeout bounds.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ class WatchSettings(BaseModel):
     interval_s: float = 60.0
     debounce_s: float = 1.0
     proposing: Proposing | None = None  # pull-request mode
+    # Longer than the policy's solver timeLimit and what fetching, observing and
+    # pushing take: an hour, where the default limit is 20 s and a reconcile
+    # comes at every 15-minute slot.
+    stuck_after_s: float = 3600.0
 
 
 class Status(BaseModel):
@@ -50,6 +56,7 @@ class Status(BaseModel):
     # how many jobs its proposal places anew.
     pull: str = ""
     awaiting_review: int = 0
+    reconciling_since: datetime | None = None  # the reconcile running now, if one is
 
 
 class _Done(NamedTuple):
@@ -87,6 +94,8 @@ class Watcher:
         # Set by a trigger from another thread: the next reconcile decides
         # whatever the tip and slot, even one that began before it.
         self._anew = False
+        # The reconcile running now: when it began, by the clock and monotonic.
+        self._running: tuple[datetime, float] | None = None
 
     def trigger(self, reason: str, *, anew: bool = False) -> None:
         """Wake the loop; `anew`: reconcile even if the tip and slot are those
@@ -114,9 +123,45 @@ class Watcher:
         boundary = math.floor(now / self._slot_seconds + 1) * self._slot_seconds
         return max(0.05, min(self.settings.interval_s, boundary - now + 0.5))
 
+    @property
+    def reconciling_since(self) -> datetime | None:
+        running = self._running
+        return running[0] if running else None
+
+    def stuck(self) -> str | None:
+        """Why the loop is taken to be stuck: one reconcile has run past
+        `stuck_after_s`. None while it is not."""
+        running = self._running
+        if running is None:
+            return None
+        began, started = running
+        took = time.monotonic() - started
+        if took <= self.settings.stuck_after_s:
+            return None
+        return (
+            f"the reconcile begun at {began.strftime('%Y-%m-%dT%H:%M:%SZ')} has run {took:.0f} s, "
+            f"past --stuck-after {self.settings.stuck_after_s:g} s"
+        )
+
     def reconcile(self) -> Status:
         started = time.monotonic()
         now = self.clock()
+        self._running = (now, started)
+        try:
+            return self._reconcile(now)
+        finally:
+            self._running = None
+            took = time.monotonic() - started
+            metrics.RECONCILE_SECONDS.observe(took)
+            if took > self.settings.stuck_after_s / 2:
+                log.warning(
+                    "a reconcile took %.0f s, over half of --stuck-after (%g s): raise it, or "
+                    "/livez fails on a longer one and the kubelet restarts caspian watch",
+                    took,
+                    self.settings.stuck_after_s,
+                )
+
+    def _reconcile(self, now: datetime) -> Status:
         slot = math.floor(now.timestamp() / self._slot_seconds) * self._slot_seconds
         try:
             tip = self.repo.fetch_tip()
@@ -154,7 +199,6 @@ class Watcher:
         metrics.RECONCILES.labels(result=self.status.result).inc()
         if self.status.result not in ("invalid", "error"):
             metrics.LAST_SUCCESS.set(now.timestamp())
-        metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
         return self.status
 
     def _log_problems(self, lines: list[str]) -> None:

@@ -31,17 +31,27 @@ from reconciler.proposing import Proposing
     help="Seconds to wait after a push for more pushes before reconciling.",
 )
 @click.option(
+    "--stuck-after",
+    type=click.FloatRange(1),
+    default=3600.0,
+    show_default=True,
+    help="Seconds one reconcile may run before /livez fails, so that the kubelet restarts "
+    "a loop held by what no timeout bounds: more than the policy's solver timeLimit.",
+)
+@click.option(
     "--listen",
     default="127.0.0.1:8080",
     show_default=True,
     callback=lambda ctx, param, value: _listen_address(value),
-    help="HOST:PORT of /metrics, /healthz and POST /webhook ([::1]:PORT for IPv6).",
+    help="HOST:PORT of /metrics, /healthz, /readyz, /livez and POST /webhook ([::1]:PORT "
+    "for IPv6).",
 )
 @proposal_options
 def watch(
     target: Target,
     interval: float,
     debounce: float,
+    stuck_after: float,
     listen: tuple[str, int],
     proposing: Proposing | None,
 ) -> None:
@@ -62,7 +72,12 @@ def watch(
         repo,
         author=bot_author(),
         observer=target.observer(),
-        settings=WatchSettings(interval_s=interval, debounce_s=debounce, proposing=proposing),
+        settings=WatchSettings(
+            interval_s=interval,
+            debounce_s=debounce,
+            stuck_after_s=stuck_after,
+            proposing=proposing,
+        ),
     )
     try:
         server = serving.serve(

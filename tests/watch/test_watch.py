@@ -727,10 +727,64 @@ def test_it_stays_ready_for_webhooks_while_its_reconciles_fail(tmp_path) -> None
             for d in yaml.safe_load_all((ROOT / "deploy" / "caspian.yaml").read_text())
             if d["kind"] == "Deployment"
         )
-        probe = deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
-        assert urllib.request.urlopen(url + probe["httpGet"]["path"], timeout=5).status == 200
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        for probe in ("readinessProbe", "livenessProbe"):  # nor restarted, which mends nothing
+            path = container[probe]["httpGet"]["path"]
+            assert urllib.request.urlopen(url + path, timeout=5).status == 200
     finally:
         server.shutdown()
+
+
+class HeldObserver(DeclaredCapacity):
+    """Declared capacity, once `go` is set: a read that nothing times out."""
+
+    def __init__(self) -> None:
+        self.go = threading.Event()
+
+    def observe(self, fleet):
+        self.go.wait(30)
+        return super().observe(fleet)
+
+
+def test_a_reconcile_held_past_stuck_after_fails_livez_until_it_ends(
+    remote, tmp_path, caplog
+) -> None:
+    watcher = watcher_for(str(remote), tmp_path, stuck_after_s=0.5)
+    watcher.observer = held = HeldObserver()
+    server = serve(watcher, host="127.0.0.1", port=0, secret=None)
+    url = f"http://127.0.0.1:{server.server_port}"
+
+    def livez() -> tuple[int, str]:
+        try:
+            reply = urllib.request.urlopen(f"{url}/livez", timeout=5)
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        return reply.status, reply.read().decode()
+
+    def healthz() -> dict:
+        return json.loads(urllib.request.urlopen(f"{url}/healthz", timeout=5).read())
+
+    try:
+        assert livez() == (200, "ok\n") and healthz()["reconciling_since"] is None
+        loop = threading.Thread(target=watcher.reconcile)
+        loop.start()
+        assert wait_for(lambda: healthz()["reconciling_since"] is not None)
+        assert healthz()["reconciling_since"].startswith("2026-11-22T")
+        assert livez()[0] == 200  # held, but not yet for long
+        assert wait_for(lambda: livez()[0] == 503, timeout=5)
+        reason = livez()[1]
+        assert reason.startswith("the reconcile begun at 2026-11-22T") and reason.endswith(
+            "past --stuck-after 0.5 s\n"
+        )
+        held.go.set()
+        loop.join(30)
+        assert livez() == (200, "ok\n") and healthz()["result"].startswith("committed")
+        assert healthz()["reconciling_since"] is None
+    finally:
+        held.go.set()
+        server.shutdown()
+    # Said before /livez has cause to fail: a reconcile took over half the time.
+    assert any("over half of --stuck-after (0.5 s)" in r.getMessage() for r in caplog.records)
 
 
 def test_it_serves_on_ipv6_loopback_too(tmp_path) -> None:
