@@ -1,0 +1,49 @@
+"""The code tour (docs/code-tour.md) names files and what to open in them: a
+rename or a removal that leaves it pointing at nothing fails here."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TOUR = ROOT / "docs" / "code-tour.md"
+STOP = re.compile(r"`([\w./-]+\.py)::([\w.]+)`")
+FILE = re.compile(r"`([\w./-]+\.py)`")
+
+
+def defined(tree: ast.Module, dotted: str) -> bool:
+    """Whether `dotted` (a function, a class, or a class's method) is defined
+    at the top of `tree`."""
+    body: list[ast.stmt] = tree.body
+    for part in dotted.split("."):
+        found = [
+            node
+            for node in body
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+            and node.name == part
+        ]
+        if not found:
+            return False
+        body = found[0].body if isinstance(found[0], ast.ClassDef) else []
+    return True
+
+
+def test_every_stop_of_the_code_tour_is_defined_where_it_says() -> None:
+    text = TOUR.read_text()
+    stops = STOP.findall(text)
+    assert len(stops) > 30  # the tour's pattern still finds its stops
+    missing = [
+        f"{path}::{name}"
+        for path, name in stops
+        if not (ROOT / path).is_file() or not defined(ast.parse((ROOT / path).read_text()), name)
+    ]
+    assert missing == []
+
+
+def test_every_file_the_code_tour_names_exists() -> None:
+    named = set(FILE.findall(TOUR.read_text())) | {
+        path for path, _ in STOP.findall(TOUR.read_text())
+    }
+    assert [path for path in sorted(named) if not (ROOT / path).is_file()] == []
