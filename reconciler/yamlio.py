@@ -267,6 +267,7 @@ def load_json(raw: bytes) -> list[Any]:
     indented with tabs is no YAML. A key given twice is refused, as in YAML."""
     if not raw.strip():
         return []
+    _shallow_json(raw)
     try:
         return [json.loads(raw, object_pairs_hook=_each_key_once)]
     except json.JSONDecodeError as error:
@@ -275,6 +276,40 @@ def load_json(raw: bytes) -> list[Any]:
         raise YAMLError(str(error)) from None
     except RecursionError:
         raise YAMLError("nested too deeply to read") from None
+
+
+# In a JSON text: the next bracket or string, and the rest of a string begun.
+_JSON_MARK = re.compile(rb'[\[\]{}"]')
+_JSON_STRING_REST = re.compile(rb'(?:[^"\\]|\\.)*+"', re.DOTALL)
+
+
+def _shallow_json(raw: bytes) -> None:
+    """Raise where JSON `raw` nests deeper than MOST_DEPTH, as `_shallow` for
+    YAML: Python's reader would read it, or fail at its own recursion limit.
+    One pass, each string skipped whole; an unterminated one ends the scan,
+    and the reading that follows says where."""
+    if raw.count(b"[") + raw.count(b"{") <= MOST_DEPTH:
+        return
+    depth, at = 0, 0
+    while (found := _JSON_MARK.search(raw, at)) is not None:
+        mark, at = found.group(), found.end()
+        if mark == b'"':
+            rest = _JSON_STRING_REST.match(raw, at)
+            if rest is None:
+                return
+            at = rest.end()
+        elif mark in (b"[", b"{"):
+            depth += 1
+            if depth > MOST_DEPTH:
+                start = found.start()
+                line = raw.count(b"\n", 0, start)
+                column = start - (raw.rfind(b"\n", 0, start) + 1)
+                raise TooDeepError(
+                    problem=f"nested more than {MOST_DEPTH} levels deep",
+                    problem_mark=yaml.Mark("", start, line, column, None, None),
+                )
+        else:
+            depth -= 1
 
 
 class JSONError(YAMLError):

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from reconciler import crd
+from reconciler.loading import load_fleet
+from reconciler.templates import template_files
 from reconciler.yamlio import (
     MOST_DOCUMENT_BYTES,
     YAMLError,
@@ -14,6 +17,7 @@ from reconciler.yamlio import (
     largest_document,
     line_of,
     load_all,
+    load_json,
 )
 from tests.fleet.helpers import appwrapper, fleet_with, problems_of
 
@@ -138,6 +142,29 @@ def test_a_file_nested_past_any_kubernetes_object_is_a_problem_not_a_crash(
     ]
     assert [p.stops_at for p in fleet.problems] == [line]
     assert line_of(raw, "a") is None  # `caspian validate` looks for no line in it either
+
+
+@pytest.mark.parametrize(
+    ("raw", "said"),
+    [
+        (b"[" * 300 + b"]" * 300, "(line 1, column 257)"),
+        # Tabs, which YAML refuses, and brackets in strings, which count for nothing.
+        (b'{"a": "[[[[",\n\t"b": ' + b"[" * 300 + b"]" * 300 + b"}", "(line 2, column 262)"),
+        (b"[" * 5_000 + b"]" * 5_000, "(line 1, column 257)"),  # past Python's own reader
+    ],
+)
+def test_json_nested_past_any_kubernetes_object_is_said_as_yaml_is(raw: bytes, said: str) -> None:
+    files = {**template_files(), "jobs/deep.json": raw}
+    fleet = load_fleet(files, appwrapper_schema=crd.check_appwrapper)
+    assert problems_of(fleet) == [
+        f"jobs/deep.json: nested more than 256 levels deep {said}, which no Kubernetes object "
+        "is: not read"
+    ]
+
+
+def test_json_as_deep_as_is_allowed_reads_with_brackets_in_its_strings() -> None:
+    raw = b'{"kind": ' + b"[" * 255 + b'"[{\\"[", "x"' + b"]" * 255 + b', "a": 1}'
+    assert load_json(raw)[0]["a"] == 1
 
 
 def test_a_file_nested_as_deep_as_is_allowed_reads() -> None:
