@@ -148,18 +148,20 @@ class Watcher:
         now = self.clock()
         self._running = (now, started)
         try:
-            return self._reconcile(now)
+            status = self._reconcile(now)
         finally:
             self._running = None
-            took = time.monotonic() - started
+        took = time.monotonic() - started
+        if status.result != "skipped":  # a fetch that found nothing new is no reconcile's time
             metrics.RECONCILE_SECONDS.observe(took)
-            if took > self.settings.stuck_after_s / 2:
-                log.warning(
-                    "a reconcile took %.0f s, over half of --stuck-after (%g s): raise it, or "
-                    "/livez fails on a longer one and the kubelet restarts caspian watch",
-                    took,
-                    self.settings.stuck_after_s,
-                )
+        if took > self.settings.stuck_after_s / 2:
+            log.warning(
+                "a reconcile took %.0f s, over half of --stuck-after (%g s): raise it, or "
+                "/livez fails on a longer one and the kubelet restarts caspian watch",
+                took,
+                self.settings.stuck_after_s,
+            )
+        return status
 
     def _reconcile(self, now: datetime) -> Status:
         slot = math.floor(now.timestamp() / self._slot_seconds) * self._slot_seconds

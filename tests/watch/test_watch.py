@@ -228,11 +228,20 @@ def test_a_gitlab_push_hook_with_its_token_wakes_it(tmp_path) -> None:
 
 
 def test_an_unchanged_tip_in_the_same_slot_is_skipped(remote, tmp_path) -> None:
+    from prometheus_client import REGISTRY
+
+    def timed() -> float | None:
+        return REGISTRY.get_sample_value("caspian_reconcile_duration_seconds_count")
+
     watcher = watcher_for(str(remote), tmp_path)
     assert watcher.reconcile().result.startswith("committed")
+    count = timed()
     assert watcher.reconcile().result == "skipped"
+    # Timed, a fetch every minute would make the dashboard's p90 its own.
+    assert timed() == count
     gitutil.user_commit(remote, {"docs/readme.md": b"hello\n"})
     assert watcher.reconcile().result.startswith("unchanged")
+    assert timed() == count + 1
 
 
 def test_each_file_skipped_is_logged_where_the_log_is_all_there_is(
