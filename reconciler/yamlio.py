@@ -306,7 +306,8 @@ def _shallow_json(raw: bytes) -> None:
                 column = start - (raw.rfind(b"\n", 0, start) + 1)
                 raise TooDeepError(
                     problem=f"nested more than {MOST_DEPTH} levels deep",
-                    problem_mark=yaml.Mark("", start, line, column, None, None),
+                    # No buffer: the mark is said by its line and column alone.
+                    problem_mark=yaml.Mark("", start, line, column, None, 0),
                 )
         else:
             depth -= 1
