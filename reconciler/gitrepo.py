@@ -10,7 +10,9 @@ refused, it stops. Nothing is ever force-pushed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
 import posixpath
 import re
@@ -25,9 +27,12 @@ from pygit2.enums import FetchPrune, FileMode
 # One way of printing a URL without its user and password, for git remotes
 # as for the carbon providers' and the forge's URLs.
 from carbon.http import shown_url as redact
+from reconciler import packs
 from reconciler.fleet import astray, astray_dir
 from reconciler.history import Revision
 from reconciler.signing import SigningError, SigningKey, sign
+
+log = logging.getLogger("caspian.git")
 
 POLICY = "caspian.yaml"
 READ_PREFIXES = (POLICY, "spokes/", "jobs/", "status/", "rendered/")
@@ -301,10 +306,53 @@ class FleetRepo:
                 # libgit2 says "unsupported URL protocol" for a path that is not there.
                 why = "no such directory (give the path of a bare repo, or a git URL)"
             raise GitError(f"cannot fetch {redact(self.url)}: {why}") from None
+        self._fold_objects()
         ref = self.repo.references.get(f"refs/remotes/origin/{self.branch}")
         if ref is None:
             raise GitError(self._no_branch())
         return str(ref.target)
+
+    def _fold_objects(self) -> None:
+        """Fold the mirror's packs and loose objects where there are too many
+        (`packs`): the new pack is written whole, and checked to hold every
+        object, before anything it holds is removed. Where that fails, nothing
+        is removed, and the next fetch tries again."""
+        objects = self.path / "objects"
+        fold = packs.due(objects)
+        if fold is None or not (fold.packs or fold.loose):
+            return
+        try:
+            wanted = {name for pack in fold.packs for name in packs.names(pack.idx)}
+        except (OSError, ValueError):  # removed by a fold beside this one, say
+            return
+        wanted |= {packs.loose_name(path) for path in fold.loose}
+        before = set((objects / "pack").glob("pack-*.idx"))
+
+        def add(builder: pygit2.PackBuilder) -> None:
+            for name in sorted(wanted):
+                builder.add(pygit2.Oid(raw=name))
+
+        try:
+            self.repo.pack(pack_delegate=add)
+        except (pygit2.GitError, KeyError, OSError) as error:
+            log.warning("the mirror's objects were not folded into one pack: %s", error)
+            return
+        written = set((objects / "pack").glob("pack-*.idx")) - before
+        held = {name for idx in written for name in packs.names(idx)}
+        if not written or not wanted <= held:
+            log.warning("the mirror's new pack lacks objects it was to hold: nothing removed")
+            return
+        for path in [*(f for pack in fold.packs for f in pack.files), *fold.loose]:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        # The packs removed are let go of here too: the object database is
+        # read again, with the new pack, when next asked.
+        self.repo.free()
+        log.info(
+            "folded %d packs and %d loose objects of the mirror into one pack",
+            len(fold.packs),
+            len(fold.loose),
+        )
 
     def _no_branch(self) -> str:
         prefix = "refs/remotes/origin/"

@@ -1,0 +1,119 @@
+"""The bare mirror Caspian keeps of the fleet repo: every fetch that brings
+something adds a pack to it and every commit loose objects, which libgit2 never
+folds. Left so, each reconcile opened every pack (a file descriptor each) and
+looked objects up pack by pack, until it met the open-files limit."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pygit2
+import pytest
+
+from reconciler import packs, reconciling
+from reconciler.gitrepo import FleetRepo
+from tests import gitutil
+from tests.conftest import BOT, NOW
+from tests.fleet.helpers import appwrapper
+
+
+def packs_in(mirror: Path) -> list[Path]:
+    return sorted((mirror / "objects" / "pack").glob("pack-*.pack"))
+
+
+def loose_in(mirror: Path) -> list[Path]:
+    return [
+        path
+        for directory in (mirror / "objects").glob("[0-9a-f][0-9a-f]")
+        for path in directory.iterdir()
+    ]
+
+
+def every_object_reads(mirror: Path, tip: str) -> int:
+    """Walk the whole history from `tip` and read every tree and blob in it;
+    how many objects that was."""
+    repo = pygit2.Repository(str(mirror))
+    seen: set[pygit2.Oid] = set()
+    for commit in repo.walk(pygit2.Oid(hex=tip)):
+        todo = [commit.tree]
+        while todo:
+            tree = todo.pop()
+            if tree.id in seen:
+                continue
+            seen.add(tree.id)
+            for entry in tree:
+                if entry.type_str == "tree":
+                    todo.append(repo[entry.id])
+                elif entry.id not in seen:
+                    seen.add(entry.id)
+                    assert len(repo[entry.id].read_raw()) >= 0
+        seen.add(commit.id)
+    return len(seen)
+
+
+def pushes_and_reconciles(remote: Path, mirror: Path, rounds: int) -> FleetRepo:
+    repo = FleetRepo(str(remote), cache_dir=mirror)
+    for round_ in range(rounds):
+        job = appwrapper(f"job-{round_}", annotations={"caspian.dev/duration": "30m"})
+        gitutil.user_commit(remote, {f"jobs/job-{round_}.yaml": job.encode()})
+        reconciling.reconcile_once(repo, now=NOW + timedelta(minutes=15 * round_), author=BOT)
+    return repo
+
+
+def test_the_mirrors_packs_are_folded_and_every_object_kept(remote, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(packs, "MOST_PACKS", 4)
+    mirror = tmp_path / "mirror.git"
+    repo = pushes_and_reconciles(remote, mirror, rounds=12)
+    # A pack a fetch: 12 without folding (checked with the fold taken out).
+    assert len(packs_in(mirror)) <= 5
+    tip = repo.fetch_tip()
+    assert tip == gitutil.head(remote)
+    # The same history, object for object, as the remote holds.
+    assert every_object_reads(mirror, tip) == every_object_reads(remote, tip)
+    again = reconciling.reconcile_once(repo, now=NOW + timedelta(hours=3), author=BOT)
+    assert again.commit is None or again.changes  # it reads and decides as ever
+
+
+def test_loose_objects_are_folded_into_a_pack_too(remote, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(packs, "MOST_LOOSE", -1)  # fold at every fetch
+    mirror = tmp_path / "mirror.git"
+    repo = pushes_and_reconciles(remote, mirror, rounds=3)
+    assert loose_in(mirror)  # the last reconcile's own commit, since its fetch
+    tip = repo.fetch_tip()
+    assert loose_in(mirror) == []
+    assert every_object_reads(mirror, tip) == every_object_reads(remote, tip)
+
+
+def test_a_kept_pack_and_what_is_no_pack_index_are_left_alone(
+    remote, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setattr(packs, "MOST_PACKS", 2)
+    mirror = tmp_path / "mirror.git"
+    repo = pushes_and_reconciles(remote, mirror, rounds=2)
+    kept = packs_in(mirror)[0]
+    kept.with_suffix(".keep").write_text("pinned by hand\n")
+    garbage = mirror / "objects" / "pack" / ("pack-" + "0" * 40 + ".idx")
+    garbage.write_bytes(b"not an index")
+    pushes_and_reconciles(remote, mirror, rounds=6)
+    tip = repo.fetch_tip()
+    assert kept.exists() and garbage.read_bytes() == b"not an index"
+    assert len(packs_in(mirror)) <= 4
+    assert every_object_reads(mirror, tip) == every_object_reads(remote, tip)
+
+
+@pytest.mark.parametrize(
+    ("sizes", "folded"),
+    [
+        ([5, 5, 5, 100], [5, 5, 5]),  # the small ones, not the large one
+        ([10, 25, 60, 200], []),  # each twice the one below: left as they are
+        ([1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]),
+        ([3, 100, 101], [3, 100, 101]),  # 101 is less than twice 100 and 3
+        ([], []),
+    ],
+)
+def test_packs_are_folded_as_git_repack_geometric_picks_them(
+    tmp_path, sizes: list[int], folded: list[int]
+) -> None:
+    found = [packs.Pack(idx=tmp_path / f"pack-{i}.idx", objects=n) for i, n in enumerate(sizes)]
+    assert sorted(pack.objects for pack in packs._geometric(found)) == folded
