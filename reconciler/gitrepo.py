@@ -409,7 +409,18 @@ class FleetRepo:
         `email`, within `most` commits, with its fleet file `path`; None where
         none is that near."""
         order = pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME
-        for count, commit in enumerate(self.repo.walk(pygit2.Oid(hex=since), order)):
+        walker = self.repo.walk(pygit2.Oid(hex=since), order)
+        # A topological walk sorts all it may reach before it yields the first
+        # commit: a reconcile took longer with every commit the fleet repo had
+        # (45 ms at 9,000). Hiding what lies `most` first parents back bounds it.
+        boundary = self.repo[since].peel(pygit2.Commit)
+        for _ in range(most):
+            if not boundary.parents:
+                break
+            boundary = boundary.parents[0]
+        else:
+            walker.hide(boundary.id)
+        for count, commit in enumerate(walker):
             if count >= most:
                 return None
             if commit.author.email == email:
@@ -513,18 +524,6 @@ class FleetRepo:
             f"commit {c.id}\nAuthor: {c.author.name} <{c.author.email}>\nDate:   {when}\n\n"
             f"{body}\n\n{stats}"
         )
-
-    def log(self, *, limit: int = 20) -> list[tuple[str, str]]:
-        """(commit id, subject) from the remote branch tip backwards."""
-        ref = self.repo.references.get(f"refs/remotes/origin/{self.branch}")
-        if ref is None:
-            return []
-        result = []
-        for commit in self.repo.walk(ref.target, pygit2.enums.SortMode.TOPOLOGICAL):
-            result.append((str(commit.id), commit.message.splitlines()[0]))
-            if len(result) >= limit:
-                break
-        return result
 
     def revisions(self, paths: Sequence[str]) -> Iterator[Revision]:
         """The commits of the branch, as last fetched, that changed any of

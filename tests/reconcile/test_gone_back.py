@@ -96,3 +96,36 @@ def test_a_revert_of_a_dispatch_stops_the_reconcile_until_the_ledger_is_restored
     assert all(
         ledger.LEDGER_PATH not in path and path.startswith("rendered/") for path in mended.changes
     )
+
+
+def _user_commits(remote, count: int, *, branch: str = "main") -> str:
+    for index in range(count):
+        gitutil.user_commit(remote, {f"docs/{branch}-{index}.md": b"x\n"}, branch=branch)
+    return gitutil.head(remote, branch)
+
+
+def test_caspians_last_commit_is_looked_for_within_its_lookback_and_no_further(remote, tmp_path):
+    repo = FleetRepo(str(remote), cache_dir=tmp_path / "mirror.git")
+    placed = reconcile_once(repo, now=NOW, author=BOT)
+    assert placed.commit is not None
+    # A side branch of 30 commits, merged after 3 more on main: the walk goes
+    # through both, newest first, with what lies `most` first parents back hidden.
+    bare = pygit2.Repository(str(remote))
+    bare.references.create("refs/heads/side", pygit2.Oid(hex=placed.commit))
+    side = _user_commits(remote, 30, branch="side")
+    main = _user_commits(remote, 3)
+    who = pygit2.Signature("Fleet User", "user@example.invalid")
+    tree = bare[side].peel(pygit2.Commit).tree.id
+    parents = [pygit2.Oid(hex=main), pygit2.Oid(hex=side)]
+    merge = str(bare.create_commit("refs/heads/main", who, who, "Merge side", tree, parents))
+    repo.fetch_tip()
+    found = repo.last_by(BOT.email, ledger.LEDGER_PATH, since=merge, most=40)
+    assert found is not None and found[0] == placed.commit
+    assert found[1] == gitutil.read(remote, ledger.LEDGER_PATH, placed.commit)
+    # The 35th commit of the walk: within 35 it is found, within 34 it is not.
+    assert repo.last_by(BOT.email, ledger.LEDGER_PATH, since=merge, most=35) is not None
+    assert repo.last_by(BOT.email, ledger.LEDGER_PATH, since=merge, most=34) is None
+    # From main's tip it is three first parents back, the 4th commit of the
+    # walk: a bound one short would hide it.
+    assert repo.last_by(BOT.email, ledger.LEDGER_PATH, since=main, most=4) is not None
+    assert repo.last_by(BOT.email, ledger.LEDGER_PATH, since=main, most=3) is None
