@@ -313,46 +313,11 @@ class FleetRepo:
         return str(ref.target)
 
     def _fold_objects(self) -> None:
-        """Fold the mirror's packs and loose objects where there are too many
-        (`packs`): the new pack is written whole, and checked to hold every
-        object, before anything it holds is removed. Where that fails, nothing
-        is removed, and the next fetch tries again."""
-        objects = self.path / "objects"
-        fold = packs.due(objects)
-        if fold is None or not (fold.packs or fold.loose):
-            return
-        try:
-            wanted = {name for pack in fold.packs for name in packs.names(pack.idx)}
-        except (OSError, ValueError):  # removed by a fold beside this one, say
-            return
-        wanted |= {packs.loose_name(path) for path in fold.loose}
-        before = set((objects / "pack").glob("pack-*.idx"))
-
-        def add(builder: pygit2.PackBuilder) -> None:
-            for name in sorted(wanted):
-                builder.add(pygit2.Oid(raw=name))
-
-        try:
-            self.repo.pack(pack_delegate=add)
-        except (pygit2.GitError, KeyError, OSError) as error:
-            log.warning("the mirror's objects were not folded into one pack: %s", error)
-            return
-        written = set((objects / "pack").glob("pack-*.idx")) - before
-        held = {name for idx in written for name in packs.names(idx)}
-        if not written or not wanted <= held:
-            log.warning("the mirror's new pack lacks objects it was to hold: nothing removed")
-            return
-        for path in [*(f for pack in fold.packs for f in pack.files), *fold.loose]:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-        # The packs removed are let go of here too: the object database is
-        # read again, with the new pack, when next asked.
-        self.repo.free()
-        log.info(
-            "folded %d packs and %d loose objects of the mirror into one pack",
-            len(fold.packs),
-            len(fold.loose),
-        )
+        """The mirror's packs and loose objects folded where there are too many."""
+        if _fold(self.repo, self.path / "objects", where="the mirror"):
+            # The packs removed are let go of here too: the object database is
+            # read again, with the new pack, when next asked.
+            self.repo.free()
 
     def _no_branch(self) -> str:
         prefix = "refs/remotes/origin/"
@@ -452,6 +417,16 @@ class FleetRepo:
         self.repo.references.create(
             f"refs/remotes/origin/{branch}", pygit2.Oid(hex=commit), force=True
         )
+        if _is_local(self.url):
+            # git's receive-pack runs `git gc --auto` in a repository pushed to;
+            # libgit2 does not, and a fleet repo on a local path took one pack
+            # a push, each of which every fetch from it opened.
+            with contextlib.suppress(pygit2.GitError):
+                remote = pygit2.Repository(self.url)
+                try:
+                    _fold(remote, Path(remote.path) / "objects", where=redact(self.url))
+                finally:
+                    remote.free()
 
     def delete_branch(self, branch: str) -> bool:
         """Delete a proposal `branch` on the remote, as last fetched; False
@@ -581,6 +556,47 @@ class FleetRepo:
             now = renamed[0]
             found.append(now.removeprefix(self.root))
         return found
+
+
+def _fold(repo: pygit2.Repository, objects: Path, *, where: str) -> bool:
+    """Fold the packs and loose objects of `objects` where there are too many
+    (`packs.due`): the new pack is written whole, and checked to hold every
+    object, before anything it holds is removed. Where that fails, nothing is
+    removed, and the next time tries again. Whether anything was removed."""
+    fold = packs.due(objects)
+    if fold is None or not (fold.packs or fold.loose):
+        return False
+    try:
+        wanted = {name for pack in fold.packs for name in packs.names(pack.idx)}
+    except (OSError, ValueError):  # removed by a fold beside this one, say
+        return False
+    wanted |= {packs.loose_name(path) for path in fold.loose}
+    before = set((objects / "pack").glob("pack-*.idx"))
+
+    def add(builder: pygit2.PackBuilder) -> None:
+        for name in sorted(wanted):
+            builder.add(pygit2.Oid(raw=name))
+
+    try:
+        repo.pack(pack_delegate=add)
+    except (pygit2.GitError, KeyError, OSError) as error:
+        log.warning("the objects of %s were not folded into one pack: %s", where, error)
+        return False
+    written = set((objects / "pack").glob("pack-*.idx")) - before
+    held = {name for idx in written for name in packs.names(idx)}
+    if not written or not wanted <= held:
+        log.warning("the new pack of %s lacks objects it was to hold: nothing removed", where)
+        return False
+    for path in [*(f for pack in fold.packs for f in pack.files), *fold.loose]:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    log.info(
+        "folded %d packs and %d loose objects of %s into one pack",
+        len(fold.packs),
+        len(fold.loose),
+        where,
+    )
+    return True
 
 
 def _blobs(tree: pygit2.Tree, paths: Sequence[str]) -> dict[str, pygit2.Oid | None]:

@@ -65,11 +65,13 @@ def test_the_mirrors_packs_are_folded_and_every_object_kept(remote, tmp_path, mo
     monkeypatch.setattr(packs, "MOST_PACKS", 4)
     mirror = tmp_path / "mirror.git"
     repo = pushes_and_reconciles(remote, mirror, rounds=12)
-    # A pack a fetch: 12 without folding (checked with the fold taken out).
+    # A pack a fetch, and one a push in the remote on a local path: 12 each
+    # without folding (checked with the fold taken out).
     assert len(packs_in(mirror)) <= 5
+    assert len(packs_in(remote)) <= 5  # as git's receive-pack folds a repo pushed to
     tip = repo.fetch_tip()
     assert tip == gitutil.head(remote)
-    # The same history, object for object, as the remote holds.
+    # The same history, object for object, in both.
     assert every_object_reads(mirror, tip) == every_object_reads(remote, tip)
     again = reconciling.reconcile_once(repo, now=NOW + timedelta(hours=3), author=BOT)
     assert again.commit is None or again.changes  # it reads and decides as ever
