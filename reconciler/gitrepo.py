@@ -421,7 +421,7 @@ class FleetRepo:
             # git's receive-pack runs `git gc --auto` in a repository pushed to;
             # libgit2 does not, and a fleet repo on a local path took one pack
             # a push, each of which every fetch from it opened.
-            with contextlib.suppress(pygit2.GitError):
+            with contextlib.suppress(pygit2.GitError, OSError):  # the push is done
                 remote = pygit2.Repository(self.url)
                 try:
                     _fold(remote, Path(remote.path) / "objects", where=redact(self.url))
@@ -558,11 +558,18 @@ class FleetRepo:
         return found
 
 
+# Object directories whose fold failed in this process: not tried again, where
+# a fleet repo on a read-only path would otherwise warn at every push.
+_UNFOLDABLE: set[Path] = set()
+
+
 def _fold(repo: pygit2.Repository, objects: Path, *, where: str) -> bool:
     """Fold the packs and loose objects of `objects` where there are too many
     (`packs.due`): the new pack is written whole, and checked to hold every
     object, before anything it holds is removed. Where that fails, nothing is
-    removed, and the next time tries again. Whether anything was removed."""
+    removed. Whether anything was."""
+    if objects in _UNFOLDABLE:
+        return False
     fold = packs.due(objects)
     if fold is None or not (fold.packs or fold.loose):
         return False
@@ -579,16 +586,17 @@ def _fold(repo: pygit2.Repository, objects: Path, *, where: str) -> bool:
 
     try:
         repo.pack(pack_delegate=add)
-    except (pygit2.GitError, KeyError, OSError) as error:
+        written = set((objects / "pack").glob("pack-*.idx")) - before
+        held = {name for idx in written for name in packs.names(idx)}
+    except (pygit2.GitError, KeyError, OSError, ValueError) as error:
+        _UNFOLDABLE.add(objects)
         log.warning("the objects of %s were not folded into one pack: %s", where, error)
         return False
-    written = set((objects / "pack").glob("pack-*.idx")) - before
-    held = {name for idx in written for name in packs.names(idx)}
     if not written or not wanted <= held:
         log.warning("the new pack of %s lacks objects it was to hold: nothing removed", where)
         return False
     for path in [*(f for pack in fold.packs for f in pack.files), *fold.loose]:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # gone already, or not ours to remove
             path.unlink()
     log.info(
         "folded %d packs and %d loose objects of %s into one pack",

@@ -119,3 +119,23 @@ def test_packs_are_folded_as_git_repack_geometric_picks_them(
 ) -> None:
     found = [packs.Pack(idx=tmp_path / f"pack-{i}.idx", objects=n) for i, n in enumerate(sizes)]
     assert sorted(pack.objects for pack in packs._geometric(found)) == folded
+
+
+def test_a_fold_that_fails_removes_nothing_fails_no_reconcile_and_is_said_once(
+    remote, tmp_path, monkeypatch, caplog
+) -> None:
+    from reconciler import gitrepo
+
+    monkeypatch.setattr(packs, "MOST_PACKS", 1)
+    monkeypatch.setattr(gitrepo, "_UNFOLDABLE", set())
+
+    def full_disk(self, **_):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pygit2.Repository, "pack", full_disk)
+    mirror = tmp_path / "mirror.git"
+    repo = pushes_and_reconciles(remote, mirror, rounds=4)  # each pushed, as ever
+    assert len(packs_in(mirror)) == 4 and gitutil.head(remote) == repo.fetch_tip()
+    said = [r.getMessage() for r in caplog.records if "were not folded" in r.getMessage()]
+    # Once for the mirror and once for the remote, not at every fetch and push.
+    assert len(said) == 2 and all("No space left on device" in line for line in said)
