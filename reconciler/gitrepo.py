@@ -478,11 +478,17 @@ class FleetRepo:
             target = pygit2.Repository(str(path))
         except pygit2.GitError:
             return
-        if (
-            not target.is_bare
-            and not target.head_is_unborn
-            and (target.head.shorthand == self.branch)
-        ):
+        try:
+            checked_out = (
+                not target.is_bare
+                and not target.head_is_unborn
+                and target.head.shorthand == self.branch
+            )
+        finally:
+            # A pygit2 Repository lives in a reference cycle until Python's
+            # collector comes by, holding the files of every pack it opened.
+            target.free()
+        if checked_out:
             raise GitError(
                 f"{path} is a work tree with {self.branch!r} checked out: point --repo at a "
                 "bare repository or a server (git clone --bare), as you would for git push"
