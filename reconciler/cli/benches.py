@@ -131,6 +131,35 @@ def bench_loop(jobs: int, rounds: int, noop_jobs: int, now_text: str, as_json: b
     click.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
 
 
+@bench.command("soak")
+@click.option("--reconciles", type=click.IntRange(1), default=400, show_default=True)
+@click.option(
+    "--every",
+    type=click.IntRange(1),
+    default=50,
+    show_default=True,
+    help="Take stock after this many reconciles, with the median of those.",
+)
+@click.option(
+    "--no-fold",
+    is_flag=True,
+    help="Fold no pack or loose object, to see what folding saves.",
+)
+@click.option("--now", "now_text", metavar="RFC3339", default=BENCH_LOOP_NOW, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_soak(reconciles: int, every: int, no_fold: bool, now_text: str, as_json: bool) -> None:
+    """The watch loop through many reconciles, each after a user's push of five
+    AppWrappers to a fleet repo on a local path: the packs and loose objects of
+    the mirror and of that repo, the open files and the median reconcile, as
+    they go."""
+    from reconciler import benchsoak
+
+    result = benchsoak.soak(
+        reconciles=reconciles, every=every, now=parse_now(now_text), fold=not no_fold
+    )
+    click.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
+
+
 @bench.command("nodes")
 @click.option("--jobs", type=click.IntRange(1), default=1000, show_default=True)
 @click.option("--spokes", type=click.IntRange(1), default=10, show_default=True)

@@ -139,3 +139,18 @@ def test_a_fold_that_fails_removes_nothing_fails_no_reconcile_and_is_said_once(
     said = [r.getMessage() for r in caplog.records if "were not folded" in r.getMessage()]
     # Once for the mirror and once for the remote, not at every fetch and push.
     assert len(said) == 2 and all("No space left on device" in line for line in said)
+
+
+def test_the_soak_benchmark_counts_what_folding_saves(monkeypatch) -> None:
+    from reconciler import benchsoak
+
+    monkeypatch.setattr(packs, "MOST_PACKS", 4)
+    folded = benchsoak.soak(reconciles=12, every=6, now=NOW)
+    left = benchsoak.soak(reconciles=12, every=6, now=NOW, fold=False)
+    assert folded["results"] == left["results"] == {"committed": 12}
+    assert [p["reconciles"] for p in folded["points"]] == [6, 12]
+    # A pack a fetch in the mirror and a pack a push in the remote, unless folded.
+    assert [(p["mirror_packs"], p["remote_packs"]) for p in left["points"]] == [(6, 6), (12, 12)]
+    last = folded["points"][-1]
+    assert last["mirror_packs"] <= 5 and last["remote_packs"] <= 5
+    assert packs.MOST_PACKS == 4  # put back after the run without folding
