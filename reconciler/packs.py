@@ -81,17 +81,21 @@ def loose_name(path: Path) -> bytes:
 
 
 def _packs(objects: Path) -> list[Pack]:
-    """The packs a fold may take: not kept, and with an index that reads (one
-    a fold beside this one has just removed does not)."""
+    """The packs a fold may take: not kept, and with an index that reads whole
+    (one a fold beside this one has just removed does not)."""
     found = []
     for idx in sorted((objects / "pack").glob("pack-*.idx")):
         if idx.with_suffix(".keep").exists():
             continue
         try:
             with idx.open("rb") as file:
-                found.append(Pack(idx=idx, objects=_count(file.read(_IDX_HEAD), idx)))
+                pack = Pack(idx=idx, objects=_count(file.read(_IDX_HEAD), idx))
+            # Each object takes a name, a checksum and an offset; two checksums end it.
+            whole = idx.stat().st_size >= _IDX_HEAD + pack.objects * (_OID_BYTES + 8) + 40
         except (OSError, ValueError):
             continue
+        if whole:  # a cut one is left to whoever cut it, as what is no index is
+            found.append(pack)
     return found
 
 

@@ -87,7 +87,7 @@ def test_loose_objects_are_folded_into_a_pack_too(remote, tmp_path, monkeypatch)
     assert every_object_reads(mirror, tip) == every_object_reads(remote, tip)
 
 
-def test_a_kept_pack_and_what_is_no_pack_index_are_left_alone(
+def test_a_kept_pack_and_what_is_no_whole_pack_index_are_left_alone(
     remote, tmp_path, monkeypatch
 ) -> None:
     monkeypatch.setattr(packs, "MOST_PACKS", 2)
@@ -97,9 +97,11 @@ def test_a_kept_pack_and_what_is_no_pack_index_are_left_alone(
     kept.with_suffix(".keep").write_text("pinned by hand\n")
     garbage = mirror / "objects" / "pack" / ("pack-" + "0" * 40 + ".idx")
     garbage.write_bytes(b"not an index")
+    cut = mirror / "objects" / "pack" / ("pack-" + "1" * 40 + ".idx")
+    cut.write_bytes(kept.with_suffix(".idx").read_bytes()[:1100])  # its head, and no more
     pushes_and_reconciles(remote, mirror, rounds=6)
     tip = repo.fetch_tip()
-    assert kept.exists() and garbage.read_bytes() == b"not an index"
+    assert kept.exists() and garbage.read_bytes() == b"not an index" and cut.exists()
     assert len(packs_in(mirror)) <= 4
     assert every_object_reads(mirror, tip) == every_object_reads(remote, tip)
 
