@@ -190,21 +190,20 @@ class KubeObserver:
                         f"{held:g} s ({HELD}) held every slot",
                     )
                 break
-            waited_for = [reading.age() for _, reading in running.values()]
-            for name, (spoke, reading) in list(running.items()):
+            done = [n for n, (_, r) in running.items() if r.ended.is_set() or r.age() >= held]
+            if not done:  # wait for the next read to end, or the oldest's time to be up
+                changed.wait(max(0.0, held - max(r.age() for _, r in running.values())))
+                continue
+            for name in done:
+                spoke, reading = running.pop(name)
                 if reading.ended.is_set():
                     states[name] = reading.result()
-                elif reading.age() >= held:
+                else:
                     self._stuck[name] = reading
                     holding.append(reading)
                     states[name] = self._down(
                         spoke, f"its read has not ended in {held:g} s ({HELD})"
                     )
-                else:
-                    continue
-                del running[name]
-            if len(running) == len(waited_for):  # nothing ended: wait for the next end or time up
-                changed.wait(max(0.0, held - max(waited_for)))
         return states
 
     def _spoke(
