@@ -209,15 +209,16 @@ def _shallow(raw: bytes) -> None:
     except yaml.YAMLError:
         return  # not YAML: the reading that follows says where, as ever
     if deepest is not None:
-        raise TooDeepError(
-            problem=f"nested more than {MOST_DEPTH} levels deep",
-            # libyaml's mark, which has the line and column as PyYAML's has.
-            problem_mark=typing.cast(yaml.Mark, deepest),
-        )
+        # libyaml's mark, which has the line and column as PyYAML's has.
+        raise _too_deep(typing.cast(yaml.Mark, deepest))
 
 
 class TooDeepError(yaml.MarkedYAMLError):
     """A document nested deeper than MOST_DEPTH."""
+
+
+def _too_deep(mark: yaml.Mark) -> TooDeepError:
+    return TooDeepError(problem=f"nested more than {MOST_DEPTH} levels deep", problem_mark=mark)
 
 
 # A lone UTF-16 surrogate: Python's decoding of a file name's undecodable
@@ -304,11 +305,8 @@ def _shallow_json(raw: bytes) -> None:
                 start = found.start()
                 line = raw.count(b"\n", 0, start)
                 column = start - (raw.rfind(b"\n", 0, start) + 1)
-                raise TooDeepError(
-                    problem=f"nested more than {MOST_DEPTH} levels deep",
-                    # No buffer: the mark is said by its line and column alone.
-                    problem_mark=yaml.Mark("", start, line, column, None, 0),
-                )
+                # No buffer: the mark is said by its line and column alone.
+                raise _too_deep(yaml.Mark("", start, line, column, None, 0))
         else:
             depth -= 1
 
