@@ -73,8 +73,12 @@ def test_the_mirrors_packs_are_folded_and_every_object_kept(remote, tmp_path, mo
     assert tip == gitutil.head(remote)
     # The same history, object for object, in both.
     assert every_object_reads(mirror, tip) == every_object_reads(remote, tip)
-    again = reconciling.reconcile_once(repo, now=NOW + timedelta(hours=3), author=BOT)
-    assert again.commit is None or again.changes  # it reads and decides as ever
+    # It reads and decides from the folded mirror as ever: a reconcile, and
+    # one more at the same time that finds nothing to commit.
+    later = NOW + timedelta(hours=3)
+    first = reconciling.reconcile_once(repo, now=later, author=BOT)
+    assert first.input_commit == tip
+    assert reconciling.reconcile_once(repo, now=later, author=BOT).commit is None
 
 
 def test_loose_objects_are_folded_into_a_pack_too(remote, tmp_path, monkeypatch) -> None:
