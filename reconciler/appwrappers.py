@@ -189,6 +189,8 @@ def _job_from_doc(
     )
     found += [(f"metadata.annotations.{error.field}", error.reason) for error in unread]
     found += _misplaced(metadata, components[0])
+    if empty := _no_time_to_run(annotated):
+        found.append((f"metadata.annotations.{ANNOTATION}not-before", empty))
     if found:
         first: dict[str, str] = {}  # one reason a field, the first found
         for where, why in found:
@@ -223,6 +225,20 @@ def _job_from_doc(
         kubernetes_features=kubeversions.features(job_spec),
         priority_class=_priority_class(metadata, template),
         **annotated,
+    )
+
+
+def _no_time_to_run(annotated: Mapping[str, Any]) -> str | None:
+    """Why a job's own caspian.dev/not-before and deadline leave it no time at
+    all, if they do: planned, it could only be late, whatever it runs for; a
+    date mistyped in one of them, most likely. A window merely shorter than the
+    job's duration is planned, late, with the reason: a duration is an estimate."""
+    not_before, deadline = annotated["not_before"], annotated["deadline"]
+    if not_before is None or deadline is None or not_before < deadline:
+        return None
+    return (
+        f"{quantities.format_time(not_before)} is not before its {ANNOTATION}deadline "
+        f"{quantities.format_time(deadline)}: no start meets it; move one of them"
     )
 
 

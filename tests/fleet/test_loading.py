@@ -1194,6 +1194,34 @@ def test_a_job_runs_at_most_its_active_deadline(seconds, annotation, minutes) ->
     assert job.duration_cut == (quantities.duration(annotation) if cut else None)
 
 
+@pytest.mark.parametrize(
+    ("not_before", "duration", "problem"),
+    [
+        ("2026-12-07T02:00:00Z", "1h", True),
+        ("2026-12-06T06:00:00Z", "1h", True),  # at the deadline: no time at all
+        ("2026-12-06T05:59:00Z", "1h", False),  # planned, late: a duration is an estimate
+        ("2026-12-06T02:00:00Z", "4h", False),
+    ],
+)
+def test_a_not_before_at_or_past_the_deadline_is_a_problem(not_before, duration, problem) -> None:
+    window = {
+        "caspian.dev/not-before": not_before,
+        "caspian.dev/deadline": "2026-12-06T06:00:00Z",
+        "caspian.dev/duration": duration,
+    }
+    fleet = fleet_with(jobs__extra=appwrapper(annotations=window))
+    assert problems_of(fleet) == (
+        [
+            f"jobs/extra.yaml: metadata.annotations.caspian.dev/not-before: {not_before} is "
+            "not before its caspian.dev/deadline 2026-12-06T06:00:00Z: no start meets it; "
+            "move one of them"
+        ]
+        if problem
+        else []
+    )
+    assert ("extra" in {j.name for j in fleet.jobs}) != problem
+
+
 def test_a_file_left_out_for_its_suffix_is_a_problem_not_a_silence() -> None:
     files = template_files()
     paris = files["spokes/paris.yaml"]

@@ -212,18 +212,35 @@ def test_a_job_late_for_want_of_room_says_so() -> None:
     assert all(e.reason == "will finish after its deadline: no earlier capacity" for e in late)
 
 
-def test_a_not_before_past_the_deadline_is_named_in_the_reason() -> None:
+def test_a_not_before_past_the_deadline_is_a_problem_and_holds_what_was_placed() -> None:
+    # Such a job could only ever be late, so its file is refused as contradicting
+    # itself (a date mistyped), where it was once planned late.
     files = template_files()
-    hints = {
-        "caspian.dev/not-before": "2026-11-22T10:00:00Z",
-        "caspian.dev/deadline": "2026-11-22T05:00:00Z",
-    }
+    hints = {"caspian.dev/deadline": "2026-11-22T05:00:00Z"}
     files["jobs/waits.yaml"] = appwrapper("waits", annotations=hints).encode()
-    decision, _ = step(files, now=NOW)
-    waits = entries(decision)["batch/waits"]
-    assert waits.late and waits.planned_start.isoformat().startswith("2026-11-22T10:00")
-    assert "from its caspian.dev/not-before 2026-11-22T10:00:00Z" in waits.reason
-    assert "an earlier not-before" in waits.reason
+    decision, files = step(files, now=NOW)
+    placed = entries(decision)["batch/waits"]
+    assert placed.spoke and not placed.late
+    hints["caspian.dev/not-before"] = "2026-11-22T10:00:00Z"
+    files["jobs/waits.yaml"] = appwrapper("waits", annotations=hints).encode()
+    later, _ = step(files, now=NOW)
+    assert [p.line() for p in later.problems] == [
+        "jobs/waits.yaml: metadata.annotations.caspian.dev/not-before: 2026-11-22T10:00:00Z "
+        "is not before its caspian.dev/deadline 2026-11-22T05:00:00Z: no start meets it; "
+        "move one of them"
+    ]
+    held = entries(later)["batch/waits"]
+    assert (held.phase, held.spoke, held.job_name) == (placed.phase, placed.spoke, placed.job_name)
+    # A window only shorter than the job's duration is planned, late: a duration
+    # is an estimate. Its reason names the not-before.
+    hints["caspian.dev/deadline"] = "2026-11-22T10:30:00Z"
+    files = {**template_files(), "jobs/short.yaml": appwrapper("short", annotations=hints).encode()}
+    late, _ = step(files, now=NOW)
+    short = entries(late)["batch/short"]
+    assert not late.problems and short.late
+    assert short.planned_start.isoformat().startswith("2026-11-22T10:00")
+    assert "from its caspian.dev/not-before 2026-11-22T10:00:00Z" in short.reason
+    assert "an earlier not-before" in short.reason
 
 
 def test_with_every_spoke_down_new_jobs_wait_and_say_which_spokes_are_down() -> None:
