@@ -1,9 +1,10 @@
 """`caspian bench soak`: the watch loop through many reconciles, each after a
 user's push, and what grows meanwhile: the object files of the mirror and of
-the fleet repo (on a local path), the open files, the time a reconcile takes."""
+the fleet repo (on a local path), the open files, the memory, the time a reconcile takes."""
 
 from __future__ import annotations
 
+import re
 import statistics
 import tempfile
 import time
@@ -55,7 +56,17 @@ def _soak(root: Path, *, reconciles: int, every: int, now: datetime) -> dict[str
             f"jobs/soak-{k}.yaml": appwrapper(f"soak-{k}", cpu=1 + (index + k) % 4)
             for k in range(PUSHED)
         }
-        commit_to_bare(remote, files=changes, message=f"push {index}", author=USER)
+        # The user's commit a minute before the reconcile, on the loop's clock:
+        # with the real clock beside the loop's, every commit of the history
+        # would lie days apart from its parent, and libgit2's walks, which go
+        # by commit times, would read much more of it than any fleet's would.
+        commit_to_bare(
+            remote,
+            files=changes,
+            message=f"push {index}",
+            author=USER,
+            when=clock[0] - timedelta(minutes=1),
+        )
         started = time.perf_counter()
         result = watcher.reconcile().result
         taken.append(time.perf_counter() - started)
@@ -70,6 +81,7 @@ def _soak(root: Path, *, reconciles: int, every: int, now: datetime) -> dict[str
                     "mirror_loose": _count(mirror / "objects", "[0-9a-f][0-9a-f]/*"),
                     "remote_packs": _count(remote / "objects" / "pack", "pack-*.pack"),
                     "open_files": _open_files(),
+                    "rss_mb": _rss_mb(),
                 }
             )
     return {"reconciles": reconciles, "results": results, "points": points}
@@ -85,3 +97,13 @@ def _open_files() -> int | None:
         return sum(1 for _ in Path("/proc/self/fd").iterdir())
     except OSError:
         return None
+
+
+def _rss_mb() -> float | None:
+    """This process's resident memory now (not its peak), where Linux says it."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    return round(int(found.group(1)) / 1024, 1) if found else None

@@ -744,10 +744,16 @@ def create_bare_repo(
 
 
 def commit_to_bare(
-    path: Path, *, files: Mapping[str, bytes], message: str, author: Identity, branch: str = "main"
+    path: Path,
+    *,
+    files: Mapping[str, bytes],
+    message: str,
+    author: Identity,
+    branch: str = "main",
+    when: datetime | None = None,
 ) -> str:
     """Add or replace `files` on `branch` of the bare repo at `path`, as a user's
-    push would land (used by the benchmarks)."""
+    push would land (used by the benchmarks), made `when` (by default now)."""
     repo = pygit2.Repository(str(path))
     try:
         parent = repo.references[f"refs/heads/{branch}"].peel(pygit2.Commit)
@@ -755,7 +761,11 @@ def commit_to_bare(
         index.read_tree(parent.tree)
         for name, data in sorted(files.items()):
             index.add(pygit2.IndexEntry(name, repo.create_blob(data), FileMode.BLOB))
-        signature = pygit2.Signature(author.name, author.email)
+        signature = (
+            pygit2.Signature(author.name, author.email)
+            if when is None
+            else pygit2.Signature(author.name, author.email, int(when.timestamp()), 0)
+        )
         tree = index.write_tree(repo)
         return str(
             repo.create_commit(

@@ -150,8 +150,8 @@ def bench_loop(jobs: int, rounds: int, noop_jobs: int, now_text: str, as_json: b
 def bench_soak(reconciles: int, every: int, no_fold: bool, now_text: str, as_json: bool) -> None:
     """The watch loop through many reconciles, each after a user's push of five
     AppWrappers to a fleet repo on a local path: the packs and loose objects of
-    the mirror and of that repo, the open files and the median reconcile, as
-    they go."""
+    the mirror and of that repo, the open files, the memory and the median
+    reconcile, as they go."""
     from reconciler import benchsoak
 
     result = benchsoak.soak(

@@ -5,7 +5,7 @@ looked objects up pack by pack, until it met the open-files limit."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pygit2
@@ -151,7 +151,22 @@ def test_the_soak_benchmark_counts_what_folding_saves(monkeypatch) -> None:
     from reconciler import benchsoak
 
     monkeypatch.setattr(packs, "MOST_PACKS", 4)
+    made = []  # each user commit's time, beside the loop's clock
+    commit = benchsoak.commit_to_bare
+
+    def remembered(path: Path, **kwargs) -> str:
+        made_id = commit(path, **kwargs)
+        repo = pygit2.Repository(str(path))
+        made.append(datetime.fromtimestamp(repo[made_id].committer.time, UTC))
+        repo.free()
+        return made_id
+
+    monkeypatch.setattr(benchsoak, "commit_to_bare", remembered)
     folded = benchsoak.soak(reconciles=12, every=6, now=NOW)
+    # A minute before each reconcile: libgit2's walks go by commit times, and a
+    # history whose times jump days to and fro is read far more of than a fleet's.
+    assert made == [NOW + timedelta(minutes=15 * i - 1) for i in range(12)]
+    assert all(p["rss_mb"] > 0 for p in folded["points"])
     left = benchsoak.soak(reconciles=12, every=6, now=NOW, fold=False)
     assert folded["results"] == left["results"] == {"committed": 12}
     assert [p["reconciles"] for p in folded["points"]] == [6, 12]
