@@ -4,6 +4,7 @@ it to meet their deadlines. Pure."""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from typing import NamedTuple
@@ -102,6 +103,20 @@ class Gate(NamedTuple):
     done: bool  # all of them succeeded: it may be dispatched
 
 
+def _near(job_id: str, *, among: Collection[str]) -> str:
+    """A job of `among` that `job_id` may have been meant as: one of its
+    namespace with a name close to its name, or one of its name in another
+    namespace. A typo would otherwise hold the job for good, with nothing in
+    the files to catch it."""
+    namespace, name = job_id.split("/", 1)
+    names = sorted(other.split("/", 1)[1] for other in among if other.startswith(f"{namespace}/"))
+    found = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+    if found:
+        return f" (did you mean {namespace}/{found[0]}?)"
+    elsewhere = sorted(other for other in among if other.split("/", 1)[1] == name)
+    return f" (did you mean {' or '.join(elsewhere)}?)" if elsewhere else ""
+
+
 def gate_of(
     job: JobRequest,
     previous: Mapping[str, Entry],
@@ -137,7 +152,8 @@ def gate_of(
         elif entry is not None and entry.source.split("#", 1)[0] in broken:
             waits.append(f"{other}, whose file has a problem (see its record)")
         else:
-            waits.append(f"{other}, which is not in jobs/")
+            near = _near(other, among={*valid, *previous} - {job.id})
+            waits.append(f"{other}, which is not in jobs/{near}")
     if waits:
         return Gate(
             held=f"waits for {'; '.join(waits)} (its caspian.dev/after)",

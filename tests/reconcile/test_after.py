@@ -147,6 +147,14 @@ def test_what_is_not_there_holds_it_and_other_namespaces_are_named_in_full() -> 
         "waits for media/video-transcode to start; batch/nowhere, which is not in jobs/ (its "
         "caspian.dev/after)"
     )
+    # A name one letter off is most likely a typo, which would hold it for good.
+    files = _pipeline(**{"caspian.dev/after": "perp, media/prep, trains"})
+    train = entries(step(files, now=NOW)[0])["batch/train"]
+    assert train.reason == (
+        "waits for batch/perp, which is not in jobs/ (did you mean batch/prep?); media/prep, "
+        "which is not in jobs/ (did you mean batch/prep?); batch/trains, which is not in "
+        "jobs/ (its caspian.dev/after)"
+    )
 
 
 def test_what_ends_past_the_horizon_defers_it_and_a_late_end_is_blamed() -> None:
