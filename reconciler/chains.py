@@ -104,7 +104,7 @@ class Gate(NamedTuple):
 
 
 def _near(job_id: str, *, among: Collection[str]) -> str:
-    """A job of `among` that `job_id` may have been meant as: one of its
+    """A job in jobs/ (`among`) that `job_id` may have been meant as: one of its
     namespace with a name close to its name, or one of its name in another
     namespace. A typo would otherwise hold the job for good, with nothing in
     the files to catch it."""
@@ -152,7 +152,7 @@ def gate_of(
         elif entry is not None and entry.source.split("#", 1)[0] in broken:
             waits.append(f"{other}, whose file has a problem (see its record)")
         else:
-            near = _near(other, among={*valid, *previous} - {job.id})
+            near = _near(other, among=set(valid) - {job.id})
             waits.append(f"{other}, which is not in jobs/{near}")
     if waits:
         return Gate(
