@@ -184,6 +184,11 @@ class ContainerRequests(Spec):
 # Past this a job's lateness would dwarf every gram of carbon and strain the
 # solver's numbers: a thousand already puts it before any other job.
 MOST_PRIORITY = 1000.0
+# A thousand tonnes a slot; times MOST_PRIORITY, still within what the solver
+# tells apart from a gram of carbon. Of one late job it did at 1e16 and no
+# longer at 1e17: the plan put it where it emitted six times as much (and at
+# 1e308 found no plan).
+MOST_WEIGHT_GRAMS = 1e9
 
 
 class JobDefaults(Spec):
@@ -194,8 +199,8 @@ class JobDefaults(Spec):
 
 
 class PolicyWeights(Spec):
-    lateness_grams_per_slot: float = Field(default=100_000.0, ge=0)
-    move_grams: float = Field(default=5.0, ge=0)
+    lateness_grams_per_slot: float = Field(default=100_000.0, ge=0, le=MOST_WEIGHT_GRAMS)
+    move_grams: float = Field(default=5.0, ge=0, le=MOST_WEIGHT_GRAMS)
     # How many times a slot of lateness counts for a job of this priority class
     # (JobRequest.priority_class), against 1 for the rest: where not every job
     # can be on time, the heavier ones are.

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from reconciler.cli import main
 from reconciler.crd import check_appwrapper
-from reconciler.fleet import FleetConfigError
+from reconciler.fleet import MOST_PRIORITY, MOST_WEIGHT_GRAMS, FleetConfigError
 from reconciler.loading import load_fleet
 from reconciler.templates import template_files
 from tests import gitutil
@@ -107,3 +107,40 @@ def test_a_priority_weight_out_of_bounds_is_a_problem_naming_the_field() -> None
             load_fleet(files, appwrapper_schema=check_appwrapper)
         lines = [problem.line() for problem in raised.value.problems]
         assert any("spec.weights.priorityClasses.urgent" in line for line in lines), lines
+
+
+def test_the_heaviest_weights_allowed_still_tell_grams_of_carbon_apart() -> None:
+    # rush cannot be on time anywhere, and is as late on every spoke: the plan
+    # puts it where it emits least. Past some weight, a gram of carbon is lost
+    # in the lateness's digits (at 1e17 g a slot it went where it emitted six
+    # times as much); the bound keeps the heaviest policy short of that.
+    files = template_files()
+    hints = {
+        "caspian.dev/duration": "2h",
+        "caspian.dev/not-before": (NOW + timedelta(hours=8)).isoformat(),
+        "caspian.dev/deadline": (NOW + timedelta(hours=9)).isoformat(),
+    }
+    doc = appwrapper_doc("rush", annotations=hints, pod_spec={"priorityClassName": "urgent"})
+    files["jobs/rush.yaml"] = yaml.safe_dump(doc).encode()
+    heaviest = {
+        "latenessGramsPerSlot": MOST_WEIGHT_GRAMS,
+        "moveGrams": MOST_WEIGHT_GRAMS,
+        "priorityClasses": {"urgent": MOST_PRIORITY},
+    }
+    plain = entries(step(files, now=NOW)[0])["batch/rush"]
+    heavy = entries(step(_with_policy(files, weights=heaviest), now=NOW)[0])["batch/rush"]
+    assert plain.late and heavy.late
+    placed = ("spoke", "planned_start", "estimated_grams")
+    assert [getattr(heavy, field) for field in placed] == [
+        getattr(plain, field) for field in placed
+    ]
+    for weight in ("latenessGramsPerSlot", "moveGrams"):
+        with pytest.raises(FleetConfigError) as raised:
+            load_fleet(
+                _with_policy(files, weights={weight: 10 * MOST_WEIGHT_GRAMS}),
+                appwrapper_schema=check_appwrapper,
+            )
+        assert [p.line() for p in raised.value.problems] == [
+            f"caspian.yaml: spec.weights.{weight}: Input should be less than or equal to "
+            f"1000000000, found {10 * MOST_WEIGHT_GRAMS}"
+        ]
