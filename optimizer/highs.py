@@ -68,7 +68,7 @@ class HighsBackend:
         optimal = status == "Optimal"
         word = "optimal" if optimal else f"{_word(status)} (gap {info.mip_gap:.2%})"
         values = np.asarray(h.getSolution().col_value)
-        return Result(choice=model.choice(values), status=word, optimal=optimal, bound=bound)
+        return model.answer(values, status=word, optimal=optimal, bound=bound)
 
 
 def lp_bound(model: Model, *, time_limit: float) -> tuple[float | None, str]:

@@ -14,6 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
+from optimizer import heuristics
 from optimizer.columns import Columns
 
 
@@ -28,6 +29,7 @@ class Model:
     row_index: np.ndarray
     value: np.ndarray
     start: np.ndarray | None  # a feasible 0/1 vector to warm-start from
+    free: np.ndarray  # the room the rows hold, unscaled: (spokes, resources, slots)
 
     @property
     def variables(self) -> int:
@@ -52,6 +54,26 @@ class Model:
         taken = np.flatnonzero(values[: len(self.keep)] > 0.5)
         choice[self.columns.cj[self.keep[taken]]] = self.keep[taken]
         return choice
+
+    def answer(
+        self, values: np.ndarray, *, status: str, optimal: bool, bound: float | None
+    ) -> Result:
+        """The solver's solution `values` as a Result, or none where its plan
+        overfills the room counted unscaled. The solver meets each row within a
+        tolerance on the scaled numbers, and a job's demand falls within it on a
+        spoke of a fleet where another is millions of times larger: beside one
+        of 10 million GPUs, an "optimal" plan put 3 GPUs' jobs on one of 2. Such
+        an answer is no plan, and what the solver proved of it holds no more."""
+        choice = self.choice(values)
+        if heuristics.fits(self.columns, self.free, choice):
+            return Result(choice=choice, status=status, optimal=optimal, bound=bound)
+        return Result(
+            choice=None,
+            status=f"no solution ({status}, but its plan overfills a spoke: the fleet's "
+            "sizes lie too far apart for the solver's tolerance)",
+            optimal=False,
+            bound=None,
+        )
 
 
 @dataclass(frozen=True)
@@ -128,6 +150,7 @@ def build(
         row_index=row[order].astype(np.int64),
         value=val[order],
         start=start_vector,
+        free=free,
     )
 
 

@@ -51,13 +51,10 @@ class PulpBackend:
         # PuLP can say "Optimal" for a run its time limit cut off; only the
         # solution status is trusted, and nothing stronger than it is claimed.
         if problem.sol_status == pulp.LpSolutionOptimal:
-            return Result(choice=model.choice(values), status="optimal", optimal=True, bound=None)
+            return model.answer(values, status="optimal", optimal=True, bound=None)
         if problem.sol_status == pulp.LpSolutionIntegerFeasible:
-            return Result(
-                choice=model.choice(values),
-                status="feasible (not proven optimal)",
-                optimal=False,
-                bound=None,
+            return model.answer(
+                values, status="feasible (not proven optimal)", optimal=False, bound=None
             )
         word = pulp.LpStatus[problem.status].lower()
         return Result(choice=None, status=f"no solution ({word})", optimal=False, bound=None)

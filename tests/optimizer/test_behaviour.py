@@ -62,6 +62,32 @@ def test_when_capacity_runs_out_a_job_is_deferred_not_overbooked() -> None:
     assert [n.reason for n in plan.not_placed] == [NO_CAPACITY]
 
 
+def test_a_spoke_millions_of_times_larger_than_another_does_not_overfill_the_small_one() -> None:
+    # Rows are scaled by the largest spoke: beside a billion GPUs, a GPU on a
+    # spoke of 2 falls within the solver's tolerance, and its "optimal" plan
+    # ran three one-GPU jobs on the two GPUs of the cleaner spoke.
+    slots = 6
+    instance = Instance(
+        start=START,
+        slot_seconds=900,
+        slots=slots,
+        spokes=(spoke("a", "ZA", slots=slots, gpu=2), spoke("b", "ZB", slots=slots, gpu=1e9)),
+        intensity_g_per_kwh={"ZA": (100.0,) * (slots + 4), "ZB": (200.0,) * (slots + 4)},
+        jobs=tuple(job(f"j{i}", gpu=1, duration=slots, deadline=slots) for i in range(3)),
+        weights=Weights(),
+    )
+    columns = cols.build(instance)[0]
+    free = cols.free_room(instance)
+    model = mip.build(columns, free, np.arange(columns.size))
+    answer = HighsBackend().solve(model, time_limit=10, gap_rel=0.0)
+    assert answer.choice is None and not answer.optimal and answer.bound is None
+    assert "but its plan overfills a spoke" in answer.status
+    plan = optimize(instance, settings=SETTINGS)
+    assert_valid_plan(instance, plan)
+    assert sorted(a.spoke for a in plan.assignments) == ["a", "a", "b"]
+    assert not plan.solver_status.startswith("optimal")
+
+
 def test_an_impossible_deadline_makes_the_job_late_not_dropped() -> None:
     jobs = [job(f"j{i}", spokes=("a",), gpu=2, duration=3, deadline=3) for i in range(2)]
     plan = optimize(make(jobs, slots=6, gpu=2), settings=SETTINGS)
