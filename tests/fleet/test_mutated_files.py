@@ -1,0 +1,99 @@
+"""Whatever an edit does to the fleet's files, a decision either names the
+problem or plans: it raises nothing but a broken policy's FleetConfigError,
+warns of no overflow, overfills no spoke, and decides the same again. The
+edits are drawn at random (seeded) from values users and typos write.
+CASPIAN_EDIT_RUNS=3500 (five minutes) on the code before two fixes failed 4
+of them: a weight that overflowed the costs (seed 2971), and a spoke so large
+that the solver's tolerance hid another's overfill (745, 2102, 2958). At 1
+fleet in a thousand, their own tests hold them (tests/reconcile/
+test_priority.py, tests/optimizer/test_behaviour.py); the 120 here are a net
+for the rest."""
+
+from __future__ import annotations
+
+import copy
+import os
+import random
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from reconciler.fleet import FleetConfigError
+from reconciler.templates import template_files
+from tests.conftest import NOW, assert_valid_plan
+from tests.reconcile.test_lifecycle import step
+
+ODD = (
+    None, "", 0, -1, 1, 2**70, 1e308, float("nan"), "x" * 300, [], {}, True,
+    "2026-13-45T00:00:00Z", "2026-11-22T05:00:00Z", "1970-01-01T00:00:00Z", "NaN", "inf",
+    "-5", "1e400", "0.0001", [1, 2], {"a": 1}, "ü∞", "1h", "-1h", "0s", "999999999d",
+    "100Ti", "1Ei", "999m", "1n", "0.5m", "1e7", 1e12, "paris", "a,b,,", "\t", "0x10",
+    ".5", "1_000",
+)  # fmt: skip
+KEYS = ("extra", "spec", "metadata", "resources", "nvidia.com/gpu", "caspian.dev/duration")
+BASE = template_files()
+EDITABLE = sorted(
+    name
+    for name in BASE
+    if name == "caspian.yaml" or (name.startswith(("jobs/", "spokes/")) and name.endswith(".yaml"))
+)
+RUNS = int(os.environ.get("CASPIAN_EDIT_RUNS", "120"))
+
+
+def _paths(node: Any, prefix: tuple = ()) -> Iterator[tuple]:
+    if prefix:
+        yield prefix
+    if isinstance(node, dict | list):
+        for key, value in node.items() if isinstance(node, dict) else enumerate(node):
+            yield from _paths(value, (*prefix, key))
+
+
+def _edit(doc: Any, rng: random.Random) -> None:
+    """One edit at a random place: a value replaced, a key removed or added."""
+    path = rng.choice(list(_paths(doc)))
+    parent = doc
+    for key in path[:-1]:
+        parent = parent[key]
+    draw = rng.random()
+    if draw < 0.6 or not isinstance(parent, dict):
+        parent[path[-1]] = copy.deepcopy(rng.choice(ODD))
+    elif draw < 0.8:
+        del parent[path[-1]]
+    else:
+        parent[rng.choice(KEYS)] = copy.deepcopy(rng.choice(ODD))
+
+
+def _edited(seed: int) -> dict[str, bytes]:
+    rng = random.Random(seed)
+    files = dict(BASE)
+    for name in rng.sample(EDITABLE, rng.choice((1, 1, 2))):
+        doc = yaml.safe_load(files[name])
+        for _ in range(rng.choice((1, 1, 2, 3))):
+            _edit(doc, rng)
+        files[name] = yaml.safe_dump(doc, allow_unicode=True).encode()
+    return files
+
+
+@pytest.mark.parametrize("seed", range(RUNS))
+def test_an_edit_is_named_or_planned_and_never_overfills_a_spoke(seed) -> None:
+    files = _edited(seed)
+    edited = {name for name in files if files[name] != BASE[name]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow in the costs, say
+        try:
+            decision, after = step(files, now=NOW)
+        except FleetConfigError as error:  # no policy, or no spoke, to plan with
+            assert {p.file for p in error.problems} & edited
+            return
+        assert_valid_plan(decision.instance, decision.plan)
+        after_again = step(after, now=NOW)[1]
+    assert after_again == after
+    # An edited AppWrapper is planned from, or named as a problem; never dropped.
+    named = {p.file.split("#")[0] for p in decision.problems}
+    recorded = {e.source.split("#")[0] for e in decision.ledger.entries}
+    for name in edited:
+        if name.startswith("jobs/"):
+            assert name in named | recorded, name
