@@ -6,10 +6,9 @@ each commit of Caspian's writes loose objects; git folds them now and then
 pack (a file descriptor a pack: with 310 of them and a limit of 200 open files,
 it failed with "Too many open files", as it would with more packs than any
 soft limit of open files, 1,024 being common) and looked objects up pack by
-pack. `gitrepo.FleetRepo`
-asks `due` after each fetch and, where it says so, writes the objects of the
-packs it names and the loose ones into one new pack, then removes what that
-pack holds.
+pack. `gitrepo.FleetRepo` asks `due` after each fetch and, where it says so,
+writes the objects of the packs it names and the loose ones into one new pack,
+then removes what that pack holds.
 
 Which packs: as `git repack --geometric=2` picks them, the smallest, so that
 most folds take only the newest, small packs and a large, old pack is
