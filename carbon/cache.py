@@ -8,7 +8,7 @@ import logging
 from datetime import datetime
 from pathlib import Path
 
-from carbon.points import Point
+from carbon.points import Point, sane
 
 log = logging.getLogger(__name__)
 _UNWRITABLE: set[Path] = set()
@@ -58,10 +58,15 @@ class Cache:
             return None
         try:
             document = json.loads(path.read_text())
+            fetched_at = datetime.fromisoformat(document["fetched_at"])
+            if fetched_at.tzinfo is None:
+                return None  # no moment: its age could not be told
+            # What a fresh answer drops is dropped here too: the file may have
+            # been edited since.
             return (
-                datetime.fromisoformat(document["fetched_at"]),
-                [Point.model_validate(p) for p in document["forecast"]],
-                [Point.model_validate(p) for p in document["history"]],
+                fetched_at,
+                sane(Point.model_validate(p) for p in document["forecast"]),
+                sane(Point.model_validate(p) for p in document["history"]),
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None  # a damaged or unreadable cache is no cache

@@ -31,7 +31,9 @@ def parsed(url: str, body: Any, parse: Callable[[Any], list[Point]]) -> list[Poi
     """Run a parser over a JSON body; any surprise in its shape is a ProviderError."""
     try:
         return parse(body)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+    # OverflowError: JSON numbers have no bounds (10**400 is one), and dates in
+    # the year 9999 or 1 in another offset fall off Python's calendar.
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as error:
         raise ProviderError(
             f"{shown_url(url)}: unexpected answer shape ({error!r:.80})", retry=True
         ) from None

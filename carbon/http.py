@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import math
 import re
 import socket
 import threading
@@ -237,6 +238,8 @@ def _http_error(url: str, error: urllib.error.HTTPError) -> ProviderError:
         try:
             after = float(header)
         except ValueError:
+            after = 1.0
+        if not math.isfinite(after):  # "nan" reads as a float, and sleeping NaN raises
             after = 1.0
         return _RetryAfter(f"{url}: HTTP 429: rate limited", after=after)
     if error.code >= 500:

@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 
 class Point(BaseModel):
@@ -20,6 +20,18 @@ class Point(BaseModel):
     start: datetime
     seconds: int
     value: float  # gCO2eq/kWh
+
+    @model_validator(mode="after")
+    def _ends_on_the_calendar(self) -> Point:
+        # A span no datetime can end (a garbled duration, a date in the year
+        # 9999) would fail later, in resampling, past where an answer is refused.
+        try:
+            self.end  # noqa: B018
+        except OverflowError:
+            raise ValueError(
+                f"a span of {self.seconds} s from {self.start.isoformat()} ends past the calendar"
+            ) from None
+        return self
 
     @property
     def end(self) -> datetime:

@@ -3,6 +3,7 @@ and every failure ending in a labelled fallback, never in an exception."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
@@ -137,6 +138,19 @@ def test_missing_hours_absurd_values_and_other_time_zones(tmp_path) -> None:
         (Reply(body=b'{"zone": "DE", "history": [{"carbonIn'), 3),  # truncated JSON
         (Reply(body=b"[" * 100_000 + b"]" * 100_000), 3),  # nested past Python's JSON reader
         (Reply(body={"unexpected": True}), 1),  # valid JSON, wrong shape: not retried
+        # JSON's numbers have no bounds; Python's floats and dates do.
+        (
+            Reply(
+                body=b'{"history": [{"datetime": "2026-11-22T01:00Z", "carbonIntensity": 1%s}]}'
+                % (b"0" * 400)
+            ),
+            1,
+        ),
+        (Reply(body={"history": [{"datetime": "9999-12-31T23:30Z", "carbonIntensity": 5}]}), 1),
+        (
+            Reply(body={"history": [{"datetime": "0001-01-01T00:30+01:00", "carbonIntensity": 5}]}),
+            1,
+        ),
     ],
 )
 def test_a_failing_provider_falls_back_to_the_dataset_labelled(tmp_path, reply, requests) -> None:
@@ -216,12 +230,23 @@ def test_zones_are_fetched_at_once(tmp_path) -> None:
     assert took < 2.5  # three seconds one after another
 
 
-def test_429_waits_as_long_as_retry_after_says() -> None:
+@pytest.mark.parametrize(
+    ("header", "waits"),
+    [
+        ("7", 7.0),
+        ("99999", 30.0),  # capped
+        ("-3", 0.0),
+        ("Sun, 06 Dec 2026 07:28:00 GMT", 1.0),  # a date: not read, a second
+        ("nan", 1.0),  # reads as a float, and sleeping NaN raises
+        ("inf", 1.0),
+    ],
+)
+def test_429_waits_as_long_as_retry_after_says(header, waits) -> None:
     slept = []
     with serve() as api:
-        api.route("/x", Reply(status=429, headers={"Retry-After": "7"}), Reply(body={"ok": 1}))
+        api.route("/x", Reply(status=429, headers={"Retry-After": header}), Reply(body={"ok": 1}))
         assert get_json(api.url + "/x", sleep=slept.append) == {"ok": 1}
-    assert slept == [7.0]
+    assert slept == [waits]
 
 
 def test_a_live_answer_is_cached_and_the_cache_outlives_an_outage(tmp_path) -> None:
@@ -255,6 +280,34 @@ def test_a_cache_written_later_than_now_is_not_fresh(tmp_path) -> None:
         past = series(source("electricitymaps", api.url, tmp_path), slots=3, now=earlier)
     assert past.values == (7, 7, 7)
     assert past.provenance.origin == "live"
+
+
+@pytest.mark.parametrize(
+    ("edit", "values"),
+    [
+        (lambda doc: doc["forecast"][1].update(value=1e12), (42, 42, 42)),  # dropped, as live
+        (lambda doc: doc["forecast"][0].update(start="9999-12-31T23:30:00Z"), None),
+        (lambda doc: doc.update(fetched_at="2026-11-22T02:00:00"), None),  # no offset: no age
+    ],
+)
+def test_a_cache_edited_by_hand_is_read_as_an_answer_would_be(tmp_path, edit, values) -> None:
+    with serve() as api:
+        api.route("/v3/carbon-intensity/forecast", Reply(body={"forecast": hourly(NOW, [42] * 6)}))
+        api.route("/v3/carbon-intensity/history", Reply(body={"history": []}))
+        series(source("electricitymaps", api.url, tmp_path), slots=3)
+        url = api.url
+    [cached] = (tmp_path / "cache").glob("*.json")
+    document = json.loads(cached.read_text())
+    edit(document)
+    cached.write_text(json.dumps(document))
+    outage = source("electricitymaps", url, tmp_path)  # the server is gone now
+    outage.client.timeout = 0.2
+    for later in (timedelta(minutes=5), HOUR):  # fresh, then stale
+        result = series(outage, slots=3, now=NOW + later)
+        if values is None:
+            assert result.provenance.origin == "fallback"
+        else:
+            assert result.values == values and result.provenance.origin == "cache"
 
 
 def test_a_cache_that_cannot_be_written_costs_only_the_fallback_of_an_outage(

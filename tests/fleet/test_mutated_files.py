@@ -12,14 +12,11 @@ and after one, are a net for the rest."""
 
 from __future__ import annotations
 
-import copy
 import functools
 import os
 import random
 import warnings
-from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
 import yaml
@@ -28,15 +25,9 @@ from reconciler.fleet import FleetConfigError
 from reconciler.ledger import Phase
 from reconciler.templates import template_files
 from tests.conftest import NOW, assert_valid_plan
+from tests.edits import ODD, edit
 from tests.reconcile.test_lifecycle import step
 
-ODD = (
-    None, "", 0, -1, 1, 2**70, 1e308, float("nan"), "x" * 300, [], {}, True,
-    "2026-13-45T00:00:00Z", "2026-11-22T05:00:00Z", "1970-01-01T00:00:00Z", "NaN", "inf",
-    "-5", "1e400", "0.0001", [1, 2], {"a": 1}, "ü∞", "1h", "-1h", "0s", "999999999d",
-    "100Ti", "1Ei", "999m", "1n", "0.5m", "1e7", 1e12, "paris", "a,b,,", "\t", "0x10",
-    ".5", "1_000",
-)  # fmt: skip
 KEYS = ("extra", "spec", "metadata", "resources", "nvidia.com/gpu", "caspian.dev/duration")
 BASE = template_files()
 EDITABLE = sorted(
@@ -45,29 +36,6 @@ EDITABLE = sorted(
     if name == "caspian.yaml" or (name.startswith(("jobs/", "spokes/")) and name.endswith(".yaml"))
 )
 RUNS = int(os.environ.get("CASPIAN_EDIT_RUNS", "120"))
-
-
-def _paths(node: Any, prefix: tuple = ()) -> Iterator[tuple]:
-    if prefix:
-        yield prefix
-    if isinstance(node, dict | list):
-        for key, value in node.items() if isinstance(node, dict) else enumerate(node):
-            yield from _paths(value, (*prefix, key))
-
-
-def _edit(doc: Any, rng: random.Random) -> None:
-    """One edit at a random place: a value replaced, a key removed or added."""
-    path = rng.choice(list(_paths(doc)))
-    parent = doc
-    for key in path[:-1]:
-        parent = parent[key]
-    draw = rng.random()
-    if draw < 0.6 or not isinstance(parent, dict):
-        parent[path[-1]] = copy.deepcopy(rng.choice(ODD))
-    elif draw < 0.8:
-        del parent[path[-1]]
-    else:
-        parent[rng.choice(KEYS)] = copy.deepcopy(rng.choice(ODD))
 
 
 @functools.cache
@@ -83,7 +51,7 @@ def _edited(seed: int, *, base: dict[str, bytes]) -> dict[str, bytes]:
     for name in rng.sample(EDITABLE, rng.choice((1, 1, 2))):
         doc = yaml.safe_load(files[name])
         for _ in range(rng.choice((1, 1, 2, 3))):
-            _edit(doc, rng)
+            edit(doc, rng, values=ODD, keys=KEYS)
         files[name] = yaml.safe_dump(doc, allow_unicode=True).encode()
     return files
 
