@@ -9,8 +9,9 @@ from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from typing import NamedTuple
 
+from reconciler.appwrappers import AFTER
 from reconciler.decisions import Retry, Window
-from reconciler.fleet import Fleet, JobRequest, effective_deadline
+from reconciler.fleet import Fleet, JobRequest, Problem, effective_deadline
 from reconciler.ledger import FIXED, Entry, Phase
 
 
@@ -115,6 +116,39 @@ def _near(job_id: str, *, among: Collection[str]) -> str:
         return f" (did you mean {namespace}/{found[0]}?)"
     elsewhere = sorted(other for other in among if other.split("/", 1)[1] == name)
     return f" (did you mean {' or '.join(elsewhere)}?)" if elsewhere else ""
+
+
+def not_in_jobs(
+    jobs: Iterable[JobRequest], previous: Mapping[str, Entry], *, broken: Collection[str]
+) -> list[Problem]:
+    """Each job a caspian.dev/after names that is not in jobs/ (`jobs`), never
+    ran to its end (`previous`, the ledger's records) and has no broken file:
+    what holds the job that names it until it is committed, as `gate_of` says
+    once a reconcile reads it. `caspian validate` says these as warnings: a
+    pipeline may be committed in parts, and a typo holds its job for good."""
+    valid = {job.id for job in jobs}
+    found = []
+    for job in sorted(jobs, key=lambda job: job.source):
+        for other in job.after:
+            entry = previous.get(other)
+            if other in valid or (
+                entry is not None
+                and (
+                    entry.phase == Phase.SUCCEEDED
+                    or entry.phase in FIXED
+                    or entry.source.split("#", 1)[0] in broken
+                )
+            ):
+                continue
+            near = _near(other, among=valid - {job.id})
+            found.append(
+                Problem(
+                    file=job.source,
+                    field=f"metadata.annotations.{AFTER}",
+                    reason=f"{other} is not in jobs/{near}: {job.id} is held until it is",
+                )
+            )
+    return found
 
 
 def gate_of(

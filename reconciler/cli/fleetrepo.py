@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import click
 
 from reconciler import (
+    chains,
     explaining,
     gridcarbon,
     ledger,
@@ -119,14 +120,18 @@ def _beside(directory: Path, files: dict[str, bytes]) -> dict[str, bytes]:
     type=click.Choice(["text", "json", "github", "gitlab"]),
     default="text",
     show_default=True,
-    help="text: `file:line: field: reason`; json: one object per problem; "
-    "github: a GitHub Actions annotation per problem, on its line of the pull request; "
-    "gitlab: a GitLab Code Quality report (one JSON array), for a merge request's widget.",
+    help="text: `file:line: field: reason` (`file:line: warning: ...` for a warning); "
+    "json: one object per problem or warning; "
+    "github: a GitHub Actions annotation per problem or warning, on its line of the pull "
+    "request; gitlab: a GitLab Code Quality report (one JSON array), for a merge request's "
+    "widget.",
 )
 @click.option("--json", "as_json", is_flag=True, help="The same as --format json.")
 def validate(paths: tuple[Path, ...], style: str, as_json: bool) -> None:
     """Check a fleet repo work tree (by default the one here), or files and
-    directories in it: one line per problem, exit 1 if there is any."""
+    directories in it: one line per problem, exit 1 if there is any. A
+    warning (a caspian.dev/after naming no job in jobs/) is a line too, and
+    fails nothing: a pipeline may be committed in parts."""
     if as_json and style not in ("text", "json"):
         raise click.UsageError("--json is --format json: give one of them")
     style = "json" if as_json else style
@@ -142,7 +147,7 @@ def validate(paths: tuple[Path, ...], style: str, as_json: bool) -> None:
         for each in _validate_repo(root, parts=within, named=len(parts) > 1)
     ]
     _print(found, style=style)
-    if found:
+    if any(not each.warning for each in found):
         sys.exit(EXIT_ERROR)
 
 
@@ -154,6 +159,7 @@ class _Found(NamedTuple):
     document: int  # of a file of several, from 0
     line: int | None  # None where no line says it (a whole file, a field not found)
     problem: Problem
+    warning: bool = False  # it holds a job, where a problem stops one
 
 
 def _validate_repo(root: Path, *, parts: list[str], named: bool) -> list[_Found]:
@@ -178,15 +184,26 @@ def _validate_repo(root: Path, *, parts: list[str], named: bool) -> list[_Found]
         return located(error.problems)
     if unread is not None:
         return located([_ledger_problem(unread)])
+
+    def asked(problem: Problem) -> bool:
+        file = problem.file.split("#")[0]
+        return any(part == "." or f"{file}/".startswith(f"{part}/") for part in parts)
+
     problems = [
         p
         for p in [*fleet.problems, *reconciling.hand_edits(files, submodules=submodules)]
-        if any(part == "." or f"{p.file.split('#')[0]}/".startswith(f"{part}/") for part in parts)
+        if asked(p)
     ]
+    broken = {p.file.split("#")[0] for p in fleet.problems}
+    warnings = [p for p in chains.not_in_jobs(fleet.jobs, read.by_id(), broken=broken) if asked(p)]
     if not problems:
         where = f"{_shown(root)}: " if named else ""
-        click.echo(f"ok: {where}{len(fleet.spokes)} spokes, {len(fleet.jobs)} jobs", err=True)
-    return located(problems)
+        said = f", {len(warnings)} warning{'s' * (len(warnings) != 1)}" if warnings else ""
+        click.echo(f"ok: {where}{len(fleet.spokes)} spokes, {len(fleet.jobs)} jobs{said}", err=True)
+    return sorted(
+        [*located(problems), *located(warnings, warning=True)],
+        key=lambda f: (f.file, f.document, f.line or 0),
+    )
 
 
 def _ledger_problem(error: ledger.LedgerError) -> Problem:
@@ -198,7 +215,7 @@ def _ledger_problem(error: ledger.LedgerError) -> Problem:
 
 
 def _located(
-    problems: Iterable[Problem], *, files: Mapping[str, bytes], root: Path
+    problems: Iterable[Problem], *, files: Mapping[str, bytes], root: Path, warning: bool = False
 ) -> list[_Found]:
     """Each problem with the line of its file it is on, where that can be
     found, in the order of each file, as a compiler lists them (a job's
@@ -210,7 +227,7 @@ def _located(
         line = problem.stops_at
         if line is None and (raw := files.get(name)):
             line = yamlio.line_of(raw, problem.field, document=number)
-        found.append(_Found(name, _shown(root / name), number, line, problem))
+        found.append(_Found(name, _shown(root / name), number, line, problem, warning))
     return sorted(found, key=lambda f: (f.file, f.document, f.line or 0))
 
 
@@ -228,17 +245,20 @@ def _print(found: list[_Found], *, style: str) -> None:
                 "line": each.line,
                 "field": each.problem.field,
                 "reason": each.problem.reason,
+                "severity": "warning" if each.warning else "error",
             }
             click.echo(json.dumps(fields))
         elif style == "github":
-            click.echo(_annotation(each.problem, path=each.path, line=each.line))
+            click.echo(
+                _annotation(each.problem, path=each.path, line=each.line, warning=each.warning)
+            )
         else:
             place = each.path
             if each.line is not None:
                 place += f":{each.line}"
             elif each.document:
                 place += f"#{each.document}"
-            click.echo(f"{place}: {each.problem.said()}")
+            click.echo(f"{place}: {'warning: ' * each.warning}{each.problem.said()}")
 
 
 def _code_quality(found: _Found) -> dict[str, Any]:
@@ -251,7 +271,7 @@ def _code_quality(found: _Found) -> dict[str, Any]:
         "description": problem.said(),
         "check_name": _title(problem),
         "fingerprint": hashlib.sha256(key).hexdigest(),
-        "severity": "major",
+        "severity": "minor" if found.warning else "major",
         "location": {"path": found.path, "lines": {"begin": found.line or 1}},
     }
 
@@ -261,9 +281,9 @@ def _shown(path: Path) -> str:
     return (path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path).as_posix()
 
 
-def _annotation(problem: Problem, *, path: str, line: int | None) -> str:
-    """A GitHub Actions error annotation: the check shows it on that line of
-    the pull request's diff. Its workflow-command syntax takes `%`, `:`, `,`
+def _annotation(problem: Problem, *, path: str, line: int | None, warning: bool) -> str:
+    """A GitHub Actions error (or warning) annotation: the check shows it on
+    that line of the pull request's diff. Its workflow-command syntax takes `%`, `:`, `,`
     and line ends escaped as percent codes."""
 
     def escaped(text: str, *, extra: str = "") -> str:
@@ -277,7 +297,8 @@ def _annotation(problem: Problem, *, path: str, line: int | None) -> str:
         for key, value in where.items()
         if value is not None
     )
-    return f"::error {fields}::{escaped(problem.reason)}"
+    level = "warning" if warning else "error"
+    return f"::{level} {fields}::{escaped(problem.reason)}"
 
 
 def _title(problem: Problem) -> str:

@@ -209,6 +209,46 @@ def test_validate_writes_a_gitlab_code_quality_report(run, tmp_path, monkeypatch
     assert clean.exit_code == 0 and json.loads(clean.stdout) == []
 
 
+def test_validate_warns_of_a_caspian_dev_after_that_names_no_job_and_fails_nothing(
+    run, tmp_path, monkeypatch
+) -> None:
+    target = tmp_path / "fleet"
+    run("init", target)
+    after = {"caspian.dev/after": "backfil-eu, gone"}
+    (target / "jobs" / "late.yaml").write_text(appwrapper("late", annotations=after))
+    monkeypatch.chdir(target)
+    line = 1 + next(
+        i
+        for i, t in enumerate((target / "jobs" / "late.yaml").read_text().splitlines())
+        if "caspian.dev/after" in t
+    )
+    text = run("validate")
+    assert text.exit_code == 0
+    typo, gone = (
+        f"jobs/late.yaml:{line}: warning: metadata.annotations.caspian.dev/after: batch/{job} "
+        f"is not in jobs/{near}: batch/late is held until it is"
+        for job, near in [("backfil-eu", " (did you mean batch/backfill-eu?)"), ("gone", "")]
+    )
+    assert text.stdout.splitlines() == [typo, gone]
+    assert text.stderr == "ok: 3 spokes, 11 jobs, 2 warnings\n"
+    found = [json.loads(each) for each in run("validate", "--json").stdout.splitlines()]
+    assert [(f["line"], f["severity"]) for f in found] == [(line, "warning")] * 2
+    github = run("validate", "--format", "github").stdout.splitlines()
+    assert [each.split(" ", 1)[0] for each in github] == ["::warning"] * 2
+    gitlab = json.loads(run("validate", "--format", "gitlab").stdout)
+    assert [issue["severity"] for issue in gitlab] == ["minor"] * 2
+    # With a problem beside them, it fails for the problem, and says both.
+    (target / "jobs" / "worse.yaml").write_text("kind: [")
+    both = run("validate")
+    assert both.exit_code == EXIT_ERROR
+    lines = both.stdout.splitlines()
+    assert lines[:2] == [typo, gone] and lines[2].startswith("jobs/worse.yaml:1: not valid YAML")
+    severities = [
+        json.loads(each)["severity"] for each in run("validate", "--json").stdout.splitlines()
+    ]
+    assert severities == ["warning", "warning", "error"]
+
+
 def test_validate_takes_a_file_or_directory_as_the_shell_names_it(
     run, tmp_path, monkeypatch
 ) -> None:

@@ -9,8 +9,9 @@ from datetime import timedelta
 import yaml
 
 from optimizer import keeping
-from reconciler import chains, explaining, messages
+from reconciler import chains, crd, explaining, messages
 from reconciler.ledger import Entry, Phase
+from reconciler.loading import load_fleet
 from reconciler.templates import template_files
 from tests.conftest import NOW, assert_valid_plan
 from tests.fleet.helpers import appwrapper, appwrapper_doc, fleet_with, problems_of
@@ -437,3 +438,48 @@ def test_a_change_to_what_others_run_after_is_one_that_gates_read() -> None:
     pending = _record(fleet, "batch/train", phase="Pending")
     # A new job's first record: dated from now, as the pass that made it.
     assert not chains.gates_moved(fleet.jobs, before, {**before, "batch/train": pending})
+
+
+def test_validate_warns_where_a_reconcile_would_hold_a_job_for_one_not_in_jobs() -> None:
+    """`chains.not_in_jobs`, which `caspian validate` says as warnings, names
+    what a reconcile holds the job for as "not in jobs/", and nothing else."""
+    files = _pipeline(**{"caspian.dev/after": "prep, perp, media/prep, gone"})
+    fleet = load_fleet(files, appwrapper_schema=crd.check_appwrapper)
+    said = [(p.file, p.reason) for p in chains.not_in_jobs(fleet.jobs, {}, broken=())]
+    assert said == [
+        ("jobs/train.yaml", f"{job} is not in jobs/{near}: batch/train is held until it is")
+        for job, near in [
+            ("batch/perp", " (did you mean batch/prep?)"),
+            ("media/prep", " (did you mean batch/prep?)"),
+            ("batch/gone", ""),
+        ]
+    ]
+    # Taken out of jobs/ once it ran (its record Succeeded), or while it runs,
+    # it holds nothing; cancelled before it began, or never seen, it does.
+    pipeline = load_fleet(_pipeline(), appwrapper_schema=crd.check_appwrapper)
+    jobs = [job for job in pipeline.jobs if job.id != "batch/prep"]
+    for phase, warned in [
+        (Phase.SUCCEEDED, False),
+        (Phase.RUNNING, False),
+        (Phase.DISPATCHED, False),
+        (Phase.CANCELLED, True),
+        (Phase.PLANNED, True),
+    ]:
+        record = _record(pipeline, "batch/prep", phase=phase)
+        found = chains.not_in_jobs(jobs, {"batch/prep": record}, broken=())
+        assert bool(found) == warned, phase
+        # Where its file is broken, the reconcile says so, not "not in jobs/".
+        assert not chains.not_in_jobs(jobs, {"batch/prep": record}, broken={"jobs/prep.yaml"})
+
+
+def test_what_ran_and_was_taken_out_of_jobs_holds_nothing() -> None:
+    first, files = step(_pipeline(), now=NOW)
+    prep = entries(first)["batch/prep"]
+    _, files = step(files, now=prep.planned_start + timedelta(minutes=1))
+    done = {prep.spoke: {"jobs": {prep.job_key: "Succeeded"}}}
+    _, files = step(files, now=prep.planned_start + timedelta(hours=1), states=done)
+    del files["jobs/prep.yaml"]
+    decision, _ = step(files, now=prep.planned_start + timedelta(hours=2), states=done)
+    assert entries(decision)["batch/train"].phase in ("Planned", "Dispatched")
+    fleet = load_fleet(files, appwrapper_schema=crd.check_appwrapper)
+    assert not chains.not_in_jobs(fleet.jobs, decision.ledger.by_id(), broken=())
