@@ -151,12 +151,14 @@ def _closes_pull_from(payload: Any, branch: str) -> bool:
 def _signed(body: bytes, headers: Any, secret: str) -> bool:
     """Whether the forge that sent `body` knows the secret: GitHub and Gitea
     sign the body with it, GitLab sends it as it is."""
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    github = headers.get("X-Hub-Signature-256", "")
-    gitea = headers.get("X-Gitea-Signature", "")
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest().encode()
+    # As bytes: compare_digest refuses strings that are not ASCII, and a
+    # header may hold any byte (read as Latin-1).
+    github = headers.get("X-Hub-Signature-256", "").encode()
+    gitea = headers.get("X-Gitea-Signature", "").encode()
     gitlab = headers.get("X-Gitlab-Token", "").encode()
     return (
-        hmac.compare_digest(github, f"sha256={expected}")
+        hmac.compare_digest(github, b"sha256=" + expected)
         or hmac.compare_digest(gitea, expected)
         or (bool(gitlab) and hmac.compare_digest(gitlab, secret.encode()))
     )

@@ -671,6 +671,10 @@ def test_a_client_sending_a_byte_at_a_time_is_cut_off_at_the_request_timeout(tmp
 @pytest.mark.parametrize(
     ("request_head", "body", "status"),
     [
+        # A signature that is not ASCII: refused, as any other wrong one.
+        ("Content-Length: 2\r\nX-Hub-Signature-256: sha256=\xe9", b"{}", b"401"),
+        ("Content-Length: 2\r\nX-Gitea-Signature: \xe9\xff", b"{}", b"401"),
+        ("Content-Length: 2\r\nX-Gitlab-Token: \xe9", b"{}", b"401"),
         ("Content-Length: abc", b"", b"400"),
         ("Content-Length: -5", b"", b"400"),
         ("Content-Length: 4", b"\x80abc", b"400"),  # not UTF-8 text
@@ -685,12 +689,12 @@ def test_a_malformed_webhook_gets_an_answer_not_a_dead_thread(
     import socket
 
     watcher = watcher_for("/nonexistent.git", tmp_path)  # never run: only triggered
-    server = serve(watcher, host="127.0.0.1", port=0, secret=None)
+    signed = "Signature" in request_head or "Token" in request_head
+    server = serve(watcher, host="127.0.0.1", port=0, secret="hook-secret" if signed else None)
     try:
         with socket.create_connection(("127.0.0.1", server.server_port), timeout=5) as sock:
-            sock.sendall(
-                f"POST /webhook HTTP/1.1\r\nHost: x\r\n{request_head}\r\n\r\n".encode() + body
-            )
+            head = f"POST /webhook HTTP/1.1\r\nHost: x\r\n{request_head}\r\n\r\n"
+            sock.sendall(head.encode("latin-1") + body)
             reply = sock.recv(200)
         assert reply.split(b" ")[1] == status, reply
     finally:
