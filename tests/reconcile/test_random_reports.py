@@ -68,7 +68,7 @@ def _report(rng: random.Random, keys: list[str], *, now: datetime) -> dict[str, 
                 for k in some
             }
         elif field == "placed_on":
-            report[field] = {k: ("node-a",) for k in some}
+            report[field] = dict.fromkeys(some, ("node-a",))
         else:
             report[field] = {k: _moment(rng, now) for k in some}
     if rng.random() < 0.15:
