@@ -171,9 +171,12 @@ class Forge(BaseModel):
             raise ForgeError(
                 f"{where}: the forge answered {_shape(found)}, not a list of pull requests"
             )
-        odd = next((p for p in found if not isinstance(p, dict)), None)
-        if odd is not None:
-            raise ForgeError(f"{where}: the forge's list holds {_shape(odd)}, not a pull request")
+        # A list, not next(): a null in the list is what is odd.
+        odd = [p for p in found if not isinstance(p, dict)]
+        if odd:
+            raise ForgeError(
+                f"{where}: the forge's list holds {_shape(odd[0])}, not a pull request"
+            )
         return found
 
     def _endpoint(self, path: str) -> str:

@@ -107,6 +107,7 @@ def test_gitlabs_list_of_messages_is_said_whole() -> None:
         ((200, b"[" * 100_000 + b"]" * 100_000), "the answer is not JSON"),  # nested past reading
         ((200, {"message": "moved"}), "the forge answered an object, not a list of pull"),
         ((200, [1, 2]), "the forge's list holds a number, not a pull request"),
+        ((200, [None, {"number": 1}]), "the forge's list holds null, not a pull request"),
     ],
 )
 def test_an_error_or_garbage_is_a_forge_error_that_names_the_call(reply, expected) -> None:
