@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pygit2
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 from pygit2.enums import FetchPrune, FileMode
 
 # One way of printing a URL without its user and password, for git remotes
@@ -69,6 +69,18 @@ class Identity(BaseModel):
     name: str = "caspian-bot"
     email: str = "caspian-bot@users.noreply.invalid"
     signing: SigningKey | None = None
+
+    @field_validator("name", "email")
+    @classmethod
+    def _fits_a_signature(cls, text: str) -> str:
+        # Git writes `name <email> time`: libgit2 refuses an empty part, angle
+        # brackets and line breaks, and would at the commit, after a decision.
+        if not text.strip():
+            raise ValueError("is empty")
+        if odd := sorted(set(text) & set("<>\n\r\0")):
+            shown = ", ".join(repr(char) for char in odd)
+            raise ValueError(f"{text!r} holds {shown}, which a git author cannot")
+        return text.strip()
 
 
 class Snapshot(BaseModel):

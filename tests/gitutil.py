@@ -80,6 +80,12 @@ def message(remote: Path, commit: str | None = None) -> str:
     return repo[commit or head(remote)].peel(pygit2.Commit).message
 
 
+def author(remote: Path, commit: str | None = None) -> tuple[str, str]:
+    """The (name, email) a commit (main's tip by default) is authored by."""
+    signature = pygit2.Repository(str(remote))[commit or head(remote)].peel(pygit2.Commit).author
+    return signature.name, signature.email
+
+
 def checkout(remote: Path, target: Path) -> None:
     """Main's files written out as a work tree (without .git), as a clone has them."""
     for path in files(remote):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from reconciler import signing
 from reconciler.forge import Forge, ForgeKind
@@ -47,16 +48,23 @@ def bot_author() -> Identity:
             signing.sign("caspian: can this key sign?\n", key=key)
     except signing.SigningError as error:
         raise click.ClickException(str(error)) from None
-    return Identity(
-        name=os.environ.get("CASPIAN_GIT_AUTHOR_NAME", Identity().name),
-        email=bot_email(),
-        signing=key,
-    )
+    name = os.environ.get("CASPIAN_GIT_AUTHOR_NAME", "").strip() or Identity().name
+    try:
+        return Identity(name=name, email=bot_email(), signing=key)
+    except ValidationError as error:
+        said = error.errors()[0]
+        variable = f"CASPIAN_GIT_AUTHOR_{str(said['loc'][0]).upper()}"
+        reason = said["msg"].removeprefix("Value error, ")
+        raise click.ClickException(
+            f"{variable}: {reason}: set it to a plain name and email, as in "
+            f"{Identity().name} <{Identity().email}>"
+        ) from None
 
 
 def bot_email() -> str:
-    """The email Caspian's commits are authored with, as `bot_author` has it."""
-    return os.environ.get("CASPIAN_GIT_AUTHOR_EMAIL", Identity().email)
+    """The email Caspian's commits are authored with, as `bot_author` has it
+    (unset or empty: the default)."""
+    return os.environ.get("CASPIAN_GIT_AUTHOR_EMAIL", "").strip() or Identity().email
 
 
 @dataclass(frozen=True)

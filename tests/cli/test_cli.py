@@ -21,7 +21,7 @@ from prometheus_client import REGISTRY
 from reconciler.appwrappers import RETRY_PAUSE, TERMINAL_EXIT_CODES
 from reconciler.cli import EXIT_ERROR, EXIT_PARTIAL, main
 from reconciler.cli.common import JsonLines
-from reconciler.gitrepo import create_bare_repo
+from reconciler.gitrepo import Identity, create_bare_repo
 from reconciler.ledger import LEDGER_PATH, MOST_NAMED, Entry, Ledger, Phase
 from reconciler.quantities import format_time, timestamp
 from reconciler.templates import template_files
@@ -438,6 +438,41 @@ def test_reconcile_commits_once_then_finds_nothing_to_do(run, tmp_path) -> None:
     assert second.exit_code == 0
     assert "no change" in second.output
     assert gitutil.head(remote) == head
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CASPIAN_GIT_AUTHOR_NAME", "Fleet <Bot>"),
+        ("CASPIAN_GIT_AUTHOR_NAME", "two\nlines"),
+        ("CASPIAN_GIT_AUTHOR_EMAIL", "<bot@example.invalid>"),
+    ],
+)
+def test_an_author_git_cannot_write_stops_the_reconcile_before_it_decides(
+    tmp_path, variable, value
+) -> None:
+    remote = tmp_path / "fleet.git"
+    runner = CliRunner()
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), variable: value}
+    assert runner.invoke(main, ["init", "--bare", str(remote)]).exit_code == 0
+    head = gitutil.head(remote)
+    refused = runner.invoke(main, ["reconcile", "--repo", str(remote), "--once", *AT], env=env)
+    assert refused.exit_code == 1
+    assert refused.output.startswith(f"Error: {variable}: {value!r} holds ")
+    assert "Traceback" not in refused.output and gitutil.head(remote) == head
+
+
+def test_the_author_comes_from_the_environment_and_an_empty_one_is_the_default(
+    tmp_path,
+) -> None:
+    remote = tmp_path / "fleet.git"
+    runner = CliRunner()
+    assert runner.invoke(main, ["init", "--bare", str(remote)]).exit_code == 0
+    named = {"CASPIAN_GIT_AUTHOR_NAME": " Fleet Bot\n", "CASPIAN_GIT_AUTHOR_EMAIL": ""}
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), **named}
+    done = runner.invoke(main, ["reconcile", "--repo", str(remote), "--once", *AT], env=env)
+    assert done.exit_code == 0, done.output
+    assert gitutil.author(remote) == ("Fleet Bot", Identity().email)
 
 
 def test_plan_and_explain_decide_from_the_plan_under_review(run, tmp_path, monkeypatch) -> None:
