@@ -98,6 +98,26 @@ class Snapshot(BaseModel):
     submodules: frozenset[str] = frozenset()
 
 
+def branch_refusal(name: str) -> str | None:
+    """Why git would not take `name` as a branch's name (None: it would), as
+    `git check-ref-format --branch` judges: libgit2 lets a leading "-" and
+    "HEAD" through, which git itself refuses."""
+    if name.startswith("refs/"):
+        return f"give the branch's name ({name.removeprefix('refs/heads/')}), not its ref"
+    if (
+        name.startswith("-")
+        or name == "HEAD"
+        or not pygit2.reference_is_valid_name(f"refs/heads/{name}")
+    ):
+        return (
+            f"{name!r} is no branch name git takes (none is HEAD, holds '..', a space, "
+            "~ ^ : ? * [ \\ or a control character, begins with - or ., or ends with /, . or "
+            ".lock): "
+            "e.g. caspian/placement"
+        )
+    return None
+
+
 def _is_local(url: str) -> bool:
     """A path, not a URL ("scheme://...") or an scp-like "user@host:path"."""
     return "://" not in url and not re.match(r"^[\w.-]+@[\w.-]+:", url)

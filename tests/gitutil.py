@@ -80,6 +80,11 @@ def message(remote: Path, commit: str | None = None) -> str:
     return repo[commit or head(remote)].peel(pygit2.Commit).message
 
 
+def branches(remote: Path) -> list[str]:
+    """The names of the bare repo's branches, sorted."""
+    return sorted(pygit2.Repository(str(remote)).branches.local)
+
+
 def author(remote: Path, commit: str | None = None) -> tuple[str, str]:
     """The (name, email) a commit (main's tip by default) is authored by."""
     signature = pygit2.Repository(str(remote))[commit or head(remote)].peel(pygit2.Commit).author

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from reconciler import signing
 from reconciler.forge import Forge, ForgeKind
-from reconciler.gitrepo import FleetRepo, Identity
+from reconciler.gitrepo import FleetRepo, Identity, branch_refusal
 from reconciler.observing import DeclaredCapacity, Observer, StatusFilledIn
 from reconciler.proposing import Proposing
 from reconciler.quantities import timestamp
@@ -205,11 +205,20 @@ def target_options(command: Callable[..., None]) -> Callable[..., None]:
     return with_target
 
 
+def _branch(context: click.Context, parameter: click.Parameter, name: str | None) -> str | None:
+    """A branch's name as git takes one, refused here rather than by libgit2
+    once the decision is made."""
+    if name is not None and (why := branch_refusal(name)):
+        raise click.BadParameter(why)
+    return name
+
+
 _PROPOSAL_OPTIONS = (
     click.option(
         "--propose",
         envvar="CASPIAN_PROPOSE",
         metavar="BRANCH",
+        callback=_branch,
         help="Pull-request mode: new places go to BRANCH for review; what carries out the "
         "plan the main branch holds (Jobs started at their slot) goes there at once.",
     ),
@@ -279,6 +288,7 @@ under_review_option = click.option(
     "under_review",
     envvar="CASPIAN_PROPOSE",
     metavar="BRANCH",
+    callback=_branch,
     help="Pull-request mode: decide from the plan under review on BRANCH as well, as "
     "`reconcile --propose BRANCH` does.",
 )

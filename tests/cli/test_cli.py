@@ -475,6 +475,30 @@ def test_the_author_comes_from_the_environment_and_an_empty_one_is_the_default(
     assert gitutil.author(remote) == ("Fleet Bot", Identity().email)
 
 
+@pytest.mark.parametrize(
+    ("branch", "said"),
+    [
+        ("bad..name", "'bad..name' is no branch name git takes"),
+        ("a b", "'a b' is no branch name git takes"),
+        ("-x", "'-x' is no branch name git takes"),
+        ("HEAD", "'HEAD' is no branch name git takes (none is HEAD"),
+        ("x.lock", "'x.lock' is no branch name git takes"),
+        ("refs/heads/review", "give the branch's name (review), not its ref"),
+    ],
+)
+def test_a_branch_git_cannot_name_is_refused_before_anything_is_decided(
+    run, tmp_path, branch, said
+) -> None:
+    remote = tmp_path / "fleet.git"
+    assert run("init", "--bare", remote).exit_code == 0
+    head = gitutil.head(remote)
+    for command in (("reconcile", "--once"), ("plan",)):
+        refused = run(*command, "--repo", remote, "--propose", branch, *AT)
+        assert refused.exit_code == 2 and said in refused.output, refused.output
+    # Nor did a push of the proposal make a ref.
+    assert gitutil.branches(remote) == ["main"] and gitutil.head(remote) == head
+
+
 def test_plan_and_explain_decide_from_the_plan_under_review(run, tmp_path, monkeypatch) -> None:
     """With --propose, as the reconcile that proposed: the plan under review
     on that branch is kept where the problem is the one it answered."""
