@@ -112,8 +112,7 @@ def branch_refusal(name: str) -> str | None:
         return (
             f"{name!r} is no branch name git takes (none is HEAD, holds '..', a space, "
             "~ ^ : ? * [ \\ or a control character, begins with - or ., or ends with /, . or "
-            ".lock): "
-            "e.g. caspian/placement"
+            ".lock): e.g. caspian/placement"
         )
     return None
 

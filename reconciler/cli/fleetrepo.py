@@ -258,7 +258,8 @@ def _print(found: list[_Found], *, style: str) -> None:
                 place += f":{each.line}"
             elif each.document:
                 place += f"#{each.document}"
-            click.echo(f"{place}: {'warning: ' * each.warning}{each.problem.said()}")
+            level = "warning: " if each.warning else ""
+            click.echo(f"{place}: {level}{each.problem.said()}")
 
 
 def _code_quality(found: _Found) -> dict[str, Any]:
@@ -283,8 +284,8 @@ def _shown(path: Path) -> str:
 
 def _annotation(problem: Problem, *, path: str, line: int | None, warning: bool) -> str:
     """A GitHub Actions error (or warning) annotation: the check shows it on
-    that line of the pull request's diff. Its workflow-command syntax takes `%`, `:`, `,`
-    and line ends escaped as percent codes."""
+    that line of the pull request's diff. Its workflow-command syntax takes
+    `%`, `:`, `,` and line ends escaped as percent codes."""
 
     def escaped(text: str, *, extra: str = "") -> str:
         for char in "%\r\n" + extra:
