@@ -8,6 +8,7 @@ honours 429 Retry-After (capped), and turns every failure into one
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import http.client
 import json
 import math
@@ -19,6 +20,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 MAX_RETRY_AFTER_S = 30.0
@@ -235,16 +237,34 @@ def _http_error(url: str, error: urllib.error.HTTPError) -> ProviderError:
         )
     if error.code == 429:
         header = error.headers.get("Retry-After", "1") if error.headers else "1"
-        try:
-            after = float(header)
-        except ValueError:
-            after = 1.0
-        if not math.isfinite(after):  # "nan" reads as a float, and sleeping NaN raises
-            after = 1.0
+        said_at = error.headers.get("Date") if error.headers else None
+        after = _retry_after(header, said_at=said_at)
         return _RetryAfter(f"{url}: HTTP 429: rate limited", after=after)
     if error.code >= 500:
         return ProviderError(f"{url}: HTTP {error.code}: the provider failed", retry=True)
     return ProviderError(f"{url}: HTTP {error.code}", retry=False)
+
+
+def _retry_after(header: str, *, said_at: str | None) -> float:
+    """The seconds a Retry-After asks for: a number of them, or an HTTP date,
+    counted from the answer's own Date where it has one (the server's clock
+    against its own), else from this host's clock. A second where it is
+    neither, or not a finite number ("nan" reads as a float, and sleeping NaN
+    raises)."""
+    try:
+        after = float(header)
+    except ValueError:
+        try:
+            until = email.utils.parsedate_to_datetime(header)
+            now = email.utils.parsedate_to_datetime(said_at) if said_at else None
+        except (TypeError, ValueError):
+            return 1.0
+        if until.tzinfo is None:  # "-0000": a time in UTC, RFC 5322 says
+            until = until.replace(tzinfo=UTC)
+        if now is None or now.tzinfo is None:
+            now = datetime.now(UTC)
+        after = (until - now).total_seconds()
+    return after if math.isfinite(after) else 1.0
 
 
 def _delay(last: ProviderError | None, default: float) -> float:

@@ -25,6 +25,7 @@ class Reply:
     # Bytes sent as they are in place of an HTTP answer (dripped too, with
     # `drip`): another protocol's greeting, or headers a byte at a time.
     raw: bytes | None = None
+    date: str | None = None  # the Date header, where the server's clock is another's
 
 
 @dataclass
@@ -86,6 +87,7 @@ def serve(*, tls: tuple[str, str] | None = None) -> Iterator[Server]:
                     pass
                 return
             body = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+            self.date = reply.date
             try:
                 self.send_response(reply.status)
                 for key, value in reply.headers.items():
@@ -100,6 +102,9 @@ def serve(*, tls: tuple[str, str] | None = None) -> Iterator[Server]:
                     time.sleep(reply.drip)
             except (BrokenPipeError, ConnectionResetError):
                 pass
+
+        def date_time_string(self, timestamp: float | None = None) -> str:
+            return getattr(self, "date", None) or super().date_time_string(timestamp)
 
         def log_message(self, *args: Any) -> None:
             pass

@@ -7,6 +7,7 @@ import json
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
+from email.utils import formatdate
 
 import pytest
 
@@ -236,7 +237,9 @@ def test_zones_are_fetched_at_once(tmp_path) -> None:
         ("7", 7.0),
         ("99999", 30.0),  # capped
         ("-3", 0.0),
-        ("Sun, 06 Dec 2026 07:28:00 GMT", 1.0),  # a date: not read, a second
+        ("Sun, 06 Dec 1998 07:28:00 GMT", 0.0),  # a date gone by
+        ("Sun, 06 Dec 2099 07:28:00 GMT", 30.0),  # a date, capped
+        ("Sun, 06 Dec 20x6 07:28:00 GMT", 1.0),  # neither: a second
         ("nan", 1.0),  # reads as a float, and sleeping NaN raises
         ("inf", 1.0),
     ],
@@ -247,6 +250,22 @@ def test_429_waits_as_long_as_retry_after_says(header, waits) -> None:
         api.route("/x", Reply(status=429, headers={"Retry-After": header}), Reply(body={"ok": 1}))
         assert get_json(api.url + "/x", sleep=slept.append) == {"ok": 1}
     assert slept == [waits]
+
+
+def test_a_retry_after_date_counts_from_the_answers_own_date() -> None:
+    """The server's clock against its own Date header: this host's clock, a
+    day off, changes nothing."""
+    slept = []
+    said = time.time() - 86400  # the server's clock: a day behind
+    limited = Reply(
+        status=429,
+        headers={"Retry-After": formatdate(said + 7, usegmt=True)},
+        date=formatdate(said, usegmt=True),
+    )
+    with serve() as api:
+        api.route("/x", limited, Reply(body={"ok": 1}))
+        assert get_json(api.url + "/x", sleep=slept.append) == {"ok": 1}
+    assert slept == [7.0]
 
 
 def test_a_live_answer_is_cached_and_the_cache_outlives_an_outage(tmp_path) -> None:
