@@ -12,7 +12,7 @@ from typing import NamedTuple
 from reconciler.appwrappers import AFTER
 from reconciler.decisions import Retry, Window
 from reconciler.fleet import Fleet, JobRequest, Problem, effective_deadline
-from reconciler.ledger import FIXED, Entry, Phase
+from reconciler.ledger import FINISHED, FIXED, Entry, Phase
 
 
 def due_for_others(
@@ -121,11 +121,12 @@ def _near(job_id: str, *, among: Collection[str]) -> str:
 def not_in_jobs(
     jobs: Iterable[JobRequest], previous: Mapping[str, Entry], *, broken: Collection[str]
 ) -> list[Problem]:
-    """Each job a caspian.dev/after names that is not in jobs/ (`jobs`), never
-    ran to its end (`previous`, the ledger's records) and has no broken file:
-    what holds the job that names it until it is committed, as `gate_of` says
-    once a reconcile reads it. `caspian validate` says these as warnings: a
-    pipeline may be committed in parts, and a typo holds its job for good."""
+    """Each job a caspian.dev/after names that is not in jobs/ (`jobs`), has
+    not run nor ended by the ledger's records (`previous`) and has no broken
+    file: what holds the job that names it until it is committed, as `gate_of`
+    says once a reconcile reads it (of one that failed, it says so instead).
+    `caspian validate` says these as warnings: a pipeline may be committed in
+    parts, and a typo holds its job for good."""
     valid = {job.id for job in jobs}
     found = []
     for job in sorted(jobs, key=lambda job: job.source):
@@ -133,11 +134,7 @@ def not_in_jobs(
             entry = previous.get(other)
             if other in valid or (
                 entry is not None
-                and (
-                    entry.phase == Phase.SUCCEEDED
-                    or entry.phase in FIXED
-                    or entry.source.split("#", 1)[0] in broken
-                )
+                and (entry.phase in (*FINISHED, *FIXED) or entry.source.split("#", 1)[0] in broken)
             ):
                 continue
             near = _near(other, among=valid - {job.id})

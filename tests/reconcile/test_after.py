@@ -455,11 +455,13 @@ def test_validate_warns_where_a_reconcile_would_hold_a_job_for_one_not_in_jobs()
         ]
     ]
     # Taken out of jobs/ once it ran (its record Succeeded), or while it runs,
-    # it holds nothing; cancelled before it began, or never seen, it does.
+    # it holds nothing; once it failed, the reconcile says that holds it;
+    # cancelled before it began, or never seen, it is not in jobs/.
     pipeline = load_fleet(_pipeline(), appwrapper_schema=crd.check_appwrapper)
     jobs = [job for job in pipeline.jobs if job.id != "batch/prep"]
     for phase, warned in [
         (Phase.SUCCEEDED, False),
+        (Phase.FAILED, False),
         (Phase.RUNNING, False),
         (Phase.DISPATCHED, False),
         (Phase.CANCELLED, True),
