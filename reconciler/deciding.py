@@ -17,7 +17,7 @@ from carbon import IntensitySeries
 from optimizer import baselines, keeping
 from optimizer.model import Instance, Job, Plan, SolverSettings
 from optimizer.solving import optimize
-from reconciler import fitting, pools, requeues, retrying
+from reconciler import emissions, fitting, pools, requeues, retrying
 from reconciler.chains import due_for_others, gate_of, gates_moved
 from reconciler.decisions import Decision, Retry, SpokeState, Window, spoke_state
 from reconciler.fleet import Fleet, JobRequest, Span
@@ -81,11 +81,15 @@ def decide(
     planner: Planner = optimize_plan,
     remembered: str | None = None,
     proposal: Ledger | None = None,
+    measured: Mapping[str, IntensitySeries] | None = None,
 ) -> Decision:
     """What to place where and when, from what the fleet repo asks, what the
-    spokes report, the forecasts and `now`. `remembered` is the digest of the
-    problem a decision before this one answered (`Decision.answers`), as the
-    mirror keeps it: the ledger has it only where a record changed.
+    spokes report, the forecasts and `now`. `measured` holds each zone's
+    intensity over the time just gone, as its source reads it back: what the
+    runs that ended emitted is counted on it (reconciler/emissions.py).
+    `remembered` is the digest of the problem a decision before this one
+    answered (`Decision.answers`), as the mirror keeps it: the ledger has it
+    only where a record changed.
     `proposal` is the ledger of an open proposal (pull-request mode): the
     plan under review, which the decision starts from as it would from
     main's, so that a review is not pushed over by a search that ended
@@ -106,6 +110,7 @@ def decide(
             planner=planner,
             remembered=remembered,
             proposal=proposal,
+            measured=measured or {},
         )
 
     decision = once(ledger)
@@ -179,6 +184,7 @@ def _decide(
     planner: Planner,
     remembered: str | None,
     proposal: Ledger | None,
+    measured: Mapping[str, IntensitySeries],
 ) -> Decision:
     """One pass of `decide`, in steps: what each job's record says now
     (`_read`: finished, run again, suspended), where each may go and what
@@ -230,6 +236,15 @@ def _decide(
         offered=offered,
         fleet=fleet,
         spokes=spokes,
+        now=now,
+    )
+    records = emissions.counted(
+        records,
+        before=reading.previous,
+        jobs=reading.valid,
+        fleet=fleet,
+        spokes=spokes,
+        measured=measured,
         now=now,
     )
     answers = _answers(instance, plan, settings, records)

@@ -34,6 +34,9 @@ class SpokeState(BaseModel):
     jobs: dict[str, str] = {}
     # When those that finished ended, where the spoke says (kube observer).
     ended: dict[str, datetime] = {}
+    # When those that started (resumed) began, as their status says: a Job's
+    # startTime is set again when it is resumed (kube observer).
+    started: dict[str, datetime] = {}
     # Each usable node: what it can give one pod (its allocatable), its labels;
     # empty where no node was seen (declared capacity).
     nodes: tuple[Node, ...] = ()

@@ -8,7 +8,7 @@ import logging
 import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from carbon import CarbonSourceConfig, IntensitySeries
@@ -16,6 +16,7 @@ from carbon.embedded import UnknownZoneError
 from carbon.providers import CarbonProvider
 from carbon.sources import source_for
 from reconciler import deciding, metrics
+from reconciler.decisions import Window
 from reconciler.fleet import Fleet, FleetConfigError, Problem, Spoke
 from reconciler.ledger import Ledger
 
@@ -100,18 +101,9 @@ def fetch_forecasts(
     inside the source and never raise here."""
     horizon = deciding.window(fleet, now=now)
     sources = fleet_sources(fleet) if sources is None else sources
-
-    def fetch(source: CarbonProvider) -> IntensitySeries:
-        return source.series(
-            start=horizon.start,
-            slot_seconds=horizon.slot_seconds,
-            slots=horizon.covered_slots,
-            now=now,
-        )
-
-    # All zones at once: a provider that hangs costs one timeout, not one per zone.
-    with ThreadPoolExecutor(max_workers=max(1, min(8, len(sources)))) as pool:
-        fetched = dict(zip(sources, pool.map(fetch, sources.values()), strict=True))
+    fetched = _read(
+        sources, start=horizon.start, window=horizon, slots=horizon.covered_slots, now=now
+    )
     for zone, series in fetched.items():
         if series.provenance.stale:
             log.warning("carbon data for %s is stale: %s", zone, series.provenance.describe())
@@ -119,3 +111,40 @@ def fetch_forecasts(
     for gauge in (metrics.GRID_INTENSITY, metrics.CARBON_STALE):
         metrics.keep_only(gauge, "zone", set(fetched))
     return fetched
+
+
+# How far back the intensities go that the runs which ended are counted on:
+# two days, or twice the planning window where that is longer, so that a run
+# as long as the window that overran it twice over is still counted.
+LOOKBACK = timedelta(days=2)
+
+
+def fetch_measured(
+    fleet: Fleet, *, now: datetime, sources: Mapping[str, CarbonProvider] | None = None
+) -> dict[str, IntensitySeries]:
+    """Every zone's intensity over the time just gone, up to the end of the
+    slot now running, as its source reads it back (a live source its measured
+    history, the embedded dataset the same hours of 2023). A live source asks
+    its provider again only where its answer of this reconcile does not reach
+    so far back."""
+    horizon = deciding.window(fleet, now=now)
+    back = max(horizon.slots_in(LOOKBACK), 2 * horizon.covered_slots)
+    start = horizon.start - timedelta(seconds=back * horizon.slot_seconds)
+    sources = fleet_sources(fleet) if sources is None else sources
+    return _read(sources, start=start, window=horizon, slots=back + 1, now=now)
+
+
+def _read(
+    sources: Mapping[str, CarbonProvider],
+    *,
+    start: datetime,
+    window: Window,
+    slots: int,
+    now: datetime,
+) -> dict[str, IntensitySeries]:
+    def fetch(source: CarbonProvider) -> IntensitySeries:
+        return source.series(start=start, slot_seconds=window.slot_seconds, slots=slots, now=now)
+
+    # All zones at once: a provider that hangs costs one timeout, not one per zone.
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(sources)))) as pool:
+        return dict(zip(sources, pool.map(fetch, sources.values()), strict=True))

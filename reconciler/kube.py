@@ -395,6 +395,11 @@ class KubeObserver:
                 for job in jobs
                 if (moment := kubeobjects.job_ended(job.status))
             },
+            started={
+                kubeobjects.job_key(job): moment
+                for job in jobs
+                if (moment := kubeobjects.job_started(job.status))
+            },
             nodes=shapes,
             placed_on=where,
             unscheduled=waiting,

@@ -555,6 +555,14 @@ def job_ended(status: Any) -> datetime | None:
     return None
 
 
+def job_started(status: Any) -> datetime | None:
+    """When a Job began, as its status says (its startTime, which Kubernetes
+    sets again when the Job is resumed); None for one that has not, or whose
+    spoke does not say."""
+    moment = getattr(status, "start_time", None) if status is not None else None
+    return moment if isinstance(moment, datetime) and moment.tzinfo else None
+
+
 def job_phase(status: Any) -> str:
     """A Job's status as Caspian's lifecycle: Succeeded, Failed or Running."""
     for condition in (status.conditions or []) if status is not None else []:

@@ -96,6 +96,14 @@ class Entry(BaseModel):
     # its AppWrapper's TTL) after this; records from before it was kept count
     # from their planned end.
     finished_at: datetime | None = None
+    # When its last run began: as its spoke says (the Job's startTime), else its
+    # planned start. Kept from when its Job ends.
+    started_at: datetime | None = None
+    # The carbon its runs emitted, in grams: the energy its power model gives
+    # for each run as long as it ran, times the intensity its spoke's zone had
+    # then, as the carbon source reads it back. Summed over the runs that
+    # ended; None where no run could be counted (reconciler/emissions.py).
+    emitted_grams: float | None = None
     cpu: float | None = None
     memory_bytes: float | None = None
     gpu: float | None = None

@@ -505,8 +505,10 @@ def _describe_changes(old: Ledger, decision: Decision) -> Iterable[str]:
         )
     for entry in changes["finished"]:
         why = decision.not_retried.get(entry.id)
-        yield f"- {entry.id} {entry.phase.value.lower()} on {entry.spoke}" + (
-            f" with {why}" if why else ""
+        yield (
+            f"- {entry.id} {entry.phase.value.lower()} on {entry.spoke}"
+            + (f" with {why}" if why else "")
+            + _emitted(entry)
         )
     for entry in changes["cancelled"]:
         yield f"- cancelled {entry.id}: {entry.reason}"
@@ -525,6 +527,23 @@ def _describe_changes(old: Ledger, decision: Decision) -> Iterable[str]:
         when = entry.removed_at
         removed = f"; AppWrapper removed {format_time(when)}" if when else ""
         yield f"- forgot {entry.id} ({entry.phase.value}{removed})"
+
+
+def _emitted(entry: Entry) -> str:
+    """How long a finished job's last run took, and what its runs emitted
+    against what its plan estimated (reconciler/emissions.py)."""
+    ran = ""
+    if entry.started_at is not None and entry.finished_at is not None:
+        took = format_duration(entry.finished_at - entry.started_at)
+        ran = f"; ran {took} from {_time(entry.started_at)}"
+    if entry.emitted_grams is None:
+        return ran
+    if entry.retries:
+        return f"{ran}; its {entry.retries + 1} runs emitted {_grams(entry.emitted_grams)} gCO2"
+    return (
+        f"{ran}; emitted {_grams(entry.emitted_grams)} gCO2 "
+        f"(est. {_grams(entry.estimated_grams)} when planned)"
+    )
 
 
 def _same_place(prev: Entry, entry: Entry) -> bool:

@@ -163,6 +163,12 @@ FINISHED_BASELINE_GRAMS = Counter(
     "gCO2 the same jobs would have emitted under qos (earliest start, carbon-blind)",
     ["spoke", "phase"],
 )
+EMITTED_GRAMS = Counter(
+    "caspian_emitted_grams_total",
+    "gCO2 the runs of jobs emitted, counted as the commit that records their end is "
+    "pushed: their energy for as long as their Job ran, at the intensity read back",
+    ["spoke"],
+)
 PUSH_RETRIES = Counter("caspian_push_retries_total", "Pushes repeated because the remote moved")
 COMMITS = Counter("caspian_commits_total", "Placement commits pushed", ["branch"])
 

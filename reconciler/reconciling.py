@@ -369,10 +369,15 @@ def _back_off(
 
 
 def _count_finished(outcome: Outcome) -> None:
-    """The carbon of the jobs whose finish this pushed commit records."""
+    """The carbon of the jobs whose finish this pushed commit records, and
+    what the runs that ended emitted."""
     before = outcome.previous.by_id()
     for entry in outcome.decision.ledger.entries:
         was = before.get(entry.id)
+        if was is not None and was.spoke is not None:
+            ran = (entry.emitted_grams or 0.0) - (was.emitted_grams or 0.0)
+            if ran > 0:
+                metrics.EMITTED_GRAMS.labels(spoke=was.spoke).inc(ran)
         if entry.phase not in FINISHED or (was is not None and was.phase in FINISHED):
             continue
         if entry.spoke is None or entry.estimated_grams is None or entry.qos_grams is None:
@@ -715,6 +720,7 @@ def _decision(
     metrics.keep_only(metrics.SPOKE_IN_MAINTENANCE, "spoke", {s.name for s in fleet.spokes})
     spokes = observer.observe(fleet)
     forecasts = gridcarbon.fetch_forecasts(fleet, now=now, sources=sources)
+    measured = gridcarbon.fetch_measured(fleet, now=now, sources=sources)
     with metrics.SOLVE_SECONDS.time():
         decision = deciding.decide(
             fleet=fleet,
@@ -724,6 +730,7 @@ def _decision(
             now=now,
             remembered=remembered,
             proposal=proposal,
+            measured=measured,
         )
     metrics.PLANS.labels(how="kept" if decision.plan.method == keeping.METHOD else "solved").inc()
     estimated, baseline, _ = messages.savings(decision.ledger)

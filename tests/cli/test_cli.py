@@ -1358,6 +1358,42 @@ def _backfill_dispatched_on_paris(run, remote, kube):
     return start, started["jobName"]
 
 
+def test_what_a_run_emitted_is_kept_when_its_spoke_reports_its_job_ended(run, tmp_path) -> None:
+    # Through the kube observer and the embedded data read back over the
+    # hours just gone, as a reconcile reads them.
+    from tests.fakehttp import Reply
+    from tests.reconcile.test_kube_observer import job, listing
+
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    with kube_spokes(tmp_path, remote) as (apis, kube):
+        start, name = _backfill_dispatched_on_paris(run, remote, kube)
+        began, ended = start + timedelta(minutes=4), start + timedelta(hours=2, minutes=4)
+        done = job(name, condition="Complete")
+        done["status"]["startTime"] = began.isoformat()
+        done["status"]["conditions"][0]["lastTransitionTime"] = ended.isoformat()
+        apis["paris"].route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [done])))
+
+        def emitted() -> float:
+            sample = REGISTRY.get_sample_value("caspian_emitted_grams_total", {"spoke": "paris"})
+            return sample or 0.0
+
+        before = emitted()
+        later = ["--now", (ended + timedelta(minutes=10)).isoformat()]
+        assert run("reconcile", "--once", *kube, *later).exit_code == 0
+        counted = emitted() - before
+        entry = gitutil.ledger(remote)["batch/backfill-eu"]
+        assert (entry["phase"], timestamp(entry["startedAt"])) == ("Succeeded", began)
+        # Two of its six planned hours, on France's grid of the same hours of 2023.
+        assert 0 < entry["emittedGrams"] < entry["estimatedGrams"] / 2
+        assert counted == pytest.approx(entry["emittedGrams"])
+        line = f"succeeded on paris; ran 2h from {began:%Y-%m-%d %H:%M}; emitted "
+        assert line in gitutil.message(remote)
+        # The next reconcile counts it no more.
+        assert run("reconcile", "--once", *kube, *later).exit_code == 0
+        assert emitted() - before == counted
+
+
 @pytest.mark.parametrize("terminal", ["", "137"])
 def test_a_failed_job_runs_again_unless_it_exited_as_its_appwrapper_says_ends_it(
     run, tmp_path, caplog, terminal
@@ -1416,7 +1452,7 @@ def test_a_failed_job_runs_again_unless_it_exited_as_its_appwrapper_says_ends_it
             "so it does not run again"
         )
         assert (entry["phase"], entry.get("retries", 0), counted()) == ("Failed", 0, before)
-        assert f"- batch/backfill-eu failed on paris with {why}\n" in message
+        assert f"- batch/backfill-eu failed on paris with {why}; ran 1h from " in message
         assert f"batch/backfill-eu does not run again: {why}" in caplog.text
         assert f"  its Job {name} failed with {why}\n" in explained
         return

@@ -257,6 +257,24 @@ def test_a_finished_job_says_when_it_ended(tmp_path) -> None:
     }
 
 
+def test_a_job_says_when_it_began(tmp_path) -> None:
+    # Its startTime, which Kubernetes sets again when a suspended Job is
+    # resumed; a Job still suspended has none.
+    began = job("began-1a2b3c4d", condition="Complete")
+    began["status"]["startTime"] = "2026-11-22T01:05:00Z"
+    runs = job("runs-1a2b3c4d")
+    runs["status"]["startTime"] = "2026-11-22T02:00:00+01:00"
+    jobs = [began, runs, job("waits-1a2b3c4d")]
+    with serve() as api:
+        healthy(api)
+        api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", jobs)))
+        state = observe(tmp_path, {"paris": api.url})["paris"]
+    assert state.started == {
+        "batch/began-1a2b3c4d": datetime(2026, 11, 22, 1, 5, tzinfo=UTC),
+        "batch/runs-1a2b3c4d": datetime(2026, 11, 22, 1, 0, tzinfo=UTC),
+    }
+
+
 def test_the_exit_codes_of_failed_pods_are_read_where_an_appwrapper_asks(tmp_path) -> None:
     def ended(name, *codes, ours=True):
         """A failed pod whose containers exited with `codes`."""

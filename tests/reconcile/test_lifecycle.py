@@ -17,7 +17,10 @@ from tests.conftest import NOW, assert_valid_plan
 from tests.fleet.helpers import appwrapper, appwrapper_doc
 
 
-def step(files, *, now, states=None, planner=deciding.optimize_plan):
+def step(files, *, now, states=None, planner=deciding.optimize_plan, measured=None):
+    """One decision on `files` at `now`, as a reconcile makes it, the spokes
+    reporting as declared with `states` over it; returns it and the files
+    rendered. `measured`: the intensities read back, if not the fleet's own."""
     fleet = reconciling.fleet_in(files, links=())
     observed = DeclaredCapacity().observe(fleet)
     for name, change in (states or {}).items():
@@ -29,6 +32,7 @@ def step(files, *, now, states=None, planner=deciding.optimize_plan):
         forecasts=gridcarbon.fetch_forecasts(fleet, now=now),
         now=now,
         planner=planner,
+        measured=gridcarbon.fetch_measured(fleet, now=now) if measured is None else measured,
     )
     return decision, {**files, **render(decision, previous=files)}
 

@@ -175,7 +175,7 @@ def test_a_job_that_exits_as_its_appwrapper_says_ends_it_does_not_run_again() ->
     assert entry.reason == f"its Job {started.job_name} failed with {why}"
     before = ledger.parse(files[ledger.LEDGER_PATH])
     message = messages.commit_message(old=before, decision=decision, input_commit="0" * 40)
-    assert f"- {started.id} failed on paris with {why}\n" in message
+    assert f"- {started.id} failed on paris with {why}; ran " in message
 
     decision, started, _ = after((1,), retryable)
     assert entries(decision)[started.id].phase == "Failed" and not decision.retried

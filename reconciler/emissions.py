@@ -1,0 +1,138 @@
+"""The carbon a job's runs emitted, counted when each run ends. Pure.
+
+A plan's estimate prices the duration its AppWrapper gives at the intensity
+forecast then. What a run emitted is another figure: the energy the spoke's
+power model gives for the job's requests as long as its Job really ran (from
+the Job's start, as its spoke says, to its end), times the intensity its zone
+had over that time, as the carbon source reads it back after the fact. The
+ledger keeps it beside the estimate, so that the history of a fleet repo says
+what the placements saved, not only what they were to save.
+
+A run is counted when its Job is seen to end: finished for good, or failed
+and run again (the failed run burnt its energy too). A run is not counted
+where no start is known before its end, where its spoke left the fleet,
+where it reaches outside the intensities read back, or where those are a
+fallback's (stale); what the others emitted is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+from carbon.series import IntensitySeries
+from reconciler.decisions import SpokeState, spoke_state
+from reconciler.fleet import Fleet, JobRequest
+from reconciler.ledger import FINISHED, Entry
+from reconciler.optimizerjobs import kwh_per_slot
+
+
+def counted(
+    records: tuple[Entry, ...],
+    *,
+    before: Mapping[str, Entry],
+    jobs: Mapping[str, JobRequest],
+    fleet: Fleet,
+    spokes: Mapping[str, SpokeState],
+    measured: Mapping[str, IntensitySeries],
+    now: datetime,
+) -> tuple[Entry, ...]:
+    """`records` with what each run that ended in this decision emitted added
+    to its job's record. `before` holds the records as the decision found
+    them; what they had counted is carried over."""
+    return tuple(
+        _with_runs(entry, before.get(entry.id), jobs, fleet, spokes, measured, now=now)
+        for entry in records
+    )
+
+
+def _with_runs(
+    entry: Entry,
+    prev: Entry | None,
+    jobs: Mapping[str, JobRequest],
+    fleet: Fleet,
+    spokes: Mapping[str, SpokeState],
+    measured: Mapping[str, IntensitySeries],
+    *,
+    now: datetime,
+) -> Entry:
+    if prev is None or prev.phase in FINISHED or prev.job_name is None:
+        return _carried(entry, prev)
+    finished = entry.phase in FINISHED
+    if not finished and entry.retries <= prev.retries:
+        return _carried(entry, prev)  # no run of it ended
+    state = spoke_state(prev, spokes)
+    end = entry.finished_at if finished else _ended(prev, state, now=now)
+    start = _began(prev, state, end=end)
+    job = jobs.get(entry.id)
+    grams = None
+    if job is not None and start is not None and end is not None:
+        grams = _run_grams(job, prev, fleet, measured, start=start, end=end)
+    total = prev.emitted_grams if grams is None else (prev.emitted_grams or 0.0) + grams
+    update: dict[str, object] = {"emitted_grams": None if total is None else round(total, 1)}
+    if finished:
+        update["started_at"] = start
+    return entry.model_copy(update=update)
+
+
+def _carried(entry: Entry, prev: Entry | None) -> Entry:
+    """A record keeps what its runs before emitted, whatever else changed."""
+    if prev is None or prev.emitted_grams is None or entry.emitted_grams is not None:
+        return entry
+    return entry.model_copy(update={"emitted_grams": prev.emitted_grams})
+
+
+def _ended(prev: Entry, state: SpokeState | None, *, now: datetime) -> datetime:
+    """When a failed run ended: as its spoke says, not after now; else now."""
+    said = state.ended.get(prev.job_key) if state is not None else None
+    return min(said, now) if said is not None else now
+
+
+def _began(prev: Entry, state: SpokeState | None, *, end: datetime | None) -> datetime | None:
+    """When a run began: its Job's start as its spoke says, else its planned
+    start (it was resumed in that slot). None where neither comes before its end
+    (a planned Job resumed by hand, through an observer that does not say)."""
+    said = state.started.get(prev.job_key) if state is not None else None
+    for start in (said, prev.planned_start):
+        if start is not None and end is not None and start <= end:
+            return start
+    return None
+
+
+def _run_grams(
+    job: JobRequest,
+    prev: Entry,
+    fleet: Fleet,
+    measured: Mapping[str, IntensitySeries],
+    *,
+    start: datetime,
+    end: datetime,
+) -> float | None:
+    spoke = next((s for s in fleet.spokes if s.name == prev.spoke), None)
+    if spoke is None:
+        return None  # it left the fleet: its power model is gone
+    series = measured.get(spoke.spec.carbon.zone)
+    # A stale series is a fallback's (a live provider that failed): its values
+    # are those of another time, not the ones the run emitted at.
+    if series is None or series.provenance.stale:
+        return None
+    kwh_per_second = kwh_per_slot(job, spoke=spoke, slot_seconds=1)
+    grams_per_kwh_seconds = integral(series, start=start, end=end)
+    return None if grams_per_kwh_seconds is None else kwh_per_second * grams_per_kwh_seconds
+
+
+def integral(series: IntensitySeries, *, start: datetime, end: datetime) -> float | None:
+    """The intensity summed over [start, end), in g/kWh times seconds; None
+    where the series does not cover it all."""
+    step = timedelta(seconds=series.slot_seconds)
+    if start < series.start or end > series.start + step * len(series.values):
+        return None
+    total = 0.0
+    first = int((start - series.start) // step)
+    for index in range(first, len(series.values)):
+        slot_start = series.start + step * index
+        if slot_start >= end:
+            break
+        overlap = min(end, slot_start + step) - max(start, slot_start)
+        total += series.values[index] * overlap.total_seconds()
+    return total

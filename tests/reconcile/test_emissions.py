@@ -1,0 +1,160 @@
+"""What a job's runs emitted is counted when each ends: the energy of its
+requests on its spoke for as long as its Job ran, times the intensity its
+zone had then, as the carbon source reads it back. The ledger keeps it
+beside the plan's estimate, and the commit says it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+import yaml
+
+from carbon.series import IntensitySeries, Provenance
+from reconciler import emissions, ledger, messages
+from reconciler.templates import template_files
+from tests.reconcile.test_lifecycle import entries, step
+from tests.reconcile.test_requeue import _backfill_dispatched_on_paris
+from tests.reconcile.test_retry import _failed, _with_retry_limit
+
+# backfill-eu asks 16 cores and 64 GiB; paris's power model gives 10 W a
+# core and 0.4 W a GiB, with a PUE of 1.15.
+BACKFILL_KW = (16 * 10 + 64 * 0.4) * 1.15 / 1000
+PARIS_G_PER_KWH = 100.0
+
+
+def _flat(files=None):
+    """The template fleet with flat intensities, paris cleaner than frankfurt,
+    so that what a run emitted is worked out by hand."""
+    files = dict(files or template_files())
+    for name, zone, value in (("paris", "FR", PARIS_G_PER_KWH), ("frankfurt", "DE", 400.0)):
+        doc = yaml.safe_load(files[f"spokes/{name}.yaml"])
+        doc["spec"]["carbon"] = {"provider": "constant", "zone": zone, "value": value}
+        files[f"spokes/{name}.yaml"] = yaml.safe_dump(doc).encode()
+    return files
+
+
+def _ended(started, *, began, ended, how="Succeeded"):
+    """paris reports backfill-eu's Job begun at `began` and ended at `ended`."""
+    key = started.job_key
+    return {"paris": {"jobs": {key: how}, "started": {key: began}, "ended": {key: ended}}}
+
+
+def _message(files, decision) -> str:
+    old = ledger.parse(files[ledger.LEDGER_PATH])
+    return messages.commit_message(old=old, decision=decision, input_commit="0" * 40)
+
+
+def test_a_run_is_counted_over_the_time_its_job_ran_not_the_time_planned() -> None:
+    files, started, _ = _backfill_dispatched_on_paris(_flat())
+    # It was planned for 6 hours; its Job began 10 minutes late and took 2h 30m.
+    began = started.planned_start + timedelta(minutes=10)
+    ended = began + timedelta(hours=2, minutes=30)
+    done, after = step(
+        files, now=ended + timedelta(minutes=3), states=_ended(started, began=began, ended=ended)
+    )
+    entry = entries(done)[started.id]
+    assert (entry.phase, entry.started_at, entry.finished_at) == ("Succeeded", began, ended)
+    assert entry.emitted_grams == pytest.approx(BACKFILL_KW * 2.5 * PARIS_G_PER_KWH, abs=0.05)
+    assert entry.estimated_grams == pytest.approx(BACKFILL_KW * 6 * PARIS_G_PER_KWH, abs=0.05)
+    line = next(x for x in _message(files, done).splitlines() if "succeeded on paris" in x)
+    assert line.endswith(
+        f"; ran 2h30m from {began:%Y-%m-%d %H:%M}; emitted 53 gCO2 (est. 128 when planned)"
+    )
+    # The ledger keeps it: the next reconcile counts nothing again.
+    again, _ = step(
+        after, now=ended + timedelta(hours=1), states=_ended(started, began=began, ended=ended)
+    )
+    assert entries(again)[started.id] == entry
+    records = yaml.safe_load(after[ledger.LEDGER_PATH])["entries"]
+    record = next(r for r in records if r["id"] == started.id)
+    assert (record["emittedGrams"], record["startedAt"]) == (53.4, f"{began:%Y-%m-%dT%H:%M:%SZ}")
+
+
+def test_a_spoke_that_does_not_say_when_its_job_began_counts_from_the_planned_start() -> None:
+    # As through Argo CD, which reports no start: the Job was resumed in its slot.
+    files, started, _ = _backfill_dispatched_on_paris(_flat())
+    ended = started.planned_start + timedelta(hours=1)
+    report = {"paris": {"jobs": {started.job_key: "Succeeded"}}}
+    done, _ = step(files, now=ended, states=report)
+    entry = entries(done)[started.id]
+    assert (entry.started_at, entry.finished_at) == (started.planned_start, ended)
+    assert entry.emitted_grams == pytest.approx(BACKFILL_KW * PARIS_G_PER_KWH, abs=0.05)
+
+
+def test_a_failed_run_that_runs_again_counts_and_the_runs_add_up() -> None:
+    files, started, _ = _backfill_dispatched_on_paris(_with_retry_limit(_flat(), "1"))
+    failed_at = started.planned_start + timedelta(hours=1)
+    report = _failed(started)
+    report["paris"]["ended"] = {started.job_key: failed_at}
+    retried, files = step(files, now=failed_at + timedelta(minutes=1), states=report)
+    again = entries(retried)[started.id]
+    assert again.retries == 1 and again.phase in ("Planned", "Dispatched")
+    first = BACKFILL_KW * 1 * PARIS_G_PER_KWH
+    assert again.emitted_grams == pytest.approx(first, abs=0.05)
+    # Moved on, dispatched and run: each later record keeps the first run's
+    # grams, and the second run's are added when it ends.
+    now = failed_at + timedelta(minutes=1)
+    while entries(retried)[started.id].phase != "Dispatched":
+        now = max(now + timedelta(minutes=15), entries(retried)[started.id].planned_start)
+        retried, files = step(files, now=now)
+        assert entries(retried)[started.id].emitted_grams == again.emitted_grams
+    second = entries(retried)[started.id]
+    ended = now + timedelta(minutes=30)
+    done, _ = step(files, now=ended, states=_ended(second, began=now, ended=ended))
+    entry = entries(done)[started.id]
+    assert entry.emitted_grams == pytest.approx(
+        first + BACKFILL_KW * 0.5 * PARIS_G_PER_KWH, abs=0.1
+    )
+    line = next(x for x in _message(files, done).splitlines() if "succeeded on paris" in x)
+    assert line.endswith(f"; its 2 runs emitted {entry.emitted_grams:,.0f} gCO2")
+
+
+def test_a_run_is_not_counted_on_a_fallbacks_intensities_nor_beyond_those_read_back() -> None:
+    files, started, _ = _backfill_dispatched_on_paris(_flat())
+    ended = started.planned_start + timedelta(hours=1)
+    report = {"paris": {"jobs": {started.job_key: "Succeeded"}}}
+
+    def measured(*, stale: bool, start: datetime) -> dict[str, IntensitySeries]:
+        said = Provenance(
+            provider="electricitymaps",
+            kind="forecast",
+            signal="lifecycle",
+            fetched_at=ended,
+            stale=stale,
+        )
+        series = IntensitySeries(
+            zone="FR", start=start, slot_seconds=900, values=(100.0,) * 20, provenance=said
+        )
+        return {"FR": series}
+
+    covering = started.planned_start - timedelta(hours=1)
+    counted, _ = step(
+        files, now=ended, states=report, measured=measured(stale=False, start=covering)
+    )
+    assert entries(counted)[started.id].emitted_grams == pytest.approx(BACKFILL_KW * 100, abs=0.05)
+    for series in (
+        measured(stale=True, start=covering),
+        measured(stale=False, start=started.planned_start + timedelta(minutes=15)),
+    ):
+        done, _ = step(files, now=ended, states=report, measured=series)
+        entry = entries(done)[started.id]
+        assert (entry.phase, entry.emitted_grams) == ("Succeeded", None)
+        assert entry.started_at == started.planned_start
+
+
+def test_the_intensity_is_summed_over_parts_of_slots() -> None:
+    start = datetime.fromisoformat("2026-12-05T10:00:00+00:00")
+    said = Provenance(provider="constant", kind="constant", signal="configured", fetched_at=start)
+    series = IntensitySeries(
+        zone="FR", start=start, slot_seconds=900, values=(100.0, 200.0, 400.0), provenance=said
+    )
+    at = lambda minutes: start + timedelta(minutes=minutes)  # noqa: E731
+    # 5 minutes of the first slot, all of the second, 10 of the third.
+    assert (
+        emissions.integral(series, start=at(10), end=at(40)) == (5 * 100 + 15 * 200 + 10 * 400) * 60
+    )
+    assert emissions.integral(series, start=at(0), end=at(45)) == (100 + 200 + 400) * 900
+    assert emissions.integral(series, start=at(20), end=at(20)) == 0
+    assert emissions.integral(series, start=at(-1), end=at(20)) is None
+    assert emissions.integral(series, start=at(30), end=at(46)) is None
