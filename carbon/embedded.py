@@ -125,3 +125,10 @@ class EmbeddedProvider:
                 note="same hour of 2023",
             ),
         )
+
+    def measured(
+        self, *, start: datetime, slot_seconds: int, slots: int, now: datetime
+    ) -> IntensitySeries:
+        """The replayed hours are the dataset's measured ones: the past as the
+        planner saw it."""
+        return self.series(start=start, slot_seconds=slot_seconds, slots=slots, now=now)

@@ -10,7 +10,7 @@ from carbon.assembly import assemble
 from carbon.cache import Cache
 from carbon.clients import LiveClient
 from carbon.http import ProviderError
-from carbon.points import Point, sane
+from carbon.points import Point, resample, sane
 from carbon.providers import CarbonProvider
 from carbon.series import IntensitySeries, Origin, Provenance, SeriesKind
 
@@ -75,6 +75,39 @@ class LiveSource:
                     update={"stale": True, "origin": "fallback", "note": note}
                 )
             }
+        )
+
+    def measured(
+        self, *, start: datetime, slot_seconds: int, slots: int, now: datetime
+    ) -> IntensitySeries | None:
+        """What the provider measured over the window, from its last answer
+        kept (the one this reconcile's forecast read; no request is made): the
+        longest run of slots it measured that ends last. Its forecasts and the
+        seasonal-naive fill are not what a grid emitted, and are left out."""
+        cached = self.cache.load(self.key)
+        if cached is None:
+            return None
+        fetched_at, _, history = cached
+        values, _ = resample(history, start=start, slot_seconds=slot_seconds, slots=slots)
+        known = [index for index, value in enumerate(values) if value is not None]
+        if not known:
+            return None
+        last = first = known[-1]
+        while first > 0 and values[first - 1] is not None:
+            first -= 1
+        return IntensitySeries(
+            zone=self.zone,
+            start=start + timedelta(seconds=first * slot_seconds),
+            slot_seconds=slot_seconds,
+            values=tuple(v for v in values[first : last + 1] if v is not None),
+            provenance=Provenance(
+                provider=self.client.name,
+                kind="actual",
+                signal=self.client.signal,
+                fetched_at=fetched_at,
+                origin="cache",
+                note=f"{last - first + 1} measured slots",
+            ),
         )
 
     def _build(

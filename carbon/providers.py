@@ -17,6 +17,13 @@ class CarbonProvider(Protocol):
         self, *, start: datetime, slot_seconds: int, slots: int, now: datetime
     ) -> IntensitySeries: ...
 
+    def measured(
+        self, *, start: datetime, slot_seconds: int, slots: int, now: datetime
+    ) -> IntensitySeries | None:
+        """What the zone's intensity was over a window gone by, as far as the
+        source knows it without asking again; None where it knows none."""
+        ...
+
 
 class ConstantProvider:
     """A flat intensity: for what-if runs and for zones without data."""
@@ -43,3 +50,8 @@ class ConstantProvider:
                 note=self.note,
             ),
         )
+
+    def measured(
+        self, *, start: datetime, slot_seconds: int, slots: int, now: datetime
+    ) -> IntensitySeries:
+        return self.series(start=start, slot_seconds=slot_seconds, slots=slots, now=now)

@@ -10,9 +10,9 @@ what the placements saved, not only what they were to save.
 
 A run is counted when its Job is seen to end: finished for good, or failed
 and run again (the failed run burnt its energy too). A run is not counted
-where no start is known before its end, where its spoke left the fleet,
-where it reaches outside the intensities read back, or where those are a
-fallback's (stale); what the others emitted is.
+where no start is known before its end, where its spoke left the fleet, or
+where its source has not measured all of it (a forecast, or yesterday's
+values, are not what it emitted at); what the others emitted is.
 """
 
 from __future__ import annotations
@@ -112,9 +112,7 @@ def _run_grams(
     if spoke is None:
         return None  # it left the fleet: its power model is gone
     series = measured.get(spoke.spec.carbon.zone)
-    # A stale series is a fallback's (a live provider that failed): its values
-    # are those of another time, not the ones the run emitted at.
-    if series is None or series.provenance.stale:
+    if series is None:
         return None
     kwh_per_second = kwh_per_slot(job, spoke=spoke, slot_seconds=1)
     grams_per_kwh_seconds = integral(series, start=start, end=end)

@@ -170,6 +170,9 @@ def _carbon(decision: Decision, entry: Entry, request: JobRequest | None) -> lis
             f"{entry.estimated_grams:,.1f} gCO2 planned vs {entry.qos_grams:,.1f} gCO2 for qos "
             f"({messages.against_qos(1 - entry.estimated_grams / entry.qos_grams)})"
         )
+    if entry.emitted_grams is not None:
+        runs = "its runs" if entry.retries else "its run"
+        notes.append(f"{entry.emitted_grams:,.1f} gCO2 emitted by {runs} that ended, as counted")
     return notes
 
 

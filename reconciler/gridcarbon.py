@@ -16,7 +16,6 @@ from carbon.embedded import UnknownZoneError
 from carbon.providers import CarbonProvider
 from carbon.sources import source_for
 from reconciler import deciding, metrics
-from reconciler.decisions import Window
 from reconciler.fleet import Fleet, FleetConfigError, Problem, Spoke
 from reconciler.ledger import Ledger
 
@@ -101,9 +100,18 @@ def fetch_forecasts(
     inside the source and never raise here."""
     horizon = deciding.window(fleet, now=now)
     sources = fleet_sources(fleet) if sources is None else sources
-    fetched = _read(
-        sources, start=horizon.start, window=horizon, slots=horizon.covered_slots, now=now
-    )
+
+    def fetch(source: CarbonProvider) -> IntensitySeries:
+        return source.series(
+            start=horizon.start,
+            slot_seconds=horizon.slot_seconds,
+            slots=horizon.covered_slots,
+            now=now,
+        )
+
+    # All zones at once: a provider that hangs costs one timeout, not one per zone.
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(sources)))) as pool:
+        fetched = dict(zip(sources, pool.map(fetch, sources.values()), strict=True))
     for zone, series in fetched.items():
         if series.provenance.stale:
             log.warning("carbon data for %s is stale: %s", zone, series.provenance.describe())
@@ -122,29 +130,19 @@ LOOKBACK = timedelta(days=2)
 def fetch_measured(
     fleet: Fleet, *, now: datetime, sources: Mapping[str, CarbonProvider] | None = None
 ) -> dict[str, IntensitySeries]:
-    """Every zone's intensity over the time just gone, up to the end of the
-    slot now running, as its source reads it back (a live source its measured
-    history, the embedded dataset the same hours of 2023). A live source asks
-    its provider again only where its answer of this reconcile does not reach
-    so far back."""
+    """Each zone's intensity over the time just gone, as its source measured
+    it (a live source: the history of its last answer, which the forecasts
+    have just read; the embedded dataset: the same hours of 2023). No
+    provider is asked again; a zone whose source measured none is left out."""
     horizon = deciding.window(fleet, now=now)
     back = max(horizon.slots_in(LOOKBACK), 2 * horizon.covered_slots)
     start = horizon.start - timedelta(seconds=back * horizon.slot_seconds)
     sources = fleet_sources(fleet) if sources is None else sources
-    return _read(sources, start=start, window=horizon, slots=back + 1, now=now)
 
+    def read_back(source: CarbonProvider) -> IntensitySeries | None:
+        return source.measured(
+            start=start, slot_seconds=horizon.slot_seconds, slots=back + 1, now=now
+        )
 
-def _read(
-    sources: Mapping[str, CarbonProvider],
-    *,
-    start: datetime,
-    window: Window,
-    slots: int,
-    now: datetime,
-) -> dict[str, IntensitySeries]:
-    def fetch(source: CarbonProvider) -> IntensitySeries:
-        return source.series(start=start, slot_seconds=window.slot_seconds, slots=slots, now=now)
-
-    # All zones at once: a provider that hangs costs one timeout, not one per zone.
-    with ThreadPoolExecutor(max_workers=max(1, min(8, len(sources)))) as pool:
-        return dict(zip(sources, pool.map(fetch, sources.values()), strict=True))
+    found = {zone: read_back(source) for zone, source in sources.items()}
+    return {zone: series for zone, series in found.items() if series is not None}

@@ -13,7 +13,7 @@ from typing import NamedTuple
 from pydantic import BaseModel, ConfigDict
 
 from reconciler import ledger
-from reconciler.ledger import Entry, Phase
+from reconciler.ledger import FINISHED, Entry, Phase
 from reconciler.quantities import format_time
 
 
@@ -231,6 +231,8 @@ def _placement(record: _Record, *, with_reason: bool = True) -> str:
     notes = [f"Job {entry.job_name}"] if entry.job_name and entry.spoke else []
     if entry.phase in (Phase.PLANNED, Phase.DISPATCHED) and entry.estimated_grams is not None:
         notes.append(f"est. {entry.estimated_grams:,.0f} gCO2")
+    if entry.phase in FINISHED and entry.emitted_grams is not None:
+        notes.append(f"emitted {entry.emitted_grams:,.0f} gCO2")
     if entry.late:
         notes.append("late")
     if entry.spoke_down_since is not None:

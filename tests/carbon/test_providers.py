@@ -89,6 +89,28 @@ def test_past_the_forecast_the_day_before_fills_in(tmp_path) -> None:
     assert "2 forecast + 3 seasonal-naive slots" in result.provenance.note
 
 
+def test_what_was_measured_is_read_back_from_the_last_answer_without_asking_again(
+    tmp_path,
+) -> None:
+    # The last 24 hours measured, less one hour eight hours ago: what ran since
+    # can be counted, what ran before that hole cannot.
+    measured = hourly(NOW - 24 * HOUR, [float(i) for i in range(24)])
+    del measured[16]
+    with serve() as api:
+        api.route("/v3/carbon-intensity/forecast", Reply(body={"forecast": hourly(NOW, [900])}))
+        api.route("/v3/carbon-intensity/history", Reply(body={"history": measured}))
+        src = source("electricitymaps", api.url, tmp_path)
+        assert src.measured(start=NOW - 48 * HOUR, slot_seconds=1800, slots=97, now=NOW) is None
+        series(src)
+        asked = len(api.seen)
+        back = src.measured(start=NOW - 48 * HOUR, slot_seconds=1800, slots=97, now=NOW)
+        assert len(api.seen) == asked  # the forecast's answer, kept
+    assert back is not None and back.provenance.kind == "actual"
+    # From the hour after the hole to the last measured one; not the forecast.
+    assert back.start == NOW - 7 * HOUR
+    assert back.values == tuple(float(v) for v in range(17, 24) for _ in range(2))
+
+
 LATEST = {"zone": "DE", **hourly(NOW, [500])[0], "isEstimated": True}
 
 

@@ -1392,6 +1392,11 @@ def test_what_a_run_emitted_is_kept_when_its_spoke_reports_its_job_ended(run, tm
         # The next reconcile counts it no more.
         assert run("reconcile", "--once", *kube, *later).exit_code == 0
         assert emitted() - before == counted
+        explained = run("explain", "backfill-eu", *kube, *later).output
+        grams = entry["emittedGrams"]
+        assert f"  {grams:,.1f} gCO2 emitted by its run that ended, as counted\n" in explained
+    history = run("history", "backfill-eu", "--repo", remote).output
+    assert f"Succeeded on paris[untainted] (Job {name}, emitted {grams:,.0f} gCO2)" in history
 
 
 @pytest.mark.parametrize("terminal", ["", "137"])

@@ -110,37 +110,36 @@ def test_a_failed_run_that_runs_again_counts_and_the_runs_add_up() -> None:
     assert line.endswith(f"; its 2 runs emitted {entry.emitted_grams:,.0f} gCO2")
 
 
-def test_a_run_is_not_counted_on_a_fallbacks_intensities_nor_beyond_those_read_back() -> None:
+def test_a_run_is_not_counted_beyond_the_intensities_its_source_measured() -> None:
     files, started, _ = _backfill_dispatched_on_paris(_flat())
     ended = started.planned_start + timedelta(hours=1)
     report = {"paris": {"jobs": {started.job_key: "Succeeded"}}}
 
-    def measured(*, stale: bool, start: datetime) -> dict[str, IntensitySeries]:
+    def measured(start: datetime) -> dict[str, IntensitySeries]:
         said = Provenance(
-            provider="electricitymaps",
-            kind="forecast",
-            signal="lifecycle",
-            fetched_at=ended,
-            stale=stale,
+            provider="electricitymaps", kind="actual", signal="lifecycle", fetched_at=ended
         )
-        series = IntensitySeries(
-            zone="FR", start=start, slot_seconds=900, values=(100.0,) * 20, provenance=said
-        )
-        return {"FR": series}
+        values = (PARIS_G_PER_KWH,) * 12
+        return {
+            "FR": IntensitySeries(
+                zone="FR", start=start, slot_seconds=900, values=values, provenance=said
+            )
+        }
 
-    covering = started.planned_start - timedelta(hours=1)
-    counted, _ = step(
-        files, now=ended, states=report, measured=measured(stale=False, start=covering)
+    covering = measured(started.planned_start - timedelta(minutes=30))
+    counted, _ = step(files, now=ended, states=report, measured=covering)
+    assert entries(counted)[started.id].emitted_grams == pytest.approx(
+        BACKFILL_KW * PARIS_G_PER_KWH, abs=0.05
     )
-    assert entries(counted)[started.id].emitted_grams == pytest.approx(BACKFILL_KW * 100, abs=0.05)
-    for series in (
-        measured(stale=True, start=covering),
-        measured(stale=False, start=started.planned_start + timedelta(minutes=15)),
-    ):
-        done, _ = step(files, now=ended, states=report, measured=series)
+    # Measured from a quarter past its start only, or not at all in its zone.
+    for partly in (measured(started.planned_start + timedelta(minutes=15)), {"DE": covering["FR"]}):
+        done, _ = step(files, now=ended, states=report, measured=partly)
         entry = entries(done)[started.id]
-        assert (entry.phase, entry.emitted_grams) == ("Succeeded", None)
-        assert entry.started_at == started.planned_start
+        assert (entry.phase, entry.started_at, entry.emitted_grams) == (
+            "Succeeded",
+            started.planned_start,
+            None,
+        )
 
 
 def test_the_intensity_is_summed_over_parts_of_slots() -> None:
