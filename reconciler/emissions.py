@@ -4,7 +4,7 @@ A plan's estimate prices the duration its AppWrapper gives at the intensity
 forecast then. What a run emitted is another figure: the energy the spoke's
 power model gives for the job's requests as long as its Job really ran (from
 the Job's start, as its spoke says, to its end), times the intensity its zone
-had over that time, as the carbon source reads it back after the fact. The
+had over that time, as its carbon source measured it. The
 ledger keeps it beside the estimate, so that the history of a fleet repo says
 what the placements saved, not only what they were to save.
 
@@ -12,7 +12,8 @@ A run is counted when its Job is seen to end: finished for good, or failed
 and run again (the failed run burnt its energy too). A run is not counted
 where no start is known before its end, where its spoke left the fleet, or
 where its source has not measured all of it (a forecast, or yesterday's
-values, are not what it emitted at); what the others emitted is.
+values, are not what it emitted at); what the others emitted is. Nor is a
+run cut short by its AppWrapper's removal: its record is kept as it was.
 """
 
 from __future__ import annotations

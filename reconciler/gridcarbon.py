@@ -121,9 +121,9 @@ def fetch_forecasts(
     return fetched
 
 
-# How far back the intensities go that the runs which ended are counted on:
-# two days, or twice the planning window where that is longer, so that a run
-# as long as the window that overran it twice over is still counted.
+# How far back a run that ended may have begun and still be counted: two
+# days, or twice the window a plan prices (its horizon and its longest job)
+# where that is longer, for a run that took twice as long as it said.
 LOOKBACK = timedelta(days=2)
 
 
