@@ -3,7 +3,7 @@ placed template fleet raise nothing, warn of nothing, overfill no spoke, and
 settle: a second decision on the same reports changes at most what the first
 could not yet see (a job dispatched one reconcile is running the next), and a
 third changes nothing. The reports are drawn at random (seeded): phases, the
-times jobs ended, found no node, made no pod or could not start, exit codes,
+times jobs began, ended, found no node, made no pod or could not start, exit codes,
 spokes down or with no room, and Jobs Caspian never placed; two jobs may run
 again, but not for exit code 2. CASPIAN_REPORT_RUNS=3000 (eight minutes)
 found nothing; the 60 here are a net."""
@@ -27,7 +27,7 @@ from tests.reconcile.test_lifecycle import entries, step
 RUNS = int(os.environ.get("CASPIAN_REPORT_RUNS", "60"))
 SPOKES = ("paris", "frankfurt", "california")
 STRANGERS = ("batch/ghost-0a1b2c3d", "media/other-5e6f7a8b")  # Jobs no record names
-TIMED = ("ended", "unscheduled", "podless", "not_starting", "unready", "unapplied")
+TIMED = ("ended", "started", "unscheduled", "podless", "not_starting", "unready", "unapplied")
 
 
 @functools.cache
@@ -103,8 +103,21 @@ def test_whatever_the_spokes_report_reconciles_plan_validly_and_settle(seed: int
         reports = _reports(rng, decision, now=now)
         with warnings.catch_warnings():
             warnings.simplefilter("error")
+            before = entries(decision)
             decision, after = step(files, now=now, states=reports)
             assert_valid_plan(decision.instance, decision.plan)
+            _assert_emissions_only_grow(before, entries(decision))
             settled = step(after, now=now, states=reports)[1]
             assert step(settled, now=now, states=reports)[1] == settled
         files = after
+
+
+def _assert_emissions_only_grow(before: dict[str, Any], after: dict[str, Any]) -> None:
+    """What a job's runs emitted is added to, never taken back: a record
+    keeps its grams through every later decision."""
+    for job_id, entry in after.items():
+        was = before.get(job_id)
+        if entry.emitted_grams is not None:
+            assert 0 <= entry.emitted_grams < 1e9, (job_id, entry.emitted_grams)
+        if was is not None and was.emitted_grams is not None:
+            assert entry.emitted_grams is not None and entry.emitted_grams >= was.emitted_grams
