@@ -817,7 +817,7 @@ def _seen(proposed: Entry | None) -> Entry | None:
     as for a job main holds."""
     if proposed is None or proposed.first_seen is None or proposed.phase not in UNDER_REVIEW:
         return None
-    return _waiting(proposed).model_copy(update={"qos_grams": proposed.qos_grams})
+    return _waiting(proposed).model_copy(update=_baseline(proposed))
 
 
 def _waiting(prev: Entry) -> Entry:
@@ -827,8 +827,13 @@ def _waiting(prev: Entry) -> Entry:
 
 def _placed_again(prev: Entry) -> Entry:
     """The same Job, to be placed on another spoke: its qos baseline stays too."""
-    kept = {"qos_grams": prev.qos_grams, "retries": prev.retries, "rerun_after": prev.rerun_after}
+    kept = {**_baseline(prev), "retries": prev.retries, "rerun_after": prev.rerun_after}
     return _waiting(prev).model_copy(update=kept)
+
+
+def _baseline(prev: Entry) -> dict[str, object]:
+    """The qos baseline a record keeps from when it was first planned."""
+    return {"qos_grams": prev.qos_grams, "qos_spoke": prev.qos_spoke, "qos_start": prev.qos_start}
 
 
 def _run_again(prev: Entry, *, pause: timedelta | None, now: datetime) -> Entry:

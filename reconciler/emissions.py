@@ -6,7 +6,9 @@ power model gives for the job's requests as long as its Job really ran (from
 the Job's start, as its spoke says, to its end), times the intensity its zone
 had over that time, as its carbon source measured it. The
 ledger keeps it beside the estimate, so that the history of a fleet repo says
-what the placements saved, not only what they were to save.
+what the placements saved, not only what they were to save: for a job that
+finished after one run, what that run would have emitted where and when the
+carbon-blind qos baseline would have started it is kept too.
 
 A run is counted when its Job is seen to end: finished for good, or failed
 and run again (the failed run burnt its energy too). A run is not counted
@@ -66,14 +68,35 @@ def _with_runs(
     end = entry.finished_at if finished else _ended(prev, state, now=now)
     start = _began(prev, state, end=end)
     job = jobs.get(entry.id)
-    grams = None
+    grams = baseline = None
     if job is not None and start is not None and end is not None:
-        grams = _run_grams(job, prev, fleet, measured, start=start, end=end)
+        grams = _run_grams(job, prev.spoke, fleet, measured, start=start, end=end)
+        if finished and grams is not None and entry.retries == 0:
+            baseline = _baseline_grams(job, prev, fleet, measured, ran=end - start)
     total = prev.emitted_grams if grams is None else (prev.emitted_grams or 0.0) + grams
     update: dict[str, object] = {"emitted_grams": None if total is None else round(total, 1)}
     if finished:
-        update["started_at"] = start
+        update |= {"started_at": start, "qos_emitted_grams": baseline}
     return entry.model_copy(update=update)
+
+
+def _baseline_grams(
+    job: JobRequest,
+    prev: Entry,
+    fleet: Fleet,
+    measured: Mapping[str, IntensitySeries],
+    *,
+    ran: timedelta,
+) -> float | None:
+    """What a job's one run would have emitted where and when the qos baseline
+    would have started it, for as long as it really ran. Where that run would
+    not have ended yet, or its time was not measured, None."""
+    if prev.qos_spoke is None or prev.qos_start is None:
+        return None
+    grams = _run_grams(
+        job, prev.qos_spoke, fleet, measured, start=prev.qos_start, end=prev.qos_start + ran
+    )
+    return None if grams is None else round(grams, 1)
 
 
 def _carried(entry: Entry, prev: Entry | None) -> Entry:
@@ -102,14 +125,15 @@ def _began(prev: Entry, state: SpokeState | None, *, end: datetime | None) -> da
 
 def _run_grams(
     job: JobRequest,
-    prev: Entry,
+    on: str | None,
     fleet: Fleet,
     measured: Mapping[str, IntensitySeries],
     *,
     start: datetime,
     end: datetime,
 ) -> float | None:
-    spoke = next((s for s in fleet.spokes if s.name == prev.spoke), None)
+    """What `job` emitted (or would have) on spoke `on` over [start, end)."""
+    spoke = next((s for s in fleet.spokes if s.name == on), None)
     if spoke is None:
         return None  # it left the fleet: its power model is gone
     series = measured.get(spoke.spec.carbon.zone)

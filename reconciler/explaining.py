@@ -172,7 +172,14 @@ def _carbon(decision: Decision, entry: Entry, request: JobRequest | None) -> lis
         )
     if entry.emitted_grams is not None:
         runs = "its runs" if entry.retries else "its run"
-        notes.append(f"{entry.emitted_grams:,.1f} gCO2 emitted by {runs} that ended, as counted")
+        said = f"{entry.emitted_grams:,.1f} gCO2 emitted by {runs} that ended, as counted"
+        if entry.qos_emitted_grams:
+            saved = 1 - entry.emitted_grams / entry.qos_emitted_grams
+            said += (
+                f", vs {entry.qos_emitted_grams:,.1f} gCO2 as qos placed it, measured too "
+                f"({messages.against_qos(saved)})"
+            )
+        notes.append(said)
     return notes
 
 

@@ -101,7 +101,7 @@ class Entry(BaseModel):
     started_at: datetime | None = None
     # The carbon its runs emitted, in grams: the energy its power model gives
     # for each run as long as it ran, times the intensity its spoke's zone had
-    # then, as the carbon source reads it back. Summed over the runs that
+    # then, as its carbon source measured it. Summed over the runs that
     # ended; None where no run could be counted (reconciler/emissions.py).
     emitted_grams: float | None = None
     cpu: float | None = None
@@ -109,6 +109,14 @@ class Entry(BaseModel):
     gpu: float | None = None
     estimated_grams: float | None = None
     qos_grams: float | None = None
+    # Where and when the carbon-blind qos baseline would have started it, kept
+    # with qos_grams from when it was first planned; and, once it finished
+    # after one run, what that run would have emitted there and then, on the
+    # intensities measured (reconciler/emissions.py): the baseline of
+    # emitted_grams, as qos_grams is of estimated_grams.
+    qos_spoke: str | None = None
+    qos_start: datetime | None = None
+    qos_emitted_grams: float | None = None
     late: bool = False
     reason: str = ""
     # The spoke where its Job waits, suspended, to resume: it ran there before its

@@ -540,10 +540,17 @@ def _emitted(entry: Entry) -> str:
         return ran
     if entry.retries:
         return f"{ran}; its {entry.retries + 1} runs emitted {_grams(entry.emitted_grams)} gCO2"
-    return (
+    said = (
         f"{ran}; emitted {_grams(entry.emitted_grams)} gCO2 "
         f"(est. {_grams(entry.estimated_grams)} when planned)"
     )
+    if entry.qos_emitted_grams and entry.qos_start is not None:
+        saved = 1 - entry.emitted_grams / entry.qos_emitted_grams
+        said += (
+            f", {against_qos(saved)} than the {_grams(entry.qos_emitted_grams)} gCO2 it "
+            f"would have as qos placed it ({entry.qos_spoke} {_time(entry.qos_start)})"
+        )
+    return said
 
 
 def _same_place(prev: Entry, entry: Entry) -> bool:

@@ -169,6 +169,18 @@ EMITTED_GRAMS = Counter(
     "pushed: their energy for as long as their Job ran, at the intensity read back",
     ["spoke"],
 )
+FINISHED_MEASURED_GRAMS = Counter(
+    "caspian_finished_measured_grams_total",
+    "gCO2 the jobs that finished after one run emitted, as measured, where what qos would "
+    "have emitted is measured too; counted as the commit that records their finish is pushed",
+    ["spoke"],
+)
+FINISHED_MEASURED_BASELINE_GRAMS = Counter(
+    "caspian_finished_measured_baseline_grams_total",
+    "gCO2 the same runs would have emitted where and when qos (earliest start, carbon-blind) "
+    "would have started them, as measured",
+    ["spoke"],
+)
 PUSH_RETRIES = Counter("caspian_push_retries_total", "Pushes repeated because the remote moved")
 COMMITS = Counter("caspian_commits_total", "Placement commits pushed", ["branch"])
 

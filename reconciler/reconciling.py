@@ -380,6 +380,12 @@ def _count_finished(outcome: Outcome) -> None:
                 metrics.EMITTED_GRAMS.labels(spoke=was.spoke).inc(ran)
         if entry.phase not in FINISHED or (was is not None and was.phase in FINISHED):
             continue
+        if entry.spoke is not None and entry.qos_emitted_grams is not None:
+            assert entry.emitted_grams is not None  # the baseline is of a run counted
+            metrics.FINISHED_MEASURED_GRAMS.labels(spoke=entry.spoke).inc(entry.emitted_grams)
+            metrics.FINISHED_MEASURED_BASELINE_GRAMS.labels(spoke=entry.spoke).inc(
+                entry.qos_emitted_grams
+            )
         if entry.spoke is None or entry.estimated_grams is None or entry.qos_grams is None:
             continue  # never placed by Caspian: nothing to weigh against qos
         metrics.record_finished(

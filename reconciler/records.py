@@ -313,10 +313,14 @@ def _placed_entry(
     # place for it then: filled in later, it would change a record that no
     # plan changed, and a reconcile would commit that alone.
     if prev is not None and (prev.qos_grams is not None or prev.phase in ACTIVE):
-        qos_grams = prev.qos_grams
+        qos_grams, qos_spoke, qos_start = prev.qos_grams, prev.qos_spoke, prev.qos_start
     else:
         qos_assignment = qos().assignment(job.id)
-        qos_grams = round(qos_assignment.carbon_g, 1) if qos_assignment else None
+        qos_grams = qos_spoke = qos_start = None
+        if qos_assignment is not None:
+            qos_grams = round(qos_assignment.carbon_g, 1)
+            qos_spoke = pools.spoke_of(qos_assignment.spoke)
+            qos_start = horizon.time_of(qos_assignment.start_slot)
     late = prev.late if fixed and prev is not None else assignment.late_slots > 0
     if own_deadline_only and not fixed:
         # Planned to end in time for the jobs that run after it, it is late
@@ -362,6 +366,8 @@ def _placed_entry(
         planned_end=start + job.duration,
         estimated_grams=estimated,
         qos_grams=qos_grams,
+        qos_spoke=qos_spoke,
+        qos_start=qos_start,
         late=late,
         reason=reason,
         **common,

@@ -1374,11 +1374,12 @@ def test_what_a_run_emitted_is_kept_when_its_spoke_reports_its_job_ended(run, tm
         done["status"]["conditions"][0]["lastTransitionTime"] = ended.isoformat()
         apis["paris"].route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [done])))
 
-        def emitted() -> float:
-            sample = REGISTRY.get_sample_value("caspian_emitted_grams_total", {"spoke": "paris"})
-            return sample or 0.0
+        def emitted(name: str = "caspian_emitted_grams_total") -> float:
+            return REGISTRY.get_sample_value(name, {"spoke": "paris"}) or 0.0
 
-        before = emitted()
+        measured = "caspian_finished_measured_grams_total"
+        baseline = "caspian_finished_measured_baseline_grams_total"
+        before, measured_before, baseline_before = emitted(), emitted(measured), emitted(baseline)
         later = ["--now", (ended + timedelta(minutes=10)).isoformat()]
         assert run("reconcile", "--once", *kube, *later).exit_code == 0
         counted = emitted() - before
@@ -1387,6 +1388,10 @@ def test_what_a_run_emitted_is_kept_when_its_spoke_reports_its_job_ended(run, tm
         # Two of its six planned hours, on France's grid of the same hours of 2023.
         assert 0 < entry["emittedGrams"] < entry["estimatedGrams"] / 2
         assert counted == pytest.approx(entry["emittedGrams"])
+        # Where and when qos would have started it, measured too: the saving, as measured.
+        assert entry["qosEmittedGrams"] > entry["emittedGrams"]
+        assert emitted(measured) - measured_before == pytest.approx(entry["emittedGrams"])
+        assert emitted(baseline) - baseline_before == pytest.approx(entry["qosEmittedGrams"])
         line = f"succeeded on paris; ran 2h from {began:%Y-%m-%d %H:%M}; emitted "
         assert line in gitutil.message(remote)
         # The next reconcile counts it no more.
@@ -1394,7 +1399,11 @@ def test_what_a_run_emitted_is_kept_when_its_spoke_reports_its_job_ended(run, tm
         assert emitted() - before == counted
         explained = run("explain", "backfill-eu", *kube, *later).output
         grams = entry["emittedGrams"]
-        assert f"  {grams:,.1f} gCO2 emitted by its run that ended, as counted\n" in explained
+        qos = entry["qosEmittedGrams"]
+        assert (
+            f"  {grams:,.1f} gCO2 emitted by its run that ended, as counted, "
+            f"vs {qos:,.1f} gCO2 as qos placed it, measured too ("
+        ) in explained
     history = run("history", "backfill-eu", "--repo", remote).output
     assert f"Succeeded on paris[untainted] (Job {name}, emitted {grams:,.0f} gCO2)" in history
 

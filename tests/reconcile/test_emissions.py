@@ -58,8 +58,15 @@ def test_a_run_is_counted_over_the_time_its_job_ran_not_the_time_planned() -> No
     assert entry.emitted_grams == pytest.approx(BACKFILL_KW * 2.5 * PARIS_G_PER_KWH, abs=0.05)
     assert entry.estimated_grams == pytest.approx(BACKFILL_KW * 6 * PARIS_G_PER_KWH, abs=0.05)
     line = next(x for x in _message(files, done).splitlines() if "succeeded on paris" in x)
+    # The qos baseline would have started it at once on frankfurt, whose PUE
+    # is 1.25: as long a run there, at 400 g/kWh, 232 g.
+    qos_start = entry.qos_start
+    assert (entry.qos_spoke, qos_start < started.planned_start) == ("frankfurt", True)
+    assert entry.qos_emitted_grams == pytest.approx(BACKFILL_KW / 1.15 * 1.25 * 2.5 * 400, abs=0.05)
     assert line.endswith(
-        f"; ran 2h30m from {began:%Y-%m-%d %H:%M}; emitted 53 gCO2 (est. 128 when planned)"
+        f"; ran 2h30m from {began:%Y-%m-%d %H:%M}; emitted 53 gCO2 (est. 128 when planned), "
+        f"77% less than the 232 gCO2 it would have as qos placed it "
+        f"(frankfurt {qos_start:%Y-%m-%d %H:%M})"
     )
     # The ledger keeps it: the next reconcile counts nothing again.
     again, _ = step(
@@ -69,6 +76,7 @@ def test_a_run_is_counted_over_the_time_its_job_ran_not_the_time_planned() -> No
     records = yaml.safe_load(after[ledger.LEDGER_PATH])["entries"]
     record = next(r for r in records if r["id"] == started.id)
     assert (record["emittedGrams"], record["startedAt"]) == (53.4, f"{began:%Y-%m-%dT%H:%M:%SZ}")
+    assert (record["qosEmittedGrams"], record["qosSpoke"]) == (232, "frankfurt")
 
 
 def test_a_spoke_that_does_not_say_when_its_job_began_counts_from_the_planned_start() -> None:
@@ -108,6 +116,8 @@ def test_a_failed_run_that_runs_again_counts_and_the_runs_add_up() -> None:
     )
     line = next(x for x in _message(files, done).splitlines() if "succeeded on paris" in x)
     assert line.endswith(f"; its 2 runs emitted {entry.emitted_grams:,.0f} gCO2")
+    # The baseline is of one run: qos would not have run it twice.
+    assert (entry.qos_spoke is not None, entry.qos_emitted_grams) == (True, None)
 
 
 def test_a_run_is_not_counted_beyond_the_intensities_its_source_measured() -> None:
@@ -128,9 +138,10 @@ def test_a_run_is_not_counted_beyond_the_intensities_its_source_measured() -> No
 
     covering = measured(started.planned_start - timedelta(minutes=30))
     counted, _ = step(files, now=ended, states=report, measured=covering)
-    assert entries(counted)[started.id].emitted_grams == pytest.approx(
-        BACKFILL_KW * PARIS_G_PER_KWH, abs=0.05
-    )
+    entry = entries(counted)[started.id]
+    assert entry.emitted_grams == pytest.approx(BACKFILL_KW * PARIS_G_PER_KWH, abs=0.05)
+    # Where qos would have run it (at once, on another zone) was not measured.
+    assert entry.qos_start < started.planned_start and entry.qos_emitted_grams is None
     # Measured from a quarter past its start only, or not at all in its zone.
     for partly in (measured(started.planned_start + timedelta(minutes=15)), {"DE": covering["FR"]}):
         done, _ = step(files, now=ended, states=report, measured=partly)
