@@ -166,7 +166,7 @@ FINISHED_BASELINE_GRAMS = Counter(
 EMITTED_GRAMS = Counter(
     "caspian_emitted_grams_total",
     "gCO2 the runs of jobs emitted, counted as the commit that records their end is "
-    "pushed: their energy for as long as their Job ran, at the intensity read back",
+    "pushed: their energy for as long as their Job ran, at the intensity measured then",
     ["spoke"],
 )
 FINISHED_MEASURED_GRAMS = Counter(
