@@ -74,6 +74,10 @@ class PolicyResult(BaseModel):
     max_decide_s: float
     lp_bound_kg: float | None = None  # clairvoyant only: no plan meeting deadlines emits less
     lp_bound_saved_vs_qos: float | None = None  # the most any policy could save
+    # What the reconciler's ledger counted for the jobs that finished (their
+    # emittedGrams, reconciler/emissions.py), loop policies only: a second,
+    # separate count of kg_co2, which counts whole slots where it counts seconds.
+    counted_kg_co2: float | None = None
     placements: dict[str, Placement] = {}
 
 
@@ -100,6 +104,20 @@ class Intensities:
         """Slots from `at` to the end of its hour (the data's own resolution)."""
         seconds_into_hour = (at.minute * 60 + at.second) % 3600
         return max(1, -(-(3600 - seconds_into_hour) // self.slot_seconds))
+
+    def measured(self, zone: str, *, until: datetime) -> IntensitySeries:
+        """The intensities from a day before the replay until `until`, as a
+        carbon source reads back what it measured."""
+        values = self.values[zone][: self.index(until)]
+        return IntensitySeries(
+            zone=zone,
+            start=self.origin,
+            slot_seconds=self.slot_seconds,
+            values=tuple(float(v) for v in values),
+            provenance=Provenance(
+                provider="simulate", kind="actual", signal="lifecycle", fetched_at=until
+            ),
+        )
 
     def actual(self, zone: str, *, at: datetime, slots: int) -> np.ndarray:
         first = self.index(at)
@@ -175,7 +193,7 @@ def run(
         if progress:
             progress(steps)
     else:
-        placements, times = _replay(
+        placements, times, counted = _replay(
             setup,
             grid,
             planner=PLANNERS[policy],
@@ -187,7 +205,10 @@ def run(
             progress=progress,
         )
         bound = None
-    return _score(setup, grid, policy=policy, placements=placements, times=times, bound=bound)
+    result = _score(setup, grid, policy=policy, placements=placements, times=times, bound=bound)
+    if policy == "clairvoyant":
+        return result
+    return result.model_copy(update={"counted_kg_co2": counted / 1000})
 
 
 def _replay(
@@ -201,13 +222,16 @@ def _replay(
     forecast: str,
     rng: np.random.Generator,
     progress: Callable[[int], None] | None,
-) -> tuple[dict[str, Placement], list[float]]:
+) -> tuple[dict[str, Placement], list[float], float]:
+    """The placements the loop made, how long each decision took, and the
+    grams the ledger counted for the jobs that finished."""
     slot = timedelta(seconds=setup.policy.spec.slot_seconds)
     pending = list(setup.arrivals)
     present: dict[str, Arrival] = {}
     ledger = Ledger()
     placements: dict[str, Placement] = {}
     times: list[float] = []
+    counted = 0.0
     for step in range(steps):
         now = start + step * slot
         while pending and pending[0].at <= now:
@@ -231,6 +255,10 @@ def _replay(
                 forecasts=forecasts,
                 now=now,
                 planner=planner,
+                measured={
+                    zone: grid.measured(zone, until=horizon.start + slot)
+                    for zone in set(setup.zones.values())
+                },
             )
             times.append(time.monotonic() - began)
             ledger = decision.ledger
@@ -239,10 +267,11 @@ def _replay(
         for entry in ledger.entries:
             if entry.phase in FIXED and entry.id not in placements:
                 placements[entry.id] = Placement(spoke=entry.spoke, start=entry.planned_start)
+        counted += sum(e.emitted_grams or 0.0 for e in ledger.entries if e.phase in FINISHED)
         ledger, present = _retire(ledger, present)
         if progress:
             progress(1)
-    return placements, times
+    return placements, times, counted
 
 
 def _observe(
@@ -254,15 +283,27 @@ def _observe(
 ) -> dict[str, SpokeState]:
     """Declared capacity, and Caspian's Jobs as a spoke would report them."""
     seen: dict[str, dict[str, str]] = {spoke.name: {} for spoke in setup.spokes}
+    began: dict[str, dict[str, datetime]] = {spoke.name: {} for spoke in setup.spokes}
+    ended: dict[str, dict[str, datetime]] = {spoke.name: {} for spoke in setup.spokes}
     for job_id, placement in placements.items():
         if job_id not in present or placement.start > now:
             continue
         job = present[job_id].job
-        done = placement.start + job.duration <= now
-        seen[placement.spoke][job.job_key] = "Succeeded" if done else "Running"
+        end = placement.start + job.duration
+        seen[placement.spoke][job.job_key] = "Succeeded" if end <= now else "Running"
+        began[placement.spoke][job.job_key] = placement.start
+        if end <= now:
+            ended[placement.spoke][job.job_key] = end
     declared = DeclaredCapacity().observe(setup.fleet(()))
     return {
-        name: state.model_copy(update={"source": "simulated", "jobs": seen[name]})
+        name: state.model_copy(
+            update={
+                "source": "simulated",
+                "jobs": seen[name],
+                "started": began[name],
+                "ended": ended[name],
+            }
+        )
         for name, state in declared.items()
     }
 
