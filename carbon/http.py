@@ -185,7 +185,9 @@ def get_json(
             # Asking again would wait as long, or fetch as much, again.
             raise ProviderError(f"{shown}: {error}", retry=False) from None
         except urllib.error.HTTPError as error:
-            last = _http_error(shown, error)
+            # The error holds the answer, and with it the connection, until closed.
+            with error:
+                last = _http_error(shown, error)
             if not last.retry:
                 raise last from None
             continue

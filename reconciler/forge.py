@@ -211,9 +211,11 @@ class Forge(BaseModel):
             raise ForgeError(f"{where}: {error}") from None
         except urllib.error.HTTPError as error:
             # The forge's own message says what to fix ("head" branch missing,
-            # no permission...); its body never holds the token.
-            hint = self._hint(error.code, listing=method == "GET")
-            said = _message(error, timeout=self.timeout_s)
+            # no permission...); its body never holds the token. The error holds
+            # the answer, and with it the connection, until it is closed.
+            with error:
+                hint = self._hint(error.code, listing=method == "GET")
+                said = _message(error, timeout=self.timeout_s)
             raise ForgeError(f"{where}: HTTP {error.code}{said}{hint}") from None
         except (urllib.error.URLError, OSError) as error:
             raise ForgeError(f"{where}: {error}") from None

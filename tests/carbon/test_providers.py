@@ -3,9 +3,11 @@ and every failure ending in a labelled fallback, never in an exception."""
 
 from __future__ import annotations
 
+import gc
 import json
 import secrets
 import time
+import warnings
 from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 
@@ -109,6 +111,25 @@ def test_what_was_measured_is_read_back_from_the_last_answer_without_asking_agai
     # From the hour after the hole to the last measured one; not the forecast.
     assert back.start == NOW - 7 * HOUR
     assert back.values == tuple(float(v) for v in range(17, 24) for _ in range(2))
+
+
+@pytest.mark.parametrize("status", [401, 429, 500, 503])
+def test_an_error_answer_leaves_no_connection_open(status) -> None:
+    # urllib's error holds the answer, and its socket, until it is closed.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with serve() as api:
+            api.route(
+                "/x", Reply(status=status, body={"error": "no"}, headers={"Retry-After": "0"})
+            )
+            try:
+                get_json(api.url + "/x", attempts=2, sleep=lambda _: None)
+            except ProviderError:
+                pass  # dropped here with all it holds, as a source drops it
+            else:
+                pytest.fail("no ProviderError")
+        gc.collect()
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
 
 
 LATEST = {"zone": "DE", **hourly(NOW, [500])[0], "isEstimated": True}

@@ -3,9 +3,11 @@ it does with good answers, errors, slowness and garbage."""
 
 from __future__ import annotations
 
+import gc
 import re
 import secrets
 import time
+import warnings
 
 import pytest
 
@@ -118,6 +120,24 @@ def test_an_error_or_garbage_is_a_forge_error_that_names_the_call(reply, expecte
         open_pr(url)
     assert str(raised.value).startswith("GET http://127.0.0.1:")
     assert expected in str(raised.value)
+
+
+@pytest.mark.parametrize("body", [{"message": "no"}, b"<html>oops</html>"])
+@pytest.mark.parametrize("status", [401, 404, 422, 500])
+def test_an_error_answer_leaves_no_connection_open(status, body) -> None:
+    # urllib's error holds the answer, and its socket, until it is closed: each
+    # one left was a ResourceWarning whenever the collector came by.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with serve_forge(lambda request, method, asked: (status, body)) as url:
+            try:
+                open_pr(url)
+            except ForgeError:
+                pass  # dropped here with all it holds, as a reconcile drops it
+            else:
+                pytest.fail("no ForgeError")
+        gc.collect()
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
 
 
 def test_a_created_pull_without_a_number_is_a_forge_error() -> None:
