@@ -31,7 +31,7 @@ def serve(
     secret: str | None,
     request_timeout_s: float = REQUEST_TIMEOUT_S,
 ) -> ThreadingHTTPServer:
-    """Start serving in a daemon thread; `.shutdown()` the result to stop."""
+    """Start serving in a daemon thread; `stop` the result to stop."""
 
     class Handler(BaseHTTPRequestHandler):
         timeout = request_timeout_s
@@ -124,6 +124,13 @@ def serve(
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+def stop(server: ThreadingHTTPServer) -> None:
+    """Stop serving, and close the socket it listened on (shutdown alone
+    leaves that open until the collector comes by)."""
+    server.shutdown()
+    server.server_close()
 
 
 class _IPv6Server(ThreadingHTTPServer):

@@ -54,3 +54,4 @@ def git_daemon(base: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+        process.stderr.close()

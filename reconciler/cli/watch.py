@@ -111,7 +111,7 @@ def watch(
         watcher.run()
     finally:
         stop_refs.set()
-        server.shutdown()
+        serving.stop(server)
 
 
 # The loggers of the loop and of what each reconcile did; others (the spokes'

@@ -25,7 +25,7 @@ from reconciler import reconciling
 from reconciler.gitrepo import FleetRepo
 from reconciler.observing import DeclaredCapacity
 from reconciler.proposing import Proposing
-from reconciler.serving import serve
+from reconciler.serving import serve, stop
 from reconciler.watching import Watcher, WatchSettings
 from tests import gitutil
 from tests.conftest import BOT, NOW
@@ -183,7 +183,7 @@ def test_a_webhook_wakes_it_at_once(remote, tmp_path) -> None:
     finally:
         watcher.stop()
         thread.join(timeout=30)
-        server.shutdown()
+        stop(server)
 
 
 def _sign(body: bytes) -> str:
@@ -224,7 +224,7 @@ def test_a_gitlab_push_hook_with_its_token_wakes_it(tmp_path) -> None:
         assert hook("refs/heads/main", "hook-secret") == 202
         assert watcher.wake.is_set()
     finally:
-        server.shutdown()
+        stop(server)
 
 
 def test_an_unchanged_tip_in_the_same_slot_is_skipped(remote, tmp_path) -> None:
@@ -341,6 +341,7 @@ def test_sigterm_finishes_and_exits_cleanly(remote, tmp_path) -> None:
     finally:
         if process.poll() is None:
             process.kill()
+        process.communicate()  # waits, and closes its pipes
 
 
 def test_watch_reads_and_writes_a_fleet_in_a_directory_of_a_larger_repo(tmp_path) -> None:
@@ -365,6 +366,7 @@ def test_watch_reads_and_writes_a_fleet_in_a_directory_of_a_larger_repo(tmp_path
     finally:
         if process.poll() is None:
             process.kill()
+        process.communicate()  # waits, and closes its pipes
 
 
 @contextmanager
@@ -665,7 +667,7 @@ def test_a_client_sending_a_byte_at_a_time_is_cut_off_at_the_request_timeout(tmp
         healthz = urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/readyz", timeout=2)
         assert healthz.read() == b"ok\n"  # and it serves on
     finally:
-        server.shutdown()
+        stop(server)
 
 
 @pytest.mark.parametrize(
@@ -698,7 +700,19 @@ def test_a_malformed_webhook_gets_an_answer_not_a_dead_thread(
             reply = sock.recv(200)
         assert reply.split(b" ")[1] == status, reply
     finally:
-        server.shutdown()
+        stop(server)
+
+
+def test_stopping_the_server_frees_its_port(tmp_path) -> None:
+    import socket
+
+    server = serve(watcher_for("/nonexistent.git", tmp_path), host="127.0.0.1", port=0, secret=None)
+    port = server.server_port
+    stop(server)
+    # Its socket is closed, not left to the collector: the port takes another at once.
+    assert server.socket.fileno() == -1
+    with socket.socket() as again:
+        again.bind(("127.0.0.1", port))
 
 
 @pytest.mark.parametrize(
@@ -721,7 +735,7 @@ def test_a_client_that_stops_halfway_is_let_go(tmp_path, sent) -> None:
         reply = urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/healthz", timeout=5)
         assert reply.status == 200  # and it serves the next one
     finally:
-        server.shutdown()
+        stop(server)
 
 
 def test_it_stays_ready_for_webhooks_while_its_reconciles_fail(tmp_path) -> None:
@@ -745,7 +759,7 @@ def test_it_stays_ready_for_webhooks_while_its_reconciles_fail(tmp_path) -> None
             path = container[probe]["httpGet"]["path"]
             assert urllib.request.urlopen(url + path, timeout=5).status == 200
     finally:
-        server.shutdown()
+        stop(server)
 
 
 class HeldObserver(DeclaredCapacity):
@@ -795,7 +809,7 @@ def test_a_reconcile_held_past_stuck_after_fails_livez_until_it_ends(
         assert healthz()["reconciling_since"] is None
     finally:
         held.go.set()
-        server.shutdown()
+        stop(server)
     # Said before /livez has cause to fail: a reconcile took over half the time.
     assert any("over half of --stuck-after (0.5 s)" in r.getMessage() for r in caplog.records)
 
@@ -814,7 +828,7 @@ def test_it_serves_on_ipv6_loopback_too(tmp_path) -> None:
         reply = urllib.request.urlopen(f"http://[::1]:{server.server_port}/metrics", timeout=5)
         assert reply.status == 200
     finally:
-        server.shutdown()
+        stop(server)
 
 
 def test_only_a_reconcile_that_works_moves_the_last_success_time(remote, tmp_path) -> None:
@@ -871,4 +885,4 @@ def test_a_pull_request_closed_wakes_it_to_decide_again_on_the_same_tip(remote, 
                 assert (watcher.reconcile().result != "skipped") == anew
                 assert watcher.reconcile().result == "skipped"  # once only
         finally:
-            server.shutdown()
+            stop(server)
