@@ -76,7 +76,7 @@ class PolicyResult(BaseModel):
     lp_bound_saved_vs_qos: float | None = None  # the most any policy could save
     # What the reconciler's ledger counted for the jobs that finished (their
     # emittedGrams, reconciler/emissions.py), loop policies only: a second,
-    # separate count of kg_co2, which counts whole slots where it counts seconds.
+    # separate count of kg_co2 (which counts whole slots, the ledger seconds).
     counted_kg_co2: float | None = None
     placements: dict[str, Placement] = {}
 
