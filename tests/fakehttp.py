@@ -3,10 +3,12 @@ records what it was asked."""
 
 from __future__ import annotations
 
+import gc
 import json
 import ssl
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -125,3 +127,15 @@ def serve(*, tls: tuple[str, str] | None = None) -> Iterator[Server]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def left_open() -> Iterator[list[str]]:
+    """The sockets and files the block leaves to the collector, as it ends:
+    urllib's HTTP error holds its answer's connection until it is closed."""
+    found: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        yield found
+        gc.collect()
+    found.extend(str(w.message) for w in caught if w.category is ResourceWarning)

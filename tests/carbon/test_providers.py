@@ -3,11 +3,9 @@ and every failure ending in a labelled fallback, never in an exception."""
 
 from __future__ import annotations
 
-import gc
 import json
 import secrets
 import time
-import warnings
 from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 
@@ -16,7 +14,7 @@ import pytest
 from carbon import CarbonSourceConfig, embedded
 from carbon.http import ProviderError, get_json
 from carbon.sources import source_for
-from tests.fakehttp import Reply, serve
+from tests.fakehttp import Reply, left_open, serve
 
 NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -115,21 +113,15 @@ def test_what_was_measured_is_read_back_from_the_last_answer_without_asking_agai
 
 @pytest.mark.parametrize("status", [401, 429, 500, 503])
 def test_an_error_answer_leaves_no_connection_open(status) -> None:
-    # urllib's error holds the answer, and its socket, until it is closed.
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ResourceWarning)
-        with serve() as api:
-            api.route(
-                "/x", Reply(status=status, body={"error": "no"}, headers={"Retry-After": "0"})
-            )
-            try:
-                get_json(api.url + "/x", attempts=2, sleep=lambda _: None)
-            except ProviderError:
-                pass  # dropped here with all it holds, as a source drops it
-            else:
-                pytest.fail("no ProviderError")
-        gc.collect()
-    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
+    with left_open() as left, serve() as api:
+        api.route("/x", Reply(status=status, body={"error": "no"}, headers={"Retry-After": "0"}))
+        try:
+            get_json(api.url + "/x", attempts=2, sleep=lambda _: None)
+        except ProviderError:
+            pass  # dropped here with all it holds, as a source drops it
+        else:
+            pytest.fail("no ProviderError")
+    assert left == []
 
 
 LATEST = {"zone": "DE", **hourly(NOW, [500])[0], "isEstimated": True}

@@ -3,18 +3,16 @@ it does with good answers, errors, slowness and garbage."""
 
 from __future__ import annotations
 
-import gc
 import re
 import secrets
 import time
-import warnings
 
 import pytest
 
 from reconciler.forge import Forge, ForgeError
 from tests.carbon.test_providers import SLOW_HEADERS
 from tests.fakeforge import serve_forge
-from tests.fakehttp import Reply, serve
+from tests.fakehttp import Reply, left_open, serve
 
 TOKEN = "forge-token"
 
@@ -125,19 +123,14 @@ def test_an_error_or_garbage_is_a_forge_error_that_names_the_call(reply, expecte
 @pytest.mark.parametrize("body", [{"message": "no"}, b"<html>oops</html>"])
 @pytest.mark.parametrize("status", [401, 404, 422, 500])
 def test_an_error_answer_leaves_no_connection_open(status, body) -> None:
-    # urllib's error holds the answer, and its socket, until it is closed: each
-    # one left was a ResourceWarning whenever the collector came by.
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ResourceWarning)
-        with serve_forge(lambda request, method, asked: (status, body)) as url:
-            try:
-                open_pr(url)
-            except ForgeError:
-                pass  # dropped here with all it holds, as a reconcile drops it
-            else:
-                pytest.fail("no ForgeError")
-        gc.collect()
-    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
+    with left_open() as left, serve_forge(lambda request, method, asked: (status, body)) as url:
+        try:
+            open_pr(url)
+        except ForgeError:
+            pass  # dropped here with all it holds, as a reconcile drops it
+        else:
+            pytest.fail("no ForgeError")
+    assert left == []
 
 
 def test_a_created_pull_without_a_number_is_a_forge_error() -> None:
