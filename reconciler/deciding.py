@@ -85,7 +85,7 @@ def decide(
 ) -> Decision:
     """What to place where and when, from what the fleet repo asks, what the
     spokes report, the forecasts and `now`. `measured` holds each zone's
-    intensity over the time just gone, as its source reads it back: what the
+    intensity over the time just gone, as its source measured it: what the
     runs that ended emitted is counted on it (reconciler/emissions.py).
     `remembered` is the digest of the problem a decision before this one
     answered (`Decision.answers`), as the mirror keeps it: the ledger has it

@@ -103,11 +103,14 @@ def test_a_failed_run_that_runs_again_counts_and_the_runs_add_up() -> None:
     # Moved on, dispatched and run: each later record keeps the first run's
     # grams, and the second run's are added when it ends.
     now = failed_at + timedelta(minutes=1)
-    while entries(retried)[started.id].phase != "Dispatched":
+    for _ in range(10):  # a reconcile at each planned start, until it is dispatched
+        if entries(retried)[started.id].phase == "Dispatched":
+            break
         now = max(now + timedelta(minutes=15), entries(retried)[started.id].planned_start)
         retried, files = step(files, now=now)
         assert entries(retried)[started.id].emitted_grams == again.emitted_grams
     second = entries(retried)[started.id]
+    assert second.phase == "Dispatched" and second.retries == 1
     ended = now + timedelta(minutes=30)
     done, _ = step(files, now=ended, states=_ended(second, began=now, ended=ended))
     entry = entries(done)[started.id]
