@@ -347,6 +347,11 @@ def _read(
         failed = prevs[job_id]
         assert failed is not None  # it failed where the ledger placed it
         prevs[job_id] = _run_again(failed, pause=retry.pause, now=now)
+    # A planned job whose spoke runs it already is held as started there.
+    for job in jobs:
+        started = _started_undispatched(prevs[job.id], job, spokes, now=now)
+        if started is not None:
+            prevs[job.id] = started
     return _Reading(
         horizon=window(fleet, now=now),
         valid=valid,
@@ -860,6 +865,48 @@ def _finished(prev: Entry | None, spokes: Mapping[str, SpokeState]) -> Phase | N
         if seen in (Phase.SUCCEEDED.value, Phase.FAILED.value):
             return Phase(seen)
     return None
+
+
+def _started_undispatched(
+    prev: Entry | None, job: JobRequest, spokes: Mapping[str, SpokeState], *, now: datetime
+) -> Entry | None:
+    """A planned job whose spoke reports its Job running before Caspian
+    dispatched it (resumed there by hand, with Argo CD's self-heal off, say),
+    as started: running there from when its Job began, or from now where the
+    spoke does not say. It holds its room where it runs, and is rendered
+    resumed: left suspended in git, Argo CD would suspend it again at the
+    next sync, which ends its pods, and the plan could move it. None where
+    that is not so."""
+    state = spoke_state(prev, spokes)
+    if prev is None or prev.phase != Phase.PLANNED or state is None:
+        return None
+    if state.jobs.get(prev.job_key) != Phase.RUNNING.value:
+        return None
+    # Not after now: a spoke's clock may run ahead.
+    start = min(state.started.get(prev.job_key, now), now)
+    end = start + job.duration
+    late = prev.deadline is not None and end > prev.deadline
+    reason = ""
+    if late:
+        assert prev.deadline is not None
+        reason = (
+            f"will finish after its deadline: its Job started on {prev.spoke} "
+            f"{format_time(start)}, before Caspian dispatched it, so it ends "
+            f"{format_time(end)}, after its deadline {format_time(prev.deadline)}"
+        )
+    return prev.model_copy(
+        update={
+            "phase": Phase.RUNNING,
+            "planned_start": start,
+            "planned_end": end,
+            # The plan's estimate was for its planned slot: the decision
+            # estimates where it runs.
+            "estimated_grams": None,
+            "late": late,
+            "reason": reason,
+            "resumes_on": None,
+        }
+    )
 
 
 def _overrunning(prev: Entry | None, spokes: Mapping[str, SpokeState], *, now: datetime) -> bool:

@@ -113,6 +113,7 @@ def subject(old: Ledger, decision: Decision, *, pruned: Iterable[str] = ()) -> s
         ("requeued", "requeue"),
         ("retried", "retry"),
         ("dispatched", "dispatch"),
+        ("started", "started outside Caspian"),
         ("cancelled", "cancel"),
         ("invalid", "invalid"),
         ("pending", "pending"),
@@ -370,6 +371,7 @@ def _changes(
             "moved",
             "requeued",
             "dispatched",
+            "started",
             "finished",
             "cancelled",
             "invalid",
@@ -415,6 +417,9 @@ def _changes(
                 changes["placed"].append(entry)
             elif (prev.spoke, prev.planned_start) != (entry.spoke, entry.planned_start):
                 changes["moved"].append(entry)
+        elif entry.phase == Phase.RUNNING and prev is not None and prev.phase == Phase.PLANNED:
+            # Its spoke runs it, and Caspian had not dispatched it (deciding.py).
+            changes["started"].append(entry)
         elif entry.phase == Phase.DISPATCHED and not (
             prev is not None
             and (prev.phase, prev.job_name, prev.spoke)
@@ -502,6 +507,14 @@ def _describe_changes(old: Ledger, decision: Decision) -> Iterable[str]:
             f"- dispatched {entry.id} on {entry.spoke} (suspend: false)"
             + was
             + _missed(earlier, slot_start=slot_start)
+        )
+    for entry in changes["started"]:
+        planned = before[entry.id]
+        yield (
+            f"- {entry.id} started on {entry.spoke} {_hhmm(entry)}, before Caspian dispatched "
+            f"it (planned {planned.spoke} {_hhmm(planned)}; resumed there outside Caspian): "
+            "it is held where it runs, and rendered with suspend: false so that Argo CD does not "
+            "suspend it again"
         )
     for entry in changes["finished"]:
         why = decision.not_retried.get(entry.id)

@@ -71,6 +71,85 @@ def test_a_planned_job_its_spoke_reports_finished_is_finished_at_once() -> None:
     assert again.ledger == later.ledger and same == files
 
 
+def test_a_planned_job_its_spoke_reports_running_is_held_where_it_runs() -> None:
+    # Resumed by hand on its spoke, where Argo CD does not heal it: left
+    # Planned, it would stay suspended in git (Argo CD's next sync ends its
+    # pods), and the room it takes would go to others.
+    decision, files = step(template_files(), now=NOW)
+    planned = max(
+        (e for e in entries(decision).values() if e.phase == "Planned"),
+        key=lambda e: e.planned_start,
+    )
+    assert planned.planned_start > NOW + timedelta(hours=12)
+    began, at = NOW + timedelta(minutes=10), NOW + timedelta(minutes=20)
+    key = planned.job_key
+    reports = {planned.spoke: {"jobs": {key: "Running"}, "started": {key: began}}}
+    later, files = step(files, now=at, states=reports)
+    running = entries(later)[planned.id]
+    assert (running.phase, running.spoke, running.planned_start) == (
+        "Running",
+        planned.spoke,
+        began,
+    )
+    assert running.planned_end == began + (planned.planned_end - planned.planned_start)
+    assert yaml.safe_load(files[job_path(running)])["spec"]["suspend"] is False
+    # It holds its room from the slot it began in, as the plan checker counts it.
+    assignment = later.plan.assignment(planned.id)
+    assert (assignment.spoke, assignment.start_slot) == (planned.spoke, later.window.slot_of(began))
+    assert_valid_plan(later.instance, later.plan)
+    message = messages.commit_message(old=decision.ledger, decision=later, input_commit="0" * 40)
+    assert "started outside Caspian: 1 job" in message.splitlines()[0]
+    hhmm = "%Y-%m-%d %H:%M"
+    assert (
+        f"- {planned.id} started on {planned.spoke} {began:{hhmm}}, before Caspian dispatched "
+        f"it (planned {planned.spoke} {planned.planned_start:{hhmm}}; resumed there outside "
+        "Caspian)"
+    ) in message
+    # Estimated where and when it runs, not where it was planned.
+    assert running.estimated_grams == round(assignment.carbon_g, 1) != planned.estimated_grams
+    again, same = step(files, now=at + timedelta(minutes=5), states=reports)
+    assert entries(again)[planned.id] == running and same == files
+
+
+def test_a_planned_job_running_with_no_start_time_is_held_from_now() -> None:
+    # Argo CD tells that a Job runs, not since when.
+    decision, files = step(template_files(), now=NOW)
+    planned = next(e for e in entries(decision).values() if e.phase == "Planned")
+    at = NOW + timedelta(minutes=20)
+    later, _ = step(files, now=at, states={planned.spoke: {"jobs": {planned.job_key: "Running"}}})
+    assert (entries(later)[planned.id].phase, entries(later)[planned.id].planned_start) == (
+        "Running",
+        at,
+    )
+    # Nor from a start its spoke's clock, running ahead, puts after now.
+    ahead = {
+        "jobs": {planned.job_key: "Running"},
+        "started": {planned.job_key: at + timedelta(hours=1)},
+    }
+    later, _ = step(files, now=at, states={planned.spoke: ahead})
+    assert entries(later)[planned.id].planned_start == at
+
+
+def test_a_job_started_outside_caspian_past_its_deadline_says_so() -> None:
+    decision, files = step(template_files(), now=NOW)
+    planned = entries(decision)["batch/etl-daily"]
+    assert planned.phase == "Planned" and planned.planned_end <= planned.deadline
+    # No reconcile in its slot (the remote was down); someone started it late.
+    began = planned.deadline - timedelta(minutes=40)
+    reports = {
+        planned.spoke: {"jobs": {planned.job_key: "Running"}, "started": {planned.job_key: began}}
+    }
+    later, _ = step(files, now=began + timedelta(minutes=10), states=reports)
+    running = entries(later)["batch/etl-daily"]
+    assert (running.phase, running.late) == ("Running", True)
+    assert running.reason == (
+        f"will finish after its deadline: its Job started on {planned.spoke} "
+        f"{format_time(began)}, before Caspian dispatched it, so it ends "
+        f"{format_time(began + timedelta(hours=1))}, after its deadline "
+        f"{format_time(planned.deadline)}"
+    )
+
+
 def test_a_planned_start_that_went_by_undispatched_is_planned_again_from_now() -> None:
     decision, files = step(template_files(), now=NOW)
     outage = NOW + timedelta(hours=6)  # no reconcile in between: the remote was down
