@@ -173,6 +173,11 @@ class Entry(BaseModel):
         """Whether its Job is rendered into rendered/<spoke>/."""
         return self.phase in ACTIVE or self.stopped
 
+    def started_outside(self, before: Entry | None) -> bool:
+        """Whether its spoke ran its Job before Caspian dispatched it: planned in
+        `before`, its record before, and running now (reconciler/deciding.py)."""
+        return before is not None and before.phase == Phase.PLANNED and self.phase == Phase.RUNNING
+
     @property
     def job_key(self) -> str:
         """namespace/name of its rendered Job, as a spoke's report keys it."""

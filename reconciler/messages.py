@@ -417,8 +417,7 @@ def _changes(
                 changes["placed"].append(entry)
             elif (prev.spoke, prev.planned_start) != (entry.spoke, entry.planned_start):
                 changes["moved"].append(entry)
-        elif entry.phase == Phase.RUNNING and prev is not None and prev.phase == Phase.PLANNED:
-            # Its spoke runs it, and Caspian had not dispatched it (deciding.py).
+        elif entry.started_outside(prev):
             changes["started"].append(entry)
         elif entry.phase == Phase.DISPATCHED and not (
             prev is not None

@@ -83,6 +83,12 @@ RETRIES = Counter(
     "(their AppWrapper's retryLimit, or the policy's)",
     ["spoke"],
 )
+STARTED_OUTSIDE = Counter(
+    "caspian_started_outside_total",
+    "Planned jobs whose spoke ran their Job before Caspian dispatched it (resumed there by "
+    "hand, with Argo CD's self-heal off, say): held where they run from then on",
+    ["spoke"],
+)
 ARGOCD_SYNCABLE = Gauge(
     "caspian_argocd_spoke_syncable",
     "1 when nothing stops the hub's Argo CD from syncing the spoke's Application, 0 on a "

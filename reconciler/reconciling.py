@@ -368,12 +368,15 @@ def _back_off(
     sleep(delay)
 
 
-def _count_finished(outcome: Outcome) -> None:
-    """The carbon of the jobs whose finish this pushed commit records, and
-    what the runs that ended emitted."""
+def _count_pushed(outcome: Outcome) -> None:
+    """What this pushed commit records, counted once: the carbon of the jobs
+    it records finished, what the runs that ended emitted, and the jobs
+    their spokes started before Caspian dispatched them."""
     before = outcome.previous.by_id()
     for entry in outcome.decision.ledger.entries:
         was = before.get(entry.id)
+        if entry.spoke is not None and entry.started_outside(was):
+            metrics.STARTED_OUTSIDE.labels(spoke=entry.spoke).inc()
         if was is not None and was.spoke is not None:
             ran = (entry.emitted_grams or 0.0) - (was.emitted_grams or 0.0)
             if ran > 0:
@@ -405,7 +408,7 @@ def _pushed(repo: FleetRepo, outcome: Outcome, *, author: Identity, now: datetim
     repo.push(commit)
     log.info("pushed %s: %s", commit[:12], outcome.message.splitlines()[0])
     metrics.COMMITS.labels(branch=repo.branch).inc()
-    _count_finished(outcome)
+    _count_pushed(outcome)
     for job_id, requeue in outcome.decision.requeued.items():
         metrics.REQUEUES.labels(spoke=requeue.spoke).inc()
         if job_id in outcome.decision.given_up:

@@ -1358,6 +1358,45 @@ def _backfill_dispatched_on_paris(run, remote, kube):
     return start, started["jobName"]
 
 
+def test_a_planned_job_its_spoke_runs_already_is_held_there_end_to_end(run, tmp_path) -> None:
+    # Resumed on paris outside Caspian, hours before its planned start: the
+    # kube observer sees it run, and the reconcile records it so.
+    from tests.fakehttp import Reply
+    from tests.reconcile.test_kube_observer import job, listing
+
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    with kube_spokes(tmp_path, remote) as (apis, kube):
+        assert run("reconcile", "--once", *kube, *AT).exit_code == 0
+        planned = gitutil.ledger(remote)["batch/backfill-eu"]
+        assert (planned["phase"], planned["spoke"]) == ("Planned", "paris")
+        began = timestamp(AT[1]) + timedelta(minutes=5)
+        assert timestamp(planned["plannedStart"]) > began + timedelta(hours=1)
+        running = job(planned["jobName"])
+        running["status"]["startTime"] = began.isoformat()
+        apis["paris"].route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [running])))
+
+        def counted() -> float:
+            sample = REGISTRY.get_sample_value("caspian_started_outside_total", {"spoke": "paris"})
+            return sample or 0.0
+
+        before = counted()
+        later = ["--now", (began + timedelta(minutes=10)).isoformat()]
+        assert run("reconcile", "--once", *kube, *later).exit_code == 0
+        entry = gitutil.ledger(remote)["batch/backfill-eu"]
+        assert (entry["phase"], entry["spoke"]) == ("Running", "paris")
+        assert timestamp(entry["plannedStart"]) == began
+        path = f"rendered/paris/batch.{planned['jobName']}.yaml"
+        assert yaml.safe_load(gitutil.read(remote, path))["spec"]["suspend"] is False
+        message = gitutil.message(remote)
+        assert "started outside Caspian: 1 job" in message.splitlines()[0]
+        assert "- batch/backfill-eu started on paris 2026-11-22 02:05, before Caspian " in message
+        assert counted() == before + 1
+        head = gitutil.head(remote)
+        assert run("reconcile", "--once", *kube, *later).exit_code == 0
+        assert gitutil.head(remote) == head and counted() == before + 1
+
+
 def test_what_a_run_emitted_is_kept_when_its_spoke_reports_its_job_ended(run, tmp_path) -> None:
     # Through the kube observer and the embedded data read back over the
     # hours just gone, as a reconcile reads them.
