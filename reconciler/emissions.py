@@ -10,8 +10,10 @@ what the placements saved, not only what they were to save: for a job that
 finished after one run, what that run would have emitted where and when the
 carbon-blind qos baseline would have started it is kept too.
 
-A run is counted when its Job is seen to end: finished for good, or failed
-and run again (the failed run burnt its energy too). A run is not counted
+A run is counted when its Job is seen to end: finished for good, failed
+and run again (the failed run burnt its energy too), or suspended where it
+ran by its AppWrapper's spec.suspend (Kubernetes ends its pods; resumed, the
+Job begins a run anew). A run is not counted
 where no start is known before its end, where its spoke left the fleet, or
 where its source has not measured all of it (a forecast, or yesterday's
 values, are not what it emitted at); what the others emitted is. Nor is a
@@ -26,7 +28,7 @@ from datetime import datetime, timedelta
 from carbon.series import IntensitySeries
 from reconciler.decisions import SpokeState, spoke_state
 from reconciler.fleet import Fleet, JobRequest
-from reconciler.ledger import FINISHED, Entry
+from reconciler.ledger import FINISHED, FIXED, Entry
 from reconciler.optimizerjobs import kwh_per_slot
 
 
@@ -62,7 +64,8 @@ def _with_runs(
     if prev is None or prev.phase in FINISHED or prev.job_name is None:
         return _carried(entry, prev)
     finished = entry.phase in FINISHED
-    if not finished and entry.retries <= prev.retries:
+    stopped = entry.stopped and prev.phase in FIXED
+    if not finished and not stopped and entry.retries <= prev.retries:
         return _carried(entry, prev)  # no run of it ended
     state = spoke_state(prev, spokes)
     end = entry.finished_at if finished else _ended(prev, state, now=now)
@@ -71,7 +74,9 @@ def _with_runs(
     grams = baseline = None
     if job is not None and start is not None and end is not None:
         grams = _run_grams(job, prev.spoke, fleet, measured, start=start, end=end)
-        if finished and grams is not None and entry.retries == 0:
+        # qos would have run it once: a job that ran before has no baseline.
+        ran_once = entry.retries == 0 and prev.emitted_grams is None
+        if finished and grams is not None and ran_once:
             baseline = _baseline_grams(job, prev, fleet, measured, ran=end - start)
     total = prev.emitted_grams if grams is None else (prev.emitted_grams or 0.0) + grams
     update: dict[str, object] = {"emitted_grams": None if total is None else round(total, 1)}
@@ -107,7 +112,9 @@ def _carried(entry: Entry, prev: Entry | None) -> Entry:
 
 
 def _ended(prev: Entry, state: SpokeState | None, *, now: datetime) -> datetime:
-    """When a failed run ended: as its spoke says, not after now; else now."""
+    """When a failed or stopped run ended: as its spoke says, not after now;
+    else now (a stopped one's pods end once its spoke applies the suspend
+    this decision commits)."""
     said = state.ended.get(prev.job_key) if state is not None else None
     return min(said, now) if said is not None else now
 

@@ -534,7 +534,7 @@ def _describe_changes(old: Ledger, decision: Decision) -> Iterable[str]:
         # A stopped job stays on its spoke, as its reason says.
         left = prior.spoke if prior is not None and not entry.stopped else None
         unplanned = f", off {left}" if left else ""
-        yield f"- suspended {entry.id}{unplanned}: {entry.reason}"
+        yield f"- suspended {entry.id}{unplanned}: {entry.reason}" + _stopped_run(prior, entry)
     for entry in changes["forgotten"]:
         when = entry.removed_at
         removed = f"; AppWrapper removed {format_time(when)}" if when else ""
@@ -563,6 +563,15 @@ def _emitted(entry: Entry) -> str:
             f"would have as qos placed it ({entry.qos_spoke} {_time(entry.qos_start)})"
         )
     return said
+
+
+def _stopped_run(prior: Entry | None, entry: Entry) -> str:
+    """What the run a suspend stopped emitted, where it was counted."""
+    before = prior.emitted_grams if prior is not None else None
+    if entry.emitted_grams is None or entry.emitted_grams == before:
+        return ""
+    ran = entry.emitted_grams - (before or 0.0)
+    return f"; its run up to now emitted {_grams(ran)} gCO2"
 
 
 def _same_place(prev: Entry, entry: Entry) -> bool:

@@ -16,6 +16,7 @@ from reconciler.templates import template_files
 from tests.reconcile.test_lifecycle import entries, step
 from tests.reconcile.test_requeue import _backfill_dispatched_on_paris
 from tests.reconcile.test_retry import _failed, _with_retry_limit
+from tests.reconcile.test_suspend import _suspend
 
 # backfill-eu asks 16 cores and 64 GiB; paris's power model gives 10 W a
 # core and 0.4 W a GiB, with a PUE of 1.15.
@@ -121,6 +122,45 @@ def test_a_failed_run_that_runs_again_counts_and_the_runs_add_up() -> None:
     assert line.endswith(f"; its 2 runs emitted {entry.emitted_grams:,.0f} gCO2")
     # The baseline is of one run: qos would not have run it twice.
     assert (entry.qos_spoke is not None, entry.qos_emitted_grams) == (True, None)
+
+
+def test_a_run_stopped_by_its_appwrapper_counts_and_adds_to_the_run_after_it() -> None:
+    files, started, _ = _backfill_dispatched_on_paris(_flat())
+    began = started.planned_start + timedelta(minutes=5)
+    key = started.job_key
+    running = {"paris": {"jobs": {key: "Running"}, "started": {key: began}}}
+    # Suspended in git after an hour's run: Kubernetes ends its pods.
+    stop_at = began + timedelta(hours=1)
+    stopped, stopped_files = step(_suspend(files, started.source), now=stop_at, states=running)
+    entry = entries(stopped)[started.id]
+    assert entry.phase == "Suspended"
+    assert entry.emitted_grams == pytest.approx(BACKFILL_KW * 1 * PARIS_G_PER_KWH, abs=0.05)
+    line = next(x for x in _message(files, stopped).splitlines() if "- suspended " in x)
+    assert line.endswith("; its run up to now emitted 21 gCO2")
+    files = stopped_files
+    # Held so: counted once.
+    again, files = step(files, now=stop_at + timedelta(minutes=30))
+    assert entries(again)[started.id].emitted_grams == entry.emitted_grams
+    # Resumed, it runs again on paris, as a Job begun anew, for 2 hours.
+    resumed_at = stop_at + timedelta(hours=1)
+    back, files = step(_suspend(files, started.source, value=False), now=resumed_at)
+    for _ in range(10):
+        planned = entries(back)[started.id]
+        if planned.phase == "Dispatched":
+            break
+        assert planned.phase == "Planned" and planned.emitted_grams == entry.emitted_grams
+        back, files = step(files, now=planned.planned_start + timedelta(minutes=1))
+    assert entries(back)[started.id].phase == "Dispatched"
+    second = entries(back)[started.id].planned_start + timedelta(minutes=2)
+    ended = second + timedelta(hours=2)
+    done, _ = step(
+        files, now=ended + timedelta(minutes=5), states=_ended(started, began=second, ended=ended)
+    )
+    finished = entries(done)[started.id]
+    assert finished.phase == "Succeeded"
+    assert finished.emitted_grams == pytest.approx(BACKFILL_KW * 3 * PARIS_G_PER_KWH, abs=0.1)
+    # qos would have run it once, through: no baseline for the last part alone.
+    assert finished.qos_emitted_grams is None
 
 
 def test_a_run_is_not_counted_beyond_the_intensities_its_source_measured() -> None:
