@@ -34,7 +34,11 @@ def new_places(old: Ledger, new: Ledger) -> frozenset[str]:
 
 def placed_anew(entry: Entry, *, was: Entry | None) -> bool:
     """Whether `entry` places its job where its record `was` does not: on a
-    spoke, with a pool, start or Job that record lacks (no record: it is new)."""
+    spoke, with a pool, start or Job that record lacks (no record: it is new).
+    Not where its spoke ran it before Caspian dispatched it: that start is
+    what the spoke reports, as a Job's end is, not a place to review."""
+    if entry.started_outside(was):
+        return False
     return entry.spoke is not None and _place(entry) != _place(was)
 
 

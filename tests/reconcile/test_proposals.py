@@ -147,6 +147,37 @@ def test_what_the_spokes_report_is_recorded_on_main_without_review(remote, tmp_p
     assert gitutil.ledger(remote)[started.id]["phase"] == "Running"
 
 
+def test_a_planned_job_its_spoke_runs_already_is_recorded_on_main_without_review(
+    remote, tmp_path
+) -> None:
+    # Not a place Caspian chose: the spoke runs it, and main's suspend: true
+    # would stop it at the next sync.
+    repo = fleet(tmp_path, remote)
+    reconciling.propose_once(repo, branch=BRANCH, now=NOW, author=BOT)
+    merge(remote)
+    planned = max(
+        (
+            e
+            for e in ledger.parse(gitutil.read(remote, ledger.LEDGER_PATH)).entries
+            if e.phase == "Planned"
+        ),
+        key=lambda e: e.planned_start,
+    )
+    at = NOW + timedelta(minutes=5)
+    running = Reporting({planned.job_key: "Running"})
+    recorded = reconciling.propose_once(repo, branch=BRANCH, now=at, author=BOT, observer=running)
+    assert recorded.carried.commit == gitutil.head(remote)
+    entry = gitutil.ledger(remote)[planned.id]
+    assert (entry["phase"], entry["spoke"]) == ("Running", planned.spoke)
+    assert b"suspend: false" in gitutil.read(remote, job_path(planned))
+    assert "started outside Caspian: 1 job" in gitutil.message(remote).splitlines()[0]
+    # The jobs the room it holds moves are for review; it is not.
+    assert recorded.anew and planned.id not in recorded.anew
+    tip = gitutil.head(remote, branch=BRANCH)
+    on_branch = ledger.parse(gitutil.read(remote, ledger.LEDGER_PATH, tip)).by_id()
+    assert on_branch[planned.id].phase == "Running"
+
+
 @pytest.mark.parametrize("most_rows", [200, 3])  # 3: the commit's table is cut to its changes
 def test_the_pull_request_lists_the_jobs_placed_anew_and_fits_a_forge(
     remote, tmp_path, monkeypatch, most_rows
