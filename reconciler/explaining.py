@@ -140,6 +140,14 @@ def _uncommitted(entry: Entry, committed: Entry | None, review: UnderReview | No
     """Where its place is not the one committed: it is what the next reconcile
     commits, or, in pull-request mode, proposes for review, or what the open
     proposal holds already."""
+    if committed is not None and entry.started_outside(committed):
+        planned = committed.planned_start
+        since = f" from {format_time(planned)}" if planned else ""
+        return [
+            f"its Job runs on {entry.spoke} already, started before Caspian dispatched it: "
+            f"the ledger holds it Planned{since} (with suspend: true), and the next "
+            "reconcile records it running there"
+        ]
     if not proposals.placed_anew(entry, was=committed):
         return []
     if review is not None and not proposals.placed_anew(entry, was=review.record):

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import yaml
 
-from reconciler import deciding, gridcarbon, ledger, messages, reconciling
+from reconciler import deciding, explaining, gridcarbon, ledger, messages, reconciling
 from reconciler.ledger import FIXED
 from reconciler.observing import DeclaredCapacity
 from reconciler.pods import Node, Resources, Taint
@@ -105,6 +105,12 @@ def test_a_planned_job_its_spoke_reports_running_is_held_where_it_runs() -> None
         f"it (planned {planned.spoke} {planned.planned_start:{hhmm}}; resumed there outside "
         "Caspian)"
     ) in message
+    said = explaining.explain(later, running, committed=planned, review=None).notes
+    assert (
+        f"its Job runs on {planned.spoke} already, started before Caspian dispatched it: the "
+        f"ledger holds it Planned from {format_time(planned.planned_start)} (with suspend: "
+        "true), and the next reconcile records it running there"
+    ) in said
     # Estimated where and when it runs, not where it was planned.
     assert running.estimated_grams == round(assignment.carbon_g, 1) != planned.estimated_grams
     again, same = step(files, now=at + timedelta(minutes=5), states=reports)
