@@ -179,6 +179,10 @@ def job_manifest(job: JobRequest, entry: Entry, *, history: str | None = None) -
         annotations["caspian.dev/estimated-gco2"] = f"{entry.estimated_grams:.1f}"
     if entry.qos_grams is not None:
         annotations["caspian.dev/qos-gco2"] = f"{entry.qos_grams:.1f}"
+    if entry.emitted_grams is not None:
+        # What its runs that ended emitted, measured (reconciler/emissions.py):
+        # beside the estimate in Argo CD's UI, for as long as the Job stays.
+        annotations["caspian.dev/emitted-gco2"] = f"{entry.emitted_grams:.1f}"
     if history is not None:
         annotations[ARGOCD_LINK] = history
     pod = template["spec"].get("template") or {}

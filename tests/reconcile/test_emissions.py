@@ -12,6 +12,7 @@ import yaml
 
 from carbon.series import IntensitySeries, Provenance
 from reconciler import emissions, ledger, messages
+from reconciler.rendering import job_path
 from reconciler.templates import template_files
 from tests.reconcile.test_lifecycle import entries, step
 from tests.reconcile.test_requeue import _backfill_dispatched_on_paris
@@ -78,6 +79,13 @@ def test_a_run_is_counted_over_the_time_its_job_ran_not_the_time_planned() -> No
     record = next(r for r in records if r["id"] == started.id)
     assert (record["emittedGrams"], record["startedAt"]) == (53.4, f"{began:%Y-%m-%dT%H:%M:%SZ}")
     assert (record["qosEmittedGrams"], record["qosSpoke"]) == (232, "frankfurt")
+    # Its Job says it too, in Argo CD's UI, while it stays in rendered/.
+    annotations = yaml.safe_load(after[job_path(entry)])["metadata"]["annotations"]
+    assert annotations["caspian.dev/emitted-gco2"] == "53.4"
+    assert (
+        "caspian.dev/emitted-gco2"
+        not in yaml.safe_load(files[job_path(started)])["metadata"]["annotations"]
+    )
 
 
 def test_a_spoke_that_does_not_say_when_its_job_began_counts_from_the_planned_start() -> None:
