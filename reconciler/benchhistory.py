@@ -1,12 +1,13 @@
-"""`caspian bench history`: what `caspian history JOB` costs on a long-lived
-fleet repo, whose ledger holds many records and has changed in many commits."""
+"""`caspian bench history`: what `caspian history JOB` and `caspian report`
+cost on a long-lived fleet repo, whose ledger holds many records and has
+changed in many commits."""
 
 from __future__ import annotations
 
 import statistics
 import tempfile
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from reconciler.ledger import LEDGER_PATH, Ledger
 from reconciler.rendering import render_ledger
 
 BOT = Identity()
+EVER = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def repo(path: Path, *, records: int, commits: int) -> str:
@@ -59,7 +61,15 @@ def measure(*, records: int, commits: int, repeats: int) -> dict[str, Any]:
             started = time.perf_counter()
             found = reconciling.job_history(mirror, job, most=commits + 1)
             runs.append(time.perf_counter() - started)
-    assert found is not None
+        # Every commit's ledger, for the jobs finished at any time.
+        reports, tally = [], None
+        for _ in range(repeats):
+            started = time.perf_counter()
+            tally = reconciling.carbon_report(
+                mirror, since=EVER, until=datetime.now(UTC) + timedelta(days=365), most=commits + 1
+            )
+            reports.append(time.perf_counter() - started)
+    assert found is not None and tally is not None
     return {
         "records": records,
         "commits": commits,
@@ -69,4 +79,8 @@ def measure(*, records: int, commits: int, repeats: int) -> dict[str, Any]:
         "history_s": [round(run, 3) for run in runs],
         "history_p50_s": round(statistics.median(runs), 3),
         "per_commit_ms": round(statistics.median(runs) / (commits + 1) * 1000, 2),
+        "report_finished_jobs": tally.total.succeeded + tally.total.failed,
+        "report_s": [round(run, 3) for run in reports],
+        "report_p50_s": round(statistics.median(reports), 3),
+        "report_per_commit_ms": round(statistics.median(reports) / (commits + 1) * 1000, 2),
     }

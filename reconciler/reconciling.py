@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from optimizer import keeping
 from optimizer.model import RESOURCES
 from reconciler import (
+    accounting,
     crd,
     deciding,
     gridcarbon,
@@ -226,6 +227,17 @@ def job_history(repo: FleetRepo, job: str, *, most: int) -> History:
     former = repo.former_paths(file)  # a job's file moved keeps its history
     paths = (ledger.LEDGER_PATH, file, *former)
     return history.history(job_id, source, repo.revisions(paths), most=most, former=former)
+
+
+def carbon_report(
+    repo: FleetRepo, *, since: datetime, until: datetime, most: int
+) -> accounting.Report:
+    """What the jobs that finished in [since, until) emitted and saved
+    (`caspian report`), from the ledgers of the branch's commits back to
+    `since`, at most `most` of them."""
+    repo.fetch()
+    revisions = repo.revisions([ledger.LEDGER_PATH])
+    return accounting.report(revisions, since=since, until=until, most=most)
 
 
 def _not_yet_placed(snapshot: Snapshot, job: str) -> tuple[str, str] | None:

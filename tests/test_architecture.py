@@ -30,6 +30,8 @@ PURE = (
     "reconciler/pools.py",
     "reconciler/cron.py",
     "reconciler/history.py",
+    "reconciler/accounting.py",
+    "reconciler/emissions.py",
     "reconciler/explaining.py",
     "reconciler/kubeversions.py",
     "reconciler/kubeobjects.py",

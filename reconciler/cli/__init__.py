@@ -47,6 +47,7 @@ for command in (
     fleetrepo.reconcile,
     fleetrepo.explain,
     fleetrepo.history,
+    fleetrepo.report,
     fleetrepo.spokes,
     fleetrepo.demo,
     watch.watch,

@@ -207,8 +207,8 @@ def bench_ledger(counts: tuple[int, ...], repeat: int, as_json: bool) -> None:
 @click.option("--repeat", type=click.IntRange(1), default=3, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def bench_history(records: int, commits: int, repeat: int, as_json: bool) -> None:
-    """`caspian history` on a repo whose ledger of so many records changed in
-    so many commits: medians."""
+    """`caspian history` and `caspian report` on a repo whose ledger of so
+    many records changed in so many commits: medians."""
     from reconciler import benchhistory
 
     result = benchhistory.measure(records=records, commits=commits, repeats=repeat)

@@ -1,5 +1,5 @@
 """The commands on a fleet repo: init, validate, plan, reconcile, explain,
-history, spokes, and the demo's one reconcile."""
+history, report, spokes, and the demo's one reconcile."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ import posixpath
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import click
 
 from reconciler import (
+    accounting,
     chains,
     explaining,
     gridcarbon,
@@ -47,7 +49,7 @@ from reconciler.fleet import FleetConfigError, Problem
 from reconciler.forge import ForgeError
 from reconciler.gitrepo import FleetRepo, GitError, Identity, create_bare_repo, redact
 from reconciler.proposing import Proposing, Round, propose
-from reconciler.quantities import format_time
+from reconciler.quantities import format_time, timestamp
 
 
 @click.command()
@@ -440,6 +442,77 @@ def history(job: str, target: Target, limit: int, as_json: bool) -> None:
             click.echo(f"    {line}")
     for commit in found.unreadable:
         click.echo(f"  skipped {commit[:10]}: its ledger was edited by hand and does not read")
+
+
+@click.command()
+@repo_options
+@click.option(
+    "--since",
+    "since_text",
+    metavar="TIME",
+    help="The period's start: a date (its midnight, UTC) or an RFC 3339 time "
+    "(default: 30 days before --until).",
+)
+@click.option(
+    "--until",
+    "until_text",
+    metavar="TIME",
+    help="The period's end, left out: a date or an RFC 3339 time (default: now).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1),
+    default=100_000,
+    show_default=True,
+    help="Read at most this many commits that changed the ledger.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def report(
+    target: Target, since_text: str | None, until_text: str | None, limit: int, as_json: bool
+) -> None:
+    """What the jobs that finished over a period emitted and saved, by spoke:
+    their plans' estimates against the carbon-blind qos baseline's, and what
+    their runs emitted as measured, against what qos would have, for those
+    that ran once. Read from the ledger of every commit of the period, so
+    jobs the ledger has forgotten since count too. Commits nothing."""
+    until = _moment(until_text, option="--until") if until_text else parse_now(None)
+    since = _moment(since_text, option="--since") if since_text else until - timedelta(days=30)
+    if since >= until:
+        raise click.BadParameter(
+            f"{format_time(since)} is not before {format_time(until)}", param_hint="'--since'"
+        )
+    found = _run(
+        lambda repo: reconciling.carbon_report(repo, since=since, until=until, most=limit), target
+    )
+    if as_json:
+        click.echo(found.model_dump_json())
+        return
+    read = found.commits_read
+    click.echo(
+        f"jobs that finished from {format_time(since)} to {format_time(until)}, from the "
+        f"ledgers of {read:,} commit{'s' * (read != 1)} of {target.branch}:"
+    )
+    click.echo(accounting.table(found))
+    if not found.complete:
+        click.echo(
+            f"  (older commits not read: more than --limit {limit}; jobs that finished early "
+            "in the period may be missing)"
+        )
+    for commit in found.unreadable:
+        click.echo(f"  skipped {commit[:10]}: its ledger was edited by hand and does not read")
+
+
+def _moment(text: str, *, option: str) -> datetime:
+    """A date (its midnight, UTC) or an RFC 3339 time."""
+    try:
+        day = date.fromisoformat(text.strip())
+    except ValueError:
+        try:
+            return timestamp(text)
+        except ValueError as error:
+            said = f"{error}, nor a date (e.g. 2026-11-01)"
+            raise click.BadParameter(said, param_hint=f"'{option}'") from None
+    return datetime.combine(day, time(), tzinfo=UTC)
 
 
 @click.command()

@@ -1445,6 +1445,23 @@ def test_what_a_run_emitted_is_kept_when_its_spoke_reports_its_job_ended(run, tm
         ) in explained
     history = run("history", "backfill-eu", "--repo", remote).output
     assert f"Succeeded on paris[untainted] (Job {name}, emitted {grams:,.0f} gCO2)" in history
+    # The period's report, read back from the ledgers of its commits.
+    until = (ended + timedelta(hours=1)).isoformat()
+    period = ["--repo", remote, "--since", "2026-11-22", "--until", until]
+    found = json.loads(run("report", *period, "--json").output)
+    paris = next(tally for tally in found["spokes"] if tally["spoke"] == "paris")
+    assert (paris["succeeded"], paris["failed"], paris["measured_jobs"]) == (1, 0, 1)
+    assert paris["emitted_grams"] == pytest.approx(grams)
+    assert paris["measured_qos_grams"] == pytest.approx(qos)
+    assert found["complete"] is True and found["commits_read"] >= 3
+    text = run("report", *period).output
+    assert f"from the ledgers of {found['commits_read']:,} commits of main:" in text
+    assert f"| {grams:,.0f} (1) | {1 - grams / qos:.0%} less (1) |" in text
+    # A period that ends before it finished has none of it.
+    early = run("report", "--repo", remote, "--since", "2026-11-22", "--until", began.isoformat())
+    assert "| all | 0 | 0 | 0 |" in early.output
+    wrong = run("report", "--repo", remote, "--since", "2026-12-01", "--until", "2026-11-30")
+    assert wrong.exit_code == 2 and "2026-12-01T00:00:00Z is not before" in wrong.output
 
 
 @pytest.mark.parametrize("terminal", ["", "137"])

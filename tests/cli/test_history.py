@@ -322,12 +322,16 @@ def test_one_record_read_alone_is_the_record_the_whole_ledger_holds() -> None:
 
 
 def test_the_history_benchmark_reads_every_change_of_its_job() -> None:
-    from reconciler import benchhistory
+    from reconciler import benchhistory, benchledger
 
     result = benchhistory.measure(records=20, commits=25, repeats=1)
     # Its file added with the ledger, then moved at commits 0, 10 and 20.
     assert (result["events"], result["complete"]) == (5, True)
     assert result["history_p50_s"] > 0 and result["per_commit_ms"] > 0
+    # The report reads every commit's ledger, and counts each finished job once.
+    finished = [e for e in benchledger.records(20).entries if e.phase in ("Succeeded", "Failed")]
+    assert result["report_finished_jobs"] == len(finished) > 0
+    assert result["report_p50_s"] > 0
 
 
 def test_a_forgotten_job_is_found_by_its_namespace_and_name(tmp_path) -> None:
