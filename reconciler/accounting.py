@@ -20,24 +20,29 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field
 
 from reconciler import ledger
 from reconciler.history import Revision
 from reconciler.ledger import FINISHED, Entry, Phase
 from reconciler.messages import against_qos
 
+# What the jobs are summed up by: the spoke they ran on, or their namespace
+# (a team's, as a platform team charges back).
+Grouping = Literal["spoke", "namespace"]
+
 
 class Tally(BaseModel):
-    """The finished jobs of one spoke, or of the whole fleet (`spoke` None)."""
+    """The finished jobs of one spoke or namespace, or of all (`group` None)."""
 
     model_config = ConfigDict(frozen=True)
 
-    spoke: str | None
+    group: str | None
     succeeded: int = 0
     failed: int = 0
-    late: int = 0  # finished after their deadline, as planned
+    late: int = 0  # ended after their deadline
     # Estimated when planned, over the jobs with both a plan's estimate and
     # a qos baseline's.
     estimated_grams: float = 0.0
@@ -51,12 +56,16 @@ class Tally(BaseModel):
     measured_grams: float = 0.0
     measured_qos_grams: float = 0.0
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def estimated_saving(self) -> float | None:
+        """The share of the qos estimate the plans saved."""
         return _saving(self.estimated_grams, self.qos_grams)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def measured_saving(self) -> float | None:
+        """The share of the measured qos baseline the runs saved."""
         return _saving(self.measured_grams, self.measured_qos_grams)
 
     def plus(self, entry: Entry) -> Tally:
@@ -64,7 +73,7 @@ class Tally(BaseModel):
         update: dict[str, float | int] = {
             "succeeded": self.succeeded + (entry.phase == Phase.SUCCEEDED),
             "failed": self.failed + (entry.phase == Phase.FAILED),
-            "late": self.late + entry.late,
+            "late": self.late + _late(entry),
         }
         if entry.estimated_grams is not None and entry.qos_grams is not None:
             update["estimated_grams"] = self.estimated_grams + entry.estimated_grams
@@ -80,26 +89,35 @@ class Tally(BaseModel):
 
 
 class Report(BaseModel):
-    """The jobs that finished in [since, until), by spoke and in all."""
+    """The jobs that finished in [since, until), by spoke or namespace, and in all."""
 
     model_config = ConfigDict(frozen=True)
 
     since: datetime
     until: datetime
+    by: Grouping
     commits_read: int
     # Whether the commits read reach back past `since` (or to the first):
     # where not, jobs that finished early in the period may be missing.
     complete: bool
-    spokes: tuple[Tally, ...]
+    groups: tuple[Tally, ...]
     total: Tally
     # Commits whose ledger does not read (edited by hand then): skipped.
     unreadable: tuple[str, ...] = ()
 
 
-def report(revisions: Iterable[Revision], *, since: datetime, until: datetime, most: int) -> Report:
-    """The jobs that finished in [since, until), from the ledgers of
-    `revisions` (the commits that changed the ledger, newest first), read
-    back to the first commit made before `since`, or `most` commits."""
+def report(
+    revisions: Iterable[Revision],
+    *,
+    since: datetime,
+    until: datetime,
+    most: int,
+    by: Grouping = "spoke",
+) -> Report:
+    """The jobs that finished in [since, until), summed up `by` spoke or
+    namespace, from the ledgers of `revisions` (the commits that changed the
+    ledger, newest first), read back to the first commit made before
+    `since`, or `most` commits."""
     found: dict[tuple[str, str | None], Entry] = {}
     unreadable: list[str] = []
     known = ledger.Records()  # consecutive ledgers share most records' text
@@ -122,19 +140,20 @@ def report(revisions: Iterable[Revision], *, since: datetime, until: datetime, m
                 found.setdefault((entry.id, entry.job_name), entry)
     else:
         complete = True  # the first commit of all was read
-    by_spoke: dict[str, Tally] = {}
-    total = Tally(spoke=None)
+    groups: dict[str, Tally] = {}
+    total = Tally(group=None)
     # In one order, so that the sums are the same to the last bit.
     for entry in sorted(found.values(), key=lambda e: (e.id, e.job_name or "")):
-        spoke = entry.spoke or "-"
-        by_spoke[spoke] = by_spoke.get(spoke, Tally(spoke=spoke)).plus(entry)
+        name = (entry.spoke or "-") if by == "spoke" else entry.id.split("/", 1)[0]
+        groups[name] = groups.get(name, Tally(group=name)).plus(entry)
         total = total.plus(entry)
     return Report(
         since=since,
         until=until,
+        by=by,
         commits_read=read,
         complete=complete,
-        spokes=tuple(by_spoke[name] for name in sorted(by_spoke)),
+        groups=tuple(groups[name] for name in sorted(groups)),
         total=total,
         unreadable=tuple(unreadable),
     )
@@ -148,22 +167,31 @@ def _ended(entry: Entry) -> datetime | None:
     return entry.finished_at or entry.planned_end
 
 
+def _late(entry: Entry) -> bool:
+    """Whether a finished job's Job ended after its deadline; for a record
+    from before its end was kept, whether it was planned so."""
+    if entry.finished_at is None or entry.deadline is None:
+        return entry.late
+    return entry.finished_at > entry.deadline
+
+
 def _saving(grams: float, baseline: float) -> float | None:
     return 1 - grams / baseline if baseline > 0 else None
 
 
 def table(found: Report) -> str:
-    """The report as `caspian report` prints it: one row per spoke, and all."""
+    """The report as `caspian report` prints it: a row per spoke (or
+    namespace), and one for all."""
     header = (
-        "| spoke | succeeded | failed | late | est. gCO2 | qos est. gCO2 | est. saving "
+        f"| {found.by} | succeeded | failed | late | est. gCO2 | qos est. gCO2 | est. saving "
         "| emitted gCO2 (jobs) | measured saving (jobs) |"
     )
     rows = [header, "|" + "---|" * 9]
-    for tally in (*found.spokes, found.total):
+    for tally in (*found.groups, found.total):
         estimated = tally.estimated_saving
         measured = tally.measured_saving
         cells = [
-            tally.spoke or "all",
+            tally.group or "all",
             f"{tally.succeeded:,}",
             f"{tally.failed:,}",
             f"{tally.late:,}",

@@ -230,14 +230,19 @@ def job_history(repo: FleetRepo, job: str, *, most: int) -> History:
 
 
 def carbon_report(
-    repo: FleetRepo, *, since: datetime, until: datetime, most: int
+    repo: FleetRepo,
+    *,
+    since: datetime,
+    until: datetime,
+    most: int,
+    by: accounting.Grouping = "spoke",
 ) -> accounting.Report:
     """What the jobs that finished in [since, until) emitted and saved
-    (`caspian report`), from the ledgers of the branch's commits back to
-    `since`, at most `most` of them."""
+    (`caspian report`), by spoke or namespace, from the ledgers of the
+    branch's commits back to `since`, at most `most` of them."""
     repo.fetch()
     revisions = repo.revisions([ledger.LEDGER_PATH])
-    return accounting.report(revisions, since=since, until=until, most=most)
+    return accounting.report(revisions, since=since, until=until, most=most, by=by)
 
 
 def _not_yet_placed(snapshot: Snapshot, job: str) -> tuple[str, str] | None:

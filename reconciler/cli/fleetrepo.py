@@ -466,14 +466,26 @@ def history(job: str, target: Target, limit: int, as_json: bool) -> None:
     show_default=True,
     help="Read at most this many commits that changed the ledger.",
 )
+@click.option(
+    "--by",
+    type=click.Choice(["spoke", "namespace"]),
+    default="spoke",
+    show_default=True,
+    help="A row per spoke the jobs ran on, or per namespace (a team's).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def report(
-    target: Target, since_text: str | None, until_text: str | None, limit: int, as_json: bool
+    target: Target,
+    since_text: str | None,
+    until_text: str | None,
+    limit: int,
+    by: accounting.Grouping,
+    as_json: bool,
 ) -> None:
-    """What the jobs that finished over a period emitted and saved, by spoke:
-    their plans' estimates against the carbon-blind qos baseline's, and what
-    their runs emitted as measured, against what qos would have, for those
-    that ran once. Read from the ledger of every commit of the period, so
+    """What the jobs that finished over a period emitted and saved, by spoke
+    (or namespace): their plans' estimates against the carbon-blind qos
+    baseline's, and what their runs emitted as measured, against what qos
+    would have, for those that ran once. Read from the ledger of every commit of the period, so
     jobs the ledger has forgotten since count too. Commits nothing."""
     until = _moment(until_text, option="--until") if until_text else parse_now(None)
     since = _moment(since_text, option="--since") if since_text else until - timedelta(days=30)
@@ -482,7 +494,8 @@ def report(
             f"{format_time(since)} is not before {format_time(until)}", param_hint="'--since'"
         )
     found = _run(
-        lambda repo: reconciling.carbon_report(repo, since=since, until=until, most=limit), target
+        lambda repo: reconciling.carbon_report(repo, since=since, until=until, most=limit, by=by),
+        target,
     )
     if as_json:
         click.echo(found.model_dump_json())

@@ -1449,7 +1449,7 @@ def test_what_a_run_emitted_is_kept_when_its_spoke_reports_its_job_ended(run, tm
     until = (ended + timedelta(hours=1)).isoformat()
     period = ["--repo", remote, "--since", "2026-11-22", "--until", until]
     found = json.loads(run("report", *period, "--json").output)
-    paris = next(tally for tally in found["spokes"] if tally["spoke"] == "paris")
+    paris = next(tally for tally in found["groups"] if tally["group"] == "paris")
     assert (paris["succeeded"], paris["failed"], paris["measured_jobs"]) == (1, 0, 1)
     assert paris["emitted_grams"] == pytest.approx(grams)
     assert paris["measured_qos_grams"] == pytest.approx(qos)

@@ -4,6 +4,7 @@ among them."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -17,9 +18,11 @@ from tests.conftest import NOW
 HOUR = timedelta(hours=1)
 
 
-def _record(name: str, phase: str = "Succeeded", *, spoke: str = "paris", **fields) -> Entry:
+def _record(
+    name: str, phase: str = "Succeeded", *, spoke: str = "paris", namespace="batch", **fields
+) -> Entry:
     return Entry(
-        id=f"batch/{name}",
+        id=f"{namespace}/{name}",
         source=f"jobs/{name}.yaml",
         phase=phase,
         spoke=spoke,
@@ -49,24 +52,35 @@ def _finished(name: str, hours: float, **fields) -> Entry:
 BACKFILL = _finished(
     "backfill",
     5,
+    deadline=NOW + 6 * HOUR,
     estimated_grams=40.0,
     qos_grams=100.0,
     emitted_grams=30.0,
     qos_emitted_grams=90.0,
 )
-# etl: ran twice on frankfurt (no measured baseline), finished late.
+# etl, of the media team: ran twice on frankfurt (no measured baseline), and
+# ended after its deadline, though planned to end in time.
 ETL = _finished(
     "etl",
     7,
     spoke="frankfurt",
+    namespace="media",
+    deadline=NOW + 6 * HOUR,
     estimated_grams=10.0,
     qos_grams=20.0,
     emitted_grams=25.0,
     retries=1,
-    late=True,
 )
-# render: failed on paris; its run was not measured.
-RENDER = _finished("render", 3, phase="Failed", estimated_grams=5.0, qos_grams=5.0)
+# render: failed on paris, in time, though planned late; its run was not measured.
+RENDER = _finished(
+    "render",
+    3,
+    phase="Failed",
+    deadline=NOW + 4 * HOUR,
+    late=True,
+    estimated_grams=5.0,
+    qos_grams=5.0,
+)
 # old: finished before the period; sweep: still running.
 OLD = _finished("old", -30, estimated_grams=1.0, qos_grams=2.0)
 SWEEP = _record("sweep", "Running", estimated_grams=50.0, qos_grams=60.0)
@@ -87,7 +101,7 @@ def _history() -> list[Revision]:
 def test_each_finished_job_counts_once_by_spoke_forgotten_ones_too() -> None:
     found = accounting.report(_history(), since=NOW, until=NOW + 24 * HOUR, most=100)
     assert (found.commits_read, found.complete) == (4, True)
-    by_spoke = {tally.spoke: tally for tally in found.spokes}
+    by_spoke = {tally.group: tally for tally in found.groups}
     paris, frankfurt = by_spoke["paris"], by_spoke["frankfurt"]
     assert (paris.succeeded, paris.failed, paris.late) == (1, 1, 0)
     assert (paris.estimated_grams, paris.qos_grams) == (45.0, 105.0)
@@ -111,7 +125,7 @@ def test_the_period_leaves_out_what_finished_before_it_and_at_its_end() -> None:
     found = accounting.report(_history(), since=NOW + 4 * HOUR, until=NOW + 7 * HOUR, most=100)
     # render ended at 3 h, etl at 7 h (the end is left out): backfill alone.
     assert (found.total.succeeded, found.total.failed) == (1, 0)
-    assert [tally.spoke for tally in found.spokes] == ["paris"]
+    assert [tally.group for tally in found.groups] == ["paris"]
     # The commit at 4 h is in the period; the one at 1 h is the first before it.
     assert (found.commits_read, found.complete) == (3, True)
 
@@ -135,9 +149,31 @@ def test_a_ledger_edited_by_hand_is_skipped_and_named() -> None:
 
 def test_a_period_with_no_finished_job_has_no_saving() -> None:
     found = accounting.report(_history(), since=NOW + 9 * HOUR, until=NOW + 24 * HOUR, most=9)
-    assert (found.spokes, found.total.estimated_saving, found.total.measured_saving) == (
+    assert (found.groups, found.total.estimated_saving, found.total.measured_saving) == (
         (),
         None,
         None,
     )
     assert accounting.table(found).splitlines()[-1] == "| all | 0 | 0 | 0 | 0 | 0 | - | 0 (0) | - |"
+
+
+def test_by_namespace_each_teams_jobs_are_summed_up_apart() -> None:
+    found = accounting.report(
+        _history(), since=NOW, until=NOW + 24 * HOUR, most=100, by="namespace"
+    )
+    by_team = {tally.group: tally for tally in found.groups}
+    assert set(by_team) == {"batch", "media"}
+    assert (by_team["batch"].succeeded, by_team["batch"].failed) == (1, 1)
+    assert (by_team["media"].succeeded, by_team["media"].emitted_grams) == (1, 25.0)
+    assert (
+        found.total
+        == accounting.report(_history(), since=NOW, until=NOW + 24 * HOUR, most=100).total
+    )
+    assert accounting.table(found).startswith("| namespace | succeeded |")
+
+
+def test_the_json_gives_the_savings_too() -> None:
+    found = accounting.report(_history(), since=NOW, until=NOW + 24 * HOUR, most=100)
+    total = json.loads(found.model_dump_json())["total"]
+    assert total["estimated_saving"] == pytest.approx(1 - 55 / 125)
+    assert total["measured_saving"] == pytest.approx(2 / 3)
