@@ -1457,6 +1457,9 @@ def test_what_a_run_emitted_is_kept_when_its_spoke_reports_its_job_ended(run, tm
     text = run("report", *period).output
     assert f"from the ledgers of {found['commits_read']:,} commits of main:" in text
     assert f"| {grams:,.0f} (1) | {1 - grams / qos:.0%} less (1) |" in text
+    teams = json.loads(run("report", *period, "--by", "namespace", "--json").output)
+    assert [tally["group"] for tally in teams["groups"]] == ["batch"]
+    assert teams["total"] == found["total"]
     # A period that ends before it finished has none of it.
     early = run("report", "--repo", remote, "--since", "2026-11-22", "--until", began.isoformat())
     assert "| all | 0 | 0 | 0 |" in early.output
