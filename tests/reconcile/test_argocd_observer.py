@@ -450,6 +450,42 @@ def test_reconcile_with_the_argocd_observer_records_a_job_finished(tmp_path) -> 
     assert gitutil.ledger(remote)[started["id"]]["phase"] == "Succeeded"
 
 
+def test_a_planned_job_argo_cd_says_runs_is_recorded_running_from_then(tmp_path) -> None:
+    # Resumed on its spoke outside Caspian: Argo CD's health is the live Job's.
+    remote = tmp_path / "fleet.git"
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    run = CliRunner()
+    assert run.invoke(main, ["init", "--bare", str(remote)]).exit_code == 0
+    first = run.invoke(
+        main,
+        ["reconcile", "--once", "--repo", str(remote), "--now", "2026-11-22T02:00:00Z"],
+        env=env,
+    )
+    assert first.exit_code == 0, first.output
+    planned = max(
+        (e for e in gitutil.ledger(remote).values() if e["phase"] == "Planned"),
+        key=lambda e: e["plannedStart"],
+    )
+    namespace = planned["id"].split("/")[0]
+    runs = application(
+        planned["spoke"], [job(planned["jobName"], "Progressing", namespace, message="running")]
+    )
+    with serve() as api:
+        api.route(APPS, applications(runs))
+        api.route(SETTINGS, settings(CHECKED))
+        config = kubeconfig(tmp_path, {"hub": api.url})
+        args = ["--observer", "argocd", "--argocd-context", "kind-hub", "--kubeconfig", config]
+        line = ["reconcile", "--once", "--repo", str(remote), *args]
+        second = run.invoke(main, [*line, "--now", "2026-11-22T02:20:00Z"], env=env)
+    assert second.exit_code == 0, second.output
+    entry = gitutil.ledger(remote)[planned["id"]]
+    # Argo CD does not say since when: from the reconcile that saw it.
+    assert (entry["phase"], entry["plannedStart"]) == ("Running", "2026-11-22T02:20:00Z")
+    path = f"rendered/{planned['spoke']}/{namespace}.{planned['jobName']}.yaml"
+    assert yaml.safe_load(gitutil.read(remote, path))["spec"]["suspend"] is False
+    assert "started outside Caspian: 1 job" in gitutil.message(remote).splitlines()[0]
+
+
 class _Fleet:
     """A fleet repo reconciled once at 02:00, with `started` dispatched, then
     reconciled through `--observer argocd` with what the hub's Argo CD says."""
