@@ -1,5 +1,6 @@
-"""The code tour (docs/code-tour.md) names files and what to open in them: a
-rename or a removal that leaves it pointing at nothing fails here."""
+"""The code tour (docs/code-tour.md) names files and what to open in them,
+and the README links to its own headings: a rename or a removal that leaves
+either pointing at nothing fails here."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TOUR = ROOT / "docs" / "code-tour.md"
 STOP = re.compile(r"`([\w./-]+\.py)::([\w.]+)`")
 FILE = re.compile(r"`([\w./-]+\.py)`")
+README = ROOT / "README.md"
 
 
 def defined(tree: ast.Module, dotted: str) -> bool:
@@ -47,3 +49,18 @@ def test_every_file_the_code_tour_names_exists() -> None:
         path for path, _ in STOP.findall(TOUR.read_text())
     }
     assert [path for path in sorted(named) if not (ROOT / path).is_file()] == []
+
+
+def anchor(heading: str) -> str:
+    """A heading's anchor as GitHub makes it: lower case, spaces as hyphens,
+    other punctuation dropped."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_link_of_the_readme_to_its_own_headings_finds_one() -> None:
+    text = README.read_text()
+    headings = {anchor(h) for h in re.findall(r"^#+ (.+)$", text, flags=re.MULTILINE)}
+    links = re.findall(r"\]\(#([^)]+)\)", text)
+    assert len(links) >= 10  # the contents still link
+    assert [link for link in links if link not in headings] == []
+    assert anchor("Data and licences") == "data-and-licences"
