@@ -4,10 +4,10 @@ emissions/bylocations)."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from carbon.clients import parse_time, parsed
+from carbon.clients import HISTORY, parse_time, parsed
 from carbon.http import get_json
 from carbon.points import Point
 
@@ -30,7 +30,7 @@ class CarbonAwareSdk:
         url = f"{self.base_url}/emissions/bylocations"
         params = {
             "location": self.location,
-            "time": (now - timedelta(hours=24)).isoformat(),
+            "time": (now - HISTORY).isoformat(),
             "toTime": now.isoformat(),
         }
         history = parsed(url, get_json(url, params=params, timeout=self.timeout), _history)

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from carbon.http import ProviderError, shown_url
 from carbon.points import Point
+
+# How far back a client asks what its provider measured, where the provider
+# takes a window: as far as what the runs that ended emitted is read back
+# (reconciler/gridcarbon.py), so that a run of up to two days, or a qos run
+# that would have begun a day before, is counted on what the grid emitted.
+HISTORY = timedelta(days=2)
 
 
 class LiveClient(Protocol):

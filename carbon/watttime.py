@@ -4,10 +4,10 @@ rate (MOER) forecast and history, converted from lbs/MWh to g/kWh."""
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from carbon.clients import parse_time, parsed
+from carbon.clients import HISTORY, parse_time, parsed
 from carbon.http import ProviderError, get_json
 from carbon.points import Point
 
@@ -55,7 +55,7 @@ class WattTime:
             url, get_json(url, params=common, headers=headers, timeout=self.timeout), _points
         )
         url = f"{self.base_url}/v3/historical"
-        window = {"start": (now - timedelta(hours=24)).isoformat(), "end": now.isoformat()}
+        window = {"start": (now - HISTORY).isoformat(), "end": now.isoformat()}
         history = parsed(
             url,
             get_json(url, params={**common, **window}, headers=headers, timeout=self.timeout),

@@ -122,7 +122,8 @@ def _ended(prev: Entry, state: SpokeState | None, *, now: datetime) -> datetime:
 def _began(prev: Entry, state: SpokeState | None, *, end: datetime | None) -> datetime | None:
     """When a run began: its Job's start as its spoke says, else its planned
     start (it was resumed in that slot). None where neither comes before its end
-    (a planned Job resumed by hand, through an observer that does not say)."""
+    (a planned Job resumed by hand that ended before a reconcile saw it run,
+    through an observer that does not say when it began)."""
     said = state.started.get(prev.job_key) if state is not None else None
     for start in (said, prev.planned_start):
         if start is not None and end is not None and start <= end:

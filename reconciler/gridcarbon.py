@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from carbon import CarbonSourceConfig, IntensitySeries
+from carbon.clients import HISTORY
 from carbon.embedded import UnknownZoneError
 from carbon.providers import CarbonProvider
 from carbon.sources import source_for
@@ -124,7 +125,8 @@ def fetch_forecasts(
 # How far back a run that ended may have begun and still be counted: two
 # days, or twice the window a plan prices (its horizon and its longest job)
 # where that is longer, for a run that took twice as long as it said.
-LOOKBACK = timedelta(days=2)
+# What the live clients ask for (the embedded dataset has it all).
+LOOKBACK = HISTORY
 
 
 def fetch_measured(

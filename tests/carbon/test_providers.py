@@ -111,6 +111,48 @@ def test_what_was_measured_is_read_back_from_the_last_answer_without_asking_agai
     assert back.values == tuple(float(v) for v in range(17, 24) for _ in range(2))
 
 
+@pytest.mark.parametrize("provider", ["watttime", "carbonaware"])
+def test_providers_that_take_a_window_are_asked_for_two_days_measured(tmp_path, provider) -> None:
+    # So that a run that began 30 hours ago is counted on what the grid emitted.
+    if provider == "watttime":
+        path, start_key, zone = "/v3/historical", "start", "CAISO_NORTH"
+        meta = {"units": "g_co2_per_kwh", "data_point_period_seconds": 3600}
+        points = [
+            {"point_time": (NOW - (40 - i) * HOUR).isoformat(), "value": 100.0 + i}
+            for i in range(40)
+        ]
+        routes = {
+            "/login": {"token": "wt-token-789"},
+            "/v3/forecast": {"data": points[-1:], "meta": meta},
+            path: {"data": points, "meta": meta},
+        }
+    else:
+        path, start_key, zone = "/emissions/bylocations", "time", "westus"
+        forecast = {"timestamp": NOW.isoformat(), "duration": 60, "value": 300.0}
+        routes = {
+            "/emissions/forecasts/current": [{"location": zone, "forecastData": [forecast]}],
+            path: [
+                {
+                    "location": zone,
+                    "time": (NOW - (40 - i) * HOUR).isoformat(),
+                    "rating": 100.0 + i,
+                    "duration": "01:00:00",
+                }
+                for i in range(40)
+            ],
+        }
+    with serve() as api:
+        for route, body in routes.items():
+            api.route(route, Reply(body=body))
+        src = source(provider, api.url, tmp_path, zone=zone)
+        series(src)
+        asked = api.requests_to(path)[0]
+        back = src.measured(start=NOW - 48 * HOUR, slot_seconds=3600, slots=49, now=NOW)
+    assert asked.query[start_key] == [(NOW - 48 * HOUR).isoformat()]
+    assert back is not None and back.start == NOW - 40 * HOUR
+    assert back.values == tuple(100.0 + i for i in range(40))
+
+
 @pytest.mark.parametrize("status", [401, 429, 500, 503])
 def test_an_error_answer_leaves_no_connection_open(status) -> None:
     with left_open() as left, serve() as api:
