@@ -13,7 +13,7 @@ from typing import NamedTuple
 from pydantic import BaseModel, ConfigDict
 
 from reconciler import ledger
-from reconciler.ledger import FINISHED, Entry, Phase
+from reconciler.ledger import FINISHED, FIXED, Entry, Phase
 from reconciler.quantities import format_time
 
 
@@ -226,7 +226,9 @@ def _placement(record: _Record, *, with_reason: bool = True) -> str:
     if entry is None:
         return "its record left the ledger"
     where = f" on {entry.pool or entry.spoke}" if entry.spoke else ""
-    if entry.phase in (Phase.PLANNED, Phase.DISPATCHED) and entry.planned_start:
+    # A running one's start too: a Job started outside Caspian runs from
+    # when its spoke says, not from its planned start.
+    if entry.phase in (Phase.PLANNED, *FIXED) and entry.planned_start:
         where += f" from {format_time(entry.planned_start)}"
     notes = [f"Job {entry.job_name}"] if entry.job_name and entry.spoke else []
     if entry.phase in (Phase.PLANNED, Phase.DISPATCHED) and entry.estimated_grams is not None:

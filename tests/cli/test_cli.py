@@ -1395,6 +1395,10 @@ def test_a_planned_job_its_spoke_runs_already_is_held_there_end_to_end(run, tmp_
         head = gitutil.head(remote)
         assert run("reconcile", "--once", *kube, *later).exit_code == 0
         assert gitutil.head(remote) == head and counted() == before + 1
+    history = run("history", "backfill-eu", "--repo", remote).output
+    assert f"Running on paris[untainted] from {format_time(began)} (Job {planned['jobName']})" in (
+        history
+    )
 
 
 def test_what_a_run_emitted_is_kept_when_its_spoke_reports_its_job_ended(run, tmp_path) -> None:
