@@ -30,7 +30,7 @@ class UkCarbonIntensity:
             url = f"{self.base_url}/intensity/{stamp}/fw48h"
             forecast = parsed(url, get_json(url, timeout=self.timeout), _national)
             url = f"{self.base_url}/intensity/{stamp}/pt24h"
-            history = parsed(url, get_json(url, timeout=self.timeout), _national)
+            history = parsed(url, get_json(url, timeout=self.timeout), _actuals)
         else:
             url = f"{self.base_url}/regional/intensity/{stamp}/fw48h"
             body = get_json(url, timeout=self.timeout)
@@ -56,6 +56,14 @@ def _national(body: Any) -> list[Point]:
         start, seconds = _span(entry)
         points.append(Point(start=start, seconds=seconds, value=float(value)))
     return points
+
+
+def _actuals(body: Any) -> list[Point]:
+    """The half-hours the grid's operator measured. The last ones of the past
+    day often have a forecast alone, which is not what the grid emitted: what
+    the runs that ended emitted is counted on what was measured."""
+    measured = [entry for entry in body["data"] if entry["intensity"].get("actual") is not None]
+    return _national({"data": measured})
 
 
 def _regional(body: Any, region: int | None) -> list[Point]:

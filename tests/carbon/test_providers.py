@@ -453,6 +453,27 @@ def test_uk_national_half_hours_average_into_hourly_slots(tmp_path) -> None:
     assert result.values == (105, 125)
 
 
+def test_uk_national_history_is_what_was_measured_not_forecast(tmp_path) -> None:
+    # The last half-hour of the past day has no actual yet: not counted as measured.
+    past = [
+        {
+            "from": (NOW - (4 - i) * HOUR / 2).strftime("%Y-%m-%dT%H:%MZ"),
+            "to": (NOW - (3 - i) * HOUR / 2).strftime("%Y-%m-%dT%H:%MZ"),
+            "intensity": {"forecast": 999, "actual": None if i == 3 else 100 + i, "index": "low"},
+        }
+        for i in range(4)
+    ]
+    ahead = [{**past[0], "from": "2026-11-22T02:00Z", "to": "2026-11-22T02:30Z"}]
+    with serve() as api:
+        api.route("/intensity/2026-11-22T02:00Z/fw48h", Reply(body={"data": ahead}))
+        api.route("/intensity/2026-11-22T02:00Z/pt24h", Reply(body={"data": past}))
+        src = source("ukci", api.url, tmp_path, zone="GB")
+        series(src, slots=1, slot=1800)
+        back = src.measured(start=NOW - 2 * HOUR, slot_seconds=1800, slots=4, now=NOW)
+    assert back is not None
+    assert (back.start, back.values) == (NOW - 2 * HOUR, (100.0, 101.0, 102.0))
+
+
 def test_uk_regional_reads_its_own_region(tmp_path) -> None:
     with serve() as api:
         api.route("/regional/intensity/", Reply(body={"data": REGIONAL}))
