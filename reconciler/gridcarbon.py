@@ -123,9 +123,9 @@ def fetch_forecasts(
 
 
 # How far back a run that ended may have begun and still be counted: two
-# days, or twice the window a plan prices (its horizon and its longest job)
-# where that is longer, for a run that took twice as long as it said.
-# What the live clients ask for (the embedded dataset has it all).
+# days, as far as the live clients ask their providers (the embedded dataset
+# has it all), or twice the window a plan prices (its horizon and its longest
+# job) where that is longer, for a run that took twice as long as it said.
 LOOKBACK = HISTORY
 
 
