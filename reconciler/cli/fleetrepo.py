@@ -440,8 +440,7 @@ def history(job: str, target: Target, limit: int, as_json: bool) -> None:
         click.echo(f"{when}  {event.commit[:10]}  {event.author}: {event.what}")
         for line in event.said:
             click.echo(f"    {line}")
-    for commit in found.unreadable:
-        click.echo(f"  skipped {commit[:10]}: its ledger was edited by hand and does not read")
+    _say_unreadable(found.unreadable)
 
 
 @click.command()
@@ -511,7 +510,12 @@ def report(
             f"  (older commits not read: more than --limit {limit}; jobs that finished early "
             "in the period may be missing)"
         )
-    for commit in found.unreadable:
+    _say_unreadable(found.unreadable)
+
+
+def _say_unreadable(commits: Iterable[str]) -> None:
+    """The commits whose ledger a reading of the history skipped."""
+    for commit in commits:
         click.echo(f"  skipped {commit[:10]}: its ledger was edited by hand and does not read")
 
 
