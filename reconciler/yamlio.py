@@ -362,12 +362,31 @@ class NoAliases:
         return True
 
 
+def _text(dumper: Any, data: str) -> Any:
+    """Text of many lines (a ConfigMap's config file, a container's script) as
+    a literal block, as people write it and review it; the emitter quotes what
+    a block cannot hold (a line that ends in a space, say). Not text that ends
+    in blank lines, or holds a line break other than \\n: its block would end
+    its document (`...`), and the ledger is written record by record."""
+    block = (
+        "\n" in data
+        and data.strip("\n") != ""
+        and not data.endswith("\n\n")
+        and not any(mark in data for mark in "\r\x85\u2028\u2029\ufeff")
+    )
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|" if block else None)
+
+
 class _Dumper(NoAliases, _FastDumper):  # type: ignore[misc,valid-type]
     pass
 
 
 class PyYamlDumper(NoAliases, yaml.SafeDumper):
     """PyYAML's own emitter, to compare with libyaml's."""
+
+
+for _dumper in (_Dumper, PyYamlDumper):
+    _dumper.add_representer(str, _text)
 
 
 def dump(document: Mapping[str, Any], *, dumper: type | None = None) -> bytes:
