@@ -19,6 +19,7 @@ from functools import partial
 from typing import Any
 
 from reconciler import (
+    companions,
     jobspec,
     kubeversions,
     podsecurity,
@@ -143,13 +144,11 @@ def _job_from_doc(
         return [Problem(file=source, field=f, reason=r) for f, r in [*found, (field, reason)]]
 
     components = doc["spec"]["components"]
-    if len(components) != 1:
-        return refused("spec.components", _not_one_component(components))
-    template = components[0]["template"]
-    field = "spec.components[0].template"
-    if template.get("apiVersion") != "batch/v1" or template.get("kind") != "Job":
-        kind = f"{template.get('apiVersion')}/{template.get('kind')}"
-        return refused(field, f"expected a batch/v1 Job, found {kind}")
+    job_at = companions.the_job(components)
+    if isinstance(job_at, tuple):
+        return refused(*job_at)
+    template = components[job_at]["template"]
+    field = f"spec.components[{job_at}].template"
     inner = (template.get("metadata") or {}).get("namespace")
     if inner and inner != namespace:
         # The AppWrapper controller's webhook refuses this too.
@@ -162,12 +161,12 @@ def _job_from_doc(
     if not isinstance(job_spec, dict):
         return refused(f"{field}.spec", "required: the Job's spec")
     found += [(f"{field}.{where}", why) for where, why in refusals.fought_by_argocd(template)]
-    if components[0].get("podSetInfos"):
+    if components[job_at].get("podSetInfos"):
         # What the AppWrapper controller would add to the pods; Caspian renders
-        # the Job alone, so it would be lost without a word.
+        # the Job without it, so it would be lost without a word.
         found.append(
             (
-                "spec.components[0].podSetInfos",
+                f"spec.components[{job_at}].podSetInfos",
                 "Kueue's admission of it on one cluster, as `kubectl get -o yaml` copies "
                 "it: remove it; Caspian places the job across spokes, and a nodeSelector "
                 "or tolerations its pods need go in the Job's pod template",
@@ -188,7 +187,9 @@ def _job_from_doc(
         annotations, policy=policy, labels=labels, namespace=namespace, own=f"{namespace}/{name}"
     )
     found += [(f"metadata.annotations.{error.field}", error.reason) for error in unread]
-    found += _misplaced(metadata, components[0])
+    found += _misplaced(metadata, components[job_at], at=job_at)
+    wrapped, trouble = companions.read(components, job_at=job_at, namespace=namespace)
+    found += trouble
     if empty := _no_time_to_run(annotated):
         found.append((f"metadata.annotations.{ANNOTATION}not-before", empty))
     if found:
@@ -211,6 +212,7 @@ def _job_from_doc(
         source=source,
         job_template=template,
         template_hash=template_hash(template),
+        companions=wrapped,
         cpu=pod.cpu * pods_at_once,
         memory_bytes=pod.memory_bytes * pods_at_once,
         gpu=pod.gpu * pods_at_once,
@@ -218,7 +220,9 @@ def _job_from_doc(
         pods_at_once=pods_at_once,
         placement=placement,
         suspended=doc["spec"].get("suspend") is True,
-        needs=jobspec.needs(job_spec, namespace=namespace),
+        needs=companions.needs_met(
+            jobspec.needs(job_spec, namespace=namespace), wrapped, namespace=namespace
+        ),
         defaulted=defaulted,
         pod_resources=pod_resources,
         pod_security_broken=podsecurity.broken_rules(job_spec.get("template") or {}),
@@ -520,7 +524,9 @@ READ = frozenset(
 )
 
 
-def _misplaced(metadata: Mapping[str, Any], component: Mapping[str, Any]) -> list[tuple[str, str]]:
+def _misplaced(
+    metadata: Mapping[str, Any], component: Mapping[str, Any], *, at: int
+) -> list[tuple[str, str]]:
     """Caspian's annotations, or the AppWrapper controller's, written where
     they are not read: as the AppWrapper's labels, on its component, or on the
     Job or its pods. Left there, a deadline or a duration would silently not be
@@ -529,10 +535,10 @@ def _misplaced(metadata: Mapping[str, Any], component: Mapping[str, Any]) -> lis
     job = component["template"]
     job_metadata = job.get("metadata") or {}
     pod_metadata = ((job.get("spec") or {}).get("template") or {}).get("metadata") or {}
-    field = "spec.components[0].template"
+    field = f"spec.components[{at}].template"
     places = {
         "metadata.labels": metadata.get("labels"),
-        "spec.components[0].annotations": component.get("annotations"),
+        f"spec.components[{at}].annotations": component.get("annotations"),
         f"{field}.metadata.annotations": job_metadata.get("annotations"),
         f"{field}.metadata.labels": job_metadata.get("labels"),
         f"{field}.spec.template.metadata.annotations": pod_metadata.get("annotations"),
@@ -560,30 +566,6 @@ def _read_on_the_appwrapper(key: object) -> bool:
         return False
     return key in APPWRAPPER_ANNOTATIONS or (
         key.startswith(ANNOTATION) and key[len(ANNOTATION) :] in READ
-    )
-
-
-def _not_one_component(components: list[Any]) -> str:
-    """Why an AppWrapper of other than one component is refused, and what to do
-    with what it wraps besides a Job."""
-    kinds = [
-        f"{template.get('apiVersion')}/{template.get('kind')}"
-        for component in components
-        if isinstance(template := (component or {}).get("template"), dict)
-    ]
-    said = "Caspian places AppWrappers that wrap exactly one batch/v1 Job"
-    if not components:
-        return f"{said}; this one wraps nothing: wrap the Job to run"
-    others = sorted({kind for kind in kinds if kind != "batch/v1/Job"})
-    found = f"found {len(components)} components ({', '.join(kinds)})"
-    if kinds.count("batch/v1/Job") != 1:
-        return f"{said}; {found}: split them into one AppWrapper each"
-    # A Job's companions (a ConfigMap, a Service) are the spoke's to hold: Caspian
-    # renders and prunes Jobs alone.
-    return (
-        f"{said}; {found}: keep the Job alone in it, and give each spoke that may run "
-        f"it the {' and '.join(others)} some other way (an Argo CD Application of "
-        "the namespace's own manifests, say)"
     )
 
 

@@ -1,9 +1,9 @@
 """Checking AppWrappers against the real CRD's OpenAPI schema, and the Job each
-wraps against Kubernetes' own batch/v1 Job schema (packaged copies, see
-reconciler/schemas/NOTICE.md), so a file Caspian accepts is one the API servers
-accept too. The CRD leaves the wrapped template open (any fields), so without
-the second check a Job with `parallelism: two` would pass here and fail at
-Argo CD's sync."""
+wraps, and the ConfigMaps and Services beside it, against Kubernetes' own
+schemas of those kinds (packaged copies, see reconciler/schemas/NOTICE.md), so a
+file Caspian accepts is one the API servers accept too. The CRD leaves the
+wrapped templates open (any fields), so without the second check a Job with
+`parallelism: two` would pass here and fail at Argo CD's sync."""
 
 from __future__ import annotations
 
@@ -21,7 +21,12 @@ import yaml
 from reconciler import yamlio
 
 CRD_FILE = "workload.codeflare.dev_appwrappers.yaml"
-JOB_FILE = "job-batch-v1.json"
+# The packaged schema of each kind an AppWrapper may wrap, by apiVersion and kind.
+WRAPPED_FILES = {
+    ("batch/v1", "Job"): "job-batch-v1.json",
+    ("v1", "ConfigMap"): "configmap-v1.json",
+    ("v1", "Service"): "service-v1.json",
+}
 OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 MOST_NAMED = 12  # known fields an unknown one is told of, where there are few
 
@@ -40,19 +45,26 @@ def appwrapper_schema(version: str = "v1beta2") -> dict[str, Any]:
 class _Validators:
     appwrapper: jsonschema.Draft7Validator
     metadata: jsonschema.Draft202012Validator
-    job: jsonschema.Draft202012Validator
+    # By apiVersion and kind, as WRAPPED_FILES.
+    wrapped: dict[tuple[str, str], jsonschema.Draft202012Validator]
 
 
 @cache
 def _validators() -> _Validators:
-    job = json.loads((resources.files("reconciler") / "schemas" / JOB_FILE).read_text())
-    defs = closed(job["$defs"])
+    folder = resources.files("reconciler") / "schemas"
+    schemas = {
+        kind: json.loads((folder / name).read_text()) for kind, name in WRAPPED_FILES.items()
+    }
+    job_defs = closed(schemas["batch/v1", "Job"]["$defs"])
     return _Validators(
         appwrapper=jsonschema.Draft7Validator(closed(appwrapper_schema())),
         # The CRD says only that metadata is an object (the API server checks it
         # as ObjectMeta for every kind); the Job schema holds ObjectMeta's definition.
-        metadata=jsonschema.Draft202012Validator(_inlined(defs[OBJECT_META], defs)),
-        job=jsonschema.Draft202012Validator(_inlined(closed(job), defs)),
+        metadata=jsonschema.Draft202012Validator(_inlined(job_defs[OBJECT_META], job_defs)),
+        wrapped={
+            kind: jsonschema.Draft202012Validator(_inlined(closed(schema), closed(schema["$defs"])))
+            for kind, schema in schemas.items()
+        },
     )
 
 
@@ -102,8 +114,9 @@ def _inlined(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
 
 def check_appwrapper(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(field, reason) for every way `doc` breaks the CRD schema (its metadata
-    ObjectMeta's), or a batch/v1 Job it wraps breaks the Job schema; empty if
-    none."""
+    ObjectMeta's), or a batch/v1 Job, v1 ConfigMap or v1 Service it wraps
+    breaks the schema of its kind; empty if none. What it wraps of other kinds
+    is for the reader of the AppWrapper to refuse."""
     check = _validators()
     problems = _problems(check.appwrapper, doc, prefix="")
     problems += _problems(check.metadata, doc.get("metadata") or {}, prefix="metadata")
@@ -115,8 +128,10 @@ def check_appwrapper(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
         return [("spec", "required: the AppWrapper's spec, its components wrapping one Job")]
     for index, component in enumerate(doc["spec"]["components"]):
         template = component["template"]
-        if template.get("apiVersion") == "batch/v1" and template.get("kind") == "Job":
-            problems += _problems(check.job, template, prefix=f"spec.components[{index}].template")
+        kind = (template.get("apiVersion"), template.get("kind"))
+        validator = next((v for k, v in check.wrapped.items() if k == kind), None)
+        if validator is not None:
+            problems += _problems(validator, template, prefix=f"spec.components[{index}].template")
     return problems
 
 

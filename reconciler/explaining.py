@@ -105,6 +105,7 @@ def explain(
         *_runs(decision, entry, request),
         *_held(decision, entry),
         *_counted(request),
+        *_wrapped(request),
         *_kept_off(decision, entry, request),
     ]
     choices = explanations.options(decision.instance, decision.plan, entry.id)
@@ -295,6 +296,14 @@ def _counted(request: JobRequest | None) -> list[str]:
             f"({request.duration.total_seconds():.0f}) ends it then; raise that if it needs longer"
         )
     return notes
+
+
+def _wrapped(request: JobRequest | None) -> list[str]:
+    """What goes to its spoke with its Job (companions.py)."""
+    if request is None or not request.companions:
+        return []
+    objects = " and ".join(f"{c.kind} {c.name}" for c in request.companions)
+    return [f"its {objects} go wherever its Job goes, in its Job's file"]
 
 
 def _too_small(decision: Decision, entry: Entry, request: JobRequest) -> dict[str, str]:

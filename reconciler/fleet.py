@@ -532,6 +532,18 @@ class Spoke(Spec):
 # --- jobs/**.yaml ---------------------------------------------------------------
 
 
+class Companion(BaseModel):
+    """A ConfigMap or Service an AppWrapper wraps beside its Job
+    (reconciler/companions.py): rendered with the Job wherever it is placed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    field: str  # where it is in its AppWrapper: spec.components[1].template
+    kind: str
+    name: str
+    template: dict[str, Any]  # as written
+
+
 class JobRequest(BaseModel):
     """One AppWrapper, read and checked: what to run and what the user asked of it."""
 
@@ -542,7 +554,8 @@ class JobRequest(BaseModel):
     namespace: str
     source: str
     job_template: dict[str, Any]  # the wrapped batch/v1 Job, as written
-    template_hash: str
+    template_hash: str  # of the Job alone: its companions change in place
+    companions: tuple[Companion, ...] = ()
     cpu: float  # of all the pods that run at once
     memory_bytes: float
     gpu: float

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from reconciler import appwrappers, yamlio
+from reconciler import appwrappers, companions, yamlio
 from reconciler.fleet import (
     JOBS_DIR,
     MANIFEST_SUFFIXES,
@@ -109,6 +109,14 @@ def load_fleet(
                 problems.extend(job_or_problems)
     jobs, twice = _one_file_each(loaded, held=held or {})
     problems.extend(twice)
+    clashing = companions.clashes(jobs, held=held or {})
+    problems += [
+        Problem(file=job.source, field=field, reason=reason)
+        for job in jobs
+        if job.id in clashing
+        for field, reason in [clashing[job.id]]
+    ]
+    jobs = [job for job in jobs if job.id not in clashing]
     cycles = appwrappers.in_cycles(jobs)
     for job in jobs:
         if job.id in cycles:

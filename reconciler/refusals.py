@@ -100,6 +100,77 @@ def _fought(job: Mapping[str, Any]) -> Iterator[Refusal]:
         )
 
 
+# A ConfigMap's keys, and how much it may hold in all (data and binaryData).
+CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+MAX_CONFIGMAP_BYTES = 1024 * 1024
+# A Service's name: a DNS-1035 label, which begins with a letter.
+DNS_1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+def refused_in_companion(template: Mapping[str, Any]) -> tuple[Refusal, ...]:
+    """Each field of a ConfigMap or Service wrapped beside a Job that the API
+    server would refuse, or that would keep Argo CD from applying it as it
+    applies the Job (companions.py checks its name and namespace)."""
+    metadata = template.get("metadata") or {}
+    found = list(_metadata(metadata, where="metadata"))
+    found += [
+        (f"metadata.annotations.{key}", why)
+        for key, value in (metadata.get("annotations") or {}).items()
+        if (why := _argocd_override(str(key), str(value)))
+    ]
+    if template.get("kind") == "ConfigMap":
+        found += _config_map(template)
+    else:
+        found += _service(template.get("spec") or {})
+    return tuple(found)
+
+
+def _config_map(config: Mapping[str, Any]) -> Iterator[Refusal]:
+    size = 0
+    for part in ("data", "binaryData"):
+        for key, value in (config.get(part) or {}).items():
+            size += len(str(key).encode()) + len(str(value).encode())
+            if len(str(key)) > 253 or not CONFIG_KEY.match(str(key)):
+                yield (
+                    f"{part}[{key}]",
+                    f"{key!r} is no ConfigMap key: letters, digits, '-', '_' and '.' only",
+                )
+    if size > MAX_CONFIGMAP_BYTES:
+        yield (
+            "data",
+            f"{size} bytes, more than the {MAX_CONFIGMAP_BYTES} a ConfigMap holds: keep "
+            "large data in the image or a volume",
+        )
+    if config.get("immutable") is True:
+        # Argo CD applies an edit in place, and the API server refuses it, which
+        # fails the sync of every Job of the spoke.
+        yield (
+            "immutable",
+            "remove it: Caspian applies an edit of its AppWrapper to the ConfigMap in "
+            "place, which Kubernetes refuses for an immutable one",
+        )
+
+
+def _service(spec: Mapping[str, Any]) -> Iterator[Refusal]:
+    headless = spec.get("clusterIP") == "None"
+    fixed = [ip for ip in [spec.get("clusterIP"), *(spec.get("clusterIPs") or [])] if ip]
+    if any(ip != "None" for ip in fixed):
+        # One cluster's service range is not another's.
+        yield (
+            "spec.clusterIP"
+            if spec.get("clusterIP") not in (None, "", "None")
+            else "spec.clusterIPs",
+            "an address of one cluster's service range, which the job's other spokes "
+            "do not share: remove it (or write None, for a headless Service)",
+        )
+    if not spec.get("ports") and not headless and spec.get("type") != "ExternalName":
+        yield (
+            "spec.ports",
+            "required: Kubernetes takes a Service without ports only if it is headless "
+            "(clusterIP: None) or an ExternalName",
+        )
+
+
 def _argocd_override(key: str, value: str) -> str | None:
     """Why the annotation `key: value` on the wrapped Job cannot stay, or None."""
     if key in _HOOKS or key.startswith("helm.sh/hook-"):

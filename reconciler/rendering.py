@@ -5,7 +5,8 @@ byte-identical files, so an unchanged fleet produces no commit.
   exist even when the queue is empty),
 - rendered/<spoke>/<namespace>.<job>.yaml for every Planned (suspended) and
   Dispatched, Running or finished job, and every job suspended by its
-  AppWrapper after it started (suspended where it ran),
+  AppWrapper after it started (suspended where it ran): its Job, then the
+  ConfigMaps and Services its AppWrapper wraps beside it,
 - rendered/<spoke>/namespaces.yaml with the namespaces those Jobs use,
 - status/placements.yaml, the ledger.
 """
@@ -17,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler.decisions import Decision
-from reconciler.fleet import JobRequest
+from reconciler.fleet import Companion, JobRequest
 from reconciler.ledger import LEDGER_PATH, Entry, Ledger, Phase
 from reconciler.owned import seal
 from reconciler.quantities import format_time
@@ -94,7 +95,14 @@ def render(
             if was is not None and was[0][0] is job and was[0][1:] == (record, history):
                 manifests[path] = was
             else:
-                manifest = seal(dump(job_manifest(job, entry, history=history)))
+                manifest = seal(
+                    b"---\n".join(
+                        [
+                            dump(job_manifest(job, entry, history=history)),
+                            *(dump(companion_manifest(c, job=job)) for c in job.companions),
+                        ]
+                    )
+                )
                 manifests[path] = ((job, record, history), manifest)
             files[path] = manifests[path][1]
         listed[entry.spoke].append(path.rsplit("/", 1)[1])
@@ -211,6 +219,27 @@ def job_manifest(job: JobRequest, entry: Entry, *, history: str | None = None) -
         },
         "spec": spec,
     }
+
+
+def companion_manifest(companion: Companion, *, job: JobRequest) -> dict[str, Any]:
+    """A ConfigMap or Service the job's AppWrapper wraps beside its Job
+    (companions.py), as its spoke gets it: in the Job's file, namespace and
+    labels, so that it goes where the Job goes, and `kubectl get -l
+    caspian.dev/appwrapper=NAME` lists all of a job."""
+    template = copy.deepcopy(companion.template)
+    metadata = template.get("metadata") or {}
+    template["metadata"] = {
+        **metadata,
+        "name": companion.name,
+        "namespace": job.namespace,
+        "labels": {
+            **(metadata.get("labels") or {}),
+            "app.kubernetes.io/managed-by": MANAGED_BY,
+            "caspian.dev/appwrapper": job.name,
+        },
+        "annotations": {**(metadata.get("annotations") or {}), "caspian.dev/source": job.source},
+    }
+    return template
 
 
 # Fields of an entry left out at these values: added after ledgers were written,

@@ -1,12 +1,17 @@
 """The code tour (docs/code-tour.md) names files and what to open in them,
-and the README links to its own headings: a rename or a removal that leaves
-either pointing at nothing fails here."""
+the README links to its own headings, and the AppWrappers it shows are ones
+Caspian takes: a rename, a removal or a new rule that leaves either wrong
+fails here."""
 
 from __future__ import annotations
 
 import ast
 import re
 from pathlib import Path
+
+from reconciler import crd
+from reconciler.loading import load_fleet
+from reconciler.templates import template_files
 
 ROOT = Path(__file__).resolve().parents[1]
 TOUR = ROOT / "docs" / "code-tour.md"
@@ -64,3 +69,16 @@ def test_every_link_of_the_readme_to_its_own_headings_finds_one() -> None:
     assert len(links) >= 10  # the contents still link
     assert [link for link in links if link not in headings] == []
     assert anchor("Data and licences") == "data-and-licences"
+
+
+def test_every_appwrapper_the_readme_shows_is_one_caspian_takes() -> None:
+    blocks = re.findall(r"```yaml\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    shown = [block for block in blocks if "kind: AppWrapper" in block]
+    assert shown  # the pattern still finds them
+    for index, block in enumerate(shown):
+        path = f"jobs/readme-{index}.yaml"
+        fleet = load_fleet(
+            {**template_files(), path: block.encode()}, appwrapper_schema=crd.check_appwrapper
+        )
+        assert [p.line() for p in fleet.problems] == []
+        assert path in {job.source for job in fleet.jobs}

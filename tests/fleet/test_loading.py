@@ -632,7 +632,7 @@ def test_a_bad_name_or_namespace_is_named_with_the_other_problems() -> None:
         f"jobs/extra.yaml: {container}requests[cpu]: 'lots' is not a Kubernetes quantity",
         "jobs/extra.yaml: metadata.annotations.caspian.dev/duration: '1 hour' is not a",
         "jobs/two.yaml: metadata.name: 'Also_Bad' is not a DNS label",
-        "jobs/two.yaml: spec.components: Caspian places AppWrappers that wrap exactly one",
+        "jobs/two.yaml: spec.components: Caspian places AppWrappers that wrap one batch/v1 Job",
     ]
     lines = problems_of(fleet)
     assert len(lines) == len(expected), lines
@@ -712,18 +712,12 @@ def test_a_broken_json_file_says_where_and_why(raw: bytes, said: str) -> None:
     ("others", "fix"),
     [
         (["job"], "found 2 components (batch/v1/Job, batch/v1/Job): split them into one"),
-        (
-            ["config"],
-            "found 2 components (batch/v1/Job, v1/ConfigMap): keep the Job alone in it, "
-            "and give each spoke that may run it the v1/ConfigMap some other way",
-        ),
         (None, "this one wraps nothing: wrap the Job to run"),
     ],
 )
-def test_other_than_one_component_is_refused_with_the_way_out(others, fix) -> None:
+def test_other_than_one_job_is_refused_with_the_way_out(others, fix) -> None:
     doc = appwrapper_doc()
-    config = {"template": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}}
-    extra = {"job": doc["spec"]["components"][0], "config": config}
+    extra = {"job": doc["spec"]["components"][0]}
     if others is None:
         doc["spec"]["components"] = []
     else:

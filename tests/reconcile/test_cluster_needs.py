@@ -17,6 +17,7 @@ from reconciler.pods import Resources
 from reconciler.templates import template_files
 from tests.conftest import NOW, assert_valid_plan
 from tests.fleet.helpers import appwrapper_doc
+from tests.fleet.test_companions import CONFIG, wrapping
 from tests.reconcile.test_lifecycle import entries, step
 
 
@@ -237,3 +238,19 @@ def test_a_clusters_version_reads_as_its_api_and_people_write_it() -> None:
         kubeversions.parse("one.thirty")
     # Compared as numbers: 1.9 is older than 1.29.
     assert kubeversions.too_new(kubeversions.features({"backoffLimitPerIndex": 1}), (1, 9))
+
+
+def test_a_configmap_the_appwrapper_wraps_is_not_asked_of_the_spoke() -> None:
+    lacks = {"objects": {"ConfigMap batch": frozenset({"other"})}}
+    states = {"paris": lacks, "frankfurt": lacks, "california": lacks}
+    wrapped = {**template_files(), "jobs/trainer.yaml": wrapping(CONFIG).encode()}
+    decision, _ = step(wrapped, now=NOW, states=states)
+    assert entries(decision)["batch/trainer"].phase in ("Planned", "Dispatched")
+    assert "batch/trainer" not in decision.missing
+    # Without it wrapped, no spoke has it.
+    alone = {**template_files(), "jobs/trainer.yaml": wrapping().encode()}
+    nowhere, _ = step(alone, now=NOW, states=states)
+    assert entries(nowhere)["batch/trainer"].phase == "Pending"
+    assert (
+        "its pods need ConfigMap batch/trainer-config" in entries(nowhere)["batch/trainer"].reason
+    )

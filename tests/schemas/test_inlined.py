@@ -37,7 +37,11 @@ def errors(schema, doc):
 
 
 def test_inlining_changes_no_error() -> None:
-    job = json.loads((resources.files("reconciler") / "schemas" / crd.JOB_FILE).read_text())
+    job = json.loads(
+        (
+            resources.files("reconciler") / "schemas" / crd.WRAPPED_FILES["batch/v1", "Job"]
+        ).read_text()
+    )
     flat = crd._inlined(job, job["$defs"])
     assert "$ref" not in json.dumps(flat) and "$defs" not in flat
     for doc in BAD_JOBS:

@@ -1,11 +1,13 @@
-"""The packaged batch/v1 Job schema is the one Kubernetes publishes, reduced.
+"""The packaged Kubernetes schemas (the batch/v1 Job, and the v1 ConfigMap and
+Service an AppWrapper may wrap beside it) are the ones Kubernetes publishes,
+reduced.
 
-`reconciler/schemas/job-batch-v1.json` is made from the schemas that the
-kubernetes-validate package (version pinned in constraints.txt) ships: the Job
+Each file in `reconciler/schemas/` of these is made from the schemas that the
+kubernetes-validate package (version pinned in constraints.txt) ships: the
 object with every definition it reaches inlined under `$defs`, and the
 descriptions left out (they are three quarters of the size and no check reads
-them). This test remakes it and compares; after a version bump, run
-`python -m tests.schemas.test_job_schema_copy` to write the new copy.
+them). This test remakes them and compares; after a version bump, run
+`python -m tests.schemas.test_schema_copies` to write the new copies.
 """
 
 from __future__ import annotations
@@ -16,19 +18,21 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
+import pytest
 
 VERSION = "1.37.0"
-COPY = Path(__file__).parents[2] / "reconciler" / "schemas" / "job-batch-v1.json"
+PACKAGED = Path(__file__).parents[2] / "reconciler" / "schemas"
+FILES = ("job-batch-v1.json", "configmap-v1.json", "service-v1.json")
 REF = re.compile(r'"#/\$defs/([^"]+)"')
 
 
-def reduced_job_schema(version: str = VERSION) -> dict[str, Any]:
+def reduced_schema(name: str, version: str = VERSION) -> dict[str, Any]:
     source = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
     source = source / f"v{version}-local"
     definitions = json.loads((source / "_definitions.json").read_text())["$defs"]
-    # The Job file points into a sibling file; the copy holds both, so the
-    # pointers become local ones.
-    text = (source / "job-batch-v1.json").read_text()
+    # The object's file points into a sibling file; the copy holds both, so
+    # the pointers become local ones.
+    text = (source / name).read_text()
     text = text.replace("/api/_definitions.json#/$defs/", "#/$defs/")
     needed: set[str] = set()
     pending = REF.findall(text)
@@ -55,11 +59,13 @@ def render(schema: dict[str, Any]) -> str:
     return json.dumps(schema, indent=1, sort_keys=True) + "\n"
 
 
-def test_the_packaged_job_schema_is_the_published_one_reduced() -> None:
-    assert kubernetes_validate.__version__ == VERSION, "update VERSION and the copy together"
-    assert COPY.read_text() == render(reduced_job_schema())
+@pytest.mark.parametrize("name", FILES)
+def test_each_packaged_schema_is_the_published_one_reduced(name: str) -> None:
+    assert kubernetes_validate.__version__ == VERSION, "update VERSION and the copies together"
+    assert (PACKAGED / name).read_text() == render(reduced_schema(name))
 
 
 if __name__ == "__main__":
-    COPY.write_text(render(reduced_job_schema()))
-    print(f"wrote {COPY}")
+    for name in FILES:
+        (PACKAGED / name).write_text(render(reduced_schema(name)))
+        print(f"wrote {PACKAGED / name}")

@@ -1,0 +1,70 @@
+"""A job with a ConfigMap and a Service, through `caspian reconcile` and git:
+committed in its Job's file, moved with it, left out when its AppWrapper is
+refused (what was committed stays), and reconciled again to no change."""
+
+from __future__ import annotations
+
+import yaml
+
+from tests import gitutil
+from tests.cli.test_cli import AT
+from tests.fleet.test_companions import CONFIG, PEERS, wrapping
+
+
+def trainer(spokes: str) -> bytes:
+    text = wrapping(CONFIG, PEERS).replace(
+        "caspian.dev/duration: 1h", f"caspian.dev/duration: 1h\n    caspian.dev/spokes: {spokes}"
+    )
+    return text.encode()
+
+
+def trainer_file(remote) -> str:
+    (path,) = [p for p in gitutil.files(remote, "rendered/") if "/batch.trainer-" in p]
+    return path
+
+
+def test_companions_are_committed_with_their_job_and_move_with_it(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    assert run("init", "--bare", remote).exit_code == 0
+    gitutil.user_commit(remote, {"jobs/trainer.yaml": trainer("paris")})
+    first = run("reconcile", "--repo", remote, "--once", *AT)
+    assert first.exit_code == 0, first.output
+    path = trainer_file(remote)
+    assert path.startswith("rendered/paris/")
+    kinds = [d["kind"] for d in yaml.safe_load_all(gitutil.read(remote, path))]
+    assert kinds == ["Job", "ConfigMap", "Service"]
+    assert b"config.yaml: |\n    epochs: 3\n" in gitutil.read(remote, path)
+
+    head = gitutil.head(remote)
+    again = run("reconcile", "--repo", remote, "--once", *AT)
+    assert "no change" in again.output
+    assert gitutil.head(remote) == head
+
+    gitutil.user_commit(remote, {"jobs/trainer.yaml": trainer("california")})
+    moved = run("reconcile", "--repo", remote, "--once", *AT)
+    assert moved.exit_code == 0, moved.output
+    assert trainer_file(remote).startswith("rendered/california/")
+    assert not [p for p in gitutil.files(remote, "rendered/paris/") if "trainer" in p]
+    told = run("explain", "trainer", "--repo", remote, *AT)
+    assert (
+        "its ConfigMap trainer-config and Service trainer-peers go wherever its Job goes, "
+        "in its Job's file" in told.output
+    ), told.output
+
+
+def test_a_refused_companion_is_a_problem_line_and_the_committed_job_stays(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    assert run("init", "--bare", remote).exit_code == 0
+    gitutil.user_commit(remote, {"jobs/trainer.yaml": trainer("paris")})
+    assert run("reconcile", "--repo", remote, "--once", *AT).exit_code == 0
+    path = trainer_file(remote)
+    committed = gitutil.read(remote, path)
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "token"}}
+    broken = wrapping(CONFIG, secret).replace(
+        "caspian.dev/duration: 1h", "caspian.dev/duration: 1h\n    caspian.dev/spokes: paris"
+    )
+    gitutil.user_commit(remote, {"jobs/trainer.yaml": broken.encode()})
+    result = run("reconcile", "--repo", remote, "--once", *AT)
+    assert "jobs/trainer.yaml: spec.components[2].template: v1/Secret:" in result.output
+    assert "its data would be in git" in result.output
+    assert gitutil.read(remote, path) == committed
