@@ -300,7 +300,8 @@ def entry_of(raw: bytes | None, job_id: str) -> Entry | None:
         return parse(raw).by_id().get(job_id)
     end = text.find(b"\n- ", start + 1)
     try:
-        (item,) = yamlio.load(text[start + 1 : end if end >= 0 else len(text)])
+        # With its last line's end: a literal block's text ends in it.
+        (item,) = yamlio.load(text[start + 1 : end + 1 if end >= 0 else len(text)])
         return Entry.model_validate(item)
     except (yamlio.YAMLError, ValidationError, TypeError, ValueError):
         return parse(raw).by_id().get(job_id)

@@ -364,14 +364,17 @@ class NoAliases:
 
 def _text(dumper: Any, data: str) -> Any:
     """Text of many lines (a ConfigMap's config file, a container's script) as
-    a literal block, as people write it and review it; the emitter quotes what
-    a block cannot hold (a line that ends in a space, say). Not text that ends
-    in blank lines, or holds a line break other than \\n: its block would end
-    its document (`...`), and the ledger is written record by record."""
+    a literal block, as people write it and review it. Other text, and text a
+    block cannot hold as written, keeps PyYAML's own style: a line that ends
+    in a space (asked for a block, the emitter would fall back to double
+    quotes, not single), blank lines at its end or a line break other than
+    \\n (its block would end its document with `...`, and the ledger is
+    written record by record)."""
     block = (
         "\n" in data
         and data.strip("\n") != ""
-        and not data.endswith("\n\n")
+        and not data.endswith(("\n\n", " "))
+        and " \n" not in data
         and not any(mark in data for mark in "\r\x85\u2028\u2029\ufeff")
     )
     return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|" if block else None)

@@ -196,3 +196,8 @@ def test_text_of_many_lines_is_a_literal_block_that_reads_back_as_written() -> N
         if _kept(text, _PlainDumper):
             assert _kept(text, yamlio._Dumper), repr(text)
             assert _kept(text, yamlio.PyYamlDumper), repr(text)
+        # Text not written as a block is written as PyYAML writes it.
+        written = yamlio.dump({"k": text}, dumper=yamlio.PyYamlDumper)
+        assert written.startswith(b"k: |") or written == yamlio.dump(
+            {"k": text}, dumper=_PlainDumper
+        ), repr(text)
