@@ -9,9 +9,11 @@ anything stops Argo CD from syncing an Application at all.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from reconciler.fleet import JobRequest
 from reconciler.kubeobjects import one_line
 
 SPOKE_LABEL = "caspian.dev/spoke"
@@ -58,10 +60,14 @@ class Seen(NamedTuple):
     said: dict[str, str]  # why it failed, in the words of the spoke's API
 
 
-def application_jobs(application: Any, *, checked: bool) -> tuple[str | None, Seen, bool]:
+def application_jobs(
+    application: Any, *, checked: bool, companions: Mapping[str, JobRequest] | None = None
+) -> tuple[str | None, Seen, bool]:
     """The spoke an Application syncs, what it says of its Jobs, and whether
     it holds their health (Argo CD may keep it out: then only its syncs say
-    anything)."""
+    anything). `companions` gives the job that wraps each ConfigMap and
+    Service, by `Kind namespace/name` (companions.owners): one Argo CD failed
+    to apply holds back its Job."""
     nothing = Seen({}, {}, {}, {}, {})
     if not isinstance(application, dict):
         return None, nothing, True
@@ -69,7 +75,7 @@ def application_jobs(application: Any, *, checked: bool) -> tuple[str | None, Se
     spoke = _map(metadata.get("labels")).get(SPOKE_LABEL)
     if not isinstance(spoke, str):
         return None, nothing, True
-    unapplied, said = _sync_failures(status)
+    unapplied, said = _sync_failures(status, companions or {})
     if status.get("resourceHealthSource") == "appTree":
         return spoke, Seen({}, {}, {}, unapplied, said), False
     jobs, podless, unready, failed = _job_health(status.get("resources"), checked=checked)
@@ -109,13 +115,17 @@ def _job_health(
     return jobs, dict(sorted(podless.items())), dict(sorted(unready.items())), failed
 
 
-def _sync_failures(status: dict) -> tuple[dict[str, datetime], dict[str, str]]:
+def _sync_failures(
+    status: dict, companions: Mapping[str, JobRequest]
+) -> tuple[dict[str, datetime], dict[str, str]]:
     """The Jobs the Application's last sync failed to apply and that are out of
     sync still, since when, and what the spoke's API answered: an admission
     webhook that refuses the Job (a policy engine checks a Job's pod template
     as it would a pod's), a quota on the count of Jobs. Such a Job never
     reaches its spoke, and the kube observer cannot tell it from one Argo CD
-    has yet to sync."""
+    has yet to sync. A ConfigMap or Service of a job that failed to apply
+    counts for its Job, where that is out of sync too, in the Job's own words
+    where it has some."""
     operation = status.get("operationState")
     if not isinstance(operation, dict) or not isinstance(operation.get("syncResult"), dict):
         return {}, {}
@@ -131,15 +141,37 @@ def _sync_failures(status: dict) -> tuple[dict[str, datetime], dict[str, str]]:
     }
     since: dict[str, datetime] = {}
     said: dict[str, str] = {}
-    for result in results:
-        key = _job_key(result)
+    # A Job's own results first, so that its own words win.
+    for result in sorted(results, key=lambda r: _job_key(r) is None):
+        key, whose = _job_key(result), ""
+        if key is None and (owner := _owner(result, companions, out_of_sync)) is not None:
+            key, whose = owner, f"its {result['kind']} {result['name']}: "
         if key is None or key not in out_of_sync or result.get("status") != "SyncFailed":
             continue
         since[key] = when
         message = result.get("message")
-        if isinstance(message, str) and message.strip():
-            said[key] = one_line(message)
+        if isinstance(message, str) and message.strip() and key not in said:
+            said[key] = one_line(whose + message)
     return dict(sorted(since.items())), said
+
+
+def _owner(
+    result: Any, companions: Mapping[str, JobRequest], out_of_sync: set[str | None]
+) -> str | None:
+    """namespace/name of the out-of-sync Job, of any run, of the job that wraps
+    the ConfigMap or Service of a sync result; None for anything else."""
+    if not isinstance(result, dict) or result.get("group") not in ("", None):
+        return None
+    kind, namespace, name = result.get("kind"), result.get("namespace"), result.get("name")
+    job = companions.get(f"{kind} {namespace}/{name}")
+    if job is None:
+        return None
+    for key in sorted(k for k in out_of_sync if k is not None):
+        there, _, job_name = key.partition("/")
+        run = re.fullmatch(rf".*-{re.escape(job.template_hash)}(?:-r(\d+))?", job_name)
+        if there == job.namespace and run and job.job_name_for(retry=int(run[1] or 0)) == job_name:
+            return key
+    return None
 
 
 def _map(value: Any) -> dict:

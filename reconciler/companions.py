@@ -173,3 +173,9 @@ def _named(template: Mapping[str, Any], *, field: str, namespace: str) -> list[t
             )
         )
     return problems
+
+
+def owners(jobs: Iterable[JobRequest]) -> dict[str, JobRequest]:
+    """The job that wraps each ConfigMap and Service, by `Kind namespace/name`
+    (as jobspec.needs names objects)."""
+    return {f"{c.kind} {job.namespace}/{c.name}": job for job in jobs for c in job.companions}

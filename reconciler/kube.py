@@ -41,7 +41,7 @@ from pydantic import ValidationError
 from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from reconciler import applications, jobspec, kubeobjects, kubeversions, metrics
+from reconciler import applications, companions, jobspec, kubeobjects, kubeversions, metrics
 from reconciler.decisions import GRANTED_APART, SpokeState, granting, plural, unlisted
 from reconciler.fleet import Fleet, Spoke, printable
 from reconciler.observing import declared
@@ -695,8 +695,11 @@ class ArgoCDObserver:
             )
         trusted = checked
         syncable: dict[str, bool] = {}
+        wrapped = companions.owners(fleet.jobs)
         for application in items:
-            spoke, seen, health = applications.application_jobs(application, checked=checked)
+            spoke, seen, health = applications.application_jobs(
+                application, checked=checked, companions=wrapped
+            )
             if not health:
                 log.warning(
                     "Argo CD keeps the health of %s's resources out of its Application: set "

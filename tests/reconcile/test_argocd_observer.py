@@ -19,6 +19,7 @@ from tests import gitutil
 from tests.deploy.test_job_health import PATCH
 from tests.fakehttp import Reply, serve
 from tests.fleet.helpers import fleet_with
+from tests.fleet.test_companions import CONFIG, wrapping
 from tests.reconcile.test_kube_observer import healthy, kubeconfig, waiting_plugin
 
 APPS = "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications"
@@ -772,3 +773,37 @@ def test_the_options_choose_the_observer() -> None:
     assert chosen("kube", None) is KubeObserver
     assert chosen("kube", "kind-hub") is StatusFilledIn
     assert chosen("argocd", None) is ArgoCDObserver
+
+
+def test_a_configmap_of_a_job_that_argo_cd_could_not_apply_holds_that_job_back(tmp_path) -> None:
+    fleet = fleet_with(jobs__trainer=wrapping(CONFIG))
+    (trainer,) = [job for job in fleet.jobs if job.name == "trainer"]
+    again = trainer.job_name_for(retry=2)  # its third run's Job
+    config = sync_result("trainer-config", "SyncFailed", REFUSED) | {
+        "group": "",
+        "kind": "ConfigMap",
+    }
+    stranger = config | {"name": "someone-elses"}
+    resources = [out_of_sync(again, "Missing"), out_of_sync("other-1a2b3c4d", "Missing")]
+    with serve() as api:
+        app = application("paris", resources, operationState=failed_sync(config, stranger))
+        api.route(APPS, applications(app))
+        api.route(SETTINGS, settings(CHECKED))
+        observer = ArgoCDObserver(
+            kubeconfig=kubeconfig(tmp_path, {"hub": api.url}), context="kind-hub"
+        )
+        paris = observer.observe(fleet)["paris"]
+    finished = datetime(2026, 12, 2, 3, 0, 9, tzinfo=UTC)
+    assert paris.unapplied == {f"batch/{again}": finished}
+    assert paris.said == {f"batch/{again}": f"its ConfigMap trainer-config: {REFUSED}"}
+    # A Job's own failure is told in its own words.
+    own = sync_result(trainer.job_name, "SyncFailed", "quota")
+    with serve() as api:
+        first = [out_of_sync(trainer.job_name, "Missing")]
+        app = application("paris", first, operationState=failed_sync(config, own))
+        api.route(APPS, applications(app))
+        api.route(SETTINGS, settings(CHECKED))
+        observer = ArgoCDObserver(
+            kubeconfig=kubeconfig(tmp_path, {"hub": api.url}), context="kind-hub"
+        )
+        assert observer.observe(fleet)["paris"].said == {f"batch/{trainer.job_name}": "quota"}
