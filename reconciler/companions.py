@@ -2,8 +2,8 @@
 Services its pods use (a config file, the headless Service through which a
 distributed job's pods find each other). Caspian renders them into the Job's
 own file, so they go to whichever spoke the Job is placed on, move with it, and
-are pruned with it; Argo CD applies ConfigMaps and Services before Jobs. Other
-kinds are refused, each with why and what to do instead. Pure."""
+are pruned with it. Other kinds are refused, each with why and what to do
+instead. Pure."""
 
 from __future__ import annotations
 
@@ -99,9 +99,9 @@ def needs_met(
 def clashes(jobs: Sequence[JobRequest], *, held: Mapping[str, str]) -> dict[str, tuple[str, str]]:
     """(field, reason) by job id for each job that wraps a ConfigMap or Service
     another job of its namespace wraps too: placed on one spoke, the two would
-    be one object, which Argo CD refuses to apply twice, failing the spoke's
-    whole sync. The job the ledger placed from its file keeps the name, else
-    the first by file."""
+    be one object, and kustomize refuses to build a directory that holds it
+    twice, which stops the spoke's whole sync. The job the ledger placed from
+    its file keeps the name, else the first by file."""
     owners: dict[tuple[str, str, str], JobRequest] = {}
     first = sorted(jobs, key=lambda job: (held.get(job.id) != job.source, job.source))
     found: dict[str, tuple[str, str]] = {}

@@ -142,8 +142,8 @@ def _config_map(config: Mapping[str, Any]) -> Iterator[Refusal]:
             "large data in the image or a volume",
         )
     if config.get("immutable") is True:
-        # Argo CD applies an edit in place, and the API server refuses it, which
-        # fails the sync of every Job of the spoke.
+        # Argo CD applies an edit in place, the API server refuses it, and the
+        # sync that carries it fails.
         yield (
             "immutable",
             "remove it: Caspian applies an edit of its AppWrapper to the ConfigMap in "

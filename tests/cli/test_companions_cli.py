@@ -4,6 +4,8 @@ refused (what was committed stays), and reconciled again to no change."""
 
 from __future__ import annotations
 
+import json
+
 import yaml
 
 from tests import gitutil
@@ -68,3 +70,22 @@ def test_a_refused_companion_is_a_problem_line_and_the_committed_job_stays(run, 
     assert "jobs/trainer.yaml: spec.components[2].template: v1/Secret:" in result.output
     assert "its data would be in git" in result.output
     assert gitutil.read(remote, path) == committed
+
+
+def test_validate_gives_each_companion_problem_its_line(run, tmp_path) -> None:
+    target = tmp_path / "fleet"
+    run("init", target)
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "token"}}
+    bad_key = {**CONFIG, "data": {"a b": "c"}}
+    text = wrapping(bad_key, secret)
+    (target / "jobs" / "trainer.yaml").write_text(text)
+    result = run("validate", target, "--json")
+    found = [json.loads(line) for line in result.output.splitlines()]
+    lines = text.splitlines()
+    config_at = next(i for i, line in enumerate(lines) if "a b: c" in line) + 1
+    kind_at = next(i for i, line in enumerate(lines) if "kind: Secret" in line)
+    secret_at = max(i for i, line in enumerate(lines[:kind_at]) if "template:" in line) + 1
+    assert [(p["field"], p["line"]) for p in found] == [
+        ("spec.components[1].template.data[a b]", config_at),
+        ("spec.components[2].template", secret_at),
+    ]

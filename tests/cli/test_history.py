@@ -396,3 +396,23 @@ def test_a_declined_move_is_an_event_of_its_own() -> None:
         "Planned on paris from 2026-11-22T05:00:00Z (held: a move declined in pull request #7)"
     )
     assert found.events[-1].said[0].endswith("declined; it stays Planned on paris")
+
+
+def test_history_and_report_name_a_ledger_edited_by_hand_and_read_the_others(tmp_path) -> None:
+    remote = _fleet(tmp_path)
+    _reconcile(remote, tmp_path, "2026-11-22T02:00:00Z")
+    placed = gitutil.head(remote)
+    ledger = gitutil.read(remote, LEDGER_PATH)
+    edited = ledger.replace(b"phase: Planned", b"phase: Running", 1)
+    assert edited != ledger
+    hand = gitutil.user_commit(remote, {LEDGER_PATH: edited}, "A quick fix")
+    gitutil.user_commit(remote, {LEDGER_PATH: ledger}, "Revert the quick fix")
+    said = f"  skipped {hand[:10]}: its ledger was edited by hand and does not read"
+    told = _run(remote, tmp_path, "history", JOB)
+    assert told.exit_code == 0, told.output
+    assert said in told.output.splitlines()
+    assert placed[:10] in told.output  # the placement before it is read still
+    period = ("--since", "2026-11-01", "--until", "2026-12-31")
+    report = _run(remote, tmp_path, "report", *period)
+    assert report.exit_code == 0, report.output
+    assert said in report.output.splitlines()
