@@ -6,13 +6,16 @@ out."""
 from __future__ import annotations
 
 import copy
+import random
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
 from reconciler import crd
 from reconciler.loading import load_fleet
+from reconciler.rendering import companion_manifest
 from reconciler.templates import template_files
 from tests.fleet.helpers import appwrapper_doc, fleet_with, problems_of
 
@@ -216,3 +219,46 @@ def test_two_jobs_of_a_namespace_may_not_wrap_one_name() -> None:
     other["metadata"]["namespace"] = "media"
     apart = {**files, "jobs/b-trainer.yaml": yaml.safe_dump(other).encode()}
     assert problems_of(load_fleet(apart, appwrapper_schema=crd.check_appwrapper)) == []
+
+
+def _fields(node: Any, prefix: tuple = ()) -> list[tuple]:
+    """The path of every field under `node`."""
+    found = [prefix] if prefix else []
+    items = (
+        node.items()
+        if isinstance(node, dict)
+        else enumerate(node)
+        if isinstance(node, list)
+        else []
+    )
+    for key, value in items:
+        found += _fields(value, (*prefix, key))
+    return found
+
+
+def test_a_companion_edited_at_random_is_refused_or_one_kubernetes_takes() -> None:
+    """Whatever a companion's fields hold, loading does not break, and one
+    Caspian takes renders as Kubernetes' schemas take it, strictly."""
+    base = yaml.safe_load(wrapping(CONFIG, PEERS))
+    odd = [None, 5, -1, 1.5, [], {}, "", "x", "None", True, [None], {"a": None}, "a" * 300]
+    rng = random.Random(4)
+    version = kubernetes_validate.latest_version()
+    taken = 0
+    for _ in range(300):
+        doc = copy.deepcopy(base)
+        component = rng.choice(doc["spec"]["components"][1:])
+        *parents, last = rng.choice(_fields(component))
+        node = component
+        for key in parents:
+            node = node[key]
+        if isinstance(node, dict) and rng.random() < 0.2:
+            del node[last]
+        else:
+            node[last] = copy.deepcopy(rng.choice(odd))
+        fleet = fleet_with(jobs__trainer=yaml.safe_dump(doc))
+        for job in fleet.jobs:
+            for companion in job.companions:
+                taken += 1
+                manifest = companion_manifest(companion, job=job)
+                kubernetes_validate.validate(manifest, version, strict=True)
+    assert taken > 20  # some edits leave a companion Kubernetes takes
