@@ -627,7 +627,10 @@ class JobRequest(BaseModel):
         """A digest of all Caspian read of its AppWrapper (but where the file
         is): a pull request that declined a place for it holds it until this
         changes, whether its Job, an annotation, or a default of the policy."""
-        read = self.model_dump_json(exclude={"source"})
+        # A job that wraps nothing beside its Job asks what it asked before
+        # companions were read: an upgrade must not lift every decline.
+        left_out = {"source"} | (set() if self.companions else {"companions"})
+        read = self.model_dump_json(exclude=left_out)
         return hashlib.sha256(read.encode()).hexdigest()[:16]
 
     @property

@@ -14,6 +14,7 @@ from reconciler.quantities import format_time
 from reconciler.rendering import render_ledger
 from reconciler.templates import template_files
 from tests.conftest import NOW, assert_valid_plan
+from tests.fleet.test_companions import CONFIG, wrapping
 from tests.reconcile.test_lifecycle import entries, step
 from tests.reconcile.test_requeue import _first_dispatched, _waiting_since
 from tests.reconcile.test_retry import _failed, _with_retry_limit
@@ -212,3 +213,18 @@ def test_a_declined_job_keeps_the_spokes_it_could_not_run_on() -> None:
     assert held.by_id()[job.id].requeued_from == (job.spoke,)
     after, _ = step(files, now=NOW)
     assert entries(after)[job.id] == held.by_id()[job.id]
+
+
+def test_what_a_job_asks_is_what_it_asked_before_a_caspian_upgrade() -> None:
+    """A decline holds until JobRequest.ask changes: a field added to the
+    JobRequest of every job (companions, say) would lift every decline of
+    every fleet at the upgrade. This digest is etl-daily's as fa40b11 read
+    it; change it only with a field every job should be asked again for."""
+    assert _asks(template_files(), "batch/etl-daily") == {"batch/etl-daily": "83dac93c1b0b1332"}
+
+
+def test_an_edit_of_a_wrapped_configmap_lifts_a_decline() -> None:
+    wrapped = {**template_files(), "jobs/trainer.yaml": wrapping(CONFIG).encode()}
+    edited = {**CONFIG, "data": {"config.yaml": "epochs: 4\n"}}
+    again = {**template_files(), "jobs/trainer.yaml": wrapping(edited).encode()}
+    assert _asks(wrapped, "batch/trainer") != _asks(again, "batch/trainer")
