@@ -10,6 +10,7 @@ from datetime import datetime
 from reconciler.decisions import Decision, Requeue, Retry
 from reconciler.ledger import ACTIVE, FINISHED, FIXED, UNFINISHED, Entry, Ledger, Phase
 from reconciler.quantities import format_duration, format_time
+from reconciler.rendering import job_path
 
 
 def savings(ledger: Ledger) -> tuple[float, float, float | None]:
@@ -98,9 +99,12 @@ def _note(entry: Entry, *, now: datetime) -> str:
     return "; ".join(notes)
 
 
-def subject(old: Ledger, decision: Decision, *, pruned: Iterable[str] = ()) -> str:
+def subject(
+    old: Ledger, decision: Decision, *, pruned: Iterable[str] = (), rewritten: Iterable[str] = ()
+) -> str:
     """One line for the commit. `pruned` holds the finished jobs whose Job
-    leaves rendered/ in it: the ledger does not change for them."""
+    leaves rendered/ in it, `rewritten` those whose file changes with their
+    place: the ledger does not change for either."""
     changes = _changes(old, decision.ledger, requeued=decision.requeued, retried=decision.retried)
     parts = []
     placed = changes["placed"] + changes["moved"]
@@ -133,6 +137,8 @@ def subject(old: Ledger, decision: Decision, *, pruned: Iterable[str] = ()) -> s
             parts.append(f"{verb}: {_jobs(len(changes[kind]))} ({where} {spoke_is})")
     if pruned := list(pruned):
         parts.append(f"prune: {_jobs(len(pruned))} (finished)")
+    if rewritten := list(rewritten):
+        parts.append(f"rewrite: {_jobs(len(rewritten))} (same place)")
     text = "; ".join(parts) or "update placement records"
     _, _, saved = savings(decision.ledger)
     if saved is not None:
@@ -147,14 +153,16 @@ def commit_message(
     input_commit: str,
     reverted: Iterable[str] = (),
     pruned: Iterable[str] = (),
+    rewritten: Iterable[str] = (),
 ) -> str:
     """The commit's message. `reverted` holds the hand-edited files put back,
-    `pruned` the finished jobs whose Job leaves rendered/ in this commit."""
+    `pruned` the finished jobs whose Job leaves rendered/ in this commit, and
+    `rewritten` the jobs whose file changes while their record does not."""
     ledger = decision.ledger
     counts = Counter(e.phase for e in ledger.entries if e.of_a_job)
     estimated, baseline, saved = savings(ledger)
-    pruned = sorted(pruned)
-    lines = [subject(old, decision, pruned=pruned), ""]
+    pruned, rewritten = sorted(pruned), sorted(rewritten)
+    lines = [subject(old, decision, pruned=pruned, rewritten=rewritten), ""]
     summary = ", ".join(f"{counts[p]} {p.value.lower()}" for p in Phase if counts[p])
     lines.append(f"Jobs: {summary or 'none'}.")
     if saved is not None:
@@ -179,6 +187,15 @@ def commit_message(
     if pruned:
         lines += ["", "Pruned (finished: Argo CD deletes their Job; the ledger keeps the record):"]
         lines += [f"- {line}" for line in prunings(decision, pruned)]
+    if rewritten:
+        lines += [
+            "",
+            "Rewritten in place (the same place; what its Job's file holds changed: a "
+            "ConfigMap or Service its AppWrapper wraps, caspian.yaml's historyUrl, or how "
+            "this Caspian writes it):",
+        ]
+        by_id = ledger.by_id()
+        lines += [f"- {job_id}: {job_path(by_id[job_id])}" for job_id in rewritten]
     reverted = list(reverted)
     if reverted:
         lines += ["", "Hand edits reverted (Caspian owns rendered/; change jobs/ instead):"]

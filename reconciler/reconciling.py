@@ -796,6 +796,7 @@ def _outcome(snapshot: Snapshot, decision: Decision, *, old: ledger.Ledger) -> O
     reverted = [p for p in edited if p.file in changes]
     for problem in reverted:
         log.warning("reverting %s", problem.line())
+    was = old.by_id()
     message = messages.commit_message(
         old=old,
         decision=decision,
@@ -805,6 +806,16 @@ def _outcome(snapshot: Snapshot, decision: Decision, *, old: ledger.Ledger) -> O
             e.id
             for e in decision.ledger.entries
             if decision.retired(e) and changes.get(job_path(e)) == "deleted"
+        ],
+        # Their Job's file changed, their record did not: a ConfigMap of theirs
+        # was edited, say. Without a word the commit would seem to change nothing.
+        rewritten=[
+            e.id
+            for e in decision.ledger.entries
+            if e.on_a_spoke
+            and was.get(e.id) == e
+            and changes.get(job_path(e)) == "modified"
+            and job_path(e) not in {problem.file for problem in reverted}
         ],
     )
     return Outcome(

@@ -42,6 +42,15 @@ def test_companions_are_committed_with_their_job_and_move_with_it(run, tmp_path)
     assert "no change" in again.output
     assert gitutil.head(remote) == head
 
+    # An edit of its ConfigMap alone rewrites its file, and the commit says so.
+    edited = trainer("paris").replace(b"epochs: 3", b"epochs: 4")
+    gitutil.user_commit(remote, {"jobs/trainer.yaml": edited})
+    assert run("reconcile", "--repo", remote, "--once", *AT).exit_code == 0
+    said = gitutil.message(remote)
+    assert said.startswith("rewrite: 1 job (same place)"), said
+    assert f"\n- batch/trainer: {path}\n" in said
+    assert b"epochs: 4" in gitutil.read(remote, path)
+
     gitutil.user_commit(remote, {"jobs/trainer.yaml": trainer("california")})
     moved = run("reconcile", "--repo", remote, "--once", *AT)
     assert moved.exit_code == 0, moved.output
