@@ -21,6 +21,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from reconciler import companions
 from reconciler.cli import main
 from reconciler.crd import closed
 
@@ -101,9 +102,14 @@ def test_the_applicationset_makes_one_application_per_spoke_directory() -> None:
     assert "CreateNamespace=true" in spec["syncPolicy"]["syncOptions"]
 
 
-def test_the_project_admits_jobs_and_namespaces_only() -> None:
+def test_the_project_admits_what_caspian_renders_and_nothing_more() -> None:
+    # A kind Caspian renders that the project does not admit fails the sync of
+    # its spoke: every wrapped kind must be there, and nothing else.
     project = next(d for d in argocd_documents() if d["kind"] == "AppProject")["spec"]
-    assert project["namespaceResourceWhitelist"] == [{"group": "batch", "kind": "Job"}]
+    rendered = [companions.JOB, *companions.KINDS]
+    assert project["namespaceResourceWhitelist"] == [
+        {"group": api.rpartition("/")[0], "kind": kind} for api, kind in rendered
+    ]
     assert project["clusterResourceWhitelist"] == [{"group": "", "kind": "Namespace"}]
 
 
