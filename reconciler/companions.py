@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from reconciler import refusals
-from reconciler.fleet import Companion, JobRequest
+from reconciler.fleet import Companion, JobRequest, Problem
 
 JOB = ("batch/v1", "Job")
 KINDS = (("v1", "ConfigMap"), ("v1", "Service"))
@@ -179,3 +179,35 @@ def owners(jobs: Iterable[JobRequest]) -> dict[str, JobRequest]:
     """The job that wraps each ConfigMap and Service, by `Kind namespace/name`
     (as jobspec.needs names objects)."""
     return {f"{c.kind} {job.namespace}/{c.name}": job for job in jobs for c in job.companions}
+
+
+def borrowed(jobs: Sequence[JobRequest]) -> list[Problem]:
+    """Each job whose pods need a ConfigMap that another job wraps: it is on a
+    spoke only while that job's Job is, and goes with it, so the job would
+    run there only by chance, and lose it mid-run. `caspian validate` says
+    these as warnings: the other job may be meant to run first."""
+    wrapped = owners(jobs)
+    found = []
+    for job in sorted(jobs, key=lambda job: job.source):
+        for need in job.needs:
+            owner = wrapped.get(need)
+            if owner is None:  # (a job's own are not among its needs)
+                continue
+            found.append(
+                Problem(
+                    file=job.source,
+                    field=f"{job_field(job)}.spec.template.spec",
+                    reason=f"its pods need {need}, which {owner.source} ({owner.id}) wraps: "
+                    "it is on a spoke only while that job is, and leaves with it; create it "
+                    "on the spokes, or wrap a copy of another name in this AppWrapper",
+                )
+            )
+    return found
+
+
+def job_field(job: JobRequest) -> str:
+    """Where a job's Job is in its AppWrapper: at the one index its
+    companions leave, as every other component is one of them."""
+    taken = {companion.field for companion in job.companions}
+    at = next(i for i in range(len(taken) + 1) if f"spec.components[{i}].template" not in taken)
+    return f"spec.components[{at}].template"

@@ -20,6 +20,7 @@ import click
 from reconciler import (
     accounting,
     chains,
+    companions,
     explaining,
     gridcarbon,
     ledger,
@@ -197,7 +198,14 @@ def _validate_repo(root: Path, *, parts: list[str], named: bool) -> list[_Found]
         if asked(p)
     ]
     broken = {p.file.split("#")[0] for p in fleet.problems}
-    warnings = [p for p in chains.not_in_jobs(fleet.jobs, read.by_id(), broken=broken) if asked(p)]
+    warnings = [
+        p
+        for p in [
+            *chains.not_in_jobs(fleet.jobs, read.by_id(), broken=broken),
+            *companions.borrowed(fleet.jobs),
+        ]
+        if asked(p)
+    ]
     if not problems:
         where = f"{_shown(root)}: " if named else ""
         said = f", {len(warnings)} warning{'s' * (len(warnings) != 1)}" if warnings else ""

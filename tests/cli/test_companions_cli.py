@@ -98,3 +98,27 @@ def test_validate_gives_each_companion_problem_its_line(run, tmp_path) -> None:
         ("spec.components[1].template.data[a b]", config_at),
         ("spec.components[2].template", secret_at),
     ]
+
+
+def test_validate_warns_of_a_job_that_needs_another_jobs_configmap(
+    run, tmp_path, monkeypatch
+) -> None:
+    target = tmp_path / "fleet"
+    run("init", target)
+    (target / "jobs" / "trainer.yaml").write_text(wrapping(CONFIG, PEERS))
+    peers = PEERS | {"metadata": {"name": "evaluator-peers"}}
+    borrower = wrapping(peers, name="evaluator", first=True)
+    (target / "jobs" / "evaluator.yaml").write_text(borrower)
+    monkeypatch.chdir(target)
+    result = run("validate")
+    assert result.exit_code == 0, result.output
+    # The fourth spec: the AppWrapper's, its Service's, its Job's, then its pods'.
+    spec_at = [i for i, t in enumerate(borrower.splitlines()) if t.strip() == "spec:"][3]
+    assert result.stdout.splitlines() == [
+        f"jobs/evaluator.yaml:{spec_at + 1}: warning: spec.components[1].template.spec.template"
+        ".spec: its pods need ConfigMap batch/trainer-config, which jobs/trainer.yaml "
+        "(batch/trainer) wraps: it is on a spoke only while that job is, and leaves with it; "
+        "create it on the spokes, or wrap a copy of another name in this AppWrapper"
+    ]
+    # The trainer, whose pods need the same ConfigMap, wraps it: no warning.
+    assert result.stderr == "ok: 3 spokes, 12 jobs, 1 warning\n"
