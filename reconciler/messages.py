@@ -103,8 +103,8 @@ def subject(
     old: Ledger, decision: Decision, *, pruned: Iterable[str] = (), rewritten: Iterable[str] = ()
 ) -> str:
     """One line for the commit. `pruned` holds the finished jobs whose Job
-    leaves rendered/ in it, `rewritten` those whose file changes with their
-    place: the ledger does not change for either."""
+    leaves rendered/ in it, `rewritten` those whose file changes while their
+    place does not: the ledger does not change for either."""
     changes = _changes(old, decision.ledger, requeued=decision.requeued, retried=decision.retried)
     parts = []
     placed = changes["placed"] + changes["moved"]

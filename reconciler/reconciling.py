@@ -796,7 +796,7 @@ def _outcome(snapshot: Snapshot, decision: Decision, *, old: ledger.Ledger) -> O
     reverted = [p for p in edited if p.file in changes]
     for problem in reverted:
         log.warning("reverting %s", problem.line())
-    was = old.by_id()
+    was, put_back = old.by_id(), {problem.file for problem in reverted}
     message = messages.commit_message(
         old=old,
         decision=decision,
@@ -815,7 +815,7 @@ def _outcome(snapshot: Snapshot, decision: Decision, *, old: ledger.Ledger) -> O
             if e.on_a_spoke
             and was.get(e.id) == e
             and changes.get(job_path(e)) == "modified"
-            and job_path(e) not in {problem.file for problem in reverted}
+            and job_path(e) not in put_back
         ],
     )
     return Outcome(
