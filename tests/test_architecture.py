@@ -15,6 +15,7 @@ PURE = (
     "reconciler/fleet.py",
     "reconciler/loading.py",
     "reconciler/appwrappers.py",
+    "reconciler/companions.py",
     "reconciler/deciding.py",
     "reconciler/optimizerjobs.py",
     "reconciler/records.py",
