@@ -17,6 +17,7 @@ from reconciler.templates import template_files
 from tests import gitutil
 from tests.conftest import BOT, NOW
 from tests.fleet.helpers import appwrapper
+from tests.fleet.test_companions import CONFIG, wrapping
 from tests.reconcile.test_lifecycle import _edited, entries, step
 
 BRANCH = "caspian/placement"
@@ -227,3 +228,17 @@ def test_a_new_spokes_empty_directory_waits_for_a_change_to_go_with(remote, tmp_
     gitutil.user_commit(remote, {"jobs/extra.yaml": appwrapper("extra").encode()})
     both = reconciling.propose_once(repo, branch=BRANCH, now=NOW + timedelta(minutes=5), author=BOT)
     assert "rendered/oslo/kustomization.yaml" in both.proposed.changes
+
+
+def test_an_edit_of_a_wrapped_configmap_alone_goes_to_main_at_once():
+    """Its place does not change, so there is nothing to review: the edit was
+    the user's own commit to jobs/."""
+    wrapped = {**template_files(), "jobs/trainer.yaml": wrapping(CONFIG).encode()}
+    first, files = step(wrapped, now=NOW)
+    edited = {**CONFIG, "data": {"config.yaml": "epochs: 4\n"}}
+    files = {**files, "jobs/trainer.yaml": wrapping(edited).encode()}
+    later, _ = step(files, now=NOW)
+    assert "batch/trainer" not in proposals.new_places(first.ledger, later.ledger)
+    carried = proposals.carried_out(later, old=first.ledger)
+    path = job_path(entries(first)["batch/trainer"])
+    assert b"epochs: 4" in render(carried, previous=files)[path]
