@@ -188,7 +188,9 @@ def _job_from_doc(
     )
     found += [(f"metadata.annotations.{error.field}", error.reason) for error in unread]
     found += _misplaced(metadata, components[job_at], at=job_at)
-    wrapped, trouble = companions.read(components, job_at=job_at, namespace=namespace)
+    wrapped, trouble = companions.read(
+        components, job_at=job_at, namespace=namespace, appwrapper=str(name)
+    )
     found += trouble
     if empty := _no_time_to_run(annotated):
         found.append((f"metadata.annotations.{ANNOTATION}not-before", empty))

@@ -51,10 +51,10 @@ def the_job(components: Sequence[Mapping[str, Any]]) -> int | tuple[str, str]:
 
 
 def read(
-    components: Sequence[Mapping[str, Any]], *, job_at: int, namespace: str
+    components: Sequence[Mapping[str, Any]], *, job_at: int, namespace: str, appwrapper: str
 ) -> tuple[tuple[Companion, ...], list[tuple[str, str]]]:
-    """The companions of the Job at `job_at`, and (field, reason) for each
-    problem found in them."""
+    """The companions of the Job at `job_at` of the AppWrapper named
+    `appwrapper`, and (field, reason) for each problem found in them."""
     found: list[Companion] = []
     problems: list[tuple[str, str]] = []
     seen: dict[tuple[str, str], str] = {}
@@ -68,6 +68,7 @@ def read(
             problems.append((field, _refused_kind(kind)))
             continue
         trouble = list(_named(template, field=field, namespace=namespace))
+        trouble += _selecting_the_job_by_name(template, field=field, appwrapper=appwrapper)
         trouble += [
             (f"{field}.{where}", why) for where, why in refusals.refused_in_companion(template)
         ]
@@ -133,6 +134,39 @@ def _refused_kind(kind: tuple[str, str]) -> str:
         f"{said}; give each spoke that may run it the {kind[1]} some other way (an Argo CD "
         "Application of the namespace's own manifests, say), and remove it here"
     )
+
+
+# Labels the Job controller puts on a Job's pods that name that one Job: its
+# name, which Caspian makes of the AppWrapper's and the template's hash, and
+# its uid, which each cluster gives it.
+JOB_LABELS = (
+    "job-name",
+    "batch.kubernetes.io/job-name",
+    "controller-uid",
+    "batch.kubernetes.io/controller-uid",
+)
+
+
+def _selecting_the_job_by_name(
+    template: Mapping[str, Any], *, field: str, appwrapper: str
+) -> list[tuple[str, str]]:
+    """A Service that selects the Job's pods by the Job controller's labels,
+    as Kubernetes' own examples of Indexed Jobs do: it would select no pod of
+    the Job Caspian renders, and the pods would not find each other."""
+    if template.get("kind") != "Service":
+        return []
+    selector = (template.get("spec") or {}).get("selector") or {}
+    return [
+        (
+            f"{field}.spec.selector[{key}]",
+            f"Caspian names the Job after the AppWrapper and its template's hash "
+            f"({appwrapper}-<hash>), and each cluster gives it its own uid, so this would "
+            f"select none of its pods: select caspian.dev/appwrapper: {appwrapper}, which "
+            "Caspian puts on them",
+        )
+        for key in JOB_LABELS
+        if key in selector
+    ]
 
 
 def _named(template: Mapping[str, Any], *, field: str, namespace: str) -> list[tuple[str, str]]:

@@ -166,6 +166,12 @@ def _changed(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
             "a sync hook runs again at every sync",
         ),
         (
+            # As Kubernetes' own example of an Indexed Job's headless Service has it.
+            _changed(PEERS, "spec.selector", {"job-name": "trainer"}),
+            "spec.selector[job-name]",
+            "would select none of its pods: select caspian.dev/appwrapper: trainer",
+        ),
+        (
             _changed(CONFIG, "metadata.labels", {"team": "ml ops"}),
             "metadata.labels[team]",
             "is not a label value",
