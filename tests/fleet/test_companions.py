@@ -268,3 +268,14 @@ def test_a_companion_edited_at_random_is_refused_or_one_kubernetes_takes() -> No
                 manifest = companion_manifest(companion, job=job)
                 kubernetes_validate.validate(manifest, version, strict=True)
     assert taken > 20  # some edits leave a companion Kubernetes takes
+
+
+def test_companions_without_a_job_are_refused_with_the_way_out() -> None:
+    doc = appwrapper_doc("trainer")
+    doc["spec"]["components"] = [{"template": CONFIG}, {"template": PEERS}]
+    fleet = fleet_with(jobs__trainer=yaml.safe_dump(doc))
+    assert problems_of(fleet) == [
+        "jobs/trainer.yaml: spec.components: Caspian places AppWrappers that wrap one "
+        "batch/v1 Job, with the ConfigMaps and Services it uses; found 2 components "
+        "(v1/ConfigMap, v1/Service): wrap a batch/v1 Job"
+    ]
