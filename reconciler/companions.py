@@ -107,17 +107,21 @@ def clashes(jobs: Sequence[JobRequest], *, held: Mapping[str, str]) -> dict[str,
     first = sorted(jobs, key=lambda job: (held.get(job.id) != job.source, job.source))
     found: dict[str, tuple[str, str]] = {}
     for job in first:
-        for companion in job.companions:
-            key = (job.namespace, companion.kind, companion.name)
-            owner = owners.setdefault(key, job)
-            if owner is job or job.id in found:
-                continue
-            found[job.id] = (
-                f"{companion.field}.metadata.name",
-                f"{job.namespace} has a {companion.kind} {companion.name!r} of "
-                f"{owner.source} ({owner.id}) already, which may run on the same spoke: "
-                "rename one, or create it on the spokes some other way and remove both",
-            )
+        keys = [(job.namespace, c.kind, c.name) for c in job.companions]
+        taken = [
+            (c, owners[key]) for c, key in zip(job.companions, keys, strict=True) if key in owners
+        ]
+        if not taken:
+            # A job refused keeps no name from the jobs after it.
+            owners.update(dict.fromkeys(keys, job))
+            continue
+        companion, owner = taken[0]
+        found[job.id] = (
+            f"{companion.field}.metadata.name",
+            f"{job.namespace} has a {companion.kind} {companion.name!r} of "
+            f"{owner.source} ({owner.id}) already, which may run on the same spoke: "
+            "rename one, or create it on the spokes some other way and remove both",
+        )
     return found
 
 

@@ -220,6 +220,17 @@ def test_two_jobs_of_a_namespace_may_not_wrap_one_name() -> None:
         held={"batch/b-trainer": "jobs/b-trainer.yaml"},
     )
     assert [p.file for p in held.problems] == ["jobs/a-trainer.yaml"]
+    # A job refused so keeps none of its names from the jobs after it.
+    third = {
+        **files,
+        "jobs/b-trainer.yaml": wrapping(CONFIG, PEERS, name="b-trainer").encode(),
+        "jobs/c-trainer.yaml": wrapping(PEERS, name="c-trainer")
+        .replace("trainer-config", "c-config")
+        .encode(),
+    }
+    chained = load_fleet(third, appwrapper_schema=crd.check_appwrapper)
+    assert [p.file for p in chained.problems] == ["jobs/b-trainer.yaml"]
+    assert "c-trainer" in {job.name for job in chained.jobs}
     # Another namespace has names of its own.
     other = yaml.safe_load(files["jobs/b-trainer.yaml"])
     other["metadata"]["namespace"] = "media"
