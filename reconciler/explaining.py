@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from optimizer import explain as explanations
 from optimizer.costs import shortfall
-from reconciler import messages, pools, proposals
+from reconciler import companions, messages, pools, proposals
 from reconciler.decisions import Decision
 from reconciler.fleet import JobRequest
 from reconciler.ledger import FIXED, Entry, Phase
@@ -106,6 +106,7 @@ def explain(
         *_held(decision, entry),
         *_counted(request),
         *_wrapped(request),
+        *_borrowed(decision, request),
         *_kept_off(decision, entry, request),
     ]
     choices = explanations.options(decision.instance, decision.plan, entry.id)
@@ -304,6 +305,14 @@ def _wrapped(request: JobRequest | None) -> list[str]:
         return []
     objects = " and ".join(f"{c.kind} {c.name}" for c in request.companions)
     return [f"its {objects} go wherever its Job goes, in its Job's file"]
+
+
+def _borrowed(decision: Decision, request: JobRequest | None) -> list[str]:
+    """What its pods need that another job brings with it (companions.borrowed)."""
+    if request is None:
+        return []
+    found = companions.borrowed(list(decision.jobs.values()))
+    return [problem.reason for problem in found if problem.file == request.source]
 
 
 def _too_small(decision: Decision, entry: Entry, request: JobRequest) -> dict[str, str]:

@@ -254,3 +254,23 @@ def test_a_configmap_the_appwrapper_wraps_is_not_asked_of_the_spoke() -> None:
     assert (
         "its pods need ConfigMap batch/trainer-config" in entries(nowhere)["batch/trainer"].reason
     )
+
+
+def test_explain_says_a_job_needs_a_configmap_another_job_brings() -> None:
+    peers = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "e-peers"}}
+    peers["spec"] = {"clusterIP": "None"}
+    files = {
+        **template_files(),
+        "jobs/trainer.yaml": wrapping(CONFIG).encode(),
+        "jobs/evaluator.yaml": wrapping(peers, name="evaluator").encode(),
+    }
+    decision, _ = step(files, now=NOW)
+    notes = explain(decision, entries(decision)["batch/evaluator"]).notes
+    assert (
+        "its pods need ConfigMap batch/trainer-config, which jobs/trainer.yaml (batch/trainer) "
+        "wraps: it is on a spoke only while that job is, and leaves with it; create it on the "
+        "spokes, or wrap a copy of another name in this AppWrapper"
+    ) in notes
+    assert not [
+        n for n in explain(decision, entries(decision)["batch/trainer"]).notes if "wraps:" in n
+    ]
