@@ -116,13 +116,29 @@ def refused_in_companion(template: Mapping[str, Any]) -> tuple[Refusal, ...]:
     found += [
         (f"metadata.annotations.{key}", why)
         for key, value in (metadata.get("annotations") or {}).items()
-        if (why := _argocd_override(str(key), str(value)))
+        if (why := _kept_apart(str(key), str(value)))
     ]
     if template.get("kind") == "ConfigMap":
         found += _config_map(template)
     else:
         found += _service(template.get("spec") or {})
     return tuple(found)
+
+
+def _kept_apart(key: str, value: str) -> str | None:
+    """Why the annotation `key: value` on a companion cannot stay, or None: a
+    hook, or an option that keeps it on a spoke once its Job has left."""
+    if key in _HOOKS or key.startswith("helm.sh/hook-"):
+        return _argocd_override(key, value)
+    if key in _SYNC_OPTIONS:
+        options = [o.strip() for o in value.split(",")]
+        kept = [o for o in options if o.lower() in ("prune=false", "prune=confirm")]
+        if kept:
+            return (
+                f"remove {', '.join(kept)}: it goes from a spoke with its Job, when "
+                "Caspian removes the Job's file and Argo CD prunes them both"
+            )
+    return None
 
 
 def _config_map(config: Mapping[str, Any]) -> Iterator[Refusal]:

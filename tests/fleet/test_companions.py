@@ -166,6 +166,15 @@ def _changed(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
             "a sync hook runs again at every sync",
         ),
         (
+            _changed(
+                CONFIG,
+                "metadata.annotations",
+                {"argocd.argoproj.io/sync-options": "Replace=true,Prune=false"},
+            ),
+            "metadata.annotations.argocd.argoproj.io/sync-options",
+            "remove Prune=false: it goes from a spoke with its Job",
+        ),
+        (
             # As Kubernetes' own example of an Indexed Job's headless Service has it.
             _changed(PEERS, "spec.selector", {"job-name": "trainer"}),
             "spec.selector[job-name]",
@@ -185,6 +194,13 @@ def test_a_companion_the_api_server_or_argocd_would_refuse_is_named(companion, f
     assert lines[0].startswith(f"jobs/trainer.yaml: spec.components[1].template.{field}: "), lines
     assert said in lines[0]
     assert "trainer" not in {job.name for job in fleet.jobs}
+
+
+def test_sync_options_that_do_not_keep_a_companion_behind_are_taken() -> None:
+    replaced = _changed(
+        CONFIG, "metadata.annotations", {"argocd.argoproj.io/sync-options": "Replace=true"}
+    )
+    assert problems_of(fleet_with(jobs__trainer=wrapping(replaced))) == []
 
 
 def test_one_name_wrapped_twice_is_refused_but_a_configmap_and_service_may_share_it() -> None:
