@@ -361,7 +361,7 @@ def _placed_entry(
     return Entry(
         phase=phase,
         spoke=spoke,
-        pool=assignment.spoke if assignment.spoke != spoke else None,
+        pool=_pool(assignment.spoke, spoke=spoke, started=prev if fixed else None),
         planned_start=start,
         planned_end=start + job.duration,
         estimated_grams=estimated,
@@ -372,6 +372,16 @@ def _placed_entry(
         reason=reason,
         **common,
     )
+
+
+def _pool(assigned: str, *, spoke: str, started: Entry | None) -> str | None:
+    """The pool of `spoke` the plan `assigned` the job to (None: the spoke is
+    not split). A `started` job runs in the pool its record names still where
+    this observation splits its spoke into none (the spoke down, or read as
+    declared): dropped, its place would seem new, and go to review."""
+    if assigned != spoke:
+        return assigned
+    return started.pool if started is not None and started.spoke == spoke else None
 
 
 def _blame_closed_spokes(entry: Entry, job: JobRequest, closed: Mapping[str, str]) -> Entry:

@@ -7,10 +7,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from optimizer.model import Instance, Job, Slot, SpokeCapacity
-from reconciler import pools
+from reconciler import pools, proposals
 from reconciler.decisions import SpokeState
 from reconciler.fleet import JobRequest
 from reconciler.pods import Node, Placement, Resources, Taint, Toleration
+from reconciler.templates import template_files
+from tests.conftest import NOW
+from tests.reconcile.test_lifecycle import entries, step
 
 GPU = Taint(key="nvidia.com/gpu", effect="NoSchedule")
 SPOT = Taint(key="spot", value="yes", effect="NoExecute")
@@ -187,3 +190,25 @@ def test_a_job_without_its_request_holds_its_room_where_its_pods_run() -> None:
         instance_with(held), {**TWO_POOLS, "paris": paris}, {}, job_keys={held.id: "batch/held-1"}
     ).jobs
     assert job.fixed == Slot(spoke="paris[nvidia.com/gpu:NoSchedule]", start_slot=0)
+
+
+def test_a_started_job_keeps_its_pool_while_its_spoke_is_read_without_pools() -> None:
+    """Its spoke down for a reconcile (no nodes read), or read as declared: the
+    job runs where it ran, and its place is not new (pull-request mode would
+    have proposed it for review)."""
+    nodes = (
+        Node(allocatable=CPU_NODE, labels={}, taints=(), free=CPU_NODE),
+        Node(allocatable=GPU_NODE, labels={}, taints=(GPU,), free=GPU_NODE),
+    )
+    read = {"nodes": nodes, "cpu": 48.0, "memory_bytes": 192.0 * 2**30, "gpu": 4.0}
+    first, files = step(template_files(), now=NOW, states={"paris": read})
+    started = {e.id: e for e in entries(first).values() if e.phase == "Dispatched"}
+    pooled = {job_id: e.pool for job_id, e in started.items() if e.spoke == "paris"}
+    assert len(pooled) >= 2 and all(pooled.values())
+    running = {"jobs": {e.job_key: "Running" for e in started.values()}}
+    second, files = step(files, now=NOW + timedelta(minutes=15), states={"paris": read | running})
+    down = {"up": False, "cpu": 0.0, "memory_bytes": 0.0, "gpu": 0.0, "reason": "unreachable"}
+    third, _ = step(files, now=NOW + timedelta(minutes=30), states={"paris": down | running})
+    after = entries(third)
+    assert {job_id: after[job_id].pool for job_id in pooled} == pooled
+    assert not set(pooled) & proposals.new_places(second.ledger, third.ledger)
