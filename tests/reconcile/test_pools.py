@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from optimizer.model import Instance, Job, Slot, SpokeCapacity
 from reconciler import pools, proposals
 from reconciler.decisions import SpokeState
+from reconciler.explaining import explain
 from reconciler.fleet import JobRequest
 from reconciler.pods import Node, Placement, Resources, Taint, Toleration
 from reconciler.templates import template_files
@@ -212,3 +213,10 @@ def test_a_started_job_keeps_its_pool_while_its_spoke_is_read_without_pools() ->
     after = entries(third)
     assert {job_id: after[job_id].pool for job_id in pooled} == pooled
     assert not set(pooled) & proposals.new_places(second.ledger, third.ledger)
+    # Nor does explain, run with an observer that reads paris as declared,
+    # call a running job's place not committed yet.
+    declared, _ = step(files, now=NOW + timedelta(minutes=30), states={"paris": running})
+    before = entries(second)
+    for job_id in pooled:
+        notes = explain(declared, entries(declared)[job_id], committed=before[job_id]).notes
+        assert not [note for note in notes if "not committed yet" in note], notes
