@@ -234,7 +234,7 @@ def borrowed(jobs: Sequence[JobRequest]) -> list[Problem]:
             found.append(
                 Problem(
                     file=job.source,
-                    field=f"{job_field(job)}.spec.template.spec",
+                    field=f"{_job_field(job)}.spec.template.spec",
                     reason=f"its pods need {need}, which {owner.source} ({owner.id}) wraps: "
                     "it is on a spoke only while that job is, and leaves with it; create it "
                     "on the spokes, or wrap a copy of another name in this AppWrapper",
@@ -243,7 +243,7 @@ def borrowed(jobs: Sequence[JobRequest]) -> list[Problem]:
     return found
 
 
-def job_field(job: JobRequest) -> str:
+def _job_field(job: JobRequest) -> str:
     """Where a job's Job is in its AppWrapper: at the one index its
     companions leave, as every other component is one of them."""
     taken = {companion.field for companion in job.companions}

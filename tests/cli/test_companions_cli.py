@@ -14,10 +14,7 @@ from tests.fleet.test_companions import CONFIG, PEERS, wrapping
 
 
 def trainer(spokes: str) -> bytes:
-    text = wrapping(CONFIG, PEERS).replace(
-        "caspian.dev/duration: 1h", f"caspian.dev/duration: 1h\n    caspian.dev/spokes: {spokes}"
-    )
-    return text.encode()
+    return wrapping(CONFIG, PEERS, spokes=spokes).encode()
 
 
 def trainer_file(remote) -> str:
@@ -71,9 +68,7 @@ def test_a_refused_companion_is_a_problem_line_and_the_committed_job_stays(run, 
     path = trainer_file(remote)
     committed = gitutil.read(remote, path)
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "token"}}
-    broken = wrapping(CONFIG, secret).replace(
-        "caspian.dev/duration: 1h", "caspian.dev/duration: 1h\n    caspian.dev/spokes: paris"
-    )
+    broken = wrapping(CONFIG, secret, spokes="paris")
     gitutil.user_commit(remote, {"jobs/trainer.yaml": broken.encode()})
     result = run("reconcile", "--repo", remote, "--once", *AT)
     assert "jobs/trainer.yaml: spec.components[2].template: v1/Secret:" in result.output

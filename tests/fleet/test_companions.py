@@ -33,10 +33,15 @@ PEERS = {
 }
 
 
-def wrapping(*companions: dict[str, Any], name: str = "trainer", first: bool = False) -> str:
+def wrapping(
+    *companions: dict[str, Any],
+    name: str = "trainer",
+    first: bool = False,
+    spokes: str | None = None,
+) -> str:
     """An AppWrapper whose Job mounts trainer-config, with `companions` after
-    its Job (or before it, `first`)."""
-    doc = appwrapper_doc(name)
+    its Job (or before it, `first`), allowed on `spokes` alone where given."""
+    doc = appwrapper_doc(name, annotations={"caspian.dev/spokes": spokes} if spokes else None)
     pod = doc["spec"]["components"][0]["template"]["spec"]["template"]["spec"]
     pod["volumes"] = [{"name": "config", "configMap": {"name": "trainer-config"}}]
     pod["containers"][0]["volumeMounts"] = [{"name": "config", "mountPath": "/etc/trainer"}]

@@ -27,9 +27,7 @@ KUBECTL = shutil.which("kubectl")
 
 
 def fleet(spokes: str = "paris") -> dict[str, bytes]:
-    text = wrapping(CONFIG, PEERS).replace(
-        "caspian.dev/duration: 1h", f"caspian.dev/duration: 1h\n    caspian.dev/spokes: {spokes}"
-    )
+    text = wrapping(CONFIG, PEERS, spokes=spokes)
     return {**template_files(), "jobs/trainer.yaml": text.encode()}
 
 
