@@ -32,6 +32,9 @@ class SpokeState(BaseModel):
     down_since: datetime | None = None
     # Caspian's Jobs seen there: namespace/name -> Running|Succeeded|Failed
     jobs: dict[str, str] = {}
+    # Every Job of Caspian's the spoke lists, in any state (namespace/name), where
+    # its source lists them all (kube observer); None where it does not.
+    listed: frozenset[str] | None = None
     # When those that finished ended, where the spoke says (kube observer).
     ended: dict[str, datetime] = {}
     # When those that started (resumed) began, as their status says: a Job's
@@ -61,6 +64,10 @@ class SpokeState(BaseModel):
     # API refused the Job: an admission webhook, a quota on Jobs), and that are
     # out of sync still: since that sync (Argo CD observer).
     unapplied: dict[str, datetime] = {}
+    # Caspian's Jobs the main branch has held for this spoke (planned or
+    # dispatched) that the spoke does not list: Argo CD has not applied them
+    # there. Since when the branch has held each (reconciler/arrivals.py).
+    unarrived: dict[str, datetime] = {}
     # What the spoke says of those Jobs, by namespace/name: the scheduler's
     # message on a pod it finds no node for, the Job's last FailedCreate event
     # (which holds the admission's refusal), why a container cannot start, or

@@ -16,7 +16,7 @@ import logging
 import os
 import posixpath
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -423,6 +423,30 @@ class FleetRepo:
                 return str(commit.id), self.file_at(str(commit.id), path)
         return None
 
+    def held_since(
+        self, commit: str, paths: Collection[str], *, most: int = LOOKBACK
+    ) -> dict[str, datetime]:
+        """Since when the branch has held each fleet file of `paths` that
+        `commit` holds: the time of the oldest commit of the unbroken run of
+        first parents back from `commit` that holds it, as a merged pull request
+        brings it to the branch when merged. A run longer than `most` first
+        parents counts from the one `most` back."""
+        left = {self.root + path: path for path in paths}
+        current = self.repo[commit].peel(pygit2.Commit)
+        left = {full: path for full, path in left.items() if full in current.tree}
+        since: dict[str, datetime] = {}
+        for _ in range(most):
+            if not left:
+                break
+            parent = current.parents[0] if current.parents else None
+            for full in [f for f in left if parent is None or f not in parent.tree]:
+                since[left.pop(full)] = _committed(current)
+            if parent is None:
+                break
+            current = parent
+        since.update((path, _committed(current)) for path in left.values())
+        return since
+
     def tree_of(self, commit: str) -> str:
         return str(self.repo[commit].peel(pygit2.Commit).tree.id)
 
@@ -555,7 +579,7 @@ class FleetRepo:
             yield Revision(
                 commit=str(commit.id),
                 author=commit.author.name,
-                time=datetime.fromtimestamp(commit.committer.time, UTC),
+                time=_committed(commit),
                 message=commit.message,
                 files={
                     path.removeprefix(self.root): None
@@ -642,6 +666,10 @@ def _fold(repo: pygit2.Repository, objects: Path, *, where: str) -> bool:
         where,
     )
     return True
+
+
+def _committed(commit: pygit2.Commit) -> datetime:
+    return datetime.fromtimestamp(commit.committer.time, UTC)
 
 
 def _blobs(tree: pygit2.Tree, paths: Sequence[str]) -> dict[str, pygit2.Oid | None]:

@@ -390,6 +390,7 @@ class KubeObserver:
                 )
                 if phase != "Running" or key in begun
             },
+            listed=frozenset(kubeobjects.job_key(job) for job in jobs),
             ended={
                 kubeobjects.job_key(job): moment
                 for job in jobs

@@ -20,6 +20,7 @@ from optimizer import keeping
 from optimizer.model import RESOURCES
 from reconciler import (
     accounting,
+    arrivals,
     crd,
     deciding,
     gridcarbon,
@@ -31,7 +32,7 @@ from reconciler import (
     pools,
     proposals,
 )
-from reconciler.decisions import Decision
+from reconciler.decisions import Decision, SpokeState
 from reconciler.fleet import SPOKES_DIR, Fleet, FleetConfigError, Problem, printable
 from reconciler.gitrepo import (
     FleetRepo,
@@ -144,6 +145,7 @@ def plan(
     snapshot = _fetched(repo, bot=bot)
     return _decide_on(
         snapshot,
+        repo=repo,
         now=now,
         observer=observer or DeclaredCapacity(),
         remembered=repo.remembered(),
@@ -158,7 +160,7 @@ def survey(repo: FleetRepo, *, now: datetime, observer: Observer | None = None) 
     read = previous_ledger(snapshot.files)
     fleet = fleet_of(snapshot, read=read)
     fleet = fleet.without_spokes(gridcarbon.carbon_sources(fleet, read=read)[1])
-    states = (observer or DeclaredCapacity()).observe(fleet)
+    states = observed(fleet, observer or DeclaredCapacity(), read=read, repo=repo, at=snapshot)
     entries = read.entries
     placed = placed_by_spoke(entries)
     grace = fleet.policy.spec.spoke_down_grace
@@ -290,7 +292,11 @@ def reconcile_once(
     for attempt in range(1, attempts + 1):
         snapshot = _fetched(repo, bot=author.email)
         outcome = _decide_on(
-            snapshot, now=now, observer=observer or DeclaredCapacity(), remembered=remembered
+            snapshot,
+            repo=repo,
+            now=now,
+            observer=observer or DeclaredCapacity(),
+            remembered=remembered,
         )
         if not outcome.changes:
             log.info("no change at %s: nothing to commit", outcome.input_commit[:12])
@@ -486,6 +492,7 @@ def propose_once(
         snapshot = _fetched(repo, bot=author.email)
         decision, previous = _decision(
             snapshot,
+            repo=repo,
             now=now,
             observer=observer or DeclaredCapacity(),
             remembered=remembered,
@@ -711,11 +718,12 @@ def _decide_on(
     *,
     now: datetime,
     observer: Observer,
+    repo: FleetRepo | None = None,
     remembered: str | None = None,
     proposal: ledger.Ledger | None = None,
 ) -> Outcome:
     decision, previous = _decision(
-        snapshot, now=now, observer=observer, remembered=remembered, proposal=proposal
+        snapshot, repo=repo, now=now, observer=observer, remembered=remembered, proposal=proposal
     )
     return _outcome(snapshot, decision, old=previous)
 
@@ -725,11 +733,13 @@ def _decision(
     *,
     now: datetime,
     observer: Observer,
+    repo: FleetRepo | None = None,
     remembered: str | None = None,
     proposal: ledger.Ledger | None = None,
 ) -> tuple[Decision, ledger.Ledger]:
     """The decision on a commit, with the ledger it was read from (and that
-    of an open `proposal`, which it starts from)."""
+    of an open `proposal`, which it starts from). Without the `repo` the
+    commit is of, no Job is found missing from its spoke (`observed`)."""
     now = now.astimezone(UTC)
     previous = previous_ledger(snapshot.files)
     fleet = fleet_of(snapshot, read=previous)
@@ -744,7 +754,7 @@ def _decision(
         on = any(w.within(now, now + timedelta(seconds=1)) for w in spoke.spec.maintenance)
         metrics.SPOKE_IN_MAINTENANCE.labels(spoke=spoke.name).set(1 if on else 0)
     metrics.keep_only(metrics.SPOKE_IN_MAINTENANCE, "spoke", {s.name for s in fleet.spokes})
-    spokes = observer.observe(fleet)
+    spokes = observed(fleet, observer, read=previous, repo=repo, at=snapshot)
     forecasts = gridcarbon.fetch_forecasts(fleet, now=now, sources=sources)
     measured = gridcarbon.fetch_measured(fleet, now=now, sources=sources)
     with metrics.SOLVE_SECONDS.time():
@@ -778,6 +788,26 @@ def _decision(
         ]
     )
     return decision, previous
+
+
+def observed(
+    fleet: Fleet,
+    observer: Observer,
+    *,
+    read: ledger.Ledger,
+    repo: FleetRepo | None,
+    at: Snapshot,
+) -> dict[str, SpokeState]:
+    """What `observer` sees of the spokes, with the Jobs the branch has held
+    for a spoke (since when, by `repo`'s history up to the commit `at`) that
+    its API does not list: Argo CD has not applied them."""
+    spokes = observer.observe(fleet)
+    missing = arrivals.unlisted(read.entries, spokes) if repo is not None else {}
+    if not missing:
+        return spokes
+    assert repo is not None  # as `missing` is only found with it
+    held = repo.held_since(at.commit, list(missing))
+    return arrivals.noted(spokes, missing, held_since=held)
 
 
 def _outcome(snapshot: Snapshot, decision: Decision, *, old: ledger.Ledger) -> Outcome:

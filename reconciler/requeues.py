@@ -91,21 +91,35 @@ class _Stuck(NamedTuple):
     # Whether its pods are there, unready, rather than never made: which of its
     # AppWrapper's grace periods holds (warmup, else admission).
     pods_made: bool
+    hint: str = ""  # what to look at, where the spoke says nothing
 
 
 def _stuck(job: JobRequest, prev: Entry, spokes: Mapping[str, SpokeState]) -> _Stuck | None:
     """What keeps a dispatched job from running on its spoke, as the spoke
-    reports it: Argo CD cannot apply its Job there (the spoke refuses the Job),
-    its scheduler finds no node for its pods (the room Caspian counted there
-    was taken, or its nodes went), its Job creates none (the spoke refuses
-    them), or its pods cannot start (an image or Secret the spoke lacks), while
-    it has run none. Pods that have merely not begun (an image still pulling)
+    reports it: Argo CD has not applied its Job there (the spoke lists no such
+    Job, though the branch holds it), or cannot (the spoke refuses the Job), its
+    scheduler finds no node for its pods (the room Caspian counted there was
+    taken, or its nodes went), its Job creates none (the spoke refuses them),
+    or its pods cannot start (an image or Secret the spoke lacks), while it has
+    run none. Pods that have merely not begun (an image still pulling)
     count only for a job whose AppWrapper sets a warmup grace period, as the
     AppWrapper controller resets a workload whose pods are not ready by then."""
     state = spoke_state(prev, spokes)
     if prev.phase not in FIXED or state is None:
         return None
     said = state.said.get(prev.job_key)
+    # Argo CD's own word on why it has not, where it gives one, goes first.
+    since = _unarrived_since(prev, state)
+    if since is not None and _unapplied_since(prev, state) is None:
+        start = prev.planned_start
+        since = max(since, start) if start is not None else since
+        return _Stuck(
+            since=since,
+            what="its Job has not appeared on",
+            said=None,
+            pods_made=False,
+            hint=f" ({_not_applied(prev)})",
+        )
     for since, what, pods_made in (
         (_unapplied_since(prev, state), "Argo CD could not apply its Job on", False),
         (state.unscheduled.get(prev.job_key), "its pods found no node on", True),
@@ -140,6 +154,20 @@ def _unapplied_since(prev: Entry, state: SpokeState) -> datetime | None:
     return since if prev.phase == Phase.DISPATCHED else None
 
 
+def _unarrived_since(prev: Entry, state: SpokeState) -> datetime | None:
+    """Since when the branch has held a dispatched job's Job that its spoke
+    does not list. Planned, it had no need to run yet."""
+    since = state.unarrived.get(prev.job_key)
+    return since if prev.phase == Phase.DISPATCHED else None
+
+
+def _not_applied(prev: Entry) -> str:
+    return (
+        f"{prev.spoke} lists no Job {prev.job_key}: does an Argo CD Application sync "
+        f"rendered/{prev.spoke}/ there?"
+    )
+
+
 def _unscheduled_too_long(
     job: JobRequest,
     prev: Entry,
@@ -160,6 +188,7 @@ def _unscheduled_too_long(
     return (
         f"{stuck.what} {prev.spoke} from {format_time(stuck.since)} to {format_time(now)}, "
         f"more than {patience.whose}: its Job there never ran, and goes{_says(prev, stuck)}"
+        f"{stuck.hint}"
     )
 
 
@@ -202,8 +231,18 @@ def waits_stuck(
     job: JobRequest, prev: Entry, spokes: Mapping[str, SpokeState], *, after: timedelta | None
 ) -> str:
     """What keeps a dispatched job that is not requeued (yet) from running, and
-    when it will be: for `explain`. Empty where nothing does."""
+    when it will be, or a planned job's Job from its spoke: for `explain`.
+    Empty where nothing does."""
     stuck = _stuck(job, prev, spokes)
+    state = spoke_state(prev, spokes)
+    if stuck is None and prev.phase == Phase.PLANNED and state is not None:
+        since = state.unarrived.get(prev.job_key)
+        if since is None:
+            return ""
+        return (
+            f"its Job, suspended until its start, has not appeared on {prev.spoke} though the "
+            f"branch has held it since {format_time(since)} ({_not_applied(prev)})"
+        )
     if stuck is None:
         return ""
     wait, whose, own = _patience(job, stuck, policy=after)
@@ -213,7 +252,10 @@ def waits_stuck(
         else f"it is requeued at {format_time(stuck.since + wait)} unless it starts"
         + (f" ({whose})" if own else "")
     )
-    return f"{stuck.what} {prev.spoke} since {format_time(stuck.since)}{_says(prev, stuck)}: {then}"
+    return (
+        f"{stuck.what} {prev.spoke} since {format_time(stuck.since)}{_says(prev, stuck)}"
+        f"{stuck.hint}: {then}"
+    )
 
 
 def _says(prev: Entry, stuck: _Stuck) -> str:

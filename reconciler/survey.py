@@ -243,6 +243,7 @@ def _not_running(state: SpokeState) -> tuple[tuple[dict[str, datetime], str], ..
     """Caspian's Jobs there that do not run yet for a reason the spoke gives,
     since when, by what keeps them."""
     return (
+        (state.unarrived, "not there"),
         (state.unapplied, "not applied by Argo CD"),
         (state.unscheduled, "finding no node"),
         (state.podless, "making no pod"),
@@ -250,11 +251,33 @@ def _not_running(state: SpokeState) -> tuple[tuple[dict[str, datetime], str], ..
     )
 
 
+MOST_UNARRIVED = 5  # the Jobs not there that a spoke's line names
+
+
+def _unarrived(state: SpokeState) -> str:
+    """One line for the Jobs the branch holds for a spoke that it does not
+    list: one cause (no Application syncs its directory) misses them all."""
+    keys = sorted(state.unarrived)
+    named = ", ".join(keys[:MOST_UNARRIVED])
+    if len(keys) > MOST_UNARRIVED:
+        named += f" and {len(keys) - MOST_UNARRIVED} more"
+    return (
+        f"{'Job' if len(keys) == 1 else 'Jobs'} {named} not there, which the branch has held "
+        f"since {format_time(min(state.unarrived.values()))}"
+        f"{'' if len(keys) == 1 else ' (the first)'}: Argo CD has not applied "
+        f"rendered/{state.name}/ here; does an Application sync it to this spoke?"
+    )
+
+
 def _waiting_jobs(state: SpokeState) -> list[str]:
     """A line for each of Caspian's Jobs there that does not run yet: what keeps
     it, since when, and what the spoke says of it."""
     lines = []
+    if state.unarrived:
+        lines.append(_unarrived(state))
     for waiting, what in _not_running(state):
+        if waiting is state.unarrived:
+            continue
         for key, since in sorted(waiting.items()):
             said = state.said.get(key)
             lines.append(

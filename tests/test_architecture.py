@@ -24,6 +24,7 @@ PURE = (
     "reconciler/spokeroom.py",
     "reconciler/decisions.py",
     "reconciler/requeues.py",
+    "reconciler/arrivals.py",
     "reconciler/retrying.py",
     "reconciler/fitting.py",
     "reconciler/admission.py",

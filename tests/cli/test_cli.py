@@ -1329,17 +1329,38 @@ def test_simulate_names_a_bad_option_as_click_does(run, args, expected) -> None:
     assert result.exit_code == 2 and expected in result.output, result.output
 
 
+def synced(remote, spoke: str, *own: dict):
+    """A spoke's Job list as Argo CD leaves it, synced: each Job the branch
+    holds in rendered/<spoke>/, as applied (its status empty: suspended, or
+    its pods not made yet), with the test's `own` Jobs in place of those of
+    their names. A route's answer, read when asked."""
+    from tests.fakehttp import Reply
+    from tests.reconcile.test_kube_observer import listing
+
+    def jobs(_seen):
+        named = {job["metadata"]["name"]: job for job in own}
+        for path in gitutil.files(remote, f"rendered/{spoke}/"):
+            for doc in yaml.safe_load_all(gitutil.read(remote, path)):
+                if doc and doc["kind"] == "Job":
+                    named.setdefault(doc["metadata"]["name"], {**doc, "status": {}})
+        return Reply(body=listing("JobList", list(named.values())))
+
+    return jobs
+
+
 @contextmanager
 def kube_spokes(tmp_path, remote):
     """The three spokes' API servers, each with a 64-cpu node and a GPU node,
-    and the arguments that point the CLI's kube observer at them."""
+    where Argo CD applies what the branch holds (`synced`), and the arguments
+    that point the CLI's kube observer at them."""
     from tests.fakehttp import serve
     from tests.reconcile.test_kube_observer import kubeconfig
 
     with serve() as paris, serve() as frankfurt, serve() as california:
         apis = {"paris": paris, "frankfurt": frankfurt, "california": california}
-        for api in apis.values():
+        for name, api in apis.items():
             kube_spoke(api, cpu="64", gpu_node=True)
+            api.routes["/apis/batch/v1/jobs"] = synced(remote, name)
         config = kubeconfig(tmp_path, {name: api.url for name, api in apis.items()})
         yield apis, ["--repo", remote, "--observer", "kube", "--kubeconfig", config]
 
@@ -1361,8 +1382,7 @@ def _backfill_dispatched_on_paris(run, remote, kube):
 def test_a_planned_job_its_spoke_runs_already_is_held_there_end_to_end(run, tmp_path) -> None:
     # Resumed on paris outside Caspian, hours before its planned start: the
     # kube observer sees it run, and the reconcile records it so.
-    from tests.fakehttp import Reply
-    from tests.reconcile.test_kube_observer import job, listing
+    from tests.reconcile.test_kube_observer import job
 
     remote = tmp_path / "fleet.git"
     run("init", "--bare", remote)
@@ -1374,7 +1394,7 @@ def test_a_planned_job_its_spoke_runs_already_is_held_there_end_to_end(run, tmp_
         assert timestamp(planned["plannedStart"]) > began + timedelta(hours=1)
         running = job(planned["jobName"])
         running["status"]["startTime"] = began.isoformat()
-        apis["paris"].route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [running])))
+        apis["paris"].routes["/apis/batch/v1/jobs"] = synced(remote, "paris", running)
 
         def counted() -> float:
             sample = REGISTRY.get_sample_value("caspian_started_outside_total", {"spoke": "paris"})
@@ -1404,8 +1424,7 @@ def test_a_planned_job_its_spoke_runs_already_is_held_there_end_to_end(run, tmp_
 def test_what_a_run_emitted_is_kept_when_its_spoke_reports_its_job_ended(run, tmp_path) -> None:
     # Through the kube observer and the embedded data read back over the
     # hours just gone, as a reconcile reads them.
-    from tests.fakehttp import Reply
-    from tests.reconcile.test_kube_observer import job, listing
+    from tests.reconcile.test_kube_observer import job
 
     remote = tmp_path / "fleet.git"
     run("init", "--bare", remote)
@@ -1415,7 +1434,7 @@ def test_what_a_run_emitted_is_kept_when_its_spoke_reports_its_job_ended(run, tm
         done = job(name, condition="Complete")
         done["status"]["startTime"] = began.isoformat()
         done["status"]["conditions"][0]["lastTransitionTime"] = ended.isoformat()
-        apis["paris"].route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [done])))
+        apis["paris"].routes["/apis/batch/v1/jobs"] = synced(remote, "paris", done)
 
         def emitted(name: str = "caspian_emitted_grams_total") -> float:
             return REGISTRY.get_sample_value(name, {"spoke": "paris"}) or 0.0
@@ -1512,7 +1531,7 @@ def test_a_failed_job_runs_again_unless_it_exited_as_its_appwrapper_says_ends_it
             return Reply(body=listing("PodList", [killed] if failed_only else []))
 
         paris.routes["/api/v1/pods"] = pods
-        paris.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [failed])))
+        paris.routes["/apis/batch/v1/jobs"] = synced(remote, "paris", failed)
 
         def counted() -> float:
             sample = REGISTRY.get_sample_value("caspian_retries_total", {"spoke": "paris"})
@@ -1585,7 +1604,7 @@ def test_a_job_whose_pods_cannot_run_is_requeued_end_to_end(
             word = 'ImagePullBackOff: Back-off pulling image "x"'
         stuck["metadata"]["namespace"] = "batch"
         paris.route("/api/v1/pods", Reply(body=listing("PodList", [stuck])))
-        paris.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [job(name, ready=False)])))
+        paris.routes["/apis/batch/v1/jobs"] = synced(remote, "paris", job(name, ready=False))
         later = ["--now", (start + timedelta(minutes=20)).isoformat()]
         sooner = ["--now", (start + timedelta(minutes=10)).isoformat()]
         waits = run("explain", "backfill-eu", *kube, *sooner).output
@@ -1620,6 +1639,39 @@ def test_a_job_whose_pods_cannot_run_is_requeued_end_to_end(
         assert "  not on paris: it could not run there when it was last dispatched " in (
             explained.output
         )
+
+
+def test_a_job_argo_cd_never_applies_is_requeued_end_to_end(run, tmp_path) -> None:
+    # No Application syncs rendered/paris/: paris lists none of Caspian's Jobs,
+    # while frankfurt's Argo CD applies what the branch holds.
+    from tests.fakehttp import Reply
+    from tests.reconcile.test_kube_observer import listing
+
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    with kube_spokes(tmp_path, remote) as (apis, kube):
+        apis["paris"].route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [])))
+        start, name = _backfill_dispatched_on_paris(run, remote, kube)
+        sooner = ["--now", (start + timedelta(minutes=10)).isoformat()]
+        waits = run("explain", "backfill-eu", *kube, *sooner).output
+        assert "  not running yet: its Job has not appeared on paris since " in waits
+        assert f"(paris lists no Job batch/{name}: does an Argo CD Application sync " in waits
+        spokes = run("spokes", *kube, *sooner).output
+        assert "| paris | FR | kube:kind-paris | up |" in spokes
+        assert "| 4 not there |" in spokes
+        (line,) = [line for line in spokes.splitlines() if " not there, which " in line]
+        assert line.startswith(f"paris: Jobs batch/{name}, batch/climate-sim-")
+        assert line.endswith(
+            "(the first): Argo CD has not applied rendered/paris/ here; does an Application "
+            "sync it to this spoke?"
+        )
+        later = ["--now", (start + timedelta(minutes=20)).isoformat()]
+        assert run("reconcile", "--once", *kube, *later).exit_code == 0
+        message = gitutil.message(remote)
+        entry = gitutil.ledger(remote)["batch/backfill-eu"]
+    assert "- requeued batch/backfill-eu: its Job has not appeared on paris from " in message
+    assert entry["spoke"] != "paris" and entry["requeuedFrom"] == ["paris"]
+    assert f"rendered/paris/batch.{name}.yaml" not in gitutil.files(remote, "rendered/")
 
 
 def test_logs_are_one_json_object_per_line_for_a_log_collector(run, tmp_path) -> None:

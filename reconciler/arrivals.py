@@ -1,0 +1,55 @@
+"""Jobs committed for a spoke that its API does not list: Argo CD has not
+applied them there (its Application does not sync that directory, cannot
+reach the repo, or is not there at all). Only a spoke whose Jobs are listed
+whole (the kube observer) can tell; since when the main branch has held each
+file is the fleet repo's history, which the shell reads. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+from reconciler.decisions import SpokeState
+from reconciler.ledger import Entry, Phase
+from reconciler.rendering import job_path
+
+# The records whose Job Argo CD should have applied by now: suspended until
+# its start, or resumed. One that ran is seen by its own phase.
+EXPECTED = (Phase.PLANNED, Phase.DISPATCHED)
+
+
+def unlisted(entries: Iterable[Entry], spokes: Mapping[str, SpokeState]) -> dict[str, Entry]:
+    """The records, by their Job's file, whose spoke lists every Job of
+    Caspian's there but not theirs."""
+    missing = {}
+    for entry in entries:
+        if entry.phase not in EXPECTED or entry.spoke is None or entry.job_name is None:
+            continue
+        state = spokes.get(entry.spoke)
+        if state is None or not state.up or state.listed is None:
+            continue
+        if entry.job_key not in state.listed:
+            missing[job_path(entry)] = entry
+    return missing
+
+
+def noted(
+    spokes: Mapping[str, SpokeState],
+    missing: Mapping[str, Entry],
+    *,
+    held_since: Mapping[str, datetime],
+) -> dict[str, SpokeState]:
+    """`spokes` with the Jobs of `missing` that the main branch holds (since
+    when, `held_since` by file) as not arrived. A file the branch does not hold
+    (a placement under review, not merged) was never Argo CD's to apply."""
+    by_spoke: dict[str, dict[str, datetime]] = {}
+    for path, entry in missing.items():
+        since = held_since.get(path)
+        if since is not None and entry.spoke is not None:
+            by_spoke.setdefault(entry.spoke, {})[entry.job_key] = since
+    return {
+        name: state.model_copy(update={"unarrived": dict(sorted(by_spoke[name].items()))})
+        if name in by_spoke
+        else state
+        for name, state in spokes.items()
+    }

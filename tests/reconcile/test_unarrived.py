@@ -1,0 +1,166 @@
+"""A Job the branch holds for a spoke that the spoke's API does not list:
+Argo CD has not applied it there (no Application syncs that directory, or it
+cannot reach the repo). The kube observer lists every Job of Caspian's, and
+the fleet repo's history says since when the branch has held the file; a
+dispatched job so kept from its spoke is requeued after requeueUnscheduled,
+as one whose pods find no node."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pygit2
+
+from reconciler import arrivals, messages, reconciling
+from reconciler.gitrepo import FleetRepo
+from reconciler.observing import DeclaredCapacity
+from reconciler.rendering import job_path
+from reconciler.templates import template_files
+from tests.conftest import NOW, assert_valid_plan
+from tests.reconcile.test_lifecycle import entries, step
+
+
+def _first_dispatched(files):
+    decision, files = step(files, now=NOW)
+    started = next(e for e in entries(decision).values() if e.phase == "Dispatched")
+    return decision, files, started
+
+
+def _observed(files, **changes):
+    """The spokes as declared, each with `changes` (by spoke) over it."""
+    observed = DeclaredCapacity().observe(reconciling.fleet_in(files, links=()))
+    for name, change in changes.items():
+        observed[name] = observed[name].model_copy(update=change)
+    return observed
+
+
+class TestWhichJobsAreMissing:
+    def test_only_a_spoke_that_lists_every_job_can_miss_one(self) -> None:
+        decision, files, started = _first_dispatched(template_files())
+        there = [
+            e
+            for e in decision.ledger.entries
+            if e.spoke == started.spoke and e.phase in ("Planned", "Dispatched")
+        ]
+        listed = frozenset(e.job_key for e in there if e.id != started.id)
+        spokes = _observed(files, **{started.spoke: {"listed": listed}})
+        missing = arrivals.unlisted(decision.ledger.entries, spokes)
+        assert missing == {job_path(started): started}
+        # Declared spokes list no Job: nothing is missing there.
+        assert not arrivals.unlisted(decision.ledger.entries, _observed(files))
+        down = {started.spoke: {"listed": listed, "up": False}}
+        assert not arrivals.unlisted(decision.ledger.entries, _observed(files, **down))
+
+    def test_jobs_that_ran_or_are_not_placed_are_not_looked_for(self) -> None:
+        _, files, started = _first_dispatched(template_files())
+        ran = started.model_copy(update={"phase": "Running"})
+        spokes = _observed(files, **{started.spoke: {"listed": frozenset()}})
+        assert not arrivals.unlisted([ran], spokes)
+        pending = started.model_copy(update={"phase": "Pending", "spoke": None})
+        assert not arrivals.unlisted([pending], spokes)
+
+    def test_a_file_the_branch_does_not_hold_is_not_missing(self) -> None:
+        # A place under review in a pull request: Argo CD has nothing to apply yet.
+        _, files, started = _first_dispatched(template_files())
+        spokes = _observed(files, **{started.spoke: {"listed": frozenset()}})
+        missing = {job_path(started): started}
+        assert arrivals.noted(spokes, missing, held_since={}) == spokes
+        noted = arrivals.noted(spokes, missing, held_since={job_path(started): NOW})
+        assert noted[started.spoke].unarrived == {started.job_key: NOW}
+        assert all(not s.unarrived for n, s in noted.items() if n != started.spoke)
+
+
+class TestADispatchedJobThatNeverArrives:
+    def test_it_is_requeued_after_the_policys_requeue_unscheduled(self) -> None:
+        decision, files, started = _first_dispatched(template_files())
+        missing = {started.spoke: {"unarrived": {started.job_key: NOW}}}
+        early, _ = step(files, now=NOW + timedelta(minutes=10), states=missing)
+        assert entries(early)[started.id] == started and not early.requeued
+        note = early.stuck[started.id]
+        assert note.startswith(f"its Job has not appeared on {started.spoke} since ")
+        assert f"({started.spoke} lists no Job {started.job_key}: does an Argo CD " in note
+        assert "it is requeued at " in note
+
+        later, _ = step(files, now=NOW + timedelta(minutes=20), states=missing)
+        entry = entries(later)[started.id]
+        assert entry.spoke != started.spoke and entry.phase in ("Planned", "Dispatched")
+        assert_valid_plan(later.instance, later.plan)
+        why = later.requeued[started.id].reason
+        assert why.startswith(f"its Job has not appeared on {started.spoke} from ")
+        assert "more than the policy's requeueUnscheduled 15m" in why
+        assert f"Application sync rendered/{started.spoke}/ there?)" in why
+        message = messages.commit_message(
+            old=decision.ledger, decision=later, input_commit="0" * 40
+        )
+        assert f"- requeued {started.id}: {why}; now {entry.spoke} " in message
+
+    def test_it_counts_from_its_start_where_the_branch_held_it_before(self) -> None:
+        # Planned (suspended) long before, it had no need to run until its start.
+        _, files, started = _first_dispatched(template_files())
+        missing = {started.spoke: {"unarrived": {started.job_key: NOW - timedelta(hours=5)}}}
+        early, _ = step(files, now=NOW + timedelta(minutes=10), states=missing)
+        assert not early.requeued
+
+    def test_argo_cds_own_word_goes_first(self) -> None:
+        _, files, started = _first_dispatched(template_files())
+        said = "admission webhook denied the request"
+        both = {
+            started.spoke: {
+                "unarrived": {started.job_key: NOW},
+                "unapplied": {started.job_key: NOW},
+                "said": {started.job_key: said},
+            }
+        }
+        later, _ = step(files, now=NOW + timedelta(minutes=20), states=both)
+        why = later.requeued[started.id].reason
+        assert why.startswith(f"Argo CD could not apply its Job on {started.spoke} from ")
+        assert said in why and "has not appeared" not in why
+
+
+def test_a_planned_job_not_there_is_noted_not_requeued() -> None:
+    decision, files = step(template_files(), now=NOW)
+    planned = next(e for e in entries(decision).values() if e.phase == "Planned")
+    missing = {planned.spoke: {"unarrived": {planned.job_key: NOW}}}
+    later, _ = step(files, now=NOW + timedelta(minutes=30), states=missing)
+    assert planned.id not in later.requeued
+    assert entries(later)[planned.id].spoke == planned.spoke
+    note = later.stuck[planned.id]
+    assert note.startswith(
+        f"its Job, suspended until its start, has not appeared on {planned.spoke} though the "
+        "branch has held it since "
+    )
+    assert f"({planned.spoke} lists no Job {planned.job_key}: does an Argo CD " in note
+
+
+class TestSinceWhenTheBranchHoldsAFile:
+    AUTHOR = pygit2.Signature("someone", "someone@example.org")
+
+    def _commit(self, repo, parents, files, *, at):
+        index = pygit2.Index()
+        for path, data in files.items():
+            index.add(pygit2.IndexEntry(path, repo.create_blob(data), pygit2.enums.FileMode.BLOB))
+        when = pygit2.Signature("someone", "someone@example.org", int(at.timestamp()), 0)
+        tree = index.write_tree(repo)
+        return repo.create_commit(None, when, when, "change", tree, parents)
+
+    def test_the_oldest_commit_of_the_unbroken_run_on_first_parents(self, tmp_path) -> None:
+        repo = pygit2.init_repository(str(tmp_path / "fleet.git"), bare=True, initial_head="main")
+        t = [datetime(2026, 11, 23, h, tzinfo=UTC) for h in range(8)]
+        policy = {"caspian.yaml": b"kind: Policy\n"}
+        a, b, c = "rendered/paris/batch.a.yaml", "rendered/paris/batch.b.yaml", "rendered/x/c.yaml"
+        first = self._commit(repo, [], {**policy, a: b"1"}, at=t[0])
+        second = self._commit(repo, [first], {**policy, a: b"2", b: b"1"}, at=t[1])
+        gone = self._commit(repo, [second], {**policy, a: b"2"}, at=t[2])
+        back = self._commit(repo, [gone], {**policy, a: b"2", b: b"1"}, at=t[3])
+        # A pull request's branch held c from t[4]; merged at t[6], the branch holds it since.
+        side = self._commit(repo, [back], {**policy, a: b"2", b: b"1", c: b"1"}, at=t[4])
+        main = self._commit(repo, [back], {**policy, a: b"3", b: b"1"}, at=t[5])
+        merged = self._commit(repo, [main, side], {**policy, a: b"3", b: b"1", c: b"1"}, at=t[6])
+        repo.references.create("refs/heads/main", merged)
+        fleet = FleetRepo(str(tmp_path / "fleet.git"), cache_dir=tmp_path / "mirror")
+        tip = fleet.fetch().commit
+        asked = [a, b, c, "rendered/paris/batch.never.yaml"]
+        # a changed, never left; b left and came back; c came with the merge.
+        assert fleet.held_since(tip, asked) == {a: t[0], b: t[3], c: t[6]}
+        # Past `most` first parents back, it counts from the one `most` back.
+        assert fleet.held_since(tip, [a], most=2) == {a: t[3]}
