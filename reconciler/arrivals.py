@@ -7,7 +7,7 @@ file is the fleet repo's history, which the shell reads. Pure."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from reconciler.decisions import SpokeState
 from reconciler.ledger import Entry, Phase
@@ -31,6 +31,16 @@ def unlisted(entries: Iterable[Entry], spokes: Mapping[str, SpokeState]) -> dict
         if entry.job_key not in state.listed:
             missing[job_path(entry)] = entry
     return missing
+
+
+def overdue(spokes: Mapping[str, SpokeState], *, now: datetime, after: timedelta) -> dict[str, int]:
+    """Per spoke whose Jobs are listed whole, how many of those not there the
+    branch has held for longer than `after`: Argo CD's slack to sync them."""
+    return {
+        name: sum(1 for since in state.unarrived.values() if now - since > after)
+        for name, state in spokes.items()
+        if state.listed is not None
+    }
 
 
 def noted(

@@ -138,6 +138,12 @@ GIVEN_UP_JOBS = Gauge(
     "caspian_jobs_given_up",
     "Jobs requeued more than the policy's requeueLimit: planned nowhere until their Job changes",
 )
+NOT_ON_SPOKE = Gauge(
+    "caspian_jobs_not_on_spoke",
+    "Jobs the main branch has held for the spoke, planned or dispatched, for over 10 minutes "
+    "that its API does not list: Argo CD has not applied them there (--observer kube)",
+    ["spoke"],
+)
 WAITING_JOBS = Gauge(
     "caspian_jobs_waiting_for_spoke",
     "Planned jobs that wait, undispatched, for their spoke to answer again (spokeDownGrace)",
@@ -226,6 +232,14 @@ SPOKE_CAPACITY = Gauge(
     ["spoke", "pool", "resource", "unit"],
 )
 UNITS = {"cpu": "core", "memory_bytes": "byte", "gpu": "gpu"}
+
+
+def record_not_on_spoke(counts: dict[str, int]) -> None:
+    """Per spoke whose Jobs are listed whole, how many are not there; the
+    series of any other spoke go."""
+    for spoke, count in counts.items():
+        NOT_ON_SPOKE.labels(spoke=spoke).set(count)
+    keep_only(NOT_ON_SPOKE, "spoke", set(counts))
 
 
 def record_capacity(rooms: list[tuple[str, str, dict[str, float]]]) -> None:

@@ -755,6 +755,7 @@ def _decision(
         metrics.SPOKE_IN_MAINTENANCE.labels(spoke=spoke.name).set(1 if on else 0)
     metrics.keep_only(metrics.SPOKE_IN_MAINTENANCE, "spoke", {s.name for s in fleet.spokes})
     spokes = observed(fleet, observer, read=previous, repo=repo, at=snapshot)
+    metrics.record_not_on_spoke(arrivals.overdue(spokes, now=now, after=ARGO_CD_SLACK))
     forecasts = gridcarbon.fetch_forecasts(fleet, now=now, sources=sources)
     measured = gridcarbon.fetch_measured(fleet, now=now, sources=sources)
     with metrics.SOLVE_SECONDS.time():
@@ -788,6 +789,11 @@ def _decision(
         ]
     )
     return decision, previous
+
+
+# How long a Job may be missing from its spoke before the metric counts it:
+# Argo CD polls a repo every three minutes unless a webhook tells it sooner.
+ARGO_CD_SLACK = timedelta(minutes=10)
 
 
 def observed(

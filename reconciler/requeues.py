@@ -108,31 +108,26 @@ def _stuck(job: JobRequest, prev: Entry, spokes: Mapping[str, SpokeState]) -> _S
     if prev.phase not in FIXED or state is None:
         return None
     said = state.said.get(prev.job_key)
-    # Argo CD's own word on why it has not, where it gives one, goes first.
-    since = _unarrived_since(prev, state)
-    if since is not None and _unapplied_since(prev, state) is None:
-        start = prev.planned_start
-        since = max(since, start) if start is not None else since
-        return _Stuck(
-            since=since,
-            what="its Job has not appeared on",
-            said=None,
-            pods_made=False,
-            hint=f" ({_not_applied(prev)})",
-        )
-    for since, what, pods_made in (
-        (_unapplied_since(prev, state), "Argo CD could not apply its Job on", False),
-        (state.unscheduled.get(prev.job_key), "its pods found no node on", True),
+    unapplied = _unapplied_since(prev, state)
+    # Argo CD's own word on why it has not applied the Job, where it gives one, goes first.
+    unarrived = state.unarrived.get(prev.job_key) if unapplied is None else None
+    # A Job the spoke does not list has nothing said of it, but a likely cause.
+    for since, what, pods_made, hint in (
+        (unarrived, "its Job has not appeared on", False, f" ({_not_applied(prev)})"),
+        (unapplied, "Argo CD could not apply its Job on", False, ""),
+        (state.unscheduled.get(prev.job_key), "its pods found no node on", True, ""),
         (
             state.podless.get(prev.job_key),
             "its Job created no pod" + ("" if said else " (see its events)") + " on",
             False,
+            "",
         ),
-        (state.not_starting.get(prev.job_key), "its pods could not start on", True),
+        (state.not_starting.get(prev.job_key), "its pods could not start on", True, ""),
         (
             state.unready.get(prev.job_key) if job.warmup_grace is not None else None,
             "its pods have not begun on",
             True,
+            "",
         ),
     ):
         if since is not None:
@@ -141,7 +136,7 @@ def _stuck(job: JobRequest, prev: Entry, spokes: Mapping[str, SpokeState]) -> _S
             # pruned) say nothing of this one, which counts from its start.
             start = prev.planned_start
             since = max(since, start) if start is not None else since
-            return _Stuck(since=since, what=what, said=said, pods_made=pods_made)
+            return _Stuck(since=since, what=what, said=said, pods_made=pods_made, hint=hint)
     return None
 
 
@@ -151,13 +146,6 @@ def _unapplied_since(prev: Entry, state: SpokeState) -> datetime | None:
     there yet). A Job that runs there (by another observer's word) has been
     applied once, whatever a later sync says."""
     since = state.unapplied.get(prev.job_key)
-    return since if prev.phase == Phase.DISPATCHED else None
-
-
-def _unarrived_since(prev: Entry, state: SpokeState) -> datetime | None:
-    """Since when the branch has held a dispatched job's Job that its spoke
-    does not list. Planned, it had no need to run yet."""
-    since = state.unarrived.get(prev.job_key)
     return since if prev.phase == Phase.DISPATCHED else None
 
 

@@ -1669,6 +1669,12 @@ def test_a_job_argo_cd_never_applies_is_requeued_end_to_end(run, tmp_path) -> No
         assert run("reconcile", "--once", *kube, *later).exit_code == 0
         message = gitutil.message(remote)
         entry = gitutil.ledger(remote)["batch/backfill-eu"]
+
+    def not_there(spoke: str) -> float | None:
+        return REGISTRY.get_sample_value("caspian_jobs_not_on_spoke", {"spoke": spoke})
+
+    # What that reconcile saw, before it requeued them.
+    assert (not_there("paris"), not_there("frankfurt"), not_there("california")) == (4, 0, 0)
     assert "- requeued batch/backfill-eu: its Job has not appeared on paris from " in message
     assert entry["spoke"] != "paris" and entry["requeuedFrom"] == ["paris"]
     assert f"rendered/paris/batch.{name}.yaml" not in gitutil.files(remote, "rendered/")

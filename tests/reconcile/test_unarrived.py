@@ -164,3 +164,17 @@ class TestSinceWhenTheBranchHoldsAFile:
         assert fleet.held_since(tip, asked) == {a: t[0], b: t[3], c: t[6]}
         # Past `most` first parents back, it counts from the one `most` back.
         assert fleet.held_since(tip, [a], most=2) == {a: t[3]}
+
+
+def test_the_metric_counts_what_argo_cd_had_time_to_sync() -> None:
+    _, files, started = _first_dispatched(template_files())
+    fresh, old = NOW - timedelta(minutes=3), NOW - timedelta(minutes=11)
+    unarrived = {"batch/a-1": fresh, "batch/b-2": old, "batch/c-3": old}
+    spokes = _observed(files, **{started.spoke: {"listed": frozenset(), "unarrived": unarrived}})
+    overdue = arrivals.overdue(spokes, now=NOW, after=timedelta(minutes=10))
+    # Only a spoke whose Jobs are listed whole has a figure, 0 included.
+    assert overdue == {started.spoke: 2}
+    listed = {name: {"listed": frozenset()} for name in spokes}
+    assert set(arrivals.overdue(_observed(files, **listed), now=NOW, after=timedelta(0))) == set(
+        spokes
+    )
