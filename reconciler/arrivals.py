@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from reconciler.decisions import SpokeState
 from reconciler.ledger import Entry, Phase
+from reconciler.quantities import format_time
 from reconciler.rendering import job_path
 
 # The records whose Job Argo CD should have applied by now: suspended until
@@ -31,6 +32,43 @@ def unlisted(entries: Iterable[Entry], spokes: Mapping[str, SpokeState]) -> dict
         if entry.job_key not in state.listed:
             missing[job_path(entry)] = entry
     return missing
+
+
+def unsynced(
+    spokes: Mapping[str, SpokeState],
+    entries: Iterable[Entry],
+    *,
+    now: datetime,
+    after: timedelta | None,
+) -> dict[str, SpokeState]:
+    """`spokes` where each that lists none of the Jobs the branch holds for
+    it, one of them for longer than `after` (the policy's requeueUnscheduled),
+    takes no new work: nothing syncs its directory there, so no new Job would
+    reach it either, as with a spoke the hub's Argo CD cannot sync. A Job
+    missing beside others that arrived is its own trouble (a namespace the
+    spoke lacks, a webhook that refuses it), which its requeue answers."""
+    if after is None:
+        return dict(spokes)
+    expected: dict[str, set[str]] = {}
+    for entry in entries:
+        if entry.phase in EXPECTED and entry.spoke is not None and entry.job_name is not None:
+            expected.setdefault(entry.spoke, set()).add(entry.job_key)
+    cut = {}
+    for name, state in spokes.items():
+        keys = expected.get(name, set())
+        if not state.unarrived or not state.up or state.listed is None or keys & state.listed:
+            continue
+        first = min(state.unarrived.values())
+        if first + after > now:
+            continue
+        held = f"none of the {len(keys)} Jobs" if len(keys) > 1 else "not the one Job"
+        cut[name] = state.down(
+            f"Argo CD has not applied rendered/{name}/ there: it lists {held} the branch "
+            f"holds for it, the first since {format_time(first)}; does an Application sync "
+            "that directory to it?",
+            since=first + after,
+        )
+    return {**spokes, **cut}
 
 
 def overdue(spokes: Mapping[str, SpokeState], *, now: datetime, after: timedelta) -> dict[str, int]:

@@ -160,7 +160,9 @@ def survey(repo: FleetRepo, *, now: datetime, observer: Observer | None = None) 
     read = previous_ledger(snapshot.files)
     fleet = fleet_of(snapshot, read=read)
     fleet = fleet.without_spokes(gridcarbon.carbon_sources(fleet, read=read)[1])
-    states = observed(fleet, observer or DeclaredCapacity(), read=read, repo=repo, at=snapshot)
+    states = observed(
+        fleet, observer or DeclaredCapacity(), read=read, repo=repo, at=snapshot, now=now
+    )
     entries = read.entries
     placed = placed_by_spoke(entries)
     grace = fleet.policy.spec.spoke_down_grace
@@ -754,7 +756,7 @@ def _decision(
         on = any(w.within(now, now + timedelta(seconds=1)) for w in spoke.spec.maintenance)
         metrics.SPOKE_IN_MAINTENANCE.labels(spoke=spoke.name).set(1 if on else 0)
     metrics.keep_only(metrics.SPOKE_IN_MAINTENANCE, "spoke", {s.name for s in fleet.spokes})
-    spokes = observed(fleet, observer, read=previous, repo=repo, at=snapshot)
+    spokes = observed(fleet, observer, read=previous, repo=repo, at=snapshot, now=now)
     metrics.record_not_on_spoke(arrivals.overdue(spokes, now=now, after=ARGO_CD_SLACK))
     forecasts = gridcarbon.fetch_forecasts(fleet, now=now, sources=sources)
     measured = gridcarbon.fetch_measured(fleet, now=now, sources=sources)
@@ -803,17 +805,21 @@ def observed(
     read: ledger.Ledger,
     repo: FleetRepo | None,
     at: Snapshot,
+    now: datetime,
 ) -> dict[str, SpokeState]:
     """What `observer` sees of the spokes, with the Jobs the branch has held
     for a spoke (since when, by `repo`'s history up to the commit `at`) that
-    its API does not list: Argo CD has not applied them."""
+    its API does not list: Argo CD has not applied them. A spoke that has
+    none of them takes no new work (`arrivals.unsynced`)."""
     spokes = observer.observe(fleet)
     missing = arrivals.unlisted(read.entries, spokes) if repo is not None else {}
     if not missing:
         return spokes
     assert repo is not None  # as `missing` is only found with it
     held = repo.held_since(at.commit, list(missing))
-    return arrivals.noted(spokes, missing, held_since=held)
+    spokes = arrivals.noted(spokes, missing, held_since=held)
+    after = fleet.policy.spec.requeue_unscheduled
+    return arrivals.unsynced(spokes, read.entries, now=now, after=after)
 
 
 def _outcome(snapshot: Snapshot, decision: Decision, *, old: ledger.Ledger) -> Outcome:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
@@ -1641,43 +1641,78 @@ def test_a_job_whose_pods_cannot_run_is_requeued_end_to_end(
         )
 
 
-def test_a_job_argo_cd_never_applies_is_requeued_end_to_end(run, tmp_path) -> None:
+def test_jobs_argo_cd_never_applies_are_requeued_and_their_spoke_cut_off(run, tmp_path) -> None:
     # No Application syncs rendered/paris/: paris lists none of Caspian's Jobs,
-    # while frankfurt's Argo CD applies what the branch holds.
+    # while the other spokes' Argo CD applies what the branch holds.
     from tests.fakehttp import Reply
     from tests.reconcile.test_kube_observer import listing
 
     remote = tmp_path / "fleet.git"
     run("init", "--bare", remote)
-    with kube_spokes(tmp_path, remote) as (apis, kube):
-        apis["paris"].route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [])))
-        start, name = _backfill_dispatched_on_paris(run, remote, kube)
-        sooner = ["--now", (start + timedelta(minutes=10)).isoformat()]
-        waits = run("explain", "backfill-eu", *kube, *sooner).output
-        assert "  not running yet: its Job has not appeared on paris since " in waits
-        assert f"(paris lists no Job batch/{name}: does an Argo CD Application sync " in waits
-        spokes = run("spokes", *kube, *sooner).output
-        assert "| paris | FR | kube:kind-paris | up |" in spokes
-        assert "| 4 not there |" in spokes
-        (line,) = [line for line in spokes.splitlines() if " not there, which " in line]
-        assert line.startswith(f"paris: Jobs batch/{name}, batch/climate-sim-")
-        assert line.endswith(
-            "(the first): Argo CD has not applied rendered/paris/ here; does an Application "
-            "sync it to this spoke?"
-        )
-        later = ["--now", (start + timedelta(minutes=20)).isoformat()]
-        assert run("reconcile", "--once", *kube, *later).exit_code == 0
-        message = gitutil.message(remote)
-        entry = gitutil.ledger(remote)["batch/backfill-eu"]
+    begin = datetime(2026, 11, 22, 2, tzinfo=UTC)
+
+    def at(minutes: int) -> list[str]:
+        return ["--now", (begin + timedelta(minutes=minutes)).isoformat()]
 
     def not_there(spoke: str) -> float | None:
         return REGISTRY.get_sample_value("caspian_jobs_not_on_spoke", {"spoke": spoke})
 
-    # What that reconcile saw, before it requeued them.
-    assert (not_there("paris"), not_there("frankfurt"), not_there("california")) == (4, 0, 0)
-    assert "- requeued batch/backfill-eu: its Job has not appeared on paris from " in message
-    assert entry["spoke"] != "paris" and entry["requeuedFrom"] == ["paris"]
-    assert f"rendered/paris/batch.{name}.yaml" not in gitutil.files(remote, "rendered/")
+    with kube_spokes(tmp_path, remote) as (apis, kube):
+        paris = apis["paris"]
+        paris.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [])))
+        assert run("reconcile", "--once", *kube, *at(0)).exit_code == 0
+        ledger = gitutil.ledger(remote)
+        there = [e for e in ledger.values() if e.get("spoke") == "paris"]
+        sent = [e for e in there if e["phase"] == "Dispatched"]
+        assert sent and len(there) > len(sent)  # some are planned there for later
+        job_id, name = sent[0]["id"], sent[0]["jobName"]
+        waits = run("explain", job_id, *kube, *at(10)).output
+        assert "  not running yet: its Job has not appeared on paris since " in waits
+        assert f"(paris lists no Job batch/{name}: does an Argo CD Application sync " in waits
+        spokes = run("spokes", *kube, *at(10)).output
+        assert "| paris | FR | kube:kind-paris | up |" in spokes
+        assert f"| {len(there)} not there |" in spokes
+        (line,) = [line for line in spokes.splitlines() if " not there, which " in line]
+        assert line.startswith("paris: Jobs batch/")
+        assert line.endswith(
+            "(the first): Argo CD has not applied rendered/paris/ here; does an Application "
+            "sync it to this spoke?"
+        )
+
+        assert run("reconcile", "--once", *kube, *at(20)).exit_code == 0
+        message = gitutil.message(remote)
+        after = gitutil.ledger(remote)
+        # What that reconcile saw, before it requeued them.
+        assert (not_there("paris"), not_there("frankfurt"), not_there("california")) == (
+            len(there),
+            0,
+            0,
+        )
+        # With all it held gone elsewhere, nothing shows it: it takes work again.
+        spokes = run("spokes", *kube, *at(21)).output
+        assert "| paris | FR | kube:kind-paris | up | 128 | 768.0Gi | 8 | 2 | - | - | none |" in (
+            spokes
+        )
+    assert (
+        "Down (no new work; what was dispatched there stays):\n- paris: Argo CD has not "
+        f"applied rendered/paris/ there: it lists none of the {len(there)} Jobs the branch "
+        "holds for it, the first since 2026-11-22T02:00:00Z; does an Application sync that "
+        "directory to it?\n"
+    ) in message
+    for entry in there:
+        moved = after[entry["id"]]
+        assert moved["spoke"] != "paris"
+        assert f"rendered/paris/batch.{entry['jobName']}.yaml" not in gitutil.files(remote)
+        if entry in sent:
+            assert (
+                f"- requeued {entry['id']}: its Job has not appeared on paris from "
+                "2026-11-22T02:00:00Z to 2026-11-22T02:20:00Z, more than the policy's "
+                "requeueUnscheduled 15m"
+            ) in message
+            assert moved["requeuedFrom"] == ["paris"]
+        else:  # planned there for later, moved as off a spoke down past spokeDownGrace
+            assert f"- moved {entry['id']}: paris " in message
+            assert "requeuedFrom" not in moved
 
 
 def test_logs_are_one_json_object_per_line_for_a_log_collector(run, tmp_path) -> None:

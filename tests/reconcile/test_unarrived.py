@@ -14,6 +14,7 @@ import pygit2
 from reconciler import arrivals, messages, reconciling
 from reconciler.gitrepo import FleetRepo
 from reconciler.observing import DeclaredCapacity
+from reconciler.pools import spoke_of
 from reconciler.rendering import job_path
 from reconciler.templates import template_files
 from tests.conftest import NOW, assert_valid_plan
@@ -178,3 +179,67 @@ def test_the_metric_counts_what_argo_cd_had_time_to_sync() -> None:
     assert set(arrivals.overdue(_observed(files, **listed), now=NOW, after=timedelta(0))) == set(
         spokes
     )
+
+
+class TestASpokeThatHasNoneOfItsJobs:
+    """Nothing syncs its directory there: it takes no new work, as a spoke the
+    hub's Argo CD cannot sync, until one of its Jobs is there."""
+
+    AFTER = timedelta(minutes=15)
+
+    def _spokes(self, *, one_there: bool, since):
+        """The spokes as declared, that of the first job dispatched listing
+        none of the Jobs the branch holds for it but, if `one_there`, that one."""
+        decision, files, started = _first_dispatched(template_files())
+        there = [
+            e
+            for e in decision.ledger.entries
+            if e.spoke == started.spoke and e.phase in ("Planned", "Dispatched")
+        ]
+        listed = [started.job_key] if one_there else []
+        unarrived = {e.job_key: since for e in there if e.job_key not in listed}
+        change = {"listed": frozenset(listed), "unarrived": unarrived}
+        return decision, started, there, _observed(files, **{started.spoke: change})
+
+    def test_it_is_down_once_the_first_has_waited_requeue_unscheduled(self) -> None:
+        decision, started, there, spokes = self._spokes(one_there=False, since=NOW)
+        entries_ = decision.ledger.entries
+        cut = arrivals.unsynced(spokes, entries_, now=NOW + timedelta(minutes=16), after=self.AFTER)
+        state = cut[started.spoke]
+        assert not state.up and state.down_since == NOW + self.AFTER
+        assert state.reason == (
+            f"Argo CD has not applied rendered/{started.spoke}/ there: it lists none of the "
+            f"{len(there)} Jobs the branch holds for it, the first since "
+            f"{NOW:%Y-%m-%dT%H:%M:%SZ}; does an Application sync that directory to it?"
+        )
+        # What it reported of its Jobs still holds: they are requeued as before.
+        assert state.unarrived == spokes[started.spoke].unarrived
+        assert all(cut[n] == s for n, s in spokes.items() if n != started.spoke)
+        sooner = arrivals.unsynced(
+            spokes, entries_, now=NOW + timedelta(minutes=14), after=self.AFTER
+        )
+        assert sooner == spokes
+        assert (
+            arrivals.unsynced(spokes, entries_, now=NOW + timedelta(days=1), after=None) == spokes
+        )
+
+    def test_one_job_there_is_enough_to_stay_up(self) -> None:
+        decision, started, there, spokes = self._spokes(one_there=True, since=NOW)
+        assert len(there) > 1
+        later = NOW + timedelta(hours=1)
+        cut = arrivals.unsynced(spokes, decision.ledger.entries, now=later, after=self.AFTER)
+        assert cut == spokes and spokes[started.spoke].unarrived
+
+    def test_planned_work_leaves_it_after_the_spoke_down_grace(self) -> None:
+        decision, files = step(template_files(), now=NOW)
+        planned = next(e for e in entries(decision).values() if e.phase == "Planned")
+        mine = [e for e in decision.ledger.entries if e.spoke == planned.spoke and e.job_name]
+        missing = {e.job_key: NOW for e in mine if e.phase in ("Planned", "Dispatched")}
+        spokes = _observed(files, **{planned.spoke: {"listed": frozenset(), "unarrived": missing}})
+        later = NOW + timedelta(hours=2)
+        cut = arrivals.unsynced(spokes, decision.ledger.entries, now=later, after=self.AFTER)
+        states = {planned.spoke: cut[planned.spoke].model_dump()}
+        moved, _ = step(files, now=later, states=states)
+        after = entries(moved)[planned.id]
+        assert after.spoke != planned.spoke or after.phase == "Pending"
+        assert planned.spoke not in {spoke_of(a.spoke) for a in moved.plan.assignments}
