@@ -34,6 +34,28 @@ def unlisted(entries: Iterable[Entry], spokes: Mapping[str, SpokeState]) -> dict
     return missing
 
 
+def noted(
+    spokes: Mapping[str, SpokeState],
+    missing: Mapping[str, Entry],
+    *,
+    held_since: Mapping[str, datetime],
+) -> dict[str, SpokeState]:
+    """`spokes` with the Jobs of `missing` that the main branch holds (since
+    when, `held_since` by file) as not arrived. A file the branch does not hold
+    (a placement under review, not merged) was never Argo CD's to apply."""
+    by_spoke: dict[str, dict[str, datetime]] = {}
+    for path, entry in missing.items():
+        since = held_since.get(path)
+        if since is not None and entry.spoke is not None:
+            by_spoke.setdefault(entry.spoke, {})[entry.job_key] = since
+    return {
+        name: state.model_copy(update={"unarrived": dict(sorted(by_spoke[name].items()))})
+        if name in by_spoke
+        else state
+        for name, state in spokes.items()
+    }
+
+
 def unsynced(
     spokes: Mapping[str, SpokeState],
     entries: Iterable[Entry],
@@ -78,26 +100,4 @@ def overdue(spokes: Mapping[str, SpokeState], *, now: datetime, after: timedelta
         name: sum(1 for since in state.unarrived.values() if now - since > after)
         for name, state in spokes.items()
         if state.listed is not None
-    }
-
-
-def noted(
-    spokes: Mapping[str, SpokeState],
-    missing: Mapping[str, Entry],
-    *,
-    held_since: Mapping[str, datetime],
-) -> dict[str, SpokeState]:
-    """`spokes` with the Jobs of `missing` that the main branch holds (since
-    when, `held_since` by file) as not arrived. A file the branch does not hold
-    (a placement under review, not merged) was never Argo CD's to apply."""
-    by_spoke: dict[str, dict[str, datetime]] = {}
-    for path, entry in missing.items():
-        since = held_since.get(path)
-        if since is not None and entry.spoke is not None:
-            by_spoke.setdefault(entry.spoke, {})[entry.job_key] = since
-    return {
-        name: state.model_copy(update={"unarrived": dict(sorted(by_spoke[name].items()))})
-        if name in by_spoke
-        else state
-        for name, state in spokes.items()
     }

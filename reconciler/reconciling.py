@@ -809,13 +809,12 @@ def observed(
 ) -> dict[str, SpokeState]:
     """What `observer` sees of the spokes, with the Jobs the branch has held
     for a spoke (since when, by `repo`'s history up to the commit `at`) that
-    its API does not list: Argo CD has not applied them. A spoke that has
-    none of them takes no new work (`arrivals.unsynced`)."""
+    its API does not list: Argo CD has not applied them. A spoke that lists
+    none of its Jobs takes no new work (`arrivals.unsynced`)."""
     spokes = observer.observe(fleet)
-    missing = arrivals.unlisted(read.entries, spokes) if repo is not None else {}
-    if not missing:
+    missing = arrivals.unlisted(read.entries, spokes)
+    if repo is None or not missing:
         return spokes
-    assert repo is not None  # as `missing` is only found with it
     held = repo.held_since(at.commit, list(missing))
     spokes = arrivals.noted(spokes, missing, held_since=held)
     after = fleet.policy.spec.requeue_unscheduled

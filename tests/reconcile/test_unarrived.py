@@ -3,7 +3,8 @@ Argo CD has not applied it there (no Application syncs that directory, or it
 cannot reach the repo). The kube observer lists every Job of Caspian's, and
 the fleet repo's history says since when the branch has held the file; a
 dispatched job so kept from its spoke is requeued after requeueUnscheduled,
-as one whose pods find no node."""
+as one whose pods find no node, and a spoke that lists none of its Jobs takes
+no new work."""
 
 from __future__ import annotations
 
@@ -134,8 +135,6 @@ def test_a_planned_job_not_there_is_noted_not_requeued() -> None:
 
 
 class TestSinceWhenTheBranchHoldsAFile:
-    AUTHOR = pygit2.Signature("someone", "someone@example.org")
-
     def _commit(self, repo, parents, files, *, at):
         index = pygit2.Index()
         for path, data in files.items():
@@ -155,7 +154,11 @@ class TestSinceWhenTheBranchHoldsAFile:
         back = self._commit(repo, [gone], {**policy, a: b"2", b: b"1"}, at=t[3])
         # A pull request's branch held c from t[4]; merged at t[6], the branch holds it since.
         side = self._commit(repo, [back], {**policy, a: b"2", b: b"1", c: b"1"}, at=t[4])
-        main = self._commit(repo, [back], {**policy, a: b"3", b: b"1"}, at=t[5])
+        # A commit that leaves rendered/paris/ as it was.
+        quiet = self._commit(
+            repo, [back], {"caspian.yaml": b"kind: Policy\n#\n", a: b"2", b: b"1"}, at=t[4]
+        )
+        main = self._commit(repo, [quiet], {**policy, a: b"3", b: b"1"}, at=t[5])
         merged = self._commit(repo, [main, side], {**policy, a: b"3", b: b"1", c: b"1"}, at=t[6])
         repo.references.create("refs/heads/main", merged)
         fleet = FleetRepo(str(tmp_path / "fleet.git"), cache_dir=tmp_path / "mirror")
@@ -164,7 +167,7 @@ class TestSinceWhenTheBranchHoldsAFile:
         # a changed, never left; b left and came back; c came with the merge.
         assert fleet.held_since(tip, asked) == {a: t[0], b: t[3], c: t[6]}
         # Past `most` first parents back, it counts from the one `most` back.
-        assert fleet.held_since(tip, [a], most=2) == {a: t[3]}
+        assert fleet.held_since(tip, [a], most=2) == {a: t[4]}
 
 
 def test_the_metric_counts_what_argo_cd_had_time_to_sync() -> None:
