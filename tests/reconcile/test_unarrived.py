@@ -169,6 +169,21 @@ class TestSinceWhenTheBranchHoldsAFile:
         # Past `most` first parents back, it counts from the one `most` back.
         assert fleet.held_since(tip, [a], most=2) == {a: t[4]}
 
+    def test_a_fleet_in_a_directory_of_its_repo(self, tmp_path) -> None:
+        repo = pygit2.init_repository(str(tmp_path / "fleet.git"), bare=True, initial_head="main")
+        t = [datetime(2026, 11, 23, h, tzinfo=UTC) for h in range(3)]
+        policy = {"teams/batch/caspian.yaml": b"kind: Policy\n"}
+        path = "rendered/paris/batch.a.yaml"
+        first = self._commit(repo, [], policy, at=t[0])
+        second = self._commit(repo, [first], {**policy, f"teams/batch/{path}": b"1"}, at=t[1])
+        # The same path outside the fleet's directory is another file.
+        third = self._commit(
+            repo, [second], {**policy, f"teams/batch/{path}": b"1", path: b"1"}, at=t[2]
+        )
+        repo.references.create("refs/heads/main", third)
+        fleet = FleetRepo(str(tmp_path / "fleet.git"), root="teams/batch", cache_dir=tmp_path / "m")
+        assert fleet.held_since(fleet.fetch().commit, [path]) == {path: t[1]}
+
 
 def test_the_metric_counts_what_argo_cd_had_time_to_sync() -> None:
     _, files, started = _first_dispatched(template_files())
