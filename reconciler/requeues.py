@@ -150,9 +150,12 @@ def _unapplied_since(prev: Entry, state: SpokeState) -> datetime | None:
 
 
 def _not_applied(prev: Entry) -> str:
+    # The shipped AppProject admits two namespaces: a job in a third is the
+    # likeliest one Job missing where others arrived.
+    namespace = prev.job_key.split("/", 1)[0]
     return (
         f"{prev.spoke} lists no Job {prev.job_key}: does an Argo CD Application sync "
-        f"rendered/{prev.spoke}/ there?"
+        f"rendered/{prev.spoke}/ there, in an AppProject that admits namespace {namespace}?"
     )
 
 

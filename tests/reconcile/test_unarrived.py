@@ -90,7 +90,10 @@ class TestADispatchedJobThatNeverArrives:
         why = later.requeued[started.id].reason
         assert why.startswith(f"its Job has not appeared on {started.spoke} from ")
         assert "more than the policy's requeueUnscheduled 15m" in why
-        assert f"Application sync rendered/{started.spoke}/ there?)" in why
+        assert (
+            f"Application sync rendered/{started.spoke}/ there, in an AppProject that admits "
+            "namespace batch?)"
+        ) in why
         message = messages.commit_message(
             old=decision.ledger, decision=later, input_commit="0" * 40
         )
