@@ -58,6 +58,9 @@ class Seen(NamedTuple):
     unready: dict[str, datetime]  # since when each has had pods, none ready
     unapplied: dict[str, datetime]  # since when Argo CD has failed to apply each
     said: dict[str, str]  # why it failed, in the words of the spoke's API
+    # Each Job it lists that is on its spoke: all but those Missing there. None
+    # where it keeps no health, which alone tells one Missing.
+    listed: frozenset[str] | None = None
 
 
 def application_jobs(
@@ -78,8 +81,22 @@ def application_jobs(
     unapplied, said = _sync_failures(status, companions or {})
     if status.get("resourceHealthSource") == "appTree":
         return spoke, Seen({}, {}, {}, unapplied, said), False
-    jobs, podless, unready, failed = _job_health(status.get("resources"), checked=checked)
-    return spoke, Seen(jobs, podless, unready, unapplied, failed | said), True
+    resources = status.get("resources")
+    jobs, podless, unready, failed = _job_health(resources, checked=checked)
+    listed = _live_jobs(resources)
+    return spoke, Seen(jobs, podless, unready, unapplied, failed | said, listed), True
+
+
+def _live_jobs(resources: Any) -> frozenset[str]:
+    """The Jobs an Application lists that its spoke has: Argo CD calls one in
+    git that the spoke lacks Missing. A Job committed since its last refresh
+    is not among them, as on a spoke that has not synced it yet."""
+    return frozenset(
+        key
+        for resource in (resources if isinstance(resources, list) else [])
+        if (key := _job_key(resource)) is not None
+        and _map(resource.get("health")).get("status") != "Missing"
+    )
 
 
 def _job_health(

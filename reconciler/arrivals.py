@@ -1,8 +1,9 @@
-"""Jobs committed for a spoke that its API does not list: Argo CD has not
-applied them there (its Application does not sync that directory, cannot
-reach the repo, or is not there at all). Only a spoke whose Jobs are listed
-whole (the kube observer) can tell; since when the main branch has held each
-file is the fleet repo's history, which the shell reads. Pure."""
+"""Jobs committed for a spoke that are not there: Argo CD has not applied
+them (its Application does not sync that directory, cannot reach the repo,
+or is not there at all). Only a spoke whose Jobs are listed whole can tell:
+by its API (the kube observer), or by its Application, which calls those in
+git it lacks Missing (the Argo CD observer). Since when the main branch has
+held each file is the fleet repo's history, which the shell reads. Pure."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ EXPECTED = (Phase.PLANNED, Phase.DISPATCHED)
 
 def unlisted(entries: Iterable[Entry], spokes: Mapping[str, SpokeState]) -> dict[str, Entry]:
     """The records, by their Job's file, whose spoke lists every Job of
-    Caspian's there but not theirs."""
+    Caspian's it has, and not theirs."""
     missing = {}
     for entry in entries:
         if entry.phase not in EXPECTED or entry.spoke is None or entry.job_name is None:
@@ -63,7 +64,7 @@ def unsynced(
     now: datetime,
     after: timedelta | None,
 ) -> dict[str, SpokeState]:
-    """`spokes` where each that lists none of the Jobs the branch holds for
+    """`spokes` where each that has none of the Jobs the branch holds for
     it, one of them for longer than `after` (the policy's requeueUnscheduled),
     takes no new work: nothing syncs its directory there, so no new Job would
     reach it either, as with a spoke the hub's Argo CD cannot sync. A Job
@@ -83,9 +84,9 @@ def unsynced(
         first = min(state.unarrived.values())
         if first + after > now:
             continue
-        held = f"none of the {len(keys)} Jobs" if len(keys) > 1 else "not the one Job"
+        held = f"has none of the {len(keys)} Jobs" if len(keys) > 1 else "lacks the one Job"
         cut[name] = state.down(
-            f"Argo CD has not applied rendered/{name}/ there: it lists {held} the branch "
+            f"Argo CD has not applied rendered/{name}/ there: it {held} the branch "
             f"holds for it, the first since {format_time(first)}; does an Application sync "
             "that directory to it?",
             since=first + after,

@@ -32,8 +32,9 @@ class SpokeState(BaseModel):
     down_since: datetime | None = None
     # Caspian's Jobs seen there: namespace/name -> Running|Succeeded|Failed
     jobs: dict[str, str] = {}
-    # Every Job of Caspian's the spoke lists, in any state (namespace/name), where
-    # its source lists them all (kube observer); None where it does not.
+    # Every Job of Caspian's on the spoke, in any state (namespace/name), where its
+    # source lists them all (kube observer; Argo CD observer, all its Application
+    # lists but those Missing); None where it does not.
     listed: frozenset[str] | None = None
     # When those that finished ended, where the spoke says (kube observer).
     ended: dict[str, datetime] = {}

@@ -710,7 +710,7 @@ class ArgoCDObserver:
             trusted = trusted and health
             if spoke not in states:
                 continue
-            if any(seen):
+            if any(seen) or seen.listed is not None:
                 states[spoke] = states[spoke].model_copy(
                     update={**seen._asdict(), "source": "declared+argocd"}
                 )

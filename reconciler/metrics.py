@@ -141,7 +141,7 @@ GIVEN_UP_JOBS = Gauge(
 NOT_ON_SPOKE = Gauge(
     "caspian_jobs_not_on_spoke",
     "Jobs the main branch has held for the spoke, planned or dispatched, for over 10 minutes "
-    "that its API does not list: Argo CD has not applied them there (--observer kube)",
+    "that are not there: Argo CD has not applied them (--observer kube, or argocd)",
     ["spoke"],
 )
 WAITING_JOBS = Gauge(

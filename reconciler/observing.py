@@ -56,7 +56,7 @@ class StatusFilledIn:
 def _filled_in(state: SpokeState, reported: SpokeState) -> SpokeState:
     if state.source == "declared":
         return reported
-    # A spoke that answers for itself keeps its own words.
+    # A spoke that answers for itself keeps its own words, and its own list.
     filled = state.model_copy(
         update={"unapplied": reported.unapplied, "said": reported.said | state.said}
     )

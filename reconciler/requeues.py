@@ -154,7 +154,7 @@ def _not_applied(prev: Entry) -> str:
     # likeliest one Job missing where others arrived.
     namespace = prev.job_key.split("/", 1)[0]
     return (
-        f"{prev.spoke} lists no Job {prev.job_key}: does an Argo CD Application sync "
+        f"{prev.spoke} has no Job {prev.job_key}: does an Argo CD Application sync "
         f"rendered/{prev.spoke}/ there, in an AppProject that admits namespace {namespace}?"
     )
 

@@ -1668,7 +1668,7 @@ def test_jobs_argo_cd_never_applies_are_requeued_and_their_spoke_cut_off(run, tm
         job_id, name = sent[0]["id"], sent[0]["jobName"]
         waits = run("explain", job_id, *kube, *at(10)).output
         assert "  not running yet: its Job has not appeared on paris since " in waits
-        assert f"(paris lists no Job batch/{name}: does an Argo CD Application sync " in waits
+        assert f"(paris has no Job batch/{name}: does an Argo CD Application sync " in waits
         spokes = run("spokes", *kube, *at(10)).output
         assert "| paris | FR | kube:kind-paris | up |" in spokes
         assert f"| {len(there)} not there |" in spokes
@@ -1695,7 +1695,7 @@ def test_jobs_argo_cd_never_applies_are_requeued_and_their_spoke_cut_off(run, tm
         )
     assert (
         "Down (no new work; what was dispatched there stays):\n- paris: Argo CD has not "
-        f"applied rendered/paris/ there: it lists none of the {len(there)} Jobs the branch "
+        f"applied rendered/paris/ there: it has none of the {len(there)} Jobs the branch "
         "holds for it, the first since 2026-11-22T02:00:00Z; does an Application sync that "
         "directory to it?\n"
     ) in message

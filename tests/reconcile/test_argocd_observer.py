@@ -97,6 +97,11 @@ def test_job_health_in_the_applications_moves_the_jobs_of_each_spoke(tmp_path) -
     assert states["frankfurt"].jobs == {} and states["frankfurt"].source == "declared"
     assert "mars" not in states
     assert up() == 1
+    # Every Job it lists is on the spoke but the one Argo CD calls Missing; a
+    # spoke with no Application has no such list.
+    names = {"queued-1a2b3c4d", "train-5e6f7a8b", "etl-9a8b7c6d", "broken-0c1d2e3f"}
+    assert states["paris"].listed == {f"batch/{n}" for n in names | {"unsynced-55667788"}}
+    assert states["frankfurt"].listed is None
 
 
 def test_a_job_runs_once_argo_cd_says_it_has_begun_and_one_with_no_pod_is_podless(
@@ -365,6 +370,8 @@ def test_health_kept_out_of_the_application_moves_nothing_and_says_why(tmp_path,
         states = observe(tmp_path, api.url)
     assert states["paris"].jobs == {} and states["paris"].podless == {}
     assert list(states["paris"].unapplied) == ["batch/sweep-1a2b3c4d"]
+    # Without health, no Job reads Missing: which are there is not known.
+    assert states["paris"].listed is None
     assert 'controller.resource.health.persist: "true"' in caplog.text
     assert up() == 0
 
@@ -508,9 +515,23 @@ class _Fleet:
         namespace = self.started["id"].split("/")[0]
         return job(self.started["jobName"], health, namespace, message=message)
 
+    def synced(self, app: dict) -> dict:
+        """`app` listing too, as there, each Job the branch holds for its spoke
+        that it does not list: Argo CD applied them, and they wait suspended."""
+        spoke = app["metadata"]["labels"]["caspian.dev/spoke"]
+        resources = list(app["status"]["resources"])
+        named = {(r.get("namespace"), r.get("name")) for r in resources}
+        for path in gitutil.files(self.remote, f"rendered/{spoke}/"):
+            for doc in yaml.safe_load_all(gitutil.read(self.remote, path)):
+                if doc and doc["kind"] == "Job":
+                    there = (doc["metadata"]["namespace"], doc["metadata"]["name"])
+                    if there not in named:
+                        resources.append(job(there[1], "Suspended", there[0]))
+        return app | {"status": app["status"] | {"resources": resources}}
+
     def reconcile_seeing(self, app: dict, now: str, *, command: str = "reconcile") -> str:
         with serve() as api:
-            api.route(APPS, applications(app))
+            api.route(APPS, applications(self.synced(app)))
             api.route(SETTINGS, settings(CHECKED))
             config = kubeconfig(self.tmp_path, {"hub": api.url})
             return self.reconcile(
@@ -586,6 +607,18 @@ def test_reconcile_with_the_argocd_observer_requeues_a_job_argo_cd_cannot_apply(
     message = fleet.requeued_seeing(application(spoke, [refused], operationState=failed))
     assert f"Argo CD could not apply its Job on {spoke} from 2026-11-22T02:00:00Z to " in message
     assert f'({spoke} says: "{REFUSED}")' in message
+
+
+def test_reconcile_with_the_argocd_observer_requeues_a_job_argo_cd_never_applied(tmp_path) -> None:
+    # Its Application's automated sync is off: Argo CD lists the Job, Missing on
+    # its spoke, and has tried no sync that could say why.
+    fleet = _Fleet(tmp_path)
+    spoke = fleet.started["spoke"]
+    missing = fleet.job("Missing") | {"status": "OutOfSync"}
+    message = fleet.requeued_seeing(application(spoke, [missing]))
+    assert f"- requeued {fleet.started['id']}: its Job has not appeared on {spoke} from " in message
+    # The others there are, so the spoke stays up.
+    assert "Down (no new work" not in message
 
 
 def test_reconcile_runs_a_failed_job_again_as_the_policy_allows(tmp_path) -> None:
@@ -807,3 +840,14 @@ def test_a_configmap_of_a_job_that_argo_cd_could_not_apply_holds_that_job_back(t
             kubeconfig=kubeconfig(tmp_path, {"hub": api.url}), context="kind-hub"
         )
         assert observer.observe(fleet)["paris"].said == {f"batch/{trainer.job_name}": "quota"}
+
+
+def test_a_spoke_whose_application_has_none_of_its_jobs_lists_none(tmp_path) -> None:
+    # Automated sync off from the start: every Job Missing there, nothing else said.
+    missing = [job("queued-1a2b3c4d", "Missing") | {"status": "OutOfSync"}]
+    with serve() as api:
+        api.route(APPS, applications(application("paris", missing), application("frankfurt", [])))
+        api.route(SETTINGS, settings(CHECKED))
+        states = observe(tmp_path, api.url)
+    assert states["paris"].listed == frozenset() and states["frankfurt"].listed == frozenset()
+    assert states["california"].listed is None

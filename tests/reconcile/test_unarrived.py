@@ -80,7 +80,7 @@ class TestADispatchedJobThatNeverArrives:
         assert entries(early)[started.id] == started and not early.requeued
         note = early.stuck[started.id]
         assert note.startswith(f"its Job has not appeared on {started.spoke} since ")
-        assert f"({started.spoke} lists no Job {started.job_key}: does an Argo CD " in note
+        assert f"({started.spoke} has no Job {started.job_key}: does an Argo CD " in note
         assert "it is requeued at " in note
 
         later, _ = step(files, now=NOW + timedelta(minutes=20), states=missing)
@@ -134,7 +134,7 @@ def test_a_planned_job_not_there_is_noted_not_requeued() -> None:
         f"its Job, suspended until its start, has not appeared on {planned.spoke} though the "
         "branch has held it since "
     )
-    assert f"({planned.spoke} lists no Job {planned.job_key}: does an Argo CD " in note
+    assert f"({planned.spoke} has no Job {planned.job_key}: does an Argo CD " in note
 
 
 class TestSinceWhenTheBranchHoldsAFile:
@@ -229,7 +229,7 @@ class TestASpokeThatHasNoneOfItsJobs:
         state = cut[started.spoke]
         assert not state.up and state.down_since == NOW + self.AFTER
         assert state.reason == (
-            f"Argo CD has not applied rendered/{started.spoke}/ there: it lists none of the "
+            f"Argo CD has not applied rendered/{started.spoke}/ there: it has none of the "
             f"{len(there)} Jobs the branch holds for it, the first since "
             f"{NOW:%Y-%m-%dT%H:%M:%SZ}; does an Application sync that directory to it?"
         )
