@@ -1702,7 +1702,8 @@ def test_jobs_argo_cd_never_applies_are_requeued_and_their_spoke_cut_off(run, tm
     for entry in there:
         moved = after[entry["id"]]
         assert moved["spoke"] != "paris"
-        assert f"rendered/paris/batch.{entry['jobName']}.yaml" not in gitutil.files(remote)
+        namespace = entry["id"].split("/")[0]
+        assert f"rendered/paris/{namespace}.{entry['jobName']}.yaml" not in gitutil.files(remote)
         if entry in sent:
             assert (
                 f"- requeued {entry['id']}: its Job has not appeared on paris from "
