@@ -150,8 +150,8 @@ def _unapplied_since(prev: Entry, state: SpokeState) -> datetime | None:
 
 
 def _not_applied(prev: Entry) -> str:
-    # The shipped AppProject admits two namespaces: a job in a third is the
-    # likeliest one Job missing where others arrived.
+    # The shipped AppProject admits two namespaces: a Job in a third is the
+    # likeliest to be missing where others arrived.
     namespace = prev.job_key.split("/", 1)[0]
     return (
         f"{prev.spoke} has no Job {prev.job_key}: does an Argo CD Application sync "
@@ -225,17 +225,8 @@ def waits_stuck(
     when it will be, or a planned job's Job from its spoke: for `explain`.
     Empty where nothing does."""
     stuck = _stuck(job, prev, spokes)
-    state = spoke_state(prev, spokes)
-    if stuck is None and prev.phase == Phase.PLANNED and state is not None:
-        since = state.unarrived.get(prev.job_key)
-        if since is None:
-            return ""
-        return (
-            f"its Job, suspended until its start, has not appeared on {prev.spoke} though the "
-            f"branch has held it since {format_time(since)} ({_not_applied(prev)})"
-        )
     if stuck is None:
-        return ""
+        return _planned_not_there(prev, spokes)
     wait, whose, own = _patience(job, stuck, policy=after)
     then = (
         "the policy's requeueUnscheduled is null, so it waits there"
@@ -246,6 +237,20 @@ def waits_stuck(
     return (
         f"{stuck.what} {prev.spoke} since {format_time(stuck.since)}{_says(prev, stuck)}"
         f"{stuck.hint}: {then}"
+    )
+
+
+def _planned_not_there(prev: Entry, spokes: Mapping[str, SpokeState]) -> str:
+    """Where a planned job's Job is not on its spoke (a dispatched one's is
+    `_stuck`): it needs to be there only from its start, so it is not moved
+    for it."""
+    state = spoke_state(prev, spokes)
+    since = state.unarrived.get(prev.job_key) if state is not None else None
+    if since is None:
+        return ""
+    return (
+        f"its Job, suspended until its start, has not appeared on {prev.spoke} though the "
+        f"branch has held it since {format_time(since)} ({_not_applied(prev)})"
     )
 
 

@@ -239,11 +239,14 @@ def _seen(state: SpokeState | None) -> str:
     return ", ".join(parts) or "none"
 
 
+NOT_THERE = "not there"  # Argo CD has not applied them (reconciler/arrivals.py)
+
+
 def _not_running(state: SpokeState) -> tuple[tuple[dict[str, datetime], str], ...]:
     """Caspian's Jobs there that do not run yet for a reason the spoke gives,
     since when, by what keeps them."""
     return (
-        (state.unarrived, "not there"),
+        (state.unarrived, NOT_THERE),
         (state.unapplied, "not applied by Argo CD"),
         (state.unscheduled, "finding no node"),
         (state.podless, "making no pod"),
@@ -276,7 +279,7 @@ def _waiting_jobs(state: SpokeState) -> list[str]:
     if state.unarrived:
         lines.append(_unarrived(state))
     for waiting, what in _not_running(state):
-        if waiting is state.unarrived:
+        if what == NOT_THERE:  # one line for them all, above
             continue
         for key, since in sorted(waiting.items()):
             said = state.said.get(key)
