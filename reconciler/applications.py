@@ -87,13 +87,17 @@ def application_jobs(
     return spoke, Seen(jobs, podless, unready, unapplied, failed | said, listed), True
 
 
-def _live_jobs(resources: Any) -> frozenset[str]:
+def _live_jobs(resources: Any) -> frozenset[str] | None:
     """The Jobs an Application lists that its spoke has: Argo CD calls one in
     git that the spoke lacks Missing. A Job committed since its last refresh
-    is not among them, as on a spoke that has not synced it yet."""
+    is not among them, as on a spoke that has not synced it yet. None where
+    it lists no resources at all: an answer that says nothing is no word that
+    its Jobs are missing."""
+    if not isinstance(resources, list):
+        return None
     return frozenset(
         key
-        for resource in (resources if isinstance(resources, list) else [])
+        for resource in resources
         if (key := _job_key(resource)) is not None
         and _map(resource.get("health")).get("status") != "Missing"
     )

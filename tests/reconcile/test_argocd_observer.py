@@ -172,6 +172,11 @@ def test_garbled_health_moves_nothing_and_breaks_nothing(tmp_path) -> None:
     assert paris.jobs == {"batch/wrong-1a2b3c4d": "Running", "batch/etl-9a8b7c6d": "Succeeded"}
     assert paris.podless == {}
     assert states["frankfurt"].jobs == states["california"].jobs == {}
+    # A Job whose health is garbled counts as there; an Application whose
+    # status is garbled lists nothing, rather than every Job missing.
+    names = ["train-5e6f7a8b", "wrong-1a2b3c4d", "never-0c1d2e3f", "listed-9a8b7c6d"]
+    assert paris.listed == {f"batch/{n}" for n in [*names, "etl-9a8b7c6d"]}
+    assert states["frankfurt"].listed is None
     assert up() == 1
 
 
