@@ -20,14 +20,18 @@ from reconciler.rendering import job_path
 EXPECTED = (Phase.PLANNED, Phase.DISPATCHED)
 
 
+def _expected(entry: Entry) -> bool:
+    """Whether a record's Job should be on its spoke (which it then names:
+    `entry.spoke or ""` below only tells the type checker so)."""
+    return entry.phase in EXPECTED and entry.spoke is not None and entry.job_name is not None
+
+
 def unlisted(entries: Iterable[Entry], spokes: Mapping[str, SpokeState]) -> dict[str, Entry]:
     """The records, by their Job's file, whose spoke lists every Job of
     Caspian's it has, and not theirs."""
     missing = {}
-    for entry in entries:
-        if entry.phase not in EXPECTED or entry.spoke is None or entry.job_name is None:
-            continue
-        state = spokes.get(entry.spoke)
+    for entry in filter(_expected, entries):
+        state = spokes.get(entry.spoke or "")
         if state is None or not state.up or state.listed is None:
             continue
         if entry.job_key not in state.listed:
@@ -73,13 +77,13 @@ def unsynced(
     if after is None:
         return dict(spokes)
     expected: dict[str, set[str]] = {}
-    for entry in entries:
-        if entry.phase in EXPECTED and entry.spoke is not None and entry.job_name is not None:
-            expected.setdefault(entry.spoke, set()).add(entry.job_key)
+    for entry in filter(_expected, entries):
+        expected.setdefault(entry.spoke or "", set()).add(entry.job_key)
     cut = {}
     for name, state in spokes.items():
         keys = expected.get(name, set())
-        if not state.unarrived or not state.up or state.listed is None or keys & state.listed:
+        # `noted` marks Jobs missing only on a spoke that is up and lists them all.
+        if not state.unarrived or state.listed is None or keys & state.listed:
             continue
         first = min(state.unarrived.values())
         if first + after > now:
