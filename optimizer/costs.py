@@ -50,6 +50,9 @@ def why_unplaceable(instance: Instance, job: Job) -> str:
         return "no allowed spoke is large enough: " + "; ".join(parts)
     if not job.allowed_spokes:
         return "no allowed spoke is up"
+    starts = set(range(max(job.release_slot, 0), instance.slots))
+    if all(starts <= set(instance.spoke(name).closed_starts) for name in job.allowed_spokes):
+        return "Argo CD's sync windows bar every start on its allowed spokes in the horizon"
     return "work already running holds its allowed spokes for the whole planning horizon"
 
 

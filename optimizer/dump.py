@@ -27,6 +27,8 @@ def instance_document(instance: Instance) -> dict[str, Any]:
                     "memory_bytes": list(spoke.memory_bytes),
                     "gpu": list(spoke.gpu),
                 },
+                # Only where there are some, so that dumps without them stay as they were.
+                **({"closed_starts": list(spoke.closed_starts)} if spoke.closed_starts else {}),
             }
             for spoke in instance.spokes
         ],

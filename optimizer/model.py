@@ -33,6 +33,9 @@ class SpokeCapacity(Frozen):
     cpu: tuple[float, ...]
     memory_bytes: tuple[float, ...]
     gpu: tuple[float, ...]
+    # Slots in which nothing new may start there (Argo CD's sync windows bar
+    # applying a Job then); what is running runs on through them.
+    closed_starts: tuple[int, ...] = ()
 
     def resource(self, name: str) -> tuple[float, ...]:
         return getattr(self, name)

@@ -11,10 +11,12 @@ from optimizer.model import RESOURCES, Instance, Plan
 
 def violations(instance: Instance, plan: Plan) -> list[str]:
     """Every (spoke, resource, slot) where new work overfills capacity, every
-    assignment outside its window or allowed spokes, every fixed job moved."""
+    assignment outside its window or allowed spokes or in a slot its spoke
+    takes no start, every fixed job moved."""
     problems = []
     jobs = {job.id: job for job in instance.jobs}
     index = {spoke.name: i for i, spoke in enumerate(instance.spokes)}
+    closed = {spoke.name: set(spoke.closed_starts) for spoke in instance.spokes}
     capacity = capacity_array(instance)
     used = np.zeros_like(capacity)
     new_work = np.zeros_like(capacity, dtype=bool)
@@ -27,6 +29,8 @@ def violations(instance: Instance, plan: Plan) -> list[str]:
             problems.append(f"{a.id}: spoke {a.spoke} is not allowed")
         elif not max(job.release_slot, 0) <= a.start_slot < instance.slots:
             problems.append(f"{a.id}: start {a.start_slot} outside its window")
+        elif a.start_slot in closed[a.spoke]:
+            problems.append(f"{a.id}: {a.spoke} takes no start in slot {a.start_slot}")
         first = max(a.start_slot, 0)
         last = max(first, min(a.start_slot + job.duration_slots, instance.slots))
         demand = np.array([job.demand(r) for r in RESOURCES])

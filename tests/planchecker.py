@@ -36,6 +36,8 @@ def check(instance: dict[str, Any], plan: dict[str, Any]) -> list[str]:
                 problems.append(f"{a['id']}: starts at {start} before release")
             if not 0 <= start < slots:
                 problems.append(f"{a['id']}: start {start} outside the horizon")
+            if start in spokes[spoke].get("closed_starts", []):
+                problems.append(f"{a['id']}: starts at {start}, when {spoke} takes no start")
         zone = spokes[spoke]["zone"]
         series = instance["intensity_g_per_kwh"][zone]
         for slot in range(start, start + job["duration_slots"]):

@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from optimizer import baselines, bench, generator, heuristics, mip, solving, verify
+from optimizer import baselines, bench, dump, generator, heuristics, mip, solving, verify
 from optimizer import columns as cols
 from optimizer.highs import HighsBackend
 from optimizer.model import Assignment, Instance, NotPlaced, Plan, Slot, SolverSettings, Weights
 from optimizer.plans import NO_CAPACITY
 from optimizer.solving import optimize
+from tests import planchecker
 from tests.conftest import assert_valid_plan
 from tests.optimizer.instances import START, job, spoke
 
@@ -165,8 +166,6 @@ def test_the_job_of_higher_priority_is_the_one_on_time() -> None:
 
 
 def test_the_dump_carries_a_priority_only_where_it_is_not_one() -> None:
-    from optimizer import dump
-
     heavy = job("heavy").model_copy(update={"lateness_weight": 10.0})
     document = dump.instance_document(make([heavy, job("plain")]))
     weights = {j["id"]: j.get("lateness_weight") for j in document["jobs"]}
@@ -220,6 +219,58 @@ def test_a_job_that_running_work_crowds_out_of_the_whole_horizon_says_so() -> No
     assert [n.reason for n in plan.not_placed] == [
         "work already running holds its allowed spokes for the whole planning horizon"
     ]
+
+
+def closed(instance: Instance, name: str, *slots: int) -> Instance:
+    """`instance` where spoke `name` takes no start in `slots`."""
+    spokes = tuple(
+        s.model_copy(update={"closed_starts": slots}) if s.name == name else s
+        for s in instance.spokes
+    )
+    return instance.model_copy(update={"spokes": spokes})
+
+
+def test_no_job_starts_where_its_spoke_takes_no_start_but_it_may_run_through() -> None:
+    # Spoke a is cleanest in slots 1-3, where its sync window bars starts from
+    # slot 1 to 2: the job starts at 3 there, or at 0 to run through them.
+    intensity = {"ZA": (300, 40, 50, 60, 70, 300, 300, 300, 300, 300), "ZB": (250,) * 10}
+    base = make([job("j", duration=2, deadline=6)], slots=6, intensity=intensity)
+    assert optimize(base, settings=SETTINGS).assignment("j").start_slot == 1
+    instance = closed(base, "a", 1, 2)
+    plan = optimize(instance, settings=SETTINGS)
+    assert (plan.assignment("j").spoke, plan.assignment("j").start_slot) == ("a", 3)
+    assert_valid_plan(instance, plan)
+    long = make([job("long", duration=4, deadline=6)], slots=6, intensity=intensity)
+    long = closed(long, "a", 1, 2, 3)
+    assert optimize(long, settings=SETTINGS).assignment("long").start_slot == 0
+    for baseline in (baselines.greedy, baselines.qos, baselines.round_robin):
+        assert_valid_plan(instance, baseline(instance))
+
+
+def test_a_job_whose_spokes_take_no_start_in_the_whole_horizon_says_why() -> None:
+    instance = closed(make([job("j", spokes=("a",))], slots=4), "a", 0, 1, 2, 3)
+    plan = optimize(instance, settings=SETTINGS)
+    assert [n.reason for n in plan.not_placed] == [
+        "Argo CD's sync windows bar every start on its allowed spokes in the horizon"
+    ]
+
+
+def test_a_start_where_its_spoke_takes_none_is_a_violation_to_both_checkers() -> None:
+    instance = closed(make([job("j", spokes=("a",))], slots=4), "a", 0)
+    plan = Plan(
+        assignments=(Assignment(id="j", spoke="a", start_slot=0, carbon_g=200.0),),
+        not_placed=(),
+        carbon_g=200.0,
+        objective=200.0,
+        solver_status="by hand",
+        method="by hand",
+    )
+    assert verify.violations(instance, plan) == ["j: a takes no start in slot 0"]
+    assert planchecker.check(dump.instance_document(instance), dump.plan_document(plan)) == [
+        "j: starts at 0, when a takes no start"
+    ]
+    spokes = dump.instance_document(instance)["spokes"]
+    assert [s.get("closed_starts") for s in spokes] == [[0], None]
 
 
 def test_a_planned_job_stays_put_unless_moving_saves_more_than_the_move_penalty() -> None:
