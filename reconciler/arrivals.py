@@ -14,6 +14,7 @@ from reconciler.decisions import SpokeState
 from reconciler.ledger import Entry, Phase
 from reconciler.quantities import format_time
 from reconciler.rendering import job_path
+from reconciler.syncwindows import open_since
 
 # The records whose Job Argo CD should have applied by now: suspended until
 # its start, or resumed. One that ran is seen by its own phase.
@@ -44,14 +45,22 @@ def noted(
     missing: Mapping[str, Entry],
     *,
     held_since: Mapping[str, datetime],
+    now: datetime,
 ) -> dict[str, SpokeState]:
     """`spokes` with the Jobs of `missing` that the main branch holds (since
     when, `held_since` by file) as not arrived. A file the branch does not hold
-    (a placement under review, not merged) was never Argo CD's to apply."""
+    (a placement under review, not merged) was never Argo CD's to apply; nor
+    is one while its spoke's sync windows bar syncing, so a file held through
+    one counts from its end."""
     by_spoke: dict[str, dict[str, datetime]] = {}
     for path, entry in missing.items():
         since = held_since.get(path)
-        if since is not None and entry.spoke is not None:
+        if since is None or entry.spoke is None:
+            continue
+        windows = spokes[entry.spoke].sync_windows
+        if windows:
+            since = open_since(windows, since, now=now)
+        if since is not None:
             by_spoke.setdefault(entry.spoke, {})[entry.job_key] = since
     return {
         name: state.model_copy(update={"unarrived": dict(sorted(by_spoke[name].items()))})

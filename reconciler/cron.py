@@ -62,6 +62,24 @@ class Schedule(BaseModel):
             day += timedelta(days=1)
 
 
+def windows(
+    expression: str, duration: timedelta, start: datetime, end: datetime, *, time_zone: str
+) -> list[tuple[datetime, datetime]]:
+    """Each time a window on for `duration` from every time `expression`
+    names (read in `time_zone`) is on, overlapping [start, end). Times that
+    overlap or touch make one: "* * * * *" for 1m is one window, not one a
+    minute."""
+    spans: list[list[datetime]] = []
+    for moment in parse(expression).starts(start - duration, end, zone=zone(time_zone)):
+        if moment + duration <= start:
+            continue
+        if spans and moment <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], moment + duration)
+        else:
+            spans.append([moment, moment + duration])
+    return [(a, b) for a, b in spans]
+
+
 def parse(expression: str) -> Schedule:
     """A cron expression's schedule; ValueError naming the field that is wrong."""
     fields = expression.split()

@@ -36,7 +36,9 @@ from reconciler.quantities import format_time
 from reconciler.records import Requeues, Verdicts, invalid_entries, job_entry, reviewed
 from reconciler.spokedown import waits_for_spoke
 from reconciler.spokeroom import (
+    barred_in,
     capacity_of,
+    closed_to_starts,
     held_as_fixed,
     maintenance_in,
     shut_for_maintenance,
@@ -202,11 +204,14 @@ def _decide(
     )
     # Announced maintenance: no room there then for what has not started.
     maintenance = maintenance_in(fleet, horizon)
+    # Argo CD's sync windows: nothing planned to start where it cannot sync then.
+    barred = barred_in(spokes, horizon)
     instance = _optimizer_instance(
         reading,
         judged,
         offered=offered,
         maintenance=maintenance,
+        barred=barred,
         fleet=fleet,
         spokes=spokes,
         forecasts=forecasts,
@@ -292,6 +297,7 @@ def _decide(
         },
         spoke_down_grace=fleet.policy.spec.spoke_down_grace,
         maintenance=maintenance,
+        sync_barred=barred,
         history_url=fleet.policy.spec.history_url,
         weights=fleet.policy.spec.weights,
         carbon_sources={
@@ -488,6 +494,7 @@ def _optimizer_instance(
     *,
     offered: Mapping[str, Entry],
     maintenance: Mapping[str, tuple[Span, ...]],
+    barred: Mapping[str, tuple[Span, ...]],
     fleet: Fleet,
     spokes: Mapping[str, SpokeState],
     forecasts: Mapping[str, IntensitySeries],
@@ -495,7 +502,7 @@ def _optimizer_instance(
 ) -> Instance:
     """The optimizer's instance: the jobs it places, with their records and
     verdicts, beside the work held where it is, in each spoke's room less
-    its `maintenance`."""
+    its `maintenance`, with no start where Argo CD's sync windows bar it."""
     verdicts, prevs, horizon = judged.verdicts, judged.prevs, reading.horizon
     opt_jobs = [
         optimizer_job(
@@ -527,7 +534,8 @@ def _optimizer_instance(
     instance = _instance(opt_jobs, fleet=fleet, spokes=spokes, forecasts=forecasts, horizon=horizon)
     instance = pools.split(instance, spokes, reading.valid, job_keys=running_as)
     instance = within_quotas(instance, fleet)
-    return shut_for_maintenance(instance, maintenance, horizon)
+    instance = shut_for_maintenance(instance, maintenance, horizon)
+    return closed_to_starts(instance, barred, horizon)
 
 
 def _records(

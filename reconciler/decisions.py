@@ -13,6 +13,7 @@ from reconciler.admission import LimitRangeItem, ScopedQuota
 from reconciler.fleet import JobRequest, PolicyWeights, Problem, Span
 from reconciler.ledger import FINISHED, Entry, Ledger, Phase
 from reconciler.pods import Node, Resources
+from reconciler.syncwindows import SyncWindow
 
 
 class SpokeState(BaseModel):
@@ -69,6 +70,9 @@ class SpokeState(BaseModel):
     # dispatched) that the spoke does not list: Argo CD has not applied them
     # there. Since when the branch has held each (reconciler/arrivals.py).
     unarrived: dict[str, datetime] = {}
+    # The sync windows of its Application's AppProject (Argo CD observer):
+    # Argo CD applies no Job there while they bar syncing.
+    sync_windows: tuple[SyncWindow, ...] = ()
     # What the spoke says of those Jobs, by namespace/name: the scheduler's
     # message on a pod it finds no node for, the Job's last FailedCreate event
     # (which holds the admission's refusal), why a container cannot start, or
@@ -258,6 +262,9 @@ class Decision(BaseModel):
     spoke_down_grace: timedelta | None = timedelta(minutes=5)  # the policy's
     # Each spoke's maintenance windows in the horizon: nothing new runs there then.
     maintenance: dict[str, tuple[Span, ...]] = {}
+    # Each spoke's times in the horizon its AppProject's sync windows keep
+    # Argo CD from syncing it: nothing is planned to start there then.
+    sync_barred: dict[str, tuple[Span, ...]] = {}
     history_url: str | None = None  # the policy's historyUrl, {path} still in it
     weights: PolicyWeights = PolicyWeights()  # the policy's
 

@@ -108,6 +108,7 @@ def explain(
         *_wrapped(request),
         *_borrowed(decision, request),
         *_kept_off(decision, entry, request),
+        *_sync_windows(decision, entry, request),
     ]
     choices = explanations.options(decision.instance, decision.plan, entry.id)
     if not choices and entry.phase in FIXED:
@@ -334,6 +335,27 @@ def _too_small(decision: Decision, entry: Entry, request: JobRequest) -> dict[st
                 "in the planning horizon"
             )
     return found
+
+
+def _sync_windows(decision: Decision, entry: Entry, request: JobRequest | None) -> list[str]:
+    """When Argo CD's sync windows keep a job from starting on its spokes: a
+    dispatched one whose spoke Argo CD may not sync now waits for it; one
+    still to place starts nowhere while they bar its spoke."""
+    if entry.phase == Phase.DISPATCHED and entry.spoke is not None:
+        return [
+            f"its Job reaches {entry.spoke} once Argo CD may sync it again, at "
+            f"{format_time(window.end)} ({window.reason}); it is not requeued for the wait"
+            for window in decision.sync_barred.get(entry.spoke, ())
+            if window.start <= decision.now < window.end
+        ]
+    if request is None or entry.phase in FIXED:
+        return []
+    return [
+        f"{spoke} takes no start from {format_time(window.start)} to "
+        f"{format_time(window.end)}: Argo CD does not sync it then ({window.reason})"
+        for spoke in request.allowed_spokes
+        for window in decision.sync_barred.get(spoke, ())[: messages.MOST_WINDOWS]
+    ]
 
 
 def _kept_off(decision: Decision, entry: Entry, request: JobRequest | None) -> list[str]:

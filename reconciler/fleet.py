@@ -460,18 +460,8 @@ class Maintenance(Spec):
         if once is not None:
             return (once,) if once.overlaps(start, end) else ()
         assert self.schedule is not None and self.duration is not None  # as validated
-        schedule, zone = cron.parse(self.schedule), cron.zone(self.time_zone)
-        # Times that overlap or touch make one window: "* * * * *" for 1m is
-        # one window, not a line a minute.
-        spans: list[list[datetime]] = []
-        for moment in schedule.starts(start - self.duration, end, zone=zone):
-            if moment + self.duration <= start:
-                continue
-            if spans and moment <= spans[-1][1]:
-                spans[-1][1] = max(spans[-1][1], moment + self.duration)
-            else:
-                spans.append([moment, moment + self.duration])
-        return tuple(Span(start=a, end=b, reason=self.reason) for a, b in spans)
+        times = cron.windows(self.schedule, self.duration, start, end, time_zone=self.time_zone)
+        return tuple(Span(start=a, end=b, reason=self.reason) for a, b in times)
 
 
 class SpokeSpec(Spec):

@@ -41,7 +41,15 @@ from pydantic import ValidationError
 from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from reconciler import applications, companions, jobspec, kubeobjects, kubeversions, metrics
+from reconciler import (
+    applications,
+    companions,
+    jobspec,
+    kubeobjects,
+    kubeversions,
+    metrics,
+    syncwindows,
+)
 from reconciler.decisions import GRANTED_APART, SpokeState, granting, plural, unlisted
 from reconciler.fleet import Fleet, Spoke, printable
 from reconciler.observing import declared
@@ -662,7 +670,7 @@ class ArgoCDObserver:
         self.clock = clock
         # A read that had not ended when its observation gave up on it (see
         # KubeObserver._all_spokes): none is begun again until it ends.
-        self._stuck: _Reading[tuple[list[Any], str | None]] | None = None
+        self._stuck: _Reading[_Hub] | None = None
 
     def observe(self, fleet: Fleet) -> dict[str, SpokeState]:
         states = {spoke.name: declared(spoke) for spoke in fleet.spokes}
@@ -675,7 +683,7 @@ class ArgoCDObserver:
                 self._stuck = reading
                 return _unread(states, f"its read has not ended in {held:g} s ({HELD})")
             try:
-                items, check = reading.result()
+                items, check, projects = reading.result()
             except UNANSWERED as error:
                 return _unread(states, cutoff.reason if cutoff.fired else _reason(error))
             except (ValueError, TypeError, RecursionError):
@@ -714,6 +722,12 @@ class ArgoCDObserver:
                 states[spoke] = states[spoke].model_copy(
                     update={**seen._asdict(), "source": "declared+argocd"}
                 )
+            windows, unread = syncwindows.applying(
+                projects.get(syncwindows.project_of(application) or ""), application
+            )
+            for problem in unread:
+                log.warning("%s", problem)
+            states[spoke] = states[spoke].model_copy(update={"sync_windows": windows})
             blocked = applications.blocked(application)
             syncable[spoke] = blocked is None
             if blocked is not None:
@@ -724,9 +738,9 @@ class ArgoCDObserver:
         metrics.record_argocd(trusted=trusted)
         return states
 
-    def _read(self, cutoff: Cutoff) -> tuple[list[Any], str | None]:
-        """Caspian's Applications, and argocd-cm's Job health check (None where
-        it holds none)."""
+    def _read(self, cutoff: Cutoff) -> _Hub:
+        """Caspian's Applications, argocd-cm's Job health check (None where
+        it holds none), and the AppProjects by name."""
         api = _client(self.kubeconfig, context=self.context)
         cutoff.watch(api)
         listed = client.CustomObjectsApi(api).list_namespaced_custom_object(
@@ -747,7 +761,41 @@ class ArgoCDObserver:
         check = ((settings.data or {}) if settings is not None else {}).get(
             applications.JOB_HEALTH_CHECK
         )
-        return items, check if isinstance(check, str) else None
+        return _Hub(items, check if isinstance(check, str) else None, self._projects(api))
+
+    def _projects(self, api: client.ApiClient) -> dict[str, Any]:
+        """The AppProjects by name, for their sync windows; none where the hub
+        does not let Caspian list them (a Role from before it did)."""
+        try:
+            listed = client.CustomObjectsApi(api).list_namespaced_custom_object(
+                "argoproj.io",
+                "v1alpha1",
+                self.namespace,
+                "appprojects",
+                _request_timeout=self.timeout,
+            )
+        except ApiException as error:
+            if error.status not in (401, 403, 404):
+                raise
+            log.warning(
+                "cannot list the hub's AppProjects (%s), so their sync windows are not "
+                "known: apply deploy/hub-argocd/rbac.yaml again",
+                _reason(error),
+            )
+            return {}
+        items = listed.get("items") if isinstance(listed, dict) else None
+        if not isinstance(items, list):
+            raise TypeError("no list of AppProjects")
+        named = ((syncwindows.name_of(item), item) for item in items)
+        return {name: item for name, item in named if name is not None}
+
+
+class _Hub(NamedTuple):
+    """What the hub's Argo CD holds for Caspian (ArgoCDObserver._read)."""
+
+    applications: list[Any]
+    job_health: str | None
+    projects: dict[str, Any]
 
 
 def _undeliverable(state: SpokeState, why: str, since: datetime | None) -> SpokeState:

@@ -58,7 +58,11 @@ def _filled_in(state: SpokeState, reported: SpokeState) -> SpokeState:
         return reported
     # A spoke that answers for itself keeps its own words, and its own list.
     filled = state.model_copy(
-        update={"unapplied": reported.unapplied, "said": reported.said | state.said}
+        update={
+            "unapplied": reported.unapplied,
+            "said": reported.said | state.said,
+            "sync_windows": reported.sync_windows,
+        }
     )
     # Where Argo CD cannot sync, new work would not reach the spoke.
     if state.up and not reported.up:

@@ -816,7 +816,7 @@ def observed(
     if repo is None or not missing:
         return spokes
     held = repo.held_since(at.commit, list(missing))
-    spokes = arrivals.noted(spokes, missing, held_since=held)
+    spokes = arrivals.noted(spokes, missing, held_since=held, now=now)
     after = fleet.policy.spec.requeue_unscheduled
     return arrivals.unsynced(spokes, read.entries, now=now, after=after)
 

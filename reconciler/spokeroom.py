@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 
 from optimizer.model import RESOURCES, Instance, Job, Slot, SpokeCapacity
-from reconciler import pools
+from reconciler import pools, syncwindows
 from reconciler.decisions import SpokeState, Window
 from reconciler.fleet import Fleet, Span
 from reconciler.ledger import Entry
@@ -108,13 +108,7 @@ def shut_for_maintenance(
         return instance
     capacities = []
     for capacity in instance.spokes:
-        closed: set[int] = set()
-        for window in windows.get(pools.spoke_of(capacity.name), ()):
-            # Every slot it overlaps: from the one it starts in to the one its
-            # last instant is in.
-            first = max(0, horizon.slot_of(window.start))
-            last = min(instance.slots - 1, horizon.slot_of(window.end - timedelta(microseconds=1)))
-            closed.update(range(first, last + 1))
+        closed = _overlapped(windows.get(pools.spoke_of(capacity.name), ()), horizon)
 
         def open_only(values: tuple[float, ...], closed: set[int] = closed) -> tuple[float, ...]:
             return tuple(0.0 if t in closed else value for t, value in enumerate(values))
@@ -131,3 +125,42 @@ def shut_for_maintenance(
             else capacity
         )
     return instance.model_copy(update={"spokes": tuple(capacities)})
+
+
+def barred_in(spokes: Mapping[str, SpokeState], horizon: Window) -> dict[str, tuple[Span, ...]]:
+    """Each spoke's times in the planning horizon when its AppProject's sync
+    windows keep Argo CD from syncing it (reconciler/syncwindows.py)."""
+    end = horizon.time_of(horizon.slots)
+    found = {
+        name: syncwindows.barred(state.sync_windows, horizon.start, end)
+        for name, state in spokes.items()
+        if state.sync_windows
+    }
+    return {name: times for name, times in found.items() if times}
+
+
+def closed_to_starts(
+    instance: Instance, barred: Mapping[str, tuple[Span, ...]], horizon: Window
+) -> Instance:
+    """`instance` where nothing starts on a spoke (on any of its pools) in
+    the slots its `barred` times overlap: a Job resumed then would wait for
+    Argo CD to sync, so it is planned to start when Argo CD can. What runs
+    there runs on."""
+    if not barred:
+        return instance
+    capacities = []
+    for capacity in instance.spokes:
+        closed = _overlapped(barred.get(pools.spoke_of(capacity.name), ()), horizon)
+        capacities.append(capacity.model_copy(update={"closed_starts": tuple(sorted(closed))}))
+    return instance.model_copy(update={"spokes": tuple(capacities)})
+
+
+def _overlapped(windows: tuple[Span, ...], horizon: Window) -> set[int]:
+    """Every slot of the horizon `windows` overlap: from the one each starts
+    in to the one its last instant is in."""
+    slots: set[int] = set()
+    for window in windows:
+        first = max(0, horizon.slot_of(window.start))
+        last = min(horizon.slots - 1, horizon.slot_of(window.end - timedelta(microseconds=1)))
+        slots.update(range(first, last + 1))
+    return slots

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict
 
 from optimizer.model import RESOURCES
-from reconciler import kubeversions
+from reconciler import kubeversions, syncwindows
 from reconciler.decisions import GRANTED_APART, SpokeState
 from reconciler.fleet import Maintenance, Quota, Spoke
 from reconciler.ledger import Entry, Phase
@@ -137,6 +137,8 @@ def table(survey: Survey) -> str:
         )
         if seen is None:
             continue
+        if seen.sync_windows:
+            notes.append(f"{report.name}: {_sync_windows(seen, now=survey.now)}")
         notes.extend(f"{report.name}: {line}" for line in _waiting_jobs(seen))
         notes.extend(f"{report.name}: {line}" for line in _namespace_rules(seen))
         # Secrets are listed only where a spoke's admin chose to grant it.
@@ -175,6 +177,23 @@ def _maintenance(window: Maintenance, *, now: datetime) -> str:
             f"{format_duration(window.duration)}{why}{next_on}"
         )
     return f"maintenance {when}: nothing new is planned to run there then"
+
+
+def _sync_windows(state: SpokeState, *, now: datetime) -> str:
+    """When its AppProject's sync windows next keep Argo CD from syncing it."""
+    # Within five weeks, as for maintenance.
+    coming = syncwindows.barred(state.sync_windows, now, now + timedelta(days=35))
+    if not coming:
+        return "its AppProject's sync windows do not bar syncing it in the next five weeks"
+    first = coming[0]
+    when = (
+        f"now, until {format_time(first.end)}"
+        if first.start <= now
+        else f"from {format_time(first.start)} to {format_time(first.end)}"
+    )
+    return (
+        f"Argo CD does not sync it {when} ({first.reason}): nothing is planned to start there then"
+    )
 
 
 def _quota(quota: Quota) -> str:

@@ -25,6 +25,7 @@ PURE = (
     "reconciler/decisions.py",
     "reconciler/requeues.py",
     "reconciler/arrivals.py",
+    "reconciler/syncwindows.py",
     "reconciler/retrying.py",
     "reconciler/fitting.py",
     "reconciler/admission.py",

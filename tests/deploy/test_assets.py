@@ -141,14 +141,14 @@ def test_core_kinds_validate_strictly() -> None:
     assert expected <= kinds
 
 
-def test_the_argocd_reader_lists_applications_and_reads_one_configmap() -> None:
+def test_the_argocd_reader_lists_applications_and_projects_and_reads_one_configmap() -> None:
     role = next(
         d for d in documents(ROOT / "deploy" / "hub-argocd" / "rbac.yaml") if d["kind"] == "Role"
     )
     assert role["metadata"]["namespace"] == "argocd"
-    assert sorted((r["resources"][0], tuple(r["verbs"])) for r in role["rules"]) == [
-        ("applications", ("list",)),
-        ("configmaps", ("get",)),
+    assert sorted((tuple(r["resources"]), tuple(r["verbs"])) for r in role["rules"]) == [
+        (("applications", "appprojects"), ("list",)),
+        (("configmaps",), ("get",)),
     ]
     assert [r.get("resourceNames") for r in role["rules"]] == [None, ["argocd-cm"]]
 

@@ -24,6 +24,7 @@ from tests.reconcile.test_kube_observer import healthy, kubeconfig, waiting_plug
 
 APPS = "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications"
 SETTINGS = "/api/v1/namespaces/argocd/configmaps/argocd-cm"
+PROJECTS = "/apis/argoproj.io/v1alpha1/namespaces/argocd/appprojects"
 CHECK = yaml.safe_load(PATCH.read_text())["data"]["resource.customizations.health.batch_Job"]
 CHECKED = {"resource.customizations.health.batch_Job": CHECK}
 SINCE = "2026-12-02T03:00:04Z"  # when a Job was resumed, as the check quotes it
@@ -38,7 +39,8 @@ def application(spoke: str, resources: list[dict], **status) -> dict:
             "namespace": "argocd",
             "labels": {"app.kubernetes.io/part-of": "caspian", "caspian.dev/spoke": spoke},
         },
-        "spec": {},
+        # As argocd/applicationset.yaml makes it.
+        "spec": {"project": "caspian-jobs", "destination": {"name": spoke, "namespace": "batch"}},
         "status": {"resources": resources, **status},
     }
 
@@ -55,6 +57,27 @@ def applications(*items: dict) -> Reply:
     body = {"apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationList", "items": list(items)}
     body["metadata"] = {"resourceVersion": "7"}
     return Reply(body=body)
+
+
+def projects(*windows: dict) -> Reply:
+    """The hub's AppProjects: argocd/appproject.yaml's, with `windows`."""
+    project = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AppProject",
+        "metadata": {"name": "caspian-jobs", "namespace": "argocd"},
+        "spec": {"syncWindows": list(windows)},
+    }
+    other = project | {"metadata": {"name": "default"}, "spec": {"syncWindows": [DENY_ALL]}}
+    body = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AppProjectList",
+        "items": [other, project],
+    }
+    return Reply(body=body | {"metadata": {"resourceVersion": "7"}})
+
+
+# A window of another project, which applies to none of Caspian's Applications.
+DENY_ALL = {"kind": "deny", "schedule": "* * * * *", "duration": "1h", "applications": ["*"]}
 
 
 def settings(data: dict) -> Reply:
@@ -534,19 +557,34 @@ class _Fleet:
                         resources.append(job(there[1], "Suspended", there[0]))
         return app | {"status": app["status"] | {"resources": resources}}
 
-    def reconcile_seeing(self, app: dict, now: str, *, command: str = "reconcile") -> str:
+    def reconcile_seeing(
+        self,
+        app: dict,
+        now: str,
+        *,
+        command: str = "reconcile",
+        windows: tuple[dict, ...] = (),
+        job: str | None = None,
+    ) -> str:
         with serve() as api:
             api.route(APPS, applications(self.synced(app)))
             api.route(SETTINGS, settings(CHECKED))
+            api.route(PROJECTS, projects(*windows))
             config = kubeconfig(self.tmp_path, {"hub": api.url})
             return self.reconcile(
                 ["--observer", "argocd", "--argocd-context", "kind-hub", "--kubeconfig", config],
                 now,
                 command=command,
+                job=job,
             )
 
-    def reconcile(self, args: list[str], now: str, *, command: str = "reconcile") -> str:
-        once = ["--once"] if command == "reconcile" else [self.started["id"]]
+    def reconcile(
+        self, args: list[str], now: str, *, command: str = "reconcile", job: str | None = None
+    ) -> str:
+        """`command`: reconcile, spokes, or explain of `job` or the started one."""
+        once = {"reconcile": ["--once"], "spokes": []}.get(command)
+        if once is None:
+            once = [job or self.started["id"]]
         line = [command, *once, "--repo", str(self.remote), *args, "--now", now]
         result = CliRunner().invoke(main, line, env=self.env)
         assert result.exit_code == 0, result.output
@@ -743,6 +781,7 @@ def test_with_the_kube_observer_argo_cd_answers_for_spokes_without_a_context_and
         )
         hub.route(APPS, applications(paris_app, frankfurt_app))
         hub.route(SETTINGS, settings(CHECKED))
+        hub.route(PROJECTS, projects({**DENY_ALL, "clusters": ["paris"], "applications": []}))
         config = kubeconfig(tmp_path, {"paris": paris.url, "hub": hub.url})
         observer = StatusFilledIn(
             KubeObserver(kubeconfig=config),
@@ -754,6 +793,9 @@ def test_with_the_kube_observer_argo_cd_answers_for_spokes_without_a_context_and
     assert states["paris"].jobs["batch/etl-5e6f7a8b"] == "Succeeded"
     assert list(states["paris"].unapplied) == ["batch/sweep-1a2b3c4d"]
     assert states["paris"].said == {"batch/sweep-1a2b3c4d": REFUSED}
+    # Only the hub knows its AppProjects' sync windows.
+    assert [w.schedule for w in states["paris"].sync_windows] == ["* * * * *"]
+    assert states["frankfurt"].sync_windows == ()
     assert states["paris"].up and states["frankfurt"].up
     assert states["frankfurt"].jobs == {"batch/report-12345678": "Succeeded"}
     assert list(states["frankfurt"].podless) == ["batch/etl-0c1d2e3f"]
@@ -856,3 +898,98 @@ def test_a_spoke_whose_application_has_none_of_its_jobs_lists_none(tmp_path) -> 
         states = observe(tmp_path, api.url)
     assert states["paris"].listed == frozenset() and states["frankfurt"].listed == frozenset()
     assert states["california"].listed is None
+
+
+def test_the_sync_windows_of_each_spokes_project_are_read(tmp_path) -> None:
+    paris_only = {"kind": "deny", "schedule": "0 9 * * *", "duration": "2h", "clusters": ["paris"]}
+    broken = {"kind": "deny", "schedule": "at nine", "duration": "2h", "clusters": ["*"]}
+    with serve() as api:
+        api.route(APPS, applications(application("paris", PARIS), application("frankfurt", [])))
+        api.route(SETTINGS, settings(CHECKED))
+        api.route(PROJECTS, projects(paris_only, broken))
+        states = observe(tmp_path, api.url)
+    assert [(w.project, w.kind, w.schedule) for w in states["paris"].sync_windows] == [
+        ("caspian-jobs", "deny", "0 9 * * *")
+    ]
+    # Not the other project's, nor a window for another cluster.
+    assert states["frankfurt"].sync_windows == () and states["california"].sync_windows == ()
+    assert states["paris"].jobs  # and the rest is read as before
+
+
+def test_a_window_that_cannot_be_read_is_named_in_a_warning(tmp_path, caplog) -> None:
+    broken = {"kind": "deny", "schedule": "at nine", "duration": "2h", "clusters": ["*"]}
+    with serve() as api, caplog.at_level(logging.WARNING):
+        api.route(APPS, applications(application("paris", PARIS)))
+        api.route(SETTINGS, settings(CHECKED))
+        api.route(PROJECTS, projects(broken))
+        states = observe(tmp_path, api.url)
+    assert states["paris"].sync_windows == ()
+    assert "AppProject caspian-jobs: spec.syncWindows[0] is passed over: 'at nine'" in caplog.text
+
+
+def test_a_hub_that_does_not_let_caspian_list_projects_leaves_no_windows_and_says_so(
+    tmp_path, caplog
+) -> None:
+    with serve() as api, caplog.at_level(logging.WARNING):
+        api.route(APPS, applications(application("paris", PARIS)))
+        api.route(SETTINGS, settings(CHECKED))
+        api.route(PROJECTS, Reply(status=403, body={"kind": "Status", "code": 403}))
+        states = observe(tmp_path, api.url)
+    assert states["paris"].sync_windows == ()
+    assert states["paris"].jobs and states["paris"].up
+    assert "cannot list the hub's AppProjects (HTTP 403" in caplog.text
+    assert "apply deploy/hub-argocd/rbac.yaml again" in caplog.text
+
+
+def test_a_garbled_project_list_is_no_answer(tmp_path, caplog) -> None:
+    with serve() as api:
+        api.route(APPS, applications(application("paris", PARIS)))
+        api.route(SETTINGS, settings(CHECKED))
+        api.route(PROJECTS, Reply(body={"items": "none"}))
+        states = observe(tmp_path, api.url)
+    assert states["paris"].jobs == {} and states["paris"].sync_windows == ()
+
+
+def test_nothing_starts_where_a_sync_window_bars_argo_cd_and_nothing_is_requeued_for_it(
+    tmp_path,
+) -> None:
+    # Sunday 2026-11-22: a deny window on the started job's spoke from 02:00
+    # to 05:00. Argo CD has not applied its Job (Missing): it cannot sync.
+    fleet = _Fleet(tmp_path)
+    spoke, started = fleet.started["spoke"], fleet.started["id"]
+    deny = {"kind": "deny", "schedule": "0 2 * * *", "duration": "3h", "clusters": [spoke]}
+    missing = fleet.job("Missing") | {"status": "OutOfSync"}
+    app = application(spoke, [missing])
+    fleet.reconcile_seeing(app, "2026-11-22T02:20:00Z", windows=(deny,))
+    ledger = gitutil.ledger(fleet.remote)
+    assert ledger[started]["phase"] == "Dispatched" and ledger[started]["spoke"] == spoke
+    there = [e for e in ledger.values() if e["phase"] == "Planned" and e["spoke"] == spoke]
+    assert there, "the spoke has planned work to keep out of the window"
+    assert all(e["plannedStart"] >= "2026-11-22T05:00:00Z" for e in there)
+    told = fleet.reconcile_seeing(app, "2026-11-22T02:20:00Z", command="explain", windows=(deny,))
+    assert (
+        f"  its Job reaches {spoke} once Argo CD may sync it again, at 2026-11-22T05:00:00Z "
+        "(AppProject caspian-jobs's deny window '0 2 * * *' for 3h (UTC)); it is not requeued "
+        "for the wait\n"
+    ) in told
+    assert "has not appeared" not in told
+    planned = fleet.reconcile_seeing(
+        app, "2026-11-22T02:20:00Z", command="explain", windows=(deny,), job=there[0]["id"]
+    )
+    assert (
+        f"  {spoke} takes no start from 2026-11-22T02:00:00Z to 2026-11-22T05:00:00Z: Argo CD "
+        "does not sync it then (AppProject caspian-jobs's deny window '0 2 * * *' for 3h (UTC))\n"
+    ) in planned
+    told = fleet.reconcile_seeing(app, "2026-11-22T02:20:00Z", command="spokes", windows=(deny,))
+    assert (
+        f"\n{spoke}: Argo CD does not sync it now, until 2026-11-22T05:00:00Z (AppProject "
+        "caspian-jobs's deny window '0 2 * * *' for 3h (UTC)): nothing is planned to start "
+        "there then\n"
+    ) in told
+    # Once it can sync, the Job has requeueUnscheduled (15m) to appear.
+    fleet.reconcile_seeing(app, "2026-11-22T05:10:00Z", windows=(deny,))
+    assert gitutil.ledger(fleet.remote)[started]["phase"] == "Dispatched"
+    fleet.reconcile_seeing(app, "2026-11-22T05:20:00Z", windows=(deny,))
+    assert gitutil.ledger(fleet.remote)[started]["requeuedFrom"] == [spoke]
+    message = gitutil.message(fleet.remote)
+    assert f"its Job has not appeared on {spoke} from 2026-11-22T05:00:00Z to " in message

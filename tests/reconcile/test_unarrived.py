@@ -66,8 +66,8 @@ class TestWhichJobsAreMissing:
         _, files, started = _first_dispatched(template_files())
         spokes = _observed(files, **{started.spoke: {"listed": frozenset()}})
         missing = {job_path(started): started}
-        assert arrivals.noted(spokes, missing, held_since={}) == spokes
-        noted = arrivals.noted(spokes, missing, held_since={job_path(started): NOW})
+        assert arrivals.noted(spokes, missing, held_since={}, now=NOW) == spokes
+        noted = arrivals.noted(spokes, missing, held_since={job_path(started): NOW}, now=NOW)
         assert noted[started.spoke].unarrived == {started.job_key: NOW}
         assert all(not s.unarrived for n, s in noted.items() if n != started.spoke)
 

@@ -1,0 +1,207 @@
+"""Argo CD's sync windows, read from an AppProject as the hub hands it back:
+which apply to a spoke's Application, and when they keep Argo CD from
+syncing it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from reconciler.fleet import Span
+from reconciler.syncwindows import SyncWindow, applying, barred, open_since
+
+MONDAY = datetime(2026, 11, 23, tzinfo=UTC)
+
+
+def at(hour: float, *, day: int = 0) -> datetime:
+    return MONDAY + timedelta(days=day, hours=hour)
+
+
+def project(*windows: dict) -> dict:
+    return {"metadata": {"name": "caspian-jobs"}, "spec": {"syncWindows": list(windows)}}
+
+
+def application(name="caspian-paris", *, namespace="batch", cluster="paris", server=None) -> dict:
+    destination = {"namespace": namespace, "name": cluster}
+    if server:
+        destination = {"namespace": namespace, "server": server}
+    return {
+        "metadata": {"name": name},
+        "spec": {"project": "caspian-jobs", "destination": destination},
+    }
+
+
+def window(kind="deny", schedule="0 9 * * *", duration="2h", **more) -> dict:
+    return {"kind": kind, "schedule": schedule, "duration": duration, **more}
+
+
+def spans(found: tuple[Span, ...]) -> list[tuple[datetime, datetime]]:
+    return [(span.start, span.end) for span in found]
+
+
+class TestWhichApply:
+    @pytest.mark.parametrize(
+        "selector",
+        [
+            {"applications": ["caspian-*"]},
+            {"namespaces": ["batch"]},
+            {"clusters": ["par*"]},
+            {"applications": ["other"], "clusters": ["paris"]},
+        ],
+    )
+    def test_a_window_applies_where_a_pattern_matches(self, selector) -> None:
+        found, problems = applying(project(window(**selector)), application())
+        assert [w.schedule for w in found] == ["0 9 * * *"] and problems == []
+
+    def test_a_cluster_matches_by_its_server_too(self) -> None:
+        app = application(server="https://paris.example:6443")
+        found, _ = applying(project(window(clusters=["https://paris*"])), app)
+        assert len(found) == 1
+
+    @pytest.mark.parametrize(
+        "selector",
+        [
+            {"applications": ["caspian-frankfurt"]},
+            {"namespaces": ["media"], "clusters": ["frankfurt"]},
+            {},  # a window that names nothing applies to nothing
+            {"applications": ["caspian-*"], "namespaces": ["media"], "andOperator": True},
+        ],
+    )
+    def test_a_window_that_matches_nothing_of_it_does_not_apply(self, selector) -> None:
+        assert applying(project(window(**selector)), application()) == ((), [])
+
+    def test_with_and_each_list_must_match(self) -> None:
+        selector = {"applications": ["caspian-*"], "namespaces": ["batch"], "andOperator": True}
+        found, _ = applying(project(window(**selector)), application())
+        assert len(found) == 1
+
+    def test_what_it_reads_of_a_window(self) -> None:
+        found, _ = applying(
+            project(
+                window(
+                    "allow",
+                    "30 22 * * 1-5",
+                    "1h30m",
+                    timeZone="Europe/Paris",
+                    description="nightly\nchanges",
+                    namespaces=["*"],
+                )
+            ),
+            application(),
+        )
+        assert found == (
+            SyncWindow(
+                project="caspian-jobs",
+                kind="allow",
+                schedule="30 22 * * 1-5",
+                duration=timedelta(hours=1, minutes=30),
+                time_zone="Europe/Paris",
+                description="nightly changes",
+            ),
+        )
+        assert found[0].describe() == (
+            "AppProject caspian-jobs's allow window '30 22 * * 1-5' for 1h30m "
+            "(Europe/Paris): nightly changes"
+        )
+
+    @pytest.mark.parametrize(
+        "bad, why",
+        [
+            (window(kind="block"), "kind 'block' is neither allow nor deny"),
+            (window(schedule="at nine"), "'at nine' is not a cron schedule"),
+            (window(duration="2 hours"), "'2 hours' is not a duration as Go writes one"),
+            (window(duration="0"), "duration '0' is not longer than zero"),
+            (window(timeZone="Mars/Olympus"), "'Mars/Olympus' is no IANA time zone"),
+            ({"kind": "deny"}, "it needs a schedule and a duration"),
+        ],
+    )
+    def test_a_window_it_cannot_read_is_passed_over_and_named(self, bad, why) -> None:
+        bad = {**bad, "applications": ["*"]}
+        found, problems = applying(project(bad, window(applications=["*"])), application())
+        assert len(found) == 1
+        assert len(problems) == 1
+        assert problems[0].startswith(
+            "AppProject caspian-jobs: spec.syncWindows[0] is passed over: "
+        )
+        assert why in problems[0]
+
+    @pytest.mark.parametrize(
+        "garbled",
+        [None, [], "text", {"spec": {"syncWindows": "all"}}, {"spec": {"syncWindows": [7]}}],
+    )
+    def test_a_garbled_project_has_no_windows(self, garbled) -> None:
+        assert applying(garbled, application()) == ((), [])
+
+
+def read(*windows: dict) -> tuple[SyncWindow, ...]:
+    found, problems = applying(project(*windows), application())
+    assert not problems
+    return found
+
+
+class TestWhenBarred:
+    def test_a_deny_window_bars_while_it_is_on(self) -> None:
+        found = barred(read(window(applications=["*"])), at(0), at(0, day=2))
+        assert spans(found) == [(at(9), at(11)), (at(9, day=1), at(11, day=1))]
+        assert found[0].reason == "AppProject caspian-jobs's deny window '0 9 * * *' for 2h (UTC)"
+
+    def test_with_allow_windows_it_bars_all_but_them(self) -> None:
+        found = barred(read(window("allow", "0 22 * * *", "4h", applications=["*"])), at(0), at(24))
+        # The window that began at 22:00 the day before is on until 02:00.
+        assert spans(found) == [(at(2), at(22))]
+        assert found[0].reason.startswith("outside AppProject caspian-jobs's allow window")
+
+    def test_a_deny_window_wins_over_an_allow_window(self) -> None:
+        windows = read(
+            window("allow", "0 0 * * *", "12h", applications=["*"]),
+            window("deny", "0 10 * * *", "1h", applications=["*"]),
+        )
+        assert spans(barred(windows, at(0), at(24))) == [(at(10), at(11)), (at(12), at(24))]
+
+    def test_windows_that_overlap_or_touch_are_one_and_name_each(self) -> None:
+        windows = read(
+            window(schedule="0 9 * * *", duration="2h", applications=["*"]),
+            window(schedule="0 11 * * *", duration="1h", applications=["*"], description="b"),
+        )
+        found = barred(windows, at(0), at(24))
+        assert spans(found) == [(at(9), at(12))]
+        assert found[0].reason.endswith(
+            "; AppProject caspian-jobs's deny window '0 11 * * *' for 1h (UTC): b"
+        )
+
+    def test_a_window_is_read_in_its_time_zone(self) -> None:
+        # 09:00 in Paris is 08:00 UTC in November.
+        windows = read(window(timeZone="Europe/Paris", applications=["*"]))
+        assert spans(barred(windows, at(0), at(24))) == [(at(8), at(10))]
+
+    def test_a_deny_window_is_given_whole_and_allow_gaps_within_the_times_asked(self) -> None:
+        windows = read(window(applications=["*"]))
+        assert spans(barred(windows, at(10), at(10.5))) == [(at(9), at(11))]
+        allow = read(window("allow", "0 12 * * *", "1h", applications=["*"]))
+        assert spans(barred(allow, at(10), at(14))) == [(at(10), at(12)), (at(13), at(14))]
+
+    def test_no_window_bars_nothing(self) -> None:
+        assert barred((), at(0), at(24)) == ()
+
+
+class TestOpenSince:
+    def test_while_barred_a_file_has_waited_for_nothing(self) -> None:
+        windows = read(window(applications=["*"]))
+        assert open_since(windows, at(8), now=at(10)) is None
+        # Held from the very moment asked, in a window on then.
+        assert open_since(windows, at(10), now=at(10)) is None
+
+    def test_after_a_window_it_counts_from_the_window_end(self) -> None:
+        windows = read(window(applications=["*"]))
+        assert open_since(windows, at(8), now=at(12)) == at(11)
+        assert open_since(windows, at(8), now=at(12, day=1)) == at(11, day=1)
+
+    def test_a_window_before_the_file_changes_nothing(self) -> None:
+        windows = read(window(applications=["*"]))
+        assert open_since(windows, at(11.5), now=at(12)) == at(11.5)
+
+    def test_outside_its_allow_windows_it_waits(self) -> None:
+        windows = read(window("allow", "0 22 * * *", "1h", applications=["*"]))
+        assert open_since(windows, at(8), now=at(12)) is None
+        assert open_since(windows, at(8), now=at(22.5)) == at(22)
