@@ -48,7 +48,13 @@ STARTED_FIELDS = {
 
 def digest(instance: Instance, settings: SolverSettings) -> str:
     """sha256 of the problem."""
-    problem = instance.model_dump(mode="json", exclude={"jobs"})
+    problem = instance.model_dump(mode="json", exclude={"jobs", "spokes"})
+    # Closed starts only where there are some: a problem without them has the
+    # digest it had before there were any, so a fleet's last plan still answers.
+    problem["spokes"] = [
+        spoke.model_dump(mode="json", exclude=None if spoke.closed_starts else {"closed_starts"})
+        for spoke in instance.spokes
+    ]
     problem["jobs"] = [
         job.model_dump(mode="json", include=STARTED_FIELDS if job.fixed else None)
         for job in instance.jobs

@@ -110,6 +110,11 @@ def _capacity(instance: Instance) -> Instance:
     )
 
 
+def _closed(instance: Instance) -> Instance:
+    first = instance.spokes[0].model_copy(update={"closed_starts": (2,)})
+    return instance.model_copy(update={"spokes": (first, *instance.spokes[1:])})
+
+
 def _intensity(instance: Instance) -> Instance:
     series = dict(instance.intensity_g_per_kwh)
     series["ZB"] = (series["ZB"][0] + 1, *series["ZB"][1:])
@@ -124,6 +129,7 @@ CHANGES = {
     "a started job's size": lambda i: _job(i, "j0", cpu=i.jobs[0].cpu + 1),
     "a job gone": lambda i: i.model_copy(update={"jobs": i.jobs[1:]}),
     "room in one slot": _capacity,
+    "a slot closed to starts": _closed,
     "intensity in one slot": _intensity,
     "the weights": lambda i: i.model_copy(update={"weights": Weights(move_g=6.0)}),
 }
@@ -133,6 +139,16 @@ CHANGES = {
 def test_the_digest_changes_with_what_a_plan_depends_on(change) -> None:
     instance = _started(random_instance(5, jobs=4))
     assert keeping.digest(change(instance), SETTINGS) != keeping.digest(instance, SETTINGS)
+
+
+BEFORE_CLOSED_STARTS = "sha256:accf7ea7bc3dfdfe3588e25020bca181a17f9b0bf1c2af986481ed3006729079"
+
+
+def test_a_problem_with_no_closed_starts_has_the_digest_it_had_before_there_were_any() -> None:
+    # As the code before closed starts (9eb333f) worked it out for this
+    # instance: a fleet's last plan still answers its problem.
+    instance = random_instance(5, jobs=4)
+    assert keeping.digest(instance, SETTINGS) == BEFORE_CLOSED_STARTS
 
 
 def test_the_digest_changes_with_the_solvers_settings() -> None:
