@@ -9,7 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from reconciler.fleet import Span
+from reconciler.pods import Node, Resources, Taint
 from reconciler.syncwindows import SyncWindow, applying, barred, open_since
+from reconciler.templates import template_files
+from tests.conftest import NOW, assert_valid_plan
+from tests.reconcile.test_lifecycle import entries, step
 
 MONDAY = datetime(2026, 11, 23, tzinfo=UTC)
 
@@ -205,3 +209,53 @@ class TestOpenSince:
         windows = read(window("allow", "0 22 * * *", "1h", applications=["*"]))
         assert open_since(windows, at(8), now=at(12)) is None
         assert open_since(windows, at(8), now=at(22.5)) == at(22)
+
+
+class TestPlanning:
+    """What `decide` makes of a spoke's windows, as the observer reports them."""
+
+    def test_no_pool_of_the_spoke_takes_a_start_in_a_slot_a_window_overlaps(self) -> None:
+        gpu_taint = Taint(key="nvidia.com/gpu", value="present", effect="NoSchedule")
+        cpu_size = Resources(cpu=32, memory_bytes=128 * 2**30, gpu=0)
+        gpu_size = Resources(cpu=32, memory_bytes=128 * 2**30, gpu=4)
+        nodes = (
+            *(Node(allocatable=cpu_size, free=cpu_size),) * 2,
+            *(Node(allocatable=gpu_size, taints=(gpu_taint,), free=gpu_size),) * 2,
+        )
+        # 04:10 to 04:40 on 2026-11-22 (NOW is 02:00): three slots of 15 minutes.
+        deny = read(window(schedule="10 4 * * *", duration="30m", applications=["*"]))
+        paris = {"cpu": 128, "gpu": 8, "nodes": nodes, "sync_windows": deny}
+        decision, _ = step(template_files(), now=NOW, states={"paris": paris})
+        pools = [s for s in decision.instance.spokes if s.name.startswith("paris")]
+        first = decision.window.slot_of(NOW.replace(hour=4))
+        assert len(pools) == 2
+        assert all(pool.closed_starts == (first, first + 1, first + 2) for pool in pools)
+        assert all(s.closed_starts == () for s in decision.instance.spokes if s not in pools)
+        # Room is as it was: what runs there runs on through the window.
+        assert all(pool.cpu[first] > 0 for pool in pools)
+        assert_valid_plan(decision.instance, decision.plan)
+        assert [(s.start, s.end) for s in decision.sync_barred["paris"]] == [
+            (NOW.replace(hour=4, minute=10), NOW.replace(hour=4, minute=40))
+        ]
+
+    def test_planned_work_starts_outside_the_windows_and_may_run_across_them(self) -> None:
+        _, files = step(template_files(), now=NOW)
+        # Deny syncing paris from 02:30 on, every hour but the first half of each.
+        deny = read(window(schedule="30 * * * *", duration="30m", applications=["*"]))
+        later = NOW + timedelta(minutes=5)
+        decision, _ = step(files, now=later, states={"paris": {"sync_windows": deny}})
+        placed = [
+            e
+            for e in entries(decision).values()
+            if e.spoke == "paris" and e.phase == "Planned" and e.planned_start is not None
+        ]
+        assert placed, "paris keeps planned work"
+        assert all(e.planned_start.minute < 30 for e in placed)
+        assert any(e.planned_end - e.planned_start > timedelta(minutes=30) for e in placed)
+        # Without the windows, some start in a second half-hour.
+        free, _ = step(files, now=later)
+        assert any(
+            e.planned_start.minute >= 30
+            for e in entries(free).values()
+            if e.spoke == "paris" and e.phase == "Planned" and e.planned_start is not None
+        )
