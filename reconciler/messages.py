@@ -213,6 +213,10 @@ def commit_message(
     if upkeep:
         lines += ["", "Maintenance (nothing new is planned to run there then):"]
         lines += [f"- {line}" for line in upkeep]
+    barred = sync_windows(decision)
+    if barred:
+        lines += ["", "Sync windows (Argo CD does not sync there; nothing starts there then):"]
+        lines += [f"- {line}" for line in barred]
     down = down_spokes(decision)
     if down:
         lines += ["", "Down (no new work; what was dispatched there stays):"]
@@ -297,6 +301,20 @@ def maintenance(decision: Decision) -> list[str]:
                 else ""
             )
             lines.append(f"{spoke}: {_time(window.start)} to {_time(window.end)}{why}{runs}")
+        if len(windows) > MOST_WINDOWS:
+            lines.append(f"{spoke}: and {len(windows) - MOST_WINDOWS} more in the horizon")
+    return lines
+
+
+def sync_windows(decision: Decision) -> list[str]:
+    """Each time in the horizon that a spoke's AppProject's sync windows keep
+    Argo CD from syncing it."""
+    lines = []
+    for spoke, windows in decision.sync_barred.items():
+        lines += [
+            f"{spoke}: {_time(window.start)} to {_time(window.end)} ({window.reason})"
+            for window in windows[:MOST_WINDOWS]
+        ]
         if len(windows) > MOST_WINDOWS:
             lines.append(f"{spoke}: and {len(windows) - MOST_WINDOWS} more in the horizon")
     return lines

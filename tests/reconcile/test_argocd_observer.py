@@ -960,7 +960,14 @@ def test_nothing_starts_where_a_sync_window_bars_argo_cd_and_nothing_is_requeued
     deny = {"kind": "deny", "schedule": "0 2 * * *", "duration": "3h", "clusters": [spoke]}
     missing = fleet.job("Missing") | {"status": "OutOfSync"}
     app = application(spoke, [missing])
+    head = gitutil.head(fleet.remote)
     fleet.reconcile_seeing(app, "2026-11-22T02:20:00Z", windows=(deny,))
+    assert gitutil.head(fleet.remote) != head
+    assert (
+        "\nSync windows (Argo CD does not sync there; nothing starts there then):\n"
+        f"- {spoke}: 2026-11-22 02:00 to 2026-11-22 05:00 (AppProject caspian-jobs's deny "
+        "window '0 2 * * *' for 3h (UTC))\n"
+    ) in gitutil.message(fleet.remote)
     ledger = gitutil.ledger(fleet.remote)
     assert ledger[started]["phase"] == "Dispatched" and ledger[started]["spoke"] == spoke
     there = [e for e in ledger.values() if e["phase"] == "Planned" and e["spoke"] == spoke]

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from reconciler import messages
 from reconciler.fleet import Span
 from reconciler.pods import Node, Resources, Taint
 from reconciler.syncwindows import SyncWindow, applying, barred, open_since
@@ -258,4 +259,21 @@ class TestPlanning:
             e.planned_start.minute >= 30
             for e in entries(free).values()
             if e.spoke == "paris" and e.phase == "Planned" and e.planned_start is not None
+        )
+
+    def test_the_commit_names_the_windows_in_the_horizon_five_a_spoke_at_most(self) -> None:
+        before, files = step(template_files(), now=NOW)
+        often = read(window(schedule="0 */2 * * *", duration="10m", applications=["*"]))
+        decision, _ = step(files, now=NOW, states={"frankfurt": {"sync_windows": often}})
+        message = messages.commit_message(old=before.ledger, decision=decision, input_commit="0")
+        said = "(AppProject caspian-jobs's deny window '0 */2 * * *' for 10m (UTC))"
+        assert (
+            "\nSync windows (Argo CD does not sync there; nothing starts there then):\n"
+            f"- frankfurt: 2026-11-22 02:00 to 2026-11-22 02:10 {said}\n"
+            f"- frankfurt: 2026-11-22 04:00 to 2026-11-22 04:10 {said}\n"
+        ) in message
+        assert "\n- frankfurt: and 7 more in the horizon\n" in message
+        quiet, _ = step(files, now=NOW)
+        assert "Sync windows" not in messages.commit_message(
+            old=before.ledger, decision=quiet, input_commit="0"
         )
