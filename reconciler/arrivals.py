@@ -11,10 +11,11 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
 from reconciler.decisions import SpokeState
+from reconciler.fleet import Span
 from reconciler.ledger import Entry, Phase
 from reconciler.quantities import format_time
 from reconciler.rendering import job_path
-from reconciler.syncwindows import open_since
+from reconciler.syncwindows import barred_until, open_since
 
 # The records whose Job Argo CD should have applied by now: suspended until
 # its start, or resumed. One that ran is seen by its own phase.
@@ -52,16 +53,28 @@ def noted(
     (a placement under review, not merged) was never Argo CD's to apply; nor
     is one while its spoke's sync windows bar syncing, so a file held through
     one counts from its end."""
+    held = {
+        path: (entry, held_since[path])
+        for path, entry in missing.items()
+        if path in held_since and entry.spoke is not None
+    }
+    # Each spoke's barred times, read once from the first file it holds:
+    # once a file, a dense schedule took seconds for a thousand files.
+    first: dict[str, datetime] = {}
+    for entry, since in held.values():
+        name = entry.spoke or ""
+        first[name] = min(since, first.get(name, since))
+    barred: dict[str, tuple[Span, ...]] = {
+        name: barred_until(spokes[name].sync_windows, since, now=now)
+        for name, since in first.items()
+        if spokes[name].sync_windows
+    }
     by_spoke: dict[str, dict[str, datetime]] = {}
-    for path, entry in missing.items():
-        since = held_since.get(path)
-        if since is None or entry.spoke is None:
-            continue
-        windows = spokes[entry.spoke].sync_windows
-        if windows:
-            since = open_since(windows, since, now=now)
-        if since is not None:
-            by_spoke.setdefault(entry.spoke, {})[entry.job_key] = since
+    for entry, since in held.values():
+        name = entry.spoke or ""
+        counted = open_since(barred[name], since, now=now) if name in barred else since
+        if counted is not None:
+            by_spoke.setdefault(name, {})[entry.job_key] = counted
     return {
         name: state.model_copy(update={"unarrived": dict(sorted(by_spoke[name].items()))})
         if name in by_spoke

@@ -89,12 +89,19 @@ def barred(windows: Iterable[SyncWindow], start: datetime, end: datetime) -> tup
     return _merged(shut)
 
 
-def open_since(windows: Iterable[SyncWindow], since: datetime, *, now: datetime) -> datetime | None:
+def barred_until(
+    windows: Iterable[SyncWindow], since: datetime, *, now: datetime
+) -> tuple[Span, ...]:
+    """The times `windows` bar syncing from `since` up to `now`, the instant
+    `now` in, which [since, now) would leave out."""
+    return barred(windows, min(since, now), now + timedelta(microseconds=1))
+
+
+def open_since(spans: tuple[Span, ...], since: datetime, *, now: datetime) -> datetime | None:
     """From when Argo CD could have synced a file the branch has held since
-    `since`: the end of the last time `windows` barred it after that, or
-    `since`. None while they bar it now."""
-    # The times asked take `now` in, which [since, now) would leave out.
-    for span in barred(windows, min(since, now), now + timedelta(microseconds=1)):
+    `since`: the end of the last of `spans` (`barred_until`'s, in time order,
+    apart) after that, or `since`. None while one bars it now."""
+    for span in spans:
         if span.start <= now < span.end:
             return None
         if since < span.end <= now:

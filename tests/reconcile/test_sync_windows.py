@@ -11,7 +11,7 @@ import pytest
 from reconciler import messages
 from reconciler.fleet import Span
 from reconciler.pods import Node, Resources, Taint
-from reconciler.syncwindows import SyncWindow, applying, barred, open_since
+from reconciler.syncwindows import SyncWindow, applying, barred, barred_until, open_since
 from reconciler.templates import template_files
 from tests.conftest import NOW, assert_valid_plan
 from tests.reconcile.test_lifecycle import entries, step
@@ -190,26 +190,34 @@ class TestWhenBarred:
         assert barred((), at(0), at(24)) == ()
 
 
+def counted(windows: tuple[SyncWindow, ...], since: datetime, *, now: datetime):
+    """From when a file held since `since` counts as Argo CD's to apply."""
+    return open_since(barred_until(windows, since, now=now), since, now=now)
+
+
 class TestOpenSince:
     def test_while_barred_a_file_has_waited_for_nothing(self) -> None:
         windows = read(window(applications=["*"]))
-        assert open_since(windows, at(8), now=at(10)) is None
+        assert counted(windows, at(8), now=at(10)) is None
         # Held from the very moment asked, in a window on then.
-        assert open_since(windows, at(10), now=at(10)) is None
+        assert counted(windows, at(10), now=at(10)) is None
 
     def test_after_a_window_it_counts_from_the_window_end(self) -> None:
         windows = read(window(applications=["*"]))
-        assert open_since(windows, at(8), now=at(12)) == at(11)
-        assert open_since(windows, at(8), now=at(12, day=1)) == at(11, day=1)
+        assert counted(windows, at(8), now=at(12)) == at(11)
+        assert counted(windows, at(8), now=at(12, day=1)) == at(11, day=1)
 
     def test_a_window_before_the_file_changes_nothing(self) -> None:
         windows = read(window(applications=["*"]))
-        assert open_since(windows, at(11.5), now=at(12)) == at(11.5)
+        assert counted(windows, at(11.5), now=at(12)) == at(11.5)
+        # Nor one the spoke's first file was held through, for a later file.
+        spans = barred_until(windows, at(8), now=at(12))
+        assert open_since(spans, at(11.5), now=at(12)) == at(11.5)
 
     def test_outside_its_allow_windows_it_waits(self) -> None:
         windows = read(window("allow", "0 22 * * *", "1h", applications=["*"]))
-        assert open_since(windows, at(8), now=at(12)) is None
-        assert open_since(windows, at(8), now=at(22.5)) == at(22)
+        assert counted(windows, at(8), now=at(12)) is None
+        assert counted(windows, at(8), now=at(22.5)) == at(22)
 
 
 class TestPlanning:
