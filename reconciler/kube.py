@@ -732,6 +732,19 @@ class ArgoCDObserver:
             syncable[spoke] = blocked is None
             if blocked is not None:
                 states[spoke] = _undeliverable(states[spoke], *blocked)
+        if syncable:
+            # The hub holds Caspian's Applications, and none for these spokes:
+            # nothing syncs their directories, so none of their Jobs is there.
+            for spoke in states.keys() - syncable.keys():
+                states[spoke] = states[spoke].model_copy(update={"listed": frozenset()})
+        else:
+            log.warning(
+                "no Application labelled %s in %s syncs a spoke of the fleet, so no Job status "
+                "is read: apply argocd/applicationset.yaml, whose Applications carry that label "
+                "and caspian.dev/spoke",
+                APPLICATIONS,
+                self.namespace,
+            )
         for spoke, ok in syncable.items():
             metrics.ARGOCD_SYNCABLE.labels(spoke=spoke).set(1 if ok else 0)
         metrics.keep_only(metrics.ARGOCD_SYNCABLE, "spoke", set(syncable))

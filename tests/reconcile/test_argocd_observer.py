@@ -121,10 +121,10 @@ def test_job_health_in_the_applications_moves_the_jobs_of_each_spoke(tmp_path) -
     assert "mars" not in states
     assert up() == 1
     # Every Job it lists is on the spoke but the one Argo CD calls Missing; a
-    # spoke with no Application has no such list.
+    # spoke with no Application has none, since nothing syncs its directory.
     names = {"queued-1a2b3c4d", "train-5e6f7a8b", "etl-9a8b7c6d", "broken-0c1d2e3f"}
     assert states["paris"].listed == {f"batch/{n}" for n in names | {"unsynced-55667788"}}
-    assert states["frankfurt"].listed is None
+    assert states["frankfurt"].listed == frozenset()
 
 
 def test_a_job_runs_once_argo_cd_says_it_has_begun_and_one_with_no_pod_is_podless(
@@ -565,9 +565,15 @@ class _Fleet:
         command: str = "reconcile",
         windows: tuple[dict, ...] = (),
         job: str | None = None,
+        unmade: tuple[str, ...] = (),
     ) -> str:
+        """`command` with the hub's Argo CD holding `app`, and the other
+        spokes' Applications as the ApplicationSet makes them, but for the
+        spokes `unmade`."""
+        spoke = app["metadata"]["labels"]["caspian.dev/spoke"]
+        others = [application(name, []) for name in self.spokes() if name not in (spoke, *unmade)]
         with serve() as api:
-            api.route(APPS, applications(self.synced(app)))
+            api.route(APPS, applications(*(self.synced(a) for a in (app, *others))))
             api.route(SETTINGS, settings(CHECKED))
             api.route(PROJECTS, projects(*windows))
             config = kubeconfig(self.tmp_path, {"hub": api.url})
@@ -589,6 +595,11 @@ class _Fleet:
         result = CliRunner().invoke(main, line, env=self.env)
         assert result.exit_code == 0, result.output
         return result.output
+
+    def spokes(self) -> list[str]:
+        return [
+            p.split("/")[-1].removesuffix(".yaml") for p in gitutil.files(self.remote, "spokes/")
+        ]
 
     def entry(self) -> dict:
         return gitutil.ledger(self.remote)[self.started["id"]]
@@ -897,7 +908,23 @@ def test_a_spoke_whose_application_has_none_of_its_jobs_lists_none(tmp_path) -> 
         api.route(SETTINGS, settings(CHECKED))
         states = observe(tmp_path, api.url)
     assert states["paris"].listed == frozenset() and states["frankfurt"].listed == frozenset()
-    assert states["california"].listed is None
+    # Nor has a spoke with no Application, where the hub holds Caspian's.
+    assert states["california"].listed == frozenset()
+
+
+def test_a_hub_with_none_of_caspians_applications_tells_no_spoke_lists_none(
+    tmp_path, caplog
+) -> None:
+    # Applications made without the ApplicationSet's label, say: nothing to go by.
+    with serve() as api, caplog.at_level(logging.WARNING):
+        api.route(APPS, applications(application("mars", PARIS)))
+        api.route(SETTINGS, settings(CHECKED))
+        states = observe(tmp_path, api.url)
+    assert all(state.listed is None for state in states.values())
+    assert (
+        "no Application labelled app.kubernetes.io/part-of=caspian in argocd syncs a spoke of "
+        "the fleet, so no Job status is read: apply argocd/applicationset.yaml"
+    ) in caplog.text
 
 
 def test_the_sync_windows_of_each_spokes_project_are_read(tmp_path) -> None:
@@ -1000,3 +1027,23 @@ def test_nothing_starts_where_a_sync_window_bars_argo_cd_and_nothing_is_requeued
     assert gitutil.ledger(fleet.remote)[started]["requeuedFrom"] == [spoke]
     message = gitutil.message(fleet.remote)
     assert f"its Job has not appeared on {spoke} from 2026-11-22T05:00:00Z to " in message
+
+
+def test_a_spoke_argo_cd_has_no_application_for_gets_its_jobs_requeued_and_is_cut_off(
+    tmp_path,
+) -> None:
+    # The ApplicationSet made none for it (a path filter that leaves it out, say).
+    fleet = _Fleet(tmp_path)
+    spoke = fleet.started["spoke"]
+    other = next(name for name in fleet.spokes() if name != spoke)
+    app = application(other, [])
+    fleet.reconcile_seeing(app, "2026-11-22T02:10:00Z", unmade=(spoke,))
+    assert fleet.entry()["phase"] == "Dispatched"
+    fleet.reconcile_seeing(app, "2026-11-22T02:20:00Z", unmade=(spoke,))
+    assert fleet.entry()["requeuedFrom"] == [spoke]
+    message = gitutil.message(fleet.remote)
+    assert f"- requeued {fleet.started['id']}: its Job has not appeared on {spoke} from " in message
+    assert (
+        f"\n- {spoke}: Argo CD has not applied rendered/{spoke}/ there: it has none of " in message
+    )
+    assert "does an Application sync that directory to it?" in message
