@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
-from reconciler.decisions import SpokeState
+from reconciler.decisions import SpokeState, spoke_state
 from reconciler.fleet import Span
 from reconciler.ledger import Entry, Phase
 from reconciler.quantities import format_time
@@ -128,3 +128,23 @@ def overdue(spokes: Mapping[str, SpokeState], *, now: datetime, after: timedelta
         for name, state in spokes.items()
         if state.listed is not None
     }
+
+
+def left(entry: Entry | None, spokes: Mapping[str, SpokeState], *, now: datetime) -> str | None:
+    """Why a running job's Job, not on a spoke that lists every Job of
+    Caspian's, is taken for failed: it was deleted there (by hand, say, with
+    Argo CD's self-heal off; with it on, Argo CD makes it again, and it runs
+    from its start). Only from its planned end: until then it may come back,
+    and it holds its room as it would. None where that is not so."""
+    state = spoke_state(entry, spokes)
+    if entry is None or entry.phase != Phase.RUNNING or entry.planned_end is None:
+        return None
+    if state is None or not state.up or state.listed is None or entry.job_key in state.listed:
+        return None
+    if now < entry.planned_end:
+        return None
+    return (
+        f"its Job {entry.job_name} left {entry.spoke} before it was seen to finish (deleted "
+        "there, with Argo CD's self-heal off?), so it is taken for failed from its planned end "
+        f"{format_time(entry.planned_end)}"
+    )

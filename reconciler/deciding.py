@@ -17,7 +17,7 @@ from carbon import IntensitySeries
 from optimizer import baselines, keeping
 from optimizer.model import Instance, Job, Plan, SolverSettings
 from optimizer.solving import optimize
-from reconciler import emissions, fitting, pools, requeues, retrying
+from reconciler import arrivals, emissions, fitting, pools, requeues, retrying
 from reconciler.chains import due_for_others, gate_of, gates_moved
 from reconciler.decisions import Decision, Retry, SpokeState, Window, spoke_state
 from reconciler.fleet import Fleet, JobRequest, Span
@@ -285,6 +285,11 @@ def _decide(
         kept_off=verdicts.requeues.kept_off,
         retried=reading.retried,
         not_retried=reading.final,
+        left={
+            job_id: why
+            for job_id, prev in reading.prevs.items()
+            if job_id in reading.finished and (why := arrivals.left(prev, spokes, now=now))
+        },
         given_up=tuple(sorted(verdicts.requeues.given_up)),
         stuck=judged.stuck,
         waiting={job_id: wait.grace_from for job_id, wait in verdicts.waiting.items()},
@@ -337,7 +342,9 @@ def _read(
     }
     declined = {job.id: mark for job in jobs if (mark := _declined(prevs[job.id], job))}
     finished = {
-        job_id: phase for job_id, prev in prevs.items() if (phase := _finished(prev, spokes))
+        job_id: phase
+        for job_id, prev in prevs.items()
+        if (phase := _finished(prev, spokes, now=now))
     }
     # Failed, with runs again left: a new Job of it is placed anew, unless a
     # review declined that.
@@ -858,12 +865,17 @@ def _run_again(prev: Entry, *, pause: timedelta | None, now: datetime) -> Entry:
     )
 
 
-def _finished(prev: Entry | None, spokes: Mapping[str, SpokeState]) -> Phase | None:
-    """Succeeded or Failed, as recorded or as the job's spoke now reports it."""
+def _finished(
+    prev: Entry | None, spokes: Mapping[str, SpokeState], *, now: datetime
+) -> Phase | None:
+    """Succeeded or Failed, as recorded or as the job's spoke now reports it;
+    Failed where its Job left the spoke while it ran (`arrivals.left`)."""
     if prev is None:
         return None
     if prev.phase in FINISHED:
         return prev.phase
+    if arrivals.left(prev, spokes, now=now):
+        return Phase.FAILED
     # A stopped Job may have ended before its pods did. A planned one may have
     # been resumed by hand and run: a finished Job does not run again, so
     # dispatching it would only have the next reconcile find it finished.

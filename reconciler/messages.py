@@ -555,6 +555,7 @@ def _describe_changes(old: Ledger, decision: Decision) -> Iterable[str]:
         yield (
             f"- {entry.id} {entry.phase.value.lower()} on {entry.spoke}"
             + (f" with {why}" if why else "")
+            + (f": {decision.left[entry.id]}" if entry.id in decision.left else "")
             + _emitted(entry)
         )
     for entry in changes["cancelled"]:

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from optimizer.model import Plan
-from reconciler import pools
+from reconciler import arrivals, pools
 from reconciler.chains import Gate
 from reconciler.decisions import Requeue, SpokeState, Window, spoke_state
 from reconciler.fleet import Fleet, JobRequest, Problem, effective_deadline
@@ -109,6 +109,8 @@ def job_entry(
         }
         if job.id in verdicts.final:
             update["reason"] = f"its Job {prev.job_name} failed with {verdicts.final[job.id]}"
+        elif why := arrivals.left(prev, spokes, now=now):
+            update["reason"] = why
         return prev.model_copy(update=update)
     if job.id in verdicts.suspended:
         return _suspended_entry(job, prev, fleet=fleet, spokes=spokes, now=now)
@@ -242,9 +244,13 @@ def _finished_at(
     """When a finished job's Job ended, for its record: as recorded already
     (None in a record from before this was kept: it counts from its planned
     end); else as its spoke says, but not after now (a spoke's clock may run
-    ahead); else now, the reconcile that first saw it finished."""
+    ahead); else now, the reconcile that first saw it finished. One whose Job
+    left its spoke while it ran (`arrivals.left`) counts to its planned end,
+    when it was taken for failed: when it left is not known."""
     if prev.phase in FINISHED:
         return prev.finished_at
+    if arrivals.left(prev, spokes, now=now):
+        return prev.planned_end
     state = spoke_state(prev, spokes)
     ended = state.ended.get(prev.job_key) if state is not None else None
     return min(ended, now) if ended is not None else now

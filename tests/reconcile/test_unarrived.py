@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pygit2
+import yaml
 
 from reconciler import arrivals, messages, reconciling
 from reconciler.gitrepo import FleetRepo
@@ -264,3 +265,66 @@ class TestASpokeThatHasNoneOfItsJobs:
         after = entries(moved)[planned.id]
         assert after.spoke != planned.spoke or after.phase == "Pending"
         assert planned.spoke not in {spoke_of(a.spoke) for a in moved.plan.assignments}
+
+
+def _running(files=None, **policy):
+    """A job dispatched at NOW and seen running at NOW+20m; the files then."""
+    files = files or template_files()
+    if policy:
+        doc = yaml.safe_load(files["caspian.yaml"])
+        doc["spec"] |= policy
+        files = {**files, "caspian.yaml": yaml.safe_dump(doc).encode()}
+    _, files, started = _first_dispatched(files)
+    seen = {started.spoke: {"jobs": {started.job_key: "Running"}, "listed": {started.job_key}}}
+    decision, files = step(files, now=NOW + timedelta(minutes=20), states=seen)
+    running = entries(decision)[started.id]
+    assert running.phase == "Running"
+    return decision, files, running
+
+
+def _gone(running, **more):
+    """Its spoke, listing every Job of Caspian's, lists none: its Job was deleted."""
+    return {running.spoke: {"jobs": {}, "listed": frozenset(), **more}}
+
+
+class TestARunningJobThatLeavesItsSpoke:
+    def test_it_holds_its_room_until_its_planned_end_then_is_taken_for_failed(self) -> None:
+        before, files, running = _running()
+        end = running.planned_end
+        waiting, _ = step(files, now=end - timedelta(minutes=1), states=_gone(running))
+        assert entries(waiting)[running.id].phase == "Running"
+        assert not waiting.left
+        decision, _ = step(files, now=end + timedelta(minutes=30), states=_gone(running))
+        failed = entries(decision)[running.id]
+        assert failed.phase == "Failed" and failed.finished_at == end
+        why = (
+            f"its Job {running.job_name} left {running.spoke} before it was seen to finish "
+            "(deleted there, with Argo CD's self-heal off?), so it is taken for failed from its "
+            f"planned end {end.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        )
+        assert failed.reason == why and decision.left == {running.id: why}
+        message = messages.commit_message(old=before.ledger, decision=decision, input_commit="0")
+        assert f"\n- {running.id} failed on {running.spoke}: {why}; ran " in message
+
+    def test_one_argo_cd_made_again_runs_on(self) -> None:
+        # Self-heal made it again: listed, running past its planned end.
+        _, files, running = _running()
+        later = running.planned_end + timedelta(minutes=30)
+        back = {running.spoke: {"jobs": {running.job_key: "Running"}, "listed": {running.job_key}}}
+        decision, _ = step(files, now=later, states=back)
+        assert entries(decision)[running.id].phase == "Running" and not decision.left
+
+    def test_a_spoke_that_does_not_list_every_job_or_is_down_tells_nothing(self) -> None:
+        _, files, running = _running()
+        later = running.planned_end + timedelta(minutes=30)
+        for states in ({}, {running.spoke: {"jobs": {}}}, _gone(running, up=False)):
+            decision, _ = step(files, now=later, states=states)
+            assert entries(decision)[running.id].phase == "Running", states
+
+    def test_with_runs_left_it_runs_again(self) -> None:
+        _, files, running = _running(retryLimit=1)
+        later = running.planned_end + timedelta(minutes=30)
+        decision, _ = step(files, now=later, states=_gone(running))
+        again = entries(decision)[running.id]
+        assert again.retries == 1 and again.job_name == f"{running.job_name}-r1"
+        assert again.phase in ("Planned", "Dispatched")
