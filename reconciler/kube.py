@@ -704,6 +704,7 @@ class ArgoCDObserver:
             )
         trusted = checked
         syncable: dict[str, bool] = {}
+        unreadable: set[str] = set()  # sync windows: once, not once an Application
         wrapped = companions.owners(fleet.jobs)
         for application in items:
             spoke, seen, health = applications.application_jobs(
@@ -725,13 +726,14 @@ class ArgoCDObserver:
             windows, unread = syncwindows.applying(
                 projects.get(syncwindows.project_of(application) or ""), application
             )
-            for problem in unread:
-                log.warning("%s", problem)
+            unreadable.update(unread)
             states[spoke] = states[spoke].model_copy(update={"sync_windows": windows})
             blocked = applications.blocked(application)
             syncable[spoke] = blocked is None
             if blocked is not None:
                 states[spoke] = _undeliverable(states[spoke], *blocked)
+        for problem in sorted(unreadable):
+            log.warning("%s", problem)
         if syncable:
             # The hub holds Caspian's Applications, and none for these spokes:
             # nothing syncs their directories, so none of their Jobs is there.

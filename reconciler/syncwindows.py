@@ -124,9 +124,8 @@ def project_of(application: Any) -> str | None:
 def _matches(window: dict[str, Any], application: Any) -> bool:
     spec = _map(_map(application).get("spec"))
     destination = _map(spec.get("destination"))
-    names = (_map(_map(application).get("metadata")).get("name"),)
     lists = [
-        (window.get("applications"), names),
+        (window.get("applications"), (name_of(application),)),
         (window.get("namespaces"), (destination.get("namespace"),)),
         (window.get("clusters"), (destination.get("name"), destination.get("server"))),
     ]
