@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
+from functools import partial
 
 import yaml
 from click.testing import CliRunner
@@ -82,6 +83,17 @@ DENY_ALL = {"kind": "deny", "schedule": "* * * * *", "duration": "1h", "applicat
 
 def settings(data: dict) -> Reply:
     return Reply(body={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}, "data": data})
+
+
+def observe_hub(tmp_path, *apps: dict, appprojects: Reply | None = None):
+    """What the observer makes of a hub that holds `apps`, with the job
+    health check, and answers the list of AppProjects with `appprojects`."""
+    with serve() as api:
+        api.route(APPS, applications(*apps))
+        api.route(SETTINGS, settings(CHECKED))
+        if appprojects is not None:
+            api.route(PROJECTS, appprojects)
+        return observe(tmp_path, api.url)
 
 
 def observe(tmp_path, url):
@@ -916,10 +928,8 @@ def test_a_hub_with_none_of_caspians_applications_tells_no_spoke_lists_none(
     tmp_path, caplog
 ) -> None:
     # Applications made without the ApplicationSet's label, say: nothing to go by.
-    with serve() as api, caplog.at_level(logging.WARNING):
-        api.route(APPS, applications(application("mars", PARIS)))
-        api.route(SETTINGS, settings(CHECKED))
-        states = observe(tmp_path, api.url)
+    with caplog.at_level(logging.WARNING):
+        states = observe_hub(tmp_path, application("mars", PARIS))
     assert all(state.listed is None for state in states.values())
     assert (
         "no Application labelled app.kubernetes.io/part-of=caspian in argocd syncs a spoke of "
@@ -930,11 +940,8 @@ def test_a_hub_with_none_of_caspians_applications_tells_no_spoke_lists_none(
 def test_the_sync_windows_of_each_spokes_project_are_read(tmp_path) -> None:
     paris_only = {"kind": "deny", "schedule": "0 9 * * *", "duration": "2h", "clusters": ["paris"]}
     broken = {"kind": "deny", "schedule": "at nine", "duration": "2h", "clusters": ["*"]}
-    with serve() as api:
-        api.route(APPS, applications(application("paris", PARIS), application("frankfurt", [])))
-        api.route(SETTINGS, settings(CHECKED))
-        api.route(PROJECTS, projects(paris_only, broken))
-        states = observe(tmp_path, api.url)
+    apps = (application("paris", PARIS), application("frankfurt", []))
+    states = observe_hub(tmp_path, *apps, appprojects=projects(paris_only, broken))
     assert [(w.project, w.kind, w.schedule) for w in states["paris"].sync_windows] == [
         ("caspian-jobs", "deny", "0 9 * * *")
     ]
@@ -945,11 +952,9 @@ def test_the_sync_windows_of_each_spokes_project_are_read(tmp_path) -> None:
 
 def test_a_window_that_cannot_be_read_is_named_in_a_warning(tmp_path, caplog) -> None:
     broken = {"kind": "deny", "schedule": "at nine", "duration": "2h", "clusters": ["*"]}
-    with serve() as api, caplog.at_level(logging.WARNING):
-        api.route(APPS, applications(application("paris", PARIS), application("frankfurt", [])))
-        api.route(SETTINGS, settings(CHECKED))
-        api.route(PROJECTS, projects(broken))
-        states = observe(tmp_path, api.url)
+    apps = (application("paris", PARIS), application("frankfurt", []))
+    with caplog.at_level(logging.WARNING):
+        states = observe_hub(tmp_path, *apps, appprojects=projects(broken))
     assert states["paris"].sync_windows == ()
     warning = "AppProject caspian-jobs: spec.syncWindows[0] is passed over: 'at nine'"
     # Once, though it matches both Applications.
@@ -959,23 +964,18 @@ def test_a_window_that_cannot_be_read_is_named_in_a_warning(tmp_path, caplog) ->
 def test_a_hub_that_does_not_let_caspian_list_projects_leaves_no_windows_and_says_so(
     tmp_path, caplog
 ) -> None:
-    with serve() as api, caplog.at_level(logging.WARNING):
-        api.route(APPS, applications(application("paris", PARIS)))
-        api.route(SETTINGS, settings(CHECKED))
-        api.route(PROJECTS, Reply(status=403, body={"kind": "Status", "code": 403}))
-        states = observe(tmp_path, api.url)
+    forbidden = Reply(status=403, body={"kind": "Status", "code": 403})
+    with caplog.at_level(logging.WARNING):
+        states = observe_hub(tmp_path, application("paris", PARIS), appprojects=forbidden)
     assert states["paris"].sync_windows == ()
     assert states["paris"].jobs and states["paris"].up
     assert "cannot list the hub's AppProjects (HTTP 403" in caplog.text
     assert "apply deploy/hub-argocd/rbac.yaml again" in caplog.text
 
 
-def test_a_garbled_project_list_is_no_answer(tmp_path, caplog) -> None:
-    with serve() as api:
-        api.route(APPS, applications(application("paris", PARIS)))
-        api.route(SETTINGS, settings(CHECKED))
-        api.route(PROJECTS, Reply(body={"items": "none"}))
-        states = observe(tmp_path, api.url)
+def test_a_garbled_project_list_is_no_answer(tmp_path) -> None:
+    garbled = Reply(body={"items": "none"})
+    states = observe_hub(tmp_path, application("paris", PARIS), appprojects=garbled)
     assert states["paris"].jobs == {} and states["paris"].sync_windows == ()
 
 
@@ -989,8 +989,9 @@ def test_nothing_starts_where_a_sync_window_bars_argo_cd_and_nothing_is_requeued
     deny = {"kind": "deny", "schedule": "0 2 * * *", "duration": "3h", "clusters": [spoke]}
     missing = fleet.job("Missing") | {"status": "OutOfSync"}
     app = application(spoke, [missing])
+    in_window = partial(fleet.reconcile_seeing, app, "2026-11-22T02:20:00Z", windows=(deny,))
     head = gitutil.head(fleet.remote)
-    fleet.reconcile_seeing(app, "2026-11-22T02:20:00Z", windows=(deny,))
+    in_window()
     assert gitutil.head(fleet.remote) != head
     assert (
         "\nSync windows (Argo CD does not sync there; nothing starts there then):\n"
@@ -1002,21 +1003,19 @@ def test_nothing_starts_where_a_sync_window_bars_argo_cd_and_nothing_is_requeued
     there = [e for e in ledger.values() if e["phase"] == "Planned" and e["spoke"] == spoke]
     assert there, "the spoke has planned work to keep out of the window"
     assert all(e["plannedStart"] >= "2026-11-22T05:00:00Z" for e in there)
-    told = fleet.reconcile_seeing(app, "2026-11-22T02:20:00Z", command="explain", windows=(deny,))
+    told = in_window(command="explain")
     assert (
         f"  its Job reaches {spoke} once Argo CD may sync it again, at 2026-11-22T05:00:00Z "
         "(AppProject caspian-jobs's deny window '0 2 * * *' for 3h (UTC)); it is not requeued "
         "for the wait\n"
     ) in told
     assert "has not appeared" not in told
-    planned = fleet.reconcile_seeing(
-        app, "2026-11-22T02:20:00Z", command="explain", windows=(deny,), job=there[0]["id"]
-    )
+    planned = in_window(command="explain", job=there[0]["id"])
     assert (
         f"  {spoke} takes no start from 2026-11-22T02:00:00Z to 2026-11-22T05:00:00Z: Argo CD "
         "does not sync it then (AppProject caspian-jobs's deny window '0 2 * * *' for 3h (UTC))\n"
     ) in planned
-    told = fleet.reconcile_seeing(app, "2026-11-22T02:20:00Z", command="spokes", windows=(deny,))
+    told = in_window(command="spokes")
     assert (
         f"\n{spoke}: Argo CD does not sync it now, until 2026-11-22T05:00:00Z (AppProject "
         "caspian-jobs's deny window '0 2 * * *' for 3h (UTC)): nothing is planned to start "
