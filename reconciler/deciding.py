@@ -285,10 +285,11 @@ def _decide(
         kept_off=verdicts.requeues.kept_off,
         retried=reading.retried,
         not_retried=reading.final,
+        # Read off the records as they were: one run again is planned anew.
         left={
             job_id: why
-            for job_id, prev in reading.prevs.items()
-            if job_id in reading.finished and (why := arrivals.left(prev, spokes, now=now))
+            for job_id, prev in reading.previous.items()
+            if (why := arrivals.left(prev, spokes, now=now))
         },
         given_up=tuple(sorted(verdicts.requeues.given_up)),
         stuck=judged.stuck,

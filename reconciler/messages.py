@@ -494,6 +494,7 @@ def _describe_changes(old: Ledger, decision: Decision) -> Iterable[str]:
         codes = retry.exit_codes
         told = [f"exit code{'s' if len(codes) > 1 else ''} {_listed(codes)}"] if codes else []
         told += [f'{retry.spoke} says: "{retry.said}"'] if retry.said else []
+        told += [decision.left[entry.id]] if entry.id in decision.left else []
         says = f" ({'; '.join(told)})" if told else ""
         now = f"{entry.spoke} {_hhmm(entry)}" if entry.spoke else f"pending: {entry.reason}"
         paused = (

@@ -321,10 +321,16 @@ class TestARunningJobThatLeavesItsSpoke:
             decision, _ = step(files, now=later, states=states)
             assert entries(decision)[running.id].phase == "Running", states
 
-    def test_with_runs_left_it_runs_again(self) -> None:
-        _, files, running = _running(retryLimit=1)
+    def test_with_runs_left_it_runs_again_and_the_commit_says_why(self) -> None:
+        before, files, running = _running(retryLimit=1)
         later = running.planned_end + timedelta(minutes=30)
         decision, _ = step(files, now=later, states=_gone(running))
         again = entries(decision)[running.id]
         assert again.retries == 1 and again.job_name == f"{running.job_name}-r1"
         assert again.phase in ("Planned", "Dispatched")
+        message = messages.commit_message(old=before.ledger, decision=decision, input_commit="0")
+        assert (
+            f"- retried {running.id} (1 of 1): its Job {running.job_name} failed on "
+            f"{running.spoke} (its Job {running.job_name} left {running.spoke} before it was "
+            "seen to finish (deleted there"
+        ) in message
