@@ -6,7 +6,8 @@ what already runs there runs on.
 As Argo CD documents them: a window applies to an Application when one of its
 patterns matches the Application's name, its destination namespace, or its
 destination cluster (by name or server), or, with `andOperator`, when each of
-the lists it gives has a pattern that matches. While a deny window is on,
+the lists it gives has a pattern that matches; patterns are read as Argo
+CD's glob reads them (`_glob`). While a deny window is on,
 nothing syncs; where allow windows apply, syncing waits for one to be on; a
 deny window wins over an allow window. `manualSync` lets a person sync by
 hand, which Caspian's automated sync does not wait for. The AppProject and
@@ -15,9 +16,10 @@ dicts no schema checked). Pure."""
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from fnmatch import fnmatchcase
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -131,7 +133,7 @@ def _matches(window: dict[str, Any], application: Any) -> bool:
     ]
     given = [
         any(
-            isinstance(pattern, str) and isinstance(value, str) and fnmatchcase(value, pattern)
+            isinstance(pattern, str) and isinstance(value, str) and _globbed(pattern, value)
             for pattern in patterns
             for value in values
         )
@@ -141,6 +143,59 @@ def _matches(window: dict[str, Any], application: Any) -> bool:
     if not given:
         return False
     return all(given) if window.get("andOperator") is True else any(given)
+
+
+def _globbed(pattern: str, value: str) -> bool:
+    """Whether `value` matches `pattern` as Argo CD's glob (gobwas/glob, with
+    no separators) reads it; a pattern it cannot compile matches nothing."""
+    compiled = _glob(pattern)
+    return compiled is not None and compiled.fullmatch(value) is not None
+
+
+@functools.lru_cache(maxsize=256)
+def _glob(pattern: str) -> re.Pattern[str] | None:
+    """`pattern` as a regular expression: `*` any run, `?` any one
+    character, `[abc]`, `[a-z]` and `[!abc]` a class, `{a,b}` either, and
+    `\\` the next character as it is. None where it does not compile."""
+    out: list[str] = []
+    depth, i = 0, 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            if i + 1 == len(pattern):
+                return None
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        if char == "[":
+            end = pattern.find("]", i + 1)
+            negated = pattern[i + 1 : i + 2] == "!"
+            members = pattern[i + 2 if negated else i + 1 : end]
+            if end == -1 or not members:
+                return None
+            out.append(("[^" if negated else "[") + _members(members) + "]")
+            i = end + 1
+            continue
+        if char == "{":
+            depth += 1
+            out.append("(?:")
+        elif char == "}" and depth:
+            depth -= 1
+            out.append(")")
+        elif char == "," and depth:
+            out.append("|")
+        else:
+            out.append({"*": ".*", "?": "."}.get(char) or re.escape(char))
+        i += 1
+    return re.compile("".join(out), re.DOTALL) if depth == 0 else None
+
+
+def _members(members: str) -> str:
+    """A class's members with a range's `-` kept, every other character as it is."""
+    last = len(members) - 1
+    return "".join(
+        "-" if char == "-" and 0 < k < last else re.escape(char) for k, char in enumerate(members)
+    )
 
 
 def _read(window: dict[str, Any], *, project: str) -> SyncWindow:

@@ -59,6 +59,29 @@ class TestWhichApply:
         found, problems = applying(project(window(**selector)), application())
         assert [w.schedule for w in found] == ["0 9 * * *"] and problems == []
 
+    @pytest.mark.parametrize(
+        "pattern, matched",
+        [
+            ("{paris,frankfurt}", {"paris", "frankfurt"}),
+            ("{par,fra}*", {"paris", "frankfurt"}),
+            ("[!f]*", {"paris", "california"}),
+            ("[a-f]*", {"california", "frankfurt"}),
+            ("?aris", {"paris"}),
+            ("pari\\s", {"paris"}),
+            ("pari\\*", set()),  # a star escaped is a star
+            ("[paris", set()),  # Argo CD's glob does not compile it: no match
+            ("{paris,frankfurt", set()),
+            ("*", {"paris", "frankfurt", "california"}),
+        ],
+    )
+    def test_patterns_are_read_as_argo_cds_glob_reads_them(self, pattern, matched) -> None:
+        found = {
+            spoke
+            for spoke in ("paris", "frankfurt", "california")
+            if applying(project(window(clusters=[pattern])), application(cluster=spoke))[0]
+        }
+        assert found == matched
+
     def test_a_cluster_matches_by_its_server_too(self) -> None:
         app = application(server="https://paris.example:6443")
         found, _ = applying(project(window(clusters=["https://paris*"])), app)
