@@ -129,7 +129,11 @@ def _matches(window: dict[str, Any], application: Any) -> bool:
     lists = [
         (window.get("applications"), (name_of(application),)),
         (window.get("namespaces"), (destination.get("namespace"),)),
-        (window.get("clusters"), (destination.get("name"), destination.get("server"))),
+        # An empty name or server is no cluster to match, even by "*".
+        (
+            window.get("clusters"),
+            (destination.get("name") or None, destination.get("server") or None),
+        ),
     ]
     given = [
         any(

@@ -86,6 +86,11 @@ class TestWhichApply:
         app = application(server="https://paris.example:6443")
         found, _ = applying(project(window(clusters=["https://paris*"])), app)
         assert len(found) == 1
+        # Not by the name it does not give, even to "*".
+        app["spec"]["destination"]["name"] = ""
+        assert applying(project(window(clusters=["*", "https://paris*"])), app)[0]
+        app["spec"]["destination"]["server"] = ""
+        assert applying(project(window(clusters=["*"])), app) == ((), [])
 
     @pytest.mark.parametrize(
         "selector",
