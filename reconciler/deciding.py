@@ -155,6 +155,7 @@ class _Reading(NamedTuple):
     finished: dict[str, Phase]
     retried: dict[str, Retry]
     final: dict[str, str]  # failed with no runs again left, with what
+    left: dict[str, str]  # taken for failed, their Job gone from their spoke: why
     suspended: set[str]  # held by their AppWrapper's spec.suspend
     phase_before: dict[str, Phase]  # each record's phase before this decision's requeues
     answered: str | None  # the digest of the problem main's ledger answered
@@ -285,12 +286,7 @@ def _decide(
         kept_off=verdicts.requeues.kept_off,
         retried=reading.retried,
         not_retried=reading.final,
-        # Read off the records as they were: one run again is planned anew.
-        left={
-            job_id: why
-            for job_id, prev in reading.previous.items()
-            if (why := arrivals.left(prev, spokes, now=now))
-        },
+        left=reading.left,
         given_up=tuple(sorted(verdicts.requeues.given_up)),
         stuck=judged.stuck,
         waiting={job_id: wait.grace_from for job_id, wait in verdicts.waiting.items()},
@@ -342,10 +338,16 @@ def _read(
         for job in jobs
     }
     declined = {job.id: mark for job in jobs if (mark := _declined(prevs[job.id], job))}
+    # Running, and their Job gone from their spoke: taken for failed.
+    left = {
+        job_id: why
+        for job_id, prev in prevs.items()
+        if (why := arrivals.left(prev, spokes, now=now))
+    }
     finished = {
         job_id: phase
         for job_id, prev in prevs.items()
-        if (phase := _finished(prev, spokes, now=now))
+        if (phase := Phase.FAILED if job_id in left else _finished(prev, spokes))
     }
     # Failed, with runs again left: a new Job of it is placed anew, unless a
     # review declined that.
@@ -382,6 +384,7 @@ def _read(
         finished=finished,
         retried=retried,
         final=final,
+        left=left,
         # Held by their AppWrapper's spec.suspend: not planned. One that had
         # started is stopped where it ran (its Job there is suspended, which
         # ends its pods).
@@ -461,6 +464,7 @@ def _judge(
     verdicts = Verdicts(
         finished=reading.finished,
         final=reading.final,
+        left=reading.left,
         suspended=reading.suspended,
         shut=shut,
         requeues=found,
@@ -866,17 +870,12 @@ def _run_again(prev: Entry, *, pause: timedelta | None, now: datetime) -> Entry:
     )
 
 
-def _finished(
-    prev: Entry | None, spokes: Mapping[str, SpokeState], *, now: datetime
-) -> Phase | None:
-    """Succeeded or Failed, as recorded or as the job's spoke now reports it;
-    Failed where its Job left the spoke while it ran (`arrivals.left`)."""
+def _finished(prev: Entry | None, spokes: Mapping[str, SpokeState]) -> Phase | None:
+    """Succeeded or Failed, as recorded or as the job's spoke now reports it."""
     if prev is None:
         return None
     if prev.phase in FINISHED:
         return prev.phase
-    if arrivals.left(prev, spokes, now=now):
-        return Phase.FAILED
     # A stopped Job may have ended before its pods did. A planned one may have
     # been resumed by hand and run: a finished Job does not run again, so
     # dispatching it would only have the next reconcile find it finished.

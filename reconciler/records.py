@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from optimizer.model import Plan
-from reconciler import arrivals, pools
+from reconciler import pools
 from reconciler.chains import Gate
 from reconciler.decisions import Requeue, SpokeState, Window, spoke_state
 from reconciler.fleet import Fleet, JobRequest, Problem, effective_deadline
@@ -35,6 +35,7 @@ class Verdicts(NamedTuple):
 
     finished: dict[str, Phase]  # reported Succeeded or Failed for good
     final: dict[str, str]  # of those failed, with what (no runs again left)
+    left: dict[str, str]  # of those failed, their Job gone from their spoke: why
     suspended: set[str]  # held by their AppWrapper's spec.suspend
     # Every spoke each job may use but cannot go to now, with why.
     shut: dict[str, dict[str, str]]
@@ -105,12 +106,16 @@ def job_entry(
             "phase": verdicts.finished[job.id],
             "removed_at": None,
             "requeued_from": (),
-            "finished_at": _finished_at(prev, spokes, now=now),
+            # When a Job that left ended is not known: its planned end, when
+            # it was taken for failed.
+            "finished_at": prev.planned_end
+            if job.id in verdicts.left
+            else _finished_at(prev, spokes, now=now),
         }
         if job.id in verdicts.final:
             update["reason"] = f"its Job {prev.job_name} failed with {verdicts.final[job.id]}"
-        elif why := arrivals.left(prev, spokes, now=now):
-            update["reason"] = why
+        elif job.id in verdicts.left:
+            update["reason"] = verdicts.left[job.id]
         return prev.model_copy(update=update)
     if job.id in verdicts.suspended:
         return _suspended_entry(job, prev, fleet=fleet, spokes=spokes, now=now)
@@ -244,13 +249,9 @@ def _finished_at(
     """When a finished job's Job ended, for its record: as recorded already
     (None in a record from before this was kept: it counts from its planned
     end); else as its spoke says, but not after now (a spoke's clock may run
-    ahead); else now, the reconcile that first saw it finished. One whose Job
-    left its spoke while it ran (`arrivals.left`) counts to its planned end,
-    when it was taken for failed: when it left is not known."""
+    ahead); else now, the reconcile that first saw it finished."""
     if prev.phase in FINISHED:
         return prev.finished_at
-    if arrivals.left(prev, spokes, now=now):
-        return prev.planned_end
     state = spoke_state(prev, spokes)
     ended = state.ended.get(prev.job_key) if state is not None else None
     return min(ended, now) if ended is not None else now
