@@ -61,6 +61,8 @@ class Seen(NamedTuple):
     # Each Job it lists that is on its spoke: all but those Missing there. None
     # where it keeps no health, which alone tells one Missing.
     listed: frozenset[str] | None = None
+    # Each Job it lists as Suspended, by argocd/job-health.yaml's check.
+    suspended: frozenset[str] = frozenset()
 
 
 def application_jobs(
@@ -84,7 +86,8 @@ def application_jobs(
     resources = status.get("resources")
     jobs, podless, unready, failed = _job_health(resources, checked=checked)
     listed = _live_jobs(resources)
-    return spoke, Seen(jobs, podless, unready, unapplied, failed | said, listed), True
+    held = _suspended(resources) if checked else frozenset()
+    return spoke, Seen(jobs, podless, unready, unapplied, failed | said, listed, held), True
 
 
 def _live_jobs(resources: Any) -> frozenset[str] | None:
@@ -100,6 +103,18 @@ def _live_jobs(resources: Any) -> frozenset[str] | None:
         for resource in resources
         if (key := _job_key(resource)) is not None
         and _map(resource.get("health")).get("status") != "Missing"
+    )
+
+
+def _suspended(resources: Any) -> frozenset[str]:
+    """The Jobs an Application lists whose health is Suspended: the check of
+    argocd/job-health.yaml says so of a Job whose spec.suspend is true (Argo
+    CD's own check is not relied on to)."""
+    return frozenset(
+        key
+        for resource in (resources if isinstance(resources, list) else [])
+        if (key := _job_key(resource)) is not None
+        and _map(resource.get("health")).get("status") == "Suspended"
     )
 
 

@@ -2,14 +2,18 @@
 them (its Application does not sync that directory, cannot reach the repo,
 or is not there at all). Only a spoke whose Jobs are listed whole can tell:
 by its API (the kube observer), or by its Application, which calls those in
-git it lacks Missing (the Argo CD observer). Since when the main branch has
-held each file is the fleet repo's history, which the shell reads. Pure."""
+git it lacks Missing (the Argo CD observer). Likewise dispatched Jobs the
+spoke holds suspended still: Argo CD has not applied their resume. Since
+when the main branch has held each file (as it is) is the fleet repo's
+history, which the shell reads. Pure."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
+from typing import Literal
 
+from reconciler import yamlio
 from reconciler.decisions import SpokeState, spoke_state
 from reconciler.fleet import Span
 from reconciler.ledger import Entry, Phase
@@ -41,18 +45,49 @@ def unlisted(entries: Iterable[Entry], spokes: Mapping[str, SpokeState]) -> dict
     return missing
 
 
+def unresumed(
+    entries: Iterable[Entry], spokes: Mapping[str, SpokeState], *, files: Mapping[str, bytes]
+) -> dict[str, Entry]:
+    """The dispatched records, by their Job's file, whose spoke holds their
+    Job suspended though `files` (the main branch's) hold it resumed: Argo CD
+    has not applied the resume there (its Application does not sync on its own,
+    or lags), or someone suspended it there by hand."""
+    waiting = {}
+    for entry in filter(_expected, entries):
+        state = spokes.get(entry.spoke or "")
+        if entry.phase != Phase.DISPATCHED or state is None or not state.up:
+            continue
+        path = job_path(entry)
+        if entry.job_key in state.suspended and _resumed(files.get(path)):
+            waiting[path] = entry
+    return waiting
+
+
+def _resumed(raw: bytes | None) -> bool:
+    """Whether a rendered file's Job (its first document) is resumed. A file
+    kept as it was (its AppWrapper broken, say) may still hold it suspended."""
+    try:
+        documents = yamlio.load_all(raw) if raw is not None else []
+    except yamlio.YAMLError:
+        return False
+    job = documents[0] if documents and isinstance(documents[0], dict) else {}
+    spec = job.get("spec")
+    return job.get("kind") == "Job" and isinstance(spec, dict) and spec.get("suspend") is False
+
+
 def noted(
     spokes: Mapping[str, SpokeState],
     missing: Mapping[str, Entry],
     *,
     held_since: Mapping[str, datetime],
     now: datetime,
+    field: Literal["unarrived", "unresumed"] = "unarrived",
 ) -> dict[str, SpokeState]:
     """`spokes` with the Jobs of `missing` that the main branch holds (since
-    when, `held_since` by file) as not arrived. A file the branch does not hold
-    (a placement under review, not merged) was never Argo CD's to apply; nor
-    is one while its spoke's sync windows bar syncing, so a file held through
-    one counts from its end."""
+    when, `held_since` by file) as not arrived, or with `field` "unresumed", as
+    not resumed. A file the branch does not hold (a placement under review, not
+    merged) was never Argo CD's to apply; nor is one while its spoke's sync
+    windows bar syncing, so a file held through one counts from its end."""
     held = {
         path: (entry, held_since[path])
         for path, entry in missing.items()
@@ -76,7 +111,7 @@ def noted(
         if counted is not None:
             by_spoke.setdefault(name, {})[entry.job_key] = counted
     return {
-        name: state.model_copy(update={"unarrived": dict(sorted(by_spoke[name].items()))})
+        name: state.model_copy(update={field: dict(sorted(by_spoke[name].items()))})
         if name in by_spoke
         else state
         for name, state in spokes.items()
@@ -120,11 +155,18 @@ def unsynced(
     return {**spokes, **cut}
 
 
-def overdue(spokes: Mapping[str, SpokeState], *, now: datetime, after: timedelta) -> dict[str, int]:
-    """Per spoke whose Jobs are listed whole, how many of those not there the
-    branch has held for longer than `after`: Argo CD's slack to sync them."""
+def overdue(
+    spokes: Mapping[str, SpokeState],
+    *,
+    now: datetime,
+    after: timedelta,
+    field: Literal["unarrived", "unresumed"] = "unarrived",
+) -> dict[str, int]:
+    """Per spoke whose Jobs are listed whole, how many of those not there (or,
+    `field` "unresumed", not resumed there) the branch has held for longer
+    than `after`: Argo CD's slack to sync them."""
     return {
-        name: sum(1 for since in state.unarrived.values() if now - since > after)
+        name: sum(1 for since in getattr(state, field).values() if now - since > after)
         for name, state in spokes.items()
         if state.listed is not None
     }

@@ -70,6 +70,14 @@ class SpokeState(BaseModel):
     # dispatched) that the spoke does not list: Argo CD has not applied them
     # there. Since when the branch has held each (reconciler/arrivals.py).
     unarrived: dict[str, datetime] = {}
+    # Every Job of Caspian's there that is suspended (its spec.suspend true, by
+    # the spoke's API; Suspended, by Argo CD's health check), where the source
+    # says; empty where it does not.
+    suspended: frozenset[str] = frozenset()
+    # Caspian's dispatched Jobs (resumed on the main branch) that the spoke
+    # holds suspended still: Argo CD has not applied the resume there. Since
+    # when the branch has held each as it is (reconciler/arrivals.py).
+    unresumed: dict[str, datetime] = {}
     # The sync windows of its Application's AppProject (Argo CD observer):
     # Argo CD applies no Job there while they bar syncing.
     sync_windows: tuple[SyncWindow, ...] = ()

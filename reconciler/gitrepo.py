@@ -424,13 +424,14 @@ class FleetRepo:
         return None
 
     def held_since(
-        self, commit: str, paths: Collection[str], *, most: int = LOOKBACK
+        self, commit: str, paths: Collection[str], *, as_is: bool = False, most: int = LOOKBACK
     ) -> dict[str, datetime]:
         """Since when the branch has held each fleet file of `paths` that
-        `commit` holds: the time of the oldest commit of the unbroken run of
-        first parents back from `commit` that holds it, as a merged pull request
-        brings it to the branch when merged. A run longer than `most` first
-        parents counts from the one `most` back."""
+        `commit` holds (`as_is`: as it is there, byte for byte): the time of the
+        oldest commit of the unbroken run of first parents back from `commit`
+        that holds it, as a merged pull request brings it to the branch when
+        merged. A run longer than `most` first parents counts from the one
+        `most` back."""
         # By directory: a directory whose tree did not change holds the same
         # files, and a name looked up in its tree costs a hundredth of a path
         # looked up from the root (which reads each tree on the way down).
@@ -440,9 +441,13 @@ class FleetRepo:
             left.setdefault(folder, {})[name] = path
         current = self.repo[commit].peel(pygit2.Commit)
         trees = {folder: _subtree(current.tree, folder) for folder in left}
+        # Each file's blob at `commit`, where it counts only as it is there.
+        blobs: dict[tuple[str, str], pygit2.Oid] = {}
         for folder, names in left.items():
             tree = trees[folder]
             left[folder] = {n: p for n, p in names.items() if tree is not None and n in tree}
+            if as_is and tree is not None:
+                blobs.update(((folder, n), tree[n].id) for n in left[folder])
         since: dict[str, datetime] = {}
         for _ in range(most):
             left = {folder: names for folder, names in left.items() if names}
@@ -453,7 +458,13 @@ class FleetRepo:
                 before, after = _subtree(parent.tree, folder), trees[folder]
                 if before is not None and after is not None and before.id == after.id:
                     continue
-                for name in [n for n in names if before is None or n not in before]:
+                for name in [
+                    n
+                    for n in names
+                    if before is None
+                    or n not in before
+                    or (as_is and before[n].id != blobs[(folder, n)])
+                ]:
                     since[names.pop(name)] = _committed(current)
                 trees[folder] = before
             current = parent

@@ -399,6 +399,7 @@ class KubeObserver:
                 if phase != "Running" or key in begun
             },
             listed=frozenset(kubeobjects.job_key(job) for job in jobs),
+            suspended=kubeobjects.suspended(jobs),
             ended={
                 kubeobjects.job_key(job): moment
                 for job in jobs

@@ -135,6 +135,12 @@ def placed_on(pods: list[Any]) -> dict[str, tuple[str, ...]]:
     return {key: tuple(sorted(nodes)) for key, nodes in found.items()}
 
 
+def suspended(jobs: list[Any]) -> frozenset[str]:
+    """Caspian's Jobs there whose spec.suspend is true: waiting for their
+    start, or for Argo CD to apply the resume the branch holds."""
+    return frozenset(job_key(job) for job in jobs if job.spec is not None and job.spec.suspend)
+
+
 def _ran(jobs: list[Any]) -> set[str]:
     """Caspian's Jobs that have run a pod to its end there: never moved."""
     return {

@@ -144,6 +144,12 @@ NOT_ON_SPOKE = Gauge(
     "that are not there: Argo CD has not applied them (--observer kube, or argocd)",
     ["spoke"],
 )
+NOT_RESUMED = Gauge(
+    "caspian_jobs_not_resumed",
+    "Dispatched jobs whose Job the spoke holds suspended, though the main branch has held it "
+    "resumed for over 10 minutes: Argo CD has not applied the resume (--observer kube, or argocd)",
+    ["spoke"],
+)
 WAITING_JOBS = Gauge(
     "caspian_jobs_waiting_for_spoke",
     "Planned jobs that wait, undispatched, for their spoke to answer again (spokeDownGrace)",
@@ -234,12 +240,13 @@ SPOKE_CAPACITY = Gauge(
 UNITS = {"cpu": "core", "memory_bytes": "byte", "gpu": "gpu"}
 
 
-def record_not_on_spoke(counts: dict[str, int]) -> None:
-    """Per spoke whose Jobs are listed whole, how many are not there; the
-    series of any other spoke go."""
-    for spoke, count in counts.items():
-        NOT_ON_SPOKE.labels(spoke=spoke).set(count)
-    keep_only(NOT_ON_SPOKE, "spoke", set(counts))
+def record_not_on_spoke(counts: dict[str, int], *, unresumed: dict[str, int]) -> None:
+    """Per spoke whose Jobs are listed whole, how many are not there, and how
+    many are not resumed there; the series of any other spoke go."""
+    for gauge, each in ((NOT_ON_SPOKE, counts), (NOT_RESUMED, unresumed)):
+        for spoke, count in each.items():
+            gauge.labels(spoke=spoke).set(count)
+        keep_only(gauge, "spoke", set(each))
 
 
 def record_capacity(rooms: list[tuple[str, str, dict[str, float]]]) -> None:

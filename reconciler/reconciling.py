@@ -757,7 +757,10 @@ def _decision(
         metrics.SPOKE_IN_MAINTENANCE.labels(spoke=spoke.name).set(1 if on else 0)
     metrics.keep_only(metrics.SPOKE_IN_MAINTENANCE, "spoke", {s.name for s in fleet.spokes})
     spokes = observed(fleet, observer, read=previous, repo=repo, at=snapshot, now=now)
-    metrics.record_not_on_spoke(arrivals.overdue(spokes, now=now, after=ARGO_CD_SLACK))
+    metrics.record_not_on_spoke(
+        arrivals.overdue(spokes, now=now, after=ARGO_CD_SLACK),
+        unresumed=arrivals.overdue(spokes, now=now, after=ARGO_CD_SLACK, field="unresumed"),
+    )
     forecasts = gridcarbon.fetch_forecasts(fleet, now=now, sources=sources)
     measured = gridcarbon.fetch_measured(fleet, now=now, sources=sources)
     with metrics.SOLVE_SECONDS.time():
@@ -809,11 +812,18 @@ def observed(
 ) -> dict[str, SpokeState]:
     """What `observer` sees of the spokes, with the Jobs the branch has held
     for a spoke (since when, by `repo`'s history up to the commit `at`) that
-    its API does not list: Argo CD has not applied them. A spoke that lists
-    none of its Jobs takes no new work (`arrivals.unsynced`)."""
+    its API does not list, and the dispatched ones it holds suspended still:
+    Argo CD has not applied them, or their resume. A spoke that lists none of
+    its Jobs takes no new work (`arrivals.unsynced`)."""
     spokes = observer.observe(fleet)
+    if repo is None:
+        return spokes
+    waiting = arrivals.unresumed(read.entries, spokes, files=at.files)
+    if waiting:
+        held = repo.held_since(at.commit, list(waiting), as_is=True)
+        spokes = arrivals.noted(spokes, waiting, held_since=held, now=now, field="unresumed")
     missing = arrivals.unlisted(read.entries, spokes)
-    if repo is None or not missing:
+    if not missing:
         return spokes
     held = repo.held_since(at.commit, list(missing))
     spokes = arrivals.noted(spokes, missing, held_since=held, now=now)

@@ -97,7 +97,8 @@ class _Stuck(NamedTuple):
 def _stuck(job: JobRequest, prev: Entry, spokes: Mapping[str, SpokeState]) -> _Stuck | None:
     """What keeps a dispatched job from running on its spoke, as the spoke
     reports it: Argo CD has not applied its Job there (the spoke lists no such
-    Job, though the branch holds it), or cannot (the spoke refuses the Job), its
+    Job, though the branch holds it) or its resume (the spoke holds the Job
+    suspended still), or cannot (the spoke refuses the Job), its
     scheduler finds no node for its pods (the room Caspian counted there was
     taken, or its nodes went), its Job creates none (the spoke refuses them),
     or its pods cannot start (an image or Secret the spoke lacks), while it has
@@ -115,6 +116,12 @@ def _stuck(job: JobRequest, prev: Entry, spokes: Mapping[str, SpokeState]) -> _S
     for since, what, pods_made, hint in (
         (unarrived, "its Job has not appeared on", False, f" ({_not_applied(prev)})"),
         (unapplied, "Argo CD could not apply its Job on", False, ""),
+        (
+            state.unresumed.get(prev.job_key),
+            "its Job has not been resumed on",
+            False,
+            f" ({_not_resumed(prev)})",
+        ),
         (state.unscheduled.get(prev.job_key), "its pods found no node on", True, ""),
         (
             state.podless.get(prev.job_key),
@@ -156,6 +163,14 @@ def _not_applied(prev: Entry) -> str:
     return (
         f"{prev.spoke} has no Job {prev.job_key}: does an Argo CD Application sync "
         f"rendered/{prev.spoke}/ there, in an AppProject that admits namespace {namespace}?"
+    )
+
+
+def _not_resumed(prev: Entry) -> str:
+    return (
+        f"{prev.spoke} holds Job {prev.job_key} suspended, as the branch held it before its "
+        f"start: does the Argo CD Application of rendered/{prev.spoke}/ sync it on its own "
+        "(syncPolicy.automated), or was it suspended there by hand?"
     )
 
 

@@ -137,6 +137,8 @@ def test_job_health_in_the_applications_moves_the_jobs_of_each_spoke(tmp_path) -
     names = {"queued-1a2b3c4d", "train-5e6f7a8b", "etl-9a8b7c6d", "broken-0c1d2e3f"}
     assert states["paris"].listed == {f"batch/{n}" for n in names | {"unsynced-55667788"}}
     assert states["frankfurt"].listed == frozenset()
+    # The one Suspended by the check: waiting for its start, or for its resume.
+    assert states["paris"].suspended == {"batch/queued-1a2b3c4d"}
 
 
 def test_a_job_runs_once_argo_cd_says_it_has_begun_and_one_with_no_pod_is_podless(
@@ -394,6 +396,8 @@ def test_without_the_job_health_check_only_failures_count(tmp_path, caplog) -> N
         states = observe(tmp_path, api.url)
     # Argo CD's own check reads a Job resumed from suspend as Healthy while it runs.
     assert states["paris"].jobs == {"batch/broken-0c1d2e3f": "Failed"}
+    # Nor is its word on a suspended Job relied on.
+    assert states["paris"].suspended == frozenset()
     assert "apply argocd/job-health.yaml" in caplog.text
     assert up() == 0
 
@@ -557,7 +561,8 @@ class _Fleet:
 
     def synced(self, app: dict) -> dict:
         """`app` listing too, as there, each Job the branch holds for its spoke
-        that it does not list: Argo CD applied them, and they wait suspended."""
+        that it does not list: Argo CD applied them, and they wait suspended,
+        or, resumed, to begin."""
         spoke = app["metadata"]["labels"]["caspian.dev/spoke"]
         resources = list(app["status"]["resources"])
         named = {(r.get("namespace"), r.get("name")) for r in resources}
@@ -565,8 +570,10 @@ class _Fleet:
             for doc in yaml.safe_load_all(gitutil.read(self.remote, path)):
                 if doc and doc["kind"] == "Job":
                     there = (doc["metadata"]["namespace"], doc["metadata"]["name"])
-                    if there not in named:
+                    if there not in named and doc["spec"]["suspend"]:
                         resources.append(job(there[1], "Suspended", there[0]))
+                    elif there not in named:
+                        resources.append(job(there[1], "Progressing", there[0], "starting"))
         return app | {"status": app["status"] | {"resources": resources}}
 
     def reconcile_seeing(
@@ -684,6 +691,32 @@ def test_reconcile_with_the_argocd_observer_requeues_a_job_argo_cd_never_applied
     message = fleet.requeued_seeing(application(spoke, [missing]))
     assert f"- requeued {fleet.started['id']}: its Job has not appeared on {spoke} from " in message
     # The others there are, so the spoke stays up.
+    assert "Down (no new work" not in message
+
+
+def test_reconcile_with_the_argocd_observer_requeues_a_job_argo_cd_never_resumed(
+    tmp_path,
+) -> None:
+    # Argo CD applied the Job suspended, as planned, and its automated sync has
+    # been off since: it lists the Job Suspended, out of sync.
+    fleet = _Fleet(tmp_path)
+    spoke, namespace = fleet.started["spoke"], fleet.started["id"].split("/")[0]
+    key = f"{namespace}/{fleet.started['jobName']}"
+    held = application(spoke, [fleet.job("Suspended") | {"status": "OutOfSync"}])
+    told = fleet.reconcile_seeing(held, "2026-11-22T02:10:00Z", command="explain")
+    assert f"  not running yet: its Job has not been resumed on {spoke} since " in told
+    assert "it is requeued at 2026-11-22T02:15:00Z unless it starts" in told
+    listed = fleet.reconcile_seeing(held, "2026-11-22T02:10:00Z", command="spokes")
+    assert "| 1 not resumed by Argo CD |" in listed
+    assert f"{spoke}: Job {key} not resumed by Argo CD since 2026-11-22T02:00:00Z" in listed
+    message = fleet.requeued_seeing(held)
+    assert f"- requeued {fleet.started['id']}: its Job has not been resumed on {spoke} from " in (
+        message
+    )
+    assert f"({spoke} holds Job {key} suspended, as the branch held it before its start: " in (
+        message
+    )
+    assert REGISTRY.get_sample_value("caspian_jobs_not_resumed", {"spoke": spoke}) == 1
     assert "Down (no new work" not in message
 
 

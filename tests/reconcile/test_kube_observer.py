@@ -1117,6 +1117,22 @@ def _started_job(name, *, suspend=False, start="2026-11-22T02:00:00Z", **status)
     return found
 
 
+def test_the_jobs_held_suspended_there_are_read(tmp_path) -> None:
+    # Planned (suspended until its start), or resumed in git but not there.
+    jobs = [
+        _started_job("waiting-11111111", suspend=True, start=None),
+        _started_job("resumed-22222222", active=1, ready=1),
+        _started_job("again-33333333", suspend=True, succeeded=1),
+    ]
+    del jobs[1]["spec"]["suspend"]  # unset: not suspended
+    with serve() as api:
+        healthy(api)
+        api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", jobs)))
+        state = observe(tmp_path, {"paris": api.url})["paris"]
+    assert state.suspended == {"default/waiting-11111111", "default/again-33333333"}
+    assert state.listed == {*state.suspended, "default/resumed-22222222"}
+
+
 def _failed_create(at, message):
     return {
         "metadata": {"name": f"refused.{at[-9:-1].replace(':', '')}", "namespace": "default"},

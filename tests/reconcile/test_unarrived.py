@@ -18,6 +18,7 @@ from reconciler.gitrepo import FleetRepo
 from reconciler.observing import DeclaredCapacity
 from reconciler.pools import spoke_of
 from reconciler.rendering import job_path
+from reconciler.syncwindows import SyncWindow
 from reconciler.templates import template_files
 from tests.conftest import NOW, assert_valid_plan
 from tests.reconcile.test_lifecycle import entries, step
@@ -172,6 +173,26 @@ class TestSinceWhenTheBranchHoldsAFile:
         assert fleet.held_since(tip, asked) == {a: t[0], b: t[3], c: t[6]}
         # Past `most` first parents back, it counts from the one `most` back.
         assert fleet.held_since(tip, [a], most=2) == {a: t[4]}
+        # As it is: a since its last change, on the first parents.
+        assert fleet.held_since(tip, asked, as_is=True) == {a: t[5], b: t[3], c: t[6]}
+
+    def test_as_it_is_counts_from_its_last_change_even_back_to_what_it_was(self, tmp_path) -> None:
+        repo = pygit2.init_repository(str(tmp_path / "fleet.git"), bare=True, initial_head="main")
+        t = [datetime(2026, 11, 23, h, tzinfo=UTC) for h in range(4)]
+        job, other = "rendered/paris/batch.a.yaml", "rendered/paris/batch.b.yaml"
+        commit = None
+        for at, (mine, theirs) in enumerate(
+            [(b"1", b"1"), (b"2", b"1"), (b"1", b"1"), (b"1", b"2")]
+        ):
+            commit = self._commit(
+                repo, [commit] if commit else [], {job: mine, other: theirs}, at=t[at]
+            )
+        repo.references.create("refs/heads/main", commit)
+        fleet = FleetRepo(str(tmp_path / "fleet.git"), cache_dir=tmp_path / "mirror")
+        tip = fleet.fetch().commit
+        assert fleet.held_since(tip, [job], as_is=True) == {job: t[2]}
+        assert fleet.held_since(tip, [job, other], as_is=True) == {job: t[2], other: t[3]}
+        assert fleet.held_since(tip, [job]) == {job: t[0]}
 
     def test_a_fleet_in_a_directory_of_its_repo(self, tmp_path) -> None:
         repo = pygit2.init_repository(str(tmp_path / "fleet.git"), bare=True, initial_head="main")
@@ -334,3 +355,130 @@ class TestARunningJobThatLeavesItsSpoke:
             f"{running.spoke} (its Job {running.job_name} left {running.spoke} before it was "
             "seen to finish (deleted there"
         ) in message
+
+
+def _held_suspended(decision, files, started):
+    """The spokes as declared, that of `started` holding every Job the branch
+    holds for it suspended, as before their start: Argo CD applied them then,
+    and none of the resumes since."""
+    there = [
+        e.job_key
+        for e in decision.ledger.entries
+        if e.spoke == started.spoke and e.phase in ("Planned", "Dispatched")
+    ]
+    change = {"listed": frozenset(there), "suspended": frozenset(there)}
+    return _observed(files, **{started.spoke: change})
+
+
+class TestADispatchedJobItsSpokeHoldsSuspended:
+    """Argo CD applied the Job suspended, as planned, and not its resume (its
+    Application does not sync on its own, or someone suspended it there by
+    hand): it waits as one never applied, then goes elsewhere."""
+
+    def test_only_a_dispatched_job_whose_file_is_resumed_is_waiting(self) -> None:
+        decision, files, started = _first_dispatched(template_files())
+        spokes = _held_suspended(decision, files, started)
+        path = job_path(started)
+        assert b"suspend: false" in files[path]
+        found = arrivals.unresumed(decision.ledger.entries, spokes, files=files)
+        there = [e for e in decision.ledger.entries if e.spoke == started.spoke]
+        # The planned ones there are suspended as they should be.
+        assert {e.phase for e in there} == {"Planned", "Dispatched"}
+        assert found == {job_path(e): e for e in there if e.phase == "Dispatched"}
+        assert found[path] == started
+        # A file the branch keeps suspended (its AppWrapper broken, say) is not resumed.
+        kept = {**files, path: files[path].replace(b"suspend: false", b"suspend: true")}
+        assert path not in arrivals.unresumed(decision.ledger.entries, spokes, files=kept)
+        # Nor is a planned one's, whatever its file holds: it need not run yet.
+        planned = next(e for e in there if e.phase == "Planned")
+        resumed = {
+            **files,
+            job_path(planned): files[job_path(planned)].replace(
+                b"suspend: true", b"suspend: false"
+            ),
+        }
+        assert job_path(planned) not in arrivals.unresumed(
+            decision.ledger.entries, spokes, files=resumed
+        )
+        assert not arrivals.unresumed(decision.ledger.entries, spokes, files={})
+        # A spoke that is down, or does not hold it suspended, tells nothing.
+        down = {n: s.model_copy(update={"up": False}) for n, s in spokes.items()}
+        assert not arrivals.unresumed(decision.ledger.entries, down, files=files)
+        resumed = _observed(files, **{started.spoke: {"listed": frozenset([started.job_key])}})
+        assert not arrivals.unresumed(decision.ledger.entries, resumed, files=files)
+
+    def test_it_is_requeued_after_the_policys_requeue_unscheduled(self) -> None:
+        decision, files, started = _first_dispatched(template_files())
+        held = _held_suspended(decision, files, started)[started.spoke]
+        waiting = {
+            started.spoke: {
+                "listed": held.listed,
+                "suspended": held.suspended,
+                "unresumed": {started.job_key: NOW},
+            }
+        }
+        early, _ = step(files, now=NOW + timedelta(minutes=10), states=waiting)
+        assert entries(early)[started.id] == started and not early.requeued
+        hint = (
+            f"({started.spoke} holds Job {started.job_key} suspended, as the branch held it "
+            f"before its start: does the Argo CD Application of rendered/{started.spoke}/ "
+            "sync it on its own (syncPolicy.automated), or was it suspended there by hand?)"
+        )
+        assert early.stuck[started.id] == (
+            f"its Job has not been resumed on {started.spoke} since 2026-11-22T02:00:00Z "
+            f"{hint}: it is requeued at 2026-11-22T02:15:00Z unless it starts"
+        )
+        later, _ = step(files, now=NOW + timedelta(minutes=20), states=waiting)
+        entry = entries(later)[started.id]
+        assert entry.spoke != started.spoke and entry.phase in ("Planned", "Dispatched")
+        assert_valid_plan(later.instance, later.plan)
+        assert later.requeued[started.id].reason == (
+            f"its Job has not been resumed on {started.spoke} from 2026-11-22T02:00:00Z to "
+            "2026-11-22T02:20:00Z, more than the policy's requeueUnscheduled 15m: its Job "
+            f"there never ran, and goes {hint}"
+        )
+        # Suspended and listed, without the branch's word on its resume, it waits.
+        quiet = {
+            started.spoke: {k: v for k, v in waiting[started.spoke].items() if k != "unresumed"}
+        }
+        unsaid, _ = step(files, now=NOW + timedelta(hours=3), states=quiet)
+        assert entries(unsaid)[started.id] == started and not unsaid.requeued
+
+    def test_argo_cds_own_word_goes_first(self) -> None:
+        _, files, started = _first_dispatched(template_files())
+        said = "admission webhook denied the request"
+        both = {
+            started.spoke: {
+                "unresumed": {started.job_key: NOW},
+                "unapplied": {started.job_key: NOW},
+                "said": {started.job_key: said},
+            }
+        }
+        later, _ = step(files, now=NOW + timedelta(minutes=20), states=both)
+        why = later.requeued[started.id].reason
+        assert why.startswith(f"Argo CD could not apply its Job on {started.spoke} from ")
+        assert "resumed" not in why
+
+    def test_it_counts_from_the_end_of_a_sync_window_and_the_metric_counts_it(self) -> None:
+        decision, files, started = _first_dispatched(template_files())
+        spokes = _held_suspended(decision, files, started)
+        path = job_path(started)
+        window = SyncWindow(
+            project="jobs", kind="deny", schedule="0 2 * * *", duration=timedelta(hours=1)
+        )
+        barred = {
+            n: s.model_copy(update={"sync_windows": (window,)} if n == started.spoke else {})
+            for n, s in spokes.items()
+        }
+        now = NOW + timedelta(minutes=80)
+        noted = arrivals.noted(
+            barred, {path: started}, held_since={path: NOW}, now=now, field="unresumed"
+        )
+        assert noted[started.spoke].unresumed == {started.job_key: NOW + timedelta(hours=1)}
+        assert not noted[started.spoke].unarrived
+        assert arrivals.overdue(noted, now=now, after=timedelta(minutes=10), field="unresumed") == {
+            started.spoke: 1
+        }
+        assert arrivals.overdue(noted, now=now, after=timedelta(minutes=30), field="unresumed") == {
+            started.spoke: 0
+        }
