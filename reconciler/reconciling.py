@@ -326,6 +326,14 @@ def _remember(repo: FleetRepo, decision: Decision) -> None:
         log.warning("%s: the next reconcile solves again though nothing changed", why)
 
 
+def _saw(repo: FleetRepo, commit: str, *, now: datetime) -> None:
+    """Note the main branch's tip, seen (or pushed) now: what a fast-forward
+    merge brings is dated from then (`FleetRepo.held_since`)."""
+    why = repo.saw(commit, at=now)
+    if why is not None:
+        log.warning("%s: a commit merged by fast-forward counts from when it was made", why)
+
+
 def _fetched(repo: FleetRepo, *, bot: str) -> Snapshot:
     """The main branch's tip, to decide on: refused where its ledger has lost
     Jobs that the last commit there by the bot whose email is `bot` had
@@ -431,6 +439,7 @@ def _pushed(repo: FleetRepo, outcome: Outcome, *, author: Identity, now: datetim
     if commit is None:
         return outcome
     repo.push(commit)
+    _saw(repo, commit, now=now)
     log.info("pushed %s: %s", commit[:12], outcome.message.splitlines()[0])
     metrics.COMMITS.labels(branch=repo.branch).inc()
     _count_pushed(outcome)
@@ -602,6 +611,7 @@ def decline_once(
         try:
             if commit is not None:
                 repo.push(commit)
+                _saw(repo, commit, now=now)
         except RemoteMovedError as moved:
             _back_off(moved, attempt=attempt, attempts=attempts, backoff_s=backoff_s, sleep=sleep)
             continue
@@ -818,14 +828,15 @@ def observed(
     spokes = observer.observe(fleet)
     if repo is None:
         return spokes
+    _saw(repo, at.commit, now=now)
     waiting = arrivals.unresumed(read.entries, spokes, files=at.files)
     if waiting:
-        held = repo.held_since(at.commit, list(waiting), as_is=True)
+        held = repo.held_since(at.commit, list(waiting), as_is=True, now=now)
         spokes = arrivals.noted(spokes, waiting, held_since=held, now=now, field="unresumed")
     missing = arrivals.unlisted(read.entries, spokes)
     if not missing:
         return spokes
-    held = repo.held_since(at.commit, list(missing))
+    held = repo.held_since(at.commit, list(missing), now=now)
     spokes = arrivals.noted(spokes, missing, held_since=held, now=now)
     after = fleet.policy.spec.requeue_unscheduled
     return arrivals.unsynced(spokes, read.entries, now=now, after=after)

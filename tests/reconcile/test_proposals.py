@@ -242,3 +242,33 @@ def test_an_edit_of_a_wrapped_configmap_alone_goes_to_main_at_once():
     carried = proposals.carried_out(later, old=first.ledger)
     path = job_path(entries(first)["batch/trainer"])
     assert b"epochs: 4" in render(carried, previous=files)[path]
+
+
+class Unsynced:
+    """Declared spokes that list every Job of Caspian's, and none there yet:
+    Argo CD has not synced since the merge."""
+
+    def observe(self, fleet):
+        states = DeclaredCapacity().observe(fleet)
+        return {n: s.model_copy(update={"listed": frozenset()}) for n, s in states.items()}
+
+
+def test_a_proposal_merged_by_fast_forward_counts_from_when_main_took_it(remote, tmp_path) -> None:
+    # Its commit keeps the time it was proposed; the branch took it hours later.
+    repo = fleet(tmp_path, remote)
+    reconciling.propose_once(repo, branch=BRANCH, now=NOW, author=BOT)
+    merged = NOW + timedelta(hours=2)
+    merge(remote)
+    unsynced = Unsynced()
+    seen = merged + timedelta(minutes=1)
+    first = reconciling.plan(repo, now=seen, bot=BOT.email, observer=unsynced)
+    assert not first.decision.requeued
+    assert "Down (no new work" not in first.message
+    # Counted from when a reconcile first saw it there, the Jobs are late to arrive
+    # past requeueUnscheduled (15m), as any others.
+    later = reconciling.plan(
+        repo, now=seen + timedelta(minutes=16), bot=BOT.email, observer=unsynced
+    )
+    assert later.decision.requeued
+    why = next(iter(later.decision.requeued.values())).reason
+    assert f"from {seen:%Y-%m-%dT%H:%M:%SZ} to " in why

@@ -313,3 +313,35 @@ class TestPlanning:
         assert "Sync windows" not in messages.commit_message(
             old=before.ledger, decision=quiet, input_commit="0"
         )
+
+
+class TestWhatCaspianSpokesSays:
+    """`caspian spokes`' line on when Argo CD next does not sync a spoke."""
+
+    def line(self, *windows: dict, now: datetime) -> str:
+        from reconciler.decisions import SpokeState
+        from reconciler.survey import _sync_windows
+
+        state = SpokeState(name="paris", cpu=1, memory_bytes=1, gpu=0, sync_windows=read(*windows))
+        return _sync_windows(state, now=now)
+
+    def test_the_next_barred_time_or_the_one_on_now(self) -> None:
+        nine = window(schedule="0 9 * * *", duration="2h", applications=["*"])
+        assert self.line(nine, now=at(8)) == (
+            "Argo CD does not sync it from 2026-11-23T09:00:00Z to 2026-11-23T11:00:00Z "
+            "(AppProject caspian-jobs's deny window '0 9 * * *' for 2h (UTC)): nothing is "
+            "planned to start there then"
+        )
+        assert self.line(nine, now=at(10)).startswith(
+            "Argo CD does not sync it now, until 2026-11-23T11:00:00Z ("
+        )
+
+    def test_a_window_past_the_next_five_weeks_bars_nothing_yet(self) -> None:
+        # Each 1 June: from 23 November, 190 days off.
+        yearly = window(schedule="0 0 1 6 *", duration="24h", applications=["*"])
+        assert self.line(yearly, now=at(8)) == (
+            "its AppProject's sync windows do not bar syncing it in the next five weeks"
+        )
+        assert self.line(yearly, now=datetime(2027, 5, 20, tzinfo=UTC)).startswith(
+            "Argo CD does not sync it from 2027-06-01T00:00:00Z to 2027-06-02T00:00:00Z"
+        )

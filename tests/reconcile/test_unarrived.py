@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pygit2
 import yaml
 
-from reconciler import arrivals, messages, reconciling
+from reconciler import arrivals, gitrepo, messages, reconciling
 from reconciler.gitrepo import FleetRepo
 from reconciler.observing import DeclaredCapacity
 from reconciler.pools import spoke_of
@@ -193,6 +193,74 @@ class TestSinceWhenTheBranchHoldsAFile:
         assert fleet.held_since(tip, [job], as_is=True) == {job: t[2]}
         assert fleet.held_since(tip, [job, other], as_is=True) == {job: t[2], other: t[3]}
         assert fleet.held_since(tip, [job]) == {job: t[0]}
+
+    def test_a_fast_forward_merge_counts_from_when_a_tip_holding_it_was_seen(
+        self, tmp_path
+    ) -> None:
+        repo = pygit2.init_repository(str(tmp_path / "fleet.git"), bare=True, initial_head="main")
+        t = [datetime(2026, 11, 23, h, tzinfo=UTC) for h in range(10)]
+        job = "rendered/paris/batch.a.yaml"
+        base = self._commit(repo, [], {"caspian.yaml": b"kind: Policy\n"}, at=t[0])
+        # Proposed at t[1] on a branch; main fast-forwarded to it at t[4].
+        proposed = self._commit(
+            repo, [base], {"caspian.yaml": b"kind: Policy\n", job: b"1"}, at=t[1]
+        )
+        main = repo.references.create("refs/heads/main", base)
+        fleet = FleetRepo(str(tmp_path / "fleet.git"), cache_dir=tmp_path / "mirror")
+        assert fleet.saw(fleet.fetch().commit, at=t[2]) is None
+        main.set_target(proposed)
+        tip = fleet.fetch().commit
+        # Not noted yet: from when it was made, as before.
+        assert fleet.held_since(tip, [job], now=t[5]) == {job: t[1]}
+        assert fleet.saw(tip, at=t[5]) is None
+        assert fleet.saw(tip, at=t[6]) is None  # the same tip again: still seen from t[5]
+        assert fleet.held_since(tip, [job], now=t[7]) == {job: t[5]}
+        # Without `now`, or at a time before it was seen, the tips say nothing.
+        assert fleet.held_since(tip, [job]) == {job: t[1]}
+        assert fleet.held_since(tip, [job], now=t[3]) == {job: t[1]}
+        # Later tips hold it too: still from the first seen that did.
+        files = {"caspian.yaml": b"kind: Policy\n", job: b"1"}
+        later = tip
+        for h in (6, 7, 8):
+            files["caspian.yaml"] += b"#\n"
+            later = str(self._commit(repo, [pygit2.Oid(hex=later)], dict(files), at=t[h]))
+            main.set_target(later)
+            assert fleet.saw(fleet.fetch().commit, at=t[h]) is None
+        assert fleet.held_since(later, [job], now=t[9]) == {job: t[5]}
+        # A mirror that saw no tip without it cannot tell when it came.
+        fresh = FleetRepo(str(tmp_path / "fleet.git"), cache_dir=tmp_path / "fresh")
+        assert fresh.saw(tip, at=t[8]) is None
+        assert fresh.saw(fresh.fetch().commit, at=t[8]) is None
+        assert fresh.held_since(later, [job], now=t[9]) == {job: t[1]}
+        # A tip the mirror no longer has (the branch was pushed over) held none of it.
+        gone = FleetRepo(str(tmp_path / "fleet.git"), cache_dir=tmp_path / "gone")
+        assert gone.saw("1" * 40, at=t[7]) is None
+        assert gone.saw(gone.fetch().commit, at=t[8]) is None
+        assert gone.held_since(later, [job], now=t[9]) == {job: t[8]}
+
+    def test_the_tips_seen_are_kept_to_the_last_few_and_garbage_is_passed_over(
+        self, tmp_path, monkeypatch
+    ) -> None:
+        repo = pygit2.init_repository(str(tmp_path / "fleet.git"), bare=True, initial_head="main")
+        t = [datetime(2026, 11, 23, h, tzinfo=UTC) for h in range(6)]
+        commits = [self._commit(repo, [], {"a": str(h).encode()}, at=t[h]) for h in range(5)]
+        repo.references.create("refs/heads/main", commits[0])
+        fleet = FleetRepo(str(tmp_path / "fleet.git"), cache_dir=tmp_path / "mirror")
+        monkeypatch.setattr(gitrepo, "SEEN_TIPS", 3)
+        for h, commit in enumerate(commits):
+            assert fleet.saw(str(commit), at=t[h]) is None
+        assert fleet._seen() == [(str(c), t[h]) for h, c in enumerate(commits)][-3:]
+        # The same tip again is no new line: the file grows only as the branch moves.
+        assert fleet.saw(str(commits[-1]), at=t[5]) is None
+        assert fleet._seen()[-1] == (str(commits[-1]), t[4]) and len(fleet._seen()) == 3
+        with fleet._tips.open("a") as log:
+            log.write("not a tip\n" + "f" * 40 + " yesterday\n" + "0" * 40 + " 2026-11-23T05:00\n")
+        assert len(fleet._seen()) == 3
+        # A mirror it cannot write to says why, and the reconcile goes on.
+        fleet._tips.unlink()
+        fleet._tips.mkdir()
+        why = fleet.saw(str(commits[0]), at=t[5])
+        assert why is not None and why.startswith(f"cannot write {fleet._tips}")
 
     def test_a_fleet_in_a_directory_of_its_repo(self, tmp_path) -> None:
         repo = pygit2.init_repository(str(tmp_path / "fleet.git"), bare=True, initial_head="main")
