@@ -66,6 +66,12 @@ SPOKE_IN_MAINTENANCE = Gauge(
     "1 while a maintenance window of the spoke's file is on (to silence its down alerts)",
     ["spoke"],
 )
+SPOKE_SYNC_BARRED = Gauge(
+    "caspian_spoke_sync_barred",
+    "1 while the sync windows of the spoke's AppProject keep Argo CD from syncing it: no Job "
+    "starts there then (read with --argocd-context)",
+    ["spoke"],
+)
 SPOKE_FILE_LOADS = Gauge(
     "caspian_spoke_file_loads",
     "1 when the spoke's file loaded at the last reconcile, 0 when it did not (no new work there)",

@@ -31,6 +31,7 @@ from reconciler import (
     owned,
     pools,
     proposals,
+    syncwindows,
 )
 from reconciler.decisions import Decision, SpokeState
 from reconciler.fleet import SPOKES_DIR, Fleet, FleetConfigError, Problem, printable
@@ -767,6 +768,10 @@ def _decision(
         metrics.SPOKE_IN_MAINTENANCE.labels(spoke=spoke.name).set(1 if on else 0)
     metrics.keep_only(metrics.SPOKE_IN_MAINTENANCE, "spoke", {s.name for s in fleet.spokes})
     spokes = observed(fleet, observer, read=previous, repo=repo, at=snapshot, now=now)
+    for name, state in spokes.items():
+        shut = syncwindows.barred(state.sync_windows, now, now + timedelta(seconds=1))
+        metrics.SPOKE_SYNC_BARRED.labels(spoke=name).set(1 if shut else 0)
+    metrics.keep_only(metrics.SPOKE_SYNC_BARRED, "spoke", set(spokes))
     metrics.record_not_on_spoke(
         arrivals.overdue(spokes, now=now, after=ARGO_CD_SLACK),
         unresumed=arrivals.overdue(spokes, now=now, after=ARGO_CD_SLACK, field="unresumed"),

@@ -1012,6 +1012,10 @@ def test_a_garbled_project_list_is_no_answer(tmp_path) -> None:
     assert states["paris"].jobs == {} and states["paris"].sync_windows == ()
 
 
+def barred_now(spoke: str) -> float | None:
+    return REGISTRY.get_sample_value("caspian_spoke_sync_barred", {"spoke": spoke})
+
+
 def test_nothing_starts_where_a_sync_window_bars_argo_cd_and_nothing_is_requeued_for_it(
     tmp_path,
 ) -> None:
@@ -1026,6 +1030,9 @@ def test_nothing_starts_where_a_sync_window_bars_argo_cd_and_nothing_is_requeued
     head = gitutil.head(fleet.remote)
     in_window()
     assert gitutil.head(fleet.remote) != head
+    assert {name: barred_now(name) for name in fleet.spokes()} == {
+        name: (1 if name == spoke else 0) for name in fleet.spokes()
+    }
     assert (
         "\nSync windows (Argo CD does not sync there; nothing starts there then):\n"
         f"- {spoke}: 2026-11-22 02:00 to 2026-11-22 05:00 (AppProject caspian-jobs's deny "
@@ -1057,6 +1064,7 @@ def test_nothing_starts_where_a_sync_window_bars_argo_cd_and_nothing_is_requeued
     # Once it can sync, the Job has requeueUnscheduled (15m) to appear.
     fleet.reconcile_seeing(app, "2026-11-22T05:10:00Z", windows=(deny,))
     assert gitutil.ledger(fleet.remote)[started]["phase"] == "Dispatched"
+    assert barred_now(spoke) == 0
     fleet.reconcile_seeing(app, "2026-11-22T05:20:00Z", windows=(deny,))
     assert gitutil.ledger(fleet.remote)[started]["requeuedFrom"] == [spoke]
     message = gitutil.message(fleet.remote)
