@@ -87,7 +87,8 @@ def noted(
     when, `held_since` by file) as not arrived, or with `field` "unresumed", as
     not resumed. A file the branch does not hold (a placement under review, not
     merged) was never Argo CD's to apply; nor is one while its spoke's sync
-    windows bar syncing, so a file held through one counts from its end."""
+    windows bar syncing, so a file held through one counts from its end, and
+    one held while they bar syncing now is `held_back`."""
     held = {
         path: (entry, held_since[path])
         for path, entry in missing.items()
@@ -105,14 +106,22 @@ def noted(
         if spokes[name].sync_windows
     }
     by_spoke: dict[str, dict[str, datetime]] = {}
+    held_back: dict[str, dict[str, datetime]] = {}
     for entry, since in held.values():
         name = entry.spoke or ""
         counted = open_since(barred[name], since, now=now) if name in barred else since
         if counted is not None:
             by_spoke.setdefault(name, {})[entry.job_key] = counted
+        else:
+            held_back.setdefault(name, {})[entry.job_key] = since
     return {
-        name: state.model_copy(update={field: dict(sorted(by_spoke[name].items()))})
-        if name in by_spoke
+        name: state.model_copy(
+            update={
+                field: dict(sorted(by_spoke.get(name, {}).items())),
+                "held_back": dict(sorted({**state.held_back, **held_back.get(name, {})}.items())),
+            }
+        )
+        if name in by_spoke or name in held_back
         else state
         for name, state in spokes.items()
     }

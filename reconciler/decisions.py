@@ -78,6 +78,11 @@ class SpokeState(BaseModel):
     # holds suspended still: Argo CD has not applied the resume there. Since
     # when the branch has held each as it is (reconciler/arrivals.py).
     unresumed: dict[str, datetime] = {}
+    # Caspian's Jobs the branch holds there that are not there or not resumed
+    # while its sync windows keep Argo CD from syncing it: since when the
+    # branch has held each (reconciler/arrivals.py). They wait for the windows
+    # to end, unless that would make them miss their deadline.
+    held_back: dict[str, datetime] = {}
     # The sync windows of its Application's AppProject (Argo CD observer):
     # Argo CD applies no Job there while they bar syncing.
     sync_windows: tuple[SyncWindow, ...] = ()

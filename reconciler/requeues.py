@@ -1,7 +1,9 @@
 """A dispatched job that cannot run where it was sent (its pods find no node,
 are refused, or cannot start): how long it may wait there, when it is planned
 again elsewhere, and which spokes it is kept off, as Kueue's waitForPodsReady
-and the AppWrapper controller's grace periods requeue a workload. Pure."""
+and the AppWrapper controller's grace periods requeue a workload. Also one
+whose Job Argo CD's sync windows hold back from its spoke past its deadline.
+Pure."""
 
 from __future__ import annotations
 
@@ -9,10 +11,17 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
+from reconciler import syncwindows
 from reconciler.decisions import Requeue, SpokeState, spoke_state
 from reconciler.fleet import JobRequest
 from reconciler.ledger import FIXED, Entry, Phase
 from reconciler.quantities import format_duration, format_time, times
+
+# Argo CD reads a repo every three minutes: a Job's file gone this long
+# before a sync window ends is gone before Argo CD may sync it again.
+SYNC_SLACK = timedelta(minutes=10)
+# How far ahead a sync window that bars a spoke now is followed to its end.
+BARRED_AHEAD = timedelta(days=35)
 
 REQUEUED = (
     "it could not run there when it was last dispatched there; it is planned "
@@ -43,10 +52,17 @@ def requeuing(
     than going back and forth between two. A job no other spoke may take now
     stays. Requeued more than `limit` times, it is given up on: planned nowhere
     until its wrapped Job changes (a new Job to `decide`, with its tries
-    before it)."""
+    before it). One that sync windows hold back past its deadline goes at
+    once, and that spoke counts as no try."""
     why = _unscheduled_too_long(job, prev, spokes, now=now, after=after)
     requeue = None
     tried = prev.requeued_from
+    held = _held_past_deadline(prev, spokes, now=now)
+    if held and prev.spoke and _elsewhere(job, (prev.spoke,), closed):
+        # Its spoke is kept off only while the windows bar it (its starts are
+        # closed then), and this is no try there: it may go back after them.
+        off = _kept_off(job, tried, closed) if tried else {}
+        return Requeuing(requeue=Requeue(spoke=prev.spoke, reason=held), tried=tried, kept_off=off)
     if why and prev.spoke and _elsewhere(job, (prev.spoke,), closed):
         requeue = Requeue(spoke=prev.spoke, reason=why)
         tried = (*tried, prev.spoke)
@@ -154,6 +170,39 @@ def _unapplied_since(prev: Entry, state: SpokeState) -> datetime | None:
     applied once, whatever a later sync says."""
     since = state.unapplied.get(prev.job_key)
     return since if prev.phase == Phase.DISPATCHED else None
+
+
+def _held_past_deadline(
+    prev: Entry, spokes: Mapping[str, SpokeState], *, now: datetime
+) -> str | None:
+    """Why a dispatched job whose Job Argo CD has not brought to its spoke,
+    while the spoke's sync windows bar syncing now, is planned again: held
+    until they end, it would end after its deadline. Not where they end
+    within `SYNC_SLACK`, since Argo CD might sync the Job there before it
+    read that it went."""
+    state = spoke_state(prev, spokes)
+    if prev.phase != Phase.DISPATCHED or state is None or prev.job_key not in state.held_back:
+        return None
+    start, end, deadline = prev.planned_start, prev.planned_end, prev.deadline
+    if start is None or end is None or deadline is None:
+        return None
+    # Held back, it is barred now: the first time barred runs on from now.
+    shut = syncwindows.barred(state.sync_windows, now, now + BARRED_AHEAD)
+    if not shut or shut[0].end - now < SYNC_SLACK:
+        return None
+    if shut[0].end + (end - start) <= deadline:
+        return None
+    # Windows followed to the end of the look-ahead may run on past it.
+    until = (
+        "for five weeks or more"
+        if shut[0].end >= now + BARRED_AHEAD
+        else f"until {format_time(shut[0].end)}"
+    )
+    return (
+        f"Argo CD may not sync {prev.spoke} {until} ({shut[0].reason}), and its Job, not there "
+        f"yet, would then end after its deadline {format_time(deadline)}: it is planned where "
+        "it can start sooner"
+    )
 
 
 def _not_applied(prev: Entry) -> str:

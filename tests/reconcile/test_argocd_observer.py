@@ -1071,6 +1071,30 @@ def test_nothing_starts_where_a_sync_window_bars_argo_cd_and_nothing_is_requeued
     assert f"its Job has not appeared on {spoke} from 2026-11-22T05:00:00Z to " in message
 
 
+def test_a_dispatched_job_a_long_window_would_make_late_goes_where_it_can_start(
+    tmp_path,
+) -> None:
+    # A change freeze on its spoke from 02:00 to 22:00, before Argo CD applied its Job.
+    fleet = _Fleet(tmp_path)
+    spoke, started = fleet.started["spoke"], fleet.started["id"]
+    deny = {"kind": "deny", "schedule": "0 2 * * *", "duration": "20h", "clusters": [spoke]}
+    app = application(spoke, [fleet.job("Missing") | {"status": "OutOfSync"}])
+    fleet.reconcile_seeing(app, "2026-11-22T02:20:00Z", windows=(deny,))
+    entry = fleet.entry()
+    assert entry["spoke"] != spoke and entry["phase"] == "Dispatched"
+    message = gitutil.message(fleet.remote)
+    assert (
+        f"- requeued {started}: Argo CD may not sync {spoke} until 2026-11-22T22:00:00Z "
+        "(AppProject caspian-jobs's deny window '0 2 * * *' for 20h (UTC)), and its Job, not "
+        f"there yet, would then end after its deadline {fleet.started['deadline']}: it is "
+        f"planned where it can start sooner; now {entry['spoke']} "
+    ) in message
+    # Its file left the spoke's directory: when Argo CD syncs there again, it is not there.
+    assert not [
+        p for p in gitutil.files(fleet.remote, f"rendered/{spoke}/") if entry["jobName"] in p
+    ]
+
+
 def test_a_spoke_argo_cd_has_no_application_for_gets_its_jobs_requeued_and_is_cut_off(
     tmp_path,
 ) -> None:

@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from reconciler import messages
+from reconciler import arrivals, messages
 from reconciler.fleet import Span
 from reconciler.pods import Node, Resources, Taint
+from reconciler.rendering import job_path
 from reconciler.syncwindows import SyncWindow, applying, barred, barred_until, open_since
 from reconciler.templates import template_files
 from tests.conftest import NOW, assert_valid_plan
@@ -313,6 +314,93 @@ class TestPlanning:
         assert "Sync windows" not in messages.commit_message(
             old=before.ledger, decision=quiet, input_commit="0"
         )
+
+
+class TestADispatchedJobHeldByAWindow:
+    """Its Job not on its spoke yet, while a window bars Argo CD from syncing
+    it: it waits for the window's end, unless it would then miss its
+    deadline and another spoke may take it now."""
+
+    def held(self, hours: float, *, at_minutes: int = 20, others: dict | None = None, **more):
+        """The first job dispatched at NOW on its spoke, which a deny window
+        from 02:00 for `hours` bars while its Job is not there, reconciled
+        `at_minutes` after NOW, the other spokes reporting `others`."""
+        from tests.reconcile.test_unarrived import _first_dispatched
+
+        _, files, started = _first_dispatched(template_files())
+        minutes = round(hours * 60)
+        deny = read(window(schedule="0 2 * * *", duration=f"{minutes}m", applications=["*"]))
+        state = {
+            "sync_windows": deny,
+            "listed": frozenset(),
+            "held_back": {started.job_key: NOW},
+            **more,
+        }
+        now = NOW + timedelta(minutes=at_minutes)
+        rest = {name: others for name in ("paris", "frankfurt", "california") if others}
+        decision, _ = step(files, now=now, states={**rest, started.spoke: state})
+        return started, decision
+
+    def test_it_goes_where_it_can_start_now_when_the_wait_would_make_it_late(self) -> None:
+        started, decision = self.held(12)
+        # finetune-llm: four hours, due at 14:00; paris barred until 14:00.
+        assert (started.planned_end - started.planned_start, started.deadline) == (
+            timedelta(hours=4),
+            NOW.replace(hour=14),
+        )
+        entry = entries(decision)[started.id]
+        assert entry.spoke != started.spoke and entry.phase == "Dispatched"
+        # No try there: it may go back once the windows end.
+        assert entry.requeued_from == () and started.id not in decision.kept_off
+        assert decision.requeued[started.id].reason == (
+            f"Argo CD may not sync {started.spoke} until 2026-11-22T14:00:00Z (AppProject "
+            "caspian-jobs's deny window '0 2 * * *' for 12h (UTC)), and its Job, not there yet, "
+            "would then end after its deadline 2026-11-22T14:00:00Z: it is planned where it "
+            "can start sooner"
+        )
+        assert_valid_plan(decision.instance, decision.plan)
+
+    def test_windows_that_run_on_past_five_weeks_are_said_to(self) -> None:
+        # A window a day, every day: one barred time as far as Caspian looks.
+        started, decision = self.held(24)
+        why = decision.requeued[started.id].reason
+        assert why.startswith(f"Argo CD may not sync {started.spoke} for five weeks or more (")
+
+    def test_it_waits_where_it_would_still_end_in_time(self) -> None:
+        # Barred until 10:00: ending at 14:00, it meets its deadline.
+        started, decision = self.held(8)
+        assert entries(decision)[started.id] == started and not decision.requeued
+
+    def test_it_waits_where_the_window_ends_too_soon_to_be_sure_argo_cd_reads_it_went(
+        self,
+    ) -> None:
+        # Barred until 14:00, reconciled at 13:55: Argo CD may sync before it reads it went.
+        started, decision = self.held(12, at_minutes=60 * 12 - 5)
+        assert entries(decision)[started.id].spoke == started.spoke and not decision.requeued
+
+    def test_it_waits_where_its_job_is_there_or_no_other_spoke_may_take_it(self) -> None:
+        started, decision = self.held(12, held_back={})
+        assert entries(decision)[started.id] == started and not decision.requeued
+        started, decision = self.held(12, others={"up": False, "reason": "no answer"})
+        assert entries(decision)[started.id] == started and not decision.requeued
+
+    def test_the_spokes_report_holds_it_back_while_the_window_is_on(self) -> None:
+        from tests.reconcile.test_unarrived import _first_dispatched, _observed
+
+        _, files, started = _first_dispatched(template_files())
+        deny = read(window(schedule="0 2 * * *", duration="3h", applications=["*"]))
+        spokes = _observed(files, **{started.spoke: {"sync_windows": deny}})
+        path = job_path(started)
+        since = NOW - timedelta(minutes=5)
+        for now, counted, held in (
+            (NOW + timedelta(hours=1), {}, {started.job_key: since}),
+            (NOW + timedelta(hours=4), {started.job_key: NOW + timedelta(hours=3)}, {}),
+        ):
+            noted = arrivals.noted(spokes, {path: started}, held_since={path: since}, now=now)
+            assert (noted[started.spoke].unarrived, noted[started.spoke].held_back) == (
+                counted,
+                held,
+            )
 
 
 class TestWhatCaspianSpokesSays:
