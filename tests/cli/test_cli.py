@@ -1717,6 +1717,52 @@ def test_jobs_argo_cd_never_applies_are_requeued_and_their_spoke_cut_off(run, tm
             assert "requeuedFrom" not in moved
 
 
+def test_a_dispatched_job_its_spoke_holds_suspended_is_requeued(run, tmp_path) -> None:
+    # Argo CD applied paris's Jobs suspended, as planned, and none of the
+    # resumes since (its Application's automated sync turned off).
+    from tests.fakehttp import Reply
+    from tests.reconcile.test_kube_observer import listing
+
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    begin = datetime(2026, 11, 22, 2, tzinfo=UTC)
+
+    def at(minutes: int) -> list[str]:
+        return ["--now", (begin + timedelta(minutes=minutes)).isoformat()]
+
+    def held_suspended(_seen):
+        jobs = []
+        for path in gitutil.files(remote, "rendered/paris/"):
+            for doc in yaml.safe_load_all(gitutil.read(remote, path)):
+                if doc and doc["kind"] == "Job":
+                    jobs.append({**doc, "spec": {**doc["spec"], "suspend": True}, "status": {}})
+        return Reply(body=listing("JobList", jobs))
+
+    with kube_spokes(tmp_path, remote) as (apis, kube):
+        apis["paris"].routes["/apis/batch/v1/jobs"] = held_suspended
+        assert run("reconcile", "--once", *kube, *at(0)).exit_code == 0
+        sent = [e for e in gitutil.ledger(remote).values() if e.get("spoke") == "paris"]
+        sent = [e for e in sent if e["phase"] == "Dispatched"]
+        assert sent
+        job_id, key = sent[0]["id"], f"{sent[0]['id'].split('/')[0]}/{sent[0]['jobName']}"
+        waits = run("explain", job_id, *kube, *at(10)).output
+        assert "  not running yet: its Job has not been resumed on paris since " in waits
+        assert f"(paris holds Job {key} suspended, as the branch held it before its start: " in (
+            waits
+        )
+        spokes = run("spokes", *kube, *at(10)).output
+        assert f"paris: Job {key} not resumed by Argo CD since 2026-11-22T02:00:00Z" in spokes
+        assert run("reconcile", "--once", *kube, *at(20)).exit_code == 0
+    message = gitutil.message(remote)
+    assert (
+        f"- requeued {job_id}: its Job has not been resumed on paris from 2026-11-22T02:00:00Z "
+        "to 2026-11-22T02:20:00Z, more than the policy's requeueUnscheduled 15m"
+    ) in message
+    # The planned Jobs there are suspended, as they should be: the spoke stays up.
+    assert "Down (no new work" not in message
+    assert gitutil.ledger(remote)[job_id]["spoke"] != "paris"
+
+
 def test_logs_are_one_json_object_per_line_for_a_log_collector(run, tmp_path) -> None:
     remote, kubeconfig = tmp_path / "fleet.git", tmp_path / "kubeconfig"
     run("init", "--bare", remote)
