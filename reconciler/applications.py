@@ -38,16 +38,38 @@ BLOCKING = ("ComparisonError", "InvalidSpecError")
 def blocked(application: Any) -> tuple[str, datetime | None] | None:
     """Why Argo CD cannot sync an Application at all, by its conditions: it
     cannot reach the spoke's cluster, or find it registered, or build the
-    directory; and since when, where the condition says. None where nothing
-    stops it."""
+    directory; and since when, where the condition says. Or why it does not
+    sync it by itself: its automated sync is off, so a Job Caspian commits
+    starts only when someone syncs it by hand. None where nothing stops it."""
     conditions = _map(_map(application).get("status")).get("conditions")
     for condition in conditions if isinstance(conditions, list) else []:
         condition = _map(condition)
         kind, message = condition.get("type"), condition.get("message")
         if isinstance(kind, str) and kind in BLOCKING:
             why = f"{kind}: {one_line(message)}" if isinstance(message, str) else kind
-            return why, _time(condition.get("lastTransitionTime"))
+            return f"Argo CD cannot sync its Application: {why}", _time(
+                condition.get("lastTransitionTime")
+            )
+    automated = _map(_map(application).get("spec")).get("syncPolicy")
+    automated = _map(automated).get("automated")
+    # Present, even empty, turns it on; `enabled: false` keeps it off.
+    if not isinstance(automated, dict) or automated.get("enabled") is False:
+        return NOT_AUTOMATED, None
     return None
+
+
+# A spoke's reason is cut at 160 characters: the fix comes first.
+NOT_AUTOMATED = (
+    "Argo CD does not sync its Application by itself (spec.syncPolicy.automated is off); "
+    "set it, as argocd/applicationset.yaml does"
+)
+
+
+def unpruned(application: Any) -> bool:
+    """Whether Argo CD, syncing an Application by itself, leaves on its spoke
+    what left its directory (`prune` is not true)."""
+    policy = _map(_map(_map(application).get("spec")).get("syncPolicy"))
+    return _map(policy.get("automated")).get("prune") is not True
 
 
 class Seen(NamedTuple):

@@ -733,6 +733,15 @@ class ArgoCDObserver:
             syncable[spoke] = blocked is None
             if blocked is not None:
                 states[spoke] = _undeliverable(states[spoke], *blocked)
+            elif applications.unpruned(application):
+                log.warning(
+                    "Application %s does not prune: a Job whose file leaves rendered/%s/ (a "
+                    "requeued job's, a cancelled one's) stays on the spoke, and may run there "
+                    "still; set spec.syncPolicy.automated.prune to true, as "
+                    "argocd/applicationset.yaml does",
+                    syncwindows.name_of(application),
+                    spoke,
+                )
         for problem in sorted(unreadable):
             log.warning("%s", problem)
         if syncable:
@@ -815,13 +824,11 @@ class _Hub(NamedTuple):
 
 
 def _undeliverable(state: SpokeState, why: str, since: datetime | None) -> SpokeState:
-    """A spoke whose Application Argo CD cannot sync: no new work goes there,
-    since none would reach it, as for a spoke that is down."""
-    log.warning(
-        "spoke %s takes no new work: Argo CD cannot sync its Application: %s", state.name, why
-    )
-    reason = kubeobjects.cut(f"Argo CD cannot sync its Application: {why}", MOST_REASON)
-    return state.down(reason, since=since)
+    """A spoke whose Application Argo CD cannot sync, or does not by itself:
+    no new work goes there, since none would reach it in time, as for a spoke
+    that is down."""
+    log.warning("spoke %s takes no new work: %s", state.name, why)
+    return state.down(kubeobjects.cut(why, MOST_REASON), since=since)
 
 
 def _unread(states: dict[str, SpokeState], why: str) -> dict[str, SpokeState]:

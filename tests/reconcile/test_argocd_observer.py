@@ -41,7 +41,11 @@ def application(spoke: str, resources: list[dict], **status) -> dict:
             "labels": {"app.kubernetes.io/part-of": "caspian", "caspian.dev/spoke": spoke},
         },
         # As argocd/applicationset.yaml makes it.
-        "spec": {"project": "caspian-jobs", "destination": {"name": spoke, "namespace": "batch"}},
+        "spec": {
+            "project": "caspian-jobs",
+            "destination": {"name": spoke, "namespace": "batch"},
+            "syncPolicy": {"automated": {"prune": True, "selfHeal": True, "allowEmpty": True}},
+        },
         "status": {"resources": resources, **status},
     }
 
@@ -382,6 +386,42 @@ def test_a_spoke_argo_cd_cannot_sync_takes_no_new_work(tmp_path, caplog) -> None
         api.route(SETTINGS, settings(CHECKED))
         assert observe(tmp_path, api.url)["paris"].up
     assert (syncable("paris"), syncable("frankfurt")) == (1, None)
+
+
+def test_a_spoke_whose_application_does_not_sync_by_itself_takes_no_new_work(
+    tmp_path, caplog
+) -> None:
+    # Its automated sync turned off (`argocd app set --sync-policy none`, or
+    # enabled: false): what Caspian commits starts only when someone syncs it.
+    caplog.set_level(logging.WARNING)
+    manual = application("paris", PARIS)
+    del manual["spec"]["syncPolicy"]
+    off = application("frankfurt", PARIS)
+    off["spec"]["syncPolicy"]["automated"]["enabled"] = False
+    # Present, even empty, turns it on; without prune, a warning.
+    bare = application("california", PARIS)
+    bare["spec"]["syncPolicy"] = {"automated": {}}
+    with serve() as api:
+        api.route(APPS, applications(manual, off, bare))
+        api.route(SETTINGS, settings(CHECKED))
+        states = observe(tmp_path, api.url)
+    why = (
+        "Argo CD does not sync its Application by itself (spec.syncPolicy.automated is off); "
+        "set it, as argocd/applicationset.yaml does"
+    )
+    assert [(states[n].up, states[n].reason) for n in ("paris", "frankfurt", "california")] == [
+        (False, why),
+        (False, why),
+        (True, ""),
+    ]
+    assert (syncable("paris"), syncable("frankfurt"), syncable("california")) == (0, 0, 1)
+    pruning = [r.getMessage() for r in caplog.records if "does not prune" in r.getMessage()]
+    assert pruning == [
+        "Application caspian-california does not prune: a Job whose file leaves "
+        "rendered/california/ (a requeued job's, a cancelled one's) stays on the spoke, and may "
+        "run there still; set spec.syncPolicy.automated.prune to true, as "
+        "argocd/applicationset.yaml does"
+    ]
 
 
 def up() -> float | None:
