@@ -21,6 +21,12 @@ from reconciler.quantities import format_time
 from reconciler.rendering import job_path
 from reconciler.syncwindows import barred_until, open_since
 
+# How long Argo CD may take to apply what the branch holds: it reads a repo
+# every three minutes unless a webhook tells it sooner. The metrics count a
+# Job missing past it, and a file removed this long before a sync window ends
+# is gone before Argo CD may sync again.
+ARGO_CD_SLACK = timedelta(minutes=10)
+
 # The records whose Job Argo CD should have applied by now: suspended until
 # its start, or resumed. One that ran is seen by its own phase.
 EXPECTED = (Phase.PLANNED, Phase.DISPATCHED)

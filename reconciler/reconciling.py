@@ -773,8 +773,10 @@ def _decision(
         metrics.SPOKE_SYNC_BARRED.labels(spoke=name).set(1 if shut else 0)
     metrics.keep_only(metrics.SPOKE_SYNC_BARRED, "spoke", set(spokes))
     metrics.record_not_on_spoke(
-        arrivals.overdue(spokes, now=now, after=ARGO_CD_SLACK),
-        unresumed=arrivals.overdue(spokes, now=now, after=ARGO_CD_SLACK, field="unresumed"),
+        arrivals.overdue(spokes, now=now, after=arrivals.ARGO_CD_SLACK),
+        unresumed=arrivals.overdue(
+            spokes, now=now, after=arrivals.ARGO_CD_SLACK, field="unresumed"
+        ),
     )
     forecasts = gridcarbon.fetch_forecasts(fleet, now=now, sources=sources)
     measured = gridcarbon.fetch_measured(fleet, now=now, sources=sources)
@@ -809,11 +811,6 @@ def _decision(
         ]
     )
     return decision, previous
-
-
-# How long a Job may be missing from its spoke before the metric counts it:
-# Argo CD polls a repo every three minutes unless a webhook tells it sooner.
-ARGO_CD_SLACK = timedelta(minutes=10)
 
 
 def observed(

@@ -11,15 +11,12 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from reconciler import syncwindows
+from reconciler import arrivals, syncwindows
 from reconciler.decisions import Requeue, SpokeState, spoke_state
 from reconciler.fleet import JobRequest
 from reconciler.ledger import FIXED, Entry, Phase
 from reconciler.quantities import format_duration, format_time, times
 
-# Argo CD reads a repo every three minutes: a Job's file gone this long
-# before a sync window ends is gone before Argo CD may sync it again.
-SYNC_SLACK = timedelta(minutes=10)
 # How far ahead a sync window that bars a spoke now is followed to its end.
 BARRED_AHEAD = timedelta(days=35)
 
@@ -178,8 +175,8 @@ def _held_past_deadline(
     """Why a dispatched job whose Job Argo CD has not brought to its spoke,
     while the spoke's sync windows bar syncing now, is planned again: held
     until they end, it would end after its deadline. Not where they end
-    within `SYNC_SLACK`, since Argo CD might sync the Job there before it
-    read that it went."""
+    within `arrivals.ARGO_CD_SLACK`, since Argo CD might sync the Job there
+    before it read that it went."""
     state = spoke_state(prev, spokes)
     if prev.phase != Phase.DISPATCHED or state is None or prev.job_key not in state.held_back:
         return None
@@ -188,7 +185,7 @@ def _held_past_deadline(
         return None
     # Held back, it is barred now: the first time barred runs on from now.
     shut = syncwindows.barred(state.sync_windows, now, now + BARRED_AHEAD)
-    if not shut or shut[0].end - now < SYNC_SLACK:
+    if not shut or shut[0].end - now < arrivals.ARGO_CD_SLACK:
         return None
     if shut[0].end + (end - start) <= deadline:
         return None
