@@ -1052,6 +1052,16 @@ def test_a_garbled_project_list_is_no_answer(tmp_path) -> None:
     assert states["paris"].jobs == {} and states["paris"].sync_windows == ()
 
 
+def frozen(tmp_path, duration: str) -> tuple[_Fleet, dict, dict]:
+    """A fleet whose started job's spoke a deny window bars from 02:00 for
+    `duration`, the window, and that spoke's Application: Argo CD has not
+    applied the Job (Missing)."""
+    fleet = _Fleet(tmp_path)
+    spoke = fleet.started["spoke"]
+    deny = {"kind": "deny", "schedule": "0 2 * * *", "duration": duration, "clusters": [spoke]}
+    return fleet, deny, application(spoke, [fleet.job("Missing") | {"status": "OutOfSync"}])
+
+
 def barred_now(spoke: str) -> float | None:
     return REGISTRY.get_sample_value("caspian_spoke_sync_barred", {"spoke": spoke})
 
@@ -1061,11 +1071,8 @@ def test_nothing_starts_where_a_sync_window_bars_argo_cd_and_nothing_is_requeued
 ) -> None:
     # Sunday 2026-11-22: a deny window on the started job's spoke from 02:00
     # to 05:00. Argo CD has not applied its Job (Missing): it cannot sync.
-    fleet = _Fleet(tmp_path)
+    fleet, deny, app = frozen(tmp_path, "3h")
     spoke, started = fleet.started["spoke"], fleet.started["id"]
-    deny = {"kind": "deny", "schedule": "0 2 * * *", "duration": "3h", "clusters": [spoke]}
-    missing = fleet.job("Missing") | {"status": "OutOfSync"}
-    app = application(spoke, [missing])
     in_window = partial(fleet.reconcile_seeing, app, "2026-11-22T02:20:00Z", windows=(deny,))
     head = gitutil.head(fleet.remote)
     in_window()
@@ -1115,10 +1122,8 @@ def test_a_dispatched_job_a_long_window_would_make_late_goes_where_it_can_start(
     tmp_path,
 ) -> None:
     # A change freeze on its spoke from 02:00 to 22:00, before Argo CD applied its Job.
-    fleet = _Fleet(tmp_path)
+    fleet, deny, app = frozen(tmp_path, "20h")
     spoke, started = fleet.started["spoke"], fleet.started["id"]
-    deny = {"kind": "deny", "schedule": "0 2 * * *", "duration": "20h", "clusters": [spoke]}
-    app = application(spoke, [fleet.job("Missing") | {"status": "OutOfSync"}])
     fleet.reconcile_seeing(app, "2026-11-22T02:20:00Z", windows=(deny,))
     entry = fleet.entry()
     assert entry["spoke"] != spoke and entry["phase"] == "Dispatched"
