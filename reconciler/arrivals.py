@@ -145,7 +145,9 @@ def unsynced(
     takes no new work: nothing syncs its directory there, so no new Job would
     reach it either, as with a spoke the hub's Argo CD cannot sync. A Job
     missing beside others that arrived is its own trouble (a namespace the
-    spoke lacks, a webhook that refuses it), which its requeue answers."""
+    spoke lacks, a webhook that refuses it), which its requeue answers; so is
+    one Argo CD says it tried to apply there (`unapplied`): it syncs the
+    directory, the spoke's API refused the Job."""
     if after is None:
         return dict(spokes)
     expected: dict[str, set[str]] = {}
@@ -156,6 +158,8 @@ def unsynced(
         keys = expected.get(name, set())
         # `noted` marks Jobs missing only on a spoke that is up and lists them all.
         if not state.unarrived or state.listed is None or keys & state.listed:
+            continue
+        if state.unapplied:
             continue
         first = min(state.unarrived.values())
         if first + after > now:

@@ -320,6 +320,16 @@ class TestASpokeThatHasNoneOfItsJobs:
             arrivals.unsynced(spokes, entries_, now=NOW + timedelta(days=1), after=None) == spokes
         )
 
+    def test_a_job_argo_cd_tried_to_apply_there_is_that_jobs_trouble(self) -> None:
+        # Its one Job refused by the spoke's API (a namespace the AppProject
+        # does not admit, a webhook): Argo CD syncs the directory.
+        decision, started, _, spokes = self._spokes(one_there=False, since=NOW)
+        refused = spokes[started.spoke].model_copy(update={"unapplied": {started.job_key: NOW}})
+        spokes = {**spokes, started.spoke: refused}
+        later = NOW + timedelta(hours=1)
+        cut = arrivals.unsynced(spokes, decision.ledger.entries, now=later, after=self.AFTER)
+        assert cut == spokes and cut[started.spoke].up
+
     def test_one_job_there_is_enough_to_stay_up(self) -> None:
         decision, started, there, spokes = self._spokes(one_there=True, since=NOW)
         assert len(there) > 1
