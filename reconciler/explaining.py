@@ -99,6 +99,7 @@ def explain(
     request = decision.jobs.get(entry.id)
     notes = [
         *_uncommitted(entry, committed, review),
+        *_requeued(decision, entry),
         *_carbon(decision, entry, request),
         *_reason(decision, entry),
         *_waits(decision, entry),
@@ -166,6 +167,12 @@ def _uncommitted(entry: Entry, committed: Entry | None, review: UnderReview | No
         f"not committed yet: the ledger holds it {committed.phase.value} on "
         f"{committed.spoke}{start}; {next_one}"
     ]
+
+
+def _requeued(decision: Decision, entry: Entry) -> list[str]:
+    """Why this decision takes it off the spoke it was dispatched to."""
+    requeue = decision.requeued.get(entry.id)
+    return [f"requeued off {requeue.spoke}: {requeue.reason}"] if requeue is not None else []
 
 
 def _carbon(decision: Decision, entry: Entry, request: JobRequest | None) -> list[str]:

@@ -1124,6 +1124,11 @@ def test_a_dispatched_job_a_long_window_would_make_late_goes_where_it_can_start(
     # A change freeze on its spoke from 02:00 to 22:00, before Argo CD applied its Job.
     fleet, deny, app = frozen(tmp_path, "20h")
     spoke, started = fleet.started["spoke"], fleet.started["id"]
+    told = fleet.reconcile_seeing(app, "2026-11-22T02:20:00Z", windows=(deny,), command="explain")
+    assert (
+        f"\n  requeued off {spoke}: Argo CD may not sync {spoke} until 2026-11-22T22:00:00Z "
+        in (told)
+    )
     fleet.reconcile_seeing(app, "2026-11-22T02:20:00Z", windows=(deny,))
     entry = fleet.entry()
     assert entry["spoke"] != spoke and entry["phase"] == "Dispatched"
