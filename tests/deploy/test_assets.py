@@ -21,7 +21,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from reconciler import companions
+from reconciler import applications, companions
 from reconciler.cli import main
 from reconciler.crd import closed
 
@@ -100,6 +100,9 @@ def test_the_applicationset_makes_one_application_per_spoke_directory() -> None:
     assert spec["source"]["path"] == "{{.path.path}}"
     assert spec["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True, "allowEmpty": True}
     assert "CreateNamespace=true" in spec["syncPolicy"]["syncOptions"]
+    # What --observer argocd asks of an Application it places Jobs through.
+    made = {"spec": spec}
+    assert applications.blocked(made) is None and not applications.unpruned(made)
 
 
 def test_the_project_admits_what_caspian_renders_and_nothing_more() -> None:
