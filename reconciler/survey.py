@@ -268,6 +268,7 @@ def _not_running(state: SpokeState) -> tuple[tuple[dict[str, datetime], str], ..
         (state.unarrived, NOT_THERE),
         (state.unapplied, "not applied by Argo CD"),
         (state.unresumed, "not resumed by Argo CD"),
+        (state.held_back, "held back by sync windows"),
         (state.unscheduled, "finding no node"),
         (state.podless, "making no pod"),
         (state.not_starting, "not starting"),

@@ -1108,6 +1108,9 @@ def test_nothing_starts_where_a_sync_window_bars_argo_cd_and_nothing_is_requeued
         "caspian-jobs's deny window '0 2 * * *' for 3h (UTC)): nothing is planned to start "
         "there then\n"
     ) in told
+    key = f"{started.split('/')[0]}/{fleet.started['jobName']}"
+    assert "| 1 held back by sync windows |" in told
+    assert f"\n{spoke}: Job {key} held back by sync windows since 2026-11-22T02:00:00Z\n" in told
     # Once it can sync, the Job has requeueUnscheduled (15m) to appear.
     fleet.reconcile_seeing(app, "2026-11-22T05:10:00Z", windows=(deny,))
     assert gitutil.ledger(fleet.remote)[started]["phase"] == "Dispatched"
