@@ -242,15 +242,7 @@ class FleetRepo:
         """Keep `digest` (the problem a decision answered) for the next
         reconcile of this branch, in this process or a later one. Says why
         where it cannot: the next reconcile then solves again."""
-        memo = self._memo
-        partial = memo.with_name(memo.name + ".partial")
-        try:
-            memo.parent.mkdir(parents=True, exist_ok=True)
-            partial.write_text(digest + "\n", encoding="ascii")
-            partial.replace(memo)  # whole or not at all, for a reconcile running beside
-        except OSError as error:
-            return f"cannot write {memo}: {error.strerror or error}"
-        return None
+        return _write_whole(self._memo, digest + "\n")
 
     def fetch(self) -> Snapshot:
         """Fetch the remote and read the fleet files at the tip of its branch."""
@@ -443,14 +435,7 @@ class FleetRepo:
         if seen and seen[-1][0] == commit:
             return None
         kept = [*seen[-(SEEN_TIPS - 1) :], (commit, at.astimezone(UTC))]
-        partial = self._tips.with_name(self._tips.name + ".partial")
-        try:
-            partial.parent.mkdir(parents=True, exist_ok=True)
-            partial.write_text("".join(f"{c} {t.isoformat()}\n" for c, t in kept), "ascii")
-            partial.replace(self._tips)  # whole or not at all, for a reconcile running beside
-        except OSError as error:
-            return f"cannot write {self._tips}: {error.strerror or error}"
-        return None
+        return _write_whole(self._tips, "".join(f"{c} {t.isoformat()}\n" for c, t in kept))
 
     def _seen(self) -> list[tuple[str, datetime]]:
         """The tips `saw` noted, oldest first; a line that does not read is passed over."""
@@ -793,6 +778,23 @@ def _subtree(tree: pygit2.Tree, folder: str) -> pygit2.Tree | None:
     except KeyError:
         return None
     return found if isinstance(found, pygit2.Tree) else None
+
+
+def _write_whole(path: Path, text: str) -> str | None:
+    """Write `text` (ASCII) to `path` whole or not at all: through a file of
+    this process's own, so that a reconcile running beside (a `caspian plan`
+    beside `caspian watch`) neither reads a part nor writes into it. Says why
+    where it cannot."""
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(text, encoding="ascii")
+        partial.replace(path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        return f"cannot write {path}: {error.strerror or error}"
+    return None
 
 
 def _committed(commit: pygit2.Commit) -> datetime:

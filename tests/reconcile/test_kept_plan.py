@@ -434,3 +434,5 @@ def test_a_memory_that_cannot_be_kept_costs_a_solve_and_nothing_else(
     assert first.commit is not None and gitutil.head(remote) == first.commit
     assert "the next reconcile solves again" in caplog.text
     assert str(mirror / "caspian") in caplog.text
+    # Nor can it note the tips it sees: it says so, and goes on.
+    assert "a commit merged by fast-forward counts from when it was made" in caplog.text

@@ -247,6 +247,8 @@ class TestSinceWhenTheBranchHoldsAFile:
         fleet._tips.mkdir()
         why = fleet.saw(str(commits[0]), at=t[5])
         assert why is not None and why.startswith(f"cannot write {fleet._tips}")
+        # What it began to write is gone, and nothing else was left beside.
+        assert sorted(p.name for p in fleet._tips.parent.iterdir()) == [fleet._tips.name]
 
     def test_a_fleet_in_a_directory_of_its_repo(self, tmp_path) -> None:
         repo = pygit2.init_repository(str(tmp_path / "fleet.git"), bare=True, initial_head="main")
