@@ -50,12 +50,16 @@ def blocked(application: Any) -> tuple[str, datetime | None] | None:
             return f"Argo CD cannot sync its Application: {why}", _time(
                 condition.get("lastTransitionTime")
             )
-    automated = _map(_map(application).get("spec")).get("syncPolicy")
-    automated = _map(automated).get("automated")
+    automated = _automated(application)
     # Present, even empty, turns it on; `enabled: false` keeps it off.
     if not isinstance(automated, dict) or automated.get("enabled") is False:
         return NOT_AUTOMATED, None
     return None
+
+
+def _automated(application: Any) -> Any:
+    """Its spec.syncPolicy.automated, as the API hands it back (None where unset)."""
+    return _map(_map(_map(application).get("spec")).get("syncPolicy")).get("automated")
 
 
 # A spoke's reason is cut at 160 characters: the fix comes first.
@@ -68,8 +72,7 @@ NOT_AUTOMATED = (
 def unpruned(application: Any) -> bool:
     """Whether Argo CD, syncing an Application by itself, leaves on its spoke
     what left its directory (`prune` is not true)."""
-    policy = _map(_map(_map(application).get("spec")).get("syncPolicy"))
-    return _map(policy.get("automated")).get("prune") is not True
+    return _map(_automated(application)).get("prune") is not True
 
 
 class Seen(NamedTuple):
