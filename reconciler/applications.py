@@ -18,10 +18,12 @@ from reconciler.kubeobjects import one_line
 
 SPOKE_LABEL = "caspian.dev/spoke"
 JOB_HEALTH_CHECK = "resource.customizations.health.batch_Job"
-# The first line of argocd/job-health.yaml's check since its Progressing
-# message says whether the Job has begun; an older check says "running" from
-# the moment the Job is resumed.
-JOB_HEALTH_VERSION = "-- caspian job health 2"
+# The first line of argocd/job-health.yaml's check. Since version 2 its
+# Progressing message says whether the Job has begun (version 1 says "running"
+# from the moment the Job is resumed); since version 3 it says when the Job
+# began and when it ended.
+JOB_HEALTH_VERSION = "-- caspian job health 3"
+CHECK_VERSION = re.compile(r"^-- caspian job health (\d+)$", re.MULTILINE)
 # Argo CD's health of a Job, as Caspian's lifecycle reads it. Suspended (not yet
 # dispatched) and Missing (not yet synced) say nothing of how it ran.
 HEALTH_PHASES = {"Progressing": "Running", "Healthy": "Succeeded", "Degraded": "Failed"}
@@ -30,6 +32,11 @@ HEALTH_PHASES = {"Progressing": "Running", "Healthy": "Succeeded", "Degraded": "
 NOT_BEGUN = re.compile(r"starting$|no pod ready since |no pod since ")
 PODLESS_SINCE = re.compile(r"no pod since (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)")
 UNREADY_SINCE = re.compile(r"no pod ready since (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)")
+RUNNING_SINCE = re.compile(r"running since (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)$")
+# How a Healthy or Degraded message ends: when the Job began (was resumed),
+# and when it completed or failed, each where its status says.
+_MOMENT = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+RAN = re.compile(rf" ?\((?:began (?P<began>{_MOMENT}))?(?:, )?(?:ended (?P<ended>{_MOMENT}))?\)$")
 # The conditions of an Application that stop Argo CD from syncing it at all.
 # (A SyncError is one sync that failed: its Jobs are read one by one.)
 BLOCKING = ("ComparisonError", "InvalidSpecError")
@@ -83,6 +90,9 @@ class Seen(NamedTuple):
     unready: dict[str, datetime]  # since when each has had pods, none ready
     unapplied: dict[str, datetime]  # since when Argo CD has failed to apply each
     said: dict[str, str]  # why it failed, in the words of the spoke's API
+    # When each that has begun began, and each that ended ended, by the check.
+    started: dict[str, datetime]
+    ended: dict[str, datetime]
     # Each Job it lists that is on its spoke: all but those Missing there. None
     # where it keeps no health, which alone tells one Missing.
     listed: frozenset[str] | None = None
@@ -98,7 +108,7 @@ def application_jobs(
     anything). `companions` gives the job that wraps each ConfigMap and
     Service, by `Kind namespace/name` (companions.owners): one Argo CD failed
     to apply holds back its Job."""
-    nothing = Seen({}, {}, {}, {}, {})
+    nothing = Seen({}, {}, {}, {}, {}, {}, {})
     if not isinstance(application, dict):
         return None, nothing, True
     metadata, status = _map(application.get("metadata")), _map(application.get("status"))
@@ -107,12 +117,33 @@ def application_jobs(
         return None, nothing, True
     unapplied, said = _sync_failures(status, companions or {})
     if status.get("resourceHealthSource") == "appTree":
-        return spoke, Seen({}, {}, {}, unapplied, said), False
+        return spoke, Seen({}, {}, {}, unapplied, said, {}, {}), False
     resources = status.get("resources")
-    jobs, podless, unready, failed = _job_health(resources, checked=checked)
+    health = _job_health(resources, checked=checked)
     listed = _live_jobs(resources)
     held = _suspended(resources) if checked else frozenset()
-    return spoke, Seen(jobs, podless, unready, unapplied, failed | said, listed, held), True
+    return (
+        spoke,
+        Seen(
+            jobs=health.jobs,
+            podless=health.podless,
+            unready=health.unready,
+            unapplied=unapplied,
+            said=health.failed | said,
+            listed=listed,
+            suspended=held,
+            started=health.started,
+            ended=health.ended,
+        ),
+        True,
+    )
+
+
+def check_version(check: str) -> int:
+    """The version of argocd/job-health.yaml's check that argocd-cm holds:
+    its marker line's, 1 for the first, which had none."""
+    marked = CHECK_VERSION.search(check)
+    return int(marked.group(1)) if marked else 1
 
 
 def _live_jobs(resources: Any) -> frozenset[str] | None:
@@ -143,19 +174,24 @@ def _suspended(resources: Any) -> frozenset[str]:
     )
 
 
-def _job_health(
-    resources: Any, *, checked: bool
-) -> tuple[dict[str, str], dict[str, datetime], dict[str, datetime], dict[str, str]]:
-    """The phases of the Jobs an Application lists, by their health; since
-    when each that has made no pod has not, and each whose pods wait has had
-    none ready; and why each failed Job failed, as its health's message. A Job
-    that has not begun (by the check's message) is not running yet; one that
-    has made no pod since it was resumed is `podless`, and one whose pods wait
-    `unready`, as the kube observer would find them."""
-    jobs: dict[str, str] = {}
-    podless: dict[str, datetime] = {}
-    unready: dict[str, datetime] = {}
-    failed: dict[str, str] = {}
+class _Health(NamedTuple):
+    """What the health of the Jobs an Application lists says, by namespace/name."""
+
+    jobs: dict[str, str]  # their phases
+    podless: dict[str, datetime]  # since when each that has made no pod has not
+    unready: dict[str, datetime]  # since when each whose pods wait has had none ready
+    failed: dict[str, str]  # why each failed Job failed
+    started: dict[str, datetime]  # when each that has begun began
+    ended: dict[str, datetime]  # when each that ended ended
+
+
+def _job_health(resources: Any, *, checked: bool) -> _Health:
+    """The phases of the Jobs an Application lists, by their health, and what
+    their messages say. A Job that has not begun (by the check's message) is
+    not running yet; one that has made no pod since it was resumed is
+    `podless`, and one whose pods wait `unready`, as the kube observer would
+    find them. Why a Job failed is its message, less when it ended."""
+    found = _Health({}, {}, {}, {}, {}, {})
     for resource in resources if isinstance(resources, list) else []:
         key = _job_key(resource)
         if key is None:
@@ -166,14 +202,24 @@ def _job_health(
         message = message if isinstance(message, str) else ""
         if phase == "Running" and checked and NOT_BEGUN.match(message):
             if (since := _since(PODLESS_SINCE, message)) is not None:
-                podless[key] = since
+                found.podless[key] = since
             elif (since := _since(UNREADY_SINCE, message)) is not None:
-                unready[key] = since
+                found.unready[key] = since
         elif phase and (checked or phase == "Failed"):
-            jobs[key] = phase
+            found.jobs[key] = phase
+            if checked and (since := _since(RUNNING_SINCE, message)) is not None:
+                found.started[key] = since
+            ran = RAN.search(message) if checked else None
+            if ran is not None and (ran["began"] or ran["ended"]):
+                for moments, said in ((found.started, ran["began"]), (found.ended, ran["ended"])):
+                    if (moment := _time(said)) is not None:
+                        moments[key] = moment
+                message = message[: ran.start()]
             if phase == "Failed" and message.strip():
-                failed[key] = one_line(message)
-    return jobs, dict(sorted(podless.items())), dict(sorted(unready.items())), failed
+                found.failed[key] = one_line(message)
+    return found._replace(
+        podless=dict(sorted(found.podless.items())), unready=dict(sorted(found.unready.items()))
+    )
 
 
 def _sync_failures(

@@ -696,11 +696,18 @@ class ArgoCDObserver:
                 "failures are read; apply argocd/job-health.yaml",
                 applications.JOB_HEALTH_CHECK,
             )
-        elif applications.JOB_HEALTH_VERSION not in check:
+        elif (version := applications.check_version(check)) < 2:
             log.warning(
                 "argocd-cm's %s is older than this Caspian's: a Job reads running from when it "
                 "is resumed, and one whose pods are refused is not requeued; re-apply "
                 "argocd/job-health.yaml",
+                applications.JOB_HEALTH_CHECK,
+            )
+        elif version < 3:
+            log.warning(
+                "argocd-cm's %s is older than this Caspian's: when a Job began and ended is "
+                "not read, so a run counts from its planned start to the reconcile that saw it "
+                "end; re-apply argocd/job-health.yaml",
                 applications.JOB_HEALTH_CHECK,
             )
         trusted = checked

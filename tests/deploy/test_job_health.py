@@ -12,7 +12,13 @@ import lupa.lua51 as lua51
 import pytest
 import yaml
 
-from reconciler.applications import JOB_HEALTH_VERSION, NOT_BEGUN, PODLESS_SINCE
+from reconciler.applications import (
+    JOB_HEALTH_VERSION,
+    NOT_BEGUN,
+    PODLESS_SINCE,
+    RAN,
+    RUNNING_SINCE,
+)
 from reconciler.rendering import HELD
 
 PATCH = Path(__file__).resolve().parents[2] / "argocd" / "job-health.yaml"
@@ -76,9 +82,9 @@ def test_a_dispatched_job_runs_as_progressing_not_healthy() -> None:
         active=1,
         ready=1,
     )
-    assert health(resumed) == ("Progressing", "running")
+    assert health(resumed) == ("Progressing", f"running since {RESUMED}")
     never_suspended = job(suspend=None, conditions=[], startTime=RESUMED, active=1, ready=1)
-    assert health(never_suspended) == ("Progressing", "running")
+    assert health(never_suspended) == ("Progressing", f"running since {RESUMED}")
     # Kubernetes 1.31+: criteria met or failure decided, pods still terminating.
     for interim in ("SuccessCriteriaMet", "FailureTarget"):
         assert health(job(suspend=False, conditions=[condition(interim)]))[0] == "Progressing"
@@ -101,11 +107,13 @@ def test_a_resumed_job_says_whether_it_has_begun() -> None:
     # Its pods wait for a node, an image, a volume.
     assert progressing(startTime=RESUMED, active=2, ready=0) == f"no pod ready since {RESUMED}"
     # It has begun: a pod is ready, or one has ended (its next one may still wait).
-    assert progressing(startTime=RESUMED, active=1, ready=1) == "running"
-    assert progressing(startTime=RESUMED, active=1, ready=0, succeeded=1) == "running"
-    assert progressing(startTime=RESUMED, active=1, ready=0, failed=1) == "running"
+    running = f"running since {RESUMED}"
+    assert progressing(startTime=RESUMED, active=1, ready=1) == running
+    assert progressing(startTime=RESUMED, active=1, ready=0, succeeded=1) == running
+    assert progressing(startTime=RESUMED, active=1, ready=0, failed=1) == running
     # A Job controller that does not count ready pods: it cannot tell.
-    assert progressing(startTime=RESUMED, active=1) == "running"
+    assert progressing(startTime=RESUMED, active=1) == running
+    assert RUNNING_SINCE.match(running) and not NOT_BEGUN.match(running)
 
 
 def test_the_check_is_marked_with_the_version_the_observer_reads() -> None:
@@ -122,15 +130,30 @@ def test_the_check_is_marked_with_the_version_the_observer_reads() -> None:
         assert NOT_BEGUN.match(message)
 
 
-def test_a_finished_job_is_healthy_or_degraded() -> None:
+def test_a_finished_job_is_healthy_or_degraded_and_says_when_it_ran() -> None:
     resumed = condition("Suspended", "False")
     done = job(suspend=False, conditions=[resumed, condition("Complete")])
-    assert health(done)[0] == "Healthy"
-    failed = job(
+    assert health(done) == ("Healthy", "complete")
+    ended = "2026-12-02T05:00:00Z"
+    done = job(
         suspend=False,
-        conditions=[resumed, condition("Failed", message="Job has reached the backoff limit")],
+        conditions=[resumed, condition("Complete")],
+        startTime=RESUMED,
+        completionTime=ended,
     )
-    assert health(failed) == ("Degraded", "Job has reached the backoff limit")
+    assert health(done) == ("Healthy", f"complete (began {RESUMED}, ended {ended})")
+    ran = RAN.search(health(done)[1])
+    assert (ran["began"], ran["ended"]) == (RESUMED, ended)
+    why = "Job has reached the backoff limit"
+    failed = job(suspend=False, conditions=[resumed, condition("Failed", message=why)])
+    assert health(failed) == ("Degraded", why)
+    # A Failed condition says when it became true.
+    failed["status"]["conditions"][1]["lastTransitionTime"] = ended
+    assert health(failed) == ("Degraded", f"{why} (ended {ended})")
+    # A Complete condition without a completionTime: when it became true.
+    done = job(suspend=False, conditions=[resumed, condition("Complete")])
+    done["status"]["conditions"][1]["lastTransitionTime"] = ended
+    assert health(done) == ("Healthy", f"complete (ended {ended})")
 
 
 def test_the_patch_touches_only_the_job_check() -> None:

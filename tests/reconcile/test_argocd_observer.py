@@ -179,6 +179,16 @@ def test_an_older_check_is_read_as_before_and_a_warning_says_to_reapply_it(
         api.route(SETTINGS, settings(older))
         states = observe(tmp_path, api.url)
     assert states["paris"].jobs["batch/train-5e6f7a8b"] == "Running"
+    assert "a Job reads running from when it is resumed" in caplog.text
+    assert "re-apply argocd/job-health.yaml" in caplog.text
+    caplog.clear()
+    # Version 2 says whether a Job has begun, not when.
+    second = {"resource.customizations.health.batch_Job": CHECK.replace("health 3", "health 2")}
+    with serve() as api:
+        api.route(APPS, applications(application("paris", PARIS)))
+        api.route(SETTINGS, settings(second))
+        observe(tmp_path, api.url)
+    assert "when a Job began and ended is not read" in caplog.text
     assert "re-apply argocd/job-health.yaml" in caplog.text
     caplog.clear()
     with serve() as api:
@@ -186,6 +196,42 @@ def test_an_older_check_is_read_as_before_and_a_warning_says_to_reapply_it(
         api.route(SETTINGS, settings(CHECKED))
         observe(tmp_path, api.url)
     assert "argocd/job-health.yaml" not in caplog.text
+
+
+def test_when_a_job_began_and_ended_is_read_from_the_checks_messages(tmp_path) -> None:
+    began, ended = "2026-12-02T03:00:04Z", "2026-12-02T05:30:00Z"
+    why = "Job has reached the specified backoff limit"
+    resources = [
+        job("train-5e6f7a8b", "Progressing", message=f"running since {began}"),
+        job("etl-9a8b7c6d", "Healthy", message=f"complete (began {began}, ended {ended})"),
+        job("broken-0c1d2e3f", "Degraded", message=f"{why} (began {began}, ended {ended})"),
+        job("quiet-1a2b3c4d", "Degraded", message=f"(ended {ended})"),
+        job("old-55667788", "Progressing", message="running"),  # a version 2 check's
+        job("odd-11223344", "Healthy", message="complete (ended 2026-13-45T99:00:00Z)"),
+        job("said-99887766", "Degraded", message="a (reason) of its own ()"),
+    ]
+    with serve() as api:
+        api.route(APPS, applications(application("paris", resources)))
+        api.route(SETTINGS, settings(CHECKED))
+        paris = observe(tmp_path, api.url)["paris"]
+    at = {name: datetime.fromisoformat(text) for name, text in (("b", began), ("e", ended))}
+    assert paris.started == {
+        "batch/train-5e6f7a8b": at["b"],
+        "batch/etl-9a8b7c6d": at["b"],
+        "batch/broken-0c1d2e3f": at["b"],
+    }
+    assert paris.ended == {
+        "batch/etl-9a8b7c6d": at["e"],
+        "batch/broken-0c1d2e3f": at["e"],
+        "batch/quiet-1a2b3c4d": at["e"],
+    }
+    # Why it failed is its message, less when it ran.
+    assert paris.said == {
+        "batch/broken-0c1d2e3f": why,
+        "batch/said-99887766": "a (reason) of its own ()",
+    }
+    assert paris.jobs["batch/old-55667788"] == "Running"
+    assert paris.jobs["batch/odd-11223344"] == "Succeeded"
 
 
 def test_garbled_health_moves_nothing_and_breaks_nothing(tmp_path) -> None:
@@ -681,6 +727,26 @@ def test_reconcile_with_the_argocd_observer_requeues_a_job_that_makes_no_pod(tmp
     said = "no pod since 2026-11-22T02:00:04Z: see the Job's events"
     message = fleet.requeued_seeing(application(spoke, [fleet.job("Progressing", said)]))
     assert f"its Job created no pod (see its events) on {spoke} from " in message
+
+
+def test_a_run_counts_from_when_argo_cd_says_it_began_to_when_it_ended(tmp_path) -> None:
+    fleet = _Fleet(tmp_path)
+    spoke = fleet.started["spoke"]
+    began, ended = "2026-11-22T02:03:00Z", "2026-11-22T02:40:00Z"
+    running = application(spoke, [fleet.job("Progressing", f"running since {began}")])
+    fleet.reconcile_seeing(running, "2026-11-22T02:10:00Z")
+    assert fleet.entry()["phase"] == "Running"
+    ran = f"complete (began {began}, ended {ended})"
+    fleet.reconcile_seeing(application(spoke, [fleet.job("Healthy", ran)]), "2026-11-22T03:00:00Z")
+    entry = fleet.entry()
+    # Seen at 03:00, it ended at 02:40: not counted to the reconcile that saw it.
+    assert (entry["phase"], entry["finishedAt"]) == ("Succeeded", ended)
+    # A version 2 check says neither: from its planned start to 03:00.
+    other = _Fleet(tmp_path / "older")
+    old = application(spoke, [other.job("Healthy", "complete")])
+    other.reconcile_seeing(old, "2026-11-22T03:00:00Z")
+    assert other.entry()["finishedAt"] == "2026-11-22T03:00:00Z"
+    assert entry["emittedGrams"] < other.entry()["emittedGrams"]
 
 
 def test_a_finished_jobs_job_is_pruned_in_a_commit_past_the_retention(tmp_path) -> None:
