@@ -190,7 +190,7 @@ def _job_health(resources: Any, *, checked: bool) -> _Health:
     their messages say. A Job that has not begun (by the check's message) is
     not running yet; one that has made no pod since it was resumed is
     `podless`, and one whose pods wait `unready`, as the kube observer would
-    find them. Why a Job failed is its message, less when it ended."""
+    find them. Why a Job failed is its message, less when it ran."""
     found = _Health({}, {}, {}, {}, {}, {})
     for resource in resources if isinstance(resources, list) else []:
         key = _job_key(resource)
