@@ -14,6 +14,10 @@ from pydantic import BaseModel, ConfigDict
 
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+# How far ahead a window's next time is looked for, for a maintenance window
+# or a sync window alike: a monthly window shows, and a dense schedule costs
+# little.
+LOOK_AHEAD = timedelta(days=35)
 # Each field: its name, its bounds, and the names that stand for its numbers.
 FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
     ("minute", 0, 59, {}),

@@ -11,14 +11,11 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from reconciler import arrivals, syncwindows
+from reconciler import arrivals, cron, syncwindows
 from reconciler.decisions import Requeue, SpokeState, spoke_state
 from reconciler.fleet import JobRequest
 from reconciler.ledger import FIXED, Entry, Phase
 from reconciler.quantities import format_duration, format_time, times
-
-# How far ahead a sync window that bars a spoke now is followed to its end.
-BARRED_AHEAD = timedelta(days=35)
 
 REQUEUED = (
     "it could not run there when it was last dispatched there; it is planned "
@@ -184,7 +181,7 @@ def _held_past_deadline(
     if start is None or end is None or deadline is None:
         return None
     # Held back, it is barred now: the first time barred runs on from now.
-    shut = syncwindows.barred(state.sync_windows, now, now + BARRED_AHEAD)
+    shut = syncwindows.barred(state.sync_windows, now, now + cron.LOOK_AHEAD)
     if not shut or shut[0].end - now < arrivals.ARGO_CD_SLACK:
         return None
     if shut[0].end + (end - start) <= deadline:
@@ -192,7 +189,7 @@ def _held_past_deadline(
     # Windows followed to the end of the look-ahead may run on past it.
     until = (
         "for five weeks or more"
-        if shut[0].end >= now + BARRED_AHEAD
+        if shut[0].end >= now + cron.LOOK_AHEAD
         else f"until {format_time(shut[0].end)}"
     )
     return (

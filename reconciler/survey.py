@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict
 
 from optimizer.model import RESOURCES
-from reconciler import kubeversions, syncwindows
+from reconciler import cron, kubeversions, syncwindows
 from reconciler.decisions import GRANTED_APART, SpokeState
 from reconciler.fleet import Maintenance, Quota, Spoke
 from reconciler.ledger import Entry, Phase
@@ -165,8 +165,7 @@ def _maintenance(window: Maintenance, *, now: datetime) -> str:
         when = f"from {format_time(once.start)} to {format_time(once.end)}{why}"
     else:
         assert window.schedule is not None and window.duration is not None  # as validated
-        # Within five weeks: a monthly window shows, and a dense schedule costs little.
-        coming = window.within(now, now + timedelta(days=35))
+        coming = window.within(now, now + cron.LOOK_AHEAD)
         next_on = (
             f", next from {format_time(coming[0].start)} to {format_time(coming[0].end)}"
             if coming
@@ -181,8 +180,7 @@ def _maintenance(window: Maintenance, *, now: datetime) -> str:
 
 def _sync_windows(state: SpokeState, *, now: datetime) -> str:
     """When its AppProject's sync windows next keep Argo CD from syncing it."""
-    # Within five weeks, as for maintenance.
-    coming = syncwindows.barred(state.sync_windows, now, now + timedelta(days=35))
+    coming = syncwindows.barred(state.sync_windows, now, now + cron.LOOK_AHEAD)
     if not coming:
         return "its AppProject's sync windows do not bar syncing it in the next five weeks"
     first = coming[0]
