@@ -1641,18 +1641,26 @@ def test_a_job_whose_pods_cannot_run_is_requeued_end_to_end(
         )
 
 
+def fresh_fleet(run, tmp_path):
+    """A bare fleet repo `caspian init` made, for reconciles at `at` minutes."""
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    return remote
+
+
+def at(minutes: int) -> list[str]:
+    """The option that sets the clock `minutes` after 2026-11-22T02:00Z."""
+    begin = datetime(2026, 11, 22, 2, tzinfo=UTC)
+    return ["--now", (begin + timedelta(minutes=minutes)).isoformat()]
+
+
 def test_jobs_argo_cd_never_applies_are_requeued_and_their_spoke_cut_off(run, tmp_path) -> None:
     # No Application syncs rendered/paris/: paris lists none of Caspian's Jobs,
     # while the other spokes' Argo CD applies what the branch holds.
     from tests.fakehttp import Reply
     from tests.reconcile.test_kube_observer import listing
 
-    remote = tmp_path / "fleet.git"
-    run("init", "--bare", remote)
-    begin = datetime(2026, 11, 22, 2, tzinfo=UTC)
-
-    def at(minutes: int) -> list[str]:
-        return ["--now", (begin + timedelta(minutes=minutes)).isoformat()]
+    remote = fresh_fleet(run, tmp_path)
 
     def not_there(spoke: str) -> float | None:
         return REGISTRY.get_sample_value("caspian_jobs_not_on_spoke", {"spoke": spoke})
@@ -1723,12 +1731,7 @@ def test_a_dispatched_job_its_spoke_holds_suspended_is_requeued(run, tmp_path) -
     from tests.fakehttp import Reply
     from tests.reconcile.test_kube_observer import listing
 
-    remote = tmp_path / "fleet.git"
-    run("init", "--bare", remote)
-    begin = datetime(2026, 11, 22, 2, tzinfo=UTC)
-
-    def at(minutes: int) -> list[str]:
-        return ["--now", (begin + timedelta(minutes=minutes)).isoformat()]
+    remote = fresh_fleet(run, tmp_path)
 
     def held_suspended(_seen):
         jobs = []
