@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -282,6 +282,7 @@ def _decide(
         unchecked=fitting.barred(
             reading.jobs, {name: s for name, s in spokes.items() if s.unread}, fitting.unchecked
         ),
+        held_back=_held_back(records, spokes),
         requeued=verdicts.requeues.requeued,
         kept_off=verdicts.requeues.kept_off,
         retried=reading.retried,
@@ -681,6 +682,19 @@ def _plan(
         ):
             return last
     return planner(instance, settings)
+
+
+def _held_back(records: Iterable[Entry], spokes: Mapping[str, SpokeState]) -> tuple[str, ...]:
+    """The dispatched jobs whose Job their spoke's sync windows hold back now."""
+    return tuple(
+        sorted(
+            entry.id
+            for entry in records
+            if entry.phase == Phase.DISPATCHED
+            and (state := spokes.get(entry.spoke or "")) is not None
+            and entry.job_key in state.held_back
+        )
+    )
 
 
 def _offered(

@@ -251,6 +251,9 @@ class Decision(BaseModel):
     # The dispatched jobs planned again because their pods found no node on their
     # spoke, were refused or could not start there.
     requeued: dict[str, Requeue] = {}
+    # The dispatched jobs whose Job their spoke's sync windows keep Argo CD from
+    # applying, or resuming, now (SpokeState.held_back): they wait for the window.
+    held_back: tuple[str, ...] = ()
     # Per job, the spokes kept off it because it could not run there, with why.
     kept_off: dict[str, dict[str, str]] = {}
     # The jobs whose Job failed and that run again, as a new Job placed anew.

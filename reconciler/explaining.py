@@ -346,11 +346,14 @@ def _too_small(decision: Decision, entry: Entry, request: JobRequest) -> dict[st
 
 def _sync_windows(decision: Decision, entry: Entry, request: JobRequest | None) -> list[str]:
     """When Argo CD's sync windows keep a job from starting on its spokes: a
-    dispatched one whose spoke Argo CD may not sync now waits for it; one
-    still to place starts nowhere while they bar its spoke."""
+    dispatched one whose Job Argo CD has not applied, or resumed, waits for its
+    spoke's window to end; one still to place starts nowhere while they bar its
+    spoke. A Job already there runs whatever the windows say."""
     if entry.phase == Phase.DISPATCHED and entry.spoke is not None:
+        if entry.id not in decision.held_back:
+            return []
         return [
-            f"its Job reaches {entry.spoke} once Argo CD may sync it again, at "
+            f"Argo CD applies its Job on {entry.spoke} once it may sync it again, at "
             f"{format_time(window.end)} ({window.reason}); it is not requeued for the wait"
             for window in decision.sync_barred.get(entry.spoke, ())
             if window.start <= decision.now < window.end

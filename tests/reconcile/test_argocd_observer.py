@@ -1158,7 +1158,7 @@ def test_nothing_starts_where_a_sync_window_bars_argo_cd_and_nothing_is_requeued
     assert all(e["plannedStart"] >= "2026-11-22T05:00:00Z" for e in there)
     told = in_window(command="explain")
     assert (
-        f"  its Job reaches {spoke} once Argo CD may sync it again, at 2026-11-22T05:00:00Z "
+        f"  Argo CD applies its Job on {spoke} once it may sync it again, at 2026-11-22T05:00:00Z "
         "(AppProject caspian-jobs's deny window '0 2 * * *' for 3h (UTC)); it is not requeued "
         "for the wait\n"
     ) in told
@@ -1185,6 +1185,25 @@ def test_nothing_starts_where_a_sync_window_bars_argo_cd_and_nothing_is_requeued
     assert gitutil.ledger(fleet.remote)[started]["requeuedFrom"] == [spoke]
     message = gitutil.message(fleet.remote)
     assert f"its Job has not appeared on {spoke} from 2026-11-22T05:00:00Z to " in message
+
+
+def test_a_dispatched_job_already_on_a_spoke_a_window_bars_is_not_said_to_wait_for_it(
+    tmp_path,
+) -> None:
+    # Argo CD applied and resumed its Job before the window: its pods wait
+    # for a node, whatever the window says.
+    fleet, deny, _ = frozen(tmp_path, "3h")
+    spoke = fleet.started["spoke"]
+    there = application(
+        spoke, [fleet.job("Progressing", "no pod ready since 2026-11-22T02:00:04Z")]
+    )
+    seeing = partial(fleet.reconcile_seeing, there, "2026-11-22T02:10:00Z", windows=(deny,))
+    seeing()
+    assert fleet.entry()["phase"] == "Dispatched"
+    told = seeing(command="explain")
+    assert f"on {spoke} from 2026-11-22T02:00:00Z" in told
+    assert "once it may sync it again" not in told
+    assert "held back" not in seeing(command="spokes")
 
 
 def test_a_dispatched_job_a_long_window_would_make_late_goes_where_it_can_start(
