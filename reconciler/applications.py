@@ -76,10 +76,28 @@ NOT_AUTOMATED = (
 )
 
 
-def unpruned(application: Any) -> bool:
-    """Whether Argo CD, syncing an Application by itself, leaves on its spoke
-    what left its directory (`prune` is not true)."""
-    return _map(_automated(application)).get("prune") is not True
+def loose_ends(application: Any, *, spoke: str) -> list[str]:
+    """What Argo CD, syncing an Application by itself, leaves undone on its
+    spoke that Caspian counts on, each with the fix: removing what left its
+    directory (`prune`), and undoing a change made there by hand (`selfHeal`)."""
+    automated = _map(_automated(application))
+    name = _map(_map(application).get("metadata")).get("name")
+    found = []
+    if automated.get("prune") is not True:
+        found.append(
+            f"Application {name} does not prune: a Job whose file leaves rendered/{spoke}/ (a "
+            "requeued job's, a cancelled one's) stays on the spoke, and may run there still; "
+            "set spec.syncPolicy.automated.prune to true, as argocd/applicationset.yaml does"
+        )
+    if automated.get("selfHeal") is not True:
+        # Without it Argo CD syncs only when the branch moves: a Job
+        # suspended or deleted there by hand stays so until Caspian commits.
+        found.append(
+            f"Application {name} does not self-heal: a Job suspended, changed or deleted on "
+            "the spoke by hand stays so until Argo CD next syncs it for a new commit; set "
+            "spec.syncPolicy.automated.selfHeal to true, as argocd/applicationset.yaml does"
+        )
+    return found
 
 
 class Seen(NamedTuple):

@@ -740,15 +740,9 @@ class ArgoCDObserver:
             syncable[spoke] = blocked is None
             if blocked is not None:
                 states[spoke] = _undeliverable(states[spoke], *blocked)
-            elif applications.unpruned(application):
-                log.warning(
-                    "Application %s does not prune: a Job whose file leaves rendered/%s/ (a "
-                    "requeued job's, a cancelled one's) stays on the spoke, and may run there "
-                    "still; set spec.syncPolicy.automated.prune to true, as "
-                    "argocd/applicationset.yaml does",
-                    syncwindows.name_of(application),
-                    spoke,
-                )
+            else:
+                for warning in applications.loose_ends(application, spoke=spoke):
+                    log.warning("%s", warning)
         for problem in sorted(unreadable):
             log.warning("%s", problem)
         if syncable:

@@ -102,7 +102,8 @@ def test_the_applicationset_makes_one_application_per_spoke_directory() -> None:
     assert "CreateNamespace=true" in spec["syncPolicy"]["syncOptions"]
     # What --observer argocd asks of an Application it places Jobs through.
     made = {"spec": spec}
-    assert applications.blocked(made) is None and not applications.unpruned(made)
+    assert applications.blocked(made) is None
+    assert applications.loose_ends(made, spoke="paris") == []
 
 
 def test_the_project_admits_what_caspian_renders_and_nothing_more() -> None:

@@ -13,6 +13,7 @@ import yaml
 from click.testing import CliRunner
 from prometheus_client import REGISTRY
 
+from reconciler.applications import loose_ends
 from reconciler.cli import Target, main
 from reconciler.kube import ArgoCDObserver, KubeObserver
 from reconciler.observing import StatusFilledIn
@@ -444,7 +445,7 @@ def test_a_spoke_whose_application_does_not_sync_by_itself_takes_no_new_work(
     del manual["spec"]["syncPolicy"]
     off = application("frankfurt", PARIS)
     off["spec"]["syncPolicy"]["automated"]["enabled"] = False
-    # Present, even empty, turns it on; without prune, a warning.
+    # Present, even empty, turns it on; without prune or self-heal, a warning each.
     bare = application("california", PARIS)
     bare["spec"]["syncPolicy"] = {"automated": {}}
     with serve() as api:
@@ -467,6 +468,19 @@ def test_a_spoke_whose_application_does_not_sync_by_itself_takes_no_new_work(
         "rendered/california/ (a requeued job's, a cancelled one's) stays on the spoke, and may "
         "run there still; set spec.syncPolicy.automated.prune to true, as "
         "argocd/applicationset.yaml does"
+    ]
+    healing = [r.getMessage() for r in caplog.records if "self-heal" in r.getMessage()]
+    assert healing == [
+        f"Application caspian-{spoke} does not self-heal: a Job suspended, changed or deleted "
+        "on the spoke by hand stays so until Argo CD next syncs it for a new commit; set "
+        "spec.syncPolicy.automated.selfHeal to true, as argocd/applicationset.yaml does"
+        for spoke in ("california",)
+    ]
+    # Each is asked of its own.
+    healing = application("paris", PARIS)
+    healing["spec"]["syncPolicy"]["automated"]["selfHeal"] = False
+    assert [w.split(":")[0] for w in loose_ends(healing, spoke="paris")] == [
+        "Application caspian-paris does not self-heal"
     ]
 
 
