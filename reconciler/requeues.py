@@ -213,7 +213,8 @@ def _not_resumed(prev: Entry) -> str:
     return (
         f"{prev.spoke} holds Job {prev.job_key} suspended, as the branch held it before its "
         f"start: does the Argo CD Application of rendered/{prev.spoke}/ sync it on its own "
-        "(syncPolicy.automated), or was it suspended there by hand?"
+        "(syncPolicy.automated), or was it suspended there by hand, or by Kueue (which "
+        "holds a Job it manages until it admits it: manageJobsWithoutQueueName)?"
     )
 
 

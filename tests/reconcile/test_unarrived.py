@@ -488,7 +488,9 @@ class TestADispatchedJobItsSpokeHoldsSuspended:
         hint = (
             f"({started.spoke} holds Job {started.job_key} suspended, as the branch held it "
             f"before its start: does the Argo CD Application of rendered/{started.spoke}/ "
-            "sync it on its own (syncPolicy.automated), or was it suspended there by hand?)"
+            "sync it on its own (syncPolicy.automated), or was it suspended there by hand, or "
+            "by Kueue (which holds a Job it manages until it admits it: "
+            "manageJobsWithoutQueueName)?)"
         )
         assert early.stuck[started.id] == (
             f"its Job has not been resumed on {started.spoke} since 2026-11-22T02:00:00Z "
