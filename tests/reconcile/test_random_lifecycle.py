@@ -1,0 +1,231 @@
+"""Days of reconciles against spokes that do what Argo CD and Kubernetes may
+do, drawn at random: apply a Job late or not at all, resume it late, run it,
+fail it, lose it, suspend it by hand, go down; and people who add, edit,
+hold and cancel jobs meanwhile.
+After each decision, what must hold whatever happened: the same inputs give
+the same decision and files, the plan fits, no job is lost, a finished job
+stays finished, a running one stays where it runs, and `rendered/` holds
+what the ledger says."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import pytest
+import yaml
+
+from reconciler.ledger import Entry, Phase
+from reconciler.owned import OWNED_PREFIXES
+from reconciler.rendering import RENDERED, job_path, render
+from reconciler.templates import template_files
+from tests.conftest import NOW, assert_valid_plan
+from tests.fleet.helpers import appwrapper
+from tests.reconcile.test_lifecycle import entries, step
+
+
+@dataclass
+class _Job:
+    """One Job on a spoke, as its API would report it."""
+
+    suspended: bool
+    began: datetime | None = None
+    ended: datetime | None = None
+    outcome: str | None = None  # Succeeded or Failed, once ended
+
+
+@dataclass
+class _World:
+    """The spokes: the Jobs each holds, by namespace/name, and which are down."""
+
+    rng: random.Random
+    jobs: dict[str, dict[str, _Job]] = field(default_factory=dict)
+    down: set[str] = field(default_factory=set)
+
+    def follow(self, files: dict[str, bytes], *, now: datetime, since: datetime) -> None:
+        """What Argo CD and the spokes did with the branch's `rendered/` from
+        `since` to `now`: each change applied, late or not at all; each Job
+        resumed begins (or not), and each begun ends (or not)."""
+        held: dict[str, dict[str, bool]] = {}
+        for path, job in _rendered_jobs(files).items():
+            key = f"{job['metadata']['namespace']}/{job['metadata']['name']}"
+            held.setdefault(path.split("/")[1], {})[key] = bool(job["spec"].get("suspend"))
+        for spoke in set(self.jobs) | set(held):
+            there = self.jobs.setdefault(spoke, {})
+            if spoke in self.down:
+                continue
+            for key in set(there) - set(held.get(spoke, {})):
+                if self.rng.random() < 0.9:  # pruned
+                    del there[key]
+            for key, suspended in held.get(spoke, {}).items():
+                job = there.get(key)
+                if job is None:
+                    if self.rng.random() < 0.85:  # applied
+                        there[key] = _Job(suspended=suspended)
+                    continue
+                if job.suspended != suspended and self.rng.random() < 0.85:
+                    job.suspended = suspended
+        for there in self.jobs.values():
+            for key, job in list(there.items()):
+                self._run(job, now=now, since=since)
+                # By hand: a Job deleted, or one running suspended.
+                if job.outcome is None and self.rng.random() < 0.02:
+                    del there[key]
+                elif job.began and job.outcome is None and self.rng.random() < 0.02:
+                    job.suspended = True
+        for spoke in set(self.jobs):
+            if spoke in self.down and self.rng.random() < 0.6:
+                self.down.discard(spoke)
+            elif self.rng.random() < 0.05:
+                self.down.add(spoke)
+
+    def _run(self, job: _Job, *, now: datetime, since: datetime) -> None:
+        span = (now - since).total_seconds()
+        if job.suspended or job.outcome is not None:
+            return
+        if job.began is None:
+            if self.rng.random() < 0.8:
+                job.began = since + timedelta(seconds=self.rng.uniform(0, span))
+            return
+        if self.rng.random() < 0.35:
+            job.ended = max(job.began, since) + timedelta(seconds=self.rng.uniform(0, span) / 2)
+            job.ended = min(job.ended, now)
+            job.outcome = "Failed" if self.rng.random() < 0.25 else "Succeeded"
+
+    def states(self) -> dict[str, dict]:
+        """What each spoke reports, as `step` takes it: an observer that lists
+        every Job (the kube observer's view)."""
+        reported = {}
+        for spoke, there in self.jobs.items():
+            if spoke in self.down:
+                reported[spoke] = {"up": False, "reason": "unreachable", "cpu": 0.0}
+                continue
+            reported[spoke] = {
+                "jobs": {key: job.outcome or "Running" for key, job in there.items()},
+                "listed": frozenset(there),
+                "suspended": frozenset(key for key, job in there.items() if job.suspended),
+                "started": {key: job.began for key, job in there.items() if job.began},
+                "ended": {key: job.ended for key, job in there.items() if job.ended},
+            }
+            if self.rng.random() < 0.1:  # nodes gone, or taken by work not Caspian's
+                reported[spoke]["cpu"] = self.rng.choice((4.0, 16.0))
+        return reported
+
+
+def _reconcile(files: dict[str, bytes], *, now: datetime, states: dict) -> tuple:
+    """One decision, and the tree the reconcile commits: what Caspian owns
+    (`rendered/`, `status/`) as rendered now, the rest as it was."""
+    decision, _ = step(files, now=now, states=states)
+    kept = {path: raw for path, raw in files.items() if not path.startswith(OWNED_PREFIXES)}
+    return decision, {**kept, **render(decision, previous=files)}
+
+
+def _rendered_jobs(files: dict[str, bytes]) -> dict[str, dict]:
+    """The Job of each file of `rendered/` that holds one, by path."""
+    found = {}
+    for path, raw in files.items():
+        if path.startswith(RENDERED):
+            first = next(iter(yaml.safe_load_all(raw)))
+            if first.get("kind") == "Job":
+                found[path] = first
+    return found
+
+
+def _people(files: dict[str, bytes], rng: random.Random, *, turn: int) -> dict[str, bytes]:
+    """Someone adds a job, or cancels one, now and then."""
+    files = dict(files)
+    draw = rng.random()
+    if draw < 0.3:
+        hours = rng.choice((2, 6, 20))
+        files[f"jobs/added-{turn}.yaml"] = appwrapper(
+            f"added-{turn}",
+            annotations={
+                "caspian.dev/duration": rng.choice(("30m", "1h", "3h")),
+                "caspian.dev/complete-within": f"{hours}h",
+            },
+        ).encode()
+    elif draw < 0.4:
+        mine = sorted(p for p in files if p.startswith("jobs/"))
+        if mine:
+            del files[rng.choice(mine)]
+    elif draw < 0.55:
+        # An edit: more cpu (a new Job), or its AppWrapper held and let go.
+        mine = sorted(p for p in files if p.startswith("jobs/"))
+        if mine:
+            path = rng.choice(mine)
+            doc = yaml.safe_load(files[path])
+            if rng.random() < 0.5:
+                doc["spec"]["suspend"] = not doc["spec"].get("suspend", False)
+            else:
+                job = doc["spec"]["components"][0]["template"]
+                container = job["spec"]["template"]["spec"]["containers"][0]
+                container.setdefault("resources", {}).setdefault("requests", {})["cpu"] = str(
+                    rng.choice((1, 2, 4))
+                )
+            files[path] = yaml.safe_dump(doc, sort_keys=False).encode()
+    return files
+
+
+def _check(decision, files: dict[str, bytes], before: dict[str, Entry]) -> None:
+    assert_valid_plan(decision.instance, decision.plan)
+    now = entries(decision)
+    # No job in jobs/ goes without a record.
+    assert set(decision.jobs) <= set(now)
+    for job_id, old in before.items():
+        new = now.get(job_id)
+        if new is None:
+            continue
+        # Finished, it runs again only as a new Job (its wrapped Job edited).
+        if old.phase == Phase.SUCCEEDED and new.template_hash == old.template_hash:
+            assert new.phase == Phase.SUCCEEDED, (job_id, old.phase, new.phase)
+        # What a run emitted is not taken back.
+        if new.template_hash == old.template_hash and old.emitted_grams is not None:
+            assert (new.emitted_grams or 0.0) >= old.emitted_grams - 0.05, job_id
+        # Running, it is not planned again: it runs where it runs, or ends, or
+        # runs again as a new Job (a retry, an edit).
+        if old.phase == Phase.RUNNING and new.job_name == old.job_name:
+            assert new.phase not in (Phase.PENDING, Phase.PLANNED, Phase.DISPATCHED), job_id
+            assert new.spoke == old.spoke, job_id
+    # rendered/ holds each planned, dispatched or running job's Job, on its
+    # spoke, suspended only while planned; no Job that no record names.
+    named = {job_path(e) for e in now.values() if e.spoke and e.job_name}
+    rendered = _rendered_jobs(files)
+    for entry in now.values():
+        if entry.phase not in (Phase.PLANNED, Phase.DISPATCHED, Phase.RUNNING):
+            continue
+        job = rendered.get(job_path(entry))
+        assert job is not None, (entry.id, entry.phase, job_path(entry))
+        assert bool(job["spec"].get("suspend")) == (entry.phase == Phase.PLANNED), entry.id
+    assert set(rendered) <= named, set(rendered) - named
+    # A finished one's Job leaves once the policy's retention is up.
+    for entry in now.values():
+        if decision.retired(entry):
+            assert job_path(entry) not in rendered, entry.id
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_whatever_the_spokes_do_each_decision_keeps_what_must_hold(seed: int) -> None:
+    rng = random.Random(seed)
+    world = _World(rng)
+    files = template_files()
+    policy = files["caspian.yaml"]
+    if seed % 2:  # failed Jobs run again, as new Jobs
+        policy = policy.replace(b"retryLimit: 0 ", b"retryLimit: 2 ")
+    else:  # finished Jobs leave rendered/ within the days drawn
+        policy = policy.replace(b"retention: 24h ", b"retention: 3h ")
+    assert policy != files["caspian.yaml"]
+    files["caspian.yaml"] = policy
+    at = NOW
+    decision, files = step(files, now=at)
+    for turn in range(14):
+        before = entries(decision)
+        later = at + timedelta(minutes=rng.choice((5, 15, 40, 90, 180)))
+        world.follow(files, now=later, since=at)
+        files = _people(files, rng, turn=turn)
+        at, states = later, world.states()
+        decision, after = _reconcile(files, now=at, states=states)
+        again, same = _reconcile(files, now=at, states=states)
+        assert again.ledger == decision.ledger and same == after, f"turn {turn}"
+        _check(decision, after, before)
+        files = after
