@@ -133,45 +133,69 @@ def noted(
     }
 
 
+# How long a spoke cut off as one nothing syncs (`unsynced`) takes no new work
+# when none of its Jobs is there to show otherwise: then it takes work again,
+# to see whether Argo CD syncs it now, and is cut off again if not.
+UNSYNCED_HOLD = timedelta(hours=1)
+
+
 def unsynced(
     spokes: Mapping[str, SpokeState],
     entries: Iterable[Entry],
     *,
     now: datetime,
     after: timedelta | None,
+    cut: Mapping[str, datetime] | None = None,
 ) -> dict[str, SpokeState]:
-    """`spokes` where each that has none of the Jobs the branch holds for
-    it, one of them for longer than `after` (the policy's requeueUnscheduled),
-    takes no new work: nothing syncs its directory there, so no new Job would
-    reach it either, as with a spoke the hub's Argo CD cannot sync. A Job
-    missing beside others that arrived is its own trouble (a namespace the
-    spoke lacks, a webhook that refuses it), which its requeue answers; so is
-    one Argo CD says it tried to apply there (`unapplied`): it syncs the
-    directory, the spoke's API refused the Job."""
+    """`spokes` where each that lists none of the Jobs the ledger names, while
+    one the branch holds for it has been missing for longer than `after` (the
+    policy's requeueUnscheduled), takes no new work: nothing syncs its
+    directory there, so no new Job would reach it either, as with a spoke the
+    hub's Argo CD cannot sync. A Job missing beside others that arrived is
+    its own trouble (a namespace the spoke lacks, a webhook that refuses it),
+    which its requeue answers; so is one Argo CD says it tried to apply there
+    (`unapplied`): it syncs the directory, the spoke's API refused the Job.
+
+    A spoke cut off so (`cut`, the last ledger's, since when) stays so once
+    its Jobs have gone elsewhere and none is there to show otherwise: else it
+    would take them back at once, and lose them again a requeueUnscheduled
+    later. It takes work again when one of the Jobs the ledger names is
+    there, or `UNSYNCED_HOLD` after a reconcile first cut it off. Each
+    state cut off says when that was (`unsynced_since`), for the next ledger."""
+    cut = cut or {}
     if after is None:
         return dict(spokes)
-    expected: dict[str, set[str]] = {}
-    for entry in filter(_expected, entries):
-        expected.setdefault(entry.spoke or "", set()).add(entry.job_key)
-    cut = {}
+    # Any Job of a record there shows that Argo CD synced the directory: a
+    # running or finished one too, or one whose job has left it since (held
+    # by its AppWrapper, say), or the next reconcile would find otherwise.
+    known = {entry.job_key for entry in entries if entry.job_name is not None}
+    changed = {}
     for name, state in spokes.items():
-        keys = expected.get(name, set())
-        # `noted` marks Jobs missing only on a spoke that is up and lists them all.
-        if not state.unarrived or state.listed is None or keys & state.listed:
+        if state.listed is None or known & state.listed or state.unapplied:
+            continue  # Argo CD syncs it, as far as the spoke shows
+        if not state.up:
+            if name in cut:  # down for another reason: what was found holds
+                changed[name] = state.model_copy(update={"unsynced_since": cut[name]})
             continue
-        if state.unapplied:
+        first = min(state.unarrived.values()) if state.unarrived else None
+        if first is not None and first + after <= now:
+            # The hold counts from the reconcile that first found it so.
+            at, since = cut.get(name, now), first + after
+        elif name in cut and now < cut[name] + UNSYNCED_HOLD:
+            at = since = cut[name]
+        else:
             continue
-        first = min(state.unarrived.values())
-        if first + after > now:
-            continue
-        held = f"has none of the {len(keys)} Jobs" if len(keys) > 1 else "lacks the one Job"
-        cut[name] = state.down(
-            f"Argo CD has not applied rendered/{name}/ there: it {held} the branch "
-            f"holds for it, the first since {format_time(first)}; does an Application sync "
-            "that directory to it?",
-            since=first + after,
+        # One reason from the first reconcile that cuts it off to the last:
+        # the records of jobs it shuts out quote it, and would change with it.
+        down = state.down(
+            f"Argo CD has not applied rendered/{name}/ there: none of the Jobs the branch "
+            f"held for it was there at {format_time(at)}; does an Application sync that "
+            f"directory to it? It is tried again at {format_time(at + UNSYNCED_HOLD)}, or "
+            "once one of them is there",
+            since=since,
         )
-    return {**spokes, **cut}
+        changed[name] = down.model_copy(update={"unsynced_since": at})
+    return {**spokes, **changed}
 
 
 def overdue(

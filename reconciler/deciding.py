@@ -265,7 +265,15 @@ def _decide(
     return Decision(
         now=now,
         window=horizon,
-        ledger=Ledger(problem=problem, entries=records),
+        ledger=Ledger(
+            problem=problem,
+            unsynced={
+                name: state.unsynced_since
+                for name, state in sorted(spokes.items())
+                if state.unsynced_since is not None
+            },
+            entries=records,
+        ),
         answers=answers,
         jobs=reading.valid,
         held=tuple(sorted(entry.id for entry in reading.held)),

@@ -31,6 +31,10 @@ class SpokeState(BaseModel):
     # Since when it has been down, where its source tells (the time of Argo
     # CD's condition that stops it syncing); None where only "now" is known.
     down_since: datetime | None = None
+    # When a reconcile first cut it off as a spoke nothing syncs
+    # (arrivals.unsynced): the next ledger keeps it, so that it stays so once
+    # its Jobs have left.
+    unsynced_since: datetime | None = None
     # Caspian's Jobs seen there: namespace/name -> Running|Succeeded|Failed
     jobs: dict[str, str] = {}
     # Every Job of Caspian's on the spoke, in any state (namespace/name), where its

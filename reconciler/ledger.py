@@ -195,6 +195,10 @@ class Ledger(BaseModel):
     # The digest of the problem its plan answered (optimizer/keeping.py): the
     # next reconcile that meets the same problem keeps the plan, solving nothing.
     problem: str | None = None
+    # The spokes cut off as ones nothing syncs, each with when a reconcile
+    # first found it so (arrivals.unsynced): they stay so after their Jobs
+    # went elsewhere, until one is there, or for an hour.
+    unsynced: dict[str, datetime] = {}
     # Last: `entry_of` reads one record without parsing the others.
     entries: tuple[Entry, ...] = ()
 

@@ -826,7 +826,8 @@ def observed(
     for a spoke (since when, by `repo`'s history up to the commit `at`) that
     its API does not list, and the dispatched ones it holds suspended still:
     Argo CD has not applied them, or their resume. A spoke that lists none of
-    its Jobs takes no new work (`arrivals.unsynced`)."""
+    its Jobs takes no new work, and one the last ledger says was cut off so
+    stays so a while (`arrivals.unsynced`)."""
     spokes = observer.observe(fleet)
     if repo is None:
         return spokes
@@ -836,12 +837,11 @@ def observed(
         held = repo.held_since(at.commit, list(waiting), as_is=True, now=now)
         spokes = arrivals.noted(spokes, waiting, held_since=held, now=now, field="unresumed")
     missing = arrivals.unlisted(read.entries, spokes)
-    if not missing:
-        return spokes
-    held = repo.held_since(at.commit, list(missing), now=now)
-    spokes = arrivals.noted(spokes, missing, held_since=held, now=now)
+    if missing:
+        held = repo.held_since(at.commit, list(missing), now=now)
+        spokes = arrivals.noted(spokes, missing, held_since=held, now=now)
     after = fleet.policy.spec.requeue_unscheduled
-    return arrivals.unsynced(spokes, read.entries, now=now, after=after)
+    return arrivals.unsynced(spokes, read.entries, now=now, after=after, cut=read.unsynced)
 
 
 def _outcome(snapshot: Snapshot, decision: Decision, *, old: ledger.Ledger) -> Outcome:

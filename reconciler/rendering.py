@@ -281,6 +281,8 @@ def ledger_document(ledger: Ledger) -> dict[str, Any]:
     document = ledger.model_dump(mode="json", by_alias=True, exclude={"entries"})
     if document["problem"] is None:
         del document["problem"]
+    if not document["unsynced"]:
+        del document["unsynced"]
     document["entries"] = [record_document(entry) for entry in ledger.entries]
     return document
 

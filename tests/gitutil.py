@@ -70,9 +70,13 @@ def files(remote: Path, prefix: str = "") -> list[str]:
     return sorted(found)
 
 
+def ledger_document(remote: Path) -> dict:
+    """status/placements.yaml at the tip, as YAML reads it."""
+    return yaml.safe_load(read(remote, "status/placements.yaml"))
+
+
 def ledger(remote: Path) -> dict[str, dict]:
-    doc = yaml.safe_load(read(remote, "status/placements.yaml"))
-    return {entry["id"]: entry for entry in doc["entries"]}
+    return {entry["id"]: entry for entry in ledger_document(remote)["entries"]}
 
 
 def message(remote: Path, commit: str | None = None) -> str:

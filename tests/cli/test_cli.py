@@ -1690,29 +1690,35 @@ def test_jobs_argo_cd_never_applies_are_requeued_and_their_spoke_cut_off(run, tm
 
         assert run("reconcile", "--once", *kube, *at(20)).exit_code == 0
         message = gitutil.message(remote)
-        after = gitutil.ledger(remote)
+        after, files = gitutil.ledger(remote), gitutil.files(remote)
         # What that reconcile saw, before it requeued them.
         assert (not_there("paris"), not_there("frankfurt"), not_there("california")) == (
             len(there),
             0,
             0,
         )
-        # With all it held gone elsewhere, nothing shows it: it takes work again.
+        # With all it held gone elsewhere, the ledger remembers it: it takes
+        # no work back until an hour on, and the next reconcile commits nothing.
+        assert gitutil.ledger_document(remote)["unsynced"] == {"paris": "2026-11-22T02:20:00Z"}
+        head = gitutil.head(remote)
+        assert run("reconcile", "--once", *kube, *at(21)).exit_code == 0
+        assert gitutil.head(remote) == head
         spokes = run("spokes", *kube, *at(21)).output
-        assert "| paris | FR | kube:kind-paris | up | 128 | 768.0Gi | 8 | 2 | - | - | none |" in (
-            spokes
-        )
+        assert "| paris | FR | kube:kind-paris | down |" in spokes
+        assert run("reconcile", "--once", *kube, *at(81)).exit_code == 0
+        assert "unsynced" not in gitutil.ledger_document(remote)
+        assert "| paris | FR | kube:kind-paris | up |" in run("spokes", *kube, *at(81)).output
     assert (
         "Down (no new work; what was dispatched there stays):\n- paris: Argo CD has not "
-        f"applied rendered/paris/ there: it has none of the {len(there)} Jobs the branch "
-        "holds for it, the first since 2026-11-22T02:00:00Z; does an Application sync that "
-        "directory to it?\n"
+        "applied rendered/paris/ there: none of the Jobs the branch held for it was there at "
+        "2026-11-22T02:20:00Z; does an Application sync that directory to it? It is tried "
+        "again at 2026-11-22T03:20:00Z, or once one of them is there\n"
     ) in message
     for entry in there:
         moved = after[entry["id"]]
         assert moved["spoke"] != "paris"
         namespace = entry["id"].split("/")[0]
-        assert f"rendered/paris/{namespace}.{entry['jobName']}.yaml" not in gitutil.files(remote)
+        assert f"rendered/paris/{namespace}.{entry['jobName']}.yaml" not in files
         if entry in sent:
             assert (
                 f"- requeued {entry['id']}: its Job has not appeared on paris from "

@@ -14,7 +14,7 @@ import pygit2
 import pytest
 import yaml
 
-from reconciler import arrivals, gitrepo, messages, reconciling
+from reconciler import arrivals, gitrepo, ledger, messages, reconciling, rendering
 from reconciler.gitrepo import FleetRepo
 from reconciler.observing import DeclaredCapacity
 from reconciler.pools import spoke_of
@@ -307,10 +307,12 @@ class TestASpokeThatHasNoneOfItsJobs:
         state = cut[started.spoke]
         assert not state.up and state.down_since == NOW + self.AFTER
         assert state.reason == (
-            f"Argo CD has not applied rendered/{started.spoke}/ there: it has none of the "
-            f"{len(there)} Jobs the branch holds for it, the first since "
-            f"{NOW:%Y-%m-%dT%H:%M:%SZ}; does an Application sync that directory to it?"
+            f"Argo CD has not applied rendered/{started.spoke}/ there: none of the Jobs the "
+            "branch held for it was there at 2026-11-22T02:16:00Z; does an Application sync "
+            "that directory to it? It is tried again at 2026-11-22T03:16:00Z, or once one of "
+            "them is there"
         )
+        assert len(there) > 1
         # What it reported of its Jobs still holds: they are requeued as before.
         assert state.unarrived == spokes[started.spoke].unarrived
         assert all(cut[n] == s for n, s in spokes.items() if n != started.spoke)
@@ -339,6 +341,22 @@ class TestASpokeThatHasNoneOfItsJobs:
         cut = arrivals.unsynced(spokes, decision.ledger.entries, now=later, after=self.AFTER)
         assert cut == spokes and spokes[started.spoke].unarrived
 
+    def test_a_running_job_there_is_enough_to_stay_up(self) -> None:
+        # Planned there, then resumed by hand and running: recorded Running,
+        # it is no longer waited for, and it is there all the same.
+        decision, started, _, spokes = self._spokes(one_there=True, since=NOW)
+        ran = decision.ledger.model_copy(
+            update={
+                "entries": tuple(
+                    e.model_copy(update={"phase": "Running"}) if e == started else e
+                    for e in decision.ledger.entries
+                )
+            }
+        )
+        later = NOW + timedelta(hours=1)
+        cut = arrivals.unsynced(spokes, ran.entries, now=later, after=self.AFTER)
+        assert cut == spokes and spokes[started.spoke].unarrived
+
     def test_planned_work_leaves_it_after_the_spoke_down_grace(self) -> None:
         decision, files = step(template_files(), now=NOW)
         planned = next(e for e in entries(decision).values() if e.phase == "Planned")
@@ -352,6 +370,94 @@ class TestASpokeThatHasNoneOfItsJobs:
         after = entries(moved)[planned.id]
         assert after.spoke != planned.spoke or after.phase == "Pending"
         assert planned.spoke not in {spoke_of(a.spoke) for a in moved.plan.assignments}
+
+
+class TestASpokeCutOffAsOneNothingSyncs:
+    """Once its Jobs have gone elsewhere, none is there to show that nothing
+    syncs it: the last ledger says it was cut off, and it stays so for an
+    hour unless one of its Jobs is there."""
+
+    AFTER = timedelta(minutes=15)
+
+    def _moved_off(self):
+        """The template's spokes, as declared and listing every Job, and the
+        records of a plan with none on `spoke`, which lists nothing."""
+        decision, files, started = _first_dispatched(template_files())
+        spoke = started.spoke
+        away = next(s for s in ("paris", "frankfurt", "california") if s != spoke)
+        records = tuple(
+            e.model_copy(update={"spoke": away}) if e.spoke == spoke else e
+            for e in decision.ledger.entries
+        )
+        listed = {name: {"listed": frozenset()} for name in ("paris", "frankfurt", "california")}
+        return spoke, records, _observed(files, **listed)
+
+    def test_it_stays_cut_off_for_the_hold(self) -> None:
+        spoke, records, spokes = self._moved_off()
+        cut = {spoke: NOW}
+        held = arrivals.unsynced(
+            spokes, records, now=NOW + timedelta(minutes=40), after=self.AFTER, cut=cut
+        )
+        state = held[spoke]
+        assert not state.up and state.unsynced_since == NOW and state.down_since == NOW
+        assert state.reason == (
+            f"Argo CD has not applied rendered/{spoke}/ there: none of the Jobs the branch held "
+            "for it was there at 2026-11-22T02:00:00Z; does an Application sync that directory "
+            "to it? It is tried again at 2026-11-22T03:00:00Z, or once one of them is there"
+        )
+        assert all(held[n] == s for n, s in spokes.items() if n != spoke)
+        # Then it takes work again, to see whether Argo CD syncs it now.
+        later = arrivals.unsynced(
+            spokes, records, now=NOW + timedelta(hours=1), after=self.AFTER, cut=cut
+        )
+        assert later == spokes and later[spoke].unsynced_since is None
+        # Never cut off, it is not held.
+        assert arrivals.unsynced(spokes, records, now=NOW, after=self.AFTER) == spokes
+
+    def test_a_job_of_it_there_ends_the_cut(self) -> None:
+        spoke, records, spokes = self._moved_off()
+        # A Job of any record shows it synced: one held by its AppWrapper too.
+        record = next(e for e in records if e.job_name)
+        there = spokes[spoke].model_copy(update={"listed": frozenset({record.job_key})})
+        spokes = {**spokes, spoke: there}
+        assert (
+            arrivals.unsynced(spokes, records, now=NOW, after=self.AFTER, cut={spoke: NOW})
+            == spokes
+        )
+
+    def test_down_for_another_reason_it_keeps_when_it_was_cut_off(self) -> None:
+        spoke, records, spokes = self._moved_off()
+        spokes = {**spokes, spoke: spokes[spoke].down("unreachable")}
+        later = NOW + timedelta(hours=3)
+        held = arrivals.unsynced(spokes, records, now=later, after=self.AFTER, cut={spoke: NOW})
+        assert held[spoke].unsynced_since == NOW and held[spoke].reason == "unreachable"
+
+    def test_the_first_cut_counts_from_the_reconcile_that_made_it(self) -> None:
+        # Found missing past requeueUnscheduled at a reconcile two hours on:
+        # held an hour from then, not from when it could first have been.
+        decision, started, _, spokes = TestASpokeThatHasNoneOfItsJobs()._spokes(
+            one_there=False, since=NOW
+        )
+        later = NOW + timedelta(hours=2)
+        cut = arrivals.unsynced(spokes, decision.ledger.entries, now=later, after=self.AFTER)
+        state = cut[started.spoke]
+        assert state.unsynced_since == later and state.down_since == NOW + self.AFTER
+        again = arrivals.unsynced(
+            spokes, decision.ledger.entries, now=later, after=self.AFTER, cut={started.spoke: NOW}
+        )
+        assert again[started.spoke].unsynced_since == NOW
+
+    def test_the_ledger_keeps_it_and_leaves_it_out_when_empty(self) -> None:
+        decision, _ = step(template_files(), now=NOW)
+        assert b"unsynced" not in rendering.render_ledger(decision.ledger)
+        kept = decision.ledger.model_copy(update={"unsynced": {"paris": NOW}})
+        raw = rendering.render_ledger(kept)
+        assert b"unsynced:\n  paris: '2026-11-22T02:00:00Z'\n" in raw
+        assert ledger.parse(raw).unsynced == {"paris": NOW}
+        # The next decision carries what the spokes said into its ledger.
+        cut = {"paris": {"unsynced_since": NOW, "up": False, "reason": "r"}}
+        again, _ = step(template_files(), now=NOW, states=cut)
+        assert again.ledger.unsynced == {"paris": NOW}
 
 
 def _running(files=None, **policy):
