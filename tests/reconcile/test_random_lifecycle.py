@@ -51,14 +51,15 @@ class _World:
         for path, job in _rendered_jobs(files).items():
             key = f"{job['metadata']['namespace']}/{job['metadata']['name']}"
             held.setdefault(path.split("/")[1], {})[key] = bool(job["spec"].get("suspend"))
-        for spoke in set(self.jobs) | set(held):
+        # In a fixed order, so that a seed draws the same days in any process.
+        for spoke in sorted(set(self.jobs) | set(held)):
             there = self.jobs.setdefault(spoke, {})
             if spoke in self.down:
                 continue
-            for key in set(there) - set(held.get(spoke, {})):
+            for key in sorted(set(there) - set(held.get(spoke, {}))):
                 if self.rng.random() < 0.9:  # pruned
                     del there[key]
-            for key, suspended in held.get(spoke, {}).items():
+            for key, suspended in sorted(held.get(spoke, {}).items()):
                 job = there.get(key)
                 if job is None:
                     if self.rng.random() < 0.85:  # applied
@@ -66,15 +67,15 @@ class _World:
                     continue
                 if job.suspended != suspended and self.rng.random() < 0.85:
                     job.suspended = suspended
-        for there in self.jobs.values():
-            for key, job in list(there.items()):
+        for _, there in sorted(self.jobs.items()):
+            for key, job in sorted(there.items()):
                 self._run(job, now=now, since=since)
                 # By hand: a Job deleted, or one running suspended.
                 if job.outcome is None and self.rng.random() < 0.02:
                     del there[key]
                 elif job.began and job.outcome is None and self.rng.random() < 0.02:
                     job.suspended = True
-        for spoke in set(self.jobs):
+        for spoke in sorted(self.jobs):
             if spoke in self.down and self.rng.random() < 0.6:
                 self.down.discard(spoke)
             elif self.rng.random() < 0.05:
@@ -97,15 +98,28 @@ class _World:
         """What each spoke reports, as `step` takes it: an observer that lists
         every Job (the kube observer's view)."""
         reported = {}
-        for spoke, there in self.jobs.items():
+        for spoke, there in sorted(self.jobs.items()):
             if spoke in self.down:
                 reported[spoke] = {"up": False, "reason": "unreachable", "cpu": 0.0}
                 continue
+            # As the kube observer reads a Job: running once it has begun (a
+            # suspended one has no pods left), its end once it has ended.
+            running = {
+                key
+                for key, job in there.items()
+                if job.began and not job.suspended and job.outcome is None
+            }
             reported[spoke] = {
-                "jobs": {key: job.outcome or "Running" for key, job in there.items()},
+                "jobs": {
+                    key: job.outcome or "Running"
+                    for key, job in there.items()
+                    if job.outcome or key in running
+                },
                 "listed": frozenset(there),
                 "suspended": frozenset(key for key, job in there.items() if job.suspended),
-                "started": {key: job.began for key, job in there.items() if job.began},
+                "started": {
+                    key: job.began for key, job in there.items() if key in running or job.outcome
+                },
                 "ended": {key: job.ended for key, job in there.items() if job.ended},
             }
             if self.rng.random() < 0.1:  # nodes gone, or taken by work not Caspian's

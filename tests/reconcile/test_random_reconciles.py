@@ -1,0 +1,71 @@
+"""The same random days as test_random_lifecycle.py, through the whole
+reconcile: a bare fleet repo, user pushes between reconciles, and spokes
+that list every Job of Caspian's (as the kube observer sees them), so that
+Jobs Argo CD has not applied, or not resumed, are found from the branch's
+history and requeued. After each reconcile: one more at the same time
+commits nothing, and the commit holds what the decision says."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+import pytest
+
+from reconciler.decisions import SpokeState
+from reconciler.fleet import Fleet
+from reconciler.gitrepo import FleetRepo
+from reconciler.observing import DeclaredCapacity
+from reconciler.reconciling import reconcile_once
+from tests import gitutil
+from tests.conftest import BOT, NOW, assert_valid_plan
+from tests.reconcile.test_random_lifecycle import _check, _people, _World
+
+TURNS = 10
+
+
+class _Seeing(DeclaredCapacity):
+    """Declared capacity, with what the drawn spokes report over it."""
+
+    def __init__(self) -> None:
+        self.reported: dict[str, dict] = {}
+
+    def observe(self, fleet: Fleet) -> dict[str, SpokeState]:
+        declared = super().observe(fleet)
+        return {
+            name: state.model_copy(update=self.reported.get(name, {}))
+            for name, state in declared.items()
+        }
+
+
+def _tip(remote) -> dict[str, bytes]:
+    return {path: gitutil.read(remote, path) for path in gitutil.files(remote)}
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_whatever_the_spokes_do_a_second_reconcile_commits_nothing(
+    seed: int, remote, tmp_path
+) -> None:
+    rng = random.Random(seed)
+    world, seeing = _World(rng), _Seeing()
+    repo = FleetRepo(str(remote), cache_dir=tmp_path / "mirror.git")
+    at = NOW
+    outcome = reconcile_once(repo, now=at, author=BOT, observer=seeing)
+    for turn in range(TURNS):
+        before = outcome.decision.ledger.by_id()
+        later = at + timedelta(minutes=rng.choice((5, 15, 40, 90, 180)))
+        files = _tip(remote)
+        world.follow(files, now=later, since=at)
+        edited = _people(files, rng, turn=turn)
+        paths = set(files) | set(edited)
+        changes = {p: edited.get(p) for p in paths if files.get(p) != edited.get(p)}
+        if changes:
+            gitutil.user_commit(remote, changes, f"turn {turn}")
+        at, seeing.reported = later, world.states()
+        outcome = reconcile_once(repo, now=at, author=BOT, observer=seeing)
+        head = gitutil.head(remote)
+        again = reconcile_once(repo, now=at, author=BOT, observer=seeing)
+        assert again.commit is None and gitutil.head(remote) == head, (turn, again.changes)
+        assert again.decision.ledger == outcome.decision.ledger, turn
+        assert_valid_plan(outcome.decision.instance, outcome.decision.plan)
+        _check(outcome.decision, _tip(remote), before)
