@@ -1262,6 +1262,7 @@ def test_a_spoke_argo_cd_has_no_application_for_gets_its_jobs_requeued_and_is_cu
     message = gitutil.message(fleet.remote)
     assert f"- requeued {fleet.started['id']}: its Job has not appeared on {spoke} from " in message
     assert (
-        f"\n- {spoke}: Argo CD has not applied rendered/{spoke}/ there: it has none of " in message
+        f"\n- {spoke}: Argo CD has not applied rendered/{spoke}/ there: none of the Jobs the "
+        "branch held for it was there at 2026-11-22T02:20:00Z" in message
     )
     assert "does an Application sync that directory to it?" in message
