@@ -1,0 +1,70 @@
+"""The random days of test_random_reconciles.py in pull-request mode: new
+places go to a proposal branch that the team merges now and then, and the
+rest goes to main at once. After each round: one more at the same time
+pushes nothing, to main or to the proposal, and main's commit holds what its
+ledger says."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+import pygit2
+import pytest
+
+from reconciler import ledger
+from reconciler.gitrepo import FleetRepo
+from reconciler.reconciling import propose_once
+from tests import gitutil
+from tests.conftest import BOT, NOW
+from tests.reconcile.test_random_lifecycle import _check, _people, _World
+from tests.reconcile.test_random_reconciles import TURNS, _Seeing, _tip
+
+BRANCH = "caspian/placement"
+
+
+def _heads(remote) -> tuple[str, str | None]:
+    branches = gitutil.branches(remote)
+    return gitutil.head(remote), gitutil.head(remote, BRANCH) if BRANCH in branches else None
+
+
+def _merged(remote) -> bool:
+    """The team merges the open proposal where it can fast-forward main."""
+    repo = pygit2.Repository(str(remote))
+    proposal = repo.references.get(f"refs/heads/{BRANCH}")
+    main = repo.references["refs/heads/main"]
+    if proposal is None or not repo.descendant_of(proposal.target, main.target):
+        return False
+    main.set_target(proposal.target)
+    return True
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_whatever_the_spokes_do_a_second_proposal_round_pushes_nothing(
+    seed: int, remote, tmp_path
+) -> None:
+    rng = random.Random(seed)
+    world, seeing = _World(rng), _Seeing()
+    repo = FleetRepo(str(remote), cache_dir=tmp_path / "mirror.git")
+    at = NOW
+    propose_once(repo, branch=BRANCH, now=at, author=BOT, observer=seeing)
+    merges = 0
+    for turn in range(TURNS):
+        if rng.random() < 0.5:
+            merges += _merged(remote)
+        before = ledger.parse(_tip(remote).get(ledger.LEDGER_PATH)).by_id()
+        later = at + timedelta(minutes=rng.choice((5, 15, 40, 90, 180)))
+        files = _tip(remote)
+        world.follow(files, now=later, since=at)
+        edited = _people(files, rng, turn=turn)
+        paths = set(files) | set(edited)
+        changes = {p: edited.get(p) for p in paths if files.get(p) != edited.get(p)}
+        if changes:
+            gitutil.user_commit(remote, changes, f"turn {turn}")
+        at, seeing.reported = later, world.states()
+        done = propose_once(repo, branch=BRANCH, now=at, author=BOT, observer=seeing)
+        heads = _heads(remote)
+        again = propose_once(repo, branch=BRANCH, now=at, author=BOT, observer=seeing)
+        assert _heads(remote) == heads, (turn, again.carried.changes)
+        _check(done.carried.decision, _tip(remote), before, every_job=False)
+    assert merges, "no proposal was merged: the draws test too little"
