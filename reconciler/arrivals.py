@@ -141,14 +141,13 @@ UNSYNCED_HOLD = timedelta(hours=1)
 
 def unsynced(
     spokes: Mapping[str, SpokeState],
-    entries: Iterable[Entry],
     *,
     now: datetime,
     after: timedelta | None,
     cut: Mapping[str, datetime] | None = None,
 ) -> dict[str, SpokeState]:
-    """`spokes` where each that lists none of the Jobs the ledger names, while
-    one the branch holds for it has been missing for longer than `after` (the
+    """`spokes` where each that lists no Job of Caspian's at all, while one
+    the branch holds for it has been missing for longer than `after` (the
     policy's requeueUnscheduled), takes no new work: nothing syncs its
     directory there, so no new Job would reach it either, as with a spoke the
     hub's Argo CD cannot sync. A Job missing beside others that arrived is
@@ -159,20 +158,21 @@ def unsynced(
     A spoke cut off so (`cut`, the last ledger's, since when) stays so once
     its Jobs have gone elsewhere and none is there to show otherwise: else it
     would take them back at once, and lose them again a requeueUnscheduled
-    later. It takes work again when one of the Jobs the ledger names is
-    there, or `UNSYNCED_HOLD` after a reconcile first cut it off. Each
+    later. It takes work again when a Job of Caspian's is there, or
+    `UNSYNCED_HOLD` after a reconcile first cut it off. Each
     state cut off says when that was (`unsynced_since`), for the next ledger."""
     cut = cut or {}
     if after is None:
         return dict(spokes)
-    # Any Job of a record there shows that Argo CD synced the directory: a
-    # running or finished one too, or one whose job has left it since (held
-    # by its AppWrapper, say), or the next reconcile would find otherwise.
-    known = {entry.job_key for entry in entries if entry.job_name is not None}
     changed = {}
     for name, state in spokes.items():
-        if state.listed is None or known & state.listed or state.unapplied:
-            continue  # Argo CD syncs it, as far as the spoke shows
+        # Any Job of Caspian's there shows that Argo CD synced the directory
+        # once: a running or finished one, or one the ledger no longer names
+        # (edited since, say). Only what the spoke lists counts, not what the
+        # ledger says, which this decision changes: else the next would
+        # find otherwise.
+        if state.listed is None or state.listed or state.unapplied:
+            continue
         if not state.up:
             if name in cut:  # down for another reason: what was found holds
                 changed[name] = state.model_copy(update={"unsynced_since": cut[name]})

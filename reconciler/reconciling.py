@@ -841,7 +841,7 @@ def observed(
         held = repo.held_since(at.commit, list(missing), now=now)
         spokes = arrivals.noted(spokes, missing, held_since=held, now=now)
     after = fleet.policy.spec.requeue_unscheduled
-    return arrivals.unsynced(spokes, read.entries, now=now, after=after, cut=read.unsynced)
+    return arrivals.unsynced(spokes, now=now, after=after, cut=read.unsynced)
 
 
 def _outcome(snapshot: Snapshot, decision: Decision, *, old: ledger.Ledger) -> Outcome:

@@ -1,8 +1,8 @@
 """Days of reconciles against spokes that do what Argo CD and Kubernetes may
 do, drawn at random: apply a Job late or not at all, resume it late, run it,
-fail it, lose it, suspend it by hand, go down; and people who add, edit,
-hold and cancel jobs meanwhile.
-After each decision, what must hold whatever happened: the same inputs give
+fail it, lose it, suspend it by hand, go down, or hold off syncing in a deny
+window; and people who add, edit, hold and cancel jobs meanwhile. After each
+decision, what must hold whatever happened: the same inputs give
 the same decision and files, the plan fits, no job is lost, a finished job
 stays finished, a running one stays where it runs, and `rendered/` holds
 what the ledger says."""
@@ -19,6 +19,7 @@ import yaml
 from reconciler.ledger import Entry, Phase
 from reconciler.owned import OWNED_PREFIXES
 from reconciler.rendering import RENDERED, job_path, render
+from reconciler.syncwindows import SyncWindow
 from reconciler.templates import template_files
 from tests.conftest import NOW, assert_valid_plan
 from tests.fleet.helpers import appwrapper
@@ -42,6 +43,23 @@ class _World:
     rng: random.Random
     jobs: dict[str, dict[str, _Job]] = field(default_factory=dict)
     down: set[str] = field(default_factory=set)
+    # A deny window on some spokes' AppProject: Argo CD syncs nothing there then.
+    windows: dict[str, SyncWindow] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for spoke in ("california", "frankfurt", "paris"):
+            if self.rng.random() < 0.3:
+                hour, hours = self.rng.randrange(24), self.rng.choice((1, 3, 8))
+                self.windows[spoke] = SyncWindow(
+                    project="caspian-jobs",
+                    kind="deny",
+                    schedule=f"0 {hour} * * *",
+                    duration=timedelta(hours=hours),
+                )
+
+    def barred(self, spoke: str, at: datetime) -> bool:
+        window = self.windows.get(spoke)
+        return window is not None and bool(window.on(at, at + timedelta(seconds=1)))
 
     def follow(self, files: dict[str, bytes], *, now: datetime, since: datetime) -> None:
         """What Argo CD and the spokes did with the branch's `rendered/` from
@@ -54,7 +72,7 @@ class _World:
         # In a fixed order, so that a seed draws the same days in any process.
         for spoke in sorted(set(self.jobs) | set(held)):
             there = self.jobs.setdefault(spoke, {})
-            if spoke in self.down:
+            if spoke in self.down or self.barred(spoke, now):
                 continue
             for key in sorted(set(there) - set(held.get(spoke, {}))):
                 if self.rng.random() < 0.9:  # pruned
@@ -122,6 +140,8 @@ class _World:
                 },
                 "ended": {key: job.ended for key, job in there.items() if job.ended},
             }
+            if spoke in self.windows:
+                reported[spoke]["sync_windows"] = (self.windows[spoke],)
             if self.rng.random() < 0.1:  # nodes gone, or taken by work not Caspian's
                 reported[spoke]["cpu"] = self.rng.choice((4.0, 16.0))
         return reported
