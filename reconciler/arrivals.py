@@ -159,23 +159,23 @@ def unsynced(
     its Jobs have gone elsewhere and none is there to show otherwise: else it
     would take them back at once, and lose them again a requeueUnscheduled
     later. It takes work again when a Job of Caspian's is there, or
-    `UNSYNCED_HOLD` after a reconcile first cut it off. Each
-    state cut off says when that was (`unsynced_since`), for the next ledger."""
+    `UNSYNCED_HOLD` after a reconcile first cut it off. Each state cut off
+    says when that was (`unsynced_since`), for the next ledger."""
     cut = cut or {}
     if after is None:
         return dict(spokes)
     changed = {}
     for name, state in spokes.items():
+        if not state.up:
+            if name in cut:  # down for another reason: what was found holds
+                changed[name] = state.model_copy(update={"unsynced_since": cut[name]})
+            continue
         # Any Job of Caspian's there shows that Argo CD synced the directory
         # once: a running or finished one, or one the ledger no longer names
         # (edited since, say). Only what the spoke lists counts, not what the
         # ledger says, which this decision changes: else the next would
         # find otherwise.
         if state.listed is None or state.listed or state.unapplied:
-            continue
-        if not state.up:
-            if name in cut:  # down for another reason: what was found holds
-                changed[name] = state.model_copy(update={"unsynced_since": cut[name]})
             continue
         first = min(state.unarrived.values()) if state.unarrived else None
         if first is not None and first + after <= now:

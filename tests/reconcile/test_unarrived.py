@@ -402,7 +402,9 @@ class TestASpokeCutOffAsOneNothingSyncs:
 
     def test_down_for_another_reason_it_keeps_when_it_was_cut_off(self) -> None:
         spoke, spokes = self._moved_off()
-        spokes = {**spokes, spoke: spokes[spoke].down("unreachable")}
+        # Its API does not answer: it lists nothing, not even that it has none.
+        gone = spokes[spoke].down("unreachable").model_copy(update={"listed": None})
+        spokes = {**spokes, spoke: gone}
         later = NOW + timedelta(hours=3)
         held = arrivals.unsynced(spokes, now=later, after=self.AFTER, cut={spoke: NOW})
         assert held[spoke].unsynced_since == NOW and held[spoke].reason == "unreachable"
