@@ -394,12 +394,18 @@ def _pool(assigned: str, *, spoke: str, started: Entry | None) -> str | None:
 def _blame_closed_spokes(entry: Entry, job: JobRequest, closed: Mapping[str, str]) -> Entry:
     """A job left unplaced because every spoke it may use is down, unschedulable or
     without a node big enough says so: the optimizer sees such a spoke only as one
-    with no room, and would blame the job's size."""
+    with no room, and would blame the job's size. Where only some are, the
+    optimizer's reason is about the others, and says which it leaves out."""
     allowed = list(job.allowed_spokes)
-    if entry.phase != Phase.PENDING or not allowed or any(s not in closed for s in allowed):
+    shut = [name for name in allowed if name in closed]
+    if entry.phase != Phase.PENDING or not shut:
         return entry
-    why = "; ".join(f"{name} ({closed[name]})" for name in allowed)
-    return entry.model_copy(update={"reason": f"no spoke it may use can take it: {why}"})
+    why = "; ".join(f"{name} ({closed[name]})" for name in shut)
+    if len(shut) == len(allowed):
+        return entry.model_copy(update={"reason": f"no spoke it may use can take it: {why}"})
+    if "allowed spoke" not in entry.reason:  # not the optimizer's word on the spokes
+        return entry
+    return entry.model_copy(update={"reason": f"{entry.reason}, leaving out {why}"})
 
 
 def _resuming(

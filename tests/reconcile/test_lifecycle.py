@@ -344,6 +344,23 @@ def test_with_every_spoke_down_new_jobs_wait_and_say_which_spokes_are_down() -> 
         assert "paris (down: HTTP 503 Unavailable)" in entry.reason
 
 
+def test_a_job_too_big_for_the_spokes_left_up_says_which_it_leaves_out() -> None:
+    # 48 cpu: paris (32) is too small; california and frankfurt would do, but are down.
+    down = {"up": False, "cpu": 0, "memory_bytes": 0, "gpu": 0, "reason": "HTTP 503 Unavailable"}
+    big = appwrapper("big", resources={"requests": {"cpu": "48", "memory": "1Gi"}})
+    decision, _ = step(
+        {**template_files(), "jobs/big.yaml": big.encode()},
+        now=NOW,
+        states=dict.fromkeys(("california", "frankfurt"), down),
+    )
+    entry = entries(decision)["batch/big"]
+    assert (entry.phase, entry.reason) == (
+        "Pending",
+        "no allowed spoke is large enough: cpu 48 > largest allowed spoke's 32, leaving out "
+        "california (down: HTTP 503 Unavailable); frankfurt (down: HTTP 503 Unavailable)",
+    )
+
+
 def test_a_spoke_leaving_the_fleet_moves_its_jobs_and_holds_none() -> None:
     decision, files = step(template_files(), now=NOW)
     on_paris = [e.id for e in entries(decision).values() if e.spoke == "paris"]
