@@ -6,19 +6,15 @@ ledger says."""
 
 from __future__ import annotations
 
-import random
-from datetime import timedelta
-
 import pygit2
 import pytest
 
 from reconciler import ledger
-from reconciler.gitrepo import FleetRepo
 from reconciler.reconciling import propose_once
 from tests import gitutil
 from tests.conftest import BOT, NOW
-from tests.reconcile.test_random_lifecycle import _check, _people, _World
-from tests.reconcile.test_random_reconciles import TURNS, _Seeing, _tip
+from tests.reconcile.test_random_lifecycle import _check
+from tests.reconcile.test_random_reconciles import TURNS, _start, _time_passes, _tip
 
 BRANCH = "caspian/placement"
 
@@ -43,25 +39,14 @@ def _merged(remote) -> bool:
 def test_whatever_the_spokes_do_a_second_proposal_round_pushes_nothing(
     seed: int, remote, tmp_path
 ) -> None:
-    rng = random.Random(seed)
-    world, seeing = _World(rng), _Seeing()
-    repo = FleetRepo(str(remote), cache_dir=tmp_path / "mirror.git")
-    at = NOW
-    propose_once(repo, branch=BRANCH, now=at, author=BOT, observer=seeing)
-    merges = 0
+    world, seeing, repo = _start(seed, remote, tmp_path)
+    propose_once(repo, branch=BRANCH, now=NOW, author=BOT, observer=seeing)
+    at, merges = NOW, 0
     for turn in range(TURNS):
-        if rng.random() < 0.5:
+        if world.rng.random() < 0.5:
             merges += _merged(remote)
         before = ledger.parse(_tip(remote).get(ledger.LEDGER_PATH)).by_id()
-        later = at + timedelta(minutes=rng.choice((5, 15, 40, 90, 180)))
-        files = _tip(remote)
-        world.follow(files, now=later, since=at)
-        edited = _people(files, rng, turn=turn)
-        paths = set(files) | set(edited)
-        changes = {p: edited.get(p) for p in paths if files.get(p) != edited.get(p)}
-        if changes:
-            gitutil.user_commit(remote, changes, f"turn {turn}")
-        at, seeing.reported = later, world.states()
+        at = _time_passes(remote, world, seeing, at=at, turn=turn)
         done = propose_once(repo, branch=BRANCH, now=at, author=BOT, observer=seeing)
         heads = _heads(remote)
         again = propose_once(repo, branch=BRANCH, now=at, author=BOT, observer=seeing)
