@@ -2,10 +2,10 @@
 do, drawn at random: apply a Job late or not at all, resume it late, run it,
 fail it, lose it, suspend it by hand, go down, or hold off syncing in a deny
 window; and people who add, edit, hold and cancel jobs meanwhile. After each
-decision, what must hold whatever happened: the same inputs give
-the same decision and files, the plan fits, no job is lost, a finished job
-stays finished, a running one stays where it runs, and `rendered/` holds
-what the ledger says."""
+decision, what must hold whatever happened: the same inputs give the same
+decision and files, the plan fits, no job is lost, a finished job stays
+finished, a running one stays where it runs, and `rendered/` holds what the
+ledger says."""
 
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ class _Job:
 
 @dataclass
 class _World:
-    """The spokes: the Jobs each holds, by namespace/name, and which are down."""
+    """The spokes: the Jobs each holds, by namespace/name, which are down, and
+    the deny windows of some."""
 
     rng: random.Random
     jobs: dict[str, dict[str, _Job]] = field(default_factory=dict)
@@ -167,7 +168,8 @@ def _rendered_jobs(files: dict[str, bytes]) -> dict[str, dict]:
 
 
 def _people(files: dict[str, bytes], rng: random.Random, *, turn: int) -> dict[str, bytes]:
-    """Someone adds a job, or cancels one, now and then."""
+    """Now and then someone adds a job, cancels one, or edits one: more cpu
+    (a new Job), or its AppWrapper's spec.suspend turned over."""
     files = dict(files)
     draw = rng.random()
     if draw < 0.3:
