@@ -469,17 +469,16 @@ def test_a_spoke_whose_application_does_not_sync_by_itself_takes_no_new_work(
         "run there still; set spec.syncPolicy.automated.prune to true, as "
         "argocd/applicationset.yaml does"
     ]
-    healing = [r.getMessage() for r in caplog.records if "self-heal" in r.getMessage()]
-    assert healing == [
-        f"Application caspian-{spoke} does not self-heal: a Job suspended, changed or deleted "
+    unhealed = [r.getMessage() for r in caplog.records if "self-heal" in r.getMessage()]
+    assert unhealed == [
+        "Application caspian-california does not self-heal: a Job suspended, changed or deleted "
         "on the spoke by hand stays so until Argo CD next syncs it for a new commit; set "
         "spec.syncPolicy.automated.selfHeal to true, as argocd/applicationset.yaml does"
-        for spoke in ("california",)
     ]
     # Each is asked of its own.
-    healing = application("paris", PARIS)
-    healing["spec"]["syncPolicy"]["automated"]["selfHeal"] = False
-    assert [w.split(":")[0] for w in loose_ends(healing, spoke="paris")] == [
+    pruning_only = application("paris", PARIS)
+    pruning_only["spec"]["syncPolicy"]["automated"]["selfHeal"] = False
+    assert [w.split(":")[0] for w in loose_ends(pruning_only, spoke="paris")] == [
         "Application caspian-paris does not self-heal"
     ]
 

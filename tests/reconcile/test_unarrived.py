@@ -364,7 +364,7 @@ class TestASpokeThatHasNoneOfItsJobs:
 class TestASpokeCutOffAsOneNothingSyncs:
     """Once its Jobs have gone elsewhere, none is there to show that nothing
     syncs it: the last ledger says it was cut off, and it stays so for an
-    hour unless one of its Jobs is there."""
+    hour unless a Job of Caspian's is there."""
 
     AFTER = timedelta(minutes=15)
 
