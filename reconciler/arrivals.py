@@ -16,8 +16,8 @@ from typing import Literal
 from reconciler import yamlio
 from reconciler.decisions import SpokeState, spoke_state
 from reconciler.fleet import Span
-from reconciler.ledger import Entry, Phase
-from reconciler.quantities import format_time
+from reconciler.ledger import Cut, Entry, Phase
+from reconciler.quantities import format_duration, format_time
 from reconciler.rendering import job_path
 from reconciler.syncwindows import barred_until, open_since
 
@@ -135,8 +135,11 @@ def noted(
 
 # How long a spoke cut off as one nothing syncs (`unsynced`) takes no new work
 # when none of its Jobs is there to show otherwise: then it takes work again,
-# to see whether Argo CD syncs it now, and is cut off again if not.
+# to see whether Argo CD syncs it now, and is cut off again if not, each time
+# twice as long, as Kubernetes backs off a container that keeps crashing. A
+# day at most: the horizon a fleet plans over, by default.
 UNSYNCED_HOLD = timedelta(hours=1)
+UNSYNCED_HOLD_MOST = timedelta(days=1)
 
 
 def unsynced(
@@ -144,7 +147,7 @@ def unsynced(
     *,
     now: datetime,
     after: timedelta | None,
-    cut: Mapping[str, datetime] | None = None,
+    cut: Mapping[str, Cut] | None = None,
 ) -> dict[str, SpokeState]:
     """`spokes` where each that lists no Job of Caspian's at all, while one
     the branch holds for it has been missing for longer than `after` (the
@@ -155,20 +158,23 @@ def unsynced(
     which its requeue answers; so is one Argo CD says it tried to apply there
     (`unapplied`): it syncs the directory, the spoke's API refused the Job.
 
-    A spoke cut off so (`cut`, the last ledger's, since when) stays so once
-    its Jobs have gone elsewhere and none is there to show otherwise: else it
-    would take them back at once, and lose them again a requeueUnscheduled
-    later. It takes work again when a Job of Caspian's is there, or
-    `UNSYNCED_HOLD` after a reconcile first cut it off. Each state cut off
-    says when that was (`unsynced_since`), for the next ledger."""
+    A spoke cut off so (`cut`, the last ledger's) stays so once its Jobs
+    have gone elsewhere and none is there to show otherwise: else it would
+    take them back at once, and lose them again a requeueUnscheduled later.
+    It takes work again when a Job of Caspian's is there, or once the hold is
+    over: `UNSYNCED_HOLD` from the reconcile that cut it off, twice the last
+    hold (up to `UNSYNCED_HOLD_MOST`) where it was cut off before and no Job
+    of Caspian's has been there since. Each state says its cut, for the next
+    ledger."""
     cut = cut or {}
     if after is None:
         return dict(spokes)
     changed = {}
     for name, state in spokes.items():
+        last = cut.get(name)
         if not state.up:
-            if name in cut:  # down for another reason: what was found holds
-                changed[name] = state.model_copy(update={"unsynced_since": cut[name]})
+            if last is not None:  # down for another reason: what was found holds
+                changed[name] = state.model_copy(update={"unsynced": last})
             continue
         # Any Job of Caspian's there shows that Argo CD synced the directory
         # once: a running or finished one, or one the ledger no longer names
@@ -178,24 +184,39 @@ def unsynced(
         if state.listed is None or state.listed or state.unapplied:
             continue
         first = min(state.unarrived.values()) if state.unarrived else None
-        if first is not None and first + after <= now:
+        overdue = first is not None and first + after <= now
+        if last is not None and now < last.until:
+            held, since = last, (first + after if first is not None and overdue else last.since)
+        elif first is not None and overdue:
             # The hold counts from the reconcile that first found it so.
-            at, since = cut.get(name, now), first + after
-        elif name in cut and now < cut[name] + UNSYNCED_HOLD:
-            at = since = cut[name]
+            hold = UNSYNCED_HOLD if last is None else min(2 * last.hold, UNSYNCED_HOLD_MOST)
+            held, since = Cut(since=now, until=now + hold), first + after
+        elif last is not None and (state.unarrived or now < last.until + last.hold):
+            # On trial: it takes work, and the ledger keeps the cut while a
+            # Job planned there may yet be missing, or for as long as the
+            # hold, so that a spoke nothing syncs backs off.
+            changed[name] = state.model_copy(update={"unsynced": last})
+            continue
         else:
             continue
-        # One reason from the first reconcile that cuts it off to the last:
-        # the records of jobs it shuts out quote it, and would change with it.
-        down = state.down(
-            f"Argo CD has not applied rendered/{name}/ there: none of the Jobs the branch "
-            f"held for it was there at {format_time(at)}; does an Application sync that "
-            f"directory to it? It is tried again at {format_time(at + UNSYNCED_HOLD)}, or "
-            "once one of them is there",
-            since=since,
+        changed[name] = state.down(_unsynced_reason(name, held), since=since).model_copy(
+            update={"unsynced": held}
         )
-        changed[name] = down.model_copy(update={"unsynced_since": at})
     return {**spokes, **changed}
+
+
+def _unsynced_reason(name: str, cut: Cut) -> str:
+    """One reason from the first reconcile of a cut to its last: the records
+    of jobs it shuts out quote it, and would change with it."""
+    again = (
+        "" if cut.hold <= UNSYNCED_HOLD else f" ({format_duration(cut.hold)} on: cut off before)"
+    )
+    return (
+        f"Argo CD has not applied rendered/{name}/ there: none of the Jobs the branch held "
+        f"for it was there at {format_time(cut.since)}; does an Application sync that "
+        f"directory to it? It is tried again at {format_time(cut.until)}{again}, or once one "
+        "of them is there"
+    )
 
 
 def overdue(

@@ -268,9 +268,9 @@ def _decide(
         ledger=Ledger(
             problem=problem,
             unsynced={
-                name: state.unsynced_since
+                name: state.unsynced
                 for name, state in sorted(spokes.items())
-                if state.unsynced_since is not None
+                if state.unsynced is not None
             },
             entries=records,
         ),

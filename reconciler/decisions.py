@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from optimizer.model import Instance, Plan
 from reconciler.admission import LimitRangeItem, ScopedQuota
 from reconciler.fleet import JobRequest, PolicyWeights, Problem, Span
-from reconciler.ledger import FINISHED, Entry, Ledger, Phase
+from reconciler.ledger import FINISHED, Cut, Entry, Ledger, Phase
 from reconciler.pods import Node, Resources
 from reconciler.syncwindows import SyncWindow
 
@@ -31,10 +31,10 @@ class SpokeState(BaseModel):
     # Since when it has been down, where its source tells (the time of Argo
     # CD's condition that stops it syncing); None where only "now" is known.
     down_since: datetime | None = None
-    # When a reconcile first cut it off as a spoke nothing syncs
-    # (arrivals.unsynced): the next ledger keeps it, so that it stays so once
-    # its Jobs have left.
-    unsynced_since: datetime | None = None
+    # Its cut as a spoke nothing syncs (arrivals.unsynced): the next ledger
+    # keeps it, so that it stays so once its Jobs have left, and a second
+    # cut holds it longer.
+    unsynced: Cut | None = None
     # Caspian's Jobs seen there: namespace/name -> Running|Succeeded|Failed
     jobs: dict[str, str] = {}
     # Every Job of Caspian's on the spoke, in any state (namespace/name), where its

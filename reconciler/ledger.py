@@ -11,16 +11,16 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Collection
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
 from reconciler import owned, yamlio
 from reconciler.fleet import SPOKES_DIR
-from reconciler.quantities import format_time
+from reconciler.quantities import format_time, timestamp
 
 LEDGER_PATH = "status/placements.yaml"
 
@@ -187,6 +187,22 @@ class Entry(BaseModel):
 MOST_NAMED = 20  # jobs a failed lookup lists by name
 
 
+class Cut(BaseModel):
+    """A spoke cut off as one nothing syncs (arrivals.unsynced): from the
+    reconcile that found it so, until it takes work again unless a Job of
+    Caspian's is there sooner. Kept after that while the spoke is on trial,
+    so that a second cut holds it twice as long."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    since: datetime
+    until: datetime
+
+    @property
+    def hold(self) -> timedelta:
+        return self.until - self.since
+
+
 class Ledger(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel)
 
@@ -195,12 +211,27 @@ class Ledger(BaseModel):
     # The digest of the problem its plan answered (optimizer/keeping.py): the
     # next reconcile that meets the same problem keeps the plan, solving nothing.
     problem: str | None = None
-    # The spokes cut off as ones nothing syncs, each with when a reconcile
-    # first found it so (arrivals.unsynced): they stay so after their Jobs
-    # went elsewhere, until one is there, or for an hour.
-    unsynced: dict[str, datetime] = {}
+    # The spokes cut off as ones nothing syncs (arrivals.unsynced): they
+    # stay so after their Jobs went elsewhere, until one is there or the
+    # hold is over, and each cut again without one there between is held
+    # twice as long.
+    unsynced: dict[str, Cut] = {}
     # Last: `entry_of` reads one record without parsing the others.
     entries: tuple[Entry, ...] = ()
+
+    @field_validator("unsynced", mode="before")
+    @classmethod
+    def _bare_times(cls, value: object) -> object:
+        """A ledger of the version before the hold doubled gave each spoke
+        the time of its cut alone; that version held it an hour."""
+        if not isinstance(value, dict):
+            return value
+        return {
+            name: {"since": cut, "until": timestamp(cut) + timedelta(hours=1)}
+            if isinstance(cut, str | datetime)
+            else cut
+            for name, cut in value.items()
+        }
 
     def by_id(self) -> dict[str, Entry]:
         return {entry.id: entry for entry in self.entries}

@@ -1699,15 +1699,30 @@ def test_jobs_argo_cd_never_applies_are_requeued_and_their_spoke_cut_off(run, tm
         )
         # With all it held gone elsewhere, the ledger remembers it: it takes
         # no work back until an hour on, and the next reconcile commits nothing.
-        assert gitutil.ledger_document(remote)["unsynced"] == {"paris": "2026-11-22T02:20:00Z"}
+        assert gitutil.ledger_document(remote)["unsynced"] == {
+            "paris": {"since": "2026-11-22T02:20:00Z", "until": "2026-11-22T03:20:00Z"}
+        }
         head = gitutil.head(remote)
         assert run("reconcile", "--once", *kube, *at(21)).exit_code == 0
         assert gitutil.head(remote) == head
         spokes = run("spokes", *kube, *at(21)).output
         assert "| paris | FR | kube:kind-paris | down |" in spokes
         assert run("reconcile", "--once", *kube, *at(81)).exit_code == 0
-        assert "unsynced" not in gitutil.ledger_document(remote)
         assert "| paris | FR | kube:kind-paris | up |" in run("spokes", *kube, *at(81)).output
+        # On trial: paris takes work again, and the ledger keeps its cut.
+        trial = gitutil.ledger_document(remote)["unsynced"]
+        assert trial == {
+            "paris": {"since": "2026-11-22T02:20:00Z", "until": "2026-11-22T03:20:00Z"}
+        }
+        assert any(e.get("spoke") == "paris" for e in gitutil.ledger(remote).values())
+        # Its Jobs missing again past requeueUnscheduled, it is cut off for two hours.
+        assert run("reconcile", "--once", *kube, *at(97)).exit_code == 0
+        assert gitutil.ledger_document(remote)["unsynced"] == {
+            "paris": {"since": "2026-11-22T03:37:00Z", "until": "2026-11-22T05:37:00Z"}
+        }
+        spokes = run("spokes", *kube, *at(98)).output
+        assert "| paris | FR | kube:kind-paris | down |" in spokes
+        assert "It is tried again at 2026-11-22T05:37:00Z (2h on: cut off before)" in spokes
     assert (
         "Down (no new work; what was dispatched there stays):\n- paris: Argo CD has not "
         "applied rendered/paris/ there: none of the Jobs the branch held for it was there at "

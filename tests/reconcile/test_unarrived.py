@@ -14,7 +14,7 @@ import pygit2
 import pytest
 import yaml
 
-from reconciler import arrivals, gitrepo, ledger, messages, reconciling, rendering
+from reconciler import arrivals, gitrepo, ledger, messages, owned, reconciling, rendering
 from reconciler.gitrepo import FleetRepo
 from reconciler.observing import DeclaredCapacity
 from reconciler.pools import spoke_of
@@ -361,44 +361,98 @@ class TestASpokeThatHasNoneOfItsJobs:
         assert planned.spoke not in {spoke_of(a.spoke) for a in moved.plan.assignments}
 
 
+def _cut(start: datetime, hours: float) -> ledger.Cut:
+    return ledger.Cut(since=start, until=start + timedelta(hours=hours))
+
+
 class TestASpokeCutOffAsOneNothingSyncs:
     """Once its Jobs have gone elsewhere, none is there to show that nothing
     syncs it: the last ledger says it was cut off, and it stays so for an
-    hour unless a Job of Caspian's is there."""
+    hour unless a Job of Caspian's is there; cut off again without one there
+    between, it stays so twice as long."""
 
     AFTER = timedelta(minutes=15)
 
-    def _moved_off(self):
+    def _moved_off(self, *, missing_since: datetime | None = None):
         """A spoke, and the template's spokes as declared, each listing
         every Job of Caspian's there: none. Nothing is missing anywhere, as
-        where every job has gone elsewhere."""
+        where every job has gone elsewhere; or, `missing_since`, on that
+        spoke one Job the branch has held for it since then."""
         _, files, started = _first_dispatched(template_files())
         listed = {name: {"listed": frozenset()} for name in ("paris", "frankfurt", "california")}
+        if missing_since is not None:
+            listed[started.spoke]["unarrived"] = {started.job_key: missing_since}
         return started.spoke, _observed(files, **listed)
 
     def test_it_stays_cut_off_for_the_hold(self) -> None:
         spoke, spokes = self._moved_off()
-        cut = {spoke: NOW}
+        cut = {spoke: _cut(NOW, 1)}
         held = arrivals.unsynced(spokes, now=NOW + timedelta(minutes=40), after=self.AFTER, cut=cut)
         state = held[spoke]
-        assert not state.up and state.unsynced_since == NOW and state.down_since == NOW
+        assert not state.up and state.unsynced == cut[spoke] and state.down_since == NOW
         assert state.reason == (
             f"Argo CD has not applied rendered/{spoke}/ there: none of the Jobs the branch held "
             "for it was there at 2026-11-22T02:00:00Z; does an Application sync that directory "
             "to it? It is tried again at 2026-11-22T03:00:00Z, or once one of them is there"
         )
         assert all(held[n] == s for n, s in spokes.items() if n != spoke)
-        # Then it takes work again, to see whether Argo CD syncs it now.
+        # Then it takes work again, to see whether Argo CD syncs it now; the
+        # ledger keeps the cut while it is on trial.
         later = arrivals.unsynced(spokes, now=NOW + timedelta(hours=1), after=self.AFTER, cut=cut)
-        assert later == spokes and later[spoke].unsynced_since is None
+        assert later[spoke] == spokes[spoke].model_copy(update={"unsynced": cut[spoke]})
+        assert later[spoke].up and later[spoke].reason == ""
+        # Nothing missing there as long again, it is forgotten.
+        done = arrivals.unsynced(spokes, now=NOW + timedelta(hours=2), after=self.AFTER, cut=cut)
+        assert done == spokes and done[spoke].unsynced is None
         # Never cut off, it is not held.
         assert arrivals.unsynced(spokes, now=NOW, after=self.AFTER) == spokes
+
+    def test_cut_off_again_on_trial_it_waits_twice_as_long(self) -> None:
+        # Taken back at 03:00, a Job planned there at 03:05 is missing still
+        # a requeueUnscheduled later.
+        trial = NOW + timedelta(hours=1, minutes=5)
+        spoke, spokes = self._moved_off(missing_since=trial)
+        cut = {spoke: _cut(NOW, 1)}
+        waiting = arrivals.unsynced(
+            spokes, now=trial + timedelta(minutes=14), after=self.AFTER, cut=cut
+        )
+        assert waiting[spoke].up and waiting[spoke].unsynced == cut[spoke]
+        # One planned there late in the trial keeps it on trial past as
+        # long as the hold, while its Job may yet come.
+        _, lately = self._moved_off(missing_since=NOW + timedelta(hours=1, minutes=55))
+        later = NOW + timedelta(hours=2, minutes=5)
+        late = arrivals.unsynced(lately, now=later, after=self.AFTER, cut=cut)[spoke]
+        assert late.up and late.unsynced == cut[spoke]
+        again = trial + timedelta(minutes=16)
+        state = arrivals.unsynced(spokes, now=again, after=self.AFTER, cut=cut)[spoke]
+        assert not state.up and state.unsynced == _cut(again, 2)
+        assert state.down_since == trial + self.AFTER
+        assert state.reason.endswith(
+            "It is tried again at 2026-11-22T05:21:00Z (2h on: cut off before), or once one "
+            "of them is there"
+        )
+        # Each cut after doubles it, up to a day.
+        for hours, then in ((2, 4), (8, 16), (16, 24), (24, 24)):
+            last = {spoke: _cut(trial - timedelta(hours=hours), hours)}
+            state = arrivals.unsynced(spokes, now=again, after=self.AFTER, cut=last)[spoke]
+            assert state.unsynced == _cut(again, then)
+
+    def test_a_job_missing_still_when_the_hold_is_over_renews_the_cut(self) -> None:
+        # A job that can go nowhere else stays planned there, missing: the
+        # hold over, the cut is made again, and says when it ends now.
+        spoke, spokes = self._moved_off(missing_since=NOW - self.AFTER)
+        cut = {spoke: _cut(NOW, 1)}
+        over = NOW + timedelta(hours=1)
+        state = arrivals.unsynced(spokes, now=over, after=self.AFTER, cut=cut)[spoke]
+        assert not state.up and state.unsynced == _cut(over, 2)
+        assert "It is tried again at 2026-11-22T05:00:00Z (2h on: cut off before)" in state.reason
 
     def test_a_job_of_it_there_ends_the_cut(self) -> None:
         spoke, spokes = self._moved_off()
         there = spokes[spoke].model_copy(update={"listed": frozenset({"batch/x-0ld"})})
         spokes = {**spokes, spoke: there}
-        assert arrivals.unsynced(spokes, now=NOW, after=self.AFTER, cut={spoke: NOW}) == spokes
+        for cut in (_cut(NOW, 1), _cut(NOW - timedelta(hours=1), 1)):  # held, or on trial
+            assert arrivals.unsynced(spokes, now=NOW, after=self.AFTER, cut={spoke: cut}) == spokes
 
     def test_down_for_another_reason_it_keeps_when_it_was_cut_off(self) -> None:
         spoke, spokes = self._moved_off()
@@ -406,8 +460,8 @@ class TestASpokeCutOffAsOneNothingSyncs:
         gone = spokes[spoke].down("unreachable").model_copy(update={"listed": None})
         spokes = {**spokes, spoke: gone}
         later = NOW + timedelta(hours=3)
-        held = arrivals.unsynced(spokes, now=later, after=self.AFTER, cut={spoke: NOW})
-        assert held[spoke].unsynced_since == NOW and held[spoke].reason == "unreachable"
+        held = arrivals.unsynced(spokes, now=later, after=self.AFTER, cut={spoke: _cut(NOW, 1)})
+        assert held[spoke].unsynced == _cut(NOW, 1) and held[spoke].reason == "unreachable"
 
     def test_the_first_cut_counts_from_the_reconcile_that_made_it(self) -> None:
         # Found missing past requeueUnscheduled at a reconcile two hours on:
@@ -416,21 +470,38 @@ class TestASpokeCutOffAsOneNothingSyncs:
         later = NOW + timedelta(hours=2)
         cut = arrivals.unsynced(spokes, now=later, after=self.AFTER)
         state = cut[started.spoke]
-        assert state.unsynced_since == later and state.down_since == NOW + self.AFTER
-        again = arrivals.unsynced(spokes, now=later, after=self.AFTER, cut={started.spoke: NOW})
-        assert again[started.spoke].unsynced_since == NOW
+        assert state.unsynced == _cut(later, 1) and state.down_since == NOW + self.AFTER
+        kept = {started.spoke: _cut(NOW + timedelta(hours=1, minutes=30), 1)}
+        again = arrivals.unsynced(spokes, now=later, after=self.AFTER, cut=kept)
+        assert again[started.spoke].unsynced == kept[started.spoke]
 
     def test_the_ledger_keeps_it_and_leaves_it_out_when_empty(self) -> None:
         decision, _ = step(template_files(), now=NOW)
         assert b"unsynced" not in rendering.render_ledger(decision.ledger)
-        kept = decision.ledger.model_copy(update={"unsynced": {"paris": NOW}})
+        kept = decision.ledger.model_copy(update={"unsynced": {"paris": _cut(NOW, 2)}})
         raw = rendering.render_ledger(kept)
-        assert b"unsynced:\n  paris: '2026-11-22T02:00:00Z'\n" in raw
-        assert ledger.parse(raw).unsynced == {"paris": NOW}
+        assert (
+            b"unsynced:\n  paris:\n    since: '2026-11-22T02:00:00Z'\n"
+            b"    until: '2026-11-22T04:00:00Z'\n" in raw
+        )
+        assert ledger.parse(raw).unsynced == {"paris": _cut(NOW, 2)}
         # The next decision carries what the spokes said into its ledger.
-        cut = {"paris": {"unsynced_since": NOW, "up": False, "reason": "r"}}
+        cut = {"paris": {"unsynced": _cut(NOW, 1), "up": False, "reason": "r"}}
         again, _ = step(template_files(), now=NOW, states=cut)
-        assert again.ledger.unsynced == {"paris": NOW}
+        assert again.ledger.unsynced == {"paris": _cut(NOW, 1)}
+
+    def test_a_ledger_that_gave_the_time_alone_held_it_an_hour(self) -> None:
+        # As the version before the hold doubled wrote it.
+        decision, _ = step(template_files(), now=NOW)
+        raw = rendering.render_ledger(decision.ledger)
+        body = raw[raw.index(b"\n", raw.index(owned.DIGEST.encode())) + 1 :]
+        time_alone = b"unsynced:\n  paris: '2026-11-22T02:00:00Z'\nentries:"
+        older = owned.seal(body.replace(b"entries:", time_alone, 1))
+        for known in (None, ledger.Records()):  # read whole, or record by record
+            assert ledger.parse(older, known=known).unsynced == {"paris": _cut(NOW, 1)}
+        garbled = owned.seal(body.replace(b"entries:", time_alone.replace(b"'2026", b"'soon"), 1))
+        with pytest.raises(ledger.LedgerError, match="does not parse"):
+            ledger.parse(garbled)
 
 
 def _running(files=None, **policy):
