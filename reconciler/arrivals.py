@@ -189,8 +189,7 @@ def unsynced(
             held, since = last, (first + after if first is not None and overdue else last.since)
         elif first is not None and overdue:
             # The hold counts from the reconcile that first found it so.
-            hold = UNSYNCED_HOLD if last is None else min(2 * last.hold, UNSYNCED_HOLD_MOST)
-            held, since = Cut(since=now, until=now + hold), first + after
+            held, since = Cut(since=now, until=now + next_hold(last)), first + after
         elif last is not None and (state.unarrived or now < last.until + last.hold):
             # On trial: it takes work, and the ledger keeps the cut while a
             # Job planned there may yet be missing, or for as long as the
@@ -203,6 +202,11 @@ def unsynced(
             update={"unsynced": held}
         )
     return {**spokes, **changed}
+
+
+def next_hold(last: Cut | None) -> timedelta:
+    """How long a spoke is held at its next cut, after `last` (None: never)."""
+    return UNSYNCED_HOLD if last is None else min(2 * last.hold, UNSYNCED_HOLD_MOST)
 
 
 def _unsynced_reason(name: str, cut: Cut) -> str:

@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict
 
 from optimizer.model import RESOURCES
-from reconciler import cron, kubeversions, syncwindows
+from reconciler import arrivals, cron, kubeversions, syncwindows
 from reconciler.decisions import GRANTED_APART, SpokeState
 from reconciler.fleet import Maintenance, Quota, Spoke
-from reconciler.ledger import Entry, Phase
+from reconciler.ledger import Cut, Entry, Phase
 from reconciler.quantities import amount, format_duration, format_time
 from reconciler.spokedown import grace_begins
 
@@ -139,6 +139,8 @@ def table(survey: Survey) -> str:
             continue
         if seen.sync_windows:
             notes.append(f"{report.name}: {_sync_windows(seen, now=survey.now)}")
+        if seen.up and seen.unsynced is not None:
+            notes.append(f"{report.name}: {_on_trial(seen.unsynced)}")
         notes.extend(f"{report.name}: {line}" for line in _waiting_jobs(seen))
         notes.extend(f"{report.name}: {line}" for line in _namespace_rules(seen))
         # Secrets are listed only where a spoke's admin chose to grant it.
@@ -191,6 +193,17 @@ def _sync_windows(state: SpokeState, *, now: datetime) -> str:
     )
     return (
         f"Argo CD does not sync it {when} ({first.reason}): nothing is planned to start there then"
+    )
+
+
+def _on_trial(cut: Cut) -> str:
+    """A spoke that takes work again after a cut as one nothing syncs, and
+    what comes of a Job of Caspian's not showing there now."""
+    return (
+        f"on trial: cut off from {format_time(cut.since)} to {format_time(cut.until)}, as no "
+        "Job of Caspian's was there; it takes work again, and should the next Job planned "
+        "there not appear within requeueUnscheduled, it is cut off for "
+        f"{format_duration(arrivals.next_hold(cut))}"
     )
 
 

@@ -1708,7 +1708,13 @@ def test_jobs_argo_cd_never_applies_are_requeued_and_their_spoke_cut_off(run, tm
         spokes = run("spokes", *kube, *at(21)).output
         assert "| paris | FR | kube:kind-paris | down |" in spokes
         assert run("reconcile", "--once", *kube, *at(81)).exit_code == 0
-        assert "| paris | FR | kube:kind-paris | up |" in run("spokes", *kube, *at(81)).output
+        spokes = run("spokes", *kube, *at(81)).output
+        assert "| paris | FR | kube:kind-paris | up |" in spokes
+        assert (
+            "paris: on trial: cut off from 2026-11-22T02:20:00Z to 2026-11-22T03:20:00Z, as no "
+            "Job of Caspian's was there; it takes work again, and should the next Job planned "
+            "there not appear within requeueUnscheduled, it is cut off for 2h\n"
+        ) in spokes
         # On trial: paris takes work again, and the ledger keeps its cut.
         trial = gitutil.ledger_document(remote)["unsynced"]
         assert trial == {
