@@ -1,11 +1,11 @@
 """Days of reconciles against spokes that do what Argo CD and Kubernetes may
 do, drawn at random: apply a Job late or not at all, resume it late, run it,
-fail it, lose it, suspend it by hand, go down, or hold off syncing in a deny
-window; and people who add, edit, hold and cancel jobs meanwhile. After each
-decision, what must hold whatever happened: the same inputs give the same
-decision and files, the plan fits, no job is lost, a finished job stays
-finished, a running one stays where it runs, and `rendered/` holds what the
-ledger says."""
+fail it, lose it, suspend it by hand, go down, hold off syncing in a deny
+window, or sync nothing until someone adds an Application; and people who
+add, edit, hold and cancel jobs meanwhile. After each decision, what must
+hold whatever happened: the same inputs give the same decision and files,
+the plan fits, no job is lost, a finished job stays finished, a running one
+stays where it runs, and `rendered/` holds what the ledger says."""
 
 from __future__ import annotations
 
@@ -46,8 +46,13 @@ class _World:
     down: set[str] = field(default_factory=set)
     # A deny window on some spokes' AppProject: Argo CD syncs nothing there then.
     windows: dict[str, SyncWindow] = field(default_factory=dict)
+    # On some days a spoke no Application syncs: nothing reaches it until
+    # someone adds one.
+    unsynced: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
+        if self.rng.random() < 0.3:
+            self.unsynced.add(self.rng.choice(("california", "frankfurt", "paris")))
         for spoke in ("california", "frankfurt", "paris"):
             if self.rng.random() < 0.3:
                 hour, hours = self.rng.randrange(24), self.rng.choice((1, 3, 8))
@@ -73,7 +78,7 @@ class _World:
         # In a fixed order, so that a seed draws the same days in any process.
         for spoke in sorted(set(self.jobs) | set(held)):
             there = self.jobs.setdefault(spoke, {})
-            if spoke in self.down or self.barred(spoke, now):
+            if spoke in self.down or spoke in self.unsynced or self.barred(spoke, now):
                 continue
             for key in sorted(set(there) - set(held.get(spoke, {}))):
                 if self.rng.random() < 0.9:  # pruned
@@ -94,6 +99,8 @@ class _World:
                     del there[key]
                 elif job.began and job.outcome is None and self.rng.random() < 0.02:
                     job.suspended = True
+        if self.unsynced and self.rng.random() < 0.1:
+            self.unsynced.clear()  # an Application added at last
         for spoke in sorted(self.jobs):
             if spoke in self.down and self.rng.random() < 0.6:
                 self.down.discard(spoke)
