@@ -13,7 +13,7 @@ from reconciler import ledger
 from reconciler.reconciling import propose_once
 from tests import gitutil
 from tests.conftest import BOT, NOW
-from tests.reconcile.test_random_lifecycle import _check
+from tests.reconcile.test_random_lifecycle import _check, day_seeds
 from tests.reconcile.test_random_reconciles import TURNS, _start, _time_passes, _tip
 
 BRANCH = "caspian/placement"
@@ -35,7 +35,7 @@ def _merged(remote) -> bool:
     return True
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", day_seeds(6))
 def test_whatever_the_spokes_do_a_second_proposal_round_pushes_nothing(
     seed: int, remote, tmp_path
 ) -> None:

@@ -15,11 +15,11 @@ import pytest
 from reconciler.decisions import SpokeState
 from reconciler.fleet import Fleet
 from reconciler.gitrepo import FleetRepo
-from reconciler.observing import DeclaredCapacity
-from reconciler.reconciling import reconcile_once
+from reconciler.observing import DeclaredCapacity, Observer
+from reconciler.reconciling import Outcome, reconcile_once
 from tests import gitutil
 from tests.conftest import BOT, NOW
-from tests.reconcile.test_random_lifecycle import _check, _people, _World
+from tests.reconcile.test_random_lifecycle import _as_seen, _check, _people, _World, day_seeds
 
 TURNS = 10
 
@@ -63,7 +63,18 @@ def _time_passes(remote, world: _World, seeing: _Seeing, *, at: datetime, turn: 
     return later
 
 
-@pytest.mark.parametrize("seed", range(8))
+def _settled(repo: FleetRepo, remote, observer: Observer, *, at: datetime, turn: int) -> Outcome:
+    """A reconcile at `at`, after which one more at the same time commits
+    nothing and decides the same."""
+    outcome = reconcile_once(repo, now=at, author=BOT, observer=observer)
+    head = gitutil.head(remote)
+    again = reconcile_once(repo, now=at, author=BOT, observer=observer)
+    assert again.commit is None and gitutil.head(remote) == head, (turn, again.changes)
+    assert again.decision.ledger == outcome.decision.ledger, turn
+    return outcome
+
+
+@pytest.mark.parametrize("seed", day_seeds(8))
 def test_whatever_the_spokes_do_a_second_reconcile_commits_nothing(
     seed: int, remote, tmp_path
 ) -> None:
@@ -73,9 +84,6 @@ def test_whatever_the_spokes_do_a_second_reconcile_commits_nothing(
     for turn in range(TURNS):
         before = outcome.decision.ledger.by_id()
         at = _time_passes(remote, world, seeing, at=at, turn=turn)
-        outcome = reconcile_once(repo, now=at, author=BOT, observer=seeing)
-        head = gitutil.head(remote)
-        again = reconcile_once(repo, now=at, author=BOT, observer=seeing)
-        assert again.commit is None and gitutil.head(remote) == head, (turn, again.changes)
-        assert again.decision.ledger == outcome.decision.ledger, turn
+        outcome = _settled(repo, remote, seeing, at=at, turn=turn)
         _check(outcome.decision, _tip(remote), before)
+        _as_seen(outcome.decision, before, world)

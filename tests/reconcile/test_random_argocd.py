@@ -1,0 +1,152 @@
+"""The random days of test_random_lifecycle.py seen as `--observer argocd`
+sees them: each spoke's Application on the hub, as Argo CD lists it after
+its last read of the branch (a Job committed since is not in it yet), with
+the health argocd/job-health.yaml gives each Job, and the AppProject's deny
+windows, served to the real client by a local API server. A spoke that is
+down is one Argo CD cannot reach; one no Application syncs has none. After
+each reconcile, one more at the same time commits nothing, and the commit
+holds what the decision says."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from reconciler.decisions import SpokeState
+from reconciler.fleet import Fleet
+from reconciler.kube import ArgoCDObserver
+from reconciler.quantities import format_duration, format_time
+from reconciler.reconciling import reconcile_once
+from tests.conftest import BOT, NOW
+from tests.fakehttp import Reply, Seen, serve
+from tests.reconcile.test_argocd_observer import (
+    APPS,
+    CHECKED,
+    PROJECTS,
+    SETTINGS,
+    application,
+    applications,
+    settings,
+)
+from tests.reconcile.test_kube_observer import kubeconfig
+from tests.reconcile.test_random_lifecycle import _as_seen, _check, _Job, _World, day_seeds
+from tests.reconcile.test_random_reconciles import TURNS, _settled, _start, _time_passes, _tip
+
+
+class _Reading(ArgoCDObserver):
+    """The observer, keeping what it saw last."""
+
+    last: dict[str, SpokeState]
+
+    def observe(self, fleet: Fleet) -> dict[str, SpokeState]:
+        self.last = super().observe(fleet)
+        return self.last
+
+
+def _health(job: _Job) -> dict:
+    """A live Job's health by argocd/job-health.yaml's check: its status
+    decides, then spec.suspend; `resumed` stands for status.startTime."""
+    resumed = format_time(job.resumed) if job.resumed else None
+    ran = f" (began {resumed}, ended {format_time(job.ended)})" if job.ended and resumed else ""
+    if job.outcome == "Succeeded":
+        return {"status": "Healthy", "message": f"Job completed{ran}"}
+    if job.outcome == "Failed":
+        return {
+            "status": "Degraded",
+            "message": f"Job has reached the specified backoff limit{ran}",
+        }
+    if job.suspended:
+        return {"status": "Suspended", "message": "suspended"}
+    if resumed is None:
+        return {"status": "Progressing", "message": "starting"}
+    if job.began:
+        return {"status": "Progressing", "message": f"running since {resumed}"}
+    return {"status": "Progressing", "message": f"no pod ready since {resumed}"}
+
+
+def _resources(world: _World, spoke: str) -> list[dict]:
+    """What the Application lists: each Job the branch held at Argo CD's last
+    read, Missing where the spoke lacks it, and each Job there that it
+    would prune."""
+    there, held = world.jobs.get(spoke, {}), world.refreshed.get(spoke, {})
+    listed = []
+    for key in sorted(set(there) | set(held)):
+        namespace, name = key.split("/")
+        job = there.get(key)
+        synced = job is not None and key in held and job.suspended == held[key]
+        resource = {"group": "batch", "version": "v1", "kind": "Job", "namespace": namespace}
+        resource |= {"name": name, "status": "Synced" if synced else "OutOfSync"}
+        if key not in held:
+            resource["requiresPruning"] = True
+        if spoke in world.down:
+            resource["health"] = {"status": "Unknown"}
+        else:
+            resource["health"] = {"status": "Missing"} if job is None else _health(job)
+        listed.append(resource)
+    return listed
+
+
+def _hub(world: _World, *, now: datetime) -> tuple[list[dict], dict]:
+    """The hub's Applications, one per spoke some Application syncs, and the
+    AppProject that holds the deny windows."""
+    apps = []
+    for spoke in sorted({"california", "frankfurt", "paris"} - world.unsynced):
+        status: dict = {}
+        if spoke in world.down:
+            status["conditions"] = [
+                {
+                    "type": "ComparisonError",
+                    "message": f"failed to get cluster info for {spoke}: connection refused",
+                    "lastTransitionTime": format_time(now),
+                }
+            ]
+        apps.append(application(spoke, _resources(world, spoke), **status))
+    windows = [
+        {
+            "kind": "deny",
+            "schedule": window.schedule,
+            "duration": format_duration(window.duration),
+            "applications": [f"caspian-{spoke}"],
+        }
+        for spoke, window in sorted(world.windows.items())
+    ]
+    project = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AppProject",
+        "metadata": {"name": "caspian-jobs", "namespace": "argocd"},
+        "spec": {"syncWindows": windows},
+    }
+    return apps, project
+
+
+@pytest.mark.parametrize("seed", day_seeds(6))
+def test_seen_through_argo_cd_a_second_reconcile_commits_nothing(
+    seed: int, remote, tmp_path
+) -> None:
+    world, seeing, repo = _start(seed, remote, tmp_path)
+    hub: dict = {}
+
+    def projects(_: Seen) -> Reply:
+        listing = {"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProjectList"}
+        return Reply(body=listing | {"items": [hub["project"]], "metadata": {}})
+
+    with serve() as api:
+        api.routes[APPS] = lambda _: applications(*hub["apps"])
+        api.routes[PROJECTS] = projects
+        api.route(SETTINGS, settings(CHECKED))
+        config = kubeconfig(tmp_path, {"hub": api.url})
+        observer = _Reading(kubeconfig=config, context="kind-hub", timeout_s=5.0)
+        hub["apps"], hub["project"] = _hub(world, now=NOW)
+        outcome = reconcile_once(repo, now=NOW, author=BOT, observer=observer)
+        at = NOW
+        for turn in range(TURNS):
+            before = outcome.decision.ledger.by_id()
+            at = _time_passes(remote, world, seeing, at=at, turn=turn)
+            hub["apps"], hub["project"] = _hub(world, now=at)
+            outcome = _settled(repo, remote, observer, at=at, turn=turn)
+            _check(outcome.decision, _tip(remote), before)
+            _as_seen(outcome.decision, before, world)
+            # Each spoke an Application syncs was read through it.
+            read = {n for n, state in observer.last.items() if state.source == "declared+argocd"}
+            assert read == {"california", "frankfurt", "paris"} - world.unsynced, turn
