@@ -72,6 +72,12 @@ SPOKE_SYNC_BARRED = Gauge(
     "starts there then (read with --argocd-context)",
     ["spoke"],
 )
+SPOKE_UNSYNCED = Gauge(
+    "caspian_spoke_unsynced",
+    "1 while the spoke is cut off as one no Argo CD Application syncs (none of its Jobs was "
+    "there), or on trial after such a cut: taking work again until a Job shows there",
+    ["spoke"],
+)
 SPOKE_FILE_LOADS = Gauge(
     "caspian_spoke_file_loads",
     "1 when the spoke's file loaded at the last reconcile, 0 when it did not (no new work there)",

@@ -771,7 +771,9 @@ def _decision(
     for name, state in spokes.items():
         shut = syncwindows.barred(state.sync_windows, now, now + timedelta(seconds=1))
         metrics.SPOKE_SYNC_BARRED.labels(spoke=name).set(1 if shut else 0)
+        metrics.SPOKE_UNSYNCED.labels(spoke=name).set(0 if state.unsynced is None else 1)
     metrics.keep_only(metrics.SPOKE_SYNC_BARRED, "spoke", set(spokes))
+    metrics.keep_only(metrics.SPOKE_UNSYNCED, "spoke", set(spokes))
     metrics.record_not_on_spoke(
         arrivals.overdue(spokes, now=now, after=arrivals.ARGO_CD_SLACK),
         unresumed=arrivals.overdue(

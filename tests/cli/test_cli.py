@@ -1665,10 +1665,14 @@ def test_jobs_argo_cd_never_applies_are_requeued_and_their_spoke_cut_off(run, tm
     def not_there(spoke: str) -> float | None:
         return REGISTRY.get_sample_value("caspian_jobs_not_on_spoke", {"spoke": spoke})
 
+    def unsynced(spoke: str) -> float | None:
+        return REGISTRY.get_sample_value("caspian_spoke_unsynced", {"spoke": spoke})
+
     with kube_spokes(tmp_path, remote) as (apis, kube):
         paris = apis["paris"]
         paris.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [])))
         assert run("reconcile", "--once", *kube, *at(0)).exit_code == 0
+        assert unsynced("paris") == 0
         ledger = gitutil.ledger(remote)
         there = [e for e in ledger.values() if e.get("spoke") == "paris"]
         sent = [e for e in there if e["phase"] == "Dispatched"]
@@ -1697,6 +1701,7 @@ def test_jobs_argo_cd_never_applies_are_requeued_and_their_spoke_cut_off(run, tm
             0,
             0,
         )
+        assert (unsynced("paris"), unsynced("frankfurt"), unsynced("california")) == (1, 0, 0)
         # With all it held gone elsewhere, the ledger remembers it: it takes
         # no work back until an hour on, and the next reconcile commits nothing.
         assert gitutil.ledger_document(remote)["unsynced"] == {
@@ -1715,7 +1720,9 @@ def test_jobs_argo_cd_never_applies_are_requeued_and_their_spoke_cut_off(run, tm
             "Job of Caspian's was there; it takes work again, and should the next Job planned "
             "there not appear within requeueUnscheduled, it is cut off for 2h\n"
         ) in spokes
-        # On trial: paris takes work again, and the ledger keeps its cut.
+        # On trial: paris takes work again, and the ledger keeps its cut, as
+        # does the gauge, so that the alert does not go quiet.
+        assert unsynced("paris") == 1
         trial = gitutil.ledger_document(remote)["unsynced"]
         assert trial == {
             "paris": {"since": "2026-11-22T02:20:00Z", "until": "2026-11-22T03:20:00Z"}
