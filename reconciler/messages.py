@@ -135,6 +135,11 @@ def subject(
         if changes[kind]:
             where = ", ".join(sorted({e.spoke or "" for e in changes[kind]}))
             parts.append(f"{verb}: {_jobs(len(changes[kind]))} ({where} {spoke_is})")
+    cut, forgotten = _cuts(old, decision.ledger)
+    if cut:
+        parts.append(f"cut off: {', '.join(cut)} (nothing syncs it)")
+    if forgotten:
+        parts.append(f"forget cut: {', '.join(forgotten)}")
     if pruned := list(pruned):
         parts.append(f"prune: {_jobs(len(pruned))} (finished)")
     if rewritten := list(rewritten):
@@ -221,6 +226,18 @@ def commit_message(
     if down:
         lines += ["", "Down (no new work; what was dispatched there stays):"]
         lines += [f"- {line}" for line in down]
+    _, forgotten = _cuts(old, ledger)
+    if forgotten:
+        lines += [
+            "",
+            "No longer cut off as spokes nothing syncs (a Job of Caspian's is there, or none "
+            "went missing there for as long as the last hold):",
+        ]
+        lines += [
+            f"- {name}: cut off from {_time(old.unsynced[name].since)} to "
+            f"{_time(old.unsynced[name].until)}"
+            for name in forgotten
+        ]
     plan = decision.plan
     bound = f", bound {plan.bound:,.1f}" if plan.bound is not None else ""
     lines += [
@@ -318,6 +335,13 @@ def sync_windows(decision: Decision) -> list[str]:
         if len(windows) > MOST_WINDOWS:
             lines.append(f"{spoke}: and {len(windows) - MOST_WINDOWS} more in the horizon")
     return lines
+
+
+def _cuts(old: Ledger, new: Ledger) -> tuple[list[str], list[str]]:
+    """The spokes `new` cuts off as ones nothing syncs (or cuts off again),
+    and those whose cut it forgets."""
+    cut = sorted(name for name, held in new.unsynced.items() if old.unsynced.get(name) != held)
+    return cut, sorted(old.unsynced.keys() - new.unsynced.keys())
 
 
 def down_spokes(decision: Decision) -> list[str]:

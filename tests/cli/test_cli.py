@@ -1694,6 +1694,7 @@ def test_jobs_argo_cd_never_applies_are_requeued_and_their_spoke_cut_off(run, tm
 
         assert run("reconcile", "--once", *kube, *at(20)).exit_code == 0
         message = gitutil.message(remote)
+        assert "; cut off: paris (nothing syncs it)" in message.splitlines()[0]
         after, files = gitutil.ledger(remote), gitutil.files(remote)
         # What that reconcile saw, before it requeued them.
         assert (not_there("paris"), not_there("frankfurt"), not_there("california")) == (
@@ -1730,6 +1731,7 @@ def test_jobs_argo_cd_never_applies_are_requeued_and_their_spoke_cut_off(run, tm
         assert any(e.get("spoke") == "paris" for e in gitutil.ledger(remote).values())
         # Its Jobs missing again past requeueUnscheduled, it is cut off for two hours.
         assert run("reconcile", "--once", *kube, *at(97)).exit_code == 0
+        assert "cut off: paris (nothing syncs it)" in gitutil.message(remote).splitlines()[0]
         assert gitutil.ledger_document(remote)["unsynced"] == {
             "paris": {"since": "2026-11-22T03:37:00Z", "until": "2026-11-22T05:37:00Z"}
         }

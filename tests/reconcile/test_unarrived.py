@@ -490,6 +490,24 @@ class TestASpokeCutOffAsOneNothingSyncs:
         again, _ = step(template_files(), now=NOW, states=cut)
         assert again.ledger.unsynced == {"paris": _cut(NOW, 1)}
 
+    def test_the_commit_says_when_a_cut_is_made_and_when_it_is_forgotten(self) -> None:
+        first, files = step(template_files(), now=NOW)
+        held = {"paris": {"unsynced": _cut(NOW, 1), "up": False, "reason": "r"}}
+        cut, _ = step(files, now=NOW, states=held)
+        assert "cut off: paris (nothing syncs it)" in messages.subject(first.ledger, cut)
+        # Held on, or on trial: the same cut, nothing said of it.
+        trial = {"paris": {"unsynced": _cut(NOW, 1)}}
+        kept, _ = step(files, now=NOW + timedelta(hours=1), states=trial)
+        assert "cut" not in messages.subject(cut.ledger, kept)
+        later, _ = step(files, now=NOW + timedelta(hours=2))
+        assert "forget cut: paris" in messages.subject(kept.ledger, later)
+        message = messages.commit_message(old=kept.ledger, decision=later, input_commit="c0")
+        assert (
+            "\nNo longer cut off as spokes nothing syncs (a Job of Caspian's is there, or none "
+            "went missing there for as long as the last hold):\n- paris: cut off from "
+            "2026-11-22 02:00 to 2026-11-22 03:00\n"
+        ) in message
+
     def test_a_ledger_that_gave_the_time_alone_held_it_an_hour(self) -> None:
         # As the version before the hold doubled wrote it.
         decision, _ = step(template_files(), now=NOW)
