@@ -120,8 +120,15 @@ def _stuck(job: JobRequest, prev: Entry, spokes: Mapping[str, SpokeState]) -> _S
         return None
     said = state.said.get(prev.job_key)
     unapplied = _unapplied_since(prev, state)
-    # Argo CD's own word on why it has not applied the Job, where it gives one, goes first.
-    unarrived = state.unarrived.get(prev.job_key) if unapplied is None else None
+    unarrived = state.unarrived.get(prev.job_key)
+    if unapplied is not None:
+        # Argo CD's own word on why it has not applied the Job goes first.
+        # Its Application keeps only its last sync, which says when that one
+        # failed, and each commit brings another: it has been kept from the
+        # spoke since the branch has held it missing, or not resumed.
+        others = (unarrived, state.unresumed.get(prev.job_key))
+        unapplied = min([unapplied, *(since for since in others if since is not None)])
+        unarrived = None
     # A Job the spoke does not list has nothing said of it, but a likely cause.
     for since, what, pods_made, hint in (
         (unarrived, "its Job has not appeared on", False, f" ({_not_applied(prev)})"),

@@ -9,13 +9,14 @@ holds what the decision says."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 
 from reconciler.decisions import SpokeState
 from reconciler.fleet import Fleet
 from reconciler.kube import ArgoCDObserver
+from reconciler.ledger import Entry, Phase
 from reconciler.quantities import format_duration, format_time
 from reconciler.reconciling import reconcile_once
 from tests.conftest import BOT, NOW
@@ -30,8 +31,11 @@ from tests.reconcile.test_argocd_observer import (
     settings,
 )
 from tests.reconcile.test_kube_observer import kubeconfig
+from tests.reconcile.test_lifecycle import entries
 from tests.reconcile.test_random_lifecycle import _as_seen, _check, _Job, _World, day_seeds
 from tests.reconcile.test_random_reconciles import TURNS, _settled, _start, _time_passes, _tip
+
+REQUEUE_UNSCHEDULED = timedelta(minutes=15)  # the template's policy
 
 
 class _Reading(ArgoCDObserver):
@@ -87,6 +91,34 @@ def _resources(world: _World, spoke: str) -> list[dict]:
     return listed
 
 
+def _refusals(world: _World, spoke: str) -> list[dict]:
+    """The last sync's result for each Job of the branch the spoke refuses."""
+    failed = []
+    for key in sorted(world.refused.get(spoke, {}).keys() & world.refreshed.get(spoke, {}).keys()):
+        namespace, name = key.split("/")
+        result = {"group": "batch", "version": "v1", "kind": "Job", "namespace": namespace}
+        result |= {"name": name, "status": "SyncFailed", "syncPhase": "Sync"}
+        result["message"] = 'admission webhook "deny.example.com" denied the request: no'
+        failed.append(result)
+    return failed
+
+
+def _refused_go(decision, before: dict[str, Entry], world: _World, *, now: datetime) -> None:
+    """A job dispatched to a spoke that refuses its Job, since before this
+    reconcile, has left it once the policy's requeueUnscheduled is past."""
+    for job_id, new in entries(decision).items():
+        old, spoke = before.get(job_id), new.spoke or ""
+        refused = world.refused.get(spoke, {}).get(new.job_key)
+        if refused is None or old is None or old.planned_start is None:
+            continue
+        if (old.phase, old.spoke, old.job_name) != (Phase.DISPATCHED, spoke, new.job_name):
+            continue
+        if spoke in world.down or world.barred(spoke, now):
+            continue
+        if now - max(refused, old.planned_start) > REQUEUE_UNSCHEDULED:
+            assert (new.phase, new.spoke) != (Phase.DISPATCHED, spoke), (job_id, refused)
+
+
 def _hub(world: _World, *, now: datetime) -> tuple[list[dict], dict]:
     """The hub's Applications, one per spoke some Application syncs, and the
     AppProject that holds the deny windows."""
@@ -101,6 +133,16 @@ def _hub(world: _World, *, now: datetime) -> tuple[list[dict], dict]:
                     "lastTransitionTime": format_time(now),
                 }
             ]
+        elif failed := _refusals(world, spoke):
+            # Its Application keeps only its last sync: when that one failed.
+            when = format_time(world.tried[spoke])
+            status["operationState"] = {
+                "phase": "Failed",
+                "message": "one or more objects failed to apply",
+                "startedAt": when,
+                "finishedAt": when,
+                "syncResult": {"resources": failed},
+            }
         apps.append(application(spoke, _resources(world, spoke), **status))
     windows = [
         {
@@ -147,6 +189,7 @@ def test_seen_through_argo_cd_a_second_reconcile_commits_nothing(
             outcome = _settled(repo, remote, observer, at=at, turn=turn)
             _check(outcome.decision, _tip(remote), before)
             _as_seen(outcome.decision, before, world)
+            _refused_go(outcome.decision, before, world, now=at)
             # Each spoke an Application syncs was read through it.
             read = {n for n, state in observer.last.items() if state.source == "declared+argocd"}
             assert read == {"california", "frankfurt", "paris"} - world.unsynced, turn

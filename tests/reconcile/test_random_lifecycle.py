@@ -1,11 +1,12 @@
 """Days of reconciles against spokes that do what Argo CD and Kubernetes may
 do, drawn at random: apply a Job late or not at all, resume it late, run it,
-fail it, lose it, suspend it by hand, go down, hold off syncing in a deny
-window, or sync nothing until someone adds an Application; and people who
-add, edit, hold and cancel jobs meanwhile. After each decision, what must
-hold whatever happened: the same inputs give the same decision and files,
-the plan fits, no job is lost, a finished job stays finished, a running one
-stays where it runs, and `rendered/` holds what the ledger says."""
+fail it, lose it, suspend it by hand, refuse it, go down, hold off syncing
+in a deny window, or sync nothing until someone adds an Application; and
+people who add, edit, hold and cancel jobs meanwhile. After each decision,
+what must hold whatever happened: the same inputs give the same decision
+and files, the plan fits, no job is lost, a finished job stays finished, a
+running one stays where it runs, and `rendered/` holds what the ledger
+says."""
 
 from __future__ import annotations
 
@@ -59,6 +60,11 @@ class _World:
     # What the branch held for each spoke when Argo CD last read it: each
     # Job's namespace/name, and whether it was suspended there.
     refreshed: dict[str, dict[str, bool]] = field(default_factory=dict)
+    # The Jobs each spoke's API refuses (an admission webhook), since when;
+    # and when Argo CD last tried to sync each spoke, which it does soon
+    # after each commit.
+    refused: dict[str, dict[str, datetime]] = field(default_factory=dict)
+    tried: dict[str, datetime] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.rng.random() < 0.3:
@@ -94,11 +100,17 @@ class _World:
             for key in sorted(set(there) - set(held.get(spoke, {}))):
                 if self.rng.random() < 0.9:  # pruned
                     del there[key]
+            self.tried[spoke] = min(since + timedelta(minutes=3), now)
+            refused = self.refused.setdefault(spoke, {})
             for key, suspended in sorted(held.get(spoke, {}).items()):
                 job = there.get(key)
-                if job is None:
-                    if self.rng.random() < 0.85:  # applied
+                if job is None and key not in refused:
+                    if self.rng.random() < 0.05:
+                        refused[key] = self.tried[spoke]
+                    elif self.rng.random() < 0.85:  # applied
                         there[key] = _Job(suspended, resumed=None if suspended else since)
+                    continue
+                if job is None:  # refused again
                     continue
                 if job.suspended != suspended and self.rng.random() < 0.85:
                     job.suspended = suspended

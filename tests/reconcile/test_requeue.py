@@ -213,6 +213,29 @@ def test_a_job_argo_cd_cannot_apply_there_is_requeued_counting_from_its_dispatch
     assert reason.endswith(f'its Job there never ran, and goes (paris says: "{word}")')
 
 
+def test_a_job_argo_cd_fails_to_apply_again_and_again_counts_from_when_it_went_missing() -> None:
+    # Each commit brings Argo CD to sync again, and fail again: its
+    # Application's last sync says only when that one failed. The branch has
+    # held the Job, missing from paris, since before its dispatch.
+    files, started, _ = _backfill_dispatched_on_paris()
+    word = 'admission webhook "validate.kyverno.svc-fail" denied the request: require-limits'
+    at = started.planned_start + timedelta(minutes=16)
+    key = started.job_key
+    refused = {
+        "paris": {
+            "unapplied": {key: at - timedelta(minutes=2)},
+            "unarrived": {key: started.planned_start - timedelta(hours=1)},
+            "said": {key: word},
+        }
+    }
+    requeued, _ = step(files, now=at, states=refused)
+    reason = requeued.requeued[started.id].reason
+    assert reason.startswith(
+        f"Argo CD could not apply its Job on paris from {format_time(started.planned_start)} "
+    )
+    assert reason.endswith(f'its Job there never ran, and goes (paris says: "{word}")')
+
+
 @pytest.mark.parametrize(
     ("field", "what"),
     [
