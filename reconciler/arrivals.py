@@ -223,6 +223,22 @@ def _unsynced_reason(name: str, cut: Cut) -> str:
     )
 
 
+def unapplied_since(state: SpokeState, key: str) -> datetime | None:
+    """Since when Argo CD has failed to apply the Job `key` on its spoke.
+    The Application keeps only its last sync, which says when that one
+    failed, and Argo CD tries again at each commit (with self-heal, soon
+    after each failure): the Job has been kept from the spoke since the
+    branch has held it missing there, or not resumed, where that is earlier."""
+    last = state.unapplied.get(key)
+    if last is None:
+        return None
+    return min(
+        since
+        for since in (last, state.unarrived.get(key), state.unresumed.get(key))
+        if since is not None
+    )
+
+
 def overdue(
     spokes: Mapping[str, SpokeState],
     *,

@@ -120,15 +120,8 @@ def _stuck(job: JobRequest, prev: Entry, spokes: Mapping[str, SpokeState]) -> _S
         return None
     said = state.said.get(prev.job_key)
     unapplied = _unapplied_since(prev, state)
-    unarrived = state.unarrived.get(prev.job_key)
-    if unapplied is not None:
-        # Argo CD's own word on why it has not applied the Job goes first.
-        # Its Application keeps only its last sync, which says when that one
-        # failed, and each commit brings another: it has been kept from the
-        # spoke since the branch has held it missing, or not resumed.
-        others = (unarrived, state.unresumed.get(prev.job_key))
-        unapplied = min([unapplied, *(since for since in others if since is not None)])
-        unarrived = None
+    # Argo CD's own word on why it has not applied the Job, where it gives one, goes first.
+    unarrived = state.unarrived.get(prev.job_key) if unapplied is None else None
     # A Job the spoke does not list has nothing said of it, but a likely cause.
     for since, what, pods_made, hint in (
         (unarrived, "its Job has not appeared on", False, f" ({_not_applied(prev)})"),
@@ -169,7 +162,7 @@ def _unapplied_since(prev: Entry, state: SpokeState) -> datetime | None:
     spoke (`_stuck` counts it from the dispatch: planned, it had no need to be
     there yet). A Job that runs there (by another observer's word) has been
     applied once, whatever a later sync says."""
-    since = state.unapplied.get(prev.job_key)
+    since = arrivals.unapplied_since(state, prev.job_key)
     return since if prev.phase == Phase.DISPATCHED else None
 
 

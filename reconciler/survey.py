@@ -314,6 +314,8 @@ def _waiting_jobs(state: SpokeState) -> list[str]:
         if what == NOT_THERE:  # one line for them all, above
             continue
         for key, since in sorted(waiting.items()):
+            if waiting is state.unapplied:
+                since = arrivals.unapplied_since(state, key) or since
             said = state.said.get(key)
             lines.append(
                 f"Job {key} {what} since {format_time(since)}" + (f": {said}" if said else "")

@@ -12,8 +12,10 @@ import yaml
 
 from reconciler import messages
 from reconciler.appwrappers import DURATIONS, GRACE_PERIODS
+from reconciler.decisions import SpokeState
 from reconciler.quantities import format_time
 from reconciler.rendering import render
+from reconciler.survey import _waiting_jobs
 from reconciler.templates import template_files
 from tests.conftest import NOW, assert_valid_plan
 from tests.reconcile.test_lifecycle import entries, step
@@ -234,6 +236,10 @@ def test_a_job_argo_cd_fails_to_apply_again_and_again_counts_from_when_it_went_m
         f"Argo CD could not apply its Job on paris from {format_time(started.planned_start)} "
     )
     assert reason.endswith(f'its Job there never ran, and goes (paris says: "{word}")')
+    # `caspian spokes` says since when as well.
+    state = SpokeState(name="paris", cpu=32, memory_bytes=2**37, gpu=2, **refused["paris"])
+    missing = format_time(started.planned_start - timedelta(hours=1))
+    assert f"Job {key} not applied by Argo CD since {missing}: {word}" in _waiting_jobs(state)
 
 
 @pytest.mark.parametrize(
