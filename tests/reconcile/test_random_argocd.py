@@ -3,9 +3,11 @@ sees them: each spoke's Application on the hub, as Argo CD lists it after
 its last read of the branch (a Job committed since is not in it yet), with
 the health argocd/job-health.yaml gives each Job, and the AppProject's deny
 windows, served to the real client by a local API server. A spoke that is
-down is one Argo CD cannot reach; one no Application syncs has none. After
-each reconcile, one more at the same time commits nothing, and the commit
-holds what the decision says."""
+down is one Argo CD cannot reach; one no Application syncs has none; one
+that refuses a Job has it among the failures of the last sync. After each
+reconcile, one more at the same time commits nothing, the commit holds what
+the decision says, and a job dispatched to a spoke that refuses its Job has
+left it once the policy's requeueUnscheduled is past."""
 
 from __future__ import annotations
 

@@ -61,8 +61,8 @@ class _World:
     # Job's namespace/name, and whether it was suspended there.
     refreshed: dict[str, dict[str, bool]] = field(default_factory=dict)
     # The Jobs each spoke's API refuses (an admission webhook), since when;
-    # and when Argo CD last tried to sync each spoke, which it does soon
-    # after each commit.
+    # and when Argo CD last tried to sync each spoke: here once a step, as
+    # it does after each commit, or with self-heal after each failure.
     refused: dict[str, dict[str, datetime]] = field(default_factory=dict)
     tried: dict[str, datetime] = field(default_factory=dict)
 
