@@ -277,7 +277,10 @@ def _not_running(state: SpokeState) -> tuple[tuple[dict[str, datetime], str], ..
     since when, by what keeps them."""
     return (
         (state.unarrived, NOT_THERE),
-        (state.unapplied, "not applied by Argo CD"),
+        (
+            {k: arrivals.unapplied_since(state, k) or t for k, t in state.unapplied.items()},
+            "not applied by Argo CD",
+        ),
         (state.unresumed, "not resumed by Argo CD"),
         (state.held_back, "held back by sync windows"),
         (state.unscheduled, "finding no node"),
@@ -314,8 +317,6 @@ def _waiting_jobs(state: SpokeState) -> list[str]:
         if what == NOT_THERE:  # one line for them all, above
             continue
         for key, since in sorted(waiting.items()):
-            if waiting is state.unapplied:
-                since = arrivals.unapplied_since(state, key) or since
             said = state.said.get(key)
             lines.append(
                 f"Job {key} {what} since {format_time(since)}" + (f": {said}" if said else "")
