@@ -66,8 +66,10 @@ def requeuing(
         off = dict.fromkeys(job.allowed_spokes, why_not)
         return Requeuing(requeue=requeue, tried=tried, kept_off=off, given_up=why_not)
     if requeue is not None:
-        off = {**_kept_off(job, tried, closed), requeue.spoke: requeue.reason}
-        return Requeuing(requeue=requeue, tried=tried, kept_off=off)
+        # The spoke it leaves is kept off in the words of every reconcile
+        # after this one (the requeue's own reason is the commit's): else the
+        # ledger would change at the next reconcile, with nothing new to say.
+        return Requeuing(requeue=requeue, tried=tried, kept_off=_kept_off(job, tried, closed))
     if tried and prev.phase in (Phase.PLANNED, Phase.PENDING, Phase.DISPATCHED):
         # Dispatched again elsewhere, it is placed: nothing to keep it off.
         off = {} if prev.phase == Phase.DISPATCHED else _kept_off(job, tried, closed)

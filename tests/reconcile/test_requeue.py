@@ -15,6 +15,7 @@ from reconciler.appwrappers import DURATIONS, GRACE_PERIODS
 from reconciler.decisions import SpokeState
 from reconciler.quantities import format_time
 from reconciler.rendering import render
+from reconciler.requeues import REQUEUED
 from reconciler.survey import _waiting_jobs
 from reconciler.templates import template_files
 from tests.conftest import NOW, assert_valid_plan
@@ -72,6 +73,22 @@ def _backfill_dispatched_on_paris(files=None):
     return files, started, at
 
 
+def test_a_job_requeued_with_nowhere_to_go_now_reads_the_same_at_the_next_reconcile() -> None:
+    # frankfurt, its only other spoke, has too little room left for it now:
+    # it waits, pending, and the ledger's reason names paris as it will
+    # at every reconcile after, which then has nothing to commit.
+    files, started, at = _backfill_dispatched_on_paris()
+    later = at + timedelta(minutes=20)
+    states = {**_waiting_since(started, at), "frankfurt": {"cpu": 1.0}}
+    requeued, files = step(files, now=later, states=states)
+    entry = entries(requeued)[started.id]
+    assert (entry.phase, entry.requeued_from) == ("Pending", ("paris",))
+    assert f"paris ({REQUEUED})" in entry.reason, entry.reason
+    again, _ = step(files, now=later, states=states)
+    assert again.ledger == requeued.ledger
+    assert render(again, previous=files) == render(requeued, previous=files)
+
+
 def test_a_requeued_job_stays_off_that_spoke_until_it_runs() -> None:
     files, started, at = _backfill_dispatched_on_paris()
     later = at + timedelta(minutes=20)
@@ -79,7 +96,9 @@ def test_a_requeued_job_stays_off_that_spoke_until_it_runs() -> None:
     entry = entries(requeued)[started.id]
     # frankfurt is cleaner later in the day: it waits there, planned.
     assert (entry.phase, entry.spoke, entry.requeued_from) == ("Planned", "frankfurt", ("paris",))
-    assert requeued.kept_off[started.id]["paris"] == requeued.requeued[started.id].reason
+    # Kept off it in the words of the reconciles after: the requeue's own
+    # reason is the commit's.
+    assert requeued.kept_off[started.id]["paris"] == REQUEUED
     # Next reconciles, with nothing more from paris: still kept off it, though
     # paris may be the cleaner place by then.
     for hours in (1, 4):
