@@ -1,7 +1,8 @@
 """Days of reconciles against spokes that do what Argo CD and Kubernetes may
 do, drawn at random: apply a Job late or not at all, resume it late, run it,
 fail it, lose it, suspend it by hand, refuse it, go down, hold off syncing
-in a deny window, or sync nothing until someone adds an Application; and
+in a deny window, or sync nothing (from the start, or from some time in the
+day, keeping what was applied) until someone adds an Application; and
 people who add, edit, hold and cancel jobs meanwhile. After each decision,
 what must hold whatever happened: the same inputs give the same decision
 and files, the plan fits, no job is lost, a finished job stays finished, a
@@ -27,10 +28,15 @@ from tests.conftest import NOW, assert_valid_plan
 from tests.fleet.helpers import appwrapper
 from tests.reconcile.test_lifecycle import entries, step
 
+REQUEUE_UNSCHEDULED = timedelta(minutes=15)  # the template's policy
+
 
 def day_seeds(runs: int) -> range:
-    """The seeds of days drawn: `runs`, or CASPIAN_DAY_RUNS where set."""
-    return range(int(os.environ.get("CASPIAN_DAY_RUNS", runs)))
+    """The seeds of days drawn: `runs` of them, or CASPIAN_DAY_RUNS where set,
+    from 0 or from CASPIAN_DAY_FIRST, so that a long hunt can go on past the
+    seeds already run."""
+    first = int(os.environ.get("CASPIAN_DAY_FIRST", 0))
+    return range(first, first + int(os.environ.get("CASPIAN_DAY_RUNS", runs)))
 
 
 @dataclass
@@ -54,9 +60,13 @@ class _World:
     down: set[str] = field(default_factory=set)
     # A deny window on some spokes' AppProject: Argo CD syncs nothing there then.
     windows: dict[str, SyncWindow] = field(default_factory=dict)
-    # On some days a spoke no Application syncs: nothing reaches it until
-    # someone adds one.
+    # On some days a spoke no Application syncs, from the start or from some
+    # time in the day (its Application deleted, or its automated sync turned
+    # off): nothing more reaches it until someone adds one.
     unsynced: set[str] = field(default_factory=set)
+    # Since when the branch has held each Job resumed, by spoke and
+    # namespace/name.
+    resumed_at: dict[tuple[str, str], datetime] = field(default_factory=dict)
     # What the branch held for each spoke when Argo CD last read it: each
     # Job's namespace/name, and whether it was suspended there.
     refreshed: dict[str, dict[str, bool]] = field(default_factory=dict)
@@ -92,6 +102,8 @@ class _World:
             key = f"{job['metadata']['namespace']}/{job['metadata']['name']}"
             held.setdefault(path.split("/")[1], {})[key] = bool(job["spec"].get("suspend"))
         self.refreshed = held
+        resumed = {(spoke, key) for spoke, keys in held.items() for key, s in keys.items() if not s}
+        self.resumed_at = {at: self.resumed_at.get(at, since) for at in sorted(resumed)}
         # In a fixed order, so that a seed draws the same days in any process.
         for spoke in sorted(set(self.jobs) | set(held)):
             there = self.jobs.setdefault(spoke, {})
@@ -127,6 +139,8 @@ class _World:
         if self.unsynced and self.rng.random() < 0.1:
             self.unsynced.clear()  # an Application added at last
         for spoke in sorted(self.jobs):
+            if spoke not in self.unsynced and self.rng.random() < 0.02:
+                self.unsynced.add(spoke)  # its Jobs stay, and run on
             if spoke in self.down and self.rng.random() < 0.6:
                 self.down.discard(spoke)
             elif self.rng.random() < 0.05:
@@ -276,6 +290,45 @@ def _check(
     for entry in now.values():
         if decision.retired(entry):
             assert job_path(entry) not in rendered, entry.id
+
+
+def _elsewhere(decision, job_id: str, spoke: str) -> bool:
+    """Whether a spoke other than `spoke` that the job may use takes it now
+    (where none does, a job that cannot run where it is waits there)."""
+    shut = {
+        **decision.closed,
+        **decision.no_node_fits.get(job_id, {}),
+        **decision.missing.get(job_id, {}),
+    }
+    allowed = decision.jobs[job_id].allowed_spokes if job_id in decision.jobs else ()
+    return any(other != spoke and other not in shut for other in allowed)
+
+
+def _unapplied_go(decision, before: dict[str, Entry], world: _World, *, now: datetime) -> None:
+    """A job dispatched to a spoke whose Job is not there, or there but
+    suspended (nothing syncs the spoke, the resume was not applied, the
+    spoke refuses the Job, someone deleted it), has left it once the
+    policy's requeueUnscheduled is past since the branch held it resumed
+    (no deny window between), where another spoke it may use takes it."""
+    for job_id, new in entries(decision).items():
+        old, spoke = before.get(job_id), new.spoke or ""
+        if old is None or (old.phase, old.spoke, old.job_name) != (
+            Phase.DISPATCHED,
+            spoke,
+            new.job_name,
+        ):
+            continue
+        resumed = world.resumed_at.get((spoke, new.job_key))
+        if resumed is None or spoke in world.down:
+            continue
+        window = world.windows.get(spoke)
+        if window is not None and window.on(resumed, now):
+            continue
+        job = world.jobs.get(spoke, {}).get(new.job_key)
+        if job is not None and not job.suspended:
+            continue
+        if now - resumed > REQUEUE_UNSCHEDULED and _elsewhere(decision, job_id, spoke):
+            assert (new.phase, new.spoke) != (Phase.DISPATCHED, spoke), (job_id, resumed, job)
 
 
 def _as_seen(decision, before: dict[str, Entry], world: _World) -> None:

@@ -3,7 +3,9 @@ reconcile: a bare fleet repo, user pushes between reconciles, and spokes
 that list every Job of Caspian's (as the kube observer sees them), so that
 Jobs Argo CD has not applied, or not resumed, are found from the branch's
 history and requeued. After each reconcile: one more at the same time
-commits nothing, and the commit holds what the decision says."""
+commits nothing, the commit holds what the decision says, and a job
+dispatched to a spoke that lacks its Job or its resume has left it once the
+policy's requeueUnscheduled is past, where another spoke takes it."""
 
 from __future__ import annotations
 
@@ -19,7 +21,14 @@ from reconciler.observing import DeclaredCapacity, Observer
 from reconciler.reconciling import Outcome, reconcile_once
 from tests import gitutil
 from tests.conftest import BOT, NOW
-from tests.reconcile.test_random_lifecycle import _as_seen, _check, _people, _World, day_seeds
+from tests.reconcile.test_random_lifecycle import (
+    _as_seen,
+    _check,
+    _people,
+    _unapplied_go,
+    _World,
+    day_seeds,
+)
 
 TURNS = 10
 
@@ -87,3 +96,4 @@ def test_whatever_the_spokes_do_a_second_reconcile_commits_nothing(
         outcome = _settled(repo, remote, seeing, at=at, turn=turn)
         _check(outcome.decision, _tip(remote), before)
         _as_seen(outcome.decision, before, world)
+        _unapplied_go(outcome.decision, before, world, now=at)
