@@ -149,22 +149,25 @@ def unsynced(
     after: timedelta | None,
     cut: Mapping[str, Cut] | None = None,
 ) -> dict[str, SpokeState]:
-    """`spokes` where each that lists no Job of Caspian's at all, while one
-    the branch holds for it has been missing for longer than `after` (the
-    policy's requeueUnscheduled), takes no new work: nothing syncs its
-    directory there, so no new Job would reach it either, as with a spoke the
-    hub's Argo CD cannot sync. A Job missing beside others that arrived is
-    its own trouble (a namespace the spoke lacks, a webhook that refuses it),
-    which its requeue answers; so is one Argo CD says it tried to apply there
-    (`unapplied`): it syncs the directory, the spoke's API refused the Job.
+    """`spokes` where each that lists no Job of Caspian's at all (or only
+    Jobs applied before the hub's Argo CD lost its Application:
+    `no_application`), while one the branch holds for it has been missing
+    for longer than `after` (the policy's requeueUnscheduled), takes no new
+    work: nothing syncs its directory there, so no new Job would reach it
+    either, as with a spoke the hub's Argo CD cannot sync. A Job missing
+    beside others that arrived is its own trouble (a namespace the spoke
+    lacks, a webhook that refuses it), which its requeue answers; so is one
+    Argo CD says it tried to apply there (`unapplied`): it syncs the
+    directory, the spoke's API refused the Job.
 
     A spoke cut off so (`cut`, the last ledger's) stays so once its Jobs
     have gone elsewhere and none is there to show otherwise: else it would
     take them back at once, and lose them again a requeueUnscheduled later.
-    It takes work again when a Job of Caspian's is there, or once the hold is
-    over: `UNSYNCED_HOLD` from the reconcile that cut it off, twice the last
-    hold (up to `UNSYNCED_HOLD_MOST`) where it was cut off before and no Job
-    of Caspian's has been there since. Each state says its cut, for the next
+    It takes work again when a Job of Caspian's is there (and the hub, where
+    it holds Caspian's Applications, one for it), or once the hold is over:
+    `UNSYNCED_HOLD` from the reconcile that cut it off, twice the last hold
+    (up to `UNSYNCED_HOLD_MOST`) where it was cut off before and no Job of
+    Caspian's has been there since. Each state says its cut, for the next
     ledger."""
     cut = cut or {}
     if after is None:
@@ -178,10 +181,13 @@ def unsynced(
             continue
         # Any Job of Caspian's there shows that Argo CD synced the directory
         # once: a running or finished one, or one the ledger no longer names
-        # (edited since, say). Only what the spoke lists counts, not what the
-        # ledger says, which this decision changes: else the next would
-        # find otherwise.
-        if state.listed is None or state.listed or state.unapplied:
+        # (edited since, say); unless the hub's Argo CD has no Application
+        # for the spoke, when those are Jobs applied before it went (deleted,
+        # or left out of the ApplicationSet), which run on. Only what the
+        # spoke lists counts, not what the ledger says, which this decision
+        # changes: else the next would find otherwise.
+        synced = bool(state.listed) and not state.no_application
+        if state.listed is None or synced or state.unapplied:
             continue
         first = min(state.unarrived.values()) if state.unarrived else None
         overdue = first is not None and first + after <= now
@@ -198,9 +204,8 @@ def unsynced(
             continue
         else:
             continue
-        changed[name] = state.down(_unsynced_reason(name, held), since=since).model_copy(
-            update={"unsynced": held}
-        )
+        why = _unsynced_reason(name, held, no_application=state.no_application)
+        changed[name] = state.down(why, since=since).model_copy(update={"unsynced": held})
     return {**spokes, **changed}
 
 
@@ -209,12 +214,21 @@ def next_hold(last: Cut | None) -> timedelta:
     return UNSYNCED_HOLD if last is None else min(2 * last.hold, UNSYNCED_HOLD_MOST)
 
 
-def _unsynced_reason(name: str, cut: Cut) -> str:
-    """One reason from the first reconcile of a cut to its last: the records
-    of jobs it shuts out quote it, and would change with it."""
+def _unsynced_reason(name: str, cut: Cut, *, no_application: bool) -> str:
+    """One reason from the first reconcile of a cut to its last, while the
+    hub says the same of the spoke's Application: the records of jobs it
+    shuts out quote it, and would change with it."""
     again = (
         "" if cut.hold <= UNSYNCED_HOLD else f" ({format_duration(cut.hold)} on: cut off before)"
     )
+    if no_application:
+        return (
+            f"no Application of the hub's Argo CD syncs rendered/{name}/ (Caspian's are "
+            "labelled app.kubernetes.io/part-of=caspian and caspian.dev/spoke), so no Job the "
+            f"branch holds for it reaches it (found at {format_time(cut.since)}); add one, as "
+            f"argocd/applicationset.yaml does. It is tried again at {format_time(cut.until)}"
+            f"{again}, or once an Application syncs it"
+        )
     return (
         f"Argo CD has not applied rendered/{name}/ there: none of the Jobs the branch held "
         f"for it was there at {format_time(cut.since)}; does an Application sync that "

@@ -41,6 +41,10 @@ class SpokeState(BaseModel):
     # source lists them all (kube observer; Argo CD observer, all its Application
     # lists but those Missing); None where it does not.
     listed: frozenset[str] | None = None
+    # The hub's Argo CD holds Caspian's Applications, and none for this spoke
+    # (Argo CD observer): nothing there syncs its directory, so the Jobs it
+    # lists, if any, are ones applied before (reconciler/arrivals.py).
+    no_application: bool = False
     # When those that finished ended, where the spoke says (kube observer).
     ended: dict[str, datetime] = {}
     # When those that started (resumed) began, as their status says: a Job's

@@ -749,7 +749,9 @@ class ArgoCDObserver:
             # The hub holds Caspian's Applications, and none for these spokes:
             # nothing syncs their directories, so none of their Jobs is there.
             for spoke in states.keys() - syncable.keys():
-                states[spoke] = states[spoke].model_copy(update={"listed": frozenset()})
+                states[spoke] = states[spoke].model_copy(
+                    update={"listed": frozenset(), "no_application": True}
+                )
         else:
             log.warning(
                 "no Application labelled %s in %s syncs a spoke of the fleet, so no Job status "

@@ -62,6 +62,7 @@ def _filled_in(state: SpokeState, reported: SpokeState) -> SpokeState:
             "unapplied": reported.unapplied,
             "said": reported.said | state.said,
             "sync_windows": reported.sync_windows,
+            "no_application": reported.no_application,
         }
     )
     # Where Argo CD cannot sync, new work would not reach the spoke.

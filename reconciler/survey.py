@@ -200,9 +200,9 @@ def _on_trial(cut: Cut) -> str:
     """A spoke that takes work again after a cut as one nothing syncs, and
     what comes of a Job of Caspian's not showing there now."""
     return (
-        f"on trial: cut off from {format_time(cut.since)} to {format_time(cut.until)}, as no "
-        "Job of Caspian's was there; it takes work again, and should the next Job planned "
-        "there not appear within requeueUnscheduled, it is cut off for "
+        f"on trial: cut off from {format_time(cut.since)} to {format_time(cut.until)}, as the "
+        "Jobs the branch held for it did not appear there; it takes work again, and should "
+        "the next Job planned there not appear within requeueUnscheduled, it is cut off for "
         f"{format_duration(arrivals.next_hold(cut))}"
     )
 

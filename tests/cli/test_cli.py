@@ -1717,9 +1717,10 @@ def test_jobs_argo_cd_never_applies_are_requeued_and_their_spoke_cut_off(run, tm
         spokes = run("spokes", *kube, *at(81)).output
         assert "| paris | FR | kube:kind-paris | up |" in spokes
         assert (
-            "paris: on trial: cut off from 2026-11-22T02:20:00Z to 2026-11-22T03:20:00Z, as no "
-            "Job of Caspian's was there; it takes work again, and should the next Job planned "
-            "there not appear within requeueUnscheduled, it is cut off for 2h\n"
+            "paris: on trial: cut off from 2026-11-22T02:20:00Z to 2026-11-22T03:20:00Z, as the "
+            "Jobs the branch held for it did not appear there; it takes work again, and should "
+            "the next Job planned there not appear within requeueUnscheduled, it is cut off for "
+            "2h\n"
         ) in spokes
         # On trial: paris takes work again, and the ledger keeps its cut, as
         # does the gauge, so that the alert does not go quiet.
@@ -1759,6 +1760,71 @@ def test_jobs_argo_cd_never_applies_are_requeued_and_their_spoke_cut_off(run, tm
         else:  # planned there for later, moved as off a spoke down past spokeDownGrace
             assert f"- moved {entry['id']}: paris " in message
             assert "requeuedFrom" not in moved
+
+
+def test_a_spoke_whose_application_went_after_its_jobs_arrived_is_cut_off(run, tmp_path) -> None:
+    # With --argocd-context, the hub's Argo CD says which spokes an
+    # Application syncs. paris's went (deleted, or left out of the
+    # ApplicationSet) after it had applied the first reconcile's Jobs: those
+    # stay there, and nothing the branch holds for paris from then on comes.
+    from tests.fakehttp import serve
+    from tests.reconcile.test_argocd_observer import (
+        APPS,
+        CHECKED,
+        PROJECTS,
+        SETTINGS,
+        application,
+        applications,
+        projects,
+        settings,
+    )
+    from tests.reconcile.test_kube_observer import kubeconfig
+
+    remote = fresh_fleet(run, tmp_path)
+    names = ("paris", "frankfurt", "california")
+    with serve() as paris, serve() as frankfurt, serve() as california, serve() as hub:
+        apis = {"paris": paris, "frankfurt": frankfurt, "california": california}
+        for name, api in apis.items():
+            kube_spoke(api, cpu="64", gpu_node=True)
+            api.routes["/apis/batch/v1/jobs"] = synced(remote, name)
+        synced_by = set(names)
+        hub.routes[APPS] = lambda _seen: applications(
+            *(application(name, []) for name in names if name in synced_by)
+        )
+        hub.route(SETTINGS, settings(CHECKED))
+        hub.route(PROJECTS, projects())
+        config = kubeconfig(tmp_path, {name: api.url for name, api in {**apis, "hub": hub}.items()})
+        kube = ["--repo", remote, "--observer", "kube", "--kubeconfig", config]
+        kube += ["--argocd-context", "kind-hub"]
+        assert run("reconcile", "--once", *kube, *at(0)).exit_code == 0
+        kept = synced(remote, "paris")(None)
+        assert kept.body["items"]
+        paris.routes["/apis/batch/v1/jobs"] = lambda _seen: kept
+        synced_by.discard("paris")
+        # A job that may run on paris alone, due soon: placed there at once.
+        urgent = appwrapper(
+            "paris-only",
+            annotations={"caspian.dev/spokes": "paris", "caspian.dev/complete-within": "3h"},
+        )
+        gitutil.user_commit(remote, {"jobs/paris-only.yaml": urgent.encode()}, "add paris-only")
+        assert run("reconcile", "--once", *kube, *at(5)).exit_code == 0
+        assert gitutil.ledger(remote)["batch/paris-only"]["spoke"] == "paris"
+        # Its Job missing past requeueUnscheduled: the Jobs paris lists are
+        # ones applied before its Application went.
+        assert run("reconcile", "--once", *kube, *at(25)).exit_code == 0
+        assert "cut off: paris (nothing syncs it)" in gitutil.message(remote).splitlines()[0]
+        assert gitutil.ledger_document(remote)["unsynced"] == {
+            "paris": {"since": "2026-11-22T02:25:00Z", "until": "2026-11-22T03:25:00Z"}
+        }
+        spokes = run("spokes", *kube, *at(26)).output
+        assert "| paris | FR | kube:kind-paris | down |" in spokes
+        assert "no Application of the hub's Argo CD syncs rendered/paris/" in spokes
+        # Its Application back, the cut is forgotten at the next reconcile.
+        synced_by.add("paris")
+        paris.routes["/apis/batch/v1/jobs"] = synced(remote, "paris")
+        assert run("reconcile", "--once", *kube, *at(30)).exit_code == 0
+        assert "forget cut: paris" in gitutil.message(remote).splitlines()[0]
+        assert "unsynced" not in gitutil.ledger_document(remote)
 
 
 def test_a_dispatched_job_its_spoke_holds_suspended_is_requeued(run, tmp_path) -> None:

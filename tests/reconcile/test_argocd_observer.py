@@ -1014,7 +1014,10 @@ def test_a_spoke_that_answers_for_itself_takes_no_new_work_where_argo_cd_cannot_
         "configured"
     )
     assert states["paris"].down_since == datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
-    assert states["frankfurt"].up
+    # The hub holds no Application for frankfurt: the Jobs it lists, if any,
+    # are ones applied before (reconciler/arrivals.py).
+    assert states["frankfurt"].up and states["frankfurt"].no_application
+    assert not states["paris"].no_application
     # Down for its own API too, it keeps that reason.
     assert not states["california"].up
     assert "Argo CD" not in states["california"].reason
@@ -1261,7 +1264,8 @@ def test_a_spoke_argo_cd_has_no_application_for_gets_its_jobs_requeued_and_is_cu
     message = gitutil.message(fleet.remote)
     assert f"- requeued {fleet.started['id']}: its Job has not appeared on {spoke} from " in message
     assert (
-        f"\n- {spoke}: Argo CD has not applied rendered/{spoke}/ there: none of the Jobs the "
-        "branch held for it was there at 2026-11-22T02:20:00Z" in message
+        f"\n- {spoke}: no Application of the hub's Argo CD syncs rendered/{spoke}/ (Caspian's "
+        "are labelled app.kubernetes.io/part-of=caspian and caspian.dev/spoke), so no Job the "
+        "branch holds for it reaches it (found at 2026-11-22T02:20:00Z)" in message
     )
-    assert "does an Application sync that directory to it?" in message
+    assert "It is tried again at 2026-11-22T03:20:00Z, or once an Application syncs it" in message

@@ -20,6 +20,7 @@ from reconciler.decisions import SpokeState
 from reconciler.fleet import Fleet
 from reconciler.kube import ArgoCDObserver
 from reconciler.ledger import Entry, Phase
+from reconciler.observing import Observer, StatusFilledIn
 from reconciler.quantities import format_duration, format_time
 from reconciler.reconciling import reconcile_once
 from tests.conftest import BOT, NOW
@@ -46,6 +47,21 @@ from tests.reconcile.test_random_lifecycle import (
     day_seeds,
 )
 from tests.reconcile.test_random_reconciles import TURNS, _settled, _start, _time_passes, _tip
+
+
+class _OwnAPI:
+    """The drawn spokes as each answers for itself (the kube observer), for
+    `--observer kube --argocd-context`: the hub's Argo CD fills in what only
+    it knows."""
+
+    def __init__(self, seeing: Observer) -> None:
+        self.seeing = seeing
+
+    def observe(self, fleet: Fleet) -> dict[str, SpokeState]:
+        return {
+            name: state.model_copy(update={"source": f"kube:kind-{name}"})
+            for name, state in self.seeing.observe(fleet).items()
+        }
 
 
 class _Reading(ArgoCDObserver):
@@ -175,9 +191,10 @@ def _hub(world: _World, *, now: datetime) -> tuple[list[dict], dict]:
     return apps, project
 
 
+@pytest.mark.parametrize("view", ["argocd", "kube+argocd"])
 @pytest.mark.parametrize("seed", day_seeds(6))
 def test_seen_through_argo_cd_a_second_reconcile_commits_nothing(
-    seed: int, remote, tmp_path
+    seed: int, view: str, remote, tmp_path
 ) -> None:
     world, seeing, repo = _start(seed, remote, tmp_path)
     hub: dict = {}
@@ -191,7 +208,8 @@ def test_seen_through_argo_cd_a_second_reconcile_commits_nothing(
         api.routes[PROJECTS] = projects
         api.route(SETTINGS, settings(CHECKED))
         config = kubeconfig(tmp_path, {"hub": api.url})
-        observer = _Reading(kubeconfig=config, context="kind-hub", timeout_s=5.0)
+        reading = _Reading(kubeconfig=config, context="kind-hub", timeout_s=5.0)
+        observer = reading if view == "argocd" else StatusFilledIn(_OwnAPI(seeing), reading)
         hub["apps"], hub["project"] = _hub(world, now=NOW)
         outcome = reconcile_once(repo, now=NOW, author=BOT, observer=observer)
         at = NOW
@@ -202,11 +220,11 @@ def test_seen_through_argo_cd_a_second_reconcile_commits_nothing(
             outcome = _settled(repo, remote, observer, at=at, turn=turn)
             _check(outcome.decision, _tip(remote), before)
             _as_seen(outcome.decision, before, world)
-            # With no Application at all, no Job status is read (a warning says
-            # so): nothing tells Caspian what Argo CD has not applied.
-            if world.unsynced != {"california", "frankfurt", "paris"}:
+            # With no Application at all, no Job status is read through Argo CD
+            # (a warning says so): nothing tells Caspian what it has not applied.
+            if view != "argocd" or world.unsynced != {"california", "frankfurt", "paris"}:
                 _unapplied_go(outcome.decision, before, world, now=at)
                 _refused_go(outcome.decision, before, world, now=at)
             # Each spoke an Application syncs was read through it.
-            read = {n for n, state in observer.last.items() if state.source == "declared+argocd"}
+            read = {n for n, state in reading.last.items() if state.source == "declared+argocd"}
             assert read == {"california", "frankfurt", "paris"} - world.unsynced, turn

@@ -337,6 +337,33 @@ class TestASpokeThatHasNoneOfItsJobs:
         cut = arrivals.unsynced(spokes, now=later, after=self.AFTER)
         assert cut == spokes and spokes[started.spoke].unarrived
 
+    def test_jobs_there_show_nothing_where_the_hub_has_no_application_for_it(self) -> None:
+        # Its Application deleted on the hub (or left out of the
+        # ApplicationSet) after Argo CD had applied some of its Jobs: those
+        # stay, and run on, and nothing new comes.
+        started, _, spokes = self._spokes(one_there=True, since=NOW)
+        spoke = started.spoke
+        gone = {**spokes, spoke: spokes[spoke].model_copy(update={"no_application": True})}
+        later = NOW + timedelta(minutes=16)
+        state = arrivals.unsynced(gone, now=later, after=self.AFTER)[spoke]
+        assert not state.up and state.unsynced == _cut(later, 1)
+        assert state.reason == (
+            f"no Application of the hub's Argo CD syncs rendered/{spoke}/ (Caspian's are "
+            "labelled app.kubernetes.io/part-of=caspian and caspian.dev/spoke), so no Job the "
+            "branch holds for it reaches it (found at 2026-11-22T02:16:00Z); add one, as "
+            "argocd/applicationset.yaml does. It is tried again at 2026-11-22T03:16:00Z, or once "
+            "an Application syncs it"
+        )
+        assert arrivals.unsynced(gone, now=NOW + timedelta(minutes=14), after=self.AFTER) == gone
+        # Held, its Jobs there do not end the cut; an Application for it does.
+        cut = {spoke: state.unsynced}
+        held = arrivals.unsynced(gone, now=later + timedelta(minutes=30), after=self.AFTER, cut=cut)
+        assert not held[spoke].up and held[spoke].unsynced == cut[spoke]
+        back = arrivals.unsynced(
+            spokes, now=later + timedelta(minutes=30), after=self.AFTER, cut=cut
+        )
+        assert back == spokes
+
     def test_any_job_of_caspians_there_is_enough_to_stay_up(self) -> None:
         # One the ledger no longer names (its AppWrapper edited since, a new
         # Job in its place) was put there by Argo CD all the same.
