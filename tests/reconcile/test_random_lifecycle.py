@@ -322,7 +322,7 @@ def _unapplied_go(decision, before: dict[str, Entry], world: _World, *, now: dat
         if resumed is None or spoke in world.down:
             continue
         window = world.windows.get(spoke)
-        if window is not None and window.on(resumed, now):
+        if world.barred(spoke, now) or (window is not None and window.on(resumed, now)):
             continue
         job = world.jobs.get(spoke, {}).get(new.job_key)
         if job is not None and not job.suspended:
