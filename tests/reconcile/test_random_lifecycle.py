@@ -61,8 +61,8 @@ class _World:
     # A deny window on some spokes' AppProject: Argo CD syncs nothing there then.
     windows: dict[str, SyncWindow] = field(default_factory=dict)
     # On some days a spoke no Application syncs, from the start or from some
-    # time in the day (its Application deleted, or its automated sync turned
-    # off): nothing more reaches it until someone adds one.
+    # time in the day (its Application deleted, say: the Argo CD view serves
+    # none for it): nothing more reaches it until someone adds one.
     unsynced: set[str] = field(default_factory=set)
     # Since when the branch has held each Job resumed, by spoke and
     # namespace/name.
