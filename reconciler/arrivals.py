@@ -271,20 +271,32 @@ def overdue(
 
 
 def left(entry: Entry | None, spokes: Mapping[str, SpokeState], *, now: datetime) -> str | None:
-    """Why a running job's Job, not on a spoke that lists every Job of
-    Caspian's, is taken for failed: it was deleted there (by hand, say, with
-    Argo CD's self-heal off; with it on, Argo CD makes it again, and it runs
-    from its start). Only from its planned end: until then it may come back,
-    and it holds its room as it would. None where that is not so."""
+    """Why a running job is taken for failed though no spoke says it failed:
+    its Job is not on a spoke that lists every Job of Caspian's (deleted
+    there, by hand, say, with Argo CD's self-heal off; with it on, Argo CD
+    makes it again, and it runs from its start), or the spoke holds it
+    suspended and running no pod (suspended there after it began, by hand or
+    by Kueue preempting it: nothing resumes it until someone does). Only from
+    its planned end: until then it may come back, and it holds its room as it
+    would. None where that is not so."""
     state = spoke_state(entry, spokes)
     if entry is None or entry.phase != Phase.RUNNING or entry.planned_end is None:
         return None
-    if state is None or not state.up or state.listed is None or entry.job_key in state.listed:
+    if state is None or not state.up or now < entry.planned_end:
         return None
-    if now < entry.planned_end:
-        return None
-    return (
-        f"its Job {entry.job_name} left {entry.spoke} before it was seen to finish (deleted "
-        "there, with Argo CD's self-heal off?), so it is taken for failed from its planned end "
-        f"{format_time(entry.planned_end)}"
-    )
+    end = format_time(entry.planned_end)
+    if state.listed is not None and entry.job_key not in state.listed:
+        return (
+            f"its Job {entry.job_name} left {entry.spoke} before it was seen to finish (deleted "
+            "there, with Argo CD's self-heal off?), so it is taken for failed from its planned "
+            f"end {end}"
+        )
+    # The kube observer calls a suspended Job that has run a pod before, or
+    # whose pods are ending still, Running: suspended, it runs nothing.
+    if entry.job_key in state.suspended and state.jobs.get(entry.job_key, "Running") == "Running":
+        return (
+            f"its Job {entry.job_name} was suspended on {entry.spoke} after it began and has run "
+            "no pod since (suspended there by hand, or preempted by Kueue, with Argo CD's "
+            f"self-heal off?), so it is taken for failed from its planned end {end}"
+        )
+    return None

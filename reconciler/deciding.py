@@ -155,7 +155,7 @@ class _Reading(NamedTuple):
     finished: dict[str, Phase]
     retried: dict[str, Retry]
     final: dict[str, str]  # failed with no runs again left, with what
-    left: dict[str, str]  # taken for failed, their Job gone from their spoke: why
+    left: dict[str, str]  # taken for failed, their Job gone from their spoke (or suspended): why
     suspended: set[str]  # held by their AppWrapper's spec.suspend
     phase_before: dict[str, Phase]  # each record's phase before this decision's requeues
     answered: str | None  # the digest of the problem main's ledger answered
@@ -347,11 +347,13 @@ def _read(
         for job in jobs
     }
     declined = {job.id: mark for job in jobs if (mark := _declined(prevs[job.id], job))}
-    # Running, and their Job gone from their spoke: taken for failed.
+    # Running, and their Job gone from their spoke or suspended there: taken
+    # for failed. One its AppWrapper holds now is recorded as held instead.
+    holding = {job.id for job in jobs if job.suspended}
     left = {
         job_id: why
         for job_id, prev in prevs.items()
-        if (why := arrivals.left(prev, spokes, now=now))
+        if job_id not in holding and (why := arrivals.left(prev, spokes, now=now))
     }
     finished = {
         job_id: phase

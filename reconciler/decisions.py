@@ -270,8 +270,8 @@ class Decision(BaseModel):
     # the exit code of a pod of it (their AppWrapper's terminalExitCodes or
     # retryableExitCodes): why.
     not_retried: dict[str, str] = {}
-    # The jobs whose Job left its spoke while they ran, taken for failed (and
-    # run again, where runs are left): why.
+    # The jobs whose Job left its spoke while they ran, or was suspended
+    # there, taken for failed (and run again, where runs are left): why.
     left: dict[str, str] = {}
     # The jobs requeued more than the policy's requeueLimit: planned nowhere.
     given_up: tuple[str, ...] = ()

@@ -35,7 +35,7 @@ class Verdicts(NamedTuple):
 
     finished: dict[str, Phase]  # reported Succeeded or Failed for good
     final: dict[str, str]  # of those failed, with what (no runs again left)
-    left: dict[str, str]  # of those failed, their Job gone from their spoke: why
+    left: dict[str, str]  # of those failed, their Job gone from their spoke (or suspended): why
     suspended: set[str]  # held by their AppWrapper's spec.suspend
     # Every spoke each job may use but cannot go to now, with why.
     shut: dict[str, dict[str, str]]

@@ -1490,6 +1490,46 @@ def test_what_a_run_emitted_is_kept_when_its_spoke_reports_its_job_ended(run, tm
     assert wrong.exit_code == 2 and "2026-12-01T00:00:00Z is not before" in wrong.output
 
 
+def test_a_running_job_suspended_on_its_spoke_is_taken_for_failed_at_its_planned_end(
+    run, tmp_path
+) -> None:
+    # Suspended on paris by hand (or by Kueue preempting it) after a pod of it
+    # failed: the kube observer calls it Running, and nothing resumes it.
+    from tests.reconcile.test_kube_observer import job
+
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    with kube_spokes(tmp_path, remote) as (apis, kube):
+        start, name = _backfill_dispatched_on_paris(run, remote, kube)
+        began = start + timedelta(minutes=4)
+        running = job(name)
+        running["status"]["startTime"] = began.isoformat()
+        apis["paris"].routes["/apis/batch/v1/jobs"] = synced(remote, "paris", running)
+        soon = ["--now", (start + timedelta(minutes=10)).isoformat()]
+        assert run("reconcile", "--once", *kube, *soon).exit_code == 0
+        entry = gitutil.ledger(remote)["batch/backfill-eu"]
+        assert entry["phase"] == "Running"
+        end = timestamp(entry["plannedEnd"])
+        suspended = job(name)
+        suspended["spec"]["suspend"] = True
+        suspended["status"] = {"startTime": began.isoformat(), "failed": 1}
+        apis["paris"].routes["/apis/batch/v1/jobs"] = synced(remote, "paris", suspended)
+        before_end = ["--now", (end - timedelta(minutes=5)).isoformat()]
+        assert run("reconcile", "--once", *kube, *before_end).exit_code == 0
+        assert gitutil.ledger(remote)["batch/backfill-eu"]["phase"] == "Running"
+        after_end = ["--now", (end + timedelta(minutes=10)).isoformat()]
+        assert run("reconcile", "--once", *kube, *after_end).exit_code == 0
+    failed = gitutil.ledger(remote)["batch/backfill-eu"]
+    assert (failed["phase"], timestamp(failed["finishedAt"])) == ("Failed", end)
+    why = (
+        f"its Job {name} was suspended on paris after it began and has run no pod since "
+        "(suspended there by hand, or preempted by Kueue, with Argo CD's self-heal off?), so "
+        f"it is taken for failed from its planned end {format_time(end)}"
+    )
+    assert failed["reason"] == why
+    assert f"- batch/backfill-eu failed on paris: {why}; ran " in gitutil.message(remote)
+
+
 @pytest.mark.parametrize("terminal", ["", "137"])
 def test_a_failed_job_runs_again_unless_it_exited_as_its_appwrapper_says_ends_it(
     run, tmp_path, caplog, terminal

@@ -42,6 +42,7 @@ from tests.reconcile.test_random_lifecycle import (
     _check,
     _elsewhere,
     _Job,
+    _lost_runs_fail,
     _unapplied_go,
     _World,
     day_seeds,
@@ -225,6 +226,9 @@ def test_seen_through_argo_cd_a_second_reconcile_commits_nothing(
             if view != "argocd" or world.unsynced != {"california", "frankfurt", "paris"}:
                 _unapplied_go(outcome.decision, before, world, now=at)
                 _refused_go(outcome.decision, before, world, now=at)
+                # Through the hub alone, a spoke no Application syncs is not read.
+                unseen = frozenset(world.unsynced) if view == "argocd" else frozenset()
+                _lost_runs_fail(outcome.decision, world, now=at, unseen=unseen)
             # Each spoke an Application syncs was read through it.
             read = {n for n, state in reading.last.items() if state.source == "declared+argocd"}
             assert read == {"california", "frankfurt", "paris"} - world.unsynced, turn

@@ -331,6 +331,23 @@ def _unapplied_go(decision, before: dict[str, Entry], world: _World, *, now: dat
             assert (new.phase, new.spoke) != (Phase.DISPATCHED, spoke), (job_id, resumed, job)
 
 
+def _lost_runs_fail(
+    decision, world: _World, *, now: datetime, unseen: frozenset[str] = frozenset()
+) -> None:
+    """A job recorded Running past its planned end, on a spoke that is up
+    and whose Jobs are read (not `unseen`), has its Job there, not
+    suspended: one deleted or suspended there by hand is taken for failed
+    then."""
+    for job_id, new in entries(decision).items():
+        spoke = new.spoke or ""
+        if new.phase != Phase.RUNNING or new.planned_end is None or now < new.planned_end:
+            continue
+        if spoke in world.down or spoke in unseen:
+            continue
+        job = world.jobs.get(spoke, {}).get(new.job_key)
+        assert job is not None and not job.suspended, (job_id, new.planned_end, job)
+
+
 def _as_seen(decision, before: dict[str, Entry], world: _World) -> None:
     """A job `decision` finds running or succeeded, where its record before
     said otherwise, has a Job on its spoke that began, or succeeded: what
@@ -374,4 +391,5 @@ def test_whatever_the_spokes_do_each_decision_keeps_what_must_hold(seed: int) ->
         assert again.ledger == decision.ledger and same == after, f"turn {turn}"
         _check(decision, after, before)
         _as_seen(decision, before, world)
+        _lost_runs_fail(decision, world, now=at)
         files = after

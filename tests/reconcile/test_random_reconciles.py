@@ -24,6 +24,7 @@ from tests.conftest import BOT, NOW
 from tests.reconcile.test_random_lifecycle import (
     _as_seen,
     _check,
+    _lost_runs_fail,
     _people,
     _unapplied_go,
     _World,
@@ -97,3 +98,4 @@ def test_whatever_the_spokes_do_a_second_reconcile_commits_nothing(
         _check(outcome.decision, _tip(remote), before)
         _as_seen(outcome.decision, before, world)
         _unapplied_go(outcome.decision, before, world, now=at)
+        _lost_runs_fail(outcome.decision, world, now=at)

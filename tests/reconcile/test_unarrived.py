@@ -618,6 +618,82 @@ class TestARunningJobThatLeavesItsSpoke:
         ) in message
 
 
+def _suspended_there(running, **more):
+    """Its spoke lists its Job suspended and running no pod: suspended there
+    after it began (by hand, or by Kueue preempting it)."""
+    there = frozenset({running.job_key})
+    return {running.spoke: {"jobs": {}, "listed": there, "suspended": there, **more}}
+
+
+class TestARunningJobSuspendedOnItsSpoke:
+    """Its pods are gone and none come until someone resumes it: with Argo
+    CD's self-heal off nothing does, and its record would stay Running for
+    good, its room held."""
+
+    def test_it_holds_its_room_until_its_planned_end_then_is_taken_for_failed(self) -> None:
+        before, files, running = _running()
+        end = running.planned_end
+        waiting, _ = step(files, now=end - timedelta(minutes=1), states=_suspended_there(running))
+        assert entries(waiting)[running.id].phase == "Running" and not waiting.left
+        decision, _ = step(files, now=end + timedelta(minutes=30), states=_suspended_there(running))
+        failed = entries(decision)[running.id]
+        assert failed.phase == "Failed" and failed.finished_at == end
+        why = (
+            f"its Job {running.job_name} was suspended on {running.spoke} after it began and "
+            "has run no pod since (suspended there by hand, or preempted by Kueue, with Argo "
+            "CD's self-heal off?), so it is taken for failed from its planned end "
+            f"{end.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        )
+        assert failed.reason == why and decision.left == {running.id: why}
+        message = messages.commit_message(old=before.ledger, decision=decision, input_commit="0")
+        assert f"\n- {running.id} failed on {running.spoke}: {why}; ran " in message
+
+    def test_one_that_ran_a_pod_before_is_too(self) -> None:
+        # The kube observer calls it Running: it has run a pod (or its pods
+        # are ending still).
+        _, files, running = _running()
+        later = running.planned_end + timedelta(minutes=30)
+        states = _suspended_there(running, jobs={running.job_key: "Running"})
+        decision, _ = step(files, now=later, states=states)
+        assert entries(decision)[running.id].phase == "Failed" and running.id in decision.left
+
+    def test_one_resumed_again_or_ended_there_is_not(self) -> None:
+        # Resumed (by self-heal, or Kueue admitting it again) it runs on past
+        # its planned end; one that ended is read as it ended.
+        _, files, running = _running()
+        later = running.planned_end + timedelta(minutes=30)
+        resumed = {"jobs": {running.job_key: "Running"}, "suspended": frozenset()}
+        ended = {"jobs": {running.job_key: "Succeeded"}}
+        for phase, states in (("Running", resumed), ("Succeeded", ended)):
+            decision, _ = step(files, now=later, states=_suspended_there(running, **states))
+            assert entries(decision)[running.id].phase == phase and not decision.left
+
+    def test_a_spoke_that_is_down_tells_nothing(self) -> None:
+        _, files, running = _running()
+        later = running.planned_end + timedelta(minutes=30)
+        decision, _ = step(files, now=later, states=_suspended_there(running, up=False))
+        assert entries(decision)[running.id].phase == "Running"
+
+    def test_one_its_appwrapper_holds_now_is_recorded_as_held(self) -> None:
+        # Suspended by hand there and in git at once: the AppWrapper's word goes.
+        _, files, running = _running()
+        doc = yaml.safe_load(files[running.source])
+        doc["spec"]["suspend"] = True
+        files = {**files, running.source: yaml.safe_dump(doc).encode()}
+        later = running.planned_end + timedelta(minutes=30)
+        for states in (_suspended_there(running), _gone(running)):
+            decision, _ = step(files, now=later, states=states)
+            assert entries(decision)[running.id].phase == "Suspended" and not decision.left
+
+    def test_with_runs_left_it_runs_again(self) -> None:
+        _, files, running = _running(retryLimit=1)
+        later = running.planned_end + timedelta(minutes=30)
+        decision, _ = step(files, now=later, states=_suspended_there(running))
+        again = entries(decision)[running.id]
+        assert again.retries == 1 and again.job_name == f"{running.job_name}-r1"
+        assert again.phase in ("Planned", "Dispatched")
+
+
 def _held_suspended(decision, files, started):
     """The spokes as declared, that of `started` holding every Job the branch
     holds for it suspended, as before their start: Argo CD applied them then,
