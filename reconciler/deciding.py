@@ -374,7 +374,7 @@ def _read(
         failed = prevs[job_id]
         assert failed is not None  # it failed where the ledger placed it
         prevs[job_id] = _run_again(failed, pause=retry.pause, now=now)
-    # A planned job whose spoke runs it already is held as started there.
+    # A job not yet running whose Job a spoke runs already is held as started there.
     for job in jobs:
         started = _started_undispatched(prevs[job.id], job, spokes, now=now)
         if started is not None:
@@ -914,33 +914,53 @@ def _finished(prev: Entry | None, spokes: Mapping[str, SpokeState]) -> Phase | N
 def _started_undispatched(
     prev: Entry | None, job: JobRequest, spokes: Mapping[str, SpokeState], *, now: datetime
 ) -> Entry | None:
-    """A planned job whose spoke reports its Job running before Caspian
-    dispatched it (resumed there by hand, with Argo CD's self-heal off, say),
-    as started: running there from when its Job began, or from now where the
-    spoke does not say. It holds its room where it runs, and is rendered
-    resumed: left suspended in git, Argo CD would suspend it again at the
-    next sync, which ends its pods, and the plan could move it. None where
-    that is not so."""
-    state = spoke_state(prev, spokes)
-    if prev is None or prev.phase != Phase.PLANNED or state is None:
+    """A job not yet running whose Job a spoke it may use reports running, as
+    started there: running from when its Job began, or from now where the
+    spoke does not say. Its planned spoke, where its Job was resumed before
+    Caspian dispatched it (by hand, with Argo CD's self-heal off, say); or
+    another, where a Job of it from before runs still (left there by a
+    requeue and not pruned, as on a spoke Argo CD no longer syncs), which the
+    next decision would find running. It holds its room where it runs, and is
+    rendered resumed: left suspended in git, Argo CD would suspend it again
+    at the next sync, which ends its pods, and the plan could move it. None
+    where that is not so."""
+    if prev is None or prev.phase not in (Phase.PLANNED, Phase.DISPATCHED, Phase.PENDING):
         return None
-    if state.jobs.get(prev.job_key) != Phase.RUNNING.value:
-        return None
+    own = spoke_state(prev, spokes)
+    if own is not None and own.jobs.get(prev.job_key) == Phase.RUNNING.value:
+        if prev.phase == Phase.DISPATCHED:
+            return None  # as dispatched: the decision finds it running
+        where = own
+    else:
+        running = [
+            state
+            for name in job.allowed_spokes
+            if (state := spokes.get(name)) is not None
+            and state.up
+            and state.jobs.get(prev.job_key) == Phase.RUNNING.value
+        ]
+        if not running:
+            return None
+        where = min(running, key=lambda state: (state.started.get(prev.job_key, now), state.name))
     # Not after now: a spoke's clock may run ahead.
-    start = min(state.started.get(prev.job_key, now), now)
+    start = min(where.started.get(prev.job_key, now), now)
     end = start + job.duration
     late = prev.deadline is not None and end > prev.deadline
     reason = ""
     if late:
         assert prev.deadline is not None
+        how = "before Caspian dispatched it" if where is own else "from before, not pruned"
         reason = (
-            f"will finish after its deadline: its Job started on {prev.spoke} "
-            f"{format_time(start)}, before Caspian dispatched it, so it ends "
-            f"{format_time(end)}, after its deadline {format_time(prev.deadline)}"
+            f"will finish after its deadline: its Job started on {where.name} "
+            f"{format_time(start)}, {how}, so it ends {format_time(end)}, after its "
+            f"deadline {format_time(prev.deadline)}"
         )
     return prev.model_copy(
         update={
             "phase": Phase.RUNNING,
+            "spoke": where.name,
+            # The pool its pods run in is read where it runs (reconciler/pools.py).
+            "pool": prev.pool if where.name == prev.spoke else None,
             "planned_start": start,
             "planned_end": end,
             # The plan's estimate was for its planned slot: the decision

@@ -147,9 +147,16 @@ def _uncommitted(entry: Entry, committed: Entry | None, review: UnderReview | No
     if committed is not None and entry.started_outside(committed):
         planned = committed.planned_start
         since = f" from {format_time(planned)}" if planned else ""
+        if committed.spoke == entry.spoke:
+            return [
+                f"its Job runs on {entry.spoke} already, started before Caspian dispatched it: "
+                f"the ledger holds it Planned{since} (with suspend: true), and the next "
+                "reconcile records it running there"
+            ]
+        where = f" on {committed.spoke}{since}" if committed.spoke else ""
         return [
-            f"its Job runs on {entry.spoke} already, started before Caspian dispatched it: "
-            f"the ledger holds it Planned{since} (with suspend: true), and the next "
+            f"a Job of it from before runs on {entry.spoke} still (left by a requeue and not "
+            f"pruned): the ledger holds it {committed.phase.value}{where}, and the next "
             "reconcile records it running there"
         ]
     if not proposals.placed_anew(entry, was=committed):

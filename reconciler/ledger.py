@@ -174,9 +174,13 @@ class Entry(BaseModel):
         return self.phase in ACTIVE or self.stopped
 
     def started_outside(self, before: Entry | None) -> bool:
-        """Whether its spoke ran its Job before Caspian dispatched it: planned in
-        `before`, its record before, and running now (reconciler/deciding.py)."""
-        return before is not None and before.phase == Phase.PLANNED and self.phase == Phase.RUNNING
+        """Whether its spoke ran its Job before Caspian dispatched it there:
+        planned or pending in `before`, its record before, or dispatched to
+        another spoke, and running now (reconciler/deciding.py)."""
+        if before is None or self.phase != Phase.RUNNING:
+            return False
+        moved = before.phase == Phase.DISPATCHED and before.spoke != self.spoke
+        return before.phase in (Phase.PLANNED, Phase.PENDING) or moved
 
     @property
     def job_key(self) -> str:

@@ -569,9 +569,18 @@ def _describe_changes(old: Ledger, decision: Decision) -> Iterable[str]:
         )
     for entry in changes["started"]:
         planned = before[entry.id]
+        if planned.spoke == entry.spoke:
+            yield (
+                f"- {entry.id} started on {entry.spoke} {_hhmm(entry)}, before Caspian "
+                f"dispatched it (planned {planned.spoke} {_hhmm(planned)}; resumed there outside "
+                "Caspian): it is held where it runs, and rendered with suspend: false so that "
+                "Argo CD does not suspend it again"
+            )
+            continue
+        was = f"{planned.phase.value} on {planned.spoke}" if planned.spoke else planned.phase.value
         yield (
-            f"- {entry.id} started on {entry.spoke} {_hhmm(entry)}, before Caspian dispatched "
-            f"it (planned {planned.spoke} {_hhmm(planned)}; resumed there outside Caspian): "
+            f"- {entry.id} runs on {entry.spoke} from {_hhmm(entry)}: a Job of it from before "
+            f"runs there still (left by a requeue and not pruned), and the ledger had it {was}; "
             "it is held where it runs, and rendered with suspend: false so that Argo CD does not "
             "suspend it again"
         )

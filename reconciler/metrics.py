@@ -97,8 +97,9 @@ RETRIES = Counter(
 )
 STARTED_OUTSIDE = Counter(
     "caspian_started_outside_total",
-    "Planned jobs whose spoke ran their Job before Caspian dispatched it (resumed there by "
-    "hand, with Argo CD's self-heal off, say): held where they run from then on",
+    "Jobs whose spoke ran their Job before Caspian dispatched it there (resumed there by "
+    "hand, with Argo CD's self-heal off, or left there by a requeue and not pruned): held "
+    "where they run from then on",
     ["spoke"],
 )
 ARGOCD_SYNCABLE = Gauge(

@@ -120,6 +120,10 @@ def _stuck(job: JobRequest, prev: Entry, spokes: Mapping[str, SpokeState]) -> _S
     state = spoke_state(prev, spokes)
     if prev.phase not in FIXED or state is None:
         return None
+    # One its spoke reports running is not stuck, whatever else is said of
+    # it: requeued, it would be found running there at the next decision.
+    if state.jobs.get(prev.job_key) == Phase.RUNNING.value:
+        return None
     said = state.said.get(prev.job_key)
     unapplied = _unapplied_since(prev, state)
     # Argo CD's own word on why it has not applied the Job, where it gives one, goes first.

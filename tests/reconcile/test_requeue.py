@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 import yaml
 
-from reconciler import messages
+from reconciler import explaining, messages
 from reconciler.appwrappers import DURATIONS, GRACE_PERIODS
 from reconciler.decisions import SpokeState
 from reconciler.quantities import format_time
@@ -87,6 +87,77 @@ def test_a_job_requeued_with_nowhere_to_go_now_reads_the_same_at_the_next_reconc
     again, _ = step(files, now=later, states=states)
     assert again.ledger == requeued.ledger
     assert render(again, previous=files) == render(requeued, previous=files)
+
+
+class TestAJobWhoseJobFromBeforeRunsOnAnotherSpoke:
+    """A Job of it left on a spoke by a requeue, and not pruned (Argo CD no
+    longer syncs that spoke, say), may run there after all: the job runs
+    there, and is held where it runs, in the decision that first sees it so,
+    not the one after."""
+
+    def test_a_dispatched_job_stuck_on_its_spoke_is_held_where_it_runs(self) -> None:
+        decision, files, started = _first_dispatched(template_files())
+        assert (started.id, started.spoke) == ("batch/finetune-llm", "paris")
+        since, later = NOW + timedelta(minutes=1), NOW + timedelta(minutes=20)
+        began = NOW + timedelta(minutes=12)
+        elsewhere = {"jobs": {started.job_key: "Running"}, "started": {started.job_key: began}}
+        states = {**_waiting_since(started, since), "california": elsewhere}
+        runs, after = step(files, now=later, states=states)
+        entry = entries(runs)[started.id]
+        assert (entry.phase, entry.spoke, entry.planned_start) == ("Running", "california", began)
+        assert entry.pool is None and not runs.requeued
+        assert_valid_plan(runs.instance, runs.plan)
+        rendered = render(runs, previous=files)
+        assert f"rendered/paris/batch.{started.job_name}.yaml" not in rendered
+        job = yaml.safe_load(rendered[f"rendered/california/batch.{started.job_name}.yaml"])
+        assert job["spec"]["suspend"] is False
+        message = messages.commit_message(old=decision.ledger, decision=runs, input_commit="0")
+        assert "started outside Caspian: 1 job" in message.splitlines()[0]
+        assert (
+            f"- {started.id} runs on california from {began:%Y-%m-%d %H:%M}: a Job of it from "
+            "before runs there still (left by a requeue and not pruned), and the ledger had it "
+            "Dispatched on paris; it is held where it runs"
+        ) in message
+        said = explaining.explain(runs, entry, committed=started, review=None).notes
+        assert (
+            "a Job of it from before runs on california still (left by a requeue and not "
+            f"pruned): the ledger holds it Dispatched on paris from {format_time(NOW)}, and the "
+            "next reconcile records it running there"
+        ) in said
+        again, same = step(after, now=later, states=states)
+        assert again.ledger == runs.ledger and same == after
+
+    def test_a_planned_or_pending_job_is_held_where_it_runs_from_now_if_not_said(self) -> None:
+        # backfill-eu, requeued off paris with frankfurt too small for it now: pending.
+        files, started, at = _backfill_dispatched_on_paris()
+        later = at + timedelta(minutes=20)
+        small = {**_waiting_since(started, at), "frankfurt": {"cpu": 1.0}}
+        pending, files = step(files, now=later, states=small)
+        assert entries(pending)[started.id].phase == "Pending"
+        running = {"jobs": {started.job_key: "Running"}}
+        at_last = later + timedelta(minutes=30)
+        for states in ({"frankfurt": running}, {"frankfurt": {**running, "cpu": 1.0}}):
+            runs, after = step(files, now=at_last, states=states)
+            entry = entries(runs)[started.id]
+            assert (entry.phase, entry.spoke, entry.planned_start) == (
+                "Running",
+                "frankfurt",
+                at_last,
+            )
+            again, same = step(after, now=at_last, states=states)
+            assert again.ledger == runs.ledger and same == after
+
+    def test_a_spoke_it_may_not_use_or_that_is_down_tells_nothing(self) -> None:
+        files, started, at = _backfill_dispatched_on_paris()
+        later = at + timedelta(minutes=5)
+        running = {"jobs": {started.job_key: "Running"}}
+        # backfill-eu may use paris and frankfurt only.
+        for states in ({"california": running}, {"frankfurt": {**running, "up": False}}):
+            decision, _ = step(files, now=later, states=states)
+            assert (entries(decision)[started.id].phase, entries(decision)[started.id].spoke) == (
+                "Dispatched",
+                "paris",
+            )
 
 
 def test_a_requeued_job_stays_off_that_spoke_until_it_runs() -> None:
@@ -305,6 +376,20 @@ def test_a_running_job_is_not_moved_for_a_later_sync_that_failed() -> None:
         "paris",
     )
     assert not later.requeued and started.id not in later.stuck
+
+
+def test_a_dispatched_job_its_spoke_reports_running_is_not_requeued_whatever_else_it_says() -> None:
+    # A pod of it runs while another finds no node, say (a view that says
+    # both): requeued, it would be found running there at the next decision.
+    files, started, at = _backfill_dispatched_on_paris()
+    later = at + timedelta(minutes=20)
+    both = {"paris": {"jobs": {started.job_key: "Running"}, "unscheduled": {started.job_key: at}}}
+    decision, after = step(files, now=later, states=both)
+    entry = entries(decision)[started.id]
+    assert (entry.phase, entry.spoke) == ("Running", "paris") and not decision.requeued
+    assert started.id not in decision.stuck
+    again, same = step(after, now=later, states=both)
+    assert again.ledger == decision.ledger and same == after
 
 
 def test_a_requeued_job_that_finishes_forgets_where_it_could_not_run() -> None:
