@@ -569,24 +569,33 @@ def _gone(running, **more):
     return {running.spoke: {"jobs": {}, "listed": frozenset(), **more}}
 
 
+def _held_then_failed(states, why) -> None:
+    """A running job, its spoke reporting `states(running)`: Running until its
+    planned end, then failed from it, for `why(running, end)`, as its record
+    and the commit say."""
+    before, files, running = _running()
+    end = running.planned_end
+    waiting, _ = step(files, now=end - timedelta(minutes=1), states=states(running))
+    assert entries(waiting)[running.id].phase == "Running" and not waiting.left
+    decision, _ = step(files, now=end + timedelta(minutes=30), states=states(running))
+    failed = entries(decision)[running.id]
+    assert failed.phase == "Failed" and failed.finished_at == end
+    said = why(running, end.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    assert failed.reason == said and decision.left == {running.id: said}
+    message = messages.commit_message(old=before.ledger, decision=decision, input_commit="0")
+    assert f"\n- {running.id} failed on {running.spoke}: {said}; ran " in message
+
+
 class TestARunningJobThatLeavesItsSpoke:
     def test_it_holds_its_room_until_its_planned_end_then_is_taken_for_failed(self) -> None:
-        before, files, running = _running()
-        end = running.planned_end
-        waiting, _ = step(files, now=end - timedelta(minutes=1), states=_gone(running))
-        assert entries(waiting)[running.id].phase == "Running"
-        assert not waiting.left
-        decision, _ = step(files, now=end + timedelta(minutes=30), states=_gone(running))
-        failed = entries(decision)[running.id]
-        assert failed.phase == "Failed" and failed.finished_at == end
-        why = (
-            f"its Job {running.job_name} left {running.spoke} before it was seen to finish "
-            "(deleted there, with Argo CD's self-heal off?), so it is taken for failed from its "
-            f"planned end {end.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        _held_then_failed(
+            _gone,
+            lambda running, end: (
+                f"its Job {running.job_name} left {running.spoke} before it was seen to finish "
+                "(deleted there, with Argo CD's self-heal off?), so it is taken for failed from "
+                f"its planned end {end}"
+            ),
         )
-        assert failed.reason == why and decision.left == {running.id: why}
-        message = messages.commit_message(old=before.ledger, decision=decision, input_commit="0")
-        assert f"\n- {running.id} failed on {running.spoke}: {why}; ran " in message
 
     def test_one_argo_cd_made_again_runs_on(self) -> None:
         # Self-heal made it again: listed, running past its planned end.
@@ -631,22 +640,14 @@ class TestARunningJobSuspendedOnItsSpoke:
     good, its room held."""
 
     def test_it_holds_its_room_until_its_planned_end_then_is_taken_for_failed(self) -> None:
-        before, files, running = _running()
-        end = running.planned_end
-        waiting, _ = step(files, now=end - timedelta(minutes=1), states=_suspended_there(running))
-        assert entries(waiting)[running.id].phase == "Running" and not waiting.left
-        decision, _ = step(files, now=end + timedelta(minutes=30), states=_suspended_there(running))
-        failed = entries(decision)[running.id]
-        assert failed.phase == "Failed" and failed.finished_at == end
-        why = (
-            f"its Job {running.job_name} was suspended on {running.spoke} after it began and "
-            "has run no pod since (suspended there by hand, or preempted by Kueue, with Argo "
-            "CD's self-heal off?), so it is taken for failed from its planned end "
-            f"{end.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        _held_then_failed(
+            _suspended_there,
+            lambda running, end: (
+                f"its Job {running.job_name} was suspended on {running.spoke} after it began "
+                "and has run no pod since (suspended there by hand, or preempted by Kueue, with "
+                f"Argo CD's self-heal off?), so it is taken for failed from its planned end {end}"
+            ),
         )
-        assert failed.reason == why and decision.left == {running.id: why}
-        message = messages.commit_message(old=before.ledger, decision=decision, input_commit="0")
-        assert f"\n- {running.id} failed on {running.spoke}: {why}; ran " in message
 
     def test_one_that_ran_a_pod_before_is_too(self) -> None:
         # The kube observer calls it Running: it has run a pod (or its pods
