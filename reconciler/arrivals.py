@@ -282,7 +282,8 @@ def left(entry: Entry | None, spokes: Mapping[str, SpokeState], *, now: datetime
     state = spoke_state(entry, spokes)
     if entry is None or entry.phase != Phase.RUNNING or entry.planned_end is None:
         return None
-    if state is None or not state.up or now < entry.planned_end:
+    # Down for want of a sync, a spoke's own list of its Jobs holds still.
+    if state is None or not (state.up or state.listed_by_itself) or now < entry.planned_end:
         return None
     end = format_time(entry.planned_end)
     if state.listed is not None and entry.job_key not in state.listed:

@@ -135,6 +135,14 @@ class SpokeState(BaseModel):
     # None where neither does, and jobs are not checked against it.
     kubernetes_version: tuple[int, int] | None = None
 
+    @property
+    def listed_by_itself(self) -> bool:
+        """Whether the spoke's own API listed Caspian's Jobs there (the kube
+        observer, whose sources read "kube:<context>"): that list holds though
+        Caspian sends the spoke no new work (cut off as one nothing syncs, or
+        one the hub's Argo CD cannot sync)."""
+        return self.listed is not None and self.source.startswith("kube:")
+
     def down(self, reason: str, *, since: datetime | None = None) -> SpokeState:
         """The spoke taking no new work, for `reason` (since `since`, where
         known): what it reports of the Jobs already there still holds."""

@@ -612,6 +612,21 @@ class TestARunningJobThatLeavesItsSpoke:
             decision, _ = step(files, now=later, states=states)
             assert entries(decision)[running.id].phase == "Running", states
 
+    def test_a_spoke_down_for_want_of_a_sync_tells_where_its_own_api_lists_its_jobs(
+        self,
+    ) -> None:
+        # Cut off as one nothing syncs, or one Argo CD cannot sync: it takes no
+        # new work, and what its own API lists holds still. What an
+        # Application lists of a spoke it cannot sync may not.
+        _, files, running = _running()
+        later = running.planned_end + timedelta(minutes=30)
+        down = {"up": False, "reason": "Argo CD cannot sync its Application"}
+        for source, phase in (("kube:kind-paris", "Failed"), ("declared+argocd", "Running")):
+            for states in (_gone(running, source=source, **down), _suspended_there(running)):
+                states[running.spoke] |= {"source": source, **down}
+                decision, _ = step(files, now=later, states=states)
+                assert entries(decision)[running.id].phase == phase, (source, states)
+
     def test_with_runs_left_it_runs_again_and_the_commit_says_why(self) -> None:
         before, files, running = _running(retryLimit=1)
         later = running.planned_end + timedelta(minutes=30)
