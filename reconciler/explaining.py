@@ -147,7 +147,7 @@ def _uncommitted(entry: Entry, committed: Entry | None, review: UnderReview | No
     if committed is not None and entry.started_outside(committed):
         planned = committed.planned_start
         since = f" from {format_time(planned)}" if planned else ""
-        if committed.spoke == entry.spoke:
+        if (committed.phase, committed.spoke) == (Phase.PLANNED, entry.spoke):
             return [
                 f"its Job runs on {entry.spoke} already, started before Caspian dispatched it: "
                 f"the ledger holds it Planned{since} (with suspend: true), and the next "

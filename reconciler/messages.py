@@ -569,7 +569,7 @@ def _describe_changes(old: Ledger, decision: Decision) -> Iterable[str]:
         )
     for entry in changes["started"]:
         planned = before[entry.id]
-        if planned.spoke == entry.spoke:
+        if (planned.phase, planned.spoke) == (Phase.PLANNED, entry.spoke):
             yield (
                 f"- {entry.id} started on {entry.spoke} {_hhmm(entry)}, before Caspian "
                 f"dispatched it (planned {planned.spoke} {_hhmm(planned)}; resumed there outside "

@@ -144,6 +144,12 @@ class TestAJobWhoseJobFromBeforeRunsOnAnotherSpoke:
                 "frankfurt",
                 at_last,
             )
+            message = messages.commit_message(old=pending.ledger, decision=runs, input_commit="0")
+            assert (
+                f"- {started.id} runs on frankfurt from {at_last:%Y-%m-%d %H:%M}: a Job of it "
+                "from before runs there still (left by a requeue and not pruned), and the ledger "
+                "had it Pending; it is held where it runs"
+            ) in message
             again, same = step(after, now=at_last, states=states)
             assert again.ledger == runs.ledger and same == after
 
