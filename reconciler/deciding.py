@@ -37,6 +37,7 @@ from reconciler.records import Requeues, Verdicts, invalid_entries, job_entry, r
 from reconciler.spokedown import waits_for_spoke
 from reconciler.spokeroom import (
     barred_in,
+    barred_now,
     capacity_of,
     closed_to_starts,
     held_as_fixed,
@@ -143,6 +144,9 @@ class _Reading(NamedTuple):
     broken_files: set[str]  # the AppWrapper files that do not load
     closed: dict[str, str]  # spokes that take no new work now, with why
     down: set[str]  # spokes whose API did not answer: nothing is dispatched there
+    # Spokes whose sync windows bar Argo CD from syncing them in this slot: a
+    # job planned to start there now is planned again, as on one that is down.
+    barred_now: frozenset[str]
     jobs: list[JobRequest]  # those this decision places: not those staying on a broken spoke
     previous: dict[str, Entry]  # the ledger's records of them
     # Each job's record as it stands now: run again where its Job failed
@@ -379,12 +383,14 @@ def _read(
         started = _started_undispatched(prevs[job.id], job, spokes, now=now)
         if started is not None:
             prevs[job.id] = started
+    horizon = window(fleet, now=now)
     return _Reading(
-        horizon=window(fleet, now=now),
+        horizon=horizon,
         valid=valid,
         broken_files=broken_files,
         closed=_closed_spokes(fleet, spokes),
         down={name for name, state in spokes.items() if not state.up},
+        barred_now=barred_now(barred_in(spokes, horizon), horizon),
         jobs=jobs,
         previous=previous,
         prevs=prevs,
@@ -535,7 +541,7 @@ def _optimizer_instance(
             closed=verdicts.shut[job.id],
             horizon=horizon,
             now=now,
-            down=reading.down,
+            down=reading.down | reading.barred_now,
             gate=verdicts.gates.get(job.id),
             due=verdicts.due.get(job.id),
             overrunning=_overrunning(prevs[job.id], spokes, now=now),
@@ -593,7 +599,7 @@ def _records(
                     horizon=reading.horizon,
                     fleet=fleet,
                     spokes=spokes,
-                    down=reading.down,
+                    down=reading.down | reading.barred_now,
                     now=now,
                     offered=offered.get(job.id),
                 ),

@@ -155,6 +155,13 @@ def closed_to_starts(
     return instance.model_copy(update={"spokes": tuple(capacities)})
 
 
+def barred_now(barred: Mapping[str, tuple[Span, ...]], horizon: Window) -> frozenset[str]:
+    """The spokes whose `barred` times close the horizon's first slot, the
+    one now is in, to starts: a Job resumed there now would wait for Argo
+    CD to sync."""
+    return frozenset(name for name, times in barred.items() if 0 in _overlapped(times, horizon))
+
+
 def _overlapped(windows: tuple[Span, ...], horizon: Window) -> set[int]:
     """Every slot of the horizon `windows` overlap: from the one each starts
     in to the one its last instant is in."""

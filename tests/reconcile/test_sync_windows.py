@@ -298,6 +298,36 @@ class TestPlanning:
             if e.spoke == "paris" and e.phase == "Planned" and e.planned_start is not None
         )
 
+    def test_a_job_due_now_where_a_window_bars_syncing_now_is_planned_again(self) -> None:
+        # A change freeze announced after it was planned: dispatched there
+        # now, its Job would wait for the window, and the next reconcile
+        # would requeue it for its deadline. It is planned again at once.
+        first, files = step(template_files(), now=NOW)
+        planned = next(
+            e
+            for e in entries(first).values()
+            if e.spoke == "paris" and e.phase == "Planned" and e.planned_start > NOW
+        )
+        start = planned.planned_start
+        at = start + timedelta(minutes=5)
+        freeze = f"{start.minute} {start.hour} * * *"
+        deny = read(window(schedule=freeze, duration="3h", applications=["*"]))
+        decision, after = step(files, now=at, states={"paris": {"sync_windows": deny}})
+        entry = entries(decision)[planned.id]
+        assert (entry.spoke, entry.planned_start) != ("paris", start), entry
+        assert entry.spoke != "paris" or entry.planned_start >= start + timedelta(hours=3)
+        assert_valid_plan(decision.instance, decision.plan)
+        again, same = step(after, now=at, states={"paris": {"sync_windows": deny}})
+        assert again.ledger == decision.ledger and same == after
+        # Without the window it is dispatched where it was planned.
+        free, _ = step(files, now=at)
+        dispatched = entries(free)[planned.id]
+        assert (dispatched.phase, dispatched.spoke, dispatched.planned_start) == (
+            "Dispatched",
+            "paris",
+            start,
+        )
+
     def test_the_commit_names_the_windows_in_the_horizon_five_a_spoke_at_most(self) -> None:
         before, files = step(template_files(), now=NOW)
         often = read(window(schedule="0 */2 * * *", duration="10m", applications=["*"]))
