@@ -93,11 +93,11 @@ def is_fixed(
 ) -> bool:
     """Started, or to start now: planned for the slot `now` is in, on a spoke
     that is not `down` (nothing would reach it: its API does not answer, or
-    its sync windows keep Argo CD from syncing it now), with every job it runs after
-    (`gate`) succeeded. A planned job whose slot went by with no reconcile to
-    dispatch it (the remote or Caspian down) never started: it is planned
-    again, or it would start now held to a place in the past, and hold no room
-    for the hours it runs."""
+    its sync windows keep Argo CD from syncing it now), with every job it
+    runs after (`gate`) succeeded. A planned job whose slot went by with no
+    reconcile to dispatch it (the remote or Caspian down) never started: it
+    is planned again, or it would start now held to a place in the past, and
+    hold no room for the hours it runs."""
     if prev is None or prev.planned_start is None:
         return False
     return prev.phase in FIXED or (
