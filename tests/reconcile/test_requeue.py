@@ -127,8 +127,10 @@ class TestAJobWhoseJobFromBeforeRunsOnAnotherSpoke:
         again, same = step(after, now=later, states=states)
         assert again.ledger == runs.ledger and same == after
 
-    def test_a_planned_or_pending_job_is_held_where_it_runs_from_now_if_not_said(self) -> None:
-        # backfill-eu, requeued off paris with frankfurt too small for it now: pending.
+    def test_a_pending_job_is_held_where_it_runs_from_now_if_not_said(self) -> None:
+        # backfill-eu, requeued off paris with frankfurt too small for it now:
+        # pending. Its Job then runs on frankfurt, which has room for it again
+        # (the plan would put it there later) or not.
         files, started, at = _backfill_dispatched_on_paris()
         later = at + timedelta(minutes=20)
         small = {**_waiting_since(started, at), "frankfurt": {"cpu": 1.0}}
