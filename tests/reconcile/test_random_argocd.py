@@ -132,8 +132,10 @@ def _refusals(world: _World, spoke: str) -> list[dict]:
 
 def _refused_go(decision, before: dict[str, Entry], world: _World, *, now: datetime) -> None:
     """A job dispatched to a spoke that refuses its Job, since before this
-    reconcile, has left it once the policy's requeueUnscheduled is past,
-    where another spoke it may use takes it."""
+    reconcile, has left it once the policy's requeueUnscheduled is past
+    since the branch held it resumed (a reconcile late in the slot
+    dispatches it after its planned start), where another spoke it may use
+    takes it."""
     for job_id, new in entries(decision).items():
         old, spoke = before.get(job_id), new.spoke or ""
         refused = world.refused.get(spoke, {}).get(new.job_key)
@@ -143,7 +145,8 @@ def _refused_go(decision, before: dict[str, Entry], world: _World, *, now: datet
             continue
         if spoke in world.down or world.barred(spoke, now):
             continue
-        if now - max(refused, old.planned_start) > REQUEUE_UNSCHEDULED and _elsewhere(
+        resumed = world.resumed_at.get((spoke, new.job_key), old.planned_start)
+        if now - max(refused, resumed) > REQUEUE_UNSCHEDULED and _elsewhere(
             decision, job_id, spoke
         ):
             assert (new.phase, new.spoke) != (Phase.DISPATCHED, spoke), (job_id, refused)
