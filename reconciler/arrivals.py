@@ -16,7 +16,7 @@ from typing import Literal
 from reconciler import yamlio
 from reconciler.decisions import SpokeState, spoke_state
 from reconciler.fleet import Span
-from reconciler.ledger import Cut, Entry, Phase
+from reconciler.ledger import FIXED, Cut, Entry, Phase
 from reconciler.quantities import format_duration, format_time
 from reconciler.rendering import job_path
 from reconciler.syncwindows import barred_until, open_since
@@ -270,7 +270,13 @@ def overdue(
     }
 
 
-def left(entry: Entry | None, spokes: Mapping[str, SpokeState], *, now: datetime) -> str | None:
+def left(
+    entry: Entry | None,
+    spokes: Mapping[str, SpokeState],
+    *,
+    now: datetime,
+    after: timedelta | None,
+) -> str | None:
     """Why a running job is taken for failed though no spoke says it failed:
     its Job is not on a spoke that lists every Job of Caspian's (deleted
     there, by hand, say, with Argo CD's self-heal off; with it on, Argo CD
@@ -278,15 +284,33 @@ def left(entry: Entry | None, spokes: Mapping[str, SpokeState], *, now: datetime
     suspended and running no pod (suspended there after it began, by hand or
     by Kueue preempting it: nothing resumes it until someone does). Only from
     its planned end: until then it may come back, and it holds its room as it
-    would. None where that is not so."""
+    would. Or its pods have found no node there for longer than `after` (the
+    policy's requeueUnscheduled; None leaves them waiting), as Kueue's
+    waitForPodsReady recoveryTimeout evicts a workload that lost its pods:
+    at once, since it makes no headway meanwhile; so too for a dispatched
+    job its spoke reports begun. None where none is so."""
     state = spoke_state(entry, spokes)
-    if entry is None or entry.phase != Phase.RUNNING or entry.planned_end is None:
+    if entry is None or entry.phase not in FIXED or entry.planned_end is None:
         return None
     # Down for want of a sync, a spoke's own list of its Jobs holds still.
-    if state is None or not (state.up or state.listed_by_itself) or now < entry.planned_end:
+    if state is None or not (state.up or state.listed_by_itself):
         return None
-    end = format_time(entry.planned_end)
-    if state.listed is not None and entry.job_key not in state.listed:
+    key, end = entry.job_key, format_time(entry.planned_end)
+    running = state.jobs.get(key, "Running") == "Running"
+    # Dispatched, it may have begun and lost its node before a reconcile saw it run.
+    began = entry.phase == Phase.RUNNING or state.jobs.get(key) == "Running"
+    nodeless = state.nodeless.get(key) if began and running else None
+    if after is not None and nodeless is not None and nodeless + after <= now:
+        return (
+            f"its Job {entry.job_name} has had no pod on a node on {entry.spoke} since "
+            f"{format_time(nodeless)}, the scheduler finding none (its nodes gone: drained, "
+            "failed, or a spot instance taken back?), for longer than the policy's "
+            f"requeueUnscheduled {format_duration(after)}, so it is taken for failed from "
+            f"{format_time(left_at(entry, spokes))}"
+        )
+    if entry.phase != Phase.RUNNING or now < entry.planned_end:
+        return None
+    if state.listed is not None and key not in state.listed:
         return (
             f"its Job {entry.job_name} left {entry.spoke} before it was seen to finish (deleted "
             "there, with Argo CD's self-heal off?), so it is taken for failed from its planned "
@@ -294,10 +318,25 @@ def left(entry: Entry | None, spokes: Mapping[str, SpokeState], *, now: datetime
         )
     # The kube observer calls a suspended Job that has run a pod before, or
     # whose pods are ending still, Running: suspended, it runs nothing.
-    if entry.job_key in state.suspended and state.jobs.get(entry.job_key, "Running") == "Running":
+    if key in state.suspended and running:
         return (
             f"its Job {entry.job_name} was suspended on {entry.spoke} after it began and has run "
             "no pod since (suspended there by hand, or preempted by Kueue, with Argo CD's "
             f"self-heal off?), so it is taken for failed from its planned end {end}"
         )
     return None
+
+
+def left_at(entry: Entry, spokes: Mapping[str, SpokeState]) -> datetime:
+    """When a job `left` takes for failed is counted to have ended: when its
+    pods lost their nodes, where the spoke says, between its start and its
+    planned end; else its planned end (when a Job left, or was suspended, is
+    not known)."""
+    assert entry.planned_end is not None  # running, it was planned
+    state = spoke_state(entry, spokes)
+    nodeless = state.nodeless.get(entry.job_key) if state is not None else None
+    if nodeless is None:
+        return entry.planned_end
+    # A pod of it may have waited for a node since before it began.
+    began = entry.started_at or entry.planned_start or nodeless
+    return max(began, min(entry.planned_end, nodeless))

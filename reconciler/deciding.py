@@ -256,6 +256,7 @@ def _decide(
         spokes=spokes,
         measured=measured,
         now=now,
+        left=reading.left,
     )
     answers = _answers(instance, plan, settings, records)
     # A new digest alone commits nothing: where no record changed (the next
@@ -351,13 +352,15 @@ def _read(
         for job in jobs
     }
     declined = {job.id: mark for job in jobs if (mark := _declined(prevs[job.id], job))}
-    # Running, and their Job gone from their spoke or suspended there: taken
-    # for failed. One its AppWrapper holds now is recorded as held instead.
+    # Running, and their Job gone from their spoke, suspended there or with
+    # no node left for its pods: taken for failed. One its AppWrapper holds
+    # now is recorded as held instead.
     holding = {job.id for job in jobs if job.suspended}
+    after = fleet.policy.spec.requeue_unscheduled
     left = {
         job_id: why
         for job_id, prev in prevs.items()
-        if job_id not in holding and (why := arrivals.left(prev, spokes, now=now))
+        if job_id not in holding and (why := arrivals.left(prev, spokes, now=now, after=after))
     }
     finished = {
         job_id: phase

@@ -58,6 +58,11 @@ class SpokeState(BaseModel):
     # Caspian's Jobs there that have run no pod, with none on a node, while the
     # scheduler finds no node for one: since when it has not (kube observer).
     unscheduled: dict[str, datetime] = {}
+    # Caspian's Jobs there, not suspended, with no pod on a node while the
+    # scheduler finds none for one, whether they ran a pod before or not:
+    # since when. A running job's nodes went, and no room is left for its pods
+    # (kube observer).
+    nodeless: dict[str, datetime] = {}
     # Caspian's Jobs there that started (resumed there) and have created no pod
     # since, nor run one: admission refuses their pods (kube observer).
     podless: dict[str, datetime] = {}

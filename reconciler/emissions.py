@@ -22,10 +22,11 @@ run cut short by its AppWrapper's removal: its record is kept as it was.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 
 from carbon.series import IntensitySeries
+from reconciler import arrivals
 from reconciler.decisions import SpokeState, spoke_state
 from reconciler.fleet import Fleet, JobRequest
 from reconciler.ledger import FINISHED, FIXED, Entry
@@ -41,12 +42,24 @@ def counted(
     spokes: Mapping[str, SpokeState],
     measured: Mapping[str, IntensitySeries],
     now: datetime,
+    left: Collection[str] = (),
 ) -> tuple[Entry, ...]:
     """`records` with what each run that ended in this decision emitted added
     to its job's record. `before` holds the records as the decision found
-    them; what they had counted is carried over."""
+    them; what they had counted is carried over. `left`: the jobs taken for
+    failed though no spoke said they ended (reconciler/arrivals.py), whose
+    runs count to when that takes them to have ended."""
     return tuple(
-        _with_runs(entry, before.get(entry.id), jobs, fleet, spokes, measured, now=now)
+        _with_runs(
+            entry,
+            before.get(entry.id),
+            jobs,
+            fleet,
+            spokes,
+            measured,
+            now=now,
+            left=entry.id in left,
+        )
         for entry in records
     )
 
@@ -60,6 +73,7 @@ def _with_runs(
     measured: Mapping[str, IntensitySeries],
     *,
     now: datetime,
+    left: bool,
 ) -> Entry:
     if prev is None or prev.phase in FINISHED or prev.job_name is None:
         return _carried(entry, prev)
@@ -68,7 +82,10 @@ def _with_runs(
     if not finished and not stopped and entry.retries <= prev.retries:
         return _carried(entry, prev)  # no run of it ended
     state = spoke_state(prev, spokes)
-    end = entry.finished_at if finished else _ended(prev, state, now=now)
+    if finished:
+        end = entry.finished_at
+    else:  # run again
+        end = arrivals.left_at(prev, spokes) if left else _ended(prev, state, now=now)
     start = _began(prev, state, end=end)
     job = jobs.get(entry.id)
     grams = baseline = None

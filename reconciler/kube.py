@@ -370,7 +370,8 @@ class KubeObserver:
         where = kubeobjects.placed_on(pods)
         waiting = kubeobjects.unscheduled(jobs, pods, placed=where)
         refused = kubeobjects.podless(jobs, pods)
-        said = kubeobjects.scheduler_messages(pods, waiting)
+        stranded = kubeobjects.nodeless(jobs, pods)
+        said = kubeobjects.scheduler_messages(pods, {**stranded, **waiting})
         # Pods on a node that have not begun, oldest first, by Job.
         on_nodes = kubeobjects.unstarted(jobs, pods)
         not_starting, words = self._not_starting(
@@ -413,6 +414,7 @@ class KubeObserver:
             nodes=shapes,
             placed_on=where,
             unscheduled=waiting,
+            nodeless=stranded,
             podless=refused,
             not_starting=dict(sorted(not_starting.items())),
             unready={

@@ -163,17 +163,51 @@ def unscheduled(
         key = owning_job(pod)
         if key is None or key in placed or key in ran:
             continue
-        if pod.spec is not None and pod.spec.node_name:
-            continue
-        for condition in (pod.status.conditions or []) if pod.status is not None else []:
-            moment = condition.last_transition_time
-            if (condition.type, condition.status, condition.reason) == (
-                "PodScheduled",
-                "False",
-                "Unschedulable",
-            ) and isinstance(moment, datetime):
-                since[key] = min(since.get(key, moment), moment)
+        if (moment := _unschedulable_since(pod)) is not None:
+            since[key] = min(since.get(key, moment), moment)
     return dict(sorted(since.items()))
+
+
+def nodeless(jobs: list[Any], pods: list[Any]) -> dict[str, datetime]:
+    """Caspian's Jobs there, not suspended, with no pod on a node but ones
+    being deleted, while the scheduler finds no node for one of their pods:
+    since when, by namespace/name, whether they have run a pod before or not.
+    For a running job, the nodes its pods ran on went (drained, failed, a spot
+    instance taken back) and no room is left for them; its pods on a node
+    that is gone stay, being deleted, until the node's object goes."""
+    held = suspended(jobs)
+    on_node = {
+        key
+        for pod in pods
+        if pod.spec is not None
+        and pod.spec.node_name
+        and pod.metadata.deletion_timestamp is None
+        and (key := owning_job(pod)) is not None
+    }
+    since: dict[str, datetime] = {}
+    for pod in pods:
+        key = owning_job(pod)
+        if key is None or key in held or key in on_node or pod.metadata.deletion_timestamp:
+            continue
+        if (moment := _unschedulable_since(pod)) is not None:
+            since[key] = min(since.get(key, moment), moment)
+    return dict(sorted(since.items()))
+
+
+def _unschedulable_since(pod: Any) -> datetime | None:
+    """When the scheduler found no node for a pod that has none (its
+    PodScheduled condition False, Unschedulable); None for any other pod."""
+    if pod.spec is not None and pod.spec.node_name:
+        return None
+    for condition in (pod.status.conditions or []) if pod.status is not None else []:
+        moment = condition.last_transition_time
+        if (condition.type, condition.status, condition.reason) == (
+            "PodScheduled",
+            "False",
+            "Unschedulable",
+        ) and isinstance(moment, datetime):
+            return moment
+    return None
 
 
 def scheduler_messages(pods: list[Any], waiting: Mapping[str, datetime]) -> dict[str, str]:

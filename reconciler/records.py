@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from optimizer.model import Plan
-from reconciler import pools
+from reconciler import arrivals, pools
 from reconciler.chains import Gate
 from reconciler.decisions import Requeue, SpokeState, Window, spoke_state
 from reconciler.fleet import Fleet, JobRequest, Problem, effective_deadline
@@ -106,9 +106,7 @@ def job_entry(
             "phase": verdicts.finished[job.id],
             "removed_at": None,
             "requeued_from": (),
-            # When a Job that left ended is not known: its planned end, when
-            # it was taken for failed.
-            "finished_at": prev.planned_end
+            "finished_at": arrivals.left_at(prev, spokes)
             if job.id in verdicts.left
             else _finished_at(prev, spokes, now=now),
         }

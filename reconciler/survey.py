@@ -273,8 +273,9 @@ NOT_THERE = "not there"  # Argo CD has not applied them (reconciler/arrivals.py)
 
 
 def _not_running(state: SpokeState) -> tuple[tuple[dict[str, datetime], str], ...]:
-    """Caspian's Jobs there that do not run yet for a reason the spoke gives,
-    since when, by what keeps them."""
+    """Caspian's Jobs there that do not run yet, or no longer, for a reason
+    the spoke gives, since when, by what keeps them."""
+    ran = {key: since for key, since in state.nodeless.items() if state.jobs.get(key) == "Running"}
     return (
         (state.unarrived, NOT_THERE),
         (
@@ -286,6 +287,7 @@ def _not_running(state: SpokeState) -> tuple[tuple[dict[str, datetime], str], ..
         (state.unscheduled, "finding no node"),
         (state.podless, "making no pod"),
         (state.not_starting, "not starting"),
+        (ran, "with its node gone"),
     )
 
 
@@ -308,8 +310,8 @@ def _unarrived(state: SpokeState) -> str:
 
 
 def _waiting_jobs(state: SpokeState) -> list[str]:
-    """A line for each of Caspian's Jobs there that does not run yet: what keeps
-    it, since when, and what the spoke says of it."""
+    """A line for each of Caspian's Jobs there that does not run yet, or no
+    longer: what keeps it, since when, and what the spoke says of it."""
     lines = []
     if state.unarrived:
         lines.append(_unarrived(state))

@@ -1530,6 +1530,50 @@ def test_a_running_job_suspended_on_its_spoke_is_taken_for_failed_at_its_planned
     assert f"- batch/backfill-eu failed on paris: {why}; ran " in gitutil.message(remote)
 
 
+def test_a_running_job_whose_node_went_runs_again_once_its_pod_has_found_none_for_long(
+    run, tmp_path
+) -> None:
+    # paris's node n1 failed an hour into the run: its pod was evicted
+    # (counted failed) and the one made in its place finds no node.
+    from tests.fakehttp import Reply
+    from tests.reconcile.test_kube_observer import _waiting_pod, job, listing
+
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    policy = gitutil.read(remote, "caspian.yaml").replace(b"retryLimit: 0", b"retryLimit: 1")
+    gitutil.user_commit(remote, {"caspian.yaml": policy})
+    with kube_spokes(tmp_path, remote) as (apis, kube):
+        start, name = _backfill_dispatched_on_paris(run, remote, kube)
+        running = job(name)
+        running["status"]["startTime"] = start.isoformat()
+        apis["paris"].routes["/apis/batch/v1/jobs"] = synced(remote, "paris", running)
+        soon = ["--now", (start + timedelta(minutes=10)).isoformat()]
+        assert run("reconcile", "--once", *kube, *soon).exit_code == 0
+        assert gitutil.ledger(remote)["batch/backfill-eu"]["phase"] == "Running"
+        lost = start + timedelta(hours=1)
+        stranded = job(name, ready=False)
+        stranded["status"] |= {"startTime": start.isoformat(), "failed": 1}
+        apis["paris"].routes["/apis/batch/v1/jobs"] = synced(remote, "paris", stranded)
+        waiting = _waiting_pod(
+            "backfill-eu-x", name, since=lost.isoformat(), message="0/1 nodes are available."
+        )
+        waiting["metadata"]["namespace"] = "batch"
+        apis["paris"].route("/api/v1/pods", Reply(body=listing("PodList", [waiting])))
+        for minutes, phase in ((14, "Running"), (16, "Planned")):
+            at = ["--now", (lost + timedelta(minutes=minutes)).isoformat()]
+            assert run("reconcile", "--once", *kube, *at).exit_code == 0
+            assert gitutil.ledger(remote)["batch/backfill-eu"]["phase"] == phase, minutes
+    again = gitutil.ledger(remote)["batch/backfill-eu"]
+    assert (again["retries"], again["jobName"]) == (1, f"{name}-r1")
+    message = gitutil.message(remote)
+    assert (
+        f"- retried batch/backfill-eu (1 of 1): its Job {name} failed on paris (paris says: "
+        f'"0/1 nodes are available."; its Job {name} has had no pod on a node on paris since '
+        f"{format_time(lost)}, the scheduler finding none"
+    ) in message
+    assert f"so it is taken for failed from {format_time(lost)})" in message
+
+
 @pytest.mark.parametrize("terminal", ["", "137"])
 def test_a_failed_job_runs_again_unless_it_exited_as_its_appwrapper_says_ends_it(
     run, tmp_path, caplog, terminal

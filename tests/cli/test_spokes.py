@@ -133,7 +133,14 @@ def test_spokes_shows_what_the_kube_observer_sees_and_may_not_list(run, tmp_path
         paris.route("/api/v1/namespaces/batch/limitranges", Reply(status=403, body=forbidden))
         paris.route("/api/v1/namespaces/batch/secrets", Reply(status=403, body=forbidden))
         stuck = _waiting_pod("climate-x", "climate-sim-330fb802", since="2026-11-22T02:04:00Z")
-        paris.route("/api/v1/pods", Reply(body=listing("PodList", [stuck])))
+        # It ran, and its node went: the pod made in place of its own finds none.
+        lost = job("train-5a5a5a5a", namespace="default", ready=False)
+        lost["status"]["failed"] = 1
+        paris.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", [lost])))
+        stranded = _waiting_pod(
+            "train-x", "train-5a5a5a5a", since="2026-11-22T01:30:00Z", message="0/1 nodes."
+        )
+        paris.route("/api/v1/pods", Reply(body=listing("PodList", [stuck, stranded])))
         label = {"pod-security.kubernetes.io/enforce": "restricted"}
         batch = {"metadata": {"name": "batch", "labels": label}}
         paris.route("/api/v1/namespaces", Reply(body=listing("NamespaceList", [batch])))
@@ -181,13 +188,15 @@ def test_spokes_shows_what_the_kube_observer_sees_and_may_not_list(run, tmp_path
     assert result.exit_code == 3, result.output
     table = rows(result.output)
     assert table["paris"][:7] == ["FR", "kube:kind-paris", "up", "48", "256.0Gi", "0", "1"]
-    assert table["paris"][-1] == "1 finding no node"
+    assert table["paris"][-1] == "1 Running, 1 finding no node, 1 with its node gone"
     # Its Kubernetes version, as its /version says; frankfurt's does not answer.
     assert (table["paris"][7], table["frankfurt"][7]) == ("1.29", "-")
     assert table["frankfurt"][-1] == "1 Running, 1 making no pod, 1 not starting"
     # Each Job there that does not run yet, with what the spoke says of it.
     assert (
         "\nparis: Job default/climate-sim-330fb802 finding no node since 2026-11-22T02:04:00Z\n"
+        "paris: Job default/train-5a5a5a5a with its node gone since 2026-11-22T01:30:00Z: "
+        "0/1 nodes.\n"
     ) in result.output
     assert (
         "\nfrankfurt: Job default/backfill-eu-1c0d9c1f not starting since 2026-11-22T02:00:00Z: "

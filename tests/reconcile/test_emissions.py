@@ -132,6 +132,21 @@ def test_a_failed_run_that_runs_again_counts_and_the_runs_add_up() -> None:
     assert (entry.qos_spoke is not None, entry.qos_emitted_grams) == (True, None)
 
 
+def test_a_run_whose_pods_lost_their_node_counts_to_when_they_did() -> None:
+    # Failed requeueUnscheduled after, and run again: the run ended then.
+    files, started, _ = _backfill_dispatched_on_paris(_with_retry_limit(_flat(), "1"))
+    key, began = started.job_key, started.planned_start
+    seen = {"paris": {"jobs": {key: "Running"}, "listed": {key}, "started": {key: began}}}
+    running, files = step(files, now=began + timedelta(minutes=10), states=seen)
+    assert entries(running)[started.id].phase == "Running"
+    lost = began + timedelta(hours=1)
+    seen["paris"]["nodeless"] = {key: lost}
+    retried, _ = step(files, now=lost + timedelta(minutes=20), states=seen)
+    again = entries(retried)[started.id]
+    assert again.retries == 1 and retried.left
+    assert again.emitted_grams == pytest.approx(BACKFILL_KW * 1 * PARIS_G_PER_KWH, abs=0.05)
+
+
 def test_a_run_stopped_by_its_appwrapper_counts_and_adds_to_the_run_after_it() -> None:
     files, started, _ = _backfill_dispatched_on_paris(_flat())
     began = started.planned_start + timedelta(minutes=5)

@@ -1110,6 +1110,56 @@ def test_jobs_whose_pods_find_no_node_are_reported_with_since_when(tmp_path) -> 
     }
 
 
+def test_jobs_with_no_pod_on_a_node_are_reported_whether_they_ran_or_not(tmp_path) -> None:
+    # lost: its pod evicted from a node that failed (counted failed), the one
+    # made in its place finds no node; the old one stays, being deleted, on
+    # the node's object until that goes. fresh: it never ran. part: a pod of
+    # it runs. held: suspended since, its pods going.
+    lost = job("lost-11111111", namespace="default", ready=False)
+    lost["status"]["failed"] = 1
+    evicted = _waiting_pod("lost-a", "lost-11111111", since="2026-11-22T01:00:00Z", node="n9")
+    evicted["metadata"]["deletionTimestamp"] = "2026-11-22T03:05:00Z"
+    # A pod of fresh's that is being deleted says nothing.
+    going = _waiting_pod("fresh-0", "fresh-22222222", since="2026-11-22T03:15:00Z")
+    going["metadata"]["deletionTimestamp"] = "2026-11-22T03:16:00Z"
+    held = job("held-44444444", namespace="default", ready=False)
+    held["spec"]["suspend"] = True
+    waiting = {
+        "lost-b": ("lost-11111111", "2026-11-22T03:10:00Z"),
+        "fresh-a": ("fresh-22222222", "2026-11-22T03:20:00Z"),
+        "part-a": ("part-33333333", "2026-11-22T03:00:00Z"),
+        "held-a": ("held-44444444", "2026-11-22T03:00:00Z"),
+    }
+    pods = [
+        evicted,
+        going,
+        _waiting_pod("part-b", "part-33333333", since="2026-11-22T02:00:00Z", node="ready-1"),
+        *(
+            _waiting_pod(name, job_name, since=since, message=f"0/3 nodes for {name}.")
+            for name, (job_name, since) in waiting.items()
+        ),
+    ]
+    with serve() as api:
+        healthy(api)
+        api.route("/api/v1/pods", Reply(body=listing("PodList", pods)))
+        jobs = [
+            lost,
+            held,
+            *(job(n, namespace="default") for n in ("fresh-22222222", "part-33333333")),
+        ]
+        api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", jobs)))
+        state = observe(tmp_path, {"paris": api.url})["paris"]
+    assert {key: since.isoformat() for key, since in state.nodeless.items()} == {
+        "default/lost-11111111": "2026-11-22T03:10:00+00:00",
+        "default/fresh-22222222": "2026-11-22T03:20:00+00:00",
+    }
+    # It ran a pod: never requeued, but Running still, and what the scheduler
+    # says of it is kept for the commit that ends it.
+    assert state.jobs["default/lost-11111111"] == "Running"
+    assert "default/lost-11111111" not in state.unscheduled
+    assert state.said["default/lost-11111111"] == "0/3 nodes for lost-b."
+
+
 def _started_job(name, *, suspend=False, start="2026-11-22T02:00:00Z", **status):
     found = job(name, namespace="default")
     found["spec"]["suspend"] = suspend

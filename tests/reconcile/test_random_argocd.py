@@ -230,8 +230,11 @@ def test_seen_through_argo_cd_a_second_reconcile_commits_nothing(
                 _unapplied_go(outcome.decision, before, world, now=at)
                 _refused_go(outcome.decision, before, world, now=at)
                 # Through the hub alone, a spoke no Application syncs is not read.
+                # Nor does it see pods.
                 unseen = frozenset(world.unsynced) if view == "argocd" else frozenset()
-                _lost_runs_fail(outcome.decision, world, now=at, unseen=unseen)
+                _lost_runs_fail(
+                    outcome.decision, world, now=at, unseen=unseen, pods_seen=view != "argocd"
+                )
             # Each spoke an Application syncs was read through it.
             read = {n for n, state in reading.last.items() if state.source == "declared+argocd"}
             assert read == {"california", "frankfurt", "paris"} - world.unsynced, turn

@@ -1,13 +1,13 @@
 """Days of reconciles against spokes that do what Argo CD and Kubernetes may
 do, drawn at random: apply a Job late or not at all, resume it late, run it,
-fail it, lose it, suspend it by hand, refuse it, go down, hold off syncing
-in a deny window, or sync nothing (from the start, or from some time in the
-day, keeping what was applied) until someone adds an Application; and
-people who add, edit, hold and cancel jobs meanwhile. After each decision,
-what must hold whatever happened: the same inputs give the same decision
-and files, the plan fits, no job is lost, a finished job stays finished, a
-running one stays where it runs, and `rendered/` holds what the ledger
-says."""
+fail it, lose it, suspend it by hand, lose its node, refuse it, go down,
+hold off syncing in a deny window, or sync nothing (from the start, or from
+some time in the day, keeping what was applied) until someone adds an
+Application; and people who add, edit, hold and cancel jobs meanwhile.
+After each decision, what must hold whatever happened: the same inputs give
+the same decision and files, the plan fits, no job is lost, a finished job
+stays finished, a running one stays where it runs, and `rendered/` holds
+what the ledger says."""
 
 from __future__ import annotations
 
@@ -48,6 +48,8 @@ class _Job:
     began: datetime | None = None
     ended: datetime | None = None
     outcome: str | None = None  # Succeeded or Failed, once ended
+    # Since when its pods have found no node, once begun: its node went.
+    nodeless: datetime | None = None
 
 
 @dataclass
@@ -131,11 +133,20 @@ class _World:
         for _, there in sorted(self.jobs.items()):
             for key, job in sorted(there.items()):
                 self._run(job, now=now, since=since)
-                # By hand: a Job deleted, or one running suspended.
+                # By hand: a Job deleted, or one running suspended. Or the
+                # node of one running goes, and none is left for its pods
+                # (until one comes back).
                 if job.outcome is None and self.rng.random() < 0.02:
                     del there[key]
                 elif job.began and job.outcome is None and self.rng.random() < 0.02:
                     job.suspended = True
+                elif job.began and job.outcome is None and self.rng.random() < 0.02:
+                    span = (now - since).total_seconds()
+                    job.nodeless = job.nodeless or since + timedelta(
+                        seconds=self.rng.uniform(0, span)
+                    )
+                elif job.nodeless and self.rng.random() < 0.2:
+                    job.nodeless = None
         if self.unsynced and self.rng.random() < 0.1:
             self.unsynced.clear()  # an Application added at last
         for spoke in sorted(self.jobs):
@@ -148,7 +159,7 @@ class _World:
 
     def _run(self, job: _Job, *, now: datetime, since: datetime) -> None:
         span = (now - since).total_seconds()
-        if job.suspended or job.outcome is not None:
+        if job.suspended or job.outcome is not None or job.nodeless:
             return
         if job.began is None:
             if self.rng.random() < 0.8:
@@ -186,6 +197,11 @@ class _World:
                     key: job.began for key, job in there.items() if key in running or job.outcome
                 },
                 "ended": {key: job.ended for key, job in there.items() if job.ended},
+                "nodeless": {
+                    key: job.nodeless
+                    for key, job in there.items()
+                    if job.nodeless and key in running
+                },
             }
             if spoke in self.windows:
                 reported[spoke]["sync_windows"] = (self.windows[spoke],)
@@ -332,19 +348,27 @@ def _unapplied_go(decision, before: dict[str, Entry], world: _World, *, now: dat
 
 
 def _lost_runs_fail(
-    decision, world: _World, *, now: datetime, unseen: frozenset[str] = frozenset()
+    decision,
+    world: _World,
+    *,
+    now: datetime,
+    unseen: frozenset[str] = frozenset(),
+    pods_seen: bool = True,
 ) -> None:
     """A job recorded Running past its planned end, on a spoke that is up
     and whose Jobs are read (not `unseen`), has its Job there, not
     suspended: one deleted or suspended there by hand is taken for failed
-    then."""
+    then. Nor, where the observer sees pods (`pods_seen`), have its pods
+    found no node for requeueUnscheduled, whenever it was planned to end."""
     for job_id, new in entries(decision).items():
         spoke = new.spoke or ""
-        if new.phase != Phase.RUNNING or new.planned_end is None or now < new.planned_end:
-            continue
-        if spoke in world.down or spoke in unseen:
+        if new.phase != Phase.RUNNING or spoke in world.down or spoke in unseen:
             continue
         job = world.jobs.get(spoke, {}).get(new.job_key)
+        if pods_seen and job is not None and job.nodeless and not job.suspended:
+            assert now - job.nodeless < REQUEUE_UNSCHEDULED, (job_id, job)
+        if new.planned_end is None or now < new.planned_end:
+            continue
         assert job is not None and not job.suspended, (job_id, new.planned_end, job)
 
 

@@ -710,6 +710,105 @@ class TestARunningJobSuspendedOnItsSpoke:
         assert again.phase in ("Planned", "Dispatched")
 
 
+def _stranded(running, since, **more):
+    """Its spoke lists its Job, called Running still, with no pod on a node
+    since `since`, the scheduler finding none: its node went."""
+    there = {running.job_key}
+    return {
+        running.spoke: {
+            "jobs": {running.job_key: "Running"},
+            "listed": there,
+            "nodeless": {running.job_key: since},
+            "said": {running.job_key: "0/3 nodes are available: 3 Insufficient cpu."},
+            **more,
+        }
+    }
+
+
+class TestARunningJobWhosePodsLoseTheirNode:
+    """Its node is drained or fails, or a spot instance is taken back, and no
+    room is left for its pods there: nothing moves a Job that has run, so it
+    would wait there for good, its room held, making no headway."""
+
+    def test_after_requeue_unscheduled_it_is_taken_for_failed_from_when_it_lost_them(
+        self,
+    ) -> None:
+        before, files, running = _running()
+        lost = running.planned_start + timedelta(hours=1)
+        assert lost + timedelta(minutes=15) < running.planned_end
+        states = _stranded(running, lost)
+        waiting, _ = step(files, now=lost + timedelta(minutes=14), states=states)
+        assert entries(waiting)[running.id].phase == "Running" and not waiting.left
+        decision, _ = step(files, now=lost + timedelta(minutes=15), states=states)
+        failed = entries(decision)[running.id]
+        assert failed.phase == "Failed" and failed.finished_at == lost
+        said = (
+            f"its Job {running.job_name} has had no pod on a node on {running.spoke} since "
+            f"{lost:%Y-%m-%dT%H:%M:%SZ}, the scheduler finding none (its nodes gone: drained, "
+            "failed, or a spot instance taken back?), for longer than the policy's "
+            f"requeueUnscheduled 15m, so it is taken for failed from {lost:%Y-%m-%dT%H:%M:%SZ}"
+        )
+        assert failed.reason == said and decision.left == {running.id: said}
+        message = messages.commit_message(old=before.ledger, decision=decision, input_commit="0")
+        assert f"\n- {running.id} failed on {running.spoke}: {said}; ran 1h" in message
+
+    def test_its_run_counts_from_its_start_to_its_planned_end_at_most(self) -> None:
+        # Its pods lost their node past its planned end, or waited for one
+        # since before it began (one of two, the other ran and ended).
+        _, files, running = _running()
+        start, end = running.planned_start, running.planned_end
+        for lost, ended in ((end + timedelta(hours=1), end), (start - timedelta(hours=1), start)):
+            now = max(lost, start) + timedelta(hours=2)
+            decision, _ = step(files, now=now, states=_stranded(running, lost))
+            failed = entries(decision)[running.id]
+            assert (failed.phase, failed.finished_at) == ("Failed", ended), lost
+
+    def test_one_dispatched_is_too_where_its_spoke_says_it_began_there(self) -> None:
+        # No reconcile saw it run before its node went.
+        _, files, started = _first_dispatched(template_files())
+        lost = started.planned_start + timedelta(minutes=30)
+        later = lost + timedelta(minutes=20)
+        for said, phase in (({started.job_key: "Running"}, "Failed"), ({}, "Dispatched")):
+            states = _stranded(started, lost, jobs=said)
+            decision, _ = step(files, now=later, states=states)
+            assert entries(decision)[started.id].phase == phase, said
+
+    def test_pods_that_find_a_node_again_or_a_policy_that_leaves_them_run_on(self) -> None:
+        later = timedelta(hours=1)
+        _, files, running = _running()
+        lost = running.planned_start + timedelta(minutes=30)
+        found = _stranded(running, lost, nodeless={})
+        decision, _ = step(files, now=lost + later, states=found)
+        assert entries(decision)[running.id].phase == "Running" and not decision.left
+        _, files, running = _running(requeueUnscheduled=None)
+        past_end = running.planned_end + later
+        decision, _ = step(files, now=past_end, states=_stranded(running, lost))
+        assert entries(decision)[running.id].phase == "Running" and not decision.left
+
+    def test_a_spoke_that_is_down_tells_nothing_but_one_listing_its_own_jobs(self) -> None:
+        _, files, running = _running()
+        lost = running.planned_start + timedelta(minutes=30)
+        down = {"up": False, "reason": "Argo CD cannot sync its Application"}
+        for source, phase in (("kube:kind-paris", "Failed"), ("declared+argocd", "Running")):
+            states = _stranded(running, lost, source=source, **down)
+            decision, _ = step(files, now=lost + timedelta(hours=1), states=states)
+            assert entries(decision)[running.id].phase == phase, source
+
+    def test_with_runs_left_it_runs_again_and_the_commit_quotes_the_scheduler(self) -> None:
+        before, files, running = _running(retryLimit=1)
+        lost = running.planned_start + timedelta(minutes=30)
+        decision, _ = step(files, now=lost + timedelta(hours=1), states=_stranded(running, lost))
+        again = entries(decision)[running.id]
+        assert again.retries == 1 and again.job_name == f"{running.job_name}-r1"
+        assert again.phase in ("Planned", "Dispatched")
+        message = messages.commit_message(old=before.ledger, decision=decision, input_commit="0")
+        assert (
+            f"- retried {running.id} (1 of 1): its Job {running.job_name} failed on "
+            f'{running.spoke} ({running.spoke} says: "0/3 nodes are available: 3 Insufficient '
+            f'cpu."; its Job {running.job_name} has had no pod on a node on {running.spoke}'
+        ) in message
+
+
 def _held_suspended(decision, files, started):
     """The spokes as declared, that of `started` holding every Job the branch
     holds for it suspended, as before their start: Argo CD applied them then,
