@@ -319,24 +319,33 @@ def left(
     # The kube observer calls a suspended Job that has run a pod before, or
     # whose pods are ending still, Running: suspended, it runs nothing.
     if key in state.suspended and running:
+        at = state.suspended_at.get(key)
+        from_then = format_time(left_at(entry, spokes))
+        taken = (
+            f"at its planned end {end} it is taken for failed from {from_then}"
+            if at
+            else f"it is taken for failed from its planned end {end}"
+        )
         return (
-            f"its Job {entry.job_name} was suspended on {entry.spoke} after it began and has run "
-            "no pod since (suspended there by hand, or preempted by Kueue, with Argo CD's "
-            f"self-heal off?), so it is taken for failed from its planned end {end}"
+            f"its Job {entry.job_name} was suspended on {entry.spoke}"
+            f"{f' at {format_time(at)}' if at else ''} after it began and has run no pod since "
+            "(suspended there by hand, or preempted by Kueue, with Argo CD's self-heal off?), "
+            f"so {taken}"
         )
     return None
 
 
 def left_at(entry: Entry, spokes: Mapping[str, SpokeState]) -> datetime:
     """When a job `left` takes for failed is counted to have ended: when its
-    pods lost their nodes, where the spoke says, between its start and its
-    planned end; else its planned end (when a Job left, or was suspended, is
+    pods lost their nodes, or it was suspended, where the spoke says, between
+    its start and its planned end; else its planned end (when a Job left is
     not known)."""
     assert entry.planned_end is not None  # running, it was planned
     state = spoke_state(entry, spokes)
-    nodeless = state.nodeless.get(entry.job_key) if state is not None else None
-    if nodeless is None:
+    key = entry.job_key
+    stopped = (state.nodeless.get(key) or state.suspended_at.get(key)) if state else None
+    if stopped is None:
         return entry.planned_end
     # A pod of it may have waited for a node since before it began.
-    began = entry.started_at or entry.planned_start or nodeless
-    return max(began, min(entry.planned_end, nodeless))
+    began = entry.started_at or entry.planned_start or stopped
+    return max(began, min(entry.planned_end, stopped))

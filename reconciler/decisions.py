@@ -87,6 +87,9 @@ class SpokeState(BaseModel):
     # the spoke's API; Suspended, by Argo CD's health check), where the source
     # says; empty where it does not.
     suspended: frozenset[str] = frozenset()
+    # When each of those was suspended, where the spoke says (kube observer:
+    # its Suspended condition).
+    suspended_at: dict[str, datetime] = {}
     # Caspian's dispatched Jobs (resumed on the main branch) that the spoke
     # holds suspended still: Argo CD has not applied the resume there. Since
     # when the branch has held each as it is (reconciler/arrivals.py).

@@ -401,6 +401,11 @@ class KubeObserver:
             },
             listed=frozenset(kubeobjects.job_key(job) for job in jobs),
             suspended=kubeobjects.suspended(jobs),
+            suspended_at={
+                kubeobjects.job_key(job): moment
+                for job in jobs
+                if (moment := kubeobjects.job_suspended(job))
+            },
             ended={
                 kubeobjects.job_key(job): moment
                 for job in jobs

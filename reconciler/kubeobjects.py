@@ -595,6 +595,19 @@ def job_ended(status: Any) -> datetime | None:
     return None
 
 
+def job_suspended(job: Any) -> datetime | None:
+    """When a suspended Job was suspended: the time of its Suspended
+    condition, which the Job controller sets True then (and False when it
+    is resumed); None for one not suspended, or whose spoke does not say."""
+    if job.spec is None or not job.spec.suspend or job.status is None:
+        return None
+    for condition in job.status.conditions or []:
+        if (condition.type, condition.status) == ("Suspended", "True"):
+            moment = condition.last_transition_time
+            return moment if isinstance(moment, datetime) and moment.tzinfo else None
+    return None
+
+
 def job_started(status: Any) -> datetime | None:
     """When a Job began, as its status says (its startTime, which Kubernetes
     sets again when the Job is resumed); None for one that has not, or whose

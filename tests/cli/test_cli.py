@@ -1512,19 +1512,24 @@ def test_a_running_job_suspended_on_its_spoke_is_taken_for_failed_at_its_planned
         end = timestamp(entry["plannedEnd"])
         suspended = job(name)
         suspended["spec"]["suspend"] = True
+        at = began + timedelta(hours=1)
+        condition = {"type": "Suspended", "status": "True", "lastTransitionTime": at.isoformat()}
         suspended["status"] = {"startTime": began.isoformat(), "failed": 1}
+        suspended["status"]["conditions"] = [condition]
         apis["paris"].routes["/apis/batch/v1/jobs"] = synced(remote, "paris", suspended)
         before_end = ["--now", (end - timedelta(minutes=5)).isoformat()]
         assert run("reconcile", "--once", *kube, *before_end).exit_code == 0
         assert gitutil.ledger(remote)["batch/backfill-eu"]["phase"] == "Running"
         after_end = ["--now", (end + timedelta(minutes=10)).isoformat()]
         assert run("reconcile", "--once", *kube, *after_end).exit_code == 0
+    # Its run counts to when it was suspended, as its Suspended condition says.
     failed = gitutil.ledger(remote)["batch/backfill-eu"]
-    assert (failed["phase"], timestamp(failed["finishedAt"])) == ("Failed", end)
+    assert (failed["phase"], timestamp(failed["finishedAt"])) == ("Failed", at)
     why = (
-        f"its Job {name} was suspended on paris after it began and has run no pod since "
-        "(suspended there by hand, or preempted by Kueue, with Argo CD's self-heal off?), so "
-        f"it is taken for failed from its planned end {format_time(end)}"
+        f"its Job {name} was suspended on paris at {format_time(at)} after it began and has "
+        "run no pod since (suspended there by hand, or preempted by Kueue, with Argo CD's "
+        f"self-heal off?), so at its planned end {format_time(end)} it is taken for failed "
+        f"from {format_time(at)}"
     )
     assert failed["reason"] == why
     assert f"- batch/backfill-eu failed on paris: {why}; ran " in gitutil.message(remote)

@@ -1175,12 +1175,26 @@ def test_the_jobs_held_suspended_there_are_read(tmp_path) -> None:
         _started_job("again-33333333", suspend=True, succeeded=1),
     ]
     del jobs[1]["spec"]["suspend"]  # unset: not suspended
+
+    # The Job controller's word on when it was suspended.
+    condition = {
+        "type": "Suspended",
+        "status": "True",
+        "lastTransitionTime": "2026-11-22T03:10:00Z",
+    }
+    jobs[2]["status"]["conditions"] = [condition]
+    # Suspended again, or resumed, before the Job controller has marked it so.
+    jobs[0]["status"]["conditions"] = [condition | {"status": "False"}]
+    jobs[1]["status"]["conditions"] = [condition]
     with serve() as api:
         healthy(api)
         api.route("/apis/batch/v1/jobs", Reply(body=listing("JobList", jobs)))
         state = observe(tmp_path, {"paris": api.url})["paris"]
     assert state.suspended == {"default/waiting-11111111", "default/again-33333333"}
     assert state.listed == {*state.suspended, "default/resumed-22222222"}
+    assert {key: at.isoformat() for key, at in state.suspended_at.items()} == {
+        "default/again-33333333": "2026-11-22T03:10:00+00:00"
+    }
 
 
 def _failed_create(at, message):

@@ -664,6 +664,29 @@ class TestARunningJobSuspendedOnItsSpoke:
             ),
         )
 
+    def test_where_its_spoke_says_when_it_was_suspended_its_run_counts_to_then(self) -> None:
+        # The kube observer reads its Suspended condition.
+        _, files, running = _running()
+        start, end = running.planned_start, running.planned_end
+        at = start + timedelta(hours=1)
+        stamp = f"{at:%Y-%m-%dT%H:%M:%SZ}"
+        for when, counted in ((at, at), (end + timedelta(minutes=5), end)):
+            states = _suspended_there(running, suspended_at={running.job_key: when})
+            decision, _ = step(files, now=end + timedelta(minutes=30), states=states)
+            failed = entries(decision)[running.id]
+            assert (failed.phase, failed.finished_at) == ("Failed", counted), when
+        # Only from its planned end: it may be resumed until then.
+        states = _suspended_there(running, suspended_at={running.job_key: at})
+        waiting, _ = step(files, now=end - timedelta(minutes=1), states=states)
+        assert entries(waiting)[running.id].phase == "Running"
+        decision, _ = step(files, now=end, states=states)
+        assert decision.left[running.id] == (
+            f"its Job {running.job_name} was suspended on {running.spoke} at {stamp} after it "
+            "began and has run no pod since (suspended there by hand, or preempted by Kueue, "
+            f"with Argo CD's self-heal off?), so at its planned end {end:%Y-%m-%dT%H:%M:%SZ} it "
+            f"is taken for failed from {stamp}"
+        )
+
     def test_one_that_ran_a_pod_before_is_too(self) -> None:
         # The kube observer calls it Running: it has run a pod (or its pods
         # are ending still).
