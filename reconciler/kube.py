@@ -1,6 +1,7 @@
 """What each spoke really has free, and how Caspian's Jobs there are doing, from
 its API server (`KubeObserver`), or how they are doing from the hub's Argo CD
-Applications (`ArgoCDObserver`): the only module that imports `kubernetes`.
+Applications (`ArgoCDObserver`; or from each spoke's own Argo CD, `ArgoCDs`):
+the only module that imports `kubernetes`.
 
 Free capacity = allocatable of nodes that are Ready, schedulable and carry no
 NoSchedule/NoExecute taint Caspian's Jobs would not tolerate, minus the requests
@@ -29,7 +30,8 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -681,21 +683,26 @@ class ArgoCDObserver:
         self._stuck: _Reading[_Hub] | None = None
 
     def observe(self, fleet: Fleet) -> dict[str, SpokeState]:
+        return merged(fleet, [self.report(fleet)])
+
+    def report(self, fleet: Fleet) -> ArgoCDReport:
+        """What this Argo CD says of the spokes it holds Applications for."""
         states = {spoke.name: declared(spoke) for spoke in fleet.spokes}
         if self._stuck is not None and (why := self._stuck.still()) is not None:
-            return _unread(states, why)
+            return self._unread(states, why)
         with Cutoff(self.whole_answer) as cutoff:
             reading = _Reading(partial(self._read, cutoff), name="argocd", now=self.clock())
             held = _held(self.whole_answer)
             if not reading.within(held):
                 self._stuck = reading
-                return _unread(states, f"its read has not ended in {held:g} s ({HELD})")
+                return self._unread(states, f"its read has not ended in {held:g} s ({HELD})")
             try:
                 items, check, projects = reading.result()
             except UNANSWERED as error:
-                return _unread(states, cutoff.reason if cutoff.fired else _reason(error))
+                why = cutoff.reason if cutoff.fired else _reason(error)
+                return self._unread(states, why)
             except (ValueError, TypeError, RecursionError):
-                return _unread(states, "the answer is no Kubernetes list")
+                return self._unread(states, "the answer is no Kubernetes list")
         checked = check is not None
         if check is None:
             log.warning(
@@ -752,26 +759,16 @@ class ArgoCDObserver:
                     log.warning("%s", warning)
         for problem in sorted(unreadable):
             log.warning("%s", problem)
-        if syncable:
-            # The hub holds Caspian's Applications, and none for these spokes:
-            # nothing syncs their directories, so none of their Jobs is there.
-            for spoke in states.keys() - syncable.keys():
-                states[spoke] = states[spoke].model_copy(
-                    update={"listed": frozenset(), "no_application": True}
-                )
-        else:
-            log.warning(
-                "no Application labelled %s in %s syncs a spoke of the fleet, so no Job status "
-                "is read: apply argocd/applicationset.yaml, whose Applications carry that label "
-                "and caspian.dev/spoke",
-                APPLICATIONS,
-                self.namespace,
-            )
-        for spoke, ok in syncable.items():
-            metrics.ARGOCD_SYNCABLE.labels(spoke=spoke).set(1 if ok else 0)
-        metrics.keep_only(metrics.ARGOCD_SYNCABLE, "spoke", set(syncable))
-        metrics.record_argocd(trusted=trusted)
-        return states
+        return ArgoCDReport(states=states, syncable=syncable, trusted=trusted, where=self._where)
+
+    def _unread(self, states: dict[str, SpokeState], why: str) -> ArgoCDReport:
+        log.warning("Argo CD's Applications in %s could not be read: %s", self._where, why)
+        return ArgoCDReport(states=states, syncable=None, trusted=False, where=self._where)
+
+    @property
+    def _where(self) -> str:
+        """Its namespace, and the context it is read through where one is named."""
+        return f"{self.namespace} (context {self.context})" if self.context else self.namespace
 
     def _read(self, cutoff: Cutoff) -> _Hub:
         """Caspian's Applications, argocd-cm's Job health check (None where
@@ -841,9 +838,70 @@ def _undeliverable(state: SpokeState, why: str, since: datetime | None) -> Spoke
     return state.down(kubeobjects.cut(why, MOST_REASON), since=since)
 
 
-def _unread(states: dict[str, SpokeState], why: str) -> dict[str, SpokeState]:
-    log.warning("Argo CD's Applications could not be read: %s", why)
-    metrics.record_argocd(trusted=False)
+class ArgoCDReport(NamedTuple):
+    """What one Argo CD says of the spokes (ArgoCDObserver.report)."""
+
+    # Each spoke: as its Application says where this Argo CD holds one, else
+    # as declared.
+    states: dict[str, SpokeState]
+    # Whether Argo CD can sync each spoke it holds an Application for; None
+    # where it could not be read.
+    syncable: dict[str, bool] | None
+    trusted: bool  # its Job health can be read (caspian_argocd_up)
+    where: str  # its namespace, and context, for a warning
+
+
+class ArgoCDs:
+    """Several Argo CDs, each read as ArgoCDObserver reads one, at once: each
+    spoke's own, where each runs one, or a hub's beside them. Each spoke is
+    as the Argo CD that holds its Application says."""
+
+    def __init__(self, observers: Sequence[ArgoCDObserver]) -> None:
+        self.observers = tuple(observers)
+
+    def observe(self, fleet: Fleet) -> dict[str, SpokeState]:
+        with ThreadPoolExecutor(max_workers=len(self.observers)) as pool:
+            reports = list(pool.map(lambda observer: observer.report(fleet), self.observers))
+        return merged(fleet, reports)
+
+
+def merged(fleet: Fleet, reports: Sequence[ArgoCDReport]) -> dict[str, SpokeState]:
+    """The spokes as the Argo CDs of `reports` say, each by the first that
+    holds its Application; and the gauges of what they say."""
+    states = {spoke.name: declared(spoke) for spoke in fleet.spokes}
+    syncable: dict[str, bool] = {}
+    for report in reports:
+        for spoke, ok in (report.syncable or {}).items():
+            if spoke in syncable:
+                log.warning(
+                    "two Argo CDs hold an Application for spoke %s: that in %s is not read",
+                    spoke,
+                    report.where,
+                )
+                continue
+            states[spoke], syncable[spoke] = report.states[spoke], ok
+    read = all(report.syncable is not None for report in reports)
+    if syncable and read:
+        # Argo CD holds Caspian's Applications, and none for these spokes:
+        # nothing syncs their directories, so none of their Jobs is there.
+        # (Where an Argo CD was not read, it may hold theirs.)
+        for spoke in states.keys() - syncable.keys():
+            states[spoke] = states[spoke].model_copy(
+                update={"listed": frozenset(), "no_application": True}
+            )
+    elif read:
+        log.warning(
+            "no Application labelled %s in %s syncs a spoke of the fleet, so no Job status "
+            "is read: apply argocd/applicationset.yaml, whose Applications carry that label "
+            "and caspian.dev/spoke",
+            APPLICATIONS,
+            " or ".join(report.where for report in reports),
+        )
+    for spoke, ok in syncable.items():
+        metrics.ARGOCD_SYNCABLE.labels(spoke=spoke).set(1 if ok else 0)
+    if read:  # else a spoke's may be in the Argo CD not read
+        metrics.keep_only(metrics.ARGOCD_SYNCABLE, "spoke", set(syncable))
+    metrics.record_argocd(trusted=read and all(report.trusted for report in reports))
     return states
 
 

@@ -34,11 +34,11 @@ def declared(spoke: Spoke) -> SpokeState:
 
 
 class StatusFilledIn:
-    """`spokes` observes each spoke; `status` (the hub's Argo CD) says how
-    Caspian's Jobs are doing where `spokes` could only take the spoke file's
-    word (no kubeContext: a spoke Caspian may not ask), and, which only Argo CD
-    knows, which Jobs it could not apply anywhere, and where it cannot sync at
-    all."""
+    """`spokes` observes each spoke; `status` (the hub's Argo CD, or each
+    spoke's own) says how Caspian's Jobs are doing where `spokes` could only
+    take the spoke file's word (no kubeContext: a spoke Caspian may not ask),
+    and, which only Argo CD knows, which Jobs it could not apply anywhere, and
+    where it cannot sync at all."""
 
     def __init__(self, spokes: Observer, status: Observer) -> None:
         self.spokes = spokes

@@ -77,7 +77,8 @@ class Target:
     observer_kind: str  # "declared", "kube" or "argocd"
     kubeconfig: str | None
     root: str = ""  # the fleet repo's directory within the git repo
-    argocd_context: str | None = None
+    # The kubeconfig contexts of the Argo CDs to read: a hub's, or each spoke's own.
+    argocd_contexts: tuple[str, ...] = ()
     argocd_namespace: str = "argocd"
 
     def repo(self) -> FleetRepo:
@@ -86,16 +87,20 @@ class Target:
     def observer(self) -> Observer:
         if self.observer_kind == "declared":
             return DeclaredCapacity()
-        from reconciler.kube import ArgoCDObserver, KubeObserver
+        from reconciler.kube import ArgoCDObserver, ArgoCDs, KubeObserver
 
-        argocd = ArgoCDObserver(
-            kubeconfig=self.kubeconfig, context=self.argocd_context, namespace=self.argocd_namespace
-        )
+        each = [
+            ArgoCDObserver(
+                kubeconfig=self.kubeconfig, context=context, namespace=self.argocd_namespace
+            )
+            for context in self.argocd_contexts or (None,)
+        ]
+        argocd: Observer = each[0] if len(each) == 1 else ArgoCDs(each)
         if self.observer_kind == "argocd":
             return argocd
         spokes = KubeObserver(kubeconfig=self.kubeconfig)
         # Spokes without a kubeContext then get their Jobs' status from Argo CD.
-        return StatusFilledIn(spokes, argocd) if self.argocd_context else spokes
+        return StatusFilledIn(spokes, argocd) if self.argocd_contexts else spokes
 
 
 _TARGET_OPTIONS = (
@@ -127,10 +132,12 @@ _TARGET_OPTIONS = (
     ),
     click.option(
         "--argocd-context",
+        multiple=True,
         help="With --observer argocd: the kubeconfig context of Argo CD's cluster "
         "(default: the current context; 'in-cluster' for the pod's own service account). "
         "With --observer kube: spokes without a kubeContext get their Jobs' status from "
-        "this Argo CD.",
+        "this Argo CD. Once for each Argo CD where each spoke runs its own: each spoke is "
+        "read from the one that holds its Application.",
     ),
     click.option(
         "--argocd-namespace",
@@ -183,7 +190,7 @@ def target_options(command: Callable[..., None]) -> Callable[..., None]:
         cache_dir: Path | None,
         observer: str,
         kubeconfig: str | None,
-        argocd_context: str | None,
+        argocd_context: tuple[str, ...],
         argocd_namespace: str,
         **rest: Any,
     ) -> None:
@@ -193,7 +200,7 @@ def target_options(command: Callable[..., None]) -> Callable[..., None]:
             cache_dir=cache_dir,
             observer_kind=observer,
             kubeconfig=kubeconfig,
-            argocd_context=argocd_context,
+            argocd_contexts=argocd_context,
             argocd_namespace=argocd_namespace,
             root=root,
         )

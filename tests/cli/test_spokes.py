@@ -267,6 +267,39 @@ def test_spokes_shows_what_the_hubs_argo_cd_says_of_the_jobs(run, tmp_path) -> N
     )
 
 
+def test_spokes_reads_each_spokes_own_argo_cd_where_each_runs_one(run, tmp_path) -> None:
+    from tests.reconcile.test_argocd_observer import PROJECTS, UNREACHABLE, condition, projects
+
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    blocked = [condition("ComparisonError", UNREACHABLE)]
+    # Each of the two that run one says something of its own spoke only it knows.
+    by_hand = application("frankfurt", [])
+    del by_hand["spec"]["syncPolicy"]["automated"]
+    own = {"paris": application("paris", [], conditions=blocked), "frankfurt": by_hand}
+    with serve() as paris, serve() as frankfurt, serve() as california:
+        for name, api in {"paris": paris, "frankfurt": frankfurt, "california": california}.items():
+            kube_spoke(api, cpu="64")
+            if name in own:
+                own[name]["spec"]["destination"] = {"name": "in-cluster", "namespace": "batch"}
+                api.route(APPS, applications(own[name]))
+                api.route(SETTINGS, settings(CHECKED))
+                api.route(PROJECTS, projects())
+        urls = {"paris": paris.url, "frankfurt": frankfurt.url, "california": california.url}
+        config = kubeconfig(tmp_path, urls)
+        own = ("--argocd-context", "kind-paris", "--argocd-context", "kind-frankfurt")
+        options = ("--observer", "kube", *own, "--kubeconfig", config)
+        result = run("spokes", "--repo", remote, *options)
+    table = rows(result.output)
+    assert [table[name][2] for name in ("paris", "frankfurt", "california")] == [
+        "down",
+        "down",
+        "up",
+    ]
+    assert "\nparis: down: Argo CD cannot sync its Application: ComparisonError" in result.output
+    assert "\nfrankfurt: down: Argo CD does not sync its Application by itself" in result.output
+
+
 def test_spokes_says_until_when_the_jobs_planned_on_a_down_spoke_wait_for_it(run, tmp_path) -> None:
     remote = tmp_path / "fleet.git"
     run("init", "--bare", remote)

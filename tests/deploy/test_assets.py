@@ -70,7 +70,7 @@ def test_argocd_manifests_validate_strictly_against_the_real_crds() -> None:
     for document in argocd_documents():
         assert errors(document) == [], document["metadata"]["name"]
         kinds.append(document["kind"])
-    assert sorted(kinds) == ["AppProject", "Application", "ApplicationSet"]
+    assert sorted(kinds) == ["AppProject", "Application", "Application", "ApplicationSet"]
 
 
 @pytest.mark.parametrize(
@@ -104,6 +104,46 @@ def test_the_applicationset_makes_one_application_per_spoke_directory() -> None:
     made = {"spec": spec}
     assert applications.blocked(made) is None
     assert applications.loose_ends(made, spoke="paris") == []
+
+
+def test_a_spokes_own_application_syncs_its_directory_into_its_own_cluster() -> None:
+    # As the ApplicationSet's would, from the spoke's own Argo CD.
+    template = (ROOT / "argocd" / "spoke-application.template.yaml").read_text()
+    made = yaml.safe_load(template.replace("${SPOKE}", "paris"))
+    appset = next(d for d in argocd_documents() if d["kind"] == "ApplicationSet")
+    from_hub = appset["spec"]["template"]
+    assert made["metadata"]["labels"] == {
+        "app.kubernetes.io/part-of": "caspian",
+        "caspian.dev/spoke": "paris",
+    }
+    assert made["spec"]["source"]["path"] == "rendered/paris"
+    assert made["spec"]["destination"] == {"name": "in-cluster", "namespace": "batch"}
+    for key in ("project", "syncPolicy"):
+        assert made["spec"][key] == from_hub["spec"][key], key
+    assert errors(made) == []
+    # What the observer reads of it: the spoke it syncs, and nothing it lacks.
+    assert applications.application_jobs(made, checked=True)[0] == "paris"
+    assert applications.blocked(made) is None
+    assert applications.loose_ends(made, spoke="paris") == []
+
+
+def test_a_spokes_own_argo_cd_is_read_with_the_hubs_rights_by_the_spokes_observer() -> None:
+    on_spoke = documents(ROOT / "deploy" / "spoke-rbac-argocd.yaml")
+    on_hub = documents(ROOT / "deploy" / "hub-argocd" / "rbac.yaml")
+    role = next(d for d in on_spoke if d["kind"] == "Role")
+    assert role == next(d for d in on_hub if d["kind"] == "Role")
+    observer = next(
+        d for d in documents(ROOT / "deploy" / "spoke-rbac.yaml") if d["kind"] == "ServiceAccount"
+    )
+    binding = next(d for d in on_spoke if d["kind"] == "RoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {
+            "kind": "ServiceAccount",
+            "name": observer["metadata"]["name"],
+            "namespace": observer["metadata"]["namespace"],
+        }
+    ]
 
 
 def test_the_project_admits_what_caspian_renders_and_nothing_more() -> None:

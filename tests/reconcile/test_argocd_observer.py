@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 
 from reconciler.applications import loose_ends
 from reconciler.cli import Target, main
-from reconciler.kube import ArgoCDObserver, KubeObserver
+from reconciler.kube import ArgoCDObserver, ArgoCDs, KubeObserver
 from reconciler.observing import StatusFilledIn
 from tests import gitutil
 from tests.deploy.test_job_health import PATCH
@@ -1023,14 +1023,87 @@ def test_a_spoke_that_answers_for_itself_takes_no_new_work_where_argo_cd_cannot_
     assert "Argo CD" not in states["california"].reason
 
 
+def _own_argo_cd(api, *apps: dict, windows: tuple[dict, ...] = ()) -> None:
+    """A spoke's API server that runs its own Argo CD as well, holding `apps`."""
+    healthy(api)
+    api.route(APPS, applications(*apps))
+    api.route(SETTINGS, settings(CHECKED))
+    api.route(PROJECTS, projects(*windows))
+
+
+def _in_cluster(app: dict) -> dict:
+    """An Application as a spoke's own Argo CD holds it: into its own cluster."""
+    app["spec"]["destination"] = {"name": "in-cluster", "namespace": "batch"}
+    return app
+
+
+def test_where_each_spoke_runs_its_own_argo_cd_each_is_read_from_its_own(tmp_path, caplog) -> None:
+    caplog.set_level(logging.WARNING)
+    fleet = fleet_with()
+    context = {"paris": "kind-paris", "frankfurt": "kind-frankfurt"}
+    asked = tuple(
+        s.model_copy(
+            update={"spec": s.spec.model_copy(update={"kube_context": context.get(s.name)})}
+        )
+        for s in fleet.spokes
+    )
+    fleet = fleet.model_copy(update={"spokes": asked})
+    refused = failed_sync(sync_result("sweep-1a2b3c4d", "SyncFailed", REFUSED))
+    paris_app = _in_cluster(
+        application("paris", [out_of_sync("sweep-1a2b3c4d", "Missing")], operationState=refused)
+    )
+    blocked = [condition("ComparisonError", UNREACHABLE)]
+    frankfurt_app = _in_cluster(application("frankfurt", [], conditions=blocked))
+    nightly = {
+        "kind": "deny",
+        "schedule": "0 1 * * *",
+        "duration": "2h",
+        "clusters": ["in-cluster"],
+    }
+    with serve() as paris, serve() as frankfurt:
+        _own_argo_cd(paris, paris_app, windows=(nightly,))
+        _own_argo_cd(frankfurt, frankfurt_app)
+        config = kubeconfig(tmp_path, {"paris": paris.url, "frankfurt": frankfurt.url})
+
+        def seen() -> dict:
+            own = [ArgoCDObserver(kubeconfig=config, context=c) for c in context.values()]
+            return StatusFilledIn(KubeObserver(kubeconfig=config), ArgoCDs(own)).observe(fleet)
+
+        states = seen()
+        # Each Argo CD's word on its own spoke: a Job it could not apply there,
+        # its sync windows; one that cannot sync its Application.
+        assert states["paris"].up and list(states["paris"].unapplied) == ["batch/sweep-1a2b3c4d"]
+        assert [w.schedule for w in states["paris"].sync_windows] == ["0 1 * * *"]
+        assert not states["frankfurt"].up
+        assert states["frankfurt"].reason.startswith("Argo CD cannot sync its Application")
+        assert (syncable("paris"), syncable("frankfurt")) == (1, 0)
+        # None holds california's Application: nothing given syncs it.
+        assert states["california"].no_application
+        assert not states["paris"].no_application and not states["frankfurt"].no_application
+        # An Argo CD that cannot be read may hold it: nothing is taken for that.
+        frankfurt.route(APPS, Reply(status=503, body={"kind": "Status", "code": 503}))
+        states = seen()
+        assert not states["california"].no_application and states["frankfurt"].up
+        # Its spoke's gauge reads as it was last read.
+        assert (syncable("paris"), syncable("frankfurt")) == (1, 0)
+        # Two that hold one spoke's: the first given is read, and a warning says so.
+        frankfurt.route(APPS, applications(_in_cluster(application("paris", []))))
+        states = seen()
+        assert list(states["paris"].unapplied) == ["batch/sweep-1a2b3c4d"]
+    assert "two Argo CDs hold an Application for spoke paris: that in argocd (context " in (
+        caplog.text
+    )
+
+
 def test_the_options_choose_the_observer() -> None:
-    def chosen(kind: str, context: str | None) -> type:
-        target = Target("fleet.git", "main", None, kind, None, argocd_context=context)
+    def chosen(kind: str, *contexts: str) -> type:
+        target = Target("fleet.git", "main", None, kind, None, argocd_contexts=contexts)
         return type(target.observer())
 
-    assert chosen("kube", None) is KubeObserver
+    assert chosen("kube") is KubeObserver
     assert chosen("kube", "kind-hub") is StatusFilledIn
-    assert chosen("argocd", None) is ArgoCDObserver
+    assert chosen("argocd") is ArgoCDObserver
+    assert chosen("argocd", "kind-paris", "kind-frankfurt") is ArgoCDs
 
 
 def test_a_configmap_of_a_job_that_argo_cd_could_not_apply_holds_that_job_back(tmp_path) -> None:
@@ -1087,8 +1160,8 @@ def test_a_hub_with_none_of_caspians_applications_tells_no_spoke_lists_none(
         states = observe_hub(tmp_path, application("mars", PARIS))
     assert all(state.listed is None for state in states.values())
     assert (
-        "no Application labelled app.kubernetes.io/part-of=caspian in argocd syncs a spoke of "
-        "the fleet, so no Job status is read: apply argocd/applicationset.yaml"
+        "no Application labelled app.kubernetes.io/part-of=caspian in argocd (context kind-hub) "
+        "syncs a spoke of the fleet, so no Job status is read: apply argocd/applicationset.yaml"
     ) in caplog.text
 
 
