@@ -586,6 +586,23 @@ def _held_then_failed(states, why) -> None:
     assert f"\n- {running.id} failed on {running.spoke}: {said}; ran " in message
 
 
+def _run_again(states, when):
+    """A running job with one more run allowed, its spoke reporting
+    `states(running)` at `when(running)`: run again as a new Job. Its record
+    before, and the commit's message."""
+    before, files, running = _running(retryLimit=1)
+    decision, _ = step(files, now=when(running), states=states(running))
+    again = entries(decision)[running.id]
+    assert again.retries == 1 and again.job_name == f"{running.job_name}-r1"
+    assert again.phase in ("Planned", "Dispatched")
+    message = messages.commit_message(old=before.ledger, decision=decision, input_commit="0")
+    return running, message
+
+
+def _past_its_end(running):
+    return running.planned_end + timedelta(minutes=30)
+
+
 class TestARunningJobThatLeavesItsSpoke:
     def test_it_holds_its_room_until_its_planned_end_then_is_taken_for_failed(self) -> None:
         _held_then_failed(
@@ -628,13 +645,7 @@ class TestARunningJobThatLeavesItsSpoke:
                 assert entries(decision)[running.id].phase == phase, (source, states)
 
     def test_with_runs_left_it_runs_again_and_the_commit_says_why(self) -> None:
-        before, files, running = _running(retryLimit=1)
-        later = running.planned_end + timedelta(minutes=30)
-        decision, _ = step(files, now=later, states=_gone(running))
-        again = entries(decision)[running.id]
-        assert again.retries == 1 and again.job_name == f"{running.job_name}-r1"
-        assert again.phase in ("Planned", "Dispatched")
-        message = messages.commit_message(old=before.ledger, decision=decision, input_commit="0")
+        running, message = _run_again(_gone, _past_its_end)
         assert (
             f"- retried {running.id} (1 of 1): its Job {running.job_name} failed on "
             f"{running.spoke} (its Job {running.job_name} left {running.spoke} before it was "
@@ -725,12 +736,8 @@ class TestARunningJobSuspendedOnItsSpoke:
             assert entries(decision)[running.id].phase == "Suspended" and not decision.left
 
     def test_with_runs_left_it_runs_again(self) -> None:
-        _, files, running = _running(retryLimit=1)
-        later = running.planned_end + timedelta(minutes=30)
-        decision, _ = step(files, now=later, states=_suspended_there(running))
-        again = entries(decision)[running.id]
-        assert again.retries == 1 and again.job_name == f"{running.job_name}-r1"
-        assert again.phase in ("Planned", "Dispatched")
+        running, message = _run_again(_suspended_there, _past_its_end)
+        assert f"its Job {running.job_name} was suspended on {running.spoke} after it" in message
 
 
 def _stranded(running, since, **more):
@@ -818,13 +825,13 @@ class TestARunningJobWhosePodsLoseTheirNode:
             assert entries(decision)[running.id].phase == phase, source
 
     def test_with_runs_left_it_runs_again_and_the_commit_quotes_the_scheduler(self) -> None:
-        before, files, running = _running(retryLimit=1)
-        lost = running.planned_start + timedelta(minutes=30)
-        decision, _ = step(files, now=lost + timedelta(hours=1), states=_stranded(running, lost))
-        again = entries(decision)[running.id]
-        assert again.retries == 1 and again.job_name == f"{running.job_name}-r1"
-        assert again.phase in ("Planned", "Dispatched")
-        message = messages.commit_message(old=before.ledger, decision=decision, input_commit="0")
+        def lost(running):
+            return running.planned_start + timedelta(minutes=30)
+
+        running, message = _run_again(
+            lambda running: _stranded(running, lost(running)),
+            lambda running: lost(running) + timedelta(hours=1),
+        )
         assert (
             f"- retried {running.id} (1 of 1): its Job {running.job_name} failed on "
             f'{running.spoke} ({running.spoke} says: "0/3 nodes are available: 3 Insufficient '
