@@ -297,9 +297,7 @@ def left(
         return None
     key, end = entry.job_key, format_time(entry.planned_end)
     running = state.jobs.get(key, "Running") == "Running"
-    # Dispatched, it may have begun and lost its node before a reconcile saw it run.
-    began = entry.phase == Phase.RUNNING or state.jobs.get(key) == "Running"
-    nodeless = state.nodeless.get(key) if began and running else None
+    nodeless = _lost_node(entry, state)
     if after is not None and nodeless is not None and nodeless + after <= now:
         return (
             f"its Job {entry.job_name} has had no pod on a node on {entry.spoke} since "
@@ -333,6 +331,40 @@ def left(
             f"so {taken}"
         )
     return None
+
+
+def _lost_node(entry: Entry, state: SpokeState) -> datetime | None:
+    """Since when a running job's pods have had no node and found none on its
+    spoke; None where they have one, or it does not run there."""
+    key = entry.job_key
+    if state.jobs.get(key, "Running") != "Running":
+        return None  # ended
+    # Dispatched, it may have begun and lost its node before a reconcile saw it run.
+    began = entry.phase == Phase.RUNNING or state.jobs.get(key) == "Running"
+    return state.nodeless.get(key) if began else None
+
+
+def lost_node(entry: Entry, spokes: Mapping[str, SpokeState], *, after: timedelta | None) -> str:
+    """For `explain`: since when a running job's pods have had no node, what
+    its spoke says, and when `left` takes it for failed. Empty where that is
+    not so."""
+    state = spoke_state(entry, spokes)
+    if entry.phase not in FIXED or state is None:
+        return ""
+    since = _lost_node(entry, state)
+    if since is None:
+        return ""
+    said = state.said.get(entry.job_key)
+    then = (
+        "the policy's requeueUnscheduled is null, so it waits there"
+        if after is None
+        else f"it is taken for failed at {format_time(since + after)} unless they find one"
+    )
+    return (
+        f"its pods have had no node on {entry.spoke} since {format_time(since)}"
+        + (f' ({entry.spoke} says: "{said}")' if said else "")
+        + f" (its nodes gone?): {then}"
+    )
 
 
 def left_at(entry: Entry, spokes: Mapping[str, SpokeState]) -> datetime:

@@ -503,16 +503,17 @@ def _judge(
             if _keeps_place(prevs[job_id], horizon=horizon, down=reading.down, shut=shut[job_id])
         },
     )
-    # Dispatched, and not running yet for a reason its spoke gives: for `explain`.
+    # Dispatched, and not running yet for a reason its spoke gives, or running
+    # and its pods without a node: for `explain`.
+    after = fleet.policy.spec.requeue_unscheduled
     stuck = {
         job.id: note
         for job in jobs
         if (prev := prevs[job.id]) is not None
         and job.id not in settled
         and (
-            note := requeues.waits_stuck(
-                job, prev, spokes, after=fleet.policy.spec.requeue_unscheduled
-            )
+            note := requeues.waits_stuck(job, prev, spokes, after=after)
+            or arrivals.lost_node(prev, spokes, after=after)
         )
     }
     return _Judged(

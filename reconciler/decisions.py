@@ -292,7 +292,8 @@ class Decision(BaseModel):
     # The jobs requeued more than the policy's requeueLimit: planned nowhere.
     given_up: tuple[str, ...] = ()
     # Per dispatched job its spoke reports not running (no node, no pod, not
-    # starting): what it says, and when the job is requeued.
+    # starting): what it says, and when the job is requeued; per running job
+    # whose pods lost their node, when it is taken for failed.
     stuck: dict[str, str] = {}
     # The planned jobs that wait, as planned, for their spoke to answer again:
     # when the policy's spokeDownGrace began to count (since it was first seen

@@ -258,7 +258,7 @@ def _runs(decision: Decision, entry: Entry, request: JobRequest | None) -> list[
             if record is not None and record.phase == Phase.PENDING and record.reason:
                 notes.append(f"{other} is not placed either: {record.reason}")
     if note := decision.stuck.get(entry.id):
-        notes.append(f"not running yet: {note}")
+        notes.append(f"not running {'now' if entry.phase == Phase.RUNNING else 'yet'}: {note}")
     if entry.retries:
         notes.append(
             f"run again {times(entry.retries)} after a Job of it failed (its AppWrapper's "

@@ -1564,6 +1564,13 @@ def test_a_running_job_whose_node_went_runs_again_once_its_pod_has_found_none_fo
         )
         waiting["metadata"]["namespace"] = "batch"
         apis["paris"].route("/api/v1/pods", Reply(body=listing("PodList", [waiting])))
+        soon = ["--now", (lost + timedelta(minutes=14)).isoformat()]
+        told = run("explain", "backfill-eu", *kube, *soon).output
+        assert (
+            f"  not running now: its pods have had no node on paris since {format_time(lost)} "
+            '(paris says: "0/1 nodes are available.") (its nodes gone?): it is taken for failed '
+            f"at {format_time(lost + timedelta(minutes=15))} unless they find one"
+        ) in told
         for minutes, phase in ((14, "Running"), (16, "Planned")):
             at = ["--now", (lost + timedelta(minutes=minutes)).isoformat()]
             assert run("reconcile", "--once", *kube, *at).exit_code == 0

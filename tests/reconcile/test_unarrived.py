@@ -814,6 +814,10 @@ class TestARunningJobWhosePodsLoseTheirNode:
         past_end = running.planned_end + later
         decision, _ = step(files, now=past_end, states=_stranded(running, lost))
         assert entries(decision)[running.id].phase == "Running" and not decision.left
+        # As `explain` says.
+        assert decision.stuck[running.id].endswith(
+            "(its nodes gone?): the policy's requeueUnscheduled is null, so it waits there"
+        )
 
     def test_a_spoke_that_is_down_tells_nothing_but_one_listing_its_own_jobs(self) -> None:
         _, files, running = _running()
