@@ -2,9 +2,10 @@
 sees them: each spoke's Application on the hub, as Argo CD lists it after
 its last read of the branch (a Job committed since is not in it yet), with
 the health argocd/job-health.yaml gives each Job, and the AppProject's deny
-windows, served to the real client by a local API server. A spoke that is
-down is one Argo CD cannot reach; one no Application syncs has none; one
-that refuses a Job has it among the failures of the last sync. After each
+windows, served to the real client by a local API server; or, where each
+spoke runs its own Argo CD, each spoke's by its own. A spoke that is down is
+one Argo CD cannot reach (its own cannot be read); one no Application syncs
+has none; one that refuses a Job has it among the failures of the last sync. After each
 reconcile, one more at the same time commits nothing, the commit holds what
 the decision says, and a job dispatched to a spoke that refuses its Job, or
 lacks it or its resume for any reason, has left it once the policy's
@@ -12,13 +13,15 @@ requeueUnscheduled is past, where another spoke takes it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import datetime
+from functools import partial
 
 import pytest
 
 from reconciler.decisions import SpokeState
 from reconciler.fleet import Fleet
-from reconciler.kube import ArgoCDObserver
+from reconciler.kube import ArgoCDObserver, ArgoCDs
 from reconciler.ledger import Entry, Phase
 from reconciler.observing import Observer, StatusFilledIn
 from reconciler.quantities import format_duration, format_time
@@ -67,6 +70,16 @@ class _OwnAPI:
 
 class _Reading(ArgoCDObserver):
     """The observer, keeping what it saw last."""
+
+    last: dict[str, SpokeState]
+
+    def observe(self, fleet: Fleet) -> dict[str, SpokeState]:
+        self.last = super().observe(fleet)
+        return self.last
+
+
+class _EachReading(ArgoCDs):
+    """Each spoke's own Argo CD, keeping what they said last."""
 
     last: dict[str, SpokeState]
 
@@ -195,6 +208,44 @@ def _hub(world: _World, *, now: datetime) -> tuple[list[dict], dict]:
     return apps, project
 
 
+def _projects(hub: dict) -> Callable[[Seen], Reply]:
+    def listed(_: Seen) -> Reply:
+        listing = {"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProjectList"}
+        return Reply(body=listing | {"items": [hub["project"]], "metadata": {}})
+
+    return listed
+
+
+def _days(
+    world: _World, seeing, repo, remote, hub: dict, observer: Observer, *, view: str
+) -> Iterator[int]:
+    """Reconciles through the day drawn, `hub` holding the Applications and
+    AppProject as Argo CD has them each time, with the checks of what must
+    hold after each; each turn's number once it is checked."""
+    hub["apps"], hub["project"] = _hub(world, now=NOW)
+    outcome = reconcile_once(repo, now=NOW, author=BOT, observer=observer)
+    at = NOW
+    for turn in range(TURNS):
+        before = outcome.decision.ledger.by_id()
+        at = _time_passes(remote, world, seeing, at=at, turn=turn)
+        hub["apps"], hub["project"] = _hub(world, now=at)
+        outcome = _settled(repo, remote, observer, at=at, turn=turn)
+        _check(outcome.decision, _tip(remote), before)
+        _as_seen(outcome.decision, before, world)
+        # With no Application at all, no Job status is read through Argo CD
+        # (a warning says so): nothing tells Caspian what it has not applied.
+        if view != "argocd" or world.unsynced != {"california", "frankfurt", "paris"}:
+            _unapplied_go(outcome.decision, before, world, now=at)
+            _refused_go(outcome.decision, before, world, now=at)
+            # Through the hub alone, a spoke no Application syncs is not read.
+            # Nor does it see pods.
+            unseen = frozenset(world.unsynced) if view == "argocd" else frozenset()
+            _lost_runs_fail(
+                outcome.decision, world, now=at, unseen=unseen, pods_seen=view != "argocd"
+            )
+        yield turn
+
+
 @pytest.mark.parametrize("view", ["argocd", "kube+argocd"])
 @pytest.mark.parametrize("seed", day_seeds(6))
 def test_seen_through_argo_cd_a_second_reconcile_commits_nothing(
@@ -202,39 +253,55 @@ def test_seen_through_argo_cd_a_second_reconcile_commits_nothing(
 ) -> None:
     world, seeing, repo = _start(seed, remote, tmp_path)
     hub: dict = {}
-
-    def projects(_: Seen) -> Reply:
-        listing = {"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProjectList"}
-        return Reply(body=listing | {"items": [hub["project"]], "metadata": {}})
-
     with serve() as api:
         api.routes[APPS] = lambda _: applications(*hub["apps"])
-        api.routes[PROJECTS] = projects
+        api.routes[PROJECTS] = _projects(hub)
         api.route(SETTINGS, settings(CHECKED))
         config = kubeconfig(tmp_path, {"hub": api.url})
         reading = _Reading(kubeconfig=config, context="kind-hub", timeout_s=5.0)
         observer = reading if view == "argocd" else StatusFilledIn(_OwnAPI(seeing), reading)
-        hub["apps"], hub["project"] = _hub(world, now=NOW)
-        outcome = reconcile_once(repo, now=NOW, author=BOT, observer=observer)
-        at = NOW
-        for turn in range(TURNS):
-            before = outcome.decision.ledger.by_id()
-            at = _time_passes(remote, world, seeing, at=at, turn=turn)
-            hub["apps"], hub["project"] = _hub(world, now=at)
-            outcome = _settled(repo, remote, observer, at=at, turn=turn)
-            _check(outcome.decision, _tip(remote), before)
-            _as_seen(outcome.decision, before, world)
-            # With no Application at all, no Job status is read through Argo CD
-            # (a warning says so): nothing tells Caspian what it has not applied.
-            if view != "argocd" or world.unsynced != {"california", "frankfurt", "paris"}:
-                _unapplied_go(outcome.decision, before, world, now=at)
-                _refused_go(outcome.decision, before, world, now=at)
-                # Through the hub alone, a spoke no Application syncs is not read.
-                # Nor does it see pods.
-                unseen = frozenset(world.unsynced) if view == "argocd" else frozenset()
-                _lost_runs_fail(
-                    outcome.decision, world, now=at, unseen=unseen, pods_seen=view != "argocd"
-                )
+        for turn in _days(world, seeing, repo, remote, hub, observer, view=view):
             # Each spoke an Application syncs was read through it.
             read = {n for n, state in reading.last.items() if state.source == "declared+argocd"}
             assert read == {"california", "frankfurt", "paris"} - world.unsynced, turn
+
+
+@pytest.mark.parametrize("seed", day_seeds(3))
+def test_seen_through_each_spokes_own_argo_cd_a_second_reconcile_commits_nothing(
+    seed: int, remote, tmp_path
+) -> None:
+    # Each spoke runs its own Argo CD (--argocd-context once for each), which
+    # holds that spoke's Application, if any; one whose spoke is down cannot
+    # be read.
+    world, seeing, repo = _start(seed, remote, tmp_path)
+    hub: dict = {}
+    spokes = ("california", "frankfurt", "paris")
+
+    def own(spoke: str, _: Seen) -> Reply:
+        if spoke in world.down:
+            return Reply(status=503, body={"kind": "Status", "code": 503})
+        held = [a for a in hub["apps"] if a["metadata"]["labels"]["caspian.dev/spoke"] == spoke]
+        return applications(*held)
+
+    with serve() as california, serve() as frankfurt, serve() as paris:
+        servers = {"california": california, "frankfurt": frankfurt, "paris": paris}
+        for spoke, api in servers.items():
+            api.routes[APPS] = partial(own, spoke)
+            api.routes[PROJECTS] = _projects(hub)
+            api.route(SETTINGS, settings(CHECKED))
+        config = kubeconfig(tmp_path, {spoke: api.url for spoke, api in servers.items()})
+        each = [
+            ArgoCDObserver(kubeconfig=config, context=f"kind-{spoke}", timeout_s=5.0)
+            for spoke in spokes
+        ]
+        reading = _EachReading(each)
+        observer = StatusFilledIn(_OwnAPI(seeing), reading)
+        for turn in _days(world, seeing, repo, remote, hub, observer, view="kube+own"):
+            # Each spoke is read through its own Argo CD, where that answers;
+            # one none holds an Application for is taken as one nothing syncs
+            # only where every one answered.
+            last = reading.last
+            read = {n for n, state in last.items() if state.source == "declared+argocd"}
+            assert read == set(spokes) - world.unsynced - world.down, turn
+            told = {n for n, state in last.items() if state.no_application}
+            assert told == (set() if world.down else world.unsynced), turn
