@@ -223,11 +223,12 @@ def _unsynced_reason(name: str, cut: Cut, *, no_application: bool) -> str:
     )
     if no_application:
         return (
-            f"no Application of the hub's Argo CD syncs rendered/{name}/ (Caspian's are "
-            "labelled app.kubernetes.io/part-of=caspian and caspian.dev/spoke), so no Job the "
-            f"branch holds for it reaches it (found at {format_time(cut.since)}); add one, as "
-            f"argocd/applicationset.yaml does. It is tried again at {format_time(cut.until)}"
-            f"{again}, or once an Application syncs it"
+            f"no Argo CD Caspian reads holds an Application syncing rendered/{name}/ (Caspian's "
+            "are labelled app.kubernetes.io/part-of=caspian and caspian.dev/spoke), so no Job "
+            f"the branch holds for it reaches it (found at {format_time(cut.since)}); add one, "
+            "as argocd/applicationset.yaml does (argocd/spoke-application.template.yaml on a "
+            f"spoke's own Argo CD). It is tried again at {format_time(cut.until)}{again}, or "
+            "once an Application syncs it"
         )
     return (
         f"Argo CD has not applied rendered/{name}/ there: none of the Jobs the branch held "

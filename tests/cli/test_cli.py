@@ -1914,7 +1914,7 @@ def test_a_spoke_whose_application_went_after_its_jobs_arrived_is_cut_off(run, t
         }
         spokes = run("spokes", *kube, *at(26)).output
         assert "| paris | FR | kube:kind-paris | down |" in spokes
-        assert "no Application of the hub's Argo CD syncs rendered/paris/" in spokes
+        assert "no Argo CD Caspian reads holds an Application syncing rendered/paris/" in spokes
         # Its Application back, the cut is forgotten at the next reconcile.
         synced_by.add("paris")
         paris.routes["/apis/batch/v1/jobs"] = synced(remote, "paris")

@@ -1337,8 +1337,8 @@ def test_a_spoke_argo_cd_has_no_application_for_gets_its_jobs_requeued_and_is_cu
     message = gitutil.message(fleet.remote)
     assert f"- requeued {fleet.started['id']}: its Job has not appeared on {spoke} from " in message
     assert (
-        f"\n- {spoke}: no Application of the hub's Argo CD syncs rendered/{spoke}/ (Caspian's "
-        "are labelled app.kubernetes.io/part-of=caspian and caspian.dev/spoke), so no Job the "
-        "branch holds for it reaches it (found at 2026-11-22T02:20:00Z)" in message
+        f"\n- {spoke}: no Argo CD Caspian reads holds an Application syncing rendered/{spoke}/ "
+        "(Caspian's are labelled app.kubernetes.io/part-of=caspian and caspian.dev/spoke), so "
+        "no Job the branch holds for it reaches it (found at 2026-11-22T02:20:00Z)" in message
     )
     assert "It is tried again at 2026-11-22T03:20:00Z, or once an Application syncs it" in message

@@ -348,11 +348,12 @@ class TestASpokeThatHasNoneOfItsJobs:
         state = arrivals.unsynced(gone, now=later, after=self.AFTER)[spoke]
         assert not state.up and state.unsynced == _cut(later, 1)
         assert state.reason == (
-            f"no Application of the hub's Argo CD syncs rendered/{spoke}/ (Caspian's are "
-            "labelled app.kubernetes.io/part-of=caspian and caspian.dev/spoke), so no Job the "
-            "branch holds for it reaches it (found at 2026-11-22T02:16:00Z); add one, as "
-            "argocd/applicationset.yaml does. It is tried again at 2026-11-22T03:16:00Z, or once "
-            "an Application syncs it"
+            f"no Argo CD Caspian reads holds an Application syncing rendered/{spoke}/ (Caspian's "
+            "are labelled app.kubernetes.io/part-of=caspian and caspian.dev/spoke), so no Job "
+            "the branch holds for it reaches it (found at 2026-11-22T02:16:00Z); add one, as "
+            "argocd/applicationset.yaml does (argocd/spoke-application.template.yaml on a "
+            "spoke's own Argo CD). It is tried again at 2026-11-22T03:16:00Z, or once an "
+            "Application syncs it"
         )
         assert arrivals.unsynced(gone, now=NOW + timedelta(minutes=14), after=self.AFTER) == gone
         # Held, its Jobs there do not end the cut; an Application for it does.
