@@ -104,8 +104,9 @@ STARTED_OUTSIDE = Counter(
 )
 ARGOCD_SYNCABLE = Gauge(
     "caspian_argocd_spoke_syncable",
-    "1 when nothing stops the hub's Argo CD from syncing the spoke's Application, 0 on a "
-    "ComparisonError or InvalidSpecError: the spoke then takes no new work",
+    "1 when nothing stops the Argo CD that holds the spoke's Application (the hub's, or "
+    "its own) from syncing it, 0 on a ComparisonError or InvalidSpecError or with its "
+    "automated sync off: the spoke then takes no new work",
     ["spoke"],
 )
 ARGOCD_UP = Gauge(
