@@ -144,9 +144,9 @@ class _Reading(NamedTuple):
     broken_files: set[str]  # the AppWrapper files that do not load
     closed: dict[str, str]  # spokes that take no new work now, with why
     down: set[str]  # spokes whose API did not answer: nothing is dispatched there
-    # Spokes whose sync windows bar Argo CD from syncing them in this slot: a
-    # job planned to start there now is planned again, as on one that is down.
-    barred_now: frozenset[str]
+    # Each spoke's times in the horizon when its sync windows bar Argo CD
+    # from syncing it: nothing is planned to start there then.
+    barred: dict[str, tuple[Span, ...]]
     jobs: list[JobRequest]  # those this decision places: not those staying on a broken spoke
     previous: dict[str, Entry]  # the ledger's records of them
     # Each job's record as it stands now: run again where its Job failed
@@ -164,6 +164,12 @@ class _Reading(NamedTuple):
     phase_before: dict[str, Phase]  # each record's phase before this decision's requeues
     answered: str | None  # the digest of the problem main's ledger answered
     recorded: tuple[Entry, ...]  # main's records as they were
+
+    @property
+    def barred_now(self) -> frozenset[str]:
+        """The spokes whose sync windows bar syncing them in this slot: a job
+        planned to start there now is planned again, as on one that is down."""
+        return barred_now(self.barred, self.horizon)
 
     @property
     def settled(self) -> set[str]:
@@ -209,14 +215,12 @@ def _decide(
     )
     # Announced maintenance: no room there then for what has not started.
     maintenance = maintenance_in(fleet, horizon)
-    # Argo CD's sync windows: nothing planned to start where it cannot sync then.
-    barred = barred_in(spokes, horizon)
     instance = _optimizer_instance(
         reading,
         judged,
         offered=offered,
         maintenance=maintenance,
-        barred=barred,
+        barred=reading.barred,
         fleet=fleet,
         spokes=spokes,
         forecasts=forecasts,
@@ -313,7 +317,7 @@ def _decide(
         },
         spoke_down_grace=fleet.policy.spec.spoke_down_grace,
         maintenance=maintenance,
-        sync_barred=barred,
+        sync_barred=reading.barred,
         history_url=fleet.policy.spec.history_url,
         weights=fleet.policy.spec.weights,
         carbon_sources={
@@ -393,7 +397,7 @@ def _read(
         broken_files=broken_files,
         closed=_closed_spokes(fleet, spokes),
         down={name for name, state in spokes.items() if not state.up},
-        barred_now=barred_now(barred_in(spokes, horizon), horizon),
+        barred=barred_in(spokes, horizon),
         jobs=jobs,
         previous=previous,
         prevs=prevs,
