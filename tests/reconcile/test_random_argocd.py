@@ -5,11 +5,11 @@ the health argocd/job-health.yaml gives each Job, and the AppProject's deny
 windows, served to the real client by a local API server; or, where each
 spoke runs its own Argo CD, each spoke's by its own. A spoke that is down is
 one Argo CD cannot reach (its own cannot be read); one no Application syncs
-has none; one that refuses a Job has it among the failures of the last sync. After each
-reconcile, one more at the same time commits nothing, the commit holds what
-the decision says, and a job dispatched to a spoke that refuses its Job, or
-lacks it or its resume for any reason, has left it once the policy's
-requeueUnscheduled is past, where another spoke takes it."""
+has none; one that refuses a Job has it among the failures of the last
+sync. After each reconcile, one more at the same time commits nothing, the
+commit holds what the decision says, and a job dispatched to a spoke that
+refuses its Job, or lacks it or its resume for any reason, has left it once
+the policy's requeueUnscheduled is past, where another spoke takes it."""
 
 from __future__ import annotations
 
