@@ -375,8 +375,7 @@ def left_at(entry: Entry, spokes: Mapping[str, SpokeState]) -> datetime:
     not known)."""
     assert entry.planned_end is not None  # running, it was planned
     state = spoke_state(entry, spokes)
-    key = entry.job_key
-    stopped = (state.nodeless.get(key) or state.suspended_at.get(key)) if state else None
+    stopped = (_lost_node(entry, state) or state.suspended_at.get(entry.job_key)) if state else None
     if stopped is None:
         return entry.planned_end
     # A pod of it may have waited for a node since before it began.
