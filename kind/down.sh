@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Removes what kind/up.sh made: caspian watch, the git daemon, the clusters,
-# and the local state (the fleet repo included, unless KEEP_FLEET=1).
+# Removes what kind/up.sh made, in either layout: caspian watch, the git daemon,
+# the clusters, and the local state (the fleet repo included, unless KEEP_FLEET=1).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -20,6 +20,7 @@ for name in hub paris frankfurt california; do
     kind delete cluster --name "$name"
   fi
 done
+rm -f "$state/layout"  # up.sh may make the fleet again in either layout
 if [ "${KEEP_FLEET:-0}" != 1 ]; then
   rm -rf "$state"
 fi
