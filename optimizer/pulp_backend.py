@@ -4,6 +4,7 @@ users point Caspian at the solver they have."""
 
 from __future__ import annotations
 
+import inspect
 import warnings
 
 import numpy as np
@@ -42,11 +43,18 @@ class PulpBackend:
                 pulp.LpConstraint(expression, sense, rhs=float(model.row_upper[index])),
                 name=f"r{index}",
             )
-        if model.start is not None and solver.name in ("PULP_CBC_CMD", "COIN_CMD"):
+        if model.start is not None and _takes_a_start(solver):
             for var, value in zip(x, model.start, strict=True):
                 var.setInitialValue(float(value))
             solver.optionsDict["warmStart"] = True
-        problem.solve(solver)
+        try:
+            problem.solve(solver)
+        except Exception as error:
+            # The user's solver crashed, its licence lapsed, or its binary
+            # cannot load: the optimizer keeps the plan it has and says why.
+            raise SolverUnavailableError(
+                f"solver {self.name!r} failed: {type(error).__name__}: {error}"
+            ) from error
         values = np.array([var.varValue or 0.0 for var in x])
         # PuLP can say "Optimal" for a run its time limit cut off; only the
         # solution status is trusted, and nothing stronger than it is claimed.
@@ -58,6 +66,14 @@ class PulpBackend:
             )
         word = pulp.LpStatus[problem.status].lower()
         return Result(choice=None, status=f"no solution ({word})", optimal=False, bound=None)
+
+
+def _takes_a_start(solver: pulp.LpSolver) -> bool:
+    """Whether PuLP hands variables' initial values to this solver: it does to
+    those whose class takes `warmStart` (CBC, HiGHS_CMD, Gurobi, CPLEX, ...).
+    PuLP's highspy one takes none, and passes its options on to HiGHS as they
+    are."""
+    return "warmStart" in inspect.signature(type(solver).__init__).parameters
 
 
 def _solver(name: str, *, time_limit: float, gap_rel: float) -> pulp.LpSolver:

@@ -15,7 +15,6 @@ from optimizer.generator import generate
 from optimizer.highs import HighsBackend, LpSolution, lp_bound
 from optimizer.highs import relaxation as solve_lp
 from optimizer.model import Instance, SolverSettings
-from optimizer.pulp_backend import PulpBackend
 from optimizer.solving import optimize
 from tests.conftest import assert_valid_plan
 from tests.optimizer.instances import generated, random_instance
@@ -110,20 +109,6 @@ def test_baselines_are_valid_and_never_beat_the_optimum(seed: int) -> None:
     for plan in (baselines.greedy(instance), baselines.qos(instance)):
         assert_valid_plan(instance, plan)
         assert plan.objective >= best.objective - 1e-6
-
-
-@pytest.mark.parametrize("seed", range(8))
-def test_highs_and_pulp_backends_agree_on_the_same_model(seed: int) -> None:
-    instance = random_instance(seed, jobs=5, slots=8)
-    columns, _ = cols.build(instance)
-    free = cols.free_room(instance)
-    model = mip.build(columns, free, np.arange(columns.size))
-    highs = HighsBackend().solve(model, time_limit=30, gap_rel=0.0)
-    cbc = PulpBackend("cbc").solve(model, time_limit=30, gap_rel=0.0)
-    assert highs.optimal and cbc.optimal
-    assert heuristics.objective(columns, highs.choice) == pytest.approx(
-        heuristics.objective(columns, cbc.choice), rel=1e-9
-    )
 
 
 @pytest.mark.parametrize("seed", range(10))
