@@ -94,7 +94,6 @@ fill() {  # template spoke server ca cert key: the cluster Secret with its ${...
     -e "s|\${CERT_DATA}|$5|g" -e "s|\${KEY_DATA}|$6|g" "$1"
 }
 
-argocd_contexts=()
 if [ "$layout" = hub ]; then
   install_argocd kind-hub
   kubectl --context kind-hub -n argocd patch svc argocd-server --type merge -p \
@@ -114,7 +113,7 @@ if [ "$layout" = hub ]; then
   for manifest in appproject.yaml applicationset.yaml; do
     pointed "$manifest" | kubectl --context kind-hub apply -f -
   done
-  argocd_contexts=(kind-hub)
+  argocd_flags=(--argocd-context kind-hub)
 else
   for spoke in "${spokes[@]}"; do
     install_argocd "kind-$spoke"
@@ -125,14 +124,10 @@ else
     # The observer reads the spoke's Jobs, and its Argo CD's Applications.
     kubectl --context "kind-$spoke" apply -f "$root/deploy/spoke-rbac.yaml" >/dev/null
     kubectl --context "kind-$spoke" apply -f "$root/deploy/spoke-rbac-argocd.yaml" >/dev/null
-    argocd_contexts+=("kind-$spoke")
   done
+  # Each spoke's own Argo CD, through the spoke's kubeContext (kind-<spoke>).
+  argocd_flags=(--argocd-on-spokes)
 fi
-
-argocd_flags=()
-for context in "${argocd_contexts[@]}"; do
-  argocd_flags+=(--argocd-context "$context")
-done
 
 echo "==> caspian watch (log: $state/caspian.log; metrics: http://127.0.0.1:8080/metrics)"
 if ! { [ -f "$state/caspian.pid" ] && kill -0 "$(cat "$state/caspian.pid")" 2>/dev/null; }; then

@@ -30,7 +30,7 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
@@ -860,14 +860,62 @@ class ArgoCDs:
         self.observers = tuple(observers)
 
     def observe(self, fleet: Fleet) -> dict[str, SpokeState]:
-        with ThreadPoolExecutor(max_workers=len(self.observers)) as pool:
-            reports = list(pool.map(lambda observer: observer.report(fleet), self.observers))
-        return merged(fleet, reports)
+        return merged(fleet, _reports(self.observers, fleet))
 
 
-def merged(fleet: Fleet, reports: Sequence[ArgoCDReport]) -> dict[str, SpokeState]:
+class SpokesArgoCDs:
+    """Each spoke's own Argo CD, read through the spoke's kubeContext, all at
+    once as ArgoCDs reads them, and any `others` given (a hub's, say) after
+    them. The contexts follow the spoke files, so a spoke added to the fleet
+    is read from the next reconcile on. A spoke without a kubeContext has no
+    Argo CD of its own to read here: unless `others` are given, which may hold
+    its Application, it is not taken for one nothing syncs."""
+
+    def __init__(
+        self,
+        *,
+        kubeconfig: str | None = None,
+        namespace: str = "argocd",
+        others: Sequence[ArgoCDObserver] = (),
+    ) -> None:
+        self.kubeconfig = kubeconfig
+        self.namespace = namespace
+        self.others = tuple(others)
+        # Kept between reconciles: each remembers a read of its own that has not ended.
+        self._own: dict[str, ArgoCDObserver] = {}
+
+    def observe(self, fleet: Fleet) -> dict[str, SpokeState]:
+        contexts = [c for spoke in fleet.spokes if (c := spoke.spec.kube_context)]
+        self._own = {
+            context: self._own.get(context)
+            or ArgoCDObserver(kubeconfig=self.kubeconfig, context=context, namespace=self.namespace)
+            for context in dict.fromkeys(contexts)
+        }
+        observers = [*self._own.values(), *self.others]
+        if not observers:
+            log.warning(
+                "no spoke has a kubeContext, so no spoke's own Argo CD is read: give one in "
+                "its spoke file, or a hub's Argo CD with --argocd-context"
+            )
+            return {spoke.name: declared(spoke) for spoke in fleet.spokes}
+        expected = None if self.others else {s.name for s in fleet.spokes if s.spec.kube_context}
+        return merged(fleet, _reports(observers, fleet), expected=expected)
+
+
+def _reports(observers: Sequence[ArgoCDObserver], fleet: Fleet) -> list[ArgoCDReport]:
+    """What each of `observers` says, read at once: a reconcile waits for
+    the slowest, not for them all one after another."""
+    with ThreadPoolExecutor(max_workers=len(observers)) as pool:
+        return list(pool.map(lambda observer: observer.report(fleet), observers))
+
+
+def merged(
+    fleet: Fleet, reports: Sequence[ArgoCDReport], *, expected: Collection[str] | None = None
+) -> dict[str, SpokeState]:
     """The spokes as the Argo CDs of `reports` say, each by the first that
-    holds its Application; and the gauges of what they say."""
+    holds its Application; and the gauges of what they say. A spoke none holds
+    is one nothing syncs, if it is one of those `expected` to be held there
+    (None: every spoke)."""
     states = {spoke.name: declared(spoke) for spoke in fleet.spokes}
     syncable: dict[str, bool] = {}
     for report in reports:
@@ -886,6 +934,8 @@ def merged(fleet: Fleet, reports: Sequence[ArgoCDReport]) -> dict[str, SpokeStat
         # nothing syncs their directories, so none of their Jobs is there.
         # (Where an Argo CD was not read, it may hold theirs.)
         for spoke in states.keys() - syncable.keys():
+            if expected is not None and spoke not in expected:
+                continue
             states[spoke] = states[spoke].model_copy(
                 update={"listed": frozenset(), "no_application": True}
             )

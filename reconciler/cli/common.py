@@ -80,6 +80,8 @@ class Target:
     # The kubeconfig contexts of the Argo CDs to read: a hub's, or each spoke's own.
     argocd_contexts: tuple[str, ...] = ()
     argocd_namespace: str = "argocd"
+    # Each spoke's own Argo CD, read through its kubeContext (beside those above).
+    argocd_on_spokes: bool = False
 
     def repo(self) -> FleetRepo:
         return FleetRepo(self.url, branch=self.branch, cache_dir=self.cache_dir, root=self.root)
@@ -87,20 +89,28 @@ class Target:
     def observer(self) -> Observer:
         if self.observer_kind == "declared":
             return DeclaredCapacity()
-        from reconciler.kube import ArgoCDObserver, ArgoCDs, KubeObserver
+        from reconciler.kube import ArgoCDObserver, ArgoCDs, KubeObserver, SpokesArgoCDs
 
-        each = [
-            ArgoCDObserver(
+        def through(context: str | None) -> ArgoCDObserver:
+            return ArgoCDObserver(
                 kubeconfig=self.kubeconfig, context=context, namespace=self.argocd_namespace
             )
-            for context in self.argocd_contexts or (None,)
-        ]
-        argocd: Observer = each[0] if len(each) == 1 else ArgoCDs(each)
+
+        named = [through(context) for context in self.argocd_contexts]
+        argocd: Observer
+        if self.argocd_on_spokes:
+            argocd = SpokesArgoCDs(
+                kubeconfig=self.kubeconfig, namespace=self.argocd_namespace, others=named
+            )
+        else:
+            each = named or [through(None)]  # the current context's
+            argocd = each[0] if len(each) == 1 else ArgoCDs(each)
         if self.observer_kind == "argocd":
             return argocd
         spokes = KubeObserver(kubeconfig=self.kubeconfig)
         # Spokes without a kubeContext then get their Jobs' status from Argo CD.
-        return StatusFilledIn(spokes, argocd) if self.argocd_contexts else spokes
+        told = self.argocd_contexts or self.argocd_on_spokes
+        return StatusFilledIn(spokes, argocd) if told else spokes
 
 
 _TARGET_OPTIONS = (
@@ -138,6 +148,13 @@ _TARGET_OPTIONS = (
         "With --observer kube: spokes without a kubeContext get their Jobs' status from "
         "this Argo CD. Once for each Argo CD where each spoke runs its own: each spoke is "
         "read from the one that holds its Application.",
+    ),
+    click.option(
+        "--argocd-on-spokes",
+        is_flag=True,
+        help="Where each spoke runs its own Argo CD: read it through the spoke's "
+        "kubeContext (and any --argocd-context besides). A spoke added to spokes/ is read "
+        "from the next reconcile on.",
     ),
     click.option(
         "--argocd-namespace",
@@ -191,6 +208,7 @@ def target_options(command: Callable[..., None]) -> Callable[..., None]:
         observer: str,
         kubeconfig: str | None,
         argocd_context: tuple[str, ...],
+        argocd_on_spokes: bool,
         argocd_namespace: str,
         **rest: Any,
     ) -> None:
@@ -202,6 +220,7 @@ def target_options(command: Callable[..., None]) -> Callable[..., None]:
             kubeconfig=kubeconfig,
             argocd_contexts=argocd_context,
             argocd_namespace=argocd_namespace,
+            argocd_on_spokes=argocd_on_spokes,
             root=root,
         )
         command(*args, target=target, **rest)

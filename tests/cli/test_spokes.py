@@ -3,6 +3,7 @@ and (for the kube observer) the real client against local API servers."""
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from tests import gitutil
@@ -267,7 +268,15 @@ def test_spokes_shows_what_the_hubs_argo_cd_says_of_the_jobs(run, tmp_path) -> N
     )
 
 
-def test_spokes_reads_each_spokes_own_argo_cd_where_each_runs_one(run, tmp_path) -> None:
+@pytest.mark.parametrize(
+    "own",
+    [
+        ("--argocd-context", "kind-paris", "--argocd-context", "kind-frankfurt"),
+        # Through each spoke's kubeContext; california's runs no Argo CD to read.
+        ("--argocd-on-spokes",),
+    ],
+)
+def test_spokes_reads_each_spokes_own_argo_cd_where_each_runs_one(run, tmp_path, own) -> None:
     from tests.reconcile.test_argocd_observer import PROJECTS, UNREACHABLE, condition, projects
 
     remote = tmp_path / "fleet.git"
@@ -276,18 +285,17 @@ def test_spokes_reads_each_spokes_own_argo_cd_where_each_runs_one(run, tmp_path)
     # Each of the two that run one says something of its own spoke only it knows.
     by_hand = application("frankfurt", [])
     del by_hand["spec"]["syncPolicy"]["automated"]
-    own = {"paris": application("paris", [], conditions=blocked), "frankfurt": by_hand}
+    held = {"paris": application("paris", [], conditions=blocked), "frankfurt": by_hand}
     with serve() as paris, serve() as frankfurt, serve() as california:
         for name, api in {"paris": paris, "frankfurt": frankfurt, "california": california}.items():
             kube_spoke(api, cpu="64")
-            if name in own:
-                own[name]["spec"]["destination"] = {"name": "in-cluster", "namespace": "batch"}
-                api.route(APPS, applications(own[name]))
+            if name in held:
+                held[name]["spec"]["destination"] = {"name": "in-cluster", "namespace": "batch"}
+                api.route(APPS, applications(held[name]))
                 api.route(SETTINGS, settings(CHECKED))
                 api.route(PROJECTS, projects())
         urls = {"paris": paris.url, "frankfurt": frankfurt.url, "california": california.url}
         config = kubeconfig(tmp_path, urls)
-        own = ("--argocd-context", "kind-paris", "--argocd-context", "kind-frankfurt")
         options = ("--observer", "kube", *own, "--kubeconfig", config)
         result = run("spokes", "--repo", remote, *options)
     table = rows(result.output)

@@ -271,6 +271,30 @@ def test_the_hub_argocd_component_turns_on_argo_cd_status_with_its_rights(tmp_pa
     assert "Role" not in kinds and "--argocd-context" not in alone.stdout
 
 
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
+def test_the_spoke_argocd_component_reads_each_spokes_own_argo_cd(tmp_path) -> None:
+    shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
+    base = tmp_path / "deploy" / "kustomization.yaml"
+    text = base.read_text()
+    turned_on = text.replace("# components:", "components:").replace(
+        "#   - spoke-argocd", "  - spoke-argocd"
+    )
+    assert turned_on.count("\n  - spoke-argocd") == 1
+    base.write_text(turned_on)
+    built = subprocess.run(
+        [KUBECTL, "kustomize", str(tmp_path / "deploy")], capture_output=True, text=True, check=True
+    )
+    objects = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(built.stdout)}
+    container = objects["Deployment", "caspian"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][-1] == "--argocd-on-spokes"
+    # The spokes grant the rights (deploy/spoke-rbac-argocd.yaml): nothing here.
+    assert not any(kind in ("Role", "RoleBinding") for kind, _ in objects)
+    assert objects["ServiceAccount", "caspian"]["automountServiceAccountToken"] is False
+    # The arguments are ones `caspian watch` takes.
+    options = {o for p in main.commands["watch"].params for o in p.opts}
+    assert {a for a in container["args"] if a.startswith("--")} <= options
+
+
 KIND_SCHEMA = {
     "type": "object",
     "additionalProperties": False,

@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 
 from reconciler.applications import loose_ends
 from reconciler.cli import Target, main
-from reconciler.kube import ArgoCDObserver, ArgoCDs, KubeObserver
+from reconciler.kube import ArgoCDObserver, ArgoCDs, KubeObserver, SpokesArgoCDs
 from reconciler.observing import StatusFilledIn
 from tests import gitutil
 from tests.deploy.test_job_health import PATCH
@@ -1037,17 +1037,21 @@ def _in_cluster(app: dict) -> dict:
     return app
 
 
-def test_where_each_spoke_runs_its_own_argo_cd_each_is_read_from_its_own(tmp_path, caplog) -> None:
-    caplog.set_level(logging.WARNING)
-    fleet = fleet_with()
-    context = {"paris": "kind-paris", "frankfurt": "kind-frankfurt"}
+def _with_contexts(fleet, context: dict[str, str]):
+    """`fleet` with each spoke's kubeContext as `context` gives (none where it gives none)."""
     asked = tuple(
         s.model_copy(
             update={"spec": s.spec.model_copy(update={"kube_context": context.get(s.name)})}
         )
         for s in fleet.spokes
     )
-    fleet = fleet.model_copy(update={"spokes": asked})
+    return fleet.model_copy(update={"spokes": asked})
+
+
+def test_where_each_spoke_runs_its_own_argo_cd_each_is_read_from_its_own(tmp_path, caplog) -> None:
+    caplog.set_level(logging.WARNING)
+    context = {"paris": "kind-paris", "frankfurt": "kind-frankfurt"}
+    fleet = _with_contexts(fleet_with(), context)
     refused = failed_sync(sync_result("sweep-1a2b3c4d", "SyncFailed", REFUSED))
     paris_app = _in_cluster(
         application("paris", [out_of_sync("sweep-1a2b3c4d", "Missing")], operationState=refused)
@@ -1095,15 +1099,67 @@ def test_where_each_spoke_runs_its_own_argo_cd_each_is_read_from_its_own(tmp_pat
     )
 
 
+def test_each_spokes_own_argo_cd_is_found_through_the_spokes_own_context(tmp_path) -> None:
+    # --argocd-on-spokes: no context named, the spoke files say where to look.
+    refused = failed_sync(sync_result("sweep-1a2b3c4d", "SyncFailed", REFUSED))
+    paris_app = _in_cluster(
+        application("paris", [out_of_sync("sweep-1a2b3c4d", "Missing")], operationState=refused)
+    )
+    blocked = [condition("ComparisonError", UNREACHABLE)]
+    with serve() as paris, serve() as frankfurt, serve() as hub:
+        _own_argo_cd(paris, paris_app)
+        _own_argo_cd(frankfurt, _in_cluster(application("frankfurt", [], conditions=blocked)))
+        _own_argo_cd(hub)  # a hub that holds none of the spokes' Applications
+        urls = {"paris": paris.url, "frankfurt": frankfurt.url, "hub": hub.url}
+        config = kubeconfig(tmp_path, urls)
+        fleet = _with_contexts(fleet_with(), {"paris": "kind-paris"})
+        observer = SpokesArgoCDs(kubeconfig=config)
+        states = observer.observe(fleet)
+        assert list(states["paris"].unapplied) == ["batch/sweep-1a2b3c4d"]
+        # frankfurt and california have no kubeContext: nothing is known of
+        # their Argo CDs, so neither is taken for one nothing syncs.
+        assert states["frankfurt"].up and not states["frankfurt"].no_application
+        assert not states["california"].no_application
+        # frankfurt given its kubeContext: its Argo CD is read from the next observation on.
+        fleet = _with_contexts(fleet, {"paris": "kind-paris", "frankfurt": "kind-frankfurt"})
+        states = observer.observe(fleet)
+        assert not states["frankfurt"].up
+        assert states["frankfurt"].reason.startswith("Argo CD cannot sync its Application")
+        assert list(states["paris"].unapplied) == ["batch/sweep-1a2b3c4d"]
+        assert not states["california"].no_application
+        # With a hub named besides, every spoke's Application is looked for
+        # in one of them: california's is in none.
+        beside = SpokesArgoCDs(
+            kubeconfig=config, others=[ArgoCDObserver(kubeconfig=config, context="kind-hub")]
+        )
+        states = beside.observe(fleet)
+        assert states["california"].no_application
+        assert not states["paris"].no_application and not states["frankfurt"].up
+        # No spoke has a kubeContext and nothing else is named: each as declared.
+        states = SpokesArgoCDs(kubeconfig=config).observe(_with_contexts(fleet, {}))
+        assert all(s.source == "declared" and not s.no_application for s in states.values())
+
+
 def test_the_options_choose_the_observer() -> None:
-    def chosen(kind: str, *contexts: str) -> type:
-        target = Target("fleet.git", "main", None, kind, None, argocd_contexts=contexts)
+    def chosen(kind: str, *contexts: str, on_spokes: bool = False) -> type:
+        target = Target(
+            "fleet.git",
+            "main",
+            None,
+            kind,
+            None,
+            argocd_contexts=contexts,
+            argocd_on_spokes=on_spokes,
+        )
         return type(target.observer())
 
     assert chosen("kube") is KubeObserver
     assert chosen("kube", "kind-hub") is StatusFilledIn
+    assert chosen("kube", on_spokes=True) is StatusFilledIn
     assert chosen("argocd") is ArgoCDObserver
     assert chosen("argocd", "kind-paris", "kind-frankfurt") is ArgoCDs
+    assert chosen("argocd", on_spokes=True) is SpokesArgoCDs
+    assert chosen("argocd", "kind-hub", on_spokes=True) is SpokesArgoCDs
 
 
 def test_a_configmap_of_a_job_that_argo_cd_could_not_apply_holds_that_job_back(tmp_path) -> None:
