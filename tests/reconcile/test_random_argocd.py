@@ -21,7 +21,7 @@ import pytest
 
 from reconciler.decisions import SpokeState
 from reconciler.fleet import Fleet
-from reconciler.kube import ArgoCDObserver, ArgoCDs
+from reconciler.kube import ArgoCDObserver, SpokesArgoCDs
 from reconciler.ledger import Entry, Phase
 from reconciler.observing import Observer, StatusFilledIn
 from reconciler.quantities import format_duration, format_time
@@ -78,7 +78,7 @@ class _Reading(ArgoCDObserver):
         return self.last
 
 
-class _EachReading(ArgoCDs):
+class _EachReading(SpokesArgoCDs):
     """Each spoke's own Argo CD, keeping what they said last."""
 
     last: dict[str, SpokeState]
@@ -270,9 +270,9 @@ def test_seen_through_argo_cd_a_second_reconcile_commits_nothing(
 def test_seen_through_each_spokes_own_argo_cd_a_second_reconcile_commits_nothing(
     seed: int, remote, tmp_path
 ) -> None:
-    # Each spoke runs its own Argo CD (--argocd-context once for each), which
-    # holds that spoke's Application, if any; one whose spoke is down cannot
-    # be read.
+    # Each spoke runs its own Argo CD (--argocd-on-spokes: read through the
+    # spoke's kubeContext), which holds that spoke's Application, if any; one
+    # whose spoke is down cannot be read.
     world, seeing, repo = _start(seed, remote, tmp_path)
     hub: dict = {}
     spokes = ("california", "frankfurt", "paris")
@@ -290,11 +290,7 @@ def test_seen_through_each_spokes_own_argo_cd_a_second_reconcile_commits_nothing
             api.routes[PROJECTS] = _projects(hub)
             api.route(SETTINGS, settings(CHECKED))
         config = kubeconfig(tmp_path, {spoke: api.url for spoke, api in servers.items()})
-        each = [
-            ArgoCDObserver(kubeconfig=config, context=f"kind-{spoke}", timeout_s=5.0)
-            for spoke in spokes
-        ]
-        reading = _EachReading(each)
+        reading = _EachReading(kubeconfig=config)
         observer = StatusFilledIn(_OwnAPI(seeing), reading)
         for turn in _days(world, seeing, repo, remote, hub, observer, view="kube+own"):
             # Each spoke is read through its own Argo CD, where that answers;
