@@ -897,6 +897,7 @@ class SpokesArgoCDs:
                 "no spoke has a kubeContext, so no spoke's own Argo CD is read: give one in "
                 "its spoke file, or a hub's Argo CD with --argocd-context"
             )
+            metrics.record_argocd(trusted=False)  # asked for, and none can be read
             return {spoke.name: declared(spoke) for spoke in fleet.spokes}
         expected = None if self.others else {s.name for s in fleet.spokes if s.spec.kube_context}
         return merged(fleet, _reports(observers, fleet), expected=expected)

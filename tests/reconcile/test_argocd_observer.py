@@ -1138,6 +1138,7 @@ def test_each_spokes_own_argo_cd_is_found_through_the_spokes_own_context(tmp_pat
         # No spoke has a kubeContext and nothing else is named: each as declared.
         states = SpokesArgoCDs(kubeconfig=config).observe(_with_contexts(fleet, {}))
         assert all(s.source == "declared" and not s.no_application for s in states.values())
+        assert REGISTRY.get_sample_value("caspian_argocd_up") == 0
 
 
 def test_the_options_choose_the_observer() -> None:
