@@ -78,7 +78,9 @@ def _takes_a_start(solver: pulp.LpSolver) -> bool:
 
 def _solver(name: str, *, time_limit: float, gap_rel: float) -> pulp.LpSolver:
     pulp_name = SOLVER_NAMES.get(name, name)
-    options = {"msg": False, "timeLimit": max(time_limit, 1.0), "gapRel": gap_rel}
+    # Fractions of a second: CBC, HiGHS and the commercial solvers take them,
+    # and a whole second more than the optimizer has left overran its budget.
+    options = {"msg": False, "timeLimit": max(time_limit, 0.05), "gapRel": gap_rel}
     if pulp_name == "PULP_CBC_CMD":
         # A CBC on PATH is newer than the one bundled with PuLP (deprecated there).
         system_cbc = pulp.getSolver("COIN_CMD", **options)
