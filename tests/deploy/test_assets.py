@@ -243,18 +243,25 @@ def test_kustomize_builds(directory) -> None:
     assert list(yaml.safe_load_all(built.stdout))
 
 
-@pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
-def test_the_hub_argocd_component_turns_on_argo_cd_status_with_its_rights(tmp_path) -> None:
+def built_with(component: str, tmp_path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """deploy/ built by kustomize with `component` turned on as
+    deploy/kustomization.yaml's comment says (uncomment `components:` and its
+    line), each object by kind and name."""
     shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
     base = tmp_path / "deploy" / "kustomization.yaml"
-    text = base.read_text()
-    turned_on = text.replace("# components:\n#   - hub-argocd", "components:\n  - hub-argocd")
-    assert turned_on != text  # the lines to uncomment are there, as its comment says
+    turned_on = base.read_text().replace("# components:", "components:")
+    turned_on = turned_on.replace(f"#   - {component}", f"  - {component}")
+    assert turned_on.count(f"\n  - {component}\n") == 1  # its line is there
     base.write_text(turned_on)
     built = subprocess.run(
         [KUBECTL, "kustomize", str(tmp_path / "deploy")], capture_output=True, text=True, check=True
     )
-    objects = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(built.stdout)}
+    return {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(built.stdout)}
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
+def test_the_hub_argocd_component_turns_on_argo_cd_status_with_its_rights(tmp_path) -> None:
+    objects = built_with("hub-argocd", tmp_path)
     container = objects["Deployment", "caspian"]["spec"]["template"]["spec"]["containers"][0]
     assert container["args"][-2:] == ["--argocd-context", "in-cluster"]
     account = objects["ServiceAccount", "caspian"]
@@ -273,18 +280,7 @@ def test_the_hub_argocd_component_turns_on_argo_cd_status_with_its_rights(tmp_pa
 
 @pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
 def test_the_spoke_argocd_component_reads_each_spokes_own_argo_cd(tmp_path) -> None:
-    shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
-    base = tmp_path / "deploy" / "kustomization.yaml"
-    text = base.read_text()
-    turned_on = text.replace("# components:", "components:").replace(
-        "#   - spoke-argocd", "  - spoke-argocd"
-    )
-    assert turned_on.count("\n  - spoke-argocd") == 1
-    base.write_text(turned_on)
-    built = subprocess.run(
-        [KUBECTL, "kustomize", str(tmp_path / "deploy")], capture_output=True, text=True, check=True
-    )
-    objects = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(built.stdout)}
+    objects = built_with("spoke-argocd", tmp_path)
     container = objects["Deployment", "caspian"]["spec"]["template"]["spec"]["containers"][0]
     assert container["args"][-1] == "--argocd-on-spokes"
     # The spokes grant the rights (deploy/spoke-rbac-argocd.yaml): nothing here.

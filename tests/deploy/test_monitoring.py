@@ -23,6 +23,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from reconciler import metrics
 from reconciler.crd import closed
+from tests.deploy.test_assets import built_with
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "monitoring" / "prometheusrule.yaml"
@@ -175,19 +176,7 @@ def test_argo_cds_gauge_is_served_only_once_argo_cd_is_asked() -> None:
 
 @pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
 def test_the_monitoring_component_scrapes_the_caspian_service(tmp_path) -> None:
-    shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
-    base = tmp_path / "deploy" / "kustomization.yaml"
-    text = base.read_text()
-    # As its comment says: uncomment `components:` and the monitoring line.
-    turned_on = text.replace("# components:", "components:").replace(
-        "#   - monitoring", "  - monitoring"
-    )
-    assert turned_on.count("\n  - monitoring") == 1
-    base.write_text(turned_on)
-    built = subprocess.run(
-        [KUBECTL, "kustomize", str(tmp_path / "deploy")], capture_output=True, text=True, check=True
-    )
-    objects = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(built.stdout)}
+    objects = built_with("monitoring", tmp_path)
     monitor, service = objects["ServiceMonitor", "caspian"], objects["Service", "caspian"]
     wanted = monitor["spec"]["selector"]["matchLabels"].items()
     assert wanted <= service["metadata"].get("labels", {}).items()
