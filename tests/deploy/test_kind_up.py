@@ -220,6 +220,24 @@ class TestEachSpokesOwnArgoCD:
 
 
 class TestArguments:
+    @pytest.mark.parametrize("layout", ["hub", "each-spoke"])
+    def test_run_again_it_makes_no_cluster_and_no_fleet_repo_anew(self, up, layout) -> None:
+        def made(run: Run) -> list[str]:
+            # Each run's log holds the calls of the runs before it too.
+            return [
+                " ".join(c["args"][:2])
+                for c in run.calls("kind") + run.calls("caspian")
+                if c["args"][:1] in (["create"], ["init"])
+            ]
+
+        first = up("--layout", layout)
+        assert first.returncode == 0, first.stderr
+        before = made(first)
+        assert "init --bare" in before and "create cluster" in before
+        again = up("--layout", layout)
+        assert again.returncode == 0, again.stderr
+        assert made(again) == before
+
     def test_another_layout_over_a_fleet_already_made_is_refused(self, up) -> None:
         assert up().returncode == 0
         run = up("--layout=each-spoke")
