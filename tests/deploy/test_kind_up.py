@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SPOKES = ("paris", "frankfurt", "california")
 GATEWAY = "172.18.0.1"
 REPO = f"git://{GATEWAY}:9418/fleet.git"
+ARGOCD = "v3.1.9"
 
 # One program for every tool: it records its name, arguments and (for
 # `kubectl apply -f -`) what it was given, and answers what up.sh reads back.
@@ -121,6 +122,7 @@ def up(tmp_path):
         "FAKE_LOG": str(log),
         "FAKE_STATE": str(tmp_path),
         "FAKE_GATEWAY": GATEWAY,
+        "ARGOCD_VERSION": ARGOCD,  # as a user pins another
     }
 
     def run(*args: str) -> Run:
@@ -143,7 +145,7 @@ def _argocd_installed_on(run: Run) -> set[str]:
         return {c["args"][1] for c in run.calls("kubectl") if what(" ".join(c["args"]))}
 
     return (
-        did(lambda line: "/argo-cd/v3.1.8/manifests/install.yaml" in line)
+        did(lambda line: f"/argo-cd/{ARGOCD}/manifests/install.yaml" in line)
         & did(lambda line: line.endswith("argocd/job-health.yaml"))
         & did(lambda line: "controller.resource.health.persist" in line)
     )
