@@ -68,6 +68,11 @@ class PulpBackend:
         return Result(choice=None, status=f"no solution ({word})", optimal=False, bound=None)
 
 
+def names() -> tuple[str, ...]:
+    """Every name PulpBackend takes: Caspian's short ones, then PuLP's solvers'."""
+    return (*SOLVER_NAMES, *pulp.listSolvers())
+
+
 def _takes_a_start(solver: pulp.LpSolver) -> bool:
     """Whether PuLP hands variables' initial values to this solver: it does to
     those whose class takes `warmStart` (CBC, HiGHS_CMD, Gurobi, CPLEX, ...).

@@ -56,6 +56,7 @@
 
 from __future__ import annotations
 
+import difflib
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -65,7 +66,17 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from optimizer import columns as cols
-from optimizer import diving, ejection, heuristics, lagrange, lns, mip, repacking, sequencing
+from optimizer import (
+    diving,
+    ejection,
+    heuristics,
+    lagrange,
+    lns,
+    mip,
+    pulp_backend,
+    repacking,
+    sequencing,
+)
 from optimizer.costs import why_unplaceable
 from optimizer.highs import HighsBackend
 from optimizer.model import Instance, Plan, SolverSettings
@@ -163,6 +174,23 @@ class Outcome:
 def backend_for(name: str, *, threads: int | None = None) -> mip.Backend:
     """The MILP backend `name` names; for HiGHS, `threads` caps its threads."""
     return HighsBackend(threads=threads) if name == "highs" else PulpBackend(name)
+
+
+def unknown_solver(name: str) -> str | None:
+    """Why `name` (caspian.yaml's spec.solver.name) names no solver, with the
+    names nearest it; None where it names one. Whether that solver is
+    installed is not asked: `caspian validate` may run where it is not."""
+    known = ("highs", *pulp_backend.names())
+    if name in known:
+        return None
+    folded = name.lower()
+    near = [k for k in known if k.lower() == folded or k.lower().startswith(f"{folded}_")]
+    near = near or difflib.get_close_matches(name, known, n=3)
+    hint = f"; did you mean {' or '.join(near)}?" if near else ""
+    return (
+        f"{name!r} names no solver: give highs (the default), highs_cmd, cbc, highs_pulp, "
+        f"or one of PuLP's solvers by its name (GUROBI, CPLEX_CMD, ...){hint}"
+    )
 
 
 def optimize(instance: Instance, *, settings: SolverSettings) -> Plan:

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import click
 
+from optimizer.solving import unknown_solver
 from reconciler import (
     accounting,
     chains,
@@ -46,7 +47,7 @@ from reconciler.cli.common import (
     writable_directory,
 )
 from reconciler.decisions import Decision
-from reconciler.fleet import FleetConfigError, Problem
+from reconciler.fleet import POLICY_FILE, FleetConfigError, Policy, Problem
 from reconciler.forge import ForgeError
 from reconciler.gitrepo import FleetRepo, GitError, Identity, create_bare_repo, redact
 from reconciler.proposing import Proposing, Round, propose
@@ -194,7 +195,11 @@ def _validate_repo(root: Path, *, parts: list[str], named: bool) -> list[_Found]
 
     problems = [
         p
-        for p in [*fleet.problems, *reconciling.hand_edits(files, submodules=submodules)]
+        for p in [
+            *fleet.problems,
+            *reconciling.hand_edits(files, submodules=submodules),
+            *_solver_problems(fleet.policy),
+        ]
         if asked(p)
     ]
     broken = {p.file.split("#")[0] for p in fleet.problems}
@@ -214,6 +219,14 @@ def _validate_repo(root: Path, *, parts: list[str], named: bool) -> list[_Found]
         [*located(problems), *located(warnings, warning=True)],
         key=lambda f: (f.file, f.document, f.line or 0),
     )
+
+
+def _solver_problems(policy: Policy) -> list[Problem]:
+    """A solver name no solver goes by. A reconcile still plans (with the
+    heuristics, its status saying why), so the fleet loads; but every plan
+    would be the heuristics' until it is mended."""
+    why = unknown_solver(policy.spec.solver.name)
+    return [] if why is None else [Problem(file=POLICY_FILE, field="spec.solver.name", reason=why)]
 
 
 def _ledger_problem(error: ledger.LedgerError) -> Problem:

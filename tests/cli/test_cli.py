@@ -427,6 +427,30 @@ def test_validate_reports_a_broken_spoke(run, tmp_path, monkeypatch) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("name", "nearest"),
+    [("gurobi", "GUROBI or GUROBI_CMD"), ("CBC", "cbc"), ("higs", "highs or highs_cmd")],
+)
+def test_validate_names_a_solver_that_is_none(run, tmp_path, monkeypatch, name, nearest) -> None:
+    target = tmp_path / "fleet"
+    run("init", target)
+    policy = target / "caspian.yaml"
+    text = policy.read_text()
+    policy.write_text(text.replace("    name: highs ", f"    name: {name} ", 1))
+    line = next(i for i, each in enumerate(text.splitlines(), 1) if "name: highs " in each)
+    monkeypatch.chdir(target)
+    result = run("validate", target)
+    assert result.exit_code == EXIT_ERROR
+    assert result.output.splitlines() == [
+        f"caspian.yaml:{line}: spec.solver.name: {name!r} names no solver: give highs (the "
+        "default), highs_cmd, cbc, highs_pulp, or one of PuLP's solvers by its name (GUROBI, "
+        f"CPLEX_CMD, ...); did you mean {nearest}?"
+    ]
+    # A solver PuLP drives by its own name is one, installed here or not.
+    policy.write_text(text.replace("    name: highs ", "    name: GUROBI_CMD ", 1))
+    assert run("validate", target).exit_code == 0
+
+
 def test_reconcile_commits_once_then_finds_nothing_to_do(run, tmp_path) -> None:
     remote = tmp_path / "fleet.git"
     assert run("init", "--bare", remote).exit_code == 0
