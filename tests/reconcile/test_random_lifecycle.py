@@ -186,6 +186,9 @@ class _World:
                 if job.began and not job.suspended and job.outcome is None
             }
             reported[spoke] = {
+                # Its own list, which holds while Caspian sends it no new
+                # work (SpokeState.listed_by_itself).
+                "source": f"kube:kind-{spoke}",
                 "jobs": {
                     key: job.outcome or "Running"
                     for key, job in there.items()
