@@ -1,7 +1,8 @@
 """What each spoke really has free, and how Caspian's Jobs there are doing, from
 its API server (`KubeObserver`), or how they are doing from the hub's Argo CD
-Applications (`ArgoCDObserver`; or from each spoke's own Argo CD, `ArgoCDs`):
-the only module that imports `kubernetes`.
+Applications (`ArgoCDObserver`; several at once, `ArgoCDs`; each spoke's own,
+through the spoke's kubeContext, `SpokesArgoCDs`): the only module that
+imports `kubernetes`.
 
 Free capacity = allocatable of nodes that are Ready, schedulable and carry no
 NoSchedule/NoExecute taint Caspian's Jobs would not tolerate, minus the requests
@@ -885,11 +886,11 @@ class SpokesArgoCDs:
         self._own: dict[str, ArgoCDObserver] = {}
 
     def observe(self, fleet: Fleet) -> dict[str, SpokeState]:
-        contexts = [c for spoke in fleet.spokes if (c := spoke.spec.kube_context)]
+        asked = {spoke.name: c for spoke in fleet.spokes if (c := spoke.spec.kube_context)}
         self._own = {
             context: self._own.get(context)
             or ArgoCDObserver(kubeconfig=self.kubeconfig, context=context, namespace=self.namespace)
-            for context in dict.fromkeys(contexts)
+            for context in dict.fromkeys(asked.values())
         }
         observers = [*self._own.values(), *self.others]
         if not observers:
@@ -899,7 +900,7 @@ class SpokesArgoCDs:
             )
             metrics.record_argocd(trusted=False)  # asked for, and none can be read
             return {spoke.name: declared(spoke) for spoke in fleet.spokes}
-        expected = None if self.others else {s.name for s in fleet.spokes if s.spec.kube_context}
+        expected = None if self.others else asked.keys()
         return merged(fleet, _reports(observers, fleet), expected=expected)
 
 
