@@ -1127,6 +1127,11 @@ def test_each_spokes_own_argo_cd_is_found_through_the_spokes_own_context(tmp_pat
         assert states["frankfurt"].reason.startswith("Argo CD cannot sync its Application")
         assert list(states["paris"].unapplied) == ["batch/sweep-1a2b3c4d"]
         assert not states["california"].no_application
+        # One with a kubeContext whose Argo CD holds no Application for it
+        # is one nothing syncs.
+        everyone = {"paris": "kind-paris", "frankfurt": "kind-frankfurt", "california": "kind-hub"}
+        states = observer.observe(_with_contexts(fleet, everyone))
+        assert states["california"].no_application and not states["paris"].no_application
         # With a hub named besides, every spoke's Application is looked for
         # in one of them: california's is in none.
         beside = SpokesArgoCDs(
