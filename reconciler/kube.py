@@ -744,7 +744,7 @@ class ArgoCDObserver:
                 continue
             if any(seen) or seen.listed is not None:
                 states[spoke] = states[spoke].model_copy(
-                    update={**seen._asdict(), "source": "declared+argocd"}
+                    update={**seen._asdict(), "source": f"declared+{self._reader}"}
                 )
             windows, unread = syncwindows.applying(
                 projects.get(syncwindows.project_of(application) or ""), application
@@ -765,6 +765,13 @@ class ArgoCDObserver:
     def _unread(self, states: dict[str, SpokeState], why: str) -> ArgoCDReport:
         log.warning("Argo CD's Applications in %s could not be read: %s", self._where, why)
         return ArgoCDReport(states=states, syncable=None, trusted=False, where=self._where)
+
+    @property
+    def _reader(self) -> str:
+        """How a spoke's source names this Argo CD: by the context it is read
+        through, where one is named, so that `caspian spokes` says which of
+        several held the spoke's Application."""
+        return f"argocd:{self.context}" if self.context else "argocd"
 
     @property
     def _where(self) -> str:

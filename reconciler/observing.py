@@ -59,6 +59,7 @@ def _filled_in(state: SpokeState, reported: SpokeState) -> SpokeState:
     # A spoke that answers for itself keeps its own words, and its own list.
     filled = state.model_copy(
         update={
+            "source": _both(state.source, reported.source),
             "unapplied": reported.unapplied,
             "said": reported.said | state.said,
             "sync_windows": reported.sync_windows,
@@ -69,3 +70,11 @@ def _filled_in(state: SpokeState, reported: SpokeState) -> SpokeState:
     if state.up and not reported.up:
         return filled.down(reported.reason, since=reported.down_since)
     return filled
+
+
+def _both(own: str, reported: str) -> str:
+    """A spoke's source where its own API answered and an Argo CD may have
+    filled its Jobs' status in: "kube:kind-paris+argocd:kind-hub", say."""
+    if not reported.startswith("declared+"):
+        return own  # no Argo CD holds its Application
+    return f"{own}+{reported.removeprefix('declared+')}"

@@ -256,7 +256,7 @@ def test_spokes_shows_what_the_hubs_argo_cd_says_of_the_jobs(run, tmp_path) -> N
         result = run("spokes", "--repo", remote, *options)
     assert result.exit_code == 0, result.output
     table = rows(result.output)
-    assert table["paris"][1] == "declared+argocd"
+    assert table["paris"][1] == "declared+argocd:kind-hub"
     assert table["paris"][-1] == "1 Running, 1 not applied by Argo CD, 1 making no pod"
     assert table["frankfurt"][-1] == "-"
     assert (
@@ -303,6 +303,12 @@ def test_spokes_reads_each_spokes_own_argo_cd_where_each_runs_one(run, tmp_path,
         "down",
         "down",
         "up",
+    ]
+    # Each says which Argo CD held its Application: its own, by its context.
+    assert [table[name][1] for name in ("paris", "frankfurt", "california")] == [
+        "kube:kind-paris+argocd:kind-paris",
+        "kube:kind-frankfurt+argocd:kind-frankfurt",
+        "kube:kind-california",
     ]
     assert "\nparis: down: Argo CD cannot sync its Application: ComparisonError" in result.output
     assert "\nfrankfurt: down: Argo CD does not sync its Application by itself" in result.output

@@ -130,7 +130,7 @@ def test_job_health_in_the_applications_moves_the_jobs_of_each_spoke(tmp_path) -
         "batch/etl-9a8b7c6d": "Succeeded",
         "batch/broken-0c1d2e3f": "Failed",
     }
-    assert states["paris"].source == "declared+argocd"
+    assert states["paris"].source == "declared+argocd:kind-hub"
     # Capacity stays as the spoke files declare it; other spokes are as declared.
     declared = {s.name: s.spec.capacity for s in fleet_with().spokes}
     assert states["paris"].cpu == declared["paris"].cpu and states["paris"].up
@@ -167,7 +167,7 @@ def test_a_job_runs_once_argo_cd_says_it_has_begun_and_one_with_no_pod_is_podles
     assert paris.podless == {"batch/refused-9a8b7c6d": datetime(2026, 12, 2, 3, 0, 4, tzinfo=UTC)}
     # One whose pods wait, since it was resumed: requeued only by a warmup grace.
     assert paris.unready == {"batch/pulling-1a2b3c4d": datetime(2026, 12, 2, 3, 0, 4, tzinfo=UTC)}
-    assert paris.source == "declared+argocd"
+    assert paris.source == "declared+argocd:kind-hub"
 
 
 def test_an_older_check_is_read_as_before_and_a_warning_says_to_reapply_it(
@@ -963,8 +963,9 @@ def test_with_the_kube_observer_argo_cd_answers_for_spokes_without_a_context_and
             ArgoCDObserver(kubeconfig=config, context="kind-hub"),
         )
         states = observer.observe(fleet)
-    # paris answers for itself; frankfurt, which Caspian may not ask, through Argo CD.
-    assert states["paris"].source == "kube:kind-paris"
+    # paris answers for itself; frankfurt, which Caspian may not ask, through
+    # Argo CD; the source names each, and the hub by its context.
+    assert states["paris"].source == "kube:kind-paris+argocd:kind-hub"
     assert states["paris"].jobs["batch/etl-5e6f7a8b"] == "Succeeded"
     assert list(states["paris"].unapplied) == ["batch/sweep-1a2b3c4d"]
     assert states["paris"].said == {"batch/sweep-1a2b3c4d": REFUSED}
@@ -974,7 +975,7 @@ def test_with_the_kube_observer_argo_cd_answers_for_spokes_without_a_context_and
     assert states["paris"].up and states["frankfurt"].up
     assert states["frankfurt"].jobs == {"batch/report-12345678": "Succeeded"}
     assert list(states["frankfurt"].podless) == ["batch/etl-0c1d2e3f"]
-    assert states["frankfurt"].source == "declared+argocd"
+    assert states["frankfurt"].source == "declared+argocd:kind-hub"
     assert states["california"].jobs == {} and states["california"].up
 
 
@@ -1007,7 +1008,7 @@ def test_a_spoke_that_answers_for_itself_takes_no_new_work_where_argo_cd_cannot_
             ArgoCDObserver(kubeconfig=config, context="kind-hub"),
         )
         states = observer.observe(fleet)
-    assert states["paris"].source == "kube:kind-paris" and not states["paris"].up
+    assert states["paris"].source == "kube:kind-paris+argocd:kind-hub" and not states["paris"].up
     assert states["paris"].cpu == states["paris"].gpu == 0
     assert states["paris"].reason == (
         "Argo CD cannot sync its Application: InvalidSpecError: cluster 'paris' has not been "
