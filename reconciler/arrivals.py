@@ -296,7 +296,7 @@ def left(
     # Down for want of a sync, a spoke's own list of its Jobs holds still.
     if state is None or not (state.up or state.listed_by_itself):
         return None
-    key, end = entry.job_key, format_time(entry.planned_end)
+    key = entry.job_key
     running = state.jobs.get(key, "Running") == "Running"
     nodeless = _lost_node(entry, state)
     if after is not None and nodeless is not None and nodeless + after <= now:
@@ -309,11 +309,18 @@ def left(
         )
     if entry.phase != Phase.RUNNING or now < entry.planned_end:
         return None
+    end = format_time(entry.planned_end)
     if state.listed is not None and key not in state.listed:
+        gone = entry.gone_since
+        taken = (
+            f"it is taken for failed from its planned end {end}"
+            if gone is None or gone >= entry.planned_end
+            else f"at its planned end {end} it is taken for failed from when a reconcile first "
+            f"found it missing, {format_time(left_at(entry, spokes))}"
+        )
         return (
             f"its Job {entry.job_name} left {entry.spoke} before it was seen to finish (deleted "
-            "there, with Argo CD's self-heal off?), so it is taken for failed from its planned "
-            f"end {end}"
+            f"there, with Argo CD's self-heal off?), so {taken}"
         )
     # The kube observer calls a suspended Job that has run a pod before, or
     # whose pods are ending still, Running: suspended, it runs nothing.
@@ -332,6 +339,25 @@ def left(
             f"so {taken}"
         )
     return None
+
+
+def gone_since(
+    entry: Entry, before: Entry | None, spokes: Mapping[str, SpokeState], *, now: datetime
+) -> datetime | None:
+    """Since when a running job's Job has been missing from its spoke, as
+    `left` finds it (the spoke lists every Job of Caspian's, and not it): the
+    first reconcile that found it so, kept from its record `before` while the
+    same Job is missing, or unknown, there. None once it is there again, and
+    for a job not running."""
+    if entry.phase != Phase.RUNNING:
+        return None
+    same = before is not None and before.job_name == entry.job_name
+    kept = before.gone_since if same and before is not None else None
+    state = spoke_state(entry, spokes)
+    # Down for want of a sync, a spoke's own list of its Jobs holds still.
+    if state is None or state.listed is None or not (state.up or state.listed_by_itself):
+        return kept
+    return None if entry.job_key in state.listed else kept or now
 
 
 def _lost_node(entry: Entry, state: SpokeState) -> datetime | None:
@@ -370,12 +396,13 @@ def lost_node(entry: Entry, spokes: Mapping[str, SpokeState], *, after: timedelt
 
 def left_at(entry: Entry, spokes: Mapping[str, SpokeState]) -> datetime:
     """When a job `left` takes for failed is counted to have ended: when its
-    pods lost their nodes, or it was suspended, where the spoke says, between
-    its start and its planned end; else its planned end (when a Job left is
-    not known)."""
+    pods lost their nodes, or it was suspended, where the spoke says, or the
+    first reconcile that found its Job gone (`gone_since`), between its start
+    and its planned end; else its planned end (when it left is not known)."""
     assert entry.planned_end is not None  # running, it was planned
     state = spoke_state(entry, spokes)
     stopped = (_lost_node(entry, state) or state.suspended_at.get(entry.job_key)) if state else None
+    stopped = stopped or entry.gone_since
     if stopped is None:
         return entry.planned_end
     # A pod of it may have waited for a node since before it began.

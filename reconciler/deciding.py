@@ -262,6 +262,7 @@ def _decide(
         now=now,
         left=reading.left,
     )
+    records = _marked_gone(records, before=reading.previous, spokes=spokes, now=now)
     answers = _answers(instance, plan, settings, records)
     # A new digest alone commits nothing: where no record changed (the next
     # slot, nothing moved), the ledger keeps the last, main's or the open
@@ -619,6 +620,24 @@ def _records(
         *invalid_entries(fleet.problems),
     ]
     return tuple(sorted(entries, key=lambda e: e.id))
+
+
+def _marked_gone(
+    records: Iterable[Entry],
+    *,
+    before: Mapping[str, Entry],
+    spokes: Mapping[str, SpokeState],
+    now: datetime,
+) -> tuple[Entry, ...]:
+    """`records`, each running job's saying since when its Job has been
+    missing from its spoke (arrivals.gone_since)."""
+    marked = []
+    for entry in records:
+        gone = arrivals.gone_since(entry, before.get(entry.id), spokes, now=now)
+        marked.append(
+            entry if gone == entry.gone_since else entry.model_copy(update={"gone_since": gone})
+        )
+    return tuple(marked)
 
 
 def _requeues(

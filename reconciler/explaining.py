@@ -219,7 +219,8 @@ def _reason(decision: Decision, entry: Entry) -> list[str]:
 
 
 def _waits(decision: Decision, entry: Entry) -> list[str]:
-    """For a spoke that is down, and when its finished Job leaves rendered/."""
+    """For a spoke that is down, for a Job missing from its spoke, and when its
+    finished Job leaves rendered/."""
     notes = []
     if (grace_from := decision.waiting.get(entry.id)) is not None:
         grace = decision.spoke_down_grace
@@ -234,6 +235,13 @@ def _waits(decision: Decision, entry: Entry) -> list[str]:
                 if grace is not None
                 else "stays until it answers (the policy's spokeDownGrace is null)"
             )
+        )
+    if entry.gone_since is not None and entry.planned_end is not None:
+        notes.append(
+            f"its Job {entry.job_name} has been missing from {entry.spoke} since "
+            f"{format_time(entry.gone_since)} (deleted there?): it keeps its room until its "
+            f"planned end {format_time(entry.planned_end)}, then, unless it is back, it is "
+            f"taken for failed from {format_time(entry.gone_since)}"
         )
     if (leaves := decision.leaves_rendered(entry)) is not None and entry.id in decision.jobs:
         notes.append(

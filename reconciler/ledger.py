@@ -136,6 +136,11 @@ class Entry(BaseModel):
     # Planned on a spoke that has been down since this: it waits there, planned
     # as it was (not dispatched), until the policy's spokeDownGrace has gone by.
     spoke_down_since: datetime | None = None
+    # Running, and its Job missing since this from a spoke that lists every
+    # Job of Caspian's (deleted there by hand, say): the first reconcile that
+    # found it so, until it is there again. It holds its room to its planned
+    # end, since it may come back; taken for failed then, its run counts to this.
+    gone_since: datetime | None = None
     # Its new place was declined in a pull request (pull-request mode): held
     # where the main branch has it, while its AppWrapper asks what it asked then.
     declined: Declined | None = None

@@ -124,6 +124,8 @@ def subject(
         ("suspended", "suspend"),
         ("replaced", "replace"),
         ("forgotten", "forget"),
+        ("missing", "missing"),
+        ("back", "back"),
     ):
         jobs = sum(1 for e in changes[kind] if e.of_a_job)
         # A spoke file that does not load has a record too, but is no job.
@@ -440,6 +442,8 @@ def _changes(
             "forgotten",
             "waiting",
             "waited",
+            "missing",
+            "back",
         )
     }
     for entry in new.entries:
@@ -460,6 +464,15 @@ def _changes(
         ):
             # An edited template is a new Job: the one that had started is pruned.
             changes["replaced"].append(prev)
+        if prev is not None and prev.job_name == entry.job_name:
+            if entry.gone_since is not None and prev.gone_since is None:
+                changes["missing"].append(entry)
+            elif (
+                prev.gone_since is not None
+                and entry.gone_since is None
+                and entry.phase == prev.phase
+            ):
+                changes["back"].append(entry)
         if entry.spoke_down_since is not None and (prev is None or prev.spoke_down_since is None):
             changes["waiting"].append(entry)  # for its spoke, down: the rest as it was
             continue
@@ -554,6 +567,21 @@ def _describe_changes(old: Ledger, decision: Decision) -> Iterable[str]:
         yield (
             f"- kept {entry.id} on {entry.spoke} {_hhmm(entry)}: {entry.spoke} answers again, "
             f"down since {_time(since)}"
+        )
+    for entry in changes["missing"]:
+        assert entry.gone_since is not None and entry.planned_end is not None  # running
+        yield (
+            f"- {entry.id}: its Job {entry.job_name} is missing from {entry.spoke}, which lists "
+            "Caspian's Jobs (deleted there, with Argo CD's self-heal off?): it keeps its room "
+            f"until its planned end {_time(entry.planned_end)}, then, unless it is back, it is "
+            f"taken for failed from {_time(entry.gone_since)}"
+        )
+    for entry in changes["back"]:
+        since = before[entry.id].gone_since
+        assert since is not None  # it was missing
+        yield (
+            f"- {entry.id}: its Job {entry.job_name} is on {entry.spoke} again, missing there "
+            f"since {_time(since)}"
         )
     for entry in changes["dispatched"]:
         earlier = before.get(entry.id)

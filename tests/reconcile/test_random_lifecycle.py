@@ -362,12 +362,15 @@ def _lost_runs_fail(
     and whose Jobs are read (not `unseen`), has its Job there, not
     suspended: one deleted or suspended there by hand is taken for failed
     then. Nor, where the observer sees pods (`pods_seen`), have its pods
-    found no node for requeueUnscheduled, whenever it was planned to end."""
+    found no node for requeueUnscheduled, whenever it was planned to end.
+    Before then, its record says since when its Job is missing, if it is."""
     for job_id, new in entries(decision).items():
         spoke = new.spoke or ""
         if new.phase != Phase.RUNNING or spoke in world.down or spoke in unseen:
             continue
         job = world.jobs.get(spoke, {}).get(new.job_key)
+        assert (new.gone_since is None) == (job is not None), (job_id, new.gone_since, job)
+        assert new.gone_since is None or new.gone_since <= now, (job_id, new.gone_since)
         if pods_seen and job is not None and job.nodeless and not job.suspended:
             assert now - job.nodeless < REQUEUE_UNSCHEDULED, (job_id, job)
         if new.planned_end is None or now < new.planned_end:

@@ -14,7 +14,16 @@ import pygit2
 import pytest
 import yaml
 
-from reconciler import arrivals, gitrepo, ledger, messages, owned, reconciling, rendering
+from reconciler import (
+    arrivals,
+    explaining,
+    gitrepo,
+    ledger,
+    messages,
+    owned,
+    reconciling,
+    rendering,
+)
 from reconciler.gitrepo import FleetRepo
 from reconciler.observing import DeclaredCapacity
 from reconciler.pools import spoke_of
@@ -644,6 +653,70 @@ class TestARunningJobThatLeavesItsSpoke:
                 states[running.spoke] |= {"source": source, **down}
                 decision, _ = step(files, now=later, states=states)
                 assert entries(decision)[running.id].phase == phase, (source, states)
+
+    def test_its_run_counts_to_the_first_reconcile_that_found_it_gone(self) -> None:
+        before, files, running = _running()
+        found = running.planned_start + timedelta(hours=1)
+        missing, files = step(files, now=found, states=_gone(running))
+        marked = entries(missing)[running.id]
+        assert marked.phase == "Running" and marked.gone_since == found and not missing.left
+        assert "missing: 1 job" in messages.subject(before.ledger, missing)
+        message = messages.commit_message(old=before.ledger, decision=missing, input_commit="0")
+        assert (
+            f"\n- {running.id}: its Job {running.job_name} is missing from {running.spoke}, which "
+            "lists Caspian's Jobs (deleted there, with Argo CD's self-heal off?): it keeps its "
+            f"room until its planned end {running.planned_end:%Y-%m-%d %H:%M}, then, unless it "
+            f"is back, it is taken for failed from {found:%Y-%m-%d %H:%M}\n"
+        ) in message
+        explained = explaining.explain(missing, marked).notes
+        assert f"has been missing from {running.spoke} since {found:%Y-%m-%dT%H:%M:%SZ}" in (
+            "\n".join(explained)
+        )
+        # Found so again: the mark stands, and nothing of it changes.
+        again, files = step(files, now=found + timedelta(minutes=30), states=_gone(running))
+        assert entries(again)[running.id] == marked
+        end = running.planned_end
+        failed_then, _ = step(files, now=end + timedelta(minutes=30), states=_gone(running))
+        failed = entries(failed_then)[running.id]
+        assert failed.phase == "Failed" and failed.finished_at == found
+        assert failed.gone_since is None
+        assert failed.reason == (
+            f"its Job {running.job_name} left {running.spoke} before it was seen to finish "
+            "(deleted there, with Argo CD's self-heal off?), so at its planned end "
+            f"{end:%Y-%m-%dT%H:%M:%SZ} it is taken for failed from when a reconcile first found "
+            f"it missing, {found:%Y-%m-%dT%H:%M:%SZ}"
+        )
+        # Unmarked (a ledger from before the mark), its run counts to its planned end.
+        unmarked, _ = step(_running()[1], now=end + timedelta(minutes=30), states=_gone(running))
+        to_the_end = entries(unmarked)[running.id]
+        assert to_the_end.finished_at == end
+        assert 0 < failed.emitted_grams < to_the_end.emitted_grams / 2
+
+    def test_one_back_before_its_end_is_no_longer_missing(self) -> None:
+        _, files, running = _running()
+        found = running.planned_start + timedelta(hours=1)
+        missing, files = step(files, now=found, states=_gone(running))
+        back = {running.spoke: {"jobs": {running.job_key: "Running"}, "listed": {running.job_key}}}
+        there, _ = step(files, now=found + timedelta(minutes=30), states=back)
+        assert entries(there)[running.id].gone_since is None
+        assert "back: 1 job" in messages.subject(missing.ledger, there)
+        message = messages.commit_message(old=missing.ledger, decision=there, input_commit="0")
+        assert (
+            f"\n- {running.id}: its Job {running.job_name} is on {running.spoke} again, missing "
+            f"there since {found:%Y-%m-%d %H:%M}\n"
+        ) in message
+
+    def test_a_spoke_that_does_not_list_every_job_or_is_down_neither_marks_nor_clears(
+        self,
+    ) -> None:
+        _, unmarked, running = _running()
+        found = running.planned_start + timedelta(hours=1)
+        _, marked = step(unmarked, now=found, states=_gone(running))
+        later = found + timedelta(minutes=30)
+        for states in ({}, {running.spoke: {"jobs": {}}}, _gone(running, up=False)):
+            for files, mark in ((unmarked, None), (marked, found)):
+                decision, _ = step(files, now=later, states=states)
+                assert entries(decision)[running.id].gone_since == mark, states
 
     def test_with_runs_left_it_runs_again_and_the_commit_says_why(self) -> None:
         running, message = _run_again(_gone, _past_its_end)
