@@ -211,6 +211,7 @@ def _place(record: _Record) -> tuple[object, ...] | None:
         entry.job_name,
         entry.late,
         entry.spoke_down_since,
+        entry.gone_since,
         entry.requeued_from,
         entry.retries,
         entry.declined,
@@ -239,6 +240,8 @@ def _placement(record: _Record, *, with_reason: bool = True) -> str:
         notes.append("late")
     if entry.spoke_down_since is not None:
         notes.append(f"waits for {entry.spoke}, down")
+    if entry.gone_since is not None:
+        notes.append(f"missing there since {format_time(entry.gone_since)}")
     if entry.declined is not None and entry.spoke:
         notes.append(f"held: a move declined in {entry.declined.pull}")
     line = f"{entry.phase.value}{where}" + (f" ({', '.join(notes)})" if notes else "")

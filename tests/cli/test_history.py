@@ -416,3 +416,24 @@ def test_history_and_report_name_a_ledger_edited_by_hand_and_read_the_others(tmp
     report = _run(remote, tmp_path, "report", *period)
     assert report.exit_code == 0, report.output
     assert said in report.output.splitlines()
+
+
+def test_a_job_found_missing_from_its_spoke_and_back_are_events_of_their_own() -> None:
+    spec = b"kind: AppWrapper\n"
+    running = _entry("Running", spoke="paris", jobName="x-1", plannedStart="2026-11-22T02:00:00Z")
+    gone = running | {"goneSince": "2026-11-22T03:00:00Z"}
+    revisions = [  # newest first
+        _revision("e", 5, entry=running, text=spec, message=f"back: 1 job\n\n- {JOB}: back\n"),
+        _revision("d", 4, entry=gone, text=spec, message="place: 1 job\n"),
+        _revision("c", 3, entry=gone, text=spec, message=f"missing: 1 job\n\n- {JOB}: gone\n"),
+        _revision("b", 2, entry=running, text=spec, message="dispatch: 1 job\n"),
+        _revision("a", 1, entry=None, text=spec, message="Add it\n"),
+    ]
+    found = history(JOB, FILE, revisions)
+    assert [e.commit for e in found.events] == ["a", "b", "c", "e"]
+    assert found.events[2].what == (
+        "Running on paris from 2026-11-22T02:00:00Z (Job x-1, missing there since "
+        "2026-11-22T03:00:00Z)"
+    )
+    assert found.events[2].said == (f"- {JOB}: gone",)
+    assert found.events[3].said == (f"- {JOB}: back",)
