@@ -63,6 +63,7 @@ from reconciler.survey import (
     UP,
     SpokeReport,
     Survey,
+    gone_from,
     placed_by_spoke,
     waiting_for,
 )
@@ -190,6 +191,7 @@ def survey(repo: FleetRepo, *, now: datetime, observer: Observer | None = None) 
                     w for w in spoke.spec.maintenance if w.schedule or (w.end and w.end > now)
                 ),
                 quota=spoke.spec.quota,
+                gone=gone_from(entries, state=state, now=now),
             )
         )
     for name, file in fleet.broken_spokes.items():

@@ -41,6 +41,8 @@ class SpokeReport(BaseModel):
     # Its file's maintenance windows that have not ended.
     maintenance: tuple[Maintenance, ...] = ()
     quota: Quota | None = None  # its file's: the most Caspian's jobs may hold there
+    # Running in the ledger, their Job missing there: since when (arrivals.gone_since).
+    gone: dict[str, datetime] = {}
 
     @property
     def trouble(self) -> bool:
@@ -63,6 +65,20 @@ def placed_by_spoke(entries: Iterable[Entry]) -> dict[str, dict[str, int]]:
         if entry.spoke:
             counts.setdefault(entry.spoke, Counter())[entry.phase.value] += 1
     return {spoke: dict(sorted(count.items())) for spoke, count in counts.items()}
+
+
+def gone_from(entries: Iterable[Entry], *, state: SpokeState, now: datetime) -> dict[str, datetime]:
+    """The Jobs of the ledger's running records on a spoke that lists every
+    Job of Caspian's and not these, by key: since when, as the record marks
+    it, else from now, as the next reconcile will mark it."""
+    spokes = {state.name: state}
+    gone = {}
+    for entry in entries:
+        if entry.phase == Phase.RUNNING and entry.spoke == state.name:
+            since = arrivals.gone_since(entry, entry, spokes, now=now)
+            if since is not None:
+                gone[entry.job_key] = since
+    return dict(sorted(gone.items()))
 
 
 def waiting_for(
@@ -124,7 +140,7 @@ def table(survey: Survey) -> str:
         version = seen.kubernetes_version if seen is not None else None
         cells = [report.name, report.zone or "-", source, report.state, *room]
         cells.append(kubeversions.show(version) if version else "-")
-        cells += [_counts(report.placed), _seen(seen)]
+        cells += [_counts(report.placed), _seen(seen, gone=report.gone)]
         lines.append("| " + " | ".join(cells) + " |")
         if report.why:
             notes.append(f"{report.name}: {report.state}: {report.why}")
@@ -142,6 +158,12 @@ def table(survey: Survey) -> str:
         if seen.up and seen.unsynced is not None:
             notes.append(f"{report.name}: {_on_trial(seen.unsynced)}")
         notes.extend(f"{report.name}: {line}" for line in _waiting_jobs(seen))
+        notes.extend(
+            f"{report.name}: Job {key} missing since {format_time(since)}, Running in the "
+            "ledger (deleted there, with Argo CD's self-heal off?): it keeps its room until "
+            "its planned end, then, unless it is back, is taken for failed from then"
+            for key, since in report.gone.items()
+        )
         notes.extend(f"{report.name}: {line}" for line in _namespace_rules(seen))
         # Secrets are listed only where a spoke's admin chose to grant it.
         opt_in = [what for what in seen.unread if what.split(" ")[0] in GRANTED_APART]
@@ -257,8 +279,9 @@ def _counts(by_phase: dict[str, int]) -> str:
     return ", ".join(f"{count} {phase}" for phase, count in by_phase.items()) or "-"
 
 
-def _seen(state: SpokeState | None) -> str:
-    """What Caspian's Jobs there are doing, as the spoke reports them."""
+def _seen(state: SpokeState | None, *, gone: dict[str, datetime]) -> str:
+    """What Caspian's Jobs there are doing, as the spoke reports them, and
+    how many the ledger has running that are `gone` from there."""
     if state is None or not state.up or state.source == "declared":
         return "-"
     phases = Counter(state.jobs.values())
@@ -266,6 +289,8 @@ def _seen(state: SpokeState | None) -> str:
     for waiting, what in _not_running(state):
         if waiting:
             parts.append(f"{len(waiting)} {what}")
+    if gone:
+        parts.append(f"{len(gone)} missing")
     return ", ".join(parts) or "none"
 
 

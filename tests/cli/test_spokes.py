@@ -222,6 +222,46 @@ def test_spokes_shows_what_the_kube_observer_sees_and_may_not_list(run, tmp_path
     ) in result.output
 
 
+def test_spokes_names_a_running_jobs_job_missing_there(run, tmp_path) -> None:
+    remote = tmp_path / "fleet.git"
+    run("init", "--bare", remote)
+    assert run("reconcile", "--once", "--repo", remote, *AT).exit_code == 0
+    on_paris = [
+        e
+        for e in gitutil.ledger(remote).values()
+        if (e["phase"], e["spoke"]) == ("Dispatched", "paris")
+    ]
+    assert len(on_paris) > 1
+    gone, *others = on_paris
+    key = f"{gone['id'].split('/')[0]}/{gone['jobName']}"
+
+    def there(entries):
+        listed = [job(e["jobName"], namespace=e["id"].split("/")[0]) for e in entries]
+        return Reply(body=listing("JobList", listed))
+
+    with serve() as paris, serve() as frankfurt, serve() as california:
+        for api in (paris, frankfurt, california):
+            kube_spoke(api, cpu="64", gpu_node=True)
+        urls = {"paris": paris.url, "frankfurt": frankfurt.url, "california": california.url}
+        kube = ("--repo", remote, "--observer", "kube", "--kubeconfig", kubeconfig(tmp_path, urls))
+        paris.route("/apis/batch/v1/jobs", there(on_paris))
+        assert run("reconcile", "--once", *kube, "--now", "2026-11-22T02:20:00Z").exit_code == 0
+        assert gitutil.ledger(remote)[gone["id"]]["phase"] == "Running"
+        paris.route("/apis/batch/v1/jobs", there(others))
+        # Before a reconcile marks it, from now; then from the mark.
+        first = run("spokes", *kube, "--now", "2026-11-22T02:40:00Z")
+        assert run("reconcile", "--once", *kube, "--now", "2026-11-22T03:00:00Z").exit_code == 0
+        assert gitutil.ledger(remote)[gone["id"]]["goneSince"] == "2026-11-22T03:00:00Z"
+        later = run("spokes", *kube, "--now", "2026-11-22T03:30:00Z")
+    assert rows(first.output)["paris"][-1].endswith(", 1 missing")
+    for result, since in ((first, "02:40"), (later, "03:00")):
+        assert (
+            f"\nparis: Job {key} missing since 2026-11-22T{since}:00Z, Running in the ledger "
+            "(deleted there, with Argo CD's self-heal off?): it keeps its room until its planned "
+            "end, then, unless it is back, is taken for failed from then\n"
+        ) in result.output, result.output
+
+
 def test_spokes_json_prints_one_object_per_spoke(run, tmp_path) -> None:
     import json
 
