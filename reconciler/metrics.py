@@ -158,6 +158,12 @@ NOT_ON_SPOKE = Gauge(
     "that are not there: Argo CD has not applied them (--observer kube, or argocd)",
     ["spoke"],
 )
+GONE_FROM_SPOKE = Gauge(
+    "caspian_jobs_gone_from_spoke",
+    "Jobs the ledger has running whose Job their spoke, which lists every Job of Caspian's, "
+    "does not list: deleted there, with Argo CD's self-heal off? (--observer kube, or argocd)",
+    ["spoke"],
+)
 NOT_RESUMED = Gauge(
     "caspian_jobs_not_resumed",
     "Dispatched jobs whose Job the spoke holds suspended, though the main branch has held it "
@@ -261,6 +267,14 @@ def record_not_on_spoke(counts: dict[str, int], *, unresumed: dict[str, int]) ->
         for spoke, count in each.items():
             gauge.labels(spoke=spoke).set(count)
         keep_only(gauge, "spoke", set(each))
+
+
+def record_gone(counts: dict[str, int], *, spokes: set[str]) -> None:
+    """How many running jobs' Jobs are missing from each of `spokes` (those
+    of the fleet), 0 where none is; the series of any other spoke go."""
+    for spoke in spokes:
+        GONE_FROM_SPOKE.labels(spoke=spoke).set(counts.get(spoke, 0))
+    keep_only(GONE_FROM_SPOKE, "spoke", spokes)
 
 
 def record_capacity(rooms: list[tuple[str, str, dict[str, float]]]) -> None:

@@ -808,6 +808,10 @@ def _decision(
         planned=estimated,
         baseline=baseline,
     )
+    metrics.record_gone(
+        Counter(e.spoke or "" for e in decision.ledger.entries if e.gone_since is not None),
+        spokes={s.name for s in fleet.spokes},
+    )
     metrics.record_capacity(
         [
             (pools.spoke_of(room.name), room.name, {r: room.resource(r)[0] for r in RESOURCES})

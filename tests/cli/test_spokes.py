@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from prometheus_client import REGISTRY
 
 from tests import gitutil
 from tests.cli.test_cli import AT, kube_spoke
@@ -252,6 +253,11 @@ def test_spokes_names_a_running_jobs_job_missing_there(run, tmp_path) -> None:
         first = run("spokes", *kube, "--now", "2026-11-22T02:40:00Z")
         assert run("reconcile", "--once", *kube, "--now", "2026-11-22T03:00:00Z").exit_code == 0
         assert gitutil.ledger(remote)[gone["id"]]["goneSince"] == "2026-11-22T03:00:00Z"
+        counted = {
+            spoke: REGISTRY.get_sample_value("caspian_jobs_gone_from_spoke", {"spoke": spoke})
+            for spoke in urls
+        }
+        assert counted == {"paris": 1, "frankfurt": 0, "california": 0}
         later = run("spokes", *kube, "--now", "2026-11-22T03:30:00Z")
     assert rows(first.output)["paris"][-1].endswith(", 1 missing")
     for result, since in ((first, "02:40"), (later, "03:00")):
