@@ -11,9 +11,11 @@ finished after one run, what that run would have emitted where and when the
 carbon-blind qos baseline would have started it is kept too.
 
 A run is counted when its Job is seen to end: finished for good, failed
-and run again (the failed run burnt its energy too), or suspended where it
+and run again (the failed run burnt its energy too), suspended where it
 ran by its AppWrapper's spec.suspend (Kubernetes ends its pods; resumed, the
-Job begins a run anew). A run is not counted
+Job begins a run anew), or begun anew on its spoke while the record has it
+running (its start there later than the one recorded: made again after it
+was deleted there, or resumed after a suspension there). A run is not counted
 where no start is known before its end, where its spoke left the fleet, or
 where its source has not measured all of it (a forecast, or yesterday's
 values, are not what it emitted at); what the others emitted is. Nor is a
@@ -29,7 +31,7 @@ from carbon.series import IntensitySeries
 from reconciler import arrivals
 from reconciler.decisions import SpokeState, spoke_state
 from reconciler.fleet import Fleet, JobRequest
-from reconciler.ledger import FINISHED, FIXED, Entry
+from reconciler.ledger import FINISHED, FIXED, Entry, Phase
 from reconciler.optimizerjobs import kwh_per_slot
 
 
@@ -77,11 +79,13 @@ def _with_runs(
 ) -> Entry:
     if prev is None or prev.phase in FINISHED or prev.job_name is None:
         return _carried(entry, prev)
+    state = spoke_state(prev, spokes)
+    prev = _after_a_new_start(prev, state, jobs.get(entry.id), fleet, measured)
     finished = entry.phase in FINISHED
     stopped = entry.stopped and prev.phase in FIXED
     if not finished and not stopped and entry.retries <= prev.retries:
-        return _carried(entry, prev)  # no run of it ended
-    state = spoke_state(prev, spokes)
+        # No run of it ended; one running keeps when it began.
+        return _began_at(_carried(entry, prev), prev, spoke_state(entry, spokes))
     if finished:
         end = entry.finished_at
     else:  # run again
@@ -121,6 +125,41 @@ def _baseline_grams(
     return None if grams is None else round(grams, 1)
 
 
+def _after_a_new_start(
+    prev: Entry,
+    state: SpokeState | None,
+    job: JobRequest | None,
+    fleet: Fleet,
+    measured: Mapping[str, IntensitySeries],
+) -> Entry:
+    """`prev`, a running record, where its spoke now says its Job began later
+    than the record does: the Job was made again there (deleted, then synced
+    by Argo CD) or resumed after a suspension there, and Kubernetes gave it a
+    new start. The run before ended by then, or by when a reconcile found the
+    Job gone, if one did: it is counted to that, and the new start recorded."""
+    began = state.started.get(prev.job_key) if state is not None else None
+    earlier = prev.started_at
+    if prev.phase != Phase.RUNNING or earlier is None or began is None or began <= earlier:
+        return prev
+    gone = prev.gone_since
+    end = min(began, gone) if gone is not None and gone > earlier else began
+    grams = _run_grams(job, prev.spoke, fleet, measured, start=earlier, end=end) if job else None
+    total = prev.emitted_grams if grams is None else (prev.emitted_grams or 0.0) + grams
+    emitted = None if total is None else round(total, 1)
+    return prev.model_copy(update={"started_at": began, "emitted_grams": emitted})
+
+
+def _began_at(entry: Entry, prev: Entry, state: SpokeState | None) -> Entry:
+    """A running record, with when its Job began: as its record before says,
+    where that ran the same Job, else as its spoke says, where it does."""
+    if entry.phase != Phase.RUNNING:
+        return entry
+    same = prev.phase == Phase.RUNNING and prev.job_name == entry.job_name
+    said = state.started.get(entry.job_key) if state is not None else None
+    began = (prev.started_at if same else None) or said
+    return entry if began == entry.started_at else entry.model_copy(update={"started_at": began})
+
+
 def _carried(entry: Entry, prev: Entry | None) -> Entry:
     """A record keeps what its runs before emitted, whatever else changed."""
     if prev is None or prev.emitted_grams is None or entry.emitted_grams is not None:
@@ -142,7 +181,8 @@ def _began(prev: Entry, state: SpokeState | None, *, end: datetime | None) -> da
     (a planned Job resumed by hand that ended before a reconcile saw it run,
     through an observer that does not say when it began)."""
     said = state.started.get(prev.job_key) if state is not None else None
-    for start in (said, prev.planned_start):
+    recorded = prev.started_at if prev.phase == Phase.RUNNING else None
+    for start in (said, recorded, prev.planned_start):
         if start is not None and end is not None and start <= end:
             return start
     return None

@@ -97,7 +97,8 @@ class Entry(BaseModel):
     # from their planned end.
     finished_at: datetime | None = None
     # When its last run began: as its spoke says (the Job's startTime), else its
-    # planned start. Kept from when its Job ends.
+    # planned start. Kept while it runs, where its spoke says (a later start
+    # there is a new run: the one before is counted), and from when its Job ends.
     started_at: datetime | None = None
     # The carbon its runs emitted, in grams: the energy its power model gives
     # for each run as long as it ran, times the intensity its spoke's zone had

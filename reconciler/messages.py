@@ -126,6 +126,7 @@ def subject(
         ("forgotten", "forget"),
         ("missing", "missing"),
         ("back", "back"),
+        ("began again", "began again"),
     ):
         jobs = sum(1 for e in changes[kind] if e.of_a_job)
         # A spoke file that does not load has a record too, but is no job.
@@ -444,6 +445,7 @@ def _changes(
             "waited",
             "missing",
             "back",
+            "began again",
         )
     }
     for entry in new.entries:
@@ -465,6 +467,8 @@ def _changes(
             # An edited template is a new Job: the one that had started is pruned.
             changes["replaced"].append(prev)
         if prev is not None and prev.job_name == entry.job_name:
+            if _began_again(prev, entry):
+                changes["began again"].append(entry)
             if entry.gone_since is not None and prev.gone_since is None:
                 changes["missing"].append(entry)
             elif (
@@ -582,6 +586,20 @@ def _describe_changes(old: Ledger, decision: Decision) -> Iterable[str]:
         yield (
             f"- {entry.id}: its Job {entry.job_name} is on {entry.spoke} again, missing there "
             f"since {_time(since)}"
+        )
+    for entry in changes["began again"]:
+        last = before[entry.id]
+        assert entry.started_at is not None and last.started_at is not None  # _began_again
+        counted = (
+            f"{_grams((entry.emitted_grams or 0.0) - (last.emitted_grams or 0.0))} gCO2 counted"
+            if entry.emitted_grams != last.emitted_grams
+            else "not counted (its intensity not measured)"
+        )
+        yield (
+            f"- {entry.id}: its Job {entry.job_name} began again on {entry.spoke} at "
+            f"{_time(entry.started_at)} (made again there after it was deleted, or resumed "
+            f"after a suspension there): the run from {_time(last.started_at)} ended by then, "
+            f"{counted}"
         )
     for entry in changes["dispatched"]:
         earlier = before.get(entry.id)
@@ -708,6 +726,16 @@ def _hhmm(entry: Entry) -> str:
 
 def _same_reason(prev: Entry | None, entry: Entry) -> bool:
     return prev is not None and (prev.phase, prev.reason) == (entry.phase, entry.reason)
+
+
+def _began_again(prev: Entry, entry: Entry) -> bool:
+    """Whether a running job's Job began anew on its spoke since `prev`."""
+    return (
+        prev.phase == entry.phase == Phase.RUNNING
+        and prev.started_at is not None
+        and entry.started_at is not None
+        and entry.started_at > prev.started_at
+    )
 
 
 def _time(moment: datetime) -> str:

@@ -132,6 +132,72 @@ def test_a_failed_run_that_runs_again_counts_and_the_runs_add_up() -> None:
     assert (entry.qos_spoke is not None, entry.qos_emitted_grams) == (True, None)
 
 
+def _running(started, *, began):
+    """paris reports backfill-eu's Job running since `began`."""
+    key = started.job_key
+    return {"paris": {"jobs": {key: "Running"}, "started": {key: began}, "listed": {key}}}
+
+
+def test_a_job_that_began_again_there_counts_the_run_before_to_its_new_start() -> None:
+    # Deleted there and made again by Argo CD's self-heal, or suspended there
+    # and resumed: Kubernetes gives the Job a new start, and the run before
+    # burnt its energy too.
+    files, started, _ = _backfill_dispatched_on_paris(_flat())
+    began = started.planned_start + timedelta(minutes=5)
+    running, files = step(
+        files, now=began + timedelta(minutes=10), states=_running(started, began=began)
+    )
+    record = entries(running)[started.id]
+    assert (record.phase, record.started_at, record.emitted_grams) == ("Running", began, None)
+    anew = began + timedelta(hours=1, minutes=30)
+    restarted, after = step(
+        files, now=anew + timedelta(minutes=10), states=_running(started, began=anew)
+    )
+    entry = entries(restarted)[started.id]
+    first = BACKFILL_KW * 1.5 * PARIS_G_PER_KWH
+    assert (entry.phase, entry.started_at) == ("Running", anew)
+    assert entry.emitted_grams == pytest.approx(first, abs=0.05)
+    assert "began again: 1 job" in messages.subject(running.ledger, restarted)
+    assert (
+        f"\n- {started.id}: its Job {started.job_name} began again on paris at "
+        f"{anew:%Y-%m-%d %H:%M} (made again there after it was deleted, or resumed after a "
+        f"suspension there): the run from {began:%Y-%m-%d %H:%M} ended by then, "
+        f"{first:,.0f} gCO2 counted\n"
+    ) in _message(files, restarted)
+    # Seen so again: nothing more is counted.
+    again, _ = step(after, now=anew + timedelta(minutes=40), states=_running(started, began=anew))
+    assert entries(again)[started.id] == entry
+    # When it ends, its last run is added: from its new start.
+    ended = anew + timedelta(hours=2)
+    done, _ = step(after, now=ended, states=_ended(started, began=anew, ended=ended))
+    last = entries(done)[started.id]
+    assert (last.phase, last.started_at) == ("Succeeded", anew)
+    assert last.emitted_grams == pytest.approx(first + BACKFILL_KW * 2 * PARIS_G_PER_KWH, abs=0.1)
+    assert last.qos_emitted_grams is None  # qos would not have run it twice
+    # Through an observer that does not say when a Job began (Argo CD's older
+    # check), the last run counts from the start the record kept, not from
+    # its planned start, which would count the run before twice.
+    unsaid, _ = step(after, now=ended, states={"paris": {"jobs": {started.job_key: "Succeeded"}}})
+    assert entries(unsaid)[started.id].emitted_grams == pytest.approx(
+        first + BACKFILL_KW * 2 * PARIS_G_PER_KWH, abs=0.1
+    )
+
+
+def test_a_job_found_gone_then_made_again_counts_the_run_before_to_when_it_was_found_gone() -> None:
+    files, started, _ = _backfill_dispatched_on_paris(_flat())
+    began = started.planned_start + timedelta(minutes=5)
+    _, files = step(files, now=began + timedelta(minutes=10), states=_running(started, began=began))
+    found = began + timedelta(hours=1)
+    gone = {"paris": {"jobs": {}, "listed": frozenset()}}
+    missing, files = step(files, now=found, states=gone)
+    assert entries(missing)[started.id].gone_since == found
+    anew = found + timedelta(hours=1)
+    back, _ = step(files, now=anew + timedelta(minutes=5), states=_running(started, began=anew))
+    entry = entries(back)[started.id]
+    assert (entry.started_at, entry.gone_since) == (anew, None)
+    assert entry.emitted_grams == pytest.approx(BACKFILL_KW * 1 * PARIS_G_PER_KWH, abs=0.05)
+
+
 def test_a_run_whose_pods_lost_their_node_counts_to_when_they_did() -> None:
     # Failed requeueUnscheduled after, and run again: the run ended then.
     files, started, _ = _backfill_dispatched_on_paris(_with_retry_limit(_flat(), "1"))
