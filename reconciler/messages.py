@@ -117,6 +117,7 @@ def subject(
         ("requeued", "requeue"),
         ("retried", "retry"),
         ("dispatched", "dispatch"),
+        ("running", "running"),
         ("started", "started outside Caspian"),
         ("cancelled", "cancel"),
         ("invalid", "invalid"),
@@ -446,6 +447,7 @@ def _changes(
             "missing",
             "back",
             "began again",
+            "running",
         )
     }
     for entry in new.entries:
@@ -495,6 +497,13 @@ def _changes(
                 changes["moved"].append(entry)
         elif entry.started_outside(prev):
             changes["started"].append(entry)
+        elif (
+            entry.phase == Phase.RUNNING
+            and prev is not None
+            and (prev.phase, prev.spoke, prev.job_name)
+            == (Phase.DISPATCHED, entry.spoke, entry.job_name)
+        ):
+            changes["running"].append(entry)
         elif entry.phase == Phase.DISPATCHED and not (
             prev is not None
             and (prev.phase, prev.job_name, prev.spoke)
@@ -587,6 +596,9 @@ def _describe_changes(old: Ledger, decision: Decision) -> Iterable[str]:
             f"- {entry.id}: its Job {entry.job_name} is on {entry.spoke} again, missing there "
             f"since {_time(since)}"
         )
+    for entry in changes["running"]:
+        began = f" since {_time(entry.started_at)}" if entry.started_at else ""
+        yield f"- {entry.id} runs on {entry.spoke}{began}"
     for entry in changes["began again"]:
         last = before[entry.id]
         assert entry.started_at is not None and last.started_at is not None  # _began_again

@@ -142,13 +142,16 @@ def test_a_job_that_began_again_there_counts_the_run_before_to_its_new_start() -
     # Deleted there and made again by Argo CD's self-heal, or suspended there
     # and resumed: Kubernetes gives the Job a new start, and the run before
     # burnt its energy too.
-    files, started, _ = _backfill_dispatched_on_paris(_flat())
+    dispatched, started, _ = _backfill_dispatched_on_paris(_flat())
     began = started.planned_start + timedelta(minutes=5)
     running, files = step(
-        files, now=began + timedelta(minutes=10), states=_running(started, began=began)
+        dispatched, now=began + timedelta(minutes=10), states=_running(started, began=began)
     )
     record = entries(running)[started.id]
     assert (record.phase, record.started_at, record.emitted_grams) == ("Running", began, None)
+    assert f"\n- {started.id} runs on paris since {began:%Y-%m-%d %H:%M}\n" in _message(
+        dispatched, running
+    )
     anew = began + timedelta(hours=1, minutes=30)
     restarted, after = step(
         files, now=anew + timedelta(minutes=10), states=_running(started, began=anew)

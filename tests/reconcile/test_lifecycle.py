@@ -54,6 +54,11 @@ def test_reported_job_status_moves_the_ledger_and_frees_capacity() -> None:
     assert after[running.id].planned_start == running.planned_start
     assert after[done.id].phase == "Succeeded"
     assert done.id not in {a.id for a in later.plan.assignments}  # holds no capacity
+    # The commit says so, rather than "update placement records".
+    subject = messages.subject(decision.ledger, later)
+    assert subject.startswith("finished: 1 job; running: 1 job"), subject
+    message = messages.commit_message(old=decision.ledger, decision=later, input_commit="0")
+    assert f"\n- {running.id} runs on {running.spoke}\n" in message
 
 
 def test_a_planned_job_its_spoke_reports_finished_is_finished_at_once() -> None:
