@@ -240,8 +240,16 @@ def _days(
             # Through the hub alone, a spoke no Application syncs is not read.
             # Nor does it see pods.
             unseen = frozenset(world.unsynced) if view == "argocd" else frozenset()
+            # Through Argo CD a Job's start is its startTime, set when it was
+            # resumed; the views that read some spokes' own APIs mix the two.
+            start = (lambda job: job.resumed) if view == "argocd" else None
             _lost_runs_fail(
-                outcome.decision, world, now=at, unseen=unseen, pods_seen=view != "argocd"
+                outcome.decision,
+                world,
+                now=at,
+                unseen=unseen,
+                pods_seen=view != "argocd",
+                start=start,
             )
         yield turn
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -357,13 +358,16 @@ def _lost_runs_fail(
     now: datetime,
     unseen: frozenset[str] = frozenset(),
     pods_seen: bool = True,
+    start: Callable[[_Job], datetime | None] | None = lambda job: job.began,
 ) -> None:
     """A job recorded Running past its planned end, on a spoke that is up
     and whose Jobs are read (not `unseen`), has its Job there, not
     suspended: one deleted or suspended there by hand is taken for failed
     then. Nor, where the observer sees pods (`pods_seen`), have its pods
     found no node for requeueUnscheduled, whenever it was planned to end.
-    Before then, its record says since when its Job is missing, if it is."""
+    Before then, its record says since when its Job is missing, if it is,
+    and when the Job there began, as `start` tells it of the world's Job
+    (None: the observer's view does not say which)."""
     for job_id, new in entries(decision).items():
         spoke = new.spoke or ""
         if new.phase != Phase.RUNNING or spoke in world.down or spoke in unseen:
@@ -371,6 +375,10 @@ def _lost_runs_fail(
         job = world.jobs.get(spoke, {}).get(new.job_key)
         assert (new.gone_since is None) == (job is not None), (job_id, new.gone_since, job)
         assert new.gone_since is None or new.gone_since <= now, (job_id, new.gone_since)
+        # Its run counts from when its Job there began: one made again began anew.
+        began = start(job) if start is not None and job is not None else None
+        if began is not None and new.started_at is not None:
+            assert new.started_at == began, (job_id, new.started_at, job)
         if pods_seen and job is not None and job.nodeless and not job.suspended:
             assert now - job.nodeless < REQUEUE_UNSCHEDULED, (job_id, job)
         if new.planned_end is None or now < new.planned_end:
