@@ -109,6 +109,12 @@ def _health(job: _Job) -> dict:
     return {"status": "Progressing", "message": f"no pod ready since {resumed}"}
 
 
+def _said_start(job: _Job) -> datetime | None:
+    """When a Job began, as its health (`_health`) says it: its startTime
+    once it runs or has ended; nothing before."""
+    return job.resumed if job.began or job.outcome else None
+
+
 def _resources(world: _World, spoke: str) -> list[dict]:
     """What the Application lists: each Job the branch held at Argo CD's last
     read, Missing where the spoke lacks it, and each Job there that it
@@ -241,8 +247,9 @@ def _days(
             # Nor does it see pods.
             unseen = frozenset(world.unsynced) if view == "argocd" else frozenset()
             # Through Argo CD a Job's start is its startTime, set when it was
-            # resumed; the views that read some spokes' own APIs mix the two.
-            start = (lambda job: job.resumed) if view == "argocd" else None
+            # resumed, and said once it runs or has ended; the views that read
+            # some spokes' own APIs mix the two.
+            start = _said_start if view == "argocd" else None
             _lost_runs_fail(
                 outcome.decision,
                 world,
