@@ -293,8 +293,7 @@ def left(
     state = spoke_state(entry, spokes)
     if entry is None or entry.phase not in FIXED or entry.planned_end is None:
         return None
-    # Down for want of a sync, a spoke's own list of its Jobs holds still.
-    if state is None or not (state.up or state.listed_by_itself):
+    if state is None or not _told_by(state):
         return None
     key = entry.job_key
     running = state.jobs.get(key, "Running") == "Running"
@@ -354,10 +353,15 @@ def gone_since(
     same = before is not None and before.job_name == entry.job_name
     kept = before.gone_since if same and before is not None else None
     state = spoke_state(entry, spokes)
-    # Down for want of a sync, a spoke's own list of its Jobs holds still.
-    if state is None or state.listed is None or not (state.up or state.listed_by_itself):
+    if state is None or state.listed is None or not _told_by(state):
         return kept
     return None if entry.job_key in state.listed else kept or now
+
+
+def _told_by(state: SpokeState) -> bool:
+    """Whether what a spoke reports of a running job's Job is taken: up, or
+    down for want of a sync, where its own list of its Jobs holds still."""
+    return state.up or state.listed_by_itself
 
 
 def _lost_node(entry: Entry, state: SpokeState) -> datetime | None:
