@@ -31,7 +31,7 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
@@ -907,8 +907,20 @@ class SpokesArgoCDs:
             )
             metrics.record_argocd(trusted=False)  # asked for, and none can be read
             return {spoke.name: declared(spoke) for spoke in fleet.spokes}
-        expected = None if self.others else asked.keys()
-        return merged(fleet, _reports(observers, fleet), expected=expected)
+        reports = _reports(observers, fleet)
+        heard = dict(zip(observers, reports, strict=True))
+        hubs = [heard[observer] for observer in self.others]
+        # A spoke's own Argo CD syncs into its own cluster (in-cluster, as
+        # argocd/spoke-application.template.yaml does), so its Application is
+        # looked for there and in a hub named besides, not in another spoke's:
+        # one spoke down, its Argo CD unread with it, holds back no other.
+        holders = {
+            spoke.name: [heard[self._own[asked[spoke.name]]], *hubs]
+            if spoke.name in asked
+            else hubs
+            for spoke in fleet.spokes
+        }
+        return merged(fleet, reports, holders=holders)
 
 
 def _reports(observers: Sequence[ArgoCDObserver], fleet: Fleet) -> list[ArgoCDReport]:
@@ -919,12 +931,16 @@ def _reports(observers: Sequence[ArgoCDObserver], fleet: Fleet) -> list[ArgoCDRe
 
 
 def merged(
-    fleet: Fleet, reports: Sequence[ArgoCDReport], *, expected: Collection[str] | None = None
+    fleet: Fleet,
+    reports: Sequence[ArgoCDReport],
+    *,
+    holders: Mapping[str, Sequence[ArgoCDReport]] | None = None,
 ) -> dict[str, SpokeState]:
     """The spokes as the Argo CDs of `reports` say, each by the first that
     holds its Application; and the gauges of what they say. A spoke none holds
-    is one nothing syncs, if it is one of those `expected` to be held there
-    (None: every spoke)."""
+    is one nothing syncs, where one at least holds Caspian's Applications and
+    each that may hold the spoke's (`holders`, by spoke: None, every one of
+    `reports`; a spoke it leaves out, none) was read."""
     states = {spoke.name: declared(spoke) for spoke in fleet.spokes}
     syncable: dict[str, bool] = {}
     for report in reports:
@@ -938,12 +954,13 @@ def merged(
                 continue
             states[spoke], syncable[spoke] = report.states[spoke], ok
     read = all(report.syncable is not None for report in reports)
-    if syncable and read:
+    if syncable:
         # Argo CD holds Caspian's Applications, and none for these spokes:
         # nothing syncs their directories, so none of their Jobs is there.
-        # (Where an Argo CD was not read, it may hold theirs.)
+        # (Where an Argo CD that may hold theirs was not read, it may.)
         for spoke in states.keys() - syncable.keys():
-            if expected is not None and spoke not in expected:
+            looked = reports if holders is None else holders.get(spoke, ())
+            if not looked or any(report.syncable is None for report in looked):
                 continue
             states[spoke] = states[spoke].model_copy(
                 update={"listed": frozenset(), "no_application": True}

@@ -1147,6 +1147,38 @@ def test_each_spokes_own_argo_cd_is_found_through_the_spokes_own_context(tmp_pat
         assert REGISTRY.get_sample_value("caspian_argocd_up") == 0
 
 
+def test_a_spoke_whose_own_argo_cd_is_unread_holds_back_no_other_spoke(tmp_path) -> None:
+    # --argocd-on-spokes: paris is down, and its Argo CD unread with it.
+    # california's own Argo CD holds no Application for it: that one was
+    # read, and only a hub named besides may hold it as well.
+    with serve() as paris, serve() as frankfurt, serve() as california, serve() as hub:
+        _own_argo_cd(paris, _in_cluster(application("paris", [])))
+        _own_argo_cd(frankfurt, _in_cluster(application("frankfurt", [])))
+        _own_argo_cd(california)
+        _own_argo_cd(hub)
+        urls = {"paris": paris.url, "frankfurt": frankfurt.url, "california": california.url}
+        config = kubeconfig(tmp_path, {**urls, "hub": hub.url})
+        fleet = _with_contexts(fleet_with(), {name: f"kind-{name}" for name in urls})
+        observer = SpokesArgoCDs(kubeconfig=config)
+        assert observer.observe(fleet)["california"].no_application
+        paris.route(APPS, Reply(status=503, body={"kind": "Status", "code": 503}))
+        states = observer.observe(fleet)
+        assert states["california"].no_application
+        assert not states["paris"].no_application and not states["frankfurt"].no_application
+        assert REGISTRY.get_sample_value("caspian_argocd_up") == 0
+        # california's own unread: it may hold california's Application.
+        california.route(APPS, Reply(status=503, body={"kind": "Status", "code": 503}))
+        assert not observer.observe(fleet)["california"].no_application
+        # A hub named besides may hold any spoke's: unread, it holds back each.
+        california.route(APPS, applications())
+        beside = SpokesArgoCDs(
+            kubeconfig=config, others=[ArgoCDObserver(kubeconfig=config, context="kind-hub")]
+        )
+        assert beside.observe(fleet)["california"].no_application
+        hub.route(APPS, Reply(status=503, body={"kind": "Status", "code": 503}))
+        assert not beside.observe(fleet)["california"].no_application
+
+
 def test_the_options_choose_the_observer() -> None:
     def chosen(kind: str, *contexts: str, on_spokes: bool = False) -> type:
         target = Target(
