@@ -30,6 +30,7 @@ from carbon.http import shown_url as redact
 from reconciler import packs
 from reconciler.fleet import astray, astray_dir
 from reconciler.history import Revision
+from reconciler.overlay import WorkTree
 from reconciler.signing import SigningError, SigningKey, sign
 
 log = logging.getLogger("caspian.git")
@@ -382,6 +383,66 @@ class FleetRepo:
             return None
         blob = self.repo[found.id]
         return blob.data if isinstance(blob, pygit2.Blob) else None
+
+    def work_tree(self, path: Path) -> WorkTree:
+        """The fleet files of the work tree at `path` (a clone of the fleet
+        repo, any directory of it), as they stand on disk, committed or not
+        (git's ignore rules kept), with those of its base: the newest commit of
+        its history (`LOOKBACK` commits back at most) that the mirror holds,
+        fetched from the remote. Where none is there, the base is None and its
+        files those of the work tree's HEAD, which tell nothing then."""
+        found = pygit2.discover_repository(str(path))
+        if found is None:
+            raise GitError(f"{path} is in no git work tree: give a clone of the fleet repo")
+        work = pygit2.Repository(found)
+        if work.is_bare or work.workdir is None:
+            raise GitError(f"{path} is a bare repository: give a clone, which has a work tree")
+        if work.head_is_unborn:
+            raise GitError(
+                f"{path}: its repository has no commit yet: give a clone of the fleet repo"
+            )
+        head = work.head.peel(pygit2.Commit)
+        # Children before parents: a commit's time may lie (Caspian's, with
+        # --now), and an older commit the remote holds is no base when a
+        # newer one it holds follows it.
+        order = pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME
+        walker = work.walk(head.id, order)
+        base = next(
+            (c for _, c in zip(range(LOOKBACK), walker, strict=False) if c.id in self.repo), None
+        )
+        start = base or head
+        files: dict[str, bytes] = {}
+        links: set[str] = set()
+        tree = self._fleet_tree(start.tree)
+        if tree is not None:
+            _read_tree(tree, files=files, links=links, submodules=set())
+        base_files = dict(files)
+        untracked = pygit2.enums.DiffOption.INCLUDE_UNTRACKED | (
+            pygit2.enums.DiffOption.RECURSE_UNTRACKED_DIRS
+        )
+        for delta in start.tree.diff_to_workdir(flags=untracked).deltas:
+            gone = delta.status == pygit2.enums.DeltaStatus.DELETED
+            whole = (delta.old_file if gone else delta.new_file).path
+            name = whole.removeprefix(self.root)
+            if not whole.startswith(self.root) or not _read_here(name):
+                continue
+            files.pop(name, None)
+            links.discard(name)
+            disk = Path(work.workdir, whole)
+            if gone or delta.new_file.mode == FileMode.COMMIT:
+                continue
+            if disk.is_symlink():  # git holds a link as the path it points to
+                files[name] = os.fsencode(disk.readlink())
+                links.add(name)
+            else:
+                files[name] = disk.read_bytes()
+        return WorkTree(
+            where=str(path),
+            base=None if base is None else str(base.id),
+            base_files=base_files if base is not None else {},
+            files=files,
+            links=frozenset(links),
+        )
 
     def others_on(self, branch: str, *, base: str, bot: str) -> list[str]:
         """The commits of the remote `branch`, as last fetched, that `base`
@@ -879,7 +940,7 @@ def _read_tree(
                 or (not prefix and astray_dir(path))
             ):
                 _read_tree(entry, path + "/", files=files, links=links, submodules=submodules)
-        elif not path.startswith(READ_PREFIXES) and not astray(path):
+        elif not _read_here(path):
             continue
         elif entry.filemode == FileMode.COMMIT:
             submodules.add(path)
@@ -887,6 +948,11 @@ def _read_tree(
             files[path] = entry.data
             if entry.filemode == FileMode.LINK:
                 links.add(path)
+
+
+def _read_here(path: str) -> bool:
+    """Whether a file at `path` (within the fleet repo) is one Caspian reads."""
+    return path.startswith(READ_PREFIXES) or astray(path)
 
 
 MOST_TREES_SEARCHED = 2000

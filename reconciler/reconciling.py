@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
@@ -46,6 +47,7 @@ from reconciler.history import History
 from reconciler.ledger import FINISHED, UNFINISHED, Phase
 from reconciler.loading import JobFiles, load_fleet
 from reconciler.observing import DeclaredCapacity, Observer
+from reconciler.overlay import Edits, overlaid
 from reconciler.owned import OWNED_PREFIXES
 from reconciler.quantities import format_time
 from reconciler.rendering import (
@@ -82,6 +84,7 @@ class Outcome(BaseModel):
     message: str
     commit: str | None = None  # the placement commit, None when nothing changed
     push_attempts: int = 0
+    edits: Edits | None = None  # what a work tree planned with changed (plan --work-tree)
 
     @property
     def partial(self) -> bool:
@@ -139,13 +142,22 @@ def plan(
     bot: str,
     observer: Observer | None = None,
     under_review: str | None = None,
+    work_tree: Path | None = None,
 ) -> Outcome:
     """What a reconcile by the bot whose email is `bot` would commit now,
     without committing; refused as that reconcile would be. In pull-request
     mode (`under_review`, the proposal branch) it decides from the plan under
-    review there too, as `propose_once` does."""
+    review there too, as `propose_once` does. With a `work_tree` of the fleet
+    repo, it decides as if that work tree's edits had been pushed on top of
+    the branch (`overlay`)."""
     snapshot = _fetched(repo, bot=bot)
-    return _decide_on(
+    edits = None
+    if work_tree is not None:
+        files, links, edits = overlaid(
+            snapshot.files, links=snapshot.links, work=repo.work_tree(work_tree)
+        )
+        snapshot = snapshot.model_copy(update={"files": files, "links": links})
+    outcome = _decide_on(
         snapshot,
         repo=repo,
         now=now,
@@ -153,6 +165,7 @@ def plan(
         remembered=repo.remembered(),
         proposal=proposal_ledger(repo, under_review) if under_review else None,
     )
+    return outcome.model_copy(update={"edits": edits})
 
 
 def survey(repo: FleetRepo, *, now: datetime, observer: Observer | None = None) -> Survey:

@@ -51,6 +51,7 @@ PURE = (
     "reconciler/plotting.py",
     "reconciler/yamlio.py",
     "reconciler/owned.py",
+    "reconciler/overlay.py",
     "optimizer/model.py",
     "optimizer/costs.py",
     "optimizer/columns.py",

@@ -319,6 +319,14 @@ under_review_option = click.option(
     "`reconcile --propose BRANCH` does.",
 )
 
+work_tree_option = click.option(
+    "--work-tree",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Plan as if the edits in DIR, a clone of the fleet repo (committed or not, "
+    "pushed or not), had been pushed on top of the branch.",
+)
+
 now_option = click.option(
     "--now", "now_text", metavar="RFC3339", help="Plan as if it were this time (default: now)."
 )

@@ -44,12 +44,14 @@ from reconciler.cli.common import (
     repo_options,
     target_options,
     under_review_option,
+    work_tree_option,
     writable_directory,
 )
 from reconciler.decisions import Decision
 from reconciler.fleet import POLICY_FILE, FleetConfigError, Policy, Problem
 from reconciler.forge import ForgeError
 from reconciler.gitrepo import FleetRepo, GitError, Identity, create_bare_repo, redact
+from reconciler.overlay import Edits
 from reconciler.proposing import Proposing, Round, propose
 from reconciler.quantities import format_time, timestamp
 
@@ -349,12 +351,26 @@ def _fleet_root(path: Path) -> Path:
 @target_options
 @now_option
 @under_review_option
+@work_tree_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def plan(target: Target, now_text: str | None, under_review: str | None, as_json: bool) -> None:
+def plan(
+    target: Target,
+    now_text: str | None,
+    under_review: str | None,
+    work_tree: Path | None,
+    as_json: bool,
+) -> None:
     """Show what a reconcile would change now; commit nothing."""
-    outcome = _plan(target, now_text=now_text, under_review=under_review, as_json=as_json)
+    outcome = _plan(
+        target, now_text=now_text, under_review=under_review, work_tree=work_tree, as_json=as_json
+    )
     if as_json:
         click.echo(json.dumps(_planned(outcome)))
+        sys.exit(EXIT_PARTIAL if outcome.partial else 0)
+    if outcome.edits is not None:
+        _say_edits(outcome.edits, branch=target.branch)
+    if not outcome.changes and outcome.edits is not None:
+        click.echo("no change: with those edits a reconcile would commit nothing")
     elif not outcome.changes:
         click.echo(f"no change: {redact(target.url)} is up to date at {outcome.input_commit[:12]}")
     else:
@@ -400,14 +416,20 @@ def reconcile(
 @target_options
 @now_option
 @under_review_option
+@work_tree_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def explain(
-    job: str, target: Target, now_text: str | None, under_review: str | None, as_json: bool
+    job: str,
+    target: Target,
+    now_text: str | None,
+    under_review: str | None,
+    work_tree: Path | None,
+    as_json: bool,
 ) -> None:
     """Why JOB (namespace/name, name, or its file) goes where it goes: its place,
     deadline and carbon against qos, and its cheapest alternatives, each with
     whether it had room. Decides as `plan` does; commits nothing."""
-    planned = _plan(target, now_text=now_text, under_review=under_review)
+    planned = _plan(target, now_text=now_text, under_review=under_review, work_tree=work_tree)
     decision = planned.decision
     try:
         entry = decision.ledger.find(job)
@@ -574,12 +596,40 @@ def spokes(target: Target, now_text: str | None, as_json: bool) -> None:
     sys.exit(EXIT_PARTIAL if any(report.trouble for report in found.spokes) else 0)
 
 
+def _say_edits(edits: Edits, *, branch: str) -> None:
+    """What `plan --work-tree` took from the work tree, and against what."""
+    count = len(edits.edited)
+    files = f"{count} file{'s' * (count != 1)}"
+    if edits.base is None:
+        click.echo(
+            f"planned with the work tree {edits.where} as it stands: it shares no commit with "
+            "the remote (a shallow checkout of a pull request's merge commit, say), so its "
+            f"jobs/, spokes/ and caspian.yaml are taken whole ({files} unlike {branch}'s), "
+            f"and a job added on {branch} since it was checked out reads as deleted:"
+        )
+    else:
+        click.echo(
+            f"planned with the edits of the work tree {edits.where} since {edits.base[:12]} "
+            f"({files}), as if pushed on top of {branch}:"
+        )
+    for path, change in edits.edited.items():
+        click.echo(f"  {change:8} {path}")
+    for path in edits.crossed:
+        click.echo(
+            f"{path}: changed on {branch} since {(edits.base or '')[:12]} as well: planned "
+            f"with {edits.where}'s; pull first to plan with both",
+            err=True,
+        )
+    click.echo("")
+
+
 def _planned(outcome: reconciling.Outcome) -> dict[str, Any]:
     """What `plan --json` prints: the files a reconcile would change, its commit
     message (None where it would commit nothing), the fleet repo's problems, and
-    each job's record as status/placements.yaml would hold it."""
+    each job's record as status/placements.yaml would hold it; with
+    --work-tree, the edits planned with."""
     decision = outcome.decision
-    return _plan_object(
+    planned = _plan_object(
         input_commit=outcome.input_commit,
         changes=outcome.changes,
         message=outcome.message if outcome.changes else None,
@@ -587,6 +637,9 @@ def _planned(outcome: reconciling.Outcome) -> dict[str, Any]:
         problems=decision.problems,
         jobs=rendering.ledger_document(decision.ledger)["entries"],
     )
+    if outcome.edits is not None:
+        planned["work_tree"] = outcome.edits.model_dump(mode="json")
+    return planned
 
 
 def _plan_object(
@@ -612,7 +665,12 @@ def _plan_object(
 
 
 def _plan(
-    target: Target, *, now_text: str | None, under_review: str | None, as_json: bool = False
+    target: Target,
+    *,
+    now_text: str | None,
+    under_review: str | None,
+    work_tree: Path | None = None,
+    as_json: bool = False,
 ) -> reconciling.Outcome:
     """A reconcile's decision and changes, without committing (`plan`, `explain`)."""
     observer = target.observer()
@@ -623,6 +681,7 @@ def _plan(
             bot=bot_email(),
             observer=observer,
             under_review=under_review,
+            work_tree=work_tree,
         ),
         target,
         as_json=as_json,
