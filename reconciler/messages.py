@@ -8,6 +8,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 
 from reconciler.decisions import Decision, Requeue, Retry
+from reconciler.fleet import SPOKES_DIR, split_suffix
 from reconciler.ledger import ACTIVE, FINISHED, FIXED, UNFINISHED, Entry, Ledger, Phase
 from reconciler.quantities import format_duration, format_time
 from reconciler.rendering import job_path
@@ -105,7 +106,13 @@ def subject(
     """One line for the commit. `pruned` holds the finished jobs whose Job
     leaves rendered/ in it, `rewritten` those whose file changes while their
     place does not: the ledger does not change for either."""
-    changes = _changes(old, decision.ledger, requeued=decision.requeued, retried=decision.retried)
+    changes = _changes(
+        old,
+        decision.ledger,
+        requeued=decision.requeued,
+        retried=decision.retried,
+        spokes=decision.spokes,
+    )
     parts = []
     placed = changes["placed"] + changes["moved"]
     if placed:
@@ -121,6 +128,7 @@ def subject(
         ("started", "started outside Caspian"),
         ("cancelled", "cancel"),
         ("invalid", "invalid"),
+        ("fixed", "fixed"),
         ("pending", "pending"),
         ("suspended", "suspend"),
         ("replaced", "replace"),
@@ -421,10 +429,11 @@ def _changes(
     *,
     requeued: Mapping[str, Requeue] | None = None,
     retried: Mapping[str, Retry] | None = None,
+    spokes: Collection[str] = (),
 ) -> dict[str, list[Entry]]:
     """The entries of `new` by what changed since `old`; `requeued` holds the
     jobs taken off a spoke where they could not run, `retried` those whose Job
-    failed and that run again."""
+    failed and that run again, `spokes` those whose file loads now."""
     before = old.by_id()
     changes: dict[str, list[Entry]] = {
         k: []
@@ -520,22 +529,39 @@ def _changes(
             changes["pending"].append(entry)
         elif entry.phase == Phase.SUSPENDED and not same:
             changes["suspended"].append(entry)
-    # An invalid file's entry goes when the file is mended: only the records of
-    # removed jobs are forgotten.
+    # An invalid file's entry goes when the file is mended, and its job's own
+    # record says the rest: only the records of removed jobs are forgotten.
     after = new.by_id()
     changes["forgotten"] = [
         e
         for e in old.entries
         if e.id not in after and (e.phase in FINISHED or e.phase == Phase.CANCELLED)
     ]
+    loaded = {e.source for e in new.entries if e.phase != Phase.INVALID}
+    changes["fixed"] = [
+        e
+        for e in old.entries
+        if e.phase == Phase.INVALID
+        and e.id not in after
+        and (e.source in loaded or _spoke_named(e.source) in spokes)
+    ]
     return changes
+
+
+def _spoke_named(path: str) -> str | None:
+    """The spoke a file of spokes/ is for (spokes/paris.yml: paris); None for another file."""
+    if not path.startswith(SPOKES_DIR):
+        return None
+    return split_suffix(path.removeprefix(SPOKES_DIR))[0]
 
 
 def _describe_changes(old: Ledger, decision: Decision) -> Iterable[str]:
     before = old.by_id()
     requeued, retried = decision.requeued, decision.retried
     slot_start, closed = decision.window.start, decision.closed
-    changes = _changes(old, decision.ledger, requeued=requeued, retried=retried)
+    changes = _changes(
+        old, decision.ledger, requeued=requeued, retried=retried, spokes=decision.spokes
+    )
     for entry in changes["requeued"]:
         now = f"{entry.spoke} {_hhmm(entry)}" if entry.spoke else f"pending: {entry.reason}"
         yield f"- requeued {entry.id}: {requeued[entry.id].reason}; now {now}"
@@ -663,6 +689,10 @@ def _describe_changes(old: Ledger, decision: Decision) -> Iterable[str]:
         left = prior.spoke if prior is not None and not entry.stopped else None
         unplanned = f", off {left}" if left else ""
         yield f"- suspended {entry.id}{unplanned}: {entry.reason}" + _stopped_run(prior, entry)
+    for entry in changes["fixed"]:
+        jobs = [e.id for e in decision.ledger.entries if e.source == entry.source]
+        loads = ", ".join(jobs) if jobs else f"spoke {_spoke_named(entry.source)}"
+        yield f"- fixed {entry.source}: {loads} loads again (skipped before: {entry.reason})"
     for entry in changes["forgotten"]:
         when = entry.removed_at
         removed = f"; AppWrapper removed {format_time(when)}" if when else ""

@@ -87,11 +87,22 @@ def test_a_broken_spoke_file_keeps_what_started_there_and_the_rest_goes_on(
     assert gitutil.head(remote) == head
 
     # Mended, the spoke takes work again, and what ran there never moved.
-    gitutil.user_commit(remote, {"spokes/paris.yaml": text}, "fix the label")
+    fixed = {"spokes/paris.yaml": text, "jobs/typo.yaml": appwrapper("typo").encode()}
+    gitutil.user_commit(remote, fixed, "fix the label, and the typo")
     mended = reconcile(fleet_repo, at=later + timedelta(minutes=15))
     assert not mended.decision.broken_spokes and _file_loads("paris") == 1
     final = gitutil.ledger(remote)
-    assert "spokes/paris.yaml" not in final
+    assert "spokes/paris.yaml" not in final and "jobs/typo.yaml" not in final
+    # The commit says so, where the records of both files only went.
+    message = gitutil.message(remote)
+    assert "; fixed: 1 job, 1 spoke file" in message.partition("\n")[0]
+    assert "\n- fixed jobs/typo.yaml: batch/typo loads again (skipped before: not valid YAML" in (
+        message
+    )
+    assert (
+        "\n- fixed spokes/paris.yaml: spoke paris loads again (skipped before: metadata.labels: "
+        "'eu west' is not a label value"
+    ) in message
     for job_id, entry in started.items():
         assert (final[job_id]["phase"], final[job_id]["plannedStart"]) == (
             "Dispatched",

@@ -17,6 +17,7 @@ from reconciler.ledger import LedgerError
 from reconciler.metrics import UNITS
 from reconciler.pods import Node, Resources, Taint
 from reconciler.reconciling import plan, reconcile_once
+from reconciler.templates import template_files
 from tests import gitutil
 from tests.conftest import BOT, NOW
 from tests.fleet.helpers import appwrapper, fleet_with
@@ -487,6 +488,16 @@ def test_a_held_jobs_manifest_is_kept_as_committed_and_not_called_reverted(
     assert reconcile(fleet_repo).commit is not None
     assert gitutil.read(remote, path) == edited  # held: its file is broken
     assert "Hand edits reverted" not in gitutil.message(remote)
+    # Broken still, beside another change: not fixed, though its job's record stays.
+    gitutil.user_commit(remote, {"jobs/other.yaml": appwrapper("other").encode()})
+    assert reconcile(fleet_repo).commit is not None
+    assert "fixed" not in gitutil.message(remote)
+    mended = {"jobs/train-resnet.yaml": template_files()["jobs/train-resnet.yaml"]}
+    gitutil.user_commit(remote, mended, "the typo fixed")
+    assert reconcile(fleet_repo).commit is not None
+    assert "\n- fixed jobs/train-resnet.yaml: batch/train-resnet loads again (skipped " in (
+        gitutil.message(remote)
+    )
 
 
 def test_a_deleted_ledger_stops_the_reconcile_until_it_is_restored(fleet_repo, remote) -> None:
