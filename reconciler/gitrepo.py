@@ -436,6 +436,11 @@ class FleetRepo:
                 links.add(name)
             else:
                 files[name] = disk.read_bytes()
+        if POLICY not in files:  # another repo's clone: every job would read as deleted
+            raise GitError(
+                f"{path}: its work tree has no {self.root}{POLICY}: give a clone of the fleet "
+                "repo (and --path, where the fleet is a directory of it)"
+            )
         return WorkTree(
             where=str(path),
             base=None if base is None else str(base.id),

@@ -136,6 +136,16 @@ def test_a_directory_in_no_git_work_tree_is_refused(run, tmp_path) -> None:
     result = run("plan", "--repo", remote, *AT, "--work-tree", plain)
     assert result.exit_code == EXIT_ERROR
     assert f"{plain} is in no git work tree: give a clone of the fleet repo" in result.output
+    # Another repo's clone, where every job of the fleet would read as deleted.
+    run_git("init", "-q", cwd=plain)
+    (plain / "main.py").write_text("print('not a fleet')\n")
+    run_git("add", "-A", cwd=plain)
+    run_git("commit", "-q", "-m", "app", cwd=plain)
+    result = run("plan", "--repo", remote, *AT, "--work-tree", plain)
+    assert result.exit_code == EXIT_ERROR
+    assert f"{plain}: its work tree has no caspian.yaml: give a clone of the fleet repo" in (
+        result.output
+    )
 
 
 def test_in_a_larger_repo_only_the_fleets_directory_is_read(run, tmp_path) -> None:
