@@ -607,6 +607,11 @@ def _say_edits(edits: Edits, *, branch: str) -> None:
             f"jobs/, spokes/ and caspian.yaml are taken whole ({files} unlike {branch}'s), "
             f"and a job added on {branch} since it was checked out reads as deleted:"
         )
+    elif not edits.edited:
+        click.echo(
+            f"the work tree {edits.where} changes no file Caspian reads since {edits.base[:12]}: "
+            f"planned as {branch} stands"
+        )
     else:
         click.echo(
             f"planned with the edits of the work tree {edits.where} since {edits.base[:12]} "

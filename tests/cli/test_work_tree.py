@@ -161,3 +161,10 @@ def test_in_a_larger_repo_only_the_fleets_directory_is_read(run, tmp_path) -> No
     planned = _planned(run, remote, "--path", "teams/batch", "--work-tree", work / "teams")
     assert planned["work_tree"]["edited"] == {"jobs/fresh.yaml": "added"}
     assert "batch/fresh" in {job["id"] for job in planned["jobs"]}
+    # Edits outside the fleet alone: main's own plan.
+    (work / "teams" / "batch" / "jobs" / "fresh.yaml").unlink()
+    result = run("plan", "--repo", remote, "--path", "teams/batch", *AT, "--work-tree", work)
+    assert result.stdout.startswith(
+        f"the work tree {work} changes no file Caspian reads since {gitutil.head(remote)[:12]}: "
+        "planned as main stands\n"
+    )
