@@ -384,13 +384,12 @@ class FleetRepo:
         blob = self.repo[found.id]
         return blob.data if isinstance(blob, pygit2.Blob) else None
 
-    def work_tree(self, path: Path) -> WorkTree:
+    def work_tree(self, path: Path, *, tip: str) -> WorkTree:
         """The fleet files of the work tree at `path` (a clone of the fleet
         repo, any directory of it), as they stand on disk, committed or not
-        (git's ignore rules kept), with those of its base: the newest commit of
-        its history (`LOOKBACK` commits back at most) that the mirror holds,
-        fetched from the remote. Where none is there, the base is None and its
-        files those of the work tree's HEAD, which tell nothing then."""
+        (git's ignore rules kept), with those of its base: where its history
+        meets that of the branch's `tip` (`_base`). Where it does not, within
+        `LOOKBACK` commits, the base is None."""
         found = pygit2.discover_repository(str(path))
         if found is None:
             raise GitError(f"{path} is in no git work tree: give a clone of the fleet repo")
@@ -402,25 +401,11 @@ class FleetRepo:
                 f"{path}: its repository has no commit yet: give a clone of the fleet repo"
             )
         head = work.head.peel(pygit2.Commit)
-        # Children before parents: a commit's time may lie (Caspian's, with
-        # --now), and an older commit the remote holds is no base when a
-        # newer one it holds follows it.
-        order = pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME
-        walker = work.walk(head.id, order)
-        base = next(
-            (c for _, c in zip(range(LOOKBACK), walker, strict=False) if c.id in self.repo), None
-        )
-        start = base or head
-        files: dict[str, bytes] = {}
-        links: set[str] = set()
-        tree = self._fleet_tree(start.tree)
-        if tree is not None:
-            _read_tree(tree, files=files, links=links, submodules=set())
-        base_files = dict(files)
+        files, links = self._fleet_files(head.tree)
         untracked = pygit2.enums.DiffOption.INCLUDE_UNTRACKED | (
             pygit2.enums.DiffOption.RECURSE_UNTRACKED_DIRS
         )
-        for delta in start.tree.diff_to_workdir(flags=untracked).deltas:
+        for delta in head.tree.diff_to_workdir(flags=untracked).deltas:
             gone = delta.status == pygit2.enums.DeltaStatus.DELETED
             whole = (delta.old_file if gone else delta.new_file).path
             name = whole.removeprefix(self.root)
@@ -441,13 +426,52 @@ class FleetRepo:
                 f"{path}: its work tree has no {self.root}{POLICY}: give a clone of the fleet "
                 "repo (and --path, where the fleet is a directory of it)"
             )
+        base = self._base(work, head, tip=pygit2.Oid(hex=tip))
         return WorkTree(
             where=str(path),
-            base=None if base is None else str(base.id),
-            base_files=base_files if base is not None else {},
+            base=None if base is None else str(base),
+            base_files={} if base is None else self._fleet_files(self.repo[base].tree)[0],
             files=files,
             links=frozenset(links),
         )
+
+    def _base(
+        self, work: pygit2.Repository, head: pygit2.Commit, *, tip: pygit2.Oid
+    ) -> pygit2.Oid | None:
+        """Where the history of `head` (in the `work` repo) meets the branch's
+        `tip`: of the newest commits of it the mirror holds (a pushed branch's
+        tip, or the branch's own commit a local one was made on), the merge
+        base with `tip` that is newest. A pull request's merge commit, made of
+        the branch and the pull request's, so meets it at the branch's, not at
+        where the pull request forked. None where they do not meet within
+        `LOOKBACK` commits of `head`, or at all."""
+        held: list[pygit2.Oid] = []
+        seen: set[pygit2.Oid] = set()
+        waiting = [head.id]
+        while waiting and len(seen) < LOOKBACK:
+            oid = waiting.pop(0)
+            if oid in seen:
+                continue
+            seen.add(oid)
+            if oid in self.repo:  # fetched: so is all it descends from
+                held.append(oid)
+            elif oid in work:  # past a shallow clone's edge, neither holds it
+                waiting.extend(work[oid].peel(pygit2.Commit).parent_ids)
+        bases = {base for oid in held if (base := self.repo.merge_base(tip, oid)) is not None}
+        for base in bases:
+            if all(base == other or self.repo.descendant_of(base, other) for other in bases):
+                return base
+        return next(iter(sorted(bases, key=str)), None)
+
+    def _fleet_files(self, tree: pygit2.Tree) -> tuple[dict[str, bytes], set[str]]:
+        """The files of the fleet's directory in a commit's `tree` that Caspian
+        reads, and which of them are links; none where it has no such directory."""
+        files: dict[str, bytes] = {}
+        links: set[str] = set()
+        found = self._fleet_tree(tree)
+        if found is not None:
+            _read_tree(found, files=files, links=links, submodules=set())
+        return files, links
 
     def others_on(self, branch: str, *, base: str, bot: str) -> list[str]:
         """The commits of the remote `branch`, as last fetched, that `base`

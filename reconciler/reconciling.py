@@ -154,7 +154,9 @@ def plan(
     edits = None
     if work_tree is not None:
         files, links, edits = overlaid(
-            snapshot.files, links=snapshot.links, work=repo.work_tree(work_tree)
+            snapshot.files,
+            links=snapshot.links,
+            work=repo.work_tree(work_tree, tip=snapshot.commit),
         )
         snapshot = snapshot.model_copy(update={"files": files, "links": links})
     outcome = _decide_on(

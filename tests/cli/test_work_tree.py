@@ -75,6 +75,27 @@ def test_a_work_trees_edits_are_planned_as_the_push_of_them_would_be(run, tmp_pa
         assert pushed[field] == planned[field], field
 
 
+def test_a_pushed_branch_is_planned_from_where_it_forked(run, tmp_path) -> None:
+    remote, work = _cloned(run, tmp_path)
+    run_git("checkout", "-q", "-b", "add-job", cwd=work)
+    (work / "jobs" / "fresh.yaml").write_text(appwrapper("fresh"))
+    run_git("add", "-A", cwd=work)
+    run_git("commit", "-q", "-m", "a new job", cwd=work)
+    run_git("push", "-q", "origin", "add-job", cwd=work)  # the remote holds it now
+    gitutil.user_commit(remote, {"jobs/other.yaml": appwrapper("other").encode()})
+    planned = _planned(run, remote, "--work-tree", work)
+    assert planned["work_tree"]["edited"] == {"jobs/fresh.yaml": "added"}
+    assert {"batch/fresh", "batch/other"} <= {job["id"] for job in planned["jobs"]}
+    # As CI checks out a pull request: main's tip merged with the branch.
+    # Its edits are the branch's, not what main took since it forked.
+    run_git("fetch", "-q", "origin", cwd=work)
+    run_git("checkout", "-q", "--detach", "origin/main", cwd=work)
+    run_git("merge", "-q", "--no-ff", "-m", "Merge add-job", "add-job", cwd=work)
+    planned = _planned(run, remote, "--work-tree", work)
+    assert planned["work_tree"]["base"] == gitutil.head(remote)
+    assert planned["work_tree"]["edited"] == {"jobs/fresh.yaml": "added"}
+
+
 def test_a_file_both_sides_changed_is_planned_as_the_work_tree_has_it(run, tmp_path) -> None:
     remote, work = _cloned(run, tmp_path)
     ours = appwrapper("etl-daily", annotations={"caspian.dev/duration": "2h"})
