@@ -25,8 +25,8 @@ ADDED, CHANGED, DELETED = "added", "changed", "deleted"
 
 class WorkTree(BaseModel):
     """The fleet files of a work tree of the fleet repo (gitrepo reads it),
-    with those of its `base`: the newest commit of its history that the
-    branch's remote holds too (None where it holds none of them)."""
+    with those of its `base`: the branch's commit where the work tree's
+    history meets it (None where it does not)."""
 
     model_config = ConfigDict(frozen=True)
 
