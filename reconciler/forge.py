@@ -30,6 +30,7 @@ class _Dialect(NamedTuple):
     update: str  # the method that changes its title and text
     scheme: str  # of the Authorization header
     comments: str  # where a comment on pull request {number} goes
+    comment: str  # one comment, {1} by its id, on pull request {0}
     close: dict[str, str]  # the update that closes it unmerged
     per_page: str  # the query parameter of a list's page size
 
@@ -38,10 +39,26 @@ class _Dialect(NamedTuple):
 _CLOSED = {"state": "closed"}
 _DIALECTS = {
     "github": _Dialect(
-        "/pulls", "number", "body", "PATCH", "Bearer", "/issues/{}/comments", _CLOSED, "per_page"
+        "/pulls",
+        "number",
+        "body",
+        "PATCH",
+        "Bearer",
+        "/issues/{}/comments",
+        "/issues/comments/{1}",
+        _CLOSED,
+        "per_page",
     ),
     "gitea": _Dialect(
-        "/pulls", "number", "body", "PATCH", "token", "/issues/{}/comments", _CLOSED, "limit"
+        "/pulls",
+        "number",
+        "body",
+        "PATCH",
+        "token",
+        "/issues/{}/comments",
+        "/issues/comments/{1}",
+        _CLOSED,
+        "limit",
     ),
     # GitLab calls them merge requests, numbered per project by `iid`; it takes
     # a personal, project or OAuth token as Bearer.
@@ -52,6 +69,7 @@ _DIALECTS = {
         "PUT",
         "Bearer",
         "/merge_requests/{}/notes",
+        "/merge_requests/{0}/notes/{1}",
         {"state_event": "close"},
         "per_page",
     ),
@@ -107,6 +125,44 @@ class Forge(BaseModel):
         self._call("POST", api.comments.format(number), {"body": comment})
         self._call(api.update, f"{api.pulls}/{number}", api.close)
         return number
+
+    def comment_on(self, number: int, *, body: str, marker: str) -> str:
+        """Post `body` on pull request `number`, or put it in place of the
+        text of the comment there that begins with `marker`, so that a bot
+        run at every push keeps one comment up to date rather than adding
+        one each time: "posted", "updated" or "unchanged"."""
+        api = self._dialect
+        mine = self._comment_of(number, marker=marker)
+        if mine is None:
+            self._call("POST", api.comments.format(number), {"body": body}, pull=number)
+            return "posted"
+        if mine.get("body") == body:
+            return "unchanged"
+        where = api.comment.format(number, mine["id"])
+        self._call(api.update, where, {"body": body}, pull=number)
+        return "updated"
+
+    def _comment_of(self, number: int, *, marker: str) -> dict[str, Any] | None:
+        """The first comment on pull request `number` whose text begins with
+        `marker`, read a page at a time; None where none does."""
+        api = self._dialect
+        for page in range(1, MOST_PAGES + 1):
+            asked = urllib.parse.urlencode({api.per_page: str(PAGE), "page": str(page)})
+            found = self._call("GET", f"{api.comments.format(number)}?{asked}", None, pull=number)
+            where = f"GET {self._endpoint(api.comments.format(number))}"
+            if not isinstance(found, list) or not all(isinstance(c, dict) for c in found):
+                raise ForgeError(
+                    f"{where}: the forge answered {_shape(found)}, not a list of comments"
+                )
+            for comment in found:
+                text, key = comment.get("body"), comment.get("id")
+                if isinstance(text, str) and text.startswith(marker):
+                    if not isinstance(key, int) or isinstance(key, bool):
+                        raise ForgeError(f"{where}: a comment of Caspian's has no id")
+                    return comment
+            if len(found) < PAGE:
+                return None
+        return None
 
     def is_open(self, *, head: str, base: str) -> bool:
         """Whether a pull request from `head` into `base` is open."""
@@ -192,7 +248,11 @@ class Forge(BaseModel):
             raise ForgeError(f"{where}: the forge answered {_shape(pull)} without a PR number")
         return number
 
-    def _call(self, method: str, path: str, payload: dict[str, Any] | None) -> Any:
+    def _call(
+        self, method: str, path: str, payload: dict[str, Any] | None, *, pull: int | None = None
+    ) -> Any:
+        """The forge's answer to one request, as JSON; `pull`, the pull request
+        the request is about, names it where the forge does not find it."""
         url = self._endpoint(path)
         request = urllib.request.Request(
             url,
@@ -214,7 +274,7 @@ class Forge(BaseModel):
             # no permission...); its body never holds the token. The error holds
             # the answer, and with it the connection, until it is closed.
             with error:
-                hint = self._hint(error.code, listing=method == "GET")
+                hint = self._hint(error.code, listing=method == "GET", pull=pull)
                 said = _message(error, timeout=self.timeout_s)
             raise ForgeError(f"{where}: HTTP {error.code}{said}{hint}") from None
         except (urllib.error.URLError, OSError) as error:
@@ -229,13 +289,19 @@ class Forge(BaseModel):
         except (ValueError, RecursionError):  # not JSON, not even text, or nested past reading
             raise ForgeError(f"{where}: the answer is not JSON") from None
 
-    def _hint(self, code: int, *, listing: bool) -> str:
+    def _hint(self, code: int, *, listing: bool, pull: int | None = None) -> str:
         """What to check for the errors a setting of Caspian's causes. Every
-        call starts by listing the open pull requests: a 404 there is the repo's."""
+        call starts by listing the open pull requests, or the comments of
+        `pull`: a 404 there is the repo's, or that pull request's."""
         if code == 401:
             return ": check the token in CASPIAN_FORGE_TOKEN"
         if code == 403:
             return f": the token in CASPIAN_FORGE_TOKEN may not write pull requests to {self.repo}"
+        if code == 404 and listing and pull is not None:
+            return (
+                f": no pull request {pull} in {self.repo} at {shown_url(self.url)}, or the token "
+                "may not see it (--comment, --forge-repo, --forge-url)"
+            )
         if code == 404 and listing:
             # Forges answer 404, not 403, for a private repo the token may not see.
             return (

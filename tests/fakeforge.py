@@ -94,3 +94,38 @@ class PullRequests:
         number = int(seen.path.rsplit("/", 1)[1])
         self.pulls[number - 1].update(body)
         return 200, self.pulls[number - 1]
+
+
+class PullComments:
+    """A forge stand-in for the comments on pull requests: GitHub's and
+    Gitea's (an issue's comments, changed by PATCH), or GitLab's merge request
+    notes (changed by PUT). Pull requests not in `pulls` are not found."""
+
+    def __init__(self, *pulls: int) -> None:
+        self.pulls = set(pulls)
+        self.comments: list[dict] = []
+        self.posts = self.updates = 0
+
+    def on(self, number: int) -> list[str]:
+        return [c["body"] for c in self.comments if c["pull"] == number]
+
+    def __call__(self, seen, method, body):
+        path, _, query = seen.path.partition("?")
+        parts = path.split("/")
+        if method in ("PATCH", "PUT"):  # .../comments/{id}, or .../notes/{id}
+            self.updates += 1
+            comment = next(c for c in self.comments if c["id"] == int(parts[-1]))
+            comment["body"] = body["body"]
+            return 200, comment
+        number = int(parts[-2])  # .../{number}/comments, or .../{number}/notes
+        if number not in self.pulls:
+            return 404, {"message": "Not Found"}
+        if method == "POST":
+            self.posts += 1
+            comment = {"id": 1000 + len(self.comments), "pull": number, "body": body["body"]}
+            self.comments.append(comment)
+            return 201, comment
+        asked = dict(pair.split("=", 1) for pair in query.split("&"))
+        size, page = int(asked.get("per_page") or asked["limit"]), int(asked["page"])
+        mine = [c for c in self.comments if c["pull"] == number]
+        return 200, mine[(page - 1) * size : page * size]

@@ -52,6 +52,7 @@ PURE = (
     "reconciler/yamlio.py",
     "reconciler/owned.py",
     "reconciler/overlay.py",
+    "reconciler/plancomment.py",
     "optimizer/model.py",
     "optimizer/costs.py",
     "optimizer/columns.py",

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 from pydantic import ValidationError
@@ -253,12 +253,17 @@ _PROPOSAL_OPTIONS = (
         type=click.Path(path_type=Path, dir_okay=False),
         help="With --propose: write the pull request's title and body here.",
     ),
+)
+# Where the fleet repo's pull requests are: reconcile --propose opens its own
+# there, plan --comment comments on one.
+_FORGE_OPTIONS = (
     click.option(
         "--forge",
         envvar="CASPIAN_FORGE",
         type=click.Choice(["github", "gitea", "gitlab"]),
-        help="With --propose: open, update or close the pull request there (token in "
-        "CASPIAN_FORGE_TOKEN).",
+        help="The forge of the fleet repo's pull requests (token in CASPIAN_FORGE_TOKEN): "
+        "with reconcile --propose, open, update or close Caspian's there; with plan "
+        "--comment, comment there.",
     ),
     click.option(
         "--forge-url",
@@ -272,6 +277,11 @@ _PROPOSAL_OPTIONS = (
         help="The fleet repo on the forge (GitLab: the project's path, group/subgroup/name).",
     ),
 )
+
+
+def _forge_token() -> str:
+    # A value read from a file ends with a line break no header may carry.
+    return os.environ.get("CASPIAN_FORGE_TOKEN", "").strip()
 
 
 def proposal_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -293,8 +303,7 @@ def proposal_options(command: Callable[..., None]) -> Callable[..., None]:
             raise click.UsageError("--propose must name a branch other than the main one")
         remote = None
         if forge:
-            # A value read from a file ends with a line break no header may carry.
-            token = os.environ.get("CASPIAN_FORGE_TOKEN", "").strip()
+            token = _forge_token()
             if not (propose and forge_url and forge_repo and token):
                 raise click.UsageError(
                     "--forge needs --propose, --forge-url, --forge-repo and CASPIAN_FORGE_TOKEN"
@@ -303,9 +312,56 @@ def proposal_options(command: Callable[..., None]) -> Callable[..., None]:
         proposing = Proposing(branch=propose, pr_file=pr_file, forge=remote) if propose else None
         command(*args, target=target, proposing=proposing, **rest)
 
-    for option in reversed(_PROPOSAL_OPTIONS):
+    for option in reversed((*_PROPOSAL_OPTIONS, *_FORGE_OPTIONS)):
         with_proposing = option(with_proposing)
     return with_proposing
+
+
+class Commenting(NamedTuple):
+    """plan --comment: the pull request to keep Caspian's plan on, and its forge."""
+
+    forge: Forge
+    number: int
+
+
+def comment_options(command: Callable[..., None]) -> Callable[..., None]:
+    """plan's --comment, with the forge's options, handed to `command` as
+    `commenting` (None without --comment)."""
+
+    @functools.wraps(command)
+    def with_commenting(
+        *args: Any,
+        comment: int | None,
+        forge: ForgeKind | None,
+        forge_url: str | None,
+        forge_repo: str | None,
+        **rest: Any,
+    ) -> None:
+        commenting = None
+        if comment is not None:
+            token = _forge_token()
+            if not (forge and forge_url and forge_repo and token):
+                raise click.UsageError(
+                    "--comment needs --forge, --forge-url, --forge-repo and CASPIAN_FORGE_TOKEN"
+                )
+            if rest.get("work_tree") is None:
+                raise click.UsageError(
+                    "--comment needs --work-tree: the pull request's checkout, planned with"
+                )
+            remote = Forge(kind=forge, url=forge_url, repo=forge_repo, token=token)
+            commenting = Commenting(forge=remote, number=comment)
+        command(*args, commenting=commenting, **rest)
+
+    comment = click.option(
+        "--comment",
+        type=click.IntRange(1),
+        metavar="NUMBER",
+        help="With --work-tree: keep what this plan would commit as one comment on pull "
+        "request NUMBER (a merge request's iid on GitLab), rewritten at each run.",
+    )
+    for option in reversed((comment, *_FORGE_OPTIONS)):
+        with_commenting = option(with_commenting)
+    return with_commenting
 
 
 # For plan and explain: decide as a reconcile in pull-request mode does.

@@ -35,9 +35,11 @@ from reconciler import (
 from reconciler.cli.common import (
     EXIT_ERROR,
     EXIT_PARTIAL,
+    Commenting,
     Target,
     bot_author,
     bot_email,
+    comment_options,
     now_option,
     parse_now,
     proposal_options,
@@ -52,6 +54,7 @@ from reconciler.fleet import POLICY_FILE, FleetConfigError, Policy, Problem
 from reconciler.forge import ForgeError
 from reconciler.gitrepo import FleetRepo, GitError, Identity, create_bare_repo, redact
 from reconciler.overlay import Edits
+from reconciler.plancomment import MARKER, plan_comment
 from reconciler.proposing import Proposing, Round, propose
 from reconciler.quantities import format_time, timestamp
 
@@ -352,12 +355,14 @@ def _fleet_root(path: Path) -> Path:
 @now_option
 @under_review_option
 @work_tree_option
+@comment_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def plan(
     target: Target,
     now_text: str | None,
     under_review: str | None,
     work_tree: Path | None,
+    commenting: Commenting | None,
     as_json: bool,
 ) -> None:
     """Show what a reconcile would change now; commit nothing."""
@@ -366,7 +371,16 @@ def plan(
     )
     if as_json:
         click.echo(json.dumps(_planned(outcome)))
-        sys.exit(EXIT_PARTIAL if outcome.partial else 0)
+    else:
+        _say_plan(outcome, target=target)
+    if commenting is not None:
+        _comment(commenting, outcome, branch=target.branch)
+    sys.exit(EXIT_PARTIAL if outcome.partial else 0)
+
+
+def _say_plan(outcome: reconciling.Outcome, *, target: Target) -> None:
+    """`plan`'s text: the edits planned with, and the files and message of the
+    commit a reconcile would make."""
     if outcome.edits is not None:
         _say_edits(outcome.edits, branch=target.branch)
     if not outcome.changes and outcome.edits is not None:
@@ -379,7 +393,6 @@ def plan(
             click.echo(f"  {change:8} {path}")
         click.echo("")
         click.echo(outcome.message)
-    sys.exit(EXIT_PARTIAL if outcome.partial else 0)
 
 
 @click.command()
@@ -594,6 +607,27 @@ def spokes(target: Target, now_text: str | None, as_json: bool) -> None:
         click.echo(f"spokes at {found.input_commit[:12]}:")
         click.echo(survey.table(found))
     sys.exit(EXIT_PARTIAL if any(report.trouble for report in found.spokes) else 0)
+
+
+def _comment(commenting: Commenting, outcome: reconciling.Outcome, *, branch: str) -> None:
+    """Keep `outcome` as Caspian's comment on the pull request, and say so on
+    stderr (stdout may be --json's); a forge that fails it fails the command,
+    once the plan is printed."""
+    assert outcome.edits is not None  # --comment needs --work-tree
+    body = plan_comment(
+        edits=outcome.edits,
+        message=outcome.message if outcome.changes else None,
+        branch=branch,
+        input_commit=outcome.input_commit,
+        now=outcome.decision.now,
+    )
+    number = commenting.number
+    try:
+        done = commenting.forge.comment_on(number, body=body, marker=MARKER)
+    except ForgeError as error:
+        click.echo(f"error: cannot comment on pull request {number}: {error}", err=True)
+        sys.exit(EXIT_ERROR)
+    click.echo(f"Caspian's plan comment on pull request {number}: {done}", err=True)
 
 
 def _say_edits(edits: Edits, *, branch: str) -> None:
