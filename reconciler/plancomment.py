@@ -14,6 +14,9 @@ from reconciler.quantities import format_time
 # The first line of Caspian's comment: hidden where the forge renders
 # Markdown, and how the next run finds the comment to rewrite.
 MARKER = "<!-- caspian.dev/plan -->"
+# GitHub refuses a comment longer than 65,536 characters: the message of a
+# fleet of thousands of jobs is cut short of that, at a line's end.
+MOST_CHARS = 60_000
 
 
 def plan_comment(
@@ -47,14 +50,25 @@ def plan_comment(
         lines += ["", "A reconcile would commit nothing: no job would move, start or stop."]
         return "\n".join(lines) + "\n"
     subject, _, body = message.partition("\n")
-    lines += [
-        "",
-        f"**{subject}**",
-        "",
-        "<details><summary>The commit Caspian would make</summary>",
-        "",
-        body.strip("\n"),
-        "",
-        "</details>",
-    ]
-    return "\n".join(lines) + "\n"
+    head = "\n".join([*lines, "", f"**{subject}**", ""])
+    folded = _cut(body.strip("\n"), most=MOST_CHARS - len(head))
+    summary = "<details><summary>The commit Caspian would make</summary>"
+    return "\n".join([head, summary, "", folded, "", "</details>"]) + "\n"
+
+
+def _cut(text: str, *, most: int) -> str:
+    """`text`, or as many of its first lines as leave room within `most`
+    characters for a last line that says how many were left out."""
+    if len(text) <= most:
+        return text
+    kept: list[str] = []
+    size = 0
+    rest = text.split("\n")
+    for line in rest:
+        if size + len(line) + 1 > most - 200:  # room for the line saying so
+            break
+        kept.append(line)
+        size += len(line) + 1
+    left = len(rest) - len(kept)
+    kept += ["", f"... {left} more lines: `caspian plan --work-tree .` prints them all"]
+    return "\n".join(kept)

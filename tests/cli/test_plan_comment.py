@@ -3,10 +3,14 @@ as one comment on the pull request, against a forge's API on 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+
 import pytest
 
 from reconciler.cli import EXIT_ERROR
-from reconciler.plancomment import MARKER
+from reconciler.overlay import Edits
+from reconciler.plancomment import MARKER, MOST_CHARS, plan_comment
 from tests.cli.test_cli import AT
 from tests.cli.test_work_tree import _cloned
 from tests.fakeforge import PullComments, serve_forge
@@ -41,8 +45,10 @@ def test_one_comment_holds_the_plan_and_each_run_rewrites_it(run, tmp_path, kind
         assert "\n**place: 1 job (" in said
         assert "| batch/fresh " in said  # the placement table, folded
         assert said.count("<details>") == 1 and said.rstrip().endswith("</details>")
-        # The same plan again: nothing to change.
-        assert "pull request 7: unchanged" in run(*at, "--comment", "7").stderr
+        # The same plan again: nothing to change. With --json, stdout is the object alone.
+        result = run(*at, "--comment", "7", "--json")
+        assert "pull request 7: unchanged" in result.stderr
+        assert json.loads(result.stdout)["work_tree"]["edited"] == {"jobs/fresh.yaml": "added"}
         # A push to the pull request: the same comment, rewritten.
         (work / "jobs" / "fresh.yaml").unlink()
         result = run(*at, "--comment", "7")
@@ -106,3 +112,20 @@ def test_comment_needs_the_forge_and_a_work_tree(run, tmp_path) -> None:
     result = run("plan", "--repo", remote, *AT, *forge, "--comment", "7")
     assert result.exit_code == 2
     assert "--comment needs --work-tree" in result.output
+
+
+def test_a_plan_too_long_for_a_comment_is_cut_at_a_lines_end() -> None:
+    rows = [
+        f"| batch/job-{n:05} | paris | Planned | 2026-11-22 02:00 | 1 | 2 |" for n in range(3000)
+    ]
+    message = "\n".join(["place: 3000 jobs (paris 3000)", "", *rows])
+    edits = Edits(where=".", base=None, edited={"jobs/a.yaml": "added"}, crossed=("jobs/b.yaml",))
+    now = datetime(2026, 11, 22, 2, tzinfo=UTC)
+    said = plan_comment(edits=edits, message=message, branch="main", input_commit="0" * 40, now=now)
+    assert len(said) <= MOST_CHARS < len(message)
+    kept = [line for line in said.splitlines() if line.startswith("| batch/")]
+    assert kept == rows[: len(kept)] and len(kept) > 100
+    assert f"... {len(rows) - len(kept)} more lines: `caspian plan --work-tree .` prints" in said
+    assert said.endswith("</details>\n")
+    assert "This checkout shares no commit with the remote" in said
+    assert "Changed on main as well, planned as this pull request has them: `jobs/b.yaml`." in said
