@@ -1,8 +1,10 @@
 """Pull requests on a forge (GitHub, Gitea, or GitLab's merge requests): the
 only module that calls a forge's API. Opening is idempotent: an open PR from
 the proposal branch is updated, never duplicated; one that nothing is left to
-propose for is closed with a comment saying why. The token comes from the
-environment and is sent only in the Authorization header."""
+propose for is closed with a comment saying why. So is commenting a plan on
+a pull request (`plan --comment`): Caspian's one comment there is rewritten,
+never added to. The token comes from the environment and is sent only in the
+Authorization header."""
 
 from __future__ import annotations
 
