@@ -92,13 +92,16 @@ def explain(
     *,
     committed: Entry | None = None,
     review: UnderReview | None = None,
+    unpushed: bool = False,
 ) -> Explanation:
     """Why the job of `entry` goes where it goes in `decision`; `committed` is
     its record in the ledger the decision was made on, if it has one, and
-    `review` its record in the plan under review, if one holds it."""
+    `review` its record in the plan under review, if one holds it.
+    `unpushed`: the decision was made with a work tree's edits (plan
+    --work-tree), which the branch does not hold yet."""
     request = decision.jobs.get(entry.id)
     notes = [
-        *_uncommitted(entry, committed, review),
+        *_uncommitted(entry, committed, review, unpushed=unpushed),
         *_requeued(decision, entry),
         *_carbon(decision, entry, request),
         *_reason(decision, entry),
@@ -140,10 +143,12 @@ def explain(
     )
 
 
-def _uncommitted(entry: Entry, committed: Entry | None, review: UnderReview | None) -> list[str]:
+def _uncommitted(
+    entry: Entry, committed: Entry | None, review: UnderReview | None, *, unpushed: bool
+) -> list[str]:
     """Where its place is not the one committed: it is what the next reconcile
-    commits, or, in pull-request mode, proposes for review, or what the open
-    proposal holds already."""
+    (after the push of `unpushed` edits) commits, or, in pull-request mode,
+    proposes for review, or what the open proposal holds already."""
     if committed is not None and entry.started_outside(committed):
         planned = committed.planned_start
         since = f" from {format_time(planned)}" if planned else ""
@@ -166,7 +171,10 @@ def _uncommitted(entry: Entry, committed: Entry | None, review: UnderReview | No
             f"proposed for review on {review.branch}: main does not hold it yet, and it "
             "starts there once the pull request is merged"
         ]
-    next_one = "the next reconcile commits it (with --propose, proposes it for review)"
+    after = "the first reconcile after the work tree's edits are pushed" if unpushed else ""
+    next_one = (
+        f"{after or 'the next reconcile'} commits it (with --propose, proposes it for review)"
+    )
     if committed is None or committed.spoke is None:
         return [f"a new place, not committed yet: {next_one}"]
     start = f" from {format_time(committed.planned_start)}" if committed.planned_start else ""

@@ -454,7 +454,9 @@ def explain(
         offered = _run(lambda repo: reconciling.proposal_ledger(repo, under_review), target)
         if offered is not None and (record := offered.by_id().get(entry.id)) is not None:
             review = explaining.UnderReview(branch=under_review, record=record)
-    explanation = explaining.explain(decision, entry, committed=committed, review=review)
+    explanation = explaining.explain(
+        decision, entry, committed=committed, review=review, unpushed=planned.edits is not None
+    )
     if as_json:
         click.echo(explanation.model_dump_json())
         return

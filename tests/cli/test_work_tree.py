@@ -147,6 +147,10 @@ def test_explain_names_a_job_only_the_work_tree_holds(run, tmp_path) -> None:
     result = run("explain", "batch/fresh", "--repo", remote, *AT, "--work-tree", work)
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("batch/fresh (jobs/fresh.yaml): Planned")
+    assert (
+        "a new place, not committed yet: the first reconcile after the work tree's edits are "
+        "pushed commits it"
+    ) in result.stdout
     assert run("explain", "batch/fresh", "--repo", remote, *AT).exit_code != 0
 
 
