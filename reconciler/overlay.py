@@ -2,11 +2,12 @@
 top of it (`caspian plan --work-tree`), so that a change can be planned
 before it is committed, pushed or merged.
 
-A file the work tree changed since the commit it shares with the branch (its
+A file the work tree changed since its history met the branch's (at its
 `base`) is taken as the work tree has it; every other file as the branch's
 tip has it, so that what others pushed since the work tree was cloned stays,
 as it would after a rebase. Where the work tree shares no commit with the
-branch (a shallow clone, say), nothing tells its edits from what it lacks:
+branch (a shallow checkout of a merge commit, say), nothing tells its edits
+from what it lacks:
 the files people write (jobs/, spokes/, caspian.yaml) are taken as it has
 them, and those Caspian owns (rendered/, status/) as the tip has them, since
 a stale ledger would plan from a past the branch has left. Pure."""

@@ -15,7 +15,7 @@ from reconciler.quantities import format_time
 # Markdown, and how the next run finds the comment to rewrite.
 MARKER = "<!-- caspian.dev/plan -->"
 # GitHub refuses a comment longer than 65,536 characters: the message of a
-# fleet of thousands of jobs is cut short of that, at a line's end.
+# fleet of some hundreds of jobs is cut short of that, at a line's end.
 MOST_CHARS = 60_000
 
 
