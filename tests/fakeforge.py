@@ -112,7 +112,15 @@ class PullComments:
     def __call__(self, seen, method, body):
         path, _, query = seen.path.partition("?")
         parts = path.split("/")
-        if method in ("PATCH", "PUT"):  # .../comments/{id}, or .../notes/{id}
+        # GitHub and Gitea: PATCH .../issues/comments/{id}; GitLab: PUT
+        # .../merge_requests/{number}/notes/{id}.
+        if method in ("PATCH", "PUT"):
+            if method == "PATCH":
+                shape, known = (parts[-3], parts[-2]), ("issues", "comments")
+            else:
+                shape, known = (parts[-4], parts[-2]), ("merge_requests", "notes")
+            if shape != known:
+                return 404, {"message": "Not Found"}
             self.updates += 1
             comment = next(c for c in self.comments if c["id"] == int(parts[-1]))
             comment["body"] = body["body"]
