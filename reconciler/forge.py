@@ -148,7 +148,9 @@ class Forge(BaseModel):
         """The first comment on pull request `number` whose text begins with
         `marker`, read a page at a time; None where none does."""
         api = self._dialect
-        for page in range(1, MOST_PAGES + 1):
+        # Gitea lists an issue's comments all at once: its API takes no page there.
+        pages = 1 if self.kind == "gitea" else MOST_PAGES
+        for page in range(1, pages + 1):
             asked = urllib.parse.urlencode({api.per_page: str(PAGE), "page": str(page)})
             found = self._call("GET", f"{api.comments.format(number)}?{asked}", None, pull=number)
             where = f"GET {self._endpoint(api.comments.format(number))}"

@@ -99,12 +99,13 @@ class PullRequests:
 class PullComments:
     """A forge stand-in for the comments on pull requests: GitHub's and
     Gitea's (an issue's comments, changed by PATCH), or GitLab's merge request
-    notes (changed by PUT). Pull requests not in `pulls` are not found."""
+    notes (changed by PUT). Pull requests not in `pulls` are not found.
+    Gitea's list (asked with `limit`) takes no page: it holds them all."""
 
     def __init__(self, *pulls: int) -> None:
         self.pulls = set(pulls)
         self.comments: list[dict] = []
-        self.posts = self.updates = 0
+        self.posts = self.updates = self.lists = 0
 
     def on(self, number: int) -> list[str]:
         return [c["body"] for c in self.comments if c["pull"] == number]
@@ -133,7 +134,10 @@ class PullComments:
             comment = {"id": 1000 + len(self.comments), "pull": number, "body": body["body"]}
             self.comments.append(comment)
             return 201, comment
+        self.lists += 1
         asked = dict(pair.split("=", 1) for pair in query.split("&"))
-        size, page = int(asked.get("per_page") or asked["limit"]), int(asked["page"])
         mine = [c for c in self.comments if c["pull"] == number]
+        if "limit" in asked:
+            return 200, mine
+        size, page = int(asked["per_page"]), int(asked["page"])
         return 200, mine[(page - 1) * size : page * size]

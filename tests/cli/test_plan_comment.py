@@ -60,15 +60,19 @@ def test_one_comment_holds_the_plan_and_each_run_rewrites_it(run, tmp_path, kind
         assert "forge-token" not in result.output
 
 
-def test_the_comment_is_found_past_the_first_page(run, tmp_path) -> None:
+@pytest.mark.parametrize(("kind", "lists"), [("github", 2), ("gitea", 1)])
+def test_the_comment_is_found_past_the_first_page(run, tmp_path, kind, lists) -> None:
     remote, work = _cloned(run, tmp_path)
     forge = PullComments(7)
     forge.comments += [{"id": n, "pull": 7, "body": f"review {n}"} for n in range(60)]
-    forge.comments.append({"id": 60, "pull": 7, "body": f"{MARKER}\nan older plan"})
-    with serve_forge(forge) as url:
-        at = ("plan", "--repo", remote, *AT, "--work-tree", work, *_forge("github", url))
+    with serve_forge(forge, scheme="token" if kind == "gitea" else "Bearer") as url:
+        at = ("plan", "--repo", remote, *AT, "--work-tree", work, *_forge(kind, url))
+        # None of Caspian's among them: every page read once, then posted.
+        assert "pull request 7: posted" in run(*at, "--comment", "7").stderr
+        assert forge.lists == lists
+        forge.comments[-1]["body"] = f"{MARKER}\nan older plan"
         assert "pull request 7: updated" in run(*at, "--comment", "7").stderr
-    assert forge.posts == 0 and forge.comments[-1]["body"] != f"{MARKER}\nan older plan"
+    assert forge.posts == 1 and forge.comments[-1]["body"] != f"{MARKER}\nan older plan"
 
 
 def test_a_pull_request_the_forge_does_not_find_is_named(run, tmp_path) -> None:
