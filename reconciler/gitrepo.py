@@ -979,6 +979,16 @@ def _read_tree(
                 links.add(path)
 
 
+def origin_url(path: Path) -> str | None:
+    """The URL of the remote named origin of the git work tree at `path`
+    (any directory of it); None where it is in none, or has no such remote."""
+    found = pygit2.discover_repository(str(path))
+    if found is None:
+        return None
+    remotes = pygit2.Repository(found).remotes
+    return remotes["origin"].url if "origin" in remotes.names() else None
+
+
 def _read_here(path: str) -> bool:
     """Whether a file at `path` (within the fleet repo) is one Caspian reads."""
     return path.startswith(READ_PREFIXES) or astray(path)

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from reconciler import signing
 from reconciler.forge import Forge, ForgeKind
-from reconciler.gitrepo import FleetRepo, Identity, branch_refusal
+from reconciler.gitrepo import FleetRepo, Identity, branch_refusal, origin_url
 from reconciler.observing import DeclaredCapacity, Observer, StatusFilledIn
 from reconciler.proposing import Proposing
 from reconciler.quantities import timestamp
@@ -113,10 +113,9 @@ class Target:
         return StatusFilledIn(spokes, argocd) if told else spokes
 
 
+_REPO_HELP = "Fleet repo: a path to a bare repo or any git URL."
 _TARGET_OPTIONS = (
-    click.option(
-        "--repo", "url", required=True, help="Fleet repo: a path to a bare repo or any git URL."
-    ),
+    click.option("--repo", "url", required=True, help=_REPO_HELP),
     click.option("--branch", default="main", show_default=True),
     click.option(
         "--path",
@@ -194,14 +193,28 @@ def repo_options(command: Callable[..., None]) -> Callable[..., None]:
     return with_repo
 
 
-def target_options(command: Callable[..., None]) -> Callable[..., None]:
+# plan and explain: where --work-tree names a clone, the fleet repo is its origin.
+_REPO_OR_ORIGIN = click.option(
+    "--repo", "url", help=f"{_REPO_HELP} With --work-tree, that clone's origin by default."
+)
+
+
+def planning_target_options(command: Callable[..., None]) -> Callable[..., None]:
+    """`target_options` for plan and explain, whose --work-tree clone names
+    the fleet repo where --repo does not."""
+    return target_options(command, repo=_REPO_OR_ORIGIN)
+
+
+def target_options(
+    command: Callable[..., None], *, repo: Callable[[Any], Any] = _TARGET_OPTIONS[0]
+) -> Callable[..., None]:
     """The options naming the fleet repo and the observer, handed to `command` as
     one `target`: plan, reconcile, explain and watch take the same ones."""
 
     @functools.wraps(command)
     def with_target(
         *args: Any,
-        url: str,
+        url: str | None,
         branch: str,
         root: str,
         cache_dir: Path | None,
@@ -212,6 +225,8 @@ def target_options(command: Callable[..., None]) -> Callable[..., None]:
         argocd_namespace: str,
         **rest: Any,
     ) -> None:
+        if url is None:  # only where --repo may be left out
+            url = _origin(rest.get("work_tree"))
         target = Target(
             url=url,
             branch=branch,
@@ -226,9 +241,22 @@ def target_options(command: Callable[..., None]) -> Callable[..., None]:
         command(*args, target=target, **rest)
 
     # click lists options in the order of their decorators, outermost first.
-    for option in reversed(_TARGET_OPTIONS):
+    for option in reversed((repo, *_TARGET_OPTIONS[1:])):
         with_target = option(with_target)
     return with_target
+
+
+def _origin(work_tree: Path | None) -> str:
+    """The fleet repo, where --repo is left out: the origin of the clone that
+    --work-tree names."""
+    if work_tree is None:
+        raise click.MissingParameter(param_hint="'--repo'", param_type="option")
+    url = origin_url(work_tree)
+    if url is None:
+        raise click.UsageError(
+            f"{work_tree} is no clone with a remote named origin: give --repo, the fleet repo"
+        )
+    return url
 
 
 def _branch(context: click.Context, parameter: click.Parameter, name: str | None) -> str | None:

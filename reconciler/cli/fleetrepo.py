@@ -42,6 +42,7 @@ from reconciler.cli.common import (
     comment_options,
     now_option,
     parse_now,
+    planning_target_options,
     proposal_options,
     repo_options,
     target_options,
@@ -351,7 +352,7 @@ def _fleet_root(path: Path) -> Path:
 
 
 @click.command()
-@target_options
+@planning_target_options
 @now_option
 @under_review_option
 @work_tree_option
@@ -426,7 +427,7 @@ def reconcile(
 
 @click.command()
 @click.argument("job", callback=lambda _ctx, _param, value: _job_named(value))
-@target_options
+@planning_target_options
 @now_option
 @under_review_option
 @work_tree_option

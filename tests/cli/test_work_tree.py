@@ -96,6 +96,25 @@ def test_a_pushed_branch_is_planned_from_where_it_forked(run, tmp_path) -> None:
     assert planned["work_tree"]["edited"] == {"jobs/fresh.yaml": "added"}
 
 
+def test_without_repo_the_clones_origin_is_the_fleet_repo(run, tmp_path) -> None:
+    remote, work = _cloned(run, tmp_path)
+    (work / "jobs" / "fresh.yaml").write_text(appwrapper("fresh"))
+    given = _planned(run, remote, "--work-tree", work)
+    result = run("plan", *AT, "--json", "--work-tree", work)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == given
+    told = run("explain", "batch/fresh", *AT, "--work-tree", work)
+    assert told.stdout.startswith("batch/fresh (jobs/fresh.yaml): Planned"), told.output
+    # Without --work-tree, or with a clone that has no origin, --repo is needed.
+    result = run("plan", *AT)
+    assert result.exit_code == 2 and "Missing option '--repo'" in result.output
+    run_git("remote", "remove", "origin", cwd=work)
+    result = run("plan", *AT, "--work-tree", work)
+    assert result.exit_code == 2
+    assert f"{work} is no clone with a remote named origin: give --repo" in result.output
+    assert "Missing option '--repo'" in run("reconcile", "--once", *AT).output
+
+
 def test_a_file_both_sides_changed_is_planned_as_the_work_tree_has_it(run, tmp_path) -> None:
     remote, work = _cloned(run, tmp_path)
     ours = appwrapper("etl-daily", annotations={"caspian.dev/duration": "2h"})
