@@ -209,7 +209,8 @@ def target_options(
     command: Callable[..., None], *, repo: Callable[[Any], Any] = _TARGET_OPTIONS[0]
 ) -> Callable[..., None]:
     """The options naming the fleet repo and the observer, handed to `command` as
-    one `target`: plan, reconcile, explain and watch take the same ones."""
+    one `target`: plan, reconcile, explain and watch take the same ones, but
+    for `repo`, the --repo option (one plan and explain may leave out)."""
 
     @functools.wraps(command)
     def with_target(
