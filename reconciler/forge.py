@@ -299,6 +299,11 @@ class Forge(BaseModel):
         `pull`: a 404 there is the repo's, or that pull request's."""
         if code == 401:
             return ": check the token in CASPIAN_FORGE_TOKEN"
+        if code == 403 and pull is not None:
+            return (
+                f": the token in CASPIAN_FORGE_TOKEN may not comment on pull request {pull} "
+                f"of {self.repo}"
+            )
         if code == 403:
             return f": the token in CASPIAN_FORGE_TOKEN may not write pull requests to {self.repo}"
         if code == 404 and listing and pull is not None:

@@ -86,7 +86,9 @@ def test_a_pull_request_the_forge_does_not_find_is_named(run, tmp_path) -> None:
     assert "HTTP 404 (Not Found): no pull request 8 in platform/fleet at " in result.stderr
 
 
-def test_a_wrong_token_or_a_garbled_answer_says_what_to_fix(run, tmp_path, monkeypatch) -> None:
+def test_a_wrong_token_a_token_that_may_not_comment_or_a_garbled_answer_says_what_to_fix(
+    run, tmp_path, monkeypatch
+) -> None:
     remote, work = _cloned(run, tmp_path)
     with serve_forge(PullComments(7)) as url:
         at = ("plan", "--repo", remote, *AT, "--work-tree", work, *_forge("github", url))
@@ -97,8 +99,24 @@ def test_a_wrong_token_or_a_garbled_answer_says_what_to_fix(run, tmp_path, monke
             result.stderr
         )
         assert "not-the-token" not in result.output
+
+    monkeypatch.setenv("CASPIAN_FORGE_TOKEN", "forge-token")
+
+    # A token that may read the pull request, not comment on it.
+    def read_only(seen, method, body):
+        if method == "GET":
+            return 200, []
+        return 403, {"message": "Resource not accessible by integration"}
+
+    with serve_forge(read_only) as url:
+        at = ("plan", "--repo", remote, *AT, "--work-tree", work, *_forge("github", url))
+        result = run(*at, "--comment", "7")
+        assert result.exit_code == EXIT_ERROR
+        assert (
+            "HTTP 403 (Resource not accessible by integration): the token in "
+            "CASPIAN_FORGE_TOKEN may not comment on pull request 7 of platform/fleet"
+        ) in result.stderr
     with serve_forge(lambda seen, method, body: (200, {"comments": []})) as url:
-        monkeypatch.setenv("CASPIAN_FORGE_TOKEN", "forge-token")
         at = ("plan", "--repo", remote, *AT, "--work-tree", work, *_forge("github", url))
         result = run(*at, "--comment", "7")
         assert result.exit_code == EXIT_ERROR
