@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 
-from reconciler.decisions import Decision, Requeue, Retry
+from reconciler.decisions import Decision
 from reconciler.fleet import SPOKES_DIR, split_suffix
 from reconciler.ledger import ACTIVE, FINISHED, FIXED, UNFINISHED, Entry, Ledger, Phase
 from reconciler.quantities import format_duration, format_time
@@ -106,13 +106,7 @@ def subject(
     """One line for the commit. `pruned` holds the finished jobs whose Job
     leaves rendered/ in it, `rewritten` those whose file changes while their
     place does not: the ledger does not change for either."""
-    changes = _changes(
-        old,
-        decision.ledger,
-        requeued=decision.requeued,
-        retried=decision.retried,
-        spokes=decision.spokes,
-    )
+    changes = _changes(old, decision)
     parts = []
     placed = changes["placed"] + changes["moved"]
     if placed:
@@ -423,17 +417,12 @@ def plan_id(ledger: Ledger) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-def _changes(
-    old: Ledger,
-    new: Ledger,
-    *,
-    requeued: Mapping[str, Requeue] | None = None,
-    retried: Mapping[str, Retry] | None = None,
-    spokes: Collection[str] = (),
-) -> dict[str, list[Entry]]:
-    """The entries of `new` by what changed since `old`; `requeued` holds the
-    jobs taken off a spoke where they could not run, `retried` those whose Job
-    failed and that run again, `spokes` those whose file loads now."""
+def _changes(old: Ledger, decision: Decision) -> dict[str, list[Entry]]:
+    """The entries of the decision's ledger by what changed since `old`: the
+    decision says which jobs it took off a spoke where they could not run
+    (`requeued`), whose Job failed and runs again (`retried`), and which
+    spokes' files load."""
+    new, requeued, retried = decision.ledger, decision.requeued, decision.retried
     before = old.by_id()
     changes: dict[str, list[Entry]] = {
         k: []
@@ -462,10 +451,10 @@ def _changes(
     for entry in new.entries:
         prev = before.get(entry.id)
         same = prev is not None and prev.phase == entry.phase
-        if entry.id in (requeued or {}):
+        if entry.id in (requeued):
             changes["requeued"].append(entry)
             continue
-        if entry.id in (retried or {}):
+        if entry.id in (retried):
             changes["retried"].append(entry)
             continue
         if (
@@ -543,7 +532,7 @@ def _changes(
         for e in old.entries
         if e.phase == Phase.INVALID
         and e.id not in after
-        and (e.source in loaded or _spoke_named(e.source) in spokes)
+        and (e.source in loaded or _spoke_named(e.source) in decision.spokes)
     ]
     return changes
 
@@ -559,9 +548,7 @@ def _describe_changes(old: Ledger, decision: Decision) -> Iterable[str]:
     before = old.by_id()
     requeued, retried = decision.requeued, decision.retried
     slot_start, closed = decision.window.start, decision.closed
-    changes = _changes(
-        old, decision.ledger, requeued=requeued, retried=retried, spokes=decision.spokes
-    )
+    changes = _changes(old, decision)
     for entry in changes["requeued"]:
         now = f"{entry.spoke} {_hhmm(entry)}" if entry.spoke else f"pending: {entry.reason}"
         yield f"- requeued {entry.id}: {requeued[entry.id].reason}; now {now}"
